@@ -1,0 +1,214 @@
+use crate::audit::{self, Actor, Change};
+use crate::auth::{self as authn, AuthMethod, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::models::{now, NewSession, User};
+use crate::schema::{sessions, users};
+use crate::state::AppState;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use diesel::prelude::*;
+use serverware_shared::api::{ChangePasswordRequest, LoginRequest, SessionResponse, Severity};
+use serverware_shared::{validate, ErrorBody, SESSION_COOKIE};
+use std::time::Instant;
+
+pub fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .finish()
+}
+
+fn session_response(user: &User, p_role: serverware_shared::Role, method: &str, idle: u64) -> SessionResponse {
+    SessionResponse {
+        user: user.to_response(),
+        effective_role: p_role,
+        auth_method: method.into(),
+        idle_timeout_minutes: idle,
+    }
+}
+
+/// Log in with a user name and password. Sets an HttpOnly, SameSite=Strict session cookie.
+/// Repeated failures lock the account and the client address for a while (429 with Retry-After).
+#[utoipa::path(tag = "auth", request_body = LoginRequest, security(()), responses(
+    (status = 200, body = SessionResponse),
+    (status = 400, body = ErrorBody),
+    (status = 401, description = "Wrong user name or password", body = ErrorBody),
+    (status = 429, description = "Too many failures; see Retry-After", body = ErrorBody),
+))]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let LoginRequest { username, password } = body.into_inner();
+    let account = username.trim().to_lowercase();
+    let addr = req.peer_addr().map(|a| a.ip());
+    if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect::<String>());
+    let ip = addr.map(|a| a.to_string());
+    let secret = authn::new_session_secret();
+    let secret_hash = authn::secret_hash(&secret);
+    let acct = account.clone();
+    let result = state
+        .db
+        .run(move |conn| {
+            let user: Option<User> = users::table
+                .filter(users::username.eq(&acct))
+                .select(User::as_select())
+                .first(conn)
+                .optional()?;
+            let ok = match &user {
+                Some(u) => authn::verify_password(&password, &u.password_hash) && !u.disabled,
+                None => {
+                    // Same work as for a real user, so timing does not reveal which names exist.
+                    authn::verify_password(&password, authn::dummy_hash());
+                    false
+                }
+            };
+            let Some(user) = user.filter(|_| ok) else {
+                let actor = Actor { name: acct.clone(), via_token: None };
+                audit::record(
+                    conn,
+                    &actor,
+                    Change::new("auth.login_failed", "user", &acct, format!("failed login for '{acct}'"))
+                        .details(serde_json::json!({ "ip": ip }))
+                        .severity(Severity::Warning),
+                )?;
+                return Ok(None);
+            };
+            let t = now();
+            conn.transaction(|conn| {
+                diesel::insert_into(sessions::table)
+                    .values(NewSession {
+                        token_hash: &secret_hash,
+                        user_id: user.id,
+                        created_at: t,
+                        last_seen_at: t,
+                        ip: ip.as_deref(),
+                        user_agent: user_agent.as_deref(),
+                    })
+                    .execute(conn)?;
+                diesel::update(users::table.find(user.id))
+                    .set(users::last_login_at.eq(t))
+                    .execute(conn)?;
+                audit::record(
+                    conn,
+                    &Actor { name: user.username.clone(), via_token: None },
+                    Change::new("auth.login", "user", user.id, format!("{} logged in", user.username))
+                        .details(serde_json::json!({ "ip": ip })),
+                )?;
+                Ok::<_, ApiError>(())
+            })?;
+            Ok(Some(User { last_login_at: Some(t), ..user }))
+        })
+        .await?;
+    match result {
+        Some(user) => {
+            state.login_limiter.success(&account, addr);
+            let body = session_response(&user, user.role(), "session", state.config.session_idle_minutes);
+            Ok(HttpResponse::Ok()
+                .cookie(session_cookie(secret, state.tls))
+                .json(body))
+        }
+        None => {
+            state.login_limiter.failure(&account, addr, Instant::now());
+            Err(ApiError::Unauthorized("wrong user name or password".into()))
+        }
+    }
+}
+
+/// End the current session (server-side) and clear the cookie.
+#[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
+#[post("/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+    if let AuthMethod::Session { session_id } = principal.method {
+        let actor = Actor::from(&principal);
+        state
+            .db
+            .run(move |conn| {
+                diesel::delete(sessions::table.find(session_id)).execute(conn)?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Change::new("auth.logout", "user", principal.user_id, format!("{} logged out", actor.name)),
+                )?;
+                Ok(())
+            })
+            .await?;
+    }
+    let mut gone = session_cookie(String::new(), state.tls);
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
+}
+
+/// Who am I: the user, the role in force and how this request was authenticated.
+#[utoipa::path(tag = "auth", responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)))]
+#[get("/auth/me")]
+pub async fn me(state: web::Data<AppState>, principal: Principal) -> ApiResult<web::Json<SessionResponse>> {
+    let id = principal.user_id;
+    let user: User = state
+        .db
+        .run(move |conn| Ok(users::table.find(id).select(User::as_select()).first(conn)?))
+        .await?;
+    let method = if principal.token_name().is_some() { "token" } else { "session" };
+    Ok(web::Json(session_response(&user, principal.role, method, state.config.session_idle_minutes)))
+}
+
+/// Change one's own password. Ends the user's other sessions.
+#[utoipa::path(tag = "auth", request_body = ChangePasswordRequest, responses(
+    (status = 204), (status = 401, body = ErrorBody), (status = 403, description = "Wrong current password", body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/auth/password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<ChangePasswordRequest>,
+) -> ApiResult<HttpResponse> {
+    let req = body.into_inner();
+    validate::new_password("new_password", &req.new_password)?;
+    let actor = Actor::from(&principal);
+    let keep_session = match principal.method {
+        AuthMethod::Session { session_id } => Some(session_id),
+        AuthMethod::Token { .. } => None,
+    };
+    let uid = principal.user_id;
+    state
+        .db
+        .run(move |conn| {
+            let user: User = users::table.find(uid).select(User::as_select()).first(conn)?;
+            if !authn::verify_password(&req.current_password, &user.password_hash) {
+                return Err(ApiError::Forbidden("the current password is wrong".into()));
+            }
+            let hash = authn::hash_password(&req.new_password)?;
+            conn.transaction(|conn| {
+                diesel::update(users::table.find(uid))
+                    .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
+                    .execute(conn)?;
+                // The session that changed the password stays; every other one ends.
+                diesel::delete(
+                    sessions::table
+                        .filter(sessions::user_id.eq(uid))
+                        .filter(sessions::id.ne(keep_session.unwrap_or(-1))),
+                )
+                .execute(conn)?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Change::new("user.password", "user", uid, format!("{} changed their password", actor.name)),
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,116 @@
+//! The REST API under `/api/v1`. Handlers are registered through utoipa-actix-web, so the OpenAPI
+//! document at `/api/v1/openapi.json` lists exactly the routes that exist.
+
+mod auth;
+mod events;
+mod tokens;
+mod users;
+
+use crate::error::{self, ApiError, ApiResult};
+use crate::state::AppState;
+use actix_web::{get, web, HttpResponse};
+use serverware_shared::api::HealthResponse;
+use serverware_shared::ErrorBody;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+pub use self::auth::session_cookie;
+
+/// Every `/api/v1` route; used both to serve and to describe the API.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health)
+        .service(openapi_json)
+        .service(auth::login)
+        .service(auth::logout)
+        .service(auth::me)
+        .service(auth::change_password)
+        .service(users::list_users)
+        .service(users::create_user)
+        .service(users::get_user)
+        .service(users::update_user)
+        .service(users::delete_user)
+        .service(tokens::list_tokens)
+        .service(tokens::create_token)
+        .service(tokens::revoke_token)
+        .service(events::list_events)
+        .service(events::get_settings)
+        .service(events::update_settings);
+}
+
+/// The OpenAPI document of the API, built from the handlers' annotations.
+pub fn openapi() -> OpenApi {
+    let (_, mut api) = actix_web::App::new()
+        .into_utoipa_app()
+        .service(utoipa_actix_web::scope("/api/v1").configure(configure))
+        .split_for_parts();
+    api.info.title = "SERVERware controller API".into();
+    api.info.version = env!("CARGO_PKG_VERSION").into();
+    api.info.description = Some(
+        "Every route except health and login needs a session cookie (from login) or an API token \
+         sent as `Authorization: Bearer <token>`. Errors have one shape: ErrorBody."
+            .into(),
+    );
+    let components = api.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(serverware_shared::SESSION_COOKIE))),
+    );
+    components.add_security_scheme(
+        "token",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    components
+        .schemas
+        .entry("ErrorBody".into())
+        .or_insert_with(|| <ErrorBody as utoipa::PartialSchema>::schema());
+    api
+}
+
+use utoipa_actix_web::AppExt;
+
+/// The OpenAPI document, computed once at start.
+pub struct OpenApiDoc(pub String);
+
+/// Is the controller up? The only route besides login that needs no authentication.
+#[utoipa::path(tag = "system", responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)), security(()))]
+#[get("/health")]
+async fn health(state: web::Data<AppState>) -> ApiResult<web::Json<HealthResponse>> {
+    state
+        .db
+        .run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| ApiError::Unavailable(e.to_string()))
+        })
+        .await?;
+    Ok(web::Json(HealthResponse {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        database: state.db.kind().into(),
+    }))
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(tag = "system", responses((status = 200, description = "OpenAPI document", content_type = "application/json"), (status = 401, body = ErrorBody)))]
+#[get("/openapi.json")]
+async fn openapi_json(doc: web::Data<OpenApiDoc>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// JSON answers for routes that do not exist.
+pub async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::NotFound("no such route".into()))
+}
+
+pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(|e, _| error::json_error(e).into()),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|e, _| error::query_error(e).into()))
+    .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e).into()));
+}

@@ -1,0 +1,92 @@
+//! Audit: every change is stored as an Event of kind audit (who, what, target, when), in the same
+//! transaction as the change itself.
+
+use crate::auth::Principal;
+use crate::db::DbConn;
+use crate::error::ApiError;
+use crate::models::{now, Event, NewEvent};
+use crate::schema::events;
+use crate::with_backend;
+use diesel::prelude::*;
+use serverware_shared::api::Severity;
+
+/// Who made a change.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    /// Set when the change was made with an API token.
+    pub via_token: Option<String>,
+}
+
+impl Actor {
+    pub fn system(what: &str) -> Actor {
+        Actor {
+            name: format!("system:{what}"),
+            via_token: None,
+        }
+    }
+}
+
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Actor {
+        Actor {
+            name: p.username.clone(),
+            via_token: p.token_name().map(str::to_string),
+        }
+    }
+}
+
+pub struct Change<'a> {
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target_id: String,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub severity: Severity,
+}
+
+impl<'a> Change<'a> {
+    pub fn new(action: &'a str, target_type: &'a str, target_id: impl ToString, message: String) -> Self {
+        Change {
+            action,
+            target_type,
+            target_id: target_id.to_string(),
+            message,
+            details: serde_json::json!({}),
+            severity: Severity::Info,
+        }
+    }
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+}
+
+/// Stores one audit event and returns it.
+pub fn record(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Event, ApiError> {
+    let mut details = change.details;
+    if let (Some(token), Some(obj)) = (&actor.via_token, details.as_object_mut()) {
+        obj.insert("via_token".into(), serde_json::Value::String(token.clone()));
+    }
+    let details = details.to_string();
+    let row = NewEvent {
+        kind: "audit",
+        severity: change.severity.as_str(),
+        actor: &actor.name,
+        action: change.action,
+        target_type: Some(change.target_type),
+        target_id: Some(&change.target_id),
+        message: &change.message,
+        details: &details,
+        created_at: now(),
+    };
+    let event = with_backend!(conn, |c| diesel::insert_into(events::table)
+        .values(&row)
+        .returning(Event::as_returning())
+        .get_result(c))?;
+    Ok(event)
+}

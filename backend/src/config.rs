@@ -1,0 +1,306 @@
+//! Configuration: defaults, then a TOML file, then `SERVERWARE_*` environment, then flags.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the TOML file is looked for when `SERVERWARE_CONFIG` is not set.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/serverware/serverware.toml";
+
+/// Options taken from the environment and the command line. clap lets a flag win over its
+/// environment variable; both win over the file, which wins over the defaults.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file [default: /etc/serverware/serverware.toml if present]
+    #[arg(long, env = "SERVERWARE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address and port to serve the dashboard and API on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SERVERWARE_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Directory for the database, keys and storage [default: ./data]
+    #[arg(long, env = "SERVERWARE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER:PASS@HOST/DB [default: SQLite in the data directory]
+    #[arg(long, env = "SERVERWARE_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log filter, such as `info` or `serverware=debug` [default: info]
+    #[arg(long, env = "SERVERWARE_LOG", global = true)]
+    pub log: Option<String>,
+    /// PEM certificate chain; serve HTTPS when given with --tls-key
+    #[arg(long, env = "SERVERWARE_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "SERVERWARE_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Minutes of inactivity after which a login session ends [default: 720]
+    #[arg(long, env = "SERVERWARE_SESSION_IDLE_MINUTES", global = true)]
+    pub session_idle_minutes: Option<u64>,
+    /// Directory of the built dashboard (index.html) [default: ./dist if present]
+    #[arg(long, env = "SERVERWARE_STATIC_DIR", global = true)]
+    pub static_dir: Option<PathBuf>,
+    /// Password of the `admin` user created on first start (random and printed when unset)
+    #[arg(long, env = "SERVERWARE_ADMIN_PASSWORD", global = true, hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+/// The keys a TOML file may set; unknown keys are an error, so a typo is noticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    log: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    session_idle_minutes: Option<u64>,
+    static_dir: Option<PathBuf>,
+    login: Option<LoginLimits>,
+}
+
+/// How failed logins are slowed down.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    /// Failures in a row on one account before it is locked for a while.
+    pub account_failures: u32,
+    /// Failures in a row from one address before it is locked for a while.
+    pub address_failures: u32,
+    /// First lock, in seconds; each further failure doubles it.
+    pub base_lock_secs: u64,
+    /// Longest lock, in seconds.
+    pub max_lock_secs: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            account_failures: 5,
+            address_failures: 20,
+            base_lock_secs: 30,
+            max_lock_secs: 900,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub log: String,
+    pub tls: Option<TlsFiles>,
+    pub session_idle_minutes: u64,
+    pub static_dir: Option<PathBuf>,
+    pub admin_password: Option<String>,
+    pub login: LoginLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl fmt::Debug for Config {
+    // Secrets stay out of logs: the database password and the admin password are redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_db_url(&self.database_url))
+            .field("log", &self.log)
+            .field("tls", &self.tls)
+            .field("session_idle_minutes", &self.session_idle_minutes)
+            .field("static_dir", &self.static_dir)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("login", &self.login)
+            .finish()
+    }
+}
+
+/// Replaces the password of a database URL with `****`.
+pub fn redact_db_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:****@{host}{path}")
+            } else {
+                url.to_string()
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Resolves the configuration from `args` (environment and flags), the TOML file and defaults.
+    pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None if Path::new(SYSTEM_CONFIG_PATH).exists() => {
+                load_file(Path::new(SYSTEM_CONFIG_PATH))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let listen_s = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen_s.parse().with_context(|| {
+            format!("listen address '{listen_s}' is not IP:PORT (such as 127.0.0.1:8080)")
+        })?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("serverware.db").display()));
+        let log = args
+            .log
+            .clone()
+            .or(file.log)
+            .unwrap_or_else(|| "info".to_string());
+        let cert = args.tls_cert.clone().or(file.tls_cert);
+        let key = args.tls_key.clone().or(file.tls_key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate (SERVERWARE_TLS_CERT) and a key (SERVERWARE_TLS_KEY)"),
+        };
+        let session_idle_minutes = args
+            .session_idle_minutes
+            .or(file.session_idle_minutes)
+            .unwrap_or(12 * 60);
+        if session_idle_minutes == 0 || session_idle_minutes > 60 * 24 * 90 {
+            bail!("session idle timeout must be between 1 and 129600 minutes");
+        }
+        let static_dir = args.static_dir.clone().or(file.static_dir).or_else(|| {
+            let dist = PathBuf::from("./dist");
+            dist.join("index.html").exists().then_some(dist)
+        });
+        let login = file.login.unwrap_or_default();
+        if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0
+        {
+            bail!("login limits must be at least 1");
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            log,
+            tls,
+            session_idle_minutes,
+            static_dir,
+            admin_password: args.admin_password.clone(),
+            login,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("configuration file {} is invalid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(&ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://./data/serverware.db");
+        assert_eq!(c.session_idle_minutes, 720);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn file_then_args() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/sw\"\nlog = \"debug\"\n[login]\naccount_failures = 3\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&ConfigArgs {
+            config: Some(path.clone()),
+            log: Some("warn".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.database_url, "sqlite:///srv/sw/serverware.db");
+        assert_eq!(c.log, "warn");
+        assert_eq!(c.login.account_failures, 3);
+        assert_eq!(c.login.address_failures, 20);
+
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let e = Config::resolve(&ConfigArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("lisen"), "{e:#}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let bad_listen = ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            listen: Some("localhost".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&bad_listen).is_err());
+        let half_tls = ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            tls_cert: Some("/x.pem".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&half_tls).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_db_url("postgres://sw:s3cret@db.example:5432/sw"),
+            "postgres://sw:****@db.example:5432/sw"
+        );
+        assert_eq!(redact_db_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+        let c = Config::resolve(&ConfigArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            database_url: Some("postgres://sw:s3cret@localhost/sw".into()),
+            admin_password: Some("hunter2hunter2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("hunter2"), "{dbg}");
+    }
+}

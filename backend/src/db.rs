@@ -1,0 +1,234 @@
+//! The database: SQLite by default, PostgreSQL when the URL says so. One diesel
+//! `MultiConnection` enum, one migrations folder per database, migrations embedded and applied at
+//! start. Blocking diesel calls run on tokio's blocking pool, never on the async executor.
+
+use crate::error::ApiError;
+use anyhow::{bail, Context};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection, for the few queries a
+/// `MultiConnection` cannot express (such as `RETURNING`).
+#[macro_export]
+macro_rules! with_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DbTarget {
+    /// `sqlite://PATH` (`sqlite:///abs/path` or `sqlite://./rel/path`) or `postgres://…` /
+    /// `postgresql://…`. Anything else is an error: a typo must never create a new empty database.
+    pub fn parse(url: &str) -> anyhow::Result<DbTarget> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                bail!("database URL 'sqlite://' names no file: use sqlite:///path/to/serverware.db");
+            }
+            return Ok(DbTarget::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbTarget::Postgres(url.to_string()));
+        }
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or(url);
+        bail!(
+            "database URL scheme '{scheme}' is not supported: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE"
+        )
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DbTarget::Sqlite(_) => "sqlite",
+            DbTarget::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Opens connections for the pool; see [`Db`].
+pub struct Manager {
+    target: DbTarget,
+}
+
+fn sqlite_path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .context("the SQLite database path is not valid UTF-8")
+}
+
+fn open(target: &DbTarget) -> anyhow::Result<DbConn> {
+    match target {
+        DbTarget::Sqlite(path) => {
+            let mut c = diesel::SqliteConnection::establish(sqlite_path_str(path)?)
+                .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+            // busy_timeout lets writers queue instead of failing; foreign keys are off by
+            // default in SQLite and our ON DELETE rules rely on them.
+            c.batch_execute(
+                "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )?;
+            Ok(DbConn::Sqlite(c))
+        }
+        DbTarget::Postgres(url) => {
+            let c = diesel::PgConnection::establish(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::config::redact_db_url(url)
+                )
+            })?;
+            Ok(DbConn::Postgres(c))
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        open(&self.target).map_err(|e| {
+            r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(format!("{e:#}")))
+        })
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// A pool of database connections; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    kind: &'static str,
+}
+
+impl Db {
+    /// Opens the database at `url`, creating an SQLite file only where the URL says so, and
+    /// applies pending migrations.
+    pub fn open(url: &str) -> anyhow::Result<Db> {
+        let target = DbTarget::parse(url)?;
+        let mut conn = open(&target)?;
+        match &mut conn {
+            DbConn::Sqlite(c) => {
+                // WAL lets readers work while a writer commits; it is stored in the file.
+                c.batch_execute("PRAGMA journal_mode = WAL;")?;
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?;
+            }
+            DbConn::Postgres(c) => {
+                c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"))?;
+            }
+        }
+        drop(conn);
+        let kind = target.kind();
+        let size = if kind == "sqlite" { 6 } else { 10 };
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(Manager { target })
+            .context("cannot create the database connection pool")?;
+        Ok(Db { pool, kind })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// A connection for blocking code (start-up and the command line).
+    pub fn get_blocking(&self) -> Result<PooledConnection<Manager>, ApiError> {
+        self.pool.get().map_err(ApiError::from)
+    }
+
+    /// Runs blocking database work on tokio's blocking pool.
+    pub async fn run<F, T>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(ApiError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes() {
+        assert_eq!(
+            DbTarget::parse("sqlite:///var/lib/sw/x.db").unwrap(),
+            DbTarget::Sqlite("/var/lib/sw/x.db".into())
+        );
+        assert_eq!(
+            DbTarget::parse("sqlite://./data/x.db").unwrap(),
+            DbTarget::Sqlite("./data/x.db".into())
+        );
+        assert!(matches!(
+            DbTarget::parse("postgresql://u:p@localhost/sw").unwrap(),
+            DbTarget::Postgres(_)
+        ));
+        for bad in ["mysql://u@h/db", "sqlite://", "./data/x.db", "sqlite:x.db", "postgre://x"] {
+            assert!(DbTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_scheme_creates_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("mysql://{}/x.db", dir.path().display());
+        let err = Db::open(&url).err().unwrap();
+        assert!(format!("{err:#}").contains("mysql"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn sqlite_migrates_and_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::open(&url).unwrap();
+        let mut c = db.get_blocking().unwrap();
+        #[derive(QueryableByName)]
+        struct Mode {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            journal_mode: String,
+        }
+        let m: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut *c).unwrap();
+        assert_eq!(m.journal_mode, "wal");
+        // Opening again finds nothing to migrate.
+        drop(c);
+        Db::open(&url).unwrap();
+    }
+}

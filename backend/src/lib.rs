@@ -1,0 +1,13 @@
+//! The SERVERware controller: HTTP/WS API, auth, database and (later) the schedulers that watch,
+//! copy and heal hosts and VPSes.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod schema;
+pub mod server;
+pub mod state;

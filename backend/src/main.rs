@@ -1,0 +1,124 @@
+use clap::{Parser, Subcommand};
+use serverware::config::{Config, ConfigArgs};
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+/// SERVERware controller: keeps virtual servers alive across a pool of hosts.
+#[derive(Parser)]
+#[command(name = "serverware", version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (the default).
+    Run,
+    /// Administration on the controller machine.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set a new password for USER (random and printed, unless --password-stdin), enable the
+    /// account and end its sessions.
+    ResetPassword {
+        username: String,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("serverware: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(config),
+        Command::Admin { command: AdminCommand::ResetPassword { username, password_stdin } } => {
+            reset_password(&config, &username, password_stdin)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serverware: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::Result<()> {
+    let given = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Some(line.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        None
+    };
+    let shown = given.is_none();
+    let password = serverware::server::reset_password(config, username, given)?;
+    if shown {
+        println!("New password for {}: {password}", username.trim().to_lowercase());
+    } else {
+        println!("Password for {} changed.", username.trim().to_lowercase());
+    }
+    println!("The account is enabled and its sessions have ended.");
+    Ok(())
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let from_env = config.admin_password.is_some();
+        let running = serverware::server::start(config).await?;
+        println!();
+        println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
+        println!("  Dashboard and API: {}", running.url());
+        println!("  API reference:     {}api/v1/openapi.json", running.url());
+        if running.created_admin {
+            match &running.generated_admin_password {
+                Some(pw) => {
+                    println!("  Log in as admin with password: {pw}");
+                    println!("  (shown only now; `serverware admin reset-password admin` sets a new one)");
+                }
+                None if from_env => println!("  Log in as admin with the password from SERVERWARE_ADMIN_PASSWORD."),
+                None => {}
+            }
+        } else {
+            println!("  Log in with your account (lost it? `serverware admin reset-password USER`).");
+        }
+        if std::io::stdout().is_terminal() {
+            println!("  Press Ctrl-C to stop.");
+        }
+        println!();
+        tokio::select! {
+            r = running.server => { r??; }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("stopping");
+                running.handle.stop(true).await;
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,159 @@
+// The one schema both databases share (migrations/sqlite and migrations/postgres).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_login_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        token_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    hosts (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        ssh_user -> Text,
+        address -> Text,
+        ssh_port -> Integer,
+        host_key_fingerprint -> Nullable<Text>,
+        host_key -> Nullable<Text>,
+        status -> Text,
+        capacity_memory_bytes -> Nullable<BigInt>,
+        capacity_cpus -> Nullable<Integer>,
+        capacity_disk_bytes -> Nullable<BigInt>,
+        sample_interval_ms -> Integer,
+        duplo_interval_secs -> Integer,
+        heartbeat_timeout_ms -> Integer,
+        agent_version -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_seen_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    templates (id) {
+        id -> BigInt,
+        name -> Text,
+        os -> Text,
+        description -> Text,
+        size_bytes -> BigInt,
+        storage_path -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    vpses (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        host_id -> Nullable<BigInt>,
+        template_id -> Nullable<BigInt>,
+        ipv4 -> Text,
+        hostname -> Text,
+        memory_limit_bytes -> BigInt,
+        cpu_shares -> Nullable<Integer>,
+        cpu_limit_millis -> Nullable<Integer>,
+        disk_limit_bytes -> Nullable<BigInt>,
+        autostart -> Bool,
+        ha_enabled -> Bool,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> BigInt,
+        kind -> Text,
+        status -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        progress_pct -> Integer,
+        bytes_done -> BigInt,
+        bytes_total -> Nullable<BigInt>,
+        created_by -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    task_logs (id) {
+        id -> BigInt,
+        task_id -> BigInt,
+        at -> Timestamp,
+        line -> Text,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        kind -> Text,
+        severity -> Text,
+        actor -> Text,
+        action -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        message -> Text,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(vpses -> hosts (host_id));
+diesel::joinable!(vpses -> templates (template_id));
+diesel::joinable!(task_logs -> tasks (task_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users, sessions, api_tokens, settings, hosts, templates, vpses, tasks, task_logs, events,
+);

@@ -1,0 +1,226 @@
+//! Starting the controller: database, first admin, HTTP(S) server.
+
+use crate::api::{self, OpenApiDoc};
+use crate::audit::{self, Actor, Change};
+use crate::auth::{self, LoginLimiter};
+use crate::config::{Config, TlsFiles};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::models::{now, NewUser};
+use crate::schema::users;
+use crate::state::AppState;
+use actix_web::middleware::{self, from_fn};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use diesel::prelude::*;
+use serverware_shared::{validate, Role};
+use std::net::{SocketAddr, TcpListener};
+use utoipa_actix_web::AppExt;
+
+/// A running controller.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The admin password when this start created the admin user with a random one.
+    pub generated_admin_password: Option<String>,
+    /// True when this start created the admin user.
+    pub created_admin: bool,
+    pub handle: actix_web::dev::ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let ip = if self.addr.ip().is_unspecified() {
+            "127.0.0.1".parse().unwrap_or(self.addr.ip())
+        } else {
+            self.addr.ip()
+        };
+        format!("{scheme}://{}/", SocketAddr::new(ip, self.addr.port()))
+    }
+}
+
+/// Result of making sure an admin exists.
+pub struct Bootstrap {
+    pub created: bool,
+    pub generated_password: Option<String>,
+}
+
+/// On first start with an empty database, creates `admin` with `password` or a random one.
+pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootstrap> {
+    let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let count: i64 = users::table.count().get_result(&mut *conn)?;
+    if count > 0 {
+        return Ok(Bootstrap { created: false, generated_password: None });
+    }
+    let (password, generated) = match password {
+        Some(p) => {
+            validate::new_password("SERVERWARE_ADMIN_PASSWORD", p)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (p.to_string(), None)
+        }
+        None => {
+            let p = auth::random_password();
+            (p.clone(), Some(p))
+        }
+    };
+    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = now();
+    conn.transaction(|conn| {
+        diesel::insert_into(users::table)
+            .values(NewUser {
+                username: "admin",
+                password_hash: &hash,
+                role: Role::Admin.as_str(),
+                disabled: false,
+                created_at: t,
+                updated_at: t,
+            })
+            .execute(conn)?;
+        let id: i64 = users::table
+            .filter(users::username.eq("admin"))
+            .select(users::id)
+            .first(conn)?;
+        audit::record(
+            conn,
+            &Actor::system("bootstrap"),
+            Change::new("user.create", "user", id, "created the first admin user 'admin'".into())
+                .details(serde_json::json!({ "username": "admin", "role": "admin" })),
+        )?;
+        Ok::<_, ApiError>(())
+    })
+    .map_err(|e| anyhow::anyhow!("cannot create the admin user: {e}"))?;
+    Ok(Bootstrap { created: true, generated_password: generated })
+}
+
+fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("cannot read TLS certificate {}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("TLS certificate {} is not valid PEM", files.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("TLS certificate {} holds no certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read TLS key {}", files.key.display()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS set-up failed")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match or are unsupported")
+}
+
+/// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
+/// is bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    if let crate::db::DbTarget::Sqlite(_) = crate::db::DbTarget::parse(&config.database_url)? {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    }
+    let url = config.database_url.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
+    let admin_pw = config.admin_password.clone();
+    let db2 = db.clone();
+    let boot = tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
+
+    let tls = match &config.tls {
+        Some(files) => Some(load_tls(files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = web::Data::new(AppState {
+        login_limiter: LoginLimiter::new(config.login),
+        tls: tls.is_some(),
+        config,
+        db,
+    });
+    let doc = web::Data::new(OpenApiDoc(
+        serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
+    ));
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        let (app, _) = App::new()
+            .app_data(app_state.clone())
+            .app_data(doc.clone())
+            .configure(api::extractor_configs)
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add(("Referrer-Policy", "same-origin")),
+            )
+            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("serverware::http"))
+            .into_utoipa_app()
+            .service(
+                utoipa_actix_web::scope("/api/v1")
+                    .wrap(from_fn(auth::require_auth))
+                    .configure(api::configure)
+                    .default_service(web::to(api::not_found)),
+            )
+            .split_for_parts();
+        app.default_service(web::to(api::not_found))
+    })
+    .workers(2)
+    .shutdown_timeout(5);
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    let join = tokio::spawn(server);
+    Ok(Running {
+        addr,
+        tls: state.tls,
+        generated_admin_password: boot.generated_password,
+        created_admin: boot.created,
+        handle,
+        server: join,
+    })
+}
+
+/// `serverware admin reset-password USER`: sets a new password (random unless given), enables
+/// the account and ends its sessions. Returns the password set.
+pub fn reset_password(config: &Config, username: &str, password: Option<String>) -> anyhow::Result<String> {
+    let db = Db::open(&config.database_url)?;
+    let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = match password {
+        Some(p) => {
+            validate::new_password("password", &p).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            p
+        }
+        None => auth::random_password(),
+    };
+    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = username.trim().to_lowercase();
+    conn.transaction(|conn| {
+        let id: Option<i64> = users::table
+            .filter(users::username.eq(&name))
+            .select(users::id)
+            .first(conn)
+            .optional()?;
+        let Some(id) = id else {
+            return Err(ApiError::NotFound(format!("there is no user '{name}'")));
+        };
+        diesel::update(users::table.find(id))
+            .set((users::password_hash.eq(&hash), users::disabled.eq(false), users::updated_at.eq(now())))
+            .execute(conn)?;
+        diesel::delete(crate::schema::sessions::table.filter(crate::schema::sessions::user_id.eq(id)))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            &Actor::system("cli"),
+            Change::new("user.password_reset", "user", id, format!("password of {name} reset on the controller's command line")),
+        )?;
+        Ok(())
+    })
+    .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
+    Ok(password)
+}

@@ -1,0 +1,10 @@
+DROP TABLE events;
+DROP TABLE task_logs;
+DROP TABLE tasks;
+DROP TABLE vpses;
+DROP TABLE templates;
+DROP TABLE hosts;
+DROP TABLE settings;
+DROP TABLE api_tokens;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,383 @@
+//! Input validation shared by the API and the dashboard, so both reject the same input with the
+//! same message. Each function returns the normalised value or a [`ValidationError`] that names
+//! the field.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A field that failed validation, with a message fit for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+pub type Result<T> = std::result::Result<T, ValidationError>;
+
+pub const USERNAME_MAX: usize = 32;
+pub const PASSWORD_MIN: usize = 10;
+pub const PASSWORD_MAX: usize = 256;
+pub const DISPLAY_NAME_MAX: usize = 64;
+pub const DESCRIPTION_MAX: usize = 500;
+pub const NAME_MAX: usize = 63;
+pub const TOKEN_EXPIRY_MAX_DAYS: u32 = 3650;
+
+/// A user name: 1–32 characters, lowercase letters, digits, `.`, `_` or `-`, starting with a letter.
+pub fn username(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ValidationError::new(field, "a user name is required"));
+    }
+    if v.chars().count() > USERNAME_MAX {
+        return Err(ValidationError::new(
+            field,
+            format!("a user name has at most {USERNAME_MAX} characters"),
+        ));
+    }
+    let first = v.chars().next().unwrap_or('-');
+    if !first.is_ascii_lowercase() {
+        return Err(ValidationError::new(
+            field,
+            "a user name starts with a lowercase letter",
+        ));
+    }
+    if let Some(bad) = v
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "'{}' is not allowed in a user name: use lowercase letters, digits, '.', '_' or '-'",
+                bad.escape_default()
+            ),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A new password: 10–256 characters, not only spaces. Existing passwords are never re-validated.
+pub fn new_password(field: &str, value: &str) -> Result<()> {
+    let n = value.chars().count();
+    if n < PASSWORD_MIN {
+        return Err(ValidationError::new(
+            field,
+            format!("a password has at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    if n > PASSWORD_MAX {
+        return Err(ValidationError::new(
+            field,
+            format!("a password has at most {PASSWORD_MAX} characters"),
+        ));
+    }
+    if value.trim().is_empty() {
+        return Err(ValidationError::new(field, "a password cannot be only spaces"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(ValidationError::new(
+            field,
+            "a password cannot contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A free-text label (token name, site name): 1–64 printable characters, trimmed.
+pub fn label(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ValidationError::new(field, "a name is required"));
+    }
+    if v.chars().count() > DISPLAY_NAME_MAX {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {DISPLAY_NAME_MAX} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(ValidationError::new(field, "control characters are not allowed"));
+    }
+    Ok(v.to_string())
+}
+
+/// A description: up to 500 characters; newlines and tabs allowed, other control characters not.
+pub fn description(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.chars().count() > DESCRIPTION_MAX {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ValidationError::new(field, "control characters are not allowed"));
+    }
+    Ok(v.to_string())
+}
+
+/// A host or VPS name, used as a hostname too: an RFC 1123 label of 1–63 characters,
+/// lowercase letters, digits and `-`, not starting or ending with `-`.
+pub fn resource_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.is_empty() {
+        return Err(ValidationError::new(field, "a name is required"));
+    }
+    if v.len() > NAME_MAX {
+        return Err(ValidationError::new(
+            field,
+            format!("a name has at most {NAME_MAX} characters"),
+        ));
+    }
+    if let Some(bad) = v
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "'{}' is not allowed in a name: use letters, digits and '-'",
+                bad.escape_default()
+            ),
+        ));
+    }
+    if v.starts_with('-') || v.ends_with('-') {
+        return Err(ValidationError::new(
+            field,
+            "a name cannot start or end with '-'",
+        ));
+    }
+    Ok(v)
+}
+
+/// A unicast IPv4 address a VPS or host can have (not 0.0.0.0, broadcast, multicast or loopback).
+pub fn ipv4_address(field: &str, value: &str) -> Result<Ipv4Addr> {
+    let v = value.trim();
+    let ip: Ipv4Addr = v.parse().map_err(|_| {
+        ValidationError::new(
+            field,
+            format!("'{v}' is not an IPv4 address (expected four numbers such as 10.0.0.5)"),
+        )
+    })?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        return Err(ValidationError::new(
+            field,
+            format!("{ip} cannot be given to a server"),
+        ));
+    }
+    Ok(ip)
+}
+
+/// Where the controller reaches a host: `ssh://user@address[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAddress {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for SshAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "ssh://{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            write!(f, "ssh://{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
+}
+
+/// Parses `ssh://user@address[:port]` (port 22 by default). The address is an IP address or a
+/// DNS name; the user is a POSIX user name.
+pub fn ssh_address(field: &str, value: &str) -> Result<SshAddress> {
+    let v = value.trim();
+    let rest = v.strip_prefix("ssh://").ok_or_else(|| {
+        ValidationError::new(field, "the address starts with ssh:// (ssh://user@address:port)")
+    })?;
+    let (user, hostport) = rest.split_once('@').ok_or_else(|| {
+        ValidationError::new(field, "the address names a user: ssh://user@address:port")
+    })?;
+    if user.is_empty()
+        || user.len() > 32
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || user.starts_with('-')
+    {
+        return Err(ValidationError::new(field, format!("'{user}' is not a valid SSH user name")));
+    }
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (h, after) = inner.split_once(']').ok_or_else(|| {
+            ValidationError::new(field, "an IPv6 address is written in brackets: [fd00::1]")
+        })?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(ValidationError::new(field, format!("'{h}' is not an IPv6 address")));
+        }
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(ValidationError::new(field, "unexpected text after the address")),
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => 22,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ValidationError::new(
+                    field,
+                    format!("'{p}' is not a port number (1–65535)"),
+                ))
+            }
+        },
+    };
+    if host.is_empty() {
+        return Err(ValidationError::new(field, "the address names a host"));
+    }
+    if host.parse::<std::net::IpAddr>().is_err() {
+        // A DNS name: labels of letters, digits and '-'.
+        let ok = host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !ok {
+            return Err(ValidationError::new(
+                field,
+                format!("'{host}' is neither an IP address nor a host name"),
+            ));
+        }
+    }
+    Ok(SshAddress {
+        user: user.to_string(),
+        host,
+        port,
+    })
+}
+
+/// A whole number within `min..=max`, with a message naming the unit.
+pub fn number_in_range(field: &str, value: i64, min: i64, max: i64, unit: &str) -> Result<i64> {
+    if value < min || value > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be between {min} and {max} {unit}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Days until an API token expires: 1–3650.
+pub fn token_expiry_days(field: &str, value: u32) -> Result<u32> {
+    number_in_range(field, value.into(), 1, TOKEN_EXPIRY_MAX_DAYS.into(), "days").map(|_| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(username("u", " alice ").unwrap(), "alice");
+        assert_eq!(username("u", "ops.team-1_a").unwrap(), "ops.team-1_a");
+        for bad in ["", "Alice", "1abc", "a b", "a;rm", "ä", &"a".repeat(33)] {
+            let e = username("username", bad).unwrap_err();
+            assert_eq!(e.field, "username", "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(new_password("p", "correct horse").is_ok());
+        assert!(new_password("p", "short").is_err());
+        assert!(new_password("p", "          ").is_err());
+        assert!(new_password("p", "abcdefghij\u{0}").is_err());
+        assert!(new_password("p", &"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn labels_and_descriptions() {
+        assert_eq!(label("name", "  CI token ").unwrap(), "CI token");
+        assert!(label("name", "   ").is_err());
+        assert!(label("name", "a\nb").is_err());
+        assert!(label("name", &"x".repeat(65)).is_err());
+        assert_eq!(description("d", "line one\nline two").unwrap(), "line one\nline two");
+        assert!(description("d", "bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn resource_names() {
+        assert_eq!(resource_name("name", "Web-01").unwrap(), "web-01");
+        for bad in ["", "-a", "a-", "a_b", "a.b", "a b", &"a".repeat(64)] {
+            assert!(resource_name("name", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ipv4() {
+        assert_eq!(ipv4_address("ip", "10.77.1.5").unwrap(), Ipv4Addr::new(10, 77, 1, 5));
+        for bad in ["", "10.77.1", "10.77.1.256", "0.0.0.0", "127.0.0.1", "255.255.255.255", "224.0.0.1", "::1"] {
+            let e = ipv4_address("ip", bad).unwrap_err();
+            assert_eq!(e.field, "ip");
+        }
+    }
+
+    #[test]
+    fn ssh_addresses() {
+        let a = ssh_address("address", "ssh://root@10.77.0.2").unwrap();
+        assert_eq!((a.user.as_str(), a.host.as_str(), a.port), ("root", "10.77.0.2", 22));
+        let a = ssh_address("address", "ssh://admin@host-1.example:2222").unwrap();
+        assert_eq!(a.port, 2222);
+        assert_eq!(a.to_string(), "ssh://admin@host-1.example:2222");
+        let a = ssh_address("address", "ssh://root@[fd00::1]:22").unwrap();
+        assert_eq!(a.host, "fd00::1");
+        for bad in [
+            "10.77.0.2",
+            "ssh://10.77.0.2",
+            "ssh://root@",
+            "ssh://root@10.77.0.2:0",
+            "ssh://root@10.77.0.2:99999",
+            "ssh://root@bad_host",
+            "ssh://-oProxyCommand=x@h",
+            "ssh://root@[fd00::1",
+        ] {
+            assert!(ssh_address("address", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        assert!(number_in_range("n", 5, 1, 10, "s").is_ok());
+        assert_eq!(
+            number_in_range("n", 0, 1, 10, "s").unwrap_err().message,
+            "must be between 1 and 10 s"
+        );
+        assert!(token_expiry_days("d", 0).is_err());
+        assert!(token_expiry_days("d", 3651).is_err());
+        assert!(token_expiry_days("d", 30).is_ok());
+    }
+}
