@@ -1,0 +1,12 @@
+//! The API integration suite: a real controller on a real database, driven over HTTP.
+//! It runs on SQLite, or on PostgreSQL when `SERVERWARE_TEST_POSTGRES_URL` names a server
+//! (the README's test command runs it both ways).
+
+mod support;
+
+mod auth;
+mod cli;
+mod errors;
+mod roles;
+mod tokens;
+mod users_events;

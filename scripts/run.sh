@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds and starts the controller with SQLite in ./data, installing what is missing.
+# Extra arguments go to the controller (see `serverware --help`).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_build_deps
+cd "$ROOT"
+say "building the controller (release)"
+cargo build --release --locked -p serverware
+export SERVERWARE_DATA_DIR="${SERVERWARE_DATA_DIR:-$ROOT/data}"
+say "starting the controller (data in $SERVERWARE_DATA_DIR)"
+exec "$CARGO_TARGET_DIR/release/serverware" "$@"

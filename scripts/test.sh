@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, the API suite on SQLite, then the same API suite on a
+# private PostgreSQL server started here and removed afterwards. Installs what is missing.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_build_deps
+need_apt postgresql
+cd "$ROOT"
+
+if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+    say "installing the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+fi
+
+say "shared/ builds for wasm32 (the dashboard's target)"
+cargo check --locked -q -p serverware-shared --target wasm32-unknown-unknown
+
+say "unit tests and the API suite on SQLite"
+cargo test --locked --workspace
+
+# A private PostgreSQL cluster on a free loopback port, owned by this run.
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+PG_DIR="$(mktemp -d /tmp/serverware-pg.XXXXXX)"
+PG_PID_FILE="$PG_DIR/data/postmaster.pid"
+cleanup() {
+    if [ -f "$PG_PID_FILE" ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PG_DIR"
+}
+trap cleanup EXIT INT TERM
+PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PG_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+chown postgres "$PG_DIR"
+printf '%s\n' "$PG_PASSWORD" > "$PG_DIR/pw" && chown postgres "$PG_DIR/pw"
+say "starting a private PostgreSQL on 127.0.0.1:$PG_PORT"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$PG_DIR/pw" >/dev/null
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off" start >/dev/null
+
+say "the API suite on PostgreSQL"
+SERVERWARE_TEST_POSTGRES_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres" \
+    cargo test --locked -p serverware --test api
