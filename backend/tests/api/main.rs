@@ -8,5 +8,6 @@ mod auth;
 mod cli;
 mod errors;
 mod roles;
+mod schema;
 mod tokens;
 mod users_events;
