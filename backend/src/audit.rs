@@ -88,5 +88,6 @@ pub fn record(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Ev
         .values(&row)
         .returning(Event::as_returning())
         .get_result(c))?;
+    crate::db::note_event(&event);
     Ok(event)
 }

@@ -119,11 +119,26 @@ impl ManageConnection for Manager {
     }
 }
 
+thread_local! {
+    /// Events stored by the closure running on this thread; published once it succeeds.
+    static PENDING_EVENTS: std::cell::RefCell<Vec<crate::models::Event>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Called by the audit log for every stored event.
+pub(crate) fn note_event(event: &crate::models::Event) {
+    PENDING_EVENTS.with(|p| p.borrow_mut().push(event.clone()));
+}
+
+fn take_pending() -> Vec<crate::models::Event> {
+    PENDING_EVENTS.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
 /// A pool of database connections; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Manager>,
     kind: &'static str,
+    events: tokio::sync::broadcast::Sender<serverware_shared::api::EventResponse>,
 }
 
 impl Db {
@@ -153,7 +168,13 @@ impl Db {
             .connection_timeout(Duration::from_secs(10))
             .build(Manager { target })
             .context("cannot create the database connection pool")?;
-        Ok(Db { pool, kind })
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Db { pool, kind, events })
+    }
+
+    /// Events stored through [`Db::run`], as they commit.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<serverware_shared::api::EventResponse> {
+        self.events.subscribe()
     }
 
     /// `sqlite` or `postgres`.
@@ -173,9 +194,19 @@ impl Db {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get().map_err(ApiError::from)?;
-            f(&mut conn)
+            take_pending();
+            let result = f(&mut conn);
+            // Only work that succeeded (and so committed) is announced.
+            let stored = take_pending();
+            if result.is_ok() {
+                for e in stored {
+                    let _ = events.send(e.to_response());
+                }
+            }
+            result
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task failed: {e}")))?

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hub;
 pub mod models;
 pub mod schema;
 pub mod server;

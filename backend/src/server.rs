@@ -19,6 +19,8 @@ use utoipa_actix_web::AppExt;
 
 /// A running controller.
 pub struct Running {
+    /// Live messages to WebSocket clients.
+    pub hub: std::sync::Arc<crate::hub::Hub>,
     pub addr: SocketAddr,
     pub tls: bool,
     /// The admin password when this start created the admin user with a random one.
@@ -94,6 +96,42 @@ pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootst
     Ok(Bootstrap { created: true, generated_password: generated })
 }
 
+/// Sends every stored event to the sockets subscribed to events, and the object it touched to
+/// those subscribed to inventory.
+fn spawn_event_fanout(db: &Db, hub: std::sync::Arc<crate::hub::Hub>) {
+    use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
+    let mut rx = db.subscribe_events();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let change = inventory_change(&event.action).and_then(|change| {
+                        Some(InventoryChange { kind: event.target_type.clone()?, id: event.target_id.clone()?, change })
+                    });
+                    hub.publish(&ServerMessage::Event { event });
+                    if let Some(change) = change {
+                        hub.publish(&ServerMessage::Inventory { change });
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("live event fan-out fell behind; {n} events not pushed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+
+    fn inventory_change(action: &str) -> Option<ChangeKind> {
+        let verb = action.rsplit('.').next()?;
+        match verb {
+            "create" => Some(ChangeKind::Created),
+            "delete" | "revoke" => Some(ChangeKind::Deleted),
+            "update" | "password" | "password_reset" => Some(ChangeKind::Updated),
+            _ => None,
+        }
+    }
+}
+
 fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -134,7 +172,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let hub = std::sync::Arc::new(crate::hub::Hub::default());
+    spawn_event_fanout(&db, hub.clone());
     let state = web::Data::new(AppState {
+        hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),
         tls: tls.is_some(),
         config,
@@ -157,6 +198,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .add(("Referrer-Policy", "same-origin")),
             )
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("serverware::http"))
+            // The live socket shares its path with the event listing; it is told apart by the
+            // upgrade header and authenticated by the same middleware.
+            .service(
+                web::resource("/api/v1/events")
+                    .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
+                    .wrap(from_fn(auth::require_auth))
+                    .route(web::get().to(api::ws::events_socket)),
+            )
             .into_utoipa_app()
             .service(
                 utoipa_actix_web::scope("/api/v1")
@@ -177,6 +226,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let handle = server.handle();
     let join = tokio::spawn(server);
     Ok(Running {
+        hub,
         addr,
         tls: state.tls,
         generated_admin_password: boot.generated_password,

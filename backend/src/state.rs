@@ -1,6 +1,8 @@
 use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::db::Db;
+use crate::hub::Hub;
+use std::sync::Arc;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -9,4 +11,6 @@ pub struct AppState {
     pub login_limiter: LoginLimiter,
     /// True when served over HTTPS: session cookies are then marked Secure.
     pub tls: bool,
+    /// Live messages to WebSocket clients.
+    pub hub: Arc<Hub>,
 }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod error;
 pub mod role;
 pub mod validate;
+pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use role::Role;

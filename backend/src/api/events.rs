@@ -10,6 +10,10 @@ use serverware_shared::api::{EventListResponse, EventQuery, SettingsResponse, Up
 use serverware_shared::{validate, ErrorBody, Role};
 
 /// List events, newest first, with filters; page with `before`.
+///
+/// The same path with `Upgrade: websocket` opens the live events socket: send
+/// `{"type":"subscribe","topics":["events","inventory"]}` and receive `ServerMessage`s of those
+/// topics only.
 #[utoipa::path(tag = "events", params(EventQuery), responses((status = 200, body = EventListResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/events")]
 pub async fn list_events(

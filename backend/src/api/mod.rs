@@ -5,6 +5,7 @@ mod auth;
 mod events;
 mod tokens;
 mod users;
+pub mod ws;
 
 use crate::error::{self, ApiError, ApiResult};
 use crate::state::AppState;

@@ -11,3 +11,4 @@ mod roles;
 mod schema;
 mod tokens;
 mod users_events;
+mod ws;

@@ -84,6 +84,24 @@ impl TestController {
         c
     }
 
+    /// Logs in and returns the raw session cookie (`serverware_session=…`).
+    pub async fn session_cookie(&self, user: &str, password: &str) -> String {
+        let r = self
+            .anon()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let c = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+        c.split(';').next().unwrap().to_string()
+    }
+
+    pub fn hub(&self) -> std::sync::Arc<serverware::hub::Hub> {
+        self.running.as_ref().unwrap().hub.clone()
+    }
+
     pub async fn admin(&self) -> Client {
         self.login("admin", ADMIN_PW).await
     }
