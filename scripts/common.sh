@@ -34,3 +34,46 @@ need_build_deps() {
     need_cargo
     need_apt build-essential pkg-config libpq-dev
 }
+
+# The dashboard's build tools: the wasm32 target, trunk, the wasm-bindgen CLI that matches the
+# crate, and wasm-opt from npm (Debian's is too old and builds a broken wasm).
+TRUNK_VERSION=0.21.14
+WASM_BINDGEN_VERSION=0.2.130
+BINARYEN_VERSION=132
+need_frontend_tools() {
+    command -v npm >/dev/null || need_apt nodejs npm
+    if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+        say "installing the wasm32 Rust target"
+        rustup target add wasm32-unknown-unknown
+    fi
+    if ! trunk --version 2>/dev/null | grep -q "$TRUNK_VERSION"; then
+        say "installing trunk $TRUNK_VERSION (about 10 minutes, once)"
+        cargo install --locked "trunk@$TRUNK_VERSION"
+    fi
+    if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+        say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+        cargo install --force "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"
+    fi
+    local node_dir="$SERVERWARE_CACHE/node"
+    if ! "$node_dir/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q "version $BINARYEN_VERSION"; then
+        say "installing wasm-opt (binaryen $BINARYEN_VERSION from npm)"
+        mkdir -p "$node_dir"
+        (cd "$node_dir" && npm install --silent --no-audit --no-fund "binaryen@$BINARYEN_VERSION")
+    fi
+    export PATH="$node_dir/node_modules/.bin:$PATH"
+}
+
+# Builds the dashboard into dist/ and checks the size of its wasm.
+build_dashboard() {
+    need_frontend_tools
+    say "building the dashboard"
+    (cd "$ROOT" && trunk build --release)
+    local wasm gz
+    wasm="$(ls "$ROOT"/dist/*.wasm)"
+    gz="$(gzip -9 -c "$wasm" | wc -c)"
+    say "dashboard wasm: $((gz / 1024)) KB gzipped (limit 500 KB)"
+    if [ "$gz" -gt $((500 * 1024)) ]; then
+        echo "the dashboard's wasm is over 500 KB gzipped" >&2
+        exit 1
+    fi
+}

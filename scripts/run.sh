@@ -4,8 +4,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 cd "$ROOT"
+build_dashboard
 say "building the controller (release)"
 cargo build --release --locked -p serverware
 export SERVERWARE_DATA_DIR="${SERVERWARE_DATA_DIR:-$ROOT/data}"
+export SERVERWARE_STATIC_DIR="${SERVERWARE_STATIC_DIR:-$ROOT/dist}"
 say "starting the controller (data in $SERVERWARE_DATA_DIR)"
 exec "$CARGO_TARGET_DIR/release/serverware" "$@"

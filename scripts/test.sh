@@ -6,22 +6,37 @@ need_build_deps
 need_apt postgresql
 cd "$ROOT"
 
-if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
-    say "installing the wasm32 target"
-    rustup target add wasm32-unknown-unknown
-fi
+need_apt chromium fonts-dejavu-core
+build_dashboard
 
 say "shared/ builds for wasm32 (the dashboard's target)"
 cargo check --locked -q -p serverware-shared --target wasm32-unknown-unknown
 
 say "unit tests and the API suite on SQLite"
-cargo test --locked --workspace
+cargo test --locked
+
+say "browser tests: Playwright driving Debian Chromium against a real controller"
+E2E_DATA_DIR="$(mktemp -d /tmp/serverware-e2e.XXXXXX)"
+trap 'rm -rf "$E2E_DATA_DIR"' EXIT
+(
+    cd "$ROOT/e2e"
+    # Never `npx playwright install`: the browser is Debian's.
+    npm ci --silent --no-audit --no-fund
+    E2E_DATA_DIR="$E2E_DATA_DIR" \
+    E2E_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')" \
+    E2E_ADMIN_PASSWORD="e2e-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" \
+    SERVERWARE_BIN="$CARGO_TARGET_DIR/debug/serverware" \
+    SERVERWARE_STATIC_DIR="$ROOT/dist" \
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+    npx playwright test
+)
 
 # A private PostgreSQL cluster on a free loopback port, owned by this run.
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
 PG_DIR="$(mktemp -d /tmp/serverware-pg.XXXXXX)"
 PG_PID_FILE="$PG_DIR/data/postmaster.pid"
 cleanup() {
+    rm -rf "$E2E_DATA_DIR"
     if [ -f "$PG_PID_FILE" ]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
     fi

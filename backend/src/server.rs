@@ -185,6 +185,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));
 
+    let static_dir = state.config.static_dir.clone().filter(|d| d.join("index.html").is_file());
+    match &static_dir {
+        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
+        None => tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only"),
+    }
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let (app, _) = App::new()
@@ -214,7 +219,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .default_service(web::to(api::not_found)),
             )
             .split_for_parts();
-        app.default_service(web::to(api::not_found))
+        match &static_dir {
+            // The dashboard: its files, and index.html for every other path so that the
+            // browser's own routes (/events, /settings …) load the app.
+            Some(dir) => {
+                let index = dir.join("index.html");
+                app.service(
+                    actix_files::Files::new("/", dir)
+                        .index_file("index.html")
+                        .default_handler(actix_web::dev::fn_service(move |req: actix_web::dev::ServiceRequest| {
+                            let index = index.clone();
+                            async move {
+                                let (req, _) = req.into_parts();
+                                let file = actix_files::NamedFile::open_async(index).await?;
+                                let res = file.into_response(&req);
+                                Ok(actix_web::dev::ServiceResponse::new(req, res))
+                            }
+                        })),
+                )
+                .default_service(web::to(api::not_found))
+            }
+            None => app.default_service(web::to(api::not_found)),
+        }
     })
     .workers(2)
     .shutdown_timeout(5);

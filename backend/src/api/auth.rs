@@ -77,7 +77,8 @@ pub async fn login(
                 }
             };
             let Some(user) = user.filter(|_| ok) else {
-                let actor = Actor { name: acct.clone(), via_token: None };
+                // Nobody is known yet: the attempted name is the target, not the actor.
+                let actor = Actor { name: "anonymous".into(), via_token: None };
                 audit::record(
                     conn,
                     &actor,

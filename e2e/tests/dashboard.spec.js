@@ -1,0 +1,89 @@
+const { test, expect, request } = require('@playwright/test');
+
+const ADMIN_PASSWORD = process.env.E2E_ADMIN_PASSWORD;
+
+async function login(page, password = ADMIN_PASSWORD) {
+  await page.goto('/');
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+test.describe.configure({ mode: 'serial' });
+
+test('log in, create and use an API token, see a field error, watch events live, log out', async ({ page, baseURL }) => {
+  // A wrong password is refused on the login page.
+  await login(page, 'not-the-password');
+  await expect(page.getByRole('alert')).toContainText('wrong user name or password');
+
+  await login(page);
+  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
+  await expect(page.locator('[data-test=link]')).toHaveText('Live');
+
+  // Create an API token in Settings; the secret is shown once.
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.locator('input[name=token-name]').fill('e2e token');
+  await page.locator('select[name=token-role]').selectOption('viewer');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const secret = (await page.locator('[data-test=token-secret]').textContent()).trim();
+  expect(secret).toMatch(/^swt_/);
+  await expect(page.getByRole('cell', { name: 'e2e token' })).toBeVisible();
+
+  // Use it with a real request.
+  const api = await request.newContext({ baseURL });
+  const me = await api.get('/api/v1/auth/me', { headers: { Authorization: `Bearer ${secret}` } });
+  expect(me.status()).toBe(200);
+  expect((await me.json()).effective_role).toBe('viewer');
+
+  // A bad value gets an error next to its field, from the shared validation code...
+  await page.locator('input[name=new-username]').fill('bad name');
+  await page.locator('input[name=new-password]').fill('long-enough-password');
+  await page.getByRole('button', { name: 'Add user' }).click();
+  await expect(page.locator('label', { hasText: 'User name' }).locator('.field-error'))
+    .toContainText('is not allowed in a user name');
+  // ...and a conflict found by the controller lands next to the same field.
+  await page.locator('input[name=new-username]').fill('admin');
+  await page.getByRole('button', { name: 'Add user' }).click();
+  await expect(page.locator('label', { hasText: 'User name' }).locator('.field-error'))
+    .toContainText("the user name 'admin' is taken");
+
+  // The README's picture of the dashboard.
+  if (process.env.E2E_SCREENSHOT) {
+    await page.getByRole('link', { name: 'Dashboard' }).click();
+    await expect(page.locator('.timeline li').first()).toBeVisible();
+    await page.setViewportSize({ width: 1280, height: 720 });
+    await page.screenshot({ path: process.env.E2E_SCREENSHOT });
+  }
+
+  // The Events page shows an audit event the moment it happens, without reloading.
+  await page.getByRole('link', { name: 'Events' }).click();
+  await expect(page.getByRole('heading', { name: 'Events' })).toBeVisible();
+  await page.evaluate(() => { window.__notReloaded = true; });
+  const adminToken = await api.post('/api/v1/auth/login', { data: { username: 'admin', password: ADMIN_PASSWORD } });
+  expect(adminToken.status()).toBe(200);
+  const made = await api.post('/api/v1/tokens', { data: { name: 'made-elsewhere' } });
+  expect(made.status()).toBe(201);
+  await expect(page.locator('tr[data-action="token.create"]', { hasText: 'made-elsewhere' })).toBeVisible();
+  expect(await page.evaluate(() => window.__notReloaded)).toBe(true);
+
+  // Log out: back to the login page, and the API refuses a caller without credentials.
+  await page.locator('[data-test=logout]').click();
+  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
+  const anon = await request.newContext({ baseURL });
+  const refused = await anon.get('/api/v1/users');
+  expect(refused.status()).toBe(401);
+  expect((await refused.json()).error).toBe('unauthorized');
+  const afterLogout = await page.request.get('/api/v1/auth/me');
+  expect(afterLogout.status()).toBe(401);
+  await api.dispose();
+  await anon.dispose();
+});
+
+test('a deep link loads the app, which goes live', async ({ page }) => {
+  await login(page);
+  await expect(page.locator('[data-test=link]')).toHaveText('Live');
+  // A deep link is served the app, which shows the page.
+  await page.goto('/events');
+  await expect(page.getByRole('heading', { name: 'Events' })).toBeVisible();
+  await expect(page.locator('[data-test=link]')).toHaveText('Live');
+});

@@ -1,0 +1,184 @@
+//! Typed calls to the controller's REST API, using the request and response types of `shared/`.
+//! Every page calls the API through this module only.
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serverware_shared::api::*;
+use serverware_shared::{ErrorBody, ErrorCode, ValidationError};
+use std::cell::RefCell;
+
+const BASE: &str = "/api/v1";
+
+/// An API error as the UI shows it: a message, and the field at fault if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn message(&self) -> String {
+        self.body.message.clone()
+    }
+    pub fn field(&self) -> Option<&str> {
+        self.body.field.as_deref()
+    }
+    fn network(e: impl std::fmt::Display) -> Self {
+        ApiError {
+            status: 0,
+            body: ErrorBody {
+                error: ErrorCode::Unavailable,
+                message: format!("cannot reach the controller ({e})"),
+                field: None,
+            },
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(v: ValidationError) -> Self {
+        ApiError {
+            status: 422,
+            body: ErrorBody { error: ErrorCode::Invalid, message: v.message, field: Some(v.field) },
+        }
+    }
+}
+
+thread_local! {
+    static ON_UNAUTHORIZED: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Called when a request is answered 401 (the session ended): the app returns to the login page.
+pub fn set_on_unauthorized(f: impl Fn() + 'static) {
+    ON_UNAUTHORIZED.with(|c| *c.borrow_mut() = Some(Box::new(f)));
+}
+
+async fn error_of(r: Response) -> ApiError {
+    let status = r.status();
+    let body = r.json::<ErrorBody>().await.unwrap_or(ErrorBody {
+        error: ErrorCode::Internal,
+        message: format!("unexpected answer {status} from the controller"),
+        field: None,
+    });
+    if status == 401 {
+        ON_UNAUTHORIZED.with(|c| {
+            if let Some(f) = c.borrow().as_ref() {
+                f()
+            }
+        });
+    }
+    ApiError { status, body }
+}
+
+async fn send(req: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
+    let r = req.map_err(ApiError::network)?.send().await.map_err(ApiError::network)?;
+    if r.ok() {
+        Ok(r)
+    } else {
+        Err(error_of(r).await)
+    }
+}
+
+async fn json<T: DeserializeOwned>(r: Response) -> Result<T, ApiError> {
+    r.json::<T>().await.map_err(ApiError::network)
+}
+
+fn with_body<B: Serialize>(b: RequestBuilder, body: &B) -> Result<Request, gloo_net::Error> {
+    b.json(body)
+}
+
+async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    json(send(Request::get(&format!("{BASE}{path}")).build()).await?).await
+}
+
+async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    json(send(with_body(Request::post(&format!("{BASE}{path}")), body)).await?).await
+}
+
+async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    json(send(with_body(Request::patch(&format!("{BASE}{path}")), body)).await?).await
+}
+
+async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
+    send(with_body(Request::post(&format!("{BASE}{path}")), body)).await.map(|_| ())
+}
+
+async fn delete(path: &str) -> Result<(), ApiError> {
+    send(Request::delete(&format!("{BASE}{path}")).build()).await.map(|_| ())
+}
+
+pub async fn login(req: &LoginRequest) -> Result<SessionResponse, ApiError> {
+    // A wrong password must not bounce the login page through the 401 handler.
+    let r = with_body(Request::post(&format!("{BASE}/auth/login")), req)
+        .map_err(ApiError::network)?
+        .send()
+        .await
+        .map_err(ApiError::network)?;
+    if r.ok() {
+        json(r).await
+    } else {
+        let status = r.status();
+        let body = r.json::<ErrorBody>().await.map_err(ApiError::network)?;
+        Err(ApiError { status, body })
+    }
+}
+
+pub async fn me() -> Result<SessionResponse, ApiError> {
+    get("/auth/me").await
+}
+
+pub async fn logout() -> Result<(), ApiError> {
+    post_empty("/auth/logout", &serde_json::json!({})).await
+}
+
+pub async fn change_password(req: &ChangePasswordRequest) -> Result<(), ApiError> {
+    post_empty("/auth/password", req).await
+}
+
+pub async fn users() -> Result<Vec<UserResponse>, ApiError> {
+    get("/users").await
+}
+
+pub async fn create_user(req: &CreateUserRequest) -> Result<UserResponse, ApiError> {
+    post("/users", req).await
+}
+
+pub async fn update_user(id: i64, req: &UpdateUserRequest) -> Result<UserResponse, ApiError> {
+    patch(&format!("/users/{id}"), req).await
+}
+
+pub async fn delete_user(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/users/{id}")).await
+}
+
+pub async fn tokens(all_users: bool) -> Result<Vec<TokenResponse>, ApiError> {
+    get(if all_users { "/tokens?user=all" } else { "/tokens" }).await
+}
+
+pub async fn create_token(req: &CreateTokenRequest) -> Result<CreatedTokenResponse, ApiError> {
+    post("/tokens", req).await
+}
+
+pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/tokens/{id}")).await
+}
+
+pub async fn events(kind: Option<EventKind>, action: &str, limit: u32) -> Result<EventListResponse, ApiError> {
+    let mut q = format!("/events?limit={limit}");
+    if let Some(k) = kind {
+        q.push_str(&format!("&kind={}", k.as_str()));
+    }
+    if !action.trim().is_empty() {
+        q.push_str(&format!("&action={}", js_sys::encode_uri_component(action.trim())));
+    }
+    get(&q).await
+}
+
+pub async fn settings() -> Result<SettingsResponse, ApiError> {
+    get("/settings").await
+}
+
+pub async fn update_settings(req: &UpdateSettingsRequest) -> Result<SettingsResponse, ApiError> {
+    patch("/settings", req).await
+}

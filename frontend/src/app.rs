@@ -1,0 +1,134 @@
+use crate::api;
+use crate::live::{LinkState, Live};
+use crate::pages::{dashboard::Dashboard, events::EventsPage, login::Login, settings::SettingsPage, EmptyPage};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::hooks::use_navigate;
+use leptos_router::path;
+use serverware_shared::api::SessionResponse;
+
+/// Who is signed in: `None` before the first check, `Some(None)` when nobody is.
+#[derive(Clone, Copy)]
+pub struct Auth {
+    pub session: RwSignal<Option<Option<SessionResponse>>>,
+    pub site_name: RwSignal<String>,
+}
+
+impl Auth {
+    pub fn user(&self) -> Option<SessionResponse> {
+        self.session.get().flatten()
+    }
+    pub fn is_admin(&self) -> bool {
+        self.user().is_some_and(|s| s.effective_role == serverware_shared::Role::Admin)
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let auth = Auth { session: RwSignal::new(None), site_name: RwSignal::new("SERVERware".into()) };
+    let live = Live::new();
+    provide_context(auth);
+    provide_context(live);
+    api::set_on_unauthorized(move || auth.session.set(Some(None)));
+    spawn_local(async move {
+        auth.session.set(Some(api::me().await.ok()));
+    });
+    // The socket runs while someone is signed in; the site name is read once signed in.
+    Effect::new(move |_| {
+        let signed_in = auth.user().is_some();
+        live.set_enabled(signed_in);
+        if signed_in {
+            spawn_local(async move {
+                if let Ok(s) = api::settings().await {
+                    auth.site_name.set(s.site_name);
+                }
+            });
+        }
+    });
+
+    view! {
+        <Router>
+            {move || match auth.session.get() {
+                None => view! { <div class="splash">"Loading…"</div> }.into_any(),
+                Some(None) => view! { <Login/> }.into_any(),
+                Some(Some(_)) => view! { <Shell/> }.into_any(),
+            }}
+        </Router>
+    }
+}
+
+#[component]
+fn Shell() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let live = expect_context::<Live>();
+    let navigate = use_navigate();
+    let logout = move |_| {
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let _ = api::logout().await;
+            auth.session.set(Some(None));
+            navigate("/", Default::default());
+        });
+    };
+    let nav = [
+        ("/", "Dashboard"),
+        ("/hosts", "Hosts"),
+        ("/vpses", "VPSes"),
+        ("/templates", "Templates"),
+        ("/tasks", "Tasks"),
+        ("/events", "Events"),
+        ("/settings", "Settings"),
+    ];
+    view! {
+        <div class="shell">
+            <aside class="sidebar">
+                <div class="brand">
+                    <span class="logo">"◆"</span>
+                    <span class="brand-name">{move || auth.site_name.get()}</span>
+                </div>
+                <nav>
+                    {nav.into_iter().map(|(href, label)| view! { <A href=href exact=true>{label}</A> }).collect_view()}
+                </nav>
+            </aside>
+            <div class="main">
+                <header class="topbar">
+                    <ConnectionIndicator state=live.state/>
+                    <div class="spacer"></div>
+                    <span class="who">
+                        {move || auth.user().map(|s| format!("{} · {}", s.user.username, s.effective_role)).unwrap_or_default()}
+                    </span>
+                    <button class="ghost" on:click=logout data-test="logout">"Log out"</button>
+                </header>
+                <main class="content">
+                    <Routes fallback=|| view! { <EmptyPage title="Not found" text="There is no page at this address."/> }>
+                        <Route path=path!("/") view=Dashboard/>
+                        <Route path=path!("/hosts") view=|| view! { <EmptyPage title="Hosts" text="No hosts yet. Hosts are added over SSH once host management is installed on this controller."/> }/>
+                        <Route path=path!("/vpses") view=|| view! { <EmptyPage title="VPSes" text="No VPSes yet. VPSes run on hosts; add a host first."/> }/>
+                        <Route path=path!("/templates") view=|| view! { <EmptyPage title="Templates" text="No templates yet."/> }/>
+                        <Route path=path!("/tasks") view=|| view! { <EmptyPage title="Tasks" text="No tasks have run yet. Long operations such as creating or moving a VPS appear here with their progress."/> }/>
+                        <Route path=path!("/events") view=EventsPage/>
+                        <Route path=path!("/settings") view=SettingsPage/>
+                    </Routes>
+                </main>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn ConnectionIndicator(state: RwSignal<LinkState>) -> impl IntoView {
+    let (class, label) = (
+        move || match state.get() {
+            LinkState::Open => "link open",
+            LinkState::Connecting => "link connecting",
+            LinkState::Offline => "link offline",
+        },
+        move || match state.get() {
+            LinkState::Open => "Live",
+            LinkState::Connecting => "Connecting…",
+            LinkState::Offline => "Offline — reconnecting",
+        },
+    );
+    view! { <span class=class data-test="link" title="Live updates from the controller"><span class="dot"></span>{label}</span> }
+}

@@ -1,0 +1,171 @@
+//! The live events socket: connects while signed in, reconnects with backoff, re-subscribes to
+//! the topics of the page in view and tells pages to refresh after a reconnect.
+
+use leptos::prelude::*;
+use serverware_shared::api::EventResponse;
+use serverware_shared::ws::{ClientMessage, ServerMessage, Topic};
+use std::collections::{BTreeMap, VecDeque};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connecting,
+    Open,
+    Offline,
+}
+
+/// Live state shared by all pages (a cheap `Copy` handle).
+#[derive(Clone, Copy)]
+pub struct Live {
+    pub state: RwSignal<LinkState>,
+    /// Bumped on every (re)connect: pages reload what they show.
+    pub generation: RwSignal<u64>,
+    /// Newest first; events pushed since the page subscribed.
+    pub events: RwSignal<VecDeque<EventResponse>>,
+    /// Bumped on every inventory change.
+    pub inventory: RwSignal<u64>,
+    /// Topic → how many mounted components want it.
+    wanted: StoredValue<BTreeMap<Topic, usize>>,
+    socket: StoredValue<Option<WebSocket>, LocalStorage>,
+    enabled: StoredValue<bool>,
+    attempt: StoredValue<u32>,
+}
+
+const KEEP_EVENTS: usize = 500;
+
+impl Live {
+    pub fn new() -> Self {
+        Live {
+            state: RwSignal::new(LinkState::Offline),
+            generation: RwSignal::new(0),
+            events: RwSignal::new(VecDeque::new()),
+            inventory: RwSignal::new(0),
+            wanted: StoredValue::new(BTreeMap::new()),
+            socket: StoredValue::new_local(None),
+            enabled: StoredValue::new(false),
+            attempt: StoredValue::new(0),
+        }
+    }
+
+    /// Connect (after login) or disconnect (after logout).
+    pub fn set_enabled(self, on: bool) {
+        self.enabled.set_value(on);
+        if on {
+            if self.socket.with_value(|s| s.is_none()) {
+                self.connect();
+            }
+        } else {
+            if let Some(ws) = self.socket.try_update_value(|s| s.take()).flatten() {
+                let _ = ws.close();
+            }
+            self.state.set(LinkState::Offline);
+        }
+    }
+
+    /// Subscribes to `topics` while the calling component is mounted.
+    pub fn subscribe_while_mounted(self, topics: &'static [Topic]) {
+        self.wanted.update_value(|w| {
+            for t in topics {
+                *w.entry(*t).or_default() += 1;
+            }
+        });
+        self.send(&ClientMessage::Subscribe { topics: topics.to_vec() });
+        on_cleanup(move || {
+            let mut gone = Vec::new();
+            self.wanted.update_value(|w| {
+                for t in topics {
+                    if let Some(n) = w.get_mut(t) {
+                        *n -= 1;
+                        if *n == 0 {
+                            w.remove(t);
+                            gone.push(*t);
+                        }
+                    }
+                }
+            });
+            if !gone.is_empty() {
+                self.send(&ClientMessage::Unsubscribe { topics: gone });
+            }
+        });
+    }
+
+    fn send(self, msg: &ClientMessage) {
+        let Ok(text) = serde_json::to_string(msg) else { return };
+        self.socket.with_value(|s| {
+            if let Some(ws) = s {
+                if ws.ready_state() == WebSocket::OPEN {
+                    let _ = ws.send_with_str(&text);
+                }
+            }
+        });
+    }
+
+    fn connect(self) {
+        let Some(window) = web_sys::window() else { return };
+        let loc = window.location();
+        let proto = if loc.protocol().ok().as_deref() == Some("https:") { "wss" } else { "ws" };
+        let host = loc.host().unwrap_or_default();
+        let Ok(ws) = WebSocket::new(&format!("{proto}://{host}/api/v1/events")) else {
+            self.schedule_reconnect();
+            return;
+        };
+        self.state.set(LinkState::Connecting);
+
+        let onopen = Closure::<dyn FnMut()>::new(move || {
+            self.attempt.set_value(0);
+            self.state.set(LinkState::Open);
+            let topics: Vec<Topic> = self.wanted.with_value(|w| w.keys().copied().collect());
+            if !topics.is_empty() {
+                self.send(&ClientMessage::Subscribe { topics });
+            }
+            self.generation.update(|g| *g += 1);
+        });
+        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            let Some(text) = e.data().as_string() else { return };
+            match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(ServerMessage::Event { event }) => self.events.update(|v| {
+                    v.push_front(event);
+                    v.truncate(KEEP_EVENTS);
+                }),
+                Ok(ServerMessage::Inventory { .. }) => self.inventory.update(|n| *n += 1),
+                _ => {}
+            }
+        });
+        let this_ws = ws.clone();
+        let onclose = Closure::<dyn FnMut(CloseEvent)>::new(move |_e: CloseEvent| {
+            // Only the current socket may trigger a reconnect.
+            let current = self.socket.with_value(|s| s.as_ref().is_some_and(|w| w == &this_ws));
+            if current {
+                self.socket.set_value(None);
+                self.state.set(LinkState::Offline);
+                if self.enabled.get_value() {
+                    self.schedule_reconnect();
+                }
+            }
+        });
+        ws.set_onopen(Some(onopen.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(onclose.as_ref().unchecked_ref()));
+        // The handlers live as long as the socket; they are few and small.
+        onopen.forget();
+        onmessage.forget();
+        onclose.forget();
+        self.socket.set_value(Some(ws));
+    }
+
+    fn schedule_reconnect(self) {
+        let n = self.attempt.get_value();
+        self.attempt.set_value(n.saturating_add(1));
+        // 0.5 s, 1 s, 2 s … up to 30 s, with jitter so many browsers do not return at once.
+        let base = (500u32 << n.min(6)).min(30_000);
+        let jitter = (js_sys::Math::random() * f64::from(base) * 0.3) as u32;
+        gloo_timers::callback::Timeout::new(base + jitter, move || {
+            if self.enabled.get_value() && self.socket.with_value(|s| s.is_none()) {
+                self.connect();
+            }
+        })
+        .forget();
+    }
+}

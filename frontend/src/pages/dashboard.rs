@@ -1,0 +1,55 @@
+use crate::api;
+use crate::live::Live;
+use crate::widgets::ago;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serverware_shared::api::EventResponse;
+use serverware_shared::ws::Topic;
+
+#[component]
+pub fn Dashboard() -> impl IntoView {
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(&[Topic::Events]);
+    let recent = RwSignal::new(Vec::<EventResponse>::new());
+    let users = RwSignal::new(None::<usize>);
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        spawn_local(async move {
+            if let Ok(list) = api::events(None, "", 8).await {
+                recent.set(list.events);
+            }
+            if let Ok(u) = api::users().await {
+                users.set(Some(u.len()));
+            }
+        });
+    });
+    // Newest live events first, then what was loaded, without duplicates.
+    let shown = move || {
+        let mut v: Vec<EventResponse> = live.events.with(|l| l.iter().take(8).cloned().collect());
+        for e in recent.get() {
+            if !v.iter().any(|x| x.id == e.id) {
+                v.push(e);
+            }
+        }
+        v.sort_by(|a, b| b.id.cmp(&a.id));
+        v.truncate(8);
+        v
+    };
+    view! {
+        <h1>"Dashboard"</h1>
+        <div class="cards">
+            <div class="card stat"><div class="stat-label">"Hosts"</div><div class="stat-empty">"None added yet"</div></div>
+            <div class="card stat"><div class="stat-label">"VPSes"</div><div class="stat-empty">"None yet"</div></div>
+            <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>
+        </div>
+        <section class="card">
+            <h2>"Recent events"</h2>
+            <ul class="timeline">
+                <For each=shown key=|e| e.id let:e>
+                    <li><span class=format!("sev {}", e.severity.as_str())></span><span class="msg">{e.message.clone()}</span><span class="meta">{e.actor.clone()}" · "{ago(e.created_at)}</span></li>
+                </For>
+            </ul>
+        </section>
+    }
+}

@@ -1,0 +1,42 @@
+pub mod dashboard;
+pub mod events;
+pub mod login;
+pub mod settings;
+
+use crate::api::ApiError;
+use leptos::prelude::*;
+use std::collections::BTreeMap;
+
+#[component]
+pub fn EmptyPage(title: &'static str, text: &'static str) -> impl IntoView {
+    view! {
+        <h1>{title}</h1>
+        <div class="empty">
+            <div class="empty-mark">"∅"</div>
+            <p>{text}</p>
+        </div>
+    }
+}
+
+/// Errors of one form, by field; `_form` holds errors that belong to no field.
+#[derive(Clone, Copy)]
+pub struct FormErrors(pub RwSignal<BTreeMap<String, String>>);
+
+impl FormErrors {
+    pub fn new() -> Self {
+        FormErrors(RwSignal::new(BTreeMap::new()))
+    }
+    pub fn clear(&self) {
+        self.0.set(BTreeMap::new());
+    }
+    pub fn set(&self, e: ApiError) {
+        let key = e.field().unwrap_or("_form").to_string();
+        self.0.update(|m| {
+            m.insert(key, e.message());
+        });
+    }
+    pub fn get(&self, field: &'static str) -> Signal<Option<String>> {
+        let m = self.0;
+        Signal::derive(move || m.with(|m| m.get(field).cloned()))
+    }
+}

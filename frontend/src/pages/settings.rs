@@ -1,0 +1,342 @@
+use super::FormErrors;
+use crate::api;
+use crate::app::Auth;
+use crate::live::Live;
+use crate::widgets::{ago, FieldError};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serverware_shared::api::*;
+use serverware_shared::ws::Topic;
+use serverware_shared::{validate, Role};
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(&[Topic::Inventory]);
+    view! {
+        <h1>"Settings"</h1>
+        <Tokens/>
+        <Password/>
+        <Show when=move || auth.is_admin()>
+            <Users/>
+            <Site/>
+        </Show>
+    }
+}
+
+fn role_from(s: &str) -> Option<Role> {
+    s.parse().ok()
+}
+
+#[component]
+fn Tokens() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let live = expect_context::<Live>();
+    let list = RwSignal::new(Vec::<TokenResponse>::new());
+    let name = RwSignal::new(String::new());
+    let role = RwSignal::new(String::new());
+    let days = RwSignal::new(String::new());
+    let created = RwSignal::new(None::<CreatedTokenResponse>);
+    let copied = RwSignal::new(false);
+    let errors = FormErrors::new();
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(t) = api::tokens(false).await {
+                list.set(t)
+            }
+        })
+    };
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        load();
+    });
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = match validate::label("name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        let expires_in_days = match days.get_untracked().trim() {
+            "" => None,
+            d => match d.parse::<u32>().ok().and_then(|d| validate::token_expiry_days("expires_in_days", d).ok()) {
+                Some(d) => Some(d),
+                None => {
+                    return errors.set(validate::ValidationError::new("expires_in_days", "must be between 1 and 3650 days").into())
+                }
+            },
+        };
+        let req = CreateTokenRequest { name: n, role: role_from(&role.get_untracked()), expires_in_days };
+        spawn_local(async move {
+            match api::create_token(&req).await {
+                Ok(c) => {
+                    copied.set(false);
+                    created.set(Some(c));
+                    name.set(String::new());
+                    load();
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let copy = move |_| {
+        if let (Some(c), Some(w)) = (created.get_untracked(), web_sys::window()) {
+            let _ = w.navigator().clipboard().write_text(&c.secret);
+            copied.set(true);
+        }
+    };
+    let revoke = move |id: i64| {
+        spawn_local(async move {
+            if api::revoke_token(id).await.is_ok() {
+                load();
+            }
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"Your API tokens"</h2>
+            <p class="muted">"Send a token as " <code>"Authorization: Bearer …"</code> ". It acts with your role or a lower one."</p>
+            <Show when=move || created.get().is_some()>
+                <div class="secret" data-test="new-token">
+                    <div><strong>"Copy this token now: it will not be shown again."</strong></div>
+                    <code data-test="token-secret">{move || created.get().map(|c| c.secret).unwrap_or_default()}</code>
+                    <button class="ghost" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
+                    <button class="ghost" on:click=move |_| created.set(None)>"Done"</button>
+                </div>
+            </Show>
+            <form class="inline" on:submit=create>
+                <label>"Name"<input name="token-name" bind:value=name placeholder="e.g. monitoring"/>
+                    <FieldError message=errors.get("name")/></label>
+                <label>"Role"
+                    <select name="token-role" bind:value=role>
+                        <option value="">{move || format!("My role ({})", auth.user().map(|s| s.effective_role.to_string()).unwrap_or_default())}</option>
+                        <option value="viewer">"viewer"</option>
+                        <option value="operator">"operator"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                    <FieldError message=errors.get("role")/></label>
+                <label>"Expires in days"<input name="token-days" bind:value=days placeholder="never" inputmode="numeric"/>
+                    <FieldError message=errors.get("expires_in_days")/></label>
+                <button type="submit" class="primary">"Create token"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+            <table class="grid">
+                <thead><tr><th>"Name"</th><th>"Starts with"</th><th>"Role"</th><th>"Created"</th><th>"Last used"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=move || list.get() key=|t| t.id let:t>
+                        <tr>
+                            <td>{t.name.clone()}</td><td><code>{t.prefix.clone()}"…"</code></td><td>{t.role.to_string()}</td>
+                            <td>{ago(t.created_at)}</td>
+                            <td>{t.last_used_at.map(|u| ago(u).into_any()).unwrap_or_else(|| "never".into_any())}</td>
+                            <td><button class="danger ghost" on:click=move |_| revoke(t.id)>"Revoke"</button></td>
+                        </tr>
+                    </For>
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+#[component]
+fn Password() -> impl IntoView {
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let done = RwSignal::new(false);
+    let errors = FormErrors::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        done.set(false);
+        if let Err(e) = validate::new_password("new_password", &new.get_untracked()) {
+            return errors.set(e.into());
+        }
+        let req = ChangePasswordRequest { current_password: current.get_untracked(), new_password: new.get_untracked() };
+        spawn_local(async move {
+            match api::change_password(&req).await {
+                Ok(()) => {
+                    done.set(true);
+                    current.set(String::new());
+                    new.set(String::new());
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Your password"</h2>
+            <form class="inline" on:submit=submit>
+                <label>"Current password"<input type="password" autocomplete="current-password" bind:value=current/></label>
+                <label>"New password"<input type="password" autocomplete="new-password" bind:value=new/>
+                    <FieldError message=errors.get("new_password")/></label>
+                <button type="submit" class="primary">"Change password"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+            <Show when=move || done.get()><p class="ok">"Password changed. Your other sessions have ended."</p></Show>
+        </section>
+    }
+}
+
+#[component]
+fn Users() -> impl IntoView {
+    let live = expect_context::<Live>();
+    let auth = expect_context::<Auth>();
+    let list = RwSignal::new(Vec::<UserResponse>::new());
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let role = RwSignal::new("viewer".to_string());
+    let errors = FormErrors::new();
+    let row_error = RwSignal::new(None::<String>);
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(u) = api::users().await {
+                list.set(u)
+            }
+        })
+    };
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        load();
+    });
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let u = match validate::username("username", &username.get_untracked()) {
+            Ok(u) => u,
+            Err(e) => return errors.set(e.into()),
+        };
+        if let Err(e) = validate::new_password("password", &password.get_untracked()) {
+            return errors.set(e.into());
+        }
+        let req = CreateUserRequest { username: u, password: password.get_untracked(), role: role_from(&role.get_untracked()).unwrap_or(Role::Viewer) };
+        spawn_local(async move {
+            match api::create_user(&req).await {
+                Ok(_) => {
+                    username.set(String::new());
+                    password.set(String::new());
+                    load();
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let update = move |id: i64, req: UpdateUserRequest| {
+        row_error.set(None);
+        spawn_local(async move {
+            match api::update_user(id, &req).await {
+                Ok(_) => load(),
+                Err(e) => {
+                    row_error.set(Some(e.message()));
+                    load();
+                }
+            }
+        });
+    };
+    let remove = move |u: UserResponse| {
+        let ok = web_sys::window()
+            .and_then(|w| w.confirm_with_message(&format!("Delete user {}? Their sessions and tokens end.", u.username)).ok())
+            .unwrap_or(false);
+        if ok {
+            spawn_local(async move {
+                match api::delete_user(u.id).await {
+                    Ok(()) => load(),
+                    Err(e) => row_error.set(Some(e.message())),
+                }
+            });
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Users"</h2>
+            <FieldError message=row_error/>
+            <table class="grid">
+                <thead><tr><th>"User"</th><th>"Role"</th><th>"Status"</th><th>"Last login"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=move || list.get() key=|u| (u.id, u.role, u.disabled) let:u>
+                        {
+                            let me = auth.user().map(|s| s.user.id) == Some(u.id);
+                            let id = u.id;
+                            let disabled = u.disabled;
+                            let u2 = u.clone();
+                            view! {
+                                <tr>
+                                    <td>{u.username.clone()}{me.then_some(" (you)")}</td>
+                                    <td>
+                                        <select on:change=move |ev| {
+                                            if let Some(r) = role_from(&event_target_value(&ev)) {
+                                                update(id, UpdateUserRequest { role: Some(r), ..Default::default() })
+                                            }
+                                        }>
+                                            {Role::ALL.into_iter().map(|r| view! { <option value=r.as_str() selected=r == u.role>{r.as_str()}</option> }).collect_view()}
+                                        </select>
+                                    </td>
+                                    <td>{if disabled { "disabled" } else { "active" }}</td>
+                                    <td>{u.last_login_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td>
+                                    <td class="actions">
+                                        <button class="ghost" on:click=move |_| update(id, UpdateUserRequest { disabled: Some(!disabled), ..Default::default() })>
+                                            {if disabled { "Enable" } else { "Disable" }}
+                                        </button>
+                                        <button class="ghost danger" disabled=me on:click=move |_| remove(u2.clone())>"Delete"</button>
+                                    </td>
+                                </tr>
+                            }
+                        }
+                    </For>
+                </tbody>
+            </table>
+            <h3>"Add a user"</h3>
+            <form class="inline" on:submit=create>
+                <label>"User name"<input name="new-username" bind:value=username/>
+                    <FieldError message=errors.get("username")/></label>
+                <label>"Password"<input name="new-password" type="password" autocomplete="new-password" bind:value=password/>
+                    <FieldError message=errors.get("password")/></label>
+                <label>"Role"
+                    <select bind:value=role>
+                        {Role::ALL.into_iter().map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
+                    </select></label>
+                <button type="submit" class="primary">"Add user"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+        </section>
+    }
+}
+
+#[component]
+fn Site() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let name = RwSignal::new(auth.site_name.get_untracked());
+    let errors = FormErrors::new();
+    let saved = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        saved.set(false);
+        let n = match validate::label("site_name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        spawn_local(async move {
+            match api::update_settings(&UpdateSettingsRequest { site_name: Some(n) }).await {
+                Ok(s) => {
+                    auth.site_name.set(s.site_name);
+                    saved.set(true);
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Site"</h2>
+            <form class="inline" on:submit=submit>
+                <label>"Site name"<input name="site-name" bind:value=name/>
+                    <FieldError message=errors.get("site_name")/></label>
+                <button type="submit" class="primary">"Save"</button>
+            </form>
+            <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
+        </section>
+    }
+}
