@@ -256,6 +256,41 @@ async fn authenticate_token(state: &AppState, secret: String) -> Result<Principa
         .await
 }
 
+/// Whether what authenticated `p` still holds: the session was not ended, the token not revoked
+/// or expired, the user not disabled. Long-lived connections (the live socket) check this.
+pub async fn still_valid(state: &AppState, p: &Principal) -> bool {
+    let idle = chrono::TimeDelta::minutes(state.config.session_idle_minutes as i64);
+    let method = p.method.clone();
+    let r = state
+        .db
+        .run(move |conn| {
+            let t = now();
+            let ok = match method {
+                AuthMethod::Session { session_id } => sessions::table
+                    .inner_join(users::table)
+                    .filter(sessions::id.eq(session_id))
+                    .filter(users::disabled.eq(false))
+                    .filter(sessions::last_seen_at.gt(t - idle))
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0,
+                AuthMethod::Token { token_id, .. } => api_tokens::table
+                    .inner_join(users::table)
+                    .filter(api_tokens::id.eq(token_id))
+                    .filter(users::disabled.eq(false))
+                    .filter(api_tokens::revoked_at.is_null())
+                    .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(t)))
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0,
+            };
+            Ok(ok)
+        })
+        .await;
+    // A database hiccup does not end a socket; a definite "no" does.
+    r.unwrap_or(true)
+}
+
 pub use crate::config::LoginLimits;
 
 #[derive(Debug, Clone, Copy)]

@@ -64,7 +64,7 @@ pub fn openapi() -> OpenApi {
     components
         .schemas
         .entry("ErrorBody".into())
-        .or_insert_with(|| <ErrorBody as utoipa::PartialSchema>::schema());
+        .or_insert_with(<ErrorBody as utoipa::PartialSchema>::schema);
     api
 }
 

@@ -31,6 +31,7 @@ pub async fn events_socket(
     let mut stream = stream.max_frame_size(64 * 1024);
     let (guard, mut queue) = state.hub.register();
     let hub = state.hub.clone();
+    let state = state.into_inner();
     actix_web::rt::spawn(async move {
         let _guard = guard;
         let hello = ServerMessage::Hello {
@@ -84,6 +85,10 @@ pub async fn events_socket(
                     }
                 },
                 _ = ping.tick() => {
+                    // A socket outlives neither its session nor its token.
+                    if !crate::auth::still_valid(&state, &principal).await {
+                        break Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
+                    }
                     if last_heard.elapsed() > PING_EVERY * 3 {
                         break Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
                     }

@@ -115,7 +115,7 @@ async fn repeated_failures_back_off_with_429_and_retry_after() {
     }
     let r = attempt("admin", "wrong-password!").await;
     let retry: u64 = r.headers().get("retry-after").expect("Retry-After").to_str().unwrap().parse().unwrap();
-    assert!(retry >= 1 && retry <= 900, "{retry}");
+    assert!((1..=900).contains(&retry), "{retry}");
     expect_error(r, 429, "too_many_requests").await;
     // While locked, even the right password is refused...
     let r = attempt("admin", ADMIN_PW).await;

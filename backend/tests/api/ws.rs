@@ -46,6 +46,14 @@ async fn an_unauthenticated_socket_is_refused() {
         Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 401),
         other => panic!("a forged cookie was not refused: {:?}", other.err()),
     }
+    // An API token works as well as a session cookie.
+    let admin = t.admin().await;
+    let token = t.token(&admin, "socket", Some("viewer")).await;
+    let url = t.url("/api/v1/events").replacen("http", "ws", 1);
+    let (_, mut s) = awc::Client::new().ws(url).bearer_auth(&token).connect().await.unwrap();
+    let hello = next_json(&mut s).await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["role"], "viewer");
 }
 
 #[actix_web::test]
@@ -144,7 +152,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_controller_stays_respons
         hub.publish(&msg);
         assert!(t0.elapsed() < Duration::from_secs(1), "publishing blocked on a slow client");
         sent += 1;
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }
@@ -153,4 +161,29 @@ async fn a_client_that_stops_reading_is_dropped_and_the_controller_stays_respons
     let r = t.anon().get(t.url("/api/v1/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     drop(slow);
+}
+
+#[actix_web::test]
+async fn a_socket_closes_when_its_session_ends() {
+    let t = TestController::start().await;
+    let cookie = t.session_cookie("admin", ADMIN_PW).await;
+    let mut s = connect(&t, Some(&cookie)).await.unwrap();
+    assert_eq!(next_json(&mut s).await["type"], "hello");
+    let r = t.anon().post(t.url("/api/v1/auth/logout")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // The controller re-checks at its next ping (15 s); allow plenty.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(Instant::now() < deadline, "the socket outlived its session");
+        match tokio::time::timeout(Duration::from_secs(90), s.next()).await {
+            Ok(Some(Ok(Frame::Close(reason)))) => {
+                assert_eq!(reason.and_then(|r| r.description).as_deref(), Some("signed out"));
+                break;
+            }
+            Ok(Some(Ok(Frame::Ping(b)))) => s.send(Message::Pong(b)).await.unwrap(),
+            Ok(Some(Ok(_))) => {}
+            Ok(None) | Ok(Some(Err(_))) => panic!("the socket ended without a close frame"),
+            Err(_) => panic!("nothing within 90 s"),
+        }
+    }
 }

@@ -32,7 +32,7 @@ pub fn Dashboard() -> impl IntoView {
                 v.push(e);
             }
         }
-        v.sort_by(|a, b| b.id.cmp(&a.id));
+        v.sort_by_key(|e| std::cmp::Reverse(e.id));
         v.truncate(8);
         v
     };

@@ -52,7 +52,7 @@ pub fn EventsPage() -> impl IntoView {
                 v.push(e);
             }
         }
-        v.sort_by(|a, b| b.id.cmp(&a.id));
+        v.sort_by_key(|e| std::cmp::Reverse(e.id));
         v
     };
     view! {
