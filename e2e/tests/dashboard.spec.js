@@ -87,3 +87,43 @@ test('a deep link loads the app, which goes live', async ({ page }) => {
   await expect(page.getByRole('heading', { name: 'Events' })).toBeVisible();
   await expect(page.locator('[data-test=link]')).toHaveText('Live');
 });
+
+test('after the live connection drops, the app reconnects and shows what it missed', async ({ page, baseURL }) => {
+  // Keep a handle on the app's sockets so the test can cut one, as a network blip would.
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.__blockSockets = false;
+    window.WebSocket = function (url, ...rest) {
+      // While blocked, connections go to a closed loopback port and fail, as during an outage.
+      const ws = new Native(window.__blockSockets ? 'ws://127.0.0.1:1/' : url, ...rest);
+      window.__sockets.push(ws);
+      return ws;
+    };
+    window.WebSocket.prototype = Native.prototype;
+    Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  });
+  await login(page);
+  await page.getByRole('link', { name: 'Events' }).click();
+  const link = page.locator('[data-test=link]');
+  await expect(link).toHaveText('Live');
+
+  await page.evaluate(() => {
+    window.__blockSockets = true;
+    window.__sockets.forEach((s) => s.close());
+  });
+  await expect(link).toHaveText(/reconnecting|Connecting/);
+
+  // Something happens while the page is not connected...
+  const api = await request.newContext({ baseURL });
+  expect((await api.post('/api/v1/auth/login', { data: { username: 'admin', password: ADMIN_PASSWORD } })).status()).toBe(200);
+  expect((await api.post('/api/v1/tokens', { data: { name: 'while-offline' } })).status()).toBe(201);
+
+  // ...and shows up once the app has reconnected and refreshed, without a reload.
+  await expect(page.locator('tr[data-action="token.create"]', { hasText: 'while-offline' })).toHaveCount(0);
+  await page.evaluate(() => { window.__blockSockets = false; });
+  await expect(link).toHaveText('Live', { timeout: 45_000 });
+  await expect(page.locator('tr[data-action="token.create"]', { hasText: 'while-offline' })).toBeVisible();
+  expect(await page.evaluate(() => window.__sockets.length)).toBeGreaterThan(1);
+  await api.dispose();
+});
