@@ -7,6 +7,8 @@ need_apt postgresql
 cd "$ROOT"
 
 need_apt chromium fonts-dejavu-core
+# Test hosts: network namespaces with their own OpenSSH sshd; LXC for VPSes.
+need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
 build_dashboard
 
 say "shared/ builds for wasm32 (the dashboard's target)"

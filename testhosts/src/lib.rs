@@ -1,0 +1,459 @@
+//! Test hosts: real machines on this one. Each host is a network namespace with its own address
+//! on a test bridge (10.77.0.0/16), its own mount and PID namespace whose init is `tini` running
+//! OpenSSH `sshd`, its own host key, `/etc/shadow`, `/var/lib/lxc` and `/var/lib/serverware`.
+//!
+//! A host can be powered off (every process, containers included, and its link), booted again,
+//! or have only its link cut. A [`Cluster`] removes everything it made when dropped; clusters left
+//! behind by a killed run are swept by the next one (and by `sw-testhosts sweep`).
+//!
+//! Every command runs with an argument vector. The one shell script is the host's fixed start-up
+//! script, which receives the host's paths as positional parameters, never spliced into its text.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where clusters record themselves, so a later run can sweep what a killed one left.
+pub const STATE_DIR: &str = "/run/serverware-testhosts";
+
+/// The start-up of a host, run inside its new mount and PID namespaces.
+/// $1 host dir, $2 address, $3 password hash file (shadow copy).
+const BOOT_SCRIPT: &str = r#"
+set -e
+d="$1"; addr="$2"
+# `ip netns exec` mounted a fresh /sys that hides the cgroup hierarchies LXC needs: mount them again.
+if [ -d /sys/fs/cgroup ] && ! mountpoint -q /sys/fs/cgroup; then
+  mount -t tmpfs cgroup_root /sys/fs/cgroup
+  for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
+    mkdir -p /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c 2>/dev/null || rmdir /sys/fs/cgroup/$c
+  done
+  mkdir -p /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd 2>/dev/null || true
+  mkdir -p /sys/fs/cgroup/unified; mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified 2>/dev/null || true
+fi
+mount --bind "$d/lxc" /var/lib/lxc
+mount --bind "$d/data" /var/lib/serverware
+mount --bind "$d/shadow" /etc/shadow
+mount -t tmpfs -o size="$3" hostdisk /srv
+mkdir -p /run/sshd
+exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \
+  -o HostKey="$d/ssh_host_ed25519_key" -o ListenAddress="$addr" \
+  -o AuthorizedKeysFile="$d/authorized_keys" -o StrictModes=no \
+  -o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no \
+  -o PidFile=none -o MaxStartups=100
+"#;
+
+fn run(cmd: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Like [`run`], for clean-up: failures are ignored (the thing may already be gone).
+fn try_run(cmd: &str, args: &[&str]) {
+    let _ = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    owner_pid: u32,
+    subnet: u8,
+    bridge: String,
+    namespaces: Vec<String>,
+    dir: PathBuf,
+    init_pids: Vec<u32>,
+}
+
+/// One test host.
+pub struct TestHost {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub ssh_port: u16,
+    /// Root's password on this host (password logins work; keys go in `authorized_keys`).
+    pub password: String,
+    /// Size of the host's own disk, mounted at `/srv`, in MiB (each host gets a distinct one).
+    pub disk_mib: u64,
+    pub dir: PathBuf,
+    netns: String,
+    veth_root: String,
+    init: Option<Child>,
+}
+
+impl TestHost {
+    pub fn ssh_url(&self) -> String {
+        format!("ssh://root@{}:{}", self.addr, self.ssh_port)
+    }
+
+    /// The network namespace's name, for `ip netns exec`.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// Adds a public key line to root's authorized keys on this host.
+    pub fn authorize_key(&self, public_key_line: &str) -> Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join("authorized_keys"))?;
+        writeln!(f, "{}", public_key_line.trim())?;
+        Ok(())
+    }
+
+    /// The host's SSH host public key (`ssh-ed25519 AAAA…`).
+    pub fn host_public_key(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub"))?
+            .trim()
+            .to_string())
+    }
+
+    /// The PID (in this machine's namespace) of the host's init, while it runs.
+    pub fn init_pid(&self) -> Option<u32> {
+        let unshare = self.init.as_ref()?.id();
+        // `unshare --fork` waits for its child, which is PID 1 inside the host.
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
+    fn boot(&mut self, subnet: u8) -> Result<()> {
+        let _ = subnet;
+        let script_args = [
+            "netns",
+            "exec",
+            &self.netns,
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            BOOT_SCRIPT,
+            "boot",
+        ];
+        let dir = self.dir.to_string_lossy().to_string();
+        let addr = self.addr.to_string();
+        let size = format!("{}m", self.disk_mib);
+        let child = Command::new("ip")
+            .args(script_args)
+            .args([&dir, &addr, &size])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.dir.join("sshd.log"))?))
+            .spawn()
+            .context("cannot start the host's init")?;
+        self.init = Some(child);
+        wait_for_port(SocketAddr::from((self.addr, self.ssh_port)), Duration::from_secs(30))
+            .with_context(|| {
+                format!(
+                    "host {} did not start sshd: {}",
+                    self.name,
+                    std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+                )
+            })
+    }
+
+    fn kill_init(&mut self) {
+        if let Some(pid) = self.init_pid() {
+            // PID 1 of a PID namespace dying takes every process of the host with it.
+            try_run("kill", &["-KILL", &pid.to_string()]);
+        }
+        if let Some(mut c) = self.init.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until something accepts TCP connections at `addr`.
+pub fn wait_for_port(addr: SocketAddr, deadline: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > deadline {
+            bail!("nothing answers at {addr} after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when nothing answers TCP at `addr` within `timeout`.
+pub fn is_unreachable(addr: SocketAddr, timeout: Duration) -> bool {
+    TcpStream::connect_timeout(&addr, timeout).is_err()
+}
+
+/// A set of test hosts on one bridge `10.77.<subnet>.0/24`, the bridge itself at `.1`.
+pub struct Cluster {
+    pub hosts: Vec<TestHost>,
+    pub subnet: u8,
+    pub bridge: String,
+    pub gateway: Ipv4Addr,
+    state_file: PathBuf,
+    dir: PathBuf,
+    keep_dir: bool,
+}
+
+/// Options of a new cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub hosts: usize,
+    /// Where host directories go; a temporary directory when `None`.
+    pub dir: Option<PathBuf>,
+    pub password: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { hosts: 2, dir: None, password: "testhost-password".into() }
+    }
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    let out = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().map(|mut s| s.write_all(format!("{password}\n").as_bytes()));
+            c.wait_with_output()
+        })
+        .context("openssl passwd failed")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Cluster {
+    /// Creates `opts.hosts` hosts and waits until each answers SSH.
+    pub fn create(opts: ClusterOptions) -> Result<Cluster> {
+        if opts.hosts == 0 || opts.hosts > 200 {
+            bail!("a cluster has 1 to 200 hosts");
+        }
+        sweep_stale();
+        std::fs::create_dir_all(STATE_DIR)?;
+        for d in ["/var/lib/lxc", "/var/lib/serverware", "/srv"] {
+            std::fs::create_dir_all(d)?;
+        }
+        // Claim a free /24: the state file is the lock.
+        let mut claimed = None;
+        for subnet in 1u8..=250 {
+            let f = Path::new(STATE_DIR).join(format!("{subnet}.json"));
+            if std::fs::OpenOptions::new().write(true).create_new(true).open(&f).is_ok() {
+                claimed = Some((subnet, f));
+                break;
+            }
+        }
+        let (subnet, state_file) = claimed.context("no free test subnet in 10.77.0.0/16")?;
+        let (dir, keep_dir) = match &opts.dir {
+            Some(d) => (d.clone(), true),
+            None => (std::env::temp_dir().join(format!("serverware-testhosts-{subnet}-{}", std::process::id())), false),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let bridge = format!("swtb{subnet}");
+        let gateway = Ipv4Addr::new(10, 77, subnet, 1);
+        let mut cluster = Cluster { hosts: Vec::new(), subnet, bridge, gateway, state_file, dir, keep_dir };
+        cluster.save_state()?;
+        cluster.setup(&opts).inspect_err(|_| drop_now(&mut cluster))?;
+        Ok(cluster)
+    }
+
+    fn setup(&mut self, opts: &ClusterOptions) -> Result<()> {
+        run("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
+        run("ip", &["addr", "add", &format!("{}/24", self.gateway), "dev", &self.bridge])?;
+        run("ip", &["link", "set", &self.bridge, "up"])?;
+        let shadow = std::fs::read_to_string("/etc/shadow").context("cannot read /etc/shadow")?;
+        let hash = hash_password(&opts.password)?;
+        let host_shadow: String = shadow
+            .lines()
+            .map(|l| match l.split_once(':') {
+                Some(("root", rest)) => {
+                    let tail = rest.split_once(':').map(|(_, t)| t).unwrap_or("");
+                    format!("root:{hash}:{tail}")
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        for i in 0..opts.hosts {
+            let name = format!("h{}-{}", self.subnet, i + 1);
+            let netns = format!("swt{}h{}", self.subnet, i + 1);
+            let veth_root = format!("swt{}h{}r", self.subnet, i + 1);
+            let veth_ns = format!("swt{}h{}n", self.subnet, i + 1);
+            let addr = Ipv4Addr::new(10, 77, self.subnet, 10 + i as u8);
+            let dir = self.dir.join(&name);
+            for d in ["lxc", "data"] {
+                std::fs::create_dir_all(dir.join(d))?;
+            }
+            std::fs::write(dir.join("shadow"), &host_shadow)?;
+            std::fs::write(dir.join("authorized_keys"), "")?;
+            let key = dir.join("ssh_host_ed25519_key");
+            if !key.exists() {
+                run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &name, "-f", &key.to_string_lossy()])?;
+            }
+            run("ip", &["netns", "add", &netns])?;
+            self.hosts.push(TestHost {
+                name,
+                addr,
+                ssh_port: 22,
+                password: opts.password.clone(),
+                disk_mib: 64 + 32 * i as u64,
+                dir,
+                netns: netns.clone(),
+                veth_root: veth_root.clone(),
+                init: None,
+            });
+            self.save_state()?;
+            run("ip", &["link", "add", &veth_root, "type", "veth", "peer", "name", &veth_ns])?;
+            run("ip", &["link", "set", &veth_root, "master", &self.bridge, "up"])?;
+            run("ip", &["link", "set", &veth_ns, "netns", &netns])?;
+            let ns = |args: &[&str]| {
+                let mut v = vec!["netns", "exec", netns.as_str(), "ip"];
+                v.extend_from_slice(args);
+                run("ip", &v)
+            };
+            // Inside: a bridge that holds the uplink and carries the host's address, so
+            // containers on it are reachable as on a LAN.
+            ns(&["link", "set", "lo", "up"])?;
+            ns(&["link", "set", &veth_ns, "name", "eth0"])?;
+            ns(&["link", "add", "br0", "type", "bridge"])?;
+            ns(&["link", "set", "eth0", "master", "br0", "up"])?;
+            ns(&["addr", "add", &format!("{addr}/24"), "dev", "br0"])?;
+            ns(&["link", "set", "br0", "up"])?;
+            ns(&["route", "add", "default", "via", &self.gateway.to_string()])?;
+        }
+        for i in 0..self.hosts.len() {
+            self.hosts[i].boot(self.subnet)?;
+        }
+        self.save_state()
+    }
+
+    fn save_state(&self) -> Result<()> {
+        let state = State {
+            owner_pid: std::process::id(),
+            subnet: self.subnet,
+            bridge: self.bridge.clone(),
+            namespaces: self.hosts.iter().map(|h| h.netns.clone()).collect(),
+            dir: self.dir.clone(),
+            init_pids: self.hosts.iter().filter_map(|h| h.init_pid()).collect(),
+        };
+        std::fs::write(&self.state_file, serde_json::to_vec(&state)?)?;
+        Ok(())
+    }
+
+    /// Powers host `i` off: every process on it dies (containers included) and its link goes down.
+    pub fn power_off(&mut self, i: usize) -> Result<()> {
+        let h = &mut self.hosts[i];
+        run("ip", &["link", "set", &h.veth_root, "down"])?;
+        h.kill_init();
+        self.save_state()
+    }
+
+    /// Boots host `i` again (after [`Cluster::power_off`]) and waits for its sshd.
+    pub fn boot(&mut self, i: usize) -> Result<()> {
+        let subnet = self.subnet;
+        let h = &mut self.hosts[i];
+        run("ip", &["link", "set", &h.veth_root, "up"])?;
+        h.boot(subnet)?;
+        self.save_state()
+    }
+
+    /// Cuts only host `i`'s link: its processes keep running but nothing reaches it.
+    pub fn cut_link(&self, i: usize) -> Result<()> {
+        run("ip", &["link", "set", &self.hosts[i].veth_root, "down"])
+    }
+
+    pub fn restore_link(&self, i: usize) -> Result<()> {
+        run("ip", &["link", "set", &self.hosts[i].veth_root, "up"])
+    }
+
+    /// Runs a program inside host `i`'s network namespace (argument vector, no shell).
+    pub fn exec_in_netns(&self, i: usize, program: &str, args: &[&str]) -> Result<std::process::Output> {
+        let mut v = vec!["netns", "exec", self.hosts[i].netns.as_str(), program];
+        v.extend_from_slice(args);
+        Ok(Command::new("ip").args(&v).stdin(Stdio::null()).output()?)
+    }
+}
+
+fn drop_now(c: &mut Cluster) {
+    for h in &mut c.hosts {
+        h.kill_init();
+        try_run("ip", &["netns", "del", &h.netns]);
+        try_run("ip", &["link", "del", &h.veth_root]);
+    }
+    try_run("ip", &["link", "del", &c.bridge]);
+    if !c.keep_dir {
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+    let _ = std::fs::remove_file(&c.state_file);
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        drop_now(self);
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes what clusters of dead owners left behind. With `all`, removes every cluster.
+pub fn sweep(all: bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(STATE_DIR) else { return 0 };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(state) = serde_json::from_slice::<State>(&bytes) else {
+            // A claim whose owner died before writing anything.
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        if !all && process_alive(state.owner_pid) {
+            continue;
+        }
+        for pid in &state.init_pids {
+            // Only a host's init (tini) is ours to end; a reused PID is left alone.
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "tini" {
+                try_run("kill", &["-KILL", &pid.to_string()]);
+            }
+        }
+        for ns in &state.namespaces {
+            try_run("ip", &["netns", "del", ns]);
+        }
+        try_run("ip", &["link", "del", &state.bridge]);
+        if state.dir.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(&state.dir);
+        }
+        let _ = std::fs::remove_file(&path);
+        n += 1;
+    }
+    n
+}
+
+fn sweep_stale() {
+    sweep(false);
+}
