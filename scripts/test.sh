@@ -56,4 +56,4 @@ runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
 
 say "the API suite on PostgreSQL"
 SERVERWARE_TEST_POSTGRES_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres" \
-    cargo test --locked -p serverware --test api
+    cargo test --locked --test api

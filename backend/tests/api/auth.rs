@@ -191,3 +191,26 @@ async fn tls_marks_the_session_cookie_secure() {
     let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
 }
+
+#[actix_web::test]
+async fn one_address_trying_many_accounts_is_slowed_down_too() {
+    let t = TestController::start_with(|c| c.login.address_failures = 3).await;
+    let c = t.anon();
+    for user in ["alice", "bob", "carol"] {
+        let r = c
+            .post(t.url("/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": "guess-guess-guess"}))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "unauthorized").await;
+    }
+    let r = c
+        .post(t.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PW}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    expect_error(r, 429, "too_many_requests").await;
+}
