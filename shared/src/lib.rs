@@ -3,6 +3,7 @@
 //!
 //! This crate must build for `wasm32-unknown-unknown`: server-only dependencies stay behind features.
 
+pub mod agent;
 pub mod api;
 pub mod error;
 pub mod role;
