@@ -11,4 +11,5 @@ pub mod hub;
 pub mod models;
 pub mod schema;
 pub mod server;
+pub mod ssh;
 pub mod state;

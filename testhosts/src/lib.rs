@@ -36,11 +36,13 @@ fi
 mount --bind "$d/lxc" /var/lib/lxc
 mount --bind "$d/data" /var/lib/serverware
 mount --bind "$d/shadow" /etc/shadow
+# root's ~/.ssh is the host's own, so keys installed there stay on this host.
+mount --bind "$d/root_ssh" /root/.ssh
 mount -t tmpfs -o size="$3" hostdisk /srv
 mkdir -p /run/sshd
 exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \
   -o HostKey="$d/ssh_host_ed25519_key" -o ListenAddress="$addr" \
-  -o AuthorizedKeysFile="$d/authorized_keys" -o StrictModes=no \
+  -o AuthorizedKeysFile="$d/authorized_keys .ssh/authorized_keys" -o StrictModes=no \
   -o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no \
   -o PidFile=none -o MaxStartups=100
 "#;
@@ -252,7 +254,7 @@ impl Cluster {
         }
         sweep_stale();
         std::fs::create_dir_all(STATE_DIR)?;
-        for d in ["/var/lib/lxc", "/var/lib/serverware", "/srv"] {
+        for d in ["/var/lib/lxc", "/var/lib/serverware", "/srv", "/root/.ssh"] {
             std::fs::create_dir_all(d)?;
         }
         // Claim a free /24: the state file is the lock.
@@ -303,7 +305,7 @@ impl Cluster {
             let veth_ns = format!("swt{}h{}n", self.subnet, i + 1);
             let addr = Ipv4Addr::new(10, 77, self.subnet, 10 + i as u8);
             let dir = self.dir.join(&name);
-            for d in ["lxc", "data"] {
+            for d in ["lxc", "data", "root_ssh"] {
                 std::fs::create_dir_all(dir.join(d))?;
             }
             std::fs::write(dir.join("shadow"), &host_shadow)?;

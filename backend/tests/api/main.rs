@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod roles;
 mod schema;
+mod ssh_hosts;
 mod tokens;
 mod users_events;
 mod ws;

@@ -1,0 +1,183 @@
+//! The controller's SSH client (russh). Host keys are pinned: a first contact only reads the key
+//! so the operator can confirm its fingerprint; every later connection must present exactly the
+//! pinned key, and a different one is refused.
+
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A host key as shown to the operator and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The key in OpenSSH form (`ssh-ed25519 AAAA…`), stored to compare later.
+    pub openssh: String,
+}
+
+impl HostKey {
+    fn of(key: &PublicKey) -> HostKey {
+        HostKey {
+            fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+            openssh: key.to_openssh().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the host presented a different host key ({presented}) than the one pinned; refusing to connect")]
+    HostKeyMismatch { presented: String },
+    #[error("the host refused the credentials")]
+    AuthRejected,
+    #[error("SSH failed: {0}")]
+    Protocol(String),
+}
+
+pub enum Credentials {
+    Password(String),
+    Key(Arc<PrivateKey>),
+}
+
+struct Client {
+    pinned: Option<String>,
+    seen: Arc<Mutex<Option<HostKey>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        // Only plain host keys are pinned; a host certificate is refused.
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        let hk = HostKey::of(key);
+        let ok = match &self.pinned {
+            Some(p) => same_key(p, &hk.openssh),
+            None => true,
+        };
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(hk);
+        }
+        Ok(ok)
+    }
+}
+
+/// Compares OpenSSH key lines by type and data, ignoring the comment.
+fn same_key(a: &str, b: &str) -> bool {
+    let parts = |s: &str| s.split_whitespace().take(2).map(str::to_string).collect::<Vec<_>>();
+    parts(a) == parts(b) && !parts(a).is_empty()
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        inactivity_timeout: Some(Duration::from_secs(60)),
+        keepalive_interval: Some(Duration::from_secs(5)),
+        keepalive_max: 3,
+        ..Default::default()
+    })
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn open(addr: &str, port: u16, pinned: Option<String>) -> Result<(Handle<Client>, Arc<Mutex<Option<HostKey>>>), SshError> {
+    let seen = Arc::new(Mutex::new(None));
+    let handler = Client { pinned: pinned.clone(), seen: seen.clone() };
+    let target = format!("{addr}:{port}");
+    let r = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(config(), (addr, port), handler)).await;
+    match r {
+        Err(_) => Err(SshError::Unreachable(target, "no answer within 10 s".into())),
+        Ok(Ok(h)) => Ok((h, seen)),
+        Ok(Err(e)) => {
+            let presented = seen.lock().ok().and_then(|s| s.clone());
+            match (pinned, presented) {
+                (Some(p), Some(k)) if !same_key(&p, &k.openssh) => Err(SshError::HostKeyMismatch { presented: k.fingerprint }),
+                _ => match e {
+                    russh::Error::IO(io) => Err(SshError::Unreachable(target, io.to_string())),
+                    other => Err(SshError::Protocol(other.to_string())),
+                },
+            }
+        }
+    }
+}
+
+/// First contact: reads the host's key without logging in.
+pub async fn probe_host_key(addr: &str, port: u16) -> Result<HostKey, SshError> {
+    let (handle, seen) = open(addr, port, None).await?;
+    let key = seen.lock().ok().and_then(|s| s.clone());
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    key.ok_or_else(|| SshError::Protocol("the host sent no key".into()))
+}
+
+/// A logged-in connection to a host whose key is pinned.
+pub struct Session {
+    handle: Handle<Client>,
+}
+
+impl Session {
+    pub async fn connect(addr: &str, port: u16, user: &str, pinned_key: &str, creds: &Credentials) -> Result<Session, SshError> {
+        let (mut handle, _) = open(addr, port, Some(pinned_key.to_string())).await?;
+        let result = match creds {
+            Credentials::Password(p) => handle.authenticate_password(user, p).await,
+            Credentials::Key(k) => {
+                let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+                handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(k.clone(), hash)).await
+            }
+        }
+        .map_err(|e| SshError::Protocol(e.to_string()))?;
+        if !result.success() {
+            return Err(SshError::AuthRejected);
+        }
+        Ok(Session { handle })
+    }
+
+    /// Runs `program` with `args` on the host and returns its exit status and output. Every
+    /// argument is quoted for the remote shell, so no argument can change the command.
+    pub async fn run(&self, program: &str, args: &[&str]) -> Result<(u32, Vec<u8>, Vec<u8>), SshError> {
+        let mut line = shell_quote(program);
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let mut ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, line).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                _ => {}
+            }
+        }
+        Ok((code.unwrap_or(255), out, err))
+    }
+
+    pub async fn close(self) {
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+/// Quotes one argument for a POSIX shell: the remote side of an SSH exec always goes through the
+/// login shell, so each argument is wrapped in single quotes.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_arguments_whole() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        assert!(same_key("ssh-ed25519 AAAA host1", "ssh-ed25519 AAAA other-comment"));
+        assert!(!same_key("ssh-ed25519 AAAA", "ssh-ed25519 BBBB"));
+        assert!(!same_key("", ""));
+    }
+}
