@@ -157,6 +157,71 @@ impl Session {
         Ok((code.unwrap_or(255), out, err))
     }
 
+    /// Writes `data` to `path` on the host (mode 0755, replaced atomically) and verifies its
+    /// SHA-256 there. Returns the checksum.
+    pub async fn upload(&self, path: &str, data: &[u8]) -> Result<String, SshError> {
+        use sha2::{Digest, Sha256};
+        let want = hex::encode(Sha256::digest(data));
+        let script = "umask 022; d=$(dirname \"$1\"); mkdir -p \"$d\" && cat > \"$1.part\" && chmod 0755 \"$1.part\" && mv -f \"$1.part\" \"$1\"";
+        let line = format!("sh -c {} sh {}", shell_quote(script), shell_quote(path));
+        let ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, line).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.data(data).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.eof().await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let (mut ch, mut code, mut err) = (ch, None, Vec::new());
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                _ => {}
+            }
+        }
+        if code != Some(0) {
+            return Err(SshError::Protocol(format!("upload to {path} failed: {}", String::from_utf8_lossy(&err).trim())));
+        }
+        let (code, out, _) = self.run("sha256sum", &[path]).await?;
+        let got = String::from_utf8_lossy(&out).split_whitespace().next().unwrap_or_default().to_string();
+        if code != 0 || got != want {
+            return Err(SshError::Protocol(format!("checksum of {path} on the host does not match the upload")));
+        }
+        Ok(want)
+    }
+
+    /// Starts the agent at `path` on the host and speaks its protocol over the channel.
+    pub async fn start_agent(&self, path: &str) -> Result<AgentLink, SshError> {
+        let ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, shell_quote(path)).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let (mut read, write) = ch.split();
+        let (frames_tx, frames) = tokio::sync::mpsc::channel(1024);
+        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            loop {
+                tokio::select! {
+                    msg = read.wait() => match msg {
+                        Some(russh::ChannelMsg::Data { data }) => {
+                            buf.extend_from_slice(&data);
+                            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = buf.drain(..=pos).collect();
+                                match serde_json::from_slice::<serverware_shared::agent::AgentFrame>(&line) {
+                                    Ok(f) => if frames_tx.send(f).await.is_err() { return },
+                                    Err(e) => tracing::warn!("agent sent an unreadable frame: {e}"),
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                        None => return,
+                    },
+                    line = lines.recv() => match line {
+                        Some(l) => if write.data_bytes(l.into_bytes()).await.is_err() { return },
+                        None => { let _ = write.eof().await; return }
+                    },
+                }
+            }
+        });
+        Ok(AgentLink { lines: lines_tx, frames, next_id: 1 })
+    }
+
     pub async fn close(self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
@@ -179,5 +244,25 @@ mod tests {
         assert!(same_key("ssh-ed25519 AAAA host1", "ssh-ed25519 AAAA other-comment"));
         assert!(!same_key("ssh-ed25519 AAAA", "ssh-ed25519 BBBB"));
         assert!(!same_key("", ""));
+    }
+}
+
+/// A running agent: send requests, receive its frames (responses and pushed samples).
+pub struct AgentLink {
+    lines: tokio::sync::mpsc::Sender<String>,
+    pub frames: tokio::sync::mpsc::Receiver<serverware_shared::agent::AgentFrame>,
+    next_id: u64,
+}
+
+impl AgentLink {
+    /// Sends a request and returns its id.
+    pub async fn send(&mut self, request: serverware_shared::agent::AgentRequest) -> Result<u64, SshError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = serde_json::to_string(&serverware_shared::agent::AgentRequestFrame { id, request })
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        line.push('\n');
+        self.lines.send(line).await.map_err(|_| SshError::Protocol("the agent's channel closed".into()))?;
+        Ok(id)
     }
 }

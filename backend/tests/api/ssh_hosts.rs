@@ -4,6 +4,14 @@ use serverware::ssh::{probe_host_key, Credentials, Session, SshError};
 use serverware_testhosts::{Cluster, ClusterOptions};
 use std::process::Command;
 
+/// The agent binary built with this workspace (cargo builds it for the test run).
+fn agent_binary() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_BIN_EXE_serverware")).parent().unwrap().to_path_buf();
+    let p = dir.join("serverware-agent");
+    assert!(p.exists(), "build the agent first (cargo test builds the workspace): {}", p.display());
+    p
+}
+
 /// A fresh ed25519 key, made by OpenSSH's own ssh-keygen.
 fn new_key() -> russh::keys::PrivateKey {
     let dir = std::env::temp_dir().join(format!("sw-ctl-key-{}", std::process::id()));
@@ -51,6 +59,26 @@ async fn host_keys_are_pinned_and_commands_take_argument_vectors() {
     s.close().await;
     let k = Session::connect(&addr, 22, "root", &key.openssh, &Credentials::Key(std::sync::Arc::new(controller_key))).await.unwrap();
     assert_eq!(k.run("true", &[]).await.unwrap().0, 0);
+
+    // The agent, uploaded with its checksum verified, speaks its protocol over the connection.
+    let agent = std::fs::read(agent_binary()).unwrap();
+    let sum = k.upload("/var/lib/serverware/bin/serverware-agent", &agent).await.unwrap();
+    assert_eq!(sum.len(), 64);
+    let mut link = k.start_agent("/var/lib/serverware/bin/serverware-agent").await.unwrap();
+    use serverware_shared::agent::{AgentFrame, AgentRequest, AgentResponse, PROTOCOL_VERSION};
+    let id = link.send(AgentRequest::Hello { protocol: PROTOCOL_VERSION }).await.unwrap();
+    let mut hello = None;
+    let mut sample = None;
+    while hello.is_none() || sample.is_none() {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), link.frames.recv()).await.expect("a frame in time").expect("agent running") {
+            AgentFrame::Response { id: rid, response: AgentResponse::Hello { protocol, .. } } if rid == id => hello = Some(protocol),
+            AgentFrame::Sample { sample: s } => sample = Some(s),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(hello, Some(PROTOCOL_VERSION));
+    let srv = sample.unwrap().filesystems.into_iter().find(|f| f.mount_point == "/srv").expect("host disk");
+    assert_eq!(srv.size_bytes, a.disk_mib * 1024 * 1024);
     k.close().await;
     // ...and only there: the machine's own root keys are untouched, and host B does not know it.
     let real = std::fs::read_to_string("/root/.ssh/authorized_keys").unwrap_or_default();
