@@ -6,7 +6,7 @@ need_build_deps
 cd "$ROOT"
 build_dashboard
 say "building the controller (release)"
-cargo build --release --locked -p serverware
+cargo build --release --locked -p serverware -p serverware-agent
 export SERVERWARE_DATA_DIR="${SERVERWARE_DATA_DIR:-$ROOT/data}"
 export SERVERWARE_STATIC_DIR="${SERVERWARE_STATIC_DIR:-$ROOT/dist}"
 say "starting the controller (data in $SERVERWARE_DATA_DIR)"

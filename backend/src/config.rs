@@ -40,6 +40,9 @@ pub struct ConfigArgs {
     /// Directory of the built dashboard (index.html) [default: ./dist if present]
     #[arg(long, env = "SERVERWARE_STATIC_DIR", global = true)]
     pub static_dir: Option<PathBuf>,
+    /// The agent binary installed on hosts [default: serverware-agent next to this program]
+    #[arg(long, env = "SERVERWARE_AGENT_BIN", global = true)]
+    pub agent_bin: Option<PathBuf>,
     /// Password of the `admin` user created on first start (random and printed when unset)
     #[arg(long, env = "SERVERWARE_ADMIN_PASSWORD", global = true, hide_env_values = true)]
     pub admin_password: Option<String>,
@@ -96,6 +99,7 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     pub admin_password: Option<String>,
     pub login: LoginLimits,
+    pub agent_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +124,7 @@ impl fmt::Debug for Config {
                 &self.admin_password.as_ref().map(|_| "<redacted>"),
             )
             .field("login", &self.login)
+            .field("agent_bin", &self.agent_bin)
             .finish()
     }
 }
@@ -213,6 +218,10 @@ impl Config {
             static_dir,
             admin_password: args.admin_password.clone(),
             login,
+            agent_bin: args.agent_bin.clone().or_else(|| {
+                let p = std::env::current_exe().ok()?.parent()?.join("serverware-agent");
+                p.is_file().then_some(p)
+            }),
         })
     }
 }

@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hub;
+pub mod keys;
+pub mod hosts;
 pub mod models;
 pub mod schema;
 pub mod server;

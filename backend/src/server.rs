@@ -172,9 +172,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let key = crate::keys::load_or_create(&config.data_dir)?;
+    let agent = match &config.agent_bin {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the agent binary {}", p.display()))?),
+        None => {
+            tracing::warn!("no serverware-agent binary found (SERVERWARE_AGENT_BIN): hosts cannot be added");
+            None
+        }
+    };
+    let host_manager = crate::hosts::HostManager::new(db.clone(), key, agent);
+    host_manager.start_all().await?;
     let hub = std::sync::Arc::new(crate::hub::Hub::default());
     spawn_event_fanout(&db, hub.clone());
     let state = web::Data::new(AppState {
+        hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),
         tls: tls.is_some(),

@@ -233,20 +233,6 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_keeps_arguments_whole() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
-        assert!(same_key("ssh-ed25519 AAAA host1", "ssh-ed25519 AAAA other-comment"));
-        assert!(!same_key("ssh-ed25519 AAAA", "ssh-ed25519 BBBB"));
-        assert!(!same_key("", ""));
-    }
-}
-
 /// A running agent: send requests, receive its frames (responses and pushed samples).
 pub struct AgentLink {
     lines: tokio::sync::mpsc::Sender<String>,
@@ -266,3 +252,18 @@ impl AgentLink {
         Ok(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_arguments_whole() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
+        assert!(same_key("ssh-ed25519 AAAA host1", "ssh-ed25519 AAAA other-comment"));
+        assert!(!same_key("ssh-ed25519 AAAA", "ssh-ed25519 BBBB"));
+        assert!(!same_key("", ""));
+    }
+}
+

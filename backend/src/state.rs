@@ -13,4 +13,6 @@ pub struct AppState {
     pub tls: bool,
     /// Live messages to WebSocket clients.
     pub hub: Arc<Hub>,
+    /// Connections to hosts and their newest samples.
+    pub hosts: Arc<crate::hosts::HostManager>,
 }

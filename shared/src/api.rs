@@ -257,3 +257,57 @@ pub struct UpdateSettingsRequest {
     #[serde(default)]
     pub site_name: Option<String>,
 }
+
+/// `POST /api/v1/hosts/probe`: read a host's SSH key before adding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProbeHostRequest {
+    /// `ssh://user@address[:port]`
+    pub address: String,
+}
+
+/// The host key to show the operator for confirmation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProbeHostResponse {
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The key itself (`ssh-ed25519 AAAA…`); send it back in `CreateHostRequest.host_key` to pin it.
+    pub host_key: String,
+}
+
+/// `POST /api/v1/hosts`: add a host whose key the operator confirmed. The password or key is used
+/// once, to install the controller's own key; it is never stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateHostRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `ssh://user@address[:port]`
+    pub address: String,
+    /// The host key from the probe, as confirmed by the operator.
+    pub host_key: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// An OpenSSH private key (PEM text), instead of a password.
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+/// A host as listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostResponse {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub address: String,
+    /// `connecting`, `online`, `offline`, `key_mismatch` or `auth_failed`.
+    pub status: String,
+    pub fingerprint: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub agent_version: Option<String>,
+    /// The newest netRES sample, when the host is connected.
+    pub sample: Option<crate::agent::HostSample>,
+}

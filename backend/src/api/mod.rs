@@ -3,6 +3,7 @@
 
 mod auth;
 mod events;
+mod hosts;
 mod tokens;
 mod users;
 pub mod ws;
@@ -36,7 +37,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(tokens::revoke_token)
         .service(events::list_events)
         .service(events::get_settings)
-        .service(events::update_settings);
+        .service(events::update_settings)
+        .service(hosts::probe_host)
+        .service(hosts::create_host)
+        .service(hosts::list_hosts)
+        .service(hosts::get_host)
+        .service(hosts::delete_host);
 }
 
 /// The OpenAPI document of the API, built from the handlers' annotations.

@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod cli;
 mod errors;
+mod hosts_api;
 mod roles;
 mod schema;
 mod ssh_hosts;

@@ -52,6 +52,9 @@ impl TestController {
             ..Default::default()
         })
         .unwrap();
+        // The agent cargo built for this workspace, as installed on hosts.
+        let agent = std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("serverware-agent");
+        config.agent_bin = agent.is_file().then_some(agent);
         tweak(&mut config);
         let running = serverware::server::start(config).await.expect("controller starts");
         let base = running.url().trim_end_matches('/').to_string();
