@@ -17,9 +17,25 @@ cargo check --locked -q -p serverware-shared --target wasm32-unknown-unknown
 say "unit tests and the API suite on SQLite"
 cargo test --locked
 
-say "browser tests: Playwright driving Debian Chromium against a real controller"
+say "browser tests: Playwright driving Debian Chromium against a real controller and a test host"
 E2E_DATA_DIR="$(mktemp -d /tmp/serverware-e2e.XXXXXX)"
-trap 'rm -rf "$E2E_DATA_DIR"' EXIT
+E2E_HOST_PASSWORD="host-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+"$CARGO_TARGET_DIR/debug/sw-testhosts" up 1 --password "$E2E_HOST_PASSWORD" > "$E2E_DATA_DIR/testhosts.log" 2>&1 &
+TESTHOSTS_PID=$!
+stop_testhosts() {
+    if kill -0 "$TESTHOSTS_PID" 2>/dev/null; then
+        kill -INT "$TESTHOSTS_PID" 2>/dev/null || true
+        wait "$TESTHOSTS_PID" 2>/dev/null || true
+    fi
+}
+trap 'stop_testhosts; rm -rf "$E2E_DATA_DIR"' EXIT
+for _ in $(seq 1 300); do
+    grep -q 'ssh://' "$E2E_DATA_DIR/testhosts.log" && break
+    kill -0 "$TESTHOSTS_PID" 2>/dev/null || { cat "$E2E_DATA_DIR/testhosts.log" >&2; exit 1; }
+    sleep 0.2
+done
+E2E_HOST_URL="$(grep -o 'ssh://[^ ]*' "$E2E_DATA_DIR/testhosts.log" | head -n1)"
+[ -n "$E2E_HOST_URL" ] || { echo "the test host did not come up" >&2; cat "$E2E_DATA_DIR/testhosts.log" >&2; exit 1; }
 (
     cd "$ROOT/e2e"
     # Never `npx playwright install`: the browser is Debian's.
@@ -30,14 +46,17 @@ trap 'rm -rf "$E2E_DATA_DIR"' EXIT
     SERVERWARE_BIN="$CARGO_TARGET_DIR/debug/serverware" \
     SERVERWARE_STATIC_DIR="$ROOT/dist" \
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+    E2E_HOST_URL="$E2E_HOST_URL" E2E_HOST_PASSWORD="$E2E_HOST_PASSWORD" \
     npx playwright test
 )
+stop_testhosts
 
 # A private PostgreSQL cluster on a free loopback port, owned by this run.
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
 PG_DIR="$(mktemp -d /tmp/serverware-pg.XXXXXX)"
 PG_PID_FILE="$PG_DIR/data/postmaster.pid"
 cleanup() {
+    stop_testhosts
     rm -rf "$E2E_DATA_DIR"
     if [ -f "$PG_PID_FILE" ]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true

@@ -127,3 +127,32 @@ test('after the live connection drops, the app reconnects and shows what it miss
   expect(await page.evaluate(() => window.__sockets.length)).toBeGreaterThan(1);
   await api.dispose();
 });
+
+test('the Hosts page checks an address before contacting it', async ({ page }) => {
+  await login(page);
+  await page.getByRole('link', { name: 'Hosts' }).click();
+  await expect(page.getByRole('heading', { name: 'Add a host' })).toBeVisible();
+  await page.locator('input[name=host-address]').fill('10.77.0.5');
+  await page.getByRole('button', { name: 'Check host key' }).click();
+  await expect(page.locator('label', { hasText: 'SSH address' }).locator('.field-error')).toContainText('ssh://');
+  await expect(page.getByText('No hosts yet.')).toBeVisible();
+});
+
+test('add a test host in the browser after confirming its fingerprint; it comes online', async ({ page }) => {
+  const hostUrl = process.env.E2E_HOST_URL;
+  test.skip(!hostUrl, 'E2E_HOST_URL names no test host (scripts/test.sh starts one)');
+  await login(page);
+  await page.getByRole('link', { name: 'Hosts' }).click();
+  await page.locator('input[name=host-address]').fill(hostUrl);
+  await page.getByRole('button', { name: 'Check host key' }).click();
+  await expect(page.locator('[data-test=fingerprint]')).toHaveText(/^SHA256:/);
+  await page.locator('input[name=host-name]').fill('e2e-host');
+  await page.locator('input[name=host-password]').fill('not-the-password');
+  await page.getByRole('button', { name: 'Confirm key and add host' }).click();
+  await expect(page.locator('label', { hasText: 'Password' }).locator('.field-error')).toContainText('refused');
+  await page.locator('input[name=host-password]').fill(process.env.E2E_HOST_PASSWORD);
+  await page.getByRole('button', { name: 'Confirm key and add host' }).click();
+  const row = page.locator('tr[data-host="e2e-host"]');
+  await expect(row.locator('.badge')).toHaveText('online', { timeout: 45_000 });
+  await expect(row.locator('td').nth(4)).toHaveText(/%$/);
+});

@@ -182,3 +182,19 @@ pub async fn settings() -> Result<SettingsResponse, ApiError> {
 pub async fn update_settings(req: &UpdateSettingsRequest) -> Result<SettingsResponse, ApiError> {
     patch("/settings", req).await
 }
+
+pub async fn probe_host(req: &ProbeHostRequest) -> Result<ProbeHostResponse, ApiError> {
+    post("/hosts/probe", req).await
+}
+
+pub async fn create_host(req: &CreateHostRequest) -> Result<HostResponse, ApiError> {
+    post("/hosts", req).await
+}
+
+pub async fn hosts() -> Result<Vec<HostResponse>, ApiError> {
+    get("/hosts").await
+}
+
+pub async fn delete_host(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/hosts/{id}")).await
+}

@@ -103,7 +103,7 @@ fn Shell() -> impl IntoView {
                 <main class="content">
                     <Routes fallback=|| view! { <EmptyPage title="Not found" text="There is no page at this address."/> }>
                         <Route path=path!("/") view=Dashboard/>
-                        <Route path=path!("/hosts") view=|| view! { <EmptyPage title="Hosts" text="No hosts yet. Hosts are added over SSH once host management is installed on this controller."/> }/>
+                        <Route path=path!("/hosts") view=crate::pages::hosts::HostsPage/>
                         <Route path=path!("/vpses") view=|| view! { <EmptyPage title="VPSes" text="No VPSes yet. VPSes run on hosts; add a host first."/> }/>
                         <Route path=path!("/templates") view=|| view! { <EmptyPage title="Templates" text="No templates yet."/> }/>
                         <Route path=path!("/tasks") view=|| view! { <EmptyPage title="Tasks" text="No tasks have run yet. Long operations such as creating or moving a VPS appear here with their progress."/> }/>

@@ -1,0 +1,154 @@
+use super::FormErrors;
+use crate::api;
+use crate::app::Auth;
+use crate::widgets::{ago, FieldError};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serverware_shared::api::*;
+use serverware_shared::{validate, Role};
+
+fn pct(used: u64, total: u64) -> String {
+    if total == 0 { "–".into() } else { format!("{:.0} %", used as f64 * 100.0 / total as f64) }
+}
+
+fn cpu_busy(h: &HostResponse) -> String {
+    h.sample
+        .as_ref()
+        .filter(|s| !s.cpus.is_empty())
+        .map(|s| format!("{:.0} %", s.cpus.iter().map(|c| c.busy()).sum::<f64>() / s.cpus.len() as f64))
+        .unwrap_or_else(|| "–".into())
+}
+
+#[component]
+pub fn HostsPage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let list = RwSignal::new(Vec::<HostResponse>::new());
+    let load = move || spawn_local(async move {
+        if let Ok(h) = api::hosts().await {
+            list.set(h);
+        }
+    });
+    load();
+    // Status and figures refresh every two seconds while the page is open.
+    let timer = gloo_timers::callback::Interval::new(2_000, move || load());
+    let timer = StoredValue::new_local(Some(timer));
+    on_cleanup(move || timer.update_value(|t| drop(t.take())));
+    let can_edit = move || auth.user().is_some_and(|s| s.effective_role >= Role::Operator);
+    view! {
+        <h1>"Hosts"</h1>
+        <Show when=can_edit><AddHost on_added=Callback::new(move |_| load())/></Show>
+        <section class="card">
+            <table class="grid" data-test="hosts">
+                <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"Last seen"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=move || list.get() key=|h| (h.id, h.status.clone(), h.sample.as_ref().map(|s| s.taken_at_ms)) let:h>
+                        {
+                            let id = h.id;
+                            let name = h.name.clone();
+                            let remove = move |_| {
+                                let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Remove host {name}? The controller disconnects from it.")).ok()).unwrap_or(false);
+                                if ok { spawn_local(async move { let _ = api::delete_host(id).await; load(); }); }
+                            };
+                            view! {
+                                <tr data-host=h.name.clone()>
+                                    <td><strong>{h.name.clone()}</strong><div class="muted">{h.description.clone()}</div></td>
+                                    <td><code>{h.address.clone()}</code></td>
+                                    <td><span class=format!("badge {}", h.status)>{h.status.clone()}</span></td>
+                                    <td>{h.sample.as_ref().map(|s| format!("{:.2}", s.load[0])).unwrap_or("–".into())}</td>
+                                    <td>{cpu_busy(&h)}</td>
+                                    <td>{h.sample.as_ref().map(|s| pct(s.memory.used, s.memory.total)).unwrap_or("–".into())}</td>
+                                    <td>{h.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td>
+                                    <td><Show when=can_edit><button class="ghost danger" on:click=remove.clone()>"Remove"</button></Show></td>
+                                </tr>
+                            }
+                        }
+                    </For>
+                </tbody>
+            </table>
+            <Show when=move || list.with(|l| l.is_empty())><p class="muted">"No hosts yet."</p></Show>
+        </section>
+    }
+}
+
+#[component]
+fn AddHost(on_added: Callback<()>) -> impl IntoView {
+    let address = RwSignal::new(String::new());
+    let name = RwSignal::new(String::new());
+    let description = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let probed = RwSignal::new(None::<ProbeHostResponse>);
+    let busy = RwSignal::new(false);
+    let errors = FormErrors::new();
+    let probe = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        if let Err(e) = validate::ssh_address("address", &address.get_untracked()) {
+            return errors.set(e.into());
+        }
+        busy.set(true);
+        let req = ProbeHostRequest { address: address.get_untracked() };
+        spawn_local(async move {
+            match api::probe_host(&req).await {
+                Ok(p) => probed.set(Some(p)),
+                Err(e) => errors.set(e),
+            }
+            busy.set(false);
+        });
+    };
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = match validate::resource_name("name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        let Some(p) = probed.get_untracked() else { return };
+        busy.set(true);
+        let req = CreateHostRequest {
+            name: n,
+            description: description.get_untracked(),
+            address: address.get_untracked(),
+            host_key: p.host_key,
+            password: Some(password.get_untracked()),
+            private_key: None,
+        };
+        spawn_local(async move {
+            match api::create_host(&req).await {
+                Ok(_) => {
+                    probed.set(None);
+                    for s in [address, name, description, password] { s.set(String::new()); }
+                    on_added.run(());
+                }
+                Err(e) => errors.set(e),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Add a host"</h2>
+            <Show when=move || probed.get().is_none() fallback=move || view! {
+                <div class="secret">
+                    <div>"Host key of " <code>{move || address.get()}</code> ": " <code data-test="fingerprint">{move || probed.get().map(|p| p.fingerprint).unwrap_or_default()}</code></div>
+                    <div class="muted">"Compare it with " <code>"ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"</code> " on the host before you confirm."</div>
+                </div>
+                <form class="inline" on:submit=add>
+                    <label>"Name"<input name="host-name" bind:value=name placeholder="e.g. node-1"/><FieldError message=errors.get("name")/></label>
+                    <label>"Description"<input name="host-description" bind:value=description/><FieldError message=errors.get("description")/></label>
+                    <label>"Password (used once)"<input name="host-password" type="password" autocomplete="off" bind:value=password/><FieldError message=errors.get("password")/></label>
+                    <button type="submit" class="primary" disabled=move || busy.get()>"Confirm key and add host"</button>
+                    <button type="button" class="ghost" on:click=move |_| probed.set(None)>"Cancel"</button>
+                </form>
+                <FieldError message=errors.get("host_key")/>
+                <FieldError message=errors.get("address")/>
+                <FieldError message=errors.get("_form")/>
+            }>
+                <form class="inline" on:submit=probe>
+                    <label>"SSH address"<input name="host-address" bind:value=address placeholder="ssh://root@10.0.0.5:22"/><FieldError message=errors.get("address")/></label>
+                    <button type="submit" class="primary" disabled=move || busy.get()>"Check host key"</button>
+                </form>
+                <FieldError message=errors.get("_form")/>
+            </Show>
+        </section>
+    }
+}
