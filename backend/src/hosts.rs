@@ -50,6 +50,7 @@ pub struct HostRow {
 
 pub struct HostManager {
     db: Db,
+    hub: Arc<crate::hub::Hub>,
     key: Arc<PrivateKey>,
     agent: Option<Arc<Vec<u8>>>,
     runtimes: Mutex<HashMap<i64, Arc<Runtime>>>,
@@ -60,8 +61,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HostManager {
-    pub fn new(db: Db, key: PrivateKey, agent: Option<Vec<u8>>) -> Arc<Self> {
-        Arc::new(HostManager { db, key: Arc::new(key), agent: agent.map(Arc::new), runtimes: Mutex::new(HashMap::new()) })
+    pub fn new(db: Db, hub: Arc<crate::hub::Hub>, key: PrivateKey, agent: Option<Vec<u8>>) -> Arc<Self> {
+        Arc::new(HostManager { db, hub, key: Arc::new(key), agent: agent.map(Arc::new), runtimes: Mutex::new(HashMap::new()) })
     }
 
     pub fn controller_key(&self) -> Arc<PrivateKey> {
@@ -117,6 +118,7 @@ impl HostManager {
             changed
         };
         if changed {
+            self.publish(id, rt);
             tracing::info!(host = id, status, "host status");
             let (db, status, seen) = (self.db.clone(), status.to_string(), lock(&rt.view).last_seen);
             tokio::spawn(async move {
@@ -130,6 +132,16 @@ impl HostManager {
                     .await;
             });
         }
+    }
+
+    fn publish(&self, id: i64, rt: &Runtime) {
+        let v = lock(&rt.view).clone();
+        self.hub.publish(&serverware_shared::ws::ServerMessage::HostStatus {
+            host_id: id,
+            status: v.status,
+            last_seen_at: v.last_seen,
+            sample: v.latest,
+        });
     }
 
     async fn run_host(self: Arc<Self>, row: HostRow, rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -199,7 +211,11 @@ impl HostManager {
                             v.latest = Some(sample);
                             v.last_seen = Some(Utc::now());
                         }
-                        self.set_status(row.id, rt, "online");
+                        if lock(&rt.view).status == "online" {
+                            self.publish(row.id, rt);
+                        } else {
+                            self.set_status(row.id, rt, "online");
+                        }
                     }
                     Ok(Some(AgentFrame::Response { response: AgentResponse::Hello { agent_version, .. }, .. })) => {
                         lock(&rt.view).agent_version = Some(agent_version);

@@ -180,9 +180,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             None
         }
     };
-    let host_manager = crate::hosts::HostManager::new(db.clone(), key, agent);
-    host_manager.start_all().await?;
     let hub = std::sync::Arc::new(crate::hub::Hub::default());
+    let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent);
+    host_manager.start_all().await?;
     spawn_event_fanout(&db, hub.clone());
     let state = web::Data::new(AppState {
         hosts: host_manager,

@@ -9,6 +9,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+/// A host's newest pushed state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostLive {
+    pub status: String,
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub sample: Option<serverware_shared::agent::HostSample>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
     Connecting,
@@ -26,6 +34,8 @@ pub struct Live {
     pub events: RwSignal<VecDeque<EventResponse>>,
     /// Bumped on every inventory change.
     pub inventory: RwSignal<u64>,
+    /// Newest status and sample per host id, as pushed.
+    pub hosts: RwSignal<std::collections::HashMap<i64, HostLive>>,
     /// Topic → how many mounted components want it.
     wanted: StoredValue<BTreeMap<Topic, usize>>,
     socket: StoredValue<Option<WebSocket>, LocalStorage>,
@@ -42,6 +52,7 @@ impl Live {
             generation: RwSignal::new(0),
             events: RwSignal::new(VecDeque::new()),
             inventory: RwSignal::new(0),
+            hosts: RwSignal::new(Default::default()),
             wanted: StoredValue::new(BTreeMap::new()),
             socket: StoredValue::new_local(None),
             enabled: StoredValue::new(false),
@@ -130,6 +141,9 @@ impl Live {
                     v.truncate(KEEP_EVENTS);
                 }),
                 Ok(ServerMessage::Inventory { .. }) => self.inventory.update(|n| *n += 1),
+                Ok(ServerMessage::HostStatus { host_id, status, last_seen_at, sample }) => self.hosts.update(|m| {
+                    m.insert(host_id, HostLive { status, last_seen_at, sample });
+                }),
                 _ => {}
             }
         });

@@ -16,12 +16,14 @@ use utoipa::ToSchema;
 pub enum Topic {
     /// Every new Event (audit and system), as stored.
     Events,
-    /// Objects created, changed or deleted (users, tokens, settings; hosts and VPSes later).
+    /// Objects created, changed or deleted (users, tokens, settings, hosts).
     Inventory,
+    /// Every host's status and netRES samples, as they arrive.
+    Hosts,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 2] = [Topic::Events, Topic::Inventory];
+    pub const ALL: [Topic; 3] = [Topic::Events, Topic::Inventory, Topic::Hosts];
 }
 
 /// Sent by the browser.
@@ -63,6 +65,13 @@ pub enum ServerMessage {
     Subscribed { topics: Vec<Topic> },
     Event { event: EventResponse },
     Inventory { change: InventoryChange },
+    /// A host's status changed or it sent a sample.
+    HostStatus {
+        host_id: i64,
+        status: String,
+        last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+        sample: Option<crate::agent::HostSample>,
+    },
     /// A message from the client could not be understood; the socket stays open.
     Error { message: String },
 }
@@ -73,6 +82,7 @@ impl ServerMessage {
         match self {
             ServerMessage::Event { .. } => Some(Topic::Events),
             ServerMessage::Inventory { .. } => Some(Topic::Inventory),
+            ServerMessage::HostStatus { .. } => Some(Topic::Hosts),
             _ => None,
         }
     }

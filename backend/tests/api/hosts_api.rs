@@ -75,6 +75,23 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
         let srv = h["sample"]["filesystems"].as_array().unwrap().iter().find(|f| f["mount_point"] == "/srv").cloned().expect("the host's disk");
         assert_eq!(srv["size_bytes"].as_u64().unwrap(), cluster.hosts[i].disk_mib * 1024 * 1024);
     }
+    // Browsers subscribed to hosts get each sample pushed, with the host's own figures.
+    let cookie = t.session_cookie("admin", ADMIN_PW).await;
+    let mut sock = crate::ws::connect(&t, Some(&cookie)).await.unwrap();
+    assert_eq!(crate::ws::next_json(&mut sock).await["type"], "hello");
+    assert_eq!(crate::ws::subscribe(&mut sock, &["hosts"]).await["topics"], json!(["hosts"]));
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 2 {
+        let m = crate::ws::next_json(&mut sock).await;
+        assert_eq!(m["type"], "host_status", "{m}");
+        let id = m["host_id"].as_i64().unwrap();
+        let i = ids.iter().position(|x| *x == id).expect("a known host");
+        let srv = m["sample"]["filesystems"].as_array().unwrap().iter().find(|f| f["mount_point"] == "/srv").cloned().unwrap();
+        assert_eq!(srv["size_bytes"].as_u64().unwrap(), cluster.hosts[i].disk_mib * 1024 * 1024);
+        seen.insert(id);
+    }
+    drop(sock);
+
     // A viewer may read hosts but not add them.
     let viewer = t.user_with_role(&admin, "vera", "viewer").await;
     assert_eq!(viewer.get(t.url("/api/v1/hosts")).send().await.unwrap().status(), 200);

@@ -4,9 +4,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+pub(crate) type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
-async fn connect(t: &TestController, cookie: Option<&str>) -> Result<Socket, awc::error::WsClientError> {
+pub(crate) async fn connect(t: &TestController, cookie: Option<&str>) -> Result<Socket, awc::error::WsClientError> {
     let url = t.url("/api/v1/events").replacen("http", "ws", 1);
     let mut req = awc::Client::new().ws(url);
     if let Some(c) = cookie {
@@ -16,7 +16,7 @@ async fn connect(t: &TestController, cookie: Option<&str>) -> Result<Socket, awc
 }
 
 /// The next JSON text message, within a generous deadline.
-async fn next_json(s: &mut Socket) -> Value {
+pub(crate) async fn next_json(s: &mut Socket) -> Value {
     let deadline = Duration::from_secs(30);
     loop {
         let frame = tokio::time::timeout(deadline, s.next()).await.expect("a message in time").expect("socket open").unwrap();
@@ -29,7 +29,7 @@ async fn next_json(s: &mut Socket) -> Value {
     }
 }
 
-async fn subscribe(s: &mut Socket, topics: &[&str]) -> Value {
+pub(crate) async fn subscribe(s: &mut Socket, topics: &[&str]) -> Value {
     s.send(Message::Text(json!({"type": "subscribe", "topics": topics}).to_string().into())).await.unwrap();
     next_json(s).await
 }

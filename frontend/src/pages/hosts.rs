@@ -1,6 +1,8 @@
 use super::FormErrors;
 use crate::api;
 use crate::app::Auth;
+use crate::live::Live;
+use serverware_shared::ws::Topic;
 use crate::widgets::{ago, FieldError};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -22,17 +24,38 @@ fn cpu_busy(h: &HostResponse) -> String {
 #[component]
 pub fn HostsPage() -> impl IntoView {
     let auth = expect_context::<Auth>();
-    let list = RwSignal::new(Vec::<HostResponse>::new());
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(&[Topic::Hosts, Topic::Inventory]);
+    let loaded = RwSignal::new(Vec::<HostResponse>::new());
     let load = move || spawn_local(async move {
         if let Ok(h) = api::hosts().await {
-            list.set(h);
+            loaded.set(h);
         }
     });
-    load();
-    // Status and figures refresh every two seconds while the page is open.
-    let timer = gloo_timers::callback::Interval::new(2_000, move || load());
-    let timer = StoredValue::new_local(Some(timer));
-    on_cleanup(move || timer.update_value(|t| drop(t.take())));
+    // The list reloads when hosts are added or removed and after a reconnect; status and figures
+    // arrive pushed over the live socket.
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        load();
+    });
+    let list = Signal::derive(move || {
+        let pushed = live.hosts.get();
+        loaded
+            .get()
+            .into_iter()
+            .map(|mut h| {
+                if let Some(p) = pushed.get(&h.id) {
+                    h.status = p.status.clone();
+                    h.last_seen_at = p.last_seen_at.or(h.last_seen_at);
+                    if p.sample.is_some() {
+                        h.sample = p.sample.clone();
+                    }
+                }
+                h
+            })
+            .collect::<Vec<_>>()
+    });
     let can_edit = move || auth.user().is_some_and(|s| s.effective_role >= Role::Operator);
     view! {
         <h1>"Hosts"</h1>
