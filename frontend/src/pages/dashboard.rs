@@ -12,6 +12,8 @@ pub fn Dashboard() -> impl IntoView {
     live.subscribe_while_mounted(&[Topic::Events]);
     let recent = RwSignal::new(Vec::<EventResponse>::new());
     let users = RwSignal::new(None::<usize>);
+    // (hosts, online)
+    let hosts = RwSignal::new(None::<(usize, usize)>);
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
@@ -21,6 +23,9 @@ pub fn Dashboard() -> impl IntoView {
             }
             if let Ok(u) = api::users().await {
                 users.set(Some(u.len()));
+            }
+            if let Ok(h) = api::hosts().await {
+                hosts.set(Some((h.len(), h.iter().filter(|h| h.status == "online").count())));
             }
         });
     });
@@ -39,7 +44,13 @@ pub fn Dashboard() -> impl IntoView {
     view! {
         <h1>"Dashboard"</h1>
         <div class="cards">
-            <div class="card stat"><div class="stat-label">"Hosts"</div><div class="stat-empty">"None added yet"</div></div>
+            <div class="card stat"><div class="stat-label">"Hosts"</div>
+                {move || match hosts.get() {
+                    None => view! { <div class="stat-value">"…"</div> }.into_any(),
+                    Some((0, _)) => view! { <div class="stat-empty">"None added yet"</div> }.into_any(),
+                    Some((n, up)) => view! { <div class="stat-value">{n.to_string()}</div><div class="muted">{format!("{up} online")}</div> }.into_any(),
+                }}
+            </div>
             <div class="card stat"><div class="stat-label">"VPSes"</div><div class="stat-empty">"None yet"</div></div>
             <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>
         </div>
