@@ -134,8 +134,7 @@ impl TestHost {
         children.split_whitespace().next()?.parse().ok()
     }
 
-    fn boot(&mut self, subnet: u8) -> Result<()> {
-        let _ = subnet;
+    fn boot(&mut self) -> Result<()> {
         let script_args = [
             "netns",
             "exec",
@@ -346,7 +345,7 @@ impl Cluster {
             ns(&["route", "add", "default", "via", &self.gateway.to_string()])?;
         }
         for i in 0..self.hosts.len() {
-            self.hosts[i].boot(self.subnet)?;
+            self.hosts[i].boot()?;
         }
         self.save_state()
     }
@@ -374,10 +373,9 @@ impl Cluster {
 
     /// Boots host `i` again (after [`Cluster::power_off`]) and waits for its sshd.
     pub fn boot(&mut self, i: usize) -> Result<()> {
-        let subnet = self.subnet;
         let h = &mut self.hosts[i];
         run("ip", &["link", "set", &h.veth_root, "up"])?;
-        h.boot(subnet)?;
+        h.boot()?;
         self.save_state()
     }
 

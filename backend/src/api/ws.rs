@@ -33,7 +33,8 @@ pub async fn events_socket(
     let hub = state.hub.clone();
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
-        let _guard = guard;
+        // Removes this client from the hub however the socket ends.
+        let guard = guard;
         let hello = ServerMessage::Hello {
             username: principal.username.clone(),
             role: principal.role,
@@ -64,10 +65,10 @@ pub async fn events_socket(
                         Some(Ok(Message::Text(text))) => {
                             let reply = match serde_json::from_str::<ClientMessage>(&text) {
                                 Ok(ClientMessage::Subscribe { topics }) => ServerMessage::Subscribed {
-                                    topics: hub.update_topics(_guard.id, &topics, &[]),
+                                    topics: hub.update_topics(guard.id, &topics, &[]),
                                 },
                                 Ok(ClientMessage::Unsubscribe { topics }) => ServerMessage::Subscribed {
-                                    topics: hub.update_topics(_guard.id, &[], &topics),
+                                    topics: hub.update_topics(guard.id, &[], &topics),
                                 },
                                 Err(e) => ServerMessage::Error { message: format!("message not understood: {e}") },
                             };

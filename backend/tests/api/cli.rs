@@ -1,6 +1,5 @@
 //! The `serverware` binary as an operator runs it (always on SQLite: these are about the command).
 
-use crate::support::expect_error;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -129,7 +128,6 @@ async fn first_start_prints_where_to_log_in_and_reset_password_recovers() {
     let out = command(dir.path()).args(["admin", "reset-password", "nobody"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user 'nobody'"));
-    let _ = expect_error; // shared helpers are used by the other modules
 }
 
 #[test]
