@@ -16,14 +16,21 @@ enum Input {
 }
 
 fn first_line(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -36,7 +43,10 @@ fn write_frame(out: &mut impl Write, frame: &AgentFrame) -> bool {
 
 fn main() {
     if std::env::args().any(|a| a == "--version") {
-        println!("serverware-agent {} protocol {PROTOCOL_VERSION}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "serverware-agent {} protocol {PROTOCOL_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        );
         return;
     }
     let (tx, rx) = mpsc::channel();
@@ -83,20 +93,32 @@ fn main() {
                             hostname: first_line("/proc/sys/kernel/hostname"),
                             kernel: first_line("/proc/sys/kernel/osrelease"),
                             cpu_model: cpu_model(),
-                            cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+                            cpus: std::thread::available_parallelism()
+                                .map(|n| n.get() as u32)
+                                .unwrap_or(1),
                         }
                     }
-                    AgentRequest::SetInterval { millis } if (MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&millis) => {
+                    AgentRequest::SetInterval { millis }
+                        if (MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&millis) =>
+                    {
                         interval = Some(Duration::from_millis(millis));
                         next = Instant::now() + Duration::from_millis(millis);
                         AgentResponse::Ok
                     }
                     AgentRequest::SetInterval { .. } => AgentResponse::Error {
-                        message: format!("the interval must be {MIN_INTERVAL_MS}–{MAX_INTERVAL_MS} ms"),
+                        message: format!(
+                            "the interval must be {MIN_INTERVAL_MS}–{MAX_INTERVAL_MS} ms"
+                        ),
                     },
                     AgentRequest::Ping => AgentResponse::Pong,
                     AgentRequest::Shutdown => {
-                        write_frame(&mut out, &AgentFrame::Response { id, response: AgentResponse::Ok });
+                        write_frame(
+                            &mut out,
+                            &AgentFrame::Response {
+                                id,
+                                response: AgentResponse::Ok,
+                            },
+                        );
                         return;
                     }
                 };
@@ -105,7 +127,9 @@ fn main() {
                 }
             }
             Ok(Input::Garbage(e)) => {
-                let response = AgentResponse::Error { message: format!("request not understood: {e}") };
+                let response = AgentResponse::Error {
+                    message: format!("request not understood: {e}"),
+                };
                 if !write_frame(&mut out, &AgentFrame::Response { id: 0, response }) {
                     return;
                 }

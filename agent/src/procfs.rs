@@ -40,7 +40,11 @@ pub fn parse_meminfo(text: &str) -> MemorySample {
     let mut kv: HashMap<&str, u64> = HashMap::new();
     for line in text.lines() {
         if let Some((k, rest)) = line.split_once(':') {
-            let n = rest.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            let n = rest
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
             kv.insert(k, n * 1024);
         }
     }
@@ -80,16 +84,37 @@ pub fn parse_net_dev(text: &str) -> Vec<(String, [u64; 2])> {
         .skip(2)
         .filter_map(|line| {
             let (name, rest) = line.split_once(':')?;
-            let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
             (f.len() >= 9).then(|| (name.trim().to_string(), [f[0], f[8]]))
         })
         .collect()
 }
 
 const PSEUDO_FS: &[&str] = &[
-    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
-    "pstore", "bpf", "autofs", "fusectl", "configfs", "hugetlbfs", "binfmt_misc", "nsfs",
-    "rpc_pipefs", "devtmpfs", "efivarfs", "ramfs",
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devpts",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "autofs",
+    "fusectl",
+    "configfs",
+    "hugetlbfs",
+    "binfmt_misc",
+    "nsfs",
+    "rpc_pipefs",
+    "devtmpfs",
+    "efivarfs",
+    "ramfs",
 ];
 
 /// Mounts worth reporting: real filesystems, and tmpfs outside the system's own areas.
@@ -105,10 +130,15 @@ pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
             if PSEUDO_FS.contains(&fs) {
                 return None;
             }
-            if fs == "tmpfs" && ["/dev", "/run", "/sys", "/proc"].iter().any(|p| mnt == *p || mnt.starts_with(&format!("{p}/"))) {
+            if fs == "tmpfs"
+                && ["/dev", "/run", "/sys", "/proc"]
+                    .iter()
+                    .any(|p| mnt == *p || mnt.starts_with(&format!("{p}/")))
+            {
                 return None;
             }
-            seen.insert(mnt.clone()).then(|| (dev.to_string(), mnt, fs.to_string()))
+            seen.insert(mnt.clone())
+                .then(|| (dev.to_string(), mnt, fs.to_string()))
         })
         .collect()
 }
@@ -119,7 +149,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -150,7 +183,9 @@ fn read(path: &str) -> String {
 }
 
 fn is_whole_disk(name: &str) -> bool {
-    !name.starts_with("loop") && !name.starts_with("ram") && std::path::Path::new(&format!("/sys/block/{name}")).exists()
+    !name.starts_with("loop")
+        && !name.starts_with("ram")
+        && std::path::Path::new(&format!("/sys/block/{name}")).exists()
 }
 
 fn read_counters() -> Counters {
@@ -177,7 +212,10 @@ impl Default for Sampler {
 
 impl Sampler {
     pub fn new() -> Self {
-        Sampler { prev: read_counters(), prev_at: Instant::now() }
+        Sampler {
+            prev: read_counters(),
+            prev_at: Instant::now(),
+        }
     }
 
     pub fn sample(&mut self) -> HostSample {
@@ -187,14 +225,26 @@ impl Sampler {
         let s = rates(&self.prev, &cur, secs);
         self.prev = cur;
         self.prev_at = now;
-        let load: Vec<f64> = read("/proc/loadavg").split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
-        let uptime = read("/proc/uptime").split_whitespace().next().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        let load: Vec<f64> = read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let uptime = read("/proc/uptime")
+            .split_whitespace()
+            .next()
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0);
         let filesystems = parse_mounts(&read("/proc/self/mounts"))
             .into_iter()
             .filter_map(|(device, mount_point, fs_type)| {
                 let (size, used, avail) = statvfs(&mount_point)?;
                 (size > 0).then(|| FilesystemSample {
-                    use_pct: if used + avail > 0 { used as f64 * 100.0 / (used + avail) as f64 } else { 0.0 },
+                    use_pct: if used + avail > 0 {
+                        used as f64 * 100.0 / (used + avail) as f64
+                    } else {
+                        0.0
+                    },
                     mount_point,
                     device,
                     fs_type,
@@ -210,7 +260,11 @@ impl Sampler {
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0),
             uptime_secs: uptime as u64,
-            load: [load.first().copied().unwrap_or(0.0), load.get(1).copied().unwrap_or(0.0), load.get(2).copied().unwrap_or(0.0)],
+            load: [
+                load.first().copied().unwrap_or(0.0),
+                load.get(1).copied().unwrap_or(0.0),
+                load.get(2).copied().unwrap_or(0.0),
+            ],
             memory: parse_meminfo(&read("/proc/meminfo")),
             filesystems,
             ..s
@@ -229,7 +283,15 @@ pub fn rates(prev: &Counters, cur: &Counters, secs: f64) -> HostSample {
             let d: Vec<f64> = (0..7).map(|k| c[k].saturating_sub(p[k]) as f64).collect();
             let total: f64 = d.iter().sum::<f64>().max(1.0);
             let pct = |k: usize| d[k] * 100.0 / total;
-            CpuSample { user: pct(0), nice: pct(1), system: pct(2), idle: pct(3), iowait: pct(4), irq: pct(5), softirq: pct(6) }
+            CpuSample {
+                user: pct(0),
+                nice: pct(1),
+                system: pct(2),
+                idle: pct(3),
+                iowait: pct(4),
+                irq: pct(5),
+                softirq: pct(6),
+            }
         })
         .collect();
     let find = |v: &[(String, [u64; 4])], n: &str| v.iter().find(|(k, _)| k == n).map(|(_, c)| *c);
@@ -253,7 +315,12 @@ pub fn rates(prev: &Counters, cur: &Counters, secs: f64) -> HostSample {
         .nets
         .iter()
         .map(|(name, c)| {
-            let p = prev.nets.iter().find(|(k, _)| k == name).map(|(_, c)| *c).unwrap_or(*c);
+            let p = prev
+                .nets
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, c)| *c)
+                .unwrap_or(*c);
             InterfaceSample {
                 name: name.clone(),
                 rx_bytes_per_sec: c[0].saturating_sub(p[0]) as f64 / secs,
@@ -283,11 +350,19 @@ mod tests {
         let (c0, i0) = parse_stat(STAT);
         assert_eq!(c0.len(), 2);
         assert_eq!(i0, 12345);
-        let prev = Counters { cpus: c0.clone(), interrupts: i0, ..Default::default() };
+        let prev = Counters {
+            cpus: c0.clone(),
+            interrupts: i0,
+            ..Default::default()
+        };
         let mut c1 = c0.clone();
         c1[0][0] += 50; // user
         c1[0][3] += 50; // idle
-        let cur = Counters { cpus: c1, interrupts: i0 + 500, ..Default::default() };
+        let cur = Counters {
+            cpus: c1,
+            interrupts: i0 + 500,
+            ..Default::default()
+        };
         let s = rates(&prev, &cur, 2.0);
         assert_eq!(s.cpus[0].user, 50.0);
         assert_eq!(s.cpus[0].idle, 50.0);
@@ -307,12 +382,21 @@ mod tests {
     #[test]
     fn network_and_disk_counters() {
         let net = "Inter-|   Receive\n face |bytes    packets\n    lo: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n  eth0: 5 1 0 0 0 0 0 0 7 1 0 0 0 0 0 0\n";
-        assert_eq!(parse_net_dev(net), vec![("lo".into(), [1000, 2000]), ("eth0".into(), [5, 7])]);
+        assert_eq!(
+            parse_net_dev(net),
+            vec![("lo".into(), [1000, 2000]), ("eth0".into(), [5, 7])]
+        );
         let disk = "   8       0 sda 10 0 800 5 20 0 1600 9 0 0 0\n   8       1 sda1 1 0 8 0 1 0 8 0 0 0 0\n   7       0 loop0 1 0 8 0 0 0 0 0 0 0 0\n";
         let d = parse_diskstats(disk, |n| n == "sda");
         assert_eq!(d, vec![("sda".into(), [10, 20, 800, 1600])]);
-        let prev = Counters { disks: d.clone(), ..Default::default() };
-        let cur = Counters { disks: vec![("sda".into(), [12, 22, 1800, 1600])], ..Default::default() };
+        let prev = Counters {
+            disks: d.clone(),
+            ..Default::default()
+        };
+        let cur = Counters {
+            disks: vec![("sda".into(), [12, 22, 1800, 1600])],
+            ..Default::default()
+        };
         let s = rates(&prev, &cur, 1.0);
         assert_eq!(s.disks[0].transfers_per_sec, 4.0);
         assert_eq!(s.disks[0].read_bytes_per_sec, 512_000.0);

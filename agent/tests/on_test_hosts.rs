@@ -21,17 +21,42 @@ impl Drop for Remote {
 
 fn agent_over_ssh(key: &std::path::Path, addr: std::net::Ipv4Addr) -> Remote {
     let mut child = Command::new("ssh")
-        .args(["-T", "-i", &key.to_string_lossy(), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args([
+            "-T",
+            "-i",
+            &key.to_string_lossy(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .arg(format!("root@{addr}"))
         .arg(env!("CARGO_BIN_EXE_serverware-agent"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let hello = AgentRequestFrame { id: 1, request: AgentRequest::SetInterval { millis: 200 } };
+    let hello = AgentRequestFrame {
+        id: 1,
+        request: AgentRequest::SetInterval { millis: 200 },
+    };
     let stdin = child.stdin.as_mut().unwrap();
-    writeln!(stdin, "{}", serde_json::to_string(&AgentRequestFrame { id: 0, request: AgentRequest::Hello { protocol: PROTOCOL_VERSION } }).unwrap()).unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        serde_json::to_string(&AgentRequestFrame {
+            id: 0,
+            request: AgentRequest::Hello {
+                protocol: PROTOCOL_VERSION
+            }
+        })
+        .unwrap()
+    )
+    .unwrap();
     writeln!(stdin, "{}", serde_json::to_string(&hello).unwrap()).unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, frames) = mpsc::channel();
@@ -50,7 +75,11 @@ fn agent_over_ssh(key: &std::path::Path, addr: std::net::Ipv4Addr) -> Remote {
 impl Remote {
     fn sample(&self) -> HostSample {
         loop {
-            match self.frames.recv_timeout(Duration::from_secs(30)).expect("a sample within 30 s") {
+            match self
+                .frames
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a sample within 30 s")
+            {
                 AgentFrame::Sample { sample } => return sample,
                 AgentFrame::Response { .. } => {}
             }
@@ -59,16 +88,29 @@ impl Remote {
 }
 
 fn rx_total(s: &HostSample, name: &str) -> u64 {
-    s.interfaces.iter().find(|i| i.name == name).map(|i| i.rx_bytes_total).unwrap_or_else(|| panic!("no {name} in {:?}", s.interfaces))
+    s.interfaces
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.rx_bytes_total)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", s.interfaces))
 }
 
 #[test]
 fn each_host_reports_its_own_disk_and_interfaces() {
-    let cluster = Cluster::create(ClusterOptions { hosts: 2, ..Default::default() }).unwrap();
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("sw-agent-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("id");
-    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap().success());
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     for h in &cluster.hosts {
         h.authorize_key(&public).unwrap();
@@ -77,11 +119,21 @@ fn each_host_reports_its_own_disk_and_interfaces() {
     let b = agent_over_ssh(&key, cluster.hosts[1].addr);
     let (sa, sb) = (a.sample(), b.sample());
     for (s, h) in [(&sa, &cluster.hosts[0]), (&sb, &cluster.hosts[1])] {
-        let srv = s.filesystems.iter().find(|f| f.mount_point == "/srv").expect("the host's disk");
+        let srv = s
+            .filesystems
+            .iter()
+            .find(|f| f.mount_point == "/srv")
+            .expect("the host's disk");
         assert_eq!(srv.size_bytes, h.disk_mib * 1024 * 1024, "{}", h.name);
         let names: Vec<&str> = s.interfaces.iter().map(|i| i.name.as_str()).collect();
-        assert!(names.contains(&"br0") && names.contains(&"eth0"), "{names:?}");
-        assert!(!names.iter().any(|n| n.starts_with("swtb")), "the machine's own links leaked in: {names:?}");
+        assert!(
+            names.contains(&"br0") && names.contains(&"eth0"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("swtb")),
+            "the machine's own links leaked in: {names:?}"
+        );
     }
 
     // Known traffic to host A only: 2000 datagrams of 1000 bytes.
@@ -100,7 +152,10 @@ fn each_host_reports_its_own_disk_and_interfaces() {
             break;
         }
     }
-    assert!(got_a >= expect, "host A received {got_a} bytes, expected at least {expect}");
+    assert!(
+        got_a >= expect,
+        "host A received {got_a} bytes, expected at least {expect}"
+    );
     let got_b = rx_total(&b.sample(), "eth0") - before_b;
     assert!(got_b < expect / 10, "host B counted A's traffic: {got_b}");
     drop((a, b));

@@ -30,13 +30,18 @@ fn start() -> Agent {
     let (tx, frames) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let frame: AgentFrame = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad frame {line}: {e}"));
+            let frame: AgentFrame =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad frame {line}: {e}"));
             if tx.send(frame).is_err() {
                 break;
             }
         }
     });
-    Agent { child, stdin, frames }
+    Agent {
+        child,
+        stdin,
+        frames,
+    }
 }
 
 impl Agent {
@@ -45,7 +50,9 @@ impl Agent {
         writeln!(self.stdin, "{line}").unwrap();
     }
     fn next(&self) -> AgentFrame {
-        self.frames.recv_timeout(Duration::from_secs(30)).expect("a frame within 30 s")
+        self.frames
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a frame within 30 s")
     }
     fn response(&self, want: u64) -> AgentResponse {
         loop {
@@ -67,9 +74,19 @@ impl Agent {
 #[test]
 fn hello_then_samples_of_this_host() {
     let mut a = start();
-    a.send(1, AgentRequest::Hello { protocol: PROTOCOL_VERSION });
+    a.send(
+        1,
+        AgentRequest::Hello {
+            protocol: PROTOCOL_VERSION,
+        },
+    );
     match a.response(1) {
-        AgentResponse::Hello { protocol, cpus, kernel, .. } => {
+        AgentResponse::Hello {
+            protocol,
+            cpus,
+            kernel,
+            ..
+        } => {
             assert_eq!(protocol, PROTOCOL_VERSION);
             assert!(cpus >= 1);
             assert!(!kernel.is_empty());
@@ -80,7 +97,10 @@ fn hello_then_samples_of_this_host() {
     assert!(!s.cpus.is_empty());
     assert!(s.memory.total > 0 && s.memory.used <= s.memory.total);
     assert!(s.interfaces.iter().any(|i| i.name == "lo"));
-    assert!(s.filesystems.iter().any(|f| f.mount_point == "/" && f.size_bytes > 0));
+    assert!(s
+        .filesystems
+        .iter()
+        .any(|f| f.mount_point == "/" && f.size_bytes > 0));
     for c in &s.cpus {
         let sum = c.user + c.nice + c.system + c.iowait + c.irq + c.softirq + c.idle;
         assert!(sum == 0.0 || (sum - 100.0).abs() < 0.5, "{c:?}");
@@ -94,7 +114,11 @@ fn hello_then_samples_of_this_host() {
     for _ in 0..5 {
         a.sample();
     }
-    assert!(t0.elapsed() < Duration::from_secs(4), "5 samples at 200 ms took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "5 samples at 200 ms took {:?}",
+        t0.elapsed()
+    );
     a.send(3, AgentRequest::SetInterval { millis: 5 });
     assert!(matches!(a.response(3), AgentResponse::Error { .. }));
     a.send(4, AgentRequest::Ping);
@@ -114,7 +138,11 @@ fn the_agent_exits_when_its_controller_goes_away() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    writeln!(child.stdin.as_mut().unwrap(), r#"{{"id":1,"type":"hello","protocol":1}}"#).unwrap();
+    writeln!(
+        child.stdin.as_mut().unwrap(),
+        r#"{{"id":1,"type":"hello","protocol":1}}"#
+    )
+    .unwrap();
     drop(child.stdin.take());
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
@@ -124,7 +152,9 @@ fn the_agent_exits_when_its_controller_goes_away() {
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(status) => assert!(status.unwrap().success()),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("the agent outlived its input");
         }
     }

@@ -46,7 +46,12 @@ pub struct Change<'a> {
 }
 
 impl<'a> Change<'a> {
-    pub fn new(action: &'a str, target_type: &'a str, target_id: impl ToString, message: String) -> Self {
+    pub fn new(
+        action: &'a str,
+        target_type: &'a str,
+        target_id: impl ToString,
+        message: String,
+    ) -> Self {
         Change {
             action,
             target_type,

@@ -10,7 +10,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use diesel::prelude::*;
@@ -153,7 +155,9 @@ pub async fn require_auth(
                 .strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
                 .ok_or_else(|| {
-                    ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+                    ApiError::Unauthorized(
+                        "the Authorization header must be 'Bearer <token>'".into(),
+                    )
                 })?;
             Some(token.trim().to_string())
         }
@@ -163,7 +167,12 @@ pub async fn require_auth(
     let principal = match (bearer, cookie) {
         (Some(token), _) => authenticate_token(&state, token).await?,
         (None, Some(secret)) => authenticate_session(&state, secret).await?,
-        (None, None) => return Err(ApiError::Unauthorized("authentication required: log in or send an API token".into()).into()),
+        (None, None) => {
+            return Err(ApiError::Unauthorized(
+                "authentication required: log in or send an API token".into(),
+            )
+            .into())
+        }
     };
     req.extensions_mut().insert(principal);
     next.call(req).await
@@ -185,12 +194,16 @@ async fn authenticate_session(state: &AppState, secret: String) -> Result<Princi
                 .first(conn)
                 .optional()?;
             let Some((session, user)) = found else {
-                return Err(ApiError::Unauthorized("your session has ended; log in again".into()));
+                return Err(ApiError::Unauthorized(
+                    "your session has ended; log in again".into(),
+                ));
             };
             let t = now();
             if user.disabled || session.last_seen_at + idle < t {
                 diesel::delete(sessions::table.find(session.id)).execute(conn)?;
-                return Err(ApiError::Unauthorized("your session has ended; log in again".into()));
+                return Err(ApiError::Unauthorized(
+                    "your session has ended; log in again".into(),
+                ));
             }
             if t - session.last_seen_at > TOUCH_EVERY {
                 diesel::update(sessions::table.find(session.id))
@@ -214,7 +227,8 @@ async fn authenticate_token(state: &AppState, secret: String) -> Result<Principa
     state
         .db
         .run(move |conn: &mut DbConn| {
-            let invalid = || ApiError::Unauthorized("the API token is not valid, revoked or expired".into());
+            let invalid =
+                || ApiError::Unauthorized("the API token is not valid, revoked or expired".into());
             if !secret.starts_with(TOKEN_PREFIX) {
                 return Err(invalid());
             }
@@ -266,23 +280,31 @@ pub async fn still_valid(state: &AppState, p: &Principal) -> bool {
         .run(move |conn| {
             let t = now();
             let ok = match method {
-                AuthMethod::Session { session_id } => sessions::table
-                    .inner_join(users::table)
-                    .filter(sessions::id.eq(session_id))
-                    .filter(users::disabled.eq(false))
-                    .filter(sessions::last_seen_at.gt(t - idle))
-                    .count()
-                    .get_result::<i64>(conn)?
-                    > 0,
-                AuthMethod::Token { token_id, .. } => api_tokens::table
-                    .inner_join(users::table)
-                    .filter(api_tokens::id.eq(token_id))
-                    .filter(users::disabled.eq(false))
-                    .filter(api_tokens::revoked_at.is_null())
-                    .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(t)))
-                    .count()
-                    .get_result::<i64>(conn)?
-                    > 0,
+                AuthMethod::Session { session_id } => {
+                    sessions::table
+                        .inner_join(users::table)
+                        .filter(sessions::id.eq(session_id))
+                        .filter(users::disabled.eq(false))
+                        .filter(sessions::last_seen_at.gt(t - idle))
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0
+                }
+                AuthMethod::Token { token_id, .. } => {
+                    api_tokens::table
+                        .inner_join(users::table)
+                        .filter(api_tokens::id.eq(token_id))
+                        .filter(users::disabled.eq(false))
+                        .filter(api_tokens::revoked_at.is_null())
+                        .filter(
+                            api_tokens::expires_at
+                                .is_null()
+                                .or(api_tokens::expires_at.gt(t)),
+                        )
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0
+                }
             };
             Ok(ok)
         })
@@ -341,12 +363,24 @@ impl LoginLimiter {
         {
             let mut map = lock(&self.accounts);
             prune(&mut map, at, forget);
-            strike(map.entry(account.to_string()), &self.limits, self.limits.account_failures, at, forget);
+            strike(
+                map.entry(account.to_string()),
+                &self.limits,
+                self.limits.account_failures,
+                at,
+                forget,
+            );
         }
         if let Some(a) = addr {
             let mut map = lock(&self.addresses);
             prune(&mut map, at, forget);
-            strike(map.entry(a), &self.limits, self.limits.address_failures, at, forget);
+            strike(
+                map.entry(a),
+                &self.limits,
+                self.limits.address_failures,
+                at,
+                forget,
+            );
         }
     }
 
@@ -452,7 +486,11 @@ mod tests {
         l.failure("alice", None, t1);
         assert_eq!(l.check("alice", None, t1), Err(Duration::from_secs(20)));
         l.failure("alice", None, t1);
-        assert_eq!(l.check("alice", None, t1), Err(Duration::from_secs(25)), "capped");
+        assert_eq!(
+            l.check("alice", None, t1),
+            Err(Duration::from_secs(25)),
+            "capped"
+        );
         l.success("alice", None);
         assert!(l.check("alice", None, t1).is_ok());
     }

@@ -23,7 +23,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SERVERWARE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// sqlite://PATH or postgres://USER:PASS@HOST/DB [default: SQLite in the data directory]
-    #[arg(long, env = "SERVERWARE_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SERVERWARE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Log filter, such as `info` or `serverware=debug` [default: info]
     #[arg(long, env = "SERVERWARE_LOG", global = true)]
@@ -44,7 +49,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SERVERWARE_AGENT_BIN", global = true)]
     pub agent_bin: Option<PathBuf>,
     /// Password of the `admin` user created on first start (random and printed when unset)
-    #[arg(long, env = "SERVERWARE_ADMIN_PASSWORD", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SERVERWARE_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
     pub admin_password: Option<String>,
 }
 
@@ -190,7 +200,9 @@ impl Config {
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
-            _ => bail!("TLS needs both a certificate (SERVERWARE_TLS_CERT) and a key (SERVERWARE_TLS_KEY)"),
+            _ => bail!(
+                "TLS needs both a certificate (SERVERWARE_TLS_CERT) and a key (SERVERWARE_TLS_KEY)"
+            ),
         };
         let session_idle_minutes = args
             .session_idle_minutes
@@ -204,8 +216,7 @@ impl Config {
             dist.join("index.html").exists().then_some(dist)
         });
         let login = file.login.unwrap_or_default();
-        if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0
-        {
+        if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0 {
             bail!("login limits must be at least 1");
         }
         Ok(Config {
@@ -219,7 +230,10 @@ impl Config {
             admin_password: args.admin_password.clone(),
             login,
             agent_bin: args.agent_bin.clone().or_else(|| {
-                let p = std::env::current_exe().ok()?.parent()?.join("serverware-agent");
+                let p = std::env::current_exe()
+                    .ok()?
+                    .parent()?
+                    .join("serverware-agent");
                 p.is_file().then_some(p)
             }),
         })
@@ -229,7 +243,8 @@ impl Config {
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("configuration file {} is invalid", path.display()))
+    toml::from_str(&text)
+        .with_context(|| format!("configuration file {} is invalid", path.display()))
 }
 
 #[cfg(test)]
@@ -301,7 +316,10 @@ mod tests {
             redact_db_url("postgres://sw:s3cret@db.example:5432/sw"),
             "postgres://sw:****@db.example:5432/sw"
         );
-        assert_eq!(redact_db_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+        assert_eq!(
+            redact_db_url("sqlite://./data/x.db"),
+            "sqlite://./data/x.db"
+        );
         let c = Config::resolve(&ConfigArgs {
             config: Some(PathBuf::from("/dev/null")),
             database_url: Some("postgres://sw:s3cret@localhost/sw".into()),

@@ -45,7 +45,9 @@ impl DbTarget {
     pub fn parse(url: &str) -> anyhow::Result<DbTarget> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                bail!("database URL 'sqlite://' names no file: use sqlite:///path/to/serverware.db");
+                bail!(
+                    "database URL 'sqlite://' names no file: use sqlite:///path/to/serverware.db"
+                );
             }
             return Ok(DbTarget::Sqlite(PathBuf::from(path)));
         }
@@ -111,7 +113,8 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConn) -> bool {
@@ -173,7 +176,9 @@ impl Db {
     }
 
     /// Events stored through [`Db::run`], as they commit.
-    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<serverware_shared::api::EventResponse> {
+    pub fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<serverware_shared::api::EventResponse> {
         self.events.subscribe()
     }
 
@@ -231,7 +236,13 @@ mod tests {
             DbTarget::parse("postgresql://u:p@localhost/sw").unwrap(),
             DbTarget::Postgres(_)
         ));
-        for bad in ["mysql://u@h/db", "sqlite://", "./data/x.db", "sqlite:x.db", "postgre://x"] {
+        for bad in [
+            "mysql://u@h/db",
+            "sqlite://",
+            "./data/x.db",
+            "sqlite:x.db",
+            "postgre://x",
+        ] {
             assert!(DbTarget::parse(bad).is_err(), "{bad}");
         }
     }
@@ -256,7 +267,9 @@ mod tests {
             #[diesel(sql_type = diesel::sql_types::Text)]
             journal_mode: String,
         }
-        let m: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut *c).unwrap();
+        let m: Mode = diesel::sql_query("PRAGMA journal_mode")
+            .get_result(&mut *c)
+            .unwrap();
         assert_eq!(m.journal_mode, "wal");
         // Opening again finds nothing to migrate.
         drop(c);

@@ -135,9 +135,9 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match err {
-        E::ContentType => {
-            ApiError::UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)".into())
-        }
+        E::ContentType => ApiError::UnsupportedMediaType(
+            "the request body must be JSON (Content-Type: application/json)".into(),
+        ),
         E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
             ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
         }

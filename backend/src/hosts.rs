@@ -7,7 +7,9 @@ use crate::ssh::{Credentials, Session, SshError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use russh::keys::PrivateKey;
-use serverware_shared::agent::{AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION};
+use serverware_shared::agent::{
+    AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,8 +63,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HostManager {
-    pub fn new(db: Db, hub: Arc<crate::hub::Hub>, key: PrivateKey, agent: Option<Vec<u8>>) -> Arc<Self> {
-        Arc::new(HostManager { db, hub, key: Arc::new(key), agent: agent.map(Arc::new), runtimes: Mutex::new(HashMap::new()) })
+    pub fn new(
+        db: Db,
+        hub: Arc<crate::hub::Hub>,
+        key: PrivateKey,
+        agent: Option<Vec<u8>>,
+    ) -> Arc<Self> {
+        Arc::new(HostManager {
+            db,
+            hub,
+            key: Arc::new(key),
+            agent: agent.map(Arc::new),
+            runtimes: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn controller_key(&self) -> Arc<PrivateKey> {
@@ -89,7 +102,10 @@ impl HostManager {
     pub fn spawn(self: &Arc<Self>, row: HostRow) {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let rt = Arc::new(Runtime {
-            view: Mutex::new(HostView { status: "connecting".into(), ..Default::default() }),
+            view: Mutex::new(HostView {
+                status: "connecting".into(),
+                ..Default::default()
+            }),
             stop,
         });
         if let Some(old) = lock(&self.runtimes).insert(row.id, rt.clone()) {
@@ -107,7 +123,9 @@ impl HostManager {
     }
 
     pub fn view(&self, id: i64) -> Option<HostView> {
-        lock(&self.runtimes).get(&id).map(|rt| lock(&rt.view).clone())
+        lock(&self.runtimes)
+            .get(&id)
+            .map(|rt| lock(&rt.view).clone())
     }
 
     fn set_status(&self, id: i64, rt: &Runtime, status: &str) {
@@ -120,12 +138,19 @@ impl HostManager {
         if changed {
             self.publish(id, rt);
             tracing::info!(host = id, status, "host status");
-            let (db, status, seen) = (self.db.clone(), status.to_string(), lock(&rt.view).last_seen);
+            let (db, status, seen) = (
+                self.db.clone(),
+                status.to_string(),
+                lock(&rt.view).last_seen,
+            );
             tokio::spawn(async move {
                 let _ = db
                     .run(move |c| {
                         diesel::update(hosts::table.find(id))
-                            .set((hosts::status.eq(status), hosts::last_seen_at.eq(seen.map(|t| t.naive_utc()))))
+                            .set((
+                                hosts::status.eq(status),
+                                hosts::last_seen_at.eq(seen.map(|t| t.naive_utc())),
+                            ))
                             .execute(c)?;
                         Ok(())
                     })
@@ -136,15 +161,21 @@ impl HostManager {
 
     fn publish(&self, id: i64, rt: &Runtime) {
         let v = lock(&rt.view).clone();
-        self.hub.publish(&serverware_shared::ws::ServerMessage::HostStatus {
-            host_id: id,
-            status: v.status,
-            last_seen_at: v.last_seen,
-            sample: v.latest,
-        });
+        self.hub
+            .publish(&serverware_shared::ws::ServerMessage::HostStatus {
+                host_id: id,
+                status: v.status,
+                last_seen_at: v.last_seen,
+                sample: v.latest,
+            });
     }
 
-    async fn run_host(self: Arc<Self>, row: HostRow, rt: Arc<Runtime>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    async fn run_host(
+        self: Arc<Self>,
+        row: HostRow,
+        rt: Arc<Runtime>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         let pinned = row.host_key.clone().unwrap_or_default();
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -152,7 +183,15 @@ impl HostManager {
                 return;
             }
             let creds = Credentials::Key(self.key.clone());
-            let wait = match Session::connect(&row.address, row.ssh_port as u16, &row.ssh_user, &pinned, &creds).await {
+            let wait = match Session::connect(
+                &row.address,
+                row.ssh_port as u16,
+                &row.ssh_user,
+                &pinned,
+                &creds,
+            )
+            .await
+            {
                 Ok(session) => {
                     backoff = Duration::from_millis(500);
                     let r = self.serve(&row, &rt, &session, &mut stop).await;
@@ -167,7 +206,11 @@ impl HostManager {
                     Duration::from_millis(500)
                 }
                 Err(SshError::HostKeyMismatch { presented }) => {
-                    tracing::error!(host = row.id, presented, "host key changed; refusing to connect");
+                    tracing::error!(
+                        host = row.id,
+                        presented,
+                        "host key changed; refusing to connect"
+                    );
                     self.set_status(row.id, &rt, "key_mismatch");
                     Duration::from_secs(30)
                 }
@@ -189,17 +232,33 @@ impl HostManager {
     }
 
     /// Makes sure the right agent runs, then reads its samples until they stop.
-    async fn serve(&self, row: &HostRow, rt: &Runtime, session: &Session, stop: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), SshError> {
-        let want = format!("serverware-agent {} protocol {PROTOCOL_VERSION}", env!("CARGO_PKG_VERSION"));
+    async fn serve(
+        &self,
+        row: &HostRow,
+        rt: &Runtime,
+        session: &Session,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SshError> {
+        let want = format!(
+            "serverware-agent {} protocol {PROTOCOL_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        );
         let (code, out, _) = session.run(AGENT_PATH, &["--version"]).await?;
         if code != 0 || String::from_utf8_lossy(&out).trim() != want {
-            let bin = self.agent.clone().ok_or_else(|| SshError::Protocol("no agent binary to install".into()))?;
+            let bin = self
+                .agent
+                .clone()
+                .ok_or_else(|| SshError::Protocol("no agent binary to install".into()))?;
             session.upload(AGENT_PATH, &bin).await?;
         }
         let mut link = session.start_agent(AGENT_PATH).await?;
-        link.send(AgentRequest::Hello { protocol: PROTOCOL_VERSION }).await?;
+        link.send(AgentRequest::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await?;
         let interval = (row.sample_interval_ms.max(100)) as u64;
-        link.send(AgentRequest::SetInterval { millis: interval }).await?;
+        link.send(AgentRequest::SetInterval { millis: interval })
+            .await?;
         let heartbeat = Duration::from_millis(row.heartbeat_timeout_ms.max(1000) as u64);
         loop {
             tokio::select! {

@@ -43,8 +43,20 @@ impl Hub {
     pub fn register(self: &Arc<Self>) -> (ClientGuard, mpsc::Receiver<Arc<str>>) {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Client { tx, topics: HashSet::new() });
-        (ClientGuard { hub: self.clone(), id }, rx)
+        self.lock().insert(
+            id,
+            Client {
+                tx,
+                topics: HashSet::new(),
+            },
+        );
+        (
+            ClientGuard {
+                hub: self.clone(),
+                id,
+            },
+            rx,
+        )
     }
 
     /// Changes a client's topics and returns the ones it now has.
@@ -65,7 +77,9 @@ impl Hub {
     /// Sends `msg` to every client subscribed to its topic.
     pub fn publish(&self, msg: &ServerMessage) {
         let Some(topic) = msg.topic() else { return };
-        let Ok(json) = serde_json::to_string(msg) else { return };
+        let Ok(json) = serde_json::to_string(msg) else {
+            return;
+        };
         let json: Arc<str> = json.into();
         let mut clients = self.lock();
         let mut gone = Vec::new();
@@ -76,7 +90,10 @@ impl Hub {
             match c.tx.try_send(json.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(client = id, "dropping a WebSocket client that stopped reading");
+                    tracing::warn!(
+                        client = id,
+                        "dropping a WebSocket client that stopped reading"
+                    );
                     self.dropped_slow.fetch_add(1, Ordering::Relaxed);
                     gone.push(*id);
                 }
@@ -106,7 +123,11 @@ mod tests {
 
     fn inv() -> ServerMessage {
         ServerMessage::Inventory {
-            change: InventoryChange { kind: "user".into(), id: "1".into(), change: ChangeKind::Created },
+            change: InventoryChange {
+                kind: "user".into(),
+                id: "1".into(),
+                change: ChangeKind::Created,
+            },
         }
     }
 

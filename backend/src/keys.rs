@@ -13,18 +13,26 @@ pub const KEY_FILE: &str = "controller_ed25519";
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     let path = data_dir.join(KEY_FILE);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        return PrivateKey::from_openssh(text).with_context(|| format!("{} is not an OpenSSH private key", path.display()));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return PrivateKey::from_openssh(text)
+            .with_context(|| format!("{} is not an OpenSSH private key", path.display()));
     }
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     key.set_comment("serverware-controller");
-    let text = key.to_openssh(LineEnding::LF).context("cannot encode the controller key")?;
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode the controller key")?;
     std::fs::create_dir_all(data_dir)?;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(key)
@@ -46,7 +54,10 @@ mod tests {
         assert_eq!(public_line(&a), public_line(&b));
         assert!(public_line(&a).starts_with("ssh-ed25519 "));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

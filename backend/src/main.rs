@@ -47,13 +47,20 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config),
-        Command::Admin { command: AdminCommand::ResetPassword { username, password_stdin } } => {
-            reset_password(&config, &username, password_stdin)
-        }
+        Command::Admin {
+            command:
+                AdminCommand::ResetPassword {
+                    username,
+                    password_stdin,
+                },
+        } => reset_password(&config, &username, password_stdin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,7 +82,10 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
     let shown = given.is_none();
     let password = serverware::server::reset_password(config, username, given)?;
     if shown {
-        println!("New password for {}: {password}", username.trim().to_lowercase());
+        println!(
+            "New password for {}: {password}",
+            username.trim().to_lowercase()
+        );
     } else {
         println!("Password for {} changed.", username.trim().to_lowercase());
     }

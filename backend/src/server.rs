@@ -54,7 +54,10 @@ pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootst
     let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
     let count: i64 = users::table.count().get_result(&mut *conn)?;
     if count > 0 {
-        return Ok(Bootstrap { created: false, generated_password: None });
+        return Ok(Bootstrap {
+            created: false,
+            generated_password: None,
+        });
     }
     let (password, generated) = match password {
         Some(p) => {
@@ -87,13 +90,21 @@ pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootst
         audit::record(
             conn,
             &Actor::system("bootstrap"),
-            Change::new("user.create", "user", id, "created the first admin user 'admin'".into())
-                .details(serde_json::json!({ "username": "admin", "role": "admin" })),
+            Change::new(
+                "user.create",
+                "user",
+                id,
+                "created the first admin user 'admin'".into(),
+            )
+            .details(serde_json::json!({ "username": "admin", "role": "admin" })),
         )?;
         Ok::<_, ApiError>(())
     })
     .map_err(|e| anyhow::anyhow!("cannot create the admin user: {e}"))?;
-    Ok(Bootstrap { created: true, generated_password: generated })
+    Ok(Bootstrap {
+        created: true,
+        generated_password: generated,
+    })
 }
 
 /// Sends every stored event to the sockets subscribed to events, and the object it touched to
@@ -106,7 +117,11 @@ fn spawn_event_fanout(db: &Db, hub: std::sync::Arc<crate::hub::Hub>) {
             match rx.recv().await {
                 Ok(event) => {
                     let change = inventory_change(&event.action).and_then(|change| {
-                        Some(InventoryChange { kind: event.target_type.clone()?, id: event.target_id.clone()?, change })
+                        Some(InventoryChange {
+                            kind: event.target_type.clone()?,
+                            id: event.target_id.clone()?,
+                            change,
+                        })
                     });
                     hub.publish(&ServerMessage::Event { event });
                     if let Some(change) = change {
@@ -140,30 +155,37 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("TLS certificate {} is not valid PEM", files.cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("TLS certificate {} holds no certificate", files.cert.display());
+        anyhow::bail!(
+            "TLS certificate {} holds no certificate",
+            files.cert.display()
+        );
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("cannot read TLS key {}", files.key.display()))?;
-    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .context("TLS set-up failed")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match or are unsupported")
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS set-up failed")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not match or are unsupported")
 }
 
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let crate::db::DbTarget::Sqlite(_) = crate::db::DbTarget::parse(&config.database_url)? {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
     }
     let url = config.database_url.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
     let admin_pw = config.admin_password.clone();
     let db2 = db.clone();
-    let boot = tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
+    let boot =
+        tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
 
     let tls = match &config.tls {
         Some(files) => Some(load_tls(files)?),
@@ -174,9 +196,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let key = crate::keys::load_or_create(&config.data_dir)?;
     let agent = match &config.agent_bin {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read the agent binary {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read the agent binary {}", p.display()))?,
+        ),
         None => {
-            tracing::warn!("no serverware-agent binary found (SERVERWARE_AGENT_BIN): hosts cannot be added");
+            tracing::warn!(
+                "no serverware-agent binary found (SERVERWARE_AGENT_BIN): hosts cannot be added"
+            );
             None
         }
     };
@@ -196,10 +223,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));
 
-    let static_dir = state.config.static_dir.clone().filter(|d| d.join("index.html").is_file());
+    let static_dir = state
+        .config
+        .static_dir
+        .clone()
+        .filter(|d| d.join("index.html").is_file());
     match &static_dir {
         Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
-        None => tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only"),
+        None => {
+            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
+        }
     }
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -238,15 +271,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 app.service(
                     actix_files::Files::new("/", dir)
                         .index_file("index.html")
-                        .default_handler(actix_web::dev::fn_service(move |req: actix_web::dev::ServiceRequest| {
-                            let index = index.clone();
-                            async move {
-                                let (req, _) = req.into_parts();
-                                let file = actix_files::NamedFile::open_async(index).await?;
-                                let res = file.into_response(&req);
-                                Ok(actix_web::dev::ServiceResponse::new(req, res))
-                            }
-                        })),
+                        .default_handler(actix_web::dev::fn_service(
+                            move |req: actix_web::dev::ServiceRequest| {
+                                let index = index.clone();
+                                async move {
+                                    let (req, _) = req.into_parts();
+                                    let file = actix_files::NamedFile::open_async(index).await?;
+                                    let res = file.into_response(&req);
+                                    Ok(actix_web::dev::ServiceResponse::new(req, res))
+                                }
+                            },
+                        )),
                 )
                 .default_service(web::to(api::not_found))
             }
@@ -275,7 +310,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// `serverware admin reset-password USER`: sets a new password (random unless given), enables
 /// the account and ends its sessions. Returns the password set.
-pub fn reset_password(config: &Config, username: &str, password: Option<String>) -> anyhow::Result<String> {
+pub fn reset_password(
+    config: &Config,
+    username: &str,
+    password: Option<String>,
+) -> anyhow::Result<String> {
     let db = Db::open(&config.database_url)?;
     let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
     let password = match password {
@@ -297,14 +336,25 @@ pub fn reset_password(config: &Config, username: &str, password: Option<String>)
             return Err(ApiError::NotFound(format!("there is no user '{name}'")));
         };
         diesel::update(users::table.find(id))
-            .set((users::password_hash.eq(&hash), users::disabled.eq(false), users::updated_at.eq(now())))
+            .set((
+                users::password_hash.eq(&hash),
+                users::disabled.eq(false),
+                users::updated_at.eq(now()),
+            ))
             .execute(conn)?;
-        diesel::delete(crate::schema::sessions::table.filter(crate::schema::sessions::user_id.eq(id)))
-            .execute(conn)?;
+        diesel::delete(
+            crate::schema::sessions::table.filter(crate::schema::sessions::user_id.eq(id)),
+        )
+        .execute(conn)?;
         audit::record(
             conn,
             &Actor::system("cli"),
-            Change::new("user.password_reset", "user", id, format!("password of {name} reset on the controller's command line")),
+            Change::new(
+                "user.password_reset",
+                "user",
+                id,
+                format!("password of {name} reset on the controller's command line"),
+            ),
         )?;
         Ok(())
     })

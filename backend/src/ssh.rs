@@ -50,7 +50,10 @@ struct Client {
 impl client::Handler for Client {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         // Only plain host keys are pinned; a host certificate is refused.
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
@@ -69,7 +72,12 @@ impl client::Handler for Client {
 
 /// Compares OpenSSH key lines by type and data, ignoring the comment.
 fn same_key(a: &str, b: &str) -> bool {
-    let parts = |s: &str| s.split_whitespace().take(2).map(str::to_string).collect::<Vec<_>>();
+    let parts = |s: &str| {
+        s.split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     parts(a) == parts(b) && !parts(a).is_empty()
 }
 
@@ -84,18 +92,34 @@ fn config() -> Arc<client::Config> {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn open(addr: &str, port: u16, pinned: Option<String>) -> Result<(Handle<Client>, Arc<Mutex<Option<HostKey>>>), SshError> {
+async fn open(
+    addr: &str,
+    port: u16,
+    pinned: Option<String>,
+) -> Result<(Handle<Client>, Arc<Mutex<Option<HostKey>>>), SshError> {
     let seen = Arc::new(Mutex::new(None));
-    let handler = Client { pinned: pinned.clone(), seen: seen.clone() };
+    let handler = Client {
+        pinned: pinned.clone(),
+        seen: seen.clone(),
+    };
     let target = format!("{addr}:{port}");
-    let r = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(config(), (addr, port), handler)).await;
+    let r = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client::connect(config(), (addr, port), handler),
+    )
+    .await;
     match r {
-        Err(_) => Err(SshError::Unreachable(target, "no answer within 10 s".into())),
+        Err(_) => Err(SshError::Unreachable(
+            target,
+            "no answer within 10 s".into(),
+        )),
         Ok(Ok(h)) => Ok((h, seen)),
         Ok(Err(e)) => {
             let presented = seen.lock().ok().and_then(|s| s.clone());
             match (pinned, presented) {
-                (Some(p), Some(k)) if !same_key(&p, &k.openssh) => Err(SshError::HostKeyMismatch { presented: k.fingerprint }),
+                (Some(p), Some(k)) if !same_key(&p, &k.openssh) => Err(SshError::HostKeyMismatch {
+                    presented: k.fingerprint,
+                }),
                 _ => match e {
                     russh::Error::IO(io) => Err(SshError::Unreachable(target, io.to_string())),
                     other => Err(SshError::Protocol(other.to_string())),
@@ -109,7 +133,9 @@ async fn open(addr: &str, port: u16, pinned: Option<String>) -> Result<(Handle<C
 pub async fn probe_host_key(addr: &str, port: u16) -> Result<HostKey, SshError> {
     let (handle, seen) = open(addr, port, None).await?;
     let key = seen.lock().ok().and_then(|s| s.clone());
-    let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
     key.ok_or_else(|| SshError::Protocol("the host sent no key".into()))
 }
 
@@ -119,13 +145,26 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn connect(addr: &str, port: u16, user: &str, pinned_key: &str, creds: &Credentials) -> Result<Session, SshError> {
+    pub async fn connect(
+        addr: &str,
+        port: u16,
+        user: &str,
+        pinned_key: &str,
+        creds: &Credentials,
+    ) -> Result<Session, SshError> {
         let (mut handle, _) = open(addr, port, Some(pinned_key.to_string())).await?;
         let result = match creds {
             Credentials::Password(p) => handle.authenticate_password(user, p).await,
             Credentials::Key(k) => {
-                let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
-                handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(k.clone(), hash)).await
+                let hash = handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .ok()
+                    .flatten()
+                    .flatten();
+                handle
+                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(k.clone(), hash))
+                    .await
             }
         }
         .map_err(|e| SshError::Protocol(e.to_string()))?;
@@ -137,14 +176,24 @@ impl Session {
 
     /// Runs `program` with `args` on the host and returns its exit status and output. Every
     /// argument is quoted for the remote shell, so no argument can change the command.
-    pub async fn run(&self, program: &str, args: &[&str]) -> Result<(u32, Vec<u8>, Vec<u8>), SshError> {
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+    ) -> Result<(u32, Vec<u8>, Vec<u8>), SshError> {
         let mut line = shell_quote(program);
         for a in args {
             line.push(' ');
             line.push_str(&shell_quote(a));
         }
-        let mut ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.exec(true, line).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let mut ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, line)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
         let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
         while let Some(msg) = ch.wait().await {
             match msg {
@@ -164,10 +213,20 @@ impl Session {
         let want = hex::encode(Sha256::digest(data));
         let script = "umask 022; d=$(dirname \"$1\"); mkdir -p \"$d\" && cat > \"$1.part\" && chmod 0755 \"$1.part\" && mv -f \"$1.part\" \"$1\"";
         let line = format!("sh -c {} sh {}", shell_quote(script), shell_quote(path));
-        let ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.exec(true, line).await.map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.data(data).await.map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.eof().await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, line)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.data(data)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.eof()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
         let (mut ch, mut code, mut err) = (ch, None, Vec::new());
         while let Some(msg) = ch.wait().await {
             match msg {
@@ -177,20 +236,35 @@ impl Session {
             }
         }
         if code != Some(0) {
-            return Err(SshError::Protocol(format!("upload to {path} failed: {}", String::from_utf8_lossy(&err).trim())));
+            return Err(SshError::Protocol(format!(
+                "upload to {path} failed: {}",
+                String::from_utf8_lossy(&err).trim()
+            )));
         }
         let (code, out, _) = self.run("sha256sum", &[path]).await?;
-        let got = String::from_utf8_lossy(&out).split_whitespace().next().unwrap_or_default().to_string();
+        let got = String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if code != 0 || got != want {
-            return Err(SshError::Protocol(format!("checksum of {path} on the host does not match the upload")));
+            return Err(SshError::Protocol(format!(
+                "checksum of {path} on the host does not match the upload"
+            )));
         }
         Ok(want)
     }
 
     /// Starts the agent at `path` on the host and speaks its protocol over the channel.
     pub async fn start_agent(&self, path: &str) -> Result<AgentLink, SshError> {
-        let ch = self.handle.channel_open_session().await.map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.exec(true, shell_quote(path)).await.map_err(|e| SshError::Protocol(e.to_string()))?;
+        let ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, shell_quote(path))
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
         let (mut read, write) = ch.split();
         let (frames_tx, frames) = tokio::sync::mpsc::channel(1024);
         let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
@@ -219,11 +293,18 @@ impl Session {
                 }
             }
         });
-        Ok(AgentLink { lines: lines_tx, frames, next_id: 1 })
+        Ok(AgentLink {
+            lines: lines_tx,
+            frames,
+            next_id: 1,
+        })
     }
 
     pub async fn close(self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
     }
 }
 
@@ -242,13 +323,20 @@ pub struct AgentLink {
 
 impl AgentLink {
     /// Sends a request and returns its id.
-    pub async fn send(&mut self, request: serverware_shared::agent::AgentRequest) -> Result<u64, SshError> {
+    pub async fn send(
+        &mut self,
+        request: serverware_shared::agent::AgentRequest,
+    ) -> Result<u64, SshError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = serde_json::to_string(&serverware_shared::agent::AgentRequestFrame { id, request })
-            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(&serverware_shared::agent::AgentRequestFrame { id, request })
+                .map_err(|e| SshError::Protocol(e.to_string()))?;
         line.push('\n');
-        self.lines.send(line).await.map_err(|_| SshError::Protocol("the agent's channel closed".into()))?;
+        self.lines
+            .send(line)
+            .await
+            .map_err(|_| SshError::Protocol("the agent's channel closed".into()))?;
         Ok(id)
     }
 }
@@ -261,9 +349,11 @@ mod tests {
     fn quoting_keeps_arguments_whole() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's; rm -rf /"), r"'it'\''s; rm -rf /'");
-        assert!(same_key("ssh-ed25519 AAAA host1", "ssh-ed25519 AAAA other-comment"));
+        assert!(same_key(
+            "ssh-ed25519 AAAA host1",
+            "ssh-ed25519 AAAA other-comment"
+        ));
         assert!(!same_key("ssh-ed25519 AAAA", "ssh-ed25519 BBBB"));
         assert!(!same_key("", ""));
     }
 }
-

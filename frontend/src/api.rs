@@ -40,7 +40,11 @@ impl From<ValidationError> for ApiError {
     fn from(v: ValidationError) -> Self {
         ApiError {
             status: 422,
-            body: ErrorBody { error: ErrorCode::Invalid, message: v.message, field: Some(v.field) },
+            body: ErrorBody {
+                error: ErrorCode::Invalid,
+                message: v.message,
+                field: Some(v.field),
+            },
         }
     }
 }
@@ -72,7 +76,11 @@ async fn error_of(r: Response) -> ApiError {
 }
 
 async fn send(req: Result<Request, gloo_net::Error>) -> Result<Response, ApiError> {
-    let r = req.map_err(ApiError::network)?.send().await.map_err(ApiError::network)?;
+    let r = req
+        .map_err(ApiError::network)?
+        .send()
+        .await
+        .map_err(ApiError::network)?;
     if r.ok() {
         Ok(r)
     } else {
@@ -101,11 +109,15 @@ async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Resul
 }
 
 async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
-    send(with_body(Request::post(&format!("{BASE}{path}")), body)).await.map(|_| ())
+    send(with_body(Request::post(&format!("{BASE}{path}")), body))
+        .await
+        .map(|_| ())
 }
 
 async fn delete(path: &str) -> Result<(), ApiError> {
-    send(Request::delete(&format!("{BASE}{path}")).build()).await.map(|_| ())
+    send(Request::delete(&format!("{BASE}{path}")).build())
+        .await
+        .map(|_| ())
 }
 
 pub async fn login(req: &LoginRequest) -> Result<SessionResponse, ApiError> {
@@ -153,7 +165,12 @@ pub async fn delete_user(id: i64) -> Result<(), ApiError> {
 }
 
 pub async fn tokens(all_users: bool) -> Result<Vec<TokenResponse>, ApiError> {
-    get(if all_users { "/tokens?user=all" } else { "/tokens" }).await
+    get(if all_users {
+        "/tokens?user=all"
+    } else {
+        "/tokens"
+    })
+    .await
 }
 
 pub async fn create_token(req: &CreateTokenRequest) -> Result<CreatedTokenResponse, ApiError> {
@@ -164,13 +181,20 @@ pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
     delete(&format!("/tokens/{id}")).await
 }
 
-pub async fn events(kind: Option<EventKind>, action: &str, limit: u32) -> Result<EventListResponse, ApiError> {
+pub async fn events(
+    kind: Option<EventKind>,
+    action: &str,
+    limit: u32,
+) -> Result<EventListResponse, ApiError> {
     let mut q = format!("/events?limit={limit}");
     if let Some(k) = kind {
         q.push_str(&format!("&kind={}", k.as_str()));
     }
     if !action.trim().is_empty() {
-        q.push_str(&format!("&action={}", js_sys::encode_uri_component(action.trim())));
+        q.push_str(&format!(
+            "&action={}",
+            js_sys::encode_uri_component(action.trim())
+        ));
     }
     get(&q).await
 }

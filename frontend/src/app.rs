@@ -1,6 +1,8 @@
 use crate::api;
 use crate::live::{LinkState, Live};
-use crate::pages::{dashboard::Dashboard, events::EventsPage, login::Login, settings::SettingsPage, EmptyPage};
+use crate::pages::{
+    dashboard::Dashboard, events::EventsPage, login::Login, settings::SettingsPage, EmptyPage,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::{Route, Router, Routes, A};
@@ -20,13 +22,17 @@ impl Auth {
         self.session.get().flatten()
     }
     pub fn is_admin(&self) -> bool {
-        self.user().is_some_and(|s| s.effective_role == serverware_shared::Role::Admin)
+        self.user()
+            .is_some_and(|s| s.effective_role == serverware_shared::Role::Admin)
     }
 }
 
 #[component]
 pub fn App() -> impl IntoView {
-    let auth = Auth { session: RwSignal::new(None), site_name: RwSignal::new("SERVERware".into()) };
+    let auth = Auth {
+        session: RwSignal::new(None),
+        site_name: RwSignal::new("SERVERware".into()),
+    };
     let live = Live::new();
     provide_context(auth);
     provide_context(live);

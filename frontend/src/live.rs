@@ -82,7 +82,9 @@ impl Live {
                 *w.entry(*t).or_default() += 1;
             }
         });
-        self.send(&ClientMessage::Subscribe { topics: topics.to_vec() });
+        self.send(&ClientMessage::Subscribe {
+            topics: topics.to_vec(),
+        });
         on_cleanup(move || {
             let mut gone = Vec::new();
             self.wanted.update_value(|w| {
@@ -103,7 +105,9 @@ impl Live {
     }
 
     fn send(self, msg: &ClientMessage) {
-        let Ok(text) = serde_json::to_string(msg) else { return };
+        let Ok(text) = serde_json::to_string(msg) else {
+            return;
+        };
         self.socket.with_value(|s| {
             if let Some(ws) = s {
                 if ws.ready_state() == WebSocket::OPEN {
@@ -114,9 +118,15 @@ impl Live {
     }
 
     fn connect(self) {
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         let loc = window.location();
-        let proto = if loc.protocol().ok().as_deref() == Some("https:") { "wss" } else { "ws" };
+        let proto = if loc.protocol().ok().as_deref() == Some("https:") {
+            "wss"
+        } else {
+            "ws"
+        };
         let host = loc.host().unwrap_or_default();
         let Ok(ws) = WebSocket::new(&format!("{proto}://{host}/api/v1/events")) else {
             self.schedule_reconnect();
@@ -134,15 +144,29 @@ impl Live {
             self.generation.update(|g| *g += 1);
         });
         let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let Some(text) = e.data().as_string() else { return };
+            let Some(text) = e.data().as_string() else {
+                return;
+            };
             match serde_json::from_str::<ServerMessage>(&text) {
                 Ok(ServerMessage::Event { event }) => self.events.update(|v| {
                     v.push_front(event);
                     v.truncate(KEEP_EVENTS);
                 }),
                 Ok(ServerMessage::Inventory { .. }) => self.inventory.update(|n| *n += 1),
-                Ok(ServerMessage::HostStatus { host_id, status, last_seen_at, sample }) => self.hosts.update(|m| {
-                    m.insert(host_id, HostLive { status, last_seen_at, sample });
+                Ok(ServerMessage::HostStatus {
+                    host_id,
+                    status,
+                    last_seen_at,
+                    sample,
+                }) => self.hosts.update(|m| {
+                    m.insert(
+                        host_id,
+                        HostLive {
+                            status,
+                            last_seen_at,
+                            sample,
+                        },
+                    );
                 }),
                 _ => {}
             }
@@ -150,7 +174,9 @@ impl Live {
         let this_ws = ws.clone();
         let onclose = Closure::<dyn FnMut(CloseEvent)>::new(move |_e: CloseEvent| {
             // Only the current socket may trigger a reconnect.
-            let current = self.socket.with_value(|s| s.as_ref().is_some_and(|w| w == &this_ws));
+            let current = self
+                .socket
+                .with_value(|s| s.as_ref().is_some_and(|w| w == &this_ws));
             if current {
                 self.socket.set_value(None);
                 self.state.set(LinkState::Offline);

@@ -26,9 +26,13 @@ pub struct AgentRequestFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentRequest {
     /// First request: the agent answers with what it is.
-    Hello { protocol: u32 },
+    Hello {
+        protocol: u32,
+    },
     /// Sample every `millis` (100–60000).
-    SetInterval { millis: u64 },
+    SetInterval {
+        millis: u64,
+    },
     Ping,
     /// Stop sampling and exit.
     Shutdown,
@@ -55,7 +59,9 @@ pub enum AgentResponse {
     },
     Ok,
     Pong,
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// One netRES reading of a host. Rates are per second over the last interval.
@@ -149,11 +155,20 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let req = AgentRequestFrame { id: 7, request: AgentRequest::SetInterval { millis: 500 } };
+        let req = AgentRequestFrame {
+            id: 7,
+            request: AgentRequest::SetInterval { millis: 500 },
+        };
         let line = serde_json::to_string(&req).unwrap();
         assert_eq!(line, r#"{"id":7,"type":"set_interval","millis":500}"#);
-        assert_eq!(serde_json::from_str::<AgentRequestFrame>(&line).unwrap(), req);
-        let f = AgentFrame::Response { id: 7, response: AgentResponse::Ok };
+        assert_eq!(
+            serde_json::from_str::<AgentRequestFrame>(&line).unwrap(),
+            req
+        );
+        let f = AgentFrame::Response {
+            id: 7,
+            response: AgentResponse::Ok,
+        };
         let line = serde_json::to_string(&f).unwrap();
         assert_eq!(serde_json::from_str::<AgentFrame>(&line).unwrap(), f);
     }

@@ -89,7 +89,10 @@ pub fn new_password(field: &str, value: &str) -> Result<()> {
         ));
     }
     if value.trim().is_empty() {
-        return Err(ValidationError::new(field, "a password cannot be only spaces"));
+        return Err(ValidationError::new(
+            field,
+            "a password cannot be only spaces",
+        ));
     }
     if value.chars().any(|c| c.is_control()) {
         return Err(ValidationError::new(
@@ -113,7 +116,10 @@ pub fn label(field: &str, value: &str) -> Result<String> {
         ));
     }
     if v.chars().any(|c| c.is_control()) {
-        return Err(ValidationError::new(field, "control characters are not allowed"));
+        return Err(ValidationError::new(
+            field,
+            "control characters are not allowed",
+        ));
     }
     Ok(v.to_string())
 }
@@ -128,7 +134,10 @@ pub fn description(field: &str, value: &str) -> Result<String> {
         ));
     }
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::new(field, "control characters are not allowed"));
+        return Err(ValidationError::new(
+            field,
+            "control characters are not allowed",
+        ));
     }
     Ok(v.to_string())
 }
@@ -208,7 +217,10 @@ impl fmt::Display for SshAddress {
 pub fn ssh_address(field: &str, value: &str) -> Result<SshAddress> {
     let v = value.trim();
     let rest = v.strip_prefix("ssh://").ok_or_else(|| {
-        ValidationError::new(field, "the address starts with ssh:// (ssh://user@address:port)")
+        ValidationError::new(
+            field,
+            "the address starts with ssh:// (ssh://user@address:port)",
+        )
     })?;
     let (user, hostport) = rest.split_once('@').ok_or_else(|| {
         ValidationError::new(field, "the address names a user: ssh://user@address:port")
@@ -220,19 +232,30 @@ pub fn ssh_address(field: &str, value: &str) -> Result<SshAddress> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         || user.starts_with('-')
     {
-        return Err(ValidationError::new(field, format!("'{user}' is not a valid SSH user name")));
+        return Err(ValidationError::new(
+            field,
+            format!("'{user}' is not a valid SSH user name"),
+        ));
     }
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         let (h, after) = inner.split_once(']').ok_or_else(|| {
             ValidationError::new(field, "an IPv6 address is written in brackets: [fd00::1]")
         })?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(ValidationError::new(field, format!("'{h}' is not an IPv6 address")));
+            return Err(ValidationError::new(
+                field,
+                format!("'{h}' is not an IPv6 address"),
+            ));
         }
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err(ValidationError::new(field, "unexpected text after the address")),
+            None => {
+                return Err(ValidationError::new(
+                    field,
+                    "unexpected text after the address",
+                ))
+            }
         };
         (h.to_string(), port)
     } else {
@@ -325,7 +348,10 @@ mod tests {
         assert!(label("name", "   ").is_err());
         assert!(label("name", "a\nb").is_err());
         assert!(label("name", &"x".repeat(65)).is_err());
-        assert_eq!(description("d", "line one\nline two").unwrap(), "line one\nline two");
+        assert_eq!(
+            description("d", "line one\nline two").unwrap(),
+            "line one\nline two"
+        );
         assert!(description("d", "bell\u{7}").is_err());
     }
 
@@ -339,8 +365,20 @@ mod tests {
 
     #[test]
     fn ipv4() {
-        assert_eq!(ipv4_address("ip", "10.77.1.5").unwrap(), Ipv4Addr::new(10, 77, 1, 5));
-        for bad in ["", "10.77.1", "10.77.1.256", "0.0.0.0", "127.0.0.1", "255.255.255.255", "224.0.0.1", "::1"] {
+        assert_eq!(
+            ipv4_address("ip", "10.77.1.5").unwrap(),
+            Ipv4Addr::new(10, 77, 1, 5)
+        );
+        for bad in [
+            "",
+            "10.77.1",
+            "10.77.1.256",
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+        ] {
             let e = ipv4_address("ip", bad).unwrap_err();
             assert_eq!(e.field, "ip");
         }
@@ -349,7 +387,10 @@ mod tests {
     #[test]
     fn ssh_addresses() {
         let a = ssh_address("address", "ssh://root@10.77.0.2").unwrap();
-        assert_eq!((a.user.as_str(), a.host.as_str(), a.port), ("root", "10.77.0.2", 22));
+        assert_eq!(
+            (a.user.as_str(), a.host.as_str(), a.port),
+            ("root", "10.77.0.2", 22)
+        );
         let a = ssh_address("address", "ssh://admin@host-1.example:2222").unwrap();
         assert_eq!(a.port, 2222);
         assert_eq!(a.to_string(), "ssh://admin@host-1.example:2222");

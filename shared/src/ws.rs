@@ -60,11 +60,21 @@ pub struct InventoryChange {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// First message on a new socket.
-    Hello { username: String, role: Role, ping_interval_secs: u64 },
+    Hello {
+        username: String,
+        role: Role,
+        ping_interval_secs: u64,
+    },
     /// The topics this socket now receives.
-    Subscribed { topics: Vec<Topic> },
-    Event { event: EventResponse },
-    Inventory { change: InventoryChange },
+    Subscribed {
+        topics: Vec<Topic>,
+    },
+    Event {
+        event: EventResponse,
+    },
+    Inventory {
+        change: InventoryChange,
+    },
     /// A host's status changed or it sent a sample.
     HostStatus {
         host_id: i64,
@@ -73,7 +83,9 @@ pub enum ServerMessage {
         sample: Option<crate::agent::HostSample>,
     },
     /// A message from the client could not be understood; the socket stays open.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 impl ServerMessage {
@@ -94,10 +106,22 @@ mod tests {
 
     #[test]
     fn wire_format() {
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"subscribe","topics":["events"]}"#).unwrap();
-        assert_eq!(m, ClientMessage::Subscribe { topics: vec![Topic::Events] });
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","topics":["secrets"]}"#).is_err());
-        let s = serde_json::to_string(&ServerMessage::Subscribed { topics: vec![Topic::Inventory] }).unwrap();
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"subscribe","topics":["events"]}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Subscribe {
+                topics: vec![Topic::Events]
+            }
+        );
+        assert!(serde_json::from_str::<ClientMessage>(
+            r#"{"type":"subscribe","topics":["secrets"]}"#
+        )
+        .is_err());
+        let s = serde_json::to_string(&ServerMessage::Subscribed {
+            topics: vec![Topic::Inventory],
+        })
+        .unwrap();
         assert_eq!(s, r#"{"type":"subscribed","topics":["inventory"]}"#);
     }
 }

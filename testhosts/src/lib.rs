@@ -121,16 +121,19 @@ impl TestHost {
 
     /// The host's SSH host public key (`ssh-ed25519 AAAA…`).
     pub fn host_public_key(&self) -> Result<String> {
-        Ok(std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub"))?
-            .trim()
-            .to_string())
+        Ok(
+            std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub"))?
+                .trim()
+                .to_string(),
+        )
     }
 
     /// The PID (in this machine's namespace) of the host's init, while it runs.
     pub fn init_pid(&self) -> Option<u32> {
         let unshare = self.init.as_ref()?.id();
         // `unshare --fork` waits for its child, which is PID 1 inside the host.
-        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
         children.split_whitespace().next()?.parse().ok()
     }
 
@@ -159,18 +162,23 @@ impl TestHost {
             .args([&dir, &addr, &size])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.join("sshd.log"))?))
+            .stderr(Stdio::from(std::fs::File::create(
+                self.dir.join("sshd.log"),
+            )?))
             .spawn()
             .context("cannot start the host's init")?;
         self.init = Some(child);
-        wait_for_port(SocketAddr::from((self.addr, self.ssh_port)), Duration::from_secs(30))
-            .with_context(|| {
-                format!(
-                    "host {} did not start sshd: {}",
-                    self.name,
-                    std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-                )
-            })
+        wait_for_port(
+            SocketAddr::from((self.addr, self.ssh_port)),
+            Duration::from_secs(30),
+        )
+        .with_context(|| {
+            format!(
+                "host {} did not start sshd: {}",
+                self.name,
+                std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+            )
+        })
     }
 
     fn kill_init(&mut self) {
@@ -226,7 +234,11 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { hosts: 2, dir: None, password: "testhost-password".into() }
+        ClusterOptions {
+            hosts: 2,
+            dir: None,
+            password: "testhost-password".into(),
+        }
     }
 }
 
@@ -238,7 +250,9 @@ fn hash_password(password: &str) -> Result<String> {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().map(|mut s| s.write_all(format!("{password}\n").as_bytes()));
+            c.stdin
+                .take()
+                .map(|mut s| s.write_all(format!("{password}\n").as_bytes()));
             c.wait_with_output()
         })
         .context("openssl passwd failed")?;
@@ -260,7 +274,12 @@ impl Cluster {
         let mut claimed = None;
         for subnet in 1u8..=250 {
             let f = Path::new(STATE_DIR).join(format!("{subnet}.json"));
-            if std::fs::OpenOptions::new().write(true).create_new(true).open(&f).is_ok() {
+            if std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&f)
+                .is_ok()
+            {
                 claimed = Some((subnet, f));
                 break;
             }
@@ -268,20 +287,45 @@ impl Cluster {
         let (subnet, state_file) = claimed.context("no free test subnet in 10.77.0.0/16")?;
         let (dir, keep_dir) = match &opts.dir {
             Some(d) => (d.clone(), true),
-            None => (std::env::temp_dir().join(format!("serverware-testhosts-{subnet}-{}", std::process::id())), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "serverware-testhosts-{subnet}-{}",
+                    std::process::id()
+                )),
+                false,
+            ),
         };
         std::fs::create_dir_all(&dir)?;
         let bridge = format!("swtb{subnet}");
         let gateway = Ipv4Addr::new(10, 77, subnet, 1);
-        let mut cluster = Cluster { hosts: Vec::new(), subnet, bridge, gateway, state_file, dir, keep_dir };
+        let mut cluster = Cluster {
+            hosts: Vec::new(),
+            subnet,
+            bridge,
+            gateway,
+            state_file,
+            dir,
+            keep_dir,
+        };
         cluster.save_state()?;
-        cluster.setup(&opts).inspect_err(|_| drop_now(&mut cluster))?;
+        cluster
+            .setup(&opts)
+            .inspect_err(|_| drop_now(&mut cluster))?;
         Ok(cluster)
     }
 
     fn setup(&mut self, opts: &ClusterOptions) -> Result<()> {
         run("ip", &["link", "add", &self.bridge, "type", "bridge"])?;
-        run("ip", &["addr", "add", &format!("{}/24", self.gateway), "dev", &self.bridge])?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", self.gateway),
+                "dev",
+                &self.bridge,
+            ],
+        )?;
         run("ip", &["link", "set", &self.bridge, "up"])?;
         let shadow = std::fs::read_to_string("/etc/shadow").context("cannot read /etc/shadow")?;
         let hash = hash_password(&opts.password)?;
@@ -311,7 +355,20 @@ impl Cluster {
             std::fs::write(dir.join("authorized_keys"), "")?;
             let key = dir.join("ssh_host_ed25519_key");
             if !key.exists() {
-                run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &name, "-f", &key.to_string_lossy()])?;
+                run(
+                    "ssh-keygen",
+                    &[
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        &name,
+                        "-f",
+                        &key.to_string_lossy(),
+                    ],
+                )?;
             }
             run("ip", &["netns", "add", &netns])?;
             self.hosts.push(TestHost {
@@ -326,8 +383,16 @@ impl Cluster {
                 init: None,
             });
             self.save_state()?;
-            run("ip", &["link", "add", &veth_root, "type", "veth", "peer", "name", &veth_ns])?;
-            run("ip", &["link", "set", &veth_root, "master", &self.bridge, "up"])?;
+            run(
+                "ip",
+                &[
+                    "link", "add", &veth_root, "type", "veth", "peer", "name", &veth_ns,
+                ],
+            )?;
+            run(
+                "ip",
+                &["link", "set", &veth_root, "master", &self.bridge, "up"],
+            )?;
             run("ip", &["link", "set", &veth_ns, "netns", &netns])?;
             let ns = |args: &[&str]| {
                 let mut v = vec!["netns", "exec", netns.as_str(), "ip"];
@@ -389,7 +454,12 @@ impl Cluster {
     }
 
     /// Runs a program inside host `i`'s network namespace (argument vector, no shell).
-    pub fn exec_in_netns(&self, i: usize, program: &str, args: &[&str]) -> Result<std::process::Output> {
+    pub fn exec_in_netns(
+        &self,
+        i: usize,
+        program: &str,
+        args: &[&str],
+    ) -> Result<std::process::Output> {
         let mut v = vec!["netns", "exec", self.hosts[i].netns.as_str(), program];
         v.extend_from_slice(args);
         Ok(Command::new("ip").args(&v).stdin(Stdio::null()).output()?)
@@ -421,11 +491,15 @@ fn process_alive(pid: u32) -> bool {
 
 /// Removes what clusters of dead owners left behind. With `all`, removes every cluster.
 pub fn sweep(all: bool) -> usize {
-    let Ok(entries) = std::fs::read_dir(STATE_DIR) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(STATE_DIR) else {
+        return 0;
+    };
     let mut n = 0;
     for e in entries.flatten() {
         let path = e.path();
-        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         let Ok(state) = serde_json::from_slice::<State>(&bytes) else {
             // A claim whose owner died before writing anything.
             let _ = std::fs::remove_file(&path);

@@ -5,7 +5,9 @@ use serverware_testhosts::{sweep, Cluster, ClusterOptions};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sw-testhosts up [HOSTS] [--dir DIR] [--password PW] | sw-testhosts sweep [--all]");
+    eprintln!(
+        "usage: sw-testhosts up [HOSTS] [--dir DIR] [--password PW] | sw-testhosts sweep [--all]"
+    );
     ExitCode::from(2)
 }
 
@@ -18,7 +20,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("up") => {
-            let mut opts = ClusterOptions { hosts: 2, ..Default::default() };
+            let mut opts = ClusterOptions {
+                hosts: 2,
+                ..Default::default()
+            };
             let mut it = args.iter().skip(1);
             while let Some(a) = it.next() {
                 match a.as_str() {
@@ -40,9 +45,20 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            println!("{} test host(s) on bridge {} ({}/24):", cluster.hosts.len(), cluster.bridge, cluster.gateway);
+            println!(
+                "{} test host(s) on bridge {} ({}/24):",
+                cluster.hosts.len(),
+                cluster.bridge,
+                cluster.gateway
+            );
             for h in &cluster.hosts {
-                println!("  {:<8} {}  password: {}  disk /srv: {} MiB", h.name, h.ssh_url(), h.password, h.disk_mib);
+                println!(
+                    "  {:<8} {}  password: {}  disk /srv: {} MiB",
+                    h.name,
+                    h.ssh_url(),
+                    h.password,
+                    h.disk_mib
+                );
             }
             println!("Press Ctrl-C to power them off and remove them.");
             let (tx, rx) = std::sync::mpsc::channel();

@@ -7,22 +7,48 @@ use std::time::Duration;
 
 fn ssh(key: &std::path::Path, host: &serverware_testhosts::TestHost, remote: &[&str]) -> String {
     let out = Command::new("ssh")
-        .args(["-i", &key.to_string_lossy(), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+        .args([
+            "-i",
+            &key.to_string_lossy(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .arg(format!("root@{}", host.addr))
         .args(remote)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ssh to {} failed: {}", host.name, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ssh to {} failed: {}",
+        host.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
 fn hosts_are_separate_machines_that_power_off_and_boot() {
-    let mut cluster = Cluster::create(ClusterOptions { hosts: 2, ..Default::default() }).unwrap();
+    let mut cluster = Cluster::create(ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
     let keydir = tempfile_dir();
     let key = keydir.join("id");
-    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap().success());
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     for h in &cluster.hosts {
         h.authorize_key(&public).unwrap();
@@ -32,7 +58,9 @@ fn hosts_are_separate_machines_that_power_off_and_boot() {
     // Own PID namespace (init is tini), own address, own disk of its own size.
     for h in [a, b] {
         assert_eq!(ssh(&key, h, &["cat", "/proc/1/comm"]), "tini");
-        assert!(ssh(&key, h, &["ip", "-o", "-4", "addr", "show", "br0"]).contains(&h.addr.to_string()));
+        assert!(
+            ssh(&key, h, &["ip", "-o", "-4", "addr", "show", "br0"]).contains(&h.addr.to_string())
+        );
         let df = ssh(&key, h, &["df", "-m", "--output=size", "/srv"]);
         let size: u64 = df.lines().last().unwrap().trim().parse().unwrap();
         assert_eq!(size, h.disk_mib, "{}", h.name);
@@ -46,22 +74,44 @@ fn hosts_are_separate_machines_that_power_off_and_boot() {
     let a_ssh = SocketAddr::from((a.addr, 22));
     cluster.power_off(0).unwrap();
     assert!(is_unreachable(a_ssh, Duration::from_secs(2)));
-    assert!(ssh(&key, &cluster.hosts[1], &["hostname", "-I"]).contains(&cluster.hosts[1].addr.to_string()));
+    assert!(ssh(&key, &cluster.hosts[1], &["hostname", "-I"])
+        .contains(&cluster.hosts[1].addr.to_string()));
     cluster.boot(0).unwrap();
     wait_for_port(a_ssh, Duration::from_secs(30)).unwrap();
     // Powered off means every process died.
     assert!(!ssh(&key, &cluster.hosts[0], &["ps", "-eo", "comm"]).contains("sleep"));
 
     cluster.cut_link(1).unwrap();
-    assert!(is_unreachable(SocketAddr::from((cluster.hosts[1].addr, 22)), Duration::from_secs(2)));
+    assert!(is_unreachable(
+        SocketAddr::from((cluster.hosts[1].addr, 22)),
+        Duration::from_secs(2)
+    ));
     cluster.restore_link(1).unwrap();
-    wait_for_port(SocketAddr::from((cluster.hosts[1].addr, 22)), Duration::from_secs(30)).unwrap();
+    wait_for_port(
+        SocketAddr::from((cluster.hosts[1].addr, 22)),
+        Duration::from_secs(30),
+    )
+    .unwrap();
 
     let (bridge, netns) = (cluster.bridge.clone(), cluster.hosts[0].netns().to_string());
     drop(cluster);
-    let links = String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).to_string();
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
     assert!(!links.contains(&bridge), "the bridge is left behind");
-    let nss = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string();
+    let nss = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
     assert!(!nss.contains(&netns), "a namespace is left behind");
     let _ = std::fs::remove_dir_all(keydir);
 }

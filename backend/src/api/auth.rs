@@ -20,7 +20,12 @@ pub fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
         .finish()
 }
 
-fn session_response(user: &User, p_role: serverware_shared::Role, method: &str, idle: u64) -> SessionResponse {
+fn session_response(
+    user: &User,
+    p_role: serverware_shared::Role,
+    method: &str,
+    idle: u64,
+) -> SessionResponse {
     SessionResponse {
         user: user.to_response(),
         effective_role: p_role,
@@ -78,13 +83,21 @@ pub async fn login(
             };
             let Some(user) = user.filter(|_| ok) else {
                 // Nobody is known yet: the attempted name is the target, not the actor.
-                let actor = Actor { name: "anonymous".into(), via_token: None };
+                let actor = Actor {
+                    name: "anonymous".into(),
+                    via_token: None,
+                };
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("auth.login_failed", "user", &acct, format!("failed login for '{acct}'"))
-                        .details(serde_json::json!({ "ip": ip }))
-                        .severity(Severity::Warning),
+                    Change::new(
+                        "auth.login_failed",
+                        "user",
+                        &acct,
+                        format!("failed login for '{acct}'"),
+                    )
+                    .details(serde_json::json!({ "ip": ip }))
+                    .severity(Severity::Warning),
                 )?;
                 return Ok(None);
             };
@@ -105,19 +118,35 @@ pub async fn login(
                     .execute(conn)?;
                 audit::record(
                     conn,
-                    &Actor { name: user.username.clone(), via_token: None },
-                    Change::new("auth.login", "user", user.id, format!("{} logged in", user.username))
-                        .details(serde_json::json!({ "ip": ip })),
+                    &Actor {
+                        name: user.username.clone(),
+                        via_token: None,
+                    },
+                    Change::new(
+                        "auth.login",
+                        "user",
+                        user.id,
+                        format!("{} logged in", user.username),
+                    )
+                    .details(serde_json::json!({ "ip": ip })),
                 )?;
                 Ok::<_, ApiError>(())
             })?;
-            Ok(Some(User { last_login_at: Some(t), ..user }))
+            Ok(Some(User {
+                last_login_at: Some(t),
+                ..user
+            }))
         })
         .await?;
     match result {
         Some(user) => {
             state.login_limiter.success(&account, addr);
-            let body = session_response(&user, user.role(), "session", state.config.session_idle_minutes);
+            let body = session_response(
+                &user,
+                user.role(),
+                "session",
+                state.config.session_idle_minutes,
+            );
             Ok(HttpResponse::Ok()
                 .cookie(session_cookie(secret, state.tls))
                 .json(body))
@@ -142,7 +171,12 @@ pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResu
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("auth.logout", "user", principal.user_id, format!("{} logged out", actor.name)),
+                    Change::new(
+                        "auth.logout",
+                        "user",
+                        principal.user_id,
+                        format!("{} logged out", actor.name),
+                    ),
                 )?;
                 Ok(())
             })
@@ -156,14 +190,31 @@ pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResu
 /// Who am I: the user, the role in force and how this request was authenticated.
 #[utoipa::path(tag = "auth", responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)))]
 #[get("/auth/me")]
-pub async fn me(state: web::Data<AppState>, principal: Principal) -> ApiResult<web::Json<SessionResponse>> {
+pub async fn me(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<SessionResponse>> {
     let id = principal.user_id;
     let user: User = state
         .db
-        .run(move |conn| Ok(users::table.find(id).select(User::as_select()).first(conn)?))
+        .run(move |conn| {
+            Ok(users::table
+                .find(id)
+                .select(User::as_select())
+                .first(conn)?)
+        })
         .await?;
-    let method = if principal.token_name().is_some() { "token" } else { "session" };
-    Ok(web::Json(session_response(&user, principal.role, method, state.config.session_idle_minutes)))
+    let method = if principal.token_name().is_some() {
+        "token"
+    } else {
+        "session"
+    };
+    Ok(web::Json(session_response(
+        &user,
+        principal.role,
+        method,
+        state.config.session_idle_minutes,
+    )))
 }
 
 /// Change one's own password. Ends the user's other sessions.
@@ -186,7 +237,10 @@ pub async fn change_password(
     state
         .db
         .run(move |conn| {
-            let user: User = users::table.find(uid).select(User::as_select()).first(conn)?;
+            let user: User = users::table
+                .find(uid)
+                .select(User::as_select())
+                .first(conn)?;
             if !authn::verify_password(&req.current_password, &user.password_hash) {
                 return Err(ApiError::Forbidden("the current password is wrong".into()));
             }
@@ -205,7 +259,12 @@ pub async fn change_password(
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("user.password", "user", uid, format!("{} changed their password", actor.name)),
+                    Change::new(
+                        "user.password",
+                        "user",
+                        uid,
+                        format!("{} changed their password", actor.name),
+                    ),
                 )?;
                 Ok(())
             })

@@ -6,7 +6,9 @@ use crate::schema::{events, settings};
 use crate::state::AppState;
 use actix_web::{get, patch, web};
 use diesel::prelude::*;
-use serverware_shared::api::{EventListResponse, EventQuery, SettingsResponse, UpdateSettingsRequest};
+use serverware_shared::api::{
+    EventListResponse, EventQuery, SettingsResponse, UpdateSettingsRequest,
+};
 use serverware_shared::{validate, ErrorBody, Role};
 
 /// List events, newest first, with filters; page with `before`.
@@ -25,7 +27,10 @@ pub async fn list_events(
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
     }
     let rows: Vec<Event> = state
         .db
@@ -42,7 +47,9 @@ pub async fn list_events(
                     // Prefix match without LIKE wildcards from user input.
                     let lo = format!("{prefix}.");
                     let hi = format!("{prefix}/"); // '/' sorts right after '.'
-                    sel = sel.filter(events::action.ge(lo)).filter(events::action.lt(hi));
+                    sel = sel
+                        .filter(events::action.ge(lo))
+                        .filter(events::action.lt(hi));
                 } else {
                     sel = sel.filter(events::action.eq(action));
                 }
@@ -62,13 +69,27 @@ pub async fn list_events(
             if let Some(before) = q.before {
                 sel = sel.filter(events::id.lt(before));
             }
-            Ok(sel.order(events::id.desc()).limit(i64::from(limit) + 1).load(conn)?)
+            Ok(sel
+                .order(events::id.desc())
+                .limit(i64::from(limit) + 1)
+                .load(conn)?)
         })
         .await?;
     let more = rows.len() > limit as usize;
-    let events: Vec<_> = rows.iter().take(limit as usize).map(Event::to_response).collect();
-    let next_before = if more { events.last().map(|e| e.id) } else { None };
-    Ok(web::Json(EventListResponse { events, next_before }))
+    let events: Vec<_> = rows
+        .iter()
+        .take(limit as usize)
+        .map(Event::to_response)
+        .collect();
+    let next_before = if more {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(web::Json(EventListResponse {
+        events,
+        next_before,
+    }))
 }
 
 const SITE_NAME: &str = "site_name";
@@ -88,7 +109,10 @@ fn read_settings(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
 /// Site-wide settings.
 #[utoipa::path(tag = "settings", responses((status = 200, body = SettingsResponse), (status = 401, body = ErrorBody)))]
 #[get("/settings")]
-pub async fn get_settings(state: web::Data<AppState>, principal: Principal) -> ApiResult<web::Json<SettingsResponse>> {
+pub async fn get_settings(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<SettingsResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(state.db.run(read_settings).await?))
 }
@@ -104,7 +128,11 @@ pub async fn update_settings(
 ) -> ApiResult<web::Json<SettingsResponse>> {
     principal.require(Role::Admin)?;
     let req = body.into_inner();
-    let site_name = req.site_name.as_deref().map(|s| validate::label("site_name", s)).transpose()?;
+    let site_name = req
+        .site_name
+        .as_deref()
+        .map(|s| validate::label("site_name", s))
+        .transpose()?;
     let actor = Actor::from(&principal);
     let out = state
         .db
@@ -119,14 +147,23 @@ pub async fn update_settings(
                             .execute(conn)?;
                     } else {
                         diesel::insert_into(settings::table)
-                            .values((settings::key.eq(SITE_NAME), settings::value.eq(name), settings::updated_at.eq(t)))
+                            .values((
+                                settings::key.eq(SITE_NAME),
+                                settings::value.eq(name),
+                                settings::updated_at.eq(t),
+                            ))
                             .execute(conn)?;
                     }
                     audit::record(
                         conn,
                         &actor,
-                        Change::new("settings.update", "settings", SITE_NAME, format!("site name set to '{name}'"))
-                            .details(serde_json::json!({ "site_name": name })),
+                        Change::new(
+                            "settings.update",
+                            "settings",
+                            SITE_NAME,
+                            format!("site name set to '{name}'"),
+                        )
+                        .details(serde_json::json!({ "site_name": name })),
                     )?;
                 }
                 read_settings(conn)

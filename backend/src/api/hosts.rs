@@ -8,7 +8,9 @@ use crate::ssh::{probe_host_key, Credentials, Session, SshError};
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use diesel::prelude::*;
-use serverware_shared::api::{CreateHostRequest, HostResponse, ProbeHostRequest, ProbeHostResponse};
+use serverware_shared::api::{
+    CreateHostRequest, HostResponse, ProbeHostRequest, ProbeHostResponse,
+};
 use serverware_shared::{validate, ErrorBody, Role};
 
 fn ssh_error(e: SshError) -> ApiError {
@@ -27,11 +29,17 @@ fn ssh_error(e: SshError) -> ApiError {
 #[utoipa::path(tag = "hosts", request_body = ProbeHostRequest, responses(
     (status = 200, body = ProbeHostResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/hosts/probe")]
-pub async fn probe_host(principal: Principal, body: web::Json<ProbeHostRequest>) -> ApiResult<web::Json<ProbeHostResponse>> {
+pub async fn probe_host(
+    principal: Principal,
+    body: web::Json<ProbeHostRequest>,
+) -> ApiResult<web::Json<ProbeHostResponse>> {
     principal.require(Role::Operator)?;
     let a = validate::ssh_address("address", &body.address)?;
     let key = probe_host_key(&a.host, a.port).await.map_err(ssh_error)?;
-    Ok(web::Json(ProbeHostResponse { fingerprint: key.fingerprint, host_key: key.openssh }))
+    Ok(web::Json(ProbeHostResponse {
+        fingerprint: key.fingerprint,
+        host_key: key.openssh,
+    }))
 }
 
 fn response(row: &HostRow, state: &AppState) -> HostResponse {
@@ -41,7 +49,11 @@ fn response(row: &HostRow, state: &AppState) -> HostResponse {
         name: row.name.clone(),
         description: row.description.clone(),
         address: format!("ssh://{}@{}:{}", row.ssh_user, row.address, row.ssh_port),
-        status: if view.status.is_empty() { row.status.clone() } else { view.status },
+        status: if view.status.is_empty() {
+            row.status.clone()
+        } else {
+            view.status
+        },
         fingerprint: row.host_key_fingerprint.clone(),
         last_seen_at: view.last_seen.or(row.last_seen_at.map(|t| t.and_utc())),
         agent_version: view.agent_version.or(row.agent_version.clone()),
@@ -54,47 +66,92 @@ fn response(row: &HostRow, state: &AppState) -> HostResponse {
 #[utoipa::path(tag = "hosts", request_body = CreateHostRequest, responses(
     (status = 201, body = HostResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/hosts")]
-pub async fn create_host(state: web::Data<AppState>, principal: Principal, body: web::Json<CreateHostRequest>) -> ApiResult<HttpResponse> {
+pub async fn create_host(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateHostRequest>,
+) -> ApiResult<HttpResponse> {
     principal.require(Role::Operator)?;
     let req = body.into_inner();
     let name = validate::resource_name("name", &req.name)?;
     let description = validate::description("description", &req.description)?;
     let a = validate::ssh_address("address", &req.address)?;
     if req.host_key.split_whitespace().count() < 2 {
-        return Err(ApiError::invalid("host_key", "confirm the host key from the probe first"));
+        return Err(ApiError::invalid(
+            "host_key",
+            "confirm the host key from the probe first",
+        ));
     }
     let creds = match (&req.password, &req.private_key) {
         (Some(p), None) if !p.is_empty() => Credentials::Password(p.clone()),
         (None, Some(k)) => Credentials::Key(std::sync::Arc::new(
-            russh::keys::PrivateKey::from_openssh(k).map_err(|_| ApiError::invalid("private_key", "not an unencrypted OpenSSH private key"))?,
+            russh::keys::PrivateKey::from_openssh(k).map_err(|_| {
+                ApiError::invalid("private_key", "not an unencrypted OpenSSH private key")
+            })?,
         )),
-        _ => return Err(ApiError::invalid("password", "give either a password or a private key")),
+        _ => {
+            return Err(ApiError::invalid(
+                "password",
+                "give either a password or a private key",
+            ))
+        }
     };
     let (n, addr, port) = (name.clone(), a.host.clone(), i32::from(a.port));
     let taken = state
         .db
         .run(move |c| {
-            let by_name: i64 = hosts::table.filter(hosts::name.eq(&n)).count().get_result(c)?;
-            let by_addr: i64 = hosts::table.filter(hosts::address.eq(&addr)).filter(hosts::ssh_port.eq(port)).count().get_result(c)?;
+            let by_name: i64 = hosts::table
+                .filter(hosts::name.eq(&n))
+                .count()
+                .get_result(c)?;
+            let by_addr: i64 = hosts::table
+                .filter(hosts::address.eq(&addr))
+                .filter(hosts::ssh_port.eq(port))
+                .count()
+                .get_result(c)?;
             Ok((by_name > 0, by_addr > 0))
         })
         .await?;
     if taken.0 {
-        return Err(ApiError::conflict(Some("name"), format!("a host named '{name}' exists")));
+        return Err(ApiError::conflict(
+            Some("name"),
+            format!("a host named '{name}' exists"),
+        ));
     }
     if taken.1 {
-        return Err(ApiError::conflict(Some("address"), "this address is already a host"));
+        return Err(ApiError::conflict(
+            Some("address"),
+            "this address is already a host",
+        ));
     }
 
-    let session = Session::connect(&a.host, a.port, &a.user, &req.host_key, &creds).await.map_err(ssh_error)?;
+    let session = Session::connect(&a.host, a.port, &a.user, &req.host_key, &creds)
+        .await
+        .map_err(ssh_error)?;
     let public = crate::keys::public_line(&state.hosts.controller_key());
     let install = "umask 077; mkdir -p ~/.ssh && { grep -qxF \"$1\" ~/.ssh/authorized_keys 2>/dev/null || printf '%s\\n' \"$1\" >> ~/.ssh/authorized_keys; }";
-    let (code, _, err) = session.run("sh", &["-c", install, "sh", &public]).await.map_err(ssh_error)?;
+    let (code, _, err) = session
+        .run("sh", &["-c", install, "sh", &public])
+        .await
+        .map_err(ssh_error)?;
     if code != 0 {
-        return Err(ApiError::invalid("address", format!("cannot install the controller's key: {}", String::from_utf8_lossy(&err).trim())));
+        return Err(ApiError::invalid(
+            "address",
+            format!(
+                "cannot install the controller's key: {}",
+                String::from_utf8_lossy(&err).trim()
+            ),
+        ));
     }
-    let agent = state.hosts.agent_binary().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the agent binary was not found next to the controller")))?;
-    session.upload(crate::hosts::AGENT_PATH, &agent).await.map_err(ssh_error)?;
+    let agent = state.hosts.agent_binary().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "the agent binary was not found next to the controller"
+        ))
+    })?;
+    session
+        .upload(crate::hosts::AGENT_PATH, &agent)
+        .await
+        .map_err(ssh_error)?;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), session.close()).await;
 
     let fingerprint = russh::keys::PublicKey::from_openssh(&req.host_key)
@@ -138,21 +195,45 @@ pub async fn create_host(state: web::Data<AppState>, principal: Principal, body:
 /// List hosts with their status and newest sample.
 #[utoipa::path(tag = "hosts", responses((status = 200, body = Vec<HostResponse>)))]
 #[get("/hosts")]
-pub async fn list_hosts(state: web::Data<AppState>, principal: Principal) -> ApiResult<web::Json<Vec<HostResponse>>> {
+pub async fn list_hosts(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<Vec<HostResponse>>> {
     principal.require(Role::Viewer)?;
-    let rows: Vec<HostRow> = state.db.run(|c| Ok(hosts::table.order(hosts::name).select(HostRow::as_select()).load(c)?)).await?;
-    Ok(web::Json(rows.iter().map(|r| response(r, &state)).collect()))
+    let rows: Vec<HostRow> = state
+        .db
+        .run(|c| {
+            Ok(hosts::table
+                .order(hosts::name)
+                .select(HostRow::as_select())
+                .load(c)?)
+        })
+        .await?;
+    Ok(web::Json(
+        rows.iter().map(|r| response(r, &state)).collect(),
+    ))
 }
 
 /// One host with its newest sample.
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = HostResponse), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}")]
-pub async fn get_host(state: web::Data<AppState>, principal: Principal, id: web::Path<i64>) -> ApiResult<web::Json<HostResponse>> {
+pub async fn get_host(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<HostResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let row: HostRow = state
         .db
-        .run(move |c| hosts::table.find(id).select(HostRow::as_select()).first(c).optional()?.ok_or_else(|| ApiError::NotFound(format!("no host with id {id}"))))
+        .run(move |c| {
+            hosts::table
+                .find(id)
+                .select(HostRow::as_select())
+                .first(c)
+                .optional()?
+                .ok_or_else(|| ApiError::NotFound(format!("no host with id {id}")))
+        })
         .await?;
     Ok(web::Json(response(&row, &state)))
 }
@@ -160,7 +241,11 @@ pub async fn get_host(state: web::Data<AppState>, principal: Principal, id: web:
 /// Remove a host that runs no VPS; the controller disconnects from it.
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/hosts/{id}")]
-pub async fn delete_host(state: web::Data<AppState>, principal: Principal, id: web::Path<i64>) -> ApiResult<HttpResponse> {
+pub async fn delete_host(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
     let actor = Actor::from(&principal);
@@ -168,14 +253,36 @@ pub async fn delete_host(state: web::Data<AppState>, principal: Principal, id: w
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let row: HostRow = hosts::table.find(id).select(HostRow::as_select()).first(c).optional()?
+                let row: HostRow = hosts::table
+                    .find(id)
+                    .select(HostRow::as_select())
+                    .first(c)
+                    .optional()?
                     .ok_or_else(|| ApiError::NotFound(format!("no host with id {id}")))?;
-                let n: i64 = vpses::table.filter(vpses::host_id.eq(id)).count().get_result(c)?;
+                let n: i64 = vpses::table
+                    .filter(vpses::host_id.eq(id))
+                    .count()
+                    .get_result(c)?;
                 if n > 0 {
-                    return Err(ApiError::conflict(None, format!("host {} still has {n} VPS(es); move or delete them first", row.name)));
+                    return Err(ApiError::conflict(
+                        None,
+                        format!(
+                            "host {} still has {n} VPS(es); move or delete them first",
+                            row.name
+                        ),
+                    ));
                 }
                 diesel::delete(hosts::table.find(id)).execute(c)?;
-                audit::record(c, &actor, Change::new("host.delete", "host", id, format!("removed host {}", row.name)))?;
+                audit::record(
+                    c,
+                    &actor,
+                    Change::new(
+                        "host.delete",
+                        "host",
+                        id,
+                        format!("removed host {}", row.name),
+                    ),
+                )?;
                 Ok(())
             })
         })
@@ -183,4 +290,3 @@ pub async fn delete_host(state: web::Data<AppState>, principal: Principal, id: w
     state.hosts.stop(id);
     Ok(HttpResponse::NoContent().finish())
 }
-

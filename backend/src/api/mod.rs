@@ -61,7 +61,9 @@ pub fn openapi() -> OpenApi {
     let components = api.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "session",
-        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(serverware_shared::SESSION_COOKIE))),
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+            serverware_shared::SESSION_COOKIE,
+        ))),
     );
     components.add_security_scheme(
         "token",

@@ -6,7 +6,9 @@ use crate::schema::{api_tokens, users};
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use diesel::prelude::*;
-use serverware_shared::api::{CreateTokenRequest, CreatedTokenResponse, TokenListQuery, TokenResponse};
+use serverware_shared::api::{
+    CreateTokenRequest, CreatedTokenResponse, TokenListQuery, TokenResponse,
+};
 use serverware_shared::{validate, ErrorBody, Role};
 
 /// Whose tokens a listing shows.
@@ -31,9 +33,11 @@ pub async fn list_tokens(
             if other == "all" {
                 Scope::All
             } else {
-                Scope::User(other.parse().map_err(|_| {
-                    ApiError::invalid("user", "user is 'all' or a user id")
-                })?)
+                Scope::User(
+                    other
+                        .parse()
+                        .map_err(|_| ApiError::invalid("user", "user is 'all' or a user id"))?,
+                )
             }
         }
     };
@@ -50,14 +54,18 @@ pub async fn list_tokens(
                 query = query.filter(api_tokens::user_id.eq(uid));
             }
             if !include_inactive {
-                query = query
-                    .filter(api_tokens::revoked_at.is_null())
-                    .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now())));
+                query = query.filter(api_tokens::revoked_at.is_null()).filter(
+                    api_tokens::expires_at
+                        .is_null()
+                        .or(api_tokens::expires_at.gt(now())),
+                );
             }
             Ok(query.load(conn)?)
         })
         .await?;
-    Ok(web::Json(rows.iter().map(|(t, u)| t.to_response(u)).collect()))
+    Ok(web::Json(
+        rows.iter().map(|(t, u)| t.to_response(u)).collect(),
+    ))
 }
 
 /// Create an API token for oneself. The secret is in this answer only; it is stored hashed.
@@ -76,7 +84,10 @@ pub async fn create_token(
     if role > principal.role {
         return Err(ApiError::invalid(
             "role",
-            format!("a token cannot carry a role above your own ({})", principal.role),
+            format!(
+                "a token cannot carry a role above your own ({})",
+                principal.role
+            ),
         ));
     }
     let expires_at = match req.expires_in_days {
@@ -140,7 +151,11 @@ pub async fn create_token(
 #[utoipa::path(tag = "tokens", params(("id" = i64, Path)), responses(
     (status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
 #[delete("/tokens/{id}")]
-pub async fn revoke_token(state: web::Data<AppState>, principal: Principal, id: web::Path<i64>) -> ApiResult<HttpResponse> {
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let actor = Actor::from(&principal);
     let is_admin = principal.role.allows(Role::Admin);
@@ -168,8 +183,13 @@ pub async fn revoke_token(state: web::Data<AppState>, principal: Principal, id: 
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("token.revoke", "token", id, format!("revoked API token '{}' of {}", token.name, owner))
-                        .details(serde_json::json!({ "name": token.name, "owner": owner })),
+                    Change::new(
+                        "token.revoke",
+                        "token",
+                        id,
+                        format!("revoked API token '{}' of {}", token.name, owner),
+                    )
+                    .details(serde_json::json!({ "name": token.name, "owner": owner })),
                 )?;
                 Ok(())
             })

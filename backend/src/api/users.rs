@@ -12,11 +12,19 @@ use serverware_shared::{validate, ErrorBody, Role};
 /// List users (any role may read; no secrets are shown).
 #[utoipa::path(tag = "users", responses((status = 200, body = Vec<UserResponse>), (status = 401, body = ErrorBody)))]
 #[get("/users")]
-pub async fn list_users(state: web::Data<AppState>, principal: Principal) -> ApiResult<web::Json<Vec<UserResponse>>> {
+pub async fn list_users(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<Vec<UserResponse>>> {
     principal.require(Role::Viewer)?;
     let list: Vec<User> = state
         .db
-        .run(|conn| Ok(users::table.order(users::username).select(User::as_select()).load(conn)?))
+        .run(|conn| {
+            Ok(users::table
+                .order(users::username)
+                .select(User::as_select())
+                .load(conn)?)
+        })
         .await?;
     Ok(web::Json(list.iter().map(User::to_response).collect()))
 }
@@ -24,7 +32,11 @@ pub async fn list_users(state: web::Data<AppState>, principal: Principal) -> Api
 /// One user.
 #[utoipa::path(tag = "users", params(("id" = i64, Path)), responses((status = 200, body = UserResponse), (status = 404, body = ErrorBody)))]
 #[get("/users/{id}")]
-pub async fn get_user(state: web::Data<AppState>, principal: Principal, id: web::Path<i64>) -> ApiResult<web::Json<UserResponse>> {
+pub async fn get_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<UserResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let user = state.db.run(move |conn| find(conn, id)).await?;
@@ -74,7 +86,10 @@ pub async fn create_user(
                     .count()
                     .get_result(conn)?;
                 if taken > 0 {
-                    return Err(ApiError::conflict(Some("username"), format!("the user name '{username}' is taken")));
+                    return Err(ApiError::conflict(
+                        Some("username"),
+                        format!("the user name '{username}' is taken"),
+                    ));
                 }
                 let t = now();
                 diesel::insert_into(users::table)
@@ -88,9 +103,10 @@ pub async fn create_user(
                     })
                     .execute(conn)
                     .map_err(|e| match ApiError::from(e) {
-                        ApiError::Conflict { .. } => {
-                            ApiError::conflict(Some("username"), format!("the user name '{username}' is taken"))
-                        }
+                        ApiError::Conflict { .. } => ApiError::conflict(
+                            Some("username"),
+                            format!("the user name '{username}' is taken"),
+                        ),
                         other => other,
                     })?;
                 let user: User = users::table
@@ -100,8 +116,13 @@ pub async fn create_user(
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("user.create", "user", user.id, format!("created user {} ({})", user.username, user.role))
-                        .details(serde_json::json!({ "username": user.username, "role": user.role })),
+                    Change::new(
+                        "user.create",
+                        "user",
+                        user.id,
+                        format!("created user {} ({})", user.username, user.role),
+                    )
+                    .details(serde_json::json!({ "username": user.username, "role": user.role })),
                 )?;
                 Ok(user)
             })
@@ -131,7 +152,11 @@ pub async fn update_user(
     let user = state
         .db
         .run(move |conn| {
-            let hash = req.password.as_deref().map(authn::hash_password).transpose()?;
+            let hash = req
+                .password
+                .as_deref()
+                .map(authn::hash_password)
+                .transpose()?;
             conn.transaction(|conn| {
                 let user = find(conn, id)?;
                 let loses_admin = user.role() == Role::Admin
@@ -139,7 +164,11 @@ pub async fn update_user(
                     && (req.role.is_some_and(|r| r != Role::Admin) || req.disabled == Some(true));
                 if loses_admin && other_active_admins(conn, id)? == 0 {
                     return Err(ApiError::conflict(
-                        Some(if req.disabled == Some(true) { "disabled" } else { "role" }),
+                        Some(if req.disabled == Some(true) {
+                            "disabled"
+                        } else {
+                            "role"
+                        }),
                         "this is the last active admin: make another user admin first",
                     ));
                 }
@@ -164,7 +193,8 @@ pub async fn update_user(
                     changed.push("password");
                 }
                 if hash.is_some() || req.disabled == Some(true) {
-                    diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(conn)?;
+                    diesel::delete(sessions::table.filter(sessions::user_id.eq(id)))
+                        .execute(conn)?;
                 }
                 diesel::update(users::table.find(id))
                     .set(users::updated_at.eq(t))
@@ -197,11 +227,18 @@ pub async fn update_user(
 #[utoipa::path(tag = "users", params(("id" = i64, Path)), responses(
     (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/users/{id}")]
-pub async fn delete_user(state: web::Data<AppState>, principal: Principal, id: web::Path<i64>) -> ApiResult<HttpResponse> {
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
     principal.require(Role::Admin)?;
     let id = id.into_inner();
     if id == principal.user_id {
-        return Err(ApiError::conflict(None, "you cannot delete your own account"));
+        return Err(ApiError::conflict(
+            None,
+            "you cannot delete your own account",
+        ));
     }
     let actor = Actor::from(&principal);
     state
@@ -209,20 +246,31 @@ pub async fn delete_user(state: web::Data<AppState>, principal: Principal, id: w
         .run(move |conn| {
             conn.transaction(|conn| {
                 let user = find(conn, id)?;
-                if user.role() == Role::Admin && !user.disabled && other_active_admins(conn, id)? == 0 {
+                if user.role() == Role::Admin
+                    && !user.disabled
+                    && other_active_admins(conn, id)? == 0
+                {
                     return Err(ApiError::conflict(None, "this is the last active admin"));
                 }
                 // Foreign keys cascade on both databases; delete explicitly anyway so an SQLite
                 // connection opened without the pragma cannot leave orphans.
-                diesel::delete(crate::schema::api_tokens::table.filter(crate::schema::api_tokens::user_id.eq(id)))
-                    .execute(conn)?;
+                diesel::delete(
+                    crate::schema::api_tokens::table
+                        .filter(crate::schema::api_tokens::user_id.eq(id)),
+                )
+                .execute(conn)?;
                 diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(conn)?;
                 diesel::delete(users::table.find(id)).execute(conn)?;
                 audit::record(
                     conn,
                     &actor,
-                    Change::new("user.delete", "user", id, format!("deleted user {}", user.username))
-                        .details(serde_json::json!({ "username": user.username })),
+                    Change::new(
+                        "user.delete",
+                        "user",
+                        id,
+                        format!("deleted user {}", user.username),
+                    )
+                    .details(serde_json::json!({ "username": user.username })),
                 )?;
                 Ok(())
             })

@@ -37,7 +37,11 @@ fn command(data: &Path) -> Command {
 }
 
 fn spawn(data: &Path) -> Proc {
-    let mut child = command(data).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = command(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -106,12 +110,25 @@ async fn first_start_prints_where_to_log_in_and_reset_password_recovers() {
     let url = value_after(&lines, "Dashboard and API:");
 
     // Recover a lost password while the controller runs.
-    let out = command(dir.path()).args(["admin", "reset-password", "admin"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = command(dir.path())
+        .args(["admin", "reset-password", "admin"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let new_pw = value_after(&stdout.lines().map(str::to_string).collect::<Vec<_>>(), "New password for admin:");
+    let new_pw = value_after(
+        &stdout.lines().map(str::to_string).collect::<Vec<_>>(),
+        "New password for admin:",
+    );
     assert_ne!(new_pw, password);
-    assert_eq!(login(&url, &password).await, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(&url, &password).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
     assert_eq!(login(&url, &new_pw).await, reqwest::StatusCode::OK);
 
     // A chosen password from stdin, and a user who does not exist.
@@ -122,10 +139,21 @@ async fn first_start_prints_where_to_log_in_and_reset_password_recovers() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"chosen-by-the-operator\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"chosen-by-the-operator\n")
+        .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
-    assert_eq!(login(&url, "chosen-by-the-operator").await, reqwest::StatusCode::OK);
-    let out = command(dir.path()).args(["admin", "reset-password", "nobody"]).output().unwrap();
+    assert_eq!(
+        login(&url, "chosen-by-the-operator").await,
+        reqwest::StatusCode::OK
+    );
+    let out = command(dir.path())
+        .args(["admin", "reset-password", "nobody"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user 'nobody'"));
 }
@@ -141,14 +169,20 @@ fn an_unknown_database_scheme_is_an_error_and_creates_nothing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scheme 'mysql' is not supported"), "{err}");
-    assert!(!err.contains("pw@"), "the password must not be printed: {err}");
+    assert!(
+        !err.contains("pw@"),
+        "the password must not be printed: {err}"
+    );
     assert!(!data.exists(), "nothing may be created");
 }
 
 #[test]
 fn a_weak_admin_password_from_the_environment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = command(dir.path()).env("SERVERWARE_ADMIN_PASSWORD", "short").output().unwrap();
+    let out = command(dir.path())
+        .env("SERVERWARE_ADMIN_PASSWORD", "short")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
 }

@@ -11,7 +11,11 @@ async fn create_user(t: &TestController, c: &Client, name: &str) -> reqwest::Res
 }
 
 async fn rename_site(t: &TestController, c: &Client) -> reqwest::Response {
-    c.patch(t.url("/api/v1/settings")).json(&json!({"site_name": "Lab"})).send().await.unwrap()
+    c.patch(t.url("/api/v1/settings"))
+        .json(&json!({"site_name": "Lab"}))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -23,7 +27,13 @@ async fn each_role_is_allowed_and_refused_as_documented() {
 
     // Everyone reads.
     for c in [&viewer, &operator, &admin] {
-        for path in ["/api/v1/users", "/api/v1/events", "/api/v1/settings", "/api/v1/tokens", "/api/v1/openapi.json"] {
+        for path in [
+            "/api/v1/users",
+            "/api/v1/events",
+            "/api/v1/settings",
+            "/api/v1/tokens",
+            "/api/v1/openapi.json",
+        ] {
             let r = c.get(t.url(path)).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK, "{path}");
         }
@@ -34,13 +44,27 @@ async fn each_role_is_allowed_and_refused_as_documented() {
         expect_error(rename_site(&t, c).await, 403, "forbidden").await;
         let r = c.delete(t.url("/api/v1/users/1")).send().await.unwrap();
         expect_error(r, 403, "forbidden").await;
-        let r = c.get(t.url("/api/v1/tokens?user=all")).send().await.unwrap();
+        let r = c
+            .get(t.url("/api/v1/tokens?user=all"))
+            .send()
+            .await
+            .unwrap();
         expect_error(r, 403, "forbidden").await;
     }
-    assert_eq!(create_user(&t, &admin, "carol").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        create_user(&t, &admin, "carol").await.status(),
+        StatusCode::CREATED
+    );
     let r = rename_site(&t, &admin).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let s: serde_json::Value = viewer.get(t.url("/api/v1/settings")).send().await.unwrap().json().await.unwrap();
+    let s: serde_json::Value = viewer
+        .get(t.url("/api/v1/settings"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(s["site_name"], "Lab");
 }
 
@@ -59,10 +83,21 @@ async fn a_viewer_token_gets_403_on_a_mutating_route() {
         .await
         .unwrap();
     expect_error(r, 403, "forbidden").await;
-    let r = bearer.patch(t.url("/api/v1/settings")).bearer_auth(&secret).json(&json!({"site_name": "X"})).send().await.unwrap();
+    let r = bearer
+        .patch(t.url("/api/v1/settings"))
+        .bearer_auth(&secret)
+        .json(&json!({"site_name": "X"}))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 403, "forbidden").await;
     // It still reads.
-    let r = bearer.get(t.url("/api/v1/events")).bearer_auth(&secret).send().await.unwrap();
+    let r = bearer
+        .get(t.url("/api/v1/events"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -72,7 +107,15 @@ async fn a_token_carries_a_lower_role_than_its_user_and_never_a_higher_one() {
     let admin = t.admin().await;
     let low = t.token(&admin, "read-only", Some("viewer")).await;
     let c = t.anon();
-    let me: serde_json::Value = c.get(t.url("/api/v1/auth/me")).bearer_auth(&low).send().await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = c
+        .get(t.url("/api/v1/auth/me"))
+        .bearer_auth(&low)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["effective_role"], "viewer");
     assert_eq!(me["user"]["role"], "admin");
     assert_eq!(me["auth_method"], "token");
@@ -90,11 +133,38 @@ async fn a_token_carries_a_lower_role_than_its_user_and_never_a_higher_one() {
 
     // Demoting a user limits their existing tokens at once.
     let op_token = t.token(&operator, "deploy", None).await;
-    let users: serde_json::Value = admin.get(t.url("/api/v1/users")).send().await.unwrap().json().await.unwrap();
-    let otto = users.as_array().unwrap().iter().find(|u| u["username"] == "otto").unwrap()["id"].as_i64().unwrap();
-    let r = admin.patch(t.url(&format!("/api/v1/users/{otto}"))).json(&json!({"role": "viewer"})).send().await.unwrap();
+    let users: serde_json::Value = admin
+        .get(t.url("/api/v1/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let otto = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "otto")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = admin
+        .patch(t.url(&format!("/api/v1/users/{otto}")))
+        .json(&json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let me: serde_json::Value = c.get(t.url("/api/v1/auth/me")).bearer_auth(&op_token).send().await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = c
+        .get(t.url("/api/v1/auth/me"))
+        .bearer_auth(&op_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["effective_role"], "viewer");
 }
 

@@ -31,11 +31,14 @@ fn collect(cols: Vec<Col>) -> Schema {
 #[test]
 fn sqlite_and_postgres_have_the_same_tables_and_columns() {
     let Some(admin) = postgres_admin_url() else {
-        eprintln!("SERVERWARE_TEST_POSTGRES_URL is not set: the comparison runs in the PostgreSQL pass");
+        eprintln!(
+            "SERVERWARE_TEST_POSTGRES_URL is not set: the comparison runs in the PostgreSQL pass"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = serverware::db::Db::open(&format!("sqlite://{}/s.db", dir.path().display())).unwrap();
+    let sqlite =
+        serverware::db::Db::open(&format!("sqlite://{}/s.db", dir.path().display())).unwrap();
     let mut c = sqlite.get_blocking().unwrap();
     let sqlite_cols: Vec<Col> = diesel::sql_query(
         "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master m \
@@ -46,8 +49,12 @@ fn sqlite_and_postgres_have_the_same_tables_and_columns() {
 
     let name = format!("sw_schema_{}", std::process::id());
     let mut pg_admin = diesel::PgConnection::establish(&admin).unwrap();
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut pg_admin).unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut pg_admin).unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut pg_admin)
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut pg_admin)
+        .unwrap();
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
     let result = std::panic::catch_unwind(|| {
         let pg = serverware::db::Db::open(&url).unwrap();
@@ -60,9 +67,14 @@ fn sqlite_and_postgres_have_the_same_tables_and_columns() {
         .unwrap();
         cols
     });
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut pg_admin).unwrap();
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut pg_admin)
+        .unwrap();
     let pg_cols = result.unwrap();
     let (a, b) = (collect(sqlite_cols), collect(pg_cols));
     assert!(a.len() >= 10, "{a:?}");
-    assert_eq!(a, b, "migrations/sqlite and migrations/postgres drifted apart");
+    assert_eq!(
+        a, b,
+        "migrations/sqlite and migrations/postgres drifted apart"
+    );
 }

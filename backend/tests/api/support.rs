@@ -18,12 +18,15 @@ pub struct TestController {
 }
 
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("SERVERWARE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("SERVERWARE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 fn pg_exec(admin_url: &str, sql: &str) {
     use diesel::{Connection, RunQueryDsl};
-    let mut c = diesel::PgConnection::establish(admin_url).expect("connect to the test PostgreSQL server");
+    let mut c =
+        diesel::PgConnection::establish(admin_url).expect("connect to the test PostgreSQL server");
     diesel::sql_query(sql).execute(&mut c).expect(sql);
 }
 
@@ -36,12 +39,19 @@ impl TestController {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = match postgres_admin_url() {
             Some(admin) => {
-                let name = format!("sw_test_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+                let name = format!(
+                    "sw_test_{}_{}",
+                    std::process::id(),
+                    NEXT_DB.fetch_add(1, Ordering::SeqCst)
+                );
                 pg_exec(&admin, &format!("CREATE DATABASE {name}"));
                 let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
                 (format!("{base}/{name}"), Some((admin, name)))
             }
-            None => (format!("sqlite://{}/serverware.db", dir.path().display()), None),
+            None => (
+                format!("sqlite://{}/serverware.db", dir.path().display()),
+                None,
+            ),
         };
         let mut config = Config::resolve(&ConfigArgs {
             config: Some("/dev/null".into()),
@@ -53,12 +63,21 @@ impl TestController {
         })
         .unwrap();
         // The agent cargo built for this workspace, as installed on hosts.
-        let agent = std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("serverware-agent");
+        let agent = std::path::Path::new(env!("CARGO_BIN_EXE_serverware"))
+            .with_file_name("serverware-agent");
         config.agent_bin = agent.is_file().then_some(agent);
         tweak(&mut config);
-        let running = serverware::server::start(config).await.expect("controller starts");
+        let running = serverware::server::start(config)
+            .await
+            .expect("controller starts");
         let base = running.url().trim_end_matches('/').to_string();
-        TestController { base, database_url, running: Some(running), pg, _dir: dir }
+        TestController {
+            base,
+            database_url,
+            running: Some(running),
+            pg,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -83,7 +102,12 @@ impl TestController {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "login as {user}: {}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "login as {user}: {}",
+            r.text().await.unwrap()
+        );
         c
     }
 
@@ -152,7 +176,10 @@ impl Drop for TestController {
             r.server.abort();
         }
         if let Some((admin, name)) = self.pg.take() {
-            pg_exec(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            pg_exec(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
@@ -164,6 +191,9 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(got, status, "body: {text}");
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(body["error"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }

@@ -3,8 +3,22 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn user_id(t: &TestController, admin: &reqwest::Client, name: &str) -> i64 {
-    let users: Value = admin.get(t.url("/api/v1/users")).send().await.unwrap().json().await.unwrap();
-    users.as_array().unwrap().iter().find(|u| u["username"] == name).unwrap()["id"].as_i64().unwrap()
+    let users: Value = admin
+        .get(t.url("/api/v1/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == name)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -13,14 +27,28 @@ async fn the_last_admin_stays_and_nobody_deletes_themselves() {
     let admin = t.admin().await;
     let me = user_id(&t, &admin, "admin").await;
     for payload in [json!({"role": "viewer"}), json!({"disabled": true})] {
-        let r = admin.patch(t.url(&format!("/api/v1/users/{me}"))).json(&payload).send().await.unwrap();
+        let r = admin
+            .patch(t.url(&format!("/api/v1/users/{me}")))
+            .json(&payload)
+            .send()
+            .await
+            .unwrap();
         expect_error(r, 409, "conflict").await;
     }
-    let r = admin.delete(t.url(&format!("/api/v1/users/{me}"))).send().await.unwrap();
+    let r = admin
+        .delete(t.url(&format!("/api/v1/users/{me}")))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 409, "conflict").await;
     // With a second admin, the first may step down.
     t.user_with_role(&admin, "second", "admin").await;
-    let r = admin.patch(t.url(&format!("/api/v1/users/{me}"))).json(&json!({"role": "operator"})).send().await.unwrap();
+    let r = admin
+        .patch(t.url(&format!("/api/v1/users/{me}")))
+        .json(&json!({"role": "operator"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["role"], "operator");
@@ -33,19 +61,75 @@ async fn disabling_or_deleting_a_user_ends_their_access() {
     let vera = t.user_with_role(&admin, "vera", "viewer").await;
     let token = t.token(&vera, "mine", None).await;
     let id = user_id(&t, &admin, "vera").await;
-    let r = admin.patch(t.url(&format!("/api/v1/users/{id}"))).json(&json!({"disabled": true})).send().await.unwrap();
+    let r = admin
+        .patch(t.url(&format!("/api/v1/users/{id}")))
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    expect_error(vera.get(t.url("/api/v1/auth/me")).send().await.unwrap(), 401, "unauthorized").await;
-    expect_error(t.anon().get(t.url("/api/v1/auth/me")).bearer_auth(&token).send().await.unwrap(), 401, "unauthorized").await;
-    let r = t.anon().post(t.url("/api/v1/auth/login")).json(&json!({"username": "vera", "password": "vera-password-123"})).send().await.unwrap();
+    expect_error(
+        vera.get(t.url("/api/v1/auth/me")).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    expect_error(
+        t.anon()
+            .get(t.url("/api/v1/auth/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let r = t
+        .anon()
+        .post(t.url("/api/v1/auth/login"))
+        .json(&json!({"username": "vera", "password": "vera-password-123"}))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401, "unauthorized").await;
 
-    let r = admin.delete(t.url(&format!("/api/v1/users/{id}"))).send().await.unwrap();
+    let r = admin
+        .delete(t.url(&format!("/api/v1/users/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    expect_error(admin.get(t.url(&format!("/api/v1/users/{id}"))).send().await.unwrap(), 404, "not_found").await;
-    let ev: Value = admin.get(t.url(&format!("/api/v1/events?target_type=user&target_id={id}"))).send().await.unwrap().json().await.unwrap();
-    let actions: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert!(actions.contains(&"user.create") && actions.contains(&"user.update") && actions.contains(&"user.delete"), "{actions:?}");
+    expect_error(
+        admin
+            .get(t.url(&format!("/api/v1/users/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    let ev: Value = admin
+        .get(t.url(&format!("/api/v1/events?target_type=user&target_id={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"user.create")
+            && actions.contains(&"user.update")
+            && actions.contains(&"user.delete"),
+        "{actions:?}"
+    );
 }
 
 #[actix_web::test]
@@ -55,25 +139,68 @@ async fn events_are_filtered_and_paged_newest_first() {
     for i in 0..5 {
         t.token(&admin, &format!("t{i}"), None).await;
     }
-    let page1: Value = admin.get(t.url("/api/v1/events?action=token.create&limit=2")).send().await.unwrap().json().await.unwrap();
+    let page1: Value = admin
+        .get(t.url("/api/v1/events?action=token.create&limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ev1 = page1["events"].as_array().unwrap();
     assert_eq!(ev1.len(), 2);
     assert_eq!(ev1[0]["details"]["name"], "t4");
     let before = page1["next_before"].as_i64().expect("a next page");
     let page2: Value = admin
-        .get(t.url(&format!("/api/v1/events?action=token.create&limit=2&before={before}")))
-        .send().await.unwrap().json().await.unwrap();
+        .get(t.url(&format!(
+            "/api/v1/events?action=token.create&limit=2&before={before}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page2["events"][0]["details"]["name"], "t2");
     let page3: Value = admin
-        .get(t.url(&format!("/api/v1/events?action=token.create&limit=2&before={}", page2["next_before"])))
-        .send().await.unwrap().json().await.unwrap();
+        .get(t.url(&format!(
+            "/api/v1/events?action=token.create&limit=2&before={}",
+            page2["next_before"]
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page3["events"].as_array().unwrap().len(), 1);
     assert!(page3["next_before"].is_null());
 
-    let future: Value = admin.get(t.url("/api/v1/events?since=2999-01-01T00:00:00Z")).send().await.unwrap().json().await.unwrap();
+    let future: Value = admin
+        .get(t.url("/api/v1/events?since=2999-01-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(future["events"].as_array().unwrap().len(), 0);
-    let past: Value = admin.get(t.url("/api/v1/events?until=2000-01-01T00:00:00Z")).send().await.unwrap().json().await.unwrap();
+    let past: Value = admin
+        .get(t.url("/api/v1/events?until=2000-01-01T00:00:00Z"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(past["events"].as_array().unwrap().len(), 0);
-    let sys: Value = admin.get(t.url("/api/v1/events?actor=system:bootstrap")).send().await.unwrap().json().await.unwrap();
+    let sys: Value = admin
+        .get(t.url("/api/v1/events?actor=system:bootstrap"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sys["events"][0]["action"], "user.create");
 }

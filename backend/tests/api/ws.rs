@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
-pub(crate) async fn connect(t: &TestController, cookie: Option<&str>) -> Result<Socket, awc::error::WsClientError> {
+pub(crate) async fn connect(
+    t: &TestController,
+    cookie: Option<&str>,
+) -> Result<Socket, awc::error::WsClientError> {
     let url = t.url("/api/v1/events").replacen("http", "ws", 1);
     let mut req = awc::Client::new().ws(url);
     if let Some(c) = cookie {
@@ -19,7 +22,11 @@ pub(crate) async fn connect(t: &TestController, cookie: Option<&str>) -> Result<
 pub(crate) async fn next_json(s: &mut Socket) -> Value {
     let deadline = Duration::from_secs(30);
     loop {
-        let frame = tokio::time::timeout(deadline, s.next()).await.expect("a message in time").expect("socket open").unwrap();
+        let frame = tokio::time::timeout(deadline, s.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .unwrap();
         match frame {
             Frame::Text(b) => return serde_json::from_slice(&b).unwrap(),
             Frame::Ping(b) => s.send(Message::Pong(b)).await.unwrap(),
@@ -30,7 +37,13 @@ pub(crate) async fn next_json(s: &mut Socket) -> Value {
 }
 
 pub(crate) async fn subscribe(s: &mut Socket, topics: &[&str]) -> Value {
-    s.send(Message::Text(json!({"type": "subscribe", "topics": topics}).to_string().into())).await.unwrap();
+    s.send(Message::Text(
+        json!({"type": "subscribe", "topics": topics})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     next_json(s).await
 }
 
@@ -50,7 +63,12 @@ async fn an_unauthenticated_socket_is_refused() {
     let admin = t.admin().await;
     let token = t.token(&admin, "socket", Some("viewer")).await;
     let url = t.url("/api/v1/events").replacen("http", "ws", 1);
-    let (_, mut s) = awc::Client::new().ws(url).bearer_auth(&token).connect().await.unwrap();
+    let (_, mut s) = awc::Client::new()
+        .ws(url)
+        .bearer_auth(&token)
+        .connect()
+        .await
+        .unwrap();
     let hello = next_json(&mut s).await;
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["role"], "viewer");
@@ -68,8 +86,14 @@ async fn sockets_receive_only_the_topics_they_subscribed_to() {
         assert_eq!(hello["type"], "hello");
         assert_eq!(hello["username"], "admin");
     }
-    assert_eq!(subscribe(&mut events, &["events"]).await, json!({"type": "subscribed", "topics": ["events"]}));
-    assert_eq!(subscribe(&mut inventory, &["inventory"]).await["topics"], json!(["inventory"]));
+    assert_eq!(
+        subscribe(&mut events, &["events"]).await,
+        json!({"type": "subscribed", "topics": ["events"]})
+    );
+    assert_eq!(
+        subscribe(&mut inventory, &["inventory"]).await["topics"],
+        json!(["inventory"])
+    );
 
     let admin = t.admin().await;
     t.token(&admin, "live-one", None).await;
@@ -93,27 +117,55 @@ async fn sockets_receive_only_the_topics_they_subscribed_to() {
     assert_eq!(m["change"]["change"], "created");
 
     // A socket that subscribes only now receives nothing of what happened before.
-    assert_eq!(subscribe(&mut late, &["inventory"]).await["topics"], json!(["inventory"]));
-    let r = admin.patch(t.url("/api/v1/settings")).json(&json!({"site_name": "Marker"})).send().await.unwrap();
+    assert_eq!(
+        subscribe(&mut late, &["inventory"]).await["topics"],
+        json!(["inventory"])
+    );
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"site_name": "Marker"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let m = next_json(&mut late).await;
     assert_eq!(m["change"]["kind"], "settings", "{m}");
 
-    assert_eq!(next_json(&mut inventory).await["change"]["kind"], "settings");
+    assert_eq!(
+        next_json(&mut inventory).await["change"]["kind"],
+        "settings"
+    );
 
     // Unsubscribing stops the flow; an unknown topic is an error message, not a closed socket.
-    assert_eq!(
-        json!({"type": "subscribed", "topics": []}),
-        {
-            inventory.send(Message::Text(json!({"type": "unsubscribe", "topics": ["inventory"]}).to_string().into())).await.unwrap();
-            next_json(&mut inventory).await
-        }
-    );
-    inventory.send(Message::Text(r#"{"type":"subscribe","topics":["secrets"]}"#.into())).await.unwrap();
+    assert_eq!(json!({"type": "subscribed", "topics": []}), {
+        inventory
+            .send(Message::Text(
+                json!({"type": "unsubscribe", "topics": ["inventory"]})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+        next_json(&mut inventory).await
+    });
+    inventory
+        .send(Message::Text(
+            r#"{"type":"subscribe","topics":["secrets"]}"#.into(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut inventory).await["type"], "error");
     t.token(&admin, "live-two", None).await;
-    assert_eq!(subscribe(&mut inventory, &["events"]).await["topics"], json!(["events"]));
-    let r = admin.patch(t.url("/api/v1/settings")).json(&json!({"site_name": "Second"})).send().await.unwrap();
+    assert_eq!(
+        subscribe(&mut inventory, &["events"]).await["topics"],
+        json!(["events"])
+    );
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"site_name": "Second"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // The next message is the settings event: live-two's inventory change was never queued.
     let m = next_json(&mut inventory).await;
@@ -147,10 +199,16 @@ async fn a_client_that_stops_reading_is_dropped_and_the_controller_stays_respons
     let start = Instant::now();
     let mut sent = 0u64;
     while hub.dropped_slow() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(120), "not dropped after {sent} messages");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not dropped after {sent} messages"
+        );
         let t0 = Instant::now();
         hub.publish(&msg);
-        assert!(t0.elapsed() < Duration::from_secs(1), "publishing blocked on a slow client");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "publishing blocked on a slow client"
+        );
         sent += 1;
         if sent.is_multiple_of(64) {
             tokio::task::yield_now().await;
@@ -169,7 +227,13 @@ async fn a_socket_closes_when_its_session_ends() {
     let cookie = t.session_cookie("admin", ADMIN_PW).await;
     let mut s = connect(&t, Some(&cookie)).await.unwrap();
     assert_eq!(next_json(&mut s).await["type"], "hello");
-    let r = t.anon().post(t.url("/api/v1/auth/logout")).header("cookie", &cookie).send().await.unwrap();
+    let r = t
+        .anon()
+        .post(t.url("/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     // The controller re-checks at its next ping (15 s); allow plenty.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -177,7 +241,10 @@ async fn a_socket_closes_when_its_session_ends() {
         assert!(Instant::now() < deadline, "the socket outlived its session");
         match tokio::time::timeout(Duration::from_secs(90), s.next()).await {
             Ok(Some(Ok(Frame::Close(reason)))) => {
-                assert_eq!(reason.and_then(|r| r.description).as_deref(), Some("signed out"));
+                assert_eq!(
+                    reason.and_then(|r| r.description).as_deref(),
+                    Some("signed out")
+                );
                 break;
             }
             Ok(Some(Ok(Frame::Ping(b)))) => s.send(Message::Pong(b)).await.unwrap(),

@@ -25,7 +25,10 @@ pub fn Dashboard() -> impl IntoView {
                 users.set(Some(u.len()));
             }
             if let Ok(h) = api::hosts().await {
-                hosts.set(Some((h.len(), h.iter().filter(|h| h.status == "online").count())));
+                hosts.set(Some((
+                    h.len(),
+                    h.iter().filter(|h| h.status == "online").count(),
+                )));
             }
         });
     });

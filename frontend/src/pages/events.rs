@@ -46,7 +46,9 @@ pub fn EventsPage() -> impl IntoView {
             (k.is_empty() || e.kind.as_str() == k)
                 && (a.is_empty() || e.action == a || (a.ends_with('.') && e.action.starts_with(&a)))
         };
-        let mut v: Vec<EventResponse> = live.events.with(|l| l.iter().filter(|e| matches(e)).cloned().collect());
+        let mut v: Vec<EventResponse> = live
+            .events
+            .with(|l| l.iter().filter(|e| matches(e)).cloned().collect());
         for e in loaded.get() {
             if !v.iter().any(|x| x.id == e.id) {
                 v.push(e);

@@ -2,22 +2,31 @@ use super::FormErrors;
 use crate::api;
 use crate::app::Auth;
 use crate::live::Live;
-use serverware_shared::ws::Topic;
 use crate::widgets::{ago, FieldError};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serverware_shared::api::*;
+use serverware_shared::ws::Topic;
 use serverware_shared::{validate, Role};
 
 fn pct(used: u64, total: u64) -> String {
-    if total == 0 { "–".into() } else { format!("{:.0} %", used as f64 * 100.0 / total as f64) }
+    if total == 0 {
+        "–".into()
+    } else {
+        format!("{:.0} %", used as f64 * 100.0 / total as f64)
+    }
 }
 
 fn cpu_busy(h: &HostResponse) -> String {
     h.sample
         .as_ref()
         .filter(|s| !s.cpus.is_empty())
-        .map(|s| format!("{:.0} %", s.cpus.iter().map(|c| c.busy()).sum::<f64>() / s.cpus.len() as f64))
+        .map(|s| {
+            format!(
+                "{:.0} %",
+                s.cpus.iter().map(|c| c.busy()).sum::<f64>() / s.cpus.len() as f64
+            )
+        })
         .unwrap_or_else(|| "–".into())
 }
 
@@ -27,11 +36,13 @@ pub fn HostsPage() -> impl IntoView {
     let live = expect_context::<Live>();
     live.subscribe_while_mounted(&[Topic::Hosts, Topic::Inventory]);
     let loaded = RwSignal::new(Vec::<HostResponse>::new());
-    let load = move || spawn_local(async move {
-        if let Ok(h) = api::hosts().await {
-            loaded.set(h);
-        }
-    });
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(h) = api::hosts().await {
+                loaded.set(h);
+            }
+        })
+    };
     // The list reloads when hosts are added or removed and after a reconnect; status and figures
     // arrive pushed over the live socket.
     Effect::new(move |_| {
@@ -56,7 +67,10 @@ pub fn HostsPage() -> impl IntoView {
             })
             .collect::<Vec<_>>()
     });
-    let can_edit = move || auth.user().is_some_and(|s| s.effective_role >= Role::Operator);
+    let can_edit = move || {
+        auth.user()
+            .is_some_and(|s| s.effective_role >= Role::Operator)
+    };
     view! {
         <h1>"Hosts"</h1>
         <Show when=can_edit><AddHost on_added=Callback::new(move |_| load())/></Show>
@@ -109,7 +123,9 @@ fn AddHost(on_added: Callback<()>) -> impl IntoView {
             return errors.set(e.into());
         }
         busy.set(true);
-        let req = ProbeHostRequest { address: address.get_untracked() };
+        let req = ProbeHostRequest {
+            address: address.get_untracked(),
+        };
         spawn_local(async move {
             match api::probe_host(&req).await {
                 Ok(p) => probed.set(Some(p)),
@@ -125,7 +141,9 @@ fn AddHost(on_added: Callback<()>) -> impl IntoView {
             Ok(n) => n,
             Err(e) => return errors.set(e.into()),
         };
-        let Some(p) = probed.get_untracked() else { return };
+        let Some(p) = probed.get_untracked() else {
+            return;
+        };
         busy.set(true);
         let req = CreateHostRequest {
             name: n,
@@ -139,7 +157,9 @@ fn AddHost(on_added: Callback<()>) -> impl IntoView {
             match api::create_host(&req).await {
                 Ok(_) => {
                     probed.set(None);
-                    for s in [address, name, description, password] { s.set(String::new()); }
+                    for s in [address, name, description, password] {
+                        s.set(String::new());
+                    }
                     on_added.run(());
                 }
                 Err(e) => errors.set(e),

@@ -16,7 +16,10 @@ pub fn Login() -> impl IntoView {
         ev.prevent_default();
         busy.set(true);
         error.set(None);
-        let req = LoginRequest { username: username.get_untracked(), password: password.get_untracked() };
+        let req = LoginRequest {
+            username: username.get_untracked(),
+            password: password.get_untracked(),
+        };
         spawn_local(async move {
             match api::login(&req).await {
                 Ok(s) => auth.session.set(Some(Some(s))),

@@ -61,14 +61,28 @@ fn Tokens() -> impl IntoView {
         };
         let expires_in_days = match days.get_untracked().trim() {
             "" => None,
-            d => match d.parse::<u32>().ok().and_then(|d| validate::token_expiry_days("expires_in_days", d).ok()) {
+            d => match d
+                .parse::<u32>()
+                .ok()
+                .and_then(|d| validate::token_expiry_days("expires_in_days", d).ok())
+            {
                 Some(d) => Some(d),
                 None => {
-                    return errors.set(validate::ValidationError::new("expires_in_days", "must be between 1 and 3650 days").into())
+                    return errors.set(
+                        validate::ValidationError::new(
+                            "expires_in_days",
+                            "must be between 1 and 3650 days",
+                        )
+                        .into(),
+                    )
                 }
             },
         };
-        let req = CreateTokenRequest { name: n, role: role_from(&role.get_untracked()), expires_in_days };
+        let req = CreateTokenRequest {
+            name: n,
+            role: role_from(&role.get_untracked()),
+            expires_in_days,
+        };
         spawn_local(async move {
             match api::create_token(&req).await {
                 Ok(c) => {
@@ -152,7 +166,10 @@ fn Password() -> impl IntoView {
         if let Err(e) = validate::new_password("new_password", &new.get_untracked()) {
             return errors.set(e.into());
         }
-        let req = ChangePasswordRequest { current_password: current.get_untracked(), new_password: new.get_untracked() };
+        let req = ChangePasswordRequest {
+            current_password: current.get_untracked(),
+            new_password: new.get_untracked(),
+        };
         spawn_local(async move {
             match api::change_password(&req).await {
                 Ok(()) => {
@@ -211,7 +228,11 @@ fn Users() -> impl IntoView {
         if let Err(e) = validate::new_password("password", &password.get_untracked()) {
             return errors.set(e.into());
         }
-        let req = CreateUserRequest { username: u, password: password.get_untracked(), role: role_from(&role.get_untracked()).unwrap_or(Role::Viewer) };
+        let req = CreateUserRequest {
+            username: u,
+            password: password.get_untracked(),
+            role: role_from(&role.get_untracked()).unwrap_or(Role::Viewer),
+        };
         spawn_local(async move {
             match api::create_user(&req).await {
                 Ok(_) => {
@@ -237,7 +258,13 @@ fn Users() -> impl IntoView {
     };
     let remove = move |u: UserResponse| {
         let ok = web_sys::window()
-            .and_then(|w| w.confirm_with_message(&format!("Delete user {}? Their sessions and tokens end.", u.username)).ok())
+            .and_then(|w| {
+                w.confirm_with_message(&format!(
+                    "Delete user {}? Their sessions and tokens end.",
+                    u.username
+                ))
+                .ok()
+            })
             .unwrap_or(false);
         if ok {
             spawn_local(async move {
