@@ -10,12 +10,23 @@ use russh::keys::PrivateKey;
 use serverware_shared::agent::{
     AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION,
 };
-use std::collections::HashMap;
+use serverware_shared::api::HostRollup;
+use serverware_shared::ws::ServerMessage;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where the agent lives on a host.
 pub const AGENT_PATH: &str = "/var/lib/serverware/bin/serverware-agent";
+
+/// Samples kept in memory per host for live charts (10 minutes at the default 1 s).
+pub const RING: usize = 600;
+
+/// Shortest time without a sample before a host counts as offline.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(2500);
+
+/// How often old rollups are deleted.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// What the controller knows of a host right now.
 #[derive(Debug, Clone, Default)]
@@ -24,11 +35,218 @@ pub struct HostView {
     pub latest: Option<HostSample>,
     pub last_seen: Option<DateTime<Utc>>,
     pub agent_version: Option<String>,
+    pub hostname: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
 }
 
 struct Runtime {
     view: Mutex<HostView>,
+    ring: Mutex<VecDeque<HostSample>>,
+    bucket: Mutex<Option<Bucket>>,
     stop: tokio::sync::watch::Sender<bool>,
+    interval: tokio::sync::watch::Sender<u32>,
+}
+
+/// The figures a rollup keeps, in `HostRollup` order.
+const FIGURES: usize = 7;
+
+fn figures(s: &HostSample) -> [f64; FIGURES] {
+    let m = s.summary();
+    [
+        m.cpu_pct,
+        m.memory_pct,
+        m.load1,
+        m.rx_bytes_per_sec,
+        m.tx_bytes_per_sec,
+        m.disk_read_bytes_per_sec,
+        m.disk_written_bytes_per_sec,
+    ]
+}
+
+/// One minute of samples being summed up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub minute: chrono::NaiveDateTime,
+    pub n: u32,
+    pub sum: [f64; FIGURES],
+    pub max: [f64; FIGURES],
+}
+
+impl Bucket {
+    fn new(minute: chrono::NaiveDateTime) -> Self {
+        Bucket {
+            minute,
+            n: 0,
+            sum: [0.0; FIGURES],
+            max: [f64::MIN; FIGURES],
+        }
+    }
+
+    fn add(&mut self, f: [f64; FIGURES]) {
+        self.n += 1;
+        for i in 0..FIGURES {
+            self.sum[i] += f[i];
+            self.max[i] = self.max[i].max(f[i]);
+        }
+    }
+
+    /// Folds in what an earlier flush of the same minute stored (a host that came back within it).
+    pub fn merge(&mut self, old: &Bucket) {
+        self.n += old.n;
+        for i in 0..FIGURES {
+            self.sum[i] += old.sum[i];
+            self.max[i] = self.max[i].max(old.max[i]);
+        }
+    }
+
+    pub fn to_rollup(&self) -> HostRollup {
+        let n = f64::from(self.n.max(1));
+        let a = |i: usize| self.sum[i] / n;
+        HostRollup {
+            minute: self.minute.and_utc(),
+            samples: self.n,
+            cpu_avg: a(0),
+            cpu_max: self.max[0],
+            memory_avg: a(1),
+            memory_max: self.max[1],
+            load_avg: a(2),
+            load_max: self.max[2],
+            rx_avg: a(3),
+            rx_max: self.max[3],
+            tx_avg: a(4),
+            tx_max: self.max[4],
+            disk_read_avg: a(5),
+            disk_read_max: self.max[5],
+            disk_write_avg: a(6),
+            disk_write_max: self.max[6],
+        }
+    }
+
+    pub fn from_rollup(r: &HostRollup) -> Self {
+        let n = f64::from(r.samples);
+        Bucket {
+            minute: r.minute.naive_utc(),
+            n: r.samples,
+            sum: [
+                r.cpu_avg * n,
+                r.memory_avg * n,
+                r.load_avg * n,
+                r.rx_avg * n,
+                r.tx_avg * n,
+                r.disk_read_avg * n,
+                r.disk_write_avg * n,
+            ],
+            max: [
+                r.cpu_max,
+                r.memory_max,
+                r.load_max,
+                r.rx_max,
+                r.tx_max,
+                r.disk_read_max,
+                r.disk_write_max,
+            ],
+        }
+    }
+}
+
+fn minute_of(t: DateTime<Utc>) -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    t.duration_trunc(TimeDelta::minutes(1))
+        .unwrap_or(t)
+        .naive_utc()
+}
+
+/// A row of `host_rollups`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::host_rollups)]
+pub struct RollupRow {
+    pub host_id: i64,
+    pub minute: chrono::NaiveDateTime,
+    pub samples: i32,
+    pub cpu_avg: f64,
+    pub cpu_max: f64,
+    pub memory_avg: f64,
+    pub memory_max: f64,
+    pub load_avg: f64,
+    pub load_max: f64,
+    pub rx_avg: f64,
+    pub rx_max: f64,
+    pub tx_avg: f64,
+    pub tx_max: f64,
+    pub disk_read_avg: f64,
+    pub disk_read_max: f64,
+    pub disk_write_avg: f64,
+    pub disk_write_max: f64,
+}
+
+impl RollupRow {
+    pub fn from_rollup(host_id: i64, r: &HostRollup) -> Self {
+        RollupRow {
+            host_id,
+            minute: r.minute.naive_utc(),
+            samples: r.samples as i32,
+            cpu_avg: r.cpu_avg,
+            cpu_max: r.cpu_max,
+            memory_avg: r.memory_avg,
+            memory_max: r.memory_max,
+            load_avg: r.load_avg,
+            load_max: r.load_max,
+            rx_avg: r.rx_avg,
+            rx_max: r.rx_max,
+            tx_avg: r.tx_avg,
+            tx_max: r.tx_max,
+            disk_read_avg: r.disk_read_avg,
+            disk_read_max: r.disk_read_max,
+            disk_write_avg: r.disk_write_avg,
+            disk_write_max: r.disk_write_max,
+        }
+    }
+
+    pub fn to_rollup(&self) -> HostRollup {
+        HostRollup {
+            minute: self.minute.and_utc(),
+            samples: self.samples.max(0) as u32,
+            cpu_avg: self.cpu_avg,
+            cpu_max: self.cpu_max,
+            memory_avg: self.memory_avg,
+            memory_max: self.memory_max,
+            load_avg: self.load_avg,
+            load_max: self.load_max,
+            rx_avg: self.rx_avg,
+            rx_max: self.rx_max,
+            tx_avg: self.tx_avg,
+            tx_max: self.tx_max,
+            disk_read_avg: self.disk_read_avg,
+            disk_read_max: self.disk_read_max,
+            disk_write_avg: self.disk_write_avg,
+            disk_write_max: self.disk_write_max,
+        }
+    }
+}
+
+/// Stores a finished (or interrupted) minute, merged with what is stored for it already.
+fn store_bucket(c: &mut crate::db::DbConn, host_id: i64, b: &Bucket) -> crate::error::ApiResult<()> {
+    use crate::schema::host_rollups as r;
+    c.transaction(|c| {
+        let mut b = b.clone();
+        let old: Option<RollupRow> = r::table
+            .find((host_id, b.minute))
+            .select(RollupRow::as_select())
+            .first(c)
+            .optional()?;
+        if let Some(old) = old {
+            b.merge(&Bucket::from_rollup(&old.to_rollup()));
+            diesel::delete(r::table.find((host_id, b.minute))).execute(c)?;
+        }
+        let exists: i64 = hosts::table.find(host_id).count().get_result(c)?;
+        if exists > 0 {
+            diesel::insert_into(r::table)
+                .values(RollupRow::from_rollup(host_id, &b.to_rollup()))
+                .execute(c)?;
+        }
+        Ok(())
+    })
 }
 
 /// The connection details of a host, as stored.
@@ -99,20 +317,41 @@ impl HostManager {
         Ok(())
     }
 
+    /// Deletes rollups older than the retention setting, now and every few minutes.
+    pub fn start_retention(self: &Arc<Self>) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                match prune_rollups(&db).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "deleted host rollups past retention"),
+                    Err(e) => tracing::warn!("pruning host rollups failed: {e}"),
+                }
+                tokio::time::sleep(RETENTION_EVERY).await;
+            }
+        });
+    }
+
     pub fn spawn(self: &Arc<Self>, row: HostRow) {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (interval, interval_rx) = tokio::sync::watch::channel(row.sample_interval_ms as u32);
+        let old = lock(&self.runtimes).get(&row.id).cloned();
         let rt = Arc::new(Runtime {
             view: Mutex::new(HostView {
                 status: "connecting".into(),
                 ..Default::default()
             }),
+            // A reconnect (after an edit) keeps the live history.
+            ring: Mutex::new(old.as_ref().map(|o| lock(&o.ring).clone()).unwrap_or_default()),
+            bucket: Mutex::new(old.as_ref().and_then(|o| lock(&o.bucket).take())),
             stop,
+            interval,
         });
         if let Some(old) = lock(&self.runtimes).insert(row.id, rt.clone()) {
             let _ = old.stop.send(true);
         }
         let mgr = self.clone();
-        tokio::spawn(async move { mgr.run_host(row, rt, stop_rx).await });
+        tokio::spawn(async move { mgr.run_host(row, rt, stop_rx, interval_rx).await });
     }
 
     /// Disconnects a host (when it is deleted).
@@ -122,10 +361,81 @@ impl HostManager {
         }
     }
 
+    /// Changes how often a connected host samples, without reconnecting.
+    pub fn set_interval(&self, id: i64, millis: u32) {
+        if let Some(rt) = lock(&self.runtimes).get(&id) {
+            let _ = rt.interval.send(millis);
+        }
+    }
+
     pub fn view(&self, id: i64) -> Option<HostView> {
         lock(&self.runtimes)
             .get(&id)
             .map(|rt| lock(&rt.view).clone())
+    }
+
+    /// Every host's view, by id.
+    pub fn views(&self) -> HashMap<i64, HostView> {
+        lock(&self.runtimes)
+            .iter()
+            .map(|(id, rt)| (*id, lock(&rt.view).clone()))
+            .collect()
+    }
+
+    /// The samples kept in memory for a host, oldest first.
+    pub fn recent(&self, id: i64) -> Vec<HostSample> {
+        lock(&self.runtimes)
+            .get(&id)
+            .map(|rt| lock(&rt.ring).iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The minute being summed up for a host, as a rollup so far.
+    pub fn current_rollup(&self, id: i64) -> Option<HostRollup> {
+        lock(&self.runtimes)
+            .get(&id)
+            .and_then(|rt| lock(&rt.bucket).as_ref().map(Bucket::to_rollup))
+    }
+
+    fn record_sample(&self, id: i64, rt: &Runtime, sample: &HostSample) {
+        {
+            let mut ring = lock(&rt.ring);
+            if ring.len() == RING {
+                ring.pop_front();
+            }
+            ring.push_back(sample.clone());
+        }
+        let minute = minute_of(Utc::now());
+        let done = {
+            let mut b = lock(&rt.bucket);
+            let done = match b.as_ref() {
+                Some(cur) if cur.minute != minute => b.take(),
+                _ => None,
+            };
+            b.get_or_insert_with(|| Bucket::new(minute))
+                .add(figures(sample));
+            done
+        };
+        if let Some(done) = done {
+            self.flush(id, done);
+        }
+    }
+
+    /// Writes a minute to the database in the background.
+    fn flush(&self, id: i64, bucket: Bucket) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.run(move |c| store_bucket(c, id, &bucket)).await {
+                tracing::warn!(host = id, "storing a rollup failed: {e}");
+            }
+        });
+    }
+
+    /// Stores the minute in progress now (the host went offline or is being disconnected).
+    fn flush_partial(&self, id: i64, rt: &Runtime) {
+        if let Some(b) = lock(&rt.bucket).take() {
+            self.flush(id, b);
+        }
     }
 
     fn set_status(&self, id: i64, rt: &Runtime, status: &str) {
@@ -161,13 +471,12 @@ impl HostManager {
 
     fn publish(&self, id: i64, rt: &Runtime) {
         let v = lock(&rt.view).clone();
-        self.hub
-            .publish(&serverware_shared::ws::ServerMessage::HostStatus {
-                host_id: id,
-                status: v.status,
-                last_seen_at: v.last_seen,
-                sample: v.latest,
-            });
+        self.hub.publish(&ServerMessage::HostStatus {
+            host_id: id,
+            status: v.status,
+            last_seen_at: v.last_seen,
+            summary: v.latest.as_ref().map(HostSample::summary),
+        });
     }
 
     async fn run_host(
@@ -175,6 +484,7 @@ impl HostManager {
         row: HostRow,
         rt: Arc<Runtime>,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        mut interval: tokio::sync::watch::Receiver<u32>,
     ) {
         let pinned = row.host_key.clone().unwrap_or_default();
         let mut backoff = Duration::from_millis(500);
@@ -194,7 +504,10 @@ impl HostManager {
             {
                 Ok(session) => {
                     backoff = Duration::from_millis(500);
-                    let r = self.serve(&row, &rt, &session, &mut stop).await;
+                    let r = self
+                        .serve(&row, &rt, &session, &mut stop, &mut interval)
+                        .await;
+                    self.flush_partial(row.id, &rt);
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
                     if let Err(e) = r {
                         tracing::warn!(host = row.id, "host connection ended: {e}");
@@ -238,6 +551,7 @@ impl HostManager {
         rt: &Runtime,
         session: &Session,
         stop: &mut tokio::sync::watch::Receiver<bool>,
+        interval: &mut tokio::sync::watch::Receiver<u32>,
     ) -> Result<(), SshError> {
         let want = format!(
             "serverware-agent {} protocol {PROTOCOL_VERSION}",
@@ -256,15 +570,28 @@ impl HostManager {
             protocol: PROTOCOL_VERSION,
         })
         .await?;
-        let interval = (row.sample_interval_ms.max(100)) as u64;
-        link.send(AgentRequest::SetInterval { millis: interval })
-            .await?;
-        let heartbeat = Duration::from_millis(row.heartbeat_timeout_ms.max(1000) as u64);
+        let mut millis = *interval.borrow_and_update();
+        link.send(AgentRequest::SetInterval {
+            millis: u64::from(millis),
+        })
+        .await?;
         loop {
+            let heartbeat = heartbeat(row.heartbeat_timeout_ms, millis);
             tokio::select! {
                 _ = stop.changed() => return Ok(()),
+                changed = interval.changed() => {
+                    if changed.is_ok() {
+                        millis = *interval.borrow_and_update();
+                        link.send(AgentRequest::SetInterval { millis: u64::from(millis) }).await?;
+                    }
+                }
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
+                        self.record_sample(row.id, rt, &sample);
+                        self.hub.publish_with(
+                            serverware_shared::ws::Topic::Host(row.id),
+                            || ServerMessage::HostSample { host_id: row.id, sample: sample.clone() },
+                        );
                         {
                             let mut v = lock(&rt.view);
                             v.latest = Some(sample);
@@ -276,8 +603,21 @@ impl HostManager {
                             self.set_status(row.id, rt, "online");
                         }
                     }
-                    Ok(Some(AgentFrame::Response { response: AgentResponse::Hello { agent_version, .. }, .. })) => {
-                        lock(&rt.view).agent_version = Some(agent_version);
+                    Ok(Some(AgentFrame::Response { response: AgentResponse::Hello { agent_version, hostname, kernel, cpu_model, .. }, .. })) => {
+                        let mut v = lock(&rt.view);
+                        v.agent_version = Some(agent_version.clone());
+                        v.hostname = Some(hostname);
+                        v.kernel = Some(kernel);
+                        v.cpu_model = Some(cpu_model);
+                        drop(v);
+                        let db = self.db.clone();
+                        let id = row.id;
+                        tokio::spawn(async move {
+                            let _ = db.run(move |c| {
+                                diesel::update(hosts::table.find(id)).set(hosts::agent_version.eq(agent_version)).execute(c)?;
+                                Ok(())
+                            }).await;
+                        });
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => return Err(SshError::Protocol("the agent stopped".into())),
@@ -285,5 +625,65 @@ impl HostManager {
                 }
             }
         }
+    }
+}
+
+/// How long without a sample before a host counts as offline: the stored timeout, but at least
+/// three sampling intervals and never under `MIN_HEARTBEAT`.
+pub fn heartbeat(stored_ms: i32, interval_ms: u32) -> Duration {
+    let stored = Duration::from_millis(stored_ms.max(0) as u64);
+    stored
+        .max(Duration::from_millis(u64::from(interval_ms) * 3))
+        .max(MIN_HEARTBEAT)
+}
+
+/// Deletes rollups older than the retention setting; returns how many.
+pub async fn prune_rollups(db: &Db) -> crate::error::ApiResult<usize> {
+    db.run(|c| {
+        use crate::schema::host_rollups as r;
+        let days = crate::api::events::read_settings(c)?.rollup_retention_days;
+        let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
+        Ok(diesel::delete(r::table.filter(r::minute.lt(cutoff))).execute(c)?)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serverware_shared::agent::CpuSample;
+
+    fn sample(busy: f64) -> HostSample {
+        HostSample {
+            cpus: vec![CpuSample {
+                user: busy,
+                idle: 100.0 - busy,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn buckets_average_and_keep_the_maximum_and_merge_with_stored_minutes() {
+        let m = minute_of(Utc::now());
+        let mut b = Bucket::new(m);
+        for busy in [10.0, 30.0, 20.0] {
+            b.add(figures(&sample(busy)));
+        }
+        let r = b.to_rollup();
+        assert_eq!((r.samples, r.cpu_avg, r.cpu_max), (3, 20.0, 30.0));
+        let mut later = Bucket::new(m);
+        later.add(figures(&sample(80.0)));
+        later.merge(&Bucket::from_rollup(&r));
+        let r = later.to_rollup();
+        assert_eq!((r.samples, r.cpu_avg, r.cpu_max), (4, 35.0, 80.0));
+    }
+
+    #[test]
+    fn heartbeat_covers_three_intervals() {
+        assert_eq!(heartbeat(3000, 1000), Duration::from_secs(3));
+        assert_eq!(heartbeat(3000, 5000), Duration::from_secs(15));
+        assert_eq!(heartbeat(0, 250), MIN_HEARTBEAT);
     }
 }

@@ -77,7 +77,17 @@ impl Hub {
     /// Sends `msg` to every client subscribed to its topic.
     pub fn publish(&self, msg: &ServerMessage) {
         let Some(topic) = msg.topic() else { return };
-        let Ok(json) = serde_json::to_string(msg) else {
+        self.publish_with(topic, || msg.clone());
+    }
+
+    /// Builds and sends a message of `topic` only when some client is subscribed to it.
+    pub fn publish_with(&self, topic: Topic, build: impl FnOnce() -> ServerMessage) {
+        if !self.lock().values().any(|c| c.topics.contains(&topic)) {
+            return;
+        }
+        let msg = build();
+        debug_assert_eq!(msg.topic(), Some(topic));
+        let Ok(json) = serde_json::to_string(&msg) else {
             return;
         };
         let json: Arc<str> = json.into();

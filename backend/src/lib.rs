@@ -10,6 +10,7 @@ pub mod error;
 pub mod hosts;
 pub mod hub;
 pub mod keys;
+pub mod metrics;
 pub mod models;
 pub mod schema;
 pub mod server;

@@ -151,9 +151,33 @@ diesel::table! {
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(vpses -> hosts (host_id));
+diesel::joinable!(host_rollups -> hosts (host_id));
 diesel::joinable!(vpses -> templates (template_id));
 diesel::joinable!(task_logs -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users, sessions, api_tokens, settings, hosts, templates, vpses, tasks, task_logs, events,
+    host_rollups,
 );
+
+diesel::table! {
+    host_rollups (host_id, minute) {
+        host_id -> BigInt,
+        minute -> Timestamp,
+        samples -> Integer,
+        cpu_avg -> Double,
+        cpu_max -> Double,
+        memory_avg -> Double,
+        memory_max -> Double,
+        load_avg -> Double,
+        load_max -> Double,
+        rx_avg -> Double,
+        rx_max -> Double,
+        tx_avg -> Double,
+        tx_max -> Double,
+        disk_read_avg -> Double,
+        disk_read_max -> Double,
+        disk_write_avg -> Double,
+        disk_write_max -> Double,
+    }
+}

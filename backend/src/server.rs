@@ -141,7 +141,7 @@ fn spawn_event_fanout(db: &Db, hub: std::sync::Arc<crate::hub::Hub>) {
         match verb {
             "create" => Some(ChangeKind::Created),
             "delete" | "revoke" => Some(ChangeKind::Deleted),
-            "update" | "password" | "password_reset" => Some(ChangeKind::Updated),
+            "update" | "rekey" | "password" | "password_reset" => Some(ChangeKind::Updated),
             _ => None,
         }
     }
@@ -210,6 +210,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let hub = std::sync::Arc::new(crate::hub::Hub::default());
     let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent);
     host_manager.start_all().await?;
+    host_manager.start_retention();
     spawn_event_fanout(&db, hub.clone());
     let state = web::Data::new(AppState {
         hosts: host_manager,
@@ -254,6 +255,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
                     .wrap(from_fn(auth::require_auth))
                     .route(web::get().to(api::ws::events_socket)),
+            )
+            // Prometheus scrapes with an API token, like any other client.
+            .service(
+                web::resource("/metrics")
+                    .wrap(from_fn(auth::require_auth))
+                    .route(web::get().to(crate::metrics::metrics)),
             )
             .into_utoipa_app()
             .service(

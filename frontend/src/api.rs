@@ -222,3 +222,22 @@ pub async fn hosts() -> Result<Vec<HostResponse>, ApiError> {
 pub async fn delete_host(id: i64) -> Result<(), ApiError> {
     delete(&format!("/hosts/{id}")).await
 }
+
+pub async fn host(id: i64) -> Result<HostResponse, ApiError> {
+    get(&format!("/hosts/{id}")).await
+}
+
+pub async fn update_host(id: i64, req: &UpdateHostRequest) -> Result<HostResponse, ApiError> {
+    patch(&format!("/hosts/{id}"), req).await
+}
+
+pub async fn host_samples(id: i64) -> Result<Vec<serverware_shared::agent::HostSample>, ApiError> {
+    get(&format!("/hosts/{id}/samples")).await
+}
+
+/// Rollups of the last `hours` hours.
+pub async fn host_history(id: i64, hours: i64) -> Result<Vec<HostRollup>, ApiError> {
+    let since = chrono::Utc::now() - chrono::TimeDelta::hours(hours);
+    let since = js_sys::encode_uri_component(&since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    get(&format!("/hosts/{id}/history?since={since}")).await
+}

@@ -94,7 +94,7 @@ fn Shell() -> impl IntoView {
                     <span class="brand-name">{move || auth.site_name.get()}</span>
                 </div>
                 <nav>
-                    {nav.into_iter().map(|(href, label)| view! { <A href=href exact=true>{label}</A> }).collect_view()}
+                    {nav.into_iter().map(|(href, label)| view! { <A href=href exact=href == "/">{label}</A> }).collect_view()}
                 </nav>
             </aside>
             <div class="main">
@@ -110,6 +110,7 @@ fn Shell() -> impl IntoView {
                     <Routes fallback=|| view! { <EmptyPage title="Not found" text="There is no page at this address."/> }>
                         <Route path=path!("/") view=Dashboard/>
                         <Route path=path!("/hosts") view=crate::pages::hosts::HostsPage/>
+                        <Route path=path!("/hosts/:id") view=crate::pages::host::HostPage/>
                         <Route path=path!("/vpses") view=|| view! { <EmptyPage title="VPSes" text="No VPSes yet. VPSes run on hosts; add a host first."/> }/>
                         <Route path=path!("/templates") view=|| view! { <EmptyPage title="Templates" text="No templates yet."/> }/>
                         <Route path=path!("/tasks") view=|| view! { <EmptyPage title="Tasks" text="No tasks have run yet. Long operations such as creating or moving a VPS appear here with their progress."/> }/>

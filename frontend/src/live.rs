@@ -2,6 +2,7 @@
 //! the topics of the page in view and tells pages to refresh after a reconnect.
 
 use leptos::prelude::*;
+use serverware_shared::agent::{HostSample, HostSummary};
 use serverware_shared::api::EventResponse;
 use serverware_shared::ws::{ClientMessage, ServerMessage, Topic};
 use std::collections::{BTreeMap, VecDeque};
@@ -9,13 +10,18 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-/// A host's newest pushed state.
+/// A host's newest pushed state, and its recent CPU % for sparklines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostLive {
     pub status: String,
     pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub sample: Option<serverware_shared::agent::HostSample>,
+    pub summary: Option<HostSummary>,
+    pub cpu_history: VecDeque<f64>,
 }
+
+/// Points of a sparkline, and of a live chart on a host's page.
+pub const SPARK_POINTS: usize = 60;
+pub const LIVE_POINTS: usize = 120;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -34,8 +40,10 @@ pub struct Live {
     pub events: RwSignal<VecDeque<EventResponse>>,
     /// Bumped on every inventory change.
     pub inventory: RwSignal<u64>,
-    /// Newest status and sample per host id, as pushed.
+    /// Newest status and summary per host id, as pushed (topic `hosts`).
     pub hosts: RwSignal<std::collections::HashMap<i64, HostLive>>,
+    /// Recent full samples of the hosts whose `host:<id>` topic a page subscribed to.
+    pub samples: RwSignal<std::collections::HashMap<i64, VecDeque<HostSample>>>,
     /// Topic → how many mounted components want it.
     wanted: StoredValue<BTreeMap<Topic, usize>>,
     socket: StoredValue<Option<WebSocket>, LocalStorage>,
@@ -53,6 +61,7 @@ impl Live {
             events: RwSignal::new(VecDeque::new()),
             inventory: RwSignal::new(0),
             hosts: RwSignal::new(Default::default()),
+            samples: RwSignal::new(Default::default()),
             wanted: StoredValue::new(BTreeMap::new()),
             socket: StoredValue::new_local(None),
             enabled: StoredValue::new(false),
@@ -76,24 +85,30 @@ impl Live {
     }
 
     /// Subscribes to `topics` while the calling component is mounted.
-    pub fn subscribe_while_mounted(self, topics: &'static [Topic]) {
+    pub fn subscribe_while_mounted(self, topics: Vec<Topic>) {
         self.wanted.update_value(|w| {
-            for t in topics {
+            for t in &topics {
                 *w.entry(*t).or_default() += 1;
             }
         });
         self.send(&ClientMessage::Subscribe {
-            topics: topics.to_vec(),
+            topics: topics.clone(),
         });
         on_cleanup(move || {
             let mut gone = Vec::new();
             self.wanted.update_value(|w| {
-                for t in topics {
+                for t in &topics {
                     if let Some(n) = w.get_mut(t) {
                         *n -= 1;
                         if *n == 0 {
                             w.remove(t);
                             gone.push(*t);
+                            if let Topic::Host(id) = t {
+                                let id = *id;
+                                self.samples.update(|m| {
+                                    m.remove(&id);
+                                });
+                            }
                         }
                     }
                 }
@@ -157,17 +172,38 @@ impl Live {
                     host_id,
                     status,
                     last_seen_at,
-                    sample,
+                    summary,
                 }) => self.hosts.update(|m| {
-                    m.insert(
-                        host_id,
-                        HostLive {
-                            status,
-                            last_seen_at,
-                            sample,
-                        },
-                    );
+                    let h = m.entry(host_id).or_insert_with(|| HostLive {
+                        status: String::new(),
+                        last_seen_at: None,
+                        summary: None,
+                        cpu_history: VecDeque::new(),
+                    });
+                    let fresh = summary.is_some_and(|s| {
+                        h.summary.is_none_or(|old| old.taken_at_ms != s.taken_at_ms)
+                    });
+                    h.status = status;
+                    h.last_seen_at = last_seen_at;
+                    if let (true, Some(s)) = (fresh, summary) {
+                        h.summary = Some(s);
+                        h.cpu_history.push_back(s.cpu_pct);
+                        if h.cpu_history.len() > SPARK_POINTS {
+                            h.cpu_history.pop_front();
+                        }
+                    }
                 }),
+                Ok(ServerMessage::HostSample { host_id, sample }) => {
+                    let wanted = self
+                        .wanted
+                        .with_value(|w| w.contains_key(&Topic::Host(host_id)));
+                    if wanted {
+                        self.samples.update(|m| {
+                            let ring = m.entry(host_id).or_default();
+                            push_sample(ring, sample);
+                        });
+                    }
+                }
                 _ => {}
             }
         });
@@ -207,5 +243,20 @@ impl Live {
             }
         })
         .forget();
+    }
+}
+
+/// Appends a sample unless it is already there (a page seeds the ring from the API while
+/// samples keep arriving), keeping the newest `LIVE_POINTS` in time order.
+pub fn push_sample(ring: &mut VecDeque<HostSample>, sample: HostSample) {
+    if ring
+        .back()
+        .is_some_and(|last| last.taken_at_ms >= sample.taken_at_ms)
+    {
+        return;
+    }
+    ring.push_back(sample);
+    while ring.len() > LIVE_POINTS {
+        ring.pop_front();
     }
 }

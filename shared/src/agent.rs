@@ -149,8 +149,104 @@ pub struct InterfaceSample {
     pub tx_bytes_total: u64,
 }
 
+/// The few figures of a sample that lists, the dashboard and the one-minute rollups use.
+/// Network counts every interface but loopback; disk IO counts whole disks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostSummary {
+    pub taken_at_ms: i64,
+    pub cpus: u32,
+    /// Average busy % over all CPUs.
+    pub cpu_pct: f64,
+    pub load1: f64,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    pub memory_pct: f64,
+    pub rx_bytes_per_sec: f64,
+    pub tx_bytes_per_sec: f64,
+    pub disk_read_bytes_per_sec: f64,
+    pub disk_written_bytes_per_sec: f64,
+}
+
+impl HostSample {
+    /// Average busy % over all CPUs (0 when the host reported none).
+    pub fn cpu_pct(&self) -> f64 {
+        if self.cpus.is_empty() {
+            0.0
+        } else {
+            self.cpus.iter().map(CpuSample::busy).sum::<f64>() / self.cpus.len() as f64
+        }
+    }
+
+    pub fn summary(&self) -> HostSummary {
+        let nets = self.interfaces.iter().filter(|i| i.name != "lo");
+        HostSummary {
+            taken_at_ms: self.taken_at_ms,
+            cpus: self.cpus.len() as u32,
+            cpu_pct: self.cpu_pct(),
+            load1: self.load[0],
+            memory_used: self.memory.used,
+            memory_total: self.memory.total,
+            memory_pct: if self.memory.total == 0 {
+                0.0
+            } else {
+                self.memory.used as f64 * 100.0 / self.memory.total as f64
+            },
+            rx_bytes_per_sec: nets.clone().map(|i| i.rx_bytes_per_sec).sum(),
+            tx_bytes_per_sec: nets.map(|i| i.tx_bytes_per_sec).sum(),
+            disk_read_bytes_per_sec: self.disks.iter().map(|d| d.read_bytes_per_sec).sum(),
+            disk_written_bytes_per_sec: self.disks.iter().map(|d| d.written_bytes_per_sec).sum(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn summary_averages_cpus_and_leaves_out_loopback() {
+        let s = HostSample {
+            cpus: vec![
+                CpuSample {
+                    idle: 100.0,
+                    ..Default::default()
+                },
+                CpuSample {
+                    user: 50.0,
+                    idle: 40.0,
+                    iowait: 10.0,
+                    ..Default::default()
+                },
+            ],
+            memory: MemorySample {
+                total: 1000,
+                used: 250,
+                ..Default::default()
+            },
+            interfaces: vec![
+                InterfaceSample {
+                    name: "lo".into(),
+                    rx_bytes_per_sec: 1e9,
+                    ..Default::default()
+                },
+                InterfaceSample {
+                    name: "eth0".into(),
+                    rx_bytes_per_sec: 10.0,
+                    tx_bytes_per_sec: 5.0,
+                    ..Default::default()
+                },
+                InterfaceSample {
+                    name: "br0".into(),
+                    rx_bytes_per_sec: 1.0,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let m = s.summary();
+        assert_eq!((m.cpus, m.cpu_pct, m.memory_pct), (2, 25.0, 25.0));
+        assert_eq!((m.rx_bytes_per_sec, m.tx_bytes_per_sec), (11.0, 5.0));
+    }
+
     use super::*;
 
     #[test]

@@ -247,6 +247,8 @@ pub struct EventListResponse {
 pub struct SettingsResponse {
     /// Shown in the dashboard's title.
     pub site_name: String,
+    /// How long one-minute host rollups are kept, in days.
+    pub rollup_retention_days: u32,
 }
 
 /// `PATCH /api/v1/settings` (admin). Absent fields stay as they are.
@@ -256,6 +258,9 @@ pub struct SettingsResponse {
 pub struct UpdateSettingsRequest {
     #[serde(default)]
     pub site_name: Option<String>,
+    /// 1–3650 days.
+    #[serde(default)]
+    pub rollup_retention_days: Option<u32>,
 }
 
 /// `POST /api/v1/hosts/probe`: read a host's SSH key before adding it.
@@ -308,6 +313,66 @@ pub struct HostResponse {
     pub fingerprint: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub agent_version: Option<String>,
+    /// What the agent reported when it connected.
+    pub hostname: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    /// How often the agent samples, in milliseconds.
+    pub sample_interval_ms: u32,
+    /// VPSes placed on this host.
+    pub vps_count: i64,
     /// The newest netRES sample, when the host is connected.
     pub sample: Option<crate::agent::HostSample>,
+}
+
+/// `PATCH /api/v1/hosts/{id}`. Absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHostRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// 250–60000 ms.
+    #[serde(default)]
+    pub sample_interval_ms: Option<u32>,
+    /// After the host's key changed (status `key_mismatch`): the new key from a fresh probe,
+    /// confirmed by the operator. The controller checks the host presents it before pinning it.
+    #[serde(default)]
+    pub host_key: Option<String>,
+}
+
+/// One minute of a host's samples: average and maximum.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostRollup {
+    /// The start of the minute.
+    pub minute: DateTime<Utc>,
+    pub samples: u32,
+    pub cpu_avg: f64,
+    pub cpu_max: f64,
+    pub memory_avg: f64,
+    pub memory_max: f64,
+    pub load_avg: f64,
+    pub load_max: f64,
+    pub rx_avg: f64,
+    pub rx_max: f64,
+    pub tx_avg: f64,
+    pub tx_max: f64,
+    pub disk_read_avg: f64,
+    pub disk_read_max: f64,
+    pub disk_write_avg: f64,
+    pub disk_write_max: f64,
+}
+
+/// `GET /api/v1/hosts/{id}/history`: rollups in a time range (default: the last 24 hours).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
 }

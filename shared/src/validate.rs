@@ -314,6 +314,16 @@ pub fn number_in_range(field: &str, value: i64, min: i64, max: i64, unit: &str) 
     Ok(value)
 }
 
+/// How often an agent samples: 250 ms to 60 s.
+pub fn sample_interval_ms(field: &str, value: u32) -> Result<u32> {
+    number_in_range(field, i64::from(value), 250, 60_000, "milliseconds").map(|v| v as u32)
+}
+
+/// How long host rollups are kept: 1 day to 10 years.
+pub fn retention_days(field: &str, value: u32) -> Result<u32> {
+    number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)
+}
+
 /// Days until an API token expires: 1–3650.
 pub fn token_expiry_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, value.into(), 1, TOKEN_EXPIRY_MAX_DAYS.into(), "days").map(|_| value)

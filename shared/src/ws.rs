@@ -9,21 +9,75 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
-/// What a socket can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(rename_all = "lowercase")]
+/// What a socket can subscribe to. On the wire a topic is a string: `events`, `inventory`,
+/// `hosts` or `host:<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Topic {
     /// Every new Event (audit and system), as stored.
     Events,
     /// Objects created, changed or deleted (users, tokens, settings, hosts).
     Inventory,
-    /// Every host's status and netRES samples, as they arrive.
+    /// Every host's status and a summary of each sample (for lists and the dashboard).
     Hosts,
+    /// One host's full netRES samples, as they arrive (for its page).
+    Host(i64),
 }
 
-impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Events, Topic::Inventory, Topic::Hosts];
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topic::Events => f.write_str("events"),
+            Topic::Inventory => f.write_str("inventory"),
+            Topic::Hosts => f.write_str("hosts"),
+            Topic::Host(id) => write!(f, "host:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Topic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "events" => Ok(Topic::Events),
+            "inventory" => Ok(Topic::Inventory),
+            "hosts" => Ok(Topic::Hosts),
+            _ => s
+                .strip_prefix("host:")
+                .and_then(|id| id.parse::<i64>().ok())
+                .filter(|id| *id > 0)
+                .map(Topic::Host)
+                .ok_or_else(|| {
+                    format!("unknown topic '{s}' (events, inventory, hosts or host:<id>)")
+                }),
+        }
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Topic {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^(events|inventory|hosts|host:[1-9][0-9]*)$"))
+            .description(Some("`events`, `inventory`, `hosts` or `host:<id>`"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl ToSchema for Topic {}
+
+impl Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Sent by the browser.
@@ -75,12 +129,17 @@ pub enum ServerMessage {
     Inventory {
         change: InventoryChange,
     },
-    /// A host's status changed or it sent a sample.
+    /// A host's status changed or it sent a sample (topic `hosts`): the figures of lists.
     HostStatus {
         host_id: i64,
         status: String,
         last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
-        sample: Option<crate::agent::HostSample>,
+        summary: Option<crate::agent::HostSummary>,
+    },
+    /// One full sample of a host (topic `host:<id>`).
+    HostSample {
+        host_id: i64,
+        sample: crate::agent::HostSample,
     },
     /// A message from the client could not be understood; the socket stays open.
     Error {
@@ -95,6 +154,7 @@ impl ServerMessage {
             ServerMessage::Event { .. } => Some(Topic::Events),
             ServerMessage::Inventory { .. } => Some(Topic::Inventory),
             ServerMessage::HostStatus { .. } => Some(Topic::Hosts),
+            ServerMessage::HostSample { host_id, .. } => Some(Topic::Host(*host_id)),
             _ => None,
         }
     }
@@ -123,5 +183,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s, r#"{"type":"subscribed","topics":["inventory"]}"#);
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"subscribe","topics":["hosts","host:42"]}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Subscribe {
+                topics: vec![Topic::Hosts, Topic::Host(42)]
+            }
+        );
+        for bad in ["host:", "host:x", "host:-1", "host:0", "HOSTS"] {
+            assert!(
+                serde_json::from_str::<Topic>(&format!("\"{bad}\"")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -94,15 +94,42 @@ pub async fn list_events(
 
 const SITE_NAME: &str = "site_name";
 const DEFAULT_SITE_NAME: &str = "SERVERware";
+pub(crate) const ROLLUP_RETENTION_DAYS: &str = "rollup_retention_days";
+pub(crate) const DEFAULT_ROLLUP_RETENTION_DAYS: u32 = 30;
 
-fn read_settings(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
-    let site_name: Option<String> = settings::table
-        .find(SITE_NAME)
+fn setting(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
+    Ok(settings::table
+        .find(key)
         .select(settings::value)
         .first(conn)
-        .optional()?;
+        .optional()?)
+}
+
+fn put_setting(conn: &mut crate::db::DbConn, key: &str, value: &str) -> ApiResult<()> {
+    let t = now();
+    let exists: i64 = settings::table.find(key).count().get_result(conn)?;
+    if exists > 0 {
+        diesel::update(settings::table.find(key))
+            .set((settings::value.eq(value), settings::updated_at.eq(t)))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(settings::table)
+            .values((
+                settings::key.eq(key),
+                settings::value.eq(value),
+                settings::updated_at.eq(t),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn read_settings(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
     Ok(SettingsResponse {
-        site_name: site_name.unwrap_or_else(|| DEFAULT_SITE_NAME.to_string()),
+        site_name: setting(conn, SITE_NAME)?.unwrap_or_else(|| DEFAULT_SITE_NAME.to_string()),
+        rollup_retention_days: setting(conn, ROLLUP_RETENTION_DAYS)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_ROLLUP_RETENTION_DAYS),
     })
 }
 
@@ -133,27 +160,17 @@ pub async fn update_settings(
         .as_deref()
         .map(|s| validate::label("site_name", s))
         .transpose()?;
+    let retention = req
+        .rollup_retention_days
+        .map(|d| validate::retention_days("rollup_retention_days", d))
+        .transpose()?;
     let actor = Actor::from(&principal);
     let out = state
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
                 if let Some(name) = &site_name {
-                    let t = now();
-                    let exists: i64 = settings::table.find(SITE_NAME).count().get_result(conn)?;
-                    if exists > 0 {
-                        diesel::update(settings::table.find(SITE_NAME))
-                            .set((settings::value.eq(name), settings::updated_at.eq(t)))
-                            .execute(conn)?;
-                    } else {
-                        diesel::insert_into(settings::table)
-                            .values((
-                                settings::key.eq(SITE_NAME),
-                                settings::value.eq(name),
-                                settings::updated_at.eq(t),
-                            ))
-                            .execute(conn)?;
-                    }
+                    put_setting(conn, SITE_NAME, name)?;
                     audit::record(
                         conn,
                         &actor,
@@ -164,6 +181,20 @@ pub async fn update_settings(
                             format!("site name set to '{name}'"),
                         )
                         .details(serde_json::json!({ "site_name": name })),
+                    )?;
+                }
+                if let Some(days) = retention {
+                    put_setting(conn, ROLLUP_RETENTION_DAYS, &days.to_string())?;
+                    audit::record(
+                        conn,
+                        &actor,
+                        Change::new(
+                            "settings.update",
+                            "settings",
+                            ROLLUP_RETENTION_DAYS,
+                            format!("host history kept for {days} days"),
+                        )
+                        .details(serde_json::json!({ "rollup_retention_days": days })),
                     )?;
                 }
                 read_settings(conn)

@@ -6,10 +6,12 @@ use crate::models::now;
 use crate::schema::{hosts, vpses};
 use crate::ssh::{probe_host_key, Credentials, Session, SshError};
 use crate::state::AppState;
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
+use serverware_shared::agent::HostSample;
 use serverware_shared::api::{
-    CreateHostRequest, HostResponse, ProbeHostRequest, ProbeHostResponse,
+    CreateHostRequest, HistoryQuery, HostResponse, HostRollup, ProbeHostRequest,
+    ProbeHostResponse, UpdateHostRequest,
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
@@ -42,7 +44,7 @@ pub async fn probe_host(
     }))
 }
 
-fn response(row: &HostRow, state: &AppState) -> HostResponse {
+fn response(row: &HostRow, state: &AppState, vps_count: i64) -> HostResponse {
     let view = state.hosts.view(row.id).unwrap_or_default();
     HostResponse {
         id: row.id,
@@ -57,9 +59,29 @@ fn response(row: &HostRow, state: &AppState) -> HostResponse {
         fingerprint: row.host_key_fingerprint.clone(),
         last_seen_at: view.last_seen.or(row.last_seen_at.map(|t| t.and_utc())),
         agent_version: view.agent_version.or(row.agent_version.clone()),
+        hostname: view.hostname,
+        kernel: view.kernel,
+        cpu_model: view.cpu_model,
+        sample_interval_ms: row.sample_interval_ms.max(0) as u32,
+        vps_count,
         sample: view.latest,
     }
 }
+
+fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<(HostRow, i64)> {
+    let row = hosts::table
+        .find(id)
+        .select(HostRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| ApiError::NotFound(format!("no host with id {id}")))?;
+    let n = vpses::table
+        .filter(vpses::host_id.eq(id))
+        .count()
+        .get_result(c)?;
+    Ok((row, n))
+}
+
 
 /// Add a host: log in once with the given password or key on the confirmed host key, install the
 /// controller's key and the agent, then keep a connection. Nothing is stored if a step fails.
@@ -173,6 +195,7 @@ pub async fn create_host(
                         hosts::host_key_fingerprint.eq(&fingerprint),
                         hosts::host_key.eq(&req.host_key),
                         hosts::status.eq("connecting"),
+                        hosts::heartbeat_timeout_ms.eq(3000),
                         hosts::created_at.eq(t),
                         hosts::updated_at.eq(t),
                     ))
@@ -189,7 +212,7 @@ pub async fn create_host(
         })
         .await?;
     state.hosts.spawn(row.clone());
-    Ok(HttpResponse::Created().json(response(&row, &state)))
+    Ok(HttpResponse::Created().json(response(&row, &state, 0)))
 }
 
 /// List hosts with their status and newest sample.
@@ -200,17 +223,28 @@ pub async fn list_hosts(
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<HostResponse>>> {
     principal.require(Role::Viewer)?;
-    let rows: Vec<HostRow> = state
+    let (rows, counts) = state
         .db
         .run(|c| {
-            Ok(hosts::table
+            let rows: Vec<HostRow> = hosts::table
                 .order(hosts::name)
                 .select(HostRow::as_select())
-                .load(c)?)
+                .load(c)?;
+            let counts: Vec<(Option<i64>, i64)> = vpses::table
+                .group_by(vpses::host_id)
+                .select((vpses::host_id, diesel::dsl::count_star()))
+                .load(c)?;
+            Ok((rows, counts))
         })
         .await?;
+    let counts: std::collections::HashMap<i64, i64> = counts
+        .into_iter()
+        .filter_map(|(h, n)| h.map(|h| (h, n)))
+        .collect();
     Ok(web::Json(
-        rows.iter().map(|r| response(r, &state)).collect(),
+        rows.iter()
+            .map(|r| response(r, &state, counts.get(&r.id).copied().unwrap_or(0)))
+            .collect(),
     ))
 }
 
@@ -224,18 +258,210 @@ pub async fn get_host(
 ) -> ApiResult<web::Json<HostResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
-    let row: HostRow = state
+    let (row, n) = state.db.run(move |c| load_host(c, id)).await?;
+    Ok(web::Json(response(&row, &state, n)))
+}
+
+/// Edit a host: name, description, sampling interval; or pin its new key after it changed.
+#[utoipa::path(tag = "hosts", params(("id" = i64, Path)), request_body = UpdateHostRequest, responses(
+    (status = 200, body = HostResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/hosts/{id}")]
+pub async fn update_host(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: web::Json<UpdateHostRequest>,
+) -> ApiResult<web::Json<HostResponse>> {
+    principal.require(Role::Operator)?;
+    let id = id.into_inner();
+    let req = body.into_inner();
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| validate::resource_name("name", n))
+        .transpose()?;
+    let description = req
+        .description
+        .as_deref()
+        .map(|d| validate::description("description", d))
+        .transpose()?;
+    let interval = req
+        .sample_interval_ms
+        .map(|v| validate::sample_interval_ms("sample_interval_ms", v))
+        .transpose()?;
+    let (current, _) = state.db.run(move |c| load_host(c, id)).await?;
+    // A new key is pinned only if the host presents exactly the key the operator confirmed.
+    let new_key = match req.host_key.as_deref().map(str::trim) {
+        None => None,
+        Some(k) => {
+            let confirmed = russh::keys::PublicKey::from_openssh(k)
+                .map_err(|_| ApiError::invalid("host_key", "not an OpenSSH public key"))?;
+            let presented = probe_host_key(&current.address, current.ssh_port as u16)
+                .await
+                .map_err(ssh_error)?;
+            let fp = confirmed
+                .fingerprint(russh::keys::HashAlg::Sha256)
+                .to_string();
+            if presented.fingerprint != fp {
+                return Err(ApiError::conflict(
+                    Some("host_key"),
+                    format!(
+                        "the host presents {}, not the key you confirmed ({fp}); probe it again",
+                        presented.fingerprint
+                    ),
+                ));
+            }
+            Some((presented.openssh, fp))
+        }
+    };
+    let actor = Actor::from(&principal);
+    let (name2, desc2, key2) = (name.clone(), description.clone(), new_key.clone());
+    let (row, n) = state
         .db
         .run(move |c| {
-            hosts::table
-                .find(id)
-                .select(HostRow::as_select())
-                .first(c)
-                .optional()?
-                .ok_or_else(|| ApiError::NotFound(format!("no host with id {id}")))
+            c.transaction(|c| {
+                let (old, _) = load_host(c, id)?;
+                let mut what = Vec::new();
+                if let Some(n) = &name2 {
+                    if *n != old.name {
+                        let taken: i64 = hosts::table
+                            .filter(hosts::name.eq(n))
+                            .filter(hosts::id.ne(id))
+                            .count()
+                            .get_result(c)?;
+                        if taken > 0 {
+                            return Err(ApiError::conflict(
+                                Some("name"),
+                                format!("a host named '{n}' exists"),
+                            ));
+                        }
+                        diesel::update(hosts::table.find(id))
+                            .set(hosts::name.eq(n))
+                            .execute(c)?;
+                        what.push(format!("renamed to {n}"));
+                    }
+                }
+                if let Some(d) = &desc2 {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::description.eq(d))
+                        .execute(c)?;
+                    what.push("description changed".to_string());
+                }
+                if let Some(ms) = interval {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::sample_interval_ms.eq(ms as i32))
+                        .execute(c)?;
+                    what.push(format!("samples every {ms} ms"));
+                }
+                if let Some((key, fp)) = &key2 {
+                    diesel::update(hosts::table.find(id))
+                        .set((
+                            hosts::host_key.eq(key),
+                            hosts::host_key_fingerprint.eq(fp),
+                        ))
+                        .execute(c)?;
+                    what.push(format!(
+                        "host key {} replaced by {fp}",
+                        old.host_key_fingerprint.as_deref().unwrap_or("(none)")
+                    ));
+                }
+                diesel::update(hosts::table.find(id))
+                    .set(hosts::updated_at.eq(now()))
+                    .execute(c)?;
+                if !what.is_empty() {
+                    audit::record(
+                        c,
+                        &actor,
+                        Change::new(
+                            if key2.is_some() { "host.rekey" } else { "host.update" },
+                            "host",
+                            id,
+                            format!("host {}: {}", old.name, what.join(", ")),
+                        )
+                        .details(serde_json::json!({
+                            "name": name2, "description": desc2, "sample_interval_ms": interval,
+                            "fingerprint": key2.as_ref().map(|k| &k.1),
+                        })),
+                    )?;
+                }
+                load_host(c, id)
+            })
         })
         .await?;
-    Ok(web::Json(response(&row, &state)))
+    if new_key.is_some() {
+        // Reconnect on the newly pinned key.
+        state.hosts.spawn(row.clone());
+    } else if let Some(ms) = interval {
+        state.hosts.set_interval(id, ms);
+    }
+    Ok(web::Json(response(&row, &state, n)))
+}
+
+/// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.
+#[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = Vec<HostSample>), (status = 404, body = ErrorBody)))]
+#[get("/hosts/{id}/samples")]
+pub async fn host_samples(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Vec<HostSample>>> {
+    principal.require(Role::Viewer)?;
+    let id = id.into_inner();
+    state.db.run(move |c| load_host(c, id)).await?;
+    Ok(web::Json(state.hosts.recent(id)))
+}
+
+/// One-minute rollups of a host (average and maximum), oldest first; the minute in progress last.
+#[utoipa::path(tag = "hosts", params(("id" = i64, Path), HistoryQuery), responses(
+    (status = 200, body = Vec<HostRollup>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[get("/hosts/{id}/history")]
+pub async fn host_history(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    query: web::Query<HistoryQuery>,
+) -> ApiResult<web::Json<Vec<HostRollup>>> {
+    principal.require(Role::Viewer)?;
+    let id = id.into_inner();
+    let until = query.until.unwrap_or_else(chrono::Utc::now);
+    let since = query
+        .since
+        .unwrap_or(until - chrono::TimeDelta::hours(24));
+    if since >= until {
+        return Err(ApiError::invalid("since", "must be before until"));
+    }
+    if until - since > chrono::TimeDelta::days(366) {
+        return Err(ApiError::invalid("since", "ask for at most 366 days at a time"));
+    }
+    let mut out: Vec<HostRollup> = state
+        .db
+        .run(move |c| {
+            use crate::schema::host_rollups as r;
+            load_host(c, id)?;
+            let rows: Vec<crate::hosts::RollupRow> = r::table
+                .filter(r::host_id.eq(id))
+                .filter(r::minute.ge(since.naive_utc()))
+                .filter(r::minute.lt(until.naive_utc()))
+                .order(r::minute)
+                .select(crate::hosts::RollupRow::as_select())
+                .load(c)?;
+            Ok(rows.iter().map(|r| r.to_rollup()).collect())
+        })
+        .await?;
+    if let Some(cur) = state.hosts.current_rollup(id) {
+        if cur.minute >= since && cur.minute < until {
+            match out.last_mut() {
+                Some(last) if last.minute == cur.minute => {
+                    let mut b = crate::hosts::Bucket::from_rollup(&cur);
+                    b.merge(&crate::hosts::Bucket::from_rollup(last));
+                    *last = b.to_rollup();
+                }
+                _ => out.push(cur),
+            }
+        }
+    }
+    Ok(web::Json(out))
 }
 
 /// Remove a host that runs no VPS; the controller disconnects from it.

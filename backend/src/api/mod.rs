@@ -2,7 +2,7 @@
 //! document at `/api/v1/openapi.json` lists exactly the routes that exist.
 
 mod auth;
-mod events;
+pub(crate) mod events;
 mod hosts;
 mod tokens;
 mod users;
@@ -42,6 +42,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hosts::create_host)
         .service(hosts::list_hosts)
         .service(hosts::get_host)
+        .service(hosts::update_host)
+        .service(hosts::host_samples)
+        .service(hosts::host_history)
         .service(hosts::delete_host);
 }
 

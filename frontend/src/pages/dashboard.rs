@@ -1,5 +1,9 @@
 use crate::api;
-use crate::live::Live;
+use crate::charts::{fmt_bytes, fmt_rate, Sparkline};
+use crate::live::{Live, SPARK_POINTS};
+use leptos_router::components::A;
+use serverware_shared::agent::HostSummary;
+use serverware_shared::api::HostResponse;
 use crate::widgets::ago;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -9,11 +13,10 @@ use serverware_shared::ws::Topic;
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let live = expect_context::<Live>();
-    live.subscribe_while_mounted(&[Topic::Events]);
+    live.subscribe_while_mounted(vec![Topic::Events, Topic::Hosts, Topic::Inventory]);
     let recent = RwSignal::new(Vec::<EventResponse>::new());
     let users = RwSignal::new(None::<usize>);
-    // (hosts, online)
-    let hosts = RwSignal::new(None::<(usize, usize)>);
+    let hosts = RwSignal::new(None::<Vec<HostResponse>>);
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
@@ -25,10 +28,7 @@ pub fn Dashboard() -> impl IntoView {
                 users.set(Some(u.len()));
             }
             if let Ok(h) = api::hosts().await {
-                hosts.set(Some((
-                    h.len(),
-                    h.iter().filter(|h| h.status == "online").count(),
-                )));
+                hosts.set(Some(h));
             }
         });
     });
@@ -44,19 +44,102 @@ pub fn Dashboard() -> impl IntoView {
         v.truncate(8);
         v
     };
+    // Each host's status and newest summary: pushed if anything was pushed, else as loaded.
+    let current = Signal::derive(move || {
+        let pushed = live.hosts.get();
+        hosts
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| {
+                let p = pushed.get(&h.id);
+                let status = p
+                    .map(|p| p.status.clone())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(h.status.clone());
+                let summary: Option<HostSummary> = p
+                    .and_then(|p| p.summary)
+                    .or_else(|| h.sample.as_ref().map(|s| s.summary()));
+                (h, status, summary)
+            })
+            .collect::<Vec<_>>()
+    });
+    let totals = move || {
+        current.with(|c| {
+            let online: Vec<HostSummary> = c
+                .iter()
+                .filter(|(_, st, _)| st == "online")
+                .filter_map(|(_, _, s)| *s)
+                .collect();
+            let cpus: u32 = online.iter().map(|s| s.cpus).sum();
+            let busy = if cpus == 0 {
+                0.0
+            } else {
+                online.iter().map(|s| s.cpu_pct * f64::from(s.cpus)).sum::<f64>() / f64::from(cpus)
+            };
+            let used: u64 = online.iter().map(|s| s.memory_used).sum();
+            let total: u64 = online.iter().map(|s| s.memory_total).sum();
+            let rx: f64 = online.iter().map(|s| s.rx_bytes_per_sec).sum();
+            let tx: f64 = online.iter().map(|s| s.tx_bytes_per_sec).sum();
+            (cpus, busy, used, total, rx, tx)
+        })
+    };
     view! {
         <h1>"Dashboard"</h1>
         <div class="cards">
-            <div class="card stat"><div class="stat-label">"Hosts"</div>
+            <div class="card stat" data-test="total-hosts"><div class="stat-label">"Hosts"</div>
                 {move || match hosts.get() {
                     None => view! { <div class="stat-value">"…"</div> }.into_any(),
-                    Some((0, _)) => view! { <div class="stat-empty">"None added yet"</div> }.into_any(),
-                    Some((n, up)) => view! { <div class="stat-value">{n.to_string()}</div><div class="muted">{format!("{up} online")}</div> }.into_any(),
+                    Some(h) if h.is_empty() => view! { <div class="stat-empty">"None added yet"</div> }.into_any(),
+                    Some(h) => {
+                        let up = current.with(|c| c.iter().filter(|(_, s, _)| s == "online").count());
+                        view! { <div class="stat-value">{h.len().to_string()}</div><div class="muted">{format!("{up} online")}</div> }.into_any()
+                    }
                 }}
+            </div>
+            <div class="card stat" data-test="total-cpu"><div class="stat-label">"CPU"</div>
+                <div class="stat-value">{move || format!("{:.0} %", totals().1)}</div>
+                <div class="muted">{move || format!("of {} CPUs online", totals().0)}</div>
+            </div>
+            <div class="card stat" data-test="total-memory"><div class="stat-label">"Memory"</div>
+                <div class="stat-value">{move || { let t = totals(); if t.3 == 0 { "–".to_string() } else { format!("{:.0} %", t.2 as f64 * 100.0 / t.3 as f64) } }}</div>
+                <div class="muted">{move || { let t = totals(); format!("{} of {}", fmt_bytes(t.2 as f64), fmt_bytes(t.3 as f64)) }}</div>
+            </div>
+            <div class="card stat" data-test="total-network"><div class="stat-label">"Network"</div>
+                <div class="stat-value small">{move || fmt_rate(totals().4)}</div>
+                <div class="muted">{move || format!("in · {} out", fmt_rate(totals().5))}</div>
             </div>
             <div class="card stat"><div class="stat-label">"VPSes"</div><div class="stat-empty">"None yet"</div></div>
             <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>
         </div>
+        <Show when=move || current.with(|c| !c.is_empty())>
+            <section class="card">
+                <h2>"Hosts"</h2>
+                <table class="grid" data-test="host-sparks">
+                    <thead><tr><th>"Host"</th><th>"Status"</th><th>"CPU, last minute"</th><th>"CPU"</th><th>"Memory"</th></tr></thead>
+                    <tbody>
+                        <For each=move || current.get() key=|(h, _, _)| (h.id, h.name.clone()) let:row>
+                            {
+                                let id = row.0.id;
+                                let label = row.0.name.clone();
+                                let status = move || live.hosts.with(|m| m.get(&id).map(|h| h.status.clone())).filter(|s| !s.is_empty()).unwrap_or(row.1.clone());
+                                let summary = move || live.hosts.with(|m| m.get(&id).and_then(|h| h.summary));
+                                let spark = Signal::derive(move || live.hosts.with(|m| m.get(&id).map(|h| h.cpu_history.iter().copied().collect()).unwrap_or_default()));
+                                view! {
+                                    <tr data-host=row.0.name.clone()>
+                                        <td><A href=format!("/hosts/{id}")>{label}</A></td>
+                                        <td><span class=move || format!("badge {}", status())>{status.clone()}</span></td>
+                                        <td class="spark-cell"><Sparkline values=spark slots=SPARK_POINTS max=100.0/></td>
+                                        <td>{move || summary().map(|s| format!("{:.0} %", s.cpu_pct)).unwrap_or("–".into())}</td>
+                                        <td>{move || summary().map(|s| format!("{:.0} %", s.memory_pct)).unwrap_or("–".into())}</td>
+                                    </tr>
+                                }
+                            }
+                        </For>
+                    </tbody>
+                </table>
+            </section>
+        </Show>
         <section class="card">
             <h2>"Recent events"</h2>
             <ul class="timeline">

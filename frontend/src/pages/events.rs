@@ -10,7 +10,7 @@ use serverware_shared::ws::Topic;
 #[component]
 pub fn EventsPage() -> impl IntoView {
     let live = expect_context::<Live>();
-    live.subscribe_while_mounted(&[Topic::Events]);
+    live.subscribe_while_mounted(vec![Topic::Events]);
     let loaded = RwSignal::new(Vec::<EventResponse>::new());
     let error = RwSignal::new(None::<String>);
     let kind = RwSignal::new(String::new());

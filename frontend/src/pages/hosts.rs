@@ -4,37 +4,31 @@ use crate::app::Auth;
 use crate::live::Live;
 use crate::widgets::{ago, FieldError};
 use leptos::prelude::*;
+use leptos_router::components::A;
+use serverware_shared::agent::HostSummary;
 use leptos::task::spawn_local;
 use serverware_shared::api::*;
 use serverware_shared::ws::Topic;
 use serverware_shared::{validate, Role};
 
-fn pct(used: u64, total: u64) -> String {
-    if total == 0 {
-        "–".into()
-    } else {
-        format!("{:.0} %", used as f64 * 100.0 / total as f64)
-    }
+/// A row of the list: what was loaded, updated by what is pushed.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    host: HostResponse,
+    status: String,
+    last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    summary: Option<HostSummary>,
 }
 
-fn cpu_busy(h: &HostResponse) -> String {
-    h.sample
-        .as_ref()
-        .filter(|s| !s.cpus.is_empty())
-        .map(|s| {
-            format!(
-                "{:.0} %",
-                s.cpus.iter().map(|c| c.busy()).sum::<f64>() / s.cpus.len() as f64
-            )
-        })
-        .unwrap_or_else(|| "–".into())
+fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "–".into())
 }
 
 #[component]
 pub fn HostsPage() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let live = expect_context::<Live>();
-    live.subscribe_while_mounted(&[Topic::Hosts, Topic::Inventory]);
+    live.subscribe_while_mounted(vec![Topic::Hosts, Topic::Inventory]);
     let loaded = RwSignal::new(Vec::<HostResponse>::new());
     let load = move || {
         spawn_local(async move {
@@ -43,8 +37,8 @@ pub fn HostsPage() -> impl IntoView {
             }
         })
     };
-    // The list reloads when hosts are added or removed and after a reconnect; status and figures
-    // arrive pushed over the live socket.
+    // The list reloads when hosts are added, changed or removed and after a reconnect; status and
+    // figures arrive pushed over the live socket.
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
@@ -55,15 +49,23 @@ pub fn HostsPage() -> impl IntoView {
         loaded
             .get()
             .into_iter()
-            .map(|mut h| {
-                if let Some(p) = pushed.get(&h.id) {
-                    h.status = p.status.clone();
-                    h.last_seen_at = p.last_seen_at.or(h.last_seen_at);
-                    if p.sample.is_some() {
-                        h.sample = p.sample.clone();
+            .map(|h| {
+                let mut r = Row {
+                    status: h.status.clone(),
+                    last_seen_at: h.last_seen_at,
+                    summary: h.sample.as_ref().map(|s| s.summary()),
+                    host: h,
+                };
+                if let Some(p) = pushed.get(&r.host.id) {
+                    if !p.status.is_empty() {
+                        r.status = p.status.clone();
+                    }
+                    r.last_seen_at = p.last_seen_at.or(r.last_seen_at);
+                    if p.summary.is_some() {
+                        r.summary = p.summary;
                     }
                 }
-                h
+                r
             })
             .collect::<Vec<_>>()
     });
@@ -76,25 +78,28 @@ pub fn HostsPage() -> impl IntoView {
         <Show when=can_edit><AddHost on_added=Callback::new(move |_| load())/></Show>
         <section class="card">
             <table class="grid" data-test="hosts">
-                <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"Last seen"</th><th></th></tr></thead>
+                <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"VPSes"</th><th>"Last seen"</th><th></th></tr></thead>
                 <tbody>
-                    <For each=move || list.get() key=|h| (h.id, h.status.clone(), h.sample.as_ref().map(|s| s.taken_at_ms)) let:h>
+                    <For each=move || list.get() key=|r| (r.host.id, r.host.name.clone(), r.host.description.clone(), r.host.vps_count, r.status.clone(), r.summary.map(|s| s.taken_at_ms)) let:r>
                         {
-                            let id = h.id;
-                            let name = h.name.clone();
+                            let id = r.host.id;
+                            let name = r.host.name.clone();
                             let remove = move |_| {
                                 let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Remove host {name}? The controller disconnects from it.")).ok()).unwrap_or(false);
                                 if ok { spawn_local(async move { let _ = api::delete_host(id).await; load(); }); }
                             };
+                            let s = r.summary;
+                            let label = r.host.name.clone();
                             view! {
-                                <tr data-host=h.name.clone()>
-                                    <td><strong>{h.name.clone()}</strong><div class="muted">{h.description.clone()}</div></td>
-                                    <td><code>{h.address.clone()}</code></td>
-                                    <td><span class=format!("badge {}", h.status)>{h.status.clone()}</span></td>
-                                    <td>{h.sample.as_ref().map(|s| format!("{:.2}", s.load[0])).unwrap_or("–".into())}</td>
-                                    <td>{cpu_busy(&h)}</td>
-                                    <td>{h.sample.as_ref().map(|s| pct(s.memory.used, s.memory.total)).unwrap_or("–".into())}</td>
-                                    <td>{h.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td>
+                                <tr data-host=r.host.name.clone()>
+                                    <td><A href=format!("/hosts/{id}")><strong>{label}</strong></A><div class="muted">{r.host.description.clone()}</div></td>
+                                    <td><code>{r.host.address.clone()}</code></td>
+                                    <td><span class=format!("badge {}", r.status)>{r.status.clone()}</span></td>
+                                    <td>{or_dash(s.map(|s| format!("{:.2}", s.load1)))}</td>
+                                    <td>{or_dash(s.map(|s| format!("{:.0} %", s.cpu_pct)))}</td>
+                                    <td>{or_dash(s.filter(|s| s.memory_total > 0).map(|s| format!("{:.0} %", s.memory_pct)))}</td>
+                                    <td>{r.host.vps_count}</td>
+                                    <td>{r.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td>
                                     <td><Show when=can_edit><button class="ghost danger" on:click=remove.clone()>"Remove"</button></Show></td>
                                 </tr>
                             }

@@ -1,5 +1,6 @@
 pub mod dashboard;
 pub mod events;
+pub mod host;
 pub mod hosts;
 pub mod login;
 pub mod settings;

@@ -13,7 +13,7 @@ use serverware_shared::{validate, Role};
 pub fn SettingsPage() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let live = expect_context::<Live>();
-    live.subscribe_while_mounted(&[Topic::Inventory]);
+    live.subscribe_while_mounted(vec![Topic::Inventory]);
     view! {
         <h1>"Settings"</h1>
         <Tokens/>
@@ -335,8 +335,14 @@ fn Users() -> impl IntoView {
 fn Site() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let name = RwSignal::new(auth.site_name.get_untracked());
+    let retention = RwSignal::new(String::new());
     let errors = FormErrors::new();
     let saved = RwSignal::new(false);
+    spawn_local(async move {
+        if let Ok(s) = api::settings().await {
+            retention.set(s.rollup_retention_days.to_string());
+        }
+    });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         errors.clear();
@@ -345,10 +351,30 @@ fn Site() -> impl IntoView {
             Ok(n) => n,
             Err(e) => return errors.set(e.into()),
         };
+        let days = match retention.get_untracked().trim().parse::<u32>() {
+            Ok(d) => match validate::retention_days("rollup_retention_days", d) {
+                Ok(d) => d,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new(
+                        "rollup_retention_days",
+                        "must be a whole number of days",
+                    )
+                    .into(),
+                )
+            }
+        };
+        let req = UpdateSettingsRequest {
+            site_name: Some(n),
+            rollup_retention_days: Some(days),
+        };
         spawn_local(async move {
-            match api::update_settings(&UpdateSettingsRequest { site_name: Some(n) }).await {
+            match api::update_settings(&req).await {
                 Ok(s) => {
                     auth.site_name.set(s.site_name);
+                    retention.set(s.rollup_retention_days.to_string());
                     saved.set(true);
                 }
                 Err(e) => errors.set(e),
@@ -361,6 +387,8 @@ fn Site() -> impl IntoView {
             <form class="inline" on:submit=submit>
                 <label>"Site name"<input name="site-name" bind:value=name/>
                     <FieldError message=errors.get("site_name")/></label>
+                <label>"Keep host history (days)"<input name="rollup-retention" inputmode="numeric" bind:value=retention/>
+                    <FieldError message=errors.get("rollup_retention_days")/></label>
                 <button type="submit" class="primary">"Save"</button>
             </form>
             <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
