@@ -226,7 +226,11 @@ impl RollupRow {
 }
 
 /// Stores a finished (or interrupted) minute, merged with what is stored for it already.
-fn store_bucket(c: &mut crate::db::DbConn, host_id: i64, b: &Bucket) -> crate::error::ApiResult<()> {
+fn store_bucket(
+    c: &mut crate::db::DbConn,
+    host_id: i64,
+    b: &Bucket,
+) -> crate::error::ApiResult<()> {
     use crate::schema::host_rollups as r;
     c.transaction(|c| {
         let mut b = b.clone();
@@ -342,7 +346,11 @@ impl HostManager {
                 ..Default::default()
             }),
             // A reconnect (after an edit) keeps the live history.
-            ring: Mutex::new(old.as_ref().map(|o| lock(&o.ring).clone()).unwrap_or_default()),
+            ring: Mutex::new(
+                old.as_ref()
+                    .map(|o| lock(&o.ring).clone())
+                    .unwrap_or_default(),
+            ),
             bucket: Mutex::new(old.as_ref().and_then(|o| lock(&o.bucket).take())),
             stop,
             interval,

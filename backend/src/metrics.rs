@@ -56,7 +56,11 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
     let mut o = Out {
         text: String::with_capacity(8192),
     };
-    o.family("serverware_hosts", "gauge", "Hosts known to the controller.");
+    o.family(
+        "serverware_hosts",
+        "gauge",
+        "Hosts known to the controller.",
+    );
     o.sample("serverware_hosts", &[], hosts.len() as f64);
     o.family(
         "serverware_websocket_clients",
@@ -69,7 +73,11 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         "counter",
         "Live-socket clients dropped because they stopped reading.",
     );
-    o.sample("serverware_websocket_dropped_slow_total", &[], ws_dropped as f64);
+    o.sample(
+        "serverware_websocket_dropped_slow_total",
+        &[],
+        ws_dropped as f64,
+    );
 
     o.family(
         "serverware_host_up",
@@ -198,7 +206,10 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
     }
     for (metric, help) in [
         ("serverware_host_filesystem_size_bytes", "Filesystem size."),
-        ("serverware_host_filesystem_used_bytes", "Filesystem space used."),
+        (
+            "serverware_host_filesystem_used_bytes",
+            "Filesystem space used.",
+        ),
         (
             "serverware_host_filesystem_avail_bytes",
             "Filesystem space available to unprivileged users.",
@@ -226,8 +237,16 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         }
     }
     for (metric, kind, help) in [
-        ("serverware_host_disk_read_bytes_total", "counter", "Bytes read from the disk."),
-        ("serverware_host_disk_written_bytes_total", "counter", "Bytes written to the disk."),
+        (
+            "serverware_host_disk_read_bytes_total",
+            "counter",
+            "Bytes read from the disk.",
+        ),
+        (
+            "serverware_host_disk_written_bytes_total",
+            "counter",
+            "Bytes written to the disk.",
+        ),
         (
             "serverware_host_disk_transfers_per_second",
             "gauge",
@@ -247,8 +266,14 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         }
     }
     for (metric, help) in [
-        ("serverware_host_network_receive_bytes_total", "Bytes received."),
-        ("serverware_host_network_transmit_bytes_total", "Bytes sent."),
+        (
+            "serverware_host_network_receive_bytes_total",
+            "Bytes received.",
+        ),
+        (
+            "serverware_host_network_transmit_bytes_total",
+            "Bytes sent.",
+        ),
     ] {
         o.family(metric, "counter", help);
         for (h, s) in &with_sample {
@@ -284,9 +309,11 @@ pub async fn metrics(state: web::Data<AppState>, principal: Principal) -> ApiRes
             (id, name, v)
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .body(render(&hosts, state.hub.client_count(), state.hub.dropped_slow())))
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(
+        &hosts,
+        state.hub.client_count(),
+        state.hub.dropped_slow(),
+    )))
 }
 
 #[cfg(test)]

@@ -156,7 +156,16 @@ diesel::joinable!(vpses -> templates (template_id));
 diesel::joinable!(task_logs -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    users, sessions, api_tokens, settings, hosts, templates, vpses, tasks, task_logs, events,
+    users,
+    sessions,
+    api_tokens,
+    settings,
+    hosts,
+    templates,
+    vpses,
+    tasks,
+    task_logs,
+    events,
     host_rollups,
 );
 

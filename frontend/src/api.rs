@@ -238,6 +238,7 @@ pub async fn host_samples(id: i64) -> Result<Vec<serverware_shared::agent::HostS
 /// Rollups of the last `hours` hours.
 pub async fn host_history(id: i64, hours: i64) -> Result<Vec<HostRollup>, ApiError> {
     let since = chrono::Utc::now() - chrono::TimeDelta::hours(hours);
-    let since = js_sys::encode_uri_component(&since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let since =
+        js_sys::encode_uri_component(&since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     get(&format!("/hosts/{id}/history?since={since}")).await
 }

@@ -444,6 +444,31 @@ impl Cluster {
         self.save_state()
     }
 
+    /// Gives host `i` a new SSH host key, as a reinstall would: it is powered off, its key is
+    /// replaced and it boots again.
+    pub fn replace_host_key(&mut self, i: usize) -> Result<()> {
+        self.power_off(i)?;
+        let h = &self.hosts[i];
+        let key = h.dir.join("ssh_host_ed25519_key");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &h.name,
+                "-f",
+                &key.to_string_lossy(),
+            ],
+        )?;
+        self.boot(i)
+    }
+
     /// Cuts only host `i`'s link: its processes keep running but nothing reaches it.
     pub fn cut_link(&self, i: usize) -> Result<()> {
         run("ip", &["link", "set", &self.hosts[i].veth_root, "down"])

@@ -201,5 +201,9 @@ pub async fn update_settings(
             })
         })
         .await?;
+    if retention.is_some() {
+        // A shorter retention applies at once.
+        crate::hosts::prune_rollups(&state.db).await?;
+    }
     Ok(web::Json(out))
 }

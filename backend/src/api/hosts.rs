@@ -10,8 +10,8 @@ use actix_web::{delete, get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::{
-    CreateHostRequest, HistoryQuery, HostResponse, HostRollup, ProbeHostRequest,
-    ProbeHostResponse, UpdateHostRequest,
+    CreateHostRequest, HistoryQuery, HostResponse, HostRollup, ProbeHostRequest, ProbeHostResponse,
+    UpdateHostRequest,
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
@@ -81,7 +81,6 @@ fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<(HostRow, i64)> {
         .get_result(c)?;
     Ok((row, n))
 }
-
 
 /// Add a host: log in once with the given password or key on the confirmed host key, install the
 /// controller's key and the agent, then keep a connection. Nothing is stored if a step fails.
@@ -356,10 +355,7 @@ pub async fn update_host(
                 }
                 if let Some((key, fp)) = &key2 {
                     diesel::update(hosts::table.find(id))
-                        .set((
-                            hosts::host_key.eq(key),
-                            hosts::host_key_fingerprint.eq(fp),
-                        ))
+                        .set((hosts::host_key.eq(key), hosts::host_key_fingerprint.eq(fp)))
                         .execute(c)?;
                     what.push(format!(
                         "host key {} replaced by {fp}",
@@ -374,7 +370,11 @@ pub async fn update_host(
                         c,
                         &actor,
                         Change::new(
-                            if key2.is_some() { "host.rekey" } else { "host.update" },
+                            if key2.is_some() {
+                                "host.rekey"
+                            } else {
+                                "host.update"
+                            },
                             "host",
                             id,
                             format!("host {}: {}", old.name, what.join(", ")),
@@ -425,14 +425,15 @@ pub async fn host_history(
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let until = query.until.unwrap_or_else(chrono::Utc::now);
-    let since = query
-        .since
-        .unwrap_or(until - chrono::TimeDelta::hours(24));
+    let since = query.since.unwrap_or(until - chrono::TimeDelta::hours(24));
     if since >= until {
         return Err(ApiError::invalid("since", "must be before until"));
     }
     if until - since > chrono::TimeDelta::days(366) {
-        return Err(ApiError::invalid("since", "ask for at most 366 days at a time"));
+        return Err(ApiError::invalid(
+            "since",
+            "ask for at most 366 days at a time",
+        ));
     }
     let mut out: Vec<HostRollup> = state
         .db

@@ -143,7 +143,8 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
             cluster.hosts[i].disk_mib * 1024 * 1024
         );
     }
-    // Browsers subscribed to hosts get each sample pushed, with the host's own figures.
+    // The socket's `hosts` topic carries every host's status and summary, never full samples;
+    // `host:<id>` carries that one host's full samples.
     let cookie = t.session_cookie("admin", ADMIN_PW).await;
     let mut sock = crate::ws::connect(&t, Some(&cookie)).await.unwrap();
     assert_eq!(crate::ws::next_json(&mut sock).await["type"], "hello");
@@ -155,22 +156,232 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
     while seen.len() < 2 {
         let m = crate::ws::next_json(&mut sock).await;
         assert_eq!(m["type"], "host_status", "{m}");
-        let id = m["host_id"].as_i64().unwrap();
-        let i = ids.iter().position(|x| *x == id).expect("a known host");
-        let srv = m["sample"]["filesystems"]
+        assert!(m["summary"]["cpu_pct"].is_number(), "{m}");
+        seen.insert(m["host_id"].as_i64().unwrap());
+    }
+    let topic = format!("host:{}", ids[0]);
+    assert_eq!(
+        crate::ws::subscribe(&mut sock, &[&topic]).await["topics"],
+        json!(["hosts", topic])
+    );
+    let mut full = Vec::new();
+    while full.len() < 3 {
+        let m = crate::ws::next_json(&mut sock).await;
+        match m["type"].as_str().unwrap() {
+            "host_status" => {}
+            "host_sample" => {
+                assert_eq!(m["host_id"], ids[0], "only the subscribed host: {m}");
+                let srv = m["sample"]["filesystems"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["mount_point"] == "/srv")
+                    .cloned()
+                    .unwrap();
+                assert_eq!(
+                    srv["size_bytes"].as_u64().unwrap(),
+                    cluster.hosts[0].disk_mib * 1024 * 1024
+                );
+                full.push(m["sample"]["taken_at_ms"].as_i64().unwrap());
+            }
+            other => panic!("unexpected {other}: {m}"),
+        }
+    }
+    assert!(full.windows(2).all(|w| w[0] < w[1]), "{full:?}");
+    drop(sock);
+
+    // Interface counters are the host's own: known traffic sent from here to host A shows in
+    // A's eth0 as its namespace counts it, and not in B's.
+    let eth0_rx = |h: &Value| {
+        h["sample"]["interfaces"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|f| f["mount_point"] == "/srv")
-            .cloned()
+            .find(|i| i["name"] == "eth0")
+            .map(|i| i["rx_bytes_total"].as_u64().unwrap())
+            .expect("eth0")
+    };
+    let ns_rx = |i: usize| -> u64 {
+        let out = cluster
+            .exec_in_netns(i, "cat", &["/sys/class/net/eth0/statistics/rx_bytes"])
             .unwrap();
-        assert_eq!(
-            srv["size_bytes"].as_u64().unwrap(),
-            cluster.hosts[i].disk_mib * 1024 * 1024
-        );
-        seen.insert(id);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let before_a = eth0_rx(&host(&t, &admin, ids[0]).await);
+    let before_b = eth0_rx(&host(&t, &admin, ids[1]).await);
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let payload = [0u8; 1000];
+    for _ in 0..2000 {
+        sock.send_to(&payload, (cluster.hosts[0].addr, 9)).unwrap();
     }
-    drop(sock);
+    let expect = 2000 * 1000;
+    let ns_after = ns_rx(0);
+    assert!(
+        ns_after - before_a >= expect,
+        "the namespace itself counted {}",
+        ns_after - before_a
+    );
+    let a = wait_host(&t, &admin, ids[0], "counting the traffic", |h| {
+        eth0_rx(h) >= ns_after
+    })
+    .await;
+    let reported = eth0_rx(&a);
+    let ns_now = ns_rx(0);
+    assert!(
+        reported <= ns_now,
+        "reported {reported} but the namespace counts only {ns_now}"
+    );
+    let b_now = eth0_rx(&host(&t, &admin, ids[1]).await);
+    assert!(b_now - before_b < expect / 10, "host B counted A's traffic");
+
+    // The controller keeps recent samples in memory, and one-minute rollups.
+    let recent: Vec<Value> = admin
+        .get(t.url(&format!("/api/v1/hosts/{}/samples", ids[0])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(recent.len() >= 2, "{}", recent.len());
+    let times: Vec<i64> = recent
+        .iter()
+        .map(|s| s["taken_at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+    let hist: Vec<Value> = admin
+        .get(t.url(&format!("/api/v1/hosts/{}/history", ids[0])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = hist.last().expect("the minute in progress");
+    assert!(last["samples"].as_u64().unwrap() >= 1, "{last}");
+    assert!(last["cpu_avg"].as_f64().unwrap() <= last["cpu_max"].as_f64().unwrap());
+    assert!(last["rx_max"].as_f64().unwrap() > 0.0, "{last}");
+    let r = admin
+        .get(t.url(&format!(
+            "/api/v1/hosts/{}/history?since=2030-01-01T00:00:00Z&until=2029-01-01T00:00:00Z",
+            ids[0]
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "since");
+
+    // Edit: bad values are refused with the field named; good ones apply without reconnecting.
+    let patch = |body: Value| {
+        admin
+            .patch(t.url(&format!("/api/v1/hosts/{}", ids[0])))
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"sample_interval_ms": 10})).await.unwrap();
+    assert_eq!(
+        expect_error(r, 422, "invalid").await["field"],
+        "sample_interval_ms"
+    );
+    let r = patch(json!({"name": "beta"})).await.unwrap();
+    assert_eq!(expect_error(r, 409, "conflict").await["field"], "name");
+    let r = patch(json!({"name": "bad name!"})).await.unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "name");
+    let r = patch(json!({"name": "alpha-1", "description": "rack 3", "sample_interval_ms": 250}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            h["name"].as_str(),
+            h["description"].as_str(),
+            h["sample_interval_ms"].as_u64()
+        ),
+        (Some("alpha-1"), Some("rack 3"), Some(250))
+    );
+    // Samples now come four times as often.
+    let first = host(&t, &admin, ids[0]).await["sample"]["taken_at_ms"]
+        .as_i64()
+        .unwrap();
+    let mut stamps = vec![first];
+    while stamps.len() < 6 {
+        let h = wait_host(&t, &admin, ids[0], "sampling again", |h| {
+            h["sample"]["taken_at_ms"].as_i64().unwrap() > *stamps.last().unwrap()
+        })
+        .await;
+        stamps.push(h["sample"]["taken_at_ms"].as_i64().unwrap());
+    }
+    let gaps: Vec<i64> = stamps.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps[1..].iter().any(|g| *g < 600),
+        "still sampling slowly: {gaps:?}"
+    );
+    assert_eq!(host(&t, &admin, ids[0]).await["status"], "online");
+
+    // Prometheus metrics: only with a token or session, with each host's own figures.
+    let r = reqwest::get(t.url("/metrics")).await.unwrap();
+    expect_error(r, 401, "unauthorized").await;
+    let token = t.token(&admin, "prometheus", Some("viewer")).await;
+    let r = Client::new()
+        .get(t.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("serverware_host_up{host=\"alpha-1\",status=\"online\"} 1\n"),
+        "{text}"
+    );
+    let srv_b = format!(
+        "serverware_host_filesystem_size_bytes{{host=\"beta\",mountpoint=\"/srv\",device=\"hostdisk\",fstype=\"tmpfs\"}} {}\n",
+        cluster.hosts[1].disk_mib * 1024 * 1024
+    );
+    assert!(text.contains(&srv_b), "{srv_b} missing from {text}");
+
+    // Rollups past the retention are deleted when it is shortened.
+    t.sql(&format!(
+        "INSERT INTO host_rollups VALUES ({}, '2020-01-01 00:00:00', 60, 1,2,3,4,5,6,7,8,9,10,11,12,13,14)",
+        ids[1]
+    ));
+    let old = |c: &Client| {
+        c.get(t.url(&format!(
+            "/api/v1/hosts/{}/history?since=2019-12-31T00:00:00Z&until=2020-01-02T00:00:00Z",
+            ids[1]
+        )))
+        .send()
+    };
+    let v: Vec<Value> = old(&admin).await.unwrap().json().await.unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0]["cpu_avg"].as_f64(), v[0]["cpu_max"].as_f64()),
+        (Some(1.0), Some(2.0))
+    );
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"rollup_retention_days": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(r, 422, "invalid").await["field"],
+        "rollup_retention_days"
+    );
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"rollup_retention_days": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Vec<Value> = old(&admin).await.unwrap().json().await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
 
     // A viewer may read hosts but not add them.
     let viewer = t.user_with_role(&admin, "vera", "viewer").await;
@@ -195,6 +406,41 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
         h["status"] == "online"
     })
     .await;
+
+    // Reinstalled with a new host key: refused and flagged, until the operator pins the new key.
+    cluster.replace_host_key(1).unwrap();
+    wait_host(&t, &admin, ids[1], "flagged", |h| {
+        h["status"] == "key_mismatch"
+    })
+    .await;
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", ids[1])))
+        .json(&json!({"host_key": probe["host_key"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 409, "conflict").await["field"], "host_key");
+    let fresh: Value = admin
+        .post(t.url("/api/v1/hosts/probe"))
+        .json(&json!({"address": cluster.hosts[1].ssh_url()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", ids[1])))
+        .json(&json!({"host_key": fresh["host_key"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = wait_host(&t, &admin, ids[1], "online on the new key", |h| {
+        h["status"] == "online"
+    })
+    .await;
+    assert_eq!(h["fingerprint"], fresh["fingerprint"]);
 
     // Deleted: gone, and audited.
     let r = admin
@@ -227,5 +473,14 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, vec!["host.delete", "host.create", "host.create"]);
+    assert_eq!(
+        actions,
+        vec![
+            "host.delete",
+            "host.rekey",
+            "host.update",
+            "host.create",
+            "host.create"
+        ]
+    );
 }

@@ -1,13 +1,13 @@
 use crate::api;
 use crate::charts::{fmt_bytes, fmt_rate, Sparkline};
 use crate::live::{Live, SPARK_POINTS};
-use leptos_router::components::A;
-use serverware_shared::agent::HostSummary;
-use serverware_shared::api::HostResponse;
 use crate::widgets::ago;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::components::A;
+use serverware_shared::agent::HostSummary;
 use serverware_shared::api::EventResponse;
+use serverware_shared::api::HostResponse;
 use serverware_shared::ws::Topic;
 
 #[component]
@@ -75,7 +75,11 @@ pub fn Dashboard() -> impl IntoView {
             let busy = if cpus == 0 {
                 0.0
             } else {
-                online.iter().map(|s| s.cpu_pct * f64::from(s.cpus)).sum::<f64>() / f64::from(cpus)
+                online
+                    .iter()
+                    .map(|s| s.cpu_pct * f64::from(s.cpus))
+                    .sum::<f64>()
+                    / f64::from(cpus)
             };
             let used: u64 = online.iter().map(|s| s.memory_used).sum();
             let total: u64 = online.iter().map(|s| s.memory_total).sum();

@@ -23,7 +23,9 @@ pub fn HostPage() -> impl IntoView {
     // A new id mounts a new page, with its own subscription.
     move || match id() {
         Some(id) => view! { <HostDetail id=id/> }.into_any(),
-        None => view! { <super::EmptyPage title="Not found" text="There is no such host."/> }.into_any(),
+        None => {
+            view! { <super::EmptyPage title="Not found" text="There is no such host."/> }.into_any()
+        }
     }
 }
 
@@ -94,7 +96,10 @@ fn HostDetail(id: i64) -> impl IntoView {
         on_cleanup(move || timer.clear());
     }
 
-    let ring = Memo::new(move |_| live.samples.with(|m| m.get(&id).cloned().unwrap_or_default()));
+    let ring = Memo::new(move |_| {
+        live.samples
+            .with(|m| m.get(&id).cloned().unwrap_or_default())
+    });
     let latest = Memo::new(move |_| {
         ring.with(|r| r.back().cloned())
             .or_else(|| host.with(|h| h.as_ref().and_then(|h| h.sample.clone())))
@@ -124,7 +129,11 @@ fn HostDetail(id: i64) -> impl IntoView {
                 for s in r {
                     for (i, (label, v)) in f(s).into_iter().enumerate() {
                         if out.len() <= i {
-                            out.push(Series { label, class: ["s0", "s1", "s2", "s3"][i % 4], points: Vec::new() });
+                            out.push(Series {
+                                label,
+                                class: ["s0", "s1", "s2", "s3"][i % 4],
+                                points: Vec::new(),
+                            });
                         }
                         out[i].points.push((s.taken_at_ms as f64, v));
                     }
@@ -135,12 +144,25 @@ fn HostDetail(id: i64) -> impl IntoView {
     };
     let cpu = live_series(|s| {
         let n = s.cpus.len().max(1) as f64;
-        let avg = |f: fn(&serverware_shared::agent::CpuSample) -> f64| s.cpus.iter().map(f).sum::<f64>() / n;
-        vec![("busy", s.cpu_pct()), ("user", avg(|c| c.user + c.nice)), ("system", avg(|c| c.system + c.irq + c.softirq)), ("iowait", avg(|c| c.iowait))]
+        let avg = |f: fn(&serverware_shared::agent::CpuSample) -> f64| {
+            s.cpus.iter().map(f).sum::<f64>() / n
+        };
+        vec![
+            ("busy", s.cpu_pct()),
+            ("user", avg(|c| c.user + c.nice)),
+            ("system", avg(|c| c.system + c.irq + c.softirq)),
+            ("iowait", avg(|c| c.iowait)),
+        ]
     });
     let mem = live_series(|s| {
         let t = s.memory.total.max(1) as f64;
-        vec![("used", s.memory.used as f64 * 100.0 / t), ("cached", (s.memory.cached + s.memory.buffers) as f64 * 100.0 / t)]
+        vec![
+            ("used", s.memory.used as f64 * 100.0 / t),
+            (
+                "cached",
+                (s.memory.cached + s.memory.buffers) as f64 * 100.0 / t,
+            ),
+        ]
     });
     let net = live_series(|s| {
         let m = s.summary();
@@ -148,7 +170,10 @@ fn HostDetail(id: i64) -> impl IntoView {
     });
     let disk = live_series(|s| {
         let m = s.summary();
-        vec![("read", m.disk_read_bytes_per_sec), ("write", m.disk_written_bytes_per_sec)]
+        vec![
+            ("read", m.disk_read_bytes_per_sec),
+            ("write", m.disk_written_bytes_per_sec),
+        ]
     });
 
     // History charts: x is the minute.
@@ -163,7 +188,11 @@ fn HostDetail(id: i64) -> impl IntoView {
                 for r in h {
                     for (i, (label, v)) in f(r).into_iter().enumerate() {
                         if out.len() <= i {
-                            out.push(Series { label, class: ["s1", "s0"][i], points: Vec::new() });
+                            out.push(Series {
+                                label,
+                                class: ["s1", "s0"][i],
+                                points: Vec::new(),
+                            });
                         }
                         out[i].points.push((r.minute.timestamp_millis() as f64, v));
                     }
@@ -175,7 +204,12 @@ fn HostDetail(id: i64) -> impl IntoView {
     let h_cpu = hist(|r| [("max", r.cpu_max), ("avg", r.cpu_avg)]);
     let h_mem = hist(|r| [("max", r.memory_max), ("avg", r.memory_avg)]);
     let h_net = hist(|r| [("rx max", r.rx_max), ("rx avg", r.rx_avg)]);
-    let h_disk = hist(|r| [("write max", r.disk_write_max), ("write avg", r.disk_write_avg)]);
+    let h_disk = hist(|r| {
+        [
+            ("write max", r.disk_write_max),
+            ("write avg", r.disk_write_avg),
+        ]
+    });
 
     view! {
         <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This host was removed or never existed."/> }>
@@ -220,7 +254,8 @@ fn HostDetail(id: i64) -> impl IntoView {
 
 #[component]
 fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>) -> impl IntoView {
-    let info = move || host.get().map(|h| {
+    let info = move || {
+        host.get().map(|h| {
         let s = latest.get();
         view! {
             <table class="grid kv" data-test="host-info">
@@ -238,8 +273,10 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
                 <tr><th>"Last seen"</th><td>{h.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td></tr>
             </table>
         }
-    });
-    let tables = move || latest.get().map(|s| -> AnyView {
+    })
+    };
+    let tables = move || {
+        latest.get().map(|s| -> AnyView {
         let m = s.memory.clone();
         view! {
             <section class="card">
@@ -281,7 +318,8 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
                 </table>
             </section>
         }.into_any()
-    });
+    })
+    };
     view! {
         <section class="card"><h2>"Overview"</h2>{info}</section>
         {move || tables().unwrap_or_else(|| view! { <section class="card"><p class="muted" data-test="no-sample">"No sample yet: the report appears when the host's agent is connected."</p></section> }.into_any())}
@@ -324,7 +362,15 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 Ok(v) => v,
                 Err(e) => return errors.set(e.into()),
             },
-            Err(_) => return errors.set(validate::ValidationError::new("sample_interval_ms", "must be a whole number of milliseconds").into()),
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new(
+                        "sample_interval_ms",
+                        "must be a whole number of milliseconds",
+                    )
+                    .into(),
+                )
+            }
         };
         let req = UpdateHostRequest {
             name: Some(n),
@@ -345,7 +391,12 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
     let remove = move |_| {
         let label = host.with_untracked(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_default());
         let ok = web_sys::window()
-            .and_then(|w| w.confirm_with_message(&format!("Remove host {label}? The controller disconnects from it.")).ok())
+            .and_then(|w| {
+                w.confirm_with_message(&format!(
+                    "Remove host {label}? The controller disconnects from it."
+                ))
+                .ok()
+            })
             .unwrap_or(false);
         if ok {
             let navigate = navigate.clone();
@@ -391,8 +442,13 @@ fn Rekey(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
         });
     };
     let pin = move |_| {
-        let Some(p) = probed.get_untracked() else { return };
-        let req = UpdateHostRequest { host_key: Some(p.host_key), ..Default::default() };
+        let Some(p) = probed.get_untracked() else {
+            return;
+        };
+        let req = UpdateHostRequest {
+            host_key: Some(p.host_key),
+            ..Default::default()
+        };
         spawn_local(async move {
             match api::update_host(id, &req).await {
                 Ok(h) => {
