@@ -83,6 +83,157 @@ struct State {
     init_pids: Vec<u32>,
 }
 
+/// This machine's /etc/shadow with root's password replaced, for a host's private copy.
+fn shadow_with_root_password(password: &str) -> Result<String> {
+    let shadow = std::fs::read_to_string("/etc/shadow").context("cannot read /etc/shadow")?;
+    let hash = hash_password(password)?;
+    Ok(shadow
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some(("root", rest)) => {
+                let tail = rest.split_once(':').map(|(_, t)| t).unwrap_or("");
+                format!("root:{hash}:{tail}")
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
+}
+
+/// The start-up of a loopback host: this machine's network, its own mount and PID namespace.
+/// $1 host dir, $2 port.
+const LOOPBACK_SCRIPT: &str = r#"
+set -e
+d="$1"; port="$2"
+mount --bind "$d/data" /var/lib/serverware
+mount --bind "$d/shadow" /etc/shadow
+mount --bind "$d/root_ssh" /root/.ssh
+mkdir -p /run/sshd
+exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \
+  -o HostKey="$d/ssh_host_ed25519_key" -o ListenAddress="127.0.0.1:$port" \
+  -o AuthorizedKeysFile=".ssh/authorized_keys" -o StrictModes=no \
+  -o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no \
+  -o PidFile=none -o MaxStartups=100
+"#;
+
+/// The controller's own machine as a host: an OpenSSH `sshd` on 127.0.0.1 in this machine's
+/// network namespace, so samples read through it are this machine's. Root's `~/.ssh`,
+/// `/etc/shadow` and `/var/lib/serverware` are private to it, so adding it changes nothing on
+/// the real machine. Stopped and removed when dropped.
+pub struct LoopbackHost {
+    pub port: u16,
+    pub password: String,
+    pub dir: PathBuf,
+    init: Option<Child>,
+    state_file: PathBuf,
+}
+
+impl LoopbackHost {
+    pub fn start(password: &str) -> Result<LoopbackHost> {
+        sweep_stale();
+        std::fs::create_dir_all(STATE_DIR)?;
+        for d in ["/var/lib/serverware", "/root/.ssh"] {
+            std::fs::create_dir_all(d)?;
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let dir =
+            std::env::temp_dir().join(format!("serverware-loopback-{port}-{}", std::process::id()));
+        for d in ["data", "root_ssh"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        std::fs::write(dir.join("shadow"), shadow_with_root_password(password)?)?;
+        let key = dir.join("ssh_host_ed25519_key");
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "loopback",
+                "-f",
+                &key.to_string_lossy(),
+            ],
+        )?;
+        let child = Command::new("unshare")
+            .args([
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", LOOPBACK_SCRIPT, "loopback"])
+            .arg(&dir)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("sshd.log"))?))
+            .spawn()
+            .context("cannot start the loopback host")?;
+        let state_file = Path::new(STATE_DIR).join(format!("loopback-{port}.json"));
+        let host = LoopbackHost {
+            port,
+            password: password.to_string(),
+            dir,
+            init: Some(child),
+            state_file,
+        };
+        wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+        )
+        .with_context(|| {
+            format!(
+                "the loopback host did not start sshd: {}",
+                std::fs::read_to_string(host.dir.join("sshd.log")).unwrap_or_default()
+            )
+        })?;
+        let state = State {
+            owner_pid: std::process::id(),
+            subnet: 0,
+            bridge: String::new(),
+            namespaces: Vec::new(),
+            dir: host.dir.clone(),
+            init_pids: host.init_pid().into_iter().collect(),
+        };
+        std::fs::write(&host.state_file, serde_json::to_vec(&state)?)?;
+        Ok(host)
+    }
+
+    pub fn ssh_url(&self) -> String {
+        format!("ssh://root@127.0.0.1:{}", self.port)
+    }
+
+    fn init_pid(&self) -> Option<u32> {
+        let unshare = self.init.as_ref()?.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for LoopbackHost {
+    fn drop(&mut self) {
+        if let Some(pid) = self.init_pid() {
+            try_run("kill", &["-KILL", &pid.to_string()]);
+        }
+        if let Some(mut c) = self.init.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.state_file);
+    }
+}
+
 /// One test host.
 pub struct TestHost {
     pub name: String,
@@ -327,20 +478,7 @@ impl Cluster {
             ],
         )?;
         run("ip", &["link", "set", &self.bridge, "up"])?;
-        let shadow = std::fs::read_to_string("/etc/shadow").context("cannot read /etc/shadow")?;
-        let hash = hash_password(&opts.password)?;
-        let host_shadow: String = shadow
-            .lines()
-            .map(|l| match l.split_once(':') {
-                Some(("root", rest)) => {
-                    let tail = rest.split_once(':').map(|(_, t)| t).unwrap_or("");
-                    format!("root:{hash}:{tail}")
-                }
-                _ => l.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n";
+        let host_shadow = shadow_with_root_password(&opts.password)?;
         for i in 0..opts.hosts {
             let name = format!("h{}-{}", self.subnet, i + 1);
             let netns = format!("swt{}h{}", self.subnet, i + 1);
@@ -543,7 +681,9 @@ pub fn sweep(all: bool) -> usize {
         for ns in &state.namespaces {
             try_run("ip", &["netns", "del", ns]);
         }
-        try_run("ip", &["link", "del", &state.bridge]);
+        if !state.bridge.is_empty() {
+            try_run("ip", &["link", "del", &state.bridge]);
+        }
         if state.dir.starts_with(std::env::temp_dir()) {
             let _ = std::fs::remove_dir_all(&state.dir);
         }

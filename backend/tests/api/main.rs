@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod errors;
 mod hosts_api;
+mod own_machine;
 mod roles;
 mod schema;
 mod ssh_hosts;
