@@ -143,6 +143,31 @@ pub fn parse_mounts(text: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// One entry per filesystem, as `df` shows them: bind mounts of a filesystem already listed are
+/// left out, keeping the shortest mount point.
+pub fn dedup_by_device(
+    mounts: Vec<(String, String, String)>,
+    dev_of: impl Fn(&str) -> Option<u64>,
+) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut by_dev: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for m in mounts {
+        let Some(dev) = dev_of(&m.1) else { continue };
+        match by_dev.get(&dev) {
+            Some(&i) => {
+                if m.1.len() < out[i].1.len() {
+                    out[i] = m;
+                }
+            }
+            None => {
+                by_dev.insert(dev, out.len());
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
 /// /proc/mounts escapes spaces and the like as octal (`\040`).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -235,7 +260,11 @@ impl Sampler {
             .next()
             .and_then(|x| x.parse::<f64>().ok())
             .unwrap_or(0.0);
-        let filesystems = parse_mounts(&read("/proc/self/mounts"))
+        let mounts = dedup_by_device(parse_mounts(&read("/proc/self/mounts")), |m| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(m).ok().map(|md| md.dev())
+        });
+        let filesystems = mounts
             .into_iter()
             .filter_map(|(device, mount_point, fs_type)| {
                 let (size, used, avail) = statvfs(&mount_point)?;
@@ -400,6 +429,22 @@ mod tests {
         let s = rates(&prev, &cur, 1.0);
         assert_eq!(s.disks[0].transfers_per_sec, 4.0);
         assert_eq!(s.disks[0].read_bytes_per_sec, 512_000.0);
+    }
+
+    #[test]
+    fn bind_mounts_of_a_listed_filesystem_are_left_out() {
+        let m = |d: &str, p: &str| (d.to_string(), p.to_string(), "ext4".to_string());
+        let got = dedup_by_device(
+            vec![
+                m("/dev/vda", "/var/lib/lxc"),
+                m("/dev/vda", "/"),
+                m("tmp", "/srv"),
+                m("/dev/vda", "/etc/shadow"),
+            ],
+            |p| Some(if p == "/srv" { 2 } else { 1 }),
+        );
+        let points: Vec<&str> = got.iter().map(|x| x.1.as_str()).collect();
+        assert_eq!(points, ["/", "/srv"]);
     }
 
     #[test]

@@ -561,16 +561,24 @@ impl HostManager {
         stop: &mut tokio::sync::watch::Receiver<bool>,
         interval: &mut tokio::sync::watch::Receiver<u32>,
     ) -> Result<(), SshError> {
-        let want = format!(
-            "serverware-agent {} protocol {PROTOCOL_VERSION}",
-            env!("CARGO_PKG_VERSION")
-        );
-        let (code, out, _) = session.run(AGENT_PATH, &["--version"]).await?;
-        if code != 0 || String::from_utf8_lossy(&out).trim() != want {
-            let bin = self
-                .agent
-                .clone()
-                .ok_or_else(|| SshError::Protocol("no agent binary to install".into()))?;
+        // The agent is replaced when it is not byte for byte the one this controller ships
+        // (a new version, or a damaged file).
+        let bin = self
+            .agent
+            .clone()
+            .ok_or_else(|| SshError::Protocol("no agent binary to install".into()))?;
+        let want = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(bin.as_slice()))
+        };
+        let (code, out, _) = session.run("sha256sum", &[AGENT_PATH]).await?;
+        let have = String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if code != 0 || have != want {
+            tracing::info!(host = row.id, "installing the agent");
             session.upload(AGENT_PATH, &bin).await?;
         }
         let mut link = session.start_agent(AGENT_PATH).await?;

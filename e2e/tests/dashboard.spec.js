@@ -141,6 +141,7 @@ test('the Hosts page checks an address before contacting it', async ({ page }) =
 test('add a test host in the browser after confirming its fingerprint; it comes online', async ({ page }) => {
   const hostUrl = process.env.E2E_HOST_URL;
   test.skip(!hostUrl, 'E2E_HOST_URL names no test host (scripts/test.sh starts one)');
+  test.setTimeout(240_000);
   await login(page);
   await page.getByRole('link', { name: 'Hosts' }).click();
   await page.locator('input[name=host-address]').fill(hostUrl);
@@ -155,4 +156,37 @@ test('add a test host in the browser after confirming its fingerprint; it comes 
   const row = page.locator('tr[data-host="e2e-host"]');
   await expect(row.locator('.badge')).toHaveText('online', { timeout: 45_000 });
   await expect(row.locator('td').nth(4)).toHaveText(/%$/);
+  await expect(row.locator('td').nth(6)).toHaveText('0');
+
+  // Its page: the report as tables, and live charts that move with every sample.
+  await row.getByRole('link', { name: 'e2e-host' }).click();
+  await expect(page).toHaveURL(/\/hosts\/\d+$/);
+  await expect(page.locator('[data-test=host-status]')).toHaveText('online');
+  await expect(page.locator('[data-test=filesystems] tr[data-mount="/srv"]')).toBeVisible();
+  await expect(page.locator('[data-test=cpus] tbody tr').first()).toBeVisible();
+  await expect(page.locator('[data-test=interfaces]')).toContainText('eth0');
+  for (const chart of ['chart-cpu', 'chart-memory', 'chart-network', 'chart-disk']) {
+    const line = page.locator(`[data-test=${chart}] polyline`).first();
+    await expect(line).toHaveAttribute('points', /\d/);
+    const before = await line.getAttribute('points');
+    await expect.poll(() => line.getAttribute('points'), { timeout: 15_000 }).not.toBe(before);
+  }
+  // The newest minute appears in the history charts.
+  await expect(page.locator('[data-test=history-cpu] polyline').first()).toHaveAttribute('points', /\d/, { timeout: 75_000 });
+
+  // Edit: a bad interval is refused at its field; a good edit is saved.
+  await page.locator('input[name=edit-interval]').fill('5');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.locator('label', { hasText: 'Sample every' }).locator('.field-error')).toContainText('between 250 and 60000');
+  await page.locator('input[name=edit-interval]').fill('500');
+  await page.locator('input[name=edit-description]').fill('rack 7');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.locator('.saved')).toBeVisible();
+  await expect(page.locator('.page-head')).toContainText('rack 7');
+
+  // The dashboard: cluster totals and a sparkline per host.
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await expect(page.locator('[data-test=total-cpu] .muted')).toContainText(/of [1-9]\d* CPUs online/);
+  const spark = page.locator('[data-test=host-sparks] tr[data-host="e2e-host"] [data-test=sparkline] polyline');
+  await expect(spark).toHaveAttribute('points', /\d+(\.\d+)?,\d+(\.\d+)? \d/);
 });

@@ -194,7 +194,10 @@ fn HostDetail(id: i64) -> impl IntoView {
                                 points: Vec::new(),
                             });
                         }
-                        out[i].points.push((r.minute.timestamp_millis() as f64, v));
+                        // A minute is drawn across its whole width, so lone minutes show.
+                        let t = r.minute.timestamp_millis() as f64;
+                        out[i].points.push((t, v));
+                        out[i].points.push((t + 60_000.0, v));
                     }
                 }
                 out
