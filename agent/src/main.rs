@@ -2,11 +2,13 @@
 //! netRES samples on stdout, one JSON object per line. It needs no open port and keeps no cluster
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
+mod lxc;
 mod procfs;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 enum Input {
@@ -34,21 +36,81 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn write_frame(out: &mut impl Write, frame: &AgentFrame) -> bool {
-    match serde_json::to_string(frame) {
-        Ok(line) => writeln!(out, "{line}").and_then(|_| out.flush()).is_ok(),
-        Err(_) => true,
+/// Frames go out whole, one per line, from the main loop and from VPS operations alike.
+#[derive(Clone)]
+struct Out(Arc<Mutex<std::io::Stdout>>);
+
+impl Out {
+    fn write(&self, frame: &AgentFrame) -> bool {
+        match serde_json::to_string(frame) {
+            Ok(line) => {
+                let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+            }
+            Err(_) => true,
+        }
     }
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--version") {
+/// VPS operations can take seconds (a clean stop waits for the VPS): each runs on its own
+/// thread so samples keep flowing, and answers when done.
+fn vps_request(request: AgentRequest) -> AgentResponse {
+    let done = |r: Result<(), String>| match r {
+        Ok(()) => AgentResponse::Ok,
+        Err(message) => AgentResponse::Error { message },
+    };
+    match request {
+        AgentRequest::VpsDefine { spec } => done(lxc::define(&spec)),
+        AgentRequest::VpsApplyLimits { spec } => done(lxc::apply_limits(&spec)),
+        AgentRequest::VpsStart { name } => done(lxc::start(&name)),
+        AgentRequest::VpsStop { name, timeout_secs } => match lxc::stop(&name, timeout_secs) {
+            Ok(forced) => AgentResponse::Stopped { forced },
+            Err(message) => AgentResponse::Error { message },
+        },
+        AgentRequest::VpsDestroy { name } => done(lxc::destroy(&name)),
+        AgentRequest::VpsFreeze { name, frozen } => done(lxc::freeze(&name, frozen)),
+        AgentRequest::VpsList => AgentResponse::VpsList { vpses: lxc::list() },
+        other => AgentResponse::Error {
+            message: format!("not a VPS request: {other:?}"),
+        },
+    }
+}
+
+/// `rootfs-import NAME [--gzip]` and `rootfs-export NAME`: bulk transfers on a channel of their own.
+fn bulk(args: &[String]) -> std::process::ExitCode {
+    let r = match (args.first().map(String::as_str), args.get(1)) {
+        (Some("rootfs-import"), Some(name)) => {
+            lxc::import(name, args.iter().any(|a| a == "--gzip"))
+        }
+        (Some("rootfs-export"), Some(name)) => lxc::export(name),
+        _ => Err("usage: serverware-agent rootfs-import NAME [--gzip] | rootfs-export NAME".into()),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serverware-agent: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version") {
         println!(
             "serverware-agent {} protocol {PROTOCOL_VERSION}",
             env!("CARGO_PKG_VERSION")
         );
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
+    if !args.is_empty() {
+        return bulk(&args);
+    }
+    serve();
+    std::process::ExitCode::SUCCESS
+}
+
+fn serve() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -68,8 +130,8 @@ fn main() {
         let _ = tx.send(Input::Closed);
     });
 
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    let mut vps_sampler = lxc::VpsSampler::default();
     let mut interval: Option<Duration> = None; // sampling starts after hello
     let mut sampler = procfs::Sampler::new();
     let mut next = Instant::now();
@@ -112,17 +174,22 @@ fn main() {
                     },
                     AgentRequest::Ping => AgentResponse::Pong,
                     AgentRequest::Shutdown => {
-                        write_frame(
-                            &mut out,
-                            &AgentFrame::Response {
-                                id,
-                                response: AgentResponse::Ok,
-                            },
-                        );
+                        out.write(&AgentFrame::Response {
+                            id,
+                            response: AgentResponse::Ok,
+                        });
                         return;
                     }
+                    vps => {
+                        let out = out.clone();
+                        std::thread::spawn(move || {
+                            let response = vps_request(vps);
+                            out.write(&AgentFrame::Response { id, response });
+                        });
+                        continue;
+                    }
                 };
-                if !write_frame(&mut out, &AgentFrame::Response { id, response }) {
+                if !out.write(&AgentFrame::Response { id, response }) {
                     return;
                 }
             }
@@ -130,7 +197,7 @@ fn main() {
                 let response = AgentResponse::Error {
                     message: format!("request not understood: {e}"),
                 };
-                if !write_frame(&mut out, &AgentFrame::Response { id: 0, response }) {
+                if !out.write(&AgentFrame::Response { id: 0, response }) {
                     return;
                 }
             }
@@ -139,8 +206,9 @@ fn main() {
         }
         if let Some(iv) = interval {
             if Instant::now() >= next {
-                let sample = sampler.sample();
-                if !write_frame(&mut out, &AgentFrame::Sample { sample }) {
+                let mut sample = sampler.sample();
+                sample.vpses = vps_sampler.sample();
+                if !out.write(&AgentFrame::Sample { sample }) {
                     return;
                 }
                 // Keep the cadence; after a long stall, start again from now.

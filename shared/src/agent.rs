@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
@@ -36,6 +36,64 @@ pub enum AgentRequest {
     Ping,
     /// Stop sampling and exit.
     Shutdown,
+    /// Write (or rewrite) a VPS's container configuration; its root filesystem is separate.
+    VpsDefine {
+        spec: VpsSpec,
+    },
+    /// Apply a running VPS's memory and CPU limits now (after `VpsDefine` changed them).
+    VpsApplyLimits {
+        spec: VpsSpec,
+    },
+    VpsStart {
+        name: String,
+    },
+    /// Stop cleanly; after `timeout_secs` stop by force.
+    VpsStop {
+        name: String,
+        timeout_secs: u32,
+    },
+    /// Stop if running and remove the container with its root filesystem.
+    VpsDestroy {
+        name: String,
+    },
+    /// Pause / resume every process of a VPS (for a consistent copy of a running one).
+    VpsFreeze {
+        name: String,
+        frozen: bool,
+    },
+    /// Every container on the host, defined or not by the controller.
+    VpsList,
+}
+
+/// What the controller tells a host about a VPS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VpsSpec {
+    pub name: String,
+    pub hostname: String,
+    pub ipv4: String,
+    pub prefix_len: u8,
+    pub gateway: Option<String>,
+    /// The host bridge the VPS's interface joins.
+    pub bridge: String,
+    /// Stable per VPS, so neighbours' ARP caches stay right across restarts and moves.
+    pub mac: String,
+    /// Host-side name of the VPS's veth (at most 15 characters).
+    pub veth: String,
+    pub memory_limit_bytes: u64,
+    pub cpu_shares: Option<u32>,
+    /// CPU time limit in thousandths of a CPU (1500 = one and a half CPUs).
+    pub cpu_limit_millis: Option<u32>,
+    pub autostart: bool,
+}
+
+/// A container as the host sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VpsState {
+    pub name: String,
+    /// `running`, `stopped`, `frozen`, `starting`, `stopping` or `unknown`.
+    pub state: String,
+    pub init_pid: Option<u32>,
 }
 
 /// Agent → controller.
@@ -62,6 +120,13 @@ pub enum AgentResponse {
     Error {
         message: String,
     },
+    /// Answer of `VpsStop`: whether the clean stop timed out and the VPS was stopped by force.
+    Stopped {
+        forced: bool,
+    },
+    VpsList {
+        vpses: Vec<VpsState>,
+    },
 }
 
 /// One netRES reading of a host. Rates are per second over the last interval.
@@ -80,6 +145,32 @@ pub struct HostSample {
     pub filesystems: Vec<FilesystemSample>,
     pub disks: Vec<DiskSample>,
     pub interfaces: Vec<InterfaceSample>,
+    /// Every container on the host.
+    #[serde(default)]
+    pub vpses: Vec<VpsSample>,
+}
+
+/// One VPS's figures in a host sample. Network is counted from the VPS's side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VpsSample {
+    pub name: String,
+    pub state: String,
+    /// The container's init, as a PID on the host (the seed's "context").
+    pub init_pid: Option<u32>,
+    pub uptime_secs: u64,
+    pub processes: u32,
+    /// Percent of one CPU over the last interval (can exceed 100 on several CPUs).
+    pub cpu_pct: f64,
+    pub memory_used: u64,
+    /// 0 when unlimited.
+    pub memory_limit: u64,
+    pub rx_bytes_per_sec: f64,
+    pub tx_bytes_per_sec: f64,
+    pub rx_bytes_total: u64,
+    pub tx_bytes_total: u64,
+    /// Space used by its root filesystem (refreshed every 30 s).
+    pub disk_used_bytes: u64,
 }
 
 /// Percentages of the last interval.

@@ -1,0 +1,547 @@
+//! The LXC driver: containers under /var/lib/lxc, driven by the `lxc-*` programs with argument
+//! vectors (never a shell), and their figures read from cgroups and /proc.
+
+use serverware_shared::agent::{VpsSample, VpsSpec, VpsState};
+use serverware_shared::validate;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const LXC_PATH: &str = "/var/lib/lxc";
+
+/// A container name the controller may use: a resource name (letters, digits, '-').
+fn checked(name: &str) -> Result<&str, String> {
+    validate::resource_name("name", name).map_err(|e| e.message)?;
+    Ok(name)
+}
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(LXC_PATH).join(name)
+}
+
+/// Runs a program; its exit status and what it wrote to stderr.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Which cgroup keys LXC takes on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    V1,
+    V2,
+}
+
+pub fn cgroups() -> Cgroups {
+    // A pure v2 host has cgroup.controllers at the root; a hybrid one keeps memory on v1.
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        Cgroups::V2
+    } else {
+        Cgroups::V1
+    }
+}
+
+/// The container configuration for a spec.
+pub fn config_text(spec: &VpsSpec, cg: Cgroups) -> String {
+    let mut c = format!(
+        "# Written by serverware-agent; changes are overwritten by the controller.\n\
+         lxc.include = /usr/share/lxc/config/common.conf\n\
+         lxc.uts.name = {host}\n\
+         lxc.rootfs.path = dir:{path}/{name}/rootfs\n\
+         lxc.net.0.type = veth\n\
+         lxc.net.0.link = {bridge}\n\
+         lxc.net.0.flags = up\n\
+         lxc.net.0.veth.pair = {veth}\n\
+         lxc.net.0.hwaddr = {mac}\n\
+         lxc.net.0.ipv4.address = {ip}/{prefix}\n",
+        host = spec.hostname,
+        path = LXC_PATH,
+        name = spec.name,
+        bridge = spec.bridge,
+        veth = spec.veth,
+        mac = spec.mac,
+        ip = spec.ipv4,
+        prefix = spec.prefix_len,
+    );
+    if let Some(gw) = &spec.gateway {
+        c.push_str(&format!("lxc.net.0.ipv4.gateway = {gw}\n"));
+    }
+    c.push_str(
+        "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\n\
+         lxc.autodev = 1\n\
+         lxc.signal.halt = SIGUSR1\n",
+    );
+    c.push_str(&format!(
+        "lxc.start.auto = {}\n",
+        if spec.autostart { 1 } else { 0 }
+    ));
+    for (k, v) in limits(spec, cg) {
+        let prefix = match cg {
+            Cgroups::V1 => "lxc.cgroup",
+            Cgroups::V2 => "lxc.cgroup2",
+        };
+        c.push_str(&format!("{prefix}.{k} = {v}\n"));
+    }
+    c
+}
+
+/// cgroup settings for the spec's limits, as (key, value).
+fn limits(spec: &VpsSpec, cg: Cgroups) -> Vec<(&'static str, String)> {
+    let mut v = Vec::new();
+    match cg {
+        Cgroups::V1 => {
+            v.push(("memory.limit_in_bytes", spec.memory_limit_bytes.to_string()));
+            if let Some(s) = spec.cpu_shares {
+                v.push(("cpu.shares", s.to_string()));
+            }
+            if let Some(m) = spec.cpu_limit_millis {
+                v.push(("cpu.cfs_period_us", "100000".into()));
+                v.push(("cpu.cfs_quota_us", (u64::from(m) * 100).to_string()));
+            }
+        }
+        Cgroups::V2 => {
+            v.push(("memory.max", spec.memory_limit_bytes.to_string()));
+            if let Some(s) = spec.cpu_shares {
+                // cpu.shares 1024 ≈ cpu.weight 100.
+                v.push((
+                    "cpu.weight",
+                    (u64::from(s) * 100 / 1024).clamp(1, 10000).to_string(),
+                ));
+            }
+            if let Some(m) = spec.cpu_limit_millis {
+                v.push(("cpu.max", format!("{} 100000", u64::from(m) * 100)));
+            }
+        }
+    }
+    v
+}
+
+pub fn define(spec: &VpsSpec) -> Result<(), String> {
+    let name = checked(&spec.name)?;
+    validate::ipv4_address("ipv4", &spec.ipv4).map_err(|e| e.message)?;
+    if spec.veth.is_empty()
+        || spec.veth.len() > 15
+        || !spec.veth.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(format!("bad interface name '{}'", spec.veth));
+    }
+    let d = dir(name);
+    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    let tmp = d.join("config.part");
+    std::fs::write(&tmp, config_text(spec, cgroups()))
+        .and_then(|_| std::fs::rename(&tmp, d.join("config")))
+        .map_err(|e| format!("cannot write the configuration: {e}"))?;
+    let etc = d.join("rootfs/etc");
+    if etc.is_dir() {
+        let _ = std::fs::write(etc.join("hostname"), format!("{}\n", spec.hostname));
+    }
+    Ok(())
+}
+
+pub fn apply_limits(spec: &VpsSpec) -> Result<(), String> {
+    let name = checked(&spec.name)?;
+    if state(name).state != "running" {
+        return Ok(());
+    }
+    for (k, v) in limits(spec, cgroups()) {
+        run("lxc-cgroup", &["-n", name, k, &v])?;
+    }
+    Ok(())
+}
+
+pub fn state(name: &str) -> VpsState {
+    let out = run("lxc-info", &["-n", name, "-s", "-p", "-H"]).unwrap_or_default();
+    let mut lines = out.lines();
+    let state = lines
+        .next()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "unknown".into());
+    let init_pid = lines.next().and_then(|p| p.trim().parse().ok());
+    VpsState {
+        name: name.to_string(),
+        state,
+        init_pid,
+    }
+}
+
+/// Every container that has a configuration under the LXC path.
+pub fn names() -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(LXC_PATH) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.path().join("config").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn list() -> Vec<VpsState> {
+    names().iter().map(|n| state(n)).collect()
+}
+
+pub fn start(name: &str) -> Result<(), String> {
+    let name = checked(name)?;
+    if !dir(name).join("rootfs").is_dir() {
+        return Err(format!("{name} has no root filesystem on this host"));
+    }
+    run("lxc-start", &["-n", name])?;
+    run("lxc-wait", &["-n", name, "-s", "RUNNING", "-t", "30"])?;
+    Ok(())
+}
+
+/// Stops cleanly, or by force after `timeout` seconds; returns whether force was needed.
+pub fn stop(name: &str, timeout: u32) -> Result<bool, String> {
+    let name = checked(name)?;
+    if state(name).state == "stopped" {
+        return Ok(false);
+    }
+    let t = timeout.to_string();
+    if run("lxc-stop", &["-n", name, "--nokill", "-t", &t]).is_ok()
+        && state(name).state == "stopped"
+    {
+        return Ok(false);
+    }
+    run("lxc-stop", &["-n", name, "-k"])?;
+    Ok(true)
+}
+
+pub fn destroy(name: &str) -> Result<(), String> {
+    let name = checked(name)?;
+    if !dir(name).exists() {
+        return Ok(());
+    }
+    if state(name).state != "stopped" {
+        let _ = run("lxc-stop", &["-n", name, "-k"]);
+    }
+    if run("lxc-destroy", &["-n", name]).is_err() {
+        // A container whose configuration never got written: remove what is there.
+        std::fs::remove_dir_all(dir(name)).map_err(|e| format!("cannot remove {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
+    let name = checked(name)?;
+    run(
+        if frozen { "lxc-freeze" } else { "lxc-unfreeze" },
+        &["-n", name],
+    )
+    .map(|_| ())
+}
+
+/// `serverware-agent rootfs-import NAME [--gzip]`: a tar stream on stdin becomes the VPS's root
+/// filesystem. It is unpacked beside it first, so a broken stream leaves nothing behind.
+pub fn import(name: &str, gzip: bool) -> Result<(), String> {
+    let name = checked(name)?;
+    let d = dir(name);
+    let root = d.join("rootfs");
+    if root.exists() {
+        return Err(format!("{name} already has a root filesystem here"));
+    }
+    let part = d.join("rootfs.part");
+    let _ = std::fs::remove_dir_all(&part);
+    std::fs::create_dir_all(&part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+    let mut args = vec!["-x", "-p", "--numeric-owner", "-C"];
+    let p = part.to_string_lossy().to_string();
+    args.push(&p);
+    if gzip {
+        args.push("-z");
+    }
+    args.extend(["-f", "-"]);
+    let status = Command::new("tar")
+        .args(&args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&part);
+        return Err("the root filesystem stream was incomplete or not a tar archive".into());
+    }
+    std::fs::rename(&part, &root).map_err(|e| format!("cannot finish the import: {e}"))
+}
+
+/// `serverware-agent rootfs-export NAME`: the VPS's root filesystem as a tar stream on stdout.
+pub fn export(name: &str) -> Result<(), String> {
+    let name = checked(name)?;
+    let root = dir(name).join("rootfs");
+    if !root.is_dir() {
+        return Err(format!("{name} has no root filesystem here"));
+    }
+    let r = root.to_string_lossy().to_string();
+    let status = Command::new("tar")
+        .args(["-c", "--numeric-owner", "-C", &r, "-f", "-", "."])
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("tar failed".into())
+    }
+}
+
+/// A process's cgroup paths: controller → path (v2's unified hierarchy under "").
+fn cgroup_paths(pid: u32) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for line in std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        for c in ctrls.split(',') {
+            m.insert(c.to_string(), path.to_string());
+        }
+    }
+    m
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Where a v1 controller or the v2 hierarchy is mounted.
+fn cg_file(paths: &HashMap<String, String>, ctrl: &str, file: &str) -> Option<PathBuf> {
+    if let Some(p) = paths.get(ctrl) {
+        let f = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(p.trim_start_matches('/'))
+            .join(file);
+        if f.exists() {
+            return Some(f);
+        }
+    }
+    let p = paths.get("")?;
+    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let f = Path::new(base).join(p.trim_start_matches('/')).join(file);
+        if f.exists() {
+            return Some(f);
+        }
+    }
+    None
+}
+
+struct Prev {
+    cpu_ns: u64,
+    rx: u64,
+    tx: u64,
+    at: Instant,
+}
+
+/// Per-VPS figures between samples.
+#[derive(Default)]
+pub struct VpsSampler {
+    prev: HashMap<String, Prev>,
+    disk: HashMap<String, (u64, Instant)>,
+}
+
+fn veth_of(name: &str) -> Option<String> {
+    std::fs::read_to_string(dir(name).join("config"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim() == "lxc.net.0.veth.pair")
+                .map(|(_, v)| v.trim().to_string())
+        })
+}
+
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.nlink() > 1 && !md.is_dir() && !seen.insert(md.ino()) {
+                continue;
+            }
+            total += md.blocks() * 512;
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+fn uptime_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    // Field 22 overall is the 20th after the command.
+    let start: f64 = after
+        .split_whitespace()
+        .nth(19)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    (up - start / hz).max(0.0) as u64
+}
+
+impl VpsSampler {
+    pub fn sample(&mut self) -> Vec<VpsSample> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let names = names();
+        self.prev.retain(|n, _| names.contains(n));
+        self.disk.retain(|n, _| names.contains(n));
+        for name in names {
+            let st = state(&name);
+            let mut s = VpsSample {
+                name: name.clone(),
+                state: st.state.clone(),
+                init_pid: st.init_pid,
+                ..Default::default()
+            };
+            let fresh = self
+                .disk
+                .get(&name)
+                .is_none_or(|(_, at)| now.duration_since(*at) > Duration::from_secs(30));
+            if fresh {
+                let used = du(&dir(&name).join("rootfs"));
+                self.disk.insert(name.clone(), (used, now));
+            }
+            s.disk_used_bytes = self.disk.get(&name).map(|d| d.0).unwrap_or(0);
+            let Some(pid) = st
+                .init_pid
+                .filter(|_| st.state == "running" || st.state == "frozen")
+            else {
+                self.prev.remove(&name);
+                out.push(s);
+                continue;
+            };
+            s.uptime_secs = uptime_of(pid);
+            let cg = cgroup_paths(pid);
+            let cpu_ns = cg_file(&cg, "cpuacct", "cpuacct.usage")
+                .and_then(|f| read_u64(&f))
+                .or_else(|| {
+                    let f = cg_file(&cg, "cpu", "cpu.stat")?;
+                    std::fs::read_to_string(f).ok()?.lines().find_map(|l| {
+                        l.strip_prefix("usage_usec ")
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(|us| us * 1000)
+                    })
+                })
+                .unwrap_or(0);
+            s.memory_used = cg_file(&cg, "memory", "memory.usage_in_bytes")
+                .or_else(|| cg_file(&cg, "memory", "memory.current"))
+                .and_then(|f| read_u64(&f))
+                .unwrap_or(0);
+            s.memory_limit = cg_file(&cg, "memory", "memory.limit_in_bytes")
+                .or_else(|| cg_file(&cg, "memory", "memory.max"))
+                .and_then(|f| read_u64(&f))
+                // "max", or v1's "no limit" (a huge number), read as unlimited.
+                .filter(|v| *v < (1 << 60))
+                .unwrap_or(0);
+            s.processes = cg_file(&cg, "pids", "pids.current")
+                .and_then(|f| read_u64(&f))
+                .map(|v| v as u32)
+                .unwrap_or(0);
+            // The host side of the VPS's veth: what it receives, the VPS sent.
+            let (rx, tx) = veth_of(&name)
+                .map(|v| {
+                    let base = Path::new("/sys/class/net").join(v).join("statistics");
+                    (
+                        read_u64(&base.join("tx_bytes")).unwrap_or(0),
+                        read_u64(&base.join("rx_bytes")).unwrap_or(0),
+                    )
+                })
+                .unwrap_or((0, 0));
+            s.rx_bytes_total = rx;
+            s.tx_bytes_total = tx;
+            if let Some(p) = self.prev.get(&name) {
+                let secs = now.duration_since(p.at).as_secs_f64().max(1e-3);
+                s.cpu_pct = cpu_ns.saturating_sub(p.cpu_ns) as f64 / 1e9 / secs * 100.0;
+                s.rx_bytes_per_sec = rx.saturating_sub(p.rx) as f64 / secs;
+                s.tx_bytes_per_sec = tx.saturating_sub(p.tx) as f64 / secs;
+            }
+            self.prev.insert(
+                name,
+                Prev {
+                    cpu_ns,
+                    rx,
+                    tx,
+                    at: now,
+                },
+            );
+            out.push(s);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VpsSpec {
+        VpsSpec {
+            name: "web-1".into(),
+            hostname: "web-1".into(),
+            ipv4: "10.77.1.50".into(),
+            prefix_len: 24,
+            gateway: Some("10.77.1.1".into()),
+            bridge: "br0".into(),
+            mac: "02:53:57:00:00:01".into(),
+            veth: "swv1".into(),
+            memory_limit_bytes: 64 << 20,
+            cpu_shares: Some(512),
+            cpu_limit_millis: Some(1500),
+            autostart: true,
+        }
+    }
+
+    #[test]
+    fn configuration_uses_the_hosts_cgroup_keys() {
+        let v1 = config_text(&spec(), Cgroups::V1);
+        assert!(
+            v1.contains("lxc.cgroup.memory.limit_in_bytes = 67108864\n"),
+            "{v1}"
+        );
+        assert!(v1.contains("lxc.cgroup.cpu.shares = 512\n"));
+        assert!(v1.contains("lxc.cgroup.cpu.cfs_quota_us = 150000\n"));
+        assert!(v1.contains("lxc.net.0.ipv4.address = 10.77.1.50/24\n"));
+        assert!(v1.contains("lxc.net.0.ipv4.gateway = 10.77.1.1\n"));
+        let v2 = config_text(&spec(), Cgroups::V2);
+        assert!(v2.contains("lxc.cgroup2.memory.max = 67108864\n"), "{v2}");
+        assert!(v2.contains("lxc.cgroup2.cpu.weight = 50\n"));
+        assert!(v2.contains("lxc.cgroup2.cpu.max = 150000 100000\n"));
+        assert!(!v2.contains("lxc.cgroup."));
+    }
+
+    #[test]
+    fn names_that_are_not_resource_names_are_refused() {
+        for bad in ["../etc", "a b", "", "-x"] {
+            assert!(checked(bad).is_err(), "{bad}");
+        }
+    }
+}
