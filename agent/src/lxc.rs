@@ -55,7 +55,7 @@ pub fn cgroups() -> Cgroups {
 }
 
 /// The container configuration for a spec.
-pub fn config_text(spec: &VpsSpec, cg: Cgroups) -> String {
+pub fn config_text(spec: &VpsSpec, cg: Cgroups, halt: &str) -> String {
     let mut c = format!(
         "# Written by serverware-agent; changes are overwritten by the controller.\n\
          lxc.include = /usr/share/lxc/config/common.conf\n\
@@ -81,9 +81,9 @@ pub fn config_text(spec: &VpsSpec, cg: Cgroups) -> String {
     }
     c.push_str(
         "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\n\
-         lxc.autodev = 1\n\
-         lxc.signal.halt = SIGUSR1\n",
+         lxc.autodev = 1\n",
     );
+    c.push_str(&format!("lxc.signal.halt = {halt}\n"));
     c.push_str(&format!(
         "lxc.start.auto = {}\n",
         if spec.autostart { 1 } else { 0 }
@@ -141,14 +141,32 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
     let d = dir(name);
     std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     let tmp = d.join("config.part");
-    std::fs::write(&tmp, config_text(spec, cgroups()))
-        .and_then(|_| std::fs::rename(&tmp, d.join("config")))
-        .map_err(|e| format!("cannot write the configuration: {e}"))?;
+    std::fs::write(
+        &tmp,
+        config_text(spec, cgroups(), &halt_signal(&d.join("rootfs"))),
+    )
+    .and_then(|_| std::fs::rename(&tmp, d.join("config")))
+    .map_err(|e| format!("cannot write the configuration: {e}"))?;
     let etc = d.join("rootfs/etc");
     if etc.is_dir() {
         let _ = std::fs::write(etc.join("hostname"), format!("{}\n", spec.hostname));
     }
     Ok(())
+}
+
+/// The signal that asks the VPS's init to shut down: busybox halts on SIGUSR1, systemd on
+/// SIGRTMIN+3; others get LXC's default, SIGPWR.
+pub fn halt_signal(rootfs: &Path) -> String {
+    let init = std::fs::read_link(rootfs.join("sbin/init"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if init.contains("busybox") {
+        "SIGUSR1".into()
+    } else if init.contains("systemd") {
+        "SIGRTMIN+3".into()
+    } else {
+        "SIGPWR".into()
+    }
 }
 
 pub fn apply_limits(spec: &VpsSpec) -> Result<(), String> {
@@ -164,15 +182,30 @@ pub fn apply_limits(spec: &VpsSpec) -> Result<(), String> {
 
 pub fn state(name: &str) -> VpsState {
     let out = run("lxc-info", &["-n", name, "-s", "-p", "-H"]).unwrap_or_default();
-    let mut lines = out.lines();
-    let state = lines
-        .next()
-        .map(|s| s.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| "unknown".into());
-    let init_pid = lines.next().and_then(|p| p.trim().parse().ok());
+    parse_info(name, &out)
+}
+
+/// `lxc-info -s -p -H` prints `State: RUNNING` and `PID: 123` lines (or bare values).
+pub fn parse_info(name: &str, out: &str) -> VpsState {
+    let mut state = None;
+    let mut init_pid = None;
+    for (i, line) in out.lines().enumerate() {
+        let (key, value) = match line.split_once(':') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim()),
+            None => (
+                if i == 0 { "state" } else { "pid" }.to_string(),
+                line.trim(),
+            ),
+        };
+        match key.as_str() {
+            "state" => state = Some(value.to_ascii_lowercase()),
+            "pid" => init_pid = value.parse().ok(),
+            _ => {}
+        }
+    }
     VpsState {
         name: name.to_string(),
-        state,
+        state: state.unwrap_or_else(|| "unknown".into()),
         init_pid,
     }
 }
@@ -522,7 +555,7 @@ mod tests {
 
     #[test]
     fn configuration_uses_the_hosts_cgroup_keys() {
-        let v1 = config_text(&spec(), Cgroups::V1);
+        let v1 = config_text(&spec(), Cgroups::V1, "SIGUSR1");
         assert!(
             v1.contains("lxc.cgroup.memory.limit_in_bytes = 67108864\n"),
             "{v1}"
@@ -531,11 +564,19 @@ mod tests {
         assert!(v1.contains("lxc.cgroup.cpu.cfs_quota_us = 150000\n"));
         assert!(v1.contains("lxc.net.0.ipv4.address = 10.77.1.50/24\n"));
         assert!(v1.contains("lxc.net.0.ipv4.gateway = 10.77.1.1\n"));
-        let v2 = config_text(&spec(), Cgroups::V2);
+        let v2 = config_text(&spec(), Cgroups::V2, "SIGRTMIN+3");
         assert!(v2.contains("lxc.cgroup2.memory.max = 67108864\n"), "{v2}");
         assert!(v2.contains("lxc.cgroup2.cpu.weight = 50\n"));
         assert!(v2.contains("lxc.cgroup2.cpu.max = 150000 100000\n"));
         assert!(!v2.contains("lxc.cgroup."));
+    }
+
+    #[test]
+    fn lxc_info_output_is_read_with_or_without_labels() {
+        let s = parse_info("a", "State:          RUNNING\nPID:            35\n");
+        assert_eq!((s.state.as_str(), s.init_pid), ("running", Some(35)));
+        let s = parse_info("a", "STOPPED\n");
+        assert_eq!((s.state.as_str(), s.init_pid), ("stopped", None));
     }
 
     #[test]

@@ -73,13 +73,31 @@ impl<'a> Change<'a> {
 
 /// Stores one audit event and returns it.
 pub fn record(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Event, ApiError> {
+    record_kind(conn, "audit", actor, change)
+}
+
+/// Stores one event of kind `system` (what happened, not who changed what).
+pub fn record_system(
+    conn: &mut DbConn,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<Event, ApiError> {
+    record_kind(conn, "system", actor, change)
+}
+
+fn record_kind(
+    conn: &mut DbConn,
+    kind: &str,
+    actor: &Actor,
+    change: Change<'_>,
+) -> Result<Event, ApiError> {
     let mut details = change.details;
     if let (Some(token), Some(obj)) = (&actor.via_token, details.as_object_mut()) {
         obj.insert("via_token".into(), serde_json::Value::String(token.clone()));
     }
     let details = details.to_string();
     let row = NewEvent {
-        kind: "audit",
+        kind,
         severity: change.severity.as_str(),
         actor: &actor.name,
         action: change.action,

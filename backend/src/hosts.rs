@@ -42,7 +42,10 @@ pub struct HostView {
 
 struct Runtime {
     view: Mutex<HostView>,
+    conn: Mutex<Option<Conn>>,
     ring: Mutex<VecDeque<HostSample>>,
+    /// The containers of the newest sample, to notice new ones.
+    containers: Mutex<Vec<String>>,
     bucket: Mutex<Option<Bucket>>,
     stop: tokio::sync::watch::Sender<bool>,
     interval: tokio::sync::watch::Sender<u32>,
@@ -270,6 +273,19 @@ pub struct HostRow {
     pub heartbeat_timeout_ms: i32,
     pub agent_version: Option<String>,
     pub last_seen_at: Option<chrono::NaiveDateTime>,
+    pub capacity_memory_bytes: Option<i64>,
+    pub capacity_cpus: Option<i32>,
+    pub capacity_disk_bytes: Option<i64>,
+    pub vps_bridge: String,
+    pub vps_prefix_len: i32,
+    pub vps_gateway: Option<String>,
+}
+
+/// A live connection to a host's agent, for operations.
+#[derive(Clone)]
+pub struct Conn {
+    pub session: Arc<Session>,
+    pub agent: crate::ssh::AgentCaller,
 }
 
 pub struct HostManager {
@@ -278,6 +294,8 @@ pub struct HostManager {
     key: Arc<PrivateKey>,
     agent: Option<Arc<Vec<u8>>>,
     runtimes: Mutex<HashMap<i64, Arc<Runtime>>>,
+    /// Containers found on hosts that no VPS record names, already reported.
+    reported_unknown: Arc<Mutex<std::collections::HashSet<(i64, String)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -297,6 +315,7 @@ impl HostManager {
             key: Arc::new(key),
             agent: agent.map(Arc::new),
             runtimes: Mutex::new(HashMap::new()),
+            reported_unknown: Default::default(),
         })
     }
 
@@ -345,6 +364,8 @@ impl HostManager {
                 status: "connecting".into(),
                 ..Default::default()
             }),
+            conn: Mutex::new(None),
+            containers: Mutex::new(Vec::new()),
             // A reconnect (after an edit) keeps the live history.
             ring: Mutex::new(
                 old.as_ref()
@@ -367,6 +388,13 @@ impl HostManager {
         if let Some(rt) = lock(&self.runtimes).remove(&id) {
             let _ = rt.stop.send(true);
         }
+    }
+
+    /// The connection to a host's agent, if it is online.
+    pub fn conn(&self, id: i64) -> Option<Conn> {
+        lock(&self.runtimes)
+            .get(&id)
+            .and_then(|rt| lock(&rt.conn).clone())
     }
 
     /// Changes how often a connected host samples, without reconnecting.
@@ -413,6 +441,16 @@ impl HostManager {
             }
             ring.push_back(sample.clone());
         }
+        let names: Vec<String> = sample.vpses.iter().map(|v| v.name.clone()).collect();
+        let new_container = {
+            let mut c = lock(&rt.containers);
+            let new = names.iter().any(|n| !c.contains(n));
+            *c = names;
+            new
+        };
+        if new_container {
+            self.check_unknown(id, sample);
+        }
         let minute = minute_of(Utc::now());
         let done = {
             let mut b = lock(&rt.bucket);
@@ -427,6 +465,41 @@ impl HostManager {
         if let Some(done) = done {
             self.flush(id, done);
         }
+    }
+
+    /// Reports containers on a host that no VPS record names (once each); they are never touched.
+    fn check_unknown(&self, id: i64, sample: &HostSample) {
+        let found: Vec<String> = sample.vpses.iter().map(|v| v.name.clone()).collect();
+        if found.is_empty() {
+            return;
+        }
+        let (db, reported) = (self.db.clone(), self.reported_unknown.clone());
+        tokio::spawn(async move {
+            let _ = db
+                .run(move |c| {
+                    use crate::schema::vpses;
+                    let known: Vec<String> = vpses::table.select(vpses::name).load(c)?;
+                    for name in found.into_iter().filter(|n| !known.contains(n)) {
+                        if !lock(&reported).insert((id, name.clone())) {
+                            continue;
+                        }
+                        crate::audit::record_system(
+                            c,
+                            &crate::audit::Actor::system("netres"),
+                            crate::audit::Change::new(
+                                "host.unknown_vps",
+                                "host",
+                                id,
+                                format!("host {id} runs a container '{name}' that is not a known VPS; it is left alone"),
+                            )
+                            .severity(serverware_shared::api::Severity::Warning)
+                            .details(serde_json::json!({ "container": name })),
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await;
+        });
     }
 
     /// Writes a minute to the database in the background.
@@ -512,9 +585,13 @@ impl HostManager {
             {
                 Ok(session) => {
                     backoff = Duration::from_millis(500);
+                    let session = Arc::new(session);
                     let r = self
                         .serve(&row, &rt, &session, &mut stop, &mut interval)
                         .await;
+                    if let Some(c) = lock(&rt.conn).take() {
+                        c.agent.fail_all();
+                    }
                     self.flush_partial(row.id, &rt);
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
                     if let Err(e) = r {
@@ -557,7 +634,7 @@ impl HostManager {
         &self,
         row: &HostRow,
         rt: &Runtime,
-        session: &Session,
+        session: &Arc<Session>,
         stop: &mut tokio::sync::watch::Receiver<bool>,
         interval: &mut tokio::sync::watch::Receiver<u32>,
     ) -> Result<(), SshError> {
@@ -586,6 +663,10 @@ impl HostManager {
             protocol: PROTOCOL_VERSION,
         })
         .await?;
+        *lock(&rt.conn) = Some(Conn {
+            session: session.clone(),
+            agent: link.caller.clone(),
+        });
         let mut millis = *interval.borrow_and_update();
         link.send(AgentRequest::SetInterval {
             millis: u64::from(millis),
@@ -604,6 +685,9 @@ impl HostManager {
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
                         self.record_sample(row.id, rt, &sample);
+                        self.hub.publish_with(serverware_shared::ws::Topic::Vpses, || {
+                            ServerMessage::VpsStats { host_id: row.id, vpses: sample.vpses.clone() }
+                        });
                         self.hub.publish_with(
                             serverware_shared::ws::Topic::Host(row.id),
                             || ServerMessage::HostSample { host_id: row.id, sample: sample.clone() },
@@ -619,6 +703,7 @@ impl HostManager {
                             self.set_status(row.id, rt, "online");
                         }
                     }
+                    Ok(Some(AgentFrame::Response { id, response })) if link.caller.deliver(id, response.clone()) => {}
                     Ok(Some(AgentFrame::Response { response: AgentResponse::Hello { agent_version, hostname, kernel, cpu_model, .. }, .. })) => {
                         let mut v = lock(&rt.view);
                         v.agent_version = Some(agent_version.clone());

@@ -16,3 +16,6 @@ pub mod schema;
 pub mod server;
 pub mod ssh;
 pub mod state;
+pub mod tasks;
+pub mod templates;
+pub mod vps;

@@ -69,6 +69,9 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         last_seen_at -> Nullable<Timestamp>,
+        vps_bridge -> Text,
+        vps_prefix_len -> Integer,
+        vps_gateway -> Nullable<Text>,
     }
 }
 

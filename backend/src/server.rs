@@ -212,7 +212,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     host_manager.start_all().await?;
     host_manager.start_retention();
     spawn_event_fanout(&db, hub.clone());
+    match crate::tasks::fail_interrupted(&db).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!("{n} task(s) were running when the controller stopped; marked failed")
+        }
+        Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
+    }
+    if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
+        tracing::warn!("the built-in template is not available: {e:#}");
+    }
     let state = web::Data::new(AppState {
+        vps_busy: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),

@@ -4,6 +4,8 @@
 
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use serverware_shared::agent::{AgentRequest, AgentResponse};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +37,9 @@ pub enum SshError {
     AuthRejected,
     #[error("SSH failed: {0}")]
     Protocol(String),
+    /// The agent ran the request and reports why it failed.
+    #[error("{0}")]
+    Agent(String),
 }
 
 pub enum Credentials {
@@ -174,6 +179,29 @@ impl Session {
         Ok(Session { handle })
     }
 
+    /// Starts `program` with `args` on the host and returns its channel, for streams
+    /// (arguments quoted as in [`Session::run`]).
+    pub async fn exec_channel(
+        &self,
+        program: &str,
+        args: &[&str],
+    ) -> Result<russh::Channel<client::Msg>, SshError> {
+        let mut line = shell_quote(program);
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        ch.exec(true, line)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        Ok(ch)
+    }
+
     /// Runs `program` with `args` on the host and returns its exit status and output. Every
     /// argument is quoted for the remote shell, so no argument can change the command.
     pub async fn run(
@@ -294,13 +322,16 @@ impl Session {
             }
         });
         Ok(AgentLink {
-            lines: lines_tx,
+            caller: AgentCaller {
+                lines: lines_tx,
+                next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+                pending: Arc::new(Mutex::new(HashMap::new())),
+            },
             frames,
-            next_id: 1,
         })
     }
 
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
@@ -316,19 +347,38 @@ pub fn shell_quote(s: &str) -> String {
 
 /// A running agent: send requests, receive its frames (responses and pushed samples).
 pub struct AgentLink {
-    lines: tokio::sync::mpsc::Sender<String>,
+    pub caller: AgentCaller,
     pub frames: tokio::sync::mpsc::Receiver<serverware_shared::agent::AgentFrame>,
-    next_id: u64,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, tokio::sync::oneshot::Sender<AgentResponse>>>>;
+
+/// Sends requests to an agent; cheap to clone. Responses are handed back by whoever reads the
+/// link's frames, through [`AgentCaller::deliver`].
+#[derive(Clone)]
+pub struct AgentCaller {
+    lines: tokio::sync::mpsc::Sender<String>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+    pending: Pending,
 }
 
 impl AgentLink {
-    /// Sends a request and returns its id.
-    pub async fn send(
-        &mut self,
-        request: serverware_shared::agent::AgentRequest,
-    ) -> Result<u64, SshError> {
-        let id = self.next_id;
-        self.next_id += 1;
+    pub async fn send(&mut self, request: AgentRequest) -> Result<u64, SshError> {
+        self.caller.send(request).await
+    }
+}
+
+impl AgentCaller {
+    /// Sends a request without waiting for its answer; returns its id.
+    pub async fn send(&self, request: AgentRequest) -> Result<u64, SshError> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send_with_id(id, request).await?;
+        Ok(id)
+    }
+
+    async fn send_with_id(&self, id: u64, request: AgentRequest) -> Result<(), SshError> {
         let mut line =
             serde_json::to_string(&serverware_shared::agent::AgentRequestFrame { id, request })
                 .map_err(|e| SshError::Protocol(e.to_string()))?;
@@ -336,9 +386,58 @@ impl AgentLink {
         self.lines
             .send(line)
             .await
-            .map_err(|_| SshError::Protocol("the agent's channel closed".into()))?;
-        Ok(id)
+            .map_err(|_| SshError::Protocol("the host's agent is not connected".into()))
     }
+
+    /// Sends a request and waits for its answer. An `Error` answer becomes an error.
+    pub async fn call(
+        &self,
+        request: AgentRequest,
+        timeout: std::time::Duration,
+    ) -> Result<AgentResponse, SshError> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        if let Err(e) = self.send_with_id(id, request).await {
+            lock(&self.pending).remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(AgentResponse::Error { message })) => Err(SshError::Agent(message)),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(SshError::Protocol(
+                "the connection to the host was lost".into(),
+            )),
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                Err(SshError::Protocol(format!(
+                    "the host did not answer within {timeout:?}"
+                )))
+            }
+        }
+    }
+
+    /// Hands a response to the call waiting for it; false if nobody waits for that id.
+    pub fn deliver(&self, id: u64, response: AgentResponse) -> bool {
+        match lock(&self.pending).remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(response);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails every waiting call (the connection ended).
+    pub fn fail_all(&self) {
+        lock(&self.pending).clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -15,4 +15,6 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Connections to hosts and their newest samples.
     pub hosts: Arc<crate::hosts::HostManager>,
+    /// VPSes with an operation running.
+    pub vps_busy: crate::vps::Busy,
 }

@@ -321,8 +321,28 @@ pub struct HostResponse {
     pub sample_interval_ms: u32,
     /// VPSes placed on this host.
     pub vps_count: i64,
+    /// Capacity for placement: declared, or what the host reports.
+    pub capacity: HostCapacity,
+    /// Left after the limits of the VPSes placed here.
+    pub free: HostCapacity,
+    /// The bridge VPS interfaces join, their prefix length and gateway.
+    pub vps_bridge: String,
+    pub vps_prefix_len: i32,
+    pub vps_gateway: Option<String>,
+    /// Containers found on the host that the controller does not know (never touched).
+    pub unknown_vpses: Vec<String>,
     /// The newest netRES sample, when the host is connected.
     pub sample: Option<crate::agent::HostSample>,
+}
+
+/// Memory, CPUs and disk of a host.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostCapacity {
+    pub memory_bytes: i64,
+    /// Thousandths of a CPU.
+    pub cpu_millis: i64,
+    pub disk_bytes: i64,
 }
 
 /// `PATCH /api/v1/hosts/{id}`. Absent fields stay as they are.
@@ -337,6 +357,20 @@ pub struct UpdateHostRequest {
     /// 250–60000 ms.
     #[serde(default)]
     pub sample_interval_ms: Option<u32>,
+    /// Declared capacity; 0 returns to what the host reports.
+    #[serde(default)]
+    pub capacity_memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub capacity_cpus: Option<u32>,
+    #[serde(default)]
+    pub capacity_disk_bytes: Option<u64>,
+    #[serde(default)]
+    pub vps_bridge: Option<String>,
+    #[serde(default)]
+    pub vps_prefix_len: Option<u8>,
+    /// Empty removes the gateway.
+    #[serde(default)]
+    pub vps_gateway: Option<String>,
     /// After the host's key changed (status `key_mismatch`): the new key from a fresh probe,
     /// confirmed by the operator. The controller checks the host presents it before pinning it.
     #[serde(default)]
@@ -375,4 +409,224 @@ pub struct HistoryQuery {
     pub since: Option<DateTime<Utc>>,
     #[serde(default)]
     pub until: Option<DateTime<Utc>>,
+}
+
+/// A template: a root filesystem in the controller's storage that VPSes are created from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TemplateResponse {
+    pub id: i64,
+    pub name: String,
+    pub os: String,
+    pub description: String,
+    /// Size of the compressed archive in storage.
+    pub size_bytes: i64,
+    /// `ready`, `building` or `failed`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/templates/debian`: build a Debian template with debootstrap (a task).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BuildDebianTemplateRequest {
+    pub name: String,
+    /// Debian suite (default `bookworm`).
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// Debian mirror (default `http://deb.debian.org/debian`).
+    #[serde(default)]
+    pub mirror: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Query of `POST /api/v1/templates` (the body is a tar archive, gzip-compressed or not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct UploadTemplateQuery {
+    pub name: String,
+    pub os: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A long operation: progress, log and final status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TaskResponse {
+    pub id: i64,
+    /// `vps.create`, `vps.start`, `vps.move` …
+    pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// What the task works on, for people (`VPS web-1`).
+    pub progress_pct: i32,
+    pub bytes_done: i64,
+    pub bytes_total: Option<i64>,
+    pub created_by: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The log, in `GET /tasks/{id}` only.
+    #[serde(default)]
+    pub log: Option<Vec<TaskLogLine>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TaskLogLine {
+    pub at: DateTime<Utc>,
+    pub line: String,
+}
+
+/// Query of `GET /api/v1/tasks`: newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct TaskQuery {
+    /// `running`, `succeeded` or `failed`.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub target_type: Option<String>,
+    #[serde(default)]
+    pub target_id: Option<String>,
+    /// 1–500, default 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// A VPS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VpsResponse {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub host_id: Option<i64>,
+    pub host_name: Option<String>,
+    pub template_id: Option<i64>,
+    pub ipv4: String,
+    pub hostname: String,
+    pub memory_limit_bytes: i64,
+    pub cpu_shares: Option<i32>,
+    pub cpu_limit_millis: Option<i32>,
+    pub disk_limit_bytes: Option<i64>,
+    pub autostart: bool,
+    /// What the controller last made of it: `creating`, `stopped`, `running`, `error` …
+    pub status: String,
+    /// What its host reports now (`running`, `stopped` …), when the host is connected.
+    pub state: Option<String>,
+    /// The newest figures from its host.
+    pub live: Option<crate::agent::VpsSample>,
+    /// The task working on it now, if any.
+    pub busy_task: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/vpses`: create a VPS from a template (a task).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateVpsRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub template_id: i64,
+    /// The host; absent: placed where the most capacity is left.
+    #[serde(default)]
+    pub host_id: Option<i64>,
+    pub ipv4: String,
+    /// Default: the VPS's name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    pub memory_limit_bytes: u64,
+    /// Relative CPU weight (2–262144; 1024 is the default weight).
+    #[serde(default)]
+    pub cpu_shares: Option<u32>,
+    /// Hard CPU limit in thousandths of a CPU (100–256000).
+    #[serde(default)]
+    pub cpu_limit_millis: Option<u32>,
+    /// Disk the VPS may use, counted for placement.
+    #[serde(default)]
+    pub disk_limit_bytes: Option<u64>,
+    /// Start with its host (default true).
+    #[serde(default)]
+    pub autostart: Option<bool>,
+    /// Start it once created.
+    #[serde(default)]
+    pub start: bool,
+}
+
+/// `PATCH /api/v1/vpses/{id}`. Absent fields stay as they are.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVpsRequest {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// 0 removes the setting.
+    #[serde(default)]
+    pub cpu_shares: Option<u32>,
+    /// 0 removes the limit.
+    #[serde(default)]
+    pub cpu_limit_millis: Option<u32>,
+    #[serde(default)]
+    pub autostart: Option<bool>,
+}
+
+/// Answer of `PATCH /api/v1/vpses/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpdateVpsResponse {
+    pub vps: VpsResponse,
+    /// A change (address or host name) takes effect at the next start.
+    pub restart_required: bool,
+    /// The task applying the change on the host, if the VPS is on one.
+    pub task: Option<TaskResponse>,
+}
+
+/// `POST /api/v1/vpses/{id}/stop` (and `restart`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StopVpsRequest {
+    /// Seconds to wait for a clean stop before forcing it (1–600, default 30).
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+}
+
+/// `POST /api/v1/vpses/{id}/copy`: a clone under a new name and address.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CopyVpsRequest {
+    pub name: String,
+    pub ipv4: String,
+    /// Default: the source's host.
+    #[serde(default)]
+    pub host_id: Option<i64>,
+    #[serde(default)]
+    pub start: bool,
+}
+
+/// `POST /api/v1/vpses/{id}/move`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MoveVpsRequest {
+    pub host_id: i64,
 }

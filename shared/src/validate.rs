@@ -319,6 +319,66 @@ pub fn sample_interval_ms(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 250, 60_000, "milliseconds").map(|v| v as u32)
 }
 
+/// A VPS memory limit: 16 MiB to 1 TiB.
+pub fn memory_limit(field: &str, bytes: u64) -> Result<u64> {
+    if !(16 << 20..=1 << 40).contains(&bytes) {
+        return Err(ValidationError::new(
+            field,
+            "must be between 16 MiB and 1 TiB",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// CPU shares: 2–262144 (1024 is the default weight).
+pub fn cpu_shares(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 2, 262_144, "shares").map(|v| v as u32)
+}
+
+/// A CPU limit in thousandths of a CPU: 100 (a tenth) to 256000.
+pub fn cpu_limit_millis(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 100, 256_000, "thousandths of a CPU").map(|v| v as u32)
+}
+
+/// A network prefix length for VPS addresses: 8–30.
+pub fn prefix_len(field: &str, v: u8) -> Result<u8> {
+    number_in_range(field, i64::from(v), 8, 30, "bits").map(|v| v as u8)
+}
+
+/// A Linux interface name such as a bridge: 1–15 letters, digits, '-', '_' or '.'.
+pub fn interface_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty()
+        || v.len() > 15
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(ValidationError::new(
+            field,
+            "an interface name has 1–15 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A host name for a VPS: DNS labels of letters, digits and '-', at most 63 characters.
+pub fn hostname(field: &str, value: &str) -> Result<String> {
+    let v = value.trim().to_ascii_lowercase();
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && !v.starts_with('-')
+        && !v.ends_with('-')
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            "a host name has letters, digits and '-' (at most 63), not starting or ending with '-'",
+        ));
+    }
+    Ok(v)
+}
+
 /// How long host rollups are kept: 1 day to 10 years.
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)

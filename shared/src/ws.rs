@@ -21,6 +21,10 @@ pub enum Topic {
     Hosts,
     /// One host's full netRES samples, as they arrive (for its page).
     Host(i64),
+    /// Tasks: created, progress, log lines, finished.
+    Tasks,
+    /// Every VPS's live figures, as its host reports them.
+    Vpses,
 }
 
 impl std::fmt::Display for Topic {
@@ -30,6 +34,8 @@ impl std::fmt::Display for Topic {
             Topic::Inventory => f.write_str("inventory"),
             Topic::Hosts => f.write_str("hosts"),
             Topic::Host(id) => write!(f, "host:{id}"),
+            Topic::Tasks => f.write_str("tasks"),
+            Topic::Vpses => f.write_str("vpses"),
         }
     }
 }
@@ -41,13 +47,17 @@ impl std::str::FromStr for Topic {
             "events" => Ok(Topic::Events),
             "inventory" => Ok(Topic::Inventory),
             "hosts" => Ok(Topic::Hosts),
+            "tasks" => Ok(Topic::Tasks),
+            "vpses" => Ok(Topic::Vpses),
             _ => s
                 .strip_prefix("host:")
                 .and_then(|id| id.parse::<i64>().ok())
                 .filter(|id| *id > 0)
                 .map(Topic::Host)
                 .ok_or_else(|| {
-                    format!("unknown topic '{s}' (events, inventory, hosts or host:<id>)")
+                    format!(
+                        "unknown topic '{s}' (events, inventory, hosts, host:<id>, tasks or vpses)"
+                    )
                 }),
         }
     }
@@ -58,8 +68,12 @@ impl utoipa::PartialSchema for Topic {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^(events|inventory|hosts|host:[1-9][0-9]*)$"))
-            .description(Some("`events`, `inventory`, `hosts` or `host:<id>`"))
+            .pattern(Some(
+                "^(events|inventory|hosts|host:[1-9][0-9]*|tasks|vpses)$",
+            ))
+            .description(Some(
+                "`events`, `inventory`, `hosts`, `host:<id>`, `tasks` or `vpses`",
+            ))
             .into()
     }
 }
@@ -141,6 +155,17 @@ pub enum ServerMessage {
         host_id: i64,
         sample: crate::agent::HostSample,
     },
+    /// A task was created, progressed, logged a line (`line`) or finished (topic `tasks`).
+    Task {
+        task: crate::api::TaskResponse,
+        line: Option<String>,
+    },
+    /// The containers of one host as it reports them, by name (topic `vpses`); VPS names are
+    /// unique per site.
+    VpsStats {
+        host_id: i64,
+        vpses: Vec<crate::agent::VpsSample>,
+    },
     /// A message from the client could not be understood; the socket stays open.
     Error {
         message: String,
@@ -155,6 +180,8 @@ impl ServerMessage {
             ServerMessage::Inventory { .. } => Some(Topic::Inventory),
             ServerMessage::HostStatus { .. } => Some(Topic::Hosts),
             ServerMessage::HostSample { host_id, .. } => Some(Topic::Host(*host_id)),
+            ServerMessage::Task { .. } => Some(Topic::Tasks),
+            ServerMessage::VpsStats { .. } => Some(Topic::Vpses),
             _ => None,
         }
     }

@@ -334,6 +334,7 @@ impl TestHost {
 
     fn kill_init(&mut self) {
         if let Some(pid) = self.init_pid() {
+            thaw_all(pid);
             // PID 1 of a PID namespace dying takes every process of the host with it.
             try_run("kill", &["-KILL", &pid.to_string()]);
         }
@@ -648,6 +649,64 @@ impl Drop for Cluster {
     }
 }
 
+/// Every process below `root` in the process tree (containers' processes included).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                children.entry(pp).or_default().push(pid);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        for c in children.get(&p).cloned().unwrap_or_default() {
+            out.push(c);
+            stack.push(c);
+        }
+    }
+    out
+}
+
+/// A frozen process cannot die: thaw the freezer cgroups of a host's processes before it is
+/// powered off, as cutting the power would end them all the same.
+fn thaw_all(init: u32) {
+    for pid in descendants(init) {
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        for line in cg.lines() {
+            let mut f = line.splitn(3, ':');
+            let (_, ctrl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+            let rel = path.trim_start_matches('/');
+            if ctrl.split(',').any(|c| c == "freezer") && !rel.is_empty() {
+                let state = Path::new("/sys/fs/cgroup/freezer")
+                    .join(rel)
+                    .join("freezer.state");
+                if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "THAWED") {
+                    let _ = std::fs::write(&state, "THAWED");
+                }
+            }
+            if ctrl.is_empty() && !rel.is_empty() {
+                for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                    let f = Path::new(base).join(rel).join("cgroup.freeze");
+                    if std::fs::read_to_string(&f).is_ok_and(|s| s.trim() == "1") {
+                        let _ = std::fs::write(&f, "0");
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -675,6 +734,7 @@ pub fn sweep(all: bool) -> usize {
             // Only a host's init (tini) is ours to end; a reused PID is left alone.
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if comm.trim() == "tini" {
+                thaw_all(*pid);
                 try_run("kill", &["-KILL", &pid.to_string()]);
             }
         }

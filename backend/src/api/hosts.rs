@@ -6,6 +6,7 @@ use crate::models::now;
 use crate::schema::{hosts, vpses};
 use crate::ssh::{probe_host_key, Credentials, Session, SshError};
 use crate::state::AppState;
+use crate::vps::VpsRow;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::agent::HostSample;
@@ -24,6 +25,7 @@ fn ssh_error(e: SshError) -> ApiError {
             format!("the host now presents a different key ({presented}) than the one confirmed; probe it again"),
         ),
         SshError::Protocol(m) => ApiError::invalid("address", format!("SSH failed: {m}")),
+        SshError::Agent(m) => ApiError::Unavailable(m),
     }
 }
 
@@ -44,8 +46,24 @@ pub async fn probe_host(
     }))
 }
 
-fn response(row: &HostRow, state: &AppState, vps_count: i64) -> HostResponse {
+fn response(row: &HostRow, state: &AppState, all_vpses: &[VpsRow]) -> HostResponse {
     let view = state.hosts.view(row.id).unwrap_or_default();
+    let placed: Vec<&VpsRow> = all_vpses
+        .iter()
+        .filter(|v| v.host_id == Some(row.id))
+        .collect();
+    let capacity = crate::vps::capacity(row, view.latest.as_ref());
+    let unknown_vpses = view
+        .latest
+        .as_ref()
+        .map(|s| {
+            s.vpses
+                .iter()
+                .filter(|x| !all_vpses.iter().any(|v| v.name == x.name))
+                .map(|x| x.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     HostResponse {
         id: row.id,
         name: row.name.clone(),
@@ -63,23 +81,26 @@ fn response(row: &HostRow, state: &AppState, vps_count: i64) -> HostResponse {
         kernel: view.kernel,
         cpu_model: view.cpu_model,
         sample_interval_ms: row.sample_interval_ms.max(0) as u32,
-        vps_count,
+        vps_count: placed.len() as i64,
+        free: crate::vps::free(capacity, &placed),
+        capacity,
+        vps_bridge: row.vps_bridge.clone(),
+        vps_prefix_len: row.vps_prefix_len,
+        vps_gateway: row.vps_gateway.clone(),
+        unknown_vpses,
         sample: view.latest,
     }
 }
 
-fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<(HostRow, i64)> {
+fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<(HostRow, Vec<VpsRow>)> {
     let row = hosts::table
         .find(id)
         .select(HostRow::as_select())
         .first(c)
         .optional()?
         .ok_or_else(|| ApiError::NotFound(format!("no host with id {id}")))?;
-    let n = vpses::table
-        .filter(vpses::host_id.eq(id))
-        .count()
-        .get_result(c)?;
-    Ok((row, n))
+    let all = vpses::table.select(VpsRow::as_select()).load(c)?;
+    Ok((row, all))
 }
 
 /// Add a host: log in once with the given password or key on the confirmed host key, install the
@@ -211,7 +232,7 @@ pub async fn create_host(
         })
         .await?;
     state.hosts.spawn(row.clone());
-    Ok(HttpResponse::Created().json(response(&row, &state, 0)))
+    Ok(HttpResponse::Created().json(response(&row, &state, &[])))
 }
 
 /// List hosts with their status and newest sample.
@@ -222,28 +243,19 @@ pub async fn list_hosts(
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<HostResponse>>> {
     principal.require(Role::Viewer)?;
-    let (rows, counts) = state
+    let (rows, all) = state
         .db
         .run(|c| {
             let rows: Vec<HostRow> = hosts::table
                 .order(hosts::name)
                 .select(HostRow::as_select())
                 .load(c)?;
-            let counts: Vec<(Option<i64>, i64)> = vpses::table
-                .group_by(vpses::host_id)
-                .select((vpses::host_id, diesel::dsl::count_star()))
-                .load(c)?;
-            Ok((rows, counts))
+            let all: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            Ok((rows, all))
         })
         .await?;
-    let counts: std::collections::HashMap<i64, i64> = counts
-        .into_iter()
-        .filter_map(|(h, n)| h.map(|h| (h, n)))
-        .collect();
     Ok(web::Json(
-        rows.iter()
-            .map(|r| response(r, &state, counts.get(&r.id).copied().unwrap_or(0)))
-            .collect(),
+        rows.iter().map(|r| response(r, &state, &all)).collect(),
     ))
 }
 
@@ -257,8 +269,8 @@ pub async fn get_host(
 ) -> ApiResult<web::Json<HostResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
-    let (row, n) = state.db.run(move |c| load_host(c, id)).await?;
-    Ok(web::Json(response(&row, &state, n)))
+    let (row, all) = state.db.run(move |c| load_host(c, id)).await?;
+    Ok(web::Json(response(&row, &state, &all)))
 }
 
 /// Edit a host: name, description, sampling interval; or pin its new key after it changed.
@@ -289,6 +301,33 @@ pub async fn update_host(
         .sample_interval_ms
         .map(|v| validate::sample_interval_ms("sample_interval_ms", v))
         .transpose()?;
+    let bridge = req
+        .vps_bridge
+        .as_deref()
+        .map(|b| validate::interface_name("vps_bridge", b))
+        .transpose()?;
+    let prefix = req
+        .vps_prefix_len
+        .map(|p| validate::prefix_len("vps_prefix_len", p))
+        .transpose()?;
+    let gateway = match req.vps_gateway.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(g) => Some(Some(validate::ipv4_address("vps_gateway", g)?.to_string())),
+    };
+    let cap_mem = req
+        .capacity_memory_bytes
+        .map(|m| (m > 0).then_some(m as i64));
+    let cap_cpus = match req.capacity_cpus {
+        Some(c) if c > 4096 => {
+            return Err(ApiError::invalid(
+                "capacity_cpus",
+                "must be between 0 and 4096",
+            ))
+        }
+        other => other.map(|c| (c > 0).then_some(c as i32)),
+    };
+    let cap_disk = req.capacity_disk_bytes.map(|d| (d > 0).then_some(d as i64));
     let (current, _) = state.db.run(move |c| load_host(c, id)).await?;
     // A new key is pinned only if the host presents exactly the key the operator confirmed.
     let new_key = match req.host_key.as_deref().map(str::trim) {
@@ -316,7 +355,7 @@ pub async fn update_host(
     };
     let actor = Actor::from(&principal);
     let (name2, desc2, key2) = (name.clone(), description.clone(), new_key.clone());
-    let (row, n) = state
+    let (row, all) = state
         .db
         .run(move |c| {
             c.transaction(|c| {
@@ -352,6 +391,53 @@ pub async fn update_host(
                         .set(hosts::sample_interval_ms.eq(ms as i32))
                         .execute(c)?;
                     what.push(format!("samples every {ms} ms"));
+                }
+                if let Some(b) = &bridge {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::vps_bridge.eq(b))
+                        .execute(c)?;
+                    what.push(format!("VPS bridge {b}"));
+                }
+                if let Some(p) = prefix {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::vps_prefix_len.eq(i32::from(p)))
+                        .execute(c)?;
+                    what.push(format!("VPS prefix /{p}"));
+                }
+                if let Some(g) = &gateway {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::vps_gateway.eq(g))
+                        .execute(c)?;
+                    what.push(format!("VPS gateway {}", g.as_deref().unwrap_or("none")));
+                }
+                if let Some(m) = cap_mem {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::capacity_memory_bytes.eq(m))
+                        .execute(c)?;
+                    what.push(format!(
+                        "memory capacity {}",
+                        m.map(|b| format!("{} MiB", b >> 20))
+                            .unwrap_or("as reported".into())
+                    ));
+                }
+                if let Some(n) = cap_cpus {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::capacity_cpus.eq(n))
+                        .execute(c)?;
+                    what.push(format!(
+                        "CPU capacity {}",
+                        n.map(|n| n.to_string()).unwrap_or("as reported".into())
+                    ));
+                }
+                if let Some(d) = cap_disk {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::capacity_disk_bytes.eq(d))
+                        .execute(c)?;
+                    what.push(format!(
+                        "disk capacity {}",
+                        d.map(|b| format!("{} MiB", b >> 20))
+                            .unwrap_or("as reported".into())
+                    ));
                 }
                 if let Some((key, fp)) = &key2 {
                     diesel::update(hosts::table.find(id))
@@ -395,7 +481,7 @@ pub async fn update_host(
     } else if let Some(ms) = interval {
         state.hosts.set_interval(id, ms);
     }
-    Ok(web::Json(response(&row, &state, n)))
+    Ok(web::Json(response(&row, &state, &all)))
 }
 
 /// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.

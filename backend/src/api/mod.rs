@@ -4,8 +4,11 @@
 mod auth;
 pub(crate) mod events;
 mod hosts;
+mod tasks;
+mod templates;
 mod tokens;
 mod users;
+mod vpses;
 pub mod ws;
 
 use crate::error::{self, ApiError, ApiResult};
@@ -45,7 +48,23 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hosts::update_host)
         .service(hosts::host_samples)
         .service(hosts::host_history)
-        .service(hosts::delete_host);
+        .service(hosts::delete_host)
+        .service(templates::list_templates)
+        .service(templates::upload_template)
+        .service(templates::build_debian)
+        .service(templates::delete_template)
+        .service(vpses::list_vpses)
+        .service(vpses::create_vps)
+        .service(vpses::get_vps)
+        .service(vpses::update_vps)
+        .service(vpses::delete_vps)
+        .service(vpses::start_vps)
+        .service(vpses::stop_vps)
+        .service(vpses::restart_vps)
+        .service(vpses::copy_vps)
+        .service(vpses::move_vps)
+        .service(tasks::list_tasks)
+        .service(tasks::get_task);
 }
 
 /// The OpenAPI document of the API, built from the handlers' annotations.

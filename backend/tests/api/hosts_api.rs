@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use serverware_testhosts::{Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
 
-async fn host(t: &TestController, c: &Client, id: i64) -> Value {
+pub(crate) async fn host(t: &TestController, c: &Client, id: i64) -> Value {
     c.get(t.url(&format!("/api/v1/hosts/{id}")))
         .send()
         .await
@@ -17,7 +17,7 @@ async fn host(t: &TestController, c: &Client, id: i64) -> Value {
 }
 
 /// Polls the host until `pred` holds; generous deadline, no fixed sleeps.
-async fn wait_host(
+pub(crate) async fn wait_host(
     t: &TestController,
     c: &Client,
     id: i64,
@@ -36,7 +36,7 @@ async fn wait_host(
     }
 }
 
-async fn add(
+pub(crate) async fn add(
     t: &TestController,
     c: &Client,
     name: &str,

@@ -14,4 +14,5 @@ mod schema;
 mod ssh_hosts;
 mod tokens;
 mod users_events;
+mod vps_lifecycle;
 mod ws;

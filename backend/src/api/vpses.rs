@@ -1,0 +1,320 @@
+//! `/api/v1/vpses`: VPSes and their operations. Every operation answers with its Task (202);
+//! the work runs in the background and shows on the `tasks` topic.
+
+use crate::audit::Actor;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::schema::{hosts, vpses};
+use crate::state::AppState;
+use crate::vps::{self, VpsRow};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use diesel::prelude::*;
+use serverware_shared::api::{
+    CopyVpsRequest, CreateVpsRequest, MoveVpsRequest, StopVpsRequest, TaskResponse,
+    UpdateVpsRequest, UpdateVpsResponse, VpsResponse,
+};
+use serverware_shared::{validate, ErrorBody, Role};
+
+async fn host_names(state: &AppState) -> ApiResult<std::collections::HashMap<i64, String>> {
+    Ok(state
+        .db
+        .run(|c| {
+            Ok(hosts::table
+                .select((hosts::id, hosts::name))
+                .load::<(i64, String)>(c)?)
+        })
+        .await?
+        .into_iter()
+        .collect())
+}
+
+async fn one(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
+    let v = state.db.run(move |c| vps::load(c, id)).await?;
+    let names = host_names(state).await?;
+    Ok(vps::response(
+        state,
+        &v,
+        v.host_id.and_then(|h| names.get(&h).cloned()),
+    ))
+}
+
+/// Every VPS, with what its host reports now.
+#[utoipa::path(tag = "vpses", responses((status = 200, body = Vec<VpsResponse>)))]
+#[get("/vpses")]
+pub async fn list_vpses(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<Vec<VpsResponse>>> {
+    principal.require(Role::Viewer)?;
+    let rows: Vec<VpsRow> = state
+        .db
+        .run(|c| {
+            Ok(vpses::table
+                .order(vpses::name)
+                .select(VpsRow::as_select())
+                .load(c)?)
+        })
+        .await?;
+    let names = host_names(&state).await?;
+    Ok(web::Json(
+        rows.iter()
+            .map(|v| vps::response(&state, v, v.host_id.and_then(|h| names.get(&h).cloned())))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]
+#[get("/vpses/{id}")]
+pub async fn get_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<VpsResponse>> {
+    principal.require(Role::Viewer)?;
+    Ok(web::Json(one(&state, id.into_inner()).await?))
+}
+
+fn accepted(t: TaskResponse) -> HttpResponse {
+    HttpResponse::Accepted().json(t)
+}
+
+/// Create a VPS from a template on a host, or where the most capacity is left.
+#[utoipa::path(tag = "vpses", request_body = CreateVpsRequest, responses(
+    (status = 202, body = TaskResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/vpses")]
+pub async fn create_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateVpsRequest>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let r = body.into_inner();
+    let name = validate::resource_name("name", &r.name)?;
+    let description = validate::description("description", &r.description)?;
+    let ipv4 = validate::ipv4_address("ipv4", &r.ipv4)?.to_string();
+    let hostname = validate::hostname("hostname", r.hostname.as_deref().unwrap_or(&name))?;
+    let memory = validate::memory_limit("memory_limit_bytes", r.memory_limit_bytes)?;
+    let shares = r
+        .cpu_shares
+        .map(|v| validate::cpu_shares("cpu_shares", v))
+        .transpose()?;
+    let limit = r
+        .cpu_limit_millis
+        .map(|v| validate::cpu_limit_millis("cpu_limit_millis", v))
+        .transpose()?;
+    let task = vps::create(
+        state.into_inner(),
+        Actor::from(&principal),
+        vps::CreateVps {
+            name,
+            description,
+            template_id: r.template_id,
+            host_id: r.host_id,
+            ipv4,
+            hostname,
+            memory_limit_bytes: memory,
+            cpu_shares: shares,
+            cpu_limit_millis: limit,
+            disk_limit_bytes: r.disk_limit_bytes.filter(|d| *d > 0),
+            autostart: r.autostart.unwrap_or(true),
+            start: r.start,
+        },
+    )
+    .await?;
+    Ok(accepted(task))
+}
+
+/// Change description, address, host name, limits or autostart. Limits apply to a running VPS
+/// at once; an address or host name at its next start (`restart_required`).
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), request_body = UpdateVpsRequest, responses(
+    (status = 200, body = UpdateVpsResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/vpses/{id}")]
+pub async fn update_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: web::Json<UpdateVpsRequest>,
+) -> ApiResult<web::Json<UpdateVpsResponse>> {
+    principal.require(Role::Operator)?;
+    let r = body.into_inner();
+    let e = vps::EditVps {
+        description: r
+            .description
+            .as_deref()
+            .map(|d| validate::description("description", d))
+            .transpose()?,
+        ipv4: r
+            .ipv4
+            .as_deref()
+            .map(|i| validate::ipv4_address("ipv4", i).map(|a| a.to_string()))
+            .transpose()?,
+        hostname: r
+            .hostname
+            .as_deref()
+            .map(|h| validate::hostname("hostname", h))
+            .transpose()?,
+        memory_limit_bytes: r
+            .memory_limit_bytes
+            .map(|m| validate::memory_limit("memory_limit_bytes", m))
+            .transpose()?,
+        cpu_shares: r
+            .cpu_shares
+            .map(|v| match v {
+                0 => Ok(None),
+                v => validate::cpu_shares("cpu_shares", v).map(Some),
+            })
+            .transpose()?,
+        cpu_limit_millis: r
+            .cpu_limit_millis
+            .map(|v| match v {
+                0 => Ok(None),
+                v => validate::cpu_limit_millis("cpu_limit_millis", v).map(Some),
+            })
+            .transpose()?,
+        autostart: r.autostart,
+    };
+    let id = id.into_inner();
+    let state = state.into_inner();
+    let (_, restart_required, task) =
+        vps::edit(state.clone(), Actor::from(&principal), id, e).await?;
+    Ok(web::Json(UpdateVpsResponse {
+        vps: one(&state, id).await?,
+        restart_required,
+        task,
+    }))
+}
+
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/vpses/{id}/start")]
+pub async fn start_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    Ok(accepted(
+        vps::start(state.into_inner(), Actor::from(&principal), id.into_inner()).await?,
+    ))
+}
+
+fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> ApiResult<u32> {
+    match body.and_then(|b| b.into_inner().timeout_secs) {
+        None => Ok(vps::DEFAULT_STOP_TIMEOUT),
+        Some(t) => {
+            Ok(validate::number_in_range("timeout_secs", i64::from(t), 1, 600, "seconds")? as u32)
+        }
+    }
+}
+
+/// Stop cleanly; after `timeout_secs` (default 30) by force.
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), request_body(content = Option<StopVpsRequest>), responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/vpses/{id}/stop")]
+pub async fn stop_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: Option<web::Json<StopVpsRequest>>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let t = stop_timeout(body)?;
+    Ok(accepted(
+        vps::stop(
+            state.into_inner(),
+            Actor::from(&principal),
+            id.into_inner(),
+            t,
+            false,
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), request_body(content = Option<StopVpsRequest>), responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/vpses/{id}/restart")]
+pub async fn restart_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: Option<web::Json<StopVpsRequest>>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let t = stop_timeout(body)?;
+    Ok(accepted(
+        vps::stop(
+            state.into_inner(),
+            Actor::from(&principal),
+            id.into_inner(),
+            t,
+            true,
+        )
+        .await?,
+    ))
+}
+
+/// Delete a VPS and its container (a running one is stopped first).
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[delete("/vpses/{id}")]
+pub async fn delete_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    Ok(accepted(
+        vps::delete(state.into_inner(), Actor::from(&principal), id.into_inner()).await?,
+    ))
+}
+
+/// Clone a VPS under a new name and address, on the same or another host.
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), request_body = CopyVpsRequest, responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/vpses/{id}/copy")]
+pub async fn copy_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: web::Json<CopyVpsRequest>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let r = body.into_inner();
+    let name = validate::resource_name("name", &r.name)?;
+    let ipv4 = validate::ipv4_address("ipv4", &r.ipv4)?.to_string();
+    Ok(accepted(
+        vps::copy(
+            state.into_inner(),
+            Actor::from(&principal),
+            id.into_inner(),
+            name,
+            ipv4,
+            r.host_id,
+            r.start,
+        )
+        .await?,
+    ))
+}
+
+/// Move a VPS to another host: stop, transfer its root filesystem and configuration, start.
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), request_body = MoveVpsRequest, responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/vpses/{id}/move")]
+pub async fn move_vps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: web::Json<MoveVpsRequest>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    Ok(accepted(
+        vps::move_to(
+            state.into_inner(),
+            Actor::from(&principal),
+            id.into_inner(),
+            body.host_id,
+        )
+        .await?,
+    ))
+}

@@ -1,0 +1,275 @@
+//! Tasks: long operations with progress (percent and bytes), log lines and a final status,
+//! stored in the database and pushed live on the socket topic `tasks`.
+
+use crate::audit::{self, Actor, Change};
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::hub::Hub;
+use crate::models::now;
+use crate::schema::{task_logs, tasks};
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serverware_shared::api::{Severity, TaskLogLine, TaskResponse};
+use serverware_shared::ws::ServerMessage;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct TaskRow {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub progress_pct: i32,
+    pub bytes_done: i64,
+    pub bytes_total: Option<i64>,
+    pub created_by: String,
+    pub error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl TaskRow {
+    pub fn to_response(&self) -> TaskResponse {
+        TaskResponse {
+            id: self.id,
+            kind: self.kind.clone(),
+            status: self.status.clone(),
+            target_type: self.target_type.clone(),
+            target_id: self.target_id.clone(),
+            progress_pct: self.progress_pct,
+            bytes_done: self.bytes_done,
+            bytes_total: self.bytes_total,
+            created_by: self.created_by.clone(),
+            error: self.error.clone(),
+            created_at: self.created_at.and_utc(),
+            started_at: self.started_at.map(|t| t.and_utc()),
+            finished_at: self.finished_at.map(|t| t.and_utc()),
+            log: None,
+        }
+    }
+}
+
+/// Progress is pushed at most this often (the final state always).
+const PUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// A running task, handed to the code doing the work.
+pub struct Task {
+    db: Db,
+    hub: Arc<Hub>,
+    actor: Actor,
+    state: Mutex<TaskResponse>,
+    last_push: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates a task row (status `running`) inside the caller's transaction.
+pub fn insert(
+    c: &mut crate::db::DbConn,
+    kind: &str,
+    target_type: &str,
+    target_id: &str,
+    actor: &Actor,
+) -> ApiResult<TaskRow> {
+    let t = now();
+    diesel::insert_into(tasks::table)
+        .values((
+            tasks::kind.eq(kind),
+            tasks::status.eq("running"),
+            tasks::target_type.eq(target_type),
+            tasks::target_id.eq(target_id),
+            tasks::created_by.eq(&actor.name),
+            tasks::created_at.eq(t),
+            tasks::started_at.eq(t),
+        ))
+        .execute(c)?;
+    Ok(tasks::table
+        .order(tasks::id.desc())
+        .filter(tasks::kind.eq(kind))
+        .filter(tasks::target_id.eq(target_id))
+        .select(TaskRow::as_select())
+        .first(c)?)
+}
+
+impl Task {
+    pub fn new(db: Db, hub: Arc<Hub>, actor: Actor, row: &TaskRow) -> Arc<Task> {
+        let t = Arc::new(Task {
+            db,
+            hub,
+            actor,
+            state: Mutex::new(row.to_response()),
+            last_push: Mutex::new(None),
+        });
+        t.push(None);
+        t
+    }
+
+    pub fn id(&self) -> i64 {
+        lock(&self.state).id
+    }
+
+    pub fn response(&self) -> TaskResponse {
+        lock(&self.state).clone()
+    }
+
+    fn push(&self, line: Option<String>) {
+        let task = self.response();
+        *lock(&self.last_push) = Some(Instant::now());
+        self.hub.publish(&ServerMessage::Task { task, line });
+    }
+
+    /// Adds a line to the task's log (stored and pushed).
+    pub async fn log(&self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::info!(task = self.id(), "{line}");
+        let (id, l) = (self.id(), line.clone());
+        let _ = self
+            .db
+            .run(move |c| {
+                diesel::insert_into(task_logs::table)
+                    .values((
+                        task_logs::task_id.eq(id),
+                        task_logs::at.eq(now()),
+                        task_logs::line.eq(&l),
+                    ))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await;
+        self.push(Some(line));
+    }
+
+    /// Sets progress; stored and pushed at most four times a second.
+    pub async fn progress(&self, pct: i32, bytes_done: i64, bytes_total: Option<i64>) {
+        {
+            let mut s = lock(&self.state);
+            s.progress_pct = pct.clamp(0, 100);
+            s.bytes_done = bytes_done;
+            s.bytes_total = bytes_total;
+        }
+        let due = lock(&self.last_push).is_none_or(|t| t.elapsed() >= PUSH_EVERY);
+        if due {
+            self.store().await;
+            self.push(None);
+        }
+    }
+
+    async fn store(&self) {
+        let s = self.response();
+        let _ = self
+            .db
+            .run(move |c| {
+                diesel::update(tasks::table.find(s.id))
+                    .set((
+                        tasks::status.eq(&s.status),
+                        tasks::progress_pct.eq(s.progress_pct),
+                        tasks::bytes_done.eq(s.bytes_done),
+                        tasks::bytes_total.eq(s.bytes_total),
+                        tasks::error.eq(&s.error),
+                        tasks::finished_at.eq(s.finished_at.map(|t| t.naive_utc())),
+                    ))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Ends the task and records an event of its outcome.
+    pub async fn finish(&self, result: &Result<String, ApiError>) {
+        {
+            let mut s = lock(&self.state);
+            s.finished_at = Some(Utc::now());
+            match result {
+                Ok(_) => {
+                    s.status = "succeeded".into();
+                    s.progress_pct = 100;
+                }
+                Err(e) => {
+                    s.status = "failed".into();
+                    s.error = Some(e.body().message);
+                }
+            }
+        }
+        let line = match result {
+            Ok(m) => format!("done: {m}"),
+            Err(e) => format!("failed: {}", e.body().message),
+        };
+        self.log(line).await;
+        self.store().await;
+        self.push(None);
+        let s = self.response();
+        let actor = self.actor.clone();
+        let _ = self
+            .db
+            .run(move |c| {
+                let action = format!(
+                    "{}.{}",
+                    s.kind,
+                    if s.status == "succeeded" {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    }
+                );
+                let message = match &s.error {
+                    None => format!("task {} ({}) succeeded", s.id, s.kind),
+                    Some(e) => format!("task {} ({}) failed: {e}", s.id, s.kind),
+                };
+                audit::record_system(
+                    c,
+                    &actor,
+                    Change::new(
+                        &action,
+                        s.target_type.as_deref().unwrap_or("task"),
+                        s.target_id.clone().unwrap_or_default(),
+                        message,
+                    )
+                    .details(serde_json::json!({ "task": s.id }))
+                    .severity(if s.error.is_some() {
+                        Severity::Error
+                    } else {
+                        Severity::Info
+                    }),
+                )?;
+                Ok(())
+            })
+            .await;
+    }
+}
+
+/// Tasks left `running` by a controller that stopped are failed at start.
+pub async fn fail_interrupted(db: &Db) -> ApiResult<usize> {
+    db.run(|c| {
+        Ok(
+            diesel::update(tasks::table.filter(tasks::status.eq("running")))
+                .set((
+                    tasks::status.eq("failed"),
+                    tasks::error.eq("the controller stopped while the task ran"),
+                    tasks::finished_at.eq(now()),
+                ))
+                .execute(c)?,
+        )
+    })
+    .await
+}
+
+pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> ApiResult<Vec<TaskLogLine>> {
+    let rows: Vec<(NaiveDateTime, String)> = task_logs::table
+        .filter(task_logs::task_id.eq(id))
+        .order(task_logs::id)
+        .select((task_logs::at, task_logs::line))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, line)| TaskLogLine {
+            at: at.and_utc(),
+            line,
+        })
+        .collect())
+}

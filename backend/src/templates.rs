@@ -1,0 +1,308 @@
+//! Templates in the controller's storage area: gzip-compressed tar archives of a root filesystem
+//! under `<data dir>/storage/templates/`. The built-in `minimal` template is built offline from
+//! this machine's `busybox-static`; a Debian template is built with `debootstrap`; operators can
+//! upload their own archive.
+
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::models::now;
+use crate::schema::templates;
+use anyhow::{bail, Context};
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serverware_shared::api::TemplateResponse;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const MINIMAL: &str = "minimal";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = templates)]
+pub struct TemplateRow {
+    pub id: i64,
+    pub name: String,
+    pub os: String,
+    pub description: String,
+    pub size_bytes: i64,
+    pub storage_path: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl TemplateRow {
+    pub fn to_response(&self) -> TemplateResponse {
+        TemplateResponse {
+            id: self.id,
+            name: self.name.clone(),
+            os: self.os.clone(),
+            description: self.description.clone(),
+            size_bytes: self.size_bytes,
+            status: self.status.clone(),
+            created_at: self.created_at.and_utc(),
+        }
+    }
+}
+
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("storage").join("templates")
+}
+
+/// Where a template's archive lives.
+pub fn file(data_dir: &Path, row: &TemplateRow) -> PathBuf {
+    data_dir.join("storage").join(&row.storage_path)
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+const INITTAB: &str = "::sysinit:/etc/init.d/rcS\n\
+::respawn:/bin/busybox httpd -f -p 80 -h /var/www\n\
+::shutdown:/bin/busybox umount -a -r\n";
+
+const RCS: &str = "#!/bin/sh\n\
+hostname -F /etc/hostname 2>/dev/null\n\
+hostname > /var/www/index.html\n";
+
+/// A minimal system: busybox as init and shell, and busybox httpd answering on port 80 with the
+/// VPS's host name. Built from this machine's `/bin/busybox` (Debian `busybox-static`).
+pub fn build_minimal(out: &Path) -> anyhow::Result<u64> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .context("busybox is not installed (apt install busybox-static)")?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("rootfs");
+    for d in [
+        "bin",
+        "sbin",
+        "etc/init.d",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "var/www",
+        "run",
+        "usr/bin",
+        "usr/sbin",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(busybox, root.join("bin/busybox"))?;
+    let list = Command::new(root.join("bin/busybox"))
+        .arg("--list-full")
+        .output()
+        .context("cannot list busybox's applets (is it the static build?)")?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet.contains("..") {
+            continue;
+        }
+        let link = root.join(applet);
+        if !link.exists() {
+            if let Some(parent) = link.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::os::unix::fs::symlink("/bin/busybox", &link)?;
+        }
+    }
+    std::fs::write(root.join("etc/inittab"), INITTAB)?;
+    std::fs::write(root.join("etc/init.d/rcS"), RCS)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("etc/init.d/rcS"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n")?;
+    std::fs::write(root.join("etc/hostname"), "minimal\n")?;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    pack(&root, out)
+}
+
+/// Packs a directory into a gzip-compressed tar archive owned by root; returns its size.
+pub fn pack(root: &Path, out: &Path) -> anyhow::Result<u64> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let part = out.with_extension("part");
+    run(
+        "tar",
+        &[
+            "-c",
+            "-z",
+            "--numeric-owner",
+            "--owner=0",
+            "--group=0",
+            "-f",
+            &part.to_string_lossy(),
+            "-C",
+            &root.to_string_lossy(),
+            ".",
+        ],
+    )?;
+    std::fs::rename(&part, out)?;
+    Ok(std::fs::metadata(out)?.len())
+}
+
+/// Makes sure the built-in template exists (at first start, or after its file was lost).
+pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
+    let existing: Option<TemplateRow> = db
+        .run(|c| {
+            Ok(templates::table
+                .filter(templates::name.eq(MINIMAL))
+                .select(TemplateRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(t) = &existing {
+        if file(data_dir, t).is_file() {
+            return Ok(());
+        }
+    }
+    let rel = format!("templates/{MINIMAL}.tar.gz");
+    let out = data_dir.join("storage").join(&rel);
+    let size = tokio::task::spawn_blocking(move || build_minimal(&out)).await??;
+    db.run(move |c| {
+        match existing {
+            Some(t) => {
+                diesel::update(templates::table.find(t.id))
+                    .set((
+                        templates::size_bytes.eq(size as i64),
+                        templates::status.eq("ready"),
+                    ))
+                    .execute(c)?;
+            }
+            None => {
+                diesel::insert_into(templates::table)
+                    .values((
+                        templates::name.eq(MINIMAL),
+                        templates::os.eq("busybox"),
+                        templates::description.eq(
+                            "Built in: busybox init and shell, httpd on port 80 answering with the host name",
+                        ),
+                        templates::size_bytes.eq(size as i64),
+                        templates::storage_path.eq(&rel),
+                        templates::status.eq("ready"),
+                        templates::created_at.eq(now()),
+                    ))
+                    .execute(c)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!("built the template '{MINIMAL}' ({size} bytes)");
+    Ok(())
+}
+
+/// Checks an archive is a root filesystem (it has an init) and stores it gzip-compressed at `out`.
+pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, ApiError> {
+    let mut magic = [0u8; 2];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(upload).map_err(|e| ApiError::Internal(e.into()))?;
+        let _ = f.read(&mut magic);
+    }
+    let gz = if magic == [0x1f, 0x8b] {
+        upload.to_path_buf()
+    } else {
+        let gz = upload.with_extension("gz");
+        let status = Command::new("gzip")
+            .args(["-c", "-1"])
+            .stdin(std::fs::File::open(upload).map_err(|e| ApiError::Internal(e.into()))?)
+            .stdout(std::fs::File::create(&gz).map_err(|e| ApiError::Internal(e.into()))?)
+            .status()
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        if !status.success() {
+            return Err(ApiError::Internal(anyhow::anyhow!("gzip failed")));
+        }
+        gz
+    };
+    let list = Command::new("tar")
+        .args(["-t", "-z", "-f"])
+        .arg(&gz)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if !list.status.success() {
+        return Err(ApiError::invalid(
+            "body",
+            "not a tar archive (plain or gzip-compressed)",
+        ));
+    }
+    let names = String::from_utf8_lossy(&list.stdout);
+    let has_init = names.lines().any(|l| {
+        let l = l.trim_start_matches("./");
+        l == "sbin/init" || l == "usr/sbin/init" || l == "lib/systemd/systemd"
+    });
+    if !has_init {
+        return Err(ApiError::invalid(
+            "body",
+            "not a root filesystem: the archive has no sbin/init",
+        ));
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    std::fs::rename(&gz, out).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(std::fs::metadata(out).map(|m| m.len()).unwrap_or(0))
+}
+
+pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<TemplateRow> {
+    templates::table
+        .find(id)
+        .select(TemplateRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| ApiError::NotFound(format!("no template with id {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_template_is_a_busybox_root_filesystem() {
+        if !Path::new("/bin/busybox").exists() {
+            eprintln!("busybox-static is not installed; scripts/test.sh installs it");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t.tar.gz");
+        let size = build_minimal(&out).unwrap();
+        assert!(size > 100_000, "{size}");
+        let list = Command::new("tar")
+            .args(["-tzf"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&list.stdout);
+        for want in ["./sbin/init", "./bin/busybox", "./etc/inittab", "./bin/sh"] {
+            assert!(names.lines().any(|l| l == want), "{want} missing");
+        }
+        // And it is accepted as an upload.
+        let up = dir.path().join("upload");
+        std::fs::copy(&out, &up).unwrap();
+        accept_archive(&up, &dir.path().join("stored.tar.gz")).unwrap();
+        std::fs::write(dir.path().join("junk"), b"not a tar").unwrap();
+        assert!(accept_archive(&dir.path().join("junk"), &dir.path().join("x.tar.gz")).is_err());
+    }
+}
