@@ -269,13 +269,40 @@ pub fn destroy(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Pauses or resumes every process of a running VPS through the freezer cgroup of its init,
+/// found by PID (unambiguous, unlike a container name).
 pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
     let name = checked(name)?;
-    run(
-        if frozen { "lxc-freeze" } else { "lxc-unfreeze" },
-        &["-n", name],
-    )
-    .map(|_| ())
+    let st = state(name);
+    let Some(pid) = st.init_pid else {
+        return if frozen {
+            Err(format!("{name} is not running"))
+        } else {
+            Ok(())
+        };
+    };
+    let cg = cgroup_paths(pid);
+    if let Some(f) = cg_file(&cg, "freezer", "freezer.state") {
+        std::fs::write(&f, if frozen { "FROZEN" } else { "THAWED" })
+            .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+        if frozen {
+            // The kernel reports FREEZING until every task stopped.
+            for _ in 0..100 {
+                if std::fs::read_to_string(&f).is_ok_and(|s| s.trim() == "FROZEN") {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::write(&f, "THAWED");
+            return Err(format!("{name} did not freeze within 2 s"));
+        }
+        return Ok(());
+    }
+    if let Some(f) = cg_file(&cg, "", "cgroup.freeze") {
+        return std::fs::write(&f, if frozen { "1" } else { "0" })
+            .map_err(|e| format!("cannot write {}: {e}", f.display()));
+    }
+    Err(format!("no freezer cgroup found for {name}"))
 }
 
 /// `serverware-agent rootfs-import NAME [--gzip]`: a tar stream on stdin becomes the VPS's root

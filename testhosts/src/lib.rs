@@ -225,9 +225,8 @@ impl Drop for LoopbackHost {
         if let Some(pid) = self.init_pid() {
             try_run("kill", &["-KILL", &pid.to_string()]);
         }
-        if let Some(mut c) = self.init.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.init.take() {
+            reap(c);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(&self.state_file);
@@ -338,11 +337,24 @@ impl TestHost {
             // PID 1 of a PID namespace dying takes every process of the host with it.
             try_run("kill", &["-KILL", &pid.to_string()]);
         }
-        if let Some(mut c) = self.init.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.init.take() {
+            reap(c);
         }
     }
+}
+
+/// Lets `unshare` reap the host's init and exit by itself (killing it first would leave the
+/// init a zombie nobody reaps); kills it only if it hangs.
+fn reap(mut c: Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 /// Waits until something accepts TCP connections at `addr`.
