@@ -242,3 +242,81 @@ pub async fn host_history(id: i64, hours: i64) -> Result<Vec<HostRollup>, ApiErr
         js_sys::encode_uri_component(&since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     get(&format!("/hosts/{id}/history?since={since}")).await
 }
+
+pub async fn templates() -> Result<Vec<TemplateResponse>, ApiError> {
+    get("/templates").await
+}
+
+pub async fn delete_template(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/templates/{id}")).await
+}
+
+pub async fn build_debian(req: &BuildDebianTemplateRequest) -> Result<TaskResponse, ApiError> {
+    post("/templates/debian", req).await
+}
+
+/// Uploads a root filesystem archive (a browser File) as a template.
+pub async fn upload_template(
+    name: &str,
+    os: &str,
+    description: &str,
+    file: web_sys::File,
+) -> Result<TemplateResponse, ApiError> {
+    let enc = |s: &str| String::from(js_sys::encode_uri_component(s));
+    let url = format!(
+        "{BASE}/templates?name={}&os={}&description={}",
+        enc(name),
+        enc(os),
+        enc(description)
+    );
+    json(
+        send(
+            Request::post(&url)
+                .header("content-type", "application/octet-stream")
+                .body(wasm_bindgen::JsValue::from(file)),
+        )
+        .await?,
+    )
+    .await
+}
+
+pub async fn vpses() -> Result<Vec<VpsResponse>, ApiError> {
+    get("/vpses").await
+}
+
+pub async fn vps(id: i64) -> Result<VpsResponse, ApiError> {
+    get(&format!("/vpses/{id}")).await
+}
+
+pub async fn create_vps(req: &CreateVpsRequest) -> Result<TaskResponse, ApiError> {
+    post("/vpses", req).await
+}
+
+pub async fn update_vps(id: i64, req: &UpdateVpsRequest) -> Result<UpdateVpsResponse, ApiError> {
+    patch(&format!("/vpses/{id}"), req).await
+}
+
+/// `start`, `stop` or `restart`.
+pub async fn vps_action(id: i64, action: &str) -> Result<TaskResponse, ApiError> {
+    post(&format!("/vpses/{id}/{action}"), &serde_json::json!({})).await
+}
+
+pub async fn copy_vps(id: i64, req: &CopyVpsRequest) -> Result<TaskResponse, ApiError> {
+    post(&format!("/vpses/{id}/copy"), req).await
+}
+
+pub async fn move_vps(id: i64, req: &MoveVpsRequest) -> Result<TaskResponse, ApiError> {
+    post(&format!("/vpses/{id}/move"), req).await
+}
+
+pub async fn delete_vps(id: i64) -> Result<TaskResponse, ApiError> {
+    json(send(Request::delete(&format!("{BASE}/vpses/{id}")).build()).await?).await
+}
+
+pub async fn tasks() -> Result<Vec<TaskResponse>, ApiError> {
+    get("/tasks?limit=200").await
+}
+
+pub async fn task(id: i64) -> Result<TaskResponse, ApiError> {
+    get(&format!("/tasks/{id}")).await
+}

@@ -111,9 +111,10 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/") view=Dashboard/>
                         <Route path=path!("/hosts") view=crate::pages::hosts::HostsPage/>
                         <Route path=path!("/hosts/:id") view=crate::pages::host::HostPage/>
-                        <Route path=path!("/vpses") view=|| view! { <EmptyPage title="VPSes" text="No VPSes yet. VPSes run on hosts; add a host first."/> }/>
-                        <Route path=path!("/templates") view=|| view! { <EmptyPage title="Templates" text="No templates yet."/> }/>
-                        <Route path=path!("/tasks") view=|| view! { <EmptyPage title="Tasks" text="No tasks have run yet. Long operations such as creating or moving a VPS appear here with their progress."/> }/>
+                        <Route path=path!("/vpses") view=crate::pages::vpses::VpsesPage/>
+                        <Route path=path!("/vpses/:id") view=crate::pages::vpses::VpsPage/>
+                        <Route path=path!("/templates") view=crate::pages::templates::TemplatesPage/>
+                        <Route path=path!("/tasks") view=crate::pages::tasks::TasksPage/>
                         <Route path=path!("/events") view=EventsPage/>
                         <Route path=path!("/settings") view=SettingsPage/>
                     </Routes>

@@ -19,6 +19,15 @@ pub struct HostLive {
     pub cpu_history: VecDeque<f64>,
 }
 
+/// A VPS's newest figures and a short history for its charts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VpsLive {
+    pub host_id: i64,
+    pub sample: serverware_shared::agent::VpsSample,
+    /// (time ms, cpu %, memory bytes, rx B/s, tx B/s)
+    pub history: VecDeque<(f64, f64, f64, f64, f64)>,
+}
+
 /// Points of a sparkline, and of a live chart on a host's page.
 pub const SPARK_POINTS: usize = 60;
 pub const LIVE_POINTS: usize = 120;
@@ -42,6 +51,12 @@ pub struct Live {
     pub inventory: RwSignal<u64>,
     /// Newest status and summary per host id, as pushed (topic `hosts`).
     pub hosts: RwSignal<std::collections::HashMap<i64, HostLive>>,
+    /// Tasks as last pushed, with their newest log line (topic `tasks`).
+    pub tasks: RwSignal<
+        std::collections::BTreeMap<i64, (serverware_shared::api::TaskResponse, Option<String>)>,
+    >,
+    /// Each VPS's newest figures, by name, and its recent CPU % and memory (topic `vpses`).
+    pub vps_stats: RwSignal<std::collections::HashMap<String, VpsLive>>,
     /// Recent full samples of the hosts whose `host:<id>` topic a page subscribed to.
     pub samples: RwSignal<std::collections::HashMap<i64, VecDeque<HostSample>>>,
     /// Topic → how many mounted components want it.
@@ -62,6 +77,8 @@ impl Live {
             inventory: RwSignal::new(0),
             hosts: RwSignal::new(Default::default()),
             samples: RwSignal::new(Default::default()),
+            tasks: RwSignal::new(Default::default()),
+            vps_stats: RwSignal::new(Default::default()),
             wanted: StoredValue::new(BTreeMap::new()),
             socket: StoredValue::new_local(None),
             enabled: StoredValue::new(false),
@@ -193,6 +210,39 @@ impl Live {
                         }
                     }
                 }),
+                Ok(ServerMessage::Task { task, line }) => self.tasks.update(|m| {
+                    let id = task.id;
+                    let keep = line.or_else(|| m.get(&id).and_then(|(_, l)| l.clone()));
+                    m.insert(id, (task, keep));
+                    while m.len() > 200 {
+                        let first = *m.keys().next().unwrap_or(&id);
+                        m.remove(&first);
+                    }
+                }),
+                Ok(ServerMessage::VpsStats { host_id, vpses }) => {
+                    let now = js_sys::Date::now();
+                    self.vps_stats.update(|m| {
+                        for s in vpses {
+                            let e = m.entry(s.name.clone()).or_insert_with(|| VpsLive {
+                                host_id,
+                                sample: s.clone(),
+                                history: VecDeque::new(),
+                            });
+                            e.host_id = host_id;
+                            e.history.push_back((
+                                now,
+                                s.cpu_pct,
+                                s.memory_used as f64,
+                                s.rx_bytes_per_sec,
+                                s.tx_bytes_per_sec,
+                            ));
+                            while e.history.len() > LIVE_POINTS {
+                                e.history.pop_front();
+                            }
+                            e.sample = s;
+                        }
+                    });
+                }
                 Ok(ServerMessage::HostSample { host_id, sample }) => {
                     let wanted = self
                         .wanted

@@ -17,6 +17,7 @@ pub fn Dashboard() -> impl IntoView {
     let recent = RwSignal::new(Vec::<EventResponse>::new());
     let users = RwSignal::new(None::<usize>);
     let hosts = RwSignal::new(None::<Vec<HostResponse>>);
+    let vpses = RwSignal::new(None::<(usize, usize)>);
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
@@ -29,6 +30,12 @@ pub fn Dashboard() -> impl IntoView {
             }
             if let Ok(h) = api::hosts().await {
                 hosts.set(Some(h));
+            }
+            if let Ok(v) = api::vpses().await {
+                vpses.set(Some((
+                    v.len(),
+                    v.iter().filter(|v| v.status == "running").count(),
+                )));
             }
         });
     });
@@ -113,7 +120,13 @@ pub fn Dashboard() -> impl IntoView {
                 <div class="stat-value small">{move || fmt_rate(totals().4)}</div>
                 <div class="muted">{move || format!("in · {} out", fmt_rate(totals().5))}</div>
             </div>
-            <div class="card stat"><div class="stat-label">"VPSes"</div><div class="stat-empty">"None yet"</div></div>
+            <div class="card stat" data-test="total-vpses"><div class="stat-label">"VPSes"</div>
+                {move || match vpses.get() {
+                    None => view! { <div class="stat-value">"…"</div> }.into_any(),
+                    Some((0, _)) => view! { <div class="stat-empty">"None yet"</div> }.into_any(),
+                    Some((n, up)) => view! { <div class="stat-value">{n.to_string()}</div><div class="muted">{format!("{up} running")}</div> }.into_any(),
+                }}
+            </div>
             <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>
         </div>
         <Show when=move || current.with(|c| !c.is_empty())>

@@ -334,6 +334,10 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let description = RwSignal::new(String::new());
     let interval = RwSignal::new(String::new());
+    let cap_mem = RwSignal::new(String::new());
+    let cap_cpus = RwSignal::new(String::new());
+    let cap_disk = RwSignal::new(String::new());
+    let gateway = RwSignal::new(String::new());
     let saved = RwSignal::new(false);
     let errors = FormErrors::new();
     let navigate = use_navigate();
@@ -347,6 +351,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 name.set(h.name);
                 description.set(h.description);
                 interval.set(h.sample_interval_ms.to_string());
+                gateway.set(h.vps_gateway.clone().unwrap_or_default());
                 true
             }
             None => false,
@@ -375,11 +380,39 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 )
             }
         };
+        // Empty: as the host reports (0 clears a declared value).
+        let num = |v: RwSignal<String>,
+                   field: &'static str|
+         -> Result<Option<u64>, validate::ValidationError> {
+            let t = v.get_untracked();
+            let t = t.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.parse::<u64>().map(Some).map_err(|_| {
+                validate::ValidationError::new(
+                    field,
+                    "a whole number, or empty for what the host reports",
+                )
+            })
+        };
+        let (mem, cpus, disk) = match (
+            num(cap_mem, "capacity_memory_bytes"),
+            num(cap_cpus, "capacity_cpus"),
+            num(cap_disk, "capacity_disk_bytes"),
+        ) {
+            (Ok(m), Ok(c), Ok(d)) => (m, c, d),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return errors.set(e.into()),
+        };
         let req = UpdateHostRequest {
             name: Some(n),
             description: Some(description.get_untracked()),
             sample_interval_ms: Some(ms),
-            host_key: None,
+            capacity_memory_bytes: Some(mem.map(|m| m << 20).unwrap_or(0)),
+            capacity_cpus: Some(cpus.unwrap_or(0) as u32),
+            capacity_disk_bytes: Some(disk.map(|d| d << 30).unwrap_or(0)),
+            vps_gateway: Some(gateway.get_untracked()),
+            ..Default::default()
         };
         spawn_local(async move {
             match api::update_host(id, &req).await {
@@ -418,6 +451,10 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 <label>"Name"<input name="edit-name" bind:value=name/><FieldError message=errors.get("name")/></label>
                 <label>"Description"<input name="edit-description" bind:value=description/><FieldError message=errors.get("description")/></label>
                 <label>"Sample every (ms)"<input name="edit-interval" inputmode="numeric" bind:value=interval/><FieldError message=errors.get("sample_interval_ms")/></label>
+                <label>"Memory for VPSes (MiB)"<input name="edit-cap-memory" inputmode="numeric" bind:value=cap_mem placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.memory_bytes >> 20)).unwrap_or_default())/><FieldError message=errors.get("capacity_memory_bytes")/></label>
+                <label>"CPUs for VPSes"<input name="edit-cap-cpus" inputmode="numeric" bind:value=cap_cpus placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.cpu_millis / 1000)).unwrap_or_default())/><FieldError message=errors.get("capacity_cpus")/></label>
+                <label>"Disk for VPSes (GiB)"<input name="edit-cap-disk" inputmode="numeric" bind:value=cap_disk placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.disk_bytes >> 30)).unwrap_or_default())/><FieldError message=errors.get("capacity_disk_bytes")/></label>
+                <label>"VPS gateway"<input name="edit-gateway" bind:value=gateway placeholder="none"/><FieldError message=errors.get("vps_gateway")/></label>
                 <button type="submit" class="primary">"Save"</button>
                 <Show when=move || saved.get()><span class="ok saved">"Saved"</span></Show>
             </form>

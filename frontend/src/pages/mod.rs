@@ -4,6 +4,9 @@ pub mod host;
 pub mod hosts;
 pub mod login;
 pub mod settings;
+pub mod tasks;
+pub mod templates;
+pub mod vpses;
 
 use crate::api::ApiError;
 use leptos::prelude::*;

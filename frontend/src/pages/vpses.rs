@@ -1,0 +1,621 @@
+//! VPSes: the live list (the seed's columns plus CPU and memory, sortable and filterable), the
+//! create form with its progress bar, and a page per VPS with charts and actions.
+
+use super::tasks::TaskBar;
+use super::FormErrors;
+use crate::api;
+use crate::app::Auth;
+use crate::charts::{fmt_bytes, fmt_pct, fmt_rate, LineChart, Series};
+use crate::live::{Live, LIVE_POINTS};
+use crate::widgets::FieldError;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use serverware_shared::agent::VpsSample;
+use serverware_shared::api::*;
+use serverware_shared::ws::Topic;
+use serverware_shared::{validate, Role};
+
+const MIB: u64 = 1 << 20;
+
+fn uptime(secs: u64) -> String {
+    match secs {
+        0 => "–".into(),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// A VPS with its newest pushed figures.
+fn with_live(v: &VpsResponse, live: &Live) -> (VpsResponse, Option<VpsSample>) {
+    let pushed = live.vps_stats.with(|m| {
+        m.get(&v.name)
+            .filter(|l| Some(l.host_id) == v.host_id)
+            .map(|l| l.sample.clone())
+    });
+    let s = pushed.or_else(|| v.live.clone());
+    (v.clone(), s)
+}
+
+fn can_operate(auth: &Auth) -> bool {
+    auth.user()
+        .is_some_and(|s| s.effective_role >= Role::Operator)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Col {
+    Name,
+    Ip,
+    Status,
+    Uptime,
+    Context,
+    Processes,
+    Host,
+    Cpu,
+    Memory,
+}
+
+#[component]
+pub fn VpsesPage() -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
+    let loaded = RwSignal::new(Vec::<VpsResponse>::new());
+    let filter = RwSignal::new(String::new());
+    let sort = RwSignal::new((Col::Name, true));
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(v) = api::vpses().await {
+                loaded.set(v);
+            }
+        })
+    };
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        load();
+    });
+    let rows = Signal::derive(move || {
+        let f = filter.get().to_lowercase();
+        let mut v: Vec<(VpsResponse, Option<VpsSample>)> = loaded
+            .get()
+            .iter()
+            .map(|v| with_live(v, &live))
+            .filter(|(v, _)| {
+                f.is_empty()
+                    || v.name.contains(&f)
+                    || v.ipv4.contains(&f)
+                    || v.host_name.as_deref().unwrap_or("").contains(&f)
+                    || v.status.contains(&f)
+                    || v.description.to_lowercase().contains(&f)
+            })
+            .collect();
+        let (col, asc) = sort.get();
+        v.sort_by(|(a, sa), (b, sb)| {
+            let num =
+                |s: &Option<VpsSample>, f: fn(&VpsSample) -> f64| s.as_ref().map(f).unwrap_or(-1.0);
+            let o =
+                match col {
+                    Col::Name => a.name.cmp(&b.name),
+                    Col::Ip => a
+                        .ipv4
+                        .parse::<std::net::Ipv4Addr>()
+                        .ok()
+                        .cmp(&b.ipv4.parse().ok()),
+                    Col::Status => a.status.cmp(&b.status),
+                    Col::Host => a.host_name.cmp(&b.host_name),
+                    Col::Uptime => num(sa, |s| s.uptime_secs as f64)
+                        .total_cmp(&num(sb, |s| s.uptime_secs as f64)),
+                    Col::Context => num(sa, |s| s.init_pid.unwrap_or(0) as f64)
+                        .total_cmp(&num(sb, |s| s.init_pid.unwrap_or(0) as f64)),
+                    Col::Processes => {
+                        num(sa, |s| s.processes as f64).total_cmp(&num(sb, |s| s.processes as f64))
+                    }
+                    Col::Cpu => num(sa, |s| s.cpu_pct).total_cmp(&num(sb, |s| s.cpu_pct)),
+                    Col::Memory => num(sa, |s| s.memory_used as f64)
+                        .total_cmp(&num(sb, |s| s.memory_used as f64)),
+                };
+            if asc {
+                o
+            } else {
+                o.reverse()
+            }
+        });
+        v
+    });
+    let head = move |col: Col, label: &'static str| {
+        view! {
+            <th class="sortable" on:click=move |_| sort.update(|s| *s = if s.0 == col { (col, !s.1) } else { (col, true) })>
+                {label}{move || { let (c, asc) = sort.get(); if c == col { if asc { " ▲" } else { " ▼" } } else { "" } }}
+            </th>
+        }
+    };
+    view! {
+        <h1>"VPSes"</h1>
+        <Show when=move || can_operate(&auth)><CreateVps on_created=Callback::new(move |_| load())/></Show>
+        <section class="card">
+            <div class="toolbar"><input name="vps-filter" placeholder="Filter by name, address, host, status" bind:value=filter/></div>
+            <table class="grid" data-test="vpses">
+                <thead><tr>
+                    {head(Col::Name, "Name")}{head(Col::Ip, "IP")}{head(Col::Status, "Status")}{head(Col::Uptime, "Uptime")}
+                    {head(Col::Context, "Context")}{head(Col::Processes, "Processes")}{head(Col::Host, "Host")}{head(Col::Cpu, "CPU")}{head(Col::Memory, "Memory")}
+                </tr></thead>
+                <tbody>
+                    <For each=move || rows.get() key=|(v, s)| (v.id, v.status.clone(), v.host_id, s.clone().map(|s| (s.state, s.processes, s.uptime_secs, s.init_pid, s.memory_used, (s.cpu_pct * 10.0) as i64))) let:row>
+                        {
+                            let (v, s) = row;
+                            let state = s.as_ref().map(|s| s.state.clone()).unwrap_or_else(|| v.status.clone());
+                            let label = v.name.clone();
+                            view! {
+                                <tr data-vps=v.name.clone()>
+                                    <td><A href=format!("/vpses/{}", v.id)><strong>{label}</strong></A><div class="muted">{v.description.clone()}</div></td>
+                                    <td><code>{v.ipv4.clone()}</code></td>
+                                    <td><span class=format!("badge {state}") data-test="vps-state">{state.clone()}</span></td>
+                                    <td>{s.as_ref().map(|s| uptime(s.uptime_secs)).unwrap_or("–".into())}</td>
+                                    <td>{s.as_ref().and_then(|s| s.init_pid).map(|p| p.to_string()).unwrap_or("–".into())}</td>
+                                    <td data-test="vps-processes">{s.as_ref().filter(|s| s.state == "running").map(|s| s.processes.to_string()).unwrap_or("–".into())}</td>
+                                    <td>{v.host_name.clone().unwrap_or("–".into())}</td>
+                                    <td data-test="vps-cpu">{s.as_ref().filter(|s| s.state == "running").map(|s| format!("{:.1} %", s.cpu_pct)).unwrap_or("–".into())}</td>
+                                    <td data-test="vps-memory">{s.as_ref().filter(|s| s.state == "running").map(|s| format!("{} / {}", fmt_bytes(s.memory_used as f64), fmt_bytes(v.memory_limit_bytes as f64))).unwrap_or("–".into())}</td>
+                                </tr>
+                            }
+                        }
+                    </For>
+                </tbody>
+            </table>
+            <Show when=move || loaded.with(|l| l.is_empty())><p class="muted">"No VPSes yet."</p></Show>
+        </section>
+    }
+}
+
+#[component]
+fn CreateVps(on_created: Callback<()>) -> impl IntoView {
+    let templates = RwSignal::new(Vec::<TemplateResponse>::new());
+    let hosts = RwSignal::new(Vec::<HostResponse>::new());
+    spawn_local(async move {
+        if let Ok(t) = api::templates().await {
+            templates.set(t);
+        }
+        if let Ok(h) = api::hosts().await {
+            hosts.set(h);
+        }
+    });
+    let name = RwSignal::new(String::new());
+    let ip = RwSignal::new(String::new());
+    let memory = RwSignal::new("128".to_string());
+    let template = RwSignal::new(String::new());
+    let host = RwSignal::new(String::new());
+    let start = RwSignal::new(true);
+    let task = RwSignal::new(None::<TaskResponse>);
+    let errors = FormErrors::new();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = match validate::resource_name("name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        let addr = match validate::ipv4_address("ipv4", &ip.get_untracked()) {
+            Ok(a) => a.to_string(),
+            Err(e) => return errors.set(e.into()),
+        };
+        let mem = match memory.get_untracked().trim().parse::<u64>() {
+            Ok(m) => match validate::memory_limit("memory_limit_bytes", m * MIB) {
+                Ok(m) => m,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new("memory_limit_bytes", "a whole number of MiB")
+                        .into(),
+                )
+            }
+        };
+        let template_id = template.get_untracked().parse::<i64>().ok().or_else(|| {
+            templates.with_untracked(|t| t.iter().find(|t| t.status == "ready").map(|t| t.id))
+        });
+        let Some(template_id) = template_id else {
+            return errors
+                .set(validate::ValidationError::new("template_id", "choose a template").into());
+        };
+        let req = CreateVpsRequest {
+            name: n,
+            template_id,
+            host_id: host.get_untracked().parse().ok(),
+            ipv4: addr,
+            memory_limit_bytes: mem,
+            start: start.get_untracked(),
+            ..Default::default()
+        };
+        spawn_local(async move {
+            match api::create_vps(&req).await {
+                Ok(t) => {
+                    task.set(Some(t));
+                    name.set(String::new());
+                    ip.set(String::new());
+                    on_created.run(());
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Create a VPS"</h2>
+            <form class="inline" on:submit=submit data-test="create-vps">
+                <label>"Name"<input name="vps-name" bind:value=name placeholder="e.g. web-1"/><FieldError message=errors.get("name")/></label>
+                <label>"IPv4 address"<input name="vps-ip" bind:value=ip placeholder="10.0.0.50"/><FieldError message=errors.get("ipv4")/></label>
+                <label>"Memory (MiB)"<input name="vps-memory" inputmode="numeric" bind:value=memory/><FieldError message=errors.get("memory_limit_bytes")/></label>
+                <label>"Template"
+                    <select name="vps-template" on:change=move |ev| template.set(event_target_value(&ev))>
+                        {move || templates.get().into_iter().filter(|t| t.status == "ready").map(|t| view! { <option value=t.id.to_string()>{format!("{} ({})", t.name, t.os)}</option> }).collect_view()}
+                    </select>
+                    <FieldError message=errors.get("template_id")/>
+                </label>
+                <label>"Host"
+                    <select name="vps-host" on:change=move |ev| host.set(event_target_value(&ev))>
+                        <option value="">"Automatic (most room left)"</option>
+                        {move || hosts.get().into_iter().map(|h| view! { <option value=h.id.to_string()>{format!("{} ({})", h.name, h.status)}</option> }).collect_view()}
+                    </select>
+                    <FieldError message=errors.get("host_id")/>
+                </label>
+                <label class="check"><input type="checkbox" name="vps-start" bind:checked=start/>"Start it"</label>
+                <button type="submit" class="primary">"Create"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+            {move || task.get().map(|t| view! { <TaskBar task=t/> })}
+        </section>
+    }
+}
+
+#[component]
+pub fn VpsPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()));
+    move || match id() {
+        Some(id) => view! { <VpsDetail id=id/> }.into_any(),
+        None => {
+            view! { <super::EmptyPage title="Not found" text="There is no such VPS."/> }.into_any()
+        }
+    }
+}
+
+#[component]
+fn VpsDetail(id: i64) -> impl IntoView {
+    let auth = expect_context::<Auth>();
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
+    let vps = RwSignal::new(None::<VpsResponse>);
+    let missing = RwSignal::new(false);
+    let hosts = RwSignal::new(Vec::<HostResponse>::new());
+    let task = RwSignal::new(None::<TaskResponse>);
+    let notice = RwSignal::new(None::<String>);
+    let errors = FormErrors::new();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        live.generation.get();
+        live.inventory.get();
+        spawn_local(async move {
+            match api::vps(id).await {
+                Ok(v) => vps.set(Some(v)),
+                Err(e) if e.status == 404 => missing.set(true),
+                Err(_) => {}
+            }
+        });
+    });
+    spawn_local(async move {
+        if let Ok(h) = api::hosts().await {
+            hosts.set(h);
+        }
+    });
+    let current = Memo::new(move |_| vps.get().map(|v| with_live(&v, &live)));
+    let state = move || {
+        current.with(|c| {
+            c.as_ref()
+                .map(|(v, s)| {
+                    s.as_ref()
+                        .map(|s| s.state.clone())
+                        .unwrap_or_else(|| v.status.clone())
+                })
+                .unwrap_or_default()
+        })
+    };
+    let act = move |action: &'static str| {
+        errors.clear();
+        notice.set(None);
+        spawn_local(async move {
+            match api::vps_action(id, action).await {
+                Ok(t) => task.set(Some(t)),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let remove = Callback::new(move |_: ()| {
+        let name = vps.with_untracked(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_default());
+        let ok = web_sys::window()
+            .and_then(|w| {
+                w.confirm_with_message(&format!(
+                    "Delete VPS {name} and its files? This cannot be undone."
+                ))
+                .ok()
+            })
+            .unwrap_or(false);
+        if ok {
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                match api::delete_vps(id).await {
+                    Ok(_) => navigate("/vpses", Default::default()),
+                    Err(e) => errors.set(e),
+                }
+            });
+        }
+    });
+    // Charts from the pushed history.
+    let hist = move |f: fn(&(f64, f64, f64, f64, f64)) -> Vec<(&'static str, f64)>| {
+        Signal::derive(move || {
+            let name = vps
+                .with(|v| v.as_ref().map(|v| v.name.clone()))
+                .unwrap_or_default();
+            live.vps_stats.with(|m| {
+                let mut out: Vec<Series> = Vec::new();
+                if let Some(l) = m.get(&name) {
+                    for p in &l.history {
+                        for (i, (label, y)) in f(p).into_iter().enumerate() {
+                            if out.len() <= i {
+                                out.push(Series {
+                                    label,
+                                    class: ["s0", "s1"][i % 2],
+                                    points: Vec::new(),
+                                });
+                            }
+                            out[i].points.push((p.0, y));
+                        }
+                    }
+                }
+                out
+            })
+        })
+    };
+    let x = Signal::derive(move || {
+        let name = vps
+            .with(|v| v.as_ref().map(|v| v.name.clone()))
+            .unwrap_or_default();
+        let end = live
+            .vps_stats
+            .with(|m| m.get(&name).and_then(|l| l.history.back().map(|p| p.0)))
+            .unwrap_or(0.0);
+        (end - (LIVE_POINTS as f64 - 1.0) * 1000.0, end)
+    });
+    let cpu = hist(|p| vec![("cpu", p.1)]);
+    let mem = hist(|p| vec![("used", p.2)]);
+    let net = hist(|p| vec![("rx", p.3), ("tx", p.4)]);
+    view! {
+        <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This VPS was deleted or never existed."/> }>
+            <div class="page-head">
+                <h1>{move || vps.with(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_else(|| "VPS".into()))}</h1>
+                <span data-test="vps-state" class=move || format!("badge {}", state())>{state}</span>
+                <span class="muted">{move || vps.with(|v| v.as_ref().map(|v| format!("{} on {}", v.ipv4, v.host_name.clone().unwrap_or("no host".into()))).unwrap_or_default())}</span>
+            </div>
+            <Show when=move || can_operate(&auth)>
+                <div class="toolbar actions">
+                    <button on:click=move |_| act("start") disabled=move || state() == "running">"Start"</button>
+                    <button on:click=move |_| act("stop") disabled=move || state() != "running">"Stop"</button>
+                    <button on:click=move |_| act("restart") disabled=move || state() != "running">"Restart"</button>
+                    <button class="ghost danger" on:click=move |_| remove.run(())>"Delete"</button>
+                </div>
+            </Show>
+            <FieldError message=errors.get("_form")/>
+            {move || notice.get().map(|n| view! { <p class="notice">{n}</p> })}
+            {move || task.get().map(|t| view! { <section class="card"><TaskBar task=t/></section> })}
+            <div class="chart-grid">
+                <LineChart title="CPU (of one CPU)" series=cpu x_range=x format=fmt_pct test_id="vps-chart-cpu"/>
+                <LineChart title="Memory" series=mem x_range=x format=fmt_bytes test_id="vps-chart-memory"/>
+                <LineChart title="Network" series=net x_range=x format=fmt_rate test_id="vps-chart-network"/>
+            </div>
+            <section class="card">
+                <h2>"Overview"</h2>
+                {move || current.get().map(|(v, s)| view! {
+                    <table class="grid kv" data-test="vps-info">
+                        <tr><th>"Status"</th><td>{v.status.clone()}</td></tr>
+                        <tr><th>"Host name"</th><td>{v.hostname.clone()}</td></tr>
+                        <tr><th>"Uptime"</th><td>{s.as_ref().map(|s| uptime(s.uptime_secs)).unwrap_or("–".into())}</td></tr>
+                        <tr><th>"Context (init PID)"</th><td>{s.as_ref().and_then(|s| s.init_pid).map(|p| p.to_string()).unwrap_or("–".into())}</td></tr>
+                        <tr><th>"Processes"</th><td>{s.as_ref().map(|s| s.processes.to_string()).unwrap_or("–".into())}</td></tr>
+                        <tr><th>"Memory"</th><td>{format!("{} used of {}", s.as_ref().map(|s| fmt_bytes(s.memory_used as f64)).unwrap_or("–".into()), fmt_bytes(v.memory_limit_bytes as f64))}</td></tr>
+                        <tr><th>"CPU"</th><td>{format!("shares {}, limit {}", v.cpu_shares.map(|s| s.to_string()).unwrap_or("default".into()), v.cpu_limit_millis.map(|m| format!("{:.2} CPUs", f64::from(m) / 1000.0)).unwrap_or("none".into()))}</td></tr>
+                        <tr><th>"Disk used"</th><td>{s.as_ref().map(|s| fmt_bytes(s.disk_used_bytes as f64)).unwrap_or("–".into())}</td></tr>
+                        <tr><th>"Network"</th><td>{s.as_ref().map(|s| format!("{} received, {} sent", fmt_bytes(s.rx_bytes_total as f64), fmt_bytes(s.tx_bytes_total as f64))).unwrap_or("–".into())}</td></tr>
+                        <tr><th>"Autostart"</th><td>{if v.autostart { "yes" } else { "no" }}</td></tr>
+                    </table>
+                })}
+            </section>
+            <Show when=move || can_operate(&auth)>
+                <EditVps id=id vps=vps task=task notice=notice/>
+                <CopyMove id=id hosts=hosts task=task/>
+            </Show>
+        </Show>
+    }
+}
+
+#[component]
+fn EditVps(
+    id: i64,
+    vps: RwSignal<Option<VpsResponse>>,
+    task: RwSignal<Option<TaskResponse>>,
+    notice: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let description = RwSignal::new(String::new());
+    let ip = RwSignal::new(String::new());
+    let memory = RwSignal::new(String::new());
+    let shares = RwSignal::new(String::new());
+    let errors = FormErrors::new();
+    Effect::new(move |done: Option<bool>| {
+        if done == Some(true) {
+            return true;
+        }
+        match vps.get() {
+            Some(v) => {
+                description.set(v.description);
+                ip.set(v.ipv4);
+                memory.set((v.memory_limit_bytes as u64 / MIB).to_string());
+                shares.set(v.cpu_shares.map(|s| s.to_string()).unwrap_or_default());
+                true
+            }
+            None => false,
+        }
+    });
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let addr = match validate::ipv4_address("ipv4", &ip.get_untracked()) {
+            Ok(a) => a.to_string(),
+            Err(e) => return errors.set(e.into()),
+        };
+        let mem = match memory
+            .get_untracked()
+            .trim()
+            .parse::<u64>()
+            .map(|m| m * MIB)
+        {
+            Ok(m) => match validate::memory_limit("memory_limit_bytes", m) {
+                Ok(m) => m,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new("memory_limit_bytes", "a whole number of MiB")
+                        .into(),
+                )
+            }
+        };
+        let sh = match shares.get_untracked().trim() {
+            "" => 0,
+            t => match t
+                .parse::<u32>()
+                .map_err(|_| ())
+                .and_then(|v| validate::cpu_shares("cpu_shares", v).map_err(|_| ()))
+            {
+                Ok(v) => v,
+                Err(_) => {
+                    return errors.set(
+                        validate::ValidationError::new(
+                            "cpu_shares",
+                            "must be between 2 and 262144 shares",
+                        )
+                        .into(),
+                    )
+                }
+            },
+        };
+        let req = UpdateVpsRequest {
+            description: Some(description.get_untracked()),
+            ipv4: Some(addr),
+            memory_limit_bytes: Some(mem),
+            cpu_shares: Some(sh),
+            ..Default::default()
+        };
+        spawn_local(async move {
+            match api::update_vps(id, &req).await {
+                Ok(r) => {
+                    vps.set(Some(r.vps));
+                    notice.set(Some(if r.restart_required {
+                        "Saved. The new address takes effect when the VPS restarts.".into()
+                    } else {
+                        "Saved.".into()
+                    }));
+                    if let Some(t) = r.task {
+                        task.set(Some(t));
+                    }
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Edit"</h2>
+            <form class="inline" on:submit=save data-test="edit-vps">
+                <label>"Description"<input name="vps-description" bind:value=description/><FieldError message=errors.get("description")/></label>
+                <label>"IPv4 address"<input name="vps-edit-ip" bind:value=ip/><FieldError message=errors.get("ipv4")/></label>
+                <label>"Memory (MiB)"<input name="vps-edit-memory" inputmode="numeric" bind:value=memory/><FieldError message=errors.get("memory_limit_bytes")/></label>
+                <label>"CPU shares"<input name="vps-edit-shares" inputmode="numeric" bind:value=shares placeholder="default"/><FieldError message=errors.get("cpu_shares")/></label>
+                <button type="submit" class="primary">"Save"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+        </section>
+    }
+}
+
+#[component]
+fn CopyMove(
+    id: i64,
+    hosts: RwSignal<Vec<HostResponse>>,
+    task: RwSignal<Option<TaskResponse>>,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let ip = RwSignal::new(String::new());
+    let copy_host = RwSignal::new(String::new());
+    let move_host = RwSignal::new(String::new());
+    let errors = FormErrors::new();
+    let copy = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = match validate::resource_name("name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        let a = match validate::ipv4_address("ipv4", &ip.get_untracked()) {
+            Ok(a) => a.to_string(),
+            Err(e) => return errors.set(e.into()),
+        };
+        let req = CopyVpsRequest {
+            name: n,
+            ipv4: a,
+            host_id: copy_host.get_untracked().parse().ok(),
+            start: false,
+        };
+        spawn_local(async move {
+            match api::copy_vps(id, &req).await {
+                Ok(t) => task.set(Some(t)),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let mv = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let Ok(h) = move_host.get_untracked().parse::<i64>() else {
+            return errors.set(
+                validate::ValidationError::new("host_id", "choose the host to move to").into(),
+            );
+        };
+        spawn_local(async move {
+            match api::move_vps(id, &MoveVpsRequest { host_id: h }).await {
+                Ok(t) => task.set(Some(t)),
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let options = move || {
+        hosts.get().into_iter().map(|h| view! { <option value=h.id.to_string()>{format!("{} ({})", h.name, h.status)}</option> }).collect_view()
+    };
+    view! {
+        <section class="card">
+            <h2>"Copy"</h2>
+            <form class="inline" on:submit=copy>
+                <label>"New name"<input name="copy-name" bind:value=name/><FieldError message=errors.get("name")/></label>
+                <label>"New IPv4 address"<input name="copy-ip" bind:value=ip/><FieldError message=errors.get("ipv4")/></label>
+                <label>"Host"<select name="copy-host" on:change=move |ev| copy_host.set(event_target_value(&ev))><option value="">"Same host"</option>{options}</select></label>
+                <button type="submit">"Copy"</button>
+            </form>
+            <h2>"Move"</h2>
+            <form class="inline" on:submit=mv>
+                <label>"To host"<select name="move-host" on:change=move |ev| move_host.set(event_target_value(&ev))><option value="">"Choose…"</option>{options}</select><FieldError message=errors.get("host_id")/></label>
+                <button type="submit">"Move"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+        </section>
+    }
+}
