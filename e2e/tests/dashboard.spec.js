@@ -190,3 +190,62 @@ test('add a test host in the browser after confirming its fingerprint; it comes 
   const spark = page.locator('[data-test=host-sparks] tr[data-host="e2e-host"] [data-test=sparkline] polyline');
   await expect(spark).toHaveAttribute('points', /\d+(\.\d+)?,\d+(\.\d+)? \d/);
 });
+
+test('create and start a VPS in the browser, watch its progress, see it running with live figures', async ({ page }) => {
+  const hostUrl = process.env.E2E_HOST_URL;
+  test.skip(!hostUrl, 'E2E_HOST_URL names no test host (scripts/test.sh starts one)');
+  test.setTimeout(240_000);
+  await login(page);
+  await expect(page.locator('[data-test=logout]')).toBeVisible();
+  // The host from the journey above, or added here through the API.
+  const hosts = await (await page.request.get('/api/v1/hosts')).json();
+  if (!hosts.some((h) => h.address === hostUrl)) {
+    const probe = await (await page.request.post('/api/v1/hosts/probe', { data: { address: hostUrl } })).json();
+    const r = await page.request.post('/api/v1/hosts', { data: { name: 'e2e-vps-host', address: hostUrl, host_key: probe.host_key, password: process.env.E2E_HOST_PASSWORD } });
+    expect(r.status()).toBe(201);
+  }
+  await expect.poll(async () => {
+    const hs = await (await page.request.get('/api/v1/hosts')).json();
+    return hs.find((h) => h.address === hostUrl)?.status;
+  }, { timeout: 60_000 }).toBe('online');
+  const net = hostUrl.match(/@(\d+\.\d+\.\d+)\.\d+/)[1];
+  const ip = `${net}.80`;
+
+  await page.getByRole('link', { name: 'VPSes' }).click();
+  const form = page.locator('[data-test=create-vps]');
+  await form.locator('input[name=vps-name]').fill('shop-1');
+  await form.locator('input[name=vps-ip]').fill(`${net}.999`);
+  await form.getByRole('button', { name: 'Create' }).click();
+  await expect(form.locator('label', { hasText: 'IPv4 address' }).locator('.field-error')).toBeVisible();
+  await form.locator('input[name=vps-ip]').fill(ip);
+  await form.locator('input[name=vps-memory]').fill('64');
+  await form.getByRole('button', { name: 'Create' }).click();
+
+  // The progress bar moves to the end and the task succeeds.
+  const task = page.locator('[data-test=task-progress]').first();
+  await expect(task).toBeVisible();
+  await expect(task).toHaveAttribute('data-status', 'succeeded', { timeout: 120_000 });
+  await expect(task.locator('.bar')).toHaveAttribute('style', /width: 100%/);
+
+  // Running in the list, with live figures.
+  const row = page.locator('tr[data-vps="shop-1"]');
+  await expect(row.locator('[data-test=vps-state]')).toHaveText('running', { timeout: 60_000 });
+  await expect(row.locator('[data-test=vps-processes]')).toHaveText(/^[1-9]\d*$/, { timeout: 30_000 });
+  await expect(row.locator('[data-test=vps-cpu]')).toHaveText(/%$/);
+  await expect(row.locator('[data-test=vps-memory]')).toContainText('/ 64.0 MB');
+  await expect(row).toContainText(ip);
+
+  // The same address again: a clear error at the address field, and nothing created.
+  await form.locator('input[name=vps-name]').fill('shop-2');
+  await form.locator('input[name=vps-ip]').fill(ip);
+  await form.getByRole('button', { name: 'Create' }).click();
+  await expect(form.locator('label', { hasText: 'IPv4 address' }).locator('.field-error')).toContainText(`${ip} is already the address of VPS shop-1`);
+  await expect(page.locator('tr[data-vps="shop-2"]')).toHaveCount(0);
+
+  // Its page shows the charts; the task is kept on the Tasks page.
+  await row.getByRole('link', { name: 'shop-1' }).click();
+  await expect(page.locator('[data-test=vps-state]')).toHaveText('running');
+  await expect(page.locator('[data-test=vps-chart-cpu] polyline').first()).toHaveAttribute('points', /\d/);
+  await page.getByRole('link', { name: 'Tasks' }).click();
+  await expect(page.locator('[data-test=tasks]')).toContainText('vps.create');
+});
