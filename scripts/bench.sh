@@ -2,9 +2,10 @@
 # Runs the benchmarks (not part of the test suite): builds release binaries and measures the
 # controller against real test hosts on this machine. Needs root (network namespaces).
 #   scripts/bench.sh [netres] [--hosts N] [--seconds S]
+#   scripts/bench.sh move [--rounds N] [--mb M]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
-need_apt iproute2 openssh-server openssh-client tini openssl
+need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
 cd "$ROOT"
 which="${1:-netres}"
 [ $# -gt 0 ] && shift
@@ -12,5 +13,6 @@ say "building release binaries"
 cargo build --release --locked -p serverware -p serverware-agent -p serverware-bench
 case "$which" in
     netres) exec "$CARGO_TARGET_DIR/release/netres-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres)" >&2; exit 2 ;;
+    move) exec "$CARGO_TARGET_DIR/release/move-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move)" >&2; exit 2 ;;
 esac

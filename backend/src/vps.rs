@@ -1521,7 +1521,7 @@ async fn move_work(
     }
     .await;
     match result {
-        Ok(_) => {
+        Ok(bytes) => {
             let downtime = down.elapsed();
             let (id, to_id) = (v.id, to.id);
             let status = if running { "running" } else { "stopped" };

@@ -13,175 +13,11 @@
 //!
 //! Usage: netres-bench [--hosts N] [--seconds S]   (scripts/bench.sh builds and runs it as root)
 
-use anyhow::{bail, Context, Result};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use serverware_bench::*;
 use serverware_testhosts::{Cluster, ClusterOptions};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
-
-struct Controller {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-const ADMIN_PW: &str = "bench-admin-password";
-
-fn start_controller() -> Result<Controller> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("serverware");
-    if !bin.exists() {
-        bail!(
-            "{} is missing: build it with cargo build --release",
-            bin.display()
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("serverware-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let port = free_port()?;
-    let child = Command::new(&bin)
-        .env("SERVERWARE_DATA_DIR", dir.join("data"))
-        .env("SERVERWARE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
-        .env("SERVERWARE_STATIC_DIR", dir.join("no-dashboard"))
-        .env("SERVERWARE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            dir.join("controller.log"),
-        )?))
-        .spawn()
-        .context("cannot start the controller")?;
-    let url = format!("http://127.0.0.1:{port}");
-    serverware_testhosts::wait_for_port(
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(30),
-    )?;
-    Ok(Controller { child, url, dir })
-}
-
-/// CPU seconds (user + system) and resident memory of a process.
-fn usage(pid: u32) -> Result<(f64, u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-    let hz: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((ticks / hz, kb("VmRSS:") * 1024, kb("VmHWM:") * 1024))
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 - 1.0) * p / 100.0).round() as usize;
-    v[i]
-}
-
-async fn next_json(s: &mut Socket, deadline: Duration) -> Result<Value> {
-    let until = Instant::now() + deadline;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        let frame = actix_rt::time::timeout(left, s.next())
-            .await
-            .context("no message in time")?
-            .context("socket closed")??;
-        match frame {
-            awc::ws::Frame::Text(t) => return Ok(serde_json::from_slice(&t)?),
-            awc::ws::Frame::Ping(p) => s.send(awc::ws::Message::Pong(p)).await?,
-            _ => {}
-        }
-    }
-}
-
-struct Api {
-    client: awc::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let url = format!("{}/api/v1{path}", self.base);
-        let req = match method {
-            "GET" => self.client.get(url),
-            "PATCH" => self.client.patch(url),
-            _ => self.client.post(url),
-        }
-        .bearer_auth(&self.token)
-        .timeout(Duration::from_secs(60));
-        let mut r = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        }
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let status = r.status().as_u16();
-        let v = r
-            .json::<Value>()
-            .limit(1 << 24)
-            .await
-            .unwrap_or(Value::Null);
-        Ok((status, v))
-    }
-
-    async fn socket(&self, topics: &[String]) -> Result<Socket> {
-        let url = format!("{}/api/v1/events", self.base).replacen("http", "ws", 1);
-        let (_, mut s) = self
-            .client
-            .ws(url)
-            .bearer_auth(&self.token)
-            .connect()
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        next_json(&mut s, Duration::from_secs(10)).await?;
-        s.send(awc::ws::Message::Text(
-            json!({"type": "subscribe", "topics": topics})
-                .to_string()
-                .into(),
-        ))
-        .await?;
-        Ok(s)
-    }
-}
+use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: u64) -> Result<u64> {
     let args: Vec<String> = std::env::args().collect();
@@ -245,28 +81,8 @@ async fn run(n: usize, seconds: u64) -> Result<()> {
     let mut ids = Vec::new();
     let mut first_sample = Vec::new();
     for (i, h) in cluster.hosts.iter().enumerate() {
-        let (_, probe) = api
-            .call(
-                "POST",
-                "/hosts/probe",
-                Some(json!({"address": h.ssh_url()})),
-            )
-            .await?;
-        let (code, body) = api
-            .call(
-                "POST",
-                "/hosts",
-                Some(
-                    json!({"name": format!("bench-{}", i + 1), "address": h.ssh_url(),
-                    "host_key": probe["host_key"], "password": h.password}),
-                ),
-            )
-            .await?;
-        if code != 201 {
-            bail!("adding {} failed: {body}", h.name);
-        }
+        let id = add_host(&api, &format!("bench-{}", i + 1), h).await?;
         let added = Instant::now();
-        let id = body["id"].as_i64().context("no id")?;
         loop {
             let m = next_json(&mut status_sock, Duration::from_secs(30)).await?;
             if m["type"] == "host_status" && m["host_id"] == id && m["summary"].is_object() {
