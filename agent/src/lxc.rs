@@ -138,6 +138,16 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
     {
         return Err(format!("bad interface name '{}'", spec.veth));
     }
+    if !Path::new("/sys/class/net")
+        .join(&spec.bridge)
+        .join("bridge")
+        .is_dir()
+    {
+        return Err(format!(
+            "this host has no bridge '{}' for VPS interfaces: create it, or set the host's VPS bridge",
+            spec.bridge
+        ));
+    }
     let d = dir(name);
     std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     let tmp = d.join("config.part");

@@ -231,6 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config,
         db,
     });
+    crate::vps::start_reconciler(state.clone().into_inner());
     let doc = web::Data::new(OpenApiDoc(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));

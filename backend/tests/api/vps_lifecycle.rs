@@ -118,7 +118,7 @@ async fn two_hosts(t: &TestController, c: &Client, cluster: &Cluster) -> Vec<i64
 
 #[actix_web::test]
 async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
-    let cluster = Cluster::create(ClusterOptions {
+    let mut cluster = Cluster::create(ClusterOptions {
         hosts: 2,
         ..Default::default()
     })
@@ -291,6 +291,27 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
     .await;
     assert_eq!(expect_error(r, 409, "conflict").await["field"], "host_id");
 
+    // Host B loses power with both VPSes on it: once it is back, the controller starts them
+    // again (they should run, and have autostart).
+    cluster.power_off(1).unwrap();
+    wait_host(&t, &admin, hosts[1], "offline", |h| {
+        h["status"] == "offline"
+    })
+    .await;
+    cluster.boot(1).unwrap();
+    for (id, ip, name) in [(vid, &ip1, "web-1"), (cid, &ip2, "web-2")] {
+        wait_vps(&t, &admin, id, "running again", |v| v["state"] == "running").await;
+        answers(ip, name).await;
+    }
+    let restarts = get(&t, &admin, "/api/v1/tasks?status=succeeded").await;
+    let by_reconcile = restarts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "vps.start" && t["created_by"] == "system:reconcile")
+        .count();
+    assert_eq!(by_reconcile, 2, "{restarts}");
+
     // A memory limit edit takes effect on the running VPS; a new address needs a restart.
     let r = admin
         .patch(t.url(&format!("/api/v1/vpses/{vid}")))
@@ -354,7 +375,7 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
     let mut ended = std::collections::BTreeSet::new();
     let mut inventory = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ended.len() < 6 && Instant::now() < deadline {
+    while ended.len() < 7 && Instant::now() < deadline {
         let m = crate::ws::next_json(&mut sock).await;
         match m["type"].as_str().unwrap() {
             "task" if m["task"]["status"] == "succeeded" => {
@@ -368,6 +389,7 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
         "vps.create",
         "vps.copy",
         "vps.move",
+        "vps.start",
         "vps.edit",
         "vps.stop",
         "vps.delete",
