@@ -306,8 +306,8 @@ fn conn(state: &AppState, host_id: i64, name: &str) -> Result<Conn, ApiError> {
 
 fn agent_err(e: SshError) -> ApiError {
     match e {
-        SshError::Agent(m) => ApiError::Unavailable(format!("the host refused: {m}")),
-        other => ApiError::Unavailable(other.to_string()),
+        SshError::Agent(m) => ApiError::HostUnavailable(format!("the host refused: {m}")),
+        other => ApiError::HostUnavailable(other.to_string()),
     }
 }
 
@@ -507,7 +507,7 @@ async fn push_template(
         }
         ch.data(&buf[..n])
             .await
-            .map_err(|e| ApiError::Unavailable(format!("sending to the host failed: {e}")))?;
+            .map_err(|e| ApiError::HostUnavailable(format!("sending to the host failed: {e}")))?;
         sent += n as u64;
         task.progress(
             10 + (sent * 70 / total.max(1)) as i32,
@@ -525,7 +525,7 @@ async fn push_template(
 async fn finish_stream(mut ch: russh::Channel<russh::client::Msg>, what: &str) -> ApiResult<()> {
     ch.eof()
         .await
-        .map_err(|e| ApiError::Unavailable(format!("{what}: {e}")))?;
+        .map_err(|e| ApiError::HostUnavailable(format!("{what}: {e}")))?;
     let (mut code, mut err) = (None, Vec::new());
     while let Some(msg) = ch.wait().await {
         match msg {
@@ -536,7 +536,7 @@ async fn finish_stream(mut ch: russh::Channel<russh::client::Msg>, what: &str) -
     }
     match code {
         Some(0) => Ok(()),
-        _ => Err(ApiError::Unavailable(format!(
+        _ => Err(ApiError::HostUnavailable(format!(
             "{what} failed on the host: {}",
             String::from_utf8_lossy(&err).trim()
         ))),
@@ -568,7 +568,7 @@ async fn transfer(
         match msg {
             russh::ChannelMsg::Data { data } => {
                 dst.data(&data[..]).await.map_err(|e| {
-                    ApiError::Unavailable(format!("sending to the target host failed: {e}"))
+                    ApiError::HostUnavailable(format!("sending to the target host failed: {e}"))
                 })?;
                 n += data.len() as u64;
                 let done = match estimate {
@@ -589,7 +589,7 @@ async fn transfer(
     }
     if code != Some(0) {
         let _ = dst.close().await;
-        return Err(ApiError::Unavailable(format!(
+        return Err(ApiError::HostUnavailable(format!(
             "reading the root filesystem failed: {}",
             String::from_utf8_lossy(&err).trim()
         )));

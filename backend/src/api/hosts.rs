@@ -25,7 +25,7 @@ fn ssh_error(e: SshError) -> ApiError {
             format!("the host now presents a different key ({presented}) than the one confirmed; probe it again"),
         ),
         SshError::Protocol(m) => ApiError::invalid("address", format!("SSH failed: {m}")),
-        SshError::Agent(m) => ApiError::Unavailable(m),
+        SshError::Agent(m) => ApiError::HostUnavailable(m),
     }
 }
 

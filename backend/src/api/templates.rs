@@ -268,7 +268,7 @@ pub async fn build_debian(
                     .await;
                 res.map(|_| format!("template {} ready ({size} bytes)", tpl_row.name))
             }
-            Ok(Err(e)) => Err(ApiError::Unavailable(format!("{e:#}"))),
+            Ok(Err(e)) => Err(ApiError::HostUnavailable(format!("{e:#}"))),
             Err(e) => Err(ApiError::Internal(e.into())),
         };
         if r.is_err() {

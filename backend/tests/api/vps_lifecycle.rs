@@ -482,3 +482,81 @@ async fn placement_picks_the_host_with_most_room_and_refuses_when_none_has_it() 
     assert_eq!(h["vps_count"], 2);
     assert_eq!(h["free"]["memory_bytes"].as_u64(), Some(124 * MIB));
 }
+
+#[actix_web::test]
+async fn a_host_lost_during_a_task_fails_it_cleanly_and_its_vps_comes_back() {
+    let mut cluster = Cluster::create(ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let net = format!("10.77.{}", cluster.subnet);
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let r = add(&t, &admin, "node-a", &cluster.hosts[0]).await;
+    let host = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    wait_host(&t, &admin, host, "online", |h| h["status"] == "online").await;
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let ip = format!("{net}.90");
+    let r = post(&admin, t.url("/api/v1/vpses"), json!({"name": "db-1", "template_id": tpl, "ipv4": ip, "memory_limit_bytes": 64 * MIB, "start": true})).await;
+    let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    let vid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
+    // Frozen, it cannot stop cleanly: the stop waits out its timeout…
+    let pid = cluster.hosts[0].init_pid().unwrap().to_string();
+    let ok = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-m", "-p", "-n", "lxc-freeze", "-n", "db-1"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/stop")),
+        json!({"timeout_secs": 300}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let task: Value = r.json().await.unwrap();
+    // …and meanwhile its host loses power.
+    cluster.power_off(0).unwrap();
+    let id = task["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let v = get(&t, &admin, &format!("/api/v1/tasks/{id}")).await;
+        if v["status"] != "running" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the task never ended: {v}");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("lost"),
+        "{failed}"
+    );
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{vid}")).await;
+    assert_eq!(
+        (v["status"].as_str(), v["busy_task"].as_i64()),
+        (Some("running"), None),
+        "{v}"
+    );
+    // Operations on a VPS whose host is offline are refused, not queued.
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/restart")),
+        json!({}),
+    )
+    .await;
+    let e = expect_error(r, 409, "conflict").await;
+    assert!(e["message"].as_str().unwrap().contains("offline"), "{e}");
+    // Back on: it should run, so it is started again.
+    cluster.boot(0).unwrap();
+    wait_vps(&t, &admin, vid, "running again", |v| {
+        v["state"] == "running"
+    })
+    .await;
+    answers(&ip, "db-1").await;
+}
