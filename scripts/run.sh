@@ -3,6 +3,8 @@
 # Extra arguments go to the controller (see `serverware --help`).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
+# The controller builds templates: the built-in one from busybox-static, Debian ones with debootstrap.
+need_apt busybox-static debootstrap
 cd "$ROOT"
 build_dashboard
 say "building the controller (release)"

@@ -88,9 +88,9 @@ impl Bucket {
 
     fn add(&mut self, f: [f64; FIGURES]) {
         self.n += 1;
-        for i in 0..FIGURES {
-            self.sum[i] += f[i];
-            self.max[i] = self.max[i].max(f[i]);
+        for (i, v) in f.into_iter().enumerate() {
+            self.sum[i] += v;
+            self.max[i] = self.max[i].max(v);
         }
     }
 

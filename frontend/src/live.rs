@@ -19,13 +19,15 @@ pub struct HostLive {
     pub cpu_history: VecDeque<f64>,
 }
 
+/// (time ms, CPU %, memory bytes, rx B/s, tx B/s)
+pub type VpsPoint = (f64, f64, f64, f64, f64);
+
 /// A VPS's newest figures and a short history for its charts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VpsLive {
     pub host_id: i64,
     pub sample: serverware_shared::agent::VpsSample,
-    /// (time ms, cpu %, memory bytes, rx B/s, tx B/s)
-    pub history: VecDeque<(f64, f64, f64, f64, f64)>,
+    pub history: VecDeque<VpsPoint>,
 }
 
 /// Points of a sparkline, and of a live chart on a host's page.

@@ -64,7 +64,7 @@ async fn answers(ip: &str, body: &str) {
         .build()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
+    let mut last;
     loop {
         match c.get(format!("http://{ip}/")).send().await {
             Ok(r) => {

@@ -6,7 +6,7 @@ use super::FormErrors;
 use crate::api;
 use crate::app::Auth;
 use crate::charts::{fmt_bytes, fmt_pct, fmt_rate, LineChart, Series};
-use crate::live::{Live, LIVE_POINTS};
+use crate::live::{Live, VpsPoint, LIVE_POINTS};
 use crate::widgets::FieldError;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -353,7 +353,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
         }
     });
     // Charts from the pushed history.
-    let hist = move |f: fn(&(f64, f64, f64, f64, f64)) -> Vec<(&'static str, f64)>| {
+    let hist = move |f: fn(&VpsPoint) -> Vec<(&'static str, f64)>| {
         Signal::derive(move || {
             let name = vps
                 .with(|v| v.as_ref().map(|v| v.name.clone()))
