@@ -1638,6 +1638,12 @@ pub async fn reconcile(state: &Arc<AppState>) -> ApiResult<()> {
         if state.vps_busy.task_of(v.id).is_some() {
             continue;
         }
+        // A sample from before its last change says nothing about it yet.
+        let settled =
+            chrono::Utc::now().naive_utc() - v.updated_at > chrono::TimeDelta::seconds(15);
+        if !settled {
+            continue;
+        }
         let Some(view) = state.hosts.view(h).filter(|view| view.status == "online") else {
             continue;
         };
