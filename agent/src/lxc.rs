@@ -57,7 +57,7 @@ pub fn cgroups() -> Cgroups {
 /// The container configuration for a spec.
 pub fn config_text(spec: &VpsSpec, cg: Cgroups, halt: &str) -> String {
     let mut c = format!(
-        "# Written by serverware-agent; changes are overwritten by the controller.\n\
+        "{MARK}; changes are overwritten by the controller.\n\
          lxc.include = /usr/share/lxc/config/common.conf\n\
          lxc.uts.name = {host}\n\
          lxc.rootfs.path = dir:{path}/{name}/rootfs\n\
@@ -129,8 +129,22 @@ fn limits(spec: &VpsSpec, cg: Cgroups) -> Vec<(&'static str, String)> {
     v
 }
 
+/// The first line of every configuration this agent writes.
+const MARK: &str = "# Written by serverware-agent";
+
+/// Containers SERVERware did not make are never changed or removed.
+fn ours(name: &str) -> Result<(), String> {
+    match std::fs::read_to_string(dir(name).join("config")) {
+        Ok(c) if !c.starts_with(MARK) => Err(format!(
+            "this host already has a container named '{name}' that SERVERware did not make; it is left alone"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn define(spec: &VpsSpec) -> Result<(), String> {
     let name = checked(&spec.name)?;
+    ours(name)?;
     validate::ipv4_address("ipv4", &spec.ipv4).map_err(|e| e.message)?;
     if spec.veth.is_empty()
         || spec.veth.len() > 15
@@ -269,6 +283,7 @@ pub fn destroy(name: &str) -> Result<(), String> {
     if !dir(name).exists() {
         return Ok(());
     }
+    ours(name)?;
     if state(name).state != "stopped" {
         let _ = run("lxc-stop", &["-n", name, "-k"]);
     }
@@ -319,6 +334,7 @@ pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
 /// filesystem. It is unpacked beside it first, so a broken stream leaves nothing behind.
 pub fn import(name: &str, gzip: bool) -> Result<(), String> {
     let name = checked(name)?;
+    ours(name)?;
     let d = dir(name);
     let root = d.join("rootfs");
     if root.exists() {
@@ -593,6 +609,7 @@ mod tests {
     #[test]
     fn configuration_uses_the_hosts_cgroup_keys() {
         let v1 = config_text(&spec(), Cgroups::V1, "SIGUSR1");
+        assert!(v1.starts_with(MARK));
         assert!(
             v1.contains("lxc.cgroup.memory.limit_in_bytes = 67108864\n"),
             "{v1}"

@@ -224,6 +224,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let state = web::Data::new(AppState {
         vps_busy: Default::default(),
+        placement: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),

@@ -17,4 +17,7 @@ pub struct AppState {
     pub hosts: Arc<crate::hosts::HostManager>,
     /// VPSes with an operation running.
     pub vps_busy: crate::vps::Busy,
+    /// Held from a placement decision until its VPS is recorded, so two creates cannot both
+    /// take the same free capacity.
+    pub placement: tokio::sync::Mutex<()>,
 }

@@ -474,6 +474,23 @@ pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<
         .collect())
 }
 
+/// A host may already have a container of that name that SERVERware does not manage (it is
+/// reported, never touched): refuse before anything is made.
+fn name_free_on(state: &AppState, host_id: i64, host_name: &str, name: &str) -> ApiResult<()> {
+    let taken = state
+        .hosts
+        .view(host_id)
+        .and_then(|v| v.latest)
+        .is_some_and(|s| s.vpses.iter().any(|x| x.name == name));
+    if taken {
+        return Err(ApiError::conflict(
+            Some("name"),
+            format!("host {host_name} already has a container named '{name}' that SERVERware does not manage"),
+        ));
+    }
+    Ok(())
+}
+
 /// Streams a template archive from storage into a new VPS's root filesystem on a host.
 async fn push_template(
     state: &AppState,
@@ -689,6 +706,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
     }
     let (n, ip) = (req.name.clone(), req.ipv4.clone());
     state.db.run(move |c| unique(c, &n, &ip, None)).await?;
+    let placing = state.placement.lock().await;
     let want = HostCapacity {
         memory_bytes: req.memory_limit_bytes as i64,
         cpu_millis: req.cpu_limit_millis.map(i64::from).unwrap_or(0),
@@ -711,6 +729,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
         .find(|c| c.id == host_id)
         .map(|c| c.name.clone())
         .unwrap_or_default();
+    name_free_on(&state, host_id, &host_name, &req.name)?;
     let a = actor.clone();
     let (vps, row) =
         state
@@ -761,6 +780,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
                 })
             })
             .await?;
+    drop(placing);
     let _ = state.vps_busy.claim(&[vps.id], row.id);
     let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
     let out = task.response();
@@ -1222,6 +1242,7 @@ pub async fn copy(
     let to_id = target.unwrap_or(from.id);
     let (n, ip) = (name.clone(), ipv4.clone());
     state.db.run(move |c| unique(c, &n, &ip, None)).await?;
+    let placing = state.placement.lock().await;
     let cands = candidates(&state, None).await?;
     let c = cands
         .iter()
@@ -1229,6 +1250,7 @@ pub async fn copy(
         .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {to_id}")))?;
     fits(c, &need(&src)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
+    name_free_on(&state, to_id, &to_name, &name)?;
     if let Some(t) = state.vps_busy.task_of(id) {
         return Err(busy(&src, t));
     }
@@ -1281,6 +1303,7 @@ pub async fn copy(
             })
         })
         .await?;
+    drop(placing);
     if let Err(t) = state.vps_busy.claim(&[id, copy.id], row.id) {
         let cid = copy.id;
         let _ = state
@@ -1443,6 +1466,7 @@ pub async fn move_to(
         .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {target}")))?;
     fits(c, &need(&v)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
+    name_free_on(&state, target, &to_name, &v.name)?;
     let task = begin(
         &state,
         &actor,

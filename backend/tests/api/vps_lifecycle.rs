@@ -410,7 +410,18 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
     .await;
     let ev = get(&t, &admin, "/api/v1/events?action=host.unknown_vps").await;
     assert_eq!(ev["events"].as_array().unwrap().len(), 1, "{ev}");
-    assert!(stray.join("config").exists());
+    // A VPS of the same name is refused there rather than taking the container over.
+    let r = post(&admin, t.url("/api/v1/vpses"), json!({"name": "stray", "template_id": tpl, "host_id": hosts[0], "ipv4": format!("{net}.58"), "memory_limit_bytes": 64 * MIB})).await;
+    let e = expect_error(r, 409, "conflict").await;
+    assert_eq!(e["field"], "name");
+    assert!(
+        e["message"].as_str().unwrap().contains("does not manage"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(stray.join("config")).unwrap(),
+        "lxc.uts.name = stray\n"
+    );
 }
 
 #[actix_web::test]
