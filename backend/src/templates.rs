@@ -214,7 +214,17 @@ pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Checks an archive is a root filesystem (it has an init) and stores it gzip-compressed at `out`.
+/// Nothing is left behind when it is refused.
 pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, ApiError> {
+    let gz = upload.with_extension("gz");
+    let r = check_and_store(upload, &gz, out);
+    if r.is_err() && gz != upload {
+        let _ = std::fs::remove_file(&gz);
+    }
+    r
+}
+
+fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, ApiError> {
     let mut magic = [0u8; 2];
     {
         use std::io::Read;
@@ -224,7 +234,7 @@ pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, ApiError> {
     let gz = if magic == [0x1f, 0x8b] {
         upload.to_path_buf()
     } else {
-        let gz = upload.with_extension("gz");
+        let gz = gz_path.to_path_buf();
         let status = Command::new("gzip")
             .args(["-c", "-1"])
             .stdin(std::fs::File::open(upload).map_err(|e| ApiError::Internal(e.into()))?)

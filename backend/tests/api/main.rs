@@ -12,6 +12,7 @@ mod own_machine;
 mod roles;
 mod schema;
 mod ssh_hosts;
+mod templates;
 mod tokens;
 mod users_events;
 mod vps_lifecycle;

@@ -17,6 +17,13 @@ pub struct TestController {
     _dir: tempfile::TempDir,
 }
 
+impl TestController {
+    /// The controller's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 pub fn postgres_admin_url() -> Option<String> {
     std::env::var("SERVERWARE_TEST_POSTGRES_URL")
         .ok()
