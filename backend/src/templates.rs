@@ -102,10 +102,18 @@ pub fn build_minimal(out: &Path) -> anyhow::Result<u64> {
         std::fs::create_dir_all(root.join(d))?;
     }
     std::fs::copy(busybox, root.join("bin/busybox"))?;
-    let list = Command::new(root.join("bin/busybox"))
+    // The installed binary is asked, not the fresh copy: executing a file just written can fail
+    // with "text file busy" while another thread forks.
+    let list = Command::new(busybox)
         .arg("--list-full")
         .output()
         .context("cannot list busybox's applets (is it the static build?)")?;
+    if !list.status.success() {
+        bail!(
+            "busybox --list-full failed: {}",
+            String::from_utf8_lossy(&list.stderr).trim()
+        );
+    }
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let applet = applet.trim();
         if applet.is_empty() || applet.contains("..") {
