@@ -220,7 +220,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
     }
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
-        tracing::warn!("the built-in template is not available: {e:#}");
+        tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
+        let (db, dir) = (db.clone(), config.data_dir.clone());
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                match crate::templates::ensure_minimal(&db, &dir).await {
+                    Ok(()) => return,
+                    Err(e) => tracing::warn!("the built-in template is still not available: {e:#}"),
+                }
+            }
+        });
     }
     let state = web::Data::new(AppState {
         vps_busy: Default::default(),
