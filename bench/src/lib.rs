@@ -252,3 +252,15 @@ pub async fn wait_for(
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A numeric command-line option (`--name N`), or its default.
+pub fn arg(name: &str, default: u64) -> Result<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} takes a number")),
+        None => Ok(default),
+    }
+}

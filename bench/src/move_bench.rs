@@ -15,17 +15,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: u64) -> Result<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} takes a number")),
-        None => Ok(default),
-    }
-}
-
 fn main() -> Result<()> {
     let rounds = arg("--rounds", 3)? as usize;
     let mb = arg("--mb", 200)?;

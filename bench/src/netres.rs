@@ -13,22 +13,10 @@
 //!
 //! Usage: netres-bench [--hosts N] [--seconds S]   (scripts/bench.sh builds and runs it as root)
 
-use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use anyhow::Result;
 use serverware_bench::*;
 use serverware_testhosts::{Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> Result<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} takes a number")),
-        None => Ok(default),
-    }
-}
 
 fn main() -> Result<()> {
     let hosts = arg("--hosts", 4)? as usize;
@@ -43,38 +31,7 @@ async fn run(n: usize, seconds: u64) -> Result<()> {
         ..Default::default()
     })?;
     let ctl = start_controller()?;
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-    let r = client
-        .post(format!("{}/api/v1/auth/login", ctl.url))
-        .send_json(&json!({"username": "admin", "password": ADMIN_PW}))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(serverware_shared::SESSION_COOKIE))
-        .and_then(|v| v.split(';').next())
-        .context("login gave no session")?
-        .to_string();
-    let mut r = client
-        .post(format!("{}/api/v1/tokens", ctl.url))
-        .insert_header(("cookie", cookie))
-        .send_json(&json!({"name": "bench", "role": "admin"}))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let created: Value = r.json().await?;
-    let token = created["secret"]
-        .as_str()
-        .with_context(|| format!("no token: {created}"))?
-        .to_string();
-    let api = Api {
-        client,
-        base: ctl.url.clone(),
-        token,
-    };
+    let api = admin_api(&ctl).await?;
 
     // 1. Adding: from the API call returning to the first sample on the live socket.
     let mut status_sock = api.socket(&["hosts".to_string()]).await?;
