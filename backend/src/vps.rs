@@ -493,7 +493,6 @@ fn name_free_on(state: &AppState, host_id: i64, host_name: &str, name: &str) -> 
 
 /// Streams a template archive from storage into a new VPS's root filesystem on a host.
 async fn push_template(
-    state: &AppState,
     task: &Task,
     c: &Conn,
     name: &str,
@@ -533,7 +532,6 @@ async fn push_template(
         )
         .await;
     }
-    let _ = state;
     finish_stream(ch, "unpacking the template").await?;
     Ok(sent)
 }
@@ -627,6 +625,33 @@ fn live_disk(state: &AppState, host: i64, name: &str) -> Option<u64> {
         .map(|v| v.disk_used_bytes)
 }
 
+/// After a failed create or copy nothing half-made stays: the container goes from its host
+/// (if the host can be reached) and the record goes too.
+async fn remove_unfinished(state: &AppState, task: &Task, host_id: i64, vps: &VpsRow) {
+    if let Some(c) = state.hosts.conn(host_id) {
+        let _ = c
+            .agent
+            .call(
+                AgentRequest::VpsDestroy {
+                    name: vps.name.clone(),
+                },
+                QUICK,
+            )
+            .await;
+    }
+    let id = vps.id;
+    let _ = state
+        .db
+        .run(move |c| {
+            diesel::delete(vpses::table.find(id)).execute(c)?;
+            Ok(())
+        })
+        .await;
+    task.log(format!("removed the unfinished VPS {}", vps.name))
+        .await;
+    changed(state, id, ChangeKind::Deleted);
+}
+
 // ---- operations ----------------------------------------------------------------------------
 
 pub struct CreateVps {
@@ -642,6 +667,40 @@ pub struct CreateVps {
     pub disk_limit_bytes: Option<u64>,
     pub autostart: bool,
     pub start: bool,
+}
+
+/// A VPS about to be made on a host (create, copy).
+#[derive(Insertable)]
+#[diesel(table_name = vpses)]
+struct NewVps<'a> {
+    name: &'a str,
+    description: &'a str,
+    host_id: Option<i64>,
+    template_id: Option<i64>,
+    ipv4: &'a str,
+    hostname: &'a str,
+    memory_limit_bytes: i64,
+    cpu_shares: Option<i32>,
+    cpu_limit_millis: Option<i32>,
+    disk_limit_bytes: Option<i64>,
+    autostart: bool,
+}
+
+/// Records a new VPS with status `creating` and returns it.
+fn insert_creating(c: &mut crate::db::DbConn, v: NewVps<'_>) -> ApiResult<VpsRow> {
+    let t = now();
+    diesel::insert_into(vpses::table)
+        .values((
+            &v,
+            vpses::status.eq("creating"),
+            vpses::created_at.eq(t),
+            vpses::updated_at.eq(t),
+        ))
+        .execute(c)?;
+    Ok(vpses::table
+        .filter(vpses::name.eq(v.name))
+        .select(VpsRow::as_select())
+        .first(c)?)
 }
 
 /// Name and address must be free across the site.
@@ -737,29 +796,22 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
             .run(move |c| {
                 c.transaction(|c| {
                     unique(c, &req.name, &req.ipv4, None)?;
-                    let t = now();
-                    diesel::insert_into(vpses::table)
-                        .values((
-                            vpses::name.eq(&req.name),
-                            vpses::description.eq(&req.description),
-                            vpses::host_id.eq(host_id),
-                            vpses::template_id.eq(req.template_id),
-                            vpses::ipv4.eq(&req.ipv4),
-                            vpses::hostname.eq(&req.hostname),
-                            vpses::memory_limit_bytes.eq(req.memory_limit_bytes as i64),
-                            vpses::cpu_shares.eq(req.cpu_shares.map(|v| v as i32)),
-                            vpses::cpu_limit_millis.eq(req.cpu_limit_millis.map(|v| v as i32)),
-                            vpses::disk_limit_bytes.eq(req.disk_limit_bytes.map(|v| v as i64)),
-                            vpses::autostart.eq(req.autostart),
-                            vpses::status.eq("creating"),
-                            vpses::created_at.eq(t),
-                            vpses::updated_at.eq(t),
-                        ))
-                        .execute(c)?;
-                    let vps: VpsRow = vpses::table
-                        .filter(vpses::name.eq(&req.name))
-                        .select(VpsRow::as_select())
-                        .first(c)?;
+                    let vps = insert_creating(
+                        c,
+                        NewVps {
+                            name: &req.name,
+                            description: &req.description,
+                            host_id: Some(host_id),
+                            template_id: Some(req.template_id),
+                            ipv4: &req.ipv4,
+                            hostname: &req.hostname,
+                            memory_limit_bytes: req.memory_limit_bytes as i64,
+                            cpu_shares: req.cpu_shares.map(|v| v as i32),
+                            cpu_limit_millis: req.cpu_limit_millis.map(|v| v as i32),
+                            disk_limit_bytes: req.disk_limit_bytes.map(|v| v as i64),
+                            autostart: req.autostart,
+                        },
+                    )?;
                     let row =
                         crate::tasks::insert(c, "vps.create", "vps", &vps.id.to_string(), &a)?;
                     audit::record(
@@ -788,28 +840,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
     spawn(state, task, vec![vps.id], move |state, task| async move {
         let r = create_work(&state, &task, &vps, &path, start).await;
         if r.is_err() {
-            // Nothing half-made stays: the container goes, and so does the record.
-            if let Some(c) = state.hosts.conn(host_id) {
-                let _ = c
-                    .agent
-                    .call(
-                        AgentRequest::VpsDestroy {
-                            name: vps.name.clone(),
-                        },
-                        QUICK,
-                    )
-                    .await;
-            }
-            let id = vps.id;
-            let _ = state
-                .db
-                .run(move |c| {
-                    diesel::delete(vpses::table.find(id)).execute(c)?;
-                    Ok(())
-                })
-                .await;
-            task.log(format!("removed VPS {} again", vps.name)).await;
-            changed(&state, id, ChangeKind::Deleted);
+            remove_unfinished(&state, &task, host_id, &vps).await;
         }
         r
     });
@@ -830,7 +861,7 @@ async fn create_work(
     let spec = spec(vps, &host);
     call(&c, AgentRequest::VpsDefine { spec: spec.clone() }, QUICK).await?;
     task.progress(10, 0, None).await;
-    let bytes = push_template(state, task, &c, &vps.name, template).await?;
+    let bytes = push_template(task, &c, &vps.name, template).await?;
     task.log(format!(
         "root filesystem unpacked ({bytes} bytes of template sent)"
     ))
@@ -1261,29 +1292,22 @@ pub async fn copy(
         .run(move |c| {
             c.transaction(|c| {
                 unique(c, &name, &ipv4, None)?;
-                let t = now();
-                diesel::insert_into(vpses::table)
-                    .values((
-                        vpses::name.eq(&name),
-                        vpses::description.eq(&s2.description),
-                        vpses::host_id.eq(to_id),
-                        vpses::template_id.eq(s2.template_id),
-                        vpses::ipv4.eq(&ipv4),
-                        vpses::hostname.eq(&name),
-                        vpses::memory_limit_bytes.eq(s2.memory_limit_bytes),
-                        vpses::cpu_shares.eq(s2.cpu_shares),
-                        vpses::cpu_limit_millis.eq(s2.cpu_limit_millis),
-                        vpses::disk_limit_bytes.eq(s2.disk_limit_bytes),
-                        vpses::autostart.eq(s2.autostart),
-                        vpses::status.eq("creating"),
-                        vpses::created_at.eq(t),
-                        vpses::updated_at.eq(t),
-                    ))
-                    .execute(c)?;
-                let copy: VpsRow = vpses::table
-                    .filter(vpses::name.eq(&name))
-                    .select(VpsRow::as_select())
-                    .first(c)?;
+                let copy = insert_creating(
+                    c,
+                    NewVps {
+                        name: &name,
+                        description: &s2.description,
+                        host_id: Some(to_id),
+                        template_id: s2.template_id,
+                        ipv4: &ipv4,
+                        hostname: &name,
+                        memory_limit_bytes: s2.memory_limit_bytes,
+                        cpu_shares: s2.cpu_shares,
+                        cpu_limit_millis: s2.cpu_limit_millis,
+                        disk_limit_bytes: s2.disk_limit_bytes,
+                        autostart: s2.autostart,
+                    },
+                )?;
                 let row = crate::tasks::insert(c, "vps.copy", "vps", &copy.id.to_string(), &a)?;
                 audit::record(
                     c,
@@ -1324,28 +1348,7 @@ pub async fn copy(
         move |state, task| async move {
             let r = copy_work(&state, &task, &src, &from, &copy, start_copy).await;
             if r.is_err() {
-                if let Some(c) = state.hosts.conn(to_id) {
-                    let _ = c
-                        .agent
-                        .call(
-                            AgentRequest::VpsDestroy {
-                                name: copy.name.clone(),
-                            },
-                            QUICK,
-                        )
-                        .await;
-                }
-                let cid = copy.id;
-                let _ = state
-                    .db
-                    .run(move |c| {
-                        diesel::delete(vpses::table.find(cid)).execute(c)?;
-                        Ok(())
-                    })
-                    .await;
-                task.log(format!("removed the unfinished copy {}", copy.name))
-                    .await;
-                changed(&state, cid, ChangeKind::Deleted);
+                remove_unfinished(&state, &task, to_id, &copy).await;
             }
             r
         },

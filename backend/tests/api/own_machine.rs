@@ -5,7 +5,6 @@ use crate::support::*;
 use serde_json::{json, Value};
 use serverware_testhosts::LoopbackHost;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn root_fs_size() -> u64 {
     let out = Command::new("df")
@@ -57,22 +56,10 @@ async fn the_controllers_own_machine_is_a_host_like_any_other() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let h = loop {
-        let h: Value = admin
-            .get(t.url(&format!("/api/v1/hosts/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if h["status"] == "online" && h["sample"].is_object() {
-            break h;
-        }
-        assert!(Instant::now() < deadline, "never online: {h}");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    let h = crate::hosts_api::wait_host(&t, &admin, id, "online with a sample", |h| {
+        h["status"] == "online" && h["sample"].is_object()
+    })
+    .await;
     let s = &h["sample"];
     assert_eq!(s["memory"]["total"].as_u64().unwrap(), mem_total());
     let root = s["filesystems"]
