@@ -1,0 +1,189 @@
+//! Edit a VPS's settings; limits apply at once, an address at the next start.
+
+use super::*;
+
+pub struct EditVps {
+    pub description: Option<String>,
+    pub ipv4: Option<String>,
+    pub hostname: Option<String>,
+    pub memory_limit_bytes: Option<u64>,
+    /// `Some(None)` removes the setting.
+    pub cpu_shares: Option<Option<u32>>,
+    pub cpu_limit_millis: Option<Option<u32>>,
+    pub autostart: Option<bool>,
+}
+
+/// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
+/// start. Returns the VPS, whether a restart is needed, and the task applying it on its host.
+pub async fn edit(
+    state: Arc<AppState>,
+    actor: Actor,
+    id: i64,
+    e: EditVps,
+) -> ApiResult<(VpsRow, bool, Option<TaskResponse>)> {
+    let v = state.db.run(move |c| load(c, id)).await?;
+    if let Some(t) = state.vps_busy.task_of(id) {
+        return Err(busy(&v, t));
+    }
+    forbid(&v, "edited", &["stopped", "running", "error"])?;
+    // More memory must still fit on its host.
+    if let (Some(m), Some(h)) = (e.memory_limit_bytes, v.host_id) {
+        if m as i64 > v.memory_limit_bytes {
+            let cands = candidates(&state, Some(id)).await?;
+            if let Some(c) = cands.iter().find(|c| c.id == h) {
+                let mut n = need(&v);
+                n.memory_bytes = m as i64;
+                n.cpu_millis = 0;
+                n.disk_bytes = 0;
+                if c.free.memory_bytes < n.memory_bytes {
+                    return Err(ApiError::conflict(
+                        Some("memory_limit_bytes"),
+                        format!(
+                            "{} has {} of memory free for this VPS, not {}",
+                            c.name,
+                            mib(c.free.memory_bytes.max(0)),
+                            mib(n.memory_bytes)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let restart_required = v.status == "running"
+        && (e.ipv4.as_ref().is_some_and(|i| *i != v.ipv4)
+            || e.hostname.as_ref().is_some_and(|h| *h != v.hostname));
+    let a = actor.clone();
+    let touches_host = e.ipv4.is_some()
+        || e.hostname.is_some()
+        || e.memory_limit_bytes.is_some()
+        || e.cpu_shares.is_some()
+        || e.cpu_limit_millis.is_some()
+        || e.autostart.is_some();
+    let (nv, row) = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                if let Some(ip) = &e.ipv4 {
+                    unique(c, &v.name, ip, Some(id))?;
+                }
+                let mut what = Vec::new();
+                if let Some(d) = &e.description {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::description.eq(d))
+                        .execute(c)?;
+                    what.push("description".to_string());
+                }
+                if let Some(ip) = &e.ipv4 {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::ipv4.eq(ip))
+                        .execute(c)?;
+                    what.push(format!("address {ip}"));
+                }
+                if let Some(h) = &e.hostname {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::hostname.eq(h))
+                        .execute(c)?;
+                    what.push(format!("host name {h}"));
+                }
+                if let Some(m) = e.memory_limit_bytes {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::memory_limit_bytes.eq(m as i64))
+                        .execute(c)?;
+                    what.push(format!("memory {}", mib(m as i64)));
+                }
+                if let Some(s) = e.cpu_shares {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::cpu_shares.eq(s.map(|v| v as i32)))
+                        .execute(c)?;
+                    what.push(format!(
+                        "CPU shares {}",
+                        s.map(|v| v.to_string()).unwrap_or("default".into())
+                    ));
+                }
+                if let Some(l) = e.cpu_limit_millis {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::cpu_limit_millis.eq(l.map(|v| v as i32)))
+                        .execute(c)?;
+                    what.push(format!(
+                        "CPU limit {}",
+                        l.map(|v| format!("{:.2} CPUs", f64::from(v) / 1000.0))
+                            .unwrap_or("none".into())
+                    ));
+                }
+                if let Some(au) = e.autostart {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::autostart.eq(au))
+                        .execute(c)?;
+                    what.push(format!("autostart {}", if au { "on" } else { "off" }));
+                }
+                diesel::update(vpses::table.find(id))
+                    .set(vpses::updated_at.eq(now()))
+                    .execute(c)?;
+                audit::record(
+                    c,
+                    &a,
+                    Change::new(
+                        "vps.update",
+                        "vps",
+                        id,
+                        format!(
+                            "VPS {}: {}",
+                            v.name,
+                            if what.is_empty() {
+                                "no change".into()
+                            } else {
+                                what.join(", ")
+                            }
+                        ),
+                    )
+                    .details(serde_json::json!({ "restart_required": restart_required })),
+                )?;
+                let nv = load(c, id)?;
+                let row = match (touches_host, nv.host_id) {
+                    (true, Some(_)) => Some(crate::tasks::insert(
+                        c,
+                        "vps.edit",
+                        "vps",
+                        &id.to_string(),
+                        &a,
+                    )?),
+                    _ => None,
+                };
+                Ok((nv, row))
+            })
+        })
+        .await?;
+    changed(&state, id, ChangeKind::Updated);
+    let Some(row) = row else {
+        return Ok((nv, restart_required, None));
+    };
+    let _ = state.vps_busy.claim(&[id], row.id);
+    let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
+    let out = task.response();
+    let v2 = nv.clone();
+    spawn(state, task, vec![id], move |state, task| async move {
+        let host = host_of(&state, &v2).await?;
+        let Some(c) = state.hosts.conn(host.id) else {
+            task.log(format!(
+                "host {} is offline: the change applies when the VPS next starts",
+                host.name
+            ))
+            .await;
+            return Ok("stored; the host is offline".into());
+        };
+        let sp = spec(&v2, &host);
+        call(&c, AgentRequest::VpsDefine { spec: sp.clone() }, QUICK).await?;
+        task.log("configuration written on the host").await;
+        if v2.status == "running" {
+            call(&c, AgentRequest::VpsApplyLimits { spec: sp }, QUICK).await?;
+            task.log("memory and CPU limits applied to the running VPS")
+                .await;
+        }
+        if restart_required {
+            task.log("the new address or host name takes effect at the next restart")
+                .await;
+        }
+        Ok(format!("VPS {} updated", v2.name))
+    });
+    Ok((nv, restart_required, Some(out)))
+}

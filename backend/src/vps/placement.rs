@@ -1,0 +1,280 @@
+//! Placement: what a host can hold, what a VPS needs, and where a new VPS goes.
+
+use super::*;
+
+/// What a host can hold: declared, else what it reports (memory, CPUs, the disk under /var/lib/lxc).
+pub fn capacity(h: &HostRow, sample: Option<&HostSample>) -> HostCapacity {
+    let disk = sample.and_then(|s| {
+        s.filesystems
+            .iter()
+            .filter(|f| {
+                "/var/lib/lxc".starts_with(&f.mount_point)
+                    && (f.mount_point == "/"
+                        || "/var/lib/lxc"[f.mount_point.len()..].starts_with('/')
+                        || f.mount_point == "/var/lib/lxc")
+            })
+            .max_by_key(|f| f.mount_point.len())
+            .map(|f| f.size_bytes as i64)
+    });
+    HostCapacity {
+        memory_bytes: h
+            .capacity_memory_bytes
+            .or(sample.map(|s| s.memory.total as i64))
+            .unwrap_or(0),
+        cpu_millis: h
+            .capacity_cpus
+            .map(|c| i64::from(c) * 1000)
+            .or(sample.map(|s| s.cpus.len() as i64 * 1000))
+            .unwrap_or(0),
+        disk_bytes: h.capacity_disk_bytes.or(disk).unwrap_or(0),
+    }
+}
+
+/// What a VPS takes of its host's capacity.
+pub fn need(v: &VpsRow) -> HostCapacity {
+    HostCapacity {
+        memory_bytes: v.memory_limit_bytes,
+        cpu_millis: v.cpu_limit_millis.map(i64::from).unwrap_or(0),
+        disk_bytes: v.disk_limit_bytes.unwrap_or(0),
+    }
+}
+
+pub fn free(cap: HostCapacity, placed: &[&VpsRow]) -> HostCapacity {
+    let mut f = cap;
+    for v in placed {
+        let n = need(v);
+        f.memory_bytes -= n.memory_bytes;
+        f.cpu_millis -= n.cpu_millis;
+        f.disk_bytes -= n.disk_bytes;
+    }
+    f
+}
+
+/// A host that could take a VPS.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: i64,
+    pub name: String,
+    pub online: bool,
+    pub capacity: HostCapacity,
+    pub free: HostCapacity,
+    pub load1: f64,
+}
+
+pub(super) fn mib(b: i64) -> String {
+    format!("{} MiB", b / (1 << 20))
+}
+
+pub(super) fn fits(c: &Candidate, n: &HostCapacity) -> Result<(), String> {
+    if !c.online {
+        return Err(format!("{} is not online", c.name));
+    }
+    if c.free.memory_bytes < n.memory_bytes {
+        return Err(format!(
+            "{} has {} of memory free, the VPS needs {}",
+            c.name,
+            mib(c.free.memory_bytes.max(0)),
+            mib(n.memory_bytes)
+        ));
+    }
+    if n.cpu_millis > 0 && c.free.cpu_millis < n.cpu_millis {
+        return Err(format!(
+            "{} has {:.1} CPUs free, the VPS needs {:.1}",
+            c.name,
+            c.free.cpu_millis.max(0) as f64 / 1000.0,
+            n.cpu_millis as f64 / 1000.0
+        ));
+    }
+    if n.disk_bytes > 0 && c.free.disk_bytes < n.disk_bytes {
+        return Err(format!(
+            "{} has {} of disk free, the VPS needs {}",
+            c.name,
+            mib(c.free.disk_bytes.max(0)),
+            mib(n.disk_bytes)
+        ));
+    }
+    Ok(())
+}
+
+/// Picks the online host with the most room left after placing the VPS: the largest share of
+/// memory left (then CPU, then disk); live load breaks ties. Says why when none fits.
+pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
+    let share = |free: i64, need: i64, cap: i64| -> f64 {
+        if cap <= 0 {
+            0.0
+        } else {
+            (free - need) as f64 / cap as f64
+        }
+    };
+    let mut best: Option<(&Candidate, (f64, f64, f64))> = None;
+    let mut why = Vec::new();
+    for c in cands {
+        if let Err(e) = fits(c, n) {
+            why.push(e);
+            continue;
+        }
+        let score = (
+            share(c.free.memory_bytes, n.memory_bytes, c.capacity.memory_bytes),
+            share(c.free.cpu_millis, n.cpu_millis, c.capacity.cpu_millis),
+            share(c.free.disk_bytes, n.disk_bytes, c.capacity.disk_bytes),
+        );
+        let better = match &best {
+            None => true,
+            Some((b, bs)) => {
+                let close = (score.0 - bs.0).abs() < 0.01;
+                if !close {
+                    score.0 > bs.0
+                } else if (score.1 - bs.1).abs() >= 0.01 {
+                    score.1 > bs.1
+                } else if (score.2 - bs.2).abs() >= 0.01 {
+                    score.2 > bs.2
+                } else {
+                    c.load1 < b.load1
+                }
+            }
+        };
+        if better {
+            best = Some((c, score));
+        }
+    }
+    match best {
+        Some((c, _)) => Ok(c.id),
+        None if cands.is_empty() => Err("there is no host to place the VPS on".into()),
+        None => Err(format!("no host has room for this VPS: {}", why.join("; "))),
+    }
+}
+
+/// The online hosts with what is free on each, for placement.
+pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<Vec<Candidate>> {
+    let (hs, vs) = state
+        .db
+        .run(|c| {
+            let hs: Vec<HostRow> = hosts::table
+                .order(hosts::id)
+                .select(HostRow::as_select())
+                .load(c)?;
+            let vs: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            Ok((hs, vs))
+        })
+        .await?;
+    Ok(hs
+        .iter()
+        .map(|h| {
+            let view = state.hosts.view(h.id).unwrap_or_default();
+            let cap = capacity(h, view.latest.as_ref());
+            let placed: Vec<&VpsRow> = vs
+                .iter()
+                .filter(|v| v.host_id == Some(h.id) && Some(v.id) != except_vps)
+                .collect();
+            Candidate {
+                id: h.id,
+                name: h.name.clone(),
+                online: view.status == "online" && state.hosts.conn(h.id).is_some(),
+                capacity: cap,
+                free: free(cap, &placed),
+                load1: view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: i64, mem_gib: i64, free_gib: i64, load1: f64) -> Candidate {
+        Candidate {
+            id,
+            name: format!("h{id}"),
+            online: true,
+            capacity: HostCapacity {
+                memory_bytes: mem_gib << 30,
+                cpu_millis: 4000,
+                disk_bytes: 100 << 30,
+            },
+            free: HostCapacity {
+                memory_bytes: free_gib << 30,
+                cpu_millis: 4000,
+                disk_bytes: 100 << 30,
+            },
+            load1,
+        }
+    }
+
+    fn want(gib: i64) -> HostCapacity {
+        HostCapacity {
+            memory_bytes: gib << 30,
+            cpu_millis: 0,
+            disk_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn placement_picks_the_most_room_left_and_breaks_ties_by_load() {
+        let hosts = vec![cand(1, 8, 2, 0.1), cand(2, 16, 12, 0.5), cand(3, 8, 6, 0.0)];
+        assert_eq!(place(&hosts, &want(1)), Ok(2));
+        let tied = vec![cand(1, 8, 4, 0.9), cand(2, 8, 4, 0.2)];
+        assert_eq!(place(&tied, &want(1)), Ok(2));
+        let mut off = cand(2, 16, 12, 0.5);
+        off.online = false;
+        assert_eq!(place(&[cand(1, 8, 2, 0.1), off], &want(1)), Ok(1));
+        let e = place(&hosts, &want(13)).unwrap_err();
+        assert!(e.starts_with("no host has room"), "{e}");
+        assert!(e.contains("h2 has 12288 MiB of memory free"), "{e}");
+    }
+
+    #[test]
+    fn capacity_is_declared_or_reported() {
+        let h = HostRow {
+            id: 1,
+            name: "a".into(),
+            description: String::new(),
+            ssh_user: "root".into(),
+            address: "10.77.1.10".into(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+            host_key: None,
+            status: "online".into(),
+            sample_interval_ms: 1000,
+            heartbeat_timeout_ms: 3000,
+            agent_version: None,
+            last_seen_at: None,
+            capacity_memory_bytes: Some(1 << 30),
+            capacity_cpus: None,
+            capacity_disk_bytes: None,
+            vps_bridge: "br0".into(),
+            vps_prefix_len: 24,
+            vps_gateway: None,
+        };
+        let s = HostSample {
+            cpus: vec![Default::default(); 2],
+            memory: serverware_shared::agent::MemorySample {
+                total: 8 << 30,
+                ..Default::default()
+            },
+            filesystems: vec![
+                serverware_shared::agent::FilesystemSample {
+                    mount_point: "/".into(),
+                    size_bytes: 100,
+                    ..Default::default()
+                },
+                serverware_shared::agent::FilesystemSample {
+                    mount_point: "/var".into(),
+                    size_bytes: 50,
+                    ..Default::default()
+                },
+                serverware_shared::agent::FilesystemSample {
+                    mount_point: "/var/lib/lxcx".into(),
+                    size_bytes: 7,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let c = capacity(&h, Some(&s));
+        assert_eq!(
+            (c.memory_bytes, c.cpu_millis, c.disk_bytes),
+            (1 << 30, 2000, 50)
+        );
+    }
+}

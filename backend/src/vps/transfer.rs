@@ -1,0 +1,140 @@
+//! Streams of root filesystems: a template into a new VPS, a VPS from one host to another.
+
+use super::*;
+
+/// Streams a template archive from storage into a new VPS's root filesystem on a host.
+pub(super) async fn push_template(
+    task: &Task,
+    c: &Conn,
+    name: &str,
+    path: &std::path::Path,
+) -> ApiResult<u64> {
+    use tokio::io::AsyncReadExt;
+    let total = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .len();
+    let ch = c
+        .session
+        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-import", name, "--gzip"])
+        .await
+        .map_err(agent_err)?;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        if n == 0 {
+            break;
+        }
+        ch.data(&buf[..n])
+            .await
+            .map_err(|e| ApiError::HostUnavailable(format!("sending to the host failed: {e}")))?;
+        sent += n as u64;
+        task.progress(
+            10 + (sent * 70 / total.max(1)) as i32,
+            sent as i64,
+            Some(total as i64),
+        )
+        .await;
+    }
+    finish_stream(ch, "unpacking the template").await?;
+    Ok(sent)
+}
+
+/// Closes a stream's input and waits for the program at its end to succeed.
+pub(super) async fn finish_stream(
+    mut ch: russh::Channel<russh::client::Msg>,
+    what: &str,
+) -> ApiResult<()> {
+    ch.eof()
+        .await
+        .map_err(|e| ApiError::HostUnavailable(format!("{what}: {e}")))?;
+    let (mut code, mut err) = (None, Vec::new());
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            _ => {}
+        }
+    }
+    match code {
+        Some(0) => Ok(()),
+        _ => Err(ApiError::HostUnavailable(format!(
+            "{what} failed on the host: {}",
+            String::from_utf8_lossy(&err).trim()
+        ))),
+    }
+}
+
+/// Streams a root filesystem from one host (or VPS) to another through the controller.
+pub(super) async fn transfer(
+    task: &Task,
+    from: &Conn,
+    from_name: &str,
+    to: &Conn,
+    to_name: &str,
+    estimate: Option<u64>,
+    pct: (i32, i32),
+) -> ApiResult<u64> {
+    let mut src = from
+        .session
+        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-export", from_name])
+        .await
+        .map_err(agent_err)?;
+    let dst = to
+        .session
+        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-import", to_name])
+        .await
+        .map_err(agent_err)?;
+    let (mut n, mut code, mut err) = (0u64, None, Vec::new());
+    while let Some(msg) = src.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => {
+                dst.data(&data[..]).await.map_err(|e| {
+                    ApiError::HostUnavailable(format!("sending to the target host failed: {e}"))
+                })?;
+                n += data.len() as u64;
+                let done = match estimate {
+                    Some(t) if t > 0 => (n * 100 / t).min(99) as i32,
+                    _ => 50,
+                };
+                task.progress(
+                    pct.0 + (pct.1 - pct.0) * done / 100,
+                    n as i64,
+                    estimate.map(|e| e.max(n) as i64),
+                )
+                .await;
+            }
+            russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            _ => {}
+        }
+    }
+    if code != Some(0) {
+        let _ = dst.close().await;
+        return Err(ApiError::HostUnavailable(format!(
+            "reading the root filesystem failed: {}",
+            String::from_utf8_lossy(&err).trim()
+        )));
+    }
+    finish_stream(dst, "writing the root filesystem").await?;
+    Ok(n)
+}
+
+/// The live figures of a VPS on its host (for sizes and states).
+pub(super) fn live_disk(state: &AppState, host: i64, name: &str) -> Option<u64> {
+    state
+        .hosts
+        .view(host)?
+        .latest?
+        .vpses
+        .into_iter()
+        .find(|v| v.name == name)
+        .map(|v| v.disk_used_bytes)
+}
