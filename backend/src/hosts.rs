@@ -21,6 +21,10 @@ pub const AGENT_PATH: &str = "/var/lib/serverware/bin/serverware-agent";
 
 /// Samples kept in memory per host for live charts (10 minutes at the default 1 s).
 pub const RING: usize = 600;
+/// Root-filesystem streams at once per host. Each is an SSH channel beside the agent's own, and
+/// OpenSSH's default `MaxSessions` is 10 per connection: four leave room for the agent,
+/// a transfer in each direction and commands.
+pub const TRANSFERS_PER_HOST: usize = 4;
 
 /// Shortest time without a sample before a host counts as offline.
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(2500);
@@ -294,6 +298,8 @@ pub struct HostManager {
     key: Arc<PrivateKey>,
     agent: Option<Arc<Vec<u8>>>,
     runtimes: Mutex<HashMap<i64, Arc<Runtime>>>,
+    /// Transfer slots per host (see [`TRANSFERS_PER_HOST`]); they outlive reconnections.
+    transfers: Mutex<HashMap<i64, Arc<tokio::sync::Semaphore>>>,
     /// Containers found on hosts that no VPS record names, already reported.
     reported_unknown: Arc<Mutex<std::collections::HashSet<(i64, String)>>>,
 }
@@ -315,6 +321,7 @@ impl HostManager {
             key: Arc::new(key),
             agent: agent.map(Arc::new),
             runtimes: Mutex::new(HashMap::new()),
+            transfers: Mutex::new(HashMap::new()),
             reported_unknown: Default::default(),
         })
     }
@@ -395,6 +402,14 @@ impl HostManager {
         lock(&self.runtimes)
             .get(&id)
             .and_then(|rt| lock(&rt.conn).clone())
+    }
+
+    /// The transfer slots of a host.
+    pub fn transfer_slots(&self, id: i64) -> Arc<tokio::sync::Semaphore> {
+        lock(&self.transfers)
+            .entry(id)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TRANSFERS_PER_HOST)))
+            .clone()
     }
 
     /// Changes how often a connected host samples, without reconnecting.

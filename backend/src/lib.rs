@@ -12,6 +12,7 @@ pub mod hub;
 pub mod keys;
 pub mod metrics;
 pub mod models;
+pub mod ops;
 pub mod schema;
 pub mod server;
 pub mod ssh;

@@ -101,7 +101,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let from_env = config.admin_password.is_some();
-        let running = serverware::server::start(config).await?;
+        let mut running = serverware::server::start(config).await?;
         println!();
         println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
         println!("  Dashboard and API: {}", running.url());
@@ -122,13 +122,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             println!("  Press Ctrl-C to stop.");
         }
         println!();
+        // actix's own signal handling is off: SIGTERM and Ctrl-C stop the controller here, after
+        // running operations had their chance to end.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let server = &mut running.server;
         tokio::select! {
-            r = running.server => { r??; }
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("stopping");
-                running.handle.stop(true).await;
-            }
+            r = server => { r??; return Ok(()); }
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
+        tracing::info!("stopping: no new operations; waiting for running ones");
+        running.shutdown(serverware::server::STOP_DEADLINE).await;
         Ok(())
     })
 }

@@ -106,6 +106,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        desired_state -> Text,
     }
 }
 
@@ -151,6 +152,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    vps_claims (vps_id) {
+        vps_id -> BigInt,
+        task_id -> BigInt,
+        operation -> Text,
+        claimed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    host_reservations (task_id, host_id, vps_id) {
+        task_id -> BigInt,
+        host_id -> BigInt,
+        vps_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    operations (task_id) {
+        task_id -> BigInt,
+        kind -> Text,
+        vps_id -> BigInt,
+        params -> Text,
+        step -> Text,
+        phase -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(vpses -> hosts (host_id));
@@ -170,6 +200,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     task_logs,
     events,
     host_rollups,
+    vps_claims,
+    host_reservations,
+    operations,
 );
 
 diesel::table! {

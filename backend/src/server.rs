@@ -29,6 +29,34 @@ pub struct Running {
     pub created_admin: bool,
     pub handle: actix_web::dev::ServerHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub state: web::Data<AppState>,
+}
+
+/// How long a stopping controller lets running operations reach their end.
+pub const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Running {
+    /// Stops cleanly: no new operations, running ones get until `deadline` to end (every step
+    /// they completed is recorded, so what is cut off is resumed at the next start), then the
+    /// HTTP server stops.
+    pub async fn shutdown(self, deadline: std::time::Duration) {
+        self.state
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let t0 = std::time::Instant::now();
+        loop {
+            let n = self.state.ops_live.count();
+            if n == 0 {
+                break;
+            }
+            if t0.elapsed() >= deadline {
+                tracing::warn!("{n} operation(s) still running; they resume at the next start");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.handle.stop(true).await;
+    }
 }
 
 impl Running {
@@ -212,13 +240,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     host_manager.start_all().await?;
     host_manager.start_retention();
     spawn_event_fanout(&db, hub.clone());
-    match crate::tasks::fail_interrupted(&db).await {
-        Ok(0) => {}
-        Ok(n) => {
-            tracing::warn!("{n} task(s) were running when the controller stopped; marked failed")
-        }
-        Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
-    }
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
         let (db, dir) = (db.clone(), config.data_dir.clone());
@@ -233,7 +254,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         });
     }
     let state = web::Data::new(AppState {
-        vps_busy: Default::default(),
+        ops_live: Default::default(),
+        stopping: Default::default(),
         placement: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
@@ -242,6 +264,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config,
         db,
     });
+    match crate::ops::recovery::settle_interrupted(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            "{n} task(s) without a step log were running when the controller stopped; marked failed"
+        ),
+        Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
+    }
     crate::vps::start_reconciler(state.clone().into_inner());
     let doc = web::Data::new(OpenApiDoc(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
@@ -319,6 +348,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     })
     .workers(2)
+    .disable_signals()
     .shutdown_timeout(5);
     let server = match tls {
         Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
@@ -335,6 +365,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         created_admin: boot.created,
         handle,
         server: join,
+        state,
     })
 }
 

@@ -15,9 +15,24 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Connections to hosts and their newest samples.
     pub hosts: Arc<crate::hosts::HostManager>,
-    /// VPSes with an operation running.
-    pub vps_busy: crate::vps::Busy,
+    /// Set when the controller is stopping: no new operation is accepted.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// The durable operations this controller is driving now.
+    pub ops_live: crate::ops::recovery::Live,
     /// Held from a placement decision until its VPS is recorded, so two creates cannot both
     /// take the same free capacity.
     pub placement: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// New operations are refused (503) once the controller is stopping.
+    pub fn accepting(&self) -> Result<(), crate::error::ApiError> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(crate::error::ApiError::Unavailable(
+                "the controller is stopping; try again once it is back".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }

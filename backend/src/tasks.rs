@@ -243,20 +243,13 @@ impl Task {
     }
 }
 
-/// Tasks left `running` by a controller that stopped are failed at start.
-pub async fn fail_interrupted(db: &Db) -> ApiResult<usize> {
-    db.run(|c| {
-        Ok(
-            diesel::update(tasks::table.filter(tasks::status.eq("running")))
-                .set((
-                    tasks::status.eq("failed"),
-                    tasks::error.eq("the controller stopped while the task ran"),
-                    tasks::finished_at.eq(now()),
-                ))
-                .execute(c)?,
-        )
-    })
-    .await
+pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<TaskRow> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
 }
 
 pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> ApiResult<Vec<TaskLogLine>> {

@@ -519,8 +519,15 @@ pub struct VpsResponse {
     pub cpu_limit_millis: Option<i32>,
     pub disk_limit_bytes: Option<i64>,
     pub autostart: bool,
-    /// What the controller last made of it: `creating`, `stopped`, `running`, `error` …
+    /// What a person reads: the operation in progress (`creating`, `moving` …), else the
+    /// observed state (`running`, `stopped`, `unknown` when its host cannot be reached …).
     pub status: String,
+    /// What the operator asked for; the controller keeps it so.
+    pub desired_state: crate::state::DesiredState,
+    /// What the controller knows of it on its host.
+    pub observed_state: crate::state::ObservedState,
+    /// The operation in progress, if any (with `busy_task`).
+    pub operation: Option<crate::state::VpsOperation>,
     /// What its host reports now (`running`, `stopped` …), when the host is connected.
     pub state: Option<String>,
     /// The newest figures from its host.

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod error;
 pub mod role;
+pub mod state;
 pub mod validate;
 pub mod ws;
 

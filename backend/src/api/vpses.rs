@@ -4,38 +4,17 @@
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::error::ApiResult;
-use crate::schema::{hosts, vpses};
 use crate::state::AppState;
-use crate::vps::{self, VpsRow};
+use crate::vps;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use diesel::prelude::*;
 use serverware_shared::api::{
     CopyVpsRequest, CreateVpsRequest, MoveVpsRequest, StopVpsRequest, TaskResponse,
     UpdateVpsRequest, UpdateVpsResponse, VpsResponse,
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
-async fn host_names(state: &AppState) -> ApiResult<std::collections::HashMap<i64, String>> {
-    Ok(state
-        .db
-        .run(|c| {
-            Ok(hosts::table
-                .select((hosts::id, hosts::name))
-                .load::<(i64, String)>(c)?)
-        })
-        .await?
-        .into_iter()
-        .collect())
-}
-
 async fn one(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
-    let v = state.db.run(move |c| vps::load(c, id)).await?;
-    let names = host_names(state).await?;
-    Ok(vps::response(
-        state,
-        &v,
-        v.host_id.and_then(|h| names.get(&h).cloned()),
-    ))
+    vps::get(state, id).await
 }
 
 /// Every VPS, with what its host reports now.
@@ -46,21 +25,7 @@ pub async fn list_vpses(
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<VpsResponse>>> {
     principal.require(Role::Viewer)?;
-    let rows: Vec<VpsRow> = state
-        .db
-        .run(|c| {
-            Ok(vpses::table
-                .order(vpses::name)
-                .select(VpsRow::as_select())
-                .load(c)?)
-        })
-        .await?;
-    let names = host_names(&state).await?;
-    Ok(web::Json(
-        rows.iter()
-            .map(|v| vps::response(&state, v, v.host_id.and_then(|h| names.get(&h).cloned())))
-            .collect(),
-    ))
+    Ok(web::Json(vps::list(&state).await?))
 }
 
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]

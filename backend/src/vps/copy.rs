@@ -1,6 +1,17 @@
-//! Copy a VPS (a running source is paused while its files are copied).
+//! Copy a VPS (a running source is paused while its files are copied). Durable: a copy the
+//! controller did not see to its end is finished if the copy was complete, else unwound; the
+//! source is never left paused.
 
 use super::*;
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct Params {
+    src_id: i64,
+    from_host: i64,
+    to_host: i64,
+    src_running: bool,
+    start: bool,
+}
 
 pub async fn copy(
     state: Arc<AppState>,
@@ -12,7 +23,8 @@ pub async fn copy(
     start_copy: bool,
 ) -> ApiResult<TaskResponse> {
     let src = state.db.run(move |c| load(c, id)).await?;
-    forbid(&src, "copied", &["stopped", "running"])?;
+    state.accepting()?;
+    check(&state, &src, VpsOperation::Copy).await?;
     let from = host_of(&state, &src).await?;
     conn(&state, from.id, &from.name)?;
     let to_id = target.unwrap_or(from.id);
@@ -27,11 +39,9 @@ pub async fn copy(
     fits(c, &need(&src)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
     name_free_on(&state, to_id, &to_name, &name)?;
-    if let Some(t) = state.vps_busy.task_of(id) {
-        return Err(busy(&src, t));
-    }
     let a = actor.clone();
     let s2 = src.clone();
+    let from_id = from.id;
     let (copy, row) = state
         .db
         .run(move |c| {
@@ -51,9 +61,25 @@ pub async fn copy(
                         cpu_limit_millis: s2.cpu_limit_millis,
                         disk_limit_bytes: s2.disk_limit_bytes,
                         autostart: s2.autostart,
+                        desired_state: if start_copy { "running" } else { "stopped" },
                     },
                 )?;
                 let row = crate::tasks::insert(c, "vps.copy", "vps", &copy.id.to_string(), &a)?;
+                ops::claims::take(c, &[(s2.id, &s2.name)], row.id, VpsOperation::Copy)?;
+                ops::claims::take(c, &[(copy.id, &copy.name)], row.id, VpsOperation::Create)?;
+                ops::record(
+                    c,
+                    row.id,
+                    "vps.copy",
+                    copy.id,
+                    &Params {
+                        src_id: s2.id,
+                        from_host: from_id,
+                        to_host: to_id,
+                        src_running: s2.status == "running",
+                        start: start_copy,
+                    },
+                )?;
                 audit::record(
                     c,
                     &a,
@@ -73,17 +99,6 @@ pub async fn copy(
         })
         .await?;
     drop(placing);
-    if let Err(t) = state.vps_busy.claim(&[id, copy.id], row.id) {
-        let cid = copy.id;
-        let _ = state
-            .db
-            .run(move |c| {
-                diesel::delete(vpses::table.find(cid)).execute(c)?;
-                Ok(())
-            })
-            .await;
-        return Err(busy(&src, t));
-    }
     let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
     let out = task.response();
     spawn(
@@ -91,14 +106,145 @@ pub async fn copy(
         task,
         vec![id, copy.id],
         move |state, task| async move {
-            let r = copy_work(&state, &task, &src, &from, &copy, start_copy).await;
-            if r.is_err() {
-                remove_unfinished(&state, &task, to_id, &copy).await;
+            let running = src.status == "running";
+            match copy_work(&state, &task, &src, &from, &copy, start_copy).await {
+                Ok(m) => Finish::Done(Ok(m)),
+                Err(e) => undo(&state, &task, &src, from.id, running, &copy, to_id, e).await,
             }
-            r
         },
     );
     Ok(out)
+}
+
+/// Unwinds a copy: the source runs on (thawed), the unfinished copy goes. Until both hosts
+/// answer, the record stays and the recovery loop tries again.
+#[allow(clippy::too_many_arguments)]
+async fn undo(
+    state: &AppState,
+    task: &Task,
+    src: &VpsRow,
+    from_host: i64,
+    src_running: bool,
+    copy: &VpsRow,
+    to_host: i64,
+    why: ApiError,
+) -> Finish {
+    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
+    if src_running && !thaw(state, task, src, from_host).await {
+        return Finish::Later {
+            release_claims: false,
+        };
+    }
+    if !remove_unfinished(state, task, to_host, copy).await {
+        return Finish::Later {
+            release_claims: false,
+        };
+    }
+    task.log("rolled back").await;
+    Finish::Done(Err(why))
+}
+
+/// Resumes a paused source (harmless when it is not paused). False when its host cannot do it.
+async fn thaw(state: &AppState, task: &Task, src: &VpsRow, host: i64) -> bool {
+    let Some(c) = state.hosts.conn(host) else {
+        task.log(format!(
+            "the host of {} cannot be reached now: it is resumed once it can",
+            src.name
+        ))
+        .await;
+        return false;
+    };
+    match call(
+        &c,
+        AgentRequest::VpsFreeze {
+            name: src.name.clone(),
+            frozen: false,
+        },
+        QUICK,
+    )
+    .await
+    {
+        Ok(_) => {
+            task.log(format!("{} runs on (not paused)", src.name)).await;
+            true
+        }
+        Err(e) => {
+            task.log(format!(
+                "resuming {} failed ({}); trying again later",
+                src.name,
+                e.body().message
+            ))
+            .await;
+            false
+        }
+    }
+}
+
+/// After a restart: a copy that was complete is finished, any other is rolled back.
+pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+    let p: Params = match op.params() {
+        Ok(p) => p,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let (cid, sid) = (op.vps_id, p.src_id);
+    let loaded = state
+        .db
+        .run(move |c| Ok((load(c, cid).ok(), load(c, sid).ok())))
+        .await;
+    let (copy, src) = match loaded {
+        Ok(x) => x,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let complete = !op.undoing() && (op.step == "started" || (op.step == "configured" && !p.start));
+    if complete {
+        if let Some(copy) = &copy {
+            let observed = if p.start {
+                ObservedState::Running
+            } else {
+                ObservedState::Stopped
+            };
+            if let Err(e) = set_state(state, copy.id, observed, None).await {
+                return Finish::Done(Err(e));
+            }
+            task.log(format!("resumed: the copy {} was complete", copy.name))
+                .await;
+            return Finish::Done(Ok(format!("copy {} created", copy.name)));
+        }
+    }
+    if !op.undoing() {
+        task.log(format!(
+            "rolling back: the copy stopped after step '{}'",
+            op.step
+        ))
+        .await;
+    }
+    let why = ApiError::conflict(None, "rolled back: the controller stopped during the copy");
+    if let Some(src) = &src {
+        if p.src_running && !thaw(state, task, src, p.from_host).await {
+            return Finish::Later {
+                release_claims: false,
+            };
+        }
+    }
+    match &copy {
+        Some(copy) => {
+            undo(
+                state,
+                task,
+                src.as_ref().unwrap_or(copy),
+                p.from_host,
+                false,
+                copy,
+                p.to_host,
+                why,
+            )
+            .await
+        }
+        None => {
+            task.log("rolled back").await;
+            Finish::Done(Err(why))
+        }
+    }
 }
 
 pub(super) async fn copy_work(
@@ -125,6 +271,8 @@ pub(super) async fn copy_work(
         QUICK,
     )
     .await?;
+    ops::step(&state.db, task.id(), "vps.copy", "defined").await?;
+    let _slots = slots(state, task, &[from.id, to.id]).await?;
     let running = src.status == "running";
     if running {
         call(
@@ -138,10 +286,21 @@ pub(super) async fn copy_work(
         .await?;
         task.log(format!("{} is paused while its files are copied", src.name))
             .await;
+        ops::step(&state.db, task.id(), "vps.copy", "frozen").await?;
     }
     let estimate = live_disk(state, from.id, &src.name);
     let t0 = Instant::now();
-    let r = transfer(task, &cf, &src.name, &ct, &copy.name, estimate, (5, 90)).await;
+    let r = transfer(
+        state,
+        task,
+        (&cf, from.id),
+        &src.name,
+        (&ct, to.id),
+        &copy.name,
+        estimate,
+        (5, 90),
+    )
+    .await;
     if running {
         let thaw = call(
             &cf,
@@ -161,6 +320,7 @@ pub(super) async fn copy_work(
         thaw?;
     }
     let bytes = r?;
+    ops::step(&state.db, task.id(), "vps.copy", "transferred").await?;
     task.log(format!(
         "{bytes} bytes copied in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -174,6 +334,7 @@ pub(super) async fn copy_work(
         QUICK,
     )
     .await?;
+    ops::step(&state.db, task.id(), "vps.copy", "configured").await?;
     if start_copy {
         call(
             &ct,
@@ -183,10 +344,11 @@ pub(super) async fn copy_work(
             QUICK,
         )
         .await?;
-        set_status(state, copy.id, "running").await?;
+        ops::step(&state.db, task.id(), "vps.copy", "started").await?;
+        set_state(state, copy.id, ObservedState::Running, None).await?;
         Ok(format!("copy {} is running on {}", copy.name, to.name))
     } else {
-        set_status(state, copy.id, "stopped").await?;
+        set_state(state, copy.id, ObservedState::Stopped, None).await?;
         Ok(format!("copy {} created on {}", copy.name, to.name))
     }
 }

@@ -1,6 +1,15 @@
-//! Create a VPS from a template.
+//! Create a VPS from a template. Durable: its steps are recorded; a create the controller did
+//! not see to its end is finished if the VPS was complete, else unwound (the container goes
+//! from its host, the record from the database).
 
 use super::*;
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct Params {
+    host_id: i64,
+    template: std::path::PathBuf,
+    start: bool,
+}
 
 pub struct CreateVps {
     pub name: String,
@@ -18,6 +27,7 @@ pub struct CreateVps {
 }
 
 pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
+    state.accepting()?;
     let tid = req.template_id;
     let template = state
         .db
@@ -69,6 +79,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
         .unwrap_or_default();
     name_free_on(&state, host_id, &host_name, &req.name)?;
     let a = actor.clone();
+    let path2 = path.clone();
     let (vps, row) =
         state
             .db
@@ -89,10 +100,23 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
                             cpu_limit_millis: req.cpu_limit_millis.map(|v| v as i32),
                             disk_limit_bytes: req.disk_limit_bytes.map(|v| v as i64),
                             autostart: req.autostart,
+                            desired_state: if req.start { "running" } else { "stopped" },
                         },
                     )?;
                     let row =
                         crate::tasks::insert(c, "vps.create", "vps", &vps.id.to_string(), &a)?;
+                    ops::claims::take(c, &[(vps.id, &vps.name)], row.id, VpsOperation::Create)?;
+                    ops::record(
+                        c,
+                        row.id,
+                        "vps.create",
+                        vps.id,
+                        &Params {
+                            host_id,
+                            template: path2.clone(),
+                            start: req.start,
+                        },
+                    )?;
                     audit::record(
                     c,
                     &a,
@@ -112,18 +136,84 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
             })
             .await?;
     drop(placing);
-    let _ = state.vps_busy.claim(&[vps.id], row.id);
     let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
     let out = task.response();
     let start = req.start;
     spawn(state, task, vec![vps.id], move |state, task| async move {
-        let r = create_work(&state, &task, &vps, &path, start).await;
-        if r.is_err() {
-            remove_unfinished(&state, &task, host_id, &vps).await;
+        match create_work(&state, &task, &vps, &path, start).await {
+            Ok(m) => Finish::Done(Ok(m)),
+            Err(e) => undo(&state, &task, &vps, host_id, e).await,
         }
-        r
     });
     Ok(out)
+}
+
+/// Unwinds a create that failed: nothing half-made stays. If the host cannot be reached the
+/// record stays (claimed) and the recovery loop tries again.
+async fn undo(state: &AppState, task: &Task, vps: &VpsRow, host_id: i64, why: ApiError) -> Finish {
+    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
+    if remove_unfinished(state, task, host_id, vps).await {
+        task.log("rolled back").await;
+        Finish::Done(Err(why))
+    } else {
+        Finish::Later {
+            release_claims: false,
+        }
+    }
+}
+
+/// After a restart: a create whose VPS is complete is finished, any other is rolled back.
+pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+    let p: Params = match op.params() {
+        Ok(p) => p,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let id = op.vps_id;
+    let vps = match state.db.run(move |c| load(c, id)).await {
+        Ok(v) => v,
+        Err(ApiError::NotFound(_)) => {
+            return Finish::Done(Err(ApiError::conflict(
+                None,
+                "rolled back: the VPS is gone",
+            )))
+        }
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let complete = !op.undoing() && (op.step == "started" || (op.step == "configured" && !p.start));
+    if complete {
+        let observed = if p.start {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        if let Err(e) = set_state(state, id, observed, None).await {
+            return Finish::Done(Err(e));
+        }
+        task.log(format!("resumed: VPS {} was complete", vps.name))
+            .await;
+        return Finish::Done(Ok(format!("VPS {} created", vps.name)));
+    }
+    if !op.undoing() {
+        task.log(format!(
+            "rolling back: the create stopped after step '{}'",
+            op.step
+        ))
+        .await;
+    }
+    undo(
+        state,
+        task,
+        &vps,
+        p.host_id,
+        ApiError::conflict(
+            None,
+            format!(
+                "rolled back: the controller stopped while VPS {} was being created",
+                vps.name
+            ),
+        ),
+    )
+    .await
 }
 
 pub(super) async fn create_work(
@@ -139,14 +229,17 @@ pub(super) async fn create_work(
         .await;
     let spec = spec(vps, &host);
     call(&c, AgentRequest::VpsDefine { spec: spec.clone() }, QUICK).await?;
+    ops::step(&state.db, task.id(), "vps.create", "defined").await?;
     task.progress(10, 0, None).await;
-    let bytes = push_template(task, &c, &vps.name, template).await?;
+    let bytes = push_template(state, task, &c, host.id, &vps.name, template).await?;
+    ops::step(&state.db, task.id(), "vps.create", "unpacked").await?;
     task.log(format!(
         "root filesystem unpacked ({bytes} bytes of template sent)"
     ))
     .await;
     // Writes the host name into the new root filesystem too.
     call(&c, AgentRequest::VpsDefine { spec }, QUICK).await?;
+    ops::step(&state.db, task.id(), "vps.create", "configured").await?;
     task.progress(85, bytes as i64, Some(bytes as i64)).await;
     if start {
         task.log("starting").await;
@@ -158,13 +251,14 @@ pub(super) async fn create_work(
             QUICK,
         )
         .await?;
-        set_status(state, vps.id, "running").await?;
+        ops::step(&state.db, task.id(), "vps.create", "started").await?;
+        set_state(state, vps.id, ObservedState::Running, None).await?;
         Ok(format!(
             "VPS {} created and running on {}",
             vps.name, host.name
         ))
     } else {
-        set_status(state, vps.id, "stopped").await?;
+        set_state(state, vps.id, ObservedState::Stopped, None).await?;
         Ok(format!("VPS {} created on {}", vps.name, host.name))
     }
 }

@@ -1,53 +1,114 @@
-//! Delete a VPS: from its host, then from the database.
+//! Delete a VPS: from its host, then from the database. Durable: once asked, it is carried
+//! through, also across a controller restart or while its host is briefly offline.
 
 use super::*;
 
+#[derive(Serialize, Deserialize)]
+pub(super) struct Params {
+    host_id: Option<i64>,
+}
+
 pub async fn delete(state: Arc<AppState>, actor: Actor, id: i64) -> ApiResult<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
-    forbid(&v, "deleted", &["stopped", "running", "error"])?;
-    let host = match v.host_id {
-        Some(_) => {
-            let h = host_of(&state, &v).await?;
-            // A container is only forgotten once it is gone from its host.
-            conn(&state, h.id, &h.name)?;
-            Some(h)
-        }
-        None => None,
-    };
+    check(&state, &v, VpsOperation::Delete).await?;
     let task = begin(
         &state,
         &actor,
-        "vps.delete",
+        VpsOperation::Delete,
         &v,
-        &[id],
+        &[(id, v.name.clone())],
         format!("delete VPS {}", v.name),
         serde_json::json!({ "name": v.name, "ipv4": v.ipv4 }),
+        Begin {
+            durable: Some(serde_json::json!(Params { host_id: v.host_id })),
+            desired: Some(DesiredState::Stopped),
+            ..Default::default()
+        },
     )
     .await?;
     let out = task.response();
     spawn(state, task, vec![id], move |state, task| async move {
-        if let Some(h) = host {
-            let c = conn(&state, h.id, &h.name)?;
-            task.log(format!("removing VPS {} from host {}", v.name, h.name))
-                .await;
-            call(
-                &c,
-                AgentRequest::VpsDestroy {
-                    name: v.name.clone(),
-                },
-                QUICK,
-            )
-            .await?;
-        }
-        state
-            .db
-            .run(move |c| {
-                diesel::delete(vpses::table.find(id)).execute(c)?;
-                Ok(())
-            })
-            .await?;
-        changed(&state, id, ChangeKind::Deleted);
-        Ok(format!("VPS {} deleted", v.name))
+        forward(&state, &task, &v, v.host_id).await
     });
     Ok(out)
+}
+
+/// A container is only forgotten once it is gone from its host.
+async fn forward(state: &AppState, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
+    if let Some(h) = host_id {
+        let host = match state.db.run(move |c| load_host(c, h)).await {
+            Ok(h) => h,
+            Err(e) => return Finish::Done(Err(e)),
+        };
+        let Some(c) = state.hosts.conn(host.id) else {
+            task.log(format!(
+                "host {} cannot be reached now: VPS {} is removed once it can",
+                host.name, v.name
+            ))
+            .await;
+            return Finish::Later {
+                release_claims: false,
+            };
+        };
+        task.log(format!("removing VPS {} from host {}", v.name, host.name))
+            .await;
+        let r = call(
+            &c,
+            AgentRequest::VpsDestroy {
+                name: v.name.clone(),
+            },
+            QUICK,
+        )
+        .await;
+        if let Err(e) = r {
+            task.log(format!(
+                "removing it failed ({}); trying again later",
+                e.body().message
+            ))
+            .await;
+            return Finish::Later {
+                release_claims: false,
+            };
+        }
+        if let Err(e) = ops::step(&state.db, task.id(), "vps.delete", "destroyed").await {
+            return Finish::Done(Err(e));
+        }
+    }
+    let id = v.id;
+    let r = state
+        .db
+        .run(move |c| {
+            diesel::delete(vpses::table.find(id)).execute(c)?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = r {
+        return Finish::Done(Err(e));
+    }
+    changed(state, id, ChangeKind::Deleted);
+    Finish::Done(Ok(format!("VPS {} deleted", v.name)))
+}
+
+/// A delete is always carried forward: the operator asked for the VPS to go.
+pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+    let p: Params = match op.params() {
+        Ok(p) => p,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let id = op.vps_id;
+    let v = match state.db.run(move |c| load(c, id)).await {
+        Ok(v) => v,
+        Err(ApiError::NotFound(_)) => {
+            return Finish::Done(Ok("the VPS was already deleted".into()))
+        }
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    if !state.ops_live.announced(op.task_id) {
+        task.log(format!(
+            "resumed: the delete goes on after step '{}'",
+            op.step
+        ))
+        .await;
+    }
+    forward(state, task, &v, p.host_id).await
 }

@@ -21,11 +21,9 @@ pub async fn edit(
     id: i64,
     e: EditVps,
 ) -> ApiResult<(VpsRow, bool, Option<TaskResponse>)> {
+    state.accepting()?;
     let v = state.db.run(move |c| load(c, id)).await?;
-    if let Some(t) = state.vps_busy.task_of(id) {
-        return Err(busy(&v, t));
-    }
-    forbid(&v, "edited", &["stopped", "running", "error"])?;
+    check(&state, &v, VpsOperation::Edit).await?;
     // More memory must still fit on its host.
     if let (Some(m), Some(h)) = (e.memory_limit_bytes, v.host_id) {
         if m as i64 > v.memory_limit_bytes {
@@ -63,6 +61,10 @@ pub async fn edit(
         .db
         .run(move |c| {
             c.transaction(|c| {
+                // Checked again inside the transaction: nothing may change under an operation.
+                if let Some(h) = ops::claims::holder(c, id)? {
+                    return Err(ops::claims::busy(&v.name, VpsOperation::Edit, h));
+                }
                 if let Some(ip) = &e.ipv4 {
                     unique(c, &v.name, ip, Some(id))?;
                 }
@@ -140,13 +142,11 @@ pub async fn edit(
                 )?;
                 let nv = load(c, id)?;
                 let row = match (touches_host, nv.host_id) {
-                    (true, Some(_)) => Some(crate::tasks::insert(
-                        c,
-                        "vps.edit",
-                        "vps",
-                        &id.to_string(),
-                        &a,
-                    )?),
+                    (true, Some(_)) => {
+                        let row = crate::tasks::insert(c, "vps.edit", "vps", &id.to_string(), &a)?;
+                        ops::claims::take(c, &[(id, &nv.name)], row.id, VpsOperation::Edit)?;
+                        Some(row)
+                    }
                     _ => None,
                 };
                 Ok((nv, row))
@@ -157,33 +157,42 @@ pub async fn edit(
     let Some(row) = row else {
         return Ok((nv, restart_required, None));
     };
-    let _ = state.vps_busy.claim(&[id], row.id);
     let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
     let out = task.response();
     let v2 = nv.clone();
     spawn(state, task, vec![id], move |state, task| async move {
-        let host = host_of(&state, &v2).await?;
-        let Some(c) = state.hosts.conn(host.id) else {
-            task.log(format!(
-                "host {} is offline: the change applies when the VPS next starts",
-                host.name
-            ))
-            .await;
-            return Ok("stored; the host is offline".into());
-        };
-        let sp = spec(&v2, &host);
-        call(&c, AgentRequest::VpsDefine { spec: sp.clone() }, QUICK).await?;
-        task.log("configuration written on the host").await;
-        if v2.status == "running" {
-            call(&c, AgentRequest::VpsApplyLimits { spec: sp }, QUICK).await?;
-            task.log("memory and CPU limits applied to the running VPS")
-                .await;
-        }
-        if restart_required {
-            task.log("the new address or host name takes effect at the next restart")
-                .await;
-        }
-        Ok(format!("VPS {} updated", v2.name))
+        Finish::Done(apply(&state, &task, &v2, restart_required).await)
     });
     Ok((nv, restart_required, Some(out)))
+}
+
+/// Writes the changed configuration on the VPS's host, and its limits if it runs.
+async fn apply(
+    state: &AppState,
+    task: &Task,
+    v2: &VpsRow,
+    restart_required: bool,
+) -> ApiResult<String> {
+    let host = host_of(state, v2).await?;
+    let Some(c) = state.hosts.conn(host.id) else {
+        task.log(format!(
+            "host {} is offline: the change applies when the VPS next starts",
+            host.name
+        ))
+        .await;
+        return Ok("stored; the host is offline".into());
+    };
+    let sp = spec(v2, &host);
+    call(&c, AgentRequest::VpsDefine { spec: sp.clone() }, QUICK).await?;
+    task.log("configuration written on the host").await;
+    if v2.status == "running" {
+        call(&c, AgentRequest::VpsApplyLimits { spec: sp }, QUICK).await?;
+        task.log("memory and CPU limits applied to the running VPS")
+            .await;
+    }
+    if restart_required {
+        task.log("the new address or host name takes effect at the next restart")
+            .await;
+    }
+    Ok(format!("VPS {} updated", v2.name))
 }

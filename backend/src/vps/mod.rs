@@ -23,23 +23,26 @@ use placement::mib;
 pub use placement::{candidates, capacity, free, need, place, Candidate};
 pub use power::{start, stop};
 pub use reconcile::{reconcile, start_reconciler, RECONCILE_EVERY};
-use transfer::{live_disk, push_template, transfer};
+use transfer::{live_disk, push_template, slots, transfer};
 
 use crate::audit::{self, Actor, Change};
 use crate::error::{ApiError, ApiResult};
 use crate::hosts::{Conn, HostRow};
 use crate::models::now;
+use crate::ops::{self, Finish, OpRow};
 use crate::schema::{hosts, vpses};
 use crate::ssh::SshError;
 use crate::state::AppState;
 use crate::tasks::Task;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 use serverware_shared::agent::{AgentRequest, AgentResponse, HostSample, VpsSpec};
 use serverware_shared::api::{HostCapacity, TaskResponse, VpsResponse};
+use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
 use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a quick agent request may take.
@@ -62,44 +65,36 @@ pub struct VpsRow {
     pub disk_limit_bytes: Option<i64>,
     pub autostart: bool,
     pub ha_enabled: bool,
+    /// The observed state as last recorded (see [`ObservedState`]); shown as `unknown` while
+    /// the host cannot be reached.
     pub status: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// What the operator asked for (see [`DesiredState`]).
+    pub desired_state: String,
 }
 
-/// VPSes with a task running on them: one task per VPS at a time.
-#[derive(Default)]
-pub struct Busy(Mutex<HashMap<i64, i64>>);
+impl VpsRow {
+    pub fn desired(&self) -> DesiredState {
+        DesiredState::parse(&self.desired_state).unwrap_or(DesiredState::Stopped)
+    }
 
-impl Busy {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    /// The state as recorded, whatever the host's connection.
+    pub fn recorded(&self) -> ObservedState {
+        ObservedState::parse(&self.status).unwrap_or(ObservedState::Unknown)
     }
-    pub fn task_of(&self, vps: i64) -> Option<i64> {
-        self.lock().get(&vps).copied()
+}
+
+/// What the controller knows of a VPS now: its recorded state while its host is connected,
+/// else unknown (a VPS on an offline host is not `running`).
+pub fn observed(state: &AppState, v: &VpsRow) -> ObservedState {
+    let recorded = v.recorded();
+    if recorded == ObservedState::Creating {
+        return recorded;
     }
-    /// Claims the VPSes for a task, or says which task holds one.
-    fn claim(&self, ids: &[i64], task: i64) -> Result<(), i64> {
-        let mut m = self.lock();
-        if let Some(t) = ids.iter().find_map(|id| m.get(id)) {
-            return Err(*t);
-        }
-        for id in ids {
-            m.insert(*id, task);
-        }
-        Ok(())
-    }
-    fn set(&self, ids: &[i64], task: i64) {
-        let mut m = self.lock();
-        for id in ids {
-            m.insert(*id, task);
-        }
-    }
-    fn release(&self, ids: &[i64]) {
-        let mut m = self.lock();
-        for id in ids {
-            m.remove(id);
-        }
+    match v.host_id {
+        Some(h) if state.hosts.conn(h).is_some() => recorded,
+        _ => ObservedState::Unknown,
     }
 }
 
@@ -146,7 +141,12 @@ pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<HostRow> {
 }
 
 /// A VPS as the API shows it, with what its host reports now.
-pub fn response(state: &AppState, v: &VpsRow, host_name: Option<String>) -> VpsResponse {
+pub fn response(
+    state: &AppState,
+    v: &VpsRow,
+    host_name: Option<String>,
+    claim: Option<(VpsOperation, i64)>,
+) -> VpsResponse {
     let live = v.host_id.and_then(|h| {
         state
             .hosts
@@ -155,6 +155,7 @@ pub fn response(state: &AppState, v: &VpsRow, host_name: Option<String>) -> VpsR
             .and_then(|view| view.latest)
             .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
     });
+    let observed = observed(state, v);
     VpsResponse {
         id: v.id,
         name: v.name.clone(),
@@ -169,13 +170,62 @@ pub fn response(state: &AppState, v: &VpsRow, host_name: Option<String>) -> VpsR
         cpu_limit_millis: v.cpu_limit_millis,
         disk_limit_bytes: v.disk_limit_bytes,
         autostart: v.autostart,
-        status: v.status.clone(),
+        status: serverware_shared::state::status(observed, claim.map(|c| c.0)).to_string(),
+        desired_state: v.desired(),
+        observed_state: observed,
+        operation: claim.map(|c| c.0),
         state: live.as_ref().map(|l| l.state.clone()),
         live,
-        busy_task: state.vps_busy.task_of(v.id),
+        busy_task: claim.map(|c| c.1),
         created_at: v.created_at.and_utc(),
         updated_at: v.updated_at.and_utc(),
     }
+}
+
+/// Every VPS as the API shows it, by name.
+pub async fn list(state: &AppState) -> ApiResult<Vec<VpsResponse>> {
+    let (rows, names, claims) = state
+        .db
+        .run(|c| {
+            let rows: Vec<VpsRow> = vpses::table
+                .order(vpses::name)
+                .select(VpsRow::as_select())
+                .load(c)?;
+            let names: HashMap<i64, String> = hosts::table
+                .select((hosts::id, hosts::name))
+                .load::<(i64, String)>(c)?
+                .into_iter()
+                .collect();
+            Ok((rows, names, ops::claims::all(c)?))
+        })
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|v| {
+            let host = v.host_id.and_then(|h| names.get(&h).cloned());
+            response(state, v, host, claims.get(&v.id).copied())
+        })
+        .collect())
+}
+
+/// One VPS as the API shows it.
+pub async fn get(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
+    let (v, host, claim) = state
+        .db
+        .run(move |c| {
+            let v = load(c, id)?;
+            let host = match v.host_id {
+                Some(h) => hosts::table
+                    .find(h)
+                    .select(hosts::name)
+                    .first::<String>(c)
+                    .optional()?,
+                None => None,
+            };
+            Ok((v, host, ops::claims::holder(c, id)?))
+        })
+        .await?;
+    Ok(response(state, &v, host, claim))
 }
 
 fn conn(state: &AppState, host_id: i64, name: &str) -> Result<Conn, ApiError> {
@@ -206,74 +256,121 @@ fn changed(state: &AppState, id: i64, change: ChangeKind) {
     });
 }
 
-async fn set_status(state: &AppState, id: i64, status: &str) -> ApiResult<()> {
-    let s = status.to_string();
-    state
-        .db
-        .run(move |c| {
-            diesel::update(vpses::table.find(id))
-                .set((vpses::status.eq(&s), vpses::updated_at.eq(now())))
-                .execute(c)?;
-            Ok(())
-        })
-        .await?;
-    changed(state, id, ChangeKind::Updated);
-    Ok(())
-}
-
-/// Starts the work of a task in the background, holding `vps_ids` until it ends.
+/// Starts the work of a task in the background. Whatever the work does (panics included), the
+/// operation ends properly: its claims and reservations are released and the task gets its
+/// outcome, unless the work says it must be finished later (then the recovery loop owns it).
 fn spawn<F, Fut>(state: Arc<AppState>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
 where
     F: FnOnce(Arc<AppState>, Arc<Task>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ApiResult<String>> + Send + 'static,
+    Fut: std::future::Future<Output = Finish> + Send + 'static,
 {
+    let id = task.id();
+    state.ops_live.enter(id);
     tokio::spawn(async move {
-        let r = work(state.clone(), task.clone()).await;
-        state.vps_busy.release(&vps_ids);
-        task.finish(&r).await;
-        for id in vps_ids {
-            changed(&state, id, ChangeKind::Updated);
-        }
+        let inner = tokio::spawn(work(state.clone(), task.clone()));
+        let finish = match inner.await {
+            Ok(f) => f,
+            Err(e) => Finish::Done(Err(ApiError::Internal(anyhow::anyhow!(
+                "the operation stopped unexpectedly: {e}"
+            )))),
+        };
+        conclude(&state, &task, &vps_ids, finish).await;
     });
 }
 
-/// Records the request (audited, in one transaction with the task) and claims the VPSes.
+/// Ends (or parks) an operation after its work returned.
+async fn conclude(state: &Arc<AppState>, task: &Task, vps_ids: &[i64], finish: Finish) {
+    let id = task.id();
+    match finish {
+        Finish::Done(r) => {
+            if let Err(e) = ops::release(&state.db, id).await {
+                tracing::error!(task = id, "cannot release the operation's claims: {e}");
+            }
+            task.finish(&r).await;
+        }
+        Finish::Later { release_claims } => {
+            if release_claims {
+                if let Err(e) = ops::release_claims(&state.db, id).await {
+                    tracing::error!(task = id, "cannot release the operation's claims: {e}");
+                }
+            }
+        }
+    }
+    state.ops_live.leave(id);
+    for v in vps_ids {
+        changed(state, *v, ChangeKind::Updated);
+    }
+}
+
+/// Recovers a recorded operation this controller is not driving (see [`ops::recovery`]).
+pub async fn recover(state: &Arc<AppState>, task: Arc<Task>, op: OpRow) {
+    let finish = match op.kind.as_str() {
+        "vps.create" => create::recover(state, &task, &op).await,
+        "vps.copy" => copy::recover(state, &task, &op).await,
+        "vps.move" => move_to::recover(state, &task, &op).await,
+        "vps.delete" => delete::recover(state, &task, &op).await,
+        other => Finish::Done(Err(ApiError::Internal(anyhow::anyhow!(
+            "an operation of unknown kind '{other}' cannot be recovered"
+        )))),
+    };
+    conclude(state, &task, &[op.vps_id], finish).await;
+}
+
+/// What a request asks for beyond the task itself, written in the same transaction.
+#[derive(Default)]
+struct Begin {
+    /// The operation's parameters, when it is durable (its steps are recorded).
+    durable: Option<serde_json::Value>,
+    /// A host to hold room on for the VPS (a move's target).
+    reserve: Option<i64>,
+    /// The desired state the request sets.
+    desired: Option<DesiredState>,
+}
+
+/// Records the request in one transaction: the task, the claims on `claim` (409 if another
+/// operation holds one, before anything is written), the audit event, and what `extra` asks.
+#[allow(clippy::too_many_arguments)]
 async fn begin(
     state: &Arc<AppState>,
     actor: &Actor,
-    kind: &'static str,
+    op: VpsOperation,
     vps: &VpsRow,
-    claim: &[i64],
+    claim: &[(i64, String)],
     message: String,
     details: serde_json::Value,
+    extra: Begin,
 ) -> ApiResult<Arc<Task>> {
-    // Claim first with a placeholder so two requests cannot both pass the state checks.
-    if let Err(t) = state.vps_busy.claim(claim, 0) {
-        return Err(busy(vps, t));
-    }
+    state.accepting()?;
+    let kind = format!("vps.{}", op.as_str());
     let (a, id) = (actor.clone(), vps.id);
+    let claim = claim.to_vec();
     let row = state
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let row = crate::tasks::insert(c, kind, "vps", &id.to_string(), &a)?;
+                let row = crate::tasks::insert(c, &kind, "vps", &id.to_string(), &a)?;
+                let names: Vec<(i64, &str)> = claim.iter().map(|(i, n)| (*i, n.as_str())).collect();
+                ops::claims::take(c, &names, row.id, op)?;
+                if let Some(p) = &extra.durable {
+                    ops::record(c, row.id, &kind, id, p)?;
+                }
+                if let Some(h) = extra.reserve {
+                    ops::claims::reserve(c, row.id, h, id)?;
+                }
+                if let Some(d) = extra.desired {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::desired_state.eq(d.as_str()))
+                        .execute(c)?;
+                }
                 audit::record(
                     c,
                     &a,
-                    Change::new(kind, "vps", id, message).details(details),
+                    Change::new(&kind, "vps", id, message).details(details),
                 )?;
                 Ok(row)
             })
         })
-        .await;
-    let row = match row {
-        Ok(r) => r,
-        Err(e) => {
-            state.vps_busy.release(claim);
-            return Err(e);
-        }
-    };
-    state.vps_busy.set(claim, row.id);
+        .await?;
     Ok(Task::new(
         state.db.clone(),
         state.hub.clone(),
@@ -282,32 +379,13 @@ async fn begin(
     ))
 }
 
-fn busy(v: &VpsRow, task: i64) -> ApiError {
-    if task == 0 {
-        ApiError::conflict(
-            None,
-            format!("VPS {} is busy with another operation", v.name),
-        )
-    } else {
-        ApiError::conflict(
-            None,
-            format!(
-                "VPS {} is busy with task {task}; wait for it to end",
-                v.name
-            ),
-        )
-    }
-}
-
-fn forbid(v: &VpsRow, what: &str, allowed: &[&str]) -> ApiResult<()> {
-    if allowed.contains(&v.status.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::conflict(
-            None,
-            format!("VPS {} is {}; it cannot be {what} now", v.name, v.status),
-        ))
-    }
+/// Whether `op` may begin on `v` now: not while another operation holds it, and only from the
+/// states the transition table allows. The refusal names the state.
+async fn check(state: &AppState, v: &VpsRow, op: VpsOperation) -> ApiResult<()> {
+    let id = v.id;
+    let holder = state.db.run(move |c| ops::claims::holder(c, id)).await?;
+    serverware_shared::state::check(op, observed(state, v), holder)
+        .map_err(|r| ApiError::conflict(None, r.message(&v.name, op)))
 }
 
 /// Host row and name of a placed VPS.
@@ -338,31 +416,86 @@ fn name_free_on(state: &AppState, host_id: i64, host_name: &str, name: &str) -> 
     Ok(())
 }
 
-/// After a failed create or copy nothing half-made stays: the container goes from its host
-/// (if the host can be reached) and the record goes too.
-async fn remove_unfinished(state: &AppState, task: &Task, host_id: i64, vps: &VpsRow) {
-    if let Some(c) = state.hosts.conn(host_id) {
-        let _ = c
-            .agent
-            .call(
-                AgentRequest::VpsDestroy {
-                    name: vps.name.clone(),
-                },
-                QUICK,
-            )
-            .await;
+/// Undoes a create or copy: the container goes from its host, then the record. False when the
+/// host cannot be reached or refuses: nothing is forgotten then, and it is tried again later.
+async fn remove_unfinished(state: &AppState, task: &Task, host_id: i64, vps: &VpsRow) -> bool {
+    let host = state
+        .db
+        .run(move |c| load_host(c, host_id))
+        .await
+        .map(|h| h.name)
+        .unwrap_or_else(|_| format!("#{host_id}"));
+    let Some(c) = state.hosts.conn(host_id) else {
+        task.log(format!(
+            "host {host} cannot be reached now: the unfinished VPS {} is removed once it can",
+            vps.name
+        ))
+        .await;
+        return false;
+    };
+    if let Err(e) = call(
+        &c,
+        AgentRequest::VpsDestroy {
+            name: vps.name.clone(),
+        },
+        QUICK,
+    )
+    .await
+    {
+        task.log(format!(
+            "removing the unfinished VPS {} from {host} failed ({}); trying again later",
+            vps.name,
+            e.body().message
+        ))
+        .await;
+        return false;
     }
     let id = vps.id;
-    let _ = state
+    let gone = state
         .db
         .run(move |c| {
             diesel::delete(vpses::table.find(id)).execute(c)?;
             Ok(())
         })
         .await;
-    task.log(format!("removed the unfinished VPS {}", vps.name))
-        .await;
+    if gone.is_err() {
+        return false;
+    }
+    task.log(format!(
+        "removed the unfinished VPS {} from {host}",
+        vps.name
+    ))
+    .await;
     changed(state, id, ChangeKind::Deleted);
+    true
+}
+
+/// Records what a VPS is now, and optionally what it should be.
+async fn set_state(
+    state: &AppState,
+    id: i64,
+    observed: ObservedState,
+    desired: Option<DesiredState>,
+) -> ApiResult<()> {
+    state
+        .db
+        .run(move |c| {
+            diesel::update(vpses::table.find(id))
+                .set((
+                    vpses::status.eq(observed.as_str()),
+                    vpses::updated_at.eq(now()),
+                ))
+                .execute(c)?;
+            if let Some(d) = desired {
+                diesel::update(vpses::table.find(id))
+                    .set(vpses::desired_state.eq(d.as_str()))
+                    .execute(c)?;
+            }
+            Ok(())
+        })
+        .await?;
+    changed(state, id, ChangeKind::Updated);
+    Ok(())
 }
 
 /// A VPS about to be made on a host (create, copy).
@@ -380,6 +513,7 @@ struct NewVps<'a> {
     cpu_limit_millis: Option<i32>,
     disk_limit_bytes: Option<i64>,
     autostart: bool,
+    desired_state: &'a str,
 }
 
 /// Records a new VPS with status `creating` and returns it.

@@ -1,6 +1,20 @@
-//! Move a VPS to another host: stop, transfer, start there, remove the old copy.
+//! Move a VPS to another host: stop, transfer, start there, remove the old copy. Durable: the
+//! target's room is reserved from the start; until the database names the new host, a move
+//! that fails or is interrupted is unwound (the partial copy goes, the VPS runs again where it
+//! was); after that it is carried forward. The old copy is parked (stopped, autostart off)
+//! before anything is sent, so a leftover can never start by itself, and it is removed,
+//! retried until done.
 
 use super::*;
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct Params {
+    from_host: i64,
+    to_host: i64,
+    was_running: bool,
+}
+
+const KIND: &str = "vps.move";
 
 pub async fn move_to(
     state: Arc<AppState>,
@@ -9,7 +23,7 @@ pub async fn move_to(
     target: i64,
 ) -> ApiResult<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
-    forbid(&v, "moved", &["stopped", "running"])?;
+    check(&state, &v, VpsOperation::Move).await?;
     let from = host_of(&state, &v).await?;
     if from.id == target {
         return Err(ApiError::conflict(
@@ -18,42 +32,82 @@ pub async fn move_to(
         ));
     }
     conn(&state, from.id, &from.name)?;
+    // Placement and the reservation it leads to are one step for this controller.
+    let placing = state.placement.lock().await;
     let cands = candidates(&state, Some(id)).await?;
     let c = cands
         .iter()
         .find(|c| c.id == target)
         .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {target}")))?;
+    if !c.online {
+        return Err(ApiError::conflict(
+            Some("host_id"),
+            format!("host {} is offline", c.name),
+        ));
+    }
     fits(c, &need(&v)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
     name_free_on(&state, target, &to_name, &v.name)?;
+    let params = Params {
+        from_host: from.id,
+        to_host: target,
+        was_running: v.status == "running",
+    };
     let task = begin(
         &state,
         &actor,
-        "vps.move",
+        VpsOperation::Move,
         &v,
-        &[id],
+        &[(id, v.name.clone())],
         format!("move VPS {} from {} to {to_name}", v.name, from.name),
         serde_json::json!({ "from": from.id, "to": target }),
+        Begin {
+            durable: Some(serde_json::json!(params)),
+            reserve: Some(target),
+            ..Default::default()
+        },
     )
     .await?;
+    drop(placing);
     let out = task.response();
     spawn(state, task, vec![id], move |state, task| async move {
-        let to = state.db.run(move |c| load_host(c, target)).await?;
-        move_work(&state, &task, &v, &from, &to).await
+        match state.db.run(move |c| load_host(c, target)).await {
+            Ok(to) => run(&state, &task, &v, &from, &to, &params).await,
+            Err(e) => undo(&state, &task, &v, &params, e).await,
+        }
     });
     Ok(out)
 }
 
-pub(super) async fn move_work(
+async fn run(
     state: &Arc<AppState>,
     task: &Task,
     v: &VpsRow,
     from: &HostRow,
     to: &HostRow,
-) -> ApiResult<String> {
+    p: &Params,
+) -> Finish {
+    match forward(state, task, v, from, to, p).await {
+        Ok(downtime) => {
+            task.progress(90, 0, None).await;
+            cleanup(state, task, v, from.id, Some(downtime)).await
+        }
+        Err(e) => undo(state, task, v, p, e).await,
+    }
+}
+
+/// Up to the database naming the new host; returns the downtime.
+async fn forward(
+    state: &Arc<AppState>,
+    task: &Task,
+    v: &VpsRow,
+    from: &HostRow,
+    to: &HostRow,
+    p: &Params,
+) -> ApiResult<Duration> {
+    let db = &state.db;
     let cf = conn(state, from.id, &from.name)?;
     let ct = conn(state, to.id, &to.name)?;
-    let running = v.status == "running";
     let estimate = live_disk(state, from.id, &v.name);
     task.log(format!(
         "moving VPS {} from {} to {}",
@@ -61,9 +115,10 @@ pub(super) async fn move_work(
     ))
     .await;
     call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
+    ops::step(db, task.id(), KIND, "target_defined").await?;
+    let _slots = slots(state, task, &[from.id, to.id]).await?;
     let down = Instant::now();
-    if running {
-        set_status(state, v.id, "moving").await?;
+    if p.was_running {
         let r = call(
             &cf,
             AgentRequest::VpsStop {
@@ -84,15 +139,192 @@ pub(super) async fn move_work(
         ))
         .await;
     }
+    // The old copy must never start by itself again (its host rebooting, say).
+    let mut parked = spec(v, from);
+    parked.autostart = false;
+    call(&cf, AgentRequest::VpsDefine { spec: parked }, QUICK).await?;
+    ops::step(db, task.id(), KIND, "source_parked").await?;
     task.progress(10, 0, estimate.map(|e| e as i64)).await;
-    let result = async {
-        let bytes = transfer(task, &cf, &v.name, &ct, &v.name, estimate, (10, 85)).await?;
-        task.log(format!("{bytes} bytes of root filesystem transferred"))
-            .await;
-        call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
-        if running {
+    let bytes = transfer(
+        state,
+        task,
+        (&cf, from.id),
+        &v.name,
+        (&ct, to.id),
+        &v.name,
+        estimate,
+        (10, 85),
+    )
+    .await?;
+    ops::step(db, task.id(), KIND, "transferred").await?;
+    task.log(format!("{bytes} bytes of root filesystem transferred"))
+        .await;
+    call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
+    ops::step(db, task.id(), KIND, "target_configured").await?;
+    if p.was_running {
+        call(
+            &ct,
+            AgentRequest::VpsStart {
+                name: v.name.clone(),
+            },
+            QUICK,
+        )
+        .await?;
+        ops::step(db, task.id(), KIND, "target_started").await?;
+    }
+    switch(state, task, v, to.id, p.was_running).await?;
+    let downtime = down.elapsed();
+    if p.was_running {
+        task.log(format!(
+            "running on {}; downtime {} ms",
+            to.name,
+            downtime.as_millis()
+        ))
+        .await;
+    }
+    Ok(downtime)
+}
+
+/// The database names the new host: from here on the move is carried forward.
+async fn switch(
+    state: &AppState,
+    task: &Task,
+    v: &VpsRow,
+    to: i64,
+    running: bool,
+) -> ApiResult<()> {
+    let (id, tid) = (v.id, task.id());
+    let observed = if running {
+        ObservedState::Running
+    } else {
+        ObservedState::Stopped
+    };
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                diesel::update(vpses::table.find(id))
+                    .set((
+                        vpses::host_id.eq(to),
+                        vpses::status.eq(observed.as_str()),
+                        vpses::updated_at.eq(now()),
+                    ))
+                    .execute(c)?;
+                diesel::update(crate::schema::operations::table.find(tid))
+                    .set(crate::schema::operations::step.eq("switched"))
+                    .execute(c)?;
+                Ok(())
+            })
+        })
+        .await?;
+    ops::fault::point(KIND, "switched");
+    changed(state, id, ChangeKind::Updated);
+    Ok(())
+}
+
+/// Removes the parked old copy; retried until done (the VPS itself is free meanwhile).
+async fn cleanup(
+    state: &AppState,
+    task: &Task,
+    v: &VpsRow,
+    from_host: i64,
+    downtime: Option<Duration>,
+) -> Finish {
+    let from = match state.db.run(move |c| load_host(c, from_host)).await {
+        Ok(h) => h,
+        // The old host was removed from the site: nothing is left to clean.
+        Err(_) => return Finish::Done(Ok(format!("VPS {} moved", v.name))),
+    };
+    let removed = match state.hosts.conn(from.id) {
+        Some(c) => call(
+            &c,
+            AgentRequest::VpsDestroy {
+                name: v.name.clone(),
+            },
+            QUICK,
+        )
+        .await
+        .map_err(|e| e.body().message),
+        None => Err(format!("host {} cannot be reached now", from.name)),
+    };
+    if let Err(why) = removed {
+        task.log(format!(
+            "the old copy on {} is parked (stopped, autostart off) and is removed once possible: {why}",
+            from.name
+        ))
+        .await;
+        return Finish::Later {
+            release_claims: true,
+        };
+    }
+    task.log(format!("removed from {}", from.name)).await;
+    Finish::Done(Ok(match downtime {
+        Some(d) => format!("VPS {} moved (downtime {} ms)", v.name, d.as_millis()),
+        None => format!("VPS {} moved", v.name),
+    }))
+}
+
+/// Back to where it was: the partial copy goes, the original runs again if it ran.
+async fn undo(state: &AppState, task: &Task, v: &VpsRow, p: &Params, why: ApiError) -> Finish {
+    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
+    let later = Finish::Later {
+        release_claims: false,
+    };
+    let Some(ct) = state.hosts.conn(p.to_host) else {
+        task.log(
+            "the target host cannot be reached now: the partial copy there is removed once it can",
+        )
+        .await;
+        return later;
+    };
+    if let Err(e) = call(
+        &ct,
+        AgentRequest::VpsDestroy {
+            name: v.name.clone(),
+        },
+        QUICK,
+    )
+    .await
+    {
+        task.log(format!(
+            "removing the partial copy failed ({}); trying again later",
+            e.body().message
+        ))
+        .await;
+        return later;
+    }
+    let from = match state
+        .db
+        .run({
+            let h = p.from_host;
+            move |c| load_host(c, h)
+        })
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let Some(cf) = state.hosts.conn(from.id) else {
+        task.log(format!(
+            "host {} cannot be reached now: VPS {} is restored there once it can",
+            from.name, v.name
+        ))
+        .await;
+        return later;
+    };
+    // Its own configuration again (autostart as set), then running if it ran.
+    let restored = async {
+        call(
+            &cf,
+            AgentRequest::VpsDefine {
+                spec: spec(v, &from),
+            },
+            QUICK,
+        )
+        .await?;
+        if p.was_running {
             call(
-                &ct,
+                &cf,
                 AgentRequest::VpsStart {
                     name: v.name.clone(),
                 },
@@ -100,102 +332,82 @@ pub(super) async fn move_work(
             )
             .await?;
         }
-        Ok::<u64, ApiError>(bytes)
+        Ok::<(), ApiError>(())
     }
     .await;
-    match result {
-        Ok(bytes) => {
-            let downtime = down.elapsed();
-            let (id, to_id) = (v.id, to.id);
-            let status = if running { "running" } else { "stopped" };
-            state
-                .db
-                .run(move |c| {
-                    diesel::update(vpses::table.find(id))
-                        .set((
-                            vpses::host_id.eq(to_id),
-                            vpses::status.eq(status),
-                            vpses::updated_at.eq(now()),
-                        ))
-                        .execute(c)?;
-                    Ok(())
-                })
-                .await?;
-            if running {
-                task.log(format!(
-                    "running on {}; downtime {} ms",
-                    to.name,
-                    downtime.as_millis()
-                ))
-                .await;
-            }
-            task.progress(90, bytes as i64, Some(bytes as i64)).await;
-            if let Err(e) = call(
-                &cf,
-                AgentRequest::VpsDestroy {
-                    name: v.name.clone(),
-                },
-                QUICK,
-            )
-            .await
-            {
-                task.log(format!(
-                    "could not remove the old copy on {}: {}",
-                    from.name,
-                    e.body().message
-                ))
-                .await;
-            } else {
-                task.log(format!("removed from {}", from.name)).await;
-            }
-            Ok(if running {
-                format!(
-                    "VPS {} moved to {} (downtime {} ms)",
-                    v.name,
-                    to.name,
-                    downtime.as_millis()
-                )
-            } else {
-                format!("VPS {} moved to {}", v.name, to.name)
-            })
-        }
-        Err(e) => {
-            // Back to where it was: the partial copy goes, the original runs again.
-            let _ = ct
-                .agent
-                .call(
-                    AgentRequest::VpsDestroy {
-                        name: v.name.clone(),
-                    },
-                    QUICK,
-                )
-                .await;
-            if running {
-                match call(
-                    &cf,
-                    AgentRequest::VpsStart {
-                        name: v.name.clone(),
-                    },
-                    QUICK,
-                )
-                .await
-                {
-                    Ok(_) => {
-                        set_status(state, v.id, "running").await?;
-                        task.log(format!("started again on {}", from.name)).await;
-                    }
-                    Err(e2) => {
-                        set_status(state, v.id, "error").await?;
-                        task.log(format!(
-                            "could not start it again on {}: {}",
-                            from.name,
-                            e2.body().message
-                        ))
-                        .await;
-                    }
-                }
-            }
-            Err(e)
-        }
+    if let Err(e) = restored {
+        task.log(format!(
+            "restoring VPS {} on {} failed ({}); trying again later",
+            v.name,
+            from.name,
+            e.body().message
+        ))
+        .await;
+        return later;
     }
+    let observed = if p.was_running {
+        ObservedState::Running
+    } else {
+        ObservedState::Stopped
+    };
+    if let Err(e) = set_state(state, v.id, observed, None).await {
+        return Finish::Done(Err(e));
+    }
+    task.log(format!(
+        "rolled back: VPS {} is {} on {}",
+        v.name,
+        observed.as_str(),
+        from.name
+    ))
+    .await;
+    Finish::Done(Err(why))
+}
+
+/// After a restart: carried forward once the copy on the target is complete (and running, if
+/// it ran), else rolled back.
+pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+    let p: Params = match op.params() {
+        Ok(p) => p,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let id = op.vps_id;
+    let v = match state.db.run(move |c| load(c, id)).await {
+        Ok(v) => v,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let complete =
+        op.step == "target_started" || (op.step == "target_configured" && !p.was_running);
+    if op.step == "switched" {
+        if !state.ops_live.announced(op.task_id) {
+            task.log("resumed: the VPS is on its new host; the old copy is removed")
+                .await;
+        }
+        return cleanup(state, task, &v, p.from_host, None).await;
+    }
+    if !op.undoing() && complete {
+        task.log(format!(
+            "resumed: the copy on the target was complete (step '{}')",
+            op.step
+        ))
+        .await;
+        if let Err(e) = switch(state, task, &v, p.to_host, p.was_running).await {
+            return Finish::Done(Err(e));
+        }
+        return cleanup(state, task, &v, p.from_host, None).await;
+    }
+    if !op.undoing() {
+        task.log(format!(
+            "rolling back: the move stopped after step '{}'",
+            op.step
+        ))
+        .await;
+    }
+    let why = ApiError::conflict(
+        None,
+        format!(
+            "rolled back: the controller stopped while VPS {} was being moved",
+            v.name
+        ),
+    );
+    undo(state, task, &v, &p, why).await
 }

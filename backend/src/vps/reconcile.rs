@@ -1,101 +1,185 @@
-//! The reconciler: moves what hosts report toward what the database says.
+//! The reconciler: records what hosts report as each VPS's observed state, and moves it toward
+//! the desired state. A VPS that should run and is stopped (its host rebooted, or it crashed) is
+//! started again if it has autostart, else its desired state becomes stopped (and an event says
+//! so); one that should be stopped and runs is stopped; one left paused by nobody is resumed.
+//! VPSes with an operation in progress are left to it. A failed start is tried again with
+//! back-off, never forgotten.
 
 use super::*;
+use std::sync::Mutex;
 
 /// How often the database is compared with what hosts report.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
-/// The database is the source of truth: a VPS that should run but is reported stopped (its host
-/// rebooted, or it crashed) is started again if it has autostart, else recorded as stopped.
-/// VPSes with a task running are left to it.
+/// A sample from less than this after a VPS's last change may predate it.
+const SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
+
+/// Per VPS, when the reconciler may act on it again after acting (doubling up to 5 minutes).
+static BACKOFF: Mutex<Option<HashMap<i64, (std::time::Instant, Duration)>>> = Mutex::new(None);
+
+fn may_act(id: i64) -> bool {
+    let mut g = BACKOFF.lock().unwrap_or_else(|p| p.into_inner());
+    let m = g.get_or_insert_with(HashMap::new);
+    let now = std::time::Instant::now();
+    match m.get(&id).copied() {
+        Some((at, _)) if at > now => false,
+        Some((_, wait)) => {
+            let next = (wait * 2).min(Duration::from_secs(300));
+            m.insert(id, (now + next, next));
+            true
+        }
+        None => {
+            m.insert(id, (now + RECONCILE_EVERY * 2, RECONCILE_EVERY * 2));
+            true
+        }
+    }
+}
+
+fn settled_down(id: i64) {
+    let mut g = BACKOFF.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = g.as_mut() {
+        m.remove(&id);
+    }
+}
+
 pub async fn reconcile(state: &Arc<AppState>) -> ApiResult<()> {
-    let rows: Vec<VpsRow> = state
+    let (rows, claims) = state
         .db
         .run(|c| {
-            Ok(vpses::table
-                .filter(vpses::status.eq("running"))
-                .select(VpsRow::as_select())
-                .load(c)?)
+            let rows: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            Ok((rows, ops::claims::all(c)?))
         })
         .await?;
     for v in rows {
         let Some(h) = v.host_id else { continue };
-        if state.vps_busy.task_of(v.id).is_some() {
+        if claims.contains_key(&v.id) || v.recorded() == ObservedState::Creating {
             continue;
         }
-        // A sample from before its last change says nothing about it yet.
-        let settled =
-            chrono::Utc::now().naive_utc() - v.updated_at > chrono::TimeDelta::seconds(15);
-        if !settled {
+        if chrono::Utc::now()
+            .naive_utc()
+            .signed_duration_since(v.updated_at)
+            <= SETTLE
+        {
             continue;
         }
         let Some(view) = state.hosts.view(h).filter(|view| view.status == "online") else {
             continue;
         };
         let Some(sample) = view.latest else { continue };
-        let reported = sample
+        let observed = match sample
             .vpses
             .iter()
             .find(|x| x.name == v.name)
-            .map(|x| x.state.clone());
-        if reported.as_deref() != Some("stopped") {
-            continue;
-        }
-        let system = Actor::system("reconcile");
-        if v.autostart {
-            tracing::warn!(
-                vps = v.name,
-                "VPS should run but is stopped; starting it (autostart)"
-            );
+            .map(|x| x.state.as_str())
+        {
+            Some("running") => ObservedState::Running,
+            Some("stopped") => ObservedState::Stopped,
+            Some("frozen") => ObservedState::Frozen,
+            None => ObservedState::Missing,
+            // Starting, stopping …: look again next round.
+            Some(_) => continue,
+        };
+        if observed != v.recorded() {
             let id = v.id;
             state
                 .db
                 .run(move |c| {
                     diesel::update(vpses::table.find(id))
-                        .set(vpses::status.eq("stopped"))
+                        .set(vpses::status.eq(observed.as_str()))
                         .execute(c)?;
-                    Ok(())
-                })
-                .await?;
-            if let Err(e) = start(state.clone(), system, v.id).await {
-                tracing::warn!(vps = v.name, "restarting it failed: {}", e.body().message);
-            }
-        } else {
-            let (id, name) = (v.id, v.name.clone());
-            state
-                .db
-                .run(move |c| {
-                    diesel::update(vpses::table.find(id))
-                        .set((vpses::status.eq("stopped"), vpses::updated_at.eq(now())))
-                        .execute(c)?;
-                    audit::record_system(
-                        c,
-                        &system,
-                        Change::new(
-                            "vps.stopped_unexpectedly",
-                            "vps",
-                            id,
-                            format!("VPS {name} stopped on its own (autostart is off)"),
-                        )
-                        .severity(serverware_shared::api::Severity::Warning),
-                    )?;
                     Ok(())
                 })
                 .await?;
             changed(state, v.id, ChangeKind::Updated);
         }
+        let system = Actor::system("reconcile");
+        match (v.desired(), observed) {
+            (_, ObservedState::Frozen) => {
+                if !may_act(v.id) {
+                    continue;
+                }
+                tracing::warn!(
+                    vps = v.name,
+                    "VPS is paused with no operation on it; resuming it"
+                );
+                if let Some(c) = state.hosts.conn(h) {
+                    let _ = call(
+                        &c,
+                        AgentRequest::VpsFreeze {
+                            name: v.name.clone(),
+                            frozen: false,
+                        },
+                        QUICK,
+                    )
+                    .await;
+                }
+            }
+            (DesiredState::Running, ObservedState::Stopped) if v.autostart => {
+                if !may_act(v.id) {
+                    continue;
+                }
+                tracing::warn!(
+                    vps = v.name,
+                    "VPS should run but is stopped; starting it (autostart)"
+                );
+                if let Err(e) = start(state.clone(), system, v.id).await {
+                    tracing::warn!(vps = v.name, "starting it failed: {}", e.body().message);
+                }
+            }
+            (DesiredState::Running, ObservedState::Stopped) => {
+                let (id, name) = (v.id, v.name.clone());
+                state
+                    .db
+                    .run(move |c| {
+                        diesel::update(vpses::table.find(id))
+                            .set((
+                                vpses::desired_state.eq(DesiredState::Stopped.as_str()),
+                                vpses::updated_at.eq(now()),
+                            ))
+                            .execute(c)?;
+                        audit::record_system(
+                            c,
+                            &system,
+                            Change::new(
+                                "vps.stopped_unexpectedly",
+                                "vps",
+                                id,
+                                format!("VPS {name} stopped on its own (autostart is off)"),
+                            )
+                            .severity(serverware_shared::api::Severity::Warning),
+                        )?;
+                        Ok(())
+                    })
+                    .await?;
+                changed(state, v.id, ChangeKind::Updated);
+            }
+            (DesiredState::Stopped, ObservedState::Running) => {
+                if !may_act(v.id) {
+                    continue;
+                }
+                tracing::warn!(vps = v.name, "VPS should be stopped but runs; stopping it");
+                if let Err(e) = stop(state.clone(), system, v.id, DEFAULT_STOP_TIMEOUT, false).await
+                {
+                    tracing::warn!(vps = v.name, "stopping it failed: {}", e.body().message);
+                }
+            }
+            _ => settled_down(v.id),
+        }
     }
     Ok(())
 }
 
-/// Runs [`reconcile`] every few seconds.
+/// Runs [`reconcile`] and the recovery of unfinished operations every few seconds.
 pub fn start_reconciler(state: Arc<AppState>) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(RECONCILE_EVERY).await;
+            if let Err(e) = ops::recovery::drive(&state).await {
+                tracing::warn!("recovering operations failed: {}", e.body().message);
+            }
             if let Err(e) = reconcile(&state).await {
                 tracing::warn!("reconciling VPSes failed: {}", e.body().message);
             }
+            tokio::time::sleep(RECONCILE_EVERY).await;
         }
     });
 }

@@ -1,15 +1,59 @@
 //! Streams of root filesystems: a template into a new VPS, a VPS from one host to another.
+//! Each stream is an SSH channel of its own, and OpenSSH allows only so many per connection
+//! (`MaxSessions`, 10 by default): streams wait for one of their host's transfer slots, and the
+//! task says so while it waits.
 
 use super::*;
 
+/// Takes a transfer slot on each host named (one per stream end), in host order and all of a
+/// host's at once so that two transfers never wait on each other; logs when the task waits.
+pub(super) async fn slots(
+    state: &AppState,
+    task: &Task,
+    host_ids: &[i64],
+) -> ApiResult<Vec<tokio::sync::OwnedSemaphorePermit>> {
+    let mut wanted: std::collections::BTreeMap<i64, u32> = Default::default();
+    for h in host_ids {
+        *wanted.entry(*h).or_default() += 1;
+    }
+    let mut permits = Vec::new();
+    for (host_id, n) in wanted {
+        let sem = state.hosts.transfer_slots(host_id);
+        if let Ok(p) = sem.clone().try_acquire_many_owned(n) {
+            permits.push(p);
+            continue;
+        }
+        let host = state
+            .db
+            .run(move |c| load_host(c, host_id))
+            .await
+            .map(|h| h.name)
+            .unwrap_or_default();
+        task.log(format!(
+            "waiting: host {host} already runs {} transfers (its limit)",
+            crate::hosts::TRANSFERS_PER_HOST
+        ))
+        .await;
+        permits.push(
+            sem.acquire_many_owned(n)
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?,
+        );
+    }
+    Ok(permits)
+}
+
 /// Streams a template archive from storage into a new VPS's root filesystem on a host.
 pub(super) async fn push_template(
+    state: &AppState,
     task: &Task,
     c: &Conn,
+    host_id: i64,
     name: &str,
     path: &std::path::Path,
 ) -> ApiResult<u64> {
     use tokio::io::AsyncReadExt;
+    let _slots = slots(state, task, &[host_id]).await?;
     let total = tokio::fs::metadata(path)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -36,6 +80,7 @@ pub(super) async fn push_template(
             .await
             .map_err(|e| ApiError::HostUnavailable(format!("sending to the host failed: {e}")))?;
         sent += n as u64;
+        ops::fault::transfer(sent);
         task.progress(
             10 + (sent * 70 / total.max(1)) as i32,
             sent as i64,
@@ -72,16 +117,21 @@ pub(super) async fn finish_stream(
     }
 }
 
-/// Streams a root filesystem from one host (or VPS) to another through the controller.
+/// Streams a root filesystem from one host (or VPS) to another through the controller. The
+/// caller holds a transfer slot on both hosts ([`slots`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn transfer(
+    state: &AppState,
     task: &Task,
-    from: &Conn,
+    (from, from_host): (&Conn, i64),
     from_name: &str,
-    to: &Conn,
+    (to, to_host): (&Conn, i64),
     to_name: &str,
     estimate: Option<u64>,
     pct: (i32, i32),
 ) -> ApiResult<u64> {
+    // The caller holds both hosts' transfer slots (taken before it paused or stopped anything).
+    let _ = (state, from_host, to_host);
     let mut src = from
         .session
         .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-export", from_name])
@@ -100,6 +150,7 @@ pub(super) async fn transfer(
                     ApiError::HostUnavailable(format!("sending to the target host failed: {e}"))
                 })?;
                 n += data.len() as u64;
+                ops::fault::transfer(n);
                 let done = match estimate {
                     Some(t) if t > 0 => (n * 100 / t).min(99) as i32,
                     _ => 50,

@@ -13,6 +13,9 @@ pub struct TestController {
     pub base: String,
     pub database_url: String,
     running: Option<Running>,
+    /// In process mode: the `serverware` binary, killed by its PID when dropped.
+    process: Option<std::process::Child>,
+    listen: String,
     pg: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -82,9 +85,147 @@ impl TestController {
             base,
             database_url,
             running: Some(running),
+            process: None,
+            listen: String::new(),
             pg,
             _dir: dir,
         }
+    }
+
+    /// A controller as its own process (the `serverware` binary), so that a test can kill it
+    /// with SIGKILL and start it again on the same database, data directory and port.
+    /// `fault` sets `SERVERWARE_FAULT` (test builds only) for this first run.
+    pub async fn start_process(fault: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg) = match postgres_admin_url() {
+            Some(admin) => {
+                let name = format!(
+                    "sw_test_{}_{}",
+                    std::process::id(),
+                    NEXT_DB.fetch_add(1, Ordering::SeqCst)
+                );
+                pg_exec(&admin, &format!("CREATE DATABASE {name}"));
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+                (format!("{base}/{name}"), Some((admin, name)))
+            }
+            None => (
+                format!("sqlite://{}/serverware.db", dir.path().display()),
+                None,
+            ),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut t = TestController {
+            base: format!("http://{listen}"),
+            database_url,
+            running: None,
+            process: None,
+            listen,
+            pg,
+            _dir: dir,
+        };
+        t.spawn_process(fault).await;
+        t
+    }
+
+    async fn spawn_process(&mut self, fault: Option<&str>) {
+        let bin = env!("CARGO_BIN_EXE_serverware");
+        let agent = std::path::Path::new(bin).with_file_name("serverware-agent");
+        let mut c = std::process::Command::new(bin);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SERVERWARE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("SERVERWARE_CONFIG", "/dev/null")
+            .env("SERVERWARE_DATA_DIR", self._dir.path())
+            .env("SERVERWARE_DATABASE_URL", &self.database_url)
+            .env("SERVERWARE_LISTEN", &self.listen)
+            .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
+            .env("SERVERWARE_AGENT_BIN", &agent)
+            .env("SERVERWARE_LOG", "warn,serverware::tasks=info")
+            .stdout(std::process::Stdio::null());
+        if let Some(f) = fault {
+            c.env("SERVERWARE_FAULT", f);
+        }
+        self.process = Some(c.spawn().expect("the serverware binary starts"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let client = self.anon();
+        loop {
+            if let Ok(r) = client.get(self.url("/api/v1/health")).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            if let Some(status) = self.process.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the controller exited at start: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the controller never answered"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the controller process dies by itself (a fault point killed it) and says
+    /// whether it died by SIGKILL.
+    pub async fn wait_killed(&mut self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        let child = self.process.as_mut().expect("process mode");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.process = None;
+                return status.signal() == Some(9);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the controller was never killed by its fault point"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the controller process with SIGKILL now (by its PID).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.process.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM to the controller and waits for it to exit; returns how long it took.
+    pub async fn terminate(&mut self) -> std::time::Duration {
+        let child = self.process.as_mut().expect("process mode");
+        let t0 = std::time::Instant::now();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                self.process = None;
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(120),
+                "the controller did not exit after SIGTERM"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the controller process again on the same database and port.
+    pub async fn restart(&mut self, fault: Option<&str>) {
+        self.kill();
+        self.spawn_process(fault).await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -177,6 +318,7 @@ impl TestController {
 
 impl Drop for TestController {
     fn drop(&mut self) {
+        self.kill();
         if let Some(r) = self.running.take() {
             // Stop accepting at once; the runtime ending with the test ends the rest.
             drop(r.handle.stop(false));

@@ -1,0 +1,105 @@
+//! One operation per VPS, and capacity held for VPSes bound for a host, as rows.
+
+use crate::db::DbConn;
+use crate::error::{ApiError, ApiResult};
+use crate::models::now;
+use crate::schema::{host_reservations, vps_claims};
+use diesel::prelude::*;
+use serverware_shared::state::{Refusal, VpsOperation};
+
+/// The operation holding a VPS, with its task.
+pub fn holder(c: &mut DbConn, vps_id: i64) -> ApiResult<Option<(VpsOperation, i64)>> {
+    let row: Option<(String, i64)> = vps_claims::table
+        .find(vps_id)
+        .select((vps_claims::operation, vps_claims::task_id))
+        .first(c)
+        .optional()?;
+    Ok(row.map(|(op, task)| (VpsOperation::parse(&op).unwrap_or(VpsOperation::Edit), task)))
+}
+
+/// Every claim: VPS id → (operation, task).
+pub fn all(c: &mut DbConn) -> ApiResult<std::collections::HashMap<i64, (VpsOperation, i64)>> {
+    let rows: Vec<(i64, String, i64)> = vps_claims::table
+        .select((
+            vps_claims::vps_id,
+            vps_claims::operation,
+            vps_claims::task_id,
+        ))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|(v, op, t)| {
+            (
+                v,
+                (VpsOperation::parse(&op).unwrap_or(VpsOperation::Edit), t),
+            )
+        })
+        .collect())
+}
+
+/// Claims the VPSes (id, name) for a task inside the caller's transaction, or answers 409
+/// naming the operation that holds one. The primary key settles races between controllers.
+pub fn take(
+    c: &mut DbConn,
+    vpses: &[(i64, &str)],
+    task_id: i64,
+    op: VpsOperation,
+) -> ApiResult<()> {
+    for (id, name) in vpses {
+        if let Some(h) = holder(c, *id)? {
+            return Err(busy(name, op, h));
+        }
+        let r = diesel::insert_into(vps_claims::table)
+            .values((
+                vps_claims::vps_id.eq(id),
+                vps_claims::task_id.eq(task_id),
+                vps_claims::operation.eq(op.as_str()),
+                vps_claims::claimed_at.eq(now()),
+            ))
+            .execute(c);
+        match r {
+            Ok(_) => {}
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                return Err(ApiError::conflict(
+                    None,
+                    format!("VPS {name} is busy with another operation"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+pub fn busy(name: &str, op: VpsOperation, holder: (VpsOperation, i64)) -> ApiError {
+    ApiError::conflict(
+        None,
+        Refusal::Busy {
+            operation: holder.0,
+            task: holder.1,
+        }
+        .message(name, op),
+    )
+}
+
+/// Holds room on `host_id` for `vps_id` until the task ends.
+pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> ApiResult<()> {
+    diesel::insert_into(host_reservations::table)
+        .values((
+            host_reservations::task_id.eq(task_id),
+            host_reservations::host_id.eq(host_id),
+            host_reservations::vps_id.eq(vps_id),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Every reservation: (host, VPS).
+pub fn reservations(c: &mut DbConn) -> ApiResult<Vec<(i64, i64)>> {
+    Ok(host_reservations::table
+        .select((host_reservations::host_id, host_reservations::vps_id))
+        .load(c)?)
+}

@@ -1,0 +1,168 @@
+//! The durable-operation engine. A multi-step operation (create, copy, move, delete) is a row in
+//! `operations` holding what it was asked and the last step it completed; each step is written
+//! as it completes. A controller that dies mid-way finds the row at its next start, and the
+//! operation's own recovery finishes it or unwinds it (the saga model: each step an action with
+//! its undo, a persisted log, recovery that replays it). Claims (one operation per VPS) and
+//! capacity reservations are rows too, taken in the same transaction as the task, released in
+//! one transaction when the operation ends.
+
+pub mod claims;
+pub mod fault;
+pub mod recovery;
+
+use crate::db::{Db, DbConn};
+use crate::error::{ApiError, ApiResult};
+use crate::models::now;
+use crate::schema::{host_reservations, operations, vps_claims};
+use diesel::prelude::*;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Where an operation's work left it.
+pub enum Finish {
+    /// It ended (succeeded, failed, or was rolled back): claims, reservations and its record
+    /// are released and the task gets this outcome.
+    Done(ApiResult<String>),
+    /// It cannot end yet (a host it must reach is offline). The record stays and the recovery
+    /// loop tries again; `release_claims` frees the VPS for other operations meanwhile (when
+    /// what is left touches nothing the VPS needs, such as removing a stale copy).
+    Later { release_claims: bool },
+}
+
+impl From<ApiResult<String>> for Finish {
+    fn from(r: ApiResult<String>) -> Self {
+        Finish::Done(r)
+    }
+}
+
+/// Which way a recorded operation is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Forward,
+    Undo,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Forward => "forward",
+            Phase::Undo => "undo",
+        }
+    }
+}
+
+/// An operation's record as loaded for its work or its recovery.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = operations)]
+pub struct OpRow {
+    pub task_id: i64,
+    pub kind: String,
+    pub vps_id: i64,
+    pub params: String,
+    pub step: String,
+    pub phase: String,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+impl OpRow {
+    pub fn params<P: DeserializeOwned>(&self) -> ApiResult<P> {
+        serde_json::from_str(&self.params).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "operation of task {} has unreadable parameters: {e}",
+                self.task_id
+            ))
+        })
+    }
+
+    pub fn undoing(&self) -> bool {
+        self.phase == Phase::Undo.as_str()
+    }
+}
+
+/// Records a new operation at its first step, inside the caller's transaction.
+pub fn record(
+    c: &mut DbConn,
+    task_id: i64,
+    kind: &str,
+    vps_id: i64,
+    params: &impl Serialize,
+) -> ApiResult<()> {
+    let params = serde_json::to_string(params).map_err(|e| ApiError::Internal(e.into()))?;
+    diesel::insert_into(operations::table)
+        .values((
+            operations::task_id.eq(task_id),
+            operations::kind.eq(kind),
+            operations::vps_id.eq(vps_id),
+            operations::params.eq(params),
+            operations::step.eq("recorded"),
+            operations::phase.eq(Phase::Forward.as_str()),
+            operations::updated_at.eq(now()),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Writes that an operation completed `step` (durably, before the next begins). Test builds may
+/// kill the controller right after it (see [`fault`]).
+pub async fn step(db: &Db, task_id: i64, kind: &str, step: &'static str) -> ApiResult<()> {
+    db.run(move |c| {
+        diesel::update(operations::table.find(task_id))
+            .set((operations::step.eq(step), operations::updated_at.eq(now())))
+            .execute(c)?;
+        Ok(())
+    })
+    .await?;
+    fault::point(kind, step);
+    Ok(())
+}
+
+/// Writes that an operation now unwinds.
+pub async fn set_phase(db: &Db, task_id: i64, phase: Phase) -> ApiResult<()> {
+    db.run(move |c| {
+        diesel::update(operations::table.find(task_id))
+            .set((
+                operations::phase.eq(phase.as_str()),
+                operations::updated_at.eq(now()),
+            ))
+            .execute(c)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Ends an operation: its claims, reservations and record go in one transaction.
+pub async fn release(db: &Db, task_id: i64) -> ApiResult<()> {
+    db.run(move |c| {
+        c.transaction(|c| {
+            diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
+            diesel::delete(host_reservations::table.filter(host_reservations::task_id.eq(task_id)))
+                .execute(c)?;
+            diesel::delete(operations::table.find(task_id)).execute(c)?;
+            Ok(())
+        })
+    })
+    .await
+}
+
+/// Frees the VPSes an operation holds while its record stays (see [`Finish::Later`]).
+pub async fn release_claims(db: &Db, task_id: i64) -> ApiResult<()> {
+    db.run(move |c| {
+        c.transaction(|c| {
+            diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
+            diesel::delete(host_reservations::table.filter(host_reservations::task_id.eq(task_id)))
+                .execute(c)?;
+            Ok(())
+        })
+    })
+    .await
+}
+
+/// The recorded operations, oldest first.
+pub async fn unfinished(db: &Db) -> ApiResult<Vec<OpRow>> {
+    db.run(|c| {
+        Ok(operations::table
+            .order(operations::task_id)
+            .select(OpRow::as_select())
+            .load(c)?)
+    })
+    .await
+}

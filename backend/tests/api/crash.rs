@@ -1,0 +1,371 @@
+//! The controller killed with SIGKILL at every step boundary of create, copy (running source),
+//! move and delete, and at a random moment inside a file transfer, then started again: every
+//! operation is resumed or rolled back by itself, the task log says which, the VPS ends
+//! consistent (present only on the host the database names, not paused, running if it should),
+//! and the same operation can be asked for again. Then SIGTERM during a move: the controller
+//! exits within its deadline and the move is complete or rolled back after the next start.
+//! Real test hosts, real LXC, the real `serverware` binary; the kill points are a setting that
+//! exists only in test builds (`SERVERWARE_FAULT`).
+
+use crate::hosts_api::{add, wait_host};
+use crate::support::*;
+use crate::vps_lifecycle::{answers, get, post, task_done, task_end, MIB};
+use reqwest::Client;
+use serde_json::{json, Value};
+use serverware_testhosts::{Cluster, ClusterOptions};
+use std::time::{Duration, Instant};
+
+/// The containers on a test host, with their state, as the host itself reports them.
+fn containers_on(cluster: &Cluster, host: usize) -> Vec<(String, String)> {
+    let pid = cluster.hosts[host].init_pid().unwrap().to_string();
+    let ns = |args: &[&str]| {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-m", "-p", "-n"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ns(&["lxc-ls", "-1"])
+        .split_whitespace()
+        .map(|name| {
+            let state = ns(&["lxc-info", "-n", name, "-s", "-H"])
+                .trim()
+                .to_lowercase();
+            (name.to_string(), state)
+        })
+        .collect()
+}
+
+struct Site {
+    cluster: Cluster,
+    t: TestController,
+    admin: Client,
+    hosts: [i64; 2],
+    tpl: i64,
+    net: String,
+}
+
+impl Site {
+    async fn online(&self) {
+        for h in self.hosts {
+            wait_host(&self.t, &self.admin, h, "online", |v| {
+                v["status"] == "online"
+            })
+            .await;
+        }
+    }
+
+    fn index(&self, host_id: i64) -> usize {
+        self.hosts.iter().position(|h| *h == host_id).unwrap()
+    }
+
+    /// Starts the controller with a kill point, asks for an operation, waits for the kill,
+    /// starts it again without one and returns the operation's task once it ended.
+    async fn crash(
+        &mut self,
+        fault: &str,
+        kind: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Value {
+        self.t.restart(Some(fault)).await;
+        self.online().await;
+        // The answer may or may not leave before the kill: the task is found either way.
+        let before = get(&self.t, &self.admin, "/api/v1/tasks?limit=1").await[0]["id"]
+            .as_i64()
+            .unwrap_or(0);
+        let r = self
+            .admin
+            .request(method, self.t.url(path))
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            assert!(
+                r.status() == 202 || r.status().is_server_error(),
+                "{fault}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+        assert!(
+            self.t.wait_killed().await,
+            "{fault}: the controller did not die by SIGKILL"
+        );
+        self.t.restart(None).await;
+        let listed = get(&self.t, &self.admin, "/api/v1/tasks?limit=20").await;
+        let newest = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == kind && t["id"].as_i64().unwrap() > before)
+            .unwrap_or_else(|| panic!("{fault}: no {kind} task was recorded: {listed:#}"))
+            .clone();
+        let done = task_end(&self.t, &self.admin, &newest).await;
+        let log = done["log"].to_string();
+        assert!(
+            log.contains("resumed") || log.contains("rolled back"),
+            "{fault}: the task log says neither resumed nor rolled back: {done:#}"
+        );
+        done
+    }
+
+    /// The VPS is where the database says, and only there; not paused; running if it should
+    /// (and then answering at its address); no operation holds it.
+    async fn consistent(&self, id: i64, name: &str, ip: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v = get(&self.t, &self.admin, &format!("/api/v1/vpses/{id}")).await;
+            let at = self.index(v["host_id"].as_i64().unwrap());
+            let found: Vec<(usize, String)> = (0..2)
+                .flat_map(|h| {
+                    containers_on(&self.cluster, h)
+                        .into_iter()
+                        .filter(|(n, _)| n == name)
+                        .map(move |(_, s)| (h, s))
+                })
+                .collect();
+            let want = v["desired_state"].as_str().unwrap().to_string();
+            let ok = v["busy_task"].is_null()
+                && found.len() == 1
+                && found[0].0 == at
+                && found[0].1 == want
+                && v["status"] == want.as_str();
+            if ok {
+                if want == "running" {
+                    answers(ip, name).await;
+                }
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "VPS {name} never became consistent: containers {found:?}, record {v:#}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Nothing of a VPS named `name` is left anywhere.
+    async fn gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let listed = get(&self.t, &self.admin, "/api/v1/vpses").await;
+            let in_db = listed.as_array().unwrap().iter().any(|v| v["name"] == name);
+            let on_hosts: Vec<usize> = (0..2)
+                .filter(|h| {
+                    containers_on(&self.cluster, *h)
+                        .iter()
+                        .any(|(n, _)| n == name)
+                })
+                .collect();
+            if !in_db && on_hosts.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "VPS {name} is still there: record {in_db}, hosts {on_hosts:?}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn create(&self, name: &str, ip: &str, host: i64) -> i64 {
+        self.online().await;
+        let r = post(
+            &self.admin,
+            self.t.url("/api/v1/vpses"),
+            json!({"name": name, "template_id": self.tpl, "host_id": host, "ipv4": ip,
+                   "memory_limit_bytes": 64 * MIB, "start": true}),
+        )
+        .await;
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        let done = task_done(&self.t, &self.admin, &r.json::<Value>().await.unwrap()).await;
+        done["target_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn delete(&self, id: i64) {
+        let r = self
+            .admin
+            .delete(self.t.url(&format!("/api/v1/vpses/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        task_done(&self.t, &self.admin, &r.json::<Value>().await.unwrap()).await;
+    }
+
+    fn find(&self, listed: &Value, name: &str) -> Option<i64> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .and_then(|v| v["id"].as_i64())
+    }
+}
+
+/// Somewhere inside the minimal template's transfer (about 2 MB), different on every run.
+fn random_transfer_point() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    format!("transfer:{}", 64 * 1024 + nanos % (1536 * 1024))
+}
+
+#[actix_web::test]
+async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let net = format!("10.77.{}", cluster.subnet);
+    let t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let mut hosts = [0; 2];
+    for (i, name) in ["node-a", "node-b"].into_iter().enumerate() {
+        let r = add(&t, &admin, name, &cluster.hosts[i]).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        hosts[i] = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    }
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let mut s = Site {
+        cluster,
+        t,
+        admin,
+        hosts,
+        tpl,
+        net,
+    };
+    s.online().await;
+
+    // Move: a running VPS killed at each step, moved toward the other host each time (which
+    // also shows that the same operation can be asked for again).
+    let ip_a = format!("{}.60", s.net);
+    let a = s.create("crash-a", &ip_a, s.hosts[0]).await;
+    s.consistent(a, "crash-a", &ip_a).await;
+    let transfer_point = random_transfer_point();
+    for fault in [
+        "vps.move:target_defined",
+        "vps.move:source_parked",
+        transfer_point.as_str(),
+        "vps.move:transferred",
+        "vps.move:target_configured",
+        "vps.move:target_started",
+        "vps.move:switched",
+    ] {
+        let at = get(&s.t, &s.admin, &format!("/api/v1/vpses/{a}")).await["host_id"]
+            .as_i64()
+            .unwrap();
+        let other = s.hosts[1 - s.index(at)];
+        let done = s
+            .crash(
+                fault,
+                "vps.move",
+                reqwest::Method::POST,
+                &format!("/api/v1/vpses/{a}/move"),
+                json!({"host_id": other}),
+            )
+            .await;
+        let v = s.consistent(a, "crash-a", &ip_a).await;
+        let log = done["log"].to_string();
+        if log.contains("rolled back") {
+            assert_eq!(v["host_id"].as_i64(), Some(at), "{fault}: {done:#}");
+        } else {
+            assert_eq!(v["host_id"].as_i64(), Some(other), "{fault}: {done:#}");
+        }
+        assert_eq!(v["desired_state"], "running", "{fault}");
+    }
+
+    // Copy of the running VPS: the source is never left paused.
+    let ip_d = format!("{}.61", s.net);
+    let transfer_point = random_transfer_point();
+    for fault in [
+        "vps.copy:defined",
+        "vps.copy:frozen",
+        transfer_point.as_str(),
+        "vps.copy:transferred",
+        "vps.copy:configured",
+        "vps.copy:started",
+    ] {
+        let at = get(&s.t, &s.admin, &format!("/api/v1/vpses/{a}")).await["host_id"]
+            .as_i64()
+            .unwrap();
+        let other = s.hosts[1 - s.index(at)];
+        let done = s
+            .crash(
+                fault,
+                "vps.copy",
+                reqwest::Method::POST,
+                &format!("/api/v1/vpses/{a}/copy"),
+                json!({"name": "crash-d", "ipv4": ip_d, "host_id": other, "start": true}),
+            )
+            .await;
+        s.consistent(a, "crash-a", &ip_a).await;
+        let listed = get(&s.t, &s.admin, "/api/v1/vpses").await;
+        match s.find(&listed, "crash-d") {
+            Some(d) => {
+                assert!(
+                    done["log"].to_string().contains("resumed"),
+                    "{fault}: {done:#}"
+                );
+                s.consistent(d, "crash-d", &ip_d).await;
+                s.delete(d).await;
+            }
+            None => assert!(done["log"].to_string().contains("rolled back"), "{fault}"),
+        }
+        s.gone("crash-d").await;
+    }
+
+    // Create: rolled back unless the VPS was complete; the same name can be created again.
+    let ip_c = format!("{}.62", s.net);
+    let transfer_point = random_transfer_point();
+    for fault in [
+        "vps.create:defined",
+        transfer_point.as_str(),
+        "vps.create:unpacked",
+        "vps.create:configured",
+        "vps.create:started",
+    ] {
+        let done = s
+            .crash(
+                fault,
+                "vps.create",
+                reqwest::Method::POST,
+                "/api/v1/vpses",
+                json!({"name": "crash-c", "template_id": s.tpl, "host_id": s.hosts[0],
+                       "ipv4": ip_c, "memory_limit_bytes": 64 * MIB, "start": true}),
+            )
+            .await;
+        let listed = get(&s.t, &s.admin, "/api/v1/vpses").await;
+        match s.find(&listed, "crash-c") {
+            Some(c) => {
+                assert!(
+                    done["log"].to_string().contains("resumed"),
+                    "{fault}: {done:#}"
+                );
+                s.consistent(c, "crash-c", &ip_c).await;
+                s.delete(c).await;
+            }
+            None => assert!(done["log"].to_string().contains("rolled back"), "{fault}"),
+        }
+        s.gone("crash-c").await;
+    }
+    let c = s.create("crash-c", &ip_c, s.hosts[0]).await;
+    s.consistent(c, "crash-c", &ip_c).await;
+
+    // Delete: carried through.
+    s.crash(
+        "vps.delete:destroyed",
+        "vps.delete",
+        reqwest::Method::DELETE,
+        &format!("/api/v1/vpses/{c}"),
+        json!(null),
+    )
+    .await;
+    s.gone("crash-c").await;
+}
