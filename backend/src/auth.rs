@@ -46,6 +46,20 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// A hash to verify against when the user does not exist, so the answer takes as long.
+/// [`hash_password`] on the blocking pool, holding no database connection.
+pub async fn hash_password_off(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing failed: {e}")))?
+}
+
+/// [`verify_password`] on the blocking pool, holding no database connection.
+pub async fn verify_password_off(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password("no such user, no such password").unwrap_or_default())

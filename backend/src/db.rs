@@ -142,6 +142,11 @@ pub struct Db {
     pool: Pool<Manager>,
     kind: &'static str,
     events: tokio::sync::broadcast::Sender<serverware_shared::api::EventResponse>,
+    /// SQLite only: one unit of work at a time. A deferred SQLite transaction that reads and
+    /// then writes fails at once ("database is locked") when another writer committed in
+    /// between, whatever the busy timeout; taking turns here makes writers queue instead.
+    /// Each unit is short (milliseconds), and PostgreSQL needs no such thing.
+    turn: Option<std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl Db {
@@ -172,7 +177,13 @@ impl Db {
             .build(Manager { target })
             .context("cannot create the database connection pool")?;
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        Ok(Db { pool, kind, events })
+        let turn = (kind == "sqlite").then(Default::default);
+        Ok(Db {
+            pool,
+            kind,
+            events,
+            turn,
+        })
     }
 
     /// Events stored through [`Db::run`], as they commit.
@@ -200,7 +211,11 @@ impl Db {
     {
         let pool = self.pool.clone();
         let events = self.events.clone();
+        let turn = self.turn.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn
+                .as_ref()
+                .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
             let mut conn = pool.get().map_err(ApiError::from)?;
             take_pending();
             let result = f(&mut conn);

@@ -36,7 +36,11 @@ fi
 mount --bind "$d/lxc" /var/lib/lxc
 mount --bind "$d/data" /var/lib/serverware
 mount --bind "$d/shadow" /etc/shadow
-# root's ~/.ssh is the host's own, so keys installed there stay on this host.
+# root's home is the host's own, empty as on a new machine (this machine's shell start-up files,
+# such as a pyenv hook that waits on a lock, stay out), and so is its ~/.ssh: keys installed
+# there stay on this host.
+mkdir -p "$d/root_home/.ssh"
+mount --bind "$d/root_home" /root
 mount --bind "$d/root_ssh" /root/.ssh
 mount -t tmpfs -o size="$3" hostdisk /srv
 mkdir -p /run/sshd
@@ -108,6 +112,8 @@ set -e
 d="$1"; port="$2"
 mount --bind "$d/data" /var/lib/serverware
 mount --bind "$d/shadow" /etc/shadow
+mkdir -p "$d/root_home/.ssh"
+mount --bind "$d/root_home" /root
 mount --bind "$d/root_ssh" /root/.ssh
 mkdir -p /run/sshd
 exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \

@@ -65,23 +65,29 @@ pub async fn login(
     let secret = authn::new_session_secret();
     let secret_hash = authn::secret_hash(&secret);
     let acct = account.clone();
-    let result = state
+    let user: Option<User> = state
         .db
         .run(move |conn| {
-            let user: Option<User> = users::table
+            Ok(users::table
                 .filter(users::username.eq(&acct))
                 .select(User::as_select())
                 .first(conn)
-                .optional()?;
-            let ok = match &user {
-                Some(u) => authn::verify_password(&password, &u.password_hash) && !u.disabled,
-                None => {
-                    // Same work as for a real user, so timing does not reveal which names exist.
-                    authn::verify_password(&password, authn::dummy_hash());
-                    false
-                }
-            };
-            let Some(user) = user.filter(|_| ok) else {
+                .optional()?)
+        })
+        .await?;
+    // Hashing is slow by design: it runs on the blocking pool without holding the database.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        // Same work as for a real user, so timing does not reveal which names exist.
+        .unwrap_or_else(|| authn::dummy_hash().to_string());
+    let verified = authn::verify_password_off(password, hash).await;
+    let user = user.filter(|u| verified && !u.disabled);
+    let acct = account.clone();
+    let result = state
+        .db
+        .run(move |conn| {
+            let Some(user) = user else {
                 // Nobody is known yet: the attempted name is the target, not the actor.
                 let actor = Actor {
                     name: "anonymous".into(),
@@ -234,17 +240,22 @@ pub async fn change_password(
         AuthMethod::Token { .. } => None,
     };
     let uid = principal.user_id;
+    let user: User = state
+        .db
+        .run(move |conn| {
+            Ok(users::table
+                .find(uid)
+                .select(User::as_select())
+                .first(conn)?)
+        })
+        .await?;
+    if !authn::verify_password_off(req.current_password.clone(), user.password_hash.clone()).await {
+        return Err(ApiError::Forbidden("the current password is wrong".into()));
+    }
+    let hash = authn::hash_password_off(req.new_password.clone()).await?;
     state
         .db
         .run(move |conn| {
-            let user: User = users::table
-                .find(uid)
-                .select(User::as_select())
-                .first(conn)?;
-            if !authn::verify_password(&req.current_password, &user.password_hash) {
-                return Err(ApiError::Forbidden("the current password is wrong".into()));
-            }
-            let hash = authn::hash_password(&req.new_password)?;
             conn.transaction(|conn| {
                 diesel::update(users::table.find(uid))
                     .set((users::password_hash.eq(hash), users::updated_at.eq(now())))

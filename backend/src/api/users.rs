@@ -76,10 +76,10 @@ pub async fn create_user(
     let username = validate::username("username", &req.username)?;
     validate::new_password("password", &req.password)?;
     let actor = Actor::from(&principal);
+    let hash = authn::hash_password_off(req.password.clone()).await?;
     let user = state
         .db
         .run(move |conn| {
-            let hash = authn::hash_password(&req.password)?;
             conn.transaction(|conn| {
                 let taken: i64 = users::table
                     .filter(users::username.eq(&username))
@@ -149,14 +149,13 @@ pub async fn update_user(
         validate::new_password("password", p)?;
     }
     let actor = Actor::from(&principal);
+    let hash = match req.password.clone() {
+        Some(p) => Some(authn::hash_password_off(p).await?),
+        None => None,
+    };
     let user = state
         .db
         .run(move |conn| {
-            let hash = req
-                .password
-                .as_deref()
-                .map(authn::hash_password)
-                .transpose()?;
             conn.transaction(|conn| {
                 let user = find(conn, id)?;
                 let loses_admin = user.role() == Role::Admin

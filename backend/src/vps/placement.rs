@@ -144,9 +144,10 @@ pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
     }
 }
 
-/// The online hosts with what is free on each, for placement.
+/// Every host with what is free on each (after its VPSes and the room reserved on it), for
+/// placement.
 pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<Vec<Candidate>> {
-    let (hs, vs) = state
+    let (hs, vs, reserved) = state
         .db
         .run(|c| {
             let hs: Vec<HostRow> = hosts::table
@@ -154,7 +155,7 @@ pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<
                 .select(HostRow::as_select())
                 .load(c)?;
             let vs: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
-            Ok((hs, vs))
+            Ok((hs, vs, ops::claims::reservations(c)?))
         })
         .await?;
     Ok(hs
@@ -164,7 +165,9 @@ pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<
             let cap = capacity(h, view.latest.as_ref());
             let placed: Vec<&VpsRow> = vs
                 .iter()
-                .filter(|v| v.host_id == Some(h.id) && Some(v.id) != except_vps)
+                .filter(|v| Some(v.id) != except_vps)
+                // A VPS counts where it is and where an operation has reserved room for it.
+                .filter(|v| v.host_id == Some(h.id) || reserved.iter().any(|r| *r == (h.id, v.id)))
                 .collect();
             Candidate {
                 id: h.id,

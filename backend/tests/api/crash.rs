@@ -47,6 +47,37 @@ struct Site {
 }
 
 impl Site {
+    /// Two test hosts added to a controller running as its own process.
+    async fn new() -> Site {
+        let cluster = Cluster::create(ClusterOptions {
+            hosts: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let net = format!("10.77.{}", cluster.subnet);
+        let t = TestController::start_process(None).await;
+        let admin = t.admin().await;
+        let mut hosts = [0; 2];
+        for (i, name) in ["node-a", "node-b"].into_iter().enumerate() {
+            let r = add(&t, &admin, name, &cluster.hosts[i]).await;
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            hosts[i] = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        }
+        let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+            .as_i64()
+            .unwrap();
+        let s = Site {
+            cluster,
+            t,
+            admin,
+            hosts,
+            tpl,
+            net,
+        };
+        s.online().await;
+        s
+    }
+
     async fn online(&self) {
         for h in self.hosts {
             wait_host(&self.t, &self.admin, h, "online", |v| {
@@ -216,32 +247,7 @@ fn random_transfer_point() -> String {
 
 #[actix_web::test]
 async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
-    let cluster = Cluster::create(ClusterOptions {
-        hosts: 2,
-        ..Default::default()
-    })
-    .unwrap();
-    let net = format!("10.77.{}", cluster.subnet);
-    let t = TestController::start_process(None).await;
-    let admin = t.admin().await;
-    let mut hosts = [0; 2];
-    for (i, name) in ["node-a", "node-b"].into_iter().enumerate() {
-        let r = add(&t, &admin, name, &cluster.hosts[i]).await;
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        hosts[i] = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    }
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
-    let mut s = Site {
-        cluster,
-        t,
-        admin,
-        hosts,
-        tpl,
-        net,
-    };
-    s.online().await;
+    let mut s = Site::new().await;
 
     // Move: a running VPS killed at each step, moved toward the other host each time (which
     // also shows that the same operation can be asked for again).
@@ -368,4 +374,51 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     )
     .await;
     s.gone("crash-c").await;
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_move_exits_in_time_and_the_move_ends_at_the_next_start() {
+    let mut s = Site::new().await;
+    let ip = format!("{}.63", s.net);
+    let id = s.create("term-a", &ip, s.hosts[0]).await;
+    s.consistent(id, "term-a", &ip).await;
+    let r = post(
+        &s.admin,
+        s.t.url(&format!("/api/v1/vpses/{id}/move")),
+        json!({"host_id": s.hosts[1]}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let task: Value = r.json().await.unwrap();
+    // Once the move is under way (its source stopping), the controller is asked to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = get(&s.t, &s.admin, &format!("/api/v1/tasks/{}", task["id"])).await;
+        if v["log"].as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the move never began: {v}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = s.t.terminate().await;
+    assert!(
+        took < serverware::server::STOP_DEADLINE + Duration::from_secs(10),
+        "the controller took {took:?} to stop"
+    );
+    s.t.restart(None).await;
+    let done = task_end(&s.t, &s.admin, &task).await;
+    let v = s.consistent(id, "term-a", &ip).await;
+    // Completed before the exit, or resumed or rolled back after the start: never half-way.
+    match done["status"].as_str() {
+        Some("succeeded") => assert_eq!(v["host_id"].as_i64(), Some(s.hosts[1]), "{done:#}"),
+        _ => assert!(done["log"].to_string().contains("rolled back"), "{done:#}"),
+    }
+    // Started again, it takes new operations.
+    let r = post(
+        &s.admin,
+        s.t.url(&format!("/api/v1/vpses/{id}/stop")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
 }

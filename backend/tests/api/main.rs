@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod concurrency;
 mod crash;
 mod errors;
 mod hosts_api;

@@ -147,7 +147,11 @@ impl TestController {
             .env("SERVERWARE_LISTEN", &self.listen)
             .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
             .env("SERVERWARE_AGENT_BIN", &agent)
-            .env("SERVERWARE_LOG", "warn,serverware::tasks=info")
+            .env(
+                "SERVERWARE_LOG",
+                std::env::var("TEST_CONTROLLER_LOG")
+                    .unwrap_or("warn,serverware::tasks=info".into()),
+            )
             .stdout(std::process::Stdio::null());
         if let Some(f) = fault {
             c.env("SERVERWARE_FAULT", f);
