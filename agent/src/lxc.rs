@@ -436,7 +436,97 @@ struct Prev {
 #[derive(Default)]
 pub struct VpsSampler {
     prev: HashMap<String, Prev>,
-    disk: HashMap<String, (u64, Instant)>,
+    /// Disk usage per VPS, kept up to date by [`disk_walker`].
+    disk: DiskUsage,
+}
+
+/// Disk usage of each VPS's root filesystem, as last walked.
+pub type DiskUsage = std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>;
+
+/// How long the disk walker rests between two passes over every VPS.
+const DISK_PASS_EVERY: Duration = Duration::from_secs(60);
+
+/// Walks each VPS's root filesystem in turn, on its own thread and at low priority, so that
+/// large trees never delay a sample: a pass over all VPSes, then a rest.
+pub fn disk_walker(usage: DiskUsage) {
+    std::thread::spawn(move || {
+        // SAFETY: nice has no preconditions; a failure leaves the priority as it was.
+        unsafe {
+            libc::nice(10);
+        }
+        loop {
+            let list = names();
+            for name in &list {
+                let used = du(&dir(name).join("rootfs"));
+                usage
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), used);
+            }
+            usage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|n, _| list.contains(n));
+            std::thread::sleep(DISK_PASS_EVERY);
+        }
+    });
+}
+
+/// Gathers per-VPS figures on a thread of its own, every `interval_ms`, and keeps the newest
+/// batch where the sample loop takes it without waiting: the heartbeat goes out on time
+/// whatever the figures cost.
+pub fn figures(
+    interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<VpsSample>>> {
+    let latest = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = latest.clone();
+    std::thread::spawn(move || {
+        let disk = DiskUsage::default();
+        disk_walker(disk.clone());
+        let mut sampler = VpsSampler {
+            disk,
+            ..Default::default()
+        };
+        loop {
+            let t0 = Instant::now();
+            let batch = sampler.sample();
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = batch;
+            let iv = Duration::from_millis(
+                interval_ms
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(100),
+            );
+            std::thread::sleep(iv.saturating_sub(t0.elapsed()));
+        }
+    });
+    latest
+}
+
+/// The state and init of every container in one `lxc-ls` run (not one `lxc-info` each).
+fn states() -> HashMap<String, VpsState> {
+    let out = run("lxc-ls", &["-f", "-F", "NAME,STATE,PID"]).unwrap_or_default();
+    parse_ls(&out)
+}
+
+/// `lxc-ls -f -F NAME,STATE,PID`: a header, then one row per container (`-` for no PID).
+pub fn parse_ls(out: &str) -> HashMap<String, VpsState> {
+    out.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let state = f.next()?.to_ascii_lowercase();
+            let init_pid = f.next().and_then(|p| p.parse().ok());
+            Some((
+                name.clone(),
+                VpsState {
+                    name,
+                    state,
+                    init_pid,
+                },
+            ))
+        })
+        .collect()
 }
 
 fn veth_of(name: &str) -> Option<String> {
@@ -499,24 +589,18 @@ impl VpsSampler {
         let mut out = Vec::new();
         let names = names();
         self.prev.retain(|n, _| names.contains(n));
-        self.disk.retain(|n, _| names.contains(n));
+        let mut listed = states();
+        let disk = self.disk.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for name in names {
-            let st = state(&name);
+            // A container made after the listing began is asked for on its own.
+            let st = listed.remove(&name).unwrap_or_else(|| state(&name));
             let mut s = VpsSample {
                 name: name.clone(),
                 state: st.state.clone(),
                 init_pid: st.init_pid,
                 ..Default::default()
             };
-            let fresh = self
-                .disk
-                .get(&name)
-                .is_none_or(|(_, at)| now.duration_since(*at) > Duration::from_secs(30));
-            if fresh {
-                let used = du(&dir(&name).join("rootfs"));
-                self.disk.insert(name.clone(), (used, now));
-            }
-            s.disk_used_bytes = self.disk.get(&name).map(|d| d.0).unwrap_or(0);
+            s.disk_used_bytes = disk.get(&name).copied().unwrap_or(0);
             let Some(pid) = st
                 .init_pid
                 .filter(|_| st.state == "running" || st.state == "frozen")
@@ -588,6 +672,23 @@ impl VpsSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_listing_gives_every_state() {
+        let out = "NAME   STATE   PID\nweb-1  RUNNING 4242\ndb-2   STOPPED -\ncopy-3 FROZEN  77\n";
+        let m = parse_ls(out);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            (m["web-1"].state.as_str(), m["web-1"].init_pid),
+            ("running", Some(4242))
+        );
+        assert_eq!(
+            (m["db-2"].state.as_str(), m["db-2"].init_pid),
+            ("stopped", None)
+        );
+        assert_eq!(m["copy-3"].state, "frozen");
+        assert!(parse_ls("NAME STATE PID\n").is_empty());
+    }
 
     fn spec() -> VpsSpec {
         VpsSpec {

@@ -131,7 +131,9 @@ fn serve() {
     });
 
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
-    let mut vps_sampler = lxc::VpsSampler::default();
+    let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(1000));
+    // Per-VPS figures come from their own thread: slow figures never delay the heartbeat.
+    let vps_figures = lxc::figures(interval_ms.clone());
     let mut interval: Option<Duration> = None; // sampling starts after hello
     let mut sampler = procfs::Sampler::new();
     let mut next = Instant::now();
@@ -164,6 +166,7 @@ fn serve() {
                         if (MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&millis) =>
                     {
                         interval = Some(Duration::from_millis(millis));
+                        interval_ms.store(millis, std::sync::atomic::Ordering::Relaxed);
                         next = Instant::now() + Duration::from_millis(millis);
                         AgentResponse::Ok
                     }
@@ -207,7 +210,10 @@ fn serve() {
         if let Some(iv) = interval {
             if Instant::now() >= next {
                 let mut sample = sampler.sample();
-                sample.vpses = vps_sampler.sample();
+                sample.vpses = vps_figures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 if !out.write(&AgentFrame::Sample { sample }) {
                     return;
                 }

@@ -357,6 +357,11 @@ impl HostManager {
                     Ok(n) => tracing::info!(rows = n, "deleted host rollups past retention"),
                     Err(e) => tracing::warn!("pruning host rollups failed: {e}"),
                 }
+                match crate::tasks::prune_history(&db).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "deleted events and tasks past retention"),
+                    Err(e) => tracing::warn!("pruning events and tasks failed: {e}"),
+                }
                 tokio::time::sleep(RETENTION_EVERY).await;
             }
         });

@@ -243,6 +243,32 @@ impl Task {
     }
 }
 
+/// Deletes events, and finished tasks with their logs, older than the history retention.
+/// Running tasks and the operations they drive are never touched.
+pub async fn prune_history(db: &Db) -> ApiResult<usize> {
+    db.run(|c| {
+        let days = crate::api::events::read_settings(c)?.history_retention_days;
+        let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
+        c.transaction(|c| {
+            use crate::schema::events;
+            let old: Vec<i64> = tasks::table
+                .filter(tasks::status.ne("running"))
+                .filter(tasks::finished_at.lt(cutoff))
+                .select(tasks::id)
+                .load(c)?;
+            let mut n = 0;
+            for chunk in old.chunks(500) {
+                diesel::delete(task_logs::table.filter(task_logs::task_id.eq_any(chunk)))
+                    .execute(c)?;
+                n += diesel::delete(tasks::table.filter(tasks::id.eq_any(chunk))).execute(c)?;
+            }
+            n += diesel::delete(events::table.filter(events::created_at.lt(cutoff))).execute(c)?;
+            Ok(n)
+        })
+    })
+    .await
+}
+
 pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<TaskRow> {
     tasks::table
         .find(id)

@@ -249,6 +249,8 @@ pub struct SettingsResponse {
     pub site_name: String,
     /// How long one-minute host rollups are kept, in days.
     pub rollup_retention_days: u32,
+    /// How long events, finished tasks and their logs are kept, in days.
+    pub history_retention_days: u32,
 }
 
 /// `PATCH /api/v1/settings` (admin). Absent fields stay as they are.
@@ -261,6 +263,9 @@ pub struct UpdateSettingsRequest {
     /// 1–3650 days.
     #[serde(default)]
     pub rollup_retention_days: Option<u32>,
+    /// 1–3650 days.
+    #[serde(default)]
+    pub history_retention_days: Option<u32>,
 }
 
 /// `POST /api/v1/hosts/probe`: read a host's SSH key before adding it.

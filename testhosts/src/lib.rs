@@ -44,9 +44,11 @@ mount --bind "$d/root_home" /root
 mount --bind "$d/root_ssh" /root/.ssh
 mount -t tmpfs -o size="$3" hostdisk /srv
 mkdir -p /run/sshd
+# Where sshd reads keys; a test may set another value (a host that ignores ~/.ssh).
+akf="$(cat "$d/authorized_keys_files" 2>/dev/null || echo "$d/authorized_keys .ssh/authorized_keys")"
 exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \
   -o HostKey="$d/ssh_host_ed25519_key" -o ListenAddress="$addr" \
-  -o AuthorizedKeysFile="$d/authorized_keys .ssh/authorized_keys" -o StrictModes=no \
+  -o AuthorizedKeysFile="$akf" -o StrictModes=no \
   -o PermitRootLogin=yes -o PasswordAuthentication=yes -o UsePAM=no \
   -o PidFile=none -o MaxStartups=100
 "#;
@@ -255,6 +257,13 @@ pub struct TestHost {
 }
 
 impl TestHost {
+    /// Sets sshd's `AuthorizedKeysFile` for the host's next boot (a host whose sshd does not
+    /// read root's `~/.ssh/authorized_keys`, say).
+    pub fn set_authorized_keys_files(&self, value: &str) -> Result<()> {
+        std::fs::write(self.dir.join("authorized_keys_files"), value)?;
+        Ok(())
+    }
+
     pub fn ssh_url(&self) -> String {
         format!("ssh://root@{}:{}", self.addr, self.ssh_port)
     }

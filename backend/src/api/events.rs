@@ -96,6 +96,8 @@ const SITE_NAME: &str = "site_name";
 const DEFAULT_SITE_NAME: &str = "SERVERware";
 pub(crate) const ROLLUP_RETENTION_DAYS: &str = "rollup_retention_days";
 pub(crate) const DEFAULT_ROLLUP_RETENTION_DAYS: u32 = 30;
+pub(crate) const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
+pub(crate) const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 90;
 
 fn setting(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
     Ok(settings::table
@@ -130,6 +132,9 @@ pub(crate) fn read_settings(conn: &mut crate::db::DbConn) -> ApiResult<SettingsR
         rollup_retention_days: setting(conn, ROLLUP_RETENTION_DAYS)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_ROLLUP_RETENTION_DAYS),
+        history_retention_days: setting(conn, HISTORY_RETENTION_DAYS)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_HISTORY_RETENTION_DAYS),
     })
 }
 
@@ -164,6 +169,10 @@ pub async fn update_settings(
         .rollup_retention_days
         .map(|d| validate::retention_days("rollup_retention_days", d))
         .transpose()?;
+    let history = req
+        .history_retention_days
+        .map(|d| validate::retention_days("history_retention_days", d))
+        .transpose()?;
     let actor = Actor::from(&principal);
     let out = state
         .db
@@ -197,13 +206,30 @@ pub async fn update_settings(
                         .details(serde_json::json!({ "rollup_retention_days": days })),
                     )?;
                 }
+                if let Some(days) = history {
+                    put_setting(conn, HISTORY_RETENTION_DAYS, &days.to_string())?;
+                    audit::record(
+                        conn,
+                        &actor,
+                        Change::new(
+                            "settings.update",
+                            "settings",
+                            HISTORY_RETENTION_DAYS,
+                            format!("events and finished tasks kept for {days} days"),
+                        )
+                        .details(serde_json::json!({ "history_retention_days": days })),
+                    )?;
+                }
                 read_settings(conn)
             })
         })
         .await?;
+    // A shorter retention applies at once.
     if retention.is_some() {
-        // A shorter retention applies at once.
         crate::hosts::prune_rollups(&state.db).await?;
+    }
+    if history.is_some() {
+        crate::tasks::prune_history(&state.db).await?;
     }
     Ok(web::Json(out))
 }

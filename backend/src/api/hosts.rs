@@ -194,6 +194,45 @@ pub async fn create_host(
         .upload(crate::hosts::AGENT_PATH, &agent)
         .await
         .map_err(ssh_error)?;
+    // The controller will only ever log in with its own key: prove that it does before
+    // anything is stored.
+    let own = Session::connect(
+        &a.host,
+        a.port,
+        &a.user,
+        &req.host_key,
+        &crate::ssh::Credentials::Key(state.hosts.controller_key()),
+    )
+    .await;
+    match own {
+        Ok(own) => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), own.close()).await;
+        }
+        Err(e) => {
+            let why = match e {
+                crate::ssh::SshError::AuthRejected => {
+                    let (_, out, _) =
+                        session
+                            .run("sshd", &["-T"])
+                            .await
+                            .unwrap_or((1, Vec::new(), Vec::new()));
+                    let files = String::from_utf8_lossy(&out)
+                        .lines()
+                        .find_map(|l| l.strip_prefix("authorizedkeysfile ").map(str::to_string))
+                        .unwrap_or_else(|| "unknown".into());
+                    // Leave no key behind that nothing uses.
+                    let remove = "f=~/.ssh/authorized_keys; [ -f \"$f\" ] || exit 0; grep -vxF \"$1\" \"$f\" > \"$f.sw\"; mv \"$f.sw\" \"$f\"";
+                    let _ = session.run("sh", &["-c", remove, "sh", &public]).await;
+                    format!(
+                    "the controller's key was installed in ~/.ssh/authorized_keys but the host does not accept it; its sshd reads keys from: {files} (AuthorizedKeysFile)"
+                )
+                }
+                other => format!("the controller could not log in with its own key: {other}"),
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), session.close()).await;
+            return Err(ApiError::invalid("address", why));
+        }
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), session.close()).await;
 
     let fingerprint = russh::keys::PublicKey::from_openssh(&req.host_key)

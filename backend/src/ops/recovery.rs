@@ -26,7 +26,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The first retry of a parked operation, doubled each time up to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(2);
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 impl Live {

@@ -167,7 +167,7 @@ pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<
                 .iter()
                 .filter(|v| Some(v.id) != except_vps)
                 // A VPS counts where it is and where an operation has reserved room for it.
-                .filter(|v| v.host_id == Some(h.id) || reserved.iter().any(|r| *r == (h.id, v.id)))
+                .filter(|v| v.host_id == Some(h.id) || reserved.contains(&(h.id, v.id)))
                 .collect();
             Candidate {
                 id: h.id,

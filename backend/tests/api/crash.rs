@@ -236,13 +236,14 @@ impl Site {
     }
 }
 
-/// Somewhere inside the minimal template's transfer (about 2 MB), different on every run.
-fn random_transfer_point() -> String {
+/// Somewhere inside a transfer of at least `within` bytes, different on every run (the
+/// minimal template's archive is about 1 MB, a VPS made from it about 2 MB).
+fn random_transfer_point(within: u64) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64;
-    format!("transfer:{}", 64 * 1024 + nanos % (1536 * 1024))
+    format!("transfer:{}", 16 * 1024 + nanos % (within - 16 * 1024))
 }
 
 #[actix_web::test]
@@ -254,7 +255,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     let ip_a = format!("{}.60", s.net);
     let a = s.create("crash-a", &ip_a, s.hosts[0]).await;
     s.consistent(a, "crash-a", &ip_a).await;
-    let transfer_point = random_transfer_point();
+    let transfer_point = random_transfer_point(1536 * 1024);
     for fault in [
         "vps.move:target_defined",
         "vps.move:source_parked",
@@ -289,7 +290,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
 
     // Copy of the running VPS: the source is never left paused.
     let ip_d = format!("{}.61", s.net);
-    let transfer_point = random_transfer_point();
+    let transfer_point = random_transfer_point(1536 * 1024);
     for fault in [
         "vps.copy:defined",
         "vps.copy:frozen",
@@ -329,7 +330,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
 
     // Create: rolled back unless the VPS was complete; the same name can be created again.
     let ip_c = format!("{}.62", s.net);
-    let transfer_point = random_transfer_point();
+    let transfer_point = random_transfer_point(900 * 1024);
     for fault in [
         "vps.create:defined",
         transfer_point.as_str(),

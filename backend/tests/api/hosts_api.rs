@@ -484,3 +484,39 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
         ]
     );
 }
+
+#[actix_web::test]
+async fn a_host_that_ignores_the_controllers_key_is_refused_and_nothing_is_stored() {
+    let mut cluster = Cluster::create(ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    // This host's sshd reads keys only from a file the controller does not write.
+    let elsewhere = cluster.hosts[0].dir.join("other_keys");
+    cluster.hosts[0]
+        .set_authorized_keys_files(&elsewhere.to_string_lossy())
+        .unwrap();
+    cluster.power_off(0).unwrap();
+    cluster.boot(0).unwrap();
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let r = add(&t, &admin, "ignores-keys", &cluster.hosts[0]).await;
+    let e = expect_error(r, 422, "invalid").await;
+    assert_eq!(e["field"], "address", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    // It names where the host's sshd configuration says keys are read from (`sshd -T`).
+    assert!(
+        msg.contains("does not accept it") && msg.contains("(AuthorizedKeysFile)"),
+        "{e}"
+    );
+    let hosts: Value = admin
+        .get(t.url("/api/v1/hosts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hosts, json!([]), "nothing is stored");
+}

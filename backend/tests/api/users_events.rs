@@ -204,3 +204,75 @@ async fn events_are_filtered_and_paged_newest_first() {
         .unwrap();
     assert_eq!(sys["events"][0]["action"], "user.create");
 }
+
+#[actix_web::test]
+async fn events_and_finished_tasks_past_the_history_retention_are_deleted() {
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    t.sql(
+        "INSERT INTO events (kind, severity, actor, action, message, details, created_at) \
+         VALUES ('audit', 'info', 'admin', 'old.thing', 'long ago', '{}', '2020-01-01 00:00:00');
+         INSERT INTO tasks (kind, status, created_by, created_at, started_at, finished_at) \
+         VALUES ('vps.start', 'succeeded', 'admin', '2020-01-01 00:00:00', '2020-01-01 00:00:00', '2020-01-01 00:00:01');
+         INSERT INTO tasks (kind, status, created_by, created_at, started_at) \
+         VALUES ('vps.move', 'running', 'admin', '2020-01-01 00:00:00', '2020-01-01 00:00:00');",
+    );
+    let count = |what: &'static str| {
+        let (t, admin) = (&t, &admin);
+        async move {
+            let path = match what {
+                "events" => "/api/v1/events?action=old.thing",
+                _ => "/api/v1/tasks?limit=100",
+            };
+            let v: Value = admin
+                .get(t.url(path))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let list = v.get("events").unwrap_or(&v).clone();
+            list.as_array().unwrap().len()
+        }
+    };
+    assert_eq!((count("events").await, count("tasks").await), (1, 2));
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"history_retention_days": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(r, 422, "invalid").await["field"],
+        "history_retention_days"
+    );
+    let r = admin
+        .patch(t.url("/api/v1/settings"))
+        .json(&json!({"history_retention_days": 30}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["history_retention_days"],
+        30
+    );
+    // The old event and the old finished task are gone; a running task is never pruned.
+    assert_eq!(count("events").await, 0);
+    let tasks: Value = admin
+        .get(t.url("/api/v1/tasks?limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["running"], "{tasks}");
+}

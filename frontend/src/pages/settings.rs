@@ -336,11 +336,13 @@ fn Site() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let name = RwSignal::new(auth.site_name.get_untracked());
     let retention = RwSignal::new(String::new());
+    let history = RwSignal::new(String::new());
     let errors = FormErrors::new();
     let saved = RwSignal::new(false);
     spawn_local(async move {
         if let Ok(s) = api::settings().await {
             retention.set(s.rollup_retention_days.to_string());
+            history.set(s.history_retention_days.to_string());
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -366,15 +368,32 @@ fn Site() -> impl IntoView {
                 )
             }
         };
+        let hist = match history.get_untracked().trim().parse::<u32>() {
+            Ok(d) => match validate::retention_days("history_retention_days", d) {
+                Ok(d) => d,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new(
+                        "history_retention_days",
+                        "must be a whole number of days",
+                    )
+                    .into(),
+                )
+            }
+        };
         let req = UpdateSettingsRequest {
             site_name: Some(n),
             rollup_retention_days: Some(days),
+            history_retention_days: Some(hist),
         };
         spawn_local(async move {
             match api::update_settings(&req).await {
                 Ok(s) => {
                     auth.site_name.set(s.site_name);
                     retention.set(s.rollup_retention_days.to_string());
+                    history.set(s.history_retention_days.to_string());
                     saved.set(true);
                 }
                 Err(e) => errors.set(e),
@@ -389,6 +408,8 @@ fn Site() -> impl IntoView {
                     <FieldError message=errors.get("site_name")/></label>
                 <label>"Keep host history (days)"<input name="rollup-retention" inputmode="numeric" bind:value=retention/>
                     <FieldError message=errors.get("rollup_retention_days")/></label>
+                <label>"Keep events and finished tasks (days)"<input name="history-retention" inputmode="numeric" bind:value=history/>
+                    <FieldError message=errors.get("history_retention_days")/></label>
                 <button type="submit" class="primary">"Save"</button>
             </form>
             <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
