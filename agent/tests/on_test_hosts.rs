@@ -19,7 +19,12 @@ impl Drop for Remote {
     }
 }
 
-fn agent_over_ssh(key: &std::path::Path, addr: std::net::Ipv4Addr) -> Remote {
+/// Runs the agent on a host over SSH; the binary is copied into the host's own directory
+/// first, since a test host sees its own root home, not this machine's build directory.
+fn agent_over_ssh(key: &std::path::Path, host: &serverware_testhosts::TestHost) -> Remote {
+    let addr = host.addr;
+    let agent = host.dir.join("serverware-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_serverware-agent"), &agent).unwrap();
     let mut child = Command::new("ssh")
         .args([
             "-T",
@@ -35,7 +40,7 @@ fn agent_over_ssh(key: &std::path::Path, addr: std::net::Ipv4Addr) -> Remote {
             "LogLevel=ERROR",
         ])
         .arg(format!("root@{addr}"))
-        .arg(env!("CARGO_BIN_EXE_serverware-agent"))
+        .arg(&agent)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -115,8 +120,8 @@ fn each_host_reports_its_own_disk_and_interfaces() {
     for h in &cluster.hosts {
         h.authorize_key(&public).unwrap();
     }
-    let a = agent_over_ssh(&key, cluster.hosts[0].addr);
-    let b = agent_over_ssh(&key, cluster.hosts[1].addr);
+    let a = agent_over_ssh(&key, &cluster.hosts[0]);
+    let b = agent_over_ssh(&key, &cluster.hosts[1]);
     let (sa, sb) = (a.sample(), b.sample());
     for (s, h) in [(&sa, &cluster.hosts[0]), (&sb, &cluster.hosts[1])] {
         let srv = s

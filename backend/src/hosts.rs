@@ -30,7 +30,8 @@ pub const TRANSFERS_PER_HOST: usize = 4;
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(2500);
 
 /// How often old rollups are deleted.
-const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// How often data past its retention is deleted.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// What the controller knows of a host right now.
 #[derive(Debug, Clone, Default)]
@@ -345,26 +346,6 @@ impl HostManager {
             self.spawn(r);
         }
         Ok(())
-    }
-
-    /// Deletes rollups older than the retention setting, now and every few minutes.
-    pub fn start_retention(self: &Arc<Self>) {
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            loop {
-                match prune_rollups(&db).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "deleted host rollups past retention"),
-                    Err(e) => tracing::warn!("pruning host rollups failed: {e}"),
-                }
-                match crate::tasks::prune_history(&db).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "deleted events and tasks past retention"),
-                    Err(e) => tracing::warn!("pruning events and tasks failed: {e}"),
-                }
-                tokio::time::sleep(RETENTION_EVERY).await;
-            }
-        });
     }
 
     pub fn spawn(self: &Arc<Self>, row: HostRow) {

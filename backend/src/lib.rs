@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod ops;
+pub mod sched;
 pub mod schema;
 pub mod server;
 pub mod ssh;

@@ -43,6 +43,7 @@ impl Running {
         self.state
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.supervisor.stop_all();
         let t0 = std::time::Instant::now();
         loop {
             let n = self.state.ops_live.count();
@@ -200,6 +201,56 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     .context("the TLS certificate and key do not match or are unsupported")
 }
 
+/// Every background loop, owned by the supervisor.
+fn start_loops(state: &std::sync::Arc<AppState>) {
+    use std::time::Duration;
+    let sup = &state.supervisor;
+    let st = state.clone();
+    sup.spawn("recovery", Duration::from_secs(1), move || {
+        let st = st.clone();
+        async move {
+            crate::ops::recovery::drive(&st)
+                .await
+                .map_err(|e| e.body().message)
+        }
+    });
+    let st = state.clone();
+    sup.spawn("reconcile", crate::vps::RECONCILE_EVERY, move || {
+        let st = st.clone();
+        async move {
+            crate::vps::reconcile(&st)
+                .await
+                .map_err(|e| e.body().message)
+        }
+    });
+    let db = state.db.clone();
+    sup.spawn("retention", crate::hosts::RETENTION_EVERY, move || {
+        let db = db.clone();
+        async move {
+            let rollups = crate::hosts::prune_rollups(&db)
+                .await
+                .map_err(|e| e.body().message)?;
+            let history = crate::tasks::prune_history(&db)
+                .await
+                .map_err(|e| e.body().message)?;
+            if rollups + history > 0 {
+                tracing::info!(rollups, history, "deleted rows past retention");
+            }
+            Ok(())
+        }
+    });
+    // The built-in template: built at start, and again if its archive goes missing.
+    let (db, dir) = (state.db.clone(), state.config.data_dir.clone());
+    sup.spawn("templates", Duration::from_secs(60), move || {
+        let (db, dir) = (db.clone(), dir.clone());
+        async move {
+            crate::templates::ensure_minimal(&db, &dir)
+                .await
+                .map_err(|e| format!("the built-in template is not available: {e:#}"))
+        }
+    });
+}
+
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
@@ -238,24 +289,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let hub = std::sync::Arc::new(crate::hub::Hub::default());
     let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent);
     host_manager.start_all().await?;
-    host_manager.start_retention();
     spawn_event_fanout(&db, hub.clone());
+    // Built before serving when it can be; the supervisor's `templates` loop retries.
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
-        let (db, dir) = (db.clone(), config.data_dir.clone());
-        tokio::spawn(async move {
-            for _ in 0..30 {
-                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-                match crate::templates::ensure_minimal(&db, &dir).await {
-                    Ok(()) => return,
-                    Err(e) => tracing::warn!("the built-in template is still not available: {e:#}"),
-                }
-            }
-        });
     }
     let state = web::Data::new(AppState {
         ops_live: Default::default(),
         stopping: Default::default(),
+        supervisor: Default::default(),
         placement: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
@@ -271,7 +313,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
     }
-    crate::vps::start_reconciler(state.clone().into_inner());
+    start_loops(&state.clone().into_inner());
     let doc = web::Data::new(OpenApiDoc(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));

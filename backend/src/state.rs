@@ -17,6 +17,8 @@ pub struct AppState {
     pub hosts: Arc<crate::hosts::HostManager>,
     /// Set when the controller is stopping: no new operation is accepted.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Owns the background loops.
+    pub supervisor: crate::sched::Supervisor,
     /// The durable operations this controller is driving now.
     pub ops_live: crate::ops::recovery::Live,
     /// Held from a placement decision until its VPS is recorded, so two creates cannot both

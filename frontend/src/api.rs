@@ -199,6 +199,10 @@ pub async fn events(
     get(&q).await
 }
 
+pub async fn system_loops() -> Result<Vec<LoopStatus>, ApiError> {
+    get("/system/loops").await
+}
+
 pub async fn settings() -> Result<SettingsResponse, ApiError> {
     get("/settings").await
 }

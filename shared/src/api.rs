@@ -253,6 +253,21 @@ pub struct SettingsResponse {
     pub history_retention_days: u32,
 }
 
+/// One background loop of the controller, as its supervisor sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LoopStatus {
+    pub name: String,
+    /// `starting`, `running`, `waiting` (until its next run), `backing_off` (after a failure),
+    /// `stopped`.
+    pub state: String,
+    pub interval_ms: u64,
+    pub runs: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    pub last_ok_at: Option<DateTime<Utc>>,
+}
+
 /// `PATCH /api/v1/settings` (admin). Absent fields stay as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -4,6 +4,7 @@
 mod auth;
 pub(crate) mod events;
 mod hosts;
+mod system;
 mod tasks;
 mod templates;
 mod tokens;
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(vpses::restart_vps)
         .service(vpses::copy_vps)
         .service(vpses::move_vps)
+        .service(system::list_loops)
         .service(tasks::list_tasks)
         .service(tasks::get_task);
 }

@@ -22,7 +22,7 @@ use placement::fits;
 use placement::mib;
 pub use placement::{candidates, capacity, free, need, place, Candidate};
 pub use power::{start, stop};
-pub use reconcile::{reconcile, start_reconciler, RECONCILE_EVERY};
+pub use reconcile::{reconcile, RECONCILE_EVERY};
 use transfer::{live_disk, push_template, slots, transfer};
 
 use crate::audit::{self, Actor, Change};

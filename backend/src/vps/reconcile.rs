@@ -168,23 +168,3 @@ pub async fn reconcile(state: &Arc<AppState>) -> ApiResult<()> {
     }
     Ok(())
 }
-
-/// Runs the recovery of unfinished operations every second (a parked one is retried with its
-/// own back-off) and [`reconcile`] every few seconds.
-pub fn start_reconciler(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        let mut last = std::time::Instant::now() - RECONCILE_EVERY;
-        loop {
-            if let Err(e) = ops::recovery::drive(&state).await {
-                tracing::warn!("recovering operations failed: {}", e.body().message);
-            }
-            if last.elapsed() >= RECONCILE_EVERY {
-                last = std::time::Instant::now();
-                if let Err(e) = reconcile(&state).await {
-                    tracing::warn!("reconciling VPSes failed: {}", e.body().message);
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-}

@@ -276,3 +276,59 @@ async fn events_and_finished_tasks_past_the_history_retention_are_deleted() {
         .collect();
     assert_eq!(kinds, vec!["running"], "{tasks}");
 }
+
+#[actix_web::test]
+async fn admins_see_every_background_loop_of_the_supervisor() {
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let loops = loop {
+        let v: Value = admin
+            .get(t.url("/api/v1/system/loops"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // Each loop has run once (the first run starts at once).
+        let ran = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["interval_ms"] != 0)
+            .all(|l| l["runs"].as_u64().unwrap() >= 1);
+        if ran {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v:#}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = loops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "recovery",
+            "reconcile",
+            "retention",
+            "templates",
+            "host connections"
+        ],
+        "{loops:#}"
+    );
+    for l in loops.as_array().unwrap() {
+        assert_eq!(l["failures"], 0, "{l}");
+    }
+    let operator = t.user_with_role(&admin, "opal", "operator").await;
+    let r = operator
+        .get(t.url("/api/v1/system/loops"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+}

@@ -21,7 +21,42 @@ pub fn SettingsPage() -> impl IntoView {
         <Show when=move || auth.is_admin()>
             <Users/>
             <Site/>
+            <System/>
         </Show>
+    }
+}
+
+/// The controller's background loops (admins): what each is doing, how often it failed and why.
+#[component]
+fn System() -> impl IntoView {
+    let loops = RwSignal::new(Vec::<LoopStatus>::new());
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(l) = api::system_loops().await {
+                loops.set(l);
+            }
+        })
+    };
+    load();
+    view! {
+        <section class="card">
+            <h2>"System"</h2>
+            <table data-test="loops">
+                <thead><tr><th>"Loop"</th><th>"State"</th><th>"Runs"</th><th>"Failures"</th><th>"Last error"</th></tr></thead>
+                <tbody>
+                    {move || loops.get().into_iter().map(|l| view! {
+                        <tr>
+                            <td>{l.name}</td>
+                            <td>{l.state}</td>
+                            <td>{l.runs}</td>
+                            <td>{l.failures}</td>
+                            <td>{l.last_error.unwrap_or_default()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <button on:click=move |_| load()>"Refresh"</button>
+        </section>
     }
 }
 

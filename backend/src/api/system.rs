@@ -1,0 +1,31 @@
+//! `/api/v1/system`: the controller's own state, for admins.
+
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use actix_web::{get, web};
+use serverware_shared::api::LoopStatus;
+use serverware_shared::{ErrorBody, Role};
+
+/// The controller's background loops as its supervisor sees them, and its host connections.
+#[utoipa::path(tag = "system", responses((status = 200, body = Vec<LoopStatus>), (status = 403, body = ErrorBody)))]
+#[get("/system/loops")]
+pub async fn list_loops(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> ApiResult<web::Json<Vec<LoopStatus>>> {
+    principal.require(Role::Admin)?;
+    let mut loops = state.supervisor.status();
+    let views = state.hosts.views();
+    let online = views.values().filter(|v| v.status == "online").count();
+    loops.push(LoopStatus {
+        name: "host connections".into(),
+        state: format!("{online} of {} online", views.len()),
+        interval_ms: 0,
+        runs: 0,
+        failures: 0,
+        last_error: None,
+        last_ok_at: None,
+    });
+    Ok(web::Json(loops))
+}
