@@ -3,6 +3,7 @@
 # controller against real test hosts on this machine. Needs root (network namespaces).
 #   scripts/bench.sh [netres] [--hosts N] [--seconds S]
 #   scripts/bench.sh move [--rounds N] [--mb M]
+#   scripts/bench.sh heartbeat [--vpses N] [--gb G] [--seconds S]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
@@ -14,5 +15,6 @@ cargo build --release --locked -p serverware -p serverware-agent -p serverware-b
 case "$which" in
     netres) exec "$CARGO_TARGET_DIR/release/netres-bench" "$@" ;;
     move) exec "$CARGO_TARGET_DIR/release/move-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move)" >&2; exit 2 ;;
+    heartbeat) exec "$CARGO_TARGET_DIR/release/heartbeat-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat)" >&2; exit 2 ;;
 esac

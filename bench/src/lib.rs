@@ -264,3 +264,18 @@ pub fn arg(name: &str, default: u64) -> Result<u64> {
         None => Ok(default),
     }
 }
+
+/// Waits for a task to end; it must succeed.
+pub async fn task_done(api: &Api, task: &Value) -> Result<Value> {
+    let id = task["id"]
+        .as_i64()
+        .with_context(|| format!("not a task: {task}"))?;
+    let t = wait_for(api, &format!("/tasks/{id}"), "task", |t| {
+        t["status"] != "running"
+    })
+    .await?;
+    if t["status"] != "succeeded" {
+        bail!("task {id} failed: {t}");
+    }
+    Ok(t)
+}

@@ -85,20 +85,6 @@ fn prober(ip: String) -> (Arc<Mutex<Vec<Instant>>>, Arc<Mutex<bool>>) {
     (seen, stop)
 }
 
-async fn task_done(api: &Api, task: &Value) -> Result<Value> {
-    let id = task["id"]
-        .as_i64()
-        .with_context(|| format!("not a task: {task}"))?;
-    let t = wait_for(api, &format!("/tasks/{id}"), "task", |t| {
-        t["status"] != "running"
-    })
-    .await?;
-    if t["status"] != "succeeded" {
-        bail!("task {id} failed: {t}");
-    }
-    Ok(t)
-}
-
 struct Row {
     label: String,
     bytes: u64,
