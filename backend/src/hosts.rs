@@ -284,6 +284,8 @@ pub struct HostRow {
     pub vps_bridge: String,
     pub vps_prefix_len: i32,
     pub vps_gateway: Option<String>,
+    /// Root-filesystem streams at once (see [`TRANSFERS_PER_HOST`]).
+    pub max_transfers: i32,
 }
 
 /// A live connection to a host's agent, for operations.
@@ -299,8 +301,9 @@ pub struct HostManager {
     key: Arc<PrivateKey>,
     agent: Option<Arc<Vec<u8>>>,
     runtimes: Mutex<HashMap<i64, Arc<Runtime>>>,
-    /// Transfer slots per host (see [`TRANSFERS_PER_HOST`]); they outlive reconnections.
-    transfers: Mutex<HashMap<i64, Arc<tokio::sync::Semaphore>>>,
+    /// Transfer slots per host (its `max_transfers`, and the semaphore); they outlive
+    /// reconnections. A changed limit applies to the transfers that start after it.
+    transfers: Mutex<HashMap<i64, (usize, Arc<tokio::sync::Semaphore>)>>,
     /// Containers found on hosts that no VPS record names, already reported.
     reported_unknown: Arc<Mutex<std::collections::HashSet<(i64, String)>>>,
 }
@@ -390,12 +393,18 @@ impl HostManager {
             .and_then(|rt| lock(&rt.conn).clone())
     }
 
-    /// The transfer slots of a host.
-    pub fn transfer_slots(&self, id: i64) -> Arc<tokio::sync::Semaphore> {
-        lock(&self.transfers)
-            .entry(id)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(TRANSFERS_PER_HOST)))
-            .clone()
+    /// The transfer slots of a host that allows `max` transfers at once.
+    pub fn transfer_slots(&self, id: i64, max: usize) -> Arc<tokio::sync::Semaphore> {
+        let max = max.max(1);
+        let mut m = lock(&self.transfers);
+        match m.get(&id) {
+            Some((n, sem)) if *n == max => sem.clone(),
+            _ => {
+                let sem = Arc::new(tokio::sync::Semaphore::new(max));
+                m.insert(id, (max, sem.clone()));
+                sem
+            }
+        }
     }
 
     /// Changes how often a connected host samples, without reconnecting.

@@ -72,6 +72,7 @@ diesel::table! {
         vps_bridge -> Text,
         vps_prefix_len -> Integer,
         vps_gateway -> Nullable<Text>,
+        max_transfers -> Integer,
     }
 }
 

@@ -349,6 +349,8 @@ pub struct HostResponse {
     pub vps_bridge: String,
     pub vps_prefix_len: i32,
     pub vps_gateway: Option<String>,
+    /// Root-filesystem transfers this host runs at once (others wait their turn).
+    pub max_transfers: u32,
     /// Containers found on the host that the controller does not know (never touched).
     pub unknown_vpses: Vec<String>,
     /// The newest netRES sample, when the host is connected.
@@ -391,6 +393,9 @@ pub struct UpdateHostRequest {
     /// Empty removes the gateway.
     #[serde(default)]
     pub vps_gateway: Option<String>,
+    /// 1–8 root-filesystem transfers at once.
+    #[serde(default)]
+    pub max_transfers: Option<u32>,
     /// After the host's key changed (status `key_mismatch`): the new key from a fresh probe,
     /// confirmed by the operator. The controller checks the host presents it before pinning it.
     #[serde(default)]

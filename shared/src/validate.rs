@@ -345,6 +345,12 @@ pub fn prefix_len(field: &str, v: u8) -> Result<u8> {
     number_in_range(field, i64::from(v), 8, 30, "bits").map(|v| v as u8)
 }
 
+/// How many root-filesystem transfers a host runs at once: 1–8 (each is an SSH session; OpenSSH
+/// allows 10 per connection by default).
+pub fn max_transfers(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 1, 8, "transfers").map(|v| v as u32)
+}
+
 /// A Linux interface name such as a bridge: 1–15 letters, digits, '-', '_' or '.'.
 pub fn interface_name(field: &str, value: &str) -> Result<String> {
     let v = value.trim();

@@ -87,6 +87,7 @@ fn response(row: &HostRow, state: &AppState, all_vpses: &[VpsRow]) -> HostRespon
         vps_bridge: row.vps_bridge.clone(),
         vps_prefix_len: row.vps_prefix_len,
         vps_gateway: row.vps_gateway.clone(),
+        max_transfers: row.max_transfers.max(1) as u32,
         unknown_vpses,
         sample: view.latest,
     }
@@ -354,6 +355,10 @@ pub async fn update_host(
         Some("") => Some(None),
         Some(g) => Some(Some(validate::ipv4_address("vps_gateway", g)?.to_string())),
     };
+    let max_transfers = req
+        .max_transfers
+        .map(|v| validate::max_transfers("max_transfers", v))
+        .transpose()?;
     let cap_mem = req
         .capacity_memory_bytes
         .map(|m| (m > 0).then_some(m as i64));
@@ -448,6 +453,12 @@ pub async fn update_host(
                         .set(hosts::vps_gateway.eq(g))
                         .execute(c)?;
                     what.push(format!("VPS gateway {}", g.as_deref().unwrap_or("none")));
+                }
+                if let Some(n) = max_transfers {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::max_transfers.eq(n as i32))
+                        .execute(c)?;
+                    what.push(format!("{n} transfers at once"));
                 }
                 if let Some(m) = cap_mem {
                     diesel::update(hosts::table.find(id))

@@ -38,7 +38,7 @@ pub async fn copy(
         .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {to_id}")))?;
     fits(c, &need(&src)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
-    name_free_on(&state, to_id, &to_name, &name)?;
+    name_free_on(&state, to_id, &to_name, &name).await?;
     let a = actor.clone();
     let s2 = src.clone();
     let from_id = from.id;

@@ -77,7 +77,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
         .find(|c| c.id == host_id)
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    name_free_on(&state, host_id, &host_name, &req.name)?;
+    name_free_on(&state, host_id, &host_name, &req.name).await?;
     let a = actor.clone();
     let path2 = path.clone();
     let (vps, row) =

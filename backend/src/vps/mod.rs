@@ -401,12 +401,25 @@ async fn host_of(state: &AppState, v: &VpsRow) -> ApiResult<HostRow> {
 
 /// A host may already have a container of that name that SERVERware does not manage (it is
 /// reported, never touched): refuse before anything is made.
-fn name_free_on(state: &AppState, host_id: i64, host_name: &str, name: &str) -> ApiResult<()> {
-    let taken = state
-        .hosts
-        .view(host_id)
-        .and_then(|v| v.latest)
-        .is_some_and(|s| s.vpses.iter().any(|x| x.name == name));
+async fn name_free_on(
+    state: &AppState,
+    host_id: i64,
+    host_name: &str,
+    name: &str,
+) -> ApiResult<()> {
+    // Asked of the host now: a sample can be a second old and still show a container that was
+    // just removed.
+    let taken = match state.hosts.conn(host_id) {
+        Some(c) => match call(&c, AgentRequest::VpsList, QUICK).await? {
+            AgentResponse::VpsList { vpses } => vpses.iter().any(|x| x.name == name),
+            _ => false,
+        },
+        None => state
+            .hosts
+            .view(host_id)
+            .and_then(|v| v.latest)
+            .is_some_and(|s| s.vpses.iter().any(|x| x.name == name)),
+    };
     if taken {
         return Err(ApiError::conflict(
             Some("name"),

@@ -47,7 +47,7 @@ pub async fn move_to(
     }
     fits(c, &need(&v)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
-    name_free_on(&state, target, &to_name, &v.name)?;
+    name_free_on(&state, target, &to_name, &v.name).await?;
     let params = Params {
         from_host: from.id,
         to_host: target,

@@ -248,6 +248,7 @@ mod tests {
             vps_bridge: "br0".into(),
             vps_prefix_len: 24,
             vps_gateway: None,
+            max_transfers: 4,
         };
         let s = HostSample {
             cpus: vec![Default::default(); 2],

@@ -18,20 +18,16 @@ pub(super) async fn slots(
     }
     let mut permits = Vec::new();
     for (host_id, n) in wanted {
-        let sem = state.hosts.transfer_slots(host_id);
+        let host = state.db.run(move |c| load_host(c, host_id)).await?;
+        let max = host.max_transfers.max(1) as usize;
+        let sem = state.hosts.transfer_slots(host_id, max);
         if let Ok(p) = sem.clone().try_acquire_many_owned(n) {
             permits.push(p);
             continue;
         }
-        let host = state
-            .db
-            .run(move |c| load_host(c, host_id))
-            .await
-            .map(|h| h.name)
-            .unwrap_or_default();
         task.log(format!(
-            "waiting: host {host} already runs {} transfers (its limit)",
-            crate::hosts::TRANSFERS_PER_HOST
+            "waiting: host {} already runs {max} transfers (its limit)",
+            host.name
         ))
         .await;
         permits.push(

@@ -131,6 +131,25 @@ async fn twenty_creates_at_once_on_one_host_all_succeed() {
     let (cluster, t, admin, hosts, tpl) = site(1).await;
     let net = format!("10.77.{}", cluster.subnet);
     let host = hosts[0];
+    // Two transfers at a time on this host: the others wait their turn, and say so.
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{host}")))
+        .json(&json!({"max_transfers": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        expect_error(r, 422, "invalid").await["field"],
+        "max_transfers"
+    );
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{host}")))
+        .json(&json!({"max_transfers": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["max_transfers"], 2);
     let creates = (0..20).map(|i| {
         let (admin, t) = (&admin, &t);
         let ip = format!("{net}.{}", 100 + i);
@@ -142,6 +161,15 @@ async fn twenty_creates_at_once_on_one_host_all_succeed() {
     });
     let done = join_all(creates).await;
     assert_eq!(done.len(), 20);
+    let waited = done
+        .iter()
+        .filter(|t| {
+            t["log"]
+                .to_string()
+                .contains("already runs 2 transfers (its limit)")
+        })
+        .count();
+    assert!(waited > 0, "no create waited for a transfer slot");
     let listed = get(&t, &admin, "/api/v1/vpses").await;
     assert_eq!(listed.as_array().unwrap().len(), 20, "{listed}");
     let deletes = listed.as_array().unwrap().iter().map(|v| {

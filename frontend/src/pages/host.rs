@@ -338,6 +338,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
     let cap_cpus = RwSignal::new(String::new());
     let cap_disk = RwSignal::new(String::new());
     let gateway = RwSignal::new(String::new());
+    let transfers = RwSignal::new(String::new());
     let saved = RwSignal::new(false);
     let errors = FormErrors::new();
     let navigate = use_navigate();
@@ -352,6 +353,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 description.set(h.description);
                 interval.set(h.sample_interval_ms.to_string());
                 gateway.set(h.vps_gateway.clone().unwrap_or_default());
+                transfers.set(h.max_transfers.to_string());
                 true
             }
             None => false,
@@ -404,7 +406,20 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
             (Ok(m), Ok(c), Ok(d)) => (m, c, d),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return errors.set(e.into()),
         };
+        let max_transfers = match transfers.get_untracked().trim().parse::<u32>() {
+            Ok(v) => match validate::max_transfers("max_transfers", v) {
+                Ok(v) => v,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new("max_transfers", "must be a whole number")
+                        .into(),
+                )
+            }
+        };
         let req = UpdateHostRequest {
+            max_transfers: Some(max_transfers),
             name: Some(n),
             description: Some(description.get_untracked()),
             sample_interval_ms: Some(ms),
@@ -454,6 +469,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 <label>"Memory for VPSes (MiB)"<input name="edit-cap-memory" inputmode="numeric" bind:value=cap_mem placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.memory_bytes >> 20)).unwrap_or_default())/><FieldError message=errors.get("capacity_memory_bytes")/></label>
                 <label>"CPUs for VPSes"<input name="edit-cap-cpus" inputmode="numeric" bind:value=cap_cpus placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.cpu_millis / 1000)).unwrap_or_default())/><FieldError message=errors.get("capacity_cpus")/></label>
                 <label>"Disk for VPSes (GiB)"<input name="edit-cap-disk" inputmode="numeric" bind:value=cap_disk placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.disk_bytes >> 30)).unwrap_or_default())/><FieldError message=errors.get("capacity_disk_bytes")/></label>
+                <label>"Transfers at once"<input name="edit-max-transfers" inputmode="numeric" bind:value=transfers/><FieldError message=errors.get("max_transfers")/></label>
                 <label>"VPS gateway"<input name="edit-gateway" bind:value=gateway placeholder="none"/><FieldError message=errors.get("vps_gateway")/></label>
                 <button type="submit" class="primary">"Save"</button>
                 <Show when=move || saved.get()><span class="ok saved">"Saved"</span></Show>

@@ -2,6 +2,9 @@
 -- capacity reserved on a host for an operation bound there, and the step log of every
 -- multi-step operation so that a controller that died mid-way finishes or unwinds it.
 ALTER TABLE vpses ADD COLUMN desired_state TEXT NOT NULL DEFAULT 'stopped';
+-- Root-filesystem streams at once on a host (each an SSH channel; OpenSSH allows 10 sessions
+-- per connection by default).
+ALTER TABLE hosts ADD COLUMN max_transfers INTEGER NOT NULL DEFAULT 4;
 UPDATE vpses SET desired_state = 'running' WHERE status IN ('running', 'moving');
 
 -- A VPS with a row here has an operation in progress; a second claim fails on the key.
