@@ -752,7 +752,7 @@ pub fn heartbeat(stored_ms: i32, interval_ms: u32) -> Duration {
 pub async fn prune_rollups(db: &Db) -> crate::error::ApiResult<usize> {
     db.run(|c| {
         use crate::schema::host_rollups as r;
-        let days = crate::api::events::read_settings(c)?.rollup_retention_days;
+        let days = crate::settings::read(c)?.rollup_retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
         Ok(diesel::delete(r::table.filter(r::minute.lt(cutoff))).execute(c)?)
     })

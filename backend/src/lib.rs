@@ -16,6 +16,7 @@ pub mod ops;
 pub mod sched;
 pub mod schema;
 pub mod server;
+pub mod settings;
 pub mod ssh;
 pub mod state;
 pub mod tasks;

@@ -247,7 +247,7 @@ impl Task {
 /// Running tasks and the operations they drive are never touched.
 pub async fn prune_history(db: &Db) -> ApiResult<usize> {
     db.run(|c| {
-        let days = crate::api::events::read_settings(c)?.history_retention_days;
+        let days = crate::settings::read(c)?.history_retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
         c.transaction(|c| {
             use crate::schema::events;

@@ -1,8 +1,9 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::models::{now, Event};
-use crate::schema::{events, settings};
+use crate::models::Event;
+use crate::schema::events;
+use crate::settings;
 use crate::state::AppState;
 use actix_web::{get, patch, web};
 use diesel::prelude::*;
@@ -92,52 +93,6 @@ pub async fn list_events(
     }))
 }
 
-const SITE_NAME: &str = "site_name";
-const DEFAULT_SITE_NAME: &str = "SERVERware";
-pub(crate) const ROLLUP_RETENTION_DAYS: &str = "rollup_retention_days";
-pub(crate) const DEFAULT_ROLLUP_RETENTION_DAYS: u32 = 30;
-pub(crate) const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
-pub(crate) const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 90;
-
-fn setting(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
-    Ok(settings::table
-        .find(key)
-        .select(settings::value)
-        .first(conn)
-        .optional()?)
-}
-
-fn put_setting(conn: &mut crate::db::DbConn, key: &str, value: &str) -> ApiResult<()> {
-    let t = now();
-    let exists: i64 = settings::table.find(key).count().get_result(conn)?;
-    if exists > 0 {
-        diesel::update(settings::table.find(key))
-            .set((settings::value.eq(value), settings::updated_at.eq(t)))
-            .execute(conn)?;
-    } else {
-        diesel::insert_into(settings::table)
-            .values((
-                settings::key.eq(key),
-                settings::value.eq(value),
-                settings::updated_at.eq(t),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn read_settings(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
-    Ok(SettingsResponse {
-        site_name: setting(conn, SITE_NAME)?.unwrap_or_else(|| DEFAULT_SITE_NAME.to_string()),
-        rollup_retention_days: setting(conn, ROLLUP_RETENTION_DAYS)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_ROLLUP_RETENTION_DAYS),
-        history_retention_days: setting(conn, HISTORY_RETENTION_DAYS)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_HISTORY_RETENTION_DAYS),
-    })
-}
-
 /// Site-wide settings.
 #[utoipa::path(tag = "settings", responses((status = 200, body = SettingsResponse), (status = 401, body = ErrorBody)))]
 #[get("/settings")]
@@ -146,7 +101,7 @@ pub async fn get_settings(
     principal: Principal,
 ) -> ApiResult<web::Json<SettingsResponse>> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(state.db.run(read_settings).await?))
+    Ok(web::Json(state.db.run(settings::read).await?))
 }
 
 /// Change site-wide settings (admin).
@@ -179,48 +134,48 @@ pub async fn update_settings(
         .run(move |conn| {
             conn.transaction(|conn| {
                 if let Some(name) = &site_name {
-                    put_setting(conn, SITE_NAME, name)?;
+                    settings::put(conn, settings::SITE_NAME, name)?;
                     audit::record(
                         conn,
                         &actor,
                         Change::new(
                             "settings.update",
                             "settings",
-                            SITE_NAME,
+                            settings::SITE_NAME,
                             format!("site name set to '{name}'"),
                         )
                         .details(serde_json::json!({ "site_name": name })),
                     )?;
                 }
                 if let Some(days) = retention {
-                    put_setting(conn, ROLLUP_RETENTION_DAYS, &days.to_string())?;
+                    settings::put(conn, settings::ROLLUP_RETENTION_DAYS, &days.to_string())?;
                     audit::record(
                         conn,
                         &actor,
                         Change::new(
                             "settings.update",
                             "settings",
-                            ROLLUP_RETENTION_DAYS,
+                            settings::ROLLUP_RETENTION_DAYS,
                             format!("host history kept for {days} days"),
                         )
                         .details(serde_json::json!({ "rollup_retention_days": days })),
                     )?;
                 }
                 if let Some(days) = history {
-                    put_setting(conn, HISTORY_RETENTION_DAYS, &days.to_string())?;
+                    settings::put(conn, settings::HISTORY_RETENTION_DAYS, &days.to_string())?;
                     audit::record(
                         conn,
                         &actor,
                         Change::new(
                             "settings.update",
                             "settings",
-                            HISTORY_RETENTION_DAYS,
+                            settings::HISTORY_RETENTION_DAYS,
                             format!("events and finished tasks kept for {days} days"),
                         )
                         .details(serde_json::json!({ "history_retention_days": days })),
                     )?;
                 }
-                read_settings(conn)
+                settings::read(conn)
             })
         })
         .await?;
