@@ -11,6 +11,7 @@ use serverware_shared::agent::{
     AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION,
 };
 use serverware_shared::api::HostRollup;
+use serverware_shared::state::HostStatus;
 use serverware_shared::ws::ServerMessage;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -36,7 +37,8 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
 /// What the controller knows of a host right now.
 #[derive(Debug, Clone, Default)]
 pub struct HostView {
-    pub status: String,
+    /// `None` until the host's connection has started.
+    pub status: Option<HostStatus>,
     pub latest: Option<HostSample>,
     pub last_seen: Option<DateTime<Utc>>,
     pub agent_version: Option<String>,
@@ -357,7 +359,7 @@ impl HostManager {
         let old = lock(&self.runtimes).get(&row.id).cloned();
         let rt = Arc::new(Runtime {
             view: Mutex::new(HostView {
-                status: "connecting".into(),
+                status: Some(HostStatus::Connecting),
                 ..Default::default()
             }),
             conn: Mutex::new(None),
@@ -529,21 +531,17 @@ impl HostManager {
         }
     }
 
-    fn set_status(&self, id: i64, rt: &Runtime, status: &str) {
+    fn set_status(&self, id: i64, rt: &Runtime, status: HostStatus) {
         let changed = {
             let mut v = lock(&rt.view);
-            let changed = v.status != status;
-            v.status = status.to_string();
+            let changed = v.status != Some(status);
+            v.status = Some(status);
             changed
         };
         if changed {
             self.publish(id, rt);
-            tracing::info!(host = id, status, "host status");
-            let (db, status, seen) = (
-                self.db.clone(),
-                status.to_string(),
-                lock(&rt.view).last_seen,
-            );
+            tracing::info!(host = id, status = status.as_str(), "host status");
+            let (db, status, seen) = (self.db.clone(), status.as_str(), lock(&rt.view).last_seen);
             tokio::spawn(async move {
                 let _ = db
                     .run(move |c| {
@@ -564,7 +562,11 @@ impl HostManager {
         let v = lock(&rt.view).clone();
         self.hub.publish(&ServerMessage::HostStatus {
             host_id: id,
-            status: v.status,
+            status: v
+                .status
+                .unwrap_or(HostStatus::Connecting)
+                .as_str()
+                .to_string(),
             last_seen_at: v.last_seen,
             summary: v.latest.as_ref().map(HostSample::summary),
         });
@@ -610,7 +612,7 @@ impl HostManager {
                     if *stop.borrow() {
                         return;
                     }
-                    self.set_status(row.id, &rt, "offline");
+                    self.set_status(row.id, &rt, HostStatus::Offline);
                     Duration::from_millis(500)
                 }
                 Err(SshError::HostKeyMismatch { presented }) => {
@@ -619,15 +621,15 @@ impl HostManager {
                         presented,
                         "host key changed; refusing to connect"
                     );
-                    self.set_status(row.id, &rt, "key_mismatch");
+                    self.set_status(row.id, &rt, HostStatus::KeyMismatch);
                     Duration::from_secs(30)
                 }
                 Err(SshError::AuthRejected) => {
-                    self.set_status(row.id, &rt, "auth_failed");
+                    self.set_status(row.id, &rt, HostStatus::AuthFailed);
                     Duration::from_secs(30)
                 }
                 Err(_) => {
-                    self.set_status(row.id, &rt, "offline");
+                    self.set_status(row.id, &rt, HostStatus::Offline);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     backoff
                 }
@@ -707,10 +709,10 @@ impl HostManager {
                             v.latest = Some(sample);
                             v.last_seen = Some(Utc::now());
                         }
-                        if lock(&rt.view).status == "online" {
+                        if lock(&rt.view).status == Some(HostStatus::Online) {
                             self.publish(row.id, rt);
                         } else {
-                            self.set_status(row.id, rt, "online");
+                            self.set_status(row.id, rt, HostStatus::Online);
                         }
                     }
                     Ok(Some(AgentFrame::Response { id, response })) if link.caller.deliver(id, response.clone()) => {}

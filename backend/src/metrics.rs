@@ -8,6 +8,7 @@ use crate::schema::hosts;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
+use serverware_shared::state::HostStatus;
 use serverware_shared::Role;
 use std::fmt::Write;
 
@@ -85,10 +86,20 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         "1 when the host's agent is streaming samples.",
     );
     for (_, name, v) in hosts {
-        let up = if v.status == "online" { 1.0 } else { 0.0 };
+        let up = if v.status == Some(HostStatus::Online) {
+            1.0
+        } else {
+            0.0
+        };
         o.sample(
             "serverware_host_up",
-            &[("host", name), ("status", &v.status)],
+            &[
+                ("host", name),
+                (
+                    "status",
+                    v.status.map(|s| s.as_str()).unwrap_or("connecting"),
+                ),
+            ],
             up,
         );
     }
@@ -324,7 +335,7 @@ mod tests {
     #[test]
     fn labels_are_escaped_and_every_family_is_typed() {
         let v = HostView {
-            status: "online".into(),
+            status: Some(HostStatus::Online),
             latest: Some(HostSample {
                 filesystems: vec![FilesystemSample {
                     mount_point: "/mnt/a \"b\"\\c\nd".into(),

@@ -10,6 +10,7 @@ use crate::schema::{task_logs, tasks};
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serverware_shared::api::{Severity, TaskLogLine, TaskResponse};
+use serverware_shared::state::TaskStatus;
 use serverware_shared::ws::ServerMessage;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,7 +82,7 @@ pub fn insert(
     diesel::insert_into(tasks::table)
         .values((
             tasks::kind.eq(kind),
-            tasks::status.eq("running"),
+            tasks::status.eq(TaskStatus::Running.as_str()),
             tasks::target_type.eq(target_type),
             tasks::target_id.eq(target_id),
             tasks::created_by.eq(&actor.name),
@@ -187,11 +188,11 @@ impl Task {
             s.finished_at = Some(Utc::now());
             match result {
                 Ok(_) => {
-                    s.status = "succeeded".into();
+                    s.status = TaskStatus::Succeeded.as_str().into();
                     s.progress_pct = 100;
                 }
                 Err(e) => {
-                    s.status = "failed".into();
+                    s.status = TaskStatus::Failed.as_str().into();
                     s.error = Some(e.body().message);
                 }
             }
@@ -211,10 +212,10 @@ impl Task {
                 let action = format!(
                     "{}.{}",
                     s.kind,
-                    if s.status == "succeeded" {
-                        "succeeded"
+                    if s.status == TaskStatus::Succeeded.as_str() {
+                        TaskStatus::Succeeded.as_str()
                     } else {
-                        "failed"
+                        TaskStatus::Failed.as_str()
                     }
                 );
                 let message = match &s.error {
@@ -252,7 +253,7 @@ pub async fn prune_history(db: &Db) -> ApiResult<usize> {
         c.transaction(|c| {
             use crate::schema::events;
             let old: Vec<i64> = tasks::table
-                .filter(tasks::status.ne("running"))
+                .filter(tasks::status.ne(TaskStatus::Running.as_str()))
                 .filter(tasks::finished_at.lt(cutoff))
                 .select(tasks::id)
                 .load(c)?;

@@ -67,6 +67,38 @@ macro_rules! names {
     };
 }
 
+/// What the controller knows of a host's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Added or reconnecting: no sample yet.
+    Connecting,
+    /// Its samples arrive.
+    Online,
+    /// Its samples stopped (past the heartbeat timeout) or it cannot be reached.
+    Offline,
+    /// It presents another SSH host key than the one pinned: never trusted silently.
+    KeyMismatch,
+    /// It refuses the controller's key.
+    AuthFailed,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+names!(HostStatus {
+    Connecting => "connecting", Online => "online", Offline => "offline",
+    KeyMismatch => "key_mismatch", AuthFailed => "auth_failed",
+});
+names!(TaskStatus { Running => "running", Succeeded => "succeeded", Failed => "failed" });
 names!(DesiredState { Running => "running", Stopped => "stopped" });
 names!(ObservedState {
     Creating => "creating", Running => "running", Stopped => "stopped", Frozen => "frozen",
@@ -195,6 +227,18 @@ mod tests {
             assert_eq!(VpsOperation::parse(s).unwrap().as_str(), s);
         }
         assert_eq!(DesiredState::parse("running"), Some(DesiredState::Running));
+        for s in [
+            "connecting",
+            "online",
+            "offline",
+            "key_mismatch",
+            "auth_failed",
+        ] {
+            assert_eq!(HostStatus::parse(s).unwrap().as_str(), s);
+        }
+        for s in ["running", "succeeded", "failed"] {
+            assert_eq!(TaskStatus::parse(s).unwrap().as_str(), s);
+        }
         assert_eq!(ObservedState::parse("error"), None);
     }
 

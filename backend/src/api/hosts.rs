@@ -69,11 +69,10 @@ fn response(row: &HostRow, state: &AppState, all_vpses: &[VpsRow]) -> HostRespon
         name: row.name.clone(),
         description: row.description.clone(),
         address: format!("ssh://{}@{}:{}", row.ssh_user, row.address, row.ssh_port),
-        status: if view.status.is_empty() {
-            row.status.clone()
-        } else {
-            view.status
-        },
+        status: view
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| row.status.clone()),
         fingerprint: row.host_key_fingerprint.clone(),
         last_seen_at: view.last_seen.or(row.last_seen_at.map(|t| t.and_utc())),
         agent_version: view.agent_version.or(row.agent_version.clone()),
@@ -254,7 +253,7 @@ pub async fn create_host(
                         hosts::ssh_port.eq(i32::from(a.port)),
                         hosts::host_key_fingerprint.eq(&fingerprint),
                         hosts::host_key.eq(&req.host_key),
-                        hosts::status.eq("connecting"),
+                        hosts::status.eq(serverware_shared::state::HostStatus::Connecting.as_str()),
                         hosts::heartbeat_timeout_ms.eq(3000),
                         hosts::created_at.eq(t),
                         hosts::updated_at.eq(t),

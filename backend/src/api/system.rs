@@ -17,7 +17,10 @@ pub async fn list_loops(
     principal.require(Role::Admin)?;
     let mut loops = state.supervisor.status();
     let views = state.hosts.views();
-    let online = views.values().filter(|v| v.status == "online").count();
+    let online = views
+        .values()
+        .filter(|v| v.status == Some(serverware_shared::state::HostStatus::Online))
+        .count();
     loops.push(LoopStatus {
         name: "host connections".into(),
         state: format!("{online} of {} online", views.len()),

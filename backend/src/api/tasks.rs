@@ -20,7 +20,7 @@ pub async fn list_tasks(
     principal.require(Role::Viewer)?;
     let q = query.into_inner();
     if let Some(s) = &q.status {
-        if !["running", "succeeded", "failed"].contains(&s.as_str()) {
+        if serverware_shared::state::TaskStatus::parse(s).is_none() {
             return Err(ApiError::invalid("status", "running, succeeded or failed"));
         }
     }

@@ -9,6 +9,7 @@ use crate::models::now;
 use crate::schema::{tasks, vps_claims};
 use crate::state::AppState;
 use diesel::prelude::*;
+use serverware_shared::state::TaskStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ pub async fn settle_interrupted(state: &AppState) -> ApiResult<usize> {
                     .select(crate::schema::operations::task_id)
                     .load(c)?;
                 let stale: Vec<i64> = tasks::table
-                    .filter(tasks::status.eq("running"))
+                    .filter(tasks::status.eq(TaskStatus::Running.as_str()))
                     .filter(tasks::id.ne_all(&durable))
                     .select(tasks::id)
                     .load(c)?;
@@ -93,7 +94,7 @@ pub async fn settle_interrupted(state: &AppState) -> ApiResult<usize> {
                     .execute(c)?;
                 diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
                     .set((
-                        tasks::status.eq("failed"),
+                        tasks::status.eq(TaskStatus::Failed.as_str()),
                         tasks::error.eq(
                             "the controller stopped while the task ran; the VPS is brought to its desired state by the reconciler",
                         ),

@@ -39,7 +39,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serverware_shared::agent::{AgentRequest, AgentResponse, HostSample, VpsSpec};
 use serverware_shared::api::{HostCapacity, TaskResponse, VpsResponse};
-use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use serverware_shared::state::{DesiredState, HostStatus, ObservedState, VpsOperation};
 use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ pub fn response(
         state
             .hosts
             .view(h)
-            .filter(|view| view.status == "online")
+            .filter(|view| view.status == Some(HostStatus::Online))
             .and_then(|view| view.latest)
             .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
     });

@@ -172,7 +172,7 @@ pub async fn candidates(state: &AppState, except_vps: Option<i64>) -> ApiResult<
             Candidate {
                 id: h.id,
                 name: h.name.clone(),
-                online: view.status == "online" && state.hosts.conn(h.id).is_some(),
+                online: view.status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
                 capacity: cap,
                 free: free(cap, &placed),
                 load1: view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),

@@ -62,7 +62,11 @@ pub async fn reconcile(state: &Arc<AppState>) -> ApiResult<()> {
         {
             continue;
         }
-        let Some(view) = state.hosts.view(h).filter(|view| view.status == "online") else {
+        let Some(view) = state
+            .hosts
+            .view(h)
+            .filter(|view| view.status == Some(HostStatus::Online))
+        else {
             continue;
         };
         let Some(sample) = view.latest else { continue };
