@@ -1,11 +1,11 @@
 //! Authentication: argon2 password hashes, server-side sessions behind an HttpOnly cookie,
 //! hashed API tokens, roles, and the back-off on failed logins.
 
+use crate::core::Core;
 use crate::db::DbConn;
 use crate::error::ApiError;
 use crate::models::{now, ApiToken, Session, User};
 use crate::schema::{api_tokens, sessions, users};
-use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -157,7 +157,7 @@ pub async fn require_auth(
         return next.call(req).await;
     }
     let state = req
-        .app_data::<web::Data<AppState>>()
+        .app_data::<web::Data<Core>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
     let bearer = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
@@ -195,7 +195,7 @@ pub async fn require_auth(
 /// Last-seen times are written at most this often, so reads do not turn into writes.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-async fn authenticate_session(state: &AppState, secret: String) -> Result<Principal, ApiError> {
+async fn authenticate_session(state: &Core, secret: String) -> Result<Principal, ApiError> {
     let idle = chrono::TimeDelta::minutes(state.config.session_idle_minutes as i64);
     state
         .db
@@ -237,7 +237,7 @@ async fn authenticate_session(state: &AppState, secret: String) -> Result<Princi
         .await
 }
 
-async fn authenticate_token(state: &AppState, secret: String) -> Result<Principal, ApiError> {
+async fn authenticate_token(state: &Core, secret: String) -> Result<Principal, ApiError> {
     state
         .db
         .run(move |conn: &mut DbConn| {
@@ -286,7 +286,7 @@ async fn authenticate_token(state: &AppState, secret: String) -> Result<Principa
 
 /// Whether what authenticated `p` still holds: the session was not ended, the token not revoked
 /// or expired, the user not disabled. Long-lived connections (the live socket) check this.
-pub async fn still_valid(state: &AppState, p: &Principal) -> bool {
+pub async fn still_valid(state: &Core, p: &Principal) -> bool {
     let idle = chrono::TimeDelta::minutes(state.config.session_idle_minutes as i64);
     let method = p.method.clone();
     let r = state

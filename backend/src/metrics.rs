@@ -2,10 +2,10 @@
 //! Authenticated like the API: an API token (`Authorization: Bearer swt_…`) or a session.
 
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::ApiResult;
 use crate::hosts::HostView;
 use crate::schema::hosts;
-use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::state::HostStatus;
@@ -301,7 +301,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
     o.text
 }
 
-pub async fn metrics(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+pub async fn metrics(state: web::Data<Core>, principal: Principal) -> ApiResult<HttpResponse> {
     principal.require(Role::Viewer)?;
     let rows: Vec<(i64, String)> = state
         .db

@@ -4,11 +4,11 @@ use crate::api::{self, OpenApiDoc};
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self, LoginLimiter};
 use crate::config::{Config, TlsFiles};
+use crate::core::Core;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::models::{now, NewUser};
 use crate::schema::users;
-use crate::state::AppState;
 use actix_web::middleware::{self, from_fn};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
@@ -29,7 +29,7 @@ pub struct Running {
     pub created_admin: bool,
     pub handle: actix_web::dev::ServerHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
-    pub state: web::Data<AppState>,
+    pub state: web::Data<Core>,
 }
 
 /// How long a stopping controller lets running operations reach their end.
@@ -202,7 +202,7 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 }
 
 /// Every background loop, owned by the supervisor.
-fn start_loops(state: &std::sync::Arc<AppState>) {
+fn start_loops(state: &std::sync::Arc<Core>) {
     use std::time::Duration;
     let sup = &state.supervisor;
     let st = state.clone();
@@ -294,7 +294,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
     }
-    let state = web::Data::new(AppState {
+    let state = web::Data::new(Core {
         ops_live: Default::default(),
         stopping: Default::default(),
         supervisor: Default::default(),

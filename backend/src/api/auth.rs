@@ -1,9 +1,9 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self as authn, AuthMethod, Principal};
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{now, NewSession, User};
 use crate::schema::{sessions, users};
-use crate::state::AppState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use diesel::prelude::*;
@@ -44,7 +44,7 @@ fn session_response(
 ))]
 #[post("/auth/login")]
 pub async fn login(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -167,7 +167,7 @@ pub async fn login(
 /// End the current session (server-side) and clear the cookie.
 #[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
 #[post("/auth/logout")]
-pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResult<HttpResponse> {
+pub async fn logout(state: web::Data<Core>, principal: Principal) -> ApiResult<HttpResponse> {
     if let AuthMethod::Session { session_id } = principal.method {
         let actor = Actor::from(&principal);
         state
@@ -197,7 +197,7 @@ pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResu
 #[utoipa::path(tag = "auth", responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)))]
 #[get("/auth/me")]
 pub async fn me(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<SessionResponse>> {
     let id = principal.user_id;
@@ -228,7 +228,7 @@ pub async fn me(
     (status = 204), (status = 401, body = ErrorBody), (status = 403, description = "Wrong current password", body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/auth/password")]
 pub async fn change_password(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<ChangePasswordRequest>,
 ) -> ApiResult<HttpResponse> {

@@ -1,10 +1,10 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::models::Event;
 use crate::schema::events;
 use crate::settings;
-use crate::state::AppState;
 use actix_web::{get, patch, web};
 use diesel::prelude::*;
 use serverware_shared::api::{
@@ -20,7 +20,7 @@ use serverware_shared::{validate, ErrorBody, Role};
 #[utoipa::path(tag = "events", params(EventQuery), responses((status = 200, body = EventListResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/events")]
 pub async fn list_events(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     query: web::Query<EventQuery>,
 ) -> ApiResult<web::Json<EventListResponse>> {
@@ -97,7 +97,7 @@ pub async fn list_events(
 #[utoipa::path(tag = "settings", responses((status = 200, body = SettingsResponse), (status = 401, body = ErrorBody)))]
 #[get("/settings")]
 pub async fn get_settings(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<SettingsResponse>> {
     principal.require(Role::Viewer)?;
@@ -109,7 +109,7 @@ pub async fn get_settings(
     (status = 200, body = SettingsResponse), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/settings")]
 pub async fn update_settings(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<UpdateSettingsRequest>,
 ) -> ApiResult<web::Json<SettingsResponse>> {

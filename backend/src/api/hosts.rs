@@ -1,11 +1,11 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::hosts::HostRow;
 use crate::models::now;
 use crate::schema::{hosts, vpses};
 use crate::ssh::{probe_host_key, Credentials, Session, SshError};
-use crate::state::AppState;
 use crate::vps::VpsRow;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
@@ -46,7 +46,7 @@ pub async fn probe_host(
     }))
 }
 
-fn response(row: &HostRow, state: &AppState, all_vpses: &[VpsRow]) -> HostResponse {
+fn response(row: &HostRow, state: &Core, all_vpses: &[VpsRow]) -> HostResponse {
     let view = state.hosts.view(row.id).unwrap_or_default();
     let placed: Vec<&VpsRow> = all_vpses
         .iter()
@@ -109,7 +109,7 @@ fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<(HostRow, Vec<VpsR
     (status = 201, body = HostResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/hosts")]
 pub async fn create_host(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateHostRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -278,7 +278,7 @@ pub async fn create_host(
 #[utoipa::path(tag = "hosts", responses((status = 200, body = Vec<HostResponse>)))]
 #[get("/hosts")]
 pub async fn list_hosts(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<HostResponse>>> {
     principal.require(Role::Viewer)?;
@@ -302,7 +302,7 @@ pub async fn list_hosts(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = HostResponse), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}")]
 pub async fn get_host(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<HostResponse>> {
@@ -318,7 +318,7 @@ pub async fn get_host(
     (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/hosts/{id}")]
 pub async fn update_host(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateHostRequest>,
@@ -537,7 +537,7 @@ pub async fn update_host(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = Vec<HostSample>), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}/samples")]
 pub async fn host_samples(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<Vec<HostSample>>> {
@@ -552,7 +552,7 @@ pub async fn host_samples(
     (status = 200, body = Vec<HostRollup>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/hosts/{id}/history")]
 pub async fn host_history(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     query: web::Query<HistoryQuery>,
@@ -604,7 +604,7 @@ pub async fn host_history(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/hosts/{id}")]
 pub async fn delete_host(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {

@@ -12,8 +12,8 @@ mod users;
 mod vpses;
 pub mod ws;
 
+use crate::core::Core;
 use crate::error::{self, ApiError, ApiResult};
-use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use serverware_shared::api::HealthResponse;
 use serverware_shared::ErrorBody;
@@ -108,7 +108,7 @@ pub struct OpenApiDoc(pub String);
 /// Is the controller up? The only route besides login that needs no authentication.
 #[utoipa::path(tag = "system", responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)), security(()))]
 #[get("/health")]
-async fn health(state: web::Data<AppState>) -> ApiResult<web::Json<HealthResponse>> {
+async fn health(state: web::Data<Core>) -> ApiResult<web::Json<HealthResponse>> {
     state
         .db
         .run(|conn| {

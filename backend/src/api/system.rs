@@ -1,8 +1,8 @@
 //! `/api/v1/system`: the controller's own state, for admins.
 
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use actix_web::{get, web};
 use serverware_shared::api::LoopStatus;
 use serverware_shared::{ErrorBody, Role};
@@ -11,7 +11,7 @@ use serverware_shared::{ErrorBody, Role};
 #[utoipa::path(tag = "system", responses((status = 200, body = Vec<LoopStatus>), (status = 403, body = ErrorBody)))]
 #[get("/system/loops")]
 pub async fn list_loops(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<LoopStatus>>> {
     principal.require(Role::Admin)?;

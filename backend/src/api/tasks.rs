@@ -1,9 +1,9 @@
 //! `/api/v1/tasks`: long operations, newest first, with their logs.
 
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::schema::tasks;
-use crate::state::AppState;
 use crate::tasks::TaskRow;
 use actix_web::{get, web};
 use diesel::prelude::*;
@@ -13,7 +13,7 @@ use serverware_shared::{ErrorBody, Role};
 #[utoipa::path(tag = "tasks", params(TaskQuery), responses((status = 200, body = Vec<TaskResponse>), (status = 422, body = ErrorBody)))]
 #[get("/tasks")]
 pub async fn list_tasks(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     query: web::Query<TaskQuery>,
 ) -> ApiResult<web::Json<Vec<TaskResponse>>> {
@@ -54,7 +54,7 @@ pub async fn list_tasks(
 #[utoipa::path(tag = "tasks", params(("id" = i64, Path)), responses((status = 200, body = TaskResponse), (status = 404, body = ErrorBody)))]
 #[get("/tasks/{id}")]
 pub async fn get_task(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<TaskResponse>> {

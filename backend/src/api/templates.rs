@@ -2,10 +2,10 @@
 
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::models::now;
 use crate::schema::{templates, vpses};
-use crate::state::AppState;
 use crate::tasks::Task;
 use crate::templates::{self as tpl, TemplateRow};
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -23,7 +23,7 @@ const MAX_UPLOAD: u64 = 16 << 30;
 #[utoipa::path(tag = "templates", responses((status = 200, body = Vec<TemplateResponse>)))]
 #[get("/templates")]
 pub async fn list_templates(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<TemplateResponse>>> {
     principal.require(Role::Viewer)?;
@@ -60,7 +60,7 @@ fn taken(c: &mut crate::db::DbConn, name: &str) -> ApiResult<()> {
     (status = 201, body = TemplateResponse), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/templates")]
 pub async fn upload_template(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     query: web::Query<UploadTemplateQuery>,
     mut body: web::Payload,
@@ -148,7 +148,7 @@ pub async fn upload_template(
     (status = 202, body = TaskResponse), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/templates/debian")]
 pub async fn build_debian(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<BuildDebianTemplateRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -290,7 +290,7 @@ pub async fn build_debian(
     (status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/templates/{id}")]
 pub async fn delete_template(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {

@@ -1,9 +1,9 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self as authn, Principal};
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{now, ApiToken, NewApiToken, User};
 use crate::schema::{api_tokens, users};
-use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::api::{
@@ -21,7 +21,7 @@ enum Scope {
 #[utoipa::path(tag = "tokens", params(TokenListQuery), responses((status = 200, body = Vec<TokenResponse>), (status = 403, body = ErrorBody)))]
 #[get("/tokens")]
 pub async fn list_tokens(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     query: web::Query<TokenListQuery>,
 ) -> ApiResult<web::Json<Vec<TokenResponse>>> {
@@ -74,7 +74,7 @@ pub async fn list_tokens(
     (status = 201, body = CreatedTokenResponse), (status = 409, description = "A token of that name exists", body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/tokens")]
 pub async fn create_token(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateTokenRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -152,7 +152,7 @@ pub async fn create_token(
     (status = 204), (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
 #[delete("/tokens/{id}")]
 pub async fn revoke_token(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {

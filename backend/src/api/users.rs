@@ -1,9 +1,9 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self as authn, Principal};
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::models::{now, NewUser, User};
 use crate::schema::{sessions, users};
-use crate::state::AppState;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::api::{CreateUserRequest, UpdateUserRequest, UserResponse};
@@ -13,7 +13,7 @@ use serverware_shared::{validate, ErrorBody, Role};
 #[utoipa::path(tag = "users", responses((status = 200, body = Vec<UserResponse>), (status = 401, body = ErrorBody)))]
 #[get("/users")]
 pub async fn list_users(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<UserResponse>>> {
     principal.require(Role::Viewer)?;
@@ -33,7 +33,7 @@ pub async fn list_users(
 #[utoipa::path(tag = "users", params(("id" = i64, Path)), responses((status = 200, body = UserResponse), (status = 404, body = ErrorBody)))]
 #[get("/users/{id}")]
 pub async fn get_user(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<UserResponse>> {
@@ -67,7 +67,7 @@ fn other_active_admins(conn: &mut crate::db::DbConn, except: i64) -> ApiResult<i
     (status = 201, body = UserResponse), (status = 403, body = ErrorBody), (status = 409, description = "The user name is taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/users")]
 pub async fn create_user(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateUserRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -137,7 +137,7 @@ pub async fn create_user(
     (status = 200, body = UserResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/users/{id}")]
 pub async fn update_user(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateUserRequest>,
@@ -227,7 +227,7 @@ pub async fn update_user(
     (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/users/{id}")]
 pub async fn delete_user(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {

@@ -3,8 +3,8 @@
 
 use crate::audit::Actor;
 use crate::auth::Principal;
+use crate::core::Core;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::vps;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::api::{
@@ -13,7 +13,7 @@ use serverware_shared::api::{
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
-async fn one(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
+async fn one(state: &Core, id: i64) -> ApiResult<VpsResponse> {
     vps::get(state, id).await
 }
 
@@ -21,7 +21,7 @@ async fn one(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
 #[utoipa::path(tag = "vpses", responses((status = 200, body = Vec<VpsResponse>)))]
 #[get("/vpses")]
 pub async fn list_vpses(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> ApiResult<web::Json<Vec<VpsResponse>>> {
     principal.require(Role::Viewer)?;
@@ -31,7 +31,7 @@ pub async fn list_vpses(
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]
 #[get("/vpses/{id}")]
 pub async fn get_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<VpsResponse>> {
@@ -48,7 +48,7 @@ fn accepted(t: TaskResponse) -> HttpResponse {
     (status = 202, body = TaskResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses")]
 pub async fn create_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateVpsRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -95,7 +95,7 @@ pub async fn create_vps(
     (status = 200, body = UpdateVpsResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/vpses/{id}")]
 pub async fn update_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateVpsRequest>,
@@ -153,7 +153,7 @@ pub async fn update_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/start")]
 pub async fn start_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
@@ -177,7 +177,7 @@ fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> ApiResult<u32> {
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/stop")]
 pub async fn stop_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
@@ -200,7 +200,7 @@ pub async fn stop_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/restart")]
 pub async fn restart_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
@@ -224,7 +224,7 @@ pub async fn restart_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/vpses/{id}")]
 pub async fn delete_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
@@ -239,7 +239,7 @@ pub async fn delete_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses/{id}/copy")]
 pub async fn copy_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<CopyVpsRequest>,
@@ -267,7 +267,7 @@ pub async fn copy_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses/{id}/move")]
 pub async fn move_vps(
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<MoveVpsRequest>,

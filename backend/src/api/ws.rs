@@ -2,7 +2,7 @@
 //! other route (session cookie or bearer token), before the upgrade.
 
 use crate::auth::Principal;
-use crate::state::AppState;
+use crate::core::Core;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use serverware_shared::ws::{ClientMessage, ServerMessage};
@@ -24,7 +24,7 @@ pub fn is_upgrade(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
 pub async fn events_socket(
     req: HttpRequest,
     body: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Core>,
     principal: Principal,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, mut session, stream) = actix_ws::handle(&req, body)?;

@@ -4,10 +4,10 @@
 
 use super::{unfinished, OpRow};
 use crate::audit::Actor;
+use crate::core::Core;
 use crate::error::ApiResult;
 use crate::models::now;
 use crate::schema::{tasks, vps_claims};
-use crate::state::AppState;
 use diesel::prelude::*;
 use serverware_shared::state::TaskStatus;
 use std::collections::{HashMap, HashSet};
@@ -77,7 +77,7 @@ impl Live {
 /// At start, before anything else runs: tasks left running without a recorded operation
 /// (start, stop, restart, edit, template builds) cannot be resumed step by step. They are
 /// failed and their claims released; the reconciler moves their VPSes to the desired state.
-pub async fn settle_interrupted(state: &AppState) -> ApiResult<usize> {
+pub async fn settle_interrupted(state: &Core) -> ApiResult<usize> {
     state
         .db
         .run(|c| {
@@ -108,7 +108,7 @@ pub async fn settle_interrupted(state: &AppState) -> ApiResult<usize> {
 }
 
 /// Starts the recovery of every recorded operation that nobody drives and that is due.
-pub async fn drive(state: &Arc<AppState>) -> ApiResult<()> {
+pub async fn drive(state: &Arc<Core>) -> ApiResult<()> {
     if state.accepting().is_err() {
         return Ok(());
     }
@@ -125,7 +125,7 @@ pub async fn drive(state: &Arc<AppState>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn recover_one(state: &Arc<AppState>, op: OpRow) {
+async fn recover_one(state: &Arc<Core>, op: OpRow) {
     let tid = op.task_id;
     let row = state.db.run(move |c| crate::tasks::load(c, tid)).await;
     let row = match row {

@@ -14,7 +14,7 @@ pub(super) struct Params {
 }
 
 pub async fn copy(
-    state: Arc<AppState>,
+    state: Arc<Core>,
     actor: Actor,
     id: i64,
     name: String,
@@ -120,7 +120,7 @@ pub async fn copy(
 /// answer, the record stays and the recovery loop tries again.
 #[allow(clippy::too_many_arguments)]
 async fn undo(
-    state: &AppState,
+    state: &Core,
     task: &Task,
     src: &VpsRow,
     from_host: i64,
@@ -145,7 +145,7 @@ async fn undo(
 }
 
 /// Resumes a paused source (harmless when it is not paused). False when its host cannot do it.
-async fn thaw(state: &AppState, task: &Task, src: &VpsRow, host: i64) -> bool {
+async fn thaw(state: &Core, task: &Task, src: &VpsRow, host: i64) -> bool {
     let Some(c) = state.hosts.conn(host) else {
         task.log(format!(
             "the host of {} cannot be reached now: it is resumed once it can",
@@ -181,7 +181,7 @@ async fn thaw(state: &AppState, task: &Task, src: &VpsRow, host: i64) -> bool {
 }
 
 /// After a restart: a copy that was complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -248,7 +248,7 @@ pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish
 }
 
 pub(super) async fn copy_work(
-    state: &Arc<AppState>,
+    state: &Arc<Core>,
     task: &Task,
     src: &VpsRow,
     from: &HostRow,

@@ -26,7 +26,7 @@ pub struct CreateVps {
     pub start: bool,
 }
 
-pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
+pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
     state.accepting()?;
     let tid = req.template_id;
     let template = state
@@ -150,7 +150,7 @@ pub async fn create(state: Arc<AppState>, actor: Actor, req: CreateVps) -> ApiRe
 
 /// Unwinds a create that failed: nothing half-made stays. If the host cannot be reached the
 /// record stays (claimed) and the recovery loop tries again.
-async fn undo(state: &AppState, task: &Task, vps: &VpsRow, host_id: i64, why: ApiError) -> Finish {
+async fn undo(state: &Core, task: &Task, vps: &VpsRow, host_id: i64, why: ApiError) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     if remove_unfinished(state, task, host_id, vps).await {
         task.log("rolled back").await;
@@ -163,7 +163,7 @@ async fn undo(state: &AppState, task: &Task, vps: &VpsRow, host_id: i64, why: Ap
 }
 
 /// After a restart: a create whose VPS is complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -217,7 +217,7 @@ pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish
 }
 
 pub(super) async fn create_work(
-    state: &Arc<AppState>,
+    state: &Arc<Core>,
     task: &Task,
     vps: &VpsRow,
     template: &std::path::Path,

@@ -8,7 +8,7 @@ pub(super) struct Params {
     host_id: Option<i64>,
 }
 
-pub async fn delete(state: Arc<AppState>, actor: Actor, id: i64) -> ApiResult<TaskResponse> {
+pub async fn delete(state: Arc<Core>, actor: Actor, id: i64) -> ApiResult<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Delete).await?;
     let task = begin(
@@ -34,7 +34,7 @@ pub async fn delete(state: Arc<AppState>, actor: Actor, id: i64) -> ApiResult<Ta
 }
 
 /// A container is only forgotten once it is gone from its host.
-async fn forward(state: &AppState, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
+async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
     if let Some(h) = host_id {
         let host = match state.db.run(move |c| load_host(c, h)).await {
             Ok(h) => h,
@@ -90,7 +90,7 @@ async fn forward(state: &AppState, task: &Task, v: &VpsRow, host_id: Option<i64>
 }
 
 /// A delete is always carried forward: the operator asked for the VPS to go.
-pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),

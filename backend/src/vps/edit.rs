@@ -16,7 +16,7 @@ pub struct EditVps {
 /// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
 /// start. Returns the VPS, whether a restart is needed, and the task applying it on its host.
 pub async fn edit(
-    state: Arc<AppState>,
+    state: Arc<Core>,
     actor: Actor,
     id: i64,
     e: EditVps,
@@ -168,7 +168,7 @@ pub async fn edit(
 
 /// Writes the changed configuration on the VPS's host, and its limits if it runs.
 async fn apply(
-    state: &AppState,
+    state: &Core,
     task: &Task,
     v2: &VpsRow,
     restart_required: bool,

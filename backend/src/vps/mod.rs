@@ -26,13 +26,13 @@ pub use reconcile::{reconcile, RECONCILE_EVERY};
 use transfer::{live_disk, push_template, slots, transfer};
 
 use crate::audit::{self, Actor, Change};
+use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
 use crate::hosts::{Conn, HostRow};
 use crate::models::now;
 use crate::ops::{self, Finish, OpRow};
 use crate::schema::{hosts, vpses};
 use crate::ssh::SshError;
-use crate::state::AppState;
 use crate::tasks::Task;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -87,7 +87,7 @@ impl VpsRow {
 
 /// What the controller knows of a VPS now: its recorded state while its host is connected,
 /// else unknown (a VPS on an offline host is not `running`).
-pub fn observed(state: &AppState, v: &VpsRow) -> ObservedState {
+pub fn observed(state: &Core, v: &VpsRow) -> ObservedState {
     let recorded = v.recorded();
     if recorded == ObservedState::Creating {
         return recorded;
@@ -142,7 +142,7 @@ pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<HostRow> {
 
 /// A VPS as the API shows it, with what its host reports now.
 pub fn response(
-    state: &AppState,
+    state: &Core,
     v: &VpsRow,
     host_name: Option<String>,
     claim: Option<(VpsOperation, i64)>,
@@ -183,7 +183,7 @@ pub fn response(
 }
 
 /// Every VPS as the API shows it, by name.
-pub async fn list(state: &AppState) -> ApiResult<Vec<VpsResponse>> {
+pub async fn list(state: &Core) -> ApiResult<Vec<VpsResponse>> {
     let (rows, names, claims) = state
         .db
         .run(|c| {
@@ -209,7 +209,7 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<VpsResponse>> {
 }
 
 /// One VPS as the API shows it.
-pub async fn get(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
+pub async fn get(state: &Core, id: i64) -> ApiResult<VpsResponse> {
     let (v, host, claim) = state
         .db
         .run(move |c| {
@@ -228,7 +228,7 @@ pub async fn get(state: &AppState, id: i64) -> ApiResult<VpsResponse> {
     Ok(response(state, &v, host, claim))
 }
 
-fn conn(state: &AppState, host_id: i64, name: &str) -> Result<Conn, ApiError> {
+fn conn(state: &Core, host_id: i64, name: &str) -> Result<Conn, ApiError> {
     state
         .hosts
         .conn(host_id)
@@ -246,7 +246,7 @@ async fn call(c: &Conn, req: AgentRequest, timeout: Duration) -> ApiResult<Agent
     c.agent.call(req, timeout).await.map_err(agent_err)
 }
 
-fn changed(state: &AppState, id: i64, change: ChangeKind) {
+fn changed(state: &Core, id: i64, change: ChangeKind) {
     state.hub.publish(&ServerMessage::Inventory {
         change: InventoryChange {
             kind: "vps".into(),
@@ -259,9 +259,9 @@ fn changed(state: &AppState, id: i64, change: ChangeKind) {
 /// Starts the work of a task in the background. Whatever the work does (panics included), the
 /// operation ends properly: its claims and reservations are released and the task gets its
 /// outcome, unless the work says it must be finished later (then the recovery loop owns it).
-fn spawn<F, Fut>(state: Arc<AppState>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
+fn spawn<F, Fut>(state: Arc<Core>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
 where
-    F: FnOnce(Arc<AppState>, Arc<Task>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Core>, Arc<Task>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Finish> + Send + 'static,
 {
     let id = task.id();
@@ -279,7 +279,7 @@ where
 }
 
 /// Ends (or parks) an operation after its work returned.
-async fn conclude(state: &Arc<AppState>, task: &Task, vps_ids: &[i64], finish: Finish) {
+async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finish) {
     let id = task.id();
     match finish {
         Finish::Done(r) => {
@@ -303,7 +303,7 @@ async fn conclude(state: &Arc<AppState>, task: &Task, vps_ids: &[i64], finish: F
 }
 
 /// Recovers a recorded operation this controller is not driving (see [`ops::recovery`]).
-pub async fn recover(state: &Arc<AppState>, task: Arc<Task>, op: OpRow) {
+pub async fn recover(state: &Arc<Core>, task: Arc<Task>, op: OpRow) {
     let finish = match op.kind.as_str() {
         "vps.create" => create::recover(state, &task, &op).await,
         "vps.copy" => copy::recover(state, &task, &op).await,
@@ -331,7 +331,7 @@ struct Begin {
 /// operation holds one, before anything is written), the audit event, and what `extra` asks.
 #[allow(clippy::too_many_arguments)]
 async fn begin(
-    state: &Arc<AppState>,
+    state: &Arc<Core>,
     actor: &Actor,
     op: VpsOperation,
     vps: &VpsRow,
@@ -381,7 +381,7 @@ async fn begin(
 
 /// Whether `op` may begin on `v` now: not while another operation holds it, and only from the
 /// states the transition table allows. The refusal names the state.
-async fn check(state: &AppState, v: &VpsRow, op: VpsOperation) -> ApiResult<()> {
+async fn check(state: &Core, v: &VpsRow, op: VpsOperation) -> ApiResult<()> {
     let id = v.id;
     let holder = state.db.run(move |c| ops::claims::holder(c, id)).await?;
     serverware_shared::state::check(op, observed(state, v), holder)
@@ -389,7 +389,7 @@ async fn check(state: &AppState, v: &VpsRow, op: VpsOperation) -> ApiResult<()> 
 }
 
 /// Host row and name of a placed VPS.
-async fn host_of(state: &AppState, v: &VpsRow) -> ApiResult<HostRow> {
+async fn host_of(state: &Core, v: &VpsRow) -> ApiResult<HostRow> {
     let Some(h) = v.host_id else {
         return Err(ApiError::conflict(
             None,
@@ -401,12 +401,7 @@ async fn host_of(state: &AppState, v: &VpsRow) -> ApiResult<HostRow> {
 
 /// A host may already have a container of that name that SERVERware does not manage (it is
 /// reported, never touched): refuse before anything is made.
-async fn name_free_on(
-    state: &AppState,
-    host_id: i64,
-    host_name: &str,
-    name: &str,
-) -> ApiResult<()> {
+async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -> ApiResult<()> {
     // Asked of the host now: a sample can be a second old and still show a container that was
     // just removed.
     let taken = match state.hosts.conn(host_id) {
@@ -431,7 +426,7 @@ async fn name_free_on(
 
 /// Undoes a create or copy: the container goes from its host, then the record. False when the
 /// host cannot be reached or refuses: nothing is forgotten then, and it is tried again later.
-async fn remove_unfinished(state: &AppState, task: &Task, host_id: i64, vps: &VpsRow) -> bool {
+async fn remove_unfinished(state: &Core, task: &Task, host_id: i64, vps: &VpsRow) -> bool {
     let host = state
         .db
         .run(move |c| load_host(c, host_id))
@@ -485,7 +480,7 @@ async fn remove_unfinished(state: &AppState, task: &Task, host_id: i64, vps: &Vp
 
 /// Records what a VPS is now, and optionally what it should be.
 async fn set_state(
-    state: &AppState,
+    state: &Core,
     id: i64,
     observed: ObservedState,
     desired: Option<DesiredState>,

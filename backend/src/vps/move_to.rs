@@ -17,7 +17,7 @@ pub(super) struct Params {
 const KIND: &str = "vps.move";
 
 pub async fn move_to(
-    state: Arc<AppState>,
+    state: Arc<Core>,
     actor: Actor,
     id: i64,
     target: i64,
@@ -80,7 +80,7 @@ pub async fn move_to(
 }
 
 async fn run(
-    state: &Arc<AppState>,
+    state: &Arc<Core>,
     task: &Task,
     v: &VpsRow,
     from: &HostRow,
@@ -98,7 +98,7 @@ async fn run(
 
 /// Up to the database naming the new host; returns the downtime.
 async fn forward(
-    state: &Arc<AppState>,
+    state: &Arc<Core>,
     task: &Task,
     v: &VpsRow,
     from: &HostRow,
@@ -186,13 +186,7 @@ async fn forward(
 }
 
 /// The database names the new host: from here on the move is carried forward.
-async fn switch(
-    state: &AppState,
-    task: &Task,
-    v: &VpsRow,
-    to: i64,
-    running: bool,
-) -> ApiResult<()> {
+async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -> ApiResult<()> {
     let (id, tid) = (v.id, task.id());
     let observed = if running {
         ObservedState::Running
@@ -224,7 +218,7 @@ async fn switch(
 
 /// Removes the parked old copy; retried until done (the VPS itself is free meanwhile).
 async fn cleanup(
-    state: &AppState,
+    state: &Core,
     task: &Task,
     v: &VpsRow,
     from_host: i64,
@@ -265,7 +259,7 @@ async fn cleanup(
 }
 
 /// Back to where it was: the partial copy goes, the original runs again if it ran.
-async fn undo(state: &AppState, task: &Task, v: &VpsRow, p: &Params, why: ApiError) -> Finish {
+async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: ApiError) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     let later = Finish::Later {
         release_claims: false,
@@ -365,7 +359,7 @@ async fn undo(state: &AppState, task: &Task, v: &VpsRow, p: &Params, why: ApiErr
 
 /// After a restart: carried forward once the copy on the target is complete (and running, if
 /// it ran), else rolled back.
-pub(super) async fn recover(state: &AppState, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),

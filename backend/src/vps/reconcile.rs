@@ -42,7 +42,7 @@ fn settled_down(id: i64) {
     }
 }
 
-pub async fn reconcile(state: &Arc<AppState>) -> ApiResult<()> {
+pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
     let (rows, claims) = state
         .db
         .run(|c| {

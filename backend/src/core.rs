@@ -1,11 +1,15 @@
+//! The controller's core: what every front end (the HTTP API, and next the command lines) and
+//! every background loop is given: the database, the live hub, the host connections, the
+//! settings from configuration, the operations in progress and the supervisor.
+
 use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::db::Db;
 use crate::hub::Hub;
 use std::sync::Arc;
 
-/// What every request handler shares.
-pub struct AppState {
+/// What every front end and scheduler shares.
+pub struct Core {
     pub config: Config,
     pub db: Db,
     pub login_limiter: LoginLimiter,
@@ -26,7 +30,7 @@ pub struct AppState {
     pub placement: tokio::sync::Mutex<()>,
 }
 
-impl AppState {
+impl Core {
     /// New operations are refused (503) once the controller is stopping.
     pub fn accepting(&self) -> Result<(), crate::error::ApiError> {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
