@@ -40,6 +40,24 @@ fn pg_exec(admin_url: &str, sql: &str) {
     diesel::sql_query(sql).execute(&mut c).expect(sql);
 }
 
+/// A new empty database for one controller: on the test PostgreSQL server when there is one
+/// (with the admin URL and name to drop it), else an SQLite file in `dir`.
+fn fresh_database(dir: &std::path::Path) -> (String, Option<(String, String)>) {
+    match postgres_admin_url() {
+        Some(admin) => {
+            let name = format!(
+                "sw_test_{}_{}",
+                std::process::id(),
+                NEXT_DB.fetch_add(1, Ordering::SeqCst)
+            );
+            pg_exec(&admin, &format!("CREATE DATABASE {name}"));
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+            (format!("{base}/{name}"), Some((admin, name)))
+        }
+        None => (format!("sqlite://{}/serverware.db", dir.display()), None),
+    }
+}
+
 impl TestController {
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
@@ -47,22 +65,7 @@ impl TestController {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg) = match postgres_admin_url() {
-            Some(admin) => {
-                let name = format!(
-                    "sw_test_{}_{}",
-                    std::process::id(),
-                    NEXT_DB.fetch_add(1, Ordering::SeqCst)
-                );
-                pg_exec(&admin, &format!("CREATE DATABASE {name}"));
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-                (format!("{base}/{name}"), Some((admin, name)))
-            }
-            None => (
-                format!("sqlite://{}/serverware.db", dir.path().display()),
-                None,
-            ),
-        };
+        let (database_url, pg) = fresh_database(dir.path());
         let mut config = Config::resolve(&ConfigArgs {
             config: Some("/dev/null".into()),
             listen: Some("127.0.0.1:0".into()),
@@ -97,22 +100,7 @@ impl TestController {
     /// `fault` sets `SERVERWARE_FAULT` (test builds only) for this first run.
     pub async fn start_process(fault: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg) = match postgres_admin_url() {
-            Some(admin) => {
-                let name = format!(
-                    "sw_test_{}_{}",
-                    std::process::id(),
-                    NEXT_DB.fetch_add(1, Ordering::SeqCst)
-                );
-                pg_exec(&admin, &format!("CREATE DATABASE {name}"));
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-                (format!("{base}/{name}"), Some((admin, name)))
-            }
-            None => (
-                format!("sqlite://{}/serverware.db", dir.path().display()),
-                None,
-            ),
-        };
+        let (database_url, pg) = fresh_database(dir.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
