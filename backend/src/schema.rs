@@ -178,6 +178,7 @@ diesel::table! {
         params -> Text,
         step -> Text,
         phase -> Text,
+        owner -> Text,
         updated_at -> Timestamp,
     }
 }

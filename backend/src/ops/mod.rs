@@ -60,6 +60,7 @@ pub struct OpRow {
     pub params: String,
     pub step: String,
     pub phase: String,
+    pub owner: String,
     pub updated_at: chrono::NaiveDateTime,
 }
 
@@ -76,6 +77,18 @@ impl OpRow {
     pub fn undoing(&self) -> bool {
         self.phase == Phase::Undo.as_str()
     }
+}
+
+/// This controller run, as the owner of the operations it starts. Recovery takes over the
+/// operations of other runs (left by a controller that stopped) and this run's parked ones, never
+/// one this run is starting: its record commits before its work is spawned.
+pub fn instance() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use rand::Rng;
+        let n: u64 = rand::rng().random();
+        format!("{}-{n:016x}", std::process::id())
+    })
 }
 
 /// Records a new operation at its first step, inside the caller's transaction.
@@ -95,10 +108,22 @@ pub fn record(
             operations::params.eq(params),
             operations::step.eq("recorded"),
             operations::phase.eq(Phase::Forward.as_str()),
+            operations::owner.eq(instance()),
             operations::updated_at.eq(now()),
         ))
         .execute(c)?;
     Ok(())
+}
+
+/// Makes this run the owner of an operation it recovers.
+pub async fn adopt(db: &Db, task_id: i64) -> ApiResult<()> {
+    db.run(move |c| {
+        diesel::update(operations::table.find(task_id))
+            .set(operations::owner.eq(instance()))
+            .execute(c)?;
+        Ok(())
+    })
+    .await
 }
 
 /// Writes that an operation completed `step` (durably, before the next begins). Test builds may

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Live {
     running: Mutex<HashSet<i64>>,
+    /// This run's operations that wait to be tried again (a host was unreachable).
+    parked: Mutex<HashSet<i64>>,
     announced: Mutex<HashSet<i64>>,
     retry: Mutex<HashMap<i64, (Instant, Duration)>>,
 }
@@ -38,6 +40,19 @@ impl Live {
 
     pub fn leave(&self, task: i64) {
         lock(&self.running).remove(&task);
+    }
+
+    /// Marks an operation of this run as waiting for the recovery loop (or not any more).
+    pub fn park(&self, task: i64, parked: bool) {
+        if parked {
+            lock(&self.parked).insert(task);
+        } else {
+            lock(&self.parked).remove(&task);
+        }
+    }
+
+    fn is_parked(&self, task: i64) -> bool {
+        lock(&self.parked).contains(&task)
     }
 
     /// Whether a parked operation is due for another try (and books the one after it).
@@ -113,6 +128,11 @@ pub async fn drive(state: &Arc<Core>) -> ApiResult<()> {
         return Ok(());
     }
     for op in unfinished(&state.db).await? {
+        let ours = op.owner == super::instance();
+        // An operation this run starts is driven by its own work, never here.
+        if ours && !state.ops_live.is_parked(op.task_id) {
+            continue;
+        }
         if state.ops_live.is_running(op.task_id) || !state.ops_live.due(op.task_id) {
             continue;
         }
@@ -127,6 +147,13 @@ pub async fn drive(state: &Arc<Core>) -> ApiResult<()> {
 
 async fn recover_one(state: &Arc<Core>, op: OpRow) {
     let tid = op.task_id;
+    if op.owner != super::instance() {
+        if let Err(e) = super::adopt(&state.db, tid).await {
+            tracing::error!(task = tid, "cannot take over an unfinished operation: {e}");
+            state.ops_live.leave(tid);
+            return;
+        }
+    }
     let row = state.db.run(move |c| crate::tasks::load(c, tid)).await;
     let row = match row {
         Ok(r) => r,

@@ -283,12 +283,14 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
     let id = task.id();
     match finish {
         Finish::Done(r) => {
+            state.ops_live.park(id, false);
             if let Err(e) = ops::release(&state.db, id).await {
                 tracing::error!(task = id, "cannot release the operation's claims: {e}");
             }
             task.finish(&r).await;
         }
         Finish::Later { release_claims } => {
+            state.ops_live.park(id, true);
             if release_claims {
                 if let Err(e) = ops::release_claims(&state.db, id).await {
                     tracing::error!(task = id, "cannot release the operation's claims: {e}");

@@ -33,6 +33,8 @@ CREATE TABLE operations (
     params TEXT NOT NULL,
     step TEXT NOT NULL,
     phase TEXT NOT NULL,
+    -- The controller run driving it; another run's operations are left over and recovered.
+    owner TEXT NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
 CREATE INDEX operations_phase ON operations(phase);
