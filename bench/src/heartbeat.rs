@@ -6,7 +6,7 @@
 //! Usage: heartbeat-bench [--vpses N] [--gb G] [--seconds S]   (scripts/bench.sh heartbeat)
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use serverware_bench::*;
 use serverware_testhosts::{Cluster, ClusterOptions};
@@ -99,8 +99,15 @@ async fn run(vpses: usize, gb: u64, seconds: u64) -> Result<()> {
         let Ok(Some(Ok(frame))) = actix_rt::time::timeout(left, socket.next()).await else {
             continue;
         };
-        let awc::ws::Frame::Text(text) = frame else {
-            continue;
+        let text = match frame {
+            awc::ws::Frame::Text(text) => text,
+            // The controller closes a socket that stays silent: answer its pings.
+            awc::ws::Frame::Ping(p) => {
+                socket.send(awc::ws::Message::Pong(p)).await?;
+                continue;
+            }
+            awc::ws::Frame::Close(_) => bail!("the controller closed the socket"),
+            _ => continue,
         };
         let m: serde_json::Value = serde_json::from_slice(&text)?;
         if m["type"] != "host_status" || m["host_id"] != host {
