@@ -1,6 +1,7 @@
 //! The LXC driver: containers under /var/lib/lxc, driven by the `lxc-*` programs with argument
 //! vectors (never a shell), and their figures read from cgroups and /proc.
 
+use crate::rootfs::Root;
 use serverware_shared::agent::{VpsSample, VpsSpec, VpsState};
 use serverware_shared::validate;
 use std::collections::HashMap;
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 
 pub const LXC_PATH: &str = "/var/lib/lxc";
 
-/// A container name the controller may use: a resource name (letters, digits, '-').
+/// A container name the controller may use: a resource name (letters, digits, '-'), exactly.
 fn checked(name: &str) -> Result<&str, String> {
-    validate::resource_name("name", name).map_err(|e| e.message)?;
+    validate::exact("name", name, validate::resource_name).map_err(|e| e.to_string())?;
     Ok(name)
 }
 
@@ -143,15 +144,10 @@ fn ours(name: &str) -> Result<(), String> {
 }
 
 pub fn define(spec: &VpsSpec) -> Result<(), String> {
+    // Every field reaches the configuration file: checked here, whatever the controller checked.
+    spec.check().map_err(|e| e.to_string())?;
     let name = checked(&spec.name)?;
     ours(name)?;
-    validate::ipv4_address("ipv4", &spec.ipv4).map_err(|e| e.message)?;
-    if spec.veth.is_empty()
-        || spec.veth.len() > 15
-        || !spec.veth.chars().all(|c| c.is_ascii_alphanumeric())
-    {
-        return Err(format!("bad interface name '{}'", spec.veth));
-    }
     if !Path::new("/sys/class/net")
         .join(&spec.bridge)
         .join("bridge")
@@ -164,25 +160,31 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
     }
     let d = dir(name);
     std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    let rootfs = Root::open(&d.join("rootfs")).ok();
+    let halt = rootfs
+        .as_ref()
+        .map(halt_signal)
+        .unwrap_or_else(|| "SIGPWR".into());
     let tmp = d.join("config.part");
-    std::fs::write(
-        &tmp,
-        config_text(spec, cgroups(), &halt_signal(&d.join("rootfs"))),
-    )
-    .and_then(|_| std::fs::rename(&tmp, d.join("config")))
-    .map_err(|e| format!("cannot write the configuration: {e}"))?;
-    let etc = d.join("rootfs/etc");
-    if etc.is_dir() {
-        let _ = std::fs::write(etc.join("hostname"), format!("{}\n", spec.hostname));
+    std::fs::write(&tmp, config_text(spec, cgroups(), &halt))
+        .and_then(|_| std::fs::rename(&tmp, d.join("config")))
+        .map_err(|e| format!("cannot write the configuration: {e}"))?;
+    // The VPS's own /etc/hostname, for programs that read it rather than the kernel's name
+    // (which lxc.uts.name sets). Written inside the VPS's root only; a VPS that replaced the
+    // file with anything but a plain file keeps what it made.
+    if let Some(root) = &rootfs {
+        let _ = root.replace_file("etc/hostname", format!("{}\n", spec.hostname).as_bytes());
     }
     Ok(())
 }
 
 /// The signal that asks the VPS's init to shut down: busybox halts on SIGUSR1, systemd on
-/// SIGRTMIN+3; others get LXC's default, SIGPWR.
-pub fn halt_signal(rootfs: &Path) -> String {
-    let init = std::fs::read_link(rootfs.join("sbin/init"))
-        .map(|p| p.to_string_lossy().into_owned())
+/// SIGRTMIN+3; others get LXC's default, SIGPWR. The link is read inside the VPS's root.
+pub fn halt_signal(root: &Root) -> String {
+    let init = root
+        .read_link("sbin/init")
+        .ok()
+        .flatten()
         .unwrap_or_default();
     if init.contains("busybox") {
         "SIGUSR1".into()
@@ -194,6 +196,7 @@ pub fn halt_signal(rootfs: &Path) -> String {
 }
 
 pub fn apply_limits(spec: &VpsSpec) -> Result<(), String> {
+    spec.check().map_err(|e| e.to_string())?;
     let name = checked(&spec.name)?;
     if state(name).state != "running" {
         return Ok(());
@@ -736,7 +739,7 @@ mod tests {
 
     #[test]
     fn names_that_are_not_resource_names_are_refused() {
-        for bad in ["../etc", "a b", "", "-x"] {
+        for bad in ["../etc", "a b", "", "-x", " web", "Web", "web\n"] {
             assert!(checked(bad).is_err(), "{bad}");
         }
     }

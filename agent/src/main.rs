@@ -4,6 +4,7 @@
 
 mod lxc;
 mod procfs;
+mod rootfs;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};
@@ -34,6 +35,46 @@ fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+enum Line {
+    Whole,
+    TooLong,
+    Eof,
+}
+
+/// Reads one line into `line` (without its newline), keeping at most `max` bytes: the rest of a
+/// longer line is skipped as it arrives, never held.
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    line.clear();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() && !too_long {
+                Line::Eof
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Whole
+            });
+        }
+        let (chunk, end) = match buf.iter().position(|b| *b == b'\n') {
+            Some(p) => (&buf[..p], Some(p + 1)),
+            None => (buf, None),
+        };
+        if !too_long && line.len() + chunk.len() <= max {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        let used = end.unwrap_or(buf.len());
+        r.consume(used);
+        if end.is_some() {
+            return Ok(if too_long { Line::TooLong } else { Line::Whole });
+        }
+    }
 }
 
 /// Frames go out whole, one per line, from the main loop and from VPS operations alike.
@@ -114,14 +155,20 @@ fn serve() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let msg = match serde_json::from_str::<AgentRequestFrame>(&line) {
-                Ok(f) => Input::Request(f),
-                Err(e) => Input::Garbage(e.to_string()),
+        let mut input = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            let msg = match read_line(&mut input, &mut line, MAX_REQUEST_LINE) {
+                Ok(Line::Eof) | Err(_) => break,
+                Ok(Line::TooLong) => Input::Garbage(format!(
+                    "a request line is longer than {} KiB; it was not read",
+                    MAX_REQUEST_LINE >> 10
+                )),
+                Ok(Line::Whole) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                Ok(Line::Whole) => match serde_json::from_slice::<AgentRequestFrame>(&line) {
+                    Ok(f) => Input::Request(f),
+                    Err(e) => Input::Garbage(e.to_string()),
+                },
             };
             if tx.send(msg).is_err() {
                 return;
@@ -224,5 +271,28 @@ fn serve() {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_skipped_not_held() {
+        let long = "x".repeat(100);
+        let input = format!("short\n{long}\nafter\nlast");
+        let mut r = std::io::BufReader::with_capacity(7, input.as_bytes());
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match read_line(&mut r, &mut line, 10).unwrap() {
+                Line::Eof => break,
+                Line::TooLong => got.push("<too long>".to_string()),
+                Line::Whole => got.push(String::from_utf8(line.clone()).unwrap()),
+            }
+            assert!(line.len() <= 10);
+        }
+        assert_eq!(got, ["short", "<too long>", "after", "last"]);
     }
 }

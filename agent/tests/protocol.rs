@@ -159,3 +159,113 @@ fn the_agent_exits_when_its_controller_goes_away() {
         }
     }
 }
+
+/// A spec every rule accepts, naming a bridge this machine does not have: should a hostile
+/// value ever pass the agent's checks, the agent stops at the bridge and writes nothing.
+fn base_spec() -> VpsSpec {
+    VpsSpec {
+        name: "sw-protocol-probe".into(),
+        hostname: "sw-protocol-probe".into(),
+        ipv4: "10.77.250.50".into(),
+        prefix_len: 24,
+        gateway: Some("10.77.250.1".into()),
+        bridge: "swnobridge0".into(),
+        mac: "02:53:57:00:00:01".into(),
+        veth: "swvprobe".into(),
+        memory_limit_bytes: 64 << 20,
+        cpu_shares: None,
+        cpu_limit_millis: None,
+        autostart: false,
+    }
+}
+
+#[test]
+fn every_configuration_bound_field_with_a_hostile_value_is_refused_by_the_agent_itself() {
+    let mut a = start();
+    let hostile = [
+        "web\nlxc.hook.pre-start = /bin/sh -c 'touch /tmp/owned'".to_string(),
+        "web=1".to_string(),
+        "web\0x".to_string(),
+        "w".repeat(10 * 1024),
+        " web".to_string(),
+    ];
+    type Set = fn(&mut VpsSpec, String);
+    let fields: [(&str, Set); 7] = [
+        ("name", |s, v| s.name = v),
+        ("hostname", |s, v| s.hostname = v),
+        ("ipv4", |s, v| s.ipv4 = format!("10.77.250.50{v}")),
+        ("gateway", |s, v| {
+            s.gateway = Some(format!("10.77.250.1{v}"))
+        }),
+        ("bridge", |s, v| s.bridge = v),
+        ("mac", |s, v| s.mac = format!("02:53:57:00:00:01{v}")),
+        ("veth", |s, v| s.veth = v),
+    ];
+    let mut id = 10;
+    for (field, set) in fields {
+        for value in &hostile {
+            let mut spec = base_spec();
+            set(&mut spec, value.clone());
+            for request in [
+                AgentRequest::VpsDefine { spec: spec.clone() },
+                AgentRequest::VpsApplyLimits { spec: spec.clone() },
+            ] {
+                id += 1;
+                a.send(id, request);
+                match a.response(id) {
+                    AgentResponse::Error { message } => assert!(
+                        message.starts_with(&format!("{field}:")),
+                        "{field} = {value:?}: {message}"
+                    ),
+                    other => panic!("{field} = {value:?} was accepted: {other:?}"),
+                }
+            }
+        }
+    }
+    // The name travels alone in the other requests, and the same rule guards it.
+    for value in &hostile {
+        for request in [
+            AgentRequest::VpsStart {
+                name: value.clone(),
+            },
+            AgentRequest::VpsStop {
+                name: value.clone(),
+                timeout_secs: 1,
+            },
+            AgentRequest::VpsDestroy {
+                name: value.clone(),
+            },
+            AgentRequest::VpsFreeze {
+                name: value.clone(),
+                frozen: true,
+            },
+        ] {
+            id += 1;
+            a.send(id, request.clone());
+            assert!(
+                matches!(a.response(id), AgentResponse::Error { .. }),
+                "{request:?} was accepted"
+            );
+        }
+    }
+    assert!(
+        !std::path::Path::new("/var/lib/lxc/sw-protocol-probe").exists(),
+        "the agent wrote a configuration"
+    );
+}
+
+#[test]
+fn an_overlong_request_line_is_refused_and_the_agent_goes_on() {
+    let mut a = start();
+    let huge = format!(
+        r#"{{"id":1,"type":"vps_start","name":"{}"}}"#,
+        "a".repeat(MAX_REQUEST_LINE * 4)
+    );
+    writeln!(a.stdin, "{huge}").unwrap();
+    match a.response(0) {
+        AgentResponse::Error { message } => assert!(message.contains("longer than"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    a.send(2, AgentRequest::Ping);
+    assert_eq!(a.response(2), AgentResponse::Pong);
+}

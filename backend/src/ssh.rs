@@ -230,6 +230,13 @@ impl Session {
                 russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
                 _ => {}
             }
+            if out.len() + err.len() > MAX_COMMAND_OUTPUT {
+                let _ = ch.close().await;
+                return Err(SshError::Protocol(format!(
+                    "{program} printed more than {} MiB on the host",
+                    MAX_COMMAND_OUTPUT >> 20
+                )));
+            }
         }
         Ok((code.unwrap_or(255), out, err))
     }
@@ -259,7 +266,9 @@ impl Session {
         while let Some(msg) = ch.wait().await {
             match msg {
                 russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                russh::ChannelMsg::ExtendedData { data, .. } if err.len() < MAX_COMMAND_OUTPUT => {
+                    err.extend_from_slice(&data)
+                }
                 _ => {}
             }
         }
@@ -302,13 +311,25 @@ impl Session {
                 tokio::select! {
                     msg = read.wait() => match msg {
                         Some(russh::ChannelMsg::Data { data }) => {
+                            let scanned = buf.len();
                             buf.extend_from_slice(&data);
-                            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = buf.drain(..=pos).collect();
+                            let mut from = scanned;
+                            while let Some(pos) = buf[from..].iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = buf.drain(..=from + pos).collect();
+                                from = 0;
                                 match serde_json::from_slice::<serverware_shared::agent::AgentFrame>(&line) {
                                     Ok(f) => if frames_tx.send(f).await.is_err() { return },
                                     Err(e) => tracing::warn!("agent sent an unreadable frame: {e}"),
                                 }
+                            }
+                            if buf.len() > serverware_shared::agent::MAX_AGENT_FRAME {
+                                // A frame this long is no sample: the link ends (and is made anew)
+                                // rather than the controller's memory growing with it.
+                                tracing::error!(
+                                    "the agent sent a frame longer than {} bytes: closing its link",
+                                    serverware_shared::agent::MAX_AGENT_FRAME
+                                );
+                                return;
                             }
                         }
                         Some(_) => {}
@@ -338,6 +359,9 @@ impl Session {
             .await;
     }
 }
+
+/// The most a command run on a host may print (its output is read into memory).
+const MAX_COMMAND_OUTPUT: usize = 4 << 20;
 
 /// Quotes one argument for a POSIX shell: the remote side of an SSH exec always goes through the
 /// login shell, so each argument is wrapped in single quotes.

@@ -2,6 +2,7 @@
 //! stdin/stdout: one JSON object per line. Requests carry an id that their response repeats;
 //! samples are pushed without being asked, multiplexed on the same stream.
 
+use crate::validate::{self, ValidationError};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "openapi")]
@@ -13,6 +14,13 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
 pub const MAX_INTERVAL_MS: u64 = 60_000;
+
+/// The longest request line an agent reads; a longer one is refused whole, unread.
+pub const MAX_REQUEST_LINE: usize = 64 << 10;
+
+/// The longest frame the controller reads from an agent (a sample of a host with many VPSes is
+/// far below); a longer one ends the link.
+pub const MAX_AGENT_FRAME: usize = 16 << 20;
 
 /// Controller → agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +92,41 @@ pub struct VpsSpec {
     /// CPU time limit in thousandths of a CPU (1500 = one and a half CPUs).
     pub cpu_limit_millis: Option<u32>,
     pub autostart: bool,
+}
+
+impl VpsSpec {
+    /// Every field checked with the API's rules, exactly as given (nothing trimmed or lowered):
+    /// each of them ends up in a container configuration line or a program argument, so a value
+    /// that could break a line (a newline, a `=`, a NUL) never gets there. The agent checks this
+    /// itself, whatever the controller sent.
+    pub fn check(&self) -> Result<(), ValidationError> {
+        validate::exact("name", &self.name, validate::resource_name)?;
+        validate::exact("hostname", &self.hostname, validate::hostname)?;
+        validate::exact("ipv4", &self.ipv4, validate::ipv4_address)?;
+        validate::prefix_len("prefix_len", self.prefix_len)?;
+        if let Some(gw) = &self.gateway {
+            validate::exact("gateway", gw, validate::ipv4_address)?;
+        }
+        validate::exact("bridge", &self.bridge, validate::interface_name)?;
+        validate::exact("mac", &self.mac, validate::mac_address)?;
+        if self.veth.is_empty()
+            || self.veth.len() > 15
+            || !self.veth.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(ValidationError::new(
+                "veth",
+                "a VPS interface name has 1–15 letters and digits",
+            ));
+        }
+        validate::memory_limit("memory_limit_bytes", self.memory_limit_bytes)?;
+        if let Some(s) = self.cpu_shares {
+            validate::cpu_shares("cpu_shares", s)?;
+        }
+        if let Some(m) = self.cpu_limit_millis {
+            validate::cpu_limit_millis("cpu_limit_millis", m)?;
+        }
+        Ok(())
+    }
 }
 
 /// A container as the host sees it.
@@ -358,5 +401,84 @@ mod tests {
         };
         let line = serde_json::to_string(&f).unwrap();
         assert_eq!(serde_json::from_str::<AgentFrame>(&line).unwrap(), f);
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn good() -> VpsSpec {
+        VpsSpec {
+            name: "web-1".into(),
+            hostname: "web-1".into(),
+            ipv4: "10.77.1.50".into(),
+            prefix_len: 24,
+            gateway: Some("10.77.1.1".into()),
+            bridge: "br0".into(),
+            mac: "02:53:57:00:00:01".into(),
+            veth: "swv1".into(),
+            memory_limit_bytes: 64 << 20,
+            cpu_shares: Some(512),
+            cpu_limit_millis: Some(1500),
+            autostart: true,
+        }
+    }
+
+    /// Strings that could break a configuration line: some text with a newline, `=`, NUL,
+    /// carriage return, space or `#` somewhere in it, or just too long.
+    fn breaking() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (
+                ".{0,20}",
+                prop::sample::select(vec!['\n', '=', '\0', '\r', ' ', '#', '\t']),
+                ".{0,20}"
+            )
+                .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
+            "[a-z]{64,10240}",
+        ]
+    }
+
+    #[test]
+    fn a_good_spec_passes() {
+        assert_eq!(good().check(), Ok(()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn no_string_field_accepts_a_line_breaker(field in 0usize..7, v in breaking()) {
+            let mut s = good();
+            let name = match field {
+                0 => { s.name = v.clone(); "name" }
+                1 => { s.hostname = v.clone(); "hostname" }
+                2 => { s.ipv4 = v.clone(); "ipv4" }
+                3 => { s.gateway = Some(v.clone()); "gateway" }
+                4 => { s.bridge = v.clone(); "bridge" }
+                5 => { s.mac = v.clone(); "mac" }
+                _ => { s.veth = v.clone(); "veth" }
+            };
+            let e = s.check().expect_err("accepted");
+            prop_assert_eq!(e.field, name);
+        }
+
+        #[test]
+        fn whatever_passes_is_one_plain_token(field in 0usize..7, v in any::<String>()) {
+            let mut s = good();
+            match field {
+                0 => s.name = v.clone(),
+                1 => s.hostname = v.clone(),
+                2 => s.ipv4 = v.clone(),
+                3 => s.gateway = Some(v.clone()),
+                4 => s.bridge = v.clone(),
+                5 => s.mac = v.clone(),
+                _ => s.veth = v.clone(),
+            }
+            if s.check().is_ok() {
+                prop_assert!(v.len() <= 63);
+                prop_assert!(v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')), "{:?}", v);
+            }
+        }
     }
 }

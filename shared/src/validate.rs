@@ -385,6 +385,44 @@ pub fn hostname(field: &str, value: &str) -> Result<String> {
     Ok(v)
 }
 
+/// A MAC address as six pairs of hex digits separated by ':' (`02:53:57:00:00:01`), unicast.
+pub fn mac_address(field: &str, value: &str) -> Result<String> {
+    let v = value.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = v.split(':').collect();
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+    let unicast = ok && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0);
+    if !unicast {
+        return Err(ValidationError::new(
+            field,
+            "a MAC address is six pairs of hex digits such as 02:53:57:00:00:01, unicast",
+        ));
+    }
+    Ok(v)
+}
+
+/// For a receiver that must not normalise (the agent): the value must be exactly what the rule
+/// accepts, so that no space, newline or case change slips through the trimming of a rule.
+pub fn exact<T: ToString>(
+    field: &str,
+    value: &str,
+    rule: impl Fn(&str, &str) -> Result<T>,
+) -> Result<()> {
+    let normal = rule(field, value)?.to_string();
+    if normal != value {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "'{}' is not in its plain form ('{normal}')",
+                value.escape_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How long host rollups are kept: 1 day to 10 years.
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)

@@ -449,20 +449,33 @@ impl Cluster {
         for d in ["/var/lib/lxc", "/var/lib/serverware", "/srv", "/root/.ssh"] {
             std::fs::create_dir_all(d)?;
         }
-        // Claim a free /24: the state file is the lock.
+        // Claim a free /24: the state file is the lock. It is linked into place with its owner
+        // already written, so a sweep running at the same time never takes it for a dead claim.
         let mut claimed = None;
+        let seed = Path::new(STATE_DIR).join(format!(
+            "claim-{}-{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(
+            &seed,
+            serde_json::to_vec(&State {
+                owner_pid: std::process::id(),
+                subnet: 0,
+                bridge: String::new(),
+                namespaces: Vec::new(),
+                dir: PathBuf::new(),
+                init_pids: Vec::new(),
+            })?,
+        )?;
         for subnet in 1u8..=250 {
             let f = Path::new(STATE_DIR).join(format!("{subnet}.json"));
-            if std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&f)
-                .is_ok()
-            {
+            if std::fs::hard_link(&seed, &f).is_ok() {
                 claimed = Some((subnet, f));
                 break;
             }
         }
+        let _ = std::fs::remove_file(&seed);
         let (subnet, state_file) = claimed.context("no free test subnet in 10.77.0.0/16")?;
         let (dir, keep_dir) = match &opts.dir {
             Some(d) => (d.clone(), true),
@@ -590,7 +603,10 @@ impl Cluster {
             dir: self.dir.clone(),
             init_pids: self.hosts.iter().filter_map(|h| h.init_pid()).collect(),
         };
-        std::fs::write(&self.state_file, serde_json::to_vec(&state)?)?;
+        // Written beside and renamed: a sweep never reads half a state.
+        let tmp = self.state_file.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&state)?)?;
+        std::fs::rename(&tmp, &self.state_file)?;
         Ok(())
     }
 
@@ -746,11 +762,24 @@ pub fn sweep(all: bool) -> usize {
     let mut n = 0;
     for e in entries.flatten() {
         let path = e.path();
+        if path.extension().is_some_and(|x| x == "tmp") {
+            // A claim or state being written; left over only if its writer died.
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(300));
+            if old {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
         let Ok(state) = serde_json::from_slice::<State>(&bytes) else {
-            // A claim whose owner died before writing anything.
+            // Written by an older version: nothing in it to clean.
             let _ = std::fs::remove_file(&path);
             continue;
         };
