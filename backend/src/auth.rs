@@ -3,7 +3,7 @@
 
 use crate::core::Core;
 use crate::db::DbConn;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::models::{now, ApiToken, Session, User};
 use crate::schema::{api_tokens, sessions, users};
 use actix_web::body::MessageBody;
@@ -45,21 +45,68 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     }
 }
 
-/// A hash to verify against when the user does not exist, so the answer takes as long.
-/// [`hash_password`] on the blocking pool, holding no database connection.
+/// Password hashing is slow on purpose: it runs on the blocking pool, never holding a database
+/// connection, and at most [`Hashing::running`] at once (half the CPUs), so that a flood of
+/// logins leaves the rest of the controller CPU to answer with. At most [`HASH_QUEUE`] more wait;
+/// past that a request is answered 429 at once instead of queueing without end.
+struct Hashing {
+    running: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// How many password checks may wait for their turn.
+pub const HASH_QUEUE: usize = 64;
+
+fn hashing() -> &'static Hashing {
+    static H: std::sync::OnceLock<Hashing> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Hashing {
+            running: tokio::sync::Semaphore::new((cpus / 2).max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    })
+}
+
+/// Runs `work` when a hashing slot is free.
+async fn hash_turn<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    use std::sync::atomic::Ordering;
+    let h = hashing();
+    struct Waiting(&'static std::sync::atomic::AtomicUsize);
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if h.waiting.fetch_add(1, Ordering::SeqCst) >= HASH_QUEUE {
+        h.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::Busy(
+            "too many password checks are waiting; try again in a moment".into(),
+        ));
+    }
+    let waiting = Waiting(&h.waiting);
+    let _slot = h
+        .running
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    drop(waiting);
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+/// [`hash_password`] in its turn, holding no database connection.
 pub async fn hash_password_off(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing failed: {e}")))?
+    hash_turn(move || hash_password(&password)).await?
 }
 
-/// [`verify_password`] on the blocking pool, holding no database connection.
-pub async fn verify_password_off(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
+/// [`verify_password`] in its turn, holding no database connection.
+pub async fn verify_password_off(password: String, hash: String) -> ApiResult<bool> {
+    hash_turn(move || verify_password(&password, &hash)).await
 }
 
+/// A hash to verify against when the user does not exist, so the answer takes as long.
 pub fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password("no such user, no such password").unwrap_or_default())
@@ -96,8 +143,15 @@ pub fn new_token_secret() -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMethod {
-    Session { session_id: i64 },
-    Token { token_id: i64, name: String },
+    Session {
+        session_id: i64,
+    },
+    Token {
+        token_id: i64,
+        name: String,
+        /// When the token stops working, if ever.
+        expires_at: Option<chrono::NaiveDateTime>,
+    },
 }
 
 /// Who is calling, attached to every authenticated request by [`require_auth`].
@@ -180,7 +234,10 @@ pub async fn require_auth(
     let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
     let principal = match (bearer, cookie) {
         (Some(token), _) => authenticate_token(&state, token).await?,
-        (None, Some(secret)) => authenticate_session(&state, secret).await?,
+        (None, Some(secret)) => {
+            same_origin(req.request())?;
+            authenticate_session(&state, secret).await?
+        }
         (None, None) => {
             return Err(ApiError::Unauthorized(
                 "authentication required: log in or send an API token".into(),
@@ -190,6 +247,50 @@ pub async fn require_auth(
     };
     req.extensions_mut().insert(principal);
     next.call(req).await
+}
+
+/// A request authenticated by the session cookie that changes something (any method but GET,
+/// HEAD and OPTIONS), or opens the live socket, must come from the controller's own pages:
+/// browsers say where a request comes from in `Sec-Fetch-Site` and `Origin`, and a page of
+/// another site is refused with 403 whatever the request's body or content type. A client that
+/// sends neither header is no browser, and cannot have been steered by another site's page.
+/// Requests with an API token are not affected: a token is never sent by a browser on its own.
+pub fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    use actix_web::http::{header, Method};
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let refuse = |from: &str| {
+        ApiError::Forbidden(format!(
+            "this request came from {from}, not from the controller's own pages: with the \
+             session cookie, changes are accepted only from them (scripts use an API token)"
+        ))
+    };
+    if let Some(site) = req.headers().get("sec-fetch-site") {
+        return match site.to_str().unwrap_or("") {
+            "same-origin" | "none" => Ok(()),
+            other => Err(refuse(&format!("a {other} page"))),
+        };
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let own = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        return match (host, own) {
+            (Some(h), Some(own)) if h.eq_ignore_ascii_case(own) => Ok(()),
+            _ => Err(refuse(&format!("'{}'", origin.escape_default()))),
+        };
+    }
+    Ok(())
 }
 
 /// Last-seen times are written at most this often, so reads do not turn into writes.
@@ -278,6 +379,7 @@ async fn authenticate_token(state: &Core, secret: String) -> Result<Principal, A
                 method: AuthMethod::Token {
                     token_id: token.id,
                     name: token.name,
+                    expires_at: token.expires_at,
                 },
             })
         })

@@ -29,6 +29,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Too much of one kind of work is waiting (such as password checks): try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("the database is unavailable")]
     Unavailable(String),
     /// A host, its agent or another outside part failed or cannot be reached; the message says
@@ -61,7 +64,7 @@ impl ApiError {
             ApiError::Invalid(_) => ErrorCode::Invalid,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            ApiError::TooManyRequests { .. } | ApiError::Busy(_) => ErrorCode::TooManyRequests,
             ApiError::Unavailable(_) | ApiError::HostUnavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -101,8 +104,14 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
-            res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        match self {
+            ApiError::TooManyRequests { retry_after_secs } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            ApiError::Busy(_) => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
         }
         if let ApiError::Unauthorized(_) = self {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"serverware\""));

@@ -25,16 +25,8 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     let text = key
         .to_openssh(LineEnding::LF)
         .context("cannot encode the controller key")?;
-    std::fs::create_dir_all(data_dir)?;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
+    crate::files::private_dir(data_dir)?;
+    crate::files::write_secret(&path, text.as_bytes())?;
     Ok(key)
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod hosts;
 pub mod hub;
 pub mod keys;

@@ -95,6 +95,7 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     pub expires_at: Option<NaiveDateTime>,
     pub revoked_at: Option<NaiveDateTime>,
+    pub parent_token_id: Option<i64>,
 }
 
 impl ApiToken {
@@ -124,6 +125,7 @@ pub struct NewApiToken<'a> {
     pub role: &'a str,
     pub created_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
+    pub parent_token_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -37,6 +37,7 @@ diesel::table! {
         last_used_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        parent_token_id -> Nullable<BigInt>,
     }
 }
 

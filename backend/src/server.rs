@@ -254,13 +254,17 @@ fn start_loops(state: &std::sync::Arc<Core>) {
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    if let crate::db::DbTarget::Sqlite(_) = crate::db::DbTarget::parse(&config.database_url)? {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create data directory {}", config.data_dir.display())
-        })?;
-    }
+    crate::files::private_dir(&config.data_dir)?;
     let url = config.database_url.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
+    if let crate::db::DbTarget::Sqlite(file) = crate::db::DbTarget::parse(&config.database_url)? {
+        // Wherever the database file is, it is the controller's alone.
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut f = file.clone().into_os_string();
+            f.push(suffix);
+            crate::files::private_file(std::path::Path::new(&f))?;
+        }
+    }
     let admin_pw = config.admin_password.clone();
     let db2 = db.clone();
     let boot =

@@ -49,7 +49,15 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { username, password } = body.into_inner();
-    let account = username.trim().to_lowercase();
+    // Only a name that could be a user's is looked up; any other is kept, in the limiter and
+    // the failed-login event, as a short escaped prefix: what a client sends is never stored
+    // whole.
+    let plausible = validate::username("username", &username.trim().to_lowercase()).is_ok();
+    let account = if plausible {
+        username.trim().to_lowercase()
+    } else {
+        shown_name(&username)
+    };
     let addr = req.peer_addr().map(|a| a.ip());
     if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
         return Err(ApiError::TooManyRequests {
@@ -65,23 +73,27 @@ pub async fn login(
     let secret = authn::new_session_secret();
     let secret_hash = authn::secret_hash(&secret);
     let acct = account.clone();
-    let user: Option<User> = state
-        .db
-        .run(move |conn| {
-            Ok(users::table
-                .filter(users::username.eq(&acct))
-                .select(User::as_select())
-                .first(conn)
-                .optional()?)
-        })
-        .await?;
+    let user: Option<User> = if plausible {
+        state
+            .db
+            .run(move |conn| {
+                Ok(users::table
+                    .filter(users::username.eq(&acct))
+                    .select(User::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await?
+    } else {
+        None
+    };
     // Hashing is slow by design: it runs on the blocking pool without holding the database.
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         // Same work as for a real user, so timing does not reveal which names exist.
         .unwrap_or_else(|| authn::dummy_hash().to_string());
-    let verified = authn::verify_password_off(password, hash).await;
+    let verified = authn::verify_password_off(password, hash).await?;
     let user = user.filter(|u| verified && !u.disabled);
     let acct = account.clone();
     let result = state
@@ -162,6 +174,21 @@ pub async fn login(
             Err(ApiError::Unauthorized("wrong user name or password".into()))
         }
     }
+}
+
+/// How a name that cannot be a user's is kept: at most 40 characters, escaped, marked as cut.
+fn shown_name(name: &str) -> String {
+    const KEEP: usize = 40;
+    let mut shown: String = name
+        .chars()
+        .take(KEEP)
+        .flat_map(char::escape_default)
+        .collect();
+    let total = name.chars().count();
+    if total > KEEP {
+        shown.push_str(&format!("… ({total} characters)"));
+    }
+    shown
 }
 
 /// End the current session (server-side) and clear the cookie.
@@ -249,7 +276,8 @@ pub async fn change_password(
                 .first(conn)?)
         })
         .await?;
-    if !authn::verify_password_off(req.current_password.clone(), user.password_hash.clone()).await {
+    if !authn::verify_password_off(req.current_password.clone(), user.password_hash.clone()).await?
+    {
         return Err(ApiError::Forbidden("the current password is wrong".into()));
     }
     let hash = authn::hash_password_off(req.new_password.clone()).await?;

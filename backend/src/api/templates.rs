@@ -15,7 +15,7 @@ use serverware_shared::api::{
     BuildDebianTemplateRequest, TaskResponse, TemplateResponse, UploadTemplateQuery,
 };
 use serverware_shared::{validate, ErrorBody, Role};
-use std::io::Write;
+use tokio::io::AsyncWriteExt;
 
 /// Largest upload accepted.
 const MAX_UPLOAD: u64 = 16 << 30;
@@ -73,9 +73,18 @@ pub async fn upload_template(
     let n = name.clone();
     state.db.run(move |c| taken(c, &n)).await?;
     let dir = tpl::dir(&state.config.data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let upload = tempfile::NamedTempFile::new_in(&dir).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut file = upload.as_file();
+    // Written on tokio's blocking pool, a chunk at a time: the server's threads never wait on
+    // the disk, and a slow upload holds nothing but its own file.
+    let mut file = tokio::fs::File::from_std(
+        upload
+            .as_file()
+            .try_clone()
+            .map_err(|e| ApiError::Internal(e.into()))?,
+    );
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
@@ -87,8 +96,13 @@ pub async fn upload_template(
             )));
         }
         file.write_all(&chunk)
+            .await
             .map_err(|e| ApiError::Internal(e.into()))?;
     }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    drop(file);
     if size == 0 {
         return Err(ApiError::invalid(
             "body",

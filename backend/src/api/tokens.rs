@@ -90,12 +90,28 @@ pub async fn create_token(
             ),
         ));
     }
-    let expires_at = match req.expires_in_days {
+    let asked = match req.expires_in_days {
         Some(days) => {
             validate::token_expiry_days("expires_in_days", days)?;
             Some(now() + chrono::TimeDelta::days(days.into()))
         }
         None => None,
+    };
+    // A token made with a token never outlives it: its expiry is the earlier of the two, and it
+    // is revoked with its parent.
+    let (expires_at, parent_token_id) = match &principal.method {
+        authn::AuthMethod::Token {
+            token_id,
+            expires_at: parent,
+            ..
+        } => (
+            match (asked, *parent) {
+                (Some(a), Some(p)) => Some(a.min(p)),
+                (a, p) => a.or(p),
+            },
+            Some(*token_id),
+        ),
+        authn::AuthMethod::Session { .. } => (asked, None),
     };
     let secret = authn::new_token_secret();
     let hash = authn::secret_hash(&secret);
@@ -124,6 +140,7 @@ pub async fn create_token(
                         role: role.as_str(),
                         created_at: now(),
                         expires_at,
+                        parent_token_id,
                     })
                     .execute(conn)?;
                 let token: ApiToken = api_tokens::table
@@ -177,9 +194,23 @@ pub async fn revoke_token(
                 if token.revoked_at.is_some() {
                     return Err(ApiError::conflict(None, "the token is already revoked"));
                 }
-                diesel::update(api_tokens::table.find(id))
-                    .set(api_tokens::revoked_at.eq(now()))
-                    .execute(conn)?;
+                // The token and every token made with it, and with those, and so on.
+                let t = now();
+                let mut wave = vec![id];
+                let mut revoked = 0usize;
+                while !wave.is_empty() {
+                    diesel::update(api_tokens::table.filter(api_tokens::id.eq_any(&wave)))
+                        .filter(api_tokens::revoked_at.is_null())
+                        .set(api_tokens::revoked_at.eq(t))
+                        .execute(conn)?;
+                    revoked += wave.len();
+                    wave = api_tokens::table
+                        .filter(api_tokens::parent_token_id.eq_any(&wave))
+                        .filter(api_tokens::revoked_at.is_null())
+                        .select(api_tokens::id)
+                        .load(conn)?;
+                }
+                let derived = revoked - 1;
                 audit::record(
                     conn,
                     &actor,
@@ -187,9 +218,13 @@ pub async fn revoke_token(
                         "token.revoke",
                         "token",
                         id,
-                        format!("revoked API token '{}' of {}", token.name, owner),
+                        if derived == 0 {
+                            format!("revoked API token '{}' of {}", token.name, owner)
+                        } else {
+                            format!("revoked API token '{}' of {} and {derived} made with it", token.name, owner)
+                        },
                     )
-                    .details(serde_json::json!({ "name": token.name, "owner": owner })),
+                    .details(serde_json::json!({ "name": token.name, "owner": owner, "derived": derived })),
                 )?;
                 Ok(())
             })
