@@ -4,6 +4,7 @@
 #   scripts/bench.sh [netres] [--hosts N] [--seconds S]
 #   scripts/bench.sh move [--rounds N] [--mb M]
 #   scripts/bench.sh heartbeat [--vpses N] [--gb G] [--seconds S]
+#   scripts/bench.sh login-flood [--clients N] [--seconds S]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
@@ -16,5 +17,6 @@ case "$which" in
     netres) exec "$CARGO_TARGET_DIR/release/netres-bench" "$@" ;;
     move) exec "$CARGO_TARGET_DIR/release/move-bench" "$@" ;;
     heartbeat) exec "$CARGO_TARGET_DIR/release/heartbeat-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat)" >&2; exit 2 ;;
+    login-flood) exec "$CARGO_TARGET_DIR/release/login-flood-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood)" >&2; exit 2 ;;
 esac

@@ -84,6 +84,13 @@ pub fn config_text(spec: &VpsSpec, cg: Cgroups, halt: &str) -> String {
         "lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\n\
          lxc.autodev = 1\n",
     );
+    if let Some(base) = spec.id_base {
+        // Root in the VPS is `base` on the host, and so on for the whole range.
+        c.push_str(&format!(
+            "lxc.idmap = u 0 {base} {n}\nlxc.idmap = g 0 {base} {n}\n",
+            n = serverware_shared::agent::ID_RANGE
+        ));
+    }
     c.push_str(&format!("lxc.signal.halt = {halt}\n"));
     c.push_str(&format!(
         "lxc.start.auto = {}\n",
@@ -158,8 +165,7 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
             spec.bridge
         ));
     }
-    let d = dir(name);
-    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    let d = container_dir(name)?;
     let rootfs = Root::open(&d.join("rootfs")).ok();
     let halt = rootfs
         .as_ref()
@@ -333,12 +339,36 @@ pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
     Err(format!("no freezer cgroup found for {name}"))
 }
 
-/// `serverware-agent rootfs-import NAME [--gzip]`: a tar stream on stdin becomes the VPS's root
-/// filesystem. It is unpacked beside it first, so a broken stream leaves nothing behind.
-pub fn import(name: &str, gzip: bool) -> Result<(), String> {
+/// The container's directory: root's, but passable (not readable) by others, since an
+/// unprivileged VPS's root reaches its root filesystem through it.
+fn container_dir(name: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir(name);
+    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", d.display()))?;
+    // LXC's own directory must be passable too.
+    let top = Path::new(LXC_PATH);
+    let mode = std::fs::metadata(top)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o755);
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(
+            top,
+            std::fs::Permissions::from_mode((mode | 0o111) & 0o7777),
+        )
+        .map_err(|e| format!("cannot make {LXC_PATH} passable: {e}"))?;
+    }
+    Ok(d)
+}
+
+/// `serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO]`: a tar stream on stdin becomes
+/// the VPS's root filesystem, its ids shifted from the source's range to the VPS's. It is
+/// unpacked beside it first, so a broken stream leaves nothing behind. Returns a summary line.
+pub fn import(name: &str, gzip: bool, shift: crate::idmap::Shift) -> Result<String, String> {
     let name = checked(name)?;
     ours(name)?;
-    let d = dir(name);
+    let d = container_dir(name)?;
     let root = d.join("rootfs");
     if root.exists() {
         return Err(format!("{name} already has a root filesystem here"));
@@ -363,7 +393,24 @@ pub fn import(name: &str, gzip: bool) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&part);
         return Err("the root filesystem stream was incomplete or not a tar archive".into());
     }
-    std::fs::rename(&part, &root).map_err(|e| format!("cannot finish the import: {e}"))
+    // The tree is not yet the VPS's: nothing can change under the walk.
+    let t0 = Instant::now();
+    let entries = shift.apply(&part).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&part);
+        format!("cannot shift the ids of the root filesystem: {e}")
+    })?;
+    let took = t0.elapsed();
+    std::fs::rename(&part, &root).map_err(|e| format!("cannot finish the import: {e}"))?;
+    Ok(if shift.from == shift.to {
+        "ids kept".to_string()
+    } else {
+        format!(
+            "ids of {entries} files shifted from {} to {} in {} ms",
+            shift.from,
+            shift.to,
+            took.as_millis()
+        )
+    })
 }
 
 /// `serverware-agent rootfs-export NAME`: the VPS's root filesystem as a tar stream on stdout.
@@ -707,6 +754,7 @@ mod tests {
             cpu_shares: Some(512),
             cpu_limit_millis: Some(1500),
             autostart: true,
+            id_base: Some(16 << 16),
         }
     }
 
@@ -727,6 +775,16 @@ mod tests {
         assert!(v2.contains("lxc.cgroup2.cpu.weight = 50\n"));
         assert!(v2.contains("lxc.cgroup2.cpu.max = 150000 100000\n"));
         assert!(!v2.contains("lxc.cgroup."));
+        assert!(v2.contains("lxc.idmap = u 0 1048576 65536\nlxc.idmap = g 0 1048576 65536\n"));
+        let privileged = config_text(
+            &VpsSpec {
+                id_base: None,
+                ..spec()
+            },
+            Cgroups::V2,
+            "SIGPWR",
+        );
+        assert!(!privileged.contains("lxc.idmap"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! netRES samples on stdout, one JSON object per line. It needs no open port and keeps no cluster
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
+mod idmap;
 mod lxc;
 mod procfs;
 mod rootfs;
@@ -117,14 +118,31 @@ fn vps_request(request: AgentRequest) -> AgentResponse {
     }
 }
 
-/// `rootfs-import NAME [--gzip]` and `rootfs-export NAME`: bulk transfers on a channel of their own.
+/// `rootfs-import NAME [--gzip] [--ids FROM:TO]` and `rootfs-export NAME`: bulk transfers on a
+/// channel of their own.
 fn bulk(args: &[String]) -> std::process::ExitCode {
+    let flag = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+    };
     let r = match (args.first().map(String::as_str), args.get(1)) {
         (Some("rootfs-import"), Some(name)) => {
-            lxc::import(name, args.iter().any(|a| a == "--gzip"))
+            let shift = match flag("--ids").map(|s| idmap::Shift::parse(s)) {
+                None => Ok(idmap::Shift { from: 0, to: 0 }),
+                Some(r) => r,
+            };
+            shift.and_then(|shift| {
+                lxc::import(name, args.iter().any(|a| a == "--gzip"), shift).map(|summary| {
+                    println!("{summary}");
+                })
+            })
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
-        _ => Err("usage: serverware-agent rootfs-import NAME [--gzip] | rootfs-export NAME".into()),
+        _ => Err(
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME"
+                .into(),
+        ),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

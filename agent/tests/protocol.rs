@@ -176,6 +176,7 @@ fn base_spec() -> VpsSpec {
         cpu_shares: None,
         cpu_limit_millis: None,
         autostart: false,
+        id_base: Some(16 << 16),
     }
 }
 

@@ -109,6 +109,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         desired_state -> Text,
+        privileged -> Bool,
+        id_base -> Nullable<BigInt>,
     }
 }
 

@@ -254,10 +254,12 @@ fn start_loops(state: &std::sync::Arc<Core>) {
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    // A database URL that cannot work is refused before anything is created.
+    let target = crate::db::DbTarget::parse(&config.database_url)?;
     crate::files::private_dir(&config.data_dir)?;
     let url = config.database_url.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
-    if let crate::db::DbTarget::Sqlite(file) = crate::db::DbTarget::parse(&config.database_url)? {
+    if let crate::db::DbTarget::Sqlite(file) = target {
         // Wherever the database file is, it is the controller's alone.
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut f = file.clone().into_os_string();

@@ -39,6 +39,12 @@ pub fn free_port() -> Result<u16> {
 pub const ADMIN_PW: &str = "bench-admin-password";
 
 pub fn start_controller() -> Result<Controller> {
+    start_controller_with(&[])
+}
+
+/// A controller whose data directory starts with `files` (name, content), such as a
+/// `serverware.toml` named by `SERVERWARE_CONFIG`.
+pub fn start_controller_with(files: &[(&str, &str)]) -> Result<Controller> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("serverware");
     if !bin.exists() {
@@ -49,8 +55,16 @@ pub fn start_controller() -> Result<Controller> {
     }
     let dir = std::env::temp_dir().join(format!("serverware-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new(&bin);
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, content)?;
+        if name.ends_with(".toml") {
+            cmd.env("SERVERWARE_CONFIG", &path);
+        }
+    }
     let port = free_port()?;
-    let child = Command::new(&bin)
+    let child = cmd
         .env("SERVERWARE_DATA_DIR", dir.join("data"))
         .env("SERVERWARE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)

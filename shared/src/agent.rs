@@ -92,6 +92,23 @@ pub struct VpsSpec {
     /// CPU time limit in thousandths of a CPU (1500 = one and a half CPUs).
     pub cpu_limit_millis: Option<u32>,
     pub autostart: bool,
+    /// The first host id of the VPS's user-namespace mapping (its root); its ids are
+    /// `id_base`…`id_base`+[`ID_RANGE`]-1 on the host. None: a privileged VPS, unmapped.
+    #[serde(default)]
+    pub id_base: Option<u32>,
+}
+
+/// How many ids a VPS has: 0–65535, as a Linux system expects.
+pub const ID_RANGE: u32 = 65536;
+
+/// The lowest id base the controller gives: the ranges stay clear of the host's own users and of
+/// the ranges distributions hand out in /etc/subuid (from 100000).
+pub const FIRST_ID_BASE: u32 = 16 * ID_RANGE;
+
+/// Whether `base` can start a VPS's id range: a multiple of [`ID_RANGE`], clear of the host's own
+/// ids, and whole below the largest id (`u32::MAX` means "no id").
+pub fn id_base_ok(base: u32) -> bool {
+    base >= ID_RANGE && base.is_multiple_of(ID_RANGE) && base.checked_add(ID_RANGE).is_some()
 }
 
 impl VpsSpec {
@@ -124,6 +141,14 @@ impl VpsSpec {
         }
         if let Some(m) = self.cpu_limit_millis {
             validate::cpu_limit_millis("cpu_limit_millis", m)?;
+        }
+        if let Some(b) = self.id_base {
+            if !id_base_ok(b) {
+                return Err(ValidationError::new(
+                    "id_base",
+                    format!("{b} cannot start a VPS's id range: a multiple of {ID_RANGE}, at least {ID_RANGE}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -423,6 +448,21 @@ mod hostile {
             cpu_shares: Some(512),
             cpu_limit_millis: Some(1500),
             autostart: true,
+            id_base: Some(FIRST_ID_BASE),
+        }
+    }
+
+    #[test]
+    fn id_bases_never_reach_the_hosts_own_ids() {
+        assert!(id_base_ok(FIRST_ID_BASE));
+        assert!(id_base_ok(u32::MAX - ID_RANGE + 1 - ID_RANGE));
+        for bad in [0, 1000, ID_RANGE + 1, u32::MAX - ID_RANGE + 1] {
+            assert!(!id_base_ok(bad), "{bad}");
+            let s = VpsSpec {
+                id_base: Some(bad),
+                ..good()
+            };
+            assert_eq!(s.check().unwrap_err().field, "id_base");
         }
     }
 

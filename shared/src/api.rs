@@ -544,6 +544,13 @@ pub struct VpsResponse {
     pub cpu_limit_millis: Option<i32>,
     pub disk_limit_bytes: Option<i64>,
     pub autostart: bool,
+    /// Root in a privileged VPS is root on its host. Off by default: a VPS's ids are mapped to
+    /// a range of its own on the host (`id_base`…`id_base`+65535).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Where the VPS's ids start on its host (absent when privileged).
+    #[serde(default)]
+    pub id_base: Option<i64>,
     /// What a person reads: the operation in progress (`creating`, `moving` …), else the
     /// observed state (`running`, `stopped`, `unknown` when its host cannot be reached …).
     pub status: String,
@@ -595,6 +602,10 @@ pub struct CreateVpsRequest {
     /// Start it once created.
     #[serde(default)]
     pub start: bool,
+    /// Run without an id mapping, root in the VPS being root on the host: only for templates
+    /// that truly need it (default false).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// `PATCH /api/v1/vpses/{id}`. Absent fields stay as they are.

@@ -83,6 +83,7 @@ pub async fn create_vps(
             disk_limit_bytes: r.disk_limit_bytes.filter(|d| *d > 0),
             autostart: r.autostart.unwrap_or(true),
             start: r.start,
+            privileged: r.privileged,
         },
     )
     .await?;

@@ -62,6 +62,8 @@ pub async fn copy(
                         disk_limit_bytes: s2.disk_limit_bytes,
                         autostart: s2.autostart,
                         desired_state: if start_copy { "running" } else { "stopped" },
+                        // A copy runs as its source does, in a range of its own.
+                        privileged: s2.privileged,
                     },
                 )?;
                 let row = crate::tasks::insert(c, "vps.copy", "vps", &copy.id.to_string(), &a)?;
@@ -297,6 +299,8 @@ pub(super) async fn copy_work(
         &src.name,
         (&ct, to.id),
         &copy.name,
+        // From the source's id range into the copy's own.
+        (src.ids_on_disk(), copy.ids_on_disk()),
         estimate,
         (5, 90),
     )
@@ -319,10 +323,10 @@ pub(super) async fn copy_work(
         .await;
         thaw?;
     }
-    let bytes = r?;
+    let (bytes, note) = r?;
     ops::step(&state.db, task.id(), "vps.copy", "transferred").await?;
     task.log(format!(
-        "{bytes} bytes copied in {:.1} s",
+        "{bytes} bytes copied in {:.1} s; {note}",
         t0.elapsed().as_secs_f64()
     ))
     .await;

@@ -24,6 +24,8 @@ pub struct CreateVps {
     pub disk_limit_bytes: Option<u64>,
     pub autostart: bool,
     pub start: bool,
+    /// No id mapping: root in the VPS is root on its host.
+    pub privileged: bool,
 }
 
 pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
@@ -101,6 +103,7 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult
                             disk_limit_bytes: req.disk_limit_bytes.map(|v| v as i64),
                             autostart: req.autostart,
                             desired_state: if req.start { "running" } else { "stopped" },
+                            privileged: req.privileged,
                         },
                     )?;
                     let row =
@@ -231,10 +234,19 @@ pub(super) async fn create_work(
     call(&c, AgentRequest::VpsDefine { spec: spec.clone() }, QUICK).await?;
     ops::step(&state.db, task.id(), "vps.create", "defined").await?;
     task.progress(10, 0, None).await;
-    let bytes = push_template(state, task, &c, host.id, &vps.name, template).await?;
+    let (bytes, note) = push_template(
+        state,
+        task,
+        &c,
+        host.id,
+        &vps.name,
+        vps.ids_on_disk(),
+        template,
+    )
+    .await?;
     ops::step(&state.db, task.id(), "vps.create", "unpacked").await?;
     task.log(format!(
-        "root filesystem unpacked ({bytes} bytes of template sent)"
+        "root filesystem unpacked ({bytes} bytes of template sent; {note})"
     ))
     .await;
     // Writes the host name into the new root filesystem too.

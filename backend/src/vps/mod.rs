@@ -72,9 +72,27 @@ pub struct VpsRow {
     pub updated_at: NaiveDateTime,
     /// What the operator asked for (see [`DesiredState`]).
     pub desired_state: String,
+    /// Root in the VPS is root on its host (no id mapping).
+    pub privileged: bool,
+    /// Where the VPS's ids start on its host; None when privileged.
+    pub id_base: Option<i64>,
 }
 
 impl VpsRow {
+    /// The base of the VPS's id range as the agent takes it (None: privileged).
+    pub fn ids(&self) -> Option<u32> {
+        if self.privileged {
+            None
+        } else {
+            self.id_base.and_then(|b| u32::try_from(b).ok())
+        }
+    }
+
+    /// The ids its root filesystem carries on its host, for a transfer: its base, or 0.
+    pub fn ids_on_disk(&self) -> u32 {
+        self.ids().unwrap_or(0)
+    }
+
     pub fn desired(&self) -> DesiredState {
         DesiredState::parse(&self.desired_state).unwrap_or(DesiredState::Stopped)
     }
@@ -119,6 +137,7 @@ pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
         cpu_shares: v.cpu_shares.map(|s| s.max(2) as u32),
         cpu_limit_millis: v.cpu_limit_millis.map(|m| m.max(1) as u32),
         autostart: v.autostart,
+        id_base: v.ids(),
     }
 }
 
@@ -170,6 +189,8 @@ pub fn response(
         cpu_limit_millis: v.cpu_limit_millis,
         disk_limit_bytes: v.disk_limit_bytes,
         autostart: v.autostart,
+        privileged: v.privileged,
+        id_base: v.ids().map(i64::from),
         status: serverware_shared::state::status(observed, claim.map(|c| c.0)).to_string(),
         desired_state: v.desired(),
         observed_state: observed,
@@ -524,14 +545,50 @@ struct NewVps<'a> {
     disk_limit_bytes: Option<i64>,
     autostart: bool,
     desired_state: &'a str,
+    privileged: bool,
 }
 
-/// Records a new VPS with status `creating` and returns it.
+/// The lowest id range no VPS has. Creates and copies take the placement lock, so two never
+/// pick at once; the unique index on `id_base` guards the rest.
+fn free_id_base(c: &mut crate::db::DbConn) -> ApiResult<i64> {
+    use serverware_shared::agent::{FIRST_ID_BASE, ID_RANGE};
+    let taken: Vec<Option<i64>> = vpses::table
+        .filter(vpses::id_base.is_not_null())
+        .select(vpses::id_base)
+        .order(vpses::id_base.asc())
+        .load(c)?;
+    let mut next = i64::from(FIRST_ID_BASE);
+    for b in taken.into_iter().flatten() {
+        if b > next {
+            break;
+        }
+        next = next.max(b + i64::from(ID_RANGE));
+    }
+    if u32::try_from(next)
+        .ok()
+        .is_none_or(|b| !serverware_shared::agent::id_base_ok(b))
+    {
+        return Err(ApiError::conflict(
+            None,
+            "every id range of the site is taken: no more unprivileged VPSes can be made",
+        ));
+    }
+    Ok(next)
+}
+
+/// Records a new VPS with status `creating` and returns it; an unprivileged one gets an id
+/// range of its own.
 fn insert_creating(c: &mut crate::db::DbConn, v: NewVps<'_>) -> ApiResult<VpsRow> {
     let t = now();
+    let id_base = if v.privileged {
+        None
+    } else {
+        Some(free_id_base(c)?)
+    };
     diesel::insert_into(vpses::table)
         .values((
             &v,
+            vpses::id_base.eq(id_base),
             vpses::status.eq("creating"),
             vpses::created_at.eq(t),
             vpses::updated_at.eq(t),

@@ -145,13 +145,16 @@ async fn forward(
     call(&cf, AgentRequest::VpsDefine { spec: parked }, QUICK).await?;
     ops::step(db, task.id(), KIND, "source_parked").await?;
     task.progress(10, 0, estimate.map(|e| e as i64)).await;
-    let bytes = transfer(
+    // The VPS keeps its id range: its files keep their owners as they are.
+    let ids = (v.ids_on_disk(), v.ids_on_disk());
+    let (bytes, _) = transfer(
         state,
         task,
         (&cf, from.id),
         &v.name,
         (&ct, to.id),
         &v.name,
+        ids,
         estimate,
         (10, 85),
     )

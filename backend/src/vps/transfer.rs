@@ -46,8 +46,9 @@ pub(super) async fn push_template(
     c: &Conn,
     host_id: i64,
     name: &str,
+    ids: u32,
     path: &std::path::Path,
-) -> ApiResult<u64> {
+) -> ApiResult<(u64, String)> {
     use tokio::io::AsyncReadExt;
     let _slots = slots(state, task, &[host_id]).await?;
     let total = tokio::fs::metadata(path)
@@ -56,7 +57,16 @@ pub(super) async fn push_template(
         .len();
     let ch = c
         .session
-        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-import", name, "--gzip"])
+        .exec_channel(
+            crate::hosts::AGENT_PATH,
+            &[
+                "rootfs-import",
+                name,
+                "--gzip",
+                "--ids",
+                &format!("0:{ids}"),
+            ],
+        )
         .await
         .map_err(agent_err)?;
     let mut f = tokio::fs::File::open(path)
@@ -84,28 +94,33 @@ pub(super) async fn push_template(
         )
         .await;
     }
-    finish_stream(ch, "unpacking the template").await?;
-    Ok(sent)
+    let note = finish_stream(ch, "unpacking the template").await?;
+    Ok((sent, note))
 }
 
-/// Closes a stream's input and waits for the program at its end to succeed.
+/// Closes a stream's input and waits for the program at its end to succeed; what it printed
+/// (its summary line).
 pub(super) async fn finish_stream(
     mut ch: russh::Channel<russh::client::Msg>,
     what: &str,
-) -> ApiResult<()> {
+) -> ApiResult<String> {
     ch.eof()
         .await
         .map_err(|e| ApiError::HostUnavailable(format!("{what}: {e}")))?;
-    let (mut code, mut err) = (None, Vec::new());
+    let (mut code, mut out, mut err) = (None, Vec::new(), Vec::new());
     while let Some(msg) = ch.wait().await {
         match msg {
             russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-            russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            // Both are a line or two; more is cut, never held.
+            russh::ChannelMsg::Data { data } if out.len() < 4096 => out.extend_from_slice(&data),
+            russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
+                err.extend_from_slice(&data)
+            }
             _ => {}
         }
     }
     match code {
-        Some(0) => Ok(()),
+        Some(0) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
         _ => Err(ApiError::HostUnavailable(format!(
             "{what} failed on the host: {}",
             String::from_utf8_lossy(&err).trim()
@@ -123,9 +138,10 @@ pub(super) async fn transfer(
     from_name: &str,
     (to, to_host): (&Conn, i64),
     to_name: &str,
+    (ids_from, ids_to): (u32, u32),
     estimate: Option<u64>,
     pct: (i32, i32),
-) -> ApiResult<u64> {
+) -> ApiResult<(u64, String)> {
     // The caller holds both hosts' transfer slots (taken before it paused or stopped anything).
     let _ = (state, from_host, to_host);
     let mut src = from
@@ -135,7 +151,15 @@ pub(super) async fn transfer(
         .map_err(agent_err)?;
     let dst = to
         .session
-        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-import", to_name])
+        .exec_channel(
+            crate::hosts::AGENT_PATH,
+            &[
+                "rootfs-import",
+                to_name,
+                "--ids",
+                &format!("{ids_from}:{ids_to}"),
+            ],
+        )
         .await
         .map_err(agent_err)?;
     let (mut n, mut code, mut err) = (0u64, None, Vec::new());
@@ -158,7 +182,9 @@ pub(super) async fn transfer(
                 )
                 .await;
             }
-            russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
+                err.extend_from_slice(&data)
+            }
             russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
             _ => {}
         }
@@ -170,8 +196,8 @@ pub(super) async fn transfer(
             String::from_utf8_lossy(&err).trim()
         )));
     }
-    finish_stream(dst, "writing the root filesystem").await?;
-    Ok(n)
+    let note = finish_stream(dst, "writing the root filesystem").await?;
+    Ok((n, note))
 }
 
 /// The live figures of a VPS on its host (for sizes and states).

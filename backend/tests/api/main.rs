@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod errors;
+mod hostile;
 mod hosts_api;
 mod own_machine;
 mod roles;

@@ -93,8 +93,35 @@ pub(crate) async fn post(c: &Client, url: String, body: Value) -> reqwest::Respo
     c.post(url).json(&body).send().await.unwrap()
 }
 
+/// Runs a shell line inside a VPS on a test host, as its root; whether it succeeded and what it
+/// printed.
+pub(crate) fn vps_sh(cluster: &Cluster, host: usize, vps: &str, line: &str) -> (bool, String) {
+    let pid = cluster.hosts[host].init_pid().unwrap().to_string();
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-m",
+            "-p",
+            "-n",
+            "lxc-attach",
+            "-n",
+            vps,
+            "--",
+            "sh",
+            "-c",
+            line,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
 /// Runs a program inside a VPS on a test host (as an operator would with lxc-attach there).
-fn in_vps(cluster: &Cluster, host: usize, vps: &str, args: &[&str]) {
+pub(crate) fn in_vps(cluster: &Cluster, host: usize, vps: &str, args: &[&str]) {
     let pid = cluster.hosts[host].init_pid().unwrap().to_string();
     let mut cmd = std::process::Command::new("nsenter");
     cmd.args(["-t", &pid, "-m", "-p", "-n", "lxc-attach", "-n", vps, "--"])
@@ -106,7 +133,7 @@ fn in_vps(cluster: &Cluster, host: usize, vps: &str, args: &[&str]) {
     assert!(cmd.status().unwrap().success(), "lxc-attach failed");
 }
 
-async fn two_hosts(t: &TestController, c: &Client, cluster: &Cluster) -> Vec<i64> {
+pub(crate) async fn two_hosts(t: &TestController, c: &Client, cluster: &Cluster) -> Vec<i64> {
     let mut ids = Vec::new();
     for (i, name) in ["node-a", "node-b"].iter().enumerate() {
         let r = add(t, c, name, &cluster.hosts[i]).await;

@@ -188,6 +188,7 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
     let template = RwSignal::new(String::new());
     let host = RwSignal::new(String::new());
     let start = RwSignal::new(true);
+    let privileged = RwSignal::new(false);
     let task = RwSignal::new(None::<TaskResponse>);
     let errors = FormErrors::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -227,6 +228,7 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
             ipv4: addr,
             memory_limit_bytes: mem,
             start: start.get_untracked(),
+            privileged: privileged.get_untracked(),
             ..Default::default()
         };
         spawn_local(async move {
@@ -262,8 +264,16 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
                     <FieldError message=errors.get("host_id")/>
                 </label>
                 <label class="check"><input type="checkbox" name="vps-start" bind:checked=start/>"Start it"</label>
+                <label class="check" title="Only for templates that cannot run otherwise">
+                    <input type="checkbox" name="vps-privileged" bind:checked=privileged/>"Privileged"
+                </label>
                 <button type="submit" class="primary">"Create"</button>
             </form>
+            <Show when=move || privileged.get()>
+                <p class="danger-text" data-test="privileged-warning">
+                    "A privileged VPS has no id mapping: root inside it is root on its host. Use it only for a template that cannot run otherwise, and only for someone you trust with the host."
+                </p>
+            </Show>
             <FieldError message=errors.get("_form")/>
             {move || task.get().map(|t| view! { <TaskBar task=t/> })}
         </section>
@@ -428,6 +438,11 @@ fn VpsDetail(id: i64) -> impl IntoView {
                         <tr><th>"Disk used"</th><td>{s.as_ref().map(|s| fmt_bytes(s.disk_used_bytes as f64)).unwrap_or("–".into())}</td></tr>
                         <tr><th>"Network"</th><td>{s.as_ref().map(|s| format!("{} received, {} sent", fmt_bytes(s.rx_bytes_total as f64), fmt_bytes(s.tx_bytes_total as f64))).unwrap_or("–".into())}</td></tr>
                         <tr><th>"Autostart"</th><td>{if v.autostart { "yes" } else { "no" }}</td></tr>
+                        <tr><th>"Isolation"</th><td data-test="vps-isolation">{match (v.privileged, v.id_base) {
+                            (true, _) => view! { <span class="danger-text">"privileged: root in this VPS is root on its host"</span> }.into_any(),
+                            (false, Some(b)) => view! { <span>{format!("unprivileged: its ids are {b}–{} on its host", b + 65535)}</span> }.into_any(),
+                            (false, None) => view! { <span>"unprivileged"</span> }.into_any(),
+                        }}</td></tr>
                     </table>
                 })}
             </section>
