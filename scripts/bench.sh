@@ -5,6 +5,7 @@
 #   scripts/bench.sh move [--rounds N] [--mb M]
 #   scripts/bench.sh heartbeat [--vpses N] [--gb G] [--seconds S]
 #   scripts/bench.sh login-flood [--clients N] [--seconds S]
+#   scripts/bench.sh idshift [--files N] [--rounds R]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
@@ -18,5 +19,6 @@ case "$which" in
     move) exec "$CARGO_TARGET_DIR/release/move-bench" "$@" ;;
     heartbeat) exec "$CARGO_TARGET_DIR/release/heartbeat-bench" "$@" ;;
     login-flood) exec "$CARGO_TARGET_DIR/release/login-flood-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood)" >&2; exit 2 ;;
+    idshift) exec "$CARGO_TARGET_DIR/release/idshift-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift)" >&2; exit 2 ;;
 esac

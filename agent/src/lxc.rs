@@ -274,6 +274,7 @@ pub fn start(name: &str) -> Result<(), String> {
 /// Stops cleanly, or by force after `timeout` seconds; returns whether force was needed.
 pub fn stop(name: &str, timeout: u32) -> Result<bool, String> {
     let name = checked(name)?;
+    validate::stop_timeout_secs("timeout_secs", timeout).map_err(|e| e.to_string())?;
     if state(name).state == "stopped" {
         return Ok(false);
     }

@@ -249,6 +249,22 @@ fn every_configuration_bound_field_with_a_hostile_value_is_refused_by_the_agent_
             );
         }
     }
+    for timeout_secs in [0, 601, u32::MAX] {
+        id += 1;
+        a.send(
+            id,
+            AgentRequest::VpsStop {
+                name: "sw-protocol-probe".into(),
+                timeout_secs,
+            },
+        );
+        match a.response(id) {
+            AgentResponse::Error { message } => {
+                assert!(message.starts_with("timeout_secs:"), "{message}")
+            }
+            other => panic!("a stop timeout of {timeout_secs} s was accepted: {other:?}"),
+        }
+    }
     assert!(
         !std::path::Path::new("/var/lib/lxc/sw-protocol-probe").exists(),
         "the agent wrote a configuration"

@@ -385,6 +385,11 @@ pub fn hostname(field: &str, value: &str) -> Result<String> {
     Ok(v)
 }
 
+/// How long a clean stop may take before the VPS is stopped by force: 1–600 seconds.
+pub fn stop_timeout_secs(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 1, 600, "seconds").map(|v| v as u32)
+}
+
 /// A MAC address as six pairs of hex digits separated by ':' (`02:53:57:00:00:01`), unicast.
 pub fn mac_address(field: &str, value: &str) -> Result<String> {
     let v = value.trim().to_ascii_lowercase();

@@ -167,9 +167,7 @@ pub async fn start_vps(
 fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> ApiResult<u32> {
     match body.and_then(|b| b.into_inner().timeout_secs) {
         None => Ok(vps::DEFAULT_STOP_TIMEOUT),
-        Some(t) => {
-            Ok(validate::number_in_range("timeout_secs", i64::from(t), 1, 600, "seconds")? as u32)
-        }
+        Some(t) => Ok(validate::stop_timeout_secs("timeout_secs", t)?),
     }
 }
 
