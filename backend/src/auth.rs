@@ -45,14 +45,20 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     }
 }
 
-/// Password hashing is slow on purpose: it runs on the blocking pool, never holding a database
-/// connection, and at most [`Hashing::running`] at once (half the CPUs), so that a flood of
-/// logins leaves the rest of the controller CPU to answer with. At most [`HASH_QUEUE`] more wait;
-/// past that a request is answered 429 at once instead of queueing without end.
+/// Password hashing is slow on purpose. It runs on threads of its own, as many as half the CPUs,
+/// at a lower scheduling priority (nice 10), never holding a database connection: a flood of
+/// logins takes at most those CPUs, and even there yields to the threads answering everyone
+/// else. At most [`HASH_QUEUE`] checks wait for a thread; past that a login is refused (429)
+/// after [`REFUSAL_DELAY`] instead of queueing without end.
 struct Hashing {
-    running: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
 }
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// How long a login refused without a password check (a locked client, a full queue) waits
+/// for its answer, so that refusals cannot be asked for as fast as a client can send.
+pub const REFUSAL_DELAY: Duration = Duration::from_secs(1);
 
 /// How many password checks may wait for their turn.
 pub const HASH_QUEUE: usize = 64;
@@ -61,39 +67,62 @@ fn hashing() -> &'static Hashing {
     static H: std::sync::OnceLock<Hashing> = std::sync::OnceLock::new();
     H.get_or_init(|| {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Hashing {
-            running: tokio::sync::Semaphore::new((cpus / 2).max(1)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(HASH_QUEUE);
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..(cpus / 2).max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    // SAFETY: setpriority has no memory effects; on Linux, `who` 0 with
+                    // PRIO_PROCESS is this thread alone. A failure leaves the priority as is.
+                    unsafe {
+                        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                    }
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a password hashing thread: {e}");
+            }
         }
+        Hashing { jobs }
     })
 }
 
-/// Runs `work` when a hashing slot is free.
+/// Runs `work` on a hashing thread, when one is free.
 async fn hash_turn<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    use std::sync::atomic::Ordering;
-    let h = hashing();
-    struct Waiting(&'static std::sync::atomic::AtomicUsize);
-    impl Drop for Waiting {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::SeqCst);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        // A client that went away while waiting costs no hash.
+        if tx.is_closed() {
+            return;
+        }
+        if let Ok(v) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            let _ = tx.send(v);
+        }
+    });
+    match hashing().jobs.try_send(job) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(_)) => {
+            tokio::time::sleep(REFUSAL_DELAY).await;
+            return Err(ApiError::Busy(
+                "too many password checks are waiting; try again in a moment".into(),
+            ));
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "no password hashing thread is running"
+            )))
         }
     }
-    if h.waiting.fetch_add(1, Ordering::SeqCst) >= HASH_QUEUE {
-        h.waiting.fetch_sub(1, Ordering::SeqCst);
-        return Err(ApiError::Busy(
-            "too many password checks are waiting; try again in a moment".into(),
-        ));
-    }
-    let waiting = Waiting(&h.waiting);
-    let _slot = h
-        .running
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    drop(waiting);
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+    rx.await
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("password hashing failed")))
 }
 
 /// [`hash_password`] in its turn, holding no database connection.

@@ -219,6 +219,13 @@ test('create and start a VPS in the browser, watch its progress, see it running 
   await expect(form.locator('label', { hasText: 'IPv4 address' }).locator('.field-error')).toBeVisible();
   await form.locator('input[name=vps-ip]').fill(ip);
   await form.locator('input[name=vps-memory]').fill('64');
+  // Privileged is off by default, and asking for it shows what it means.
+  const privileged = form.locator('input[name=vps-privileged]');
+  await expect(privileged).not.toBeChecked();
+  await privileged.check();
+  await expect(page.locator('[data-test=privileged-warning]')).toContainText('root inside it is root on its host');
+  await privileged.uncheck();
+  await expect(page.locator('[data-test=privileged-warning]')).toHaveCount(0);
   await form.getByRole('button', { name: 'Create' }).click();
 
   // The progress bar moves to the end and the task succeeds.
@@ -246,6 +253,7 @@ test('create and start a VPS in the browser, watch its progress, see it running 
   await row.getByRole('link', { name: 'shop-1' }).click();
   await expect(page.locator('[data-test=vps-state]')).toHaveText('running');
   await expect(page.locator('[data-test=vps-chart-cpu] polyline').first()).toHaveAttribute('points', /\d/);
+  await expect(page.locator('[data-test=vps-isolation]')).toContainText('unprivileged: its ids are');
   await page.getByRole('link', { name: 'Tasks' }).click();
   await expect(page.locator('[data-test=tasks]')).toContainText('vps.create');
 });

@@ -60,6 +60,9 @@ pub async fn login(
     };
     let addr = req.peer_addr().map(|a| a.ip());
     if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
+        // A locked client waits for its answer: a flood slows to one attempt per connection
+        // and second, at the cost of a timer.
+        actix_web::rt::time::sleep(authn::REFUSAL_DELAY.min(wait)).await;
         return Err(ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         });
