@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: a VPS spec carries its id map (`id_base`); `rootfs-import` shifts ids (`--ids FROM:TO`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
