@@ -74,5 +74,7 @@ runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=off" start >/dev/null
 
 say "the API suite on PostgreSQL"
-SERVERWARE_TEST_POSTGRES_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres" \
+# The private cluster has no Kerberos: libpq need not set up GSSAPI (whose library state, torn
+# down at process exit while a pool thread still connects, once aborted a passing run).
+PGGSSENCMODE=disable SERVERWARE_TEST_POSTGRES_URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres" \
     cargo test --locked --test api
