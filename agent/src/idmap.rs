@@ -74,15 +74,107 @@ impl Shift {
         Ok(n)
     }
 
-    /// Re-owns one entry; whether it is a directory to walk into.
+    /// Re-owns one entry; whether it is a directory to walk into. A change of owner clears
+    /// set-id bits and file capabilities: both are put back, the capabilities re-rooted at the
+    /// new range (as a kernel honours them only for the root they name).
     fn one(&self, p: &Path) -> std::io::Result<bool> {
         let md = std::fs::symlink_metadata(p)?;
-        lchown(p, Some(self.map(md.uid())), Some(self.map(md.gid())))?;
         let ft = md.file_type();
+        let caps = if ft.is_file() { caps::read(p)? } else { None };
+        lchown(p, Some(self.map(md.uid())), Some(self.map(md.gid())))?;
         if !ft.is_symlink() && md.mode() & 0o6000 != 0 {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
         }
+        if let Some(c) = caps {
+            caps::write(p, &caps::rerooted(&c, |root| self.map(root)))?;
+        }
         Ok(ft.is_dir())
+    }
+}
+
+/// File capabilities (`security.capability`): revision 2 (no root named: the host's root) and
+/// revision 3 (the root id of the user namespace they are for).
+mod caps {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    const NAME: &[u8] = b"security.capability\0";
+    const REVISION_MASK: u32 = 0xFF00_0000;
+    const REVISION_2: u32 = 0x0200_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+
+    fn cpath(p: &Path) -> std::io::Result<CString> {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("a NUL in a path"))
+    }
+
+    /// The raw attribute, if the file has one.
+    pub fn read(p: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        let c = cpath(p)?;
+        let mut buf = vec![0u8; 64];
+        // SAFETY: valid C strings and a buffer of the length given.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                NAME.as_ptr().cast(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        buf.truncate(n as usize);
+        Ok(Some(buf))
+    }
+
+    pub fn write(p: &Path, value: &[u8]) -> std::io::Result<()> {
+        let c = cpath(p)?;
+        // SAFETY: valid C strings and a value of the length given.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                NAME.as_ptr().cast(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The same capabilities for the root `map` gives: revision 3 naming it, or revision 2 when
+    /// it is the host's root. Anything unknown is returned as it was.
+    pub fn rerooted(v: &[u8], map: impl Fn(u32) -> u32) -> Vec<u8> {
+        let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if v.len() < 20 {
+            return v.to_vec();
+        }
+        let magic = le(&v[0..4]);
+        let old_root = match (magic & REVISION_MASK, v.len()) {
+            (REVISION_2, 20) => 0,
+            (REVISION_3, 24) => le(&v[20..24]),
+            _ => return v.to_vec(),
+        };
+        let root = map(old_root);
+        let flags = magic & !REVISION_MASK;
+        let mut out = Vec::with_capacity(24);
+        if root == 0 {
+            out.extend_from_slice(&(REVISION_2 | flags).to_le_bytes());
+            out.extend_from_slice(&v[4..20]);
+        } else {
+            out.extend_from_slice(&(REVISION_3 | flags).to_le_bytes());
+            out.extend_from_slice(&v[4..20]);
+            out.extend_from_slice(&root.to_le_bytes());
+        }
+        out
     }
 }
 
@@ -131,9 +223,29 @@ mod tests {
         .unwrap();
         std::fs::write(d.join("outside"), b"host").unwrap();
         symlink(d.join("outside"), d.join("usr/link")).unwrap();
+        // ping's cap_net_raw=ep, as a Debian package installs it (revision 2).
+        std::fs::write(d.join("usr/bin/ping"), b"x").unwrap();
+        let v2 = [
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        caps::write(&d.join("usr/bin/ping"), &v2).unwrap();
         let base = 16 * ID_RANGE;
         let n = Shift { from: 0, to: base }.apply(&d.join("usr")).unwrap();
-        assert_eq!(n, 4);
+        assert_eq!(n, 5);
+        let caps = caps::read(&d.join("usr/bin/ping"))
+            .unwrap()
+            .expect("capabilities kept");
+        let mut v3 = v2.to_vec();
+        v3[3] = 3;
+        v3.extend_from_slice(&base.to_le_bytes());
+        assert_eq!(caps, v3, "re-rooted at the VPS's root");
+        // And back to a privileged VPS: revision 2 again.
+        Shift { from: base, to: 0 }.apply(&d.join("usr")).unwrap();
+        assert_eq!(
+            caps::read(&d.join("usr/bin/ping")).unwrap().unwrap(),
+            v2.to_vec()
+        );
+        Shift { from: 0, to: base }.apply(&d.join("usr")).unwrap();
         let su = std::fs::symlink_metadata(d.join("usr/bin/su")).unwrap();
         assert_eq!(
             (su.uid(), su.gid(), su.mode() & 0o7777),

@@ -53,7 +53,10 @@ fn main() -> Result<()> {
         .to_string();
     let modes = [
         ("keeping ids (a move)", "0:0".to_string()),
-        ("shifting ids into a VPS's range (a create or copy)", format!("0:{FIRST_ID_BASE}")),
+        (
+            "shifting ids into a VPS's range (a create or copy)",
+            format!("0:{FIRST_ID_BASE}"),
+        ),
     ];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut shift_ms = Vec::new();
@@ -85,7 +88,10 @@ fn main() -> Result<()> {
         }
     }
     for (m, (label, _)) in modes.iter().enumerate() {
-        println!("  whole unpack {label:<52} median {:>7.0} ms", pct(&mut wall[m], 50.0));
+        println!(
+            "  whole unpack {label:<52} median {:>7.0} ms",
+            pct(&mut wall[m], 50.0)
+        );
     }
     let median = pct(&mut shift_ms, 50.0);
     println!(
