@@ -150,7 +150,7 @@ pub fn VpsesPage() -> impl IntoView {
                             let label = v.name.clone();
                             view! {
                                 <tr data-vps=v.name.clone()>
-                                    <td><A href=format!("/vpses/{}", v.id)><strong>{label}</strong></A><div class="muted">{v.description.clone()}</div></td>
+                                    <td><A href=format!("/vpses/{}", v.id)><strong>{label}</strong></A>{v.privileged.then(|| view! { " " <span class="danger-text" title="root in this VPS is root on its host" data-test="vps-privileged">"privileged"</span> })}<div class="muted">{v.description.clone()}</div></td>
                                     <td><code>{v.ipv4.clone()}</code></td>
                                     <td><span class=format!("badge {state}") data-test="vps-state">{state.clone()}</span></td>
                                     <td>{s.as_ref().map(|s| uptime(s.uptime_secs)).unwrap_or("–".into())}</td>
