@@ -20,6 +20,7 @@ pub mod schema;
 pub mod server;
 pub mod settings;
 pub mod ssh;
+pub mod storage;
 pub mod tasks;
 pub mod templates;
 pub mod vps;

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod duplo;
 pub mod error;
 pub mod role;
 pub mod state;

@@ -1,0 +1,133 @@
+//! Restore points: one manifest per completed cycle, at `points/<vps id>/<cycle>.json.zst`
+//! (the cycle zero-padded, so that keys sort as cycles do). Saving a manifest is a cycle's
+//! commit: every chunk it names is made durable first, and the manifest appears whole or not
+//! at all.
+
+use super::{chunks, ObjectStore};
+use serverware_shared::duplo::{Manifest, MANIFEST_FORMAT};
+use std::io;
+
+pub fn key(vps_id: i64, cycle: u64) -> String {
+    format!("points/{vps_id}/{cycle:020}.json.zst")
+}
+
+/// Commits a cycle: refuses a manifest that names a chunk storage lacks (a cycle is whole or
+/// it does not land), then writes it durably.
+pub fn commit(store: &dyn ObjectStore, m: &Manifest) -> io::Result<()> {
+    if m.format != MANIFEST_FORMAT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("manifest format {} is not {MANIFEST_FORMAT}", m.format),
+        ));
+    }
+    for id in m.chunk_ids() {
+        if !store.exists(&chunks::key(&id))? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cycle {} of VPS {} names chunk {id}, which storage lacks",
+                    m.cycle, m.vps_id
+                ),
+            ));
+        }
+    }
+    let json = serde_json::to_vec(m).map_err(io::Error::other)?;
+    let packed = zstd::bulk::compress(&json, 3)?;
+    store.commit(&key(m.vps_id, m.cycle), &packed)
+}
+
+pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Manifest> {
+    let packed = store.get(&key(vps_id, cycle))?;
+    let json = zstd::stream::decode_all(packed.as_slice())?;
+    let m: Manifest =
+        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if m.format != MANIFEST_FORMAT || m.vps_id != vps_id || m.cycle != cycle {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the manifest of cycle {cycle} of VPS {vps_id} does not say so"),
+        ));
+    }
+    Ok(m)
+}
+
+/// The cycles of a VPS that have a restore point, oldest first.
+pub fn cycles(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<u64>> {
+    Ok(store
+        .list(&format!("points/{vps_id}/"))?
+        .iter()
+        .filter_map(|k| {
+            k.rsplit('/')
+                .next()?
+                .strip_suffix(".json.zst")?
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DirStore;
+    use serverware_shared::duplo::{Entry, EntryKind, PathBytes};
+
+    fn manifest(cycle: u64, chunk: serverware_shared::duplo::ChunkId) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            vps_id: 7,
+            cycle,
+            taken_at_ms: 1_700_000_000_000,
+            entries: vec![
+                Entry {
+                    path: PathBytes(b"etc".to_vec()),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns: 1,
+                    size: 0,
+                    chunks: vec![],
+                    target: None,
+                    rdev: None,
+                    link_of: None,
+                },
+                Entry {
+                    path: PathBytes(b"etc/hostname\xff".to_vec()),
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    uid: 1000,
+                    gid: 1000,
+                    mtime_ns: 2,
+                    size: 6,
+                    chunks: vec![chunk],
+                    target: None,
+                    rdev: None,
+                    link_of: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_cycle_lands_only_with_all_its_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let s = DirStore::open(d.path()).unwrap();
+        let data = b"web-1\n";
+        let id = chunks::id_of(data);
+        // A manifest naming a chunk that never arrived does not land.
+        assert!(commit(&s, &manifest(1, id)).is_err());
+        assert!(cycles(&s, 7).unwrap().is_empty());
+        chunks::put(&s, &id, data).unwrap();
+        commit(&s, &manifest(1, id)).unwrap();
+        commit(&s, &manifest(2, id)).unwrap();
+        commit(&s, &manifest(10, id)).unwrap();
+        assert_eq!(cycles(&s, 7).unwrap(), [1, 2, 10]);
+        assert!(cycles(&s, 8).unwrap().is_empty());
+        let back = load(&s, 7, 2).unwrap();
+        assert_eq!(back, manifest(2, id));
+        assert_eq!(back.bytes(), 6);
+        // A manifest stored under another cycle's name is refused.
+        s.put(&key(7, 3), &s.get(&key(7, 2)).unwrap()).unwrap();
+        assert!(load(&s, 7, 3).is_err());
+    }
+}
