@@ -6,6 +6,8 @@ mod idmap;
 mod lxc;
 mod procfs;
 mod rootfs;
+#[allow(dead_code)] // used by netDUPLO cycles next
+mod scan;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};
