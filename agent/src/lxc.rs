@@ -435,6 +435,30 @@ pub fn export(name: &str) -> Result<(), String> {
     }
 }
 
+/// `serverware-agent rootfs-scan NAME [--ids BASE]`: the VPS's whole tree as a netDUPLO stream
+/// on stdout (`serverware_shared::duplo::stream`): each distinct chunk once, as it is read, then
+/// the entries with owners as the VPS sees them, then the end.
+pub fn scan(name: &str, base: u32) -> Result<(), String> {
+    use serverware_shared::duplo::stream;
+    use std::io::Write;
+    let name = checked(name)?;
+    let root = dir(name).join("rootfs");
+    let out = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out.lock());
+    let mut sent = std::collections::HashSet::new();
+    let entries = crate::scan::scan(&root, base, &mut |id, data| {
+        if sent.insert(*id) {
+            stream::write_chunk(&mut w, id, data)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("cannot read the tree of {name}: {e}"))?;
+    stream::write_entries(&mut w, &entries)
+        .and_then(|_| stream::write_end(&mut w))
+        .and_then(|_| w.flush())
+        .map_err(|e| format!("cannot send the tree of {name}: {e}"))
+}
+
 /// A process's cgroup paths: controller → path (v2's unified hierarchy under "").
 fn cgroup_paths(pid: u32) -> HashMap<String, String> {
     let mut m = HashMap::new();

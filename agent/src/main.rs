@@ -6,7 +6,6 @@ mod idmap;
 mod lxc;
 mod procfs;
 mod rootfs;
-#[allow(dead_code)] // used by netDUPLO cycles next
 mod scan;
 
 use serverware_shared::agent::*;
@@ -141,8 +140,16 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
+        (Some("rootfs-scan"), Some(name)) => {
+            let base = match flag("--ids").map(|s| s.parse::<u32>()) {
+                None => Ok(0),
+                Some(Ok(b)) if b == 0 || serverware_shared::agent::id_base_ok(b) => Ok(b),
+                Some(_) => Err("--ids takes the VPS's id base (or 0)".to_string()),
+            };
+            base.and_then(|base| lxc::scan(name, base))
+        }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE]"
                 .into(),
         ),
     };

@@ -68,6 +68,42 @@ fn fstat(fd: &impl AsRawFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// The names in a directory (not `.` and `..`), sorted, read through its descriptor (not
+/// through /proc, which may show another PID namespace than the agent's).
+fn read_names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    // fdopendir takes the descriptor it is given: it gets a duplicate.
+    // SAFETY: dup of an open descriptor; checked.
+    let fd = cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: fd is open and ours.
+    let d = unsafe { libc::fdopendir(fd) };
+    if d.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fd is still ours when fdopendir failed.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // The duplicate shares its offset with `dir`: start from the beginning.
+    // SAFETY: d is a valid stream.
+    unsafe { libc::rewinddir(d) };
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: d is valid; the entry is read before the next call.
+        let e = unsafe { libc::readdir(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: d_name is a NUL-terminated array inside the entry.
+        let name = unsafe { CStr::from_ptr((*e).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    // SAFETY: closes the stream and the duplicate.
+    unsafe { libc::closedir(d) };
+    names.sort();
+    Ok(names)
+}
+
 fn kind(mode: u32) -> Option<EntryKind> {
     Some(match mode & libc::S_IFMT {
         libc::S_IFDIR => EntryKind::Dir,
@@ -104,11 +140,7 @@ pub fn scan(
     let mut links: HashMap<(u64, u64), PathBytes> = HashMap::new();
     let mut stack = vec![(root_fd, Vec::<u8>::new())];
     while let Some((dir, prefix)) = stack.pop() {
-        let mut names: Vec<Vec<u8>> =
-            std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
-                .filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec()))
-                .collect();
-        names.sort();
+        let names = read_names(&dir)?;
         for name in names {
             let cname =
                 CString::new(name.clone()).map_err(|_| io::Error::other("a NUL in a name"))?;

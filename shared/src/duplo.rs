@@ -187,6 +187,87 @@ impl Manifest {
     }
 }
 
+/// The stream an agent sends for a cycle (`serverware-agent rootfs-scan`): frames of one type
+/// byte, a little-endian u32 length and the payload. Chunks come as they are read; the list of
+/// entries comes last, then the end. A stream that stops before its end is not a cycle.
+pub mod stream {
+    use super::{ChunkId, Entry};
+    use std::io::{self, Read, Write};
+
+    /// `C` + 32-byte id + content.
+    pub const CHUNK: u8 = b'C';
+    /// `E` + the entries as JSON.
+    pub const ENTRIES: u8 = b'E';
+    /// `Z`, empty: the stream is whole.
+    pub const END: u8 = b'Z';
+
+    /// The largest payload a reader accepts: a chunk and its id, or a long list of entries.
+    pub const MAX_FRAME: usize = 256 << 20;
+
+    pub fn write_chunk(w: &mut impl Write, id: &ChunkId, data: &[u8]) -> io::Result<()> {
+        w.write_all(&[CHUNK])?;
+        w.write_all(&((32 + data.len()) as u32).to_le_bytes())?;
+        w.write_all(&id.0)?;
+        w.write_all(data)
+    }
+
+    pub fn write_entries(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+        let json = serde_json::to_vec(entries).map_err(io::Error::other)?;
+        if json.len() > MAX_FRAME {
+            return Err(io::Error::other("too many entries for one frame"));
+        }
+        w.write_all(&[ENTRIES])?;
+        w.write_all(&(json.len() as u32).to_le_bytes())?;
+        w.write_all(&json)
+    }
+
+    pub fn write_end(w: &mut impl Write) -> io::Result<()> {
+        w.write_all(&[END, 0, 0, 0, 0])
+    }
+
+    /// One frame read back.
+    #[derive(Debug, PartialEq)]
+    pub enum Frame {
+        Chunk(ChunkId, Vec<u8>),
+        Entries(Vec<Entry>),
+        End,
+    }
+
+    /// The next frame; an error for a stream cut short, an unknown frame or one too large.
+    pub fn read(r: &mut impl Read) -> io::Result<Frame> {
+        let mut head = [0u8; 5];
+        r.read_exact(&mut head)?;
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a frame of {len} bytes"),
+            ));
+        }
+        let mut payload = vec![0u8; len];
+        r.read_exact(&mut payload)?;
+        match head[0] {
+            CHUNK if len >= 32 => {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&payload[..32]);
+                payload.drain(..32);
+                Ok(Frame::Chunk(ChunkId(id), payload))
+            }
+            ENTRIES => serde_json::from_slice(&payload)
+                .map(Frame::Entries)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            END if len == 0 => Ok(Frame::End),
+            t => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "an unknown frame '{}' of {len} bytes",
+                    (t as char).escape_default()
+                ),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +294,41 @@ mod tests {
         assert_eq!(PathBytes::decode(&s).unwrap(), p);
         assert!(PathBytes::decode("a%4").is_err());
         assert!(PathBytes::decode("a%zz").is_err());
+    }
+
+    #[test]
+    fn a_stream_reads_back_and_a_cut_one_is_an_error() {
+        use stream::*;
+        let e = Entry {
+            path: PathBytes(b"etc/hostname".to_vec()),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 5,
+            size: 3,
+            chunks: vec![ChunkId([1; 32])],
+            target: None,
+            rdev: None,
+            link_of: None,
+        };
+        let mut buf = Vec::new();
+        write_chunk(&mut buf, &ChunkId([1; 32]), b"abc").unwrap();
+        write_entries(&mut buf, std::slice::from_ref(&e)).unwrap();
+        write_end(&mut buf).unwrap();
+        let mut r = buf.as_slice();
+        assert_eq!(
+            read(&mut r).unwrap(),
+            Frame::Chunk(ChunkId([1; 32]), b"abc".to_vec())
+        );
+        assert_eq!(read(&mut r).unwrap(), Frame::Entries(vec![e]));
+        assert_eq!(read(&mut r).unwrap(), Frame::End);
+        assert!(read(&mut r).is_err());
+        let mut cut = &buf[..buf.len() - 20];
+        read(&mut cut).unwrap();
+        assert!(read(&mut cut).is_err());
+        assert!(read(&mut &b"X\0\0\0\0"[..]).is_err());
+        assert!(read(&mut &b"C\xff\xff\xff\xff"[..]).is_err());
     }
 
     proptest! {

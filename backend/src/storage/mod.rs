@@ -8,6 +8,7 @@
 //! once, at its commit ([`ObjectStore::commit`]), not file by file.
 
 pub mod chunks;
+pub mod cycle;
 mod dir;
 pub mod points;
 
