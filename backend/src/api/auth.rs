@@ -52,9 +52,10 @@ pub async fn login(
     // Only a name that could be a user's is looked up; any other is kept, in the limiter and
     // the failed-login event, as a short escaped prefix: what a client sends is never stored
     // whole.
-    let plausible = validate::username("username", &username.trim().to_lowercase()).is_ok();
+    let normal = username.trim().to_lowercase();
+    let plausible = validate::username("username", &normal).is_ok();
     let account = if plausible {
-        username.trim().to_lowercase()
+        normal
     } else {
         shown_name(&username)
     };

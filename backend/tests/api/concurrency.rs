@@ -2,35 +2,10 @@
 //! capacity, and many transfers to one host within its sshd's session limit (the default
 //! `MaxSessions`). Real test hosts and real LXC.
 
-use crate::hosts_api::{add, wait_host};
 use crate::support::*;
-use crate::vps_lifecycle::{get, post, task_done, task_end, MIB};
+use crate::vps_lifecycle::{get, post, site, task_done, task_end, MIB};
 use futures_util::future::join_all;
-use reqwest::Client;
 use serde_json::{json, Value};
-use serverware_testhosts::{Cluster, ClusterOptions};
-
-async fn site(n: usize) -> (Cluster, TestController, Client, Vec<i64>, i64) {
-    let cluster = Cluster::create(ClusterOptions {
-        hosts: n,
-        ..Default::default()
-    })
-    .unwrap();
-    let t = TestController::start().await;
-    let admin = t.admin().await;
-    let mut hosts = Vec::new();
-    for (i, h) in cluster.hosts.iter().enumerate() {
-        let r = add(&t, &admin, &format!("node-{i}"), h).await;
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-        wait_host(&t, &admin, id, "online", |v| v["status"] == "online").await;
-        hosts.push(id);
-    }
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
-    (cluster, t, admin, hosts, tpl)
-}
 
 /// The tasks' running times do not overlap.
 fn one_at_a_time(tasks: &[Value]) {

@@ -2,9 +2,8 @@
 //! its host, and the host stays untouched.
 
 use crate::support::*;
-use crate::vps_lifecycle::{get, post, task_done, two_hosts, vps_sh, wait_vps, MIB};
+use crate::vps_lifecycle::{get, post, site, task_done, vps_sh, wait_vps, MIB};
 use serde_json::{json, Value};
-use serverware_testhosts::{Cluster, ClusterOptions};
 use std::os::unix::fs::MetadataExt;
 
 /// Removes the test's host-side marker, also when the test fails.
@@ -15,23 +14,25 @@ impl Drop for Marker {
     }
 }
 
+async fn delete(t: &TestController, admin: &reqwest::Client, ids: &[i64]) {
+    for id in ids {
+        let r = admin
+            .delete(t.url(&format!("/api/v1/vpses/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        task_done(t, admin, &r.json::<Value>().await.unwrap()).await;
+    }
+}
+
 /// Owner, group and mode of each file, as the VPS sees them.
 const OWNERS: &str = "cd /srv/owned && for f in *; do stat -c '%n %u:%g %a' \"$f\"; done";
 
 #[actix_web::test]
 async fn a_hostile_vps_root_cannot_reach_its_host() {
-    let cluster = Cluster::create(ClusterOptions {
-        hosts: 2,
-        ..Default::default()
-    })
-    .unwrap();
+    let (cluster, t, admin, hosts, tpl) = site(2).await;
     let net = format!("10.77.{}", cluster.subnet);
-    let t = TestController::start().await;
-    let admin = t.admin().await;
-    let hosts = two_hosts(&t, &admin, &cluster).await;
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
     // A file of the host: the agent runs as root where this path is the same.
     let marker = Marker(std::env::temp_dir().join(format!("sw-hostile-{}", std::process::id())));
     std::fs::write(&marker.0, "host file\n").unwrap();
@@ -165,31 +166,13 @@ async fn a_hostile_vps_root_cannot_reach_its_host() {
     .unwrap();
     assert_eq!(md.uid(), base, "the moved VPS keeps its id range");
 
-    for id in [vid, cid] {
-        let r = admin
-            .delete(t.url(&format!("/api/v1/vpses/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
-    }
+    delete(&t, &admin, &[vid, cid]).await;
 }
 
 #[actix_web::test]
 async fn a_privileged_vps_is_asked_for_and_shown() {
-    let cluster = Cluster::create(ClusterOptions {
-        hosts: 2,
-        ..Default::default()
-    })
-    .unwrap();
+    let (cluster, t, admin, hosts, tpl) = site(2).await;
     let net = format!("10.77.{}", cluster.subnet);
-    let t = TestController::start().await;
-    let admin = t.admin().await;
-    let hosts = two_hosts(&t, &admin, &cluster).await;
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
     let r = post(&admin, t.url("/api/v1/vpses"), json!({"name": "legacy", "template_id": tpl, "host_id": hosts[0], "ipv4": format!("{net}.70"), "memory_limit_bytes": 64 * MIB, "start": true, "privileged": true})).await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
@@ -219,13 +202,5 @@ async fn a_privileged_vps_is_asked_for_and_shown() {
     let cid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
     let c = get(&t, &admin, &format!("/api/v1/vpses/{cid}")).await;
     assert_eq!(c["privileged"], true, "{c}");
-    for id in [vid, cid] {
-        let r = admin
-            .delete(t.url(&format!("/api/v1/vpses/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
-    }
+    delete(&t, &admin, &[vid, cid]).await;
 }

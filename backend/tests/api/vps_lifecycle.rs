@@ -133,6 +133,30 @@ pub(crate) fn in_vps(cluster: &Cluster, host: usize, vps: &str, args: &[&str]) {
     assert!(cmd.status().unwrap().success(), "lxc-attach failed");
 }
 
+/// `n` test hosts added and online, a controller, its admin, the host ids and the built-in
+/// template's id.
+pub(crate) async fn site(n: usize) -> (Cluster, TestController, Client, Vec<i64>, i64) {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: n,
+        ..Default::default()
+    })
+    .unwrap();
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let mut hosts = Vec::new();
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        let r = add(&t, &admin, &format!("node-{i}"), h).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        wait_host(&t, &admin, id, "online", |v| v["status"] == "online").await;
+        hosts.push(id);
+    }
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    (cluster, t, admin, hosts, tpl)
+}
+
 pub(crate) async fn two_hosts(t: &TestController, c: &Client, cluster: &Cluster) -> Vec<i64> {
     let mut ids = Vec::new();
     for (i, name) in ["node-a", "node-b"].iter().enumerate() {
