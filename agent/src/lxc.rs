@@ -304,40 +304,75 @@ pub fn destroy(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Pauses or resumes every process of a running VPS through the freezer cgroup of its init,
-/// found by PID (unambiguous, unlike a container name).
-pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
-    let name = checked(name)?;
-    let st = state(name);
-    let Some(pid) = st.init_pid else {
-        return if frozen {
-            Err(format!("{name} is not running"))
-        } else {
-            Ok(())
+/// Where a VPS's root filesystem is on this host.
+pub fn rootfs_of(name: &str) -> Result<PathBuf, String> {
+    Ok(dir(checked(name)?).join("rootfs"))
+}
+
+/// The freezer of a running VPS's cgroup, found through its init's PID (unambiguous, unlike a
+/// container name).
+pub struct Freezer {
+    /// v1 `freezer.state`, or v2 `cgroup.freeze`.
+    file: PathBuf,
+    v1: bool,
+}
+
+impl Freezer {
+    pub fn of(name: &str) -> Result<Freezer, String> {
+        let name = checked(name)?;
+        let Some(pid) = state(name).init_pid else {
+            return Err(format!("{name} is not running"));
         };
-    };
-    let cg = cgroup_paths(pid);
-    if let Some(f) = cg_file(&cg, "freezer", "freezer.state") {
-        std::fs::write(&f, if frozen { "FROZEN" } else { "THAWED" })
-            .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
-        if frozen {
-            // The kernel reports FREEZING until every task stopped.
-            for _ in 0..100 {
-                if std::fs::read_to_string(&f).is_ok_and(|s| s.trim() == "FROZEN") {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = std::fs::write(&f, "THAWED");
-            return Err(format!("{name} did not freeze within 2 s"));
+        let cg = cgroup_paths(pid);
+        if let Some(file) = cg_file(&cg, "freezer", "freezer.state") {
+            return Ok(Freezer { file, v1: true });
         }
-        return Ok(());
+        if let Some(file) = cg_file(&cg, "", "cgroup.freeze") {
+            return Ok(Freezer { file, v1: false });
+        }
+        Err(format!("no freezer cgroup found for {name}"))
     }
-    if let Some(f) = cg_file(&cg, "", "cgroup.freeze") {
-        return std::fs::write(&f, if frozen { "1" } else { "0" })
-            .map_err(|e| format!("cannot write {}: {e}", f.display()));
+
+    /// Pauses or resumes every process; a pause returns once every one has stopped.
+    pub fn set(&self, frozen: bool) -> Result<(), String> {
+        let f = &self.file;
+        let value = match (self.v1, frozen) {
+            (true, true) => "FROZEN",
+            (true, false) => "THAWED",
+            (false, true) => "1",
+            (false, false) => "0",
+        };
+        std::fs::write(f, value).map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+        if !frozen {
+            return Ok(());
+        }
+        // The kernel reports FREEZING (v1), or `frozen 0` in cgroup.events (v2), until every
+        // task stopped.
+        let events = f.with_file_name("cgroup.events");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let done = if self.v1 {
+                std::fs::read_to_string(f).is_ok_and(|s| s.trim() == "FROZEN")
+            } else {
+                std::fs::read_to_string(&events).is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+            };
+            if done {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = self.set(false);
+        Err("the VPS did not freeze within 2 s".into())
     }
-    Err(format!("no freezer cgroup found for {name}"))
+}
+
+/// Pauses or resumes every process of a running VPS (resuming one that is not running is done).
+pub fn freeze(name: &str, frozen: bool) -> Result<(), String> {
+    match Freezer::of(name) {
+        Ok(f) => f.set(frozen),
+        Err(_) if !frozen => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The container's directory: root's, but passable (not readable) by others, since an
@@ -438,25 +473,101 @@ pub fn export(name: &str) -> Result<(), String> {
 /// `serverware-agent rootfs-scan NAME [--ids BASE]`: the VPS's whole tree as a netDUPLO stream
 /// on stdout (`serverware_shared::duplo::stream`): each distinct chunk once, as it is read, then
 /// the entries with owners as the VPS sees them, then the end.
-pub fn scan(name: &str, base: u32) -> Result<(), String> {
-    use serverware_shared::duplo::stream;
-    use std::io::Write;
+/// A scan may hold its VPS frozen this long for a consistent point; a longer one thaws it and
+/// goes on reading each file as it is at that moment.
+const FREEZE_BUDGET: Duration = Duration::from_millis(500);
+
+/// `rootfs-scan NAME [--ids BASE] [--paths] [--freeze]`: the netDUPLO stream of a VPS's tree on
+/// stdout. With `--paths` only the changed paths read from stdin (JSON), as a delta; with
+/// `--freeze` a running VPS is frozen while it is read, within [`FREEZE_BUDGET`].
+pub fn scan(name: &str, base: u32, paths: bool, freeze: bool) -> Result<(), String> {
+    use serverware_shared::duplo::{stream, ChangedPath, Delta, ScanStats};
+    use std::io::{Read, Write};
     let name = checked(name)?;
     let root = dir(name).join("rootfs");
+    let changed: Option<Vec<ChangedPath>> = if paths {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(64 << 20)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read the changed paths: {e}"))?;
+        Some(
+            serde_json::from_slice(&buf)
+                .map_err(|e| format!("the changed paths are not understood: {e}"))?,
+        )
+    } else {
+        None
+    };
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, out.lock());
     let mut sent = std::collections::HashSet::new();
-    let entries = crate::scan::scan(&root, base, &mut |id, data| {
-        if sent.insert(*id) {
-            stream::write_chunk(&mut w, id, data)?;
+    // How long the VPS is held, and whether the whole read was inside the hold.
+    struct Hold {
+        freezer: Option<Freezer>,
+        since: Option<Instant>,
+        ms: u64,
+        early: bool,
+    }
+    impl Hold {
+        fn release(&mut self, early: bool) {
+            if let (Some(t), Some(f)) = (self.since.take(), &self.freezer) {
+                let _ = f.set(false);
+                self.ms = t.elapsed().as_millis() as u64;
+                self.early = early;
+            }
         }
-        Ok(())
-    })
-    .map_err(|e| format!("cannot read the tree of {name}: {e}"))?;
-    stream::write_entries(&mut w, &entries)
-        .and_then(|_| stream::write_end(&mut w))
-        .and_then(|_| w.flush())
-        .map_err(|e| format!("cannot send the tree of {name}: {e}"))
+    }
+    let mut hold = Hold {
+        freezer: if freeze { Freezer::of(name).ok() } else { None },
+        since: None,
+        ms: 0,
+        early: false,
+    };
+    if let Some(f) = &hold.freezer {
+        let t = Instant::now();
+        if f.set(true).is_ok() {
+            hold.since = Some(t);
+        }
+    }
+    let was_frozen = hold.since.is_some();
+    let result = {
+        let mut sink = |id: &serverware_shared::duplo::ChunkId, data: &[u8]| {
+            if hold.since.is_some_and(|t| t.elapsed() > FREEZE_BUDGET) {
+                hold.release(true);
+            }
+            if sent.insert(*id) {
+                stream::write_chunk(&mut w, id, data)?;
+            }
+            Ok(())
+        };
+        match &changed {
+            None => crate::scan::scan(&root, base, &mut sink),
+            Some(p) => crate::scan::scan_paths(&root, base, p, &mut sink),
+        }
+    };
+    hold.release(false);
+    let (freeze_ms, thawed_early) = (hold.ms, hold.early);
+    let scanned = result.map_err(|e| format!("cannot read the tree of {name}: {e}"))?;
+    let stats = ScanStats {
+        files_read: scanned.files_read,
+        bytes_read: scanned.bytes_read,
+        freeze_ms,
+        consistent: was_frozen && !thawed_early,
+    };
+    match changed {
+        None => stream::write_entries(&mut w, &scanned.entries),
+        Some(roots) => stream::write_delta(
+            &mut w,
+            &Delta {
+                roots,
+                entries: scanned.entries,
+            },
+        ),
+    }
+    .and_then(|_| stream::write_stats(&mut w, &stats))
+    .and_then(|_| stream::write_end(&mut w))
+    .and_then(|_| w.flush())
+    .map_err(|e| format!("cannot send the tree of {name}: {e}"))
 }
 
 /// A process's cgroup paths: controller → path (v2's unified hierarchy under "").

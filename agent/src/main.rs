@@ -3,6 +3,7 @@
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
 mod idmap;
+mod journal;
 mod lxc;
 mod procfs;
 mod rootfs;
@@ -97,7 +98,7 @@ impl Out {
 
 /// VPS operations can take seconds (a clean stop waits for the VPS): each runs on its own
 /// thread so samples keep flowing, and answers when done.
-fn vps_request(request: AgentRequest) -> AgentResponse {
+fn vps_request(request: AgentRequest, journal: &Option<journal::Journal>) -> AgentResponse {
     let done = |r: Result<(), String>| match r {
         Ok(()) => AgentResponse::Ok,
         Err(message) => AgentResponse::Error { message },
@@ -110,7 +111,33 @@ fn vps_request(request: AgentRequest) -> AgentResponse {
             Ok(forced) => AgentResponse::Stopped { forced },
             Err(message) => AgentResponse::Error { message },
         },
-        AgentRequest::VpsDestroy { name } => done(lxc::destroy(&name)),
+        AgentRequest::VpsDestroy { name } => {
+            if let Some(j) = journal {
+                let _ = j.forget(&name);
+            }
+            done(lxc::destroy(&name))
+        }
+        AgentRequest::DuploCut { name } => match (journal, lxc::rootfs_of(&name)) {
+            (_, Err(message)) => AgentResponse::Error { message },
+            (None, Ok(_)) => AgentResponse::DuploCut {
+                cut: 0,
+                changes: serverware_shared::duplo::Changes::Full {
+                    reason: "this host's agent has no change journal (inotify failed)".into(),
+                },
+            },
+            (Some(j), Ok(root)) => match j.cut(&name, &root) {
+                Ok((cut, changes)) => AgentResponse::DuploCut { cut, changes },
+                Err(message) => AgentResponse::Error { message },
+            },
+        },
+        AgentRequest::DuploAck { name, cut } => done(match journal {
+            Some(j) => j.ack(&name, cut),
+            None => Ok(()),
+        }),
+        AgentRequest::DuploForget { name } => done(match journal {
+            Some(j) => j.forget(&name),
+            None => Ok(()),
+        }),
         AgentRequest::VpsFreeze { name, frozen } => done(lxc::freeze(&name, frozen)),
         AgentRequest::VpsList => AgentResponse::VpsList { vpses: lxc::list() },
         other => AgentResponse::Error {
@@ -146,10 +173,17 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
                 Some(Ok(b)) if b == 0 || serverware_shared::agent::id_base_ok(b) => Ok(b),
                 Some(_) => Err("--ids takes the VPS's id base (or 0)".to_string()),
             };
-            base.and_then(|base| lxc::scan(name, base))
+            base.and_then(|base| {
+                lxc::scan(
+                    name,
+                    base,
+                    args.iter().any(|a| a == "--paths"),
+                    args.iter().any(|a| a == "--freeze"),
+                )
+            })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE]"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--paths] [--freeze]"
                 .into(),
         ),
     };
@@ -205,6 +239,13 @@ fn serve() {
     });
 
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    let journal = match journal::Journal::start() {
+        Ok(j) => Some(j),
+        Err(e) => {
+            eprintln!("serverware-agent: no change journal: {e}");
+            None
+        }
+    };
     let interval_ms = Arc::new(std::sync::atomic::AtomicU64::new(1000));
     // Per-VPS figures come from their own thread: slow figures never delay the heartbeat.
     let vps_figures = lxc::figures(interval_ms.clone());
@@ -259,8 +300,9 @@ fn serve() {
                     }
                     vps => {
                         let out = out.clone();
+                        let journal = journal.clone();
                         std::thread::spawn(move || {
-                            let response = vps_request(vps);
+                            let response = vps_request(vps, &journal);
                             out.write(&AgentFrame::Response { id, response });
                         });
                         continue;

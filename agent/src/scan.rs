@@ -5,7 +5,7 @@
 //! Owners are recorded as the VPS sees them, whatever its id mapping.
 
 use serverware_shared::agent::ID_RANGE;
-use serverware_shared::duplo::{ChunkId, Entry, EntryKind, PathBytes, CHUNK_SIZE};
+use serverware_shared::duplo::{ChangedPath, ChunkId, Entry, EntryKind, PathBytes, CHUNK_SIZE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -34,7 +34,7 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn open_at(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+pub(crate) fn open_at(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: a valid descriptor and C string; the result is checked.
     let fd = cvt(unsafe {
         libc::openat(
@@ -70,7 +70,7 @@ fn fstat(fd: &impl AsRawFd) -> io::Result<libc::stat> {
 
 /// The names in a directory (not `.` and `..`), sorted, read through its descriptor (not
 /// through /proc, which may show another PID namespace than the agent's).
-fn read_names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn read_names(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     // fdopendir takes the descriptor it is given: it gets a duplicate.
     // SAFETY: dup of an open descriptor; checked.
     let fd = cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
@@ -117,13 +117,10 @@ fn kind(mode: u32) -> Option<EntryKind> {
     })
 }
 
-/// Reads the whole tree under `root` (the root itself is the entry with an empty path). Each
-/// file's content goes to `chunk` piece by piece, as it is named in the entry.
-pub fn scan(
-    root: &Path,
-    base: u32,
-    chunk: &mut dyn FnMut(&ChunkId, &[u8]) -> io::Result<()>,
-) -> io::Result<Vec<Entry>> {
+/// Where a scan's file content goes: each chunk as it is read, named as in its entry.
+pub type ChunkSink<'a> = dyn FnMut(&ChunkId, &[u8]) -> io::Result<()> + 'a;
+
+fn open_root(root: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(root.as_os_str().as_bytes())
         .map_err(|_| io::Error::other("a NUL in the root's path"))?;
     // SAFETY: a valid C string; the result is checked.
@@ -134,83 +131,218 @@ pub fn scan(
         )
     })?;
     // SAFETY: fresh.
-    let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let st = fstat(&root_fd)?;
-    let mut out = vec![entry(PathBytes::default(), &st, EntryKind::Dir, base)];
-    let mut links: HashMap<(u64, u64), PathBytes> = HashMap::new();
-    let mut stack = vec![(root_fd, Vec::<u8>::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let names = read_names(&dir)?;
-        for name in names {
-            let cname =
-                CString::new(name.clone()).map_err(|_| io::Error::other("a NUL in a name"))?;
-            let mut path = prefix.clone();
-            if !path.is_empty() {
-                path.push(b'/');
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One scan's state: hard links seen (read once), and what was read.
+struct Walk<'a> {
+    base: u32,
+    links: HashMap<(u64, u64), Vec<ChunkId>>,
+    chunk: &'a mut ChunkSink<'a>,
+    out: Vec<Entry>,
+    files_read: u64,
+    bytes_read: u64,
+}
+
+impl Walk<'_> {
+    /// Records the entry `name` of `dir` (at `path`); a directory's descriptor is returned so
+    /// that the caller can go in.
+    fn one(&mut self, dir: &OwnedFd, name: &[u8], path: Vec<u8>) -> io::Result<Option<OwnedFd>> {
+        let cname = CString::new(name).map_err(|_| io::Error::other("a NUL in a name"))?;
+        // Gone since the listing: nothing to record.
+        let Ok(st) = stat_at(dir, &cname) else {
+            return Ok(None);
+        };
+        let Some(k) = kind(st.st_mode) else {
+            return Ok(None);
+        };
+        let mut e = entry(PathBytes(path), &st, k, self.base);
+        let mut sub = None;
+        match k {
+            EntryKind::Dir => match open_at(dir, &cname, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Ok(fd) => sub = Some(fd),
+                // Swapped for something else under our feet: its name is checked again by
+                // the next cycle (the journal saw the swap).
+                Err(_) => return Ok(None),
+            },
+            EntryKind::Symlink => {
+                let mut buf = vec![0u8; 4096];
+                // SAFETY: buf is valid for its length.
+                let n = unsafe {
+                    libc::readlinkat(
+                        dir.as_raw_fd(),
+                        cname.as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                };
+                if n < 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n as usize);
+                e.target = Some(PathBytes(buf));
             }
-            path.extend_from_slice(&name);
-            // Gone since the listing: nothing to record.
-            let Ok(st) = stat_at(&dir, &cname) else {
-                continue;
+            EntryKind::File => {
+                e.ino = st.st_ino;
+                let key = (st.st_dev, st.st_ino);
+                if st.st_nlink > 1 {
+                    if let Some(chunks) = self.links.get(&key) {
+                        e.chunks = chunks.clone();
+                        self.out.push(e);
+                        return Ok(None);
+                    }
+                }
+                // O_NONBLOCK: a FIFO swapped in since cannot hold the scan; fstat then
+                // makes sure it is still a plain file before a byte is read.
+                let Ok(fd) = open_at(dir, &cname, libc::O_RDONLY | libc::O_NONBLOCK) else {
+                    return Ok(None);
+                };
+                let now = fstat(&fd)?;
+                if now.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return Ok(None);
+                }
+                let mut f = File::from(fd);
+                let (chunks, size) = read_chunks(&mut f, self.chunk)?;
+                self.files_read += 1;
+                self.bytes_read += size;
+                if st.st_nlink > 1 {
+                    self.links.insert(key, chunks.clone());
+                }
+                e.chunks = chunks;
+                e.size = size;
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => e.rdev = Some(st.st_rdev),
+            EntryKind::Fifo | EntryKind::Socket => {}
+        }
+        self.out.push(e);
+        Ok(sub)
+    }
+
+    /// Everything under the directory `top` (at `prefix`).
+    fn tree(&mut self, top: OwnedFd, prefix: Vec<u8>) -> io::Result<()> {
+        let mut stack = vec![(top, prefix)];
+        while let Some((dir, prefix)) = stack.pop() {
+            for name in read_names(&dir)? {
+                let mut path = prefix.clone();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(&name);
+                if let Some(sub) = self.one(&dir, &name, path.clone())? {
+                    stack.push((sub, path));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a scan read: its entries (sorted by path) and how much content.
+pub struct Scanned {
+    pub entries: Vec<Entry>,
+    pub files_read: u64,
+    pub bytes_read: u64,
+}
+
+/// Reads the whole tree under `root` (the root itself is the entry with an empty path). Each
+/// file's content goes to `chunk` piece by piece, as it is named in the entry.
+pub fn scan(root: &Path, base: u32, chunk: &mut ChunkSink<'_>) -> io::Result<Scanned> {
+    scan_paths(
+        root,
+        base,
+        &[ChangedPath {
+            path: PathBytes::default(),
+            deep: true,
+        }],
+        chunk,
+    )
+}
+
+/// Reads only `paths` of the tree under `root` (an incremental cycle): each one's entry if it
+/// still exists, with its parent's (whose time its change moved), and everything under the deep
+/// ones. Each component is opened from its parent's descriptor, never followed.
+pub fn scan_paths(
+    root: &Path,
+    base: u32,
+    paths: &[ChangedPath],
+    chunk: &mut ChunkSink<'_>,
+) -> io::Result<Scanned> {
+    let root_fd = open_root(root)?;
+    let mut w = Walk {
+        base,
+        links: HashMap::new(),
+        chunk,
+        out: Vec::new(),
+        files_read: 0,
+        bytes_read: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut wanted: Vec<(Vec<u8>, bool)> = Vec::new();
+    for p in paths {
+        if let Some(i) = p.path.0.iter().rposition(|b| *b == b'/') {
+            wanted.push((p.path.0[..i].to_vec(), false));
+        } else if !p.path.0.is_empty() {
+            wanted.push((Vec::new(), false));
+        }
+        wanted.push((p.path.0.clone(), p.deep));
+    }
+    // Deep first, so that a shallow visit of a path a deep one covers is skipped.
+    wanted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut deep_done: Vec<Vec<u8>> = Vec::new();
+    for (path, deep) in wanted {
+        let covered = deep_done.iter().any(|d| {
+            d.is_empty() || path == *d || (path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
+        });
+        if covered || !seen.insert(path.clone()) {
+            continue;
+        }
+        if path.is_empty() {
+            let st = fstat(&root_fd)?;
+            w.out.push(entry(PathBytes::default(), &st, EntryKind::Dir, base));
+            if deep {
+                let fd = open_root(root)?;
+                w.tree(fd, Vec::new())?;
+                deep_done.push(path);
+            }
+            continue;
+        }
+        // The parent, opened component by component from the root.
+        let (parent, name) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&path[..0], &path[..]),
+        };
+        let mut dir = open_root(root)?;
+        let mut reached = true;
+        for part in parent.split(|b| *b == b'/').filter(|p| !p.is_empty()) {
+            let Ok(c) = CString::new(part) else {
+                reached = false;
+                break;
             };
-            let Some(k) = kind(st.st_mode) else { continue };
-            let mut e = entry(PathBytes(path.clone()), &st, k, base);
-            match k {
-                EntryKind::Dir => match open_at(&dir, &cname, libc::O_RDONLY | libc::O_DIRECTORY) {
-                    Ok(sub) => stack.push((sub, path)),
-                    // Swapped for something else under our feet: recorded as it was seen.
-                    Err(_) => continue,
-                },
-                EntryKind::Symlink => {
-                    let mut buf = vec![0u8; 4096];
-                    // SAFETY: buf is valid for its length.
-                    let n = unsafe {
-                        libc::readlinkat(
-                            dir.as_raw_fd(),
-                            cname.as_ptr(),
-                            buf.as_mut_ptr().cast(),
-                            buf.len(),
-                        )
-                    };
-                    if n < 0 {
-                        continue;
-                    }
-                    buf.truncate(n as usize);
-                    e.target = Some(PathBytes(buf));
+            match open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+                Ok(sub) => dir = sub,
+                Err(_) => {
+                    reached = false;
+                    break;
                 }
-                EntryKind::File => {
-                    if st.st_nlink > 1 {
-                        let key = (st.st_dev, st.st_ino);
-                        if let Some(first) = links.get(&key) {
-                            e.link_of = Some(first.clone());
-                            e.size = 0;
-                            out.push(e);
-                            continue;
-                        }
-                        links.insert(key, PathBytes(path.clone()));
-                    }
-                    // O_NONBLOCK: a FIFO swapped in since cannot hold the scan; fstat then
-                    // makes sure it is still a plain file before a byte is read.
-                    let Ok(fd) = open_at(&dir, &cname, libc::O_RDONLY | libc::O_NONBLOCK) else {
-                        continue;
-                    };
-                    let now = fstat(&fd)?;
-                    if now.st_mode & libc::S_IFMT != libc::S_IFREG {
-                        continue;
-                    }
-                    let mut f = File::from(fd);
-                    let (chunks, size) = read_chunks(&mut f, chunk)?;
-                    e.chunks = chunks;
-                    e.size = size;
-                }
-                EntryKind::CharDevice | EntryKind::BlockDevice => e.rdev = Some(st.st_rdev),
-                EntryKind::Fifo | EntryKind::Socket => {}
             }
-            out.push(e);
+        }
+        if !reached || name.is_empty() {
+            continue; // gone: its removal is the cycle's to record
+        }
+        if let Some(sub) = w.one(&dir, name, path.clone())? {
+            if deep {
+                w.tree(sub, path.clone())?;
+                deep_done.push(path);
+            }
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    let mut entries = w.out;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Scanned {
+        entries,
+        files_read: w.files_read,
+        bytes_read: w.bytes_read,
+    })
 }
 
 fn entry(path: PathBytes, st: &libc::stat, kind: EntryKind, base: u32) -> Entry {
@@ -225,14 +357,14 @@ fn entry(path: PathBytes, st: &libc::stat, kind: EntryKind, base: u32) -> Entry 
         chunks: Vec::new(),
         target: None,
         rdev: None,
-        link_of: None,
+        ino: 0,
     }
 }
 
 /// A file's content as chunks of [`CHUNK_SIZE`], each handed to `chunk`; the ids and the size.
 fn read_chunks(
     f: &mut File,
-    chunk: &mut dyn FnMut(&ChunkId, &[u8]) -> io::Result<()>,
+    chunk: &mut ChunkSink<'_>,
 ) -> io::Result<(Vec<ChunkId>, u64)> {
     let mut ids = Vec::new();
     let mut size = 0u64;
@@ -296,7 +428,8 @@ mod tests {
             seen.push((*id, data.len()));
             Ok(())
         })
-        .unwrap();
+        .unwrap()
+        .entries;
         let by = |p: &[u8]| {
             entries
                 .iter()
@@ -311,7 +444,9 @@ mod tests {
             (big.mode, big.size, big.chunks.len()),
             (0o4750, CHUNK_SIZE as u64 + 10, 2)
         );
-        assert_eq!(by(b"big-again").link_of, Some(PathBytes(b"big".to_vec())));
+        let again = by(b"big-again");
+        assert_eq!((again.ino, &again.chunks), (big.ino, &big.chunks));
+        assert_ne!(big.ino, 0);
         let esc = by(b"escape");
         assert_eq!(esc.kind, EntryKind::Symlink);
         assert_eq!(

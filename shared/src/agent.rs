@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
 /// 3: a VPS spec carries its id map (`id_base`); `rootfs-import` shifts ids (`--ids FROM:TO`).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
@@ -72,6 +72,21 @@ pub enum AgentRequest {
     },
     /// Every container on the host, defined or not by the controller.
     VpsList,
+    /// netDUPLO: what changed in a VPS's tree since its last acknowledged cycle (its change
+    /// journal starts with the first cut). Answered with `DuploCut`.
+    DuploCut {
+        name: String,
+    },
+    /// The cycle of cut `cut` landed: the journal forgets what it handed out then.
+    DuploAck {
+        name: String,
+        cut: u64,
+    },
+    /// Stop keeping a VPS's journal (duplication off, the VPS gone or replaced); the next cut
+    /// compares in full.
+    DuploForget {
+        name: String,
+    },
 }
 
 /// What the controller tells a host about a VPS.
@@ -195,6 +210,10 @@ pub enum AgentResponse {
     },
     VpsList {
         vpses: Vec<VpsState>,
+    },
+    DuploCut {
+        cut: u64,
+        changes: crate::duplo::Changes,
     },
 }
 

@@ -151,9 +151,96 @@ pub struct Entry {
     /// A device's number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
-    /// Another path of this file (a hard link), listed before it in the same manifest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link_of: Option<PathBytes>,
+    /// A file's inode number on its host: files of one manifest with the same number are one
+    /// file under several names (hard links). 0 for the rest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A path the change journal saw changed since the last acknowledged cycle. `deep`: everything
+/// under it may have changed too (a directory made or moved in, or moved away).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedPath {
+    pub path: PathBytes,
+    #[serde(default)]
+    pub deep: bool,
+}
+
+/// What the journal hands a cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Changes {
+    /// The journal cannot vouch for what changed: the cycle compares the whole tree.
+    Full { reason: String },
+    /// Only these paths (sorted) changed.
+    Paths { paths: Vec<ChangedPath> },
+}
+
+/// At most this many changed paths travel; more make the cycle compare in full.
+pub const MAX_CHANGED_PATHS: usize = 50_000;
+
+/// What an incremental scan found: for each changed path (and its parent, whose time a change
+/// moves), its entry if it still exists and, when `deep`, everything under it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Delta {
+    pub roots: Vec<ChangedPath>,
+    pub entries: Vec<Entry>,
+}
+
+impl Delta {
+    /// `prev` (a manifest's entries, sorted) as it is after this delta: each root's old entry
+    /// goes, with everything under it when the root is deep or is no longer a directory; then the
+    /// entries found are put in. Sorted again.
+    pub fn apply(&self, prev: Vec<Entry>) -> Vec<Entry> {
+        use std::collections::BTreeMap;
+        let mut m: BTreeMap<PathBytes, Entry> =
+            prev.into_iter().map(|e| (e.path.clone(), e)).collect();
+        let found: BTreeMap<&PathBytes, &Entry> =
+            self.entries.iter().map(|e| (&e.path, e)).collect();
+        for root in &self.roots {
+            m.remove(&root.path);
+            let still_dir = found
+                .get(&root.path)
+                .is_some_and(|e| e.kind == EntryKind::Dir);
+            if root.deep || !still_dir {
+                let under: Vec<PathBytes> = if root.path.0.is_empty() {
+                    m.keys().cloned().collect()
+                } else {
+                    let mut lo = root.path.0.clone();
+                    lo.push(b'/');
+                    let mut hi = root.path.0.clone();
+                    hi.push(b'/' + 1);
+                    m.range(PathBytes(lo)..PathBytes(hi))
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                };
+                for k in under {
+                    m.remove(&k);
+                }
+            }
+        }
+        for e in &self.entries {
+            m.insert(e.path.clone(), e.clone());
+        }
+        m.into_values().collect()
+    }
+}
+
+/// How a scan went, sent before its end.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScanStats {
+    /// Files whose content was read, and their bytes.
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// How long the VPS was frozen for a consistent point (0: not frozen).
+    pub freeze_ms: u64,
+    /// Whether the whole scan ran while the VPS was frozen: a consistent point. A scan too long
+    /// to hold the VPS frozen thaws it and reads each file as it is at that moment.
+    pub consistent: bool,
 }
 
 /// Bumped when a manifest's meaning changes; readers refuse formats they do not know.
@@ -189,15 +276,20 @@ impl Manifest {
 
 /// The stream an agent sends for a cycle (`serverware-agent rootfs-scan`): frames of one type
 /// byte, a little-endian u32 length and the payload. Chunks come as they are read; the list of
-/// entries comes last, then the end. A stream that stops before its end is not a cycle.
+/// entries (a full scan) or the delta (an incremental one) comes last, then the scan's stats,
+/// then the end. A stream that stops before its end is not a cycle.
 pub mod stream {
-    use super::{ChunkId, Entry};
+    use super::{ChunkId, Delta, Entry, ScanStats};
     use std::io::{self, Read, Write};
 
     /// `C` + 32-byte id + content.
     pub const CHUNK: u8 = b'C';
     /// `E` + the entries as JSON.
     pub const ENTRIES: u8 = b'E';
+    /// `D` + a [`Delta`] as JSON.
+    pub const DELTA: u8 = b'D';
+    /// `S` + [`ScanStats`] as JSON.
+    pub const STATS: u8 = b'S';
     /// `Z`, empty: the stream is whole.
     pub const END: u8 = b'Z';
 
@@ -211,14 +303,26 @@ pub mod stream {
         w.write_all(data)
     }
 
-    pub fn write_entries(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
-        let json = serde_json::to_vec(entries).map_err(io::Error::other)?;
+    fn write_json(w: &mut impl Write, kind: u8, v: &impl serde::Serialize) -> io::Result<()> {
+        let json = serde_json::to_vec(v).map_err(io::Error::other)?;
         if json.len() > MAX_FRAME {
             return Err(io::Error::other("too many entries for one frame"));
         }
-        w.write_all(&[ENTRIES])?;
+        w.write_all(&[kind])?;
         w.write_all(&(json.len() as u32).to_le_bytes())?;
         w.write_all(&json)
+    }
+
+    pub fn write_entries(w: &mut impl Write, entries: &[Entry]) -> io::Result<()> {
+        write_json(w, ENTRIES, &entries)
+    }
+
+    pub fn write_delta(w: &mut impl Write, delta: &Delta) -> io::Result<()> {
+        write_json(w, DELTA, delta)
+    }
+
+    pub fn write_stats(w: &mut impl Write, stats: &ScanStats) -> io::Result<()> {
+        write_json(w, STATS, stats)
     }
 
     pub fn write_end(w: &mut impl Write) -> io::Result<()> {
@@ -230,7 +334,13 @@ pub mod stream {
     pub enum Frame {
         Chunk(ChunkId, Vec<u8>),
         Entries(Vec<Entry>),
+        Delta(Delta),
+        Stats(ScanStats),
         End,
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> io::Result<T> {
+        serde_json::from_slice(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// The next frame; an error for a stream cut short, an unknown frame or one too large.
@@ -253,9 +363,9 @@ pub mod stream {
                 payload.drain(..32);
                 Ok(Frame::Chunk(ChunkId(id), payload))
             }
-            ENTRIES => serde_json::from_slice(&payload)
-                .map(Frame::Entries)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            ENTRIES => json(&payload).map(Frame::Entries),
+            DELTA => json(&payload).map(Frame::Delta),
+            STATS => json(&payload).map(Frame::Stats),
             END if len == 0 => Ok(Frame::End),
             t => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -310,7 +420,7 @@ mod tests {
             chunks: vec![ChunkId([1; 32])],
             target: None,
             rdev: None,
-            link_of: None,
+            ino: 0,
         };
         let mut buf = Vec::new();
         write_chunk(&mut buf, &ChunkId([1; 32]), b"abc").unwrap();
@@ -329,6 +439,81 @@ mod tests {
         assert!(read(&mut cut).is_err());
         assert!(read(&mut &b"X\0\0\0\0"[..]).is_err());
         assert!(read(&mut &b"C\xff\xff\xff\xff"[..]).is_err());
+    }
+
+    fn e(path: &str, kind: EntryKind, mtime_ns: i64) -> Entry {
+        Entry {
+            path: PathBytes(path.as_bytes().to_vec()),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns,
+            size: 0,
+            chunks: vec![],
+            target: None,
+            rdev: None,
+            ino: 0,
+        }
+    }
+
+    #[test]
+    fn a_delta_replaces_what_it_covers_and_nothing_else() {
+        use EntryKind::*;
+        let prev = vec![
+            e("", Dir, 1),
+            e("a", Dir, 1),
+            e("a.b", File, 1),
+            e("a/x", File, 1),
+            e("a/y", Dir, 1),
+            e("a/y/z", File, 1),
+            e("b", File, 1),
+        ];
+        let root = |p: &str, deep| ChangedPath {
+            path: PathBytes(p.as_bytes().to_vec()),
+            deep,
+        };
+        // a/x deleted, a touched, b changed: shallow roots.
+        let d = Delta {
+            roots: vec![root("a", false), root("a/x", false), root("b", false)],
+            entries: vec![e("a", Dir, 2), e("b", File, 2)],
+        };
+        let paths = |v: &[Entry]| {
+            v.iter()
+                .map(|e| (String::from_utf8(e.path.0.clone()).unwrap(), e.mtime_ns))
+                .collect::<Vec<_>>()
+        };
+        let after = d.apply(prev.clone());
+        assert_eq!(
+            paths(&after),
+            [("", 1), ("a", 2), ("a.b", 1), ("a/y", 1), ("a/y/z", 1), ("b", 2)]
+                .map(|(p, t)| (p.to_string(), t))
+        );
+        // a replaced by a file: its old children go even though the root is shallow.
+        let d = Delta {
+            roots: vec![root("a", false)],
+            entries: vec![e("a", File, 3)],
+        };
+        assert_eq!(
+            paths(&d.apply(prev.clone())),
+            [("", 1), ("a", 3), ("a.b", 1), ("b", 1)].map(|(p, t)| (p.to_string(), t))
+        );
+        // a deep root rescans the subtree: what was not found is gone.
+        let d = Delta {
+            roots: vec![root("a", true)],
+            entries: vec![e("a", Dir, 4), e("a/new", File, 4)],
+        };
+        assert_eq!(
+            paths(&d.apply(prev.clone())),
+            [("", 1), ("a", 4), ("a.b", 1), ("a/new", 4), ("b", 1)]
+                .map(|(p, t)| (p.to_string(), t))
+        );
+        // The root itself, deep: the whole tree.
+        let d = Delta {
+            roots: vec![root("", true)],
+            entries: vec![e("", Dir, 5)],
+        };
+        assert_eq!(paths(&d.apply(prev)), [("".to_string(), 5)]);
     }
 
     proptest! {

@@ -88,7 +88,7 @@ mod tests {
             chunks: vec![chunks::id_of(data)],
             target: None,
             rdev: None,
-            link_of: None,
+            ino: 0,
         }
     }
 

@@ -89,7 +89,7 @@ mod tests {
                     chunks: vec![],
                     target: None,
                     rdev: None,
-                    link_of: None,
+                    ino: 0,
                 },
                 Entry {
                     path: PathBytes(b"etc/hostname\xff".to_vec()),
@@ -102,7 +102,7 @@ mod tests {
                     chunks: vec![chunk],
                     target: None,
                     rdev: None,
-                    link_of: None,
+                    ino: 0,
                 },
             ],
         }
