@@ -51,9 +51,14 @@ fn a_vps_tree_streams_whole_as_the_vps_sees_it() {
         match stream::read(&mut r).unwrap() {
             Frame::Chunk(id, data) => chunks.push((id, data)),
             Frame::Entries(e) => break e,
-            Frame::End => panic!("the end came before the entries"),
+            other => panic!("{other:?} came before the entries"),
         }
     };
+    let Frame::Stats(stats) = stream::read(&mut r).unwrap() else {
+        panic!("no stats after the entries")
+    };
+    assert_eq!(stats.files_read, 3, "{stats:?}");
+    assert!(!stats.consistent, "a stopped VPS is not frozen: {stats:?}");
     assert_eq!(stream::read(&mut r).unwrap(), Frame::End);
     assert!(r.is_empty());
     // "same" twice is sent once.

@@ -18,8 +18,9 @@ pub fn key(id: &ChunkId) -> String {
     format!("chunks/{}/{hex}", &hex[..2])
 }
 
-/// Stores a chunk unless it is there; whether it was new. `data` must hash to `id` (it is
-/// checked: storage never holds a chunk under another's name).
+/// Stores a chunk unless it is there (then it is marked used now, so that collection spares it);
+/// whether it was new. `data` must hash to `id` (it is checked: storage never holds a chunk under
+/// another's name).
 pub fn put(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
     if id_of(data) != *id {
         return Err(io::Error::new(
@@ -28,7 +29,7 @@ pub fn put(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<boo
         ));
     }
     let key = key(id);
-    if store.exists(&key)? {
+    if store.touch(&key)? {
         return Ok(false);
     }
     let packed = zstd::bulk::compress(data, LEVEL)?;

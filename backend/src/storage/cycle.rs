@@ -5,29 +5,46 @@
 
 use super::{chunks, points, ObjectStore};
 use serverware_shared::duplo::stream::{self, Frame};
-use serverware_shared::duplo::{Entry, Manifest, MANIFEST_FORMAT};
+use serverware_shared::duplo::{ChunkId, Manifest, ScanStats, MANIFEST_FORMAT};
+use std::collections::HashSet;
 use std::io::{self, Read};
 
 /// What a landed cycle cost storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Landed {
     pub manifest: Manifest,
+    /// A full compare (every entry read), or an incremental one.
+    pub full: bool,
+    /// Entries the agent read this cycle.
+    pub entries_read: u64,
     /// Chunks storage did not have, and their bytes before compression.
     pub chunks_new: u64,
     pub bytes_new: u64,
     /// Chunks that came but storage had already (from this VPS or another).
     pub chunks_known: u64,
+    pub stats: ScanStats,
 }
 
+fn bad(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+/// Lands one cycle's stream as restore point `cycle` of `vps_id`. A full stream lists every
+/// entry; an incremental one (a delta) is applied to `prev`, the VPS's last point. Every chunk
+/// the new entries name must have come in the stream (or be held by `prev`): storage never
+/// commits a point it cannot restore.
 pub fn ingest(
     store: &dyn ObjectStore,
     r: &mut impl Read,
+    prev: Option<&Manifest>,
     vps_id: i64,
     cycle: u64,
     taken_at_ms: i64,
 ) -> io::Result<Landed> {
     let (mut chunks_new, mut bytes_new, mut chunks_known) = (0, 0, 0);
-    let mut entries: Option<Vec<Entry>> = None;
+    let mut arrived: HashSet<ChunkId> = HashSet::new();
+    let mut listed = None;
+    let mut stats = ScanStats::default();
     loop {
         match stream::read(r)? {
             Frame::Chunk(id, data) => {
@@ -37,23 +54,47 @@ pub fn ingest(
                 } else {
                     chunks_known += 1;
                 }
+                arrived.insert(id);
             }
-            Frame::Entries(e) if entries.is_none() => entries = Some(e),
-            Frame::Entries(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the stream lists its entries twice",
-                ))
+            Frame::Entries(_) | Frame::Delta(_) if listed.is_some() => {
+                return Err(bad("the stream lists its entries twice"))
             }
+            Frame::Entries(e) => listed = Some(Ok(e)),
+            Frame::Delta(d) => listed = Some(Err(d)),
+            Frame::Stats(s) => stats = s,
             Frame::End => break,
         }
     }
-    let entries = entries.ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the stream ended without its entries",
-        )
-    })?;
+    let listed = listed.ok_or_else(|| bad("the stream ended without its entries"))?;
+    let full = listed.is_ok();
+    let (entries, entries_read) = match listed {
+        Ok(e) => {
+            let n = e.len() as u64;
+            (e, n)
+        }
+        Err(d) => {
+            let prev = prev.ok_or_else(|| bad("an incremental cycle without a previous point"))?;
+            let n = d.entries.len() as u64;
+            // What the delta names must have come with it.
+            for e in &d.entries {
+                if let Some(id) = e.chunks.iter().find(|id| !arrived.contains(id)) {
+                    return Err(bad(&format!(
+                        "the cycle names chunk {id}, which never came"
+                    )));
+                }
+            }
+            (d.apply(prev.entries.clone()), n)
+        }
+    };
+    if full {
+        if let Some(id) = entries
+            .iter()
+            .flat_map(|e| e.chunks.iter())
+            .find(|id| !arrived.contains(id))
+        {
+            return Err(bad(&format!("the cycle names chunk {id}, which never came")));
+        }
+    }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         vps_id,
@@ -61,12 +102,17 @@ pub fn ingest(
         taken_at_ms,
         entries,
     };
-    points::commit(store, &manifest)?;
+    // Chunks carried over from the previous point are its: held while it is.
+    let held: HashSet<ChunkId> = prev.map(|p| p.chunk_ids().into_iter().collect()).unwrap_or_default();
+    points::commit(store, &manifest, &|id| arrived.contains(id) || held.contains(id))?;
     Ok(Landed {
         manifest,
+        full,
+        entries_read,
         chunks_new,
         bytes_new,
         chunks_known,
+        stats,
     })
 }
 
@@ -74,7 +120,7 @@ pub fn ingest(
 mod tests {
     use super::*;
     use crate::storage::DirStore;
-    use serverware_shared::duplo::{EntryKind, PathBytes};
+    use serverware_shared::duplo::{ChangedPath, Delta, Entry, EntryKind, PathBytes};
 
     fn file(path: &str, data: &[u8]) -> Entry {
         Entry {
@@ -110,29 +156,67 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::open(d.path()).unwrap();
         let files: [(&str, &[u8]); 2] = [("etc/hostname", b"web-1\n"), ("srv/data", b"payload")];
-        let landed = ingest(&s, &mut stream_of(&files, true).as_slice(), 3, 1, 10).unwrap();
+        let landed = ingest(&s, &mut stream_of(&files, true).as_slice(), None, 3, 1, 10).unwrap();
         assert_eq!(
             (landed.chunks_new, landed.bytes_new, landed.chunks_known),
             (2, 13, 0)
         );
         assert_eq!(points::load(&s, 3, 1).unwrap(), landed.manifest);
         // A second VPS with the same content costs no new chunk.
-        let again = ingest(&s, &mut stream_of(&files, true).as_slice(), 4, 1, 11).unwrap();
+        let again = ingest(&s, &mut stream_of(&files, true).as_slice(), None, 4, 1, 11).unwrap();
         assert_eq!((again.chunks_new, again.chunks_known), (0, 2));
 
         // Cut before its end, cut in a chunk, or with a damaged chunk: no point.
         let whole = stream_of(&[("a", b"new content")], true);
         for cut in [whole.len() - 5, 20] {
-            assert!(ingest(&s, &mut &whole[..cut], 3, 2, 12).is_err());
+            assert!(ingest(&s, &mut &whole[..cut], None, 3, 2, 12).is_err());
         }
         let mut damaged = Vec::new();
         stream::write_chunk(&mut damaged, &chunks::id_of(b"this"), b"that").unwrap();
-        assert!(ingest(&s, &mut damaged.as_slice(), 3, 2, 12).is_err());
+        assert!(ingest(&s, &mut damaged.as_slice(), None, 3, 2, 12).is_err());
         // Entries naming a chunk that never came.
         let mut missing = Vec::new();
         stream::write_entries(&mut missing, &[file("x", b"never sent")]).unwrap();
         stream::write_end(&mut missing).unwrap();
-        assert!(ingest(&s, &mut missing.as_slice(), 3, 2, 12).is_err());
+        assert!(ingest(&s, &mut missing.as_slice(), None, 3, 2, 12).is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1]);
+
+        // An incremental cycle: one file changed, one deleted; the rest carried over.
+        let prev = landed.manifest;
+        let mut delta = Vec::new();
+        let changed = b"web-2\n";
+        stream::write_chunk(&mut delta, &chunks::id_of(changed), changed).unwrap();
+        let root = |p: &str| ChangedPath {
+            path: PathBytes(p.as_bytes().to_vec()),
+            deep: false,
+        };
+        stream::write_delta(
+            &mut delta,
+            &Delta {
+                roots: vec![root("etc/hostname"), root("srv/data")],
+                entries: vec![file("etc/hostname", changed)],
+            },
+        )
+        .unwrap();
+        stream::write_end(&mut delta).unwrap();
+        // Without its previous point it cannot land.
+        assert!(ingest(&s, &mut delta.as_slice(), None, 3, 2, 13).is_err());
+        let next = ingest(&s, &mut delta.as_slice(), Some(&prev), 3, 2, 13).unwrap();
+        assert!(!next.full);
+        assert_eq!(next.manifest.entries, vec![file("etc/hostname", changed)]);
+        assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
+        // A delta naming a chunk that did not come with it does not land.
+        let mut lying = Vec::new();
+        stream::write_delta(
+            &mut lying,
+            &Delta {
+                roots: vec![root("x")],
+                entries: vec![file("x", b"never sent")],
+            },
+        )
+        .unwrap();
+        stream::write_end(&mut lying).unwrap();
+        assert!(ingest(&s, &mut lying.as_slice(), Some(&next.manifest), 3, 3, 14).is_err());
+        assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
     }
 }

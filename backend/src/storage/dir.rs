@@ -92,6 +92,25 @@ impl ObjectStore for DirStore {
         Ok(self.path(key)?.is_file())
     }
 
+    fn touch(&self, key: &str) -> io::Result<bool> {
+        let path = self.path(key)?;
+        let f = match std::fs::File::options().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        f.set_modified(std::time::SystemTime::now())?;
+        Ok(true)
+    }
+
+    fn modified(&self, key: &str) -> io::Result<Option<std::time::SystemTime>> {
+        match std::fs::metadata(self.path(key)?) {
+            Ok(m) => Ok(Some(m.modified()?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn delete(&self, key: &str) -> io::Result<()> {
         match std::fs::remove_file(self.path(key)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

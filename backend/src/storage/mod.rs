@@ -26,6 +26,10 @@ pub trait ObjectStore: Send + Sync {
     /// The bytes under `key`; `NotFound` if there are none.
     fn get(&self, key: &str) -> io::Result<Vec<u8>>;
     fn exists(&self, key: &str) -> io::Result<bool>;
+    /// Marks `key` as used now (what chunk collection goes by); whether it exists.
+    fn touch(&self, key: &str) -> io::Result<bool>;
+    /// When `key` was last written or touched; None if it is not there.
+    fn modified(&self, key: &str) -> io::Result<Option<std::time::SystemTime>>;
     /// Removes `key`; no error if it is not there.
     fn delete(&self, key: &str) -> io::Result<()>;
     /// The keys under `prefix` (a directory-like prefix ending in `/`), sorted.
