@@ -137,7 +137,7 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 /// One scan's state: hard links seen (read once), and what was read.
 struct Walk<'a> {
     base: u32,
-    links: HashMap<(u64, u64), Vec<ChunkId>>,
+    links: HashMap<(u64, u64), (Vec<ChunkId>, u64)>,
     chunk: &'a mut ChunkSink<'a>,
     out: Vec<Entry>,
     files_read: u64,
@@ -186,8 +186,9 @@ impl Walk<'_> {
                 e.ino = st.st_ino;
                 let key = (st.st_dev, st.st_ino);
                 if st.st_nlink > 1 {
-                    if let Some(chunks) = self.links.get(&key) {
+                    if let Some((chunks, size)) = self.links.get(&key) {
                         e.chunks = chunks.clone();
+                        e.size = *size;
                         self.out.push(e);
                         return Ok(None);
                     }
@@ -206,7 +207,7 @@ impl Walk<'_> {
                 self.files_read += 1;
                 self.bytes_read += size;
                 if st.st_nlink > 1 {
-                    self.links.insert(key, chunks.clone());
+                    self.links.insert(key, (chunks.clone(), size));
                 }
                 e.chunks = chunks;
                 e.size = size;
@@ -445,7 +446,7 @@ mod tests {
             (0o4750, CHUNK_SIZE as u64 + 10, 2)
         );
         let again = by(b"big-again");
-        assert_eq!((again.ino, &again.chunks), (big.ino, &big.chunks));
+        assert_eq!((again.ino, &again.chunks, again.size), (big.ino, &big.chunks, big.size));
         assert_ne!(big.ino, 0);
         let esc = by(b"escape");
         assert_eq!(esc.kind, EntryKind::Symlink);

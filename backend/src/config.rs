@@ -22,6 +22,10 @@ pub struct ConfigArgs {
     /// Directory for the database, keys and storage [default: ./data]
     #[arg(long, env = "SERVERWARE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// netDUPLO's storage: where every VPS's restore points are kept (a big disk, or a mounted
+    /// storage server) [default: DATA_DIR/storage/duplo]
+    #[arg(long, env = "SERVERWARE_STORAGE_DIR", global = true)]
+    pub storage_dir: Option<PathBuf>,
     /// sqlite://PATH or postgres://USER:PASS@HOST/DB [default: SQLite in the data directory]
     #[arg(
         long,
@@ -64,6 +68,7 @@ pub struct ConfigArgs {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    storage_dir: Option<PathBuf>,
     database_url: Option<String>,
     log: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -102,6 +107,8 @@ impl Default for LoginLimits {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// netDUPLO's storage directory.
+    pub storage_dir: PathBuf,
     pub database_url: String,
     pub log: String,
     pub tls: Option<TlsFiles>,
@@ -124,6 +131,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("storage_dir", &self.storage_dir)
             .field("database_url", &redact_db_url(&self.database_url))
             .field("log", &self.log)
             .field("tls", &self.tls)
@@ -185,6 +193,11 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
+        let storage_dir = args
+            .storage_dir
+            .clone()
+            .or(file.storage_dir)
+            .unwrap_or_else(|| data_dir.join("storage").join("duplo"));
         let database_url = args
             .database_url
             .clone()
@@ -222,6 +235,7 @@ impl Config {
         Ok(Config {
             listen,
             data_dir,
+            storage_dir,
             database_url,
             log,
             tls,

@@ -28,6 +28,8 @@ pub struct Core {
     /// Held from a placement decision until its VPS is recorded, so two creates cannot both
     /// take the same free capacity.
     pub placement: tokio::sync::Mutex<()>,
+    /// netDUPLO: storage and each VPS's duplication.
+    pub duplo: Arc<crate::duplo::Duplo>,
 }
 
 impl Core {

@@ -23,7 +23,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let ours = std::fs::read_dir(dir)?.next().is_none()
-        || [crate::keys::KEY_FILE, "serverware.db", "storage"]
+        || [crate::keys::KEY_FILE, "serverware.db", "storage", "chunks", "points"]
             .iter()
             .any(|f| dir.join(f).exists());
     if !ours {

@@ -288,6 +288,7 @@ pub struct HostRow {
     pub vps_gateway: Option<String>,
     /// Root-filesystem streams at once (see [`TRANSFERS_PER_HOST`]).
     pub max_transfers: i32,
+    pub duplo_interval_secs: i32,
 }
 
 /// A live connection to a host's agent, for operations.

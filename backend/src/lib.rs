@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod duplo;
 pub mod error;
 pub mod files;
 pub mod hosts;

@@ -111,6 +111,27 @@ diesel::table! {
         desired_state -> Text,
         privileged -> Bool,
         id_base -> Nullable<BigInt>,
+        duplo_enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    duplo_points (id) {
+        id -> BigInt,
+        vps_id -> BigInt,
+        cycle -> BigInt,
+        host_id -> Nullable<BigInt>,
+        taken_at -> Timestamp,
+        full -> Bool,
+        full_reason -> Nullable<Text>,
+        files -> BigInt,
+        bytes -> BigInt,
+        entries_read -> BigInt,
+        chunks_new -> BigInt,
+        bytes_new -> BigInt,
+        duration_ms -> BigInt,
+        freeze_ms -> BigInt,
+        consistent -> Bool,
     }
 }
 
@@ -194,6 +215,7 @@ diesel::joinable!(vpses -> templates (template_id));
 diesel::joinable!(task_logs -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    duplo_points,
     users,
     sessions,
     api_tokens,

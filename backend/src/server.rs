@@ -239,6 +239,17 @@ fn start_loops(state: &std::sync::Arc<Core>) {
             Ok(())
         }
     });
+    // netDUPLO: cycles as they fall due, and the retention of their restore points.
+    let st = state.clone();
+    sup.spawn("duplo", Duration::from_millis(1), move || {
+        let st = st.clone();
+        async move { crate::duplo::tick(&st).await }
+    });
+    let st = state.clone();
+    sup.spawn("duplo-prune", crate::duplo::prune::EVERY, move || {
+        let st = st.clone();
+        async move { crate::duplo::prune::run(&st).await }
+    });
     // The built-in template: built at start, and again if its archive goes missing.
     let (db, dir) = (state.db.clone(), state.config.data_dir.clone());
     sup.spawn("templates", Duration::from_secs(60), move || {
@@ -300,7 +311,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
     }
+    crate::files::private_dir(&config.storage_dir)?;
+    let duplo = std::sync::Arc::new(
+        crate::duplo::Duplo::open(&config.storage_dir).with_context(|| {
+            format!("cannot open the storage directory {}", config.storage_dir.display())
+        })?,
+    );
     let state = web::Data::new(Core {
+        duplo,
         ops_live: Default::default(),
         stopping: Default::default(),
         supervisor: Default::default(),

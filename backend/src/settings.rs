@@ -13,6 +13,25 @@ pub const ROLLUP_RETENTION_DAYS: &str = "rollup_retention_days";
 pub const DEFAULT_ROLLUP_RETENTION_DAYS: u32 = 30;
 pub const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
 pub const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 90;
+pub const DUPLO_KEEP_LAST: &str = "duplo_keep_last";
+pub const DUPLO_KEEP_HOURLY_DAYS: &str = "duplo_keep_hourly_days";
+pub const DUPLO_KEEP_DAILY_DAYS: &str = "duplo_keep_daily_days";
+
+fn number(conn: &mut crate::db::DbConn, key: &str, default: u32) -> ApiResult<u32> {
+    Ok(get(conn, key)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default))
+}
+
+/// Which restore points netDUPLO keeps.
+pub fn duplo_policy(conn: &mut crate::db::DbConn) -> ApiResult<crate::duplo::prune::Policy> {
+    let d = crate::duplo::prune::DEFAULT_POLICY;
+    Ok(crate::duplo::prune::Policy {
+        keep_last: number(conn, DUPLO_KEEP_LAST, d.keep_last)?,
+        hourly_days: number(conn, DUPLO_KEEP_HOURLY_DAYS, d.hourly_days)?,
+        daily_days: number(conn, DUPLO_KEEP_DAILY_DAYS, d.daily_days)?,
+    })
+}
 
 fn get(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
     Ok(settings::table
@@ -42,13 +61,17 @@ pub fn put(conn: &mut crate::db::DbConn, key: &str, value: &str) -> ApiResult<()
 }
 
 pub fn read(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
+    let policy = duplo_policy(conn)?;
     Ok(SettingsResponse {
         site_name: get(conn, SITE_NAME)?.unwrap_or_else(|| DEFAULT_SITE_NAME.to_string()),
-        rollup_retention_days: get(conn, ROLLUP_RETENTION_DAYS)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_ROLLUP_RETENTION_DAYS),
-        history_retention_days: get(conn, HISTORY_RETENTION_DAYS)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_HISTORY_RETENTION_DAYS),
+        rollup_retention_days: number(conn, ROLLUP_RETENTION_DAYS, DEFAULT_ROLLUP_RETENTION_DAYS)?,
+        history_retention_days: number(
+            conn,
+            HISTORY_RETENTION_DAYS,
+            DEFAULT_HISTORY_RETENTION_DAYS,
+        )?,
+        duplo_keep_last: policy.keep_last,
+        duplo_keep_hourly_days: policy.hourly_days,
+        duplo_keep_daily_days: policy.daily_days,
     })
 }

@@ -251,6 +251,12 @@ pub struct SettingsResponse {
     pub rollup_retention_days: u32,
     /// How long events, finished tasks and their logs are kept, in days.
     pub history_retention_days: u32,
+    /// netDUPLO restore points: each VPS's newest this many are kept…
+    pub duplo_keep_last: u32,
+    /// …with the newest of each hour for this many days…
+    pub duplo_keep_hourly_days: u32,
+    /// …and the newest of each day for this many days.
+    pub duplo_keep_daily_days: u32,
 }
 
 /// One background loop of the controller, as its supervisor sees it.
@@ -281,6 +287,15 @@ pub struct UpdateSettingsRequest {
     /// 1–3650 days.
     #[serde(default)]
     pub history_retention_days: Option<u32>,
+    /// 1–10000 restore points.
+    #[serde(default)]
+    pub duplo_keep_last: Option<u32>,
+    /// 0–3650 days.
+    #[serde(default)]
+    pub duplo_keep_hourly_days: Option<u32>,
+    /// 0–3650 days.
+    #[serde(default)]
+    pub duplo_keep_daily_days: Option<u32>,
 }
 
 /// `POST /api/v1/hosts/probe`: read a host's SSH key before adding it.
@@ -318,6 +333,9 @@ pub struct CreateHostRequest {
     /// An OpenSSH private key (PEM text), instead of a password.
     #[serde(default)]
     pub private_key: Option<String>,
+    /// netDUPLO's cycle interval for the host's VPSes, 1–86400 s (default 10).
+    #[serde(default)]
+    pub duplo_interval_secs: Option<u32>,
 }
 
 /// A host as listed.
@@ -351,6 +369,8 @@ pub struct HostResponse {
     pub vps_gateway: Option<String>,
     /// Root-filesystem transfers this host runs at once (others wait their turn).
     pub max_transfers: u32,
+    /// netDUPLO: each of its VPSes is duplicated every this many seconds.
+    pub duplo_interval_secs: u32,
     /// Containers found on the host that the controller does not know (never touched).
     pub unknown_vpses: Vec<String>,
     /// The newest netRES sample, when the host is connected.
@@ -396,6 +416,9 @@ pub struct UpdateHostRequest {
     /// 1–8 root-filesystem transfers at once.
     #[serde(default)]
     pub max_transfers: Option<u32>,
+    /// netDUPLO's cycle interval for the host's VPSes: 1 s (continuous) to 86400 s.
+    #[serde(default)]
+    pub duplo_interval_secs: Option<u32>,
     /// After the host's key changed (status `key_mismatch`): the new key from a fresh probe,
     /// confirmed by the operator. The controller checks the host presents it before pinning it.
     #[serde(default)]
@@ -672,4 +695,109 @@ pub struct CopyVpsRequest {
 #[serde(deny_unknown_fields)]
 pub struct MoveVpsRequest {
     pub host_id: i64,
+}
+
+/// One restore point of a VPS: a completed netDUPLO cycle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RestorePoint {
+    pub cycle: u64,
+    /// When the VPS's tree was read.
+    pub taken_at: DateTime<Utc>,
+    /// The host it was read on (absent when not recorded).
+    pub host_id: Option<i64>,
+    /// Whether the cycle compared the whole tree (the first one, or the journal could not
+    /// vouch), and why.
+    pub full: bool,
+    pub full_reason: Option<String>,
+    /// Entries of the tree at this point, and the bytes of its files.
+    pub files: u64,
+    pub bytes: u64,
+    /// Entries the cycle read, and what it added to storage (new chunks, before compression).
+    pub entries_read: u64,
+    pub chunks_new: u64,
+    pub bytes_new: u64,
+    pub duration_ms: u64,
+    /// How long the VPS was frozen for a consistent point (0: not frozen).
+    pub freeze_ms: u64,
+    /// The whole tree was read while the VPS was frozen.
+    pub consistent: bool,
+}
+
+/// `GET /api/v1/vpses/{id}/duplo`: a VPS's duplication now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DuploStatus {
+    pub vps_id: i64,
+    pub enabled: bool,
+    /// Its host's interval.
+    pub interval_secs: u32,
+    /// The newest restore point.
+    pub last_cycle: Option<u64>,
+    pub last_taken_at: Option<DateTime<Utc>>,
+    /// How far storage is behind the VPS now: the age of the newest point's read (ms).
+    pub lag_ms: Option<i64>,
+    /// A cycle is running (since when).
+    pub running_since: Option<DateTime<Utc>>,
+    /// When the next cycle is due, in ms from now (0: as soon as it can run).
+    pub next_in_ms: Option<i64>,
+    /// Why the last cycle compared in full, when the change journal could not vouch for what
+    /// changed (it was lost, or just started).
+    pub journal_lost: Option<String>,
+    /// Failed cycles in a row, and the last one's error.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Restore points kept, and the newest few.
+    pub points: u64,
+    pub recent: Vec<RestorePoint>,
+}
+
+/// `PATCH /api/v1/vpses/{id}/duplo`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpdateDuploRequest {
+    /// Duplication of this VPS on or off (its restore points stay).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// One VPS's share of storage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StorageVps {
+    pub vps_id: i64,
+    /// Absent when the VPS was deleted (its points stay until pruned).
+    pub name: Option<String>,
+    pub points: u64,
+    /// Bytes of files at its newest point.
+    pub newest_bytes: u64,
+    /// What its kept points' cycles added to storage (new chunks, before compression).
+    pub bytes_added: u64,
+}
+
+/// `GET /api/v1/storage`: netDUPLO's storage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StorageReport {
+    pub dir: String,
+    /// The filesystem holding it.
+    pub filesystem_bytes: Option<u64>,
+    pub filesystem_free_bytes: Option<u64>,
+    /// From the last chunk collection (absent until one ran).
+    pub collected_at: Option<DateTime<Utc>>,
+    pub points: u64,
+    /// Chunks some point uses, and their stored (compressed) bytes.
+    pub chunks_used: u64,
+    pub bytes_stored: u64,
+    /// Bytes of file content all points stand for: what storage would hold without sharing
+    /// chunks between points and VPSes, and without compression.
+    pub bytes_logical: u64,
+    /// Unused chunks the next collection reclaims, and what the last one freed.
+    pub bytes_reclaimable: u64,
+    pub bytes_freed_last: u64,
+    /// The retention policy in force.
+    pub keep_last: u32,
+    pub keep_hourly_days: u32,
+    pub keep_daily_days: u32,
+    pub vpses: Vec<StorageVps>,
 }

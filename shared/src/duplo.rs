@@ -226,6 +226,26 @@ impl Delta {
         for e in &self.entries {
             m.insert(e.path.clone(), e.clone());
         }
+        // A file's other names (hard links) share its inode: its content and metadata changed
+        // for all of them, though the journal saw only the name it was changed through.
+        let by_ino: std::collections::HashMap<u64, &Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File && e.ino != 0)
+            .map(|e| (e.ino, e))
+            .collect();
+        if !by_ino.is_empty() {
+            for e in m.values_mut() {
+                if e.kind != EntryKind::File || found.contains_key(&e.path) {
+                    continue;
+                }
+                if let Some(n) = by_ino.get(&e.ino) {
+                    let path = std::mem::take(&mut e.path);
+                    *e = (*n).clone();
+                    e.path = path;
+                }
+            }
+        }
         m.into_values().collect()
     }
 }
@@ -508,6 +528,23 @@ mod tests {
             [("", 1), ("a", 4), ("a.b", 1), ("a/new", 4), ("b", 1)]
                 .map(|(p, t)| (p.to_string(), t))
         );
+        // A file changed through one name: its other names (same inode) change with it.
+        let mut linked = prev.clone();
+        for e in linked.iter_mut().filter(|e| e.kind == File) {
+            e.ino = 9;
+        }
+        let mut changed = e("b", File, 7);
+        changed.ino = 9;
+        changed.size = 42;
+        let d = Delta {
+            roots: vec![root("b", false)],
+            entries: vec![changed],
+        };
+        let after = d.apply(linked);
+        for p in ["a.b", "a/x", "a/y/z", "b"] {
+            let f = after.iter().find(|e| e.path.0 == p.as_bytes()).unwrap();
+            assert_eq!((f.mtime_ns, f.size), (7, 42), "{p}");
+        }
         // The root itself, deep: the whole tree.
         let d = Delta {
             roots: vec![root("", true)],

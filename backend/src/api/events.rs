@@ -120,14 +120,34 @@ pub async fn update_settings(
         .as_deref()
         .map(|s| validate::label("site_name", s))
         .transpose()?;
-    let retention = req
-        .rollup_retention_days
-        .map(|d| validate::retention_days("rollup_retention_days", d))
-        .transpose()?;
-    let history = req
-        .history_retention_days
-        .map(|d| validate::retention_days("history_retention_days", d))
-        .transpose()?;
+    // The numbers, each checked, with what its change says.
+    let mut numbers: Vec<(&'static str, u32, String)> = Vec::new();
+    if let Some(d) = req.rollup_retention_days {
+        let d = validate::retention_days("rollup_retention_days", d)?;
+        numbers.push((settings::ROLLUP_RETENTION_DAYS, d, format!("host history kept for {d} days")));
+    }
+    if let Some(d) = req.history_retention_days {
+        let d = validate::retention_days("history_retention_days", d)?;
+        numbers.push((
+            settings::HISTORY_RETENTION_DAYS,
+            d,
+            format!("events and finished tasks kept for {d} days"),
+        ));
+    }
+    if let Some(n) = req.duplo_keep_last {
+        let n = validate::duplo_keep_last("duplo_keep_last", n)?;
+        numbers.push((settings::DUPLO_KEEP_LAST, n, format!("each VPS's newest {n} restore points kept")));
+    }
+    if let Some(d) = req.duplo_keep_hourly_days {
+        let d = validate::duplo_keep_days("duplo_keep_hourly_days", d)?;
+        numbers.push((settings::DUPLO_KEEP_HOURLY_DAYS, d, format!("hourly restore points kept for {d} days")));
+    }
+    if let Some(d) = req.duplo_keep_daily_days {
+        let d = validate::duplo_keep_days("duplo_keep_daily_days", d)?;
+        numbers.push((settings::DUPLO_KEEP_DAILY_DAYS, d, format!("daily restore points kept for {d} days")));
+    }
+    let retention = req.rollup_retention_days.is_some();
+    let history = req.history_retention_days.is_some();
     let actor = Actor::from(&principal);
     let out = state
         .db
@@ -147,32 +167,13 @@ pub async fn update_settings(
                         .details(serde_json::json!({ "site_name": name })),
                     )?;
                 }
-                if let Some(days) = retention {
-                    settings::put(conn, settings::ROLLUP_RETENTION_DAYS, &days.to_string())?;
+                for (key, value, message) in &numbers {
+                    settings::put(conn, key, &value.to_string())?;
                     audit::record(
                         conn,
                         &actor,
-                        Change::new(
-                            "settings.update",
-                            "settings",
-                            settings::ROLLUP_RETENTION_DAYS,
-                            format!("host history kept for {days} days"),
-                        )
-                        .details(serde_json::json!({ "rollup_retention_days": days })),
-                    )?;
-                }
-                if let Some(days) = history {
-                    settings::put(conn, settings::HISTORY_RETENTION_DAYS, &days.to_string())?;
-                    audit::record(
-                        conn,
-                        &actor,
-                        Change::new(
-                            "settings.update",
-                            "settings",
-                            settings::HISTORY_RETENTION_DAYS,
-                            format!("events and finished tasks kept for {days} days"),
-                        )
-                        .details(serde_json::json!({ "history_retention_days": days })),
+                        Change::new("settings.update", "settings", key, message.clone())
+                            .details(serde_json::json!({ *key: value })),
                     )?;
                 }
                 settings::read(conn)
@@ -180,10 +181,10 @@ pub async fn update_settings(
         })
         .await?;
     // A shorter retention applies at once.
-    if retention.is_some() {
+    if retention {
         crate::hosts::prune_rollups(&state.db).await?;
     }
-    if history.is_some() {
+    if history {
         crate::tasks::prune_history(&state.db).await?;
     }
     Ok(web::Json(out))

@@ -87,6 +87,7 @@ fn response(row: &HostRow, state: &Core, all_vpses: &[VpsRow]) -> HostResponse {
         vps_prefix_len: row.vps_prefix_len,
         vps_gateway: row.vps_gateway.clone(),
         max_transfers: row.max_transfers.max(1) as u32,
+        duplo_interval_secs: row.duplo_interval_secs.max(1) as u32,
         unknown_vpses,
         sample: view.latest,
     }
@@ -118,6 +119,11 @@ pub async fn create_host(
     let name = validate::resource_name("name", &req.name)?;
     let description = validate::description("description", &req.description)?;
     let a = validate::ssh_address("address", &req.address)?;
+    let duplo_interval = validate::duplo_interval_secs(
+        "duplo_interval_secs",
+        req.duplo_interval_secs
+            .unwrap_or(validate::DEFAULT_DUPLO_INTERVAL_SECS),
+    )?;
     if req.host_key.split_whitespace().count() < 2 {
         return Err(ApiError::invalid(
             "host_key",
@@ -255,6 +261,7 @@ pub async fn create_host(
                         hosts::host_key.eq(&req.host_key),
                         hosts::status.eq(serverware_shared::state::HostStatus::Connecting.as_str()),
                         hosts::heartbeat_timeout_ms.eq(3000),
+                        hosts::duplo_interval_secs.eq(duplo_interval as i32),
                         hosts::created_at.eq(t),
                         hosts::updated_at.eq(t),
                     ))
@@ -358,6 +365,10 @@ pub async fn update_host(
         .max_transfers
         .map(|v| validate::max_transfers("max_transfers", v))
         .transpose()?;
+    let duplo_interval = req
+        .duplo_interval_secs
+        .map(|v| validate::duplo_interval_secs("duplo_interval_secs", v))
+        .transpose()?;
     let cap_mem = req
         .capacity_memory_bytes
         .map(|m| (m > 0).then_some(m as i64));
@@ -458,6 +469,12 @@ pub async fn update_host(
                         .set(hosts::max_transfers.eq(n as i32))
                         .execute(c)?;
                     what.push(format!("{n} transfers at once"));
+                }
+                if let Some(n) = duplo_interval {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::duplo_interval_secs.eq(n as i32))
+                        .execute(c)?;
+                    what.push(format!("VPSes duplicated every {n} s"));
                 }
                 if let Some(m) = cap_mem {
                     diesel::update(hosts::table.find(id))

@@ -2,6 +2,7 @@
 //! document at `/api/v1/openapi.json` lists exactly the routes that exist.
 
 mod auth;
+mod duplo;
 pub(crate) mod events;
 mod hosts;
 mod system;
@@ -64,6 +65,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(vpses::restart_vps)
         .service(vpses::copy_vps)
         .service(vpses::move_vps)
+        .service(duplo::get_duplo)
+        .service(duplo::update_duplo)
+        .service(duplo::duplicate_now)
+        .service(duplo::list_points)
+        .service(duplo::get_storage)
         .service(system::list_loops)
         .service(tasks::list_tasks)
         .service(tasks::get_task);

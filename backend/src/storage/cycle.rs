@@ -32,9 +32,11 @@ fn bad(msg: &str) -> io::Error {
 /// Lands one cycle's stream as restore point `cycle` of `vps_id`. A full stream lists every
 /// entry; an incremental one (a delta) is applied to `prev`, the VPS's last point. Every chunk
 /// the new entries name must have come in the stream (or be held by `prev`): storage never
-/// commits a point it cannot restore.
+/// commits a point it cannot restore. Each chunk is put (or touched) holding `gate` shared, so
+/// that chunk collection, which holds it exclusively, never deletes one being reused.
 pub fn ingest(
     store: &dyn ObjectStore,
+    gate: &std::sync::RwLock<()>,
     r: &mut impl Read,
     prev: Option<&Manifest>,
     vps_id: i64,
@@ -48,7 +50,11 @@ pub fn ingest(
     loop {
         match stream::read(r)? {
             Frame::Chunk(id, data) => {
-                if chunks::put(store, &id, &data)? {
+                let new = {
+                    let _shared = gate.read().unwrap_or_else(|p| p.into_inner());
+                    chunks::put(store, &id, &data)?
+                };
+                if new {
                     chunks_new += 1;
                     bytes_new += data.len() as u64;
                 } else {
@@ -155,30 +161,31 @@ mod tests {
     fn a_whole_stream_lands_and_anything_less_leaves_no_point() {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::open(d.path()).unwrap();
+        let g = std::sync::RwLock::new(());
         let files: [(&str, &[u8]); 2] = [("etc/hostname", b"web-1\n"), ("srv/data", b"payload")];
-        let landed = ingest(&s, &mut stream_of(&files, true).as_slice(), None, 3, 1, 10).unwrap();
+        let landed = ingest(&s, &g, &mut stream_of(&files, true).as_slice(), None, 3, 1, 10).unwrap();
         assert_eq!(
             (landed.chunks_new, landed.bytes_new, landed.chunks_known),
             (2, 13, 0)
         );
         assert_eq!(points::load(&s, 3, 1).unwrap(), landed.manifest);
         // A second VPS with the same content costs no new chunk.
-        let again = ingest(&s, &mut stream_of(&files, true).as_slice(), None, 4, 1, 11).unwrap();
+        let again = ingest(&s, &g, &mut stream_of(&files, true).as_slice(), None, 4, 1, 11).unwrap();
         assert_eq!((again.chunks_new, again.chunks_known), (0, 2));
 
         // Cut before its end, cut in a chunk, or with a damaged chunk: no point.
         let whole = stream_of(&[("a", b"new content")], true);
         for cut in [whole.len() - 5, 20] {
-            assert!(ingest(&s, &mut &whole[..cut], None, 3, 2, 12).is_err());
+            assert!(ingest(&s, &g, &mut &whole[..cut], None, 3, 2, 12).is_err());
         }
         let mut damaged = Vec::new();
         stream::write_chunk(&mut damaged, &chunks::id_of(b"this"), b"that").unwrap();
-        assert!(ingest(&s, &mut damaged.as_slice(), None, 3, 2, 12).is_err());
+        assert!(ingest(&s, &g, &mut damaged.as_slice(), None, 3, 2, 12).is_err());
         // Entries naming a chunk that never came.
         let mut missing = Vec::new();
         stream::write_entries(&mut missing, &[file("x", b"never sent")]).unwrap();
         stream::write_end(&mut missing).unwrap();
-        assert!(ingest(&s, &mut missing.as_slice(), None, 3, 2, 12).is_err());
+        assert!(ingest(&s, &g, &mut missing.as_slice(), None, 3, 2, 12).is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1]);
 
         // An incremental cycle: one file changed, one deleted; the rest carried over.
@@ -200,8 +207,8 @@ mod tests {
         .unwrap();
         stream::write_end(&mut delta).unwrap();
         // Without its previous point it cannot land.
-        assert!(ingest(&s, &mut delta.as_slice(), None, 3, 2, 13).is_err());
-        let next = ingest(&s, &mut delta.as_slice(), Some(&prev), 3, 2, 13).unwrap();
+        assert!(ingest(&s, &g, &mut delta.as_slice(), None, 3, 2, 13).is_err());
+        let next = ingest(&s, &g, &mut delta.as_slice(), Some(&prev), 3, 2, 13).unwrap();
         assert!(!next.full);
         assert_eq!(next.manifest.entries, vec![file("etc/hostname", changed)]);
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
@@ -216,7 +223,7 @@ mod tests {
         )
         .unwrap();
         stream::write_end(&mut lying).unwrap();
-        assert!(ingest(&s, &mut lying.as_slice(), Some(&next.manifest), 3, 3, 14).is_err());
+        assert!(ingest(&s, &g, &mut lying.as_slice(), Some(&next.manifest), 3, 3, 14).is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
     }
 }

@@ -103,9 +103,9 @@ impl ObjectStore for DirStore {
         Ok(true)
     }
 
-    fn modified(&self, key: &str) -> io::Result<Option<std::time::SystemTime>> {
+    fn stat(&self, key: &str) -> io::Result<Option<(u64, std::time::SystemTime)>> {
         match std::fs::metadata(self.path(key)?) {
-            Ok(m) => Ok(Some(m.modified()?)),
+            Ok(m) => Ok(Some((m.len(), m.modified()?))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

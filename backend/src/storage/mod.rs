@@ -28,8 +28,8 @@ pub trait ObjectStore: Send + Sync {
     fn exists(&self, key: &str) -> io::Result<bool>;
     /// Marks `key` as used now (what chunk collection goes by); whether it exists.
     fn touch(&self, key: &str) -> io::Result<bool>;
-    /// When `key` was last written or touched; None if it is not there.
-    fn modified(&self, key: &str) -> io::Result<Option<std::time::SystemTime>>;
+    /// Its stored size and when it was last written or touched; None if it is not there.
+    fn stat(&self, key: &str) -> io::Result<Option<(u64, std::time::SystemTime)>>;
     /// Removes `key`; no error if it is not there.
     fn delete(&self, key: &str) -> io::Result<()>;
     /// The keys under `prefix` (a directory-like prefix ending in `/`), sorted.
@@ -65,7 +65,7 @@ mod tests {
     fn keys_stay_inside_the_store() {
         for good in [
             "chunks/ab/abcdef",
-            "points/12/00000000000000000001.json.zst",
+            "points/12/00000000000000000001-1700000000000.json.zst",
         ] {
             assert!(super::check_key(good).is_ok(), "{good}");
         }

@@ -1,14 +1,62 @@
-//! Restore points: one manifest per completed cycle, at `points/<vps id>/<cycle>.json.zst`
-//! (the cycle zero-padded, so that keys sort as cycles do). Saving a manifest is a cycle's
-//! commit: every chunk it names is made durable first, and the manifest appears whole or not
-//! at all.
+//! Restore points: one manifest per completed cycle, at
+//! `points/<vps id>/<cycle>-<taken at, ms>.json.zst` (the cycle zero-padded, so that keys sort as
+//! cycles do; the time in the name, so that a retention policy needs no manifest read). Saving a
+//! manifest is a cycle's commit: every chunk it names is made durable first, and the manifest
+//! appears whole or not at all.
 
 use super::{chunks, ObjectStore};
 use serverware_shared::duplo::{ChunkId, Manifest, MANIFEST_FORMAT};
 use std::io;
 
-pub fn key(vps_id: i64, cycle: u64) -> String {
-    format!("points/{vps_id}/{cycle:020}.json.zst")
+pub fn key(vps_id: i64, cycle: u64, taken_at_ms: i64) -> String {
+    format!("points/{vps_id}/{cycle:020}-{}.json.zst", taken_at_ms.max(0))
+}
+
+/// One restore point as storage names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Point {
+    pub vps_id: i64,
+    pub cycle: u64,
+    pub taken_at_ms: i64,
+}
+
+impl Point {
+    pub fn key(&self) -> String {
+        key(self.vps_id, self.cycle, self.taken_at_ms)
+    }
+
+    fn parse(vps_id: i64, key: &str) -> Option<Point> {
+        let (cycle, taken) = key.rsplit('/').next()?.strip_suffix(".json.zst")?.split_once('-')?;
+        Some(Point {
+            vps_id,
+            cycle: cycle.parse().ok()?,
+            taken_at_ms: taken.parse().ok()?,
+        })
+    }
+}
+
+/// A VPS's restore points, oldest first.
+pub fn list(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<Point>> {
+    let mut v: Vec<Point> = store
+        .list(&format!("points/{vps_id}/"))?
+        .iter()
+        .filter_map(|k| Point::parse(vps_id, k))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The VPSes that have restore points (deleted ones too).
+pub fn vpses(store: &dyn ObjectStore) -> io::Result<Vec<i64>> {
+    let mut v: Vec<i64> = store
+        .list("points/")?
+        .iter()
+        .filter_map(|k| k.strip_prefix("points/")?.split('/').next()?.parse().ok())
+        .collect();
+    v.dedup();
+    v.sort();
+    v.dedup();
+    Ok(v)
 }
 
 /// Commits a cycle: refuses a manifest that names a chunk storage lacks (a cycle is whole or
@@ -38,11 +86,25 @@ pub fn commit(
     }
     let json = serde_json::to_vec(m).map_err(io::Error::other)?;
     let packed = zstd::bulk::compress(&json, 3)?;
-    store.commit(&key(m.vps_id, m.cycle), &packed)
+    store.commit(&key(m.vps_id, m.cycle, m.taken_at_ms), &packed)
 }
 
 pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Manifest> {
-    let packed = store.get(&key(vps_id, cycle))?;
+    let p = list(store, vps_id)?
+        .into_iter()
+        .find(|p| p.cycle == cycle)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("VPS {vps_id} has no restore point {cycle}"),
+            )
+        })?;
+    load_point(store, &p)
+}
+
+pub fn load_point(store: &dyn ObjectStore, p: &Point) -> io::Result<Manifest> {
+    let (vps_id, cycle) = (p.vps_id, p.cycle);
+    let packed = store.get(&p.key())?;
     let json = zstd::stream::decode_all(packed.as_slice())?;
     let m: Manifest =
         serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -57,17 +119,7 @@ pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Mani
 
 /// The cycles of a VPS that have a restore point, oldest first.
 pub fn cycles(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<u64>> {
-    Ok(store
-        .list(&format!("points/{vps_id}/"))?
-        .iter()
-        .filter_map(|k| {
-            k.rsplit('/')
-                .next()?
-                .strip_suffix(".json.zst")?
-                .parse()
-                .ok()
-        })
-        .collect())
+    Ok(list(store, vps_id)?.iter().map(|p| p.cycle).collect())
 }
 
 #[cfg(test)]
@@ -131,8 +183,10 @@ mod tests {
         let back = load(&s, 7, 2).unwrap();
         assert_eq!(back, manifest(2, id));
         assert_eq!(back.bytes(), 6);
+        assert_eq!(vpses(&s).unwrap(), [7]);
         // A manifest stored under another cycle's name is refused.
-        s.put(&key(7, 3), &s.get(&key(7, 2)).unwrap()).unwrap();
+        let t = 1_700_000_000_000;
+        s.put(&key(7, 3, t), &s.get(&key(7, 2, t)).unwrap()).unwrap();
         assert!(load(&s, 7, 3).is_err());
     }
 }

@@ -249,6 +249,7 @@ mod tests {
             vps_prefix_len: 24,
             vps_gateway: None,
             max_transfers: 4,
+            duplo_interval_secs: 10,
         };
         let s = HostSample {
             cpus: vec![Default::default(); 2],

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crash;
+mod duplo;
 mod errors;
 mod hostile;
 mod hosts_api;

@@ -151,6 +151,7 @@ fn AddHost(on_added: Callback<()>) -> impl IntoView {
         };
         busy.set(true);
         let req = CreateHostRequest {
+            duplo_interval_secs: None,
             name: n,
             description: description.get_untracked(),
             address: address.get_untracked(),

@@ -422,6 +422,7 @@ fn Site() -> impl IntoView {
             site_name: Some(n),
             rollup_retention_days: Some(days),
             history_retention_days: Some(hist),
+            ..Default::default()
         };
         spawn_local(async move {
             match api::update_settings(&req).await {

@@ -1,0 +1,283 @@
+//! One duplication cycle of one VPS, from the journal's cut to the acknowledged restore point.
+
+use super::{now_ms, VpsDuplo};
+use crate::audit::{Actor, Change};
+use crate::core::Core;
+use crate::storage::cycle::{ingest, Landed};
+use serverware_shared::agent::{AgentRequest, AgentResponse};
+use serverware_shared::api::Severity;
+use serverware_shared::duplo::Changes;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the agent may take to answer a cut (it sets up the journal's watches on the first).
+const CUT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one landed cycle did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub cycle: u64,
+    pub full_reason: Option<String>,
+    pub landed: Landed,
+    pub duration_ms: u64,
+}
+
+/// The bytes of an SSH channel, handed over to the blocking side that lands them.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(b) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Runs one cycle of `vps_id` on the host it is on now.
+pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
+    let t0 = Instant::now();
+    let v = core
+        .db
+        .run(move |c| crate::vps::load(c, vps_id))
+        .await
+        .map_err(|e| e.body().message)?;
+    let host_id = v.host_id.ok_or("the VPS is on no host")?;
+    let host = core
+        .db
+        .run(move |c| crate::vps::load_host(c, host_id))
+        .await
+        .map_err(|e| e.body().message)?;
+    let conn = core
+        .hosts
+        .conn(host_id)
+        .ok_or_else(|| format!("host {} is not connected", host.name))?;
+    let duplo = core.duplo.clone();
+    tokio::task::spawn_blocking(move || duplo.ensure_loaded(vps_id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("storage cannot be read: {e}"))?;
+    let state: VpsDuplo = core.duplo.state(vps_id);
+
+    // A cycle's stream is an SSH session of the host's connection: it takes a transfer slot.
+    let _slot = core
+        .hosts
+        .transfer_slots(host_id, host.max_transfers.max(1) as usize)
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let (cut, changes) = match conn
+        .agent
+        .call(
+            AgentRequest::DuploCut {
+                name: v.name.clone(),
+            },
+            CUT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| format!("the host's journal did not answer: {e}"))?
+    {
+        AgentResponse::DuploCut { cut, changes } => (cut, changes),
+        other => return Err(format!("the host answered a cut with {other:?}")),
+    };
+    let ids = v.ids_on_disk().to_string();
+    let mut args = vec!["rootfs-scan", v.name.as_str(), "--ids", ids.as_str(), "--freeze"];
+    let (paths, full_reason) = match (&changes, &state.last) {
+        (Changes::Paths { paths }, Some(_)) => (Some(paths), None),
+        (Changes::Paths { .. }, None) => (None, Some("the VPS has no restore point yet".to_string())),
+        (Changes::Full { reason }, _) => (None, Some(reason.clone())),
+    };
+    let input = match paths {
+        Some(p) => {
+            args.push("--paths");
+            Some(serde_json::to_vec(p).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let taken_at_ms = now_ms();
+    let ch = conn
+        .session
+        .exec_channel(crate::hosts::AGENT_PATH, &args)
+        .await
+        .map_err(|e| format!("cannot start the scan on {}: {e}", host.name))?;
+    if let Some(input) = input {
+        for piece in input.chunks(256 << 10) {
+            ch.data(piece)
+                .await
+                .map_err(|e| format!("cannot send the changed paths: {e}"))?;
+        }
+    }
+    ch.eof().await.map_err(|e| e.to_string())?;
+
+    let cycle = state.last_cycle + 1;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let store = core.duplo.store.clone();
+    let gate = core.duplo.gate.clone();
+    let prev = state.last.clone();
+    let landing = tokio::task::spawn_blocking(move || {
+        let mut r = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        ingest(&*store, &gate, &mut r, prev.as_deref(), vps_id, cycle, taken_at_ms)
+    });
+    let (mut code, mut err) = (None, Vec::new());
+    let mut ch = ch;
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            russh::ChannelMsg::Data { data } => {
+                if tx.send(data.to_vec()).await.is_err() {
+                    break; // the landing gave up: its error says why
+                }
+            }
+            russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
+                err.extend_from_slice(&data)
+            }
+            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            _ => {}
+        }
+    }
+    drop(tx);
+    let _ = ch.close().await;
+    let landed = landing.await.map_err(|e| e.to_string())?;
+    let landed = match landed {
+        Ok(l) => l,
+        Err(e) => {
+            let why = String::from_utf8_lossy(&err).trim().to_string();
+            return Err(match (code, why.is_empty()) {
+                (Some(c), false) if c != 0 => format!("the scan failed on {}: {why}", host.name),
+                _ if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    format!("the scan on {} stopped before its end", host.name)
+                }
+                _ => format!("storage refused the cycle: {e}"),
+            });
+        }
+    };
+    // Landed: the journal may forget what this cycle carried.
+    let _ = conn
+        .agent
+        .call(
+            AgentRequest::DuploAck {
+                name: v.name.clone(),
+                cut,
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    let report = Report {
+        cycle,
+        full_reason,
+        landed,
+        duration_ms: t0.elapsed().as_millis() as u64,
+    };
+    record(core, vps_id, host_id, &report).await;
+    Ok(report)
+}
+
+/// The row describing a landed point (storage holds the point itself; a lost row is put back
+/// from storage by [`super::prune`]).
+async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
+    use crate::schema::duplo_points as p;
+    use diesel::prelude::*;
+    let m = &r.landed.manifest;
+    let row = (
+        p::vps_id.eq(vps_id),
+        p::cycle.eq(r.cycle as i64),
+        p::host_id.eq(Some(host_id)),
+        p::taken_at.eq(chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
+            .unwrap_or_default()
+            .naive_utc()),
+        p::full.eq(r.landed.full),
+        p::full_reason.eq(r.full_reason.clone()),
+        p::files.eq(m.entries.len() as i64),
+        p::bytes.eq(m.bytes() as i64),
+        p::entries_read.eq(r.landed.entries_read as i64),
+        p::chunks_new.eq(r.landed.chunks_new as i64),
+        p::bytes_new.eq(r.landed.bytes_new as i64),
+        p::duration_ms.eq(r.duration_ms as i64),
+        p::freeze_ms.eq(r.landed.stats.freeze_ms as i64),
+        p::consistent.eq(r.landed.stats.consistent),
+    );
+    let res = core
+        .db
+        .run(move |c| {
+            crate::with_backend!(c, |c| diesel::insert_into(p::table).values(row).execute(c))?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = res {
+        tracing::warn!(vps_id, cycle = r.cycle, "cannot record a restore point: {}", e.body().message);
+    }
+}
+
+/// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
+/// failing (not one per failed cycle at a 1 s interval).
+pub async fn finish(core: &Arc<Core>, vps_id: i64, interval: Duration, result: Result<Report, String>) {
+    let now = now_ms();
+    let (failures_before, failures) = core.duplo.update(vps_id, |s| {
+        let before = s.failures;
+        s.running_since_ms = None;
+        match &result {
+            Ok(r) => {
+                s.failures = 0;
+                s.last_error = None;
+                s.last_cycle = r.cycle;
+                s.last_taken_ms = Some(r.landed.manifest.taken_at_ms);
+                s.last_done_ms = Some(now);
+                s.last_full_reason = r.full_reason.clone();
+                s.last = Some(Arc::new(r.landed.manifest.clone()));
+            }
+            Err(e) => {
+                core.duplo.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+                s.failures += 1;
+                s.last_error = Some(e.clone());
+            }
+        }
+        s.next_due = Some(Instant::now() + super::next_after(interval, s.failures));
+        (before, s.failures)
+    });
+    let event = match (&result, failures_before, failures) {
+        (Err(e), 0, _) => Some((
+            "duplo.cycle_failed",
+            Severity::Error,
+            format!("duplication of VPS {vps_id} failed: {e}"),
+        )),
+        (Ok(r), n, _) if n > 0 => Some((
+            "duplo.cycle_recovered",
+            Severity::Info,
+            format!(
+                "duplication of VPS {vps_id} works again (cycle {} landed after {n} failed)",
+                r.cycle
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((action, severity, message)) = event {
+        let _ = core
+            .db
+            .run(move |c| {
+                crate::audit::record_system(
+                    c,
+                    &Actor::system("duplo"),
+                    Change::new(action, "vps", vps_id, message).severity(severity),
+                )
+            })
+            .await;
+    }
+}

@@ -1,0 +1,244 @@
+//! netDUPLO: every VPS duplicated to storage in cycles, at its host's interval. A cycle asks the
+//! host's agent what its change journal saw since the last acknowledged cycle, streams only
+//! that (or, when the journal cannot vouch, the whole tree) into storage, commits it as a restore
+//! point, and only then acknowledges it to the journal. A cycle that fails anywhere leaves
+//! storage with its previous point and the journal with everything since: the next cycle
+//! carries it.
+//!
+//! Nothing here needs recovery after a crash: storage's commit is atomic, chunks a dead cycle
+//! wrote are collected by [`prune`], and the journal keeps what was never acknowledged.
+
+pub mod cycle;
+pub mod prune;
+pub mod records;
+pub mod view;
+
+use crate::core::Core;
+use crate::storage::{points, DirStore, ObjectStore};
+use serverware_shared::duplo::Manifest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the scheduler looks for cycles that are due.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// The longest wait after failures (doubling from the host's interval).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What the controller knows of one VPS's duplication (kept in memory; storage and the
+/// `duplo_points` rows hold what lasts).
+#[derive(Debug, Clone, Default)]
+pub struct VpsDuplo {
+    /// Read from storage once after the controller starts.
+    pub loaded: bool,
+    /// The newest restore point, whole (an incremental cycle is applied to it).
+    pub last: Option<Arc<Manifest>>,
+    pub last_cycle: u64,
+    /// When the newest point's tree was read, and when it landed (ms since the epoch).
+    pub last_taken_ms: Option<i64>,
+    pub last_done_ms: Option<i64>,
+    /// A cycle running since (ms since the epoch).
+    pub running_since_ms: Option<i64>,
+    pub next_due: Option<Instant>,
+    pub now_requested: bool,
+    /// Failures in a row, and the last one's message.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Why the last cycle compared the whole tree (the journal could not vouch), if it did.
+    pub last_full_reason: Option<String>,
+}
+
+/// The store, and each VPS's duplication state.
+pub struct Duplo {
+    pub store: Arc<dyn ObjectStore>,
+    pub dir: std::path::PathBuf,
+    vpses: Mutex<HashMap<i64, VpsDuplo>>,
+    /// Cycles hold it shared while they put chunks and commit; chunk collection holds it
+    /// exclusively while it checks and deletes a batch (so a chunk a cycle is reusing is never
+    /// deleted under it).
+    pub gate: Arc<std::sync::RwLock<()>>,
+    /// Restore points being read (by a restore): pruning leaves them alone.
+    pub pinned: Mutex<HashMap<(i64, u64), usize>>,
+    /// Wakes the scheduler (duplicate now).
+    pub wake: tokio::sync::Notify,
+    /// The last chunk collection: when, and what it found.
+    pub collected: Mutex<Option<(Instant, prune::Collected)>>,
+    /// Set when something may have left unused chunks (a failed cycle, a deleted VPS).
+    pub dirty: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Duplo {
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Duplo> {
+        Ok(Duplo {
+            store: Arc::new(DirStore::open(dir)?),
+            dir: dir.to_path_buf(),
+            vpses: Default::default(),
+            gate: Default::default(),
+            pinned: Default::default(),
+            wake: Default::default(),
+            collected: Default::default(),
+            dirty: Default::default(),
+        })
+    }
+
+    pub fn state(&self, vps_id: i64) -> VpsDuplo {
+        lock(&self.vpses).get(&vps_id).cloned().unwrap_or_default()
+    }
+
+    pub fn update<R>(&self, vps_id: i64, f: impl FnOnce(&mut VpsDuplo) -> R) -> R {
+        f(lock(&self.vpses).entry(vps_id).or_default())
+    }
+
+    /// Forgets a VPS (deleted): its points stay in storage until pruned.
+    pub fn forget(&self, vps_id: i64) {
+        lock(&self.vpses).remove(&vps_id);
+    }
+
+    /// Asks for a cycle of `vps_id` as soon as it can run.
+    pub fn request_now(&self, vps_id: i64) {
+        self.update(vps_id, |s| s.now_requested = true);
+        self.wake.notify_one();
+    }
+
+    /// Holds restore point (`vps_id`, `cycle`) against pruning while the guard lives.
+    pub fn pin(self: &Arc<Self>, vps_id: i64, cycle: u64) -> Pin {
+        *lock(&self.pinned).entry((vps_id, cycle)).or_default() += 1;
+        Pin {
+            duplo: self.clone(),
+            key: (vps_id, cycle),
+        }
+    }
+
+    /// When the earliest cycle running now started (ms since the epoch).
+    pub fn earliest_running_ms(&self) -> Option<i64> {
+        lock(&self.vpses).values().filter_map(|s| s.running_since_ms).min()
+    }
+
+    pub fn is_pinned(&self, vps_id: i64, cycle: u64) -> bool {
+        lock(&self.pinned).contains_key(&(vps_id, cycle))
+    }
+
+    /// The newest point of a VPS read from storage, once per controller run.
+    pub fn ensure_loaded(&self, vps_id: i64) -> std::io::Result<()> {
+        if self.state(vps_id).loaded {
+            return Ok(());
+        }
+        let cycles = points::cycles(&*self.store, vps_id)?;
+        let last = match cycles.last() {
+            Some(c) => Some(Arc::new(points::load(&*self.store, vps_id, *c)?)),
+            None => None,
+        };
+        self.update(vps_id, |s| {
+            s.loaded = true;
+            s.last_cycle = last.as_ref().map_or(0, |m| m.cycle);
+            s.last_taken_ms = last.as_ref().map(|m| m.taken_at_ms);
+            s.last_done_ms = s.last_done_ms.or(s.last_taken_ms);
+            s.last = last;
+        });
+        Ok(())
+    }
+}
+
+pub struct Pin {
+    duplo: Arc<Duplo>,
+    key: (i64, u64),
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut p = lock(&self.duplo.pinned);
+        if let Some(n) = p.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// When a VPS's next cycle is due after one that ended now: its interval, or after failures a
+/// back-off doubling from it.
+pub fn next_after(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    interval
+        .saturating_mul(1 << failures.min(16))
+        .clamp(Duration::from_secs(1), MAX_BACKOFF.max(interval))
+}
+
+/// One pass of the scheduler: starts the cycles that are due.
+pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
+    use crate::schema::{hosts, vps_claims, vpses};
+    use diesel::prelude::*;
+    let rows: Vec<(i64, i64, i32, bool, String)> = core
+        .db
+        .run(|c| {
+            Ok(vpses::table
+                .inner_join(hosts::table.on(vpses::host_id.eq(hosts::id.nullable())))
+                .filter(vpses::duplo_enabled.eq(true))
+                .select((
+                    vpses::id,
+                    hosts::id,
+                    hosts::duplo_interval_secs,
+                    vpses::duplo_enabled,
+                    vpses::status,
+                ))
+                .load(c)?)
+        })
+        .await
+        .map_err(|e| e.body().message)?;
+    let busy: std::collections::HashSet<i64> = core
+        .db
+        .run(|c| Ok(vps_claims::table.select(vps_claims::vps_id).load::<i64>(c)?))
+        .await
+        .map_err(|e| e.body().message)?
+        .into_iter()
+        .collect();
+    let now = Instant::now();
+    for (vps_id, host_id, interval, _, status) in rows {
+        if busy.contains(&vps_id) || status == "creating" || core.hosts.conn(host_id).is_none() {
+            continue;
+        }
+        let interval = Duration::from_secs(interval.max(1) as u64);
+        let start = core.duplo.update(vps_id, |s| {
+            if s.running_since_ms.is_some() {
+                return false;
+            }
+            let due = s.now_requested || s.next_due.is_none_or(|t| t <= now);
+            if due {
+                s.running_since_ms = Some(now_ms());
+                s.now_requested = false;
+            }
+            due
+        });
+        if !start {
+            continue;
+        }
+        let core = core.clone();
+        tokio::spawn(async move {
+            let result = cycle::run(&core, vps_id).await;
+            cycle::finish(&core, vps_id, interval, result).await;
+        });
+    }
+    Ok(())
+}
+
+/// The scheduler's loop body: a pass, then a wait of a tick or until woken.
+pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
+    schedule(core).await?;
+    tokio::select! {
+        _ = tokio::time::sleep(TICK) => {}
+        _ = core.duplo.wake.notified() => {}
+    }
+    Ok(())
+}

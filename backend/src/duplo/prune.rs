@@ -1,0 +1,261 @@
+//! Keeping restore points by a policy, and collecting the chunks no point uses.
+//!
+//! Never breaks a kept point, even if killed half-way: points are dropped first (each a single
+//! delete), and a chunk is deleted only when no manifest in storage names it (all of them are
+//! read first; one that cannot be read stops the collection) and no cycle can be reusing it:
+//! it was last written or touched before every cycle now running started. That last check is
+//! made again for each chunk under the exclusive side of [`super::Duplo::gate`], which cycles hold
+//! shared while they put or touch a chunk.
+
+use super::Duplo;
+use crate::storage::{chunks, points, points::Point};
+use serverware_shared::duplo::ChunkId;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io;
+use std::time::SystemTime;
+
+/// Which restore points are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The newest this many, always (at least 1).
+    pub keep_last: u32,
+    /// The newest point of each hour for this many days.
+    pub hourly_days: u32,
+    /// The newest point of each day for this many days.
+    pub daily_days: u32,
+}
+
+pub const DEFAULT_POLICY: Policy = Policy {
+    keep_last: 100,
+    hourly_days: 2,
+    daily_days: 14,
+};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The cycles of `points` (one VPS's, any order) that `policy` keeps at `now_ms`.
+pub fn keep(points: &[Point], policy: Policy, now_ms: i64) -> BTreeSet<u64> {
+    let mut sorted: Vec<&Point> = points.iter().collect();
+    sorted.sort_by_key(|p| std::cmp::Reverse(p.cycle));
+    let mut kept: BTreeSet<u64> = sorted
+        .iter()
+        .take(policy.keep_last.max(1) as usize)
+        .map(|p| p.cycle)
+        .collect();
+    for (span_ms, days) in [(HOUR_MS, policy.hourly_days), (DAY_MS, policy.daily_days)] {
+        let since = now_ms - i64::from(days) * DAY_MS;
+        let mut newest_per: BTreeMap<i64, u64> = BTreeMap::new();
+        for p in &sorted {
+            if days > 0 && p.taken_at_ms >= since {
+                newest_per
+                    .entry(p.taken_at_ms.div_euclid(span_ms))
+                    .or_insert(p.cycle);
+            }
+        }
+        kept.extend(newest_per.values());
+    }
+    kept
+}
+
+/// What a collection found and deleted.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Collected {
+    pub points: u64,
+    pub chunks_deleted: u64,
+    pub bytes_freed: u64,
+    /// Chunks (and their stored bytes) some point uses.
+    pub chunks_used: u64,
+    pub bytes_used: u64,
+    /// Chunks no point uses that were too new to delete (a cycle may be landing them); the
+    /// next collection reclaims them.
+    pub chunks_spared: u64,
+    pub bytes_spared: u64,
+    /// Bytes of file content the points stand for, before sharing and compression.
+    pub bytes_logical: u64,
+}
+
+/// Drops the points `policy` does not keep (never a VPS's newest, never a pinned one).
+pub fn drop_points(duplo: &Duplo, policy: Policy, now_ms: i64) -> io::Result<Vec<Point>> {
+    let store = &*duplo.store;
+    let mut dropped = Vec::new();
+    for vps in points::vpses(store)? {
+        let list = points::list(store, vps)?;
+        let kept = keep(&list, policy, now_ms);
+        let newest = list.iter().map(|p| p.cycle).max();
+        for p in &list {
+            if kept.contains(&p.cycle) || Some(p.cycle) == newest || duplo.is_pinned(vps, p.cycle)
+            {
+                continue;
+            }
+            store.delete(&p.key())?;
+            dropped.push(*p);
+        }
+    }
+    Ok(dropped)
+}
+
+/// Deletes every chunk no point in storage names that was last used before `cutoff`.
+pub fn collect(duplo: &Duplo, cutoff: SystemTime) -> io::Result<Collected> {
+    let store = &*duplo.store;
+    let mut out = Collected::default();
+    // Mark: every chunk any point in storage names.
+    let mut used: HashSet<ChunkId> = HashSet::new();
+    for vps in points::vpses(store)? {
+        for p in points::list(store, vps)? {
+            let m = points::load_point(store, &p).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "restore point {} of VPS {vps} cannot be read ({e}); no chunk is collected until it can",
+                        p.cycle
+                    ),
+                )
+            })?;
+            used.extend(m.chunk_ids());
+            out.points += 1;
+            out.bytes_logical += m.bytes();
+        }
+    }
+    // Sweep, in batches under the gate.
+    let mut unused = Vec::new();
+    for k in store.list("chunks/")? {
+        let Some(id) = k.rsplit('/').next().and_then(|h| h.parse::<ChunkId>().ok()) else {
+            continue;
+        };
+        if used.contains(&id) {
+            if let Some((size, _)) = store.stat(&k)? {
+                out.chunks_used += 1;
+                out.bytes_used += size;
+            }
+        } else {
+            unused.push(id);
+        }
+    }
+    for batch in unused.chunks(256) {
+        let _excl = duplo.gate.write().unwrap_or_else(|p| p.into_inner());
+        for id in batch {
+            let key = chunks::key(id);
+            match store.stat(&key)? {
+                Some((size, at)) if at < cutoff => {
+                    store.delete(&key)?;
+                    out.chunks_deleted += 1;
+                    out.bytes_freed += size;
+                }
+                Some((size, _)) => {
+                    out.chunks_spared += 1;
+                    out.bytes_spared += size;
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How often the retention loop runs: drops points at once; collects chunks when points were
+/// dropped (or after a start, or hourly).
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const COLLECT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The retention loop's step.
+pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String> {
+    let policy = core
+        .db
+        .run(|c| crate::settings::duplo_policy(c))
+        .await
+        .map_err(|e| e.body().message)?;
+    let duplo = core.duplo.clone();
+    let now = super::now_ms();
+    let dropped = tokio::task::spawn_blocking(move || drop_points(&duplo, policy, now))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot drop restore points: {e}"))?;
+    if !dropped.is_empty() {
+        tracing::info!(points = dropped.len(), "dropped restore points past the policy");
+    }
+    super::records::settle(core, &dropped).await?;
+    let due = {
+        let last = core.duplo.collected.lock().unwrap_or_else(|p| p.into_inner());
+        !dropped.is_empty()
+            || core.duplo.dirty.swap(false, std::sync::atomic::Ordering::SeqCst)
+            || last
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= COLLECT_AT_LEAST_EVERY)
+    };
+    if !due {
+        return Ok(());
+    }
+    // Spare what any running cycle may be reusing: chunks used since the earliest one started.
+    let earliest = core.duplo.earliest_running_ms().unwrap_or(now).min(now);
+    let cutoff = SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_millis(earliest.max(0) as u64)
+        - std::time::Duration::from_secs(5);
+    let duplo = core.duplo.clone();
+    let collected = tokio::task::spawn_blocking(move || collect(&duplo, cutoff))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot collect chunks: {e}"))?;
+    if collected.chunks_deleted > 0 {
+        tracing::info!(
+            chunks = collected.chunks_deleted,
+            bytes = collected.bytes_freed,
+            "collected chunks no restore point uses"
+        );
+    }
+    *core.duplo.collected.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((std::time::Instant::now(), collected));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(cycle: u64, taken_at_ms: i64) -> Point {
+        Point {
+            vps_id: 1,
+            cycle,
+            taken_at_ms,
+        }
+    }
+
+    #[test]
+    fn the_policy_keeps_the_newest_and_one_per_hour_and_day() {
+        let now = 100 * DAY_MS;
+        // A point every 10 minutes for 20 days.
+        let pts: Vec<Point> = (0..20 * 24 * 6)
+            .map(|i| p(i as u64 + 1, now - 20 * DAY_MS + i as i64 * 10 * 60_000))
+            .collect();
+        let kept = keep(
+            &pts,
+            Policy {
+                keep_last: 5,
+                hourly_days: 1,
+                daily_days: 7,
+            },
+            now,
+        );
+        let newest = pts.len() as u64;
+        for c in newest - 4..=newest {
+            assert!(kept.contains(&c));
+        }
+        // 24 hours of hourly points (one may be in the last 5), 7 or 8 days.
+        assert!((5 + 24 + 7 - 2..=5 + 25 + 8).contains(&kept.len()), "{}", kept.len());
+        // Nothing older than 7 days except by keep_last.
+        assert!(kept
+            .iter()
+            .all(|c| pts[*c as usize - 1].taken_at_ms >= now - 8 * DAY_MS));
+        // keep_last 0 still keeps the newest.
+        let k = keep(
+            &pts,
+            Policy {
+                keep_last: 0,
+                hourly_days: 0,
+                daily_days: 0,
+            },
+            now,
+        );
+        assert_eq!(k.into_iter().collect::<Vec<_>>(), [newest]);
+    }
+}

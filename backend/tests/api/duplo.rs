@@ -1,0 +1,359 @@
+//! netDUPLO on real LXC VPSes on test hosts: restore points equal to the VPS's tree after random
+//! workloads, with and without the change journal, and storage that holds exactly the last
+//! landed point whatever breaks mid-cycle.
+
+use crate::support::*;
+use crate::vps_lifecycle::{get, post, site, task_done, vps_sh, wait_vps, MIB};
+use serde_json::{json, Value};
+use serverware::storage::{chunks, points, DirStore};
+use serverware_shared::duplo::{EntryKind, Manifest};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One entry as a comparison sees it: kind, mode, owner, time, size, content hash, link target,
+/// and its hard-link group (the first path of its inode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Desc {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    size: u64,
+    content: Option<[u8; 32]>,
+    target: Option<Vec<u8>>,
+    group: Option<Vec<u8>>,
+}
+
+fn inner(id: u32, base: u32) -> u32 {
+    if base == 0 {
+        return id;
+    }
+    match id.checked_sub(base) {
+        Some(i) if i < 65536 => i,
+        _ => 65534,
+    }
+}
+
+/// The tree under `root` read from the host, without following a link.
+pub(crate) fn tree_of(root: &Path, base: u32) -> BTreeMap<Vec<u8>, Desc> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = BTreeMap::new();
+    let mut first_of_ino: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut paths = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), Vec::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        paths.push((dir.clone(), rel.clone()));
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let mut r = rel.clone();
+            if !r.is_empty() {
+                r.push(b'/');
+            }
+            r.extend_from_slice(e.file_name().as_bytes());
+            if e.file_type().unwrap().is_dir() {
+                stack.push((e.path(), r));
+            } else {
+                paths.push((e.path(), r));
+            }
+        }
+    }
+    paths.sort_by(|a, b| a.1.cmp(&b.1));
+    for (p, rel) in paths {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let ft = md.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_char_device() {
+            "char"
+        } else {
+            "block"
+        };
+        let group = ft
+            .is_file()
+            .then(|| first_of_ino.entry(md.ino()).or_insert(rel.clone()).clone());
+        out.insert(
+            rel,
+            Desc {
+                kind,
+                mode: md.mode() & 0o7777,
+                uid: inner(md.uid(), base),
+                gid: inner(md.gid(), base),
+                mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                size: if ft.is_file() { md.len() } else { 0 },
+                content: ft
+                    .is_file()
+                    .then(|| Sha256::digest(std::fs::read(&p).unwrap()).into()),
+                target: ft
+                    .is_symlink()
+                    .then(|| std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+                group,
+            },
+        );
+    }
+    out
+}
+
+/// A restore point as the same comparison sees it, its content read back from storage's chunks.
+pub(crate) fn tree_of_point(store: &DirStore, m: &Manifest) -> BTreeMap<Vec<u8>, Desc> {
+    let mut out = BTreeMap::new();
+    let mut first_of_ino: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for e in &m.entries {
+        let content = (e.kind == EntryKind::File).then(|| {
+            let mut h = Sha256::new();
+            for id in &e.chunks {
+                h.update(chunks::get(store, id).expect("every chunk of a point is in storage"));
+            }
+            h.finalize().into()
+        });
+        let group = (e.kind == EntryKind::File)
+            .then(|| first_of_ino.entry(e.ino).or_insert(e.path.0.clone()).clone());
+        out.insert(
+            e.path.0.clone(),
+            Desc {
+                kind: match e.kind {
+                    EntryKind::Dir => "dir",
+                    EntryKind::File => "file",
+                    EntryKind::Symlink => "symlink",
+                    EntryKind::Fifo => "fifo",
+                    EntryKind::Socket => "socket",
+                    EntryKind::CharDevice => "char",
+                    EntryKind::BlockDevice => "block",
+                },
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime_ns: e.mtime_ns,
+                size: e.size,
+                content,
+                target: e.target.as_ref().map(|t| t.0.clone()),
+                group,
+            },
+        );
+    }
+    out
+}
+
+/// Every difference between two trees, readable.
+pub(crate) fn differences(
+    want: &BTreeMap<Vec<u8>, Desc>,
+    got: &BTreeMap<Vec<u8>, Desc>,
+) -> Vec<String> {
+    let mut d = Vec::new();
+    for (p, w) in want {
+        match got.get(p) {
+            None => d.push(format!("missing {}", String::from_utf8_lossy(p))),
+            Some(g) if g != w => d.push(format!(
+                "differs {}: want {w:?}, got {g:?}",
+                String::from_utf8_lossy(p)
+            )),
+            _ => {}
+        }
+    }
+    for p in got.keys().filter(|p| !want.contains_key(*p)) {
+        d.push(format!("extra {}", String::from_utf8_lossy(p)));
+    }
+    d
+}
+
+/// A small deterministic generator, so that a failing workload can be run again from its seed.
+pub(crate) struct Lcg(u64);
+impl Lcg {
+    pub(crate) fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// A random workload for busybox sh under /srv/w: create, modify, append, truncate, delete,
+/// rename across directories (files and directories), hard and symbolic links, chmod, chown.
+pub(crate) fn workload(rng: &mut Lcg, ops: usize) -> String {
+    let dirs = ["a", "b", "a/deep", "c"];
+    let names = ["f1", "f2", "f3", "g", "h", "x y", "caf\u{e9}"];
+    let mut s = String::from("cd /srv/w 2>/dev/null || { mkdir -p /srv/w && cd /srv/w; }\n");
+    s.push_str("mkdir -p a/deep b c\n");
+    for _ in 0..ops {
+        let d = dirs[rng.next(dirs.len() as u64) as usize];
+        let d2 = dirs[rng.next(dirs.len() as u64) as usize];
+        let f = format!("'{d}/{}'", names[rng.next(names.len() as u64) as usize]);
+        let g = format!("'{d2}/{}'", names[rng.next(names.len() as u64) as usize]);
+        let n = rng.next(100_000);
+        let line = match rng.next(14) {
+            0 | 1 => format!("printf 'content {n}\\n' > {f}"),
+            2 => format!("echo appended {n} >> {f}"),
+            3 => format!("dd if=/dev/urandom of={f} bs=1024 count={} 2>/dev/null", 1 + n % 2500),
+            4 => format!("[ -f {f} ] && dd if=/dev/null of={f} bs=1 seek={} 2>/dev/null", n % 5000),
+            5 => format!("rm -f {f}"),
+            6 => format!("mv -f {f} {g}"),
+            7 => format!("ln -f {f} {g}"),
+            8 => format!("ln -sfn ../{d}/target-{n} {g}"),
+            9 => format!("chmod {} {f}", ["600", "644", "755", "4755", "2750", "1777"][(n % 6) as usize]),
+            10 => format!("chown {}:{} {f}", n % 2000, n % 100),
+            11 => format!("mkdir -p '{d}/sub{}' && echo in-sub > '{d}/sub{}/file'", n % 3, n % 3),
+            12 => format!("[ -d '{d}/sub{}' ] && mv '{d}/sub{}' '{d2}/moved{}'", n % 3, n % 3, n % 4),
+            _ => format!("rm -rf '{d2}/moved{}'", n % 4),
+        };
+        s.push_str(&line);
+        s.push_str(" 2>/dev/null; true\n");
+    }
+    s
+}
+
+pub(crate) async fn duplo(t: &TestController, c: &reqwest::Client, vid: i64) -> Value {
+    get(t, c, &format!("/api/v1/vpses/{vid}/duplo")).await
+}
+
+/// Waits until the VPS's newest restore point is past `after`; its status.
+pub(crate) async fn point_after(
+    t: &TestController,
+    c: &reqwest::Client,
+    vid: i64,
+    after: u64,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = duplo(t, c, vid).await;
+        if s["last_cycle"].as_u64().is_some_and(|n| n > after) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no restore point after {after}: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks for a cycle now and waits for its point.
+pub(crate) async fn cycle_now(t: &TestController, c: &reqwest::Client, vid: i64) -> Value {
+    let before = duplo(t, c, vid).await["last_cycle"].as_u64().unwrap_or(0);
+    let r = c
+        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    point_after(t, c, vid, before).await
+}
+
+pub(crate) fn store_of(t: &TestController) -> DirStore {
+    DirStore::open(&t.data_dir().join("storage/duplo")).unwrap()
+}
+
+/// The newest point in storage equals the VPS's tree now.
+pub(crate) fn assert_point_is_tree(store: &DirStore, vid: i64, root: &Path, base: u32) -> Manifest {
+    let cycles = points::cycles(store, vid).unwrap();
+    let m = points::load(store, vid, *cycles.last().unwrap()).unwrap();
+    let d = differences(&tree_of(root, base), &tree_of_point(store, &m));
+    assert!(d.is_empty(), "cycle {} is not the tree:\n{}", m.cycle, d.join("\n"));
+    m
+}
+
+/// The PID of the serving agent on a test host (the one the controller started there).
+pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
+    let init = cluster.hosts[host].init_pid().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/mnt")).ok()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+        if args.len() == 1
+            && args[0].ends_with(b"/serverware-agent")
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+async fn one_vps(
+    t: &TestController,
+    admin: &reqwest::Client,
+    cluster: &serverware_testhosts::Cluster,
+    host: i64,
+    tpl: i64,
+    name: &str,
+    last_octet: u8,
+) -> (i64, u32) {
+    let net = format!("10.77.{}", cluster.subnet);
+    let r = post(admin, t.url("/api/v1/vpses"), json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": format!("{net}.{last_octet}"), "memory_limit_bytes": 64 * MIB, "start": true})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let done = task_done(t, admin, &r.json::<Value>().await.unwrap()).await;
+    let vid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    let v = wait_vps(t, admin, vid, "running", |v| v["state"] == "running").await;
+    (vid, v["id_base"].as_u64().unwrap_or(0) as u32)
+}
+
+#[actix_web::test]
+async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
+    let (cluster, t, admin, hosts, tpl) = site(1).await;
+    // Cycles when asked for (a day apart otherwise), so that the test knows what each carries.
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
+        .json(&json!({"duplo_interval_secs": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-1", 70).await;
+    let root = cluster.hosts[0].dir.join("lxc/dup-1/rootfs");
+    let store = store_of(&t);
+
+    // The first cycle copies everything.
+    let s = point_after(&t, &admin, vid, 0).await;
+    assert_eq!(s["recent"][0]["full"], true, "{s}");
+    assert_point_is_tree(&store, vid, &root, base);
+
+    let seed = std::process::id() as u64;
+    eprintln!("workload seed {seed}");
+    let mut rng = Lcg(seed);
+    for round in 0..3 {
+        let (ok, out) = vps_sh(&cluster, 0, "dup-1", &workload(&mut rng, 80));
+        assert!(ok, "{out}");
+        let s = cycle_now(&t, &admin, vid).await;
+        let newest = &s["recent"][0];
+        assert_eq!(newest["full"], false, "round {round}: the journal should carry it: {s}");
+        assert!(newest["entries_read"].as_u64().unwrap() < newest["files"].as_u64().unwrap());
+        assert_point_is_tree(&store, vid, &root, base);
+    }
+
+    // The journal lost: the agent killed; its replacement cannot vouch for what changed while
+    // no journal ran, and the next cycle compares in full.
+    let pid = agent_pid(&cluster, 0).expect("the host's agent");
+    // SAFETY: a process the controller started for this test's host.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let (ok, out) = vps_sh(&cluster, 0, "dup-1", &workload(&mut rng, 80));
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent_pid(&cluster, 0).is_none_or(|p| p == pid) {
+        assert!(Instant::now() < deadline, "the agent did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crate::hosts_api::wait_host(&t, &admin, hosts[0], "online", |h| h["status"] == "online").await;
+    let s = cycle_now(&t, &admin, vid).await;
+    assert_eq!(s["recent"][0]["full"], true, "{s}");
+    assert!(s["journal_lost"].is_string(), "{s}");
+    assert_point_is_tree(&store, vid, &root, base);
+    // And it keeps journaling after that.
+    let (ok, out) = vps_sh(&cluster, 0, "dup-1", &workload(&mut rng, 40));
+    assert!(ok, "{out}");
+    let s = cycle_now(&t, &admin, vid).await;
+    assert_eq!(s["recent"][0]["full"], false, "{s}");
+    assert_point_is_tree(&store, vid, &root, base);
+    assert!(s["journal_lost"].is_null(), "{s}");
+}
