@@ -570,6 +570,27 @@ pub fn scan(name: &str, base: u32, paths: bool, freeze: bool) -> Result<(), Stri
     .map_err(|e| format!("cannot send the tree of {name}: {e}"))
 }
 
+/// `rootfs-restore NAME [--ids BASE]`: a restore point becomes the VPS's root filesystem (see
+/// [`crate::restore`]); the VPS must not be running. Frames on stdin and stdout.
+pub fn restore(name: &str, base: u32) -> Result<(), String> {
+    use std::io::Write;
+    let name = checked(name)?;
+    ours(name)?;
+    if state(name).init_pid.is_some() {
+        return Err(format!("{name} is running: stop it before its files are replaced"));
+    }
+    let d = container_dir(name)?;
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+    let stdout = std::io::stdout();
+    let mut output = stdout.lock();
+    let summary = crate::restore::restore(&d, base, &mut input, &mut output)
+        .map_err(|e| format!("cannot restore {name}: {e}"))?;
+    serverware_shared::duplo::stream::write_summary(&mut output, &summary)
+        .and_then(|_| output.flush())
+        .map_err(|e| format!("cannot report the restore of {name}: {e}"))
+}
+
 /// A process's cgroup paths: controller → path (v2's unified hierarchy under "").
 fn cgroup_paths(pid: u32) -> HashMap<String, String> {
     let mut m = HashMap::new();

@@ -6,6 +6,7 @@ mod idmap;
 mod journal;
 mod lxc;
 mod procfs;
+mod restore;
 mod rootfs;
 mod scan;
 
@@ -167,6 +168,14 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
+        (Some("rootfs-restore"), Some(name)) => {
+            let base = match flag("--ids").map(|s| s.parse::<u32>()) {
+                None => Ok(0),
+                Some(Ok(b)) if b == 0 || serverware_shared::agent::id_base_ok(b) => Ok(b),
+                Some(_) => Err("--ids takes the VPS's id base (or 0)".to_string()),
+            };
+            base.and_then(|base| lxc::restore(name, base))
+        }
         (Some("rootfs-scan"), Some(name)) => {
             let base = match flag("--ids").map(|s| s.parse::<u32>()) {
                 None => Ok(0),
@@ -183,7 +192,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--paths] [--freeze]"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--paths] [--freeze] | rootfs-restore NAME [--ids BASE]"
                 .into(),
         ),
     };

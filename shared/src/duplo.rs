@@ -250,6 +250,24 @@ impl Delta {
     }
 }
 
+/// What a restore did on its host.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RestoreSummary {
+    /// Entries made.
+    pub entries: u64,
+    /// Files copied from the tree that was there (unchanged), and their bytes.
+    pub files_kept: u64,
+    pub bytes_kept: u64,
+    /// Files written from chunks, their bytes, and the chunk bytes that came over the wire.
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub bytes_received: u64,
+    /// Hard links made.
+    pub links: u64,
+    /// Entries not made: devices of an unprivileged VPS, sockets.
+    pub skipped: u64,
+}
+
 /// How a scan went, sent before its end.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ScanStats {
@@ -299,7 +317,7 @@ impl Manifest {
 /// entries (a full scan) or the delta (an incremental one) comes last, then the scan's stats,
 /// then the end. A stream that stops before its end is not a cycle.
 pub mod stream {
-    use super::{ChunkId, Delta, Entry, ScanStats};
+    use super::{ChunkId, Delta, Entry, RestoreSummary, ScanStats};
     use std::io::{self, Read, Write};
 
     /// `C` + 32-byte id + content.
@@ -310,6 +328,10 @@ pub mod stream {
     pub const DELTA: u8 = b'D';
     /// `S` + [`ScanStats`] as JSON.
     pub const STATS: u8 = b'S';
+    /// `N` + the chunk ids a restore needs, as JSON (agent → controller).
+    pub const NEED: u8 = b'N';
+    /// `R` + a [`RestoreSummary`] as JSON (agent → controller, at a restore's end).
+    pub const SUMMARY: u8 = b'R';
     /// `Z`, empty: the stream is whole.
     pub const END: u8 = b'Z';
 
@@ -345,6 +367,14 @@ pub mod stream {
         write_json(w, STATS, stats)
     }
 
+    pub fn write_need(w: &mut impl Write, ids: &[ChunkId]) -> io::Result<()> {
+        write_json(w, NEED, &ids)
+    }
+
+    pub fn write_summary(w: &mut impl Write, s: &RestoreSummary) -> io::Result<()> {
+        write_json(w, SUMMARY, s)
+    }
+
     pub fn write_end(w: &mut impl Write) -> io::Result<()> {
         w.write_all(&[END, 0, 0, 0, 0])
     }
@@ -356,6 +386,8 @@ pub mod stream {
         Entries(Vec<Entry>),
         Delta(Delta),
         Stats(ScanStats),
+        Need(Vec<ChunkId>),
+        Summary(RestoreSummary),
         End,
     }
 
@@ -386,6 +418,8 @@ pub mod stream {
             ENTRIES => json(&payload).map(Frame::Entries),
             DELTA => json(&payload).map(Frame::Delta),
             STATS => json(&payload).map(Frame::Stats),
+            NEED => json(&payload).map(Frame::Need),
+            SUMMARY => json(&payload).map(Frame::Summary),
             END if len == 0 => Ok(Frame::End),
             t => Err(io::Error::new(
                 io::ErrorKind::InvalidData,

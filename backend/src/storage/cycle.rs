@@ -68,6 +68,9 @@ pub fn ingest(
             Frame::Entries(e) => listed = Some(Ok(e)),
             Frame::Delta(d) => listed = Some(Err(d)),
             Frame::Stats(s) => stats = s,
+            Frame::Need(_) | Frame::Summary(_) => {
+                return Err(bad("a restore's frame in a cycle's stream"))
+            }
             Frame::End => break,
         }
     }

@@ -1,0 +1,513 @@
+//! `rootfs-restore NAME [--ids BASE]`: a restore point becomes a VPS's root filesystem.
+//!
+//! The controller sends the point's entries; the agent answers with the chunks it needs: every
+//! chunk of a file that the tree already there does not hold as it is (same kind, size and
+//! time, as rsync's quick check). The controller sends those; the agent builds the new tree
+//! beside the old one (`rootfs.restore`, root's and closed until it is whole), copying what it
+//! could keep from the old tree and writing the rest, owners shifted into the VPS's range. Then
+//! it swaps the two in one `renameat2(RENAME_EXCHANGE)` and removes the old one: a restore
+//! killed at any instant leaves the old tree or the new one, never a mix.
+//!
+//! Every path is taken apart and opened component by component from a directory descriptor with
+//! `O_NOFOLLOW`: the old tree is the VPS's (it may hold any link), and the entries are checked
+//! (no `..`, no empty or `.` component) before a byte is written.
+
+use crate::scan::open_at;
+use serverware_shared::duplo::stream::{self, Frame};
+use serverware_shared::duplo::{ChunkId, Entry, EntryKind, RestoreSummary};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// The components of an entry's path; an error for one that could leave its tree.
+fn components(e: &Entry) -> io::Result<Vec<&[u8]>> {
+    if e.path.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<&[u8]> = e.path.0.split(|b| *b == b'/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == b"." || *p == b".." || p.contains(&0))
+    {
+        return Err(bad(format!("the entry '{}' is not a plain path", e.path.encode())));
+    }
+    Ok(parts)
+}
+
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a valid C string; checked.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The directory holding `parts`' last component, opened from `root` one component at a time.
+fn parent_of(root: &OwnedFd, parts: &[&[u8]]) -> io::Result<OwnedFd> {
+    // SAFETY: dup of an open descriptor; checked.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(cvt(libc::fcntl(root.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0))?) };
+    for p in &parts[..parts.len().saturating_sub(1)] {
+        let c = CString::new(*p).map_err(io::Error::other)?;
+        dir = open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    }
+    Ok(dir)
+}
+
+fn stat_at(dir: &OwnedFd, name: &CString) -> io::Result<libc::stat> {
+    // SAFETY: st is written by the call before it is read.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    cvt(unsafe {
+        libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW)
+    })?;
+    Ok(st)
+}
+
+/// The old tree's file at `e`'s path, open for reading, if it is that file unchanged.
+fn keepable(old: &OwnedFd, e: &Entry) -> Option<File> {
+    let parts = components(e).ok()?;
+    let dir = parent_of(old, &parts).ok()?;
+    let name = CString::new(*parts.last()?).ok()?;
+    let st = stat_at(&dir, &name).ok()?;
+    let same = st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_size as u64 == e.size
+        && st.st_mtime * 1_000_000_000 + st.st_mtime_nsec == e.mtime_ns;
+    if !same {
+        return None;
+    }
+    let fd = open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+    let f = File::from(fd);
+    let now = f.metadata().ok()?;
+    (now.file_type().is_file() && now.len() == e.size).then_some(f)
+}
+
+fn host_id(id: u32, base: u32) -> u32 {
+    if base == 0 {
+        id
+    } else {
+        base + id.min(serverware_shared::agent::ID_RANGE - 1)
+    }
+}
+
+/// Restores onto `container` (the VPS's directory); `input` carries the controller's frames,
+/// `output` the agent's.
+pub fn restore(
+    container: &Path,
+    base: u32,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> io::Result<RestoreSummary> {
+    let entries = match stream::read(input)? {
+        Frame::Entries(e) => e,
+        _ => return Err(bad("a restore starts with the entries".into())),
+    };
+    for e in &entries {
+        components(e)?;
+    }
+    if entries.first().is_none_or(|e| !e.path.0.is_empty() || e.kind != EntryKind::Dir) {
+        return Err(bad("a restore point starts with its root directory".into()));
+    }
+    let rootfs = container.join("rootfs");
+    let old = open_dir(&rootfs).ok();
+    let mut summary = RestoreSummary::default();
+
+    // What the old tree holds as it is, and which chunks must come.
+    let mut keep: HashMap<usize, File> = HashMap::new();
+    let mut need: Vec<ChunkId> = Vec::new();
+    let mut needed: HashSet<ChunkId> = HashSet::new();
+    let mut first_of_ino: HashMap<u64, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        if e.ino != 0 {
+            if first_of_ino.contains_key(&e.ino) {
+                continue; // a hard link: made from its first name
+            }
+            first_of_ino.insert(e.ino, i);
+        }
+        if let Some(f) = old.as_ref().and_then(|o| keepable(o, e)) {
+            keep.insert(i, f);
+            continue;
+        }
+        for id in &e.chunks {
+            if needed.insert(*id) {
+                need.push(*id);
+            }
+        }
+    }
+    stream::write_need(output, &need)?;
+    output.flush()?;
+
+    // The new tree, beside the old: root's and closed while it is built.
+    let staging = container.join("rootfs.restore");
+    if std::fs::symlink_metadata(&staging).is_ok() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    }
+    let new = open_dir(&staging)?;
+    // Where each chunk already written lies (file entry, offset), for a second use.
+    let mut written: HashMap<ChunkId, (usize, u64, usize)> = HashMap::new();
+    let mut dirs: Vec<usize> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let parts = components(e)?;
+        if parts.is_empty() {
+            dirs.push(i);
+            continue;
+        }
+        let dir = parent_of(&new, &parts)?;
+        let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+        match e.kind {
+            EntryKind::Dir => {
+                // SAFETY: valid descriptor and name.
+                cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) })?;
+                dirs.push(i);
+                continue;
+            }
+            EntryKind::File => {
+                if let Some(&first) = first_of_ino.get(&e.ino).filter(|f| e.ino != 0 && **f != i) {
+                    let fparts = components(&entries[first])?;
+                    let fdir = parent_of(&new, &fparts)?;
+                    let fname = CString::new(*fparts.last().unwrap_or(&&b""[..]))
+                        .map_err(io::Error::other)?;
+                    // SAFETY: valid descriptors and names; links are never followed.
+                    cvt(unsafe {
+                        libc::linkat(fdir.as_raw_fd(), fname.as_ptr(), dir.as_raw_fd(), name.as_ptr(), 0)
+                    })?;
+                    summary.links += 1;
+                    continue; // its metadata is its first name's
+                }
+                // SAFETY: valid descriptor and name; a fresh file (O_EXCL).
+                let fd = cvt(unsafe {
+                    libc::openat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                })?;
+                // SAFETY: fresh.
+                let mut f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                if let Some(mut src) = keep.remove(&i) {
+                    let n = io::copy(&mut src, &mut f)?;
+                    summary.files_kept += 1;
+                    summary.bytes_kept += n;
+                } else {
+                    let mut off = 0u64;
+                    for id in &e.chunks {
+                        let data = match written.get(id) {
+                            Some(&(src_i, src_off, len)) => {
+                                read_back(&new, &entries[src_i], src_off, len)?
+                            }
+                            None => {
+                                let data = next_chunk(input, id)?;
+                                summary.bytes_received += data.len() as u64;
+                                data
+                            }
+                        };
+                        written.entry(*id).or_insert((i, off, data.len()));
+                        f.write_all(&data)?;
+                        off += data.len() as u64;
+                    }
+                    if off != e.size {
+                        return Err(bad(format!(
+                            "'{}' came with {off} bytes, not {}",
+                            e.path.encode(),
+                            e.size
+                        )));
+                    }
+                    summary.files_written += 1;
+                    summary.bytes_written += off;
+                }
+                f.sync_all()?;
+            }
+            EntryKind::Symlink => {
+                let t = CString::new(e.target.as_ref().map(|t| t.0.clone()).unwrap_or_default())
+                    .map_err(io::Error::other)?;
+                // SAFETY: valid descriptor and strings.
+                cvt(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+            }
+            EntryKind::Fifo => {
+                // SAFETY: as above.
+                cvt(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), libc::S_IFIFO | 0o600, 0) })?;
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Socket => {
+                // A device in an unprivileged VPS's tree is one it could not have made: only a
+                // privileged VPS gets its devices back. Sockets are made by their servers.
+                let kind = match e.kind {
+                    EntryKind::CharDevice => libc::S_IFCHR,
+                    EntryKind::BlockDevice => libc::S_IFBLK,
+                    _ => {
+                        summary.skipped += 1;
+                        continue;
+                    }
+                };
+                if base != 0 {
+                    summary.skipped += 1;
+                    continue;
+                }
+                // SAFETY: as above.
+                cvt(unsafe {
+                    libc::mknodat(dir.as_raw_fd(), name.as_ptr(), kind | 0o600, e.rdev.unwrap_or(0) as libc::dev_t)
+                })?;
+            }
+        }
+        set_meta(&dir, &name, e, base)?;
+        summary.entries += 1;
+    }
+    match stream::read(input)? {
+        Frame::End => {}
+        _ => return Err(bad("the restore stream did not end where it should".into())),
+    }
+    // Directories last, deepest first: their times stay, their modes never block a write.
+    for i in dirs.iter().rev() {
+        let e = &entries[*i];
+        let parts = components(e)?;
+        if parts.is_empty() {
+            set_meta_fd(&new, e, base)?;
+        } else {
+            let dir = parent_of(&new, &parts)?;
+            let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            set_meta(&dir, &name, e, base)?;
+        }
+        summary.entries += 1;
+    }
+    // SAFETY: syncs the filesystem holding the new tree before it becomes the VPS's.
+    unsafe { libc::syncfs(new.as_raw_fd()) };
+    drop(new);
+    drop(old);
+    swap_in(container)?;
+    Ok(summary)
+}
+
+/// The new tree becomes the root filesystem in one step; the old one goes.
+fn swap_in(container: &Path) -> io::Result<()> {
+    let dir = open_dir(container)?;
+    let (a, b) = (CString::new("rootfs.restore")?, CString::new("rootfs")?);
+    // SAFETY: valid descriptor and names.
+    let exchanged = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            dir.as_raw_fd(),
+            a.as_ptr(),
+            dir.as_raw_fd(),
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if exchanged == 0 {
+        // The old tree is at rootfs.restore now.
+        std::fs::remove_dir_all(container.join("rootfs.restore"))?;
+    } else {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            return Err(e);
+        }
+        // No tree there before (a clone, or a VPS whose host lost it).
+        // SAFETY: as above.
+        cvt(unsafe { libc::renameat(dir.as_raw_fd(), a.as_ptr(), dir.as_raw_fd(), b.as_ptr()) })?;
+    }
+    // SAFETY: as above.
+    unsafe { libc::fsync(dir.as_raw_fd()) };
+    Ok(())
+}
+
+fn next_chunk(input: &mut impl Read, want: &ChunkId) -> io::Result<Vec<u8>> {
+    match stream::read(input)? {
+        Frame::Chunk(id, data) if id == *want => {
+            if ChunkId(Sha256::digest(&data).into()) != id {
+                return Err(bad(format!("chunk {id} arrived damaged")));
+            }
+            Ok(data)
+        }
+        Frame::Chunk(id, _) => Err(bad(format!("chunk {id} came where {want} was asked"))),
+        _ => Err(bad(format!("the stream ended before chunk {want}"))),
+    }
+}
+
+/// A chunk written before, read back from the new tree (verified again).
+fn read_back(new: &OwnedFd, e: &Entry, off: u64, len: usize) -> io::Result<Vec<u8>> {
+    let parts = components(e)?;
+    let dir = parent_of(new, &parts)?;
+    let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+    let mut f = File::from(open_at(&dir, &name, libc::O_RDONLY)?);
+    f.seek(SeekFrom::Start(off))?;
+    let mut data = vec![0u8; len];
+    f.read_exact(&mut data)?;
+    Ok(data)
+}
+
+/// Owner (shifted into the VPS's range), mode (after the owner: chown clears set-id bits) and
+/// time of `name` in `dir`, never following a link.
+fn set_meta(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<()> {
+    let (uid, gid) = (host_id(e.uid, base), host_id(e.gid, base));
+    // SAFETY: valid descriptor and name.
+    cvt(unsafe {
+        libc::fchownat(dir.as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+    })?;
+    if e.kind != EntryKind::Symlink {
+        // SAFETY: as above (fchmodat cannot be told not to follow, but the name is not a link).
+        cvt(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), e.mode & 0o7777, 0) })?;
+    }
+    let t = libc::timespec {
+        tv_sec: e.mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: e.mtime_ns.rem_euclid(1_000_000_000),
+    };
+    let times = [t, t];
+    // SAFETY: two valid timespecs.
+    cvt(unsafe {
+        libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    })?;
+    Ok(())
+}
+
+fn set_meta_fd(fd: &OwnedFd, e: &Entry, base: u32) -> io::Result<()> {
+    // SAFETY: a valid descriptor of ours.
+    cvt(unsafe { libc::fchown(fd.as_raw_fd(), host_id(e.uid, base), host_id(e.gid, base)) })?;
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), e.mode & 0o7777) })?;
+    let t = libc::timespec {
+        tv_sec: e.mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: e.mtime_ns.rem_euclid(1_000_000_000),
+    };
+    let times = [t, t];
+    // SAFETY: as above.
+    cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::scan;
+    use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
+
+    /// Plays the controller: sends the entries, reads what is needed, sends it.
+    fn run(container: &Path, entries: &[Entry], chunks: &HashMap<ChunkId, Vec<u8>>, base: u32) -> RestoreSummary {
+        let (mut to_agent_r, mut to_agent_w) = std::io::pipe().unwrap();
+        let (mut from_agent_r, mut from_agent_w) = std::io::pipe().unwrap();
+        let c = container.to_path_buf();
+        let agent = std::thread::spawn(move || restore(&c, base, &mut to_agent_r, &mut from_agent_w));
+        stream::write_entries(&mut to_agent_w, entries).unwrap();
+        let Frame::Need(need) = stream::read(&mut from_agent_r).unwrap() else {
+            panic!("no need list")
+        };
+        for id in &need {
+            stream::write_chunk(&mut to_agent_w, id, &chunks[id]).unwrap();
+        }
+        stream::write_end(&mut to_agent_w).unwrap();
+        drop(to_agent_w);
+        agent.join().unwrap().unwrap()
+    }
+
+    fn listing(root: &Path) -> Vec<(String, u32, u32, u32, i64, [u8; 32])> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                let content = if md.is_file() {
+                    std::fs::read(e.path()).unwrap()
+                } else if md.file_type().is_symlink() {
+                    std::fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec()
+                } else {
+                    Vec::new()
+                };
+                if md.is_dir() {
+                    stack.push(e.path());
+                }
+                out.push((
+                    e.path().strip_prefix(root).unwrap().display().to_string(),
+                    md.mode(),
+                    md.uid(),
+                    md.gid(),
+                    md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                    Sha256::digest(&content).into(),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_point_restores_whole_and_only_the_difference_travels() {
+        let d = std::env::temp_dir().join(format!("sw-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let src = d.join("src/rootfs");
+        let base = 16 * serverware_shared::agent::ID_RANGE;
+        std::fs::create_dir_all(src.join("etc/deep")).unwrap();
+        std::fs::write(src.join("etc/hostname"), b"web-1\n").unwrap();
+        std::fs::write(src.join("etc/deep/big"), vec![3u8; 3 << 20]).unwrap();
+        std::fs::hard_link(src.join("etc/deep/big"), src.join("big-again")).unwrap();
+        std::fs::write(src.join("suid"), b"x").unwrap();
+        lchown(src.join("suid"), Some(base + 1000), Some(base + 50)).unwrap();
+        std::fs::set_permissions(src.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        symlink("/etc/shadow", src.join("link")).unwrap();
+        std::fs::set_permissions(src.join("etc/deep"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        // (Everything in the VPS's range: ids outside it read back as its nobody.)
+        for p in ["", "etc", "etc/deep", "etc/hostname", "etc/deep/big", "link"] {
+            lchown(src.join(p), Some(base), Some(base)).unwrap();
+        }
+        let mut chunks = HashMap::new();
+        let entries = scan(&src, base, &mut |id, data| {
+            chunks.insert(*id, data.to_vec());
+            Ok(())
+        })
+        .unwrap()
+        .entries;
+
+        // Onto a host with nothing there: everything travels.
+        let dst = d.join("dst");
+        std::fs::create_dir_all(&dst).unwrap();
+        let s = run(&dst, &entries, &chunks, base);
+        assert_eq!(listing(&src), listing(&dst.join("rootfs")));
+        assert_eq!((s.files_kept, s.links), (0, 1), "{s:?}");
+        assert!(s.bytes_received >= 1 << 20, "{s:?}");
+        let a = std::fs::metadata(dst.join("rootfs/etc/deep/big")).unwrap();
+        let b = std::fs::metadata(dst.join("rootfs/big-again")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "hard links stay links");
+
+        // Again onto the copy now there, one file changed since: only it travels.
+        std::fs::write(dst.join("rootfs/etc/hostname"), b"changed").unwrap();
+        let s = run(&dst, &entries, &chunks, base);
+        assert_eq!(listing(&src), listing(&dst.join("rootfs")));
+        assert_eq!(s.bytes_received, 6, "{s:?}");
+        assert!(s.files_kept >= 2, "{s:?}");
+        assert!(!dst.join("rootfs.restore").exists());
+
+        // A point naming a path out of its tree is refused before anything is written.
+        let mut evil = entries.clone();
+        evil[1].path = serverware_shared::duplo::PathBytes(b"../escape".to_vec());
+        let (mut r, mut w) = std::io::pipe().unwrap();
+        stream::write_entries(&mut w, &evil).unwrap();
+        drop(w);
+        assert!(restore(&dst, base, &mut r, &mut Vec::new()).is_err());
+        assert!(!d.join("escape").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
