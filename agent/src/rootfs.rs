@@ -114,6 +114,30 @@ impl Root {
         Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
     }
 
+    /// Whether the plain file `name` in `dir` holds exactly `data` (opened without following).
+    fn holds(&self, dir: &OwnedFd, name: &CString, data: &[u8]) -> bool {
+        use std::io::Read;
+        // SAFETY: valid descriptor and name; O_NOFOLLOW|O_NONBLOCK opens no link or FIFO.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: fresh.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        let mut have = Vec::with_capacity(data.len() + 1);
+        Read::by_ref(&mut f)
+            .take(data.len() as u64 + 1)
+            .read_to_end(&mut have)
+            .is_ok()
+            && have == data
+    }
+
     /// Replaces the plain file `rel` with `data`, keeping its owner and mode; creates it (owned
     /// like its directory, mode 0644) if missing. Returns false, writing nothing, when `rel` is a
     /// link, a device or anything else that is not a plain file: that entry is the VPS's business.
@@ -137,6 +161,10 @@ impl Root {
         };
         let (uid, gid, mode) = match stat_at(&n, libc::AT_SYMLINK_NOFOLLOW)? {
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                // Already so: left untouched (its time too).
+                if st.st_size as usize == data.len() && self.holds(&dir, &n, data) {
+                    return Ok(true);
+                }
                 (st.st_uid, st.st_gid, st.st_mode & 0o7777)
             }
             Some(_) => return Ok(false),

@@ -801,3 +801,25 @@ pub struct StorageReport {
     pub keep_daily_days: u32,
     pub vpses: Vec<StorageVps>,
 }
+
+/// `POST /api/v1/vpses/{id}/restore`: from one of its restore points, in place (its files are
+/// replaced; it is stopped for it) or, with `name` and `ipv4`, as a new VPS.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreVpsRequest {
+    /// The restore point (its cycle).
+    pub cycle: u64,
+    /// A new VPS's name: restore as a clone instead of in place.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The new VPS's address (with `name`).
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    /// The host to restore onto (default: the VPS's own).
+    #[serde(default)]
+    pub host_id: Option<i64>,
+    /// Start it afterwards (default: in place, as it was asked to be; a clone, yes).
+    #[serde(default)]
+    pub start: Option<bool>,
+}

@@ -47,6 +47,9 @@ pub enum VpsOperation {
     /// Copying this VPS to a new one (this VPS is the source).
     Copy,
     Move,
+    /// Replacing its files with a restore point (netDUPLO), or (the source) making a new VPS
+    /// from one of its points.
+    Restore,
 }
 
 macro_rules! names {
@@ -106,7 +109,7 @@ names!(ObservedState {
 });
 names!(VpsOperation {
     Create => "create", Start => "start", Stop => "stop", Restart => "restart", Edit => "edit",
-    Delete => "delete", Copy => "copy", Move => "move",
+    Delete => "delete", Copy => "copy", Move => "move", Restore => "restore",
 });
 
 impl VpsOperation {
@@ -121,6 +124,7 @@ impl VpsOperation {
             Self::Delete => "deleting",
             Self::Copy => "copying",
             Self::Move => "moving",
+            Self::Restore => "restoring",
         }
     }
 
@@ -135,6 +139,7 @@ impl VpsOperation {
             Self::Delete => "deleted",
             Self::Copy => "copied",
             Self::Move => "moved",
+            Self::Restore => "restored",
         }
     }
 
@@ -151,6 +156,9 @@ impl VpsOperation {
             // An edit is stored and applied when the host is reachable again.
             Self::Edit => &[Running, Stopped, Frozen, Missing, Unknown],
             Self::Copy | Self::Move => &[Running, Stopped],
+            // A restore replaces the files whatever ran on them; a VPS whose tree is gone
+            // (missing) is exactly what a restore is for.
+            Self::Restore => &[Running, Stopped, Frozen, Missing],
         }
     }
 }
@@ -222,7 +230,7 @@ mod tests {
             assert_eq!(ObservedState::parse(s).unwrap().as_str(), s);
         }
         for s in [
-            "create", "start", "stop", "restart", "edit", "delete", "copy", "move",
+            "create", "start", "stop", "restart", "edit", "delete", "copy", "move", "restore",
         ] {
             assert_eq!(VpsOperation::parse(s).unwrap().as_str(), s);
         }

@@ -8,7 +8,10 @@ use crate::schema::vpses;
 use actix_web::{get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::agent::AgentRequest;
-use serverware_shared::api::{DuploStatus, RestorePoint, StorageReport, UpdateDuploRequest};
+use serverware_shared::api::{
+    DuploStatus, RestorePoint, RestoreVpsRequest, StorageReport, TaskResponse, UpdateDuploRequest,
+};
+use serverware_shared::validate;
 use serverware_shared::{ErrorBody, Role};
 
 /// A VPS's duplication now: last cycle, lag, next cycle, journal, failures, newest points.
@@ -169,4 +172,45 @@ pub async fn get_storage(
 ) -> ApiResult<web::Json<StorageReport>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(crate::duplo::view::storage(&state.into_inner()).await?))
+}
+
+/// Restores a VPS from one of its restore points: in place (the VPS is stopped, its files
+/// replaced; only what its host lacks travels) or, with `name` and `ipv4`, as a new VPS.
+#[utoipa::path(tag = "duplo", params(("id" = i64, Path)), request_body = RestoreVpsRequest, responses(
+    (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/vpses/{id}/restore")]
+pub async fn restore_vps(
+    state: web::Data<Core>,
+    principal: Principal,
+    id: web::Path<i64>,
+    body: web::Json<RestoreVpsRequest>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let r = body.into_inner();
+    let clone = match (&r.name, &r.ipv4) {
+        (None, None) => None,
+        (Some(n), Some(ip)) => Some((
+            validate::resource_name("name", n)?,
+            validate::ipv4_address("ipv4", ip)?.to_string(),
+        )),
+        (Some(_), None) => {
+            return Err(ApiError::invalid("ipv4", "a VPS made from a restore point needs its own address"))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid("name", "a VPS made from a restore point needs its own name"))
+        }
+    };
+    let task = crate::vps::restore(
+        state.into_inner(),
+        Actor::from(&principal),
+        id.into_inner(),
+        crate::vps::RestoreVps {
+            cycle: r.cycle,
+            clone,
+            host_id: r.host_id,
+            start: r.start,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(task))
 }

@@ -70,6 +70,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(duplo::duplicate_now)
         .service(duplo::list_points)
         .service(duplo::get_storage)
+        .service(duplo::restore_vps)
         .service(system::list_loops)
         .service(tasks::list_tasks)
         .service(tasks::get_task);

@@ -11,6 +11,7 @@
 pub mod cycle;
 pub mod prune;
 pub mod records;
+pub mod restore;
 pub mod view;
 
 use crate::core::Core;

@@ -11,6 +11,7 @@ mod move_to;
 mod placement;
 mod power;
 mod reconcile;
+mod restore;
 mod transfer;
 
 pub use copy::copy;
@@ -23,6 +24,7 @@ use placement::mib;
 pub use placement::{candidates, capacity, free, need, place, Candidate};
 pub use power::{start, stop};
 pub use reconcile::{reconcile, RECONCILE_EVERY};
+pub use restore::{restore, RestoreVps};
 use transfer::{live_disk, push_template, slots, transfer};
 
 use crate::audit::{self, Actor, Change};
@@ -332,6 +334,7 @@ pub async fn recover(state: &Arc<Core>, task: Arc<Task>, op: OpRow) {
         "vps.copy" => copy::recover(state, &task, &op).await,
         "vps.move" => move_to::recover(state, &task, &op).await,
         "vps.delete" => delete::recover(state, &task, &op).await,
+        "vps.restore" => restore::recover(state, &task, &op).await,
         other => Finish::Done(Err(ApiError::Internal(anyhow::anyhow!(
             "an operation of unknown kind '{other}' cannot be recovered"
         )))),

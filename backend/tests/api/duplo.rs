@@ -357,3 +357,117 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_point_is_tree(&store, vid, &root, base);
     assert!(s["journal_lost"].is_null(), "{s}");
 }
+
+/// The tree of point `cycle` of `vid` as stored.
+pub(crate) fn point_tree(store: &DirStore, vid: i64, cycle: u64) -> BTreeMap<Vec<u8>, Desc> {
+    tree_of_point(store, &points::load(store, vid, cycle).unwrap())
+}
+
+#[actix_web::test]
+async fn a_restore_from_a_random_point_equals_that_point() {
+    let (cluster, t, admin, hosts, tpl) = site(2).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    for h in &hosts {
+        let r = admin
+            .patch(t.url(&format!("/api/v1/hosts/{h}")))
+            .json(&json!({"duplo_interval_secs": 86400}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-r", 80).await;
+    let root = cluster.hosts[0].dir.join("lxc/dup-r/rootfs");
+    let store = store_of(&t);
+    point_after(&t, &admin, vid, 0).await;
+    let seed = std::process::id() as u64 ^ 0x5eed;
+    eprintln!("workload seed {seed}");
+    let mut rng = Lcg(seed);
+    for _ in 0..3 {
+        let (ok, out) = vps_sh(&cluster, 0, "dup-r", &workload(&mut rng, 60));
+        assert!(ok, "{out}");
+        cycle_now(&t, &admin, vid).await;
+    }
+    let cycles = points::cycles(&store, vid).unwrap();
+    assert_eq!(cycles.len(), 4, "{cycles:?}");
+    // Changes after the last point, which the restore must undo.
+    let (ok, out) = vps_sh(&cluster, 0, "dup-r", &workload(&mut rng, 60));
+    assert!(ok, "{out}");
+    let pick = cycles[rng.next(cycles.len() as u64 - 1) as usize];
+    eprintln!("restoring point {pick}");
+
+    // Bad input first: an unknown point, a clone without an address, a host without room.
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": 999})).await;
+    let e = expect_error(r, 422, "invalid").await;
+    assert_eq!(e["field"], "cycle", "{e}");
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "name": "x"})).await;
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "ipv4");
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
+        .json(&json!({"capacity_memory_bytes": 32 * MIB}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "name": "dup-clone", "ipv4": format!("{net}.81"), "host_id": hosts[1]})).await;
+    assert_eq!(expect_error(r, 409, "conflict").await["field"], "host_id");
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
+        .json(&json!({"capacity_memory_bytes": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // In place: the VPS's tree is the point again, and what its host held did not travel again.
+    // (Not started: its init writes its web page at every start.)
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "start": false})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    let log = serde_json::to_string(&done["log"]).unwrap();
+    assert!(log.contains("files kept as they were"), "{log}");
+    let d = differences(&point_tree(&store, vid, pick), &tree_of(&root, base));
+    assert!(d.is_empty(), "the restored tree is not point {pick}:\n{}", d.join("\n"));
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/start")), json!({})).await;
+    assert_eq!(r.status(), 202);
+    task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
+    // The first cycle after it compares in full (the tree was replaced under the journal).
+    let s = cycle_now(&t, &admin, vid).await;
+    let first_after = s["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["cycle"].as_u64().unwrap() > 4)
+        .min_by_key(|p| p["cycle"].as_u64().unwrap())
+        .unwrap();
+    assert_eq!(first_after["full"], true, "{s}");
+    assert_point_is_tree(&store, vid, &root, base);
+
+    // As a new VPS on the other host: the same tree in its own id range, its own host name.
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "name": "dup-clone", "ipv4": format!("{net}.81"), "host_id": hosts[1], "start": false})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    let cid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    let c = wait_vps(&t, &admin, cid, "stopped", |v| v["observed_state"] == "stopped").await;
+    let cbase = c["id_base"].as_u64().unwrap() as u32;
+    assert_ne!(cbase, base);
+    let mut want = point_tree(&store, vid, pick);
+    let mut got = tree_of(&cluster.hosts[1].dir.join("lxc/dup-clone/rootfs"), cbase);
+    let hostname = b"etc/hostname".to_vec();
+    assert_eq!(
+        std::fs::read_to_string(cluster.hosts[1].dir.join("lxc/dup-clone/rootfs/etc/hostname")).unwrap(),
+        "dup-clone\n"
+    );
+    // Its host name is its own, written into /etc (whose time that moves).
+    for p in [hostname, b"etc".to_vec()] {
+        want.remove(&p);
+        got.remove(&p);
+    }
+    let d = differences(&want, &got);
+    assert!(d.is_empty(), "the clone is not point {pick}:\n{}", d.join("\n"));
+    let r = post(&admin, t.url(&format!("/api/v1/vpses/{cid}/start")), json!({})).await;
+    assert_eq!(r.status(), 202);
+    task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    crate::vps_lifecycle::answers(&format!("{net}.81"), "dup-clone").await;
+}
