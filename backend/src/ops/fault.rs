@@ -1,7 +1,9 @@
 //! Fault injection for the crash tests: in debug (test) builds, `SERVERWARE_FAULT=KIND:STEP`
 //! kills the controller with SIGKILL right after operation KIND (`vps.move` …) recorded STEP, and
 //! `SERVERWARE_FAULT=transfer:BYTES` once a root-filesystem transfer has passed BYTES. Release
-//! builds have no such setting: the functions are empty there.
+//! builds have no such setting: the functions are empty there. netDUPLO's commit has two:
+//! `duplo:synced` (its chunks durable, its restore point not yet written) and `duplo:committed`
+//! (the point written, the journal not yet told).
 
 /// Called after every recorded step.
 pub fn point(kind: &str, step: &str) {

@@ -153,7 +153,10 @@ impl ObjectStore for DirStore {
         if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        self.write(&path, data, true)
+        crate::ops::fault::point("duplo", "synced");
+        self.write(&path, data, true)?;
+        crate::ops::fault::point("duplo", "committed");
+        Ok(())
     }
 }
 

@@ -471,3 +471,229 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     crate::vps_lifecycle::answers(&format!("{net}.81"), "dup-clone").await;
 }
+
+/// Every point in storage loads, and every chunk it names is there and whole.
+pub(crate) fn assert_storage_whole(store: &DirStore, vid: i64) -> Vec<u64> {
+    let cycles = points::cycles(store, vid).unwrap();
+    for c in &cycles {
+        let m = points::load(store, vid, *c).unwrap();
+        for id in m.chunk_ids() {
+            chunks::get(store, &id).unwrap_or_else(|e| panic!("point {c} lost chunk {id}: {e}"));
+        }
+    }
+    cycles
+}
+
+/// The PID of a `rootfs-scan` running on a test host.
+fn scan_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
+    let init = cluster.hosts[host].init_pid().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/mnt")).ok()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.len() > 1
+            && args[0].ends_with(b"/serverware-agent")
+            && args[1] == b"rootfs-scan"
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[actix_web::test]
+async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
+    let (cluster, t, admin, hosts, tpl) = site(1).await;
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
+        .json(&json!({"duplo_interval_secs": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-k", 90).await;
+    let root = cluster.hosts[0].dir.join("lxc/dup-k/rootfs");
+    let store = store_of(&t);
+    point_after(&t, &admin, vid, 0).await;
+    let before = assert_point_is_tree(&store, vid, &root, base);
+
+    // A big change, so that the scan is still streaming when it is killed.
+    let (ok, out) = vps_sh(&cluster, 0, "dup-k", "dd if=/dev/urandom of=/root/big bs=1M count=96 2>&1 && echo more >> /etc/motd");
+    assert!(ok, "{out}");
+    let r = admin
+        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Some(p) = scan_pid(&cluster, 0) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no scan ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // SAFETY: the scan the controller started on this test's host.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The cycle fails, with an event, and storage holds exactly the point it had.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = duplo(&t, &admin, vid).await;
+        if s["failures"].as_u64().unwrap_or(0) > 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the killed cycle was not reported: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s["last_cycle"], before.cycle, "{s}");
+    assert!(s["last_error"].is_string(), "{s}");
+    assert_eq!(assert_storage_whole(&store, vid), [before.cycle]);
+    let ev = get(&t, &admin, &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}")).await;
+    assert!(!ev["events"].as_array().unwrap().is_empty(), "no event for the failed cycle: {ev}");
+    // The next cycle carries everything since the last point.
+    let s = cycle_now(&t, &admin, vid).await;
+    assert_eq!(s["failures"], 0, "{s}");
+    assert_point_is_tree(&store, vid, &root, base);
+}
+
+#[actix_web::test]
+async fn a_controller_killed_mid_commit_leaves_one_whole_point_or_the_next() {
+    let cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let r = crate::hosts_api::add(&t, &admin, "node-0", &cluster.hosts[0]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let hid = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    crate::hosts_api::wait_host(&t, &admin, hid, "online", |h| h["status"] == "online").await;
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{hid}")))
+        .json(&json!({"duplo_interval_secs": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"].as_i64().unwrap();
+    let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-c", 95).await;
+    let root = cluster.hosts[0].dir.join("lxc/dup-c/rootfs");
+    let store = store_of(&t);
+    point_after(&t, &admin, vid, 0).await;
+    let mut trees = vec![tree_of(&root, base)];
+    assert_point_is_tree(&store, vid, &root, base);
+    let mut rng = Lcg(std::process::id() as u64 ^ 0xc0117);
+
+    for fault in ["duplo:synced", "duplo:committed"] {
+        let (ok, out) = vps_sh(&cluster, 0, "dup-c", &workload(&mut rng, 60));
+        assert!(ok, "{out}");
+        trees.push(tree_of(&root, base));
+        // Started again with the kill point: its first cycle dies in its commit.
+        t.restart(Some(fault)).await;
+        assert!(t.wait_killed().await, "{fault}: not killed");
+        let cycles = assert_storage_whole(&store, vid);
+        let newest = points::load(&store, vid, *cycles.last().unwrap()).unwrap();
+        let got = tree_of_point(&store, &newest);
+        let is_old = differences(&trees[trees.len() - 2], &got).is_empty();
+        let is_new = differences(&trees[trees.len() - 1], &got).is_empty();
+        assert!(is_old || is_new, "{fault}: storage holds a mix");
+        assert_eq!(is_new, fault == "duplo:committed", "{fault}");
+        t.restart(None).await;
+        let admin = t.admin().await;
+        crate::hosts_api::wait_host(&t, &admin, hid, "online", |h| h["status"] == "online").await;
+        let s = cycle_now(&t, &admin, vid).await;
+        assert_eq!(s["failures"], 0, "{s}");
+        assert_point_is_tree(&store, vid, &root, base);
+    }
+    t.kill();
+}
+
+/// A small filesystem of the test's own, unmounted when the test ends.
+struct SmallFs(std::path::PathBuf);
+impl SmallFs {
+    fn new(bytes: u64) -> SmallFs {
+        let d = std::env::temp_dir().join(format!("sw-smallfs-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "sw-test", d.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a small tmpfs");
+        SmallFs(d)
+    }
+}
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[actix_web::test]
+async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
+    let fs = SmallFs::new(24 << 20);
+    let cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let storage = fs.0.join("duplo");
+    let t = TestController::start_with(|c| c.storage_dir = storage.clone()).await;
+    let admin = t.admin().await;
+    let r = crate::hosts_api::add(&t, &admin, "node-0", &cluster.hosts[0]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let hid = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    crate::hosts_api::wait_host(&t, &admin, hid, "online", |h| h["status"] == "online").await;
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{hid}")))
+        .json(&json!({"duplo_interval_secs": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"].as_i64().unwrap();
+    let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-f", 96).await;
+    let root = cluster.hosts[0].dir.join("lxc/dup-f/rootfs");
+    let store = DirStore::open(&storage).unwrap();
+    point_after(&t, &admin, vid, 0).await;
+    let (ok, out) = vps_sh(&cluster, 0, "dup-f", "echo small > /root/small");
+    assert!(ok, "{out}");
+    cycle_now(&t, &admin, vid).await;
+    let kept = assert_storage_whole(&store, vid);
+    let newest = assert_point_is_tree(&store, vid, &root, base);
+
+    // More than the disk holds (random: it does not compress).
+    let (ok, out) = vps_sh(&cluster, 0, "dup-f", "dd if=/dev/urandom of=/root/huge bs=1M count=40 2>&1");
+    assert!(ok, "{out}");
+    let r = admin
+        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let s = loop {
+        let s = duplo(&t, &admin, vid).await;
+        if s["failures"].as_u64().unwrap_or(0) > 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "a cycle onto a full disk did not fail: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let err = s["last_error"].as_str().unwrap();
+    assert!(err.contains("space") || err.contains("No space"), "{err}");
+    assert_eq!(s["last_cycle"], newest.cycle, "{s}");
+    assert_eq!(assert_storage_whole(&store, vid), kept);
+    let ev = get(&t, &admin, &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}")).await;
+    let ev = &ev["events"][0];
+    assert_eq!(ev["severity"], "error", "{ev}");
+    drop(t);
+    drop(fs);
+}
