@@ -79,8 +79,13 @@ pub fn now_ms() -> i64 {
 
 impl Duplo {
     pub fn open(dir: &std::path::Path) -> std::io::Result<Duplo> {
-        Ok(Duplo {
-            store: Arc::new(DirStore::open(dir)?),
+        Ok(Duplo::with_store(Arc::new(DirStore::open(dir)?), dir))
+    }
+
+    /// Over any store (its directory shown as where it lives).
+    pub fn with_store(store: Arc<dyn ObjectStore>, dir: &std::path::Path) -> Duplo {
+        Duplo {
+            store,
             dir: dir.to_path_buf(),
             vpses: Default::default(),
             gate: Default::default(),
@@ -88,7 +93,7 @@ impl Duplo {
             wake: Default::default(),
             collected: Default::default(),
             dirty: Default::default(),
-        })
+        }
     }
 
     pub fn state(&self, vps_id: i64) -> VpsDuplo {

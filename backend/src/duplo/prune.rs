@@ -258,4 +258,136 @@ mod tests {
         );
         assert_eq!(k.into_iter().collect::<Vec<_>>(), [newest]);
     }
+
+    /// A store that stops (as if killed) after a number of deletes.
+    struct Killed {
+        inner: crate::storage::DirStore,
+        deletes_left: std::sync::atomic::AtomicI64,
+    }
+
+    impl crate::storage::ObjectStore for Killed {
+        fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
+            self.inner.put(key, data)
+        }
+        fn get(&self, key: &str) -> io::Result<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn exists(&self, key: &str) -> io::Result<bool> {
+            self.inner.exists(key)
+        }
+        fn touch(&self, key: &str) -> io::Result<bool> {
+            self.inner.touch(key)
+        }
+        fn stat(&self, key: &str) -> io::Result<Option<(u64, SystemTime)>> {
+            self.inner.stat(key)
+        }
+        fn delete(&self, key: &str) -> io::Result<()> {
+            if self
+                .deletes_left
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                <= 0
+            {
+                return Err(io::Error::other("killed"));
+            }
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+            self.inner.list(prefix)
+        }
+        fn commit(&self, key: &str, data: &[u8]) -> io::Result<()> {
+            self.inner.commit(key, data)
+        }
+    }
+
+    #[test]
+    fn pruning_killed_anywhere_breaks_no_point_it_keeps() {
+        use crate::storage::{DirStore, ObjectStore};
+        use serverware_shared::duplo::{Entry, EntryKind, Manifest, PathBytes, MANIFEST_FORMAT};
+        let now = 100 * DAY_MS;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        let store = DirStore::open(&src).unwrap();
+        // Ten points of one VPS, a file growing by a chunk each time (so consecutive points
+        // share chunks), and chunks no point uses (a failed cycle's).
+        let mut content: Vec<Vec<u8>> = Vec::new();
+        for cycle in 1..=10u64 {
+            content.push(format!("piece {cycle}").into_bytes());
+            let ids: Vec<ChunkId> = content.iter().map(|c| chunks::id_of(c)).collect();
+            for (c, id) in content.iter().zip(&ids) {
+                chunks::put(&store, id, c).unwrap();
+            }
+            let m = Manifest {
+                format: MANIFEST_FORMAT,
+                vps_id: 1,
+                cycle,
+                taken_at_ms: now - (10 - cycle as i64) * DAY_MS,
+                entries: vec![Entry {
+                    path: PathBytes(b"f".to_vec()),
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns: 0,
+                    size: 0,
+                    chunks: ids,
+                    target: None,
+                    rdev: None,
+                    ino: 1,
+                }],
+            };
+            points::commit(&store, &m, &|_| false).unwrap();
+        }
+        for i in 0..5 {
+            let orphan = format!("orphan {i}").into_bytes();
+            chunks::put(&store, &chunks::id_of(&orphan), &orphan).unwrap();
+        }
+        let policy = Policy {
+            keep_last: 2,
+            hourly_days: 0,
+            daily_days: 4,
+        };
+        let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+        let mut k = 0;
+        loop {
+            let copy = d.path().join(format!("run-{k}"));
+            let ok = std::process::Command::new("cp")
+                .args(["-a", src.to_str().unwrap(), copy.to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let killed = std::sync::Arc::new(Killed {
+                inner: DirStore::open(&copy).unwrap(),
+                deletes_left: k.into(),
+            });
+            let duplo = Duplo::with_store(killed, &copy);
+            let done = drop_points(&duplo, policy, now)
+                .and_then(|_| collect(&duplo, later))
+                .is_ok();
+            // Whatever was deleted before the kill, every point left is whole.
+            let after = DirStore::open(&copy).unwrap();
+            let left = points::list(&after, 1).unwrap();
+            for p in &left {
+                let m = points::load_point(&after, p).unwrap();
+                for id in m.chunk_ids() {
+                    chunks::get(&after, &id).unwrap_or_else(|e| {
+                        panic!("killed after {k} deletes: point {} lost {id}: {e}", p.cycle)
+                    });
+                }
+            }
+            // And what the policy keeps is never dropped.
+            for c in keep(&points::list(&store, 1).unwrap(), policy, now) {
+                assert!(left.iter().any(|p| p.cycle == c), "kept point {c} dropped");
+            }
+            if done {
+                // The whole pass: only the kept points and their chunks remain.
+                assert_eq!(left.len(), keep(&left, policy, now).len());
+                assert!(after.list("chunks/").unwrap().len() < 15);
+                break;
+            }
+            k += 1;
+            assert!(k < 100);
+        }
+        assert!(k > 5, "the pass deleted only {k} things");
+    }
 }
