@@ -254,6 +254,29 @@ test('create and start a VPS in the browser, watch its progress, see it running 
   await expect(page.locator('[data-test=vps-state]')).toHaveText('running');
   await expect(page.locator('[data-test=vps-chart-cpu] polyline').first()).toHaveAttribute('points', /\d/);
   await expect(page.locator('[data-test=vps-isolation]')).toContainText('unprivileged: its ids are');
+
+  // netDUPLO: its first cycle lands (a full one) and shows as a restore point; "Duplicate now"
+  // brings a second; the restore form opens on a point.
+  const duplo = page.locator('[data-test=duplo]');
+  const last = duplo.locator('[data-test=duplo-last]');
+  await expect(last).toHaveText(/^#\d+, read /, { timeout: 60_000 });
+  await expect(duplo.locator('[data-test=duplo-cycles]')).toContainText('full');
+  const cycle = async () => Number((await last.textContent()).match(/#(\d+)/)[1]);
+  const before = await cycle();
+  await duplo.locator('[data-test=duplo-now]').click();
+  await expect.poll(cycle, { timeout: 60_000 }).toBeGreaterThan(before);
+  await expect(duplo.locator('[data-test=restore-points] tbody tr').nth(1)).toBeVisible();
+  await duplo.locator('[data-test=restore-button]').first().click();
+  const restore = duplo.locator('[data-test=restore-form]');
+  await expect(restore).toContainText('Restore point');
+  await restore.locator('input[name=restore-as-new]').check();
+  await restore.locator('input[name=restore-name]').fill('bad name!');
+  await restore.getByRole('button', { name: 'Restore', exact: true }).click();
+  await expect(restore.locator('label', { hasText: 'Name' }).locator('.field-error')).not.toBeEmpty();
+  await restore.getByRole('button', { name: 'Cancel' }).click();
+  // The Storage page counts its points.
+  await page.getByRole('link', { name: 'Storage' }).click();
+  await expect(page.locator('[data-test=storage-vpses]')).toContainText('shop-1');
   await page.getByRole('link', { name: 'Tasks' }).click();
   await expect(page.locator('[data-test=tasks]')).toContainText('vps.create');
 });

@@ -324,3 +324,27 @@ pub async fn tasks() -> Result<Vec<TaskResponse>, ApiError> {
 pub async fn task(id: i64) -> Result<TaskResponse, ApiError> {
     get(&format!("/tasks/{id}")).await
 }
+
+pub async fn duplo(id: i64) -> Result<DuploStatus, ApiError> {
+    get(&format!("/vpses/{id}/duplo")).await
+}
+
+pub async fn update_duplo(id: i64, req: &UpdateDuploRequest) -> Result<DuploStatus, ApiError> {
+    patch(&format!("/vpses/{id}/duplo"), req).await
+}
+
+pub async fn duplicate_now(id: i64) -> Result<DuploStatus, ApiError> {
+    post(&format!("/vpses/{id}/duplo/now"), &serde_json::json!({})).await
+}
+
+pub async fn restore_points(id: i64) -> Result<Vec<RestorePoint>, ApiError> {
+    get(&format!("/vpses/{id}/points?limit=200")).await
+}
+
+pub async fn restore_vps(id: i64, req: &RestoreVpsRequest) -> Result<TaskResponse, ApiError> {
+    post(&format!("/vpses/{id}/restore"), req).await
+}
+
+pub async fn storage() -> Result<StorageReport, ApiError> {
+    get("/storage").await
+}

@@ -82,6 +82,7 @@ fn Shell() -> impl IntoView {
         ("/hosts", "Hosts"),
         ("/vpses", "VPSes"),
         ("/templates", "Templates"),
+        ("/storage", "Storage"),
         ("/tasks", "Tasks"),
         ("/events", "Events"),
         ("/settings", "Settings"),
@@ -114,12 +115,14 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/vpses") view=crate::pages::vpses::VpsesPage/>
                         <Route path=path!("/vpses/:id") view=crate::pages::vpses::VpsPage/>
                         <Route path=path!("/templates") view=crate::pages::templates::TemplatesPage/>
+                        <Route path=path!("/storage") view=crate::pages::duplo::StoragePage/>
                         <Route path=path!("/tasks") view=crate::pages::tasks::TasksPage/>
                         <Route path=path!("/events") view=EventsPage/>
                         <Route path=path!("/settings") view=SettingsPage/>
                     </Routes>
                 </main>
             </div>
+            <crate::widgets::Toasts/>
         </div>
     }
 }

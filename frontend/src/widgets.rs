@@ -22,3 +22,50 @@ pub fn FieldError(#[prop(into)] message: Signal<Option<String>>) -> impl IntoVie
         </Show>
     }
 }
+
+/// Error events pushed live while the dashboard is open (a failed duplication cycle, a host
+/// gone), as toasts that go after 15 s or when closed.
+#[component]
+pub fn Toasts() -> impl IntoView {
+    use serverware_shared::api::Severity;
+    let live = expect_context::<crate::live::Live>();
+    live.subscribe_while_mounted(vec![serverware_shared::ws::Topic::Events]);
+    let shown = RwSignal::new(Vec::<(i64, String)>::new());
+    let newest = StoredValue::new(None::<i64>);
+    Effect::new(move |_| {
+        live.events.with(|evs| {
+            let last = newest.get_value();
+            let fresh: Vec<(i64, String)> = evs
+                .iter()
+                .take_while(|e| last.is_none_or(|l| e.id > l))
+                .filter(|e| e.severity == Severity::Error && last.is_some())
+                .map(|e| (e.id, e.message.clone()))
+                .collect();
+            if let Some(top) = evs.front() {
+                newest.set_value(Some(last.map_or(top.id, |l| l.max(top.id))));
+            } else if last.is_none() {
+                newest.set_value(Some(0));
+            }
+            for (id, _) in &fresh {
+                let id = *id;
+                set_timeout(
+                    move || shown.update(|v| v.retain(|(i, _)| *i != id)),
+                    std::time::Duration::from_secs(15),
+                );
+            }
+            if !fresh.is_empty() {
+                shown.update(|v| v.extend(fresh));
+            }
+        })
+    });
+    view! {
+        <div class="toasts" data-test="toasts">
+            {move || shown.get().into_iter().map(|(id, msg)| view! {
+                <div class="toast" role="alert">
+                    <p>{msg}</p>
+                    <button class="ghost" on:click=move |_| shown.update(|v| v.retain(|(i, _)| *i != id))>"×"</button>
+                </div>
+            }).collect_view()}
+        </div>
+    }
+}

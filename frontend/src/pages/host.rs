@@ -273,6 +273,7 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
                 <tr><th>"Interrupts"</th><td>{s.as_ref().map(|s| format!("{:.0}/s", s.interrupts_per_sec)).unwrap_or("–".into())}</td></tr>
                 <tr><th>"VPSes"</th><td>{h.vps_count}</td></tr>
                 <tr><th>"Agent"</th><td>{h.agent_version.clone().unwrap_or("–".into())}" · every "{h.sample_interval_ms}" ms"</td></tr>
+                <tr><th>"Duplication"</th><td data-test="host-duplo-interval">{if h.duplo_interval_secs <= 1 { "continuous (every second)".to_string() } else { format!("every {} s", h.duplo_interval_secs) }}</td></tr>
                 <tr><th>"Last seen"</th><td>{h.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td></tr>
             </table>
         }
@@ -339,6 +340,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
     let cap_disk = RwSignal::new(String::new());
     let gateway = RwSignal::new(String::new());
     let transfers = RwSignal::new(String::new());
+    let duplo = RwSignal::new(String::new());
     let saved = RwSignal::new(false);
     let errors = FormErrors::new();
     let navigate = use_navigate();
@@ -354,6 +356,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 interval.set(h.sample_interval_ms.to_string());
                 gateway.set(h.vps_gateway.clone().unwrap_or_default());
                 transfers.set(h.max_transfers.to_string());
+                duplo.set(h.duplo_interval_secs.to_string());
                 true
             }
             None => false,
@@ -418,8 +421,24 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 )
             }
         };
+        let duplo_secs = match duplo.get_untracked().trim().parse::<u32>() {
+            Ok(v) => match validate::duplo_interval_secs("duplo_interval_secs", v) {
+                Ok(v) => v,
+                Err(e) => return errors.set(e.into()),
+            },
+            Err(_) => {
+                return errors.set(
+                    validate::ValidationError::new(
+                        "duplo_interval_secs",
+                        "must be a whole number of seconds (1 is continuous)",
+                    )
+                    .into(),
+                )
+            }
+        };
         let req = UpdateHostRequest {
             max_transfers: Some(max_transfers),
+            duplo_interval_secs: Some(duplo_secs),
             name: Some(n),
             description: Some(description.get_untracked()),
             sample_interval_ms: Some(ms),
@@ -470,6 +489,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 <label>"CPUs for VPSes"<input name="edit-cap-cpus" inputmode="numeric" bind:value=cap_cpus placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.cpu_millis / 1000)).unwrap_or_default())/><FieldError message=errors.get("capacity_cpus")/></label>
                 <label>"Disk for VPSes (GiB)"<input name="edit-cap-disk" inputmode="numeric" bind:value=cap_disk placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.disk_bytes >> 30)).unwrap_or_default())/><FieldError message=errors.get("capacity_disk_bytes")/></label>
                 <label>"Transfers at once"<input name="edit-max-transfers" inputmode="numeric" bind:value=transfers/><FieldError message=errors.get("max_transfers")/></label>
+                <label>"Duplicate VPSes every (s)"<input name="edit-duplo-interval" inputmode="numeric" bind:value=duplo title="netDUPLO: 1 is continuous, at most 86400"/><FieldError message=errors.get("duplo_interval_secs")/></label>
                 <label>"VPS gateway"<input name="edit-gateway" bind:value=gateway placeholder="none"/><FieldError message=errors.get("vps_gateway")/></label>
                 <button type="submit" class="primary">"Save"</button>
                 <Show when=move || saved.get()><span class="ok saved">"Saved"</span></Show>

@@ -1,4 +1,5 @@
 pub mod dashboard;
+pub mod duplo;
 pub mod events;
 pub mod host;
 pub mod hosts;

@@ -446,6 +446,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     </table>
                 })}
             </section>
+            <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) task=task hosts=hosts/>
             <Show when=move || can_operate(&auth)>
                 <EditVps id=id vps=vps task=task notice=notice/>
                 <CopyMove id=id hosts=hosts task=task/>
