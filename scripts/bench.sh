@@ -6,9 +6,10 @@
 #   scripts/bench.sh heartbeat [--vpses N] [--gb G] [--seconds S]
 #   scripts/bench.sh login-flood [--clients N] [--seconds S]
 #   scripts/bench.sh idshift [--files N] [--rounds R]
+#   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
-need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
+need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync
 cd "$ROOT"
 which="${1:-netres}"
 [ $# -gt 0 ] && shift
@@ -20,5 +21,6 @@ case "$which" in
     heartbeat) exec "$CARGO_TARGET_DIR/release/heartbeat-bench" "$@" ;;
     login-flood) exec "$CARGO_TARGET_DIR/release/login-flood-bench" "$@" ;;
     idshift) exec "$CARGO_TARGET_DIR/release/idshift-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift)" >&2; exit 2 ;;
+    duplo) exec "$CARGO_TARGET_DIR/release/duplo-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo)" >&2; exit 2 ;;
 esac
