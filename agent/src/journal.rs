@@ -303,7 +303,11 @@ impl Watcher {
     /// Watches the directory at `top` (a path inside `name`'s tree) and every directory under
     /// it; an error when a watch could not be added (the journal then cannot vouch for it).
     fn watch_tree(&mut self, name: &str, top: &[u8]) -> Result<(), String> {
-        let root = self.vpses.get(name).map(|v| v.root.clone()).unwrap_or_default();
+        let root = self
+            .vpses
+            .get(name)
+            .map(|v| v.root.clone())
+            .unwrap_or_default();
         let Ok(mut fd) = open_root(&root) else {
             return Ok(()); // no tree (yet): nothing to watch, nothing to miss
         };
@@ -367,7 +371,10 @@ impl Watcher {
                 let ev: libc::inotify_event =
                     unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
                 let name_bytes = &buf[off + head..off + head + ev.len as usize];
-                let name = &name_bytes[..name_bytes.iter().position(|b| *b == 0).unwrap_or(name_bytes.len())];
+                let name = &name_bytes[..name_bytes
+                    .iter()
+                    .position(|b| *b == 0)
+                    .unwrap_or(name_bytes.len())];
                 self.event(ev.wd, ev.mask, name);
                 off += head + ev.len as usize;
             }
@@ -400,7 +407,8 @@ impl Watcher {
         }
         let path = join(&dir, name);
         let is_dir = mask & libc::IN_ISDIR != 0;
-        let deep = is_dir && mask & (libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM) != 0;
+        let deep =
+            is_dir && mask & (libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM) != 0;
         if is_dir && mask & libc::IN_MOVED_FROM != 0 {
             // Its watches now carry a path that is no longer its.
             self.unwatch(&vps, &path, false);
@@ -503,7 +511,10 @@ mod tests {
         // A directory moved away and back under another name: the new name is watched.
         std::fs::rename(root.join("srv"), root.join("var")).unwrap();
         let (c4, p) = cut_until(&j, &root, "var");
-        assert!(p.contains(&("srv".into(), true)) && p.contains(&("var".into(), true)), "{p:?}");
+        assert!(
+            p.contains(&("srv".into(), true)) && p.contains(&("var".into(), true)),
+            "{p:?}"
+        );
         j.ack("v", c4).unwrap();
         std::fs::write(root.join("var/deep/g"), b"y").unwrap();
         let (c5, p) = cut_until(&j, &root, "var/deep/g");

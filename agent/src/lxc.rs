@@ -577,7 +577,9 @@ pub fn restore(name: &str, base: u32) -> Result<(), String> {
     let name = checked(name)?;
     ours(name)?;
     if state(name).init_pid.is_some() {
-        return Err(format!("{name} is running: stop it before its files are replaced"));
+        return Err(format!(
+            "{name} is running: stop it before its files are replaced"
+        ));
     }
     let d = container_dir(name)?;
     let stdin = std::io::stdin();

@@ -46,7 +46,10 @@ fn components(e: &Entry) -> io::Result<Vec<&[u8]>> {
         .iter()
         .any(|p| p.is_empty() || *p == b"." || *p == b".." || p.contains(&0))
     {
-        return Err(bad(format!("the entry '{}' is not a plain path", e.path.encode())));
+        return Err(bad(format!(
+            "the entry '{}' is not a plain path",
+            e.path.encode()
+        )));
     }
     Ok(parts)
 }
@@ -67,7 +70,13 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// The directory holding `parts`' last component, opened from `root` one component at a time.
 fn parent_of(root: &OwnedFd, parts: &[&[u8]]) -> io::Result<OwnedFd> {
     // SAFETY: dup of an open descriptor; checked.
-    let mut dir = unsafe { OwnedFd::from_raw_fd(cvt(libc::fcntl(root.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0))?) };
+    let mut dir = unsafe {
+        OwnedFd::from_raw_fd(cvt(libc::fcntl(
+            root.as_raw_fd(),
+            libc::F_DUPFD_CLOEXEC,
+            0,
+        ))?)
+    };
     for p in &parts[..parts.len().saturating_sub(1)] {
         let c = CString::new(*p).map_err(io::Error::other)?;
         dir = open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY)?;
@@ -79,7 +88,12 @@ fn stat_at(dir: &OwnedFd, name: &CString) -> io::Result<libc::stat> {
     // SAFETY: st is written by the call before it is read.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     cvt(unsafe {
-        libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW)
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     })?;
     Ok(st)
 }
@@ -125,7 +139,10 @@ pub fn restore(
     for e in &entries {
         components(e)?;
     }
-    if entries.first().is_none_or(|e| !e.path.0.is_empty() || e.kind != EntryKind::Dir) {
+    if entries
+        .first()
+        .is_none_or(|e| !e.path.0.is_empty() || e.kind != EntryKind::Dir)
+    {
         return Err(bad("a restore point starts with its root directory".into()));
     }
     let rootfs = container.join("rootfs");
@@ -196,7 +213,13 @@ pub fn restore(
                         .map_err(io::Error::other)?;
                     // SAFETY: valid descriptors and names; links are never followed.
                     cvt(unsafe {
-                        libc::linkat(fdir.as_raw_fd(), fname.as_ptr(), dir.as_raw_fd(), name.as_ptr(), 0)
+                        libc::linkat(
+                            fdir.as_raw_fd(),
+                            fname.as_ptr(),
+                            dir.as_raw_fd(),
+                            name.as_ptr(),
+                            0,
+                        )
                     })?;
                     summary.links += 1;
                     continue; // its metadata is its first name's
@@ -206,7 +229,11 @@ pub fn restore(
                     libc::openat(
                         dir.as_raw_fd(),
                         name.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                        libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
                         0o600,
                     )
                 })?;
@@ -253,7 +280,9 @@ pub fn restore(
             }
             EntryKind::Fifo => {
                 // SAFETY: as above.
-                cvt(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), libc::S_IFIFO | 0o600, 0) })?;
+                cvt(unsafe {
+                    libc::mknodat(dir.as_raw_fd(), name.as_ptr(), libc::S_IFIFO | 0o600, 0)
+                })?;
             }
             EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Socket => {
                 // A device in an unprivileged VPS's tree is one it could not have made: only a
@@ -272,7 +301,12 @@ pub fn restore(
                 }
                 // SAFETY: as above.
                 cvt(unsafe {
-                    libc::mknodat(dir.as_raw_fd(), name.as_ptr(), kind | 0o600, e.rdev.unwrap_or(0) as libc::dev_t)
+                    libc::mknodat(
+                        dir.as_raw_fd(),
+                        name.as_ptr(),
+                        kind | 0o600,
+                        e.rdev.unwrap_or(0) as libc::dev_t,
+                    )
                 })?;
             }
         }
@@ -291,7 +325,8 @@ pub fn restore(
             set_meta_fd(&new, e, base)?;
         } else {
             let dir = parent_of(&new, &parts)?;
-            let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            let name =
+                CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
             set_meta(&dir, &name, e, base)?;
         }
         summary.entries += 1;
@@ -367,7 +402,13 @@ fn set_meta(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<(
     let (uid, gid) = (host_id(e.uid, base), host_id(e.gid, base));
     // SAFETY: valid descriptor and name.
     cvt(unsafe {
-        libc::fchownat(dir.as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     })?;
     if e.kind != EntryKind::Symlink {
         // SAFETY: as above (fchmodat cannot be told not to follow, but the name is not a link).
@@ -380,7 +421,12 @@ fn set_meta(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<(
     let times = [t, t];
     // SAFETY: two valid timespecs.
     cvt(unsafe {
-        libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     })?;
     Ok(())
 }
@@ -406,11 +452,17 @@ mod tests {
     use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
 
     /// Plays the controller: sends the entries, reads what is needed, sends it.
-    fn run(container: &Path, entries: &[Entry], chunks: &HashMap<ChunkId, Vec<u8>>, base: u32) -> RestoreSummary {
+    fn run(
+        container: &Path,
+        entries: &[Entry],
+        chunks: &HashMap<ChunkId, Vec<u8>>,
+        base: u32,
+    ) -> RestoreSummary {
         let (mut to_agent_r, mut to_agent_w) = std::io::pipe().unwrap();
         let (mut from_agent_r, mut from_agent_w) = std::io::pipe().unwrap();
         let c = container.to_path_buf();
-        let agent = std::thread::spawn(move || restore(&c, base, &mut to_agent_r, &mut from_agent_w));
+        let agent =
+            std::thread::spawn(move || restore(&c, base, &mut to_agent_r, &mut from_agent_w));
         stream::write_entries(&mut to_agent_w, entries).unwrap();
         let Frame::Need(need) = stream::read(&mut from_agent_r).unwrap() else {
             panic!("no need list")
@@ -433,7 +485,11 @@ mod tests {
                 let content = if md.is_file() {
                     std::fs::read(e.path()).unwrap()
                 } else if md.file_type().is_symlink() {
-                    std::fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec()
+                    std::fs::read_link(e.path())
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec()
                 } else {
                     Vec::new()
                 };
@@ -466,11 +522,20 @@ mod tests {
         std::fs::hard_link(src.join("etc/deep/big"), src.join("big-again")).unwrap();
         std::fs::write(src.join("suid"), b"x").unwrap();
         lchown(src.join("suid"), Some(base + 1000), Some(base + 50)).unwrap();
-        std::fs::set_permissions(src.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::set_permissions(src.join("suid"), std::fs::Permissions::from_mode(0o4755))
+            .unwrap();
         symlink("/etc/shadow", src.join("link")).unwrap();
-        std::fs::set_permissions(src.join("etc/deep"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        std::fs::set_permissions(src.join("etc/deep"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
         // (Everything in the VPS's range: ids outside it read back as its nobody.)
-        for p in ["", "etc", "etc/deep", "etc/hostname", "etc/deep/big", "link"] {
+        for p in [
+            "",
+            "etc",
+            "etc/deep",
+            "etc/hostname",
+            "etc/deep/big",
+            "link",
+        ] {
             lchown(src.join(p), Some(base), Some(base)).unwrap();
         }
         let mut chunks = HashMap::new();

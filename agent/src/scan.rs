@@ -299,7 +299,8 @@ pub fn scan_paths(
         }
         if path.is_empty() {
             let st = fstat(&root_fd)?;
-            w.out.push(entry(PathBytes::default(), &st, EntryKind::Dir, base));
+            w.out
+                .push(entry(PathBytes::default(), &st, EntryKind::Dir, base));
             if deep {
                 let fd = open_root(root)?;
                 w.tree(fd, Vec::new())?;
@@ -363,10 +364,7 @@ fn entry(path: PathBytes, st: &libc::stat, kind: EntryKind, base: u32) -> Entry 
 }
 
 /// A file's content as chunks of [`CHUNK_SIZE`], each handed to `chunk`; the ids and the size.
-fn read_chunks(
-    f: &mut File,
-    chunk: &mut ChunkSink<'_>,
-) -> io::Result<(Vec<ChunkId>, u64)> {
+fn read_chunks(f: &mut File, chunk: &mut ChunkSink<'_>) -> io::Result<(Vec<ChunkId>, u64)> {
     let mut ids = Vec::new();
     let mut size = 0u64;
     let mut buf = vec![0u8; CHUNK_SIZE];
@@ -446,7 +444,10 @@ mod tests {
             (0o4750, CHUNK_SIZE as u64 + 10, 2)
         );
         let again = by(b"big-again");
-        assert_eq!((again.ino, &again.chunks, again.size), (big.ino, &big.chunks, big.size));
+        assert_eq!(
+            (again.ino, &again.chunks, again.size),
+            (big.ino, &big.chunks, big.size)
+        );
         assert_ne!(big.ino, 0);
         let esc = by(b"escape");
         assert_eq!(esc.kind, EntryKind::Symlink);

@@ -23,9 +23,15 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let ours = std::fs::read_dir(dir)?.next().is_none()
-        || [crate::keys::KEY_FILE, "serverware.db", "storage", "chunks", "points"]
-            .iter()
-            .any(|f| dir.join(f).exists());
+        || [
+            crate::keys::KEY_FILE,
+            "serverware.db",
+            "storage",
+            "chunks",
+            "points",
+        ]
+        .iter()
+        .any(|f| dir.join(f).exists());
     if !ours {
         anyhow::bail!(
             "the data directory {} is open to others (mode {mode:o}) and holds files that are not \

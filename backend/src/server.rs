@@ -312,11 +312,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
     }
     crate::files::private_dir(&config.storage_dir)?;
-    let duplo = std::sync::Arc::new(
-        crate::duplo::Duplo::open(&config.storage_dir).with_context(|| {
-            format!("cannot open the storage directory {}", config.storage_dir.display())
-        })?,
-    );
+    let duplo = std::sync::Arc::new(crate::duplo::Duplo::open(&config.storage_dir).with_context(
+        || {
+            format!(
+                "cannot open the storage directory {}",
+                config.storage_dir.display()
+            )
+        },
+    )?);
     let state = web::Data::new(Core {
         duplo,
         ops_live: Default::default(),

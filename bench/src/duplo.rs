@@ -36,8 +36,7 @@ fn raise_inotify_limits() -> Result<()> {
     ] {
         let have: u64 = std::fs::read_to_string(key)?.trim().parse()?;
         if have < want {
-            std::fs::write(key, want.to_string())
-                .with_context(|| format!("cannot raise {key}"))?;
+            std::fs::write(key, want.to_string()).with_context(|| format!("cannot raise {key}"))?;
             println!("  raised {key} from {have} to {want}");
         }
     }
@@ -71,7 +70,20 @@ fn mb(b: u64) -> String {
 fn in_vps(host: &TestHost, vps: &str, line: &str) -> Result<Child> {
     let pid = host.init_pid().context("the host is down")?.to_string();
     Ok(Command::new("nsenter")
-        .args(["-t", &pid, "-m", "-p", "-n", "lxc-attach", "-n", vps, "--", "sh", "-c", line])
+        .args([
+            "-t",
+            &pid,
+            "-m",
+            "-p",
+            "-n",
+            "lxc-attach",
+            "-n",
+            vps,
+            "--",
+            "sh",
+            "-c",
+            line,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -90,7 +102,10 @@ impl Drop for Writers {
 }
 
 async fn status(api: &Api, vid: i64) -> Result<Value> {
-    Ok(api.call("GET", &format!("/vpses/{vid}/duplo"), None).await?.1)
+    Ok(api
+        .call("GET", &format!("/vpses/{vid}/duplo"), None)
+        .await?
+        .1)
 }
 
 /// Asks for a cycle now and waits for it; its restore point's row.
@@ -110,10 +125,16 @@ async fn first_point_after(api: &Api, vid: i64, before: u64) -> Result<Value> {
     loop {
         let s = status(api, vid).await?;
         if s["last_cycle"].as_u64().unwrap_or(0) > before {
-            let (_, points) = api.call("GET", &format!("/vpses/{vid}/points?limit=1000"), None).await?;
+            let (_, points) = api
+                .call("GET", &format!("/vpses/{vid}/points?limit=1000"), None)
+                .await?;
             let p = points
                 .as_array()
-                .and_then(|v| v.iter().filter(|p| p["cycle"].as_u64().unwrap_or(0) > before).min_by_key(|p| p["cycle"].as_u64()))
+                .and_then(|v| {
+                    v.iter()
+                        .filter(|p| p["cycle"].as_u64().unwrap_or(0) > before)
+                        .min_by_key(|p| p["cycle"].as_u64())
+                })
                 .cloned()
                 .context("no point")?;
             return Ok(p);
@@ -133,8 +154,10 @@ async fn create_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: String) -> R
         .call(
             "POST",
             "/vpses",
-            Some(json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
-                "memory_limit_bytes": 64u64 << 20, "start": true})),
+            Some(
+                json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
+                "memory_limit_bytes": 64u64 << 20, "start": true}),
+            ),
         )
         .await?;
     if code != 202 {
@@ -193,7 +216,9 @@ async fn lags(api: &Api, vids: &[i64], seconds: u64) -> Result<Vec<f64>> {
 async fn freezes(api: &Api, vids: &[i64], since_ms: i64) -> Result<(Vec<f64>, usize, usize)> {
     let (mut ms, mut consistent, mut all) = (Vec::new(), 0, 0);
     for v in vids {
-        let (_, points) = api.call("GET", &format!("/vpses/{v}/points?limit=1000"), None).await?;
+        let (_, points) = api
+            .call("GET", &format!("/vpses/{v}/points?limit=1000"), None)
+            .await?;
         for p in points.as_array().into_iter().flatten() {
             let taken = p["taken_at"].as_str().unwrap_or("");
             let t = chrono_ms(taken);
@@ -229,10 +254,17 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     let ctl = start_controller()?;
     let api = admin_api(&ctl).await?;
     let host = add_host(&api, "store", h).await?;
-    wait_for(&api, &format!("/hosts/{host}"), "host online", |h| h["status"] == "online").await?;
+    wait_for(&api, &format!("/hosts/{host}"), "host online", |h| {
+        h["status"] == "online"
+    })
+    .await?;
     // Cycles when asked (a day apart otherwise) until continuous mode; 8 streams at once.
     let (code, body) = api
-        .call("PATCH", &format!("/hosts/{host}"), Some(json!({"duplo_interval_secs": 86400, "max_transfers": 8})))
+        .call(
+            "PATCH",
+            &format!("/hosts/{host}"),
+            Some(json!({"duplo_interval_secs": 86400, "max_transfers": 8})),
+        )
         .await?;
     if code != 200 {
         bail!("host settings: {body}");
@@ -248,12 +280,21 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     let one = du(&storage.join("chunks"));
     small.push(v0);
     for i in 1..10 {
-        let (v, _) = create_vps(&api, &format!("tpl-{i}"), tpl, host, format!("{net}.{}", 20 + i)).await?;
+        let (v, _) = create_vps(
+            &api,
+            &format!("tpl-{i}"),
+            tpl,
+            host,
+            format!("{net}.{}", 20 + i),
+        )
+        .await?;
         first_point_after(&api, v, 0).await?;
         small.push(v);
     }
     let ten = du(&storage.join("chunks"));
-    let (_, p0) = api.call("GET", &format!("/vpses/{v0}/points?limit=1"), None).await?;
+    let (_, p0) = api
+        .call("GET", &format!("/vpses/{v0}/points?limit=1"), None)
+        .await?;
     let tree_bytes = p0[0]["bytes"].as_u64().unwrap_or(0);
     println!(
         "  storage for 1 VPS from the template: {}; for 10: {} ({:.2}× one; their trees add up to {})",
@@ -280,7 +321,10 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
         std::fs::write(&p, body)?;
         std::os::unix::fs::lchown(&p, Some(base), Some(base))?;
     }
-    println!("  wrote {files} files into the VPS in {:.0} s", t0.elapsed().as_secs_f64());
+    println!(
+        "  wrote {files} files into the VPS in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
     let full = cycle_now(&api, big).await?;
     let ours_full = full["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
     if full["full"] != true {
@@ -323,7 +367,11 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
 
     // 4. Continuous mode under a steady write load.
     let (code, body) = api
-        .call("PATCH", &format!("/hosts/{host}"), Some(json!({"duplo_interval_secs": 1})))
+        .call(
+            "PATCH",
+            &format!("/hosts/{host}"),
+            Some(json!({"duplo_interval_secs": 1})),
+        )
         .await?;
     if code != 200 {
         bail!("continuous mode: {body}");
@@ -345,13 +393,24 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     );
     // 20 small VPSes writing at once (the big one rests).
     let (code, body) = api
-        .call("PATCH", &format!("/vpses/{big}/duplo"), Some(json!({"enabled": false})))
+        .call(
+            "PATCH",
+            &format!("/vpses/{big}/duplo"),
+            Some(json!({"enabled": false})),
+        )
         .await?;
     if code != 200 {
         bail!("{body}");
     }
     for i in small.len()..nvpses {
-        let (v, _) = create_vps(&api, &format!("tpl-{i}"), tpl, host, format!("{net}.{}", 20 + i)).await?;
+        let (v, _) = create_vps(
+            &api,
+            &format!("tpl-{i}"),
+            tpl,
+            host,
+            format!("{net}.{}", 20 + i),
+        )
+        .await?;
         small.push(v);
     }
     small.truncate(nvpses);
@@ -376,10 +435,28 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     println!("| measure | ours | rsync -a --delete over SSH | target |");
     println!("| --- | --- | --- | --- |");
     println!("| full copy, {files} files | {ours_full:.2} s | {rsync_full:.2} s | within 1.2× ({:.2}×) |", ours_full / rsync_full);
-    println!("| 10 files changed (median of {rounds}) | {o:.3} s | {t:.3} s | ≥ 20× faster ({:.0}×) |", t / o);
-    println!("| lag p99, 1 VPS, 1 s interval | {:.0} ms | – | < 2000 ms |", pct(&mut l1, 99.0));
-    println!("| lag p99, {nvpses} VPSes, 1 s interval | {:.0} ms | – | < 2000 ms |", pct(&mut l20, 99.0));
-    println!("| freeze per cycle p99 (1 VPS / {nvpses}) | {:.0} / {:.0} ms | – | – |", pct(&mut f1, 99.0), pct(&mut f20, 99.0));
-    println!("| storage, 10 VPSes from one template | {} ({:.2}× one; trees {}) | – | < 1.5× one |", mb(ten), ten as f64 / one.max(1) as f64, mb(10 * tree_bytes));
+    println!(
+        "| 10 files changed (median of {rounds}) | {o:.3} s | {t:.3} s | ≥ 20× faster ({:.0}×) |",
+        t / o
+    );
+    println!(
+        "| lag p99, 1 VPS, 1 s interval | {:.0} ms | – | < 2000 ms |",
+        pct(&mut l1, 99.0)
+    );
+    println!(
+        "| lag p99, {nvpses} VPSes, 1 s interval | {:.0} ms | – | < 2000 ms |",
+        pct(&mut l20, 99.0)
+    );
+    println!(
+        "| freeze per cycle p99 (1 VPS / {nvpses}) | {:.0} / {:.0} ms | – | – |",
+        pct(&mut f1, 99.0),
+        pct(&mut f20, 99.0)
+    );
+    println!(
+        "| storage, 10 VPSes from one template | {} ({:.2}× one; trees {}) | – | < 1.5× one |",
+        mb(ten),
+        ten as f64 / one.max(1) as f64,
+        mb(10 * tree_bytes)
+    );
     Ok(())
 }

@@ -540,8 +540,15 @@ mod tests {
         let after = d.apply(prev.clone());
         assert_eq!(
             paths(&after),
-            [("", 1), ("a", 2), ("a.b", 1), ("a/y", 1), ("a/y/z", 1), ("b", 2)]
-                .map(|(p, t)| (p.to_string(), t))
+            [
+                ("", 1),
+                ("a", 2),
+                ("a.b", 1),
+                ("a/y", 1),
+                ("a/y/z", 1),
+                ("b", 2)
+            ]
+            .map(|(p, t)| (p.to_string(), t))
         );
         // a replaced by a file: its old children go even though the root is shallow.
         let d = Delta {

@@ -438,6 +438,33 @@ pub fn token_expiry_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, value.into(), 1, TOKEN_EXPIRY_MAX_DAYS.into(), "days").map(|_| value)
 }
 
+/// netDUPLO's cycle interval per host: 1 s (continuous) to 24 hours.
+pub const DUPLO_INTERVAL_MIN_SECS: u32 = 1;
+pub const DUPLO_INTERVAL_MAX_SECS: u32 = 24 * 3600;
+/// A new host's interval.
+pub const DEFAULT_DUPLO_INTERVAL_SECS: u32 = 10;
+
+pub fn duplo_interval_secs(field: &str, v: u32) -> Result<u32> {
+    number_in_range(
+        field,
+        i64::from(v),
+        DUPLO_INTERVAL_MIN_SECS.into(),
+        DUPLO_INTERVAL_MAX_SECS.into(),
+        "seconds (1 s is continuous; at most a day)",
+    )
+    .map(|v| v as u32)
+}
+
+/// How many of a VPS's newest restore points are always kept: 1–10000.
+pub fn duplo_keep_last(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 1, 10_000, "restore points").map(|v| v as u32)
+}
+
+/// For how many days hourly and daily restore points are kept: 0–3650.
+pub fn duplo_keep_days(field: &str, v: u32) -> Result<u32> {
+    number_in_range(field, i64::from(v), 0, 3650, "days").map(|v| v as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,31 +567,4 @@ mod tests {
         assert!(token_expiry_days("d", 3651).is_err());
         assert!(token_expiry_days("d", 30).is_ok());
     }
-}
-
-/// netDUPLO's cycle interval per host: 1 s (continuous) to 24 hours.
-pub const DUPLO_INTERVAL_MIN_SECS: u32 = 1;
-pub const DUPLO_INTERVAL_MAX_SECS: u32 = 24 * 3600;
-/// A new host's interval.
-pub const DEFAULT_DUPLO_INTERVAL_SECS: u32 = 10;
-
-pub fn duplo_interval_secs(field: &str, v: u32) -> Result<u32> {
-    number_in_range(
-        field,
-        i64::from(v),
-        DUPLO_INTERVAL_MIN_SECS.into(),
-        DUPLO_INTERVAL_MAX_SECS.into(),
-        "seconds (1 s is continuous; at most a day)",
-    )
-    .map(|v| v as u32)
-}
-
-/// How many of a VPS's newest restore points are always kept: 1–10000.
-pub fn duplo_keep_last(field: &str, v: u32) -> Result<u32> {
-    number_in_range(field, i64::from(v), 1, 10_000, "restore points").map(|v| v as u32)
-}
-
-/// For how many days hourly and daily restore points are kept: 0–3650.
-pub fn duplo_keep_days(field: &str, v: u32) -> Result<u32> {
-    number_in_range(field, i64::from(v), 0, 3650, "days").map(|v| v as u32)
 }

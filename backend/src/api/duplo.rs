@@ -171,7 +171,9 @@ pub async fn get_storage(
     principal: Principal,
 ) -> ApiResult<web::Json<StorageReport>> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(crate::duplo::view::storage(&state.into_inner()).await?))
+    Ok(web::Json(
+        crate::duplo::view::storage(&state.into_inner()).await?,
+    ))
 }
 
 /// Restores a VPS from one of its restore points: in place (the VPS is stopped, its files
@@ -194,10 +196,16 @@ pub async fn restore_vps(
             validate::ipv4_address("ipv4", ip)?.to_string(),
         )),
         (Some(_), None) => {
-            return Err(ApiError::invalid("ipv4", "a VPS made from a restore point needs its own address"))
+            return Err(ApiError::invalid(
+                "ipv4",
+                "a VPS made from a restore point needs its own address",
+            ))
         }
         (None, Some(_)) => {
-            return Err(ApiError::invalid("name", "a VPS made from a restore point needs its own name"))
+            return Err(ApiError::invalid(
+                "name",
+                "a VPS made from a restore point needs its own name",
+            ))
         }
     };
     let task = crate::vps::restore(

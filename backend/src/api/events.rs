@@ -124,7 +124,11 @@ pub async fn update_settings(
     let mut numbers: Vec<(&'static str, u32, String)> = Vec::new();
     if let Some(d) = req.rollup_retention_days {
         let d = validate::retention_days("rollup_retention_days", d)?;
-        numbers.push((settings::ROLLUP_RETENTION_DAYS, d, format!("host history kept for {d} days")));
+        numbers.push((
+            settings::ROLLUP_RETENTION_DAYS,
+            d,
+            format!("host history kept for {d} days"),
+        ));
     }
     if let Some(d) = req.history_retention_days {
         let d = validate::retention_days("history_retention_days", d)?;
@@ -136,15 +140,27 @@ pub async fn update_settings(
     }
     if let Some(n) = req.duplo_keep_last {
         let n = validate::duplo_keep_last("duplo_keep_last", n)?;
-        numbers.push((settings::DUPLO_KEEP_LAST, n, format!("each VPS's newest {n} restore points kept")));
+        numbers.push((
+            settings::DUPLO_KEEP_LAST,
+            n,
+            format!("each VPS's newest {n} restore points kept"),
+        ));
     }
     if let Some(d) = req.duplo_keep_hourly_days {
         let d = validate::duplo_keep_days("duplo_keep_hourly_days", d)?;
-        numbers.push((settings::DUPLO_KEEP_HOURLY_DAYS, d, format!("hourly restore points kept for {d} days")));
+        numbers.push((
+            settings::DUPLO_KEEP_HOURLY_DAYS,
+            d,
+            format!("hourly restore points kept for {d} days"),
+        ));
     }
     if let Some(d) = req.duplo_keep_daily_days {
         let d = validate::duplo_keep_days("duplo_keep_daily_days", d)?;
-        numbers.push((settings::DUPLO_KEEP_DAILY_DAYS, d, format!("daily restore points kept for {d} days")));
+        numbers.push((
+            settings::DUPLO_KEEP_DAILY_DAYS,
+            d,
+            format!("daily restore points kept for {d} days"),
+        ));
     }
     let retention = req.rollup_retention_days.is_some();
     let history = req.history_retention_days.is_some();

@@ -96,10 +96,18 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         other => return Err(format!("the host answered a cut with {other:?}")),
     };
     let ids = v.ids_on_disk().to_string();
-    let mut args = vec!["rootfs-scan", v.name.as_str(), "--ids", ids.as_str(), "--freeze"];
+    let mut args = vec![
+        "rootfs-scan",
+        v.name.as_str(),
+        "--ids",
+        ids.as_str(),
+        "--freeze",
+    ];
     let (paths, full_reason) = match (&changes, &state.last) {
         (Changes::Paths { paths }, Some(_)) => (Some(paths), None),
-        (Changes::Paths { .. }, None) => (None, Some("the VPS has no restore point yet".to_string())),
+        (Changes::Paths { .. }, None) => {
+            (None, Some("the VPS has no restore point yet".to_string()))
+        }
         (Changes::Full { reason }, _) => (None, Some(reason.clone())),
     };
     let input = match paths {
@@ -135,17 +143,22 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
             buf: Vec::new(),
             pos: 0,
         };
-        ingest(&*store, &gate, &mut r, prev.as_deref(), vps_id, cycle, taken_at_ms)
+        ingest(
+            &*store,
+            &gate,
+            &mut r,
+            prev.as_deref(),
+            vps_id,
+            cycle,
+            taken_at_ms,
+        )
     });
     let (mut code, mut err) = (None, Vec::new());
     let mut ch = ch;
     while let Some(msg) = ch.wait().await {
         match msg {
-            russh::ChannelMsg::Data { data } => {
-                if tx.send(data.to_vec()).await.is_err() {
-                    break; // the landing gave up: its error says why
-                }
-            }
+            // The landing gave up: its error says why.
+            russh::ChannelMsg::Data { data } if tx.send(data.to_vec()).await.is_err() => break,
             russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
                 err.extend_from_slice(&data)
             }
@@ -222,13 +235,23 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
         })
         .await;
     if let Err(e) = res {
-        tracing::warn!(vps_id, cycle = r.cycle, "cannot record a restore point: {}", e.body().message);
+        tracing::warn!(
+            vps_id,
+            cycle = r.cycle,
+            "cannot record a restore point: {}",
+            e.body().message
+        );
     }
 }
 
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
-pub async fn finish(core: &Arc<Core>, vps_id: i64, interval: Duration, result: Result<Report, String>) {
+pub async fn finish(
+    core: &Arc<Core>,
+    vps_id: i64,
+    interval: Duration,
+    result: Result<Report, String>,
+) {
     let now = now_ms();
     let (failures_before, failures) = core.duplo.update(vps_id, |s| {
         let before = s.failures;
@@ -244,7 +267,9 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, interval: Duration, result: R
                 s.last = Some(Arc::new(r.landed.manifest.clone()));
             }
             Err(e) => {
-                core.duplo.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+                core.duplo
+                    .dirty
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 s.failures += 1;
                 s.last_error = Some(e.clone());
             }

@@ -126,7 +126,10 @@ impl Duplo {
 
     /// When the earliest cycle running now started (ms since the epoch).
     pub fn earliest_running_ms(&self) -> Option<i64> {
-        lock(&self.vpses).values().filter_map(|s| s.running_since_ms).min()
+        lock(&self.vpses)
+            .values()
+            .filter_map(|s| s.running_since_ms)
+            .min()
     }
 
     pub fn is_pinned(&self, vps_id: i64, cycle: u64) -> bool {
@@ -205,7 +208,11 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
         .map_err(|e| e.body().message)?;
     let busy: std::collections::HashSet<i64> = core
         .db
-        .run(|c| Ok(vps_claims::table.select(vps_claims::vps_id).load::<i64>(c)?))
+        .run(|c| {
+            Ok(vps_claims::table
+                .select(vps_claims::vps_id)
+                .load::<i64>(c)?)
+        })
         .await
         .map_err(|e| e.body().message)?
         .into_iter()

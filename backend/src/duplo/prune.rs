@@ -84,8 +84,7 @@ pub fn drop_points(duplo: &Duplo, policy: Policy, now_ms: i64) -> io::Result<Vec
         let kept = keep(&list, policy, now_ms);
         let newest = list.iter().map(|p| p.cycle).max();
         for p in &list {
-            if kept.contains(&p.cycle) || Some(p.cycle) == newest || duplo.is_pinned(vps, p.cycle)
-            {
+            if kept.contains(&p.cycle) || Some(p.cycle) == newest || duplo.is_pinned(vps, p.cycle) {
                 continue;
             }
             store.delete(&p.key())?;
@@ -162,7 +161,7 @@ const COLLECT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_se
 pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String> {
     let policy = core
         .db
-        .run(|c| crate::settings::duplo_policy(c))
+        .run(crate::settings::duplo_policy)
         .await
         .map_err(|e| e.body().message)?;
     let duplo = core.duplo.clone();
@@ -172,13 +171,23 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot drop restore points: {e}"))?;
     if !dropped.is_empty() {
-        tracing::info!(points = dropped.len(), "dropped restore points past the policy");
+        tracing::info!(
+            points = dropped.len(),
+            "dropped restore points past the policy"
+        );
     }
     super::records::settle(core, &dropped).await?;
     let due = {
-        let last = core.duplo.collected.lock().unwrap_or_else(|p| p.into_inner());
+        let last = core
+            .duplo
+            .collected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         !dropped.is_empty()
-            || core.duplo.dirty.swap(false, std::sync::atomic::Ordering::SeqCst)
+            || core
+                .duplo
+                .dirty
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
             || last
                 .as_ref()
                 .is_none_or(|(at, _)| at.elapsed() >= COLLECT_AT_LEAST_EVERY)
@@ -188,8 +197,7 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
     }
     // Spare what any running cycle may be reusing: chunks used since the earliest one started.
     let earliest = core.duplo.earliest_running_ms().unwrap_or(now).min(now);
-    let cutoff = SystemTime::UNIX_EPOCH
-        + std::time::Duration::from_millis(earliest.max(0) as u64)
+    let cutoff = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(earliest.max(0) as u64)
         - std::time::Duration::from_secs(5);
     let duplo = core.duplo.clone();
     let collected = tokio::task::spawn_blocking(move || collect(&duplo, cutoff))
@@ -203,8 +211,11 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
             "collected chunks no restore point uses"
         );
     }
-    *core.duplo.collected.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((std::time::Instant::now(), collected));
+    *core
+        .duplo
+        .collected
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), collected));
     Ok(())
 }
 
@@ -241,7 +252,11 @@ mod tests {
             assert!(kept.contains(&c));
         }
         // 24 hours of hourly points (one may be in the last 5), 7 or 8 days.
-        assert!((5 + 24 + 7 - 2..=5 + 25 + 8).contains(&kept.len()), "{}", kept.len());
+        assert!(
+            (5 + 24 + 7 - 2..=5 + 25 + 8).contains(&kept.len()),
+            "{}",
+            kept.len()
+        );
         // Nothing older than 7 days except by keep_last.
         assert!(kept
             .iter()

@@ -28,7 +28,11 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
     let dropped: Vec<(i64, i64)> = dropped.iter().map(|d| (d.vps_id, d.cycle as i64)).collect();
     let rows: BTreeSet<(i64, i64)> = core
         .db
-        .run(|c| Ok(p::table.select((p::vps_id, p::cycle)).load::<(i64, i64)>(c)?))
+        .run(|c| {
+            Ok(p::table
+                .select((p::vps_id, p::cycle))
+                .load::<(i64, i64)>(c)?)
+        })
         .await
         .map_err(|e| e.body().message)?
         .into_iter()
@@ -42,8 +46,12 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
         core.db
             .run(move |c| {
                 for (vps, cycle) in &gone {
-                    diesel::delete(p::table.filter(p::vps_id.eq(vps)).filter(p::cycle.eq(cycle)))
-                        .execute(c)?;
+                    diesel::delete(
+                        p::table
+                            .filter(p::vps_id.eq(vps))
+                            .filter(p::cycle.eq(cycle)),
+                    )
+                    .execute(c)?;
                 }
                 Ok(())
             })

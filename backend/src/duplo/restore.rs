@@ -139,7 +139,9 @@ pub async fn send(
     ch.data(&end[..])
         .await
         .map_err(|e| host_err("sending to the host failed", e))?;
-    ch.eof().await.map_err(|e| host_err("sending to the host failed", e))?;
+    ch.eof()
+        .await
+        .map_err(|e| host_err("sending to the host failed", e))?;
     let mut summary = None;
     while let Some(msg) = ch.wait().await {
         match msg {

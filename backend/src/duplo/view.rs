@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use serverware_shared::api::{DuploStatus, RestorePoint, StorageReport, StorageVps};
 use std::sync::Arc;
 
-#[derive(Queryable)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = p)]
 struct PointRow {
     cycle: i64,
     host_id: Option<i64>,
@@ -45,38 +46,6 @@ impl PointRow {
     }
 }
 
-fn point_columns() -> (
-    p::cycle,
-    p::host_id,
-    p::taken_at,
-    p::full,
-    p::full_reason,
-    p::files,
-    p::bytes,
-    p::entries_read,
-    p::chunks_new,
-    p::bytes_new,
-    p::duration_ms,
-    p::freeze_ms,
-    p::consistent,
-) {
-    (
-        p::cycle,
-        p::host_id,
-        p::taken_at,
-        p::full,
-        p::full_reason,
-        p::files,
-        p::bytes,
-        p::entries_read,
-        p::chunks_new,
-        p::bytes_new,
-        p::duration_ms,
-        p::freeze_ms,
-        p::consistent,
-    )
-}
-
 /// A VPS's restore points, newest first (at most `limit`).
 pub async fn points(core: &Core, vps_id: i64, limit: i64) -> ApiResult<Vec<RestorePoint>> {
     let rows: Vec<PointRow> = core
@@ -86,7 +55,7 @@ pub async fn points(core: &Core, vps_id: i64, limit: i64) -> ApiResult<Vec<Resto
                 .filter(p::vps_id.eq(vps_id))
                 .order(p::cycle.desc())
                 .limit(limit)
-                .select(point_columns())
+                .select(PointRow::as_select())
                 .load(c)?)
         })
         .await?;
@@ -108,7 +77,12 @@ pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
         .await?;
     let count: i64 = core
         .db
-        .run(move |c| Ok(p::table.filter(p::vps_id.eq(vps_id)).count().get_result(c)?))
+        .run(move |c| {
+            Ok(p::table
+                .filter(p::vps_id.eq(vps_id))
+                .count()
+                .get_result(c)?)
+        })
         .await?;
     let recent = points(core, vps_id, 10).await?;
     let s = core.duplo.state(vps_id);
@@ -122,7 +96,9 @@ pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
         vps_id,
         enabled,
         interval_secs: interval.unwrap_or(0).max(0) as u32,
-        last_cycle: newest.map(|r| r.cycle).or((s.last_cycle > 0).then_some(s.last_cycle)),
+        last_cycle: newest
+            .map(|r| r.cycle)
+            .or((s.last_cycle > 0).then_some(s.last_cycle)),
         last_taken_at: last_taken_ms.and_then(when),
         lag_ms: last_taken_ms.map(|t| (now - t).max(0)),
         running_since: s.running_since_ms.and_then(when),
@@ -160,14 +136,18 @@ fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
 }
 
 pub async fn storage(core: &Arc<Core>) -> ApiResult<StorageReport> {
-    let policy = core.db.run(|c| crate::settings::duplo_policy(c)).await?;
+    let policy = core.db.run(crate::settings::duplo_policy).await?;
     type Agg = (i64, i64, Option<i64>);
     let per_vps: Vec<Agg> = core
         .db
         .run(|c| {
             Ok(p::table
                 .group_by(p::vps_id)
-                .select((p::vps_id, diesel::dsl::count_star(), diesel::dsl::max(p::cycle)))
+                .select((
+                    p::vps_id,
+                    diesel::dsl::count_star(),
+                    diesel::dsl::max(p::cycle),
+                ))
                 .load(c)?)
         })
         .await?;

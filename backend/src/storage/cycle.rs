@@ -101,7 +101,9 @@ pub fn ingest(
             .flat_map(|e| e.chunks.iter())
             .find(|id| !arrived.contains(id))
         {
-            return Err(bad(&format!("the cycle names chunk {id}, which never came")));
+            return Err(bad(&format!(
+                "the cycle names chunk {id}, which never came"
+            )));
         }
     }
     let manifest = Manifest {
@@ -112,8 +114,12 @@ pub fn ingest(
         entries,
     };
     // Chunks carried over from the previous point are its: held while it is.
-    let held: HashSet<ChunkId> = prev.map(|p| p.chunk_ids().into_iter().collect()).unwrap_or_default();
-    points::commit(store, &manifest, &|id| arrived.contains(id) || held.contains(id))?;
+    let held: HashSet<ChunkId> = prev
+        .map(|p| p.chunk_ids().into_iter().collect())
+        .unwrap_or_default();
+    points::commit(store, &manifest, &|id| {
+        arrived.contains(id) || held.contains(id)
+    })?;
     Ok(Landed {
         manifest,
         full,
@@ -166,14 +172,32 @@ mod tests {
         let s = DirStore::open(d.path()).unwrap();
         let g = std::sync::RwLock::new(());
         let files: [(&str, &[u8]); 2] = [("etc/hostname", b"web-1\n"), ("srv/data", b"payload")];
-        let landed = ingest(&s, &g, &mut stream_of(&files, true).as_slice(), None, 3, 1, 10).unwrap();
+        let landed = ingest(
+            &s,
+            &g,
+            &mut stream_of(&files, true).as_slice(),
+            None,
+            3,
+            1,
+            10,
+        )
+        .unwrap();
         assert_eq!(
             (landed.chunks_new, landed.bytes_new, landed.chunks_known),
             (2, 13, 0)
         );
         assert_eq!(points::load(&s, 3, 1).unwrap(), landed.manifest);
         // A second VPS with the same content costs no new chunk.
-        let again = ingest(&s, &g, &mut stream_of(&files, true).as_slice(), None, 4, 1, 11).unwrap();
+        let again = ingest(
+            &s,
+            &g,
+            &mut stream_of(&files, true).as_slice(),
+            None,
+            4,
+            1,
+            11,
+        )
+        .unwrap();
         assert_eq!((again.chunks_new, again.chunks_known), (0, 2));
 
         // Cut before its end, cut in a chunk, or with a damaged chunk: no point.
@@ -226,7 +250,16 @@ mod tests {
         )
         .unwrap();
         stream::write_end(&mut lying).unwrap();
-        assert!(ingest(&s, &g, &mut lying.as_slice(), Some(&next.manifest), 3, 3, 14).is_err());
+        assert!(ingest(
+            &s,
+            &g,
+            &mut lying.as_slice(),
+            Some(&next.manifest),
+            3,
+            3,
+            14
+        )
+        .is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
     }
 }

@@ -9,7 +9,10 @@ use serverware_shared::duplo::{ChunkId, Manifest, MANIFEST_FORMAT};
 use std::io;
 
 pub fn key(vps_id: i64, cycle: u64, taken_at_ms: i64) -> String {
-    format!("points/{vps_id}/{cycle:020}-{}.json.zst", taken_at_ms.max(0))
+    format!(
+        "points/{vps_id}/{cycle:020}-{}.json.zst",
+        taken_at_ms.max(0)
+    )
 }
 
 /// One restore point as storage names it.
@@ -26,7 +29,11 @@ impl Point {
     }
 
     fn parse(vps_id: i64, key: &str) -> Option<Point> {
-        let (cycle, taken) = key.rsplit('/').next()?.strip_suffix(".json.zst")?.split_once('-')?;
+        let (cycle, taken) = key
+            .rsplit('/')
+            .next()?
+            .strip_suffix(".json.zst")?
+            .split_once('-')?;
         Some(Point {
             vps_id,
             cycle: cycle.parse().ok()?,
@@ -186,7 +193,8 @@ mod tests {
         assert_eq!(vpses(&s).unwrap(), [7]);
         // A manifest stored under another cycle's name is refused.
         let t = 1_700_000_000_000;
-        s.put(&key(7, 3, t), &s.get(&key(7, 2, t)).unwrap()).unwrap();
+        s.put(&key(7, 3, t), &s.get(&key(7, 2, t)).unwrap())
+            .unwrap();
         assert!(load(&s, 7, 3).is_err());
     }
 }

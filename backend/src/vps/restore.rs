@@ -67,7 +67,10 @@ pub async fn restore(
         (None, None) => {
             return Err(ApiError::invalid(
                 "host_id",
-                format!("VPS {} is on no host: name one to restore it onto", src.name),
+                format!(
+                    "VPS {} is on no host: name one to restore it onto",
+                    src.name
+                ),
             ))
         }
     };
@@ -116,7 +119,9 @@ pub async fn restore(
                 format!("restoring VPS {} from {taken} on host {to_name}", src.name),
                 serde_json::json!({ "cycle": req.cycle, "host_id": to_id }),
                 Begin {
-                    durable: Some(serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.into()))?),
+                    durable: Some(
+                        serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.into()))?,
+                    ),
                     reserve: from.filter(|f| *f != to_id).map(|_| to_id),
                     desired: Some(if start {
                         DesiredState::Running
@@ -246,7 +251,14 @@ async fn send_point(
     )
     .await?;
     // The tree was replaced under the journal's watches: it must start again (in full).
-    let _ = call(&c, AgentRequest::DuploForget { name: v.name.clone() }, QUICK).await;
+    let _ = call(
+        &c,
+        AgentRequest::DuploForget {
+            name: v.name.clone(),
+        },
+        QUICK,
+    )
+    .await;
     state.duplo.update(v.id, |s| s.next_due = None);
     task.log(format!(
         "restored {} entries in {:.1} s: {} files kept as they were ({} bytes), {} written ({} bytes, {} received), {} links{}",
@@ -282,7 +294,8 @@ async fn in_place(
     if let Some(f) = v.host_id {
         let fh = state.db.run(move |c| load_host(c, f)).await?;
         if let Some(c) = state.hosts.conn(f) {
-            task.log(format!("stopping {} on {}", v.name, fh.name)).await;
+            task.log(format!("stopping {} on {}", v.name, fh.name))
+                .await;
             call(
                 &c,
                 AgentRequest::VpsStop {
@@ -293,13 +306,23 @@ async fn in_place(
             )
             .await?;
         } else if f == to.id {
-            return Err(ApiError::HostUnavailable(format!("host {} is offline", fh.name)));
+            return Err(ApiError::HostUnavailable(format!(
+                "host {} is offline",
+                fh.name
+            )));
         }
     }
     ops::step(&state.db, task.id(), "vps.restore", "stopped").await?;
     task.progress(15, 0, None).await;
     let ct = conn(state, to.id, &to.name)?;
-    call(&ct, AgentRequest::VpsDefine { spec: spec(&v, &to) }, QUICK).await?;
+    call(
+        &ct,
+        AgentRequest::VpsDefine {
+            spec: spec(&v, &to),
+        },
+        QUICK,
+    )
+    .await?;
     send_point(state, task, &to, &v, manifest).await?;
     ops::step(&state.db, task.id(), "vps.restore", "restored").await?;
     if v.host_id != Some(to.id) {
@@ -317,7 +340,15 @@ async fn in_place(
         ops::step(&state.db, task.id(), "vps.restore", "switched").await?;
         if let Some(f) = v.host_id {
             if let Some(c) = state.hosts.conn(f) {
-                match call(&c, AgentRequest::VpsDestroy { name: v.name.clone() }, QUICK).await {
+                match call(
+                    &c,
+                    AgentRequest::VpsDestroy {
+                        name: v.name.clone(),
+                    },
+                    QUICK,
+                )
+                .await
+                {
                     Ok(_) => task.log("the old copy was removed from its host").await,
                     Err(e) => {
                         task.log(format!(
@@ -331,9 +362,23 @@ async fn in_place(
         }
     }
     // Its configuration again, with the host's network.
-    call(&ct, AgentRequest::VpsDefine { spec: spec(&v, &to) }, QUICK).await?;
+    call(
+        &ct,
+        AgentRequest::VpsDefine {
+            spec: spec(&v, &to),
+        },
+        QUICK,
+    )
+    .await?;
     if p.start {
-        call(&ct, AgentRequest::VpsStart { name: v.name.clone() }, QUICK).await?;
+        call(
+            &ct,
+            AgentRequest::VpsStart {
+                name: v.name.clone(),
+            },
+            QUICK,
+        )
+        .await?;
         ops::step(&state.db, task.id(), "vps.restore", "started").await?;
         set_state(state, v.id, ObservedState::Running, None).await?;
         Ok(format!(
@@ -342,7 +387,10 @@ async fn in_place(
         ))
     } else {
         set_state(state, v.id, ObservedState::Stopped, None).await?;
-        Ok(format!("VPS {} restored from point {} on {}", v.name, p.cycle, to.name))
+        Ok(format!(
+            "VPS {} restored from point {} on {}",
+            v.name, p.cycle, to.name
+        ))
     }
 }
 
@@ -356,20 +404,47 @@ async fn clone_work(
 ) -> ApiResult<String> {
     let to = state.db.run(move |c| load_host(c, to_id)).await?;
     let c = conn(state, to.id, &to.name)?;
-    call(&c, AgentRequest::VpsDefine { spec: spec(copy, &to) }, QUICK).await?;
+    call(
+        &c,
+        AgentRequest::VpsDefine {
+            spec: spec(copy, &to),
+        },
+        QUICK,
+    )
+    .await?;
     ops::step(&state.db, task.id(), "vps.restore", "defined").await?;
     send_point(state, task, &to, copy, manifest).await?;
     // Its own host name into the restored tree.
-    call(&c, AgentRequest::VpsDefine { spec: spec(copy, &to) }, QUICK).await?;
+    call(
+        &c,
+        AgentRequest::VpsDefine {
+            spec: spec(copy, &to),
+        },
+        QUICK,
+    )
+    .await?;
     ops::step(&state.db, task.id(), "vps.restore", "configured").await?;
     if start {
-        call(&c, AgentRequest::VpsStart { name: copy.name.clone() }, QUICK).await?;
+        call(
+            &c,
+            AgentRequest::VpsStart {
+                name: copy.name.clone(),
+            },
+            QUICK,
+        )
+        .await?;
         ops::step(&state.db, task.id(), "vps.restore", "started").await?;
         set_state(state, copy.id, ObservedState::Running, None).await?;
-        Ok(format!("VPS {} made from a restore point, running on {}", copy.name, to.name))
+        Ok(format!(
+            "VPS {} made from a restore point, running on {}",
+            copy.name, to.name
+        ))
     } else {
         set_state(state, copy.id, ObservedState::Stopped, None).await?;
-        Ok(format!("VPS {} made from a restore point on {}", copy.name, to.name))
+        Ok(format!(
+            "VPS {} made from a restore point on {}",
+            copy.name, to.name
+        ))
     }
 }
 
@@ -400,11 +475,15 @@ pub(super) async fn recover(state: &Arc<Core>, task: &Task, op: &OpRow) -> Finis
             if let Err(e) = set_state(state, id, observed, None).await {
                 return Finish::Done(Err(e));
             }
-            task.log(format!("resumed: VPS {} was complete", vps.name)).await;
+            task.log(format!("resumed: VPS {} was complete", vps.name))
+                .await;
             return Finish::Done(Ok(format!("VPS {} made from a restore point", vps.name)));
         }
-        task.log(format!("rolling back: the restore stopped after step '{}'", op.step))
-            .await;
+        task.log(format!(
+            "rolling back: the restore stopped after step '{}'",
+            op.step
+        ))
+        .await;
         let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
         return if remove_unfinished(state, task, p.to_host, &vps).await {
             task.log("rolled back").await;

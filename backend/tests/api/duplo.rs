@@ -96,9 +96,13 @@ pub(crate) fn tree_of(root: &Path, base: u32) -> BTreeMap<Vec<u8>, Desc> {
                 content: ft
                     .is_file()
                     .then(|| Sha256::digest(std::fs::read(&p).unwrap()).into()),
-                target: ft
-                    .is_symlink()
-                    .then(|| std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+                target: ft.is_symlink().then(|| {
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec()
+                }),
                 group,
             },
         );
@@ -118,8 +122,12 @@ pub(crate) fn tree_of_point(store: &DirStore, m: &Manifest) -> BTreeMap<Vec<u8>,
             }
             h.finalize().into()
         });
-        let group = (e.kind == EntryKind::File)
-            .then(|| first_of_ino.entry(e.ino).or_insert(e.path.0.clone()).clone());
+        let group = (e.kind == EntryKind::File).then(|| {
+            first_of_ino
+                .entry(e.ino)
+                .or_insert(e.path.0.clone())
+                .clone()
+        });
         out.insert(
             e.path.0.clone(),
             Desc {
@@ -196,16 +204,34 @@ pub(crate) fn workload(rng: &mut Lcg, ops: usize) -> String {
         let line = match rng.next(14) {
             0 | 1 => format!("printf 'content {n}\\n' > {f}"),
             2 => format!("echo appended {n} >> {f}"),
-            3 => format!("dd if=/dev/urandom of={f} bs=1024 count={} 2>/dev/null", 1 + n % 2500),
-            4 => format!("[ -f {f} ] && dd if=/dev/null of={f} bs=1 seek={} 2>/dev/null", n % 5000),
+            3 => format!(
+                "dd if=/dev/urandom of={f} bs=1024 count={} 2>/dev/null",
+                1 + n % 2500
+            ),
+            4 => format!(
+                "[ -f {f} ] && dd if=/dev/null of={f} bs=1 seek={} 2>/dev/null",
+                n % 5000
+            ),
             5 => format!("rm -f {f}"),
             6 => format!("mv -f {f} {g}"),
             7 => format!("ln -f {f} {g}"),
             8 => format!("ln -sfn ../{d}/target-{n} {g}"),
-            9 => format!("chmod {} {f}", ["600", "644", "755", "4755", "2750", "1777"][(n % 6) as usize]),
+            9 => format!(
+                "chmod {} {f}",
+                ["600", "644", "755", "4755", "2750", "1777"][(n % 6) as usize]
+            ),
             10 => format!("chown {}:{} {f}", n % 2000, n % 100),
-            11 => format!("mkdir -p '{d}/sub{}' && echo in-sub > '{d}/sub{}/file'", n % 3, n % 3),
-            12 => format!("[ -d '{d}/sub{}' ] && mv '{d}/sub{}' '{d2}/moved{}'", n % 3, n % 3, n % 4),
+            11 => format!(
+                "mkdir -p '{d}/sub{}' && echo in-sub > '{d}/sub{}/file'",
+                n % 3,
+                n % 3
+            ),
+            12 => format!(
+                "[ -d '{d}/sub{}' ] && mv '{d}/sub{}' '{d2}/moved{}'",
+                n % 3,
+                n % 3,
+                n % 4
+            ),
             _ => format!("rm -rf '{d2}/moved{}'", n % 4),
         };
         s.push_str(&line);
@@ -231,7 +257,10 @@ pub(crate) async fn point_after(
         if s["last_cycle"].as_u64().is_some_and(|n| n > after) {
             return s;
         }
-        assert!(Instant::now() < deadline, "no restore point after {after}: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "no restore point after {after}: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -257,7 +286,12 @@ pub(crate) fn assert_point_is_tree(store: &DirStore, vid: i64, root: &Path, base
     let cycles = points::cycles(store, vid).unwrap();
     let m = points::load(store, vid, *cycles.last().unwrap()).unwrap();
     let d = differences(&tree_of(root, base), &tree_of_point(store, &m));
-    assert!(d.is_empty(), "cycle {} is not the tree:\n{}", m.cycle, d.join("\n"));
+    assert!(
+        d.is_empty(),
+        "cycle {} is not the tree:\n{}",
+        m.cycle,
+        d.join("\n")
+    );
     m
 }
 
@@ -273,7 +307,10 @@ pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) ->
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
         if args.len() == 1
             && args[0].ends_with(b"/serverware-agent")
-            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns)
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
         {
             return Some(pid);
         }
@@ -327,7 +364,10 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
         assert!(ok, "{out}");
         let s = cycle_now(&t, &admin, vid).await;
         let newest = &s["recent"][0];
-        assert_eq!(newest["full"], false, "round {round}: the journal should carry it: {s}");
+        assert_eq!(
+            newest["full"], false,
+            "round {round}: the journal should carry it: {s}"
+        );
         assert!(newest["entries_read"].as_u64().unwrap() < newest["files"].as_u64().unwrap());
         assert_point_is_tree(&store, vid, &root, base);
     }
@@ -397,10 +437,20 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     eprintln!("restoring point {pick}");
 
     // Bad input first: an unknown point, a clone without an address, a host without room.
-    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": 999})).await;
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/restore")),
+        json!({"cycle": 999}),
+    )
+    .await;
     let e = expect_error(r, 422, "invalid").await;
     assert_eq!(e["field"], "cycle", "{e}");
-    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "name": "x"})).await;
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/restore")),
+        json!({"cycle": pick, "name": "x"}),
+    )
+    .await;
     assert_eq!(expect_error(r, 422, "invalid").await["field"], "ipv4");
     let r = admin
         .patch(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
@@ -421,14 +471,28 @@ async fn a_restore_from_a_random_point_equals_that_point() {
 
     // In place: the VPS's tree is the point again, and what its host held did not travel again.
     // (Not started: its init writes its web page at every start.)
-    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/restore")), json!({"cycle": pick, "start": false})).await;
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/restore")),
+        json!({"cycle": pick, "start": false}),
+    )
+    .await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     let log = serde_json::to_string(&done["log"]).unwrap();
     assert!(log.contains("files kept as they were"), "{log}");
     let d = differences(&point_tree(&store, vid, pick), &tree_of(&root, base));
-    assert!(d.is_empty(), "the restored tree is not point {pick}:\n{}", d.join("\n"));
-    let r = post(&admin, t.url(&format!("/api/v1/vpses/{vid}/start")), json!({})).await;
+    assert!(
+        d.is_empty(),
+        "the restored tree is not point {pick}:\n{}",
+        d.join("\n")
+    );
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{vid}/start")),
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
@@ -449,14 +513,22 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let done = task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     let cid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
-    let c = wait_vps(&t, &admin, cid, "stopped", |v| v["observed_state"] == "stopped").await;
+    let c = wait_vps(&t, &admin, cid, "stopped", |v| {
+        v["observed_state"] == "stopped"
+    })
+    .await;
     let cbase = c["id_base"].as_u64().unwrap() as u32;
     assert_ne!(cbase, base);
     let mut want = point_tree(&store, vid, pick);
     let mut got = tree_of(&cluster.hosts[1].dir.join("lxc/dup-clone/rootfs"), cbase);
     let hostname = b"etc/hostname".to_vec();
     assert_eq!(
-        std::fs::read_to_string(cluster.hosts[1].dir.join("lxc/dup-clone/rootfs/etc/hostname")).unwrap(),
+        std::fs::read_to_string(
+            cluster.hosts[1]
+                .dir
+                .join("lxc/dup-clone/rootfs/etc/hostname")
+        )
+        .unwrap(),
         "dup-clone\n"
     );
     // Its host name is its own, written into /etc (whose time that moves).
@@ -465,8 +537,17 @@ async fn a_restore_from_a_random_point_equals_that_point() {
         got.remove(&p);
     }
     let d = differences(&want, &got);
-    assert!(d.is_empty(), "the clone is not point {pick}:\n{}", d.join("\n"));
-    let r = post(&admin, t.url(&format!("/api/v1/vpses/{cid}/start")), json!({})).await;
+    assert!(
+        d.is_empty(),
+        "the clone is not point {pick}:\n{}",
+        d.join("\n")
+    );
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{cid}/start")),
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status(), 202);
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     crate::vps_lifecycle::answers(&format!("{net}.81"), "dup-clone").await;
@@ -497,7 +578,10 @@ fn scan_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32>
         if args.len() > 1
             && args[0].ends_with(b"/serverware-agent")
             && args[1] == b"rootfs-scan"
-            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok().as_ref() == Some(&ns)
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
         {
             return Some(pid);
         }
@@ -522,7 +606,12 @@ async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
     let before = assert_point_is_tree(&store, vid, &root, base);
 
     // A big change, so that the scan is still streaming when it is killed.
-    let (ok, out) = vps_sh(&cluster, 0, "dup-k", "dd if=/dev/urandom of=/root/big bs=1M count=96 2>&1 && echo more >> /etc/motd");
+    let (ok, out) = vps_sh(
+        &cluster,
+        0,
+        "dup-k",
+        "dd if=/dev/urandom of=/root/big bs=1M count=96 2>&1 && echo more >> /etc/motd",
+    );
     assert!(ok, "{out}");
     let r = admin
         .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
@@ -547,14 +636,25 @@ async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
         if s["failures"].as_u64().unwrap_or(0) > 0 {
             break s;
         }
-        assert!(Instant::now() < deadline, "the killed cycle was not reported: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "the killed cycle was not reported: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(s["last_cycle"], before.cycle, "{s}");
     assert!(s["last_error"].is_string(), "{s}");
     assert_eq!(assert_storage_whole(&store, vid), [before.cycle]);
-    let ev = get(&t, &admin, &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}")).await;
-    assert!(!ev["events"].as_array().unwrap().is_empty(), "no event for the failed cycle: {ev}");
+    let ev = get(
+        &t,
+        &admin,
+        &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}"),
+    )
+    .await;
+    assert!(
+        !ev["events"].as_array().unwrap().is_empty(),
+        "no event for the failed cycle: {ev}"
+    );
     // The next cycle carries everything since the last point.
     let s = cycle_now(&t, &admin, vid).await;
     assert_eq!(s["failures"], 0, "{s}");
@@ -581,7 +681,9 @@ async fn a_controller_killed_mid_commit_leaves_one_whole_point_or_the_next() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"].as_i64().unwrap();
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
     let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-c", 95).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-c/rootfs");
     let store = store_of(&t);
@@ -621,7 +723,14 @@ impl SmallFs {
         let d = std::env::temp_dir().join(format!("sw-smallfs-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "sw-test", d.to_str().unwrap()])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700"),
+                "sw-test",
+                d.to_str().unwrap(),
+            ])
             .status()
             .unwrap()
             .success();
@@ -658,7 +767,9 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"].as_i64().unwrap();
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
     let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-f", 96).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-f/rootfs");
     let store = DirStore::open(&storage).unwrap();
@@ -670,7 +781,12 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
     let newest = assert_point_is_tree(&store, vid, &root, base);
 
     // More than the disk holds (random: it does not compress).
-    let (ok, out) = vps_sh(&cluster, 0, "dup-f", "dd if=/dev/urandom of=/root/huge bs=1M count=40 2>&1");
+    let (ok, out) = vps_sh(
+        &cluster,
+        0,
+        "dup-f",
+        "dd if=/dev/urandom of=/root/huge bs=1M count=40 2>&1",
+    );
     assert!(ok, "{out}");
     let r = admin
         .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
@@ -684,14 +800,22 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
         if s["failures"].as_u64().unwrap_or(0) > 0 {
             break s;
         }
-        assert!(Instant::now() < deadline, "a cycle onto a full disk did not fail: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "a cycle onto a full disk did not fail: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let err = s["last_error"].as_str().unwrap();
     assert!(err.contains("space") || err.contains("No space"), "{err}");
     assert_eq!(s["last_cycle"], newest.cycle, "{s}");
     assert_eq!(assert_storage_whole(&store, vid), kept);
-    let ev = get(&t, &admin, &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}")).await;
+    let ev = get(
+        &t,
+        &admin,
+        &format!("/api/v1/events?action=duplo.cycle_failed&target_id={vid}"),
+    )
+    .await;
     let ev = &ev["events"][0];
     assert_eq!(ev["severity"], "error", "{ev}");
     drop(t);
