@@ -475,29 +475,40 @@ pub fn export(name: &str) -> Result<(), String> {
 /// the entries with owners as the VPS sees them, then the end.
 /// A scan may hold its VPS frozen this long for a consistent point; a longer one thaws it and
 /// goes on reading each file as it is at that moment.
-const FREEZE_BUDGET: Duration = Duration::from_millis(500);
+const FREEZE_BUDGET: Duration = Duration::from_millis(100);
 
-/// `rootfs-scan NAME [--ids BASE] [--paths] [--freeze]`: the netDUPLO stream of a VPS's tree on
-/// stdout. With `--paths` only the changed paths read from stdin (JSON), as a delta; with
-/// `--freeze` a running VPS is frozen while it is read, within [`FREEZE_BUDGET`].
-pub fn scan(name: &str, base: u32, paths: bool, freeze: bool) -> Result<(), String> {
-    use serverware_shared::duplo::{stream, ChangedPath, Delta, ScanStats};
+/// `rootfs-scan NAME [--ids BASE] [--request] [--freeze]`: the netDUPLO stream of a VPS's tree on
+/// stdout. With `--request` a [`ScanRequest`](serverware_shared::duplo::ScanRequest) comes on
+/// stdin: only the changed paths (a delta), and the previous point's files (not read again when
+/// unchanged; their chunks never sent again). With `--freeze` a running VPS is frozen while it is
+/// read, within [`FREEZE_BUDGET`].
+pub fn scan(name: &str, base: u32, request: bool, freeze: bool) -> Result<(), String> {
+    use serverware_shared::duplo::{stream, Delta, ScanRequest, ScanStats};
     use std::io::{Read, Write};
     let name = checked(name)?;
     let root = dir(name).join("rootfs");
-    let changed: Option<Vec<ChangedPath>> = if paths {
+    let req: ScanRequest = if request {
         let mut buf = Vec::new();
         std::io::stdin()
-            .take(64 << 20)
+            .take(256 << 20)
             .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read the changed paths: {e}"))?;
-        Some(
-            serde_json::from_slice(&buf)
-                .map_err(|e| format!("the changed paths are not understood: {e}"))?,
-        )
+            .map_err(|e| format!("cannot read the scan request: {e}"))?;
+        serde_json::from_slice(&buf)
+            .map_err(|e| format!("the scan request is not understood: {e}"))?
     } else {
-        None
+        ScanRequest::default()
     };
+    let held: std::collections::HashSet<serverware_shared::duplo::ChunkId> = req
+        .known
+        .iter()
+        .flat_map(|k| k.chunks.iter().copied())
+        .collect();
+    let known: HashMap<Vec<u8>, serverware_shared::duplo::KnownFile> = req
+        .known
+        .into_iter()
+        .map(|k| (k.path.0.clone(), k))
+        .collect();
+    let changed = req.paths;
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, out.lock());
     let mut sent = std::collections::HashSet::new();
@@ -535,15 +546,13 @@ pub fn scan(name: &str, base: u32, paths: bool, freeze: bool) -> Result<(), Stri
             if hold.since.is_some_and(|t| t.elapsed() > FREEZE_BUDGET) {
                 hold.release(true);
             }
-            if sent.insert(*id) {
+            // What the previous point holds never travels again.
+            if !held.contains(id) && sent.insert(*id) {
                 stream::write_chunk(&mut w, id, data)?;
             }
             Ok(())
         };
-        match &changed {
-            None => crate::scan::scan(&root, base, &mut sink),
-            Some(p) => crate::scan::scan_paths(&root, base, p, &mut sink),
-        }
+        crate::scan::scan_paths(&root, base, changed.as_deref(), &known, &mut sink)
     };
     hold.release(false);
     let (freeze_ms, thawed_early) = (hold.ms, hold.early);

@@ -186,13 +186,13 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
                 lxc::scan(
                     name,
                     base,
-                    args.iter().any(|a| a == "--paths"),
+                    args.iter().any(|a| a == "--request"),
                     args.iter().any(|a| a == "--freeze"),
                 )
             })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--paths] [--freeze] | rootfs-restore NAME [--ids BASE]"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE]"
                 .into(),
         ),
     };

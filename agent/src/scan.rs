@@ -5,7 +5,9 @@
 //! Owners are recorded as the VPS sees them, whatever its id mapping.
 
 use serverware_shared::agent::ID_RANGE;
-use serverware_shared::duplo::{ChangedPath, ChunkId, Entry, EntryKind, PathBytes, CHUNK_SIZE};
+use serverware_shared::duplo::{
+    ChangedPath, ChunkId, Entry, EntryKind, KnownFile, PathBytes, CHUNK_SIZE,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -137,6 +139,8 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 /// One scan's state: hard links seen (read once), and what was read.
 struct Walk<'a> {
     base: u32,
+    /// The previous point's files by path: unchanged ones are not read again.
+    known: &'a HashMap<Vec<u8>, KnownFile>,
     links: HashMap<(u64, u64), (Vec<ChunkId>, u64)>,
     chunk: &'a mut ChunkSink<'a>,
     out: Vec<Entry>,
@@ -184,7 +188,19 @@ impl Walk<'_> {
             }
             EntryKind::File => {
                 e.ino = st.st_ino;
+                e.ctime_ns = st.st_ctime * 1_000_000_000 + st.st_ctime_nsec;
                 let key = (st.st_dev, st.st_ino);
+                if let Some(k) = self.known.get(&e.path.0) {
+                    if k.unchanged(e.ino, st.st_size as u64, e.mtime_ns, e.ctime_ns) {
+                        e.chunks = k.chunks.clone();
+                        e.size = k.size;
+                        if st.st_nlink > 1 {
+                            self.links.insert(key, (e.chunks.clone(), e.size));
+                        }
+                        self.out.push(e);
+                        return Ok(None);
+                    }
+                }
                 if st.st_nlink > 1 {
                     if let Some((chunks, size)) = self.links.get(&key) {
                         e.chunks = chunks.clone();
@@ -248,29 +264,30 @@ pub struct Scanned {
 /// Reads the whole tree under `root` (the root itself is the entry with an empty path). Each
 /// file's content goes to `chunk` piece by piece, as it is named in the entry.
 pub fn scan(root: &Path, base: u32, chunk: &mut ChunkSink<'_>) -> io::Result<Scanned> {
-    scan_paths(
-        root,
-        base,
-        &[ChangedPath {
-            path: PathBytes::default(),
-            deep: true,
-        }],
-        chunk,
-    )
+    scan_paths(root, base, None, &HashMap::new(), chunk)
 }
 
-/// Reads only `paths` of the tree under `root` (an incremental cycle): each one's entry if it
-/// still exists, with its parent's (whose time its change moved), and everything under the deep
-/// ones. Each component is opened from its parent's descriptor, never followed.
+/// Reads only `paths` of the tree under `root` (an incremental cycle; None: all of it): each
+/// one's entry if it still exists, with its parent's (whose time its change moved), and
+/// everything under the deep ones. Each component is opened from its parent's descriptor, never
+/// followed. A file `known` lists unchanged (same inode, size, time and change time) is not
+/// read again.
 pub fn scan_paths(
     root: &Path,
     base: u32,
-    paths: &[ChangedPath],
+    paths: Option<&[ChangedPath]>,
+    known: &HashMap<Vec<u8>, KnownFile>,
     chunk: &mut ChunkSink<'_>,
 ) -> io::Result<Scanned> {
+    let everything = [ChangedPath {
+        path: PathBytes::default(),
+        deep: true,
+    }];
+    let paths = paths.unwrap_or(&everything);
     let root_fd = open_root(root)?;
     let mut w = Walk {
         base,
+        known,
         links: HashMap::new(),
         chunk,
         out: Vec::new(),
@@ -360,6 +377,7 @@ fn entry(path: PathBytes, st: &libc::stat, kind: EntryKind, base: u32) -> Entry 
         target: None,
         rdev: None,
         ino: 0,
+        ctime_ns: 0,
     }
 }
 

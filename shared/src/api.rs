@@ -713,7 +713,8 @@ pub struct RestorePoint {
     /// Entries of the tree at this point, and the bytes of its files.
     pub files: u64,
     pub bytes: u64,
-    /// Entries the cycle read, and what it added to storage (new chunks, before compression).
+    /// Files whose content the cycle read (changed ones: an unchanged file is not read again),
+    /// and what it added to storage (new chunks, before compression).
     pub entries_read: u64,
     pub chunks_new: u64,
     pub bytes_new: u64,

@@ -155,10 +155,61 @@ pub struct Entry {
     /// file under several names (hard links). 0 for the rest.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ino: u64,
+    /// A file's inode change time on its host (nanoseconds since the epoch): no VPS can set it,
+    /// so a file whose inode, size, time and change time are all the same has the same content.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ctime_ns: i64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A file of the previous restore point, as a scan is told of it (`rootfs-scan --request`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownFile {
+    pub path: PathBytes,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub chunks: Vec<ChunkId>,
+}
+
+impl KnownFile {
+    /// What the previous point knows of `e`, if it is a file with a change time.
+    pub fn of(e: &Entry) -> Option<KnownFile> {
+        (e.kind == EntryKind::File && e.ctime_ns != 0).then(|| KnownFile {
+            path: e.path.clone(),
+            ino: e.ino,
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
+            chunks: e.chunks.clone(),
+        })
+    }
+
+    /// Whether a file found now with this metadata is this one, unchanged.
+    pub fn unchanged(&self, ino: u64, size: u64, mtime_ns: i64, ctime_ns: i64) -> bool {
+        self.ctime_ns != 0
+            && (self.ino, self.size, self.mtime_ns, self.ctime_ns) == (ino, size, mtime_ns, ctime_ns)
+    }
+}
+
+/// What a cycle asks of the agent's scan, on its stdin.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ScanRequest {
+    /// Only these paths (an incremental cycle); absent: the whole tree.
+    #[serde(default)]
+    pub paths: Option<Vec<ChangedPath>>,
+    /// The previous point's files under what is read: an unchanged one is not read again, and
+    /// no chunk the previous point holds is sent again.
+    #[serde(default)]
+    pub known: Vec<KnownFile>,
 }
 
 /// A path the change journal saw changed since the last acknowledged cycle. `deep`: everything
@@ -475,6 +526,7 @@ mod tests {
             target: None,
             rdev: None,
             ino: 0,
+            ctime_ns: 0,
         };
         let mut buf = Vec::new();
         write_chunk(&mut buf, &ChunkId([1; 32]), b"abc").unwrap();
@@ -508,6 +560,7 @@ mod tests {
             target: None,
             rdev: None,
             ino: 0,
+            ctime_ns: 0,
         }
     }
 

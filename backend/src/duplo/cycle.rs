@@ -6,10 +6,13 @@ use crate::core::Core;
 use crate::storage::cycle::{ingest, Landed};
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::Severity;
-use serverware_shared::duplo::Changes;
+use serverware_shared::duplo::{Changes, KnownFile, Manifest, ScanRequest};
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A cycle reading at most this many changed paths freezes the VPS while it reads them.
+const FREEZE_MAX_PATHS: usize = 1000;
 
 /// How long the agent may take to answer a cut (it sets up the journal's watches on the first).
 const CUT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -96,39 +99,28 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         other => return Err(format!("the host answered a cut with {other:?}")),
     };
     let ids = v.ids_on_disk().to_string();
-    let mut args = vec![
-        "rootfs-scan",
-        v.name.as_str(),
-        "--ids",
-        ids.as_str(),
-        "--freeze",
-    ];
-    let (paths, full_reason) = match (&changes, &state.last) {
-        (Changes::Paths { paths }, Some(_)) => (Some(paths), None),
-        (Changes::Paths { .. }, None) => {
-            (None, Some("the VPS has no restore point yet".to_string()))
-        }
-        (Changes::Full { reason }, _) => (None, Some(reason.clone())),
-    };
-    let input = match paths {
-        Some(p) => {
-            args.push("--paths");
-            Some(serde_json::to_vec(p).map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
+    let (request, full_reason) = scan_request(&changes, state.last.as_deref());
+    let mut args = vec!["rootfs-scan", v.name.as_str(), "--ids", ids.as_str(), "--request"];
+    // Frozen for a consistent point only when the read is small (the agent thaws it anyway
+    // past its budget): a full compare never holds a VPS.
+    if request
+        .paths
+        .as_ref()
+        .is_some_and(|p| p.len() <= FREEZE_MAX_PATHS)
+    {
+        args.push("--freeze");
+    }
+    let input = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     let taken_at_ms = now_ms();
     let ch = conn
         .session
         .exec_channel(crate::hosts::AGENT_PATH, &args)
         .await
         .map_err(|e| format!("cannot start the scan on {}: {e}", host.name))?;
-    if let Some(input) = input {
-        for piece in input.chunks(256 << 10) {
-            ch.data(piece)
-                .await
-                .map_err(|e| format!("cannot send the changed paths: {e}"))?;
-        }
+    for piece in input.chunks(256 << 10) {
+        ch.data(piece)
+            .await
+            .map_err(|e| format!("cannot send the scan request: {e}"))?;
     }
     ch.eof().await.map_err(|e| e.to_string())?;
 
@@ -203,6 +195,48 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     Ok(report)
 }
 
+/// What the scan is asked: the changed paths (when the journal vouches and there is a point to
+/// apply them to), and the previous point's files under them, so that unchanged files are not
+/// read again and what storage holds is not sent again. Also why the cycle is a full compare.
+pub fn scan_request(changes: &Changes, prev: Option<&Manifest>) -> (ScanRequest, Option<String>) {
+    let (paths, reason) = match (changes, prev) {
+        (Changes::Paths { paths }, Some(_)) => (Some(paths.clone()), None),
+        (Changes::Paths { .. }, None) => (None, Some("the VPS has no restore point yet".to_string())),
+        (Changes::Full { reason }, _) => (None, Some(reason.clone())),
+    };
+    let known = match (prev, &paths) {
+        (None, _) => Vec::new(),
+        (Some(m), None) => m.entries.iter().filter_map(KnownFile::of).collect(),
+        (Some(m), Some(paths)) => {
+            // Entries are sorted: each changed path's own entry and, for a deep one, the
+            // range under it.
+            let find = |p: &[u8]| m.entries.partition_point(|e| e.path.0.as_slice() < p);
+            let mut out = Vec::new();
+            for c in paths {
+                let at = find(&c.path.0);
+                if let Some(k) = m.entries.get(at).filter(|e| e.path == c.path).and_then(KnownFile::of) {
+                    out.push(k);
+                }
+                if c.deep {
+                    let mut lo = c.path.0.clone();
+                    if !lo.is_empty() {
+                        lo.push(b'/');
+                    }
+                    let start = find(&lo);
+                    out.extend(
+                        m.entries[start..]
+                            .iter()
+                            .take_while(|e| e.path.0.starts_with(&lo))
+                            .filter_map(KnownFile::of),
+                    );
+                }
+            }
+            out
+        }
+    };
+    (ScanRequest { paths, known }, reason)
+}
+
 /// The row describing a landed point (storage holds the point itself; a lost row is put back
 /// from storage by [`super::prune`]).
 async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
@@ -220,7 +254,7 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
         p::full_reason.eq(r.full_reason.clone()),
         p::files.eq(m.entries.len() as i64),
         p::bytes.eq(m.bytes() as i64),
-        p::entries_read.eq(r.landed.entries_read as i64),
+        p::entries_read.eq(r.landed.stats.files_read as i64),
         p::chunks_new.eq(r.landed.chunks_new as i64),
         p::bytes_new.eq(r.landed.bytes_new as i64),
         p::duration_ms.eq(r.duration_ms as i64),
@@ -246,12 +280,7 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
 
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
-pub async fn finish(
-    core: &Arc<Core>,
-    vps_id: i64,
-    interval: Duration,
-    result: Result<Report, String>,
-) {
+pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String>) {
     let now = now_ms();
     let (failures_before, failures) = core.duplo.update(vps_id, |s| {
         let before = s.failures;
@@ -274,7 +303,7 @@ pub async fn finish(
                 s.last_error = Some(e.clone());
             }
         }
-        s.next_due = Some(Instant::now() + super::next_after(interval, s.failures));
+        s.done_at = Some(Instant::now());
         (before, s.failures)
     });
     let event = match (&result, failures_before, failures) {

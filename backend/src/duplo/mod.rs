@@ -41,13 +41,22 @@ pub struct VpsDuplo {
     pub last_done_ms: Option<i64>,
     /// A cycle running since (ms since the epoch).
     pub running_since_ms: Option<i64>,
-    pub next_due: Option<Instant>,
+    /// When the last cycle ended (landed or failed): the next is due its host's interval later
+    /// (as the interval is now), or after failures a back-off. None: due now.
+    pub done_at: Option<Instant>,
     pub now_requested: bool,
     /// Failures in a row, and the last one's message.
     pub failures: u32,
     pub last_error: Option<String>,
     /// Why the last cycle compared the whole tree (the journal could not vouch), if it did.
     pub last_full_reason: Option<String>,
+}
+
+impl VpsDuplo {
+    /// When the next cycle is due at `interval`; None: now.
+    pub fn next_due(&self, interval: Duration) -> Option<Instant> {
+        self.done_at.map(|t| t + next_after(interval, self.failures))
+    }
 }
 
 /// The store, and each VPS's duplication state.
@@ -227,7 +236,7 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
             if s.running_since_ms.is_some() {
                 return false;
             }
-            let due = s.now_requested || s.next_due.is_none_or(|t| t <= now);
+            let due = s.now_requested || s.next_due(interval).is_none_or(|t| t <= now);
             if due {
                 s.running_since_ms = Some(now_ms());
                 s.now_requested = false;
@@ -240,7 +249,7 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
         let core = core.clone();
         tokio::spawn(async move {
             let result = cycle::run(&core, vps_id).await;
-            cycle::finish(&core, vps_id, interval, result).await;
+            cycle::finish(&core, vps_id, result).await;
         });
     }
     Ok(())

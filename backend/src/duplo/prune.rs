@@ -348,6 +348,7 @@ mod tests {
                     target: None,
                     rdev: None,
                     ino: 1,
+                    ctime_ns: 0,
                 }],
             };
             points::commit(&store, &m, &|_| false).unwrap();

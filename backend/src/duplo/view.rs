@@ -103,7 +103,8 @@ pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
         lag_ms: last_taken_ms.map(|t| (now - t).max(0)),
         running_since: s.running_since_ms.and_then(when),
         next_in_ms: if enabled && s.running_since_ms.is_none() {
-            Some(s.next_due.map_or(0, |d| {
+            let iv = std::time::Duration::from_secs(interval.unwrap_or(1).max(1) as u64);
+            Some(s.next_due(iv).map_or(0, |d| {
                 d.saturating_duration_since(std::time::Instant::now())
                     .as_millis() as i64
             }))

@@ -84,27 +84,22 @@ pub fn ingest(
         Err(d) => {
             let prev = prev.ok_or_else(|| bad("an incremental cycle without a previous point"))?;
             let n = d.entries.len() as u64;
-            // What the delta names must have come with it.
-            for e in &d.entries {
-                if let Some(id) = e.chunks.iter().find(|id| !arrived.contains(id)) {
-                    return Err(bad(&format!(
-                        "the cycle names chunk {id}, which never came"
-                    )));
-                }
-            }
             (d.apply(prev.entries.clone()), n)
         }
     };
-    if full {
-        if let Some(id) = entries
-            .iter()
-            .flat_map(|e| e.chunks.iter())
-            .find(|id| !arrived.contains(id))
-        {
-            return Err(bad(&format!(
-                "the cycle names chunk {id}, which never came"
-            )));
-        }
+    // Every chunk the point names came with the cycle or is the previous point's (held while
+    // it is); anything else is refused before the commit.
+    let held: HashSet<ChunkId> = prev
+        .map(|p| p.chunk_ids().into_iter().collect())
+        .unwrap_or_default();
+    if let Some(id) = entries
+        .iter()
+        .flat_map(|e| e.chunks.iter())
+        .find(|id| !arrived.contains(id) && !held.contains(id))
+    {
+        return Err(bad(&format!(
+            "the cycle names chunk {id}, which never came and no earlier point holds"
+        )));
     }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -113,10 +108,6 @@ pub fn ingest(
         taken_at_ms,
         entries,
     };
-    // Chunks carried over from the previous point are its: held while it is.
-    let held: HashSet<ChunkId> = prev
-        .map(|p| p.chunk_ids().into_iter().collect())
-        .unwrap_or_default();
     points::commit(store, &manifest, &|id| {
         arrived.contains(id) || held.contains(id)
     })?;
@@ -150,6 +141,7 @@ mod tests {
             target: None,
             rdev: None,
             ino: 0,
+            ctime_ns: 0,
         }
     }
 

@@ -154,6 +154,7 @@ mod tests {
                     target: None,
                     rdev: None,
                     ino: 0,
+                    ctime_ns: 0,
                 },
                 Entry {
                     path: PathBytes(b"etc/hostname\xff".to_vec()),
@@ -167,6 +168,7 @@ mod tests {
                     target: None,
                     rdev: None,
                     ino: 0,
+                    ctime_ns: 0,
                 },
             ],
         }

@@ -259,7 +259,7 @@ async fn send_point(
         QUICK,
     )
     .await;
-    state.duplo.update(v.id, |s| s.next_due = None);
+    state.duplo.update(v.id, |s| s.done_at = None);
     task.log(format!(
         "restored {} entries in {:.1} s: {} files kept as they were ({} bytes), {} written ({} bytes, {} received), {} links{}",
         s.entries,
