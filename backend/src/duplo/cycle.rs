@@ -6,7 +6,8 @@ use crate::core::Core;
 use crate::storage::cycle::{ingest, Landed};
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::Severity;
-use serverware_shared::duplo::{Changes, KnownFile, Manifest, ScanRequest};
+use crate::storage::tree::Tree;
+use serverware_shared::duplo::{Changes, KnownFile, ScanRequest};
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +100,10 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         other => return Err(format!("the host answered a cut with {other:?}")),
     };
     let ids = v.ids_on_disk().to_string();
-    let (request, full_reason) = scan_request(&changes, state.last.as_deref());
+    let (request, full_reason) = core
+        .duplo
+        .with_tree(vps_id, |t| scan_request(&changes, Some(t)))
+        .unwrap_or_else(|| scan_request(&changes, None));
     let mut args = vec!["rootfs-scan", v.name.as_str(), "--ids", ids.as_str(), "--request"];
     // Frozen for a consistent point only when the read is small (the agent thaws it anyway
     // past its budget): a full compare never holds a VPS.
@@ -128,7 +132,8 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let store = core.duplo.store.clone();
     let gate = core.duplo.gate.clone();
-    let prev = state.last.clone();
+    // The tree is the cycle's now: put back when it lands, read again if it does not.
+    let prev = core.duplo.take_tree(vps_id);
     let landing = tokio::task::spawn_blocking(move || {
         let mut r = ChannelReader {
             rx,
@@ -139,7 +144,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
             &*store,
             &gate,
             &mut r,
-            prev.as_deref(),
+            prev,
             vps_id,
             cycle,
             taken_at_ms,
@@ -198,7 +203,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
 /// What the scan is asked: the changed paths (when the journal vouches and there is a point to
 /// apply them to), and the previous point's files under them, so that unchanged files are not
 /// read again and what storage holds is not sent again. Also why the cycle is a full compare.
-pub fn scan_request(changes: &Changes, prev: Option<&Manifest>) -> (ScanRequest, Option<String>) {
+pub fn scan_request(changes: &Changes, prev: Option<&Tree>) -> (ScanRequest, Option<String>) {
     let (paths, reason) = match (changes, prev) {
         (Changes::Paths { paths }, Some(_)) => (Some(paths.clone()), None),
         (Changes::Paths { .. }, None) => (None, Some("the VPS has no restore point yet".to_string())),
@@ -206,29 +211,14 @@ pub fn scan_request(changes: &Changes, prev: Option<&Manifest>) -> (ScanRequest,
     };
     let known = match (prev, &paths) {
         (None, _) => Vec::new(),
-        (Some(m), None) => m.entries.iter().filter_map(KnownFile::of).collect(),
-        (Some(m), Some(paths)) => {
-            // Entries are sorted: each changed path's own entry and, for a deep one, the
-            // range under it.
-            let find = |p: &[u8]| m.entries.partition_point(|e| e.path.0.as_slice() < p);
+        (Some(t), None) => t.under(b"").filter_map(KnownFile::of).collect(),
+        (Some(t), Some(paths)) => {
             let mut out = Vec::new();
             for c in paths {
-                let at = find(&c.path.0);
-                if let Some(k) = m.entries.get(at).filter(|e| e.path == c.path).and_then(KnownFile::of) {
-                    out.push(k);
-                }
                 if c.deep {
-                    let mut lo = c.path.0.clone();
-                    if !lo.is_empty() {
-                        lo.push(b'/');
-                    }
-                    let start = find(&lo);
-                    out.extend(
-                        m.entries[start..]
-                            .iter()
-                            .take_while(|e| e.path.0.starts_with(&lo))
-                            .filter_map(KnownFile::of),
-                    );
+                    out.extend(t.under(&c.path.0).filter_map(KnownFile::of));
+                } else if let Some(k) = t.get(&c.path.0).and_then(KnownFile::of) {
+                    out.push(k);
                 }
             }
             out
@@ -242,7 +232,7 @@ pub fn scan_request(changes: &Changes, prev: Option<&Manifest>) -> (ScanRequest,
 async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
     use crate::schema::duplo_points as p;
     use diesel::prelude::*;
-    let m = &r.landed.manifest;
+    let m = &r.landed.header;
     let row = (
         p::vps_id.eq(vps_id),
         p::cycle.eq(r.cycle as i64),
@@ -252,8 +242,8 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
             .naive_utc()),
         p::full.eq(r.landed.full),
         p::full_reason.eq(r.full_reason.clone()),
-        p::files.eq(m.entries.len() as i64),
-        p::bytes.eq(m.bytes() as i64),
+        p::files.eq(m.files as i64),
+        p::bytes.eq(m.bytes as i64),
         p::entries_read.eq(r.landed.stats.files_read as i64),
         p::chunks_new.eq(r.landed.chunks_new as i64),
         p::bytes_new.eq(r.landed.bytes_new as i64),
@@ -282,6 +272,14 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
 /// failing (not one per failed cycle at a 1 s interval).
 pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String>) {
     let now = now_ms();
+    // The landed tree is the next cycle's; after a failure it is read again from storage if
+    // the cycle took it.
+    let result = result.map(|mut r| {
+        core.duplo
+            .put_tree(vps_id, std::mem::take(&mut r.landed.tree));
+        r
+    });
+    let lost_tree = result.is_err() && !core.duplo.has_tree(vps_id);
     let (failures_before, failures) = core.duplo.update(vps_id, |s| {
         let before = s.failures;
         s.running_since_ms = None;
@@ -290,10 +288,9 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
                 s.failures = 0;
                 s.last_error = None;
                 s.last_cycle = r.cycle;
-                s.last_taken_ms = Some(r.landed.manifest.taken_at_ms);
+                s.last_taken_ms = Some(r.landed.header.taken_at_ms);
                 s.last_done_ms = Some(now);
                 s.last_full_reason = r.full_reason.clone();
-                s.last = Some(Arc::new(r.landed.manifest.clone()));
             }
             Err(e) => {
                 core.duplo
@@ -301,6 +298,9 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 s.failures += 1;
                 s.last_error = Some(e.clone());
+                if lost_tree {
+                    s.loaded = false;
+                }
             }
         }
         s.done_at = Some(Instant::now());

@@ -16,7 +16,7 @@ pub mod view;
 
 use crate::core::Core;
 use crate::storage::{points, DirStore, ObjectStore};
-use serverware_shared::duplo::Manifest;
+use crate::storage::tree::Tree;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,10 +31,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// `duplo_points` rows hold what lasts).
 #[derive(Debug, Clone, Default)]
 pub struct VpsDuplo {
-    /// Read from storage once after the controller starts.
+    /// Its newest point's tree read from storage (once after the controller starts, and again
+    /// after a cycle failed with it).
     pub loaded: bool,
-    /// The newest restore point, whole (an incremental cycle is applied to it).
-    pub last: Option<Arc<Manifest>>,
     pub last_cycle: u64,
     /// When the newest point's tree was read, and when it landed (ms since the epoch).
     pub last_taken_ms: Option<i64>,
@@ -64,6 +63,9 @@ pub struct Duplo {
     pub store: Arc<dyn ObjectStore>,
     pub dir: std::path::PathBuf,
     vpses: Mutex<HashMap<i64, VpsDuplo>>,
+    /// Each VPS's newest point's tree, which its next cycle takes and changes (kept apart from
+    /// [`VpsDuplo`], which is cloned for every look).
+    trees: Mutex<HashMap<i64, Tree>>,
     /// Cycles hold it shared while they put chunks and commit; chunk collection holds it
     /// exclusively while it checks and deletes a batch (so a chunk a cycle is reusing is never
     /// deleted under it).
@@ -97,6 +99,7 @@ impl Duplo {
             store,
             dir: dir.to_path_buf(),
             vpses: Default::default(),
+            trees: Default::default(),
             gate: Default::default(),
             pinned: Default::default(),
             wake: Default::default(),
@@ -116,6 +119,31 @@ impl Duplo {
     /// Forgets a VPS (deleted): its points stay in storage until pruned.
     pub fn forget(&self, vps_id: i64) {
         lock(&self.vpses).remove(&vps_id);
+        lock(&self.trees).remove(&vps_id);
+    }
+
+    /// The newest point's tree, taken by a cycle (put back by [`Duplo::put_tree`] when it lands).
+    pub fn take_tree(&self, vps_id: i64) -> Option<Tree> {
+        lock(&self.trees).remove(&vps_id)
+    }
+
+    pub fn put_tree(&self, vps_id: i64, tree: Tree) {
+        lock(&self.trees).insert(vps_id, tree);
+    }
+
+    pub fn has_tree(&self, vps_id: i64) -> bool {
+        lock(&self.trees).contains_key(&vps_id)
+    }
+
+    /// Reads the newest point's tree of `vps_id` again at its next cycle.
+    pub fn reload(&self, vps_id: i64) {
+        lock(&self.trees).remove(&vps_id);
+        self.update(vps_id, |s| s.loaded = false);
+    }
+
+    /// Runs `f` on the newest point's tree of `vps_id`, if there is one.
+    pub fn with_tree<R>(&self, vps_id: i64, f: impl FnOnce(&Tree) -> R) -> Option<R> {
+        lock(&self.trees).get(&vps_id).map(f)
     }
 
     /// Asks for a cycle of `vps_id` as soon as it can run.
@@ -150,17 +178,25 @@ impl Duplo {
         if self.state(vps_id).loaded {
             return Ok(());
         }
-        let cycles = points::cycles(&*self.store, vps_id)?;
-        let last = match cycles.last() {
-            Some(c) => Some(Arc::new(points::load(&*self.store, vps_id, *c)?)),
+        let list = points::list(&*self.store, vps_id)?;
+        let last = match list.last() {
+            Some(p) => Some(points::load_tree(&*self.store, p)?),
             None => None,
         };
+        let (cycle, taken) = last
+            .as_ref()
+            .map_or((0, None), |(h, _)| (h.cycle, Some(h.taken_at_ms)));
+        match last {
+            Some((_, t)) => self.put_tree(vps_id, t),
+            None => {
+                lock(&self.trees).remove(&vps_id);
+            }
+        }
         self.update(vps_id, |s| {
             s.loaded = true;
-            s.last_cycle = last.as_ref().map_or(0, |m| m.cycle);
-            s.last_taken_ms = last.as_ref().map(|m| m.taken_at_ms);
-            s.last_done_ms = s.last_done_ms.or(s.last_taken_ms);
-            s.last = last;
+            s.last_cycle = cycle;
+            s.last_taken_ms = taken;
+            s.last_done_ms = s.last_done_ms.or(taken);
         });
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! shared while they put or touch a chunk.
 
 use super::Duplo;
-use crate::storage::{chunks, points, points::Point};
+use crate::storage::{chunks, points, points::Point, tree};
 use serverware_shared::duplo::ChunkId;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
@@ -98,22 +98,45 @@ pub fn drop_points(duplo: &Duplo, policy: Policy, now_ms: i64) -> io::Result<Vec
 pub fn collect(duplo: &Duplo, cutoff: SystemTime) -> io::Result<Collected> {
     let store = &*duplo.store;
     let mut out = Collected::default();
-    // Mark: every chunk any point in storage names.
+    // Mark: every chunk and segment any point in storage names. Points share most of their
+    // directories' segments: each is read once.
     let mut used: HashSet<ChunkId> = HashSet::new();
+    let mut segments: HashSet<ChunkId> = HashSet::new();
     for vps in points::vpses(store)? {
         for p in points::list(store, vps)? {
-            let m = points::load_point(store, &p).map_err(|e| {
+            let unreadable = |e: io::Error| {
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "restore point {} of VPS {vps} cannot be read ({e}); no chunk is collected until it can",
+                        "restore point {} of VPS {vps} cannot be read ({e}); nothing is collected until it can",
                         p.cycle
                     ),
                 )
-            })?;
-            used.extend(m.chunk_ids());
+            };
+            let h = points::header(store, &p).map_err(unreadable)?;
+            for (_, seg) in &h.dirs {
+                if segments.insert(*seg) {
+                    for e in tree::read_segment(store, seg).map_err(unreadable)? {
+                        used.extend(e.chunks);
+                    }
+                }
+            }
             out.points += 1;
-            out.bytes_logical += m.bytes();
+            out.bytes_logical += h.bytes;
+        }
+    }
+    // Segments no point names go the same way as chunks.
+    for k in store.list("segments/")? {
+        let Some(id) = k.rsplit('/').next().and_then(|h| h.parse::<ChunkId>().ok()) else {
+            continue;
+        };
+        if !segments.contains(&id) {
+            let _excl = duplo.gate.write().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, at)) = store.stat(&k)? {
+                if at < cutoff {
+                    store.delete(&k)?;
+                }
+            }
         }
     }
     // Sweep, in batches under the gate.
@@ -336,20 +359,36 @@ mod tests {
                 vps_id: 1,
                 cycle,
                 taken_at_ms: now - (10 - cycle as i64) * DAY_MS,
-                entries: vec![Entry {
-                    path: PathBytes(b"f".to_vec()),
-                    kind: EntryKind::File,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    mtime_ns: 0,
-                    size: 0,
-                    chunks: ids,
-                    target: None,
-                    rdev: None,
-                    ino: 1,
-                    ctime_ns: 0,
-                }],
+                entries: vec![
+                    Entry {
+                        path: PathBytes::default(),
+                        kind: EntryKind::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime_ns: cycle as i64,
+                        size: 0,
+                        chunks: vec![],
+                        target: None,
+                        rdev: None,
+                        ino: 0,
+                        ctime_ns: 0,
+                    },
+                    Entry {
+                        path: PathBytes(b"f".to_vec()),
+                        kind: EntryKind::File,
+                        mode: 0o644,
+                        uid: 0,
+                        gid: 0,
+                        mtime_ns: 0,
+                        size: 0,
+                        chunks: ids,
+                        target: None,
+                        rdev: None,
+                        ino: 1,
+                        ctime_ns: 0,
+                    },
+                ],
             };
             points::commit(&store, &m, &|_| false).unwrap();
         }
@@ -399,6 +438,8 @@ mod tests {
                 // The whole pass: only the kept points and their chunks remain.
                 assert_eq!(left.len(), keep(&left, policy, now).len());
                 assert!(after.list("chunks/").unwrap().len() < 15);
+                // Segments no kept point names went too.
+                assert_eq!(after.list("segments/").unwrap().len(), left.len());
                 break;
             }
             k += 1;

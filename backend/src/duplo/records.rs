@@ -5,6 +5,7 @@
 use crate::core::Core;
 use crate::schema::duplo_points as p;
 use crate::storage::points::{self, Point};
+
 use diesel::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -66,9 +67,14 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
             continue;
         }
         let duplo = core.duplo.clone();
-        let Ok(Ok(m)) =
-            tokio::task::spawn_blocking(move || points::load(&*duplo.store, vps, cycle as u64))
-                .await
+        let Ok(Ok(m)) = tokio::task::spawn_blocking(move || {
+            let p = points::list(&*duplo.store, vps)?
+                .into_iter()
+                .find(|p| p.cycle == cycle as u64)
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+            points::header(&*duplo.store, &p)
+        })
+        .await
         else {
             continue;
         };
@@ -81,8 +87,8 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
                 .naive_utc()),
             p::full.eq(false),
             p::full_reason.eq(None::<String>),
-            p::files.eq(m.entries.len() as i64),
-            p::bytes.eq(m.bytes() as i64),
+            p::files.eq(m.files as i64),
+            p::bytes.eq(m.bytes as i64),
             p::entries_read.eq(0i64),
             p::chunks_new.eq(0i64),
             p::bytes_new.eq(0i64),

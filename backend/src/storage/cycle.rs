@@ -3,16 +3,20 @@
 //! whose content does not match its name or a list of entries naming a chunk that never came
 //! leaves no point: storage keeps exactly the points it had.
 
-use super::{chunks, points, ObjectStore};
+use super::points::{self, Header};
+use super::tree::Tree;
+use super::{chunks, ObjectStore};
 use serverware_shared::duplo::stream::{self, Frame};
-use serverware_shared::duplo::{ChunkId, Manifest, ScanStats, MANIFEST_FORMAT};
+use serverware_shared::duplo::{ChunkId, ScanStats};
 use std::collections::HashSet;
 use std::io::{self, Read};
 
 /// What a landed cycle cost storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Landed {
-    pub manifest: Manifest,
+    /// The point as committed, and its tree (the next cycle's starting point).
+    pub header: Header,
+    pub tree: Tree,
     /// A full compare (every entry read), or an incremental one.
     pub full: bool,
     /// Entries the agent read this cycle.
@@ -30,15 +34,15 @@ fn bad(msg: &str) -> io::Error {
 }
 
 /// Lands one cycle's stream as restore point `cycle` of `vps_id`. A full stream lists every
-/// entry; an incremental one (a delta) is applied to `prev`, the VPS's last point. Every chunk
-/// the new entries name must have come in the stream (or be held by `prev`): storage never
+/// entry; an incremental one (a delta) is applied to `prev`, the VPS's last point's tree. Every
+/// chunk the new entries name must have come in the stream (or be held by `prev`): storage never
 /// commits a point it cannot restore. Each chunk is put (or touched) holding `gate` shared, so
 /// that chunk collection, which holds it exclusively, never deletes one being reused.
 pub fn ingest(
     store: &dyn ObjectStore,
     gate: &std::sync::RwLock<()>,
     r: &mut impl Read,
-    prev: Option<&Manifest>,
+    prev: Option<Tree>,
     vps_id: i64,
     cycle: u64,
     taken_at_ms: i64,
@@ -76,43 +80,36 @@ pub fn ingest(
     }
     let listed = listed.ok_or_else(|| bad("the stream ended without its entries"))?;
     let full = listed.is_ok();
-    let (entries, entries_read) = match listed {
-        Ok(e) => {
-            let n = e.len() as u64;
-            (e, n)
-        }
-        Err(d) => {
-            let prev = prev.ok_or_else(|| bad("an incremental cycle without a previous point"))?;
-            let n = d.entries.len() as u64;
-            (d.apply(prev.entries.clone()), n)
-        }
+    // Every chunk the new entries name came with the cycle or is the previous point's (held
+    // while it is); anything else is refused before the commit.
+    let new_entries = match &listed {
+        Ok(e) => e,
+        Err(d) => &d.entries,
     };
-    // Every chunk the point names came with the cycle or is the previous point's (held while
-    // it is); anything else is refused before the commit.
-    let held: HashSet<ChunkId> = prev
-        .map(|p| p.chunk_ids().into_iter().collect())
-        .unwrap_or_default();
-    if let Some(id) = entries
+    let held = |id: &ChunkId| prev.as_ref().is_some_and(|t| t.holds_chunk(id));
+    if let Some(id) = new_entries
         .iter()
         .flat_map(|e| e.chunks.iter())
-        .find(|id| !arrived.contains(id) && !held.contains(id))
+        .find(|id| !arrived.contains(id) && !held(id))
     {
         return Err(bad(&format!(
             "the cycle names chunk {id}, which never came and no earlier point holds"
         )));
     }
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        vps_id,
-        cycle,
-        taken_at_ms,
-        entries,
+    let entries_read = new_entries.len() as u64;
+    let mut tree = match listed {
+        Ok(e) => Tree::from_entries(e),
+        Err(d) => {
+            let mut t = prev.ok_or_else(|| bad("an incremental cycle without a previous point"))?;
+            t.apply(&d);
+            t
+        }
     };
-    points::commit(store, &manifest, &|id| {
-        arrived.contains(id) || held.contains(id)
-    })?;
+    // (Every chunk of the tree was checked above, or was its previous point's.)
+    let header = points::commit_tree(store, &mut tree, vps_id, cycle, taken_at_ms, &|_| true)?;
     Ok(Landed {
-        manifest,
+        header,
+        tree,
         full,
         entries_read,
         chunks_new,
@@ -145,12 +142,22 @@ mod tests {
         }
     }
 
+    fn root_dir() -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            size: 0,
+            chunks: vec![],
+            ..file("", b"")
+        }
+    }
+
     fn stream_of(files: &[(&str, &[u8])], end: bool) -> Vec<u8> {
         let mut buf = Vec::new();
         for (_, data) in files {
             stream::write_chunk(&mut buf, &chunks::id_of(data), data).unwrap();
         }
-        let entries: Vec<Entry> = files.iter().map(|(p, d)| file(p, d)).collect();
+        let mut entries: Vec<Entry> = vec![root_dir()];
+        entries.extend(files.iter().map(|(p, d)| file(p, d)));
         stream::write_entries(&mut buf, &entries).unwrap();
         if end {
             stream::write_end(&mut buf).unwrap();
@@ -178,7 +185,7 @@ mod tests {
             (landed.chunks_new, landed.bytes_new, landed.chunks_known),
             (2, 13, 0)
         );
-        assert_eq!(points::load(&s, 3, 1).unwrap(), landed.manifest);
+        assert_eq!(points::load(&s, 3, 1).unwrap().entries, landed.tree.entries());
         // A second VPS with the same content costs no new chunk.
         let again = ingest(
             &s,
@@ -208,7 +215,7 @@ mod tests {
         assert_eq!(points::cycles(&s, 3).unwrap(), [1]);
 
         // An incremental cycle: one file changed, one deleted; the rest carried over.
-        let prev = landed.manifest;
+        let prev = landed.tree;
         let mut delta = Vec::new();
         let changed = b"web-2\n";
         stream::write_chunk(&mut delta, &chunks::id_of(changed), changed).unwrap();
@@ -227,9 +234,12 @@ mod tests {
         stream::write_end(&mut delta).unwrap();
         // Without its previous point it cannot land.
         assert!(ingest(&s, &g, &mut delta.as_slice(), None, 3, 2, 13).is_err());
-        let next = ingest(&s, &g, &mut delta.as_slice(), Some(&prev), 3, 2, 13).unwrap();
+        let next = ingest(&s, &g, &mut delta.as_slice(), Some(prev), 3, 2, 13).unwrap();
         assert!(!next.full);
-        assert_eq!(next.manifest.entries, vec![file("etc/hostname", changed)]);
+        assert_eq!(
+            next.tree.entries(),
+            vec![root_dir(), file("etc/hostname", changed)]
+        );
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
         // A delta naming a chunk that did not come with it does not land.
         let mut lying = Vec::new();
@@ -246,7 +256,7 @@ mod tests {
             &s,
             &g,
             &mut lying.as_slice(),
-            Some(&next.manifest),
+            Some(next.tree),
             3,
             3,
             14

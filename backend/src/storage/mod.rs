@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod cycle;
 mod dir;
 pub mod points;
+pub mod tree;
 
 pub use dir::DirStore;
 

@@ -1,11 +1,14 @@
 //! Restore points: one manifest per completed cycle, at
 //! `points/<vps id>/<cycle>-<taken at, ms>.json.zst` (the cycle zero-padded, so that keys sort as
-//! cycles do; the time in the name, so that a retention policy needs no manifest read). Saving a
-//! manifest is a cycle's commit: every chunk it names is made durable first, and the manifest
-//! appears whole or not at all.
+//! cycles do; the time in the name, so that a retention policy needs no manifest read). A point
+//! is a short header: its root entry and the segment of each directory ([`super::tree`]).
+//! Saving it is a cycle's commit: every chunk and segment it names is made durable first, and the
+//! header appears whole or not at all.
 
+use super::tree::Tree;
 use super::{chunks, ObjectStore};
-use serverware_shared::duplo::{ChunkId, Manifest, MANIFEST_FORMAT};
+use serde::{Deserialize, Serialize};
+use serverware_shared::duplo::{ChunkId, Entry, Manifest, PathBytes};
 use std::io;
 
 pub fn key(vps_id: i64, cycle: u64, taken_at_ms: i64) -> String {
@@ -66,34 +69,98 @@ pub fn vpses(store: &dyn ObjectStore) -> io::Result<Vec<i64>> {
     Ok(v)
 }
 
-/// Commits a cycle: refuses a manifest that names a chunk storage lacks (a cycle is whole or
-/// it does not land), then writes it durably. Chunks for which `present` says yes (those that
-/// came with the cycle, or that the previous point holds) are not looked up again.
+/// What a point's key holds. Bumped with its meaning; readers refuse formats they do not know.
+pub const FORMAT: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub vps_id: i64,
+    pub cycle: u64,
+    pub taken_at_ms: i64,
+    /// The root directory's own entry.
+    pub root: Entry,
+    /// Each directory (by path) and the segment of its entries.
+    pub dirs: Vec<(PathBytes, ChunkId)>,
+    /// Entries of the tree, and bytes of its files.
+    pub files: u64,
+    pub bytes: u64,
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Commits a cycle's tree as point `cycle`: the segments of the directories it changed are
+/// written, every chunk the tree names must be in storage (those for which `present` says yes,
+/// because they came with the cycle or the previous point holds them, are not looked up again),
+/// then the header is written durably, after everything it names.
+pub fn commit_tree(
+    store: &dyn ObjectStore,
+    tree: &mut Tree,
+    vps_id: i64,
+    cycle: u64,
+    taken_at_ms: i64,
+    present: &dyn Fn(&ChunkId) -> bool,
+) -> io::Result<Header> {
+    let root = tree
+        .root
+        .clone()
+        .ok_or_else(|| bad(format!("cycle {cycle} of VPS {vps_id} has no root directory")))?;
+    for id in tree.chunk_ids() {
+        if !present(id) && !store.exists(&chunks::key(id))? {
+            return Err(bad(format!(
+                "cycle {cycle} of VPS {vps_id} names chunk {id}, which storage lacks"
+            )));
+        }
+    }
+    let dirs = tree.save_segments(store)?;
+    let (files, bytes) = tree.totals();
+    let h = Header {
+        format: FORMAT,
+        vps_id,
+        cycle,
+        taken_at_ms,
+        root,
+        dirs,
+        files,
+        bytes,
+    };
+    let json = serde_json::to_vec(&h).map_err(io::Error::other)?;
+    store.commit(&key(vps_id, cycle, taken_at_ms), &zstd::bulk::compress(&json, 3)?)?;
+    Ok(h)
+}
+
+/// Commits a whole list of entries as a point (what a full scan gives).
 pub fn commit(
     store: &dyn ObjectStore,
     m: &Manifest,
     present: &dyn Fn(&ChunkId) -> bool,
 ) -> io::Result<()> {
-    if m.format != MANIFEST_FORMAT {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("manifest format {} is not {MANIFEST_FORMAT}", m.format),
-        ));
+    let mut t = Tree::from_entries(m.entries.clone());
+    commit_tree(store, &mut t, m.vps_id, m.cycle, m.taken_at_ms, present).map(|_| ())
+}
+
+/// A point's header, checked to be the one its name says.
+pub fn header(store: &dyn ObjectStore, p: &Point) -> io::Result<Header> {
+    let packed = store.get(&p.key())?;
+    let json = zstd::stream::decode_all(packed.as_slice())?;
+    let h: Header =
+        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if h.format != FORMAT || h.vps_id != p.vps_id || h.cycle != p.cycle {
+        return Err(bad(format!(
+            "the restore point {} of VPS {} does not say so (or is of another format)",
+            p.cycle, p.vps_id
+        )));
     }
-    for id in m.chunk_ids() {
-        if !present(&id) && !store.exists(&chunks::key(&id))? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "cycle {} of VPS {} names chunk {id}, which storage lacks",
-                    m.cycle, m.vps_id
-                ),
-            ));
-        }
-    }
-    let json = serde_json::to_vec(m).map_err(io::Error::other)?;
-    let packed = zstd::bulk::compress(&json, 3)?;
-    store.commit(&key(m.vps_id, m.cycle, m.taken_at_ms), &packed)
+    Ok(h)
+}
+
+/// A point's tree, read back.
+pub fn load_tree(store: &dyn ObjectStore, p: &Point) -> io::Result<(Header, Tree)> {
+    let h = header(store, p)?;
+    let t = Tree::load(store, h.root.clone(), &h.dirs)?;
+    Ok((h, t))
 }
 
 pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Manifest> {
@@ -109,19 +176,16 @@ pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Mani
     load_point(store, &p)
 }
 
+/// A point as one list of entries, sorted by path.
 pub fn load_point(store: &dyn ObjectStore, p: &Point) -> io::Result<Manifest> {
-    let (vps_id, cycle) = (p.vps_id, p.cycle);
-    let packed = store.get(&p.key())?;
-    let json = zstd::stream::decode_all(packed.as_slice())?;
-    let m: Manifest =
-        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    if m.format != MANIFEST_FORMAT || m.vps_id != vps_id || m.cycle != cycle {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the manifest of cycle {cycle} of VPS {vps_id} does not say so"),
-        ));
-    }
-    Ok(m)
+    let (h, t) = load_tree(store, p)?;
+    Ok(Manifest {
+        format: serverware_shared::duplo::MANIFEST_FORMAT,
+        vps_id: h.vps_id,
+        cycle: h.cycle,
+        taken_at_ms: h.taken_at_ms,
+        entries: t.entries(),
+    })
 }
 
 /// The cycles of a VPS that have a restore point, oldest first.
@@ -133,7 +197,7 @@ pub fn cycles(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<u64>> {
 mod tests {
     use super::*;
     use crate::storage::DirStore;
-    use serverware_shared::duplo::{Entry, EntryKind, PathBytes};
+    use serverware_shared::duplo::{EntryKind, MANIFEST_FORMAT};
 
     fn manifest(cycle: u64, chunk: serverware_shared::duplo::ChunkId) -> Manifest {
         Manifest {
@@ -142,6 +206,20 @@ mod tests {
             cycle,
             taken_at_ms: 1_700_000_000_000,
             entries: vec![
+                Entry {
+                    path: PathBytes::default(),
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns: 1,
+                    size: 0,
+                    chunks: vec![],
+                    target: None,
+                    rdev: None,
+                    ino: 0,
+                    ctime_ns: 0,
+                },
                 Entry {
                     path: PathBytes(b"etc".to_vec()),
                     kind: EntryKind::Dir,
