@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub struct DirStore {
     root: PathBuf,
+    /// Directories known to exist (chunks fan out into 256): not made again for every put.
+    made: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// Temporary files end so; listings never show them, and [`DirStore::open`] removes those a
@@ -26,6 +28,7 @@ impl DirStore {
             .create(root)?;
         let store = DirStore {
             root: root.to_path_buf(),
+            made: Default::default(),
         };
         store.sweep_parts(root)?;
         Ok(store)
@@ -52,7 +55,18 @@ impl DirStore {
     /// Writes `data` beside `path` and renames it into place; synced first when `durable`.
     fn write(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)?;
+        let known = self
+            .made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(dir);
+        if !known {
+            std::fs::create_dir_all(dir)?;
+            self.made
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dir.to_path_buf());
+        }
         let tmp = dir.join(format!(
             ".{}.{}.{}{PART}",
             path.file_name().unwrap_or_default().to_string_lossy(),
@@ -93,14 +107,28 @@ impl ObjectStore for DirStore {
     }
 
     fn touch(&self, key: &str) -> io::Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
         let path = self.path(key)?;
-        let f = match std::fs::File::options().write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // One call: both times to now (a missing key is ENOENT); never follows a link.
+        // SAFETY: a valid C string; a null times pointer means "now".
+        let r = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
         };
-        f.set_modified(std::time::SystemTime::now())?;
-        Ok(true)
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::NotFound {
+            Ok(false)
+        } else {
+            Err(e)
+        }
     }
 
     fn stat(&self, key: &str) -> io::Result<Option<(u64, std::time::SystemTime)>> {
