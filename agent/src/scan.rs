@@ -263,6 +263,7 @@ pub struct Scanned {
 
 /// Reads the whole tree under `root` (the root itself is the entry with an empty path). Each
 /// file's content goes to `chunk` piece by piece, as it is named in the entry.
+#[cfg(test)]
 pub fn scan(root: &Path, base: u32, chunk: &mut ChunkSink<'_>) -> io::Result<Scanned> {
     scan_paths(root, base, None, &HashMap::new(), chunk)
 }

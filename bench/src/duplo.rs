@@ -145,7 +145,7 @@ async fn first_point_after(api: &Api, vid: i64, before: u64) -> Result<Value> {
         if Instant::now() > deadline {
             bail!("no cycle landed: {s}");
         }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -244,6 +244,21 @@ fn chrono_ms(s: &str) -> i64 {
 }
 
 async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()> {
+    let ctl = start_controller()?;
+    let r = measure(&ctl, files, rounds, seconds, nvpses).await;
+    if r.is_err() {
+        // What the controller said, before its directory goes.
+        let log = std::fs::read_to_string(ctl.dir.join("controller.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        eprintln!("controller log (last lines):");
+        for l in tail.into_iter().rev() {
+            eprintln!("  {l}");
+        }
+    }
+    r
+}
+
+async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()> {
     println!("netDUPLO benchmark on one test host: {files} files, {rounds} incremental rounds, {seconds} s of continuous mode, {nvpses} VPSes writing at once");
     let cluster = Cluster::create(ClusterOptions {
         hosts: 1,
@@ -251,8 +266,7 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     })?;
     let h = &cluster.hosts[0];
     let net = format!("10.77.{}", cluster.subnet);
-    let ctl = start_controller()?;
-    let api = admin_api(&ctl).await?;
+    let api = admin_api(ctl).await?;
     let host = add_host(&api, "store", h).await?;
     wait_for(&api, &format!("/hosts/{host}"), "host online", |h| {
         h["status"] == "online"
@@ -331,7 +345,7 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
         println!("  (note: that cycle was incremental: {full})");
     }
     let dest = ctl.dir.join("data/storage/rsync-big");
-    let rsync_full = rsync(&ctl, h, "big", &dest)?;
+    let rsync_full = rsync(ctl, h, "big", &dest)?;
     println!(
         "  full copy of {} entries ({}): ours {:.2} s, rsync {:.2} s ({:.2}× rsync; why full: {})",
         full["files"],
@@ -355,7 +369,7 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
             println!("  (round {r} compared in full: {})", p["full_reason"]);
         }
         ours.push(p["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0);
-        theirs.push(rsync(&ctl, h, "big", &dest)?);
+        theirs.push(rsync(ctl, h, "big", &dest)?);
     }
     let (o, t) = (median(ours.clone()), median(theirs.clone()));
     println!(
