@@ -332,6 +332,17 @@ impl Session {
                                 return;
                             }
                         }
+                        // What the agent says on stderr (a panic, a failed journal) is logged.
+                        Some(russh::ChannelMsg::ExtendedData { data, .. }) => {
+                            let text = String::from_utf8_lossy(&data[..data.len().min(4096)]).into_owned();
+                            tracing::warn!("agent: {}", text.trim());
+                        }
+                        Some(russh::ChannelMsg::ExitStatus { exit_status }) => {
+                            tracing::warn!("the agent exited with status {exit_status}");
+                        }
+                        Some(russh::ChannelMsg::ExitSignal { signal_name, .. }) => {
+                            tracing::warn!("the agent was killed by signal {signal_name:?}");
+                        }
                         Some(_) => {}
                         None => return,
                     },

@@ -69,7 +69,10 @@ pub fn start_controller_with(files: &[(&str, &str)]) -> Result<Controller> {
         .env("SERVERWARE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
         .env("SERVERWARE_STATIC_DIR", dir.join("no-dashboard"))
-        .env("SERVERWARE_LOG", "warn")
+        .env(
+            "SERVERWARE_LOG",
+            std::env::var("BENCH_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(
