@@ -32,9 +32,27 @@ pub fn put(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<boo
     if store.touch(&key)? {
         return Ok(false);
     }
-    let packed = zstd::bulk::compress(data, LEVEL)?;
+    let packed = compress(data)?;
     store.put(&key, &packed)?;
     Ok(true)
+}
+
+thread_local! {
+    /// One compression context per thread, kept: making one costs more than compressing a
+    /// small chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `data` compressed with zstd at [`LEVEL`].
+pub fn compress(data: &[u8]) -> io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        c.as_mut().expect("just made").compress(data)
+    })
 }
 
 /// A chunk's content, checked against its name.

@@ -233,7 +233,7 @@ impl Tree {
             let id = ChunkId(Sha256::digest(&json).into());
             let key = segment_key(&id);
             if !store.touch(&key)? {
-                store.put(&key, &zstd::bulk::compress(&json, 3)?)?;
+                store.put(&key, &chunks::compress(&json)?)?;
             }
             d.segment = Some(id);
         }

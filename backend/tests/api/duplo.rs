@@ -827,3 +827,4 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
     drop(t);
     drop(fs);
 }
+
