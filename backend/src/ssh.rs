@@ -87,10 +87,21 @@ fn same_key(a: &str, b: &str) -> bool {
 }
 
 fn config() -> Arc<client::Config> {
+    // AES-GCM first: with the CPU's AES instructions it moves bulk data (root filesystems,
+    // netDUPLO cycles) at several times the speed of ChaCha20 on these machines.
+    const CIPHERS: &[russh::cipher::Name] = &[
+        russh::cipher::AES_256_GCM,
+        russh::cipher::CHACHA20_POLY1305,
+        russh::cipher::AES_256_CTR,
+    ];
     Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(60)),
-        keepalive_interval: Some(Duration::from_secs(5)),
-        keepalive_max: 3,
+        keepalive_interval: Some(Duration::from_secs(10)),
+        keepalive_max: 6,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..Default::default()
+        },
         ..Default::default()
     })
 }

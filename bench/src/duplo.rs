@@ -249,7 +249,7 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     if r.is_err() {
         // What the controller said, before its directory goes.
         let log = std::fs::read_to_string(ctl.dir.join("controller.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
         eprintln!("controller log (last lines):");
         for l in tail.into_iter().rev() {
             eprintln!("  {l}");

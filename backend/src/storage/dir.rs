@@ -1,6 +1,7 @@
 //! [`ObjectStore`] in a directory of the controller (on a real site a big disk or a mounted
-//! storage server). A put writes a temporary file and renames it into place; a commit syncs the
-//! whole filesystem once (`syncfs`), then writes its key synced and renamed, and syncs the
+//! storage server). A put writes a temporary file and renames it into place; a commit makes
+//! every put since the last one durable (each file and its directory when they are few, else the
+//! whole filesystem in one `syncfs`), then writes its key synced and renamed, and syncs the
 //! directory that holds it.
 
 use super::{check_key, ObjectStore};
@@ -12,7 +13,13 @@ pub struct DirStore {
     root: PathBuf,
     /// Directories known to exist (chunks fan out into 256): not made again for every put.
     made: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    /// Files put since the last commit (None: too many to sync one by one).
+    unsynced: std::sync::Mutex<Option<Vec<PathBuf>>>,
 }
+
+/// A commit syncs up to this many files put since the last one, each with its directory;
+/// past it, the whole filesystem at once (`syncfs`).
+const SYNC_ONE_BY_ONE: usize = 256;
 
 /// Temporary files end so; listings never show them, and [`DirStore::open`] removes those a
 /// crash left.
@@ -29,6 +36,8 @@ impl DirStore {
         let store = DirStore {
             root: root.to_path_buf(),
             made: Default::default(),
+            // What an earlier run put may not be on the disk yet: the first commit syncs all.
+            unsynced: std::sync::Mutex::new(None),
         };
         store.sweep_parts(root)?;
         Ok(store)
@@ -95,7 +104,16 @@ impl DirStore {
 impl ObjectStore for DirStore {
     fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(key)?;
-        self.write(&path, data, false)
+        self.write(&path, data, false)?;
+        let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = u.as_mut() {
+            if list.len() < SYNC_ONE_BY_ONE {
+                list.push(path);
+            } else {
+                *u = None;
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> io::Result<Vec<u8>> {
@@ -175,11 +193,45 @@ impl ObjectStore for DirStore {
 
     fn commit(&self, key: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(key)?;
-        // Everything put so far reaches the disk, in one call for the whole filesystem.
-        let root = std::fs::File::open(&self.root)?;
-        // SAFETY: syncfs takes an open descriptor and has no memory effects.
-        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error());
+        // Everything put so far reaches the disk: a few files each with its directory, or the
+        // whole filesystem in one call (whatever else is waiting on it).
+        let pending = std::mem::replace(
+            &mut *self.unsynced.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(Vec::new()),
+        );
+        let synced = match &pending {
+            Some(list) => (|| {
+                let mut dirs = std::collections::BTreeSet::new();
+                for p in list {
+                    match std::fs::File::open(p) {
+                        Ok(f) => f.sync_all()?,
+                        // Collected since: nothing of it to keep.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                    if let Some(d) = p.parent() {
+                        dirs.insert(d.to_path_buf());
+                    }
+                }
+                for d in dirs {
+                    std::fs::File::open(d)?.sync_all()?;
+                }
+                Ok(())
+            })(),
+            None => {
+                let root = std::fs::File::open(&self.root)?;
+                // SAFETY: syncfs takes an open descriptor and has no memory effects.
+                if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(e) = synced {
+            // Not known durable: the next commit syncs the whole filesystem.
+            *self.unsynced.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(e);
         }
         crate::ops::fault::point("duplo", "synced");
         self.write(&path, data, true)?;
