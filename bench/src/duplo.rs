@@ -169,19 +169,32 @@ async fn create_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: String) -> R
     Ok((vid, v["id_base"].as_u64().unwrap_or(0) as u32))
 }
 
-/// rsync of the VPS's tree from the host over SSH into `dest` on the storage disk; seconds.
-fn rsync(ctl: &Controller, host: &TestHost, name: &str, dest: &Path) -> Result<f64> {
-    let key = ctl.dir.join("data/controller_ed25519");
+/// rsync of the VPS's tree from the host over SSH into `dest` on the storage disk; seconds. Run
+/// off the client's runtime, which keeps serving meanwhile.
+async fn rsync(ctl: &Controller, host: &TestHost, name: &str, dest: &Path) -> Result<f64> {
+    let (key, port, addr) = (ctl.dir.join("data/controller_ed25519"), host.ssh_port, host.addr);
+    let (name, dest) = (name.to_string(), dest.to_path_buf());
+    actix_rt::task::spawn_blocking(move || rsync_now(&key, port, addr, &name, &dest))
+        .await
+        .map_err(|_| anyhow::anyhow!("rsync's thread panicked"))?
+}
+
+fn rsync_now(
+    key: &Path,
+    port: u16,
+    addr: std::net::Ipv4Addr,
+    name: &str,
+    dest: &Path,
+) -> Result<f64> {
     let ssh = format!(
-        "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        key.display(),
-        host.ssh_port
+        "ssh -i {} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        key.display()
     );
     std::fs::create_dir_all(dest)?;
     let t0 = Instant::now();
     let out = Command::new("rsync")
         .args(["-a", "--delete", "--numeric-ids", "-e", &ssh])
-        .arg(format!("root@{}:/var/lib/lxc/{name}/rootfs/", host.addr))
+        .arg(format!("root@{addr}:/var/lib/lxc/{name}/rootfs/"))
         .arg(dest)
         .output()
         .context("cannot run rsync (apt install rsync)")?;
@@ -326,7 +339,7 @@ async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses
     let tree = root.join("srv/tree");
     // Written on a thread of its own: the client's runtime keeps running.
     let t2 = tree.clone();
-    std::thread::spawn(move || -> Result<()> {
+    actix_rt::task::spawn_blocking(move || -> Result<()> {
         for i in 0..files {
             let d = t2.join(format!("d{:03}", i / 1000));
             if i % 1000 == 0 {
@@ -340,7 +353,7 @@ async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses
         }
         Ok(())
     })
-    .join()
+    .await
     .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     println!(
         "  wrote {files} files into the VPS in {:.0} s",
@@ -352,7 +365,7 @@ async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses
         println!("  (note: that cycle was incremental: {full})");
     }
     let dest = ctl.dir.join("data/storage/rsync-big");
-    let rsync_full = rsync(ctl, h, "big", &dest)?;
+    let rsync_full = rsync(ctl, h, "big", &dest).await?;
     println!(
         "  full copy of {} entries ({}): ours {:.2} s, rsync {:.2} s ({:.2}× rsync; why full: {})",
         full["files"],
@@ -376,7 +389,7 @@ async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses
             println!("  (round {r} compared in full: {})", p["full_reason"]);
         }
         ours.push(p["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0);
-        theirs.push(rsync(ctl, h, "big", &dest)?);
+        theirs.push(rsync(ctl, h, "big", &dest).await?);
     }
     let (o, t) = (median(ours.clone()), median(theirs.clone()));
     println!(

@@ -99,6 +99,18 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         AgentResponse::DuploCut { cut, changes } => (cut, changes),
         other => return Err(format!("the host answered a cut with {other:?}")),
     };
+    let changes = match changes {
+        Changes::Paths { .. }
+            if state
+                .last_full_at
+                .is_some_and(|t| t.elapsed() >= super::FULL_COMPARE_EVERY) =>
+        {
+            Changes::Full {
+                reason: "the hourly full compare, which also catches what no journal sees (writes through shared memory maps)".into(),
+            }
+        }
+        c => c,
+    };
     let ids = v.ids_on_disk().to_string();
     let (request, full_reason) = core
         .duplo
@@ -291,6 +303,9 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
                 s.last_taken_ms = Some(r.landed.header.taken_at_ms);
                 s.last_done_ms = Some(now);
                 s.last_full_reason = r.full_reason.clone();
+                if r.landed.full || s.last_full_at.is_none() {
+                    s.last_full_at = Some(Instant::now());
+                }
             }
             Err(e) => {
                 core.duplo

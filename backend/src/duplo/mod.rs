@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// How often the scheduler looks for cycles that are due.
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// A full compare at least this often, whatever the journal says: it also catches changes no
+/// journal sees (writes through shared memory maps). Cheap: unchanged files are not read.
+pub const FULL_COMPARE_EVERY: Duration = Duration::from_secs(3600);
+
 /// The longest wait after failures (doubling from the host's interval).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -49,6 +53,8 @@ pub struct VpsDuplo {
     pub last_error: Option<String>,
     /// Why the last cycle compared the whole tree (the journal could not vouch), if it did.
     pub last_full_reason: Option<String>,
+    /// When the last full compare landed (this run).
+    pub last_full_at: Option<Instant>,
 }
 
 impl VpsDuplo {

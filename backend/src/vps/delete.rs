@@ -85,6 +85,9 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
     if let Err(e) = r {
         return Finish::Done(Err(e));
     }
+    // Its restore points stay in storage (pruned by the policy, the newest kept).
+    state.duplo.forget(id);
+    state.duplo.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     changed(state, id, ChangeKind::Deleted);
     Finish::Done(Ok(format!("VPS {} deleted", v.name)))
 }

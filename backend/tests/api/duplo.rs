@@ -422,8 +422,30 @@ async fn a_restore_from_a_random_point_equals_that_point() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+    // An interval of 0 or of a year is refused, naming the field.
+    for bad in [0u64, 365 * 86400] {
+        let r = admin
+            .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
+            .json(&json!({"duplo_interval_secs": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(expect_error(r, 422, "invalid").await["field"], "duplo_interval_secs");
+    }
     let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-r", 80).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-r/rootfs");
+    let r = admin
+        .get(t.url(&format!("/api/v1/vpses/{vid}/points?limit=0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "limit");
+    let r = admin
+        .post(t.url("/api/v1/vpses/99999/duplo/now"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let store = store_of(&t);
     point_after(&t, &admin, vid, 0).await;
     let seed = std::process::id() as u64 ^ 0x5eed;
