@@ -87,12 +87,6 @@ impl DirStore {
             f.write_all(data)?;
             if durable {
                 f.sync_all()?;
-            } else {
-                // Its writeback starts now, so that the commit finds little left to wait for.
-                // SAFETY: an open descriptor; the call only schedules I/O.
-                unsafe {
-                    libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-                }
             }
             std::fs::rename(&tmp, path)
         })();
