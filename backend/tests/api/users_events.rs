@@ -316,6 +316,8 @@ async fn admins_see_every_background_loop_of_the_supervisor() {
             "recovery",
             "reconcile",
             "retention",
+            "duplo",
+            "duplo-prune",
             "templates",
             "host connections"
         ],
