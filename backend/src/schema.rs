@@ -122,7 +122,7 @@ diesel::table! {
         cycle -> BigInt,
         host_id -> Nullable<BigInt>,
         taken_at -> Timestamp,
-        full -> Bool,
+        full_compare -> Bool,
         full_reason -> Nullable<Text>,
         files -> BigInt,
         bytes -> BigInt,

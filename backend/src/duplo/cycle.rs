@@ -252,7 +252,7 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
         p::taken_at.eq(chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
             .unwrap_or_default()
             .naive_utc()),
-        p::full.eq(r.landed.full),
+        p::full_compare.eq(r.landed.full),
         p::full_reason.eq(r.full_reason.clone()),
         p::files.eq(m.files as i64),
         p::bytes.eq(m.bytes as i64),

@@ -85,7 +85,7 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
             p::taken_at.eq(chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
                 .unwrap_or_default()
                 .naive_utc()),
-            p::full.eq(false),
+            p::full_compare.eq(false),
             p::full_reason.eq(None::<String>),
             p::files.eq(m.files as i64),
             p::bytes.eq(m.bytes as i64),

@@ -7,7 +7,7 @@ CREATE TABLE duplo_points (
     cycle BIGINT NOT NULL,
     host_id BIGINT NULL,
     taken_at TIMESTAMP NOT NULL,
-    full BOOLEAN NOT NULL,
+    full_compare BOOLEAN NOT NULL,
     full_reason TEXT NULL,
     files BIGINT NOT NULL,
     bytes BIGINT NOT NULL,
