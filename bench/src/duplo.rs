@@ -172,7 +172,11 @@ async fn create_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: String) -> R
 /// rsync of the VPS's tree from the host over SSH into `dest` on the storage disk; seconds. Run
 /// off the client's runtime, which keeps serving meanwhile.
 async fn rsync(ctl: &Controller, host: &TestHost, name: &str, dest: &Path) -> Result<f64> {
-    let (key, port, addr) = (ctl.dir.join("data/controller_ed25519"), host.ssh_port, host.addr);
+    let (key, port, addr) = (
+        ctl.dir.join("data/controller_ed25519"),
+        host.ssh_port,
+        host.addr,
+    );
     let (name, dest) = (name.to_string(), dest.to_path_buf());
     actix_rt::task::spawn_blocking(move || rsync_now(&key, port, addr, &name, &dest))
         .await
@@ -271,7 +275,13 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     r
 }
 
-async fn measure(ctl: &Controller, files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()> {
+async fn measure(
+    ctl: &Controller,
+    files: u64,
+    rounds: u64,
+    seconds: u64,
+    nvpses: usize,
+) -> Result<()> {
     println!("netDUPLO benchmark on one test host: {files} files, {rounds} incremental rounds, {seconds} s of continuous mode, {nvpses} VPSes writing at once");
     let cluster = Cluster::create(ClusterOptions {
         hosts: 1,

@@ -196,7 +196,8 @@ impl KnownFile {
     /// Whether a file found now with this metadata is this one, unchanged.
     pub fn unchanged(&self, ino: u64, size: u64, mtime_ns: i64, ctime_ns: i64) -> bool {
         self.ctime_ns != 0
-            && (self.ino, self.size, self.mtime_ns, self.ctime_ns) == (ino, size, mtime_ns, ctime_ns)
+            && (self.ino, self.size, self.mtime_ns, self.ctime_ns)
+                == (ino, size, mtime_ns, ctime_ns)
     }
 }
 

@@ -4,9 +4,9 @@ use super::{now_ms, VpsDuplo};
 use crate::audit::{Actor, Change};
 use crate::core::Core;
 use crate::storage::cycle::{ingest, Landed};
+use crate::storage::tree::Tree;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::Severity;
-use crate::storage::tree::Tree;
 use serverware_shared::duplo::{Changes, KnownFile, ScanRequest};
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -116,7 +116,13 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         .duplo
         .with_tree(vps_id, |t| scan_request(&changes, Some(t)))
         .unwrap_or_else(|| scan_request(&changes, None));
-    let mut args = vec!["rootfs-scan", v.name.as_str(), "--ids", ids.as_str(), "--request"];
+    let mut args = vec![
+        "rootfs-scan",
+        v.name.as_str(),
+        "--ids",
+        ids.as_str(),
+        "--request",
+    ];
     // Frozen for a consistent point only when the read is small (the agent thaws it anyway
     // past its budget): a full compare never holds a VPS.
     if request
@@ -152,15 +158,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
             buf: Vec::new(),
             pos: 0,
         };
-        ingest(
-            &*store,
-            &gate,
-            &mut r,
-            prev,
-            vps_id,
-            cycle,
-            taken_at_ms,
-        )
+        ingest(&*store, &gate, &mut r, prev, vps_id, cycle, taken_at_ms)
     });
     let (mut code, mut err) = (None, Vec::new());
     let mut ch = ch;
@@ -218,7 +216,9 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
 pub fn scan_request(changes: &Changes, prev: Option<&Tree>) -> (ScanRequest, Option<String>) {
     let (paths, reason) = match (changes, prev) {
         (Changes::Paths { paths }, Some(_)) => (Some(paths.clone()), None),
-        (Changes::Paths { .. }, None) => (None, Some("the VPS has no restore point yet".to_string())),
+        (Changes::Paths { .. }, None) => {
+            (None, Some("the VPS has no restore point yet".to_string()))
+        }
         (Changes::Full { reason }, _) => (None, Some(reason.clone())),
     };
     let known = match (prev, &paths) {

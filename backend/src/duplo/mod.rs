@@ -15,8 +15,8 @@ pub mod restore;
 pub mod view;
 
 use crate::core::Core;
-use crate::storage::{points, DirStore, ObjectStore};
 use crate::storage::tree::Tree;
+use crate::storage::{points, DirStore, ObjectStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,7 +60,8 @@ pub struct VpsDuplo {
 impl VpsDuplo {
     /// When the next cycle is due at `interval`; None: now.
     pub fn next_due(&self, interval: Duration) -> Option<Instant> {
-        self.done_at.map(|t| t + next_after(interval, self.failures))
+        self.done_at
+            .map(|t| t + next_after(interval, self.failures))
     }
 }
 

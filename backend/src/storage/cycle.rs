@@ -185,7 +185,10 @@ mod tests {
             (landed.chunks_new, landed.bytes_new, landed.chunks_known),
             (2, 13, 0)
         );
-        assert_eq!(points::load(&s, 3, 1).unwrap().entries, landed.tree.entries());
+        assert_eq!(
+            points::load(&s, 3, 1).unwrap().entries,
+            landed.tree.entries()
+        );
         // A second VPS with the same content costs no new chunk.
         let again = ingest(
             &s,
@@ -252,16 +255,7 @@ mod tests {
         )
         .unwrap();
         stream::write_end(&mut lying).unwrap();
-        assert!(ingest(
-            &s,
-            &g,
-            &mut lying.as_slice(),
-            Some(next.tree),
-            3,
-            3,
-            14
-        )
-        .is_err());
+        assert!(ingest(&s, &g, &mut lying.as_slice(), Some(next.tree), 3, 3, 14).is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
     }
 }

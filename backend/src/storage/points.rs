@@ -103,10 +103,11 @@ pub fn commit_tree(
     taken_at_ms: i64,
     present: &dyn Fn(&ChunkId) -> bool,
 ) -> io::Result<Header> {
-    let root = tree
-        .root
-        .clone()
-        .ok_or_else(|| bad(format!("cycle {cycle} of VPS {vps_id} has no root directory")))?;
+    let root = tree.root.clone().ok_or_else(|| {
+        bad(format!(
+            "cycle {cycle} of VPS {vps_id} has no root directory"
+        ))
+    })?;
     for id in tree.chunk_ids() {
         if !present(id) && !store.exists(&chunks::key(id))? {
             return Err(bad(format!(
@@ -127,7 +128,10 @@ pub fn commit_tree(
         bytes,
     };
     let json = serde_json::to_vec(&h).map_err(io::Error::other)?;
-    store.commit(&key(vps_id, cycle, taken_at_ms), &zstd::bulk::compress(&json, 3)?)?;
+    store.commit(
+        &key(vps_id, cycle, taken_at_ms),
+        &zstd::bulk::compress(&json, 3)?,
+    )?;
     Ok(h)
 }
 

@@ -159,7 +159,9 @@ impl Tree {
         for root in &delta.roots {
             let p = &root.path.0;
             self.remove(p);
-            let still_dir = found.get(p.as_slice()).is_some_and(|e| e.kind == EntryKind::Dir);
+            let still_dir = found
+                .get(p.as_slice())
+                .is_some_and(|e| e.kind == EntryKind::Dir);
             if root.deep || !still_dir {
                 self.remove_under(p);
             }
@@ -222,7 +224,10 @@ impl Tree {
 
     /// Writes the segments of the directories changed since the last save (their ids are then
     /// known); the directories' (path, segment) list, sorted. Durable at the next commit.
-    pub fn save_segments(&mut self, store: &dyn ObjectStore) -> io::Result<Vec<(PathBytes, ChunkId)>> {
+    pub fn save_segments(
+        &mut self,
+        store: &dyn ObjectStore,
+    ) -> io::Result<Vec<(PathBytes, ChunkId)>> {
         self.dirs.retain(|_, d| !d.entries.is_empty());
         for d in self.dirs.values_mut() {
             if d.segment.is_some() {
@@ -401,7 +406,8 @@ mod tests {
         assert_eq!(back.entries(), t.entries());
         // A damaged segment is found.
         let key = segment_key(&list2[0].1);
-        s.put(&key, &zstd::bulk::compress(b"[]", 3).unwrap()).unwrap();
+        s.put(&key, &zstd::bulk::compress(b"[]", 3).unwrap())
+            .unwrap();
         assert!(Tree::load(&s, t.root.clone().unwrap(), &list2).is_err());
     }
 }

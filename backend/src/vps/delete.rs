@@ -87,7 +87,10 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
     }
     // Its restore points stay in storage (pruned by the policy, the newest kept).
     state.duplo.forget(id);
-    state.duplo.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+    state
+        .duplo
+        .dirty
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     changed(state, id, ChangeKind::Deleted);
     Finish::Done(Ok(format!("VPS {} deleted", v.name)))
 }

@@ -430,7 +430,10 @@ async fn a_restore_from_a_random_point_equals_that_point() {
             .send()
             .await
             .unwrap();
-        assert_eq!(expect_error(r, 422, "invalid").await["field"], "duplo_interval_secs");
+        assert_eq!(
+            expect_error(r, 422, "invalid").await["field"],
+            "duplo_interval_secs"
+        );
     }
     let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-r", 80).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-r/rootfs");
@@ -849,4 +852,3 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
     drop(t);
     drop(fs);
 }
-
