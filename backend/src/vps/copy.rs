@@ -47,25 +47,7 @@ pub async fn copy(
         .run(move |c| {
             c.transaction(|c| {
                 unique(c, &name, &ipv4, None)?;
-                let copy = insert_creating(
-                    c,
-                    NewVps {
-                        name: &name,
-                        description: &s2.description,
-                        host_id: Some(to_id),
-                        template_id: s2.template_id,
-                        ipv4: &ipv4,
-                        hostname: &name,
-                        memory_limit_bytes: s2.memory_limit_bytes,
-                        cpu_shares: s2.cpu_shares,
-                        cpu_limit_millis: s2.cpu_limit_millis,
-                        disk_limit_bytes: s2.disk_limit_bytes,
-                        autostart: s2.autostart,
-                        desired_state: if start_copy { "running" } else { "stopped" },
-                        // A copy runs as its source does, in a range of its own.
-                        privileged: s2.privileged,
-                    },
-                )?;
+                let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start_copy))?;
                 let row = crate::tasks::insert(c, "vps.copy", "vps", &copy.id.to_string(), &a)?;
                 ops::claims::take(c, &[(s2.id, &s2.name)], row.id, VpsOperation::Copy)?;
                 ops::claims::take(c, &[(copy.id, &copy.name)], row.id, VpsOperation::Create)?;

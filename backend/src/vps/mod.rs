@@ -551,6 +551,29 @@ struct NewVps<'a> {
     privileged: bool,
 }
 
+impl<'a> NewVps<'a> {
+    /// A new VPS like `src` (limits, template, privilege) under its own name and address on
+    /// `host_id`: a copy, or a VPS made from one of `src`'s restore points. It runs as its source
+    /// does, in an id range of its own.
+    fn like(src: &'a VpsRow, name: &'a str, ipv4: &'a str, host_id: i64, start: bool) -> Self {
+        NewVps {
+            name,
+            description: &src.description,
+            host_id: Some(host_id),
+            template_id: src.template_id,
+            ipv4,
+            hostname: name,
+            memory_limit_bytes: src.memory_limit_bytes,
+            cpu_shares: src.cpu_shares,
+            cpu_limit_millis: src.cpu_limit_millis,
+            disk_limit_bytes: src.disk_limit_bytes,
+            autostart: src.autostart,
+            desired_state: if start { "running" } else { "stopped" },
+            privileged: src.privileged,
+        }
+    }
+}
+
 /// The lowest id range no VPS has. Creates and copies take the placement lock, so two never
 /// pick at once; the unique index on `id_base` guards the rest.
 fn free_id_base(c: &mut crate::db::DbConn) -> ApiResult<i64> {

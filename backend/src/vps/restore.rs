@@ -152,24 +152,7 @@ pub async fn restore(
                 .run(move |c| {
                     c.transaction(|c| {
                         unique(c, &name, &ipv4, None)?;
-                        let copy = insert_creating(
-                            c,
-                            NewVps {
-                                name: &name,
-                                description: &s2.description,
-                                host_id: Some(to_id),
-                                template_id: s2.template_id,
-                                ipv4: &ipv4,
-                                hostname: &name,
-                                memory_limit_bytes: s2.memory_limit_bytes,
-                                cpu_shares: s2.cpu_shares,
-                                cpu_limit_millis: s2.cpu_limit_millis,
-                                disk_limit_bytes: s2.disk_limit_bytes,
-                                autostart: s2.autostart,
-                                desired_state: if start { "running" } else { "stopped" },
-                                privileged: s2.privileged,
-                            },
-                        )?;
+                        let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start))?;
                         let row = crate::tasks::insert(c, "vps.restore", "vps", &copy.id.to_string(), &a)?;
                         ops::claims::take(c, &[(copy.id, &copy.name)], row.id, VpsOperation::Create)?;
                         ops::record(
