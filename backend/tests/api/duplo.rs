@@ -268,12 +268,7 @@ pub(crate) async fn point_after(
 /// Asks for a cycle now and waits for its point.
 pub(crate) async fn cycle_now(t: &TestController, c: &reqwest::Client, vid: i64) -> Value {
     let before = duplo(t, c, vid).await["last_cycle"].as_u64().unwrap_or(0);
-    let r = c
-        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    request_now(t, c, vid).await;
     point_after(t, c, vid, before).await
 }
 
@@ -295,8 +290,12 @@ pub(crate) fn assert_point_is_tree(store: &DirStore, vid: i64, root: &Path, base
     m
 }
 
-/// The PID of the serving agent on a test host (the one the controller started there).
-pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
+/// The PID of a process on a test host (in its mount namespace) whose arguments `pick` accepts.
+fn host_process(
+    cluster: &serverware_testhosts::Cluster,
+    host: usize,
+    pick: impl Fn(&[&[u8]]) -> bool,
+) -> Option<i32> {
     let init = cluster.hosts[host].init_pid().unwrap();
     let ns = std::fs::read_link(format!("/proc/{init}/ns/mnt")).ok()?;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -305,8 +304,7 @@ pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) ->
         };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-        if args.len() == 1
-            && args[0].ends_with(b"/serverware-agent")
+        if pick(&args)
             && std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
                 .ok()
                 .as_ref()
@@ -316,6 +314,73 @@ pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) ->
         }
     }
     None
+}
+
+/// The PID of the serving agent on a test host (the one the controller started there).
+pub(crate) fn agent_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
+    host_process(cluster, host, |a| {
+        a.len() == 1 && a[0].ends_with(b"/serverware-agent")
+    })
+}
+
+/// The PID of a `rootfs-scan` running on a test host.
+fn scan_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
+    host_process(cluster, host, |a| {
+        a.len() > 1 && a[0].ends_with(b"/serverware-agent") && a[1] == b"rootfs-scan"
+    })
+}
+
+/// Cycles of the host's VPSes only when asked for (a day apart otherwise), so that a test knows
+/// what each carries.
+async fn on_demand(t: &TestController, admin: &reqwest::Client, host: i64) {
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{host}")))
+        .json(&json!({"duplo_interval_secs": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// A test host added to a controller started by the test itself, cycling on demand; its id and
+/// the built-in template's.
+async fn one_host(
+    t: &TestController,
+    admin: &reqwest::Client,
+    cluster: &serverware_testhosts::Cluster,
+) -> (i64, i64) {
+    let r = crate::hosts_api::add(t, admin, "node-0", &cluster.hosts[0]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let hid = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    crate::hosts_api::wait_host(t, admin, hid, "online", |h| h["status"] == "online").await;
+    on_demand(t, admin, hid).await;
+    let tpl = get(t, admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    (hid, tpl)
+}
+
+/// Asks for a cycle now (202).
+async fn request_now(t: &TestController, c: &reqwest::Client, vid: i64) {
+    let r = c
+        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// Waits until the VPS's duplication reports a failed cycle; its status.
+async fn failed(t: &TestController, c: &reqwest::Client, vid: i64, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = duplo(t, c, vid).await;
+        if s["failures"].as_u64().unwrap_or(0) > 0 {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn one_vps(
@@ -340,13 +405,7 @@ async fn one_vps(
 async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     let (cluster, t, admin, hosts, tpl) = site(1).await;
     // Cycles when asked for (a day apart otherwise), so that the test knows what each carries.
-    let r = admin
-        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
-        .json(&json!({"duplo_interval_secs": 86400}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    on_demand(&t, &admin, hosts[0]).await;
     let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-1", 70).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-1/rootfs");
     let store = store_of(&t);
@@ -414,13 +473,7 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     let (cluster, t, admin, hosts, tpl) = site(2).await;
     let net = format!("10.77.{}", cluster.subnet);
     for h in &hosts {
-        let r = admin
-            .patch(t.url(&format!("/api/v1/hosts/{h}")))
-            .json(&json!({"duplo_interval_secs": 86400}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        on_demand(&t, &admin, *h).await;
     }
     // An interval of 0 or of a year is refused, naming the field.
     for bad in [0u64, 365 * 86400] {
@@ -596,40 +649,10 @@ pub(crate) fn assert_storage_whole(store: &DirStore, vid: i64) -> Vec<u64> {
     cycles
 }
 
-/// The PID of a `rootfs-scan` running on a test host.
-fn scan_pid(cluster: &serverware_testhosts::Cluster, host: usize) -> Option<i32> {
-    let init = cluster.hosts[host].init_pid().unwrap();
-    let ns = std::fs::read_link(format!("/proc/{init}/ns/mnt")).ok()?;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() > 1
-            && args[0].ends_with(b"/serverware-agent")
-            && args[1] == b"rootfs-scan"
-            && std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-                .ok()
-                .as_ref()
-                == Some(&ns)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[actix_web::test]
 async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
     let (cluster, t, admin, hosts, tpl) = site(1).await;
-    let r = admin
-        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
-        .json(&json!({"duplo_interval_secs": 86400}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    on_demand(&t, &admin, hosts[0]).await;
     let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-k", 90).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-k/rootfs");
     let store = store_of(&t);
@@ -644,12 +667,7 @@ async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
         "dd if=/dev/urandom of=/root/big bs=1M count=96 2>&1 && echo more >> /etc/motd",
     );
     assert!(ok, "{out}");
-    let r = admin
-        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    request_now(&t, &admin, vid).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let pid = loop {
         if let Some(p) = scan_pid(&cluster, 0) {
@@ -661,18 +679,7 @@ async fn a_scan_killed_mid_cycle_leaves_the_last_point_whole() {
     // SAFETY: the scan the controller started on this test's host.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // The cycle fails, with an event, and storage holds exactly the point it had.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let s = loop {
-        let s = duplo(&t, &admin, vid).await;
-        if s["failures"].as_u64().unwrap_or(0) > 0 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the killed cycle was not reported: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let s = failed(&t, &admin, vid, "the killed cycle was not reported").await;
     assert_eq!(s["last_cycle"], before.cycle, "{s}");
     assert!(s["last_error"].is_string(), "{s}");
     assert_eq!(assert_storage_whole(&store, vid), [before.cycle]);
@@ -701,20 +708,7 @@ async fn a_controller_killed_mid_commit_leaves_one_whole_point_or_the_next() {
     .unwrap();
     let mut t = TestController::start_process(None).await;
     let admin = t.admin().await;
-    let r = crate::hosts_api::add(&t, &admin, "node-0", &cluster.hosts[0]).await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let hid = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    crate::hosts_api::wait_host(&t, &admin, hid, "online", |h| h["status"] == "online").await;
-    let r = admin
-        .patch(t.url(&format!("/api/v1/hosts/{hid}")))
-        .json(&json!({"duplo_interval_secs": 86400}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
+    let (hid, tpl) = one_host(&t, &admin, &cluster).await;
     let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-c", 95).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-c/rootfs");
     let store = store_of(&t);
@@ -787,20 +781,7 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
     let storage = fs.0.join("duplo");
     let t = TestController::start_with(|c| c.storage_dir = storage.clone()).await;
     let admin = t.admin().await;
-    let r = crate::hosts_api::add(&t, &admin, "node-0", &cluster.hosts[0]).await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let hid = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    crate::hosts_api::wait_host(&t, &admin, hid, "online", |h| h["status"] == "online").await;
-    let r = admin
-        .patch(t.url(&format!("/api/v1/hosts/{hid}")))
-        .json(&json!({"duplo_interval_secs": 86400}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
+    let (hid, tpl) = one_host(&t, &admin, &cluster).await;
     let (vid, base) = one_vps(&t, &admin, &cluster, hid, tpl, "dup-f", 96).await;
     let root = cluster.hosts[0].dir.join("lxc/dup-f/rootfs");
     let store = DirStore::open(&storage).unwrap();
@@ -819,24 +800,8 @@ async fn a_full_storage_disk_fails_the_cycle_and_keeps_every_point() {
         "dd if=/dev/urandom of=/root/huge bs=1M count=40 2>&1",
     );
     assert!(ok, "{out}");
-    let r = admin
-        .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let s = loop {
-        let s = duplo(&t, &admin, vid).await;
-        if s["failures"].as_u64().unwrap_or(0) > 0 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a cycle onto a full disk did not fail: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    request_now(&t, &admin, vid).await;
+    let s = failed(&t, &admin, vid, "a cycle onto a full disk did not fail").await;
     let err = s["last_error"].as_str().unwrap();
     assert!(err.contains("space") || err.contains("No space"), "{err}");
     assert_eq!(s["last_cycle"], newest.cycle, "{s}");
