@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::models::now;
 use crate::schema::{task_logs, tasks};
-use chrono::{NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serverware_shared::api::{Severity, TaskLogLine, TaskResponse};
 use serverware_shared::state::TaskStatus;
@@ -68,6 +68,17 @@ pub struct Task {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stamps the task as starting now, inside the caller's transaction: called once its claims
+/// are taken, which is after the operation that held them before stamped its end.
+pub fn started_now(c: &mut crate::db::DbConn, row: &mut TaskRow) -> ApiResult<()> {
+    let t = now();
+    diesel::update(tasks::table.find(row.id))
+        .set(tasks::started_at.eq(t))
+        .execute(c)?;
+    row.started_at = Some(t);
+    Ok(())
 }
 
 /// Creates a task row (status `running`) inside the caller's transaction.
@@ -183,9 +194,15 @@ impl Task {
 
     /// Ends the task and records an event of its outcome.
     pub async fn finish(&self, result: &Result<String, ApiError>) {
+        self.finish_ended(result, Utc::now()).await
+    }
+
+    /// Ends the task whose work ended at `ended`: an operation stamps the moment before it
+    /// frees its VPSes, so that the next operation on them never seems to overlap it.
+    pub async fn finish_ended(&self, result: &Result<String, ApiError>, ended: DateTime<Utc>) {
         {
             let mut s = lock(&self.state);
-            s.finished_at = Some(Utc::now());
+            s.finished_at = Some(ended);
             match result {
                 Ok(_) => {
                     s.status = TaskStatus::Succeeded.as_str().into();

@@ -3,6 +3,7 @@
 use crate::db::DbConn;
 use crate::error::{ApiError, ApiResult};
 use crate::models::now;
+use crate::schema::vpses;
 use crate::schema::{host_reservations, vps_claims};
 use diesel::prelude::*;
 use serverware_shared::state::{Refusal, VpsOperation};
@@ -37,6 +38,27 @@ pub fn all(c: &mut DbConn) -> ApiResult<std::collections::HashMap<i64, (VpsOpera
         .collect())
 }
 
+/// Locks the VPS rows for the rest of the caller's transaction, lowest id first. Every
+/// transaction that claims or edits a VPS starts here, so on PostgreSQL they queue on the row
+/// in one order instead of taking the claim and the row in opposite orders and deadlocking.
+/// SQLite needs nothing: its writers already take turns ([`crate::db::Db`]).
+pub fn lock(c: &mut DbConn, ids: &[i64]) -> ApiResult<()> {
+    if let DbConn::Postgres(pg) = c {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            vpses::table
+                .find(id)
+                .select(vpses::id)
+                .for_update()
+                .first::<i64>(pg)
+                .optional()?;
+        }
+    }
+    Ok(())
+}
+
 /// Claims the VPSes (id, name) for a task inside the caller's transaction, or answers 409
 /// naming the operation that holds one. The primary key settles races between controllers.
 pub fn take(
@@ -45,6 +67,7 @@ pub fn take(
     task_id: i64,
     op: VpsOperation,
 ) -> ApiResult<()> {
+    lock(c, &vpses.iter().map(|v| v.0).collect::<Vec<_>>())?;
     for (id, name) in vpses {
         if let Some(h) = holder(c, *id)? {
             return Err(busy(name, op, h));

@@ -62,6 +62,7 @@ pub async fn edit(
         .run(move |c| {
             c.transaction(|c| {
                 // Checked again inside the transaction: nothing may change under an operation.
+                ops::claims::lock(c, &[id])?;
                 if let Some(h) = ops::claims::holder(c, id)? {
                     return Err(ops::claims::busy(&v.name, VpsOperation::Edit, h));
                 }
@@ -143,8 +144,10 @@ pub async fn edit(
                 let nv = load(c, id)?;
                 let row = match (touches_host, nv.host_id) {
                     (true, Some(_)) => {
-                        let row = crate::tasks::insert(c, "vps.edit", "vps", &id.to_string(), &a)?;
+                        let mut row =
+                            crate::tasks::insert(c, "vps.edit", "vps", &id.to_string(), &a)?;
                         ops::claims::take(c, &[(id, &nv.name)], row.id, VpsOperation::Edit)?;
+                        crate::tasks::started_now(c, &mut row)?;
                         Some(row)
                     }
                     _ => None,

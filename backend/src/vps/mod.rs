@@ -307,10 +307,11 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
     match finish {
         Finish::Done(r) => {
             state.ops_live.park(id, false);
+            let ended = chrono::Utc::now();
             if let Err(e) = ops::release(&state.db, id).await {
                 tracing::error!(task = id, "cannot release the operation's claims: {e}");
             }
-            task.finish(&r).await;
+            task.finish_ended(&r, ended).await;
         }
         Finish::Later { release_claims } => {
             state.ops_live.park(id, true);
@@ -374,9 +375,10 @@ async fn begin(
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let row = crate::tasks::insert(c, &kind, "vps", &id.to_string(), &a)?;
+                let mut row = crate::tasks::insert(c, &kind, "vps", &id.to_string(), &a)?;
                 let names: Vec<(i64, &str)> = claim.iter().map(|(i, n)| (*i, n.as_str())).collect();
                 ops::claims::take(c, &names, row.id, op)?;
+                crate::tasks::started_now(c, &mut row)?;
                 if let Some(p) = &extra.durable {
                     ops::record(c, row.id, &kind, id, p)?;
                 }

@@ -47,7 +47,12 @@ pub async fn move_to(
     }
     fits(c, &need(&v)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
-    name_free_on(&state, target, &to_name, &v.name).await?;
+    if let Err(e) = name_free_on(&state, target, &to_name, &v.name).await {
+        // A move that began since the check above is copying this VPS there: say so, rather
+        // than call its copy a stranger's container.
+        check(&state, &v, VpsOperation::Move).await?;
+        return Err(e);
+    }
     let params = Params {
         from_host: from.id,
         to_host: target,
