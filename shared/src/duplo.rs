@@ -114,6 +114,26 @@ impl<'de> Deserialize<'de> for PathBytes {
     }
 }
 
+impl Entry {
+    /// An entry of `kind` at `path` with every other field zero or empty, to be filled in.
+    pub fn new(path: &[u8], kind: EntryKind) -> Entry {
+        Entry {
+            path: PathBytes(path.to_vec()),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            size: 0,
+            chunks: Vec::new(),
+            target: None,
+            rdev: None,
+            ino: 0,
+            ctime_ns: 0,
+        }
+    }
+}
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

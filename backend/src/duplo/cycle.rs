@@ -7,7 +7,7 @@ use crate::storage::cycle::{ingest, Landed};
 use crate::storage::tree::Tree;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::Severity;
-use serverware_shared::duplo::{Changes, KnownFile, ScanRequest};
+use serverware_shared::duplo::{ChangedPath, Changes, KnownFile, PathBytes, ScanRequest};
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,7 +215,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
 /// read again and what storage holds is not sent again. Also why the cycle is a full compare.
 pub fn scan_request(changes: &Changes, prev: Option<&Tree>) -> (ScanRequest, Option<String>) {
     let (paths, reason) = match (changes, prev) {
-        (Changes::Paths { paths }, Some(_)) => (Some(paths.clone()), None),
+        (Changes::Paths { paths }, Some(t)) => (Some(with_links(paths, t)), None),
         (Changes::Paths { .. }, None) => {
             (None, Some("the VPS has no restore point yet".to_string()))
         }
@@ -237,6 +237,44 @@ pub fn scan_request(changes: &Changes, prev: Option<&Tree>) -> (ScanRequest, Opt
         }
     };
     (ScanRequest { paths, known }, reason)
+}
+
+/// The changed paths and every other name of the files among them. A file changed through one
+/// name changed for all its hard links, and the name it was changed through may be gone or
+/// another file by now (written, then replaced): its other names are looked at again too.
+fn with_links(paths: &[ChangedPath], prev: &Tree) -> Vec<ChangedPath> {
+    let mut extra: Vec<Vec<u8>> = Vec::new();
+    for c in paths {
+        if c.deep {
+            for e in prev.under(&c.path.0) {
+                extra.extend(prev.other_links(&e.path.0).cloned());
+            }
+        } else {
+            extra.extend(prev.other_links(&c.path.0).cloned());
+        }
+    }
+    if extra.is_empty() {
+        return paths.to_vec();
+    }
+    let mut out = paths.to_vec();
+    out.extend(extra.into_iter().map(|p| ChangedPath {
+        path: PathBytes(p),
+        deep: false,
+    }));
+    out.sort_by(|a, b| a.path.0.cmp(&b.path.0).then(b.deep.cmp(&a.deep)));
+    out.dedup_by(|b, a| a.path.0 == b.path.0);
+    let deep: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|c| c.deep)
+        .map(|c| c.path.0.clone())
+        .collect();
+    out.retain(|c| c.deep || !deep.iter().any(|d| within(&c.path.0, d)));
+    out
+}
+
+/// Whether `path` lies under the directory `top` (not `top` itself).
+fn within(path: &[u8], top: &[u8]) -> bool {
+    top.is_empty() || (path.starts_with(top) && path.get(top.len()) == Some(&b'/'))
 }
 
 /// The row describing a landed point (storage holds the point itself; a lost row is put back
@@ -348,5 +386,75 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
                 )
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serverware_shared::duplo::{Entry, EntryKind};
+
+    fn file(path: &str, ino: u64) -> Entry {
+        Entry {
+            ino,
+            ctime_ns: 1,
+            ..Entry::new(path.as_bytes(), EntryKind::File)
+        }
+    }
+
+    fn changed(paths: &[(&str, bool)]) -> Changes {
+        Changes::Paths {
+            paths: paths
+                .iter()
+                .map(|(p, deep)| ChangedPath {
+                    path: PathBytes(p.as_bytes().to_vec()),
+                    deep: *deep,
+                })
+                .collect(),
+        }
+    }
+
+    /// A file written through one name and then replaced under it changed for its other
+    /// names: they are scanned again, whether the name was changed alone or under a directory.
+    #[test]
+    fn a_changed_file_brings_its_other_names_into_the_scan() {
+        let prev = Tree::from_entries(vec![
+            Entry::new(b"", EntryKind::Dir),
+            Entry::new(b"a", EntryKind::Dir),
+            Entry::new(b"c", EntryKind::Dir),
+            file("a/f3", 7),
+            file("c/f1", 7),
+            file("c/other", 8),
+            file("d", 9),
+        ]);
+        let asked = |c: &Changes| -> Vec<(String, bool)> {
+            let (req, reason) = scan_request(c, Some(&prev));
+            assert!(reason.is_none());
+            req.paths
+                .unwrap()
+                .iter()
+                .map(|p| (String::from_utf8(p.path.0.clone()).unwrap(), p.deep))
+                .collect()
+        };
+        let s = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+            v.iter().map(|(p, d)| (p.to_string(), *d)).collect()
+        };
+        assert_eq!(
+            asked(&changed(&[("a/f3", false)])),
+            s(&[("a/f3", false), ("c/f1", false)])
+        );
+        assert_eq!(
+            asked(&changed(&[("a", true)])),
+            s(&[("a", true), ("c/f1", false)])
+        );
+        // A name both changed deep and linked is asked for once, deep.
+        assert_eq!(
+            asked(&changed(&[("a/f3", false), ("c", true)])),
+            s(&[("a/f3", false), ("c", true)])
+        );
+        assert_eq!(asked(&changed(&[("d", false)])), s(&[("d", false)]));
+        // What the controller knows of each is sent along.
+        let (req, _) = scan_request(&changed(&[("a/f3", false)]), Some(&prev));
+        assert_eq!(req.known.len(), 2);
     }
 }

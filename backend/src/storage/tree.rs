@@ -139,6 +139,16 @@ impl Tree {
         self.dirs.get(parent)?.entries.get(name)
     }
 
+    /// The other names of the file at `path` (hard links to its inode), as the tree has them.
+    pub fn other_links<'a>(&'a self, path: &'a [u8]) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        self.get(path)
+            .filter(|e| e.kind == EntryKind::File && e.ino != 0)
+            .and_then(|e| self.inos.get(&e.ino))
+            .into_iter()
+            .flatten()
+            .filter(move |p| p.as_slice() != path)
+    }
+
     /// The entries at and under `top`.
     pub fn under<'a>(&'a self, top: &'a [u8]) -> impl Iterator<Item = &'a Entry> + 'a {
         self.get(top).into_iter().chain(

@@ -179,6 +179,17 @@ pub(crate) fn differences(
 /// A small deterministic generator, so that a failing workload can be run again from its seed.
 pub(crate) struct Lcg(u64);
 impl Lcg {
+    /// Seeded from `SW_SEED` when set (to run a failed workload again), else from `fallback`;
+    /// the seed is printed either way.
+    pub(crate) fn seeded(fallback: u64) -> Lcg {
+        let seed = std::env::var("SW_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(fallback);
+        eprintln!("workload seed {seed} (SW_SEED={seed} runs it again)");
+        Lcg(seed)
+    }
+
     pub(crate) fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
@@ -415,9 +426,7 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_eq!(s["recent"][0]["full"], true, "{s}");
     assert_point_is_tree(&store, vid, &root, base);
 
-    let seed = std::process::id() as u64;
-    eprintln!("workload seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(std::process::id() as u64);
     for round in 0..3 {
         let (ok, out) = vps_sh(&cluster, 0, "dup-1", &workload(&mut rng, 80));
         assert!(ok, "{out}");
@@ -504,9 +513,7 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     assert_eq!(r.status(), 404);
     let store = store_of(&t);
     point_after(&t, &admin, vid, 0).await;
-    let seed = std::process::id() as u64 ^ 0x5eed;
-    eprintln!("workload seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(std::process::id() as u64 ^ 0x5eed);
     for _ in 0..3 {
         let (ok, out) = vps_sh(&cluster, 0, "dup-r", &workload(&mut rng, 60));
         assert!(ok, "{out}");
@@ -715,7 +722,7 @@ async fn a_controller_killed_mid_commit_leaves_one_whole_point_or_the_next() {
     point_after(&t, &admin, vid, 0).await;
     let mut trees = vec![tree_of(&root, base)];
     assert_point_is_tree(&store, vid, &root, base);
-    let mut rng = Lcg(std::process::id() as u64 ^ 0xc0117);
+    let mut rng = Lcg::seeded(std::process::id() as u64 ^ 0xc0117);
 
     for fault in ["duplo:synced", "duplo:committed"] {
         let (ok, out) = vps_sh(&cluster, 0, "dup-c", &workload(&mut rng, 60));
