@@ -15,6 +15,7 @@ pub mod hub;
 pub mod keys;
 pub mod metrics;
 pub mod models;
+pub mod netmon;
 pub mod ops;
 pub mod sched;
 pub mod schema;

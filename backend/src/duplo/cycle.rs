@@ -206,6 +206,16 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         landed,
         duration_ms: t0.elapsed().as_millis() as u64,
     };
+    tracing::debug!(
+        vps = %v.name,
+        cycle,
+        "landed: {} entries read, {} new chunks ({} bytes), {} ms in all, {} ms of it committing",
+        report.landed.entries_read,
+        report.landed.chunks_new,
+        report.landed.bytes_new,
+        report.duration_ms,
+        report.landed.commit_ms
+    );
     record(core, vps_id, host_id, &report).await;
     Ok(report)
 }

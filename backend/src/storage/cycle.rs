@@ -27,6 +27,8 @@ pub struct Landed {
     /// Chunks that came but storage had already (from this VPS or another).
     pub chunks_known: u64,
     pub stats: ScanStats,
+    /// Time spent writing the tree's changed directories and making the point durable.
+    pub commit_ms: u64,
 }
 
 fn bad(msg: &str) -> io::Error {
@@ -106,8 +108,11 @@ pub fn ingest(
         }
     };
     // (Every chunk of the tree was checked above, or was its previous point's.)
+    let t0 = std::time::Instant::now();
     let header = points::commit_tree(store, &mut tree, vps_id, cycle, taken_at_ms, &|_| true)?;
+    let commit_ms = t0.elapsed().as_millis() as u64;
     Ok(Landed {
+        commit_ms,
         header,
         tree,
         full,

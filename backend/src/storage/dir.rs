@@ -61,9 +61,8 @@ impl DirStore {
         Ok(self.root.join(key))
     }
 
-    /// Writes `data` beside `path` and renames it into place; synced first when `durable`.
-    fn write(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-        let dir = path.parent().unwrap_or(&self.root);
+    /// Makes `dir` unless this store made or saw it before.
+    fn known_dir(&self, dir: &Path) -> io::Result<()> {
         let known = self
             .made
             .lock()
@@ -76,6 +75,13 @@ impl DirStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(dir.to_path_buf());
         }
+        Ok(())
+    }
+
+    /// Writes `data` beside `path` and renames it into place; synced first when `durable`.
+    fn write(&self, path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        self.known_dir(dir)?;
         let tmp = dir.join(format!(
             ".{}.{}.{}{PART}",
             path.file_name().unwrap_or_default().to_string_lossy(),
@@ -101,10 +107,57 @@ impl DirStore {
     }
 }
 
+/// Writes `data` into a new file with no name in `dir` (`O_TMPFILE`) and links it as `path`:
+/// one directory change instead of a temporary name's two, and nothing left by a crash. False
+/// when the filesystem has no unnamed files or `path` exists (the caller replaces it then).
+fn link_new(dir: &Path, path: &Path, data: &[u8]) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    (&f).write_all(data)?;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(io::Error::other)?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: two valid C strings; linkat has no memory effects.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 impl ObjectStore for DirStore {
     fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(key)?;
-        self.write(&path, data, false)?;
+        let dir = path.parent().unwrap_or(&self.root);
+        self.known_dir(dir)?;
+        if !link_new(dir, &path, data)? {
+            self.write(&path, data, false)?;
+        }
         let mut u = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = u.as_mut() {
             if list.len() < SYNC_ONE_BY_ONE {
@@ -195,10 +248,11 @@ impl ObjectStore for DirStore {
         let path = self.path(key)?;
         // Everything put so far reaches the disk: a few files each with its directory, or the
         // whole filesystem in one call (whatever else is waiting on it).
-        let pending = std::mem::replace(
-            &mut *self.unsynced.lock().unwrap_or_else(|p| p.into_inner()),
-            Some(Vec::new()),
-        );
+        let pending = self
+            .unsynced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Vec::new());
         let synced = match &pending {
             Some(list) => (|| {
                 let mut dirs = std::collections::BTreeSet::new();
