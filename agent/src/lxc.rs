@@ -288,6 +288,13 @@ pub fn stop(name: &str, timeout: u32) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Stops at once, by force (the guard fencing a host).
+pub fn kill(name: &str) -> Result<(), String> {
+    let name = checked(name)?;
+    run("lxc-stop", &["-n", name, "-k"])?;
+    Ok(())
+}
+
 pub fn destroy(name: &str) -> Result<(), String> {
     let name = checked(name)?;
     if !dir(name).exists() {

@@ -2,8 +2,10 @@
 //! netRES samples on stdout, one JSON object per line. It needs no open port and keeps no cluster
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
+mod guard;
 mod idmap;
 mod journal;
+mod lease;
 mod lxc;
 mod procfs;
 mod restore;
@@ -141,6 +143,14 @@ fn vps_request(request: AgentRequest, journal: &Option<journal::Journal>) -> Age
         }),
         AgentRequest::VpsFreeze { name, frozen } => done(lxc::freeze(&name, frozen)),
         AgentRequest::VpsList => AgentResponse::VpsList { vpses: lxc::list() },
+        AgentRequest::Lease {
+            epoch,
+            base_ms,
+            ttl_ms,
+            ha,
+            peers,
+            key,
+        } => done(lease::renew(epoch, base_ms, ttl_ms, ha, peers, &key).map(|_| ())),
         other => AgentResponse::Error {
             message: format!("not a VPS request: {other:?}"),
         },
@@ -168,6 +178,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
+        (Some("guard"), None) => guard::run(),
         (Some("rootfs-restore"), Some(name)) => {
             let base = match flag("--ids").map(|s| s.parse::<u32>()) {
                 None => Ok(0),
@@ -192,7 +203,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE]"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE] | guard"
                 .into(),
         ),
     };
@@ -248,6 +259,8 @@ fn serve() {
     });
 
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    // The guard stops the HA VPSes when netMON's lease runs out, whether this agent lives or not.
+    guard::spawn();
     let journal = match journal::Journal::start() {
         Ok(j) => Some(j),
         Err(e) => {

@@ -284,6 +284,7 @@ impl Sampler {
             })
             .collect();
         HostSample {
+            boot_ms: crate::lease::boot_ms(),
             taken_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
 /// 3: a VPS spec carries its id map (`id_base`); `rootfs-import` shifts ids (`--ids FROM:TO`).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
@@ -87,6 +87,56 @@ pub enum AgentRequest {
     DuploForget {
         name: String,
     },
+    /// netMON: the host may run its HA VPSes (`ha`) until `base_ms + ttl_ms` on its own boot
+    /// clock (`HostSample::boot_ms`), no longer: its guard stops them when the lease runs out.
+    /// `base_ms` is the boot time of the sample the controller last had plus how long it held
+    /// it, so the lease counts from no later than the moment the controller granted it, however
+    /// late this arrives. `peers` are the other hosts' addresses, whose guards say whether the
+    /// controller still renews theirs (cut off, or the controller down: see `guard.rs`); `key`
+    /// signs what guards tell each other (hex, 32 bytes).
+    Lease {
+        epoch: u64,
+        base_ms: u64,
+        ttl_ms: u64,
+        ha: Vec<String>,
+        peers: Vec<String>,
+        key: String,
+    },
+}
+
+/// The UDP port on which hosts' guards answer each other.
+pub const GUARD_PORT: u16 = 7781;
+
+/// What a host's guard does once its lease ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardVerdict {
+    /// Stop the HA VPSes: this host is the one cut off (or cannot tell).
+    Fence,
+    /// Keep them: the controller is down for a majority of the hosts, and the controller moves
+    /// VPSes only while it holds the leases of at least half of them ([`may_fail_over`]).
+    Hold,
+}
+
+/// The guard's rule, given how many hosts the site has (this one included) and, for each peer
+/// whose guard answered, whether its lease still holds. Any lease still renewed means the
+/// controller is up: fence. A majority that answered with every lease run out means the
+/// controller is down: hold. Anything else (alone, a minority): fence.
+pub fn guard_verdict(hosts: usize, answers: &[bool]) -> GuardVerdict {
+    if answers.iter().any(|v| *v) {
+        GuardVerdict::Fence
+    } else if (answers.len() + 1) * 2 > hosts {
+        GuardVerdict::Hold
+    } else {
+        GuardVerdict::Fence
+    }
+}
+
+/// The controller's side of that rule: it may count a silent host as fenced (once its lease and
+/// a guard's re-check have run out) only while the hosts whose leases it renews are at least
+/// half of all. A guard that holds on has a majority of hosts with run-out leases behind it, and
+/// two such sets always share a host, so both cannot be true at once.
+pub fn may_fail_over(renewed: usize, hosts: usize) -> bool {
+    renewed * 2 >= hosts && renewed > 0
 }
 
 /// What the controller tells a host about a VPS.
@@ -223,6 +273,10 @@ pub enum AgentResponse {
 pub struct HostSample {
     /// Milliseconds since the Unix epoch, on the host's clock.
     pub taken_at_ms: i64,
+    /// Milliseconds since the host booted (its `CLOCK_BOOTTIME`), when it was taken: the clock
+    /// its lease counts on.
+    #[serde(default)]
+    pub boot_ms: u64,
     pub uptime_secs: u64,
     /// 1, 5 and 15 minute load averages.
     pub load: [f64; 3],
@@ -381,6 +435,48 @@ impl HostSample {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_fences_when_cut_off_and_holds_when_the_controller_is_down() {
+        use GuardVerdict::*;
+        // Another host still renewed: this one is cut off.
+        assert_eq!(guard_verdict(3, &[true, false]), Fence);
+        assert_eq!(guard_verdict(3, &[true]), Fence);
+        // Nobody answered: alone.
+        assert_eq!(guard_verdict(3, &[]), Fence);
+        assert_eq!(guard_verdict(2, &[]), Fence);
+        // A majority answered and lost the controller too: it is down.
+        assert_eq!(guard_verdict(3, &[false]), Hold);
+        assert_eq!(guard_verdict(3, &[false, false]), Hold);
+        assert_eq!(guard_verdict(2, &[false]), Hold);
+        // A minority cannot tell.
+        assert_eq!(guard_verdict(5, &[false]), Fence);
+        assert_eq!(guard_verdict(4, &[false]), Fence);
+        assert_eq!(guard_verdict(4, &[false, false]), Hold);
+    }
+
+    /// Whatever the hosts, a guard holding on and the controller failing over never meet: the
+    /// hosts behind the one and the hosts renewed by the other always share one.
+    #[test]
+    fn holding_on_and_failing_over_never_meet() {
+        for n in 1..=9usize {
+            for renewed in 0..=n {
+                for expired in 0..=n {
+                    if renewed + expired > n {
+                        continue;
+                    }
+                    // A guard asking `expired - 1` peers, all run out, and no renewed one.
+                    let holds = expired >= 1
+                        && guard_verdict(n, &vec![false; expired - 1]) == GuardVerdict::Hold;
+                    assert!(
+                        !(holds && may_fail_over(renewed, n)),
+                        "{n} hosts: {renewed} renewed, {expired} holding"
+                    );
+                }
+            }
+        }
+    }
     #[test]
     fn summary_averages_cpus_and_leaves_out_loopback() {
         let s = HostSample {
@@ -425,8 +521,6 @@ mod tests {
         assert_eq!((m.cpus, m.cpu_pct, m.memory_pct), (2, 25.0, 25.0));
         assert_eq!((m.rx_bytes_per_sec, m.tx_bytes_per_sec), (11.0, 5.0));
     }
-
-    use super::*;
 
     #[test]
     fn frames_round_trip() {

@@ -13,6 +13,7 @@
 //! - **Who goes first.** When room is short, higher priority first, then the older VPS.
 
 use serde::{Deserialize, Serialize};
+use serverware_shared::agent::may_fail_over;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub type HostId = i64;
@@ -25,8 +26,11 @@ pub type Ms = u64;
 pub struct Params {
     /// How long an agent's lease lasts past its last renewal.
     pub lease_ms: Ms,
-    /// Added to the lease before a host counts as fenced: clocks drift, messages queue.
+    /// Added to the lease before a host counts as fenced: its guard asks its peers and stops
+    /// the VPSes, and clocks drift.
     pub lease_margin_ms: Ms,
+    /// How long a guard that held on (the controller was down) takes to ask its peers again.
+    pub recheck_ms: Ms,
     /// How long a VPS's services may fail on a healthy host before it is restarted in place.
     pub service_grace_ms: Ms,
     /// How long a started VPS gets for its services to answer.
@@ -41,7 +45,8 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             lease_ms: 3000,
-            lease_margin_ms: 500,
+            lease_margin_ms: 1000,
+            recheck_ms: 1300,
             service_grace_ms: 1500,
             answer_within_ms: 30_000,
             restarts_in_place: 1,
@@ -59,8 +64,14 @@ pub struct HostObs {
     pub heartbeat_at: Option<Ms>,
     /// How long without a heartbeat before it is suspected.
     pub heartbeat_timeout_ms: Ms,
-    /// When the last lease renewal it may have received was sent (None: it holds none).
+    /// When the lease it may hold counts from: the arrival of the sample whose boot time the
+    /// last renewal sent was based on. It runs out on the host no later than this plus the
+    /// lease's length, however late that renewal arrives (None: none since this controller
+    /// started).
     pub renewed_at: Option<Ms>,
+    /// The same for the last renewal the host acknowledged: its lease holds until about then
+    /// plus the lease's length.
+    pub acked_at: Option<Ms>,
     /// In maintenance: never failed over from, never placed on.
     pub maintenance: bool,
     /// Memory it can still give to VPSes.
@@ -236,6 +247,9 @@ pub struct Manager {
     stale: BTreeMap<HostId, BTreeSet<VpsId>>,
     /// Hosts whose stale copies are being removed, and which.
     cleaning: BTreeMap<HostId, BTreeSet<VpsId>>,
+    /// Since when the hosts whose leases are renewed have been at least half of all (see
+    /// [`may_fail_over`]); None while they are not.
+    quorum_since: Option<Ms>,
 }
 
 impl Manager {
@@ -353,6 +367,20 @@ impl Manager {
         let mut out = Vec::new();
         self.hosts
             .retain(|id, _| w.hosts.iter().any(|h| h.id == *id));
+        let p = self.params;
+        let renewed = w
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.acked_at
+                    .is_some_and(|t| now < t + p.lease_ms.saturating_sub(p.lease_margin_ms))
+            })
+            .count();
+        if !may_fail_over(renewed, w.hosts.len()) {
+            self.quorum_since = None;
+        } else if self.quorum_since.is_none() {
+            self.quorum_since = Some(now);
+        }
         for h in &w.hosts {
             self.host(now, h, w, &mut out);
         }
@@ -383,10 +411,16 @@ impl Manager {
                 out.push(Action::Renew { host: h.id });
             }
             HostState::Suspect { detected } => {
+                // Its lease has run out, its guard has stopped its VPSes by now, and a guard
+                // that held on for a controller outage has since seen other leases renewed.
+                let p = self.params;
                 let expired = h
                     .renewed_at
-                    .is_none_or(|t| now >= t + self.params.lease_ms + self.params.lease_margin_ms);
-                if expired {
+                    .is_none_or(|t| now >= t + p.lease_ms + p.lease_margin_ms);
+                let rechecked = self
+                    .quorum_since
+                    .is_some_and(|q| now >= q + p.recheck_ms + p.lease_margin_ms);
+                if expired && rechecked {
                     self.hosts.insert(
                         h.id,
                         HostState::Fenced {

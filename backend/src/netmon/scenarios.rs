@@ -253,3 +253,25 @@ fn a_host_back_after_fencing_itself_but_before_any_failover_restarts_its_vpses()
         assert_eq!(s.placement()[v], vec!["node-a".to_string()]);
     }
 }
+
+#[test]
+fn a_host_cut_off_during_a_controller_outage_fences_and_fails_over_once_it_is_back() {
+    let mut s = three();
+    s.run(
+        60_000,
+        &[
+            (5_000, "controller-down"),
+            (10_000, "cut node-a"),
+            (30_000, "controller-up"),
+        ],
+    );
+    let log = s.log.join("\n");
+    // The others held on through the outage; node-a, alone, fenced.
+    assert_eq!(lines_with(&s, "fenced itself").len(), 3, "{log}");
+    assert!(lines_with(&s, "node-b fenced").is_empty(), "{log}");
+    assert_eq!(lines_with(&s, "failed over").len(), 3, "{log}");
+    assert!(
+        at(&s, "cmd controller-up") < at(&s, "recover web-1"),
+        "{log}"
+    );
+}

@@ -5,6 +5,7 @@
 //! read the log (the way pve-ha-manager's `src/test/test-*/` do).
 
 use super::decide::*;
+use serverware_shared::agent::{guard_verdict, GuardVerdict};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const STEP: Ms = 100;
@@ -18,10 +19,13 @@ pub struct SimHost {
     pub linked: bool,
     pub memory: u64,
     pub heartbeat_at: Option<Ms>,
-    /// The controller's side: when it last sent a renewal.
+    /// The controller's side: when it last sent a renewal, and the last one acknowledged.
     pub renewed_at: Option<Ms>,
+    pub acked_at: Option<Ms>,
     /// The host's side: when its agent last got one.
     pub lease_got: Option<Ms>,
+    /// When its guard, holding on, asks its peers again.
+    pub guard_next: Ms,
     pub maintenance: bool,
     /// Restores onto it fail.
     pub broken_disk: bool,
@@ -87,7 +91,9 @@ impl Sim {
                     memory,
                     heartbeat_at: Some(0),
                     renewed_at: Some(0),
+                    acked_at: Some(0),
                     lease_got: Some(0),
+                    guard_next: 0,
                     maintenance: false,
                     broken_disk: false,
                 },
@@ -222,23 +228,45 @@ impl Sim {
             if reach && now.is_multiple_of(HEARTBEAT_EVERY) {
                 h.heartbeat_at = Some(now);
             }
-            if reach && !self.revoked.contains(id) && now.is_multiple_of(RENEW_EVERY) {
-                h.renewed_at = Some(now);
-                h.lease_got = Some(now);
+            // Sent while the controller believes the connection up; received only if it is.
+            let connected = h.heartbeat_at.is_some_and(|t| now <= t + 1500);
+            if self.controller_up
+                && connected
+                && !self.revoked.contains(id)
+                && now.is_multiple_of(RENEW_EVERY)
+            {
+                // A lease counts from the host's last sample (its `base_ms`), not from now.
+                h.renewed_at = h.heartbeat_at;
+                if reach {
+                    h.lease_got = h.heartbeat_at;
+                    h.acked_at = h.heartbeat_at;
+                }
             }
         }
-        // The host side: a lease not renewed in time stops its HA VPSes (agent or guard). A
-        // host cut off while its peers also lost the controller holds on (see the design): the
-        // simulation models that by not fencing while the controller is down.
+        // The host side: a guard whose lease ran out asks the peers it can reach whether theirs
+        // hold, and fences or holds on by the same rule as the real one.
         let lease = self.params.lease_ms;
+        let n = self.hosts.len();
+        let holds = |h: &SimHost| h.lease_got.is_some_and(|t| now <= t + lease);
         let mut fenced = Vec::new();
+        let mut held = Vec::new();
         for (id, h) in &self.hosts {
-            if !h.powered || !self.controller_up {
+            if !h.powered || holds(h) || now < h.guard_next {
                 continue;
             }
-            if h.lease_got.is_none_or(|t| now > t + lease) {
-                fenced.push(*id);
+            let answers: Vec<bool> = self
+                .hosts
+                .iter()
+                .filter(|(o, p)| *o != id && p.powered && p.linked && h.linked)
+                .map(|(_, p)| holds(p))
+                .collect();
+            match guard_verdict(n, &answers) {
+                GuardVerdict::Fence => fenced.push(*id),
+                GuardVerdict::Hold => held.push(*id),
             }
+        }
+        for h in held {
+            self.hosts.get_mut(&h).unwrap().guard_next = now + 1000;
         }
         for h in fenced {
             let mut stopped = Vec::new();
@@ -339,6 +367,7 @@ impl Sim {
                     heartbeat_at: h.heartbeat_at,
                     heartbeat_timeout_ms: 1500,
                     renewed_at: h.renewed_at,
+                    acked_at: h.acked_at,
                     maintenance: h.maintenance,
                     free_memory: h.memory
                         - self
@@ -379,8 +408,9 @@ impl Sim {
                 // At once, not at the next round of renewals.
                 let h = self.hosts.get_mut(&host).unwrap();
                 if h.powered && h.linked {
-                    h.renewed_at = Some(now);
-                    h.lease_got = Some(now);
+                    h.renewed_at = h.heartbeat_at;
+                    h.acked_at = h.heartbeat_at;
+                    h.lease_got = h.heartbeat_at;
                 }
                 let l = format!("trust {} again", self.hname(host));
                 self.say(l);

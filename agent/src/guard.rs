@@ -1,0 +1,299 @@
+//! The guard: a small process of its own on each host (`serverware-agent guard`, started by the
+//! agent, left running when the agent dies) that stops the host's HA VPSes once netMON's lease
+//! (`lease.rs`) has run out, unless the controller itself is down.
+//!
+//! Cut off, or the controller down? A run-out lease alone cannot tell. The guard asks the other
+//! hosts' guards (UDP, [`GUARD_PORT`]) whether their leases still hold; their answers are signed
+//! with the key the controller hands out with every lease, and carry the asker's nonce:
+//! - some other host's lease holds: the controller is up and renews others, so this host is the
+//!   one cut off. It fences.
+//! - a majority of all hosts (this one included) answers, and every lease has run out: the
+//!   controller is down or restarting. Nobody can start a copy elsewhere then (the controller
+//!   moves VPSes only while it holds the leases of a majority), so the guard holds on, and asks
+//!   again every [`RECHECK_MS`].
+//! - otherwise (alone, or with a minority): it fences. A host cut off from everything stops its
+//!   HA VPSes even if the controller happens to be down too; two failures at once cost downtime,
+//!   never a VPS running twice.
+
+use crate::lease::{self, Lease};
+use serverware_shared::agent::{guard_verdict, GuardVerdict, GUARD_PORT};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How often a guard that holds on asks its peers again.
+pub const RECHECK_MS: u64 = 1000;
+/// How long it waits for its peers' answers.
+pub const ASK_MS: u64 = 300;
+
+const QUERY: &[u8; 4] = b"SWQ1";
+const ANSWER: &[u8; 4] = b"SWA1";
+
+/// HMAC-SHA256 (RFC 2104) with a key of at most 64 bytes.
+pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    k[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(msg);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// An answer: the asker's nonce, the epoch and whether the lease holds, signed.
+fn answer(key: &[u8], nonce: &[u8], epoch: u64, valid: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(61);
+    m.extend_from_slice(ANSWER);
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.push(valid as u8);
+    let mac = hmac(key, &m);
+    m.extend_from_slice(&mac);
+    m
+}
+
+/// Reads an answer to `nonce` signed with `key`: whether that peer's lease holds.
+fn read_answer(key: &[u8], nonce: &[u8; 16], m: &[u8]) -> Option<bool> {
+    if m.len() != 4 + 16 + 8 + 1 + 32 || &m[..4] != ANSWER || m[4..20] != nonce[..] {
+        return None;
+    }
+    let (body, mac) = m.split_at(29);
+    // Constant time is not needed: the nonce is fresh and the answer single-use.
+    (hmac(key, body)[..] == mac[..]).then_some(body[28] == 1)
+}
+
+fn log(line: &str) {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(lease::DIR).join("guard.log"))
+    {
+        let _ = writeln!(f, "{ms} {line}");
+    }
+    eprintln!("serverware-agent guard: {line}");
+}
+
+struct Guard {
+    sock: UdpSocket,
+    boot: String,
+}
+
+impl Guard {
+    fn current(&self) -> Option<Lease> {
+        lease::read(&lease::path())
+    }
+
+    /// Answers one query, if one came within `wait`.
+    fn serve(&self, wait: Duration) {
+        let mut buf = [0u8; 64];
+        let _ = self
+            .sock
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+            return;
+        };
+        if n != 20 || &buf[..4] != QUERY {
+            return;
+        }
+        if let Some(l) = self.current() {
+            let valid = l.valid(&self.boot, lease::boot_ms());
+            let _ = self
+                .sock
+                .send_to(&answer(&l.key, &buf[4..20], l.epoch, valid), from);
+        }
+    }
+
+    /// Asks every peer; the answers that came in time, signed with the lease's key.
+    fn ask(&self, l: &Lease) -> Vec<bool> {
+        let mut nonce = [0u8; 16];
+        if std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let mut q = QUERY.to_vec();
+        q.extend_from_slice(&nonce);
+        let peers: Vec<SocketAddr> = l
+            .peers
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .map(|ip| SocketAddr::new(ip, GUARD_PORT))
+            .collect();
+        for p in &peers {
+            let _ = self.sock.send_to(&q, p);
+        }
+        let mut got: std::collections::HashMap<SocketAddr, bool> = Default::default();
+        let end = Instant::now() + Duration::from_millis(ASK_MS);
+        let mut buf = [0u8; 128];
+        while got.len() < peers.len() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = self.sock.set_read_timeout(Some(left));
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                break;
+            };
+            if n == 20 && &buf[..4] == QUERY {
+                // A peer asking at the same time: answered too.
+                let valid = l.valid(&self.boot, lease::boot_ms());
+                let _ = self
+                    .sock
+                    .send_to(&answer(&l.key, &buf[4..20], l.epoch, valid), from);
+                continue;
+            }
+            if !peers.contains(&from) {
+                continue;
+            }
+            if let Some(v) = read_answer(&l.key, &nonce, &buf[..n]) {
+                got.insert(from, v);
+            }
+        }
+        got.into_values().collect()
+    }
+}
+
+/// Stops every HA VPS of the lease that runs; what it stopped.
+fn fence(l: &Lease) -> Vec<String> {
+    let mut stopped = Vec::new();
+    for name in &l.ha {
+        if crate::lxc::state(name).state != "stopped" {
+            match crate::lxc::kill(name) {
+                Ok(()) => stopped.push(name.clone()),
+                Err(e) => log(&format!("cannot stop {name}: {e}")),
+            }
+        }
+    }
+    stopped
+}
+
+/// Runs the guard until the host goes down. Returns at once when another guard runs.
+pub fn run() -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(lease::DIR).map_err(|e| e.to_string())?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::path::Path::new(lease::DIR).join("guard.lock"))
+        .map_err(|e| format!("cannot open the guard's lock: {e}"))?;
+    // SAFETY: an open descriptor; flock has no memory effects.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(());
+    }
+    let sock = UdpSocket::bind(("0.0.0.0", GUARD_PORT))
+        .map_err(|e| format!("cannot listen on UDP port {GUARD_PORT}: {e}"))?;
+    let g = Guard {
+        sock,
+        boot: lease::boot_id(),
+    };
+    log("started");
+    let mut held_epoch = None;
+    let mut next = Instant::now();
+    loop {
+        g.serve(next.saturating_duration_since(Instant::now()));
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + Duration::from_millis(100);
+        let Some(l) = g.current() else { continue };
+        if l.valid(&g.boot, lease::boot_ms()) || l.ha.is_empty() {
+            held_epoch = None;
+            continue;
+        }
+        let answers = g.ask(&l);
+        match guard_verdict(l.peers.len() + 1, &answers) {
+            GuardVerdict::Fence => {
+                let stopped = fence(&l);
+                if !stopped.is_empty() {
+                    log(&format!(
+                        "lease {} ran out ({} of {} peers answered, {} still renewed): stopped {}",
+                        l.epoch,
+                        answers.len(),
+                        l.peers.len(),
+                        answers.iter().filter(|v| **v).count(),
+                        stopped.join(" ")
+                    ));
+                }
+                held_epoch = None;
+            }
+            GuardVerdict::Hold => {
+                if held_epoch != Some(l.epoch) {
+                    held_epoch = Some(l.epoch);
+                    log(&format!(
+                        "lease {} ran out, and every host that answered ({} of {}) lost the controller too: holding on",
+                        l.epoch,
+                        answers.len(),
+                        l.peers.len()
+                    ));
+                }
+                next = Instant::now() + Duration::from_millis(RECHECK_MS);
+            }
+        }
+    }
+}
+
+/// Starts the guard in a session of its own, unless one runs (it exits at once then).
+pub fn spawn() {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("guard")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; the guard outlives the agent and its SSH session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    if let Ok(mut child) = cmd.spawn() {
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4231, test case 2.
+    #[test]
+    fn hmac_matches_the_rfc() {
+        let mac = hmac(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn answers_are_signed_and_bound_to_the_question() {
+        let key = [7u8; 32];
+        let nonce = [1u8; 16];
+        let a = answer(&key, &nonce, 4, true);
+        assert_eq!(read_answer(&key, &nonce, &a), Some(true));
+        let a = answer(&key, &nonce, 4, false);
+        assert_eq!(read_answer(&key, &nonce, &a), Some(false));
+        // Another key (a VPS forging one), another question (a replay), a flipped bit.
+        assert_eq!(read_answer(&[8u8; 32], &nonce, &a), None);
+        assert_eq!(read_answer(&key, &[2u8; 16], &a), None);
+        let mut bad = a.clone();
+        bad[28] ^= 1;
+        assert_eq!(read_answer(&key, &nonce, &bad), None);
+    }
+}
