@@ -15,7 +15,19 @@ use serverware_shared::state::HostStatus;
 use serverware_shared::ws::ServerMessage;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The key that signs what hosts' guards tell each other (hex): derived from the controller's
+/// own key, so that it stays the same across restarts and never leaves the controller's hosts.
+fn lease_key(key: &PrivateKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"serverware netMON lease key\0");
+    if let Some(k) = key.key_data().ed25519() {
+        h.update(k.private.to_bytes());
+    }
+    hex::encode(h.finalize())
+}
 
 /// Where the agent lives on a host.
 pub const AGENT_PATH: &str = "/var/lib/serverware/bin/serverware-agent";
@@ -47,8 +59,43 @@ pub struct HostView {
     pub cpu_model: Option<String>,
 }
 
+/// What a host's netMON lease carries, as netMON wants it now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeasePlan {
+    /// Its HA VPSes, which its guard stops when the lease runs out.
+    pub ha: Vec<String>,
+    /// The other hosts' addresses (their guards are asked whether the controller is down).
+    pub peers: Vec<String>,
+}
+
+/// A host's lease, on the controller's side.
+#[derive(Debug, Default)]
+struct LeaseState {
+    plan: Option<LeasePlan>,
+    /// netMON suspects the host: no more renewals until it says so.
+    revoked: bool,
+    /// The arrival of the sample the last renewal sent counts from, and of the last one the
+    /// host acknowledged.
+    renewed: Option<Instant>,
+    acked: Option<Instant>,
+}
+
+/// When a host's lease counts from, on the controller's clock (see [`LeaseState`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseTimes {
+    pub renewed: Option<Instant>,
+    pub acked: Option<Instant>,
+    /// The arrival of its newest sample.
+    pub heard: Option<Instant>,
+}
+
+/// How long a lease lasts past the sample it counts from.
+pub const LEASE_TTL_MS: u64 = 3000;
+
 struct Runtime {
     view: Mutex<HostView>,
+    lease: Arc<Mutex<LeaseState>>,
+    heard: Mutex<Option<Instant>>,
     conn: Mutex<Option<Conn>>,
     ring: Mutex<VecDeque<HostSample>>,
     /// The containers of the newest sample, to notice new ones.
@@ -309,6 +356,10 @@ pub struct HostManager {
     transfers: Mutex<HashMap<i64, (usize, Arc<tokio::sync::Semaphore>)>>,
     /// Containers found on hosts that no VPS record names, already reported.
     reported_unknown: Arc<Mutex<std::collections::HashSet<(i64, String)>>>,
+    /// This controller's lease epoch (its start, in ms since the epoch: a later start gives
+    /// later leases) and the key that signs what guards tell each other (hex).
+    lease_epoch: u64,
+    lease_key: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -325,12 +376,84 @@ impl HostManager {
         Arc::new(HostManager {
             db,
             hub,
-            key: Arc::new(key),
             agent: agent.map(Arc::new),
             runtimes: Mutex::new(HashMap::new()),
             transfers: Mutex::new(HashMap::new()),
             reported_unknown: Default::default(),
+            lease_epoch: Utc::now().timestamp_millis().max(1) as u64,
+            lease_key: lease_key(&key),
+            key: Arc::new(key),
         })
+    }
+
+    /// What the host's lease carries from now on (None: it gets none).
+    pub fn set_lease_plan(&self, id: i64, plan: Option<LeasePlan>) {
+        if let Some(rt) = lock(&self.runtimes).get(&id) {
+            lock(&rt.lease).plan = plan;
+        }
+    }
+
+    /// Stops (or resumes) renewing the host's lease.
+    pub fn revoke(&self, id: i64, revoked: bool) {
+        if let Some(rt) = lock(&self.runtimes).get(&id) {
+            lock(&rt.lease).revoked = revoked;
+        }
+    }
+
+    /// When the host's lease counts from, and when it was last heard.
+    pub fn lease_times(&self, id: i64) -> LeaseTimes {
+        match lock(&self.runtimes).get(&id) {
+            Some(rt) => {
+                let l = lock(&rt.lease);
+                LeaseTimes {
+                    renewed: l.renewed,
+                    acked: l.acked,
+                    heard: *lock(&rt.heard),
+                }
+            }
+            None => LeaseTimes::default(),
+        }
+    }
+
+    /// Renews the host's lease from the sample that just arrived (its boot time `boot_ms`, at
+    /// `arrived`), unless netMON revoked it or has no plan for it. The lease counts from the
+    /// sample, not from now: it runs out on the host by `arrived + LEASE_TTL_MS` at the latest.
+    fn renew(
+        &self,
+        rt: &Runtime,
+        caller: &crate::ssh::AgentCaller,
+        boot_ms: u64,
+        arrived: Instant,
+    ) {
+        let plan = {
+            let mut l = lock(&rt.lease);
+            match (&l.plan, l.revoked || boot_ms == 0) {
+                (Some(p), false) => {
+                    let p = p.clone();
+                    l.renewed = Some(arrived);
+                    p
+                }
+                _ => return,
+            }
+        };
+        let request = AgentRequest::Lease {
+            epoch: self.lease_epoch,
+            base_ms: boot_ms,
+            ttl_ms: LEASE_TTL_MS,
+            ha: plan.ha,
+            peers: plan.peers,
+            key: self.lease_key.clone(),
+        };
+        let (caller, lease) = (caller.clone(), rt.lease.clone());
+        tokio::spawn(async move {
+            let timeout = Duration::from_millis(LEASE_TTL_MS);
+            if let Ok(AgentResponse::Ok) = caller.call(request, timeout).await {
+                let mut l = lock(&lease);
+                if l.acked.is_none_or(|t| t < arrived) {
+                    l.acked = Some(arrived);
+                }
+            }
+        });
     }
 
     pub fn controller_key(&self) -> Arc<PrivateKey> {
@@ -372,6 +495,9 @@ impl HostManager {
                     .unwrap_or_default(),
             ),
             bucket: Mutex::new(old.as_ref().and_then(|o| lock(&o.bucket).take())),
+            // The lease, too: the host may hold one from before the reconnect.
+            lease: old.as_ref().map(|o| o.lease.clone()).unwrap_or_default(),
+            heard: Mutex::new(old.as_ref().and_then(|o| *lock(&o.heard))),
             stop,
             interval,
         });
@@ -697,6 +823,9 @@ impl HostManager {
                 }
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
+                        let arrived = Instant::now();
+                        *lock(&rt.heard) = Some(arrived);
+                        self.renew(rt, &link.caller, sample.boot_ms, arrived);
                         self.record_sample(row.id, rt, &sample);
                         self.hub.publish_with(serverware_shared::ws::Topic::Vpses, || {
                             ServerMessage::VpsStats { host_id: row.id, vpses: sample.vpses.clone() }
