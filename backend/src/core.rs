@@ -30,6 +30,8 @@ pub struct Core {
     pub placement: tokio::sync::Mutex<()>,
     /// netDUPLO: storage and each VPS's duplication.
     pub duplo: Arc<crate::duplo::Duplo>,
+    /// netMON: service checks and failover decisions.
+    pub netmon: crate::netmon::Netmon,
 }
 
 impl Core {

@@ -74,6 +74,7 @@ diesel::table! {
         vps_prefix_len -> Integer,
         vps_gateway -> Nullable<Text>,
         max_transfers -> Integer,
+        maintenance -> Bool,
     }
 }
 
@@ -112,6 +113,8 @@ diesel::table! {
         privileged -> Bool,
         id_base -> Nullable<BigInt>,
         duplo_enabled -> Bool,
+        ha_priority -> Integer,
+        check_ports -> Text,
     }
 }
 

@@ -250,6 +250,12 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         let st = st.clone();
         async move { crate::duplo::prune::run(&st).await }
     });
+    // netMON: service checks of HA VPSes, leases, failover.
+    let st = state.clone();
+    sup.spawn("netmon", Duration::from_millis(1), move || {
+        let st = st.clone();
+        async move { crate::netmon::tick(&st).await }
+    });
     // The built-in template: built at start, and again if its archive goes missing.
     let (db, dir) = (state.db.clone(), state.config.data_dir.clone());
     sup.spawn("templates", Duration::from_secs(60), move || {
@@ -322,6 +328,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )?);
     let state = web::Data::new(Core {
         duplo,
+        netmon: Default::default(),
         ops_live: Default::default(),
         stopping: Default::default(),
         supervisor: Default::default(),

@@ -589,8 +589,32 @@ pub struct VpsResponse {
     pub live: Option<crate::agent::VpsSample>,
     /// The task working on it now, if any.
     pub busy_task: Option<i64>,
+    /// netMON: brought up on another host when its host is lost, restarted when its services
+    /// stop answering.
+    #[serde(default)]
+    pub ha_enabled: bool,
+    /// Who goes first when room is short (higher first).
+    #[serde(default)]
+    pub ha_priority: i32,
+    /// The TCP ports its service checks try, besides an ICMP echo.
+    #[serde(default)]
+    pub check_ports: Vec<u16>,
+    /// What netMON's service checks find now (absent: not checked, e.g. while it is stopped).
+    #[serde(default)]
+    pub services: Option<ServiceHealth>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// netMON's service checks of a VPS: whether it answers, since when, and what failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceHealth {
+    pub up: bool,
+    pub since: DateTime<Utc>,
+    /// What did not answer (e.g. "tcp/80: connection refused").
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// `POST /api/v1/vpses`: create a VPS from a template (a task).
@@ -629,6 +653,16 @@ pub struct CreateVpsRequest {
     /// that truly need it (default false).
     #[serde(default)]
     pub privileged: bool,
+    /// netMON high availability: brought up on another host when its host is lost (default
+    /// off).
+    #[serde(default)]
+    pub ha_enabled: bool,
+    /// Who goes first when room is short (−1000–1000, higher first; default 0).
+    #[serde(default)]
+    pub ha_priority: i32,
+    /// TCP ports its service checks try besides an ICMP echo (at most 8).
+    #[serde(default)]
+    pub check_ports: Vec<u32>,
 }
 
 /// `PATCH /api/v1/vpses/{id}`. Absent fields stay as they are.
@@ -652,6 +686,13 @@ pub struct UpdateVpsRequest {
     pub cpu_limit_millis: Option<u32>,
     #[serde(default)]
     pub autostart: Option<bool>,
+    #[serde(default)]
+    pub ha_enabled: Option<bool>,
+    #[serde(default)]
+    pub ha_priority: Option<i32>,
+    /// Replaces the list (an empty one: ICMP only).
+    #[serde(default)]
+    pub check_ports: Option<Vec<u32>>,
 }
 
 /// Answer of `PATCH /api/v1/vpses/{id}`.

@@ -465,9 +465,74 @@ pub fn duplo_keep_days(field: &str, v: u32) -> Result<u32> {
     number_in_range(field, i64::from(v), 0, 3650, "days").map(|v| v as u32)
 }
 
+/// netMON: who goes first when room is short (higher first).
+pub fn ha_priority(field: &str, v: i32) -> Result<i32> {
+    number_in_range(field, i64::from(v), -1000, 1000, "(higher goes first)").map(|v| v as i32)
+}
+
+/// At most this many TCP ports per VPS's service checks.
+pub const MAX_CHECK_PORTS: usize = 8;
+
+/// netMON: the TCP ports a VPS's service checks try (besides an ICMP echo), sorted: 1–65535,
+/// each once, at most [`MAX_CHECK_PORTS`].
+pub fn check_ports(field: &str, ports: &[u32]) -> Result<Vec<u16>> {
+    if ports.len() > MAX_CHECK_PORTS {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {MAX_CHECK_PORTS} ports are checked"),
+        ));
+    }
+    let mut out = Vec::with_capacity(ports.len());
+    for p in ports {
+        match u16::try_from(*p) {
+            Ok(p) if p > 0 => {
+                if out.contains(&p) {
+                    return Err(ValidationError::new(
+                        field,
+                        format!("port {p} is named twice"),
+                    ));
+                }
+                out.push(p);
+            }
+            _ => {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{p} is not a TCP port (1–65535)"),
+                ))
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The stored form of checked ports ("22,80"), read back; what does not parse is left out.
+pub fn parse_check_ports(stored: &str) -> Vec<u16> {
+    stored
+        .split(',')
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .filter(|p| *p > 0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ha_settings_are_checked() {
+        assert_eq!(ha_priority("p", 1000).unwrap(), 1000);
+        assert!(ha_priority("p", 1001).is_err());
+        assert!(ha_priority("p", -1001).is_err());
+        assert_eq!(check_ports("c", &[443, 22]).unwrap(), vec![22, 443]);
+        assert_eq!(check_ports("c", &[]).unwrap(), Vec::<u16>::new());
+        assert!(check_ports("c", &[0]).is_err());
+        assert!(check_ports("c", &[65536]).is_err());
+        assert!(check_ports("c", &[80, 80]).is_err());
+        assert!(check_ports("c", &[1, 2, 3, 4, 5, 6, 7, 8, 9]).is_err());
+        assert_eq!(parse_check_ports("22,80"), vec![22, 80]);
+        assert_eq!(parse_check_ports(""), Vec::<u16>::new());
+    }
 
     #[test]
     fn usernames() {

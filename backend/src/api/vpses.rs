@@ -84,6 +84,9 @@ pub async fn create_vps(
             autostart: r.autostart.unwrap_or(true),
             start: r.start,
             privileged: r.privileged,
+            ha_enabled: r.ha_enabled,
+            ha_priority: validate::ha_priority("ha_priority", r.ha_priority)?,
+            check_ports: validate::check_ports("check_ports", &r.check_ports)?,
         },
     )
     .await?;
@@ -138,6 +141,16 @@ pub async fn update_vps(
             })
             .transpose()?,
         autostart: r.autostart,
+        ha_enabled: r.ha_enabled,
+        ha_priority: r
+            .ha_priority
+            .map(|p| validate::ha_priority("ha_priority", p))
+            .transpose()?,
+        check_ports: r
+            .check_ports
+            .as_deref()
+            .map(|p| validate::check_ports("check_ports", p))
+            .transpose()?,
     };
     let id = id.into_inner();
     let state = state.into_inner();

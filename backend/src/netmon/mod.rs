@@ -1,8 +1,590 @@
 //! netMON: watches hosts and HA VPSes and brings a lost host's VPSes up elsewhere. Its
-//! decisions are pure logic ([`decide`]), tested on a simulated site ([`sim`]).
+//! decisions are pure logic ([`decide`]), tested on a simulated site (`sim`, `scenarios`);
+//! this module feeds them what the controller sees (heartbeats, leases, service checks) and
+//! carries out what they ask, through the same operations an operator uses.
 
+pub mod checks;
 pub mod decide;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
 mod sim;
+
+use crate::audit::{Actor, Change};
+use crate::core::Core;
+use crate::hosts::LeasePlan;
+use chrono::{DateTime, Utc};
+use decide::{Action, HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
+use serverware_shared::api::{ServiceHealth, Severity};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One round of decisions this often.
+pub const TICK: Duration = Duration::from_millis(200);
+/// HA VPSes' services are checked this often.
+pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone)]
+struct Health {
+    up: bool,
+    since: Instant,
+    since_utc: DateTime<Utc>,
+    detail: Option<String>,
+}
+
+/// netMON's state in the controller.
+pub struct Netmon {
+    started: Instant,
+    manager: Mutex<Manager>,
+    health: Mutex<HashMap<i64, Health>>,
+    next_check: Mutex<Instant>,
+    checking: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Netmon {
+    fn default() -> Self {
+        Netmon {
+            started: Instant::now(),
+            manager: Mutex::new(Manager::new(Params::default())),
+            health: Mutex::new(HashMap::new()),
+            next_check: Mutex::new(Instant::now()),
+            checking: Default::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Netmon {
+    /// What the service checks of a VPS find now (None: not checked).
+    pub fn services(&self, vps: i64) -> Option<ServiceHealth> {
+        lock(&self.health).get(&vps).map(|h| ServiceHealth {
+            up: h.up,
+            since: h.since_utc,
+            detail: h.detail.clone(),
+        })
+    }
+
+    fn ms(&self, t: Instant) -> Ms {
+        t.saturating_duration_since(self.started).as_millis() as Ms
+    }
+
+    fn record(&self, vps: i64, r: Result<(), String>) -> Option<bool> {
+        let mut h = lock(&self.health);
+        let up = r.is_ok();
+        let changed = h.get(&vps).is_none_or(|x| x.up != up);
+        if changed {
+            h.insert(
+                vps,
+                Health {
+                    up,
+                    since: Instant::now(),
+                    since_utc: Utc::now(),
+                    detail: r.err(),
+                },
+            );
+            Some(up)
+        } else {
+            if let (Some(x), Err(e)) = (h.get_mut(&vps), r) {
+                x.detail = Some(e);
+            }
+            None
+        }
+    }
+}
+
+/// An HA VPS as netMON needs it.
+struct HaVps {
+    id: i64,
+    name: String,
+    host_id: Option<i64>,
+    ipv4: String,
+    memory: i64,
+    priority: i32,
+    ports: Vec<u16>,
+    running_wanted: bool,
+}
+
+struct HostInfo {
+    id: i64,
+    name: String,
+    address: String,
+    timeout: Duration,
+    maintenance: bool,
+}
+
+/// id, name, host, address, memory, priority, checked ports, desired state.
+type HaRow = (i64, String, Option<i64>, String, i64, i32, String, String);
+
+async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i64>), String> {
+    use crate::schema::{hosts, vpses};
+    use diesel::prelude::*;
+    let (hs, vs, claims) = core
+        .db
+        .run(|c| {
+            let hs: Vec<(i64, String, String, i32, i32, bool)> = hosts::table
+                .order(hosts::id)
+                .select((
+                    hosts::id,
+                    hosts::name,
+                    hosts::address,
+                    hosts::heartbeat_timeout_ms,
+                    hosts::sample_interval_ms,
+                    hosts::maintenance,
+                ))
+                .load(c)?;
+            let vs: Vec<HaRow> = vpses::table
+                .filter(vpses::ha_enabled.eq(true))
+                .order(vpses::id)
+                .select((
+                    vpses::id,
+                    vpses::name,
+                    vpses::host_id,
+                    vpses::ipv4,
+                    vpses::memory_limit_bytes,
+                    vpses::ha_priority,
+                    vpses::check_ports,
+                    vpses::desired_state,
+                ))
+                .load(c)?;
+            let claims = crate::ops::claims::all(c)?;
+            Ok((hs, vs, claims))
+        })
+        .await
+        .map_err(|e| e.body().message)?;
+    let hosts = hs
+        .into_iter()
+        .map(
+            |(id, name, address, timeout, interval, maintenance)| HostInfo {
+                id,
+                name,
+                address,
+                timeout: crate::hosts::heartbeat(timeout, interval.max(0) as u32),
+                maintenance,
+            },
+        )
+        .collect();
+    let vpses = vs
+        .into_iter()
+        .map(
+            |(id, name, host_id, ipv4, memory, priority, ports, desired)| HaVps {
+                id,
+                name,
+                host_id,
+                ipv4,
+                memory,
+                priority,
+                ports: serverware_shared::validate::parse_check_ports(&ports),
+                running_wanted: desired == "running",
+            },
+        )
+        .collect();
+    Ok((
+        hosts,
+        vpses,
+        claims.into_iter().map(|(v, (_, t))| (v, t)).collect(),
+    ))
+}
+
+/// Checks every HA VPS that should run, all at once, in the background.
+fn check_all(core: &Arc<Core>, vpses: &[HaVps]) {
+    let nm = &core.netmon;
+    {
+        let mut next = lock(&nm.next_check);
+        if Instant::now() < *next || nm.checking.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        *next = Instant::now() + CHECK_EVERY;
+    }
+    let targets: Vec<(i64, String, std::net::Ipv4Addr, Vec<u16>)> = vpses
+        .iter()
+        .filter(|v| v.running_wanted && v.host_id.is_some())
+        .filter_map(|v| Some((v.id, v.name.clone(), v.ipv4.parse().ok()?, v.ports.clone())))
+        .collect();
+    {
+        // Not checked any more (stopped on purpose, or no longer HA): forgotten.
+        let keep: std::collections::HashSet<i64> = targets.iter().map(|t| t.0).collect();
+        lock(&nm.health).retain(|id, _| keep.contains(id));
+    }
+    nm.checking.store(true, std::sync::atomic::Ordering::SeqCst);
+    let core = core.clone();
+    tokio::spawn(async move {
+        let results = futures_util::future::join_all(targets.into_iter().map(
+            |(id, name, ip, ports)| async move { (id, name, checks::check(ip, &ports).await) },
+        ))
+        .await;
+        for (id, name, r) in results {
+            if let Some(up) = core.netmon.record(id, r.clone()) {
+                tracing::info!(
+                    vps = %name,
+                    "services {}",
+                    if up {
+                        "answer".to_string()
+                    } else {
+                        format!("do not answer: {}", r.err().unwrap_or_default())
+                    }
+                );
+                crate::vps::changed(&core, id, serverware_shared::ws::ChangeKind::Updated);
+            }
+        }
+        core.netmon
+            .checking
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+}
+
+/// One round: what the world looks like, netMON's decisions, and their execution.
+pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
+    let (hosts, vpses, claims) = read(core).await?;
+    check_all(core, &vpses);
+    let nm = &core.netmon;
+    let now = nm.ms(Instant::now());
+    // Each host's lease carries its HA VPSes and the other hosts' addresses.
+    let room: HashMap<i64, i64> = crate::vps::placement::candidates(core, None)
+        .await
+        .map_err(|e| e.body().message)?
+        .into_iter()
+        .map(|c| (c.id, c.free.memory_bytes))
+        .collect();
+    for h in &hosts {
+        let ha = vpses
+            .iter()
+            .filter(|v| v.host_id == Some(h.id))
+            .map(|v| v.name.clone())
+            .collect();
+        let peers = hosts
+            .iter()
+            .filter(|o| o.id != h.id)
+            .filter_map(|o| o.address.parse::<std::net::Ipv4Addr>().ok())
+            .map(|a| a.to_string())
+            .collect();
+        core.hosts
+            .set_lease_plan(h.id, Some(LeasePlan { ha, peers }));
+    }
+    let world = World {
+        hosts: hosts
+            .iter()
+            .map(|h| {
+                let t = core.hosts.lease_times(h.id);
+                HostObs {
+                    id: h.id,
+                    name: h.name.clone(),
+                    // Never heard since this controller started: counted from its start.
+                    heartbeat_at: Some(t.heard.map(|i| nm.ms(i)).unwrap_or(0)),
+                    heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
+                    renewed_at: t.renewed.map(|i| nm.ms(i)),
+                    acked_at: t.acked.map(|i| nm.ms(i)),
+                    maintenance: h.maintenance,
+                    free_memory: room.get(&h.id).copied().unwrap_or(0).max(0) as u64,
+                }
+            })
+            .collect(),
+        vpses: vpses
+            .iter()
+            .map(|v| {
+                let services = match lock(&nm.health).get(&v.id) {
+                    Some(h) if h.up => Services::Up {
+                        since: nm.ms(h.since),
+                    },
+                    Some(h) => Services::Down {
+                        since: nm.ms(h.since),
+                    },
+                    None => Services::Unknown,
+                };
+                VpsObs {
+                    id: v.id,
+                    name: v.name.clone(),
+                    host: v.host_id,
+                    // Stopped on purpose: not netMON's to bring back.
+                    ha: v.running_wanted,
+                    priority: v.priority,
+                    memory: v.memory.max(0) as u64,
+                    services,
+                    busy: claims.contains_key(&v.id),
+                }
+            })
+            .collect(),
+    };
+    let actions = lock(&nm.manager).tick(now, &world);
+    for a in actions {
+        act(core, &hosts, &vpses, a).await;
+    }
+    tokio::time::sleep(TICK).await;
+    Ok(())
+}
+
+fn outcome(core: &Arc<Core>, o: Outcome) {
+    let nm = &core.netmon;
+    let now = nm.ms(Instant::now());
+    let more = lock(&nm.manager).outcome(now, o);
+    let core = core.clone();
+    tokio::spawn(async move {
+        let (hosts, vpses, _) = match read(&core).await {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        for a in more {
+            act(&core, &hosts, &vpses, a).await;
+        }
+    });
+}
+
+/// Waits for a task to end; whether it succeeded, or its error.
+async fn ended(core: &Core, task: i64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let row = core
+            .db
+            .run(move |c| crate::tasks::load(c, task))
+            .await
+            .map_err(|e| e.body().message)?;
+        match row.status.as_str() {
+            "succeeded" => return Ok(()),
+            "failed" => return Err(row.error.unwrap_or_else(|| "it failed".into())),
+            _ if Instant::now() > deadline => return Err("it did not end within an hour".into()),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn event(
+    core: &Core,
+    action: &str,
+    target: (&str, i64),
+    severity: Severity,
+    message: String,
+    details: serde_json::Value,
+) {
+    let (action, kind, id) = (action.to_string(), target.0.to_string(), target.1);
+    let _ = core
+        .db
+        .run(move |c| {
+            crate::audit::record_system(
+                c,
+                &Actor::system("netmon"),
+                Change::new(&action, &kind, id, message)
+                    .severity(severity)
+                    .details(details),
+            )
+        })
+        .await;
+}
+
+async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
+    let hname = |id: i64| {
+        hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    let vname = |id: i64| {
+        vpses
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    match a {
+        Action::Revoke { host } => {
+            core.hosts.revoke(host, true);
+            if !vpses
+                .iter()
+                .any(|v| v.host_id == Some(host) && v.running_wanted)
+            {
+                // Nothing of netMON's there: the host's own status says it all.
+                return;
+            }
+            let m = format!(
+                "host {} stopped answering: its lease is no longer renewed, and its HA VPSes go elsewhere once it has run out",
+                hname(host)
+            );
+            tracing::warn!("{m}");
+            event(
+                core,
+                "netmon.host_suspected",
+                ("host", host),
+                Severity::Warning,
+                m,
+                serde_json::json!({}),
+            )
+            .await;
+        }
+        Action::Renew { host } => {
+            core.hosts.revoke(host, false);
+            if !vpses
+                .iter()
+                .any(|v| v.host_id == Some(host) && v.running_wanted)
+            {
+                return;
+            }
+            let m = format!("host {} answers again", hname(host));
+            event(
+                core,
+                "netmon.host_back",
+                ("host", host),
+                Severity::Info,
+                m,
+                serde_json::json!({}),
+            )
+            .await;
+        }
+        Action::Restart { vps, host } => {
+            let m = format!(
+                "the services of VPS {} stopped answering: restarting it on {}",
+                vname(vps),
+                hname(host)
+            );
+            event(
+                core,
+                "netmon.restart",
+                ("vps", vps),
+                Severity::Warning,
+                m,
+                serde_json::json!({}),
+            )
+            .await;
+            let core = core.clone();
+            tokio::spawn(async move {
+                let actor = Actor::system("netmon");
+                let r = match crate::vps::stop(core.clone(), actor.clone(), vps, 5, true).await {
+                    Ok(t) => ended(&core, t.id).await,
+                    // Stopped already (killed): started instead.
+                    Err(_) => match crate::vps::start(core.clone(), actor, vps).await {
+                        Ok(t) => ended(&core, t.id).await,
+                        Err(e) => Err(e.body().message),
+                    },
+                };
+                outcome(
+                    &core,
+                    match r {
+                        Ok(()) => Outcome::Restarted { vps },
+                        Err(why) => Outcome::Failed { vps, host, why },
+                    },
+                );
+            });
+        }
+        Action::Stop { vps, host } => {
+            let core = core.clone();
+            tokio::spawn(async move {
+                let r = match crate::vps::stop(core.clone(), Actor::system("netmon"), vps, 5, false)
+                    .await
+                {
+                    Ok(t) => ended(&core, t.id).await,
+                    Err(e) => Err(e.body().message),
+                };
+                outcome(
+                    &core,
+                    match r {
+                        Ok(()) => Outcome::Stopped { vps },
+                        Err(why) => Outcome::Failed { vps, host, why },
+                    },
+                );
+            });
+        }
+        Action::Recover { vps, from, to } => {
+            tracing::warn!(
+                "failing VPS {} over from {} to {}",
+                vname(vps),
+                hname(from),
+                hname(to)
+            );
+            let core = core.clone();
+            tokio::spawn(async move {
+                let r = match crate::vps::fail_over(core.clone(), vps, to).await {
+                    Ok(t) => ended(&core, t.id).await,
+                    Err(e) => Err(e.body().message),
+                };
+                // Its checks start over where it runs now.
+                lock(&core.netmon.health).remove(&vps);
+                *lock(&core.netmon.next_check) = Instant::now();
+                outcome(
+                    &core,
+                    match r {
+                        Ok(()) => Outcome::Started { vps, host: to },
+                        Err(why) => Outcome::Failed { vps, host: to, why },
+                    },
+                );
+            });
+        }
+        Action::Clean { host, vpses: stale } => {
+            let core = core.clone();
+            let names: Vec<(i64, String)> = stale.iter().map(|v| (*v, vname(*v))).collect();
+            tokio::spawn(async move {
+                if let Some(c) = core.hosts.conn(host) {
+                    for (id, name) in names {
+                        // Only a copy the records place elsewhere.
+                        let elsewhere = core
+                            .db
+                            .run(move |c| crate::vps::load(c, id))
+                            .await
+                            .is_ok_and(|v| v.host_id != Some(host));
+                        if elsewhere {
+                            let _ = c
+                                .agent
+                                .call(
+                                    serverware_shared::agent::AgentRequest::VpsDestroy { name },
+                                    Duration::from_secs(120),
+                                )
+                                .await;
+                        }
+                    }
+                    outcome(&core, Outcome::Cleaned { host });
+                }
+            });
+        }
+        Action::Timeline(t) => {
+            let at = |ms: Ms| {
+                let ago = Duration::from_millis(core.netmon.ms(Instant::now()).saturating_sub(ms));
+                (Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default()).to_rfc3339()
+            };
+            let m = format!(
+                "VPS {} failed over from {} to {}: answering {:.1} s after it was found lost",
+                vname(t.vps),
+                hname(t.from),
+                hname(t.to),
+                t.healthy.saturating_sub(t.detected) as f64 / 1000.0
+            );
+            tracing::warn!("{m}");
+            let details = serde_json::json!({
+                "from": t.from, "to": t.to, "cause": format!("{:?}", t.cause),
+                "detected": at(t.detected), "fenced": at(t.fenced), "placed": at(t.placed),
+                "started": at(t.started), "healthy": at(t.healthy),
+                "ms": {
+                    "fenced": t.fenced.saturating_sub(t.detected),
+                    "placed": t.placed.saturating_sub(t.detected),
+                    "started": t.started.saturating_sub(t.detected),
+                    "healthy": t.healthy.saturating_sub(t.detected),
+                }
+            });
+            event(
+                core,
+                "netmon.failover",
+                ("vps", t.vps),
+                Severity::Warning,
+                m,
+                details,
+            )
+            .await;
+        }
+        Action::Warn { vps, host, message } => {
+            let (kind, id, who) = match (vps, host) {
+                (Some(v), _) => ("vps", v, format!("VPS {}", vname(v))),
+                (None, Some(h)) => ("host", h, format!("host {}", hname(h))),
+                _ => ("system", 0, "netMON".to_string()),
+            };
+            event(
+                core,
+                "netmon.warning",
+                (kind, id),
+                Severity::Warning,
+                format!("{who}: {message}"),
+                serde_json::json!({}),
+            )
+            .await;
+        }
+    }
+}

@@ -26,6 +26,9 @@ pub struct CreateVps {
     pub start: bool,
     /// No id mapping: root in the VPS is root on its host.
     pub privileged: bool,
+    pub ha_enabled: bool,
+    pub ha_priority: i32,
+    pub check_ports: Vec<u16>,
 }
 
 pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
@@ -104,6 +107,9 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult
                             autostart: req.autostart,
                             desired_state: if req.start { "running" } else { "stopped" },
                             privileged: req.privileged,
+                            ha_enabled: req.ha_enabled,
+                            ha_priority: req.ha_priority,
+                            check_ports: ports_text(&req.check_ports),
                         },
                     )?;
                     let row =

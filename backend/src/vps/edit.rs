@@ -11,6 +11,9 @@ pub struct EditVps {
     pub cpu_shares: Option<Option<u32>>,
     pub cpu_limit_millis: Option<Option<u32>>,
     pub autostart: Option<bool>,
+    pub ha_enabled: Option<bool>,
+    pub ha_priority: Option<i32>,
+    pub check_ports: Option<Vec<u16>>,
 }
 
 /// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
@@ -56,7 +59,8 @@ pub async fn edit(
         || e.memory_limit_bytes.is_some()
         || e.cpu_shares.is_some()
         || e.cpu_limit_millis.is_some()
-        || e.autostart.is_some();
+        || e.autostart.is_some()
+        || e.ha_enabled.is_some();
     let (nv, row) = state
         .db
         .run(move |c| {
@@ -118,6 +122,31 @@ pub async fn edit(
                         .set(vpses::autostart.eq(au))
                         .execute(c)?;
                     what.push(format!("autostart {}", if au { "on" } else { "off" }));
+                }
+                if let Some(ha) = e.ha_enabled {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::ha_enabled.eq(ha))
+                        .execute(c)?;
+                    what.push(format!(
+                        "high availability {}",
+                        if ha { "on" } else { "off" }
+                    ));
+                }
+                if let Some(p) = e.ha_priority {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::ha_priority.eq(p))
+                        .execute(c)?;
+                    what.push(format!("HA priority {p}"));
+                }
+                if let Some(ports) = &e.check_ports {
+                    diesel::update(vpses::table.find(id))
+                        .set(vpses::check_ports.eq(ports_text(ports)))
+                        .execute(c)?;
+                    what.push(if ports.is_empty() {
+                        "service checks: ICMP only".to_string()
+                    } else {
+                        format!("service checks: ICMP and TCP {}", ports_text(ports))
+                    });
                 }
                 diesel::update(vpses::table.find(id))
                     .set(vpses::updated_at.eq(now()))

@@ -8,7 +8,7 @@ mod create;
 mod delete;
 mod edit;
 mod move_to;
-mod placement;
+pub mod placement;
 mod power;
 mod reconcile;
 mod restore;
@@ -24,7 +24,7 @@ use placement::mib;
 pub use placement::{candidates, capacity, free, need, place, Candidate};
 pub use power::{start, stop};
 pub use reconcile::{reconcile, RECONCILE_EVERY};
-pub use restore::{restore, RestoreVps};
+pub use restore::{fail_over, restore, RestoreVps};
 use transfer::{live_disk, push_template, slots, transfer};
 
 use crate::audit::{self, Actor, Change};
@@ -78,6 +78,10 @@ pub struct VpsRow {
     pub privileged: bool,
     /// Where the VPS's ids start on its host; None when privileged.
     pub id_base: Option<i64>,
+    /// netMON: who goes first when room is short.
+    pub ha_priority: i32,
+    /// netMON: the TCP ports its service checks try ("22,80").
+    pub check_ports: String,
 }
 
 impl VpsRow {
@@ -138,7 +142,9 @@ pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
         memory_limit_bytes: v.memory_limit_bytes.max(0) as u64,
         cpu_shares: v.cpu_shares.map(|s| s.max(2) as u32),
         cpu_limit_millis: v.cpu_limit_millis.map(|m| m.max(1) as u32),
-        autostart: v.autostart,
+        // An HA VPS is started by the controller only, never by its host on its own: after a
+        // failover the host that comes back must not start its stale copy.
+        autostart: v.autostart && !v.ha_enabled,
         id_base: v.ids(),
     }
 }
@@ -200,6 +206,10 @@ pub fn response(
         state: live.as_ref().map(|l| l.state.clone()),
         live,
         busy_task: claim.map(|c| c.1),
+        ha_enabled: v.ha_enabled,
+        ha_priority: v.ha_priority,
+        check_ports: serverware_shared::validate::parse_check_ports(&v.check_ports),
+        services: state.netmon.services(v.id),
         created_at: v.created_at.and_utc(),
         updated_at: v.updated_at.and_utc(),
     }
@@ -269,7 +279,7 @@ async fn call(c: &Conn, req: AgentRequest, timeout: Duration) -> ApiResult<Agent
     c.agent.call(req, timeout).await.map_err(agent_err)
 }
 
-fn changed(state: &Core, id: i64, change: ChangeKind) {
+pub(crate) fn changed(state: &Core, id: i64, change: ChangeKind) {
     state.hub.publish(&ServerMessage::Inventory {
         change: InventoryChange {
             kind: "vps".into(),
@@ -534,6 +544,15 @@ async fn set_state(
     Ok(())
 }
 
+/// Checked ports as stored ("22,80").
+pub fn ports_text(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A VPS about to be made on a host (create, copy).
 #[derive(Insertable)]
 #[diesel(table_name = vpses)]
@@ -551,6 +570,9 @@ struct NewVps<'a> {
     autostart: bool,
     desired_state: &'a str,
     privileged: bool,
+    ha_enabled: bool,
+    ha_priority: i32,
+    check_ports: String,
 }
 
 impl<'a> NewVps<'a> {
@@ -572,6 +594,10 @@ impl<'a> NewVps<'a> {
             autostart: src.autostart,
             desired_state: if start { "running" } else { "stopped" },
             privileged: src.privileged,
+            // A new VPS: high availability is the operator's to ask for.
+            ha_enabled: false,
+            ha_priority: 0,
+            check_ports: String::new(),
         }
     }
 }

@@ -212,6 +212,65 @@ pub async fn restore(
     }
 }
 
+/// netMON: brings a VPS whose host was lost up on `to_id` from its newest restore point, at its
+/// address. Its old host is not asked (it cannot be reached): netMON vouches that its lease ran
+/// out and its guard stopped the VPS there. Its stopped copy there is removed when the host is
+/// back.
+pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> ApiResult<TaskResponse> {
+    state.accepting()?;
+    let src = state.db.run(move |c| load(c, id)).await?;
+    let duplo = state.duplo.clone();
+    let cycles =
+        tokio::task::spawn_blocking(move || crate::storage::points::cycles(&*duplo.store, id))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}"))
+            })?;
+    let Some(cycle) = cycles.last().copied() else {
+        return Err(ApiError::conflict(
+            None,
+            format!("VPS {} has no restore point to come back from", src.name),
+        ));
+    };
+    let (manifest, pin) = point(&state, id, cycle).await?;
+    let to = state.db.run(move |c| load_host(c, to_id)).await?;
+    conn(&state, to_id, &to.name)?;
+    name_free_on(&state, to_id, &to.name, &src.name).await?;
+    let params = Params {
+        src_id: id,
+        cycle,
+        to_host: to_id,
+        from_host: src.host_id,
+        start: true,
+        clone: false,
+    };
+    let task = begin(
+        &state,
+        &Actor::system("netmon"),
+        VpsOperation::Restore,
+        &src,
+        &[(id, src.name.clone())],
+        format!(
+            "failing VPS {} over to host {} from restore point {cycle}",
+            src.name, to.name
+        ),
+        serde_json::json!({ "cycle": cycle, "host_id": to_id, "failover": true }),
+        Begin {
+            durable: Some(serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.into()))?),
+            reserve: Some(to_id),
+            desired: Some(DesiredState::Running),
+        },
+    )
+    .await?;
+    let out = task.response();
+    spawn(state, task, vec![id], move |state, task| async move {
+        let _pin = pin;
+        Finish::Done(in_place(&state, &task, id, &params, manifest).await)
+    });
+    Ok(out)
+}
+
 /// The restore point onto `name` on `host`, then the host's journal of it starts again.
 async fn send_point(
     state: &Core,

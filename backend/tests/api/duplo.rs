@@ -372,7 +372,7 @@ async fn one_host(
 }
 
 /// Asks for a cycle now (202).
-async fn request_now(t: &TestController, c: &reqwest::Client, vid: i64) {
+pub(crate) async fn request_now(t: &TestController, c: &reqwest::Client, vid: i64) {
     let r = c
         .post(t.url(&format!("/api/v1/vpses/{vid}/duplo/now")))
         .send()

@@ -13,6 +13,7 @@ mod duplo;
 mod errors;
 mod hostile;
 mod hosts_api;
+mod netmon;
 mod own_machine;
 mod roles;
 mod schema;

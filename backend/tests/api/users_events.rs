@@ -318,6 +318,7 @@ async fn admins_see_every_background_loop_of_the_supervisor() {
             "retention",
             "duplo",
             "duplo-prune",
+            "netmon",
             "templates",
             "host connections"
         ],

@@ -1,0 +1,189 @@
+//! netMON on real test hosts and real LXC: an HA VPS killed alone is restarted where it is; an
+//! HA VPS whose host is powered off answers again on another host, from its newest restore
+//! point; its old host, booted again, holds no copy that runs.
+
+use crate::duplo::point_after;
+use crate::support::*;
+use crate::vps_lifecycle::{answers, get, post, task_done, wait_vps, MIB};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// An HA VPS checked on port 80 (the template's httpd), running on `host`.
+async fn ha_vps(
+    t: &TestController,
+    admin: &reqwest::Client,
+    host: i64,
+    tpl: i64,
+    name: &str,
+    ip: &str,
+) -> i64 {
+    let r = post(
+        admin,
+        t.url("/api/v1/vpses"),
+        json!({
+            "name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
+            "memory_limit_bytes": 64 * MIB, "start": true,
+            "ha_enabled": true, "ha_priority": 5, "check_ports": [80]
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let done = task_done(t, admin, &r.json::<Value>().await.unwrap()).await;
+    let id = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    let v = wait_vps(t, admin, id, "running", |v| v["state"] == "running").await;
+    assert_eq!(v["ha_enabled"], true, "{v}");
+    assert_eq!(v["check_ports"], json!([80]), "{v}");
+    id
+}
+
+/// Waits until netMON's checks of the VPS say `up`.
+async fn services(t: &TestController, admin: &reqwest::Client, id: i64, up: bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = get(t, admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["services"]["up"] == up {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "services never {up}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The newest event of `action` about the VPS, waited for.
+async fn event_of(t: &TestController, admin: &reqwest::Client, action: &str, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let evs = get(
+            t,
+            admin,
+            &format!("/api/v1/events?action={action}&target_type=vps&target_id={id}"),
+        )
+        .await;
+        if let Some(e) = evs["events"].as_array().and_then(|l| l.first()) {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {action} event for VPS {id}: {evs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn ha_settings_are_checked_and_shown() {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(1).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    for (field, bad) in [
+        ("ha_priority", json!(5000)),
+        ("check_ports", json!([0])),
+        ("check_ports", json!([80, 80])),
+        ("check_ports", json!([1, 2, 3, 4, 5, 6, 7, 8, 9])),
+    ] {
+        let mut body = json!({"name": "bad-1", "template_id": tpl, "host_id": hosts[0],
+            "ipv4": format!("{net}.40"), "memory_limit_bytes": 64 * MIB});
+        body[field] = bad;
+        let r = post(&admin, t.url("/api/v1/vpses"), body).await;
+        assert_eq!(expect_error(r, 422, "invalid").await["field"], field);
+    }
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-0", &format!("{net}.41")).await;
+    let v = services(&t, &admin, id, true).await;
+    assert_eq!(v["ha_priority"], 5);
+    let r = admin
+        .patch(t.url(&format!("/api/v1/vpses/{id}")))
+        .json(&json!({"ha_priority": -1, "check_ports": [], "ha_enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert_eq!(
+        (
+            v["ha_enabled"].clone(),
+            v["ha_priority"].clone(),
+            v["check_ports"].clone()
+        ),
+        (json!(false), json!(-1), json!([]))
+    );
+}
+
+#[actix_web::test]
+async fn an_ha_vps_killed_alone_is_restarted_where_it_is() {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(2).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.42");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-1", &ip).await;
+    answers(&ip, "ha-1").await;
+    services(&t, &admin, id, true).await;
+    // Its init killed from the host: the container stops.
+    let pid = cluster.hosts[0].init_pid().unwrap().to_string();
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-m", "-p", "-n", "lxc-stop", "-n", "ha-1", "-k"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let killed = Instant::now();
+    services(&t, &admin, id, false).await;
+    answers(&ip, "ha-1").await;
+    eprintln!(
+        "answering again {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    event_of(&t, &admin, "netmon.restart", id).await;
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert_eq!(v["host_id"], hosts[0], "restarted in place: {v}");
+}
+
+#[actix_web::test]
+async fn an_ha_vps_of_a_powered_off_host_answers_on_another() {
+    let (mut cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(3).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.43");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-2", &ip).await;
+    answers(&ip, "ha-2").await;
+    // A file written inside, then a restore point that holds it.
+    let (ok, out) = crate::vps_lifecycle::vps_sh(&cluster, 0, "ha-2", "echo kept > /root/mark");
+    assert!(ok, "{out}");
+    let before = crate::duplo::duplo(&t, &admin, id).await["last_cycle"]
+        .as_u64()
+        .unwrap_or(0);
+    crate::duplo::request_now(&t, &admin, id).await;
+    point_after(&t, &admin, id, before).await;
+    services(&t, &admin, id, true).await;
+
+    cluster.power_off(0).unwrap();
+    let off = Instant::now();
+    answers(&ip, "ha-2").await;
+    let took = off.elapsed();
+    eprintln!(
+        "answering on another host {:.1} s after power-off",
+        took.as_secs_f64()
+    );
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert_ne!(v["host_id"], hosts[0], "{v}");
+    let now_on = hosts.iter().position(|h| v["host_id"] == *h).unwrap();
+    let (ok, out) = crate::vps_lifecycle::vps_sh(&cluster, now_on, "ha-2", "cat /root/mark");
+    assert!(ok && out.trim() == "kept", "{out}");
+    let e = event_of(&t, &admin, "netmon.failover", id).await;
+    let d: Value = e["details"].clone();
+    for k in ["detected", "fenced", "placed", "started", "healthy"] {
+        assert!(d[k].is_string(), "{k}: {e}");
+    }
+
+    // Booted again: its stale copy is removed, never started.
+    cluster.boot(0).unwrap();
+    crate::hosts_api::wait_host(&t, &admin, hosts[0], "online", |h| h["status"] == "online").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.hosts[0].dir.join("lxc/ha-2").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy stays on the old host"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    answers(&ip, "ha-2").await;
+}
