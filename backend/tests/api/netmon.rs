@@ -187,3 +187,147 @@ async fn an_ha_vps_of_a_powered_off_host_answers_on_another() {
     }
     answers(&ip, "ha-2").await;
 }
+
+/// Samples every 200 ms, on every host, whether the VPS runs there: (unix ms, host indexes).
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(u128, Vec<usize>)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+impl Sampler {
+    fn start(cluster: &serverware_testhosts::Cluster, vps: &str) -> Sampler {
+        let pids: Vec<String> = cluster
+            .hosts
+            .iter()
+            .map(|h| h.init_pid().unwrap().to_string())
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s2, seen2, vps) = (stop.clone(), seen.clone(), vps.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = unix_ms();
+                let running: Vec<usize> = pids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, pid)| {
+                        std::process::Command::new("nsenter")
+                            .args(["-t", pid, "-m", "-p", "-n", "lxc-info", "-n", &vps, "-s"])
+                            .output()
+                            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("RUNNING"))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                seen2.lock().unwrap().push((t, running));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Sampler {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; every sample, after checking that none saw the VPS on two hosts.
+    fn finish(mut self) -> Vec<(u128, Vec<usize>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let seen = self.seen.lock().unwrap().clone();
+        for (t, on) in &seen {
+            assert!(on.len() <= 1, "at {t} the VPS ran on hosts {on:?}");
+        }
+        seen
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The unix ms at which host `i`'s guard says it stopped `vps`.
+fn guard_stopped(cluster: &serverware_testhosts::Cluster, i: usize, vps: &str) -> Option<u128> {
+    let log = std::fs::read_to_string(cluster.hosts[i].dir.join("data/guard.log")).ok()?;
+    log.lines()
+        .filter(|l| l.contains("stopped") && l.split_whitespace().any(|w| w == vps))
+        .find_map(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+#[actix_web::test]
+async fn a_cut_off_host_stops_its_ha_vps_before_it_starts_elsewhere() {
+    partition(false).await
+}
+
+/// Its agent killed first: the guard, a process of its own, still stops the VPS.
+#[actix_web::test]
+async fn a_cut_off_host_whose_agent_was_killed_stops_its_ha_vps_all_the_same() {
+    partition(true).await
+}
+
+async fn partition(kill_agent: bool) {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(3).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.44");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-3", &ip).await;
+    answers(&ip, "ha-3").await;
+    let before = crate::duplo::duplo(&t, &admin, id).await["last_cycle"]
+        .as_u64()
+        .unwrap_or(0);
+    crate::duplo::request_now(&t, &admin, id).await;
+    point_after(&t, &admin, id, before).await;
+    services(&t, &admin, id, true).await;
+
+    let sampler = Sampler::start(&cluster, "ha-3");
+    if kill_agent {
+        let pid = crate::duplo::agent_pid(&cluster, 0).expect("the host's agent");
+        // SAFETY: a process the controller started for this test's host.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    cluster.cut_link(0).unwrap();
+    answers(&ip, "ha-3").await;
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert_ne!(v["host_id"], hosts[0], "{v}");
+    // The link back: the stale copy goes, and never runs.
+    cluster.restore_link(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.hosts[0].dir.join("lxc/ha-3").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy stays on the cut-off host"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = sampler.finish();
+    let stopped = guard_stopped(&cluster, 0, "ha-3").expect("the guard's own stop, logged");
+    let elsewhere = seen
+        .iter()
+        .find(|(_, on)| on.iter().any(|h| *h != 0))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("never seen running on another host: {seen:?}"));
+    assert!(
+        stopped < elsewhere,
+        "stopped on the cut-off host at {stopped}, running elsewhere at {elsewhere}"
+    );
+    eprintln!(
+        "the guard stopped it {} ms before it was seen running elsewhere",
+        elsewhere - stopped
+    );
+    assert!(
+        seen.iter()
+            .filter(|(t, _)| *t > elsewhere)
+            .all(|(_, on)| !on.contains(&0)),
+        "it ran on the cut-off host again"
+    );
+}
