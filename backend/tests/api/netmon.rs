@@ -331,3 +331,67 @@ async fn partition(kill_agent: bool) {
         "it ran on the cut-off host again"
     );
 }
+
+/// The controller killed (SIGKILL) for 20 s, then started again: nobody can start a copy
+/// elsewhere meanwhile, so the hosts' guards hold on, and the HA VPS answers throughout.
+#[actix_web::test]
+async fn a_controller_outage_stops_no_vps() {
+    let cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let net = format!("10.77.{}", cluster.subnet);
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let mut hosts = Vec::new();
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        let r = crate::hosts_api::add(&t, &admin, &format!("node-{i}"), h).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        crate::hosts_api::wait_host(&t, &admin, id, "online", |v| v["status"] == "online").await;
+        hosts.push(id);
+    }
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let ip = format!("{net}.45");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-4", &ip).await;
+    answers(&ip, "ha-4").await;
+    services(&t, &admin, id, true).await;
+    let sampler = Sampler::start(&cluster, "ha-4");
+    t.kill();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    // Asked every half second for 20 s (several leases' length): it answers every time.
+    let outage = Instant::now();
+    let mut asked = 0;
+    while outage.elapsed() < Duration::from_secs(20) {
+        let r = http.get(format!("http://{ip}/")).send().await;
+        assert!(
+            r.is_ok_and(|r| r.status().is_success()),
+            "the VPS stopped answering {:.1} s into the outage",
+            outage.elapsed().as_secs_f64()
+        );
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(asked >= 30);
+    t.restart(None).await;
+    let admin = t.admin().await;
+    for h in &hosts {
+        crate::hosts_api::wait_host(&t, &admin, *h, "online", |v| v["status"] == "online").await;
+    }
+    services(&t, &admin, id, true).await;
+    let seen = sampler.finish();
+    assert!(
+        seen.iter().all(|(_, on)| on == &vec![0]),
+        "it ran elsewhere or not at all: {seen:?}"
+    );
+    let guard =
+        std::fs::read_to_string(cluster.hosts[0].dir.join("data/guard.log")).unwrap_or_default();
+    assert!(guard.contains("holding on"), "{guard}");
+    assert!(!guard.contains("stopped"), "{guard}");
+}
