@@ -181,6 +181,14 @@ pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
     delete(&format!("/tokens/{id}")).await
 }
 
+/// A VPS's failovers (netMON), newest first.
+pub async fn failovers(vps: i64) -> Result<EventListResponse, ApiError> {
+    get(&format!(
+        "/events?action=netmon.failover&target_type=vps&target_id={vps}&limit=10"
+    ))
+    .await
+}
+
 pub async fn events(
     kind: Option<EventKind>,
     action: &str,

@@ -24,7 +24,7 @@ pub fn FieldError(#[prop(into)] message: Signal<Option<String>>) -> impl IntoVie
 }
 
 /// Error events pushed live while the dashboard is open (a failed duplication cycle, a host
-/// gone), as toasts that go after 15 s or when closed.
+/// gone) and every failover, as toasts that go after 15 s or when closed.
 #[component]
 pub fn Toasts() -> impl IntoView {
     use serverware_shared::api::Severity;
@@ -38,7 +38,11 @@ pub fn Toasts() -> impl IntoView {
             let fresh: Vec<(i64, String)> = evs
                 .iter()
                 .take_while(|e| last.is_none_or(|l| e.id > l))
-                .filter(|e| e.severity == Severity::Error && last.is_some())
+                // Errors, and every failover (netMON).
+                .filter(|e| {
+                    (e.severity == Severity::Error || e.action == "netmon.failover")
+                        && last.is_some()
+                })
                 .map(|e| (e.id, e.message.clone()))
                 .collect();
             if let Some(top) = evs.front() {
@@ -67,5 +71,43 @@ pub fn Toasts() -> impl IntoView {
                 </div>
             }).collect_view()}
         </div>
+    }
+}
+
+/// A failover's timeline (netMON's `netmon.failover` event), from when the host was found lost:
+/// "fenced +3.0 s · placed +3.0 s · started +4.2 s · answering +4.5 s".
+pub fn failover_timeline(details: &serde_json::Value) -> Option<String> {
+    let ms = details.get("ms")?;
+    let s = |k: &str| ms.get(k).and_then(|v| v.as_f64()).map(|v| v / 1000.0);
+    Some(format!(
+        "fenced +{:.1} s · placed +{:.1} s · started +{:.1} s · answering +{:.1} s",
+        s("fenced")?,
+        s("placed")?,
+        s("started")?,
+        s("healthy")?
+    ))
+}
+
+/// A VPS's recent failovers, each with its timeline.
+#[component]
+pub fn Failovers(id: i64) -> impl IntoView {
+    let list = RwSignal::new(Vec::<serverware_shared::api::EventResponse>::new());
+    leptos::task::spawn_local(async move {
+        if let Ok(r) = crate::api::failovers(id).await {
+            list.set(r.events);
+        }
+    });
+    view! {
+        <Show when=move || !list.get().is_empty()>
+            <section class="card" data-test="vps-failovers">
+                <h2>"Failovers"</h2>
+                <ul>
+                    {move || list.get().into_iter().map(|e| view! {
+                        <li>{format!("{} — {}", e.created_at.format("%Y-%m-%d %H:%M:%S"), e.message)}
+                            <br/><small>{failover_timeline(&e.details).unwrap_or_default()}</small></li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        </Show>
     }
 }

@@ -506,6 +506,34 @@ pub fn check_ports(field: &str, ports: &[u32]) -> Result<Vec<u16>> {
     Ok(out)
 }
 
+/// Checked ports as a person types them ("22, 80" or "22 80"), checked as [`check_ports`].
+pub fn check_ports_text(field: &str, text: &str) -> Result<Vec<u16>> {
+    let mut ports = Vec::new();
+    for p in text.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+        match p.trim().parse::<u32>() {
+            Ok(n) => ports.push(n),
+            Err(_) => {
+                return Err(ValidationError::new(
+                    field,
+                    format!("{p:?} is not a port number"),
+                ))
+            }
+        }
+    }
+    check_ports(field, &ports)
+}
+
+/// Priority as a person types it ("" is 0).
+pub fn ha_priority_text(field: &str, text: &str) -> Result<i32> {
+    match text.trim() {
+        "" => Ok(0),
+        t => t
+            .parse::<i32>()
+            .map_err(|_| ValidationError::new(field, "a whole number from -1000 to 1000"))
+            .and_then(|v| ha_priority(field, v)),
+    }
+}
+
 /// The stored form of checked ports ("22,80"), read back; what does not parse is left out.
 pub fn parse_check_ports(stored: &str) -> Vec<u16> {
     stored
@@ -531,6 +559,11 @@ mod tests {
         assert!(check_ports("c", &[80, 80]).is_err());
         assert!(check_ports("c", &[1, 2, 3, 4, 5, 6, 7, 8, 9]).is_err());
         assert_eq!(parse_check_ports("22,80"), vec![22, 80]);
+        assert_eq!(check_ports_text("c", "80, 22").unwrap(), vec![22, 80]);
+        assert_eq!(check_ports_text("c", " ").unwrap(), Vec::<u16>::new());
+        assert!(check_ports_text("c", "http").is_err());
+        assert_eq!(ha_priority_text("p", "").unwrap(), 0);
+        assert!(ha_priority_text("p", "x").is_err());
         assert_eq!(parse_check_ports(""), Vec::<u16>::new());
     }
 

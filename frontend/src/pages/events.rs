@@ -77,7 +77,7 @@ pub fn EventsPage() -> impl IntoView {
                         <td>{e.actor.clone()}</td>
                         <td><code>{e.action.clone()}</code></td>
                         <td>{format!("{} {}", e.target_type.clone().unwrap_or_default(), e.target_id.clone().unwrap_or_default())}</td>
-                        <td>{e.message.clone()}</td>
+                        <td>{e.message.clone()}{crate::widgets::failover_timeline(&e.details).map(|t| view! { <br/><small data-test="failover-timeline">{t}</small> })}</td>
                     </tr>
                 </For>
             </tbody>

@@ -189,6 +189,9 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
     let host = RwSignal::new(String::new());
     let start = RwSignal::new(true);
     let privileged = RwSignal::new(false);
+    let ha = RwSignal::new(false);
+    let priority = RwSignal::new("0".to_string());
+    let ports = RwSignal::new(String::new());
     let task = RwSignal::new(None::<TaskResponse>);
     let errors = FormErrors::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -221,6 +224,15 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
             return errors
                 .set(validate::ValidationError::new("template_id", "choose a template").into());
         };
+        let ha_priority = match validate::ha_priority_text("ha_priority", &priority.get_untracked())
+        {
+            Ok(p) => p,
+            Err(e) => return errors.set(e.into()),
+        };
+        let check_ports = match validate::check_ports_text("check_ports", &ports.get_untracked()) {
+            Ok(p) => p.into_iter().map(u32::from).collect(),
+            Err(e) => return errors.set(e.into()),
+        };
         let req = CreateVpsRequest {
             name: n,
             template_id,
@@ -229,6 +241,9 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
             memory_limit_bytes: mem,
             start: start.get_untracked(),
             privileged: privileged.get_untracked(),
+            ha_enabled: ha.get_untracked(),
+            ha_priority,
+            check_ports,
             ..Default::default()
         };
         spawn_local(async move {
@@ -267,6 +282,13 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
                 <label class="check" title="Only for templates that cannot run otherwise">
                     <input type="checkbox" name="vps-privileged" bind:checked=privileged/>"Privileged"
                 </label>
+                <label class="check" title="netMON brings it up on another host when its host is lost, and restarts it when its services stop answering">
+                    <input type="checkbox" name="vps-ha" bind:checked=ha/>"High availability"
+                </label>
+                <Show when=move || ha.get()>
+                    <label>"HA priority"<input name="vps-ha-priority" inputmode="numeric" bind:value=priority/><FieldError message=errors.get("ha_priority")/></label>
+                    <label>"Checked TCP ports"<input name="vps-check-ports" bind:value=ports placeholder="ICMP only, or e.g. 22, 80"/><FieldError message=errors.get("check_ports")/></label>
+                </Show>
                 <button type="submit" class="primary">"Create"</button>
             </form>
             <Show when=move || privileged.get()>
@@ -438,6 +460,16 @@ fn VpsDetail(id: i64) -> impl IntoView {
                         <tr><th>"Disk used"</th><td>{s.as_ref().map(|s| fmt_bytes(s.disk_used_bytes as f64)).unwrap_or("–".into())}</td></tr>
                         <tr><th>"Network"</th><td>{s.as_ref().map(|s| format!("{} received, {} sent", fmt_bytes(s.rx_bytes_total as f64), fmt_bytes(s.tx_bytes_total as f64))).unwrap_or("–".into())}</td></tr>
                         <tr><th>"Autostart"</th><td>{if v.autostart { "yes" } else { "no" }}</td></tr>
+                        <tr><th>"High availability"</th><td data-test="vps-ha">{if v.ha_enabled {
+                            format!("on, priority {}; checks: ICMP{}", v.ha_priority, v.check_ports.iter().map(|p| format!(", TCP {p}")).collect::<String>())
+                        } else {
+                            "off".to_string()
+                        }}</td></tr>
+                        <tr><th>"Services"</th><td data-test="vps-services">{match &v.services {
+                            Some(h) if h.up => view! { <span class="ok-text">{format!("answering since {}", h.since.format("%H:%M:%S"))}</span> }.into_any(),
+                            Some(h) => view! { <span class="danger-text">{format!("not answering since {}: {}", h.since.format("%H:%M:%S"), h.detail.clone().unwrap_or_default())}</span> }.into_any(),
+                            None => view! { <span>"not checked"</span> }.into_any(),
+                        }}</td></tr>
                         <tr><th>"Isolation"</th><td data-test="vps-isolation">{match (v.privileged, v.id_base) {
                             (true, _) => view! { <span class="danger-text">"privileged: root in this VPS is root on its host"</span> }.into_any(),
                             (false, Some(b)) => view! { <span>{format!("unprivileged: its ids are {b}–{} on its host", b + 65535)}</span> }.into_any(),
@@ -447,6 +479,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
                 })}
             </section>
             <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) task=task hosts=hosts/>
+            <crate::widgets::Failovers id=id/>
             <Show when=move || can_operate(&auth)>
                 <EditVps id=id vps=vps task=task notice=notice/>
                 <CopyMove id=id hosts=hosts task=task/>
@@ -466,6 +499,9 @@ fn EditVps(
     let ip = RwSignal::new(String::new());
     let memory = RwSignal::new(String::new());
     let shares = RwSignal::new(String::new());
+    let ha = RwSignal::new(false);
+    let priority = RwSignal::new(String::new());
+    let ports = RwSignal::new(String::new());
     let errors = FormErrors::new();
     Effect::new(move |done: Option<bool>| {
         if done == Some(true) {
@@ -477,6 +513,15 @@ fn EditVps(
                 ip.set(v.ipv4);
                 memory.set((v.memory_limit_bytes as u64 / MIB).to_string());
                 shares.set(v.cpu_shares.map(|s| s.to_string()).unwrap_or_default());
+                ha.set(v.ha_enabled);
+                priority.set(v.ha_priority.to_string());
+                ports.set(
+                    v.check_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
                 true
             }
             None => false,
@@ -525,11 +570,23 @@ fn EditVps(
                 }
             },
         };
+        let ha_priority = match validate::ha_priority_text("ha_priority", &priority.get_untracked())
+        {
+            Ok(p) => p,
+            Err(e) => return errors.set(e.into()),
+        };
+        let check_ports = match validate::check_ports_text("check_ports", &ports.get_untracked()) {
+            Ok(p) => p.into_iter().map(u32::from).collect(),
+            Err(e) => return errors.set(e.into()),
+        };
         let req = UpdateVpsRequest {
             description: Some(description.get_untracked()),
             ipv4: Some(addr),
             memory_limit_bytes: Some(mem),
             cpu_shares: Some(sh),
+            ha_enabled: Some(ha.get_untracked()),
+            ha_priority: Some(ha_priority),
+            check_ports: Some(check_ports),
             ..Default::default()
         };
         spawn_local(async move {
@@ -557,6 +614,9 @@ fn EditVps(
                 <label>"IPv4 address"<input name="vps-edit-ip" bind:value=ip/><FieldError message=errors.get("ipv4")/></label>
                 <label>"Memory (MiB)"<input name="vps-edit-memory" inputmode="numeric" bind:value=memory/><FieldError message=errors.get("memory_limit_bytes")/></label>
                 <label>"CPU shares"<input name="vps-edit-shares" inputmode="numeric" bind:value=shares placeholder="default"/><FieldError message=errors.get("cpu_shares")/></label>
+                <label class="check"><input type="checkbox" name="vps-edit-ha" bind:checked=ha/>"High availability"</label>
+                <label>"HA priority"<input name="vps-edit-ha-priority" inputmode="numeric" bind:value=priority/><FieldError message=errors.get("ha_priority")/></label>
+                <label>"Checked TCP ports"<input name="vps-edit-check-ports" bind:value=ports placeholder="ICMP only"/><FieldError message=errors.get("check_ports")/></label>
                 <button type="submit" class="primary">"Save"</button>
             </form>
             <FieldError message=errors.get("_form")/>
