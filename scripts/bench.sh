@@ -7,6 +7,7 @@
 #   scripts/bench.sh login-flood [--clients N] [--seconds S]
 #   scripts/bench.sh idshift [--files N] [--rounds R]
 #   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
+#   scripts/bench.sh failover [--rounds N] [--gb G]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync
@@ -22,5 +23,6 @@ case "$which" in
     login-flood) exec "$CARGO_TARGET_DIR/release/login-flood-bench" "$@" ;;
     idshift) exec "$CARGO_TARGET_DIR/release/idshift-bench" "$@" ;;
     duplo) exec "$CARGO_TARGET_DIR/release/duplo-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo)" >&2; exit 2 ;;
+    failover) exec "$CARGO_TARGET_DIR/release/failover-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover)" >&2; exit 2 ;;
 esac

@@ -273,11 +273,8 @@ async fn run(files: u64, rounds: u64, seconds: u64, nvpses: usize) -> Result<()>
     let ctl = start_controller()?;
     let r = measure(&ctl, files, rounds, seconds, nvpses).await;
     if r.is_err() {
-        // What the controller said, before its directory goes.
-        let log = std::fs::read_to_string(ctl.dir.join("controller.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
         eprintln!("controller log (last lines):");
-        for l in tail.into_iter().rev() {
+        for l in ctl.log_tail(60) {
             eprintln!("  {l}");
         }
     }

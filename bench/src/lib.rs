@@ -23,6 +23,16 @@ impl Drop for Controller {
     }
 }
 
+impl Controller {
+    /// The last `n` lines the controller logged (read before its directory goes).
+    pub fn log_tail(&self, n: usize) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default();
+        let mut tail: Vec<String> = log.lines().rev().take(n).map(String::from).collect();
+        tail.reverse();
+        tail
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
