@@ -336,6 +336,8 @@ pub struct HostRow {
     /// Root-filesystem streams at once (see [`TRANSFERS_PER_HOST`]).
     pub max_transfers: i32,
     pub duplo_interval_secs: i32,
+    /// netMON: never failed over from, nothing placed on it.
+    pub maintenance: bool,
 }
 
 /// A live connection to a host's agent, for operations.

@@ -371,6 +371,10 @@ pub struct HostResponse {
     pub max_transfers: u32,
     /// netDUPLO: each of its VPSes is duplicated every this many seconds.
     pub duplo_interval_secs: u32,
+    /// In maintenance: its VPSes were moved away, nothing is placed on it, netMON never fails
+    /// it over; it leaves maintenance only when an operator says so.
+    #[serde(default)]
+    pub maintenance: bool,
     /// Containers found on the host that the controller does not know (never touched).
     pub unknown_vpses: Vec<String>,
     /// The newest netRES sample, when the host is connected.
@@ -419,6 +423,9 @@ pub struct UpdateHostRequest {
     /// netDUPLO's cycle interval for the host's VPSes: 1 s (continuous) to 86400 s.
     #[serde(default)]
     pub duplo_interval_secs: Option<u32>,
+    /// Into maintenance (its VPSes are moved away, one task each) or out of it.
+    #[serde(default)]
+    pub maintenance: Option<bool>,
     /// After the host's key changed (status `key_mismatch`): the new key from a fresh probe,
     /// confirmed by the operator. The controller checks the host presents it before pinning it.
     #[serde(default)]
@@ -604,6 +611,14 @@ pub struct VpsResponse {
     pub services: Option<ServiceHealth>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Answer of `POST /vpses/{id}/failover` and `POST /hosts/{id}/failover`: the HA VPSes netMON
+/// takes to another host (each stopped, duplicated once more, brought up elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct FailoverResponse {
+    pub vpses: Vec<i64>,
 }
 
 /// netMON's service checks of a VPS: whether it answers, since when, and what failed.

@@ -88,6 +88,7 @@ fn response(row: &HostRow, state: &Core, all_vpses: &[VpsRow]) -> HostResponse {
         vps_gateway: row.vps_gateway.clone(),
         max_transfers: row.max_transfers.max(1) as u32,
         duplo_interval_secs: row.duplo_interval_secs.max(1) as u32,
+        maintenance: row.maintenance,
         unknown_vpses,
         sample: view.latest,
     }
@@ -369,6 +370,7 @@ pub async fn update_host(
         .duplo_interval_secs
         .map(|v| validate::duplo_interval_secs("duplo_interval_secs", v))
         .transpose()?;
+    let maintenance = req.maintenance;
     let cap_mem = req
         .capacity_memory_bytes
         .map(|m| (m > 0).then_some(m as i64));
@@ -476,6 +478,16 @@ pub async fn update_host(
                         .execute(c)?;
                     what.push(format!("VPSes duplicated every {n} s"));
                 }
+                if let Some(m) = maintenance.filter(|m| *m != old.maintenance) {
+                    diesel::update(hosts::table.find(id))
+                        .set(hosts::maintenance.eq(m))
+                        .execute(c)?;
+                    what.push(if m {
+                        "into maintenance: its VPSes are moved away".to_string()
+                    } else {
+                        "out of maintenance".to_string()
+                    });
+                }
                 if let Some(m) = cap_mem {
                     diesel::update(hosts::table.find(id))
                         .set(hosts::capacity_memory_bytes.eq(m))
@@ -546,6 +558,9 @@ pub async fn update_host(
         state.hosts.spawn(row.clone());
     } else if let Some(ms) = interval {
         state.hosts.set_interval(id, ms);
+    }
+    if maintenance == Some(true) {
+        crate::netmon::evacuate(state.clone().into_inner(), Actor::from(&principal), id);
     }
     Ok(web::Json(response(&row, &state, &all)))
 }
@@ -668,4 +683,28 @@ pub async fn delete_host(
         .await?;
     state.hosts.stop(id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// netMON: take every HA VPS of this host to other hosts now (each stopped, duplicated once
+/// more, brought up where there is most room).
+#[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses(
+    (status = 202, body = serverware_shared::api::FailoverResponse), (status = 404, body = ErrorBody)))]
+#[post("/hosts/{id}/failover")]
+pub async fn fail_over_host(
+    state: web::Data<Core>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let id = id.into_inner();
+    let state = state.into_inner();
+    state.accepting()?;
+    let (_, all) = state.db.run(move |c| load_host(c, id)).await?;
+    let ids = all
+        .iter()
+        .filter(|v| v.host_id == Some(id) && v.ha_enabled)
+        .map(|v| v.id)
+        .collect();
+    let vpses = crate::netmon::request(&state, ids).await?;
+    Ok(HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse { vpses }))
 }

@@ -295,3 +295,31 @@ pub async fn move_vps(
         .await?,
     ))
 }
+
+/// netMON: take this HA VPS to another host now (stopped, duplicated once more, brought up on
+/// the host with the most room from that point). 409 unless it is HA and should run.
+#[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses(
+    (status = 202, body = serverware_shared::api::FailoverResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/vpses/{id}/failover")]
+pub async fn fail_over_vps(
+    state: web::Data<Core>,
+    principal: Principal,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Role::Operator)?;
+    let id = id.into_inner();
+    let state = state.into_inner();
+    state.accepting()?;
+    let v = state.db.run(move |c| vps::load(c, id)).await?;
+    let vpses = crate::netmon::request(&state, vec![id]).await?;
+    if vpses.is_empty() {
+        return Err(crate::error::ApiError::conflict(
+            None,
+            format!(
+                "VPS {} is not failed over: it is not HA, should not run, or is being failed over already",
+                v.name
+            ),
+        ));
+    }
+    Ok(HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse { vpses }))
+}

@@ -299,6 +299,32 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
 }
 
 /// The scheduler's loop body: a pass, then a wait of a tick or until woken.
+/// Runs one cycle of a VPS now and waits for it (after the one running, if any): its cycle
+/// number. netMON calls it on a stopped VPS before bringing it up elsewhere.
+pub async fn cycle_now(core: &Arc<Core>, vps_id: i64) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mine = core.duplo.update(vps_id, |s| {
+            if s.running_since_ms.is_some() {
+                return false;
+            }
+            s.running_since_ms = Some(now_ms());
+            true
+        });
+        if mine {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("a cycle of it never ended".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = cycle::run(core, vps_id).await;
+    let out = result.as_ref().map(|r| r.cycle).map_err(|e| e.clone());
+    cycle::finish(core, vps_id, result).await;
+    out
+}
+
 pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
     schedule(core).await?;
     tokio::select! {

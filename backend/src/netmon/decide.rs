@@ -271,17 +271,25 @@ impl Manager {
     }
 
     /// Asks for one VPS to go to another host now (an operator's request, or a whole host's
-    /// VPSes one by one). The VPS is stopped first where it is.
-    pub fn request(&mut self, now: Ms, vps: VpsId, from: HostId) {
-        self.failovers.entry(vps).or_insert(Failover {
-            from,
-            cause: Cause::Requested,
-            detected: now,
-            fenced: now,
-            stage: Stage::Stopping,
-            failed_on: BTreeSet::new(),
-            warned: false,
-        });
+    /// VPSes one by one): it is stopped where it is, then brought up elsewhere. Nothing if it
+    /// is being failed over already.
+    pub fn request(&mut self, now: Ms, vps: VpsId, from: HostId) -> Vec<Action> {
+        if self.failovers.contains_key(&vps) {
+            return Vec::new();
+        }
+        self.failovers.insert(
+            vps,
+            Failover {
+                from,
+                cause: Cause::Requested,
+                detected: now,
+                fenced: now,
+                stage: Stage::Stopping,
+                failed_on: BTreeSet::new(),
+                warned: false,
+            },
+        );
+        vec![Action::Stop { vps, host: from }]
     }
 
     /// Takes in what became of an action.

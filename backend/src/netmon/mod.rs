@@ -264,6 +264,8 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
         core.hosts
             .set_lease_plan(h.id, Some(LeasePlan { ha, peers }));
     }
+    // A VPS netMON itself stopped to take it elsewhere stays netMON's until it runs there.
+    let moving = lock(&nm.manager).failing_over();
     let world = World {
         hosts: hosts
             .iter()
@@ -299,7 +301,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                     name: v.name.clone(),
                     host: v.host_id,
                     // Stopped on purpose: not netMON's to bring back.
-                    ha: v.running_wanted,
+                    ha: v.running_wanted || moving.contains(&v.id),
                     priority: v.priority,
                     memory: v.memory.max(0) as u64,
                     services,
@@ -476,6 +478,15 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
                     Ok(t) => ended(&core, t.id).await,
                     Err(e) => Err(e.body().message),
                 };
+                // Stopped: one more cycle, so that it comes up elsewhere as it was.
+                if r.is_ok() {
+                    if let Err(e) = crate::duplo::cycle_now(&core, vps).await {
+                        tracing::warn!(
+                            vps,
+                            "no last cycle before the failover ({e}): the newest point serves"
+                        );
+                    }
+                }
                 outcome(
                     &core,
                     match r {
@@ -587,4 +598,85 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
             .await;
         }
     }
+}
+
+/// An operator's failover of HA VPSes now (`POST /vpses/{id}/failover`, or every HA VPS of a
+/// host): each is stopped where it is, duplicated once more (nothing is lost), then brought up
+/// on the host with the most room from that point. The VPSes it takes on.
+pub async fn request(core: &Arc<Core>, vpses: Vec<i64>) -> crate::error::ApiResult<Vec<i64>> {
+    let (hosts, ha, _) = read(core)
+        .await
+        .map_err(|e| crate::error::ApiError::Internal(anyhow::anyhow!(e)))?;
+    let now = core.netmon.ms(Instant::now());
+    let mut taken = Vec::new();
+    let mut actions = Vec::new();
+    for id in vpses {
+        let Some(v) = ha.iter().find(|v| v.id == id && v.running_wanted) else {
+            continue;
+        };
+        let Some(host) = v.host_id else { continue };
+        let a = lock(&core.netmon.manager).request(now, id, host);
+        if !a.is_empty() {
+            taken.push(id);
+        }
+        actions.extend(a);
+    }
+    for a in actions {
+        act(core, &hosts, &ha, a).await;
+    }
+    Ok(taken)
+}
+
+/// A host put in maintenance: each of its VPSes is moved to the host with the most room (the
+/// move operation, one at a time; a VPS that fits nowhere stays, said in an event).
+pub fn evacuate(core: Arc<Core>, actor: Actor, host: i64) {
+    tokio::spawn(async move {
+        use crate::schema::vpses;
+        use diesel::prelude::*;
+        let ids: Vec<(i64, String)> = match core
+            .db
+            .run(move |c| {
+                Ok(vpses::table
+                    .filter(vpses::host_id.eq(host))
+                    .order(vpses::id)
+                    .select((vpses::id, vpses::name))
+                    .load(c)?)
+            })
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        for (id, name) in ids {
+            let target = match crate::vps::placement::candidates(&core, Some(id)).await {
+                Ok(cands) => {
+                    let v = match core.db.run(move |c| crate::vps::load(c, id)).await {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    let others: Vec<_> = cands.into_iter().filter(|c| c.id != host).collect();
+                    crate::vps::placement::place(&others, &crate::vps::placement::need(&v))
+                }
+                Err(e) => Err(e.body().message),
+            };
+            let r = match target {
+                Ok(to) => match crate::vps::move_to(core.clone(), actor.clone(), id, to).await {
+                    Ok(t) => ended(&core, t.id).await,
+                    Err(e) => Err(e.body().message),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(why) = r {
+                event(
+                    &core,
+                    "netmon.warning",
+                    ("vps", id),
+                    Severity::Warning,
+                    format!("VPS {name} stays on its host in maintenance: {why}"),
+                    serde_json::json!({ "host_id": host }),
+                )
+                .await;
+            }
+        }
+    });
 }

@@ -56,6 +56,8 @@ pub struct Candidate {
     pub id: i64,
     pub name: String,
     pub online: bool,
+    /// In maintenance: nothing is placed on it.
+    pub maintenance: bool,
     pub capacity: HostCapacity,
     pub free: HostCapacity,
     pub load1: f64,
@@ -68,6 +70,9 @@ pub(super) fn mib(b: i64) -> String {
 pub(super) fn fits(c: &Candidate, n: &HostCapacity) -> Result<(), String> {
     if !c.online {
         return Err(format!("{} is not online", c.name));
+    }
+    if c.maintenance {
+        return Err(format!("{} is in maintenance", c.name));
     }
     if c.free.memory_bytes < n.memory_bytes {
         return Err(format!(
@@ -173,6 +178,7 @@ pub async fn candidates(state: &Core, except_vps: Option<i64>) -> ApiResult<Vec<
                 id: h.id,
                 name: h.name.clone(),
                 online: view.status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
+                maintenance: h.maintenance,
                 capacity: cap,
                 free: free(cap, &placed),
                 load1: view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),
@@ -190,6 +196,7 @@ mod tests {
             id,
             name: format!("h{id}"),
             online: true,
+            maintenance: false,
             capacity: HostCapacity {
                 memory_bytes: mem_gib << 30,
                 cpu_millis: 4000,
@@ -250,6 +257,7 @@ mod tests {
             vps_gateway: None,
             max_transfers: 4,
             duplo_interval_secs: 10,
+            maintenance: false,
         };
         let s = HostSample {
             cpus: vec![Default::default(); 2],

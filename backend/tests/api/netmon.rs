@@ -395,3 +395,79 @@ async fn a_controller_outage_stops_no_vps() {
     assert!(guard.contains("holding on"), "{guard}");
     assert!(!guard.contains("stopped"), "{guard}");
 }
+
+/// An operator's failover loses nothing (a last cycle of the stopped VPS); a host in
+/// maintenance has its VPSes moved away, takes none, and leaves maintenance when told.
+#[actix_web::test]
+async fn failover_on_demand_and_maintenance() {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(2).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.46");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-5", &ip).await;
+    answers(&ip, "ha-5").await;
+    // Written just before: no cycle has it yet.
+    let (ok, out) = crate::vps_lifecycle::vps_sh(&cluster, 0, "ha-5", "echo late > /root/late");
+    assert!(ok, "{out}");
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{id}/failover")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert_eq!(r.json::<Value>().await.unwrap()["vpses"], json!([id]));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["host_id"] == hosts[1] && v["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed over: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    answers(&ip, "ha-5").await;
+    let (ok, out) = crate::vps_lifecycle::vps_sh(&cluster, 1, "ha-5", "cat /root/late");
+    assert!(ok && out.trim() == "late", "{out}");
+    // A non-HA VPS is not netMON's to fail over.
+    let r = post(&admin, t.url("/api/v1/vpses/99999/failover"), json!({})).await;
+    assert_eq!(r.status(), 404);
+
+    // Host 1 into maintenance: the VPS moves back to host 0, and nothing is placed on host 1.
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
+        .json(&json!({"maintenance": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["maintenance"], true);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["host_id"] == hosts[0] && v["state"] == "running" && v["busy_task"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never moved away: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    answers(&ip, "ha-5").await;
+    let r = post(
+        &admin,
+        t.url("/api/v1/vpses"),
+        json!({"name": "m-1", "template_id": tpl,
+        "host_id": hosts[1], "ipv4": format!("{net}.47"), "memory_limit_bytes": 64 * MIB}),
+    )
+    .await;
+    let e = expect_error(r, 409, "conflict").await;
+    assert!(
+        e["message"].as_str().unwrap().contains("maintenance"),
+        "{e}"
+    );
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
+        .json(&json!({"maintenance": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["maintenance"], false);
+}
