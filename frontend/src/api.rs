@@ -313,6 +313,11 @@ pub async fn vps_action(id: i64, action: &str) -> Result<TaskResponse, ApiError>
     post(&format!("/vpses/{id}/{action}"), &serde_json::json!({})).await
 }
 
+/// netMON: take an HA VPS (`vpses/{id}`) or every HA VPS of a host (`hosts/{id}`) elsewhere now.
+pub async fn fail_over(what: &str) -> Result<FailoverResponse, ApiError> {
+    post(&format!("/{what}/failover"), &serde_json::json!({})).await
+}
+
 pub async fn copy_vps(id: i64, req: &CopyVpsRequest) -> Result<TaskResponse, ApiError> {
     post(&format!("/vpses/{id}/copy"), req).await
 }

@@ -188,10 +188,13 @@ async fn an_ha_vps_of_a_powered_off_host_answers_on_another() {
     answers(&ip, "ha-2").await;
 }
 
-/// Samples every 200 ms, on every host, whether the VPS runs there: (unix ms, host indexes).
+/// When (unix ms) a sample was taken, and the hosts (indexes) the VPS ran on.
+type Seen = Vec<(u128, Vec<usize>)>;
+
+/// Samples every 200 ms, on every host, whether the VPS runs there.
 struct Sampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(u128, Vec<usize>)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -238,7 +241,7 @@ impl Sampler {
     }
 
     /// Stops sampling; every sample, after checking that none saw the VPS on two hosts.
-    fn finish(mut self) -> Vec<(u128, Vec<usize>)> {
+    fn finish(mut self) -> Seen {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();

@@ -273,6 +273,7 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
                 <tr><th>"Interrupts"</th><td>{s.as_ref().map(|s| format!("{:.0}/s", s.interrupts_per_sec)).unwrap_or("–".into())}</td></tr>
                 <tr><th>"VPSes"</th><td>{h.vps_count}</td></tr>
                 <tr><th>"Agent"</th><td>{h.agent_version.clone().unwrap_or("–".into())}" · every "{h.sample_interval_ms}" ms"</td></tr>
+                <tr><th>"Maintenance"</th><td data-test="host-maintenance">{if h.maintenance { "yes: nothing is placed on it, no failover" } else { "no" }}</td></tr>
                 <tr><th>"Duplication"</th><td data-test="host-duplo-interval">{if h.duplo_interval_secs <= 1 { "continuous (every second)".to_string() } else { format!("every {} s", h.duplo_interval_secs) }}</td></tr>
                 <tr><th>"Last seen"</th><td>{h.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td></tr>
             </table>
@@ -495,6 +496,27 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 <Show when=move || saved.get()><span class="ok saved">"Saved"</span></Show>
             </form>
             <FieldError message=errors.get("_form")/>
+            <div class="toolbar actions" data-test="host-netmon">
+                <button title="Moves its VPSes to other hosts; nothing is placed on it and netMON never fails it over until it leaves maintenance" on:click=move |_| {
+                    let on = !host.with_untracked(|h| h.as_ref().is_some_and(|h| h.maintenance));
+                    errors.clear();
+                    spawn_local(async move {
+                        let req = UpdateHostRequest { maintenance: Some(on), ..Default::default() };
+                        match api::update_host(id, &req).await {
+                            Ok(h) => host.set(Some(h)),
+                            Err(e) => errors.set(e),
+                        }
+                    });
+                }>{move || if host.with(|h| h.as_ref().is_some_and(|h| h.maintenance)) { "Leave maintenance" } else { "Enter maintenance" }}</button>
+                <button title="netMON takes every HA VPS of this host to other hosts now" on:click=move |_| {
+                    errors.clear();
+                    spawn_local(async move {
+                        if let Err(e) = api::fail_over(&format!("hosts/{id}")).await {
+                            errors.set(e);
+                        }
+                    });
+                }>"Fail over its HA VPSes"</button>
+            </div>
             <button class="ghost danger" on:click=remove>"Remove host"</button>
         </section>
     }

@@ -435,6 +435,17 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     <button on:click=move |_| act("start") disabled=move || state() == "running">"Start"</button>
                     <button on:click=move |_| act("stop") disabled=move || state() != "running">"Stop"</button>
                     <button on:click=move |_| act("restart") disabled=move || state() != "running">"Restart"</button>
+                    <Show when=move || vps.with(|v| v.as_ref().is_some_and(|v| v.ha_enabled))>
+                        <button title="Stop it, duplicate it once more and bring it up on the host with the most room" on:click=move |_| {
+                            errors.clear();
+                            spawn_local(async move {
+                                match api::fail_over(&format!("vpses/{id}")).await {
+                                    Ok(_) => notice.set(Some("Failing over: it is stopped here and comes up on another host.".into())),
+                                    Err(e) => errors.set(e),
+                                }
+                            });
+                        }>"Fail over"</button>
+                    </Show>
                     <button class="ghost danger" on:click=move |_| remove.run(())>"Delete"</button>
                 </div>
             </Show>
