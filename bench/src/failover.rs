@@ -11,6 +11,7 @@ use serde_json::json;
 use serverware_bench::*;
 use serverware_testhosts::{Cluster, ClusterOptions};
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn main() -> Result<()> {
@@ -61,9 +62,21 @@ async fn cycle_now(api: &Api, vid: i64) -> Result<()> {
 }
 
 /// Rounds of power-off → answering elsewhere for one HA VPS; the times in seconds.
+/// Runs `f` on the cluster off the client's runtime (powering a host off or booting it waits
+/// for processes; the client's connections keep being served meanwhile).
+async fn on_cluster<T: Send + 'static>(
+    cluster: &Arc<Mutex<Cluster>>,
+    f: impl FnOnce(&mut Cluster) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let c = cluster.clone();
+    actix_rt::task::spawn_blocking(move || f(&mut c.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .map_err(|_| anyhow::anyhow!("the cluster's thread panicked"))?
+}
+
 async fn rounds_of(
     api: &Api,
-    cluster: &mut Cluster,
+    cluster: &Arc<Mutex<Cluster>>,
     hosts: &[i64],
     vid: i64,
     name: &str,
@@ -72,17 +85,18 @@ async fn rounds_of(
 ) -> Result<Vec<f64>> {
     let mut times = Vec::new();
     for r in 0..rounds {
-        cycle_now(api, vid).await?;
+        cycle_now(api, vid).await.context("a fresh restore point")?;
         wait_for(api, &format!("/vpses/{vid}"), "services answering", |v| {
             v["services"]["up"] == true
         })
-        .await?;
+        .await
+        .context("its services answering")?;
         let (_, v) = api.call("GET", &format!("/vpses/{vid}"), None).await?;
         let on = hosts
             .iter()
             .position(|h| v["host_id"] == *h)
             .context("the VPS is on no known host")?;
-        cluster.power_off(on)?;
+        on_cluster(cluster, move |c| c.power_off(on)).await?;
         let off = Instant::now();
         let (ip2, name2) = (ip.to_string(), name.to_string());
         let took = actix_rt::task::spawn_blocking(move || {
@@ -102,17 +116,23 @@ async fn rounds_of(
             r + 1
         );
         times.push(took);
-        cluster.boot(on)?;
+        on_cluster(cluster, move |c| c.boot(on)).await?;
         wait_for(api, &format!("/hosts/{}", hosts[on]), "host online", |h| {
             h["status"] == "online"
         })
         .await?;
         // Its stale copy goes before the next round.
-        let dir = cluster.hosts[on].dir.join(format!("lxc/{name}"));
+        let (dir, host_name) = {
+            let c = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                c.hosts[on].dir.join(format!("lxc/{name}")),
+                c.hosts[on].name.clone(),
+            )
+        };
         let deadline = Instant::now() + Duration::from_secs(120);
         while dir.exists() {
             if Instant::now() > deadline {
-                bail!("the stale copy stayed on {}", cluster.hosts[on].name);
+                bail!("the stale copy stayed on {host_name}");
             }
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
@@ -153,7 +173,7 @@ async fn run(rounds: u64, gb: u64) -> Result<()> {
 
 async fn measure(ctl: &Controller, rounds: u64, gb: u64) -> Result<()> {
     println!("netMON failover benchmark: three test hosts, {rounds} power-offs per VPS size");
-    let mut cluster = Cluster::create(ClusterOptions {
+    let cluster = Cluster::create(ClusterOptions {
         hosts: 3,
         ..Default::default()
     })?;
@@ -170,11 +190,13 @@ async fn measure(ctl: &Controller, rounds: u64, gb: u64) -> Result<()> {
     }
     let (_, templates) = api.call("GET", "/templates", None).await?;
     let tpl = templates[0]["id"].as_i64().context("no template")?;
+    let big_dir = cluster.hosts[0].dir.join("lxc/fo-big/rootfs/srv/bulk");
+    let cluster = Arc::new(Mutex::new(cluster));
 
     let ip = format!("{net}.30");
     let small = ha_vps(&api, "fo-small", tpl, hosts[0], &ip).await?;
     println!("minimal template:");
-    let mut t_small = rounds_of(&api, &mut cluster, &hosts, small, "fo-small", &ip, rounds).await?;
+    let mut t_small = rounds_of(&api, &cluster, &hosts, small, "fo-small", &ip, rounds).await?;
     let (_, r) = api.call("DELETE", &format!("/vpses/{small}"), None).await?;
     let _ = task_done(&api, &r).await;
 
@@ -184,7 +206,7 @@ async fn measure(ctl: &Controller, rounds: u64, gb: u64) -> Result<()> {
         let big = ha_vps(&api, "fo-big", tpl, hosts[0], &ip).await?;
         let (_, v) = api.call("GET", &format!("/vpses/{big}"), None).await?;
         let base = v["id_base"].as_u64().unwrap_or(0) as u32;
-        let dir = cluster.hosts[0].dir.join("lxc/fo-big/rootfs/srv/bulk");
+        let dir = big_dir.clone();
         let files = gb * 1024;
         let t0 = Instant::now();
         actix_rt::task::spawn_blocking(move || -> Result<()> {
@@ -211,7 +233,7 @@ async fn measure(ctl: &Controller, rounds: u64, gb: u64) -> Result<()> {
             "VPS with {gb} GiB of files (written in {:.0} s):",
             t0.elapsed().as_secs_f64()
         );
-        t_big = rounds_of(&api, &mut cluster, &hosts, big, "fo-big", &ip, rounds).await?;
+        t_big = rounds_of(&api, &cluster, &hosts, big, "fo-big", &ip, rounds).await?;
     }
     println!();
     println!(

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// One round of decisions this often.
 pub const TICK: Duration = Duration::from_millis(200);
+/// A host not heard from since this controller started is suspected only this long after its
+/// start plus its heartbeat timeout (connecting to every host takes a moment).
+const CONNECT_GRACE_MS: Ms = 10_000;
 /// HA VPSes' services are checked this often.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
 
@@ -274,8 +277,8 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                 HostObs {
                     id: h.id,
                     name: h.name.clone(),
-                    // Never heard since this controller started: counted from its start.
-                    heartbeat_at: Some(t.heard.map(|i| nm.ms(i)).unwrap_or(0)),
+                    // Never heard since this controller started: it gets a while to connect.
+                    heartbeat_at: Some(t.heard.map(|i| nm.ms(i)).unwrap_or(CONNECT_GRACE_MS)),
                     heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
                     renewed_at: t.renewed.map(|i| nm.ms(i)),
                     acked_at: t.acked.map(|i| nm.ms(i)),
