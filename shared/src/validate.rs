@@ -534,6 +534,13 @@ pub fn ha_priority_text(field: &str, text: &str) -> Result<i32> {
     }
 }
 
+/// The HA fields of a VPS form as typed: its priority and its checked ports.
+pub fn ha_settings_text(priority: &str, ports: &str) -> Result<(i32, Vec<u32>)> {
+    let p = ha_priority_text("ha_priority", priority)?;
+    let ports = check_ports_text("check_ports", ports)?;
+    Ok((p, ports.into_iter().map(u32::from).collect()))
+}
+
 /// The stored form of checked ports ("22,80"), read back; what does not parse is left out.
 pub fn parse_check_ports(stored: &str) -> Vec<u16> {
     stored

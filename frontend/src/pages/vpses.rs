@@ -224,15 +224,11 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
             return errors
                 .set(validate::ValidationError::new("template_id", "choose a template").into());
         };
-        let ha_priority = match validate::ha_priority_text("ha_priority", &priority.get_untracked())
-        {
-            Ok(p) => p,
-            Err(e) => return errors.set(e.into()),
-        };
-        let check_ports = match validate::check_ports_text("check_ports", &ports.get_untracked()) {
-            Ok(p) => p.into_iter().map(u32::from).collect(),
-            Err(e) => return errors.set(e.into()),
-        };
+        let (ha_priority, check_ports) =
+            match validate::ha_settings_text(&priority.get_untracked(), &ports.get_untracked()) {
+                Ok(v) => v,
+                Err(e) => return errors.set(e.into()),
+            };
         let req = CreateVpsRequest {
             name: n,
             template_id,
@@ -581,15 +577,11 @@ fn EditVps(
                 }
             },
         };
-        let ha_priority = match validate::ha_priority_text("ha_priority", &priority.get_untracked())
-        {
-            Ok(p) => p,
-            Err(e) => return errors.set(e.into()),
-        };
-        let check_ports = match validate::check_ports_text("check_ports", &ports.get_untracked()) {
-            Ok(p) => p.into_iter().map(u32::from).collect(),
-            Err(e) => return errors.set(e.into()),
-        };
+        let (ha_priority, check_ports) =
+            match validate::ha_settings_text(&priority.get_untracked(), &ports.get_untracked()) {
+                Ok(v) => v,
+                Err(e) => return errors.set(e.into()),
+            };
         let req = UpdateVpsRequest {
             description: Some(description.get_untracked()),
             ipv4: Some(addr),
