@@ -4,7 +4,13 @@
 //! copy is removed) for the next round. Printed: p50 / p99 over the rounds, for the minimal
 //! template and for a VPS holding `--gb` GiB of files, beside Proxmox VE's documented ~120 s.
 //!
-//! Usage: failover-bench [--rounds N] [--gb G]   (scripts/bench.sh failover; G = 0 skips it)
+//! Then `--many M` HA VPSes on one host of two, the survivor with room for all: the time until
+//! every one answers there. Then `--soak S` seconds of both cores saturated by CPU and disk load
+//! on every host, heartbeats late but hosts alive: how many failovers, suspicions and self-fences
+//! (the target is none).
+//!
+//! Usage: failover-bench [--rounds N] [--gb G] [--many M] [--soak S]   (scripts/bench.sh
+//! failover; 0 skips a part)
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -17,7 +23,183 @@ use std::time::{Duration, Instant};
 fn main() -> Result<()> {
     let rounds = arg("--rounds", 10)?;
     let gb = arg("--gb", 1)?;
-    actix_rt::System::new().block_on(run(rounds, gb))
+    let many = arg("--many", 12)?;
+    let soak = arg("--soak", 600)?;
+    actix_rt::System::new().block_on(async move {
+        if rounds > 0 {
+            run(rounds, gb).await?;
+        }
+        if many > 0 {
+            let ctl = start_controller()?;
+            let r = many_at_once(&ctl, many).await;
+            tail_on_error(&ctl, &r);
+            r?;
+        }
+        if soak > 0 {
+            let ctl = start_controller()?;
+            let r = soak_run(&ctl, soak).await;
+            tail_on_error(&ctl, &r);
+            r?;
+        }
+        Ok(())
+    })
+}
+
+fn tail_on_error<T>(ctl: &Controller, r: &Result<T>) {
+    if r.is_err() {
+        eprintln!("controller log (last lines):");
+        for l in ctl.log_tail(30) {
+            eprintln!("  {l}");
+        }
+    }
+}
+
+/// A controller with `n` test hosts added and online; the cluster, the API, the hosts, the
+/// template.
+async fn site(ctl: &Controller, n: usize) -> Result<(Cluster, Api, Vec<i64>, i64)> {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: n,
+        ..Default::default()
+    })?;
+    let api = admin_api(ctl).await?;
+    let mut hosts = Vec::new();
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        let id = add_host(&api, &format!("node-{i}"), h).await?;
+        wait_for(&api, &format!("/hosts/{id}"), "host online", |h| {
+            h["status"] == "online"
+        })
+        .await?;
+        hosts.push(id);
+    }
+    let (_, templates) = api.call("GET", "/templates", None).await?;
+    let tpl = templates[0]["id"].as_i64().context("no template")?;
+    Ok((cluster, api, hosts, tpl))
+}
+
+/// `many` HA VPSes on the first of two hosts; it is powered off; how long until all answer on
+/// the second.
+async fn many_at_once(ctl: &Controller, many: u64) -> Result<()> {
+    let (cluster, api, hosts, tpl) = site(ctl, 2).await?;
+    let net = format!("10.77.{}", cluster.subnet);
+    let mut vpses = Vec::new();
+    for i in 0..many {
+        let name = format!("fo-m{i}");
+        let ip = format!("{net}.{}", 100 + i);
+        let id = ha_vps(&api, &name, tpl, hosts[0], &ip).await?;
+        vpses.push((id, name, ip));
+    }
+    for (id, _, _) in &vpses {
+        cycle_now(&api, *id).await?;
+        wait_for(&api, &format!("/vpses/{id}"), "services answering", |v| {
+            v["services"]["up"] == true
+        })
+        .await?;
+    }
+    let cluster = Arc::new(Mutex::new(cluster));
+    on_cluster(&cluster, |c| c.power_off(0)).await?;
+    let off = Instant::now();
+    let targets: Vec<(String, String)> = vpses.iter().map(|v| (v.2.clone(), v.1.clone())).collect();
+    let times = actix_rt::task::spawn_blocking(move || {
+        let mut left = targets;
+        let mut times = Vec::new();
+        while !left.is_empty() && off.elapsed() < Duration::from_secs(600) {
+            left.retain(|(ip, name)| {
+                if answers(ip, name) {
+                    times.push(off.elapsed().as_secs_f64());
+                    false
+                } else {
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (times, left.len())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the prober panicked"))?;
+    let (mut times, missing) = times;
+    if missing > 0 {
+        bail!("{missing} of {many} VPSes never answered on the survivor");
+    }
+    println!(
+        "{many} HA VPSes on one host, powered off, a single survivor with room for all: the first answered {:.2} s after power-off, half by {:.2} s, the last {:.2} s",
+        pct(&mut times, 0.0),
+        pct(&mut times, 50.0),
+        pct(&mut times, 100.0)
+    );
+    Ok(())
+}
+
+/// Both cores saturated on every host (CPU spinners and disk writers in each host's
+/// namespaces) for `secs`: no failover, no suspicion, no self-fence.
+async fn soak_run(ctl: &Controller, secs: u64) -> Result<()> {
+    let (cluster, api, hosts, tpl) = site(ctl, 3).await?;
+    let net = format!("10.77.{}", cluster.subnet);
+    let mut vpses = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let name = format!("fo-s{i}");
+        let id = ha_vps(&api, &name, tpl, *h, &format!("{net}.{}", 120 + i)).await?;
+        vpses.push(id);
+    }
+    let mut load = Vec::new();
+    for h in &cluster.hosts {
+        let pid = h.init_pid().context("a host without init")?.to_string();
+        for line in [
+            "while :; do :; done",
+            "while :; do :; done",
+            "while :; do dd if=/dev/zero of=/srv/soak bs=1M count=256 conv=fsync 2>/dev/null; done",
+        ] {
+            load.push(
+                std::process::Command::new("nsenter")
+                    .args(["-t", &pid, "-m", "-p", "-n", "sh", "-c", line])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?,
+            );
+        }
+    }
+    println!(
+        "soak: {} load processes on {} hosts for {secs} s",
+        load.len(),
+        hosts.len()
+    );
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        actix_rt::time::sleep(Duration::from_secs(5)).await;
+    }
+    for mut p in load {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    let mut counts = Vec::new();
+    for action in ["netmon.failover", "netmon.host_suspected", "netmon.restart"] {
+        let (_, evs) = api
+            .call("GET", &format!("/events?action={action}&limit=1000"), None)
+            .await?;
+        counts.push((
+            action,
+            evs["events"].as_array().map(|a| a.len()).unwrap_or(0),
+        ));
+    }
+    let fenced = cluster
+        .hosts
+        .iter()
+        .filter(|h| {
+            std::fs::read_to_string(h.dir.join("data/guard.log"))
+                .unwrap_or_default()
+                .contains("stopped")
+        })
+        .count();
+    println!(
+        "soak of {secs} s, both cores saturated on every host: {} (target: none), hosts that fenced themselves: {fenced}",
+        counts
+            .iter()
+            .map(|(a, n)| format!("{n} × {a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 /// Whether http://ip/ answers with `body` within 300 ms.
@@ -141,13 +323,14 @@ async fn rounds_of(
 }
 
 async fn ha_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: &str) -> Result<i64> {
+    // 32 MiB each: many fit on one test host.
     let (code, task) = api
         .call(
             "POST",
             "/vpses",
             Some(
                 json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
-                "memory_limit_bytes": 64u64 << 20, "start": true,
+                "memory_limit_bytes": 32u64 << 20, "start": true,
                 "ha_enabled": true, "check_ports": [80]}),
             ),
         )
@@ -162,34 +345,14 @@ async fn ha_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: &str) -> Result<
 async fn run(rounds: u64, gb: u64) -> Result<()> {
     let ctl = start_controller()?;
     let r = measure(&ctl, rounds, gb).await;
-    if r.is_err() {
-        eprintln!("controller log (last lines):");
-        for l in ctl.log_tail(30) {
-            eprintln!("  {l}");
-        }
-    }
+    tail_on_error(&ctl, &r);
     r
 }
 
 async fn measure(ctl: &Controller, rounds: u64, gb: u64) -> Result<()> {
     println!("netMON failover benchmark: three test hosts, {rounds} power-offs per VPS size");
-    let cluster = Cluster::create(ClusterOptions {
-        hosts: 3,
-        ..Default::default()
-    })?;
+    let (cluster, api, hosts, tpl) = site(ctl, 3).await?;
     let net = format!("10.77.{}", cluster.subnet);
-    let api = admin_api(ctl).await?;
-    let mut hosts = Vec::new();
-    for (i, h) in cluster.hosts.iter().enumerate() {
-        let id = add_host(&api, &format!("node-{i}"), h).await?;
-        wait_for(&api, &format!("/hosts/{id}"), "host online", |h| {
-            h["status"] == "online"
-        })
-        .await?;
-        hosts.push(id);
-    }
-    let (_, templates) = api.call("GET", "/templates", None).await?;
-    let tpl = templates[0]["id"].as_i64().context("no template")?;
     let big_dir = cluster.hosts[0].dir.join("lxc/fo-big/rootfs/srv/bulk");
     let cluster = Arc::new(Mutex::new(cluster));
 
