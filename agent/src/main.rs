@@ -233,6 +233,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn serve() {
+    // Heartbeats ahead of the VPSes' own work: on a saturated host they come late, not never
+    // (a heartbeat missed for long enough is a failover). Set before any thread starts (Linux
+    // keeps a nice value per thread, and new threads inherit it). Without privilege it stays.
+    // SAFETY: setpriority on this thread; no memory effects.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -5) };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
