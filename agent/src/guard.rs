@@ -16,7 +16,7 @@
 //!   never a VPS running twice.
 
 use crate::lease::{self, Lease};
-use serverware_shared::agent::{guard_verdict, GuardVerdict, GUARD_PORT};
+use serverware_shared::agent::{guard_verdict, GuardVerdict, GUARD_PORT, RECONNECT_GRACE_MS};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -56,13 +56,31 @@ fn answer(key: &[u8], nonce: &[u8], epoch: u64, valid: bool) -> Vec<u8> {
 }
 
 /// Reads an answer to `nonce` signed with `key`: whether that peer's lease holds.
-fn read_answer(key: &[u8], nonce: &[u8; 16], m: &[u8]) -> Option<bool> {
+/// What a peer's guard said: whether its lease holds, and of which epoch (controller start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerLease {
+    valid: bool,
+    epoch: u64,
+}
+
+/// Reads an answer to `nonce` signed with `key`.
+fn read_answer(key: &[u8], nonce: &[u8; 16], m: &[u8]) -> Option<PeerLease> {
     if m.len() != 4 + 16 + 8 + 1 + 32 || &m[..4] != ANSWER || m[4..20] != nonce[..] {
         return None;
     }
     let (body, mac) = m.split_at(29);
     // Constant time is not needed: the nonce is fresh and the answer single-use.
-    (hmac(key, body)[..] == mac[..]).then_some(body[28] == 1)
+    (hmac(key, body)[..] == mac[..]).then(|| PeerLease {
+        valid: body[28] == 1,
+        epoch: u64::from_be_bytes(body[20..28].try_into().unwrap_or_default()),
+    })
+}
+
+/// Whether a guard about to fence should wait for its own renewal: the peers still renewed all
+/// hold leases of a newer controller than its own (it restarted and renews hosts one by one).
+fn restarted_controller(own_epoch: u64, answers: &[PeerLease]) -> bool {
+    let renewed: Vec<&PeerLease> = answers.iter().filter(|a| a.valid).collect();
+    !renewed.is_empty() && renewed.iter().all(|a| a.epoch > own_epoch)
 }
 
 fn log(line: &str) {
@@ -111,7 +129,7 @@ impl Guard {
     }
 
     /// Asks every peer; the answers that came in time, signed with the lease's key.
-    fn ask(&self, l: &Lease) -> Vec<bool> {
+    fn ask(&self, l: &Lease) -> Vec<PeerLease> {
         let mut nonce = [0u8; 16];
         if std::fs::File::open("/dev/urandom")
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
@@ -130,7 +148,7 @@ impl Guard {
         for p in &peers {
             let _ = self.sock.send_to(&q, p);
         }
-        let mut got: std::collections::HashMap<SocketAddr, bool> = Default::default();
+        let mut got: std::collections::HashMap<SocketAddr, PeerLease> = Default::default();
         let end = Instant::now() + Duration::from_millis(ASK_MS);
         let mut buf = [0u8; 128];
         while got.len() < peers.len() {
@@ -197,6 +215,9 @@ pub fn run() -> Result<(), String> {
     };
     log("started");
     let mut held_epoch = None;
+    // When peers renewed by a newer controller were first seen (see RECONNECT_GRACE_MS).
+    let mut newer_seen: Option<Instant> = None;
+    let mut grace_logged = false;
     let mut next = Instant::now();
     loop {
         g.serve(next.saturating_duration_since(Instant::now()));
@@ -207,10 +228,29 @@ pub fn run() -> Result<(), String> {
         let Some(l) = g.current() else { continue };
         if l.valid(&g.boot, lease::boot_ms()) || l.ha.is_empty() {
             held_epoch = None;
+            newer_seen = None;
+            grace_logged = false;
             continue;
         }
         let answers = g.ask(&l);
-        match guard_verdict(l.peers.len() + 1, &answers) {
+        let valid: Vec<bool> = answers.iter().map(|a| a.valid).collect();
+        let verdict = guard_verdict(l.peers.len() + 1, &valid);
+        if verdict == GuardVerdict::Fence && restarted_controller(l.epoch, &answers) {
+            let since = *newer_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_millis(RECONNECT_GRACE_MS) {
+                if !grace_logged {
+                    grace_logged = true;
+                    log(&format!(
+                        "lease {} ran out while a restarted controller renews the other hosts: waiting up to {} s for mine",
+                        l.epoch,
+                        RECONNECT_GRACE_MS / 1000
+                    ));
+                }
+                next = Instant::now() + Duration::from_millis(RECHECK_MS);
+                continue;
+            }
+        }
+        match verdict {
             GuardVerdict::Fence => {
                 let stopped = fence(&l);
                 if !stopped.is_empty() {
@@ -219,7 +259,7 @@ pub fn run() -> Result<(), String> {
                         l.epoch,
                         answers.len(),
                         l.peers.len(),
-                        answers.iter().filter(|v| **v).count(),
+                        valid.iter().filter(|v| **v).count(),
                         stopped.join(" ")
                     ));
                 }
@@ -283,14 +323,34 @@ mod tests {
         );
     }
 
+    /// Peers renewed only by a newer controller: it restarted, this host may be next.
+    #[test]
+    fn a_restarted_controller_is_given_time_to_renew_this_host() {
+        let p = |valid, epoch| PeerLease { valid, epoch };
+        assert!(restarted_controller(5, &[p(true, 9), p(false, 5)]));
+        assert!(restarted_controller(5, &[p(true, 9), p(true, 9)]));
+        // A peer renewed in this host's own epoch: the controller runs and skips this host.
+        assert!(!restarted_controller(5, &[p(true, 9), p(true, 5)]));
+        assert!(!restarted_controller(5, &[p(true, 5)]));
+        // Nobody renewed: not this rule's case.
+        assert!(!restarted_controller(5, &[p(false, 9)]));
+        assert!(!restarted_controller(5, &[]));
+    }
+
     #[test]
     fn answers_are_signed_and_bound_to_the_question() {
         let key = [7u8; 32];
         let nonce = [1u8; 16];
         let a = answer(&key, &nonce, 4, true);
-        assert_eq!(read_answer(&key, &nonce, &a), Some(true));
+        assert_eq!(
+            read_answer(&key, &nonce, &a),
+            Some(PeerLease {
+                valid: true,
+                epoch: 4
+            })
+        );
         let a = answer(&key, &nonce, 4, false);
-        assert_eq!(read_answer(&key, &nonce, &a), Some(false));
+        assert_eq!(read_answer(&key, &nonce, &a).map(|p| p.valid), Some(false));
         // Another key (a VPS forging one), another question (a replay), a flipped bit.
         assert_eq!(read_answer(&[8u8; 32], &nonce, &a), None);
         assert_eq!(read_answer(&key, &[2u8; 16], &a), None);

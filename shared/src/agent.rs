@@ -131,6 +131,12 @@ pub fn guard_verdict(hosts: usize, answers: &[bool]) -> GuardVerdict {
     }
 }
 
+/// A guard whose own lease is of an older epoch than a peer's still-renewed one sees a
+/// controller that restarted and renews hosts one by one: it gives it this long to renew its own
+/// lease too before it fences. The controller, for a host it has not renewed since it started,
+/// waits this much longer before it counts the host as fenced.
+pub const RECONNECT_GRACE_MS: u64 = 15_000;
+
 /// The controller's side of that rule: it may count a silent host as fenced (once its lease and
 /// a guard's re-check have run out) only while the hosts whose leases it renews are at least
 /// half of all. A guard that holds on has a majority of hosts with run-out leases behind it, and

@@ -31,6 +31,9 @@ pub struct Params {
     pub lease_margin_ms: Ms,
     /// How long a guard that held on (the controller was down) takes to ask its peers again.
     pub recheck_ms: Ms,
+    /// How long a guard waits for its own renewal when a restarted controller renewed others
+    /// first ([`serverware_shared::agent::RECONNECT_GRACE_MS`]).
+    pub reconnect_grace_ms: Ms,
     /// How long a VPS's services may fail on a healthy host before it is restarted in place.
     pub service_grace_ms: Ms,
     /// How long a started VPS gets for its services to answer.
@@ -47,6 +50,7 @@ impl Default for Params {
             lease_ms: 3000,
             lease_margin_ms: 1000,
             recheck_ms: 1300,
+            reconnect_grace_ms: serverware_shared::agent::RECONNECT_GRACE_MS,
             service_grace_ms: 1500,
             answer_within_ms: 30_000,
             restarts_in_place: 1,
@@ -425,9 +429,15 @@ impl Manager {
                 let expired = h
                     .renewed_at
                     .is_none_or(|t| now >= t + p.lease_ms + p.lease_margin_ms);
+                // Never renewed by this controller: its guard may be waiting for that.
+                let grace = if h.renewed_at.is_none() {
+                    p.reconnect_grace_ms
+                } else {
+                    0
+                };
                 let rechecked = self
                     .quorum_since
-                    .is_some_and(|q| now >= q + p.recheck_ms + p.lease_margin_ms);
+                    .is_some_and(|q| now >= q + p.recheck_ms + grace + p.lease_margin_ms);
                 if expired && rechecked {
                     self.hosts.insert(
                         h.id,
