@@ -16,7 +16,9 @@
 //!   never a VPS running twice.
 
 use crate::lease::{self, Lease};
-use serverware_shared::agent::{guard_verdict, GuardVerdict, GUARD_PORT, RECONNECT_GRACE_MS};
+use serverware_shared::agent::{
+    guard_verdict, renewed_slack_ms, GuardVerdict, GUARD_PORT, RECONNECT_GRACE_MS,
+};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -43,13 +45,15 @@ pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-/// An answer: the asker's nonce, the epoch and whether the lease holds, signed.
-fn answer(key: &[u8], nonce: &[u8], epoch: u64, valid: bool) -> Vec<u8> {
-    let mut m = Vec::with_capacity(61);
+/// An answer: the asker's nonce, the epoch, whether the lease holds and how long ago its last
+/// renewal counts from, signed.
+fn answer(key: &[u8], nonce: &[u8], epoch: u64, valid: bool, ago_ms: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(69);
     m.extend_from_slice(ANSWER);
     m.extend_from_slice(nonce);
     m.extend_from_slice(&epoch.to_be_bytes());
     m.push(valid as u8);
+    m.extend_from_slice(&ago_ms.to_be_bytes());
     let mac = hmac(key, &m);
     m.extend_from_slice(&mac);
     m
@@ -61,25 +65,35 @@ fn answer(key: &[u8], nonce: &[u8], epoch: u64, valid: bool) -> Vec<u8> {
 struct PeerLease {
     valid: bool,
     epoch: u64,
+    /// How long ago its last renewal counts from.
+    ago_ms: u64,
+}
+
+impl PeerLease {
+    /// Renewed since this host's own lease stopped being (see `renewed_slack_ms`): the
+    /// controller still renews it.
+    fn renewed_since(&self, own_ago_ms: u64, ttl_ms: u64) -> bool {
+        self.valid && self.ago_ms + renewed_slack_ms(ttl_ms) < own_ago_ms
+    }
 }
 
 /// Reads an answer to `nonce` signed with `key`.
 fn read_answer(key: &[u8], nonce: &[u8; 16], m: &[u8]) -> Option<PeerLease> {
-    if m.len() != 4 + 16 + 8 + 1 + 32 || &m[..4] != ANSWER || m[4..20] != nonce[..] {
+    if m.len() != 4 + 16 + 8 + 1 + 8 + 32 || &m[..4] != ANSWER || m[4..20] != nonce[..] {
         return None;
     }
-    let (body, mac) = m.split_at(29);
+    let (body, mac) = m.split_at(37);
     // Constant time is not needed: the nonce is fresh and the answer single-use.
     (hmac(key, body)[..] == mac[..]).then(|| PeerLease {
         valid: body[28] == 1,
         epoch: u64::from_be_bytes(body[20..28].try_into().unwrap_or_default()),
+        ago_ms: u64::from_be_bytes(body[29..37].try_into().unwrap_or_default()),
     })
 }
 
 /// Whether a guard about to fence should wait for its own renewal: the peers still renewed all
 /// hold leases of a newer controller than its own (it restarted and renews hosts one by one).
-fn restarted_controller(own_epoch: u64, answers: &[PeerLease]) -> bool {
-    let renewed: Vec<&PeerLease> = answers.iter().filter(|a| a.valid).collect();
+fn restarted_controller(own_epoch: u64, renewed: &[&PeerLease]) -> bool {
     !renewed.is_empty() && renewed.iter().all(|a| a.epoch > own_epoch)
 }
 
@@ -121,10 +135,12 @@ impl Guard {
             return;
         }
         if let Some(l) = self.current() {
-            let valid = l.valid(&self.boot, lease::boot_ms());
-            let _ = self
-                .sock
-                .send_to(&answer(&l.key, &buf[4..20], l.epoch, valid), from);
+            let now = lease::boot_ms();
+            let valid = l.valid(&self.boot, now);
+            let _ = self.sock.send_to(
+                &answer(&l.key, &buf[4..20], l.epoch, valid, l.renewed_ago(now)),
+                from,
+            );
         }
     }
 
@@ -162,10 +178,12 @@ impl Guard {
             };
             if n == 20 && &buf[..4] == QUERY {
                 // A peer asking at the same time: answered too.
-                let valid = l.valid(&self.boot, lease::boot_ms());
-                let _ = self
-                    .sock
-                    .send_to(&answer(&l.key, &buf[4..20], l.epoch, valid), from);
+                let now = lease::boot_ms();
+                let valid = l.valid(&self.boot, now);
+                let _ = self.sock.send_to(
+                    &answer(&l.key, &buf[4..20], l.epoch, valid, l.renewed_ago(now)),
+                    from,
+                );
                 continue;
             }
             if !peers.contains(&from) {
@@ -233,9 +251,15 @@ pub fn run() -> Result<(), String> {
             continue;
         }
         let answers = g.ask(&l);
-        let valid: Vec<bool> = answers.iter().map(|a| a.valid).collect();
+        let own_ago = l.renewed_ago(lease::boot_ms());
+        let renewed: Vec<&PeerLease> = answers
+            .iter()
+            .filter(|a| a.renewed_since(own_ago, l.ttl_ms))
+            .collect();
+        let mut valid = vec![false; answers.len()];
+        valid[..renewed.len()].fill(true);
         let verdict = guard_verdict(l.peers.len() + 1, &valid);
-        if verdict == GuardVerdict::Fence && restarted_controller(l.epoch, &answers) {
+        if verdict == GuardVerdict::Fence && restarted_controller(l.epoch, &renewed) {
             let since = *newer_seen.get_or_insert_with(Instant::now);
             if since.elapsed() < Duration::from_millis(RECONNECT_GRACE_MS) {
                 if !grace_logged {
@@ -326,30 +350,61 @@ mod tests {
     /// Peers renewed only by a newer controller: it restarted, this host may be next.
     #[test]
     fn a_restarted_controller_is_given_time_to_renew_this_host() {
-        let p = |valid, epoch| PeerLease { valid, epoch };
-        assert!(restarted_controller(5, &[p(true, 9), p(false, 5)]));
-        assert!(restarted_controller(5, &[p(true, 9), p(true, 9)]));
+        let p = |epoch| PeerLease {
+            valid: true,
+            epoch,
+            ago_ms: 0,
+        };
+        assert!(restarted_controller(5, &[&p(9)]));
+        assert!(restarted_controller(5, &[&p(9), &p(9)]));
         // A peer renewed in this host's own epoch: the controller runs and skips this host.
-        assert!(!restarted_controller(5, &[p(true, 9), p(true, 5)]));
-        assert!(!restarted_controller(5, &[p(true, 5)]));
+        assert!(!restarted_controller(5, &[&p(9), &p(5)]));
+        assert!(!restarted_controller(5, &[&p(5)]));
         // Nobody renewed: not this rule's case.
-        assert!(!restarted_controller(5, &[p(false, 9)]));
         assert!(!restarted_controller(5, &[]));
+    }
+
+    /// Leases that stopped being renewed when the controller died (a sampling interval apart
+    /// at most) never count as renewed; a running controller's always do.
+    #[test]
+    fn a_peer_counts_as_renewed_only_if_renewed_after_this_host() {
+        let p = |ago_ms| PeerLease {
+            valid: true,
+            epoch: 1,
+            ago_ms,
+        };
+        let ttl = 3000;
+        // This host's lease just ran out (3 s since its last renewal).
+        for own in [3000, 3100, 4000] {
+            // The controller died: the peer's last renewal is at most one interval later.
+            assert!(!p(own - 1000).renewed_since(own, ttl), "{own}");
+            assert!(!p(own).renewed_since(own, ttl), "{own}");
+            // The controller runs: renewed within the last interval (and a bit of transit).
+            assert!(p(1000).renewed_since(own, ttl), "{own}");
+            assert!(p(1500).renewed_since(own, ttl), "{own}");
+        }
+        let gone = PeerLease {
+            valid: false,
+            epoch: 1,
+            ago_ms: 0,
+        };
+        assert!(!gone.renewed_since(3000, ttl));
     }
 
     #[test]
     fn answers_are_signed_and_bound_to_the_question() {
         let key = [7u8; 32];
         let nonce = [1u8; 16];
-        let a = answer(&key, &nonce, 4, true);
+        let a = answer(&key, &nonce, 4, true, 700);
         assert_eq!(
             read_answer(&key, &nonce, &a),
             Some(PeerLease {
                 valid: true,
-                epoch: 4
+                epoch: 4,
+                ago_ms: 700
             })
         );
-        let a = answer(&key, &nonce, 4, false);
+        let a = answer(&key, &nonce, 4, false, 0);
         assert_eq!(read_answer(&key, &nonce, &a).map(|p| p.valid), Some(false));
         // Another key (a VPS forging one), another question (a replay), a flipped bit.
         assert_eq!(read_answer(&[8u8; 32], &nonce, &a), None);

@@ -39,13 +39,25 @@ pub struct Lease {
     pub epoch: u64,
     /// Until when (boot clock, ms) the HA VPSes may run.
     pub until_ms: u64,
+    /// How long the lease lasts past the sample it counts from.
+    #[serde(default = "default_ttl")]
+    pub ttl_ms: u64,
     pub ha: Vec<String>,
     pub peers: Vec<String>,
     /// Signs what guards tell each other (32 bytes).
     pub key: Vec<u8>,
 }
 
+fn default_ttl() -> u64 {
+    3000
+}
+
 impl Lease {
+    /// How long ago (ms) the sample its last renewal counts from was taken.
+    pub fn renewed_ago(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.until_ms.saturating_sub(self.ttl_ms))
+    }
+
     /// Whether it holds now (this boot, not run out).
     pub fn valid(&self, boot_id: &str, now_ms: u64) -> bool {
         self.boot_id == boot_id && now_ms < self.until_ms
@@ -104,6 +116,7 @@ pub fn renew(
             boot_id: boot,
             epoch,
             until_ms: until,
+            ttl_ms,
             ha,
             peers,
             key,
@@ -149,6 +162,7 @@ mod tests {
             boot_id: "b1".into(),
             epoch: 3,
             until_ms: 1000,
+            ttl_ms: 3000,
             ha: vec![],
             peers: vec![],
             key: vec![0; 32],

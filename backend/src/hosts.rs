@@ -89,9 +89,6 @@ pub struct LeaseTimes {
     pub heard: Option<Instant>,
 }
 
-/// How long a lease lasts past the sample it counts from.
-pub const LEASE_TTL_MS: u64 = 3000;
-
 struct Runtime {
     view: Mutex<HostView>,
     lease: Arc<Mutex<LeaseState>>,
@@ -426,6 +423,7 @@ impl HostManager {
         caller: &crate::ssh::AgentCaller,
         boot_ms: u64,
         arrived: Instant,
+        interval_ms: u32,
     ) {
         let plan = {
             let mut l = lock(&rt.lease);
@@ -441,14 +439,14 @@ impl HostManager {
         let request = AgentRequest::Lease {
             epoch: self.lease_epoch,
             base_ms: boot_ms,
-            ttl_ms: LEASE_TTL_MS,
+            ttl_ms: serverware_shared::agent::lease_ttl_ms(u64::from(interval_ms)),
             ha: plan.ha,
             peers: plan.peers,
             key: self.lease_key.clone(),
         };
         let (caller, lease) = (caller.clone(), rt.lease.clone());
         tokio::spawn(async move {
-            let timeout = Duration::from_millis(LEASE_TTL_MS);
+            let timeout = Duration::from_millis(3000);
             if let Ok(AgentResponse::Ok) = caller.call(request, timeout).await {
                 let mut l = lock(&lease);
                 if l.acked.is_none_or(|t| t < arrived) {
@@ -827,7 +825,7 @@ impl HostManager {
                     Ok(Some(AgentFrame::Sample { sample })) => {
                         let arrived = Instant::now();
                         *lock(&rt.heard) = Some(arrived);
-                        self.renew(rt, &link.caller, sample.boot_ms, arrived);
+                        self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
                         self.record_sample(row.id, rt, &sample);
                         self.hub.publish_with(serverware_shared::ws::Topic::Vpses, || {
                             ServerMessage::VpsStats { host_id: row.id, vpses: sample.vpses.clone() }

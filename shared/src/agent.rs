@@ -131,6 +131,22 @@ pub fn guard_verdict(hosts: usize, answers: &[bool]) -> GuardVerdict {
     }
 }
 
+/// How long a host's lease lasts past the sample it counts from: 3 s, or three of its sampling
+/// intervals when they are longer (a lease outlives a late sample or two).
+pub fn lease_ttl_ms(sample_interval_ms: u64) -> u64 {
+    sample_interval_ms.saturating_mul(3).max(3000)
+}
+
+/// A lease counts as *renewed since another's ran out* when its last renewal is at least this
+/// much more recent (two fifths of the lease: more than one sampling interval, so leases that
+/// stopped being renewed at the same moment, the controller dying, never count; less than what
+/// a renewal every interval leaves, so a running controller's leases always do). The controller
+/// counts a host among those it renews only while its last acknowledged renewal is younger than
+/// this too.
+pub fn renewed_slack_ms(ttl_ms: u64) -> u64 {
+    ttl_ms * 2 / 5
+}
+
 /// A guard whose own lease is of an older epoch than a peer's still-renewed one sees a
 /// controller that restarted and renews hosts one by one: it gives it this long to renew its own
 /// lease too before it fences. The controller, for a host it has not renewed since it started,

@@ -76,6 +76,8 @@ pub struct HostObs {
     /// The same for the last renewal the host acknowledged: its lease holds until about then
     /// plus the lease's length.
     pub acked_at: Option<Ms>,
+    /// Its lease's length ([`serverware_shared::agent::lease_ttl_ms`]).
+    pub lease_ms: Ms,
     /// In maintenance: never failed over from, never placed on.
     pub maintenance: bool,
     /// Memory it can still give to VPSes.
@@ -379,13 +381,15 @@ impl Manager {
         let mut out = Vec::new();
         self.hosts
             .retain(|id, _| w.hosts.iter().any(|h| h.id == *id));
-        let p = self.params;
+        // Renewed lately enough that its guard's answer counts as renewed to a peer whose lease
+        // ran out (see `renewed_slack_ms`).
         let renewed = w
             .hosts
             .iter()
             .filter(|h| {
-                h.acked_at
-                    .is_some_and(|t| now < t + p.lease_ms.saturating_sub(p.lease_margin_ms))
+                h.acked_at.is_some_and(|t| {
+                    now < t + serverware_shared::agent::renewed_slack_ms(h.lease_ms)
+                })
             })
             .count();
         if !may_fail_over(renewed, w.hosts.len()) {
@@ -428,7 +432,7 @@ impl Manager {
                 let p = self.params;
                 let expired = h
                     .renewed_at
-                    .is_none_or(|t| now >= t + p.lease_ms + p.lease_margin_ms);
+                    .is_none_or(|t| now >= t + h.lease_ms + p.lease_margin_ms);
                 // Never renewed by this controller: its guard may be waiting for that.
                 let grace = if h.renewed_at.is_none() {
                     p.reconnect_grace_ms

@@ -116,6 +116,7 @@ struct HostInfo {
     name: String,
     address: String,
     timeout: Duration,
+    interval_ms: u64,
     maintenance: bool,
 }
 
@@ -166,6 +167,7 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
                 name,
                 address,
                 timeout: crate::hosts::heartbeat(timeout, interval.max(0) as u32),
+                interval_ms: interval.max(0) as u64,
                 maintenance,
             },
         )
@@ -282,6 +284,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                     heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
                     renewed_at: t.renewed.map(|i| nm.ms(i)),
                     acked_at: t.acked.map(|i| nm.ms(i)),
+                    lease_ms: serverware_shared::agent::lease_ttl_ms(h.interval_ms),
                     maintenance: h.maintenance,
                     free_memory: room.get(&h.id).copied().unwrap_or(0).max(0) as u64,
                 }

@@ -254,11 +254,14 @@ impl Sim {
             if !h.powered || holds(h) || now < h.guard_next {
                 continue;
             }
+            // A peer counts as renewed only if renewed since this host's lease stopped being.
+            let slack = serverware_shared::agent::renewed_slack_ms(lease);
+            let own = h.lease_got.unwrap_or(0);
             let answers: Vec<bool> = self
                 .hosts
                 .iter()
                 .filter(|(o, p)| *o != id && p.powered && p.linked && h.linked)
-                .map(|(_, p)| holds(p))
+                .map(|(_, p)| holds(p) && p.lease_got.is_some_and(|t| t > own + slack))
                 .collect();
             match guard_verdict(n, &answers) {
                 GuardVerdict::Fence => fenced.push(*id),
@@ -368,6 +371,7 @@ impl Sim {
                     heartbeat_timeout_ms: 1500,
                     renewed_at: h.renewed_at,
                     acked_at: h.acked_at,
+                    lease_ms: self.params.lease_ms,
                     maintenance: h.maintenance,
                     free_memory: h.memory
                         - self
