@@ -203,7 +203,10 @@ impl Api {
 
 /// Logs in as admin and makes an API token for the rest of the run.
 pub async fn admin_api(ctl: &Controller) -> Result<Api> {
+    // Idle connections are let go after 2 s, before the controller's 5 s keep-alive closes
+    // them under a request.
     let client = awc::Client::builder()
+        .connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2)))
         .timeout(Duration::from_secs(600))
         .finish();
     let r = client

@@ -307,7 +307,7 @@ async fn tls_marks_the_session_cookie_secure() {
     })
     .await;
     assert!(t.base.starts_with("https://"), "{}", t.base);
-    let c = reqwest::Client::builder()
+    let c = crate::support::client()
         .danger_accept_invalid_certs(true)
         .build()
         .unwrap();

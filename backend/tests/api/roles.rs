@@ -175,5 +175,5 @@ fn c_with(token: &str) -> Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    Client::builder().default_headers(headers).build().unwrap()
+    crate::support::client().default_headers(headers).build().unwrap()
 }

@@ -27,6 +27,14 @@ impl TestController {
     }
 }
 
+/// A client for the controller. Its idle connections are dropped after 2 s, before the
+/// controller's keep-alive (5 s) closes them: reusing a connection the server is closing
+/// at that moment fails the request ("IncompleteMessage"), which a test waiting several
+/// seconds between two requests met in CI.
+pub fn client() -> reqwest::ClientBuilder {
+    Client::builder().pool_idle_timeout(std::time::Duration::from_secs(2))
+}
+
 pub fn postgres_admin_url() -> Option<String> {
     std::env::var("SERVERWARE_TEST_POSTGRES_URL")
         .ok()
@@ -230,7 +238,7 @@ impl TestController {
 
     /// A client with no credentials.
     pub fn anon(&self) -> Client {
-        Client::builder().cookie_store(true).build().unwrap()
+        client().cookie_store(true).build().unwrap()
     }
 
     /// A client logged in with a session cookie.
