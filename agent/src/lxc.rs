@@ -586,9 +586,11 @@ pub fn scan(name: &str, base: u32, request: bool, freeze: bool) -> Result<(), St
     .map_err(|e| format!("cannot send the tree of {name}: {e}"))
 }
 
-/// `rootfs-restore NAME [--ids BASE]`: a restore point becomes the VPS's root filesystem (see
-/// [`crate::restore`]); the VPS must not be running. Frames on stdin and stdout.
-pub fn restore(name: &str, base: u32) -> Result<(), String> {
+/// `rootfs-restore NAME [--ids BASE] [--seed ID]`: a restore point becomes the VPS's root
+/// filesystem (see [`crate::restore`]); the VPS must not be running. With `--seed`, the standby
+/// copy of VPS ID this host holds, if any, supplies what it can (and is used up). Frames on
+/// stdin and stdout.
+pub fn restore(name: &str, base: u32, seed: Option<i64>) -> Result<(), String> {
     use std::io::Write;
     let name = checked(name)?;
     ours(name)?;
@@ -602,8 +604,18 @@ pub fn restore(name: &str, base: u32) -> Result<(), String> {
     let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
     let stdout = std::io::stdout();
     let mut output = stdout.lock();
-    let summary = crate::restore::restore(&d, base, &mut input, &mut output)
-        .map_err(|e| format!("cannot restore {name}: {e}"))?;
+    let taken = seed.and_then(crate::standby::take);
+    let result = crate::restore::restore(
+        &d,
+        base,
+        taken.as_ref().map(|(_, s)| s),
+        &mut input,
+        &mut output,
+    );
+    if let Some(id) = seed.filter(|_| taken.is_some()) {
+        crate::standby::finish_used(id);
+    }
+    let (summary, _) = result.map_err(|e| format!("cannot restore {name}: {e}"))?;
     serverware_shared::duplo::stream::write_summary(&mut output, &summary)
         .and_then(|_| output.flush())
         .map_err(|e| format!("cannot report the restore of {name}: {e}"))

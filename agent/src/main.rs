@@ -11,6 +11,7 @@ mod procfs;
 mod restore;
 mod rootfs;
 mod scan;
+mod standby;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};
@@ -143,6 +144,10 @@ fn vps_request(request: AgentRequest, journal: &Option<journal::Journal>) -> Age
         }),
         AgentRequest::VpsFreeze { name, frozen } => done(lxc::freeze(&name, frozen)),
         AgentRequest::VpsList => AgentResponse::VpsList { vpses: lxc::list() },
+        AgentRequest::StandbyList => AgentResponse::Standbys {
+            copies: standby::list(),
+        },
+        AgentRequest::StandbyDrop { vps_id } => done(standby::remove(vps_id)),
         AgentRequest::Lease {
             epoch,
             base_ms,
@@ -185,7 +190,28 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
                 Some(Ok(b)) if b == 0 || serverware_shared::agent::id_base_ok(b) => Ok(b),
                 Some(_) => Err("--ids takes the VPS's id base (or 0)".to_string()),
             };
-            base.and_then(|base| lxc::restore(name, base))
+            let seed = match flag("--seed").map(|s| s.parse::<i64>()) {
+                None => Ok(None),
+                Some(Ok(id)) if id > 0 => Ok(Some(id)),
+                Some(_) => Err("--seed takes a VPS id".to_string()),
+            };
+            base.and_then(|base| seed.and_then(|seed| lxc::restore(name, base, seed)))
+        }
+        (Some("rootfs-standby"), Some(id)) => {
+            let base = match flag("--ids").map(|s| s.parse::<u32>()) {
+                None => Ok(0),
+                Some(Ok(b)) if b == 0 || serverware_shared::agent::id_base_ok(b) => Ok(b),
+                Some(_) => Err("--ids takes the VPS's id base (or 0)".to_string()),
+            };
+            let cycle = flag("--cycle")
+                .and_then(|c| c.parse::<u64>().ok())
+                .ok_or_else(|| "--cycle takes the restore point's cycle".to_string());
+            match id.parse::<i64>() {
+                Ok(id) if id > 0 => base.and_then(|base| {
+                    cycle.and_then(|cycle| standby::apply(id, cycle, base))
+                }),
+                _ => Err("rootfs-standby takes a VPS id".into()),
+            }
         }
         (Some("rootfs-scan"), Some(name)) => {
             let base = match flag("--ids").map(|s| s.parse::<u32>()) {
@@ -203,7 +229,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE] | guard"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE] [--seed ID] | rootfs-standby ID --cycle C [--ids BASE] | guard"
                 .into(),
         ),
     };

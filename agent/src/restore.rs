@@ -129,9 +129,10 @@ fn host_id(id: u32, base: u32) -> u32 {
 pub fn restore(
     container: &Path,
     base: u32,
+    seed: Option<&Seed>,
     input: &mut impl Read,
     output: &mut impl Write,
-) -> io::Result<RestoreSummary> {
+) -> io::Result<(RestoreSummary, Vec<Entry>)> {
     let entries = match stream::read(input)? {
         Frame::Entries(e) => e,
         _ => return Err(bad("a restore starts with the entries".into())),
@@ -145,8 +146,12 @@ pub fn restore(
     {
         return Err(bad("a restore point starts with its root directory".into()));
     }
-    let rootfs = container.join("rootfs");
-    let old = open_dir(&rootfs).ok();
+    // What is kept comes from the seed when there is one (linked: it is ours), else from the
+    // VPS's own tree (copied: it is the VPS's).
+    let old = match seed {
+        Some(s) => open_dir(&s.tree).ok(),
+        None => open_dir(&container.join("rootfs")).ok(),
+    };
     let mut summary = RestoreSummary::default();
 
     // What the old tree holds as it is, and which chunks must come.
@@ -164,7 +169,11 @@ pub fn restore(
             }
             first_of_ino.insert(e.ino, i);
         }
-        if let Some(f) = old.as_ref().and_then(|o| keepable(o, e)) {
+        let kept = match seed {
+            Some(s) => old.as_ref().and_then(|o| s.keepable(o, e)),
+            None => old.as_ref().and_then(|o| keepable(o, e)),
+        };
+        if let Some(f) = kept {
             keep.insert(i, f);
             continue;
         }
@@ -223,6 +232,31 @@ pub fn restore(
                     })?;
                     summary.links += 1;
                     continue; // its metadata is its first name's
+                }
+                if seed.is_some() {
+                    if let Some(src) = keep.get(&i) {
+                        // The seed's own file, the same content: linked, not copied.
+                        let empty = CString::default();
+                        // SAFETY: valid descriptors and names; AT_EMPTY_PATH links the open
+                        // file itself, whatever its name became.
+                        let linked = unsafe {
+                            libc::linkat(
+                                src.as_raw_fd(),
+                                empty.as_ptr(),
+                                dir.as_raw_fd(),
+                                name.as_ptr(),
+                                libc::AT_EMPTY_PATH,
+                            )
+                        } == 0;
+                        if linked {
+                            keep.remove(&i);
+                            summary.files_kept += 1;
+                            summary.bytes_kept += e.size;
+                            set_meta(&dir, &name, e, base)?;
+                            summary.entries += 1;
+                            continue;
+                        }
+                    }
                 }
                 // SAFETY: valid descriptor and name; a fresh file (O_EXCL).
                 let fd = cvt(unsafe {
@@ -335,8 +369,44 @@ pub fn restore(
     unsafe { libc::syncfs(new.as_raw_fd()) };
     drop(new);
     drop(old);
+    drop(keep);
     swap_in(container)?;
-    Ok(summary)
+    Ok((summary, entries))
+}
+
+/// A tree of our own to restore from: a standby copy (`standby.rs`), never run, so its files
+/// can be linked into the new tree instead of copied. What each of its files holds is known from
+/// the entries it was built from, so a file is kept only if its chunks are the same.
+pub struct Seed {
+    pub tree: std::path::PathBuf,
+    /// Each file's path → its size and chunks.
+    pub files: HashMap<Vec<u8>, (u64, Vec<ChunkId>)>,
+}
+
+impl Seed {
+    pub fn new(tree: std::path::PathBuf, entries: &[Entry]) -> Seed {
+        let files = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| (e.path.0.clone(), (e.size, e.chunks.clone())))
+            .collect();
+        Seed { tree, files }
+    }
+
+    /// The seed's file at `e`'s path, open, if it holds `e`'s content.
+    fn keepable(&self, old: &OwnedFd, e: &Entry) -> Option<File> {
+        let (size, chunks) = self.files.get(&e.path.0)?;
+        if *size != e.size || *chunks != e.chunks {
+            return None;
+        }
+        let parts = components(e).ok()?;
+        let dir = parent_of(old, &parts).ok()?;
+        let name = CString::new(*parts.last()?).ok()?;
+        let fd = open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+        let f = File::from(fd);
+        let now = f.metadata().ok()?;
+        (now.file_type().is_file() && now.len() == e.size).then_some(f)
+    }
 }
 
 /// The new tree becomes the root filesystem in one step; the old one goes.
@@ -458,11 +528,29 @@ mod tests {
         chunks: &HashMap<ChunkId, Vec<u8>>,
         base: u32,
     ) -> RestoreSummary {
+        run_seeded(container, entries, chunks, base, None)
+    }
+
+    fn run_seeded(
+        container: &Path,
+        entries: &[Entry],
+        chunks: &HashMap<ChunkId, Vec<u8>>,
+        base: u32,
+        seed: Option<Seed>,
+    ) -> RestoreSummary {
         let (mut to_agent_r, mut to_agent_w) = std::io::pipe().unwrap();
         let (mut from_agent_r, mut from_agent_w) = std::io::pipe().unwrap();
         let c = container.to_path_buf();
-        let agent =
-            std::thread::spawn(move || restore(&c, base, &mut to_agent_r, &mut from_agent_w));
+        let agent = std::thread::spawn(move || {
+            restore(
+                &c,
+                base,
+                seed.as_ref(),
+                &mut to_agent_r,
+                &mut from_agent_w,
+            )
+            .map(|(s, _)| s)
+        });
         stream::write_entries(&mut to_agent_w, entries).unwrap();
         let Frame::Need(need) = stream::read(&mut from_agent_r).unwrap() else {
             panic!("no need list")
@@ -571,8 +659,31 @@ mod tests {
         let (mut r, mut w) = std::io::pipe().unwrap();
         stream::write_entries(&mut w, &evil).unwrap();
         drop(w);
-        assert!(restore(&dst, base, &mut r, &mut Vec::new()).is_err());
+        assert!(restore(&dst, base, None, &mut r, &mut Vec::new()).is_err());
         assert!(!d.join("escape").exists());
+
+        // From a seed (a standby copy): its files that hold the entries' chunks are linked, not
+        // copied, and a file whose chunks differ travels even though size and time match.
+        let standby = d.join("standby");
+        std::fs::create_dir_all(&standby).unwrap();
+        run(&standby, &entries, &chunks, base);
+        let mut seed = Seed::new(standby.join("rootfs"), &entries);
+        let hostname = entries
+            .iter()
+            .find(|e| e.path.0 == b"etc/hostname")
+            .unwrap()
+            .clone();
+        let mut other = hostname.clone();
+        other.chunks = vec![ChunkId([9; 32])];
+        seed.files.insert(other.path.0.clone(), (other.size, other.chunks));
+        let onto = d.join("onto");
+        std::fs::create_dir_all(&onto).unwrap();
+        let s = run_seeded(&onto, &entries, &chunks, base, Some(seed));
+        assert_eq!(listing(&src), listing(&onto.join("rootfs")));
+        assert_eq!(s.bytes_received, 6, "only the file the seed does not vouch for: {s:?}");
+        let a = std::fs::metadata(onto.join("rootfs/etc/deep/big")).unwrap();
+        let b = std::fs::metadata(standby.join("rootfs/etc/deep/big")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "linked from the seed");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
 /// 3: a VPS spec carries its id map (`id_base`); `rootfs-import` shifts ids (`--ids FROM:TO`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: standby copies (`StandbyList`, `StandbyDrop`, `rootfs-standby`, `rootfs-restore --seed`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
@@ -86,6 +87,13 @@ pub enum AgentRequest {
     /// compares in full.
     DuploForget {
         name: String,
+    },
+    /// netMON: the standby copies of other hosts' HA VPSes this host keeps (answered with
+    /// `Standbys`).
+    StandbyList,
+    /// Remove the standby copy of VPS `vps_id` (no longer wanted on this host).
+    StandbyDrop {
+        vps_id: i64,
     },
     /// netMON: the host may run its HA VPSes (`ha`) until `base_ms + ttl_ms` on its own boot
     /// clock (`HostSample::boot_ms`), no longer: its guard stops them when the lease runs out.
@@ -287,6 +295,17 @@ pub enum AgentResponse {
         cut: u64,
         changes: crate::duplo::Changes,
     },
+    Standbys {
+        copies: Vec<StandbyCopy>,
+    },
+}
+
+/// A standby copy a host keeps: of which VPS, and which of its restore points it holds (None:
+/// it is being brought up to date, or was left half-way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyCopy {
+    pub vps_id: i64,
+    pub cycle: Option<u64>,
 }
 
 /// One netRES reading of a host. Rates are per second over the last interval.
