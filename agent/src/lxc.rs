@@ -615,7 +615,8 @@ pub fn restore(name: &str, base: u32, seed: Option<i64>) -> Result<(), String> {
     if let Some(id) = seed.filter(|_| taken.is_some()) {
         crate::standby::finish_used(id);
     }
-    let (summary, _) = result.map_err(|e| format!("cannot restore {name}: {e}"))?;
+    let (mut summary, _) = result.map_err(|e| format!("cannot restore {name}: {e}"))?;
+    summary.seeded = taken.is_some();
     serverware_shared::duplo::stream::write_summary(&mut output, &summary)
         .and_then(|_| output.flush())
         .map_err(|e| format!("cannot report the restore of {name}: {e}"))

@@ -542,14 +542,7 @@ mod tests {
         let (mut from_agent_r, mut from_agent_w) = std::io::pipe().unwrap();
         let c = container.to_path_buf();
         let agent = std::thread::spawn(move || {
-            restore(
-                &c,
-                base,
-                seed.as_ref(),
-                &mut to_agent_r,
-                &mut from_agent_w,
-            )
-            .map(|(s, _)| s)
+            restore(&c, base, seed.as_ref(), &mut to_agent_r, &mut from_agent_w).map(|(s, _)| s)
         });
         stream::write_entries(&mut to_agent_w, entries).unwrap();
         let Frame::Need(need) = stream::read(&mut from_agent_r).unwrap() else {
@@ -675,12 +668,16 @@ mod tests {
             .clone();
         let mut other = hostname.clone();
         other.chunks = vec![ChunkId([9; 32])];
-        seed.files.insert(other.path.0.clone(), (other.size, other.chunks));
+        seed.files
+            .insert(other.path.0.clone(), (other.size, other.chunks));
         let onto = d.join("onto");
         std::fs::create_dir_all(&onto).unwrap();
         let s = run_seeded(&onto, &entries, &chunks, base, Some(seed));
         assert_eq!(listing(&src), listing(&onto.join("rootfs")));
-        assert_eq!(s.bytes_received, 6, "only the file the seed does not vouch for: {s:?}");
+        assert_eq!(
+            s.bytes_received, 6,
+            "only the file the seed does not vouch for: {s:?}"
+        );
         let a = std::fs::metadata(onto.join("rootfs/etc/deep/big")).unwrap();
         let b = std::fs::metadata(standby.join("rootfs/etc/deep/big")).unwrap();
         assert_eq!(a.ino(), b.ino(), "linked from the seed");

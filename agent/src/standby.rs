@@ -131,6 +131,9 @@ pub fn apply(vps_id: i64, cycle: u64, base: u32) -> Result<(), String> {
 /// For a failover onto this host: VPS `vps_id`'s copy, taken out of service (renamed `.used`)
 /// and returned as a seed, if it is whole. The caller removes it with [`finish_used`].
 pub fn take(vps_id: i64) -> Option<(Lock, Seed)> {
+    if std::fs::symlink_metadata(dir(vps_id)).is_err() {
+        return None;
+    }
     let lock = lock(vps_id).ok()?;
     let d = dir(vps_id);
     let u = used(vps_id);

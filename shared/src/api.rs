@@ -609,6 +609,9 @@ pub struct VpsResponse {
     /// What netMON's service checks find now (absent: not checked, e.g. while it is stopped).
     #[serde(default)]
     pub services: Option<ServiceHealth>,
+    /// netMON's standby copy of an HA VPS: where, and which restore point it holds.
+    #[serde(default)]
+    pub standby: Option<StandbyInfo>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -619,6 +622,17 @@ pub struct VpsResponse {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct FailoverResponse {
     pub vpses: Vec<i64>,
+}
+
+/// A standby copy of an HA VPS, kept on another host so a failover there starts from local
+/// files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StandbyInfo {
+    pub host_id: i64,
+    /// The restore point it holds (absent: it is being made).
+    #[serde(default)]
+    pub cycle: Option<u64>,
 }
 
 /// netMON's service checks of a VPS: whether it answers, since when, and what failed.

@@ -327,7 +327,8 @@ impl Delta {
 pub struct RestoreSummary {
     /// Entries made.
     pub entries: u64,
-    /// Files copied from the tree that was there (unchanged), and their bytes.
+    /// Files kept from the tree that was there (unchanged; copied, or linked from a standby
+    /// copy), and their bytes.
     pub files_kept: u64,
     pub bytes_kept: u64,
     /// Files written from chunks, their bytes, and the chunk bytes that came over the wire.
@@ -338,6 +339,9 @@ pub struct RestoreSummary {
     pub links: u64,
     /// Entries not made: devices of an unprivileged VPS, sockets.
     pub skipped: u64,
+    /// Started from a standby copy this host kept (its files linked, not copied).
+    #[serde(default)]
+    pub seeded: bool,
 }
 
 /// How a scan went, sent before its end.

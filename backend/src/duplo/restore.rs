@@ -49,23 +49,62 @@ fn host_err(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Restores `point` onto VPS `name` on the host behind `conn` (its files owned from `ids`, 0
-/// for a privileged VPS). The VPS must not run there. Progress goes to `task` within `pct`.
+/// for a privileged VPS). The VPS must not run there. A standby copy of VPS `seed` the host
+/// holds supplies what it can (netMON). Progress goes to `task` within `pct`.
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     store: Arc<dyn crate::storage::ObjectStore>,
     task: &Task,
     conn: &Conn,
     name: &str,
     ids: u32,
+    seed: Option<i64>,
     point: Arc<Manifest>,
     pct: (i32, i32),
 ) -> ApiResult<RestoreSummary> {
     let ids_s = ids.to_string();
+    let seed_s = seed.map(|s| s.to_string());
+    let mut args = vec!["rootfs-restore", name, "--ids", &ids_s];
+    if let Some(s) = &seed_s {
+        args.extend(["--seed", s]);
+    }
+    stream_point(store, Some(task), conn, &args, point, pct).await
+}
+
+/// Brings the standby copy of VPS `vps_id` on the host behind `conn` to `point` (cycle `cycle`).
+pub async fn send_standby(
+    store: Arc<dyn crate::storage::ObjectStore>,
+    conn: &Conn,
+    vps_id: i64,
+    ids: u32,
+    cycle: u64,
+    point: Arc<Manifest>,
+) -> ApiResult<RestoreSummary> {
+    let (id_s, ids_s, cycle_s) = (vps_id.to_string(), ids.to_string(), cycle.to_string());
+    let args = [
+        "rootfs-standby",
+        &id_s,
+        "--cycle",
+        &cycle_s,
+        "--ids",
+        &ids_s,
+    ];
+    stream_point(store, None, conn, &args, point, (0, 0)).await
+}
+
+/// Runs the agent's `args` (a restore of some kind) and streams `point` to it: its entries, then
+/// the chunks it asks for.
+async fn stream_point(
+    store: Arc<dyn crate::storage::ObjectStore>,
+    task: Option<&Task>,
+    conn: &Conn,
+    args: &[&str],
+    point: Arc<Manifest>,
+    pct: (i32, i32),
+) -> ApiResult<RestoreSummary> {
     let mut ch = conn
         .session
-        .exec_channel(
-            crate::hosts::AGENT_PATH,
-            &["rootfs-restore", name, "--ids", &ids_s],
-        )
+        .exec_channel(crate::hosts::AGENT_PATH, args)
         .await
         .map_err(|e| host_err("cannot start the restore", e))?;
     let mut head = Vec::new();
@@ -106,11 +145,13 @@ pub async fn send(
             }
         }
     };
-    task.log(format!(
-        "{} of the point's chunks must travel; the rest is on the host already",
-        need.len()
-    ))
-    .await;
+    if let Some(task) = task {
+        task.log(format!(
+            "{} of the point's chunks must travel; the rest is on the host already",
+            need.len()
+        ))
+        .await;
+    }
     let total = need.len().max(1);
     let mut sent_bytes = 0u64;
     for (i, id) in need.iter().enumerate() {
@@ -125,7 +166,7 @@ pub async fn send(
             .await
             .map_err(|e| host_err("sending to the host failed", e))?;
         sent_bytes += data.len() as u64;
-        if i % 16 == 0 || i + 1 == need.len() {
+        if let Some(task) = task.filter(|_| i % 16 == 0 || i + 1 == need.len()) {
             task.progress(
                 pct.0 + ((pct.1 - pct.0) as usize * (i + 1) / total) as i32,
                 sent_bytes as i64,

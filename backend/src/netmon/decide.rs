@@ -108,6 +108,9 @@ pub struct VpsObs {
     pub services: Services,
     /// Another operation (move, restore, …) holds it: netMON leaves it alone meanwhile.
     pub busy: bool,
+    /// The host keeping a standby copy of it: a failover goes there when it has room.
+    #[serde(default)]
+    pub standby: Option<HostId>,
 }
 
 /// Everything netMON is told at a tick.
@@ -692,11 +695,19 @@ impl Manager {
                 }
                 continue;
             }
-            let target = room
-                .iter()
-                .filter(|(h, free)| **h != f.from && !f.failed_on.contains(h) && **free >= v.memory)
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-                .map(|(h, _)| *h);
+            let fits = |h: &HostId, free: &u64| {
+                *h != f.from && !f.failed_on.contains(h) && *free >= v.memory
+            };
+            // Its standby host first (its files are there already), else the most room.
+            let target = v
+                .standby
+                .filter(|s| room.get(s).is_some_and(|free| fits(s, free)))
+                .or_else(|| {
+                    room.iter()
+                        .filter(|(h, free)| fits(h, free))
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                        .map(|(h, _)| *h)
+                });
             match target {
                 Some(to) => {
                     *room.get_mut(&to).expect("listed") -= v.memory;

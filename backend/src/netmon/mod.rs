@@ -9,6 +9,7 @@ pub mod decide;
 mod scenarios;
 #[cfg(test)]
 mod sim;
+pub mod standby;
 
 use crate::audit::{Actor, Change};
 use crate::core::Core;
@@ -43,6 +44,8 @@ pub struct Netmon {
     health: Mutex<HashMap<i64, Health>>,
     next_check: Mutex<Instant>,
     checking: std::sync::atomic::AtomicBool,
+    /// Standby copies of the HA VPSes.
+    pub standby: standby::Standbys,
 }
 
 impl Default for Netmon {
@@ -53,6 +56,7 @@ impl Default for Netmon {
             health: Mutex::new(HashMap::new()),
             next_check: Mutex::new(Instant::now()),
             checking: Default::default(),
+            standby: Default::default(),
         }
     }
 }
@@ -109,6 +113,9 @@ struct HaVps {
     priority: i32,
     ports: Vec<u16>,
     running_wanted: bool,
+    duplicated: bool,
+    /// Being made (its files are not there yet).
+    creating: bool,
 }
 
 struct HostInfo {
@@ -120,8 +127,20 @@ struct HostInfo {
     maintenance: bool,
 }
 
-/// id, name, host, address, memory, priority, checked ports, desired state.
-type HaRow = (i64, String, Option<i64>, String, i64, i32, String, String);
+/// id, name, host, address, memory, priority, checked ports, desired state, duplicated,
+/// recorded state.
+type HaRow = (
+    i64,
+    String,
+    Option<i64>,
+    String,
+    i64,
+    i32,
+    String,
+    String,
+    bool,
+    String,
+);
 
 async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i64>), String> {
     use crate::schema::{hosts, vpses};
@@ -152,6 +171,8 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
                     vpses::ha_priority,
                     vpses::check_ports,
                     vpses::desired_state,
+                    vpses::duplo_enabled,
+                    vpses::status,
                 ))
                 .load(c)?;
             let claims = crate::ops::claims::all(c)?;
@@ -175,15 +196,19 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
     let vpses = vs
         .into_iter()
         .map(
-            |(id, name, host_id, ipv4, memory, priority, ports, desired)| HaVps {
-                id,
-                name,
-                host_id,
-                ipv4,
-                memory,
-                priority,
-                ports: serverware_shared::validate::parse_check_ports(&ports),
-                running_wanted: desired == "running",
+            |(id, name, host_id, ipv4, memory, priority, ports, desired, duplicated, status)| {
+                HaVps {
+                    id,
+                    name,
+                    host_id,
+                    ipv4,
+                    memory,
+                    priority,
+                    ports: serverware_shared::validate::parse_check_ports(&ports),
+                    running_wanted: desired == "running",
+                    duplicated,
+                    creating: status == "creating",
+                }
             },
         )
         .collect();
@@ -248,12 +273,28 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
     let nm = &core.netmon;
     let now = nm.ms(Instant::now());
     // Each host's lease carries its HA VPSes and the other hosts' addresses.
-    let room: HashMap<i64, i64> = crate::vps::placement::candidates(core, None)
+    let cands = crate::vps::placement::candidates(core, None)
         .await
-        .map_err(|e| e.body().message)?
-        .into_iter()
-        .map(|c| (c.id, c.free.memory_bytes))
+        .map_err(|e| e.body().message)?;
+    let room: HashMap<i64, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
+    let wants: Vec<standby::Want> = vpses
+        .iter()
+        .filter(|v| v.duplicated)
+        .map(|v| standby::Want {
+            id: v.id,
+            host: v.host_id,
+            memory: v.memory.max(0) as u64,
+            ready: !v.creating && !claims.contains_key(&v.id),
+        })
         .collect();
+    standby::tend(
+        core,
+        &wants,
+        &cands
+            .iter()
+            .map(|c| (c.id, (c.free.memory_bytes.max(0) as u64, c.maintenance)))
+            .collect(),
+    );
     for h in &hosts {
         let ha = vpses
             .iter()
@@ -312,6 +353,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                     memory: v.memory.max(0) as u64,
                     services,
                     busy: claims.contains_key(&v.id),
+                    standby: nm.standby.host_of(v.id),
                 }
             })
             .collect(),

@@ -275,3 +275,37 @@ fn a_host_cut_off_during_a_controller_outage_fences_and_fails_over_once_it_is_ba
         "{log}"
     );
 }
+
+#[test]
+fn a_failover_goes_to_the_standby_host_when_it_has_room() {
+    // node-c has the most room, but web-1's standby copy is on node-b: web-1 goes there. pbx-1's
+    // standby host (node-b) has no room left for it after web-1 and web-2: it goes elsewhere.
+    let mut s = Sim::new(3, 16 * GB);
+    s.add_vps("filler", "node-b", 11 * GB, 0);
+    s.add_vps("web-1", "node-a", 2 * GB, 10);
+    s.add_vps("web-2", "node-a", 2 * GB, 5);
+    s.add_vps("pbx-1", "node-a", 2 * GB, 0);
+    s.standby("web-1", "node-b");
+    s.standby("web-2", "node-b");
+    s.standby("pbx-1", "node-b");
+    s.run(20_000, &[(5_000, "power-off node-a")]);
+    let p = s.placement();
+    assert_eq!(
+        p["web-1"],
+        vec!["node-b".to_string()],
+        "{}",
+        s.log.join("\n")
+    );
+    assert_eq!(
+        p["web-2"],
+        vec!["node-b".to_string()],
+        "{}",
+        s.log.join("\n")
+    );
+    assert_eq!(
+        p["pbx-1"],
+        vec!["node-c".to_string()],
+        "{}",
+        s.log.join("\n")
+    );
+}

@@ -40,6 +40,8 @@ pub struct SimVps {
     pub services: Services,
     /// Its services never answer, wherever it runs.
     pub broken: bool,
+    /// The host keeping its standby copy.
+    pub standby: Option<HostId>,
 }
 
 enum Pending {
@@ -134,8 +136,15 @@ impl Sim {
                 memory,
                 services: Services::Up { since: 0 },
                 broken: false,
+                standby: None,
             },
         );
+    }
+
+    /// `host` keeps a standby copy of VPS `name`.
+    pub fn standby(&mut self, name: &str, host: &str) {
+        let (v, h) = (self.vps_id(name), self.host_id(host));
+        self.vpses.get_mut(&v).expect("listed").standby = Some(h);
     }
 
     fn say(&mut self, line: String) {
@@ -394,6 +403,7 @@ impl Sim {
                     memory: v.memory,
                     services: v.services,
                     busy: false,
+                    standby: v.standby,
                 })
                 .collect(),
         }

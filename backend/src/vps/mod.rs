@@ -210,6 +210,14 @@ pub fn response(
         ha_priority: v.ha_priority,
         check_ports: serverware_shared::validate::parse_check_ports(&v.check_ports),
         services: state.netmon.services(v.id),
+        standby: state
+            .netmon
+            .standby
+            .view(v.id)
+            .map(|s| serverware_shared::api::StandbyInfo {
+                host_id: s.host_id,
+                cycle: s.cycle,
+            }),
         created_at: v.created_at.and_utc(),
         updated_at: v.updated_at.and_utc(),
     }

@@ -288,6 +288,8 @@ async fn send_point(
         &c,
         &v.name,
         v.ids_on_disk(),
+        // A standby copy netMON keeps there, if any, supplies what it holds.
+        Some(v.id),
         manifest,
         (20, 85),
     )
@@ -303,9 +305,14 @@ async fn send_point(
     .await;
     state.duplo.update(v.id, |s| s.done_at = None);
     task.log(format!(
-        "restored {} entries in {:.1} s: {} files kept as they were ({} bytes), {} written ({} bytes, {} received), {} links{}",
+        "restored {} entries in {:.1} s{}: {} files kept as they were ({} bytes), {} written ({} bytes, {} received), {} links{}",
         s.entries,
         t0.elapsed().as_secs_f64(),
+        if s.seeded {
+            " from its standby copy on this host"
+        } else {
+            ""
+        },
         s.files_kept,
         s.bytes_kept,
         s.files_written,

@@ -162,6 +162,19 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
         point_after(&t, &admin, *id, before).await;
         services(&t, &admin, *id, true).await;
     }
+    // Each has a standby copy on another host, at its newest point.
+    let mut standby_on = Vec::new();
+    for (_, id, _) in &vpses {
+        standby_on.push(standby_current(&t, &admin, *id).await);
+    }
+    for (h, (_, id, _)) in standby_on.iter().zip(&vpses) {
+        assert_ne!(*h, hosts[0]);
+        let i = hosts.iter().position(|x| *h == *x).unwrap();
+        let copy = cluster.hosts[i]
+            .dir
+            .join(format!("lxc/.serverware-standby/{id}/rootfs/root/mark"));
+        assert!(copy.is_file(), "no standby copy at {}", copy.display());
+    }
 
     cluster.power_off(0).unwrap();
     let off = Instant::now();
@@ -200,6 +213,18 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
         for k in ["detected", "fenced", "placed", "started", "healthy"] {
             assert!(d[k].is_string(), "{k}: {e}");
         }
+        // Onto its standby host, from the copy there (used up: a new one is made elsewhere).
+        let k = vpses.iter().position(|x| x.1 == *id).unwrap();
+        assert_eq!(v["host_id"], standby_on[k], "{v}");
+        let restore = restore_log(&t, &admin, *id).await;
+        assert!(
+            restore.contains("from its standby copy on this host"),
+            "{restore}"
+        );
+        assert!(!cluster.hosts[now_on]
+            .dir
+            .join(format!("lxc/.serverware-standby/{id}"))
+            .exists());
     }
 
     // Booted again: its stale copies are removed, never started.
@@ -219,6 +244,42 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
     for (name, _, ip) in &vpses {
         answers(ip, name).await;
     }
+}
+
+/// Waits until VPS `id` has a standby copy at its newest restore point; its host.
+async fn standby_current(t: &TestController, admin: &reqwest::Client, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(t, admin, &format!("/api/v1/vpses/{id}")).await;
+        let last = crate::duplo::duplo(t, admin, id).await["last_cycle"].clone();
+        if !v["standby"].is_null() && v["standby"]["cycle"] == last && last.as_u64() > Some(0) {
+            return v["standby"]["host_id"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no current standby copy: {v} (last cycle {last})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The log of the newest restore task of VPS `id`, one line per entry.
+async fn restore_log(t: &TestController, admin: &reqwest::Client, id: i64) -> String {
+    let tasks = get(t, admin, "/api/v1/tasks?limit=100").await;
+    let task = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "vps.restore" && x["target_id"] == id.to_string())
+        .unwrap_or_else(|| panic!("no restore task of VPS {id}: {tasks}"));
+    let full = get(t, admin, &format!("/api/v1/tasks/{}", task["id"])).await;
+    full["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// When (unix ms) a sample was taken, and the hosts (indexes) the VPS ran on.

@@ -175,5 +175,8 @@ fn c_with(token: &str) -> Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    crate::support::client().default_headers(headers).build().unwrap()
+    crate::support::client()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }

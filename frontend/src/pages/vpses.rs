@@ -477,6 +477,18 @@ fn VpsDetail(id: i64) -> impl IntoView {
                             Some(h) => view! { <span class="danger-text">{format!("not answering since {}: {}", h.since.format("%H:%M:%S"), h.detail.clone().unwrap_or_default())}</span> }.into_any(),
                             None => view! { <span>"not checked"</span> }.into_any(),
                         }}</td></tr>
+                        <Show when={let ha = v.ha_enabled; move || ha}>
+                            <tr><th>"Standby copy"</th><td data-test="vps-standby">{match &v.standby {
+                                Some(sb) => {
+                                    let host = hosts.get().iter().find(|h| h.id == sb.host_id).map(|h| h.name.clone()).unwrap_or_else(|| format!("host {}", sb.host_id));
+                                    match sb.cycle {
+                                        Some(c) => format!("on {host}, at restore point {c}: a failover there starts from it"),
+                                        None => format!("being made on {host}"),
+                                    }
+                                }
+                                None => "none yet: it needs duplication on, a restore point, and another host with room".to_string(),
+                            }}</td></tr>
+                        </Show>
                         <tr><th>"Isolation"</th><td data-test="vps-isolation">{match (v.privileged, v.id_base) {
                             (true, _) => view! { <span class="danger-text">"privileged: root in this VPS is root on its host"</span> }.into_any(),
                             (false, Some(b)) => view! { <span>{format!("unprivileged: its ids are {b}–{} on its host", b + 65535)}</span> }.into_any(),
