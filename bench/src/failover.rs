@@ -273,7 +273,25 @@ async fn rounds_of(
         })
         .await
         .context("its services answering")?;
+        // Its standby copy (on the host a failover goes to) at that point.
+        let (_, d) = api
+            .call("GET", &format!("/vpses/{vid}/duplo"), None)
+            .await?;
+        let last = d["last_cycle"].clone();
+        let t_sb = Instant::now();
+        wait_for(api, &format!("/vpses/{vid}"), "a current standby copy", |v| {
+            v["standby"]["cycle"] == last
+        })
+        .await
+        .context("its standby copy")?;
         let (_, v) = api.call("GET", &format!("/vpses/{vid}"), None).await?;
+        let standby = v["standby"]["host_id"].clone();
+        if t_sb.elapsed() > Duration::from_secs(1) {
+            println!(
+                "  (its standby copy was current {:.1} s after the point landed)",
+                t_sb.elapsed().as_secs_f64()
+            );
+        }
         let on = hosts
             .iter()
             .position(|h| v["host_id"] == *h)
@@ -293,9 +311,15 @@ async fn rounds_of(
         .await
         .map_err(|_| anyhow::anyhow!("the prober panicked"))?
         .context("it never answered elsewhere")?;
+        let (_, v) = api.call("GET", &format!("/vpses/{vid}"), None).await?;
         println!(
-            "  round {}: answering on another host {took:.2} s after power-off",
-            r + 1
+            "  round {}: answering on another host {took:.2} s after power-off{}",
+            r + 1,
+            if v["host_id"] == standby {
+                " (its standby host)"
+            } else {
+                " (not its standby host)"
+            }
         );
         times.push(took);
         on_cluster(cluster, move |c| c.boot(on)).await?;
