@@ -279,9 +279,12 @@ async fn rounds_of(
             .await?;
         let last = d["last_cycle"].clone();
         let t_sb = Instant::now();
-        wait_for(api, &format!("/vpses/{vid}"), "a current standby copy", |v| {
-            v["standby"]["cycle"] == last
-        })
+        wait_for(
+            api,
+            &format!("/vpses/{vid}"),
+            "a current standby copy",
+            |v| v["standby"]["cycle"] == last,
+        )
         .await
         .context("its standby copy")?;
         let (_, v) = api.call("GET", &format!("/vpses/{vid}"), None).await?;

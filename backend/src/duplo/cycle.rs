@@ -55,6 +55,10 @@ impl Read for ChannelReader {
 /// Runs one cycle of `vps_id` on the host it is on now.
 pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     let t0 = Instant::now();
+    // Its term, before its row: a restore or failover begins a new term before it touches
+    // anything and again once the VPS is recorded on its new host, so a cycle reading a copy
+    // that may be fenced commits nothing after either.
+    let term = core.duplo.terms.current(vps_id);
     let v = core
         .db
         .run(move |c| crate::vps::load(c, vps_id))
@@ -150,6 +154,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let store = core.duplo.store.clone();
     let gate = core.duplo.gate.clone();
+    let terms = core.duplo.terms.clone();
     // The tree is the cycle's now: put back when it lands, read again if it does not.
     let prev = core.duplo.take_tree(vps_id);
     let landing = tokio::task::spawn_blocking(move || {
@@ -158,7 +163,17 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
             buf: Vec::new(),
             pos: 0,
         };
-        ingest(&*store, &gate, &mut r, prev, vps_id, cycle, taken_at_ms)
+        ingest(
+            &*store,
+            &gate,
+            &terms,
+            term,
+            &mut r,
+            prev,
+            vps_id,
+            cycle,
+            taken_at_ms,
+        )
     });
     let (mut code, mut err) = (None, Vec::new());
     let mut ch = ch;

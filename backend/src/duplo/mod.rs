@@ -85,6 +85,8 @@ pub struct Duplo {
     pub collected: Mutex<Option<(Instant, prune::Collected)>>,
     /// Set when something may have left unused chunks (a failed cycle, a deleted VPS).
     pub dirty: std::sync::atomic::AtomicBool,
+    /// Each VPS's term: a cycle begun before a restore or failover of it is refused.
+    pub terms: Arc<crate::storage::cycle::Terms>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +114,7 @@ impl Duplo {
             wake: Default::default(),
             collected: Default::default(),
             dirty: Default::default(),
+            terms: Default::default(),
         }
     }
 

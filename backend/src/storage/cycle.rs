@@ -11,6 +11,28 @@ use serverware_shared::duplo::{ChunkId, ScanStats};
 use std::collections::HashSet;
 use std::io::{self, Read};
 
+/// Each VPS's term: a restore or a failover (the VPS's files now come from a restore point,
+/// perhaps on another host) begins a new one, and a cycle that began in an older term (reading a
+/// copy that may since have been fenced) is refused at its commit. A new term cannot begin while
+/// a commit is under way, so once [`Terms::next`] returns, no older cycle lands.
+#[derive(Default)]
+pub struct Terms(std::sync::Mutex<std::collections::HashMap<i64, u64>>);
+
+impl Terms {
+    fn hold(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn current(&self, vps_id: i64) -> u64 {
+        self.hold().get(&vps_id).copied().unwrap_or(0)
+    }
+
+    /// Ends the VPS's term: cycles begun before are refused from now on.
+    pub fn next(&self, vps_id: i64) {
+        *self.hold().entry(vps_id).or_default() += 1;
+    }
+}
+
 /// What a landed cycle cost storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Landed {
@@ -40,9 +62,12 @@ fn bad(msg: &str) -> io::Error {
 /// chunk the new entries name must have come in the stream (or be held by `prev`): storage never
 /// commits a point it cannot restore. Each chunk is put (or touched) holding `gate` shared, so
 /// that chunk collection, which holds it exclusively, never deletes one being reused.
+#[allow(clippy::too_many_arguments)]
 pub fn ingest(
     store: &dyn ObjectStore,
     gate: &std::sync::RwLock<()>,
+    terms: &Terms,
+    term: u64,
     r: &mut impl Read,
     prev: Option<Tree>,
     vps_id: i64,
@@ -109,7 +134,16 @@ pub fn ingest(
     };
     // (Every chunk of the tree was checked above, or was its previous point's.)
     let t0 = std::time::Instant::now();
+    // Committed only within the term the cycle began in, and the term cannot end meanwhile.
+    let terms_now = terms.hold();
+    if terms_now.get(&vps_id).copied().unwrap_or(0) != term {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the VPS was restored or failed over elsewhere while this cycle ran: a cycle of its old copy is refused",
+        ));
+    }
     let header = points::commit_tree(store, &mut tree, vps_id, cycle, taken_at_ms, &|_| true)?;
+    drop(terms_now);
     let commit_ms = t0.elapsed().as_millis() as u64;
     Ok(Landed {
         commit_ms,
@@ -176,9 +210,33 @@ mod tests {
         let s = DirStore::open(d.path()).unwrap();
         let g = std::sync::RwLock::new(());
         let files: [(&str, &[u8]); 2] = [("etc/hostname", b"web-1\n"), ("srv/data", b"payload")];
+        let terms = Terms::default();
+        // A cycle begun in a term that ended meanwhile is refused (in a store of its own).
+        let d2 = tempfile::tempdir().unwrap();
+        let s2 = DirStore::open(d2.path()).unwrap();
+        let old = terms.current(3);
+        terms.next(3);
+        let refused = ingest(
+            &s2,
+            &g,
+            &terms,
+            old,
+            &mut stream_of(&files, true).as_slice(),
+            None,
+            3,
+            1,
+            10,
+        );
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(io::ErrorKind::PermissionDenied)
+        );
+        assert!(points::list(&s2, 3).unwrap().is_empty());
         let landed = ingest(
             &s,
             &g,
+            &terms,
+            terms.current(3),
             &mut stream_of(&files, true).as_slice(),
             None,
             3,
@@ -198,6 +256,8 @@ mod tests {
         let again = ingest(
             &s,
             &g,
+            &terms,
+            terms.current(4),
             &mut stream_of(&files, true).as_slice(),
             None,
             4,
@@ -210,16 +270,49 @@ mod tests {
         // Cut before its end, cut in a chunk, or with a damaged chunk: no point.
         let whole = stream_of(&[("a", b"new content")], true);
         for cut in [whole.len() - 5, 20] {
-            assert!(ingest(&s, &g, &mut &whole[..cut], None, 3, 2, 12).is_err());
+            assert!(ingest(
+                &s,
+                &g,
+                &Terms::default(),
+                0,
+                &mut &whole[..cut],
+                None,
+                3,
+                2,
+                12
+            )
+            .is_err());
         }
         let mut damaged = Vec::new();
         stream::write_chunk(&mut damaged, &chunks::id_of(b"this"), b"that").unwrap();
-        assert!(ingest(&s, &g, &mut damaged.as_slice(), None, 3, 2, 12).is_err());
+        assert!(ingest(
+            &s,
+            &g,
+            &Terms::default(),
+            0,
+            &mut damaged.as_slice(),
+            None,
+            3,
+            2,
+            12
+        )
+        .is_err());
         // Entries naming a chunk that never came.
         let mut missing = Vec::new();
         stream::write_entries(&mut missing, &[file("x", b"never sent")]).unwrap();
         stream::write_end(&mut missing).unwrap();
-        assert!(ingest(&s, &g, &mut missing.as_slice(), None, 3, 2, 12).is_err());
+        assert!(ingest(
+            &s,
+            &g,
+            &Terms::default(),
+            0,
+            &mut missing.as_slice(),
+            None,
+            3,
+            2,
+            12
+        )
+        .is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1]);
 
         // An incremental cycle: one file changed, one deleted; the rest carried over.
@@ -241,8 +334,30 @@ mod tests {
         .unwrap();
         stream::write_end(&mut delta).unwrap();
         // Without its previous point it cannot land.
-        assert!(ingest(&s, &g, &mut delta.as_slice(), None, 3, 2, 13).is_err());
-        let next = ingest(&s, &g, &mut delta.as_slice(), Some(prev), 3, 2, 13).unwrap();
+        assert!(ingest(
+            &s,
+            &g,
+            &Terms::default(),
+            0,
+            &mut delta.as_slice(),
+            None,
+            3,
+            2,
+            13
+        )
+        .is_err());
+        let next = ingest(
+            &s,
+            &g,
+            &Terms::default(),
+            0,
+            &mut delta.as_slice(),
+            Some(prev),
+            3,
+            2,
+            13,
+        )
+        .unwrap();
         assert!(!next.full);
         assert_eq!(
             next.tree.entries(),
@@ -260,7 +375,18 @@ mod tests {
         )
         .unwrap();
         stream::write_end(&mut lying).unwrap();
-        assert!(ingest(&s, &g, &mut lying.as_slice(), Some(next.tree), 3, 3, 14).is_err());
+        assert!(ingest(
+            &s,
+            &g,
+            &Terms::default(),
+            0,
+            &mut lying.as_slice(),
+            Some(next.tree),
+            3,
+            3,
+            14
+        )
+        .is_err());
         assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
     }
 }

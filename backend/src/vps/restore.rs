@@ -336,6 +336,8 @@ async fn in_place(
     p: &Params,
     manifest: Arc<Manifest>,
 ) -> ApiResult<String> {
+    // Cycles under way of the copy being replaced (perhaps on a fenced host) land no more.
+    state.duplo.terms.next(id);
     let v = state.db.run(move |c| load(c, id)).await?;
     let to_host = p.to_host;
     let to = state.db.run(move |c| load_host(c, to_host)).await?;
@@ -386,6 +388,8 @@ async fn in_place(
                 Ok(())
             })
             .await?;
+        // Nor one that read the old host's record before the switch.
+        state.duplo.terms.next(id);
         ops::step(&state.db, task.id(), "vps.restore", "switched").await?;
         if let Some(f) = v.host_id {
             if let Some(c) = state.hosts.conn(f) {

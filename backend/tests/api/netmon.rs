@@ -270,7 +270,7 @@ async fn restore_log(t: &TestController, admin: &reqwest::Client, id: i64) -> St
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["kind"] == "vps.restore" && x["target_id"] == id.to_string())
+        .find(|x| x["kind"] == "vps.restore" && x["target_id"] == id.to_string().as_str())
         .unwrap_or_else(|| panic!("no restore task of VPS {id}: {tasks}"));
     let full = get(t, admin, &format!("/api/v1/tasks/{}", task["id"])).await;
     full["log"]
@@ -429,7 +429,7 @@ async fn partition(kill_agent: bool) {
     );
 }
 
-/// The controller killed (SIGKILL) for 20 s, then started again: nobody can start a copy
+/// The controller killed (SIGKILL) for 60 s, then started again: nobody can start a copy
 /// elsewhere meanwhile, so the hosts' guards hold on, and the HA VPS answers throughout.
 #[actix_web::test]
 async fn a_controller_outage_stops_no_vps() {
@@ -462,10 +462,10 @@ async fn a_controller_outage_stops_no_vps() {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    // Asked every half second for 20 s (several leases' length): it answers every time.
+    // Asked every half second for 60 s (twenty leases' length): it answers every time.
     let outage = Instant::now();
     let mut asked = 0;
-    while outage.elapsed() < Duration::from_secs(20) {
+    while outage.elapsed() < Duration::from_secs(60) {
         let r = http.get(format!("http://{ip}/")).send().await;
         assert!(
             r.is_ok_and(|r| r.status().is_success()),
@@ -475,7 +475,7 @@ async fn a_controller_outage_stops_no_vps() {
         asked += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(asked >= 30);
+    assert!(asked >= 90);
     t.restart(None).await;
     let admin = t.admin().await;
     for h in &hosts {
