@@ -8,7 +8,12 @@ need_apt busybox-static debootstrap
 cd "$ROOT"
 build_dashboard
 say "building the controller (release)"
-cargo build --release --locked -p serverware -p serverware-agent
+cargo build --release --locked -p serverware -p serverware-agent -p serverware-cli
+# The command line, `sw`, on the PATH (replaced when the build changed it).
+if [ -w /usr/local/bin ] && ! cmp -s "$CARGO_TARGET_DIR/release/sw" /usr/local/bin/sw; then
+    install -m 0755 "$CARGO_TARGET_DIR/release/sw" /usr/local/bin/sw
+    say "installed the command line: /usr/local/bin/sw (try: sw login http://127.0.0.1:8080)"
+fi
 export SERVERWARE_DATA_DIR="${SERVERWARE_DATA_DIR:-$ROOT/data}"
 export SERVERWARE_STATIC_DIR="${SERVERWARE_STATIC_DIR:-$ROOT/dist}"
 say "starting the controller (data in $SERVERWARE_DATA_DIR)"

@@ -319,6 +319,49 @@ pub fn sample_interval_ms(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 250, 60_000, "milliseconds").map(|v| v as u32)
 }
 
+/// A size as people write it: bytes (`1048576`), or a number with a binary unit (`512M`,
+/// `512MiB`, `1.5G`, `2T`; K, M, G, T are powers of 1024, case ignored, `B` and `iB` optional).
+pub fn size_text(field: &str, text: &str) -> Result<u64> {
+    let t = text.trim();
+    let bad = || {
+        ValidationError::new(
+            field,
+            format!(
+                "'{text}' is not a size: write bytes, or a number with K, M, G or T (512M, 1.5G)"
+            ),
+        )
+    };
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || num.matches('.').count() > 1 {
+        return Err(bad());
+    }
+    if mult == 1 {
+        return num.parse::<u64>().map_err(|_| bad());
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = v * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes.round() as u64)
+}
+
 /// A VPS memory limit: 16 MiB to 1 TiB.
 pub fn memory_limit(field: &str, bytes: u64) -> Result<u64> {
     if !(16 << 20..=1 << 40).contains(&bytes) {
@@ -552,6 +595,28 @@ pub fn parse_check_ports(stored: &str) -> Vec<u16> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_are_read_as_people_write_them() {
+        assert_eq!(size_text("m", "1048576"), Ok(1 << 20));
+        assert_eq!(size_text("m", "512M"), Ok(512 << 20));
+        assert_eq!(size_text("m", "512MiB"), Ok(512 << 20));
+        assert_eq!(size_text("m", "1.5g"), Ok(3 << 29));
+        assert_eq!(size_text("m", " 2 TB "), Ok(2 << 40));
+        for bad in [
+            "",
+            "M",
+            "1.2.3G",
+            "12X",
+            "-5M",
+            "1e9",
+            "99999999999999999999T",
+        ] {
+            let e = size_text("memory", bad).unwrap_err();
+            assert_eq!(e.field, "memory", "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

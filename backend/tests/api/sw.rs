@@ -1,0 +1,314 @@
+//! `sw`, the command line, run as an operator runs it against a real controller and a real test
+//! host: every check is on its output and exit code.
+
+use crate::support::*;
+use crate::vps_lifecycle::get;
+use serde_json::Value;
+use serverware_testhosts::{Cluster, ClusterOptions};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The `sw` cargo built beside the controller.
+fn sw_bin() -> PathBuf {
+    let p = std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("sw");
+    assert!(
+        p.is_file(),
+        "no sw binary at {} (cargo build -p serverware-cli)",
+        p.display()
+    );
+    p
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `sw args` with `env` (and nothing else of ours), `input` on its standard input, off the
+/// test's runtime (the controller runs on it).
+async fn sw(env: &[(&str, &str)], args: &[&str], input: &str) -> Out {
+    let mut c = Command::new(sw_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SERVERWARE_") || k == "XDG_CONFIG_HOME" {
+            c.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = c.spawn().expect("sw runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn an_operator_drives_a_host_and_a_vps_with_sw() {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let home = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap().to_string();
+    let base = t.base.clone();
+
+    // Logged in once: the token is kept, readable by its owner only.
+    let o = sw(
+        &[("HOME", &home_s)],
+        &["login", &base, "--user", "admin", "--password-stdin"],
+        &format!("{ADMIN_PW}\n"),
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let kept = home.path().join(".config/serverware/cli.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let me = sw(&[("HOME", &home_s)], &["whoami"], "").await;
+    assert!(
+        me.code == 0 && me.stdout.contains("admin (admin, by token)"),
+        "{me:?}"
+    );
+    let env = [("HOME", home_s.as_str())];
+
+    // A host: its key confirmed by its fingerprint (a wrong one adds nothing).
+    let h = &cluster.hosts[0];
+    let wrong = sw(
+        &env,
+        &[
+            "host",
+            "add",
+            "node-0",
+            &h.ssh_url(),
+            "--fingerprint",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "--password-stdin",
+        ],
+        &format!("{}\n", h.password),
+    )
+    .await;
+    assert_eq!(wrong.code, 6, "{wrong:?}");
+    assert!(wrong.stderr.contains("not added"), "{wrong:?}");
+    let probe: Value = crate::vps_lifecycle::post(
+        &admin,
+        t.url("/api/v1/hosts/probe"),
+        serde_json::json!({"address": h.ssh_url()}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let fp = probe["fingerprint"].as_str().unwrap().to_string();
+    let added = sw(
+        &env,
+        &[
+            "host",
+            "add",
+            "node-0",
+            &h.ssh_url(),
+            "--fingerprint",
+            &fp,
+            "--password-stdin",
+        ],
+        &format!("{}\n", h.password),
+    )
+    .await;
+    assert_eq!(added.code, 0, "{added:?}");
+    let host_id = get(&t, &admin, "/api/v1/hosts").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    crate::hosts_api::wait_host(&t, &admin, host_id, "online", |v| v["status"] == "online").await;
+    let hosts = sw(&env, &["host", "list"], "").await;
+    assert!(
+        hosts.code == 0 && hosts.stdout.contains("node-0") && hosts.stdout.contains("online"),
+        "{hosts:?}"
+    );
+    let report = sw(&env, &["host", "show", "node-0"], "").await;
+    assert!(
+        report.code == 0 && report.stdout.contains("Load") && report.stdout.contains("Memory"),
+        "{report:?}"
+    );
+
+    // Bad input: the API's message, the field named, exit 3; nothing made.
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = sw(
+        &env,
+        &[
+            "vps",
+            "create",
+            "web-1",
+            "--template",
+            &tpl,
+            "--ipv4",
+            "999.1.2.3",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(bad.code, 3, "{bad:?}");
+    assert!(bad.stderr.contains("ipv4:"), "{bad:?}");
+    let bad = sw(
+        &env,
+        &[
+            "vps",
+            "create",
+            "web-1",
+            "--template",
+            &tpl,
+            "--ipv4",
+            "10.77.0.9",
+            "--memory",
+            "lots",
+        ],
+        "",
+    )
+    .await;
+    assert!(bad.code == 3 && bad.stderr.contains("memory:"), "{bad:?}");
+
+    // Create and start, following the task to its end.
+    let ip = format!("10.77.{}.60", cluster.subnet);
+    let made = sw(
+        &env,
+        &[
+            "vps",
+            "create",
+            "web-1",
+            "--template",
+            &tpl,
+            "--ipv4",
+            &ip,
+            "--memory",
+            "64M",
+            "--start",
+            "--wait",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(made.code, 0, "{made:?}");
+    assert!(made.stdout.contains("succeeded"), "{made:?}");
+    let list = sw(&env, &["vps", "list"], "").await;
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.contains("web-1"))
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert!(
+        line.contains(&ip) && line.contains("running") && line.contains("node-0"),
+        "{list:?}"
+    );
+    assert!(list.stdout.starts_with("ID  NAME"), "{list:?}");
+    let json = sw(&env, &["--json", "vps", "list"], "").await;
+    let v: Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:?}"));
+    assert_eq!(v[0]["name"], "web-1");
+    assert_eq!(v[0]["ipv4"], ip);
+
+    // A viewer is refused a change: a clear message, exit 4, and the VPS still runs.
+    let viewer = t.token(&admin, "watcher", Some("viewer")).await;
+    let refused = sw(
+        &[
+            ("HOME", "/nonexistent"),
+            ("SERVERWARE_URL", &base),
+            ("SERVERWARE_TOKEN", &viewer),
+        ],
+        &["vps", "stop", "web-1"],
+        "",
+    )
+    .await;
+    assert_eq!(refused.code, 4, "{refused:?}");
+    assert!(refused.stderr.contains("not allowed"), "{refused:?}");
+    let seen = sw(
+        &[
+            ("HOME", "/nonexistent"),
+            ("SERVERWARE_URL", &base),
+            ("SERVERWARE_TOKEN", &viewer),
+        ],
+        &["vps", "show", "web-1"],
+        "",
+    )
+    .await;
+    assert!(
+        seen.code == 0 && seen.stdout.contains("running"),
+        "{seen:?}"
+    );
+
+    // Stop, then delete (a deletion needs --yes without a terminal).
+    let stopped = sw(&env, &["vps", "stop", "web-1", "--wait"], "").await;
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    let unasked = sw(&env, &["vps", "delete", "web-1"], "").await;
+    assert_eq!(unasked.code, 2, "{unasked:?}");
+    let deleted = sw(&env, &["vps", "delete", "web-1", "--yes", "--wait"], "").await;
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert_eq!(
+        get(&t, &admin, "/api/v1/vpses").await,
+        serde_json::json!([])
+    );
+    let tasks = sw(&env, &["--json", "task", "list"], "").await;
+    let tasks: Value = serde_json::from_str(&tasks.stdout).unwrap();
+    assert!(tasks.as_array().unwrap().len() >= 3, "{tasks}");
+
+    // The events say who did it, through the token sw made.
+    let events = sw(&env, &["event", "list", "--action", "vps."], "").await;
+    assert!(
+        events.code == 0 && events.stdout.contains("vps.create"),
+        "{events:?}"
+    );
+
+    // Logged out: the token no longer works.
+    let out = sw(&env, &["logout"], "").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!kept.exists());
+    let after = sw(&env, &["vps", "list"], "").await;
+    assert_eq!(after.code, 4, "{after:?}");
+}
+
+/// A wrong password at login: 4, and nothing kept. (What needs no controller is in
+/// `cli/tests/offline.rs`.)
+#[actix_web::test]
+async fn a_wrong_password_at_login_keeps_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let t = TestController::start().await;
+    let o = sw(
+        &[("HOME", home.path().to_str().unwrap())],
+        &["login", &t.base, "--password-stdin"],
+        "not-the-password\n",
+    )
+    .await;
+    assert_eq!(o.code, 4, "{o:?}");
+    assert!(!home.path().join(".config/serverware/cli.json").exists());
+}

@@ -1,0 +1,373 @@
+//! The commands, as `clap` reads them. The same tree serves `sw` and the controller's SSH
+//! command line (which leaves out what only makes sense on an operator's own machine).
+
+use clap::{Args, Parser, Subcommand};
+
+/// SERVERware from the command line: hosts, VPSes, templates, tasks, events, users and tokens,
+/// through the controller's REST API.
+///
+/// Exit codes: 0 done; 1 the operation failed (a task ended failed, the controller erred);
+/// 2 the command line is wrong; 3 the controller refused the input (the field is named);
+/// 4 not logged in, or not allowed (role); 5 not found; 6 conflict (busy, exists, no room);
+/// 7 the controller cannot be reached; 8 too many attempts (wait and retry).
+#[derive(Parser, Debug)]
+#[command(name = "sw", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    /// Print the API's JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The controller, e.g. https://controller:8080 (default: the one `sw login` saved).
+    #[arg(long, env = "SERVERWARE_URL", global = true, hide_env_values = true)]
+    pub url: Option<String>,
+    /// An API token (default: the one `sw login` saved).
+    #[arg(long, env = "SERVERWARE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Accept the controller's TLS certificate without checking it (a self-signed one).
+    #[arg(long, env = "SERVERWARE_INSECURE", global = true)]
+    pub insecure: bool,
+    /// Answer yes to confirmations (a host's key, deletions).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Log in once: an API token is made for this machine and kept (mode 0600) in
+    /// ~/.config/serverware/cli.json.
+    Login {
+        /// The controller, e.g. https://controller:8080.
+        url: Option<String>,
+        #[arg(long, short, default_value = "admin")]
+        user: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke the saved token and forget it.
+    Logout,
+    /// Who you are, and with which role.
+    Whoami,
+    /// Hosts: the servers VPSes run on.
+    #[command(subcommand)]
+    Host(HostCmd),
+    /// VPSes.
+    #[command(subcommand)]
+    Vps(VpsCmd),
+    /// Templates VPSes are made from.
+    #[command(subcommand)]
+    Template(TemplateCmd),
+    /// Tasks: long operations, with their progress and log.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Events: the audit log and what the controller did on its own.
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// Users (admins).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCmd {
+    /// Every host with its state and load.
+    List,
+    /// One host, with its newest netRES sample (its figures now).
+    Show { host: String },
+    /// Add a host over SSH: its key is shown for confirmation (or checked against
+    /// --fingerprint), then the controller installs its own key and its agent.
+    Add {
+        name: String,
+        /// ssh://user@address[:port]
+        address: String,
+        /// The host key's fingerprint (SHA256:…) you expect: no question asked if it matches.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Read the SSH password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// An OpenSSH private key file, instead of a password.
+        #[arg(long, conflicts_with = "password_stdin")]
+        private_key: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// netDUPLO's cycle interval for its VPSes, in seconds.
+        #[arg(long)]
+        duplo_interval: Option<u32>,
+    },
+    /// Change a host's settings.
+    Edit {
+        host: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Sampling interval in milliseconds.
+        #[arg(long)]
+        interval_ms: Option<u32>,
+        /// Root-filesystem transfers at once.
+        #[arg(long)]
+        max_transfers: Option<u32>,
+        /// netDUPLO's cycle interval, in seconds.
+        #[arg(long)]
+        duplo_interval: Option<u32>,
+        /// Into maintenance (its VPSes are moved away) or out of it.
+        #[arg(long)]
+        maintenance: Option<bool>,
+    },
+    /// Remove a host (it must hold no VPS).
+    Delete { host: String },
+    /// Fail over every HA VPS of the host to other hosts.
+    Failover { host: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VpsCmd {
+    /// Every VPS: name, address, state, uptime, context, processes, host, CPU, memory.
+    List,
+    /// One VPS.
+    Show { vps: String },
+    /// Make a VPS from a template (a task; --wait follows it).
+    Create(CreateVps),
+    Start {
+        vps: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    Stop {
+        vps: String,
+        /// Seconds to wait for a clean stop before forcing it.
+        #[arg(long)]
+        timeout: Option<u32>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    Restart {
+        vps: String,
+        #[arg(long)]
+        timeout: Option<u32>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Change a VPS's settings.
+    Edit(EditVps),
+    /// Delete a VPS and its files on its host.
+    Delete {
+        vps: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// A copy under a new name and address.
+    Copy {
+        vps: String,
+        name: String,
+        ipv4: String,
+        /// Onto this host (default: the same).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        start: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move to another host.
+    Move {
+        vps: String,
+        host: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Stop it, duplicate it once more, and bring it up on another host (HA VPSes).
+    Failover { vps: String },
+    /// netDUPLO: its duplication now, or a cycle at once (--now), or duplication on or off.
+    Duplo {
+        vps: String,
+        /// Run a cycle now.
+        #[arg(long)]
+        now: bool,
+        #[arg(long)]
+        enable: Option<bool>,
+    },
+    /// Its restore points, newest last.
+    Points { vps: String },
+    /// Restore it from a restore point (in place), or make a new VPS from one (--as NAME).
+    Restore {
+        vps: String,
+        cycle: u64,
+        #[arg(long)]
+        host: Option<String>,
+        /// A new VPS with this name …
+        #[arg(long = "as", requires = "ipv4")]
+        clone_name: Option<String>,
+        /// … and this address.
+        #[arg(long)]
+        ipv4: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct Wait {
+    /// Follow the task until it ends, with its progress.
+    #[arg(long, short)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateVps {
+    pub name: String,
+    /// Its template, by name or id.
+    #[arg(long)]
+    pub template: String,
+    /// Its address.
+    #[arg(long)]
+    pub ipv4: String,
+    /// Memory, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M")]
+    pub memory: String,
+    /// A host by name or id (default: where most room is left).
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[arg(long)]
+    pub cpu_shares: Option<u32>,
+    /// CPU limit in CPUs (1.5 = one and a half).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Start it once made.
+    #[arg(long)]
+    pub start: bool,
+    /// netMON high availability.
+    #[arg(long)]
+    pub ha: bool,
+    #[arg(long, allow_negative_numbers = true)]
+    pub ha_priority: Option<i32>,
+    /// TCP ports its service checks try (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub check_ports: Vec<u32>,
+    /// Root in the VPS is root on its host (only for templates that need it).
+    #[arg(long)]
+    pub privileged: bool,
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+#[derive(Args, Debug)]
+pub struct EditVps {
+    pub vps: String,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub ipv4: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory, e.g. 512M or 2G.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// 0 removes the setting.
+    #[arg(long)]
+    pub cpu_shares: Option<u32>,
+    /// CPU limit in CPUs; 0 removes it.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long)]
+    pub autostart: Option<bool>,
+    #[arg(long)]
+    pub ha: Option<bool>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub ha_priority: Option<i32>,
+    /// Replaces the checked ports (comma-separated; "" for ICMP only).
+    #[arg(long)]
+    pub check_ports: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplateCmd {
+    List,
+    Delete { template: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCmd {
+    /// The newest tasks.
+    List {
+        /// running, succeeded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One task with its log.
+    Show { id: i64 },
+    /// Follow a task until it ends, with a progress bar; the exit code says how it ended.
+    Follow { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventCmd {
+    /// The newest events, newest last.
+    List {
+        /// Exact action, or a prefix ending in "." (vps., netmon.).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Keep printing new events as they happen.
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    List,
+    /// Add a user (its password from the first line of standard input).
+    Create {
+        username: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    Edit {
+        user: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        disabled: Option<bool>,
+        /// A new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Delete {
+        user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    List,
+    /// A new token; its secret is printed once.
+    Create {
+        name: String,
+        /// A lower role than your own (viewer, operator).
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    Revoke {
+        id: i64,
+    },
+}
