@@ -568,3 +568,62 @@ async fn failover_on_demand_and_maintenance() {
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["maintenance"], false);
 }
+
+/// A standby copy is made on the other host, and goes when the VPS is no longer HA and when it
+/// is deleted: no copy is left behind.
+#[actix_web::test]
+async fn standby_copies_come_and_go_with_the_ha_setting_and_the_vps() {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(2).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.47");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-6", &ip).await;
+    let copy = cluster.hosts[1]
+        .dir
+        .join(format!("lxc/.serverware-standby/{id}"));
+    let wait_for = |want: bool| {
+        let copy = copy.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while copy.join("rootfs").is_dir() != want {
+                assert!(
+                    Instant::now() < deadline,
+                    "the standby copy {} {}",
+                    copy.display(),
+                    if want { "never came" } else { "stayed" }
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(standby_current(&t, &admin, id).await, hosts[1]);
+    wait_for(true).await;
+    // No longer HA: the copy goes.
+    let r = admin
+        .patch(t.url(&format!("/api/v1/vpses/{id}")))
+        .json(&json!({"ha_enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    wait_for(false).await;
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert!(v["standby"].is_null(), "{v}");
+    // HA again: a copy again; the VPS deleted: it goes.
+    let r = admin
+        .patch(t.url(&format!("/api/v1/vpses/{id}")))
+        .json(&json!({"ha_enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    standby_current(&t, &admin, id).await;
+    wait_for(true).await;
+    let r = admin
+        .delete(t.url(&format!("/api/v1/vpses/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
+    wait_for(false).await;
+}
