@@ -69,6 +69,41 @@ impl<T: Term> Ctx<'_, T> {
         self.term.out(&s);
     }
 
+    /// The API's answer with --json, else `line` for people.
+    fn say(&mut self, v: &Value, line: impl FnOnce() -> String) {
+        if self.json {
+            self.print_json(v);
+        } else {
+            let l = line();
+            self.term.out(&l);
+        }
+    }
+
+    /// A listing: the API's JSON with --json, else a table of one row per item.
+    async fn listing<R: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        head: &[&str],
+        row: impl Fn(&R) -> Option<Vec<String>>,
+    ) -> Result<()> {
+        let v = self.api.get(path).await?;
+        if self.json {
+            self.print_json(&v);
+            return Ok(());
+        }
+        let all: Vec<R> = parse(&v)?;
+        let rows: Vec<Vec<String>> = all.iter().filter_map(row).collect();
+        self.term.out(&show::table(head, &rows));
+        Ok(())
+    }
+
+    async fn host_opt(&mut self, given: Option<&str>) -> Result<Option<i64>> {
+        match given {
+            Some(h) => Ok(Some(self.host(h).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// An object of `list` (its path) by id or name.
     async fn resolve(&mut self, list: &str, key: &str, what: &str, given: &str) -> Result<i64> {
         if let Ok(id) = given.parse::<i64>() {
@@ -205,16 +240,14 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
     match command {
         Command::Whoami => {
             let v = ctx.api.get("/auth/me").await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!(
+            ctx.say(&v, || {
+                format!(
                     "{} ({}, by {})",
                     v["user"]["username"].as_str().unwrap_or("?"),
                     v["effective_role"].as_str().unwrap_or("?"),
                     v["auth_method"].as_str().unwrap_or("?")
-                ));
-            }
+                )
+            });
             Ok(())
         }
         Command::Host(c) => host(ctx, c).await,
@@ -434,16 +467,14 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
                 "duplo_interval_secs": duplo_interval,
             });
             let v = ctx.api.call("POST", "/hosts", Some(&body)).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!(
+            ctx.say(&v, || {
+                format!(
                     "host {} added (id {}): {}",
                     v["name"].as_str().unwrap_or(&name),
                     v["id"],
                     v["status"].as_str().unwrap_or("connecting")
-                ));
-            }
+                )
+            });
             Ok(())
         }
         HostCmd::Edit {
@@ -475,14 +506,9 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
                 .api
                 .call("PATCH", &format!("/hosts/{id}"), Some(&Value::Object(body)))
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!(
-                    "host {} changed",
-                    v["name"].as_str().unwrap_or("?")
-                ));
-            }
+            ctx.say(&v, || {
+                format!("host {} changed", v["name"].as_str().unwrap_or("?"))
+            });
             Ok(())
         }
         HostCmd::Delete { host } => {
@@ -492,11 +518,7 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
                 .api
                 .call("DELETE", &format!("/hosts/{id}"), None)
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!("host {host} removed"));
-            }
+            ctx.say(&v, || format!("host {host} removed"));
             Ok(())
         }
         HostCmd::Failover { host } => {
@@ -548,13 +570,8 @@ fn vps_row(v: &VpsResponse) -> Vec<String> {
 async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
     match c {
         VpsCmd::List => {
-            let v = ctx.api.get("/vpses").await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let all: Vec<VpsResponse> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                "/vpses",
                 &[
                     "ID",
                     "NAME",
@@ -567,9 +584,9 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
                     "CPU",
                     "MEMORY",
                 ],
-                &all.iter().map(vps_row).collect::<Vec<_>>(),
-            ));
-            Ok(())
+                |v: &VpsResponse| Some(vps_row(v)),
+            )
+            .await
         }
         VpsCmd::Show { vps } => {
             let id = ctx.vps(&vps).await?;
@@ -663,10 +680,7 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
             let template = ctx
                 .resolve("/templates", "name", "template", &c.template)
                 .await?;
-            let host = match &c.host {
-                Some(h) => Some(ctx.host(h).await?),
-                None => None,
-            };
+            let host = ctx.host_opt(c.host.as_deref()).await?;
             let mut body = json!({
                 "name": c.name, "description": c.description, "template_id": template,
                 "host_id": host, "ipv4": c.ipv4, "hostname": c.hostname,
@@ -757,10 +771,8 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
                 .api
                 .call("PATCH", &format!("/vpses/{id}"), Some(&Value::Object(body)))
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!(
+            ctx.say(&v, || {
+                format!(
                     "VPS {} changed{}",
                     v["vps"]["name"].as_str().unwrap_or("?"),
                     if v["restart_required"] == true {
@@ -768,8 +780,8 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
                     } else {
                         ""
                     }
-                ));
-            }
+                )
+            });
             Ok(())
         }
         VpsCmd::Delete { vps, wait } => {
@@ -791,10 +803,7 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
             wait,
         } => {
             let id = ctx.vps(&vps).await?;
-            let host = match host {
-                Some(h) => Some(ctx.host(&h).await?),
-                None => None,
-            };
+            let host = ctx.host_opt(host.as_deref()).await?;
             let body = json!({ "name": name, "ipv4": ipv4, "host_id": host, "start": start });
             let v = ctx
                 .api
@@ -821,11 +830,7 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
                 .api
                 .call("POST", &format!("/vpses/{id}/failover"), Some(&json!({})))
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!("failover of VPS {vps}: {v}"));
-            }
+            ctx.say(&v, || format!("failover of VPS {vps}: {v}"));
             Ok(())
         }
         VpsCmd::Duplo { vps, now, enable } => {
@@ -868,28 +873,20 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
         }
         VpsCmd::Points { vps } => {
             let id = ctx.vps(&vps).await?;
-            let v = ctx.api.get(&format!("/vpses/{id}/points")).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let points: Vec<serverware_shared::api::RestorePoint> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                &format!("/vpses/{id}/points"),
                 &["CYCLE", "TAKEN", "FILES", "BYTES", "FULL"],
-                &points
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.cycle.to_string(),
-                            show::time(&p.taken_at),
-                            p.files.to_string(),
-                            show::bytes(p.bytes as f64),
-                            if p.full { "yes" } else { "" }.into(),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            Ok(())
+                |p: &serverware_shared::api::RestorePoint| {
+                    Some(vec![
+                        p.cycle.to_string(),
+                        show::time(&p.taken_at),
+                        p.files.to_string(),
+                        show::bytes(p.bytes as f64),
+                        if p.full { "yes" } else { "" }.into(),
+                    ])
+                },
+            )
+            .await
         }
         VpsCmd::Restore {
             vps,
@@ -900,10 +897,7 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
             wait,
         } => {
             let id = ctx.vps(&vps).await?;
-            let host = match host {
-                Some(h) => Some(ctx.host(&h).await?),
-                None => None,
-            };
+            let host = ctx.host_opt(host.as_deref()).await?;
             if clone_name.is_none() {
                 ctx.confirm(&format!(
                     "Replace the files of VPS {vps} with restore point {cycle}?"
@@ -923,28 +917,21 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
 async fn template<T: Term>(ctx: &mut Ctx<'_, T>, c: TemplateCmd) -> Result<()> {
     match c {
         TemplateCmd::List => {
-            let v = ctx.api.get("/templates").await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let all: Vec<TemplateResponse> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                "/templates",
                 &["ID", "NAME", "OS", "SIZE", "STATUS", "ADDED"],
-                &all.iter()
-                    .map(|t| {
-                        vec![
-                            t.id.to_string(),
-                            t.name.clone(),
-                            t.os.clone(),
-                            show::bytes(t.size_bytes as f64),
-                            t.status.clone(),
-                            show::time(&t.created_at),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            Ok(())
+                |t: &TemplateResponse| {
+                    Some(vec![
+                        t.id.to_string(),
+                        t.name.clone(),
+                        t.os.clone(),
+                        show::bytes(t.size_bytes as f64),
+                        t.status.clone(),
+                        show::time(&t.created_at),
+                    ])
+                },
+            )
+            .await
         }
         TemplateCmd::Delete { template } => {
             let id = ctx
@@ -955,11 +942,7 @@ async fn template<T: Term>(ctx: &mut Ctx<'_, T>, c: TemplateCmd) -> Result<()> {
                 .api
                 .call("DELETE", &format!("/templates/{id}"), None)
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!("template {template} deleted"));
-            }
+            ctx.say(&v, || format!("template {template} deleted"));
             Ok(())
         }
     }
@@ -972,35 +955,28 @@ async fn task<T: Term>(ctx: &mut Ctx<'_, T>, c: TaskCmd) -> Result<()> {
             if let Some(s) = status {
                 path.push_str(&format!("&status={s}"));
             }
-            let v = ctx.api.get(&path).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let all: Vec<TaskResponse> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                &path,
                 &[
                     "ID", "KIND", "TARGET", "STATUS", "PROGRESS", "BY", "STARTED",
                 ],
-                &all.iter()
-                    .map(|t| {
-                        vec![
-                            t.id.to_string(),
-                            t.kind.clone(),
-                            format!(
-                                "{} {}",
-                                t.target_type.clone().unwrap_or_default(),
-                                t.target_id.clone().unwrap_or_default()
-                            ),
-                            t.status.clone(),
-                            format!("{} %", t.progress_pct),
-                            t.created_by.clone(),
-                            show::time(&t.created_at),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            Ok(())
+                |t: &TaskResponse| {
+                    Some(vec![
+                        t.id.to_string(),
+                        t.kind.clone(),
+                        format!(
+                            "{} {}",
+                            t.target_type.clone().unwrap_or_default(),
+                            t.target_id.clone().unwrap_or_default()
+                        ),
+                        t.status.clone(),
+                        format!("{} %", t.progress_pct),
+                        t.created_by.clone(),
+                        show::time(&t.created_at),
+                    ])
+                },
+            )
+            .await
         }
         TaskCmd::Show { id } => {
             let v = ctx.api.get(&format!("/tasks/{id}")).await?;
@@ -1093,27 +1069,20 @@ async fn event<T: Term>(ctx: &mut Ctx<'_, T>, c: EventCmd) -> Result<()> {
 async fn user<T: Term>(ctx: &mut Ctx<'_, T>, c: UserCmd) -> Result<()> {
     match c {
         UserCmd::List => {
-            let v = ctx.api.get("/users").await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let all: Vec<UserResponse> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                "/users",
                 &["ID", "USER", "ROLE", "DISABLED", "LAST LOGIN"],
-                &all.iter()
-                    .map(|u| {
-                        vec![
-                            u.id.to_string(),
-                            u.username.clone(),
-                            u.role.as_str().to_string(),
-                            if u.disabled { "yes" } else { "" }.into(),
-                            show::opt(u.last_login_at.as_ref().map(show::time)),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ));
-            Ok(())
+                |u: &UserResponse| {
+                    Some(vec![
+                        u.id.to_string(),
+                        u.username.clone(),
+                        u.role.as_str().to_string(),
+                        if u.disabled { "yes" } else { "" }.into(),
+                        show::opt(u.last_login_at.as_ref().map(show::time)),
+                    ])
+                },
+            )
+            .await
         }
         UserCmd::Create { username, role } => {
             let password = ctx.secret(&format!("Password for {username}: ")).await?;
@@ -1154,11 +1123,7 @@ async fn user<T: Term>(ctx: &mut Ctx<'_, T>, c: UserCmd) -> Result<()> {
                 .api
                 .call("PATCH", &format!("/users/{id}"), Some(&Value::Object(body)))
                 .await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!("user {user} changed"));
-            }
+            ctx.say(&v, || format!("user {user} changed"));
             Ok(())
         }
         UserCmd::Delete { user } => {
@@ -1178,13 +1143,8 @@ async fn user<T: Term>(ctx: &mut Ctx<'_, T>, c: UserCmd) -> Result<()> {
 async fn token<T: Term>(ctx: &mut Ctx<'_, T>, c: TokenCmd) -> Result<()> {
     match c {
         TokenCmd::List => {
-            let v = ctx.api.get("/tokens").await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let all: Vec<TokenResponse> = parse(&v)?;
-            ctx.term.out(&show::table(
+            ctx.listing(
+                "/tokens",
                 &[
                     "ID",
                     "NAME",
@@ -1194,9 +1154,8 @@ async fn token<T: Term>(ctx: &mut Ctx<'_, T>, c: TokenCmd) -> Result<()> {
                     "LAST USED",
                     "EXPIRES",
                 ],
-                &all.iter()
-                    .filter(|t| t.revoked_at.is_none())
-                    .map(|t| {
+                |t: &TokenResponse| {
+                    (t.revoked_at.is_none()).then(|| {
                         vec![
                             t.id.to_string(),
                             t.name.clone(),
@@ -1207,9 +1166,9 @@ async fn token<T: Term>(ctx: &mut Ctx<'_, T>, c: TokenCmd) -> Result<()> {
                             show::opt(t.expires_at.as_ref().map(show::time)),
                         ]
                     })
-                    .collect::<Vec<_>>(),
-            ));
-            Ok(())
+                },
+            )
+            .await
         }
         TokenCmd::Create {
             name,
@@ -1218,16 +1177,14 @@ async fn token<T: Term>(ctx: &mut Ctx<'_, T>, c: TokenCmd) -> Result<()> {
         } => {
             let body = json!({ "name": name, "role": role, "expires_in_days": expires_in_days });
             let v = ctx.api.call("POST", "/tokens", Some(&body)).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                ctx.term.out(&format!(
+            ctx.say(&v, || {
+                format!(
                     "token {} (id {}): {}\nKeep it now: it is not shown again.",
                     name,
                     v["token"]["id"],
                     v["secret"].as_str().unwrap_or("?")
-                ));
-            }
+                )
+            });
             Ok(())
         }
         TokenCmd::Revoke { id } => {
