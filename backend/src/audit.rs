@@ -16,6 +16,9 @@ pub struct Actor {
     pub name: String,
     /// Set when the change was made with an API token.
     pub via_token: Option<String>,
+    /// Set when it came another way than the dashboard or the API (`ssh`: the controller's SSH
+    /// command line).
+    pub via: Option<&'static str>,
 }
 
 impl Actor {
@@ -23,6 +26,7 @@ impl Actor {
         Actor {
             name: format!("system:{what}"),
             via_token: None,
+            via: None,
         }
     }
 }
@@ -32,6 +36,7 @@ impl From<&Principal> for Actor {
         Actor {
             name: p.username.clone(),
             via_token: p.token_name().map(str::to_string),
+            via: p.via(),
         }
     }
 }
@@ -94,6 +99,9 @@ fn record_kind(
     let mut details = change.details;
     if let (Some(token), Some(obj)) = (&actor.via_token, details.as_object_mut()) {
         obj.insert("via_token".into(), serde_json::Value::String(token.clone()));
+    }
+    if let (Some(via), Some(obj)) = (actor.via, details.as_object_mut()) {
+        obj.insert("via".into(), serde_json::Value::String(via.into()));
     }
     let details = details.to_string();
     let row = NewEvent {

@@ -165,6 +165,10 @@ pub fn new_session_secret() -> String {
     random_b64(32)
 }
 
+/// The user agent recorded for sessions of the controller's SSH command line (a browser's
+/// agent that says the same is recorded with a prefix: see the login).
+pub const SSH_SESSION_AGENT: &str = "serverware-ssh";
+
 /// A new API token: `swt_` and 40 random characters.
 pub fn new_token_secret() -> String {
     format!("{TOKEN_PREFIX}{}", random_b64(30))
@@ -174,6 +178,8 @@ pub fn new_token_secret() -> String {
 pub enum AuthMethod {
     Session {
         session_id: i64,
+        /// Made by a login to the controller's SSH command line (not the dashboard).
+        ssh: bool,
     },
     Token {
         token_id: i64,
@@ -200,6 +206,14 @@ impl Principal {
         match &self.method {
             AuthMethod::Token { name, .. } => Some(name),
             AuthMethod::Session { .. } => None,
+        }
+    }
+
+    /// The way other than the dashboard or an API token the request came by, if any.
+    pub fn via(&self) -> Option<&'static str> {
+        match &self.method {
+            AuthMethod::Session { ssh: true, .. } => Some("ssh"),
+            _ => None,
         }
     }
 
@@ -361,6 +375,7 @@ async fn authenticate_session(state: &Core, secret: String) -> Result<Principal,
                 role: user.role(),
                 method: AuthMethod::Session {
                     session_id: session.id,
+                    ssh: session.user_agent.as_deref() == Some(SSH_SESSION_AGENT),
                 },
             })
         })
@@ -425,7 +440,7 @@ pub async fn still_valid(state: &Core, p: &Principal) -> bool {
         .run(move |conn| {
             let t = now();
             let ok = match method {
-                AuthMethod::Session { session_id } => {
+                AuthMethod::Session { session_id, .. } => {
                     sessions::table
                         .inner_join(users::table)
                         .filter(sessions::id.eq(session_id))

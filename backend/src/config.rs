@@ -37,6 +37,10 @@ pub struct ConfigArgs {
     /// Log filter, such as `info` or `serverware=debug` [default: info]
     #[arg(long, env = "SERVERWARE_LOG", global = true)]
     pub log: Option<String>,
+    /// Address and port of the SSH command line, or "off" [default: the listen address's IP,
+    /// port 2222 (port 0, any free one, when the listen port is 0)]
+    #[arg(long, env = "SERVERWARE_SSH_LISTEN", global = true)]
+    pub ssh_listen: Option<String>,
     /// PEM certificate chain; serve HTTPS when given with --tls-key
     #[arg(long, env = "SERVERWARE_TLS_CERT", global = true)]
     pub tls_cert: Option<PathBuf>,
@@ -67,6 +71,7 @@ pub struct ConfigArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    ssh_listen: Option<String>,
     data_dir: Option<PathBuf>,
     storage_dir: Option<PathBuf>,
     database_url: Option<String>,
@@ -106,6 +111,8 @@ impl Default for LoginLimits {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The SSH command line's address (None: off).
+    pub ssh_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// netDUPLO's storage directory.
     pub storage_dir: PathBuf,
@@ -130,6 +137,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("ssh_listen", &self.ssh_listen)
             .field("data_dir", &self.data_dir)
             .field("storage_dir", &self.storage_dir)
             .field("database_url", &redact_db_url(&self.database_url))
@@ -188,6 +196,16 @@ impl Config {
         let listen: SocketAddr = listen_s.parse().with_context(|| {
             format!("listen address '{listen_s}' is not IP:PORT (such as 127.0.0.1:8080)")
         })?;
+        let ssh_listen = match args.ssh_listen.clone().or(file.ssh_listen) {
+            Some(s) if s.trim() == "off" => None,
+            Some(s) => Some(s.parse::<SocketAddr>().with_context(|| {
+                format!("SSH listen address '{s}' is not IP:PORT (such as 0.0.0.0:2222) or off")
+            })?),
+            None => Some(SocketAddr::new(
+                listen.ip(),
+                if listen.port() == 0 { 0 } else { 2222 },
+            )),
+        };
         let data_dir = args
             .data_dir
             .clone()
@@ -234,6 +252,7 @@ impl Config {
         }
         Ok(Config {
             listen,
+            ssh_listen,
             data_dir,
             storage_dir,
             database_url,

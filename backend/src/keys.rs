@@ -10,8 +10,20 @@ use std::path::Path;
 
 pub const KEY_FILE: &str = "controller_ed25519";
 
+/// The SSH command line's host key, beside it.
+pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
-    let path = data_dir.join(KEY_FILE);
+    load_or_create_named(data_dir, KEY_FILE, "serverware-controller")
+}
+
+/// An ed25519 key kept in `data_dir/file` (mode 0600), made on first use.
+pub fn load_or_create_named(
+    data_dir: &Path,
+    file: &str,
+    comment: &str,
+) -> anyhow::Result<PrivateKey> {
+    let path = data_dir.join(file);
     if path.exists() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -21,7 +33,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-    key.set_comment("serverware-controller");
+    key.set_comment(comment);
     let text = key
         .to_openssh(LineEnding::LF)
         .context("cannot encode the controller key")?;

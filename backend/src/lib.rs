@@ -22,6 +22,7 @@ pub mod schema;
 pub mod server;
 pub mod settings;
 pub mod ssh;
+pub mod sshd;
 pub mod storage;
 pub mod tasks;
 pub mod templates;

@@ -106,6 +106,14 @@ fn run(config: Config) -> anyhow::Result<()> {
         println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
         println!("  Dashboard and API: {}", running.url());
         println!("  API reference:     {}api/v1/openapi.json", running.url());
+        if let Some(a) = running.ssh_addr {
+            let host = if a.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                a.ip().to_string()
+            };
+            println!("  Command line:      sw (installed by run.sh), or ssh -p {} admin@{host}", a.port());
+        }
         if running.created_admin {
             match &running.generated_admin_password {
                 Some(pw) => {

@@ -30,6 +30,8 @@ pub struct Running {
     pub handle: actix_web::dev::ServerHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     pub state: web::Data<Core>,
+    /// Where the SSH command line listens (None: off).
+    pub ssh_addr: Option<SocketAddr>,
 }
 
 /// How long a stopping controller lets running operations reach their end.
@@ -433,7 +435,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .run();
     let handle = server.handle();
     let join = tokio::spawn(server);
+    let scheme = if state.tls { "https" } else { "http" };
+    let local = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let ssh_addr = match state.config.ssh_listen {
+        Some(a) => Some(
+            crate::sshd::start(state.clone().into_inner(), a, format!("{scheme}://{local}"))
+                .await?,
+        ),
+        None => None,
+    };
     Ok(Running {
+        ssh_addr,
         hub,
         addr,
         tls: state.tls,

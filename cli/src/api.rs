@@ -93,6 +93,8 @@ pub fn failure_of(status: u16, body: &Value) -> Failure {
 pub struct Api {
     base: String,
     token: Option<String>,
+    /// A session cookie (`name=value`) instead of a token: the controller's SSH command line.
+    cookie: Option<String>,
     http: reqwest::Client,
 }
 
@@ -115,7 +117,21 @@ impl Api {
             .no_proxy()
             .build()
             .map_err(|e| Failure::new(Exit::Failed, format!("cannot make an HTTP client: {e}")))?;
-        Ok(Api { base, token, http })
+        Ok(Api {
+            base,
+            token,
+            cookie: None,
+            http,
+        })
+    }
+
+    /// The same controller, authenticated by a session cookie (`name=value`).
+    pub fn with_cookie(&self, cookie: String) -> Api {
+        Api {
+            token: None,
+            cookie: Some(cookie),
+            ..self.clone()
+        }
     }
 
     /// Logs in as `username` and makes an API token named `name` with the session (which then
@@ -138,6 +154,7 @@ impl Api {
         let session = Api {
             base: self.base.clone(),
             token: None,
+            cookie: None,
             http,
         };
         session
@@ -191,6 +208,9 @@ impl Api {
         let mut req = self.http.request(m, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
         }
         if let Some(b) = body {
             req = req.json(b);

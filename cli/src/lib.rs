@@ -6,4 +6,5 @@ pub mod api;
 pub mod args;
 pub mod run;
 pub mod saved;
+pub mod shell;
 pub mod show;

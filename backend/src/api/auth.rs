@@ -49,6 +49,43 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { username, password } = body.into_inner();
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect::<String>())
+        // Only the SSH command line's sessions are recorded as its.
+        .map(|s| {
+            if s.starts_with(authn::SSH_SESSION_AGENT) {
+                format!("web: {s}")
+            } else {
+                s
+            }
+        });
+    let addr = req.peer_addr().map(|a| a.ip());
+    let (user, secret) =
+        password_login(&state, &username, password, addr, user_agent, None).await?;
+    let body = session_response(
+        &user,
+        user.role(),
+        "session",
+        state.config.session_idle_minutes,
+    );
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(secret, state.tls))
+        .json(body))
+}
+
+/// A login by password, for the dashboard and the SSH command line (`via`): checked against
+/// the login limiter, audited, and on success a new session (its secret returned).
+pub async fn password_login(
+    state: &Core,
+    username: &str,
+    password: String,
+    addr: Option<std::net::IpAddr>,
+    user_agent: Option<String>,
+    via: Option<&'static str>,
+) -> ApiResult<(User, String)> {
     // Only a name that could be a user's is looked up; any other is kept, in the limiter and
     // the failed-login event, as a short escaped prefix: what a client sends is never stored
     // whole.
@@ -57,9 +94,8 @@ pub async fn login(
     let account = if plausible {
         normal
     } else {
-        shown_name(&username)
+        shown_name(username)
     };
-    let addr = req.peer_addr().map(|a| a.ip());
     if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
         // A locked client waits for its answer: a flood slows to one attempt per connection
         // and second, at the cost of a timer.
@@ -68,11 +104,6 @@ pub async fn login(
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    let user_agent = req
-        .headers()
-        .get(actix_web::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(200).collect::<String>());
     let ip = addr.map(|a| a.to_string());
     let secret = authn::new_session_secret();
     let secret_hash = authn::secret_hash(&secret);
@@ -108,6 +139,7 @@ pub async fn login(
                 let actor = Actor {
                     name: "anonymous".into(),
                     via_token: None,
+                    via,
                 };
                 audit::record(
                     conn,
@@ -143,12 +175,21 @@ pub async fn login(
                     &Actor {
                         name: user.username.clone(),
                         via_token: None,
+                        via,
                     },
                     Change::new(
                         "auth.login",
                         "user",
                         user.id,
-                        format!("{} logged in", user.username),
+                        format!(
+                            "{} logged in{}",
+                            user.username,
+                            if via == Some("ssh") {
+                                " to the SSH command line"
+                            } else {
+                                ""
+                            }
+                        ),
                     )
                     .details(serde_json::json!({ "ip": ip })),
                 )?;
@@ -163,15 +204,7 @@ pub async fn login(
     match result {
         Some(user) => {
             state.login_limiter.success(&account, addr);
-            let body = session_response(
-                &user,
-                user.role(),
-                "session",
-                state.config.session_idle_minutes,
-            );
-            Ok(HttpResponse::Ok()
-                .cookie(session_cookie(secret, state.tls))
-                .json(body))
+            Ok((user, secret))
         }
         None => {
             state.login_limiter.failure(&account, addr, Instant::now());
@@ -199,7 +232,7 @@ fn shown_name(name: &str) -> String {
 #[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
 #[post("/auth/logout")]
 pub async fn logout(state: web::Data<Core>, principal: Principal) -> ApiResult<HttpResponse> {
-    if let AuthMethod::Session { session_id } = principal.method {
+    if let AuthMethod::Session { session_id, .. } = principal.method {
         let actor = Actor::from(&principal);
         state
             .db
@@ -267,7 +300,7 @@ pub async fn change_password(
     validate::new_password("new_password", &req.new_password)?;
     let actor = Actor::from(&principal);
     let keep_session = match principal.method {
-        AuthMethod::Session { session_id } => Some(session_id),
+        AuthMethod::Session { session_id, .. } => Some(session_id),
         AuthMethod::Token { .. } => None,
     };
     let uid = principal.user_id;

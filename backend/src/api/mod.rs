@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1`. Handlers are registered through utoipa-actix-web, so the OpenAPI
 //! document at `/api/v1/openapi.json` lists exactly the routes that exist.
 
-mod auth;
+pub(crate) mod auth;
 mod duplo;
 pub(crate) mod events;
 mod hosts;

@@ -18,6 +18,7 @@ mod own_machine;
 mod roles;
 mod schema;
 mod ssh_hosts;
+mod sshd;
 mod sw;
 mod templates;
 mod tokens;

@@ -16,6 +16,8 @@ pub struct TestController {
     /// In process mode: the `serverware` binary, killed by its PID when dropped.
     process: Option<std::process::Child>,
     listen: String,
+    /// In process mode: where its SSH command line listens.
+    ssh_listen: String,
     pg: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -98,6 +100,7 @@ impl TestController {
             running: Some(running),
             process: None,
             listen: String::new(),
+            ssh_listen: String::new(),
             pg,
             _dir: dir,
         }
@@ -115,12 +118,18 @@ impl TestController {
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
+        let ssh_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut t = TestController {
             base: format!("http://{listen}"),
             database_url,
             running: None,
             process: None,
             listen,
+            ssh_listen: format!("127.0.0.1:{ssh_port}"),
             pg,
             _dir: dir,
         };
@@ -141,6 +150,7 @@ impl TestController {
             .env("SERVERWARE_DATA_DIR", self._dir.path())
             .env("SERVERWARE_DATABASE_URL", &self.database_url)
             .env("SERVERWARE_LISTEN", &self.listen)
+            .env("SERVERWARE_SSH_LISTEN", &self.ssh_listen)
             .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
             .env("SERVERWARE_AGENT_BIN", &agent)
             .env(
@@ -230,6 +240,19 @@ impl TestController {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The port of its SSH command line.
+    pub fn ssh_port(&self) -> u16 {
+        match &self.running {
+            Some(r) => r.ssh_addr.expect("the SSH command line is on").port(),
+            None => self
+                .ssh_listen
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("an SSH port"),
+        }
     }
 
     pub fn is_postgres(&self) -> bool {

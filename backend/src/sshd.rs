@@ -1,0 +1,504 @@
+//! The SSH command line: `ssh -p 2222 admin@controller vps list`, or an interactive shell.
+//!
+//! A russh server with its own host key (`ssh_host_ed25519_key` in the data directory, made on
+//! first start, the same across restarts). A login by password goes through the dashboard's own
+//! login ([`crate::api::auth::password_login`]: the same back-off, the same audit event, marked
+//! `via: ssh`) and makes a session like a browser's. Every command is `sw`'s
+//! ([`serverware_cli`]): parsed by the same command tree, carried out by the same code, over the
+//! controller's own REST API with that session. Nothing here implements an operation or checks
+//! a field, and roles hold exactly as in the API. The session ends with the connection.
+
+use crate::core::Core;
+use clap::Parser;
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelId};
+use serverware_cli::api::{Api, Exit};
+use serverware_cli::args::{Cli, Command};
+use serverware_cli::run::{Ctx, Term};
+use serverware_cli::shell::{self, Edit, LineEditor};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Starts the SSH command line on `addr`; the address it listens on.
+pub async fn start(
+    core: Arc<Core>,
+    addr: SocketAddr,
+    api_base: String,
+) -> anyhow::Result<SocketAddr> {
+    use anyhow::Context;
+    let key = crate::keys::load_or_create_named(
+        &core.config.data_dir,
+        crate::keys::HOST_KEY_FILE,
+        "serverware-ssh",
+    )?;
+    let config = Arc::new(russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-SERVERware".into()),
+        methods: russh::MethodSet::from(&[russh::MethodKind::Password][..]),
+        keys: vec![key],
+        auth_rejection_time: std::time::Duration::from_secs(1),
+        auth_rejection_time_initial: Some(std::time::Duration::from_secs(0)),
+        max_auth_attempts: 6,
+        inactivity_timeout: Some(std::time::Duration::from_secs(3600)),
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen for the SSH command line on {addr} (set SERVERWARE_SSH_LISTEN, or off)"
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    // The controller's own API, reached the way any client reaches it (a certificate made for
+    // its public name is accepted on this local hop).
+    let api = Api::new(&api_base, None, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("the SSH command line cannot accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if core.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let handler = Conn {
+                core: core.clone(),
+                api: api.clone(),
+                peer,
+                login: None,
+                channels: HashMap::new(),
+            };
+            let config = config.clone();
+            tokio::spawn(async move {
+                match russh::server::run_stream(config, sock, handler).await {
+                    Ok(session) => {
+                        if let Err(e) = session.await {
+                            tracing::debug!(%peer, "SSH connection ended: {e}");
+                        }
+                    }
+                    Err(e) => tracing::debug!(%peer, "SSH connection refused: {e}"),
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+struct Login {
+    username: String,
+    secret: String,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    pty: bool,
+    /// Input for the command or shell running on it.
+    input: Option<mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+/// One SSH connection.
+struct Conn {
+    core: Arc<Core>,
+    api: Api,
+    peer: SocketAddr,
+    login: Option<Login>,
+    channels: HashMap<ChannelId, ChannelState>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The session ends with the connection.
+        if let Some(l) = self.login.take() {
+            let core = self.core.clone();
+            tokio::spawn(async move {
+                let hash = crate::auth::secret_hash(&l.secret);
+                let _ = core
+                    .db
+                    .run(move |c| {
+                        use diesel::prelude::*;
+                        diesel::delete(
+                            crate::schema::sessions::table
+                                .filter(crate::schema::sessions::token_hash.eq(hash)),
+                        )
+                        .execute(c)?;
+                        Ok(())
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+impl Conn {
+    fn api(&self) -> Option<Api> {
+        self.login.as_ref().map(|l| {
+            self.api.with_cookie(format!(
+                "{}={}",
+                serverware_shared::SESSION_COOKIE,
+                l.secret
+            ))
+        })
+    }
+
+    /// Runs `work` on `channel` with a terminal of its own; then its exit status, and the
+    /// channel ends.
+    fn spawn(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+        work: impl FnOnce(
+                SshTerm,
+                Api,
+                String,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = u32> + Send>>
+            + Send
+            + 'static,
+    ) {
+        let (Some(api), Some(user)) = (self.api(), self.login.as_ref().map(|l| l.username.clone()))
+        else {
+            return;
+        };
+        let state = self.channels.entry(channel).or_default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        state.input = Some(tx);
+        let handle = session.handle();
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(bool, Vec<u8>)>();
+        let writer_handle = handle.clone();
+        // Output in order: one writer per channel.
+        let writer = tokio::spawn(async move {
+            while let Some((stderr, data)) = out_rx.recv().await {
+                let r = if stderr {
+                    writer_handle.extended_data(channel, 1, data).await
+                } else {
+                    writer_handle.data(channel, data).await
+                };
+                if r.is_err() {
+                    break;
+                }
+            }
+        });
+        let term = SshTerm {
+            out: out_tx,
+            input: rx,
+            pending: Vec::new(),
+            pty: state.pty,
+            editor: LineEditor::new(),
+            closed: false,
+        };
+        tokio::spawn(async move {
+            let code = work(term, api, user).await;
+            let _ = writer.await;
+            let _ = handle.exit_status_request(channel, code).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        });
+    }
+}
+
+/// A channel as `sw`'s terminal: output to the client (CR LF on a terminal), input from it.
+struct SshTerm {
+    out: mpsc::UnboundedSender<(bool, Vec<u8>)>,
+    input: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Input received beyond the last line read.
+    pending: Vec<u8>,
+    pty: bool,
+    editor: LineEditor,
+    closed: bool,
+}
+
+impl SshTerm {
+    fn send(&self, stderr: bool, text: &str) {
+        let data = if self.pty {
+            text.replace('\n', "\r\n").into_bytes()
+        } else {
+            text.as_bytes().to_vec()
+        };
+        // On a terminal both streams are the screen; kept in one, they stay in order.
+        let _ = self.out.send((stderr && !self.pty, data));
+    }
+
+    /// A line typed on the terminal, edited (None: the end, or Ctrl-C).
+    async fn edited_line(&mut self, prompt: &str, secret: bool) -> Option<String> {
+        self.send(false, prompt);
+        self.editor.reset(secret);
+        loop {
+            let data = if self.pending.is_empty() {
+                if self.closed {
+                    return None;
+                }
+                match self.input.recv().await {
+                    Some(d) => d,
+                    None => {
+                        self.closed = true;
+                        return None;
+                    }
+                }
+            } else {
+                std::mem::take(&mut self.pending)
+            };
+            let edits = self.editor.feed(&data);
+            // What came after the line waits for the next read.
+            self.pending = self.editor.take_rest();
+            for e in edits {
+                match e {
+                    Edit::Show(b) => {
+                        let _ = self.out.send((false, b));
+                    }
+                    Edit::Redraw(line) => self.send(false, &format!("{prompt}{line}")),
+                    Edit::Line(l) => return Some(l),
+                    Edit::Interrupt => return Some(String::new()),
+                    Edit::End => return None,
+                }
+            }
+        }
+    }
+
+    /// A line of raw input (no terminal).
+    async fn raw_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=i).collect();
+                return Some(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                );
+            }
+            if self.closed {
+                if self.pending.is_empty() {
+                    return None;
+                }
+                let line = std::mem::take(&mut self.pending);
+                return Some(String::from_utf8_lossy(&line).to_string());
+            }
+            match self.input.recv().await {
+                Some(d) => self.pending.extend_from_slice(&d),
+                None => self.closed = true,
+            }
+        }
+    }
+}
+
+impl Term for SshTerm {
+    fn out(&mut self, text: &str) {
+        self.send(false, &format!("{text}\n"));
+    }
+
+    fn err(&mut self, text: &str) {
+        self.send(true, &format!("{text}\n"));
+    }
+
+    fn interactive(&self) -> bool {
+        self.pty
+    }
+
+    fn progress(&mut self, text: &str) {
+        self.send(false, &format!("\r\x1b[2K{text}"));
+    }
+
+    async fn read_line(&mut self, prompt: &str, secret: bool) -> Option<String> {
+        if self.pty {
+            self.edited_line(prompt, secret).await
+        } else {
+            self.raw_line().await
+        }
+    }
+}
+
+/// Runs one command line (its words) for the user; its exit code.
+async fn one(term: &mut SshTerm, api: &Api, words: Vec<String>) -> u32 {
+    let cli = match Cli::try_parse_from(std::iter::once("sw".to_string()).chain(words)) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().to_string();
+            let ok = !e.use_stderr();
+            if ok {
+                term.out(text.trim_end());
+            } else {
+                term.err(text.trim_end());
+            }
+            return if ok { 0 } else { Exit::Usage.code() as u32 };
+        }
+    };
+    if let Command::Login { .. } | Command::Logout | Command::Completions { .. } = cli.command {
+        term.err("login, logout and completions are for sw on your own machine; here you are logged in already");
+        return Exit::Usage.code() as u32;
+    }
+    let mut ctx = Ctx {
+        api,
+        json: cli.json,
+        yes: cli.yes,
+        term,
+    };
+    match serverware_cli::run::execute(&mut ctx, cli.command).await {
+        Ok(()) => 0,
+        Err(f) => {
+            ctx.term.err(&format!("sw: {}", f.message));
+            f.exit.code() as u32
+        }
+    }
+}
+
+/// The interactive shell: a prompt, the line editor, each line a command; `exit` ends it.
+async fn shell_loop(mut term: SshTerm, api: Api, user: String) -> u32 {
+    if term.pty {
+        term.out(&format!(
+            "SERVERware command line. Logged in as {user}. Type help, a command such as `vps list`, or exit."
+        ));
+    }
+    let prompt = format!("{user}@serverware> ");
+    let mut last = 0;
+    loop {
+        let line = if term.pty {
+            term.edited_line(&prompt, false).await
+        } else {
+            term.raw_line().await
+        };
+        let Some(line) = line else { break };
+        let words = match shell::split_words(&line) {
+            Ok(w) => w,
+            Err(e) => {
+                term.err(&e);
+                continue;
+            }
+        };
+        match words.first().map(String::as_str) {
+            None => continue,
+            Some("exit" | "quit" | "logout") => break,
+            Some("help") if words.len() == 1 => {
+                last = one(&mut term, &api, vec!["--help".into()]).await;
+                continue;
+            }
+            _ => {}
+        }
+        last = one(&mut term, &api, words).await;
+    }
+    last
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        match crate::api::auth::password_login(
+            &self.core,
+            user,
+            password.to_string(),
+            Some(self.peer.ip()),
+            Some(crate::auth::SSH_SESSION_AGENT.to_string()),
+            Some("ssh"),
+        )
+        .await
+        {
+            Ok((u, secret)) => {
+                self.login = Some(Login {
+                    username: u.username,
+                    secret,
+                });
+                Ok(Auth::Accept)
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, "SSH login refused: {}", e.body().message);
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), ChannelState::default());
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.entry(channel).or_default().pty = true;
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        self.spawn(channel, session, |term, api, user| {
+            Box::pin(shell_loop(term, api, user))
+        });
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.spawn(channel, session, move |mut term, api, _user| {
+            Box::pin(async move {
+                match shell::split_words(&line) {
+                    Ok(words) if words.is_empty() => shell_loop(term, api, _user).await,
+                    Ok(words) => one(&mut term, &api, words).await,
+                    Err(e) => {
+                        term.err(&format!("sw: {e}"));
+                        Exit::Usage.code() as u32
+                    }
+                }
+            })
+        });
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(tx) = self.channels.get(&channel).and_then(|c| c.input.as_ref()) {
+            let _ = tx.send(data.to_vec());
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(c) = self.channels.get_mut(&channel) {
+            c.input = None;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! The controller's SSH command line, driven by OpenSSH's own `ssh` client.
+
+use crate::support::*;
+use crate::vps_lifecycle::get;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `ssh -p PORT USER@127.0.0.1 ARGS` with `password` given through SSH_ASKPASS, `input` on its
+/// standard input; the controller's key pinned in `dir/known_hosts` under one alias (so it is
+/// checked across restarts whatever the port). `tty`: a terminal on the far side (`-tt`).
+async fn ssh(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    tty: bool,
+    args: &[&str],
+    input: &str,
+) -> Out {
+    let askpass = dir.join(format!("askpass-{user}"));
+    let pw_file = dir.join(format!("pw-{user}"));
+    std::fs::write(&pw_file, password).unwrap();
+    std::fs::write(
+        &askpass,
+        format!("#!/bin/sh\ncat '{}'\n", pw_file.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = Command::new("ssh");
+    c.env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            &format!("UserKnownHostsFile={}", dir.join("known_hosts").display()),
+            "-o",
+            "HostKeyAlias=serverware-test",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "ConnectTimeout=20",
+            "-F",
+            "/dev/null",
+        ]);
+    if tty {
+        c.arg("-tt");
+    } else {
+        c.arg("-T");
+    }
+    c.arg(format!("{user}@127.0.0.1"));
+    if !args.is_empty() {
+        // (`--`: what follows is the command, even the words starting with '-'.)
+        c.arg("--");
+    }
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = c
+            .spawn()
+            .expect("OpenSSH's ssh client (apt openssh-client)");
+        let mut stdin = child.stdin.take().unwrap();
+        // Typed a little at a time, as a person would.
+        for chunk in input.as_bytes().chunks(16) {
+            let _ = stdin.write_all(chunk);
+            let _ = stdin.flush();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !tty {
+            drop(stdin);
+        } else {
+            // A terminal session ends by its `exit`; stdin stays open until then.
+            std::mem::forget(stdin);
+        }
+        let o = child.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // One-shot, by password: the same commands and output as sw.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["user", "list"],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.starts_with("ID  USER"), "{o:?}");
+    assert!(o.stdout.contains("admin"), "{o:?}");
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["--json", "whoami"],
+        "",
+    )
+    .await;
+    let me: serde_json::Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    assert_eq!(me["user"]["username"], "admin");
+    // Bad input: the API's message with the field, exit 3.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["user", "create", "x!", "--role", "viewer"],
+        "a-long-enough-password\n",
+    )
+    .await;
+    assert_eq!(o.code, 3, "{o:?}");
+    assert!(o.stderr.contains("username:"), "{o:?}");
+    // A user made through it (the password on standard input), audited as done over SSH.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["user", "create", "watcher", "--role", "viewer"],
+        "watcher-password-1\n",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let events = get(&t, &admin, "/api/v1/events?action=user.create").await;
+    assert_eq!(events["events"][0]["details"]["via"], "ssh", "{events}");
+    let logins = get(&t, &admin, "/api/v1/events?action=auth.login").await;
+    assert!(
+        logins["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["details"]["via"] == "ssh"),
+        "{logins}"
+    );
+
+    // A viewer: reads, and is refused a change with exit 4.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "watcher",
+        "watcher-password-1",
+        false,
+        &["vps", "list"],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "watcher",
+        "watcher-password-1",
+        false,
+        &["user", "delete", "admin", "--yes"],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 4, "{o:?}");
+    assert!(o.stderr.contains("not allowed"), "{o:?}");
+
+    // The interactive shell on a terminal: a prompt, completion, history, exit.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        true,
+        &[],
+        "user lis\t\r\x1b[A\rexit\r",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("admin@serverware> "), "{o:?}");
+    assert_eq!(
+        o.stdout.matches("ID  USER").count(),
+        2,
+        "the line completed, then run again from the history: {o:?}"
+    );
+
+    // A wrong password is refused; after several, even the right one waits (back-off).
+    let o = ssh(d, t.ssh_port(), "admin", "wrong", false, &["whoami"], "").await;
+    assert_eq!(o.code, 255, "{o:?}");
+    for _ in 0..5 {
+        ssh(d, t.ssh_port(), "admin", "wrong", false, &["whoami"], "").await;
+    }
+    let o = ssh(d, t.ssh_port(), "admin", ADMIN_PW, false, &["whoami"], "").await;
+    assert_eq!(o.code, 255, "locked out after the failures: {o:?}");
+    let failed = get(&t, &admin, "/api/v1/events?action=auth.login_failed").await;
+    assert!(failed["events"].as_array().unwrap().len() >= 5, "{failed}");
+
+    // Its host key is the same after a restart (the pinned key is checked: a new one fails).
+    t.restart(None).await;
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "watcher",
+        "watcher-password-1",
+        false,
+        &["whoami"],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("watcher (viewer"), "{o:?}");
+}
