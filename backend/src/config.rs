@@ -113,6 +113,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The SSH command line's address (None: off).
     pub ssh_listen: Option<SocketAddr>,
+    /// Whether it was asked for (else the default, given up with a warning when taken).
+    pub ssh_listen_explicit: bool,
     pub data_dir: PathBuf,
     /// netDUPLO's storage directory.
     pub storage_dir: PathBuf,
@@ -196,7 +198,9 @@ impl Config {
         let listen: SocketAddr = listen_s.parse().with_context(|| {
             format!("listen address '{listen_s}' is not IP:PORT (such as 127.0.0.1:8080)")
         })?;
-        let ssh_listen = match args.ssh_listen.clone().or(file.ssh_listen) {
+        let ssh_asked = args.ssh_listen.clone().or(file.ssh_listen);
+        let ssh_listen_explicit = ssh_asked.is_some();
+        let ssh_listen = match ssh_asked {
             Some(s) if s.trim() == "off" => None,
             Some(s) => Some(s.parse::<SocketAddr>().with_context(|| {
                 format!("SSH listen address '{s}' is not IP:PORT (such as 0.0.0.0:2222) or off")
@@ -253,6 +257,7 @@ impl Config {
         Ok(Config {
             listen,
             ssh_listen,
+            ssh_listen_explicit,
             data_dir,
             storage_dir,
             database_url,
@@ -325,6 +330,29 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("lisen"), "{e:#}");
+    }
+
+    #[test]
+    fn the_ssh_command_line_listens_beside_the_dashboard_unless_told() {
+        let with = |listen: &str, ssh: Option<&str>| {
+            Config::resolve(&ConfigArgs {
+                config: Some(PathBuf::from("/dev/null")),
+                listen: Some(listen.into()),
+                ssh_listen: ssh.map(str::to_string),
+                ..Default::default()
+            })
+        };
+        let c = with("0.0.0.0:8080", None).unwrap();
+        assert_eq!(c.ssh_listen, Some("0.0.0.0:2222".parse().unwrap()));
+        assert!(!c.ssh_listen_explicit);
+        let c = with("127.0.0.1:0", None).unwrap();
+        assert_eq!(c.ssh_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = with("127.0.0.1:8080", Some("off")).unwrap();
+        assert_eq!(c.ssh_listen, None);
+        let c = with("127.0.0.1:8080", Some("10.0.0.1:22")).unwrap();
+        assert_eq!(c.ssh_listen, Some("10.0.0.1:22".parse().unwrap()));
+        assert!(c.ssh_listen_explicit);
+        assert!(with("127.0.0.1:8080", Some("port 22")).is_err());
     }
 
     #[test]

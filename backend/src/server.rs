@@ -442,10 +442,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         addr
     };
     let ssh_addr = match state.config.ssh_listen {
-        Some(a) => Some(
-            crate::sshd::start(state.clone().into_inner(), a, format!("{scheme}://{local}"))
-                .await?,
-        ),
+        Some(a) => {
+            match crate::sshd::start(state.clone().into_inner(), a, format!("{scheme}://{local}"))
+                .await
+            {
+                Ok(bound) => Some(bound),
+                // The default port taken (another controller on this machine): the dashboard
+                // and API still serve.
+                Err(e) if !state.config.ssh_listen_explicit => {
+                    tracing::warn!("the SSH command line is off: {e:#}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
         None => None,
     };
     Ok(Running {
