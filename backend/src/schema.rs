@@ -210,6 +210,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_ssh_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        public_key -> Text,
+        fingerprint -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(user_ssh_keys -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(vpses -> hosts (host_id));
@@ -222,6 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
     api_tokens,
+    user_ssh_keys,
     settings,
     hosts,
     templates,

@@ -3,7 +3,8 @@
 //! A russh server with its own host key (`ssh_host_ed25519_key` in the data directory, made on
 //! first start, the same across restarts). A login by password goes through the dashboard's own
 //! login ([`crate::api::auth::password_login`]: the same back-off, the same audit event, marked
-//! `via: ssh`) and makes a session like a browser's. Every command is `sw`'s
+//! `via: ssh`) and makes a session like a browser's; a login by a public key registered in the
+//! user's account (Settings, `POST /ssh-keys`) makes one too ([`crate::api::auth::key_login`]). Every command is `sw`'s
 //! ([`serverware_cli`]): parsed by the same command tree, carried out by the same code, over the
 //! controller's own REST API with that session. Nothing here implements an operation or checks
 //! a field, and roles hold exactly as in the API. The session ends with the connection.
@@ -35,7 +36,9 @@ pub async fn start(
     )?;
     let config = Arc::new(russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-SERVERware".into()),
-        methods: russh::MethodSet::from(&[russh::MethodKind::Password][..]),
+        methods: russh::MethodSet::from(
+            &[russh::MethodKind::PublicKey, russh::MethodKind::Password][..],
+        ),
         keys: vec![key],
         auth_rejection_time: std::time::Duration::from_secs(1),
         auth_rejection_time_initial: Some(std::time::Duration::from_secs(0)),
@@ -405,6 +408,36 @@ impl russh::server::Handler for Conn {
                 tracing::info!(peer = %self.peer, "SSH login refused: {}", e.body().message);
                 Ok(Auth::reject())
             }
+        }
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        _offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Whether it is a key of this user is decided once the client proved it holds it.
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fp = key
+            .public_key
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
+        match crate::api::auth::key_login(&self.core, user, fp, Some(self.peer.ip())).await {
+            Ok((u, secret)) => {
+                self.login = Some(Login {
+                    username: u.username,
+                    secret,
+                });
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(Auth::reject()),
         }
     }
 

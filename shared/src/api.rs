@@ -105,6 +105,31 @@ pub struct TokenResponse {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A public key its user logs in to the SSH command line with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SshKeyResponse {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    /// `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa` …
+    pub key_type: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/ssh-keys`: a public key for one's own account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddSshKeyRequest {
+    pub name: String,
+    /// OpenSSH's one-line form (`ssh-ed25519 AAAA… comment`, as in `~/.ssh/id_ed25519.pub`).
+    pub public_key: String,
+}
+
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -319,6 +319,56 @@ pub fn sample_interval_ms(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 250, 60_000, "milliseconds").map(|v| v as u32)
 }
 
+/// The key types the SSH command line accepts.
+pub const SSH_KEY_TYPES: [&str; 6] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+];
+
+/// A public key in OpenSSH's one-line form (`TYPE BASE64 [comment]`): its type and data, without
+/// the comment. (Whether the data is a key of that type is checked where it is parsed.)
+pub fn ssh_public_key(field: &str, text: &str) -> Result<String> {
+    let t = text.trim();
+    if t.len() > 16 * 1024 {
+        return Err(ValidationError::new(
+            field,
+            "a public key has at most 16 KiB",
+        ));
+    }
+    let mut parts = t.split_whitespace();
+    let (Some(kind), Some(data)) = (parts.next(), parts.next()) else {
+        return Err(ValidationError::new(
+            field,
+            "paste the whole public key: its type, then its data (ssh-ed25519 AAAA…), as in ~/.ssh/id_ed25519.pub",
+        ));
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "'{}' is not a key type the SSH command line accepts ({})",
+                kind.chars().take(40).collect::<String>().escape_default(),
+                SSH_KEY_TYPES.join(", ")
+            ),
+        ));
+    }
+    if data.len() < 16
+        || !data
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    {
+        return Err(ValidationError::new(
+            field,
+            "the key's data is not base64 (the long part after its type)",
+        ));
+    }
+    Ok(format!("{kind} {data}"))
+}
+
 /// A size as people write it: bytes (`1048576`), or a number with a binary unit (`512M`,
 /// `512MiB`, `1.5G`, `2T`; K, M, G, T are powers of 1024, case ignored, `B` and `iB` optional).
 pub fn size_text(field: &str, text: &str) -> Result<u64> {
@@ -595,6 +645,27 @@ pub fn parse_check_ports(stored: &str) -> Vec<u16> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ssh_public_keys_are_checked_and_their_comment_dropped() {
+        let k = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@laptop";
+        assert_eq!(
+            ssh_public_key("public_key", k).unwrap(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+        );
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
+            "ssh-ed25519 not;base64!!!!!!!!!!",
+        ] {
+            assert_eq!(
+                ssh_public_key("public_key", bad).unwrap_err().field,
+                "public_key",
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn sizes_are_read_as_people_write_them() {

@@ -155,50 +155,16 @@ pub async fn password_login(
                 )?;
                 return Ok(None);
             };
-            let t = now();
-            conn.transaction(|conn| {
-                diesel::insert_into(sessions::table)
-                    .values(NewSession {
-                        token_hash: &secret_hash,
-                        user_id: user.id,
-                        created_at: t,
-                        last_seen_at: t,
-                        ip: ip.as_deref(),
-                        user_agent: user_agent.as_deref(),
-                    })
-                    .execute(conn)?;
-                diesel::update(users::table.find(user.id))
-                    .set(users::last_login_at.eq(t))
-                    .execute(conn)?;
-                audit::record(
-                    conn,
-                    &Actor {
-                        name: user.username.clone(),
-                        via_token: None,
-                        via,
-                    },
-                    Change::new(
-                        "auth.login",
-                        "user",
-                        user.id,
-                        format!(
-                            "{} logged in{}",
-                            user.username,
-                            if via == Some("ssh") {
-                                " to the SSH command line"
-                            } else {
-                                ""
-                            }
-                        ),
-                    )
-                    .details(serde_json::json!({ "ip": ip })),
-                )?;
-                Ok::<_, ApiError>(())
-            })?;
-            Ok(Some(User {
-                last_login_at: Some(t),
-                ..user
-            }))
+            let user = open_session(
+                conn,
+                user,
+                &secret_hash,
+                ip.as_deref(),
+                user_agent.as_deref(),
+                via,
+                None,
+            )?;
+            Ok(Some(user))
         })
         .await?;
     match result {
@@ -210,6 +176,124 @@ pub async fn password_login(
             state.login_limiter.failure(&account, addr, Instant::now());
             Err(ApiError::Unauthorized("wrong user name or password".into()))
         }
+    }
+}
+
+/// Records a login of `user`: a new session (its secret's hash), the last login time, and the
+/// audit event (`key`: the SSH key it came with).
+fn open_session(
+    conn: &mut crate::db::DbConn,
+    user: User,
+    secret_hash: &str,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    via: Option<&'static str>,
+    key: Option<&str>,
+) -> ApiResult<User> {
+    let t = now();
+    conn.transaction(|conn| {
+        diesel::insert_into(sessions::table)
+            .values(NewSession {
+                token_hash: secret_hash,
+                user_id: user.id,
+                created_at: t,
+                last_seen_at: t,
+                ip,
+                user_agent,
+            })
+            .execute(conn)?;
+        diesel::update(users::table.find(user.id))
+            .set(users::last_login_at.eq(t))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            &Actor {
+                name: user.username.clone(),
+                via_token: None,
+                via,
+            },
+            Change::new(
+                "auth.login",
+                "user",
+                user.id,
+                format!(
+                    "{} logged in{}{}",
+                    user.username,
+                    if via == Some("ssh") {
+                        " to the SSH command line"
+                    } else {
+                        ""
+                    },
+                    key.map(|k| format!(" with key '{k}'")).unwrap_or_default()
+                ),
+            )
+            .details(serde_json::json!({ "ip": ip, "ssh_key": key })),
+        )?;
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(User {
+        last_login_at: Some(t),
+        ..user
+    })
+}
+
+/// A login to the SSH command line with a public key (its signature checked by the SSH
+/// server): the key must be registered to `username`, who must be enabled. A locked account
+/// (too many wrong passwords) waits as for a password. A new session; its secret.
+pub async fn key_login(
+    state: &Core,
+    username: &str,
+    fingerprint: String,
+    addr: Option<std::net::IpAddr>,
+) -> ApiResult<(User, String)> {
+    use crate::schema::user_ssh_keys;
+    let account = username.trim().to_lowercase();
+    if validate::username("username", &account).is_err() {
+        return Err(ApiError::Unauthorized("no such key for that user".into()));
+    }
+    if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let secret = authn::new_session_secret();
+    let secret_hash = authn::secret_hash(&secret);
+    let ip = addr.map(|a| a.to_string());
+    let acct = account.clone();
+    let user = state
+        .db
+        .run(move |conn| {
+            let found: Option<(User, i64, String)> = users::table
+                .inner_join(user_ssh_keys::table)
+                .filter(users::username.eq(&acct))
+                .filter(user_ssh_keys::fingerprint.eq(&fingerprint))
+                .select((User::as_select(), user_ssh_keys::id, user_ssh_keys::name))
+                .first(conn)
+                .optional()?;
+            let Some((user, key_id, key_name)) = found.filter(|(u, _, _)| !u.disabled) else {
+                return Ok(None);
+            };
+            diesel::update(user_ssh_keys::table.find(key_id))
+                .set(user_ssh_keys::last_used_at.eq(now()))
+                .execute(conn)?;
+            open_session(
+                conn,
+                user,
+                &secret_hash,
+                ip.as_deref(),
+                Some(authn::SSH_SESSION_AGENT),
+                Some("ssh"),
+                Some(&key_name),
+            )
+            .map(Some)
+        })
+        .await?;
+    match user {
+        Some(u) => {
+            state.login_limiter.success(&account, addr);
+            Ok((u, secret))
+        }
+        None => Err(ApiError::Unauthorized("no such key for that user".into())),
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod auth;
 mod duplo;
 pub(crate) mod events;
 mod hosts;
+pub(crate) mod ssh_keys;
 mod system;
 mod tasks;
 mod templates;
@@ -40,6 +41,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(tokens::list_tokens)
         .service(tokens::create_token)
         .service(tokens::revoke_token)
+        .service(ssh_keys::list_ssh_keys)
+        .service(ssh_keys::add_ssh_key)
+        .service(ssh_keys::delete_ssh_key)
         .service(events::list_events)
         .service(events::get_settings)
         .service(events::update_settings)

@@ -110,6 +110,119 @@ async fn ssh(
     .unwrap()
 }
 
+/// `ssh` with the private key `key` only (no password), one command.
+async fn ssh_key(dir: &Path, port: u16, user: &str, key: &Path, args: &[&str]) -> Out {
+    let mut c = Command::new("ssh");
+    c.args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            &format!("UserKnownHostsFile={}", dir.join("known_hosts").display()),
+            "-o",
+            "HostKeyAlias=serverware-test",
+            "-o",
+            "PreferredAuthentications=publickey",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-F",
+            "/dev/null",
+            "-i",
+        ])
+        .arg(key)
+        .arg("-T")
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null());
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(name);
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (apt openssh-client)")
+        .success();
+    assert!(ok);
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public)
+}
+
+/// A public key registered in one's account logs in as that user; any other key does not.
+#[actix_web::test]
+async fn a_registered_public_key_logs_in_to_the_ssh_command_line() {
+    let t = TestController::start().await;
+    let admin = t.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, public) = keygen(d, "id_admin");
+    let (stranger, _) = keygen(d, "id_stranger");
+
+    // Checked as the API checks it: garbage is 422 naming the field, a second time is 409.
+    let r = admin
+        .post(t.url("/api/v1/ssh-keys"))
+        .json(&serde_json::json!({"name": "laptop", "public_key": "ssh-ed25519 !!"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 422, "invalid").await;
+    let r = admin
+        .post(t.url("/api/v1/ssh-keys"))
+        .json(&serde_json::json!({"name": "laptop", "public_key": public}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = admin
+        .post(t.url("/api/v1/ssh-keys"))
+        .json(&serde_json::json!({"name": "again", "public_key": public}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let keys = get(&t, &admin, "/api/v1/ssh-keys").await;
+    assert_eq!(keys[0]["key_type"], "ssh-ed25519", "{keys}");
+    assert!(keys[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("SHA256:"));
+
+    let o = ssh_key(d, t.ssh_port(), "admin", &key, &["whoami"]).await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("admin (admin, by session)"), "{o:?}");
+    let o = ssh_key(d, t.ssh_port(), "admin", &stranger, &["whoami"]).await;
+    assert_eq!(o.code, 255, "an unknown key: {o:?}");
+    let logins = get(&t, &admin, "/api/v1/events?action=auth.login").await;
+    assert_eq!(
+        logins["events"][0]["details"]["ssh_key"], "laptop",
+        "{logins}"
+    );
+    let keys = get(&t, &admin, "/api/v1/ssh-keys").await;
+    assert!(keys[0]["last_used_at"].is_string(), "{keys}");
+
+    // Removed: it no longer logs in.
+    let r = admin
+        .delete(t.url(&format!("/api/v1/ssh-keys/{}", keys[0]["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let o = ssh_key(d, t.ssh_port(), "admin", &key, &["whoami"]).await;
+    assert_eq!(o.code, 255, "{o:?}");
+}
+
 #[actix_web::test]
 async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     let mut t = TestController::start_process(None).await;
