@@ -336,6 +336,7 @@ async fn one(term: &mut SshTerm, api: &Api, words: Vec<String>) -> u32 {
         json: cli.json,
         yes: cli.yes,
         term,
+        files: false,
     };
     match serverware_cli::run::execute(&mut ctx, cli.command).await {
         Ok(()) => 0,

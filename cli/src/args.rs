@@ -70,6 +70,9 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Your SSH public keys (they log in to the controller's SSH command line as you).
+    #[command(subcommand, name = "ssh-key")]
+    SshKey(SshKeyCmd),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -368,6 +371,19 @@ pub enum TokenCmd {
         expires_in_days: Option<u32>,
     },
     Revoke {
+        id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SshKeyCmd {
+    List,
+    /// Add a public key: a file such as ~/.ssh/id_ed25519.pub, or - for standard input.
+    Add {
+        name: String,
+        file: String,
+    },
+    Delete {
         id: i64,
     },
 }

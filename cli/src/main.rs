@@ -194,6 +194,7 @@ async fn main_async(cli: Cli) -> Result<(), Failure> {
                 json: cli.json,
                 yes: cli.yes,
                 term: &mut term,
+                files: true,
             };
             run::execute(&mut ctx, command).await
         }

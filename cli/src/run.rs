@@ -32,6 +32,9 @@ pub struct Ctx<'a, T: Term> {
     pub json: bool,
     pub yes: bool,
     pub term: &'a mut T,
+    /// Files named on the command line may be read (false in the controller's SSH command
+    /// line: they would be the controller's files, read as the controller).
+    pub files: bool,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
@@ -257,6 +260,7 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
         Command::Event(c) => event(ctx, c).await,
         Command::User(c) => user(ctx, c).await,
         Command::Token(c) => token(ctx, c).await,
+        Command::SshKey(c) => ssh_key(ctx, c).await,
         Command::Login { .. } | Command::Logout | Command::Completions { .. } => {
             Err(usage("this command is not available here"))
         }
@@ -420,6 +424,11 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
             description,
             duplo_interval,
         } => {
+            if private_key.is_some() && !ctx.files {
+                return Err(usage(
+                    "a key file is read on your own machine: use sw there, or --password-stdin here",
+                ));
+            }
             let probe = ctx
                 .api
                 .call("POST", "/hosts/probe", Some(&json!({ "address": address })))
@@ -1193,6 +1202,64 @@ async fn token<T: Term>(ctx: &mut Ctx<'_, T>, c: TokenCmd) -> Result<()> {
                 .await?;
             if !ctx.json {
                 ctx.term.out(&format!("token {id} revoked"));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn ssh_key<T: Term>(ctx: &mut Ctx<'_, T>, c: SshKeyCmd) -> Result<()> {
+    match c {
+        SshKeyCmd::List => {
+            ctx.listing(
+                "/ssh-keys",
+                &["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"],
+                |k: &serverware_shared::api::SshKeyResponse| {
+                    Some(vec![
+                        k.id.to_string(),
+                        k.name.clone(),
+                        k.key_type.clone(),
+                        k.fingerprint.clone(),
+                        show::opt(k.last_used_at.as_ref().map(show::time)),
+                    ])
+                },
+            )
+            .await
+        }
+        SshKeyCmd::Add { name, file } => {
+            let text = if file == "-" {
+                ctx.term.read_line("", false).await.unwrap_or_default()
+            } else if !ctx.files {
+                return Err(usage(
+                    "here the key comes on standard input: ssh … ssh-key add NAME - < key.pub",
+                ));
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| usage(format!("cannot read {file}: {e}")))?
+            };
+            let v = ctx
+                .api
+                .call(
+                    "POST",
+                    "/ssh-keys",
+                    Some(&json!({ "name": name, "public_key": text.trim() })),
+                )
+                .await?;
+            ctx.say(&v, || {
+                format!(
+                    "SSH key '{}' added: {}",
+                    v["name"].as_str().unwrap_or("?"),
+                    v["fingerprint"].as_str().unwrap_or("?")
+                )
+            });
+            Ok(())
+        }
+        SshKeyCmd::Delete { id } => {
+            ctx.api
+                .call("DELETE", &format!("/ssh-keys/{id}"), None)
+                .await?;
+            if !ctx.json {
+                ctx.term.out(&format!("SSH key {id} removed"));
             }
             Ok(())
         }

@@ -181,6 +181,18 @@ pub async fn revoke_token(id: i64) -> Result<(), ApiError> {
     delete(&format!("/tokens/{id}")).await
 }
 
+pub async fn ssh_keys() -> Result<Vec<SshKeyResponse>, ApiError> {
+    get("/ssh-keys").await
+}
+
+pub async fn add_ssh_key(req: &AddSshKeyRequest) -> Result<SshKeyResponse, ApiError> {
+    post("/ssh-keys", req).await
+}
+
+pub async fn delete_ssh_key(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/ssh-keys/{id}")).await
+}
+
 /// A VPS's failovers (netMON), newest first.
 pub async fn failovers(vps: i64) -> Result<EventListResponse, ApiError> {
     get(&format!(

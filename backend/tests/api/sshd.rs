@@ -147,7 +147,7 @@ async fn ssh_key(dir: &Path, port: u16, user: &str, key: &Path, args: &[&str]) -
     }
 }
 
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
     let key = dir.join(name);
     let ok = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -318,6 +318,50 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     .await;
     assert_eq!(o.code, 4, "{o:?}");
     assert!(o.stderr.contains("not allowed"), "{o:?}");
+
+    // Files named on its command line would be the controller's: refused, before anything.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["ssh-key", "add", "x", "/etc/hostname"],
+        "",
+    )
+    .await;
+    assert!(o.code == 2 && o.stderr.contains("standard input"), "{o:?}");
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &[
+            "host",
+            "add",
+            "h",
+            "ssh://root@127.0.0.1:1",
+            "--private-key",
+            "/etc/hostname",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o:?}");
+    // A key given on standard input is added to the account.
+    let (_, public) = crate::sshd::keygen(d, "id_shell");
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "watcher",
+        "watcher-password-1",
+        false,
+        &["ssh-key", "add", "shell", "-"],
+        &public,
+    )
+    .await;
+    assert!(o.code == 0 && o.stdout.contains("SHA256:"), "{o:?}");
 
     // The interactive shell on a terminal: a prompt, completion, history, exit.
     let o = ssh(

@@ -17,6 +17,7 @@ pub fn SettingsPage() -> impl IntoView {
     view! {
         <h1>"Settings"</h1>
         <Tokens/>
+        <SshKeys/>
         <Password/>
         <Show when=move || auth.is_admin()>
             <Users/>
@@ -180,6 +181,82 @@ fn Tokens() -> impl IntoView {
                             <td>{ago(t.created_at)}</td>
                             <td>{t.last_used_at.map(|u| ago(u).into_any()).unwrap_or_else(|| "never".into_any())}</td>
                             <td><button class="danger ghost" on:click=move |_| revoke(t.id)>"Revoke"</button></td>
+                        </tr>
+                    </For>
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+/// Public keys that log in to the controller's SSH command line as this user.
+#[component]
+fn SshKeys() -> impl IntoView {
+    let list = RwSignal::new(Vec::<SshKeyResponse>::new());
+    let name = RwSignal::new(String::new());
+    let key = RwSignal::new(String::new());
+    let errors = FormErrors::new();
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(k) = api::ssh_keys().await {
+                list.set(k)
+            }
+        })
+    };
+    load();
+    let add = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let n = match validate::label("name", &name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return errors.set(e.into()),
+        };
+        if let Err(e) = validate::ssh_public_key("public_key", &key.get_untracked()) {
+            return errors.set(e.into());
+        }
+        let req = AddSshKeyRequest {
+            name: n,
+            public_key: key.get_untracked(),
+        };
+        spawn_local(async move {
+            match api::add_ssh_key(&req).await {
+                Ok(_) => {
+                    name.set(String::new());
+                    key.set(String::new());
+                    load();
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    let remove = move |id: i64| {
+        spawn_local(async move {
+            if api::delete_ssh_key(id).await.is_ok() {
+                load();
+            }
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"Your SSH keys"</h2>
+            <p class="muted">"Each key logs in to the controller's SSH command line as you: " <code>"ssh -p 2222 you@controller vps list"</code> "."</p>
+            <form class="inline" on:submit=add>
+                <label>"Name"<input name="ssh-key-name" bind:value=name placeholder="e.g. laptop"/>
+                    <FieldError message=errors.get("name")/></label>
+                <label>"Public key"<input name="ssh-key" bind:value=key placeholder="ssh-ed25519 AAAA… (~/.ssh/id_ed25519.pub)"/>
+                    <FieldError message=errors.get("public_key")/></label>
+                <button type="submit" class="primary">"Add key"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
+            <table class="grid" data-test="ssh-keys">
+                <thead><tr><th>"Name"</th><th>"Type"</th><th>"Fingerprint"</th><th>"Added"</th><th>"Last used"</th><th></th></tr></thead>
+                <tbody>
+                    <For each=move || list.get() key=|k| k.id let:k>
+                        <tr>
+                            <td>{k.name.clone()}</td><td>{k.key_type.clone()}</td><td><code>{k.fingerprint.clone()}</code></td>
+                            <td>{ago(k.created_at)}</td>
+                            <td>{k.last_used_at.map(|u| ago(u).into_any()).unwrap_or_else(|| "never".into_any())}</td>
+                            <td><button class="danger ghost" on:click=move |_| remove(k.id)>"Remove"</button></td>
                         </tr>
                     </For>
                 </tbody>
