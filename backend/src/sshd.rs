@@ -96,11 +96,19 @@ struct Login {
     secret: String,
 }
 
+/// Input packets waiting for the command (at most 32 KiB each): a client that sends more than
+/// it reads loses its input, not the controller's memory.
+const INPUT_QUEUE: usize = 64;
+/// The longest line read without a terminal.
+const MAX_RAW_LINE: usize = 64 << 10;
+
 #[derive(Default)]
 struct ChannelState {
     pty: bool,
     /// Input for the command or shell running on it.
-    input: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    input: Option<mpsc::Sender<Vec<u8>>>,
+    /// The command or shell running on it, ended with the channel.
+    work: Option<tokio::task::AbortHandle>,
 }
 
 /// One SSH connection.
@@ -114,6 +122,11 @@ struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        for c in self.channels.values() {
+            if let Some(w) = &c.work {
+                w.abort();
+            }
+        }
         // The session ends with the connection.
         if let Some(l) = self.login.take() {
             let core = self.core.clone();
@@ -166,7 +179,7 @@ impl Conn {
             return;
         };
         let state = self.channels.entry(channel).or_default();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         state.input = Some(tx);
         let handle = session.handle();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(bool, Vec<u8>)>();
@@ -192,20 +205,21 @@ impl Conn {
             editor: LineEditor::new(),
             closed: false,
         };
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let code = work(term, api, user).await;
             let _ = writer.await;
             let _ = handle.exit_status_request(channel, code).await;
             let _ = handle.eof(channel).await;
             let _ = handle.close(channel).await;
         });
+        state.work = Some(task.abort_handle());
     }
 }
 
 /// A channel as `sw`'s terminal: output to the client (CR LF on a terminal), input from it.
 struct SshTerm {
     out: mpsc::UnboundedSender<(bool, Vec<u8>)>,
-    input: mpsc::UnboundedReceiver<Vec<u8>>,
+    input: mpsc::Receiver<Vec<u8>>,
     /// Input received beyond the last line read.
     pending: Vec<u8>,
     pty: bool,
@@ -270,6 +284,12 @@ impl SshTerm {
                         .trim_end_matches(['\r', '\n'])
                         .to_string(),
                 );
+            }
+            if self.pending.len() > MAX_RAW_LINE {
+                // No line ends in sight: the rest of the input is not read.
+                self.pending.clear();
+                self.closed = true;
+                return None;
             }
             if self.closed {
                 if self.pending.is_empty() {
@@ -510,8 +530,13 @@ impl russh::server::Handler for Conn {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(tx) = self.channels.get(&channel).and_then(|c| c.input.as_ref()) {
-            let _ = tx.send(data.to_vec());
+        if let Some(c) = self.channels.get_mut(&channel) {
+            if let Some(tx) = &c.input {
+                if tx.try_send(data.to_vec()).is_err() {
+                    // Not read fast enough (or no longer read): the input ends here.
+                    c.input = None;
+                }
+            }
         }
         Ok(())
     }
@@ -532,7 +557,9 @@ impl russh::server::Handler for Conn {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.remove(&channel);
+        if let Some(w) = self.channels.remove(&channel).and_then(|c| c.work) {
+            w.abort();
+        }
         Ok(())
     }
 }
