@@ -5,21 +5,7 @@ use crate::vps_lifecycle::get;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+type Out = ProcOut;
 
 /// `ssh -p PORT USER@127.0.0.1 ARGS` with `password` given through SSH_ASKPASS, `input` on its
 /// standard input; the controller's key pinned in `dir/known_hosts` under one alias (so it is
@@ -100,11 +86,7 @@ async fn ssh(
             std::mem::forget(stdin);
         }
         let o = child.wait_with_output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        ProcOut::of(o)
     })
     .await
     .unwrap()
@@ -140,11 +122,7 @@ async fn ssh_key(dir: &Path, port: u16, user: &str, key: &Path, args: &[&str]) -
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    ProcOut::of(o)
 }
 
 pub(crate) fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {

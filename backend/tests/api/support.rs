@@ -369,3 +369,30 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
     );
     body
 }
+
+/// What a command-line program run by a test printed, and how it ended.
+pub struct ProcOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ProcOut {
+    pub fn of(o: std::process::Output) -> ProcOut {
+        ProcOut {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProcOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}

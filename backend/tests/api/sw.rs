@@ -19,21 +19,7 @@ fn sw_bin() -> PathBuf {
     p
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+type Out = ProcOut;
 
 /// Runs `sw args` with `env` (and nothing else of ours), `input` on its standard input, off the
 /// test's runtime (the controller runs on it).
@@ -59,11 +45,7 @@ async fn sw(env: &[(&str, &str)], args: &[&str], input: &str) -> Out {
         let _ = stdin.write_all(input.as_bytes());
         drop(stdin);
         let o = child.wait_with_output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        ProcOut::of(o)
     })
     .await
     .unwrap()
