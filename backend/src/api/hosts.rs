@@ -681,6 +681,8 @@ pub async fn delete_host(
             })
         })
         .await?;
+    // The standby copies it keeps for netMON go with it.
+    crate::netmon::standby::clear_host(&state, id).await;
     state.hosts.stop(id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -348,3 +348,35 @@ async fn drop_copy(core: &Arc<Core>, host: i64, vps: i64) -> Result<(), String> 
         other => Err(format!("the host answered {other:?}")),
     }
 }
+
+/// A host leaves the site: the copies it keeps are removed while it can still be reached, and
+/// forgotten either way.
+pub async fn clear_host(core: &Core, host: i64) {
+    {
+        let mut inner = lock(&core.netmon.standby.inner);
+        inner.copies.retain(|_, c| c.host != host);
+        inner.drops.retain(|(h, _)| *h != host);
+        inner.listed.remove(&host);
+    }
+    let Some(conn) = core.hosts.conn(host) else {
+        return;
+    };
+    const QUICK: Duration = Duration::from_secs(10);
+    if let Ok(AgentResponse::Standbys { copies }) =
+        conn.agent.call(AgentRequest::StandbyList, QUICK).await
+    {
+        for c in copies {
+            let r = conn
+                .agent
+                .call(AgentRequest::StandbyDrop { vps_id: c.vps_id }, QUICK)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(
+                    host,
+                    vps = c.vps_id,
+                    "a standby copy stays on a removed host: {e}"
+                );
+            }
+        }
+    }
+}

@@ -569,8 +569,8 @@ async fn failover_on_demand_and_maintenance() {
     assert_eq!(r.json::<Value>().await.unwrap()["maintenance"], false);
 }
 
-/// A standby copy is made on the other host, and goes when the VPS is no longer HA and when it
-/// is deleted: no copy is left behind.
+/// A standby copy is made on the other host, and goes when the VPS is no longer HA, when it is
+/// deleted, and with its host when the host is removed: no copy is left behind.
 #[actix_web::test]
 async fn standby_copies_come_and_go_with_the_ha_setting_and_the_vps() {
     let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(2).await;
@@ -626,4 +626,25 @@ async fn standby_copies_come_and_go_with_the_ha_setting_and_the_vps() {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     wait_for(false).await;
+
+    // A host removed from the site takes the copies it kept with it.
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-7", &format!("{net}.48")).await;
+    assert_eq!(standby_current(&t, &admin, id).await, hosts[1]);
+    let copy = cluster.hosts[1]
+        .dir
+        .join(format!("lxc/.serverware-standby/{id}/rootfs"));
+    assert!(copy.is_dir());
+    let r = admin
+        .delete(t.url(&format!("/api/v1/hosts/{}", hosts[1])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    assert!(
+        !copy.exists(),
+        "the removed host still holds {}",
+        copy.display()
+    );
+    let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+    assert!(v["standby"].is_null(), "{v}");
 }
