@@ -140,7 +140,11 @@ pub fn take(vps_id: i64) -> Option<(Lock, Seed)> {
     if std::fs::symlink_metadata(&u).is_ok() {
         std::fs::remove_dir_all(&u).ok()?;
     }
-    seed_of(&d)?;
+    // Whole only with its entries (written last); read once, after the copy is out of service
+    // (one that does not parse is left there as `.used`, removed like any other).
+    if !d.join("entries").is_file() {
+        return None;
+    }
     std::fs::rename(&d, &u).ok()?;
     let seed = seed_of(&u)?;
     Some((lock, seed))

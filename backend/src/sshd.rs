@@ -509,10 +509,10 @@ impl russh::server::Handler for Conn {
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
         let line = String::from_utf8_lossy(data).into_owned();
-        self.spawn(channel, session, move |mut term, api, _user| {
+        self.spawn(channel, session, move |mut term, api, user| {
             Box::pin(async move {
                 match shell::split_words(&line) {
-                    Ok(words) if words.is_empty() => shell_loop(term, api, _user).await,
+                    Ok(words) if words.is_empty() => shell_loop(term, api, user).await,
                     Ok(words) => one(&mut term, &api, words).await,
                     Err(e) => {
                         term.err(&format!("sw: {e}"));
