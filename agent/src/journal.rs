@@ -140,6 +140,16 @@ struct Vps {
     /// The watches do not cover the tree (a limit was reached): every cut is full.
     broken: Option<String>,
     cut: u64,
+    /// Names of files made (or moved in) since the last cut, and whether something was written
+    /// through them. A new name may be a second name of an older file (a hard link): a change
+    /// through it is a change of that file under every name, which the journal (watching
+    /// directories) never sees under the others.
+    created: HashMap<Vec<u8>, bool>,
+    /// A written new name vanished before the cut could look at it: which file it named is
+    /// unknown.
+    vanished: Option<Vec<u8>>,
+    /// The host's clock at the last cut (ns since the epoch).
+    last_cut_ns: i64,
 }
 
 struct Watcher {
@@ -233,6 +243,7 @@ impl Watcher {
                 Vps {
                     root,
                     cut,
+                    last_cut_ns: now_ns(),
                     ..Default::default()
                 },
             );
@@ -248,6 +259,9 @@ impl Watcher {
         let v = self.vpses.get_mut(name).expect("checked");
         v.cut += 1;
         if let Some(reason) = v.lost.take() {
+            v.created.clear();
+            v.vanished = None;
+            v.last_cut_ns = now_ns();
             v.changed.clear();
             v.pending.clear();
             v.pending_full = Some(reason.clone());
@@ -255,12 +269,51 @@ impl Watcher {
         }
         if let Some(reason) = &v.pending_full {
             v.changed.clear();
+            v.created.clear();
+            v.vanished = None;
+            v.last_cut_ns = now_ns();
             return (
                 v.cut,
                 Changes::Full {
                     reason: format!("{reason} (that full compare has not landed yet)"),
                 },
             );
+        }
+        // Files changed through a name that is a second name of theirs: found by their change
+        // time, which the kernel sets on every write, chmod and link and no VPS can set.
+        let since = v.last_cut_ns;
+        v.last_cut_ns = now_ns();
+        let created = std::mem::take(&mut v.created);
+        let vanished = v.vanished.take();
+        let root = v.root.clone();
+        let linked = match vanished {
+            Some(p) => Some(p),
+            None => created
+                .into_iter()
+                .find(|(p, written)| match stat_path(&root, p) {
+                    Some(st) => st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR,
+                    None => *written,
+                })
+                .map(|(p, _)| p),
+        };
+        if linked.is_some() {
+            // One second of slack: the kernel stamps change times from a coarse clock.
+            match changed_since(&root, since - 1_000_000_000) {
+                Ok(found) => {
+                    for p in found {
+                        mark(&mut v.changed, p, false);
+                    }
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "a file was changed through a second name and the tree could not be swept for it: {e}"
+                    );
+                    v.changed.clear();
+                    v.pending.clear();
+                    v.pending_full = Some(reason.clone());
+                    return (v.cut, Changes::Full { reason });
+                }
+            }
         }
         for (p, deep) in std::mem::take(&mut v.changed) {
             mark(&mut v.pending, p, deep);
@@ -414,6 +467,22 @@ impl Watcher {
             self.unwatch(&vps, &path, false);
         }
         if let Some(v) = self.vpses.get_mut(&vps) {
+            if !is_dir {
+                if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+                    // A name moved in may carry writes made under its old name: counted as written.
+                    v.created
+                        .insert(path.clone(), mask & libc::IN_MOVED_TO != 0);
+                } else if mask & (libc::IN_MODIFY | libc::IN_ATTRIB) != 0 {
+                    if let Some(w) = v.created.get_mut(&path) {
+                        *w = true;
+                    }
+                } else if mask & libc::IN_DELETE != 0 && v.created.remove(&path) == Some(true) {
+                    v.vanished.get_or_insert(path.clone());
+                } else if mask & libc::IN_MOVED_FROM != 0 {
+                    // Its new name (IN_MOVED_TO) is a new name of its own.
+                    v.created.remove(&path);
+                }
+            }
             mark(&mut v.changed, path.clone(), deep);
         }
         if is_dir && mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
@@ -425,6 +494,78 @@ impl Watcher {
             }
         }
     }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The entry at `path` inside the tree at `root`, each component opened from its parent with
+/// `O_NOFOLLOW`; None when it is not there.
+fn stat_path(root: &Path, path: &[u8]) -> Option<libc::stat> {
+    let mut dir = open_root(root).ok()?;
+    let mut parts = path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .peekable();
+    while let Some(part) = parts.next() {
+        let c = CString::new(part).ok()?;
+        if parts.peek().is_some() {
+            dir = open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+        } else {
+            // SAFETY: st is written by the call before it is read.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            return (r == 0).then_some(st);
+        }
+    }
+    None
+}
+
+/// Every entry but directories under `root` whose inode changed at or after `since_ns`: a
+/// walk of the whole tree by descriptor (never following a link), reading no content.
+fn changed_since(root: &Path, since_ns: i64) -> io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(open_root(root)?, Vec::new())];
+    while let Some((dir, path)) = stack.pop() {
+        for n in read_names(&dir).unwrap_or_default() {
+            let Ok(c) = CString::new(n.clone()) else {
+                continue;
+            };
+            // SAFETY: st is written by the call before it is read.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe {
+                libc::fstatat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            } != 0
+            {
+                continue;
+            }
+            let p = join(&path, &n);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                if let Ok(sub) = open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY) {
+                    stack.push((sub, p));
+                }
+            } else if st.st_ctime * 1_000_000_000 + st.st_ctime_nsec >= since_ns {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn open_root(root: &Path) -> io::Result<OwnedFd> {
@@ -520,6 +661,31 @@ mod tests {
         let (c5, p) = cut_until(&j, &root, "var/deep/g");
         assert_eq!(p, [("var/deep/g".to_string(), false)]);
         j.ack("v", c5).unwrap();
+        // A second name of an older file, written through and removed before the cut: the
+        // file is handed out under the name it keeps.
+        std::fs::create_dir_all(root.join("d1")).unwrap();
+        std::fs::create_dir_all(root.join("d2")).unwrap();
+        std::fs::write(root.join("d1/f"), b"hello\n").unwrap();
+        let (c6, _) = cut_until(&j, &root, "d1/f");
+        j.ack("v", c6).unwrap();
+        std::fs::hard_link(root.join("d1/f"), root.join("d2/g")).unwrap();
+        {
+            use std::io::Write;
+            let mut g = std::fs::OpenOptions::new()
+                .append(true)
+                .open(root.join("d2/g"))
+                .unwrap();
+            g.write_all(b"more\n").unwrap();
+        }
+        std::fs::remove_file(root.join("d2/g")).unwrap();
+        let (c7, p) = cut_until(&j, &root, "d1/f");
+        assert!(p.contains(&("d1/f".into(), false)), "{p:?}");
+        j.ack("v", c7).unwrap();
+        // The same with the second name kept: the first is handed out too.
+        std::fs::hard_link(root.join("d1/f"), root.join("d2/h")).unwrap();
+        let (c8, p) = cut_until(&j, &root, "d2/h");
+        assert!(p.contains(&("d1/f".into(), false)), "{p:?}");
+        j.ack("v", c8).unwrap();
         // Forgotten: the next cut is full.
         j.forget("v").unwrap();
         assert!(matches!(j.cut("v", &root).unwrap().1, Changes::Full { .. }));

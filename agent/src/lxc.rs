@@ -165,6 +165,11 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
             spec.bridge
         ));
     }
+    if let Some(base) = spec.id_base {
+        // Where Debian's `uidmap` is installed (lxc recommends it), LXC maps ids through
+        // newuidmap, which takes only ranges root was given.
+        crate::subids::ensure(Path::new("/etc"), base, serverware_shared::agent::ID_RANGE)?;
+    }
     let d = container_dir(name)?;
     let rootfs = Root::open(&d.join("rootfs")).ok();
     let halt = rootfs
@@ -266,9 +271,45 @@ pub fn start(name: &str) -> Result<(), String> {
     if !dir(name).join("rootfs").is_dir() {
         return Err(format!("{name} has no root filesystem on this host"));
     }
-    run("lxc-start", &["-n", name])?;
-    run("lxc-wait", &["-n", name, "-s", "RUNNING", "-t", "30"])?;
-    Ok(())
+    // LXC's own log says why a start failed ("ABORTING" alone on stderr says nothing); it is
+    // kept in the agent's directory, which no VPS reaches.
+    let log = start_log(name);
+    let _ = std::fs::remove_file(&log);
+    let log_s = log.to_string_lossy().into_owned();
+    let started = run(
+        "lxc-start",
+        &["-n", name, "--logpriority", "ERROR", "--logfile", &log_s],
+    )
+    .and_then(|_| run("lxc-wait", &["-n", name, "-s", "RUNNING", "-t", "30"]).map(|_| ()));
+    started.map_err(|e| match why_not_started(&log) {
+        Some(why) => format!("{e}; LXC says: {why}"),
+        None => e,
+    })
+}
+
+fn start_log(name: &str) -> PathBuf {
+    let d = Path::new("/var/lib/serverware/lxc-logs");
+    let _ = std::fs::create_dir_all(d);
+    d.join(format!("{name}.start.log"))
+}
+
+/// The last few error lines of a failed start, each without LXC's time stamp and source prefix.
+fn why_not_started(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(|l| match l.rsplit_once(" - ") {
+            Some((_, msg)) => msg.trim().to_string(),
+            None => l.trim().to_string(),
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let tail = &lines[lines.len().saturating_sub(4)..];
+    Some(tail.join("; "))
 }
 
 /// Stops cleanly, or by force after `timeout` seconds; returns whether force was needed.

@@ -12,6 +12,7 @@ mod restore;
 mod rootfs;
 mod scan;
 mod standby;
+mod subids;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};

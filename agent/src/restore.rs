@@ -1,8 +1,9 @@
 //! `rootfs-restore NAME [--ids BASE]`: a restore point becomes a VPS's root filesystem.
 //!
 //! The controller sends the point's entries; the agent answers with the chunks it needs: every
-//! chunk of a file that the tree already there does not hold as it is (same kind, size and
-//! time, as rsync's quick check). The controller sends those; the agent builds the new tree
+//! chunk of a file that the tree already there does not hold exactly (the same inode unchanged
+//! since the point, or the same content read back: never size and time alone, which a VPS
+//! sets as it likes). The controller sends those; the agent builds the new tree
 //! beside the old one (`rootfs.restore`, root's and closed until it is whole), copying what it
 //! could keep from the old tree and writing the rest, owners shifted into the VPS's range. Then
 //! it swaps the two in one `renameat2(RENAME_EXCHANGE)` and removes the old one: a restore
@@ -98,22 +99,53 @@ fn stat_at(dir: &OwnedFd, name: &CString) -> io::Result<libc::stat> {
     Ok(st)
 }
 
-/// The old tree's file at `e`'s path, open for reading, if it is that file unchanged.
+/// The old tree's file at `e`'s path, open for reading at its start, if it holds exactly the
+/// point's content. Size and time say nothing (a VPS sets a file's time as it likes): the file
+/// is the point's own inode, unchanged since (its inode number and change time, which no VPS can
+/// set, as the point recorded them), or its content is read and each chunk compared.
 fn keepable(old: &OwnedFd, e: &Entry) -> Option<File> {
     let parts = components(e).ok()?;
     let dir = parent_of(old, &parts).ok()?;
     let name = CString::new(*parts.last()?).ok()?;
     let st = stat_at(&dir, &name).ok()?;
-    let same = st.st_mode & libc::S_IFMT == libc::S_IFREG
-        && st.st_size as u64 == e.size
-        && st.st_mtime * 1_000_000_000 + st.st_mtime_nsec == e.mtime_ns;
-    if !same {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size as u64 != e.size {
         return None;
     }
     let fd = open_at(&dir, &name, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
-    let f = File::from(fd);
+    let mut f = File::from(fd);
     let now = f.metadata().ok()?;
-    (now.file_type().is_file() && now.len() == e.size).then_some(f)
+    if !now.file_type().is_file() || now.len() != e.size {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let same_inode = e.ino != 0
+        && now.ino() == e.ino
+        && now.ctime() * 1_000_000_000 + now.ctime_nsec() == e.ctime_ns
+        && now.mtime() * 1_000_000_000 + now.mtime_nsec() == e.mtime_ns;
+    if !same_inode && !same_content(&mut f, e).ok()? {
+        return None;
+    }
+    f.seek(SeekFrom::Start(0)).ok()?;
+    Some(f)
+}
+
+/// Whether `f` holds exactly the chunks of `e`, read from where it stands.
+fn same_content(f: &mut File, e: &Entry) -> io::Result<bool> {
+    let mut buf = vec![0u8; serverware_shared::duplo::CHUNK_SIZE];
+    for id in &e.chunks {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match f.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 || ChunkId(Sha256::digest(&buf[..filled]).into()) != *id {
+            return Ok(false);
+        }
+    }
+    // Nothing more than the point's chunks.
+    Ok(f.read(&mut buf[..1])? == 0)
 }
 
 fn host_id(id: u32, base: u32) -> u32 {
@@ -645,6 +677,28 @@ mod tests {
         assert_eq!(s.bytes_received, 6, "{s:?}");
         assert!(s.files_kept >= 2, "{s:?}");
         assert!(!dst.join("rootfs.restore").exists());
+
+        // Rewritten with the same size and its time set back (as `touch -d` does): the point's
+        // content comes back all the same.
+        let host = entries
+            .iter()
+            .find(|e| e.path.0 == b"etc/hostname")
+            .unwrap();
+        std::fs::write(dst.join("rootfs/etc/hostname"), b"web-9\n").unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(host.mtime_ns as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(dst.join("rootfs/etc/hostname"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let s = run(&dst, &entries, &chunks, base);
+        assert_eq!(
+            std::fs::read(dst.join("rootfs/etc/hostname")).unwrap(),
+            b"web-1\n"
+        );
+        assert_eq!(listing(&src), listing(&dst.join("rootfs")));
+        assert_eq!(s.bytes_received, 6, "{s:?}");
 
         // A point naming a path out of its tree is refused before anything is written.
         let mut evil = entries.clone();

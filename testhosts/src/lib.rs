@@ -35,6 +35,12 @@ if [ -d /sys/fs/cgroup ] && ! mountpoint -q /sys/fs/cgroup; then
 fi
 mount --bind "$d/lxc" /var/lib/lxc
 mount --bind "$d/data" /var/lib/serverware
+# /etc is the host's own: a copy-on-write layer over this machine's, so what is written there on
+# this host (root's subordinate ids, say) stays on it, as on a machine of its own.
+mkdir -p "$d/etc_rw"
+mount -t tmpfs -o size=16m,mode=0755 hostetc "$d/etc_rw"
+mkdir -p "$d/etc_rw/upper" "$d/etc_rw/work"
+mount -t overlay -o lowerdir=/etc,upperdir="$d/etc_rw/upper",workdir="$d/etc_rw/work" hostetc /etc
 mount --bind "$d/shadow" /etc/shadow
 # root's home is the host's own, empty as on a new machine (this machine's shell start-up files,
 # such as a pyenv hook that waits on a lock, stay out), and so is its ~/.ssh: keys installed
@@ -113,6 +119,12 @@ const LOOPBACK_SCRIPT: &str = r#"
 set -e
 d="$1"; port="$2"
 mount --bind "$d/data" /var/lib/serverware
+# /etc is the host's own: a copy-on-write layer over this machine's, so what is written there on
+# this host (root's subordinate ids, say) stays on it, as on a machine of its own.
+mkdir -p "$d/etc_rw"
+mount -t tmpfs -o size=16m,mode=0755 hostetc "$d/etc_rw"
+mkdir -p "$d/etc_rw/upper" "$d/etc_rw/work"
+mount -t overlay -o lowerdir=/etc,upperdir="$d/etc_rw/upper",workdir="$d/etc_rw/work" hostetc /etc
 mount --bind "$d/shadow" /etc/shadow
 mkdir -p "$d/root_home/.ssh"
 mount --bind "$d/root_home" /root

@@ -244,6 +244,28 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
         (Some("running"), Some(hosts[0]))
     );
     answers(&ip1, "web-1").await;
+    // LXC as users install it (Recommends included) brings uidmap, whose newuidmap takes only
+    // ranges root was given: the host's agent gave root this VPS's range, on that host alone.
+    assert!(
+        std::path::Path::new("/usr/bin/newuidmap").exists(),
+        "the test machine must have Debian's lxc with its recommended packages (uidmap)"
+    );
+    let base = v["id_base"]
+        .as_u64()
+        .expect("an unprivileged VPS has an id range");
+    let pid = cluster.hosts[0].init_pid().unwrap().to_string();
+    let subuid = std::process::Command::new("nsenter")
+        .args(["-t", &pid, "-m", "cat", "/etc/subuid", "/etc/subgid"])
+        .output()
+        .unwrap();
+    let subuid = String::from_utf8_lossy(&subuid.stdout);
+    assert_eq!(
+        subuid.matches(&format!("root:{base}:65536")).count(),
+        2,
+        "{subuid}"
+    );
+    let here = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    assert!(!here.contains(&format!("root:{base}:")), "{here}");
 
     // The same address or name again is refused with the field named; so is starting it twice.
     let r = post(
