@@ -197,18 +197,164 @@ impl Guard {
     }
 }
 
-/// Stops every HA VPS of the lease that runs; what it stopped.
-fn fence(l: &Lease) -> Vec<String> {
+/// The init of each running HA VPS, held open (a pidfd) while the lease holds, so that a fence
+/// is one signal per VPS sent at once: no program to run, no lookup, however many there are.
+/// Killing a PID namespace's init kills every process in it, and its pidfd becomes readable
+/// only once they are all gone.
+#[derive(Default)]
+struct Inits {
+    held: std::collections::HashMap<String, (u32, std::os::fd::OwnedFd)>,
+    at: Option<Instant>,
+}
+
+/// How often the inits are looked up again while the lease holds.
+const INITS_EVERY: Duration = Duration::from_millis(2000);
+
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain syscall; a descriptor on success.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: fresh, owned by nobody else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether `pid` is the init of container `name`: pid 1 of a namespace of its own, in that
+/// container's cgroup. Read after its pidfd was opened: had the pid been reused since, the
+/// pidfd names the old process, and a signal through it reaches nobody.
+fn is_init_of(pid: u32, name: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let ns_init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        });
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let ours = cgroup.lines().any(|l| {
+        l.split(['/', ':'])
+            .any(|part| part == format!("lxc.payload.{name}") || part == name)
+    });
+    ns_init && ours
+}
+
+impl Inits {
+    /// Looks the inits up again (one `lxc-ls`), keeping what is still the same process.
+    fn refresh(&mut self, ha: &[String]) {
+        self.at = Some(Instant::now());
+        let states = crate::lxc::states();
+        let mut next = std::collections::HashMap::new();
+        for name in ha {
+            let Some(pid) = states
+                .get(name)
+                .filter(|s| s.state == "running")
+                .and_then(|s| s.init_pid)
+            else {
+                continue;
+            };
+            if let Some((p, fd)) = self.held.remove(name) {
+                if p == pid {
+                    next.insert(name.clone(), (p, fd));
+                    continue;
+                }
+            }
+            if let Some(fd) = pidfd_open(pid) {
+                if is_init_of(pid, name) {
+                    next.insert(name.clone(), (pid, fd));
+                }
+            }
+        }
+        self.held = next;
+    }
+
+    fn due(&self) -> bool {
+        self.at.is_none_or(|t| t.elapsed() >= INITS_EVERY)
+    }
+}
+
+/// Stops every HA VPS of the lease that runs, all at once; what it stopped and how long it took
+/// until their last process was gone.
+fn fence(l: &Lease, inits: &mut Inits) -> (Vec<String>, Duration) {
+    use std::os::fd::AsRawFd;
+    let t0 = Instant::now();
     let mut stopped = Vec::new();
+    let mut waiting: Vec<&std::os::fd::OwnedFd> = Vec::new();
     for name in &l.ha {
-        if crate::lxc::state(name).state != "stopped" {
-            match crate::lxc::kill(name) {
-                Ok(()) => stopped.push(name.clone()),
-                Err(e) => log(&format!("cannot stop {name}: {e}")),
+        if let Some((_, fd)) = inits.held.get(name) {
+            // SAFETY: a pidfd of ours; no memory is passed.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if r == 0 {
+                stopped.push(name.clone());
+                waiting.push(fd);
             }
         }
     }
-    stopped
+    // Until every killed init (and so every process of its VPS) is gone.
+    let deadline = t0 + Duration::from_secs(10);
+    let mut fds: Vec<libc::pollfd> = waiting
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    while !fds.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log(&format!(
+                "{} VPSes were killed but not gone after 10 s",
+                fds.len()
+            ));
+            break;
+        }
+        // SAFETY: valid pollfds.
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                left.as_millis() as i32,
+            )
+        };
+        fds.retain(|p| p.revents == 0);
+        for p in &mut fds {
+            p.revents = 0;
+        }
+    }
+    inits.held.clear();
+    inits.at = None;
+    // Whatever still runs (started since the last look-up): LXC stops it, all in parallel.
+    let states = crate::lxc::states();
+    let left: Vec<&String> =
+        l.ha.iter()
+            .filter(|n| states.get(*n).is_some_and(|s| s.state != "stopped"))
+            .collect();
+    let killed: Vec<(String, Result<(), String>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = left
+            .iter()
+            .map(|n| s.spawn(move || ((*n).clone(), crate::lxc::kill(n))))
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (name, r) in killed {
+        match r {
+            Ok(()) => {
+                if !stopped.contains(&name) {
+                    stopped.push(name)
+                }
+            }
+            Err(e) => log(&format!("cannot stop {name}: {e}")),
+        }
+    }
+    (stopped, t0.elapsed())
 }
 
 /// Runs the guard until the host goes down. Returns at once when another guard runs.
@@ -236,6 +382,7 @@ pub fn run() -> Result<(), String> {
     // When peers renewed by a newer controller were first seen (see RECONNECT_GRACE_MS).
     let mut newer_seen: Option<Instant> = None;
     let mut grace_logged = false;
+    let mut inits = Inits::default();
     let mut next = Instant::now();
     loop {
         g.serve(next.saturating_duration_since(Instant::now()));
@@ -245,6 +392,9 @@ pub fn run() -> Result<(), String> {
         next = Instant::now() + Duration::from_millis(100);
         let Some(l) = g.current() else { continue };
         if l.valid(&g.boot, lease::boot_ms()) || l.ha.is_empty() {
+            if !l.ha.is_empty() && inits.due() {
+                inits.refresh(&l.ha);
+            }
             held_epoch = None;
             newer_seen = None;
             grace_logged = false;
@@ -276,15 +426,16 @@ pub fn run() -> Result<(), String> {
         }
         match verdict {
             GuardVerdict::Fence => {
-                let stopped = fence(&l);
+                let (stopped, took) = fence(&l, &mut inits);
                 if !stopped.is_empty() {
                     log(&format!(
-                        "lease {} ran out ({} of {} peers answered, {} still renewed): stopped {}",
+                        "lease {} ran out ({} of {} peers answered, {} still renewed): stopped {} in {} ms",
                         l.epoch,
                         answers.len(),
                         l.peers.len(),
                         valid.iter().filter(|v| **v).count(),
-                        stopped.join(" ")
+                        stopped.join(" "),
+                        took.as_millis()
                     ));
                 }
                 held_epoch = None;

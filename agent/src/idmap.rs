@@ -81,7 +81,22 @@ impl Shift {
         let md = std::fs::symlink_metadata(p)?;
         let ft = md.file_type();
         let caps = if ft.is_file() { caps::read(p)? } else { None };
+        // POSIX ACLs name users and groups by host id: they move with the range too.
+        let mut acls = Vec::new();
+        if ft.is_file() || ft.is_dir() {
+            for n in [
+                serverware_shared::duplo::XATTR_ACL_ACCESS,
+                serverware_shared::duplo::XATTR_ACL_DEFAULT,
+            ] {
+                if let Some(v) = crate::xattr::lget(p, n)? {
+                    acls.push((n, v));
+                }
+            }
+        }
         lchown(p, Some(self.map(md.uid())), Some(self.map(md.gid())))?;
+        for (n, v) in acls {
+            crate::xattr::lset(p, n, &crate::xattr::acl_mapped(&v, |id| self.map(id)))?;
+        }
         if !ft.is_symlink() && md.mode() & 0o6000 != 0 {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
         }
@@ -91,6 +106,8 @@ impl Shift {
         Ok(ft.is_dir())
     }
 }
+
+pub(crate) use caps::rerooted;
 
 /// File capabilities (`security.capability`): revision 2 (no root named: the host's root) and
 /// revision 3 (the root id of the user namespace they are for).

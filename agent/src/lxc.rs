@@ -524,6 +524,8 @@ pub fn export(name: &str) -> Result<(), String> {
 /// A scan may hold its VPS frozen this long for a consistent point; a longer one thaws it and
 /// goes on reading each file as it is at that moment.
 const FREEZE_BUDGET: Duration = Duration::from_millis(100);
+/// How much of what a frozen VPS's read finds waits in memory until it is thawed.
+const FREEZE_BUFFER: usize = 64 << 20;
 
 /// `rootfs-scan NAME [--ids BASE] [--request] [--freeze]`: the netDUPLO stream of a VPS's tree on
 /// stdout. With `--request` a [`ScanRequest`](serverware_shared::duplo::ScanRequest) comes on
@@ -589,20 +591,39 @@ pub fn scan(name: &str, base: u32, request: bool, freeze: bool) -> Result<(), St
         }
     }
     let was_frozen = hold.since.is_some();
+    // While the VPS is held, what is read waits in memory (up to FREEZE_BUFFER): the hold
+    // covers reading the disk, never the network the chunks then cross.
+    let mut waiting: Vec<(serverware_shared::duplo::ChunkId, Vec<u8>)> = Vec::new();
+    let mut waiting_bytes = 0usize;
     let result = {
         let mut sink = |id: &serverware_shared::duplo::ChunkId, data: &[u8]| {
-            if hold.since.is_some_and(|t| t.elapsed() > FREEZE_BUDGET) {
+            if hold.since.is_some_and(|t| t.elapsed() > FREEZE_BUDGET)
+                || waiting_bytes + data.len() > FREEZE_BUFFER
+            {
                 hold.release(true);
             }
             // What the previous point holds never travels again.
             if !held.contains(id) && sent.insert(*id) {
-                stream::write_chunk(&mut w, id, data)?;
+                if hold.since.is_some() {
+                    waiting_bytes += data.len();
+                    waiting.push((*id, data.to_vec()));
+                } else {
+                    for (wid, wdata) in waiting.drain(..) {
+                        stream::write_chunk(&mut w, &wid, &wdata)?;
+                    }
+                    waiting_bytes = 0;
+                    stream::write_chunk(&mut w, id, data)?;
+                }
             }
             Ok(())
         };
         crate::scan::scan_paths(&root, base, changed.as_deref(), &known, &mut sink)
     };
     hold.release(false);
+    for (wid, wdata) in waiting.drain(..) {
+        stream::write_chunk(&mut w, &wid, &wdata)
+            .map_err(|e| format!("cannot send the tree of {name}: {e}"))?;
+    }
     let (freeze_ms, thawed_early) = (hold.ms, hold.early);
     let scanned = result.map_err(|e| format!("cannot read the tree of {name}: {e}"))?;
     let stats = ScanStats {
@@ -782,7 +803,7 @@ pub fn figures(
 }
 
 /// The state and init of every container in one `lxc-ls` run (not one `lxc-info` each).
-fn states() -> HashMap<String, VpsState> {
+pub fn states() -> HashMap<String, VpsState> {
     let out = run("lxc-ls", &["-f", "-F", "NAME,STATE,PID"]).unwrap_or_default();
     parse_ls(&out)
 }

@@ -13,6 +13,7 @@ mod rootfs;
 mod scan;
 mod standby;
 mod subids;
+mod xattr;
 
 use serverware_shared::agent::*;
 use std::io::{BufRead, Write};

@@ -304,9 +304,24 @@ pub fn restore(
                     )
                 })?;
                 // SAFETY: fresh.
-                let mut f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                let ranges = e.data.as_deref();
+                // Its whole length first: what is not written is a hole, and reads as zeros
+                // (a chunk read back for its next use may lie in one).
+                f.set_len(e.size)?;
                 if let Some(mut src) = keep.remove(&i) {
-                    let n = io::copy(&mut src, &mut f)?;
+                    // Copied piece by piece, its holes left holes.
+                    let mut buf = vec![0u8; serverware_shared::duplo::CHUNK_SIZE];
+                    let mut n = 0u64;
+                    loop {
+                        let got = src.read(&mut buf)?;
+                        if got == 0 {
+                            break;
+                        }
+                        crate::xattr::write_at(&f, n, &buf[..got], ranges)?;
+                        n += got as u64;
+                    }
+                    f.set_len(n)?;
                     summary.files_kept += 1;
                     summary.bytes_kept += n;
                 } else {
@@ -323,9 +338,10 @@ pub fn restore(
                             }
                         };
                         written.entry(*id).or_insert((i, off, data.len()));
-                        f.write_all(&data)?;
+                        crate::xattr::write_at(&f, off, &data, ranges)?;
                         off += data.len() as u64;
                     }
+                    f.set_len(off)?;
                     if off != e.size {
                         return Err(bad(format!(
                             "'{}' came with {off} bytes, not {}",
@@ -501,6 +517,25 @@ fn read_back(new: &OwnedFd, e: &Entry, off: u64, len: usize) -> io::Result<Vec<u
 /// Owner (shifted into the VPS's range), mode (after the owner: chown clears set-id bits) and
 /// time of `name` in `dir`, never following a link.
 fn set_meta(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<()> {
+    if !e.xattrs.is_empty() && matches!(e.kind, EntryKind::File | EntryKind::Dir) {
+        // After the owner (a change of owner drops file capabilities), before the times.
+        let flags = libc::O_RDONLY
+            | libc::O_NONBLOCK
+            | if e.kind == EntryKind::Dir {
+                libc::O_DIRECTORY
+            } else {
+                0
+            };
+        set_owner_mode(dir, name, e, base)?;
+        let fd = open_at(dir, name, flags)?;
+        crate::xattr::write(&fd, &e.xattrs, base)?;
+        return set_times(dir, name, e);
+    }
+    set_owner_mode(dir, name, e, base)?;
+    set_times(dir, name, e)
+}
+
+fn set_owner_mode(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<()> {
     let (uid, gid) = (host_id(e.uid, base), host_id(e.gid, base));
     // SAFETY: valid descriptor and name.
     cvt(unsafe {
@@ -516,6 +551,10 @@ fn set_meta(dir: &OwnedFd, name: &CString, e: &Entry, base: u32) -> io::Result<(
         // SAFETY: as above (fchmodat cannot be told not to follow, but the name is not a link).
         cvt(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), e.mode & 0o7777, 0) })?;
     }
+    Ok(())
+}
+
+fn set_times(dir: &OwnedFd, name: &CString, e: &Entry) -> io::Result<()> {
     let t = libc::timespec {
         tv_sec: e.mtime_ns.div_euclid(1_000_000_000),
         tv_nsec: e.mtime_ns.rem_euclid(1_000_000_000),
@@ -537,6 +576,7 @@ fn set_meta_fd(fd: &OwnedFd, e: &Entry, base: u32) -> io::Result<()> {
     // SAFETY: a valid descriptor of ours.
     cvt(unsafe { libc::fchown(fd.as_raw_fd(), host_id(e.uid, base), host_id(e.gid, base)) })?;
     cvt(unsafe { libc::fchmod(fd.as_raw_fd(), e.mode & 0o7777) })?;
+    crate::xattr::write(fd, &e.xattrs, base)?;
     let t = libc::timespec {
         tv_sec: e.mtime_ns.div_euclid(1_000_000_000),
         tv_nsec: e.mtime_ns.rem_euclid(1_000_000_000),
@@ -580,10 +620,13 @@ mod tests {
         let Frame::Need(need) = stream::read(&mut from_agent_r).unwrap() else {
             panic!("no need list")
         };
+        // (A write the agent no longer reads: its own error says why.)
         for id in &need {
-            stream::write_chunk(&mut to_agent_w, id, &chunks[id]).unwrap();
+            if stream::write_chunk(&mut to_agent_w, id, &chunks[id]).is_err() {
+                break;
+            }
         }
-        stream::write_end(&mut to_agent_w).unwrap();
+        let _ = stream::write_end(&mut to_agent_w);
         drop(to_agent_w);
         agent.join().unwrap().unwrap()
     }
@@ -621,6 +664,107 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn attributes_acls_capabilities_and_holes_come_back_in_the_new_range() {
+        use std::io::{Seek, Write};
+        let d = std::env::temp_dir().join(format!("sw-xattr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let src = d.join("src/rootfs");
+        let base = 16 * serverware_shared::agent::ID_RANGE;
+        std::fs::create_dir_all(src.join("bin")).unwrap();
+        std::fs::write(src.join("bin/ping"), b"\x7fELF").unwrap();
+        let mut sparse = std::fs::File::create(src.join("sparse")).unwrap();
+        sparse.seek(std::io::SeekFrom::Start(3 << 20)).unwrap();
+        sparse.write_all(&[9u8; 8192]).unwrap();
+        sparse.set_len(6 << 20).unwrap();
+        drop(sparse);
+        for p in ["", "bin", "bin/ping", "sparse"] {
+            lchown(src.join(p), Some(base), Some(base)).unwrap();
+        }
+        let set = |p: &str, n: &str, v: &[u8]| {
+            crate::xattr::lset(&src.join(p), n, v).unwrap();
+        };
+        set("bin/ping", "user.note", b"checked");
+        set("bin", "user.dir", b"\x00\xff");
+        // cap_net_raw, effective, for the VPS's root (revision 3 naming it).
+        let mut cap = (0x0300_0000u32 | 1).to_le_bytes().to_vec();
+        for w in [1u32 << 13, 0, 0, 0, base] {
+            cap.extend_from_slice(&w.to_le_bytes());
+        }
+        set("bin/ping", "security.capability", &cap);
+        // An ACL granting the VPS's user 1000 and group 33.
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 7u16, u32::MAX),
+            (0x02, 5, base + 1000),
+            (0x04, 5, u32::MAX),
+            (0x08, 4, base + 33),
+            (0x10, 5, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        }
+        set("sparse", "system.posix_acl_access", &acl);
+        let mut chunks = HashMap::new();
+        let entries = scan(&src, base, &mut |id, data| {
+            chunks.insert(*id, data.to_vec());
+            Ok(())
+        })
+        .unwrap()
+        .entries;
+        let ping = entries.iter().find(|e| e.path.0 == b"bin/ping").unwrap();
+        assert_eq!(ping.xattrs.len(), 2, "{:?}", ping.xattrs);
+        let sp = entries.iter().find(|e| e.path.0 == b"sparse").unwrap();
+        assert_eq!(sp.data, Some(vec![(3 << 20, 8192)]));
+
+        // Into another range (a copy): everything as the VPS saw it, ids in the new range.
+        let other = 20 * serverware_shared::agent::ID_RANGE;
+        let dst = d.join("dst");
+        std::fs::create_dir_all(&dst).unwrap();
+        run(&dst, &entries, &chunks, other);
+        let get = |p: &str, n: &str| crate::xattr::lget(&dst.join("rootfs").join(p), n).unwrap();
+        assert_eq!(
+            get("bin/ping", "user.note").as_deref(),
+            Some(&b"checked"[..])
+        );
+        assert_eq!(get("bin", "user.dir").as_deref(), Some(&b"\x00\xff"[..]));
+        let c = get("bin/ping", "security.capability").expect("the capability");
+        assert_eq!(c.len(), 24);
+        assert_eq!(&c[4..8], &(1u32 << 13).to_le_bytes());
+        assert_eq!(u32::from_le_bytes(c[20..24].try_into().unwrap()), other);
+        let a = get("sparse", "system.posix_acl_access").expect("the ACL");
+        let id_at =
+            |i: usize| u32::from_le_bytes(a[4 + 8 * i + 4..4 + 8 * i + 8].try_into().unwrap());
+        assert_eq!((id_at(1), id_at(3)), (other + 1000, other + 33));
+        let (sb, db) = (
+            std::fs::metadata(src.join("sparse")).unwrap(),
+            std::fs::metadata(dst.join("rootfs/sparse")).unwrap(),
+        );
+        assert_eq!(sb.len(), db.len());
+        assert_eq!(sb.blocks(), db.blocks(), "holes stay holes");
+        assert_eq!(
+            std::fs::read(src.join("sparse")).unwrap(),
+            std::fs::read(dst.join("rootfs/sparse")).unwrap()
+        );
+        // And back from the copy's own scan: the same entries as the VPS sees them.
+        let again = scan(&dst.join("rootfs"), other, &mut |_, _| Ok(()))
+            .unwrap()
+            .entries;
+        let strip = |v: &[Entry]| -> Vec<(
+            Vec<u8>,
+            Vec<serverware_shared::duplo::Xattr>,
+            Option<Vec<(u64, u64)>>,
+        )> {
+            v.iter()
+                .map(|e| (e.path.0.clone(), e.xattrs.clone(), e.data.clone()))
+                .collect()
+        };
+        assert_eq!(strip(&entries), strip(&again));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

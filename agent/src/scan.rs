@@ -136,12 +136,39 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+#[derive(Clone)]
+struct Linked {
+    chunks: Vec<ChunkId>,
+    size: u64,
+    xattrs: Vec<serverware_shared::duplo::Xattr>,
+    data: Option<Vec<(u64, u64)>>,
+}
+
+impl Linked {
+    fn of(e: &Entry) -> Linked {
+        Linked {
+            chunks: e.chunks.clone(),
+            size: e.size,
+            xattrs: e.xattrs.clone(),
+            data: e.data.clone(),
+        }
+    }
+
+    fn fill(&self, e: &mut Entry) {
+        e.chunks = self.chunks.clone();
+        e.size = self.size;
+        e.xattrs = self.xattrs.clone();
+        e.data = self.data.clone();
+    }
+}
+
 /// One scan's state: hard links seen (read once), and what was read.
 struct Walk<'a> {
     base: u32,
     /// The previous point's files by path: unchanged ones are not read again.
     known: &'a HashMap<Vec<u8>, KnownFile>,
-    links: HashMap<(u64, u64), (Vec<ChunkId>, u64)>,
+    /// A file with several names, read once: its chunks, size, attributes and data ranges.
+    links: HashMap<(u64, u64), Linked>,
     chunk: &'a mut ChunkSink<'a>,
     out: Vec<Entry>,
     files_read: u64,
@@ -164,7 +191,10 @@ impl Walk<'_> {
         let mut sub = None;
         match k {
             EntryKind::Dir => match open_at(dir, &cname, libc::O_RDONLY | libc::O_DIRECTORY) {
-                Ok(fd) => sub = Some(fd),
+                Ok(fd) => {
+                    e.xattrs = crate::xattr::read(fd.as_raw_fd(), self.base)?;
+                    sub = Some(fd)
+                }
                 // Swapped for something else under our feet: its name is checked again by
                 // the next cycle (the journal saw the swap).
                 Err(_) => return Ok(None),
@@ -192,19 +222,21 @@ impl Walk<'_> {
                 let key = (st.st_dev, st.st_ino);
                 if let Some(k) = self.known.get(&e.path.0) {
                     if k.unchanged(e.ino, st.st_size as u64, e.mtime_ns, e.ctime_ns) {
+                        // (An attribute or a hole changed moves the change time too.)
                         e.chunks = k.chunks.clone();
                         e.size = k.size;
+                        e.xattrs = k.xattrs.clone();
+                        e.data = k.data.clone();
                         if st.st_nlink > 1 {
-                            self.links.insert(key, (e.chunks.clone(), e.size));
+                            self.links.insert(key, Linked::of(&e));
                         }
                         self.out.push(e);
                         return Ok(None);
                     }
                 }
                 if st.st_nlink > 1 {
-                    if let Some((chunks, size)) = self.links.get(&key) {
-                        e.chunks = chunks.clone();
-                        e.size = *size;
+                    if let Some(l) = self.links.get(&key) {
+                        l.fill(&mut e);
                         self.out.push(e);
                         return Ok(None);
                     }
@@ -218,15 +250,24 @@ impl Walk<'_> {
                 if now.st_mode & libc::S_IFMT != libc::S_IFREG {
                     return Ok(None);
                 }
+                e.xattrs = crate::xattr::read(fd.as_raw_fd(), self.base)?;
+                e.data = crate::xattr::data_ranges(fd.as_raw_fd(), now.st_size as u64)?;
                 let mut f = File::from(fd);
                 let (chunks, size) = read_chunks(&mut f, self.chunk)?;
                 self.files_read += 1;
                 self.bytes_read += size;
-                if st.st_nlink > 1 {
-                    self.links.insert(key, (chunks.clone(), size));
-                }
                 e.chunks = chunks;
                 e.size = size;
+                if e.data
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|(o, l)| o + l > size))
+                {
+                    // It changed while read: holes past its end mean nothing.
+                    e.data = None;
+                }
+                if st.st_nlink > 1 {
+                    self.links.insert(key, Linked::of(&e));
+                }
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => e.rdev = Some(st.st_rdev),
             EntryKind::Fifo | EntryKind::Socket => {}
@@ -317,8 +358,9 @@ pub fn scan_paths(
         }
         if path.is_empty() {
             let st = fstat(&root_fd)?;
-            w.out
-                .push(entry(PathBytes::default(), &st, EntryKind::Dir, base));
+            let mut e = entry(PathBytes::default(), &st, EntryKind::Dir, base);
+            e.xattrs = crate::xattr::read(root_fd.as_raw_fd(), base)?;
+            w.out.push(e);
             if deep {
                 let fd = open_root(root)?;
                 w.tree(fd, Vec::new())?;
@@ -379,6 +421,8 @@ fn entry(path: PathBytes, st: &libc::stat, kind: EntryKind, base: u32) -> Entry 
         rdev: None,
         ino: 0,
         ctime_ns: 0,
+        xattrs: Vec::new(),
+        data: None,
     }
 }
 

@@ -811,8 +811,13 @@ impl HostManager {
             millis: u64::from(millis),
         })
         .await?;
+        // The first sample may take longer: the agent has just started.
+        let mut first = true;
         loop {
-            let heartbeat = heartbeat(row.heartbeat_timeout_ms, millis);
+            let mut heartbeat = heartbeat(row.heartbeat_timeout_ms, millis);
+            if first {
+                heartbeat = heartbeat.max(FIRST_SAMPLE_WITHIN);
+            }
             tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 changed = interval.changed() => {
@@ -823,6 +828,7 @@ impl HostManager {
                 }
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
+                        first = false;
                         let arrived = Instant::now();
                         *lock(&rt.heard) = Some(arrived);
                         self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
@@ -864,12 +870,18 @@ impl HostManager {
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => return Err(SshError::Protocol("the agent stopped".into())),
+                    // A silence the controller may have caused itself (it could not run) is
+                    // waited out, not held against the host.
+                    Err(_) if crate::stall::stalled_within(heartbeat) => {}
                     Err(_) => return Err(SshError::Protocol(format!("no sample for {heartbeat:?}"))),
                 }
             }
         }
     }
 }
+
+/// How long the first sample of a newly started agent may take.
+const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(30);
 
 /// How long without a sample before a host counts as offline: the stored timeout, but at least
 /// three sampling intervals and never under `MIN_HEARTBEAT`.

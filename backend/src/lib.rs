@@ -23,6 +23,7 @@ pub mod server;
 pub mod settings;
 pub mod ssh;
 pub mod sshd;
+pub mod stall;
 pub mod storage;
 pub mod tasks;
 pub mod templates;

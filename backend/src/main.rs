@@ -36,6 +36,22 @@ enum AdminCommand {
     },
 }
 
+/// A controller holds a connection per host, browser and SSH client: the soft limit on open
+/// descriptors (1024 under systemd) is raised to the hard one, as servers such as sshd do.
+fn raise_open_files_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to fill and then to set.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::resolve(&cli.config) {
@@ -52,6 +68,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    raise_open_files_limit();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config),
         Command::Admin {

@@ -206,6 +206,7 @@ fn load_tls(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 /// Every background loop, owned by the supervisor.
 fn start_loops(state: &std::sync::Arc<Core>) {
     use std::time::Duration;
+    crate::stall::spawn();
     let sup = &state.supervisor;
     let st = state.clone();
     sup.spawn("recovery", Duration::from_secs(1), move || {

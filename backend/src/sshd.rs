@@ -55,6 +55,7 @@ pub async fn start(
     // The controller's own API, reached the way any client reaches it (a certificate made for
     // its public name is accepted on this local hop).
     let api = Api::new(&api_base, None, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let waiting = Arc::new(std::sync::Mutex::new(Waiting::default()));
     tokio::spawn(async move {
         loop {
             let (sock, peer) = match listener.accept().await {
@@ -68,22 +69,66 @@ pub async fn start(
             if core.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
+            // Connections that have not logged in are few and short: a flood of them is
+            // closed at once instead of taking the controller's descriptors.
+            let Some(slot) = Waiting::take(&waiting, peer.ip()) else {
+                tracing::debug!(%peer, "SSH connection closed: too many connections not logged in");
+                drop(sock);
+                continue;
+            };
+            let handle: HandleSlot = Arc::new(std::sync::OnceLock::new());
+            let authed = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let handler = Conn {
                 core: core.clone(),
                 api: api.clone(),
                 peer,
                 login: None,
                 channels: HashMap::new(),
+                waiting: Some(slot),
+                handle: handle.clone(),
+                authed: authed.clone(),
             };
             let config = config.clone();
             tokio::spawn(async move {
-                match russh::server::run_stream(config, sock, handler).await {
-                    Ok(session) => {
-                        if let Err(e) = session.await {
+                let begun = tokio::time::Instant::now();
+                let session = match tokio::time::timeout(
+                    LOGIN_GRACE,
+                    russh::server::run_stream(config, sock, handler),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "SSH connection refused: {e}");
+                        return;
+                    }
+                    Err(_) => return, // no SSH greeting in time: closed (the handler with it)
+                };
+                let h = session.handle();
+                let _ = handle.set(h.clone());
+                let mut session = std::pin::pin!(session);
+                tokio::select! {
+                    r = &mut session => {
+                        if let Err(e) = r {
                             tracing::debug!(%peer, "SSH connection ended: {e}");
                         }
+                        return;
                     }
-                    Err(e) => tracing::debug!(%peer, "SSH connection refused: {e}"),
+                    _ = tokio::time::sleep_until(begun + LOGIN_GRACE) => {}
+                }
+                if !authed.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        h.disconnect(
+                            russh::Disconnect::ByApplication,
+                            format!("no login within {} s", LOGIN_GRACE.as_secs()),
+                            "en".into(),
+                        ),
+                    )
+                    .await;
+                }
+                if let Err(e) = session.await {
+                    tracing::debug!(%peer, "SSH connection ended: {e}");
                 }
             });
         }
@@ -95,6 +140,58 @@ struct Login {
     username: String,
     secret: String,
 }
+
+/// How long a connection may take to log in (OpenSSH's `LoginGraceTime` is 120 s).
+const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Connections not logged in yet, in all and from one address (OpenSSH's `MaxStartups` is 10
+/// in all).
+const MAX_WAITING: usize = 64;
+const MAX_WAITING_PER_ADDRESS: usize = 8;
+
+/// The connections that have not logged in yet.
+#[derive(Default)]
+struct Waiting {
+    total: usize,
+    by_address: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One of them: its place is given back when it logs in or ends.
+struct WaitingSlot {
+    waiting: Arc<std::sync::Mutex<Waiting>>,
+    ip: std::net::IpAddr,
+}
+
+impl Waiting {
+    fn take(w: &Arc<std::sync::Mutex<Waiting>>, ip: std::net::IpAddr) -> Option<WaitingSlot> {
+        let mut g = w.lock().unwrap_or_else(|p| p.into_inner());
+        let here = g.by_address.get(&ip).copied().unwrap_or(0);
+        if g.total >= MAX_WAITING || here >= MAX_WAITING_PER_ADDRESS {
+            return None;
+        }
+        g.total += 1;
+        g.by_address.insert(ip, here + 1);
+        Some(WaitingSlot {
+            waiting: w.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for WaitingSlot {
+    fn drop(&mut self) {
+        let mut g = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        g.total = g.total.saturating_sub(1);
+        if let Some(n) = g.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The session's handle, once it runs (to end it from inside the handler).
+type HandleSlot = Arc<std::sync::OnceLock<russh::server::Handle>>;
 
 /// Input packets waiting for the command (at most 32 KiB each): a client that sends more than
 /// it reads loses its input, not the controller's memory.
@@ -118,6 +215,10 @@ struct Conn {
     peer: SocketAddr,
     login: Option<Login>,
     channels: HashMap<ChannelId, ChannelState>,
+    /// Its place among the connections not logged in yet (None once logged in).
+    waiting: Option<WaitingSlot>,
+    handle: HandleSlot,
+    authed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Conn {
@@ -150,6 +251,33 @@ impl Drop for Conn {
 }
 
 impl Conn {
+    fn logged_in(&mut self, username: String, secret: String) {
+        self.login = Some(Login { username, secret });
+        self.waiting = None;
+        self.authed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A client locked out by the login back-off is told so, and why it must wait, instead of
+    /// a bare "Permission denied": the connection ends with that message.
+    fn refused(&self, e: &crate::error::ApiError) {
+        if let crate::error::ApiError::TooManyRequests { retry_after_secs } = e {
+            if let Some(h) = self.handle.get().cloned() {
+                let text = format!(
+                    "too many failed logins for this user or from this address: try again in {retry_after_secs} s"
+                );
+                tokio::spawn(async move {
+                    let _ = h
+                        .disconnect(
+                            russh::Disconnect::NoMoreAuthMethodsAvailable,
+                            text,
+                            "en".into(),
+                        )
+                        .await;
+                });
+            }
+        }
+    }
+
     fn api(&self) -> Option<Api> {
         self.login.as_ref().map(|l| {
             self.api.with_cookie(format!(
@@ -334,6 +462,19 @@ impl Term for SshTerm {
 
 /// Runs one command line (its words) for the user; its exit code.
 async fn one(term: &mut SshTerm, api: &Api, words: Vec<String>) -> u32 {
+    // Here every command runs as the SSH login, on this controller: a flag naming another
+    // controller or identity is refused, never silently ignored.
+    if let Some(w) = words.iter().take_while(|w| *w != "--").find(|w| {
+        ["--url", "--token", "--insecure"]
+            .iter()
+            .any(|f| *w == f || w.starts_with(&format!("{f}=")))
+    }) {
+        let flag = w.split('=').next().unwrap_or(w);
+        term.err(&format!(
+            "sw: {flag} is for sw on your own machine; over SSH you act as your SSH login on this controller"
+        ));
+        return Exit::Usage.code() as u32;
+    }
     let cli = match Cli::try_parse_from(std::iter::once("sw".to_string()).chain(words)) {
         Ok(c) => c,
         Err(e) => {
@@ -419,14 +560,12 @@ impl russh::server::Handler for Conn {
         .await
         {
             Ok((u, secret)) => {
-                self.login = Some(Login {
-                    username: u.username,
-                    secret,
-                });
+                self.logged_in(u.username, secret);
                 Ok(Auth::Accept)
             }
             Err(e) => {
                 tracing::info!(peer = %self.peer, "SSH login refused: {}", e.body().message);
+                self.refused(&e);
                 Ok(Auth::reject())
             }
         }
@@ -452,13 +591,13 @@ impl russh::server::Handler for Conn {
             .to_string();
         match crate::api::auth::key_login(&self.core, user, fp, Some(self.peer.ip())).await {
             Ok((u, secret)) => {
-                self.login = Some(Login {
-                    username: u.username,
-                    secret,
-                });
+                self.logged_in(u.username, secret);
                 Ok(Auth::Accept)
             }
-            Err(_) => Ok(Auth::reject()),
+            Err(e) => {
+                self.refused(&e);
+                Ok(Auth::reject())
+            }
         }
     }
 

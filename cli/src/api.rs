@@ -206,6 +206,11 @@ impl Api {
         let m = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| Failure::new(Exit::Failed, format!("bad method {method}")))?;
         let mut req = self.http.request(m, &url);
+        if method == "POST" && path == "/hosts" {
+            // Adding a host waits for its SSH login and its agent's install, which a slow host
+            // stretches: the controller goes on with it whether or not we wait, so we wait.
+            req = req.timeout(Duration::from_secs(15 * 60));
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -252,6 +257,53 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call("GET", path, None).await
+    }
+
+    /// POSTs a file as the request body (streamed, never read whole), with `query`.
+    pub async fn post_file(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        file: &std::path::Path,
+    ) -> Result<Value> {
+        let f = tokio::fs::File::open(file).await.map_err(|e| {
+            Failure::new(Exit::Usage, format!("cannot read {}: {e}", file.display()))
+        })?;
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            // An archive of gigabytes takes its time.
+            .timeout(Duration::from_secs(6 * 3600))
+            .body(reqwest::Body::from(f));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let r = req.send().await.map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!(
+                    "cannot send {} to the controller: {}",
+                    file.display(),
+                    chain(&e)
+                ),
+            )
+        })?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            Ok(v)
+        } else {
+            Err(failure_of(status, &v))
+        }
     }
 }
 

@@ -123,6 +123,24 @@ pub enum HostCmd {
         /// Into maintenance (its VPSes are moved away) or out of it.
         #[arg(long)]
         maintenance: Option<bool>,
+        /// Declared memory for VPSes (e.g. 64G; 0: what the host reports).
+        #[arg(long)]
+        capacity_memory: Option<String>,
+        /// Declared CPUs for VPSes (0: what the host reports).
+        #[arg(long)]
+        capacity_cpus: Option<u32>,
+        /// Declared disk for VPSes (e.g. 2T; 0: what the host reports).
+        #[arg(long)]
+        capacity_disk: Option<String>,
+        /// The bridge VPS interfaces join.
+        #[arg(long)]
+        vps_bridge: Option<String>,
+        /// The prefix length of VPS addresses.
+        #[arg(long)]
+        vps_prefix_len: Option<u8>,
+        /// The VPSes' gateway ("" removes it).
+        #[arg(long)]
+        vps_gateway: Option<String>,
     },
     /// Remove a host (it must hold no VPS).
     Delete { host: String },
@@ -170,7 +188,11 @@ pub enum VpsCmd {
     Copy {
         vps: String,
         name: String,
-        ipv4: String,
+        /// The copy's address (as --ipv4, the way `vps create` takes it).
+        #[arg(required_unless_present = "ipv4_flag", conflicts_with = "ipv4_flag")]
+        ipv4: Option<String>,
+        #[arg(long = "ipv4", id = "ipv4_flag", value_name = "IPV4")]
+        ipv4_flag: Option<String>,
         /// Onto this host (default: the same).
         #[arg(long)]
         host: Option<String>,
@@ -297,7 +319,34 @@ pub struct EditVps {
 #[derive(Subcommand, Debug)]
 pub enum TemplateCmd {
     List,
-    Delete { template: String },
+    /// Upload a root filesystem archive (.tar or .tar.gz with an sbin/init) as a template.
+    Upload {
+        name: String,
+        /// The archive on this machine.
+        file: std::path::PathBuf,
+        /// Its system, as shown (debian, alpine …).
+        #[arg(long, default_value = "linux")]
+        os: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Build a Debian template with debootstrap on the controller (a task; --wait follows it).
+    Build {
+        name: String,
+        /// Debian suite (default bookworm).
+        #[arg(long)]
+        suite: Option<String>,
+        /// Debian mirror (default http://deb.debian.org/debian).
+        #[arg(long)]
+        mirror: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    Delete {
+        template: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

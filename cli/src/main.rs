@@ -115,17 +115,23 @@ async fn main_async(cli: Cli) -> Result<(), Failure> {
                     )
                 })?;
             let api = Api::new(&url, None, cli.insecure)?;
-            if !password_stdin && !term.interactive() {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    "no terminal to ask the password on: use --password-stdin",
-                ));
-            }
+            // Without a terminal the password is the first line of standard input, as with
+            // --password-stdin (`echo "$PW" | sw login URL`).
+            let asked = !password_stdin && term.interactive();
             let password = term
                 .read_line(&format!("Password for {user} at {}: ", api.base()), true)
                 .await
                 .filter(|p| !p.is_empty())
-                .ok_or_else(|| Failure::new(Exit::Usage, "no password was given"))?;
+                .ok_or_else(|| {
+                    Failure::new(
+                        Exit::Usage,
+                        if asked {
+                            "no password was given"
+                        } else {
+                            "no password on standard input (and no terminal to ask it on)"
+                        },
+                    )
+                })?;
             let host = std::fs::read_to_string("/etc/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default();

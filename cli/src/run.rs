@@ -494,8 +494,20 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
             max_transfers,
             duplo_interval,
             maintenance,
+            capacity_memory,
+            capacity_cpus,
+            capacity_disk,
+            vps_bridge,
+            vps_prefix_len,
+            vps_gateway,
         } => {
             let id = ctx.host(&host).await?;
+            let capacity_memory = capacity_memory
+                .map(|t| size("capacity_memory_bytes", &t))
+                .transpose()?;
+            let capacity_disk = capacity_disk
+                .map(|t| size("capacity_disk_bytes", &t))
+                .transpose()?;
             let mut body = serde_json::Map::new();
             let mut put = |k: &str, v: Value| {
                 if !v.is_null() {
@@ -508,6 +520,12 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
             put("max_transfers", json!(max_transfers));
             put("duplo_interval_secs", json!(duplo_interval));
             put("maintenance", json!(maintenance));
+            put("capacity_memory_bytes", json!(capacity_memory));
+            put("capacity_cpus", json!(capacity_cpus));
+            put("capacity_disk_bytes", json!(capacity_disk));
+            put("vps_bridge", json!(vps_bridge));
+            put("vps_prefix_len", json!(vps_prefix_len));
+            put("vps_gateway", json!(vps_gateway));
             if body.is_empty() {
                 return Err(usage("nothing to change: give at least one setting"));
             }
@@ -807,10 +825,12 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
             vps,
             name,
             ipv4,
+            ipv4_flag,
             host,
             start,
             wait,
         } => {
+            let ipv4 = ipv4.or(ipv4_flag);
             let id = ctx.vps(&vps).await?;
             let host = ctx.host_opt(host.as_deref()).await?;
             let body = json!({ "name": name, "ipv4": ipv4, "host_id": host, "start": start });
@@ -941,6 +961,50 @@ async fn template<T: Term>(ctx: &mut Ctx<'_, T>, c: TemplateCmd) -> Result<()> {
                 },
             )
             .await
+        }
+        TemplateCmd::Upload {
+            name,
+            file,
+            os,
+            description,
+        } => {
+            if !ctx.files {
+                return Err(usage(
+                    "over SSH no file is read on the controller: upload with sw on your own machine, or on the Templates page",
+                ));
+            }
+            let v = ctx
+                .api
+                .post_file(
+                    "/templates",
+                    &[("name", &name), ("os", &os), ("description", &description)],
+                    &file,
+                )
+                .await?;
+            ctx.say(&v, || {
+                format!(
+                    "template {} uploaded ({})",
+                    v["name"].as_str().unwrap_or("?"),
+                    show::bytes(v["size_bytes"].as_f64().unwrap_or(0.0))
+                )
+            });
+            Ok(())
+        }
+        TemplateCmd::Build {
+            name,
+            suite,
+            mirror,
+            description,
+            wait,
+        } => {
+            let body = json!({
+                "name": name, "suite": suite, "mirror": mirror, "description": description
+            });
+            let v = ctx
+                .api
+                .call("POST", "/templates/debian", Some(&body))
+                .await?;
+            ctx.task(v, wait.wait).await
         }
         TemplateCmd::Delete { template } => {
             let id = ctx

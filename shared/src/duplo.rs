@@ -130,6 +130,8 @@ impl Entry {
             rdev: None,
             ino: 0,
             ctime_ns: 0,
+            xattrs: Vec::new(),
+            data: None,
         }
     }
 }
@@ -179,7 +181,41 @@ pub struct Entry {
     /// so a file whose inode, size, time and change time are all the same has the same content.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub ctime_ns: i64,
+    /// Extended attributes the VPS can set and that mean something in it: `user.*`,
+    /// `trusted.*`, file capabilities (`security.capability`) and POSIX ACLs
+    /// (`system.posix_acl_*`), as the VPS sees them (the ids an ACL names and a capability's
+    /// root within its own range), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+    /// A sparse file's data, as (offset, length) ranges in order; the rest are holes. None: all
+    /// of it is data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<(u64, u64)>>,
 }
+
+/// One extended attribute of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: String,
+    /// Its value, bytes written as a path's are (`%XX` for what is not UTF-8).
+    pub value: PathBytes,
+}
+
+/// Whether an extended attribute is one a point keeps (see [`Entry::xattrs`]).
+pub fn xattr_kept(name: &str) -> bool {
+    name.starts_with("user.")
+        || name.starts_with("trusted.")
+        || name == XATTR_CAPABILITY
+        || name == XATTR_ACL_ACCESS
+        || name == XATTR_ACL_DEFAULT
+}
+
+pub const XATTR_CAPABILITY: &str = "security.capability";
+pub const XATTR_ACL_ACCESS: &str = "system.posix_acl_access";
+pub const XATTR_ACL_DEFAULT: &str = "system.posix_acl_default";
+
+/// The most an entry's attributes may hold in all (the kernel's own limit for one value is 64 KiB).
+pub const MAX_XATTR_BYTES: usize = 256 << 10;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -198,6 +234,11 @@ pub struct KnownFile {
     pub mtime_ns: i64,
     pub ctime_ns: i64,
     pub chunks: Vec<ChunkId>,
+    /// Its attributes and data ranges (a change of either changes its change time too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<(u64, u64)>>,
 }
 
 impl KnownFile {
@@ -210,6 +251,8 @@ impl KnownFile {
             mtime_ns: e.mtime_ns,
             ctime_ns: e.ctime_ns,
             chunks: e.chunks.clone(),
+            xattrs: e.xattrs.clone(),
+            data: e.data.clone(),
         })
     }
 
@@ -552,6 +595,8 @@ mod tests {
             rdev: None,
             ino: 0,
             ctime_ns: 0,
+            xattrs: Vec::new(),
+            data: None,
         };
         let mut buf = Vec::new();
         write_chunk(&mut buf, &ChunkId([1; 32]), b"abc").unwrap();
@@ -586,6 +631,8 @@ mod tests {
             rdev: None,
             ino: 0,
             ctime_ns: 0,
+            xattrs: Vec::new(),
+            data: None,
         }
     }
 

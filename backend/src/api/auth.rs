@@ -97,6 +97,8 @@ pub async fn password_login(
         shown_name(username)
     };
     if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
+        // Every attempt is on record, refused ones too.
+        locked_out(state, &account, addr, via, wait).await?;
         // A locked client waits for its answer: a flood slows to one attempt per connection
         // and second, at the cost of a timer.
         actix_web::rt::time::sleep(authn::REFUSAL_DELAY.min(wait)).await;
@@ -179,6 +181,41 @@ pub async fn password_login(
     }
 }
 
+/// Records an attempt refused unheard because its account or address is locked out.
+async fn locked_out(
+    state: &Core,
+    account: &str,
+    addr: Option<std::net::IpAddr>,
+    via: Option<&'static str>,
+    wait: std::time::Duration,
+) -> ApiResult<()> {
+    let acct = account.to_string();
+    let ip = addr.map(|a| a.to_string());
+    let secs = wait.as_secs().max(1);
+    state
+        .db
+        .run(move |conn| {
+            audit::record(
+                conn,
+                &Actor {
+                    name: "anonymous".into(),
+                    via_token: None,
+                    via,
+                },
+                Change::new(
+                    "auth.login_locked",
+                    "user",
+                    &acct,
+                    format!("login for '{acct}' refused unheard: too many failed logins (locked for {secs} s more)"),
+                )
+                .details(serde_json::json!({ "ip": ip, "retry_after_secs": secs }))
+                .severity(Severity::Warning),
+            )?;
+            Ok(())
+        })
+        .await
+}
+
 /// Records a login of `user`: a new session (its secret's hash), the last login time, and the
 /// audit event (`key`: the SSH key it came with).
 fn open_session(
@@ -252,6 +289,7 @@ pub async fn key_login(
         return Err(ApiError::Unauthorized("no such key for that user".into()));
     }
     if let Err(wait) = state.login_limiter.check(&account, addr, Instant::now()) {
+        locked_out(state, &account, addr, Some("ssh"), wait).await?;
         return Err(ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs().max(1),
         });

@@ -423,6 +423,8 @@ mod tests {
         Entry {
             ino,
             ctime_ns: 1,
+            xattrs: Vec::new(),
+            data: None,
             ..Entry::new(path.as_bytes(), EntryKind::File)
         }
     }

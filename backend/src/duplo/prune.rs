@@ -373,6 +373,8 @@ mod tests {
                         rdev: None,
                         ino: 0,
                         ctime_ns: 0,
+                        xattrs: Vec::new(),
+                        data: None,
                     },
                     Entry {
                         path: PathBytes(b"f".to_vec()),
@@ -387,6 +389,8 @@ mod tests {
                         rdev: None,
                         ino: 1,
                         ctime_ns: 0,
+                        xattrs: Vec::new(),
+                        data: None,
                     },
                 ],
             };

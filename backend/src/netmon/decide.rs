@@ -29,6 +29,9 @@ pub struct Params {
     /// Added to the lease before a host counts as fenced: its guard asks its peers and stops
     /// the VPSes, and clocks drift.
     pub lease_margin_ms: Ms,
+    /// Added to that margin for each HA VPS on the host: a guard kills them all at once, and
+    /// more VPSes take longer to be gone.
+    pub fence_per_vps_ms: Ms,
     /// How long a guard that held on (the controller was down) takes to ask its peers again.
     pub recheck_ms: Ms,
     /// How long a guard waits for its own renewal when a restarted controller renewed others
@@ -36,6 +39,9 @@ pub struct Params {
     pub reconnect_grace_ms: Ms,
     /// How long a VPS's services may fail on a healthy host before it is restarted in place.
     pub service_grace_ms: Ms,
+    /// A heartbeat must arrive this long after its services stopped answering before the host
+    /// counts as healthy for that (one sent just before the host died does not).
+    pub proof_of_life_ms: Ms,
     /// How long a started VPS gets for its services to answer.
     pub answer_within_ms: Ms,
     /// Restarts in place before a VPS is moved to another host instead.
@@ -49,9 +55,11 @@ impl Default for Params {
         Params {
             lease_ms: 3000,
             lease_margin_ms: 1000,
+            fence_per_vps_ms: 25,
             recheck_ms: 1300,
             reconnect_grace_ms: serverware_shared::agent::RECONNECT_GRACE_MS,
             service_grace_ms: 1500,
+            proof_of_life_ms: 250,
             answer_within_ms: 30_000,
             restarts_in_place: 1,
             attempts: 3,
@@ -118,6 +126,10 @@ pub struct VpsObs {
 pub struct World {
     pub hosts: Vec<HostObs>,
     pub vpses: Vec<VpsObs>,
+    /// When the controller itself last could not run on time (it was starved): a host's
+    /// silence is counted only from then on.
+    #[serde(default)]
+    pub stalled_at: Option<Ms>,
 }
 
 /// What netMON asks the world to do.
@@ -417,8 +429,12 @@ impl Manager {
         let silent = h
             .heartbeat_at
             .is_none_or(|t| now.saturating_sub(t) > h.heartbeat_timeout_ms);
+        // A silence that began while the controller itself could not run is not the host's.
+        let own_stall = w
+            .stalled_at
+            .is_some_and(|t| now.saturating_sub(t) <= h.heartbeat_timeout_ms);
         match state {
-            HostState::Alive if silent && !h.maintenance => {
+            HostState::Alive if silent && !own_stall && !h.maintenance => {
                 self.hosts
                     .insert(h.id, HostState::Suspect { detected: now });
                 out.push(Action::Revoke { host: h.id });
@@ -433,9 +449,13 @@ impl Manager {
                 // Its lease has run out, its guard has stopped its VPSes by now, and a guard
                 // that held on for a controller outage has since seen other leases renewed.
                 let p = self.params;
-                let expired = h
-                    .renewed_at
-                    .is_none_or(|t| now >= t + h.lease_ms + p.lease_margin_ms);
+                let ha_here = w
+                    .vpses
+                    .iter()
+                    .filter(|v| v.ha && v.host == Some(h.id))
+                    .count() as Ms;
+                let margin = p.lease_margin_ms + p.fence_per_vps_ms * ha_here;
+                let expired = h.renewed_at.is_none_or(|t| now >= t + h.lease_ms + margin);
                 // Never renewed by this controller: its guard may be waiting for that.
                 let grace = if h.renewed_at.is_none() {
                     p.reconnect_grace_ms
@@ -444,7 +464,7 @@ impl Manager {
                 };
                 let rechecked = self
                     .quorum_since
-                    .is_some_and(|q| now >= q + p.recheck_ms + grace + p.lease_margin_ms);
+                    .is_some_and(|q| now >= q + p.recheck_ms + grace + margin);
                 if expired && rechecked {
                     self.hosts.insert(
                         h.id,
@@ -580,8 +600,18 @@ impl Manager {
         // Failing alone on a healthy host: restarted in place; if that does not bring it back,
         // stopped there and brought up elsewhere.
         let p = self.params;
+        // Only a host heard from since its services stopped answering is known to be alive:
+        // a host that died with them is not asked to restart anything (its VPSes fail over
+        // once it is fenced).
+        let heard_since = |since: Ms| {
+            w.hosts
+                .iter()
+                .find(|h| h.id == host)
+                .and_then(|h| h.heartbeat_at)
+                .is_some_and(|t| t >= since + p.proof_of_life_ms)
+        };
         match v.services {
-            Services::Down { since } if now >= since + p.service_grace_ms => {
+            Services::Down { since } if now >= since + p.service_grace_ms && heard_since(since) => {
                 let next = match self.restarts.get(&v.id) {
                     None => Some(1),
                     Some(r) if !r.done => None,

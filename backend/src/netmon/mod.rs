@@ -66,6 +66,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Netmon {
+    /// Whether netMON is bringing the VPS up elsewhere now.
+    pub fn failing_over(&self, vps: i64) -> bool {
+        lock(&self.manager).failing_over().contains(&vps)
+    }
+
     /// What the service checks of a VPS find now (None: not checked).
     pub fn services(&self, vps: i64) -> Option<ServiceHealth> {
         lock(&self.health).get(&vps).map(|h| ServiceHealth {
@@ -313,6 +318,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
     // A VPS netMON itself stopped to take it elsewhere stays netMON's until it runs there.
     let moving = lock(&nm.manager).failing_over();
     let world = World {
+        stalled_at: crate::stall::last_stall_end().map(|i| nm.ms(i)),
         hosts: hosts
             .iter()
             .map(|h| {

@@ -44,6 +44,9 @@ fn a_powered_off_host_s_vpses_answer_elsewhere_within_seconds() {
     // Suspected before anything was recovered, and one timeline each.
     assert!(at(&s, "suspect node-a") < at(&s, "recover web-1"));
     assert_eq!(lines_with(&s, "failed over").len(), 3);
+    // Its services stopped with it, before its heartbeat timeout: nothing was asked of the
+    // dead host.
+    assert!(lines_with(&s, "restart").is_empty(), "{}", s.log.join("\n"));
 }
 
 #[test]
@@ -305,6 +308,41 @@ fn a_failover_goes_to_the_standby_host_when_it_has_room() {
     assert_eq!(
         p["pbx-1"],
         vec!["node-c".to_string()],
+        "{}",
+        s.log.join("\n")
+    );
+}
+
+#[test]
+fn a_starved_controller_blames_no_host() {
+    let mut s = three();
+    s.run(
+        20_000,
+        &[(5_000, "controller-starved"), (7_000, "controller-wakes")],
+    );
+    assert!(lines_with(&s, "suspect").is_empty(), "{}", s.log.join("\n"));
+    assert!(
+        lines_with(&s, "fenced itself").is_empty(),
+        "{}",
+        s.log.join("\n")
+    );
+    for v in ["web-1", "web-2", "pbx-1"] {
+        assert_eq!(s.placement()[v], vec!["node-a".to_string()]);
+    }
+    // A host that really went silent is still suspected once the controller runs on time.
+    let mut s = three();
+    s.run(
+        20_000,
+        &[
+            (5_000, "controller-starved"),
+            (6_000, "power-off node-a"),
+            (7_000, "controller-wakes"),
+        ],
+    );
+    assert!(at(&s, "suspect node-a") > 0);
+    assert_eq!(
+        lines_with(&s, "failed over").len(),
+        3,
         "{}",
         s.log.join("\n")
     );

@@ -64,6 +64,10 @@ pub struct Sim {
     /// How long a restore and start takes.
     pub restore_ms: Ms,
     pub controller_up: bool,
+    /// When the controller last woke from being starved.
+    pub stalled_at: Option<Ms>,
+    /// It has just woken: the samples that waited are read after its first decisions.
+    unread: bool,
 }
 
 impl Sim {
@@ -82,6 +86,8 @@ impl Sim {
             timelines: Vec::new(),
             restore_ms: 1500,
             controller_up: true,
+            stalled_at: None,
+            unread: false,
         };
         for i in 0..hosts {
             s.hosts.insert(
@@ -160,7 +166,9 @@ impl Sim {
     }
 
     /// Runs a command: `power-off H`, `power-on H`, `cut H`, `mend H`, `kill V`, `break V`,
-    /// `break-disk H`, `maintenance H`, `controller-down`, `controller-up`, `controller-restart`.
+    /// `break-disk H`, `maintenance H`, `controller-down`, `controller-up`, `controller-restart`,
+    /// `controller-starved` and `controller-wakes` (it could not run meanwhile; on waking it
+    /// decides once before it reads the samples that waited).
     pub fn command(&mut self, cmd: &str) {
         self.say(format!("cmd {cmd}"));
         let (verb, arg) = cmd.split_once(' ').unwrap_or((cmd, ""));
@@ -203,7 +211,12 @@ impl Sim {
                 let h = self.host_id(arg);
                 self.hosts.get_mut(&h).unwrap().maintenance = true;
             }
-            "controller-down" => self.controller_up = false,
+            "controller-down" | "controller-starved" => self.controller_up = false,
+            "controller-wakes" => {
+                self.controller_up = true;
+                self.stalled_at = Some(self.now);
+                self.unread = true;
+            }
             "controller-up" => self.controller_up = true,
             "controller-restart" => {
                 // Its memory survives only as what it stored.
@@ -234,7 +247,7 @@ impl Sim {
         // Hosts: heartbeats and lease renewals cross the link only while the controller runs.
         for (id, h) in self.hosts.iter_mut() {
             let reach = h.powered && h.linked && self.controller_up;
-            if reach && now.is_multiple_of(HEARTBEAT_EVERY) {
+            if reach && !self.unread && now.is_multiple_of(HEARTBEAT_EVERY) {
                 h.heartbeat_at = Some(now);
             }
             // Sent while the controller believes the connection up; received only if it is.
@@ -366,10 +379,19 @@ impl Sim {
         for a in actions {
             self.act(a);
         }
+        if std::mem::take(&mut self.unread) {
+            // The samples that queued while it was starved, read now.
+            for h in self.hosts.values_mut() {
+                if h.powered && h.linked {
+                    h.heartbeat_at = Some(now);
+                }
+            }
+        }
     }
 
     fn world(&self) -> World {
         World {
+            stalled_at: self.stalled_at,
             hosts: self
                 .hosts
                 .iter()

@@ -178,6 +178,8 @@ mod tests {
             rdev: None,
             ino: 0,
             ctime_ns: 0,
+            xattrs: Vec::new(),
+            data: None,
         }
     }
 

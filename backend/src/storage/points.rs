@@ -223,6 +223,8 @@ mod tests {
                     rdev: None,
                     ino: 0,
                     ctime_ns: 0,
+                    xattrs: Vec::new(),
+                    data: None,
                 },
                 Entry {
                     path: PathBytes(b"etc".to_vec()),
@@ -237,6 +239,8 @@ mod tests {
                     rdev: None,
                     ino: 0,
                     ctime_ns: 0,
+                    xattrs: Vec::new(),
+                    data: None,
                 },
                 Entry {
                     path: PathBytes(b"etc/hostname\xff".to_vec()),
@@ -251,6 +255,8 @@ mod tests {
                     rdev: None,
                     ino: 0,
                     ctime_ns: 0,
+                    xattrs: Vec::new(),
+                    data: None,
                 },
             ],
         }

@@ -330,6 +330,8 @@ mod tests {
             rdev: None,
             ino,
             ctime_ns: 0,
+            xattrs: Vec::new(),
+            data: None,
         }
     }
 

@@ -462,12 +462,90 @@ async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -
             .is_some_and(|s| s.vpses.iter().any(|x| x.name == name)),
     };
     if taken {
+        if remove_stale_copy(state, host_id, host_name, name).await? {
+            return Ok(());
+        }
         return Err(ApiError::conflict(
             Some("name"),
             format!("host {host_name} already has a container named '{name}' that SERVERware does not manage"),
         ));
     }
     Ok(())
+}
+
+/// A container on `host_id` named as a VPS that the records place on another host, with no
+/// operation on it, is a stale copy of that VPS (left by a failover or a move while the host was
+/// away): it is removed. The records are the truth and they survive a restart of the controller,
+/// whatever it had in memory. Whether one was removed.
+pub(crate) async fn remove_stale_copy(
+    state: &Core,
+    host_id: i64,
+    host_name: &str,
+    name: &str,
+) -> ApiResult<bool> {
+    let n = name.to_string();
+    let stale = state
+        .db
+        .run(move |c| {
+            let row: Option<VpsRow> = vpses::table
+                .filter(vpses::name.eq(&n))
+                .select(VpsRow::as_select())
+                .first(c)
+                .optional()?;
+            Ok(match row {
+                Some(v) if v.host_id.is_some() && v.host_id != Some(host_id) => {
+                    ops::claims::holder(c, v.id)?.is_none().then_some(v)
+                }
+                _ => None,
+            })
+        })
+        .await?;
+    let Some(v) = stale else { return Ok(false) };
+    let Some(c) = state.hosts.conn(host_id) else {
+        return Ok(false);
+    };
+    // The agent removes only a container SERVERware made.
+    match call(
+        &c,
+        AgentRequest::VpsDestroy {
+            name: v.name.clone(),
+        },
+        Duration::from_secs(120),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(
+                vps = v.name,
+                host = host_name,
+                "a stale copy could not be removed: {}",
+                e.body().message
+            );
+            return Ok(false);
+        }
+    }
+    let (id, vname, hname) = (v.id, v.name.clone(), host_name.to_string());
+    state
+        .db
+        .run(move |c| {
+            audit::record_system(
+                c,
+                &Actor::system("reconcile"),
+                Change::new(
+                    "vps.stale_copy_removed",
+                    "vps",
+                    id,
+                    format!("the stale copy of VPS {vname} on host {hname} was removed (the VPS is recorded on another host)"),
+                )
+                .details(serde_json::json!({ "host_id": host_id }))
+                .severity(serverware_shared::api::Severity::Warning),
+            )?;
+            Ok(())
+        })
+        .await?;
+    tracing::warn!(vps = v.name, host = host_name, "removed a stale copy");
+    Ok(true)
 }
 
 /// Undoes a create or copy: the container goes from its host, then the record. False when the

@@ -43,13 +43,47 @@ fn settled_down(id: i64) {
 }
 
 pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
-    let (rows, claims) = state
+    let (rows, claims, hosts) = state
         .db
         .run(|c| {
             let rows: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
-            Ok((rows, ops::claims::all(c)?))
+            let hosts: Vec<(i64, String)> = crate::schema::hosts::table
+                .select((crate::schema::hosts::id, crate::schema::hosts::name))
+                .load(c)?;
+            Ok((rows, ops::claims::all(c)?, hosts))
         })
         .await?;
+    // Copies of VPSes that the records place on another host (a host that was away while its
+    // VPS failed over or moved): removed, so that nothing runs twice and the host can take the
+    // VPS again.
+    for (host_id, host_name) in &hosts {
+        let Some(sample) = state
+            .hosts
+            .view(*host_id)
+            .filter(|view| view.status == Some(HostStatus::Online))
+            .and_then(|view| view.latest)
+        else {
+            continue;
+        };
+        for x in &sample.vpses {
+            let stale = rows.iter().any(|v| {
+                v.name == x.name
+                    && v.host_id.is_some()
+                    && v.host_id != Some(*host_id)
+                    && !claims.contains_key(&v.id)
+                    && !state.netmon.failing_over(v.id)
+            });
+            if stale {
+                if let Err(e) = remove_stale_copy(state, *host_id, host_name, &x.name).await {
+                    tracing::warn!(
+                        vps = x.name,
+                        "a stale copy could not be removed: {}",
+                        e.body().message
+                    );
+                }
+            }
+        }
+    }
     for v in rows {
         let Some(h) = v.host_id else { continue };
         if claims.contains_key(&v.id) || v.recorded() == ObservedState::Creating {

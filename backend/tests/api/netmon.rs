@@ -429,6 +429,155 @@ async fn partition(kill_agent: bool) {
     );
 }
 
+/// Which of `names` run on each test host, sampled every 100 ms (one `lxc-ls --running` per
+/// host a round): (unix ms, name → hosts running it).
+struct ManySampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(u128, Vec<(String, Vec<usize>)>)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ManySampler {
+    fn start(cluster: &serverware_testhosts::Cluster, names: &[String]) -> ManySampler {
+        let pids: Vec<String> = cluster
+            .hosts
+            .iter()
+            .map(|h| h.init_pid().unwrap().to_string())
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s2, seen2, names) = (stop.clone(), seen.clone(), names.to_vec());
+        let thread = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+                let t0 = Instant::now();
+                let t = unix_ms();
+                let running: Vec<Vec<String>> = pids
+                    .iter()
+                    .map(|pid| {
+                        std::process::Command::new("nsenter")
+                            .args(["-t", pid, "-m", "-p", "-n", "lxc-ls", "--running", "-1"])
+                            .output()
+                            .map(|o| {
+                                String::from_utf8_lossy(&o.stdout)
+                                    .split_whitespace()
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let row = names
+                    .iter()
+                    .map(|n| {
+                        let on = running
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| r.contains(n))
+                            .map(|(i, _)| i)
+                            .collect();
+                        (n.clone(), on)
+                    })
+                    .collect();
+                seen2.lock().unwrap().push((t, row));
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(t0.elapsed()));
+            }
+        });
+        ManySampler {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(u128, Vec<(String, Vec<usize>)>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let seen = self.seen.lock().unwrap().clone();
+        for (t, row) in &seen {
+            for (n, on) in row {
+                assert!(on.len() <= 1, "at {t} {n} ran on hosts {on:?}");
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for ManySampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Twelve HA VPSes on one host, its link cut: its guard stops them all before any runs
+/// elsewhere, each of them, sampled every 100 ms on every host.
+#[actix_web::test]
+async fn a_cut_off_host_with_twelve_ha_vpses_stops_them_all_before_any_starts_elsewhere() {
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site(3).await;
+    let net = format!("10.77.{}", cluster.subnet);
+    let names: Vec<String> = (0..12).map(|i| format!("many-{i}")).collect();
+    let mut ids = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let ip = format!("{net}.{}", 60 + i);
+        ids.push(ha_vps(&t, &admin, hosts[0], tpl, n, &ip).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        answers(&format!("{net}.{}", 60 + i), &names[i]).await;
+        let before = crate::duplo::duplo(&t, &admin, *id).await["last_cycle"]
+            .as_u64()
+            .unwrap_or(0);
+        crate::duplo::request_now(&t, &admin, *id).await;
+        point_after(&t, &admin, *id, before).await;
+        services(&t, &admin, *id, true).await;
+    }
+
+    let sampler = ManySampler::start(&cluster, &names);
+    cluster.cut_link(0).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        answers(&format!("{net}.{}", 60 + i), &names[i]).await;
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        assert_ne!(v["host_id"], hosts[0], "{v}");
+    }
+    cluster.restore_link(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while names
+        .iter()
+        .any(|n| cluster.hosts[0].dir.join("lxc").join(n).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "stale copies stay on the cut-off host"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = sampler.finish();
+    let log = std::fs::read_to_string(cluster.hosts[0].dir.join("data/guard.log")).unwrap();
+    eprintln!("the guard's log:\n{log}");
+    for n in &names {
+        let stopped =
+            guard_stopped(&cluster, 0, n).unwrap_or_else(|| panic!("{n}: no stop logged:\n{log}"));
+        let elsewhere = seen
+            .iter()
+            .find(|(_, row)| {
+                row.iter()
+                    .any(|(m, on)| m == n && on.iter().any(|h| *h != 0))
+            })
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("{n} never seen running on another host"));
+        assert!(
+            stopped < elsewhere,
+            "{n}: stopped on the cut-off host at {stopped}, running elsewhere at {elsewhere}"
+        );
+        assert!(
+            seen.iter()
+                .filter(|(t, _)| *t > elsewhere)
+                .all(|(_, row)| row.iter().all(|(m, on)| m != n || !on.contains(&0))),
+            "{n} ran on the cut-off host again"
+        );
+    }
+}
+
 /// The controller killed (SIGKILL) for 60 s, then started again: nobody can start a copy
 /// elsewhere meanwhile, so the hosts' guards hold on, and the HA VPS answers throughout.
 #[actix_web::test]

@@ -235,6 +235,22 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     let me: serde_json::Value =
         serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
     assert_eq!(me["user"]["username"], "admin");
+    // Another controller or identity cannot be named here: refused, not ignored.
+    let o = ssh(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["--token", "swt_x", "whoami"],
+        "",
+    )
+    .await;
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains("--token is for sw on your own machine"),
+        "{o:?}"
+    );
     // Bad input: the API's message with the field, exit 3.
     let o = ssh(
         d,
@@ -368,8 +384,14 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     }
     let o = ssh(d, t.ssh_port(), "admin", ADMIN_PW, false, &["whoami"], "").await;
     assert_eq!(o.code, 255, "locked out after the failures: {o:?}");
+    // Told why, not a bare "Permission denied", and the refused attempt is on record.
+    assert!(o.stderr.contains("too many failed logins"), "{o:?}");
     let failed = get(&t, &admin, "/api/v1/events?action=auth.login_failed").await;
     assert!(failed["events"].as_array().unwrap().len() >= 5, "{failed}");
+    let locked = get(&t, &admin, "/api/v1/events?action=auth.login_locked").await;
+    let locked = locked["events"].as_array().unwrap();
+    assert!(!locked.is_empty(), "{locked:?}");
+    assert_eq!(locked[0]["details"]["via"], "ssh", "{locked:?}");
 
     // Its host key is the same after a restart (the pinned key is checked: a new one fails).
     t.restart(None).await;
@@ -385,4 +407,71 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     .await;
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("watcher (viewer"), "{o:?}");
+}
+
+/// Raises this process's limit on open descriptors to what the test needs.
+fn open_files(n: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit to fill and set.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(n.max(l.rlim_cur));
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
+#[actix_web::test]
+async fn the_ssh_port_survives_two_thousand_idle_connections() {
+    open_files(8192);
+    let t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = t.ssh_port();
+    // 2,000 connections that never log in, held open by us, from another loopback address
+    // than the user's below.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        match sock.connect(([127, 0, 0, 1], port).into()).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    // Those past the cap are closed at once by the controller.
+    let mut closed = 0;
+    for s in &mut idle {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(5), s.read(&mut buf)).await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue, // the server's greeting
+                Err(_) => break,       // still open, waiting
+            }
+        }
+    }
+    assert!(
+        closed >= 1900,
+        "only {closed} of 2000 idle connections were closed"
+    );
+    // Meanwhile the dashboard's API and a login work as ever.
+    let h = reqwest::get(t.url("/api/v1/health")).await.unwrap();
+    assert_eq!(h.status(), 200);
+    let me = admin.get(t.url("/api/v1/auth/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let o = ssh(d, port, "admin", ADMIN_PW, false, &["whoami"], "").await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("admin"), "{o:?}");
+    drop(idle);
+    let h = reqwest::get(t.url("/api/v1/health")).await.unwrap();
+    assert_eq!(h.status(), 200);
 }
