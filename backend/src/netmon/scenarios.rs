@@ -47,6 +47,17 @@ fn a_powered_off_host_s_vpses_answer_elsewhere_within_seconds() {
     // Its services stopped with it, before its heartbeat timeout: nothing was asked of the
     // dead host.
     assert!(lines_with(&s, "restart").is_empty(), "{}", s.log.join("\n"));
+    // So too with real hosts' 3 s timeout, twice the services' grace.
+    let mut s = three();
+    s.heartbeat_timeout_ms = 3000;
+    s.run(20_000, &[(5_000, "power-off node-a")]);
+    assert!(lines_with(&s, "restart").is_empty(), "{}", s.log.join("\n"));
+    assert_eq!(
+        lines_with(&s, "failed over").len(),
+        3,
+        "{}",
+        s.log.join("\n")
+    );
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub struct Sim {
     pub controller_up: bool,
     /// When the controller last woke from being starved.
     pub stalled_at: Option<Ms>,
+    /// How long a host may be silent before it is suspected (real hosts: 3 s).
+    pub heartbeat_timeout_ms: Ms,
     /// It has just woken: the samples that waited are read after its first decisions.
     unread: bool,
 }
@@ -88,6 +90,7 @@ impl Sim {
             controller_up: true,
             stalled_at: None,
             unread: false,
+            heartbeat_timeout_ms: 1500,
         };
         for i in 0..hosts {
             s.hosts.insert(
@@ -399,7 +402,7 @@ impl Sim {
                     id: *id,
                     name: h.name.clone(),
                     heartbeat_at: h.heartbeat_at,
-                    heartbeat_timeout_ms: 1500,
+                    heartbeat_timeout_ms: self.heartbeat_timeout_ms,
                     renewed_at: h.renewed_at,
                     acked_at: h.acked_at,
                     lease_ms: self.params.lease_ms,

@@ -26,6 +26,151 @@ pub(crate) struct Desc {
     content: Option<[u8; 32]>,
     target: Option<Vec<u8>>,
     group: Option<Vec<u8>>,
+    /// Kept extended attributes as the VPS sees them (ACL ids and a capability's root in its
+    /// own range), sorted.
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// A sparse file's data ranges (None: all data).
+    data: Option<Vec<(u64, u64)>>,
+}
+
+/// The kept extended attributes of the entry at `p` (not a link), as the VPS sees them.
+fn xattrs_of(p: &Path, base: u32) -> Vec<(String, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 1 << 16];
+    // SAFETY: valid C string and buffers of the lengths given.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8(name.to_vec()).unwrap();
+        if !serverware_shared::duplo::xattr_kept(&name) {
+            continue;
+        }
+        let cn = std::ffi::CString::new(name.clone()).unwrap();
+        let mut v = vec![0u8; 1 << 16];
+        let len =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert!(len >= 0, "{name} of {}", p.display());
+        v.truncate(len as usize);
+        let le = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
+        if name.starts_with("system.posix_acl_") {
+            for e in v[4..].chunks_exact_mut(8) {
+                let tag = u16::from_le_bytes([e[0], e[1]]);
+                if tag == 0x02 || tag == 0x08 {
+                    let id = inner(le(&e[4..8]), base);
+                    e[4..8].copy_from_slice(&id.to_le_bytes());
+                }
+            }
+        } else if name == "security.capability" && v.len() == 24 && base != 0 {
+            // Revision 3 for the VPS's root reads, inside it, as revision 2.
+            let root = inner(le(&v[20..24]), base);
+            if root == 0 {
+                let magic = (le(&v[0..4]) & 0x00FF_FFFF) | 0x0200_0000;
+                v.truncate(20);
+                v[0..4].copy_from_slice(&magic.to_le_bytes());
+            } else {
+                v[20..24].copy_from_slice(&root.to_le_bytes());
+            }
+        }
+        out.push((name, v));
+    }
+    out.sort();
+    out
+}
+
+/// The data ranges of the file at `p` (None: all of it is data).
+fn data_of(p: &Path) -> Option<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(p).unwrap();
+    let size = f.metadata().unwrap().len() as i64;
+    let mut ranges = Vec::new();
+    let mut off = 0i64;
+    while off < size {
+        // SAFETY: lseeks on a file of ours.
+        let data = unsafe { libc::lseek(f.as_raw_fd(), off, libc::SEEK_DATA) };
+        if data < 0 || data >= size {
+            break;
+        }
+        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) }.min(size);
+        ranges.push((data as u64, (hole - data) as u64));
+        off = hole;
+    }
+    (!(size == 0 || ranges == [(0, size as u64)])).then_some(ranges)
+}
+
+/// A VPS's files given extended attributes from its host, as its own programs would set them
+/// (busybox has no setfattr): a `user.` attribute on a few files and directories, a file
+/// capability for the VPS's root (cap_net_raw, as Debian's ping has) and an ACL naming a user
+/// and a group of the VPS.
+pub(crate) fn attributes(root: &Path, base: u32, rng: &mut Lcg) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    let mut stack = vec![root.join("srv/w")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        dirs.push(d.clone());
+        for e in rd.flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    dirs.sort();
+    let set = |p: &Path, name: &str, v: &[u8]| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // SAFETY: valid C strings and a value of the length given.
+        let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+        assert_eq!(
+            r,
+            0,
+            "{name} on {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
+    };
+    if files.is_empty() {
+        return;
+    }
+    for _ in 0..3 {
+        let f = &files[rng.next(files.len() as u64) as usize];
+        set(f, "user.tag", format!("t{}", rng.next(1000)).as_bytes());
+    }
+    if let Some(d) = dirs.get(rng.next(dirs.len().max(1) as u64) as usize) {
+        set(d, "user.dir", b"\x00\x01binary");
+    }
+    let f = &files[rng.next(files.len() as u64) as usize];
+    let mut cap = (0x0300_0000u32 | 1).to_le_bytes().to_vec();
+    for w in [1u32 << 13, 0, 0, 0, base] {
+        cap.extend_from_slice(&w.to_le_bytes());
+    }
+    set(f, "security.capability", &cap);
+    let f = &files[rng.next(files.len() as u64) as usize];
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, base + 1000),
+        (0x04, 4, u32::MAX),
+        (0x08, 4, base + 33),
+        (0x10, 6, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    set(f, "system.posix_acl_access", &acl);
 }
 
 fn inner(id: u32, base: u32) -> u32 {
@@ -104,6 +249,12 @@ pub(crate) fn tree_of(root: &Path, base: u32) -> BTreeMap<Vec<u8>, Desc> {
                         .to_vec()
                 }),
                 group,
+                xattrs: if ft.is_file() || ft.is_dir() {
+                    xattrs_of(&p, base)
+                } else {
+                    Vec::new()
+                },
+                data: if ft.is_file() { data_of(&p) } else { None },
             },
         );
     }
@@ -148,6 +299,16 @@ pub(crate) fn tree_of_point(store: &DirStore, m: &Manifest) -> BTreeMap<Vec<u8>,
                 content,
                 target: e.target.as_ref().map(|t| t.0.clone()),
                 group,
+                xattrs: {
+                    let mut x: Vec<(String, Vec<u8>)> = e
+                        .xattrs
+                        .iter()
+                        .map(|x| (x.name.clone(), x.value.0.clone()))
+                        .collect();
+                    x.sort();
+                    x
+                },
+                data: e.data.clone(),
             },
         );
     }
@@ -212,7 +373,18 @@ pub(crate) fn workload(rng: &mut Lcg, ops: usize) -> String {
         let f = format!("'{d}/{}'", names[rng.next(names.len() as u64) as usize]);
         let g = format!("'{d2}/{}'", names[rng.next(names.len() as u64) as usize]);
         let n = rng.next(100_000);
-        let line = match rng.next(14) {
+        let line = match rng.next(17) {
+            // Rewritten with the same size and its time put back (as tar or cp -p leave it).
+            14 => format!(
+                "[ -f {f} ] && touch -r {f} /srv/.ref && n=$(wc -c < {f}) && head -c $n /dev/urandom > {f}.new && cat {f}.new > {f} && rm -f {f}.new && touch -r /srv/.ref {f}"
+            ),
+            // A sparse file: data after a hole.
+            15 => format!(
+                "dd if=/dev/urandom of={f} bs=4096 count=1 seek={} 2>/dev/null",
+                1 + n % 600
+            ),
+            // A write through a second name that is gone before the cycle.
+            16 => format!("[ -f {f} ] && ln -f {f} /srv/w/.second && echo through-link {n} >> /srv/w/.second && rm -f /srv/w/.second"),
             0 | 1 => format!("printf 'content {n}\\n' > {f}"),
             2 => format!("echo appended {n} >> {f}"),
             3 => format!(
@@ -426,10 +598,38 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_eq!(s["recent"][0]["full"], true, "{s}");
     assert_point_is_tree(&store, vid, &root, base);
 
+    // A write through a second name of a file, that name gone by the next cycle.
+    let (ok, out) = vps_sh(
+        &cluster,
+        0,
+        "dup-1",
+        "mkdir -p /d1 /d2 && echo hello > /d1/f",
+    );
+    assert!(ok, "{out}");
+    cycle_now(&t, &admin, vid).await;
+    let (ok, out) = vps_sh(
+        &cluster,
+        0,
+        "dup-1",
+        "ln /d1/f /d2/g && echo more >> /d2/g && rm /d2/g",
+    );
+    assert!(ok, "{out}");
+    let s = cycle_now(&t, &admin, vid).await;
+    assert_eq!(s["recent"][0]["full"], false, "{s}");
+    let m = assert_point_is_tree(&store, vid, &root, base);
+    let f = m.entries.iter().find(|e| e.path.0 == b"d1/f").unwrap();
+    let content: Vec<u8> = f
+        .chunks
+        .iter()
+        .flat_map(|id| chunks::get(&store, id).unwrap())
+        .collect();
+    assert_eq!(content, b"hello\nmore\n");
+
     let mut rng = Lcg::seeded(std::process::id() as u64);
     for round in 0..3 {
         let (ok, out) = vps_sh(&cluster, 0, "dup-1", &workload(&mut rng, 80));
         assert!(ok, "{out}");
+        attributes(&root, base, &mut rng);
         let s = cycle_now(&t, &admin, vid).await;
         let newest = &s["recent"][0];
         assert_eq!(
@@ -517,6 +717,7 @@ async fn a_restore_from_a_random_point_equals_that_point() {
     for _ in 0..3 {
         let (ok, out) = vps_sh(&cluster, 0, "dup-r", &workload(&mut rng, 60));
         assert!(ok, "{out}");
+        attributes(&root, base, &mut rng);
         cycle_now(&t, &admin, vid).await;
     }
     let cycles = points::cycles(&store, vid).unwrap();
