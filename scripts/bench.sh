@@ -7,7 +7,7 @@
 #   scripts/bench.sh login-flood [--clients N] [--seconds S]
 #   scripts/bench.sh idshift [--files N] [--rounds R]
 #   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
-#   scripts/bench.sh failover [--rounds N] [--gb G]
+#   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync

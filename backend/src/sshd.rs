@@ -190,6 +190,18 @@ impl Drop for WaitingSlot {
     }
 }
 
+/// A refusal that lets the client try again on the same connection (as OpenSSH's own server
+/// does: a mistyped password is asked again), up to `max_auth_attempts`; russh's default would
+/// strike the method off after one try.
+fn again() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(russh::MethodSet::from(
+            &[russh::MethodKind::PublicKey, russh::MethodKind::Password][..],
+        )),
+        partial_success: false,
+    }
+}
+
 /// The session's handle, once it runs (to end it from inside the handler).
 type HandleSlot = Arc<std::sync::OnceLock<russh::server::Handle>>;
 
@@ -259,21 +271,18 @@ impl Conn {
 
     /// A client locked out by the login back-off is told so, and why it must wait, instead of
     /// a bare "Permission denied": the connection ends with that message.
-    fn refused(&self, e: &crate::error::ApiError) {
+    async fn refused(&self, e: &crate::error::ApiError) {
         if let crate::error::ApiError::TooManyRequests { retry_after_secs } = e {
             if let Some(h) = self.handle.get().cloned() {
                 let text = format!(
                     "too many failed logins for this user or from this address: try again in {retry_after_secs} s"
                 );
-                tokio::spawn(async move {
-                    let _ = h
-                        .disconnect(
-                            russh::Disconnect::NoMoreAuthMethodsAvailable,
-                            text,
-                            "en".into(),
-                        )
-                        .await;
-                });
+                // Queued now: it follows the refusal (a client that asks again reads it).
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    h.disconnect(russh::Disconnect::NoMoreAuthMethodsAvailable, text, "en".into()),
+                )
+                .await;
             }
         }
     }
@@ -548,6 +557,22 @@ async fn shell_loop(mut term: SshTerm, api: Api, user: String) -> u32 {
 impl russh::server::Handler for Conn {
     type Error = russh::Error;
 
+    /// An address locked out by the login back-off is told so before it tries.
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(self
+            .core
+            .login_limiter
+            .check("", Some(self.peer.ip()), std::time::Instant::now())
+            .err()
+            .map(|wait| {
+                format!(
+                    "Too many failed logins from {}: try again in {} s.\n",
+                    self.peer.ip(),
+                    wait.as_secs().max(1)
+                )
+            }))
+    }
+
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         match crate::api::auth::password_login(
             &self.core,
@@ -565,8 +590,8 @@ impl russh::server::Handler for Conn {
             }
             Err(e) => {
                 tracing::info!(peer = %self.peer, "SSH login refused: {}", e.body().message);
-                self.refused(&e);
-                Ok(Auth::reject())
+                self.refused(&e).await;
+                Ok(again())
             }
         }
     }
@@ -595,8 +620,8 @@ impl russh::server::Handler for Conn {
                 Ok(Auth::Accept)
             }
             Err(e) => {
-                self.refused(&e);
-                Ok(Auth::reject())
+                self.refused(&e).await;
+                Ok(again())
             }
         }
     }

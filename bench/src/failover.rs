@@ -9,8 +9,12 @@
 //! on every host, heartbeats late but hosts alive: how many failovers, suspicions and self-fences
 //! (the target is none).
 //!
-//! Usage: failover-bench [--rounds N] [--gb G] [--many M] [--soak S]   (scripts/bench.sh
-//! failover; 0 skips a part)
+//! Then `--cut C` HA VPSes on one host of two whose link is cut (it is alive, only unreachable):
+//! when its guard had stopped them all, how long before the first ran on the other host (it must
+//! be before: never twice), and when the last answered there.
+//!
+//! Usage: failover-bench [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
+//! (scripts/bench.sh failover; 0 skips a part)
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -24,6 +28,7 @@ fn main() -> Result<()> {
     let rounds = arg("--rounds", 10)?;
     let gb = arg("--gb", 1)?;
     let many = arg("--many", 12)?;
+    let cut = arg("--cut", 12)?;
     let soak = arg("--soak", 600)?;
     actix_rt::System::new().block_on(async move {
         if rounds > 0 {
@@ -32,6 +37,12 @@ fn main() -> Result<()> {
         if many > 0 {
             let ctl = start_controller()?;
             let r = many_at_once(&ctl, many).await;
+            tail_on_error(&ctl, &r);
+            r?;
+        }
+        if cut > 0 {
+            let ctl = start_controller()?;
+            let r = cut_off(&ctl, cut).await;
             tail_on_error(&ctl, &r);
             r?;
         }
@@ -128,6 +139,102 @@ async fn many_at_once(ctl: &Controller, many: u64) -> Result<()> {
         pct(&mut times, 100.0)
     );
     Ok(())
+}
+
+/// `n` HA VPSes on the first of two hosts; its link is cut. The guard's own log says when it
+/// had stopped them all; the other host is sampled every 50 ms for the first of them running.
+async fn cut_off(ctl: &Controller, n: u64) -> Result<()> {
+    let (cluster, api, hosts, tpl) = site(ctl, 2).await?;
+    let net = format!("10.77.{}", cluster.subnet);
+    let mut vpses = Vec::new();
+    for i in 0..n {
+        let name = format!("fo-c{i}");
+        let ip = format!("{net}.{}", 160 + i);
+        let id = ha_vps(&api, &name, tpl, hosts[0], &ip).await?;
+        vpses.push((id, name, ip));
+    }
+    for (id, _, _) in &vpses {
+        cycle_now(&api, *id).await?;
+        wait_for(&api, &format!("/vpses/{id}"), "services answering", |v| {
+            v["services"]["up"] == true
+        })
+        .await?;
+    }
+    let guard_log = cluster.hosts[0].dir.join("data/guard.log");
+    let other = cluster.hosts[1]
+        .init_pid()
+        .context("the other host runs")?
+        .to_string();
+    let names: Vec<String> = vpses.iter().map(|v| v.1.clone()).collect();
+    let cluster = Arc::new(Mutex::new(cluster));
+    on_cluster(&cluster, |c| c.cut_link(0)).await?;
+    let cut = Instant::now();
+    let cut_ms = unix_ms();
+    let targets: Vec<(String, String)> = vpses.iter().map(|v| (v.2.clone(), v.1.clone())).collect();
+    let (first_elsewhere, times, missing) = actix_rt::task::spawn_blocking(move || {
+        let mut first = None;
+        let mut left = targets;
+        let mut times = Vec::new();
+        while !left.is_empty() && cut.elapsed() < Duration::from_secs(600) {
+            if first.is_none() {
+                let out = std::process::Command::new("nsenter")
+                    .args(["-t", &other, "-m", "-p", "-n", "lxc-ls", "--running", "-1"])
+                    .output();
+                if let Ok(o) = out {
+                    let running = String::from_utf8_lossy(&o.stdout).to_string();
+                    if running.split_whitespace().any(|r| names.iter().any(|n| n == r)) {
+                        first = Some(unix_ms());
+                    }
+                }
+            }
+            left.retain(|(ip, name)| {
+                if answers(ip, name) {
+                    times.push(cut.elapsed().as_secs_f64());
+                    false
+                } else {
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (first, times, left.len())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the prober panicked"))?;
+    let mut times = times;
+    if missing > 0 {
+        bail!("{missing} of {n} VPSes never answered on the other host");
+    }
+    let first = first_elsewhere.context("never seen running on the other host")?;
+    let log = std::fs::read_to_string(&guard_log).unwrap_or_default();
+    let (stopped_at, took) = log
+        .lines()
+        .filter(|l| l.contains(" stopped "))
+        .filter_map(|l| {
+            let at: u128 = l.split_whitespace().next()?.parse().ok()?;
+            let ms: u64 = l.rsplit_once(" in ")?.1.strip_suffix(" ms")?.parse().ok()?;
+            (at >= cut_ms).then_some((at, ms))
+        })
+        .next()
+        .context("the guard logged no fence")?;
+    println!(
+        "{n} HA VPSes on a host cut off: its guard had stopped them all {:.2} s after the cut ({took} ms for the kills), {} ms before the first ran on the other host; the first answered there {:.2} s after the cut, the last {:.2} s",
+        (stopped_at - cut_ms) as f64 / 1000.0,
+        first as i128 - stopped_at as i128,
+        pct(&mut times, 0.0),
+        pct(&mut times, 100.0)
+    );
+    if stopped_at >= first {
+        bail!("a VPS ran on the other host before the cut-off host had stopped them all");
+    }
+    Ok(())
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Both cores saturated on every host (CPU spinners and disk writers in each host's

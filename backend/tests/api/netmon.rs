@@ -797,3 +797,78 @@ async fn standby_copies_come_and_go_with_the_ha_setting_and_the_vps() {
     let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
     assert!(v["standby"].is_null(), "{v}");
 }
+
+/// Its host powered off, an HA VPS fails over; the controller restarted (its memory of the
+/// stale copy gone); the host booted again: the stale copy is removed all the same, from what the
+/// database says, and the VPS can fail over onto that host again.
+#[actix_web::test]
+async fn a_host_back_after_a_failover_and_a_controller_restart_can_take_the_vps_again() {
+    let mut cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let hosts = crate::vps_lifecycle::two_hosts(&t, &admin, &cluster).await;
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let net = format!("10.77.{}", cluster.subnet);
+    let ip = format!("{net}.47");
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-back", &ip).await;
+    answers(&ip, "ha-back").await;
+    let before = crate::duplo::duplo(&t, &admin, id).await["last_cycle"]
+        .as_u64()
+        .unwrap_or(0);
+    crate::duplo::request_now(&t, &admin, id).await;
+    point_after(&t, &admin, id, before).await;
+    services(&t, &admin, id, true).await;
+
+    cluster.power_off(0).unwrap();
+    answers(&ip, "ha-back").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["host_id"] == hosts[1] && v["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed over: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(cluster.hosts[0].dir.join("lxc/ha-back").exists());
+
+    t.restart(None).await;
+    let admin = t.admin().await;
+    cluster.boot(0).unwrap();
+    crate::hosts_api::wait_host(&t, &admin, hosts[0], "online", |h| h["status"] == "online").await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.hosts[0].dir.join("lxc/ha-back").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy stays on the host that came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let e = event_of(&t, &admin, "vps.stale_copy_removed", id).await;
+    assert_eq!(e["details"]["host_id"], hosts[0], "{e}");
+
+    // Onto that host again, on demand: nothing there stands in the way.
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/vpses/{id}/failover")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["host_id"] == hosts[0] && v["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed over back: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    answers(&ip, "ha-back").await;
+}

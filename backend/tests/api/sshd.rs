@@ -19,6 +19,21 @@ async fn ssh(
     args: &[&str],
     input: &str,
 ) -> Out {
+    ssh_prompts(dir, port, user, password, tty, args, input, 1).await
+}
+
+/// [`ssh`] that may ask the password up to `prompts` times (as OpenSSH does 3 times by default).
+#[allow(clippy::too_many_arguments)]
+async fn ssh_prompts(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    tty: bool,
+    args: &[&str],
+    input: &str,
+    prompts: u32,
+) -> Out {
     let askpass = dir.join(format!("askpass-{user}"));
     let pw_file = dir.join(format!("pw-{user}"));
     std::fs::write(&pw_file, password).unwrap();
@@ -46,7 +61,7 @@ async fn ssh(
             "-o",
             "PubkeyAuthentication=no",
             "-o",
-            "NumberOfPasswordPrompts=1",
+            &format!("NumberOfPasswordPrompts={prompts}"),
             "-o",
             "ConnectTimeout=20",
             "-F",
@@ -382,7 +397,8 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
     for _ in 0..5 {
         ssh(d, t.ssh_port(), "admin", "wrong", false, &["whoami"], "").await;
     }
-    let o = ssh(d, t.ssh_port(), "admin", ADMIN_PW, false, &["whoami"], "").await;
+    // (Asked up to twice, as a person at a terminal would be asked again.)
+    let o = ssh_prompts(d, t.ssh_port(), "admin", ADMIN_PW, false, &["whoami"], "", 2).await;
     assert_eq!(o.code, 255, "locked out after the failures: {o:?}");
     // Told why, not a bare "Permission denied", and the refused attempt is on record.
     assert!(o.stderr.contains("too many failed logins"), "{o:?}");
