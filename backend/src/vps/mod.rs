@@ -167,6 +167,9 @@ pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<HostRow> {
         .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {id}")))
 }
 
+/// How long after a VPS's last recorded change its host's figures may still predate it.
+const LIVE_SETTLE_MS: i64 = 3000;
+
 /// A VPS as the API shows it, with what its host reports now.
 pub fn response(
     state: &Core,
@@ -174,11 +177,20 @@ pub fn response(
     host_name: Option<String>,
     claim: Option<(VpsOperation, i64)>,
 ) -> VpsResponse {
+    // A host's figures are read on their own thread, up to an interval before the sample that
+    // carries them: until one has surely been read since the VPS's last change (a start, a
+    // stop), what the controller recorded is shown, so that a task that reported success is
+    // never contradicted by an older reading.
     let live = v.host_id.and_then(|h| {
         state
             .hosts
             .view(h)
             .filter(|view| view.status == Some(HostStatus::Online))
+            .filter(|view| {
+                view.last_seen.is_some_and(|t| {
+                    t.naive_utc() > v.updated_at + chrono::TimeDelta::milliseconds(LIVE_SETTLE_MS)
+                })
+            })
             .and_then(|view| view.latest)
             .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
     });

@@ -65,12 +65,8 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
     let base = t.base.clone();
 
     // Logged in once: the token is kept, readable by its owner only.
-    let o = sw(
-        &[("HOME", &home_s)],
-        &["login", &base, "--user", "admin", "--password-stdin"],
-        &format!("{ADMIN_PW}\n"),
-    )
-    .await;
+    // As the README has it: no --user, no terminal (the password is standard input's line).
+    let o = sw(&[("HOME", &home_s)], &["login", &base], &format!("{ADMIN_PW}\n")).await;
     assert_eq!(o.code, 0, "{o:?}");
     let kept = home.path().join(".config/serverware/cli.json");
     use std::os::unix::fs::PermissionsExt;
@@ -132,6 +128,31 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         .as_i64()
         .unwrap();
     crate::hosts_api::wait_host(&t, &admin, host_id, "online", |v| v["status"] == "online").await;
+    // Every setting of the host form, from the command line too.
+    let edited = sw(
+        &env,
+        &[
+            "host",
+            "edit",
+            "node-0",
+            "--capacity-memory",
+            "3G",
+            "--capacity-cpus",
+            "3",
+            "--vps-prefix-len",
+            "24",
+            "--vps-gateway",
+            &cluster.gateway.to_string(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(edited.code, 0, "{edited:?}");
+    let h = get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await;
+    assert_eq!(h["capacity"]["memory_bytes"], 3i64 << 30, "{h}");
+    assert_eq!(h["vps_gateway"], cluster.gateway.to_string(), "{h}");
+    let bad = sw(&env, &["host", "edit", "node-0", "--capacity-memory", "lots"], "").await;
+    assert_eq!(bad.code, 3, "{bad:?}");
     let hosts = sw(&env, &["host", "list"], "").await;
     assert!(
         hosts.code == 0 && hosts.stdout.contains("node-0") && hosts.stdout.contains("online"),
