@@ -881,7 +881,7 @@ impl HostManager {
 }
 
 /// How long the first sample of a newly started agent may take.
-const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(30);
+const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// How long without a sample before a host counts as offline: the stored timeout, but at least
 /// three sampling intervals and never under `MIN_HEARTBEAT`.

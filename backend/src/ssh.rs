@@ -95,7 +95,10 @@ fn config() -> Arc<client::Config> {
         russh::cipher::AES_256_CTR,
     ];
     Arc::new(client::Config {
-        inactivity_timeout: Some(Duration::from_secs(60)),
+        // A host whose sshd is slow to log in (a minute is seen where PAM or name look-ups
+        // stall) is waited for; a dead connection is found by the keep-alives and, for netMON,
+        // by the missing samples long before this.
+        inactivity_timeout: Some(Duration::from_secs(180)),
         keepalive_interval: Some(Duration::from_secs(10)),
         keepalive_max: 6,
         preferred: russh::Preferred {

@@ -280,7 +280,11 @@ impl Conn {
                 // Queued now: it follows the refusal (a client that asks again reads it).
                 let _ = tokio::time::timeout(
                     std::time::Duration::from_secs(1),
-                    h.disconnect(russh::Disconnect::NoMoreAuthMethodsAvailable, text, "en".into()),
+                    h.disconnect(
+                        russh::Disconnect::NoMoreAuthMethodsAvailable,
+                        text,
+                        "en".into(),
+                    ),
                 )
                 .await;
             }

@@ -182,7 +182,10 @@ async fn cut_off(ctl: &Controller, n: u64) -> Result<()> {
                     .output();
                 if let Ok(o) = out {
                     let running = String::from_utf8_lossy(&o.stdout).to_string();
-                    if running.split_whitespace().any(|r| names.iter().any(|n| n == r)) {
+                    if running
+                        .split_whitespace()
+                        .any(|r| names.iter().any(|n| n == r))
+                    {
                         first = Some(unix_ms());
                     }
                 }

@@ -398,7 +398,17 @@ async fn the_ssh_command_line_runs_sws_commands_with_the_users_role() {
         ssh(d, t.ssh_port(), "admin", "wrong", false, &["whoami"], "").await;
     }
     // (Asked up to twice, as a person at a terminal would be asked again.)
-    let o = ssh_prompts(d, t.ssh_port(), "admin", ADMIN_PW, false, &["whoami"], "", 2).await;
+    let o = ssh_prompts(
+        d,
+        t.ssh_port(),
+        "admin",
+        ADMIN_PW,
+        false,
+        &["whoami"],
+        "",
+        2,
+    )
+    .await;
     assert_eq!(o.code, 255, "locked out after the failures: {o:?}");
     // Told why, not a bare "Permission denied", and the refused attempt is on record.
     assert!(o.stderr.contains("too many failed logins"), "{o:?}");

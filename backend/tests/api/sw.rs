@@ -66,7 +66,12 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
 
     // Logged in once: the token is kept, readable by its owner only.
     // As the README has it: no --user, no terminal (the password is standard input's line).
-    let o = sw(&[("HOME", &home_s)], &["login", &base], &format!("{ADMIN_PW}\n")).await;
+    let o = sw(
+        &[("HOME", &home_s)],
+        &["login", &base],
+        &format!("{ADMIN_PW}\n"),
+    )
+    .await;
     assert_eq!(o.code, 0, "{o:?}");
     let kept = home.path().join(".config/serverware/cli.json");
     use std::os::unix::fs::PermissionsExt;
@@ -151,7 +156,12 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
     let h = get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await;
     assert_eq!(h["capacity"]["memory_bytes"], 3i64 << 30, "{h}");
     assert_eq!(h["vps_gateway"], cluster.gateway.to_string(), "{h}");
-    let bad = sw(&env, &["host", "edit", "node-0", "--capacity-memory", "lots"], "").await;
+    let bad = sw(
+        &env,
+        &["host", "edit", "node-0", "--capacity-memory", "lots"],
+        "",
+    )
+    .await;
     assert_eq!(bad.code, 3, "{bad:?}");
     let hosts = sw(&env, &["host", "list"], "").await;
     assert!(
