@@ -94,9 +94,6 @@ struct Runtime {
     lease: Arc<Mutex<LeaseState>>,
     heard: Mutex<Option<Instant>>,
     conn: Mutex<Option<Conn>>,
-    /// Silent past its heartbeat timeout: its connection is kept a while, but nothing is asked
-    /// of the host through it (for the controller it is offline).
-    silent: std::sync::atomic::AtomicBool,
     ring: Mutex<VecDeque<HostSample>>,
     /// The containers of the newest sample, to notice new ones.
     containers: Mutex<Vec<String>>,
@@ -490,7 +487,6 @@ impl HostManager {
                 ..Default::default()
             }),
             conn: Mutex::new(None),
-            silent: std::sync::atomic::AtomicBool::new(false),
             containers: Mutex::new(Vec::new()),
             // A reconnect (after an edit) keeps the live history.
             ring: Mutex::new(
@@ -523,7 +519,6 @@ impl HostManager {
     pub fn conn(&self, id: i64) -> Option<Conn> {
         lock(&self.runtimes)
             .get(&id)
-            .filter(|rt| !rt.silent.load(std::sync::atomic::Ordering::SeqCst))
             .and_then(|rt| lock(&rt.conn).clone())
     }
 
@@ -811,7 +806,6 @@ impl HostManager {
             session: session.clone(),
             agent: link.caller.clone(),
         });
-        rt.silent.store(false, std::sync::atomic::Ordering::SeqCst);
         let mut millis = *interval.borrow_and_update();
         link.send(AgentRequest::SetInterval {
             millis: u64::from(millis),
@@ -838,7 +832,6 @@ impl HostManager {
                     Ok(Some(AgentFrame::Sample { sample })) => {
                         first = false;
                         silent_since = None;
-                        rt.silent.store(false, std::sync::atomic::Ordering::SeqCst);
                         let arrived = Instant::now();
                         *lock(&rt.heard) = Some(arrived);
                         self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
@@ -895,7 +888,6 @@ impl HostManager {
                                 since.elapsed()
                             )));
                         }
-                        rt.silent.store(true, std::sync::atomic::Ordering::SeqCst);
                         if lock(&rt.view).status == Some(HostStatus::Online) {
                             self.set_status(row.id, rt, HostStatus::Offline);
                         }
