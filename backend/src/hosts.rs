@@ -813,8 +813,6 @@ impl HostManager {
         .await?;
         // The first sample may take longer: the agent has just started.
         let mut first = true;
-        // Since when no sample came past the heartbeat timeout (the host shows offline).
-        let mut silent_since: Option<Instant> = None;
         loop {
             let mut heartbeat = heartbeat(row.heartbeat_timeout_ms, millis);
             if first {
@@ -831,7 +829,6 @@ impl HostManager {
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
                         first = false;
-                        silent_since = None;
                         let arrived = Instant::now();
                         *lock(&rt.heard) = Some(arrived);
                         self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
@@ -876,22 +873,7 @@ impl HostManager {
                     // A silence the controller may have caused itself (it could not run) is
                     // waited out, not held against the host.
                     Err(_) if crate::stall::stalled_within(heartbeat) => {}
-                    // Silent past its timeout: shown offline at once, but the connection (and
-                    // its agent, with the change journals it keeps) is given up only after a
-                    // longer silence, so a host that was only slow for a moment loses nothing.
-                    // (netMON counts the silence itself, whatever becomes of the connection.)
-                    Err(_) => {
-                        let since = *silent_since.get_or_insert_with(|| Instant::now() - heartbeat);
-                        if since.elapsed() >= (heartbeat * 3).max(Duration::from_secs(10)) {
-                            return Err(SshError::Protocol(format!(
-                                "no sample for {:?}",
-                                since.elapsed()
-                            )));
-                        }
-                        if lock(&rt.view).status == Some(HostStatus::Online) {
-                            self.set_status(row.id, rt, HostStatus::Offline);
-                        }
-                    }
+                    Err(_) => return Err(SshError::Protocol(format!("no sample for {heartbeat:?}"))),
                 }
             }
         }
