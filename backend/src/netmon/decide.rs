@@ -183,6 +183,11 @@ pub enum Outcome {
     Cleaned {
         host: HostId,
     },
+    /// Its stale copies could not all be removed (it could not be reached, or refused): asked
+    /// again, and the host is not trusted meanwhile.
+    NotCleaned {
+        host: HostId,
+    },
 }
 
 /// One failover, from detection to services answering.
@@ -373,6 +378,9 @@ impl Manager {
                     r.done = true;
                     r.at = now;
                 }
+            }
+            Outcome::NotCleaned { host } => {
+                self.cleaning.remove(&host);
             }
             Outcome::Cleaned { host } => {
                 let done = self.cleaning.remove(&host).unwrap_or_default();

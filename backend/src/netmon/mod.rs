@@ -579,26 +579,58 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
             let core = core.clone();
             let names: Vec<(i64, String)> = stale.iter().map(|v| (*v, vname(*v))).collect();
             tokio::spawn(async move {
-                if let Some(c) = core.hosts.conn(host) {
-                    for (id, name) in names {
-                        // Only a copy the records place elsewhere.
-                        let elsewhere = core
-                            .db
-                            .run(move |c| crate::vps::load(c, id))
-                            .await
-                            .is_ok_and(|v| v.host_id != Some(host));
-                        if elsewhere {
-                            let _ = c
-                                .agent
-                                .call(
-                                    serverware_shared::agent::AgentRequest::VpsDestroy { name },
-                                    Duration::from_secs(120),
-                                )
-                                .await;
+                // Always answered: a host whose clean-up is never reported would stay untrusted.
+                let Some(c) = core.hosts.conn(host) else {
+                    outcome(&core, Outcome::NotCleaned { host });
+                    return;
+                };
+                let mut all = true;
+                for (id, name) in names {
+                    // Only a copy the records place elsewhere.
+                    let elsewhere = core
+                        .db
+                        .run(move |c| crate::vps::load(c, id))
+                        .await
+                        .is_ok_and(|v| v.host_id != Some(host));
+                    if elsewhere {
+                        let r = c
+                            .agent
+                            .call(
+                                serverware_shared::agent::AgentRequest::VpsDestroy {
+                                    name: name.clone(),
+                                },
+                                Duration::from_secs(120),
+                            )
+                            .await;
+                        let refused = match r {
+                            Ok(serverware_shared::agent::AgentResponse::Error { message }) => {
+                                Some(message)
+                            }
+                            Ok(_) => None,
+                            Err(e) => Some(e.to_string()),
+                        };
+                        if let Some(why) = refused {
+                            tracing::warn!(
+                                vps = name,
+                                host,
+                                "its stale copy could not be removed yet: {why}"
+                            );
+                            all = false;
                         }
                     }
-                    outcome(&core, Outcome::Cleaned { host });
                 }
+                if !all {
+                    // Asked again after a pause, not at every tick.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                outcome(
+                    &core,
+                    if all {
+                        Outcome::Cleaned { host }
+                    } else {
+                        Outcome::NotCleaned { host }
+                    },
+                );
             });
         }
         Action::Timeline(t) => {
