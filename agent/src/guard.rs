@@ -278,7 +278,7 @@ fn fence(l: &Lease, inits: &mut Inits) -> (Vec<String>, Duration) {
     use std::os::fd::AsRawFd;
     let t0 = Instant::now();
     let mut stopped = Vec::new();
-    let mut waiting: Vec<&std::os::fd::OwnedFd> = Vec::new();
+    let mut waiting: Vec<(&String, &std::os::fd::OwnedFd)> = Vec::new();
     for name in &l.ha {
         if let Some((_, fd)) = inits.held.get(name) {
             // SAFETY: a pidfd of ours; no memory is passed.
@@ -292,8 +292,7 @@ fn fence(l: &Lease, inits: &mut Inits) -> (Vec<String>, Duration) {
                 )
             };
             if r == 0 {
-                stopped.push(name.clone());
-                waiting.push(fd);
+                waiting.push((name, fd));
             }
         }
     }
@@ -301,7 +300,7 @@ fn fence(l: &Lease, inits: &mut Inits) -> (Vec<String>, Duration) {
     let deadline = t0 + Duration::from_secs(10);
     let mut fds: Vec<libc::pollfd> = waiting
         .iter()
-        .map(|fd| libc::pollfd {
+        .map(|(_, fd)| libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
@@ -329,12 +328,24 @@ fn fence(l: &Lease, inits: &mut Inits) -> (Vec<String>, Duration) {
             p.revents = 0;
         }
     }
+    // Gone for sure: those whose pidfd said so (any still waiting is LXC's to stop below).
+    for (name, fd) in &waiting {
+        if !fds.iter().any(|p| p.fd == fd.as_raw_fd()) {
+            stopped.push((*name).clone());
+        }
+    }
     inits.held.clear();
     inits.at = None;
-    // Whatever still runs (started since the last look-up): LXC stops it, all in parallel.
-    let states = crate::lxc::states();
+    // Whatever else still runs (started since the last look-up): LXC stops it, all in
+    // parallel. Those whose init is gone are stopped, whatever LXC's monitor says yet.
+    let states = if stopped.len() == l.ha.len() {
+        Default::default()
+    } else {
+        crate::lxc::states()
+    };
     let left: Vec<&String> =
         l.ha.iter()
+            .filter(|n| !stopped.contains(n))
             .filter(|n| states.get(*n).is_some_and(|s| s.state != "stopped"))
             .collect();
     let killed: Vec<(String, Result<(), String>)> = std::thread::scope(|s| {

@@ -171,25 +171,30 @@ async fn cut_off(ctl: &Controller, n: u64) -> Result<()> {
     let cut = Instant::now();
     let cut_ms = unix_ms();
     let targets: Vec<(String, String)> = vpses.iter().map(|v| (v.2.clone(), v.1.clone())).collect();
-    let (first_elsewhere, times, missing) = actix_rt::task::spawn_blocking(move || {
-        let mut first = None;
+    // The other host sampled on a thread of its own, every 50 ms, whatever the prober does.
+    let sampler = std::thread::spawn(move || {
+        while cut.elapsed() < Duration::from_secs(600) {
+            let t = unix_ms();
+            let out = std::process::Command::new("nsenter")
+                .args(["-t", &other, "-m", "-p", "-n", "lxc-ls", "--running", "-1"])
+                .output();
+            if let Ok(o) = out {
+                let running = String::from_utf8_lossy(&o.stdout).to_string();
+                if running
+                    .split_whitespace()
+                    .any(|r| names.iter().any(|n| n == r))
+                {
+                    return Some(t);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+    let (times, missing) = actix_rt::task::spawn_blocking(move || {
         let mut left = targets;
         let mut times = Vec::new();
         while !left.is_empty() && cut.elapsed() < Duration::from_secs(600) {
-            if first.is_none() {
-                let out = std::process::Command::new("nsenter")
-                    .args(["-t", &other, "-m", "-p", "-n", "lxc-ls", "--running", "-1"])
-                    .output();
-                if let Ok(o) = out {
-                    let running = String::from_utf8_lossy(&o.stdout).to_string();
-                    if running
-                        .split_whitespace()
-                        .any(|r| names.iter().any(|n| n == r))
-                    {
-                        first = Some(unix_ms());
-                    }
-                }
-            }
             left.retain(|(ip, name)| {
                 if answers(ip, name) {
                     times.push(cut.elapsed().as_secs_f64());
@@ -200,10 +205,13 @@ async fn cut_off(ctl: &Controller, n: u64) -> Result<()> {
             });
             std::thread::sleep(Duration::from_millis(50));
         }
-        (first, times, left.len())
+        (times, left.len())
     })
     .await
     .map_err(|_| anyhow::anyhow!("the prober panicked"))?;
+    let first_elsewhere = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sampler panicked"))?;
     let mut times = times;
     if missing > 0 {
         bail!("{missing} of {n} VPSes never answered on the other host");
