@@ -231,17 +231,36 @@ fn is_init_of(pid: u32, name: &str) -> bool {
             ids.len() > 1 && ids.last() == Some(&"1")
         });
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    let ours = cgroup.lines().any(|l| {
-        l.split(['/', ':'])
-            .any(|part| part == format!("lxc.payload.{name}") || part == name)
-    });
-    ns_init && ours
+    ns_init
+        && cgroup
+            .lines()
+            .any(|l| l.split(['/', ':']).any(|part| payload_of(part, name)))
+}
+
+/// Whether a cgroup path component is container `name`'s: LXC's `lxc.payload.NAME`, with a
+/// `-N` LXC adds when that name was taken (a cgroup left behind), or the bare name of older
+/// versions.
+fn payload_of(part: &str, name: &str) -> bool {
+    if part == name {
+        return true;
+    }
+    let Some(rest) = part
+        .strip_prefix("lxc.payload.")
+        .and_then(|r| r.strip_prefix(name))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Inits {
     /// Looks the inits up again (one `lxc-ls`), keeping what is still the same process.
     fn refresh(&mut self, ha: &[String]) {
         self.at = Some(Instant::now());
+        let before: std::collections::BTreeSet<String> = self.held.keys().cloned().collect();
         let states = crate::lxc::states();
         let mut next = std::collections::HashMap::new();
         for name in ha {
@@ -263,6 +282,18 @@ impl Inits {
                     next.insert(name.clone(), (pid, fd));
                 }
             }
+        }
+        let now: std::collections::BTreeSet<String> = next.keys().cloned().collect();
+        if now != before {
+            let running = ha
+                .iter()
+                .filter(|n| states.get(*n).is_some_and(|s| s.state == "running"))
+                .count();
+            log(&format!(
+                "holding the init of {} of {} running HA VPSes",
+                next.len(),
+                running
+            ));
         }
         self.held = next;
     }
@@ -496,6 +527,18 @@ pub fn spawn() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_containers_cgroup_is_known_with_or_without_lxcs_suffix() {
+        use super::payload_of;
+        assert!(payload_of("lxc.payload.ha-3", "ha-3"));
+        assert!(payload_of("lxc.payload.ha-3-5", "ha-3"));
+        assert!(payload_of("ha-3", "ha-3"));
+        assert!(!payload_of("lxc.payload.ha-3-x", "ha-3"));
+        assert!(!payload_of("lxc.payload.ha-31", "ha-3"));
+        assert!(!payload_of("lxc.payload.ha-3-", "ha-3"));
+        assert!(!payload_of("lxc.monitor.ha-3", "ha-3"));
+    }
+
     use super::*;
 
     /// RFC 4231, test case 2.

@@ -407,6 +407,10 @@ async fn partition(kill_agent: bool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let seen = sampler.finish();
+    eprintln!(
+        "the guard's log:\n{}",
+        std::fs::read_to_string(cluster.hosts[0].dir.join("data/guard.log")).unwrap_or_default()
+    );
     let stopped = guard_stopped(&cluster, 0, "ha-3").expect("the guard's own stop, logged");
     let elsewhere = seen
         .iter()
