@@ -210,6 +210,7 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
     let mut sock = crate::ws::connect(&t, Some(&cookie)).await.unwrap();
     crate::ws::next_json(&mut sock).await;
     crate::ws::subscribe(&mut sock, &["tasks", "inventory"]).await;
+    let mut sock = crate::ws::Listener::start(sock);
 
     // Bad input, before anything is made.
     let r = post(&admin, t.url("/api/v1/vpses"), json!({"name": "web-1", "template_id": tpl, "ipv4": "10.77.1.300", "memory_limit_bytes": 64 * MIB})).await;
@@ -455,7 +456,7 @@ async fn a_vps_lives_through_create_start_copy_move_edit_stop_and_delete() {
     let mut inventory = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while ended.len() < 7 && Instant::now() < deadline {
-        let m = crate::ws::next_json(&mut sock).await;
+        let m = sock.next_json().await;
         match m["type"].as_str().unwrap() {
             "task" if m["task"]["status"] == "succeeded" => {
                 ended.insert(m["task"]["kind"].as_str().unwrap().to_string());

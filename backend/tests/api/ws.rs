@@ -18,6 +18,56 @@ pub(crate) async fn connect(
     req.connect().await.map(|(_, s)| s)
 }
 
+/// A socket read all along by a task of its own (answering pings, as a browser does), its
+/// messages kept in order until the test takes them: a test busy elsewhere for minutes is not a
+/// client that stopped reading.
+pub(crate) struct Listener {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    task: actix_web::rt::task::JoinHandle<()>,
+}
+
+impl Listener {
+    pub(crate) fn start(mut s: Socket) -> Listener {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = actix_web::rt::spawn(async move {
+            while let Some(Ok(frame)) = s.next().await {
+                match frame {
+                    Frame::Text(b) => {
+                        let Ok(v) = serde_json::from_slice(&b) else {
+                            continue;
+                        };
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Frame::Ping(b) => {
+                        if s.send(Message::Pong(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Frame::Close(_) => return,
+                    _ => {}
+                }
+            }
+        });
+        Listener { rx, task }
+    }
+
+    /// The next message, within a generous deadline.
+    pub(crate) async fn next_json(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(30), self.rx.recv())
+            .await
+            .expect("a message in time")
+            .expect("the socket stayed open")
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The next JSON text message, within a generous deadline.
 pub(crate) async fn next_json(s: &mut Socket) -> Value {
     let deadline = Duration::from_secs(30);
