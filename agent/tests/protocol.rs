@@ -19,8 +19,29 @@ impl Drop for Agent {
     }
 }
 
+/// The agent run as a host would run it, but in a PID and mount namespace of its own with a
+/// private `/var/lib/serverware`: the guard it starts (which outlives an agent by design) ends
+/// with the namespace, and nothing is written to this machine's directory.
+fn agent_command() -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mkdir -p /var/lib/serverware && mount -t tmpfs agent-test /var/lib/serverware && exec \"$0\"",
+        env!("CARGO_BIN_EXE_serverware-agent"),
+    ]);
+    c
+}
+
 fn start() -> Agent {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_serverware-agent"))
+    let mut child = agent_command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -133,7 +154,7 @@ fn hello_then_samples_of_this_host() {
 
 #[test]
 fn the_agent_exits_when_its_controller_goes_away() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_serverware-agent"))
+    let mut child = agent_command()
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
