@@ -148,7 +148,7 @@ fn same_content(f: &mut File, e: &Entry) -> io::Result<bool> {
     Ok(f.read(&mut buf[..1])? == 0)
 }
 
-fn host_id(id: u32, base: u32) -> u32 {
+pub(crate) fn host_id(id: u32, base: u32) -> u32 {
     if base == 0 {
         id
     } else {

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The id a VPS sees for a host id of its range (`base` 0: unmapped).
-fn inner_id(id: u32, base: u32) -> u32 {
+pub(crate) fn inner_id(id: u32, base: u32) -> u32 {
     if base == 0 {
         return id;
     }

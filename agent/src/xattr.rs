@@ -13,25 +13,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-/// The id a VPS sees for a host id of its range (`base` 0: unmapped).
-fn inner(id: u32, base: u32) -> u32 {
-    if base == 0 {
-        return id;
-    }
-    match id.checked_sub(base) {
-        Some(i) if i < ID_RANGE => i,
-        _ => 65534,
-    }
-}
-
-/// The host id of an id the VPS sees.
-fn outer(id: u32, base: u32) -> u32 {
-    if base == 0 {
-        id
-    } else {
-        base + id.min(ID_RANGE - 1)
-    }
-}
+use crate::restore::host_id as outer;
+use crate::scan::inner_id as inner;
 
 const ACL_USER: u16 = 0x02;
 const ACL_GROUP: u16 = 0x08;
