@@ -4,7 +4,6 @@
 //! capabilities and POSIX ACLs. An ACL names ids and a capability names the root it is for, both
 //! as host ids: they are translated between the host's range and the VPS's, as owners are.
 
-use serverware_shared::agent::ID_RANGE;
 use serverware_shared::duplo::{
     xattr_kept, PathBytes, Xattr, MAX_XATTR_BYTES, XATTR_ACL_ACCESS, XATTR_ACL_DEFAULT,
     XATTR_CAPABILITY,
@@ -256,7 +255,7 @@ mod tests {
 
     #[test]
     fn acl_ids_move_between_ranges_and_nothing_else_does() {
-        let base = 16 * ID_RANGE;
+        let base = 16 * serverware_shared::agent::ID_RANGE;
         let mut v = 2u32.to_le_bytes().to_vec();
         for (tag, perm, id) in [
             (0x01u16, 6u16, u32::MAX),
@@ -275,7 +274,7 @@ mod tests {
         };
         assert_eq!((id_at(&inner_v, 1), id_at(&inner_v, 2)), (1000, 33));
         assert_eq!(id_at(&inner_v, 0), u32::MAX);
-        let other = 20 * ID_RANGE;
+        let other = 20 * serverware_shared::agent::ID_RANGE;
         let moved = mapped(XATTR_ACL_ACCESS, &inner_v, other, false);
         assert_eq!(
             (id_at(&moved, 1), id_at(&moved, 2)),
