@@ -276,6 +276,17 @@ pub struct Manager {
     /// Since when the hosts whose leases are renewed have been at least half of all (see
     /// [`may_fail_over`]); None while they are not.
     quorum_since: Option<Ms>,
+    /// Each VPS's host as last seen, and when it last settled: an operation (move, restore,
+    /// …) let go of it or it turned up on another host. Its services are judged only from
+    /// then on, and it gets as long to answer as a VPS netMON started itself.
+    #[serde(default)]
+    settled: BTreeMap<VpsId, Settled>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Settled {
+    host: Option<HostId>,
+    at: Ms,
 }
 
 impl Manager {
@@ -423,7 +434,32 @@ impl Manager {
         for h in &w.hosts {
             self.host(now, h, w, &mut out);
         }
+        self.settled
+            .retain(|id, _| w.vpses.iter().any(|v| v.id == *id));
         for v in &w.vpses {
+            match self.settled.get(&v.id) {
+                Some(s) if !v.busy && s.host == v.host => {}
+                // First seen (a controller that starts knows nothing of what went before):
+                // judged as it is now.
+                None if !v.busy => {
+                    self.settled.insert(
+                        v.id,
+                        Settled {
+                            host: v.host,
+                            at: 0,
+                        },
+                    );
+                }
+                _ => {
+                    self.settled.insert(
+                        v.id,
+                        Settled {
+                            host: v.host,
+                            at: now,
+                        },
+                    );
+                }
+            }
             self.vps(now, v, w, &mut out);
         }
         self.failovers
@@ -618,8 +654,18 @@ impl Manager {
                 .and_then(|h| h.heartbeat_at)
                 .is_some_and(|t| t >= since + p.proof_of_life_ms)
         };
+        // Down since before it last settled (a move or restore stopped it, and it has not
+        // answered since): it is starting, and gets as long as a started VPS does.
+        let settled = self.settled.get(&v.id).map_or(0, |s| s.at);
+        let judged = |since: Ms| {
+            if since <= settled {
+                now >= settled + p.answer_within_ms && heard_since(settled)
+            } else {
+                now >= since + p.service_grace_ms && heard_since(since)
+            }
+        };
         match v.services {
-            Services::Down { since } if now >= since + p.service_grace_ms && heard_since(since) => {
+            Services::Down { since } if judged(since) => {
                 let next = match self.restarts.get(&v.id) {
                     None => Some(1),
                     Some(r) if !r.done => None,

@@ -358,3 +358,23 @@ fn a_starved_controller_blames_no_host() {
         s.log.join("\n")
     );
 }
+
+#[test]
+fn a_moved_vps_is_not_restarted_while_it_boots_on_its_new_host() {
+    // Stopped for the move long past the services' grace, and not answering yet when the move
+    // lets go of it: it is starting, not failing.
+    let mut s = three();
+    s.run(15_000, &[(5_000, "move web-1 node-b")]);
+    assert!(lines_with(&s, "restart").is_empty(), "{}", s.log.join("\n"));
+    assert!(lines_with(&s, "recover").is_empty(), "{}", s.log.join("\n"));
+    assert_eq!(s.placement()["web-1"], vec!["node-b".to_string()]);
+    // One that never answers after its move is still restarted, once its start had its time.
+    let mut s = three();
+    s.run(
+        50_000,
+        &[(5_000, "break web-2"), (5_000, "move web-2 node-c")],
+    );
+    let moved = at(&s, "moved web-2 to node-c");
+    let restarted = at(&s, "restart web-2");
+    assert!(moved < restarted, "{}", s.log.join("\n"));
+}

@@ -42,13 +42,30 @@ pub struct SimVps {
     pub broken: bool,
     /// The host keeping its standby copy.
     pub standby: Option<HostId>,
+    /// An operator's move holds it (netMON sees it busy) until then.
+    pub moving: Option<(Ms, HostId)>,
+    /// Its services answer only from then on (a moved VPS boots).
+    pub answers_from: Ms,
 }
 
 enum Pending {
     Outcome(Outcome),
-    Start { vps: VpsId, host: HostId },
-    Stop { vps: VpsId, host: HostId },
-    Clean { host: HostId, vpses: Vec<VpsId> },
+    Start {
+        vps: VpsId,
+        host: HostId,
+    },
+    Stop {
+        vps: VpsId,
+        host: HostId,
+    },
+    Clean {
+        host: HostId,
+        vpses: Vec<VpsId>,
+    },
+    /// An operator's move ends: it runs on its new host, booting.
+    Moved {
+        vps: VpsId,
+    },
 }
 
 pub struct Sim {
@@ -63,6 +80,9 @@ pub struct Sim {
     pub timelines: Vec<Timeline>,
     /// How long a restore and start takes.
     pub restore_ms: Ms,
+    /// How long an operator's move holds a VPS, and how long it then takes to answer.
+    pub move_ms: Ms,
+    pub boot_ms: Ms,
     pub controller_up: bool,
     /// When the controller last woke from being starved.
     pub stalled_at: Option<Ms>,
@@ -87,6 +107,8 @@ impl Sim {
             log: Vec::new(),
             timelines: Vec::new(),
             restore_ms: 1500,
+            move_ms: 3000,
+            boot_ms: 600,
             controller_up: true,
             stalled_at: None,
             unread: false,
@@ -146,6 +168,8 @@ impl Sim {
                 services: Services::Up { since: 0 },
                 broken: false,
                 standby: None,
+                moving: None,
+                answers_from: 0,
             },
         );
     }
@@ -169,7 +193,9 @@ impl Sim {
     }
 
     /// Runs a command: `power-off H`, `power-on H`, `cut H`, `mend H`, `kill V`, `break V`,
-    /// `break-disk H`, `maintenance H`, `controller-down`, `controller-up`, `controller-restart`,
+    /// `break-disk H`, `maintenance H`, `move V H` (an operator's move: stopped, busy for
+    /// [`Sim::move_ms`], then started on H and answering [`Sim::boot_ms`] later),
+    /// `controller-down`, `controller-up`, `controller-restart`,
     /// `controller-starved` and `controller-wakes` (it could not run meanwhile; on waking it
     /// decides once before it reads the samples that waited).
     pub fn command(&mut self, cmd: &str) {
@@ -209,6 +235,15 @@ impl Sim {
             "break-disk" => {
                 let h = self.host_id(arg);
                 self.hosts.get_mut(&h).unwrap().broken_disk = true;
+            }
+            "move" => {
+                let (v, h) = arg.split_once(' ').expect("move VPS HOST");
+                let (v, h) = (self.vps_id(v), self.host_id(h));
+                let until = self.now + self.move_ms;
+                let vps = self.vpses.get_mut(&v).unwrap();
+                vps.running_on.clear();
+                vps.moving = Some((until, h));
+                self.pending.push((until, Pending::Moved { vps: v }));
             }
             "maintenance" => {
                 let h = self.host_id(arg);
@@ -335,6 +370,16 @@ impl Sim {
                         });
                     }
                 }
+                Pending::Moved { vps } => {
+                    let boot = self.boot_ms;
+                    let v = self.vpses.get_mut(&vps).unwrap();
+                    let (_, to) = v.moving.take().expect("moving");
+                    v.host = to;
+                    v.running_on.insert(to);
+                    v.answers_from = now + boot;
+                    let line = format!("moved {} to {}", v.name, self.hosts[&to].name);
+                    self.say(line);
+                }
                 Pending::Stop { vps, host } => {
                     self.vpses.get_mut(&vps).unwrap().running_on.remove(&host);
                     outcomes.push(Outcome::Stopped { vps });
@@ -353,6 +398,7 @@ impl Sim {
         // Services: a VPS answers where it runs, if the controller can reach that host.
         for v in self.vpses.values_mut() {
             let answers = !v.broken
+                && now >= v.answers_from
                 && v.running_on.iter().any(|h| {
                     let h = &self.hosts[h];
                     h.powered && h.linked
@@ -427,7 +473,7 @@ impl Sim {
                     priority: v.priority,
                     memory: v.memory,
                     services: v.services,
-                    busy: false,
+                    busy: v.moving.is_some(),
                     standby: v.standby,
                 })
                 .collect(),
