@@ -536,7 +536,43 @@ fn stat_path(root: &Path, path: &[u8]) -> Option<libc::stat> {
 /// walk of the whole tree by descriptor (never following a link), reading no content.
 fn changed_since(root: &Path, since_ns: i64) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    let mut stack = vec![(open_root(root)?, Vec::new())];
+    walk(root, |path, st| {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR
+            && st.st_ctime * 1_000_000_000 + st.st_ctime_nsec >= since_ns
+        {
+            out.push(path.to_vec());
+        }
+    })?;
+    Ok(out)
+}
+
+/// The disk space the tree under `root` takes (blocks, a hard-linked file once), walked by
+/// descriptor like [`changed_since`]: a VPS's links are never followed, nor its mounts crossed.
+pub fn disk_usage(root: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    walk(root, |_, st| {
+        if st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR && !seen.insert(st.st_ino)
+        {
+            return;
+        }
+        total += st.st_blocks as u64 * 512;
+    })?;
+    Ok(total)
+}
+
+/// Calls `visit` with the path (relative to `root`) and the `lstat` of every entry under
+/// `root`, opening each directory from its parent with `O_NOFOLLOW` and staying on `root`'s
+/// filesystem.
+fn walk(root: &Path, mut visit: impl FnMut(&[u8], &libc::stat)) -> io::Result<()> {
+    let top = open_root(root)?;
+    // SAFETY: st is written by the call before it is read.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(top.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dev = st.st_dev;
+    let mut stack = vec![(top, Vec::new())];
     while let Some((dir, path)) = stack.pop() {
         for n in read_names(&dir).unwrap_or_default() {
             let Ok(c) = CString::new(n.clone()) else {
@@ -556,16 +592,15 @@ fn changed_since(root: &Path, since_ns: i64) -> io::Result<Vec<Vec<u8>>> {
                 continue;
             }
             let p = join(&path, &n);
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            visit(&p, &st);
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_dev == dev {
                 if let Ok(sub) = open_at(&dir, &c, libc::O_RDONLY | libc::O_DIRECTORY) {
                     stack.push((sub, p));
                 }
-            } else if st.st_ctime * 1_000_000_000 + st.st_ctime_nsec >= since_ns {
-                out.push(p);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn open_root(root: &Path) -> io::Result<OwnedFd> {
@@ -612,6 +647,27 @@ mod tests {
             }
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn disk_usage_counts_the_tree_and_never_what_a_link_points_to() {
+        let d = std::env::temp_dir().join(format!("sw-du-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let root = d.join("rootfs");
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::create_dir_all(d.join("outside")).unwrap();
+        std::fs::write(d.join("outside/big"), vec![7u8; 4 << 20]).unwrap();
+        std::fs::write(root.join("srv/data"), vec![1u8; 256 << 10]).unwrap();
+        std::fs::hard_link(root.join("srv/data"), root.join("srv/again")).unwrap();
+        symlink(d.join("outside"), root.join("srv/escape")).unwrap();
+        let used = disk_usage(&root).unwrap();
+        assert!(used >= 256 << 10, "{used}");
+        // The hard link counted once; the 4 MiB behind the link not at all.
+        assert!(used < 1 << 20, "{used}");
+        // A root that is itself a link is refused.
+        symlink(d.join("outside"), d.join("linked")).unwrap();
+        assert!(disk_usage(&d.join("linked")).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

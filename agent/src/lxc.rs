@@ -754,20 +754,33 @@ pub fn disk_walker(usage: DiskUsage) {
         unsafe {
             libc::nice(10);
         }
+        let mut last_pass: Option<Instant> = None;
         loop {
             let list = names();
-            for name in &list {
-                let used = du(&dir(name).join("rootfs"));
-                usage
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name.clone(), used);
+            let pass = last_pass.is_none_or(|t| t.elapsed() >= DISK_PASS_EVERY);
+            // Every VPS once a pass; one not measured yet (new) at once.
+            let due: Vec<&String> = {
+                let known = usage.lock().unwrap_or_else(|p| p.into_inner());
+                list.iter()
+                    .filter(|n| pass || !known.contains_key(*n))
+                    .collect()
+            };
+            for name in due {
+                if let Ok(used) = crate::journal::disk_usage(&dir(name).join("rootfs")) {
+                    usage
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), used);
+                }
+            }
+            if pass {
+                last_pass = Some(Instant::now());
             }
             usage
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|n, _| list.contains(n));
-            std::thread::sleep(DISK_PASS_EVERY);
+            std::thread::sleep(Duration::from_secs(2));
         }
     });
 }
@@ -838,29 +851,6 @@ fn veth_of(name: &str) -> Option<String> {
                 .filter(|(k, _)| k.trim() == "lxc.net.0.veth.pair")
                 .map(|(_, v)| v.trim().to_string())
         })
-}
-
-fn du(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&p) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.nlink() > 1 && !md.is_dir() && !seen.insert(md.ino()) {
-                continue;
-            }
-            total += md.blocks() * 512;
-            if md.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    total
 }
 
 fn uptime_of(pid: u32) -> u64 {

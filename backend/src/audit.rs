@@ -103,6 +103,15 @@ fn record_kind(
     if let (Some(via), Some(obj)) = (actor.via, details.as_object_mut()) {
         obj.insert("via".into(), serde_json::Value::String(via.into()));
     }
+    // The target's name as it is now, kept with the event: it still reads right once the
+    // object is renamed or gone.
+    if let Some(obj) = details.as_object_mut() {
+        if !obj.contains_key("target_name") {
+            if let Some(name) = target_name(conn, change.target_type, &change.target_id) {
+                obj.insert("target_name".into(), serde_json::Value::String(name));
+            }
+        }
+    }
     let details = details.to_string();
     let row = NewEvent {
         kind,
@@ -121,4 +130,21 @@ fn record_kind(
         .get_result(c))?;
     crate::db::note_event(&event);
     Ok(event)
+}
+
+/// The name of the VPS, host, user or template an event is about, if it exists.
+fn target_name(conn: &mut DbConn, kind: &str, id: &str) -> Option<String> {
+    use crate::schema::{hosts, templates, users, vpses};
+    let id: i64 = id.parse().ok()?;
+    let r = match kind {
+        "vps" => vpses::table.find(id).select(vpses::name).first(conn),
+        "host" => hosts::table.find(id).select(hosts::name).first(conn),
+        "user" => users::table.find(id).select(users::username).first(conn),
+        "template" => templates::table
+            .find(id)
+            .select(templates::name)
+            .first(conn),
+        _ => return None,
+    };
+    r.ok()
 }

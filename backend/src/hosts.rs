@@ -98,6 +98,9 @@ struct Runtime {
     /// The containers of the newest sample, to notice new ones.
     containers: Mutex<Vec<String>>,
     bucket: Mutex<Option<Bucket>>,
+    /// It went offline after being online, and that was said in an event (`host.offline`):
+    /// its return is said too.
+    lost: std::sync::atomic::AtomicBool,
     stop: tokio::sync::watch::Sender<bool>,
     interval: tokio::sync::watch::Sender<u32>,
 }
@@ -495,6 +498,10 @@ impl HostManager {
                     .unwrap_or_default(),
             ),
             bucket: Mutex::new(old.as_ref().and_then(|o| lock(&o.bucket).take())),
+            lost: std::sync::atomic::AtomicBool::new(
+                old.as_ref()
+                    .is_some_and(|o| o.lost.load(std::sync::atomic::Ordering::SeqCst)),
+            ),
             // The lease, too: the host may hold one from before the reconnect.
             lease: old.as_ref().map(|o| o.lease.clone()).unwrap_or_default(),
             heard: Mutex::new(old.as_ref().and_then(|o| *lock(&o.heard))),
@@ -659,13 +666,20 @@ impl HostManager {
     }
 
     fn set_status(&self, id: i64, rt: &Runtime, status: HostStatus) {
-        let changed = {
+        let (changed, was) = {
             let mut v = lock(&rt.view);
-            let changed = v.status != Some(status);
+            let was = v.status;
             v.status = Some(status);
-            changed
+            (was != Some(status), was)
         };
         if changed {
+            use std::sync::atomic::Ordering;
+            if was == Some(HostStatus::Online) && status == HostStatus::Offline {
+                rt.lost.store(true, Ordering::SeqCst);
+                lost_or_back(self.db.clone(), id, true);
+            } else if status == HostStatus::Online && rt.lost.swap(false, Ordering::SeqCst) {
+                lost_or_back(self.db.clone(), id, false);
+            }
             self.publish(id, rt);
             tracing::info!(host = id, status = status.as_str(), "host status");
             let (db, status, seen) = (self.db.clone(), status.as_str(), lock(&rt.view).last_seen);
@@ -882,6 +896,79 @@ impl HostManager {
 
 /// How long the first sample of a newly started agent may take.
 const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(120);
+
+/// Says in an event that a host went offline after being online (`host.offline`, an error:
+/// what becomes of each VPS that should run on it) or is back (`host.online`).
+fn lost_or_back(db: Db, id: i64, lost: bool) {
+    use crate::audit::{Actor, Change};
+    use crate::schema::vpses;
+    use serverware_shared::api::Severity;
+    tokio::spawn(async move {
+        let r = db
+            .run(move |c| {
+                let Some(name) = hosts::table
+                    .find(id)
+                    .select(hosts::name)
+                    .first::<String>(c)
+                    .optional()?
+                else {
+                    return Ok(());
+                };
+                let on: Vec<(i64, String, bool)> = vpses::table
+                    .filter(vpses::host_id.eq(id))
+                    .filter(vpses::desired_state.eq("running"))
+                    .order(vpses::name)
+                    .select((vpses::id, vpses::name, vpses::ha_enabled))
+                    .load(c)?;
+                let names = |ha: bool| {
+                    on.iter()
+                        .filter(|v| v.2 == ha)
+                        .map(|v| v.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let (ha, plain) = (names(true), names(false));
+                let (action, severity, message) = if lost {
+                    let mut m = format!("host {name} stopped answering");
+                    if !ha.is_empty() {
+                        m += &format!("; HA, brought up elsewhere by netMON: {ha}");
+                    }
+                    if !plain.is_empty() {
+                        m += &format!("; not HA, down until it is back: {plain}");
+                    }
+                    if on.is_empty() {
+                        m += "; no VPS should run on it";
+                    }
+                    ("host.offline", Severity::Error, m)
+                } else {
+                    (
+                        "host.online",
+                        Severity::Info,
+                        format!("host {name} answers again"),
+                    )
+                };
+                let details = serde_json::json!({
+                    "vpses": on.iter().map(|(id, name, ha)| serde_json::json!({"id": id, "name": name, "ha": ha})).collect::<Vec<_>>(),
+                });
+                crate::audit::record_system(
+                    c,
+                    &Actor::system("netres"),
+                    Change::new(action, "host", id, message)
+                        .severity(severity)
+                        .details(details),
+                )?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(
+                host = id,
+                "cannot record the host's status event: {}",
+                e.body().message
+            );
+        }
+    });
+}
 
 /// How long without a sample before a host counts as offline: the stored timeout, but at least
 /// three sampling intervals and never under `MIN_HEARTBEAT`.

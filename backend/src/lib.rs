@@ -21,6 +21,7 @@ pub mod sched;
 pub mod schema;
 pub mod server;
 pub mod settings;
+pub mod site;
 pub mod ssh;
 pub mod sshd;
 pub mod stall;

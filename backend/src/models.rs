@@ -145,6 +145,8 @@ pub struct Event {
 
 impl Event {
     pub fn to_response(&self) -> EventResponse {
+        let details: serde_json::Value =
+            serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null);
         EventResponse {
             id: self.id,
             kind: if self.kind == "audit" {
@@ -162,7 +164,11 @@ impl Event {
             target_type: self.target_type.clone(),
             target_id: self.target_id.clone(),
             message: self.message.clone(),
-            details: serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null),
+            target_name: details
+                .get("target_name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string),
+            details,
             created_at: self.created_at.and_utc(),
         }
     }

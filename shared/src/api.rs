@@ -218,6 +218,9 @@ pub struct EventResponse {
     /// The kind of object acted on, such as `user`, `token`, `host`.
     pub target_type: Option<String>,
     pub target_id: Option<String>,
+    /// The target's name when the event was recorded (a VPS, host, user or template).
+    #[serde(default)]
+    pub target_name: Option<String>,
     /// One line for people.
     pub message: String,
     /// Structured detail (never secrets).
@@ -918,4 +921,86 @@ pub struct RestoreVpsRequest {
     /// Start it afterwards (default: in place, as it was asked to be; a clone, yes).
     #[serde(default)]
     pub start: Option<bool>,
+}
+
+/// `GET /api/v1/site`: is the site healthy, and what needs an operator now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SiteHealth {
+    /// Nothing is wrong: no incident at all.
+    pub healthy: bool,
+    pub hosts: HostCounts,
+    pub ha: HaCounts,
+    pub duplication: DuplicationHealth,
+    pub storage: StorageHealth,
+    /// Failovers (netMON's and operators') in the last 24 hours.
+    pub failovers_24h: u64,
+    /// What is wrong now, worst first.
+    pub incidents: Vec<Incident>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostCounts {
+    pub total: u64,
+    pub online: u64,
+    /// Not answering (or refused: key changed, login refused), not in maintenance.
+    pub down: u64,
+    pub maintenance: u64,
+}
+
+/// HA VPSes that should run. Protected: running and answering on an online host, with a
+/// restore point, duplication working, and another host to fail over to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HaCounts {
+    pub total: u64,
+    pub protected: u64,
+    pub at_risk: Vec<AtRisk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AtRisk {
+    pub vps_id: i64,
+    pub name: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DuplicationHealth {
+    /// VPSes with duplication on.
+    pub vpses: u64,
+    /// Of those, whose last cycle failed.
+    pub failing: u64,
+    /// The oldest newest point: how much a failover could lose at worst now (ms), and whose.
+    pub max_lag_ms: Option<i64>,
+    pub max_lag_vps: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StorageHealth {
+    pub filesystem_bytes: Option<u64>,
+    pub filesystem_free_bytes: Option<u64>,
+}
+
+/// Something wrong now that an operator should see, named, with what is being done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Incident {
+    /// Stable while it lasts (`host:3`, `vps:7`, `duplo:7`, `storage`).
+    pub key: String,
+    pub severity: Severity,
+    /// One line: "Host ev1 is offline".
+    pub title: String,
+    /// What it means and what is being done about it.
+    pub detail: String,
+    /// The VPSes it touches, by name.
+    pub vpses: Vec<String>,
+    /// Since when, if known.
+    pub since: Option<DateTime<Utc>>,
+    /// The dashboard page to act from (`/hosts/3`, `/vpses/7`, `/storage`).
+    pub link: String,
 }

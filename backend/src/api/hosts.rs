@@ -707,6 +707,8 @@ pub async fn fail_over_host(
         .filter(|v| v.host_id == Some(id) && v.ha_enabled)
         .map(|v| v.id)
         .collect();
-    let vpses = crate::netmon::request(&state, ids).await?;
+    let actor = crate::audit::Actor::from(&principal);
+    let vpses = crate::netmon::request(&state, ids, &actor).await?;
+    crate::netmon::record_request(&state, &actor, &vpses).await;
     Ok(HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse { vpses }))
 }

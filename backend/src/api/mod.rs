@@ -78,6 +78,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(duplo::get_storage)
         .service(duplo::restore_vps)
         .service(system::list_loops)
+        .service(system::site_health)
         .service(tasks::list_tasks)
         .service(tasks::get_task);
 }

@@ -32,3 +32,15 @@ pub async fn list_loops(
     });
     Ok(web::Json(loops))
 }
+
+/// The site at a glance: hosts, HA VPSes protected and at risk, duplication, storage, and each
+/// incident an operator should see now (worst first), with what is being done and where to act.
+#[utoipa::path(tag = "system", responses((status = 200, body = serverware_shared::api::SiteHealth), (status = 401, body = ErrorBody)))]
+#[get("/site")]
+pub async fn site_health(
+    state: web::Data<Core>,
+    principal: Principal,
+) -> ApiResult<web::Json<serverware_shared::api::SiteHealth>> {
+    principal.require(Role::Viewer)?;
+    Ok(web::Json(crate::site::health(&state.into_inner()).await?))
+}

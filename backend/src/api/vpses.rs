@@ -311,7 +311,9 @@ pub async fn fail_over_vps(
     let state = state.into_inner();
     state.accepting()?;
     let v = state.db.run(move |c| vps::load(c, id)).await?;
-    let vpses = crate::netmon::request(&state, vec![id]).await?;
+    let actor = crate::audit::Actor::from(&principal);
+    let vpses = crate::netmon::request(&state, vec![id], &actor).await?;
+    crate::netmon::record_request(&state, &actor, &vpses).await;
     if vpses.is_empty() {
         return Err(crate::error::ApiError::conflict(
             None,

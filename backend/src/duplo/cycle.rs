@@ -360,6 +360,23 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
         s.running_since_ms = None;
         match &result {
             Ok(r) => {
+                // The Storage page's totals follow every point, not only each collection.
+                if let Some((_, c)) = core
+                    .duplo
+                    .collected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    let counted = c.through.entry(vps_id).or_default();
+                    if *counted < r.cycle {
+                        *counted = r.cycle;
+                        c.points += 1;
+                        c.chunks_used += r.landed.chunks_new;
+                        c.bytes_used += r.landed.stored_new;
+                        c.bytes_logical += r.landed.header.bytes;
+                    }
+                }
                 s.failures = 0;
                 s.last_error = None;
                 s.last_cycle = r.cycle;
@@ -388,13 +405,13 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
         (Err(e), 0, _) => Some((
             "duplo.cycle_failed",
             Severity::Error,
-            format!("duplication of VPS {vps_id} failed: {e}"),
+            format!("duplication of VPS {{vps}} failed: {e}"),
         )),
         (Ok(r), n, _) if n > 0 => Some((
             "duplo.cycle_recovered",
             Severity::Info,
             format!(
-                "duplication of VPS {vps_id} works again (cycle {} landed after {n} failed)",
+                "duplication of VPS {{vps}} works again (cycle {} landed after {n} failed)",
                 r.cycle
             ),
         )),
@@ -404,10 +421,20 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
         let _ = core
             .db
             .run(move |c| {
+                use crate::schema::vpses;
+                use diesel::prelude::*;
+                // Named as people know it.
+                let name: String = vpses::table
+                    .find(vps_id)
+                    .select(vpses::name)
+                    .first(c)
+                    .optional()?
+                    .unwrap_or_else(|| format!("#{vps_id}"));
                 crate::audit::record_system(
                     c,
                     &Actor::system("duplo"),
-                    Change::new(action, "vps", vps_id, message).severity(severity),
+                    Change::new(action, "vps", vps_id, message.replace("{vps}", &name))
+                        .severity(severity),
                 )
             })
             .await;

@@ -73,6 +73,9 @@ pub struct Collected {
     pub bytes_spared: u64,
     /// Bytes of file content the points stand for, before sharing and compression.
     pub bytes_logical: u64,
+    /// The newest point of each VPS these figures count (points landed later are added to
+    /// them as they land).
+    pub through: std::collections::BTreeMap<i64, u64>,
 }
 
 /// Drops the points `policy` does not keep (never a VPS's newest, never a pinned one).
@@ -123,6 +126,8 @@ pub fn collect(duplo: &Duplo, cutoff: SystemTime) -> io::Result<Collected> {
             }
             out.points += 1;
             out.bytes_logical += h.bytes;
+            let t = out.through.entry(vps).or_default();
+            *t = (*t).max(p.cycle);
         }
     }
     // Segments no point names go the same way as chunks.

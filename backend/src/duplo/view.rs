@@ -124,7 +124,7 @@ pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
 }
 
 /// The filesystem holding `dir`: its size and free bytes.
-fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
+pub(crate) fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: st is written by statvfs before it is read.

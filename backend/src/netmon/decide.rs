@@ -190,6 +190,20 @@ pub enum Outcome {
     },
 }
 
+/// A failover under way, as people are told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverView {
+    pub from: HostId,
+    pub cause: Cause,
+    pub by: Option<String>,
+    /// Being brought up there now.
+    pub to: Option<HostId>,
+    /// Waiting for a host with room (or for its old host to be fenced).
+    pub waiting: bool,
+    /// It failed on as many hosts as it may be tried on: it waits for an operator.
+    pub gave_up: bool,
+}
+
 /// One failover, from detection to services answering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeline {
@@ -203,6 +217,8 @@ pub struct Timeline {
     pub healthy: Ms,
     /// Why: the host was lost, or the VPS failed alone.
     pub cause: Cause,
+    /// Who asked for it (an operator's failover).
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +269,9 @@ struct Failover {
     failed_on: BTreeSet<HostId>,
     /// Said "no room" already.
     warned: bool,
+    /// Who asked for it (an operator's failover).
+    #[serde(default)]
+    by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -307,10 +326,32 @@ impl Manager {
         self.failovers.keys().copied().collect()
     }
 
+    /// Where a VPS's failover stands, if one is under way.
+    pub fn failover_view(&self, vps: VpsId) -> Option<FailoverView> {
+        let f = self.failovers.get(&vps)?;
+        Some(FailoverView {
+            from: f.from,
+            cause: f.cause,
+            by: f.by.clone(),
+            gave_up: f.failed_on.len() as u32 >= self.params.attempts,
+            to: match f.stage {
+                Stage::Recovering { to, .. } | Stage::Checking { to, .. } => Some(to),
+                Stage::Queued | Stage::Stopping => None,
+            },
+            waiting: f.stage == Stage::Queued,
+        })
+    }
+
     /// Asks for one VPS to go to another host now (an operator's request, or a whole host's
     /// VPSes one by one): it is stopped where it is, then brought up elsewhere. Nothing if it
     /// is being failed over already.
-    pub fn request(&mut self, now: Ms, vps: VpsId, from: HostId) -> Vec<Action> {
+    pub fn request(
+        &mut self,
+        now: Ms,
+        vps: VpsId,
+        from: HostId,
+        by: Option<String>,
+    ) -> Vec<Action> {
         if self.failovers.contains_key(&vps) {
             return Vec::new();
         }
@@ -324,6 +365,7 @@ impl Manager {
                 stage: Stage::Stopping,
                 failed_on: BTreeSet::new(),
                 warned: false,
+                by,
             },
         );
         vec![Action::Stop { vps, host: from }]
@@ -567,6 +609,7 @@ impl Manager {
                     stage: Stage::Queued,
                     failed_on: BTreeSet::new(),
                     warned: false,
+                    by: None,
                 },
             );
         }
@@ -593,6 +636,7 @@ impl Manager {
                             started,
                             healthy: since.max(started),
                             cause: f.cause,
+                            by: f.by.clone(),
                         };
                         let from = f.from;
                         self.failovers.remove(&v.id);
@@ -687,6 +731,7 @@ impl Manager {
                                 stage: Stage::Stopping,
                                 failed_on: BTreeSet::new(),
                                 warned: false,
+                                by: None,
                             },
                         );
                         out.push(Action::Stop { vps: v.id, host });

@@ -15,7 +15,7 @@ use crate::audit::{Actor, Change};
 use crate::core::Core;
 use crate::hosts::LeasePlan;
 use chrono::{DateTime, Utc};
-use decide::{Action, HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
+use decide::{Action, Cause, HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
 use serverware_shared::api::{ServiceHealth, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,8 @@ pub struct Netmon {
     checking: std::sync::atomic::AtomicBool,
     /// Standby copies of the HA VPSes.
     pub standby: standby::Standbys,
+    /// The VPSes being failed over, as last told to the dashboards.
+    told: Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Default for Netmon {
@@ -57,6 +59,7 @@ impl Default for Netmon {
             next_check: Mutex::new(Instant::now()),
             checking: Default::default(),
             standby: Default::default(),
+            told: Default::default(),
         }
     }
 }
@@ -69,6 +72,23 @@ impl Netmon {
     /// Whether netMON is bringing the VPS up elsewhere now.
     pub fn failing_over(&self, vps: i64) -> bool {
         lock(&self.manager).failing_over().contains(&vps)
+    }
+
+    /// Where a VPS's failover stands, if one is under way.
+    pub fn failover(&self, vps: i64) -> Option<decide::FailoverView> {
+        lock(&self.manager).failover_view(vps)
+    }
+
+    /// Tells the dashboards of each VPS whose failover began or ended since last told (its
+    /// status reads `failing over` meanwhile).
+    fn tell_failovers(&self, core: &Core) {
+        let now: std::collections::BTreeSet<i64> =
+            lock(&self.manager).failing_over().into_iter().collect();
+        let mut told = lock(&self.told);
+        for id in now.symmetric_difference(&told) {
+            crate::vps::changed(core, *id, serverware_shared::ws::ChangeKind::Updated);
+        }
+        *told = now;
     }
 
     /// What the service checks of a VPS find now (None: not checked).
@@ -365,6 +385,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
             .collect(),
     };
     let actions = lock(&nm.manager).tick(now, &world);
+    nm.tell_failovers(core);
     for a in actions {
         act(core, &hosts, &vpses, a).await;
     }
@@ -376,6 +397,7 @@ fn outcome(core: &Arc<Core>, o: Outcome) {
     let nm = &core.netmon;
     let now = nm.ms(Instant::now());
     let more = lock(&nm.manager).outcome(now, o);
+    nm.tell_failovers(core);
     let core = core.clone();
     tokio::spawn(async move {
         let (hosts, vpses, _) = match read(&core).await {
@@ -414,13 +436,36 @@ async fn event(
     message: String,
     details: serde_json::Value,
 ) {
+    event_by(
+        core,
+        &Actor::system("netmon"),
+        action,
+        target,
+        severity,
+        message,
+        details,
+    )
+    .await
+}
+
+/// An event of netMON's done on someone's behalf.
+async fn event_by(
+    core: &Core,
+    actor: &Actor,
+    action: &str,
+    target: (&str, i64),
+    severity: Severity,
+    message: String,
+    details: serde_json::Value,
+) {
     let (action, kind, id) = (action.to_string(), target.0.to_string(), target.1);
+    let actor = actor.clone();
     let _ = core
         .db
         .run(move |c| {
             crate::audit::record_system(
                 c,
-                &Actor::system("netmon"),
+                &actor,
                 Change::new(&action, &kind, id, message)
                     .severity(severity)
                     .details(details),
@@ -638,13 +683,28 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
                 let ago = Duration::from_millis(core.netmon.ms(Instant::now()).saturating_sub(ms));
                 (Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default()).to_rfc3339()
             };
-            let m = format!(
-                "VPS {} failed over from {} to {}: answering {:.1} s after it was found lost",
-                vname(t.vps),
-                hname(t.from),
-                hname(t.to),
-                t.healthy.saturating_sub(t.detected) as f64 / 1000.0
-            );
+            let took = t.healthy.saturating_sub(t.detected) as f64 / 1000.0;
+            let m = match (&t.cause, &t.by) {
+                (Cause::Requested, by) => format!(
+                    "VPS {} failed over from {} to {} as {} asked: answering {took:.1} s after it was stopped",
+                    vname(t.vps),
+                    hname(t.from),
+                    hname(t.to),
+                    by.as_deref().unwrap_or("an operator"),
+                ),
+                (Cause::VpsFailed, _) => format!(
+                    "VPS {} failed over from {} to {}: its services stopped answering; answering again {took:.1} s after that was found",
+                    vname(t.vps),
+                    hname(t.from),
+                    hname(t.to),
+                ),
+                (Cause::HostLost, _) => format!(
+                    "VPS {} failed over from {} to {}: answering {took:.1} s after its host was found lost",
+                    vname(t.vps),
+                    hname(t.from),
+                    hname(t.to),
+                ),
+            };
             tracing::warn!("{m}");
             let details = serde_json::json!({
                 "from": t.from, "to": t.to, "cause": format!("{:?}", t.cause),
@@ -657,11 +717,17 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
                     "healthy": t.healthy.saturating_sub(t.detected),
                 }
             });
-            event(
+            let by = t.by.as_deref().map(|name| Actor {
+                name: name.to_string(),
+                via_token: None,
+                via: None,
+            });
+            event_by(
                 core,
+                by.as_ref().unwrap_or(&Actor::system("netmon")),
                 "netmon.failover",
                 ("vps", t.vps),
-                Severity::Warning,
+                Severity::Info,
                 m,
                 details,
             )
@@ -689,7 +755,11 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
 /// An operator's failover of HA VPSes now (`POST /vpses/{id}/failover`, or every HA VPS of a
 /// host): each is stopped where it is, duplicated once more (nothing is lost), then brought up
 /// on the host with the most room from that point. The VPSes it takes on.
-pub async fn request(core: &Arc<Core>, vpses: Vec<i64>) -> crate::error::ApiResult<Vec<i64>> {
+pub async fn request(
+    core: &Arc<Core>,
+    vpses: Vec<i64>,
+    by: &Actor,
+) -> crate::error::ApiResult<Vec<i64>> {
     let (hosts, ha, _) = read(core)
         .await
         .map_err(|e| crate::error::ApiError::Internal(anyhow::anyhow!(e)))?;
@@ -701,16 +771,54 @@ pub async fn request(core: &Arc<Core>, vpses: Vec<i64>) -> crate::error::ApiResu
             continue;
         };
         let Some(host) = v.host_id else { continue };
-        let a = lock(&core.netmon.manager).request(now, id, host);
+        let a = lock(&core.netmon.manager).request(now, id, host, Some(by.name.clone()));
         if !a.is_empty() {
             taken.push(id);
         }
         actions.extend(a);
     }
+    core.netmon.tell_failovers(core);
     for a in actions {
         act(core, &hosts, &ha, a).await;
     }
     Ok(taken)
+}
+
+/// Says who asked for the failovers netMON took on (`vps.failover`, audit), one event each.
+pub async fn record_request(core: &Core, by: &Actor, vpses: &[i64]) {
+    for &id in vpses {
+        let by = by.clone();
+        let _ = core
+            .db
+            .run(move |c| {
+                use crate::schema::{hosts, vpses};
+                use diesel::prelude::*;
+                let (name, from): (String, Option<i64>) = vpses::table
+                    .find(id)
+                    .select((vpses::name, vpses::host_id))
+                    .first(c)?;
+                let host: Option<String> = match from {
+                    Some(h) => hosts::table.find(h).select(hosts::name).first(c).optional()?,
+                    None => None,
+                };
+                crate::audit::record(
+                    c,
+                    &by,
+                    Change::new(
+                        "vps.failover",
+                        "vps",
+                        id,
+                        format!(
+                            "{} asked for VPS {name} to fail over{}: it is stopped, duplicated once more and brought up on another host",
+                            by.name,
+                            host.map(|h| format!(" from {h}")).unwrap_or_default()
+                        ),
+                    )
+                    .details(serde_json::json!({ "from": from })),
+                )
+            })
+            .await;
+    }
 }
 
 /// A host put in maintenance: each of its VPSes is moved to the host with the most room (the

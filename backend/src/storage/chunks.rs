@@ -23,6 +23,11 @@ pub fn key(id: &ChunkId) -> String {
 /// whether it was new. `data` must hash to `id` (it is checked: storage never holds a chunk under
 /// another's name).
 pub fn put(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<bool> {
+    put_sized(store, id, data).map(|stored| stored.is_some())
+}
+
+/// [`put`], saying how many bytes a new chunk takes in storage (None: it was there).
+pub fn put_sized(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<Option<u64>> {
     if id_of(data) != *id {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -31,11 +36,11 @@ pub fn put(store: &dyn ObjectStore, id: &ChunkId, data: &[u8]) -> io::Result<boo
     }
     let key = key(id);
     if store.touch(&key)? {
-        return Ok(false);
+        return Ok(None);
     }
     let packed = compress(data)?;
     store.put(&key, &packed)?;
-    Ok(true)
+    Ok(Some(packed.len() as u64))
 }
 
 thread_local! {

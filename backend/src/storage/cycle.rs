@@ -46,6 +46,8 @@ pub struct Landed {
     /// Chunks storage did not have, and their bytes before compression.
     pub chunks_new: u64,
     pub bytes_new: u64,
+    /// What the new chunks take in storage (compressed).
+    pub stored_new: u64,
     /// Chunks that came but storage had already (from this VPS or another).
     pub chunks_known: u64,
     pub stats: ScanStats,
@@ -74,7 +76,7 @@ pub fn ingest(
     cycle: u64,
     taken_at_ms: i64,
 ) -> io::Result<Landed> {
-    let (mut chunks_new, mut bytes_new, mut chunks_known) = (0, 0, 0);
+    let (mut chunks_new, mut bytes_new, mut chunks_known, mut stored_new) = (0, 0, 0, 0);
     let mut arrived: HashSet<ChunkId> = HashSet::new();
     let mut listed = None;
     let mut stats = ScanStats::default();
@@ -83,11 +85,12 @@ pub fn ingest(
             Frame::Chunk(id, data) => {
                 let new = {
                     let _shared = gate.read().unwrap_or_else(|p| p.into_inner());
-                    chunks::put(store, &id, &data)?
+                    chunks::put_sized(store, &id, &data)?
                 };
-                if new {
+                if let Some(stored) = new {
                     chunks_new += 1;
                     bytes_new += data.len() as u64;
+                    stored_new += stored;
                 } else {
                     chunks_known += 1;
                 }
@@ -153,6 +156,7 @@ pub fn ingest(
         entries_read,
         chunks_new,
         bytes_new,
+        stored_new,
         chunks_known,
         stats,
     })

@@ -194,7 +194,25 @@ pub fn response(
             .and_then(|view| view.latest)
             .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
     });
-    let observed = observed(state, v);
+    // A host that stopped sending samples is not believed, whatever its connection says.
+    let host_online = v.host_id.is_some_and(|h| {
+        state
+            .hosts
+            .view(h)
+            .is_some_and(|view| view.status == Some(HostStatus::Online))
+    });
+    let observed = match observed(state, v) {
+        ObservedState::Creating => ObservedState::Creating,
+        _ if !host_online => ObservedState::Unknown,
+        o => o,
+    };
+    // While netMON brings it up elsewhere, each step's own state (stopped on the new host
+    // before its start, …) is not what a person should read.
+    let status = if state.netmon.failing_over(v.id) {
+        "failing over"
+    } else {
+        serverware_shared::state::status(observed, claim.map(|c| c.0))
+    };
     VpsResponse {
         id: v.id,
         name: v.name.clone(),
@@ -211,7 +229,7 @@ pub fn response(
         autostart: v.autostart,
         privileged: v.privileged,
         id_base: v.ids().map(i64::from),
-        status: serverware_shared::state::status(observed, claim.map(|c| c.0)).to_string(),
+        status: status.to_string(),
         desired_state: v.desired(),
         observed_state: observed,
         operation: claim.map(|c| c.0),

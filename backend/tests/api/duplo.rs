@@ -670,6 +670,36 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_eq!(s["recent"][0]["full"], false, "{s}");
     assert_point_is_tree(&store, vid, &root, base);
     assert!(s["journal_lost"].is_null(), "{s}");
+
+    // The Storage page's totals follow each point, not only the hourly collection: what
+    // `GET /storage` says is what storage holds (nothing was pruned, so every chunk is used).
+    use serverware::storage::ObjectStore;
+    let report = get(&t, &admin, "/api/v1/storage").await;
+    let keys = store.list("chunks/").unwrap();
+    let stored: u64 = keys
+        .iter()
+        .map(|k| store.stat(k).unwrap().map_or(0, |(size, _)| size))
+        .sum();
+    let list = points::list(&store, vid).unwrap();
+    let logical: u64 = list
+        .iter()
+        .map(|p| points::header(&store, p).unwrap().bytes)
+        .sum();
+    assert_eq!(
+        (
+            report["chunks_used"].as_u64(),
+            report["bytes_stored"].as_u64(),
+            report["bytes_logical"].as_u64(),
+            report["points"].as_u64()
+        ),
+        (
+            Some(keys.len() as u64),
+            Some(stored),
+            Some(logical),
+            Some(list.len() as u64)
+        ),
+        "{report}"
+    );
 }
 
 /// The tree of point `cycle` of `vid` as stored.

@@ -241,6 +241,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_controller_stays_respons
         action: "test.flood".into(),
         target_type: None,
         target_id: None,
+        target_name: None,
         message: "x".repeat(16 * 1024),
         details: json!({}),
         created_at: chrono::Utc::now(),

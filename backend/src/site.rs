@@ -1,0 +1,341 @@
+//! The site at a glance (`GET /api/v1/site`): whether it is healthy, and each incident an
+//! operator should see now, named, with what is being done about it and where to act.
+//!
+//! Everything is read from what the controller knows this instant (host connections, netMON's
+//! failovers, netDUPLO's cycles, the storage disk); nothing is stored, so an incident ends the
+//! moment its cause does.
+
+use crate::core::Core;
+use crate::error::ApiResult;
+use crate::schema::{duplo_points, events, hosts, vpses};
+use diesel::prelude::*;
+use serverware_shared::api::{
+    AtRisk, DuplicationHealth, HaCounts, HostCounts, Incident, Severity, SiteHealth, StorageHealth,
+    VpsResponse,
+};
+use serverware_shared::state::HostStatus;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Storage this full is an incident (a warning; an error past [`STORAGE_FULL`]).
+const STORAGE_WARN: f64 = 0.85;
+const STORAGE_FULL: f64 = 0.95;
+
+struct Host {
+    id: i64,
+    name: String,
+    maintenance: bool,
+    status: HostStatus,
+    last_seen: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn health(core: &Arc<Core>) -> ApiResult<SiteHealth> {
+    let vpses = crate::vps::list(core).await?;
+    let since = (chrono::Utc::now() - chrono::TimeDelta::hours(24)).naive_utc();
+    let (rows, newest, duplicated, failovers_24h) = core
+        .db
+        .run(move |c| {
+            let rows: Vec<(i64, String, bool, Option<chrono::NaiveDateTime>)> = hosts::table
+                .order(hosts::name)
+                .select((
+                    hosts::id,
+                    hosts::name,
+                    hosts::maintenance,
+                    hosts::last_seen_at,
+                ))
+                .load(c)?;
+            let newest: Vec<(i64, Option<chrono::NaiveDateTime>)> = duplo_points::table
+                .group_by(duplo_points::vps_id)
+                .select((
+                    duplo_points::vps_id,
+                    diesel::dsl::max(duplo_points::taken_at),
+                ))
+                .load(c)?;
+            let duplicated: Vec<i64> = vpses::table
+                .filter(vpses::duplo_enabled.eq(true))
+                .select(vpses::id)
+                .load(c)?;
+            let failovers: i64 = events::table
+                .filter(events::action.eq("netmon.failover"))
+                .filter(events::created_at.ge(since))
+                .count()
+                .get_result(c)?;
+            Ok((rows, newest, duplicated, failovers))
+        })
+        .await?;
+    let hosts: Vec<Host> = rows
+        .into_iter()
+        .map(|(id, name, maintenance, seen)| {
+            let view = core.hosts.view(id);
+            Host {
+                id,
+                name,
+                maintenance,
+                status: view
+                    .as_ref()
+                    .and_then(|v| v.status)
+                    .unwrap_or(HostStatus::Connecting),
+                last_seen: view.and_then(|v| v.last_seen).or(seen.map(|t| t.and_utc())),
+            }
+        })
+        .collect();
+    let newest: HashMap<i64, i64> = newest
+        .into_iter()
+        .filter_map(|(v, t)| Some((v, t?.and_utc().timestamp_millis())))
+        .collect();
+    Ok(assess(
+        core,
+        &hosts,
+        &vpses,
+        &newest,
+        &duplicated,
+        failovers_24h.max(0) as u64,
+    ))
+}
+
+fn assess(
+    core: &Core,
+    hosts: &[Host],
+    vpses: &[VpsResponse],
+    newest: &HashMap<i64, i64>,
+    duplicated: &[i64],
+    failovers_24h: u64,
+) -> SiteHealth {
+    let now_ms = crate::duplo::now_ms();
+    let mut incidents = Vec::new();
+    let host = |id: Option<i64>| id.and_then(|id| hosts.iter().find(|h| h.id == id));
+    let host_name = |id: i64| {
+        hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    let wanted =
+        |v: &&VpsResponse| v.desired_state == serverware_shared::state::DesiredState::Running;
+    let up = |h: &Host| h.status == HostStatus::Online;
+    // Hosts that can take a failed-over VPS.
+    let usable: Vec<i64> = hosts
+        .iter()
+        .filter(|h| up(h) && !h.maintenance)
+        .map(|h| h.id)
+        .collect();
+
+    // Hosts lost, and what becomes of the VPSes that should run on them.
+    for h in hosts.iter().filter(|h| !up(h)) {
+        let (title, severity) = match h.status {
+            HostStatus::Connecting => continue,
+            HostStatus::KeyMismatch => (
+                format!(
+                    "Host {}'s SSH key changed: the controller refuses it",
+                    h.name
+                ),
+                Severity::Error,
+            ),
+            HostStatus::AuthFailed => (
+                format!("Host {} refuses the controller's login", h.name),
+                Severity::Error,
+            ),
+            _ if h.maintenance => (
+                format!("Host {} (in maintenance) is offline", h.name),
+                Severity::Warning,
+            ),
+            _ => (format!("Host {} is offline", h.name), Severity::Error),
+        };
+        let on: Vec<&VpsResponse> = vpses
+            .iter()
+            .filter(|v| v.host_id == Some(h.id))
+            .filter(wanted)
+            .collect();
+        let fates: Vec<String> = on
+            .iter()
+            .map(|v| {
+                let fate = match core.netmon.failover(v.id) {
+                    Some(f) if f.gave_up => {
+                        "down: it failed on every host tried; it waits for you".to_string()
+                    }
+                    Some(f) if f.waiting => "down: waiting for a host with room".to_string(),
+                    Some(f) => match f.to {
+                        Some(to) => format!("failing over to {}", host_name(to)),
+                        None => "failing over".to_string(),
+                    },
+                    None if v.ha_enabled => {
+                        "HA: netMON fails it over once the host is fenced".to_string()
+                    }
+                    None => "down until the host is back (not HA)".to_string(),
+                };
+                format!("{}: {fate}", v.name)
+            })
+            .collect();
+        let detail = if fates.is_empty() {
+            "No VPS should run on it.".to_string()
+        } else {
+            fates.join(" · ")
+        };
+        incidents.push(Incident {
+            key: format!("host:{}", h.id),
+            severity,
+            title,
+            detail,
+            vpses: on.iter().map(|v| v.name.clone()).collect(),
+            since: h.last_seen,
+            link: format!("/hosts/{}", h.id),
+        });
+    }
+
+    // HA VPSes: protected, or at risk and why; a failover under way, or one that is stuck.
+    let mut ha = HaCounts::default();
+    for v in vpses.iter().filter(|v| v.ha_enabled).filter(wanted) {
+        ha.total += 1;
+        let on = host(v.host_id);
+        let host_up = on.is_some_and(up);
+        let failover = core.netmon.failover(v.id);
+        let duplo = core.duplo.state(v.id);
+        let why = if let Some(f) = &failover {
+            let from = host_name(f.from);
+            let (severity, title, detail) = if f.gave_up {
+                (
+                    Severity::Error,
+                    format!("VPS {} is down: its failover gave up", v.name),
+                    format!("It failed on every host tried since it left {from}; bring it up by hand (Start, or Restore on a host you choose)."),
+                )
+            } else if f.waiting {
+                (
+                    Severity::Error,
+                    format!("VPS {} is down: no host has room for it", v.name),
+                    format!("netMON brings it up from {from} as soon as a host has room: free memory, add a host or take one out of maintenance."),
+                )
+            } else {
+                let asked = match (&f.cause, &f.by) {
+                    (crate::netmon::decide::Cause::Requested, Some(by)) => {
+                        format!(", as {by} asked")
+                    }
+                    _ => String::new(),
+                };
+                (
+                    Severity::Warning,
+                    format!("VPS {} is failing over{asked}", v.name),
+                    match f.to {
+                        Some(to) => format!("From {from} to {}: it is being brought up there from its newest restore point.", host_name(to)),
+                        None => format!("From {from}: it is being stopped there before it comes up elsewhere."),
+                    },
+                )
+            };
+            incidents.push(Incident {
+                key: format!("vps:{}", v.id),
+                severity,
+                title,
+                detail,
+                vpses: vec![v.name.clone()],
+                since: None,
+                link: format!("/vpses/{}", v.id),
+            });
+            "being failed over".to_string()
+        } else if !host_up {
+            "its host is not online".to_string()
+        } else if v.services.as_ref().is_some_and(|s| !s.up) {
+            "its services do not answer".to_string()
+        } else if v.status != "running" {
+            format!("it is {}", v.status)
+        } else if !newest.contains_key(&v.id) && duplo.last_cycle == 0 {
+            "no restore point yet".to_string()
+        } else if duplo.failures > 0 {
+            "its duplication fails".to_string()
+        } else if !usable.iter().any(|h| Some(*h) != v.host_id) {
+            "no other host to fail over to".to_string()
+        } else {
+            ha.protected += 1;
+            continue;
+        };
+        ha.at_risk.push(AtRisk {
+            vps_id: v.id,
+            name: v.name.clone(),
+            why,
+        });
+    }
+
+    // Duplication: failing, and how far behind the worst is.
+    let mut duplication = DuplicationHealth::default();
+    for v in vpses
+        .iter()
+        .filter(|v| v.status != "creating" && duplicated.contains(&v.id))
+    {
+        duplication.vpses += 1;
+        let s = core.duplo.state(v.id);
+        if s.failures > 0 {
+            duplication.failing += 1;
+            incidents.push(Incident {
+                key: format!("duplo:{}", v.id),
+                severity: Severity::Warning,
+                title: format!("Duplication of VPS {} fails", v.name),
+                detail: format!(
+                    "{} cycle(s) in a row: {}. Its newest restore point is what a failover would bring up.",
+                    s.failures,
+                    s.last_error.clone().unwrap_or_default()
+                ),
+                vpses: vec![v.name.clone()],
+                since: None,
+                link: format!("/vpses/{}", v.id),
+            });
+        }
+        if let Some(t) = s.last_taken_ms.or(newest.get(&v.id).copied()) {
+            let lag = (now_ms - t).max(0);
+            if duplication.max_lag_ms.is_none_or(|m| lag > m) {
+                duplication.max_lag_ms = Some(lag);
+                duplication.max_lag_vps = Some(v.name.clone());
+            }
+        }
+    }
+
+    // Storage.
+    let fs = crate::duplo::view::filesystem(&core.duplo.dir);
+    if let Some((total, free)) = fs.filter(|(t, _)| *t > 0) {
+        let used = 1.0 - free as f64 / total as f64;
+        if used >= STORAGE_WARN {
+            incidents.push(Incident {
+                key: "storage".into(),
+                severity: if used >= STORAGE_FULL {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                title: format!("Storage is {:.0} % full", used * 100.0),
+                detail: "Duplication fails once it is full; restore points already stored are kept. Shorten the retention policy or give storage more room.".into(),
+                vpses: Vec::new(),
+                since: None,
+                link: "/storage".into(),
+            });
+        }
+    }
+
+    let rank = |s: Severity| match s {
+        Severity::Error => 0,
+        Severity::Warning => 1,
+        Severity::Info => 2,
+    };
+    incidents.sort_by(|a, b| {
+        rank(a.severity)
+            .cmp(&rank(b.severity))
+            .then(a.key.cmp(&b.key))
+    });
+    SiteHealth {
+        healthy: incidents.is_empty(),
+        hosts: HostCounts {
+            total: hosts.len() as u64,
+            online: hosts.iter().filter(|h| up(h)).count() as u64,
+            down: hosts
+                .iter()
+                .filter(|h| !up(h) && !h.maintenance && h.status != HostStatus::Connecting)
+                .count() as u64,
+            maintenance: hosts.iter().filter(|h| h.maintenance).count() as u64,
+        },
+        ha,
+        duplication,
+        storage: StorageHealth {
+            filesystem_bytes: fs.map(|f| f.0),
+            filesystem_free_bytes: fs.map(|f| f.1),
+        },
+        failovers_24h,
+        incidents,
+    }
+}
