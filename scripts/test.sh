@@ -20,7 +20,10 @@ cargo test --locked
 say "browser tests: Playwright driving Debian Chromium against a real controller and a test host"
 E2E_DATA_DIR="$(mktemp -d /tmp/serverware-e2e.XXXXXX)"
 E2E_HOST_PASSWORD="host-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
-"$CARGO_TARGET_DIR/debug/sw-testhosts" up 1 --password "$E2E_HOST_PASSWORD" > "$E2E_DATA_DIR/testhosts.log" 2>&1 &
+# Two hosts: a failover needs somewhere to go. The browser tests power them off and on again
+# through the control socket.
+E2E_CONTROL="$E2E_DATA_DIR/testhosts.sock"
+"$CARGO_TARGET_DIR/debug/sw-testhosts" up 2 --password "$E2E_HOST_PASSWORD" --control "$E2E_CONTROL" > "$E2E_DATA_DIR/testhosts.log" 2>&1 &
 TESTHOSTS_PID=$!
 stop_testhosts() {
     if kill -0 "$TESTHOSTS_PID" 2>/dev/null; then
@@ -30,12 +33,13 @@ stop_testhosts() {
 }
 trap 'stop_testhosts; rm -rf "$E2E_DATA_DIR"' EXIT
 for _ in $(seq 1 300); do
-    grep -q 'ssh://' "$E2E_DATA_DIR/testhosts.log" && break
+    grep -q 'control socket' "$E2E_DATA_DIR/testhosts.log" && break
     kill -0 "$TESTHOSTS_PID" 2>/dev/null || { cat "$E2E_DATA_DIR/testhosts.log" >&2; exit 1; }
     sleep 0.2
 done
-E2E_HOST_URL="$(grep -o 'ssh://[^ ]*' "$E2E_DATA_DIR/testhosts.log" | head -n1)"
-[ -n "$E2E_HOST_URL" ] || { echo "the test host did not come up" >&2; cat "$E2E_DATA_DIR/testhosts.log" >&2; exit 1; }
+E2E_HOST_URL="$(grep -o 'ssh://[^ ]*' "$E2E_DATA_DIR/testhosts.log" | sed -n 1p)"
+E2E_HOST_URL2="$(grep -o 'ssh://[^ ]*' "$E2E_DATA_DIR/testhosts.log" | sed -n 2p)"
+[ -n "$E2E_HOST_URL2" ] || { echo "the test hosts did not come up" >&2; cat "$E2E_DATA_DIR/testhosts.log" >&2; exit 1; }
 (
     cd "$ROOT/e2e"
     # Never `npx playwright install`: the browser is Debian's.
@@ -46,7 +50,8 @@ E2E_HOST_URL="$(grep -o 'ssh://[^ ]*' "$E2E_DATA_DIR/testhosts.log" | head -n1)"
     SERVERWARE_BIN="$CARGO_TARGET_DIR/debug/serverware" \
     SERVERWARE_STATIC_DIR="$ROOT/dist" \
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
-    E2E_HOST_URL="$E2E_HOST_URL" E2E_HOST_PASSWORD="$E2E_HOST_PASSWORD" \
+    E2E_HOST_URL="$E2E_HOST_URL" E2E_HOST_URL2="$E2E_HOST_URL2" E2E_CONTROL="$E2E_CONTROL" \
+    E2E_HOST_PASSWORD="$E2E_HOST_PASSWORD" \
     npx playwright test
 )
 stop_testhosts

@@ -745,15 +745,19 @@ impl HostManager {
                     if let Some(c) = lock(&rt.conn).take() {
                         c.agent.fail_all();
                     }
+                    // Said at once: nothing may read it as online without a connection.
+                    let stopping = *stop.borrow();
+                    if !stopping {
+                        self.set_status(row.id, &rt, HostStatus::Offline);
+                    }
                     self.flush_partial(row.id, &rt);
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
                     if let Err(e) = r {
                         tracing::warn!(host = row.id, "host connection ended: {e}");
                     }
-                    if *stop.borrow() {
+                    if stopping || *stop.borrow() {
                         return;
                     }
-                    self.set_status(row.id, &rt, HostStatus::Offline);
                     Duration::from_millis(500)
                 }
                 Err(SshError::HostKeyMismatch { presented }) => {

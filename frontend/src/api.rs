@@ -219,6 +219,11 @@ pub async fn events(
     get(&q).await
 }
 
+/// The site at a glance: health and incidents.
+pub async fn site() -> Result<serverware_shared::api::SiteHealth, ApiError> {
+    get("/site").await
+}
+
 pub async fn system_loops() -> Result<Vec<LoopStatus>, ApiError> {
     get("/system/loops").await
 }

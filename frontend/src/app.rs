@@ -68,6 +68,13 @@ pub fn App() -> impl IntoView {
 fn Shell() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let live = expect_context::<Live>();
+    // Every page shows the site's incidents and reacts to hosts going and coming.
+    live.subscribe_while_mounted(vec![
+        serverware_shared::ws::Topic::Events,
+        serverware_shared::ws::Topic::Hosts,
+        serverware_shared::ws::Topic::Inventory,
+    ]);
+    provide_context(crate::widgets::watch_site(live));
     let navigate = use_navigate();
     let logout = move |_| {
         let navigate = navigate.clone();
@@ -108,6 +115,7 @@ fn Shell() -> impl IntoView {
                     <button class="ghost" on:click=logout data-test="logout">"Log out"</button>
                 </header>
                 <main class="content">
+                    <crate::widgets::IncidentBanner/>
                     <Routes fallback=|| view! { <EmptyPage title="Not found" text="There is no page at this address."/> }>
                         <Route path=path!("/") view=Dashboard/>
                         <Route path=path!("/hosts") view=crate::pages::hosts::HostsPage/>

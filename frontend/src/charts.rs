@@ -110,8 +110,13 @@ pub fn Sparkline(#[prop(into)] values: Signal<Vec<f64>>, slots: usize, max: f64)
     }
 }
 
+/// A percentage; small ones keep a decimal (an axis of 0.5 % must not read 0 %).
 pub fn fmt_pct(v: f64) -> String {
-    format!("{v:.0} %")
+    if v != 0.0 && v.abs() < 10.0 {
+        format!("{v:.1} %")
+    } else {
+        format!("{v:.0} %")
+    }
 }
 
 pub fn fmt_bytes(v: f64) -> String {

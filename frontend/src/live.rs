@@ -51,6 +51,11 @@ pub struct Live {
     pub events: RwSignal<VecDeque<EventResponse>>,
     /// Bumped on every inventory change.
     pub inventory: RwSignal<u64>,
+    /// Bumped when a host's status changes (not on every sample): pages re-read what depends
+    /// on it (a VPS on a host that went offline).
+    pub host_states: RwSignal<u64>,
+    /// Bumped by what can change the site's health (a system event, a VPS or host change).
+    pub site_changes: RwSignal<u64>,
     /// Newest status and summary per host id, as pushed (topic `hosts`).
     pub hosts: RwSignal<std::collections::HashMap<i64, HostLive>>,
     /// Tasks as last pushed, with their newest log line (topic `tasks`).
@@ -77,6 +82,8 @@ impl Live {
             generation: RwSignal::new(0),
             events: RwSignal::new(VecDeque::new()),
             inventory: RwSignal::new(0),
+            host_states: RwSignal::new(0),
+            site_changes: RwSignal::new(0),
             hosts: RwSignal::new(Default::default()),
             samples: RwSignal::new(Default::default()),
             tasks: RwSignal::new(Default::default()),
@@ -182,17 +189,36 @@ impl Live {
                 return;
             };
             match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(ServerMessage::Event { event }) => self.events.update(|v| {
-                    v.push_front(event);
-                    v.truncate(KEEP_EVENTS);
-                }),
-                Ok(ServerMessage::Inventory { .. }) => self.inventory.update(|n| *n += 1),
+                Ok(ServerMessage::Event { event }) => {
+                    if event.kind == serverware_shared::api::EventKind::System
+                        || event.action.starts_with("vps.")
+                        || event.action.starts_with("host.")
+                    {
+                        self.site_changes.update(|n| *n += 1);
+                    }
+                    self.events.update(|v| {
+                        v.push_front(event);
+                        v.truncate(KEEP_EVENTS);
+                    })
+                }
+                Ok(ServerMessage::Inventory { change }) => {
+                    if change.kind == "vps" || change.kind == "host" {
+                        self.site_changes.update(|n| *n += 1);
+                    }
+                    self.inventory.update(|n| *n += 1)
+                }
                 Ok(ServerMessage::HostStatus {
                     host_id,
                     status,
                     last_seen_at,
                     summary,
-                }) => self.hosts.update(|m| {
+                }) => {
+                    let before = self.hosts.with_untracked(|m| m.get(&host_id).map(|h| h.status.clone()));
+                    if before.map_or(status != "online", |b| !b.is_empty() && b != status) {
+                        self.host_states.update(|n| *n += 1);
+                        self.site_changes.update(|n| *n += 1);
+                    }
+                    self.hosts.update(|m| {
                     let h = m.entry(host_id).or_insert_with(|| HostLive {
                         status: String::new(),
                         last_seen_at: None,
@@ -211,7 +237,8 @@ impl Live {
                             h.cpu_history.pop_front();
                         }
                     }
-                }),
+                })
+                }
                 Ok(ServerMessage::Task { task, line }) => self.tasks.update(|m| {
                     let id = task.id;
                     let keep = line.or_else(|| m.get(&id).and_then(|(_, l)| l.clone()));

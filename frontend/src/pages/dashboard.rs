@@ -29,6 +29,27 @@ pub fn Dashboard() -> impl IntoView {
                 users.set(Some(u.len()));
             }
             if let Ok(h) = api::hosts().await {
+                // Each host's last minute of CPU, so that a sparkline is a line at once.
+                for host in h.iter().filter(|h| h.status == "online") {
+                    let id = host.id;
+                    if live.hosts.with_untracked(|m| m.get(&id).is_some_and(|l| l.cpu_history.len() >= SPARK_POINTS / 2)) {
+                        continue;
+                    }
+                    if let Ok(samples) = api::host_samples(id).await {
+                        let seed: std::collections::VecDeque<f64> = samples.iter().rev().take(SPARK_POINTS).rev().map(|s| s.summary().cpu_pct).collect();
+                        live.hosts.update(|m| {
+                            let l = m.entry(id).or_insert_with(|| crate::live::HostLive {
+                                status: String::new(),
+                                last_seen_at: None,
+                                summary: None,
+                                cpu_history: Default::default(),
+                            });
+                            if l.cpu_history.len() < seed.len() {
+                                l.cpu_history = seed;
+                            }
+                        });
+                    }
+                }
                 hosts.set(Some(h));
             }
             if let Ok(v) = api::vpses().await {
@@ -95,19 +116,41 @@ pub fn Dashboard() -> impl IntoView {
             (cpus, busy, used, total, rx, tx)
         })
     };
+    let site = expect_context::<crate::widgets::Site>();
     view! {
         <h1>"Dashboard"</h1>
+        {move || site.0.get().map(|h| {
+            let (state, class) = if h.healthy {
+                ("Healthy".to_string(), "good")
+            } else {
+                let n = h.incidents.len();
+                (format!("{n} incident{}", if n == 1 { "" } else { "s" }), "bad")
+            };
+            let ha_class = if h.ha.at_risk.is_empty() { "good" } else { "bad" };
+            let risk = h.ha.at_risk.iter().take(3).map(|r| format!("{}: {}", r.name, r.why)).collect::<Vec<_>>().join(" · ");
+            let disk = match (h.storage.filesystem_bytes, h.storage.filesystem_free_bytes) {
+                (Some(t), Some(f)) if t > 0 => (format!("{:.0} % used", (t - f) as f64 * 100.0 / t as f64), format!("{} free of {}", fmt_bytes(f as f64), fmt_bytes(t as f64))),
+                _ => ("–".into(), String::new()),
+            };
+            view! {
+                <div class="health" data-test="site-health">
+                    <div class="card stat"><div class="stat-label">"Site"</div><div class=format!("stat-value small {class}") data-test="site-state">{state}</div>
+                        <div class="muted">{format!("{} failover(s) in 24 h", h.failovers_24h)}</div></div>
+                    <div class="card stat" data-test="total-hosts"><div class="stat-label">"Hosts online"</div>
+                        <div class=format!("stat-value small {}", if h.hosts.down > 0 { "bad" } else { "good" })>{format!("{} of {}", h.hosts.online, h.hosts.total)}</div>
+                        <div class="muted">{format!("{} down · {} in maintenance", h.hosts.down, h.hosts.maintenance)}</div></div>
+                    <div class="card stat" data-test="ha-health"><div class="stat-label">"HA VPSes protected"</div>
+                        <div class=format!("stat-value small {ha_class}")>{format!("{} of {}", h.ha.protected, h.ha.total)}</div>
+                        <div class="muted">{if risk.is_empty() { "none at risk".to_string() } else { format!("at risk: {risk}") }}</div></div>
+                    <div class="card stat" data-test="duplo-health"><div class="stat-label">"Duplication lag"</div>
+                        <div class=format!("stat-value small {}", if h.duplication.failing > 0 { "bad" } else { "" })>{h.duplication.max_lag_ms.map(super::duplo::ago).unwrap_or("–".into())}</div>
+                        <div class="muted">{format!("worst{} · {} of {} failing", h.duplication.max_lag_vps.clone().map(|n| format!(": {n}")).unwrap_or_default(), h.duplication.failing, h.duplication.vpses)}</div></div>
+                    <div class="card stat" data-test="storage-health"><div class="stat-label">"Storage"</div>
+                        <div class="stat-value small">{disk.0}</div><div class="muted">{disk.1}</div></div>
+                </div>
+            }
+        })}
         <div class="cards">
-            <div class="card stat" data-test="total-hosts"><div class="stat-label">"Hosts"</div>
-                {move || match hosts.get() {
-                    None => view! { <div class="stat-value">"…"</div> }.into_any(),
-                    Some(h) if h.is_empty() => view! { <div class="stat-empty">"None added yet"</div> }.into_any(),
-                    Some(h) => {
-                        let up = current.with(|c| c.iter().filter(|(_, s, _)| s == "online").count());
-                        view! { <div class="stat-value">{h.len().to_string()}</div><div class="muted">{format!("{up} online")}</div> }.into_any()
-                    }
-                }}
-            </div>
             <div class="card stat" data-test="total-cpu"><div class="stat-label">"CPU"</div>
                 <div class="stat-value">{move || format!("{:.0} %", totals().1)}</div>
                 <div class="muted">{move || format!("of {} CPUs online", totals().0)}</div>

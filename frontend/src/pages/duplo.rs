@@ -11,7 +11,7 @@ use leptos_router::components::A;
 use serverware_shared::api::*;
 use serverware_shared::validate;
 
-fn ago(ms: i64) -> String {
+pub(crate) fn ago(ms: i64) -> String {
     match ms {
         m if m < 1_000 => format!("{m} ms"),
         m if m < 120_000 => format!("{:.1} s", m as f64 / 1000.0),
@@ -21,15 +21,14 @@ fn ago(ms: i64) -> String {
 }
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+    crate::widgets::stamp(*t)
 }
 
-/// The duplication card of a VPS page. `task` shows a restore's progress.
+/// The duplication card of a VPS page.
 #[component]
 pub fn DuploPanel(
     id: i64,
     can_operate: Signal<bool>,
-    task: RwSignal<Option<TaskResponse>>,
     hosts: RwSignal<Vec<HostResponse>>,
 ) -> impl IntoView {
     let status = RwSignal::new(None::<DuploStatus>);
@@ -136,21 +135,28 @@ pub fn DuploPanel(
             </Show>
             <FieldError message=errors.get("_form")/>
             <FieldError message=errors.get("enabled")/>
-            <RestorePoints id=id points=points can_operate=can_operate task=task hosts=hosts/>
+            <RestorePoints id=id points=points can_operate=can_operate hosts=hosts/>
         </section>
     }
 }
+
+/// Restore points shown at once.
+const PAGE: usize = 10;
 
 #[component]
 fn RestorePoints(
     id: i64,
     points: RwSignal<Vec<RestorePoint>>,
     can_operate: Signal<bool>,
-    task: RwSignal<Option<TaskResponse>>,
     hosts: RwSignal<Vec<HostResponse>>,
 ) -> impl IntoView {
     let errors = FormErrors::new();
     let chosen = RwSignal::new(None::<u64>);
+    // The restore started here: its progress shows where the form was.
+    let started = RwSignal::new(None::<TaskResponse>);
+    // Newest first, a page at a time: a VPS may have hundreds of points.
+    let page = RwSignal::new(0usize);
+    let pages = move || points.with(|p| p.len().div_ceil(PAGE).max(1));
     let as_new = RwSignal::new(false);
     let name = RwSignal::new(String::new());
     let ipv4 = RwSignal::new(String::new());
@@ -192,7 +198,7 @@ fn RestorePoints(
         spawn_local(async move {
             match api::restore_vps(id, &req).await {
                 Ok(t) => {
-                    task.set(Some(t));
+                    started.set(Some(t));
                     chosen.set(None);
                 }
                 Err(e) => errors.set(e),
@@ -204,7 +210,7 @@ fn RestorePoints(
         <table class="grid" data-test="restore-points">
             <thead><tr><th>"#"</th><th>"Read at"</th><th>"Files"</th><th>"Size"</th><th></th></tr></thead>
             <tbody>
-                {move || points.get().into_iter().map(|p| {
+                {move || points.get().into_iter().skip(page.get().min(pages() - 1) * PAGE).take(PAGE).map(|p| {
                     let c = p.cycle;
                     view! {
                         <tr>
@@ -213,13 +219,25 @@ fn RestorePoints(
                             <td>{p.files}</td>
                             <td>{fmt_bytes(p.bytes as f64)}</td>
                             <td><Show when=move || can_operate.get()>
-                                <button class="ghost" data-test="restore-button" on:click=move |_| { errors.clear(); chosen.set(Some(c)) }>"Restore…"</button>
+                                <button class="ghost" data-test="restore-button" on:click=move |_| { errors.clear(); started.set(None); chosen.set(Some(c)) }>"Restore…"</button>
                             </Show></td>
                         </tr>
                     }
                 }).collect_view()}
             </tbody>
         </table>
+        <Show when=move || { pages() > 1 }>
+            <div class="pager" data-test="points-pager">
+                <button class="ghost" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"Newer"</button>
+                <span class="muted">{move || {
+                    let n = points.with(|p| p.len());
+                    let first = page.get().min(pages() - 1) * PAGE;
+                    format!("{}–{} of {n}", first + 1, (first + PAGE).min(n))
+                }}</span>
+                <button class="ghost" disabled=move || page.get() + 1 >= pages() on:click=move |_| page.update(|p| *p += 1)>"Older"</button>
+            </div>
+        </Show>
+        {move || started.get().map(|t| view! { <div data-test="restore-progress"><super::tasks::TaskBar task=t/></div> })}
         {move || chosen.get().map(|c| view! {
             <form class="inline" on:submit=submit data-test="restore-form">
                 <strong>{format!("Restore point {c}")}</strong>
@@ -258,7 +276,8 @@ pub fn StoragePage() -> impl IntoView {
         });
     };
     load();
-    if let Ok(timer) = set_interval_with_handle(load, std::time::Duration::from_secs(10)) {
+    // Every point adds to the totals: re-read while the page is open.
+    if let Ok(timer) = set_interval_with_handle(load, std::time::Duration::from_secs(3)) {
         on_cleanup(move || timer.clear());
     }
     view! {
@@ -279,9 +298,9 @@ pub fn StoragePage() -> impl IntoView {
                             _ => "–".into(),
                         }}</td></tr>
                         <tr><th>"Restore points"</th><td>{r.points}</td></tr>
-                        <tr><th>"Stored"</th><td data-test="storage-stored">{format!("{} in {} chunks, standing for {} of files ({saved} less by sharing chunks and compressing)", fmt_bytes(r.bytes_stored as f64), r.chunks_used, fmt_bytes(r.bytes_logical as f64))}</td></tr>
+                        <tr><th>"Stored"</th><td data-test="storage-stored" data-chunks=r.chunks_used.to_string() data-bytes=r.bytes_stored.to_string()>{format!("{} in {} chunks, standing for {} of files ({saved} less by sharing chunks and compressing)", fmt_bytes(r.bytes_stored as f64), r.chunks_used, fmt_bytes(r.bytes_logical as f64))}</td></tr>
                         <tr><th>"Pruning"</th><td>{format!("{} reclaimed by the next collection; {} freed by the last{}", fmt_bytes(r.bytes_reclaimable as f64), fmt_bytes(r.bytes_freed_last as f64), r.collected_at.map(|t| format!(" ({})", when(&t))).unwrap_or_default())}</td></tr>
-                        <tr><th>"Policy"</th><td>{format!("each VPS's newest {} points, the newest of each hour for {} days and of each day for {} days (Settings)", r.keep_last, r.keep_hourly_days, r.keep_daily_days)}</td></tr>
+                        <tr><th>"Policy"</th><td>{format!("each VPS's newest {} points, the newest of each hour for {} days and of each day for {} days ", r.keep_last, r.keep_hourly_days, r.keep_daily_days)}" "<A href="/settings">"(change in Settings)"</A></td></tr>
                     </table>
                 </section>
                 <section class="card">

@@ -76,7 +76,18 @@ pub fn EventsPage() -> impl IntoView {
                         <td>{ago(e.created_at)}</td>
                         <td>{e.actor.clone()}</td>
                         <td><code>{e.action.clone()}</code></td>
-                        <td>{format!("{} {}", e.target_type.clone().unwrap_or_default(), e.target_id.clone().unwrap_or_default())}</td>
+                        <td>{
+                            let label = match (&e.target_type, &e.target_name, &e.target_id) {
+                                (Some(k), Some(n), _) => format!("{k} {n}"),
+                                (Some(k), None, Some(id)) => format!("{k} #{id}"),
+                                (Some(k), None, None) => k.clone(),
+                                _ => String::new(),
+                            };
+                            match crate::widgets::target_link(&e) {
+                                Some(href) => view! { <leptos_router::components::A href=href>{label}</leptos_router::components::A> }.into_any(),
+                                None => view! { <span>{label}</span> }.into_any(),
+                            }
+                        }</td>
                         <td>{e.message.clone()}{crate::widgets::failover_timeline(&e.details).map(|t| view! { <br/><small data-test="failover-timeline">{t}</small> })}</td>
                     </tr>
                 </For>

@@ -219,6 +219,9 @@ fn HostDetail(id: i64) -> impl IntoView {
             <div class="page-head">
                 <h1>{move || host.with(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_else(|| "Host".into()))}</h1>
                 <span data-test="host-status" class=move || format!("badge {}", status())>{status}</span>
+                <Show when=move || host.with(|h| h.as_ref().is_some_and(|h| h.maintenance))>
+                    <span class="badge maintenance" data-test="maintenance-badge" title="Nothing is placed on it; netMON does not fail it over">"maintenance"</span>
+                </Show>
                 <span class="muted">{move || host.with(|h| h.as_ref().map(|h| h.description.clone()).unwrap_or_default())}</span>
             </div>
             <Show when=move || status() == "key_mismatch">
@@ -499,8 +502,16 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
             <div class="toolbar actions" data-test="host-netmon">
                 <button title="Moves its VPSes to other hosts; nothing is placed on it and netMON never fails it over until it leaves maintenance" on:click=move |_| {
                     let on = !host.with_untracked(|h| h.as_ref().is_some_and(|h| h.maintenance));
+                    let label = host.with_untracked(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_default());
                     errors.clear();
                     spawn_local(async move {
+                        if on {
+                            let on_it = vpses_on(id, false).await;
+                            let what = if on_it.is_empty() { "No VPS is on it.".to_string() } else { format!("Its VPSes are moved to other hosts one at a time, each stopped while it moves: {}.", on_it.join(", ")) };
+                            if !super::vpses::confirm(&format!("Put host {label} in maintenance? {what} Nothing is placed on it until it leaves maintenance.")) {
+                                return;
+                            }
+                        }
                         let req = UpdateHostRequest { maintenance: Some(on), ..Default::default() };
                         match api::update_host(id, &req).await {
                             Ok(h) => host.set(Some(h)),
@@ -510,7 +521,16 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                 }>{move || if host.with(|h| h.as_ref().is_some_and(|h| h.maintenance)) { "Leave maintenance" } else { "Enter maintenance" }}</button>
                 <button title="netMON takes every HA VPS of this host to other hosts now" on:click=move |_| {
                     errors.clear();
+                    let label = host.with_untracked(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_default());
                     spawn_local(async move {
+                        let ha = vpses_on(id, true).await;
+                        if ha.is_empty() {
+                            errors.say(format!("Host {label} has no HA VPS that should run."));
+                            return;
+                        }
+                        if !super::vpses::confirm(&format!("Fail over the HA VPSes of host {label} now? Each is stopped here (down until it answers on another host), duplicated once more and brought up elsewhere: {}.", ha.join(", "))) {
+                            return;
+                        }
                         if let Err(e) = api::fail_over(&format!("hosts/{id}")).await {
                             errors.set(e);
                         }
@@ -520,6 +540,18 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
             <button class="ghost danger" on:click=remove>"Remove host"</button>
         </section>
     }
+}
+
+/// The names of the VPSes on host `id` that should run (only the HA ones if `ha`).
+async fn vpses_on(id: i64, ha: bool) -> Vec<String> {
+    api::vpses()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.host_id == Some(id) && (!ha || v.ha_enabled))
+        .filter(|v| v.desired_state == serverware_shared::state::DesiredState::Running)
+        .map(|v| v.name)
+        .collect()
 }
 
 /// After a host's key changed: probe it again, show the new fingerprint, pin it when confirmed.

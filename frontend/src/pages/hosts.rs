@@ -65,6 +65,10 @@ pub fn HostsPage() -> impl IntoView {
                         r.summary = p.summary;
                     }
                 }
+                // A host that does not answer has no figures now, only its last ones.
+                if r.status != "online" {
+                    r.summary = None;
+                }
                 r
             })
             .collect::<Vec<_>>()
@@ -80,7 +84,7 @@ pub fn HostsPage() -> impl IntoView {
             <table class="grid" data-test="hosts">
                 <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"VPSes"</th><th>"Last seen"</th><th></th></tr></thead>
                 <tbody>
-                    <For each=move || list.get() key=|r| (r.host.id, r.host.name.clone(), r.host.description.clone(), r.host.vps_count, r.status.clone(), r.summary.map(|s| s.taken_at_ms)) let:r>
+                    <For each=move || list.get() key=|r| (r.host.id, r.host.name.clone(), r.host.description.clone(), r.host.vps_count, r.host.maintenance, r.status.clone(), r.summary.map(|s| s.taken_at_ms)) let:r>
                         {
                             let id = r.host.id;
                             let name = r.host.name.clone();
@@ -94,7 +98,8 @@ pub fn HostsPage() -> impl IntoView {
                                 <tr data-host=r.host.name.clone()>
                                     <td><A href=format!("/hosts/{id}")><strong>{label}</strong></A><div class="muted">{r.host.description.clone()}</div></td>
                                     <td><code>{r.host.address.clone()}</code></td>
-                                    <td><span class=format!("badge {}", r.status)>{r.status.clone()}</span></td>
+                                    <td><span class=format!("badge {}", r.status)>{r.status.clone()}</span>
+                                        {r.host.maintenance.then(|| view! { " " <span class="badge maintenance" data-test="maintenance-badge" title="Nothing is placed on it; netMON does not fail it over">"maintenance"</span> })}</td>
                                     <td>{or_dash(s.map(|s| format!("{:.2}", s.load1)))}</td>
                                     <td>{or_dash(s.map(|s| format!("{:.0} %", s.cpu_pct)))}</td>
                                     <td>{or_dash(s.filter(|s| s.memory_total > 0).map(|s| format!("{:.0} %", s.memory_pct)))}</td>

@@ -41,6 +41,12 @@ impl FormErrors {
             m.insert(key, e.message());
         });
     }
+    /// A message under the form, not about one field.
+    pub fn say(&self, message: String) {
+        self.0.update(|m| {
+            m.insert("_form".into(), message);
+        });
+    }
     pub fn get(&self, field: &'static str) -> Signal<Option<String>> {
         let m = self.0;
         Signal::derive(move || m.with(|m| m.get(field).cloned()))

@@ -22,6 +22,7 @@ pub fn SettingsPage() -> impl IntoView {
         <Show when=move || auth.is_admin()>
             <Users/>
             <Site/>
+            <RestorePointPolicy/>
             <System/>
         </Show>
     }
@@ -525,6 +526,82 @@ fn Site() -> impl IntoView {
                     <FieldError message=errors.get("history_retention_days")/></label>
                 <button type="submit" class="primary">"Save"</button>
             </form>
+            <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
+        </section>
+    }
+}
+
+/// A whole number from a form field, checked by the shared rule for that field.
+fn number(
+    field: &'static str,
+    text: &str,
+    check: fn(&str, u32) -> Result<u32, validate::ValidationError>,
+) -> Result<u32, validate::ValidationError> {
+    let n = text
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| validate::ValidationError::new(field, "must be a whole number"))?;
+    check(field, n)
+}
+
+/// netDUPLO's retention policy: which restore points are kept.
+#[component]
+fn RestorePointPolicy() -> impl IntoView {
+    let last = RwSignal::new(String::new());
+    let hourly = RwSignal::new(String::new());
+    let daily = RwSignal::new(String::new());
+    let errors = FormErrors::new();
+    let saved = RwSignal::new(false);
+    let show = move |s: SettingsResponse| {
+        last.set(s.duplo_keep_last.to_string());
+        hourly.set(s.duplo_keep_hourly_days.to_string());
+        daily.set(s.duplo_keep_daily_days.to_string());
+    };
+    spawn_local(async move {
+        if let Ok(s) = api::settings().await {
+            show(s);
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        saved.set(false);
+        let parsed = (|| {
+            Ok::<_, validate::ValidationError>(UpdateSettingsRequest {
+                duplo_keep_last: Some(number("duplo_keep_last", &last.get_untracked(), validate::duplo_keep_last)?),
+                duplo_keep_hourly_days: Some(number("duplo_keep_hourly_days", &hourly.get_untracked(), validate::duplo_keep_days)?),
+                duplo_keep_daily_days: Some(number("duplo_keep_daily_days", &daily.get_untracked(), validate::duplo_keep_days)?),
+                ..Default::default()
+            })
+        })();
+        let req = match parsed {
+            Ok(r) => r,
+            Err(e) => return errors.set(e.into()),
+        };
+        spawn_local(async move {
+            match api::update_settings(&req).await {
+                Ok(s) => {
+                    show(s);
+                    saved.set(true);
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card" data-test="duplo-policy">
+            <h2>"Restore points"</h2>
+            <p class="muted">"Each VPS keeps its newest points, then the newest of each hour and of each day for as long as set here; pruning runs every minute."</p>
+            <form class="inline" on:submit=submit>
+                <label>"Newest points kept"<input name="keep-last" inputmode="numeric" bind:value=last/>
+                    <FieldError message=errors.get("duplo_keep_last")/></label>
+                <label>"One an hour for (days)"<input name="keep-hourly" inputmode="numeric" bind:value=hourly/>
+                    <FieldError message=errors.get("duplo_keep_hourly_days")/></label>
+                <label>"One a day for (days)"<input name="keep-daily" inputmode="numeric" bind:value=daily/>
+                    <FieldError message=errors.get("duplo_keep_daily_days")/></label>
+                <button type="submit" class="primary">"Save"</button>
+            </form>
+            <FieldError message=errors.get("_form")/>
             <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
         </section>
     }

@@ -88,7 +88,7 @@ pub fn TasksPage() -> impl IntoView {
                 </div>
                 <ol class="log">
                     {move || open.get().and_then(|t| t.log).unwrap_or_default().into_iter().map(|l| view! {
-                        <li><span class="muted">{l.at.format("%H:%M:%S").to_string()}</span>" "{l.line}</li>
+                        <li><span class="muted">{crate::widgets::clock(l.at)}</span>" "{l.line}</li>
                     }).collect_view()}
                 </ol>
             </section>

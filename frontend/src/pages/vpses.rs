@@ -29,14 +29,50 @@ fn uptime(secs: u64) -> String {
 }
 
 /// A VPS with its newest pushed figures.
-fn with_live(v: &VpsResponse, live: &Live) -> (VpsResponse, Option<VpsSample>) {
+/// A VPS as it should be shown now, and its newest figures. The status is the controller's
+/// while an operation or a failover is under way, `host offline` once its host stopped
+/// answering, and otherwise what its host reports, but only figures pushed well after the VPS
+/// was read (`fetched_at`, ms): an older reading could contradict what a task just did.
+fn with_live(v: &VpsResponse, live: &Live, fetched_at: f64) -> (VpsResponse, Option<VpsSample>) {
+    let mut v = v.clone();
+    let host = v
+        .host_id
+        .and_then(|h| live.hosts.with(|m| m.get(&h).map(|x| x.status.clone())))
+        .filter(|s| !s.is_empty());
+    if v.status != "failing over"
+        && v.status != "creating"
+        && host.as_deref().is_some_and(|s| s != "online")
+    {
+        v.status = "host offline".into();
+        return (v, None);
+    }
     let pushed = live.vps_stats.with(|m| {
         m.get(&v.name)
             .filter(|l| Some(l.host_id) == v.host_id)
-            .map(|l| l.sample.clone())
+            .map(|l| (l.sample.clone(), l.history.back().map_or(0.0, |p| p.0)))
     });
-    let s = pushed.or_else(|| v.live.clone());
-    (v.clone(), s)
+    let s = match pushed {
+        Some((s, at)) if at > fetched_at + 2000.0 => Some(s),
+        _ => v.live.clone(),
+    };
+    let settled = v.operation.is_none()
+        && matches!(v.status.as_str(), "running" | "stopped" | "frozen" | "missing");
+    if let (true, Some(s)) = (settled, &s) {
+        v.status = s.state.clone();
+    }
+    (v, s)
+}
+
+/// A badge's class for a status (`failing over` → `failing-over`).
+pub fn badge(status: &str) -> String {
+    format!("badge {}", status.replace(' ', "-"))
+}
+
+/// Asks the browser's confirmation; false when refused (or no window).
+pub fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
 }
 
 fn can_operate(auth: &Auth) -> bool {
@@ -63,11 +99,13 @@ pub fn VpsesPage() -> impl IntoView {
     let live = expect_context::<Live>();
     live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
     let loaded = RwSignal::new(Vec::<VpsResponse>::new());
+    let fetched = RwSignal::new(0.0f64);
     let filter = RwSignal::new(String::new());
     let sort = RwSignal::new((Col::Name, true));
     let load = move || {
         spawn_local(async move {
             if let Ok(v) = api::vpses().await {
+                fetched.set(js_sys::Date::now());
                 loaded.set(v);
             }
         })
@@ -75,6 +113,7 @@ pub fn VpsesPage() -> impl IntoView {
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
+        live.host_states.get();
         load();
     });
     let rows = Signal::derive(move || {
@@ -82,7 +121,7 @@ pub fn VpsesPage() -> impl IntoView {
         let mut v: Vec<(VpsResponse, Option<VpsSample>)> = loaded
             .get()
             .iter()
-            .map(|v| with_live(v, &live))
+            .map(|v| with_live(v, &live, fetched.get()))
             .filter(|(v, _)| {
                 f.is_empty()
                     || v.name.contains(&f)
@@ -146,13 +185,13 @@ pub fn VpsesPage() -> impl IntoView {
                     <For each=move || rows.get() key=|(v, s)| (v.id, v.status.clone(), v.host_id, s.clone().map(|s| (s.state, s.processes, s.uptime_secs, s.init_pid, s.memory_used, (s.cpu_pct * 10.0) as i64))) let:row>
                         {
                             let (v, s) = row;
-                            let state = s.as_ref().map(|s| s.state.clone()).unwrap_or_else(|| v.status.clone());
+                            let state = v.status.clone();
                             let label = v.name.clone();
                             view! {
                                 <tr data-vps=v.name.clone()>
                                     <td><A href=format!("/vpses/{}", v.id)><strong>{label}</strong></A>{v.privileged.then(|| view! { " " <span class="danger-text" title="root in this VPS is root on its host" data-test="vps-privileged">"privileged"</span> })}<div class="muted">{v.description.clone()}</div></td>
                                     <td><code>{v.ipv4.clone()}</code></td>
-                                    <td><span class=format!("badge {state}") data-test="vps-state">{state.clone()}</span></td>
+                                    <td><span class=badge(&state) data-test="vps-state">{state.clone()}</span></td>
                                     <td>{s.as_ref().map(|s| uptime(s.uptime_secs)).unwrap_or("–".into())}</td>
                                     <td>{s.as_ref().and_then(|s| s.init_pid).map(|p| p.to_string()).unwrap_or("–".into())}</td>
                                     <td data-test="vps-processes">{s.as_ref().filter(|s| s.state == "running").map(|s| s.processes.to_string()).unwrap_or("–".into())}</td>
@@ -316,6 +355,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
     let live = expect_context::<Live>();
     live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
     let vps = RwSignal::new(None::<VpsResponse>);
+    let fetched = RwSignal::new(0.0f64);
     let missing = RwSignal::new(false);
     let hosts = RwSignal::new(Vec::<HostResponse>::new());
     let task = RwSignal::new(None::<TaskResponse>);
@@ -325,9 +365,19 @@ fn VpsDetail(id: i64) -> impl IntoView {
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
+        live.host_states.get();
         spawn_local(async move {
             match api::vps(id).await {
-                Ok(v) => vps.set(Some(v)),
+                Ok(v) => {
+                    fetched.set(js_sys::Date::now());
+                    // The failover asked for here is over once it is no longer failing over.
+                    if v.status != "failing over"
+                        && vps.with_untracked(|o| o.as_ref().is_some_and(|o| o.status == "failing over"))
+                    {
+                        notice.set(None);
+                    }
+                    vps.set(Some(v))
+                }
                 Err(e) if e.status == 404 => missing.set(true),
                 Err(_) => {}
             }
@@ -338,17 +388,9 @@ fn VpsDetail(id: i64) -> impl IntoView {
             hosts.set(h);
         }
     });
-    let current = Memo::new(move |_| vps.get().map(|v| with_live(&v, &live)));
+    let current = Memo::new(move |_| vps.get().map(|v| with_live(&v, &live, fetched.get())));
     let state = move || {
-        current.with(|c| {
-            c.as_ref()
-                .map(|(v, s)| {
-                    s.as_ref()
-                        .map(|s| s.state.clone())
-                        .unwrap_or_else(|| v.status.clone())
-                })
-                .unwrap_or_default()
-        })
+        current.with(|c| c.as_ref().map(|(v, _)| v.status.clone()).unwrap_or_default())
     };
     let act = move |action: &'static str| {
         errors.clear();
@@ -423,7 +465,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
         <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This VPS was deleted or never existed."/> }>
             <div class="page-head">
                 <h1>{move || vps.with(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_else(|| "VPS".into()))}</h1>
-                <span data-test="vps-state" class=move || format!("badge {}", state())>{state}</span>
+                <span data-test="vps-state" class=move || badge(&state())>{state}</span>
                 <span class="muted">{move || vps.with(|v| v.as_ref().map(|v| format!("{} on {}", v.ipv4, v.host_name.clone().unwrap_or("no host".into()))).unwrap_or_default())}</span>
             </div>
             <Show when=move || can_operate(&auth)>
@@ -434,9 +476,16 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     <Show when=move || vps.with(|v| v.as_ref().is_some_and(|v| v.ha_enabled))>
                         <button title="Stop it, duplicate it once more and bring it up on the host with the most room" on:click=move |_| {
                             errors.clear();
+                            let (name, host) = vps.with_untracked(|v| v.as_ref().map(|v| (v.name.clone(), v.host_name.clone().unwrap_or_default())).unwrap_or_default());
+                            if !confirm(&format!("Fail over VPS {name}? It is stopped on {host} (its services are down until it answers on another host), duplicated once more, and brought up on the host with the most room.")) {
+                                return;
+                            }
                             spawn_local(async move {
                                 match api::fail_over(&format!("vpses/{id}")).await {
-                                    Ok(_) => notice.set(Some("Failing over: it is stopped here and comes up on another host.".into())),
+                                    Ok(_) => {
+                                        notice.set(Some("Failing over: it is stopped here and comes up on another host.".into()));
+                                        live.site_changes.update(|n| *n += 1);
+                                    }
                                     Err(e) => errors.set(e),
                                 }
                             });
@@ -473,8 +522,8 @@ fn VpsDetail(id: i64) -> impl IntoView {
                             "off".to_string()
                         }}</td></tr>
                         <tr><th>"Services"</th><td data-test="vps-services">{match &v.services {
-                            Some(h) if h.up => view! { <span class="ok-text">{format!("answering since {}", h.since.format("%H:%M:%S"))}</span> }.into_any(),
-                            Some(h) => view! { <span class="danger-text">{format!("not answering since {}: {}", h.since.format("%H:%M:%S"), h.detail.clone().unwrap_or_default())}</span> }.into_any(),
+                            Some(h) if h.up => view! { <span class="ok-text">{format!("answering since {}", crate::widgets::clock(h.since))}</span> }.into_any(),
+                            Some(h) => view! { <span class="danger-text">{format!("not answering since {}: {}", crate::widgets::clock(h.since), h.detail.clone().unwrap_or_default())}</span> }.into_any(),
                             None => view! { <span>"not checked"</span> }.into_any(),
                         }}</td></tr>
                         <Show when={let ha = v.ha_enabled; move || ha}>
@@ -497,7 +546,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     </table>
                 })}
             </section>
-            <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) task=task hosts=hosts/>
+            <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) hosts=hosts/>
             <crate::widgets::Failovers id=id/>
             <Show when=move || can_operate(&auth)>
                 <EditVps id=id vps=vps task=task notice=notice/>
