@@ -49,6 +49,9 @@ pub enum Command {
     Logout,
     /// Who you are, and with which role.
     Whoami,
+    /// The site at a glance: healthy or not, hosts, HA VPSes protected and at risk,
+    /// duplication lag, storage, and each incident now with what is being done.
+    Status,
     /// Hosts: the servers VPSes run on.
     #[command(subcommand)]
     Host(HostCmd),

@@ -253,6 +253,11 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
             });
             Ok(())
         }
+        Command::Status => {
+            let v = ctx.api.get("/site").await?;
+            ctx.say(&v, || site_text(&v));
+            Ok(())
+        }
         Command::Host(c) => host(ctx, c).await,
         Command::Vps(c) => vps(ctx, c).await,
         Command::Template(c) => template(ctx, c).await,
@@ -502,6 +507,21 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
             vps_gateway,
         } => {
             let id = ctx.host(&host).await?;
+            if maintenance == Some(true) {
+                let on = vpses_on(ctx, id, false).await?;
+                ctx.confirm(&format!(
+                    "Put host {host} in maintenance? {}",
+                    if on.is_empty() {
+                        "No VPS is on it.".to_string()
+                    } else {
+                        format!(
+                            "Its VPSes are moved to other hosts one at a time, each stopped while it moves: {}.",
+                            on.join(", ")
+                        )
+                    }
+                ))
+                .await?;
+            }
             let capacity_memory = capacity_memory
                 .map(|t| size("capacity_memory_bytes", &t))
                 .transpose()?;
@@ -550,6 +570,12 @@ async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()> {
         }
         HostCmd::Failover { host } => {
             let id = ctx.host(&host).await?;
+            let ha = vpses_on(ctx, id, true).await?;
+            ctx.confirm(&format!(
+                "Fail over the HA VPSes of host {host} now ({})? Each is stopped there, down until it answers on another host.",
+                if ha.is_empty() { "none".to_string() } else { ha.join(", ") }
+            ))
+            .await?;
             let v = ctx
                 .api
                 .call("POST", &format!("/hosts/{id}/failover"), Some(&json!({})))
@@ -855,6 +881,10 @@ async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
         }
         VpsCmd::Failover { vps } => {
             let id = ctx.vps(&vps).await?;
+            ctx.confirm(&format!(
+                "Fail over VPS {vps}? It is stopped where it runs, down until it answers on another host."
+            ))
+            .await?;
             let v = ctx
                 .api
                 .call("POST", &format!("/vpses/{id}/failover"), Some(&json!({})))
@@ -1328,4 +1358,108 @@ async fn ssh_key<T: Term>(ctx: &mut Ctx<'_, T>, c: SshKeyCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `sw status` for people.
+fn site_text(v: &Value) -> String {
+    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let incidents = v["incidents"].as_array().cloned().unwrap_or_default();
+    let state = if v["healthy"] == true {
+        "healthy".to_string()
+    } else {
+        format!("{} incident(s)", incidents.len())
+    };
+    let risk: Vec<String> = v["ha"]["at_risk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r["name"].as_str().unwrap_or("?"),
+                r["why"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let lag = match v["duplication"]["max_lag_ms"].as_i64() {
+        Some(ms) => format!(
+            "worst lag {:.1} s ({})",
+            ms as f64 / 1000.0,
+            v["duplication"]["max_lag_vps"].as_str().unwrap_or("?")
+        ),
+        None => "no restore point yet".into(),
+    };
+    let storage = match (
+        v["storage"]["filesystem_bytes"].as_f64(),
+        v["storage"]["filesystem_free_bytes"].as_f64(),
+    ) {
+        (Some(t), Some(f)) => format!("{} free of {}", show::bytes(f), show::bytes(t)),
+        _ => "-".into(),
+    };
+    let mut out = show::pairs(&[
+        (
+            "Site",
+            format!("{state}, {} failover(s) in 24 h", n("/failovers_24h")),
+        ),
+        (
+            "Hosts",
+            format!(
+                "{} of {} online ({} down, {} in maintenance)",
+                n("/hosts/online"),
+                n("/hosts/total"),
+                n("/hosts/down"),
+                n("/hosts/maintenance")
+            ),
+        ),
+        (
+            "HA VPSes",
+            format!(
+                "{} of {} protected{}",
+                n("/ha/protected"),
+                n("/ha/total"),
+                if risk.is_empty() {
+                    String::new()
+                } else {
+                    format!("; at risk: {}", risk.join(", "))
+                }
+            ),
+        ),
+        (
+            "Duplication",
+            format!(
+                "{lag}; {} of {} failing",
+                n("/duplication/failing"),
+                n("/duplication/vpses")
+            ),
+        ),
+        ("Storage", storage),
+    ]);
+    for i in &incidents {
+        let since = i["since"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| format!(" (since {})", show::time(&t.with_timezone(&chrono::Utc))))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n\n{:<8}{}{since}\n        {}\n        {}",
+            i["severity"].as_str().unwrap_or("?").to_uppercase(),
+            i["title"].as_str().unwrap_or("?"),
+            i["detail"].as_str().unwrap_or(""),
+            format!("dashboard: {}", i["link"].as_str().unwrap_or(""))
+        ));
+    }
+    out
+}
+
+/// The names of the VPSes on host `id` that should run (only the HA ones if `ha`).
+async fn vpses_on<T: Term>(ctx: &mut Ctx<'_, T>, id: i64, ha: bool) -> Result<Vec<String>> {
+    let all = ctx.api.get("/vpses").await?;
+    Ok(all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["host_id"] == id && v["desired_state"] == "running")
+        .filter(|v| !ha || v["ha_enabled"] == true)
+        .filter_map(|v| v["name"].as_str().map(str::to_string))
+        .collect())
 }

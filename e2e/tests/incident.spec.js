@@ -309,6 +309,8 @@ test('a VPS with many restore points shows them a page at a time', async ({ page
   await expect(page.locator('[data-test=vps-failovers]')).toBeAttached();
   if (SHOTS) {
     await page.getByRole('button', { name: 'Newer' }).click();
+    // Its charts with a few seconds of figures in them.
+    await expect(page.locator('[data-test=vps-chart-cpu] polyline').first()).toHaveAttribute('points', /(\S+ ){8}/, { timeout: 60_000 });
     await page.setViewportSize({ width: 1280, height: 1600 });
     await page.screenshot({ path: path.join(SHOTS, 'vps.png'), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 800 });

@@ -213,31 +213,33 @@ impl Live {
                     last_seen_at,
                     summary,
                 }) => {
-                    let before = self.hosts.with_untracked(|m| m.get(&host_id).map(|h| h.status.clone()));
+                    let before = self
+                        .hosts
+                        .with_untracked(|m| m.get(&host_id).map(|h| h.status.clone()));
                     if before.map_or(status != "online", |b| !b.is_empty() && b != status) {
                         self.host_states.update(|n| *n += 1);
                         self.site_changes.update(|n| *n += 1);
                     }
                     self.hosts.update(|m| {
-                    let h = m.entry(host_id).or_insert_with(|| HostLive {
-                        status: String::new(),
-                        last_seen_at: None,
-                        summary: None,
-                        cpu_history: VecDeque::new(),
-                    });
-                    let fresh = summary.is_some_and(|s| {
-                        h.summary.is_none_or(|old| old.taken_at_ms != s.taken_at_ms)
-                    });
-                    h.status = status;
-                    h.last_seen_at = last_seen_at;
-                    if let (true, Some(s)) = (fresh, summary) {
-                        h.summary = Some(s);
-                        h.cpu_history.push_back(s.cpu_pct);
-                        if h.cpu_history.len() > SPARK_POINTS {
-                            h.cpu_history.pop_front();
+                        let h = m.entry(host_id).or_insert_with(|| HostLive {
+                            status: String::new(),
+                            last_seen_at: None,
+                            summary: None,
+                            cpu_history: VecDeque::new(),
+                        });
+                        let fresh = summary.is_some_and(|s| {
+                            h.summary.is_none_or(|old| old.taken_at_ms != s.taken_at_ms)
+                        });
+                        h.status = status;
+                        h.last_seen_at = last_seen_at;
+                        if let (true, Some(s)) = (fresh, summary) {
+                            h.summary = Some(s);
+                            h.cpu_history.push_back(s.cpu_pct);
+                            if h.cpu_history.len() > SPARK_POINTS {
+                                h.cpu_history.pop_front();
+                            }
                         }
-                    }
-                })
+                    })
                 }
                 Ok(ServerMessage::Task { task, line }) => self.tasks.update(|m| {
                     let id = task.id;

@@ -227,9 +227,7 @@ pub fn Failovers(id: i64) -> impl IntoView {
     let seen = Memo::new(move |_| {
         live.events.with(|evs| {
             evs.iter()
-                .find(|e| {
-                    e.action == "netmon.failover" && e.target_id.as_deref() == Some(&target)
-                })
+                .find(|e| e.action == "netmon.failover" && e.target_id.as_deref() == Some(&target))
                 .map(|e| e.id)
         })
     });

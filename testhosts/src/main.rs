@@ -117,7 +117,10 @@ fn serve(cluster: &std::sync::Mutex<Option<Cluster>>, mut conn: std::os::unix::n
         return;
     }
     let mut words = line.split_whitespace();
-    let (verb, host) = (words.next().unwrap_or(""), words.next().and_then(|i| i.parse::<usize>().ok()));
+    let (verb, host) = (
+        words.next().unwrap_or(""),
+        words.next().and_then(|i| i.parse::<usize>().ok()),
+    );
     let mut guard = cluster.lock().unwrap_or_else(|p| p.into_inner());
     let Some(c) = guard.as_mut() else {
         let _ = writeln!(conn, "error: the hosts are being removed");
@@ -129,7 +132,9 @@ fn serve(cluster: &std::sync::Mutex<Option<Cluster>>, mut conn: std::os::unix::n
         ("boot", Some(i)) => c.boot(i),
         ("cut", Some(i)) => c.cut_link(i),
         ("mend", Some(i)) => c.restore_link(i),
-        _ => Err(anyhow::anyhow!("unknown command {line:?} (off|boot|cut|mend HOST)")),
+        _ => Err(anyhow::anyhow!(
+            "unknown command {line:?} (off|boot|cut|mend HOST)"
+        )),
     };
     let _ = match answer {
         Ok(()) => writeln!(conn, "ok"),

@@ -51,12 +51,23 @@ async fn services(t: &TestController, admin: &reqwest::Client, id: i64, up: bool
 
 /// The newest event of `action` about the VPS, waited for.
 async fn event_of(t: &TestController, admin: &reqwest::Client, action: &str, id: i64) -> Value {
+    event_about(t, admin, action, "vps", id).await
+}
+
+/// The newest event of `action` about the `kind` (`vps`, `host`) with `id`, waited for.
+async fn event_about(
+    t: &TestController,
+    admin: &reqwest::Client,
+    action: &str,
+    kind: &str,
+    id: i64,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let evs = get(
             t,
             admin,
-            &format!("/api/v1/events?action={action}&target_type=vps&target_id={id}"),
+            &format!("/api/v1/events?action={action}&target_type={kind}&target_id={id}"),
         )
         .await;
         if let Some(e) = evs["events"].as_array().and_then(|l| l.first()) {
@@ -64,7 +75,7 @@ async fn event_of(t: &TestController, admin: &reqwest::Client, action: &str, id:
         }
         assert!(
             Instant::now() < deadline,
-            "no {action} event for VPS {id}: {evs}"
+            "no {action} event for {kind} {id}: {evs}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -178,6 +189,30 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
 
     cluster.power_off(0).unwrap();
     let off = Instant::now();
+    // The site's incidents name the host and each of its VPSes, with what becomes of it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let site = get(&t, &admin, "/api/v1/site").await;
+        let incident = site["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == format!("host:{}", hosts[0]))
+            .cloned();
+        if let Some(i) = incident {
+            assert_eq!(i["severity"], "error", "{site}");
+            assert_eq!(i["link"], format!("/hosts/{}", hosts[0]), "{site}");
+            assert_eq!(i["vpses"], json!(names), "{site}");
+            assert_eq!(site["healthy"], false, "{site}");
+            assert_eq!(site["hosts"]["down"], 1, "{site}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no incident for the host: {site}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let store = crate::duplo::store_of(&t);
     for (name, id, ip) in &vpses {
         answers(ip, name).await;
@@ -209,6 +244,14 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
             d.join("\n")
         );
         let e = event_of(&t, &admin, "netmon.failover", *id).await;
+        assert_eq!(e["actor"], "system:netmon", "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("after its host was found lost"),
+            "{e}"
+        );
         let d: Value = e["details"].clone();
         for k in ["detected", "fenced", "placed", "started", "healthy"] {
             assert!(d[k].is_string(), "{k}: {e}");
@@ -244,6 +287,17 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
     for (name, _, ip) in &vpses {
         answers(ip, name).await;
     }
+    // The host lost and back, each said once in an event naming its VPSes.
+    let lost = event_about(&t, &admin, "host.offline", "host", hosts[0]).await;
+    let back = event_about(&t, &admin, "host.online", "host", hosts[0]).await;
+    for n in names {
+        assert!(lost["message"].as_str().unwrap().contains(n), "{lost}");
+    }
+    assert_eq!(lost["target_name"], "node-0", "{lost}");
+    assert!(
+        back["message"].as_str().unwrap().contains("answers again"),
+        "{back}"
+    );
 }
 
 /// Waits until VPS `id` has a standby copy at its newest restore point; its host.
@@ -678,6 +732,20 @@ async fn failover_on_demand_and_maintenance() {
     answers(&ip, "ha-5").await;
     let (ok, out) = crate::vps_lifecycle::vps_sh(&cluster, 1, "ha-5", "cat /root/late");
     assert!(ok && out.trim() == "late", "{out}");
+    // Whoever asked is named: in the request's audit event and in the failover's timeline.
+    let asked = event_of(&t, &admin, "vps.failover", id).await;
+    assert_eq!(
+        (asked["actor"].as_str(), asked["kind"].as_str()),
+        (Some("admin"), Some("audit")),
+        "{asked}"
+    );
+    assert_eq!(asked["target_name"], "ha-5", "{asked}");
+    let done = event_of(&t, &admin, "netmon.failover", id).await;
+    assert_eq!(done["actor"], "admin", "{done}");
+    assert!(
+        done["message"].as_str().unwrap().contains("as admin asked"),
+        "{done}"
+    );
     // A non-HA VPS is not netMON's to fail over.
     let r = post(&admin, t.url("/api/v1/vpses/99999/failover"), json!({})).await;
     assert_eq!(r.status(), 404);

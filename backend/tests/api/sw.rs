@@ -85,6 +85,14 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         "{me:?}"
     );
     let env = [("HOME", home_s.as_str())];
+    // The site at a glance: nothing added yet, nothing wrong.
+    let st = sw(&env, &["status"], "").await;
+    assert!(
+        st.code == 0 && st.stdout.contains("healthy") && st.stdout.contains("0 of 0 online"),
+        "{st:?}"
+    );
+    let st = sw(&env, &["status", "--json"], "").await;
+    assert!(st.stdout.contains("\"incidents\""), "{st:?}");
 
     // A host: its key confirmed by its fingerprint (a wrong one adds nothing).
     let h = &cluster.hosts[0];

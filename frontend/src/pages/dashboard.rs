@@ -32,11 +32,20 @@ pub fn Dashboard() -> impl IntoView {
                 // Each host's last minute of CPU, so that a sparkline is a line at once.
                 for host in h.iter().filter(|h| h.status == "online") {
                     let id = host.id;
-                    if live.hosts.with_untracked(|m| m.get(&id).is_some_and(|l| l.cpu_history.len() >= SPARK_POINTS / 2)) {
+                    if live.hosts.with_untracked(|m| {
+                        m.get(&id)
+                            .is_some_and(|l| l.cpu_history.len() >= SPARK_POINTS / 2)
+                    }) {
                         continue;
                     }
                     if let Ok(samples) = api::host_samples(id).await {
-                        let seed: std::collections::VecDeque<f64> = samples.iter().rev().take(SPARK_POINTS).rev().map(|s| s.summary().cpu_pct).collect();
+                        let seed: std::collections::VecDeque<f64> = samples
+                            .iter()
+                            .rev()
+                            .take(SPARK_POINTS)
+                            .rev()
+                            .map(|s| s.summary().cpu_pct)
+                            .collect();
                         live.hosts.update(|m| {
                             let l = m.entry(id).or_insert_with(|| crate::live::HostLive {
                                 status: String::new(),

@@ -234,7 +234,7 @@ fn RestorePoints(
                     let first = page.get().min(pages() - 1) * PAGE;
                     format!("{}–{} of {n}", first + 1, (first + PAGE).min(n))
                 }}</span>
-                <button class="ghost" disabled=move || page.get() + 1 >= pages() on:click=move |_| page.update(|p| *p += 1)>"Older"</button>
+                <button class="ghost" disabled=move || { page.get() + 1 >= pages() } on:click=move |_| page.update(|p| *p += 1)>"Older"</button>
             </div>
         </Show>
         {move || started.get().map(|t| view! { <div data-test="restore-progress"><super::tasks::TaskBar task=t/></div> })}

@@ -568,9 +568,21 @@ fn RestorePointPolicy() -> impl IntoView {
         saved.set(false);
         let parsed = (|| {
             Ok::<_, validate::ValidationError>(UpdateSettingsRequest {
-                duplo_keep_last: Some(number("duplo_keep_last", &last.get_untracked(), validate::duplo_keep_last)?),
-                duplo_keep_hourly_days: Some(number("duplo_keep_hourly_days", &hourly.get_untracked(), validate::duplo_keep_days)?),
-                duplo_keep_daily_days: Some(number("duplo_keep_daily_days", &daily.get_untracked(), validate::duplo_keep_days)?),
+                duplo_keep_last: Some(number(
+                    "duplo_keep_last",
+                    &last.get_untracked(),
+                    validate::duplo_keep_last,
+                )?),
+                duplo_keep_hourly_days: Some(number(
+                    "duplo_keep_hourly_days",
+                    &hourly.get_untracked(),
+                    validate::duplo_keep_days,
+                )?),
+                duplo_keep_daily_days: Some(number(
+                    "duplo_keep_daily_days",
+                    &daily.get_untracked(),
+                    validate::duplo_keep_days,
+                )?),
                 ..Default::default()
             })
         })();

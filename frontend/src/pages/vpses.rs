@@ -56,7 +56,10 @@ fn with_live(v: &VpsResponse, live: &Live, fetched_at: f64) -> (VpsResponse, Opt
         _ => v.live.clone(),
     };
     let settled = v.operation.is_none()
-        && matches!(v.status.as_str(), "running" | "stopped" | "frozen" | "missing");
+        && matches!(
+            v.status.as_str(),
+            "running" | "stopped" | "frozen" | "missing"
+        );
     if let (true, Some(s)) = (settled, &s) {
         v.status = s.state.clone();
     }
@@ -372,7 +375,9 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     fetched.set(js_sys::Date::now());
                     // The failover asked for here is over once it is no longer failing over.
                     if v.status != "failing over"
-                        && vps.with_untracked(|o| o.as_ref().is_some_and(|o| o.status == "failing over"))
+                        && vps.with_untracked(|o| {
+                            o.as_ref().is_some_and(|o| o.status == "failing over")
+                        })
                     {
                         notice.set(None);
                     }
@@ -390,7 +395,11 @@ fn VpsDetail(id: i64) -> impl IntoView {
     });
     let current = Memo::new(move |_| vps.get().map(|v| with_live(&v, &live, fetched.get())));
     let state = move || {
-        current.with(|c| c.as_ref().map(|(v, _)| v.status.clone()).unwrap_or_default())
+        current.with(|c| {
+            c.as_ref()
+                .map(|(v, _)| v.status.clone())
+                .unwrap_or_default()
+        })
     };
     let act = move |action: &'static str| {
         errors.clear();
