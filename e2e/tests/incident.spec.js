@@ -200,6 +200,9 @@ test('Enter maintenance asks first, then moves the HA VPS once: no restart after
   page.once('dialog', (d) => d.accept());
   await button.click();
   await expect(page.locator('[data-test=maintenance-badge]')).toBeVisible();
+  // The move's progress shows by the button that started it.
+  const move = page.locator('[data-test=maintenance-moves] [data-test=task-progress]');
+  await expect(move).toHaveAttribute('data-status', 'succeeded', { timeout: 180_000 });
   await expect.poll(async () => {
     const v = await json(api, `/api/v1/vpses/${haId}`);
     return v.host_id !== b.id && v.state === 'running' && v.busy_task === null;

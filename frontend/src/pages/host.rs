@@ -336,6 +336,20 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
 
 #[component]
 fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(vec![Topic::Tasks]);
+    // The moves that entering maintenance started: their progress shows by its button.
+    let moves_after = RwSignal::new(None::<i64>);
+    let moves = move || {
+        moves_after.get().map(|after| {
+            live.tasks.with(|m| {
+                m.values()
+                    .filter(|(t, _)| t.id > after && t.kind == "vps.move")
+                    .map(|(t, _)| t.clone())
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
     let name = RwSignal::new(String::new());
     let description = RwSignal::new(String::new());
     let interval = RwSignal::new(String::new());
@@ -513,6 +527,10 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                             }
                         }
                         let req = UpdateHostRequest { maintenance: Some(on), ..Default::default() };
+                        if on {
+                            let newest = api::tasks().await.ok().and_then(|t| t.iter().map(|t| t.id).max()).unwrap_or(0);
+                            moves_after.set(Some(newest));
+                        }
                         match api::update_host(id, &req).await {
                             Ok(h) => host.set(Some(h)),
                             Err(e) => errors.set(e),
@@ -537,6 +555,12 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                     });
                 }>"Fail over its HA VPSes"</button>
             </div>
+            {move || moves().map(|ts| view! {
+                <div data-test="maintenance-moves">
+                    {if ts.is_empty() { Some(view! { <p class="muted">"Moving its VPSes away…"</p> }) } else { None }}
+                    {ts.into_iter().map(|t| view! { <super::tasks::TaskBar task=t/> }).collect_view()}
+                </div>
+            })}
             <button class="ghost danger" on:click=remove>"Remove host"</button>
         </section>
     }
