@@ -609,8 +609,9 @@ pub struct VpsResponse {
     /// Where the VPS's ids start on its host (absent when privileged).
     #[serde(default)]
     pub id_base: Option<i64>,
-    /// What a person reads: the operation in progress (`creating`, `moving` …), else the
-    /// observed state (`running`, `stopped`, `unknown` when its host cannot be reached …).
+    /// What a person reads: `failing over` while netMON brings it up elsewhere, the operation
+    /// in progress (`creating`, `moving` …), `host offline` when its host cannot be reached,
+    /// else the observed state (`running`, `stopped` …).
     pub status: String,
     /// What the operator asked for; the controller keeps it so.
     pub desired_state: crate::state::DesiredState,

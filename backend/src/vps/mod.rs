@@ -210,6 +210,9 @@ pub fn response(
     // before its start, …) is not what a person should read.
     let status = if state.netmon.failing_over(v.id) {
         "failing over"
+    } else if claim.is_none() && observed == ObservedState::Unknown {
+        // Unknown because its host does not answer: said as such.
+        "host offline"
     } else {
         serverware_shared::state::status(observed, claim.map(|c| c.0))
     };

@@ -620,7 +620,8 @@ async fn a_host_lost_during_a_task_fails_it_cleanly_and_its_vps_comes_back() {
         "{failed}"
     );
     let v = get(&t, &admin, &format!("/api/v1/vpses/{vid}")).await;
-    // Nobody can say whether it runs: it is shown as unknown, not as running; it should run.
+    // Nobody can say whether it runs: its host is offline, its state unknown (not running); it
+    // should run.
     assert_eq!(
         (
             v["status"].as_str(),
@@ -628,7 +629,7 @@ async fn a_host_lost_during_a_task_fails_it_cleanly_and_its_vps_comes_back() {
             v["desired_state"].as_str(),
             v["busy_task"].as_i64()
         ),
-        (Some("unknown"), Some("unknown"), Some("running"), None),
+        (Some("host offline"), Some("unknown"), Some("running"), None),
         "{v}"
     );
     // Operations on a VPS whose host is offline are refused, not queued.
