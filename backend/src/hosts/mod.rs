@@ -17,6 +17,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod rollups;
+use rollups::{figures, minute_of, store_bucket};
+pub use rollups::{prune_rollups, Bucket, RollupRow};
+
 /// The key that signs what hosts' guards tell each other (hex): derived from the controller's
 /// own key, so that it stays the same across restarts and never leaves the controller's hosts.
 fn lease_key(key: &PrivateKey) -> String {
@@ -103,211 +107,6 @@ struct Runtime {
     lost: std::sync::atomic::AtomicBool,
     stop: tokio::sync::watch::Sender<bool>,
     interval: tokio::sync::watch::Sender<u32>,
-}
-
-/// The figures a rollup keeps, in `HostRollup` order.
-const FIGURES: usize = 7;
-
-fn figures(s: &HostSample) -> [f64; FIGURES] {
-    let m = s.summary();
-    [
-        m.cpu_pct,
-        m.memory_pct,
-        m.load1,
-        m.rx_bytes_per_sec,
-        m.tx_bytes_per_sec,
-        m.disk_read_bytes_per_sec,
-        m.disk_written_bytes_per_sec,
-    ]
-}
-
-/// One minute of samples being summed up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bucket {
-    pub minute: chrono::NaiveDateTime,
-    pub n: u32,
-    pub sum: [f64; FIGURES],
-    pub max: [f64; FIGURES],
-}
-
-impl Bucket {
-    fn new(minute: chrono::NaiveDateTime) -> Self {
-        Bucket {
-            minute,
-            n: 0,
-            sum: [0.0; FIGURES],
-            max: [f64::MIN; FIGURES],
-        }
-    }
-
-    fn add(&mut self, f: [f64; FIGURES]) {
-        self.n += 1;
-        for (i, v) in f.into_iter().enumerate() {
-            self.sum[i] += v;
-            self.max[i] = self.max[i].max(v);
-        }
-    }
-
-    /// Folds in what an earlier flush of the same minute stored (a host that came back within it).
-    pub fn merge(&mut self, old: &Bucket) {
-        self.n += old.n;
-        for i in 0..FIGURES {
-            self.sum[i] += old.sum[i];
-            self.max[i] = self.max[i].max(old.max[i]);
-        }
-    }
-
-    pub fn to_rollup(&self) -> HostRollup {
-        let n = f64::from(self.n.max(1));
-        let a = |i: usize| self.sum[i] / n;
-        HostRollup {
-            minute: self.minute.and_utc(),
-            samples: self.n,
-            cpu_avg: a(0),
-            cpu_max: self.max[0],
-            memory_avg: a(1),
-            memory_max: self.max[1],
-            load_avg: a(2),
-            load_max: self.max[2],
-            rx_avg: a(3),
-            rx_max: self.max[3],
-            tx_avg: a(4),
-            tx_max: self.max[4],
-            disk_read_avg: a(5),
-            disk_read_max: self.max[5],
-            disk_write_avg: a(6),
-            disk_write_max: self.max[6],
-        }
-    }
-
-    pub fn from_rollup(r: &HostRollup) -> Self {
-        let n = f64::from(r.samples);
-        Bucket {
-            minute: r.minute.naive_utc(),
-            n: r.samples,
-            sum: [
-                r.cpu_avg * n,
-                r.memory_avg * n,
-                r.load_avg * n,
-                r.rx_avg * n,
-                r.tx_avg * n,
-                r.disk_read_avg * n,
-                r.disk_write_avg * n,
-            ],
-            max: [
-                r.cpu_max,
-                r.memory_max,
-                r.load_max,
-                r.rx_max,
-                r.tx_max,
-                r.disk_read_max,
-                r.disk_write_max,
-            ],
-        }
-    }
-}
-
-fn minute_of(t: DateTime<Utc>) -> chrono::NaiveDateTime {
-    use chrono::{DurationRound, TimeDelta};
-    t.duration_trunc(TimeDelta::minutes(1))
-        .unwrap_or(t)
-        .naive_utc()
-}
-
-/// A row of `host_rollups`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = crate::schema::host_rollups)]
-pub struct RollupRow {
-    pub host_id: i64,
-    pub minute: chrono::NaiveDateTime,
-    pub samples: i32,
-    pub cpu_avg: f64,
-    pub cpu_max: f64,
-    pub memory_avg: f64,
-    pub memory_max: f64,
-    pub load_avg: f64,
-    pub load_max: f64,
-    pub rx_avg: f64,
-    pub rx_max: f64,
-    pub tx_avg: f64,
-    pub tx_max: f64,
-    pub disk_read_avg: f64,
-    pub disk_read_max: f64,
-    pub disk_write_avg: f64,
-    pub disk_write_max: f64,
-}
-
-impl RollupRow {
-    pub fn from_rollup(host_id: i64, r: &HostRollup) -> Self {
-        RollupRow {
-            host_id,
-            minute: r.minute.naive_utc(),
-            samples: r.samples as i32,
-            cpu_avg: r.cpu_avg,
-            cpu_max: r.cpu_max,
-            memory_avg: r.memory_avg,
-            memory_max: r.memory_max,
-            load_avg: r.load_avg,
-            load_max: r.load_max,
-            rx_avg: r.rx_avg,
-            rx_max: r.rx_max,
-            tx_avg: r.tx_avg,
-            tx_max: r.tx_max,
-            disk_read_avg: r.disk_read_avg,
-            disk_read_max: r.disk_read_max,
-            disk_write_avg: r.disk_write_avg,
-            disk_write_max: r.disk_write_max,
-        }
-    }
-
-    pub fn to_rollup(&self) -> HostRollup {
-        HostRollup {
-            minute: self.minute.and_utc(),
-            samples: self.samples.max(0) as u32,
-            cpu_avg: self.cpu_avg,
-            cpu_max: self.cpu_max,
-            memory_avg: self.memory_avg,
-            memory_max: self.memory_max,
-            load_avg: self.load_avg,
-            load_max: self.load_max,
-            rx_avg: self.rx_avg,
-            rx_max: self.rx_max,
-            tx_avg: self.tx_avg,
-            tx_max: self.tx_max,
-            disk_read_avg: self.disk_read_avg,
-            disk_read_max: self.disk_read_max,
-            disk_write_avg: self.disk_write_avg,
-            disk_write_max: self.disk_write_max,
-        }
-    }
-}
-
-/// Stores a finished (or interrupted) minute, merged with what is stored for it already.
-fn store_bucket(
-    c: &mut crate::db::DbConn,
-    host_id: i64,
-    b: &Bucket,
-) -> crate::error::ApiResult<()> {
-    use crate::schema::host_rollups as r;
-    c.transaction(|c| {
-        let mut b = b.clone();
-        let old: Option<RollupRow> = r::table
-            .find((host_id, b.minute))
-            .select(RollupRow::as_select())
-            .first(c)
-            .optional()?;
-        if let Some(old) = old {
-            b.merge(&Bucket::from_rollup(&old.to_rollup()));
-            diesel::delete(r::table.find((host_id, b.minute))).execute(c)?;
-        }
-        let exists: i64 = hosts::table.find(host_id).count().get_result(c)?;
-        if exists > 0 {
-            diesel::insert_into(r::table)
-                .values(RollupRow::from_rollup(host_id, &b.to_rollup()))
-                .execute(c)?;
-        }
-        Ok(())
-    })
 }
 
 /// The connection details of a host, as stored.
@@ -983,48 +782,9 @@ pub fn heartbeat(stored_ms: i32, interval_ms: u32) -> Duration {
         .max(MIN_HEARTBEAT)
 }
 
-/// Deletes rollups older than the retention setting; returns how many.
-pub async fn prune_rollups(db: &Db) -> crate::error::ApiResult<usize> {
-    db.run(|c| {
-        use crate::schema::host_rollups as r;
-        let days = crate::settings::read(c)?.rollup_retention_days;
-        let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
-        Ok(diesel::delete(r::table.filter(r::minute.lt(cutoff))).execute(c)?)
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serverware_shared::agent::CpuSample;
-
-    fn sample(busy: f64) -> HostSample {
-        HostSample {
-            cpus: vec![CpuSample {
-                user: busy,
-                idle: 100.0 - busy,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn buckets_average_and_keep_the_maximum_and_merge_with_stored_minutes() {
-        let m = minute_of(Utc::now());
-        let mut b = Bucket::new(m);
-        for busy in [10.0, 30.0, 20.0] {
-            b.add(figures(&sample(busy)));
-        }
-        let r = b.to_rollup();
-        assert_eq!((r.samples, r.cpu_avg, r.cpu_max), (3, 20.0, 30.0));
-        let mut later = Bucket::new(m);
-        later.add(figures(&sample(80.0)));
-        later.merge(&Bucket::from_rollup(&r));
-        let r = later.to_rollup();
-        assert_eq!((r.samples, r.cpu_avg, r.cpu_max), (4, 35.0, 80.0));
-    }
 
     #[test]
     fn heartbeat_covers_three_intervals() {
