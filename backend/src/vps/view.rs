@@ -1,0 +1,159 @@
+//! A VPS as the API shows it, with what its host reports now.
+
+use super::{load, VpsRow};
+use crate::core::Core;
+use crate::error::ApiResult;
+use crate::ops;
+use crate::schema::{hosts, vpses};
+use diesel::prelude::*;
+use serverware_shared::api::VpsResponse;
+use serverware_shared::state::{HostStatus, ObservedState, VpsOperation};
+use std::collections::HashMap;
+
+/// What the controller knows of a VPS now: its recorded state while its host is connected,
+/// else unknown (a VPS on an offline host is not `running`).
+pub fn observed(state: &Core, v: &VpsRow) -> ObservedState {
+    let recorded = v.recorded();
+    if recorded == ObservedState::Creating {
+        return recorded;
+    }
+    match v.host_id {
+        Some(h) if state.hosts.conn(h).is_some() => recorded,
+        _ => ObservedState::Unknown,
+    }
+}
+
+/// How long after a VPS's last recorded change its host's figures may still predate it.
+const LIVE_SETTLE_MS: i64 = 3000;
+
+/// A VPS as the API shows it, with what its host reports now.
+pub fn response(
+    state: &Core,
+    v: &VpsRow,
+    host_name: Option<String>,
+    claim: Option<(VpsOperation, i64)>,
+) -> VpsResponse {
+    // A host's figures are read on their own thread, up to an interval before the sample that
+    // carries them: until one has surely been read since the VPS's last change (a start, a
+    // stop), what the controller recorded is shown, so that a task that reported success is
+    // never contradicted by an older reading.
+    let live = v.host_id.and_then(|h| {
+        state
+            .hosts
+            .view(h)
+            .filter(|view| view.status == Some(HostStatus::Online))
+            .filter(|view| {
+                view.last_seen.is_some_and(|t| {
+                    t.naive_utc() > v.updated_at + chrono::TimeDelta::milliseconds(LIVE_SETTLE_MS)
+                })
+            })
+            .and_then(|view| view.latest)
+            .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
+    });
+    // A host that stopped sending samples is not believed, whatever its connection says.
+    let host_online = v.host_id.is_some_and(|h| {
+        state
+            .hosts
+            .view(h)
+            .is_some_and(|view| view.status == Some(HostStatus::Online))
+    });
+    let observed = match observed(state, v) {
+        ObservedState::Creating => ObservedState::Creating,
+        _ if !host_online => ObservedState::Unknown,
+        o => o,
+    };
+    // While netMON brings it up elsewhere, each step's own state (stopped on the new host
+    // before its start, …) is not what a person should read.
+    let status = if state.netmon.failing_over(v.id) {
+        "failing over"
+    } else if claim.is_none() && observed == ObservedState::Unknown {
+        // Unknown because its host does not answer: said as such.
+        "host offline"
+    } else {
+        serverware_shared::state::status(observed, claim.map(|c| c.0))
+    };
+    VpsResponse {
+        id: v.id,
+        name: v.name.clone(),
+        description: v.description.clone(),
+        host_id: v.host_id,
+        host_name,
+        template_id: v.template_id,
+        ipv4: v.ipv4.clone(),
+        hostname: v.hostname.clone(),
+        memory_limit_bytes: v.memory_limit_bytes,
+        cpu_shares: v.cpu_shares,
+        cpu_limit_millis: v.cpu_limit_millis,
+        disk_limit_bytes: v.disk_limit_bytes,
+        autostart: v.autostart,
+        privileged: v.privileged,
+        id_base: v.ids().map(i64::from),
+        status: status.to_string(),
+        desired_state: v.desired(),
+        observed_state: observed,
+        operation: claim.map(|c| c.0),
+        state: live.as_ref().map(|l| l.state.clone()),
+        live,
+        busy_task: claim.map(|c| c.1),
+        ha_enabled: v.ha_enabled,
+        ha_priority: v.ha_priority,
+        check_ports: serverware_shared::validate::parse_check_ports(&v.check_ports),
+        services: state.netmon.services(v.id),
+        standby: state
+            .netmon
+            .standby
+            .view(v.id)
+            .map(|s| serverware_shared::api::StandbyInfo {
+                host_id: s.host_id,
+                cycle: s.cycle,
+            }),
+        created_at: v.created_at.and_utc(),
+        updated_at: v.updated_at.and_utc(),
+    }
+}
+
+/// Every VPS as the API shows it, by name.
+pub async fn list(state: &Core) -> ApiResult<Vec<VpsResponse>> {
+    let (rows, names, claims) = state
+        .db
+        .run(|c| {
+            let rows: Vec<VpsRow> = vpses::table
+                .order(vpses::name)
+                .select(VpsRow::as_select())
+                .load(c)?;
+            let names: HashMap<i64, String> = hosts::table
+                .select((hosts::id, hosts::name))
+                .load::<(i64, String)>(c)?
+                .into_iter()
+                .collect();
+            Ok((rows, names, ops::claims::all(c)?))
+        })
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|v| {
+            let host = v.host_id.and_then(|h| names.get(&h).cloned());
+            response(state, v, host, claims.get(&v.id).copied())
+        })
+        .collect())
+}
+
+/// One VPS as the API shows it.
+pub async fn get(state: &Core, id: i64) -> ApiResult<VpsResponse> {
+    let (v, host, claim) = state
+        .db
+        .run(move |c| {
+            let v = load(c, id)?;
+            let host = match v.host_id {
+                Some(h) => hosts::table
+                    .find(h)
+                    .select(hosts::name)
+                    .first::<String>(c)
+                    .optional()?,
+                None => None,
+            };
+            Ok((v, host, ops::claims::holder(c, id)?))
+        })
+        .await?;
+    Ok(response(state, &v, host, claim))
+}
