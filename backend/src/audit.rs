@@ -3,7 +3,7 @@
 
 use crate::auth::Principal;
 use crate::db::DbConn;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::models::{now, Event, NewEvent};
 use crate::schema::events;
 use crate::with_backend;
@@ -77,16 +77,12 @@ impl<'a> Change<'a> {
 }
 
 /// Stores one audit event and returns it.
-pub fn record(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Event, ApiError> {
+pub fn record(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Event, Error> {
     record_kind(conn, "audit", actor, change)
 }
 
 /// Stores one event of kind `system` (what happened, not who changed what).
-pub fn record_system(
-    conn: &mut DbConn,
-    actor: &Actor,
-    change: Change<'_>,
-) -> Result<Event, ApiError> {
+pub fn record_system(conn: &mut DbConn, actor: &Actor, change: Change<'_>) -> Result<Event, Error> {
     record_kind(conn, "system", actor, change)
 }
 
@@ -95,7 +91,7 @@ fn record_kind(
     kind: &str,
     actor: &Actor,
     change: Change<'_>,
-) -> Result<Event, ApiError> {
+) -> Result<Event, Error> {
     let mut details = change.details;
     if let (Some(token), Some(obj)) = (&actor.via_token, details.as_object_mut()) {
         obj.insert("via_token".into(), serde_json::Value::String(token.clone()));

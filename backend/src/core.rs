@@ -36,9 +36,9 @@ pub struct Core {
 
 impl Core {
     /// New operations are refused (503) once the controller is stopping.
-    pub fn accepting(&self) -> Result<(), crate::error::ApiError> {
+    pub fn accepting(&self) -> Result<(), crate::error::Error> {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(crate::error::ApiError::Unavailable(
+            Err(crate::error::Error::Stopping(
                 "the controller is stopping; try again once it is back".into(),
             ))
         } else {

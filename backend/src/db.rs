@@ -2,7 +2,7 @@
 //! `MultiConnection` enum, one migrations folder per database, migrations embedded and applied at
 //! start. Blocking diesel calls run on tokio's blocking pool, never on the async executor.
 
-use crate::error::ApiError;
+use crate::error::Error;
 use anyhow::{bail, Context};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -199,14 +199,14 @@ impl Db {
     }
 
     /// A connection for blocking code (start-up and the command line).
-    pub fn get_blocking(&self) -> Result<PooledConnection<Manager>, ApiError> {
-        self.pool.get().map_err(ApiError::from)
+    pub fn get_blocking(&self) -> Result<PooledConnection<Manager>, Error> {
+        self.pool.get().map_err(Error::from)
     }
 
     /// Runs blocking database work on tokio's blocking pool.
-    pub async fn run<F, T>(&self, f: F) -> Result<T, ApiError>
+    pub async fn run<F, T>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
@@ -216,7 +216,7 @@ impl Db {
             let _turn = turn
                 .as_ref()
                 .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
-            let mut conn = pool.get().map_err(ApiError::from)?;
+            let mut conn = pool.get().map_err(Error::from)?;
             take_pending();
             let result = f(&mut conn);
             // Only work that succeeded (and so committed) is announced.
@@ -229,7 +229,7 @@ impl Db {
             result
         })
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task failed: {e}")))?
+        .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
     }
 }
 

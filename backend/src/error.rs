@@ -1,39 +1,50 @@
-//! The one error type of the controller's API: each variant maps to a status and the one JSON
-//! shape `{"error", "message", "field"}`. The cause of an internal error goes to the log, never to
-//! the client.
+//! The controller's one error type: what went wrong, in the domain's words. It names no HTTP
+//! status and no web framework; `api/error.rs` alone maps each variant to a status and the one JSON
+//! shape `{"error", "message", "field"}`, and the SSH command line and the loops show
+//! [`Error::message`]. The cause of an internal error goes to the log, never to a client.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
-use serverware_shared::{ErrorBody, ErrorCode, ValidationError};
+use serverware_shared::ValidationError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum Error {
+    /// The request itself cannot be understood (not a validation of one field).
     #[error("{0}")]
     BadRequest(String),
+    /// No one, or no longer anyone, is signed in.
     #[error("{0}")]
     Unauthorized(String),
+    /// Signed in, but this user may not do this.
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The object's present state forbids it (a name taken, an operation in progress).
     #[error("{message}")]
     Conflict {
         message: String,
         field: Option<String>,
     },
+    /// One field's value is not acceptable; the same check the dashboard runs.
     #[error("{0}")]
     Invalid(#[from] ValidationError),
+    /// An upload or a body larger than what is accepted.
     #[error("{0}")]
-    PayloadTooLarge(String),
+    TooLarge(String),
+    /// An upload or a body in a format that is not accepted.
     #[error("{0}")]
-    UnsupportedMediaType(String),
+    WrongFormat(String),
+    /// Too many failed sign-ins: the next attempt is accepted after this long.
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    LockedOut { retry_after_secs: u64 },
     /// Too much of one kind of work is waiting (such as password checks): try again shortly.
     #[error("{0}")]
     Busy(String),
+    /// The database cannot be reached; the cause is for the log.
     #[error("the database is unavailable")]
-    Unavailable(String),
+    DatabaseUnavailable(String),
+    /// The controller is stopping and takes no new operation.
+    #[error("{0}")]
+    Stopping(String),
     /// A host, its agent or another outside part failed or cannot be reached; the message says
     /// what, for people.
     #[error("{0}")]
@@ -42,127 +53,75 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-impl ApiError {
+/// `Result` with the controller's [`Error`] unless another is named.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
     pub fn conflict(field: Option<&str>, message: impl Into<String>) -> Self {
-        ApiError::Conflict {
+        Error::Conflict {
             message: message.into(),
             field: field.map(str::to_string),
         }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApiError::Invalid(ValidationError::new(field, message))
+        Error::Invalid(ValidationError::new(field, message))
     }
 
-    pub fn code(&self) -> ErrorCode {
+    /// What a person is told: the cause of an internal error or of an unreachable database stays
+    /// in the log.
+    pub fn message(&self) -> String {
         match self {
-            ApiError::BadRequest(_) => ErrorCode::BadRequest,
-            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
-            ApiError::Forbidden(_) => ErrorCode::Forbidden,
-            ApiError::NotFound(_) => ErrorCode::NotFound,
-            ApiError::Conflict { .. } => ErrorCode::Conflict,
-            ApiError::Invalid(_) => ErrorCode::Invalid,
-            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
-            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            ApiError::TooManyRequests { .. } | ApiError::Busy(_) => ErrorCode::TooManyRequests,
-            ApiError::Unavailable(_) | ApiError::HostUnavailable(_) => ErrorCode::Unavailable,
-            ApiError::Internal(_) => ErrorCode::Internal,
+            Error::Invalid(v) => v.message.clone(),
+            Error::Conflict { message, .. } => message.clone(),
+            Error::Internal(_) => {
+                "internal error; the controller's log has the details".to_string()
+            }
+            Error::DatabaseUnavailable(_) => {
+                "the database is unavailable; try again shortly".to_string()
+            }
+            other => other.to_string(),
         }
     }
 
-    pub fn body(&self) -> ErrorBody {
-        let (message, field) = match self {
-            ApiError::Invalid(v) => (v.message.clone(), Some(v.field.clone())),
-            ApiError::Conflict { message, field } => (message.clone(), field.clone()),
-            ApiError::Internal(_) => (
-                "internal error; the controller's log has the details".to_string(),
-                None,
-            ),
-            ApiError::Unavailable(_) => (
-                "the database is unavailable; try again shortly".to_string(),
-                None,
-            ),
-            other => (other.to_string(), None),
-        };
-        ErrorBody {
-            error: self.code(),
-            message,
-            field,
+    /// The input field the error is about, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(v) => Some(&v.field),
+            Error::Conflict { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Writes the hidden cause of an internal or database error to the log, once, where the error
+    /// is answered.
+    pub fn log_cause(&self) {
+        match self {
+            Error::Internal(cause) => tracing::error!("internal error: {cause:#}"),
+            Error::DatabaseUnavailable(cause) => tracing::error!("database unavailable: {cause}"),
+            _ => {}
         }
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            ApiError::Internal(cause) => tracing::error!("internal error: {cause:#}"),
-            ApiError::Unavailable(cause) => tracing::error!("database unavailable: {cause}"),
-            _ => {}
-        }
-        let mut res = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::TooManyRequests { retry_after_secs } => {
-                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-            }
-            ApiError::Busy(_) => {
-                res.insert_header((header::RETRY_AFTER, "1"));
-            }
-            _ => {}
-        }
-        if let ApiError::Unauthorized(_) = self {
-            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"serverware\""));
-        }
-        res.json(self.body())
-    }
-}
-
-impl From<diesel::result::Error> for ApiError {
+impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
+        use diesel::result::{DatabaseErrorKind, Error as Db};
         match e {
-            Error::NotFound => ApiError::NotFound("not found".into()),
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                ApiError::conflict(None, "an object with the same unique value already exists")
+            Db::NotFound => Error::NotFound("not found".into()),
+            Db::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Error::conflict(None, "an object with the same unique value already exists")
             }
-            Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
-                ApiError::conflict(None, "the object is still referenced by others")
+            Db::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+                Error::conflict(None, "the object is still referenced by others")
             }
-            other => ApiError::Internal(anyhow::anyhow!("database: {other}")),
+            other => Error::Internal(anyhow::anyhow!("database: {other}")),
         }
     }
 }
 
-impl From<diesel::r2d2::PoolError> for ApiError {
+impl From<diesel::r2d2::PoolError> for Error {
     fn from(e: diesel::r2d2::PoolError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        Error::DatabaseUnavailable(e.to_string())
     }
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
-
-/// Turns actix's own extractor errors (bad JSON, bad query, bad path) into our JSON shape.
-pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::ContentType => ApiError::UnsupportedMediaType(
-            "the request body must be JSON (Content-Type: application/json)".into(),
-        ),
-        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
-            ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
-        }
-        E::Deserialize(e) => ApiError::BadRequest(format!("the request body is not valid: {e}")),
-        other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
-    }
-}
-
-pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
-    ApiError::BadRequest(format!("the query string is not valid: {err}"))
-}
-
-pub fn path_error(err: actix_web::error::PathError) -> ApiError {
-    ApiError::BadRequest(format!("the path is not valid: {err}"))
 }

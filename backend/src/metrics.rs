@@ -1,15 +1,13 @@
 //! `GET /metrics`: the hosts' netRES figures in the Prometheus text format (version 0.0.4).
 //! Authenticated like the API: an API token (`Authorization: Bearer swt_…`) or a session.
 
-use crate::auth::Principal;
-use crate::core::Core;
-use crate::error::ApiResult;
-use crate::hosts::HostView;
+use crate::db::Db;
+use crate::error::Result;
+use crate::hosts::{HostManager, HostView};
+use crate::hub::Hub;
 use crate::schema::hosts;
-use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serverware_shared::state::HostStatus;
-use serverware_shared::Role;
 use std::fmt::Write;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -301,10 +299,10 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
     o.text
 }
 
-pub async fn metrics(state: web::Data<Core>, principal: Principal) -> ApiResult<HttpResponse> {
-    principal.require(Role::Viewer)?;
-    let rows: Vec<(i64, String)> = state
-        .db
+/// The site's metrics now: every host by name with its newest samples, and the live hub's
+/// clients.
+pub async fn gather(db: &Db, hosts: &HostManager, hub: &Hub) -> Result<String> {
+    let rows: Vec<(i64, String)> = db
         .run(|c| {
             Ok(hosts::table
                 .order(hosts::name)
@@ -312,7 +310,7 @@ pub async fn metrics(state: web::Data<Core>, principal: Principal) -> ApiResult<
                 .load(c)?)
         })
         .await?;
-    let views = state.hosts.views();
+    let views = hosts.views();
     let hosts: Vec<(i64, String, HostView)> = rows
         .into_iter()
         .map(|(id, name)| {
@@ -320,11 +318,7 @@ pub async fn metrics(state: web::Data<Core>, principal: Principal) -> ApiResult<
             (id, name, v)
         })
         .collect();
-    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(
-        &hosts,
-        state.hub.client_count(),
-        state.hub.dropped_slow(),
-    )))
+    Ok(render(&hosts, hub.client_count(), hub.dropped_slow()))
 }
 
 #[cfg(test)]

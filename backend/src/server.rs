@@ -6,7 +6,7 @@ use crate::auth::{self, LoginLimiter};
 use crate::config::{Config, TlsFiles};
 use crate::core::Core;
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::models::{now, NewUser};
 use crate::schema::users;
 use actix_web::middleware::{self, from_fn};
@@ -129,7 +129,7 @@ pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootst
             )
             .details(serde_json::json!({ "username": "admin", "role": "admin" })),
         )?;
-        Ok::<_, ApiError>(())
+        Ok::<_, Error>(())
     })
     .map_err(|e| anyhow::anyhow!("cannot create the admin user: {e}"))?;
     Ok(Bootstrap {
@@ -214,17 +214,13 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         async move {
             crate::ops::recovery::drive(&st)
                 .await
-                .map_err(|e| e.body().message)
+                .map_err(|e| e.message())
         }
     });
     let st = state.clone();
     sup.spawn("reconcile", crate::vps::RECONCILE_EVERY, move || {
         let st = st.clone();
-        async move {
-            crate::vps::reconcile(&st)
-                .await
-                .map_err(|e| e.body().message)
-        }
+        async move { crate::vps::reconcile(&st).await.map_err(|e| e.message()) }
     });
     let db = state.db.clone();
     sup.spawn("retention", crate::hosts::RETENTION_EVERY, move || {
@@ -232,10 +228,10 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         async move {
             let rollups = crate::hosts::prune_rollups(&db)
                 .await
-                .map_err(|e| e.body().message)?;
+                .map_err(|e| e.message())?;
             let history = crate::tasks::prune_history(&db)
                 .await
-                .map_err(|e| e.body().message)?;
+                .map_err(|e| e.message())?;
             if rollups + history > 0 {
                 tracing::info!(rollups, history, "deleted rows past retention");
             }
@@ -384,19 +380,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .service(
                 web::resource("/api/v1/events")
                     .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
-                    .wrap(from_fn(auth::require_auth))
+                    .wrap(from_fn(api::guard::require_auth))
                     .route(web::get().to(api::ws::events_socket)),
             )
             // Prometheus scrapes with an API token, like any other client.
             .service(
                 web::resource("/metrics")
-                    .wrap(from_fn(auth::require_auth))
-                    .route(web::get().to(crate::metrics::metrics)),
+                    .wrap(from_fn(api::guard::require_auth))
+                    .route(web::get().to(api::metrics::metrics)),
             )
             .into_utoipa_app()
             .service(
                 utoipa_actix_web::scope("/api/v1")
-                    .wrap(from_fn(auth::require_auth))
+                    .wrap(from_fn(api::guard::require_auth))
                     .configure(api::configure)
                     .default_service(web::to(api::not_found)),
             )
@@ -497,7 +493,7 @@ pub fn reset_password(
             .first(conn)
             .optional()?;
         let Some(id) = id else {
-            return Err(ApiError::NotFound(format!("there is no user '{name}'")));
+            return Err(Error::NotFound(format!("there is no user '{name}'")));
         };
         diesel::update(users::table.find(id))
             .set((
@@ -522,6 +518,6 @@ pub fn reset_password(
         )?;
         Ok(())
     })
-    .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
+    .map_err(|e: Error| anyhow::anyhow!("{e}"))?;
     Ok(password)
 }

@@ -1,7 +1,7 @@
 //! Site-wide settings, stored as key/value rows: read with their defaults, written one key at a
 //! time. The API, the retention loop and the command line share them through here.
 
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::models::now;
 use crate::schema::settings;
 use diesel::prelude::*;
@@ -17,14 +17,14 @@ pub const DUPLO_KEEP_LAST: &str = "duplo_keep_last";
 pub const DUPLO_KEEP_HOURLY_DAYS: &str = "duplo_keep_hourly_days";
 pub const DUPLO_KEEP_DAILY_DAYS: &str = "duplo_keep_daily_days";
 
-fn number(conn: &mut crate::db::DbConn, key: &str, default: u32) -> ApiResult<u32> {
+fn number(conn: &mut crate::db::DbConn, key: &str, default: u32) -> Result<u32> {
     Ok(get(conn, key)?
         .and_then(|v| v.parse().ok())
         .unwrap_or(default))
 }
 
 /// Which restore points netDUPLO keeps.
-pub fn duplo_policy(conn: &mut crate::db::DbConn) -> ApiResult<crate::duplo::prune::Policy> {
+pub fn duplo_policy(conn: &mut crate::db::DbConn) -> Result<crate::duplo::prune::Policy> {
     let d = crate::duplo::prune::DEFAULT_POLICY;
     Ok(crate::duplo::prune::Policy {
         keep_last: number(conn, DUPLO_KEEP_LAST, d.keep_last)?,
@@ -33,7 +33,7 @@ pub fn duplo_policy(conn: &mut crate::db::DbConn) -> ApiResult<crate::duplo::pru
     })
 }
 
-fn get(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
+fn get(conn: &mut crate::db::DbConn, key: &str) -> Result<Option<String>> {
     Ok(settings::table
         .find(key)
         .select(settings::value)
@@ -41,7 +41,7 @@ fn get(conn: &mut crate::db::DbConn, key: &str) -> ApiResult<Option<String>> {
         .optional()?)
 }
 
-pub fn put(conn: &mut crate::db::DbConn, key: &str, value: &str) -> ApiResult<()> {
+pub fn put(conn: &mut crate::db::DbConn, key: &str, value: &str) -> Result<()> {
     let t = now();
     let exists: i64 = settings::table.find(key).count().get_result(conn)?;
     if exists > 0 {
@@ -60,7 +60,7 @@ pub fn put(conn: &mut crate::db::DbConn, key: &str, value: &str) -> ApiResult<()
     Ok(())
 }
 
-pub fn read(conn: &mut crate::db::DbConn) -> ApiResult<SettingsResponse> {
+pub fn read(conn: &mut crate::db::DbConn) -> Result<SettingsResponse> {
     let policy = duplo_policy(conn)?;
     Ok(SettingsResponse {
         site_name: get(conn, SITE_NAME)?.unwrap_or_else(|| DEFAULT_SITE_NAME.to_string()),

@@ -6,7 +6,7 @@
 //! moment its cause does.
 
 use crate::core::Core;
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::schema::{duplo_points, events, hosts, vpses};
 use diesel::prelude::*;
 use serverware_shared::api::{
@@ -29,7 +29,7 @@ struct Host {
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn health(core: &Arc<Core>) -> ApiResult<SiteHealth> {
+pub async fn health(core: &Arc<Core>) -> Result<SiteHealth> {
     let vpses = crate::vps::list(core).await?;
     let since = (chrono::Utc::now() - chrono::TimeDelta::hours(24)).naive_utc();
     let (rows, newest, duplicated, failovers_24h) = core

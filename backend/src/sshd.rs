@@ -2,9 +2,9 @@
 //!
 //! A russh server with its own host key (`ssh_host_ed25519_key` in the data directory, made on
 //! first start, the same across restarts). A login by password goes through the dashboard's own
-//! login ([`crate::api::auth::password_login`]: the same back-off, the same audit event, marked
+//! login ([`crate::auth::password_login`]: the same back-off, the same audit event, marked
 //! `via: ssh`) and makes a session like a browser's; a login by a public key registered in the
-//! user's account (Settings, `POST /ssh-keys`) makes one too ([`crate::api::auth::key_login`]). Every command is `sw`'s
+//! user's account (Settings, `POST /ssh-keys`) makes one too ([`crate::auth::key_login`]). Every command is `sw`'s
 //! ([`serverware_cli`]): parsed by the same command tree, carried out by the same code, over the
 //! controller's own REST API with that session. Nothing here implements an operation or checks
 //! a field, and roles hold exactly as in the API. The session ends with the connection.
@@ -271,8 +271,8 @@ impl Conn {
 
     /// A client locked out by the login back-off is told so, and why it must wait, instead of
     /// a bare "Permission denied": the connection ends with that message.
-    async fn refused(&self, e: &crate::error::ApiError) {
-        if let crate::error::ApiError::TooManyRequests { retry_after_secs } = e {
+    async fn refused(&self, e: &crate::error::Error) {
+        if let crate::error::Error::LockedOut { retry_after_secs } = e {
             if let Some(h) = self.handle.get().cloned() {
                 let text = format!(
                     "too many failed logins for this user or from this address: try again in {retry_after_secs} s"
@@ -578,8 +578,9 @@ impl russh::server::Handler for Conn {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        match crate::api::auth::password_login(
-            &self.core,
+        match crate::auth::password_login(
+            &self.core.db,
+            &self.core.login_limiter,
             user,
             password.to_string(),
             Some(self.peer.ip()),
@@ -593,7 +594,7 @@ impl russh::server::Handler for Conn {
                 Ok(Auth::Accept)
             }
             Err(e) => {
-                tracing::info!(peer = %self.peer, "SSH login refused: {}", e.body().message);
+                tracing::info!(peer = %self.peer, "SSH login refused: {}", e.message());
                 self.refused(&e).await;
                 Ok(again())
             }
@@ -618,7 +619,15 @@ impl russh::server::Handler for Conn {
             .public_key
             .fingerprint(russh::keys::HashAlg::Sha256)
             .to_string();
-        match crate::api::auth::key_login(&self.core, user, fp, Some(self.peer.ip())).await {
+        match crate::auth::key_login(
+            &self.core.db,
+            &self.core.login_limiter,
+            user,
+            fp,
+            Some(self.peer.ip()),
+        )
+        .await
+        {
             Ok((u, secret)) => {
                 self.logged_in(u.username, secret);
                 Ok(Auth::Accept)

@@ -3,7 +3,7 @@
 
 use crate::audit::{self, Actor, Change};
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::models::now;
 use crate::schema::{task_logs, tasks};
@@ -72,7 +72,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Stamps the task as starting now, inside the caller's transaction: called once its claims
 /// are taken, which is after the operation that held them before stamped its end.
-pub fn started_now(c: &mut crate::db::DbConn, row: &mut TaskRow) -> ApiResult<()> {
+pub fn started_now(c: &mut crate::db::DbConn, row: &mut TaskRow) -> Result<()> {
     let t = now();
     diesel::update(tasks::table.find(row.id))
         .set(tasks::started_at.eq(t))
@@ -88,7 +88,7 @@ pub fn insert(
     target_type: &str,
     target_id: &str,
     actor: &Actor,
-) -> ApiResult<TaskRow> {
+) -> Result<TaskRow> {
     let t = now();
     diesel::insert_into(tasks::table)
         .values((
@@ -193,13 +193,13 @@ impl Task {
     }
 
     /// Ends the task and records an event of its outcome.
-    pub async fn finish(&self, result: &Result<String, ApiError>) {
+    pub async fn finish(&self, result: &Result<String, Error>) {
         self.finish_ended(result, Utc::now()).await
     }
 
     /// Ends the task whose work ended at `ended`: an operation stamps the moment before it
     /// frees its VPSes, so that the next operation on them never seems to overlap it.
-    pub async fn finish_ended(&self, result: &Result<String, ApiError>, ended: DateTime<Utc>) {
+    pub async fn finish_ended(&self, result: &Result<String, Error>, ended: DateTime<Utc>) {
         {
             let mut s = lock(&self.state);
             s.finished_at = Some(ended);
@@ -210,13 +210,13 @@ impl Task {
                 }
                 Err(e) => {
                     s.status = TaskStatus::Failed.as_str().into();
-                    s.error = Some(e.body().message);
+                    s.error = Some(e.message());
                 }
             }
         }
         let line = match result {
             Ok(m) => format!("done: {m}"),
-            Err(e) => format!("failed: {}", e.body().message),
+            Err(e) => format!("failed: {}", e.message()),
         };
         self.log(line).await;
         self.store().await;
@@ -263,7 +263,7 @@ impl Task {
 
 /// Deletes events, and finished tasks with their logs, older than the history retention.
 /// Running tasks and the operations they drive are never touched.
-pub async fn prune_history(db: &Db) -> ApiResult<usize> {
+pub async fn prune_history(db: &Db) -> Result<usize> {
     db.run(|c| {
         let days = crate::settings::read(c)?.history_retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
@@ -287,16 +287,16 @@ pub async fn prune_history(db: &Db) -> ApiResult<usize> {
     .await
 }
 
-pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<TaskRow> {
+pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<TaskRow> {
     tasks::table
         .find(id)
         .select(TaskRow::as_select())
         .first(c)
         .optional()?
-        .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))
+        .ok_or_else(|| Error::NotFound(format!("no task with id {id}")))
 }
 
-pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> ApiResult<Vec<TaskLogLine>> {
+pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> Result<Vec<TaskLogLine>> {
     let rows: Vec<(NaiveDateTime, String)> = task_logs::table
         .filter(task_logs::task_id.eq(id))
         .order(task_logs::id)

@@ -4,7 +4,7 @@
 //! upload their own archive.
 
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::now;
 use crate::schema::templates;
 use anyhow::{bail, Context};
@@ -223,7 +223,7 @@ pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
 
 /// Checks an archive is a root filesystem (it has an init) and stores it gzip-compressed at `out`.
 /// Nothing is left behind when it is refused.
-pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, ApiError> {
+pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, Error> {
     let gz = upload.with_extension("gz");
     let r = check_and_store(upload, &gz, out);
     if r.is_err() && gz != upload {
@@ -232,11 +232,11 @@ pub fn accept_archive(upload: &Path, out: &Path) -> Result<u64, ApiError> {
     r
 }
 
-fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, ApiError> {
+fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, Error> {
     let mut magic = [0u8; 2];
     {
         use std::io::Read;
-        let mut f = std::fs::File::open(upload).map_err(|e| ApiError::Internal(e.into()))?;
+        let mut f = std::fs::File::open(upload).map_err(|e| Error::Internal(e.into()))?;
         let _ = f.read(&mut magic);
     }
     let gz = if magic == [0x1f, 0x8b] {
@@ -245,12 +245,12 @@ fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, Api
         let gz = gz_path.to_path_buf();
         let status = Command::new("gzip")
             .args(["-c", "-1"])
-            .stdin(std::fs::File::open(upload).map_err(|e| ApiError::Internal(e.into()))?)
-            .stdout(std::fs::File::create(&gz).map_err(|e| ApiError::Internal(e.into()))?)
+            .stdin(std::fs::File::open(upload).map_err(|e| Error::Internal(e.into()))?)
+            .stdout(std::fs::File::create(&gz).map_err(|e| Error::Internal(e.into()))?)
             .status()
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .map_err(|e| Error::Internal(e.into()))?;
         if !status.success() {
-            return Err(ApiError::Internal(anyhow::anyhow!("gzip failed")));
+            return Err(Error::Internal(anyhow::anyhow!("gzip failed")));
         }
         gz
     };
@@ -259,9 +259,9 @@ fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, Api
         .arg(&gz)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| Error::Internal(e.into()))?;
     if !list.status.success() {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "body",
             "not a tar archive (plain or gzip-compressed)",
         ));
@@ -272,25 +272,25 @@ fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, Api
         l == "sbin/init" || l == "usr/sbin/init" || l == "lib/systemd/systemd"
     });
     if !has_init {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "body",
             "not a root filesystem: the archive has no sbin/init",
         ));
     }
     if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| ApiError::Internal(e.into()))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::Internal(e.into()))?;
     }
-    std::fs::rename(&gz, out).map_err(|e| ApiError::Internal(e.into()))?;
+    std::fs::rename(&gz, out).map_err(|e| Error::Internal(e.into()))?;
     Ok(std::fs::metadata(out).map(|m| m.len()).unwrap_or(0))
 }
 
-pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<TemplateRow> {
+pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<TemplateRow> {
     templates::table
         .find(id)
         .select(TemplateRow::as_select())
         .first(c)
         .optional()?
-        .ok_or_else(|| ApiError::NotFound(format!("no template with id {id}")))
+        .ok_or_else(|| Error::NotFound(format!("no template with id {id}")))
 }
 
 #[cfg(test)]

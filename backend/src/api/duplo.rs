@@ -3,7 +3,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::schema::vpses;
 use actix_web::{get, patch, post, web, HttpResponse};
 use diesel::prelude::*;
@@ -21,7 +21,7 @@ pub async fn get_duplo(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<DuploStatus>> {
+) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
         crate::duplo::view::status(&state.into_inner(), id.into_inner()).await?,
@@ -36,7 +36,7 @@ pub async fn update_duplo(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateDuploRequest>,
-) -> ApiResult<web::Json<DuploStatus>> {
+) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
     let state = state.into_inner();
@@ -93,7 +93,7 @@ pub async fn duplicate_now(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     state.accepting()?;
     let id = id.into_inner();
@@ -109,7 +109,7 @@ pub async fn duplicate_now(
         })
         .await?;
     if !enabled {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("enabled"),
             format!("duplication of {} is off; turn it on first", v.name),
         ));
@@ -117,17 +117,12 @@ pub async fn duplicate_now(
     match v.host_id {
         Some(h) if state.hosts.conn(h).is_some() => {}
         Some(_) => {
-            return Err(ApiError::HostUnavailable(format!(
+            return Err(Error::HostUnavailable(format!(
                 "the host of {} is not connected",
                 v.name
             )))
         }
-        None => {
-            return Err(ApiError::conflict(
-                None,
-                format!("{} is on no host", v.name),
-            ))
-        }
+        None => return Err(Error::conflict(None, format!("{} is on no host", v.name))),
     }
     state.duplo.request_now(id);
     Ok(HttpResponse::Accepted().json(crate::duplo::view::status(&state, id).await?))
@@ -147,12 +142,12 @@ pub async fn list_points(
     principal: Principal,
     id: web::Path<i64>,
     q: web::Query<PointsQuery>,
-) -> ApiResult<web::Json<Vec<RestorePoint>>> {
+) -> Result<web::Json<Vec<RestorePoint>>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+        return Err(Error::invalid("limit", "must be between 1 and 1000"));
     }
     // A deleted VPS's points are still listed (they stay until pruned).
     let points = crate::duplo::view::points(&state, id, limit).await?;
@@ -169,7 +164,7 @@ pub async fn list_points(
 pub async fn get_storage(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<StorageReport>> {
+) -> Result<web::Json<StorageReport>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
         crate::duplo::view::storage(&state.into_inner()).await?,
@@ -186,7 +181,7 @@ pub async fn restore_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<RestoreVpsRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
     let clone = match (&r.name, &r.ipv4) {
@@ -196,13 +191,13 @@ pub async fn restore_vps(
             validate::ipv4_address("ipv4", ip)?.to_string(),
         )),
         (Some(_), None) => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "ipv4",
                 "a VPS made from a restore point needs its own address",
             ))
         }
         (None, Some(_)) => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "name",
                 "a VPS made from a restore point needs its own name",
             ))

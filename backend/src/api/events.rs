@@ -1,7 +1,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::Event;
 use crate::schema::events;
 use crate::settings;
@@ -23,15 +23,12 @@ pub async fn list_events(
     state: web::Data<Core>,
     principal: Principal,
     query: web::Query<EventQuery>,
-) -> ApiResult<web::Json<EventListResponse>> {
+) -> Result<web::Json<EventListResponse>> {
     principal.require(Role::Viewer)?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 500",
-        ));
+        return Err(Error::invalid("limit", "limit must be between 1 and 500"));
     }
     let rows: Vec<Event> = state
         .db
@@ -99,7 +96,7 @@ pub async fn list_events(
 pub async fn get_settings(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<SettingsResponse>> {
+) -> Result<web::Json<SettingsResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(state.db.run(settings::read).await?))
 }
@@ -112,7 +109,7 @@ pub async fn update_settings(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<UpdateSettingsRequest>,
-) -> ApiResult<web::Json<SettingsResponse>> {
+) -> Result<web::Json<SettingsResponse>> {
     principal.require(Role::Admin)?;
     let req = body.into_inner();
     let site_name = req

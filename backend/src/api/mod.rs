@@ -3,8 +3,11 @@
 
 pub(crate) mod auth;
 mod duplo;
+pub mod error;
 pub(crate) mod events;
+pub mod guard;
 mod hosts;
+pub mod metrics;
 pub(crate) mod ssh_keys;
 mod system;
 mod tasks;
@@ -15,7 +18,7 @@ mod vpses;
 pub mod ws;
 
 use crate::core::Core;
-use crate::error::{self, ApiError, ApiResult};
+use crate::error::{Error, Result};
 use actix_web::{get, web, HttpResponse};
 use serverware_shared::api::HealthResponse;
 use serverware_shared::ErrorBody;
@@ -122,13 +125,13 @@ pub struct OpenApiDoc(pub String);
 /// Is the controller up? The only route besides login that needs no authentication.
 #[utoipa::path(tag = "system", responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)), security(()))]
 #[get("/health")]
-async fn health(state: web::Data<Core>) -> ApiResult<web::Json<HealthResponse>> {
+async fn health(state: web::Data<Core>) -> Result<web::Json<HealthResponse>> {
     state
         .db
         .run(|conn| {
             use diesel::connection::SimpleConnection;
             conn.batch_execute("SELECT 1")
-                .map_err(|e| ApiError::Unavailable(e.to_string()))
+                .map_err(|e| Error::DatabaseUnavailable(e.to_string()))
         })
         .await?;
     Ok(web::Json(HealthResponse {
@@ -149,15 +152,15 @@ async fn openapi_json(doc: web::Data<OpenApiDoc>) -> HttpResponse {
 
 /// JSON answers for routes that do not exist.
 pub async fn not_found() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::NotFound("no such route".into()))
+    actix_web::ResponseError::error_response(&Error::NotFound("no such route".into()))
 }
 
 pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(1 << 20)
-            .error_handler(|e, _| error::json_error(e).into()),
+            .error_handler(|e, _| self::error::json_error(e).into()),
     )
-    .app_data(web::QueryConfig::default().error_handler(|e, _| error::query_error(e).into()))
-    .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e).into()));
+    .app_data(web::QueryConfig::default().error_handler(|e, _| self::error::query_error(e).into()))
+    .app_data(web::PathConfig::default().error_handler(|e, _| self::error::path_error(e).into()));
 }

@@ -4,7 +4,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::now;
 use crate::schema::user_ssh_keys;
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -55,7 +55,7 @@ pub fn fingerprint(line: &str) -> Option<String> {
 pub async fn list_ssh_keys(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<Vec<SshKeyResponse>>> {
+) -> Result<web::Json<Vec<SshKeyResponse>>> {
     let uid = principal.user_id;
     let rows: Vec<SshKey> = state
         .db
@@ -79,12 +79,12 @@ pub async fn add_ssh_key(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<AddSshKeyRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     let req = body.into_inner();
     let name = validate::label("name", &req.name)?;
     let line = validate::ssh_public_key("public_key", &req.public_key)?;
     let fp = fingerprint(&line).ok_or_else(|| {
-        ApiError::invalid(
+        Error::invalid(
             "public_key",
             "the key's data is not a key of its type (was it copied whole?)",
         )
@@ -100,7 +100,7 @@ pub async fn add_ssh_key(
                     .count()
                     .get_result(c)?;
                 if taken > 0 {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         Some("public_key"),
                         format!("the key {fp} is registered already (a key logs in as one user)"),
                     ));
@@ -143,7 +143,7 @@ pub async fn delete_ssh_key(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     let id = id.into_inner();
     let actor = Actor::from(&principal);
     let is_admin = principal.role.allows(Role::Admin);
@@ -158,7 +158,7 @@ pub async fn delete_ssh_key(
                     .first(c)
                     .optional()?
                     .filter(|k| is_admin || k.user_id == uid)
-                    .ok_or_else(|| ApiError::NotFound(format!("no SSH key with id {id}")))?;
+                    .ok_or_else(|| Error::NotFound(format!("no SSH key with id {id}")))?;
                 diesel::delete(user_ssh_keys::table.find(id)).execute(c)?;
                 audit::record(
                     c,

@@ -2,7 +2,7 @@
 
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::ApiResult;
+use crate::error::Result;
 use actix_web::{get, web};
 use serverware_shared::api::LoopStatus;
 use serverware_shared::{ErrorBody, Role};
@@ -13,7 +13,7 @@ use serverware_shared::{ErrorBody, Role};
 pub async fn list_loops(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<Vec<LoopStatus>>> {
+) -> Result<web::Json<Vec<LoopStatus>>> {
     principal.require(Role::Admin)?;
     let mut loops = state.supervisor.status();
     let views = state.hosts.views();
@@ -40,7 +40,7 @@ pub async fn list_loops(
 pub async fn site_health(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<serverware_shared::api::SiteHealth>> {
+) -> Result<web::Json<serverware_shared::api::SiteHealth>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(crate::site::health(&state.into_inner()).await?))
 }

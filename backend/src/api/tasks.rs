@@ -2,7 +2,7 @@
 
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::schema::tasks;
 use crate::tasks::TaskRow;
 use actix_web::{get, web};
@@ -16,17 +16,17 @@ pub async fn list_tasks(
     state: web::Data<Core>,
     principal: Principal,
     query: web::Query<TaskQuery>,
-) -> ApiResult<web::Json<Vec<TaskResponse>>> {
+) -> Result<web::Json<Vec<TaskResponse>>> {
     principal.require(Role::Viewer)?;
     let q = query.into_inner();
     if let Some(s) = &q.status {
         if serverware_shared::state::TaskStatus::parse(s).is_none() {
-            return Err(ApiError::invalid("status", "running, succeeded or failed"));
+            return Err(Error::invalid("status", "running, succeeded or failed"));
         }
     }
     let limit = i64::from(q.limit.unwrap_or(100));
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
+        return Err(Error::invalid("limit", "must be between 1 and 500"));
     }
     let rows: Vec<TaskRow> = state
         .db
@@ -57,7 +57,7 @@ pub async fn get_task(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<TaskResponse>> {
+) -> Result<web::Json<TaskResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let t = state
@@ -68,7 +68,7 @@ pub async fn get_task(
                 .select(TaskRow::as_select())
                 .first(c)
                 .optional()?
-                .ok_or_else(|| ApiError::NotFound(format!("no task with id {id}")))?;
+                .ok_or_else(|| Error::NotFound(format!("no task with id {id}")))?;
             let mut t = row.to_response();
             t.log = Some(crate::tasks::load_log(c, id)?);
             Ok(t)

@@ -3,7 +3,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::now;
 use crate::schema::{templates, vpses};
 use crate::tasks::Task;
@@ -25,7 +25,7 @@ const MAX_UPLOAD: u64 = 16 << 30;
 pub async fn list_templates(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<Vec<TemplateResponse>>> {
+) -> Result<web::Json<Vec<TemplateResponse>>> {
     principal.require(Role::Viewer)?;
     let rows: Vec<TemplateRow> = state
         .db
@@ -41,13 +41,13 @@ pub async fn list_templates(
     ))
 }
 
-fn taken(c: &mut crate::db::DbConn, name: &str) -> ApiResult<()> {
+fn taken(c: &mut crate::db::DbConn, name: &str) -> Result<()> {
     let n: i64 = templates::table
         .filter(templates::name.eq(name))
         .count()
         .get_result(c)?;
     if n > 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("name"),
             format!("a template named '{name}' exists"),
         ));
@@ -64,7 +64,7 @@ pub async fn upload_template(
     principal: Principal,
     query: web::Query<UploadTemplateQuery>,
     mut body: web::Payload,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let q = query.into_inner();
     let name = validate::resource_name("name", &q.name)?;
@@ -75,36 +75,34 @@ pub async fn upload_template(
     let dir = tpl::dir(&state.config.data_dir);
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let upload = tempfile::NamedTempFile::new_in(&dir).map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| Error::Internal(e.into()))?;
+    let upload = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::Internal(e.into()))?;
     // Written on tokio's blocking pool, a chunk at a time: the server's threads never wait on
     // the disk, and a slow upload holds nothing but its own file.
     let mut file = tokio::fs::File::from_std(
         upload
             .as_file()
             .try_clone()
-            .map_err(|e| ApiError::Internal(e.into()))?,
+            .map_err(|e| Error::Internal(e.into()))?,
     );
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
+        let chunk = chunk.map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > MAX_UPLOAD {
-            return Err(ApiError::PayloadTooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "a template archive is at most {} GiB",
                 MAX_UPLOAD >> 30
             )));
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .map_err(|e| Error::Internal(e.into()))?;
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    file.flush().await.map_err(|e| Error::Internal(e.into()))?;
     drop(file);
     if size == 0 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "body",
             "send the archive as the request body",
         ));
@@ -118,7 +116,7 @@ pub async fn upload_template(
         r
     })
     .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))??;
+    .map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))??;
     let actor = Actor::from(&principal);
     let row = state
         .db
@@ -165,14 +163,14 @@ pub async fn build_debian(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<BuildDebianTemplateRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
     let name = validate::resource_name("name", &r.name)?;
     let description = validate::description("description", &r.description)?;
     let suite = r.suite.unwrap_or_else(|| "bookworm".into());
     if !suite.chars().all(|c| c.is_ascii_lowercase()) || suite.is_empty() || suite.len() > 20 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "suite",
             "a Debian suite name such as bookworm",
         ));
@@ -183,10 +181,7 @@ pub async fn build_debian(
     if !(mirror.starts_with("http://") || mirror.starts_with("https://"))
         || mirror.chars().any(|c| c.is_whitespace())
     {
-        return Err(ApiError::invalid(
-            "mirror",
-            "an http:// or https:// address",
-        ));
+        return Err(Error::invalid("mirror", "an http:// or https:// address"));
     }
     let actor = Actor::from(&principal);
     let rel = format!("templates/{name}.tar.gz");
@@ -266,7 +261,7 @@ pub async fn build_debian(
         })
         .await;
         let id = tpl_row.id;
-        let r: Result<String, ApiError> = match built {
+        let r: Result<String, Error> = match built {
             Ok(Ok(size)) => {
                 let res = state
                     .db
@@ -282,8 +277,8 @@ pub async fn build_debian(
                     .await;
                 res.map(|_| format!("template {} ready ({size} bytes)", tpl_row.name))
             }
-            Ok(Err(e)) => Err(ApiError::HostUnavailable(format!("{e:#}"))),
-            Err(e) => Err(ApiError::Internal(e.into())),
+            Ok(Err(e)) => Err(Error::HostUnavailable(format!("{e:#}"))),
+            Err(e) => Err(Error::Internal(e.into())),
         };
         if r.is_err() {
             let _ = state
@@ -307,7 +302,7 @@ pub async fn delete_template(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
     let actor = Actor::from(&principal);
@@ -317,13 +312,13 @@ pub async fn delete_template(
             c.transaction(|c| {
                 let row = tpl::load(c, id)?;
                 if row.name == tpl::MINIMAL {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         None,
                         "the built-in template cannot be deleted",
                     ));
                 }
                 if row.status == "building" {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         None,
                         format!("template {} is still being built", row.name),
                     ));
@@ -334,7 +329,7 @@ pub async fn delete_template(
                     .count()
                     .get_result(c)?;
                 if creating > 0 {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         None,
                         format!("template {} is in use by a VPS being created", row.name),
                     ));

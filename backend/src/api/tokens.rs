@@ -1,7 +1,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self as authn, Principal};
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::{now, ApiToken, NewApiToken, User};
 use crate::schema::{api_tokens, users};
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -24,7 +24,7 @@ pub async fn list_tokens(
     state: web::Data<Core>,
     principal: Principal,
     query: web::Query<TokenListQuery>,
-) -> ApiResult<web::Json<Vec<TokenResponse>>> {
+) -> Result<web::Json<Vec<TokenResponse>>> {
     let q = query.into_inner();
     let scope = match q.user.as_deref() {
         None => Scope::User(principal.user_id),
@@ -36,7 +36,7 @@ pub async fn list_tokens(
                 Scope::User(
                     other
                         .parse()
-                        .map_err(|_| ApiError::invalid("user", "user is 'all' or a user id"))?,
+                        .map_err(|_| Error::invalid("user", "user is 'all' or a user id"))?,
                 )
             }
         }
@@ -77,12 +77,12 @@ pub async fn create_token(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateTokenRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     let req = body.into_inner();
     let name = validate::label("name", &req.name)?;
     let role = req.role.unwrap_or(principal.role);
     if role > principal.role {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "role",
             format!(
                 "a token cannot carry a role above your own ({})",
@@ -129,7 +129,7 @@ pub async fn create_token(
                     .count()
                     .get_result(conn)?;
                 if dup > 0 {
-                    return Err(ApiError::conflict(Some("name"), format!("you already have a token named '{name}'")));
+                    return Err(Error::conflict(Some("name"), format!("you already have a token named '{name}'")));
                 }
                 diesel::insert_into(api_tokens::table)
                     .values(NewApiToken {
@@ -172,7 +172,7 @@ pub async fn revoke_token(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     let id = id.into_inner();
     let actor = Actor::from(&principal);
     let is_admin = principal.role.allows(Role::Admin);
@@ -190,9 +190,9 @@ pub async fn revoke_token(
                 // Others' tokens are invisible to non-admins: 404, not 403.
                 let (token, owner) = found
                     .filter(|(t, _)| is_admin || t.user_id == uid)
-                    .ok_or_else(|| ApiError::NotFound(format!("no token with id {id}")))?;
+                    .ok_or_else(|| Error::NotFound(format!("no token with id {id}")))?;
                 if token.revoked_at.is_some() {
-                    return Err(ApiError::conflict(None, "the token is already revoked"));
+                    return Err(Error::conflict(None, "the token is already revoked"));
                 }
                 // The token and every token made with it, and with those, and so on.
                 let t = now();

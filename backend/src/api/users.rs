@@ -1,7 +1,7 @@
 use crate::audit::{self, Actor, Change};
 use crate::auth::{self as authn, Principal};
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::{now, NewUser, User};
 use crate::schema::{sessions, users};
 use actix_web::{delete, get, patch, post, web, HttpResponse};
@@ -15,7 +15,7 @@ use serverware_shared::{validate, ErrorBody, Role};
 pub async fn list_users(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<Vec<UserResponse>>> {
+) -> Result<web::Json<Vec<UserResponse>>> {
     principal.require(Role::Viewer)?;
     let list: Vec<User> = state
         .db
@@ -36,24 +36,24 @@ pub async fn get_user(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<UserResponse>> {
+) -> Result<web::Json<UserResponse>> {
     principal.require(Role::Viewer)?;
     let id = id.into_inner();
     let user = state.db.run(move |conn| find(conn, id)).await?;
     Ok(web::Json(user.to_response()))
 }
 
-fn find(conn: &mut crate::db::DbConn, id: i64) -> ApiResult<User> {
+fn find(conn: &mut crate::db::DbConn, id: i64) -> Result<User> {
     users::table
         .find(id)
         .select(User::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))
+        .ok_or_else(|| Error::NotFound(format!("no user with id {id}")))
 }
 
 /// Admins still able to log in, other than `except`.
-fn other_active_admins(conn: &mut crate::db::DbConn, except: i64) -> ApiResult<i64> {
+fn other_active_admins(conn: &mut crate::db::DbConn, except: i64) -> Result<i64> {
     Ok(users::table
         .filter(users::role.eq(Role::Admin.as_str()))
         .filter(users::disabled.eq(false))
@@ -70,7 +70,7 @@ pub async fn create_user(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateUserRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Admin)?;
     let req = body.into_inner();
     let username = validate::username("username", &req.username)?;
@@ -86,7 +86,7 @@ pub async fn create_user(
                     .count()
                     .get_result(conn)?;
                 if taken > 0 {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         Some("username"),
                         format!("the user name '{username}' is taken"),
                     ));
@@ -102,8 +102,8 @@ pub async fn create_user(
                         updated_at: t,
                     })
                     .execute(conn)
-                    .map_err(|e| match ApiError::from(e) {
-                        ApiError::Conflict { .. } => ApiError::conflict(
+                    .map_err(|e| match Error::from(e) {
+                        Error::Conflict { .. } => Error::conflict(
                             Some("username"),
                             format!("the user name '{username}' is taken"),
                         ),
@@ -141,7 +141,7 @@ pub async fn update_user(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateUserRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+) -> Result<web::Json<UserResponse>> {
     principal.require(Role::Admin)?;
     let id = id.into_inner();
     let req = body.into_inner();
@@ -162,7 +162,7 @@ pub async fn update_user(
                     && !user.disabled
                     && (req.role.is_some_and(|r| r != Role::Admin) || req.disabled == Some(true));
                 if loses_admin && other_active_admins(conn, id)? == 0 {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         Some(if req.disabled == Some(true) {
                             "disabled"
                         } else {
@@ -230,14 +230,11 @@ pub async fn delete_user(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Admin)?;
     let id = id.into_inner();
     if id == principal.user_id {
-        return Err(ApiError::conflict(
-            None,
-            "you cannot delete your own account",
-        ));
+        return Err(Error::conflict(None, "you cannot delete your own account"));
     }
     let actor = Actor::from(&principal);
     state
@@ -249,7 +246,7 @@ pub async fn delete_user(
                     && !user.disabled
                     && other_active_admins(conn, id)? == 0
                 {
-                    return Err(ApiError::conflict(None, "this is the last active admin"));
+                    return Err(Error::conflict(None, "this is the last active admin"));
                 }
                 // Foreign keys cascade on both databases; delete explicitly anyway so an SQLite
                 // connection opened without the pragma cannot leave orphans.

@@ -4,7 +4,7 @@
 use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::core::Core;
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::vps;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::api::{
@@ -13,7 +13,7 @@ use serverware_shared::api::{
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
-async fn one(state: &Core, id: i64) -> ApiResult<VpsResponse> {
+async fn one(state: &Core, id: i64) -> Result<VpsResponse> {
     vps::get(state, id).await
 }
 
@@ -23,7 +23,7 @@ async fn one(state: &Core, id: i64) -> ApiResult<VpsResponse> {
 pub async fn list_vpses(
     state: web::Data<Core>,
     principal: Principal,
-) -> ApiResult<web::Json<Vec<VpsResponse>>> {
+) -> Result<web::Json<Vec<VpsResponse>>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(vps::list(&state).await?))
 }
@@ -34,7 +34,7 @@ pub async fn get_vps(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<VpsResponse>> {
+) -> Result<web::Json<VpsResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(one(&state, id.into_inner()).await?))
 }
@@ -51,7 +51,7 @@ pub async fn create_vps(
     state: web::Data<Core>,
     principal: Principal,
     body: web::Json<CreateVpsRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
     let name = validate::resource_name("name", &r.name)?;
@@ -103,7 +103,7 @@ pub async fn update_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateVpsRequest>,
-) -> ApiResult<web::Json<UpdateVpsResponse>> {
+) -> Result<web::Json<UpdateVpsResponse>> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
     let e = vps::EditVps {
@@ -170,14 +170,14 @@ pub async fn start_vps(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     Ok(accepted(
         vps::start(state.into_inner(), Actor::from(&principal), id.into_inner()).await?,
     ))
 }
 
-fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> ApiResult<u32> {
+fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> Result<u32> {
     match body.and_then(|b| b.into_inner().timeout_secs) {
         None => Ok(vps::DEFAULT_STOP_TIMEOUT),
         Some(t) => Ok(validate::stop_timeout_secs("timeout_secs", t)?),
@@ -193,7 +193,7 @@ pub async fn stop_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let t = stop_timeout(body)?;
     Ok(accepted(
@@ -216,7 +216,7 @@ pub async fn restart_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let t = stop_timeout(body)?;
     Ok(accepted(
@@ -239,7 +239,7 @@ pub async fn delete_vps(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     Ok(accepted(
         vps::delete(state.into_inner(), Actor::from(&principal), id.into_inner()).await?,
@@ -255,7 +255,7 @@ pub async fn copy_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<CopyVpsRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
     let name = validate::resource_name("name", &r.name)?;
@@ -283,7 +283,7 @@ pub async fn move_vps(
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<MoveVpsRequest>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     Ok(accepted(
         vps::move_to(
@@ -305,7 +305,7 @@ pub async fn fail_over_vps(
     state: web::Data<Core>,
     principal: Principal,
     id: web::Path<i64>,
-) -> ApiResult<HttpResponse> {
+) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
     let state = state.into_inner();
@@ -315,7 +315,7 @@ pub async fn fail_over_vps(
     let vpses = crate::netmon::request(&state, vec![id], &actor).await?;
     crate::netmon::record_request(&state, &actor, &vpses).await;
     if vpses.is_empty() {
-        return Err(crate::error::ApiError::conflict(
+        return Err(crate::error::Error::conflict(
             None,
             format!(
                 "VPS {} is not failed over: it is not HA, should not run, or is being failed over already",

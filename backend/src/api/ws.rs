@@ -87,7 +87,7 @@ pub async fn events_socket(
                 },
                 _ = ping.tick() => {
                     // A socket outlives neither its session nor its token.
-                    if !crate::auth::still_valid(&state, &principal).await {
+                    if !crate::auth::still_valid(&state.db, state.config.session_idle_minutes, &principal).await {
                         break Some(CloseReason { code: CloseCode::Policy, description: Some("signed out".into()) });
                     }
                     if last_heard.elapsed() > PING_EVERY * 3 {

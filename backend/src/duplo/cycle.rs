@@ -63,13 +63,13 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         .db
         .run(move |c| crate::vps::load(c, vps_id))
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let host_id = v.host_id.ok_or("the VPS is on no host")?;
     let host = core
         .db
         .run(move |c| crate::vps::load_host(c, host_id))
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let conn = core
         .hosts
         .conn(host_id)
@@ -338,7 +338,7 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
             vps_id,
             cycle = r.cycle,
             "cannot record a restore point: {}",
-            e.body().message
+            e.message()
         );
     }
 }

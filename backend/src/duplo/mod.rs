@@ -260,7 +260,7 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
                 .load(c)?)
         })
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let busy: std::collections::HashSet<i64> = core
         .db
         .run(|c| {
@@ -269,7 +269,7 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
                 .load::<i64>(c)?)
         })
         .await
-        .map_err(|e| e.body().message)?
+        .map_err(|e| e.message())?
         .into_iter()
         .collect();
     let now = Instant::now();

@@ -191,7 +191,7 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
         .db
         .run(crate::settings::duplo_policy)
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let duplo = core.duplo.clone();
     let now = super::now_ms();
     let dropped = tokio::task::spawn_blocking(move || drop_points(&duplo, policy, now))

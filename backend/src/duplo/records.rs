@@ -35,7 +35,7 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
                 .load::<(i64, i64)>(c)?)
         })
         .await
-        .map_err(|e| e.body().message)?
+        .map_err(|e| e.message())?
         .into_iter()
         .collect();
     let gone: Vec<(i64, i64)> = rows
@@ -57,7 +57,7 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
                 Ok(())
             })
             .await
-            .map_err(|e| e.body().message)?;
+            .map_err(|e| e.message())?;
     }
     // Points without a row: a cycle whose row was never written. Described from the manifest.
     // A cycle landing right now is left to write its own.

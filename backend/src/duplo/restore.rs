@@ -3,7 +3,7 @@
 //! from storage and checked against its name on the way. The VPS operations (in place, as a
 //! new VPS, and netMON's restarts elsewhere) call [`send`].
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::hosts::Conn;
 use crate::storage::chunks;
 use crate::tasks::Task;
@@ -23,13 +23,13 @@ impl Frames {
     }
 
     /// The next whole frame, if it has arrived.
-    fn next(&mut self) -> ApiResult<Option<Frame>> {
+    fn next(&mut self) -> Result<Option<Frame>> {
         if self.buf.len() < 5 {
             return Ok(None);
         }
         let len = u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if len > stream::MAX_FRAME {
-            return Err(ApiError::HostUnavailable(format!(
+            return Err(Error::HostUnavailable(format!(
                 "the host sent a frame of {len} bytes"
             )));
         }
@@ -38,14 +38,14 @@ impl Frames {
         }
         let mut r = &self.buf[..5 + len];
         let f = stream::read(&mut r)
-            .map_err(|e| ApiError::HostUnavailable(format!("the host's answer: {e}")))?;
+            .map_err(|e| Error::HostUnavailable(format!("the host's answer: {e}")))?;
         self.buf.drain(..5 + len);
         Ok(Some(f))
     }
 }
 
-fn host_err(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::HostUnavailable(format!("{what}: {e}"))
+fn host_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::HostUnavailable(format!("{what}: {e}"))
 }
 
 /// Restores `point` onto VPS `name` on the host behind `conn` (its files owned from `ids`, 0
@@ -61,7 +61,7 @@ pub async fn send(
     seed: Option<i64>,
     point: Arc<Manifest>,
     pct: (i32, i32),
-) -> ApiResult<RestoreSummary> {
+) -> Result<RestoreSummary> {
     let ids_s = ids.to_string();
     let seed_s = seed.map(|s| s.to_string());
     let mut args = vec!["rootfs-restore", name, "--ids", &ids_s];
@@ -79,7 +79,7 @@ pub async fn send_standby(
     ids: u32,
     cycle: u64,
     point: Arc<Manifest>,
-) -> ApiResult<RestoreSummary> {
+) -> Result<RestoreSummary> {
     let (id_s, ids_s, cycle_s) = (vps_id.to_string(), ids.to_string(), cycle.to_string());
     let args = [
         "rootfs-standby",
@@ -101,14 +101,14 @@ async fn stream_point(
     args: &[&str],
     point: Arc<Manifest>,
     pct: (i32, i32),
-) -> ApiResult<RestoreSummary> {
+) -> Result<RestoreSummary> {
     let mut ch = conn
         .session
         .exec_channel(crate::hosts::AGENT_PATH, args)
         .await
         .map_err(|e| host_err("cannot start the restore", e))?;
     let mut head = Vec::new();
-    stream::write_entries(&mut head, &point.entries).map_err(|e| ApiError::Internal(e.into()))?;
+    stream::write_entries(&mut head, &point.entries).map_err(|e| Error::Internal(e.into()))?;
     for piece in head.chunks(256 << 10) {
         ch.data(piece)
             .await
@@ -123,7 +123,7 @@ async fn stream_point(
             match f {
                 Frame::Need(ids) => break ids,
                 other => {
-                    return Err(ApiError::HostUnavailable(format!(
+                    return Err(Error::HostUnavailable(format!(
                         "the host answered a restore with {other:?}"
                     )))
                 }
@@ -137,7 +137,7 @@ async fn stream_point(
             Some(russh::ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
             Some(_) => {}
             None => {
-                return Err(ApiError::HostUnavailable(format!(
+                return Err(Error::HostUnavailable(format!(
                     "the restore stopped on the host ({}): {}",
                     code.map_or("no exit status".into(), |c| format!("exit {c}")),
                     String::from_utf8_lossy(&err).trim()
@@ -158,10 +158,10 @@ async fn stream_point(
         let (s, id2) = (store.clone(), *id);
         let data = tokio::task::spawn_blocking(move || chunks::get(&*s, &id2))
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("storage: {e}")))?;
+            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|e| Error::Internal(anyhow::anyhow!("storage: {e}")))?;
         let mut frame = Vec::with_capacity(data.len() + 40);
-        stream::write_chunk(&mut frame, id, &data).map_err(|e| ApiError::Internal(e.into()))?;
+        stream::write_chunk(&mut frame, id, &data).map_err(|e| Error::Internal(e.into()))?;
         ch.data(&frame[..])
             .await
             .map_err(|e| host_err("sending to the host failed", e))?;
@@ -176,7 +176,7 @@ async fn stream_point(
         }
     }
     let mut end = Vec::new();
-    stream::write_end(&mut end).map_err(|e| ApiError::Internal(e.into()))?;
+    stream::write_end(&mut end).map_err(|e| Error::Internal(e.into()))?;
     ch.data(&end[..])
         .await
         .map_err(|e| host_err("sending to the host failed", e))?;
@@ -203,7 +203,7 @@ async fn stream_point(
     }
     match (code, summary) {
         (Some(0), Some(s)) => Ok(s),
-        _ => Err(ApiError::HostUnavailable(format!(
+        _ => Err(Error::HostUnavailable(format!(
             "the restore failed on the host: {}",
             String::from_utf8_lossy(&err).trim()
         ))),

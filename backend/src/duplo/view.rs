@@ -1,7 +1,7 @@
 //! What the API shows of netDUPLO: a VPS's duplication, its restore points, and storage.
 
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::schema::{duplo_points as p, hosts, vpses};
 use diesel::prelude::*;
 use serverware_shared::api::{DuploStatus, RestorePoint, StorageReport, StorageVps};
@@ -47,7 +47,7 @@ impl PointRow {
 }
 
 /// A VPS's restore points, newest first (at most `limit`).
-pub async fn points(core: &Core, vps_id: i64, limit: i64) -> ApiResult<Vec<RestorePoint>> {
+pub async fn points(core: &Core, vps_id: i64, limit: i64) -> Result<Vec<RestorePoint>> {
     let rows: Vec<PointRow> = core
         .db
         .run(move |c| {
@@ -62,7 +62,7 @@ pub async fn points(core: &Core, vps_id: i64, limit: i64) -> ApiResult<Vec<Resto
     Ok(rows.into_iter().map(PointRow::into_api).collect())
 }
 
-pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
+pub async fn status(core: &Arc<Core>, vps_id: i64) -> Result<DuploStatus> {
     let (enabled, interval): (bool, Option<i32>) = core
         .db
         .run(move |c| {
@@ -72,7 +72,7 @@ pub async fn status(core: &Arc<Core>, vps_id: i64) -> ApiResult<DuploStatus> {
                 .select((vpses::duplo_enabled, hosts::duplo_interval_secs.nullable()))
                 .first(c)
                 .optional()?
-                .ok_or_else(|| ApiError::NotFound(format!("no VPS with id {vps_id}")))
+                .ok_or_else(|| Error::NotFound(format!("no VPS with id {vps_id}")))
         })
         .await?;
     let count: i64 = core
@@ -136,7 +136,7 @@ pub(crate) fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
     Some((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
 }
 
-pub async fn storage(core: &Arc<Core>) -> ApiResult<StorageReport> {
+pub async fn storage(core: &Arc<Core>) -> Result<StorageReport> {
     let policy = core.db.run(crate::settings::duplo_policy).await?;
     type Agg = (i64, i64, Option<i64>);
     let per_vps: Vec<Agg> = core

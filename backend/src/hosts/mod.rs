@@ -17,9 +17,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod admin;
 mod rollups;
+mod view;
+pub use admin::{add, edit, fail_over, probe, remove, ssh_error};
 use rollups::{figures, minute_of, store_bucket};
 pub use rollups::{prune_rollups, Bucket, RollupRow};
+pub use view::{get, history, list, load_with_vpses, response, samples};
 
 /// The key that signs what hosts' guards tell each other (hex): derived from the controller's
 /// own key, so that it stays the same across restarts and never leaves the controller's hosts.
@@ -767,7 +771,7 @@ fn lost_or_back(db: Db, id: i64, lost: bool) {
             tracing::warn!(
                 host = id,
                 "cannot record the host's status event: {}",
-                e.body().message
+                e.message()
             );
         }
     });

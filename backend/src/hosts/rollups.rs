@@ -190,7 +190,7 @@ pub(super) fn store_bucket(
     c: &mut crate::db::DbConn,
     host_id: i64,
     b: &Bucket,
-) -> crate::error::ApiResult<()> {
+) -> crate::error::Result<()> {
     use crate::schema::host_rollups as r;
     c.transaction(|c| {
         let mut b = b.clone();
@@ -214,7 +214,7 @@ pub(super) fn store_bucket(
 }
 
 /// Deletes rollups older than the retention setting; returns how many.
-pub async fn prune_rollups(db: &Db) -> crate::error::ApiResult<usize> {
+pub async fn prune_rollups(db: &Db) -> crate::error::Result<usize> {
     db.run(|c| {
         use crate::schema::host_rollups as r;
         let days = crate::settings::read(c)?.rollup_retention_days;

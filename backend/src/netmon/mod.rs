@@ -204,7 +204,7 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
             Ok((hs, vs, claims))
         })
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let hosts = hs
         .into_iter()
         .map(
@@ -300,7 +300,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
     // Each host's lease carries its HA VPSes and the other hosts' addresses.
     let cands = crate::vps::placement::candidates(core, None)
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let room: HashMap<i64, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
     let wants: Vec<standby::Want> = vpses
         .iter()
@@ -418,7 +418,7 @@ async fn ended(core: &Core, task: i64) -> Result<(), String> {
             .db
             .run(move |c| crate::tasks::load(c, task))
             .await
-            .map_err(|e| e.body().message)?;
+            .map_err(|e| e.message())?;
         match row.status.as_str() {
             "succeeded" => return Ok(()),
             "failed" => return Err(row.error.unwrap_or_else(|| "it failed".into())),
@@ -556,7 +556,7 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
                     // Stopped already (killed): started instead.
                     Err(_) => match crate::vps::start(core.clone(), actor, vps).await {
                         Ok(t) => ended(&core, t.id).await,
-                        Err(e) => Err(e.body().message),
+                        Err(e) => Err(e.message()),
                     },
                 };
                 outcome(
@@ -575,7 +575,7 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
                     .await
                 {
                     Ok(t) => ended(&core, t.id).await,
-                    Err(e) => Err(e.body().message),
+                    Err(e) => Err(e.message()),
                 };
                 // Stopped: one more cycle, so that it comes up elsewhere as it was.
                 if r.is_ok() {
@@ -606,7 +606,7 @@ async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
             tokio::spawn(async move {
                 let r = match crate::vps::fail_over(core.clone(), vps, to).await {
                     Ok(t) => ended(&core, t.id).await,
-                    Err(e) => Err(e.body().message),
+                    Err(e) => Err(e.message()),
                 };
                 // Its checks start over where it runs now.
                 lock(&core.netmon.health).remove(&vps);
@@ -759,10 +759,10 @@ pub async fn request(
     core: &Arc<Core>,
     vpses: Vec<i64>,
     by: &Actor,
-) -> crate::error::ApiResult<Vec<i64>> {
+) -> crate::error::Result<Vec<i64>> {
     let (hosts, ha, _) = read(core)
         .await
-        .map_err(|e| crate::error::ApiError::Internal(anyhow::anyhow!(e)))?;
+        .map_err(|e| crate::error::Error::Internal(anyhow::anyhow!(e)))?;
     let now = core.netmon.ms(Instant::now());
     let mut taken = Vec::new();
     let mut actions = Vec::new();
@@ -851,12 +851,12 @@ pub fn evacuate(core: Arc<Core>, actor: Actor, host: i64) {
                     let others: Vec<_> = cands.into_iter().filter(|c| c.id != host).collect();
                     crate::vps::placement::place(&others, &crate::vps::placement::need(&v))
                 }
-                Err(e) => Err(e.body().message),
+                Err(e) => Err(e.message()),
             };
             let r = match target {
                 Ok(to) => match crate::vps::move_to(core.clone(), actor.clone(), id, to).await {
                     Ok(t) => ended(&core, t.id).await,
-                    Err(e) => Err(e.body().message),
+                    Err(e) => Err(e.message()),
                 },
                 Err(e) => Err(e),
             };

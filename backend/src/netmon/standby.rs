@@ -299,7 +299,7 @@ async fn refresh(core: &Arc<Core>, vps: i64, host: i64, cycle: u64) -> Result<()
         .db
         .run(move |c| crate::vps::load(c, vps))
         .await
-        .map_err(|e| e.body().message)?;
+        .map_err(|e| e.message())?;
     let _pin = core.duplo.pin(vps, cycle);
     let duplo = core.duplo.clone();
     let point = tokio::task::spawn_blocking(move || {
@@ -318,7 +318,7 @@ async fn refresh(core: &Arc<Core>, vps: i64, host: i64, cycle: u64) -> Result<()
         Arc::new(point),
     )
     .await
-    .map_err(|e| e.body().message)?;
+    .map_err(|e| e.message())?;
     tracing::debug!(
         vps = %v.name,
         host,

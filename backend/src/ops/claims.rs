@@ -1,7 +1,7 @@
 //! One operation per VPS, and capacity held for VPSes bound for a host, as rows.
 
 use crate::db::DbConn;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::now;
 use crate::schema::vpses;
 use crate::schema::{host_reservations, vps_claims};
@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use serverware_shared::state::{Refusal, VpsOperation};
 
 /// The operation holding a VPS, with its task.
-pub fn holder(c: &mut DbConn, vps_id: i64) -> ApiResult<Option<(VpsOperation, i64)>> {
+pub fn holder(c: &mut DbConn, vps_id: i64) -> Result<Option<(VpsOperation, i64)>> {
     let row: Option<(String, i64)> = vps_claims::table
         .find(vps_id)
         .select((vps_claims::operation, vps_claims::task_id))
@@ -19,7 +19,7 @@ pub fn holder(c: &mut DbConn, vps_id: i64) -> ApiResult<Option<(VpsOperation, i6
 }
 
 /// Every claim: VPS id → (operation, task).
-pub fn all(c: &mut DbConn) -> ApiResult<std::collections::HashMap<i64, (VpsOperation, i64)>> {
+pub fn all(c: &mut DbConn) -> Result<std::collections::HashMap<i64, (VpsOperation, i64)>> {
     let rows: Vec<(i64, String, i64)> = vps_claims::table
         .select((
             vps_claims::vps_id,
@@ -42,7 +42,7 @@ pub fn all(c: &mut DbConn) -> ApiResult<std::collections::HashMap<i64, (VpsOpera
 /// transaction that claims or edits a VPS starts here, so on PostgreSQL they queue on the row
 /// in one order instead of taking the claim and the row in opposite orders and deadlocking.
 /// SQLite needs nothing: its writers already take turns ([`crate::db::Db`]).
-pub fn lock(c: &mut DbConn, ids: &[i64]) -> ApiResult<()> {
+pub fn lock(c: &mut DbConn, ids: &[i64]) -> Result<()> {
     if let DbConn::Postgres(pg) = c {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
@@ -61,12 +61,7 @@ pub fn lock(c: &mut DbConn, ids: &[i64]) -> ApiResult<()> {
 
 /// Claims the VPSes (id, name) for a task inside the caller's transaction, or answers 409
 /// naming the operation that holds one. The primary key settles races between controllers.
-pub fn take(
-    c: &mut DbConn,
-    vpses: &[(i64, &str)],
-    task_id: i64,
-    op: VpsOperation,
-) -> ApiResult<()> {
+pub fn take(c: &mut DbConn, vpses: &[(i64, &str)], task_id: i64, op: VpsOperation) -> Result<()> {
     lock(c, &vpses.iter().map(|v| v.0).collect::<Vec<_>>())?;
     for (id, name) in vpses {
         if let Some(h) = holder(c, *id)? {
@@ -86,7 +81,7 @@ pub fn take(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
             )) => {
-                return Err(ApiError::conflict(
+                return Err(Error::conflict(
                     None,
                     format!("VPS {name} is busy with another operation"),
                 ))
@@ -97,8 +92,8 @@ pub fn take(
     Ok(())
 }
 
-pub fn busy(name: &str, op: VpsOperation, holder: (VpsOperation, i64)) -> ApiError {
-    ApiError::conflict(
+pub fn busy(name: &str, op: VpsOperation, holder: (VpsOperation, i64)) -> Error {
+    Error::conflict(
         None,
         Refusal::Busy {
             operation: holder.0,
@@ -109,7 +104,7 @@ pub fn busy(name: &str, op: VpsOperation, holder: (VpsOperation, i64)) -> ApiErr
 }
 
 /// Holds room on `host_id` for `vps_id` until the task ends.
-pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> ApiResult<()> {
+pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> Result<()> {
     diesel::insert_into(host_reservations::table)
         .values((
             host_reservations::task_id.eq(task_id),
@@ -121,7 +116,7 @@ pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> ApiRe
 }
 
 /// Every reservation: (host, VPS).
-pub fn reservations(c: &mut DbConn) -> ApiResult<Vec<(i64, i64)>> {
+pub fn reservations(c: &mut DbConn) -> Result<Vec<(i64, i64)>> {
     Ok(host_reservations::table
         .select((host_reservations::host_id, host_reservations::vps_id))
         .load(c)?)

@@ -11,7 +11,7 @@ pub mod fault;
 pub mod recovery;
 
 use crate::db::{Db, DbConn};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::models::now;
 use crate::schema::{host_reservations, operations, vps_claims};
 use diesel::prelude::*;
@@ -21,15 +21,15 @@ use serde::{de::DeserializeOwned, Serialize};
 pub enum Finish {
     /// It ended (succeeded, failed, or was rolled back): claims, reservations and its record
     /// are released and the task gets this outcome.
-    Done(ApiResult<String>),
+    Done(Result<String>),
     /// It cannot end yet (a host it must reach is offline). The record stays and the recovery
     /// loop tries again; `release_claims` frees the VPS for other operations meanwhile (when
     /// what is left touches nothing the VPS needs, such as removing a stale copy).
     Later { release_claims: bool },
 }
 
-impl From<ApiResult<String>> for Finish {
-    fn from(r: ApiResult<String>) -> Self {
+impl From<Result<String>> for Finish {
+    fn from(r: Result<String>) -> Self {
         Finish::Done(r)
     }
 }
@@ -65,9 +65,9 @@ pub struct OpRow {
 }
 
 impl OpRow {
-    pub fn params<P: DeserializeOwned>(&self) -> ApiResult<P> {
+    pub fn params<P: DeserializeOwned>(&self) -> Result<P> {
         serde_json::from_str(&self.params).map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!(
+            Error::Internal(anyhow::anyhow!(
                 "operation of task {} has unreadable parameters: {e}",
                 self.task_id
             ))
@@ -98,8 +98,8 @@ pub fn record(
     kind: &str,
     vps_id: i64,
     params: &impl Serialize,
-) -> ApiResult<()> {
-    let params = serde_json::to_string(params).map_err(|e| ApiError::Internal(e.into()))?;
+) -> Result<()> {
+    let params = serde_json::to_string(params).map_err(|e| Error::Internal(e.into()))?;
     diesel::insert_into(operations::table)
         .values((
             operations::task_id.eq(task_id),
@@ -116,7 +116,7 @@ pub fn record(
 }
 
 /// Makes this run the owner of an operation it recovers.
-pub async fn adopt(db: &Db, task_id: i64) -> ApiResult<()> {
+pub async fn adopt(db: &Db, task_id: i64) -> Result<()> {
     db.run(move |c| {
         diesel::update(operations::table.find(task_id))
             .set(operations::owner.eq(instance()))
@@ -128,7 +128,7 @@ pub async fn adopt(db: &Db, task_id: i64) -> ApiResult<()> {
 
 /// Writes that an operation completed `step` (durably, before the next begins). Test builds may
 /// kill the controller right after it (see [`fault`]).
-pub async fn step(db: &Db, task_id: i64, kind: &str, step: &'static str) -> ApiResult<()> {
+pub async fn step(db: &Db, task_id: i64, kind: &str, step: &'static str) -> Result<()> {
     db.run(move |c| {
         diesel::update(operations::table.find(task_id))
             .set((operations::step.eq(step), operations::updated_at.eq(now())))
@@ -141,7 +141,7 @@ pub async fn step(db: &Db, task_id: i64, kind: &str, step: &'static str) -> ApiR
 }
 
 /// Writes that an operation now unwinds.
-pub async fn set_phase(db: &Db, task_id: i64, phase: Phase) -> ApiResult<()> {
+pub async fn set_phase(db: &Db, task_id: i64, phase: Phase) -> Result<()> {
     db.run(move |c| {
         diesel::update(operations::table.find(task_id))
             .set((
@@ -155,7 +155,7 @@ pub async fn set_phase(db: &Db, task_id: i64, phase: Phase) -> ApiResult<()> {
 }
 
 /// Ends an operation: its claims, reservations and record go in one transaction.
-pub async fn release(db: &Db, task_id: i64) -> ApiResult<()> {
+pub async fn release(db: &Db, task_id: i64) -> Result<()> {
     db.run(move |c| {
         c.transaction(|c| {
             diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
@@ -169,7 +169,7 @@ pub async fn release(db: &Db, task_id: i64) -> ApiResult<()> {
 }
 
 /// Frees the VPSes an operation holds while its record stays (see [`Finish::Later`]).
-pub async fn release_claims(db: &Db, task_id: i64) -> ApiResult<()> {
+pub async fn release_claims(db: &Db, task_id: i64) -> Result<()> {
     db.run(move |c| {
         c.transaction(|c| {
             diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
@@ -182,7 +182,7 @@ pub async fn release_claims(db: &Db, task_id: i64) -> ApiResult<()> {
 }
 
 /// The recorded operations, oldest first.
-pub async fn unfinished(db: &Db) -> ApiResult<Vec<OpRow>> {
+pub async fn unfinished(db: &Db) -> Result<Vec<OpRow>> {
     db.run(|c| {
         Ok(operations::table
             .order(operations::task_id)

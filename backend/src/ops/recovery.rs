@@ -5,7 +5,7 @@
 use super::{unfinished, OpRow};
 use crate::audit::Actor;
 use crate::core::Core;
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::models::now;
 use crate::schema::{tasks, vps_claims};
 use diesel::prelude::*;
@@ -92,7 +92,7 @@ impl Live {
 /// At start, before anything else runs: tasks left running without a recorded operation
 /// (start, stop, restart, edit, template builds) cannot be resumed step by step. They are
 /// failed and their claims released; the reconciler moves their VPSes to the desired state.
-pub async fn settle_interrupted(state: &Core) -> ApiResult<usize> {
+pub async fn settle_interrupted(state: &Core) -> Result<usize> {
     state
         .db
         .run(|c| {
@@ -123,7 +123,7 @@ pub async fn settle_interrupted(state: &Core) -> ApiResult<usize> {
 }
 
 /// Starts the recovery of every recorded operation that nobody drives and that is due.
-pub async fn drive(state: &Arc<Core>) -> ApiResult<()> {
+pub async fn drive(state: &Arc<Core>) -> Result<()> {
     if state.accepting().is_err() {
         return Ok(());
     }

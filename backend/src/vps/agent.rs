@@ -2,7 +2,7 @@
 
 use super::VpsRow;
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
 use crate::ssh::SshError;
 use serverware_shared::agent::{AgentRequest, AgentResponse, VpsSpec};
@@ -38,24 +38,20 @@ pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
     }
 }
 
-pub(super) fn conn(state: &Core, host_id: i64, name: &str) -> Result<Conn, ApiError> {
+pub(super) fn conn(state: &Core, host_id: i64, name: &str) -> Result<Conn, Error> {
     state
         .hosts
         .conn(host_id)
-        .ok_or_else(|| ApiError::conflict(None, format!("host {name} is offline")))
+        .ok_or_else(|| Error::conflict(None, format!("host {name} is offline")))
 }
 
-pub(super) fn agent_err(e: SshError) -> ApiError {
+pub(super) fn agent_err(e: SshError) -> Error {
     match e {
-        SshError::Agent(m) => ApiError::HostUnavailable(format!("the host refused: {m}")),
-        other => ApiError::HostUnavailable(other.to_string()),
+        SshError::Agent(m) => Error::HostUnavailable(format!("the host refused: {m}")),
+        other => Error::HostUnavailable(other.to_string()),
     }
 }
 
-pub(super) async fn call(
-    c: &Conn,
-    req: AgentRequest,
-    timeout: Duration,
-) -> ApiResult<AgentResponse> {
+pub(super) async fn call(c: &Conn, req: AgentRequest, timeout: Duration) -> Result<AgentResponse> {
     c.agent.call(req, timeout).await.map_err(agent_err)
 }

@@ -21,7 +21,7 @@ pub async fn copy(
     ipv4: String,
     target: Option<i64>,
     start_copy: bool,
-) -> ApiResult<TaskResponse> {
+) -> Result<TaskResponse> {
     let src = state.db.run(move |c| load(c, id)).await?;
     state.accepting()?;
     check(&state, &src, VpsOperation::Copy).await?;
@@ -35,8 +35,8 @@ pub async fn copy(
     let c = cands
         .iter()
         .find(|c| c.id == to_id)
-        .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {to_id}")))?;
-    fits(c, &need(&src)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
+        .ok_or_else(|| Error::invalid("host_id", format!("no host with id {to_id}")))?;
+    fits(c, &need(&src)).map_err(|m| Error::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
     name_free_on(&state, to_id, &to_name, &name).await?;
     let a = actor.clone();
@@ -111,7 +111,7 @@ async fn undo(
     src_running: bool,
     copy: &VpsRow,
     to_host: i64,
-    why: ApiError,
+    why: Error,
 ) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     if src_running && !thaw(state, task, src, from_host).await {
@@ -156,7 +156,7 @@ async fn thaw(state: &Core, task: &Task, src: &VpsRow, host: i64) -> bool {
             task.log(format!(
                 "resuming {} failed ({}); trying again later",
                 src.name,
-                e.body().message
+                e.message()
             ))
             .await;
             false
@@ -202,7 +202,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         ))
         .await;
     }
-    let why = ApiError::conflict(None, "rolled back: the controller stopped during the copy");
+    let why = Error::conflict(None, "rolled back: the controller stopped during the copy");
     if let Some(src) = &src {
         if p.src_running && !thaw(state, task, src, p.from_host).await {
             return Finish::Later {
@@ -238,7 +238,7 @@ pub(super) async fn copy_work(
     from: &HostRow,
     copy: &VpsRow,
     start_copy: bool,
-) -> ApiResult<String> {
+) -> Result<String> {
     let to = host_of(state, copy).await?;
     let cf = conn(state, from.id, &from.name)?;
     let ct = conn(state, to.id, &to.name)?;

@@ -31,25 +31,25 @@ pub struct CreateVps {
     pub check_ports: Vec<u16>,
 }
 
-pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult<TaskResponse> {
+pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<TaskResponse> {
     state.accepting()?;
     let tid = req.template_id;
     let template = state
         .db
         .run(move |c| {
             crate::templates::load(c, tid)
-                .map_err(|_| ApiError::invalid("template_id", format!("no template with id {tid}")))
+                .map_err(|_| Error::invalid("template_id", format!("no template with id {tid}")))
         })
         .await?;
     if template.status != "ready" {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("template_id"),
             format!("template {} is {}", template.name, template.status),
         ));
     }
     let path = crate::templates::file(&state.config.data_dir, &template);
     if !path.is_file() {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("template_id"),
             format!(
                 "the archive of template {} is missing from storage",
@@ -71,11 +71,11 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult
             let c = cands
                 .iter()
                 .find(|c| c.id == h)
-                .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {h}")))?;
-            fits(c, &want).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
+                .ok_or_else(|| Error::invalid("host_id", format!("no host with id {h}")))?;
+            fits(c, &want).map_err(|m| Error::conflict(Some("host_id"), m))?;
             h
         }
-        None => place(&cands, &want).map_err(|m| ApiError::conflict(Some("host_id"), m))?,
+        None => place(&cands, &want).map_err(|m| Error::conflict(Some("host_id"), m))?,
     };
     let host_name = cands
         .iter()
@@ -159,7 +159,7 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> ApiResult
 
 /// Unwinds a create that failed: nothing half-made stays. If the host cannot be reached the
 /// record stays (claimed) and the recovery loop tries again.
-async fn undo(state: &Core, task: &Task, vps: &VpsRow, host_id: i64, why: ApiError) -> Finish {
+async fn undo(state: &Core, task: &Task, vps: &VpsRow, host_id: i64, why: Error) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     if remove_unfinished(state, task, host_id, vps).await {
         task.log("rolled back").await;
@@ -180,11 +180,8 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let id = op.vps_id;
     let vps = match state.db.run(move |c| load(c, id)).await {
         Ok(v) => v,
-        Err(ApiError::NotFound(_)) => {
-            return Finish::Done(Err(ApiError::conflict(
-                None,
-                "rolled back: the VPS is gone",
-            )))
+        Err(Error::NotFound(_)) => {
+            return Finish::Done(Err(Error::conflict(None, "rolled back: the VPS is gone")))
         }
         Err(e) => return Finish::Done(Err(e)),
     };
@@ -214,7 +211,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         task,
         &vps,
         p.host_id,
-        ApiError::conflict(
+        Error::conflict(
             None,
             format!(
                 "rolled back: the controller stopped while VPS {} was being created",
@@ -231,7 +228,7 @@ pub(super) async fn create_work(
     vps: &VpsRow,
     template: &std::path::Path,
     start: bool,
-) -> ApiResult<String> {
+) -> Result<String> {
     let host = host_of(state, vps).await?;
     let c = conn(state, host.id, &host.name)?;
     task.log(format!("creating VPS {} on host {}", vps.name, host.name))

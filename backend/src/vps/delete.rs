@@ -8,7 +8,7 @@ pub(super) struct Params {
     host_id: Option<i64>,
 }
 
-pub async fn delete(state: Arc<Core>, actor: Actor, id: i64) -> ApiResult<TaskResponse> {
+pub async fn delete(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Delete).await?;
     let task = begin(
@@ -63,7 +63,7 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
         if let Err(e) = r {
             task.log(format!(
                 "removing it failed ({}); trying again later",
-                e.body().message
+                e.message()
             ))
             .await;
             return Finish::Later {
@@ -104,9 +104,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
     let id = op.vps_id;
     let v = match state.db.run(move |c| load(c, id)).await {
         Ok(v) => v,
-        Err(ApiError::NotFound(_)) => {
-            return Finish::Done(Ok("the VPS was already deleted".into()))
-        }
+        Err(Error::NotFound(_)) => return Finish::Done(Ok("the VPS was already deleted".into())),
         Err(e) => return Finish::Done(Err(e)),
     };
     if !state.ops_live.announced(op.task_id) {

@@ -23,7 +23,7 @@ pub async fn edit(
     actor: Actor,
     id: i64,
     e: EditVps,
-) -> ApiResult<(VpsRow, bool, Option<TaskResponse>)> {
+) -> Result<(VpsRow, bool, Option<TaskResponse>)> {
     state.accepting()?;
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Edit).await?;
@@ -37,7 +37,7 @@ pub async fn edit(
                 n.cpu_millis = 0;
                 n.disk_bytes = 0;
                 if c.free.memory_bytes < n.memory_bytes {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         Some("memory_limit_bytes"),
                         format!(
                             "{} has {} of memory free for this VPS, not {}",
@@ -199,12 +199,7 @@ pub async fn edit(
 }
 
 /// Writes the changed configuration on the VPS's host, and its limits if it runs.
-async fn apply(
-    state: &Core,
-    task: &Task,
-    v2: &VpsRow,
-    restart_required: bool,
-) -> ApiResult<String> {
+async fn apply(state: &Core, task: &Task, v2: &VpsRow, restart_required: bool) -> Result<String> {
     let host = host_of(state, v2).await?;
     let Some(c) = state.hosts.conn(host.id) else {
         task.log(format!(

@@ -38,7 +38,7 @@ pub use view::{get, list, observed, response};
 
 use crate::audit::{self, Actor, Change};
 use crate::core::Core;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
 use crate::models::now;
 use crate::ops::{self, Finish, OpRow};
@@ -80,7 +80,7 @@ where
         let inner = tokio::spawn(work(state.clone(), task.clone()));
         let finish = match inner.await {
             Ok(f) => f,
-            Err(e) => Finish::Done(Err(ApiError::Internal(anyhow::anyhow!(
+            Err(e) => Finish::Done(Err(Error::Internal(anyhow::anyhow!(
                 "the operation stopped unexpectedly: {e}"
             )))),
         };
@@ -123,7 +123,7 @@ pub async fn recover(state: &Arc<Core>, task: Arc<Task>, op: OpRow) {
         "vps.move" => move_to::recover(state, &task, &op).await,
         "vps.delete" => delete::recover(state, &task, &op).await,
         "vps.restore" => restore::recover(state, &task, &op).await,
-        other => Finish::Done(Err(ApiError::Internal(anyhow::anyhow!(
+        other => Finish::Done(Err(Error::Internal(anyhow::anyhow!(
             "an operation of unknown kind '{other}' cannot be recovered"
         )))),
     };
@@ -153,7 +153,7 @@ async fn begin(
     message: String,
     details: serde_json::Value,
     extra: Begin,
-) -> ApiResult<Arc<Task>> {
+) -> Result<Arc<Task>> {
     state.accepting()?;
     let kind = format!("vps.{}", op.as_str());
     let (a, id) = (actor.clone(), vps.id);
@@ -196,17 +196,17 @@ async fn begin(
 
 /// Whether `op` may begin on `v` now: not while another operation holds it, and only from the
 /// states the transition table allows. The refusal names the state.
-async fn check(state: &Core, v: &VpsRow, op: VpsOperation) -> ApiResult<()> {
+async fn check(state: &Core, v: &VpsRow, op: VpsOperation) -> Result<()> {
     let id = v.id;
     let holder = state.db.run(move |c| ops::claims::holder(c, id)).await?;
     serverware_shared::state::check(op, observed(state, v), holder)
-        .map_err(|r| ApiError::conflict(None, r.message(&v.name, op)))
+        .map_err(|r| Error::conflict(None, r.message(&v.name, op)))
 }
 
 /// Host row and name of a placed VPS.
-async fn host_of(state: &Core, v: &VpsRow) -> ApiResult<HostRow> {
+async fn host_of(state: &Core, v: &VpsRow) -> Result<HostRow> {
     let Some(h) = v.host_id else {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             None,
             format!("VPS {} is on no host", v.name),
         ));
@@ -216,7 +216,7 @@ async fn host_of(state: &Core, v: &VpsRow) -> ApiResult<HostRow> {
 
 /// A host may already have a container of that name that SERVERware does not manage (it is
 /// reported, never touched): refuse before anything is made.
-async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -> ApiResult<()> {
+async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -> Result<()> {
     // Asked of the host now: a sample can be a second old and still show a container that was
     // just removed.
     let taken = match state.hosts.conn(host_id) {
@@ -234,7 +234,7 @@ async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -
         if remove_stale_copy(state, host_id, host_name, name).await? {
             return Ok(());
         }
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("name"),
             format!("host {host_name} already has a container named '{name}' that SERVERware does not manage"),
         ));
@@ -251,7 +251,7 @@ pub(crate) async fn remove_stale_copy(
     host_id: i64,
     host_name: &str,
     name: &str,
-) -> ApiResult<bool> {
+) -> Result<bool> {
     let n = name.to_string();
     let stale = state
         .db
@@ -289,7 +289,7 @@ pub(crate) async fn remove_stale_copy(
                 vps = v.name,
                 host = host_name,
                 "a stale copy could not be removed: {}",
-                e.body().message
+                e.message()
             );
             return Ok(false);
         }
@@ -346,7 +346,7 @@ async fn remove_unfinished(state: &Core, task: &Task, host_id: i64, vps: &VpsRow
         task.log(format!(
             "removing the unfinished VPS {} from {host} failed ({}); trying again later",
             vps.name,
-            e.body().message
+            e.message()
         ))
         .await;
         return false;
@@ -377,7 +377,7 @@ async fn set_state(
     id: i64,
     observed: ObservedState,
     desired: Option<DesiredState>,
-) -> ApiResult<()> {
+) -> Result<()> {
     state
         .db
         .run(move |c| {

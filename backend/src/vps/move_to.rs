@@ -16,17 +16,12 @@ pub(super) struct Params {
 
 const KIND: &str = "vps.move";
 
-pub async fn move_to(
-    state: Arc<Core>,
-    actor: Actor,
-    id: i64,
-    target: i64,
-) -> ApiResult<TaskResponse> {
+pub async fn move_to(state: Arc<Core>, actor: Actor, id: i64, target: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Move).await?;
     let from = host_of(&state, &v).await?;
     if from.id == target {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("host_id"),
             format!("VPS {} is already on {}", v.name, from.name),
         ));
@@ -38,14 +33,14 @@ pub async fn move_to(
     let c = cands
         .iter()
         .find(|c| c.id == target)
-        .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {target}")))?;
+        .ok_or_else(|| Error::invalid("host_id", format!("no host with id {target}")))?;
     if !c.online {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("host_id"),
             format!("host {} is offline", c.name),
         ));
     }
-    fits(c, &need(&v)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
+    fits(c, &need(&v)).map_err(|m| Error::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
     if let Err(e) = name_free_on(&state, target, &to_name, &v.name).await {
         // A move that began since the check above is copying this VPS there: say so, rather
@@ -109,7 +104,7 @@ async fn forward(
     from: &HostRow,
     to: &HostRow,
     p: &Params,
-) -> ApiResult<Duration> {
+) -> Result<Duration> {
     let db = &state.db;
     let cf = conn(state, from.id, &from.name)?;
     let ct = conn(state, to.id, &to.name)?;
@@ -194,7 +189,7 @@ async fn forward(
 }
 
 /// The database names the new host: from here on the move is carried forward.
-async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -> ApiResult<()> {
+async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -> Result<()> {
     let (id, tid) = (v.id, task.id());
     let observed = if running {
         ObservedState::Running
@@ -246,7 +241,7 @@ async fn cleanup(
             QUICK,
         )
         .await
-        .map_err(|e| e.body().message),
+        .map_err(|e| e.message()),
         None => Err(format!("host {} cannot be reached now", from.name)),
     };
     if let Err(why) = removed {
@@ -267,7 +262,7 @@ async fn cleanup(
 }
 
 /// Back to where it was: the partial copy goes, the original runs again if it ran.
-async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: ApiError) -> Finish {
+async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: Error) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     let later = Finish::Later {
         release_claims: false,
@@ -290,7 +285,7 @@ async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: ApiError) 
     {
         task.log(format!(
             "removing the partial copy failed ({}); trying again later",
-            e.body().message
+            e.message()
         ))
         .await;
         return later;
@@ -334,7 +329,7 @@ async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: ApiError) 
             )
             .await?;
         }
-        Ok::<(), ApiError>(())
+        Ok::<(), Error>(())
     }
     .await;
     if let Err(e) = restored {
@@ -342,7 +337,7 @@ async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: ApiError) 
             "restoring VPS {} on {} failed ({}); trying again later",
             v.name,
             from.name,
-            e.body().message
+            e.message()
         ))
         .await;
         return later;
@@ -404,7 +399,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         ))
         .await;
     }
-    let why = ApiError::conflict(
+    let why = Error::conflict(
         None,
         format!(
             "rolled back: the controller stopped while VPS {} was being moved",

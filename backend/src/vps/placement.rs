@@ -151,7 +151,7 @@ pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
 
 /// Every host with what is free on each (after its VPSes and the room reserved on it), for
 /// placement.
-pub async fn candidates(state: &Core, except_vps: Option<i64>) -> ApiResult<Vec<Candidate>> {
+pub async fn candidates(state: &Core, except_vps: Option<i64>) -> Result<Vec<Candidate>> {
     let (hs, vs, reserved) = state
         .db
         .run(|c| {

@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub async fn start(state: Arc<Core>, actor: Actor, id: i64) -> ApiResult<TaskResponse> {
+pub async fn start(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Start).await?;
     let host = host_of(&state, &v).await?;
@@ -30,7 +30,7 @@ pub async fn start(state: Arc<Core>, actor: Actor, id: i64) -> ApiResult<TaskRes
 }
 
 /// Writes the configuration (so edits made while stopped apply) and starts the VPS.
-async fn start_on(state: &Core, task: &Task, v: &VpsRow, host: &HostRow) -> ApiResult<String> {
+async fn start_on(state: &Core, task: &Task, v: &VpsRow, host: &HostRow) -> Result<String> {
     let c = conn(state, host.id, &host.name)?;
     task.log(format!("starting VPS {} on {}", v.name, host.name))
         .await;
@@ -69,7 +69,7 @@ pub async fn stop(
     id: i64,
     timeout: u32,
     restart: bool,
-) -> ApiResult<TaskResponse> {
+) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     let op = if restart {
         VpsOperation::Restart
@@ -124,7 +124,7 @@ pub(super) async fn stop_on(
     v: &VpsRow,
     host: &HostRow,
     timeout: u32,
-) -> ApiResult<()> {
+) -> Result<()> {
     let c = conn(state, host.id, &host.name)?;
     task.log(format!(
         "stopping VPS {} (forced after {timeout} s)",

@@ -42,7 +42,7 @@ fn settled_down(id: i64) {
     }
 }
 
-pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
+pub async fn reconcile(state: &Arc<Core>) -> Result<()> {
     let (rows, claims, hosts) = state
         .db
         .run(|c| {
@@ -78,7 +78,7 @@ pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
                     tracing::warn!(
                         vps = x.name,
                         "a stale copy could not be removed: {}",
-                        e.body().message
+                        e.message()
                     );
                 }
             }
@@ -161,7 +161,7 @@ pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
                     "VPS should run but is stopped; starting it (autostart)"
                 );
                 if let Err(e) = start(state.clone(), system, v.id).await {
-                    tracing::warn!(vps = v.name, "starting it failed: {}", e.body().message);
+                    tracing::warn!(vps = v.name, "starting it failed: {}", e.message());
                 }
             }
             (DesiredState::Running, ObservedState::Stopped) => {
@@ -198,7 +198,7 @@ pub async fn reconcile(state: &Arc<Core>) -> ApiResult<()> {
                 tracing::warn!(vps = v.name, "VPS should be stopped but runs; stopping it");
                 if let Err(e) = stop(state.clone(), system, v.id, DEFAULT_STOP_TIMEOUT, false).await
                 {
-                    tracing::warn!(vps = v.name, "stopping it failed: {}", e.body().message);
+                    tracing::warn!(vps = v.name, "stopping it failed: {}", e.message());
                 }
             }
             _ => settled_down(v.id),

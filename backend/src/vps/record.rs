@@ -1,6 +1,6 @@
 //! A VPS as stored: its row, loading it and its host, and recording a new one.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::hosts::HostRow;
 use crate::models::now;
 use crate::schema::{hosts, vpses};
@@ -66,22 +66,22 @@ impl VpsRow {
     }
 }
 
-pub fn load(c: &mut crate::db::DbConn, id: i64) -> ApiResult<VpsRow> {
+pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<VpsRow> {
     vpses::table
         .find(id)
         .select(VpsRow::as_select())
         .first(c)
         .optional()?
-        .ok_or_else(|| ApiError::NotFound(format!("no VPS with id {id}")))
+        .ok_or_else(|| Error::NotFound(format!("no VPS with id {id}")))
 }
 
-pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> ApiResult<HostRow> {
+pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> Result<HostRow> {
     hosts::table
         .find(id)
         .select(HostRow::as_select())
         .first(c)
         .optional()?
-        .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {id}")))
+        .ok_or_else(|| Error::invalid("host_id", format!("no host with id {id}")))
 }
 
 /// Checked ports as stored ("22,80").
@@ -150,7 +150,7 @@ impl<'a> NewVps<'a> {
 
 /// The lowest id range no VPS has. Creates and copies take the placement lock, so two never
 /// pick at once; the unique index on `id_base` guards the rest.
-pub(super) fn free_id_base(c: &mut crate::db::DbConn) -> ApiResult<i64> {
+pub(super) fn free_id_base(c: &mut crate::db::DbConn) -> Result<i64> {
     use serverware_shared::agent::{FIRST_ID_BASE, ID_RANGE};
     let taken: Vec<Option<i64>> = vpses::table
         .filter(vpses::id_base.is_not_null())
@@ -168,7 +168,7 @@ pub(super) fn free_id_base(c: &mut crate::db::DbConn) -> ApiResult<i64> {
         .ok()
         .is_none_or(|b| !serverware_shared::agent::id_base_ok(b))
     {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             None,
             "every id range of the site is taken: no more unprivileged VPSes can be made",
         ));
@@ -178,7 +178,7 @@ pub(super) fn free_id_base(c: &mut crate::db::DbConn) -> ApiResult<i64> {
 
 /// Records a new VPS with status `creating` and returns it; an unprivileged one gets an id
 /// range of its own.
-pub(super) fn insert_creating(c: &mut crate::db::DbConn, v: NewVps<'_>) -> ApiResult<VpsRow> {
+pub(super) fn insert_creating(c: &mut crate::db::DbConn, v: NewVps<'_>) -> Result<VpsRow> {
     let t = now();
     let id_base = if v.privileged {
         None
@@ -206,13 +206,13 @@ pub(super) fn unique(
     name: &str,
     ipv4: &str,
     except: Option<i64>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut q = vpses::table.filter(vpses::name.eq(name)).into_boxed();
     if let Some(id) = except {
         q = q.filter(vpses::id.ne(id));
     }
     if q.count().get_result::<i64>(c)? > 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("name"),
             format!("a VPS named '{name}' exists"),
         ));
@@ -222,7 +222,7 @@ pub(super) fn unique(
         q = q.filter(vpses::id.ne(id));
     }
     if let Some(other) = q.select(vpses::name).first::<String>(c).optional()? {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("ipv4"),
             format!("{ipv4} is already the address of VPS {other}"),
         ));
@@ -232,7 +232,7 @@ pub(super) fn unique(
         .count()
         .get_result(c)?;
     if host_addr > 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             Some("ipv4"),
             format!("{ipv4} is the address of a host"),
         ));

@@ -33,20 +33,20 @@ async fn point(
     state: &Core,
     vps_id: i64,
     cycle: u64,
-) -> ApiResult<(Arc<Manifest>, crate::duplo::Pin)> {
+) -> Result<(Arc<Manifest>, crate::duplo::Pin)> {
     let pin = state.duplo.pin(vps_id, cycle);
     let duplo = state.duplo.clone();
     let m = tokio::task::spawn_blocking(move || {
         crate::storage::points::load(&*duplo.store, vps_id, cycle)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(|e| Error::Internal(e.into()))?
     .map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ApiError::invalid(
+        std::io::ErrorKind::NotFound => Error::invalid(
             "cycle",
             format!("VPS {vps_id} has no restore point {cycle} (see its points)"),
         ),
-        _ => ApiError::Internal(anyhow::anyhow!("restore point {cycle}: {e}")),
+        _ => Error::Internal(anyhow::anyhow!("restore point {cycle}: {e}")),
     })?;
     Ok((Arc::new(m), pin))
 }
@@ -56,7 +56,7 @@ pub async fn restore(
     actor: Actor,
     id: i64,
     req: RestoreVps,
-) -> ApiResult<TaskResponse> {
+) -> Result<TaskResponse> {
     state.accepting()?;
     let src = state.db.run(move |c| load(c, id)).await?;
     let (manifest, pin) = point(&state, id, req.cycle).await?;
@@ -65,7 +65,7 @@ pub async fn restore(
         (Some(h), _) => h,
         (None, Some(h)) => h,
         (None, None) => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "host_id",
                 format!(
                     "VPS {} is on no host: name one to restore it onto",
@@ -79,8 +79,8 @@ pub async fn restore(
     let c = cands
         .iter()
         .find(|c| c.id == to_id)
-        .ok_or_else(|| ApiError::invalid("host_id", format!("no host with id {to_id}")))?;
-    fits(c, &need(&src)).map_err(|m| ApiError::conflict(Some("host_id"), m))?;
+        .ok_or_else(|| Error::invalid("host_id", format!("no host with id {to_id}")))?;
+    fits(c, &need(&src)).map_err(|m| Error::conflict(Some("host_id"), m))?;
     let to_name = c.name.clone();
     conn(&state, to_id, &to_name)?;
     let taken = format!("restore point {} of {}", req.cycle, src.name);
@@ -91,7 +91,7 @@ pub async fn restore(
                 // The old copy must be stopped for good before the VPS runs elsewhere.
                 let fh = state.db.run(move |c| load_host(c, f)).await?;
                 conn(&state, f, &fh.name).map_err(|_| {
-                    ApiError::conflict(
+                    Error::conflict(
                         Some("host_id"),
                         format!(
                             "host {} of {} cannot be reached: its copy there could still run, so it is not restored elsewhere",
@@ -120,7 +120,7 @@ pub async fn restore(
                 serde_json::json!({ "cycle": req.cycle, "host_id": to_id }),
                 Begin {
                     durable: Some(
-                        serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.into()))?,
+                        serde_json::to_value(&params).map_err(|e| Error::Internal(e.into()))?,
                     ),
                     reserve: from.filter(|f| *f != to_id).map(|_| to_id),
                     desired: Some(if start {
@@ -216,19 +216,17 @@ pub async fn restore(
 /// address. Its old host is not asked (it cannot be reached): netMON vouches that its lease ran
 /// out and its guard stopped the VPS there. Its stopped copy there is removed when the host is
 /// back.
-pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> ApiResult<TaskResponse> {
+pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> Result<TaskResponse> {
     state.accepting()?;
     let src = state.db.run(move |c| load(c, id)).await?;
     let duplo = state.duplo.clone();
     let cycles =
         tokio::task::spawn_blocking(move || crate::storage::points::cycles(&*duplo.store, id))
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| {
-                ApiError::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}"))
-            })?;
+            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|e| Error::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}")))?;
     let Some(cycle) = cycles.last().copied() else {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             None,
             format!("VPS {} has no restore point to come back from", src.name),
         ));
@@ -257,7 +255,7 @@ pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> ApiResult<TaskR
         ),
         serde_json::json!({ "cycle": cycle, "host_id": to_id, "failover": true }),
         Begin {
-            durable: Some(serde_json::to_value(&params).map_err(|e| ApiError::Internal(e.into()))?),
+            durable: Some(serde_json::to_value(&params).map_err(|e| Error::Internal(e.into()))?),
             reserve: Some(to_id),
             desired: Some(DesiredState::Running),
         },
@@ -278,7 +276,7 @@ async fn send_point(
     host: &HostRow,
     v: &VpsRow,
     manifest: Arc<Manifest>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let c = conn(state, host.id, &host.name)?;
     let _slots = slots(state, task, &[host.id]).await?;
     let t0 = Instant::now();
@@ -335,7 +333,7 @@ async fn in_place(
     id: i64,
     p: &Params,
     manifest: Arc<Manifest>,
-) -> ApiResult<String> {
+) -> Result<String> {
     // Cycles under way of the copy being replaced (perhaps on a fenced host) land no more.
     state.duplo.terms.next(id);
     let v = state.db.run(move |c| load(c, id)).await?;
@@ -357,7 +355,7 @@ async fn in_place(
             )
             .await?;
         } else if f == to.id {
-            return Err(ApiError::HostUnavailable(format!(
+            return Err(Error::HostUnavailable(format!(
                 "host {} is offline",
                 fh.name
             )));
@@ -406,7 +404,7 @@ async fn in_place(
                     Err(e) => {
                         task.log(format!(
                             "the old copy stays, stopped, on its old host: {}",
-                            e.body().message
+                            e.message()
                         ))
                         .await
                     }
@@ -454,7 +452,7 @@ async fn clone_work(
     to_id: i64,
     manifest: Arc<Manifest>,
     start: bool,
-) -> ApiResult<String> {
+) -> Result<String> {
     let to = state.db.run(move |c| load_host(c, to_id)).await?;
     let c = conn(state, to.id, &to.name)?;
     call(
@@ -511,8 +509,8 @@ pub(super) async fn recover(state: &Arc<Core>, task: &Task, op: &OpRow) -> Finis
     let id = op.vps_id;
     let vps = match state.db.run(move |c| load(c, id)).await {
         Ok(v) => v,
-        Err(ApiError::NotFound(_)) => {
-            return Finish::Done(Err(ApiError::conflict(None, "the VPS is gone")))
+        Err(Error::NotFound(_)) => {
+            return Finish::Done(Err(Error::conflict(None, "the VPS is gone")))
         }
         Err(e) => return Finish::Done(Err(e)),
     };
@@ -540,7 +538,7 @@ pub(super) async fn recover(state: &Arc<Core>, task: &Task, op: &OpRow) -> Finis
         let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
         return if remove_unfinished(state, task, p.to_host, &vps).await {
             task.log("rolled back").await;
-            Finish::Done(Err(ApiError::conflict(
+            Finish::Done(Err(Error::conflict(
                 None,
                 "rolled back: the controller stopped during the restore",
             )))

@@ -11,7 +11,7 @@ pub(super) async fn slots(
     state: &Core,
     task: &Task,
     host_ids: &[i64],
-) -> ApiResult<Vec<tokio::sync::OwnedSemaphorePermit>> {
+) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>> {
     let mut wanted: std::collections::BTreeMap<i64, u32> = Default::default();
     for h in host_ids {
         *wanted.entry(*h).or_default() += 1;
@@ -33,7 +33,7 @@ pub(super) async fn slots(
         permits.push(
             sem.acquire_many_owned(n)
                 .await
-                .map_err(|e| ApiError::Internal(e.into()))?,
+                .map_err(|e| Error::Internal(e.into()))?,
         );
     }
     Ok(permits)
@@ -48,12 +48,12 @@ pub(super) async fn push_template(
     name: &str,
     ids: u32,
     path: &std::path::Path,
-) -> ApiResult<(u64, String)> {
+) -> Result<(u64, String)> {
     use tokio::io::AsyncReadExt;
     let _slots = slots(state, task, &[host_id]).await?;
     let total = tokio::fs::metadata(path)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| Error::Internal(e.into()))?
         .len();
     let ch = c
         .session
@@ -71,20 +71,20 @@ pub(super) async fn push_template(
         .map_err(agent_err)?;
     let mut f = tokio::fs::File::open(path)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| Error::Internal(e.into()))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut sent = 0u64;
     loop {
         let n = f
             .read(&mut buf)
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .map_err(|e| Error::Internal(e.into()))?;
         if n == 0 {
             break;
         }
         ch.data(&buf[..n])
             .await
-            .map_err(|e| ApiError::HostUnavailable(format!("sending to the host failed: {e}")))?;
+            .map_err(|e| Error::HostUnavailable(format!("sending to the host failed: {e}")))?;
         sent += n as u64;
         ops::fault::transfer(sent);
         task.progress(
@@ -103,10 +103,10 @@ pub(super) async fn push_template(
 pub(super) async fn finish_stream(
     mut ch: russh::Channel<russh::client::Msg>,
     what: &str,
-) -> ApiResult<String> {
+) -> Result<String> {
     ch.eof()
         .await
-        .map_err(|e| ApiError::HostUnavailable(format!("{what}: {e}")))?;
+        .map_err(|e| Error::HostUnavailable(format!("{what}: {e}")))?;
     let (mut code, mut out, mut err) = (None, Vec::new(), Vec::new());
     while let Some(msg) = ch.wait().await {
         match msg {
@@ -121,7 +121,7 @@ pub(super) async fn finish_stream(
     }
     match code {
         Some(0) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
-        _ => Err(ApiError::HostUnavailable(format!(
+        _ => Err(Error::HostUnavailable(format!(
             "{what} failed on the host: {}",
             String::from_utf8_lossy(&err).trim()
         ))),
@@ -141,7 +141,7 @@ pub(super) async fn transfer(
     (ids_from, ids_to): (u32, u32),
     estimate: Option<u64>,
     pct: (i32, i32),
-) -> ApiResult<(u64, String)> {
+) -> Result<(u64, String)> {
     // The caller holds both hosts' transfer slots (taken before it paused or stopped anything).
     let _ = (state, from_host, to_host);
     let mut src = from
@@ -167,7 +167,7 @@ pub(super) async fn transfer(
         match msg {
             russh::ChannelMsg::Data { data } => {
                 dst.data(&data[..]).await.map_err(|e| {
-                    ApiError::HostUnavailable(format!("sending to the target host failed: {e}"))
+                    Error::HostUnavailable(format!("sending to the target host failed: {e}"))
                 })?;
                 n += data.len() as u64;
                 ops::fault::transfer(n);
@@ -191,7 +191,7 @@ pub(super) async fn transfer(
     }
     if code != Some(0) {
         let _ = dst.close().await;
-        return Err(ApiError::HostUnavailable(format!(
+        return Err(Error::HostUnavailable(format!(
             "reading the root filesystem failed: {}",
             String::from_utf8_lossy(&err).trim()
         )));

@@ -2,7 +2,7 @@
 
 use super::{load, VpsRow};
 use crate::core::Core;
-use crate::error::ApiResult;
+use crate::error::Result;
 use crate::ops;
 use crate::schema::{hosts, vpses};
 use diesel::prelude::*;
@@ -113,7 +113,7 @@ pub fn response(
 }
 
 /// Every VPS as the API shows it, by name.
-pub async fn list(state: &Core) -> ApiResult<Vec<VpsResponse>> {
+pub async fn list(state: &Core) -> Result<Vec<VpsResponse>> {
     let (rows, names, claims) = state
         .db
         .run(|c| {
@@ -139,7 +139,7 @@ pub async fn list(state: &Core) -> ApiResult<Vec<VpsResponse>> {
 }
 
 /// One VPS as the API shows it.
-pub async fn get(state: &Core, id: i64) -> ApiResult<VpsResponse> {
+pub async fn get(state: &Core, id: i64) -> Result<VpsResponse> {
     let (v, host, claim) = state
         .db
         .run(move |c| {

@@ -1,0 +1,552 @@
+//! Adding, editing and removing hosts: the operator's side of the host list. Adding logs in once
+//! with the operator's password or key on the host key they confirmed, installs the controller's
+//! key and the agent, proves the controller can log in with its own key, and only then records the
+//! host. Front ends (the API, the SSH command line through it) validate nothing themselves: the
+//! same checks as the dashboard's run here, from `shared/`.
+
+use super::view::{load_with_vpses, response};
+use super::HostRow;
+use crate::audit::{self, Actor, Change};
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::models::now;
+use crate::schema::{hosts, vpses};
+use crate::ssh::{probe_host_key, Credentials, Session, SshError};
+use diesel::prelude::*;
+use serverware_shared::api::{
+    CreateHostRequest, HostResponse, ProbeHostResponse, UpdateHostRequest,
+};
+use serverware_shared::validate::{self, SshAddress};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What an SSH failure means to the operator who asked, naming the field at fault.
+pub fn ssh_error(e: SshError) -> Error {
+    match e {
+        SshError::Unreachable(t, why) => Error::invalid("address", format!("cannot reach {t}: {why}")),
+        SshError::AuthRejected => Error::invalid("password", "the host refused the password or key"),
+        SshError::HostKeyMismatch { presented } => Error::conflict(
+            Some("host_key"),
+            format!("the host now presents a different key ({presented}) than the one confirmed; probe it again"),
+        ),
+        SshError::Protocol(m) => Error::invalid("address", format!("SSH failed: {m}")),
+        SshError::Agent(m) => Error::HostUnavailable(m),
+    }
+}
+
+/// Reads a host's SSH key so the operator can confirm its fingerprint before adding it.
+pub async fn probe(address: &str) -> Result<ProbeHostResponse> {
+    let a = validate::ssh_address("address", address)?;
+    let key = probe_host_key(&a.host, a.port).await.map_err(ssh_error)?;
+    Ok(ProbeHostResponse {
+        fingerprint: key.fingerprint,
+        host_key: key.openssh,
+    })
+}
+
+/// A host to add, checked.
+struct NewHost {
+    name: String,
+    description: String,
+    address: SshAddress,
+    host_key: String,
+    fingerprint: String,
+    duplo_interval_secs: u32,
+    credentials: Credentials,
+}
+
+fn check_new(req: CreateHostRequest) -> Result<NewHost> {
+    let name = validate::resource_name("name", &req.name)?;
+    let description = validate::description("description", &req.description)?;
+    let address = validate::ssh_address("address", &req.address)?;
+    let duplo_interval_secs = validate::duplo_interval_secs(
+        "duplo_interval_secs",
+        req.duplo_interval_secs
+            .unwrap_or(validate::DEFAULT_DUPLO_INTERVAL_SECS),
+    )?;
+    if req.host_key.split_whitespace().count() < 2 {
+        return Err(Error::invalid(
+            "host_key",
+            "confirm the host key from the probe first",
+        ));
+    }
+    let fingerprint = russh::keys::PublicKey::from_openssh(&req.host_key)
+        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
+        .map_err(|_| Error::invalid("host_key", "not an OpenSSH public key"))?;
+    let credentials = match (&req.password, &req.private_key) {
+        (Some(p), None) if !p.is_empty() => Credentials::Password(p.clone()),
+        (None, Some(k)) => {
+            Credentials::Key(Arc::new(russh::keys::PrivateKey::from_openssh(k).map_err(
+                |_| Error::invalid("private_key", "not an unencrypted OpenSSH private key"),
+            )?))
+        }
+        _ => {
+            return Err(Error::invalid(
+                "password",
+                "give either a password or a private key",
+            ))
+        }
+    };
+    Ok(NewHost {
+        name,
+        description,
+        address,
+        host_key: req.host_key,
+        fingerprint,
+        duplo_interval_secs,
+        credentials,
+    })
+}
+
+/// Refuses a name or an address that is already a host's.
+async fn check_free(core: &Core, new: &NewHost) -> Result<()> {
+    let (n, addr, port) = (
+        new.name.clone(),
+        new.address.host.clone(),
+        i32::from(new.address.port),
+    );
+    let (by_name, by_addr) = core
+        .db
+        .run(move |c| {
+            let by_name: i64 = hosts::table
+                .filter(hosts::name.eq(&n))
+                .count()
+                .get_result(c)?;
+            let by_addr: i64 = hosts::table
+                .filter(hosts::address.eq(&addr))
+                .filter(hosts::ssh_port.eq(port))
+                .count()
+                .get_result(c)?;
+            Ok((by_name > 0, by_addr > 0))
+        })
+        .await?;
+    if by_name {
+        return Err(Error::conflict(
+            Some("name"),
+            format!("a host named '{}' exists", new.name),
+        ));
+    }
+    if by_addr {
+        return Err(Error::conflict(
+            Some("address"),
+            "this address is already a host",
+        ));
+    }
+    Ok(())
+}
+
+async fn close(session: Session) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+}
+
+/// Logs in with the operator's credentials, installs the controller's key and the agent, and
+/// proves the controller can log in with its own key. A key installed but not accepted is taken
+/// out again.
+async fn bootstrap(core: &Core, new: &NewHost) -> Result<()> {
+    let a = &new.address;
+    let session = Session::connect(&a.host, a.port, &a.user, &new.host_key, &new.credentials)
+        .await
+        .map_err(ssh_error)?;
+    let public = crate::keys::public_line(&core.hosts.controller_key());
+    let install = "umask 077; mkdir -p ~/.ssh && { grep -qxF \"$1\" ~/.ssh/authorized_keys 2>/dev/null || printf '%s\\n' \"$1\" >> ~/.ssh/authorized_keys; }";
+    let (code, _, err) = session
+        .run("sh", &["-c", install, "sh", &public])
+        .await
+        .map_err(ssh_error)?;
+    if code != 0 {
+        close(session).await;
+        return Err(Error::invalid(
+            "address",
+            format!(
+                "cannot install the controller's key: {}",
+                String::from_utf8_lossy(&err).trim()
+            ),
+        ));
+    }
+    let agent = core.hosts.agent_binary().ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "the agent binary was not found next to the controller"
+        ))
+    })?;
+    session
+        .upload(super::AGENT_PATH, &agent)
+        .await
+        .map_err(ssh_error)?;
+    // The controller will only ever log in with its own key: prove that it does before
+    // anything is stored.
+    let own = Session::connect(
+        &a.host,
+        a.port,
+        &a.user,
+        &new.host_key,
+        &Credentials::Key(core.hosts.controller_key()),
+    )
+    .await;
+    let result = match own {
+        Ok(own) => {
+            close(own).await;
+            Ok(())
+        }
+        Err(SshError::AuthRejected) => {
+            let (_, out, _) =
+                session
+                    .run("sshd", &["-T"])
+                    .await
+                    .unwrap_or((1, Vec::new(), Vec::new()));
+            let files = String::from_utf8_lossy(&out)
+                .lines()
+                .find_map(|l| l.strip_prefix("authorizedkeysfile ").map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            // Leave no key behind that nothing uses.
+            let remove = "f=~/.ssh/authorized_keys; [ -f \"$f\" ] || exit 0; grep -vxF \"$1\" \"$f\" > \"$f.sw\"; mv \"$f.sw\" \"$f\"";
+            let _ = session.run("sh", &["-c", remove, "sh", &public]).await;
+            Err(Error::invalid("address", format!(
+                "the controller's key was installed in ~/.ssh/authorized_keys but the host does not accept it; its sshd reads keys from: {files} (AuthorizedKeysFile)"
+            )))
+        }
+        Err(other) => Err(Error::invalid(
+            "address",
+            format!("the controller could not log in with its own key: {other}"),
+        )),
+    };
+    close(session).await;
+    result
+}
+
+/// Adds a host (see the module's comment); nothing is stored if a step fails. The controller
+/// connects to it at once.
+pub async fn add(core: &Core, actor: Actor, req: CreateHostRequest) -> Result<HostResponse> {
+    let new = check_new(req)?;
+    check_free(core, &new).await?;
+    bootstrap(core, &new).await?;
+    let row = core
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let t = now();
+                let a = &new.address;
+                diesel::insert_into(hosts::table)
+                    .values((
+                        hosts::name.eq(&new.name),
+                        hosts::description.eq(&new.description),
+                        hosts::ssh_user.eq(&a.user),
+                        hosts::address.eq(&a.host),
+                        hosts::ssh_port.eq(i32::from(a.port)),
+                        hosts::host_key_fingerprint.eq(&new.fingerprint),
+                        hosts::host_key.eq(&new.host_key),
+                        hosts::status.eq(serverware_shared::state::HostStatus::Connecting.as_str()),
+                        hosts::heartbeat_timeout_ms.eq(3000),
+                        hosts::duplo_interval_secs.eq(new.duplo_interval_secs as i32),
+                        hosts::created_at.eq(t),
+                        hosts::updated_at.eq(t),
+                    ))
+                    .execute(c)?;
+                let row: HostRow = hosts::table
+                    .filter(hosts::name.eq(&new.name))
+                    .select(HostRow::as_select())
+                    .first(c)?;
+                audit::record(
+                    c,
+                    &actor,
+                    Change::new("host.create", "host", row.id, format!("added host {} ({a})", row.name))
+                        .details(serde_json::json!({ "name": row.name, "address": a.to_string(), "fingerprint": new.fingerprint })),
+                )?;
+                Ok(row)
+            })
+        })
+        .await?;
+    core.hosts.spawn(row.clone());
+    Ok(response(&row, &core.hosts, &[]))
+}
+
+/// The columns an edit changes; `None` leaves a column as it is, `Some(None)` clears it.
+#[derive(AsChangeset, Default, Clone)]
+#[diesel(table_name = hosts)]
+struct HostChanges {
+    name: Option<String>,
+    description: Option<String>,
+    sample_interval_ms: Option<i32>,
+    vps_bridge: Option<String>,
+    vps_prefix_len: Option<i32>,
+    vps_gateway: Option<Option<String>>,
+    max_transfers: Option<i32>,
+    duplo_interval_secs: Option<i32>,
+    maintenance: Option<bool>,
+    capacity_memory_bytes: Option<Option<i64>>,
+    capacity_cpus: Option<Option<i32>>,
+    capacity_disk_bytes: Option<Option<i64>>,
+    host_key: Option<Option<String>>,
+    host_key_fingerprint: Option<Option<String>>,
+}
+
+/// An edit, checked: the columns it sets, and what it says in the audit event.
+fn check_edit(req: &UpdateHostRequest) -> Result<HostChanges> {
+    let cap_cpus = match req.capacity_cpus {
+        Some(c) if c > 4096 => {
+            return Err(Error::invalid(
+                "capacity_cpus",
+                "must be between 0 and 4096",
+            ))
+        }
+        other => other.map(|c| (c > 0).then_some(c as i32)),
+    };
+    Ok(HostChanges {
+        name: req
+            .name
+            .as_deref()
+            .map(|n| validate::resource_name("name", n))
+            .transpose()?,
+        description: req
+            .description
+            .as_deref()
+            .map(|d| validate::description("description", d))
+            .transpose()?,
+        sample_interval_ms: req
+            .sample_interval_ms
+            .map(|v| validate::sample_interval_ms("sample_interval_ms", v).map(|v| v as i32))
+            .transpose()?,
+        vps_bridge: req
+            .vps_bridge
+            .as_deref()
+            .map(|b| validate::interface_name("vps_bridge", b))
+            .transpose()?,
+        vps_prefix_len: req
+            .vps_prefix_len
+            .map(|p| validate::prefix_len("vps_prefix_len", p).map(i32::from))
+            .transpose()?,
+        vps_gateway: match req.vps_gateway.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(g) => Some(Some(validate::ipv4_address("vps_gateway", g)?.to_string())),
+        },
+        max_transfers: req
+            .max_transfers
+            .map(|v| validate::max_transfers("max_transfers", v).map(|v| v as i32))
+            .transpose()?,
+        duplo_interval_secs: req
+            .duplo_interval_secs
+            .map(|v| validate::duplo_interval_secs("duplo_interval_secs", v).map(|v| v as i32))
+            .transpose()?,
+        maintenance: req.maintenance,
+        capacity_memory_bytes: req
+            .capacity_memory_bytes
+            .map(|m| (m > 0).then_some(m as i64)),
+        capacity_cpus: cap_cpus,
+        capacity_disk_bytes: req.capacity_disk_bytes.map(|d| (d > 0).then_some(d as i64)),
+        host_key: None,
+        host_key_fingerprint: None,
+    })
+}
+
+/// A new key is pinned only if the host presents exactly the key the operator confirmed.
+async fn check_new_key(old: &HostRow, key: &str) -> Result<(String, String)> {
+    let confirmed = russh::keys::PublicKey::from_openssh(key.trim())
+        .map_err(|_| Error::invalid("host_key", "not an OpenSSH public key"))?;
+    let presented = probe_host_key(&old.address, old.ssh_port as u16)
+        .await
+        .map_err(ssh_error)?;
+    let fp = confirmed
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string();
+    if presented.fingerprint != fp {
+        return Err(Error::conflict(
+            Some("host_key"),
+            format!(
+                "the host presents {}, not the key you confirmed ({fp}); probe it again",
+                presented.fingerprint
+            ),
+        ));
+    }
+    Ok((presented.openssh, fp))
+}
+
+fn mib(b: Option<i64>) -> String {
+    b.map(|b| format!("{} MiB", b >> 20))
+        .unwrap_or("as reported".into())
+}
+
+/// What an edit did, for people, against the host as it was. Only what changes is named.
+fn describe(old: &HostRow, ch: &HostChanges) -> Vec<String> {
+    let mut what = Vec::new();
+    if let Some(n) = ch.name.as_ref().filter(|n| **n != old.name) {
+        what.push(format!("renamed to {n}"));
+    }
+    if ch.description.is_some() {
+        what.push("description changed".to_string());
+    }
+    if let Some(ms) = ch.sample_interval_ms {
+        what.push(format!("samples every {ms} ms"));
+    }
+    if let Some(b) = &ch.vps_bridge {
+        what.push(format!("VPS bridge {b}"));
+    }
+    if let Some(p) = ch.vps_prefix_len {
+        what.push(format!("VPS prefix /{p}"));
+    }
+    if let Some(g) = &ch.vps_gateway {
+        what.push(format!("VPS gateway {}", g.as_deref().unwrap_or("none")));
+    }
+    if let Some(n) = ch.max_transfers {
+        what.push(format!("{n} transfers at once"));
+    }
+    if let Some(n) = ch.duplo_interval_secs {
+        what.push(format!("VPSes duplicated every {n} s"));
+    }
+    if let Some(m) = ch.maintenance {
+        what.push(if m {
+            "into maintenance: its VPSes are moved away".to_string()
+        } else {
+            "out of maintenance".to_string()
+        });
+    }
+    if let Some(m) = ch.capacity_memory_bytes {
+        what.push(format!("memory capacity {}", mib(m)));
+    }
+    if let Some(n) = ch.capacity_cpus {
+        what.push(format!(
+            "CPU capacity {}",
+            n.map(|n| n.to_string()).unwrap_or("as reported".into())
+        ));
+    }
+    if let Some(d) = ch.capacity_disk_bytes {
+        what.push(format!("disk capacity {}", mib(d)));
+    }
+    if let Some(Some(fp)) = &ch.host_key_fingerprint {
+        what.push(format!(
+            "host key {} replaced by {fp}",
+            old.host_key_fingerprint.as_deref().unwrap_or("(none)")
+        ));
+    }
+    what
+}
+
+/// Edits a host: name, description, sampling, VPS network, capacity, duplication interval,
+/// maintenance (its VPSes are moved away), or pins its new key after it changed. One update, one
+/// audit event naming what changed.
+pub async fn edit(
+    core: &Arc<Core>,
+    actor: Actor,
+    id: i64,
+    req: UpdateHostRequest,
+) -> Result<HostResponse> {
+    let mut changes = check_edit(&req)?;
+    let (current, _) = core.db.run(move |c| load_with_vpses(c, id)).await?;
+    if let Some(key) = req.host_key.as_deref() {
+        let (key, fp) = check_new_key(&current, key).await?;
+        changes.host_key = Some(Some(key));
+        changes.host_key_fingerprint = Some(Some(fp));
+    }
+    let rekey = changes.host_key.is_some();
+    let ch = changes.clone();
+    let audit_actor = actor.clone();
+    let (row, all) = core
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let (old, _) = load_with_vpses(c, id)?;
+                let mut ch = ch;
+                // Entering maintenance again, or leaving it twice, is no change.
+                ch.maintenance = ch.maintenance.filter(|m| *m != old.maintenance);
+                if let Some(n) = ch.name.as_ref().filter(|n| **n != old.name) {
+                    let taken: i64 = hosts::table
+                        .filter(hosts::name.eq(n))
+                        .filter(hosts::id.ne(id))
+                        .count()
+                        .get_result(c)?;
+                    if taken > 0 {
+                        return Err(Error::conflict(
+                            Some("name"),
+                            format!("a host named '{n}' exists"),
+                        ));
+                    }
+                }
+                let what = describe(&old, &ch);
+                diesel::update(hosts::table.find(id))
+                    .set((&ch, hosts::updated_at.eq(now())))
+                    .execute(c)?;
+                if !what.is_empty() {
+                    audit::record(
+                        c,
+                        &audit_actor,
+                        Change::new(
+                            if rekey { "host.rekey" } else { "host.update" },
+                            "host",
+                            id,
+                            format!("host {}: {}", old.name, what.join(", ")),
+                        )
+                        .details(serde_json::json!({
+                            "name": ch.name, "description": ch.description,
+                            "sample_interval_ms": ch.sample_interval_ms,
+                            "fingerprint": ch.host_key_fingerprint.clone().flatten(),
+                        })),
+                    )?;
+                }
+                load_with_vpses(c, id)
+            })
+        })
+        .await?;
+    if rekey {
+        // Reconnect on the newly pinned key.
+        core.hosts.spawn(row.clone());
+    } else if let Some(ms) = changes.sample_interval_ms {
+        core.hosts.set_interval(id, ms as u32);
+    }
+    if changes.maintenance == Some(true) {
+        crate::netmon::evacuate(core.clone(), actor, id);
+    }
+    Ok(response(&row, &core.hosts, &all))
+}
+
+/// Removes a host that runs no VPS; the controller disconnects from it and drops the standby
+/// copies it kept there.
+pub async fn remove(core: &Core, actor: Actor, id: i64) -> Result<()> {
+    core.db
+        .run(move |c| {
+            c.transaction(|c| {
+                let (row, _) = load_with_vpses(c, id)?;
+                let n: i64 = vpses::table
+                    .filter(vpses::host_id.eq(id))
+                    .count()
+                    .get_result(c)?;
+                if n > 0 {
+                    return Err(Error::conflict(
+                        None,
+                        format!(
+                            "host {} still has {n} VPS(es); move or delete them first",
+                            row.name
+                        ),
+                    ));
+                }
+                diesel::delete(hosts::table.find(id)).execute(c)?;
+                audit::record(
+                    c,
+                    &actor,
+                    Change::new(
+                        "host.delete",
+                        "host",
+                        id,
+                        format!("removed host {}", row.name),
+                    ),
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+    crate::netmon::standby::clear_host(core, id).await;
+    core.hosts.stop(id);
+    Ok(())
+}
+
+/// netMON: takes every HA VPS of the host to other hosts now. The VPSes it takes.
+pub async fn fail_over(core: &Arc<Core>, actor: Actor, id: i64) -> Result<Vec<i64>> {
+    core.accepting()?;
+    let (_, all) = core.db.run(move |c| load_with_vpses(c, id)).await?;
+    let ids = all
+        .iter()
+        .filter(|v| v.host_id == Some(id) && v.ha_enabled)
+        .map(|v| v.id)
+        .collect();
+    let vpses = crate::netmon::request(core, ids, &actor).await?;
+    crate::netmon::record_request(core, &actor, &vpses).await;
+    Ok(vpses)
+}

@@ -1,0 +1,148 @@
+//! Hosts as the API and the command line show them: one host, the list, its recent samples and
+//! its history of one-minute rollups.
+
+use super::{Bucket, HostManager, HostRow, RollupRow};
+use crate::db::{Db, DbConn};
+use crate::error::{Error, Result};
+use crate::schema::{hosts, vpses};
+use crate::vps::VpsRow;
+use diesel::prelude::*;
+use serverware_shared::agent::HostSample;
+use serverware_shared::api::{HistoryQuery, HostResponse, HostRollup};
+
+/// A host as the API shows it: its row, its connection's newest state and sample, its VPSes' use
+/// of its capacity, and containers on it that are no VPS of the site.
+pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> HostResponse {
+    let view = hosts.view(row.id).unwrap_or_default();
+    let placed: Vec<&VpsRow> = all_vpses
+        .iter()
+        .filter(|v| v.host_id == Some(row.id))
+        .collect();
+    let capacity = crate::vps::capacity(row, view.latest.as_ref());
+    let unknown_vpses = view
+        .latest
+        .as_ref()
+        .map(|s| {
+            s.vpses
+                .iter()
+                .filter(|x| !all_vpses.iter().any(|v| v.name == x.name))
+                .map(|x| x.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    HostResponse {
+        id: row.id,
+        name: row.name.clone(),
+        description: row.description.clone(),
+        address: format!("ssh://{}@{}:{}", row.ssh_user, row.address, row.ssh_port),
+        status: view
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| row.status.clone()),
+        fingerprint: row.host_key_fingerprint.clone(),
+        last_seen_at: view.last_seen.or(row.last_seen_at.map(|t| t.and_utc())),
+        agent_version: view.agent_version.or(row.agent_version.clone()),
+        hostname: view.hostname,
+        kernel: view.kernel,
+        cpu_model: view.cpu_model,
+        sample_interval_ms: row.sample_interval_ms.max(0) as u32,
+        vps_count: placed.len() as i64,
+        free: crate::vps::free(capacity, &placed),
+        capacity,
+        vps_bridge: row.vps_bridge.clone(),
+        vps_prefix_len: row.vps_prefix_len,
+        vps_gateway: row.vps_gateway.clone(),
+        max_transfers: row.max_transfers.max(1) as u32,
+        duplo_interval_secs: row.duplo_interval_secs.max(1) as u32,
+        maintenance: row.maintenance,
+        unknown_vpses,
+        sample: view.latest,
+    }
+}
+
+/// A host's row, and every VPS of the site (a host's response needs them all to name the
+/// containers on it that are no VPS).
+pub fn load_with_vpses(c: &mut DbConn, id: i64) -> Result<(HostRow, Vec<VpsRow>)> {
+    let row = hosts::table
+        .find(id)
+        .select(HostRow::as_select())
+        .first(c)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("no host with id {id}")))?;
+    let all = vpses::table.select(VpsRow::as_select()).load(c)?;
+    Ok((row, all))
+}
+
+/// Every host, by name.
+pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
+    let (rows, all) = db
+        .run(|c| {
+            let rows: Vec<HostRow> = hosts::table
+                .order(hosts::name)
+                .select(HostRow::as_select())
+                .load(c)?;
+            let all: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            Ok((rows, all))
+        })
+        .await?;
+    Ok(rows.iter().map(|r| response(r, hosts, &all)).collect())
+}
+
+/// One host.
+pub async fn get(db: &Db, hosts: &HostManager, id: i64) -> Result<HostResponse> {
+    let (row, all) = db.run(move |c| load_with_vpses(c, id)).await?;
+    Ok(response(&row, hosts, &all))
+}
+
+/// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.
+pub async fn samples(db: &Db, hosts: &HostManager, id: i64) -> Result<Vec<HostSample>> {
+    db.run(move |c| load_with_vpses(c, id)).await?;
+    Ok(hosts.recent(id))
+}
+
+/// One-minute rollups of a host (average and maximum), oldest first; the minute in progress last.
+pub async fn history(
+    db: &Db,
+    hosts: &HostManager,
+    id: i64,
+    query: &HistoryQuery,
+) -> Result<Vec<HostRollup>> {
+    let until = query.until.unwrap_or_else(chrono::Utc::now);
+    let since = query.since.unwrap_or(until - chrono::TimeDelta::hours(24));
+    if since >= until {
+        return Err(Error::invalid("since", "must be before until"));
+    }
+    if until - since > chrono::TimeDelta::days(366) {
+        return Err(Error::invalid(
+            "since",
+            "ask for at most 366 days at a time",
+        ));
+    }
+    let mut out: Vec<HostRollup> = db
+        .run(move |c| {
+            use crate::schema::host_rollups as r;
+            load_with_vpses(c, id)?;
+            let rows: Vec<RollupRow> = r::table
+                .filter(r::host_id.eq(id))
+                .filter(r::minute.ge(since.naive_utc()))
+                .filter(r::minute.lt(until.naive_utc()))
+                .order(r::minute)
+                .select(RollupRow::as_select())
+                .load(c)?;
+            Ok(rows.iter().map(|r| r.to_rollup()).collect())
+        })
+        .await?;
+    if let Some(cur) = hosts.current_rollup(id) {
+        if cur.minute >= since && cur.minute < until {
+            match out.last_mut() {
+                Some(last) if last.minute == cur.minute => {
+                    let mut b = Bucket::from_rollup(&cur);
+                    b.merge(&Bucket::from_rollup(last));
+                    *last = b.to_rollup();
+                }
+                _ => out.push(cur),
+            }
+        }
+    }
+    Ok(out)
+}
