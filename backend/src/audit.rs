@@ -1,7 +1,6 @@
 //! Audit: every change is stored as an Event of kind audit (who, what, target, when), in the same
 //! transaction as the change itself.
 
-use crate::auth::Principal;
 use crate::db::DbConn;
 use crate::error::Error;
 use crate::models::{now, Event, NewEvent};
@@ -27,16 +26,6 @@ impl Actor {
             name: format!("system:{what}"),
             via_token: None,
             via: None,
-        }
-    }
-}
-
-impl From<&Principal> for Actor {
-    fn from(p: &Principal) -> Actor {
-        Actor {
-            name: p.username.clone(),
-            via_token: p.token_name().map(str::to_string),
-            via: p.via(),
         }
     }
 }

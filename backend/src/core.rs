@@ -20,11 +20,11 @@ pub struct Core {
     /// Connections to hosts and their newest samples.
     pub hosts: Arc<crate::hosts::HostManager>,
     /// Set when the controller is stopping: no new operation is accepted.
-    pub stopping: std::sync::atomic::AtomicBool,
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Owns the background loops.
     pub supervisor: crate::sched::Supervisor,
-    /// The durable operations this controller is driving now.
-    pub ops_live: crate::ops::recovery::Live,
+    /// The durable-operation engine: what this controller drives now, and each kind's recovery.
+    pub ops: Arc<crate::ops::recovery::Engine>,
     /// Held from a placement decision until its VPS is recorded, so two creates cannot both
     /// take the same free capacity.
     pub placement: tokio::sync::Mutex<()>,
@@ -35,7 +35,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// New operations are refused (503) once the controller is stopping.
+    /// New operations are refused once the controller is stopping.
     pub fn accepting(&self) -> Result<(), crate::error::Error> {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             Err(crate::error::Error::Stopping(

@@ -198,6 +198,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    netmon_state (id) {
+        id -> BigInt,
+        manager -> Text,
+        saved_ms -> BigInt,
+        saved_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     operations (task_id) {
         task_id -> BigInt,
         kind -> Text,
@@ -231,6 +240,7 @@ diesel::joinable!(vpses -> templates (template_id));
 diesel::joinable!(task_logs -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    netmon_state,
     duplo_points,
     users,
     sessions,

@@ -48,7 +48,7 @@ impl Running {
         self.state.supervisor.stop_all();
         let t0 = std::time::Instant::now();
         loop {
-            let n = self.state.ops_live.count();
+            let n = self.state.ops.live.count();
             if n == 0 {
                 break;
             }
@@ -211,11 +211,7 @@ fn start_loops(state: &std::sync::Arc<Core>) {
     let st = state.clone();
     sup.spawn("recovery", Duration::from_secs(1), move || {
         let st = st.clone();
-        async move {
-            crate::ops::recovery::drive(&st)
-                .await
-                .map_err(|e| e.message())
-        }
+        async move { st.ops.drive().await.map_err(|e| e.message()) }
     });
     let st = state.clone();
     sup.spawn("reconcile", crate::vps::RECONCILE_EVERY, move || {
@@ -229,7 +225,7 @@ fn start_loops(state: &std::sync::Arc<Core>) {
             let rollups = crate::hosts::prune_rollups(&db)
                 .await
                 .map_err(|e| e.message())?;
-            let history = crate::tasks::prune_history(&db)
+            let history = crate::settings::prune_history(&db)
                 .await
                 .map_err(|e| e.message())?;
             if rollups + history > 0 {
@@ -325,11 +321,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
         },
     )?);
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ops = std::sync::Arc::new(crate::ops::recovery::Engine::new(
+        db.clone(),
+        hub.clone(),
+        stopping.clone(),
+    ));
     let state = web::Data::new(Core {
         duplo,
         netmon: Default::default(),
-        ops_live: Default::default(),
-        stopping: Default::default(),
+        ops: ops.clone(),
+        stopping,
         supervisor: Default::default(),
         placement: Default::default(),
         hosts: host_manager,
@@ -339,7 +341,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config,
         db,
     });
-    match crate::ops::recovery::settle_interrupted(&state).await {
+    // Each kind of durable operation registers its recovery with the engine. The engine holds
+    // them; they reach the controller through a weak reference, so nothing keeps it alive.
+    let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
+    for kind in crate::vps::DURABLE_KINDS {
+        let weak = weak.clone();
+        ops.register(
+            kind,
+            std::sync::Arc::new(move |task, op| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    if let Some(core) = weak.upgrade() {
+                        crate::vps::recover(&core, task, op).await;
+                    }
+                })
+            }),
+        );
+    }
+    match ops.settle_interrupted().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             "{n} task(s) without a step log were running when the controller stopped; marked failed"

@@ -75,3 +75,9 @@ pub fn read(conn: &mut crate::db::DbConn) -> Result<SettingsResponse> {
         duplo_keep_daily_days: policy.daily_days,
     })
 }
+
+/// Deletes the history (events, finished tasks) older than the site's retention.
+pub async fn prune_history(db: &crate::db::Db) -> Result<usize> {
+    let days = db.run(read).await?.history_retention_days;
+    crate::tasks::prune_history(db, days).await
+}

@@ -261,11 +261,11 @@ impl Task {
     }
 }
 
-/// Deletes events, and finished tasks with their logs, older than the history retention.
-/// Running tasks and the operations they drive are never touched.
-pub async fn prune_history(db: &Db) -> Result<usize> {
-    db.run(|c| {
-        let days = crate::settings::read(c)?.history_retention_days;
+/// Deletes events, and finished tasks with their logs, older than `retention_days` (the site's
+/// history retention). Running tasks and the operations they drive are never touched.
+pub async fn prune_history(db: &Db, retention_days: u32) -> Result<usize> {
+    db.run(move |c| {
+        let days = retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
         c.transaction(|c| {
             use crate::schema::events;

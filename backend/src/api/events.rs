@@ -198,7 +198,7 @@ pub async fn update_settings(
         crate::hosts::prune_rollups(&state.db).await?;
     }
     if history {
-        crate::tasks::prune_history(&state.db).await?;
+        crate::settings::prune_history(&state.db).await?;
     }
     Ok(web::Json(out))
 }

@@ -10,6 +10,7 @@ pub use limiter::{LoginLimiter, LoginLimits};
 pub use login::{key_login, password_login};
 pub use secrets::*;
 
+use crate::audit::Actor;
 use crate::db::{Db, DbConn};
 use crate::error::{Error, Result};
 use crate::models::{now, ApiToken, Session, User};
@@ -203,4 +204,15 @@ pub async fn still_valid(db: &Db, idle_minutes: u64, p: &Principal) -> bool {
         .await;
     // A database hiccup does not end a socket; a definite "no" does.
     r.unwrap_or(true)
+}
+
+/// Who acts, in the audit log, for a request of `p`.
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Actor {
+        Actor {
+            name: p.username.clone(),
+            via_token: p.token_name().map(str::to_string),
+            via: p.via(),
+        }
+    }
 }

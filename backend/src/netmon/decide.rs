@@ -302,6 +302,18 @@ pub struct Manager {
     settled: BTreeMap<VpsId, Settled>,
 }
 
+/// Work another run of the controller was carrying out for a failover when it stopped, to be
+/// driven again by the run that takes its memory over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// The VPS was being stopped on its healthy host (an operator's failover): stop it again
+    /// (stopping a stopped VPS is no change) and report [`Outcome::Stopped`].
+    Stop { vps: VpsId, host: HostId },
+    /// It was being brought up on `to`: its operation, if one was recorded, is finished by the
+    /// operation engine; its end is the outcome. None recorded: see [`Manager::requeue`].
+    Recovering { vps: VpsId, to: HostId },
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Settled {
     host: Option<HostId>,
@@ -314,6 +326,96 @@ impl Manager {
             params,
             ..Default::default()
         }
+    }
+
+    /// netMON's memory as written by another run of the controller, taken up by this one:
+    /// every time it keeps is moved by `delta` ms onto this run's clock (a time that would fall
+    /// before the clock's start is its start: later, never earlier, so nothing is decided sooner
+    /// than it would have been), with this run's `params`. Work that was awaiting an answer
+    /// from the other run is returned to be driven again (see [`Resume`]); the clean-ups it
+    /// had under way are asked for again.
+    pub fn taken_over(mut self, delta: i64, params: Params) -> (Manager, Vec<Resume>) {
+        let shift = |t: Ms| (t as i64).saturating_add(delta).max(0) as Ms;
+        self.params = params;
+        for h in self.hosts.values_mut() {
+            *h = match *h {
+                HostState::Alive => HostState::Alive,
+                HostState::Suspect { detected } => HostState::Suspect {
+                    detected: shift(detected),
+                },
+                HostState::Fenced { detected, fenced } => HostState::Fenced {
+                    detected: shift(detected),
+                    fenced: shift(fenced),
+                },
+                HostState::Returning { detected } => HostState::Returning {
+                    detected: shift(detected),
+                },
+            };
+        }
+        let mut resume = Vec::new();
+        for (vps, f) in self.failovers.iter_mut() {
+            f.detected = shift(f.detected);
+            f.fenced = shift(f.fenced);
+            f.stage = match f.stage {
+                Stage::Queued => Stage::Queued,
+                Stage::Stopping => {
+                    resume.push(Resume::Stop {
+                        vps: *vps,
+                        host: f.from,
+                    });
+                    Stage::Stopping
+                }
+                Stage::Recovering { to, placed } => {
+                    resume.push(Resume::Recovering { vps: *vps, to });
+                    Stage::Recovering {
+                        to,
+                        placed: shift(placed),
+                    }
+                }
+                Stage::Checking {
+                    to,
+                    placed,
+                    started,
+                } => Stage::Checking {
+                    to,
+                    placed: shift(placed),
+                    started: shift(started),
+                },
+            };
+        }
+        for r in self.restarts.values_mut() {
+            r.at = shift(r.at);
+            // A restart the other run was carrying out is over, one way or the other: the
+            // checks judge the VPS afresh.
+            r.done = true;
+        }
+        self.quorum_since = self.quorum_since.map(shift);
+        for st in self.settled.values_mut() {
+            st.at = shift(st.at);
+        }
+        self.cleaning.clear();
+        (self, resume)
+    }
+
+    /// A failover that was being brought up on a host when the other run stopped, and whose
+    /// operation never began (or ended without bringing it up there): placed again, without
+    /// counting that host against it.
+    pub fn requeue(&mut self, vps: VpsId) {
+        if let Some(f) = self.failovers.get_mut(&vps) {
+            if matches!(f.stage, Stage::Recovering { .. }) {
+                f.stage = Stage::Queued;
+            }
+        }
+    }
+
+    /// The hosts whose leases must not be renewed (suspected, fenced, or back but not yet
+    /// cleaned of stale copies).
+    pub fn untrusted_hosts(&self) -> Vec<HostId> {
+        self.hosts
+            .iter()
+            .filter(|(_, s)| !matches!(s, HostState::Alive))
+            .map(|(h, _)| *h)
+            .collect()
     }
 
     /// Whether the host is trusted (alive and not being fenced or cleaned).

@@ -1,8 +1,11 @@
 //! netMON: watches hosts and HA VPSes and brings a lost host's VPSes up elsewhere. Its
 //! decisions are pure logic ([`decide`]), tested on a simulated site (`sim`, `scenarios`);
 //! this module feeds them what the controller sees (heartbeats, leases, service checks) and
-//! carries out what they ask, through the same operations an operator uses.
+//! carries out what they ask, through the same operations an operator uses. Its memory is
+//! written (`repo::netmon`) before what it decided is carried out, and taken up again by the
+//! next controller to run (`takeover.rs`).
 
+mod act;
 pub mod checks;
 pub mod decide;
 #[cfg(test)]
@@ -10,22 +13,29 @@ mod scenarios;
 #[cfg(test)]
 mod sim;
 pub mod standby;
+mod takeover;
 
 use crate::audit::{Actor, Change};
 use crate::core::Core;
 use crate::hosts::LeasePlan;
+use act::act;
 use chrono::{DateTime, Utc};
-use decide::{Action, Cause, HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
+use decide::{HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
 use serverware_shared::api::{ServiceHealth, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+pub(crate) use takeover::persist;
 
 /// One round of decisions this often.
 pub const TICK: Duration = Duration::from_millis(200);
 /// A host not heard from since this controller started is suspected only this long after its
 /// start plus its heartbeat timeout (connecting to every host takes a moment).
 const CONNECT_GRACE_MS: Ms = 10_000;
+/// Where netMON's clock stands when this controller starts: far from zero, so that the times a
+/// previous run wrote down, moved onto this run's clock, stay what they were (see
+/// [`Manager::taken_over`]).
+const EPOCH_MS: Ms = 1 << 36;
 /// HA VPSes' services are checked this often.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
 
@@ -48,6 +58,10 @@ pub struct Netmon {
     pub standby: standby::Standbys,
     /// The VPSes being failed over, as last told to the dashboards.
     told: Mutex<std::collections::BTreeSet<i64>>,
+    /// Whether the memory a previous run wrote down was taken up.
+    taken_over: std::sync::atomic::AtomicBool,
+    /// The memory as last written (held while writing, so writes land in order).
+    written: tokio::sync::Mutex<Option<String>>,
 }
 
 impl Default for Netmon {
@@ -60,6 +74,8 @@ impl Default for Netmon {
             checking: Default::default(),
             standby: Default::default(),
             told: Default::default(),
+            taken_over: Default::default(),
+            written: Default::default(),
         }
     }
 }
@@ -101,7 +117,7 @@ impl Netmon {
     }
 
     fn ms(&self, t: Instant) -> Ms {
-        t.saturating_duration_since(self.started).as_millis() as Ms
+        EPOCH_MS + t.saturating_duration_since(self.started).as_millis() as Ms
     }
 
     fn record(&self, vps: i64, r: Result<(), String>) -> Option<bool> {
@@ -293,6 +309,14 @@ fn check_all(core: &Arc<Core>, vpses: &[HaVps]) {
 
 /// One round: what the world looks like, netMON's decisions, and their execution.
 pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
+    if !core
+        .netmon
+        .taken_over
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // Nothing is decided before the previous run's memory is taken up.
+        takeover::take_over(core).await?;
+    }
     let (hosts, vpses, claims) = read(core).await?;
     check_all(core, &vpses);
     let nm = &core.netmon;
@@ -347,7 +371,11 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                     id: h.id,
                     name: h.name.clone(),
                     // Never heard since this controller started: it gets a while to connect.
-                    heartbeat_at: Some(t.heard.map(|i| nm.ms(i)).unwrap_or(CONNECT_GRACE_MS)),
+                    heartbeat_at: Some(
+                        t.heard
+                            .map(|i| nm.ms(i))
+                            .unwrap_or(EPOCH_MS + CONNECT_GRACE_MS),
+                    ),
                     heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
                     renewed_at: t.renewed.map(|i| nm.ms(i)),
                     acked_at: t.acked.map(|i| nm.ms(i)),
@@ -386,11 +414,14 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
     };
     let actions = lock(&nm.manager).tick(now, &world);
     nm.tell_failovers(core);
+    // Written before anything decided is carried out; carried out even if it could not be
+    // (a lease revoked must stay revoked), and said as this round's failure.
+    let written = persist(core).await;
     for a in actions {
         act(core, &hosts, &vpses, a).await;
     }
     tokio::time::sleep(TICK).await;
-    Ok(())
+    written
 }
 
 fn outcome(core: &Arc<Core>, o: Outcome) {
@@ -400,6 +431,9 @@ fn outcome(core: &Arc<Core>, o: Outcome) {
     nm.tell_failovers(core);
     let core = core.clone();
     tokio::spawn(async move {
+        if let Err(e) = persist(&core).await {
+            tracing::warn!("{e}");
+        }
         let (hosts, vpses, _) = match read(&core).await {
             Ok(r) => r,
             Err(_) => return,
@@ -474,284 +508,6 @@ async fn event_by(
         .await;
 }
 
-async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
-    let hname = |id: i64| {
-        hosts
-            .iter()
-            .find(|h| h.id == id)
-            .map(|h| h.name.clone())
-            .unwrap_or_else(|| format!("#{id}"))
-    };
-    let vname = |id: i64| {
-        vpses
-            .iter()
-            .find(|v| v.id == id)
-            .map(|v| v.name.clone())
-            .unwrap_or_else(|| format!("#{id}"))
-    };
-    match a {
-        Action::Revoke { host } => {
-            core.hosts.revoke(host, true);
-            if !vpses
-                .iter()
-                .any(|v| v.host_id == Some(host) && v.running_wanted)
-            {
-                // Nothing of netMON's there: the host's own status says it all.
-                return;
-            }
-            let m = format!(
-                "host {} stopped answering: its lease is no longer renewed, and its HA VPSes go elsewhere once it has run out",
-                hname(host)
-            );
-            tracing::warn!("{m}");
-            event(
-                core,
-                "netmon.host_suspected",
-                ("host", host),
-                Severity::Warning,
-                m,
-                serde_json::json!({}),
-            )
-            .await;
-        }
-        Action::Renew { host } => {
-            core.hosts.revoke(host, false);
-            if !vpses
-                .iter()
-                .any(|v| v.host_id == Some(host) && v.running_wanted)
-            {
-                return;
-            }
-            let m = format!("host {} answers again", hname(host));
-            event(
-                core,
-                "netmon.host_back",
-                ("host", host),
-                Severity::Info,
-                m,
-                serde_json::json!({}),
-            )
-            .await;
-        }
-        Action::Restart { vps, host } => {
-            let m = format!(
-                "the services of VPS {} stopped answering: restarting it on {}",
-                vname(vps),
-                hname(host)
-            );
-            event(
-                core,
-                "netmon.restart",
-                ("vps", vps),
-                Severity::Warning,
-                m,
-                serde_json::json!({}),
-            )
-            .await;
-            let core = core.clone();
-            tokio::spawn(async move {
-                let actor = Actor::system("netmon");
-                let r = match crate::vps::stop(core.clone(), actor.clone(), vps, 5, true).await {
-                    Ok(t) => ended(&core, t.id).await,
-                    // Stopped already (killed): started instead.
-                    Err(_) => match crate::vps::start(core.clone(), actor, vps).await {
-                        Ok(t) => ended(&core, t.id).await,
-                        Err(e) => Err(e.message()),
-                    },
-                };
-                outcome(
-                    &core,
-                    match r {
-                        Ok(()) => Outcome::Restarted { vps },
-                        Err(why) => Outcome::Failed { vps, host, why },
-                    },
-                );
-            });
-        }
-        Action::Stop { vps, host } => {
-            let core = core.clone();
-            tokio::spawn(async move {
-                let r = match crate::vps::stop(core.clone(), Actor::system("netmon"), vps, 5, false)
-                    .await
-                {
-                    Ok(t) => ended(&core, t.id).await,
-                    Err(e) => Err(e.message()),
-                };
-                // Stopped: one more cycle, so that it comes up elsewhere as it was.
-                if r.is_ok() {
-                    if let Err(e) = crate::duplo::cycle_now(&core, vps).await {
-                        tracing::warn!(
-                            vps,
-                            "no last cycle before the failover ({e}): the newest point serves"
-                        );
-                    }
-                }
-                outcome(
-                    &core,
-                    match r {
-                        Ok(()) => Outcome::Stopped { vps },
-                        Err(why) => Outcome::Failed { vps, host, why },
-                    },
-                );
-            });
-        }
-        Action::Recover { vps, from, to } => {
-            tracing::warn!(
-                "failing VPS {} over from {} to {}",
-                vname(vps),
-                hname(from),
-                hname(to)
-            );
-            let core = core.clone();
-            tokio::spawn(async move {
-                let r = match crate::vps::fail_over(core.clone(), vps, to).await {
-                    Ok(t) => ended(&core, t.id).await,
-                    Err(e) => Err(e.message()),
-                };
-                // Its checks start over where it runs now.
-                lock(&core.netmon.health).remove(&vps);
-                *lock(&core.netmon.next_check) = Instant::now();
-                outcome(
-                    &core,
-                    match r {
-                        Ok(()) => Outcome::Started { vps, host: to },
-                        Err(why) => Outcome::Failed { vps, host: to, why },
-                    },
-                );
-            });
-        }
-        Action::Clean { host, vpses: stale } => {
-            let core = core.clone();
-            let names: Vec<(i64, String)> = stale.iter().map(|v| (*v, vname(*v))).collect();
-            tokio::spawn(async move {
-                // Always answered: a host whose clean-up is never reported would stay untrusted.
-                let Some(c) = core.hosts.conn(host) else {
-                    outcome(&core, Outcome::NotCleaned { host });
-                    return;
-                };
-                let mut all = true;
-                for (id, name) in names {
-                    // Only a copy the records place elsewhere.
-                    let elsewhere = core
-                        .db
-                        .run(move |c| crate::vps::load(c, id))
-                        .await
-                        .is_ok_and(|v| v.host_id != Some(host));
-                    if elsewhere {
-                        let r = c
-                            .agent
-                            .call(
-                                serverware_shared::agent::AgentRequest::VpsDestroy {
-                                    name: name.clone(),
-                                },
-                                Duration::from_secs(120),
-                            )
-                            .await;
-                        let refused = match r {
-                            Ok(serverware_shared::agent::AgentResponse::Error { message }) => {
-                                Some(message)
-                            }
-                            Ok(_) => None,
-                            Err(e) => Some(e.to_string()),
-                        };
-                        if let Some(why) = refused {
-                            tracing::warn!(
-                                vps = name,
-                                host,
-                                "its stale copy could not be removed yet: {why}"
-                            );
-                            all = false;
-                        }
-                    }
-                }
-                if !all {
-                    // Asked again after a pause, not at every tick.
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                outcome(
-                    &core,
-                    if all {
-                        Outcome::Cleaned { host }
-                    } else {
-                        Outcome::NotCleaned { host }
-                    },
-                );
-            });
-        }
-        Action::Timeline(t) => {
-            let at = |ms: Ms| {
-                let ago = Duration::from_millis(core.netmon.ms(Instant::now()).saturating_sub(ms));
-                (Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default()).to_rfc3339()
-            };
-            let took = t.healthy.saturating_sub(t.detected) as f64 / 1000.0;
-            let m = match (&t.cause, &t.by) {
-                (Cause::Requested, by) => format!(
-                    "VPS {} failed over from {} to {} as {} asked: answering {took:.1} s after it was stopped",
-                    vname(t.vps),
-                    hname(t.from),
-                    hname(t.to),
-                    by.as_deref().unwrap_or("an operator"),
-                ),
-                (Cause::VpsFailed, _) => format!(
-                    "VPS {} failed over from {} to {}: its services stopped answering; answering again {took:.1} s after that was found",
-                    vname(t.vps),
-                    hname(t.from),
-                    hname(t.to),
-                ),
-                (Cause::HostLost, _) => format!(
-                    "VPS {} failed over from {} to {}: answering {took:.1} s after its host was found lost",
-                    vname(t.vps),
-                    hname(t.from),
-                    hname(t.to),
-                ),
-            };
-            tracing::warn!("{m}");
-            let details = serde_json::json!({
-                "from": t.from, "to": t.to, "cause": format!("{:?}", t.cause),
-                "detected": at(t.detected), "fenced": at(t.fenced), "placed": at(t.placed),
-                "started": at(t.started), "healthy": at(t.healthy),
-                "ms": {
-                    "fenced": t.fenced.saturating_sub(t.detected),
-                    "placed": t.placed.saturating_sub(t.detected),
-                    "started": t.started.saturating_sub(t.detected),
-                    "healthy": t.healthy.saturating_sub(t.detected),
-                }
-            });
-            let by = t.by.as_deref().map(|name| Actor {
-                name: name.to_string(),
-                via_token: None,
-                via: None,
-            });
-            event_by(
-                core,
-                by.as_ref().unwrap_or(&Actor::system("netmon")),
-                "netmon.failover",
-                ("vps", t.vps),
-                Severity::Info,
-                m,
-                details,
-            )
-            .await;
-        }
-        Action::Warn { vps, host, message } => {
-            let (kind, id, who) = match (vps, host) {
-                (Some(v), _) => ("vps", v, format!("VPS {}", vname(v))),
-                (None, Some(h)) => ("host", h, format!("host {}", hname(h))),
-                _ => ("system", 0, "netMON".to_string()),
-            };
-            event(
-                core,
-                "netmon.warning",
-                (kind, id),
-                Severity::Warning,
-                format!("{who}: {message}"),
-                serde_json::json!({}),
-            )
-            .await;
-        }
-    }
-}
-
 /// An operator's failover of HA VPSes now (`POST /vpses/{id}/failover`, or every HA VPS of a
 /// host): each is stopped where it is, duplicated once more (nothing is lost), then brought up
 /// on the host with the most room from that point. The VPSes it takes on.
@@ -760,6 +516,16 @@ pub async fn request(
     vpses: Vec<i64>,
     by: &Actor,
 ) -> crate::error::Result<Vec<i64>> {
+    if !core
+        .netmon
+        .taken_over
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(crate::error::Error::Busy(
+            "netMON is taking up where the controller's last run left off; try again in a moment"
+                .into(),
+        ));
+    }
     let (hosts, ha, _) = read(core)
         .await
         .map_err(|e| crate::error::Error::Internal(anyhow::anyhow!(e)))?;
@@ -778,6 +544,9 @@ pub async fn request(
         actions.extend(a);
     }
     core.netmon.tell_failovers(core);
+    if let Err(e) = persist(core).await {
+        tracing::warn!("{e}");
+    }
     for a in actions {
         act(core, &hosts, &ha, a).await;
     }

@@ -169,6 +169,51 @@ fn a_controller_restarted_mid_failover_finishes_it() {
 }
 
 #[test]
+fn a_controller_killed_between_decision_and_restore_brings_each_vps_up_once() {
+    let mut s = three();
+    // Placed near 9.5 s: killed just after, before any restore began.
+    s.run(
+        30_000,
+        &[(5_000, "power-off node-a"), (9_700, "controller-crash")],
+    );
+    let log = s.log.join("\n");
+    assert!(
+        s.log.iter().any(|l| {
+            let t: u64 = l.split_whitespace().next().unwrap().parse().unwrap();
+            t < 9_700 && l.contains(" recover ")
+        }),
+        "nothing was decided before the kill:\n{log}"
+    );
+    assert_eq!(lines_with(&s, "failed over").len(), 3, "{log}");
+    for v in ["web-1", "web-2", "pbx-1"] {
+        assert_eq!(s.placement()[v].len(), 1, "{v}:\n{log}");
+        assert_ne!(s.placement()[v][0], "node-a");
+    }
+    // The host was not suspected anew: the next run knew it fenced.
+    assert_eq!(lines_with(&s, "suspect node-a").len(), 1, "{log}");
+    // Its failovers kept their detection time: answering within seconds of it.
+    for v in ["web-1", "web-2", "pbx-1"] {
+        let took = s.failover_ms(v, 5_000).expect("a timeline");
+        assert!(took <= 9_000, "{v} took {took} ms:\n{log}");
+    }
+}
+
+#[test]
+fn taken_over_memory_keeps_its_times_on_the_new_clock() {
+    use super::decide::{Manager, Params, Resume};
+    let mut m = Manager::new(Params::default());
+    m.request(1_000, 7, 1, Some("admin".into()));
+    let (m2, resume) = m.clone().taken_over(500, Params::default());
+    let json = serde_json::to_value(&m2).unwrap();
+    assert_eq!(json["failovers"]["7"]["detected"], 1_500, "{json}");
+    assert_eq!(resume, vec![Resume::Stop { vps: 7, host: 1 }]);
+    // Moved before the new clock's start: its start, never earlier.
+    let (m3, _) = m.taken_over(-5_000, Params::default());
+    let json = serde_json::to_value(&m3).unwrap();
+    assert_eq!(json["failovers"]["7"]["detected"], 0, "{json}");
+}
+
+#[test]
 fn when_room_is_short_priority_decides_and_the_rest_waits() {
     let mut s = Sim::new(2, 4 * GB);
     s.add_vps("low", "node-a", GB, 0);

@@ -195,7 +195,8 @@ impl Sim {
     /// Runs a command: `power-off H`, `power-on H`, `cut H`, `mend H`, `kill V`, `break V`,
     /// `break-disk H`, `maintenance H`, `move V H` (an operator's move: stopped, busy for
     /// [`Sim::move_ms`], then started on H and answering [`Sim::boot_ms`] later),
-    /// `controller-down`, `controller-up`, `controller-restart`,
+    /// `controller-down`, `controller-up`, `controller-restart` (its operations go on),
+    /// `controller-crash` (killed right after a decision: nothing it set out to do began),
     /// `controller-starved` and `controller-wakes` (it could not run meanwhile; on waking it
     /// decides once before it reads the samples that waited).
     pub fn command(&mut self, cmd: &str) {
@@ -257,9 +258,43 @@ impl Sim {
             }
             "controller-up" => self.controller_up = true,
             "controller-restart" => {
-                // Its memory survives only as what it stored.
+                // Its memory survives only as what it stored; the work it had under way was
+                // recorded operations, which the next run's engine finishes.
                 let saved = serde_json::to_string(&self.manager).unwrap();
-                self.manager = serde_json::from_str(&saved).unwrap();
+                let old: Manager = serde_json::from_str(&saved).unwrap();
+                (self.manager, _) = old.taken_over(0, self.params);
+            }
+            "controller-crash" => {
+                // Killed right after deciding: nothing it set out to do began, its revocations
+                // were in memory only. The next run takes up what it stored.
+                self.pending
+                    .retain(|(_, p)| matches!(p, Pending::Moved { .. }));
+                self.revoked.clear();
+                let saved = serde_json::to_string(&self.manager).unwrap();
+                let old: Manager = serde_json::from_str(&saved).unwrap();
+                let (m, resume) = old.taken_over(0, self.params);
+                self.manager = m;
+                for h in self.manager.untrusted_hosts() {
+                    self.revoked.insert(h);
+                }
+                for r in resume {
+                    match r {
+                        Resume::Stop { vps, host } => {
+                            self.pending
+                                .push((self.now + STEP, Pending::Stop { vps, host }));
+                        }
+                        Resume::Recovering { vps, to } => {
+                            if self.vpses[&vps].running_on.contains(&to) {
+                                self.pending.push((
+                                    self.now,
+                                    Pending::Outcome(Outcome::Started { vps, host: to }),
+                                ));
+                            } else {
+                                self.manager.requeue(vps);
+                            }
+                        }
+                    }
+                }
             }
             other => panic!("unknown command {other}"),
         }

@@ -7,7 +7,6 @@
 //! one transaction when the operation ends.
 
 pub mod claims;
-pub mod fault;
 pub mod recovery;
 
 use crate::db::{Db, DbConn};
@@ -16,6 +15,44 @@ use crate::models::now;
 use crate::schema::{host_reservations, operations, vps_claims};
 use diesel::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
+
+/// The steps of one kind of operation, in the order they are done: each is written to the
+/// operation's record as it completes, and the kind's recovery reads back the last one. Declared
+/// with [`steps!`]; the crash test kills the controller after each of [`Steps::STEPS`].
+pub trait Steps: Copy + Eq + std::fmt::Debug + Send + Sync + 'static {
+    /// The operation's kind, as recorded (`vps.move`).
+    const KIND: &'static str;
+    /// Every step, in order.
+    const STEPS: &'static [Self];
+    /// The step as recorded.
+    fn name(self) -> &'static str;
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::STEPS.iter().copied().find(|x| x.name() == s)
+    }
+}
+
+/// Declares an operation kind's steps: an enum, its kind and each step's recorded name.
+macro_rules! steps {
+    ($(#[$m:meta])* $vis:vis enum $name:ident for $kind:literal {
+        $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)?
+    }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vm])* $var),+ }
+        impl $crate::ops::Steps for $name {
+            const KIND: &'static str = $kind;
+            const STEPS: &'static [Self] = &[$($name::$var),+];
+            fn name(self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+        }
+    };
+}
+pub(crate) use steps;
+
+/// The step an operation is recorded at before its first step completes.
+const RECORDED: &str = "recorded";
 
 /// Where an operation's work left it.
 pub enum Finish {
@@ -77,6 +114,22 @@ impl OpRow {
     pub fn undoing(&self) -> bool {
         self.phase == Phase::Undo.as_str()
     }
+
+    /// The last step it completed (None: none yet), as the kind's steps `S`.
+    pub fn reached<S: Steps>(&self) -> Result<Option<S>> {
+        if self.step == RECORDED {
+            return Ok(None);
+        }
+        S::parse(&self.step).map(Some).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "operation {} of task {} is at step '{}', which {} does not have",
+                self.kind,
+                self.task_id,
+                self.step,
+                S::KIND
+            ))
+        })
+    }
 }
 
 /// This controller run, as the owner of the operations it starts. Recovery takes over the
@@ -106,7 +159,7 @@ pub fn record(
             operations::kind.eq(kind),
             operations::vps_id.eq(vps_id),
             operations::params.eq(params),
-            operations::step.eq("recorded"),
+            operations::step.eq(RECORDED),
             operations::phase.eq(Phase::Forward.as_str()),
             operations::owner.eq(instance()),
             operations::updated_at.eq(now()),
@@ -127,17 +180,28 @@ pub async fn adopt(db: &Db, task_id: i64) -> Result<()> {
 }
 
 /// Writes that an operation completed `step` (durably, before the next begins). Test builds may
-/// kill the controller right after it (see [`fault`]).
-pub async fn step(db: &Db, task_id: i64, kind: &str, step: &'static str) -> Result<()> {
-    db.run(move |c| {
-        diesel::update(operations::table.find(task_id))
-            .set((operations::step.eq(step), operations::updated_at.eq(now())))
-            .execute(c)?;
-        Ok(())
-    })
-    .await?;
-    fault::point(kind, step);
+/// kill the controller right after it (see [`crate::fault`]).
+pub async fn step<S: Steps>(db: &Db, task_id: i64, step: S) -> Result<()> {
+    db.run(move |c| step_in(c, task_id, step)).await?;
+    stepped(step);
     Ok(())
+}
+
+/// Writes `step` inside the caller's transaction (with what the step itself changed); call
+/// [`stepped`] once it committed.
+pub fn step_in<S: Steps>(c: &mut DbConn, task_id: i64, step: S) -> Result<()> {
+    diesel::update(operations::table.find(task_id))
+        .set((
+            operations::step.eq(step.name()),
+            operations::updated_at.eq(now()),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// A step's write committed: test builds may kill the controller here.
+pub fn stepped<S: Steps>(step: S) {
+    crate::fault::point(S::KIND, step.name());
 }
 
 /// Writes that an operation now unwinds.

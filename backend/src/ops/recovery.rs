@@ -1,18 +1,41 @@
 //! Drives the operations nobody is driving: at start every recorded operation (the controller
 //! died while it ran), later those parked until a host came back. Each is run by its kind's
-//! own recovery, which finishes it or unwinds it and says which in the task log.
+//! own recovery, which finishes it or unwinds it and says which in the task log. The kinds
+//! register their recovery with the [`Engine`] when the controller is wired together
+//! (`server.rs`); the engine knows none of them.
 
 use super::{unfinished, OpRow};
 use crate::audit::Actor;
-use crate::core::Core;
+use crate::db::Db;
 use crate::error::Result;
+use crate::hub::Hub;
 use crate::models::now;
 use crate::schema::{tasks, vps_claims};
+use crate::tasks::Task;
 use diesel::prelude::*;
 use serverware_shared::state::TaskStatus;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+/// A kind's recovery: takes over a recorded operation of that kind and sees it to its end (or
+/// parks it again).
+pub type RecoverFn =
+    Arc<dyn Fn(Arc<Task>, OpRow) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The durable-operation engine's running part: what is driven now, and each kind's recovery.
+pub struct Engine {
+    db: Db,
+    hub: Arc<Hub>,
+    /// Set when the controller is stopping: nothing is taken over any more.
+    stopping: Arc<AtomicBool>,
+    /// The operations this controller is driving now.
+    pub live: Live,
+    kinds: RwLock<HashMap<String, RecoverFn>>,
+}
 
 /// Operations being driven now by this controller, and when a parked one may be tried again.
 #[derive(Default)]
@@ -89,88 +112,128 @@ impl Live {
     }
 }
 
-/// At start, before anything else runs: tasks left running without a recorded operation
-/// (start, stop, restart, edit, template builds) cannot be resumed step by step. They are
-/// failed and their claims released; the reconciler moves their VPSes to the desired state.
-pub async fn settle_interrupted(state: &Core) -> Result<usize> {
-    state
-        .db
-        .run(|c| {
-            c.transaction(|c| {
-                let durable: Vec<i64> = crate::schema::operations::table
-                    .select(crate::schema::operations::task_id)
-                    .load(c)?;
-                let stale: Vec<i64> = tasks::table
-                    .filter(tasks::status.eq(TaskStatus::Running.as_str()))
-                    .filter(tasks::id.ne_all(&durable))
-                    .select(tasks::id)
-                    .load(c)?;
-                diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq_any(&stale)))
-                    .execute(c)?;
-                diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
-                    .set((
-                        tasks::status.eq(TaskStatus::Failed.as_str()),
-                        tasks::error.eq(
-                            "the controller stopped while the task ran; the VPS is brought to its desired state by the reconciler",
-                        ),
-                        tasks::finished_at.eq(now()),
-                    ))
-                    .execute(c)?;
-                Ok(stale.len())
+impl Engine {
+    pub fn new(db: Db, hub: Arc<Hub>, stopping: Arc<AtomicBool>) -> Self {
+        Engine {
+            db,
+            hub,
+            stopping,
+            live: Live::default(),
+            kinds: Default::default(),
+        }
+    }
+
+    /// Makes `recover` the recovery of the operations of `kind`.
+    pub fn register(&self, kind: &str, recover: RecoverFn) {
+        self.kinds
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind.to_string(), recover);
+    }
+
+    /// At start, before anything else runs: tasks left running without a recorded operation
+    /// (start, stop, restart, edit, template builds) cannot be resumed step by step. They are
+    /// failed and their claims released; the reconciler moves their VPSes to the desired state.
+    pub async fn settle_interrupted(&self) -> Result<usize> {
+        self.db
+            .run(|c| {
+                c.transaction(|c| {
+                    let durable: Vec<i64> = crate::schema::operations::table
+                        .select(crate::schema::operations::task_id)
+                        .load(c)?;
+                    let stale: Vec<i64> = tasks::table
+                        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
+                        .filter(tasks::id.ne_all(&durable))
+                        .select(tasks::id)
+                        .load(c)?;
+                    diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq_any(&stale)))
+                        .execute(c)?;
+                    diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
+                        .set((
+                            tasks::status.eq(TaskStatus::Failed.as_str()),
+                            tasks::error.eq(
+                                "the controller stopped while the task ran; the VPS is brought to its desired state by the reconciler",
+                            ),
+                            tasks::finished_at.eq(now()),
+                        ))
+                        .execute(c)?;
+                    Ok(stale.len())
+                })
             })
-        })
-        .await
-}
+            .await
+    }
 
-/// Starts the recovery of every recorded operation that nobody drives and that is due.
-pub async fn drive(state: &Arc<Core>) -> Result<()> {
-    if state.accepting().is_err() {
-        return Ok(());
+    /// Starts the recovery of every recorded operation that nobody drives and that is due.
+    pub async fn drive(self: &Arc<Self>) -> Result<()> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        for op in unfinished(&self.db).await? {
+            let ours = op.owner == super::instance();
+            // An operation this run starts is driven by its own work, never here.
+            if ours && !self.live.is_parked(op.task_id) {
+                continue;
+            }
+            if self.live.is_running(op.task_id) || !self.live.due(op.task_id) {
+                continue;
+            }
+            if !self.live.enter(op.task_id) {
+                continue;
+            }
+            let engine = self.clone();
+            tokio::spawn(async move { engine.recover_one(op).await });
+        }
+        Ok(())
     }
-    for op in unfinished(&state.db).await? {
-        let ours = op.owner == super::instance();
-        // An operation this run starts is driven by its own work, never here.
-        if ours && !state.ops_live.is_parked(op.task_id) {
-            continue;
-        }
-        if state.ops_live.is_running(op.task_id) || !state.ops_live.due(op.task_id) {
-            continue;
-        }
-        if !state.ops_live.enter(op.task_id) {
-            continue;
-        }
-        let state = state.clone();
-        tokio::spawn(async move { recover_one(&state, op).await });
-    }
-    Ok(())
-}
 
-async fn recover_one(state: &Arc<Core>, op: OpRow) {
-    let tid = op.task_id;
-    if op.owner != super::instance() {
-        if let Err(e) = super::adopt(&state.db, tid).await {
-            tracing::error!(task = tid, "cannot take over an unfinished operation: {e}");
-            state.ops_live.leave(tid);
-            return;
+    async fn recover_one(&self, op: OpRow) {
+        let tid = op.task_id;
+        if op.owner != super::instance() {
+            if let Err(e) = super::adopt(&self.db, tid).await {
+                tracing::error!(task = tid, "cannot take over an unfinished operation: {e}");
+                self.live.leave(tid);
+                return;
+            }
+        }
+        let row = self.db.run(move |c| crate::tasks::load(c, tid)).await;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    task = tid,
+                    "cannot load the task of an unfinished operation: {e}"
+                );
+                self.live.leave(tid);
+                return;
+            }
+        };
+        let task = Task::new(
+            self.db.clone(),
+            self.hub.clone(),
+            Actor::system("recovery"),
+            &row,
+        );
+        let recover = self
+            .kinds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&op.kind)
+            .cloned();
+        match recover {
+            Some(recover) => recover(task, op).await,
+            None => {
+                // A kind this controller does not know (a newer one's, after a downgrade) is left
+                // for a controller that does, and said so.
+                if !self.live.announced(tid) {
+                    task.log(format!(
+                        "this controller cannot resume an operation of kind '{}'; it is left as it is",
+                        op.kind
+                    ))
+                    .await;
+                }
+                self.live.park(tid, true);
+                self.live.leave(tid);
+            }
         }
     }
-    let row = state.db.run(move |c| crate::tasks::load(c, tid)).await;
-    let row = match row {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(
-                task = tid,
-                "cannot load the task of an unfinished operation: {e}"
-            );
-            state.ops_live.leave(tid);
-            return;
-        }
-    };
-    let task = crate::tasks::Task::new(
-        state.db.clone(),
-        state.hub.clone(),
-        Actor::system("recovery"),
-        &row,
-    );
-    crate::vps::recover(state, task, op).await;
 }

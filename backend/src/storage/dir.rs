@@ -287,9 +287,9 @@ impl ObjectStore for DirStore {
             *self.unsynced.lock().unwrap_or_else(|p| p.into_inner()) = None;
             return Err(e);
         }
-        crate::ops::fault::point("duplo", "synced");
+        crate::fault::point("duplo", "synced");
         self.write(&path, data, true)?;
-        crate::ops::fault::point("duplo", "committed");
+        crate::fault::point("duplo", "committed");
         Ok(())
     }
 }

@@ -4,6 +4,17 @@
 
 use super::*;
 
+crate::ops::steps! {
+    /// The steps of a copy, in order (`frozen` only for a running source, `started` only when the copy starts).
+    pub enum Step for "vps.copy" {
+        Defined = "defined",
+        Frozen = "frozen",
+        Transferred = "transferred",
+        Configured = "configured",
+        Started = "started",
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     src_id: i64,
@@ -179,7 +190,12 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         Ok(x) => x,
         Err(e) => return Finish::Done(Err(e)),
     };
-    let complete = !op.undoing() && (op.step == "started" || (op.step == "configured" && !p.start));
+    let at = match op.reached::<Step>() {
+        Ok(at) => at,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let complete =
+        !op.undoing() && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
     if complete {
         if let Some(copy) = &copy {
             let observed = if p.start {
@@ -255,7 +271,7 @@ pub(super) async fn copy_work(
         QUICK,
     )
     .await?;
-    ops::step(&state.db, task.id(), "vps.copy", "defined").await?;
+    ops::step(&state.db, task.id(), Step::Defined).await?;
     let _slots = slots(state, task, &[from.id, to.id]).await?;
     let running = src.status == "running";
     if running {
@@ -270,7 +286,7 @@ pub(super) async fn copy_work(
         .await?;
         task.log(format!("{} is paused while its files are copied", src.name))
             .await;
-        ops::step(&state.db, task.id(), "vps.copy", "frozen").await?;
+        ops::step(&state.db, task.id(), Step::Frozen).await?;
     }
     let estimate = live_disk(state, from.id, &src.name);
     let t0 = Instant::now();
@@ -306,7 +322,7 @@ pub(super) async fn copy_work(
         thaw?;
     }
     let (bytes, note) = r?;
-    ops::step(&state.db, task.id(), "vps.copy", "transferred").await?;
+    ops::step(&state.db, task.id(), Step::Transferred).await?;
     task.log(format!(
         "{bytes} bytes copied in {:.1} s; {note}",
         t0.elapsed().as_secs_f64()
@@ -320,7 +336,7 @@ pub(super) async fn copy_work(
         QUICK,
     )
     .await?;
-    ops::step(&state.db, task.id(), "vps.copy", "configured").await?;
+    ops::step(&state.db, task.id(), Step::Configured).await?;
     if start_copy {
         call(
             &ct,
@@ -330,7 +346,7 @@ pub(super) async fn copy_work(
             QUICK,
         )
         .await?;
-        ops::step(&state.db, task.id(), "vps.copy", "started").await?;
+        ops::step(&state.db, task.id(), Step::Started).await?;
         set_state(state, copy.id, ObservedState::Running, None).await?;
         Ok(format!("copy {} is running on {}", copy.name, to.name))
     } else {

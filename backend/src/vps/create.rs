@@ -4,6 +4,16 @@
 
 use super::*;
 
+crate::ops::steps! {
+    /// The steps of a create, in order (`started` only when it starts the VPS).
+    pub enum Step for "vps.create" {
+        Defined = "defined",
+        Unpacked = "unpacked",
+        Configured = "configured",
+        Started = "started",
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     host_id: i64,
@@ -185,7 +195,12 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         }
         Err(e) => return Finish::Done(Err(e)),
     };
-    let complete = !op.undoing() && (op.step == "started" || (op.step == "configured" && !p.start));
+    let at = match op.reached::<Step>() {
+        Ok(at) => at,
+        Err(e) => return Finish::Done(Err(e)),
+    };
+    let complete =
+        !op.undoing() && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
     if complete {
         let observed = if p.start {
             ObservedState::Running
@@ -235,7 +250,7 @@ pub(super) async fn create_work(
         .await;
     let spec = spec(vps, &host);
     call(&c, AgentRequest::VpsDefine { spec: spec.clone() }, QUICK).await?;
-    ops::step(&state.db, task.id(), "vps.create", "defined").await?;
+    ops::step(&state.db, task.id(), Step::Defined).await?;
     task.progress(10, 0, None).await;
     let (bytes, note) = push_template(
         state,
@@ -247,14 +262,14 @@ pub(super) async fn create_work(
         template,
     )
     .await?;
-    ops::step(&state.db, task.id(), "vps.create", "unpacked").await?;
+    ops::step(&state.db, task.id(), Step::Unpacked).await?;
     task.log(format!(
         "root filesystem unpacked ({bytes} bytes of template sent; {note})"
     ))
     .await;
     // Writes the host name into the new root filesystem too.
     call(&c, AgentRequest::VpsDefine { spec }, QUICK).await?;
-    ops::step(&state.db, task.id(), "vps.create", "configured").await?;
+    ops::step(&state.db, task.id(), Step::Configured).await?;
     task.progress(85, bytes as i64, Some(bytes as i64)).await;
     if start {
         task.log("starting").await;
@@ -266,7 +281,7 @@ pub(super) async fn create_work(
             QUICK,
         )
         .await?;
-        ops::step(&state.db, task.id(), "vps.create", "started").await?;
+        ops::step(&state.db, task.id(), Step::Started).await?;
         set_state(state, vps.id, ObservedState::Running, None).await?;
         Ok(format!(
             "VPS {} created and running on {}",

@@ -3,6 +3,13 @@
 
 use super::*;
 
+crate::ops::steps! {
+    /// The steps of a delete.
+    pub enum Step for "vps.delete" {
+        Destroyed = "destroyed",
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     host_id: Option<i64>,
@@ -70,7 +77,7 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
                 release_claims: false,
             };
         }
-        if let Err(e) = ops::step(&state.db, task.id(), "vps.delete", "destroyed").await {
+        if let Err(e) = ops::step(&state.db, task.id(), Step::Destroyed).await {
             return Finish::Done(Err(e));
         }
     }
@@ -107,7 +114,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         Err(Error::NotFound(_)) => return Finish::Done(Ok("the VPS was already deleted".into())),
         Err(e) => return Finish::Done(Err(e)),
     };
-    if !state.ops_live.announced(op.task_id) {
+    if !state.ops.live.announced(op.task_id) {
         task.log(format!(
             "resumed: the delete goes on after step '{}'",
             op.step

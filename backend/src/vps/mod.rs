@@ -41,7 +41,7 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
 use crate::models::now;
-use crate::ops::{self, Finish, OpRow};
+use crate::ops::{self, Finish, OpRow, Steps};
 use crate::schema::{hosts, vpses};
 use crate::tasks::Task;
 use diesel::prelude::*;
@@ -75,7 +75,7 @@ where
     Fut: std::future::Future<Output = Finish> + Send + 'static,
 {
     let id = task.id();
-    state.ops_live.enter(id);
+    state.ops.live.enter(id);
     tokio::spawn(async move {
         let inner = tokio::spawn(work(state.clone(), task.clone()));
         let finish = match inner.await {
@@ -93,7 +93,7 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
     let id = task.id();
     match finish {
         Finish::Done(r) => {
-            state.ops_live.park(id, false);
+            state.ops.live.park(id, false);
             let ended = chrono::Utc::now();
             if let Err(e) = ops::release(&state.db, id).await {
                 tracing::error!(task = id, "cannot release the operation's claims: {e}");
@@ -101,7 +101,7 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
             task.finish_ended(&r, ended).await;
         }
         Finish::Later { release_claims } => {
-            state.ops_live.park(id, true);
+            state.ops.live.park(id, true);
             if release_claims {
                 if let Err(e) = ops::release_claims(&state.db, id).await {
                     tracing::error!(task = id, "cannot release the operation's claims: {e}");
@@ -109,20 +109,47 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
             }
         }
     }
-    state.ops_live.leave(id);
+    state.ops.live.leave(id);
     for v in vps_ids {
         changed(state, *v, ChangeKind::Updated);
     }
 }
 
 /// Recovers a recorded operation this controller is not driving (see [`ops::recovery`]).
+/// The kinds of durable VPS operations, each resumed by [`recover`].
+pub const DURABLE_KINDS: [&str; 5] = [
+    create::Step::KIND,
+    copy::Step::KIND,
+    move_to::Step::KIND,
+    delete::Step::KIND,
+    restore::Step::KIND,
+];
+
+fn names<S: Steps>(steps: &[S]) -> Vec<&'static str> {
+    steps.iter().map(|s| s.name()).collect()
+}
+
+/// Each durable kind with its steps, in order, as recorded: what the crash test walks, so that
+/// a new step is killed and resumed without a new test. A restore's steps are those of its two
+/// ways (in place, as a new VPS), walked one way each.
+pub fn durable_steps() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        (create::Step::KIND, names(create::Step::STEPS)),
+        (copy::Step::KIND, names(copy::Step::STEPS)),
+        (move_to::Step::KIND, names(move_to::Step::STEPS)),
+        (delete::Step::KIND, names(delete::Step::STEPS)),
+        ("vps.restore in place", names(restore::IN_PLACE)),
+        ("vps.restore as new", names(restore::AS_NEW)),
+    ]
+}
+
 pub async fn recover(state: &Arc<Core>, task: Arc<Task>, op: OpRow) {
     let finish = match op.kind.as_str() {
-        "vps.create" => create::recover(state, &task, &op).await,
-        "vps.copy" => copy::recover(state, &task, &op).await,
-        "vps.move" => move_to::recover(state, &task, &op).await,
-        "vps.delete" => delete::recover(state, &task, &op).await,
-        "vps.restore" => restore::recover(state, &task, &op).await,
+        create::Step::KIND => create::recover(state, &task, &op).await,
+        copy::Step::KIND => copy::recover(state, &task, &op).await,
+        move_to::Step::KIND => move_to::recover(state, &task, &op).await,
+        delete::Step::KIND => delete::recover(state, &task, &op).await,
+        restore::Step::KIND => restore::recover(state, &task, &op).await,
         other => Finish::Done(Err(Error::Internal(anyhow::anyhow!(
             "an operation of unknown kind '{other}' cannot be recovered"
         )))),
@@ -397,4 +424,26 @@ async fn set_state(
         .await?;
     changed(state, id, ChangeKind::Updated);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_s_two_ways_cover_its_steps() {
+        let mut walked: Vec<restore::Step> = restore::IN_PLACE
+            .iter()
+            .chain(restore::AS_NEW)
+            .copied()
+            .collect();
+        walked.dedup();
+        for s in restore::Step::STEPS {
+            assert!(walked.contains(s), "{s:?} is walked by no way of restoring");
+        }
+        let kinds: Vec<&str> = durable_steps().iter().map(|(k, _)| *k).collect();
+        for k in DURABLE_KINDS {
+            assert!(kinds.iter().any(|x| x.starts_with(k)), "{k} is not walked");
+        }
+    }
 }

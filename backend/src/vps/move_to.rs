@@ -7,14 +7,24 @@
 
 use super::*;
 
+crate::ops::steps! {
+    /// The steps of a move, in order (`target_started` only for a VPS that ran).
+    pub enum Step for "vps.move" {
+        TargetDefined = "target_defined",
+        SourceParked = "source_parked",
+        Transferred = "transferred",
+        TargetConfigured = "target_configured",
+        TargetStarted = "target_started",
+        Switched = "switched",
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     from_host: i64,
     to_host: i64,
     was_running: bool,
 }
-
-const KIND: &str = "vps.move";
 
 pub async fn move_to(state: Arc<Core>, actor: Actor, id: i64, target: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
@@ -115,7 +125,7 @@ async fn forward(
     ))
     .await;
     call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
-    ops::step(db, task.id(), KIND, "target_defined").await?;
+    ops::step(db, task.id(), Step::TargetDefined).await?;
     let _slots = slots(state, task, &[from.id, to.id]).await?;
     let down = Instant::now();
     if p.was_running {
@@ -143,7 +153,7 @@ async fn forward(
     let mut parked = spec(v, from);
     parked.autostart = false;
     call(&cf, AgentRequest::VpsDefine { spec: parked }, QUICK).await?;
-    ops::step(db, task.id(), KIND, "source_parked").await?;
+    ops::step(db, task.id(), Step::SourceParked).await?;
     task.progress(10, 0, estimate.map(|e| e as i64)).await;
     // The VPS keeps its id range: its files keep their owners as they are.
     let ids = (v.ids_on_disk(), v.ids_on_disk());
@@ -159,11 +169,11 @@ async fn forward(
         (10, 85),
     )
     .await?;
-    ops::step(db, task.id(), KIND, "transferred").await?;
+    ops::step(db, task.id(), Step::Transferred).await?;
     task.log(format!("{bytes} bytes of root filesystem transferred"))
         .await;
     call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
-    ops::step(db, task.id(), KIND, "target_configured").await?;
+    ops::step(db, task.id(), Step::TargetConfigured).await?;
     if p.was_running {
         call(
             &ct,
@@ -173,7 +183,7 @@ async fn forward(
             QUICK,
         )
         .await?;
-        ops::step(db, task.id(), KIND, "target_started").await?;
+        ops::step(db, task.id(), Step::TargetStarted).await?;
     }
     switch(state, task, v, to.id, p.was_running).await?;
     let downtime = down.elapsed();
@@ -207,14 +217,11 @@ async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -
                         vpses::updated_at.eq(now()),
                     ))
                     .execute(c)?;
-                diesel::update(crate::schema::operations::table.find(tid))
-                    .set(crate::schema::operations::step.eq("switched"))
-                    .execute(c)?;
-                Ok(())
+                ops::step_in(c, tid, Step::Switched)
             })
         })
         .await?;
-    ops::fault::point(KIND, "switched");
+    ops::stepped(Step::Switched);
     changed(state, id, ChangeKind::Updated);
     Ok(())
 }
@@ -372,10 +379,14 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
         Ok(v) => v,
         Err(e) => return Finish::Done(Err(e)),
     };
+    let at = match op.reached::<Step>() {
+        Ok(at) => at,
+        Err(e) => return Finish::Done(Err(e)),
+    };
     let complete =
-        op.step == "target_started" || (op.step == "target_configured" && !p.was_running);
-    if op.step == "switched" {
-        if !state.ops_live.announced(op.task_id) {
+        at == Some(Step::TargetStarted) || (at == Some(Step::TargetConfigured) && !p.was_running);
+    if at == Some(Step::Switched) {
+        if !state.ops.live.announced(op.task_id) {
             task.log("resumed: the VPS is on its new host; the old copy is removed")
                 .await;
         }

@@ -6,6 +6,23 @@
 use super::*;
 use serverware_shared::duplo::Manifest;
 
+/// The steps of an in-place restore, in order.
+pub const IN_PLACE: &[Step] = &[Step::Stopped, Step::Restored, Step::Switched, Step::Started];
+/// The steps of a restore as a new VPS, in order.
+pub const AS_NEW: &[Step] = &[Step::Defined, Step::Configured, Step::Started];
+
+crate::ops::steps! {
+    /// The steps of a restore: in place ([`IN_PLACE`]; a failover is one, onto another host) or as a new VPS ([`AS_NEW`]).
+    pub enum Step for "vps.restore" {
+        Stopped = "stopped",
+        Restored = "restored",
+        Switched = "switched",
+        Defined = "defined",
+        Configured = "configured",
+        Started = "started",
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     /// The VPS whose point it is.
@@ -361,7 +378,7 @@ async fn in_place(
             )));
         }
     }
-    ops::step(&state.db, task.id(), "vps.restore", "stopped").await?;
+    ops::step(&state.db, task.id(), Step::Stopped).await?;
     task.progress(15, 0, None).await;
     let ct = conn(state, to.id, &to.name)?;
     call(
@@ -373,7 +390,7 @@ async fn in_place(
     )
     .await?;
     send_point(state, task, &to, &v, manifest).await?;
-    ops::step(&state.db, task.id(), "vps.restore", "restored").await?;
+    ops::step(&state.db, task.id(), Step::Restored).await?;
     if v.host_id != Some(to.id) {
         let vid = v.id;
         let tid = to.id;
@@ -388,7 +405,7 @@ async fn in_place(
             .await?;
         // Nor one that read the old host's record before the switch.
         state.duplo.terms.next(id);
-        ops::step(&state.db, task.id(), "vps.restore", "switched").await?;
+        ops::step(&state.db, task.id(), Step::Switched).await?;
         if let Some(f) = v.host_id {
             if let Some(c) = state.hosts.conn(f) {
                 match call(
@@ -430,7 +447,7 @@ async fn in_place(
             QUICK,
         )
         .await?;
-        ops::step(&state.db, task.id(), "vps.restore", "started").await?;
+        ops::step(&state.db, task.id(), Step::Started).await?;
         set_state(state, v.id, ObservedState::Running, None).await?;
         Ok(format!(
             "VPS {} restored from point {} and running on {}",
@@ -463,7 +480,7 @@ async fn clone_work(
         QUICK,
     )
     .await?;
-    ops::step(&state.db, task.id(), "vps.restore", "defined").await?;
+    ops::step(&state.db, task.id(), Step::Defined).await?;
     send_point(state, task, &to, copy, manifest).await?;
     // Its own host name into the restored tree.
     call(
@@ -474,7 +491,7 @@ async fn clone_work(
         QUICK,
     )
     .await?;
-    ops::step(&state.db, task.id(), "vps.restore", "configured").await?;
+    ops::step(&state.db, task.id(), Step::Configured).await?;
     if start {
         call(
             &c,
@@ -484,7 +501,7 @@ async fn clone_work(
             QUICK,
         )
         .await?;
-        ops::step(&state.db, task.id(), "vps.restore", "started").await?;
+        ops::step(&state.db, task.id(), Step::Started).await?;
         set_state(state, copy.id, ObservedState::Running, None).await?;
         Ok(format!(
             "VPS {} made from a restore point, running on {}",
@@ -515,8 +532,12 @@ pub(super) async fn recover(state: &Arc<Core>, task: &Task, op: &OpRow) -> Finis
         Err(e) => return Finish::Done(Err(e)),
     };
     if p.clone {
-        let complete =
-            !op.undoing() && (op.step == "started" || (op.step == "configured" && !p.start));
+        let at = match op.reached::<Step>() {
+            Ok(at) => at,
+            Err(e) => return Finish::Done(Err(e)),
+        };
+        let complete = !op.undoing()
+            && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
         if complete {
             let observed = if p.start {
                 ObservedState::Running

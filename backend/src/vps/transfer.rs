@@ -86,7 +86,7 @@ pub(super) async fn push_template(
             .await
             .map_err(|e| Error::HostUnavailable(format!("sending to the host failed: {e}")))?;
         sent += n as u64;
-        ops::fault::transfer(sent);
+        crate::fault::transfer(sent);
         task.progress(
             10 + (sent * 70 / total.max(1)) as i32,
             sent as i64,
@@ -170,7 +170,7 @@ pub(super) async fn transfer(
                     Error::HostUnavailable(format!("sending to the target host failed: {e}"))
                 })?;
                 n += data.len() as u64;
-                ops::fault::transfer(n);
+                crate::fault::transfer(n);
                 let done = match estimate {
                     Some(t) if t > 0 => (n * 100 / t).min(99) as i32,
                     _ => 50,

@@ -1,5 +1,8 @@
-//! The controller killed with SIGKILL at every step boundary of create, copy (running source),
-//! move and delete, and at a random moment inside a file transfer, then started again: every
+//! The controller killed with SIGKILL at every step boundary of every durable operation kind
+//! (create, copy of a running source, move, delete, restore in place onto another host as a
+//! failover does, restore as a new VPS), walked from the kinds' own step lists
+//! (`serverware::vps::durable_steps`, so a new step is walked without a new test), and at a random
+//! moment inside a file transfer, then started again: every
 //! operation is resumed or rolled back by itself, the task log says which, the VPS ends
 //! consistent (present only on the host the database names, not paused, running if it should),
 //! and the same operation can be asked for again. Then SIGTERM during a move: the controller
@@ -226,6 +229,19 @@ impl Site {
         task_done(&self.t, &self.admin, &r.json::<Value>().await.unwrap()).await;
     }
 
+    /// A restore point of the VPS newer than any it had: its cycle.
+    async fn point(&self, id: i64) -> u64 {
+        self.online().await;
+        let before = crate::duplo::duplo(&self.t, &self.admin, id).await["last_cycle"]
+            .as_u64()
+            .unwrap_or(0);
+        crate::duplo::request_now(&self.t, &self.admin, id).await;
+        crate::duplo::point_after(&self.t, &self.admin, id, before).await;
+        crate::duplo::duplo(&self.t, &self.admin, id).await["last_cycle"]
+            .as_u64()
+            .unwrap()
+    }
+
     fn find(&self, listed: &Value, name: &str) -> Option<i64> {
         listed
             .as_array()
@@ -246,6 +262,40 @@ fn random_transfer_point(within: u64) -> String {
     format!("transfer:{}", 16 * 1024 + nanos % (within - 16 * 1024))
 }
 
+/// The kill points of an operation kind: after each of its steps, and a transfer point inserted
+/// at `transfer` (before the step that follows the transfer).
+fn kill_points(kind: &str, transfer: Option<(usize, &str)>) -> Vec<String> {
+    let (_, steps) = serverware::vps::durable_steps()
+        .into_iter()
+        .find(|(k, _)| *k == kind)
+        .unwrap_or_else(|| panic!("no operation kind {kind}"));
+    let recorded = kind.split(' ').next().unwrap();
+    let mut points: Vec<String> = steps.iter().map(|s| format!("{recorded}:{s}")).collect();
+    if let Some((i, t)) = transfer {
+        points.insert(i, t.to_string());
+    }
+    points
+}
+
+#[test]
+fn every_kind_is_walked() {
+    let walked = [
+        "vps.move",
+        "vps.copy",
+        "vps.create",
+        "vps.delete",
+        "vps.restore in place",
+        "vps.restore as new",
+    ];
+    for (kind, steps) in serverware::vps::durable_steps() {
+        assert!(
+            walked.contains(&kind),
+            "the crash test does not walk {kind}"
+        );
+        assert!(!steps.is_empty(), "{kind}");
+    }
+}
+
 #[actix_web::test]
 async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     let mut s = Site::new().await;
@@ -256,15 +306,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     let a = s.create("crash-a", &ip_a, s.hosts[0]).await;
     s.consistent(a, "crash-a", &ip_a).await;
     let transfer_point = random_transfer_point(1536 * 1024);
-    for fault in [
-        "vps.move:target_defined",
-        "vps.move:source_parked",
-        transfer_point.as_str(),
-        "vps.move:transferred",
-        "vps.move:target_configured",
-        "vps.move:target_started",
-        "vps.move:switched",
-    ] {
+    for fault in &kill_points("vps.move", Some((2, &transfer_point))) {
         let at = get(&s.t, &s.admin, &format!("/api/v1/vpses/{a}")).await["host_id"]
             .as_i64()
             .unwrap();
@@ -291,14 +333,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     // Copy of the running VPS: the source is never left paused.
     let ip_d = format!("{}.61", s.net);
     let transfer_point = random_transfer_point(1536 * 1024);
-    for fault in [
-        "vps.copy:defined",
-        "vps.copy:frozen",
-        transfer_point.as_str(),
-        "vps.copy:transferred",
-        "vps.copy:configured",
-        "vps.copy:started",
-    ] {
+    for fault in &kill_points("vps.copy", Some((2, &transfer_point))) {
         let at = get(&s.t, &s.admin, &format!("/api/v1/vpses/{a}")).await["host_id"]
             .as_i64()
             .unwrap();
@@ -331,13 +366,7 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     // Create: rolled back unless the VPS was complete; the same name can be created again.
     let ip_c = format!("{}.62", s.net);
     let transfer_point = random_transfer_point(900 * 1024);
-    for fault in [
-        "vps.create:defined",
-        transfer_point.as_str(),
-        "vps.create:unpacked",
-        "vps.create:configured",
-        "vps.create:started",
-    ] {
+    for fault in &kill_points("vps.create", Some((1, &transfer_point))) {
         let done = s
             .crash(
                 fault,
@@ -365,15 +394,72 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
     let c = s.create("crash-c", &ip_c, s.hosts[0]).await;
     s.consistent(c, "crash-c", &ip_c).await;
 
+    // Restore in place onto the other host (what a failover does): carried forward.
+    for fault in &kill_points("vps.restore in place", None) {
+        let cycle = s.point(a).await;
+        let at = get(&s.t, &s.admin, &format!("/api/v1/vpses/{a}")).await["host_id"]
+            .as_i64()
+            .unwrap();
+        let other = s.hosts[1 - s.index(at)];
+        let done = s
+            .crash(
+                fault,
+                "vps.restore",
+                reqwest::Method::POST,
+                &format!("/api/v1/vpses/{a}/restore"),
+                json!({"cycle": cycle, "host_id": other}),
+            )
+            .await;
+        let v = s.consistent(a, "crash-a", &ip_a).await;
+        let log = done["log"].to_string();
+        if log.contains("rolled back") {
+            assert_eq!(v["host_id"].as_i64(), Some(at), "{fault}: {done:#}");
+        } else {
+            assert_eq!(v["host_id"].as_i64(), Some(other), "{fault}: {done:#}");
+        }
+        assert_eq!(v["desired_state"], "running", "{fault}");
+    }
+
+    // Restore as a new VPS: finished if complete, else nothing of it is left.
+    let ip_r = format!("{}.64", s.net);
+    for fault in &kill_points("vps.restore as new", None) {
+        let cycle = s.point(a).await;
+        let done = s
+            .crash(
+                fault,
+                "vps.restore",
+                reqwest::Method::POST,
+                &format!("/api/v1/vpses/{a}/restore"),
+                json!({"cycle": cycle, "name": "crash-r", "ipv4": ip_r, "host_id": s.hosts[1], "start": true}),
+            )
+            .await;
+        s.consistent(a, "crash-a", &ip_a).await;
+        let listed = get(&s.t, &s.admin, "/api/v1/vpses").await;
+        match s.find(&listed, "crash-r") {
+            Some(r) => {
+                assert!(
+                    done["log"].to_string().contains("resumed"),
+                    "{fault}: {done:#}"
+                );
+                s.consistent(r, "crash-r", &ip_r).await;
+                s.delete(r).await;
+            }
+            None => assert!(done["log"].to_string().contains("rolled back"), "{fault}"),
+        }
+        s.gone("crash-r").await;
+    }
+
     // Delete: carried through.
-    s.crash(
-        "vps.delete:destroyed",
-        "vps.delete",
-        reqwest::Method::DELETE,
-        &format!("/api/v1/vpses/{c}"),
-        json!(null),
-    )
-    .await;
+    for fault in &kill_points("vps.delete", None) {
+        s.crash(
+            fault,
+            "vps.delete",
+            reqwest::Method::DELETE,
+            &format!("/api/v1/vpses/{c}"),
+            json!(null),
+        )
+        .await;
+    }
     s.gone("crash-c").await;
 }
 

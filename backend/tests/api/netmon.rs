@@ -489,9 +489,12 @@ async fn partition(kill_agent: bool) {
 
 /// Which of `names` run on each test host, sampled every 100 ms (one `lxc-ls --running` per
 /// host a round): (unix ms, name → hosts running it).
+/// Each sample: when (unix ms), and each VPS with the hosts it ran on.
+type ManySeen = Vec<(u128, Vec<(String, Vec<usize>)>)>;
+
 struct ManySampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(u128, Vec<(String, Vec<usize>)>)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<ManySeen>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -547,7 +550,7 @@ impl ManySampler {
         }
     }
 
-    fn finish(mut self) -> Vec<(u128, Vec<(String, Vec<usize>)>)> {
+    fn finish(mut self) -> ManySeen {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -943,4 +946,79 @@ async fn a_host_back_after_a_failover_and_a_controller_restart_can_take_the_vps_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     answers(&ip, "ha-back").await;
+}
+
+/// The controller killed between netMON's decision to bring an HA VPS up elsewhere and the
+/// restore that does it: the next run takes up netMON's memory (the host stays fenced, not
+/// suspected anew; the failover keeps the time it was detected) and the VPS comes up on the
+/// other host, never on two at once.
+#[actix_web::test]
+async fn a_controller_killed_between_the_failover_decision_and_its_restore_brings_the_vps_up_once()
+{
+    let mut cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = TestController::start_process(Some("netmon:placed")).await;
+    let admin = t.admin().await;
+    let hosts = crate::vps_lifecycle::two_hosts(&t, &admin, &cluster).await;
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let ip = format!("10.77.{}.48", cluster.subnet);
+    let id = ha_vps(&t, &admin, hosts[0], tpl, "ha-kill", &ip).await;
+    answers(&ip, "ha-kill").await;
+    let before = crate::duplo::duplo(&t, &admin, id).await["last_cycle"]
+        .as_u64()
+        .unwrap_or(0);
+    crate::duplo::request_now(&t, &admin, id).await;
+    point_after(&t, &admin, id, before).await;
+    services(&t, &admin, id, true).await;
+    let sampler = Sampler::start(&cluster, "ha-kill");
+
+    cluster.power_off(0).unwrap();
+    assert!(
+        t.wait_killed().await,
+        "the controller was not killed at its fault point"
+    );
+    let killed = chrono::Utc::now();
+    t.restart(None).await;
+    let admin = t.admin().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
+        if v["host_id"] == hosts[1] && v["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never came up after the restart: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    answers(&ip, "ha-kill").await;
+    let e = event_of(&t, &admin, "netmon.failover", id).await;
+    let detected =
+        chrono::DateTime::parse_from_rfc3339(e["details"]["detected"].as_str().unwrap()).unwrap();
+    assert!(
+        detected < killed,
+        "the failover was detected anew after the restart: {e}"
+    );
+    let suspected = get(
+        &t,
+        &admin,
+        &format!(
+            "/api/v1/events?action=netmon.host_suspected&target_type=host&target_id={}",
+            hosts[0]
+        ),
+    )
+    .await;
+    assert_eq!(
+        suspected["events"].as_array().map(Vec::len),
+        Some(1),
+        "the host was suspected again by the next run: {suspected}"
+    );
+    let seen = sampler.finish();
+    assert_eq!(seen.last().map(|s| s.1.clone()), Some(vec![1]), "{seen:?}");
 }
