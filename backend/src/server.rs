@@ -266,6 +266,73 @@ fn start_loops(state: &std::sync::Arc<Core>) {
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let db = open_database(&config).await?;
+    let admin_pw = config.admin_password.clone();
+    let db2 = db.clone();
+    let boot =
+        tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
+
+    let tls = match &config.tls {
+        Some(files) => Some(load_tls(files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = build_core(config, db, tls.is_some()).await?;
+    let hub = state.hub.clone();
+    register_operations(&state);
+    match state.ops.settle_interrupted().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            "{n} task(s) without a step log were running when the controller stopped; marked failed"
+        ),
+        Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
+    }
+    start_loops(&state.clone().into_inner());
+    let doc = web::Data::new(OpenApiDoc(
+        serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
+    ));
+
+    let static_dir = state
+        .config
+        .static_dir
+        .clone()
+        .filter(|d| d.join("index.html").is_file());
+    match &static_dir {
+        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
+        None => {
+            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
+        }
+    }
+    let app_state = state.clone();
+    let server = HttpServer::new(move || app(app_state.clone(), doc.clone(), static_dir.clone()))
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(5);
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    let join = tokio::spawn(server);
+    let ssh_addr = start_ssh(&state, addr).await?;
+    Ok(Running {
+        ssh_addr,
+        hub,
+        addr,
+        tls: state.tls,
+        generated_admin_password: boot.generated_password,
+        created_admin: boot.created,
+        handle,
+        server: join,
+        state,
+    })
+}
+
+/// Opens (and migrates) the database; a SQLite file and its companions are made private.
+async fn open_database(config: &Config) -> anyhow::Result<Db> {
     // A database URL that cannot work is refused before anything is created.
     let target = crate::db::DbTarget::parse(&config.database_url)?;
     crate::files::private_dir(&config.data_dir)?;
@@ -279,18 +346,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             crate::files::private_file(std::path::Path::new(&f))?;
         }
     }
-    let admin_pw = config.admin_password.clone();
-    let db2 = db.clone();
-    let boot =
-        tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
+    Ok(db)
+}
 
-    let tls = match &config.tls {
-        Some(files) => Some(load_tls(files)?),
-        None => None,
-    };
-    let listener = TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+/// The controller's parts, each given what it needs.
+async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Data<Core>> {
     let key = crate::keys::load_or_create(&config.data_dir)?;
     let agent = match &config.agent_bin {
         Some(p) => Some(
@@ -330,19 +390,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = web::Data::new(Core {
         duplo,
         netmon: Default::default(),
-        ops: ops.clone(),
+        ops,
         stopping,
         supervisor: Default::default(),
         placement: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),
-        tls: tls.is_some(),
+        tls,
         config,
         db,
     });
-    // Each kind of durable operation registers its recovery with the engine. The engine holds
-    // them; they reach the controller through a weak reference, so nothing keeps it alive.
+    Ok(state)
+}
+
+/// Each kind of durable operation registers its recovery with the engine. The engine holds
+/// them; they reach the controller through a weak reference, so nothing keeps it alive.
+fn register_operations(state: &web::Data<Core>) {
+    let ops = state.ops.clone();
     let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
     for kind in crate::vps::DURABLE_KINDS {
         let weak = weak.clone();
@@ -358,106 +423,93 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }),
         );
     }
-    match ops.settle_interrupted().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            "{n} task(s) without a step log were running when the controller stopped; marked failed"
-        ),
-        Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
-    }
-    start_loops(&state.clone().into_inner());
-    let doc = web::Data::new(OpenApiDoc(
-        serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
-    ));
+}
 
-    let static_dir = state
-        .config
-        .static_dir
-        .clone()
-        .filter(|d| d.join("index.html").is_file());
+/// The HTTP application: the API under `/api/v1`, the live socket, `/metrics` and the dashboard.
+fn app(
+    app_state: web::Data<Core>,
+    doc: web::Data<OpenApiDoc>,
+    static_dir: Option<std::path::PathBuf>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, _) = App::new()
+        .app_data(app_state.clone())
+        .app_data(doc.clone())
+        .configure(api::extractor_configs)
+        .wrap(
+            middleware::DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin")),
+        )
+        .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("serverware::http"))
+        // The live socket shares its path with the event listing; it is told apart by the
+        // upgrade header and authenticated by the same middleware.
+        .service(
+            web::resource("/api/v1/events")
+                .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
+                .wrap(from_fn(api::guard::require_auth))
+                .route(web::get().to(api::ws::events_socket)),
+        )
+        // Prometheus scrapes with an API token, like any other client.
+        .service(
+            web::resource("/metrics")
+                .wrap(from_fn(api::guard::require_auth))
+                .route(web::get().to(api::metrics::metrics)),
+        )
+        .into_utoipa_app()
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .wrap(from_fn(api::guard::require_auth))
+                .configure(api::configure)
+                .default_service(web::to(api::not_found)),
+        )
+        .split_for_parts();
     match &static_dir {
-        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
-        None => {
-            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
+        // The dashboard: its files, and index.html for every other path so that the
+        // browser's own routes (/events, /settings …) load the app.
+        Some(dir) => {
+            let index = dir.join("index.html");
+            app.service(
+                actix_files::Files::new("/", dir)
+                    .index_file("index.html")
+                    .default_handler(actix_web::dev::fn_service(
+                        move |req: actix_web::dev::ServiceRequest| {
+                            let index = index.clone();
+                            async move {
+                                let (req, _) = req.into_parts();
+                                let file = actix_files::NamedFile::open_async(index).await?;
+                                let res = file.into_response(&req);
+                                Ok(actix_web::dev::ServiceResponse::new(req, res))
+                            }
+                        },
+                    )),
+            )
+            .default_service(web::to(api::not_found))
         }
+        None => app.default_service(web::to(api::not_found)),
     }
-    let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        let (app, _) = App::new()
-            .app_data(app_state.clone())
-            .app_data(doc.clone())
-            .configure(api::extractor_configs)
-            .wrap(
-                middleware::DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("X-Frame-Options", "DENY"))
-                    .add(("Referrer-Policy", "same-origin")),
-            )
-            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("serverware::http"))
-            // The live socket shares its path with the event listing; it is told apart by the
-            // upgrade header and authenticated by the same middleware.
-            .service(
-                web::resource("/api/v1/events")
-                    .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
-                    .wrap(from_fn(api::guard::require_auth))
-                    .route(web::get().to(api::ws::events_socket)),
-            )
-            // Prometheus scrapes with an API token, like any other client.
-            .service(
-                web::resource("/metrics")
-                    .wrap(from_fn(api::guard::require_auth))
-                    .route(web::get().to(api::metrics::metrics)),
-            )
-            .into_utoipa_app()
-            .service(
-                utoipa_actix_web::scope("/api/v1")
-                    .wrap(from_fn(api::guard::require_auth))
-                    .configure(api::configure)
-                    .default_service(web::to(api::not_found)),
-            )
-            .split_for_parts();
-        match &static_dir {
-            // The dashboard: its files, and index.html for every other path so that the
-            // browser's own routes (/events, /settings …) load the app.
-            Some(dir) => {
-                let index = dir.join("index.html");
-                app.service(
-                    actix_files::Files::new("/", dir)
-                        .index_file("index.html")
-                        .default_handler(actix_web::dev::fn_service(
-                            move |req: actix_web::dev::ServiceRequest| {
-                                let index = index.clone();
-                                async move {
-                                    let (req, _) = req.into_parts();
-                                    let file = actix_files::NamedFile::open_async(index).await?;
-                                    let res = file.into_response(&req);
-                                    Ok(actix_web::dev::ServiceResponse::new(req, res))
-                                }
-                            },
-                        )),
-                )
-                .default_service(web::to(api::not_found))
-            }
-            None => app.default_service(web::to(api::not_found)),
-        }
-    })
-    .workers(2)
-    .disable_signals()
-    .shutdown_timeout(5);
-    let server = match tls {
-        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
-        None => server.listen(listener)?,
-    }
-    .run();
-    let handle = server.handle();
-    let join = tokio::spawn(server);
+}
+
+/// The SSH command line, when configured; the address it listens on.
+async fn start_ssh(
+    state: &web::Data<Core>,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<SocketAddr>> {
     let scheme = if state.tls { "https" } else { "http" };
     let local = if addr.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
     } else {
         addr
     };
-    let ssh_addr = match state.config.ssh_listen {
+    Ok(match state.config.ssh_listen {
         Some(a) => {
             match crate::sshd::start(state.clone().into_inner(), a, format!("{scheme}://{local}"))
                 .await
@@ -473,17 +525,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
         None => None,
-    };
-    Ok(Running {
-        ssh_addr,
-        hub,
-        addr,
-        tls: state.tls,
-        generated_admin_password: boot.generated_password,
-        created_admin: boot.created,
-        handle,
-        server: join,
-        state,
     })
 }
 

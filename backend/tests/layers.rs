@@ -317,3 +317,114 @@ fn only_the_known_files_build_queries_outside_the_persistence_layer() {
         "no longer name diesel, so take them out of DIESEL_KNOWN: {fixed:?}"
     );
 }
+
+/// Functions (not tests) longer than [`MAX_FN_LINES`] that are still there, to be split: the
+/// crate's source folder and the function's name. Nothing new may join this list.
+const LONG_KNOWN: &[(&str, &str)] = &[
+    ("backend/src/metrics.rs", "render"),
+    ("backend/src/site.rs", "assess"),
+    ("backend/src/duplo/cycle.rs", "run"),
+    ("backend/src/vps/edit.rs", "edit"),
+    ("backend/src/vps/reconcile.rs", "reconcile"),
+    ("backend/src/vps/restore.rs", "restore"),
+    ("agent/src/restore.rs", "restore"),
+    ("frontend/src/live.rs", "connect"),
+    ("frontend/src/pages/dashboard.rs", "Dashboard"),
+    ("frontend/src/pages/host.rs", "HostDetail"),
+    ("frontend/src/pages/host.rs", "EditHost"),
+    ("frontend/src/pages/vpses.rs", "VpsDetail"),
+    ("bench/src/duplo.rs", "measure"),
+    ("bench/src/move_bench.rs", "run"),
+];
+
+const MAX_FN_LINES: usize = 150;
+
+/// Source files that are unit tests as a whole (declared `#[cfg(test)] mod …`).
+const TEST_FILES: &[&str] = &[
+    "backend/src/netmon/sim.rs",
+    "backend/src/netmon/scenarios.rs",
+];
+
+/// Every function of the workspace's crates longer than [`MAX_FN_LINES`] (rustfmt's layout: a
+/// function ends at the first line that is its indentation and `}`), tests left out.
+fn long_functions() -> BTreeSet<(String, String, usize)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = BTreeSet::new();
+    for krate in [
+        "backend",
+        "cli",
+        "agent",
+        "shared",
+        "frontend",
+        "testhosts",
+        "bench",
+    ] {
+        let mut files = Vec::new();
+        sources(&root.join(krate).join("src"), &mut files);
+        for f in files {
+            let shown = format!(
+                "{krate}/{}",
+                f.strip_prefix(root.join(krate)).unwrap().display()
+            );
+            if TEST_FILES.contains(&shown.as_str()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let end = lines
+                .windows(2)
+                .position(|w| w[0].starts_with("#[cfg(test)]") && w[1].starts_with("mod "))
+                .unwrap_or(lines.len());
+            for i in 0..end {
+                let l = lines[i];
+                let t = l.trim_start();
+                let Some(pos) = t.find("fn ") else { continue };
+                let head = &t[..pos];
+                let qualifiers = head
+                    .split_whitespace()
+                    .all(|w| w.starts_with("pub") || ["async", "const", "unsafe"].contains(&w));
+                if !qualifiers || l.trim_end().ends_with('}') || l.trim_end().ends_with(';') {
+                    continue;
+                }
+                let name: String = t[pos + 3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let indent = &l[..l.len() - t.len()];
+                let close = format!("{indent}}}");
+                let len = lines[i..end]
+                    .iter()
+                    .position(|x| *x == close)
+                    .map_or(0, |n| n + 1);
+                if len > MAX_FN_LINES {
+                    out.insert((shown.clone(), name, len));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_150_lines() {
+    let found = long_functions();
+    let known: BTreeSet<(&str, &str)> = LONG_KNOWN.iter().copied().collect();
+    let new: Vec<String> = found
+        .iter()
+        .filter(|(f, n, _)| !known.contains(&(f.as_str(), n.as_str())))
+        .map(|(f, n, len)| format!("{f}: {n} has {len} lines"))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "functions longer than {MAX_FN_LINES} lines (split them by what they do):\n{}",
+        new.join("\n")
+    );
+    let fixed: Vec<&(&str, &str)> = known
+        .iter()
+        .filter(|(f, n)| !found.iter().any(|(ff, nn, _)| ff == f && nn == n))
+        .collect();
+    assert!(
+        fixed.is_empty(),
+        "no longer too long, so take them out of LONG_KNOWN: {fixed:?}"
+    );
+}

@@ -88,63 +88,9 @@ pub enum HostCmd {
     Show { host: String },
     /// Add a host over SSH: its key is shown for confirmation (or checked against
     /// --fingerprint), then the controller installs its own key and its agent.
-    Add {
-        name: String,
-        /// ssh://user@address[:port]
-        address: String,
-        /// The host key's fingerprint (SHA256:…) you expect: no question asked if it matches.
-        #[arg(long)]
-        fingerprint: Option<String>,
-        /// Read the SSH password from the first line of standard input.
-        #[arg(long)]
-        password_stdin: bool,
-        /// An OpenSSH private key file, instead of a password.
-        #[arg(long, conflicts_with = "password_stdin")]
-        private_key: Option<std::path::PathBuf>,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// netDUPLO's cycle interval for its VPSes, in seconds.
-        #[arg(long)]
-        duplo_interval: Option<u32>,
-    },
+    Add(AddHost),
     /// Change a host's settings.
-    Edit {
-        host: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        description: Option<String>,
-        /// Sampling interval in milliseconds.
-        #[arg(long)]
-        interval_ms: Option<u32>,
-        /// Root-filesystem transfers at once.
-        #[arg(long)]
-        max_transfers: Option<u32>,
-        /// netDUPLO's cycle interval, in seconds.
-        #[arg(long)]
-        duplo_interval: Option<u32>,
-        /// Into maintenance (its VPSes are moved away) or out of it.
-        #[arg(long)]
-        maintenance: Option<bool>,
-        /// Declared memory for VPSes (e.g. 64G; 0: what the host reports).
-        #[arg(long)]
-        capacity_memory: Option<String>,
-        /// Declared CPUs for VPSes (0: what the host reports).
-        #[arg(long)]
-        capacity_cpus: Option<u32>,
-        /// Declared disk for VPSes (e.g. 2T; 0: what the host reports).
-        #[arg(long)]
-        capacity_disk: Option<String>,
-        /// The bridge VPS interfaces join.
-        #[arg(long)]
-        vps_bridge: Option<String>,
-        /// The prefix length of VPS addresses.
-        #[arg(long)]
-        vps_prefix_len: Option<u8>,
-        /// The VPSes' gateway ("" removes it).
-        #[arg(long)]
-        vps_gateway: Option<String>,
-    },
+    Edit(EditHost),
     /// Remove a host (it must hold no VPS).
     Delete { host: String },
     /// Fail over every HA VPS of the host to other hosts.
@@ -288,6 +234,68 @@ pub struct CreateVps {
     pub privileged: bool,
     #[command(flatten)]
     pub wait: Wait,
+}
+
+// `sw host add`.
+#[derive(Args, Debug)]
+pub struct AddHost {
+    pub name: String,
+    /// ssh://user@address[:port]
+    pub address: String,
+    /// The host key's fingerprint (SHA256:…) you expect: no question asked if it matches.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Read the SSH password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// An OpenSSH private key file, instead of a password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub private_key: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// netDUPLO's cycle interval for its VPSes, in seconds.
+    #[arg(long)]
+    pub duplo_interval: Option<u32>,
+}
+
+// `sw host edit`.
+#[derive(Args, Debug)]
+pub struct EditHost {
+    pub host: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Sampling interval in milliseconds.
+    #[arg(long)]
+    pub interval_ms: Option<u32>,
+    /// Root-filesystem transfers at once.
+    #[arg(long)]
+    pub max_transfers: Option<u32>,
+    /// netDUPLO's cycle interval, in seconds.
+    #[arg(long)]
+    pub duplo_interval: Option<u32>,
+    /// Into maintenance (its VPSes are moved away) or out of it.
+    #[arg(long)]
+    pub maintenance: Option<bool>,
+    /// Declared memory for VPSes (e.g. 64G; 0: what the host reports).
+    #[arg(long)]
+    pub capacity_memory: Option<String>,
+    /// Declared CPUs for VPSes (0: what the host reports).
+    #[arg(long)]
+    pub capacity_cpus: Option<u32>,
+    /// Declared disk for VPSes (e.g. 2T; 0: what the host reports).
+    #[arg(long)]
+    pub capacity_disk: Option<String>,
+    /// The bridge VPS interfaces join.
+    #[arg(long)]
+    pub vps_bridge: Option<String>,
+    /// The prefix length of VPS addresses.
+    #[arg(long)]
+    pub vps_prefix_len: Option<u8>,
+    /// The VPSes' gateway ("" removes it).
+    #[arg(long)]
+    pub vps_gateway: Option<String>,
 }
 
 #[derive(Args, Debug)]

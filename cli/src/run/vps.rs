@@ -38,113 +38,8 @@ pub(super) fn vps_row(v: &VpsResponse) -> Vec<String> {
 
 pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
     match c {
-        VpsCmd::List => {
-            ctx.listing(
-                "/vpses",
-                &[
-                    "ID",
-                    "NAME",
-                    "IP",
-                    "STATUS",
-                    "UPTIME",
-                    "CONTEXT",
-                    "PROCESSES",
-                    "HOST",
-                    "CPU",
-                    "MEMORY",
-                ],
-                |v: &VpsResponse| Some(vps_row(v)),
-            )
-            .await
-        }
-        VpsCmd::Show { vps } => {
-            let id = ctx.vps(&vps).await?;
-            let v = ctx.api.get(&format!("/vpses/{id}")).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-                return Ok(());
-            }
-            let x: VpsResponse = parse(&v)?;
-            let r = vps_row(&x);
-            let mut rows = vec![
-                ("Name", x.name.clone()),
-                ("Description", x.description.clone()),
-                ("Address", x.ipv4.clone()),
-                ("Host name", x.hostname.clone()),
-                ("Status", r[3].clone()),
-                ("Host", r[7].clone()),
-                ("Uptime", r[4].clone()),
-                ("Context (init PID)", r[5].clone()),
-                ("Processes", r[6].clone()),
-                ("CPU", r[8].clone()),
-                ("Memory", r[9].clone()),
-                (
-                    "CPU settings",
-                    format!(
-                        "shares {}, limit {}",
-                        show::opt(x.cpu_shares),
-                        x.cpu_limit_millis
-                            .map(|m| format!("{:.2} CPUs", f64::from(m) / 1000.0))
-                            .unwrap_or("none".into())
-                    ),
-                ),
-                ("Autostart", if x.autostart { "yes" } else { "no" }.into()),
-                (
-                    "Isolation",
-                    if x.privileged {
-                        "privileged: root in it is root on its host".into()
-                    } else {
-                        "unprivileged".to_string()
-                    },
-                ),
-                (
-                    "High availability",
-                    if x.ha_enabled {
-                        format!(
-                            "on, priority {}; checks: ICMP{}",
-                            x.ha_priority,
-                            x.check_ports
-                                .iter()
-                                .map(|p| format!(", TCP {p}"))
-                                .collect::<String>()
-                        )
-                    } else {
-                        "off".into()
-                    },
-                ),
-            ];
-            if let Some(s) = &x.services {
-                rows.push((
-                    "Services",
-                    if s.up {
-                        format!("answering since {}", show::time(&s.since))
-                    } else {
-                        format!(
-                            "not answering since {}: {}",
-                            show::time(&s.since),
-                            s.detail.clone().unwrap_or_default()
-                        )
-                    },
-                ));
-            }
-            if let Some(s) = &x.standby {
-                rows.push((
-                    "Standby copy",
-                    format!(
-                        "on host {}, {}",
-                        s.host_id,
-                        s.cycle
-                            .map(|c| format!("at restore point {c}"))
-                            .unwrap_or("being made".into())
-                    ),
-                ));
-            }
-            if let Some(t) = x.busy_task {
-                rows.push(("Busy with", format!("task {t}")));
-            }
-            ctx.term.out(&show::pairs(&rows));
-            Ok(())
-        }
+        VpsCmd::List => list(ctx).await,
+        VpsCmd::Show { vps } => show_vps(ctx, vps).await,
         VpsCmd::Create(c) => {
             let template = ctx
                 .resolve("/templates", "name", "template", &c.template)
@@ -198,61 +93,7 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
                 .await?;
             ctx.task(v, wait.wait).await
         }
-        VpsCmd::Edit(e) => {
-            let id = ctx.vps(&e.vps).await?;
-            let mut body = serde_json::Map::new();
-            if let Some(x) = e.description {
-                body.insert("description".into(), json!(x));
-            }
-            if let Some(x) = e.ipv4 {
-                body.insert("ipv4".into(), json!(x));
-            }
-            if let Some(x) = e.hostname {
-                body.insert("hostname".into(), json!(x));
-            }
-            if let Some(x) = e.memory {
-                body.insert("memory_limit_bytes".into(), json!(size("memory", &x)?));
-            }
-            if let Some(x) = e.cpu_shares {
-                body.insert("cpu_shares".into(), json!(x));
-            }
-            if let Some(x) = e.cpus {
-                body.insert("cpu_limit_millis".into(), json!(millis("cpus", x)?));
-            }
-            if let Some(x) = e.autostart {
-                body.insert("autostart".into(), json!(x));
-            }
-            if let Some(x) = e.ha {
-                body.insert("ha_enabled".into(), json!(x));
-            }
-            if let Some(x) = e.ha_priority {
-                body.insert("ha_priority".into(), json!(x));
-            }
-            if let Some(x) = e.check_ports {
-                let ports = serverware_shared::validate::check_ports_text("check_ports", &x)
-                    .map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
-                body.insert("check_ports".into(), json!(ports));
-            }
-            if body.is_empty() {
-                return Err(usage("nothing to change: give at least one setting"));
-            }
-            let v = ctx
-                .api
-                .call("PATCH", &format!("/vpses/{id}"), Some(&Value::Object(body)))
-                .await?;
-            ctx.say(&v, || {
-                format!(
-                    "VPS {} changed{}",
-                    v["vps"]["name"].as_str().unwrap_or("?"),
-                    if v["restart_required"] == true {
-                        " (takes effect at its next start)"
-                    } else {
-                        ""
-                    }
-                )
-            });
-            Ok(())
-        }
+        VpsCmd::Edit(e) => edit(ctx, e).await,
         VpsCmd::Delete { vps, wait } => {
             let id = ctx.vps(&vps).await?;
             ctx.confirm(&format!("Delete VPS {vps} and its files?"))
@@ -308,44 +149,7 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
             ctx.say(&v, || format!("failover of VPS {vps}: {v}"));
             Ok(())
         }
-        VpsCmd::Duplo { vps, now, enable } => {
-            let id = ctx.vps(&vps).await?;
-            if let Some(on) = enable {
-                ctx.api
-                    .call(
-                        "PATCH",
-                        &format!("/vpses/{id}/duplo"),
-                        Some(&json!({ "enabled": on })),
-                    )
-                    .await?;
-            }
-            if now {
-                ctx.api
-                    .call("POST", &format!("/vpses/{id}/duplo/now"), Some(&json!({})))
-                    .await?;
-            }
-            let v = ctx.api.get(&format!("/vpses/{id}/duplo")).await?;
-            if ctx.json {
-                ctx.print_json(&v);
-            } else {
-                let mut rows = vec![
-                    (
-                        "Duplication",
-                        if v["enabled"] == true { "on" } else { "off" }.to_string(),
-                    ),
-                    ("Last cycle", v["last_cycle"].to_string()),
-                    ("Restore points", v["points"].to_string()),
-                ];
-                if let Some(e) = v["last_error"].as_str() {
-                    rows.push(("Last error", e.to_string()));
-                }
-                if now {
-                    rows.push(("", "a cycle was asked for now".into()));
-                }
-                ctx.term.out(&show::pairs(&rows));
-            }
-            Ok(())
-        }
+        VpsCmd::Duplo { vps, now, enable } => duplo(ctx, vps, now, enable).await,
         VpsCmd::Points { vps } => {
             let id = ctx.vps(&vps).await?;
             ctx.listing(
@@ -370,21 +174,240 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
             clone_name,
             ipv4,
             wait,
-        } => {
-            let id = ctx.vps(&vps).await?;
-            let host = ctx.host_opt(host.as_deref()).await?;
-            if clone_name.is_none() {
-                ctx.confirm(&format!(
-                    "Replace the files of VPS {vps} with restore point {cycle}?"
-                ))
-                .await?;
-            }
-            let body = json!({ "cycle": cycle, "name": clone_name, "ipv4": ipv4, "host_id": host });
-            let v = ctx
-                .api
-                .call("POST", &format!("/vpses/{id}/restore"), Some(&body))
-                .await?;
-            ctx.task(v, wait.wait).await
-        }
+        } => restore(ctx, vps, cycle, host, clone_name, ipv4, wait).await,
     }
+}
+
+async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {
+    ctx.listing(
+        "/vpses",
+        &[
+            "ID",
+            "NAME",
+            "IP",
+            "STATUS",
+            "UPTIME",
+            "CONTEXT",
+            "PROCESSES",
+            "HOST",
+            "CPU",
+            "MEMORY",
+        ],
+        |v: &VpsResponse| Some(vps_row(v)),
+    )
+    .await
+}
+
+async fn show_vps<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    let v = ctx.api.get(&format!("/vpses/{id}")).await?;
+    if ctx.json {
+        ctx.print_json(&v);
+        return Ok(());
+    }
+    let x: VpsResponse = parse(&v)?;
+    let r = vps_row(&x);
+    let mut rows = vec![
+        ("Name", x.name.clone()),
+        ("Description", x.description.clone()),
+        ("Address", x.ipv4.clone()),
+        ("Host name", x.hostname.clone()),
+        ("Status", r[3].clone()),
+        ("Host", r[7].clone()),
+        ("Uptime", r[4].clone()),
+        ("Context (init PID)", r[5].clone()),
+        ("Processes", r[6].clone()),
+        ("CPU", r[8].clone()),
+        ("Memory", r[9].clone()),
+        (
+            "CPU settings",
+            format!(
+                "shares {}, limit {}",
+                show::opt(x.cpu_shares),
+                x.cpu_limit_millis
+                    .map(|m| format!("{:.2} CPUs", f64::from(m) / 1000.0))
+                    .unwrap_or("none".into())
+            ),
+        ),
+        ("Autostart", if x.autostart { "yes" } else { "no" }.into()),
+        (
+            "Isolation",
+            if x.privileged {
+                "privileged: root in it is root on its host".into()
+            } else {
+                "unprivileged".to_string()
+            },
+        ),
+        (
+            "High availability",
+            if x.ha_enabled {
+                format!(
+                    "on, priority {}; checks: ICMP{}",
+                    x.ha_priority,
+                    x.check_ports
+                        .iter()
+                        .map(|p| format!(", TCP {p}"))
+                        .collect::<String>()
+                )
+            } else {
+                "off".into()
+            },
+        ),
+    ];
+    if let Some(s) = &x.services {
+        rows.push((
+            "Services",
+            if s.up {
+                format!("answering since {}", show::time(&s.since))
+            } else {
+                format!(
+                    "not answering since {}: {}",
+                    show::time(&s.since),
+                    s.detail.clone().unwrap_or_default()
+                )
+            },
+        ));
+    }
+    if let Some(s) = &x.standby {
+        rows.push((
+            "Standby copy",
+            format!(
+                "on host {}, {}",
+                s.host_id,
+                s.cycle
+                    .map(|c| format!("at restore point {c}"))
+                    .unwrap_or("being made".into())
+            ),
+        ));
+    }
+    if let Some(t) = x.busy_task {
+        rows.push(("Busy with", format!("task {t}")));
+    }
+    ctx.term.out(&show::pairs(&rows));
+    Ok(())
+}
+
+async fn edit<T: Term>(ctx: &mut Ctx<'_, T>, e: EditVps) -> Result<()> {
+    let id = ctx.vps(&e.vps).await?;
+    let mut body = serde_json::Map::new();
+    if let Some(x) = e.description {
+        body.insert("description".into(), json!(x));
+    }
+    if let Some(x) = e.ipv4 {
+        body.insert("ipv4".into(), json!(x));
+    }
+    if let Some(x) = e.hostname {
+        body.insert("hostname".into(), json!(x));
+    }
+    if let Some(x) = e.memory {
+        body.insert("memory_limit_bytes".into(), json!(size("memory", &x)?));
+    }
+    if let Some(x) = e.cpu_shares {
+        body.insert("cpu_shares".into(), json!(x));
+    }
+    if let Some(x) = e.cpus {
+        body.insert("cpu_limit_millis".into(), json!(millis("cpus", x)?));
+    }
+    if let Some(x) = e.autostart {
+        body.insert("autostart".into(), json!(x));
+    }
+    if let Some(x) = e.ha {
+        body.insert("ha_enabled".into(), json!(x));
+    }
+    if let Some(x) = e.ha_priority {
+        body.insert("ha_priority".into(), json!(x));
+    }
+    if let Some(x) = e.check_ports {
+        let ports = serverware_shared::validate::check_ports_text("check_ports", &x)
+            .map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        body.insert("check_ports".into(), json!(ports));
+    }
+    if body.is_empty() {
+        return Err(usage("nothing to change: give at least one setting"));
+    }
+    let v = ctx
+        .api
+        .call("PATCH", &format!("/vpses/{id}"), Some(&Value::Object(body)))
+        .await?;
+    ctx.say(&v, || {
+        format!(
+            "VPS {} changed{}",
+            v["vps"]["name"].as_str().unwrap_or("?"),
+            if v["restart_required"] == true {
+                " (takes effect at its next start)"
+            } else {
+                ""
+            }
+        )
+    });
+    Ok(())
+}
+
+async fn duplo<T: Term>(
+    ctx: &mut Ctx<'_, T>,
+    vps: String,
+    now: bool,
+    enable: Option<bool>,
+) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    if let Some(on) = enable {
+        ctx.api
+            .call(
+                "PATCH",
+                &format!("/vpses/{id}/duplo"),
+                Some(&json!({ "enabled": on })),
+            )
+            .await?;
+    }
+    if now {
+        ctx.api
+            .call("POST", &format!("/vpses/{id}/duplo/now"), Some(&json!({})))
+            .await?;
+    }
+    let v = ctx.api.get(&format!("/vpses/{id}/duplo")).await?;
+    if ctx.json {
+        ctx.print_json(&v);
+    } else {
+        let mut rows = vec![
+            (
+                "Duplication",
+                if v["enabled"] == true { "on" } else { "off" }.to_string(),
+            ),
+            ("Last cycle", v["last_cycle"].to_string()),
+            ("Restore points", v["points"].to_string()),
+        ];
+        if let Some(e) = v["last_error"].as_str() {
+            rows.push(("Last error", e.to_string()));
+        }
+        if now {
+            rows.push(("", "a cycle was asked for now".into()));
+        }
+        ctx.term.out(&show::pairs(&rows));
+    }
+    Ok(())
+}
+
+async fn restore<T: Term>(
+    ctx: &mut Ctx<'_, T>,
+    vps: String,
+    cycle: u64,
+    host: Option<String>,
+    clone_name: Option<String>,
+    ipv4: Option<String>,
+    wait: Wait,
+) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    let host = ctx.host_opt(host.as_deref()).await?;
+    if clone_name.is_none() {
+        ctx.confirm(&format!(
+            "Replace the files of VPS {vps} with restore point {cycle}?"
+        ))
+        .await?;
+    }
+    let body = json!({ "cycle": cycle, "name": clone_name, "ipv4": ipv4, "host_id": host });
+    let v = ctx
+        .api
+        .call("POST", &format!("/vpses/{id}/restore"), Some(&body))
+        .await?;
+    ctx.task(v, wait.wait).await
 }
