@@ -152,6 +152,16 @@ pub struct Db {
 impl Db {
     /// Opens the database at `url`, creating an SQLite file only where the URL says so, and
     /// applies pending migrations.
+    /// Whether the database answers (a `SELECT 1`).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| Error::DatabaseUnavailable(e.to_string()))
+        })
+        .await
+    }
+
     pub fn open(url: &str) -> anyhow::Result<Db> {
         let target = DbTarget::parse(url)?;
         let mut conn = open(&target)?;

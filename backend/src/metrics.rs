@@ -7,6 +7,7 @@ use crate::hosts::{HostManager, HostView};
 use crate::hub::Hub;
 use crate::schema::hosts;
 use diesel::prelude::*;
+use serverware_shared::agent::HostSample;
 use serverware_shared::state::HostStatus;
 use std::fmt::Write;
 
@@ -55,12 +56,26 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
     let mut o = Out {
         text: String::with_capacity(8192),
     };
+    controller(&mut o, hosts.len(), ws_clients, ws_dropped);
+    host_states(&mut o, hosts);
+    let with_sample: Vec<(&str, &HostSample)> = hosts
+        .iter()
+        .filter_map(|(_, n, v)| v.latest.as_ref().map(|s| (n.as_str(), s)))
+        .collect();
+    host_figures(&mut o, &with_sample);
+    host_storage(&mut o, &with_sample);
+    host_network(&mut o, &with_sample);
+    o.text
+}
+
+/// The controller's own: hosts known, live-socket clients.
+fn controller(o: &mut Out, hosts: usize, ws_clients: usize, ws_dropped: u64) {
     o.family(
         "serverware_hosts",
         "gauge",
         "Hosts known to the controller.",
     );
-    o.sample("serverware_hosts", &[], hosts.len() as f64);
+    o.sample("serverware_hosts", &[], hosts as f64);
     o.family(
         "serverware_websocket_clients",
         "gauge",
@@ -77,7 +92,10 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         &[],
         ws_dropped as f64,
     );
+}
 
+/// Each host: up or not, what its agent reported, when it was last heard.
+fn host_states(o: &mut Out, hosts: &[(i64, String, HostView)]) {
     o.family(
         "serverware_host_up",
         "gauge",
@@ -133,13 +151,12 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
             );
         }
     }
+}
 
-    let with_sample: Vec<_> = hosts
-        .iter()
-        .filter_map(|(_, n, v)| v.latest.as_ref().map(|s| (n.as_str(), s)))
-        .collect();
+/// Uptime, load, CPU, interrupts and memory of each host with a sample.
+fn host_figures(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
     o.family("serverware_host_uptime_seconds", "gauge", "Host uptime.");
-    for (h, s) in &with_sample {
+    for (h, s) in with_sample {
         o.sample(
             "serverware_host_uptime_seconds",
             &[("host", h)],
@@ -147,7 +164,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         );
     }
     o.family("serverware_host_load", "gauge", "Load average.");
-    for (h, s) in &with_sample {
+    for (h, s) in with_sample {
         for (period, v) in ["1m", "5m", "15m"].iter().zip(s.load) {
             o.sample(
                 "serverware_host_load",
@@ -161,7 +178,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         "gauge",
         "Share of the last sampling interval each CPU spent in each mode.",
     );
-    for (h, s) in &with_sample {
+    for (h, s) in with_sample {
         for (i, c) in s.cpus.iter().enumerate() {
             let cpu = i.to_string();
             for (mode, v) in [
@@ -186,7 +203,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         "gauge",
         "Interrupts per second over the last interval.",
     );
-    for (h, s) in &with_sample {
+    for (h, s) in with_sample {
         o.sample(
             "serverware_host_interrupts_per_second",
             &[("host", h)],
@@ -194,7 +211,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         );
     }
     o.family("serverware_host_memory_bytes", "gauge", "Memory and swap.");
-    for (h, s) in &with_sample {
+    for (h, s) in with_sample {
         let m = &s.memory;
         for (kind, v) in [
             ("total", m.total),
@@ -213,6 +230,10 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
             );
         }
     }
+}
+
+/// Filesystems and disks of each host with a sample.
+fn host_storage(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
     for (metric, help) in [
         ("serverware_host_filesystem_size_bytes", "Filesystem size."),
         (
@@ -225,7 +246,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         ),
     ] {
         o.family(metric, "gauge", help);
-        for (h, s) in &with_sample {
+        for (h, s) in with_sample {
             for f in &s.filesystems {
                 let v = match metric {
                     "serverware_host_filesystem_size_bytes" => f.size_bytes,
@@ -263,7 +284,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         ),
     ] {
         o.family(metric, kind, help);
-        for (h, s) in &with_sample {
+        for (h, s) in with_sample {
             for d in &s.disks {
                 let v = match metric {
                     "serverware_host_disk_read_bytes_total" => d.read_bytes_total as f64,
@@ -274,6 +295,10 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
             }
         }
     }
+}
+
+/// Network interfaces of each host with a sample.
+fn host_network(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
     for (metric, help) in [
         (
             "serverware_host_network_receive_bytes_total",
@@ -285,7 +310,7 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
         ),
     ] {
         o.family(metric, "counter", help);
-        for (h, s) in &with_sample {
+        for (h, s) in with_sample {
             for i in &s.interfaces {
                 let v = if metric.contains("receive") {
                     i.rx_bytes_total
@@ -296,7 +321,6 @@ pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: 
             }
         }
     }
-    o.text
 }
 
 /// The site's metrics now: every host by name with its newest samples, and the live hub's

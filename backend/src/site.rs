@@ -93,6 +93,244 @@ pub async fn health(core: &Arc<Core>) -> Result<SiteHealth> {
     ))
 }
 
+/// What `assess` looks at.
+struct Site<'a> {
+    core: &'a Core,
+    hosts: &'a [Host],
+    vpses: &'a [VpsResponse],
+    newest: &'a HashMap<i64, i64>,
+    duplicated: &'a [i64],
+    /// Hosts that can take a failed-over VPS.
+    usable: Vec<i64>,
+}
+
+fn up(h: &Host) -> bool {
+    h.status == HostStatus::Online
+}
+
+fn wanted(v: &VpsResponse) -> bool {
+    v.desired_state == serverware_shared::state::DesiredState::Running
+}
+
+impl Site<'_> {
+    fn host(&self, id: Option<i64>) -> Option<&Host> {
+        id.and_then(|id| self.hosts.iter().find(|h| h.id == id))
+    }
+
+    fn host_name(&self, id: i64) -> String {
+        self.hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| h.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    /// Hosts lost, and what becomes of the VPSes that should run on them.
+    fn hosts_lost(&self, incidents: &mut Vec<Incident>) {
+        for h in self.hosts.iter().filter(|h| !up(h)) {
+            let (title, severity) = match h.status {
+                HostStatus::Connecting => continue,
+                HostStatus::KeyMismatch => (
+                    format!(
+                        "Host {}'s SSH key changed: the controller refuses it",
+                        h.name
+                    ),
+                    Severity::Error,
+                ),
+                HostStatus::AuthFailed => (
+                    format!("Host {} refuses the controller's login", h.name),
+                    Severity::Error,
+                ),
+                _ if h.maintenance => (
+                    format!("Host {} (in maintenance) is offline", h.name),
+                    Severity::Warning,
+                ),
+                _ => (format!("Host {} is offline", h.name), Severity::Error),
+            };
+            let on: Vec<&VpsResponse> = self
+                .vpses
+                .iter()
+                .filter(|v| v.host_id == Some(h.id))
+                .filter(|v| wanted(v))
+                .collect();
+            let fates: Vec<String> = on
+                .iter()
+                .map(|v| {
+                    let fate = match self.core.netmon.failover(v.id) {
+                        Some(f) if f.gave_up => {
+                            "down: it failed on every host tried; it waits for you".to_string()
+                        }
+                        Some(f) if f.waiting => "down: waiting for a host with room".to_string(),
+                        Some(f) => match f.to {
+                            Some(to) => format!("failing over to {}", self.host_name(to)),
+                            None => "failing over".to_string(),
+                        },
+                        None if v.ha_enabled => {
+                            "HA: netMON fails it over once the host is fenced".to_string()
+                        }
+                        None => "down until the host is back (not HA)".to_string(),
+                    };
+                    format!("{}: {fate}", v.name)
+                })
+                .collect();
+            let detail = if fates.is_empty() {
+                "No VPS should run on it.".to_string()
+            } else {
+                fates.join(" · ")
+            };
+            incidents.push(Incident {
+                key: format!("host:{}", h.id),
+                severity,
+                title,
+                detail,
+                vpses: on.iter().map(|v| v.name.clone()).collect(),
+                since: h.last_seen,
+                link: format!("/hosts/{}", h.id),
+            });
+        }
+    }
+
+    /// HA VPSes: protected, or at risk and why; a failover under way, or one that is stuck.
+    fn ha(&self, incidents: &mut Vec<Incident>) -> HaCounts {
+        let mut ha = HaCounts::default();
+        for v in self
+            .vpses
+            .iter()
+            .filter(|v| v.ha_enabled)
+            .filter(|v| wanted(v))
+        {
+            ha.total += 1;
+            let on = self.host(v.host_id);
+            let host_up = on.is_some_and(up);
+            let failover = self.core.netmon.failover(v.id);
+            let duplo = self.core.duplo.state(v.id);
+            let why = if let Some(f) = &failover {
+                let from = self.host_name(f.from);
+                let (severity, title, detail) = if f.gave_up {
+                    (
+                        Severity::Error,
+                        format!("VPS {} is down: its failover gave up", v.name),
+                        format!("It failed on every host tried since it left {from}; bring it up by hand (Start, or Restore on a host you choose)."),
+                    )
+                } else if f.waiting {
+                    (
+                        Severity::Error,
+                        format!("VPS {} is down: no host has room for it", v.name),
+                        format!("netMON brings it up from {from} as soon as a host has room: free memory, add a host or take one out of maintenance."),
+                    )
+                } else {
+                    let asked = match (&f.cause, &f.by) {
+                        (crate::netmon::decide::Cause::Requested, Some(by)) => {
+                            format!(", as {by} asked")
+                        }
+                        _ => String::new(),
+                    };
+                    (
+                        Severity::Warning,
+                        format!("VPS {} is failing over{asked}", v.name),
+                        match f.to {
+                            Some(to) => format!("From {from} to {}: it is being brought up there from its newest restore point.", self.host_name(to)),
+                            None => format!("From {from}: it is being stopped there before it comes up elsewhere."),
+                        },
+                    )
+                };
+                incidents.push(Incident {
+                    key: format!("vps:{}", v.id),
+                    severity,
+                    title,
+                    detail,
+                    vpses: vec![v.name.clone()],
+                    since: None,
+                    link: format!("/vpses/{}", v.id),
+                });
+                "being failed over".to_string()
+            } else if !host_up {
+                "its host is not online".to_string()
+            } else if v.services.as_ref().is_some_and(|s| !s.up) {
+                "its services do not answer".to_string()
+            } else if v.status != "running" {
+                format!("it is {}", v.status)
+            } else if !self.newest.contains_key(&v.id) && duplo.last_cycle == 0 {
+                "no restore point yet".to_string()
+            } else if duplo.failures > 0 {
+                "its duplication fails".to_string()
+            } else if !self.usable.iter().any(|h| Some(*h) != v.host_id) {
+                "no other host to fail over to".to_string()
+            } else {
+                ha.protected += 1;
+                continue;
+            };
+            ha.at_risk.push(AtRisk {
+                vps_id: v.id,
+                name: v.name.clone(),
+                why,
+            });
+        }
+        ha
+    }
+
+    /// Duplication: failing, and how far behind the worst is.
+    fn duplication(&self, incidents: &mut Vec<Incident>, now_ms: i64) -> DuplicationHealth {
+        let mut duplication = DuplicationHealth::default();
+        for v in self
+            .vpses
+            .iter()
+            .filter(|v| v.status != "creating" && self.duplicated.contains(&v.id))
+        {
+            duplication.vpses += 1;
+            let s = self.core.duplo.state(v.id);
+            if s.failures > 0 {
+                duplication.failing += 1;
+                incidents.push(Incident {
+                    key: format!("duplo:{}", v.id),
+                    severity: Severity::Warning,
+                    title: format!("Duplication of VPS {} fails", v.name),
+                    detail: format!(
+                        "{} cycle(s) in a row: {}. Its newest restore point is what a failover would bring up.",
+                        s.failures,
+                        s.last_error.clone().unwrap_or_default()
+                    ),
+                    vpses: vec![v.name.clone()],
+                    since: None,
+                    link: format!("/vpses/{}", v.id),
+                });
+            }
+            if let Some(t) = s.last_taken_ms.or(self.newest.get(&v.id).copied()) {
+                let lag = (now_ms - t).max(0);
+                if duplication.max_lag_ms.is_none_or(|m| lag > m) {
+                    duplication.max_lag_ms = Some(lag);
+                    duplication.max_lag_vps = Some(v.name.clone());
+                }
+            }
+        }
+        duplication
+    }
+
+    /// The storage disk: its size and free space; an incident when nearly full.
+    fn storage(&self, incidents: &mut Vec<Incident>) -> Option<(u64, u64)> {
+        let fs = crate::duplo::view::filesystem(&self.core.duplo.dir);
+        if let Some((total, free)) = fs.filter(|(t, _)| *t > 0) {
+            let used = 1.0 - free as f64 / total as f64;
+            if used >= STORAGE_WARN {
+                incidents.push(Incident {
+                    key: "storage".into(),
+                    severity: if used >= STORAGE_FULL {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
+                    title: format!("Storage is {:.0} % full", used * 100.0),
+                    detail: "Duplication fails once it is full; restore points already stored are kept. Shorten the retention policy or give storage more room.".into(),
+                    vpses: Vec::new(),
+                    since: None,
+                    link: "/storage".into(),
+                });
+            }
+        }
+        fs
+    }
+}
+
 fn assess(
     core: &Core,
     hosts: &[Host],
@@ -101,213 +339,23 @@ fn assess(
     duplicated: &[i64],
     failovers_24h: u64,
 ) -> SiteHealth {
-    let now_ms = crate::duplo::now_ms();
-    let mut incidents = Vec::new();
-    let host = |id: Option<i64>| id.and_then(|id| hosts.iter().find(|h| h.id == id));
-    let host_name = |id: i64| {
-        hosts
+    let site = Site {
+        core,
+        hosts,
+        vpses,
+        newest,
+        duplicated,
+        usable: hosts
             .iter()
-            .find(|h| h.id == id)
-            .map(|h| h.name.clone())
-            .unwrap_or_else(|| format!("#{id}"))
+            .filter(|h| up(h) && !h.maintenance)
+            .map(|h| h.id)
+            .collect(),
     };
-    let wanted =
-        |v: &&VpsResponse| v.desired_state == serverware_shared::state::DesiredState::Running;
-    let up = |h: &Host| h.status == HostStatus::Online;
-    // Hosts that can take a failed-over VPS.
-    let usable: Vec<i64> = hosts
-        .iter()
-        .filter(|h| up(h) && !h.maintenance)
-        .map(|h| h.id)
-        .collect();
-
-    // Hosts lost, and what becomes of the VPSes that should run on them.
-    for h in hosts.iter().filter(|h| !up(h)) {
-        let (title, severity) = match h.status {
-            HostStatus::Connecting => continue,
-            HostStatus::KeyMismatch => (
-                format!(
-                    "Host {}'s SSH key changed: the controller refuses it",
-                    h.name
-                ),
-                Severity::Error,
-            ),
-            HostStatus::AuthFailed => (
-                format!("Host {} refuses the controller's login", h.name),
-                Severity::Error,
-            ),
-            _ if h.maintenance => (
-                format!("Host {} (in maintenance) is offline", h.name),
-                Severity::Warning,
-            ),
-            _ => (format!("Host {} is offline", h.name), Severity::Error),
-        };
-        let on: Vec<&VpsResponse> = vpses
-            .iter()
-            .filter(|v| v.host_id == Some(h.id))
-            .filter(wanted)
-            .collect();
-        let fates: Vec<String> = on
-            .iter()
-            .map(|v| {
-                let fate = match core.netmon.failover(v.id) {
-                    Some(f) if f.gave_up => {
-                        "down: it failed on every host tried; it waits for you".to_string()
-                    }
-                    Some(f) if f.waiting => "down: waiting for a host with room".to_string(),
-                    Some(f) => match f.to {
-                        Some(to) => format!("failing over to {}", host_name(to)),
-                        None => "failing over".to_string(),
-                    },
-                    None if v.ha_enabled => {
-                        "HA: netMON fails it over once the host is fenced".to_string()
-                    }
-                    None => "down until the host is back (not HA)".to_string(),
-                };
-                format!("{}: {fate}", v.name)
-            })
-            .collect();
-        let detail = if fates.is_empty() {
-            "No VPS should run on it.".to_string()
-        } else {
-            fates.join(" · ")
-        };
-        incidents.push(Incident {
-            key: format!("host:{}", h.id),
-            severity,
-            title,
-            detail,
-            vpses: on.iter().map(|v| v.name.clone()).collect(),
-            since: h.last_seen,
-            link: format!("/hosts/{}", h.id),
-        });
-    }
-
-    // HA VPSes: protected, or at risk and why; a failover under way, or one that is stuck.
-    let mut ha = HaCounts::default();
-    for v in vpses.iter().filter(|v| v.ha_enabled).filter(wanted) {
-        ha.total += 1;
-        let on = host(v.host_id);
-        let host_up = on.is_some_and(up);
-        let failover = core.netmon.failover(v.id);
-        let duplo = core.duplo.state(v.id);
-        let why = if let Some(f) = &failover {
-            let from = host_name(f.from);
-            let (severity, title, detail) = if f.gave_up {
-                (
-                    Severity::Error,
-                    format!("VPS {} is down: its failover gave up", v.name),
-                    format!("It failed on every host tried since it left {from}; bring it up by hand (Start, or Restore on a host you choose)."),
-                )
-            } else if f.waiting {
-                (
-                    Severity::Error,
-                    format!("VPS {} is down: no host has room for it", v.name),
-                    format!("netMON brings it up from {from} as soon as a host has room: free memory, add a host or take one out of maintenance."),
-                )
-            } else {
-                let asked = match (&f.cause, &f.by) {
-                    (crate::netmon::decide::Cause::Requested, Some(by)) => {
-                        format!(", as {by} asked")
-                    }
-                    _ => String::new(),
-                };
-                (
-                    Severity::Warning,
-                    format!("VPS {} is failing over{asked}", v.name),
-                    match f.to {
-                        Some(to) => format!("From {from} to {}: it is being brought up there from its newest restore point.", host_name(to)),
-                        None => format!("From {from}: it is being stopped there before it comes up elsewhere."),
-                    },
-                )
-            };
-            incidents.push(Incident {
-                key: format!("vps:{}", v.id),
-                severity,
-                title,
-                detail,
-                vpses: vec![v.name.clone()],
-                since: None,
-                link: format!("/vpses/{}", v.id),
-            });
-            "being failed over".to_string()
-        } else if !host_up {
-            "its host is not online".to_string()
-        } else if v.services.as_ref().is_some_and(|s| !s.up) {
-            "its services do not answer".to_string()
-        } else if v.status != "running" {
-            format!("it is {}", v.status)
-        } else if !newest.contains_key(&v.id) && duplo.last_cycle == 0 {
-            "no restore point yet".to_string()
-        } else if duplo.failures > 0 {
-            "its duplication fails".to_string()
-        } else if !usable.iter().any(|h| Some(*h) != v.host_id) {
-            "no other host to fail over to".to_string()
-        } else {
-            ha.protected += 1;
-            continue;
-        };
-        ha.at_risk.push(AtRisk {
-            vps_id: v.id,
-            name: v.name.clone(),
-            why,
-        });
-    }
-
-    // Duplication: failing, and how far behind the worst is.
-    let mut duplication = DuplicationHealth::default();
-    for v in vpses
-        .iter()
-        .filter(|v| v.status != "creating" && duplicated.contains(&v.id))
-    {
-        duplication.vpses += 1;
-        let s = core.duplo.state(v.id);
-        if s.failures > 0 {
-            duplication.failing += 1;
-            incidents.push(Incident {
-                key: format!("duplo:{}", v.id),
-                severity: Severity::Warning,
-                title: format!("Duplication of VPS {} fails", v.name),
-                detail: format!(
-                    "{} cycle(s) in a row: {}. Its newest restore point is what a failover would bring up.",
-                    s.failures,
-                    s.last_error.clone().unwrap_or_default()
-                ),
-                vpses: vec![v.name.clone()],
-                since: None,
-                link: format!("/vpses/{}", v.id),
-            });
-        }
-        if let Some(t) = s.last_taken_ms.or(newest.get(&v.id).copied()) {
-            let lag = (now_ms - t).max(0);
-            if duplication.max_lag_ms.is_none_or(|m| lag > m) {
-                duplication.max_lag_ms = Some(lag);
-                duplication.max_lag_vps = Some(v.name.clone());
-            }
-        }
-    }
-
-    // Storage.
-    let fs = crate::duplo::view::filesystem(&core.duplo.dir);
-    if let Some((total, free)) = fs.filter(|(t, _)| *t > 0) {
-        let used = 1.0 - free as f64 / total as f64;
-        if used >= STORAGE_WARN {
-            incidents.push(Incident {
-                key: "storage".into(),
-                severity: if used >= STORAGE_FULL {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                },
-                title: format!("Storage is {:.0} % full", used * 100.0),
-                detail: "Duplication fails once it is full; restore points already stored are kept. Shorten the retention policy or give storage more room.".into(),
-                vpses: Vec::new(),
-                since: None,
-                link: "/storage".into(),
-            });
-        }
-    }
-
+    let mut incidents = Vec::new();
+    site.hosts_lost(&mut incidents);
+    let ha = site.ha(&mut incidents);
+    let duplication = site.duplication(&mut incidents, crate::duplo::now_ms());
+    let fs = site.storage(&mut incidents);
     let rank = |s: Severity| match s {
         Severity::Error => 0,
         Severity::Warning => 1,

@@ -310,3 +310,47 @@ pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> Result<Vec<TaskLogLine>> 
         })
         .collect())
 }
+
+/// Tasks, newest first, as `GET /tasks` filters them (`status`, `target_type`, `target_id`,
+/// `limit` 1–500, default 100).
+pub async fn list(db: &Db, q: serverware_shared::api::TaskQuery) -> Result<Vec<TaskResponse>> {
+    if let Some(s) = &q.status {
+        if serverware_shared::state::TaskStatus::parse(s).is_none() {
+            return Err(Error::invalid("status", "running, succeeded or failed"));
+        }
+    }
+    let limit = i64::from(q.limit.unwrap_or(100));
+    if !(1..=500).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 500"));
+    }
+    let rows: Vec<TaskRow> = db
+        .run(move |c| {
+            let mut b = tasks::table.into_boxed();
+            if let Some(s) = &q.status {
+                b = b.filter(tasks::status.eq(s.clone()));
+            }
+            if let Some(t) = &q.target_type {
+                b = b.filter(tasks::target_type.eq(t.clone()));
+            }
+            if let Some(t) = &q.target_id {
+                b = b.filter(tasks::target_id.eq(t.clone()));
+            }
+            Ok(b.order(tasks::id.desc())
+                .limit(limit)
+                .select(TaskRow::as_select())
+                .load(c)?)
+        })
+        .await?;
+    Ok(rows.iter().map(TaskRow::to_response).collect())
+}
+
+/// One task with its log.
+pub async fn get(db: &Db, id: i64) -> Result<TaskResponse> {
+    db.run(move |c| {
+        let row = load(c, id)?;
+        let mut t = row.to_response();
+        t.log = Some(load_log(c, id)?);
+        Ok(t)
+    })
+    .await
+}

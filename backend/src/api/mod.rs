@@ -126,14 +126,7 @@ pub struct OpenApiDoc(pub String);
 #[utoipa::path(tag = "system", responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)), security(()))]
 #[get("/health")]
 async fn health(state: web::Data<Core>) -> Result<web::Json<HealthResponse>> {
-    state
-        .db
-        .run(|conn| {
-            use diesel::connection::SimpleConnection;
-            conn.batch_execute("SELECT 1")
-                .map_err(|e| Error::DatabaseUnavailable(e.to_string()))
-        })
-        .await?;
+    state.db.ping().await?;
     Ok(web::Json(HealthResponse {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -16,23 +16,14 @@ pub struct EditVps {
     pub check_ports: Option<Vec<u16>>,
 }
 
-/// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
-/// start. Returns the VPS, whether a restart is needed, and the task applying it on its host.
-pub async fn edit(
-    state: Arc<Core>,
-    actor: Actor,
-    id: i64,
-    e: EditVps,
-) -> Result<(VpsRow, bool, Option<TaskResponse>)> {
-    state.accepting()?;
-    let v = state.db.run(move |c| load(c, id)).await?;
-    check(&state, &v, VpsOperation::Edit).await?;
-    // More memory must still fit on its host.
+/// More memory must still fit on its host.
+async fn memory_fits(state: &Arc<Core>, v: &VpsRow, e: &EditVps) -> Result<()> {
+    let id = v.id;
     if let (Some(m), Some(h)) = (e.memory_limit_bytes, v.host_id) {
         if m as i64 > v.memory_limit_bytes {
-            let cands = candidates(&state, Some(id)).await?;
+            let cands = candidates(state, Some(id)).await?;
             if let Some(c) = cands.iter().find(|c| c.id == h) {
-                let mut n = need(&v);
+                let mut n = need(v);
                 n.memory_bytes = m as i64;
                 n.cpu_millis = 0;
                 n.disk_bytes = 0;
@@ -50,6 +41,102 @@ pub async fn edit(
             }
         }
     }
+    Ok(())
+}
+
+/// The columns an edit sets; `None` leaves one as it is, `Some(None)` clears it.
+#[derive(AsChangeset)]
+#[diesel(table_name = vpses)]
+struct VpsChanges {
+    description: Option<String>,
+    ipv4: Option<String>,
+    hostname: Option<String>,
+    memory_limit_bytes: Option<i64>,
+    cpu_shares: Option<Option<i32>>,
+    cpu_limit_millis: Option<Option<i32>>,
+    autostart: Option<bool>,
+    ha_enabled: Option<bool>,
+    ha_priority: Option<i32>,
+    check_ports: Option<String>,
+}
+
+fn changes(e: &EditVps) -> VpsChanges {
+    VpsChanges {
+        description: e.description.clone(),
+        ipv4: e.ipv4.clone(),
+        hostname: e.hostname.clone(),
+        memory_limit_bytes: e.memory_limit_bytes.map(|m| m as i64),
+        cpu_shares: e.cpu_shares.map(|s| s.map(|v| v as i32)),
+        cpu_limit_millis: e.cpu_limit_millis.map(|l| l.map(|v| v as i32)),
+        autostart: e.autostart,
+        ha_enabled: e.ha_enabled,
+        ha_priority: e.ha_priority,
+        check_ports: e.check_ports.as_deref().map(ports_text),
+    }
+}
+
+/// What an edit changes, for people.
+fn describe(e: &EditVps) -> Vec<String> {
+    let mut what = Vec::new();
+    if e.description.is_some() {
+        what.push("description".to_string());
+    }
+    if let Some(ip) = &e.ipv4 {
+        what.push(format!("address {ip}"));
+    }
+    if let Some(h) = &e.hostname {
+        what.push(format!("host name {h}"));
+    }
+    if let Some(m) = e.memory_limit_bytes {
+        what.push(format!("memory {}", mib(m as i64)));
+    }
+    if let Some(s) = e.cpu_shares {
+        what.push(format!(
+            "CPU shares {}",
+            s.map(|v| v.to_string()).unwrap_or("default".into())
+        ));
+    }
+    if let Some(l) = e.cpu_limit_millis {
+        what.push(format!(
+            "CPU limit {}",
+            l.map(|v| format!("{:.2} CPUs", f64::from(v) / 1000.0))
+                .unwrap_or("none".into())
+        ));
+    }
+    if let Some(au) = e.autostart {
+        what.push(format!("autostart {}", if au { "on" } else { "off" }));
+    }
+    if let Some(ha) = e.ha_enabled {
+        what.push(format!(
+            "high availability {}",
+            if ha { "on" } else { "off" }
+        ));
+    }
+    if let Some(p) = e.ha_priority {
+        what.push(format!("HA priority {p}"));
+    }
+    if let Some(ports) = &e.check_ports {
+        what.push(if ports.is_empty() {
+            "service checks: ICMP only".to_string()
+        } else {
+            format!("service checks: ICMP and TCP {}", ports_text(ports))
+        });
+    }
+    what
+}
+
+/// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
+/// start. Returns the VPS, whether a restart is needed, and the task applying it on its host.
+pub async fn edit(
+    state: Arc<Core>,
+    actor: Actor,
+    id: i64,
+    e: EditVps,
+) -> Result<(VpsRow, bool, Option<TaskResponse>)> {
+    state.accepting()?;
+    let v = state.db.run(move |c| load(c, id)).await?;
+    check(&state, &v, VpsOperation::Edit).await?;
+    memory_fits(&state, &v, &e).await?;
     let restart_required = v.status == "running"
         && (e.ipv4.as_ref().is_some_and(|i| *i != v.ipv4)
             || e.hostname.as_ref().is_some_and(|h| *h != v.hostname));
@@ -73,83 +160,9 @@ pub async fn edit(
                 if let Some(ip) = &e.ipv4 {
                     unique(c, &v.name, ip, Some(id))?;
                 }
-                let mut what = Vec::new();
-                if let Some(d) = &e.description {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::description.eq(d))
-                        .execute(c)?;
-                    what.push("description".to_string());
-                }
-                if let Some(ip) = &e.ipv4 {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::ipv4.eq(ip))
-                        .execute(c)?;
-                    what.push(format!("address {ip}"));
-                }
-                if let Some(h) = &e.hostname {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::hostname.eq(h))
-                        .execute(c)?;
-                    what.push(format!("host name {h}"));
-                }
-                if let Some(m) = e.memory_limit_bytes {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::memory_limit_bytes.eq(m as i64))
-                        .execute(c)?;
-                    what.push(format!("memory {}", mib(m as i64)));
-                }
-                if let Some(s) = e.cpu_shares {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::cpu_shares.eq(s.map(|v| v as i32)))
-                        .execute(c)?;
-                    what.push(format!(
-                        "CPU shares {}",
-                        s.map(|v| v.to_string()).unwrap_or("default".into())
-                    ));
-                }
-                if let Some(l) = e.cpu_limit_millis {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::cpu_limit_millis.eq(l.map(|v| v as i32)))
-                        .execute(c)?;
-                    what.push(format!(
-                        "CPU limit {}",
-                        l.map(|v| format!("{:.2} CPUs", f64::from(v) / 1000.0))
-                            .unwrap_or("none".into())
-                    ));
-                }
-                if let Some(au) = e.autostart {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::autostart.eq(au))
-                        .execute(c)?;
-                    what.push(format!("autostart {}", if au { "on" } else { "off" }));
-                }
-                if let Some(ha) = e.ha_enabled {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::ha_enabled.eq(ha))
-                        .execute(c)?;
-                    what.push(format!(
-                        "high availability {}",
-                        if ha { "on" } else { "off" }
-                    ));
-                }
-                if let Some(p) = e.ha_priority {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::ha_priority.eq(p))
-                        .execute(c)?;
-                    what.push(format!("HA priority {p}"));
-                }
-                if let Some(ports) = &e.check_ports {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::check_ports.eq(ports_text(ports)))
-                        .execute(c)?;
-                    what.push(if ports.is_empty() {
-                        "service checks: ICMP only".to_string()
-                    } else {
-                        format!("service checks: ICMP and TCP {}", ports_text(ports))
-                    });
-                }
+                let what = describe(&e);
                 diesel::update(vpses::table.find(id))
-                    .set(vpses::updated_at.eq(now()))
+                    .set((changes(&e), vpses::updated_at.eq(now())))
                     .execute(c)?;
                 audit::record(
                     c,
