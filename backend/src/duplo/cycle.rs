@@ -89,66 +89,10 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         .await
         .map_err(|e| e.to_string())?;
 
-    let (cut, changes) = match conn
-        .agent
-        .call(
-            AgentRequest::DuploCut {
-                name: v.name.clone(),
-            },
-            CUT_TIMEOUT,
-        )
-        .await
-        .map_err(|e| format!("the host's journal did not answer: {e}"))?
-    {
-        AgentResponse::DuploCut { cut, changes } => (cut, changes),
-        other => return Err(format!("the host answered a cut with {other:?}")),
-    };
-    let changes = match changes {
-        Changes::Paths { .. }
-            if state
-                .last_full_at
-                .is_some_and(|t| t.elapsed() >= super::FULL_COMPARE_EVERY) =>
-        {
-            Changes::Full {
-                reason: "the hourly full compare, which also catches what no journal sees (writes through shared memory maps)".into(),
-            }
-        }
-        c => c,
-    };
-    let ids = v.ids_on_disk().to_string();
-    let (request, full_reason) = core
-        .duplo
-        .with_tree(vps_id, |t| scan_request(&changes, Some(t)))
-        .unwrap_or_else(|| scan_request(&changes, None));
-    let mut args = vec![
-        "rootfs-scan",
-        v.name.as_str(),
-        "--ids",
-        ids.as_str(),
-        "--request",
-    ];
-    // Frozen for a consistent point only when the read is small (the agent thaws it anyway
-    // past its budget): a full compare never holds a VPS.
-    if request
-        .paths
-        .as_ref()
-        .is_some_and(|p| p.len() <= FREEZE_MAX_PATHS)
-    {
-        args.push("--freeze");
-    }
-    let input = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let (cut, changes) = take_cut(&conn, &v.name, &state).await?;
+    // The point stands for the tree as it was when its read began, no later.
     let taken_at_ms = now_ms();
-    let ch = conn
-        .session
-        .exec_channel(crate::hosts::AGENT_PATH, &args)
-        .await
-        .map_err(|e| format!("cannot start the scan on {}: {e}", host.name))?;
-    for piece in input.chunks(256 << 10) {
-        ch.data(piece)
-            .await
-            .map_err(|e| format!("cannot send the scan request: {e}"))?;
-    }
-    ch.eof().await.map_err(|e| e.to_string())?;
+    let (ch, full_reason) = start_scan(core, &conn, &host.name, &v, &changes).await?;
 
     let cycle = state.last_cycle + 1;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -175,21 +119,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
             taken_at_ms,
         )
     });
-    let (mut code, mut err) = (None, Vec::new());
-    let mut ch = ch;
-    while let Some(msg) = ch.wait().await {
-        match msg {
-            // The landing gave up: its error says why.
-            russh::ChannelMsg::Data { data } if tx.send(data.to_vec()).await.is_err() => break,
-            russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
-                err.extend_from_slice(&data)
-            }
-            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
-            _ => {}
-        }
-    }
-    drop(tx);
-    let _ = ch.close().await;
+    let (code, err) = stream(ch, tx).await;
     let landed = landing.await.map_err(|e| e.to_string())?;
     let landed = match landed {
         Ok(l) => l,
@@ -233,6 +163,111 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     );
     record(core, vps_id, host_id, &report).await;
     Ok(report)
+}
+
+/// Asks the host's journal for a cut: what changed since the last acknowledged cycle (or a
+/// full compare, at least hourly).
+async fn take_cut(
+    conn: &crate::hosts::Conn,
+    name: &str,
+    state: &VpsDuplo,
+) -> Result<(u64, Changes), String> {
+    let (cut, changes) = match conn
+        .agent
+        .call(
+            AgentRequest::DuploCut {
+                name: name.to_string(),
+            },
+            CUT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| format!("the host's journal did not answer: {e}"))?
+    {
+        AgentResponse::DuploCut { cut, changes } => (cut, changes),
+        other => return Err(format!("the host answered a cut with {other:?}")),
+    };
+    let changes = match changes {
+        Changes::Paths { .. }
+            if state
+                .last_full_at
+                .is_some_and(|t| t.elapsed() >= super::FULL_COMPARE_EVERY) =>
+        {
+            Changes::Full {
+                reason: "the hourly full compare, which also catches what no journal sees (writes through shared memory maps)".into(),
+            }
+        }
+        c => c,
+    };
+    Ok((cut, changes))
+}
+
+/// Starts the agent's read of the VPS's tree (whole, or only the changed paths) and sends it
+/// the request; the channel the stream comes back on, and why the read is whole, if it is.
+async fn start_scan(
+    core: &Core,
+    conn: &crate::hosts::Conn,
+    host: &str,
+    v: &crate::vps::VpsRow,
+    changes: &Changes,
+) -> Result<(russh::Channel<russh::client::Msg>, Option<String>), String> {
+    let vps_id = v.id;
+    let ids = v.ids_on_disk().to_string();
+    let (request, full_reason) = core
+        .duplo
+        .with_tree(vps_id, |t| scan_request(changes, Some(t)))
+        .unwrap_or_else(|| scan_request(changes, None));
+    let mut args = vec![
+        "rootfs-scan",
+        v.name.as_str(),
+        "--ids",
+        ids.as_str(),
+        "--request",
+    ];
+    // Frozen for a consistent point only when the read is small (the agent thaws it anyway
+    // past its budget): a full compare never holds a VPS.
+    if request
+        .paths
+        .as_ref()
+        .is_some_and(|p| p.len() <= FREEZE_MAX_PATHS)
+    {
+        args.push("--freeze");
+    }
+    let input = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let ch = conn
+        .session
+        .exec_channel(crate::hosts::AGENT_PATH, &args)
+        .await
+        .map_err(|e| format!("cannot start the scan on {}: {e}", host))?;
+    for piece in input.chunks(256 << 10) {
+        ch.data(piece)
+            .await
+            .map_err(|e| format!("cannot send the scan request: {e}"))?;
+    }
+    ch.eof().await.map_err(|e| e.to_string())?;
+    Ok((ch, full_reason))
+}
+
+/// Passes the scan's stream to the landing until it ends; its exit status and what it said
+/// on stderr (the first 4 KiB).
+async fn stream(
+    mut ch: russh::Channel<russh::client::Msg>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> (Option<u32>, Vec<u8>) {
+    let (mut code, mut err) = (None, Vec::new());
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            // The landing gave up: its error says why.
+            russh::ChannelMsg::Data { data } if tx.send(data.to_vec()).await.is_err() => break,
+            russh::ChannelMsg::ExtendedData { data, .. } if err.len() < 4096 => {
+                err.extend_from_slice(&data)
+            }
+            russh::ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            _ => {}
+        }
+    }
+    drop(tx);
+    let _ = ch.close().await;
+    (code, err)
 }
 
 /// What the scan is asked: the changed paths (when the journal vouches and there is a point to

@@ -8,6 +8,9 @@
 use super::*;
 use std::sync::Mutex;
 
+/// Each claimed VPS: the operation and the task holding it.
+type Claims = std::collections::HashMap<i64, (VpsOperation, i64)>;
+
 /// How often the database is compared with what hosts report.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
@@ -53,10 +56,26 @@ pub async fn reconcile(state: &Arc<Core>) -> Result<()> {
             Ok((rows, ops::claims::all(c)?, hosts))
         })
         .await?;
-    // Copies of VPSes that the records place on another host (a host that was away while its
-    // VPS failed over or moved): removed, so that nothing runs twice and the host can take the
-    // VPS again.
-    for (host_id, host_name) in &hosts {
+    remove_stale_copies(state, &rows, &claims, &hosts).await;
+    for v in rows {
+        let Some((h, observed)) = observe(state, &claims, &v).await? else {
+            continue;
+        };
+        bring_to_desired(state, &v, h, observed).await?;
+    }
+    Ok(())
+}
+
+/// Copies of VPSes that the records place on another host (a host that was away while its
+/// VPS failed over or moved): removed, so that nothing runs twice and the host can take the
+/// VPS again.
+async fn remove_stale_copies(
+    state: &Arc<Core>,
+    rows: &[VpsRow],
+    claims: &Claims,
+    hosts: &[(i64, String)],
+) {
+    for (host_id, host_name) in hosts {
         let Some(sample) = state
             .hosts
             .view(*host_id)
@@ -84,125 +103,145 @@ pub async fn reconcile(state: &Arc<Core>) -> Result<()> {
             }
         }
     }
-    for v in rows {
-        let Some(h) = v.host_id else { continue };
-        if claims.contains_key(&v.id) || v.recorded() == ObservedState::Creating {
-            continue;
+}
+
+/// What the VPS's host reports of it now, recorded if it changed; None when the VPS is
+/// another operation's, just changed, or its host cannot say.
+async fn observe(
+    state: &Arc<Core>,
+    claims: &Claims,
+    v: &VpsRow,
+) -> Result<Option<(i64, ObservedState)>> {
+    let Some(h) = v.host_id else {
+        return Ok(None);
+    };
+    if claims.contains_key(&v.id) || v.recorded() == ObservedState::Creating {
+        return Ok(None);
+    }
+    if chrono::Utc::now()
+        .naive_utc()
+        .signed_duration_since(v.updated_at)
+        <= SETTLE
+    {
+        return Ok(None);
+    }
+    let Some(view) = state
+        .hosts
+        .view(h)
+        .filter(|view| view.status == Some(HostStatus::Online))
+    else {
+        return Ok(None);
+    };
+    let Some(sample) = view.latest else {
+        return Ok(None);
+    };
+    let observed = match sample
+        .vpses
+        .iter()
+        .find(|x| x.name == v.name)
+        .map(|x| x.state.as_str())
+    {
+        Some("running") => ObservedState::Running,
+        Some("stopped") => ObservedState::Stopped,
+        Some("frozen") => ObservedState::Frozen,
+        None => ObservedState::Missing,
+        // Starting, stopping …: look again next round.
+        Some(_) => return Ok(None),
+    };
+    if observed != v.recorded() {
+        let id = v.id;
+        state
+            .db
+            .run(move |c| {
+                diesel::update(vpses::table.find(id))
+                    .set(vpses::status.eq(observed.as_str()))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await?;
+        changed(state, v.id, ChangeKind::Updated);
+    }
+    Ok(Some((h, observed)))
+}
+
+/// Brings the VPS to what the operator asked for (or records that it stopped on its own).
+async fn bring_to_desired(
+    state: &Arc<Core>,
+    v: &VpsRow,
+    h: i64,
+    observed: ObservedState,
+) -> Result<()> {
+    let system = Actor::system("reconcile");
+    match (v.desired(), observed) {
+        (_, ObservedState::Frozen) => {
+            if !may_act(v.id) {
+                return Ok(());
+            }
+            tracing::warn!(
+                vps = v.name,
+                "VPS is paused with no operation on it; resuming it"
+            );
+            if let Some(c) = state.hosts.conn(h) {
+                let _ = call(
+                    &c,
+                    AgentRequest::VpsFreeze {
+                        name: v.name.clone(),
+                        frozen: false,
+                    },
+                    QUICK,
+                )
+                .await;
+            }
         }
-        if chrono::Utc::now()
-            .naive_utc()
-            .signed_duration_since(v.updated_at)
-            <= SETTLE
-        {
-            continue;
+        (DesiredState::Running, ObservedState::Stopped) if v.autostart => {
+            if !may_act(v.id) {
+                return Ok(());
+            }
+            tracing::warn!(
+                vps = v.name,
+                "VPS should run but is stopped; starting it (autostart)"
+            );
+            if let Err(e) = start(state.clone(), system, v.id).await {
+                tracing::warn!(vps = v.name, "starting it failed: {}", e.message());
+            }
         }
-        let Some(view) = state
-            .hosts
-            .view(h)
-            .filter(|view| view.status == Some(HostStatus::Online))
-        else {
-            continue;
-        };
-        let Some(sample) = view.latest else { continue };
-        let observed = match sample
-            .vpses
-            .iter()
-            .find(|x| x.name == v.name)
-            .map(|x| x.state.as_str())
-        {
-            Some("running") => ObservedState::Running,
-            Some("stopped") => ObservedState::Stopped,
-            Some("frozen") => ObservedState::Frozen,
-            None => ObservedState::Missing,
-            // Starting, stopping …: look again next round.
-            Some(_) => continue,
-        };
-        if observed != v.recorded() {
-            let id = v.id;
+        (DesiredState::Running, ObservedState::Stopped) => {
+            let (id, name) = (v.id, v.name.clone());
             state
                 .db
                 .run(move |c| {
                     diesel::update(vpses::table.find(id))
-                        .set(vpses::status.eq(observed.as_str()))
+                        .set((
+                            vpses::desired_state.eq(DesiredState::Stopped.as_str()),
+                            vpses::updated_at.eq(now()),
+                        ))
                         .execute(c)?;
+                    audit::record_system(
+                        c,
+                        &system,
+                        Change::new(
+                            "vps.stopped_unexpectedly",
+                            "vps",
+                            id,
+                            format!("VPS {name} stopped on its own (autostart is off)"),
+                        )
+                        .severity(serverware_shared::api::Severity::Warning),
+                    )?;
                     Ok(())
                 })
                 .await?;
             changed(state, v.id, ChangeKind::Updated);
         }
-        let system = Actor::system("reconcile");
-        match (v.desired(), observed) {
-            (_, ObservedState::Frozen) => {
-                if !may_act(v.id) {
-                    continue;
-                }
-                tracing::warn!(
-                    vps = v.name,
-                    "VPS is paused with no operation on it; resuming it"
-                );
-                if let Some(c) = state.hosts.conn(h) {
-                    let _ = call(
-                        &c,
-                        AgentRequest::VpsFreeze {
-                            name: v.name.clone(),
-                            frozen: false,
-                        },
-                        QUICK,
-                    )
-                    .await;
-                }
+        (DesiredState::Stopped, ObservedState::Running) => {
+            if !may_act(v.id) {
+                return Ok(());
             }
-            (DesiredState::Running, ObservedState::Stopped) if v.autostart => {
-                if !may_act(v.id) {
-                    continue;
-                }
-                tracing::warn!(
-                    vps = v.name,
-                    "VPS should run but is stopped; starting it (autostart)"
-                );
-                if let Err(e) = start(state.clone(), system, v.id).await {
-                    tracing::warn!(vps = v.name, "starting it failed: {}", e.message());
-                }
+            tracing::warn!(vps = v.name, "VPS should be stopped but runs; stopping it");
+            if let Err(e) = stop(state.clone(), system, v.id, DEFAULT_STOP_TIMEOUT, false).await {
+                tracing::warn!(vps = v.name, "stopping it failed: {}", e.message());
             }
-            (DesiredState::Running, ObservedState::Stopped) => {
-                let (id, name) = (v.id, v.name.clone());
-                state
-                    .db
-                    .run(move |c| {
-                        diesel::update(vpses::table.find(id))
-                            .set((
-                                vpses::desired_state.eq(DesiredState::Stopped.as_str()),
-                                vpses::updated_at.eq(now()),
-                            ))
-                            .execute(c)?;
-                        audit::record_system(
-                            c,
-                            &system,
-                            Change::new(
-                                "vps.stopped_unexpectedly",
-                                "vps",
-                                id,
-                                format!("VPS {name} stopped on its own (autostart is off)"),
-                            )
-                            .severity(serverware_shared::api::Severity::Warning),
-                        )?;
-                        Ok(())
-                    })
-                    .await?;
-                changed(state, v.id, ChangeKind::Updated);
-            }
-            (DesiredState::Stopped, ObservedState::Running) => {
-                if !may_act(v.id) {
-                    continue;
-                }
-                tracing::warn!(vps = v.name, "VPS should be stopped but runs; stopping it");
-                if let Err(e) = stop(state.clone(), system, v.id, DEFAULT_STOP_TIMEOUT, false).await
-                {
-                    tracing::warn!(vps = v.name, "stopping it failed: {}", e.message());
-                }
-            }
-            _ => settled_down(v.id),
         }
+        _ => settled_down(v.id),
     }
     Ok(())
 }

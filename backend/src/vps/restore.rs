@@ -101,132 +101,201 @@ pub async fn restore(
     let to_name = c.name.clone();
     conn(&state, to_id, &to_name)?;
     let taken = format!("restore point {} of {}", req.cycle, src.name);
+    let point = Chosen {
+        cycle: req.cycle,
+        manifest,
+        pin,
+        to_id,
+        to_name,
+        taken,
+    };
     match req.clone {
-        None => {
-            check(&state, &src, VpsOperation::Restore).await?;
-            if let Some(f) = from.filter(|f| *f != to_id) {
-                // The old copy must be stopped for good before the VPS runs elsewhere.
-                let fh = state.db.run(move |c| load_host(c, f)).await?;
-                conn(&state, f, &fh.name).map_err(|_| {
-                    Error::conflict(
-                        Some("host_id"),
-                        format!(
-                            "host {} of {} cannot be reached: its copy there could still run, so it is not restored elsewhere",
-                            fh.name, src.name
-                        ),
-                    )
-                })?;
-                name_free_on(&state, to_id, &to_name, &src.name).await?;
-            }
-            let start = req.start.unwrap_or(src.desired() == DesiredState::Running);
-            let params = Params {
-                src_id: id,
-                cycle: req.cycle,
-                to_host: to_id,
-                from_host: from,
-                start,
-                clone: false,
-            };
-            let task = begin(
-                &state,
-                &actor,
-                VpsOperation::Restore,
-                &src,
-                &[(id, src.name.clone())],
-                format!("restoring VPS {} from {taken} on host {to_name}", src.name),
-                serde_json::json!({ "cycle": req.cycle, "host_id": to_id }),
-                Begin {
-                    durable: Some(
-                        serde_json::to_value(&params).map_err(|e| Error::Internal(e.into()))?,
-                    ),
-                    reserve: from.filter(|f| *f != to_id).map(|_| to_id),
-                    desired: Some(if start {
-                        DesiredState::Running
-                    } else {
-                        DesiredState::Stopped
-                    }),
-                },
-            )
-            .await?;
-            drop(placing);
-            let out = task.response();
-            spawn(state, task, vec![id], move |state, task| async move {
-                let _pin = pin;
-                Finish::Done(in_place(&state, &task, id, &params, manifest).await)
-            });
-            Ok(out)
-        }
+        None => in_place_request(&state, placing, actor, &src, req.start, point).await,
         Some((name, ipv4)) => {
-            let (n, ip) = (name.clone(), ipv4.clone());
-            state.db.run(move |c| unique(c, &n, &ip, None)).await?;
-            name_free_on(&state, to_id, &to_name, &name).await?;
-            let start = req.start.unwrap_or(true);
-            let a = actor.clone();
-            let s2 = src.clone();
-            let cycle = req.cycle;
-            let (copy, row) = state
-                .db
-                .run(move |c| {
-                    c.transaction(|c| {
-                        unique(c, &name, &ipv4, None)?;
-                        let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start))?;
-                        let row = crate::tasks::insert(c, "vps.restore", "vps", &copy.id.to_string(), &a)?;
-                        ops::claims::take(c, &[(copy.id, &copy.name)], row.id, VpsOperation::Create)?;
-                        ops::record(
-                            c,
-                            row.id,
-                            "vps.restore",
+            as_new_request(&state, placing, actor, &src, name, ipv4, req.start, point).await
+        }
+    }
+}
+
+/// The point a restore brings up, and where.
+struct Chosen {
+    cycle: u64,
+    manifest: Arc<Manifest>,
+    pin: crate::duplo::Pin,
+    to_id: i64,
+    to_name: String,
+    /// "restore point N of NAME", for messages.
+    taken: String,
+}
+
+/// An in-place restore asked for: checked, recorded, begun.
+async fn in_place_request(
+    state: &Arc<Core>,
+    placing: tokio::sync::MutexGuard<'_, ()>,
+    actor: Actor,
+    src: &VpsRow,
+    start: Option<bool>,
+    point: Chosen,
+) -> Result<TaskResponse> {
+    let Chosen {
+        cycle,
+        manifest,
+        pin,
+        to_id,
+        to_name,
+        taken,
+    } = point;
+    let (id, from) = (src.id, src.host_id);
+    check(state, src, VpsOperation::Restore).await?;
+    if let Some(f) = from.filter(|f| *f != to_id) {
+        // The old copy must be stopped for good before the VPS runs elsewhere.
+        let fh = state.db.run(move |c| load_host(c, f)).await?;
+        conn(state, f, &fh.name).map_err(|_| {
+                Error::conflict(
+                    Some("host_id"),
+                    format!(
+                        "host {} of {} cannot be reached: its copy there could still run, so it is not restored elsewhere",
+                        fh.name, src.name
+                    ),
+                )
+            })?;
+        name_free_on(state, to_id, &to_name, &src.name).await?;
+    }
+    let start = start.unwrap_or(src.desired() == DesiredState::Running);
+    let params = Params {
+        src_id: id,
+        cycle,
+        to_host: to_id,
+        from_host: from,
+        start,
+        clone: false,
+    };
+    let task = begin(
+        state,
+        &actor,
+        VpsOperation::Restore,
+        src,
+        &[(id, src.name.clone())],
+        format!("restoring VPS {} from {taken} on host {to_name}", src.name),
+        serde_json::json!({ "cycle": cycle, "host_id": to_id }),
+        Begin {
+            durable: Some(serde_json::to_value(&params).map_err(|e| Error::Internal(e.into()))?),
+            reserve: from.filter(|f| *f != to_id).map(|_| to_id),
+            desired: Some(if start {
+                DesiredState::Running
+            } else {
+                DesiredState::Stopped
+            }),
+        },
+    )
+    .await?;
+    drop(placing);
+    let out = task.response();
+    spawn(
+        state.clone(),
+        task,
+        vec![id],
+        move |state, task| async move {
+            let _pin = pin;
+            Finish::Done(in_place(&state, &task, id, &params, manifest).await)
+        },
+    );
+    Ok(out)
+}
+
+/// A restore as a new VPS asked for: checked, recorded, begun.
+#[allow(clippy::too_many_arguments)]
+async fn as_new_request(
+    state: &Arc<Core>,
+    placing: tokio::sync::MutexGuard<'_, ()>,
+    actor: Actor,
+    src: &VpsRow,
+    name: String,
+    ipv4: String,
+    start: Option<bool>,
+    point: Chosen,
+) -> Result<TaskResponse> {
+    let Chosen {
+        cycle,
+        manifest,
+        pin,
+        to_id,
+        to_name,
+        ..
+    } = point;
+    let (n, ip) = (name.clone(), ipv4.clone());
+    state.db.run(move |c| unique(c, &n, &ip, None)).await?;
+    name_free_on(state, to_id, &to_name, &name).await?;
+    let start = start.unwrap_or(true);
+    let a = actor.clone();
+    let s2 = src.clone();
+
+    let (copy, row) = state
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    unique(c, &name, &ipv4, None)?;
+                    let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start))?;
+                    let row = crate::tasks::insert(c, Step::KIND, "vps", &copy.id.to_string(), &a)?;
+                    ops::claims::take(c, &[(copy.id, &copy.name)], row.id, VpsOperation::Create)?;
+                    ops::record(
+                        c,
+                        row.id,
+                        Step::KIND,
+                        copy.id,
+                        &Params {
+                            src_id: s2.id,
+                            cycle,
+                            to_host: to_id,
+                            from_host: None,
+                            start,
+                            clone: true,
+                        },
+                    )?;
+                    audit::record(
+                        c,
+                        &a,
+                        Change::new(
+                            "vps.create",
+                            "vps",
                             copy.id,
-                            &Params {
-                                src_id: s2.id,
-                                cycle,
-                                to_host: to_id,
-                                from_host: None,
-                                start,
-                                clone: true,
-                            },
-                        )?;
-                        audit::record(
-                            c,
-                            &a,
-                            Change::new(
-                                "vps.create",
-                                "vps",
-                                copy.id,
-                                format!(
-                                    "made VPS {} ({}) on host {to_name} from restore point {cycle} of {}",
-                                    copy.name, copy.ipv4, s2.name
-                                ),
-                            )
-                            .details(serde_json::json!({ "restore_of": s2.id, "cycle": cycle, "host_id": to_id })),
-                        )?;
-                        Ok((copy, row))
-                    })
+                            format!(
+                                "made VPS {} ({}) on host {to_name} from restore point {cycle} of {}",
+                                copy.name, copy.ipv4, s2.name
+                            ),
+                        )
+                        .details(serde_json::json!({ "restore_of": s2.id, "cycle": cycle, "host_id": to_id })),
+                    )?;
+                    Ok((copy, row))
                 })
-                .await?;
-            drop(placing);
-            let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
-            let out = task.response();
-            spawn(state, task, vec![copy.id], move |state, task| async move {
-                let _pin = pin;
-                match clone_work(&state, &task, &copy, to_id, manifest, start).await {
-                    Ok(m) => Finish::Done(Ok(m)),
-                    Err(e) => {
-                        let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
-                        if remove_unfinished(&state, &task, to_id, &copy).await {
-                            task.log("rolled back").await;
-                            Finish::Done(Err(e))
-                        } else {
-                            Finish::Later {
-                                release_claims: false,
-                            }
+            })
+            .await?;
+    drop(placing);
+    let task = Task::new(state.db.clone(), state.hub.clone(), actor, &row);
+    let out = task.response();
+    spawn(
+        state.clone(),
+        task,
+        vec![copy.id],
+        move |state, task| async move {
+            let _pin = pin;
+            match clone_work(&state, &task, &copy, to_id, manifest, start).await {
+                Ok(m) => Finish::Done(Ok(m)),
+                Err(e) => {
+                    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
+                    if remove_unfinished(&state, &task, to_id, &copy).await {
+                        task.log("rolled back").await;
+                        Finish::Done(Err(e))
+                    } else {
+                        Finish::Later {
+                            release_claims: false,
                         }
                     }
                 }
-            });
-            Ok(out)
-        }
-    }
+            }
+        },
+    );
+    Ok(out)
 }
 
 /// netMON: brings a VPS whose host was lost up on `to_id` from its newest restore point, at its
