@@ -133,3 +133,73 @@ fn target_name(conn: &mut DbConn, kind: &str, id: &str) -> Option<String> {
     };
     r.ok()
 }
+
+/// Events, newest first, as `GET /events` filters them; `limit` 1–500 (default 100), paged
+/// with `before`.
+pub async fn list(
+    db: &crate::db::Db,
+    q: serverware_shared::api::EventQuery,
+) -> Result<serverware_shared::api::EventListResponse, Error> {
+    use crate::schema::events;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Error::invalid("limit", "limit must be between 1 and 500"));
+    }
+    let rows: Vec<Event> = db
+        .run(move |conn| {
+            let mut sel = events::table.select(Event::as_select()).into_boxed();
+            if let Some(kind) = q.kind {
+                sel = sel.filter(events::kind.eq(kind.as_str()));
+            }
+            if let Some(actor) = q.actor {
+                sel = sel.filter(events::actor.eq(actor));
+            }
+            if let Some(action) = q.action {
+                if let Some(prefix) = action.strip_suffix('.') {
+                    // Prefix match without LIKE wildcards from user input.
+                    let lo = format!("{prefix}.");
+                    let hi = format!("{prefix}/"); // '/' sorts right after '.'
+                    sel = sel
+                        .filter(events::action.ge(lo))
+                        .filter(events::action.lt(hi));
+                } else {
+                    sel = sel.filter(events::action.eq(action));
+                }
+            }
+            if let Some(t) = q.target_type {
+                sel = sel.filter(events::target_type.eq(t));
+            }
+            if let Some(t) = q.target_id {
+                sel = sel.filter(events::target_id.eq(t));
+            }
+            if let Some(since) = q.since {
+                sel = sel.filter(events::created_at.ge(since.naive_utc()));
+            }
+            if let Some(until) = q.until {
+                sel = sel.filter(events::created_at.lt(until.naive_utc()));
+            }
+            if let Some(before) = q.before {
+                sel = sel.filter(events::id.lt(before));
+            }
+            Ok(sel
+                .order(events::id.desc())
+                .limit(i64::from(limit) + 1)
+                .load(conn)?)
+        })
+        .await?;
+    let more = rows.len() > limit as usize;
+    let events: Vec<_> = rows
+        .iter()
+        .take(limit as usize)
+        .map(Event::to_response)
+        .collect();
+    let next_before = if more {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(serverware_shared::api::EventListResponse {
+        events,
+        next_before,
+    })
+}

@@ -81,3 +81,106 @@ pub async fn prune_history(db: &crate::db::Db) -> Result<usize> {
     let days = db.run(read).await?.history_retention_days;
     crate::tasks::prune_history(db, days).await
 }
+
+/// The site's settings.
+pub async fn current(db: &crate::db::Db) -> Result<SettingsResponse> {
+    db.run(read).await
+}
+
+/// Changes site-wide settings, each checked by the same rules as the dashboard's, each change an
+/// audit event; a shorter retention applies at once.
+pub async fn update(
+    db: &crate::db::Db,
+    actor: crate::audit::Actor,
+    req: serverware_shared::api::UpdateSettingsRequest,
+) -> Result<SettingsResponse> {
+    use crate::audit::{self, Change};
+    use serverware_shared::validate;
+    let site_name = req
+        .site_name
+        .as_deref()
+        .map(|s| validate::label("site_name", s))
+        .transpose()?;
+    // The numbers, each checked, with what its change says.
+    let mut numbers: Vec<(&'static str, u32, String)> = Vec::new();
+    if let Some(d) = req.rollup_retention_days {
+        let d = validate::retention_days("rollup_retention_days", d)?;
+        numbers.push((
+            ROLLUP_RETENTION_DAYS,
+            d,
+            format!("host history kept for {d} days"),
+        ));
+    }
+    if let Some(d) = req.history_retention_days {
+        let d = validate::retention_days("history_retention_days", d)?;
+        numbers.push((
+            HISTORY_RETENTION_DAYS,
+            d,
+            format!("events and finished tasks kept for {d} days"),
+        ));
+    }
+    if let Some(n) = req.duplo_keep_last {
+        let n = validate::duplo_keep_last("duplo_keep_last", n)?;
+        numbers.push((
+            DUPLO_KEEP_LAST,
+            n,
+            format!("each VPS's newest {n} restore points kept"),
+        ));
+    }
+    if let Some(d) = req.duplo_keep_hourly_days {
+        let d = validate::duplo_keep_days("duplo_keep_hourly_days", d)?;
+        numbers.push((
+            DUPLO_KEEP_HOURLY_DAYS,
+            d,
+            format!("hourly restore points kept for {d} days"),
+        ));
+    }
+    if let Some(d) = req.duplo_keep_daily_days {
+        let d = validate::duplo_keep_days("duplo_keep_daily_days", d)?;
+        numbers.push((
+            DUPLO_KEEP_DAILY_DAYS,
+            d,
+            format!("daily restore points kept for {d} days"),
+        ));
+    }
+    let retention = req.rollup_retention_days.is_some();
+    let history = req.history_retention_days.is_some();
+    let out = db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                if let Some(name) = &site_name {
+                    put(conn, SITE_NAME, name)?;
+                    audit::record(
+                        conn,
+                        &actor,
+                        Change::new(
+                            "settings.update",
+                            "settings",
+                            SITE_NAME,
+                            format!("site name set to '{name}'"),
+                        )
+                        .details(serde_json::json!({ "site_name": name })),
+                    )?;
+                }
+                for (key, value, message) in &numbers {
+                    put(conn, key, &value.to_string())?;
+                    audit::record(
+                        conn,
+                        &actor,
+                        Change::new("settings.update", "settings", key, message.clone())
+                            .details(serde_json::json!({ *key: value })),
+                    )?;
+                }
+                read(conn)
+            })
+        })
+        .await?;
+    // A shorter retention applies at once.
+    if retention {
+        crate::hosts::prune_rollups(db).await?;
+    }
+    if history {
+        prune_history(db).await?;
+    }
+    Ok(out)
+}

@@ -88,7 +88,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
 const DIESEL_KNOWN: &[&str] = &[
     "api/auth.rs",
     "api/duplo.rs",
-    "api/events.rs",
     "api/ssh_keys.rs",
     "api/templates.rs",
     "api/tokens.rs",

@@ -62,6 +62,9 @@ pub struct Netmon {
     taken_over: std::sync::atomic::AtomicBool,
     /// The memory as last written (held while writing, so writes land in order).
     written: tokio::sync::Mutex<Option<String>>,
+    /// Hosts the previous run did not trust: they get no grace to connect (a host not heard
+    /// since this run started is silent, not presumed alive).
+    untrusted_at_start: Mutex<std::collections::BTreeSet<i64>>,
 }
 
 impl Default for Netmon {
@@ -76,6 +79,7 @@ impl Default for Netmon {
             told: Default::default(),
             taken_over: Default::default(),
             written: Default::default(),
+            untrusted_at_start: Default::default(),
         }
     }
 }
@@ -370,12 +374,13 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
                 HostObs {
                     id: h.id,
                     name: h.name.clone(),
-                    // Never heard since this controller started: it gets a while to connect.
-                    heartbeat_at: Some(
-                        t.heard
-                            .map(|i| nm.ms(i))
-                            .unwrap_or(EPOCH_MS + CONNECT_GRACE_MS),
-                    ),
+                    // Never heard since this controller started: it gets a while to connect,
+                    // unless the last run had stopped trusting it.
+                    heartbeat_at: match t.heard {
+                        Some(i) => Some(nm.ms(i)),
+                        None if lock(&nm.untrusted_at_start).contains(&h.id) => None,
+                        None => Some(EPOCH_MS + CONNECT_GRACE_MS),
+                    },
                     heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
                     renewed_at: t.renewed.map(|i| nm.ms(i)),
                     acked_at: t.acked.map(|i| nm.ms(i)),

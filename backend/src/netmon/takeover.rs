@@ -73,6 +73,7 @@ pub(super) async fn take_over(core: &Arc<Core>) -> Result<(), String> {
     for h in &untrusted {
         core.hosts.revoke(*h, true);
     }
+    lock(&nm.untrusted_at_start).extend(untrusted.iter().copied());
     let failovers = m.failing_over().len();
     *lock(&nm.manager) = m;
     *nm.written.lock().await = Some(found.manager);
