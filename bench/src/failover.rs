@@ -401,7 +401,9 @@ async fn rounds_of(
             api,
             &format!("/vpses/{vid}"),
             "a current standby copy",
-            |v| v["standby"]["cycle"] == last,
+            // That point or a newer one: cycles go on meanwhile, and the copy follows the
+            // newest.
+            |v| v["standby"]["cycle"].as_u64() >= last.as_u64(),
         )
         .await
         .context("its standby copy")?;
