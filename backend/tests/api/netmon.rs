@@ -985,18 +985,10 @@ async fn a_controller_killed_between_the_failover_decision_and_its_restore_bring
     let killed = chrono::Utc::now();
     t.restart(None).await;
     let admin = t.admin().await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let v = get(&t, &admin, &format!("/api/v1/vpses/{id}")).await;
-        if v["host_id"] == hosts[1] && v["state"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never came up after the restart: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_vps(&t, &admin, id, "running on the other host", |v| {
+        v["host_id"] == hosts[1] && v["state"] == "running"
+    })
+    .await;
     answers(&ip, "ha-kill").await;
     let e = event_of(&t, &admin, "netmon.failover", id).await;
     let detected =
