@@ -40,11 +40,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use serverware_testhosts::free_port;
 
 pub const ADMIN_PW: &str = "bench-admin-password";
 

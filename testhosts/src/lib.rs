@@ -156,10 +156,7 @@ impl LoopbackHost {
         for d in ["/var/lib/serverware", "/root/.ssh"] {
             std::fs::create_dir_all(d)?;
         }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.port()
-        };
+        let port = free_port()?;
         let dir =
             std::env::temp_dir().join(format!("serverware-loopback-{port}-{}", std::process::id()));
         for d in ["data", "root_ssh"] {
@@ -385,6 +382,27 @@ fn reap(mut c: Child) {
 }
 
 /// Waits until something accepts TCP connections at `addr`.
+/// A loopback TCP port for a test's own listener, free when this returns and below the kernel's
+/// ephemeral range (`ip_local_port_range` starts at 32768), so that no outgoing connection of
+/// this or any other process can take it as its source port between now and the listener's bind,
+/// nor while a killed controller is started again on it. Ports are handed out from a counter
+/// that starts at a place drawn from the process id, so two test processes rarely try the same.
+pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = (std::process::id().wrapping_mul(2_654_435_761)) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port between {FIRST} and {}", FIRST + SPAN)
+}
+
 pub fn wait_for_port(addr: SocketAddr, deadline: Duration) -> Result<()> {
     let start = Instant::now();
     loop {

@@ -112,17 +112,9 @@ impl TestController {
     pub async fn start_process(fault: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = fresh_database(dir.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = serverware_testhosts::free_port().unwrap();
         let listen = format!("127.0.0.1:{port}");
-        let ssh_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let ssh_port = serverware_testhosts::free_port().unwrap();
         let mut t = TestController {
             base: format!("http://{listen}"),
             database_url,
