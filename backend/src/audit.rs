@@ -4,9 +4,7 @@
 use crate::db::DbConn;
 use crate::error::Error;
 use crate::models::{now, Event, NewEvent};
-use crate::schema::events;
-use crate::with_backend;
-use diesel::prelude::*;
+use crate::repo::events as repo;
 use serverware_shared::api::Severity;
 
 /// Who made a change.
@@ -92,7 +90,7 @@ fn record_kind(
     // object is renamed or gone.
     if let Some(obj) = details.as_object_mut() {
         if !obj.contains_key("target_name") {
-            if let Some(name) = target_name(conn, change.target_type, &change.target_id) {
+            if let Some(name) = repo::target_name(conn, change.target_type, &change.target_id) {
                 obj.insert("target_name".into(), serde_json::Value::String(name));
             }
         }
@@ -109,29 +107,9 @@ fn record_kind(
         details: &details,
         created_at: now(),
     };
-    let event = with_backend!(conn, |c| diesel::insert_into(events::table)
-        .values(&row)
-        .returning(Event::as_returning())
-        .get_result(c))?;
+    let event = repo::insert(conn, &row)?;
     crate::db::note_event(&event);
     Ok(event)
-}
-
-/// The name of the VPS, host, user or template an event is about, if it exists.
-fn target_name(conn: &mut DbConn, kind: &str, id: &str) -> Option<String> {
-    use crate::schema::{hosts, templates, users, vpses};
-    let id: i64 = id.parse().ok()?;
-    let r = match kind {
-        "vps" => vpses::table.find(id).select(vpses::name).first(conn),
-        "host" => hosts::table.find(id).select(hosts::name).first(conn),
-        "user" => users::table.find(id).select(users::username).first(conn),
-        "template" => templates::table
-            .find(id)
-            .select(templates::name)
-            .first(conn),
-        _ => return None,
-    };
-    r.ok()
 }
 
 /// Events, newest first, as `GET /events` filters them; `limit` 1–500 (default 100), paged
@@ -140,52 +118,12 @@ pub async fn list(
     db: &crate::db::Db,
     q: serverware_shared::api::EventQuery,
 ) -> Result<serverware_shared::api::EventListResponse, Error> {
-    use crate::schema::events;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(Error::invalid("limit", "limit must be between 1 and 500"));
     }
     let rows: Vec<Event> = db
-        .run(move |conn| {
-            let mut sel = events::table.select(Event::as_select()).into_boxed();
-            if let Some(kind) = q.kind {
-                sel = sel.filter(events::kind.eq(kind.as_str()));
-            }
-            if let Some(actor) = q.actor {
-                sel = sel.filter(events::actor.eq(actor));
-            }
-            if let Some(action) = q.action {
-                if let Some(prefix) = action.strip_suffix('.') {
-                    // Prefix match without LIKE wildcards from user input.
-                    let lo = format!("{prefix}.");
-                    let hi = format!("{prefix}/"); // '/' sorts right after '.'
-                    sel = sel
-                        .filter(events::action.ge(lo))
-                        .filter(events::action.lt(hi));
-                } else {
-                    sel = sel.filter(events::action.eq(action));
-                }
-            }
-            if let Some(t) = q.target_type {
-                sel = sel.filter(events::target_type.eq(t));
-            }
-            if let Some(t) = q.target_id {
-                sel = sel.filter(events::target_id.eq(t));
-            }
-            if let Some(since) = q.since {
-                sel = sel.filter(events::created_at.ge(since.naive_utc()));
-            }
-            if let Some(until) = q.until {
-                sel = sel.filter(events::created_at.lt(until.naive_utc()));
-            }
-            if let Some(before) = q.before {
-                sel = sel.filter(events::id.lt(before));
-            }
-            Ok(sel
-                .order(events::id.desc())
-                .limit(i64::from(limit) + 1)
-                .load(conn)?)
-        })
+        .run(move |conn| repo::list(conn, q, i64::from(limit) + 1))
         .await?;
     let more = rows.len() > limit as usize;
     let events: Vec<_> = rows

@@ -241,6 +241,30 @@ impl Db {
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
     }
+
+    /// Like [`Db::run`], all of `f` in one transaction: committed if it returns Ok, rolled back
+    /// otherwise.
+    pub async fn transaction<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |c| {
+            use diesel::Connection;
+            c.transaction(f)
+        })
+        .await
+    }
+}
+
+/// All of `f` in one transaction on a connection already held (nested in an outer one, a
+/// savepoint): committed if it returns Ok, rolled back otherwise.
+pub fn atomic<T>(
+    c: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+) -> Result<T, Error> {
+    use diesel::Connection;
+    c.transaction(f)
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::hosts::{HostManager, HostView};
 use crate::hub::Hub;
-use crate::schema::hosts;
-use diesel::prelude::*;
 use serverware_shared::agent::HostSample;
 use serverware_shared::state::HostStatus;
 use std::fmt::Write;
@@ -326,14 +324,7 @@ fn host_network(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
 /// The site's metrics now: every host by name with its newest samples, and the live hub's
 /// clients.
 pub async fn gather(db: &Db, hosts: &HostManager, hub: &Hub) -> Result<String> {
-    let rows: Vec<(i64, String)> = db
-        .run(|c| {
-            Ok(hosts::table
-                .order(hosts::name)
-                .select((hosts::id, hosts::name))
-                .load(c)?)
-        })
-        .await?;
+    let rows = db.run(crate::repo::hosts::names).await?;
     let views = hosts.views();
     let hosts: Vec<(i64, String, HostView)> = rows
         .into_iter()

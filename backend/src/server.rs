@@ -1,20 +1,15 @@
 //! Starting the controller: database, first admin, HTTP(S) server.
 
 use crate::api::{self, OpenApiDoc};
-use crate::audit::{self, Actor, Change};
-use crate::auth::{self, LoginLimiter};
+use crate::auth::LoginLimiter;
 use crate::config::{Config, TlsFiles};
 use crate::core::Core;
 use crate::db::Db;
-use crate::error::Error;
-use crate::models::{now, NewUser};
-use crate::schema::users;
 use actix_web::middleware::{self, from_fn};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use diesel::prelude::*;
-use serverware_shared::{validate, Role};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use utoipa_actix_web::AppExt;
 
 /// A running controller.
@@ -42,9 +37,7 @@ impl Running {
     /// they completed is recorded, so what is cut off is resumed at the next start), then the
     /// HTTP server stops.
     pub async fn shutdown(self, deadline: std::time::Duration) {
-        self.state
-            .stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.stopping.stop();
         self.state.supervisor.stop_all();
         let t0 = std::time::Instant::now();
         loop {
@@ -74,69 +67,7 @@ impl Running {
     }
 }
 
-/// Result of making sure an admin exists.
-pub struct Bootstrap {
-    pub created: bool,
-    pub generated_password: Option<String>,
-}
-
-/// On first start with an empty database, creates `admin` with `password` or a random one.
-pub fn bootstrap_admin(db: &Db, password: Option<&str>) -> anyhow::Result<Bootstrap> {
-    let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let count: i64 = users::table.count().get_result(&mut *conn)?;
-    if count > 0 {
-        return Ok(Bootstrap {
-            created: false,
-            generated_password: None,
-        });
-    }
-    let (password, generated) = match password {
-        Some(p) => {
-            validate::new_password("SERVERWARE_ADMIN_PASSWORD", p)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            (p.to_string(), None)
-        }
-        None => {
-            let p = auth::random_password();
-            (p.clone(), Some(p))
-        }
-    };
-    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let t = now();
-    conn.transaction(|conn| {
-        diesel::insert_into(users::table)
-            .values(NewUser {
-                username: "admin",
-                password_hash: &hash,
-                role: Role::Admin.as_str(),
-                disabled: false,
-                created_at: t,
-                updated_at: t,
-            })
-            .execute(conn)?;
-        let id: i64 = users::table
-            .filter(users::username.eq("admin"))
-            .select(users::id)
-            .first(conn)?;
-        audit::record(
-            conn,
-            &Actor::system("bootstrap"),
-            Change::new(
-                "user.create",
-                "user",
-                id,
-                "created the first admin user 'admin'".into(),
-            )
-            .details(serde_json::json!({ "username": "admin", "role": "admin" })),
-        )?;
-        Ok::<_, Error>(())
-    })
-    .map_err(|e| anyhow::anyhow!("cannot create the admin user: {e}"))?;
-    Ok(Bootstrap {
-        created: true,
-        generated_password: generated,
-    })
-}
+pub use crate::auth::users::{bootstrap_admin, Bootstrap};
 
 /// Sends every stored event to the sockets subscribed to events, and the object it touched to
 /// those subscribed to inventory.
@@ -208,15 +139,15 @@ fn start_loops(state: &std::sync::Arc<Core>) {
     use std::time::Duration;
     crate::stall::spawn();
     let sup = &state.supervisor;
-    let st = state.clone();
+    let ops = state.ops.clone();
     sup.spawn("recovery", Duration::from_secs(1), move || {
-        let st = st.clone();
-        async move { st.ops.drive().await.map_err(|e| e.message()) }
+        let ops = ops.clone();
+        async move { ops.drive().await.map_err(|e| e.message()) }
     });
-    let st = state.clone();
+    let vpses = state.vpses.clone();
     sup.spawn("reconcile", crate::vps::RECONCILE_EVERY, move || {
-        let st = st.clone();
-        async move { crate::vps::reconcile(&st).await.map_err(|e| e.message()) }
+        let vpses = vpses.clone();
+        async move { crate::vps::reconcile(&vpses).await.map_err(|e| e.message()) }
     });
     let db = state.db.clone();
     sup.spawn("retention", crate::hosts::RETENTION_EVERY, move || {
@@ -235,21 +166,21 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         }
     });
     // netDUPLO: cycles as they fall due, and the retention of their restore points.
-    let st = state.clone();
+    let dup = state.duplication.clone();
     sup.spawn("duplo", Duration::from_millis(1), move || {
-        let st = st.clone();
-        async move { crate::duplo::tick(&st).await }
+        let dup = dup.clone();
+        async move { crate::duplo::tick(&dup).await }
     });
-    let st = state.clone();
+    let dup = state.duplication.clone();
     sup.spawn("duplo-prune", crate::duplo::prune::EVERY, move || {
-        let st = st.clone();
-        async move { crate::duplo::prune::run(&st).await }
+        let dup = dup.clone();
+        async move { crate::duplo::prune::run(&dup).await }
     });
     // netMON: service checks of HA VPSes, leases, failover.
-    let st = state.clone();
+    let mon = state.monitor.clone();
     sup.spawn("netmon", Duration::from_millis(1), move || {
-        let st = st.clone();
-        async move { crate::netmon::tick(&st).await }
+        let mon = mon.clone();
+        async move { crate::netmon::tick(&mon).await }
     });
     // The built-in template: built at start, and again if its archive goes missing.
     let (db, dir) = (state.db.clone(), state.config.data_dir.clone());
@@ -381,19 +312,53 @@ async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Da
             )
         },
     )?);
-    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ops = std::sync::Arc::new(crate::ops::recovery::Engine::new(
+    let stopping = crate::ops::Stopping::default();
+    let ops = Arc::new(crate::ops::recovery::Engine::new(
         db.clone(),
         hub.clone(),
         stopping.clone(),
     ));
-    let state = web::Data::new(Core {
+    let netmon = Arc::new(crate::netmon::Netmon::default());
+    let duplication = Arc::new(crate::duplo::Duplication {
+        db: db.clone(),
+        hosts: host_manager.clone(),
+        duplo: duplo.clone(),
+        stopping: stopping.clone(),
+    });
+    let vpses = Arc::new(crate::vps::Vpses {
+        db: db.clone(),
+        hub: hub.clone(),
+        hosts: host_manager.clone(),
+        ops: ops.clone(),
+        duplo: duplo.clone(),
+        netmon: netmon.clone(),
+        data_dir: config.data_dir.clone(),
+        stopping: stopping.clone(),
+        placement: Default::default(),
+    });
+    let monitor = Arc::new(crate::netmon::Monitor {
+        db: db.clone(),
+        hub: hub.clone(),
+        hosts: host_manager.clone(),
         duplo,
-        netmon: Default::default(),
+        duplication: duplication.clone(),
+        vpses: vpses.clone(),
+        netmon,
+    });
+    let host_admin = Arc::new(crate::hosts::HostAdmin {
+        db: db.clone(),
+        hosts: host_manager.clone(),
+        monitor: monitor.clone(),
+        stopping: stopping.clone(),
+    });
+    let state = web::Data::new(Core {
+        host_admin,
+        vpses,
+        duplication,
+        monitor,
         ops,
         stopping,
         supervisor: Default::default(),
-        placement: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),
@@ -405,10 +370,10 @@ async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Da
 }
 
 /// Each kind of durable operation registers its recovery with the engine. The engine holds
-/// them; they reach the controller through a weak reference, so nothing keeps it alive.
+/// them; they reach the VPS service through a weak reference, so the engine keeps nothing alive.
 fn register_operations(state: &web::Data<Core>) {
     let ops = state.ops.clone();
-    let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
+    let weak = Arc::downgrade(&state.vpses);
     for kind in crate::vps::DURABLE_KINDS {
         let weak = weak.clone();
         ops.register(
@@ -416,8 +381,8 @@ fn register_operations(state: &web::Data<Core>) {
             std::sync::Arc::new(move |task, op| {
                 let weak = weak.clone();
                 Box::pin(async move {
-                    if let Some(core) = weak.upgrade() {
-                        crate::vps::recover(&core, task, op).await;
+                    if let Some(vpses) = weak.upgrade() {
+                        crate::vps::recover(&vpses, task, op).await;
                     }
                 })
             }),
@@ -441,6 +406,10 @@ fn app(
 > {
     let (app, _) = App::new()
         .app_data(app_state.clone())
+        // Handlers that need one service are handed that service alone.
+        .app_data(web::Data::from(app_state.vpses.clone()))
+        .app_data(web::Data::from(app_state.host_admin.clone()))
+        .app_data(web::Data::from(app_state.monitor.clone()))
         .app_data(doc.clone())
         .configure(api::extractor_configs)
         .wrap(
@@ -528,56 +497,11 @@ async fn start_ssh(
     })
 }
 
-/// `serverware admin reset-password USER`: sets a new password (random unless given), enables
-/// the account and ends its sessions. Returns the password set.
 pub fn reset_password(
     config: &Config,
     username: &str,
     password: Option<String>,
 ) -> anyhow::Result<String> {
     let db = Db::open(&config.database_url)?;
-    let mut conn = db.get_blocking().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let password = match password {
-        Some(p) => {
-            validate::new_password("password", &p).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            p
-        }
-        None => auth::random_password(),
-    };
-    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let name = username.trim().to_lowercase();
-    conn.transaction(|conn| {
-        let id: Option<i64> = users::table
-            .filter(users::username.eq(&name))
-            .select(users::id)
-            .first(conn)
-            .optional()?;
-        let Some(id) = id else {
-            return Err(Error::NotFound(format!("there is no user '{name}'")));
-        };
-        diesel::update(users::table.find(id))
-            .set((
-                users::password_hash.eq(&hash),
-                users::disabled.eq(false),
-                users::updated_at.eq(now()),
-            ))
-            .execute(conn)?;
-        diesel::delete(
-            crate::schema::sessions::table.filter(crate::schema::sessions::user_id.eq(id)),
-        )
-        .execute(conn)?;
-        audit::record(
-            conn,
-            &Actor::system("cli"),
-            Change::new(
-                "user.password_reset",
-                "user",
-                id,
-                format!("password of {name} reset on the controller's command line"),
-            ),
-        )?;
-        Ok(())
-    })
-    .map_err(|e: Error| anyhow::anyhow!("{e}"))?;
-    Ok(password)
+    crate::auth::users::reset_password(&db, username, password)
 }

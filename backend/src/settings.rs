@@ -2,9 +2,6 @@
 //! time. The API, the retention loop and the command line share them through here.
 
 use crate::error::Result;
-use crate::models::now;
-use crate::schema::settings;
-use diesel::prelude::*;
 use serverware_shared::api::SettingsResponse;
 
 pub const SITE_NAME: &str = "site_name";
@@ -33,32 +30,7 @@ pub fn duplo_policy(conn: &mut crate::db::DbConn) -> Result<crate::duplo::prune:
     })
 }
 
-fn get(conn: &mut crate::db::DbConn, key: &str) -> Result<Option<String>> {
-    Ok(settings::table
-        .find(key)
-        .select(settings::value)
-        .first(conn)
-        .optional()?)
-}
-
-pub fn put(conn: &mut crate::db::DbConn, key: &str, value: &str) -> Result<()> {
-    let t = now();
-    let exists: i64 = settings::table.find(key).count().get_result(conn)?;
-    if exists > 0 {
-        diesel::update(settings::table.find(key))
-            .set((settings::value.eq(value), settings::updated_at.eq(t)))
-            .execute(conn)?;
-    } else {
-        diesel::insert_into(settings::table)
-            .values((
-                settings::key.eq(key),
-                settings::value.eq(value),
-                settings::updated_at.eq(t),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
-}
+use crate::repo::settings::{get, put};
 
 pub fn read(conn: &mut crate::db::DbConn) -> Result<SettingsResponse> {
     let policy = duplo_policy(conn)?;
@@ -146,33 +118,31 @@ pub async fn update(
     let retention = req.rollup_retention_days.is_some();
     let history = req.history_retention_days.is_some();
     let out = db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                if let Some(name) = &site_name {
-                    put(conn, SITE_NAME, name)?;
-                    audit::record(
-                        conn,
-                        &actor,
-                        Change::new(
-                            "settings.update",
-                            "settings",
-                            SITE_NAME,
-                            format!("site name set to '{name}'"),
-                        )
-                        .details(serde_json::json!({ "site_name": name })),
-                    )?;
-                }
-                for (key, value, message) in &numbers {
-                    put(conn, key, &value.to_string())?;
-                    audit::record(
-                        conn,
-                        &actor,
-                        Change::new("settings.update", "settings", key, message.clone())
-                            .details(serde_json::json!({ *key: value })),
-                    )?;
-                }
-                read(conn)
-            })
+        .transaction(move |conn| {
+            if let Some(name) = &site_name {
+                put(conn, SITE_NAME, name)?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Change::new(
+                        "settings.update",
+                        "settings",
+                        SITE_NAME,
+                        format!("site name set to '{name}'"),
+                    )
+                    .details(serde_json::json!({ "site_name": name })),
+                )?;
+            }
+            for (key, value, message) in &numbers {
+                put(conn, key, &value.to_string())?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Change::new("settings.update", "settings", key, message.clone())
+                        .details(serde_json::json!({ *key: value })),
+                )?;
+            }
+            read(conn)
         })
         .await?;
     // A shorter retention applies at once.

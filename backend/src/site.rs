@@ -5,10 +5,8 @@
 //! failovers, netDUPLO's cycles, the storage disk); nothing is stored, so an incident ends the
 //! moment its cause does.
 
-use crate::core::Core;
 use crate::error::Result;
-use crate::schema::{duplo_points, events, hosts, vpses};
-use diesel::prelude::*;
+use crate::repo;
 use serverware_shared::api::{
     AtRisk, DuplicationHealth, HaCounts, HostCounts, Incident, Severity, SiteHealth, StorageHealth,
     VpsResponse,
@@ -29,44 +27,26 @@ struct Host {
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn health(core: &Arc<Core>) -> Result<SiteHealth> {
-    let vpses = crate::vps::list(core).await?;
+pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
+    let vpses = crate::vps::list(state).await?;
     let since = (chrono::Utc::now() - chrono::TimeDelta::hours(24)).naive_utc();
-    let (rows, newest, duplicated, failovers_24h) = core
+    let (rows, newest, duplicated, failovers_24h) = state
         .db
         .run(move |c| {
-            let rows: Vec<(i64, String, bool, Option<chrono::NaiveDateTime>)> = hosts::table
-                .order(hosts::name)
-                .select((
-                    hosts::id,
-                    hosts::name,
-                    hosts::maintenance,
-                    hosts::last_seen_at,
-                ))
-                .load(c)?;
-            let newest: Vec<(i64, Option<chrono::NaiveDateTime>)> = duplo_points::table
-                .group_by(duplo_points::vps_id)
-                .select((
-                    duplo_points::vps_id,
-                    diesel::dsl::max(duplo_points::taken_at),
-                ))
-                .load(c)?;
-            let duplicated: Vec<i64> = vpses::table
-                .filter(vpses::duplo_enabled.eq(true))
-                .select(vpses::id)
-                .load(c)?;
-            let failovers: i64 = events::table
-                .filter(events::action.eq("netmon.failover"))
-                .filter(events::created_at.ge(since))
-                .count()
-                .get_result(c)?;
+            let rows: Vec<_> = repo::hosts::list(c)?
+                .into_iter()
+                .map(|h| (h.id, h.name, h.maintenance, h.last_seen_at))
+                .collect();
+            let newest = repo::points::newest_taken(c)?;
+            let duplicated = repo::vpses::duplicated_ids(c)?;
+            let failovers = repo::events::count_since(c, "netmon.failover", since)?;
             Ok((rows, newest, duplicated, failovers))
         })
         .await?;
     let hosts: Vec<Host> = rows
         .into_iter()
         .map(|(id, name, maintenance, seen)| {
-            let view = core.hosts.view(id);
+            let view = state.hosts.view(id);
             Host {
                 id,
                 name,
@@ -84,7 +64,7 @@ pub async fn health(core: &Arc<Core>) -> Result<SiteHealth> {
         .filter_map(|(v, t)| Some((v, t?.and_utc().timestamp_millis())))
         .collect();
     Ok(assess(
-        core,
+        state,
         &hosts,
         &vpses,
         &newest,
@@ -95,7 +75,7 @@ pub async fn health(core: &Arc<Core>) -> Result<SiteHealth> {
 
 /// What `assess` looks at.
 struct Site<'a> {
-    core: &'a Core,
+    state: &'a crate::vps::Vpses,
     hosts: &'a [Host],
     vpses: &'a [VpsResponse],
     newest: &'a HashMap<i64, i64>,
@@ -156,7 +136,7 @@ impl Site<'_> {
             let fates: Vec<String> = on
                 .iter()
                 .map(|v| {
-                    let fate = match self.core.netmon.failover(v.id) {
+                    let fate = match self.state.netmon.failover(v.id) {
                         Some(f) if f.gave_up => {
                             "down: it failed on every host tried; it waits for you".to_string()
                         }
@@ -202,8 +182,8 @@ impl Site<'_> {
             ha.total += 1;
             let on = self.host(v.host_id);
             let host_up = on.is_some_and(up);
-            let failover = self.core.netmon.failover(v.id);
-            let duplo = self.core.duplo.state(v.id);
+            let failover = self.state.netmon.failover(v.id);
+            let duplo = self.state.duplo.state(v.id);
             let why = if let Some(f) = &failover {
                 let from = self.host_name(f.from);
                 let (severity, title, detail) = if f.gave_up {
@@ -278,7 +258,7 @@ impl Site<'_> {
             .filter(|v| v.status != "creating" && self.duplicated.contains(&v.id))
         {
             duplication.vpses += 1;
-            let s = self.core.duplo.state(v.id);
+            let s = self.state.duplo.state(v.id);
             if s.failures > 0 {
                 duplication.failing += 1;
                 incidents.push(Incident {
@@ -308,7 +288,7 @@ impl Site<'_> {
 
     /// The storage disk: its size and free space; an incident when nearly full.
     fn storage(&self, incidents: &mut Vec<Incident>) -> Option<(u64, u64)> {
-        let fs = crate::duplo::view::filesystem(&self.core.duplo.dir);
+        let fs = crate::duplo::view::filesystem(&self.state.duplo.dir);
         if let Some((total, free)) = fs.filter(|(t, _)| *t > 0) {
             let used = 1.0 - free as f64 / total as f64;
             if used >= STORAGE_WARN {
@@ -332,7 +312,7 @@ impl Site<'_> {
 }
 
 fn assess(
-    core: &Core,
+    state: &crate::vps::Vpses,
     hosts: &[Host],
     vpses: &[VpsResponse],
     newest: &HashMap<i64, i64>,
@@ -340,7 +320,7 @@ fn assess(
     failovers_24h: u64,
 ) -> SiteHealth {
     let site = Site {
-        core,
+        state,
         hosts,
         vpses,
         newest,

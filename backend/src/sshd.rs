@@ -66,7 +66,7 @@ pub async fn start(
                     continue;
                 }
             };
-            if core.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            if core.stopping.is_stopping() {
                 return;
             }
             // Connections that have not logged in are few and short: a flood of them is
@@ -247,15 +247,7 @@ impl Drop for Conn {
                 let hash = crate::auth::secret_hash(&l.secret);
                 let _ = core
                     .db
-                    .run(move |c| {
-                        use diesel::prelude::*;
-                        diesel::delete(
-                            crate::schema::sessions::table
-                                .filter(crate::schema::sessions::token_hash.eq(hash)),
-                        )
-                        .execute(c)?;
-                        Ok(())
-                    })
+                    .run(move |c| crate::repo::users::end_session_by_hash(c, &hash))
                     .await;
             });
         }

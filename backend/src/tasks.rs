@@ -6,32 +6,15 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::models::now;
-use crate::schema::{task_logs, tasks};
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
+use crate::repo::tasks as repo;
+use chrono::{DateTime, Utc};
 use serverware_shared::api::{Severity, TaskLogLine, TaskResponse};
 use serverware_shared::state::TaskStatus;
 use serverware_shared::ws::ServerMessage;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = tasks)]
-pub struct TaskRow {
-    pub id: i64,
-    pub kind: String,
-    pub status: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub progress_pct: i32,
-    pub bytes_done: i64,
-    pub bytes_total: Option<i64>,
-    pub created_by: String,
-    pub error: Option<String>,
-    pub created_at: NaiveDateTime,
-    pub started_at: Option<NaiveDateTime>,
-    pub finished_at: Option<NaiveDateTime>,
-}
+pub use crate::repo::tasks::TaskRow;
 
 impl TaskRow {
     pub fn to_response(&self) -> TaskResponse {
@@ -74,9 +57,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// are taken, which is after the operation that held them before stamped its end.
 pub fn started_now(c: &mut crate::db::DbConn, row: &mut TaskRow) -> Result<()> {
     let t = now();
-    diesel::update(tasks::table.find(row.id))
-        .set(tasks::started_at.eq(t))
-        .execute(c)?;
+    repo::set_started(c, row.id, t)?;
     row.started_at = Some(t);
     Ok(())
 }
@@ -89,24 +70,7 @@ pub fn insert(
     target_id: &str,
     actor: &Actor,
 ) -> Result<TaskRow> {
-    let t = now();
-    diesel::insert_into(tasks::table)
-        .values((
-            tasks::kind.eq(kind),
-            tasks::status.eq(TaskStatus::Running.as_str()),
-            tasks::target_type.eq(target_type),
-            tasks::target_id.eq(target_id),
-            tasks::created_by.eq(&actor.name),
-            tasks::created_at.eq(t),
-            tasks::started_at.eq(t),
-        ))
-        .execute(c)?;
-    Ok(tasks::table
-        .order(tasks::id.desc())
-        .filter(tasks::kind.eq(kind))
-        .filter(tasks::target_id.eq(target_id))
-        .select(TaskRow::as_select())
-        .first(c)?)
+    repo::insert_running(c, kind, target_type, target_id, &actor.name, now())
 }
 
 impl Task {
@@ -141,19 +105,7 @@ impl Task {
         let line = line.into();
         tracing::info!(task = self.id(), "{line}");
         let (id, l) = (self.id(), line.clone());
-        let _ = self
-            .db
-            .run(move |c| {
-                diesel::insert_into(task_logs::table)
-                    .values((
-                        task_logs::task_id.eq(id),
-                        task_logs::at.eq(now()),
-                        task_logs::line.eq(&l),
-                    ))
-                    .execute(c)?;
-                Ok(())
-            })
-            .await;
+        let _ = self.db.run(move |c| repo::add_log(c, id, now(), &l)).await;
         self.push(Some(line));
     }
 
@@ -177,17 +129,18 @@ impl Task {
         let _ = self
             .db
             .run(move |c| {
-                diesel::update(tasks::table.find(s.id))
-                    .set((
-                        tasks::status.eq(&s.status),
-                        tasks::progress_pct.eq(s.progress_pct),
-                        tasks::bytes_done.eq(s.bytes_done),
-                        tasks::bytes_total.eq(s.bytes_total),
-                        tasks::error.eq(&s.error),
-                        tasks::finished_at.eq(s.finished_at.map(|t| t.naive_utc())),
-                    ))
-                    .execute(c)?;
-                Ok(())
+                repo::store(
+                    c,
+                    s.id,
+                    &repo::TaskProgress {
+                        status: &s.status,
+                        progress_pct: s.progress_pct,
+                        bytes_done: s.bytes_done,
+                        bytes_total: s.bytes_total,
+                        error: s.error.as_deref(),
+                        finished_at: s.finished_at.map(|t| t.naive_utc()),
+                    },
+                )
             })
             .await;
     }
@@ -267,42 +220,17 @@ pub async fn prune_history(db: &Db, retention_days: u32) -> Result<usize> {
     db.run(move |c| {
         let days = retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
-        c.transaction(|c| {
-            use crate::schema::events;
-            let old: Vec<i64> = tasks::table
-                .filter(tasks::status.ne(TaskStatus::Running.as_str()))
-                .filter(tasks::finished_at.lt(cutoff))
-                .select(tasks::id)
-                .load(c)?;
-            let mut n = 0;
-            for chunk in old.chunks(500) {
-                diesel::delete(task_logs::table.filter(task_logs::task_id.eq_any(chunk)))
-                    .execute(c)?;
-                n += diesel::delete(tasks::table.filter(tasks::id.eq_any(chunk))).execute(c)?;
-            }
-            n += diesel::delete(events::table.filter(events::created_at.lt(cutoff))).execute(c)?;
-            Ok(n)
-        })
+        crate::db::atomic(c, |c| repo::delete_finished_before(c, cutoff))
     })
     .await
 }
 
 pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<TaskRow> {
-    tasks::table
-        .find(id)
-        .select(TaskRow::as_select())
-        .first(c)
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("no task with id {id}")))
+    repo::find(c, id)
 }
 
 pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> Result<Vec<TaskLogLine>> {
-    let rows: Vec<(NaiveDateTime, String)> = task_logs::table
-        .filter(task_logs::task_id.eq(id))
-        .order(task_logs::id)
-        .select((task_logs::at, task_logs::line))
-        .load(c)?;
-    Ok(rows
+    Ok(repo::log(c, id)?
         .into_iter()
         .map(|(at, line)| TaskLogLine {
             at: at.and_utc(),
@@ -325,20 +253,13 @@ pub async fn list(db: &Db, q: serverware_shared::api::TaskQuery) -> Result<Vec<T
     }
     let rows: Vec<TaskRow> = db
         .run(move |c| {
-            let mut b = tasks::table.into_boxed();
-            if let Some(s) = &q.status {
-                b = b.filter(tasks::status.eq(s.clone()));
-            }
-            if let Some(t) = &q.target_type {
-                b = b.filter(tasks::target_type.eq(t.clone()));
-            }
-            if let Some(t) = &q.target_id {
-                b = b.filter(tasks::target_id.eq(t.clone()));
-            }
-            Ok(b.order(tasks::id.desc())
-                .limit(limit)
-                .select(TaskRow::as_select())
-                .load(c)?)
+            repo::list(
+                c,
+                q.status.as_deref(),
+                q.target_type.as_deref(),
+                q.target_id.as_deref(),
+                limit,
+            )
         })
         .await?;
     Ok(rows.iter().map(TaskRow::to_response).collect())

@@ -1,14 +1,11 @@
-use crate::audit::{self, Actor, Change};
-use crate::auth::{self as authn, AuthMethod, Principal};
+use crate::auth::{self as authn, Principal};
 use crate::core::Core;
-use crate::error::{Error, Result};
-use crate::models::{now, User};
-use crate::schema::{sessions, users};
+use crate::error::Result;
+use crate::models::User;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use diesel::prelude::*;
 use serverware_shared::api::{ChangePasswordRequest, LoginRequest, SessionResponse};
-use serverware_shared::{validate, ErrorBody, SESSION_COOKIE};
+use serverware_shared::{ErrorBody, SESSION_COOKIE};
 
 pub fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
@@ -87,26 +84,7 @@ pub async fn login(
 #[utoipa::path(tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
 #[post("/auth/logout")]
 pub async fn logout(state: web::Data<Core>, principal: Principal) -> Result<HttpResponse> {
-    if let AuthMethod::Session { session_id, .. } = principal.method {
-        let actor = Actor::from(&principal);
-        state
-            .db
-            .run(move |conn| {
-                diesel::delete(sessions::table.find(session_id)).execute(conn)?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Change::new(
-                        "auth.logout",
-                        "user",
-                        principal.user_id,
-                        format!("{} logged out", actor.name),
-                    ),
-                )?;
-                Ok(())
-            })
-            .await?;
-    }
+    crate::auth::users::logout(&state.db, &principal).await?;
     let mut gone = session_cookie(String::new(), state.tls);
     gone.make_removal();
     Ok(HttpResponse::NoContent().cookie(gone).finish())
@@ -119,16 +97,7 @@ pub async fn me(
     state: web::Data<Core>,
     principal: Principal,
 ) -> Result<web::Json<SessionResponse>> {
-    let id = principal.user_id;
-    let user: User = state
-        .db
-        .run(move |conn| {
-            Ok(users::table
-                .find(id)
-                .select(User::as_select())
-                .first(conn)?)
-        })
-        .await?;
+    let user = crate::auth::users::get(&state.db, principal.user_id).await?;
     let method = if principal.token_name().is_some() {
         "token"
     } else {
@@ -152,54 +121,12 @@ pub async fn change_password(
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse> {
     let req = body.into_inner();
-    validate::new_password("new_password", &req.new_password)?;
-    let actor = Actor::from(&principal);
-    let keep_session = match principal.method {
-        AuthMethod::Session { session_id, .. } => Some(session_id),
-        AuthMethod::Token { .. } => None,
-    };
-    let uid = principal.user_id;
-    let user: User = state
-        .db
-        .run(move |conn| {
-            Ok(users::table
-                .find(uid)
-                .select(User::as_select())
-                .first(conn)?)
-        })
-        .await?;
-    if !authn::verify_password_off(req.current_password.clone(), user.password_hash.clone()).await?
-    {
-        return Err(Error::Forbidden("the current password is wrong".into()));
-    }
-    let hash = authn::hash_password_off(req.new_password.clone()).await?;
-    state
-        .db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                diesel::update(users::table.find(uid))
-                    .set((users::password_hash.eq(hash), users::updated_at.eq(now())))
-                    .execute(conn)?;
-                // The session that changed the password stays; every other one ends.
-                diesel::delete(
-                    sessions::table
-                        .filter(sessions::user_id.eq(uid))
-                        .filter(sessions::id.ne(keep_session.unwrap_or(-1))),
-                )
-                .execute(conn)?;
-                audit::record(
-                    conn,
-                    &actor,
-                    Change::new(
-                        "user.password",
-                        "user",
-                        uid,
-                        format!("{} changed their password", actor.name),
-                    ),
-                )?;
-                Ok(())
-            })
-        })
-        .await?;
+    crate::auth::users::change_password(
+        &state.db,
+        &principal,
+        req.current_password,
+        req.new_password,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,13 +1,10 @@
 //! netDUPLO's routes: a VPS's duplication, its restore points, and storage.
 
-use crate::audit::{self, Actor, Change};
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::schema::vpses;
 use actix_web::{get, patch, post, web, HttpResponse};
-use diesel::prelude::*;
-use serverware_shared::agent::AgentRequest;
 use serverware_shared::api::{
     DuploStatus, RestorePoint, RestoreVpsRequest, StorageReport, TaskResponse, UpdateDuploRequest,
 };
@@ -24,7 +21,7 @@ pub async fn get_duplo(
 ) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
-        crate::duplo::view::status(&state.into_inner(), id.into_inner()).await?,
+        crate::duplo::view::status(&state.duplication, id.into_inner()).await?,
     ))
 }
 
@@ -39,51 +36,13 @@ pub async fn update_duplo(
 ) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
-    let state = state.into_inner();
     if let Some(on) = body.enabled {
-        let actor = Actor::from(&principal);
-        let v = state
-            .db
-            .run(move |c| {
-                c.transaction(|c| {
-                    let v = crate::vps::load(c, id)?;
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::duplo_enabled.eq(on))
-                        .execute(c)?;
-                    audit::record(
-                        c,
-                        &actor,
-                        Change::new(
-                            "vps.duplo",
-                            "vps",
-                            id,
-                            format!(
-                                "duplication of {} {}",
-                                v.name,
-                                if on { "on" } else { "off" }
-                            ),
-                        )
-                        .details(serde_json::json!({ "enabled": on })),
-                    )?;
-                    Ok(v)
-                })
-            })
+        crate::duplo::admin::set_enabled(&state.duplication, Actor::from(&principal), id, on)
             .await?;
-        if !on {
-            // The host may stop keeping its journal; the next cycle after it is turned on
-            // again compares in full.
-            if let Some(conn) = v.host_id.and_then(|h| state.hosts.conn(h)) {
-                let _ = conn
-                    .agent
-                    .call(
-                        AgentRequest::DuploForget { name: v.name },
-                        std::time::Duration::from_secs(10),
-                    )
-                    .await;
-            }
-        }
     }
-    Ok(web::Json(crate::duplo::view::status(&state, id).await?))
+    Ok(web::Json(
+        crate::duplo::view::status(&state.duplication, id).await?,
+    ))
 }
 
 /// Runs a cycle of the VPS now (202; the status shows it running, then its new point).
@@ -95,37 +54,9 @@ pub async fn duplicate_now(
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
-    state.accepting()?;
     let id = id.into_inner();
-    let state = state.into_inner();
-    let v = state.db.run(move |c| crate::vps::load(c, id)).await?;
-    let enabled: bool = state
-        .db
-        .run(move |c| {
-            Ok(vpses::table
-                .find(id)
-                .select(vpses::duplo_enabled)
-                .first(c)?)
-        })
-        .await?;
-    if !enabled {
-        return Err(Error::conflict(
-            Some("enabled"),
-            format!("duplication of {} is off; turn it on first", v.name),
-        ));
-    }
-    match v.host_id {
-        Some(h) if state.hosts.conn(h).is_some() => {}
-        Some(_) => {
-            return Err(Error::HostUnavailable(format!(
-                "the host of {} is not connected",
-                v.name
-            )))
-        }
-        None => return Err(Error::conflict(None, format!("{} is on no host", v.name))),
-    }
-    state.duplo.request_now(id);
-    Ok(HttpResponse::Accepted().json(crate::duplo::view::status(&state, id).await?))
+    crate::duplo::admin::request_now(&state.duplication, id).await?;
+    Ok(HttpResponse::Accepted().json(crate::duplo::view::status(&state.duplication, id).await?))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -150,7 +81,7 @@ pub async fn list_points(
         return Err(Error::invalid("limit", "must be between 1 and 1000"));
     }
     // A deleted VPS's points are still listed (they stay until pruned).
-    let points = crate::duplo::view::points(&state, id, limit).await?;
+    let points = crate::duplo::view::points(&state.duplication, id, limit).await?;
     if points.is_empty() {
         state.db.run(move |c| crate::vps::load(c, id)).await?;
     }
@@ -167,7 +98,7 @@ pub async fn get_storage(
 ) -> Result<web::Json<StorageReport>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
-        crate::duplo::view::storage(&state.into_inner()).await?,
+        crate::duplo::view::storage(&state.duplication).await?,
     ))
 }
 
@@ -204,7 +135,7 @@ pub async fn restore_vps(
         }
     };
     let task = crate::vps::restore(
-        state.into_inner(),
+        state.vpses.clone(),
         Actor::from(&principal),
         id.into_inner(),
         crate::vps::RestoreVps {

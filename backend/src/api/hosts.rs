@@ -4,9 +4,9 @@
 
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::core::Core;
 use crate::error::Result;
 use crate::hosts;
+use crate::hosts::HostAdmin;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::{
@@ -33,7 +33,7 @@ pub async fn probe_host(
     (status = 201, body = HostResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/hosts")]
 pub async fn create_host(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     body: web::Json<CreateHostRequest>,
 ) -> Result<HttpResponse> {
@@ -46,7 +46,7 @@ pub async fn create_host(
 #[utoipa::path(tag = "hosts", responses((status = 200, body = Vec<HostResponse>)))]
 #[get("/hosts")]
 pub async fn list_hosts(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
 ) -> Result<web::Json<Vec<HostResponse>>> {
     principal.require(Role::Viewer)?;
@@ -57,7 +57,7 @@ pub async fn list_hosts(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = HostResponse), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}")]
 pub async fn get_host(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<web::Json<HostResponse>> {
@@ -73,7 +73,7 @@ pub async fn get_host(
     (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/hosts/{id}")]
 pub async fn update_host(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateHostRequest>,
@@ -94,7 +94,7 @@ pub async fn update_host(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = Vec<HostSample>), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}/samples")]
 pub async fn host_samples(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<web::Json<Vec<HostSample>>> {
@@ -109,7 +109,7 @@ pub async fn host_samples(
     (status = 200, body = Vec<HostRollup>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[get("/hosts/{id}/history")]
 pub async fn host_history(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
     query: web::Query<HistoryQuery>,
@@ -123,7 +123,7 @@ pub async fn host_history(
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/hosts/{id}")]
 pub async fn delete_host(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
@@ -138,7 +138,7 @@ pub async fn delete_host(
     (status = 202, body = serverware_shared::api::FailoverResponse), (status = 404, body = ErrorBody)))]
 #[post("/hosts/{id}/failover")]
 pub async fn fail_over_host(
-    state: web::Data<Core>,
+    state: web::Data<HostAdmin>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {

@@ -42,5 +42,5 @@ pub async fn site_health(
     principal: Principal,
 ) -> Result<web::Json<serverware_shared::api::SiteHealth>> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(crate::site::health(&state.into_inner()).await?))
+    Ok(web::Json(crate::site::health(&state.vpses).await?))
 }

@@ -1,20 +1,16 @@
-//! `/api/v1/templates`: list, upload, build (Debian) and delete templates.
+//! `/api/v1/templates`: list, upload, build (Debian) and delete templates (`templates::admin`).
 
-use crate::audit::{self, Actor, Change};
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::models::now;
-use crate::schema::{templates, vpses};
-use crate::tasks::Task;
-use crate::templates::{self as tpl, TemplateRow};
+use crate::templates::{admin, TemplateRow};
 use actix_web::{delete, get, post, web, HttpResponse};
-use diesel::prelude::*;
 use futures_util::StreamExt;
 use serverware_shared::api::{
     BuildDebianTemplateRequest, TaskResponse, TemplateResponse, UploadTemplateQuery,
 };
-use serverware_shared::{validate, ErrorBody, Role};
+use serverware_shared::{ErrorBody, Role};
 use tokio::io::AsyncWriteExt;
 
 /// Largest upload accepted.
@@ -27,32 +23,10 @@ pub async fn list_templates(
     principal: Principal,
 ) -> Result<web::Json<Vec<TemplateResponse>>> {
     principal.require(Role::Viewer)?;
-    let rows: Vec<TemplateRow> = state
-        .db
-        .run(|c| {
-            Ok(templates::table
-                .order(templates::name)
-                .select(TemplateRow::as_select())
-                .load(c)?)
-        })
-        .await?;
+    let rows = admin::list(&state.db).await?;
     Ok(web::Json(
         rows.iter().map(TemplateRow::to_response).collect(),
     ))
-}
-
-fn taken(c: &mut crate::db::DbConn, name: &str) -> Result<()> {
-    let n: i64 = templates::table
-        .filter(templates::name.eq(name))
-        .count()
-        .get_result(c)?;
-    if n > 0 {
-        return Err(Error::conflict(
-            Some("name"),
-            format!("a template named '{name}' exists"),
-        ));
-    }
-    Ok(())
 }
 
 /// Upload a root filesystem as a tar archive (plain or gzip) in the request body.
@@ -66,17 +40,8 @@ pub async fn upload_template(
     mut body: web::Payload,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
-    let q = query.into_inner();
-    let name = validate::resource_name("name", &q.name)?;
-    let os = validate::label("os", &q.os)?;
-    let description = validate::description("description", &q.description)?;
-    let n = name.clone();
-    state.db.run(move |c| taken(c, &n)).await?;
-    let dir = tpl::dir(&state.config.data_dir);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    let upload = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::Internal(e.into()))?;
+    let u = admin::check_upload(&state.db, &query.into_inner()).await?;
+    let upload = admin::upload_file(&state.config.data_dir)?;
     // Written on tokio's blocking pool, a chunk at a time: the server's threads never wait on
     // the disk, and a slow upload holds nothing but its own file.
     let mut file = tokio::fs::File::from_std(
@@ -107,51 +72,8 @@ pub async fn upload_template(
             "send the archive as the request body",
         ));
     }
-    let rel = format!("templates/{name}.tar.gz");
-    let out = state.config.data_dir.join("storage").join(&rel);
-    let path = upload.path().to_path_buf();
-    let stored = web::block(move || {
-        let r = tpl::accept_archive(&path, &out);
-        drop(upload);
-        r
-    })
-    .await
-    .map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))??;
     let actor = Actor::from(&principal);
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                taken(c, &name)?;
-                diesel::insert_into(templates::table)
-                    .values((
-                        templates::name.eq(&name),
-                        templates::os.eq(&os),
-                        templates::description.eq(&description),
-                        templates::size_bytes.eq(stored as i64),
-                        templates::storage_path.eq(&rel),
-                        templates::status.eq("ready"),
-                        templates::created_at.eq(now()),
-                    ))
-                    .execute(c)?;
-                let row: TemplateRow = templates::table
-                    .filter(templates::name.eq(&name))
-                    .select(TemplateRow::as_select())
-                    .first(c)?;
-                audit::record(
-                    c,
-                    &actor,
-                    Change::new(
-                        "template.create",
-                        "template",
-                        row.id,
-                        format!("uploaded template {name} ({os}, {stored} bytes)"),
-                    ),
-                )?;
-                Ok(row)
-            })
-        })
-        .await?;
+    let row = admin::add_uploaded(&state.db, &state.config.data_dir, actor, u, upload).await?;
     Ok(HttpResponse::Created().json(row.to_response()))
 }
 
@@ -165,133 +87,15 @@ pub async fn build_debian(
     body: web::Json<BuildDebianTemplateRequest>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
-    let r = body.into_inner();
-    let name = validate::resource_name("name", &r.name)?;
-    let description = validate::description("description", &r.description)?;
-    let suite = r.suite.unwrap_or_else(|| "bookworm".into());
-    if !suite.chars().all(|c| c.is_ascii_lowercase()) || suite.is_empty() || suite.len() > 20 {
-        return Err(Error::invalid(
-            "suite",
-            "a Debian suite name such as bookworm",
-        ));
-    }
-    let mirror = r
-        .mirror
-        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
-    if !(mirror.starts_with("http://") || mirror.starts_with("https://"))
-        || mirror.chars().any(|c| c.is_whitespace())
-    {
-        return Err(Error::invalid("mirror", "an http:// or https:// address"));
-    }
-    let actor = Actor::from(&principal);
-    let rel = format!("templates/{name}.tar.gz");
-    let (a, n, s, rl) = (actor.clone(), name.clone(), suite.clone(), rel.clone());
-    let (tpl_row, task_row) = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                taken(c, &n)?;
-                diesel::insert_into(templates::table)
-                    .values((
-                        templates::name.eq(&n),
-                        templates::os.eq(format!("debian {s}")),
-                        templates::description.eq(&description),
-                        templates::size_bytes.eq(0),
-                        templates::storage_path.eq(&rl),
-                        templates::status.eq("building"),
-                        templates::created_at.eq(now()),
-                    ))
-                    .execute(c)?;
-                let row: TemplateRow = templates::table
-                    .filter(templates::name.eq(&n))
-                    .select(TemplateRow::as_select())
-                    .first(c)?;
-                let task =
-                    crate::tasks::insert(c, "template.build", "template", &row.id.to_string(), &a)?;
-                audit::record(
-                    c,
-                    &a,
-                    Change::new(
-                        "template.create",
-                        "template",
-                        row.id,
-                        format!("building template {n} (Debian {s})"),
-                    ),
-                )?;
-                Ok((row, task))
-            })
-        })
-        .await?;
-    let task = Task::new(state.db.clone(), state.hub.clone(), actor, &task_row);
-    let out = task.response();
-    let state = state.into_inner();
-    tokio::spawn(async move {
-        let out_path = state.config.data_dir.join("storage").join(&rel);
-        let storage = tpl::dir(&state.config.data_dir);
-        task.log(format!("debootstrap {suite} from {mirror}")).await;
-        task.progress(5, 0, None).await;
-        let (s2, m2) = (suite.clone(), mirror.clone());
-        let built = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-            std::fs::create_dir_all(&storage)?;
-            let tmp = tempfile::tempdir_in(&storage)?;
-            let root = tmp.path().join("rootfs");
-            let o = std::process::Command::new("debootstrap")
-                .args([
-                    "--variant=minbase",
-                    "--include=systemd-sysv,iproute2,ifupdown",
-                ])
-                .arg(&s2)
-                .arg(&root)
-                .arg(&m2)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot run debootstrap (apt install debootstrap): {e}")
-                })?;
-            if !o.status.success() {
-                let err = String::from_utf8_lossy(&o.stderr);
-                let out = String::from_utf8_lossy(&o.stdout);
-                let tail: Vec<&str> = out.lines().chain(err.lines()).rev().take(5).collect();
-                anyhow::bail!(
-                    "debootstrap failed: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                );
-            }
-            tpl::pack(&root, &out_path)
-        })
-        .await;
-        let id = tpl_row.id;
-        let r: Result<String, Error> = match built {
-            Ok(Ok(size)) => {
-                let res = state
-                    .db
-                    .run(move |c| {
-                        diesel::update(templates::table.find(id))
-                            .set((
-                                templates::size_bytes.eq(size as i64),
-                                templates::status.eq("ready"),
-                            ))
-                            .execute(c)?;
-                        Ok(())
-                    })
-                    .await;
-                res.map(|_| format!("template {} ready ({size} bytes)", tpl_row.name))
-            }
-            Ok(Err(e)) => Err(Error::HostUnavailable(format!("{e:#}"))),
-            Err(e) => Err(Error::Internal(e.into())),
-        };
-        if r.is_err() {
-            let _ = state
-                .db
-                .run(move |c| {
-                    diesel::delete(templates::table.find(id)).execute(c)?;
-                    Ok(())
-                })
-                .await;
-        }
-        task.finish(&r).await;
-    });
-    Ok(HttpResponse::Accepted().json(out))
+    let task: TaskResponse = admin::build_debian(
+        &state.db,
+        &state.hub,
+        &state.config.data_dir,
+        Actor::from(&principal),
+        body.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(task))
 }
 
 /// Delete a template (VPSes made from it keep their own files).
@@ -304,51 +108,7 @@ pub async fn delete_template(
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
-    let id = id.into_inner();
     let actor = Actor::from(&principal);
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = tpl::load(c, id)?;
-                if row.name == tpl::MINIMAL {
-                    return Err(Error::conflict(
-                        None,
-                        "the built-in template cannot be deleted",
-                    ));
-                }
-                if row.status == "building" {
-                    return Err(Error::conflict(
-                        None,
-                        format!("template {} is still being built", row.name),
-                    ));
-                }
-                let creating: i64 = vpses::table
-                    .filter(vpses::template_id.eq(id))
-                    .filter(vpses::status.eq("creating"))
-                    .count()
-                    .get_result(c)?;
-                if creating > 0 {
-                    return Err(Error::conflict(
-                        None,
-                        format!("template {} is in use by a VPS being created", row.name),
-                    ));
-                }
-                diesel::delete(templates::table.find(id)).execute(c)?;
-                audit::record(
-                    c,
-                    &actor,
-                    Change::new(
-                        "template.delete",
-                        "template",
-                        id,
-                        format!("deleted template {}", row.name),
-                    ),
-                )?;
-                Ok(row)
-            })
-        })
-        .await?;
-    let _ = std::fs::remove_file(tpl::file(&state.config.data_dir, &row));
+    admin::delete(&state.db, &state.config.data_dir, actor, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,9 +3,10 @@
 
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::core::Core;
 use crate::error::Result;
+use crate::netmon::Monitor;
 use crate::vps;
+use crate::vps::Vpses;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::api::{
     CopyVpsRequest, CreateVpsRequest, MoveVpsRequest, StopVpsRequest, TaskResponse,
@@ -13,7 +14,7 @@ use serverware_shared::api::{
 };
 use serverware_shared::{validate, ErrorBody, Role};
 
-async fn one(state: &Core, id: i64) -> Result<VpsResponse> {
+async fn one(state: &Vpses, id: i64) -> Result<VpsResponse> {
     vps::get(state, id).await
 }
 
@@ -21,7 +22,7 @@ async fn one(state: &Core, id: i64) -> Result<VpsResponse> {
 #[utoipa::path(tag = "vpses", responses((status = 200, body = Vec<VpsResponse>)))]
 #[get("/vpses")]
 pub async fn list_vpses(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
 ) -> Result<web::Json<Vec<VpsResponse>>> {
     principal.require(Role::Viewer)?;
@@ -31,7 +32,7 @@ pub async fn list_vpses(
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]
 #[get("/vpses/{id}")]
 pub async fn get_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<web::Json<VpsResponse>> {
@@ -48,7 +49,7 @@ fn accepted(t: TaskResponse) -> HttpResponse {
     (status = 202, body = TaskResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses")]
 pub async fn create_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     body: web::Json<CreateVpsRequest>,
 ) -> Result<HttpResponse> {
@@ -99,7 +100,7 @@ pub async fn create_vps(
     (status = 200, body = UpdateVpsResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/vpses/{id}")]
 pub async fn update_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<UpdateVpsRequest>,
@@ -167,7 +168,7 @@ pub async fn update_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/start")]
 pub async fn start_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
@@ -189,7 +190,7 @@ fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> Result<u32> {
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/stop")]
 pub async fn stop_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
@@ -212,7 +213,7 @@ pub async fn stop_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/restart")]
 pub async fn restart_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
     body: Option<web::Json<StopVpsRequest>>,
@@ -236,7 +237,7 @@ pub async fn restart_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[delete("/vpses/{id}")]
 pub async fn delete_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
@@ -251,7 +252,7 @@ pub async fn delete_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses/{id}/copy")]
 pub async fn copy_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<CopyVpsRequest>,
@@ -279,7 +280,7 @@ pub async fn copy_vps(
     (status = 202, body = TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/vpses/{id}/move")]
 pub async fn move_vps(
-    state: web::Data<Core>,
+    state: web::Data<Vpses>,
     principal: Principal,
     id: web::Path<i64>,
     body: web::Json<MoveVpsRequest>,
@@ -302,26 +303,13 @@ pub async fn move_vps(
     (status = 202, body = serverware_shared::api::FailoverResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/vpses/{id}/failover")]
 pub async fn fail_over_vps(
-    state: web::Data<Core>,
+    monitor: web::Data<Monitor>,
     principal: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
-    let id = id.into_inner();
-    let state = state.into_inner();
-    state.accepting()?;
-    let v = state.db.run(move |c| vps::load(c, id)).await?;
     let actor = crate::audit::Actor::from(&principal);
-    let vpses = crate::netmon::request(&state, vec![id], &actor).await?;
-    crate::netmon::record_request(&state, &actor, &vpses).await;
-    if vpses.is_empty() {
-        return Err(crate::error::Error::conflict(
-            None,
-            format!(
-                "VPS {} is not failed over: it is not HA, should not run, or is being failed over already",
-                v.name
-            ),
-        ));
-    }
+    let vpses =
+        crate::netmon::fail_over_vps(&monitor.into_inner(), &actor, id.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse { vpses }))
 }

@@ -6,8 +6,7 @@ use crate::audit::{self, Actor, Change};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::models::{now, NewSession, User};
-use crate::schema::{sessions, users};
-use diesel::prelude::*;
+use crate::repo::users as repo;
 use serverware_shared::api::Severity;
 use serverware_shared::validate;
 use std::time::Instant;
@@ -48,14 +47,7 @@ pub async fn password_login(
     let secret_hash = super::secret_hash(&secret);
     let acct = account.clone();
     let user: Option<User> = if plausible {
-        db.run(move |conn| {
-            Ok(users::table
-                .filter(users::username.eq(&acct))
-                .select(User::as_select())
-                .first(conn)
-                .optional()?)
-        })
-        .await?
+        db.run(move |conn| repo::by_name(conn, &acct)).await?
     } else {
         None
     };
@@ -161,20 +153,18 @@ fn open_session(
     key: Option<&str>,
 ) -> Result<User> {
     let t = now();
-    conn.transaction(|conn| {
-        diesel::insert_into(sessions::table)
-            .values(NewSession {
+    crate::db::atomic(conn, |conn| {
+        repo::open_session(
+            conn,
+            NewSession {
                 token_hash: secret_hash,
                 user_id: user.id,
                 created_at: t,
                 last_seen_at: t,
                 ip,
                 user_agent,
-            })
-            .execute(conn)?;
-        diesel::update(users::table.find(user.id))
-            .set(users::last_login_at.eq(t))
-            .execute(conn)?;
+            },
+        )?;
         audit::record(
             conn,
             &Actor {
@@ -217,7 +207,6 @@ pub async fn key_login(
     fingerprint: String,
     addr: Option<std::net::IpAddr>,
 ) -> Result<(User, String)> {
-    use crate::schema::user_ssh_keys;
     let account = username.trim().to_lowercase();
     if validate::username("username", &account).is_err() {
         return Err(Error::Unauthorized("no such key for that user".into()));
@@ -234,19 +223,12 @@ pub async fn key_login(
     let acct = account.clone();
     let user = db
         .run(move |conn| {
-            let found: Option<(User, i64, String)> = users::table
-                .inner_join(user_ssh_keys::table)
-                .filter(users::username.eq(&acct))
-                .filter(user_ssh_keys::fingerprint.eq(&fingerprint))
-                .select((User::as_select(), user_ssh_keys::id, user_ssh_keys::name))
-                .first(conn)
-                .optional()?;
-            let Some((user, key_id, key_name)) = found.filter(|(u, _, _)| !u.disabled) else {
+            let found = crate::repo::ssh_keys::user_with_key(conn, &acct, &fingerprint)?;
+            let Some((user, key)) = found.filter(|(u, _)| !u.disabled) else {
                 return Ok(None);
             };
-            diesel::update(user_ssh_keys::table.find(key_id))
-                .set(user_ssh_keys::last_used_at.eq(now()))
-                .execute(conn)?;
+            crate::repo::ssh_keys::touch(conn, key.id, now())?;
+            let key_name = key.name;
             open_session(
                 conn,
                 user,

@@ -5,6 +5,9 @@
 mod limiter;
 mod login;
 mod secrets;
+pub mod ssh_keys;
+pub mod tokens;
+pub mod users;
 
 pub use limiter::{LoginLimiter, LoginLimits};
 pub use login::{key_login, password_login};
@@ -13,9 +16,8 @@ pub use secrets::*;
 use crate::audit::Actor;
 use crate::db::{Db, DbConn};
 use crate::error::{Error, Result};
-use crate::models::{now, ApiToken, Session, User};
-use crate::schema::{api_tokens, sessions, users};
-use diesel::prelude::*;
+use crate::models::now;
+use crate::repo::users as repo;
 use serverware_shared::{Role, TOKEN_PREFIX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +85,7 @@ pub async fn authenticate_session(db: &Db, idle_minutes: u64, secret: String) ->
     let idle = chrono::TimeDelta::minutes(idle_minutes as i64);
     db.run(move |conn: &mut DbConn| {
         let hash = secret_hash(&secret);
-        let found: Option<(Session, User)> = sessions::table
-            .inner_join(users::table)
-            .filter(sessions::token_hash.eq(&hash))
-            .select((Session::as_select(), User::as_select()))
-            .first(conn)
-            .optional()?;
+        let found = repo::session_by_hash(conn, &hash)?;
         let Some((session, user)) = found else {
             return Err(Error::Unauthorized(
                 "your session has ended; log in again".into(),
@@ -96,15 +93,13 @@ pub async fn authenticate_session(db: &Db, idle_minutes: u64, secret: String) ->
         };
         let t = now();
         if user.disabled || session.last_seen_at + idle < t {
-            diesel::delete(sessions::table.find(session.id)).execute(conn)?;
+            repo::end_session(conn, session.id)?;
             return Err(Error::Unauthorized(
                 "your session has ended; log in again".into(),
             ));
         }
         if t - session.last_seen_at > TOUCH_EVERY {
-            diesel::update(sessions::table.find(session.id))
-                .set(sessions::last_seen_at.eq(t))
-                .execute(conn)?;
+            repo::touch_session(conn, session.id, t)?;
         }
         Ok(Principal {
             user_id: user.id,
@@ -129,12 +124,7 @@ pub async fn authenticate_token(db: &Db, secret: String) -> Result<Principal> {
             return Err(invalid());
         }
         let hash = secret_hash(&secret);
-        let found: Option<(ApiToken, User)> = api_tokens::table
-            .inner_join(users::table)
-            .filter(api_tokens::token_hash.eq(&hash))
-            .select((ApiToken::as_select(), User::as_select()))
-            .first(conn)
-            .optional()?;
+        let found = repo::token_by_hash(conn, &hash)?;
         let Some((token, user)) = found else {
             return Err(invalid());
         };
@@ -143,9 +133,7 @@ pub async fn authenticate_token(db: &Db, secret: String) -> Result<Principal> {
             return Err(invalid());
         }
         if token.last_used_at.is_none_or(|u| t - u > TOUCH_EVERY) {
-            diesel::update(api_tokens::table.find(token.id))
-                .set(api_tokens::last_used_at.eq(t))
-                .execute(conn)?;
+            repo::touch_token(conn, token.id, t)?;
         }
         let token_role = crate::models::parse_role(&token.role);
         Ok(Principal {
@@ -174,30 +162,9 @@ pub async fn still_valid(db: &Db, idle_minutes: u64, p: &Principal) -> bool {
             let t = now();
             let ok = match method {
                 AuthMethod::Session { session_id, .. } => {
-                    sessions::table
-                        .inner_join(users::table)
-                        .filter(sessions::id.eq(session_id))
-                        .filter(users::disabled.eq(false))
-                        .filter(sessions::last_seen_at.gt(t - idle))
-                        .count()
-                        .get_result::<i64>(conn)?
-                        > 0
+                    repo::session_open(conn, session_id, t - idle)?
                 }
-                AuthMethod::Token { token_id, .. } => {
-                    api_tokens::table
-                        .inner_join(users::table)
-                        .filter(api_tokens::id.eq(token_id))
-                        .filter(users::disabled.eq(false))
-                        .filter(api_tokens::revoked_at.is_null())
-                        .filter(
-                            api_tokens::expires_at
-                                .is_null()
-                                .or(api_tokens::expires_at.gt(t)),
-                        )
-                        .count()
-                        .get_result::<i64>(conn)?
-                        > 0
-                }
+                AuthMethod::Token { token_id, .. } => repo::token_valid(conn, token_id, t)?,
             };
             Ok(ok)
         })

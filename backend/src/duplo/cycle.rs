@@ -1,8 +1,8 @@
 //! One duplication cycle of one VPS, from the journal's cut to the acknowledged restore point.
 
+use super::Duplication;
 use super::{now_ms, VpsDuplo};
 use crate::audit::{Actor, Change};
-use crate::core::Core;
 use crate::storage::cycle::{ingest, Landed};
 use crate::storage::tree::Tree;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
@@ -53,36 +53,36 @@ impl Read for ChannelReader {
 }
 
 /// Runs one cycle of `vps_id` on the host it is on now.
-pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
+pub async fn run(dup: &Arc<Duplication>, vps_id: i64) -> Result<Report, String> {
     let t0 = Instant::now();
     // Its term, before its row: a restore or failover begins a new term before it touches
     // anything and again once the VPS is recorded on its new host, so a cycle reading a copy
     // that may be fenced commits nothing after either.
-    let term = core.duplo.terms.current(vps_id);
-    let v = core
+    let term = dup.duplo.terms.current(vps_id);
+    let v = dup
         .db
         .run(move |c| crate::vps::load(c, vps_id))
         .await
         .map_err(|e| e.message())?;
     let host_id = v.host_id.ok_or("the VPS is on no host")?;
-    let host = core
+    let host = dup
         .db
         .run(move |c| crate::vps::load_host(c, host_id))
         .await
         .map_err(|e| e.message())?;
-    let conn = core
+    let conn = dup
         .hosts
         .conn(host_id)
         .ok_or_else(|| format!("host {} is not connected", host.name))?;
-    let duplo = core.duplo.clone();
+    let duplo = dup.duplo.clone();
     tokio::task::spawn_blocking(move || duplo.ensure_loaded(vps_id))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("storage cannot be read: {e}"))?;
-    let state: VpsDuplo = core.duplo.state(vps_id);
+    let state: VpsDuplo = dup.duplo.state(vps_id);
 
     // A cycle's stream is an SSH session of the host's connection: it takes a transfer slot.
-    let _slot = core
+    let _slot = dup
         .hosts
         .transfer_slots(host_id, host.max_transfers.max(1) as usize)
         .acquire_owned()
@@ -92,15 +92,15 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
     let (cut, changes) = take_cut(&conn, &v.name, &state).await?;
     // The point stands for the tree as it was when its read began, no later.
     let taken_at_ms = now_ms();
-    let (ch, full_reason) = start_scan(core, &conn, &host.name, &v, &changes).await?;
+    let (ch, full_reason) = start_scan(dup, &conn, &host.name, &v, &changes).await?;
 
     let cycle = state.last_cycle + 1;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let store = core.duplo.store.clone();
-    let gate = core.duplo.gate.clone();
-    let terms = core.duplo.terms.clone();
+    let store = dup.duplo.store.clone();
+    let gate = dup.duplo.gate.clone();
+    let terms = dup.duplo.terms.clone();
     // The tree is the cycle's now: put back when it lands, read again if it does not.
-    let prev = core.duplo.take_tree(vps_id);
+    let prev = dup.duplo.take_tree(vps_id);
     let landing = tokio::task::spawn_blocking(move || {
         let mut r = ChannelReader {
             rx,
@@ -161,7 +161,7 @@ pub async fn run(core: &Arc<Core>, vps_id: i64) -> Result<Report, String> {
         report.duration_ms,
         report.landed.commit_ms
     );
-    record(core, vps_id, host_id, &report).await;
+    record(dup, vps_id, host_id, &report).await;
     Ok(report)
 }
 
@@ -204,7 +204,7 @@ async fn take_cut(
 /// Starts the agent's read of the VPS's tree (whole, or only the changed paths) and sends it
 /// the request; the channel the stream comes back on, and why the read is whole, if it is.
 async fn start_scan(
-    core: &Core,
+    dup: &Duplication,
     conn: &crate::hosts::Conn,
     host: &str,
     v: &crate::vps::VpsRow,
@@ -212,7 +212,7 @@ async fn start_scan(
 ) -> Result<(russh::Channel<russh::client::Msg>, Option<String>), String> {
     let vps_id = v.id;
     let ids = v.ids_on_disk().to_string();
-    let (request, full_reason) = core
+    let (request, full_reason) = dup
         .duplo
         .with_tree(vps_id, |t| scan_request(changes, Some(t)))
         .unwrap_or_else(|| scan_request(changes, None));
@@ -339,34 +339,29 @@ fn within(path: &[u8], top: &[u8]) -> bool {
 
 /// The row describing a landed point (storage holds the point itself; a lost row is put back
 /// from storage by [`super::prune`]).
-async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
-    use crate::schema::duplo_points as p;
-    use diesel::prelude::*;
+async fn record(dup: &Arc<Duplication>, vps_id: i64, host_id: i64, r: &Report) {
     let m = &r.landed.header;
-    let row = (
-        p::vps_id.eq(vps_id),
-        p::cycle.eq(r.cycle as i64),
-        p::host_id.eq(Some(host_id)),
-        p::taken_at.eq(chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
+    let row = crate::repo::points::PointRow {
+        vps_id,
+        cycle: r.cycle as i64,
+        host_id: Some(host_id),
+        taken_at: chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
             .unwrap_or_default()
-            .naive_utc()),
-        p::full_compare.eq(r.landed.full),
-        p::full_reason.eq(r.full_reason.clone()),
-        p::files.eq(m.files as i64),
-        p::bytes.eq(m.bytes as i64),
-        p::entries_read.eq(r.landed.stats.files_read as i64),
-        p::chunks_new.eq(r.landed.chunks_new as i64),
-        p::bytes_new.eq(r.landed.bytes_new as i64),
-        p::duration_ms.eq(r.duration_ms as i64),
-        p::freeze_ms.eq(r.landed.stats.freeze_ms as i64),
-        p::consistent.eq(r.landed.stats.consistent),
-    );
-    let res = core
+            .naive_utc(),
+        full_compare: r.landed.full,
+        full_reason: r.full_reason.clone(),
+        files: m.files as i64,
+        bytes: m.bytes as i64,
+        entries_read: r.landed.stats.files_read as i64,
+        chunks_new: r.landed.chunks_new as i64,
+        bytes_new: r.landed.bytes_new as i64,
+        duration_ms: r.duration_ms as i64,
+        freeze_ms: r.landed.stats.freeze_ms as i64,
+        consistent: r.landed.stats.consistent,
+    };
+    let res = dup
         .db
-        .run(move |c| {
-            crate::with_backend!(c, |c| diesel::insert_into(p::table).values(row).execute(c))?;
-            Ok(())
-        })
+        .run(move |c| crate::repo::points::insert(c, &row))
         .await;
     if let Err(e) = res {
         tracing::warn!(
@@ -380,23 +375,23 @@ async fn record(core: &Arc<Core>, vps_id: i64, host_id: i64, r: &Report) {
 
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
-pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String>) {
+pub async fn finish(dup: &Arc<Duplication>, vps_id: i64, result: Result<Report, String>) {
     let now = now_ms();
     // The landed tree is the next cycle's; after a failure it is read again from storage if
     // the cycle took it.
     let result = result.map(|mut r| {
-        core.duplo
+        dup.duplo
             .put_tree(vps_id, std::mem::take(&mut r.landed.tree));
         r
     });
-    let lost_tree = result.is_err() && !core.duplo.has_tree(vps_id);
-    let (failures_before, failures) = core.duplo.update(vps_id, |s| {
+    let lost_tree = result.is_err() && !dup.duplo.has_tree(vps_id);
+    let (failures_before, failures) = dup.duplo.update(vps_id, |s| {
         let before = s.failures;
         s.running_since_ms = None;
         match &result {
             Ok(r) => {
                 // The Storage page's totals follow every point, not only each collection.
-                if let Some((_, c)) = core
+                if let Some((_, c)) = dup
                     .duplo
                     .collected
                     .lock()
@@ -423,7 +418,7 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
                 }
             }
             Err(e) => {
-                core.duplo
+                dup.duplo
                     .dirty
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 s.failures += 1;
@@ -453,18 +448,12 @@ pub async fn finish(core: &Arc<Core>, vps_id: i64, result: Result<Report, String
         _ => None,
     };
     if let Some((action, severity, message)) = event {
-        let _ = core
+        let _ = dup
             .db
             .run(move |c| {
-                use crate::schema::vpses;
-                use diesel::prelude::*;
                 // Named as people know it.
-                let name: String = vpses::table
-                    .find(vps_id)
-                    .select(vpses::name)
-                    .first(c)
-                    .optional()?
-                    .unwrap_or_else(|| format!("#{vps_id}"));
+                let name =
+                    crate::repo::vpses::name(c, vps_id)?.unwrap_or_else(|| format!("#{vps_id}"));
                 crate::audit::record_system(
                     c,
                     &Actor::system("duplo"),

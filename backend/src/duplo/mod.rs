@@ -8,13 +8,13 @@
 //! Nothing here needs recovery after a crash: storage's commit is atomic, chunks a dead cycle
 //! wrote are collected by [`prune`], and the journal keeps what was never acknowledged.
 
+pub mod admin;
 pub mod cycle;
 pub mod prune;
 pub mod records;
 pub mod restore;
 pub mod view;
 
-use crate::core::Core;
 use crate::storage::tree::Tree;
 use crate::storage::{points, DirStore, ObjectStore};
 use std::collections::HashMap;
@@ -63,6 +63,16 @@ impl VpsDuplo {
         self.done_at
             .map(|t| t + next_after(interval, self.failures))
     }
+}
+
+/// netDUPLO as a service: its state and what its cycles need, handed over when the controller
+/// is wired (`server.rs`). Cycles reach hosts through `hosts` and record points in `db`.
+pub struct Duplication {
+    pub db: crate::db::Db,
+    pub hosts: Arc<crate::hosts::HostManager>,
+    pub duplo: Arc<Duplo>,
+    /// Set when the controller is stopping: no cycle is asked for any more.
+    pub stopping: crate::ops::Stopping,
 }
 
 /// The store, and each VPS's duplication state.
@@ -241,44 +251,24 @@ pub fn next_after(interval: Duration, failures: u32) -> Duration {
 }
 
 /// One pass of the scheduler: starts the cycles that are due.
-pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
-    use crate::schema::{hosts, vps_claims, vpses};
-    use diesel::prelude::*;
-    let rows: Vec<(i64, i64, i32, bool, String)> = core
+pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
+    let (rows, busy) = dup
         .db
         .run(|c| {
-            Ok(vpses::table
-                .inner_join(hosts::table.on(vpses::host_id.eq(hosts::id.nullable())))
-                .filter(vpses::duplo_enabled.eq(true))
-                .select((
-                    vpses::id,
-                    hosts::id,
-                    hosts::duplo_interval_secs,
-                    vpses::duplo_enabled,
-                    vpses::status,
-                ))
-                .load(c)?)
+            let rows = crate::repo::vpses::duplicated(c)?;
+            let busy: std::collections::HashSet<i64> =
+                crate::ops::claims::all(c)?.into_keys().collect();
+            Ok((rows, busy))
         })
         .await
         .map_err(|e| e.message())?;
-    let busy: std::collections::HashSet<i64> = core
-        .db
-        .run(|c| {
-            Ok(vps_claims::table
-                .select(vps_claims::vps_id)
-                .load::<i64>(c)?)
-        })
-        .await
-        .map_err(|e| e.message())?
-        .into_iter()
-        .collect();
     let now = Instant::now();
-    for (vps_id, host_id, interval, _, status) in rows {
-        if busy.contains(&vps_id) || status == "creating" || core.hosts.conn(host_id).is_none() {
+    for (vps_id, host_id, interval, status) in rows {
+        if busy.contains(&vps_id) || status == "creating" || dup.hosts.conn(host_id).is_none() {
             continue;
         }
         let interval = Duration::from_secs(interval.max(1) as u64);
-        let start = core.duplo.update(vps_id, |s| {
+        let start = dup.duplo.update(vps_id, |s| {
             if s.running_since_ms.is_some() {
                 return false;
             }
@@ -292,10 +282,10 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
         if !start {
             continue;
         }
-        let core = core.clone();
+        let dup = dup.clone();
         tokio::spawn(async move {
-            let result = cycle::run(&core, vps_id).await;
-            cycle::finish(&core, vps_id, result).await;
+            let result = cycle::run(&dup, vps_id).await;
+            cycle::finish(&dup, vps_id, result).await;
         });
     }
     Ok(())
@@ -304,10 +294,10 @@ pub async fn schedule(core: &Arc<Core>) -> Result<(), String> {
 /// The scheduler's loop body: a pass, then a wait of a tick or until woken.
 /// Runs one cycle of a VPS now and waits for it (after the one running, if any): its cycle
 /// number. netMON calls it on a stopped VPS before bringing it up elsewhere.
-pub async fn cycle_now(core: &Arc<Core>, vps_id: i64) -> Result<u64, String> {
+pub async fn cycle_now(dup: &Arc<Duplication>, vps_id: i64) -> Result<u64, String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let mine = core.duplo.update(vps_id, |s| {
+        let mine = dup.duplo.update(vps_id, |s| {
             if s.running_since_ms.is_some() {
                 return false;
             }
@@ -322,17 +312,17 @@ pub async fn cycle_now(core: &Arc<Core>, vps_id: i64) -> Result<u64, String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result = cycle::run(core, vps_id).await;
+    let result = cycle::run(dup, vps_id).await;
     let out = result.as_ref().map(|r| r.cycle).map_err(|e| e.clone());
-    cycle::finish(core, vps_id, result).await;
+    cycle::finish(dup, vps_id, result).await;
     out
 }
 
-pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
-    schedule(core).await?;
+pub async fn tick(dup: &Arc<Duplication>) -> Result<(), String> {
+    schedule(dup).await?;
     tokio::select! {
         _ = tokio::time::sleep(TICK) => {}
-        _ = core.duplo.wake.notified() => {}
+        _ = dup.duplo.wake.notified() => {}
     }
     Ok(())
 }

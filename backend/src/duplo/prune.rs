@@ -186,13 +186,13 @@ pub const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const COLLECT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The retention loop's step.
-pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String> {
-    let policy = core
+pub async fn run(dup: &std::sync::Arc<super::Duplication>) -> Result<(), String> {
+    let policy = dup
         .db
         .run(crate::settings::duplo_policy)
         .await
         .map_err(|e| e.message())?;
-    let duplo = core.duplo.clone();
+    let duplo = dup.duplo.clone();
     let now = super::now_ms();
     let dropped = tokio::task::spawn_blocking(move || drop_points(&duplo, policy, now))
         .await
@@ -204,15 +204,15 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
             "dropped restore points past the policy"
         );
     }
-    super::records::settle(core, &dropped).await?;
+    super::records::settle(dup, &dropped).await?;
     let due = {
-        let last = core
+        let last = dup
             .duplo
             .collected
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         !dropped.is_empty()
-            || core
+            || dup
                 .duplo
                 .dirty
                 .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -224,10 +224,10 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
         return Ok(());
     }
     // Spare what any running cycle may be reusing: chunks used since the earliest one started.
-    let earliest = core.duplo.earliest_running_ms().unwrap_or(now).min(now);
+    let earliest = dup.duplo.earliest_running_ms().unwrap_or(now).min(now);
     let cutoff = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(earliest.max(0) as u64)
         - std::time::Duration::from_secs(5);
-    let duplo = core.duplo.clone();
+    let duplo = dup.duplo.clone();
     let collected = tokio::task::spawn_blocking(move || collect(&duplo, cutoff))
         .await
         .map_err(|e| e.to_string())?
@@ -239,8 +239,7 @@ pub async fn run(core: &std::sync::Arc<crate::core::Core>) -> Result<(), String>
             "collected chunks no restore point uses"
         );
     }
-    *core
-        .duplo
+    *dup.duplo
         .collected
         .lock()
         .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), collected));

@@ -2,18 +2,17 @@
 //! controller killed between a commit and its row, or between dropping a point and its row,
 //! leaves them apart: [`settle`] puts them together again.
 
-use crate::core::Core;
-use crate::schema::duplo_points as p;
+use super::Duplication;
+use crate::repo::points::{self as repo, PointRow};
 use crate::storage::points::{self, Point};
 
-use diesel::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Removes the rows of `dropped` points and of any point storage no longer holds, and adds a
 /// row for each point storage holds without one.
-pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
-    let duplo = core.duplo.clone();
+pub async fn settle(dup: &Arc<Duplication>, dropped: &[Point]) -> Result<(), String> {
+    let duplo = dup.duplo.clone();
     let in_storage: BTreeSet<(i64, i64)> = tokio::task::spawn_blocking(move || {
         let mut all = BTreeSet::new();
         for vps in points::vpses(&*duplo.store)? {
@@ -27,13 +26,9 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot list storage: {e}"))?;
     let dropped: Vec<(i64, i64)> = dropped.iter().map(|d| (d.vps_id, d.cycle as i64)).collect();
-    let rows: BTreeSet<(i64, i64)> = core
+    let rows: BTreeSet<(i64, i64)> = dup
         .db
-        .run(|c| {
-            Ok(p::table
-                .select((p::vps_id, p::cycle))
-                .load::<(i64, i64)>(c)?)
-        })
+        .run(repo::all_keys)
         .await
         .map_err(|e| e.message())?
         .into_iter()
@@ -44,15 +39,10 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
         .copied()
         .collect();
     if !gone.is_empty() {
-        core.db
+        dup.db
             .run(move |c| {
                 for (vps, cycle) in &gone {
-                    diesel::delete(
-                        p::table
-                            .filter(p::vps_id.eq(vps))
-                            .filter(p::cycle.eq(cycle)),
-                    )
-                    .execute(c)?;
+                    repo::delete(c, *vps, *cycle)?;
                 }
                 Ok(())
             })
@@ -63,10 +53,10 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
     // A cycle landing right now is left to write its own.
     for (vps, cycle) in in_storage.difference(&rows) {
         let (vps, cycle) = (*vps, *cycle);
-        if core.duplo.state(vps).running_since_ms.is_some() {
+        if dup.duplo.state(vps).running_since_ms.is_some() {
             continue;
         }
-        let duplo = core.duplo.clone();
+        let duplo = dup.duplo.clone();
         let Ok(Ok(m)) = tokio::task::spawn_blocking(move || {
             let p = points::list(&*duplo.store, vps)?
                 .into_iter()
@@ -78,34 +68,25 @@ pub async fn settle(core: &Arc<Core>, dropped: &[Point]) -> Result<(), String> {
         else {
             continue;
         };
-        let row = (
-            p::vps_id.eq(vps),
-            p::cycle.eq(cycle),
-            p::host_id.eq(None::<i64>),
-            p::taken_at.eq(chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
+        let row = PointRow {
+            vps_id: vps,
+            cycle,
+            host_id: None,
+            taken_at: chrono::DateTime::from_timestamp_millis(m.taken_at_ms)
                 .unwrap_or_default()
-                .naive_utc()),
-            p::full_compare.eq(false),
-            p::full_reason.eq(None::<String>),
-            p::files.eq(m.files as i64),
-            p::bytes.eq(m.bytes as i64),
-            p::entries_read.eq(0i64),
-            p::chunks_new.eq(0i64),
-            p::bytes_new.eq(0i64),
-            p::duration_ms.eq(0i64),
-            p::freeze_ms.eq(0i64),
-            p::consistent.eq(false),
-        );
-        let _ = core
-            .db
-            .run(move |c| {
-                crate::with_backend!(c, |c| diesel::insert_into(p::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(c))?;
-                Ok(())
-            })
-            .await;
+                .naive_utc(),
+            full_compare: false,
+            full_reason: None,
+            files: m.files as i64,
+            bytes: m.bytes as i64,
+            entries_read: 0,
+            chunks_new: 0,
+            bytes_new: 0,
+            duration_ms: 0,
+            freeze_ms: 0,
+            consistent: false,
+        };
+        let _ = dup.db.run(move |c| repo::insert_missing(c, &row)).await;
     }
     Ok(())
 }

@@ -1,91 +1,23 @@
 //! What the API shows of netDUPLO: a VPS's duplication, its restore points, and storage.
 
-use crate::core::Core;
-use crate::error::{Error, Result};
-use crate::schema::{duplo_points as p, hosts, vpses};
-use diesel::prelude::*;
+use super::Duplication;
+use crate::error::Result;
+use crate::repo::points::{self as repo, PointRow};
 use serverware_shared::api::{DuploStatus, RestorePoint, StorageReport, StorageVps};
 use std::sync::Arc;
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = p)]
-struct PointRow {
-    cycle: i64,
-    host_id: Option<i64>,
-    taken_at: chrono::NaiveDateTime,
-    full_compare: bool,
-    full_reason: Option<String>,
-    files: i64,
-    bytes: i64,
-    entries_read: i64,
-    chunks_new: i64,
-    bytes_new: i64,
-    duration_ms: i64,
-    freeze_ms: i64,
-    consistent: bool,
-}
-
-impl PointRow {
-    fn into_api(self) -> RestorePoint {
-        let n = |v: i64| v.max(0) as u64;
-        RestorePoint {
-            cycle: n(self.cycle),
-            taken_at: self.taken_at.and_utc(),
-            host_id: self.host_id,
-            full: self.full_compare,
-            full_reason: self.full_reason,
-            files: n(self.files),
-            bytes: n(self.bytes),
-            entries_read: n(self.entries_read),
-            chunks_new: n(self.chunks_new),
-            bytes_new: n(self.bytes_new),
-            duration_ms: n(self.duration_ms),
-            freeze_ms: n(self.freeze_ms),
-            consistent: self.consistent,
-        }
-    }
-}
-
 /// A VPS's restore points, newest first (at most `limit`).
-pub async fn points(core: &Core, vps_id: i64, limit: i64) -> Result<Vec<RestorePoint>> {
-    let rows: Vec<PointRow> = core
-        .db
-        .run(move |c| {
-            Ok(p::table
-                .filter(p::vps_id.eq(vps_id))
-                .order(p::cycle.desc())
-                .limit(limit)
-                .select(PointRow::as_select())
-                .load(c)?)
-        })
-        .await?;
+pub async fn points(dup: &Duplication, vps_id: i64, limit: i64) -> Result<Vec<RestorePoint>> {
+    let rows = dup.db.run(move |c| repo::newest(c, vps_id, limit)).await?;
     Ok(rows.into_iter().map(PointRow::into_api).collect())
 }
 
-pub async fn status(core: &Arc<Core>, vps_id: i64) -> Result<DuploStatus> {
-    let (enabled, interval): (bool, Option<i32>) = core
-        .db
-        .run(move |c| {
-            vpses::table
-                .left_join(hosts::table.on(vpses::host_id.eq(hosts::id.nullable())))
-                .filter(vpses::id.eq(vps_id))
-                .select((vpses::duplo_enabled, hosts::duplo_interval_secs.nullable()))
-                .first(c)
-                .optional()?
-                .ok_or_else(|| Error::NotFound(format!("no VPS with id {vps_id}")))
-        })
-        .await?;
-    let count: i64 = core
-        .db
-        .run(move |c| {
-            Ok(p::table
-                .filter(p::vps_id.eq(vps_id))
-                .count()
-                .get_result(c)?)
-        })
-        .await?;
-    let recent = points(core, vps_id, 10).await?;
-    let s = core.duplo.state(vps_id);
+pub async fn status(dup: &Arc<Duplication>, vps_id: i64) -> Result<DuploStatus> {
+    let (enabled, interval): (bool, Option<i32>) =
+        dup.db.run(move |c| repo::settings_of(c, vps_id)).await?;
+    let count: i64 = dup.db.run(move |c| repo::count(c, vps_id)).await?;
+    let recent = points(dup, vps_id, 10).await?;
+    let s = dup.duplo.state(vps_id);
     let now = super::now_ms();
     let newest = recent.first();
     let last_taken_ms = s
@@ -136,46 +68,18 @@ pub(crate) fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
     Some((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
 }
 
-pub async fn storage(core: &Arc<Core>) -> Result<StorageReport> {
-    let policy = core.db.run(crate::settings::duplo_policy).await?;
+pub async fn storage(dup: &Arc<Duplication>) -> Result<StorageReport> {
+    let policy = dup.db.run(crate::settings::duplo_policy).await?;
     type Agg = (i64, i64, Option<i64>);
-    let per_vps: Vec<Agg> = core
-        .db
-        .run(|c| {
-            Ok(p::table
-                .group_by(p::vps_id)
-                .select((
-                    p::vps_id,
-                    diesel::dsl::count_star(),
-                    diesel::dsl::max(p::cycle),
-                ))
-                .load(c)?)
-        })
-        .await?;
+    let per_vps: Vec<Agg> = dup.db.run(repo::per_vps).await?;
     let mut vpses_out = Vec::new();
     for (vps_id, points, newest) in per_vps {
-        let (name, newest_bytes, added): (Option<String>, i64, i64) = core
+        let (name, newest_bytes, added): (Option<String>, i64, i64) = dup
             .db
             .run(move |c| {
-                let name = vpses::table
-                    .find(vps_id)
-                    .select(vpses::name)
-                    .first::<String>(c)
-                    .optional()?;
-                let newest_bytes = p::table
-                    .filter(p::vps_id.eq(vps_id))
-                    .filter(p::cycle.eq(newest.unwrap_or(0)))
-                    .select(p::bytes)
-                    .first::<i64>(c)
-                    .optional()?
-                    .unwrap_or(0);
-                let added: Option<i64> = p::table
-                    .filter(p::vps_id.eq(vps_id))
-                    .select(p::bytes_new)
-                    .load::<i64>(c)?
-                    .into_iter()
-                    .reduce(|a, b| a + b);
-                Ok((name, newest_bytes, added.unwrap_or(0)))
+                let name = crate::repo::vpses::name(c, vps_id)?;
+                let (newest_bytes, added) = repo::usage(c, vps_id, newest.unwrap_or(0))?;
+                Ok((name, newest_bytes, added))
             })
             .await?;
         vpses_out.push(StorageVps {
@@ -186,13 +90,13 @@ pub async fn storage(core: &Arc<Core>) -> Result<StorageReport> {
             bytes_added: added.max(0) as u64,
         });
     }
-    let collected = core
+    let collected = dup
         .duplo
         .collected
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let fs = filesystem(&core.duplo.dir);
+    let fs = filesystem(&dup.duplo.dir);
     let (at, c) = match collected {
         Some((at, c)) => (
             Some(chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).unwrap_or_default()),
@@ -201,7 +105,7 @@ pub async fn storage(core: &Arc<Core>) -> Result<StorageReport> {
         None => (None, Default::default()),
     };
     Ok(StorageReport {
-        dir: core.duplo.dir.display().to_string(),
+        dir: dup.duplo.dir.display().to_string(),
         filesystem_bytes: fs.map(|f| f.0),
         filesystem_free_bytes: fs.map(|f| f.1),
         collected_at: at,

@@ -7,18 +7,32 @@
 use super::view::{load_with_vpses, response};
 use super::HostRow;
 use crate::audit::{self, Actor, Change};
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::models::now;
-use crate::schema::{hosts, vpses};
+use crate::repo::hosts::{self as repo, HostChanges};
 use crate::ssh::{probe_host_key, Credentials, Session, SshError};
-use diesel::prelude::*;
 use serverware_shared::api::{
     CreateHostRequest, HostResponse, ProbeHostResponse, UpdateHostRequest,
 };
 use serverware_shared::validate::{self, SshAddress};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The operator's side of the host list as a service, handed what it needs when the controller
+/// is wired (`server.rs`): a host put into maintenance is evacuated by netMON (`monitor`).
+pub struct HostAdmin {
+    pub db: crate::db::Db,
+    pub hosts: Arc<super::HostManager>,
+    pub monitor: Arc<crate::netmon::Monitor>,
+    pub stopping: crate::ops::Stopping,
+}
+
+impl HostAdmin {
+    /// New operations are refused once the controller is stopping.
+    pub fn accepting(&self) -> Result<()> {
+        self.stopping.accepting()
+    }
+}
 
 /// What an SSH failure means to the operator who asked, naming the field at fault.
 pub fn ssh_error(e: SshError) -> Error {
@@ -99,25 +113,19 @@ fn check_new(req: CreateHostRequest) -> Result<NewHost> {
 }
 
 /// Refuses a name or an address that is already a host's.
-async fn check_free(core: &Core, new: &NewHost) -> Result<()> {
+async fn check_free(admin: &HostAdmin, new: &NewHost) -> Result<()> {
     let (n, addr, port) = (
         new.name.clone(),
         new.address.host.clone(),
         i32::from(new.address.port),
     );
-    let (by_name, by_addr) = core
+    let (by_name, by_addr) = admin
         .db
         .run(move |c| {
-            let by_name: i64 = hosts::table
-                .filter(hosts::name.eq(&n))
-                .count()
-                .get_result(c)?;
-            let by_addr: i64 = hosts::table
-                .filter(hosts::address.eq(&addr))
-                .filter(hosts::ssh_port.eq(port))
-                .count()
-                .get_result(c)?;
-            Ok((by_name > 0, by_addr > 0))
+            Ok((
+                repo::name_taken(c, &n, None)?,
+                repo::address_taken(c, &addr, port)?,
+            ))
         })
         .await?;
     if by_name {
@@ -142,12 +150,12 @@ async fn close(session: Session) {
 /// Logs in with the operator's credentials, installs the controller's key and the agent, and
 /// proves the controller can log in with its own key. A key installed but not accepted is taken
 /// out again.
-async fn bootstrap(core: &Core, new: &NewHost) -> Result<()> {
+async fn bootstrap(admin: &HostAdmin, new: &NewHost) -> Result<()> {
     let a = &new.address;
     let session = Session::connect(&a.host, a.port, &a.user, &new.host_key, &new.credentials)
         .await
         .map_err(ssh_error)?;
-    let public = crate::keys::public_line(&core.hosts.controller_key());
+    let public = crate::keys::public_line(&admin.hosts.controller_key());
     let install = "umask 077; mkdir -p ~/.ssh && { grep -qxF \"$1\" ~/.ssh/authorized_keys 2>/dev/null || printf '%s\\n' \"$1\" >> ~/.ssh/authorized_keys; }";
     let (code, _, err) = session
         .run("sh", &["-c", install, "sh", &public])
@@ -163,7 +171,7 @@ async fn bootstrap(core: &Core, new: &NewHost) -> Result<()> {
             ),
         ));
     }
-    let agent = core.hosts.agent_binary().ok_or_else(|| {
+    let agent = admin.hosts.agent_binary().ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
             "the agent binary was not found next to the controller"
         ))
@@ -179,7 +187,7 @@ async fn bootstrap(core: &Core, new: &NewHost) -> Result<()> {
         a.port,
         &a.user,
         &new.host_key,
-        &Credentials::Key(core.hosts.controller_key()),
+        &Credentials::Key(admin.hosts.controller_key()),
     )
     .await;
     let result = match own {
@@ -215,36 +223,33 @@ async fn bootstrap(core: &Core, new: &NewHost) -> Result<()> {
 
 /// Adds a host (see the module's comment); nothing is stored if a step fails. The controller
 /// connects to it at once.
-pub async fn add(core: &Core, actor: Actor, req: CreateHostRequest) -> Result<HostResponse> {
+pub async fn add(admin: &HostAdmin, actor: Actor, req: CreateHostRequest) -> Result<HostResponse> {
     let new = check_new(req)?;
-    check_free(core, &new).await?;
-    bootstrap(core, &new).await?;
-    let row = core
+    check_free(admin, &new).await?;
+    bootstrap(admin, &new).await?;
+    let row = admin
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 let t = now();
                 let a = &new.address;
-                diesel::insert_into(hosts::table)
-                    .values((
-                        hosts::name.eq(&new.name),
-                        hosts::description.eq(&new.description),
-                        hosts::ssh_user.eq(&a.user),
-                        hosts::address.eq(&a.host),
-                        hosts::ssh_port.eq(i32::from(a.port)),
-                        hosts::host_key_fingerprint.eq(&new.fingerprint),
-                        hosts::host_key.eq(&new.host_key),
-                        hosts::status.eq(serverware_shared::state::HostStatus::Connecting.as_str()),
-                        hosts::heartbeat_timeout_ms.eq(3000),
-                        hosts::duplo_interval_secs.eq(new.duplo_interval_secs as i32),
-                        hosts::created_at.eq(t),
-                        hosts::updated_at.eq(t),
-                    ))
-                    .execute(c)?;
-                let row: HostRow = hosts::table
-                    .filter(hosts::name.eq(&new.name))
-                    .select(HostRow::as_select())
-                    .first(c)?;
+                let row = repo::insert(
+                    c,
+                    repo::NewHostRow {
+                        name: &new.name,
+                        description: &new.description,
+                        ssh_user: &a.user,
+                        address: &a.host,
+                        ssh_port: i32::from(a.port),
+                        host_key_fingerprint: &new.fingerprint,
+                        host_key: &new.host_key,
+                        status: serverware_shared::state::HostStatus::Connecting,
+                        heartbeat_timeout_ms: 3000,
+                        duplo_interval_secs: new.duplo_interval_secs as i32,
+                        created_at: t,
+                        updated_at: t,
+                    },
+                )?;
                 audit::record(
                     c,
                     &actor,
@@ -255,28 +260,8 @@ pub async fn add(core: &Core, actor: Actor, req: CreateHostRequest) -> Result<Ho
             })
         })
         .await?;
-    core.hosts.spawn(row.clone());
-    Ok(response(&row, &core.hosts, &[]))
-}
-
-/// The columns an edit changes; `None` leaves a column as it is, `Some(None)` clears it.
-#[derive(AsChangeset, Default, Clone)]
-#[diesel(table_name = hosts)]
-struct HostChanges {
-    name: Option<String>,
-    description: Option<String>,
-    sample_interval_ms: Option<i32>,
-    vps_bridge: Option<String>,
-    vps_prefix_len: Option<i32>,
-    vps_gateway: Option<Option<String>>,
-    max_transfers: Option<i32>,
-    duplo_interval_secs: Option<i32>,
-    maintenance: Option<bool>,
-    capacity_memory_bytes: Option<Option<i64>>,
-    capacity_cpus: Option<Option<i32>>,
-    capacity_disk_bytes: Option<Option<i64>>,
-    host_key: Option<Option<String>>,
-    host_key_fingerprint: Option<Option<String>>,
+    admin.hosts.spawn(row.clone());
+    Ok(response(&row, &admin.hosts, &[]))
 }
 
 /// An edit, checked: the columns it sets, and what it says in the audit event.
@@ -424,13 +409,13 @@ fn describe(old: &HostRow, ch: &HostChanges) -> Vec<String> {
 /// maintenance (its VPSes are moved away), or pins its new key after it changed. One update, one
 /// audit event naming what changed.
 pub async fn edit(
-    core: &Arc<Core>,
+    admin: &Arc<HostAdmin>,
     actor: Actor,
     id: i64,
     req: UpdateHostRequest,
 ) -> Result<HostResponse> {
     let mut changes = check_edit(&req)?;
-    let (current, _) = core.db.run(move |c| load_with_vpses(c, id)).await?;
+    let (current, _) = admin.db.run(move |c| load_with_vpses(c, id)).await?;
     if let Some(key) = req.host_key.as_deref() {
         let (key, fp) = check_new_key(&current, key).await?;
         changes.host_key = Some(Some(key));
@@ -439,21 +424,16 @@ pub async fn edit(
     let rekey = changes.host_key.is_some();
     let ch = changes.clone();
     let audit_actor = actor.clone();
-    let (row, all) = core
+    let (row, all) = admin
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 let (old, _) = load_with_vpses(c, id)?;
                 let mut ch = ch;
                 // Entering maintenance again, or leaving it twice, is no change.
                 ch.maintenance = ch.maintenance.filter(|m| *m != old.maintenance);
                 if let Some(n) = ch.name.as_ref().filter(|n| **n != old.name) {
-                    let taken: i64 = hosts::table
-                        .filter(hosts::name.eq(n))
-                        .filter(hosts::id.ne(id))
-                        .count()
-                        .get_result(c)?;
-                    if taken > 0 {
+                    if repo::name_taken(c, n, Some(id))? {
                         return Err(Error::conflict(
                             Some("name"),
                             format!("a host named '{n}' exists"),
@@ -461,9 +441,7 @@ pub async fn edit(
                     }
                 }
                 let what = describe(&old, &ch);
-                diesel::update(hosts::table.find(id))
-                    .set((&ch, hosts::updated_at.eq(now())))
-                    .execute(c)?;
+                repo::update(c, id, &ch)?;
                 if !what.is_empty() {
                     audit::record(
                         c,
@@ -487,27 +465,25 @@ pub async fn edit(
         .await?;
     if rekey {
         // Reconnect on the newly pinned key.
-        core.hosts.spawn(row.clone());
+        admin.hosts.spawn(row.clone());
     } else if let Some(ms) = changes.sample_interval_ms {
-        core.hosts.set_interval(id, ms as u32);
+        admin.hosts.set_interval(id, ms as u32);
     }
     if changes.maintenance == Some(true) {
-        crate::netmon::evacuate(core.clone(), actor, id);
+        crate::netmon::evacuate(admin.monitor.clone(), actor, id);
     }
-    Ok(response(&row, &core.hosts, &all))
+    Ok(response(&row, &admin.hosts, &all))
 }
 
 /// Removes a host that runs no VPS; the controller disconnects from it and drops the standby
 /// copies it kept there.
-pub async fn remove(core: &Core, actor: Actor, id: i64) -> Result<()> {
-    core.db
+pub async fn remove(admin: &HostAdmin, actor: Actor, id: i64) -> Result<()> {
+    admin
+        .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 let (row, _) = load_with_vpses(c, id)?;
-                let n: i64 = vpses::table
-                    .filter(vpses::host_id.eq(id))
-                    .count()
-                    .get_result(c)?;
+                let n = crate::repo::vpses::count_on_host(c, id)?;
                 if n > 0 {
                     return Err(Error::conflict(
                         None,
@@ -517,7 +493,7 @@ pub async fn remove(core: &Core, actor: Actor, id: i64) -> Result<()> {
                         ),
                     ));
                 }
-                diesel::delete(hosts::table.find(id)).execute(c)?;
+                repo::delete(c, id)?;
                 audit::record(
                     c,
                     &actor,
@@ -532,21 +508,21 @@ pub async fn remove(core: &Core, actor: Actor, id: i64) -> Result<()> {
             })
         })
         .await?;
-    crate::netmon::standby::clear_host(core, id).await;
-    core.hosts.stop(id);
+    crate::netmon::standby::clear_host(&admin.monitor, id).await;
+    admin.hosts.stop(id);
     Ok(())
 }
 
 /// netMON: takes every HA VPS of the host to other hosts now. The VPSes it takes.
-pub async fn fail_over(core: &Arc<Core>, actor: Actor, id: i64) -> Result<Vec<i64>> {
-    core.accepting()?;
-    let (_, all) = core.db.run(move |c| load_with_vpses(c, id)).await?;
+pub async fn fail_over(admin: &Arc<HostAdmin>, actor: Actor, id: i64) -> Result<Vec<i64>> {
+    admin.accepting()?;
+    let (_, all) = admin.db.run(move |c| load_with_vpses(c, id)).await?;
     let ids = all
         .iter()
         .filter(|v| v.host_id == Some(id) && v.ha_enabled)
         .map(|v| v.id)
         .collect();
-    let vpses = crate::netmon::request(core, ids, &actor).await?;
-    crate::netmon::record_request(core, &actor, &vpses).await;
+    let vpses = crate::netmon::request(&admin.monitor, ids, &actor).await?;
+    crate::netmon::record_request(&admin.monitor, &actor, &vpses).await;
     Ok(vpses)
 }

@@ -2,10 +2,8 @@
 //! reconnected with backoff. A host whose key changed is flagged and never trusted silently.
 
 use crate::db::Db;
-use crate::schema::hosts;
 use crate::ssh::{Credentials, Session, SshError};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use russh::keys::PrivateKey;
 use serverware_shared::agent::{
     AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION,
@@ -20,7 +18,7 @@ use std::time::{Duration, Instant};
 mod admin;
 mod rollups;
 mod view;
-pub use admin::{add, edit, fail_over, probe, remove, ssh_error};
+pub use admin::{add, edit, fail_over, probe, remove, ssh_error, HostAdmin};
 use rollups::{figures, minute_of, store_bucket};
 pub use rollups::{prune_rollups, Bucket, RollupRow};
 pub use view::{get, history, list, load_with_vpses, response, samples};
@@ -113,35 +111,7 @@ struct Runtime {
     interval: tokio::sync::watch::Sender<u32>,
 }
 
-/// The connection details of a host, as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = hosts)]
-pub struct HostRow {
-    pub id: i64,
-    pub name: String,
-    pub description: String,
-    pub ssh_user: String,
-    pub address: String,
-    pub ssh_port: i32,
-    pub host_key_fingerprint: Option<String>,
-    pub host_key: Option<String>,
-    pub status: String,
-    pub sample_interval_ms: i32,
-    pub heartbeat_timeout_ms: i32,
-    pub agent_version: Option<String>,
-    pub last_seen_at: Option<chrono::NaiveDateTime>,
-    pub capacity_memory_bytes: Option<i64>,
-    pub capacity_cpus: Option<i32>,
-    pub capacity_disk_bytes: Option<i64>,
-    pub vps_bridge: String,
-    pub vps_prefix_len: i32,
-    pub vps_gateway: Option<String>,
-    /// Root-filesystem streams at once (see [`TRANSFERS_PER_HOST`]).
-    pub max_transfers: i32,
-    pub duplo_interval_secs: i32,
-    /// netMON: never failed over from, nothing placed on it.
-    pub maintenance: bool,
-}
+pub use crate::repo::hosts::HostRow;
 
 /// A live connection to a host's agent, for operations.
 #[derive(Clone)]
@@ -274,7 +244,7 @@ impl HostManager {
     pub async fn start_all(self: &Arc<Self>) -> anyhow::Result<()> {
         let rows: Vec<HostRow> = self
             .db
-            .run(|c| Ok(hosts::table.select(HostRow::as_select()).load(c)?))
+            .run(crate::repo::hosts::all)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for r in rows {
@@ -426,8 +396,7 @@ impl HostManager {
         tokio::spawn(async move {
             let _ = db
                 .run(move |c| {
-                    use crate::schema::vpses;
-                    let known: Vec<String> = vpses::table.select(vpses::name).load(c)?;
+                    let known = crate::repo::vpses::names(c)?;
                     for name in found.into_iter().filter(|n| !known.contains(n)) {
                         if !lock(&reported).insert((id, name.clone())) {
                             continue;
@@ -485,17 +454,11 @@ impl HostManager {
             }
             self.publish(id, rt);
             tracing::info!(host = id, status = status.as_str(), "host status");
-            let (db, status, seen) = (self.db.clone(), status.as_str(), lock(&rt.view).last_seen);
+            let (db, seen) = (self.db.clone(), lock(&rt.view).last_seen);
             tokio::spawn(async move {
                 let _ = db
                     .run(move |c| {
-                        diesel::update(hosts::table.find(id))
-                            .set((
-                                hosts::status.eq(status),
-                                hosts::last_seen_at.eq(seen.map(|t| t.naive_utc())),
-                            ))
-                            .execute(c)?;
-                        Ok(())
+                        crate::repo::hosts::set_status(c, id, status, seen.map(|t| t.naive_utc()))
                     })
                     .await;
             });
@@ -683,10 +646,9 @@ impl HostManager {
                         let db = self.db.clone();
                         let id = row.id;
                         tokio::spawn(async move {
-                            let _ = db.run(move |c| {
-                                diesel::update(hosts::table.find(id)).set(hosts::agent_version.eq(agent_version)).execute(c)?;
-                                Ok(())
-                            }).await;
+                            let _ = db
+                                .run(move |c| crate::repo::hosts::set_agent_version(c, id, &agent_version))
+                                .await;
                         });
                     }
                     Ok(Some(_)) => {}
@@ -708,25 +670,14 @@ const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(120);
 /// what becomes of each VPS that should run on it) or is back (`host.online`).
 fn lost_or_back(db: Db, id: i64, lost: bool) {
     use crate::audit::{Actor, Change};
-    use crate::schema::vpses;
     use serverware_shared::api::Severity;
     tokio::spawn(async move {
         let r = db
             .run(move |c| {
-                let Some(name) = hosts::table
-                    .find(id)
-                    .select(hosts::name)
-                    .first::<String>(c)
-                    .optional()?
-                else {
+                let Some(name) = crate::repo::hosts::name(c, id)? else {
                     return Ok(());
                 };
-                let on: Vec<(i64, String, bool)> = vpses::table
-                    .filter(vpses::host_id.eq(id))
-                    .filter(vpses::desired_state.eq("running"))
-                    .order(vpses::name)
-                    .select((vpses::id, vpses::name, vpses::ha_enabled))
-                    .load(c)?;
+                let on = crate::repo::vpses::should_run_on(c, id)?;
                 let names = |ha: bool| {
                     on.iter()
                         .filter(|v| v.2 == ha)

@@ -2,9 +2,8 @@
 //! merged with what is stored for that minute already, pruned past the retention setting.
 
 use crate::db::Db;
-use crate::schema::hosts;
+use crate::repo::rollups as repo;
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::HostRollup;
 
@@ -117,73 +116,7 @@ pub(super) fn minute_of(t: DateTime<Utc>) -> chrono::NaiveDateTime {
         .naive_utc()
 }
 
-/// A row of `host_rollups`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = crate::schema::host_rollups)]
-pub struct RollupRow {
-    pub host_id: i64,
-    pub minute: chrono::NaiveDateTime,
-    pub samples: i32,
-    pub cpu_avg: f64,
-    pub cpu_max: f64,
-    pub memory_avg: f64,
-    pub memory_max: f64,
-    pub load_avg: f64,
-    pub load_max: f64,
-    pub rx_avg: f64,
-    pub rx_max: f64,
-    pub tx_avg: f64,
-    pub tx_max: f64,
-    pub disk_read_avg: f64,
-    pub disk_read_max: f64,
-    pub disk_write_avg: f64,
-    pub disk_write_max: f64,
-}
-
-impl RollupRow {
-    pub fn from_rollup(host_id: i64, r: &HostRollup) -> Self {
-        RollupRow {
-            host_id,
-            minute: r.minute.naive_utc(),
-            samples: r.samples as i32,
-            cpu_avg: r.cpu_avg,
-            cpu_max: r.cpu_max,
-            memory_avg: r.memory_avg,
-            memory_max: r.memory_max,
-            load_avg: r.load_avg,
-            load_max: r.load_max,
-            rx_avg: r.rx_avg,
-            rx_max: r.rx_max,
-            tx_avg: r.tx_avg,
-            tx_max: r.tx_max,
-            disk_read_avg: r.disk_read_avg,
-            disk_read_max: r.disk_read_max,
-            disk_write_avg: r.disk_write_avg,
-            disk_write_max: r.disk_write_max,
-        }
-    }
-
-    pub fn to_rollup(&self) -> HostRollup {
-        HostRollup {
-            minute: self.minute.and_utc(),
-            samples: self.samples.max(0) as u32,
-            cpu_avg: self.cpu_avg,
-            cpu_max: self.cpu_max,
-            memory_avg: self.memory_avg,
-            memory_max: self.memory_max,
-            load_avg: self.load_avg,
-            load_max: self.load_max,
-            rx_avg: self.rx_avg,
-            rx_max: self.rx_max,
-            tx_avg: self.tx_avg,
-            tx_max: self.tx_max,
-            disk_read_avg: self.disk_read_avg,
-            disk_read_max: self.disk_read_max,
-            disk_write_avg: self.disk_write_avg,
-            disk_write_max: self.disk_write_max,
-        }
-    }
-}
+pub use crate::repo::rollups::RollupRow;
 
 /// Stores a finished (or interrupted) minute, merged with what is stored for it already.
 pub(super) fn store_bucket(
@@ -191,35 +124,21 @@ pub(super) fn store_bucket(
     host_id: i64,
     b: &Bucket,
 ) -> crate::error::Result<()> {
-    use crate::schema::host_rollups as r;
-    c.transaction(|c| {
+    crate::db::atomic(c, |c| {
         let mut b = b.clone();
-        let old: Option<RollupRow> = r::table
-            .find((host_id, b.minute))
-            .select(RollupRow::as_select())
-            .first(c)
-            .optional()?;
-        if let Some(old) = old {
+        if let Some(old) = repo::get(c, host_id, b.minute)? {
             b.merge(&Bucket::from_rollup(&old.to_rollup()));
-            diesel::delete(r::table.find((host_id, b.minute))).execute(c)?;
         }
-        let exists: i64 = hosts::table.find(host_id).count().get_result(c)?;
-        if exists > 0 {
-            diesel::insert_into(r::table)
-                .values(RollupRow::from_rollup(host_id, &b.to_rollup()))
-                .execute(c)?;
-        }
-        Ok(())
+        repo::put(c, RollupRow::from_rollup(host_id, &b.to_rollup()))
     })
 }
 
 /// Deletes rollups older than the retention setting; returns how many.
 pub async fn prune_rollups(db: &Db) -> crate::error::Result<usize> {
     db.run(|c| {
-        use crate::schema::host_rollups as r;
         let days = crate::settings::read(c)?.rollup_retention_days;
         let cutoff = Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
-        Ok(diesel::delete(r::table.filter(r::minute.lt(cutoff))).execute(c)?)
+        repo::delete_older(c, cutoff)
     })
     .await
 }

@@ -1,12 +1,10 @@
 //! Hosts as the API and the command line show them: one host, the list, its recent samples and
 //! its history of one-minute rollups.
 
-use super::{Bucket, HostManager, HostRow, RollupRow};
+use super::{Bucket, HostManager, HostRow};
 use crate::db::{Db, DbConn};
 use crate::error::{Error, Result};
-use crate::schema::{hosts, vpses};
 use crate::vps::VpsRow;
-use diesel::prelude::*;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::{HistoryQuery, HostResponse, HostRollup};
 
@@ -38,7 +36,7 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
         status: view
             .status
             .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| row.status.clone()),
+            .unwrap_or_else(|| row.status.as_str().to_string()),
         fingerprint: row.host_key_fingerprint.clone(),
         last_seen_at: view.last_seen.or(row.last_seen_at.map(|t| t.and_utc())),
         agent_version: view.agent_version.or(row.agent_version.clone()),
@@ -63,13 +61,8 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
 /// A host's row, and every VPS of the site (a host's response needs them all to name the
 /// containers on it that are no VPS).
 pub fn load_with_vpses(c: &mut DbConn, id: i64) -> Result<(HostRow, Vec<VpsRow>)> {
-    let row = hosts::table
-        .find(id)
-        .select(HostRow::as_select())
-        .first(c)
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("no host with id {id}")))?;
-    let all = vpses::table.select(VpsRow::as_select()).load(c)?;
+    let row = crate::repo::hosts::find(c, id)?;
+    let all = crate::repo::vpses::all(c)?;
     Ok((row, all))
 }
 
@@ -77,11 +70,8 @@ pub fn load_with_vpses(c: &mut DbConn, id: i64) -> Result<(HostRow, Vec<VpsRow>)
 pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
     let (rows, all) = db
         .run(|c| {
-            let rows: Vec<HostRow> = hosts::table
-                .order(hosts::name)
-                .select(HostRow::as_select())
-                .load(c)?;
-            let all: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            let rows = crate::repo::hosts::list(c)?;
+            let all = crate::repo::vpses::all(c)?;
             Ok((rows, all))
         })
         .await?;
@@ -120,15 +110,8 @@ pub async fn history(
     }
     let mut out: Vec<HostRollup> = db
         .run(move |c| {
-            use crate::schema::host_rollups as r;
             load_with_vpses(c, id)?;
-            let rows: Vec<RollupRow> = r::table
-                .filter(r::host_id.eq(id))
-                .filter(r::minute.ge(since.naive_utc()))
-                .filter(r::minute.lt(until.naive_utc()))
-                .order(r::minute)
-                .select(RollupRow::as_select())
-                .load(c)?;
+            let rows = crate::repo::rollups::between(c, id, since.naive_utc(), until.naive_utc())?;
             Ok(rows.iter().map(|r| r.to_rollup()).collect())
         })
         .await?;

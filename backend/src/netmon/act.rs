@@ -2,9 +2,9 @@
 //! operations an operator uses, its outcome reported back to the decisions.
 
 use super::decide::{Action, Cause, Ms, Outcome, Timeline};
+use super::Monitor;
 use super::{ended, event, event_by, lock, outcome, HaVps, HostInfo};
 use crate::audit::Actor;
-use crate::core::Core;
 use chrono::Utc;
 use serverware_shared::api::Severity;
 use std::sync::Arc;
@@ -35,22 +35,22 @@ impl Names<'_> {
 }
 
 /// Carries out one decision.
-pub(super) async fn act(core: &Arc<Core>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
+pub(super) async fn act(mon: &Arc<Monitor>, hosts: &[HostInfo], vpses: &[HaVps], a: Action) {
     let n = Names { hosts, vpses };
     match a {
-        Action::Revoke { host } => revoke(core, &n, host).await,
-        Action::Renew { host } => renew(core, &n, host).await,
-        Action::Restart { vps, host } => restart(core, &n, vps, host).await,
-        Action::Stop { vps, host } => stop(core, vps, host).await,
-        Action::Recover { vps, from, to } => recover(core, &n, vps, from, to).await,
-        Action::Clean { host, vpses: stale } => clean(core, &n, host, stale).await,
-        Action::Timeline(t) => timeline(core, &n, t).await,
-        Action::Warn { vps, host, message } => warn(core, &n, vps, host, message).await,
+        Action::Revoke { host } => revoke(mon, &n, host).await,
+        Action::Renew { host } => renew(mon, &n, host).await,
+        Action::Restart { vps, host } => restart(mon, &n, vps, host).await,
+        Action::Stop { vps, host } => stop(mon, vps, host).await,
+        Action::Recover { vps, from, to } => recover(mon, &n, vps, from, to).await,
+        Action::Clean { host, vpses: stale } => clean(mon, &n, host, stale).await,
+        Action::Timeline(t) => timeline(mon, &n, t).await,
+        Action::Warn { vps, host, message } => warn(mon, &n, vps, host, message).await,
     }
 }
 
-async fn revoke(core: &Arc<Core>, n: &Names<'_>, host: i64) {
-    core.hosts.revoke(host, true);
+async fn revoke(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
+    mon.hosts.revoke(host, true);
     if !n
         .vpses
         .iter()
@@ -65,7 +65,7 @@ async fn revoke(core: &Arc<Core>, n: &Names<'_>, host: i64) {
         );
     tracing::warn!("{m}");
     event(
-        core,
+        mon,
         "netmon.host_suspected",
         ("host", host),
         Severity::Warning,
@@ -75,8 +75,8 @@ async fn revoke(core: &Arc<Core>, n: &Names<'_>, host: i64) {
     .await;
 }
 
-async fn renew(core: &Arc<Core>, n: &Names<'_>, host: i64) {
-    core.hosts.revoke(host, false);
+async fn renew(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
+    mon.hosts.revoke(host, false);
     if !n
         .vpses
         .iter()
@@ -86,7 +86,7 @@ async fn renew(core: &Arc<Core>, n: &Names<'_>, host: i64) {
     }
     let m = format!("host {} answers again", n.host(host));
     event(
-        core,
+        mon,
         "netmon.host_back",
         ("host", host),
         Severity::Info,
@@ -96,14 +96,14 @@ async fn renew(core: &Arc<Core>, n: &Names<'_>, host: i64) {
     .await;
 }
 
-async fn restart(core: &Arc<Core>, n: &Names<'_>, vps: i64, host: i64) {
+async fn restart(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, host: i64) {
     let m = format!(
         "the services of VPS {} stopped answering: restarting it on {}",
         n.vps(vps),
         n.host(host)
     );
     event(
-        core,
+        mon,
         "netmon.restart",
         ("vps", vps),
         Severity::Warning,
@@ -111,19 +111,19 @@ async fn restart(core: &Arc<Core>, n: &Names<'_>, vps: i64, host: i64) {
         serde_json::json!({}),
     )
     .await;
-    let core = core.clone();
+    let mon = mon.clone();
     tokio::spawn(async move {
         let actor = Actor::system("netmon");
-        let r = match crate::vps::stop(core.clone(), actor.clone(), vps, 5, true).await {
-            Ok(t) => ended(&core, t.id).await,
+        let r = match crate::vps::stop(mon.vpses.clone(), actor.clone(), vps, 5, true).await {
+            Ok(t) => ended(&mon, t.id).await,
             // Stopped already (killed): started instead.
-            Err(_) => match crate::vps::start(core.clone(), actor, vps).await {
-                Ok(t) => ended(&core, t.id).await,
+            Err(_) => match crate::vps::start(mon.vpses.clone(), actor, vps).await {
+                Ok(t) => ended(&mon, t.id).await,
                 Err(e) => Err(e.message()),
             },
         };
         outcome(
-            &core,
+            &mon,
             match r {
                 Ok(()) => Outcome::Restarted { vps },
                 Err(why) => Outcome::Failed { vps, host, why },
@@ -132,16 +132,18 @@ async fn restart(core: &Arc<Core>, n: &Names<'_>, vps: i64, host: i64) {
     });
 }
 
-async fn stop(core: &Arc<Core>, vps: i64, host: i64) {
-    let core = core.clone();
+async fn stop(mon: &Arc<Monitor>, vps: i64, host: i64) {
+    let mon = mon.clone();
     tokio::spawn(async move {
-        let r = match crate::vps::stop(core.clone(), Actor::system("netmon"), vps, 5, false).await {
-            Ok(t) => ended(&core, t.id).await,
+        let r = match crate::vps::stop(mon.vpses.clone(), Actor::system("netmon"), vps, 5, false)
+            .await
+        {
+            Ok(t) => ended(&mon, t.id).await,
             Err(e) => Err(e.message()),
         };
         // Stopped: one more cycle, so that it comes up elsewhere as it was.
         if r.is_ok() {
-            if let Err(e) = crate::duplo::cycle_now(&core, vps).await {
+            if let Err(e) = crate::duplo::cycle_now(&mon.duplication, vps).await {
                 tracing::warn!(
                     vps,
                     "no last cycle before the failover ({e}): the newest point serves"
@@ -149,7 +151,7 @@ async fn stop(core: &Arc<Core>, vps: i64, host: i64) {
             }
         }
         outcome(
-            &core,
+            &mon,
             match r {
                 Ok(()) => Outcome::Stopped { vps },
                 Err(why) => Outcome::Failed { vps, host, why },
@@ -158,26 +160,26 @@ async fn stop(core: &Arc<Core>, vps: i64, host: i64) {
     });
 }
 
-async fn recover(core: &Arc<Core>, n: &Names<'_>, vps: i64, from: i64, to: i64) {
+async fn recover(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, from: i64, to: i64) {
     tracing::warn!(
         "failing VPS {} over from {} to {}",
         n.vps(vps),
         n.host(from),
         n.host(to)
     );
-    let core = core.clone();
+    let mon = mon.clone();
     tokio::spawn(async move {
         // Test builds: killed between the decision (written) and the restore.
         crate::fault::point("netmon", "placed");
-        let r = match crate::vps::fail_over(core.clone(), vps, to).await {
-            Ok(t) => ended(&core, t.id).await,
+        let r = match crate::vps::fail_over(mon.vpses.clone(), vps, to).await {
+            Ok(t) => ended(&mon, t.id).await,
             Err(e) => Err(e.message()),
         };
         // Its checks start over where it runs now.
-        lock(&core.netmon.health).remove(&vps);
-        *lock(&core.netmon.next_check) = Instant::now();
+        lock(&mon.netmon.health).remove(&vps);
+        *lock(&mon.netmon.next_check) = Instant::now();
         outcome(
-            &core,
+            &mon,
             match r {
                 Ok(()) => Outcome::Started { vps, host: to },
                 Err(why) => Outcome::Failed { vps, host: to, why },
@@ -186,19 +188,19 @@ async fn recover(core: &Arc<Core>, n: &Names<'_>, vps: i64, from: i64, to: i64) 
     });
 }
 
-async fn clean(core: &Arc<Core>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
-    let core = core.clone();
+async fn clean(mon: &Arc<Monitor>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
+    let mon = mon.clone();
     let names: Vec<(i64, String)> = stale.iter().map(|v| (*v, n.vps(*v))).collect();
     tokio::spawn(async move {
         // Always answered: a host whose clean-up is never reported would stay untrusted.
-        let Some(c) = core.hosts.conn(host) else {
-            outcome(&core, Outcome::NotCleaned { host });
+        let Some(c) = mon.hosts.conn(host) else {
+            outcome(&mon, Outcome::NotCleaned { host });
             return;
         };
         let mut all = true;
         for (id, name) in names {
             // Only a copy the records place elsewhere.
-            let elsewhere = core
+            let elsewhere = mon
                 .db
                 .run(move |c| crate::vps::load(c, id))
                 .await
@@ -224,14 +226,14 @@ async fn clean(core: &Arc<Core>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
                     );
                     all = false;
                 } else {
-                    let hname = core
+                    let hname = mon
                         .db
                         .run(move |c| crate::vps::load_host(c, host))
                         .await
                         .map(|h| h.name)
                         .unwrap_or_else(|_| format!("#{host}"));
                     event(
-                            &core,
+                            &mon,
                             "vps.stale_copy_removed",
                             ("vps", id),
                             Severity::Warning,
@@ -247,7 +249,7 @@ async fn clean(core: &Arc<Core>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         outcome(
-            &core,
+            &mon,
             if all {
                 Outcome::Cleaned { host }
             } else {
@@ -257,9 +259,9 @@ async fn clean(core: &Arc<Core>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
     });
 }
 
-async fn timeline(core: &Arc<Core>, n: &Names<'_>, t: Timeline) {
+async fn timeline(mon: &Arc<Monitor>, n: &Names<'_>, t: Timeline) {
     let at = |ms: Ms| {
-        let ago = Duration::from_millis(core.netmon.ms(Instant::now()).saturating_sub(ms));
+        let ago = Duration::from_millis(mon.netmon.ms(Instant::now()).saturating_sub(ms));
         (Utc::now() - chrono::TimeDelta::from_std(ago).unwrap_or_default()).to_rfc3339()
     };
     let took = t.healthy.saturating_sub(t.detected) as f64 / 1000.0;
@@ -302,7 +304,7 @@ async fn timeline(core: &Arc<Core>, n: &Names<'_>, t: Timeline) {
         via: None,
     });
     event_by(
-        core,
+        mon,
         by.as_ref().unwrap_or(&Actor::system("netmon")),
         "netmon.failover",
         ("vps", t.vps),
@@ -314,7 +316,7 @@ async fn timeline(core: &Arc<Core>, n: &Names<'_>, t: Timeline) {
 }
 
 async fn warn(
-    core: &Arc<Core>,
+    mon: &Arc<Monitor>,
     n: &Names<'_>,
     vps: Option<i64>,
     host: Option<i64>,
@@ -326,7 +328,7 @@ async fn warn(
         _ => ("system", 0, "netMON".to_string()),
     };
     event(
-        core,
+        mon,
         "netmon.warning",
         (kind, id),
         Severity::Warning,

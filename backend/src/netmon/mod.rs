@@ -16,7 +16,6 @@ pub mod standby;
 mod takeover;
 
 use crate::audit::{Actor, Change};
-use crate::core::Core;
 use crate::hosts::LeasePlan;
 use act::act;
 use chrono::{DateTime, Utc};
@@ -45,6 +44,19 @@ struct Health {
     since: Instant,
     since_utc: DateTime<Utc>,
     detail: Option<String>,
+}
+
+/// netMON as a service: its state and the parts it drives, handed over when the controller is
+/// wired (`server.rs`). It carries out its decisions through the same VPS operations an
+/// operator uses (`vpses`) and asks netDUPLO for a last cycle of a stopped VPS (`duplication`).
+pub struct Monitor {
+    pub db: crate::db::Db,
+    pub hub: Arc<crate::hub::Hub>,
+    pub hosts: Arc<crate::hosts::HostManager>,
+    pub duplo: Arc<crate::duplo::Duplo>,
+    pub duplication: Arc<crate::duplo::Duplication>,
+    pub vpses: Arc<crate::vps::Vpses>,
+    pub netmon: Arc<Netmon>,
 }
 
 /// netMON's state in the controller.
@@ -101,12 +113,12 @@ impl Netmon {
 
     /// Tells the dashboards of each VPS whose failover began or ended since last told (its
     /// status reads `failing over` meanwhile).
-    fn tell_failovers(&self, core: &Core) {
+    fn tell_failovers(&self, hub: &crate::hub::Hub) {
         let now: std::collections::BTreeSet<i64> =
             lock(&self.manager).failing_over().into_iter().collect();
         let mut told = lock(&self.told);
         for id in now.symmetric_difference(&told) {
-            crate::vps::changed(core, *id, serverware_shared::ws::ChangeKind::Updated);
+            crate::vps::changed(hub, *id, serverware_shared::ws::ChangeKind::Updated);
         }
         *told = now;
     }
@@ -172,54 +184,12 @@ struct HostInfo {
     maintenance: bool,
 }
 
-/// id, name, host, address, memory, priority, checked ports, desired state, duplicated,
-/// recorded state.
-type HaRow = (
-    i64,
-    String,
-    Option<i64>,
-    String,
-    i64,
-    i32,
-    String,
-    String,
-    bool,
-    String,
-);
-
-async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i64>), String> {
-    use crate::schema::{hosts, vpses};
-    use diesel::prelude::*;
-    let (hs, vs, claims) = core
+async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i64>), String> {
+    let (hs, vs, claims) = mon
         .db
         .run(|c| {
-            let hs: Vec<(i64, String, String, i32, i32, bool)> = hosts::table
-                .order(hosts::id)
-                .select((
-                    hosts::id,
-                    hosts::name,
-                    hosts::address,
-                    hosts::heartbeat_timeout_ms,
-                    hosts::sample_interval_ms,
-                    hosts::maintenance,
-                ))
-                .load(c)?;
-            let vs: Vec<HaRow> = vpses::table
-                .filter(vpses::ha_enabled.eq(true))
-                .order(vpses::id)
-                .select((
-                    vpses::id,
-                    vpses::name,
-                    vpses::host_id,
-                    vpses::ipv4,
-                    vpses::memory_limit_bytes,
-                    vpses::ha_priority,
-                    vpses::check_ports,
-                    vpses::desired_state,
-                    vpses::duplo_enabled,
-                    vpses::status,
-                ))
-                .load(c)?;
+            let hs = crate::repo::hosts::all(c)?;
+            let vs = crate::repo::vpses::ha(c)?;
             let claims = crate::ops::claims::all(c)?;
             Ok((hs, vs, claims))
         })
@@ -227,35 +197,32 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
         .map_err(|e| e.message())?;
     let hosts = hs
         .into_iter()
-        .map(
-            |(id, name, address, timeout, interval, maintenance)| HostInfo {
-                id,
-                name,
-                address,
-                timeout: crate::hosts::heartbeat(timeout, interval.max(0) as u32),
-                interval_ms: interval.max(0) as u64,
-                maintenance,
-            },
-        )
+        .map(|h| HostInfo {
+            id: h.id,
+            timeout: crate::hosts::heartbeat(
+                h.heartbeat_timeout_ms,
+                h.sample_interval_ms.max(0) as u32,
+            ),
+            interval_ms: h.sample_interval_ms.max(0) as u64,
+            maintenance: h.maintenance,
+            name: h.name,
+            address: h.address,
+        })
         .collect();
     let vpses = vs
         .into_iter()
-        .map(
-            |(id, name, host_id, ipv4, memory, priority, ports, desired, duplicated, status)| {
-                HaVps {
-                    id,
-                    name,
-                    host_id,
-                    ipv4,
-                    memory,
-                    priority,
-                    ports: serverware_shared::validate::parse_check_ports(&ports),
-                    running_wanted: desired == "running",
-                    duplicated,
-                    creating: status == "creating",
-                }
-            },
-        )
+        .map(|(v, duplicated)| HaVps {
+            ports: serverware_shared::validate::parse_check_ports(&v.check_ports),
+            running_wanted: v.desired() == serverware_shared::state::DesiredState::Running,
+            duplicated,
+            creating: v.status == serverware_shared::state::ObservedState::Creating,
+            id: v.id,
+            name: v.name,
+            host_id: v.host_id,
+            ipv4: v.ipv4,
+            memory: v.memory_limit_bytes,
+            priority: v.ha_priority,
+        })
         .collect();
     Ok((
         hosts,
@@ -265,8 +232,8 @@ async fn read(core: &Core) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i6
 }
 
 /// Checks every HA VPS that should run, all at once, in the background.
-fn check_all(core: &Arc<Core>, vpses: &[HaVps]) {
-    let nm = &core.netmon;
+fn check_all(mon: &Arc<Monitor>, vpses: &[HaVps]) {
+    let nm = &mon.netmon;
     {
         let mut next = lock(&nm.next_check);
         if Instant::now() < *next || nm.checking.load(std::sync::atomic::Ordering::SeqCst) {
@@ -285,14 +252,14 @@ fn check_all(core: &Arc<Core>, vpses: &[HaVps]) {
         lock(&nm.health).retain(|id, _| keep.contains(id));
     }
     nm.checking.store(true, std::sync::atomic::Ordering::SeqCst);
-    let core = core.clone();
+    let mon = mon.clone();
     tokio::spawn(async move {
         let results = futures_util::future::join_all(targets.into_iter().map(
             |(id, name, ip, ports)| async move { (id, name, checks::check(ip, &ports).await) },
         ))
         .await;
         for (id, name, r) in results {
-            if let Some(up) = core.netmon.record(id, r.clone()) {
+            if let Some(up) = mon.netmon.record(id, r.clone()) {
                 tracing::info!(
                     vps = %name,
                     "services {}",
@@ -302,31 +269,31 @@ fn check_all(core: &Arc<Core>, vpses: &[HaVps]) {
                         format!("do not answer: {}", r.err().unwrap_or_default())
                     }
                 );
-                crate::vps::changed(&core, id, serverware_shared::ws::ChangeKind::Updated);
+                crate::vps::changed(&mon.hub, id, serverware_shared::ws::ChangeKind::Updated);
             }
         }
-        core.netmon
+        mon.netmon
             .checking
             .store(false, std::sync::atomic::Ordering::SeqCst);
     });
 }
 
 /// One round: what the world looks like, netMON's decisions, and their execution.
-pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
-    if !core
+pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
+    if !mon
         .netmon
         .taken_over
         .load(std::sync::atomic::Ordering::SeqCst)
     {
         // Nothing is decided before the previous run's memory is taken up.
-        takeover::take_over(core).await?;
+        takeover::take_over(mon).await?;
     }
-    let (hosts, vpses, claims) = read(core).await?;
-    check_all(core, &vpses);
-    let nm = &core.netmon;
+    let (hosts, vpses, claims) = read(mon).await?;
+    check_all(mon, &vpses);
+    let nm = &mon.netmon;
     let now = nm.ms(Instant::now());
     // Each host's lease carries its HA VPSes and the other hosts' addresses.
-    let cands = crate::vps::placement::candidates(core, None)
+    let cands = crate::vps::placement::candidates(&mon.vpses, None)
         .await
         .map_err(|e| e.message())?;
     let room: HashMap<i64, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
@@ -341,7 +308,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
         })
         .collect();
     standby::tend(
-        core,
+        mon,
         &wants,
         &cands
             .iter()
@@ -360,7 +327,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
             .filter_map(|o| o.address.parse::<std::net::Ipv4Addr>().ok())
             .map(|a| a.to_string())
             .collect();
-        core.hosts
+        mon.hosts
             .set_lease_plan(h.id, Some(LeasePlan { ha, peers }));
     }
     // A VPS netMON itself stopped to take it elsewhere stays netMON's until it runs there.
@@ -370,7 +337,7 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
         hosts: hosts
             .iter()
             .map(|h| {
-                let t = core.hosts.lease_times(h.id);
+                let t = mon.hosts.lease_times(h.id);
                 HostObs {
                     id: h.id,
                     name: h.name.clone(),
@@ -418,42 +385,42 @@ pub async fn tick(core: &Arc<Core>) -> Result<(), String> {
             .collect(),
     };
     let actions = lock(&nm.manager).tick(now, &world);
-    nm.tell_failovers(core);
+    nm.tell_failovers(&mon.hub);
     // Written before anything decided is carried out; carried out even if it could not be
     // (a lease revoked must stay revoked), and said as this round's failure.
-    let written = persist(core).await;
+    let written = persist(mon).await;
     for a in actions {
-        act(core, &hosts, &vpses, a).await;
+        act(mon, &hosts, &vpses, a).await;
     }
     tokio::time::sleep(TICK).await;
     written
 }
 
-fn outcome(core: &Arc<Core>, o: Outcome) {
-    let nm = &core.netmon;
+fn outcome(mon: &Arc<Monitor>, o: Outcome) {
+    let nm = &mon.netmon;
     let now = nm.ms(Instant::now());
     let more = lock(&nm.manager).outcome(now, o);
-    nm.tell_failovers(core);
-    let core = core.clone();
+    nm.tell_failovers(&mon.hub);
+    let mon = mon.clone();
     tokio::spawn(async move {
-        if let Err(e) = persist(&core).await {
+        if let Err(e) = persist(&mon).await {
             tracing::warn!("{e}");
         }
-        let (hosts, vpses, _) = match read(&core).await {
+        let (hosts, vpses, _) = match read(&mon).await {
             Ok(r) => r,
             Err(_) => return,
         };
         for a in more {
-            act(&core, &hosts, &vpses, a).await;
+            act(&mon, &hosts, &vpses, a).await;
         }
     });
 }
 
 /// Waits for a task to end; whether it succeeded, or its error.
-async fn ended(core: &Core, task: i64) -> Result<(), String> {
+async fn ended(mon: &Monitor, task: i64) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let row = core
+        let row = mon
             .db
             .run(move |c| crate::tasks::load(c, task))
             .await
@@ -468,7 +435,7 @@ async fn ended(core: &Core, task: i64) -> Result<(), String> {
 }
 
 async fn event(
-    core: &Core,
+    mon: &Monitor,
     action: &str,
     target: (&str, i64),
     severity: Severity,
@@ -476,7 +443,7 @@ async fn event(
     details: serde_json::Value,
 ) {
     event_by(
-        core,
+        mon,
         &Actor::system("netmon"),
         action,
         target,
@@ -489,7 +456,7 @@ async fn event(
 
 /// An event of netMON's done on someone's behalf.
 async fn event_by(
-    core: &Core,
+    mon: &Monitor,
     actor: &Actor,
     action: &str,
     target: (&str, i64),
@@ -499,7 +466,7 @@ async fn event_by(
 ) {
     let (action, kind, id) = (action.to_string(), target.0.to_string(), target.1);
     let actor = actor.clone();
-    let _ = core
+    let _ = mon
         .db
         .run(move |c| {
             crate::audit::record_system(
@@ -517,11 +484,11 @@ async fn event_by(
 /// host): each is stopped where it is, duplicated once more (nothing is lost), then brought up
 /// on the host with the most room from that point. The VPSes it takes on.
 pub async fn request(
-    core: &Arc<Core>,
+    mon: &Arc<Monitor>,
     vpses: Vec<i64>,
     by: &Actor,
 ) -> crate::error::Result<Vec<i64>> {
-    if !core
+    if !mon
         .netmon
         .taken_over
         .load(std::sync::atomic::Ordering::SeqCst)
@@ -531,10 +498,10 @@ pub async fn request(
                 .into(),
         ));
     }
-    let (hosts, ha, _) = read(core)
+    let (hosts, ha, _) = read(mon)
         .await
         .map_err(|e| crate::error::Error::Internal(anyhow::anyhow!(e)))?;
-    let now = core.netmon.ms(Instant::now());
+    let now = mon.netmon.ms(Instant::now());
     let mut taken = Vec::new();
     let mut actions = Vec::new();
     for id in vpses {
@@ -542,37 +509,56 @@ pub async fn request(
             continue;
         };
         let Some(host) = v.host_id else { continue };
-        let a = lock(&core.netmon.manager).request(now, id, host, Some(by.name.clone()));
+        let a = lock(&mon.netmon.manager).request(now, id, host, Some(by.name.clone()));
         if !a.is_empty() {
             taken.push(id);
         }
         actions.extend(a);
     }
-    core.netmon.tell_failovers(core);
-    if let Err(e) = persist(core).await {
+    mon.netmon.tell_failovers(&mon.hub);
+    if let Err(e) = persist(mon).await {
         tracing::warn!("{e}");
     }
     for a in actions {
-        act(core, &hosts, &ha, a).await;
+        act(mon, &hosts, &ha, a).await;
     }
     Ok(taken)
 }
 
+/// An operator's failover of one HA VPS now (`POST /vpses/{id}/failover`): refused with a
+/// conflict when netMON does not take it on (not HA, should not run, or under way already).
+pub async fn fail_over_vps(
+    mon: &Arc<Monitor>,
+    by: &Actor,
+    id: i64,
+) -> crate::error::Result<Vec<i64>> {
+    mon.vpses.accepting()?;
+    let v = mon.db.run(move |c| crate::vps::load(c, id)).await?;
+    let vpses = request(mon, vec![id], by).await?;
+    record_request(mon, by, &vpses).await;
+    if vpses.is_empty() {
+        return Err(crate::error::Error::conflict(
+            None,
+            format!(
+                "VPS {} is not failed over: it is not HA, should not run, or is being failed over already",
+                v.name
+            ),
+        ));
+    }
+    Ok(vpses)
+}
+
 /// Says who asked for the failovers netMON took on (`vps.failover`, audit), one event each.
-pub async fn record_request(core: &Core, by: &Actor, vpses: &[i64]) {
+pub async fn record_request(mon: &Monitor, by: &Actor, vpses: &[i64]) {
     for &id in vpses {
         let by = by.clone();
-        let _ = core
+        let _ = mon
             .db
             .run(move |c| {
-                use crate::schema::{hosts, vpses};
-                use diesel::prelude::*;
-                let (name, from): (String, Option<i64>) = vpses::table
-                    .find(id)
-                    .select((vpses::name, vpses::host_id))
-                    .first(c)?;
-                let host: Option<String> = match from {
-                    Some(h) => hosts::table.find(h).select(hosts::name).first(c).optional()?,
+                let v = crate::vps::load(c, id)?;
+                let (name, from) = (v.name, v.host_id);
+                let host = match from {
+                    Some(h) => crate::repo::hosts::name(c, h)?,
                     None => None,
                 };
                 crate::audit::record(
@@ -597,28 +583,20 @@ pub async fn record_request(core: &Core, by: &Actor, vpses: &[i64]) {
 
 /// A host put in maintenance: each of its VPSes is moved to the host with the most room (the
 /// move operation, one at a time; a VPS that fits nowhere stays, said in an event).
-pub fn evacuate(core: Arc<Core>, actor: Actor, host: i64) {
+pub fn evacuate(mon: Arc<Monitor>, actor: Actor, host: i64) {
     tokio::spawn(async move {
-        use crate::schema::vpses;
-        use diesel::prelude::*;
-        let ids: Vec<(i64, String)> = match core
+        let ids = match mon
             .db
-            .run(move |c| {
-                Ok(vpses::table
-                    .filter(vpses::host_id.eq(host))
-                    .order(vpses::id)
-                    .select((vpses::id, vpses::name))
-                    .load(c)?)
-            })
+            .run(move |c| crate::repo::vpses::on_host(c, host))
             .await
         {
             Ok(v) => v,
             Err(_) => return,
         };
         for (id, name) in ids {
-            let target = match crate::vps::placement::candidates(&core, Some(id)).await {
+            let target = match crate::vps::placement::candidates(&mon.vpses, Some(id)).await {
                 Ok(cands) => {
-                    let v = match core.db.run(move |c| crate::vps::load(c, id)).await {
+                    let v = match mon.db.run(move |c| crate::vps::load(c, id)).await {
                         Ok(v) => v,
                         Err(_) => continue,
                     };
@@ -628,15 +606,16 @@ pub fn evacuate(core: Arc<Core>, actor: Actor, host: i64) {
                 Err(e) => Err(e.message()),
             };
             let r = match target {
-                Ok(to) => match crate::vps::move_to(core.clone(), actor.clone(), id, to).await {
-                    Ok(t) => ended(&core, t.id).await,
+                Ok(to) => match crate::vps::move_to(mon.vpses.clone(), actor.clone(), id, to).await
+                {
+                    Ok(t) => ended(&mon, t.id).await,
                     Err(e) => Err(e.message()),
                 },
                 Err(e) => Err(e),
             };
             if let Err(why) = r {
                 event(
-                    &core,
+                    &mon,
                     "netmon.warning",
                     ("vps", id),
                     Severity::Warning,

@@ -17,7 +17,7 @@
 //! kept in memory; copies nobody wants any more (the VPS gone, no longer HA, moved onto its
 //! standby host, its standby host changed) are removed when their host can be reached.
 
-use crate::core::Core;
+use super::Monitor;
 use serverware_shared::agent::{AgentRequest, AgentResponse, StandbyCopy};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -94,12 +94,12 @@ impl Standbys {
 
 /// One round: reads the copies of hosts not read yet, picks standby hosts, starts the refreshes
 /// and removals that are due. Never waits for a host.
-pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) {
-    let sb = &core.netmon.standby;
+pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) {
+    let sb = &mon.netmon.standby;
     let now = Instant::now();
     let reachable = |h: i64| {
-        core.hosts.conn(h).is_some()
-            && core
+        mon.hosts.conn(h).is_some()
+            && mon
                 .hosts
                 .lease_times(h)
                 .heard
@@ -108,10 +108,10 @@ pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) 
     let mut inner = lock(&sb.inner);
     // Each host's copies, once per run.
     for &h in room.keys() {
-        if !inner.listed.contains(&h) && core.hosts.conn(h).is_some() {
+        if !inner.listed.contains(&h) && mon.hosts.conn(h).is_some() {
             inner.listed.insert(h);
-            let core = core.clone();
-            tokio::spawn(async move { list(&core, h).await });
+            let mon = mon.clone();
+            tokio::spawn(async move { list(&mon, h).await });
         }
     }
     let wanted: HashMap<i64, &Want> = vpses.iter().map(|v| (v.id, v)).collect();
@@ -166,7 +166,7 @@ pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) 
                 },
             );
         }
-        let newest = core.duplo.state(v.id).last_cycle;
+        let newest = mon.duplo.state(v.id).last_cycle;
         let c = inner.copies.get(&v.id).expect("just made").clone();
         let due = c.ended.is_none_or(|t| {
             let wait = if c.failures == 0 {
@@ -191,11 +191,11 @@ pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) 
         if let Some(x) = inner.copies.get_mut(&v.id) {
             x.busy = true;
         }
-        let core = core.clone();
+        let mon = mon.clone();
         let (vps, host) = (v.id, c.host);
         tokio::spawn(async move {
-            let r = refresh(&core, vps, host, newest).await;
-            let mut inner = lock(&core.netmon.standby.inner);
+            let r = refresh(&mon, vps, host, newest).await;
+            let mut inner = lock(&mon.netmon.standby.inner);
             inner.refreshing.remove(&host);
             if let Some(x) = inner.copies.get_mut(&vps).filter(|x| x.host == host) {
                 x.busy = false;
@@ -225,16 +225,16 @@ pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) 
     let due: Vec<(i64, i64)> = inner
         .drops
         .iter()
-        .filter(|(h, _)| core.hosts.conn(*h).is_some())
+        .filter(|(h, _)| mon.hosts.conn(*h).is_some())
         .copied()
         .collect();
     for d in due {
         inner.drops.remove(&d);
         inner.dropping.insert(d);
-        let core = core.clone();
+        let mon = mon.clone();
         tokio::spawn(async move {
-            let r = drop_copy(&core, d.0, d.1).await;
-            let mut inner = lock(&core.netmon.standby.inner);
+            let r = drop_copy(&mon, d.0, d.1).await;
+            let mut inner = lock(&mon.netmon.standby.inner);
             inner.dropping.remove(&d);
             if let Err(e) = r {
                 tracing::warn!(host = d.0, vps = d.1, "a standby copy stays: {e}");
@@ -246,8 +246,8 @@ pub fn tend(core: &Arc<Core>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) 
 
 const CALL: Duration = Duration::from_secs(60);
 
-async fn list(core: &Arc<Core>, host: i64) {
-    let r = match core.hosts.conn(host) {
+async fn list(mon: &Arc<Monitor>, host: i64) {
+    let r = match mon.hosts.conn(host) {
         Some(c) => c
             .agent
             .call(AgentRequest::StandbyList, CALL)
@@ -255,7 +255,7 @@ async fn list(core: &Arc<Core>, host: i64) {
             .map_err(|e| e.to_string()),
         None => Err("not connected".to_string()),
     };
-    let mut inner = lock(&core.netmon.standby.inner);
+    let mut inner = lock(&mon.netmon.standby.inner);
     let copies: Vec<StandbyCopy> = match r {
         Ok(AgentResponse::Standbys { copies }) => copies,
         other => {
@@ -290,18 +290,18 @@ async fn list(core: &Arc<Core>, host: i64) {
     }
 }
 
-async fn refresh(core: &Arc<Core>, vps: i64, host: i64, cycle: u64) -> Result<(), String> {
-    let conn = core
+async fn refresh(mon: &Arc<Monitor>, vps: i64, host: i64, cycle: u64) -> Result<(), String> {
+    let conn = mon
         .hosts
         .conn(host)
         .ok_or_else(|| "the standby host is not connected".to_string())?;
-    let v = core
+    let v = mon
         .db
         .run(move |c| crate::vps::load(c, vps))
         .await
         .map_err(|e| e.message())?;
-    let _pin = core.duplo.pin(vps, cycle);
-    let duplo = core.duplo.clone();
+    let _pin = mon.duplo.pin(vps, cycle);
+    let duplo = mon.duplo.clone();
     let point = tokio::task::spawn_blocking(move || {
         crate::storage::points::load(&*duplo.store, vps, cycle)
     })
@@ -310,7 +310,7 @@ async fn refresh(core: &Arc<Core>, vps: i64, host: i64, cycle: u64) -> Result<()
     .map_err(|e| format!("restore point {cycle}: {e}"))?;
     let t0 = Instant::now();
     let s = crate::duplo::restore::send_standby(
-        core.duplo.store.clone(),
+        mon.duplo.store.clone(),
         &conn,
         vps,
         v.ids_on_disk(),
@@ -332,8 +332,8 @@ async fn refresh(core: &Arc<Core>, vps: i64, host: i64, cycle: u64) -> Result<()
     Ok(())
 }
 
-async fn drop_copy(core: &Arc<Core>, host: i64, vps: i64) -> Result<(), String> {
-    let conn = core
+async fn drop_copy(mon: &Arc<Monitor>, host: i64, vps: i64) -> Result<(), String> {
+    let conn = mon
         .hosts
         .conn(host)
         .ok_or_else(|| "not connected".to_string())?;
@@ -351,14 +351,14 @@ async fn drop_copy(core: &Arc<Core>, host: i64, vps: i64) -> Result<(), String> 
 
 /// A host leaves the site: the copies it keeps are removed while it can still be reached, and
 /// forgotten either way.
-pub async fn clear_host(core: &Core, host: i64) {
+pub async fn clear_host(mon: &Monitor, host: i64) {
     {
-        let mut inner = lock(&core.netmon.standby.inner);
+        let mut inner = lock(&mon.netmon.standby.inner);
         inner.copies.retain(|_, c| c.host != host);
         inner.drops.retain(|(h, _)| *h != host);
         inner.listed.remove(&host);
     }
-    let Some(conn) = core.hosts.conn(host) else {
+    let Some(conn) = mon.hosts.conn(host) else {
         return;
     };
     const QUICK: Duration = Duration::from_secs(10);

@@ -4,16 +4,16 @@
 //! on where they were, and what the previous run was waiting for is driven again.
 
 use super::decide::{Manager, Outcome, Params, Resume};
+use super::Monitor;
 use super::{act, ended, lock, outcome, read};
-use crate::core::Core;
 use crate::repo::netmon::{self as saved, Saved};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Writes netMON's memory if it changed since it was last written.
-pub(crate) async fn persist(core: &Core) -> Result<(), String> {
-    let nm = &core.netmon;
+pub(crate) async fn persist(mon: &Monitor) -> Result<(), String> {
+    let nm = &mon.netmon;
     let mut written = nm.written.lock().await;
     let (json, at) = {
         let m = lock(&nm.manager);
@@ -25,7 +25,7 @@ pub(crate) async fn persist(core: &Core) -> Result<(), String> {
         return Ok(());
     }
     saved::save(
-        &core.db,
+        &mon.db,
         Saved {
             manager: json.clone(),
             saved_ms: at as i64,
@@ -39,9 +39,9 @@ pub(crate) async fn persist(core: &Core) -> Result<(), String> {
 }
 
 /// Takes up the memory the previous run wrote, if any.
-pub(super) async fn take_over(core: &Arc<Core>) -> Result<(), String> {
-    let nm = &core.netmon;
-    let found = saved::load(&core.db)
+pub(super) async fn take_over(mon: &Arc<Monitor>) -> Result<(), String> {
+    let nm = &mon.netmon;
+    let found = saved::load(&mon.db)
         .await
         .map_err(|e| format!("netMON's state cannot be read: {}", e.message()))?;
     let Some(found) = found else {
@@ -71,14 +71,14 @@ pub(super) async fn take_over(core: &Arc<Core>) -> Result<(), String> {
     let untrusted = m.untrusted_hosts();
     // Before any lease could be renewed by this run.
     for h in &untrusted {
-        core.hosts.revoke(*h, true);
+        mon.hosts.revoke(*h, true);
     }
     lock(&nm.untrusted_at_start).extend(untrusted.iter().copied());
     let failovers = m.failing_over().len();
     *lock(&nm.manager) = m;
     *nm.written.lock().await = Some(found.manager);
     nm.taken_over.store(true, Ordering::SeqCst);
-    nm.tell_failovers(core);
+    nm.tell_failovers(&mon.hub);
     if failovers + untrusted.len() > 0 {
         tracing::warn!(
             failovers,
@@ -86,29 +86,29 @@ pub(super) async fn take_over(core: &Arc<Core>) -> Result<(), String> {
             "netMON takes up where the last run left off: failovers under way, hosts not trusted"
         );
     }
-    drive(core, resume).await
+    drive(mon, resume).await
 }
 
 /// Drives again what the previous run was waiting for.
-async fn drive(core: &Arc<Core>, resume: Vec<Resume>) -> Result<(), String> {
+async fn drive(mon: &Arc<Monitor>, resume: Vec<Resume>) -> Result<(), String> {
     if resume.is_empty() {
         return Ok(());
     }
-    let unfinished = crate::ops::unfinished(&core.db)
+    let unfinished = crate::ops::unfinished(&mon.db)
         .await
         .map_err(|e| e.message())?;
-    let (hosts, vpses, _) = read(core).await?;
+    let (hosts, vpses, _) = read(mon).await?;
     for r in resume {
         match r {
             Resume::Stop { vps, host } => {
-                let stopped = core
+                let stopped = mon
                     .db
                     .run(move |c| crate::vps::load(c, vps))
                     .await
-                    .is_ok_and(|v| v.status == "stopped");
+                    .is_ok_and(|v| v.status == serverware_shared::state::ObservedState::Stopped);
                 if !stopped {
                     act(
-                        core,
+                        mon,
                         &hosts,
                         &vpses,
                         super::decide::Action::Stop { vps, host },
@@ -117,12 +117,12 @@ async fn drive(core: &Arc<Core>, resume: Vec<Resume>) -> Result<(), String> {
                     continue;
                 }
                 // Stopped before the last run stopped: its last cycle, then on it goes.
-                let core = core.clone();
+                let mon = mon.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = crate::duplo::cycle_now(&core, vps).await {
+                    if let Err(e) = crate::duplo::cycle_now(&mon.duplication, vps).await {
                         tracing::warn!(vps, "no last cycle before the failover ({e})");
                     }
-                    outcome(&core, Outcome::Stopped { vps });
+                    outcome(&mon, Outcome::Stopped { vps });
                 });
             }
             Resume::Recovering { vps, to } => {
@@ -132,11 +132,11 @@ async fn drive(core: &Arc<Core>, resume: Vec<Resume>) -> Result<(), String> {
                     .map(|o| o.task_id);
                 if let Some(task) = op {
                     // The operation engine finishes it; its end is the outcome.
-                    let core = core.clone();
+                    let mon = mon.clone();
                     tokio::spawn(async move {
-                        let r = ended(&core, task).await;
+                        let r = ended(&mon, task).await;
                         outcome(
-                            &core,
+                            &mon,
                             match r {
                                 Ok(()) => Outcome::Started { vps, host: to },
                                 Err(why) => Outcome::Failed { vps, host: to, why },
@@ -145,19 +145,19 @@ async fn drive(core: &Arc<Core>, resume: Vec<Resume>) -> Result<(), String> {
                     });
                     continue;
                 }
-                let there = core
+                let there = mon
                     .db
                     .run(move |c| crate::vps::load(c, vps))
                     .await
                     .is_ok_and(|v| v.host_id == Some(to));
                 if there {
-                    outcome(core, Outcome::Started { vps, host: to });
+                    outcome(mon, Outcome::Started { vps, host: to });
                 } else {
                     // Its operation never began: placed again.
-                    lock(&core.netmon.manager).requeue(vps);
+                    lock(&mon.netmon.manager).requeue(vps);
                 }
             }
         }
     }
-    persist(core).await
+    persist(mon).await
 }

@@ -6,15 +6,42 @@
 //! capacity reservations are rows too, taken in the same transaction as the task, released in
 //! one transaction when the operation ends.
 
-pub mod claims;
+pub use crate::repo::claims;
 pub mod recovery;
 
 use crate::db::{Db, DbConn};
 use crate::error::{Error, Result};
 use crate::models::now;
-use crate::schema::{host_reservations, operations, vps_claims};
-use diesel::prelude::*;
+use crate::repo::operations as repo;
 use serde::{de::DeserializeOwned, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Set once when the controller begins to stop: from then on no new operation is accepted,
+/// and the engine takes nothing over. Every service that starts operations holds a clone.
+#[derive(Clone, Default)]
+pub struct Stopping(Arc<AtomicBool>);
+
+impl Stopping {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// New operations are refused once the controller is stopping.
+    pub fn accepting(&self) -> Result<()> {
+        if self.is_stopping() {
+            Err(Error::Stopping(
+                "the controller is stopping; try again once it is back".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// The steps of one kind of operation, in the order they are done: each is written to the
 /// operation's record as it completes, and the kind's recovery reads back the last one. Declared
@@ -87,19 +114,7 @@ impl Phase {
     }
 }
 
-/// An operation's record as loaded for its work or its recovery.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = operations)]
-pub struct OpRow {
-    pub task_id: i64,
-    pub kind: String,
-    pub vps_id: i64,
-    pub params: String,
-    pub step: String,
-    pub phase: String,
-    pub owner: String,
-    pub updated_at: chrono::NaiveDateTime,
-}
+pub use crate::repo::operations::OpRow;
 
 impl OpRow {
     pub fn params<P: DeserializeOwned>(&self) -> Result<P> {
@@ -153,30 +168,25 @@ pub fn record(
     params: &impl Serialize,
 ) -> Result<()> {
     let params = serde_json::to_string(params).map_err(|e| Error::Internal(e.into()))?;
-    diesel::insert_into(operations::table)
-        .values((
-            operations::task_id.eq(task_id),
-            operations::kind.eq(kind),
-            operations::vps_id.eq(vps_id),
-            operations::params.eq(params),
-            operations::step.eq(RECORDED),
-            operations::phase.eq(Phase::Forward.as_str()),
-            operations::owner.eq(instance()),
-            operations::updated_at.eq(now()),
-        ))
-        .execute(c)?;
-    Ok(())
+    repo::insert(
+        c,
+        &OpRow {
+            task_id,
+            kind: kind.to_string(),
+            vps_id,
+            params,
+            step: RECORDED.to_string(),
+            phase: Phase::Forward.as_str().to_string(),
+            owner: instance().to_string(),
+            updated_at: now(),
+        },
+    )
 }
 
 /// Makes this run the owner of an operation it recovers.
 pub async fn adopt(db: &Db, task_id: i64) -> Result<()> {
-    db.run(move |c| {
-        diesel::update(operations::table.find(task_id))
-            .set(operations::owner.eq(instance()))
-            .execute(c)?;
-        Ok(())
-    })
-    .await
+    db.run(move |c| repo::set_owner(c, task_id, instance()))
+        .await
 }
 
 /// Writes that an operation completed `step` (durably, before the next begins). Test builds may
@@ -190,13 +200,7 @@ pub async fn step<S: Steps>(db: &Db, task_id: i64, step: S) -> Result<()> {
 /// Writes `step` inside the caller's transaction (with what the step itself changed); call
 /// [`stepped`] once it committed.
 pub fn step_in<S: Steps>(c: &mut DbConn, task_id: i64, step: S) -> Result<()> {
-    diesel::update(operations::table.find(task_id))
-        .set((
-            operations::step.eq(step.name()),
-            operations::updated_at.eq(now()),
-        ))
-        .execute(c)?;
-    Ok(())
+    repo::set_step(c, task_id, step.name(), now())
 }
 
 /// A step's write committed: test builds may kill the controller here.
@@ -206,52 +210,25 @@ pub fn stepped<S: Steps>(step: S) {
 
 /// Writes that an operation now unwinds.
 pub async fn set_phase(db: &Db, task_id: i64, phase: Phase) -> Result<()> {
-    db.run(move |c| {
-        diesel::update(operations::table.find(task_id))
-            .set((
-                operations::phase.eq(phase.as_str()),
-                operations::updated_at.eq(now()),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
-    .await
+    db.run(move |c| repo::set_phase(c, task_id, phase.as_str(), now()))
+        .await
 }
 
 /// Ends an operation: its claims, reservations and record go in one transaction.
 pub async fn release(db: &Db, task_id: i64) -> Result<()> {
-    db.run(move |c| {
-        c.transaction(|c| {
-            diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
-            diesel::delete(host_reservations::table.filter(host_reservations::task_id.eq(task_id)))
-                .execute(c)?;
-            diesel::delete(operations::table.find(task_id)).execute(c)?;
-            Ok(())
-        })
+    db.transaction(move |c| {
+        claims::release(c, task_id)?;
+        repo::delete(c, task_id)
     })
     .await
 }
 
 /// Frees the VPSes an operation holds while its record stays (see [`Finish::Later`]).
 pub async fn release_claims(db: &Db, task_id: i64) -> Result<()> {
-    db.run(move |c| {
-        c.transaction(|c| {
-            diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
-            diesel::delete(host_reservations::table.filter(host_reservations::task_id.eq(task_id)))
-                .execute(c)?;
-            Ok(())
-        })
-    })
-    .await
+    db.transaction(move |c| claims::release(c, task_id)).await
 }
 
 /// The recorded operations, oldest first.
 pub async fn unfinished(db: &Db) -> Result<Vec<OpRow>> {
-    db.run(|c| {
-        Ok(operations::table
-            .order(operations::task_id)
-            .select(OpRow::as_select())
-            .load(c)?)
-    })
-    .await
+    db.run(repo::all).await
 }

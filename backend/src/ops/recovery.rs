@@ -10,14 +10,10 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::hub::Hub;
 use crate::models::now;
-use crate::schema::{tasks, vps_claims};
 use crate::tasks::Task;
-use diesel::prelude::*;
-use serverware_shared::state::TaskStatus;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,7 +27,7 @@ pub struct Engine {
     db: Db,
     hub: Arc<Hub>,
     /// Set when the controller is stopping: nothing is taken over any more.
-    stopping: Arc<AtomicBool>,
+    stopping: super::Stopping,
     /// The operations this controller is driving now.
     pub live: Live,
     kinds: RwLock<HashMap<String, RecoverFn>>,
@@ -113,7 +109,7 @@ impl Live {
 }
 
 impl Engine {
-    pub fn new(db: Db, hub: Arc<Hub>, stopping: Arc<AtomicBool>) -> Self {
+    pub fn new(db: Db, hub: Arc<Hub>, stopping: super::Stopping) -> Self {
         Engine {
             db,
             hub,
@@ -136,36 +132,19 @@ impl Engine {
     /// failed and their claims released; the reconciler moves their VPSes to the desired state.
     pub async fn settle_interrupted(&self) -> Result<usize> {
         self.db
-            .run(|c| {
-                c.transaction(|c| {
-                    let durable: Vec<i64> = crate::schema::operations::table
-                        .select(crate::schema::operations::task_id)
-                        .load(c)?;
-                    let stale: Vec<i64> = tasks::table
-                        .filter(tasks::status.eq(TaskStatus::Running.as_str()))
-                        .filter(tasks::id.ne_all(&durable))
-                        .select(tasks::id)
-                        .load(c)?;
-                    diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq_any(&stale)))
-                        .execute(c)?;
-                    diesel::update(tasks::table.filter(tasks::id.eq_any(&stale)))
-                        .set((
-                            tasks::status.eq(TaskStatus::Failed.as_str()),
-                            tasks::error.eq(
-                                "the controller stopped while the task ran; the VPS is brought to its desired state by the reconciler",
-                            ),
-                            tasks::finished_at.eq(now()),
-                        ))
-                        .execute(c)?;
-                    Ok(stale.len())
-                })
+            .transaction(|c| {
+                crate::repo::operations::fail_unrecorded_running(
+                    c,
+                    "the controller stopped while the task ran; the VPS is brought to its desired state by the reconciler",
+                    now(),
+                )
             })
             .await
     }
 
     /// Starts the recovery of every recorded operation that nobody drives and that is due.
     pub async fn drive(self: &Arc<Self>) -> Result<()> {
-        if self.stopping.load(Ordering::SeqCst) {
+        if self.stopping.is_stopping() {
             return Ok(());
         }
         for op in unfinished(&self.db).await? {

@@ -3,4 +3,17 @@
 //! Moving the remaining queries here is under way (`tests/layers.rs` lists the files that still
 //! build their own).
 
+pub mod claims;
+pub mod events;
+pub mod hosts;
 pub mod netmon;
+pub mod operations;
+pub mod points;
+pub mod rollups;
+pub mod settings;
+pub mod ssh_keys;
+pub mod tasks;
+pub mod templates;
+pub mod tokens;
+pub mod users;
+pub mod vpses;

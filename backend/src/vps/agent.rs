@@ -1,7 +1,7 @@
 //! Talking to a VPS's host: its spec as the agent takes it, the host's connection, a call.
 
 use super::VpsRow;
-use crate::core::Core;
+use super::Vpses;
 use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
 use crate::ssh::SshError;
@@ -38,7 +38,7 @@ pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
     }
 }
 
-pub(super) fn conn(state: &Core, host_id: i64, name: &str) -> Result<Conn, Error> {
+pub(super) fn conn(state: &Vpses, host_id: i64, name: &str) -> Result<Conn, Error> {
     state
         .hosts
         .conn(host_id)

@@ -25,7 +25,7 @@ pub(super) struct Params {
 }
 
 pub async fn copy(
-    state: Arc<Core>,
+    state: Arc<Vpses>,
     actor: Actor,
     id: i64,
     name: String,
@@ -56,7 +56,7 @@ pub async fn copy(
     let (copy, row) = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 unique(c, &name, &ipv4, None)?;
                 let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start_copy))?;
                 let row = crate::tasks::insert(c, "vps.copy", "vps", &copy.id.to_string(), &a)?;
@@ -71,7 +71,7 @@ pub async fn copy(
                         src_id: s2.id,
                         from_host: from_id,
                         to_host: to_id,
-                        src_running: s2.status == "running",
+                        src_running: s2.status == serverware_shared::state::ObservedState::Running,
                         start: start_copy,
                     },
                 )?;
@@ -101,7 +101,7 @@ pub async fn copy(
         task,
         vec![id, copy.id],
         move |state, task| async move {
-            let running = src.status == "running";
+            let running = src.status == serverware_shared::state::ObservedState::Running;
             match copy_work(&state, &task, &src, &from, &copy, start_copy).await {
                 Ok(m) => Finish::Done(Ok(m)),
                 Err(e) => undo(&state, &task, &src, from.id, running, &copy, to_id, e).await,
@@ -115,7 +115,7 @@ pub async fn copy(
 /// answer, the record stays and the recovery loop tries again.
 #[allow(clippy::too_many_arguments)]
 async fn undo(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     src: &VpsRow,
     from_host: i64,
@@ -140,7 +140,7 @@ async fn undo(
 }
 
 /// Resumes a paused source (harmless when it is not paused). False when its host cannot do it.
-async fn thaw(state: &Core, task: &Task, src: &VpsRow, host: i64) -> bool {
+async fn thaw(state: &Vpses, task: &Task, src: &VpsRow, host: i64) -> bool {
     let Some(c) = state.hosts.conn(host) else {
         task.log(format!(
             "the host of {} cannot be reached now: it is resumed once it can",
@@ -176,7 +176,7 @@ async fn thaw(state: &Core, task: &Task, src: &VpsRow, host: i64) -> bool {
 }
 
 /// After a restart: a copy that was complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -248,7 +248,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
 }
 
 pub(super) async fn copy_work(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     src: &VpsRow,
     from: &HostRow,
@@ -273,7 +273,7 @@ pub(super) async fn copy_work(
     .await?;
     ops::step(&state.db, task.id(), Step::Defined).await?;
     let _slots = slots(state, task, &[from.id, to.id]).await?;
-    let running = src.status == "running";
+    let running = src.status == serverware_shared::state::ObservedState::Running;
     if running {
         call(
             &cf,

@@ -41,7 +41,7 @@ pub struct CreateVps {
     pub check_ports: Vec<u16>,
 }
 
-pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<TaskResponse> {
+pub async fn create(state: Arc<Vpses>, actor: Actor, req: CreateVps) -> Result<TaskResponse> {
     state.accepting()?;
     let tid = req.template_id;
     let template = state
@@ -57,7 +57,7 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<Ta
             format!("template {} is {}", template.name, template.status),
         ));
     }
-    let path = crate::templates::file(&state.config.data_dir, &template);
+    let path = crate::templates::file(&state.data_dir, &template);
     if !path.is_file() {
         return Err(Error::conflict(
             Some("template_id"),
@@ -99,7 +99,7 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<Ta
         state
             .db
             .run(move |c| {
-                c.transaction(|c| {
+                crate::db::atomic(c, |c| {
                     unique(c, &req.name, &req.ipv4, None)?;
                     let vps = insert_creating(
                         c,
@@ -115,7 +115,11 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<Ta
                             cpu_limit_millis: req.cpu_limit_millis.map(|v| v as i32),
                             disk_limit_bytes: req.disk_limit_bytes.map(|v| v as i64),
                             autostart: req.autostart,
-                            desired_state: if req.start { "running" } else { "stopped" },
+                            desired_state: if req.start {
+                                DesiredState::Running
+                            } else {
+                                DesiredState::Stopped
+                            },
                             privileged: req.privileged,
                             ha_enabled: req.ha_enabled,
                             ha_priority: req.ha_priority,
@@ -169,7 +173,7 @@ pub async fn create(state: Arc<Core>, actor: Actor, req: CreateVps) -> Result<Ta
 
 /// Unwinds a create that failed: nothing half-made stays. If the host cannot be reached the
 /// record stays (claimed) and the recovery loop tries again.
-async fn undo(state: &Core, task: &Task, vps: &VpsRow, host_id: i64, why: Error) -> Finish {
+async fn undo(state: &Vpses, task: &Task, vps: &VpsRow, host_id: i64, why: Error) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     if remove_unfinished(state, task, host_id, vps).await {
         task.log("rolled back").await;
@@ -182,7 +186,7 @@ async fn undo(state: &Core, task: &Task, vps: &VpsRow, host_id: i64, why: Error)
 }
 
 /// After a restart: a create whose VPS is complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -238,7 +242,7 @@ pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
 }
 
 pub(super) async fn create_work(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     vps: &VpsRow,
     template: &std::path::Path,

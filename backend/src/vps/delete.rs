@@ -15,7 +15,7 @@ pub(super) struct Params {
     host_id: Option<i64>,
 }
 
-pub async fn delete(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskResponse> {
+pub async fn delete(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Delete).await?;
     let task = begin(
@@ -41,7 +41,7 @@ pub async fn delete(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskRespo
 }
 
 /// A container is only forgotten once it is gone from its host.
-async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
+async fn forward(state: &Vpses, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
     if let Some(h) = host_id {
         let host = match state.db.run(move |c| load_host(c, h)).await {
             Ok(h) => h,
@@ -84,10 +84,7 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
     let id = v.id;
     let r = state
         .db
-        .run(move |c| {
-            diesel::delete(vpses::table.find(id)).execute(c)?;
-            Ok(())
-        })
+        .run(move |c| crate::repo::vpses::delete(c, id))
         .await;
     if let Err(e) = r {
         return Finish::Done(Err(e));
@@ -98,12 +95,12 @@ async fn forward(state: &Core, task: &Task, v: &VpsRow, host_id: Option<i64>) ->
         .duplo
         .dirty
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    changed(state, id, ChangeKind::Deleted);
+    changed(&state.hub, id, ChangeKind::Deleted);
     Finish::Done(Ok(format!("VPS {} deleted", v.name)))
 }
 
 /// A delete is always carried forward: the operator asked for the VPS to go.
-pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),

@@ -17,7 +17,7 @@ pub struct EditVps {
 }
 
 /// More memory must still fit on its host.
-async fn memory_fits(state: &Arc<Core>, v: &VpsRow, e: &EditVps) -> Result<()> {
+async fn memory_fits(state: &Arc<Vpses>, v: &VpsRow, e: &EditVps) -> Result<()> {
     let id = v.id;
     if let (Some(m), Some(h)) = (e.memory_limit_bytes, v.host_id) {
         if m as i64 > v.memory_limit_bytes {
@@ -44,23 +44,8 @@ async fn memory_fits(state: &Arc<Core>, v: &VpsRow, e: &EditVps) -> Result<()> {
     Ok(())
 }
 
-/// The columns an edit sets; `None` leaves one as it is, `Some(None)` clears it.
-#[derive(AsChangeset)]
-#[diesel(table_name = vpses)]
-struct VpsChanges {
-    description: Option<String>,
-    ipv4: Option<String>,
-    hostname: Option<String>,
-    memory_limit_bytes: Option<i64>,
-    cpu_shares: Option<Option<i32>>,
-    cpu_limit_millis: Option<Option<i32>>,
-    autostart: Option<bool>,
-    ha_enabled: Option<bool>,
-    ha_priority: Option<i32>,
-    check_ports: Option<String>,
-}
-
-fn changes(e: &EditVps) -> VpsChanges {
+fn changes(e: &EditVps) -> crate::repo::vpses::VpsChanges {
+    use crate::repo::vpses::VpsChanges;
     VpsChanges {
         description: e.description.clone(),
         ipv4: e.ipv4.clone(),
@@ -128,7 +113,7 @@ fn describe(e: &EditVps) -> Vec<String> {
 /// Changes a VPS; limits apply at once to a running VPS, an address or host name at its next
 /// start. Returns the VPS, whether a restart is needed, and the task applying it on its host.
 pub async fn edit(
-    state: Arc<Core>,
+    state: Arc<Vpses>,
     actor: Actor,
     id: i64,
     e: EditVps,
@@ -137,7 +122,7 @@ pub async fn edit(
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Edit).await?;
     memory_fits(&state, &v, &e).await?;
-    let restart_required = v.status == "running"
+    let restart_required = v.status == serverware_shared::state::ObservedState::Running
         && (e.ipv4.as_ref().is_some_and(|i| *i != v.ipv4)
             || e.hostname.as_ref().is_some_and(|h| *h != v.hostname));
     let a = actor.clone();
@@ -151,7 +136,7 @@ pub async fn edit(
     let (nv, row) = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 // Checked again inside the transaction: nothing may change under an operation.
                 ops::claims::lock(c, &[id])?;
                 if let Some(h) = ops::claims::holder(c, id)? {
@@ -161,9 +146,7 @@ pub async fn edit(
                     unique(c, &v.name, ip, Some(id))?;
                 }
                 let what = describe(&e);
-                diesel::update(vpses::table.find(id))
-                    .set((changes(&e), vpses::updated_at.eq(now())))
-                    .execute(c)?;
+                crate::repo::vpses::update(c, id, &changes(&e))?;
                 audit::record(
                     c,
                     &a,
@@ -198,7 +181,7 @@ pub async fn edit(
             })
         })
         .await?;
-    changed(&state, id, ChangeKind::Updated);
+    changed(&state.hub, id, ChangeKind::Updated);
     let Some(row) = row else {
         return Ok((nv, restart_required, None));
     };
@@ -212,7 +195,7 @@ pub async fn edit(
 }
 
 /// Writes the changed configuration on the VPS's host, and its limits if it runs.
-async fn apply(state: &Core, task: &Task, v2: &VpsRow, restart_required: bool) -> Result<String> {
+async fn apply(state: &Vpses, task: &Task, v2: &VpsRow, restart_required: bool) -> Result<String> {
     let host = host_of(state, v2).await?;
     let Some(c) = state.hosts.conn(host.id) else {
         task.log(format!(
@@ -225,7 +208,7 @@ async fn apply(state: &Core, task: &Task, v2: &VpsRow, restart_required: bool) -
     let sp = spec(v2, &host);
     call(&c, AgentRequest::VpsDefine { spec: sp.clone() }, QUICK).await?;
     task.log("configuration written on the host").await;
-    if v2.status == "running" {
+    if v2.status == serverware_shared::state::ObservedState::Running {
         call(&c, AgentRequest::VpsApplyLimits { spec: sp }, QUICK).await?;
         task.log("memory and CPU limits applied to the running VPS")
             .await;

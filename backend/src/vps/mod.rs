@@ -28,23 +28,18 @@ pub use restore::{fail_over, restore, RestoreVps};
 use transfer::{live_disk, push_template, slots, transfer};
 
 mod agent;
-mod record;
 mod view;
+use crate::repo::vpses::{insert_creating, unique, NewVps};
+pub use crate::repo::vpses::{load, load_host, ports_text, VpsRow};
 pub use agent::spec;
 use agent::{agent_err, call, conn, QUICK};
-use record::{insert_creating, unique, NewVps};
-pub use record::{load, load_host, ports_text, VpsRow};
 pub use view::{get, list, observed, response};
 
 use crate::audit::{self, Actor, Change};
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
-use crate::models::now;
 use crate::ops::{self, Finish, OpRow, Steps};
-use crate::schema::{hosts, vpses};
 use crate::tasks::Task;
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serverware_shared::agent::{AgentRequest, AgentResponse, HostSample};
 use serverware_shared::api::{HostCapacity, TaskResponse};
@@ -56,8 +51,38 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_STOP_TIMEOUT: u32 = 30;
 
-pub(crate) fn changed(state: &Core, id: i64, change: ChangeKind) {
-    state.hub.publish(&ServerMessage::Inventory {
+/// The VPS service: what its operations need, handed over when the controller is wired
+/// (`server.rs`), and nothing more.
+pub struct Vpses {
+    pub db: crate::db::Db,
+    /// Where inventory changes are told to the dashboards.
+    pub hub: Arc<crate::hub::Hub>,
+    /// The connections to hosts (their agents) and their newest samples.
+    pub hosts: Arc<crate::hosts::HostManager>,
+    /// The durable-operation engine: operations in progress and their recovery.
+    pub ops: Arc<crate::ops::recovery::Engine>,
+    /// netDUPLO's state: restore points, terms, pins.
+    pub duplo: Arc<crate::duplo::Duplo>,
+    /// netMON's state, read for what a VPS's view shows (failing over, its services).
+    pub netmon: Arc<crate::netmon::Netmon>,
+    /// Templates live under it.
+    pub data_dir: std::path::PathBuf,
+    /// Set when the controller is stopping: no new operation is accepted.
+    pub stopping: crate::ops::Stopping,
+    /// Held from a placement decision until its VPS is recorded, so two creates cannot both
+    /// take the same free capacity.
+    pub placement: tokio::sync::Mutex<()>,
+}
+
+impl Vpses {
+    /// New operations are refused once the controller is stopping.
+    pub fn accepting(&self) -> Result<()> {
+        self.stopping.accepting()
+    }
+}
+
+pub(crate) fn changed(hub: &crate::hub::Hub, id: i64, change: ChangeKind) {
+    hub.publish(&ServerMessage::Inventory {
         change: InventoryChange {
             kind: "vps".into(),
             id: id.to_string(),
@@ -69,9 +94,9 @@ pub(crate) fn changed(state: &Core, id: i64, change: ChangeKind) {
 /// Starts the work of a task in the background. Whatever the work does (panics included), the
 /// operation ends properly: its claims and reservations are released and the task gets its
 /// outcome, unless the work says it must be finished later (then the recovery loop owns it).
-fn spawn<F, Fut>(state: Arc<Core>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
+fn spawn<F, Fut>(state: Arc<Vpses>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
 where
-    F: FnOnce(Arc<Core>, Arc<Task>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Vpses>, Arc<Task>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Finish> + Send + 'static,
 {
     let id = task.id();
@@ -89,7 +114,7 @@ where
 }
 
 /// Ends (or parks) an operation after its work returned.
-async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finish) {
+async fn conclude(state: &Arc<Vpses>, task: &Task, vps_ids: &[i64], finish: Finish) {
     let id = task.id();
     match finish {
         Finish::Done(r) => {
@@ -111,7 +136,7 @@ async fn conclude(state: &Arc<Core>, task: &Task, vps_ids: &[i64], finish: Finis
     }
     state.ops.live.leave(id);
     for v in vps_ids {
-        changed(state, *v, ChangeKind::Updated);
+        changed(&state.hub, *v, ChangeKind::Updated);
     }
 }
 
@@ -143,7 +168,7 @@ pub fn durable_steps() -> Vec<(&'static str, Vec<&'static str>)> {
     ]
 }
 
-pub async fn recover(state: &Arc<Core>, task: Arc<Task>, op: OpRow) {
+pub async fn recover(state: &Arc<Vpses>, task: Arc<Task>, op: OpRow) {
     let finish = match op.kind.as_str() {
         create::Step::KIND => create::recover(state, &task, &op).await,
         copy::Step::KIND => copy::recover(state, &task, &op).await,
@@ -172,7 +197,7 @@ struct Begin {
 /// operation holds one, before anything is written), the audit event, and what `extra` asks.
 #[allow(clippy::too_many_arguments)]
 async fn begin(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     actor: &Actor,
     op: VpsOperation,
     vps: &VpsRow,
@@ -188,7 +213,7 @@ async fn begin(
     let row = state
         .db
         .run(move |c| {
-            c.transaction(|c| {
+            crate::db::atomic(c, |c| {
                 let mut row = crate::tasks::insert(c, &kind, "vps", &id.to_string(), &a)?;
                 let names: Vec<(i64, &str)> = claim.iter().map(|(i, n)| (*i, n.as_str())).collect();
                 ops::claims::take(c, &names, row.id, op)?;
@@ -200,9 +225,7 @@ async fn begin(
                     ops::claims::reserve(c, row.id, h, id)?;
                 }
                 if let Some(d) = extra.desired {
-                    diesel::update(vpses::table.find(id))
-                        .set(vpses::desired_state.eq(d.as_str()))
-                        .execute(c)?;
+                    crate::repo::vpses::set_desired(c, id, d)?;
                 }
                 audit::record(
                     c,
@@ -223,7 +246,7 @@ async fn begin(
 
 /// Whether `op` may begin on `v` now: not while another operation holds it, and only from the
 /// states the transition table allows. The refusal names the state.
-async fn check(state: &Core, v: &VpsRow, op: VpsOperation) -> Result<()> {
+async fn check(state: &Vpses, v: &VpsRow, op: VpsOperation) -> Result<()> {
     let id = v.id;
     let holder = state.db.run(move |c| ops::claims::holder(c, id)).await?;
     serverware_shared::state::check(op, observed(state, v), holder)
@@ -231,7 +254,7 @@ async fn check(state: &Core, v: &VpsRow, op: VpsOperation) -> Result<()> {
 }
 
 /// Host row and name of a placed VPS.
-async fn host_of(state: &Core, v: &VpsRow) -> Result<HostRow> {
+async fn host_of(state: &Vpses, v: &VpsRow) -> Result<HostRow> {
     let Some(h) = v.host_id else {
         return Err(Error::conflict(
             None,
@@ -243,7 +266,7 @@ async fn host_of(state: &Core, v: &VpsRow) -> Result<HostRow> {
 
 /// A host may already have a container of that name that SERVERware does not manage (it is
 /// reported, never touched): refuse before anything is made.
-async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -> Result<()> {
+async fn name_free_on(state: &Vpses, host_id: i64, host_name: &str, name: &str) -> Result<()> {
     // Asked of the host now: a sample can be a second old and still show a container that was
     // just removed.
     let taken = match state.hosts.conn(host_id) {
@@ -274,7 +297,7 @@ async fn name_free_on(state: &Core, host_id: i64, host_name: &str, name: &str) -
 /// away): it is removed. The records are the truth and they survive a restart of the controller,
 /// whatever it had in memory. Whether one was removed.
 pub(crate) async fn remove_stale_copy(
-    state: &Core,
+    state: &Vpses,
     host_id: i64,
     host_name: &str,
     name: &str,
@@ -283,11 +306,7 @@ pub(crate) async fn remove_stale_copy(
     let stale = state
         .db
         .run(move |c| {
-            let row: Option<VpsRow> = vpses::table
-                .filter(vpses::name.eq(&n))
-                .select(VpsRow::as_select())
-                .first(c)
-                .optional()?;
+            let row = crate::repo::vpses::by_name(c, &n)?;
             Ok(match row {
                 Some(v) if v.host_id.is_some() && v.host_id != Some(host_id) => {
                     ops::claims::holder(c, v.id)?.is_none().then_some(v)
@@ -346,7 +365,7 @@ pub(crate) async fn remove_stale_copy(
 
 /// Undoes a create or copy: the container goes from its host, then the record. False when the
 /// host cannot be reached or refuses: nothing is forgotten then, and it is tried again later.
-async fn remove_unfinished(state: &Core, task: &Task, host_id: i64, vps: &VpsRow) -> bool {
+async fn remove_unfinished(state: &Vpses, task: &Task, host_id: i64, vps: &VpsRow) -> bool {
     let host = state
         .db
         .run(move |c| load_host(c, host_id))
@@ -381,10 +400,7 @@ async fn remove_unfinished(state: &Core, task: &Task, host_id: i64, vps: &VpsRow
     let id = vps.id;
     let gone = state
         .db
-        .run(move |c| {
-            diesel::delete(vpses::table.find(id)).execute(c)?;
-            Ok(())
-        })
+        .run(move |c| crate::repo::vpses::delete(c, id))
         .await;
     if gone.is_err() {
         return false;
@@ -394,13 +410,13 @@ async fn remove_unfinished(state: &Core, task: &Task, host_id: i64, vps: &VpsRow
         vps.name
     ))
     .await;
-    changed(state, id, ChangeKind::Deleted);
+    changed(&state.hub, id, ChangeKind::Deleted);
     true
 }
 
 /// Records what a VPS is now, and optionally what it should be.
 async fn set_state(
-    state: &Core,
+    state: &Vpses,
     id: i64,
     observed: ObservedState,
     desired: Option<DesiredState>,
@@ -408,21 +424,14 @@ async fn set_state(
     state
         .db
         .run(move |c| {
-            diesel::update(vpses::table.find(id))
-                .set((
-                    vpses::status.eq(observed.as_str()),
-                    vpses::updated_at.eq(now()),
-                ))
-                .execute(c)?;
+            crate::repo::vpses::set_observed(c, id, observed)?;
             if let Some(d) = desired {
-                diesel::update(vpses::table.find(id))
-                    .set(vpses::desired_state.eq(d.as_str()))
-                    .execute(c)?;
+                crate::repo::vpses::set_desired(c, id, d)?;
             }
             Ok(())
         })
         .await?;
-    changed(state, id, ChangeKind::Updated);
+    changed(&state.hub, id, ChangeKind::Updated);
     Ok(())
 }
 

@@ -26,7 +26,12 @@ pub(super) struct Params {
     was_running: bool,
 }
 
-pub async fn move_to(state: Arc<Core>, actor: Actor, id: i64, target: i64) -> Result<TaskResponse> {
+pub async fn move_to(
+    state: Arc<Vpses>,
+    actor: Actor,
+    id: i64,
+    target: i64,
+) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Move).await?;
     let from = host_of(&state, &v).await?;
@@ -61,7 +66,7 @@ pub async fn move_to(state: Arc<Core>, actor: Actor, id: i64, target: i64) -> Re
     let params = Params {
         from_host: from.id,
         to_host: target,
-        was_running: v.status == "running",
+        was_running: v.status == serverware_shared::state::ObservedState::Running,
     };
     let task = begin(
         &state,
@@ -90,7 +95,7 @@ pub async fn move_to(state: Arc<Core>, actor: Actor, id: i64, target: i64) -> Re
 }
 
 async fn run(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     v: &VpsRow,
     from: &HostRow,
@@ -108,7 +113,7 @@ async fn run(
 
 /// Up to the database naming the new host; returns the downtime.
 async fn forward(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     v: &VpsRow,
     from: &HostRow,
@@ -199,7 +204,7 @@ async fn forward(
 }
 
 /// The database names the new host: from here on the move is carried forward.
-async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -> Result<()> {
+async fn switch(state: &Vpses, task: &Task, v: &VpsRow, to: i64, running: bool) -> Result<()> {
     let (id, tid) = (v.id, task.id());
     let observed = if running {
         ObservedState::Running
@@ -208,27 +213,19 @@ async fn switch(state: &Core, task: &Task, v: &VpsRow, to: i64, running: bool) -
     };
     state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                diesel::update(vpses::table.find(id))
-                    .set((
-                        vpses::host_id.eq(to),
-                        vpses::status.eq(observed.as_str()),
-                        vpses::updated_at.eq(now()),
-                    ))
-                    .execute(c)?;
-                ops::step_in(c, tid, Step::Switched)
-            })
+        .transaction(move |c| {
+            crate::repo::vpses::moved(c, id, to, observed.as_str())?;
+            ops::step_in(c, tid, Step::Switched)
         })
         .await?;
     ops::stepped(Step::Switched);
-    changed(state, id, ChangeKind::Updated);
+    changed(&state.hub, id, ChangeKind::Updated);
     Ok(())
 }
 
 /// Removes the parked old copy; retried until done (the VPS itself is free meanwhile).
 async fn cleanup(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     v: &VpsRow,
     from_host: i64,
@@ -269,7 +266,7 @@ async fn cleanup(
 }
 
 /// Back to where it was: the partial copy goes, the original runs again if it ran.
-async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: Error) -> Finish {
+async fn undo(state: &Vpses, task: &Task, v: &VpsRow, p: &Params, why: Error) -> Finish {
     let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
     let later = Finish::Later {
         release_claims: false,
@@ -369,7 +366,7 @@ async fn undo(state: &Core, task: &Task, v: &VpsRow, p: &Params, why: Error) -> 
 
 /// After a restart: carried forward once the copy on the target is complete (and running, if
 /// it ran), else rolled back.
-pub(super) async fn recover(state: &Core, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),

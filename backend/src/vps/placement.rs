@@ -151,15 +151,12 @@ pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
 
 /// Every host with what is free on each (after its VPSes and the room reserved on it), for
 /// placement.
-pub async fn candidates(state: &Core, except_vps: Option<i64>) -> Result<Vec<Candidate>> {
+pub async fn candidates(state: &Vpses, except_vps: Option<i64>) -> Result<Vec<Candidate>> {
     let (hs, vs, reserved) = state
         .db
         .run(|c| {
-            let hs: Vec<HostRow> = hosts::table
-                .order(hosts::id)
-                .select(HostRow::as_select())
-                .load(c)?;
-            let vs: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
+            let hs = crate::repo::hosts::all(c)?;
+            let vs = crate::repo::vpses::all(c)?;
             Ok((hs, vs, ops::claims::reservations(c)?))
         })
         .await?;
@@ -244,7 +241,7 @@ mod tests {
             ssh_port: 22,
             host_key_fingerprint: None,
             host_key: None,
-            status: "online".into(),
+            status: serverware_shared::state::HostStatus::Online,
             sample_interval_ms: 1000,
             heartbeat_timeout_ms: 3000,
             agent_version: None,

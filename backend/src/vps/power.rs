@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub async fn start(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskResponse> {
+pub async fn start(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Start).await?;
     let host = host_of(&state, &v).await?;
@@ -30,7 +30,7 @@ pub async fn start(state: Arc<Core>, actor: Actor, id: i64) -> Result<TaskRespon
 }
 
 /// Writes the configuration (so edits made while stopped apply) and starts the VPS.
-async fn start_on(state: &Core, task: &Task, v: &VpsRow, host: &HostRow) -> Result<String> {
+async fn start_on(state: &Vpses, task: &Task, v: &VpsRow, host: &HostRow) -> Result<String> {
     let c = conn(state, host.id, &host.name)?;
     task.log(format!("starting VPS {} on {}", v.name, host.name))
         .await;
@@ -64,7 +64,7 @@ async fn start_on(state: &Core, task: &Task, v: &VpsRow, host: &HostRow) -> Resu
 }
 
 pub async fn stop(
-    state: Arc<Core>,
+    state: Arc<Vpses>,
     actor: Actor,
     id: i64,
     timeout: u32,
@@ -119,7 +119,7 @@ pub async fn stop(
 
 /// Stops a VPS cleanly, by force after `timeout` seconds.
 pub(super) async fn stop_on(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     v: &VpsRow,
     host: &HostRow,

@@ -45,14 +45,12 @@ fn settled_down(id: i64) {
     }
 }
 
-pub async fn reconcile(state: &Arc<Core>) -> Result<()> {
+pub async fn reconcile(state: &Arc<Vpses>) -> Result<()> {
     let (rows, claims, hosts) = state
         .db
         .run(|c| {
-            let rows: Vec<VpsRow> = vpses::table.select(VpsRow::as_select()).load(c)?;
-            let hosts: Vec<(i64, String)> = crate::schema::hosts::table
-                .select((crate::schema::hosts::id, crate::schema::hosts::name))
-                .load(c)?;
+            let rows = crate::repo::vpses::all(c)?;
+            let hosts = crate::repo::hosts::names(c)?;
             Ok((rows, ops::claims::all(c)?, hosts))
         })
         .await?;
@@ -70,7 +68,7 @@ pub async fn reconcile(state: &Arc<Core>) -> Result<()> {
 /// VPS failed over or moved): removed, so that nothing runs twice and the host can take the
 /// VPS again.
 async fn remove_stale_copies(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     rows: &[VpsRow],
     claims: &Claims,
     hosts: &[(i64, String)],
@@ -108,7 +106,7 @@ async fn remove_stale_copies(
 /// What the VPS's host reports of it now, recorded if it changed; None when the VPS is
 /// another operation's, just changed, or its host cannot say.
 async fn observe(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     claims: &Claims,
     v: &VpsRow,
 ) -> Result<Option<(i64, ObservedState)>> {
@@ -152,21 +150,16 @@ async fn observe(
         let id = v.id;
         state
             .db
-            .run(move |c| {
-                diesel::update(vpses::table.find(id))
-                    .set(vpses::status.eq(observed.as_str()))
-                    .execute(c)?;
-                Ok(())
-            })
+            .run(move |c| crate::repo::vpses::set_observed(c, id, observed))
             .await?;
-        changed(state, v.id, ChangeKind::Updated);
+        changed(&state.hub, v.id, ChangeKind::Updated);
     }
     Ok(Some((h, observed)))
 }
 
 /// Brings the VPS to what the operator asked for (or records that it stopped on its own).
 async fn bring_to_desired(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     v: &VpsRow,
     h: i64,
     observed: ObservedState,
@@ -210,12 +203,7 @@ async fn bring_to_desired(
             state
                 .db
                 .run(move |c| {
-                    diesel::update(vpses::table.find(id))
-                        .set((
-                            vpses::desired_state.eq(DesiredState::Stopped.as_str()),
-                            vpses::updated_at.eq(now()),
-                        ))
-                        .execute(c)?;
+                    crate::repo::vpses::set_desired(c, id, DesiredState::Stopped)?;
                     audit::record_system(
                         c,
                         &system,
@@ -230,7 +218,7 @@ async fn bring_to_desired(
                     Ok(())
                 })
                 .await?;
-            changed(state, v.id, ChangeKind::Updated);
+            changed(&state.hub, v.id, ChangeKind::Updated);
         }
         (DesiredState::Stopped, ObservedState::Running) => {
             if !may_act(v.id) {

@@ -47,7 +47,7 @@ pub struct RestoreVps {
 
 /// The point, pinned against pruning while it is used.
 async fn point(
-    state: &Core,
+    state: &Vpses,
     vps_id: i64,
     cycle: u64,
 ) -> Result<(Arc<Manifest>, crate::duplo::Pin)> {
@@ -69,7 +69,7 @@ async fn point(
 }
 
 pub async fn restore(
-    state: Arc<Core>,
+    state: Arc<Vpses>,
     actor: Actor,
     id: i64,
     req: RestoreVps,
@@ -130,7 +130,7 @@ struct Chosen {
 
 /// An in-place restore asked for: checked, recorded, begun.
 async fn in_place_request(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     placing: tokio::sync::MutexGuard<'_, ()>,
     actor: Actor,
     src: &VpsRow,
@@ -206,7 +206,7 @@ async fn in_place_request(
 /// A restore as a new VPS asked for: checked, recorded, begun.
 #[allow(clippy::too_many_arguments)]
 async fn as_new_request(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     placing: tokio::sync::MutexGuard<'_, ()>,
     actor: Actor,
     src: &VpsRow,
@@ -233,7 +233,7 @@ async fn as_new_request(
     let (copy, row) = state
             .db
             .run(move |c| {
-                c.transaction(|c| {
+                crate::db::atomic(c, |c| {
                     unique(c, &name, &ipv4, None)?;
                     let copy = insert_creating(c, NewVps::like(&s2, &name, &ipv4, to_id, start))?;
                     let row = crate::tasks::insert(c, Step::KIND, "vps", &copy.id.to_string(), &a)?;
@@ -302,7 +302,7 @@ async fn as_new_request(
 /// address. Its old host is not asked (it cannot be reached): netMON vouches that its lease ran
 /// out and its guard stopped the VPS there. Its stopped copy there is removed when the host is
 /// back.
-pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> Result<TaskResponse> {
+pub async fn fail_over(state: Arc<Vpses>, id: i64, to_id: i64) -> Result<TaskResponse> {
     state.accepting()?;
     let src = state.db.run(move |c| load(c, id)).await?;
     let duplo = state.duplo.clone();
@@ -357,7 +357,7 @@ pub async fn fail_over(state: Arc<Core>, id: i64, to_id: i64) -> Result<TaskResp
 
 /// The restore point onto `name` on `host`, then the host's journal of it starts again.
 async fn send_point(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     host: &HostRow,
     v: &VpsRow,
@@ -414,7 +414,7 @@ async fn send_point(
 }
 
 async fn in_place(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     id: i64,
     p: &Params,
@@ -465,12 +465,7 @@ async fn in_place(
         let tid = to.id;
         state
             .db
-            .run(move |c| {
-                diesel::update(vpses::table.find(vid))
-                    .set(vpses::host_id.eq(Some(tid)))
-                    .execute(c)?;
-                Ok(())
-            })
+            .run(move |c| crate::repo::vpses::set_host(c, vid, tid))
             .await?;
         // Nor one that read the old host's record before the switch.
         state.duplo.terms.next(id);
@@ -532,7 +527,7 @@ async fn in_place(
 }
 
 async fn clone_work(
-    state: &Arc<Core>,
+    state: &Arc<Vpses>,
     task: &Task,
     copy: &VpsRow,
     to_id: i64,
@@ -587,7 +582,7 @@ async fn clone_work(
 
 /// After a restart: an in-place restore is carried forward from the start (what the host holds
 /// already does not travel again); a clone is finished if complete, else unwound.
-pub(super) async fn recover(state: &Arc<Core>, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),

@@ -8,7 +8,7 @@ use super::*;
 /// Takes a transfer slot on each host named (one per stream end), in host order and all of a
 /// host's at once so that two transfers never wait on each other; logs when the task waits.
 pub(super) async fn slots(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     host_ids: &[i64],
 ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>> {
@@ -41,7 +41,7 @@ pub(super) async fn slots(
 
 /// Streams a template archive from storage into a new VPS's root filesystem on a host.
 pub(super) async fn push_template(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     c: &Conn,
     host_id: i64,
@@ -132,7 +132,7 @@ pub(super) async fn finish_stream(
 /// caller holds a transfer slot on both hosts ([`slots`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn transfer(
-    state: &Core,
+    state: &Vpses,
     task: &Task,
     (from, from_host): (&Conn, i64),
     from_name: &str,
@@ -201,7 +201,7 @@ pub(super) async fn transfer(
 }
 
 /// The live figures of a VPS on its host (for sizes and states).
-pub(super) fn live_disk(state: &Core, host: i64, name: &str) -> Option<u64> {
+pub(super) fn live_disk(state: &Vpses, host: i64, name: &str) -> Option<u64> {
     state
         .hosts
         .view(host)?

@@ -1,18 +1,16 @@
 //! A VPS as the API shows it, with what its host reports now.
 
+use super::Vpses;
 use super::{load, VpsRow};
-use crate::core::Core;
 use crate::error::Result;
 use crate::ops;
-use crate::schema::{hosts, vpses};
-use diesel::prelude::*;
 use serverware_shared::api::VpsResponse;
 use serverware_shared::state::{HostStatus, ObservedState, VpsOperation};
 use std::collections::HashMap;
 
 /// What the controller knows of a VPS now: its recorded state while its host is connected,
 /// else unknown (a VPS on an offline host is not `running`).
-pub fn observed(state: &Core, v: &VpsRow) -> ObservedState {
+pub fn observed(state: &Vpses, v: &VpsRow) -> ObservedState {
     let recorded = v.recorded();
     if recorded == ObservedState::Creating {
         return recorded;
@@ -28,7 +26,7 @@ const LIVE_SETTLE_MS: i64 = 3000;
 
 /// A VPS as the API shows it, with what its host reports now.
 pub fn response(
-    state: &Core,
+    state: &Vpses,
     v: &VpsRow,
     host_name: Option<String>,
     claim: Option<(VpsOperation, i64)>,
@@ -113,19 +111,12 @@ pub fn response(
 }
 
 /// Every VPS as the API shows it, by name.
-pub async fn list(state: &Core) -> Result<Vec<VpsResponse>> {
+pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
     let (rows, names, claims) = state
         .db
         .run(|c| {
-            let rows: Vec<VpsRow> = vpses::table
-                .order(vpses::name)
-                .select(VpsRow::as_select())
-                .load(c)?;
-            let names: HashMap<i64, String> = hosts::table
-                .select((hosts::id, hosts::name))
-                .load::<(i64, String)>(c)?
-                .into_iter()
-                .collect();
+            let rows = crate::repo::vpses::all(c)?;
+            let names: HashMap<i64, String> = crate::repo::hosts::names(c)?.into_iter().collect();
             Ok((rows, names, ops::claims::all(c)?))
         })
         .await?;
@@ -139,17 +130,13 @@ pub async fn list(state: &Core) -> Result<Vec<VpsResponse>> {
 }
 
 /// One VPS as the API shows it.
-pub async fn get(state: &Core, id: i64) -> Result<VpsResponse> {
+pub async fn get(state: &Vpses, id: i64) -> Result<VpsResponse> {
     let (v, host, claim) = state
         .db
         .run(move |c| {
             let v = load(c, id)?;
             let host = match v.host_id {
-                Some(h) => hosts::table
-                    .find(h)
-                    .select(hosts::name)
-                    .first::<String>(c)
-                    .optional()?,
+                Some(h) => crate::repo::hosts::name(c, h)?,
                 None => None,
             };
             Ok((v, host, ops::claims::holder(c, id)?))

@@ -3,31 +3,19 @@
 //! this machine's `busybox-static`; a Debian template is built with `debootstrap`; operators can
 //! upload their own archive.
 
+pub mod admin;
+
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::models::now;
-use crate::schema::templates;
+pub use crate::repo::templates::TemplateRow;
+use crate::repo::templates::{self as repo, NewTemplate};
 use anyhow::{bail, Context};
-use chrono::NaiveDateTime;
-use diesel::prelude::*;
 use serverware_shared::api::TemplateResponse;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub const MINIMAL: &str = "minimal";
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = templates)]
-pub struct TemplateRow {
-    pub id: i64,
-    pub name: String,
-    pub os: String,
-    pub description: String,
-    pub size_bytes: i64,
-    pub storage_path: String,
-    pub status: String,
-    pub created_at: NaiveDateTime,
-}
 
 impl TemplateRow {
     pub fn to_response(&self) -> TemplateResponse {
@@ -169,14 +157,8 @@ pub fn pack(root: &Path, out: &Path) -> anyhow::Result<u64> {
 
 /// Makes sure the built-in template exists (at first start, or after its file was lost).
 pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
-    let existing: Option<TemplateRow> = db
-        .run(|c| {
-            Ok(templates::table
-                .filter(templates::name.eq(MINIMAL))
-                .select(TemplateRow::as_select())
-                .first(c)
-                .optional()?)
-        })
+    let existing = db
+        .run(|c| repo::by_name(c, MINIMAL))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(t) = &existing {
@@ -189,28 +171,20 @@ pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
     let size = tokio::task::spawn_blocking(move || build_minimal(&out)).await??;
     db.run(move |c| {
         match existing {
-            Some(t) => {
-                diesel::update(templates::table.find(t.id))
-                    .set((
-                        templates::size_bytes.eq(size as i64),
-                        templates::status.eq("ready"),
-                    ))
-                    .execute(c)?;
-            }
+            Some(t) => repo::set_ready(c, t.id, size)?,
             None => {
-                diesel::insert_into(templates::table)
-                    .values((
-                        templates::name.eq(MINIMAL),
-                        templates::os.eq("busybox"),
-                        templates::description.eq(
-                            "Built in: busybox init and shell, httpd on port 80 answering with the host name",
-                        ),
-                        templates::size_bytes.eq(size as i64),
-                        templates::storage_path.eq(&rel),
-                        templates::status.eq("ready"),
-                        templates::created_at.eq(now()),
-                    ))
-                    .execute(c)?;
+                repo::insert(
+                    c,
+                    NewTemplate {
+                        name: MINIMAL,
+                        os: "busybox",
+                        description: "Built in: busybox init and shell, httpd on port 80 answering with the host name",
+                        size_bytes: size as i64,
+                        storage_path: &rel,
+                        status: "ready",
+                        created_at: now(),
+                    },
+                )?;
             }
         }
         Ok(())
@@ -285,12 +259,7 @@ fn check_and_store(upload: &Path, gz_path: &Path, out: &Path) -> Result<u64, Err
 }
 
 pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<TemplateRow> {
-    templates::table
-        .find(id)
-        .select(TemplateRow::as_select())
-        .first(c)
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("no template with id {id}")))
+    repo::find(c, id)
 }
 
 #[cfg(test)]

@@ -121,3 +121,11 @@ pub fn reservations(c: &mut DbConn) -> Result<Vec<(i64, i64)>> {
         .select((host_reservations::host_id, host_reservations::vps_id))
         .load(c)?)
 }
+
+/// Frees what the task holds: its claims on VPSes and the room it reserved on hosts.
+pub fn release(c: &mut DbConn, task_id: i64) -> Result<()> {
+    diesel::delete(vps_claims::table.filter(vps_claims::task_id.eq(task_id))).execute(c)?;
+    diesel::delete(host_reservations::table.filter(host_reservations::task_id.eq(task_id)))
+        .execute(c)?;
+    Ok(())
+}
