@@ -184,38 +184,8 @@ pub fn restore(
         Some(s) => open_dir(&s.tree).ok(),
         None => open_dir(&container.join("rootfs")).ok(),
     };
-    let mut summary = RestoreSummary::default();
-
-    // What the old tree holds as it is, and which chunks must come.
-    let mut keep: HashMap<usize, File> = HashMap::new();
-    let mut need: Vec<ChunkId> = Vec::new();
-    let mut needed: HashSet<ChunkId> = HashSet::new();
-    let mut first_of_ino: HashMap<u64, usize> = HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        if e.ino != 0 {
-            if first_of_ino.contains_key(&e.ino) {
-                continue; // a hard link: made from its first name
-            }
-            first_of_ino.insert(e.ino, i);
-        }
-        let kept = match seed {
-            Some(s) => old.as_ref().and_then(|o| s.keepable(o, e)),
-            None => old.as_ref().and_then(|o| keepable(o, e)),
-        };
-        if let Some(f) = kept {
-            keep.insert(i, f);
-            continue;
-        }
-        for id in &e.chunks {
-            if needed.insert(*id) {
-                need.push(*id);
-            }
-        }
-    }
-    stream::write_need(output, &need)?;
+    let plan = Plan::make(&entries, seed, old.as_ref());
+    stream::write_need(output, &plan.need)?;
     output.flush()?;
 
     // The new tree, beside the old: root's and closed while it is built.
@@ -227,133 +197,145 @@ pub fn restore(
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     }
-    let new = open_dir(&staging)?;
-    // Where each chunk already written lies (file entry, offset), for a second use.
-    let mut written: HashMap<ChunkId, (usize, u64, usize)> = HashMap::new();
+    let mut b = Build {
+        entries: &entries,
+        new: open_dir(&staging)?,
+        base,
+        linking: seed.is_some(),
+        plan,
+        written: HashMap::new(),
+        summary: RestoreSummary::default(),
+    };
     let mut dirs: Vec<usize> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let parts = components(e)?;
+    for i in 0..entries.len() {
+        let parts = components(&entries[i])?;
         if parts.is_empty() {
             dirs.push(i);
             continue;
         }
-        let dir = parent_of(&new, &parts)?;
+        let dir = parent_of(&b.new, &parts)?;
         let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+        match b.make(i, &dir, &name, input)? {
+            Made::Dir => dirs.push(i),
+            Made::Entry => {
+                set_meta(&dir, &name, &entries[i], base)?;
+                b.summary.entries += 1;
+            }
+            Made::Nothing => {}
+        }
+    }
+    match stream::read(input)? {
+        Frame::End => {}
+        _ => return Err(bad("the restore stream did not end where it should".into())),
+    }
+    // Directories last, deepest first: their times stay, their modes never block a write.
+    for i in dirs.iter().rev() {
+        let e = &entries[*i];
+        let parts = components(e)?;
+        if parts.is_empty() {
+            set_meta_fd(&b.new, e, base)?;
+        } else {
+            let dir = parent_of(&b.new, &parts)?;
+            let name =
+                CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            set_meta(&dir, &name, e, base)?;
+        }
+        b.summary.entries += 1;
+    }
+    // SAFETY: syncs the filesystem holding the new tree before it becomes the VPS's.
+    unsafe { libc::syncfs(b.new.as_raw_fd()) };
+    let summary = b.summary;
+    drop(b.new);
+    drop(old);
+    drop(b.plan.keep);
+    swap_in(container)?;
+    Ok((summary, entries))
+}
+
+/// What the old tree holds as it is (open, by entry), which chunks must come, and each inode's
+/// first name (its other names are hard links to it).
+struct Plan {
+    keep: HashMap<usize, File>,
+    need: Vec<ChunkId>,
+    first_of_ino: HashMap<u64, usize>,
+}
+
+impl Plan {
+    fn make(entries: &[Entry], seed: Option<&Seed>, old: Option<&OwnedFd>) -> Plan {
+        let mut plan = Plan {
+            keep: HashMap::new(),
+            need: Vec::new(),
+            first_of_ino: HashMap::new(),
+        };
+        let mut needed: HashSet<ChunkId> = HashSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.kind != EntryKind::File {
+                continue;
+            }
+            if e.ino != 0 {
+                if plan.first_of_ino.contains_key(&e.ino) {
+                    continue; // a hard link: made from its first name
+                }
+                plan.first_of_ino.insert(e.ino, i);
+            }
+            let kept = match seed {
+                Some(s) => old.and_then(|o| s.keepable(o, e)),
+                None => old.and_then(|o| keepable(o, e)),
+            };
+            if let Some(f) = kept {
+                plan.keep.insert(i, f);
+                continue;
+            }
+            for id in &e.chunks {
+                if needed.insert(*id) {
+                    plan.need.push(*id);
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// What making an entry left to do.
+enum Made {
+    /// A directory: its metadata is set last.
+    Dir,
+    /// Its metadata, and it counts as restored.
+    Entry,
+    /// Nothing (a hard link, whose metadata is its first name's; a skipped entry).
+    Nothing,
+}
+
+/// The new tree as it is built beside the old one.
+struct Build<'a> {
+    entries: &'a [Entry],
+    new: OwnedFd,
+    base: u32,
+    /// Kept files are linked (the old tree is a seed of our own), not copied.
+    linking: bool,
+    plan: Plan,
+    /// Where each chunk already written lies (file entry, offset, length), for a second use.
+    written: HashMap<ChunkId, (usize, u64, usize)>,
+    summary: RestoreSummary,
+}
+
+impl Build<'_> {
+    /// Makes entry `i` as `name` in `dir`.
+    fn make(
+        &mut self,
+        i: usize,
+        dir: &OwnedFd,
+        name: &CString,
+        input: &mut impl Read,
+    ) -> io::Result<Made> {
+        let e = &self.entries[i];
         match e.kind {
             EntryKind::Dir => {
                 // SAFETY: valid descriptor and name.
                 cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) })?;
-                dirs.push(i);
-                continue;
+                return Ok(Made::Dir);
             }
-            EntryKind::File => {
-                if let Some(&first) = first_of_ino.get(&e.ino).filter(|f| e.ino != 0 && **f != i) {
-                    let fparts = components(&entries[first])?;
-                    let fdir = parent_of(&new, &fparts)?;
-                    let fname = CString::new(*fparts.last().unwrap_or(&&b""[..]))
-                        .map_err(io::Error::other)?;
-                    // SAFETY: valid descriptors and names; links are never followed.
-                    cvt(unsafe {
-                        libc::linkat(
-                            fdir.as_raw_fd(),
-                            fname.as_ptr(),
-                            dir.as_raw_fd(),
-                            name.as_ptr(),
-                            0,
-                        )
-                    })?;
-                    summary.links += 1;
-                    continue; // its metadata is its first name's
-                }
-                if seed.is_some() {
-                    if let Some(src) = keep.get(&i) {
-                        // The seed's own file, the same content: linked, not copied.
-                        let empty = CString::default();
-                        // SAFETY: valid descriptors and names; AT_EMPTY_PATH links the open
-                        // file itself, whatever its name became.
-                        let linked = unsafe {
-                            libc::linkat(
-                                src.as_raw_fd(),
-                                empty.as_ptr(),
-                                dir.as_raw_fd(),
-                                name.as_ptr(),
-                                libc::AT_EMPTY_PATH,
-                            )
-                        } == 0;
-                        if linked {
-                            keep.remove(&i);
-                            summary.files_kept += 1;
-                            summary.bytes_kept += e.size;
-                            set_meta(&dir, &name, e, base)?;
-                            summary.entries += 1;
-                            continue;
-                        }
-                    }
-                }
-                // SAFETY: valid descriptor and name; a fresh file (O_EXCL).
-                let fd = cvt(unsafe {
-                    libc::openat(
-                        dir.as_raw_fd(),
-                        name.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                })?;
-                // SAFETY: fresh.
-                let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-                let ranges = e.data.as_deref();
-                // Its whole length first: what is not written is a hole, and reads as zeros
-                // (a chunk read back for its next use may lie in one).
-                f.set_len(e.size)?;
-                if let Some(mut src) = keep.remove(&i) {
-                    // Copied piece by piece, its holes left holes.
-                    let mut buf = vec![0u8; serverware_shared::duplo::CHUNK_SIZE];
-                    let mut n = 0u64;
-                    loop {
-                        let got = src.read(&mut buf)?;
-                        if got == 0 {
-                            break;
-                        }
-                        crate::xattr::write_at(&f, n, &buf[..got], ranges)?;
-                        n += got as u64;
-                    }
-                    f.set_len(n)?;
-                    summary.files_kept += 1;
-                    summary.bytes_kept += n;
-                } else {
-                    let mut off = 0u64;
-                    for id in &e.chunks {
-                        let data = match written.get(id) {
-                            Some(&(src_i, src_off, len)) => {
-                                read_back(&new, &entries[src_i], src_off, len)?
-                            }
-                            None => {
-                                let data = next_chunk(input, id)?;
-                                summary.bytes_received += data.len() as u64;
-                                data
-                            }
-                        };
-                        written.entry(*id).or_insert((i, off, data.len()));
-                        crate::xattr::write_at(&f, off, &data, ranges)?;
-                        off += data.len() as u64;
-                    }
-                    f.set_len(off)?;
-                    if off != e.size {
-                        return Err(bad(format!(
-                            "'{}' came with {off} bytes, not {}",
-                            e.path.encode(),
-                            e.size
-                        )));
-                    }
-                    summary.files_written += 1;
-                    summary.bytes_written += off;
-                }
-                f.sync_all()?;
-            }
+            EntryKind::File => return self.file(i, dir, name, input),
             EntryKind::Symlink => {
                 let t = CString::new(e.target.as_ref().map(|t| t.0.clone()).unwrap_or_default())
                     .map_err(io::Error::other)?;
@@ -373,13 +355,13 @@ pub fn restore(
                     EntryKind::CharDevice => libc::S_IFCHR,
                     EntryKind::BlockDevice => libc::S_IFBLK,
                     _ => {
-                        summary.skipped += 1;
-                        continue;
+                        self.summary.skipped += 1;
+                        return Ok(Made::Nothing);
                     }
                 };
-                if base != 0 {
-                    summary.skipped += 1;
-                    continue;
+                if self.base != 0 {
+                    self.summary.skipped += 1;
+                    return Ok(Made::Nothing);
                 }
                 // SAFETY: as above.
                 cvt(unsafe {
@@ -392,34 +374,141 @@ pub fn restore(
                 })?;
             }
         }
-        set_meta(&dir, &name, e, base)?;
-        summary.entries += 1;
+        Ok(Made::Entry)
     }
-    match stream::read(input)? {
-        Frame::End => {}
-        _ => return Err(bad("the restore stream did not end where it should".into())),
-    }
-    // Directories last, deepest first: their times stay, their modes never block a write.
-    for i in dirs.iter().rev() {
-        let e = &entries[*i];
-        let parts = components(e)?;
-        if parts.is_empty() {
-            set_meta_fd(&new, e, base)?;
-        } else {
-            let dir = parent_of(&new, &parts)?;
-            let name =
-                CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
-            set_meta(&dir, &name, e, base)?;
+
+    /// A file: a hard link to its first name, the seed's own file linked, or written (from
+    /// the old tree's copy, chunks written already, or chunks that come).
+    fn file(
+        &mut self,
+        i: usize,
+        dir: &OwnedFd,
+        name: &CString,
+        input: &mut impl Read,
+    ) -> io::Result<Made> {
+        let e = &self.entries[i];
+        if let Some(&first) = self
+            .plan
+            .first_of_ino
+            .get(&e.ino)
+            .filter(|f| e.ino != 0 && **f != i)
+        {
+            let fparts = components(&self.entries[first])?;
+            let fdir = parent_of(&self.new, &fparts)?;
+            let fname =
+                CString::new(*fparts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            // SAFETY: valid descriptors and names; links are never followed.
+            cvt(unsafe {
+                libc::linkat(
+                    fdir.as_raw_fd(),
+                    fname.as_ptr(),
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    0,
+                )
+            })?;
+            self.summary.links += 1;
+            return Ok(Made::Nothing); // its metadata is its first name's
         }
-        summary.entries += 1;
+        if self.linking && self.link_kept(i, dir, name) {
+            return Ok(Made::Entry);
+        }
+        // SAFETY: valid descriptor and name; a fresh file (O_EXCL).
+        let fd = cvt(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        })?;
+        // SAFETY: fresh.
+        let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // Its whole length first: what is not written is a hole, and reads as zeros (a chunk
+        // read back for its next use may lie in one).
+        f.set_len(e.size)?;
+        match self.plan.keep.remove(&i) {
+            Some(src) => self.copy_kept(&f, e, src)?,
+            None => self.write_chunks(&f, i, input)?,
+        }
+        f.sync_all()?;
+        Ok(Made::Entry)
     }
-    // SAFETY: syncs the filesystem holding the new tree before it becomes the VPS's.
-    unsafe { libc::syncfs(new.as_raw_fd()) };
-    drop(new);
-    drop(old);
-    drop(keep);
-    swap_in(container)?;
-    Ok((summary, entries))
+
+    /// The seed's own file, the same content: linked, not copied. False when it cannot be.
+    fn link_kept(&mut self, i: usize, dir: &OwnedFd, name: &CString) -> bool {
+        let Some(src) = self.plan.keep.get(&i) else {
+            return false;
+        };
+        let empty = CString::default();
+        // SAFETY: valid descriptors and names; AT_EMPTY_PATH links the open file itself,
+        // whatever its name became.
+        let linked = unsafe {
+            libc::linkat(
+                src.as_raw_fd(),
+                empty.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        } == 0;
+        if linked {
+            self.plan.keep.remove(&i);
+            self.summary.files_kept += 1;
+            self.summary.bytes_kept += self.entries[i].size;
+        }
+        linked
+    }
+
+    /// The old tree's copy, piece by piece, its holes left holes.
+    fn copy_kept(&mut self, f: &File, e: &Entry, mut src: File) -> io::Result<()> {
+        let mut buf = vec![0u8; serverware_shared::duplo::CHUNK_SIZE];
+        let mut n = 0u64;
+        loop {
+            let got = src.read(&mut buf)?;
+            if got == 0 {
+                break;
+            }
+            crate::xattr::write_at(f, n, &buf[..got], e.data.as_deref())?;
+            n += got as u64;
+        }
+        f.set_len(n)?;
+        self.summary.files_kept += 1;
+        self.summary.bytes_kept += n;
+        Ok(())
+    }
+
+    /// Entry `i`'s chunks: read back where one was written already, else as they come.
+    fn write_chunks(&mut self, f: &File, i: usize, input: &mut impl Read) -> io::Result<()> {
+        let e = &self.entries[i];
+        let mut off = 0u64;
+        for id in &e.chunks {
+            let data = match self.written.get(id) {
+                Some(&(src_i, src_off, len)) => {
+                    read_back(&self.new, &self.entries[src_i], src_off, len)?
+                }
+                None => {
+                    let data = next_chunk(input, id)?;
+                    self.summary.bytes_received += data.len() as u64;
+                    data
+                }
+            };
+            self.written.entry(*id).or_insert((i, off, data.len()));
+            crate::xattr::write_at(f, off, &data, e.data.as_deref())?;
+            off += data.len() as u64;
+        }
+        f.set_len(off)?;
+        if off != e.size {
+            return Err(bad(format!(
+                "'{}' came with {off} bytes, not {}",
+                e.path.encode(),
+                e.size
+            )));
+        }
+        self.summary.files_written += 1;
+        self.summary.bytes_written += off;
+        Ok(())
+    }
 }
 
 /// A tree of our own to restore from: a standby copy (`standby.rs`), never run, so its files

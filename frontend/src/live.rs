@@ -188,104 +188,8 @@ impl Live {
             let Some(text) = e.data().as_string() else {
                 return;
             };
-            match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(ServerMessage::Event { event }) => {
-                    if event.kind == serverware_shared::api::EventKind::System
-                        || event.action.starts_with("vps.")
-                        || event.action.starts_with("host.")
-                    {
-                        self.site_changes.update(|n| *n += 1);
-                    }
-                    self.events.update(|v| {
-                        v.push_front(event);
-                        v.truncate(KEEP_EVENTS);
-                    })
-                }
-                Ok(ServerMessage::Inventory { change }) => {
-                    if change.kind == "vps" || change.kind == "host" {
-                        self.site_changes.update(|n| *n += 1);
-                    }
-                    self.inventory.update(|n| *n += 1)
-                }
-                Ok(ServerMessage::HostStatus {
-                    host_id,
-                    status,
-                    last_seen_at,
-                    summary,
-                }) => {
-                    let before = self
-                        .hosts
-                        .with_untracked(|m| m.get(&host_id).map(|h| h.status.clone()));
-                    if before.map_or(status != "online", |b| !b.is_empty() && b != status) {
-                        self.host_states.update(|n| *n += 1);
-                        self.site_changes.update(|n| *n += 1);
-                    }
-                    self.hosts.update(|m| {
-                        let h = m.entry(host_id).or_insert_with(|| HostLive {
-                            status: String::new(),
-                            last_seen_at: None,
-                            summary: None,
-                            cpu_history: VecDeque::new(),
-                        });
-                        let fresh = summary.is_some_and(|s| {
-                            h.summary.is_none_or(|old| old.taken_at_ms != s.taken_at_ms)
-                        });
-                        h.status = status;
-                        h.last_seen_at = last_seen_at;
-                        if let (true, Some(s)) = (fresh, summary) {
-                            h.summary = Some(s);
-                            h.cpu_history.push_back(s.cpu_pct);
-                            if h.cpu_history.len() > SPARK_POINTS {
-                                h.cpu_history.pop_front();
-                            }
-                        }
-                    })
-                }
-                Ok(ServerMessage::Task { task, line }) => self.tasks.update(|m| {
-                    let id = task.id;
-                    let keep = line.or_else(|| m.get(&id).and_then(|(_, l)| l.clone()));
-                    m.insert(id, (task, keep));
-                    while m.len() > 200 {
-                        let first = *m.keys().next().unwrap_or(&id);
-                        m.remove(&first);
-                    }
-                }),
-                Ok(ServerMessage::VpsStats { host_id, vpses }) => {
-                    let now = js_sys::Date::now();
-                    self.vps_stats.update(|m| {
-                        for s in vpses {
-                            let e = m.entry(s.name.clone()).or_insert_with(|| VpsLive {
-                                host_id,
-                                sample: s.clone(),
-                                history: VecDeque::new(),
-                            });
-                            e.host_id = host_id;
-                            e.history.push_back((
-                                now,
-                                s.cpu_pct,
-                                s.memory_used as f64,
-                                s.rx_bytes_per_sec,
-                                s.tx_bytes_per_sec,
-                            ));
-                            while e.history.len() > LIVE_POINTS {
-                                e.history.pop_front();
-                            }
-                            e.sample = s;
-                        }
-                    });
-                }
-                Ok(ServerMessage::HostSample { host_id, sample }) => {
-                    let wanted = self
-                        .wanted
-                        .with_value(|w| w.contains_key(&Topic::Host(host_id)));
-                    if wanted {
-                        self.samples.update(|m| {
-                            let ring = m.entry(host_id).or_default();
-                            push_sample(ring, sample);
-                        });
-                    }
-                }
-                _ => {}
+            if let Ok(msg) = serde_json::from_str::<ServerMessage>(&text) {
+                self.receive(msg);
             }
         });
         let this_ws = ws.clone();
@@ -310,6 +214,120 @@ impl Live {
         onmessage.forget();
         onclose.forget();
         self.socket.set_value(Some(ws));
+    }
+
+    /// One message from the controller, into the signals the pages read.
+    fn receive(self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Event { event } => {
+                if event.kind == serverware_shared::api::EventKind::System
+                    || event.action.starts_with("vps.")
+                    || event.action.starts_with("host.")
+                {
+                    self.site_changes.update(|n| *n += 1);
+                }
+                self.events.update(|v| {
+                    v.push_front(event);
+                    v.truncate(KEEP_EVENTS);
+                })
+            }
+            ServerMessage::Inventory { change } => {
+                if change.kind == "vps" || change.kind == "host" {
+                    self.site_changes.update(|n| *n += 1);
+                }
+                self.inventory.update(|n| *n += 1)
+            }
+            ServerMessage::HostStatus {
+                host_id,
+                status,
+                last_seen_at,
+                summary,
+            } => self.host_status(host_id, status, last_seen_at, summary),
+            ServerMessage::Task { task, line } => self.tasks.update(|m| {
+                let id = task.id;
+                let keep = line.or_else(|| m.get(&id).and_then(|(_, l)| l.clone()));
+                m.insert(id, (task, keep));
+                while m.len() > 200 {
+                    let first = *m.keys().next().unwrap_or(&id);
+                    m.remove(&first);
+                }
+            }),
+            ServerMessage::VpsStats { host_id, vpses } => self.vps_stats(host_id, vpses),
+            ServerMessage::HostSample { host_id, sample } => {
+                let wanted = self
+                    .wanted
+                    .with_value(|w| w.contains_key(&Topic::Host(host_id)));
+                if wanted {
+                    self.samples.update(|m| {
+                        let ring = m.entry(host_id).or_default();
+                        push_sample(ring, sample);
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A host's state and newest summary; a change of state tells the pages that count them.
+    fn host_status(
+        self,
+        host_id: i64,
+        status: String,
+        last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+        summary: Option<HostSummary>,
+    ) {
+        let before = self
+            .hosts
+            .with_untracked(|m| m.get(&host_id).map(|h| h.status.clone()));
+        if before.map_or(status != "online", |b| !b.is_empty() && b != status) {
+            self.host_states.update(|n| *n += 1);
+            self.site_changes.update(|n| *n += 1);
+        }
+        self.hosts.update(|m| {
+            let h = m.entry(host_id).or_insert_with(|| HostLive {
+                status: String::new(),
+                last_seen_at: None,
+                summary: None,
+                cpu_history: VecDeque::new(),
+            });
+            let fresh = summary
+                .is_some_and(|s| h.summary.is_none_or(|old| old.taken_at_ms != s.taken_at_ms));
+            h.status = status;
+            h.last_seen_at = last_seen_at;
+            if let (true, Some(s)) = (fresh, summary) {
+                h.summary = Some(s);
+                h.cpu_history.push_back(s.cpu_pct);
+                if h.cpu_history.len() > SPARK_POINTS {
+                    h.cpu_history.pop_front();
+                }
+            }
+        })
+    }
+
+    /// The VPSes of a host as sampled now, each with its recent history.
+    fn vps_stats(self, host_id: i64, vpses: Vec<serverware_shared::agent::VpsSample>) {
+        let now = js_sys::Date::now();
+        self.vps_stats.update(|m| {
+            for s in vpses {
+                let e = m.entry(s.name.clone()).or_insert_with(|| VpsLive {
+                    host_id,
+                    sample: s.clone(),
+                    history: VecDeque::new(),
+                });
+                e.host_id = host_id;
+                e.history.push_back((
+                    now,
+                    s.cpu_pct,
+                    s.memory_used as f64,
+                    s.rx_bytes_per_sec,
+                    s.tx_bytes_per_sec,
+                ));
+                while e.history.len() > LIVE_POINTS {
+                    e.history.pop_front();
+                }
+                e.sample = s;
+            }
+        });
     }
 
     fn schedule_reconnect(self) {

@@ -10,6 +10,9 @@ use serverware_shared::api::EventResponse;
 use serverware_shared::api::HostResponse;
 use serverware_shared::ws::Topic;
 
+/// Each host as shown: its row, its status and its newest summary.
+type HostNow = (HostResponse, String, Option<HostSummary>);
+
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let live = expect_context::<Live>();
@@ -29,35 +32,8 @@ pub fn Dashboard() -> impl IntoView {
                 users.set(Some(u.len()));
             }
             if let Ok(h) = api::hosts().await {
-                // Each host's last minute of CPU, so that a sparkline is a line at once.
                 for host in h.iter().filter(|h| h.status == "online") {
-                    let id = host.id;
-                    if live.hosts.with_untracked(|m| {
-                        m.get(&id)
-                            .is_some_and(|l| l.cpu_history.len() >= SPARK_POINTS / 2)
-                    }) {
-                        continue;
-                    }
-                    if let Ok(samples) = api::host_samples(id).await {
-                        let seed: std::collections::VecDeque<f64> = samples
-                            .iter()
-                            .rev()
-                            .take(SPARK_POINTS)
-                            .rev()
-                            .map(|s| s.summary().cpu_pct)
-                            .collect();
-                        live.hosts.update(|m| {
-                            let l = m.entry(id).or_insert_with(|| crate::live::HostLive {
-                                status: String::new(),
-                                last_seen_at: None,
-                                summary: None,
-                                cpu_history: Default::default(),
-                            });
-                            if l.cpu_history.len() < seed.len() {
-                                l.cpu_history = seed;
-                            }
-                        });
-                    }
+                    seed_sparkline(live, host.id).await;
                 }
                 hosts.set(Some(h));
             }
@@ -69,18 +45,6 @@ pub fn Dashboard() -> impl IntoView {
             }
         });
     });
-    // Newest live events first, then what was loaded, without duplicates.
-    let shown = move || {
-        let mut v: Vec<EventResponse> = live.events.with(|l| l.iter().take(8).cloned().collect());
-        for e in recent.get() {
-            if !v.iter().any(|x| x.id == e.id) {
-                v.push(e);
-            }
-        }
-        v.sort_by_key(|e| std::cmp::Reverse(e.id));
-        v.truncate(8);
-        v
-    };
     // Each host's status and newest summary: pushed if anything was pushed, else as loaded.
     let current = Signal::derive(move || {
         let pushed = live.hosts.get();
@@ -101,33 +65,52 @@ pub fn Dashboard() -> impl IntoView {
             })
             .collect::<Vec<_>>()
     });
-    let totals = move || {
-        current.with(|c| {
-            let online: Vec<HostSummary> = c
-                .iter()
-                .filter(|(_, st, _)| st == "online")
-                .filter_map(|(_, _, s)| *s)
-                .collect();
-            let cpus: u32 = online.iter().map(|s| s.cpus).sum();
-            let busy = if cpus == 0 {
-                0.0
-            } else {
-                online
-                    .iter()
-                    .map(|s| s.cpu_pct * f64::from(s.cpus))
-                    .sum::<f64>()
-                    / f64::from(cpus)
-            };
-            let used: u64 = online.iter().map(|s| s.memory_used).sum();
-            let total: u64 = online.iter().map(|s| s.memory_total).sum();
-            let rx: f64 = online.iter().map(|s| s.rx_bytes_per_sec).sum();
-            let tx: f64 = online.iter().map(|s| s.tx_bytes_per_sec).sum();
-            (cpus, busy, used, total, rx, tx)
-        })
-    };
-    let site = expect_context::<crate::widgets::Site>();
     view! {
         <h1>"Dashboard"</h1>
+        <SiteHealth/>
+        <Totals current=current vpses=vpses users=users/>
+        <HostSparks current=current/>
+        <RecentEvents recent=recent/>
+    }
+}
+
+/// A host's last minute of CPU, so that its sparkline is a line at once (unless pushed samples
+/// already drew most of it).
+async fn seed_sparkline(live: Live, id: i64) {
+    if live.hosts.with_untracked(|m| {
+        m.get(&id)
+            .is_some_and(|l| l.cpu_history.len() >= SPARK_POINTS / 2)
+    }) {
+        return;
+    }
+    let Ok(samples) = api::host_samples(id).await else {
+        return;
+    };
+    let seed: std::collections::VecDeque<f64> = samples
+        .iter()
+        .rev()
+        .take(SPARK_POINTS)
+        .rev()
+        .map(|s| s.summary().cpu_pct)
+        .collect();
+    live.hosts.update(|m| {
+        let l = m.entry(id).or_insert_with(|| crate::live::HostLive {
+            status: String::new(),
+            last_seen_at: None,
+            summary: None,
+            cpu_history: Default::default(),
+        });
+        if l.cpu_history.len() < seed.len() {
+            l.cpu_history = seed;
+        }
+    });
+}
+
+/// The site at a glance: health, hosts, HA protection, duplication lag, storage.
+#[component]
+fn SiteHealth() -> impl IntoView {
+    let site = expect_context::<crate::widgets::Site>();
+    view! {
         {move || site.0.get().map(|h| {
             let (state, class) = if h.healthy {
                 ("Healthy".to_string(), "good")
@@ -159,6 +142,41 @@ pub fn Dashboard() -> impl IntoView {
                 </div>
             }
         })}
+    }
+}
+
+/// What the online hosts add up to, and the VPS and user counts.
+#[component]
+fn Totals(
+    current: Signal<Vec<HostNow>>,
+    vpses: RwSignal<Option<(usize, usize)>>,
+    users: RwSignal<Option<usize>>,
+) -> impl IntoView {
+    let totals = move || {
+        current.with(|c| {
+            let online: Vec<HostSummary> = c
+                .iter()
+                .filter(|(_, st, _)| st == "online")
+                .filter_map(|(_, _, s)| *s)
+                .collect();
+            let cpus: u32 = online.iter().map(|s| s.cpus).sum();
+            let busy = if cpus == 0 {
+                0.0
+            } else {
+                online
+                    .iter()
+                    .map(|s| s.cpu_pct * f64::from(s.cpus))
+                    .sum::<f64>()
+                    / f64::from(cpus)
+            };
+            let used: u64 = online.iter().map(|s| s.memory_used).sum();
+            let total: u64 = online.iter().map(|s| s.memory_total).sum();
+            let rx: f64 = online.iter().map(|s| s.rx_bytes_per_sec).sum();
+            let tx: f64 = online.iter().map(|s| s.tx_bytes_per_sec).sum();
+            (cpus, busy, used, total, rx, tx)
+        })
+    };
+    view! {
         <div class="cards">
             <div class="card stat" data-test="total-cpu"><div class="stat-label">"CPU"</div>
                 <div class="stat-value">{move || format!("{:.0} %", totals().1)}</div>
@@ -181,6 +199,14 @@ pub fn Dashboard() -> impl IntoView {
             </div>
             <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>
         </div>
+    }
+}
+
+/// Each host with its last minute of CPU.
+#[component]
+fn HostSparks(current: Signal<Vec<HostNow>>) -> impl IntoView {
+    let live = expect_context::<Live>();
+    view! {
         <Show when=move || current.with(|c| !c.is_empty())>
             <section class="card">
                 <h2>"Hosts"</h2>
@@ -209,6 +235,26 @@ pub fn Dashboard() -> impl IntoView {
                 </table>
             </section>
         </Show>
+    }
+}
+
+/// The newest events, pushed ones first.
+#[component]
+fn RecentEvents(recent: RwSignal<Vec<EventResponse>>) -> impl IntoView {
+    let live = expect_context::<Live>();
+    // Newest live events first, then what was loaded, without duplicates.
+    let shown = move || {
+        let mut v: Vec<EventResponse> = live.events.with(|l| l.iter().take(8).cloned().collect());
+        for e in recent.get() {
+            if !v.iter().any(|x| x.id == e.id) {
+                v.push(e);
+            }
+        }
+        v.sort_by_key(|e| std::cmp::Reverse(e.id));
+        v.truncate(8);
+        v
+    };
+    view! {
         <section class="card">
             <h2>"Recent events"</h2>
             <ul class="timeline">

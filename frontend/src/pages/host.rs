@@ -45,8 +45,6 @@ fn HostDetail(id: i64) -> impl IntoView {
     live.subscribe_while_mounted(vec![Topic::Hosts, Topic::Inventory, Topic::Host(id)]);
     let host = RwSignal::new(None::<HostResponse>);
     let missing = RwSignal::new(false);
-    let hours = RwSignal::new(1i64);
-    let history = RwSignal::new(Vec::<HostRollup>::new());
 
     let load = move || {
         spawn_local(async move {
@@ -78,24 +76,6 @@ fn HostDetail(id: i64) -> impl IntoView {
             }
         });
     });
-    let load_history = move || {
-        let h = hours.get_untracked();
-        spawn_local(async move {
-            if let Ok(r) = api::host_history(id, h).await {
-                history.set(r);
-            }
-        });
-    };
-    Effect::new(move |_| {
-        hours.get();
-        live.generation.get();
-        load_history();
-    });
-    // The history's newest minute grows: refresh it every minute while the page is open.
-    if let Ok(timer) = set_interval_with_handle(load_history, std::time::Duration::from_secs(60)) {
-        on_cleanup(move || timer.clear());
-    }
-
     let ring = Memo::new(move |_| {
         live.samples
             .with(|m| m.get(&id).cloned().unwrap_or_default())
@@ -116,6 +96,35 @@ fn HostDetail(id: i64) -> impl IntoView {
             .is_some_and(|s| s.effective_role >= Role::Operator)
     };
 
+    view! {
+        <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This host was removed or never existed."/> }>
+            <div class="page-head">
+                <h1>{move || host.with(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_else(|| "Host".into()))}</h1>
+                <span data-test="host-status" class=move || format!("badge {}", status())>{status}</span>
+                <Show when=move || host.with(|h| h.as_ref().is_some_and(|h| h.maintenance))>
+                    <span class="badge maintenance" data-test="maintenance-badge" title="Nothing is placed on it; netMON does not fail it over">"maintenance"</span>
+                </Show>
+                <span class="muted">{move || host.with(|h| h.as_ref().map(|h| h.description.clone()).unwrap_or_default())}</span>
+            </div>
+            <Show when=move || status() == "key_mismatch">
+                <Rekey id=id host=host/>
+            </Show>
+            <LiveCharts host=host ring=ring/>
+            <Report host=host latest=latest/>
+            <HistoryCharts id=id/>
+            <Show when=can_edit>
+                <EditHost id=id host=host/>
+            </Show>
+        </Show>
+    }
+}
+
+/// The host's samples as they arrive: CPU, memory, network and disk IO.
+#[component]
+fn LiveCharts(
+    host: RwSignal<Option<HostResponse>>,
+    ring: Memo<VecDeque<HostSample>>,
+) -> impl IntoView {
     // Live charts: x is the sample time, the window as long as LIVE_POINTS intervals.
     let x_live = Signal::derive(move || {
         let interval = host.with(|h| h.as_ref().map(|h| h.sample_interval_ms).unwrap_or(1000));
@@ -176,6 +185,40 @@ fn HostDetail(id: i64) -> impl IntoView {
         ]
     });
 
+    view! {
+    <div class="chart-grid" data-test="live-charts">
+                <LineChart title="CPU" series=cpu x_range=x_live fixed_max=100.0 format=fmt_pct test_id="chart-cpu"/>
+                <LineChart title="Memory" series=mem x_range=x_live fixed_max=100.0 format=fmt_pct test_id="chart-memory"/>
+                <LineChart title="Network" series=net x_range=x_live format=fmt_rate test_id="chart-network"/>
+                <LineChart title="Disk IO" series=disk x_range=x_live format=fmt_rate test_id="chart-disk"/>
+            </div>
+    }
+}
+
+/// The host's one-minute rollups over the chosen span.
+#[component]
+fn HistoryCharts(id: i64) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let hours = RwSignal::new(1i64);
+    let history = RwSignal::new(Vec::<HostRollup>::new());
+    let load_history = move || {
+        let h = hours.get_untracked();
+        spawn_local(async move {
+            if let Ok(r) = api::host_history(id, h).await {
+                history.set(r);
+            }
+        });
+    };
+    Effect::new(move |_| {
+        hours.get();
+        live.generation.get();
+        load_history();
+    });
+    // The history's newest minute grows: refresh it every minute while the page is open.
+    if let Ok(timer) = set_interval_with_handle(load_history, std::time::Duration::from_secs(60)) {
+        on_cleanup(move || timer.clear());
+    }
+
     // History charts: x is the minute.
     let x_hist = Signal::derive(move || {
         let now = chrono::Utc::now().timestamp_millis() as f64;
@@ -215,26 +258,7 @@ fn HostDetail(id: i64) -> impl IntoView {
     });
 
     view! {
-        <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This host was removed or never existed."/> }>
-            <div class="page-head">
-                <h1>{move || host.with(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_else(|| "Host".into()))}</h1>
-                <span data-test="host-status" class=move || format!("badge {}", status())>{status}</span>
-                <Show when=move || host.with(|h| h.as_ref().is_some_and(|h| h.maintenance))>
-                    <span class="badge maintenance" data-test="maintenance-badge" title="Nothing is placed on it; netMON does not fail it over">"maintenance"</span>
-                </Show>
-                <span class="muted">{move || host.with(|h| h.as_ref().map(|h| h.description.clone()).unwrap_or_default())}</span>
-            </div>
-            <Show when=move || status() == "key_mismatch">
-                <Rekey id=id host=host/>
-            </Show>
-            <div class="chart-grid" data-test="live-charts">
-                <LineChart title="CPU" series=cpu x_range=x_live fixed_max=100.0 format=fmt_pct test_id="chart-cpu"/>
-                <LineChart title="Memory" series=mem x_range=x_live fixed_max=100.0 format=fmt_pct test_id="chart-memory"/>
-                <LineChart title="Network" series=net x_range=x_live format=fmt_rate test_id="chart-network"/>
-                <LineChart title="Disk IO" series=disk x_range=x_live format=fmt_rate test_id="chart-disk"/>
-            </div>
-            <Report host=host latest=latest/>
-            <section class="card">
+    <section class="card">
                 <div class="section-head">
                     <h2>"History"</h2>
                     <div class="segmented">
@@ -251,10 +275,6 @@ fn HostDetail(id: i64) -> impl IntoView {
                     <LineChart title="Disk write" series=h_disk x_range=x_hist format=fmt_rate test_id="history-disk"/>
                 </div>
             </section>
-            <Show when=can_edit>
-                <EditHost id=id host=host/>
-            </Show>
-        </Show>
     }
 }
 
@@ -336,29 +356,7 @@ fn Report(host: RwSignal<Option<HostResponse>>, latest: Memo<Option<HostSample>>
 
 #[component]
 fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
-    let live = expect_context::<Live>();
-    live.subscribe_while_mounted(vec![Topic::Tasks]);
-    // The moves that entering maintenance started: their progress shows by its button.
-    let moves_after = RwSignal::new(None::<i64>);
-    let moves = move || {
-        moves_after.get().map(|after| {
-            live.tasks.with(|m| {
-                m.values()
-                    .filter(|(t, _)| t.id > after && t.kind == "vps.move")
-                    .map(|(t, _)| t.clone())
-                    .collect::<Vec<_>>()
-            })
-        })
-    };
-    let name = RwSignal::new(String::new());
-    let description = RwSignal::new(String::new());
-    let interval = RwSignal::new(String::new());
-    let cap_mem = RwSignal::new(String::new());
-    let cap_cpus = RwSignal::new(String::new());
-    let cap_disk = RwSignal::new(String::new());
-    let gateway = RwSignal::new(String::new());
-    let transfers = RwSignal::new(String::new());
-    let duplo = RwSignal::new(String::new());
+    let f = HostFields::default();
     let saved = RwSignal::new(false);
     let errors = FormErrors::new();
     let navigate = use_navigate();
@@ -369,12 +367,7 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
         }
         match host.get() {
             Some(h) => {
-                name.set(h.name);
-                description.set(h.description);
-                interval.set(h.sample_interval_ms.to_string());
-                gateway.set(h.vps_gateway.clone().unwrap_or_default());
-                transfers.set(h.max_transfers.to_string());
-                duplo.set(h.duplo_interval_secs.to_string());
+                f.fill(h);
                 true
             }
             None => false,
@@ -384,87 +377,9 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
         ev.prevent_default();
         errors.clear();
         saved.set(false);
-        let n = match validate::resource_name("name", &name.get_untracked()) {
-            Ok(n) => n,
+        let req = match f.request() {
+            Ok(r) => r,
             Err(e) => return errors.set(e.into()),
-        };
-        let ms = match interval.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::sample_interval_ms("sample_interval_ms", v) {
-                Ok(v) => v,
-                Err(e) => return errors.set(e.into()),
-            },
-            Err(_) => {
-                return errors.set(
-                    validate::ValidationError::new(
-                        "sample_interval_ms",
-                        "must be a whole number of milliseconds",
-                    )
-                    .into(),
-                )
-            }
-        };
-        // Empty: as the host reports (0 clears a declared value).
-        let num = |v: RwSignal<String>,
-                   field: &'static str|
-         -> Result<Option<u64>, validate::ValidationError> {
-            let t = v.get_untracked();
-            let t = t.trim();
-            if t.is_empty() {
-                return Ok(None);
-            }
-            t.parse::<u64>().map(Some).map_err(|_| {
-                validate::ValidationError::new(
-                    field,
-                    "a whole number, or empty for what the host reports",
-                )
-            })
-        };
-        let (mem, cpus, disk) = match (
-            num(cap_mem, "capacity_memory_bytes"),
-            num(cap_cpus, "capacity_cpus"),
-            num(cap_disk, "capacity_disk_bytes"),
-        ) {
-            (Ok(m), Ok(c), Ok(d)) => (m, c, d),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return errors.set(e.into()),
-        };
-        let max_transfers = match transfers.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::max_transfers("max_transfers", v) {
-                Ok(v) => v,
-                Err(e) => return errors.set(e.into()),
-            },
-            Err(_) => {
-                return errors.set(
-                    validate::ValidationError::new("max_transfers", "must be a whole number")
-                        .into(),
-                )
-            }
-        };
-        let duplo_secs = match duplo.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::duplo_interval_secs("duplo_interval_secs", v) {
-                Ok(v) => v,
-                Err(e) => return errors.set(e.into()),
-            },
-            Err(_) => {
-                return errors.set(
-                    validate::ValidationError::new(
-                        "duplo_interval_secs",
-                        "must be a whole number of seconds (1 is continuous)",
-                    )
-                    .into(),
-                )
-            }
-        };
-        let req = UpdateHostRequest {
-            max_transfers: Some(max_transfers),
-            duplo_interval_secs: Some(duplo_secs),
-            name: Some(n),
-            description: Some(description.get_untracked()),
-            sample_interval_ms: Some(ms),
-            capacity_memory_bytes: Some(mem.map(|m| m << 20).unwrap_or(0)),
-            capacity_cpus: Some(cpus.unwrap_or(0) as u32),
-            capacity_disk_bytes: Some(disk.map(|d| d << 30).unwrap_or(0)),
-            vps_gateway: Some(gateway.get_untracked()),
-            ..Default::default()
         };
         spawn_local(async move {
             match api::update_host(id, &req).await {
@@ -500,19 +415,150 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
         <section class="card">
             <h2>"Edit host"</h2>
             <form class="inline" on:submit=save data-test="edit-host">
-                <label>"Name"<input name="edit-name" bind:value=name/><FieldError message=errors.get("name")/></label>
-                <label>"Description"<input name="edit-description" bind:value=description/><FieldError message=errors.get("description")/></label>
-                <label>"Sample every (ms)"<input name="edit-interval" inputmode="numeric" bind:value=interval/><FieldError message=errors.get("sample_interval_ms")/></label>
-                <label>"Memory for VPSes (MiB)"<input name="edit-cap-memory" inputmode="numeric" bind:value=cap_mem placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.memory_bytes >> 20)).unwrap_or_default())/><FieldError message=errors.get("capacity_memory_bytes")/></label>
-                <label>"CPUs for VPSes"<input name="edit-cap-cpus" inputmode="numeric" bind:value=cap_cpus placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.cpu_millis / 1000)).unwrap_or_default())/><FieldError message=errors.get("capacity_cpus")/></label>
-                <label>"Disk for VPSes (GiB)"<input name="edit-cap-disk" inputmode="numeric" bind:value=cap_disk placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.disk_bytes >> 30)).unwrap_or_default())/><FieldError message=errors.get("capacity_disk_bytes")/></label>
-                <label>"Transfers at once"<input name="edit-max-transfers" inputmode="numeric" bind:value=transfers/><FieldError message=errors.get("max_transfers")/></label>
-                <label>"Duplicate VPSes every (s)"<input name="edit-duplo-interval" inputmode="numeric" bind:value=duplo title="netDUPLO: 1 is continuous, at most 86400"/><FieldError message=errors.get("duplo_interval_secs")/></label>
-                <label>"VPS gateway"<input name="edit-gateway" bind:value=gateway placeholder="none"/><FieldError message=errors.get("vps_gateway")/></label>
+                <label>"Name"<input name="edit-name" bind:value=f.name/><FieldError message=errors.get("name")/></label>
+                <label>"Description"<input name="edit-description" bind:value=f.description/><FieldError message=errors.get("description")/></label>
+                <label>"Sample every (ms)"<input name="edit-interval" inputmode="numeric" bind:value=f.interval/><FieldError message=errors.get("sample_interval_ms")/></label>
+                <label>"Memory for VPSes (MiB)"<input name="edit-cap-memory" inputmode="numeric" bind:value=f.cap_mem placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.memory_bytes >> 20)).unwrap_or_default())/><FieldError message=errors.get("capacity_memory_bytes")/></label>
+                <label>"CPUs for VPSes"<input name="edit-cap-cpus" inputmode="numeric" bind:value=f.cap_cpus placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.cpu_millis / 1000)).unwrap_or_default())/><FieldError message=errors.get("capacity_cpus")/></label>
+                <label>"Disk for VPSes (GiB)"<input name="edit-cap-disk" inputmode="numeric" bind:value=f.cap_disk placeholder=move || host.with(|h| h.as_ref().map(|h| format!("{} reported", h.capacity.disk_bytes >> 30)).unwrap_or_default())/><FieldError message=errors.get("capacity_disk_bytes")/></label>
+                <label>"Transfers at once"<input name="edit-max-transfers" inputmode="numeric" bind:value=f.transfers/><FieldError message=errors.get("max_transfers")/></label>
+                <label>"Duplicate VPSes every (s)"<input name="edit-duplo-interval" inputmode="numeric" bind:value=f.duplo title="netDUPLO: 1 is continuous, at most 86400"/><FieldError message=errors.get("duplo_interval_secs")/></label>
+                <label>"VPS gateway"<input name="edit-gateway" bind:value=f.gateway placeholder="none"/><FieldError message=errors.get("vps_gateway")/></label>
                 <button type="submit" class="primary">"Save"</button>
                 <Show when=move || saved.get()><span class="ok saved">"Saved"</span></Show>
             </form>
             <FieldError message=errors.get("_form")/>
+            <HostNetmon id=id host=host errors=errors/>
+            <button class="ghost danger" on:click=remove>"Remove host"</button>
+        </section>
+    }
+}
+
+/// The edit form's fields, as typed.
+#[derive(Clone, Copy, Default)]
+struct HostFields {
+    name: RwSignal<String>,
+    description: RwSignal<String>,
+    interval: RwSignal<String>,
+    cap_mem: RwSignal<String>,
+    cap_cpus: RwSignal<String>,
+    cap_disk: RwSignal<String>,
+    gateway: RwSignal<String>,
+    transfers: RwSignal<String>,
+    duplo: RwSignal<String>,
+}
+
+impl HostFields {
+    /// As the host is now (declared capacities stay empty: what the host reports).
+    fn fill(&self, h: HostResponse) {
+        self.name.set(h.name);
+        self.description.set(h.description);
+        self.interval.set(h.sample_interval_ms.to_string());
+        self.gateway.set(h.vps_gateway.clone().unwrap_or_default());
+        self.transfers.set(h.max_transfers.to_string());
+        self.duplo.set(h.duplo_interval_secs.to_string());
+    }
+
+    /// The edit the fields ask for, checked as the controller checks it.
+    fn request(&self) -> Result<UpdateHostRequest, validate::ValidationError> {
+        let n = match validate::resource_name("name", &self.name.get_untracked()) {
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
+        let ms = match self.interval.get_untracked().trim().parse::<u32>() {
+            Ok(v) => match validate::sample_interval_ms("sample_interval_ms", v) {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            },
+            Err(_) => {
+                return Err(validate::ValidationError::new(
+                    "sample_interval_ms",
+                    "must be a whole number of milliseconds",
+                ))
+            }
+        };
+        // Empty: as the host reports (0 clears a declared value).
+        let num = |v: RwSignal<String>,
+                   field: &'static str|
+         -> Result<Option<u64>, validate::ValidationError> {
+            let t = v.get_untracked();
+            let t = t.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.parse::<u64>().map(Some).map_err(|_| {
+                validate::ValidationError::new(
+                    field,
+                    "a whole number, or empty for what the host reports",
+                )
+            })
+        };
+        let (mem, cpus, disk) = match (
+            num(self.cap_mem, "capacity_memory_bytes"),
+            num(self.cap_cpus, "capacity_cpus"),
+            num(self.cap_disk, "capacity_disk_bytes"),
+        ) {
+            (Ok(m), Ok(c), Ok(d)) => (m, c, d),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e),
+        };
+        let max_transfers = match self.transfers.get_untracked().trim().parse::<u32>() {
+            Ok(v) => match validate::max_transfers("max_transfers", v) {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            },
+            Err(_) => {
+                return Err(validate::ValidationError::new(
+                    "max_transfers",
+                    "must be a whole number",
+                ))
+            }
+        };
+        let duplo_secs = match self.duplo.get_untracked().trim().parse::<u32>() {
+            Ok(v) => match validate::duplo_interval_secs("duplo_interval_secs", v) {
+                Ok(v) => v,
+                Err(e) => return Err(e),
+            },
+            Err(_) => {
+                return Err(validate::ValidationError::new(
+                    "duplo_interval_secs",
+                    "must be a whole number of seconds (1 is continuous)",
+                ))
+            }
+        };
+        Ok(UpdateHostRequest {
+            max_transfers: Some(max_transfers),
+            duplo_interval_secs: Some(duplo_secs),
+            name: Some(n),
+            description: Some(self.description.get_untracked()),
+            sample_interval_ms: Some(ms),
+            capacity_memory_bytes: Some(mem.map(|m| m << 20).unwrap_or(0)),
+            capacity_cpus: Some(cpus.unwrap_or(0) as u32),
+            capacity_disk_bytes: Some(disk.map(|d| d << 30).unwrap_or(0)),
+            vps_gateway: Some(self.gateway.get_untracked()),
+            ..Default::default()
+        })
+    }
+}
+
+/// netMON's side of a host: maintenance (its VPSes moved away, their progress shown) and
+/// failing its HA VPSes over now.
+#[component]
+fn HostNetmon(id: i64, host: RwSignal<Option<HostResponse>>, errors: FormErrors) -> impl IntoView {
+    let live = expect_context::<Live>();
+    live.subscribe_while_mounted(vec![Topic::Tasks]);
+    // The moves that entering maintenance started: their progress shows by its button.
+    let moves_after = RwSignal::new(None::<i64>);
+    let moves = move || {
+        moves_after.get().map(|after| {
+            live.tasks.with(|m| {
+                m.values()
+                    .filter(|(t, _)| t.id > after && t.kind == "vps.move")
+                    .map(|(t, _)| t.clone())
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    view! {
             <div class="toolbar actions" data-test="host-netmon">
                 <button title="Moves its VPSes to other hosts; nothing is placed on it and netMON never fails it over until it leaves maintenance" on:click=move |_| {
                     let on = !host.with_untracked(|h| h.as_ref().is_some_and(|h| h.maintenance));
@@ -561,8 +607,6 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
                     {ts.into_iter().map(|t| view! { <super::tasks::TaskBar task=t/> }).collect_view()}
                 </div>
             })}
-            <button class="ghost danger" on:click=remove>"Remove host"</button>
-        </section>
     }
 }
 

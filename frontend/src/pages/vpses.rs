@@ -431,6 +431,58 @@ fn VpsDetail(id: i64) -> impl IntoView {
             });
         }
     });
+    view! {
+        <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This VPS was deleted or never existed."/> }>
+            <div class="page-head">
+                <h1>{move || vps.with(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_else(|| "VPS".into()))}</h1>
+                <span data-test="vps-state" class=move || badge(&state())>{state}</span>
+                <span class="muted">{move || vps.with(|v| v.as_ref().map(|v| format!("{} on {}", v.ipv4, v.host_name.clone().unwrap_or("no host".into()))).unwrap_or_default())}</span>
+            </div>
+            <Show when=move || can_operate(&auth)>
+                <div class="toolbar actions">
+                    <button on:click=move |_| act("start") disabled=move || state() == "running">"Start"</button>
+                    <button on:click=move |_| act("stop") disabled=move || state() != "running">"Stop"</button>
+                    <button on:click=move |_| act("restart") disabled=move || state() != "running">"Restart"</button>
+                    <Show when=move || vps.with(|v| v.as_ref().is_some_and(|v| v.ha_enabled))>
+                        <button title="Stop it, duplicate it once more and bring it up on the host with the most room" on:click=move |_| {
+                            errors.clear();
+                            let (name, host) = vps.with_untracked(|v| v.as_ref().map(|v| (v.name.clone(), v.host_name.clone().unwrap_or_default())).unwrap_or_default());
+                            if !confirm(&format!("Fail over VPS {name}? It is stopped on {host} (its services are down until it answers on another host), duplicated once more, and brought up on the host with the most room.")) {
+                                return;
+                            }
+                            spawn_local(async move {
+                                match api::fail_over(&format!("vpses/{id}")).await {
+                                    Ok(_) => {
+                                        notice.set(Some("Failing over: it is stopped here and comes up on another host.".into()));
+                                        live.site_changes.update(|n| *n += 1);
+                                    }
+                                    Err(e) => errors.set(e),
+                                }
+                            });
+                        }>"Fail over"</button>
+                    </Show>
+                    <button class="ghost danger" on:click=move |_| remove.run(())>"Delete"</button>
+                </div>
+            </Show>
+            <FieldError message=errors.get("_form")/>
+            {move || notice.get().map(|n| view! { <p class="notice">{n}</p> })}
+            {move || task.get().map(|t| view! { <section class="card"><TaskBar task=t/></section> })}
+            <VpsCharts vps=vps/>
+            <VpsOverview current=current hosts=hosts/>
+            <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) hosts=hosts/>
+            <crate::widgets::Failovers id=id/>
+            <Show when=move || can_operate(&auth)>
+                <EditVps id=id vps=vps task=task notice=notice/>
+                <CopyMove id=id hosts=hosts task=task/>
+            </Show>
+        </Show>
+    }
+}
+
+/// The VPS's pushed samples: CPU, memory, network.
+#[component]
+fn VpsCharts(vps: RwSignal<Option<VpsResponse>>) -> impl IntoView {
+    let live = expect_context::<Live>();
     // Charts from the pushed history.
     let hist = move |f: fn(&VpsPoint) -> Vec<(&'static str, f64)>| {
         Signal::derive(move || {
@@ -471,46 +523,21 @@ fn VpsDetail(id: i64) -> impl IntoView {
     let mem = hist(|p| vec![("used", p.2)]);
     let net = hist(|p| vec![("rx", p.3), ("tx", p.4)]);
     view! {
-        <Show when=move || !missing.get() fallback=|| view! { <super::EmptyPage title="Not found" text="This VPS was deleted or never existed."/> }>
-            <div class="page-head">
-                <h1>{move || vps.with(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_else(|| "VPS".into()))}</h1>
-                <span data-test="vps-state" class=move || badge(&state())>{state}</span>
-                <span class="muted">{move || vps.with(|v| v.as_ref().map(|v| format!("{} on {}", v.ipv4, v.host_name.clone().unwrap_or("no host".into()))).unwrap_or_default())}</span>
-            </div>
-            <Show when=move || can_operate(&auth)>
-                <div class="toolbar actions">
-                    <button on:click=move |_| act("start") disabled=move || state() == "running">"Start"</button>
-                    <button on:click=move |_| act("stop") disabled=move || state() != "running">"Stop"</button>
-                    <button on:click=move |_| act("restart") disabled=move || state() != "running">"Restart"</button>
-                    <Show when=move || vps.with(|v| v.as_ref().is_some_and(|v| v.ha_enabled))>
-                        <button title="Stop it, duplicate it once more and bring it up on the host with the most room" on:click=move |_| {
-                            errors.clear();
-                            let (name, host) = vps.with_untracked(|v| v.as_ref().map(|v| (v.name.clone(), v.host_name.clone().unwrap_or_default())).unwrap_or_default());
-                            if !confirm(&format!("Fail over VPS {name}? It is stopped on {host} (its services are down until it answers on another host), duplicated once more, and brought up on the host with the most room.")) {
-                                return;
-                            }
-                            spawn_local(async move {
-                                match api::fail_over(&format!("vpses/{id}")).await {
-                                    Ok(_) => {
-                                        notice.set(Some("Failing over: it is stopped here and comes up on another host.".into()));
-                                        live.site_changes.update(|n| *n += 1);
-                                    }
-                                    Err(e) => errors.set(e),
-                                }
-                            });
-                        }>"Fail over"</button>
-                    </Show>
-                    <button class="ghost danger" on:click=move |_| remove.run(())>"Delete"</button>
-                </div>
-            </Show>
-            <FieldError message=errors.get("_form")/>
-            {move || notice.get().map(|n| view! { <p class="notice">{n}</p> })}
-            {move || task.get().map(|t| view! { <section class="card"><TaskBar task=t/></section> })}
             <div class="chart-grid">
                 <LineChart title="CPU (of one CPU)" series=cpu x_range=x format=fmt_pct test_id="vps-chart-cpu"/>
                 <LineChart title="Memory" series=mem x_range=x format=fmt_bytes test_id="vps-chart-memory"/>
                 <LineChart title="Network" series=net x_range=x format=fmt_rate test_id="vps-chart-network"/>
             </div>
+    }
+}
+
+/// What the VPS is and how it is doing: its state, limits, HA, services, standby, isolation.
+#[component]
+fn VpsOverview(
+    current: Memo<Option<(VpsResponse, Option<VpsSample>)>>,
+    hosts: RwSignal<Vec<HostResponse>>,
+) -> impl IntoView {
+    view! {
             <section class="card">
                 <h2>"Overview"</h2>
                 {move || current.get().map(|(v, s)| view! {
@@ -555,13 +582,6 @@ fn VpsDetail(id: i64) -> impl IntoView {
                     </table>
                 })}
             </section>
-            <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) hosts=hosts/>
-            <crate::widgets::Failovers id=id/>
-            <Show when=move || can_operate(&auth)>
-                <EditVps id=id vps=vps task=task notice=notice/>
-                <CopyMove id=id hosts=hosts task=task/>
-            </Show>
-        </Show>
     }
 }
 
