@@ -296,134 +296,21 @@ async fn measure(
     let h = &cluster.hosts[0];
     let net = format!("10.77.{}", cluster.subnet);
     let api = admin_api(ctl).await?;
-    let host = add_host(&api, "store", h).await?;
-    wait_for(&api, &format!("/hosts/{host}"), "host online", |h| {
-        h["status"] == "online"
-    })
-    .await?;
-    // Cycles when asked (a day apart otherwise) until continuous mode; 8 streams at once.
-    let (code, body) = api
-        .call(
-            "PATCH",
-            &format!("/hosts/{host}"),
-            Some(json!({"duplo_interval_secs": 86400, "max_transfers": 8})),
-        )
-        .await?;
-    if code != 200 {
-        bail!("host settings: {body}");
-    }
+    let host = store_host(&api, h).await?;
     let (_, templates) = api.call("GET", "/templates", None).await?;
     let tpl = templates[0]["id"].as_i64().context("no template")?;
     let storage = ctl.dir.join("data/storage/duplo");
 
     // 1. Ten VPSes from one template.
-    let mut small = Vec::new();
-    let (v0, _) = create_vps(&api, "tpl-0", tpl, host, format!("{net}.20")).await?;
-    first_point_after(&api, v0, 0).await?;
-    let one = du(&storage.join("chunks"));
-    small.push(v0);
-    for i in 1..10 {
-        let (v, _) = create_vps(
-            &api,
-            &format!("tpl-{i}"),
-            tpl,
-            host,
-            format!("{net}.{}", 20 + i),
-        )
-        .await?;
-        first_point_after(&api, v, 0).await?;
-        small.push(v);
-    }
-    let ten = du(&storage.join("chunks"));
-    let (_, p0) = api
-        .call("GET", &format!("/vpses/{v0}/points?limit=1"), None)
-        .await?;
-    let tree_bytes = p0[0]["bytes"].as_u64().unwrap_or(0);
-    println!(
-        "  storage for 1 VPS from the template: {}; for 10: {} ({:.2}× one; their trees add up to {})",
-        mb(one),
-        mb(ten),
-        ten as f64 / one.max(1) as f64,
-        mb(10 * tree_bytes)
-    );
+    let (mut small, one, ten, tree_bytes) =
+        from_one_template(&api, tpl, host, &net, &storage).await?;
 
     // 2. A tree of many files: full copies.
-    let (big, base) = create_vps(&api, "big", tpl, host, format!("{net}.60")).await?;
-    first_point_after(&api, big, 0).await?;
-    let root = h.dir.join("lxc/big/rootfs");
-    let t0 = Instant::now();
-    let tree = root.join("srv/tree");
-    // Written on a thread of its own: the client's runtime keeps running.
-    let t2 = tree.clone();
-    actix_rt::task::spawn_blocking(move || -> Result<()> {
-        for i in 0..files {
-            let d = t2.join(format!("d{:03}", i / 1000));
-            if i % 1000 == 0 {
-                std::fs::create_dir_all(&d)?;
-            }
-            // About 2 KiB each, every file's content its own.
-            let body = format!("file {i} ").repeat(200 + (i % 50) as usize);
-            let p = d.join(format!("f{i:06}"));
-            std::fs::write(&p, body)?;
-            std::os::unix::fs::lchown(&p, Some(base), Some(base))?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
-    println!(
-        "  wrote {files} files into the VPS in {:.0} s",
-        t0.elapsed().as_secs_f64()
-    );
-    let full = cycle_now(&api, big).await?;
-    let ours_full = full["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
-    if full["full"] != true {
-        println!("  (note: that cycle was incremental: {full})");
-    }
-    let dest = ctl.dir.join("data/storage/rsync-big");
-    let rsync_full = rsync(ctl, h, "big", &dest).await?;
-    // rsync leaves its copy in the page cache; a cycle lands only once its point is durable.
-    // The same guarantee for rsync's copy: its filesystem synced right after it.
-    let t_sync = Instant::now();
-    let d2 = dest.clone();
-    actix_rt::task::spawn_blocking(move || syncfs(&d2))
-        .await
-        .map_err(|_| anyhow::anyhow!("sync's thread panicked"))??;
-    let rsync_synced = rsync_full + t_sync.elapsed().as_secs_f64();
-    println!(
-        "  full copy of {} entries ({}): ours {:.2} s (durable), rsync {:.2} s ({:.2}× rsync), rsync then sync {:.2} s ({:.2}×); why full: {}",
-        full["files"],
-        mb(full["bytes"].as_u64().unwrap_or(0)),
-        ours_full,
-        rsync_full,
-        ours_full / rsync_full,
-        rsync_synced,
-        ours_full / rsync_synced,
-        full["full_reason"]
-    );
+    let full = full_copy(ctl, h, &api, tpl, host, &net, files).await?;
+    let big = full.big;
 
     // 3. Ten files changed.
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for r in 0..rounds {
-        for k in 0..10u64 {
-            let i = (r * 7919 + k * 104_729) % files;
-            let p = tree.join(format!("d{:03}/f{i:06}", i / 1000));
-            std::fs::write(&p, format!("changed in round {r} ").repeat(100))?;
-        }
-        let p = cycle_now(&api, big).await?;
-        if p["full"] == true {
-            println!("  (round {r} compared in full: {})", p["full_reason"]);
-        }
-        ours.push(p["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0);
-        theirs.push(rsync(ctl, h, "big", &dest).await?);
-    }
-    let (o, t) = (median(ours.clone()), median(theirs.clone()));
-    println!(
-        "  10 files changed, median of {rounds}: ours {:.3} s, rsync {:.3} s: {:.0}× faster (target ≥ 20×)",
-        o,
-        t,
-        t / o
-    );
+    let (o, t) = ten_changed(ctl, h, &api, &full, files, rounds).await?;
 
     // 4. Continuous mode under a steady write load.
     let (code, body) = api
@@ -494,8 +381,18 @@ async fn measure(
     println!();
     println!("| measure | ours | rsync -a --delete over SSH | target |");
     println!("| --- | --- | --- | --- |");
-    println!("| full copy, {files} files | {ours_full:.2} s | {rsync_full:.2} s | within 1.2× ({:.2}×) |", ours_full / rsync_full);
-    println!("| full copy, durable (rsync then sync) | {ours_full:.2} s | {rsync_synced:.2} s | ({:.2}×) |", ours_full / rsync_synced);
+    println!(
+        "| full copy, {files} files | {:.2} s | {:.2} s | within 1.2× ({:.2}×) |",
+        full.ours,
+        full.rsync,
+        full.ours / full.rsync
+    );
+    println!(
+        "| full copy, durable (rsync then sync) | {:.2} s | {:.2} s | ({:.2}×) |",
+        full.ours,
+        full.rsync_synced,
+        full.ours / full.rsync_synced
+    );
     println!(
         "| 10 files changed (median of {rounds}) | {o:.3} s | {t:.3} s | ≥ 20× faster ({:.0}×) |",
         t / o
@@ -520,4 +417,184 @@ async fn measure(
         mb(10 * tree_bytes)
     );
     Ok(())
+}
+
+/// Ten VPSes made from one template, each duplicated once: their VPS ids, and storage after
+/// the first and after all ten (and the size of one tree).
+async fn from_one_template(
+    api: &Api,
+    tpl: i64,
+    host: i64,
+    net: &str,
+    storage: &std::path::Path,
+) -> Result<(Vec<i64>, u64, u64, u64)> {
+    let mut small = Vec::new();
+    let (v0, _) = create_vps(api, "tpl-0", tpl, host, format!("{net}.20")).await?;
+    first_point_after(api, v0, 0).await?;
+    let one = du(&storage.join("chunks"));
+    small.push(v0);
+    for i in 1..10 {
+        let (v, _) = create_vps(
+            api,
+            &format!("tpl-{i}"),
+            tpl,
+            host,
+            format!("{net}.{}", 20 + i),
+        )
+        .await?;
+        first_point_after(api, v, 0).await?;
+        small.push(v);
+    }
+    let ten = du(&storage.join("chunks"));
+    let (_, p0) = api
+        .call("GET", &format!("/vpses/{v0}/points?limit=1"), None)
+        .await?;
+    let tree_bytes = p0[0]["bytes"].as_u64().unwrap_or(0);
+    println!(
+        "  storage for 1 VPS from the template: {}; for 10: {} ({:.2}× one; their trees add up to {})",
+        mb(one),
+        mb(ten),
+        ten as f64 / one.max(1) as f64,
+        mb(10 * tree_bytes)
+    );
+    Ok((small, one, ten, tree_bytes))
+}
+
+/// A full copy of a VPS with many files, timed against rsync.
+struct FullCopy {
+    big: i64,
+    /// Where its files are, on the test host.
+    tree: std::path::PathBuf,
+    /// rsync's copy.
+    dest: std::path::PathBuf,
+    ours: f64,
+    rsync: f64,
+    rsync_synced: f64,
+}
+
+/// Writes `files` files into a new VPS and copies it in full, ours and rsync's.
+async fn full_copy(
+    ctl: &Controller,
+    h: &serverware_testhosts::TestHost,
+    api: &Api,
+    tpl: i64,
+    host: i64,
+    net: &str,
+    files: u64,
+) -> Result<FullCopy> {
+    let (big, base) = create_vps(api, "big", tpl, host, format!("{net}.60")).await?;
+    first_point_after(api, big, 0).await?;
+    let root = h.dir.join("lxc/big/rootfs");
+    let t0 = Instant::now();
+    let tree = root.join("srv/tree");
+    // Written on a thread of its own: the client's runtime keeps running.
+    let t2 = tree.clone();
+    actix_rt::task::spawn_blocking(move || -> Result<()> {
+        for i in 0..files {
+            let d = t2.join(format!("d{:03}", i / 1000));
+            if i % 1000 == 0 {
+                std::fs::create_dir_all(&d)?;
+            }
+            // About 2 KiB each, every file's content its own.
+            let body = format!("file {i} ").repeat(200 + (i % 50) as usize);
+            let p = d.join(format!("f{i:06}"));
+            std::fs::write(&p, body)?;
+            std::os::unix::fs::lchown(&p, Some(base), Some(base))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+    println!(
+        "  wrote {files} files into the VPS in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let point = cycle_now(api, big).await?;
+    let ours_full = point["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    if point["full"] != true {
+        println!("  (note: that cycle was incremental: {point})");
+    }
+    let dest = ctl.dir.join("data/storage/rsync-big");
+    let rsync_full = rsync(ctl, h, "big", &dest).await?;
+    // rsync leaves its copy in the page cache; a cycle lands only once its point is durable.
+    // The same guarantee for rsync's copy: its filesystem synced right after it.
+    let t_sync = Instant::now();
+    let d2 = dest.clone();
+    actix_rt::task::spawn_blocking(move || syncfs(&d2))
+        .await
+        .map_err(|_| anyhow::anyhow!("sync's thread panicked"))??;
+    let rsync_synced = rsync_full + t_sync.elapsed().as_secs_f64();
+    println!(
+        "  full copy of {} entries ({}): ours {:.2} s (durable), rsync {:.2} s ({:.2}× rsync), rsync then sync {:.2} s ({:.2}×); why full: {}",
+        point["files"],
+        mb(point["bytes"].as_u64().unwrap_or(0)),
+        ours_full,
+        rsync_full,
+        ours_full / rsync_full,
+        rsync_synced,
+        ours_full / rsync_synced,
+        point["full_reason"]
+    );
+    Ok(FullCopy {
+        big,
+        tree,
+        dest,
+        ours: ours_full,
+        rsync: rsync_full,
+        rsync_synced,
+    })
+}
+
+/// Ten files changed, `rounds` times: the median cycle, ours and rsync's (s).
+async fn ten_changed(
+    ctl: &Controller,
+    h: &serverware_testhosts::TestHost,
+    api: &Api,
+    full: &FullCopy,
+    files: u64,
+    rounds: u64,
+) -> Result<(f64, f64)> {
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        for k in 0..10u64 {
+            let i = (r * 7919 + k * 104_729) % files;
+            let p = full.tree.join(format!("d{:03}/f{i:06}", i / 1000));
+            std::fs::write(&p, format!("changed in round {r} ").repeat(100))?;
+        }
+        let p = cycle_now(api, full.big).await?;
+        if p["full"] == true {
+            println!("  (round {r} compared in full: {})", p["full_reason"]);
+        }
+        ours.push(p["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0);
+        theirs.push(rsync(ctl, h, "big", &full.dest).await?);
+    }
+    let (o, t) = (median(ours.clone()), median(theirs.clone()));
+    println!(
+        "  10 files changed, median of {rounds}: ours {:.3} s, rsync {:.3} s: {:.0}× faster (target ≥ 20×)",
+        o,
+        t,
+        t / o
+    );
+    Ok((o, t))
+}
+
+/// The test host added as `store`, online, cycling when asked (a day apart otherwise) until
+/// continuous mode, 8 streams at once: its id.
+async fn store_host(api: &Api, h: &serverware_testhosts::TestHost) -> Result<i64> {
+    let host = add_host(api, "store", h).await?;
+    wait_for(api, &format!("/hosts/{host}"), "host online", |h| {
+        h["status"] == "online"
+    })
+    .await?;
+    let (code, body) = api
+        .call(
+            "PATCH",
+            &format!("/hosts/{host}"),
+            Some(json!({"duplo_interval_secs": 86400, "max_transfers": 8})),
+        )
+        .await?;
+    if code != 200 {
+        bail!("host settings: {body}");
+    }
+    Ok(host)
 }

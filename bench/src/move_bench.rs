@@ -126,23 +126,7 @@ async fn run(rounds: usize, mb: u64) -> Result<()> {
         .and_then(|t| t["id"].as_i64())
         .context("no built-in template")?;
 
-    println!("building and uploading a template with {mb} MB of random data…");
-    let big = big_template(&ctl, mb)?;
-    let body = std::fs::read(&big)?;
-    let mut r = api
-        .client
-        .post(format!("{}/api/v1/templates?name=big&os=busybox", api.base))
-        .bearer_auth(&api.token)
-        .timeout(Duration::from_secs(600))
-        .send_body(body)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let t: Value = r.json().await?;
-    let big_id = t["id"]
-        .as_i64()
-        .with_context(|| format!("upload failed: {t}"))?;
-    let _ = std::fs::remove_file(&big);
-
+    let big_id = upload_big(&api, &ctl, mb).await?;
     let mut rows = Vec::new();
     for (label, tpl, ip) in [
         ("minimal template".to_string(), minimal, format!("{net}.70")),
@@ -177,60 +161,94 @@ async fn run(rounds: usize, mb: u64) -> Result<()> {
         };
         for round in 0..rounds {
             let target = hosts[(round + 1) % 2];
-            wait_for(&api, &format!("/vpses/{vid}"), "running", |v| {
-                v["state"] == "running"
-            })
-            .await?;
-            let (seen, stop) = prober(ip.clone());
-            // Answers before the move starts.
-            let warm = Instant::now() + Duration::from_secs(1);
-            while Instant::now() < warm {
-                actix_rt::time::sleep(Duration::from_millis(50)).await;
-            }
-            let t0 = Instant::now();
-            let (_, task) = api
-                .call(
-                    "POST",
-                    &format!("/vpses/{vid}/move"),
-                    Some(json!({"host_id": target})),
-                )
-                .await?;
-            let done = task_done(&api, &task).await?;
-            let total = t0.elapsed();
-            // Until it answers again.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let back = seen
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|t| *t > t0 + total.min(total));
-                if back || Instant::now() > deadline {
-                    break;
-                }
-                actix_rt::time::sleep(Duration::from_millis(20)).await;
-            }
-            *stop.lock().unwrap() = true;
-            let times = seen.lock().unwrap().clone();
-            let gap = times
-                .windows(2)
-                .filter(|w| w[1] > t0)
-                .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1000.0)
-                .fold(0.0, f64::max);
-            let log = done["log"].as_array().cloned().unwrap_or_default();
-            let logged = log
-                .iter()
-                .filter_map(|l| l["line"].as_str())
-                .find_map(|l| l.split("downtime ").nth(1))
-                .and_then(|d| d.trim_end_matches(" ms").parse::<f64>().ok())
-                .context("no downtime in the task log")?;
+            let (done, logged, gap, total) = one_move(&api, vid, &ip, target).await?;
             row.bytes = done["bytes_done"].as_u64().unwrap_or(0).max(row.bytes);
             row.logged.push(logged);
             row.observed.push(gap);
-            row.total.push(total.as_secs_f64() * 1000.0);
+            row.total.push(total);
         }
         rows.push(row);
     }
+    print_rows(&mut rows);
+    Ok(())
+}
+
+/// Uploads a template of `mb` MB of random data: its id.
+async fn upload_big(api: &Api, ctl: &Controller, mb: u64) -> Result<i64> {
+    println!("building and uploading a template with {mb} MB of random data…");
+    let big = big_template(ctl, mb)?;
+    let body = std::fs::read(&big)?;
+    let mut r = api
+        .client
+        .post(format!("{}/api/v1/templates?name=big&os=busybox", api.base))
+        .bearer_auth(&api.token)
+        .timeout(Duration::from_secs(600))
+        .send_body(body)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t: Value = r.json().await?;
+    let big_id = t["id"]
+        .as_i64()
+        .with_context(|| format!("upload failed: {t}"))?;
+    let _ = std::fs::remove_file(&big);
+
+    Ok(big_id)
+}
+
+/// Moves VPS `vid` (answering HTTP on `ip`) to `target`, probing it throughout: the finished
+/// task, the downtime it logged and the longest gap the prober saw (ms), and the whole move (ms).
+async fn one_move(api: &Api, vid: i64, ip: &str, target: i64) -> Result<(Value, f64, f64, f64)> {
+    wait_for(api, &format!("/vpses/{vid}"), "running", |v| {
+        v["state"] == "running"
+    })
+    .await?;
+    let (seen, stop) = prober(ip.to_string());
+    // Answers before the move starts.
+    let warm = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < warm {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t0 = Instant::now();
+    let (_, task) = api
+        .call(
+            "POST",
+            &format!("/vpses/{vid}/move"),
+            Some(json!({"host_id": target})),
+        )
+        .await?;
+    let done = task_done(api, &task).await?;
+    let total = t0.elapsed();
+    // Until it answers again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let back = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| *t > t0 + total.min(total));
+        if back || Instant::now() > deadline {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    *stop.lock().unwrap() = true;
+    let times = seen.lock().unwrap().clone();
+    let gap = times
+        .windows(2)
+        .filter(|w| w[1] > t0)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max);
+    let log = done["log"].as_array().cloned().unwrap_or_default();
+    let logged = log
+        .iter()
+        .filter_map(|l| l["line"].as_str())
+        .find_map(|l| l.split("downtime ").nth(1))
+        .and_then(|d| d.trim_end_matches(" ms").parse::<f64>().ok())
+        .context("no downtime in the task log")?;
+    Ok((done, logged, gap, total.as_secs_f64() * 1000.0))
+}
+
+fn print_rows(rows: &mut [Row]) {
     println!();
     println!(
         "{:<26} {:>12} {:>22} {:>22} {:>18}",
@@ -240,7 +258,7 @@ async fn run(rounds: usize, mb: u64) -> Result<()> {
         "{:<26} {:>12} {:>22} {:>22} {:>18}",
         "", "", "median / max", "median / max", "median"
     );
-    for r in &mut rows {
+    for r in rows.iter_mut() {
         println!(
             "{:<26} {:>9.1} MB {:>9.0} / {:>6.0} ms {:>9.0} / {:>6.0} ms {:>15.0} ms",
             r.label,
@@ -252,5 +270,4 @@ async fn run(rounds: usize, mb: u64) -> Result<()> {
             pct(&mut r.total, 50.0),
         );
     }
-    Ok(())
 }

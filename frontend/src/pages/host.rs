@@ -46,9 +46,17 @@ fn HostDetail(id: i64) -> impl IntoView {
     let host = RwSignal::new(None::<HostResponse>);
     let missing = RwSignal::new(false);
 
+    // Reloads overlap when changes come quickly; only the newest one asked for is shown.
+    let asked = StoredValue::new(0u64);
     let load = move || {
+        let n = asked.get_value() + 1;
+        asked.set_value(n);
         spawn_local(async move {
-            match api::host(id).await {
+            let got = api::host(id).await;
+            if asked.get_value() != n {
+                return;
+            }
+            match got {
                 Ok(h) => host.set(Some(h)),
                 Err(e) if e.status == 404 => missing.set(true),
                 Err(_) => {}

@@ -365,12 +365,21 @@ fn VpsDetail(id: i64) -> impl IntoView {
     let notice = RwSignal::new(None::<String>);
     let errors = FormErrors::new();
     let navigate = use_navigate();
+    // Reloads overlap when changes come quickly; only the newest one asked for is shown, so
+    // a slow answer from before a change never undoes it.
+    let asked = StoredValue::new(0u64);
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
         live.host_states.get();
+        let n = asked.get_value() + 1;
+        asked.set_value(n);
         spawn_local(async move {
-            match api::vps(id).await {
+            let got = api::vps(id).await;
+            if asked.get_value() != n {
+                return;
+            }
+            match got {
                 Ok(v) => {
                     fetched.set(js_sys::Date::now());
                     // The failover asked for here is over once it is no longer failing over.
