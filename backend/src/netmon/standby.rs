@@ -51,6 +51,9 @@ struct Inner {
     dropping: HashSet<(i64, i64)>,
     /// Hosts refreshing a copy now.
     refreshing: HashSet<i64>,
+    /// Hosts removed from the site (ids are never used again): a round that read one before it
+    /// went neither picks it nor refreshes a copy on it.
+    removed: HashSet<i64>,
 }
 
 #[derive(Default)]
@@ -106,6 +109,13 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
                 .is_some_and(|t| now.duration_since(t) < LOST_AFTER)
     };
     let mut inner = lock(&sb.inner);
+    let removed = inner.removed.clone();
+    let room: HashMap<i64, (u64, bool)> = room
+        .iter()
+        .filter(|(h, _)| !removed.contains(h))
+        .map(|(h, r)| (*h, *r))
+        .collect();
+    let room = &room;
     // Each host's copies, once per run.
     for &h in room.keys() {
         if !inner.listed.contains(&h) && mon.hosts.conn(h).is_some() {
@@ -354,9 +364,17 @@ async fn drop_copy(mon: &Arc<Monitor>, host: i64, vps: i64) -> Result<(), String
 pub async fn clear_host(mon: &Monitor, host: i64) {
     {
         let mut inner = lock(&mon.netmon.standby.inner);
+        inner.removed.insert(host);
         inner.copies.retain(|_, c| c.host != host);
         inner.drops.retain(|(h, _)| *h != host);
         inner.listed.remove(&host);
+    }
+    // A refresh already sending a copy there ends first, so that its copy goes too.
+    let deadline = tokio::time::Instant::now() + CALL;
+    while lock(&mon.netmon.standby.inner).refreshing.contains(&host)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let Some(conn) = mon.hosts.conn(host) else {
         return;

@@ -8,6 +8,7 @@
 
 pub use crate::repo::claims;
 pub mod recovery;
+pub mod saga;
 
 use crate::db::{Db, DbConn};
 use crate::error::{Error, Result};

@@ -263,15 +263,7 @@ pub(super) async fn copy_work(
         src.name, from.name, copy.name, to.name
     ))
     .await;
-    call(
-        &ct,
-        AgentRequest::VpsDefine {
-            spec: spec(copy, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    ops::step(&state.db, task.id(), Step::Defined).await?;
+    bring_up::define_step(state, task, &ct, copy, &to, Step::Defined).await?;
     let _slots = slots(state, task, &[from.id, to.id]).await?;
     let running = src.status == serverware_shared::state::ObservedState::Running;
     if running {
@@ -328,29 +320,10 @@ pub(super) async fn copy_work(
         t0.elapsed().as_secs_f64()
     ))
     .await;
-    call(
-        &ct,
-        AgentRequest::VpsDefine {
-            spec: spec(copy, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    ops::step(&state.db, task.id(), Step::Configured).await?;
-    if start_copy {
-        call(
-            &ct,
-            AgentRequest::VpsStart {
-                name: copy.name.clone(),
-            },
-            QUICK,
-        )
-        .await?;
-        ops::step(&state.db, task.id(), Step::Started).await?;
-        set_state(state, copy.id, ObservedState::Running, None).await?;
+    let steps = (Step::Configured, Step::Started);
+    if bring_up::finish_on(state, task, &ct, copy, &to, start_copy, steps).await? {
         Ok(format!("copy {} is running on {}", copy.name, to.name))
     } else {
-        set_state(state, copy.id, ObservedState::Stopped, None).await?;
         Ok(format!("copy {} created on {}", copy.name, to.name))
     }
 }

@@ -163,30 +163,115 @@ pub async fn create(state: Arc<Vpses>, actor: Actor, req: CreateVps) -> Result<T
     let out = task.response();
     let start = req.start;
     spawn(state, task, vec![vps.id], move |state, task| async move {
-        match create_work(&state, &task, &vps, &path, start).await {
-            Ok(m) => Finish::Done(Ok(m)),
-            Err(e) => undo(&state, &task, &vps, host_id, e).await,
-        }
+        let saga = Create {
+            state: &state,
+            task: &task,
+            vps,
+            host_id,
+            template: path,
+            start,
+        };
+        saga::forward(&state.db, &task, &saga, None).await
     });
     Ok(out)
 }
 
-/// Unwinds a create that failed: nothing half-made stays. If the host cannot be reached the
-/// record stays (claimed) and the recovery loop tries again.
-async fn undo(state: &Vpses, task: &Task, vps: &VpsRow, host_id: i64, why: Error) -> Finish {
-    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
-    if remove_unfinished(state, task, host_id, vps).await {
-        task.log("rolled back").await;
-        Finish::Done(Err(why))
-    } else {
-        Finish::Later {
-            release_claims: false,
+/// A create as a saga: the VPS as recorded (status `creating`), where it is made, from which
+/// template, and whether it starts.
+struct Create<'a> {
+    state: &'a Arc<Vpses>,
+    task: &'a Task,
+    vps: VpsRow,
+    host_id: i64,
+    template: std::path::PathBuf,
+    start: bool,
+}
+
+impl saga::Saga for Create<'_> {
+    type Step = Step;
+
+    fn applies(&self, step: Step) -> bool {
+        step != Step::Started || self.start
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        let (state, task, vps) = (self.state, self.task, &self.vps);
+        let host = host_of(state, vps).await?;
+        let c = conn(state, host.id, &host.name)?;
+        match step {
+            Step::Defined => {
+                task.log(format!("creating VPS {} on host {}", vps.name, host.name))
+                    .await;
+                bring_up::define(&c, vps, &host).await?;
+                task.progress(10, 0, None).await;
+            }
+            Step::Unpacked => {
+                let (bytes, note) = push_template(
+                    state,
+                    task,
+                    &c,
+                    host.id,
+                    &vps.name,
+                    vps.ids_on_disk(),
+                    &self.template,
+                )
+                .await?;
+                task.log(format!(
+                    "root filesystem unpacked ({bytes} bytes of template sent; {note})"
+                ))
+                .await;
+                task.progress(85, bytes as i64, Some(bytes as i64)).await;
+            }
+            // Writes the host name into the new root filesystem too.
+            Step::Configured => bring_up::define(&c, vps, &host).await?,
+            Step::Started => {
+                task.log("starting").await;
+                bring_up::start(&c, vps).await?;
+            }
         }
+        Ok(())
+    }
+
+    async fn done(&self) -> Result<String> {
+        let observed = if self.start {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        set_state(self.state, self.vps.id, observed, None).await?;
+        Ok(if self.start {
+            format!("VPS {} created and running", self.vps.name)
+        } else {
+            format!("VPS {} created", self.vps.name)
+        })
+    }
+
+    /// Nothing half-made stays: the container goes from its host, then the record. If the
+    /// host cannot be reached the record stays (claimed) and the recovery loop tries again.
+    async fn undo(&self, _reached: Option<Step>, why: Error) -> Finish {
+        if remove_unfinished(self.state, self.task, self.host_id, &self.vps).await {
+            self.task.log("rolled back").await;
+            Finish::Done(Err(why))
+        } else {
+            Finish::Later {
+                release_claims: false,
+            }
+        }
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(
+            None,
+            format!(
+                "rolled back: the controller stopped while VPS {} was being created",
+                self.vps.name
+            ),
+        )
     }
 }
 
 /// After a restart: a create whose VPS is complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -199,100 +284,13 @@ pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
         }
         Err(e) => return Finish::Done(Err(e)),
     };
-    let at = match op.reached::<Step>() {
-        Ok(at) => at,
-        Err(e) => return Finish::Done(Err(e)),
+    let saga = Create {
+        state,
+        task,
+        vps,
+        host_id: p.host_id,
+        template: p.template,
+        start: p.start,
     };
-    let complete =
-        !op.undoing() && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
-    if complete {
-        let observed = if p.start {
-            ObservedState::Running
-        } else {
-            ObservedState::Stopped
-        };
-        if let Err(e) = set_state(state, id, observed, None).await {
-            return Finish::Done(Err(e));
-        }
-        task.log(format!("resumed: VPS {} was complete", vps.name))
-            .await;
-        return Finish::Done(Ok(format!("VPS {} created", vps.name)));
-    }
-    if !op.undoing() {
-        task.log(format!(
-            "rolling back: the create stopped after step '{}'",
-            op.step
-        ))
-        .await;
-    }
-    undo(
-        state,
-        task,
-        &vps,
-        p.host_id,
-        Error::conflict(
-            None,
-            format!(
-                "rolled back: the controller stopped while VPS {} was being created",
-                vps.name
-            ),
-        ),
-    )
-    .await
-}
-
-pub(super) async fn create_work(
-    state: &Arc<Vpses>,
-    task: &Task,
-    vps: &VpsRow,
-    template: &std::path::Path,
-    start: bool,
-) -> Result<String> {
-    let host = host_of(state, vps).await?;
-    let c = conn(state, host.id, &host.name)?;
-    task.log(format!("creating VPS {} on host {}", vps.name, host.name))
-        .await;
-    let spec = spec(vps, &host);
-    call(&c, AgentRequest::VpsDefine { spec: spec.clone() }, QUICK).await?;
-    ops::step(&state.db, task.id(), Step::Defined).await?;
-    task.progress(10, 0, None).await;
-    let (bytes, note) = push_template(
-        state,
-        task,
-        &c,
-        host.id,
-        &vps.name,
-        vps.ids_on_disk(),
-        template,
-    )
-    .await?;
-    ops::step(&state.db, task.id(), Step::Unpacked).await?;
-    task.log(format!(
-        "root filesystem unpacked ({bytes} bytes of template sent; {note})"
-    ))
-    .await;
-    // Writes the host name into the new root filesystem too.
-    call(&c, AgentRequest::VpsDefine { spec }, QUICK).await?;
-    ops::step(&state.db, task.id(), Step::Configured).await?;
-    task.progress(85, bytes as i64, Some(bytes as i64)).await;
-    if start {
-        task.log("starting").await;
-        call(
-            &c,
-            AgentRequest::VpsStart {
-                name: vps.name.clone(),
-            },
-            QUICK,
-        )
-        .await?;
-        ops::step(&state.db, task.id(), Step::Started).await?;
-        set_state(state, vps.id, ObservedState::Running, None).await?;
-        Ok(format!(
-            "VPS {} created and running on {}",
-            vps.name, host.name
-        ))
-    } else {
-        set_state(state, vps.id, ObservedState::Stopped, None).await?;
-        Ok(format!("VPS {} created on {}", vps.name, host.name))
-    }
+    saga::resume(&state.db, task, &saga, op).await
 }

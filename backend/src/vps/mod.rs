@@ -3,6 +3,7 @@
 //! schedulers all come through here. The database is the source of truth; the work on hosts goes
 //! through their agents.
 
+mod bring_up;
 mod copy;
 mod create;
 mod delete;
@@ -38,7 +39,7 @@ pub use view::{get, list, observed, response};
 use crate::audit::{self, Actor, Change};
 use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
-use crate::ops::{self, Finish, OpRow, Steps};
+use crate::ops::{self, saga, Finish, OpRow, Steps};
 use crate::tasks::Task;
 use serde::{Deserialize, Serialize};
 use serverware_shared::agent::{AgentRequest, AgentResponse, HostSample};

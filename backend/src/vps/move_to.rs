@@ -129,8 +129,7 @@ async fn forward(
         v.name, from.name, to.name
     ))
     .await;
-    call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
-    ops::step(db, task.id(), Step::TargetDefined).await?;
+    bring_up::define_step(state, task, &ct, v, to, Step::TargetDefined).await?;
     let _slots = slots(state, task, &[from.id, to.id]).await?;
     let down = Instant::now();
     if p.was_running {
@@ -177,19 +176,8 @@ async fn forward(
     ops::step(db, task.id(), Step::Transferred).await?;
     task.log(format!("{bytes} bytes of root filesystem transferred"))
         .await;
-    call(&ct, AgentRequest::VpsDefine { spec: spec(v, to) }, QUICK).await?;
-    ops::step(db, task.id(), Step::TargetConfigured).await?;
-    if p.was_running {
-        call(
-            &ct,
-            AgentRequest::VpsStart {
-                name: v.name.clone(),
-            },
-            QUICK,
-        )
-        .await?;
-        ops::step(db, task.id(), Step::TargetStarted).await?;
-    }
+    let steps = (Step::TargetConfigured, Step::TargetStarted);
+    bring_up::configure_and_start(state, task, &ct, v, to, p.was_running, steps).await?;
     switch(state, task, v, to.id, p.was_running).await?;
     let downtime = down.elapsed();
     if p.was_running {

@@ -536,43 +536,16 @@ async fn clone_work(
 ) -> Result<String> {
     let to = state.db.run(move |c| load_host(c, to_id)).await?;
     let c = conn(state, to.id, &to.name)?;
-    call(
-        &c,
-        AgentRequest::VpsDefine {
-            spec: spec(copy, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    ops::step(&state.db, task.id(), Step::Defined).await?;
+    bring_up::define_step(state, task, &c, copy, &to, Step::Defined).await?;
     send_point(state, task, &to, copy, manifest).await?;
-    // Its own host name into the restored tree.
-    call(
-        &c,
-        AgentRequest::VpsDefine {
-            spec: spec(copy, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    ops::step(&state.db, task.id(), Step::Configured).await?;
-    if start {
-        call(
-            &c,
-            AgentRequest::VpsStart {
-                name: copy.name.clone(),
-            },
-            QUICK,
-        )
-        .await?;
-        ops::step(&state.db, task.id(), Step::Started).await?;
-        set_state(state, copy.id, ObservedState::Running, None).await?;
+    // Its own host name into the restored tree, then started if asked.
+    let steps = (Step::Configured, Step::Started);
+    if bring_up::finish_on(state, task, &c, copy, &to, start, steps).await? {
         Ok(format!(
             "VPS {} made from a restore point, running on {}",
             copy.name, to.name
         ))
     } else {
-        set_state(state, copy.id, ObservedState::Stopped, None).await?;
         Ok(format!(
             "VPS {} made from a restore point on {}",
             copy.name, to.name
