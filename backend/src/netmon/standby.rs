@@ -230,7 +230,12 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
             }
         });
     }
-    // Removals, where the host can be reached (forgotten with a host that is gone).
+    start_drops(mon, &mut inner, room);
+}
+
+/// Starts the removals that are due, where the host can be reached (forgotten with a host that
+/// is gone).
+fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<i64, (u64, bool)>) {
     inner.drops.retain(|(h, _)| room.contains_key(h));
     let due: Vec<(i64, i64)> = inner
         .drops

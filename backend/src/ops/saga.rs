@@ -38,6 +38,13 @@ pub trait Saga: Send + Sync {
         false
     }
 
+    /// A step that failed is tried again later (the operation is parked and the recovery loop
+    /// takes it up), rather than the operation being rolled back: for what cannot be undone
+    /// once asked, such as a delete.
+    fn retries(&self) -> bool {
+        false
+    }
+
     /// Why an interrupted operation that is rolled back failed, as its task says.
     fn interrupted(&self) -> Error;
 }
@@ -64,6 +71,17 @@ pub async fn forward<S: Saga>(
 ) -> Finish {
     for s in left(saga, reached) {
         if let Err(e) = saga.run(s).await {
+            if saga.retries() {
+                task.log(format!(
+                    "{}; step '{}' is tried again later",
+                    e.message(),
+                    s.name()
+                ))
+                .await;
+                return Finish::Later {
+                    release_claims: false,
+                };
+            }
             return back(db, task, saga, reached, e).await;
         }
         // Its work is done whether or not the record lands: undo covers it either way.
@@ -93,8 +111,8 @@ async fn back<S: Saga>(
 
 /// Takes up a recorded operation after a restart (or a parked one): finished if no step is
 /// left, on from where it stopped if the kind says so, else (and when it was already being
-/// undone) rolled back.
-pub async fn resume<S: Saga>(db: &Db, task: &Task, saga: &S, op: &OpRow) -> Finish {
+/// undone) rolled back. `announce`: say so in its log (not again for one this run parked).
+pub async fn resume<S: Saga>(db: &Db, task: &Task, saga: &S, op: &OpRow, announce: bool) -> Finish {
     let reached = match op.reached::<S::Step>() {
         Ok(r) => r,
         Err(e) => return Finish::Done(Err(e)),
@@ -110,7 +128,10 @@ pub async fn resume<S: Saga>(db: &Db, task: &Task, saga: &S, op: &OpRow) -> Fini
         };
     }
     if saga.goes_on(reached) {
-        task.log(format!("resumed after step '{}'", op.step)).await;
+        if announce {
+            task.log(format!("resumed: it goes on after step '{}'", op.step))
+                .await;
+        }
         return forward(db, task, saga, reached).await;
     }
     task.log(format!("rolling back: it stopped after step '{}'", op.step))

@@ -101,42 +101,22 @@ pub async fn copy(
         task,
         vec![id, copy.id],
         move |state, task| async move {
-            let running = src.status == serverware_shared::state::ObservedState::Running;
-            match copy_work(&state, &task, &src, &from, &copy, start_copy).await {
-                Ok(m) => Finish::Done(Ok(m)),
-                Err(e) => undo(&state, &task, &src, from.id, running, &copy, to_id, e).await,
-            }
+            let saga = Copy {
+                state: &state,
+                task: &task,
+                src_running: src.status == serverware_shared::state::ObservedState::Running,
+                src: Some(src),
+                from_host: from.id,
+                copy,
+                to_host: to_id,
+                start: start_copy,
+                slots: Default::default(),
+                began: Default::default(),
+            };
+            saga::forward(&state.db, &task, &saga, None).await
         },
     );
     Ok(out)
-}
-
-/// Unwinds a copy: the source runs on (thawed), the unfinished copy goes. Until both hosts
-/// answer, the record stays and the recovery loop tries again.
-#[allow(clippy::too_many_arguments)]
-async fn undo(
-    state: &Vpses,
-    task: &Task,
-    src: &VpsRow,
-    from_host: i64,
-    src_running: bool,
-    copy: &VpsRow,
-    to_host: i64,
-    why: Error,
-) -> Finish {
-    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
-    if src_running && !thaw(state, task, src, from_host).await {
-        return Finish::Later {
-            release_claims: false,
-        };
-    }
-    if !remove_unfinished(state, task, to_host, copy).await {
-        return Finish::Later {
-            release_claims: false,
-        };
-    }
-    task.log("rolled back").await;
-    Finish::Done(Err(why))
 }
 
 /// Resumes a paused source (harmless when it is not paused). False when its host cannot do it.
@@ -175,8 +155,208 @@ async fn thaw(state: &Vpses, task: &Task, src: &VpsRow, host: i64) -> bool {
     }
 }
 
+/// A copy as a saga: the source (None once it is gone), the copy as recorded (status
+/// `creating`), their hosts, and whether the copy starts. The source is paused while its files
+/// are read when it runs (`frozen`), and runs on whatever happens.
+struct Copy<'a> {
+    state: &'a Arc<Vpses>,
+    task: &'a Task,
+    src: Option<VpsRow>,
+    src_running: bool,
+    from_host: i64,
+    copy: VpsRow,
+    to_host: i64,
+    start: bool,
+    /// Transfer slots on both hosts, taken before the source is paused and held until its
+    /// files are copied.
+    slots: std::sync::Mutex<Option<Vec<tokio::sync::OwnedSemaphorePermit>>>,
+    /// When the source was paused (or the transfer began).
+    began: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Copy<'_> {
+    fn source(&self) -> Result<&VpsRow> {
+        self.src
+            .as_ref()
+            .ok_or_else(|| Error::conflict(None, "the source VPS is gone"))
+    }
+
+    async fn take_slots(&self) -> Result<()> {
+        let held = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !held {
+            let s = slots(self.state, self.task, &[self.from_host, self.to_host]).await?;
+            *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        }
+        Ok(())
+    }
+
+    async fn freeze(&self, frozen: bool) -> Result<()> {
+        let src = self.source()?;
+        let from = self.state.db.run({
+            let h = self.from_host;
+            move |c| load_host(c, h)
+        });
+        let from = from.await?;
+        let cf = conn(self.state, from.id, &from.name)?;
+        call(
+            &cf,
+            AgentRequest::VpsFreeze {
+                name: src.name.clone(),
+                frozen,
+            },
+            QUICK,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The source's files into the copy's tree, from the source's id range into the copy's.
+    async fn transfer(&self) -> Result<()> {
+        let (state, task, src, copy) = (self.state, self.task, self.source()?, &self.copy);
+        let (fh, th) = (self.from_host, self.to_host);
+        let (from, to) = state
+            .db
+            .run(move |c| Ok((load_host(c, fh)?, load_host(c, th)?)))
+            .await?;
+        let (cf, ct) = (
+            conn(state, from.id, &from.name)?,
+            conn(state, to.id, &to.name)?,
+        );
+        self.take_slots().await?;
+        let t0 = *self
+            .began
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
+        let estimate = live_disk(state, from.id, &src.name);
+        let r = transfer(
+            state,
+            task,
+            (&cf, from.id),
+            &src.name,
+            (&ct, to.id),
+            &copy.name,
+            (src.ids_on_disk(), copy.ids_on_disk()),
+            estimate,
+            (5, 90),
+        )
+        .await;
+        if self.src_running {
+            let thaw = self.freeze(false).await;
+            task.log(format!(
+                "{} resumed after {:.1} s",
+                src.name,
+                t0.elapsed().as_secs_f64()
+            ))
+            .await;
+            thaw?;
+        }
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let (bytes, note) = r?;
+        task.log(format!(
+            "{bytes} bytes copied in {:.1} s; {note}",
+            t0.elapsed().as_secs_f64()
+        ))
+        .await;
+        Ok(())
+    }
+}
+
+impl saga::Saga for Copy<'_> {
+    type Step = Step;
+
+    fn applies(&self, step: Step) -> bool {
+        match step {
+            Step::Frozen => self.src_running,
+            Step::Started => self.start,
+            _ => true,
+        }
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        let (state, task, copy) = (self.state, self.task, &self.copy);
+        match step {
+            Step::Defined => {
+                let to = host_of(state, copy).await?;
+                let ct = conn(state, to.id, &to.name)?;
+                task.log(format!(
+                    "copying VPS {} to {} on {}",
+                    self.source()?.name,
+                    copy.name,
+                    to.name
+                ))
+                .await;
+                bring_up::define(&ct, copy, &to).await
+            }
+            Step::Frozen => {
+                self.take_slots().await?;
+                self.freeze(true).await?;
+                *self.began.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                task.log(format!(
+                    "{} is paused while its files are copied",
+                    self.source()?.name
+                ))
+                .await;
+                Ok(())
+            }
+            Step::Transferred => self.transfer().await,
+            Step::Configured | Step::Started => {
+                let to = host_of(state, copy).await?;
+                let ct = conn(state, to.id, &to.name)?;
+                if step == Step::Configured {
+                    bring_up::define(&ct, copy, &to).await
+                } else {
+                    bring_up::start(&ct, copy).await
+                }
+            }
+        }
+    }
+
+    async fn done(&self) -> Result<String> {
+        let observed = if self.start {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        set_state(self.state, self.copy.id, observed, None).await?;
+        Ok(if self.start {
+            format!("copy {} is running", self.copy.name)
+        } else {
+            format!("copy {} created", self.copy.name)
+        })
+    }
+
+    /// The source runs on (thawed), the unfinished copy goes. Until both hosts answer, the
+    /// record stays and the recovery loop tries again.
+    async fn undo(&self, _reached: Option<Step>, why: Error) -> Finish {
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let (true, Some(src)) = (self.src_running, &self.src) {
+            if !thaw(self.state, self.task, src, self.from_host).await {
+                return Finish::Later {
+                    release_claims: false,
+                };
+            }
+        }
+        if !remove_unfinished(self.state, self.task, self.to_host, &self.copy).await {
+            return Finish::Later {
+                release_claims: false,
+            };
+        }
+        self.task.log("rolled back").await;
+        Finish::Done(Err(why))
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(None, "rolled back: the controller stopped during the copy")
+    }
+}
+
 /// After a restart: a copy that was complete is finished, any other is rolled back.
-pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
+pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
         Err(e) => return Finish::Done(Err(e)),
@@ -190,140 +370,32 @@ pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
         Ok(x) => x,
         Err(e) => return Finish::Done(Err(e)),
     };
-    let at = match op.reached::<Step>() {
-        Ok(at) => at,
-        Err(e) => return Finish::Done(Err(e)),
-    };
-    let complete =
-        !op.undoing() && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
-    if complete {
-        if let Some(copy) = &copy {
-            let observed = if p.start {
-                ObservedState::Running
-            } else {
-                ObservedState::Stopped
-            };
-            if let Err(e) = set_state(state, copy.id, observed, None).await {
-                return Finish::Done(Err(e));
+    let Some(copy) = copy else {
+        // Nothing of the copy is left to undo; the source runs on.
+        if let (true, Some(src)) = (p.src_running, &src) {
+            if !thaw(state, task, src, p.from_host).await {
+                return Finish::Later {
+                    release_claims: false,
+                };
             }
-            task.log(format!("resumed: the copy {} was complete", copy.name))
-                .await;
-            return Finish::Done(Ok(format!("copy {} created", copy.name)));
         }
-    }
-    if !op.undoing() {
-        task.log(format!(
-            "rolling back: the copy stopped after step '{}'",
-            op.step
-        ))
-        .await;
-    }
-    let why = Error::conflict(None, "rolled back: the controller stopped during the copy");
-    if let Some(src) = &src {
-        if p.src_running && !thaw(state, task, src, p.from_host).await {
-            return Finish::Later {
-                release_claims: false,
-            };
-        }
-    }
-    match &copy {
-        Some(copy) => {
-            undo(
-                state,
-                task,
-                src.as_ref().unwrap_or(copy),
-                p.from_host,
-                false,
-                copy,
-                p.to_host,
-                why,
-            )
-            .await
-        }
-        None => {
-            task.log("rolled back").await;
-            Finish::Done(Err(why))
-        }
-    }
-}
-
-pub(super) async fn copy_work(
-    state: &Arc<Vpses>,
-    task: &Task,
-    src: &VpsRow,
-    from: &HostRow,
-    copy: &VpsRow,
-    start_copy: bool,
-) -> Result<String> {
-    let to = host_of(state, copy).await?;
-    let cf = conn(state, from.id, &from.name)?;
-    let ct = conn(state, to.id, &to.name)?;
-    task.log(format!(
-        "copying VPS {} on {} to {} on {}",
-        src.name, from.name, copy.name, to.name
-    ))
-    .await;
-    bring_up::define_step(state, task, &ct, copy, &to, Step::Defined).await?;
-    let _slots = slots(state, task, &[from.id, to.id]).await?;
-    let running = src.status == serverware_shared::state::ObservedState::Running;
-    if running {
-        call(
-            &cf,
-            AgentRequest::VpsFreeze {
-                name: src.name.clone(),
-                frozen: true,
-            },
-            QUICK,
-        )
-        .await?;
-        task.log(format!("{} is paused while its files are copied", src.name))
-            .await;
-        ops::step(&state.db, task.id(), Step::Frozen).await?;
-    }
-    let estimate = live_disk(state, from.id, &src.name);
-    let t0 = Instant::now();
-    let r = transfer(
+        task.log("rolled back").await;
+        return Finish::Done(Err(Error::conflict(
+            None,
+            "rolled back: the controller stopped during the copy",
+        )));
+    };
+    let saga = Copy {
         state,
         task,
-        (&cf, from.id),
-        &src.name,
-        (&ct, to.id),
-        &copy.name,
-        // From the source's id range into the copy's own.
-        (src.ids_on_disk(), copy.ids_on_disk()),
-        estimate,
-        (5, 90),
-    )
-    .await;
-    if running {
-        let thaw = call(
-            &cf,
-            AgentRequest::VpsFreeze {
-                name: src.name.clone(),
-                frozen: false,
-            },
-            QUICK,
-        )
-        .await;
-        task.log(format!(
-            "{} resumed after {:.1} s",
-            src.name,
-            t0.elapsed().as_secs_f64()
-        ))
-        .await;
-        thaw?;
-    }
-    let (bytes, note) = r?;
-    ops::step(&state.db, task.id(), Step::Transferred).await?;
-    task.log(format!(
-        "{bytes} bytes copied in {:.1} s; {note}",
-        t0.elapsed().as_secs_f64()
-    ))
-    .await;
-    let steps = (Step::Configured, Step::Started);
-    if bring_up::finish_on(state, task, &ct, copy, &to, start_copy, steps).await? {
-        Ok(format!("copy {} is running on {}", copy.name, to.name))
-    } else {
-        Ok(format!("copy {} created on {}", copy.name, to.name))
-    }
+        src,
+        src_running: p.src_running,
+        from_host: p.from_host,
+        copy,
+        to_host: p.to_host,
+        start: p.start,
+        slots: Default::default(),
+        began: Default::default(),
+    };
+    saga::resume(&state.db, task, &saga, op, true).await
 }

@@ -292,5 +292,5 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         template: p.template,
         start: p.start,
     };
-    saga::resume(&state.db, task, &saga, op).await
+    saga::resume(&state.db, task, &saga, op, true).await
 }

@@ -35,68 +35,92 @@ pub async fn delete(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResp
     .await?;
     let out = task.response();
     spawn(state, task, vec![id], move |state, task| async move {
-        forward(&state, &task, &v, v.host_id).await
+        let host_id = v.host_id;
+        let saga = Delete {
+            state: &state,
+            task: &task,
+            vps: v,
+            host_id,
+        };
+        saga::forward(&state.db, &task, &saga, None).await
     });
     Ok(out)
 }
 
-/// A container is only forgotten once it is gone from its host.
-async fn forward(state: &Vpses, task: &Task, v: &VpsRow, host_id: Option<i64>) -> Finish {
-    if let Some(h) = host_id {
-        let host = match state.db.run(move |c| load_host(c, h)).await {
-            Ok(h) => h,
-            Err(e) => return Finish::Done(Err(e)),
+/// A delete as a saga: carried forward, never undone (the operator asked for the VPS to go);
+/// a step that fails is tried again later. A container is only forgotten once it is gone from
+/// its host.
+struct Delete<'a> {
+    state: &'a Vpses,
+    task: &'a Task,
+    vps: VpsRow,
+    host_id: Option<i64>,
+}
+
+impl saga::Saga for Delete<'_> {
+    type Step = Step;
+
+    fn applies(&self, _step: Step) -> bool {
+        self.host_id.is_some()
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        let Step::Destroyed = step;
+        let (state, task, v) = (self.state, self.task, &self.vps);
+        let Some(h) = self.host_id else {
+            return Ok(());
         };
+        let host = state.db.run(move |c| load_host(c, h)).await?;
         let Some(c) = state.hosts.conn(host.id) else {
-            task.log(format!(
+            return Err(Error::HostUnavailable(format!(
                 "host {} cannot be reached now: VPS {} is removed once it can",
                 host.name, v.name
-            ))
-            .await;
-            return Finish::Later {
-                release_claims: false,
-            };
+            )));
         };
         task.log(format!("removing VPS {} from host {}", v.name, host.name))
             .await;
-        let r = call(
+        call(
             &c,
             AgentRequest::VpsDestroy {
                 name: v.name.clone(),
             },
             QUICK,
         )
-        .await;
-        if let Err(e) = r {
-            task.log(format!(
-                "removing it failed ({}); trying again later",
-                e.message()
-            ))
-            .await;
-            return Finish::Later {
-                release_claims: false,
-            };
-        }
-        if let Err(e) = ops::step(&state.db, task.id(), Step::Destroyed).await {
-            return Finish::Done(Err(e));
-        }
+        .await?;
+        Ok(())
     }
-    let id = v.id;
-    let r = state
-        .db
-        .run(move |c| crate::repo::vpses::delete(c, id))
-        .await;
-    if let Err(e) = r {
-        return Finish::Done(Err(e));
+
+    async fn done(&self) -> Result<String> {
+        let id = self.vps.id;
+        self.state
+            .db
+            .run(move |c| crate::repo::vpses::delete(c, id))
+            .await?;
+        // Its restore points stay in storage (pruned by the policy, the newest kept).
+        self.state.duplo.forget(id);
+        self.state
+            .duplo
+            .dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        changed(&self.state.hub, id, ChangeKind::Deleted);
+        Ok(format!("VPS {} deleted", self.vps.name))
     }
-    // Its restore points stay in storage (pruned by the policy, the newest kept).
-    state.duplo.forget(id);
-    state
-        .duplo
-        .dirty
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    changed(&state.hub, id, ChangeKind::Deleted);
-    Finish::Done(Ok(format!("VPS {} deleted", v.name)))
+
+    async fn undo(&self, _reached: Option<Step>, why: Error) -> Finish {
+        Finish::Done(Err(why))
+    }
+
+    fn goes_on(&self, _reached: Option<Step>) -> bool {
+        true
+    }
+
+    fn retries(&self) -> bool {
+        true
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(None, format!("the delete of VPS {} stopped", self.vps.name))
+    }
 }
 
 /// A delete is always carried forward: the operator asked for the VPS to go.
@@ -111,12 +135,12 @@ pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
         Err(Error::NotFound(_)) => return Finish::Done(Ok("the VPS was already deleted".into())),
         Err(e) => return Finish::Done(Err(e)),
     };
-    if !state.ops.live.announced(op.task_id) {
-        task.log(format!(
-            "resumed: the delete goes on after step '{}'",
-            op.step
-        ))
-        .await;
-    }
-    forward(state, task, &v, p.host_id).await
+    let saga = Delete {
+        state,
+        task,
+        vps: v,
+        host_id: p.host_id,
+    };
+    let announce = !state.ops.live.announced(op.task_id);
+    saga::resume(&state.db, task, &saga, op, announce).await
 }
