@@ -85,6 +85,14 @@ fn parent_of(root: &OwnedFd, parts: &[&[u8]]) -> io::Result<OwnedFd> {
     Ok(dir)
 }
 
+/// The directory holding `parts` (a path's components, at least one) under `root`, open, and
+/// its last component's name.
+fn dir_and_name(root: &OwnedFd, parts: &[&[u8]]) -> io::Result<(OwnedFd, CString)> {
+    let dir = parent_of(root, parts)?;
+    let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+    Ok((dir, name))
+}
+
 fn stat_at(dir: &OwnedFd, name: &CString) -> io::Result<libc::stat> {
     // SAFETY: st is written by the call before it is read.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -213,8 +221,7 @@ pub fn restore(
             dirs.push(i);
             continue;
         }
-        let dir = parent_of(&b.new, &parts)?;
-        let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+        let (dir, name) = dir_and_name(&b.new, &parts)?;
         match b.make(i, &dir, &name, input)? {
             Made::Dir => dirs.push(i),
             Made::Entry => {
@@ -235,9 +242,7 @@ pub fn restore(
         if parts.is_empty() {
             set_meta_fd(&b.new, e, base)?;
         } else {
-            let dir = parent_of(&b.new, &parts)?;
-            let name =
-                CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            let (dir, name) = dir_and_name(&b.new, &parts)?;
             set_meta(&dir, &name, e, base)?;
         }
         b.summary.entries += 1;
@@ -394,9 +399,7 @@ impl Build<'_> {
             .filter(|f| e.ino != 0 && **f != i)
         {
             let fparts = components(&self.entries[first])?;
-            let fdir = parent_of(&self.new, &fparts)?;
-            let fname =
-                CString::new(*fparts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+            let (fdir, fname) = dir_and_name(&self.new, &fparts)?;
             // SAFETY: valid descriptors and names; links are never followed.
             cvt(unsafe {
                 libc::linkat(
@@ -594,8 +597,7 @@ fn next_chunk(input: &mut impl Read, want: &ChunkId) -> io::Result<Vec<u8>> {
 /// A chunk written before, read back from the new tree (verified again).
 fn read_back(new: &OwnedFd, e: &Entry, off: u64, len: usize) -> io::Result<Vec<u8>> {
     let parts = components(e)?;
-    let dir = parent_of(new, &parts)?;
-    let name = CString::new(*parts.last().unwrap_or(&&b""[..])).map_err(io::Error::other)?;
+    let (dir, name) = dir_and_name(new, &parts)?;
     let mut f = File::from(open_at(&dir, &name, libc::O_RDONLY)?);
     f.seek(SeekFrom::Start(off))?;
     let mut data = vec![0u8; len];

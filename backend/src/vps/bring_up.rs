@@ -1,7 +1,9 @@
 //! The steps every operation that makes a VPS on a host shares (create, copy, restore as a new
-//! VPS): its configuration defined before its files arrive, defined again once they are there
-//! (the host name written into them), then started if asked. Each is recorded as the kind's own
-//! step of that name, so the kind's recovery knows where it stopped.
+//! VPS, move): its configuration defined before its files arrive, defined again once they are
+//! there (the host name written into them), then started if asked. Sagas call `define` and
+//! `start` (their driver records the step); the kinds that drive their steps by hand use
+//! `define_step`, `configure_and_start` and `finish_on`, which record the kind's own step of
+//! that name.
 
 use super::*;
 
@@ -40,14 +42,7 @@ pub(super) async fn define_step<S: Steps>(
     host: &HostRow,
     defined: S,
 ) -> Result<()> {
-    call(
-        c,
-        AgentRequest::VpsDefine {
-            spec: spec(v, host),
-        },
-        QUICK,
-    )
-    .await?;
+    define(c, v, host).await?;
     ops::step(&state.db, task.id(), defined).await
 }
 
@@ -62,26 +57,12 @@ pub(super) async fn configure_and_start<S: Steps>(
     start: bool,
     (configured, started): (S, S),
 ) -> Result<()> {
-    call(
-        c,
-        AgentRequest::VpsDefine {
-            spec: spec(v, host),
-        },
-        QUICK,
-    )
-    .await?;
+    define(c, v, host).await?;
     ops::step(&state.db, task.id(), configured).await?;
     if !start {
         return Ok(());
     }
-    call(
-        c,
-        AgentRequest::VpsStart {
-            name: v.name.clone(),
-        },
-        QUICK,
-    )
-    .await?;
+    self::start(c, v).await?;
     ops::step(&state.db, task.id(), started).await
 }
 
