@@ -28,6 +28,12 @@ pub trait Saga: Send + Sync {
     /// Every step done: records the outcome (the VPS's state) and says what was done.
     fn done(&self) -> impl Future<Output = Result<String>> + Send;
 
+    /// What follows once the outcome is fixed and cannot change it (removing a leftover that
+    /// is parked harmlessly); `Finish::Later` when it must be tried again.
+    fn after(&self, outcome: String) -> impl Future<Output = Finish> + Send {
+        async move { Finish::Done(Ok(outcome)) }
+    }
+
     /// Undoes everything done up to `reached` (None: nothing yet), then ends with `why`; or
     /// `Finish::Later` when it cannot yet (a host it must reach is offline).
     fn undo(&self, reached: Option<Self::Step>, why: Error) -> impl Future<Output = Finish> + Send;
@@ -91,7 +97,7 @@ pub async fn forward<S: Saga>(
         }
     }
     match saga.done().await {
-        Ok(m) => Finish::Done(Ok(m)),
+        Ok(m) => saga.after(m).await,
         Err(e) => back(db, task, saga, reached, e).await,
     }
 }
@@ -121,9 +127,11 @@ pub async fn resume<S: Saga>(db: &Db, task: &Task, saga: &S, op: &OpRow, announc
         return saga.undo(reached, saga.interrupted()).await;
     }
     if left(saga, reached).is_empty() {
-        task.log("resumed: every step was done").await;
+        if announce {
+            task.log("resumed: every step was done").await;
+        }
         return match saga.done().await {
-            Ok(m) => Finish::Done(Ok(m)),
+            Ok(m) => saga.after(m).await,
             Err(e) => back(db, task, saga, reached, e).await,
         };
     }

@@ -2,7 +2,24 @@
 //! controller did not see to its end is finished if the copy was complete, else unwound; the
 //! source is never left paused.
 
-use super::*;
+use super::agent::{call, conn, QUICK};
+use super::on_host::{name_free_on, remove_unfinished};
+use super::operation::{check, spawn};
+use super::placement::{candidates, fits, need};
+use super::record::{host_of, set_state};
+use super::transfer::{live_disk, slots, transfer};
+use super::{bring_up, Vpses};
+use crate::audit::{self, Actor, Change};
+use crate::error::{Error, Result};
+use crate::ops::{self, saga, Finish, OpRow};
+use crate::repo::vpses::{insert_creating, load, load_host, unique, NewVps, VpsRow};
+use crate::tasks::Task;
+use serde::{Deserialize, Serialize};
+use serverware_shared::agent::AgentRequest;
+use serverware_shared::api::TaskResponse;
+use serverware_shared::state::{ObservedState, VpsOperation};
+use std::sync::Arc;
+use std::time::Instant;
 
 crate::ops::steps! {
     /// The steps of a copy, in order (`frozen` only for a running source, `started` only when the copy starts).

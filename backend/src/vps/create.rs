@@ -2,7 +2,22 @@
 //! not see to its end is finished if the VPS was complete, else unwound (the container goes
 //! from its host, the record from the database).
 
-use super::*;
+use super::agent::conn;
+use super::on_host::{name_free_on, remove_unfinished};
+use super::operation::spawn;
+use super::placement::{candidates, fits, place};
+use super::record::{host_of, set_state};
+use super::transfer::push_template;
+use super::{bring_up, Vpses};
+use crate::audit::{self, Actor, Change};
+use crate::error::{Error, Result};
+use crate::ops::{self, saga, Finish, OpRow};
+use crate::repo::vpses::{insert_creating, load, ports_text, unique, NewVps, VpsRow};
+use crate::tasks::Task;
+use serde::{Deserialize, Serialize};
+use serverware_shared::api::{HostCapacity, TaskResponse};
+use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use std::sync::Arc;
 
 crate::ops::steps! {
     /// The steps of a create, in order (`started` only when it starts the VPS).

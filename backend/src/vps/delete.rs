@@ -1,7 +1,21 @@
 //! Delete a VPS: from its host, then from the database. Durable: once asked, it is carried
 //! through, also across a controller restart or while its host is briefly offline.
 
-use super::*;
+use super::agent::{call, QUICK};
+use super::operation::{begin, check, spawn, Begin};
+use super::record::changed;
+use super::Vpses;
+use crate::audit::Actor;
+use crate::error::{Error, Result};
+use crate::ops::{saga, Finish, OpRow};
+use crate::repo::vpses::{load, load_host, VpsRow};
+use crate::tasks::Task;
+use serde::{Deserialize, Serialize};
+use serverware_shared::agent::AgentRequest;
+use serverware_shared::api::TaskResponse;
+use serverware_shared::state::{DesiredState, VpsOperation};
+use serverware_shared::ws::ChangeKind;
+use std::sync::Arc;
 
 crate::ops::steps! {
     /// The steps of a delete.

@@ -1,6 +1,20 @@
 //! Edit a VPS's settings; limits apply at once, an address at the next start.
 
-use super::*;
+use super::agent::{call, spec, QUICK};
+use super::operation::{check, spawn};
+use super::placement::{candidates, mib, need};
+use super::record::{changed, host_of};
+use super::Vpses;
+use crate::audit::{self, Actor, Change};
+use crate::error::{Error, Result};
+use crate::ops::{self, Finish};
+use crate::repo::vpses::{load, ports_text, unique, VpsRow};
+use crate::tasks::Task;
+use serverware_shared::agent::AgentRequest;
+use serverware_shared::api::TaskResponse;
+use serverware_shared::state::VpsOperation;
+use serverware_shared::ws::ChangeKind;
+use std::sync::Arc;
 
 pub struct EditVps {
     pub description: Option<String>,

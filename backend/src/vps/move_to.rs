@@ -5,7 +5,26 @@
 //! before anything is sent, so a leftover can never start by itself, and it is removed,
 //! retried until done.
 
-use super::*;
+use super::agent::{call, conn, spec, QUICK};
+use super::on_host::name_free_on;
+use super::operation::{begin, check, spawn, Begin};
+use super::placement::{candidates, fits, need};
+use super::record::{changed, host_of, set_state};
+use super::transfer::{live_disk, slots, transfer};
+use super::{bring_up, Vpses, DEFAULT_STOP_TIMEOUT};
+use crate::audit::Actor;
+use crate::error::{Error, Result};
+use crate::hosts::{Conn, HostRow};
+use crate::ops::{self, saga, Finish, OpRow};
+use crate::repo::vpses::{load, load_host, VpsRow};
+use crate::tasks::Task;
+use serde::{Deserialize, Serialize};
+use serverware_shared::agent::{AgentRequest, AgentResponse};
+use serverware_shared::api::TaskResponse;
+use serverware_shared::state::{ObservedState, VpsOperation};
+use serverware_shared::ws::ChangeKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 crate::ops::steps! {
     /// The steps of a move, in order (`target_started` only for a VPS that ran).
@@ -86,129 +105,236 @@ pub async fn move_to(
     drop(placing);
     let out = task.response();
     spawn(state, task, vec![id], move |state, task| async move {
-        match state.db.run(move |c| load_host(c, target)).await {
-            Ok(to) => run(&state, &task, &v, &from, &to, &params).await,
-            Err(e) => undo(&state, &task, &v, &params, e).await,
-        }
+        let saga = Move::new(&state, &task, v, params);
+        saga::forward(&state.db, &task, &saga, None).await
     });
     Ok(out)
 }
 
-async fn run(
-    state: &Arc<Vpses>,
-    task: &Task,
-    v: &VpsRow,
-    from: &HostRow,
-    to: &HostRow,
-    p: &Params,
-) -> Finish {
-    match forward(state, task, v, from, to, p).await {
-        Ok(downtime) => {
-            task.progress(90, 0, None).await;
-            cleanup(state, task, v, from.id, Some(downtime)).await
+/// A move as a saga. Until the database names the new host it is undone (the partial copy
+/// goes, the VPS runs again where it was); from a copy complete on the target on, carried
+/// forward; after the switch, the parked old copy is removed, retried until done.
+struct Move<'a> {
+    state: &'a Vpses,
+    task: &'a Task,
+    vps: VpsRow,
+    p: Params,
+    /// Transfer slots on both hosts, taken before the VPS stops and held until its files are
+    /// sent.
+    slots: std::sync::Mutex<Option<Vec<tokio::sync::OwnedSemaphorePermit>>>,
+    /// When it stopped on its old host (the downtime runs from there to the switch).
+    down: std::sync::Mutex<Option<Instant>>,
+    downtime: std::sync::Mutex<Option<Duration>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a> Move<'a> {
+    fn new(state: &'a Vpses, task: &'a Task, vps: VpsRow, p: Params) -> Self {
+        Move {
+            state,
+            task,
+            vps,
+            p,
+            slots: Default::default(),
+            down: Default::default(),
+            downtime: Default::default(),
         }
-        Err(e) => undo(state, task, v, p, e).await,
     }
-}
 
-/// Up to the database naming the new host; returns the downtime.
-async fn forward(
-    state: &Arc<Vpses>,
-    task: &Task,
-    v: &VpsRow,
-    from: &HostRow,
-    to: &HostRow,
-    p: &Params,
-) -> Result<Duration> {
-    let db = &state.db;
-    let cf = conn(state, from.id, &from.name)?;
-    let ct = conn(state, to.id, &to.name)?;
-    let estimate = live_disk(state, from.id, &v.name);
-    task.log(format!(
-        "moving VPS {} from {} to {}",
-        v.name, from.name, to.name
-    ))
-    .await;
-    bring_up::define_step(state, task, &ct, v, to, Step::TargetDefined).await?;
-    let _slots = slots(state, task, &[from.id, to.id]).await?;
-    let down = Instant::now();
-    if p.was_running {
-        let r = call(
-            &cf,
-            AgentRequest::VpsStop {
-                name: v.name.clone(),
-                timeout_secs: DEFAULT_STOP_TIMEOUT,
-            },
-            Duration::from_secs(u64::from(DEFAULT_STOP_TIMEOUT) + 60),
+    async fn host(&self, id: i64) -> Result<(HostRow, Conn)> {
+        let h = self.state.db.run(move |c| load_host(c, id)).await?;
+        let c = conn(self.state, h.id, &h.name)?;
+        Ok((h, c))
+    }
+
+    async fn take_slots(&self) -> Result<()> {
+        if lock(&self.slots).is_none() {
+            let s = slots(self.state, self.task, &[self.p.from_host, self.p.to_host]).await?;
+            *lock(&self.slots) = Some(s);
+        }
+        Ok(())
+    }
+
+    /// Stopped on its old host (if it ran), and parked there: it must never start by itself
+    /// again (its host rebooting, say).
+    async fn park(&self) -> Result<()> {
+        let (from, cf) = self.host(self.p.from_host).await?;
+        let v = &self.vps;
+        self.take_slots().await?;
+        *lock(&self.down) = Some(Instant::now());
+        if self.p.was_running {
+            let r = call(
+                &cf,
+                AgentRequest::VpsStop {
+                    name: v.name.clone(),
+                    timeout_secs: DEFAULT_STOP_TIMEOUT,
+                },
+                Duration::from_secs(u64::from(DEFAULT_STOP_TIMEOUT) + 60),
+            )
+            .await?;
+            let forced = matches!(r, AgentResponse::Stopped { forced: true });
+            self.task
+                .log(format!(
+                    "stopped on {}{}",
+                    from.name,
+                    if forced { " (by force)" } else { "" }
+                ))
+                .await;
+        }
+        let mut parked = spec(v, &from);
+        parked.autostart = false;
+        call(&cf, AgentRequest::VpsDefine { spec: parked }, QUICK).await?;
+        let estimate = live_disk(self.state, from.id, &v.name);
+        self.task.progress(10, 0, estimate.map(|e| e as i64)).await;
+        Ok(())
+    }
+
+    /// Its files to the target. The VPS keeps its id range: its files keep their owners.
+    async fn transfer(&self) -> Result<()> {
+        let ((from, cf), (to, ct)) = (
+            self.host(self.p.from_host).await?,
+            self.host(self.p.to_host).await?,
+        );
+        let v = &self.vps;
+        self.take_slots().await?;
+        let estimate = live_disk(self.state, from.id, &v.name);
+        let ids = (v.ids_on_disk(), v.ids_on_disk());
+        let r = transfer(
+            self.state,
+            self.task,
+            (&cf, from.id),
+            &v.name,
+            (&ct, to.id),
+            &v.name,
+            ids,
+            estimate,
+            (10, 85),
         )
-        .await?;
-        task.log(format!(
-            "stopped on {}{}",
-            from.name,
-            if matches!(r, AgentResponse::Stopped { forced: true }) {
-                " (by force)"
-            } else {
-                ""
-            }
-        ))
         .await;
+        *lock(&self.slots) = None;
+        let (bytes, _) = r?;
+        self.task
+            .log(format!("{bytes} bytes of root filesystem transferred"))
+            .await;
+        Ok(())
     }
-    // The old copy must never start by itself again (its host rebooting, say).
-    let mut parked = spec(v, from);
-    parked.autostart = false;
-    call(&cf, AgentRequest::VpsDefine { spec: parked }, QUICK).await?;
-    ops::step(db, task.id(), Step::SourceParked).await?;
-    task.progress(10, 0, estimate.map(|e| e as i64)).await;
-    // The VPS keeps its id range: its files keep their owners as they are.
-    let ids = (v.ids_on_disk(), v.ids_on_disk());
-    let (bytes, _) = transfer(
-        state,
-        task,
-        (&cf, from.id),
-        &v.name,
-        (&ct, to.id),
-        &v.name,
-        ids,
-        estimate,
-        (10, 85),
-    )
-    .await?;
-    ops::step(db, task.id(), Step::Transferred).await?;
-    task.log(format!("{bytes} bytes of root filesystem transferred"))
-        .await;
-    let steps = (Step::TargetConfigured, Step::TargetStarted);
-    bring_up::configure_and_start(state, task, &ct, v, to, p.was_running, steps).await?;
-    switch(state, task, v, to.id, p.was_running).await?;
-    let downtime = down.elapsed();
-    if p.was_running {
-        task.log(format!(
-            "running on {}; downtime {} ms",
-            to.name,
-            downtime.as_millis()
-        ))
-        .await;
+
+    /// The database names the new host: from here on the move is carried forward.
+    async fn switch(&self) -> Result<()> {
+        let (id, to) = (self.vps.id, self.p.to_host);
+        let observed = if self.p.was_running {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        self.state
+            .db
+            .run(move |c| crate::repo::vpses::moved(c, id, to, observed.as_str()))
+            .await?;
+        changed(&self.state.hub, id, ChangeKind::Updated);
+        let down = *lock(&self.down);
+        if let (true, Some(down)) = (self.p.was_running, down) {
+            let d = down.elapsed();
+            *lock(&self.downtime) = Some(d);
+            let to = self.host(to).await.map(|(h, _)| h.name).unwrap_or_default();
+            self.task
+                .log(format!("running on {to}; downtime {} ms", d.as_millis()))
+                .await;
+        }
+        Ok(())
     }
-    Ok(downtime)
 }
 
-/// The database names the new host: from here on the move is carried forward.
-async fn switch(state: &Vpses, task: &Task, v: &VpsRow, to: i64, running: bool) -> Result<()> {
-    let (id, tid) = (v.id, task.id());
-    let observed = if running {
-        ObservedState::Running
-    } else {
-        ObservedState::Stopped
-    };
-    state
-        .db
-        .transaction(move |c| {
-            crate::repo::vpses::moved(c, id, to, observed.as_str())?;
-            ops::step_in(c, tid, Step::Switched)
+impl saga::Saga for Move<'_> {
+    type Step = Step;
+
+    fn applies(&self, step: Step) -> bool {
+        step != Step::TargetStarted || self.p.was_running
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        let v = &self.vps;
+        match step {
+            Step::TargetDefined => {
+                let (from, to) = (
+                    self.host(self.p.from_host).await?.0,
+                    self.host(self.p.to_host).await?,
+                );
+                self.task
+                    .log(format!(
+                        "moving VPS {} from {} to {}",
+                        v.name, from.name, to.0.name
+                    ))
+                    .await;
+                bring_up::define(&to.1, v, &to.0).await
+            }
+            Step::SourceParked => self.park().await,
+            Step::Transferred => self.transfer().await,
+            Step::TargetConfigured => {
+                let (to, ct) = self.host(self.p.to_host).await?;
+                bring_up::define(&ct, v, &to).await
+            }
+            Step::TargetStarted => {
+                let (_, ct) = self.host(self.p.to_host).await?;
+                bring_up::start(&ct, v).await
+            }
+            Step::Switched => self.switch().await,
+        }
+    }
+
+    async fn done(&self) -> Result<String> {
+        self.task.progress(90, 0, None).await;
+        Ok(match *lock(&self.downtime) {
+            Some(d) => format!(
+                "VPS {} moved (downtime {} ms)",
+                self.vps.name,
+                d.as_millis()
+            ),
+            None => format!("VPS {} moved", self.vps.name),
         })
-        .await?;
-    ops::stepped(Step::Switched);
-    changed(&state.hub, id, ChangeKind::Updated);
-    Ok(())
+    }
+
+    async fn after(&self, outcome: String) -> Finish {
+        cleanup(self.state, self.task, &self.vps, self.p.from_host, outcome).await
+    }
+
+    async fn undo(&self, reached: Option<Step>, why: Error) -> Finish {
+        *lock(&self.slots) = None;
+        if reached == Some(Step::Switched) {
+            // The VPS runs on its new host: nothing to take back, the old copy still goes.
+            self.task
+                .log(format!(
+                    "VPS {} is on its new host ({}); the old copy is removed",
+                    self.vps.name,
+                    why.message()
+                ))
+                .await;
+            let outcome = format!("VPS {} moved", self.vps.name);
+            return cleanup(self.state, self.task, &self.vps, self.p.from_host, outcome).await;
+        }
+        undo(self.state, self.task, &self.vps, &self.p, why).await
+    }
+
+    fn goes_on(&self, reached: Option<Step>) -> bool {
+        match reached {
+            Some(Step::TargetStarted | Step::Switched) => true,
+            Some(Step::TargetConfigured) => !self.p.was_running,
+            _ => false,
+        }
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(
+            None,
+            format!(
+                "rolled back: the controller stopped while VPS {} was being moved",
+                self.vps.name
+            ),
+        )
+    }
 }
 
 /// Removes the parked old copy; retried until done (the VPS itself is free meanwhile).
@@ -217,12 +343,12 @@ async fn cleanup(
     task: &Task,
     v: &VpsRow,
     from_host: i64,
-    downtime: Option<Duration>,
+    outcome: String,
 ) -> Finish {
     let from = match state.db.run(move |c| load_host(c, from_host)).await {
         Ok(h) => h,
         // The old host was removed from the site: nothing is left to clean.
-        Err(_) => return Finish::Done(Ok(format!("VPS {} moved", v.name))),
+        Err(_) => return Finish::Done(Ok(outcome)),
     };
     let removed = match state.hosts.conn(from.id) {
         Some(c) => call(
@@ -247,10 +373,7 @@ async fn cleanup(
         };
     }
     task.log(format!("removed from {}", from.name)).await;
-    Finish::Done(Ok(match downtime {
-        Some(d) => format!("VPS {} moved (downtime {} ms)", v.name, d.as_millis()),
-        None => format!("VPS {} moved", v.name),
-    }))
+    Finish::Done(Ok(outcome))
 }
 
 /// Back to where it was: the partial copy goes, the original runs again if it ran.
@@ -364,43 +487,7 @@ pub(super) async fn recover(state: &Vpses, task: &Task, op: &OpRow) -> Finish {
         Ok(v) => v,
         Err(e) => return Finish::Done(Err(e)),
     };
-    let at = match op.reached::<Step>() {
-        Ok(at) => at,
-        Err(e) => return Finish::Done(Err(e)),
-    };
-    let complete =
-        at == Some(Step::TargetStarted) || (at == Some(Step::TargetConfigured) && !p.was_running);
-    if at == Some(Step::Switched) {
-        if !state.ops.live.announced(op.task_id) {
-            task.log("resumed: the VPS is on its new host; the old copy is removed")
-                .await;
-        }
-        return cleanup(state, task, &v, p.from_host, None).await;
-    }
-    if !op.undoing() && complete {
-        task.log(format!(
-            "resumed: the copy on the target was complete (step '{}')",
-            op.step
-        ))
-        .await;
-        if let Err(e) = switch(state, task, &v, p.to_host, p.was_running).await {
-            return Finish::Done(Err(e));
-        }
-        return cleanup(state, task, &v, p.from_host, None).await;
-    }
-    if !op.undoing() {
-        task.log(format!(
-            "rolling back: the move stopped after step '{}'",
-            op.step
-        ))
-        .await;
-    }
-    let why = Error::conflict(
-        None,
-        format!(
-            "rolled back: the controller stopped while VPS {} was being moved",
-            v.name
-        ),
-    );
-    undo(state, task, &v, &p, why).await
+    let announce = !state.ops.live.announced(op.task_id);
+    let saga = Move::new(state, task, v, p);
+    saga::resume(&state.db, task, &saga, op, announce).await
 }

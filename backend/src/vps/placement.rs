@@ -1,6 +1,13 @@
 //! Placement: what a host can hold, what a VPS needs, and where a new VPS goes.
 
-use super::*;
+use super::Vpses;
+use crate::error::Result;
+use crate::hosts::HostRow;
+use crate::ops;
+use crate::repo::vpses::VpsRow;
+use serverware_shared::agent::HostSample;
+use serverware_shared::api::HostCapacity;
+use serverware_shared::state::HostStatus;
 
 /// What a host can hold: declared, else what it reports (memory, CPUs, the disk under /var/lib/lxc).
 pub fn capacity(h: &HostRow, sample: Option<&HostSample>) -> HostCapacity {

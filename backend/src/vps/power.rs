@@ -2,7 +2,21 @@
 //! the request, so a controller that dies before the host acted still knows what was asked: the
 //! reconciler finishes it.
 
-use super::*;
+use super::agent::{call, conn, spec, QUICK};
+use super::operation::{begin, check, spawn, Begin};
+use super::record::{host_of, set_state};
+use super::Vpses;
+use crate::audit::Actor;
+use crate::error::Result;
+use crate::hosts::HostRow;
+use crate::ops::Finish;
+use crate::repo::vpses::{load, VpsRow};
+use crate::tasks::Task;
+use serverware_shared::agent::{AgentRequest, AgentResponse};
+use serverware_shared::api::TaskResponse;
+use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub async fn start(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;

@@ -5,8 +5,21 @@
 //! VPSes with an operation in progress are left to it. A failed start is tried again with
 //! back-off, never forgotten.
 
-use super::*;
-use std::sync::Mutex;
+use super::agent::{call, QUICK};
+use super::on_host::remove_stale_copy;
+use super::power::{start, stop};
+use super::record::changed;
+use super::{Vpses, DEFAULT_STOP_TIMEOUT};
+use crate::audit::{self, Actor, Change};
+use crate::error::Result;
+use crate::ops;
+use crate::repo::vpses::VpsRow;
+use serverware_shared::agent::AgentRequest;
+use serverware_shared::state::{DesiredState, HostStatus, ObservedState, VpsOperation};
+use serverware_shared::ws::ChangeKind;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Each claimed VPS: the operation and the task holding it.
 type Claims = std::collections::HashMap<i64, (VpsOperation, i64)>;

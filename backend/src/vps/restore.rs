@@ -3,8 +3,26 @@
 //! controller did not see to its end is carried forward (sending a point again is harmless: what
 //! the host holds already does not travel); a clone is finished if complete, else unwound.
 
-use super::*;
+use super::agent::{call, conn, QUICK};
+use super::on_host::{name_free_on, remove_unfinished};
+use super::operation::{begin, check, spawn, Begin};
+use super::placement::{candidates, fits, need};
+use super::record::set_state;
+use super::transfer::slots;
+use super::{bring_up, Vpses, DEFAULT_STOP_TIMEOUT};
+use crate::audit::{self, Actor, Change};
+use crate::error::{Error, Result};
+use crate::hosts::{Conn, HostRow};
+use crate::ops::{self, saga, Finish, OpRow, Steps};
+use crate::repo::vpses::{insert_creating, load, load_host, unique, NewVps, VpsRow};
+use crate::tasks::Task;
+use serde::{Deserialize, Serialize};
+use serverware_shared::agent::AgentRequest;
+use serverware_shared::api::TaskResponse;
 use serverware_shared::duplo::Manifest;
+use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The steps of an in-place restore, in order.
 pub const IN_PLACE: &[Step] = &[Step::Stopped, Step::Restored, Step::Switched, Step::Started];
@@ -191,13 +209,14 @@ async fn in_place_request(
     .await?;
     drop(placing);
     let out = task.response();
+    let vps = src.clone();
     spawn(
         state.clone(),
         task,
         vec![id],
         move |state, task| async move {
             let _pin = pin;
-            Finish::Done(in_place(&state, &task, id, &params, manifest).await)
+            in_place(&state, &task, vps, params, manifest).await
         },
     );
     Ok(out)
@@ -279,20 +298,15 @@ async fn as_new_request(
         vec![copy.id],
         move |state, task| async move {
             let _pin = pin;
-            match clone_work(&state, &task, &copy, to_id, manifest, start).await {
-                Ok(m) => Finish::Done(Ok(m)),
-                Err(e) => {
-                    let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
-                    if remove_unfinished(&state, &task, to_id, &copy).await {
-                        task.log("rolled back").await;
-                        Finish::Done(Err(e))
-                    } else {
-                        Finish::Later {
-                            release_claims: false,
-                        }
-                    }
-                }
-            }
+            let saga = AsNew {
+                state: &state,
+                task: &task,
+                copy,
+                to_host: to_id,
+                start,
+                manifest: Some(manifest),
+            };
+            saga::forward(&state.db, &task, &saga, None).await
         },
     );
     Ok(out)
@@ -350,7 +364,7 @@ pub async fn fail_over(state: Arc<Vpses>, id: i64, to_id: i64) -> Result<TaskRes
     let out = task.response();
     spawn(state, task, vec![id], move |state, task| async move {
         let _pin = pin;
-        Finish::Done(in_place(&state, &task, id, &params, manifest).await)
+        in_place(&state, &task, src, params, manifest).await
     });
     Ok(out)
 }
@@ -413,148 +427,280 @@ async fn send_point(
     Ok(())
 }
 
+/// Runs an in-place restore from its first step.
 async fn in_place(
     state: &Arc<Vpses>,
     task: &Task,
-    id: i64,
-    p: &Params,
+    vps: VpsRow,
+    p: Params,
     manifest: Arc<Manifest>,
-) -> Result<String> {
-    // Cycles under way of the copy being replaced (perhaps on a fenced host) land no more.
-    state.duplo.terms.next(id);
-    let v = state.db.run(move |c| load(c, id)).await?;
-    let to_host = p.to_host;
-    let to = state.db.run(move |c| load_host(c, to_host)).await?;
-    // Stopped wherever it is now, for good if it leaves that host.
-    if let Some(f) = v.host_id {
-        let fh = state.db.run(move |c| load_host(c, f)).await?;
-        if let Some(c) = state.hosts.conn(f) {
-            task.log(format!("stopping {} on {}", v.name, fh.name))
-                .await;
-            call(
-                &c,
-                AgentRequest::VpsStop {
-                    name: v.name.clone(),
-                    timeout_secs: DEFAULT_STOP_TIMEOUT,
-                },
-                Duration::from_secs(u64::from(DEFAULT_STOP_TIMEOUT) + 30),
-            )
-            .await?;
-        } else if f == to.id {
-            return Err(Error::HostUnavailable(format!(
-                "host {} is offline",
-                fh.name
-            )));
-        }
+) -> Finish {
+    let saga = InPlace {
+        state,
+        task,
+        vps,
+        p,
+        manifest,
+    };
+    saga::forward(&state.db, task, &saga, None).await
+}
+
+/// An in-place restore (a failover is one, onto another host) as a saga: carried forward,
+/// never undone (sending a point again is harmless: what the host holds already does not
+/// travel). The VPS as it was recorded when the saga was built.
+struct InPlace<'a> {
+    state: &'a Arc<Vpses>,
+    task: &'a Task,
+    vps: VpsRow,
+    p: Params,
+    manifest: Arc<Manifest>,
+}
+
+impl InPlace<'_> {
+    async fn target(&self) -> Result<(HostRow, Conn)> {
+        let h = self.p.to_host;
+        let to = self.state.db.run(move |c| load_host(c, h)).await?;
+        let c = conn(self.state, to.id, &to.name)?;
+        Ok((to, c))
     }
-    ops::step(&state.db, task.id(), Step::Stopped).await?;
-    task.progress(15, 0, None).await;
-    let ct = conn(state, to.id, &to.name)?;
-    call(
-        &ct,
-        AgentRequest::VpsDefine {
-            spec: spec(&v, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    send_point(state, task, &to, &v, manifest).await?;
-    ops::step(&state.db, task.id(), Step::Restored).await?;
-    if v.host_id != Some(to.id) {
-        let vid = v.id;
-        let tid = to.id;
+
+    /// Stopped wherever it is now, for good if it leaves that host. A host that cannot be
+    /// reached is not asked when the VPS leaves it: netMON vouches that its lease ran out and
+    /// its guard stopped the VPS there.
+    async fn stop(&self) -> Result<()> {
+        let (state, v) = (self.state, &self.vps);
+        // Cycles under way of the copy being replaced (perhaps on a fenced host) land no more.
+        state.duplo.terms.next(v.id);
+        let Some(f) = v.host_id else {
+            return Ok(());
+        };
+        let fh = state.db.run(move |c| load_host(c, f)).await?;
+        match state.hosts.conn(f) {
+            Some(c) => {
+                self.task
+                    .log(format!("stopping {} on {}", v.name, fh.name))
+                    .await;
+                call(
+                    &c,
+                    AgentRequest::VpsStop {
+                        name: v.name.clone(),
+                        timeout_secs: DEFAULT_STOP_TIMEOUT,
+                    },
+                    Duration::from_secs(u64::from(DEFAULT_STOP_TIMEOUT) + 30),
+                )
+                .await?;
+            }
+            None if f == self.p.to_host => {
+                return Err(Error::HostUnavailable(format!(
+                    "host {} is offline",
+                    fh.name
+                )))
+            }
+            None => {}
+        }
+        self.task.progress(15, 0, None).await;
+        Ok(())
+    }
+
+    /// The database names the new host; the old copy goes from the old one if it answers.
+    async fn switch(&self) -> Result<()> {
+        let (state, v) = (self.state, &self.vps);
+        let (vid, tid) = (v.id, self.p.to_host);
         state
             .db
             .run(move |c| crate::repo::vpses::set_host(c, vid, tid))
             .await?;
         // Nor one that read the old host's record before the switch.
-        state.duplo.terms.next(id);
-        ops::step(&state.db, task.id(), Step::Switched).await?;
-        if let Some(f) = v.host_id {
-            if let Some(c) = state.hosts.conn(f) {
-                match call(
-                    &c,
-                    AgentRequest::VpsDestroy {
-                        name: v.name.clone(),
-                    },
-                    QUICK,
-                )
-                .await
-                {
-                    Ok(_) => task.log("the old copy was removed from its host").await,
-                    Err(e) => {
-                        task.log(format!(
-                            "the old copy stays, stopped, on its old host: {}",
-                            e.message()
-                        ))
-                        .await
-                    }
-                }
-            }
-        }
-    }
-    // Its configuration again, with the host's network.
-    call(
-        &ct,
-        AgentRequest::VpsDefine {
-            spec: spec(&v, &to),
-        },
-        QUICK,
-    )
-    .await?;
-    if p.start {
-        call(
-            &ct,
-            AgentRequest::VpsStart {
+        state.duplo.terms.next(vid);
+        let Some(c) = self.p.from_host.and_then(|f| state.hosts.conn(f)) else {
+            return Ok(());
+        };
+        let removed = call(
+            &c,
+            AgentRequest::VpsDestroy {
                 name: v.name.clone(),
             },
             QUICK,
         )
-        .await?;
-        ops::step(&state.db, task.id(), Step::Started).await?;
-        set_state(state, v.id, ObservedState::Running, None).await?;
-        Ok(format!(
-            "VPS {} restored from point {} and running on {}",
-            v.name, p.cycle, to.name
-        ))
-    } else {
-        set_state(state, v.id, ObservedState::Stopped, None).await?;
-        Ok(format!(
-            "VPS {} restored from point {} on {}",
-            v.name, p.cycle, to.name
-        ))
+        .await;
+        self.task
+            .log(match removed {
+                Ok(_) => "the old copy was removed from its host".to_string(),
+                Err(e) => format!(
+                    "the old copy stays, stopped, on its old host: {}",
+                    e.message()
+                ),
+            })
+            .await;
+        Ok(())
     }
 }
 
-async fn clone_work(
-    state: &Arc<Vpses>,
-    task: &Task,
-    copy: &VpsRow,
-    to_id: i64,
-    manifest: Arc<Manifest>,
+impl saga::Saga for InPlace<'_> {
+    type Step = Step;
+
+    fn applies(&self, step: Step) -> bool {
+        IN_PLACE.contains(&step)
+            && match step {
+                Step::Switched => self.p.from_host != Some(self.p.to_host),
+                Step::Started => self.p.start,
+                _ => true,
+            }
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        match step {
+            Step::Stopped => self.stop().await,
+            Step::Restored => {
+                self.state.duplo.terms.next(self.vps.id);
+                let (to, c) = self.target().await?;
+                bring_up::define(&c, &self.vps, &to).await?;
+                send_point(self.state, self.task, &to, &self.vps, self.manifest.clone()).await?;
+                // Its configuration again, with the host's network.
+                bring_up::define(&c, &self.vps, &to).await
+            }
+            Step::Switched => self.switch().await,
+            Step::Started => {
+                let (_, c) = self.target().await?;
+                bring_up::start(&c, &self.vps).await
+            }
+            Step::Defined | Step::Configured => Err(Error::Internal(anyhow::anyhow!(
+                "step '{}' is not one of an in-place restore",
+                step.name()
+            ))),
+        }
+    }
+
+    async fn done(&self) -> Result<String> {
+        let h = self.p.to_host;
+        let to = self
+            .state
+            .db
+            .run(move |c| load_host(c, h))
+            .await
+            .map_or_else(|_| format!("#{h}"), |h| h.name);
+        let observed = if self.p.start {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        set_state(self.state, self.vps.id, observed, None).await?;
+        Ok(if self.p.start {
+            format!(
+                "VPS {} restored from point {} and running on {to}",
+                self.vps.name, self.p.cycle
+            )
+        } else {
+            format!(
+                "VPS {} restored from point {} on {to}",
+                self.vps.name, self.p.cycle
+            )
+        })
+    }
+
+    /// Nothing to take back: the VPS stays stopped where the database names it, and the
+    /// operator (or netMON) asks again.
+    async fn undo(&self, reached: Option<Step>, why: Error) -> Finish {
+        self.task
+            .log(format!(
+                "the restore ended after step '{}': {}",
+                reached.map_or("recorded", |s| s.name()),
+                why.message()
+            ))
+            .await;
+        Finish::Done(Err(why))
+    }
+
+    fn goes_on(&self, _reached: Option<Step>) -> bool {
+        true
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(None, "the controller stopped during the restore")
+    }
+}
+
+/// A restore as a new VPS as a saga: finished if complete, else unwound (the unfinished VPS
+/// goes from its host, then its record).
+struct AsNew<'a> {
+    state: &'a Arc<Vpses>,
+    task: &'a Task,
+    copy: VpsRow,
+    to_host: i64,
     start: bool,
-) -> Result<String> {
-    let to = state.db.run(move |c| load_host(c, to_id)).await?;
-    let c = conn(state, to.id, &to.name)?;
-    bring_up::define_step(state, task, &c, copy, &to, Step::Defined).await?;
-    send_point(state, task, &to, copy, manifest).await?;
-    // Its own host name into the restored tree, then started if asked.
-    let steps = (Step::Configured, Step::Started);
-    if bring_up::finish_on(state, task, &c, copy, &to, start, steps).await? {
-        Ok(format!(
-            "VPS {} made from a restore point, running on {}",
-            copy.name, to.name
-        ))
-    } else {
-        Ok(format!(
-            "VPS {} made from a restore point on {}",
-            copy.name, to.name
-        ))
+    /// The point's files (None after a restart: a clone is then finished or unwound, never
+    /// carried forward).
+    manifest: Option<Arc<Manifest>>,
+}
+
+impl saga::Saga for AsNew<'_> {
+    type Step = Step;
+
+    fn applies(&self, step: Step) -> bool {
+        AS_NEW.contains(&step) && (step != Step::Started || self.start)
+    }
+
+    async fn run(&self, step: Step) -> Result<()> {
+        let (state, copy) = (self.state, &self.copy);
+        let h = self.to_host;
+        let to = state.db.run(move |c| load_host(c, h)).await?;
+        let c = conn(state, to.id, &to.name)?;
+        match step {
+            Step::Defined => bring_up::define(&c, copy, &to).await,
+            // The point's files, then its own host name into the restored tree.
+            Step::Configured => {
+                let m = self.manifest.clone().ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("the restore point was not loaded"))
+                })?;
+                send_point(state, self.task, &to, copy, m).await?;
+                bring_up::define(&c, copy, &to).await
+            }
+            Step::Started => bring_up::start(&c, copy).await,
+            _ => Err(Error::Internal(anyhow::anyhow!(
+                "step '{}' is not one of a restore as a new VPS",
+                step.name()
+            ))),
+        }
+    }
+
+    async fn done(&self) -> Result<String> {
+        let observed = if self.start {
+            ObservedState::Running
+        } else {
+            ObservedState::Stopped
+        };
+        set_state(self.state, self.copy.id, observed, None).await?;
+        Ok(if self.start {
+            format!(
+                "VPS {} made from a restore point and running",
+                self.copy.name
+            )
+        } else {
+            format!("VPS {} made from a restore point", self.copy.name)
+        })
+    }
+
+    async fn undo(&self, _reached: Option<Step>, why: Error) -> Finish {
+        if remove_unfinished(self.state, self.task, self.to_host, &self.copy).await {
+            self.task.log("rolled back").await;
+            Finish::Done(Err(why))
+        } else {
+            Finish::Later {
+                release_claims: false,
+            }
+        }
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::conflict(
+            None,
+            "rolled back: the controller stopped during the restore",
+        )
     }
 }
 
-/// After a restart: an in-place restore is carried forward from the start (what the host holds
-/// already does not travel again); a clone is finished if complete, else unwound.
+/// After a restart: an in-place restore is carried forward from where it stopped (once its
+/// target answers); a clone is finished if complete, else unwound.
 pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
@@ -568,59 +714,36 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         }
         Err(e) => return Finish::Done(Err(e)),
     };
-    if p.clone {
-        let at = match op.reached::<Step>() {
-            Ok(at) => at,
-            Err(e) => return Finish::Done(Err(e)),
-        };
-        let complete = !op.undoing()
-            && (at == Some(Step::Started) || (at == Some(Step::Configured) && !p.start));
-        if complete {
-            let observed = if p.start {
-                ObservedState::Running
-            } else {
-                ObservedState::Stopped
-            };
-            if let Err(e) = set_state(state, id, observed, None).await {
-                return Finish::Done(Err(e));
-            }
-            task.log(format!("resumed: VPS {} was complete", vps.name))
-                .await;
-            return Finish::Done(Ok(format!("VPS {} made from a restore point", vps.name)));
-        }
-        task.log(format!(
-            "rolling back: the restore stopped after step '{}'",
-            op.step
-        ))
-        .await;
-        let _ = ops::set_phase(&state.db, task.id(), ops::Phase::Undo).await;
-        return if remove_unfinished(state, task, p.to_host, &vps).await {
-            task.log("rolled back").await;
-            Finish::Done(Err(Error::conflict(
-                None,
-                "rolled back: the controller stopped during the restore",
-            )))
-        } else {
-            Finish::Later {
-                release_claims: false,
-            }
-        };
-    }
-    if state.hosts.conn(p.to_host).is_none() {
+    if !p.clone && !op.undoing() && state.hosts.conn(p.to_host).is_none() {
         task.log("the target host cannot be reached now: the restore goes on once it can")
             .await;
         return Finish::Later {
             release_claims: false,
         };
     }
-    task.log(format!(
-        "resumed: the restore stopped after step '{}'; carrying it forward",
-        op.step
-    ))
-    .await;
+    let announce = !state.ops.live.announced(op.task_id);
+    if p.clone {
+        // A clone is never carried forward after a restart: its point is not needed.
+        let saga = AsNew {
+            state,
+            task,
+            copy: vps,
+            to_host: p.to_host,
+            start: p.start,
+            manifest: None,
+        };
+        return saga::resume(&state.db, task, &saga, op, announce).await;
+    }
     let (manifest, _pin) = match point(state, p.src_id, p.cycle).await {
         Ok(m) => m,
         Err(e) => return Finish::Done(Err(e)),
     };
-    Finish::Done(in_place(state, task, id, &p, manifest).await)
+    let saga = InPlace {
+        state,
+        task,
+        vps,
+        p,
+        manifest,
+    };
+    saga::resume(&state.db, task, &saga, op, announce).await
 }

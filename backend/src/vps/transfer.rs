@@ -3,7 +3,12 @@
 //! (`MaxSessions`, 10 by default): streams wait for one of their host's transfer slots, and the
 //! task says so while it waits.
 
-use super::*;
+use super::agent::agent_err;
+use super::Vpses;
+use crate::error::{Error, Result};
+use crate::hosts::Conn;
+use crate::repo::vpses::load_host;
+use crate::tasks::Task;
 
 /// Takes a transfer slot on each host named (one per stream end), in host order and all of a
 /// host's at once so that two transfers never wait on each other; logs when the task waits.

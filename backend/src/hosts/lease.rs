@@ -1,0 +1,123 @@
+//! netMON's leases on the controller's side: what each host's lease carries, its renewal from
+//! every sample that arrives (counted from the sample, not from now), and when it was last
+//! renewed and acknowledged. The host's guard stops its HA VPSes when the lease runs out.
+
+use super::{lock, HostManager, Runtime};
+use russh::keys::PrivateKey;
+use serverware_shared::agent::{AgentRequest, AgentResponse};
+use std::time::{Duration, Instant};
+
+/// The key that signs what hosts' guards tell each other (hex): derived from the controller's
+/// own key, so that it stays the same across restarts and never leaves the controller's hosts.
+pub(super) fn lease_key(key: &PrivateKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"serverware netMON lease key\0");
+    if let Some(k) = key.key_data().ed25519() {
+        h.update(k.private.to_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// What a host's netMON lease carries, as netMON wants it now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeasePlan {
+    /// Its HA VPSes, which its guard stops when the lease runs out.
+    pub ha: Vec<String>,
+    /// The other hosts' addresses (their guards are asked whether the controller is down).
+    pub peers: Vec<String>,
+}
+
+/// A host's lease, on the controller's side.
+#[derive(Debug, Default)]
+pub(super) struct LeaseState {
+    plan: Option<LeasePlan>,
+    /// netMON suspects the host: no more renewals until it says so.
+    revoked: bool,
+    /// The arrival of the sample the last renewal sent counts from, and of the last one the
+    /// host acknowledged.
+    renewed: Option<Instant>,
+    acked: Option<Instant>,
+}
+
+/// When a host's lease counts from, on the controller's clock (see [`LeaseState`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseTimes {
+    pub renewed: Option<Instant>,
+    pub acked: Option<Instant>,
+    /// The arrival of its newest sample.
+    pub heard: Option<Instant>,
+}
+
+impl HostManager {
+    /// What the host's lease carries from now on (None: it gets none).
+    pub fn set_lease_plan(&self, id: i64, plan: Option<LeasePlan>) {
+        if let Some(rt) = lock(&self.runtimes).get(&id) {
+            lock(&rt.lease).plan = plan;
+        }
+    }
+
+    /// Stops (or resumes) renewing the host's lease.
+    pub fn revoke(&self, id: i64, revoked: bool) {
+        if let Some(rt) = lock(&self.runtimes).get(&id) {
+            lock(&rt.lease).revoked = revoked;
+        }
+    }
+
+    /// When the host's lease counts from, and when it was last heard.
+    pub fn lease_times(&self, id: i64) -> LeaseTimes {
+        match lock(&self.runtimes).get(&id) {
+            Some(rt) => {
+                let l = lock(&rt.lease);
+                LeaseTimes {
+                    renewed: l.renewed,
+                    acked: l.acked,
+                    heard: *lock(&rt.heard),
+                }
+            }
+            None => LeaseTimes::default(),
+        }
+    }
+
+    /// Renews the host's lease from the sample that just arrived (its boot time `boot_ms`, at
+    /// `arrived`), unless netMON revoked it or has no plan for it. The lease counts from the
+    /// sample, not from now: it runs out on the host by `arrived + LEASE_TTL_MS` at the latest.
+    pub(super) fn renew(
+        &self,
+        rt: &Runtime,
+        caller: &crate::ssh::AgentCaller,
+        boot_ms: u64,
+        arrived: Instant,
+        interval_ms: u32,
+    ) {
+        let plan = {
+            let mut l = lock(&rt.lease);
+            match (&l.plan, l.revoked || boot_ms == 0) {
+                (Some(p), false) => {
+                    let p = p.clone();
+                    l.renewed = Some(arrived);
+                    p
+                }
+                _ => return,
+            }
+        };
+        let request = AgentRequest::Lease {
+            epoch: self.lease_epoch,
+            base_ms: boot_ms,
+            ttl_ms: serverware_shared::agent::lease_ttl_ms(u64::from(interval_ms)),
+            ha: plan.ha,
+            peers: plan.peers,
+            key: self.lease_key.clone(),
+        };
+        let (caller, lease) = (caller.clone(), rt.lease.clone());
+        tokio::spawn(async move {
+            let timeout = Duration::from_millis(3000);
+            if let Ok(AgentResponse::Ok) = caller.call(request, timeout).await {
+                let mut l = lock(&lease);
+                if l.acked.is_none_or(|t| t < arrived) {
+                    l.acked = Some(arrived);
+                }
+            }
+        });
+    }
+}

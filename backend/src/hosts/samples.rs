@@ -1,0 +1,113 @@
+//! A host's samples as they arrive: the ring kept in memory for live charts, the minute being
+//! summed up into a rollup (stored once the minute is over), and containers no VPS record
+//! names (reported once, never touched).
+
+use super::rollups::{figures, minute_of, store_bucket, Bucket};
+use super::{lock, HostManager, Runtime};
+use chrono::Utc;
+use serverware_shared::agent::HostSample;
+use serverware_shared::api::HostRollup;
+
+/// Samples kept in memory per host for live charts (10 minutes at the default 1 s).
+pub const RING: usize = 600;
+impl HostManager {
+    /// The samples kept in memory for a host, oldest first.
+    pub fn recent(&self, id: i64) -> Vec<HostSample> {
+        lock(&self.runtimes)
+            .get(&id)
+            .map(|rt| lock(&rt.ring).iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The minute being summed up for a host, as a rollup so far.
+    pub fn current_rollup(&self, id: i64) -> Option<HostRollup> {
+        lock(&self.runtimes)
+            .get(&id)
+            .and_then(|rt| lock(&rt.bucket).as_ref().map(Bucket::to_rollup))
+    }
+
+    pub(super) fn record_sample(&self, id: i64, rt: &Runtime, sample: &HostSample) {
+        {
+            let mut ring = lock(&rt.ring);
+            if ring.len() == RING {
+                ring.pop_front();
+            }
+            ring.push_back(sample.clone());
+        }
+        let names: Vec<String> = sample.vpses.iter().map(|v| v.name.clone()).collect();
+        let new_container = {
+            let mut c = lock(&rt.containers);
+            let new = names.iter().any(|n| !c.contains(n));
+            *c = names;
+            new
+        };
+        if new_container {
+            self.check_unknown(id, sample);
+        }
+        let minute = minute_of(Utc::now());
+        let done = {
+            let mut b = lock(&rt.bucket);
+            let done = match b.as_ref() {
+                Some(cur) if cur.minute != minute => b.take(),
+                _ => None,
+            };
+            b.get_or_insert_with(|| Bucket::new(minute))
+                .add(figures(sample));
+            done
+        };
+        if let Some(done) = done {
+            self.flush(id, done);
+        }
+    }
+
+    /// Reports containers on a host that no VPS record names (once each); they are never touched.
+    fn check_unknown(&self, id: i64, sample: &HostSample) {
+        let found: Vec<String> = sample.vpses.iter().map(|v| v.name.clone()).collect();
+        if found.is_empty() {
+            return;
+        }
+        let (db, reported) = (self.db.clone(), self.reported_unknown.clone());
+        tokio::spawn(async move {
+            let _ = db
+                .run(move |c| {
+                    let known = crate::repo::vpses::names(c)?;
+                    for name in found.into_iter().filter(|n| !known.contains(n)) {
+                        if !lock(&reported).insert((id, name.clone())) {
+                            continue;
+                        }
+                        crate::audit::record_system(
+                            c,
+                            &crate::audit::Actor::system("netres"),
+                            crate::audit::Change::new(
+                                "host.unknown_vps",
+                                "host",
+                                id,
+                                format!("host {id} runs a container '{name}' that is not a known VPS; it is left alone"),
+                            )
+                            .severity(serverware_shared::api::Severity::Warning)
+                            .details(serde_json::json!({ "container": name })),
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await;
+        });
+    }
+
+    /// Writes a minute to the database in the background.
+    fn flush(&self, id: i64, bucket: Bucket) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.run(move |c| store_bucket(c, id, &bucket)).await {
+                tracing::warn!(host = id, "storing a rollup failed: {e}");
+            }
+        });
+    }
+
+    /// Stores the minute in progress now (the host went offline or is being disconnected).
+    pub(super) fn flush_partial(&self, id: i64, rt: &Runtime) {
+        if let Some(b) = lock(&rt.bucket).take() {
+            self.flush(id, b);
+        }
+    }
+}

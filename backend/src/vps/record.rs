@@ -1,0 +1,50 @@
+//! What a VPS's record says, written: its state, and the dashboards told.
+
+use super::Vpses;
+use crate::error::{Error, Result};
+use crate::hosts::HostRow;
+use crate::repo::vpses::{load_host, VpsRow};
+use serverware_shared::state::{DesiredState, ObservedState};
+use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
+
+pub(crate) fn changed(hub: &crate::hub::Hub, id: i64, change: ChangeKind) {
+    hub.publish(&ServerMessage::Inventory {
+        change: InventoryChange {
+            kind: "vps".into(),
+            id: id.to_string(),
+            change,
+        },
+    });
+}
+
+/// Records what a VPS is now, and optionally what it should be.
+pub(super) async fn set_state(
+    state: &Vpses,
+    id: i64,
+    observed: ObservedState,
+    desired: Option<DesiredState>,
+) -> Result<()> {
+    state
+        .db
+        .run(move |c| {
+            crate::repo::vpses::set_observed(c, id, observed)?;
+            if let Some(d) = desired {
+                crate::repo::vpses::set_desired(c, id, d)?;
+            }
+            Ok(())
+        })
+        .await?;
+    changed(&state.hub, id, ChangeKind::Updated);
+    Ok(())
+}
+
+/// Host row and name of a placed VPS.
+pub(super) async fn host_of(state: &Vpses, v: &VpsRow) -> Result<HostRow> {
+    let Some(h) = v.host_id else {
+        return Err(Error::conflict(
+            None,
+            format!("VPS {} is on no host", v.name),
+        ));
+    };
+    state.db.run(move |c| load_host(c, h)).await
+}
