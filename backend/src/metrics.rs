@@ -7,6 +7,7 @@ use crate::hosts::{HostManager, HostView};
 use crate::hub::Hub;
 use serverware_shared::agent::HostSample;
 use serverware_shared::state::HostStatus;
+use serverware_shared::HostId;
 use std::fmt::Write;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,7 +51,7 @@ impl Out {
 }
 
 /// Renders the metrics of the given hosts (id, name, what the controller knows now).
-pub fn render(hosts: &[(i64, String, HostView)], ws_clients: usize, ws_dropped: u64) -> String {
+pub fn render(hosts: &[(HostId, String, HostView)], ws_clients: usize, ws_dropped: u64) -> String {
     let mut o = Out {
         text: String::with_capacity(8192),
     };
@@ -93,7 +94,7 @@ fn controller(o: &mut Out, hosts: usize, ws_clients: usize, ws_dropped: u64) {
 }
 
 /// Each host: up or not, what its agent reported, when it was last heard.
-fn host_states(o: &mut Out, hosts: &[(i64, String, HostView)]) {
+fn host_states(o: &mut Out, hosts: &[(HostId, String, HostView)]) {
     o.family(
         "serverware_host_up",
         "gauge",
@@ -326,7 +327,7 @@ fn host_network(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
 pub async fn gather(db: &Db, hosts: &HostManager, hub: &Hub) -> Result<String> {
     let rows = db.run(crate::repo::hosts::names).await?;
     let views = hosts.views();
-    let hosts: Vec<(i64, String, HostView)> = rows
+    let hosts: Vec<(HostId, String, HostView)> = rows
         .into_iter()
         .map(|(id, name)| {
             let v = views.get(&id).cloned().unwrap_or_default();
@@ -355,7 +356,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let text = render(&[(1, "node-1".into(), v)], 0, 0);
+        let text = render(&[(HostId(1), "node-1".into(), v)], 0, 0);
         assert!(text.contains(
             "serverware_host_filesystem_size_bytes{host=\"node-1\",mountpoint=\"/mnt/a \\\"b\\\"\\\\c\\nd\",device=\"\",fstype=\"\"} 42\n"
         ), "{text}");

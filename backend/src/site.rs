@@ -12,6 +12,7 @@ use serverware_shared::api::{
     VpsResponse,
 };
 use serverware_shared::state::HostStatus;
+use serverware_shared::VpsId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         .map(|(id, name, maintenance, seen)| {
             let view = state.hosts.view(id);
             Host {
-                id,
+                id: id.get(),
                 name,
                 maintenance,
                 status: view
@@ -68,7 +69,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         &hosts,
         &vpses,
         &newest,
-        &duplicated,
+        &duplicated.iter().map(|v| v.get()).collect::<Vec<_>>(),
         failovers_24h.max(0) as u64,
     ))
 }
@@ -136,13 +137,13 @@ impl Site<'_> {
             let fates: Vec<String> = on
                 .iter()
                 .map(|v| {
-                    let fate = match self.state.netmon.failover(v.id) {
+                    let fate = match self.state.netmon.failover(VpsId(v.id)) {
                         Some(f) if f.gave_up => {
                             "down: it failed on every host tried; it waits for you".to_string()
                         }
                         Some(f) if f.waiting => "down: waiting for a host with room".to_string(),
                         Some(f) => match f.to {
-                            Some(to) => format!("failing over to {}", self.host_name(to)),
+                            Some(to) => format!("failing over to {}", self.host_name(to.get())),
                             None => "failing over".to_string(),
                         },
                         None if v.ha_enabled => {
@@ -182,10 +183,10 @@ impl Site<'_> {
             ha.total += 1;
             let on = self.host(v.host_id);
             let host_up = on.is_some_and(up);
-            let failover = self.state.netmon.failover(v.id);
-            let duplo = self.state.duplo.state(v.id);
+            let failover = self.state.netmon.failover(VpsId(v.id));
+            let duplo = self.state.duplo.state(VpsId(v.id));
             let why = if let Some(f) = &failover {
-                let from = self.host_name(f.from);
+                let from = self.host_name(f.from.get());
                 let (severity, title, detail) = if f.gave_up {
                     (
                         Severity::Error,
@@ -209,7 +210,7 @@ impl Site<'_> {
                         Severity::Warning,
                         format!("VPS {} is failing over{asked}", v.name),
                         match f.to {
-                            Some(to) => format!("From {from} to {}: it is being brought up there from its newest restore point.", self.host_name(to)),
+                            Some(to) => format!("From {from} to {}: it is being brought up there from its newest restore point.", self.host_name(to.get())),
                             None => format!("From {from}: it is being stopped there before it comes up elsewhere."),
                         },
                     )
@@ -258,7 +259,7 @@ impl Site<'_> {
             .filter(|v| v.status != "creating" && self.duplicated.contains(&v.id))
         {
             duplication.vpses += 1;
-            let s = self.state.duplo.state(v.id);
+            let s = self.state.duplo.state(VpsId(v.id));
             if s.failures > 0 {
                 duplication.failing += 1;
                 incidents.push(Incident {

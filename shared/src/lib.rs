@@ -7,12 +7,14 @@ pub mod agent;
 pub mod api;
 pub mod duplo;
 pub mod error;
+pub mod ids;
 pub mod role;
 pub mod state;
 pub mod validate;
 pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode};
+pub use ids::{HostId, VpsId};
 pub use role::Role;
 pub use validate::ValidationError;
 

@@ -10,6 +10,7 @@ use serverware_shared::api::{
 };
 use serverware_shared::validate;
 use serverware_shared::{ErrorBody, Role};
+use serverware_shared::{HostId, VpsId};
 
 /// A VPS's duplication now: last cycle, lag, next cycle, journal, failures, newest points.
 #[utoipa::path(tag = "duplo", params(("id" = i64, Path)), responses((status = 200, body = DuploStatus), (status = 404, body = ErrorBody)))]
@@ -17,7 +18,7 @@ use serverware_shared::{ErrorBody, Role};
 pub async fn get_duplo(
     state: web::Data<Core>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
@@ -31,7 +32,7 @@ pub async fn get_duplo(
 pub async fn update_duplo(
     state: web::Data<Core>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: web::Json<UpdateDuploRequest>,
 ) -> Result<web::Json<DuploStatus>> {
     principal.require(Role::Operator)?;
@@ -51,7 +52,7 @@ pub async fn update_duplo(
 pub async fn duplicate_now(
     state: web::Data<Core>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let id = id.into_inner();
@@ -71,7 +72,7 @@ pub struct PointsQuery {
 pub async fn list_points(
     state: web::Data<Core>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     q: web::Query<PointsQuery>,
 ) -> Result<web::Json<Vec<RestorePoint>>> {
     principal.require(Role::Viewer)?;
@@ -110,7 +111,7 @@ pub async fn get_storage(
 pub async fn restore_vps(
     state: web::Data<Core>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: web::Json<RestoreVpsRequest>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
@@ -141,7 +142,7 @@ pub async fn restore_vps(
         crate::vps::RestoreVps {
             cycle: r.cycle,
             clone,
-            host_id: r.host_id,
+            host_id: r.host_id.map(HostId),
             start: r.start,
         },
     )

@@ -14,6 +14,7 @@ use serverware_shared::api::{
     ProbeHostResponse, UpdateHostRequest,
 };
 use serverware_shared::{ErrorBody, Role};
+use serverware_shared::{HostId, VpsId};
 
 /// Read a host's SSH key so the operator can confirm its fingerprint before adding it.
 #[utoipa::path(tag = "hosts", request_body = ProbeHostRequest, responses(
@@ -59,7 +60,7 @@ pub async fn list_hosts(
 pub async fn get_host(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
 ) -> Result<web::Json<HostResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
@@ -75,7 +76,7 @@ pub async fn get_host(
 pub async fn update_host(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
     body: web::Json<UpdateHostRequest>,
 ) -> Result<web::Json<HostResponse>> {
     principal.require(Role::Operator)?;
@@ -96,7 +97,7 @@ pub async fn update_host(
 pub async fn host_samples(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
 ) -> Result<web::Json<Vec<HostSample>>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
@@ -111,7 +112,7 @@ pub async fn host_samples(
 pub async fn host_history(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
     query: web::Query<HistoryQuery>,
 ) -> Result<web::Json<Vec<HostRollup>>> {
     principal.require(Role::Viewer)?;
@@ -125,7 +126,7 @@ pub async fn host_history(
 pub async fn delete_host(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     hosts::remove(&state, Actor::from(&principal), id.into_inner()).await?;
@@ -140,10 +141,12 @@ pub async fn delete_host(
 pub async fn fail_over_host(
     state: web::Data<HostAdmin>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<HostId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let core = state.into_inner();
     let vpses = hosts::fail_over(&core, Actor::from(&principal), id.into_inner()).await?;
-    Ok(HttpResponse::Accepted().json(FailoverResponse { vpses }))
+    Ok(HttpResponse::Accepted().json(FailoverResponse {
+        vpses: vpses.into_iter().map(VpsId::get).collect(),
+    }))
 }

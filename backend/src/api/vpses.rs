@@ -13,8 +13,9 @@ use serverware_shared::api::{
     UpdateVpsRequest, UpdateVpsResponse, VpsResponse,
 };
 use serverware_shared::{validate, ErrorBody, Role};
+use serverware_shared::{HostId, VpsId};
 
-async fn one(state: &Vpses, id: i64) -> Result<VpsResponse> {
+async fn one(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     vps::get(state, id).await
 }
 
@@ -34,7 +35,7 @@ pub async fn list_vpses(
 pub async fn get_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<web::Json<VpsResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(one(&state, id.into_inner()).await?))
@@ -75,7 +76,7 @@ pub async fn create_vps(
             name,
             description,
             template_id: r.template_id,
-            host_id: r.host_id,
+            host_id: r.host_id.map(HostId),
             ipv4,
             hostname,
             memory_limit_bytes: memory,
@@ -102,7 +103,7 @@ pub async fn create_vps(
 pub async fn update_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: web::Json<UpdateVpsRequest>,
 ) -> Result<web::Json<UpdateVpsResponse>> {
     principal.require(Role::Operator)?;
@@ -170,7 +171,7 @@ pub async fn update_vps(
 pub async fn start_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     Ok(accepted(
@@ -192,7 +193,7 @@ fn stop_timeout(body: Option<web::Json<StopVpsRequest>>) -> Result<u32> {
 pub async fn stop_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: Option<web::Json<StopVpsRequest>>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
@@ -215,7 +216,7 @@ pub async fn stop_vps(
 pub async fn restart_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: Option<web::Json<StopVpsRequest>>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
@@ -239,7 +240,7 @@ pub async fn restart_vps(
 pub async fn delete_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     Ok(accepted(
@@ -254,7 +255,7 @@ pub async fn delete_vps(
 pub async fn copy_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: web::Json<CopyVpsRequest>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
@@ -268,7 +269,7 @@ pub async fn copy_vps(
             id.into_inner(),
             name,
             ipv4,
-            r.host_id,
+            r.host_id.map(HostId),
             r.start,
         )
         .await?,
@@ -282,7 +283,7 @@ pub async fn copy_vps(
 pub async fn move_vps(
     state: web::Data<Vpses>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
     body: web::Json<MoveVpsRequest>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
@@ -291,7 +292,7 @@ pub async fn move_vps(
             state.into_inner(),
             Actor::from(&principal),
             id.into_inner(),
-            body.host_id,
+            HostId(body.host_id),
         )
         .await?,
     ))
@@ -305,11 +306,15 @@ pub async fn move_vps(
 pub async fn fail_over_vps(
     monitor: web::Data<Monitor>,
     principal: Principal,
-    id: web::Path<i64>,
+    id: web::Path<VpsId>,
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let actor = crate::audit::Actor::from(&principal);
     let vpses =
         crate::netmon::fail_over_vps(&monitor.into_inner(), &actor, id.into_inner()).await?;
-    Ok(HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse { vpses }))
+    Ok(
+        HttpResponse::Accepted().json(serverware_shared::api::FailoverResponse {
+            vpses: vpses.into_iter().map(VpsId::get).collect(),
+        }),
+    )
 }

@@ -5,10 +5,11 @@ use crate::audit::{self, Actor, Change};
 use crate::error::{Error, Result};
 use crate::repo;
 use serverware_shared::agent::AgentRequest;
+use serverware_shared::VpsId;
 
 /// Turns a VPS's duplication on or off (its restore points stay). Turned off, its host may stop
 /// keeping its change journal; the next cycle after it is turned on again compares in full.
-pub async fn set_enabled(dup: &Duplication, actor: Actor, id: i64, on: bool) -> Result<()> {
+pub async fn set_enabled(dup: &Duplication, actor: Actor, id: VpsId, on: bool) -> Result<()> {
     let v = dup
         .db
         .transaction(move |c| {
@@ -48,7 +49,7 @@ pub async fn set_enabled(dup: &Duplication, actor: Actor, id: i64, on: bool) -> 
 
 /// Asks for a cycle of the VPS now (the scheduler starts it at its next pass). Refused when its
 /// duplication is off, it is on no host, or its host is not connected.
-pub async fn request_now(dup: &Duplication, id: i64) -> Result<()> {
+pub async fn request_now(dup: &Duplication, id: VpsId) -> Result<()> {
     dup.stopping.accepting()?;
     let (v, enabled) = dup
         .db

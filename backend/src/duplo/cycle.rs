@@ -8,6 +8,7 @@ use crate::storage::tree::Tree;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::Severity;
 use serverware_shared::duplo::{ChangedPath, Changes, KnownFile, PathBytes, ScanRequest};
+use serverware_shared::{HostId, VpsId};
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +54,7 @@ impl Read for ChannelReader {
 }
 
 /// Runs one cycle of `vps_id` on the host it is on now.
-pub async fn run(dup: &Arc<Duplication>, vps_id: i64) -> Result<Report, String> {
+pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String> {
     let t0 = Instant::now();
     // Its term, before its row: a restore or failover begins a new term before it touches
     // anything and again once the VPS is recorded on its new host, so a cycle reading a copy
@@ -339,7 +340,7 @@ fn within(path: &[u8], top: &[u8]) -> bool {
 
 /// The row describing a landed point (storage holds the point itself; a lost row is put back
 /// from storage by [`super::prune`]).
-async fn record(dup: &Arc<Duplication>, vps_id: i64, host_id: i64, r: &Report) {
+async fn record(dup: &Arc<Duplication>, vps_id: VpsId, host_id: HostId, r: &Report) {
     let m = &r.landed.header;
     let row = crate::repo::points::PointRow {
         vps_id,
@@ -365,7 +366,7 @@ async fn record(dup: &Arc<Duplication>, vps_id: i64, host_id: i64, r: &Report) {
         .await;
     if let Err(e) = res {
         tracing::warn!(
-            vps_id,
+            vps_id = %vps_id,
             cycle = r.cycle,
             "cannot record a restore point: {}",
             e.message()
@@ -375,7 +376,7 @@ async fn record(dup: &Arc<Duplication>, vps_id: i64, host_id: i64, r: &Report) {
 
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
-pub async fn finish(dup: &Arc<Duplication>, vps_id: i64, result: Result<Report, String>) {
+pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report, String>) {
     let now = now_ms();
     // The landed tree is the next cycle's; after a failure it is read again from storage if
     // the cycle took it.

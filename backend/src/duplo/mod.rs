@@ -17,6 +17,7 @@ pub mod view;
 
 use crate::storage::tree::Tree;
 use crate::storage::{points, DirStore, ObjectStore};
+use serverware_shared::VpsId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,16 +80,16 @@ pub struct Duplication {
 pub struct Duplo {
     pub store: Arc<dyn ObjectStore>,
     pub dir: std::path::PathBuf,
-    vpses: Mutex<HashMap<i64, VpsDuplo>>,
+    vpses: Mutex<HashMap<VpsId, VpsDuplo>>,
     /// Each VPS's newest point's tree, which its next cycle takes and changes (kept apart from
     /// [`VpsDuplo`], which is cloned for every look).
-    trees: Mutex<HashMap<i64, Tree>>,
+    trees: Mutex<HashMap<VpsId, Tree>>,
     /// Cycles hold it shared while they put chunks and commit; chunk collection holds it
     /// exclusively while it checks and deletes a batch (so a chunk a cycle is reusing is never
     /// deleted under it).
     pub gate: Arc<std::sync::RwLock<()>>,
     /// Restore points being read (by a restore): pruning leaves them alone.
-    pub pinned: Mutex<HashMap<(i64, u64), usize>>,
+    pub pinned: Mutex<HashMap<(VpsId, u64), usize>>,
     /// Wakes the scheduler (duplicate now).
     pub wake: tokio::sync::Notify,
     /// The last chunk collection: when, and what it found.
@@ -128,52 +129,52 @@ impl Duplo {
         }
     }
 
-    pub fn state(&self, vps_id: i64) -> VpsDuplo {
+    pub fn state(&self, vps_id: VpsId) -> VpsDuplo {
         lock(&self.vpses).get(&vps_id).cloned().unwrap_or_default()
     }
 
-    pub fn update<R>(&self, vps_id: i64, f: impl FnOnce(&mut VpsDuplo) -> R) -> R {
+    pub fn update<R>(&self, vps_id: VpsId, f: impl FnOnce(&mut VpsDuplo) -> R) -> R {
         f(lock(&self.vpses).entry(vps_id).or_default())
     }
 
     /// Forgets a VPS (deleted): its points stay in storage until pruned.
-    pub fn forget(&self, vps_id: i64) {
+    pub fn forget(&self, vps_id: VpsId) {
         lock(&self.vpses).remove(&vps_id);
         lock(&self.trees).remove(&vps_id);
     }
 
     /// The newest point's tree, taken by a cycle (put back by [`Duplo::put_tree`] when it lands).
-    pub fn take_tree(&self, vps_id: i64) -> Option<Tree> {
+    pub fn take_tree(&self, vps_id: VpsId) -> Option<Tree> {
         lock(&self.trees).remove(&vps_id)
     }
 
-    pub fn put_tree(&self, vps_id: i64, tree: Tree) {
+    pub fn put_tree(&self, vps_id: VpsId, tree: Tree) {
         lock(&self.trees).insert(vps_id, tree);
     }
 
-    pub fn has_tree(&self, vps_id: i64) -> bool {
+    pub fn has_tree(&self, vps_id: VpsId) -> bool {
         lock(&self.trees).contains_key(&vps_id)
     }
 
     /// Reads the newest point's tree of `vps_id` again at its next cycle.
-    pub fn reload(&self, vps_id: i64) {
+    pub fn reload(&self, vps_id: VpsId) {
         lock(&self.trees).remove(&vps_id);
         self.update(vps_id, |s| s.loaded = false);
     }
 
     /// Runs `f` on the newest point's tree of `vps_id`, if there is one.
-    pub fn with_tree<R>(&self, vps_id: i64, f: impl FnOnce(&Tree) -> R) -> Option<R> {
+    pub fn with_tree<R>(&self, vps_id: VpsId, f: impl FnOnce(&Tree) -> R) -> Option<R> {
         lock(&self.trees).get(&vps_id).map(f)
     }
 
     /// Asks for a cycle of `vps_id` as soon as it can run.
-    pub fn request_now(&self, vps_id: i64) {
+    pub fn request_now(&self, vps_id: VpsId) {
         self.update(vps_id, |s| s.now_requested = true);
         self.wake.notify_one();
     }
 
     /// Holds restore point (`vps_id`, `cycle`) against pruning while the guard lives.
-    pub fn pin(self: &Arc<Self>, vps_id: i64, cycle: u64) -> Pin {
+    pub fn pin(self: &Arc<Self>, vps_id: VpsId, cycle: u64) -> Pin {
         *lock(&self.pinned).entry((vps_id, cycle)).or_default() += 1;
         Pin {
             duplo: self.clone(),
@@ -189,12 +190,12 @@ impl Duplo {
             .min()
     }
 
-    pub fn is_pinned(&self, vps_id: i64, cycle: u64) -> bool {
+    pub fn is_pinned(&self, vps_id: VpsId, cycle: u64) -> bool {
         lock(&self.pinned).contains_key(&(vps_id, cycle))
     }
 
     /// The newest point of a VPS read from storage, once per controller run.
-    pub fn ensure_loaded(&self, vps_id: i64) -> std::io::Result<()> {
+    pub fn ensure_loaded(&self, vps_id: VpsId) -> std::io::Result<()> {
         if self.state(vps_id).loaded {
             return Ok(());
         }
@@ -224,7 +225,7 @@ impl Duplo {
 
 pub struct Pin {
     duplo: Arc<Duplo>,
-    key: (i64, u64),
+    key: (VpsId, u64),
 }
 
 impl Drop for Pin {
@@ -256,7 +257,7 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         .db
         .run(|c| {
             let rows = crate::repo::vpses::duplicated(c)?;
-            let busy: std::collections::HashSet<i64> =
+            let busy: std::collections::HashSet<VpsId> =
                 crate::ops::claims::all(c)?.into_keys().collect();
             Ok((rows, busy))
         })
@@ -294,7 +295,7 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
 /// The scheduler's loop body: a pass, then a wait of a tick or until woken.
 /// Runs one cycle of a VPS now and waits for it (after the one running, if any): its cycle
 /// number. netMON calls it on a stopped VPS before bringing it up elsewhere.
-pub async fn cycle_now(dup: &Arc<Duplication>, vps_id: i64) -> Result<u64, String> {
+pub async fn cycle_now(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<u64, String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let mine = dup.duplo.update(vps_id, |s| {

@@ -10,6 +10,7 @@
 use super::Duplo;
 use crate::storage::{chunks, points, points::Point, tree};
 use serverware_shared::duplo::ChunkId;
+use serverware_shared::VpsId;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::time::SystemTime;
@@ -75,7 +76,7 @@ pub struct Collected {
     pub bytes_logical: u64,
     /// The newest point of each VPS these figures count (points landed later are added to
     /// them as they land).
-    pub through: std::collections::BTreeMap<i64, u64>,
+    pub through: std::collections::BTreeMap<VpsId, u64>,
 }
 
 /// Drops the points `policy` does not keep (never a VPS's newest, never a pinned one).
@@ -252,7 +253,7 @@ mod tests {
 
     fn p(cycle: u64, taken_at_ms: i64) -> Point {
         Point {
-            vps_id: 1,
+            vps_id: VpsId(1),
             cycle,
             taken_at_ms,
         }
@@ -429,7 +430,7 @@ mod tests {
                 .is_ok();
             // Whatever was deleted before the kill, every point left is whole.
             let after = DirStore::open(&copy).unwrap();
-            let left = points::list(&after, 1).unwrap();
+            let left = points::list(&after, VpsId(1)).unwrap();
             for p in &left {
                 let m = points::load_point(&after, p).unwrap();
                 for id in m.chunk_ids() {
@@ -439,7 +440,7 @@ mod tests {
                 }
             }
             // And what the policy keeps is never dropped.
-            for c in keep(&points::list(&store, 1).unwrap(), policy, now) {
+            for c in keep(&points::list(&store, VpsId(1)).unwrap(), policy, now) {
                 assert!(left.iter().any(|p| p.cycle == c), "kept point {c} dropped");
             }
             if done {

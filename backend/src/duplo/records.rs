@@ -5,6 +5,7 @@
 use super::Duplication;
 use crate::repo::points::{self as repo, PointRow};
 use crate::storage::points::{self, Point};
+use serverware_shared::VpsId;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 /// row for each point storage holds without one.
 pub async fn settle(dup: &Arc<Duplication>, dropped: &[Point]) -> Result<(), String> {
     let duplo = dup.duplo.clone();
-    let in_storage: BTreeSet<(i64, i64)> = tokio::task::spawn_blocking(move || {
+    let in_storage: BTreeSet<(VpsId, i64)> = tokio::task::spawn_blocking(move || {
         let mut all = BTreeSet::new();
         for vps in points::vpses(&*duplo.store)? {
             for pt in points::list(&*duplo.store, vps)? {
@@ -25,15 +26,15 @@ pub async fn settle(dup: &Arc<Duplication>, dropped: &[Point]) -> Result<(), Str
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("cannot list storage: {e}"))?;
-    let dropped: Vec<(i64, i64)> = dropped.iter().map(|d| (d.vps_id, d.cycle as i64)).collect();
-    let rows: BTreeSet<(i64, i64)> = dup
+    let dropped: Vec<(VpsId, i64)> = dropped.iter().map(|d| (d.vps_id, d.cycle as i64)).collect();
+    let rows: BTreeSet<(VpsId, i64)> = dup
         .db
         .run(repo::all_keys)
         .await
         .map_err(|e| e.message())?
         .into_iter()
         .collect();
-    let gone: Vec<(i64, i64)> = rows
+    let gone: Vec<(VpsId, i64)> = rows
         .iter()
         .filter(|r| !in_storage.contains(r) || dropped.contains(r))
         .copied()

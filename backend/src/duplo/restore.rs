@@ -9,6 +9,7 @@ use crate::storage::chunks;
 use crate::tasks::Task;
 use serverware_shared::duplo::stream::{self, Frame};
 use serverware_shared::duplo::{Manifest, RestoreSummary};
+use serverware_shared::VpsId;
 use std::sync::Arc;
 
 /// Frames out of a channel's bytes as they arrive.
@@ -58,7 +59,7 @@ pub async fn send(
     conn: &Conn,
     name: &str,
     ids: u32,
-    seed: Option<i64>,
+    seed: Option<VpsId>,
     point: Arc<Manifest>,
     pct: (i32, i32),
 ) -> Result<RestoreSummary> {
@@ -75,7 +76,7 @@ pub async fn send(
 pub async fn send_standby(
     store: Arc<dyn crate::storage::ObjectStore>,
     conn: &Conn,
-    vps_id: i64,
+    vps_id: VpsId,
     ids: u32,
     cycle: u64,
     point: Arc<Manifest>,

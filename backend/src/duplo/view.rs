@@ -4,15 +4,16 @@ use super::Duplication;
 use crate::error::Result;
 use crate::repo::points::{self as repo, PointRow};
 use serverware_shared::api::{DuploStatus, RestorePoint, StorageReport, StorageVps};
+use serverware_shared::VpsId;
 use std::sync::Arc;
 
 /// A VPS's restore points, newest first (at most `limit`).
-pub async fn points(dup: &Duplication, vps_id: i64, limit: i64) -> Result<Vec<RestorePoint>> {
+pub async fn points(dup: &Duplication, vps_id: VpsId, limit: i64) -> Result<Vec<RestorePoint>> {
     let rows = dup.db.run(move |c| repo::newest(c, vps_id, limit)).await?;
     Ok(rows.into_iter().map(PointRow::into_api).collect())
 }
 
-pub async fn status(dup: &Arc<Duplication>, vps_id: i64) -> Result<DuploStatus> {
+pub async fn status(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<DuploStatus> {
     let (enabled, interval): (bool, Option<i32>) =
         dup.db.run(move |c| repo::settings_of(c, vps_id)).await?;
     let count: i64 = dup.db.run(move |c| repo::count(c, vps_id)).await?;
@@ -25,7 +26,7 @@ pub async fn status(dup: &Arc<Duplication>, vps_id: i64) -> Result<DuploStatus> 
         .or(newest.map(|r| r.taken_at.timestamp_millis()));
     let when = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
     Ok(DuploStatus {
-        vps_id,
+        vps_id: vps_id.get(),
         enabled,
         interval_secs: interval.unwrap_or(0).max(0) as u32,
         last_cycle: newest
@@ -70,7 +71,7 @@ pub(crate) fn filesystem(dir: &std::path::Path) -> Option<(u64, u64)> {
 
 pub async fn storage(dup: &Arc<Duplication>) -> Result<StorageReport> {
     let policy = dup.db.run(crate::settings::duplo_policy).await?;
-    type Agg = (i64, i64, Option<i64>);
+    type Agg = (VpsId, i64, Option<i64>);
     let per_vps: Vec<Agg> = dup.db.run(repo::per_vps).await?;
     let mut vpses_out = Vec::new();
     for (vps_id, points, newest) in per_vps {
@@ -83,7 +84,7 @@ pub async fn storage(dup: &Arc<Duplication>) -> Result<StorageReport> {
             })
             .await?;
         vpses_out.push(StorageVps {
-            vps_id,
+            vps_id: vps_id.get(),
             name,
             points: points.max(0) as u64,
             newest_bytes: newest_bytes.max(0) as u64,

@@ -15,6 +15,7 @@ use serverware_shared::api::{
     CreateHostRequest, HostResponse, ProbeHostResponse, UpdateHostRequest,
 };
 use serverware_shared::validate::{self, SshAddress};
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -411,7 +412,7 @@ fn describe(old: &HostRow, ch: &HostChanges) -> Vec<String> {
 pub async fn edit(
     admin: &Arc<HostAdmin>,
     actor: Actor,
-    id: i64,
+    id: HostId,
     req: UpdateHostRequest,
 ) -> Result<HostResponse> {
     let mut changes = check_edit(&req)?;
@@ -477,7 +478,7 @@ pub async fn edit(
 
 /// Removes a host that runs no VPS; the controller disconnects from it and drops the standby
 /// copies it kept there.
-pub async fn remove(admin: &HostAdmin, actor: Actor, id: i64) -> Result<()> {
+pub async fn remove(admin: &HostAdmin, actor: Actor, id: HostId) -> Result<()> {
     admin
         .db
         .run(move |c| {
@@ -514,7 +515,7 @@ pub async fn remove(admin: &HostAdmin, actor: Actor, id: i64) -> Result<()> {
 }
 
 /// netMON: takes every HA VPS of the host to other hosts now. The VPSes it takes.
-pub async fn fail_over(admin: &Arc<HostAdmin>, actor: Actor, id: i64) -> Result<Vec<i64>> {
+pub async fn fail_over(admin: &Arc<HostAdmin>, actor: Actor, id: HostId) -> Result<Vec<VpsId>> {
     admin.accepting()?;
     let (_, all) = admin.db.run(move |c| load_with_vpses(c, id)).await?;
     let ids = all

@@ -11,6 +11,7 @@ use serverware_shared::agent::{
 };
 use serverware_shared::state::HostStatus;
 use serverware_shared::ws::ServerMessage;
+use serverware_shared::HostId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ pub struct Conn {
 }
 
 impl HostManager {
-    fn set_status(&self, id: i64, rt: &Runtime, status: HostStatus) {
+    fn set_status(&self, id: HostId, rt: &Runtime, status: HostStatus) {
         let (changed, was) = {
             let mut v = lock(&rt.view);
             let was = v.status;
@@ -44,7 +45,7 @@ impl HostManager {
                 lost_or_back(self.db.clone(), id, false);
             }
             self.publish(id, rt);
-            tracing::info!(host = id, status = status.as_str(), "host status");
+            tracing::info!(host = %id, status = status.as_str(), "host status");
             let (db, seen) = (self.db.clone(), lock(&rt.view).last_seen);
             tokio::spawn(async move {
                 let _ = db
@@ -56,10 +57,10 @@ impl HostManager {
         }
     }
 
-    fn publish(&self, id: i64, rt: &Runtime) {
+    fn publish(&self, id: HostId, rt: &Runtime) {
         let v = lock(&rt.view).clone();
         self.hub.publish(&ServerMessage::HostStatus {
-            host_id: id,
+            host_id: id.get(),
             status: v
                 .status
                 .unwrap_or(HostStatus::Connecting)
@@ -110,7 +111,7 @@ impl HostManager {
                     self.flush_partial(row.id, &rt);
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
                     if let Err(e) = r {
-                        tracing::warn!(host = row.id, "host connection ended: {e}");
+                        tracing::warn!(host = %row.id, "host connection ended: {e}");
                     }
                     if stopping || *stop.borrow() {
                         return;
@@ -119,7 +120,7 @@ impl HostManager {
                 }
                 Err(SshError::HostKeyMismatch { presented }) => {
                     tracing::error!(
-                        host = row.id,
+                        host = %row.id,
                         presented,
                         "host key changed; refusing to connect"
                     );
@@ -169,7 +170,7 @@ impl HostManager {
             .unwrap_or("")
             .to_string();
         if code != 0 || have != want {
-            tracing::info!(host = row.id, "installing the agent");
+            tracing::info!(host = %row.id, "installing the agent");
             session.upload(AGENT_PATH, &bin).await?;
         }
         let mut link = session.start_agent(AGENT_PATH).await?;
@@ -209,11 +210,11 @@ impl HostManager {
                         self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
                         self.record_sample(row.id, rt, &sample);
                         self.hub.publish_with(serverware_shared::ws::Topic::Vpses, || {
-                            ServerMessage::VpsStats { host_id: row.id, vpses: sample.vpses.clone() }
+                            ServerMessage::VpsStats { host_id: row.id.get(), vpses: sample.vpses.clone() }
                         });
                         self.hub.publish_with(
-                            serverware_shared::ws::Topic::Host(row.id),
-                            || ServerMessage::HostSample { host_id: row.id, sample: sample.clone() },
+                            serverware_shared::ws::Topic::Host(row.id.get()),
+                            || ServerMessage::HostSample { host_id: row.id.get(), sample: sample.clone() },
                         );
                         {
                             let mut v = lock(&rt.view);
@@ -259,7 +260,7 @@ const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Says in an event that a host went offline after being online (`host.offline`, an error:
 /// what becomes of each VPS that should run on it) or is back (`host.online`).
-fn lost_or_back(db: Db, id: i64, lost: bool) {
+fn lost_or_back(db: Db, id: HostId, lost: bool) {
     use crate::audit::{Actor, Change};
     use serverware_shared::api::Severity;
     tokio::spawn(async move {
@@ -311,7 +312,7 @@ fn lost_or_back(db: Db, id: i64, lost: bool) {
             .await;
         if let Err(e) = r {
             tracing::warn!(
-                host = id,
+                host = %id,
                 "cannot record the host's status event: {}",
                 e.message()
             );

@@ -5,6 +5,7 @@
 use super::{lock, HostManager, Runtime};
 use russh::keys::PrivateKey;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
+use serverware_shared::HostId;
 use std::time::{Duration, Instant};
 
 /// The key that signs what hosts' guards tell each other (hex): derived from the controller's
@@ -51,21 +52,21 @@ pub struct LeaseTimes {
 
 impl HostManager {
     /// What the host's lease carries from now on (None: it gets none).
-    pub fn set_lease_plan(&self, id: i64, plan: Option<LeasePlan>) {
+    pub fn set_lease_plan(&self, id: HostId, plan: Option<LeasePlan>) {
         if let Some(rt) = lock(&self.runtimes).get(&id) {
             lock(&rt.lease).plan = plan;
         }
     }
 
     /// Stops (or resumes) renewing the host's lease.
-    pub fn revoke(&self, id: i64, revoked: bool) {
+    pub fn revoke(&self, id: HostId, revoked: bool) {
         if let Some(rt) = lock(&self.runtimes).get(&id) {
             lock(&rt.lease).revoked = revoked;
         }
     }
 
     /// When the host's lease counts from, and when it was last heard.
-    pub fn lease_times(&self, id: i64) -> LeaseTimes {
+    pub fn lease_times(&self, id: HostId) -> LeaseTimes {
         match lock(&self.runtimes).get(&id) {
             Some(rt) => {
                 let l = lock(&rt.lease);

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use russh::keys::PrivateKey;
 use serverware_shared::agent::HostSample;
 use serverware_shared::state::HostStatus;
+use serverware_shared::HostId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,12 +74,12 @@ pub struct HostManager {
     hub: Arc<crate::hub::Hub>,
     key: Arc<PrivateKey>,
     agent: Option<Arc<Vec<u8>>>,
-    runtimes: Mutex<HashMap<i64, Arc<Runtime>>>,
+    runtimes: Mutex<HashMap<HostId, Arc<Runtime>>>,
     /// Transfer slots per host (its `max_transfers`, and the semaphore); they outlive
     /// reconnections. A changed limit applies to the transfers that start after it.
-    transfers: Mutex<HashMap<i64, (usize, Arc<tokio::sync::Semaphore>)>>,
+    transfers: Mutex<HashMap<HostId, (usize, Arc<tokio::sync::Semaphore>)>>,
     /// Containers found on hosts that no VPS record names, already reported.
-    reported_unknown: Arc<Mutex<std::collections::HashSet<(i64, String)>>>,
+    reported_unknown: Arc<Mutex<std::collections::HashSet<(HostId, String)>>>,
     /// This controller's lease epoch (its start, in ms since the epoch: a later start gives
     /// later leases) and the key that signs what guards tell each other (hex).
     lease_epoch: u64,
@@ -166,21 +167,21 @@ impl HostManager {
     }
 
     /// Disconnects a host (when it is deleted).
-    pub fn stop(&self, id: i64) {
+    pub fn stop(&self, id: HostId) {
         if let Some(rt) = lock(&self.runtimes).remove(&id) {
             let _ = rt.stop.send(true);
         }
     }
 
     /// The connection to a host's agent, if it is online.
-    pub fn conn(&self, id: i64) -> Option<Conn> {
+    pub fn conn(&self, id: HostId) -> Option<Conn> {
         lock(&self.runtimes)
             .get(&id)
             .and_then(|rt| lock(&rt.conn).clone())
     }
 
     /// The transfer slots of a host that allows `max` transfers at once.
-    pub fn transfer_slots(&self, id: i64, max: usize) -> Arc<tokio::sync::Semaphore> {
+    pub fn transfer_slots(&self, id: HostId, max: usize) -> Arc<tokio::sync::Semaphore> {
         let max = max.max(1);
         let mut m = lock(&self.transfers);
         match m.get(&id) {
@@ -194,20 +195,20 @@ impl HostManager {
     }
 
     /// Changes how often a connected host samples, without reconnecting.
-    pub fn set_interval(&self, id: i64, millis: u32) {
+    pub fn set_interval(&self, id: HostId, millis: u32) {
         if let Some(rt) = lock(&self.runtimes).get(&id) {
             let _ = rt.interval.send(millis);
         }
     }
 
-    pub fn view(&self, id: i64) -> Option<HostView> {
+    pub fn view(&self, id: HostId) -> Option<HostView> {
         lock(&self.runtimes)
             .get(&id)
             .map(|rt| lock(&rt.view).clone())
     }
 
     /// Every host's view, by id.
-    pub fn views(&self) -> HashMap<i64, HostView> {
+    pub fn views(&self) -> HashMap<HostId, HostView> {
         lock(&self.runtimes)
             .iter()
             .map(|(id, rt)| (*id, lock(&rt.view).clone()))

@@ -6,6 +6,7 @@ use crate::repo::rollups as repo;
 use chrono::{DateTime, Utc};
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::HostRollup;
+use serverware_shared::HostId;
 
 /// The figures a rollup keeps, in `HostRollup` order.
 const FIGURES: usize = 7;
@@ -121,7 +122,7 @@ pub use crate::repo::rollups::RollupRow;
 /// Stores a finished (or interrupted) minute, merged with what is stored for it already.
 pub(super) fn store_bucket(
     c: &mut crate::db::DbConn,
-    host_id: i64,
+    host_id: HostId,
     b: &Bucket,
 ) -> crate::error::Result<()> {
     crate::db::atomic(c, |c| {

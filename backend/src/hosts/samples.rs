@@ -7,12 +7,13 @@ use super::{lock, HostManager, Runtime};
 use chrono::Utc;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::HostRollup;
+use serverware_shared::HostId;
 
 /// Samples kept in memory per host for live charts (10 minutes at the default 1 s).
 pub const RING: usize = 600;
 impl HostManager {
     /// The samples kept in memory for a host, oldest first.
-    pub fn recent(&self, id: i64) -> Vec<HostSample> {
+    pub fn recent(&self, id: HostId) -> Vec<HostSample> {
         lock(&self.runtimes)
             .get(&id)
             .map(|rt| lock(&rt.ring).iter().cloned().collect())
@@ -20,13 +21,13 @@ impl HostManager {
     }
 
     /// The minute being summed up for a host, as a rollup so far.
-    pub fn current_rollup(&self, id: i64) -> Option<HostRollup> {
+    pub fn current_rollup(&self, id: HostId) -> Option<HostRollup> {
         lock(&self.runtimes)
             .get(&id)
             .and_then(|rt| lock(&rt.bucket).as_ref().map(Bucket::to_rollup))
     }
 
-    pub(super) fn record_sample(&self, id: i64, rt: &Runtime, sample: &HostSample) {
+    pub(super) fn record_sample(&self, id: HostId, rt: &Runtime, sample: &HostSample) {
         {
             let mut ring = lock(&rt.ring);
             if ring.len() == RING {
@@ -61,7 +62,7 @@ impl HostManager {
     }
 
     /// Reports containers on a host that no VPS record names (once each); they are never touched.
-    fn check_unknown(&self, id: i64, sample: &HostSample) {
+    fn check_unknown(&self, id: HostId, sample: &HostSample) {
         let found: Vec<String> = sample.vpses.iter().map(|v| v.name.clone()).collect();
         if found.is_empty() {
             return;
@@ -95,17 +96,17 @@ impl HostManager {
     }
 
     /// Writes a minute to the database in the background.
-    fn flush(&self, id: i64, bucket: Bucket) {
+    fn flush(&self, id: HostId, bucket: Bucket) {
         let db = self.db.clone();
         tokio::spawn(async move {
             if let Err(e) = db.run(move |c| store_bucket(c, id, &bucket)).await {
-                tracing::warn!(host = id, "storing a rollup failed: {e}");
+                tracing::warn!(host = %id, "storing a rollup failed: {e}");
             }
         });
     }
 
     /// Stores the minute in progress now (the host went offline or is being disconnected).
-    pub(super) fn flush_partial(&self, id: i64, rt: &Runtime) {
+    pub(super) fn flush_partial(&self, id: HostId, rt: &Runtime) {
         if let Some(b) = lock(&rt.bucket).take() {
             self.flush(id, b);
         }

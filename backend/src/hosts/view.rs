@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::vps::VpsRow;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::{HistoryQuery, HostResponse, HostRollup};
+use serverware_shared::HostId;
 
 /// A host as the API shows it: its row, its connection's newest state and sample, its VPSes' use
 /// of its capacity, and containers on it that are no VPS of the site.
@@ -29,7 +30,7 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
         })
         .unwrap_or_default();
     HostResponse {
-        id: row.id,
+        id: row.id.get(),
         name: row.name.clone(),
         description: row.description.clone(),
         address: format!("ssh://{}@{}:{}", row.ssh_user, row.address, row.ssh_port),
@@ -60,7 +61,7 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
 
 /// A host's row, and every VPS of the site (a host's response needs them all to name the
 /// containers on it that are no VPS).
-pub fn load_with_vpses(c: &mut DbConn, id: i64) -> Result<(HostRow, Vec<VpsRow>)> {
+pub fn load_with_vpses(c: &mut DbConn, id: HostId) -> Result<(HostRow, Vec<VpsRow>)> {
     let row = crate::repo::hosts::find(c, id)?;
     let all = crate::repo::vpses::all(c)?;
     Ok((row, all))
@@ -79,13 +80,13 @@ pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
 }
 
 /// One host.
-pub async fn get(db: &Db, hosts: &HostManager, id: i64) -> Result<HostResponse> {
+pub async fn get(db: &Db, hosts: &HostManager, id: HostId) -> Result<HostResponse> {
     let (row, all) = db.run(move |c| load_with_vpses(c, id)).await?;
     Ok(response(&row, hosts, &all))
 }
 
 /// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.
-pub async fn samples(db: &Db, hosts: &HostManager, id: i64) -> Result<Vec<HostSample>> {
+pub async fn samples(db: &Db, hosts: &HostManager, id: HostId) -> Result<Vec<HostSample>> {
     db.run(move |c| load_with_vpses(c, id)).await?;
     Ok(hosts.recent(id))
 }
@@ -94,7 +95,7 @@ pub async fn samples(db: &Db, hosts: &HostManager, id: i64) -> Result<Vec<HostSa
 pub async fn history(
     db: &Db,
     hosts: &HostManager,
-    id: i64,
+    id: HostId,
     query: &HistoryQuery,
 ) -> Result<Vec<HostRollup>> {
     let until = query.until.unwrap_or_else(chrono::Utc::now);

@@ -7,6 +7,7 @@ use super::{ended, event, event_by, lock, outcome, HaVps, HostInfo};
 use crate::audit::Actor;
 use chrono::Utc;
 use serverware_shared::api::Severity;
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ struct Names<'a> {
 }
 
 impl Names<'_> {
-    fn host(&self, id: i64) -> String {
+    fn host(&self, id: HostId) -> String {
         self.hosts
             .iter()
             .find(|h| h.id == id)
@@ -25,7 +26,7 @@ impl Names<'_> {
             .unwrap_or_else(|| format!("#{id}"))
     }
 
-    fn vps(&self, id: i64) -> String {
+    fn vps(&self, id: VpsId) -> String {
         self.vpses
             .iter()
             .find(|v| v.id == id)
@@ -49,7 +50,7 @@ pub(super) async fn act(mon: &Arc<Monitor>, hosts: &[HostInfo], vpses: &[HaVps],
     }
 }
 
-async fn revoke(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
+async fn revoke(mon: &Arc<Monitor>, n: &Names<'_>, host: HostId) {
     mon.hosts.revoke(host, true);
     if !n
         .vpses
@@ -67,7 +68,7 @@ async fn revoke(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
     event(
         mon,
         "netmon.host_suspected",
-        ("host", host),
+        ("host", host.get()),
         Severity::Warning,
         m,
         serde_json::json!({}),
@@ -75,7 +76,7 @@ async fn revoke(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
     .await;
 }
 
-async fn renew(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
+async fn renew(mon: &Arc<Monitor>, n: &Names<'_>, host: HostId) {
     mon.hosts.revoke(host, false);
     if !n
         .vpses
@@ -88,7 +89,7 @@ async fn renew(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
     event(
         mon,
         "netmon.host_back",
-        ("host", host),
+        ("host", host.get()),
         Severity::Info,
         m,
         serde_json::json!({}),
@@ -96,7 +97,7 @@ async fn renew(mon: &Arc<Monitor>, n: &Names<'_>, host: i64) {
     .await;
 }
 
-async fn restart(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, host: i64) {
+async fn restart(mon: &Arc<Monitor>, n: &Names<'_>, vps: VpsId, host: HostId) {
     let m = format!(
         "the services of VPS {} stopped answering: restarting it on {}",
         n.vps(vps),
@@ -105,7 +106,7 @@ async fn restart(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, host: i64) {
     event(
         mon,
         "netmon.restart",
-        ("vps", vps),
+        ("vps", vps.get()),
         Severity::Warning,
         m,
         serde_json::json!({}),
@@ -132,7 +133,7 @@ async fn restart(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, host: i64) {
     });
 }
 
-async fn stop(mon: &Arc<Monitor>, vps: i64, host: i64) {
+async fn stop(mon: &Arc<Monitor>, vps: VpsId, host: HostId) {
     let mon = mon.clone();
     tokio::spawn(async move {
         let r = match crate::vps::stop(mon.vpses.clone(), Actor::system("netmon"), vps, 5, false)
@@ -145,7 +146,7 @@ async fn stop(mon: &Arc<Monitor>, vps: i64, host: i64) {
         if r.is_ok() {
             if let Err(e) = crate::duplo::cycle_now(&mon.duplication, vps).await {
                 tracing::warn!(
-                    vps,
+                    vps = %vps,
                     "no last cycle before the failover ({e}): the newest point serves"
                 );
             }
@@ -160,7 +161,7 @@ async fn stop(mon: &Arc<Monitor>, vps: i64, host: i64) {
     });
 }
 
-async fn recover(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, from: i64, to: i64) {
+async fn recover(mon: &Arc<Monitor>, n: &Names<'_>, vps: VpsId, from: HostId, to: HostId) {
     tracing::warn!(
         "failing VPS {} over from {} to {}",
         n.vps(vps),
@@ -188,9 +189,9 @@ async fn recover(mon: &Arc<Monitor>, n: &Names<'_>, vps: i64, from: i64, to: i64
     });
 }
 
-async fn clean(mon: &Arc<Monitor>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
+async fn clean(mon: &Arc<Monitor>, n: &Names<'_>, host: HostId, stale: Vec<VpsId>) {
     let mon = mon.clone();
-    let names: Vec<(i64, String)> = stale.iter().map(|v| (*v, n.vps(*v))).collect();
+    let names: Vec<(VpsId, String)> = stale.iter().map(|v| (*v, n.vps(*v))).collect();
     tokio::spawn(async move {
         // Always answered: a host whose clean-up is never reported would stay untrusted.
         let Some(c) = mon.hosts.conn(host) else {
@@ -220,8 +221,7 @@ async fn clean(mon: &Arc<Monitor>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
                 };
                 if let Some(why) = refused {
                     tracing::warn!(
-                        vps = name,
-                        host,
+                        vps = %name, host = %host,
                         "its stale copy could not be removed yet: {why}"
                     );
                     all = false;
@@ -235,7 +235,7 @@ async fn clean(mon: &Arc<Monitor>, n: &Names<'_>, host: i64, stale: Vec<i64>) {
                     event(
                             &mon,
                             "vps.stale_copy_removed",
-                            ("vps", id),
+                            ("vps", id.get()),
                             Severity::Warning,
                             format!("the stale copy of VPS {name} on host {hname} was removed (the VPS was failed over to another host)"),
                             serde_json::json!({ "host_id": host }),
@@ -307,7 +307,7 @@ async fn timeline(mon: &Arc<Monitor>, n: &Names<'_>, t: Timeline) {
         mon,
         by.as_ref().unwrap_or(&Actor::system("netmon")),
         "netmon.failover",
-        ("vps", t.vps),
+        ("vps", t.vps.get()),
         Severity::Info,
         m,
         details,
@@ -318,13 +318,13 @@ async fn timeline(mon: &Arc<Monitor>, n: &Names<'_>, t: Timeline) {
 async fn warn(
     mon: &Arc<Monitor>,
     n: &Names<'_>,
-    vps: Option<i64>,
-    host: Option<i64>,
+    vps: Option<VpsId>,
+    host: Option<HostId>,
     message: String,
 ) {
     let (kind, id, who) = match (vps, host) {
-        (Some(v), _) => ("vps", v, format!("VPS {}", n.vps(v))),
-        (None, Some(h)) => ("host", h, format!("host {}", n.host(h))),
+        (Some(v), _) => ("vps", v.get(), format!("VPS {}", n.vps(v))),
+        (None, Some(h)) => ("host", h.get(), format!("host {}", n.host(h))),
         _ => ("system", 0, "netMON".to_string()),
     };
     event(

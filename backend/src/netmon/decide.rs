@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use serverware_shared::agent::may_fail_over;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub type HostId = i64;
-pub type VpsId = i64;
+pub use serverware_shared::{HostId, VpsId};
 /// Milliseconds on the controller's monotonic clock.
 pub type Ms = u64;
 

@@ -21,6 +21,7 @@ use act::act;
 use chrono::{DateTime, Utc};
 use decide::{HostObs, Manager, Ms, Outcome, Params, Services, VpsObs, World};
 use serverware_shared::api::{ServiceHealth, Severity};
+use serverware_shared::{HostId, VpsId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,20 +64,20 @@ pub struct Monitor {
 pub struct Netmon {
     started: Instant,
     manager: Mutex<Manager>,
-    health: Mutex<HashMap<i64, Health>>,
+    health: Mutex<HashMap<VpsId, Health>>,
     next_check: Mutex<Instant>,
     checking: std::sync::atomic::AtomicBool,
     /// Standby copies of the HA VPSes.
     pub standby: standby::Standbys,
     /// The VPSes being failed over, as last told to the dashboards.
-    told: Mutex<std::collections::BTreeSet<i64>>,
+    told: Mutex<std::collections::BTreeSet<VpsId>>,
     /// Whether the memory a previous run wrote down was taken up.
     taken_over: std::sync::atomic::AtomicBool,
     /// The memory as last written (held while writing, so writes land in order).
     written: tokio::sync::Mutex<Option<String>>,
     /// Hosts the previous run did not trust: they get no grace to connect (a host not heard
     /// since this run started is silent, not presumed alive).
-    untrusted_at_start: Mutex<std::collections::BTreeSet<i64>>,
+    untrusted_at_start: Mutex<std::collections::BTreeSet<HostId>>,
 }
 
 impl Default for Netmon {
@@ -102,19 +103,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Netmon {
     /// Whether netMON is bringing the VPS up elsewhere now.
-    pub fn failing_over(&self, vps: i64) -> bool {
+    pub fn failing_over(&self, vps: VpsId) -> bool {
         lock(&self.manager).failing_over().contains(&vps)
     }
 
     /// Where a VPS's failover stands, if one is under way.
-    pub fn failover(&self, vps: i64) -> Option<decide::FailoverView> {
+    pub fn failover(&self, vps: VpsId) -> Option<decide::FailoverView> {
         lock(&self.manager).failover_view(vps)
     }
 
     /// Tells the dashboards of each VPS whose failover began or ended since last told (its
     /// status reads `failing over` meanwhile).
     fn tell_failovers(&self, hub: &crate::hub::Hub) {
-        let now: std::collections::BTreeSet<i64> =
+        let now: std::collections::BTreeSet<VpsId> =
             lock(&self.manager).failing_over().into_iter().collect();
         let mut told = lock(&self.told);
         for id in now.symmetric_difference(&told) {
@@ -124,7 +125,7 @@ impl Netmon {
     }
 
     /// What the service checks of a VPS find now (None: not checked).
-    pub fn services(&self, vps: i64) -> Option<ServiceHealth> {
+    pub fn services(&self, vps: VpsId) -> Option<ServiceHealth> {
         lock(&self.health).get(&vps).map(|h| ServiceHealth {
             up: h.up,
             since: h.since_utc,
@@ -136,7 +137,7 @@ impl Netmon {
         EPOCH_MS + t.saturating_duration_since(self.started).as_millis() as Ms
     }
 
-    fn record(&self, vps: i64, r: Result<(), String>) -> Option<bool> {
+    fn record(&self, vps: VpsId, r: Result<(), String>) -> Option<bool> {
         let mut h = lock(&self.health);
         let up = r.is_ok();
         let changed = h.get(&vps).is_none_or(|x| x.up != up);
@@ -162,9 +163,9 @@ impl Netmon {
 
 /// An HA VPS as netMON needs it.
 struct HaVps {
-    id: i64,
+    id: VpsId,
     name: String,
-    host_id: Option<i64>,
+    host_id: Option<HostId>,
     ipv4: String,
     memory: i64,
     priority: i32,
@@ -176,7 +177,7 @@ struct HaVps {
 }
 
 struct HostInfo {
-    id: i64,
+    id: HostId,
     name: String,
     address: String,
     timeout: Duration,
@@ -184,7 +185,7 @@ struct HostInfo {
     maintenance: bool,
 }
 
-async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<i64, i64>), String> {
+async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<VpsId, i64>), String> {
     let (hs, vs, claims) = mon
         .db
         .run(|c| {
@@ -241,14 +242,14 @@ fn check_all(mon: &Arc<Monitor>, vpses: &[HaVps]) {
         }
         *next = Instant::now() + CHECK_EVERY;
     }
-    let targets: Vec<(i64, String, std::net::Ipv4Addr, Vec<u16>)> = vpses
+    let targets: Vec<(VpsId, String, std::net::Ipv4Addr, Vec<u16>)> = vpses
         .iter()
         .filter(|v| v.running_wanted && v.host_id.is_some())
         .filter_map(|v| Some((v.id, v.name.clone(), v.ipv4.parse().ok()?, v.ports.clone())))
         .collect();
     {
         // Not checked any more (stopped on purpose, or no longer HA): forgotten.
-        let keep: std::collections::HashSet<i64> = targets.iter().map(|t| t.0).collect();
+        let keep: std::collections::HashSet<VpsId> = targets.iter().map(|t| t.0).collect();
         lock(&nm.health).retain(|id, _| keep.contains(id));
     }
     nm.checking.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -296,7 +297,7 @@ pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
     let cands = crate::vps::placement::candidates(&mon.vpses, None)
         .await
         .map_err(|e| e.message())?;
-    let room: HashMap<i64, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
+    let room: HashMap<HostId, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
     let wants: Vec<standby::Want> = vpses
         .iter()
         .filter(|v| v.duplicated)
@@ -485,9 +486,9 @@ async fn event_by(
 /// on the host with the most room from that point. The VPSes it takes on.
 pub async fn request(
     mon: &Arc<Monitor>,
-    vpses: Vec<i64>,
+    vpses: Vec<VpsId>,
     by: &Actor,
-) -> crate::error::Result<Vec<i64>> {
+) -> crate::error::Result<Vec<VpsId>> {
     if !mon
         .netmon
         .taken_over
@@ -530,8 +531,8 @@ pub async fn request(
 pub async fn fail_over_vps(
     mon: &Arc<Monitor>,
     by: &Actor,
-    id: i64,
-) -> crate::error::Result<Vec<i64>> {
+    id: VpsId,
+) -> crate::error::Result<Vec<VpsId>> {
     mon.vpses.accepting()?;
     let v = mon.db.run(move |c| crate::vps::load(c, id)).await?;
     let vpses = request(mon, vec![id], by).await?;
@@ -549,7 +550,7 @@ pub async fn fail_over_vps(
 }
 
 /// Says who asked for the failovers netMON took on (`vps.failover`, audit), one event each.
-pub async fn record_request(mon: &Monitor, by: &Actor, vpses: &[i64]) {
+pub async fn record_request(mon: &Monitor, by: &Actor, vpses: &[VpsId]) {
     for &id in vpses {
         let by = by.clone();
         let _ = mon
@@ -583,7 +584,7 @@ pub async fn record_request(mon: &Monitor, by: &Actor, vpses: &[i64]) {
 
 /// A host put in maintenance: each of its VPSes is moved to the host with the most room (the
 /// move operation, one at a time; a VPS that fits nowhere stays, said in an event).
-pub fn evacuate(mon: Arc<Monitor>, actor: Actor, host: i64) {
+pub fn evacuate(mon: Arc<Monitor>, actor: Actor, host: HostId) {
     tokio::spawn(async move {
         let ids = match mon
             .db
@@ -617,7 +618,7 @@ pub fn evacuate(mon: Arc<Monitor>, actor: Actor, host: i64) {
                 event(
                     &mon,
                     "netmon.warning",
-                    ("vps", id),
+                    ("vps", id.get()),
                     Severity::Warning,
                     format!("VPS {name} stays on its host in maintenance: {why}"),
                     serde_json::json!({ "host_id": host }),

@@ -2,6 +2,7 @@
 //! make slow or rare, in milliseconds. Every simulated 100 ms checks that no VPS runs twice.
 
 use super::sim::Sim;
+use serverware_shared::{HostId, VpsId};
 
 const GB: u64 = 1 << 30;
 
@@ -202,11 +203,17 @@ fn a_controller_killed_between_decision_and_restore_brings_each_vps_up_once() {
 fn taken_over_memory_keeps_its_times_on_the_new_clock() {
     use super::decide::{Manager, Params, Resume};
     let mut m = Manager::new(Params::default());
-    m.request(1_000, 7, 1, Some("admin".into()));
+    m.request(1_000, VpsId(7), HostId(1), Some("admin".into()));
     let (m2, resume) = m.clone().taken_over(500, Params::default());
     let json = serde_json::to_value(&m2).unwrap();
     assert_eq!(json["failovers"]["7"]["detected"], 1_500, "{json}");
-    assert_eq!(resume, vec![Resume::Stop { vps: 7, host: 1 }]);
+    assert_eq!(
+        resume,
+        vec![Resume::Stop {
+            vps: VpsId(7),
+            host: HostId(1)
+        }]
+    );
     // Moved before the new clock's start: its start, never earlier.
     let (m3, _) = m.taken_over(-5_000, Params::default());
     let json = serde_json::to_value(&m3).unwrap();

@@ -116,7 +116,7 @@ impl Sim {
         };
         for i in 0..hosts {
             s.hosts.insert(
-                i as HostId + 1,
+                HostId(i as i64 + 1),
                 SimHost {
                     name: format!("node-{}", (b'a' + i as u8) as char),
                     powered: true,
@@ -156,7 +156,7 @@ impl Sim {
     /// An HA VPS running on `host`.
     pub fn add_vps(&mut self, name: &str, host: &str, memory: u64, priority: i32) {
         let h = self.host_id(host);
-        let id = self.vpses.len() as VpsId + 100;
+        let id = VpsId(self.vpses.len() as i64 + 100);
         self.vpses.insert(
             id,
             SimVps {

@@ -19,6 +19,7 @@
 
 use super::Monitor;
 use serverware_shared::agent::{AgentRequest, AgentResponse, StandbyCopy};
+use serverware_shared::{HostId, VpsId};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ const RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Copy {
-    host: i64,
+    host: HostId,
     /// The restore point it holds (None: none yet, or not known to be whole).
     cycle: Option<u64>,
     busy: bool,
@@ -43,17 +44,17 @@ struct Copy {
 
 #[derive(Default)]
 struct Inner {
-    copies: HashMap<i64, Copy>,
+    copies: HashMap<VpsId, Copy>,
     /// Hosts whose copies were read (this run), or are being read.
-    listed: HashSet<i64>,
+    listed: HashSet<HostId>,
     /// Copies to remove: (host, VPS); and those being removed.
-    drops: HashSet<(i64, i64)>,
-    dropping: HashSet<(i64, i64)>,
+    drops: HashSet<(HostId, VpsId)>,
+    dropping: HashSet<(HostId, VpsId)>,
     /// Hosts refreshing a copy now.
-    refreshing: HashSet<i64>,
+    refreshing: HashSet<HostId>,
     /// Hosts removed from the site (ids are never used again): a round that read one before it
     /// went neither picks it nor refreshes a copy on it.
-    removed: HashSet<i64>,
+    removed: HashSet<HostId>,
 }
 
 #[derive(Default)]
@@ -68,21 +69,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What the API shows of a VPS's standby copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandbyView {
-    pub host_id: i64,
+    pub host_id: HostId,
     pub cycle: Option<u64>,
 }
 
 /// An HA VPS as the standby manager needs it.
 pub struct Want {
-    pub id: i64,
-    pub host: Option<i64>,
+    pub id: VpsId,
+    pub host: Option<HostId>,
     pub memory: u64,
     /// Duplicated, recorded as running or stopped (not being made), and no operation holds it.
     pub ready: bool,
 }
 
 impl Standbys {
-    pub fn view(&self, vps: i64) -> Option<StandbyView> {
+    pub fn view(&self, vps: VpsId) -> Option<StandbyView> {
         lock(&self.inner).copies.get(&vps).map(|c| StandbyView {
             host_id: c.host,
             cycle: c.cycle,
@@ -90,17 +91,17 @@ impl Standbys {
     }
 
     /// The host holding a copy of `vps`, if any.
-    pub fn host_of(&self, vps: i64) -> Option<i64> {
+    pub fn host_of(&self, vps: VpsId) -> Option<HostId> {
         lock(&self.inner).copies.get(&vps).map(|c| c.host)
     }
 }
 
 /// One round: reads the copies of hosts not read yet, picks standby hosts, starts the refreshes
 /// and removals that are due. Never waits for a host.
-pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>) {
+pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<HostId, (u64, bool)>) {
     let sb = &mon.netmon.standby;
     let now = Instant::now();
-    let reachable = |h: i64| {
+    let reachable = |h: HostId| {
         mon.hosts.conn(h).is_some()
             && mon
                 .hosts
@@ -110,7 +111,7 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
     };
     let mut inner = lock(&sb.inner);
     let removed = inner.removed.clone();
-    let room: HashMap<i64, (u64, bool)> = room
+    let room: HashMap<HostId, (u64, bool)> = room
         .iter()
         .filter(|(h, _)| !removed.contains(h))
         .map(|(h, r)| (*h, *r))
@@ -124,9 +125,9 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
             tokio::spawn(async move { list(&mon, h).await });
         }
     }
-    let wanted: HashMap<i64, &Want> = vpses.iter().map(|v| (v.id, v)).collect();
+    let wanted: HashMap<VpsId, &Want> = vpses.iter().map(|v| (v.id, v)).collect();
     // Copies of VPSes that are no longer HA (or gone).
-    let gone: Vec<i64> = inner
+    let gone: Vec<VpsId> = inner
         .copies
         .iter()
         .filter(|(id, c)| !wanted.contains_key(id) && !c.busy)
@@ -223,8 +224,7 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
             }
             if let Err(e) = r {
                 tracing::warn!(
-                    vps,
-                    host,
+                    vps = %vps, host = %host,
                     "the standby copy was not brought up to date: {e}"
                 );
             }
@@ -235,9 +235,9 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<i64, (u64, bool)>
 
 /// Starts the removals that are due, where the host can be reached (forgotten with a host that
 /// is gone).
-fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<i64, (u64, bool)>) {
+fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<HostId, (u64, bool)>) {
     inner.drops.retain(|(h, _)| room.contains_key(h));
-    let due: Vec<(i64, i64)> = inner
+    let due: Vec<(HostId, VpsId)> = inner
         .drops
         .iter()
         .filter(|(h, _)| mon.hosts.conn(*h).is_some())
@@ -252,7 +252,7 @@ fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<i64, (u64, 
             let mut inner = lock(&mon.netmon.standby.inner);
             inner.dropping.remove(&d);
             if let Err(e) = r {
-                tracing::warn!(host = d.0, vps = d.1, "a standby copy stays: {e}");
+                tracing::warn!(host = %d.0, vps = %d.1, "a standby copy stays: {e}");
                 inner.drops.insert(d);
             }
         });
@@ -261,7 +261,7 @@ fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<i64, (u64, 
 
 const CALL: Duration = Duration::from_secs(60);
 
-async fn list(mon: &Arc<Monitor>, host: i64) {
+async fn list(mon: &Arc<Monitor>, host: HostId) {
     let r = match mon.hosts.conn(host) {
         Some(c) => c
             .agent
@@ -275,7 +275,7 @@ async fn list(mon: &Arc<Monitor>, host: i64) {
         Ok(AgentResponse::Standbys { copies }) => copies,
         other => {
             tracing::warn!(
-                host,
+                host = %host,
                 "the host's standby copies could not be read: {other:?}"
             );
             inner.listed.remove(&host);
@@ -283,11 +283,11 @@ async fn list(mon: &Arc<Monitor>, host: i64) {
         }
     };
     for c in copies {
-        match inner.copies.get(&c.vps_id) {
+        match inner.copies.get(&VpsId(c.vps_id)) {
             None => {
                 // Kept while it is wanted (the next round drops it otherwise).
                 inner.copies.insert(
-                    c.vps_id,
+                    VpsId(c.vps_id),
                     Copy {
                         host,
                         cycle: c.cycle,
@@ -298,14 +298,14 @@ async fn list(mon: &Arc<Monitor>, host: i64) {
                 );
             }
             Some(x) if x.host != host => {
-                inner.drops.insert((host, c.vps_id));
+                inner.drops.insert((host, VpsId(c.vps_id)));
             }
             Some(_) => {}
         }
     }
 }
 
-async fn refresh(mon: &Arc<Monitor>, vps: i64, host: i64, cycle: u64) -> Result<(), String> {
+async fn refresh(mon: &Arc<Monitor>, vps: VpsId, host: HostId, cycle: u64) -> Result<(), String> {
     let conn = mon
         .hosts
         .conn(host)
@@ -335,8 +335,7 @@ async fn refresh(mon: &Arc<Monitor>, vps: i64, host: i64, cycle: u64) -> Result<
     .await
     .map_err(|e| e.message())?;
     tracing::debug!(
-        vps = %v.name,
-        host,
+        vps = %v.name, host = %host,
         cycle,
         "standby copy at point {cycle} in {} ms: {} files linked, {} written, {} bytes received",
         t0.elapsed().as_millis(),
@@ -347,14 +346,14 @@ async fn refresh(mon: &Arc<Monitor>, vps: i64, host: i64, cycle: u64) -> Result<
     Ok(())
 }
 
-async fn drop_copy(mon: &Arc<Monitor>, host: i64, vps: i64) -> Result<(), String> {
+async fn drop_copy(mon: &Arc<Monitor>, host: HostId, vps: VpsId) -> Result<(), String> {
     let conn = mon
         .hosts
         .conn(host)
         .ok_or_else(|| "not connected".to_string())?;
     match conn
         .agent
-        .call(AgentRequest::StandbyDrop { vps_id: vps }, CALL)
+        .call(AgentRequest::StandbyDrop { vps_id: vps.get() }, CALL)
         .await
         .map_err(|e| e.to_string())?
     {
@@ -366,7 +365,7 @@ async fn drop_copy(mon: &Arc<Monitor>, host: i64, vps: i64) -> Result<(), String
 
 /// A host leaves the site: the copies it keeps are removed while it can still be reached, and
 /// forgotten either way.
-pub async fn clear_host(mon: &Monitor, host: i64) {
+pub async fn clear_host(mon: &Monitor, host: HostId) {
     {
         let mut inner = lock(&mon.netmon.standby.inner);
         inner.removed.insert(host);
@@ -395,8 +394,8 @@ pub async fn clear_host(mon: &Monitor, host: i64) {
                 .await;
             if let Err(e) = r {
                 tracing::warn!(
-                    host,
-                    vps = c.vps_id,
+                    host = %host,
+                    vps = %c.vps_id,
                     "a standby copy stays on a removed host: {e}"
                 );
             }

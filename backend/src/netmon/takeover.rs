@@ -120,7 +120,7 @@ async fn drive(mon: &Arc<Monitor>, resume: Vec<Resume>) -> Result<(), String> {
                 let mon = mon.clone();
                 tokio::spawn(async move {
                     if let Err(e) = crate::duplo::cycle_now(&mon.duplication, vps).await {
-                        tracing::warn!(vps, "no last cycle before the failover ({e})");
+                        tracing::warn!(vps = %vps, "no last cycle before the failover ({e})");
                     }
                     outcome(&mon, Outcome::Stopped { vps });
                 });

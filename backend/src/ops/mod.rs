@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::models::now;
 use crate::repo::operations as repo;
 use serde::{de::DeserializeOwned, Serialize};
+use serverware_shared::VpsId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -165,7 +166,7 @@ pub fn record(
     c: &mut DbConn,
     task_id: i64,
     kind: &str,
-    vps_id: i64,
+    vps_id: VpsId,
     params: &impl Serialize,
 ) -> Result<()> {
     let params = serde_json::to_string(params).map_err(|e| Error::Internal(e.into()))?;

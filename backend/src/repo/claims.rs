@@ -7,9 +7,10 @@ use crate::schema::vpses;
 use crate::schema::{host_reservations, vps_claims};
 use diesel::prelude::*;
 use serverware_shared::state::{Refusal, VpsOperation};
+use serverware_shared::{HostId, VpsId};
 
 /// The operation holding a VPS, with its task.
-pub fn holder(c: &mut DbConn, vps_id: i64) -> Result<Option<(VpsOperation, i64)>> {
+pub fn holder(c: &mut DbConn, vps_id: VpsId) -> Result<Option<(VpsOperation, i64)>> {
     let row: Option<(String, i64)> = vps_claims::table
         .find(vps_id)
         .select((vps_claims::operation, vps_claims::task_id))
@@ -19,8 +20,8 @@ pub fn holder(c: &mut DbConn, vps_id: i64) -> Result<Option<(VpsOperation, i64)>
 }
 
 /// Every claim: VPS id → (operation, task).
-pub fn all(c: &mut DbConn) -> Result<std::collections::HashMap<i64, (VpsOperation, i64)>> {
-    let rows: Vec<(i64, String, i64)> = vps_claims::table
+pub fn all(c: &mut DbConn) -> Result<std::collections::HashMap<VpsId, (VpsOperation, i64)>> {
+    let rows: Vec<(VpsId, String, i64)> = vps_claims::table
         .select((
             vps_claims::vps_id,
             vps_claims::operation,
@@ -42,7 +43,7 @@ pub fn all(c: &mut DbConn) -> Result<std::collections::HashMap<i64, (VpsOperatio
 /// transaction that claims or edits a VPS starts here, so on PostgreSQL they queue on the row
 /// in one order instead of taking the claim and the row in opposite orders and deadlocking.
 /// SQLite needs nothing: its writers already take turns ([`crate::db::Db`]).
-pub fn lock(c: &mut DbConn, ids: &[i64]) -> Result<()> {
+pub fn lock(c: &mut DbConn, ids: &[VpsId]) -> Result<()> {
     if let DbConn::Postgres(pg) = c {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
@@ -52,7 +53,7 @@ pub fn lock(c: &mut DbConn, ids: &[i64]) -> Result<()> {
                 .find(id)
                 .select(vpses::id)
                 .for_update()
-                .first::<i64>(pg)
+                .first::<VpsId>(pg)
                 .optional()?;
         }
     }
@@ -61,7 +62,7 @@ pub fn lock(c: &mut DbConn, ids: &[i64]) -> Result<()> {
 
 /// Claims the VPSes (id, name) for a task inside the caller's transaction, or answers 409
 /// naming the operation that holds one. The primary key settles races between controllers.
-pub fn take(c: &mut DbConn, vpses: &[(i64, &str)], task_id: i64, op: VpsOperation) -> Result<()> {
+pub fn take(c: &mut DbConn, vpses: &[(VpsId, &str)], task_id: i64, op: VpsOperation) -> Result<()> {
     lock(c, &vpses.iter().map(|v| v.0).collect::<Vec<_>>())?;
     for (id, name) in vpses {
         if let Some(h) = holder(c, *id)? {
@@ -104,7 +105,7 @@ pub fn busy(name: &str, op: VpsOperation, holder: (VpsOperation, i64)) -> Error 
 }
 
 /// Holds room on `host_id` for `vps_id` until the task ends.
-pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> Result<()> {
+pub fn reserve(c: &mut DbConn, task_id: i64, host_id: HostId, vps_id: VpsId) -> Result<()> {
     diesel::insert_into(host_reservations::table)
         .values((
             host_reservations::task_id.eq(task_id),
@@ -116,7 +117,7 @@ pub fn reserve(c: &mut DbConn, task_id: i64, host_id: i64, vps_id: i64) -> Resul
 }
 
 /// Every reservation: (host, VPS).
-pub fn reservations(c: &mut DbConn) -> Result<Vec<(i64, i64)>> {
+pub fn reservations(c: &mut DbConn) -> Result<Vec<(HostId, VpsId)>> {
     Ok(host_reservations::table
         .select((host_reservations::host_id, host_reservations::vps_id))
         .load(c)?)

@@ -4,12 +4,13 @@ use crate::db::DbConn;
 use crate::error::Result;
 use crate::schema::hosts;
 use diesel::prelude::*;
+use serverware_shared::HostId;
 
 /// The connection details of a host, as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = hosts)]
 pub struct HostRow {
-    pub id: i64,
+    pub id: HostId,
     pub name: String,
     pub description: String,
     pub ssh_user: String,
@@ -36,7 +37,7 @@ pub struct HostRow {
 }
 
 /// Every host's id and name, by name.
-pub fn names(c: &mut DbConn) -> Result<Vec<(i64, String)>> {
+pub fn names(c: &mut DbConn) -> Result<Vec<(HostId, String)>> {
     Ok(hosts::table
         .order(hosts::name)
         .select((hosts::id, hosts::name))
@@ -52,7 +53,7 @@ pub fn all(c: &mut DbConn) -> Result<Vec<HostRow>> {
 }
 
 /// The host's name, if there is such a host.
-pub fn name(c: &mut DbConn, id: i64) -> Result<Option<String>> {
+pub fn name(c: &mut DbConn, id: HostId) -> Result<Option<String>> {
     Ok(hosts::table
         .find(id)
         .select(hosts::name)
@@ -88,7 +89,7 @@ pub fn insert(c: &mut DbConn, new: NewHostRow<'_>) -> Result<HostRow> {
 }
 
 /// Whether a host other than `except` has that name.
-pub fn name_taken(c: &mut DbConn, name: &str, except: Option<i64>) -> Result<bool> {
+pub fn name_taken(c: &mut DbConn, name: &str, except: Option<HostId>) -> Result<bool> {
     let mut q = hosts::table.filter(hosts::name.eq(name)).into_boxed();
     if let Some(id) = except {
         q = q.filter(hosts::id.ne(id));
@@ -127,14 +128,14 @@ pub struct HostChanges {
 }
 
 /// Applies an edit (and marks the row updated).
-pub fn update(c: &mut DbConn, id: i64, changes: &HostChanges) -> Result<()> {
+pub fn update(c: &mut DbConn, id: HostId, changes: &HostChanges) -> Result<()> {
     diesel::update(hosts::table.find(id))
         .set((changes, hosts::updated_at.eq(crate::models::now())))
         .execute(c)?;
     Ok(())
 }
 
-pub fn delete(c: &mut DbConn, id: i64) -> Result<()> {
+pub fn delete(c: &mut DbConn, id: HostId) -> Result<()> {
     diesel::delete(hosts::table.find(id)).execute(c)?;
     Ok(())
 }
@@ -148,7 +149,7 @@ pub fn list(c: &mut DbConn) -> Result<Vec<HostRow>> {
 }
 
 /// The host, or "not found".
-pub fn find(c: &mut DbConn, id: i64) -> Result<HostRow> {
+pub fn find(c: &mut DbConn, id: HostId) -> Result<HostRow> {
     hosts::table
         .find(id)
         .select(HostRow::as_select())
@@ -160,7 +161,7 @@ pub fn find(c: &mut DbConn, id: i64) -> Result<HostRow> {
 /// Records the host's connection state and when it was last heard.
 pub fn set_status(
     c: &mut DbConn,
-    id: i64,
+    id: HostId,
     status: serverware_shared::state::HostStatus,
     last_seen: Option<chrono::NaiveDateTime>,
 ) -> Result<()> {
@@ -171,7 +172,7 @@ pub fn set_status(
 }
 
 /// Records the version of the agent the host runs.
-pub fn set_agent_version(c: &mut DbConn, id: i64, version: &str) -> Result<()> {
+pub fn set_agent_version(c: &mut DbConn, id: HostId, version: &str) -> Result<()> {
     diesel::update(hosts::table.find(id))
         .set(hosts::agent_version.eq(version))
         .execute(c)?;

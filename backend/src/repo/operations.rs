@@ -7,6 +7,7 @@ use crate::schema::{operations, tasks, vps_claims};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serverware_shared::state::TaskStatus;
+use serverware_shared::VpsId;
 
 /// An operation's record as loaded for its work or its recovery.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -14,7 +15,7 @@ use serverware_shared::state::TaskStatus;
 pub struct OpRow {
     pub task_id: i64,
     pub kind: String,
-    pub vps_id: i64,
+    pub vps_id: VpsId,
     pub params: String,
     pub step: String,
     pub phase: String,

@@ -7,13 +7,14 @@ use crate::schema::{duplo_points as p, hosts, vpses};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serverware_shared::api::RestorePoint;
+use serverware_shared::{HostId, VpsId};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = p)]
 pub struct PointRow {
-    pub vps_id: i64,
+    pub vps_id: VpsId,
     pub cycle: i64,
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     pub taken_at: NaiveDateTime,
     pub full_compare: bool,
     pub full_reason: Option<String>,
@@ -33,7 +34,7 @@ impl PointRow {
         RestorePoint {
             cycle: n(self.cycle),
             taken_at: self.taken_at.and_utc(),
-            host_id: self.host_id,
+            host_id: self.host_id.map(HostId::get),
             full: self.full_compare,
             full_reason: self.full_reason,
             files: n(self.files),
@@ -64,11 +65,11 @@ pub fn insert_missing(c: &mut DbConn, row: &PointRow) -> Result<()> {
 }
 
 /// Every point with a row: (VPS, cycle).
-pub fn all_keys(c: &mut DbConn) -> Result<Vec<(i64, i64)>> {
+pub fn all_keys(c: &mut DbConn) -> Result<Vec<(VpsId, i64)>> {
     Ok(p::table.select((p::vps_id, p::cycle)).load(c)?)
 }
 
-pub fn delete(c: &mut DbConn, vps: i64, cycle: i64) -> Result<()> {
+pub fn delete(c: &mut DbConn, vps: VpsId, cycle: i64) -> Result<()> {
     diesel::delete(
         p::table
             .filter(p::vps_id.eq(vps))
@@ -79,7 +80,7 @@ pub fn delete(c: &mut DbConn, vps: i64, cycle: i64) -> Result<()> {
 }
 
 /// A VPS's points, newest first (at most `limit`).
-pub fn newest(c: &mut DbConn, vps: i64, limit: i64) -> Result<Vec<PointRow>> {
+pub fn newest(c: &mut DbConn, vps: VpsId, limit: i64) -> Result<Vec<PointRow>> {
     Ok(p::table
         .filter(p::vps_id.eq(vps))
         .order(p::cycle.desc())
@@ -88,13 +89,13 @@ pub fn newest(c: &mut DbConn, vps: i64, limit: i64) -> Result<Vec<PointRow>> {
         .load(c)?)
 }
 
-pub fn count(c: &mut DbConn, vps: i64) -> Result<i64> {
+pub fn count(c: &mut DbConn, vps: VpsId) -> Result<i64> {
     Ok(p::table.filter(p::vps_id.eq(vps)).count().get_result(c)?)
 }
 
 /// Whether the VPS is duplicated, and its host's interval (None: on no host); "not found"
 /// when there is no such VPS.
-pub fn settings_of(c: &mut DbConn, vps: i64) -> Result<(bool, Option<i32>)> {
+pub fn settings_of(c: &mut DbConn, vps: VpsId) -> Result<(bool, Option<i32>)> {
     vpses::table
         .left_join(hosts::table.on(vpses::host_id.eq(hosts::id.nullable())))
         .filter(vpses::id.eq(vps))
@@ -105,7 +106,7 @@ pub fn settings_of(c: &mut DbConn, vps: i64) -> Result<(bool, Option<i32>)> {
 }
 
 /// Per VPS with points: how many, and its newest cycle.
-pub fn per_vps(c: &mut DbConn) -> Result<Vec<(i64, i64, Option<i64>)>> {
+pub fn per_vps(c: &mut DbConn) -> Result<Vec<(VpsId, i64, Option<i64>)>> {
     Ok(p::table
         .group_by(p::vps_id)
         .select((
@@ -118,7 +119,7 @@ pub fn per_vps(c: &mut DbConn) -> Result<Vec<(i64, i64, Option<i64>)>> {
 
 /// What a VPS's points take: the size of the point of `cycle`, and the bytes all its points
 /// added.
-pub fn usage(c: &mut DbConn, vps: i64, cycle: i64) -> Result<(i64, i64)> {
+pub fn usage(c: &mut DbConn, vps: VpsId, cycle: i64) -> Result<(i64, i64)> {
     let newest_bytes = p::table
         .filter(p::vps_id.eq(vps))
         .filter(p::cycle.eq(cycle))

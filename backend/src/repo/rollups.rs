@@ -6,12 +6,13 @@ use crate::schema::{host_rollups as r, hosts};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serverware_shared::api::HostRollup;
+use serverware_shared::HostId;
 
 /// A row of `host_rollups`.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = r)]
 pub struct RollupRow {
-    pub host_id: i64,
+    pub host_id: HostId,
     pub minute: chrono::NaiveDateTime,
     pub samples: i32,
     pub cpu_avg: f64,
@@ -31,7 +32,7 @@ pub struct RollupRow {
 }
 
 impl RollupRow {
-    pub fn from_rollup(host_id: i64, r: &HostRollup) -> Self {
+    pub fn from_rollup(host_id: HostId, r: &HostRollup) -> Self {
         RollupRow {
             host_id,
             minute: r.minute.naive_utc(),
@@ -76,7 +77,7 @@ impl RollupRow {
 }
 
 /// The host's rollup of that minute, if stored.
-pub fn get(c: &mut DbConn, host: i64, minute: NaiveDateTime) -> Result<Option<RollupRow>> {
+pub fn get(c: &mut DbConn, host: HostId, minute: NaiveDateTime) -> Result<Option<RollupRow>> {
     Ok(r::table
         .find((host, minute))
         .select(RollupRow::as_select())
@@ -97,7 +98,7 @@ pub fn put(c: &mut DbConn, row: RollupRow) -> Result<()> {
 /// The host's rollups of the minutes in `[since, until)`, oldest first.
 pub fn between(
     c: &mut DbConn,
-    host: i64,
+    host: HostId,
     since: NaiveDateTime,
     until: NaiveDateTime,
 ) -> Result<Vec<RollupRow>> {

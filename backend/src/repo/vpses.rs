@@ -9,14 +9,15 @@ use crate::schema::{hosts, vpses};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serverware_shared::state::{DesiredState, ObservedState};
+use serverware_shared::{HostId, VpsId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = vpses)]
 pub struct VpsRow {
-    pub id: i64,
+    pub id: VpsId,
     pub name: String,
     pub description: String,
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     pub template_id: Option<i64>,
     pub ipv4: String,
     pub hostname: String,
@@ -68,7 +69,7 @@ impl VpsRow {
     }
 }
 
-pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<VpsRow> {
+pub fn load(c: &mut crate::db::DbConn, id: VpsId) -> Result<VpsRow> {
     vpses::table
         .find(id)
         .select(VpsRow::as_select())
@@ -77,7 +78,7 @@ pub fn load(c: &mut crate::db::DbConn, id: i64) -> Result<VpsRow> {
         .ok_or_else(|| Error::NotFound(format!("no VPS with id {id}")))
 }
 
-pub fn load_host(c: &mut crate::db::DbConn, id: i64) -> Result<HostRow> {
+pub fn load_host(c: &mut crate::db::DbConn, id: HostId) -> Result<HostRow> {
     hosts::table
         .find(id)
         .select(HostRow::as_select())
@@ -101,7 +102,7 @@ pub fn ports_text(ports: &[u16]) -> String {
 pub struct NewVps<'a> {
     pub name: &'a str,
     pub description: &'a str,
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     pub template_id: Option<i64>,
     pub ipv4: &'a str,
     pub hostname: &'a str,
@@ -121,7 +122,13 @@ impl<'a> NewVps<'a> {
     /// A new VPS like `src` (limits, template, privilege) under its own name and address on
     /// `host_id`: a copy, or a VPS made from one of `src`'s restore points. It runs as its source
     /// does, in an id range of its own.
-    pub fn like(src: &'a VpsRow, name: &'a str, ipv4: &'a str, host_id: i64, start: bool) -> Self {
+    pub fn like(
+        src: &'a VpsRow,
+        name: &'a str,
+        ipv4: &'a str,
+        host_id: HostId,
+        start: bool,
+    ) -> Self {
         NewVps {
             name,
             description: &src.description,
@@ -205,7 +212,7 @@ pub fn unique(
     c: &mut crate::db::DbConn,
     name: &str,
     ipv4: &str,
-    except: Option<i64>,
+    except: Option<VpsId>,
 ) -> Result<()> {
     let mut q = vpses::table.filter(vpses::name.eq(name)).into_boxed();
     if let Some(id) = except {
@@ -241,14 +248,14 @@ pub fn unique(
 }
 
 /// Whether the VPS is duplicated (its row must exist: `vps::load` first).
-pub fn duplo_enabled(c: &mut DbConn, id: i64) -> Result<bool> {
+pub fn duplo_enabled(c: &mut DbConn, id: VpsId) -> Result<bool> {
     Ok(vpses::table
         .find(id)
         .select(vpses::duplo_enabled)
         .first(c)?)
 }
 
-pub fn set_duplo_enabled(c: &mut DbConn, id: i64, on: bool) -> Result<()> {
+pub fn set_duplo_enabled(c: &mut DbConn, id: VpsId, on: bool) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set(vpses::duplo_enabled.eq(on))
         .execute(c)?;
@@ -272,7 +279,7 @@ pub struct VpsChanges {
 }
 
 /// Applies an edit (and marks the row updated).
-pub fn update(c: &mut DbConn, id: i64, changes: &VpsChanges) -> Result<()> {
+pub fn update(c: &mut DbConn, id: VpsId, changes: &VpsChanges) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set((changes, vpses::updated_at.eq(now())))
         .execute(c)?;
@@ -280,7 +287,7 @@ pub fn update(c: &mut DbConn, id: i64, changes: &VpsChanges) -> Result<()> {
 }
 
 /// The VPS is now on `host` (a restore switched it there).
-pub fn set_host(c: &mut DbConn, id: i64, host: i64) -> Result<()> {
+pub fn set_host(c: &mut DbConn, id: VpsId, host: HostId) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set(vpses::host_id.eq(Some(host)))
         .execute(c)?;
@@ -288,7 +295,7 @@ pub fn set_host(c: &mut DbConn, id: i64, host: i64) -> Result<()> {
 }
 
 /// The VPS is now on `host`, in state `status` (a move switched it there).
-pub fn moved(c: &mut DbConn, id: i64, host: i64, status: &str) -> Result<()> {
+pub fn moved(c: &mut DbConn, id: VpsId, host: HostId, status: &str) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set((
             vpses::host_id.eq(host),
@@ -299,7 +306,7 @@ pub fn moved(c: &mut DbConn, id: i64, host: i64, status: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn delete(c: &mut DbConn, id: i64) -> Result<()> {
+pub fn delete(c: &mut DbConn, id: VpsId) -> Result<()> {
     diesel::delete(vpses::table.find(id)).execute(c)?;
     Ok(())
 }
@@ -321,7 +328,7 @@ pub fn by_name(c: &mut DbConn, name: &str) -> Result<Option<VpsRow>> {
 }
 
 /// Records what the VPS is now.
-pub fn set_observed(c: &mut DbConn, id: i64, observed: ObservedState) -> Result<()> {
+pub fn set_observed(c: &mut DbConn, id: VpsId, observed: ObservedState) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set((vpses::status.eq(observed), vpses::updated_at.eq(now())))
         .execute(c)?;
@@ -329,7 +336,7 @@ pub fn set_observed(c: &mut DbConn, id: i64, observed: ObservedState) -> Result<
 }
 
 /// Records what the VPS should be.
-pub fn set_desired(c: &mut DbConn, id: i64, desired: DesiredState) -> Result<()> {
+pub fn set_desired(c: &mut DbConn, id: VpsId, desired: DesiredState) -> Result<()> {
     diesel::update(vpses::table.find(id))
         .set((
             vpses::desired_state.eq(desired),
@@ -340,7 +347,7 @@ pub fn set_desired(c: &mut DbConn, id: i64, desired: DesiredState) -> Result<()>
 }
 
 /// How many VPSes are recorded on the host.
-pub fn count_on_host(c: &mut DbConn, host: i64) -> Result<i64> {
+pub fn count_on_host(c: &mut DbConn, host: HostId) -> Result<i64> {
     Ok(vpses::table
         .filter(vpses::host_id.eq(host))
         .count()
@@ -353,7 +360,7 @@ pub fn names(c: &mut DbConn) -> Result<Vec<String>> {
 }
 
 /// The VPSes on the host that should run, by name: id, name, HA.
-pub fn should_run_on(c: &mut DbConn, host: i64) -> Result<Vec<(i64, String, bool)>> {
+pub fn should_run_on(c: &mut DbConn, host: HostId) -> Result<Vec<(VpsId, String, bool)>> {
     Ok(vpses::table
         .filter(vpses::host_id.eq(host))
         .filter(vpses::desired_state.eq(DesiredState::Running))
@@ -363,7 +370,7 @@ pub fn should_run_on(c: &mut DbConn, host: i64) -> Result<Vec<(i64, String, bool
 }
 
 /// The VPS's name, if there is such a VPS.
-pub fn name(c: &mut DbConn, id: i64) -> Result<Option<String>> {
+pub fn name(c: &mut DbConn, id: VpsId) -> Result<Option<String>> {
     Ok(vpses::table
         .find(id)
         .select(vpses::name)
@@ -372,7 +379,7 @@ pub fn name(c: &mut DbConn, id: i64) -> Result<Option<String>> {
 }
 
 /// The duplicated VPSes that are on a host: VPS, host, the host's interval (s), status.
-pub fn duplicated(c: &mut DbConn) -> Result<Vec<(i64, i64, i32, String)>> {
+pub fn duplicated(c: &mut DbConn) -> Result<Vec<(VpsId, HostId, i32, String)>> {
     use crate::schema::hosts;
     Ok(vpses::table
         .inner_join(hosts::table.on(vpses::host_id.eq(hosts::id.nullable())))
@@ -396,7 +403,7 @@ pub fn ha(c: &mut DbConn) -> Result<Vec<(VpsRow, bool)>> {
 }
 
 /// The ids of the VPSes that are duplicated.
-pub fn duplicated_ids(c: &mut DbConn) -> Result<Vec<i64>> {
+pub fn duplicated_ids(c: &mut DbConn) -> Result<Vec<VpsId>> {
     Ok(vpses::table
         .filter(vpses::duplo_enabled.eq(true))
         .select(vpses::id)
@@ -404,7 +411,7 @@ pub fn duplicated_ids(c: &mut DbConn) -> Result<Vec<i64>> {
 }
 
 /// The VPSes on the host, by id: id and name.
-pub fn on_host(c: &mut DbConn, host: i64) -> Result<Vec<(i64, String)>> {
+pub fn on_host(c: &mut DbConn, host: HostId) -> Result<Vec<(VpsId, String)>> {
     Ok(vpses::table
         .filter(vpses::host_id.eq(host))
         .order(vpses::id)

@@ -8,6 +8,7 @@ use super::tree::Tree;
 use super::{chunks, ObjectStore};
 use serverware_shared::duplo::stream::{self, Frame};
 use serverware_shared::duplo::{ChunkId, ScanStats};
+use serverware_shared::VpsId;
 use std::collections::HashSet;
 use std::io::{self, Read};
 
@@ -16,19 +17,19 @@ use std::io::{self, Read};
 /// copy that may since have been fenced) is refused at its commit. A new term cannot begin while
 /// a commit is under way, so once [`Terms::next`] returns, no older cycle lands.
 #[derive(Default)]
-pub struct Terms(std::sync::Mutex<std::collections::HashMap<i64, u64>>);
+pub struct Terms(std::sync::Mutex<std::collections::HashMap<VpsId, u64>>);
 
 impl Terms {
-    fn hold(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, u64>> {
+    fn hold(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<VpsId, u64>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn current(&self, vps_id: i64) -> u64 {
+    pub fn current(&self, vps_id: VpsId) -> u64 {
         self.hold().get(&vps_id).copied().unwrap_or(0)
     }
 
     /// Ends the VPS's term: cycles begun before are refused from now on.
-    pub fn next(&self, vps_id: i64) {
+    pub fn next(&self, vps_id: VpsId) {
         *self.hold().entry(vps_id).or_default() += 1;
     }
 }
@@ -72,7 +73,7 @@ pub fn ingest(
     term: u64,
     r: &mut impl Read,
     prev: Option<Tree>,
-    vps_id: i64,
+    vps_id: VpsId,
     cycle: u64,
     taken_at_ms: i64,
 ) -> io::Result<Landed> {
@@ -220,8 +221,8 @@ mod tests {
         // A cycle begun in a term that ended meanwhile is refused (in a store of its own).
         let d2 = tempfile::tempdir().unwrap();
         let s2 = DirStore::open(d2.path()).unwrap();
-        let old = terms.current(3);
-        terms.next(3);
+        let old = terms.current(VpsId(3));
+        terms.next(VpsId(3));
         let refused = ingest(
             &s2,
             &g,
@@ -229,7 +230,7 @@ mod tests {
             old,
             &mut stream_of(&files, true).as_slice(),
             None,
-            3,
+            VpsId(3),
             1,
             10,
         );
@@ -237,15 +238,15 @@ mod tests {
             refused.err().map(|e| e.kind()),
             Some(io::ErrorKind::PermissionDenied)
         );
-        assert!(points::list(&s2, 3).unwrap().is_empty());
+        assert!(points::list(&s2, VpsId(3)).unwrap().is_empty());
         let landed = ingest(
             &s,
             &g,
             &terms,
-            terms.current(3),
+            terms.current(VpsId(3)),
             &mut stream_of(&files, true).as_slice(),
             None,
-            3,
+            VpsId(3),
             1,
             10,
         )
@@ -255,7 +256,7 @@ mod tests {
             (2, 13, 0)
         );
         assert_eq!(
-            points::load(&s, 3, 1).unwrap().entries,
+            points::load(&s, VpsId(3), 1).unwrap().entries,
             landed.tree.entries()
         );
         // A second VPS with the same content costs no new chunk.
@@ -263,10 +264,10 @@ mod tests {
             &s,
             &g,
             &terms,
-            terms.current(4),
+            terms.current(VpsId(4)),
             &mut stream_of(&files, true).as_slice(),
             None,
-            4,
+            VpsId(4),
             1,
             11,
         )
@@ -283,7 +284,7 @@ mod tests {
                 0,
                 &mut &whole[..cut],
                 None,
-                3,
+                VpsId(3),
                 2,
                 12
             )
@@ -298,7 +299,7 @@ mod tests {
             0,
             &mut damaged.as_slice(),
             None,
-            3,
+            VpsId(3),
             2,
             12
         )
@@ -314,12 +315,12 @@ mod tests {
             0,
             &mut missing.as_slice(),
             None,
-            3,
+            VpsId(3),
             2,
             12
         )
         .is_err());
-        assert_eq!(points::cycles(&s, 3).unwrap(), [1]);
+        assert_eq!(points::cycles(&s, VpsId(3)).unwrap(), [1]);
 
         // An incremental cycle: one file changed, one deleted; the rest carried over.
         let prev = landed.tree;
@@ -347,7 +348,7 @@ mod tests {
             0,
             &mut delta.as_slice(),
             None,
-            3,
+            VpsId(3),
             2,
             13
         )
@@ -359,7 +360,7 @@ mod tests {
             0,
             &mut delta.as_slice(),
             Some(prev),
-            3,
+            VpsId(3),
             2,
             13,
         )
@@ -369,7 +370,7 @@ mod tests {
             next.tree.entries(),
             vec![root_dir(), file("etc/hostname", changed)]
         );
-        assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
+        assert_eq!(points::cycles(&s, VpsId(3)).unwrap(), [1, 2]);
         // A delta naming a chunk that did not come with it does not land.
         let mut lying = Vec::new();
         stream::write_delta(
@@ -388,11 +389,11 @@ mod tests {
             0,
             &mut lying.as_slice(),
             Some(next.tree),
-            3,
+            VpsId(3),
             3,
             14
         )
         .is_err());
-        assert_eq!(points::cycles(&s, 3).unwrap(), [1, 2]);
+        assert_eq!(points::cycles(&s, VpsId(3)).unwrap(), [1, 2]);
     }
 }

@@ -9,9 +9,10 @@ use super::tree::Tree;
 use super::{chunks, ObjectStore};
 use serde::{Deserialize, Serialize};
 use serverware_shared::duplo::{ChunkId, Entry, Manifest, PathBytes};
+use serverware_shared::VpsId;
 use std::io;
 
-pub fn key(vps_id: i64, cycle: u64, taken_at_ms: i64) -> String {
+pub fn key(vps_id: VpsId, cycle: u64, taken_at_ms: i64) -> String {
     format!(
         "points/{vps_id}/{cycle:020}-{}.json.zst",
         taken_at_ms.max(0)
@@ -21,7 +22,7 @@ pub fn key(vps_id: i64, cycle: u64, taken_at_ms: i64) -> String {
 /// One restore point as storage names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Point {
-    pub vps_id: i64,
+    pub vps_id: VpsId,
     pub cycle: u64,
     pub taken_at_ms: i64,
 }
@@ -31,7 +32,7 @@ impl Point {
         key(self.vps_id, self.cycle, self.taken_at_ms)
     }
 
-    fn parse(vps_id: i64, key: &str) -> Option<Point> {
+    fn parse(vps_id: VpsId, key: &str) -> Option<Point> {
         let (cycle, taken) = key
             .rsplit('/')
             .next()?
@@ -46,7 +47,7 @@ impl Point {
 }
 
 /// A VPS's restore points, oldest first.
-pub fn list(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<Point>> {
+pub fn list(store: &dyn ObjectStore, vps_id: VpsId) -> io::Result<Vec<Point>> {
     let mut v: Vec<Point> = store
         .list(&format!("points/{vps_id}/"))?
         .iter()
@@ -57,8 +58,8 @@ pub fn list(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<Point>> {
 }
 
 /// The VPSes that have restore points (deleted ones too).
-pub fn vpses(store: &dyn ObjectStore) -> io::Result<Vec<i64>> {
-    let mut v: Vec<i64> = store
+pub fn vpses(store: &dyn ObjectStore) -> io::Result<Vec<VpsId>> {
+    let mut v: Vec<VpsId> = store
         .list("points/")?
         .iter()
         .filter_map(|k| k.strip_prefix("points/")?.split('/').next()?.parse().ok())
@@ -75,7 +76,7 @@ pub const FORMAT: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub format: u32,
-    pub vps_id: i64,
+    pub vps_id: VpsId,
     pub cycle: u64,
     pub taken_at_ms: i64,
     /// The root directory's own entry.
@@ -98,7 +99,7 @@ fn bad(msg: String) -> io::Error {
 pub fn commit_tree(
     store: &dyn ObjectStore,
     tree: &mut Tree,
-    vps_id: i64,
+    vps_id: VpsId,
     cycle: u64,
     taken_at_ms: i64,
     present: &dyn Fn(&ChunkId) -> bool,
@@ -142,7 +143,15 @@ pub fn commit(
     present: &dyn Fn(&ChunkId) -> bool,
 ) -> io::Result<()> {
     let mut t = Tree::from_entries(m.entries.clone());
-    commit_tree(store, &mut t, m.vps_id, m.cycle, m.taken_at_ms, present).map(|_| ())
+    commit_tree(
+        store,
+        &mut t,
+        VpsId(m.vps_id),
+        m.cycle,
+        m.taken_at_ms,
+        present,
+    )
+    .map(|_| ())
 }
 
 /// A point's header, checked to be the one its name says.
@@ -167,7 +176,7 @@ pub fn load_tree(store: &dyn ObjectStore, p: &Point) -> io::Result<(Header, Tree
     Ok((h, t))
 }
 
-pub fn load(store: &dyn ObjectStore, vps_id: i64, cycle: u64) -> io::Result<Manifest> {
+pub fn load(store: &dyn ObjectStore, vps_id: VpsId, cycle: u64) -> io::Result<Manifest> {
     let p = list(store, vps_id)?
         .into_iter()
         .find(|p| p.cycle == cycle)
@@ -185,7 +194,7 @@ pub fn load_point(store: &dyn ObjectStore, p: &Point) -> io::Result<Manifest> {
     let (h, t) = load_tree(store, p)?;
     Ok(Manifest {
         format: serverware_shared::duplo::MANIFEST_FORMAT,
-        vps_id: h.vps_id,
+        vps_id: h.vps_id.get(),
         cycle: h.cycle,
         taken_at_ms: h.taken_at_ms,
         entries: t.entries(),
@@ -193,7 +202,7 @@ pub fn load_point(store: &dyn ObjectStore, p: &Point) -> io::Result<Manifest> {
 }
 
 /// The cycles of a VPS that have a restore point, oldest first.
-pub fn cycles(store: &dyn ObjectStore, vps_id: i64) -> io::Result<Vec<u64>> {
+pub fn cycles(store: &dyn ObjectStore, vps_id: VpsId) -> io::Result<Vec<u64>> {
     Ok(list(store, vps_id)?.iter().map(|p| p.cycle).collect())
 }
 
@@ -270,21 +279,21 @@ mod tests {
         let id = chunks::id_of(data);
         // A manifest naming a chunk that never arrived does not land.
         assert!(commit(&s, &manifest(1, id), &|_| false).is_err());
-        assert!(cycles(&s, 7).unwrap().is_empty());
+        assert!(cycles(&s, VpsId(7)).unwrap().is_empty());
         chunks::put(&s, &id, data).unwrap();
         commit(&s, &manifest(1, id), &|_| false).unwrap();
         commit(&s, &manifest(2, id), &|_| false).unwrap();
         commit(&s, &manifest(10, id), &|_| false).unwrap();
-        assert_eq!(cycles(&s, 7).unwrap(), [1, 2, 10]);
-        assert!(cycles(&s, 8).unwrap().is_empty());
-        let back = load(&s, 7, 2).unwrap();
+        assert_eq!(cycles(&s, VpsId(7)).unwrap(), [1, 2, 10]);
+        assert!(cycles(&s, VpsId(8)).unwrap().is_empty());
+        let back = load(&s, VpsId(7), 2).unwrap();
         assert_eq!(back, manifest(2, id));
         assert_eq!(back.bytes(), 6);
-        assert_eq!(vpses(&s).unwrap(), [7]);
+        assert_eq!(vpses(&s).unwrap(), [VpsId(7)]);
         // A manifest stored under another cycle's name is refused.
         let t = 1_700_000_000_000;
-        s.put(&key(7, 3, t), &s.get(&key(7, 2, t)).unwrap())
+        s.put(&key(VpsId(7), 3, t), &s.get(&key(VpsId(7), 2, t)).unwrap())
             .unwrap();
-        assert!(load(&s, 7, 3).is_err());
+        assert!(load(&s, VpsId(7), 3).is_err());
     }
 }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::hosts::{Conn, HostRow};
 use crate::ssh::SshError;
 use serverware_shared::agent::{AgentRequest, AgentResponse, VpsSpec};
+use serverware_shared::HostId;
 use std::time::Duration;
 
 /// How long a quick agent request may take.
@@ -13,7 +14,7 @@ pub(super) const QUICK: Duration = Duration::from_secs(60);
 
 /// The interface name and MAC of a VPS follow from its id, so they stay the same on every host.
 pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
-    let id = v.id as u64;
+    let id = v.id.get() as u64;
     VpsSpec {
         name: v.name.clone(),
         hostname: v.hostname.clone(),
@@ -38,7 +39,7 @@ pub fn spec(v: &VpsRow, h: &HostRow) -> VpsSpec {
     }
 }
 
-pub(super) fn conn(state: &Vpses, host_id: i64, name: &str) -> Result<Conn, Error> {
+pub(super) fn conn(state: &Vpses, host_id: HostId, name: &str) -> Result<Conn, Error> {
     state
         .hosts
         .conn(host_id)

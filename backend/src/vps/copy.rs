@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serverware_shared::agent::AgentRequest;
 use serverware_shared::api::TaskResponse;
 use serverware_shared::state::{ObservedState, VpsOperation};
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,9 +35,9 @@ crate::ops::steps! {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
-    src_id: i64,
-    from_host: i64,
-    to_host: i64,
+    src_id: VpsId,
+    from_host: HostId,
+    to_host: HostId,
     src_running: bool,
     start: bool,
 }
@@ -44,10 +45,10 @@ pub(super) struct Params {
 pub async fn copy(
     state: Arc<Vpses>,
     actor: Actor,
-    id: i64,
+    id: VpsId,
     name: String,
     ipv4: String,
-    target: Option<i64>,
+    target: Option<HostId>,
     start_copy: bool,
 ) -> Result<TaskResponse> {
     let src = state.db.run(move |c| load(c, id)).await?;
@@ -137,7 +138,7 @@ pub async fn copy(
 }
 
 /// Resumes a paused source (harmless when it is not paused). False when its host cannot do it.
-async fn thaw(state: &Vpses, task: &Task, src: &VpsRow, host: i64) -> bool {
+async fn thaw(state: &Vpses, task: &Task, src: &VpsRow, host: HostId) -> bool {
     let Some(c) = state.hosts.conn(host) else {
         task.log(format!(
             "the host of {} cannot be reached now: it is resumed once it can",
@@ -180,9 +181,9 @@ struct Copy<'a> {
     task: &'a Task,
     src: Option<VpsRow>,
     src_running: bool,
-    from_host: i64,
+    from_host: HostId,
     copy: VpsRow,
-    to_host: i64,
+    to_host: HostId,
     start: bool,
     /// Transfer slots on both hosts, taken before the source is paused and held until its
     /// files are copied.

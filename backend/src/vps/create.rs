@@ -17,6 +17,7 @@ use crate::tasks::Task;
 use serde::{Deserialize, Serialize};
 use serverware_shared::api::{HostCapacity, TaskResponse};
 use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use serverware_shared::HostId;
 use std::sync::Arc;
 
 crate::ops::steps! {
@@ -31,7 +32,7 @@ crate::ops::steps! {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
-    host_id: i64,
+    host_id: HostId,
     template: std::path::PathBuf,
     start: bool,
 }
@@ -40,7 +41,7 @@ pub struct CreateVps {
     pub name: String,
     pub description: String,
     pub template_id: i64,
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     pub ipv4: String,
     pub hostname: String,
     pub memory_limit_bytes: u64,
@@ -197,7 +198,7 @@ struct Create<'a> {
     state: &'a Arc<Vpses>,
     task: &'a Task,
     vps: VpsRow,
-    host_id: i64,
+    host_id: HostId,
     template: std::path::PathBuf,
     start: bool,
 }

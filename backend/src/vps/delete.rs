@@ -15,6 +15,7 @@ use serverware_shared::agent::AgentRequest;
 use serverware_shared::api::TaskResponse;
 use serverware_shared::state::{DesiredState, VpsOperation};
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 
 crate::ops::steps! {
@@ -26,10 +27,10 @@ crate::ops::steps! {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
-    host_id: Option<i64>,
+    host_id: Option<HostId>,
 }
 
-pub async fn delete(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResponse> {
+pub async fn delete(state: Arc<Vpses>, actor: Actor, id: VpsId) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Delete).await?;
     let task = begin(
@@ -68,7 +69,7 @@ struct Delete<'a> {
     state: &'a Vpses,
     task: &'a Task,
     vps: VpsRow,
-    host_id: Option<i64>,
+    host_id: Option<HostId>,
 }
 
 impl saga::Saga for Delete<'_> {

@@ -14,6 +14,7 @@ use serverware_shared::agent::AgentRequest;
 use serverware_shared::api::TaskResponse;
 use serverware_shared::state::VpsOperation;
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::VpsId;
 use std::sync::Arc;
 
 pub struct EditVps {
@@ -129,7 +130,7 @@ fn describe(e: &EditVps) -> Vec<String> {
 pub async fn edit(
     state: Arc<Vpses>,
     actor: Actor,
-    id: i64,
+    id: VpsId,
     e: EditVps,
 ) -> Result<(VpsRow, bool, Option<TaskResponse>)> {
     state.accepting()?;

@@ -23,6 +23,7 @@ use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::TaskResponse;
 use serverware_shared::state::{ObservedState, VpsOperation};
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,16 +41,16 @@ crate::ops::steps! {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
-    from_host: i64,
-    to_host: i64,
+    from_host: HostId,
+    to_host: HostId,
     was_running: bool,
 }
 
 pub async fn move_to(
     state: Arc<Vpses>,
     actor: Actor,
-    id: i64,
-    target: i64,
+    id: VpsId,
+    target: HostId,
 ) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Move).await?;
@@ -144,7 +145,7 @@ impl<'a> Move<'a> {
         }
     }
 
-    async fn host(&self, id: i64) -> Result<(HostRow, Conn)> {
+    async fn host(&self, id: HostId) -> Result<(HostRow, Conn)> {
         let h = self.state.db.run(move |c| load_host(c, id)).await?;
         let c = conn(self.state, h.id, &h.name)?;
         Ok((h, c))
@@ -342,7 +343,7 @@ async fn cleanup(
     state: &Vpses,
     task: &Task,
     v: &VpsRow,
-    from_host: i64,
+    from_host: HostId,
     outcome: String,
 ) -> Finish {
     let from = match state.db.run(move |c| load_host(c, from_host)).await {

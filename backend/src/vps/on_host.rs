@@ -11,13 +11,14 @@ use crate::repo::vpses::{load_host, VpsRow};
 use crate::tasks::Task;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::HostId;
 use std::time::Duration;
 
 /// A host may already have a container of that name that SERVERware does not manage (it is
 /// reported, never touched): refuse before anything is made.
 pub(super) async fn name_free_on(
     state: &Vpses,
-    host_id: i64,
+    host_id: HostId,
     host_name: &str,
     name: &str,
 ) -> Result<()> {
@@ -52,7 +53,7 @@ pub(super) async fn name_free_on(
 /// whatever it had in memory. Whether one was removed.
 pub(crate) async fn remove_stale_copy(
     state: &Vpses,
-    host_id: i64,
+    host_id: HostId,
     host_name: &str,
     name: &str,
 ) -> Result<bool> {
@@ -86,8 +87,8 @@ pub(crate) async fn remove_stale_copy(
         Ok(_) => {}
         Err(e) => {
             tracing::warn!(
-                vps = v.name,
-                host = host_name,
+                vps = %v.name,
+                host = %host_name,
                 "a stale copy could not be removed: {}",
                 e.message()
             );
@@ -113,7 +114,7 @@ pub(crate) async fn remove_stale_copy(
             Ok(())
         })
         .await?;
-    tracing::warn!(vps = v.name, host = host_name, "removed a stale copy");
+    tracing::warn!(vps = %v.name, host = %host_name, "removed a stale copy");
     Ok(true)
 }
 
@@ -122,7 +123,7 @@ pub(crate) async fn remove_stale_copy(
 pub(super) async fn remove_unfinished(
     state: &Vpses,
     task: &Task,
-    host_id: i64,
+    host_id: HostId,
     vps: &VpsRow,
 ) -> bool {
     let host = state

@@ -12,6 +12,7 @@ use crate::repo::vpses::VpsRow;
 use crate::tasks::Task;
 use serverware_shared::state::{DesiredState, VpsOperation};
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 
 /// What a request asks for beyond the task itself, written in the same transaction.
@@ -20,7 +21,7 @@ pub(super) struct Begin {
     /// The operation's parameters, when it is durable (its steps are recorded).
     pub(super) durable: Option<serde_json::Value>,
     /// A host to hold room on for the VPS (a move's target).
-    pub(super) reserve: Option<i64>,
+    pub(super) reserve: Option<HostId>,
     /// The desired state the request sets.
     pub(super) desired: Option<DesiredState>,
 }
@@ -33,7 +34,7 @@ pub(super) async fn begin(
     actor: &Actor,
     op: VpsOperation,
     vps: &VpsRow,
-    claim: &[(i64, String)],
+    claim: &[(VpsId, String)],
     message: String,
     details: serde_json::Value,
     extra: Begin,
@@ -47,7 +48,8 @@ pub(super) async fn begin(
         .run(move |c| {
             crate::db::atomic(c, |c| {
                 let mut row = crate::tasks::insert(c, &kind, "vps", &id.to_string(), &a)?;
-                let names: Vec<(i64, &str)> = claim.iter().map(|(i, n)| (*i, n.as_str())).collect();
+                let names: Vec<(VpsId, &str)> =
+                    claim.iter().map(|(i, n)| (*i, n.as_str())).collect();
                 ops::claims::take(c, &names, row.id, op)?;
                 crate::tasks::started_now(c, &mut row)?;
                 if let Some(p) = &extra.durable {
@@ -88,7 +90,7 @@ pub(super) async fn check(state: &Vpses, v: &VpsRow, op: VpsOperation) -> Result
 /// Starts the work of a task in the background. Whatever the work does (panics included), the
 /// operation ends properly: its claims and reservations are released and the task gets its
 /// outcome, unless the work says it must be finished later (then the recovery loop owns it).
-pub(super) fn spawn<F, Fut>(state: Arc<Vpses>, task: Arc<Task>, vps_ids: Vec<i64>, work: F)
+pub(super) fn spawn<F, Fut>(state: Arc<Vpses>, task: Arc<Task>, vps_ids: Vec<VpsId>, work: F)
 where
     F: FnOnce(Arc<Vpses>, Arc<Task>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Finish> + Send + 'static,
@@ -108,7 +110,7 @@ where
 }
 
 /// Ends (or parks) an operation after its work returned.
-pub(super) async fn conclude(state: &Arc<Vpses>, task: &Task, vps_ids: &[i64], finish: Finish) {
+pub(super) async fn conclude(state: &Arc<Vpses>, task: &Task, vps_ids: &[VpsId], finish: Finish) {
     let id = task.id();
     match finish {
         Finish::Done(r) => {

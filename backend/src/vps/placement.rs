@@ -8,6 +8,7 @@ use crate::repo::vpses::VpsRow;
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::HostCapacity;
 use serverware_shared::state::HostStatus;
+use serverware_shared::{HostId, VpsId};
 
 /// What a host can hold: declared, else what it reports (memory, CPUs, the disk under /var/lib/lxc).
 pub fn capacity(h: &HostRow, sample: Option<&HostSample>) -> HostCapacity {
@@ -60,7 +61,7 @@ pub fn free(cap: HostCapacity, placed: &[&VpsRow]) -> HostCapacity {
 /// A host that could take a VPS.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub id: i64,
+    pub id: HostId,
     pub name: String,
     pub online: bool,
     /// In maintenance: nothing is placed on it.
@@ -110,7 +111,7 @@ pub(super) fn fits(c: &Candidate, n: &HostCapacity) -> Result<(), String> {
 
 /// Picks the online host with the most room left after placing the VPS: the largest share of
 /// memory left (then CPU, then disk); live load breaks ties. Says why when none fits.
-pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
+pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<HostId, String> {
     let share = |free: i64, need: i64, cap: i64| -> f64 {
         if cap <= 0 {
             0.0
@@ -158,7 +159,7 @@ pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<i64, String> {
 
 /// Every host with what is free on each (after its VPSes and the room reserved on it), for
 /// placement.
-pub async fn candidates(state: &Vpses, except_vps: Option<i64>) -> Result<Vec<Candidate>> {
+pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<Candidate>> {
     let (hs, vs, reserved) = state
         .db
         .run(|c| {
@@ -197,7 +198,7 @@ mod tests {
 
     fn cand(id: i64, mem_gib: i64, free_gib: i64, load1: f64) -> Candidate {
         Candidate {
-            id,
+            id: HostId(id),
             name: format!("h{id}"),
             online: true,
             maintenance: false,
@@ -226,12 +227,12 @@ mod tests {
     #[test]
     fn placement_picks_the_most_room_left_and_breaks_ties_by_load() {
         let hosts = vec![cand(1, 8, 2, 0.1), cand(2, 16, 12, 0.5), cand(3, 8, 6, 0.0)];
-        assert_eq!(place(&hosts, &want(1)), Ok(2));
+        assert_eq!(place(&hosts, &want(1)), Ok(HostId(2)));
         let tied = vec![cand(1, 8, 4, 0.9), cand(2, 8, 4, 0.2)];
-        assert_eq!(place(&tied, &want(1)), Ok(2));
+        assert_eq!(place(&tied, &want(1)), Ok(HostId(2)));
         let mut off = cand(2, 16, 12, 0.5);
         off.online = false;
-        assert_eq!(place(&[cand(1, 8, 2, 0.1), off], &want(1)), Ok(1));
+        assert_eq!(place(&[cand(1, 8, 2, 0.1), off], &want(1)), Ok(HostId(1)));
         let e = place(&hosts, &want(13)).unwrap_err();
         assert!(e.starts_with("no host has room"), "{e}");
         assert!(e.contains("h2 has 12288 MiB of memory free"), "{e}");
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn capacity_is_declared_or_reported() {
         let h = HostRow {
-            id: 1,
+            id: HostId(1),
             name: "a".into(),
             description: String::new(),
             ssh_user: "root".into(),

@@ -15,10 +15,11 @@ use crate::tasks::Task;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::api::TaskResponse;
 use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use serverware_shared::VpsId;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub async fn start(state: Arc<Vpses>, actor: Actor, id: i64) -> Result<TaskResponse> {
+pub async fn start(state: Arc<Vpses>, actor: Actor, id: VpsId) -> Result<TaskResponse> {
     let v = state.db.run(move |c| load(c, id)).await?;
     check(&state, &v, VpsOperation::Start).await?;
     let host = host_of(&state, &v).await?;
@@ -80,7 +81,7 @@ async fn start_on(state: &Vpses, task: &Task, v: &VpsRow, host: &HostRow) -> Res
 pub async fn stop(
     state: Arc<Vpses>,
     actor: Actor,
-    id: i64,
+    id: VpsId,
     timeout: u32,
     restart: bool,
 ) -> Result<TaskResponse> {

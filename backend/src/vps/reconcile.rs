@@ -17,12 +17,13 @@ use crate::repo::vpses::VpsRow;
 use serverware_shared::agent::AgentRequest;
 use serverware_shared::state::{DesiredState, HostStatus, ObservedState, VpsOperation};
 use serverware_shared::ws::ChangeKind;
+use serverware_shared::{HostId, VpsId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Each claimed VPS: the operation and the task holding it.
-type Claims = std::collections::HashMap<i64, (VpsOperation, i64)>;
+type Claims = std::collections::HashMap<VpsId, (VpsOperation, i64)>;
 
 /// How often the database is compared with what hosts report.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
@@ -31,9 +32,9 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 const SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(15);
 
 /// Per VPS, when the reconciler may act on it again after acting (doubling up to 5 minutes).
-static BACKOFF: Mutex<Option<HashMap<i64, (std::time::Instant, Duration)>>> = Mutex::new(None);
+static BACKOFF: Mutex<Option<HashMap<VpsId, (std::time::Instant, Duration)>>> = Mutex::new(None);
 
-fn may_act(id: i64) -> bool {
+fn may_act(id: VpsId) -> bool {
     let mut g = BACKOFF.lock().unwrap_or_else(|p| p.into_inner());
     let m = g.get_or_insert_with(HashMap::new);
     let now = std::time::Instant::now();
@@ -51,7 +52,7 @@ fn may_act(id: i64) -> bool {
     }
 }
 
-fn settled_down(id: i64) {
+fn settled_down(id: VpsId) {
     let mut g = BACKOFF.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(m) = g.as_mut() {
         m.remove(&id);
@@ -84,7 +85,7 @@ async fn remove_stale_copies(
     state: &Arc<Vpses>,
     rows: &[VpsRow],
     claims: &Claims,
-    hosts: &[(i64, String)],
+    hosts: &[(HostId, String)],
 ) {
     for (host_id, host_name) in hosts {
         let Some(sample) = state
@@ -106,7 +107,7 @@ async fn remove_stale_copies(
             if stale {
                 if let Err(e) = remove_stale_copy(state, *host_id, host_name, &x.name).await {
                     tracing::warn!(
-                        vps = x.name,
+                        vps = %x.name,
                         "a stale copy could not be removed: {}",
                         e.message()
                     );
@@ -122,7 +123,7 @@ async fn observe(
     state: &Arc<Vpses>,
     claims: &Claims,
     v: &VpsRow,
-) -> Result<Option<(i64, ObservedState)>> {
+) -> Result<Option<(HostId, ObservedState)>> {
     let Some(h) = v.host_id else {
         return Ok(None);
     };
@@ -174,7 +175,7 @@ async fn observe(
 async fn bring_to_desired(
     state: &Arc<Vpses>,
     v: &VpsRow,
-    h: i64,
+    h: HostId,
     observed: ObservedState,
 ) -> Result<()> {
     let system = Actor::system("reconcile");
@@ -184,7 +185,7 @@ async fn bring_to_desired(
                 return Ok(());
             }
             tracing::warn!(
-                vps = v.name,
+                vps = %v.name,
                 "VPS is paused with no operation on it; resuming it"
             );
             if let Some(c) = state.hosts.conn(h) {
@@ -204,11 +205,11 @@ async fn bring_to_desired(
                 return Ok(());
             }
             tracing::warn!(
-                vps = v.name,
+                vps = %v.name,
                 "VPS should run but is stopped; starting it (autostart)"
             );
             if let Err(e) = start(state.clone(), system, v.id).await {
-                tracing::warn!(vps = v.name, "starting it failed: {}", e.message());
+                tracing::warn!(vps = %v.name, "starting it failed: {}", e.message());
             }
         }
         (DesiredState::Running, ObservedState::Stopped) => {
@@ -237,9 +238,9 @@ async fn bring_to_desired(
             if !may_act(v.id) {
                 return Ok(());
             }
-            tracing::warn!(vps = v.name, "VPS should be stopped but runs; stopping it");
+            tracing::warn!(vps = %v.name, "VPS should be stopped but runs; stopping it");
             if let Err(e) = stop(state.clone(), system, v.id, DEFAULT_STOP_TIMEOUT, false).await {
-                tracing::warn!(vps = v.name, "stopping it failed: {}", e.message());
+                tracing::warn!(vps = %v.name, "stopping it failed: {}", e.message());
             }
         }
         _ => settled_down(v.id),

@@ -6,8 +6,9 @@ use crate::hosts::HostRow;
 use crate::repo::vpses::{load_host, VpsRow};
 use serverware_shared::state::{DesiredState, ObservedState};
 use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
+use serverware_shared::VpsId;
 
-pub(crate) fn changed(hub: &crate::hub::Hub, id: i64, change: ChangeKind) {
+pub(crate) fn changed(hub: &crate::hub::Hub, id: VpsId, change: ChangeKind) {
     hub.publish(&ServerMessage::Inventory {
         change: InventoryChange {
             kind: "vps".into(),
@@ -20,7 +21,7 @@ pub(crate) fn changed(hub: &crate::hub::Hub, id: i64, change: ChangeKind) {
 /// Records what a VPS is now, and optionally what it should be.
 pub(super) async fn set_state(
     state: &Vpses,
-    id: i64,
+    id: VpsId,
     observed: ObservedState,
     desired: Option<DesiredState>,
 ) -> Result<()> {

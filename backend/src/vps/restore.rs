@@ -21,6 +21,7 @@ use serverware_shared::agent::AgentRequest;
 use serverware_shared::api::TaskResponse;
 use serverware_shared::duplo::Manifest;
 use serverware_shared::state::{DesiredState, ObservedState, VpsOperation};
+use serverware_shared::{HostId, VpsId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,12 +45,12 @@ crate::ops::steps! {
 #[derive(Serialize, Deserialize)]
 pub(super) struct Params {
     /// The VPS whose point it is.
-    src_id: i64,
+    src_id: VpsId,
     cycle: u64,
     /// Where the restored VPS runs.
-    to_host: i64,
+    to_host: HostId,
     /// In place: the host it was on (the old copy goes from there once restored).
-    from_host: Option<i64>,
+    from_host: Option<HostId>,
     start: bool,
     clone: bool,
 }
@@ -59,14 +60,14 @@ pub struct RestoreVps {
     pub cycle: u64,
     /// A clone: its name and address.
     pub clone: Option<(String, String)>,
-    pub host_id: Option<i64>,
+    pub host_id: Option<HostId>,
     pub start: Option<bool>,
 }
 
 /// The point, pinned against pruning while it is used.
 async fn point(
     state: &Vpses,
-    vps_id: i64,
+    vps_id: VpsId,
     cycle: u64,
 ) -> Result<(Arc<Manifest>, crate::duplo::Pin)> {
     let pin = state.duplo.pin(vps_id, cycle);
@@ -89,7 +90,7 @@ async fn point(
 pub async fn restore(
     state: Arc<Vpses>,
     actor: Actor,
-    id: i64,
+    id: VpsId,
     req: RestoreVps,
 ) -> Result<TaskResponse> {
     state.accepting()?;
@@ -140,7 +141,7 @@ struct Chosen {
     cycle: u64,
     manifest: Arc<Manifest>,
     pin: crate::duplo::Pin,
-    to_id: i64,
+    to_id: HostId,
     to_name: String,
     /// "restore point N of NAME", for messages.
     taken: String,
@@ -316,7 +317,7 @@ async fn as_new_request(
 /// address. Its old host is not asked (it cannot be reached): netMON vouches that its lease ran
 /// out and its guard stopped the VPS there. Its stopped copy there is removed when the host is
 /// back.
-pub async fn fail_over(state: Arc<Vpses>, id: i64, to_id: i64) -> Result<TaskResponse> {
+pub async fn fail_over(state: Arc<Vpses>, id: VpsId, to_id: HostId) -> Result<TaskResponse> {
     state.accepting()?;
     let src = state.db.run(move |c| load(c, id)).await?;
     let duplo = state.duplo.clone();
@@ -626,7 +627,7 @@ struct AsNew<'a> {
     state: &'a Arc<Vpses>,
     task: &'a Task,
     copy: VpsRow,
-    to_host: i64,
+    to_host: HostId,
     start: bool,
     /// The point's files (None after a restart: a clone is then finished or unwound, never
     /// carried forward).

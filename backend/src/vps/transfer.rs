@@ -9,15 +9,16 @@ use crate::error::{Error, Result};
 use crate::hosts::Conn;
 use crate::repo::vpses::load_host;
 use crate::tasks::Task;
+use serverware_shared::HostId;
 
 /// Takes a transfer slot on each host named (one per stream end), in host order and all of a
 /// host's at once so that two transfers never wait on each other; logs when the task waits.
 pub(super) async fn slots(
     state: &Vpses,
     task: &Task,
-    host_ids: &[i64],
+    host_ids: &[HostId],
 ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>> {
-    let mut wanted: std::collections::BTreeMap<i64, u32> = Default::default();
+    let mut wanted: std::collections::BTreeMap<HostId, u32> = Default::default();
     for h in host_ids {
         *wanted.entry(*h).or_default() += 1;
     }
@@ -49,7 +50,7 @@ pub(super) async fn push_template(
     state: &Vpses,
     task: &Task,
     c: &Conn,
-    host_id: i64,
+    host_id: HostId,
     name: &str,
     ids: u32,
     path: &std::path::Path,
@@ -139,9 +140,9 @@ pub(super) async fn finish_stream(
 pub(super) async fn transfer(
     state: &Vpses,
     task: &Task,
-    (from, from_host): (&Conn, i64),
+    (from, from_host): (&Conn, HostId),
     from_name: &str,
-    (to, to_host): (&Conn, i64),
+    (to, to_host): (&Conn, HostId),
     to_name: &str,
     (ids_from, ids_to): (u32, u32),
     estimate: Option<u64>,
@@ -206,7 +207,7 @@ pub(super) async fn transfer(
 }
 
 /// The live figures of a VPS on its host (for sizes and states).
-pub(super) fn live_disk(state: &Vpses, host: i64, name: &str) -> Option<u64> {
+pub(super) fn live_disk(state: &Vpses, host: HostId, name: &str) -> Option<u64> {
     state
         .hosts
         .view(host)?

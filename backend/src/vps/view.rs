@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::ops;
 use serverware_shared::api::VpsResponse;
 use serverware_shared::state::{HostStatus, ObservedState, VpsOperation};
+use serverware_shared::{HostId, VpsId};
 use std::collections::HashMap;
 
 /// What the controller knows of a VPS now: its recorded state while its host is connected,
@@ -71,10 +72,10 @@ pub fn response(
         serverware_shared::state::status(observed, claim.map(|c| c.0))
     };
     VpsResponse {
-        id: v.id,
+        id: v.id.get(),
         name: v.name.clone(),
         description: v.description.clone(),
-        host_id: v.host_id,
+        host_id: v.host_id.map(HostId::get),
         host_name,
         template_id: v.template_id,
         ipv4: v.ipv4.clone(),
@@ -102,7 +103,7 @@ pub fn response(
             .standby
             .view(v.id)
             .map(|s| serverware_shared::api::StandbyInfo {
-                host_id: s.host_id,
+                host_id: s.host_id.get(),
                 cycle: s.cycle,
             }),
         created_at: v.created_at.and_utc(),
@@ -116,7 +117,8 @@ pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
         .db
         .run(|c| {
             let rows = crate::repo::vpses::all(c)?;
-            let names: HashMap<i64, String> = crate::repo::hosts::names(c)?.into_iter().collect();
+            let names: HashMap<HostId, String> =
+                crate::repo::hosts::names(c)?.into_iter().collect();
             Ok((rows, names, ops::claims::all(c)?))
         })
         .await?;
@@ -130,7 +132,7 @@ pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
 }
 
 /// One VPS as the API shows it.
-pub async fn get(state: &Vpses, id: i64) -> Result<VpsResponse> {
+pub async fn get(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     let (v, host, claim) = state
         .db
         .run(move |c| {

@@ -7,6 +7,7 @@ use crate::vps_lifecycle::{get, post, site, task_done, vps_sh, wait_vps, MIB};
 use serde_json::{json, Value};
 use serverware::storage::{chunks, points, DirStore};
 use serverware_shared::duplo::{EntryKind, Manifest};
+use serverware_shared::VpsId;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -461,8 +462,8 @@ pub(crate) fn store_of(t: &TestController) -> DirStore {
 
 /// The newest point in storage equals the VPS's tree now.
 pub(crate) fn assert_point_is_tree(store: &DirStore, vid: i64, root: &Path, base: u32) -> Manifest {
-    let cycles = points::cycles(store, vid).unwrap();
-    let m = points::load(store, vid, *cycles.last().unwrap()).unwrap();
+    let cycles = points::cycles(store, VpsId(vid)).unwrap();
+    let m = points::load(store, VpsId(vid), *cycles.last().unwrap()).unwrap();
     let d = differences(&tree_of(root, base), &tree_of_point(store, &m));
     assert!(
         d.is_empty(),
@@ -680,7 +681,7 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
         .iter()
         .map(|k| store.stat(k).unwrap().map_or(0, |(size, _)| size))
         .sum();
-    let list = points::list(&store, vid).unwrap();
+    let list = points::list(&store, VpsId(vid)).unwrap();
     let logical: u64 = list
         .iter()
         .map(|p| points::header(&store, p).unwrap().bytes)
@@ -704,7 +705,7 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
 
 /// The tree of point `cycle` of `vid` as stored.
 pub(crate) fn point_tree(store: &DirStore, vid: i64, cycle: u64) -> BTreeMap<Vec<u8>, Desc> {
-    tree_of_point(store, &points::load(store, vid, cycle).unwrap())
+    tree_of_point(store, &points::load(store, VpsId(vid), cycle).unwrap())
 }
 
 #[actix_web::test]
@@ -750,7 +751,7 @@ async fn a_restore_from_a_random_point_equals_that_point() {
         attributes(&root, base, &mut rng);
         cycle_now(&t, &admin, vid).await;
     }
-    let cycles = points::cycles(&store, vid).unwrap();
+    let cycles = points::cycles(&store, VpsId(vid)).unwrap();
     assert_eq!(cycles.len(), 4, "{cycles:?}");
     // Changes after the last point, which the restore must undo.
     let (ok, out) = vps_sh(&cluster, 0, "dup-r", &workload(&mut rng, 60));
@@ -877,9 +878,9 @@ async fn a_restore_from_a_random_point_equals_that_point() {
 
 /// Every point in storage loads, and every chunk it names is there and whole.
 pub(crate) fn assert_storage_whole(store: &DirStore, vid: i64) -> Vec<u64> {
-    let cycles = points::cycles(store, vid).unwrap();
+    let cycles = points::cycles(store, VpsId(vid)).unwrap();
     for c in &cycles {
-        let m = points::load(store, vid, *c).unwrap();
+        let m = points::load(store, VpsId(vid), *c).unwrap();
         for id in m.chunk_ids() {
             chunks::get(store, &id).unwrap_or_else(|e| panic!("point {c} lost chunk {id}: {e}"));
         }
@@ -963,7 +964,7 @@ async fn a_controller_killed_mid_commit_leaves_one_whole_point_or_the_next() {
         t.restart(Some(fault)).await;
         assert!(t.wait_killed().await, "{fault}: not killed");
         let cycles = assert_storage_whole(&store, vid);
-        let newest = points::load(&store, vid, *cycles.last().unwrap()).unwrap();
+        let newest = points::load(&store, VpsId(vid), *cycles.last().unwrap()).unwrap();
         let got = tree_of_point(&store, &newest);
         let is_old = differences(&trees[trees.len() - 2], &got).is_empty();
         let is_new = differences(&trees[trees.len() - 1], &got).is_empty();

@@ -229,8 +229,14 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
         // template's init writes its host name into the web page at every boot: a new time).
         let root = cluster.hosts[now_on].dir.join(format!("lxc/{name}/rootfs"));
         let base = v["id_base"].as_u64().unwrap_or(0) as u32;
-        let cycles = serverware::storage::points::cycles(&store, *id).unwrap();
-        let m = serverware::storage::points::load(&store, *id, *cycles.last().unwrap()).unwrap();
+        let cycles =
+            serverware::storage::points::cycles(&store, serverware_shared::VpsId(*id)).unwrap();
+        let m = serverware::storage::points::load(
+            &store,
+            serverware_shared::VpsId(*id),
+            *cycles.last().unwrap(),
+        )
+        .unwrap();
         let d: Vec<String> = crate::duplo::differences(
             &crate::duplo::tree_of(&root, base),
             &crate::duplo::tree_of_point(&store, &m),
