@@ -9,6 +9,8 @@ cd "$ROOT"
 need_apt chromium fonts-dejavu-core
 # Test hosts: network namespaces with their own OpenSSH sshd; LXC for VPSes.
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
+# The controller pair: a real etcd cluster (Debian etcd-server) decides who leads.
+need_apt etcd-server
 build_dashboard
 
 say "shared/ builds for wasm32 (the dashboard's target)"

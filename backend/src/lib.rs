@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod models;
 pub mod netmon;
 pub mod ops;
+pub mod pair;
 pub mod repo;
 pub mod sched;
 pub mod schema;

@@ -5,7 +5,8 @@
 //! ```text
 //! front     api/ sshd server main          what users and programs talk to; wiring
 //! domain    hosts vps duplo netmon …       what the product does, in its own words
-//! engines   ops storage sched tasks audit  durable operations, chunk store, loops, records
+//! engines   ops storage sched tasks audit  durable operations, chunk store, loops, records,
+//!           pair                           and who leads the controller pair
 //! base      db repo schema models error …  persistence and plumbing
 //! ```
 //!
@@ -31,7 +32,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "metrics",
         ],
     ),
-    ("engines", &["ops", "storage", "sched", "tasks", "audit"]),
+    (
+        "engines",
+        &["ops", "storage", "sched", "tasks", "audit", "pair"],
+    ),
     (
         "base",
         &[

@@ -9,6 +9,9 @@
 //! Every command runs with an argument vector. The one shell script is the host's fixed start-up
 //! script, which receives the host's paths as positional parameters, never spliced into its text.
 
+mod etcd;
+pub use etcd::{EtcdCluster, EtcdMember};
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

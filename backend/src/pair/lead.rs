@@ -1,0 +1,265 @@
+//! Who leads the controller pair, decided by etcd: the leader is whoever holds the site's leader
+//! key, bound to an etcd lease of a few seconds that it renews every third of its life. A
+//! controller that cannot renew in time stops leading *before* etcd can let the lease run out
+//! and grant the key to its partner: it counts its lease from the moment it sent the request
+//! that granted or renewed it (etcd counts from when it received it, which is later), less a
+//! margin. [`Leadership::is_leader`] answers from that clock, so a caller that checks it before
+//! each durable step never acts once its partner may lead, even if this loop is held up.
+
+use super::etcd::{Claim, Etcd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What a controller of the pair is, as far as it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// It holds the leader key: it serves writes and runs the site.
+    Leader,
+    /// It does not; `leader` names the one that does, when known.
+    Follower { leader: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This controller's name, as its partner and the dashboard show it.
+    pub name: String,
+    /// The key whose holder leads (one per site).
+    pub key: String,
+    /// The lease's life (whole seconds, at least 2); renewed every third of it.
+    pub ttl: Duration,
+}
+
+impl Options {
+    /// How long before the earliest moment etcd may end the lease this controller stops
+    /// leading: a tenth of the lease, at least 250 ms (clocks that run at slightly different
+    /// rates, the time to stop what it was doing).
+    pub fn margin(&self) -> Duration {
+        (self.ttl / 10).max(Duration::from_millis(250))
+    }
+
+    fn every(&self) -> Duration {
+        self.ttl / 3
+    }
+}
+
+/// Until when this controller may act as the leader (None: it does not lead).
+type Until = Arc<Mutex<Option<Instant>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One controller's part in the election, running until [`Leadership::stop`].
+pub struct Leadership {
+    role: watch::Receiver<Role>,
+    until: Until,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Starts campaigning for the key and following whoever holds it.
+    pub fn start(etcd: Etcd, opts: Options) -> Leadership {
+        let opts = Options {
+            ttl: opts.ttl.max(Duration::from_secs(2)),
+            ..opts
+        };
+        let (role_tx, role) = watch::channel(Role::Follower { leader: None });
+        let (stop, stop_rx) = watch::channel(false);
+        let until: Until = Default::default();
+        let c = Campaign {
+            etcd,
+            opts,
+            role: role_tx,
+            until: until.clone(),
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(c.run());
+        Leadership {
+            role,
+            until,
+            stop,
+            task,
+        }
+    }
+
+    /// Whether this controller may act as the leader now: it holds the key and its lease
+    /// cannot have run out yet. Checked before every durable step a leader writes.
+    pub fn is_leader(&self) -> bool {
+        lock(&self.until).is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Until when it may act as the leader, while it leads.
+    pub fn leading_until(&self) -> Option<Instant> {
+        *lock(&self.until)
+    }
+
+    /// What it is, as last decided.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// Told each time the role changes.
+    pub fn changes(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// Stops campaigning; a leader hands the key back at once (its lease revoked), so its
+    /// partner need not wait for it to run out.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Campaign {
+    etcd: Etcd,
+    opts: Options,
+    role: watch::Sender<Role>,
+    until: Until,
+    stop: watch::Receiver<bool>,
+}
+
+enum Led {
+    /// It could not renew in time, or the lease was gone.
+    Lost,
+    Stopped,
+}
+
+impl Campaign {
+    fn set(&self, role: Role) {
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            if changed {
+                tracing::info!(name = %self.opts.name, role = ?role, "controller pair");
+                *r = role;
+            }
+            changed
+        });
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Waits `d`; false when asked to stop meanwhile.
+    async fn pause(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.stopped(),
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    async fn run(mut self) {
+        while !self.stopped() {
+            let sent = Instant::now();
+            let lease = match self.etcd.grant(self.opts.ttl).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(name = %self.opts.name, "no lease from etcd: {e}");
+                    self.set(Role::Follower { leader: None });
+                    self.pause(self.opts.every()).await;
+                    continue;
+                }
+            };
+            let claim = self
+                .etcd
+                .claim(&self.opts.key, &self.opts.name, lease)
+                .await;
+            match claim {
+                Ok(Claim::Won) => {
+                    // etcd started the lease when it received the grant: not before `sent`.
+                    *lock(&self.until) = Some(sent + self.opts.ttl - self.opts.margin());
+                    self.set(Role::Leader);
+                    let led = self.lead(lease).await;
+                    *lock(&self.until) = None;
+                    self.set(Role::Follower { leader: None });
+                    let _ = self.etcd.revoke(lease).await;
+                    if let Led::Stopped = led {
+                        return;
+                    }
+                }
+                Ok(Claim::Held(h)) => {
+                    let _ = self.etcd.revoke(lease).await;
+                    self.set(Role::Follower {
+                        leader: Some(h.value),
+                    });
+                    self.follow().await;
+                }
+                Err(e) => {
+                    // Whether the key was put is not known: the lease goes either way.
+                    tracing::warn!(name = %self.opts.name, "campaign: {e}");
+                    let _ = self.etcd.revoke(lease).await;
+                    self.pause(self.opts.every()).await;
+                }
+            }
+        }
+        *lock(&self.until) = None;
+    }
+
+    /// Renews the lease every third of its life until it cannot in time.
+    async fn lead(&mut self, lease: i64) -> Led {
+        loop {
+            let Some(deadline) = *lock(&self.until) else {
+                return Led::Lost;
+            };
+            let next = (Instant::now() + self.opts.every()).min(deadline);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.stop.changed() => return Led::Stopped,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(name = %self.opts.name, "the lease could not be renewed in time: no longer leading");
+                return Led::Lost;
+            }
+            let renewed = tokio::time::timeout(deadline - now, self.etcd.keep_alive(lease)).await;
+            match renewed {
+                Ok(Ok(left)) if left > 0 => {
+                    let life = Duration::from_secs(left as u64).min(self.opts.ttl);
+                    *lock(&self.until) = Some(now + life - self.opts.margin());
+                }
+                Ok(Ok(_)) => {
+                    tracing::warn!(name = %self.opts.name, "the lease ran out: no longer leading");
+                    return Led::Lost;
+                }
+                Ok(Err(e)) => tracing::warn!(name = %self.opts.name, "renewing the lease: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Watches the key until nobody holds it (then campaigns again) or it is asked to stop.
+    async fn follow(&mut self) {
+        while self.pause(self.opts.every()).await {
+            match self.etcd.get(&self.opts.key).await {
+                Ok(None) => return,
+                Ok(Some(h)) => self.set(Role::Follower {
+                    leader: Some(h.value),
+                }),
+                // Cut off from etcd it cannot say who leads.
+                Err(_) => self.set(Role::Follower { leader: None }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_margin_is_a_tenth_and_at_least_a_quarter_second() {
+        let o = |s| Options {
+            name: "a".into(),
+            key: "k".into(),
+            ttl: Duration::from_secs(s),
+        };
+        assert_eq!(o(3).margin(), Duration::from_millis(300));
+        assert_eq!(o(2).margin(), Duration::from_millis(250));
+        assert_eq!(o(10).margin(), Duration::from_secs(1));
+        assert_eq!(o(3).every(), Duration::from_secs(1));
+    }
+}
