@@ -9,7 +9,7 @@ use super::agent::{call, conn, spec, QUICK};
 use super::on_host::name_free_on;
 use super::operation::{begin, check, spawn, Begin};
 use super::placement::{candidates, fits, need};
-use super::record::{changed, host_of, set_state};
+use super::record::{changed, host_of, set_state, HostRows};
 use super::transfer::{live_disk, slots, transfer};
 use super::{bring_up, Vpses, DEFAULT_STOP_TIMEOUT};
 use crate::audit::Actor;
@@ -126,6 +126,9 @@ struct Move<'a> {
     /// When it stopped on its old host (the downtime runs from there to the switch).
     down: std::sync::Mutex<Option<Instant>>,
     downtime: std::sync::Mutex<Option<Duration>>,
+    /// The bytes of root filesystem sent (the task shows them when done).
+    sent: std::sync::Mutex<Option<u64>>,
+    rows: HostRows,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,11 +145,13 @@ impl<'a> Move<'a> {
             slots: Default::default(),
             down: Default::default(),
             downtime: Default::default(),
+            sent: Default::default(),
+            rows: Default::default(),
         }
     }
 
     async fn host(&self, id: HostId) -> Result<(HostRow, Conn)> {
-        let h = self.state.db.run(move |c| load_host(c, id)).await?;
+        let h = self.rows.get(self.state, id).await?;
         let c = conn(self.state, h.id, &h.name)?;
         Ok((h, c))
     }
@@ -217,6 +222,7 @@ impl<'a> Move<'a> {
         .await;
         *lock(&self.slots) = None;
         let (bytes, _) = r?;
+        *lock(&self.sent) = Some(bytes);
         self.task
             .log(format!("{bytes} bytes of root filesystem transferred"))
             .await;
@@ -287,7 +293,8 @@ impl saga::Saga for Move<'_> {
     }
 
     async fn done(&self) -> Result<String> {
-        self.task.progress(90, 0, None).await;
+        let sent = lock(&self.sent).map_or(0, |b| b as i64);
+        self.task.progress(90, sent, Some(sent)).await;
         Ok(match *lock(&self.downtime) {
             Some(d) => format!(
                 "VPS {} moved (downtime {} ms)",

@@ -6,7 +6,7 @@ use crate::hosts::HostRow;
 use crate::repo::vpses::{load_host, VpsRow};
 use serverware_shared::state::{DesiredState, ObservedState};
 use serverware_shared::ws::{ChangeKind, InventoryChange, ServerMessage};
-use serverware_shared::VpsId;
+use serverware_shared::{HostId, VpsId};
 
 pub(crate) fn changed(hub: &crate::hub::Hub, id: VpsId, change: ChangeKind) {
     hub.publish(&ServerMessage::Inventory {
@@ -48,4 +48,29 @@ pub(super) async fn host_of(state: &Vpses, v: &VpsRow) -> Result<HostRow> {
         ));
     };
     state.db.run(move |c| load_host(c, h)).await
+}
+
+/// Host rows an operation read once: its steps run between a VPS's stop and its start, where a
+/// database turn (the SQLite writers take turns) would add to the downtime.
+#[derive(Default)]
+pub(super) struct HostRows(std::sync::Mutex<std::collections::HashMap<HostId, HostRow>>);
+
+impl HostRows {
+    pub(super) async fn get(&self, state: &Vpses, id: HostId) -> Result<HostRow> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(h) = known {
+            return Ok(h);
+        }
+        let h = state.db.run(move |c| load_host(c, id)).await?;
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, h.clone());
+        Ok(h)
+    }
 }

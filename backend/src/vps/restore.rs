@@ -7,7 +7,7 @@ use super::agent::{call, conn, QUICK};
 use super::on_host::{name_free_on, remove_unfinished};
 use super::operation::{begin, check, spawn, Begin};
 use super::placement::{candidates, fits, need};
-use super::record::set_state;
+use super::record::{set_state, HostRows};
 use super::transfer::slots;
 use super::{bring_up, Vpses, DEFAULT_STOP_TIMEOUT};
 use crate::audit::{self, Actor, Change};
@@ -442,6 +442,7 @@ async fn in_place(
         vps,
         p,
         manifest,
+        rows: HostRows::default(),
     };
     saga::forward(&state.db, task, &saga, None).await
 }
@@ -455,12 +456,13 @@ struct InPlace<'a> {
     vps: VpsRow,
     p: Params,
     manifest: Arc<Manifest>,
+    /// The target's row, read once (see [`HostRows`]).
+    rows: HostRows,
 }
 
 impl InPlace<'_> {
     async fn target(&self) -> Result<(HostRow, Conn)> {
-        let h = self.p.to_host;
-        let to = self.state.db.run(move |c| load_host(c, h)).await?;
+        let to = self.rows.get(self.state, self.p.to_host).await?;
         let c = conn(self.state, to.id, &to.name)?;
         Ok((to, c))
     }
@@ -575,9 +577,8 @@ impl saga::Saga for InPlace<'_> {
     async fn done(&self) -> Result<String> {
         let h = self.p.to_host;
         let to = self
-            .state
-            .db
-            .run(move |c| load_host(c, h))
+            .rows
+            .get(self.state, h)
             .await
             .map_or_else(|_| format!("#{h}"), |h| h.name);
         let observed = if self.p.start {
@@ -745,6 +746,7 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         vps,
         p,
         manifest,
+        rows: HostRows::default(),
     };
     saga::resume(&state.db, task, &saga, op, announce).await
 }
