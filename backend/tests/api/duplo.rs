@@ -810,13 +810,17 @@ async fn a_restore_from_a_random_point_equals_that_point() {
         "the restored tree is not point {pick}:\n{}",
         d.join("\n")
     );
+    wait_vps(&t, &admin, vid, "stopped on a connected host", |v| {
+        v["state"] == "stopped"
+    })
+    .await;
     let r = post(
         &admin,
         t.url(&format!("/api/v1/vpses/{vid}/start")),
         json!({}),
     )
     .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
     // The first cycle after it compares in full (the tree was replaced under the journal).
@@ -865,13 +869,19 @@ async fn a_restore_from_a_random_point_equals_that_point() {
         "the clone is not point {pick}:\n{}",
         d.join("\n")
     );
+    // Startable once its host is connected (a busy machine can drop a host's connection for a
+    // moment; a start then is refused as it should be).
+    wait_vps(&t, &admin, cid, "stopped on a connected host", |v| {
+        v["state"] == "stopped"
+    })
+    .await;
     let r = post(
         &admin,
         t.url(&format!("/api/v1/vpses/{cid}/start")),
         json!({}),
     )
     .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     task_done(&t, &admin, &r.json::<Value>().await.unwrap()).await;
     crate::vps_lifecycle::answers(&format!("{net}.81"), "dup-clone").await;
 }
