@@ -271,6 +271,11 @@ pub fn start(name: &str) -> Result<(), String> {
     if !dir(name).join("rootfs").is_dir() {
         return Err(format!("{name} has no root filesystem on this host"));
     }
+    // Starting what runs is done already (an operation taken up after its controller died
+    // between the start and its record).
+    if state(name).state == "running" {
+        return Ok(());
+    }
     // LXC's own log says why a start failed ("ABORTING" alone on stderr says nothing); it is
     // kept in the agent's directory, which no VPS reaches.
     let log = start_log(name);
@@ -449,11 +454,24 @@ fn container_dir(name: &str) -> Result<PathBuf, String> {
 /// `serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO]`: a tar stream on stdin becomes
 /// the VPS's root filesystem, its ids shifted from the source's range to the VPS's. It is
 /// unpacked beside it first, so a broken stream leaves nothing behind. Returns a summary line.
-pub fn import(name: &str, gzip: bool, shift: crate::idmap::Shift) -> Result<String, String> {
+/// Imports a root filesystem from a tar stream on stdin. `resume`: an operation taken up after
+/// its controller died; a root filesystem already there is the one it imported before (an
+/// import lands whole, by a rename, or not at all), so the stream is read and dropped.
+pub fn import(
+    name: &str,
+    gzip: bool,
+    shift: crate::idmap::Shift,
+    resume: bool,
+) -> Result<String, String> {
     let name = checked(name)?;
     ours(name)?;
     let d = container_dir(name)?;
     let root = d.join("rootfs");
+    if root.exists() && resume {
+        std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())
+            .map_err(|e| format!("cannot read the stream: {e}"))?;
+        return Ok("the root filesystem was imported before".into());
+    }
     if root.exists() {
         return Err(format!("{name} already has a root filesystem here"));
     }

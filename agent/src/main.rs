@@ -179,7 +179,8 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
                 Some(r) => r,
             };
             shift.and_then(|shift| {
-                lxc::import(name, args.iter().any(|a| a == "--gzip"), shift).map(|summary| {
+                let resume = args.iter().any(|a| a == "--resume");
+                lxc::import(name, args.iter().any(|a| a == "--gzip"), shift, resume).map(|summary| {
                     println!("{summary}");
                 })
             })

@@ -64,6 +64,53 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub admin_password: Option<String>,
+    /// The controller pair: etcd members' client URLs, comma-separated (unset: a single
+    /// controller)
+    #[arg(long, env = "SERVERWARE_PAIR_ETCD", global = true)]
+    pub pair_etcd: Option<String>,
+    /// This controller's name in the pair [default: the machine's host name]
+    #[arg(long, env = "SERVERWARE_PAIR_NAME", global = true)]
+    pub pair_name: Option<String>,
+    /// The URL its partner and the dashboard point to while this one leads [default: from the
+    /// listen address]
+    #[arg(long, env = "SERVERWARE_PAIR_URL", global = true)]
+    pub pair_url: Option<String>,
+    /// The leader's lease in etcd, in seconds (2 to 60) [default: 3]
+    #[arg(long, env = "SERVERWARE_PAIR_LEASE_SECS", global = true)]
+    pub pair_lease_secs: Option<u64>,
+}
+
+/// `[pair]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePair {
+    etcd: Option<Vec<String>>,
+    name: Option<String>,
+    url: Option<String>,
+    lease_secs: Option<u64>,
+    site: Option<String>,
+}
+
+/// A controller of a pair: who decides who leads, and how it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairConfig {
+    /// The etcd members' client URLs (http://IP:2379).
+    pub etcd: Vec<String>,
+    /// This controller's name.
+    pub name: String,
+    /// Where it serves, as its partner and the dashboard point to it.
+    pub url: String,
+    /// The leader's lease.
+    pub lease: std::time::Duration,
+    /// The site's name in etcd: its leader key is `/serverware/SITE/leader`.
+    pub site: String,
+}
+
+impl PairConfig {
+    /// The key whose holder leads the site.
+    pub fn leader_key(&self) -> String {
+        format!("/serverware/{}/leader", self.site)
+    }
 }
 
 /// The keys a TOML file may set; unknown keys are an error, so a typo is noticed.
@@ -81,6 +128,7 @@ struct FileConfig {
     session_idle_minutes: Option<u64>,
     static_dir: Option<PathBuf>,
     login: Option<LoginLimits>,
+    pair: Option<FilePair>,
 }
 
 /// How failed logins are slowed down.
@@ -126,6 +174,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub login: LoginLimits,
     pub agent_bin: Option<PathBuf>,
+    /// Set when this controller is one of a pair.
+    pub pair: Option<PairConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +203,7 @@ impl fmt::Debug for Config {
             )
             .field("login", &self.login)
             .field("agent_bin", &self.agent_bin)
+            .field("pair", &self.pair)
             .finish()
     }
 }
@@ -250,6 +301,7 @@ impl Config {
             let dist = PathBuf::from("./dist");
             dist.join("index.html").exists().then_some(dist)
         });
+        let pair = resolve_pair(args, file.pair.unwrap_or_default(), listen, tls.is_some())?;
         let login = file.login.unwrap_or_default();
         if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0 {
             bail!("login limits must be at least 1");
@@ -274,8 +326,78 @@ impl Config {
                     .join("serverware-agent");
                 p.is_file().then_some(p)
             }),
+            pair,
         })
     }
+}
+
+/// The pair's settings, when etcd members are given (a single controller otherwise).
+fn resolve_pair(
+    args: &ConfigArgs,
+    file: FilePair,
+    listen: SocketAddr,
+    tls: bool,
+) -> anyhow::Result<Option<PairConfig>> {
+    let etcd: Vec<String> = match &args.pair_etcd {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => file.etcd.unwrap_or_default(),
+    };
+    if etcd.is_empty() {
+        if args.pair_name.is_some() || file.name.is_some() {
+            bail!("a controller pair needs its etcd members (pair.etcd or SERVERWARE_PAIR_ETCD)");
+        }
+        return Ok(None);
+    }
+    for e in &etcd {
+        let ok = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        if !ok {
+            bail!("etcd member '{e}' is not a URL such as http://10.0.0.3:2379");
+        }
+    }
+    let name = match args.pair_name.clone().or(file.name) {
+        Some(n) => n,
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let name = serverware_shared::validate::hostname("pair.name", &name)
+        .map_err(|e| anyhow::anyhow!("the controller's pair name '{name}': {}", e.message))?;
+    let url = match args.pair_url.clone().or(file.url) {
+        Some(u) => u,
+        None => {
+            if listen.ip().is_unspecified() {
+                bail!(
+                    "a controller of a pair listening on {listen} needs pair.url (SERVERWARE_PAIR_URL): \
+                     the address its partner and browsers reach it at"
+                );
+            }
+            format!("{}://{listen}", if tls { "https" } else { "http" })
+        }
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("pair.url '{url}' is not an http:// or https:// URL");
+    }
+    let secs = args.pair_lease_secs.or(file.lease_secs).unwrap_or(3);
+    if !(2..=60).contains(&secs) {
+        bail!("pair.lease_secs must be 2 to 60 seconds (it is {secs})");
+    }
+    let site = file.site.unwrap_or_else(|| "default".into());
+    let site = serverware_shared::validate::hostname("pair.site", &site)
+        .map_err(|e| anyhow::anyhow!("pair.site '{site}': {}", e.message))?;
+    Ok(Some(PairConfig {
+        etcd,
+        name,
+        url: url.trim_end_matches('/').to_string(),
+        lease: std::time::Duration::from_secs(secs),
+        site,
+    }))
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -369,6 +491,51 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(&half_tls).is_err());
+    }
+
+    #[test]
+    fn a_pair_needs_its_etcd_and_a_name_and_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let with = |text: &str, args: ConfigArgs| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(&ConfigArgs {
+                config: Some(path.clone()),
+                ..args
+            })
+        };
+        let c = with(
+            "listen = \"10.0.0.1:8080\"\n[pair]\netcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nname = \"ctl-a\"\n",
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        let p = c.pair.unwrap();
+        assert_eq!(p.name, "ctl-a");
+        assert_eq!(p.url, "http://10.0.0.1:8080");
+        assert_eq!(p.lease, std::time::Duration::from_secs(3));
+        assert_eq!(p.leader_key(), "/serverware/default/leader");
+        assert!(with("", ConfigArgs::default()).unwrap().pair.is_none());
+        let env = ConfigArgs {
+            pair_etcd: Some("http://127.0.0.1:2379, http://127.0.0.1:2380".into()),
+            pair_name: Some("B".into()),
+            ..Default::default()
+        };
+        let p = with("", env).unwrap().pair.unwrap();
+        assert_eq!(p.etcd.len(), 2);
+        assert_eq!(p.name, "b");
+        let err = |text: &str| format!("{:#}", with(text, ConfigArgs::default()).unwrap_err());
+        assert!(err("[pair]\nname = \"a\"\n").contains("etcd"));
+        assert!(err("[pair]\netcd = [\"10.0.0.1:2379\"]\nname = \"a\"\n").contains("not a URL"));
+        assert!(err("[pair]\netcd = [\"http://e:2379\"]\nname = \"a b\"\n").contains("pair name"));
+        assert!(
+            err("[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\nlease_secs = 1\n")
+                .contains("2 to 60")
+        );
+        assert!(err(
+            "listen = \"0.0.0.0:8080\"\n[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\n"
+        )
+        .contains("pair.url"));
+        assert!(err("[pair]\netcd = [\"http://e:2379\"]\nnmae = \"a\"\n").contains("nmae"));
     }
 
     #[test]

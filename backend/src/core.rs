@@ -32,6 +32,8 @@ pub struct Core {
     pub supervisor: crate::sched::Supervisor,
     /// The durable-operation engine: what this controller drives now, and each kind's recovery.
     pub ops: Arc<crate::ops::recovery::Engine>,
+    /// Set for a controller of a pair (which runs the site only while it leads).
+    pub pair: Option<Arc<crate::pair::Leadership>>,
 }
 
 impl Core {

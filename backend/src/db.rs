@@ -136,6 +136,17 @@ fn take_pending() -> Vec<crate::models::Event> {
     PENDING_EVENTS.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
 
+/// Whether this controller may still act on the site: for a controller of a pair, whether it
+/// leads (its lease cannot have run out). A database fenced by it does nothing once it says no.
+pub type Fence = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The error of every unit of work a fenced database refuses.
+pub fn not_leading() -> Error {
+    Error::Standby(
+        "this controller no longer leads the pair; its partner takes over the site".into(),
+    )
+}
+
 /// A pool of database connections; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -147,6 +158,8 @@ pub struct Db {
     /// between, whatever the busy timeout; taking turns here makes writers queue instead.
     /// Each unit is short (milliseconds), and PostgreSQL needs no such thing.
     turn: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// Checked before every unit of work (see [`Fence`]); None: a single controller.
+    fence: Option<Fence>,
 }
 
 impl Db {
@@ -193,7 +206,20 @@ impl Db {
             kind,
             events,
             turn,
+            fence: None,
         })
+    }
+
+    /// This database as a controller of a pair uses it: every unit of work first asks `fence`
+    /// and is refused ([`not_leading`]) once this controller may no longer lead.
+    pub fn fenced(mut self, fence: Fence) -> Db {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Whether this controller may act on the site now (always, for a single controller).
+    pub fn leads(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f())
     }
 
     /// Events stored through [`Db::run`], as they commit.
@@ -222,10 +248,15 @@ impl Db {
         let pool = self.pool.clone();
         let events = self.events.clone();
         let turn = self.turn.clone();
+        let fence = self.fence.clone();
         tokio::task::spawn_blocking(move || {
             let _turn = turn
                 .as_ref()
                 .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
+            // Asked as late as can be: after waiting for its turn, just before the work.
+            if fence.as_ref().is_some_and(|f| !f()) {
+                return Err(not_leading());
+            }
             let mut conn = pool.get().map_err(Error::from)?;
             take_pending();
             let result = f(&mut conn);

@@ -45,6 +45,10 @@ pub enum Error {
     /// The controller is stopping and takes no new operation.
     #[error("{0}")]
     Stopping(String),
+    /// This controller does not lead its pair (or no longer does): it serves nothing that
+    /// writes, and acts on nothing.
+    #[error("{0}")]
+    Standby(String),
     /// A host, its agent or another outside part failed or cannot be reached; the message says
     /// what, for people.
     #[error("{0}")]

@@ -29,6 +29,7 @@ pub mod ssh;
 pub mod sshd;
 pub mod stall;
 pub mod storage;
+pub mod takeover;
 pub mod tasks;
 pub mod templates;
 pub mod vps;

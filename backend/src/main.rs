@@ -88,6 +88,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// A controller of a pair: serves as the standby until it leads (Some) or is told to stop
+/// (None).
+async fn standby_until_leading(
+    config: &Config,
+    pair: &serverware::config::PairConfig,
+    listener: &std::net::TcpListener,
+    term: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<std::sync::Arc<serverware::pair::Leadership>>> {
+    use serverware::pair::{Etcd, Leadership, Options};
+    let etcd = Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(1))?;
+    let lead = std::sync::Arc::new(Leadership::start(
+        etcd,
+        Options {
+            name: pair.name.clone(),
+            url: pair.url.clone(),
+            key: pair.leader_key(),
+            ttl: pair.lease,
+        },
+    ));
+    let standby = serverware::server::standby(config, listener, lead.clone())?;
+    println!();
+    println!(
+        "SERVERware controller {} ({}) is the standby of its pair until it leads.",
+        env!("CARGO_PKG_VERSION"),
+        pair.name
+    );
+    println!(
+        "  It answers at {}; etcd: {}",
+        pair.url,
+        pair.etcd.join(", ")
+    );
+    println!();
+    let outcome = tokio::select! {
+        _ = lead.leading() => true,
+        _ = tokio::signal::ctrl_c() => false,
+        _ = term.recv() => false,
+    };
+    standby.stop().await;
+    if outcome {
+        tracing::info!(name = %pair.name, "this controller leads the pair: taking over the site");
+        Ok(Some(lead))
+    } else {
+        if let Ok(l) = std::sync::Arc::try_unwrap(lead) {
+            l.stop().await;
+        }
+        Ok(None)
+    }
+}
+
+/// A leader that may no longer lead stops everything it does at once, by becoming a new run of
+/// this program (the same arguments and environment, so the standby of the pair again):
+/// nothing of its leading survives, and an operation it was driving is taken up by the partner
+/// from its record, exactly as after a crash.
+fn step_down() -> ! {
+    use std::os::unix::process::CommandExt;
+    tracing::warn!("this controller no longer leads the pair: starting again as the standby");
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("serverware: cannot start again as the standby ({err}); exiting");
+    std::process::exit(75)
+}
+
 fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::Result<()> {
     let given = if from_stdin {
         let mut line = String::new();
@@ -118,8 +182,16 @@ fn run(config: Config) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let from_env = config.admin_password.is_some();
-        let mut running = serverware::server::start(config).await?;
-        println!();
+        let listener = serverware::server::bind(&config)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let lead = match &config.pair {
+            Some(pair) => match standby_until_leading(&config, pair, &listener, &mut term).await? {
+                Some(lead) => Some(lead),
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        let mut running = serverware::server::start_on(config, listener, lead.clone()).await?;        println!();
         println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
         println!("  Dashboard and API: {}", running.url());
         println!("  API reference:     {}api/v1/openapi.json", running.url());
@@ -149,15 +221,27 @@ fn run(config: Config) -> anyhow::Result<()> {
         println!();
         // actix's own signal handling is off: SIGTERM and Ctrl-C stop the controller here, after
         // running operations had their chance to end.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let server = &mut running.server;
+        let lost = async {
+            match &lead {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = server => { r??; return Ok(()); }
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = lost => step_down(),
         }
         tracing::info!("stopping: no new operations; waiting for running ones");
         running.shutdown(serverware::server::STOP_DEADLINE).await;
+        if let Some(l) = lead {
+            // Hands the lead over at once: the partner need not wait for the lease to run out.
+            if let Ok(l) = std::sync::Arc::try_unwrap(l) {
+                l.stop().await;
+            }
+        }
         Ok(())
     })
 }

@@ -29,6 +29,10 @@ pub struct Running {
     pub ssh_addr: Option<SocketAddr>,
 }
 
+/// How long a starting controller waits at most for its hosts to connect before it takes up
+/// the operations an earlier run left.
+pub const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a stopping controller lets running operations reach their end.
 pub const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -194,10 +198,32 @@ fn start_loops(state: &std::sync::Arc<Core>) {
     });
 }
 
+/// The listener the controller serves on. A controller of a pair binds it once, serves as
+/// the standby on it, and keeps it when it takes over.
+pub fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))
+}
+
 /// Opens the database, makes sure an admin exists and starts serving. Returns once the listener
 /// is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let db = open_database(&config).await?;
+    let listener = bind(&config)?;
+    start_on(config, listener, None).await
+}
+
+/// Starts the controller on `listener`. `pair`: this controller leads its pair now; its
+/// database refuses all work once it may no longer lead, and its takeover is recorded.
+pub async fn start_on(
+    config: Config,
+    listener: TcpListener,
+    pair: Option<Arc<crate::pair::Leadership>>,
+) -> anyhow::Result<Running> {
+    let won = (std::time::Instant::now(), chrono::Utc::now());
+    let mut db = open_database(&config).await?;
+    if let Some(lead) = &pair {
+        let lead = lead.clone();
+        db = db.fenced(Arc::new(move || lead.is_leader()));
+    }
     let admin_pw = config.admin_password.clone();
     let db2 = db.clone();
     let boot =
@@ -207,12 +233,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(files) => Some(load_tls(files)?),
         None => None,
     };
-    let listener = TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = build_core(config, db, tls.is_some()).await?;
+    let state = build_core(config, db, tls.is_some(), pair.clone()).await?;
     let hub = state.hub.clone();
     register_operations(&state);
+    // What an earlier run left is taken up once its hosts are back (or had their chance).
+    let (hosts, since) = (state.hosts.clone(), std::time::Instant::now());
+    state.ops.wait_for(Arc::new(move || {
+        hosts.all_settled() || since.elapsed() >= RESUME_WAIT
+    }));
     match state.ops.settle_interrupted().await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
@@ -220,22 +249,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
     }
+    let carried_on = crate::ops::unfinished(&state.db)
+        .await
+        .map(|o| o.len())
+        .unwrap_or(0);
     start_loops(&state.clone().into_inner());
     let doc = web::Data::new(OpenApiDoc(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));
 
-    let static_dir = state
-        .config
-        .static_dir
-        .clone()
-        .filter(|d| d.join("index.html").is_file());
-    match &static_dir {
-        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
-        None => {
-            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
-        }
-    }
+    let static_dir = dashboard_dir(&state.config);
     let app_state = state.clone();
     let server = HttpServer::new(move || app(app_state.clone(), doc.clone(), static_dir.clone()))
         .workers(2)
@@ -248,6 +271,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .run();
     let handle = server.handle();
     let join = tokio::spawn(server);
+    if let Some(lead) = &pair {
+        crate::takeover::record(
+            state.db.clone(),
+            state.hosts.clone(),
+            crate::takeover::Takeover {
+                name: lead.me().name.clone(),
+                previous: lead.previous().map(|p| p.name),
+                won: won.0,
+                won_at: won.1,
+                serving: std::time::Instant::now(),
+                operations: carried_on,
+            },
+        );
+    }
     let ssh_addr = start_ssh(&state, addr).await?;
     Ok(Running {
         ssh_addr,
@@ -260,6 +297,102 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         server: join,
         state,
     })
+}
+
+/// The dashboard's build folder, when there is one.
+fn dashboard_dir(config: &Config) -> Option<std::path::PathBuf> {
+    let dir = config
+        .static_dir
+        .clone()
+        .filter(|d| d.join("index.html").is_file());
+    match &dir {
+        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
+        None => {
+            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
+        }
+    }
+    dir
+}
+
+/// The dashboard's files, and index.html for every other path so that the browser's own
+/// routes (/events, /settings …) load the app.
+fn dashboard_files(dir: &std::path::Path) -> actix_files::Files {
+    let index = dir.join("index.html");
+    actix_files::Files::new("/", dir)
+        .index_file("index.html")
+        .default_handler(actix_web::dev::fn_service(
+            move |req: actix_web::dev::ServiceRequest| {
+                let index = index.clone();
+                async move {
+                    let (req, _) = req.into_parts();
+                    let file = actix_files::NamedFile::open_async(index).await?;
+                    let res = file.into_response(&req);
+                    Ok(actix_web::dev::ServiceResponse::new(req, res))
+                }
+            },
+        ))
+}
+
+/// A controller of a pair that does not lead: it serves the dashboard (which shows it as the
+/// standby and points to the leader), `GET /api/v1/health` with where it stands, and refuses
+/// everything else of the API with `standby`, naming the leader. It holds no database
+/// connection and runs nothing.
+pub struct Standby {
+    handle: actix_web::dev::ServerHandle,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Standby {
+    /// Stops serving (requests under way finish); the listener stays with its owner.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.join.await;
+    }
+}
+
+/// Serves as the standby on (a clone of) `listener` until stopped.
+pub fn standby(
+    config: &Config,
+    listener: &TcpListener,
+    lead: Arc<crate::pair::Leadership>,
+) -> anyhow::Result<Standby> {
+    let tls = match &config.tls {
+        Some(files) => Some(load_tls(files)?),
+        None => None,
+    };
+    let static_dir = dashboard_dir(config);
+    let lead = web::Data::from(lead);
+    let server = HttpServer::new(move || {
+        let app = App::new()
+            .app_data(lead.clone())
+            .wrap(
+                middleware::DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add(("Referrer-Policy", "same-origin")),
+            )
+            .service(web::resource("/api/v1/health").route(web::get().to(api::standby::health)))
+            .service(web::scope("/api/v1").default_service(web::to(api::standby::refuse)))
+            .service(web::resource("/metrics").to(api::standby::refuse));
+        match &static_dir {
+            Some(dir) => app
+                .service(dashboard_files(dir))
+                .default_service(web::to(api::not_found)),
+            None => app.default_service(web::to(api::not_found)),
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2);
+    let listener = listener.try_clone().context("cannot share the listener")?;
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    let join = tokio::spawn(server);
+    Ok(Standby { handle, join })
 }
 
 /// Opens (and migrates) the database; a SQLite file and its companions are made private.
@@ -281,7 +414,12 @@ async fn open_database(config: &Config) -> anyhow::Result<Db> {
 }
 
 /// The controller's parts, each given what it needs.
-async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Data<Core>> {
+async fn build_core(
+    config: Config,
+    db: Db,
+    tls: bool,
+    pair: Option<Arc<crate::pair::Leadership>>,
+) -> anyhow::Result<web::Data<Core>> {
     let key = crate::keys::load_or_create(&config.data_dir)?;
     let agent = match &config.agent_bin {
         Some(p) => Some(
@@ -296,7 +434,8 @@ async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Da
         }
     };
     let hub = std::sync::Arc::new(crate::hub::Hub::default());
-    let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent);
+    let epoch = crate::hosts::next_lease_epoch(&db).await?;
+    let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent, epoch);
     host_manager.start_all().await?;
     spawn_event_fanout(&db, hub.clone());
     // Built before serving when it can be; the supervisor's `templates` loop retries.
@@ -365,6 +504,7 @@ async fn build_core(config: Config, db: Db, tls: bool) -> anyhow::Result<web::Da
         tls,
         config,
         db,
+        pair,
     });
     Ok(state)
 }
@@ -442,27 +582,9 @@ fn app(
         )
         .split_for_parts();
     match &static_dir {
-        // The dashboard: its files, and index.html for every other path so that the
-        // browser's own routes (/events, /settings …) load the app.
-        Some(dir) => {
-            let index = dir.join("index.html");
-            app.service(
-                actix_files::Files::new("/", dir)
-                    .index_file("index.html")
-                    .default_handler(actix_web::dev::fn_service(
-                        move |req: actix_web::dev::ServiceRequest| {
-                            let index = index.clone();
-                            async move {
-                                let (req, _) = req.into_parts();
-                                let file = actix_files::NamedFile::open_async(index).await?;
-                                let res = file.into_response(&req);
-                                Ok(actix_web::dev::ServiceResponse::new(req, res))
-                            }
-                        },
-                    )),
-            )
-            .default_service(web::to(api::not_found))
-        }
+        Some(dir) => app
+            .service(dashboard_files(dir))
+            .default_service(web::to(api::not_found)),
         None => app.default_service(web::to(api::not_found)),
     }
 }

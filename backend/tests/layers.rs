@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "templates",
             "auth",
             "site",
+            "takeover",
             "settings",
             "metrics",
         ],

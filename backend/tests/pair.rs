@@ -17,6 +17,7 @@ fn controller(name: &str, endpoints: Vec<String>) -> Leadership {
         etcd,
         Options {
             name: name.into(),
+            url: format!("http://{name}.test"),
             key: KEY.into(),
             ttl: Duration::from_secs(3),
         },
@@ -37,10 +38,7 @@ fn leads(l: &Leadership) -> bool {
 }
 
 fn follows(l: &Leadership, leader: &str) -> bool {
-    l.role()
-        == Role::Follower {
-            leader: Some(leader.into()),
-        }
+    matches!(l.role(), Role::Follower { leader: Some(p) } if p.name == leader && p.url == format!("http://{leader}.test"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

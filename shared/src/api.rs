@@ -13,12 +13,38 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct HealthResponse {
-    /// `ok` when the controller and its database answer.
+    /// `ok` when the controller and its database answer; `standby` for the controller of a
+    /// pair that does not lead (it serves nothing else: `pair.leader` says where to go).
     pub status: String,
     /// Controller version.
     pub version: String,
-    /// `sqlite` or `postgres`.
+    /// `sqlite` or `postgres` (empty on a standby, which holds no database connection).
     pub database: String,
+    /// Set when this controller is one of a pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<PairStatus>,
+}
+
+/// A controller of a pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PairPeer {
+    pub name: String,
+    /// Where it serves the dashboard and the API.
+    pub url: String,
+}
+
+/// Where a controller of a pair stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PairStatus {
+    /// `leader` or `standby`.
+    pub role: String,
+    /// This controller's name.
+    pub name: String,
+    /// The controller that leads, when known (itself when it leads).
+    #[serde(default)]
+    pub leader: Option<PairPeer>,
 }
 
 /// `POST /api/v1/auth/login`.

@@ -29,6 +29,9 @@ pub enum ErrorCode {
     Internal,
     /// 503: a dependency (such as the database) is unavailable.
     Unavailable,
+    /// 503: this controller is the standby of a pair; the message names the leader and where
+    /// it serves (`GET /health` says it too).
+    Standby,
 }
 
 impl ErrorCode {
@@ -45,7 +48,7 @@ impl ErrorCode {
             ErrorCode::Invalid => 422,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::Standby => 503,
         }
     }
 }

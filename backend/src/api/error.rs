@@ -22,6 +22,7 @@ pub fn code(e: &Error) -> ErrorCode {
         Error::DatabaseUnavailable(_) | Error::Stopping(_) | Error::HostUnavailable(_) => {
             ErrorCode::Unavailable
         }
+        Error::Standby(_) => ErrorCode::Standby,
         Error::Internal(_) => ErrorCode::Internal,
     }
 }

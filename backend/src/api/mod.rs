@@ -9,6 +9,7 @@ pub mod guard;
 mod hosts;
 pub mod metrics;
 pub(crate) mod ssh_keys;
+pub mod standby;
 mod system;
 mod tasks;
 mod templates;
@@ -131,6 +132,7 @@ async fn health(state: web::Data<Core>) -> Result<web::Json<HealthResponse>> {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         database: state.db.kind().into(),
+        pair: state.pair.as_ref().map(|l| l.status()),
     }))
 }
 

@@ -20,6 +20,24 @@ pub(super) fn lease_key(key: &PrivateKey) -> String {
     hex::encode(h.finalize())
 }
 
+/// The epoch of the leases this run of the controller hands out: newer than any handed out
+/// before, by this controller or by its partner of a pair (a guard refuses a renewal of an
+/// older epoch than the one it holds). The wall clock in milliseconds, or one more than the
+/// last epoch recorded when that is ahead (a partner whose clock runs ahead).
+pub async fn next_lease_epoch(db: &crate::db::Db) -> crate::error::Result<u64> {
+    const KEY: &str = "netmon.lease_epoch";
+    db.transaction(|c| {
+        let last = crate::repo::settings::get(c, KEY)?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let now = chrono::Utc::now().timestamp_millis().max(1) as u64;
+        let epoch = now.max(last + 1);
+        crate::repo::settings::put(c, KEY, &epoch.to_string())?;
+        Ok(epoch)
+    })
+    .await
+}
+
 /// What a host's netMON lease carries, as netMON wants it now.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeasePlan {

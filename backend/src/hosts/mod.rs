@@ -25,7 +25,7 @@ mod view;
 pub use admin::{add, edit, fail_over, probe, remove, ssh_error, HostAdmin};
 pub use conn::{heartbeat, Conn, AGENT_PATH, MIN_HEARTBEAT};
 use lease::{lease_key, LeaseState};
-pub use lease::{LeasePlan, LeaseTimes};
+pub use lease::{next_lease_epoch, LeasePlan, LeaseTimes};
 pub use rollups::{prune_rollups, Bucket, RollupRow};
 pub use samples::RING;
 pub use view::{get, history, list, load_with_vpses, response, samples};
@@ -96,6 +96,7 @@ impl HostManager {
         hub: Arc<crate::hub::Hub>,
         key: PrivateKey,
         agent: Option<Vec<u8>>,
+        lease_epoch: u64,
     ) -> Arc<Self> {
         Arc::new(HostManager {
             db,
@@ -104,7 +105,7 @@ impl HostManager {
             runtimes: Mutex::new(HashMap::new()),
             transfers: Mutex::new(HashMap::new()),
             reported_unknown: Default::default(),
-            lease_epoch: Utc::now().timestamp_millis().max(1) as u64,
+            lease_epoch,
             lease_key: lease_key(&key),
             key: Arc::new(key),
         })
@@ -205,6 +206,14 @@ impl HostManager {
         lock(&self.runtimes)
             .get(&id)
             .map(|rt| lock(&rt.view).clone())
+    }
+
+    /// Whether every host's connection has come to a first verdict (online, offline, or its
+    /// key refused), rather than still connecting.
+    pub fn all_settled(&self) -> bool {
+        lock(&self.runtimes)
+            .values()
+            .all(|rt| !matches!(lock(&rt.view).status, None | Some(HostStatus::Connecting)))
     }
 
     /// Every host's view, by id.

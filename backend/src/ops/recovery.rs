@@ -22,12 +22,17 @@ use std::time::{Duration, Instant};
 pub type RecoverFn =
     Arc<dyn Fn(Arc<Task>, OpRow) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Whether the operations of a previous run may be taken up now (see [`Engine::wait_for`]).
+pub type Ready = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The durable-operation engine's running part: what is driven now, and each kind's recovery.
 pub struct Engine {
     db: Db,
     hub: Arc<Hub>,
     /// Set when the controller is stopping: nothing is taken over any more.
     stopping: super::Stopping,
+    /// Until it says yes, nothing recorded by an earlier run is taken up.
+    ready: RwLock<Option<Ready>>,
     /// The operations this controller is driving now.
     pub live: Live,
     kinds: RwLock<HashMap<String, RecoverFn>>,
@@ -114,9 +119,16 @@ impl Engine {
             db,
             hub,
             stopping,
+            ready: RwLock::new(None),
             live: Live::default(),
             kinds: Default::default(),
         }
+    }
+
+    /// Takes up nothing an earlier run (or the partner of a pair) left until `ready` says so:
+    /// an operation resumed before its hosts are connected again would fail for no reason.
+    pub fn wait_for(&self, ready: Ready) {
+        *self.ready.write().unwrap_or_else(|p| p.into_inner()) = Some(ready);
     }
 
     /// Makes `recover` the recovery of the operations of `kind`.
@@ -145,6 +157,15 @@ impl Engine {
     /// Starts the recovery of every recorded operation that nobody drives and that is due.
     pub async fn drive(self: &Arc<Self>) -> Result<()> {
         if self.stopping.is_stopping() {
+            return Ok(());
+        }
+        let ready = self
+            .ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|r| r());
+        if !ready {
             return Ok(());
         }
         for op in unfinished(&self.db).await? {

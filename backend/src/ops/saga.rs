@@ -68,6 +68,15 @@ fn left<S: Saga>(saga: &S, reached: Option<S::Step>) -> Vec<S::Step> {
         .collect()
 }
 
+/// A controller that no longer leads its pair does nothing more to an operation, not even
+/// undo what it did: the record stays as it is, and the partner that leads now takes it up
+/// from there (fencing by lease, checked before every step).
+fn fenced(db: &Db) -> Option<Finish> {
+    (!db.leads()).then_some(Finish::Later {
+        release_claims: false,
+    })
+}
+
 /// Runs the steps after `reached` (from the first when None), recording each; then `done`.
 pub async fn forward<S: Saga>(
     db: &Db,
@@ -76,6 +85,9 @@ pub async fn forward<S: Saga>(
     mut reached: Option<S::Step>,
 ) -> Finish {
     for s in left(saga, reached) {
+        if let Some(f) = fenced(db) {
+            return f;
+        }
         if let Err(e) = saga.run(s).await {
             if saga.retries() {
                 task.log(format!(
@@ -96,6 +108,9 @@ pub async fn forward<S: Saga>(
             return back(db, task, saga, reached, e).await;
         }
     }
+    if let Some(f) = fenced(db) {
+        return f;
+    }
     match saga.done().await {
         Ok(m) => saga.after(m).await,
         Err(e) => back(db, task, saga, reached, e).await,
@@ -111,6 +126,9 @@ async fn back<S: Saga>(
     reached: Option<S::Step>,
     why: Error,
 ) -> Finish {
+    if let Some(f) = fenced(db) {
+        return f;
+    }
     let _ = set_phase(db, task.id(), Phase::Undo).await;
     saga.undo(reached, why).await
 }
@@ -119,6 +137,9 @@ async fn back<S: Saga>(
 /// left, on from where it stopped if the kind says so, else (and when it was already being
 /// undone) rolled back. `announce`: say so in its log (not again for one this run parked).
 pub async fn resume<S: Saga>(db: &Db, task: &Task, saga: &S, op: &OpRow, announce: bool) -> Finish {
+    if let Some(f) = fenced(db) {
+        return f;
+    }
     let reached = match op.reached::<S::Step>() {
         Ok(r) => r,
         Err(e) => return Finish::Done(Err(e)),

@@ -17,14 +17,39 @@ use tokio::time::Instant;
 pub enum Role {
     /// It holds the leader key: it serves writes and runs the site.
     Leader,
-    /// It does not; `leader` names the one that does, when known.
-    Follower { leader: Option<String> },
+    /// It does not; `leader` is the one that does, when known.
+    Follower { leader: Option<Peer> },
+}
+
+/// A controller of the pair as the leader key names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Peer {
+    pub name: String,
+    /// Where it serves the dashboard and the API.
+    pub url: String,
+}
+
+impl Peer {
+    /// The leader key's value: this peer as JSON.
+    fn to_value(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| self.name.clone())
+    }
+
+    /// Reads a leader key's value (a bare name from a controller that wrote only that).
+    fn from_value(v: &str) -> Peer {
+        serde_json::from_str(v).unwrap_or_else(|_| Peer {
+            name: v.to_string(),
+            url: String::new(),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Options {
     /// This controller's name, as its partner and the dashboard show it.
     pub name: String,
+    /// Where it serves, as its partner and the dashboard point to it while it leads.
+    pub url: String,
     /// The key whose holder leads (one per site).
     pub key: String,
     /// The lease's life (whole seconds, at least 2); renewed every third of it.
@@ -53,6 +78,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One controller's part in the election, running until [`Leadership::stop`].
 pub struct Leadership {
+    me: Peer,
+    /// The other controller last seen leading.
+    previous: Arc<Mutex<Option<Peer>>>,
     role: watch::Receiver<Role>,
     until: Until,
     stop: watch::Sender<bool>,
@@ -69,7 +97,13 @@ impl Leadership {
         let (role_tx, role) = watch::channel(Role::Follower { leader: None });
         let (stop, stop_rx) = watch::channel(false);
         let until: Until = Default::default();
+        let me = Peer {
+            name: opts.name.clone(),
+            url: opts.url.clone(),
+        };
+        let previous: Arc<Mutex<Option<Peer>>> = Default::default();
         let c = Campaign {
+            previous: previous.clone(),
             etcd,
             opts,
             role: role_tx,
@@ -78,6 +112,8 @@ impl Leadership {
         };
         let task = tokio::spawn(c.run());
         Leadership {
+            me,
+            previous,
             role,
             until,
             stop,
@@ -101,9 +137,66 @@ impl Leadership {
         self.role.borrow().clone()
     }
 
+    /// The other controller this one last saw leading (before it led itself).
+    pub fn previous(&self) -> Option<Peer> {
+        lock(&self.previous).clone()
+    }
+
+    /// This controller.
+    pub fn me(&self) -> &Peer {
+        &self.me
+    }
+
+    /// Where it stands, as `GET /health` and the dashboard say it.
+    pub fn status(&self) -> serverware_shared::api::PairStatus {
+        use serverware_shared::api::{PairPeer, PairStatus};
+        let peer = |p: &Peer| PairPeer {
+            name: p.name.clone(),
+            url: p.url.clone(),
+        };
+        let (role, leader) = match self.role() {
+            Role::Leader if self.is_leader() => ("leader", Some(peer(&self.me))),
+            Role::Leader => ("standby", None),
+            Role::Follower { leader } => ("standby", leader.as_ref().map(peer)),
+        };
+        PairStatus {
+            role: role.into(),
+            name: self.me.name.clone(),
+            leader,
+        }
+    }
+
     /// Told each time the role changes.
     pub fn changes(&self) -> watch::Receiver<Role> {
         self.role.clone()
+    }
+
+    /// Returns once this controller leads.
+    pub async fn leading(&self) {
+        let mut rx = self.role.clone();
+        while !self.is_leader() {
+            // A role already decided and not yet renewed lands here again at once.
+            let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+        }
+    }
+
+    /// Returns once this controller, having led, may no longer act as the leader: at the
+    /// latest when its lease may run out (from its own clock, not from a message that may come
+    /// late), sooner when the campaign gives the lead up.
+    pub async fn lost(&self) {
+        let mut rx = self.role.clone();
+        loop {
+            let Some(until) = self.leading_until() else {
+                return;
+            };
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = rx.changed() => {}
+            }
+        }
     }
 
     /// Stops campaigning; a leader hands the key back at once (its lease revoked), so its
@@ -115,6 +208,7 @@ impl Leadership {
 }
 
 struct Campaign {
+    previous: Arc<Mutex<Option<Peer>>>,
     etcd: Etcd,
     opts: Options,
     role: watch::Sender<Role>,
@@ -130,6 +224,11 @@ enum Led {
 
 impl Campaign {
     fn set(&self, role: Role) {
+        if let Role::Follower { leader: Some(p) } = &role {
+            if p.name != self.opts.name {
+                *lock(&self.previous) = Some(p.clone());
+            }
+        }
         self.role.send_if_modified(|r| {
             let changed = *r != role;
             if changed {
@@ -164,10 +263,11 @@ impl Campaign {
                     continue;
                 }
             };
-            let claim = self
-                .etcd
-                .claim(&self.opts.key, &self.opts.name, lease)
-                .await;
+            let me = Peer {
+                name: self.opts.name.clone(),
+                url: self.opts.url.clone(),
+            };
+            let claim = self.etcd.claim(&self.opts.key, &me.to_value(), lease).await;
             match claim {
                 Ok(Claim::Won) => {
                     // etcd started the lease when it received the grant: not before `sent`.
@@ -184,7 +284,7 @@ impl Campaign {
                 Ok(Claim::Held(h)) => {
                     let _ = self.etcd.revoke(lease).await;
                     self.set(Role::Follower {
-                        leader: Some(h.value),
+                        leader: Some(Peer::from_value(&h.value)),
                     });
                     self.follow().await;
                 }
@@ -237,7 +337,7 @@ impl Campaign {
             match self.etcd.get(&self.opts.key).await {
                 Ok(None) => return,
                 Ok(Some(h)) => self.set(Role::Follower {
-                    leader: Some(h.value),
+                    leader: Some(Peer::from_value(&h.value)),
                 }),
                 // Cut off from etcd it cannot say who leads.
                 Err(_) => self.set(Role::Follower { leader: None }),
@@ -254,6 +354,7 @@ mod tests {
     fn the_margin_is_a_tenth_and_at_least_a_quarter_second() {
         let o = |s| Options {
             name: "a".into(),
+            url: "http://a".into(),
             key: "k".into(),
             ttl: Duration::from_secs(s),
         };
@@ -261,5 +362,15 @@ mod tests {
         assert_eq!(o(2).margin(), Duration::from_millis(250));
         assert_eq!(o(10).margin(), Duration::from_secs(1));
         assert_eq!(o(3).every(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_leader_key_names_the_leader_and_where_it_serves() {
+        let p = Peer {
+            name: "ctl-a".into(),
+            url: "http://10.0.0.1:8080".into(),
+        };
+        assert_eq!(Peer::from_value(&p.to_value()), p);
+        assert_eq!(Peer::from_value("ctl-b").name, "ctl-b");
     }
 }

@@ -186,6 +186,7 @@ pub async fn create(state: Arc<Vpses>, actor: Actor, req: CreateVps) -> Result<T
             host_id,
             template: path,
             start,
+            resumed: false,
         };
         saga::forward(&state.db, &task, &saga, None).await
     });
@@ -201,6 +202,8 @@ struct Create<'a> {
     host_id: HostId,
     template: std::path::PathBuf,
     start: bool,
+    /// Taken up after the controller that started it died (or a partner took over).
+    resumed: bool,
 }
 
 impl saga::Saga for Create<'_> {
@@ -230,6 +233,7 @@ impl saga::Saga for Create<'_> {
                     &vps.name,
                     vps.ids_on_disk(),
                     &self.template,
+                    self.resumed,
                 )
                 .await?;
                 task.log(format!(
@@ -275,6 +279,13 @@ impl saga::Saga for Create<'_> {
         }
     }
 
+    /// A create the API acknowledged is carried on after its controller died (or its partner
+    /// took over): each step can be done again (defining and configuring write the same
+    /// files, an import already landed is kept, starting what runs is done).
+    fn goes_on(&self, _reached: Option<Step>) -> bool {
+        true
+    }
+
     fn interrupted(&self) -> Error {
         Error::conflict(
             None,
@@ -286,7 +297,9 @@ impl saga::Saga for Create<'_> {
     }
 }
 
-/// After a restart: a create whose VPS is complete is finished, any other is rolled back.
+/// After a restart (or a takeover): the create goes on from its last recorded step (or is
+/// rolled back, when it was already being undone). The template is read from this
+/// controller's storage, where the one that recorded it may have kept it elsewhere.
 pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Finish {
     let p: Params = match op.params() {
         Ok(p) => p,
@@ -300,13 +313,24 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         }
         Err(e) => return Finish::Done(Err(e)),
     };
+    let template = match vps.template_id {
+        Some(tid) => {
+            let row = state.db.run(move |c| crate::templates::load(c, tid)).await;
+            match row {
+                Ok(t) => crate::templates::file(&state.data_dir, &t),
+                Err(_) => p.template,
+            }
+        }
+        None => p.template,
+    };
     let saga = Create {
         state,
         task,
         vps,
         host_id: p.host_id,
-        template: p.template,
+        template,
         start: p.start,
+        resumed: true,
     };
     saga::resume(&state.db, task, &saga, op, true).await
 }

@@ -54,6 +54,7 @@ pub(super) async fn push_template(
     name: &str,
     ids: u32,
     path: &std::path::Path,
+    resume: bool,
 ) -> Result<(u64, String)> {
     use tokio::io::AsyncReadExt;
     let _slots = slots(state, task, &[host_id]).await?;
@@ -61,18 +62,14 @@ pub(super) async fn push_template(
         .await
         .map_err(|e| Error::Internal(e.into()))?
         .len();
+    let ids = format!("0:{ids}");
+    let mut args = vec!["rootfs-import", name, "--gzip", "--ids", &ids];
+    if resume {
+        args.push("--resume");
+    }
     let ch = c
         .session
-        .exec_channel(
-            crate::hosts::AGENT_PATH,
-            &[
-                "rootfs-import",
-                name,
-                "--gzip",
-                "--ids",
-                &format!("0:{ids}"),
-            ],
-        )
+        .exec_channel(crate::hosts::AGENT_PATH, &args)
         .await
         .map_err(agent_err)?;
     let mut f = tokio::fs::File::open(path)

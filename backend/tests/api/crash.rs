@@ -363,7 +363,8 @@ async fn operations_killed_at_every_step_are_resumed_or_rolled_back() {
         s.gone("crash-d").await;
     }
 
-    // Create: rolled back unless the VPS was complete; the same name can be created again.
+    // Create: carried on from its last step (rolled back only when that fails); the same name
+    // can be created again.
     let ip_c = format!("{}.62", s.net);
     let transfer_point = random_transfer_point(900 * 1024);
     for fault in &kill_points("vps.create", Some((1, &transfer_point))) {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// An HA VPS checked on port 80 (the template's httpd), running on `host`.
-async fn ha_vps(
+pub(crate) async fn ha_vps(
     t: &TestController,
     admin: &reqwest::Client,
     host: i64,
@@ -37,7 +37,12 @@ async fn ha_vps(
 }
 
 /// Waits until netMON's checks of the VPS say `up`.
-async fn services(t: &TestController, admin: &reqwest::Client, id: i64, up: bool) -> Value {
+pub(crate) async fn services(
+    t: &TestController,
+    admin: &reqwest::Client,
+    id: i64,
+    up: bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = get(t, admin, &format!("/api/v1/vpses/{id}")).await;
@@ -55,7 +60,7 @@ async fn event_of(t: &TestController, admin: &reqwest::Client, action: &str, id:
 }
 
 /// The newest event of `action` about the `kind` (`vps`, `host`) with `id`, waited for.
-async fn event_about(
+pub(crate) async fn event_about(
     t: &TestController,
     admin: &reqwest::Client,
     action: &str,
@@ -343,10 +348,10 @@ async fn restore_log(t: &TestController, admin: &reqwest::Client, id: i64) -> St
 }
 
 /// When (unix ms) a sample was taken, and the hosts (indexes) the VPS ran on.
-type Seen = Vec<(u128, Vec<usize>)>;
+pub(crate) type Seen = Vec<(u128, Vec<usize>)>;
 
 /// Samples every 200 ms, on every host, whether the VPS runs there.
-struct Sampler {
+pub(crate) struct Sampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     seen: std::sync::Arc<std::sync::Mutex<Seen>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -360,7 +365,7 @@ fn unix_ms() -> u128 {
 }
 
 impl Sampler {
-    fn start(cluster: &serverware_testhosts::Cluster, vps: &str) -> Sampler {
+    pub(crate) fn start(cluster: &serverware_testhosts::Cluster, vps: &str) -> Sampler {
         let pids: Vec<String> = cluster
             .hosts
             .iter()
@@ -395,7 +400,7 @@ impl Sampler {
     }
 
     /// Stops sampling; every sample, after checking that none saw the VPS on two hosts.
-    fn finish(mut self) -> Seen {
+    pub(crate) fn finish(mut self) -> Seen {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().unwrap();

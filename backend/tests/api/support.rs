@@ -19,6 +19,8 @@ pub struct TestController {
     /// In process mode: where its SSH command line listens.
     ssh_listen: String,
     pg: Option<(String, String)>,
+    /// In process mode: more environment (a controller of a pair: its name, its etcd).
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,7 +54,7 @@ fn pg_exec(admin_url: &str, sql: &str) {
 
 /// A new empty database for one controller: on the test PostgreSQL server when there is one
 /// (with the admin URL and name to drop it), else an SQLite file in `dir`.
-fn fresh_database(dir: &std::path::Path) -> (String, Option<(String, String)>) {
+pub fn fresh_database(dir: &std::path::Path) -> (String, Option<(String, String)>) {
     match postgres_admin_url() {
         Some(admin) => {
             let name = format!(
@@ -102,6 +104,7 @@ impl TestController {
             listen: String::new(),
             ssh_listen: String::new(),
             pg,
+            env: Vec::new(),
             _dir: dir,
         }
     }
@@ -123,10 +126,78 @@ impl TestController {
             listen,
             ssh_listen: format!("127.0.0.1:{ssh_port}"),
             pg,
+            env: Vec::new(),
             _dir: dir,
         };
         t.spawn_process(fault).await;
         t
+    }
+
+    /// One controller of a pair as its own process, named `name`, asking the etcd members
+    /// `etcd`: its own data directory (with a copy of the pair's controller keys from
+    /// `keys_from`), the pair's database and storage. `owns`: this one drops the (PostgreSQL)
+    /// database when dropped. It answers health as soon as it serves, leader or standby.
+    pub async fn start_pair_member(
+        name: &str,
+        etcd: &[String],
+        database_url: &str,
+        owns: Option<(String, String)>,
+        storage: &std::path::Path,
+        keys_from: &std::path::Path,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["controller_ed25519", "ssh_host_ed25519_key"] {
+            let to = dir.path().join(f);
+            std::fs::copy(keys_from.join(f), &to).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let port = serverware_testhosts::free_port().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let ssh_port = serverware_testhosts::free_port().unwrap();
+        let mut t = TestController {
+            base: format!("http://{listen}"),
+            database_url: database_url.to_string(),
+            running: None,
+            process: None,
+            listen,
+            ssh_listen: format!("127.0.0.1:{ssh_port}"),
+            pg: owns,
+            env: vec![
+                ("SERVERWARE_PAIR_ETCD".into(), etcd.join(",")),
+                ("SERVERWARE_PAIR_NAME".into(), name.into()),
+                ("SERVERWARE_PAIR_LEASE_SECS".into(), "3".into()),
+                (
+                    "SERVERWARE_STORAGE_DIR".into(),
+                    storage.display().to_string(),
+                ),
+            ],
+            _dir: dir,
+        };
+        t.spawn_process(None).await;
+        t
+    }
+
+    /// Where it stands in its pair (`leader` or `standby`) and who it says leads, from its
+    /// health (None while it does not answer).
+    pub async fn pair_status(&self) -> Option<(String, Option<String>)> {
+        let r = self
+            .anon()
+            .get(self.url("/api/v1/health"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        Some((
+            v["pair"]["role"].as_str()?.to_string(),
+            v["pair"]["leader"]["name"].as_str().map(str::to_string),
+        ))
+    }
+
+    /// Its process's PID (process mode, while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|c| c.id())
     }
 
     async fn spawn_process(&mut self, fault: Option<&str>) {
@@ -153,6 +224,9 @@ impl TestController {
             .stdout(std::process::Stdio::null());
         if let Some(f) = fault {
             c.env("SERVERWARE_FAULT", f);
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
         }
         self.process = Some(c.spawn().expect("the serverware binary starts"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

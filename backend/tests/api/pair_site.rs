@@ -1,0 +1,305 @@
+//! A controller pair running a site: two `serverware` processes on one database and one storage,
+//! a real etcd cluster of three deciding who leads, real test hosts and LXC. The standby serves
+//! nothing that writes and names the leader; a killed leader is replaced within seconds, every
+//! operation it acknowledged is carried on and ends once, no VPS stops, the new leader fails a
+//! dead host over, and the old one comes back as the standby. A leader cut off from etcd stops
+//! accepting writes before its partner starts (both sampled every 100 ms).
+
+use crate::netmon::{ha_vps, services, Sampler};
+use crate::support::*;
+use crate::vps_lifecycle::{answers, get, post, task_end, wait_vps, MIB};
+use serde_json::{json, Value};
+use serverware_testhosts::EtcdCluster;
+use std::time::{Duration, Instant};
+
+/// The pair's shared parts: etcd, the database, the storage, the controller keys.
+struct Pair {
+    etcd: EtcdCluster,
+    database_url: String,
+    pg: Option<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let etcd = EtcdCluster::start(3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg) = fresh_database(dir.path());
+        // The site's controller keys, which both controllers of a pair hold.
+        serverware::keys::load_or_create(dir.path()).unwrap();
+        serverware::keys::load_or_create_named(
+            dir.path(),
+            serverware::keys::HOST_KEY_FILE,
+            "serverware-ssh",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("storage")).unwrap();
+        Pair {
+            etcd,
+            database_url,
+            pg,
+            dir,
+        }
+    }
+
+    /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
+    async fn controller(&mut self, i: usize) -> TestController {
+        TestController::start_pair_member(
+            ["ctl-a", "ctl-b"][i],
+            &[self.etcd.members[i].client_url.clone()],
+            &self.database_url,
+            if i == 0 { self.pg.take() } else { None },
+            &self.dir.path().join("storage"),
+            self.dir.path(),
+        )
+        .await
+    }
+}
+
+/// Waits until `t` says it stands as `role` (with `leader` leading, when given).
+async fn wait_role(t: &TestController, role: &str, leader: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = t.pair_status().await;
+        if let Some((r, l)) = &s {
+            if r == role && leader.is_none_or(|want| l.as_deref() == Some(want)) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never became {role} (leader {leader:?}): {s:?}",
+            t.base
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Which of the two leads once one does: (leader, standby) indexes.
+async fn who_leads(ctl: &[TestController; 2]) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let a = ctl[0].pair_status().await.map(|s| s.0);
+        let b = ctl[1].pair_status().await.map(|s| s.0);
+        match (a.as_deref(), b.as_deref()) {
+            (Some("leader"), Some("standby")) => return (0, 1),
+            (Some("standby"), Some("leader")) => return (1, 0),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no leader: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn name(i: usize) -> &'static str {
+    ["ctl-a", "ctl-b"][i]
+}
+
+#[actix_web::test]
+async fn a_killed_leader_is_replaced_and_the_site_carries_on() {
+    let mut cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut pair = Pair::new();
+    let a = pair.controller(0).await;
+    let b = pair.controller(1).await;
+    let mut ctl = [a, b];
+    let (l, s) = who_leads(&ctl).await;
+    wait_role(&ctl[s], "standby", Some(name(l))).await;
+
+    // The standby serves nothing but its health, and says where the leader is.
+    let r = ctl[s]
+        .anon()
+        .get(ctl[s].url("/api/v1/vpses"))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 503, "standby").await;
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains(name(l)) && msg.contains(&ctl[l].base),
+        "the refusal does not name the leader and its address: {msg}"
+    );
+    let r = ctl[s]
+        .anon()
+        .post(ctl[s].url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PW}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 503, "standby").await;
+
+    // The leader runs the site: two hosts, an HA VPS with a restore point.
+    let admin = ctl[l].admin().await;
+    let hosts = crate::vps_lifecycle::two_hosts(&ctl[l], &admin, &cluster).await;
+    let tpl = get(&ctl[l], &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let net = format!("10.77.{}", cluster.subnet);
+    let ha_ip = format!("{net}.61");
+    let ha = ha_vps(&ctl[l], &admin, hosts[0], tpl, "pair-ha", &ha_ip).await;
+    answers(&ha_ip, "pair-ha").await;
+    let before = crate::duplo::duplo(&ctl[l], &admin, ha).await["last_cycle"]
+        .as_u64()
+        .unwrap_or(0);
+    crate::duplo::request_now(&ctl[l], &admin, ha).await;
+    crate::duplo::point_after(&ctl[l], &admin, ha, before).await;
+    services(&ctl[l], &admin, ha, true).await;
+    let context = wait_vps(&ctl[l], &admin, ha, "sampled", |v| {
+        v["live"]["init_pid"].is_number()
+    })
+    .await["live"]["init_pid"]
+        .clone();
+    let sampler = Sampler::start(&cluster, "pair-ha");
+
+    // An operation the leader acknowledged, then the leader killed.
+    let r = post(
+        &admin,
+        ctl[l].url("/api/v1/vpses"),
+        json!({
+            "name": "pair-new", "template_id": tpl, "host_id": hosts[1],
+            "ipv4": format!("{net}.62"), "memory_limit_bytes": 64 * MIB, "start": true
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let task: Value = r.json().await.unwrap();
+    ctl[l].kill();
+    let killed = Instant::now();
+
+    wait_role(&ctl[s], "leader", Some(name(s))).await;
+    let took = killed.elapsed();
+    let admin = ctl[s].admin().await;
+    // The acknowledged operation is there and ends, once.
+    let t = task_end(&ctl[s], &admin, &task).await;
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    let new_id = t["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    wait_vps(&ctl[s], &admin, new_id, "running", |v| {
+        v["state"] == "running"
+    })
+    .await;
+    answers(&format!("{net}.62"), "pair-new").await;
+    let running: Vec<_> = (0..2)
+        .filter(|h| cluster.hosts[*h].dir.join("lxc/pair-new").exists())
+        .collect();
+    assert_eq!(running, vec![1], "the created VPS is on {running:?}");
+    // The HA VPS never stopped: same container, same init.
+    let v = wait_vps(&ctl[s], &admin, ha, "running on its host", |v| {
+        v["state"] == "running" && v["host_id"] == hosts[0] && v["live"]["init_pid"].is_number()
+    })
+    .await;
+    assert_eq!(
+        v["live"]["init_pid"], context,
+        "the HA VPS was restarted: {v}"
+    );
+    let seen = sampler.finish();
+    assert!(
+        seen.iter().all(|(_, on)| on == &vec![0]),
+        "the HA VPS stopped during the takeover: {seen:?}"
+    );
+    // One takeover event, with its timeline.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let e = loop {
+        let evs = get(&ctl[s], &admin, "/api/v1/events?action=controller.takeover").await;
+        let list = evs["events"].as_array().cloned().unwrap_or_default();
+        if let Some(e) = list.first() {
+            assert_eq!(list.len(), 1, "{evs}");
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "no takeover event: {evs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(e["details"]["controller"], name(s), "{e}");
+    assert_eq!(e["details"]["previous"], name(l), "{e}");
+    assert_eq!(e["details"]["hosts_online"], 2, "{e}");
+    assert!(e["details"]["serving_after_ms"].is_u64(), "{e}");
+    eprintln!(
+        "takeover after the leader was killed: {took:?}; {}",
+        e["message"]
+    );
+
+    // The new leader fails a dead host over.
+    cluster.power_off(0).unwrap();
+    wait_vps(&ctl[s], &admin, ha, "running on the other host", |v| {
+        v["host_id"] == hosts[1] && v["state"] == "running"
+    })
+    .await;
+    answers(&ha_ip, "pair-ha").await;
+
+    // The old leader comes back as the standby.
+    ctl[l].restart(None).await;
+    wait_role(&ctl[l], "standby", Some(name(s))).await;
+}
+
+/// One write to `t` with `token`: whether it was accepted.
+async fn writes(c: &reqwest::Client, t: &TestController, token: &str, n: u32) -> bool {
+    c.patch(t.url("/api/v1/settings"))
+        .bearer_auth(token)
+        .json(&json!({ "site_name": format!("site-{n}") }))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+#[actix_web::test]
+async fn a_leader_cut_off_from_etcd_stops_writing_before_its_partner_starts() {
+    let mut pair = Pair::new();
+    let a = pair.controller(0).await;
+    let b = pair.controller(1).await;
+    let mut ctl = [a, b];
+    let (l, s) = who_leads(&ctl).await;
+    let admin = ctl[l].admin().await;
+    let token = ctl[l].token(&admin, "pair-writer", None).await;
+    let c = client().build().unwrap();
+    assert!(writes(&c, &ctl[l], &token, 0).await);
+    assert!(!writes(&c, &ctl[s], &token, 0).await);
+    let leader_pid = ctl[l].pid().unwrap();
+
+    // Cut the leader off from etcd (its only member stops answering), and sample who writes.
+    pair.etcd.pause(l);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut n = 0;
+    let mut rounds = Vec::new();
+    loop {
+        n += 1;
+        let (wl, ws) = tokio::join!(
+            writes(&c, &ctl[l], &token, n),
+            writes(&c, &ctl[s], &token, n)
+        );
+        rounds.push((wl, ws));
+        assert!(
+            !(wl && ws),
+            "both controllers accepted writes in round {n}: {rounds:?}"
+        );
+        if ws && !wl {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partner never took over: {rounds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few more rounds: the old leader stays out.
+    for _ in 0..10 {
+        n += 1;
+        let (wl, ws) = tokio::join!(
+            writes(&c, &ctl[l], &token, n),
+            writes(&c, &ctl[s], &token, n)
+        );
+        assert!(!wl && ws, "round {n}: old leader {wl}, new leader {ws}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It restarted itself in place (same process) as the standby, and names the new leader
+    // once it hears etcd again.
+    assert_eq!(ctl[l].pid(), Some(leader_pid));
+    pair.etcd.resume(l);
+    wait_role(&ctl[l], "standby", Some(name(s))).await;
+    let admin = ctl[s].admin().await;
+    let settings = get(&ctl[s], &admin, "/api/v1/settings").await;
+    assert_eq!(settings["site_name"], format!("site-{n}"), "{settings}");
+    let _ = &mut ctl;
+}
