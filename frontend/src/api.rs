@@ -51,6 +51,13 @@ impl From<ValidationError> for ApiError {
 
 thread_local! {
     static ON_UNAUTHORIZED: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+    static ON_STANDBY: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
+/// Called when a request is answered `standby` (this controller of a pair does not lead): the
+/// app shows the standby page, which points to the leader.
+pub fn set_on_standby(f: impl Fn() + 'static) {
+    ON_STANDBY.with(|c| *c.borrow_mut() = Some(Box::new(f)));
 }
 
 /// Called when a request is answered 401 (the session ended): the app returns to the login page.
@@ -67,6 +74,13 @@ async fn error_of(r: Response) -> ApiError {
     });
     if status == 401 {
         ON_UNAUTHORIZED.with(|c| {
+            if let Some(f) = c.borrow().as_ref() {
+                f()
+            }
+        });
+    }
+    if body.error == ErrorCode::Standby {
+        ON_STANDBY.with(|c| {
             if let Some(f) = c.borrow().as_ref() {
                 f()
             }
@@ -134,6 +148,11 @@ pub async fn login(req: &LoginRequest) -> Result<SessionResponse, ApiError> {
         let body = r.json::<ErrorBody>().await.map_err(ApiError::network)?;
         Err(ApiError { status, body })
     }
+}
+
+/// The controller's health: whether it is the standby of a pair, and who leads.
+pub async fn health() -> Result<HealthResponse, ApiError> {
+    get("/health").await
 }
 
 pub async fn me() -> Result<SessionResponse, ApiError> {

@@ -8,7 +8,7 @@ use leptos::task::spawn_local;
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::hooks::use_navigate;
 use leptos_router::path;
-use serverware_shared::api::SessionResponse;
+use serverware_shared::api::{PairStatus, SessionResponse};
 
 /// Who is signed in: `None` before the first check, `Some(None)` when nobody is.
 #[derive(Clone, Copy)]
@@ -37,7 +37,25 @@ pub fn App() -> impl IntoView {
     provide_context(auth);
     provide_context(live);
     api::set_on_unauthorized(move || auth.session.set(Some(None)));
+    // A controller of a pair that does not lead serves only its standby page.
+    let standby = RwSignal::new(None::<PairStatus>);
+    let check_standby = move || {
+        spawn_local(async move {
+            if let Ok(h) = api::health().await {
+                if h.status == "standby" {
+                    standby.set(h.pair);
+                }
+            }
+        })
+    };
+    api::set_on_standby(check_standby);
     spawn_local(async move {
+        if let Ok(h) = api::health().await {
+            if h.status == "standby" {
+                standby.set(h.pair);
+                return;
+            }
+        }
         auth.session.set(Some(api::me().await.ok()));
     });
     // The socket runs while someone is signed in; the site name is read once signed in.
@@ -55,12 +73,56 @@ pub fn App() -> impl IntoView {
 
     view! {
         <Router>
-            {move || match auth.session.get() {
-                None => view! { <div class="splash">"Loading…"</div> }.into_any(),
-                Some(None) => view! { <Login/> }.into_any(),
-                Some(Some(_)) => view! { <Shell/> }.into_any(),
+            {move || match (standby.get(), auth.session.get()) {
+                (Some(s), _) => view! { <Standby status=s/> }.into_any(),
+                (None, None) => view! { <div class="splash">"Loading…"</div> }.into_any(),
+                (None, Some(None)) => view! { <Login/> }.into_any(),
+                (None, Some(Some(_))) => view! { <Shell/> }.into_any(),
             }}
         </Router>
+    }
+}
+
+/// The standby of a pair: what it is, who leads and a link there. It follows the pair: once
+/// this controller leads (a takeover), the page loads the dashboard again.
+#[component]
+fn Standby(status: PairStatus) -> impl IntoView {
+    let status = RwSignal::new(status);
+    let poll = move || {
+        spawn_local(async move {
+            if let Ok(h) = api::health().await {
+                match h.pair {
+                    Some(p) if h.status == "standby" => status.set(p),
+                    _ => {
+                        let _ = window().location().reload();
+                    }
+                }
+            }
+        })
+    };
+    if let Ok(timer) = set_interval_with_handle(poll, std::time::Duration::from_secs(2)) {
+        on_cleanup(move || timer.clear());
+    }
+    view! {
+        <div class="login-page">
+            <div class="card login" data-test="standby">
+                <div class="brand big"><span class="logo">"◆"</span>" SERVERware"</div>
+                <h2>"Standby controller"</h2>
+                <p>
+                    <strong>{move || status.get().name}</strong>
+                    " is the standby controller of this site's pair: it takes over by itself if the leader fails, and serves nothing until then."
+                </p>
+                {move || match status.get().leader {
+                    Some(l) => view! {
+                        <p data-test="leader">"The site is run by "<strong>{l.name.clone()}</strong>"."</p>
+                        <a class="primary link-button" href=l.url.clone()>"Open "{l.name}"'s dashboard"</a>
+                    }.into_any(),
+                    None => view! {
+                        <p data-test="leader">"No controller leads at this moment: a takeover takes a few seconds, and this page follows it."</p>
+                    }.into_any(),
+                }}
+            </div>
+        </div>
     }
 }
 
