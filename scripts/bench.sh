@@ -8,9 +8,10 @@
 #   scripts/bench.sh idshift [--files N] [--rounds R]
 #   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
 #   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
+#   scripts/bench.sh takeover [--rounds N] [--lease S]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
-need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync
+need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync etcd-server
 cd "$ROOT"
 which="${1:-netres}"
 [ $# -gt 0 ] && shift
@@ -24,5 +25,6 @@ case "$which" in
     idshift) exec "$CARGO_TARGET_DIR/release/idshift-bench" "$@" ;;
     duplo) exec "$CARGO_TARGET_DIR/release/duplo-bench" "$@" ;;
     failover) exec "$CARGO_TARGET_DIR/release/failover-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover)" >&2; exit 2 ;;
+    takeover) exec "$CARGO_TARGET_DIR/release/takeover-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover)" >&2; exit 2 ;;
 esac

@@ -111,6 +111,11 @@ impl PairConfig {
     pub fn leader_key(&self) -> String {
         format!("/serverware/{}/leader", self.site)
     }
+
+    /// Where each controller of the site says it is present.
+    pub fn members_prefix(&self) -> String {
+        format!("/serverware/{}/members", self.site)
+    }
 }
 
 /// The keys a TOML file may set; unknown keys are an error, so a typo is noticed.

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod controllers;
 pub mod core;
 pub mod db;
 pub mod duplo;

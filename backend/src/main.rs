@@ -88,6 +88,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set (in milliseconds) for the run that follows a planned switch-over; never by a person.
+const YIELD_ENV: &str = "SERVERWARE_PAIR_YIELD_MS";
+
+/// How long this run leaves the lead to its partner (after a planned switch-over).
+fn handed_over() -> std::time::Duration {
+    let ms = std::env::var(YIELD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ms.min(180_000))
+}
+
 /// A controller of a pair: serves as the standby until it leads (Some) or is told to stop
 /// (None).
 async fn standby_until_leading(
@@ -105,6 +117,8 @@ async fn standby_until_leading(
             url: pair.url.clone(),
             key: pair.leader_key(),
             ttl: pair.lease,
+            members: pair.members_prefix(),
+            yield_for: handed_over(),
         },
     ));
     let standby = serverware::server::standby(config, listener, lead.clone())?;
@@ -130,9 +144,7 @@ async fn standby_until_leading(
         tracing::info!(name = %pair.name, "this controller leads the pair: taking over the site");
         Ok(Some(lead))
     } else {
-        if let Ok(l) = std::sync::Arc::try_unwrap(lead) {
-            l.stop().await;
-        }
+        lead.stop().await;
         Ok(None)
     }
 }
@@ -141,13 +153,26 @@ async fn standby_until_leading(
 /// this program (the same arguments and environment, so the standby of the pair again):
 /// nothing of its leading survives, and an operation it was driving is taken up by the partner
 /// from its record, exactly as after a crash.
-fn step_down() -> ! {
+/// `yield_for`: after a planned switch-over, how long the new run leaves the lead to its partner.
+fn step_down(yield_for: Option<std::time::Duration>) -> ! {
     use std::os::unix::process::CommandExt;
-    tracing::warn!("this controller no longer leads the pair: starting again as the standby");
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+    );
+    cmd.args(std::env::args_os().skip(1));
+    match yield_for {
+        Some(d) => {
+            tracing::warn!("the site is handed over to the partner: starting again as the standby");
+            cmd.env(YIELD_ENV, d.as_millis().to_string());
+        }
+        None => {
+            tracing::warn!(
+                "this controller no longer leads the pair: starting again as the standby"
+            );
+            cmd.env_remove(YIELD_ENV);
+        }
+    }
+    let err = cmd.exec();
     eprintln!("serverware: cannot start again as the standby ({err}); exiting");
     std::process::exit(75)
 }
@@ -228,19 +253,29 @@ fn run(config: Config) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let hand_over = async {
+            match &lead {
+                Some(l) => l.hand_over_requested().await,
+                None => std::future::pending().await,
+            }
+        };
+        let handing_over = tokio::select! {
             r = server => { r??; return Ok(()); }
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = lost => step_down(),
-        }
+            _ = tokio::signal::ctrl_c() => false,
+            _ = term.recv() => false,
+            _ = lost => step_down(None),
+            _ = hand_over => true,
+        };
         tracing::info!("stopping: no new operations; waiting for running ones");
         running.shutdown(serverware::server::STOP_DEADLINE).await;
+        let ttl = lead.as_ref().map(|l| l.ttl());
         if let Some(l) = lead {
             // Hands the lead over at once: the partner need not wait for the lease to run out.
-            if let Ok(l) = std::sync::Arc::try_unwrap(l) {
-                l.stop().await;
-            }
+            l.stop().await;
+        }
+        if handing_over {
+            // The standby again, claiming nothing while the partner takes the site.
+            step_down(ttl.map(|t| t * 3));
         }
         Ok(())
     })

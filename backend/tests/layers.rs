@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "site",
             "takeover",
+            "controllers",
             "settings",
             "metrics",
         ],

@@ -19,6 +19,8 @@ fn controller(name: &str, endpoints: Vec<String>) -> Leadership {
             name: name.into(),
             url: format!("http://{name}.test"),
             key: KEY.into(),
+            members: "/serverware/test-site/members".into(),
+            yield_for: Duration::ZERO,
             ttl: Duration::from_secs(3),
         },
     )

@@ -20,7 +20,6 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use serverware_bench::*;
 use serverware_testhosts::{Cluster, ClusterOptions};
-use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -321,25 +320,6 @@ async fn soak_run(ctl: &Controller, secs: u64) -> Result<()> {
 }
 
 /// Whether http://ip/ answers with `body` within 300 ms.
-fn answers(ip: &str, body: &str) -> bool {
-    let addr: std::net::SocketAddr = match format!("{ip}:80").parse() {
-        Ok(a) => a,
-        Err(_) => return false,
-    };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-    if s.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.contains(body)
-}
-
 async fn cycle_now(api: &Api, vid: i64) -> Result<()> {
     let (_, s) = api
         .call("GET", &format!("/vpses/{vid}/duplo"), None)
@@ -494,26 +474,6 @@ async fn rounds_of(
         }
     }
     Ok((times, named))
-}
-
-async fn ha_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: &str) -> Result<i64> {
-    // 32 MiB each: many fit on one test host.
-    let (code, task) = api
-        .call(
-            "POST",
-            "/vpses",
-            Some(
-                json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
-                "memory_limit_bytes": 32u64 << 20, "start": true,
-                "ha_enabled": true, "check_ports": [80]}),
-            ),
-        )
-        .await?;
-    if code != 202 {
-        bail!("creating {name}: {task}");
-    }
-    let t = task_done(api, &task).await?;
-    Ok(t["target_id"].as_str().context("no target")?.parse()?)
 }
 
 async fn run(rounds: u64, gb: u64) -> Result<()> {

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -199,6 +200,11 @@ impl Api {
 
 /// Logs in as admin and makes an API token for the rest of the run.
 pub async fn admin_api(ctl: &Controller) -> Result<Api> {
+    admin_api_at(&ctl.url).await
+}
+
+/// [`admin_api`] for the controller at `url`.
+pub async fn admin_api_at(url: &str) -> Result<Api> {
     // Idle connections are let go after 2 s, before the controller's 5 s keep-alive closes
     // them under a request.
     let client = awc::Client::builder()
@@ -206,7 +212,7 @@ pub async fn admin_api(ctl: &Controller) -> Result<Api> {
         .timeout(Duration::from_secs(600))
         .finish();
     let r = client
-        .post(format!("{}/api/v1/auth/login", ctl.url))
+        .post(format!("{url}/api/v1/auth/login"))
         .send_json(&json!({"username": "admin", "password": ADMIN_PW}))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -219,7 +225,7 @@ pub async fn admin_api(ctl: &Controller) -> Result<Api> {
         .context("login gave no session")?
         .to_string();
     let mut r = client
-        .post(format!("{}/api/v1/tokens", ctl.url))
+        .post(format!("{url}/api/v1/tokens"))
         .insert_header(("cookie", cookie))
         .send_json(&json!({"name": "bench", "role": "admin"}))
         .await
@@ -231,7 +237,7 @@ pub async fn admin_api(ctl: &Controller) -> Result<Api> {
         .to_string();
     Ok(Api {
         client,
-        base: ctl.url.clone(),
+        base: url.to_string(),
         token,
     })
 }
@@ -304,4 +310,45 @@ pub async fn task_done(api: &Api, task: &Value) -> Result<Value> {
         bail!("task {id} failed: {t}");
     }
     Ok(t)
+}
+
+/// Whether the VPS's web server at `ip` answers with `body` (its host name) now.
+pub fn answers(ip: &str, body: &str) -> bool {
+    let addr: std::net::SocketAddr = match format!("{ip}:80").parse() {
+        Ok(a) => a,
+        Err(_) => return false,
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+    if s.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains(body)
+}
+
+/// An HA VPS (checked on port 80) of the template `tpl` on `host`, running; its id.
+pub async fn ha_vps(api: &Api, name: &str, tpl: i64, host: i64, ip: &str) -> Result<i64> {
+    // 32 MiB each: many fit on one test host.
+    let (code, task) = api
+        .call(
+            "POST",
+            "/vpses",
+            Some(
+                json!({"name": name, "template_id": tpl, "host_id": host, "ipv4": ip,
+                "memory_limit_bytes": 32u64 << 20, "start": true,
+                "ha_enabled": true, "check_ports": [80]}),
+            ),
+        )
+        .await?;
+    if code != 202 {
+        bail!("creating {name}: {task}");
+    }
+    let t = task_done(api, &task).await?;
+    Ok(t["target_id"].as_str().context("no target")?.parse()?)
 }

@@ -117,4 +117,14 @@ test('the standby names the leader, links to it and follows a takeover', async (
   await page.fill('input[name=password]', PASSWORD);
   await page.click('button[type=submit]');
   await expect(page.locator('.sidebar')).toBeVisible();
+
+  // Settings → Controllers: ctl-b leads alone, etcd answers, and a switch-over says why not.
+  await page.goto(`${b.url}/settings`);
+  const ctl = page.locator('[data-test=controllers]');
+  await expect(ctl).toContainText('ctl-b');
+  await expect(ctl.locator('tr', { hasText: 'ctl-b' })).toContainText('leader');
+  await expect(ctl.locator('tr', { hasText: 'e2e' })).toContainText('yes');
+  page.once('dialog', (d) => d.accept());
+  await ctl.getByRole('button', { name: 'Switch over to the partner' }).click();
+  await expect(ctl.locator('[data-test=controllers-note]')).toContainText('no standby controller');
 });

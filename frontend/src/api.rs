@@ -243,6 +243,16 @@ pub async fn site() -> Result<serverware_shared::api::SiteHealth, ApiError> {
     get("/site").await
 }
 
+/// The site's controllers (a pair: who is present, who leads, the etcd members).
+pub async fn pair() -> Result<PairResponse, ApiError> {
+    get("/pair").await
+}
+
+/// A planned switch-over to the partner controller.
+pub async fn switchover() -> Result<SwitchoverResponse, ApiError> {
+    post("/pair/switchover", &serde_json::json!({})).await
+}
+
 pub async fn system_loops() -> Result<Vec<LoopStatus>, ApiError> {
     get("/system/loops").await
 }

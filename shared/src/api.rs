@@ -34,6 +34,48 @@ pub struct PairPeer {
     pub url: String,
 }
 
+/// `GET /api/v1/pair`: the site's controllers and the etcd cluster that decides who leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PairResponse {
+    /// `single` (one controller) or `pair`.
+    pub mode: String,
+    /// The controller that answered (the leader).
+    pub name: String,
+    /// The leader's lease in etcd, in seconds.
+    pub lease_secs: u64,
+    /// The controllers present now (each keeps a key in etcd while it runs).
+    pub controllers: Vec<ControllerInfo>,
+    /// The etcd members (the two controllers' and the witness's).
+    pub etcd: Vec<EtcdMemberInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ControllerInfo {
+    pub name: String,
+    pub url: String,
+    pub version: String,
+    /// `leader` or `standby`.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EtcdMemberInfo {
+    pub name: String,
+    pub url: String,
+    pub healthy: bool,
+}
+
+/// Answer of `POST /api/v1/pair/switchover`: the partner that takes the site over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SwitchoverResponse {
+    pub to: PairPeer,
+    pub message: String,
+}
+
 /// Where a controller of a pair stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

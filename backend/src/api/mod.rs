@@ -83,6 +83,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(duplo::restore_vps)
         .service(system::list_loops)
         .service(system::site_health)
+        .service(system::pair)
+        .service(system::switchover)
         .service(tasks::list_tasks)
         .service(tasks::get_task);
 }

@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::Result;
-use actix_web::{get, web};
+use actix_web::{get, post, web};
 use serverware_shared::api::LoopStatus;
 use serverware_shared::{ErrorBody, Role};
 
@@ -43,4 +43,34 @@ pub async fn site_health(
 ) -> Result<web::Json<serverware_shared::api::SiteHealth>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(crate::site::health(&state.vpses).await?))
+}
+
+/// The site's controllers: who is present, who leads, and the etcd members that decide it.
+#[utoipa::path(tag = "system", responses((status = 200, body = serverware_shared::api::PairResponse), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[get("/pair")]
+pub async fn pair(
+    state: web::Data<Core>,
+    principal: Principal,
+) -> Result<web::Json<serverware_shared::api::PairResponse>> {
+    principal.require(Role::Viewer)?;
+    Ok(web::Json(
+        crate::controllers::view(state.pair.as_deref()).await?,
+    ))
+}
+
+/// A planned switch-over: running operations end, then the partner takes the site over.
+#[utoipa::path(tag = "system", responses((status = 202, body = serverware_shared::api::SwitchoverResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/pair/switchover")]
+pub async fn switchover(
+    state: web::Data<Core>,
+    principal: Principal,
+) -> Result<actix_web::HttpResponse> {
+    principal.require(Role::Admin)?;
+    let r = crate::controllers::switch_over(
+        state.pair.as_deref(),
+        &state.db,
+        &crate::audit::Actor::from(&principal),
+    )
+    .await?;
+    Ok(actix_web::HttpResponse::Accepted().json(r))
 }

@@ -38,11 +38,13 @@ pub enum Claim {
     Held(Holder),
 }
 
+/// A client of the cluster; clones share which member answered last.
+#[derive(Clone)]
 pub struct Etcd {
     http: reqwest::Client,
     endpoints: Vec<String>,
     /// The member tried first (the last one that answered).
-    current: AtomicUsize,
+    current: std::sync::Arc<AtomicUsize>,
 }
 
 impl Etcd {
@@ -66,7 +68,7 @@ impl Etcd {
                 .into_iter()
                 .map(|e| e.trim_end_matches('/').to_string())
                 .collect(),
-            current: AtomicUsize::new(0),
+            current: Default::default(),
         })
     }
 
@@ -145,6 +147,95 @@ impl Etcd {
                 EtcdError::Protocol(format!("the key {key} was taken and released at once"))
             })?;
         Ok(Claim::Held(holder(kv)?))
+    }
+
+    /// Puts `key = value` bound to `lease`.
+    pub async fn put(&self, key: &str, value: &str, lease: i64) -> Result<()> {
+        let body = json!({
+            "key": B64.encode(key),
+            "value": B64.encode(value),
+            "lease": lease.to_string(),
+        });
+        self.post("/v3/kv/put", body).await?;
+        Ok(())
+    }
+
+    /// Every key under `prefix` with its value, in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Holder)>> {
+        // The range [prefix, prefix with its last byte plus one).
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let v = self
+            .post(
+                "/v3/kv/range",
+                json!({ "key": B64.encode(prefix), "range_end": B64.encode(&end) }),
+            )
+            .await?;
+        let kvs = v
+            .get("kvs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        kvs.iter()
+            .map(|kv| {
+                let key = kv
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .and_then(|k| B64.decode(k).ok())
+                    .map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .unwrap_or_default();
+                Ok((key, holder(kv)?))
+            })
+            .collect()
+    }
+
+    /// The cluster's members: name and client URLs.
+    pub async fn members(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let v = self.post("/v3/cluster/member/list", json!({})).await?;
+        let list = v
+            .get("members")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(list
+            .iter()
+            .map(|m| {
+                let name = m
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let urls = m
+                    .get("clientURLs")
+                    .and_then(Value::as_array)
+                    .map(|u| {
+                        u.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (name, urls)
+            })
+            .collect())
+    }
+
+    /// Whether the member at `url` says it is healthy (its `/health`), within the timeout.
+    pub async fn healthy(&self, url: &str) -> bool {
+        let r = self
+            .http
+            .get(format!("{}/health", url.trim_end_matches('/')))
+            .send()
+            .await;
+        match r {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v.get("health").and_then(Value::as_str) == Some("true")),
+            Err(_) => false,
+        }
     }
 
     /// Who holds `key` now, if anyone.

@@ -21,6 +21,52 @@ pub enum Role {
     Follower { leader: Option<Peer> },
 }
 
+/// A controller of the pair as it says it is present (whether it leads or not).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub url: String,
+    /// The version of the controller it runs.
+    pub version: String,
+}
+
+/// Keeps `key = member` in etcd under a lease of its own, renewed every third of `ttl`, until
+/// `stop` (then the key goes at once).
+async fn present(
+    etcd: Etcd,
+    key: String,
+    member: Member,
+    ttl: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let value = serde_json::to_string(&member).unwrap_or_default();
+    let every = ttl / 3;
+    while !*stop.borrow() {
+        let lease = match etcd.grant(ttl).await {
+            Ok(l) => l,
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        if etcd.put(&key, &value, lease).await.is_ok() {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => break,
+                }
+                match etcd.keep_alive(lease).await {
+                    Ok(left) if left > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        let _ = etcd.revoke(lease).await;
+    }
+}
+
 /// A controller of the pair as the leader key names it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Peer {
@@ -54,6 +100,12 @@ pub struct Options {
     pub key: String,
     /// The lease's life (whole seconds, at least 2); renewed every third of it.
     pub ttl: Duration,
+    /// Where each controller says it is present (`PREFIX/NAME`: name, URL, version), under a
+    /// lease of its own, whether it leads or not.
+    pub members: String,
+    /// Claims nothing for this long after starting (a controller that just handed the site
+    /// over lets its partner take it); it leads again after that if nobody did.
+    pub yield_for: Duration,
 }
 
 impl Options {
@@ -79,6 +131,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One controller's part in the election, running until [`Leadership::stop`].
 pub struct Leadership {
     me: Peer,
+    etcd: Etcd,
+    opts: Options,
+    /// Asked to hand the site over to its partner (a planned switch-over).
+    hand_over: watch::Sender<bool>,
+    presence: tokio::task::JoinHandle<()>,
     /// The other controller last seen leading.
     previous: Arc<Mutex<Option<Peer>>>,
     role: watch::Receiver<Role>,
@@ -102,10 +159,21 @@ impl Leadership {
             url: opts.url.clone(),
         };
         let previous: Arc<Mutex<Option<Peer>>> = Default::default();
+        let presence = tokio::spawn(present(
+            etcd.clone(),
+            format!("{}/{}", opts.members.trim_end_matches('/'), opts.name),
+            Member {
+                name: opts.name.clone(),
+                url: opts.url.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            opts.ttl,
+            stop_rx.clone(),
+        ));
         let c = Campaign {
             previous: previous.clone(),
-            etcd,
-            opts,
+            etcd: etcd.clone(),
+            opts: opts.clone(),
             role: role_tx,
             until: until.clone(),
             stop: stop_rx,
@@ -113,6 +181,10 @@ impl Leadership {
         let task = tokio::spawn(c.run());
         Leadership {
             me,
+            etcd,
+            opts,
+            hand_over: watch::channel(false).0,
+            presence,
             previous,
             role,
             until,
@@ -130,6 +202,40 @@ impl Leadership {
     /// Until when it may act as the leader, while it leads.
     pub fn leading_until(&self) -> Option<Instant> {
         *lock(&self.until)
+    }
+
+    /// Asks this controller to hand the site over to its partner (a planned switch-over); the
+    /// program does it (see [`Leadership::hand_over_requested`]).
+    pub fn request_hand_over(&self) {
+        self.hand_over.send_replace(true);
+    }
+
+    /// Returns once a hand-over was asked for.
+    pub async fn hand_over_requested(&self) {
+        let mut rx = self.hand_over.subscribe();
+        let _ = rx.wait_for(|asked| *asked).await;
+    }
+
+    /// The controllers present now (each keeps its own key while it runs), by name.
+    pub async fn members(&self) -> Result<Vec<Member>, super::EtcdError> {
+        let prefix = format!("{}/", self.opts.members.trim_end_matches('/'));
+        Ok(self
+            .etcd
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(_, h)| serde_json::from_str(&h.value).ok())
+            .collect())
+    }
+
+    /// The etcd cluster this controller asks.
+    pub fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
+    /// How long its lease is.
+    pub fn ttl(&self) -> Duration {
+        self.opts.ttl
     }
 
     /// What it is, as last decided.
@@ -200,10 +306,15 @@ impl Leadership {
     }
 
     /// Stops campaigning; a leader hands the key back at once (its lease revoked), so its
-    /// partner need not wait for it to run out.
-    pub async fn stop(self) {
+    /// partner need not wait for it to run out. Returns once done (at most a few seconds, when
+    /// etcd does not answer).
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(self.task.is_finished() && self.presence.is_finished()) && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -252,6 +363,20 @@ impl Campaign {
     }
 
     async fn run(mut self) {
+        // A controller that just handed the site over only follows for a while.
+        let yield_until = Instant::now() + self.opts.yield_for;
+        while !self.stopped() && Instant::now() < yield_until {
+            match self.etcd.get(&self.opts.key).await {
+                Ok(h) => self.set(Role::Follower {
+                    leader: h.map(|h| Peer::from_value(&h.value)),
+                }),
+                Err(_) => self.set(Role::Follower { leader: None }),
+            }
+            let left = yield_until.saturating_duration_since(Instant::now());
+            if !self.pause(self.opts.every().min(left)).await {
+                break;
+            }
+        }
         while !self.stopped() {
             let sent = Instant::now();
             let lease = match self.etcd.grant(self.opts.ttl).await {
@@ -356,6 +481,8 @@ mod tests {
             name: "a".into(),
             url: "http://a".into(),
             key: "k".into(),
+            members: "m".into(),
+            yield_for: Duration::ZERO,
             ttl: Duration::from_secs(s),
         };
         assert_eq!(o(3).margin(), Duration::from_millis(300));

@@ -6,4 +6,4 @@ pub mod etcd;
 pub mod lead;
 
 pub use etcd::{Etcd, EtcdError};
-pub use lead::{Leadership, Options, Peer, Role};
+pub use lead::{Leadership, Member, Options, Peer, Role};

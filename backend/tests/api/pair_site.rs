@@ -303,3 +303,123 @@ async fn a_leader_cut_off_from_etcd_stops_writing_before_its_partner_starts() {
     assert_eq!(settings["site_name"], format!("site-{n}"), "{settings}");
     let _ = &mut ctl;
 }
+
+#[actix_web::test]
+async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
+    let mut pair = Pair::new();
+    let a = pair.controller(0).await;
+    wait_role(&a, "leader", Some("ctl-a")).await;
+    let admin = a.admin().await;
+    // Alone, there is nobody to hand the site to.
+    let r = post(&admin, a.url("/api/v1/pair/switchover"), json!({})).await;
+    let body = expect_error(r, 409, "conflict").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no standby controller"),
+        "{body}"
+    );
+    let b = pair.controller(1).await;
+    let ctl = [a, b];
+    wait_role(&ctl[1], "standby", Some("ctl-a")).await;
+
+    // The Controllers view: both present, who leads, the three etcd members answering.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let v = get(&ctl[0], &admin, "/api/v1/pair").await;
+        if v["controllers"].as_array().map(Vec::len) == Some(2) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partner is never listed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(view["mode"], "pair", "{view}");
+    assert_eq!(view["name"], "ctl-a", "{view}");
+    let roles: Vec<(String, String)> = view["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["role"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("ctl-a".into(), "leader".into()),
+            ("ctl-b".into(), "standby".into())
+        ]
+    );
+    let etcd = view["etcd"].as_array().unwrap();
+    assert_eq!(etcd.len(), 3, "{view}");
+    assert!(etcd.iter().all(|m| m["healthy"] == true), "{view}");
+    // A viewer sees it; only an admin switches over.
+    let viewer = ctl[0].user_with_role(&admin, "watcher", "viewer").await;
+    assert_eq!(get(&ctl[0], &viewer, "/api/v1/pair").await["mode"], "pair");
+    let r = post(&viewer, ctl[0].url("/api/v1/pair/switchover"), json!({})).await;
+    expect_error(r, 403, "forbidden").await;
+
+    // The switch-over, with both sampled for writes every 100 ms.
+    let token = ctl[0].token(&admin, "pair-writer", None).await;
+    let c = client().build().unwrap();
+    let r = post(&admin, ctl[0].url("/api/v1/pair/switchover"), json!({})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["to"]["name"], "ctl-b", "{body}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (mut n, mut last) = (0, 0);
+    loop {
+        n += 1;
+        let (wa, wb) = tokio::join!(
+            writes(&c, &ctl[0], &token, n),
+            writes(&c, &ctl[1], &token, n)
+        );
+        assert!(!(wa && wb), "both controllers accepted writes in round {n}");
+        if wa || wb {
+            last = n;
+        }
+        if wb {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ctl-b never took over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ctl-a stays the standby (it leaves the lead to its partner), and nothing was lost.
+    wait_role(&ctl[0], "standby", Some("ctl-b")).await;
+    for _ in 0..10 {
+        n += 1;
+        let (wa, wb) = tokio::join!(
+            writes(&c, &ctl[0], &token, n),
+            writes(&c, &ctl[1], &token, n)
+        );
+        assert!(!wa && wb, "round {n}: ctl-a {wa}, ctl-b {wb}");
+        last = n;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin_b = ctl[1].admin().await;
+    assert_eq!(
+        get(&ctl[1], &admin_b, "/api/v1/settings").await["site_name"],
+        format!("site-{last}")
+    );
+    let e = get(
+        &ctl[1],
+        &admin_b,
+        "/api/v1/events?action=controller.switchover",
+    )
+    .await;
+    assert_eq!(e["events"][0]["details"]["to"], "ctl-b", "{e}");
+    let e = get(
+        &ctl[1],
+        &admin_b,
+        "/api/v1/events?action=controller.takeover",
+    )
+    .await;
+    assert_eq!(e["events"][0]["details"]["previous"], "ctl-a", "{e}");
+}

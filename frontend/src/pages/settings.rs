@@ -23,8 +23,89 @@ pub fn SettingsPage() -> impl IntoView {
             <Users/>
             <Site/>
             <RestorePointPolicy/>
+            <Controllers/>
             <System/>
         </Show>
+    }
+}
+
+/// The site's controllers (admins): a single controller says so; a pair lists both, who leads,
+/// the etcd members and whether each answers, and offers a planned switch-over.
+#[component]
+fn Controllers() -> impl IntoView {
+    let view_of = RwSignal::new(None::<PairResponse>);
+    let note = RwSignal::new(None::<String>);
+    let load = move || {
+        spawn_local(async move {
+            match api::pair().await {
+                Ok(p) => view_of.set(Some(p)),
+                Err(e) => note.set(Some(e.message())),
+            }
+        })
+    };
+    load();
+    if let Ok(timer) = set_interval_with_handle(load, std::time::Duration::from_secs(5)) {
+        on_cleanup(move || timer.clear());
+    }
+    let switch = move |_| {
+        let to = view_of
+            .get_untracked()
+            .and_then(|p| p.controllers.into_iter().find(|c| c.role == "standby"))
+            .map(|c| c.name)
+            .unwrap_or_else(|| "the partner".into());
+        let ok = web_sys::window()
+            .and_then(|w| {
+                w.confirm_with_message(&format!(
+                    "Hand the site over to {to}? Running operations end first; the dashboard moves to {to}."
+                ))
+                .ok()
+            })
+            .unwrap_or(false);
+        if !ok {
+            return;
+        }
+        spawn_local(async move {
+            match api::switchover().await {
+                Ok(r) => {
+                    note.set(Some(r.message));
+                    // This controller becomes the standby: the app shows where to go.
+                    let _ = web_sys::window().map(|w| w.location().set_href(&r.to.url));
+                }
+                Err(e) => note.set(Some(e.message())),
+            }
+        });
+    };
+    view! {
+        <section class="card" data-test="controllers">
+            <h2>"Controllers"</h2>
+            {move || match view_of.get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(p) if p.mode == "single" => view! {
+                    <p class="muted">"A single controller: it is not one of a pair (see the README's “A controller pair”)."</p>
+                }.into_any(),
+                Some(p) => view! {
+                    <table>
+                        <thead><tr><th>"Controller"</th><th>"Role"</th><th>"Version"</th><th>"Address"</th></tr></thead>
+                        <tbody>
+                            {p.controllers.into_iter().map(|c| view! {
+                                <tr><td>{c.name}</td><td>{c.role}</td><td>{c.version}</td><td>{c.url}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <table>
+                        <thead><tr><th>"etcd member"</th><th>"Address"</th><th>"Answers"</th></tr></thead>
+                        <tbody>
+                            {p.etcd.into_iter().map(|m| view! {
+                                <tr><td>{m.name}</td><td>{m.url}</td><td>{if m.healthy { "yes" } else { "no" }}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <p class="muted">{format!("The leader holds a lease of {} s in etcd; if it fails, its partner takes over after at most that long.", p.lease_secs)}</p>
+                    <button on:click=switch>"Switch over to the partner"</button>
+                }.into_any(),
+            }}
+            {move || note.get().map(|n| view! { <p data-test="controllers-note">{n}</p> })}
+        </section>
     }
 }
 
