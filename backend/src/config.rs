@@ -26,6 +26,10 @@ pub struct ConfigArgs {
     /// storage server) [default: DATA_DIR/storage/duplo]
     #[arg(long, env = "SERVERWARE_STORAGE_DIR", global = true)]
     pub storage_dir: Option<PathBuf>,
+    /// VPS templates' archives (shared by the controllers of a pair, like the storage)
+    /// [default: DATA_DIR/storage/templates]
+    #[arg(long, env = "SERVERWARE_TEMPLATES_DIR", global = true)]
+    pub templates_dir: Option<PathBuf>,
     /// sqlite://PATH or postgres://USER:PASS@HOST/DB [default: SQLite in the data directory]
     #[arg(
         long,
@@ -126,6 +130,7 @@ struct FileConfig {
     ssh_listen: Option<String>,
     data_dir: Option<PathBuf>,
     storage_dir: Option<PathBuf>,
+    templates_dir: Option<PathBuf>,
     database_url: Option<String>,
     log: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -171,6 +176,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// netDUPLO's storage directory.
     pub storage_dir: PathBuf,
+    /// The templates' archives.
+    pub templates_dir: PathBuf,
     pub database_url: String,
     pub log: String,
     pub tls: Option<TlsFiles>,
@@ -197,6 +204,7 @@ impl fmt::Debug for Config {
             .field("ssh_listen", &self.ssh_listen)
             .field("data_dir", &self.data_dir)
             .field("storage_dir", &self.storage_dir)
+            .field("templates_dir", &self.templates_dir)
             .field("database_url", &redact_db_url(&self.database_url))
             .field("log", &self.log)
             .field("tls", &self.tls)
@@ -276,6 +284,11 @@ impl Config {
             .clone()
             .or(file.storage_dir)
             .unwrap_or_else(|| data_dir.join("storage").join("duplo"));
+        let templates_dir = args
+            .templates_dir
+            .clone()
+            .or(file.templates_dir)
+            .unwrap_or_else(|| data_dir.join("storage").join("templates"));
         let database_url = args
             .database_url
             .clone()
@@ -317,6 +330,7 @@ impl Config {
             ssh_listen_explicit,
             data_dir,
             storage_dir,
+            templates_dir,
             database_url,
             log,
             tls,

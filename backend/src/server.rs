@@ -187,7 +187,7 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         async move { crate::netmon::tick(&mon).await }
     });
     // The built-in template: built at start, and again if its archive goes missing.
-    let (db, dir) = (state.db.clone(), state.config.data_dir.clone());
+    let (db, dir) = (state.db.clone(), state.config.templates_dir.clone());
     sup.spawn("templates", Duration::from_secs(60), move || {
         let (db, dir) = (db.clone(), dir.clone());
         async move {
@@ -439,7 +439,7 @@ async fn build_core(
     host_manager.start_all().await?;
     spawn_event_fanout(&db, hub.clone());
     // Built before serving when it can be; the supervisor's `templates` loop retries.
-    if let Err(e) = crate::templates::ensure_minimal(&db, &config.data_dir).await {
+    if let Err(e) = crate::templates::ensure_minimal(&db, &config.templates_dir).await {
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
     }
     crate::files::private_dir(&config.storage_dir)?;
@@ -471,7 +471,7 @@ async fn build_core(
         ops: ops.clone(),
         duplo: duplo.clone(),
         netmon: netmon.clone(),
-        data_dir: config.data_dir.clone(),
+        templates_dir: config.templates_dir.clone(),
         stopping: stopping.clone(),
         placement: Default::default(),
     });

@@ -93,6 +93,10 @@ fn member(name: &str, etcd: &str, shared: &Path, keys: &Path) -> Result<Member> 
             dir.join("no-dashboard").display().to_string(),
         ),
         ("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW.into()),
+        (
+            "SERVERWARE_TEMPLATES_DIR",
+            shared.join("templates").display().to_string(),
+        ),
         ("SERVERWARE_LOG", "warn".into()),
         ("SERVERWARE_PAIR_ETCD", etcd.into()),
         ("SERVERWARE_PAIR_NAME", name.into()),
@@ -139,15 +143,22 @@ async fn until_role(m: &Member, role: &str) -> Result<()> {
     Ok(())
 }
 
-/// One write at `url`: the settings' site name set to `n`; whether it was acknowledged.
+/// One write at `url`: the settings' site name set to `n`; whether it was acknowledged. The
+/// answer is read whole, so that its connection can serve the next write.
 async fn write(client: &awc::Client, url: &str, token: &str, n: u64) -> bool {
-    client
+    let r = client
         .patch(format!("{url}/api/v1/settings"))
         .bearer_auth(token)
         .timeout(Duration::from_millis(800))
         .send_json(&json!({ "site_name": format!("w{n}") }))
-        .await
-        .is_ok_and(|r| r.status().is_success())
+        .await;
+    match r {
+        Ok(mut r) => {
+            let ok = r.status().is_success();
+            ok && r.body().await.is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 fn main() -> Result<()> {
@@ -259,11 +270,27 @@ async fn wait_serving(url: &str) -> Result<()> {
     }
 }
 
+/// The same API token at the other controller of the pair (tokens live in the site's database).
+fn at(api: &Api, url: &str) -> Api {
+    Api {
+        client: api.client.clone(),
+        base: url.to_string(),
+        token: api.token.clone(),
+    }
+}
+
 /// Every acknowledged write: when, at which controller, its number.
 type Acks = Arc<Mutex<Vec<(Instant, usize, u64)>>>;
 
-/// Writes every 20 ms at both controllers (only the leader may acknowledge) until `stop`.
-fn spawn_writer(urls: [String; 2], token: String, acks: Acks, stop: Arc<AtomicBool>) {
+/// Writes every 20 ms at both controllers (only the leader may acknowledge) until `stop`;
+/// counts the rounds in `tried`.
+fn spawn_writer(
+    urls: [String; 2],
+    token: String,
+    acks: Acks,
+    tried: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     actix_rt::spawn(async move {
         let client = awc::Client::builder()
             .connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2)))
@@ -271,6 +298,7 @@ fn spawn_writer(urls: [String; 2], token: String, acks: Acks, stop: Arc<AtomicBo
         let mut n = 0u64;
         while !stop.load(Ordering::SeqCst) {
             n += 1;
+            tried.fetch_add(1, Ordering::SeqCst);
             let (a, b) = futures_util::join!(
                 write(&client, &urls[0], &token, n),
                 write(&client, &urls[1], &token, n)
@@ -339,10 +367,12 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let acks: Acks = Default::default();
+    let tried = Arc::new(AtomicU64::new(0));
     spawn_writer(
         [m[0].url.clone(), m[1].url.clone()],
         api.token.clone(),
         acks.clone(),
+        tried.clone(),
         stop.clone(),
     );
     let sampler = spawn_sampler(ip.clone(), "to-ha".into(), stop.clone());
@@ -395,10 +425,7 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
         times.push(took.as_secs_f64());
         // Nothing the old leader acknowledged is missing: the new leader reads the newest
         // acknowledged value or a later one.
-        let (_, s) = admin_api_at(&m[o].url)
-            .await?
-            .call("GET", "/settings", None)
-            .await?;
+        let (_, s) = at(&api, &m[o].url).call("GET", "/settings", None).await?;
         let now_n: u64 = s["site_name"]
             .as_str()
             .and_then(|v| v.strip_prefix('w'))
@@ -426,9 +453,25 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
         }
         by_n.values().filter(|c| **c > 1).count()
     };
-    let (_, now) = leader_api(m).await?;
-    let (_, v) = now.call("GET", &format!("/vpses/{vid}"), None).await?;
+    let l = if status(&m[0].url).await.as_deref() == Some("leader") {
+        0
+    } else {
+        1
+    };
+    let v = wait_for(
+        &at(&api, &m[l].url),
+        &format!("/vpses/{vid}"),
+        "VPS sampled",
+        |v| v["live"]["init_pid"].is_number(),
+    )
+    .await?;
     let same_init = v["live"]["init_pid"] == init && v["host_id"] == hosts[0];
+    if !same_init {
+        println!(
+            "the HA VPS's init was {init} on host {}; now {} on host {}",
+            hosts[0], v["live"]["init_pid"], v["host_id"]
+        );
+    }
     let mut sorted = times.clone();
     println!();
     println!(
@@ -446,8 +489,9 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
         pct(&mut sorted, 99.0)
     );
     println!(
-        "| writes acknowledged / lost / answered by both at once | {} / {} / {} | — |",
+        "| writes acknowledged (of rounds tried) / lost / answered by both at once | {} ({}) / {} / {} | — |",
         all.len(),
+        tried.load(Ordering::SeqCst),
         lost.load(Ordering::SeqCst),
         both
     );

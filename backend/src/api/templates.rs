@@ -41,7 +41,7 @@ pub async fn upload_template(
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let u = admin::check_upload(&state.db, &query.into_inner()).await?;
-    let upload = admin::upload_file(&state.config.data_dir)?;
+    let upload = admin::upload_file(&state.config.templates_dir)?;
     // Written on tokio's blocking pool, a chunk at a time: the server's threads never wait on
     // the disk, and a slow upload holds nothing but its own file.
     let mut file = tokio::fs::File::from_std(
@@ -73,7 +73,7 @@ pub async fn upload_template(
         ));
     }
     let actor = Actor::from(&principal);
-    let row = admin::add_uploaded(&state.db, &state.config.data_dir, actor, u, upload).await?;
+    let row = admin::add_uploaded(&state.db, &state.config.templates_dir, actor, u, upload).await?;
     Ok(HttpResponse::Created().json(row.to_response()))
 }
 
@@ -90,7 +90,7 @@ pub async fn build_debian(
     let task: TaskResponse = admin::build_debian(
         &state.db,
         &state.hub,
-        &state.config.data_dir,
+        &state.config.templates_dir,
         Actor::from(&principal),
         body.into_inner(),
     )
@@ -109,6 +109,12 @@ pub async fn delete_template(
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let actor = Actor::from(&principal);
-    admin::delete(&state.db, &state.config.data_dir, actor, id.into_inner()).await?;
+    admin::delete(
+        &state.db,
+        &state.config.templates_dir,
+        actor,
+        id.into_inner(),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

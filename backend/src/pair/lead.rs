@@ -119,6 +119,12 @@ impl Options {
     fn every(&self) -> Duration {
         self.ttl / 3
     }
+
+    /// How often a follower looks whether the key is free: a twelfth of the lease, at least
+    /// 100 ms (a takeover waits for the lease to run out, then at most this long).
+    fn poll(&self) -> Duration {
+        (self.ttl / 12).max(Duration::from_millis(100))
+    }
 }
 
 /// Until when this controller may act as the leader (None: it does not lead).
@@ -458,7 +464,7 @@ impl Campaign {
 
     /// Watches the key until nobody holds it (then campaigns again) or it is asked to stop.
     async fn follow(&mut self) {
-        while self.pause(self.opts.every()).await {
+        while self.pause(self.opts.poll()).await {
             match self.etcd.get(&self.opts.key).await {
                 Ok(None) => return,
                 Ok(Some(h)) => self.set(Role::Follower {
@@ -489,6 +495,7 @@ mod tests {
         assert_eq!(o(2).margin(), Duration::from_millis(250));
         assert_eq!(o(10).margin(), Duration::from_secs(1));
         assert_eq!(o(3).every(), Duration::from_secs(1));
+        assert_eq!(o(3).poll(), Duration::from_millis(250));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What operators do with templates: list, add an uploaded archive, build a Debian one (a task),
 //! delete. The built-in template stays; one a VPS is being made from stays until it is made.
 
-use super::{accept_archive, dir, file, pack, TemplateRow, MINIMAL};
+use super::{accept_archive, dir, file, pack, path_of, TemplateRow, MINIMAL};
 use crate::audit::{self, Actor, Change};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -39,8 +39,8 @@ pub async fn check_upload(db: &Db, q: &UploadTemplateQuery) -> Result<Upload> {
 
 /// Where an upload's body is written while it arrives (in the templates' directory, so the
 /// accepted archive is renamed, not copied).
-pub fn upload_file(data_dir: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = dir(data_dir);
+pub fn upload_file(templates: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = dir(templates);
     std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(e.into()))?;
     tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::Internal(e.into()))
 }
@@ -49,13 +49,13 @@ pub fn upload_file(data_dir: &Path) -> Result<tempfile::NamedTempFile> {
 /// template. Nothing is left behind when it is refused.
 pub async fn add_uploaded(
     db: &Db,
-    data_dir: &Path,
+    templates: &Path,
     actor: Actor,
     u: Upload,
     upload: tempfile::NamedTempFile,
 ) -> Result<TemplateRow> {
     let rel = format!("templates/{}.tar.gz", u.name);
-    let out = data_dir.join("storage").join(&rel);
+    let out = path_of(templates, &rel);
     let path = upload.path().to_path_buf();
     let stored = tokio::task::spawn_blocking(move || {
         let r = accept_archive(&path, &out);
@@ -96,7 +96,7 @@ pub async fn add_uploaded(
 pub async fn build_debian(
     db: &Db,
     hub: &Arc<Hub>,
-    data_dir: &Path,
+    templates: &Path,
     actor: Actor,
     r: BuildDebianTemplateRequest,
 ) -> Result<TaskResponse> {
@@ -150,11 +150,7 @@ pub async fn build_debian(
         .await?;
     let task = Task::new(db.clone(), hub.clone(), actor, &task_row);
     let out = task.response();
-    let (db, out_path, storage) = (
-        db.clone(),
-        data_dir.join("storage").join(&rel),
-        dir(data_dir),
-    );
+    let (db, out_path, storage) = (db.clone(), path_of(templates, &rel), dir(templates));
     tokio::spawn(async move {
         task.log(format!("debootstrap {suite} from {mirror}")).await;
         task.progress(5, 0, None).await;
@@ -208,7 +204,7 @@ fn debootstrap(suite: &str, mirror: &str, storage: &Path, out: &Path) -> anyhow:
 }
 
 /// Deletes a template (VPSes made from it keep their own files), and its archive.
-pub async fn delete(db: &Db, data_dir: &Path, actor: Actor, id: i64) -> Result<()> {
+pub async fn delete(db: &Db, templates: &Path, actor: Actor, id: i64) -> Result<()> {
     let row = db
         .transaction(move |c| {
             let row = repo::find(c, id)?;
@@ -244,6 +240,6 @@ pub async fn delete(db: &Db, data_dir: &Path, actor: Actor, id: i64) -> Result<(
             Ok(row)
         })
         .await?;
-    let _ = std::fs::remove_file(file(data_dir, &row));
+    let _ = std::fs::remove_file(file(templates, &row));
     Ok(())
 }

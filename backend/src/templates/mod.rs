@@ -31,13 +31,24 @@ impl TemplateRow {
     }
 }
 
-pub fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("storage").join("templates")
+/// The templates' directory (`templates_dir` in the configuration).
+pub fn dir(templates: &Path) -> PathBuf {
+    templates.to_path_buf()
+}
+
+/// Where the archive recorded as `rel` (`templates/NAME.tar.gz`) lives: in the templates'
+/// directory, by its file name.
+pub fn path_of(templates: &Path, rel: &str) -> PathBuf {
+    let name = Path::new(rel)
+        .file_name()
+        .map(Path::new)
+        .unwrap_or(Path::new(rel));
+    templates.join(name)
 }
 
 /// Where a template's archive lives.
-pub fn file(data_dir: &Path, row: &TemplateRow) -> PathBuf {
-    data_dir.join("storage").join(&row.storage_path)
+pub fn file(templates: &Path, row: &TemplateRow) -> PathBuf {
+    path_of(templates, &row.storage_path)
 }
 
 fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -156,18 +167,18 @@ pub fn pack(root: &Path, out: &Path) -> anyhow::Result<u64> {
 }
 
 /// Makes sure the built-in template exists (at first start, or after its file was lost).
-pub async fn ensure_minimal(db: &Db, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn ensure_minimal(db: &Db, templates: &Path) -> anyhow::Result<()> {
     let existing = db
         .run(|c| repo::by_name(c, MINIMAL))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(t) = &existing {
-        if file(data_dir, t).is_file() {
+        if file(templates, t).is_file() {
             return Ok(());
         }
     }
     let rel = format!("templates/{MINIMAL}.tar.gz");
-    let out = data_dir.join("storage").join(&rel);
+    let out = path_of(templates, &rel);
     let size = tokio::task::spawn_blocking(move || build_minimal(&out)).await??;
     db.run(move |c| {
         match existing {

@@ -73,7 +73,7 @@ pub async fn create(state: Arc<Vpses>, actor: Actor, req: CreateVps) -> Result<T
             format!("template {} is {}", template.name, template.status),
         ));
     }
-    let path = crate::templates::file(&state.data_dir, &template);
+    let path = crate::templates::file(&state.templates_dir, &template);
     if !path.is_file() {
         return Err(Error::conflict(
             Some("template_id"),
@@ -317,7 +317,7 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         Some(tid) => {
             let row = state.db.run(move |c| crate::templates::load(c, tid)).await;
             match row {
-                Ok(t) => crate::templates::file(&state.data_dir, &t),
+                Ok(t) => crate::templates::file(&state.templates_dir, &t),
                 Err(_) => p.template,
             }
         }

@@ -55,8 +55,8 @@ pub struct Vpses {
     pub duplo: Arc<crate::duplo::Duplo>,
     /// netMON's state, read for what a VPS's view shows (failing over, its services).
     pub netmon: Arc<crate::netmon::Netmon>,
-    /// Templates live under it.
-    pub data_dir: std::path::PathBuf,
+    /// The templates' archives.
+    pub templates_dir: std::path::PathBuf,
     /// Set when the controller is stopping: no new operation is accepted.
     pub stopping: crate::ops::Stopping,
     /// Held from a placement decision until its VPS is recorded, so two creates cannot both

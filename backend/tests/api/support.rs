@@ -171,6 +171,10 @@ impl TestController {
                     "SERVERWARE_STORAGE_DIR".into(),
                     storage.display().to_string(),
                 ),
+                (
+                    "SERVERWARE_TEMPLATES_DIR".into(),
+                    storage.with_file_name("templates").display().to_string(),
+                ),
             ],
             _dir: dir,
         };
