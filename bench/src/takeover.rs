@@ -337,16 +337,43 @@ fn spawn_sampler(
     })
 }
 
-async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
-    let (_, api) = leader_api(m).await?;
+/// Which of the two says it leads (the second when the first does not).
+async fn leader_of(m: &[Member; 2]) -> usize {
+    if status(&m[0].url).await.as_deref() == Some("leader") {
+        0
+    } else {
+        1
+    }
+}
+
+/// How many writes both controllers acknowledged (two leaders at once: must be none).
+fn answered_by_both(all: &[(Instant, usize, u64)]) -> usize {
+    let mut by_n = std::collections::HashMap::<u64, usize>::new();
+    for a in all {
+        *by_n.entry(a.2).or_default() += 1;
+    }
+    by_n.values().filter(|c| **c > 1).count()
+}
+
+/// The site the pair runs: two test hosts and an HA VPS answering; the VPS's id, address and
+/// init PID.
+struct Site {
+    cluster: Cluster,
+    hosts: Vec<i64>,
+    vid: i64,
+    ip: String,
+    init: Value,
+}
+
+async fn site(api: &Api) -> Result<Site> {
     let cluster = Cluster::create(ClusterOptions {
         hosts: 2,
         ..Default::default()
     })?;
     let mut hosts = Vec::new();
     for (i, h) in cluster.hosts.iter().enumerate() {
-        let id = add_host(&api, &format!("node-{i}"), h).await?;
-        wait_for(&api, &format!("/hosts/{id}"), "host online", |h| {
+        let id = add_host(api, &format!("node-{i}"), h).await?;
+        wait_for(api, &format!("/hosts/{id}"), "host online", |h| {
             h["status"] == "online"
         })
         .await?;
@@ -355,8 +382,8 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
     let (_, tpls) = api.call("GET", "/templates", None).await?;
     let tpl = tpls[0]["id"].as_i64().context("no template")?;
     let ip = format!("10.77.{}.70", cluster.subnet);
-    let vid = ha_vps(&api, "to-ha", tpl, hosts[0], &ip).await?;
-    let v = wait_for(&api, &format!("/vpses/{vid}"), "VPS sampled", |v| {
+    let vid = ha_vps(api, "to-ha", tpl, hosts[0], &ip).await?;
+    let v = wait_for(api, &format!("/vpses/{vid}"), "VPS sampled", |v| {
         v["live"]["init_pid"].is_number()
     })
     .await?;
@@ -364,7 +391,24 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
     while !answers(&ip, "to-ha") {
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(Site {
+        cluster,
+        hosts,
+        vid,
+        ip,
+        init,
+    })
+}
 
+async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
+    let (_, api) = leader_api(m).await?;
+    let Site {
+        cluster: _cluster,
+        hosts,
+        vid,
+        ip,
+        init,
+    } = site(&api).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks: Acks = Default::default();
     let tried = Arc::new(AtomicU64::new(0));
@@ -379,11 +423,7 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
     let lost = AtomicU64::new(0);
     let mut times = Vec::new();
     for round in 1..=rounds {
-        let l = if status(&m[0].url).await.as_deref() == Some("leader") {
-            0
-        } else {
-            1
-        };
+        let l = leader_of(m).await;
         let o = 1 - l;
         until_role(&m[o], "standby").await?;
         // Writes acknowledged by the leader before the kill.
@@ -446,18 +486,8 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
     stop.store(true, Ordering::SeqCst);
     let worst = sampler.join().unwrap_or_default();
     let all = acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let both = {
-        let mut by_n = std::collections::HashMap::<u64, usize>::new();
-        for a in &all {
-            *by_n.entry(a.2).or_default() += 1;
-        }
-        by_n.values().filter(|c| **c > 1).count()
-    };
-    let l = if status(&m[0].url).await.as_deref() == Some("leader") {
-        0
-    } else {
-        1
-    };
+    let both = answered_by_both(&all);
+    let l = leader_of(m).await;
     let v = wait_for(
         &at(&api, &m[l].url),
         &format!("/vpses/{vid}"),
