@@ -82,6 +82,12 @@ pub struct ConfigArgs {
     /// The leader's lease in etcd, in seconds (2 to 60) [default: 3]
     #[arg(long, env = "SERVERWARE_PAIR_LEASE_SECS", global = true)]
     pub pair_lease_secs: Option<u64>,
+    /// The site's service address, held by whichever controller leads (IPv4/PREFIX)
+    #[arg(long, env = "SERVERWARE_PAIR_ADDRESS", global = true)]
+    pub pair_address: Option<String>,
+    /// The interface the service address is held on
+    #[arg(long, env = "SERVERWARE_PAIR_INTERFACE", global = true)]
+    pub pair_interface: Option<String>,
 }
 
 /// `[pair]` in the TOML file.
@@ -93,6 +99,17 @@ struct FilePair {
     url: Option<String>,
     lease_secs: Option<u64>,
     site: Option<String>,
+    address: Option<String>,
+    interface: Option<String>,
+}
+
+/// The site's service address: an IPv4 address and the interface the leader holds it on
+/// (taken and given back by `pair/address.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddress {
+    pub ip: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub interface: String,
 }
 
 /// A controller of a pair: who decides who leads, and how it is known.
@@ -108,6 +125,8 @@ pub struct PairConfig {
     pub lease: std::time::Duration,
     /// The site's name in etcd: its leader key is `/serverware/SITE/leader`.
     pub site: String,
+    /// The service address the leader holds, if any.
+    pub address: Option<ServiceAddress>,
 }
 
 impl PairConfig {
@@ -407,6 +426,10 @@ fn resolve_pair(
     if !(2..=60).contains(&secs) {
         bail!("pair.lease_secs must be 2 to 60 seconds (it is {secs})");
     }
+    let address = service_address(
+        args.pair_address.clone().or(file.address),
+        args.pair_interface.clone().or(file.interface),
+    )?;
     let site = file.site.unwrap_or_else(|| "default".into());
     let site = serverware_shared::validate::hostname("pair.site", &site)
         .map_err(|e| anyhow::anyhow!("pair.site '{site}': {}", e.message))?;
@@ -416,6 +439,39 @@ fn resolve_pair(
         url: url.trim_end_matches('/').to_string(),
         lease: std::time::Duration::from_secs(secs),
         site,
+        address,
+    }))
+}
+
+/// `pair.address` (IPv4/PREFIX) on `pair.interface`: both or neither.
+fn service_address(
+    address: Option<String>,
+    interface: Option<String>,
+) -> anyhow::Result<Option<ServiceAddress>> {
+    use serverware_shared::validate;
+    let (address, interface) = match (address, interface) {
+        (None, None) => return Ok(None),
+        (Some(a), Some(i)) => (a, i),
+        _ => bail!(
+            "the service address needs both pair.address (such as 10.0.0.10/24) and pair.interface"
+        ),
+    };
+    let (ip, prefix) = address.split_once('/').ok_or_else(|| {
+        anyhow::anyhow!("pair.address '{address}' is not IPv4/PREFIX (such as 10.0.0.10/24)")
+    })?;
+    let ip = validate::ipv4_address("pair.address", ip)
+        .map_err(|e| anyhow::anyhow!("pair.address: {}", e.message))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| anyhow::anyhow!("pair.address '{address}': the prefix is not a number"))?;
+    let prefix = validate::prefix_len("pair.address", prefix)
+        .map_err(|e| anyhow::anyhow!("pair.address: {}", e.message))?;
+    let interface = validate::interface_name("pair.interface", &interface)
+        .map_err(|e| anyhow::anyhow!("pair.interface: {}", e.message))?;
+    Ok(Some(ServiceAddress {
+        ip,
+        prefix,
+        interface,
     }))
 }
 
@@ -555,6 +611,21 @@ mod tests {
         )
         .contains("pair.url"));
         assert!(err("[pair]\netcd = [\"http://e:2379\"]\nnmae = \"a\"\n").contains("nmae"));
+        assert!(err(
+            "[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\naddress = \"10.0.0.9/24\"\n"
+        )
+        .contains("both"));
+        assert!(err("[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\naddress = \"10.0.0.9\"\ninterface = \"eth0\"\n").contains("IPv4/PREFIX"));
+        let ok = with(
+            "[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\naddress = \"10.0.0.9/24\"\ninterface = \"eth0\"\n",
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        let a = ok.pair.unwrap().address.unwrap();
+        assert_eq!(
+            (a.ip.to_string(), a.prefix, a.interface.as_str()),
+            ("10.0.0.9".into(), 24, "eth0")
+        );
     }
 
     #[test]

@@ -88,6 +88,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Gives the site's service address back, if this machine holds it.
+fn release(address: Option<&serverware::config::ServiceAddress>) {
+    if let Some(a) = address {
+        if let Err(e) = a.release() {
+            tracing::error!("cannot give the site's service address back: {e}");
+        }
+    }
+}
+
 /// Set (in milliseconds) for the run that follows a planned switch-over; never by a person.
 const YIELD_ENV: &str = "SERVERWARE_PAIR_YIELD_MS";
 
@@ -109,6 +118,8 @@ async fn standby_until_leading(
     term: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<Option<std::sync::Arc<serverware::pair::Leadership>>> {
     use serverware::pair::{Etcd, Leadership, Options};
+    // A run that crashed while it led may have left the site's address here.
+    release(pair.address.as_ref());
     let etcd = Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(1))?;
     let lead = std::sync::Arc::new(Leadership::start(
         etcd,
@@ -154,8 +165,12 @@ async fn standby_until_leading(
 /// nothing of its leading survives, and an operation it was driving is taken up by the partner
 /// from its record, exactly as after a crash.
 /// `yield_for`: after a planned switch-over, how long the new run leaves the lead to its partner.
-fn step_down(yield_for: Option<std::time::Duration>) -> ! {
+fn step_down(
+    yield_for: Option<std::time::Duration>,
+    address: Option<&serverware::config::ServiceAddress>,
+) -> ! {
     use std::os::unix::process::CommandExt;
+    release(address);
     let mut cmd = std::process::Command::new(
         std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
     );
@@ -216,7 +231,17 @@ fn run(config: Config) -> anyhow::Result<()> {
             },
             None => None,
         };
-        let mut running = serverware::server::start_on(config, listener, lead.clone()).await?;        println!();
+        let address = config.pair.as_ref().and_then(|p| p.address.clone());
+        let mut running = serverware::server::start_on(config, listener, lead.clone()).await?;
+        if let Some(a) = address.clone() {
+            // Serving: the site's address comes here.
+            match tokio::task::spawn_blocking(move || a.take()).await {
+                Ok(Ok(())) => tracing::info!("this controller holds the site's service address"),
+                Ok(Err(e)) => tracing::error!("cannot take the site's service address: {e}"),
+                Err(e) => tracing::error!("cannot take the site's service address: {e}"),
+            }
+        }
+        println!();
         println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
         println!("  Dashboard and API: {}", running.url());
         println!("  API reference:     {}api/v1/openapi.json", running.url());
@@ -263,19 +288,21 @@ fn run(config: Config) -> anyhow::Result<()> {
             r = server => { r??; return Ok(()); }
             _ = tokio::signal::ctrl_c() => false,
             _ = term.recv() => false,
-            _ = lost => step_down(None),
+            _ = lost => step_down(None, address.as_ref()),
             _ = hand_over => true,
         };
         tracing::info!("stopping: no new operations; waiting for running ones");
         running.shutdown(serverware::server::STOP_DEADLINE).await;
         let ttl = lead.as_ref().map(|l| l.ttl());
         if let Some(l) = lead {
+            // The address goes first, then the lease: the partner takes both at once.
+            release(address.as_ref());
             // Hands the lead over at once: the partner need not wait for the lease to run out.
             l.stop().await;
         }
         if handing_over {
             // The standby again, claiming nothing while the partner takes the site.
-            step_down(ttl.map(|t| t * 3));
+            step_down(ttl.map(|t| t * 3), None);
         }
         Ok(())
     })

@@ -23,11 +23,19 @@ pub struct EtcdMember {
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
     dir: PathBuf,
+    ip: Ipv4Addr,
 }
 
 impl EtcdCluster {
-    /// Starts `n` members that form one cluster, and waits until each answers as healthy.
+    /// Starts `n` members that form one cluster on loopback, and waits until each answers as
+    /// healthy.
     pub fn start(n: usize) -> Result<EtcdCluster> {
+        Self::start_at(n, Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`EtcdCluster::start`] with every member listening on `ip` (a test bridge's address, so
+    /// that programs in test hosts' namespaces reach it).
+    pub fn start_at(n: usize, ip: Ipv4Addr) -> Result<EtcdCluster> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -40,18 +48,19 @@ impl EtcdCluster {
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("m{i}=http://{ip}:{peer}"))
             .collect();
         // One token for the whole cluster, new for each (so members of another never join).
         let token = format!("sw-test-{}-{}", std::process::id(), ports[0].0);
         let mut c = EtcdCluster {
             members: Vec::new(),
             dir,
+            ip,
         };
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let client_url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
+            let client_url = format!("http://{ip}:{client}");
+            let peer_url = format!("http://{ip}:{peer}");
             let data = c.dir.join(&name);
             let log = std::fs::File::create(c.dir.join(format!("{name}.log")))?;
             let child = Command::new("etcd")
@@ -101,7 +110,7 @@ impl EtcdCluster {
 
     /// Whether member `i` says it is healthy (it has a leader and answers).
     pub fn healthy(&self, i: usize) -> bool {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.members[i].client_port));
+        let addr = SocketAddr::from((self.ip, self.members[i].client_port));
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
             return false;
         };

@@ -426,3 +426,132 @@ async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
     .await;
     assert_eq!(e["events"][0]["details"]["previous"], "ctl-a", "{e}");
 }
+
+/// Whether the test host `i`'s namespace holds `cidr` on its bridge.
+fn holds(cluster: &serverware_testhosts::Cluster, i: usize, cidr: &str) -> bool {
+    let out = cluster
+        .exec_in_netns(i, "ip", &["-o", "-4", "addr", "show", "dev", "br0"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(&format!(" {cidr} "))
+}
+
+/// Who answers at the service address (the name its health gives), if anyone.
+async fn at_address(url: &str) -> Option<String> {
+    let r = client()
+        .build()
+        .unwrap()
+        .get(format!("{url}/api/v1/health"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = r.json().await.ok()?;
+    v["pair"]["name"].as_str().map(str::to_string)
+}
+
+/// Two controllers on two machines (test hosts' namespaces) with the site's service address:
+/// the leader holds it and answers there; cut off from the network (alive), it gives the address
+/// back before its partner takes it (the two sampled every 100 ms, never both); powered off, its
+/// partner takes it; the address always reaches whoever leads.
+#[actix_web::test]
+async fn the_service_address_follows_the_leader() {
+    let cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let etcd = EtcdCluster::start_at(3, cluster.gateway).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}/site.db", dir.path().display());
+    serverware::keys::load_or_create(dir.path()).unwrap();
+    serverware::keys::load_or_create_named(
+        dir.path(),
+        serverware::keys::HOST_KEY_FILE,
+        "serverware-ssh",
+    )
+    .unwrap();
+    let port = serverware_testhosts::free_port().unwrap();
+    let vip = format!("10.77.{}.200", cluster.subnet);
+    let cidr = format!("{vip}/24");
+    let vip_url = format!("http://{vip}:{port}");
+    let mut ctl = Vec::new();
+    for i in 0..2 {
+        let (ns, ip) = (cluster.hosts[i].netns().to_string(), cluster.hosts[i].addr);
+        ctl.push(
+            TestController::start_pair_member_in(
+                name(i),
+                &[etcd.members[i].client_url.clone()],
+                &database_url,
+                None,
+                &dir.path().join("storage"),
+                dir.path(),
+                Some((&ns, ip, port)),
+                &[
+                    ("SERVERWARE_PAIR_ADDRESS", &cidr),
+                    ("SERVERWARE_PAIR_INTERFACE", "br0"),
+                ],
+            )
+            .await,
+        );
+    }
+    let ctl: [TestController; 2] = ctl.try_into().ok().unwrap();
+    let (l, s) = who_leads(&ctl).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_address(&vip_url).await.as_deref() != Some(name(l)) {
+        assert!(
+            Instant::now() < deadline,
+            "the service address never reached {}",
+            name(l)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(holds(&cluster, l, &cidr) && !holds(&cluster, s, &cidr));
+
+    // The leader cut off, alive: it gives the address back before its partner takes it.
+    cluster.cut_link(l).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        let (hl, hs) = (holds(&cluster, l, &cidr), holds(&cluster, s, &cidr));
+        seen.push((hl, hs));
+        assert!(!(hl && hs), "both held the service address: {seen:?}");
+        if hs && !hl {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partner never took the address: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_address(&vip_url).await.as_deref() != Some(name(s)) {
+        assert!(
+            Instant::now() < deadline,
+            "the service address never reached {}",
+            name(s)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back on the network, the old leader is the standby and holds nothing.
+    cluster.restore_link(l).unwrap();
+    wait_role(&ctl[l], "standby", Some(name(s))).await;
+    assert!(!holds(&cluster, l, &cidr));
+
+    // The new leader powered off (its process gone, its link down): the other takes over.
+    let mut ctl = ctl;
+    ctl[s].kill();
+    cluster.cut_link(s).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while at_address(&vip_url).await.as_deref() != Some(name(l)) {
+        assert!(
+            Instant::now() < deadline,
+            "the service address never came back to {}",
+            name(l)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(holds(&cluster, l, &cidr));
+    drop(ctl);
+    drop(etcd);
+}

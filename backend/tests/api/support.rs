@@ -21,6 +21,8 @@ pub struct TestController {
     pg: Option<(String, String)>,
     /// In process mode: more environment (a controller of a pair: its name, its etcd).
     env: Vec<(String, String)>,
+    /// In process mode: the network namespace it runs in (a test host's), if any.
+    netns: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -105,6 +107,7 @@ impl TestController {
             ssh_listen: String::new(),
             pg,
             env: Vec::new(),
+            netns: None,
             _dir: dir,
         }
     }
@@ -127,6 +130,7 @@ impl TestController {
             ssh_listen: format!("127.0.0.1:{ssh_port}"),
             pg,
             env: Vec::new(),
+            netns: None,
             _dir: dir,
         };
         t.spawn_process(fault).await;
@@ -145,6 +149,33 @@ impl TestController {
         storage: &std::path::Path,
         keys_from: &std::path::Path,
     ) -> Self {
+        Self::start_pair_member_in(
+            name,
+            etcd,
+            database_url,
+            owns,
+            storage,
+            keys_from,
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// [`TestController::start_pair_member`] in a test host's network namespace `at` (its name
+    /// and the host's address): it listens on every address of that namespace at one port
+    /// (so that the site's service address reaches it too), and answers at the host's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_pair_member_in(
+        name: &str,
+        etcd: &[String],
+        database_url: &str,
+        owns: Option<(String, String)>,
+        storage: &std::path::Path,
+        keys_from: &std::path::Path,
+        at: Option<(&str, std::net::Ipv4Addr, u16)>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for f in ["controller_ed25519", "ssh_host_ed25519_key"] {
             let to = dir.path().join(f);
@@ -152,17 +183,28 @@ impl TestController {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let port = serverware_testhosts::free_port().unwrap();
-        let listen = format!("127.0.0.1:{port}");
+        let (base, listen) = match at {
+            Some((_, ip, port)) => (format!("http://{ip}:{port}"), format!("0.0.0.0:{port}")),
+            None => {
+                let port = serverware_testhosts::free_port().unwrap();
+                (
+                    format!("http://127.0.0.1:{port}"),
+                    format!("127.0.0.1:{port}"),
+                )
+            }
+        };
         let ssh_port = serverware_testhosts::free_port().unwrap();
+        let mut env: Vec<(String, String)> = vec![("SERVERWARE_PAIR_URL".into(), base.clone())];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut t = TestController {
-            base: format!("http://{listen}"),
+            base,
             database_url: database_url.to_string(),
             running: None,
             process: None,
             listen,
             ssh_listen: format!("127.0.0.1:{ssh_port}"),
             pg: owns,
+            netns: at.map(|(ns, _, _)| ns.to_string()),
             env: vec![
                 ("SERVERWARE_PAIR_ETCD".into(), etcd.join(",")),
                 ("SERVERWARE_PAIR_NAME".into(), name.into()),
@@ -178,6 +220,7 @@ impl TestController {
             ],
             _dir: dir,
         };
+        t.env.extend(env);
         t.spawn_process(None).await;
         t
     }
@@ -207,7 +250,15 @@ impl TestController {
     async fn spawn_process(&mut self, fault: Option<&str>) {
         let bin = env!("CARGO_BIN_EXE_serverware");
         let agent = std::path::Path::new(bin).with_file_name("serverware-agent");
-        let mut c = std::process::Command::new(bin);
+        // `ip netns exec` enters the namespace and then becomes the controller (same PID).
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => std::process::Command::new(bin),
+        };
         for (k, _) in std::env::vars() {
             if k.starts_with("SERVERWARE_") {
                 c.env_remove(k);
