@@ -26,14 +26,7 @@ impl Pair {
         let etcd = EtcdCluster::start(3).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg) = fresh_database(dir.path());
-        // The site's controller keys, which both controllers of a pair hold.
-        serverware::keys::load_or_create(dir.path()).unwrap();
-        serverware::keys::load_or_create_named(
-            dir.path(),
-            serverware::keys::HOST_KEY_FILE,
-            "serverware-ssh",
-        )
-        .unwrap();
+        site_keys(dir.path());
         std::fs::create_dir_all(dir.path().join("storage")).unwrap();
         Pair {
             etcd,
@@ -45,14 +38,16 @@ impl Pair {
 
     /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
     async fn controller(&mut self, i: usize) -> TestController {
-        TestController::start_pair_member(
-            ["ctl-a", "ctl-b"][i],
-            &[self.etcd.members[i].client_url.clone()],
-            &self.database_url,
-            if i == 0 { self.pg.take() } else { None },
-            &self.dir.path().join("storage"),
-            self.dir.path(),
-        )
+        TestController::start_pair_member(PairMember {
+            name: name(i),
+            etcd: &[self.etcd.members[i].client_url.clone()],
+            database_url: &self.database_url,
+            owns: if i == 0 { self.pg.take() } else { None },
+            storage: &self.dir.path().join("storage"),
+            keys_from: self.dir.path(),
+            at: None,
+            extra: &[],
+        })
         .await
     }
 }
@@ -74,6 +69,34 @@ async fn wait_role(t: &TestController, role: &str, leader: Option<&str>) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Records a sample of (old leader, partner) having something (accepting writes, holding the
+/// address) and says whether the partner alone has it now. Never both at once; the partner by
+/// `deadline`.
+fn handed_over(
+    seen: &mut Vec<(bool, bool)>,
+    now: (bool, bool),
+    what: &str,
+    deadline: Instant,
+) -> bool {
+    seen.push(now);
+    assert!(!(now.0 && now.1), "both {what} at once: {seen:?}");
+    if now.1 && !now.0 {
+        return true;
+    }
+    assert!(
+        Instant::now() < deadline,
+        "the partner never {what}: {seen:?}"
+    );
+    false
+}
+
+/// The site's controller keys in `dir`, which both controllers of a pair hold.
+fn site_keys(dir: &std::path::Path) {
+    serverware::keys::load_or_create(dir).unwrap();
+    serverware::keys::load_or_create_named(dir, serverware::keys::HOST_KEY_FILE, "serverware-ssh")
+        .unwrap();
 }
 
 /// Which of the two leads once one does: (leader, standby) indexes.
@@ -272,18 +295,9 @@ async fn a_leader_cut_off_from_etcd_stops_writing_before_its_partner_starts() {
             writes(&c, &ctl[l], &token, n),
             writes(&c, &ctl[s], &token, n)
         );
-        rounds.push((wl, ws));
-        assert!(
-            !(wl && ws),
-            "both controllers accepted writes in round {n}: {rounds:?}"
-        );
-        if ws && !wl {
+        if handed_over(&mut rounds, (wl, ws), "accepted writes", deadline) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the partner never took over: {rounds:?}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A few more rounds: the old leader stays out.
@@ -435,6 +449,18 @@ fn holds(cluster: &serverware_testhosts::Cluster, i: usize, cidr: &str) -> bool 
     String::from_utf8_lossy(&out.stdout).contains(&format!(" {cidr} "))
 }
 
+/// Waits until `name` answers at the service address `url`.
+async fn until_at_address(url: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while at_address(url).await.as_deref() != Some(name) {
+        assert!(
+            Instant::now() < deadline,
+            "the service address never reached {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Who answers at the service address (the name its health gives), if anyone.
 async fn at_address(url: &str) -> Option<String> {
     let r = client()
@@ -463,13 +489,7 @@ async fn the_service_address_follows_the_leader() {
     let etcd = EtcdCluster::start_at(3, cluster.gateway).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}/site.db", dir.path().display());
-    serverware::keys::load_or_create(dir.path()).unwrap();
-    serverware::keys::load_or_create_named(
-        dir.path(),
-        serverware::keys::HOST_KEY_FILE,
-        "serverware-ssh",
-    )
-    .unwrap();
+    site_keys(dir.path());
     let port = serverware_testhosts::free_port().unwrap();
     let vip = format!("10.77.{}.200", cluster.subnet);
     let cidr = format!("{vip}/24");
@@ -478,33 +498,25 @@ async fn the_service_address_follows_the_leader() {
     for i in 0..2 {
         let (ns, ip) = (cluster.hosts[i].netns().to_string(), cluster.hosts[i].addr);
         ctl.push(
-            TestController::start_pair_member_in(
-                name(i),
-                &[etcd.members[i].client_url.clone()],
-                &database_url,
-                None,
-                &dir.path().join("storage"),
-                dir.path(),
-                Some((&ns, ip, port)),
-                &[
+            TestController::start_pair_member(PairMember {
+                name: name(i),
+                etcd: &[etcd.members[i].client_url.clone()],
+                database_url: &database_url,
+                owns: None,
+                storage: &dir.path().join("storage"),
+                keys_from: dir.path(),
+                at: Some((&ns, ip, port)),
+                extra: &[
                     ("SERVERWARE_PAIR_ADDRESS", &cidr),
                     ("SERVERWARE_PAIR_INTERFACE", "br0"),
                 ],
-            )
+            })
             .await,
         );
     }
     let ctl: [TestController; 2] = ctl.try_into().ok().unwrap();
     let (l, s) = who_leads(&ctl).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while at_address(&vip_url).await.as_deref() != Some(name(l)) {
-        assert!(
-            Instant::now() < deadline,
-            "the service address never reached {}",
-            name(l)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_at_address(&vip_url, name(l)).await;
     assert!(holds(&cluster, l, &cidr) && !holds(&cluster, s, &cidr));
 
     // The leader cut off, alive: it gives the address back before its partner takes it.
@@ -512,27 +524,13 @@ async fn the_service_address_follows_the_leader() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     loop {
-        let (hl, hs) = (holds(&cluster, l, &cidr), holds(&cluster, s, &cidr));
-        seen.push((hl, hs));
-        assert!(!(hl && hs), "both held the service address: {seen:?}");
-        if hs && !hl {
+        let now = (holds(&cluster, l, &cidr), holds(&cluster, s, &cidr));
+        if handed_over(&mut seen, now, "held the service address", deadline) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the partner never took the address: {seen:?}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while at_address(&vip_url).await.as_deref() != Some(name(s)) {
-        assert!(
-            Instant::now() < deadline,
-            "the service address never reached {}",
-            name(s)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_at_address(&vip_url, name(s)).await;
     // Back on the network, the old leader is the standby and holds nothing.
     cluster.restore_link(l).unwrap();
     wait_role(&ctl[l], "standby", Some(name(s))).await;
@@ -542,15 +540,7 @@ async fn the_service_address_follows_the_leader() {
     let mut ctl = ctl;
     ctl[s].kill();
     cluster.cut_link(s).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while at_address(&vip_url).await.as_deref() != Some(name(l)) {
-        assert!(
-            Instant::now() < deadline,
-            "the service address never came back to {}",
-            name(l)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_at_address(&vip_url, name(l)).await;
     assert!(holds(&cluster, l, &cidr));
     drop(ctl);
     drop(etcd);

@@ -33,6 +33,23 @@ impl TestController {
     }
 }
 
+/// One controller of a pair in a test: named `name`, asking the etcd members `etcd`, with its
+/// own data directory (holding a copy of the pair's controller keys from `keys_from`), the
+/// pair's database and storage (templates beside it). `owns`: this one drops the (PostgreSQL)
+/// database when dropped. `at`: in a test host's network namespace (its name, the host's
+/// address, a port), listening on every address there (so that the site's service address
+/// reaches it too) and answering at the host's; else on loopback. `extra`: more environment.
+pub struct PairMember<'a> {
+    pub name: &'a str,
+    pub etcd: &'a [String],
+    pub database_url: &'a str,
+    pub owns: Option<(String, String)>,
+    pub storage: &'a std::path::Path,
+    pub keys_from: &'a std::path::Path,
+    pub at: Option<(&'a str, std::net::Ipv4Addr, u16)>,
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
 /// A client for the controller. Its idle connections are dropped after 2 s, before the
 /// controller's keep-alive (5 s) closes them: reusing a connection the server is closing
 /// at that moment fails the request ("IncompleteMessage"), which a test waiting several
@@ -137,45 +154,19 @@ impl TestController {
         t
     }
 
-    /// One controller of a pair as its own process, named `name`, asking the etcd members
-    /// `etcd`: its own data directory (with a copy of the pair's controller keys from
-    /// `keys_from`), the pair's database and storage. `owns`: this one drops the (PostgreSQL)
-    /// database when dropped. It answers health as soon as it serves, leader or standby.
-    pub async fn start_pair_member(
-        name: &str,
-        etcd: &[String],
-        database_url: &str,
-        owns: Option<(String, String)>,
-        storage: &std::path::Path,
-        keys_from: &std::path::Path,
-    ) -> Self {
-        Self::start_pair_member_in(
+    /// One controller of a pair as its own process (see [`PairMember`]). It answers health as
+    /// soon as it serves, leader or standby.
+    pub async fn start_pair_member(m: PairMember<'_>) -> Self {
+        let PairMember {
             name,
             etcd,
             database_url,
             owns,
             storage,
             keys_from,
-            None,
-            &[],
-        )
-        .await
-    }
-
-    /// [`TestController::start_pair_member`] in a test host's network namespace `at` (its name
-    /// and the host's address): it listens on every address of that namespace at one port
-    /// (so that the site's service address reaches it too), and answers at the host's.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start_pair_member_in(
-        name: &str,
-        etcd: &[String],
-        database_url: &str,
-        owns: Option<(String, String)>,
-        storage: &std::path::Path,
-        keys_from: &std::path::Path,
-        at: Option<(&str, std::net::Ipv4Addr, u16)>,
-        extra: &[(&str, &str)],
-    ) -> Self {
+            at,
+            extra,
+        } = m;
         let dir = tempfile::tempdir().unwrap();
         for f in ["controller_ed25519", "ssh_host_ed25519_key"] {
             let to = dir.path().join(f);
