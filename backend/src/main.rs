@@ -292,7 +292,20 @@ fn run(config: Config) -> anyhow::Result<()> {
             _ = hand_over => true,
         };
         tracing::info!("stopping: no new operations; waiting for running ones");
-        running.shutdown(serverware::server::STOP_DEADLINE).await;
+        // The lease is still watched while running operations end: should it be lost, the
+        // site's address goes at once (the database is fenced by the lease by itself).
+        let watch = async {
+            if let Some(l) = &lead {
+                l.lost().await;
+                tracing::warn!("the lease ran out while stopping: giving the site's address back");
+                release(address.as_ref());
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = running.shutdown(serverware::server::STOP_DEADLINE) => {}
+            _ = watch => {}
+        }
         let ttl = lead.as_ref().map(|l| l.ttl());
         if let Some(l) = lead {
             // The address goes first, then the lease: the partner takes both at once.

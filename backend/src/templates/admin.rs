@@ -1,7 +1,7 @@
 //! What operators do with templates: list, add an uploaded archive, build a Debian one (a task),
 //! delete. The built-in template stays; one a VPS is being made from stays until it is made.
 
-use super::{accept_archive, dir, file, pack, path_of, TemplateRow, MINIMAL};
+use super::{accept_archive, file, pack, path_of, TemplateRow, MINIMAL};
 use crate::audit::{self, Actor, Change};
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -40,9 +40,8 @@ pub async fn check_upload(db: &Db, q: &UploadTemplateQuery) -> Result<Upload> {
 /// Where an upload's body is written while it arrives (in the templates' directory, so the
 /// accepted archive is renamed, not copied).
 pub fn upload_file(templates: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = dir(templates);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(e.into()))?;
-    tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::Internal(e.into()))
+    std::fs::create_dir_all(templates).map_err(|e| Error::Internal(e.into()))?;
+    tempfile::NamedTempFile::new_in(templates).map_err(|e| Error::Internal(e.into()))
 }
 
 /// Adds the uploaded archive (a tar, plain or gzip, of a root filesystem with an init) as a
@@ -150,7 +149,11 @@ pub async fn build_debian(
         .await?;
     let task = Task::new(db.clone(), hub.clone(), actor, &task_row);
     let out = task.response();
-    let (db, out_path, storage) = (db.clone(), path_of(templates, &rel), dir(templates));
+    let (db, out_path, storage) = (
+        db.clone(),
+        path_of(templates, &rel),
+        templates.to_path_buf(),
+    );
     tokio::spawn(async move {
         task.log(format!("debootstrap {suite} from {mirror}")).await;
         task.progress(5, 0, None).await;

@@ -31,11 +31,6 @@ impl TemplateRow {
     }
 }
 
-/// The templates' directory (`templates_dir` in the configuration).
-pub fn dir(templates: &Path) -> PathBuf {
-    templates.to_path_buf()
-}
-
 /// Where the archive recorded as `rel` (`templates/NAME.tar.gz`) lives: in the templates'
 /// directory, by its file name.
 pub fn path_of(templates: &Path, rel: &str) -> PathBuf {
