@@ -88,6 +88,10 @@ pub struct ConfigArgs {
     /// The interface the service address is held on
     #[arg(long, env = "SERVERWARE_PAIR_INTERFACE", global = true)]
     pub pair_interface: Option<String>,
+    /// The pair keeps its own replicated PostgreSQL, this controller's listening on this port
+    /// (on loopback and on its pair URL's host)
+    #[arg(long, env = "SERVERWARE_PAIR_POSTGRES_PORT", global = true)]
+    pub pair_postgres_port: Option<u16>,
 }
 
 /// `[pair]` in the TOML file.
@@ -101,6 +105,7 @@ struct FilePair {
     site: Option<String>,
     address: Option<String>,
     interface: Option<String>,
+    postgres_port: Option<u16>,
 }
 
 /// The site's service address: an IPv4 address and the interface the leader holds it on
@@ -127,6 +132,16 @@ pub struct PairConfig {
     pub site: String,
     /// The service address the leader holds, if any.
     pub address: Option<ServiceAddress>,
+    /// The pair's own replicated PostgreSQL (`pair/postgres.rs`), when it keeps one.
+    pub postgres: Option<ManagedPostgres>,
+}
+
+/// Where this controller's own PostgreSQL server listens: on loopback and on `host` (its pair
+/// URL's host, where its partner reaches it), at `port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedPostgres {
+    pub host: String,
+    pub port: u16,
 }
 
 impl PairConfig {
@@ -138,6 +153,11 @@ impl PairConfig {
     /// Where each controller of the site says it is present.
     pub fn members_prefix(&self) -> String {
         format!("/serverware/{}/members", self.site)
+    }
+
+    /// etcd's record of the site's replicated database.
+    pub fn postgres_key(&self) -> String {
+        format!("/serverware/{}/postgres", self.site)
     }
 }
 
@@ -308,10 +328,9 @@ impl Config {
             .clone()
             .or(file.templates_dir)
             .unwrap_or_else(|| data_dir.join("storage").join("templates"));
-        let database_url = args
-            .database_url
+        let given_database = args.database_url.clone().or(file.database_url);
+        let database_url = given_database
             .clone()
-            .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("serverware.db").display()));
         let log = args
             .log
@@ -339,6 +358,12 @@ impl Config {
             dist.join("index.html").exists().then_some(dist)
         });
         let pair = resolve_pair(args, file.pair.unwrap_or_default(), listen, tls.is_some())?;
+        if pair.as_ref().is_some_and(|p| p.postgres.is_some()) && given_database.is_some() {
+            bail!(
+                "pair.postgres_port makes the pair keep its own replicated database: database_url \
+                 (SERVERWARE_DATABASE_URL) must not be set as well"
+            );
+        }
         let login = file.login.unwrap_or_default();
         if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0 {
             bail!("login limits must be at least 1");
@@ -430,6 +455,16 @@ fn resolve_pair(
         args.pair_address.clone().or(file.address),
         args.pair_interface.clone().or(file.interface),
     )?;
+    let postgres = match args.pair_postgres_port.or(file.postgres_port) {
+        None => None,
+        Some(0) => bail!("pair.postgres_port must be a port number (1 to 65535)"),
+        Some(port) => Some(ManagedPostgres {
+            host: url_host(&url).with_context(|| {
+                format!("pair.url '{url}' names no host for the pair's database")
+            })?,
+            port,
+        }),
+    };
     let site = file.site.unwrap_or_else(|| "default".into());
     let site = serverware_shared::validate::hostname("pair.site", &site)
         .map_err(|e| anyhow::anyhow!("pair.site '{site}': {}", e.message))?;
@@ -440,7 +475,17 @@ fn resolve_pair(
         lease: std::time::Duration::from_secs(secs),
         site,
         address,
+        postgres,
     }))
+}
+
+/// The host of an http(s) URL (an IPv4 address or a name).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 /// `pair.address` (IPv4/PREFIX) on `pair.interface`: both or neither.
@@ -566,6 +611,45 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(&half_tls).is_err());
+    }
+
+    #[test]
+    fn a_pair_that_keeps_its_database_listens_at_its_url_host_and_takes_no_database_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let with = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(&ConfigArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let base =
+            "[pair]\netcd = [\"http://e:2379\"]\nname = \"a\"\nurl = \"https://10.0.0.5:8443/\"\n";
+        let p = with(&format!("{base}postgres_port = 5433\n"))
+            .unwrap()
+            .pair
+            .unwrap();
+        assert_eq!(
+            p.postgres,
+            Some(ManagedPostgres {
+                host: "10.0.0.5".into(),
+                port: 5433
+            })
+        );
+        assert_eq!(p.postgres_key(), "/serverware/default/postgres");
+        assert!(with(base).unwrap().pair.unwrap().postgres.is_none());
+        let err = |t: &str| format!("{:#}", with(t).unwrap_err());
+        assert!(err(&format!("{base}postgres_port = 0\n")).contains("port number"));
+        assert!(err(&format!(
+            "database_url = \"postgres://x@h/db\"\n{base}postgres_port = 5433\n"
+        ))
+        .contains("must not be set"));
+        assert_eq!(
+            url_host("http://ctl-a.example:8080/x").as_deref(),
+            Some("ctl-a.example")
+        );
+        assert_eq!(url_host("http:///x"), None);
     }
 
     #[test]

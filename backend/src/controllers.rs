@@ -8,11 +8,49 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::pair::{Leadership, Member};
 use serverware_shared::api::{
-    ControllerInfo, EtcdMemberInfo, PairPeer, PairResponse, SwitchoverResponse,
+    ControllerInfo, DatabaseReplication, DatabaseStandby, EtcdMemberInfo, PairPeer, PairResponse,
+    SwitchoverResponse,
 };
 
-/// The site's controllers; a single controller names only itself.
-pub async fn view(lead: Option<&Leadership>) -> Result<PairResponse> {
+/// The pair's database, when it keeps one (its record in etcd at `key`): the primary, the
+/// synchronous standby, and the standbys the primary (this controller's server) sees.
+async fn database(lead: &Leadership, db: &Db, key: &str) -> Result<Option<DatabaseReplication>> {
+    let Some(h) = lead.etcd().get(key).await.map_err(etcd_down)? else {
+        return Ok(None);
+    };
+    let rec: crate::pair::postgres::Record = serde_json::from_str(&h.value)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("etcd's record of the database: {e}")))?;
+    let standbys = db
+        .run(|c| match c {
+            crate::db::DbConn::Postgres(pg) => {
+                crate::repo::replication::standbys(pg).map_err(Error::from)
+            }
+            crate::db::DbConn::Sqlite(_) => Ok(Vec::new()),
+        })
+        .await?;
+    Ok(Some(DatabaseReplication {
+        primary: rec.primary,
+        synchronous: rec.sync,
+        standbys: standbys
+            .into_iter()
+            .map(|s| DatabaseStandby {
+                name: s.name,
+                state: s.state,
+                sync_state: s.sync_state,
+                lag_bytes: s.lag_bytes,
+                replay_lag_ms: s.replay_lag_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// The site's controllers; a single controller names only itself. `database_key`: etcd's
+/// record of the database, when the pair keeps its own.
+pub async fn view(
+    lead: Option<&Leadership>,
+    db: &Db,
+    database_key: Option<&str>,
+) -> Result<PairResponse> {
     let Some(lead) = lead else {
         return Ok(PairResponse {
             mode: "single".into(),
@@ -20,6 +58,7 @@ pub async fn view(lead: Option<&Leadership>) -> Result<PairResponse> {
             lease_secs: 0,
             controllers: Vec::new(),
             etcd: Vec::new(),
+            database: None,
         });
     };
     let me = lead.me().name.clone();
@@ -49,6 +88,10 @@ pub async fn view(lead: Option<&Leadership>) -> Result<PairResponse> {
         lease_secs: lead.ttl().as_secs(),
         controllers,
         etcd,
+        database: match database_key {
+            Some(k) => database(lead, db, k).await?,
+            None => None,
+        },
     })
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Creates `dir` (0700) if needed. An existing directory open to others is made 0700 when it
+/// Creates `dir` (0700) if needed. An existing directory others may read or write is made 0700 when it
 /// is empty or is a controller's (it holds the key or the database); any other is refused,
 /// since tightening a shared directory such as `/var/lib` would break its other users.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -19,7 +19,9 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     }
     let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
+    // Others may pass through (0711: the pair's PostgreSQL reaches its own directory inside),
+    // never list, read or write.
+    if mode & 0o066 == 0 {
         return Ok(());
     }
     let ours = std::fs::read_dir(dir)?.next().is_none()

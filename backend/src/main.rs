@@ -109,6 +109,35 @@ fn handed_over() -> std::time::Duration {
     std::time::Duration::from_millis(ms.min(180_000))
 }
 
+type Keeper = std::sync::Arc<serverware::pair::Keeper>;
+
+/// This controller's own PostgreSQL server, when the pair keeps its database.
+fn keeper(
+    config: &Config,
+    pair: &serverware::config::PairConfig,
+) -> anyhow::Result<Option<Keeper>> {
+    let Some(pg) = &pair.postgres else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let k = serverware::pair::Keeper::new(serverware::pair::postgres::Settings {
+        bin: serverware::pair::postgres::default_bin()?,
+        data_dir: std::fs::canonicalize(&config.data_dir)?,
+        port: pg.port,
+        host: pg.host.clone(),
+        name: pair.name.clone(),
+        key: pair.postgres_key(),
+    })?;
+    Ok(Some(std::sync::Arc::new(k)))
+}
+
+/// What a controller of a pair brings to the site once it leads.
+struct Leading {
+    lead: std::sync::Arc<serverware::pair::Leadership>,
+    /// Its own PostgreSQL, now the primary, and the database's URL on it.
+    database: Option<(Keeper, String)>,
+}
+
 /// A controller of a pair: serves as the standby until it leads (Some) or is told to stop
 /// (None).
 async fn standby_until_leading(
@@ -116,11 +145,16 @@ async fn standby_until_leading(
     pair: &serverware::config::PairConfig,
     listener: &std::net::TcpListener,
     term: &mut tokio::signal::unix::Signal,
-) -> anyhow::Result<Option<std::sync::Arc<serverware::pair::Leadership>>> {
+) -> anyhow::Result<Option<Leading>> {
     use serverware::pair::{Etcd, Leadership, Options};
     // A run that crashed while it led may have left the site's address here.
     release(pair.address.as_ref());
     let etcd = Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(1))?;
+    let keeper = keeper(config, pair)?;
+    let (stop_following, following) = tokio::sync::watch::channel(false);
+    let follower = keeper
+        .clone()
+        .map(|k| tokio::spawn(k.follow(etcd.clone(), following)));
     let lead = std::sync::Arc::new(Leadership::start(
         etcd,
         Options {
@@ -151,13 +185,30 @@ async fn standby_until_leading(
         _ = term.recv() => false,
     };
     standby.stop().await;
-    if outcome {
-        tracing::info!(name = %pair.name, "this controller leads the pair: taking over the site");
-        Ok(Some(lead))
-    } else {
-        lead.stop().await;
-        Ok(None)
+    let _ = stop_following.send(true);
+    if let Some(f) = follower {
+        let _ = f.await;
     }
+    if !outcome {
+        lead.stop().await;
+        if let Some(k) = keeper {
+            let _ = tokio::task::spawn_blocking(move || k.stop(true)).await;
+        }
+        return Ok(None);
+    }
+    tracing::info!(name = %pair.name, "this controller leads the pair: taking over the site");
+    let database = match keeper {
+        None => None,
+        Some(k) => match k.clone().lead(&lead).await {
+            Ok(url) => Some((k, url)),
+            Err(e) => {
+                tracing::error!("this controller cannot lead: {e:#}");
+                lead.stop().await;
+                step_down(Some(lead.ttl() * 3), None, Some(&k));
+            }
+        },
+    };
+    Ok(Some(Leading { lead, database }))
 }
 
 /// A leader that may no longer lead stops everything it does at once, by becoming a new run of
@@ -168,9 +219,15 @@ async fn standby_until_leading(
 fn step_down(
     yield_for: Option<std::time::Duration>,
     address: Option<&serverware::config::ServiceAddress>,
+    database: Option<&Keeper>,
 ) -> ! {
     use std::os::unix::process::CommandExt;
     release(address);
+    if let Some(k) = database {
+        // A primary stops accepting anything before the partner can lead (a planned hand-over
+        // lets its standby receive everything first).
+        k.stop(yield_for.is_some());
+    }
     let mut cmd = std::process::Command::new(
         std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
     );
@@ -214,7 +271,7 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
     Ok(())
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -224,13 +281,20 @@ fn run(config: Config) -> anyhow::Result<()> {
         let from_env = config.admin_password.is_some();
         let listener = serverware::server::bind(&config)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let lead = match &config.pair {
+        let (lead, database) = match &config.pair {
             Some(pair) => match standby_until_leading(&config, pair, &listener, &mut term).await? {
-                Some(lead) => Some(lead),
+                Some(Leading { lead, database }) => (Some(lead), database),
                 None => return Ok(()),
             },
-            None => None,
+            None => (None, None),
         };
+        let keeper = database.map(|(k, url)| {
+            config.database_url = url;
+            if let Some(l) = &lead {
+                tokio::spawn(k.clone().tend_while_leading(l.clone()));
+            }
+            k
+        });
         let address = config.pair.as_ref().and_then(|p| p.address.clone());
         let mut running = serverware::server::start_on(config, listener, lead.clone()).await?;
         if let Some(a) = address.clone() {
@@ -288,7 +352,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             r = server => { r??; return Ok(()); }
             _ = tokio::signal::ctrl_c() => false,
             _ = term.recv() => false,
-            _ = lost => step_down(None, address.as_ref()),
+            _ = lost => step_down(None, address.as_ref(), keeper.as_ref()),
             _ = hand_over => true,
         };
         tracing::info!("stopping: no new operations; waiting for running ones");
@@ -307,6 +371,10 @@ fn run(config: Config) -> anyhow::Result<()> {
             _ = watch => {}
         }
         let ttl = lead.as_ref().map(|l| l.ttl());
+        if let Some(k) = keeper {
+            // Its standby receives everything before the partner may take the site.
+            let _ = tokio::task::spawn_blocking(move || k.stop(true)).await;
+        }
         if let Some(l) = lead {
             // The address goes first, then the lease: the partner takes both at once.
             release(address.as_ref());
@@ -315,7 +383,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
         if handing_over {
             // The standby again, claiming nothing while the partner takes the site.
-            step_down(ttl.map(|t| t * 3), None);
+            step_down(ttl.map(|t| t * 3), None, None);
         }
         Ok(())
     })

@@ -48,6 +48,37 @@ pub struct PairResponse {
     pub controllers: Vec<ControllerInfo>,
     /// The etcd members (the two controllers' and the witness's).
     pub etcd: Vec<EtcdMemberInfo>,
+    /// The site's database as the pair keeps it (each controller its own PostgreSQL, the
+    /// leader's the primary); None when the pair uses a database it does not keep.
+    #[serde(default)]
+    pub database: Option<DatabaseReplication>,
+}
+
+/// The pair's replicated database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DatabaseReplication {
+    /// The controller whose server is the primary.
+    pub primary: String,
+    /// The standby every commit waits for, as etcd records it (None: the primary is alone, and
+    /// no standby may be promoted).
+    pub synchronous: Option<String>,
+    /// The standbys connected to the primary now.
+    pub standbys: Vec<DatabaseStandby>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DatabaseStandby {
+    pub name: String,
+    /// `streaming` once caught up (`catchup`, `startup` before).
+    pub state: String,
+    /// `sync` while every commit waits for it, `async` or `potential` otherwise.
+    pub sync_state: String,
+    /// Bytes of WAL it has yet to replay.
+    pub lag_bytes: Option<i64>,
+    /// How far behind its replay was last, in milliseconds.
+    pub replay_lag_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,7 +54,18 @@ pub async fn pair(
 ) -> Result<web::Json<serverware_shared::api::PairResponse>> {
     principal.require(Role::Viewer)?;
     Ok(web::Json(
-        crate::controllers::view(state.pair.as_deref()).await?,
+        crate::controllers::view(
+            state.pair.as_deref(),
+            &state.db,
+            state
+                .config
+                .pair
+                .as_ref()
+                .filter(|p| p.postgres.is_some())
+                .map(|p| p.postgres_key())
+                .as_deref(),
+        )
+        .await?,
     ))
 }
 

@@ -160,6 +160,23 @@ impl Etcd {
         Ok(())
     }
 
+    /// Puts `key = value` (bound to no lease) only while `guard` holds `guard_value`: whether
+    /// it did.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: &str,
+        guard: &str,
+        guard_value: &str,
+    ) -> Result<bool> {
+        let body = json!({
+            "compare": [{ "key": B64.encode(guard), "target": "VALUE", "result": "EQUAL", "value": B64.encode(guard_value) }],
+            "success": [{ "request_put": { "key": B64.encode(key), "value": B64.encode(value) } }],
+        });
+        let v = self.post("/v3/kv/txn", body).await?;
+        Ok(v.get("succeeded").and_then(Value::as_bool) == Some(true))
+    }
+
     /// Every key under `prefix` with its value, in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Holder)>> {
         // The range [prefix, prefix with its last byte plus one).

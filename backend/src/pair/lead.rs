@@ -234,6 +234,18 @@ impl Leadership {
             .collect())
     }
 
+    /// Puts `key = value` in etcd only while the leader key names this controller (a
+    /// transaction that compares it): whether it did.
+    pub async fn put_while_leading(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, super::EtcdError> {
+        self.etcd
+            .put_if(key, value, &self.opts.key, &self.me.to_value())
+            .await
+    }
+
     /// The etcd cluster this controller asks.
     pub fn etcd(&self) -> &Etcd {
         &self.etcd

@@ -5,7 +5,9 @@
 pub mod address;
 pub mod etcd;
 pub mod lead;
+pub mod postgres;
 
 pub use address::ServiceAddress;
 pub use etcd::{Etcd, EtcdError};
 pub use lead::{Leadership, Member, Options, Peer, Role};
+pub use postgres::Keeper;

@@ -13,11 +13,13 @@ use serde_json::{json, Value};
 use serverware_testhosts::EtcdCluster;
 use std::time::{Duration, Instant};
 
-/// The pair's shared parts: etcd, the database, the storage, the controller keys.
+/// The pair's shared parts: etcd, the database (or each controller's PostgreSQL port, when the
+/// pair keeps its own), the storage, the controller keys.
 struct Pair {
     etcd: EtcdCluster,
     database_url: String,
     pg: Option<(String, String)>,
+    kept: Option<[u16; 2]>,
     dir: tempfile::TempDir,
 }
 
@@ -32,12 +34,53 @@ impl Pair {
             etcd,
             database_url,
             pg,
+            kept: None,
             dir,
         }
     }
 
+    /// A pair that keeps its own replicated database: each controller runs a PostgreSQL server.
+    fn keeping_its_database() -> Pair {
+        let etcd = EtcdCluster::start(3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        site_keys(dir.path());
+        std::fs::write(
+            dir.path().join("postgres_password"),
+            "pairSecret0123456789abcd\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("storage")).unwrap();
+        let port = || serverware_testhosts::free_port().unwrap();
+        Pair {
+            etcd,
+            database_url: String::new(),
+            pg: None,
+            kept: Some([port(), port()]),
+            dir,
+        }
+    }
+
+    /// Whether controller `i`'s own PostgreSQL answers as a primary (None: it does not answer).
+    fn primary(&self, i: usize) -> Option<bool> {
+        use diesel::{Connection, QueryableByName, RunQueryDsl};
+        #[derive(QueryableByName)]
+        struct R {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            v: bool,
+        }
+        let port = self.kept.unwrap()[i];
+        let url = format!("postgres://postgres:pairSecret0123456789abcd@127.0.0.1:{port}/postgres?connect_timeout=2");
+        let mut c = diesel::PgConnection::establish(&url).ok()?;
+        let r: R = diesel::sql_query("SELECT NOT pg_is_in_recovery() AS v")
+            .get_result(&mut c)
+            .ok()?;
+        Some(r.v)
+    }
+
     /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
     async fn controller(&mut self, i: usize) -> TestController {
+        let port = self.kept.map(|p| p[i].to_string()).unwrap_or_default();
+        let kept = [("SERVERWARE_PAIR_POSTGRES_PORT", port.as_str())];
         TestController::start_pair_member(PairMember {
             name: name(i),
             etcd: &[self.etcd.members[i].client_url.clone()],
@@ -46,7 +89,7 @@ impl Pair {
             storage: &self.dir.path().join("storage"),
             keys_from: self.dir.path(),
             at: None,
-            extra: &[],
+            extra: if self.kept.is_some() { &kept } else { &[] },
         })
         .await
     }
@@ -272,12 +315,13 @@ async fn writes(c: &reqwest::Client, t: &TestController, token: &str, n: u32) ->
 
 #[actix_web::test]
 async fn a_leader_cut_off_from_etcd_stops_writing_before_its_partner_starts() {
-    let mut pair = Pair::new();
+    let mut pair = Pair::keeping_its_database();
     let a = pair.controller(0).await;
     let b = pair.controller(1).await;
     let mut ctl = [a, b];
     let (l, s) = who_leads(&ctl).await;
     let admin = ctl[l].admin().await;
+    wait_sync(&ctl[l], &admin, name(s)).await;
     let token = ctl[l].token(&admin, "pair-writer", None).await;
     let c = client().build().unwrap();
     assert!(writes(&c, &ctl[l], &token, 0).await);
@@ -313,17 +357,25 @@ async fn a_leader_cut_off_from_etcd_stops_writing_before_its_partner_starts() {
     // It restarted itself in place (same process) as the standby, and names the new leader
     // once it hears etcd again.
     assert_eq!(ctl[l].pid(), Some(leader_pid));
+    // Its database stopped with its lead: never two primaries.
+    assert_eq!((pair.primary(l), pair.primary(s)), (None, Some(true)));
     pair.etcd.resume(l);
     wait_role(&ctl[l], "standby", Some(name(s))).await;
     let admin = ctl[s].admin().await;
     let settings = get(&ctl[s], &admin, "/api/v1/settings").await;
     assert_eq!(settings["site_name"], format!("site-{n}"), "{settings}");
+    // Once it hears etcd again, its database follows the new primary's.
+    wait_sync(&ctl[s], &admin, name(l)).await;
+    assert_eq!(
+        (pair.primary(l), pair.primary(s)),
+        (Some(false), Some(true))
+    );
     let _ = &mut ctl;
 }
 
 #[actix_web::test]
 async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
-    let mut pair = Pair::new();
+    let mut pair = Pair::keeping_its_database();
     let a = pair.controller(0).await;
     wait_role(&a, "leader", Some("ctl-a")).await;
     let admin = a.admin().await;
@@ -356,6 +408,9 @@ async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
     };
     assert_eq!(view["mode"], "pair", "{view}");
     assert_eq!(view["name"], "ctl-a", "{view}");
+    // The database: ctl-a's the primary, ctl-b's its synchronous standby.
+    let v = wait_sync(&ctl[0], &admin, "ctl-b").await;
+    assert_eq!(v["database"]["primary"], "ctl-a", "{v}");
     let roles: Vec<(String, String)> = view["controllers"]
         .as_array()
         .unwrap()
@@ -439,6 +494,157 @@ async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
     )
     .await;
     assert_eq!(e["events"][0]["details"]["previous"], "ctl-a", "{e}");
+    // ctl-a's database follows ctl-b's, synchronously.
+    let v = wait_sync(&ctl[1], &admin_b, "ctl-a").await;
+    assert_eq!(v["database"]["primary"], "ctl-b", "{v}");
+    assert_eq!(
+        (pair.primary(0), pair.primary(1)),
+        (Some(false), Some(true))
+    );
+}
+
+/// Waits until the leader `t` says the pair's database has `standby` as its synchronous standby
+/// (etcd names it, and PostgreSQL says every commit waits for it): the view.
+async fn wait_sync(t: &TestController, admin: &reqwest::Client, standby: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(t, admin, "/api/v1/pair").await;
+        let d = &v["database"];
+        let sync = d["standbys"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|x| x["name"] == standby && x["sync_state"] == "sync")
+        });
+        if d["synchronous"] == standby && sync {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{standby} never became the synchronous standby: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The number `N` of the site's name `site-N`.
+fn site_number(settings: &Value) -> u32 {
+    settings["site_name"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("site-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{settings}"))
+}
+
+#[actix_web::test]
+async fn the_pairs_own_database_loses_no_acknowledged_write_and_never_has_two_primaries() {
+    let mut pair = Pair::keeping_its_database();
+    let a = pair.controller(0).await;
+    wait_role(&a, "leader", Some("ctl-a")).await;
+    let b = pair.controller(1).await;
+    let mut ctl = [a, b];
+    wait_role(&ctl[1], "standby", Some("ctl-a")).await;
+    let admin = ctl[0].admin().await;
+    let v = wait_sync(&ctl[0], &admin, "ctl-b").await;
+    assert_eq!(v["database"]["primary"], "ctl-a", "{v}");
+    assert_eq!(
+        (pair.primary(0), pair.primary(1)),
+        (Some(true), Some(false))
+    );
+    let token = ctl[0].token(&admin, "pair-writer", None).await;
+    let c = client().build().unwrap();
+
+    // Writes to the leader one after another; it is SIGKILLed between two of them (or during
+    // one). Both servers are sampled every 100 ms until the partner accepts writes.
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let writer = {
+        let (c, token, url, acked) = (
+            c.clone(),
+            token.clone(),
+            ctl[0].url("/api/v1/settings"),
+            acked.clone(),
+        );
+        tokio::spawn(async move {
+            for n in 1.. {
+                let ok = c
+                    .patch(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "site_name": format!("site-{n}") }))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    return;
+                }
+                acked.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ctl[0].kill();
+    let _ = writer.await;
+    let last = acked.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        let now = (pair.primary(0) == Some(true), pair.primary(1) == Some(true));
+        seen.push(now);
+        assert!(!(now.0 && now.1), "two primaries at once: {seen:?}");
+        if writes(&c, &ctl[1], &token, 100_000).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ctl-b never took over: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pair.primary(0),
+        None,
+        "the killed leader's server still answers"
+    );
+    assert_eq!(pair.primary(1), Some(true));
+    // Nothing acknowledged was lost: the last write before the kill was there before ours.
+    let admin_b = ctl[1].admin().await;
+    let e = get(
+        &ctl[1],
+        &admin_b,
+        "/api/v1/events?action=settings.update&limit=500",
+    )
+    .await;
+    let names: Vec<u32> = e["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|ev| {
+            ev["details"]["site_name"]
+                .as_str()?
+                .strip_prefix("site-")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    for n in 1..=last {
+        assert!(
+            names.contains(&n),
+            "acknowledged write {n} of {last} is lost: {e}"
+        );
+    }
+    assert_eq!(
+        site_number(&get(&ctl[1], &admin_b, "/api/v1/settings").await),
+        100_000
+    );
+
+    // The old leader comes back by itself as the standby of the new primary: rewound,
+    // streaming, synchronous; never a primary again meanwhile.
+    ctl[0].restart(None).await;
+    wait_role(&ctl[0], "standby", Some("ctl-b")).await;
+    let v = wait_sync(&ctl[1], &admin_b, "ctl-a").await;
+    assert_eq!(v["database"]["primary"], "ctl-b", "{v}");
+    assert_eq!(
+        (pair.primary(0), pair.primary(1)),
+        (Some(false), Some(true))
+    );
+    let _ = &mut ctl;
 }
 
 /// Whether the test host `i`'s namespace holds `cidr` on its bridge.

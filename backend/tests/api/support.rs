@@ -34,8 +34,9 @@ impl TestController {
 }
 
 /// One controller of a pair in a test: named `name`, asking the etcd members `etcd`, with its
-/// own data directory (holding a copy of the pair's controller keys from `keys_from`), the
-/// pair's database and storage (templates beside it). `owns`: this one drops the (PostgreSQL)
+/// own data directory (holding a copy of the pair's controller keys from `keys_from`, and of its
+/// database password when there is one), the pair's database (empty: the pair keeps its own,
+/// see `SERVERWARE_PAIR_POSTGRES_PORT`) and storage (templates beside it). `owns`: this one drops the (PostgreSQL)
 /// database when dropped. `at`: in a test host's network namespace (its name, the host's
 /// address, a port), listening on every address there (so that the site's service address
 /// reaches it too) and answering at the host's; else on loopback. `extra`: more environment.
@@ -168,8 +169,15 @@ impl TestController {
             extra,
         } = m;
         let dir = tempfile::tempdir().unwrap();
-        for f in ["controller_ed25519", "ssh_host_ed25519_key"] {
+        for f in [
+            "controller_ed25519",
+            "ssh_host_ed25519_key",
+            "postgres_password",
+        ] {
             let to = dir.path().join(f);
+            if f == "postgres_password" && !keys_from.join(f).exists() {
+                continue;
+            }
             std::fs::copy(keys_from.join(f), &to).unwrap();
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -255,9 +263,12 @@ impl TestController {
                 c.env_remove(k);
             }
         }
+        // A pair that keeps its own database is given none.
+        if !self.database_url.is_empty() {
+            c.env("SERVERWARE_DATABASE_URL", &self.database_url);
+        }
         c.env("SERVERWARE_CONFIG", "/dev/null")
             .env("SERVERWARE_DATA_DIR", self._dir.path())
-            .env("SERVERWARE_DATABASE_URL", &self.database_url)
             .env("SERVERWARE_LISTEN", &self.listen)
             .env("SERVERWARE_SSH_LISTEN", &self.ssh_listen)
             .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
