@@ -348,6 +348,8 @@ impl Keeper {
         ));
         match self.run(c, "pg_rewind") {
             Ok(()) => self.mark_standby(),
+            // The primary out of reach: this copy stays as it is until it answers.
+            Err(e) if format!("{e:#}").contains("connection to server") => Err(e),
             Err(e) => {
                 tracing::warn!("{e:#}: taking a fresh copy of the primary instead");
                 self.base_backup(from)
@@ -760,8 +762,14 @@ impl Keeper {
                     }
                 }
             }
-            if !self.running() {
-                tracing::error!("this controller's PostgreSQL stopped while it leads");
+            if !self.running() && lead.is_leader() {
+                // Still the recorded primary: started again, its commits wait for the
+                // synchronous standby it names as before.
+                tracing::error!("this controller's PostgreSQL stopped while it leads: starting it again");
+                let k = self.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || k.spawn(None)).await {
+                    tracing::error!("cannot start this controller's PostgreSQL again: {e:#}");
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
