@@ -1,6 +1,7 @@
 //! Controller pair takeover benchmark: an etcd cluster of three (Debian `etcd-server`, on
-//! loopback), two release controllers of a pair on one database and one storage, two test hosts
-//! with an HA VPS. A writer acknowledges a settings change every 50 ms at whichever controller
+//! loopback), two release controllers of a pair keeping their own replicated database (a
+//! PostgreSQL server each, the leader's the primary, the partner's its synchronous standby) and
+//! sharing one storage, two test hosts with an HA VPS. A writer acknowledges a settings change every 50 ms at whichever controller
 //! leads; each round SIGKILLs the leader and times kill → the partner answering a write; the
 //! killed one starts again and must come back as the standby. Printed: p50 / p99 over the
 //! rounds, the writes acknowledged and any lost (the newest acknowledged value must be what the
@@ -63,15 +64,12 @@ impl Drop for Member {
 fn member(name: &str, etcd: &str, shared: &Path, keys: &Path) -> Result<Member> {
     let dir = shared.join(name);
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(
-        keys.join("controller_ed25519"),
-        dir.join("controller_ed25519"),
-    )?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("controller_ed25519"),
-        std::fs::Permissions::from_mode(0o600),
-    )?;
+    // The pair's controller key and database password, held by both.
+    for f in ["controller_ed25519", "postgres_password"] {
+        std::fs::copy(keys.join(f), dir.join(f))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o600))?;
+    }
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let lease = arg("--lease", 3)?.to_string();
@@ -80,10 +78,8 @@ fn member(name: &str, etcd: &str, shared: &Path, keys: &Path) -> Result<Member> 
         ("SERVERWARE_LISTEN", format!("127.0.0.1:{port}")),
         ("SERVERWARE_SSH_LISTEN", "off".into()),
         ("SERVERWARE_DATA_DIR", dir.display().to_string()),
-        (
-            "SERVERWARE_DATABASE_URL",
-            format!("sqlite://{}", shared.join("site.db").display()),
-        ),
+        // The pair keeps its own replicated database: a PostgreSQL server per controller.
+        ("SERVERWARE_PAIR_POSTGRES_PORT", free_port()?.to_string()),
         (
             "SERVERWARE_STORAGE_DIR",
             shared.join("storage").display().to_string(),
@@ -196,6 +192,10 @@ async fn run(rounds: u64) -> Result<()> {
     if !ok {
         bail!("ssh-keygen failed");
     }
+    let mut pw = [0u8; 18];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut pw)?;
+    let pw: String = pw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(keys.join("postgres_password"), format!("{pw}\n"))?;
     let mut m = [
         member("ctl-a", &etcd.members[0].client_url, &shared, &keys)?,
         member("ctl-b", &etcd.members[1].client_url, &shared, &keys)?,
@@ -230,6 +230,22 @@ struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until the leader says `standby`'s database is its synchronous standby.
+async fn until_synchronous(api: &Api, standby: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok((_, v)) = api.call("GET", "/pair", None).await {
+            if v["database"]["synchronous"] == standby {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{standby}'s database never became the synchronous standby");
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -426,6 +442,8 @@ async fn measure(m: &mut [Member; 2], rounds: u64) -> Result<()> {
         let l = leader_of(m).await;
         let o = 1 - l;
         until_role(&m[o], "standby").await?;
+        // The partner may take over only once its database is the synchronous standby.
+        until_synchronous(&at(&api, &m[l].url), &m[o].name).await?;
         // Writes acknowledged by the leader before the kill.
         let seen = acks.lock().unwrap_or_else(|p| p.into_inner()).len();
         let deadline = Instant::now() + Duration::from_secs(30);

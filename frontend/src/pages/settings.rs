@@ -100,12 +100,38 @@ fn Controllers() -> impl IntoView {
                             }).collect_view()}
                         </tbody>
                     </table>
+                    {p.database.map(database_view)}
                     <p class="muted">{format!("The leader holds a lease of {} s in etcd; if it fails, its partner takes over after at most that long.", p.lease_secs)}</p>
                     <button on:click=switch>"Switch over to the partner"</button>
                 }.into_any(),
             }}
             {move || note.get().map(|n| view! { <p data-test="controllers-note">{n}</p> })}
         </section>
+    }
+}
+
+/// The pair's replicated database: the primary, the standby every commit waits for, and how far
+/// each standby is behind.
+fn database_view(d: serverware_shared::api::DatabaseReplication) -> impl IntoView {
+    let sync = match &d.synchronous {
+        Some(s) => format!("every commit waits for {s}'s copy"),
+        None => "the primary is alone: no standby may take over until one is synchronous again".into(),
+    };
+    let lag = |s: &serverware_shared::api::DatabaseStandby| match (s.lag_bytes, s.replay_lag_ms) {
+        (Some(b), Some(ms)) => format!("{b} bytes, {ms} ms"),
+        (Some(b), None) => format!("{b} bytes"),
+        _ => "—".into(),
+    };
+    view! {
+        <table data-test="database">
+            <thead><tr><th>"Database"</th><th>"State"</th><th>"Replication"</th><th>"Behind"</th></tr></thead>
+            <tbody>
+                <tr><td>{d.primary.clone()}</td><td>"primary"</td><td>{sync}</td><td>"—"</td></tr>
+                {d.standbys.iter().map(|s| view! {
+                    <tr><td>{s.name.clone()}</td><td>{s.state.clone()}</td><td>{s.sync_state.clone()}</td><td>{lag(s)}</td></tr>
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 
