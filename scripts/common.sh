@@ -63,6 +63,15 @@ need_frontend_tools() {
     export PATH="$node_dir/node_modules/.bin:$PATH"
 }
 
+# Garage, the S3 store a controller pair keeps its restore points in (run as its own program).
+GARAGE_VERSION=2.5.0
+need_garage() {
+    if ! garage --version 2>/dev/null | grep -q ":$GARAGE_VERSION "; then
+        say "installing garage $GARAGE_VERSION (the S3 store of a controller pair; about 20 minutes, once)"
+        cargo install --locked "garage@$GARAGE_VERSION"
+    fi
+}
+
 # Builds the dashboard into dist/ and checks the size of its wasm.
 build_dashboard() {
     need_frontend_tools

@@ -11,6 +11,8 @@ need_apt chromium fonts-dejavu-core
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
 # The controller pair: a real etcd cluster (Debian etcd-server) decides who leads.
 need_apt etcd-server
+# The pair's storage: Garage (S3), three nodes started by the test.
+need_garage
 build_dashboard
 
 say "shared/ builds for wasm32 (the dashboard's target)"

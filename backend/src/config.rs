@@ -92,6 +92,24 @@ pub struct ConfigArgs {
     /// (on loopback and on its pair URL's host)
     #[arg(long, env = "SERVERWARE_PAIR_POSTGRES_PORT", global = true)]
     pub pair_postgres_port: Option<u16>,
+    /// Storage on an S3 store (Garage): its nodes' S3 endpoints, comma-separated (unset: the
+    /// storage directory)
+    #[arg(long, env = "SERVERWARE_STORAGE_S3_ENDPOINTS", global = true)]
+    pub storage_s3_endpoints: Option<String>,
+    /// The S3 bucket [default: serverware]
+    #[arg(long, env = "SERVERWARE_STORAGE_S3_BUCKET", global = true)]
+    pub storage_s3_bucket: Option<String>,
+    /// The S3 access key's id
+    #[arg(long, env = "SERVERWARE_STORAGE_S3_KEY_ID", global = true)]
+    pub storage_s3_key_id: Option<String>,
+    /// The S3 access key's secret
+    #[arg(
+        long,
+        env = "SERVERWARE_STORAGE_S3_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub storage_s3_secret_key: Option<String>,
 }
 
 /// `[pair]` in the TOML file.
@@ -106,6 +124,100 @@ struct FilePair {
     address: Option<String>,
     interface: Option<String>,
     postgres_port: Option<u16>,
+}
+
+/// `[storage_s3]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileS3 {
+    endpoints: Option<Vec<String>>,
+    bucket: Option<String>,
+    region: Option<String>,
+    key_id: Option<String>,
+    secret_key: Option<String>,
+}
+
+/// Storage on an S3-compatible store (`storage/s3.rs`): where it is and how to sign for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// The S3 API of each node (`http://10.0.0.1:3900`), tried in turn.
+    pub endpoints: Vec<String>,
+    pub bucket: String,
+    pub region: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoints", &self.endpoints)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[storage_s3]` or `SERVERWARE_STORAGE_S3_*`: all of endpoints, key id and secret, or none.
+fn resolve_s3(args: &ConfigArgs, file: Option<FileS3>) -> anyhow::Result<Option<S3Config>> {
+    let file = file.unwrap_or_default();
+    let endpoints: Vec<String> = match &args.storage_s3_endpoints {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => file
+            .endpoints
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .collect(),
+    };
+    let key_id = args.storage_s3_key_id.clone().or(file.key_id);
+    let secret = args.storage_s3_secret_key.clone().or(file.secret_key);
+    if endpoints.is_empty() {
+        if key_id.is_some() || secret.is_some() {
+            bail!("storage_s3 needs its endpoints (SERVERWARE_STORAGE_S3_ENDPOINTS)");
+        }
+        return Ok(None);
+    }
+    for e in &endpoints {
+        let ok = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ', '?', '#']));
+        if !ok {
+            bail!("storage_s3 endpoint '{e}' is not a URL such as http://10.0.0.1:3900");
+        }
+    }
+    let (Some(key_id), Some(secret)) = (key_id, secret) else {
+        bail!("storage_s3 needs an access key: key_id and secret_key (SERVERWARE_STORAGE_S3_KEY_ID, _SECRET_KEY)");
+    };
+    if key_id.trim().is_empty() || secret.trim().is_empty() {
+        bail!("storage_s3: the access key's id and secret must not be empty");
+    }
+    let bucket = args
+        .storage_s3_bucket
+        .clone()
+        .or(file.bucket)
+        .unwrap_or_else(|| "serverware".into());
+    let plain = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.']);
+    if !plain {
+        bail!("storage_s3 bucket '{bucket}' is not a bucket name (3 to 63 lowercase letters, digits, '-' and '.')");
+    }
+    Ok(Some(S3Config {
+        endpoints,
+        bucket,
+        region: file.region.unwrap_or_else(|| "garage".into()),
+        key_id: key_id.trim().to_string(),
+        secret: secret.trim().to_string(),
+    }))
 }
 
 /// The site's service address: an IPv4 address and the interface the leader holds it on
@@ -178,6 +290,7 @@ struct FileConfig {
     static_dir: Option<PathBuf>,
     login: Option<LoginLimits>,
     pair: Option<FilePair>,
+    storage_s3: Option<FileS3>,
 }
 
 /// How failed logins are slowed down.
@@ -227,6 +340,8 @@ pub struct Config {
     pub agent_bin: Option<PathBuf>,
     /// Set when this controller is one of a pair.
     pub pair: Option<PairConfig>,
+    /// Set when storage is an S3 store (else the storage directory).
+    pub storage_s3: Option<S3Config>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +371,7 @@ impl fmt::Debug for Config {
             .field("login", &self.login)
             .field("agent_bin", &self.agent_bin)
             .field("pair", &self.pair)
+            .field("storage_s3", &self.storage_s3)
             .finish()
     }
 }
@@ -364,6 +480,7 @@ impl Config {
                  (SERVERWARE_DATABASE_URL) must not be set as well"
             );
         }
+        let storage_s3 = resolve_s3(args, file.storage_s3)?;
         let login = file.login.unwrap_or_default();
         if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0 {
             bail!("login limits must be at least 1");
@@ -390,6 +507,7 @@ impl Config {
                 p.is_file().then_some(p)
             }),
             pair,
+            storage_s3,
         })
     }
 }
@@ -650,6 +768,39 @@ mod tests {
             Some("ctl-a.example")
         );
         assert_eq!(url_host("http:///x"), None);
+    }
+
+    #[test]
+    fn an_s3_store_needs_its_endpoints_and_a_key_and_never_shows_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let with = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(&ConfigArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let c = with("[storage_s3]\nendpoints = [\"http://10.0.0.1:3900/\", \"http://10.0.0.2:3900\"]\nkey_id = \"GK1\"\nsecret_key = \"s3cr3t\"\n").unwrap();
+        let s3 = c.storage_s3.clone().unwrap();
+        assert_eq!(
+            s3.endpoints,
+            ["http://10.0.0.1:3900", "http://10.0.0.2:3900"]
+        );
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_str()),
+            ("serverware", "garage")
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(with("").unwrap().storage_s3.is_none());
+        let err = |t: &str| format!("{:#}", with(t).unwrap_err());
+        assert!(err("[storage_s3]\nkey_id = \"GK1\"\n").contains("endpoints"));
+        assert!(err("[storage_s3]\nendpoints = [\"http://a:3900\"]\n").contains("access key"));
+        assert!(err(
+            "[storage_s3]\nendpoints = [\"a:3900\"]\nkey_id = \"k\"\nsecret_key = \"s\"\n"
+        )
+        .contains("not a URL"));
+        assert!(err("[storage_s3]\nendpoints = [\"http://a:3900\"]\nkey_id = \"k\"\nsecret_key = \"s\"\nbucket = \"A_B\"\n").contains("bucket name"));
     }
 
     #[test]

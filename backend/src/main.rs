@@ -22,6 +22,23 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The restore points' store.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Copies every restore point from the storage directory to the S3 store (`--to s3`) or
+    /// back (`--to directory`): chunks checked on the way, each point whole. What the other
+    /// store holds already is skipped: run it while the controller runs, then once more after
+    /// stopping it, then switch the configuration and start it.
+    Migrate {
+        #[arg(long, value_parser = ["s3", "directory"])]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +95,9 @@ fn main() -> ExitCode {
                     password_stdin,
                 },
         } => reset_password(&config, &username, password_stdin),
+        Command::Storage {
+            command: StorageCommand::Migrate { to },
+        } => migrate_storage(&config, &to),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +267,44 @@ fn step_down(
     let err = cmd.exec();
     eprintln!("serverware: cannot start again as the standby ({err}); exiting");
     std::process::exit(75)
+}
+
+fn migrate_storage(config: &Config, to: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use serverware::storage::{migrate, DirStore, ObjectStore, S3Store};
+    let s3 = config.storage_s3.clone().context(
+        "storage migrate needs the S3 store's settings ([storage_s3] or SERVERWARE_STORAGE_S3_*)",
+    )?;
+    let endpoints = s3.endpoints.join(", ");
+    let s3 =
+        S3Store::open(s3).with_context(|| format!("cannot open the S3 store at {endpoints}"))?;
+    let dir = DirStore::open(&config.storage_dir).with_context(|| {
+        format!(
+            "cannot open the storage directory {}",
+            config.storage_dir.display()
+        )
+    })?;
+    let (from, into): (&dyn ObjectStore, &dyn ObjectStore) = match to {
+        "s3" => (&dir, &s3),
+        _ => (&s3, &dir),
+    };
+    println!(
+        "Copying the restore points from {} to {}",
+        from.remote()
+            .unwrap_or_else(|| config.storage_dir.display().to_string()),
+        into.remote()
+            .unwrap_or_else(|| config.storage_dir.display().to_string())
+    );
+    let c = migrate::copy_all(from, into, |step, _| println!("  {step}"))?;
+    println!(
+        "Copied {} chunks ({} there already) and {} restore points ({} there already), {:.1} MiB.",
+        c.chunks,
+        c.chunks_there,
+        c.points,
+        c.points_there,
+        c.bytes as f64 / 1048576.0
+    );
+    Ok(())
 }
 
 fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::Result<()> {

@@ -289,6 +289,9 @@ impl Site<'_> {
 
     /// The storage disk: its size and free space; an incident when nearly full.
     fn storage(&self, incidents: &mut Vec<Incident>) -> Option<(u64, u64)> {
+        if self.state.duplo.store.remote().is_some() {
+            return None;
+        }
         let fs = crate::duplo::view::filesystem(&self.state.duplo.dir);
         if let Some((total, free)) = fs.filter(|(t, _)| *t > 0) {
             let used = 1.0 - free as f64 / total as f64;

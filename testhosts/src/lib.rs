@@ -11,6 +11,8 @@
 
 mod etcd;
 pub use etcd::{EtcdCluster, EtcdMember};
+mod garage;
+pub use garage::{garage_bin, GarageCluster, GarageNode};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

@@ -97,7 +97,13 @@ pub async fn storage(dup: &Arc<Duplication>) -> Result<StorageReport> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let fs = filesystem(&dup.duplo.dir);
+    let remote = dup.duplo.store.remote();
+    // An S3 store's capacity is its nodes' business, not this machine's disk.
+    let fs = if remote.is_some() {
+        None
+    } else {
+        filesystem(&dup.duplo.dir)
+    };
     let (at, c) = match collected {
         Some((at, c)) => (
             Some(chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).unwrap_or_default()),
@@ -106,7 +112,7 @@ pub async fn storage(dup: &Arc<Duplication>) -> Result<StorageReport> {
         None => (None, Default::default()),
     };
     Ok(StorageReport {
-        dir: dup.duplo.dir.display().to_string(),
+        dir: remote.unwrap_or_else(|| dup.duplo.dir.display().to_string()),
         filesystem_bytes: fs.map(|f| f.0),
         filesystem_free_bytes: fs.map(|f| f.1),
         collected_at: at,

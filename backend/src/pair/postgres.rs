@@ -765,7 +765,9 @@ impl Keeper {
             if !self.running() && lead.is_leader() {
                 // Still the recorded primary: started again, its commits wait for the
                 // synchronous standby it names as before.
-                tracing::error!("this controller's PostgreSQL stopped while it leads: starting it again");
+                tracing::error!(
+                    "this controller's PostgreSQL stopped while it leads: starting it again"
+                );
                 let k = self.clone();
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || k.spawn(None)).await {
                     tracing::error!("cannot start this controller's PostgreSQL again: {e:#}");

@@ -10,10 +10,13 @@
 pub mod chunks;
 pub mod cycle;
 mod dir;
+pub mod migrate;
 pub mod points;
+mod s3;
 pub mod tree;
 
 pub use dir::DirStore;
+pub use s3::S3Store;
 
 use std::io;
 
@@ -37,6 +40,11 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
     /// Makes every put so far durable, then stores `data` under `key` durably and atomically.
     fn commit(&self, key: &str, data: &[u8]) -> io::Result<()>;
+    /// Where a store that is not a local directory keeps its bytes, as an operator names it
+    /// (None: the storage directory, whose filesystem's size and free space are reported).
+    fn remote(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Refuses a key that could leave the store (`..`, a leading `/`) or is not plain.

@@ -115,7 +115,9 @@ fn Controllers() -> impl IntoView {
 fn database_view(d: serverware_shared::api::DatabaseReplication) -> impl IntoView {
     let sync = match &d.synchronous {
         Some(s) => format!("every commit waits for {s}'s copy"),
-        None => "the primary is alone: no standby may take over until one is synchronous again".into(),
+        None => {
+            "the primary is alone: no standby may take over until one is synchronous again".into()
+        }
     };
     let lag = |s: &serverware_shared::api::DatabaseStandby| match (s.lag_bytes, s.replay_lag_ms) {
         (Some(b), Some(ms)) => format!("{b} bytes, {ms} ms"),
