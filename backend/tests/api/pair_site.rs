@@ -1,10 +1,12 @@
-//! A controller pair running a site: two `serverware` processes on one database and one storage,
-//! a real etcd cluster of three deciding who leads, real test hosts and LXC. The standby serves
-//! nothing that writes and names the leader; a killed leader is replaced within seconds, every
-//! operation it acknowledged is carried on and ends once, no VPS stops, the new leader fails a
-//! dead host over, and the old one comes back as the standby (all with the witness's etcd member
-//! lost). A planned switch-over hands the site over and loses no write. A leader cut off from etcd stops
-//! accepting writes before its partner starts (both sampled every 100 ms).
+//! A controller pair running a site: two `serverware` processes, a real etcd cluster of three
+//! deciding who leads, real test hosts and LXC. The standby serves nothing that writes and names
+//! the leader; a killed leader is replaced within seconds, every operation it acknowledged is
+//! carried on and ends once, no VPS stops, the new leader fails a dead host over from the restore
+//! points in Garage (S3, three nodes, the killed leader's lost with it), and the old one comes back
+//! as the standby (all with the witness's etcd member lost). The pair's own replicated PostgreSQL
+//! loses no acknowledged write when its leader is killed and never has two primaries; a planned
+//! switch-over hands the site over and loses no write; a leader cut off from etcd stops accepting
+//! writes before its partner starts (both sampled every 100 ms).
 
 use crate::netmon::{ha_vps, services, Sampler};
 use crate::support::*;
@@ -20,6 +22,9 @@ struct Pair {
     database_url: String,
     pg: Option<(String, String)>,
     kept: Option<[u16; 2]>,
+    /// The restore points' store, when on Garage (three nodes: the controllers' and the
+    /// witness's).
+    garage: Option<serverware_testhosts::GarageCluster>,
     dir: tempfile::TempDir,
 }
 
@@ -35,7 +40,16 @@ impl Pair {
             database_url,
             pg,
             kept: None,
+            garage: None,
             dir,
+        }
+    }
+
+    /// A pair whose restore points live in Garage (S3), three nodes, replication factor 3.
+    fn on_garage() -> Pair {
+        Pair {
+            garage: Some(serverware_testhosts::GarageCluster::start(3).unwrap()),
+            ..Pair::new()
         }
     }
 
@@ -56,6 +70,7 @@ impl Pair {
             database_url: String::new(),
             pg: None,
             kept: Some([port(), port()]),
+            garage: None,
             dir,
         }
     }
@@ -79,8 +94,17 @@ impl Pair {
 
     /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
     async fn controller(&mut self, i: usize) -> TestController {
-        let port = self.kept.map(|p| p[i].to_string()).unwrap_or_default();
-        let kept = [("SERVERWARE_PAIR_POSTGRES_PORT", port.as_str())];
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        if let Some(p) = self.kept {
+            extra.push(("SERVERWARE_PAIR_POSTGRES_PORT", p[i].to_string()));
+        }
+        if let Some(g) = &self.garage {
+            extra.push(("SERVERWARE_STORAGE_S3_ENDPOINTS", g.endpoints().join(",")));
+            extra.push(("SERVERWARE_STORAGE_S3_BUCKET", g.bucket.clone()));
+            extra.push(("SERVERWARE_STORAGE_S3_KEY_ID", g.key_id.clone()));
+            extra.push(("SERVERWARE_STORAGE_S3_SECRET_KEY", g.secret.clone()));
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         TestController::start_pair_member(PairMember {
             name: name(i),
             etcd: &[self.etcd.members[i].client_url.clone()],
@@ -89,7 +113,7 @@ impl Pair {
             storage: &self.dir.path().join("storage"),
             keys_from: self.dir.path(),
             at: None,
-            extra: if self.kept.is_some() { &kept } else { &[] },
+            extra: &extra,
         })
         .await
     }
@@ -169,7 +193,7 @@ async fn a_killed_leader_is_replaced_and_the_site_carries_on() {
         ..Default::default()
     })
     .unwrap();
-    let mut pair = Pair::new();
+    let mut pair = Pair::on_garage();
     let a = pair.controller(0).await;
     let b = pair.controller(1).await;
     let mut ctl = [a, b];
@@ -233,9 +257,11 @@ async fn a_killed_leader_is_replaced_and_the_site_carries_on() {
     .await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let task: Value = r.json().await.unwrap();
-    // The witness is lost too: two etcd members of three still decide.
+    // The witness's etcd member is lost too: two of three still decide. The leader's Garage node
+    // goes with it: two of three still hold every restore point.
     pair.etcd.pause(2);
     ctl[l].kill();
+    pair.garage.as_mut().unwrap().power_off(l);
     let killed = Instant::now();
 
     wait_role(&ctl[s], "leader", Some(name(s))).await;
