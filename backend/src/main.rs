@@ -212,7 +212,7 @@ async fn standby_until_leading(
     if !outcome {
         lead.stop().await;
         if let Some(k) = keeper {
-            let _ = tokio::task::spawn_blocking(move || k.stop(true)).await;
+            let _ = tokio::task::spawn_blocking(move || k.retire(true)).await;
         }
         return Ok(None);
     }
@@ -246,7 +246,7 @@ fn step_down(
     if let Some(k) = database {
         // A primary stops accepting anything before the partner can lead (a planned hand-over
         // lets its standby receive everything first).
-        k.stop(yield_for.is_some());
+        k.retire(yield_for.is_some());
     }
     let mut cmd = std::process::Command::new(
         std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
@@ -431,7 +431,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         let ttl = lead.as_ref().map(|l| l.ttl());
         if let Some(k) = keeper {
             // Its standby receives everything before the partner may take the site.
-            let _ = tokio::task::spawn_blocking(move || k.stop(true)).await;
+            let _ = tokio::task::spawn_blocking(move || k.retire(true)).await;
         }
         if let Some(l) = lead {
             // The address goes first, then the lease: the partner takes both at once.

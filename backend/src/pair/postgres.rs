@@ -121,6 +121,8 @@ pub struct Keeper {
     child: Mutex<Option<(Child, Mode)>>,
     /// The standbys as last seen by the leader, and the record it wrote last.
     seen: Mutex<(Vec<Standby>, Option<Record>)>,
+    /// Set once the controller stops or steps down: the server is never started again by it.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -195,6 +197,7 @@ impl Keeper {
             gid,
             child: Mutex::new(None),
             seen: Mutex::new((Vec::new(), None)),
+            retired: Default::default(),
         };
         // The password file the postgres programs read (never on a command line).
         let pass = k.passfile();
@@ -385,6 +388,9 @@ impl Keeper {
 
     /// Starts the server (a standby of `of`, or the primary) and waits until it answers.
     fn spawn(&self, of: Option<&str>) -> anyhow::Result<()> {
+        if self.retired() {
+            bail!("this controller is stopping: its PostgreSQL stays stopped");
+        }
         let dir = self.dir();
         self.write_settings()?;
         let mut listen = vec!["127.0.0.1".to_string()];
@@ -469,9 +475,21 @@ impl Keeper {
         self.mode().is_some()
     }
 
-    /// Stops the server: `fast` lets its standby receive everything first (a planned stop),
-    /// else at once (a controller that may no longer lead).
-    pub fn stop(&self, fast: bool) {
+    fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops the server for good (the controller stops, or steps down and starts again as a
+    /// new program): nothing of this run starts it again. `fast` lets its standby receive
+    /// everything first (a planned stop), else at once (a controller that may no longer lead).
+    pub fn retire(&self, fast: bool) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop(fast);
+    }
+
+    /// Stops the server: `fast` lets its standby receive everything first, else at once.
+    fn stop(&self, fast: bool) {
         let Some((mut child, _)) = lock(&self.child).take() else {
             return;
         };
@@ -762,7 +780,7 @@ impl Keeper {
                     }
                 }
             }
-            if !self.running() && lead.is_leader() {
+            if !self.running() && lead.is_leader() && !self.retired() {
                 // Still the recorded primary: started again, its commits wait for the
                 // synchronous standby it names as before.
                 tracing::error!(
