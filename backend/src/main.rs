@@ -22,10 +22,28 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The controller pair.
+    Pair {
+        #[command(subcommand)]
+        command: PairCommand,
+    },
     /// The restore points' store.
     Storage {
         #[command(subcommand)]
         command: StorageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PairCommand {
+    /// Makes this controller the first of a pair that keeps its own database (`[pair]` with
+    /// `postgres_port` in its configuration): its PostgreSQL server is made and filled with the
+    /// single controller's SQLite database, every row. Stop the single controller first; start
+    /// it again in pair mode afterwards.
+    Init {
+        /// The single controller's database [default: the data directory's serverware.db]
+        #[arg(long)]
+        from: Option<String>,
     },
 }
 
@@ -98,6 +116,9 @@ fn main() -> ExitCode {
         Command::Storage {
             command: StorageCommand::Migrate { to },
         } => migrate_storage(&config, &to),
+        Command::Pair {
+            command: PairCommand::Init { from },
+        } => pair_init(&config, from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,6 +288,49 @@ fn step_down(
     let err = cmd.exec();
     eprintln!("serverware: cannot start again as the standby ({err}); exiting");
     std::process::exit(75)
+}
+
+fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let pair = config.pair.as_ref().context(
+        "pair init needs this controller's [pair] settings (etcd, name, url, postgres_port)",
+    )?;
+    pair.postgres.as_ref().context(
+        "pair init makes the pair's own database: set pair.postgres_port (SERVERWARE_PAIR_POSTGRES_PORT)",
+    )?;
+    let from = from.unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            config.data_dir.join("serverware.db").display()
+        )
+    });
+    // A site whose pair has a database already is joined, not made again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
+    if let Some(h) = rt
+        .block_on(etcd.get(&pair.postgres_key()))
+        .context("cannot ask etcd whether the site has a database")?
+    {
+        anyhow::bail!(
+            "the site already has its pair database ({}): start this controller in pair mode to follow it",
+            h.value
+        );
+    }
+    let keeper = keeper(config, pair)?.context("the pair's own database")?;
+    println!(
+        "Moving {} into this controller's PostgreSQL",
+        serverware::config::redact_db_url(&from)
+    );
+    let copied = keeper.init_from(&from)?;
+    for (table, rows) in &copied {
+        println!("  {table}: {rows} rows");
+    }
+    println!(
+        "Done. Start this controller in pair mode: it leads with this database as the site's primary."
+    );
+    Ok(())
 }
 
 fn migrate_storage(config: &Config, to: &str) -> anyhow::Result<()> {

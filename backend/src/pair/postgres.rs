@@ -795,7 +795,46 @@ impl Keeper {
         }
     }
 
-    /// What the leader saw last: its standbys and the record.
+    /// `serverware pair init`: makes this controller's server the pair's first database,
+    /// filled with the single controller's database at `from` (SQLite), then stops it; the
+    /// first run of the pair that leads takes it up as the site's primary. Refused when this
+    /// controller has a pair database already. The rows copied, by table.
+    pub fn init_from(&self, from: &str) -> anyhow::Result<Vec<(String, usize)>> {
+        if self.has_data() {
+            bail!(
+                "this controller already has the pair's database ({}): pair init is for a controller that has none",
+                self.dir().display()
+            );
+        }
+        let source = crate::db::Db::open(from)?;
+        if source.kind() != "sqlite" {
+            bail!(
+                "pair init moves an SQLite database (sqlite://PATH), not {}",
+                source.kind()
+            );
+        }
+        self.initdb()?;
+        let copied = self.spawn(None).and_then(|()| {
+            self.ensure_database()?;
+            let target = crate::db::Db::open(&self.database_url())?;
+            let mut src = source.get_blocking()?;
+            let mut dst = target.get_blocking()?;
+            match (&mut *src, &mut *dst) {
+                (crate::db::DbConn::Sqlite(s), crate::db::DbConn::Postgres(d)) => {
+                    crate::repo::transfer::sqlite_to_postgres(s, d)
+                }
+                _ => bail!("pair init moves SQLite into PostgreSQL"),
+            }
+        });
+        self.stop(true);
+        if copied.is_err() {
+            // Nothing half-made is left: the next try starts clean.
+            let _ = std::fs::remove_dir_all(self.dir());
+        }
+        copied
+    }
+
+    /// What the leader saw last: its standbys and the record it wrote last.
     pub fn seen(&self) -> (Vec<Standby>, Option<Record>) {
         lock(&self.seen).clone()
     }

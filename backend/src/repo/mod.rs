@@ -16,5 +16,6 @@ pub mod ssh_keys;
 pub mod tasks;
 pub mod templates;
 pub mod tokens;
+pub mod transfer;
 pub mod users;
 pub mod vpses;

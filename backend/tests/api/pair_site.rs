@@ -94,6 +94,12 @@ impl Pair {
 
     /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
     async fn controller(&mut self, i: usize) -> TestController {
+        self.controller_from(i, None).await
+    }
+
+    /// [`Pair::controller`], made the pair's first by `pair init --from` a single controller's
+    /// database when given.
+    async fn controller_from(&mut self, i: usize, init_from: Option<&str>) -> TestController {
         let mut extra: Vec<(&str, String)> = Vec::new();
         if let Some(p) = self.kept {
             extra.push(("SERVERWARE_PAIR_POSTGRES_PORT", p[i].to_string()));
@@ -114,6 +120,7 @@ impl Pair {
             keys_from: self.dir.path(),
             at: None,
             extra: &extra,
+            init_from,
         })
         .await
     }
@@ -742,6 +749,7 @@ async fn the_service_address_follows_the_leader() {
                     ("SERVERWARE_PAIR_ADDRESS", &cidr),
                     ("SERVERWARE_PAIR_INTERFACE", "br0"),
                 ],
+                init_from: None,
             })
             .await,
         );
@@ -776,4 +784,48 @@ async fn the_service_address_follows_the_leader() {
     assert!(holds(&cluster, l, &cidr));
     drop(ctl);
     drop(etcd);
+}
+
+#[actix_web::test]
+async fn a_single_controller_becomes_the_first_of_a_pair_with_all_its_data() {
+    // A single controller on SQLite: a user, an API token, a setting, its events.
+    let src = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/single.db", src.path().display());
+    let single = {
+        let url = url.clone();
+        TestController::start_with(move |c| c.database_url = url).await
+    };
+    let admin = single.admin().await;
+    single.user_with_role(&admin, "carol", "operator").await;
+    let token = single.token(&admin, "kept", None).await;
+    let c = client().build().unwrap();
+    assert!(writes(&c, &single, &token, 7).await);
+    let before = get(&single, &admin, "/api/v1/events?limit=500").await["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    drop(single);
+
+    // `pair init` moves it into the first controller's PostgreSQL; that one leads with it.
+    let mut pair = Pair::keeping_its_database();
+    let a = pair.controller_from(0, Some(&url)).await;
+    wait_role(&a, "leader", Some("ctl-a")).await;
+    let carol = a.login("carol", "carol-password-123").await;
+    assert_eq!(site_number(&get(&a, &carol, "/api/v1/settings").await), 7);
+    assert!(writes(&c, &a, &token, 8).await, "the token was not moved");
+    let admin = a.admin().await;
+    let after = get(&a, &admin, "/api/v1/events?limit=500").await["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        after > before,
+        "{after} events after the move, {before} before"
+    );
+    // New rows take ids after the moved ones.
+    a.user_with_role(&admin, "dave", "viewer").await;
+    // The partner copies it and becomes its synchronous standby.
+    let b = pair.controller(1).await;
+    wait_role(&b, "standby", Some("ctl-a")).await;
+    wait_sync(&a, &admin, "ctl-b").await;
 }

@@ -49,6 +49,8 @@ pub struct PairMember<'a> {
     pub keys_from: &'a std::path::Path,
     pub at: Option<(&'a str, std::net::Ipv4Addr, u16)>,
     pub extra: &'a [(&'a str, &'a str)],
+    /// Made the first of its pair by `serverware pair init --from URL` before it starts.
+    pub init_from: Option<&'a str>,
 }
 
 /// A client for the controller. Its idle connections are dropped after 2 s, before the
@@ -167,6 +169,7 @@ impl TestController {
             keys_from,
             at,
             extra,
+            init_from,
         } = m;
         let dir = tempfile::tempdir().unwrap();
         for f in [
@@ -220,6 +223,19 @@ impl TestController {
             _dir: dir,
         };
         t.env.extend(env);
+        if let Some(from) = init_from {
+            let out = t
+                .command(None)
+                .args(["pair", "init", "--from", from])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "pair init failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         t.spawn_process(None).await;
         t
     }
@@ -247,6 +263,17 @@ impl TestController {
     }
 
     async fn spawn_process(&mut self, fault: Option<&str>) {
+        self.process = Some(
+            self.command(fault)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("the serverware binary starts"),
+        );
+        self.wait_started().await;
+    }
+
+    /// The serverware program as this controller runs (its environment, its namespace).
+    fn command(&self, fault: Option<&str>) -> std::process::Command {
         let bin = env!("CARGO_BIN_EXE_serverware");
         let agent = std::path::Path::new(bin).with_file_name("serverware-agent");
         // `ip netns exec` enters the namespace and then becomes the controller (same PID).
@@ -285,7 +312,11 @@ impl TestController {
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        self.process = Some(c.spawn().expect("the serverware binary starts"));
+        c
+    }
+
+    /// Waits until the process answers its health (panics if it exits first).
+    async fn wait_started(&mut self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let client = self.anon();
         loop {
