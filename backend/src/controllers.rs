@@ -95,6 +95,45 @@ pub async fn view(
     })
 }
 
+/// What a second controller needs to join the pair (its keys and the database password), for
+/// an admin; recorded as an event. Only a controller of a pair hands them out.
+pub async fn join_secrets(
+    lead: Option<&Leadership>,
+    data_dir: &std::path::Path,
+    db: &Db,
+    actor: &Actor,
+) -> Result<serverware_shared::api::PairJoinResponse> {
+    if lead.is_none() {
+        return Err(Error::conflict(
+            None,
+            "this controller is not one of a pair: configure [pair] first",
+        ));
+    }
+    let read = |name: &str| std::fs::read_to_string(data_dir.join(name)).ok();
+    let controller_key = read(crate::keys::KEY_FILE)
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("the controller key is not readable")))?;
+    let out = serverware_shared::api::PairJoinResponse {
+        controller_key,
+        ssh_host_key: read(crate::keys::HOST_KEY_FILE),
+        postgres_password: read("postgres_password").map(|s| s.trim().to_string()),
+    };
+    let actor = actor.clone();
+    db.run(move |c| {
+        crate::audit::record(
+            c,
+            &actor,
+            Change::new(
+                "controller.join",
+                "controller",
+                "pair",
+                "the pair's keys were handed to a joining controller".to_string(),
+            ),
+        )
+    })
+    .await?;
+    Ok(out)
+}
+
 fn etcd_down(e: crate::pair::EtcdError) -> Error {
     Error::HostUnavailable(format!("etcd does not answer: {e}"))
 }

@@ -45,6 +45,18 @@ enum PairCommand {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Makes this machine the second controller of a pair: fetches the pair's keys and
+    /// database password from the leader (`GET /api/v1/pair/join`, with an admin's API token
+    /// read from the first line of standard input) into this data directory. Then start it in
+    /// pair mode: it copies the database and follows.
+    Join {
+        /// The leading controller's URL (https://, or http:// on loopback or with --allow-http)
+        #[arg(long)]
+        from: String,
+        /// Accept the keys over plain HTTP from another machine (a network you trust)
+        #[arg(long)]
+        allow_http: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +131,9 @@ fn main() -> ExitCode {
         Command::Pair {
             command: PairCommand::Init { from },
         } => pair_init(&config, from),
+        Command::Pair {
+            command: PairCommand::Join { from, allow_http },
+        } => pair_join(&config, &from, allow_http),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -333,6 +348,88 @@ fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `url` may carry the pair's keys: HTTPS, or plain HTTP on loopback (or when allowed).
+fn may_carry_keys(url: &str, allow_http: bool) -> anyhow::Result<()> {
+    if url.starts_with("https://") || allow_http {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        anyhow::bail!("'{url}' is not an http:// or https:// URL");
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the pair's keys would cross the network unencrypted from {url}: use the leader's https:// URL, or --allow-http on a network you trust"
+    )
+}
+
+fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    may_carry_keys(from, allow_http)?;
+    let mut token = String::new();
+    std::io::stdin().lock().read_line(&mut token)?;
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("pair join reads an admin's API token from standard input: none came");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("{}/api/v1/pair/join", from.trim_end_matches('/'));
+    let secrets: serverware_shared::api::PairJoinResponse = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(20))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {from}"))?;
+        let status = r.status();
+        if !status.is_success() {
+            let body = r.text().await.unwrap_or_default();
+            anyhow::bail!("{from} refused ({status}): {body}");
+        }
+        Ok(r.json().await?)
+    })?;
+    serverware::files::private_dir(&config.data_dir)?;
+    let mut files = vec![(serverware::keys::KEY_FILE, Some(secrets.controller_key))];
+    files.push((serverware::keys::HOST_KEY_FILE, secrets.ssh_host_key));
+    files.push(("postgres_password", secrets.postgres_password));
+    // A key this machine has already must be the pair's: never replaced behind its back.
+    for (name, value) in &files {
+        let path = config.data_dir.join(name);
+        if let (Some(v), Ok(have)) = (value, std::fs::read_to_string(&path)) {
+            if have.trim() != v.trim() {
+                anyhow::bail!(
+                    "{} holds another key than the pair's: move it away first (this data directory belongs to another controller)",
+                    path.display()
+                );
+            }
+        }
+    }
+    for (name, value) in files {
+        if let Some(v) = value {
+            let text = if name == "postgres_password" {
+                format!("{v}\n")
+            } else {
+                v
+            };
+            serverware::files::write_secret(&config.data_dir.join(name), text.as_bytes())?;
+            println!("  {name}");
+        }
+    }
+    println!(
+        "This controller holds the pair's keys. Start it in pair mode: it copies the site's database and follows the leader."
+    );
+    Ok(())
+}
+
 fn migrate_storage(config: &Config, to: &str) -> anyhow::Result<()> {
     use anyhow::Context;
     use serverware::storage::{migrate, DirStore, ObjectStore, S3Store};
@@ -509,4 +606,20 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_carry_keys;
+
+    #[test]
+    fn the_pairs_keys_never_cross_a_network_unencrypted_unless_allowed() {
+        assert!(may_carry_keys("https://ctl-a.example:8443", false).is_ok());
+        assert!(may_carry_keys("http://127.0.0.1:8080", false).is_ok());
+        assert!(may_carry_keys("http://localhost:8080/", false).is_ok());
+        let e = may_carry_keys("http://10.0.0.1:8080", false).unwrap_err();
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        assert!(may_carry_keys("http://10.0.0.1:8080", true).is_ok());
+        assert!(may_carry_keys("ftp://10.0.0.1", false).is_err());
+    }
 }

@@ -54,6 +54,19 @@ pub struct PairResponse {
     pub database: Option<DatabaseReplication>,
 }
 
+/// `GET /api/v1/pair/join` (admins, on the leader): what a second controller needs to join the
+/// pair, as `serverware pair join` writes it into its data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PairJoinResponse {
+    /// The site's controller key (OpenSSH private key): hosts trust it.
+    pub controller_key: String,
+    /// The SSH command line's host key, when this controller has one.
+    pub ssh_host_key: Option<String>,
+    /// The password of the pair's PostgreSQL servers, when the pair keeps its database.
+    pub postgres_password: Option<String>,
+}
+
 /// The pair's replicated database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

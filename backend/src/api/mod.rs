@@ -85,6 +85,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(system::site_health)
         .service(system::pair)
         .service(system::switchover)
+        .service(system::pair_join)
         .service(tasks::list_tasks)
         .service(tasks::get_task);
 }

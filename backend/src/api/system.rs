@@ -69,6 +69,25 @@ pub async fn pair(
     ))
 }
 
+/// What a second controller needs to join the pair (`serverware pair join`): admins only.
+#[utoipa::path(tag = "system", responses((status = 200, body = serverware_shared::api::PairJoinResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[get("/pair/join")]
+pub async fn pair_join(
+    state: web::Data<Core>,
+    principal: Principal,
+) -> Result<web::Json<serverware_shared::api::PairJoinResponse>> {
+    principal.require(Role::Admin)?;
+    Ok(web::Json(
+        crate::controllers::join_secrets(
+            state.pair.as_deref(),
+            &state.config.data_dir,
+            &state.db,
+            &crate::audit::Actor::from(&principal),
+        )
+        .await?,
+    ))
+}
+
 /// A planned switch-over: running operations end, then the partner takes the site over.
 #[utoipa::path(tag = "system", responses((status = 202, body = serverware_shared::api::SwitchoverResponse), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/pair/switchover")]

@@ -100,6 +100,17 @@ impl Pair {
     /// [`Pair::controller`], made the pair's first by `pair init --from` a single controller's
     /// database when given.
     async fn controller_from(&mut self, i: usize, init_from: Option<&str>) -> TestController {
+        self.member(i, init_from, None).await
+    }
+
+    /// Controller `i`, made the first by `pair init --from` or given its keys by `pair join
+    /// --from LEADER` with an admin token, when asked.
+    async fn member(
+        &mut self,
+        i: usize,
+        init_from: Option<&str>,
+        join: Option<(&str, &str)>,
+    ) -> TestController {
         let mut extra: Vec<(&str, String)> = Vec::new();
         if let Some(p) = self.kept {
             extra.push(("SERVERWARE_PAIR_POSTGRES_PORT", p[i].to_string()));
@@ -121,6 +132,7 @@ impl Pair {
             at: None,
             extra: &extra,
             init_from,
+            join,
         })
         .await
     }
@@ -750,6 +762,7 @@ async fn the_service_address_follows_the_leader() {
                     ("SERVERWARE_PAIR_INTERFACE", "br0"),
                 ],
                 init_from: None,
+                join: None,
             })
             .await,
         );
@@ -824,8 +837,20 @@ async fn a_single_controller_becomes_the_first_of_a_pair_with_all_its_data() {
     );
     // New rows take ids after the moved ones.
     a.user_with_role(&admin, "dave", "viewer").await;
-    // The partner copies it and becomes its synchronous standby.
-    let b = pair.controller(1).await;
+    // The partner joins with an admin's token (no key copied by hand), copies the database and
+    // becomes its synchronous standby. Only an admin hands the keys out.
+    let viewer_token = a.token(&admin, "viewer", Some("viewer")).await;
+    let r = c
+        .get(a.url("/api/v1/pair/join"))
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+    let admin_token = a.token(&admin, "join", None).await;
+    let b = pair.member(1, None, Some((&a.base, &admin_token))).await;
     wait_role(&b, "standby", Some("ctl-a")).await;
     wait_sync(&a, &admin, "ctl-b").await;
+    let e = get(&a, &admin, "/api/v1/events?action=controller.join").await;
+    assert_eq!(e["events"].as_array().map(Vec::len), Some(1), "{e}");
 }

@@ -51,6 +51,9 @@ pub struct PairMember<'a> {
     pub extra: &'a [(&'a str, &'a str)],
     /// Made the first of its pair by `serverware pair init --from URL` before it starts.
     pub init_from: Option<&'a str>,
+    /// Given the pair's keys by `serverware pair join --from URL` with this admin token
+    /// (instead of copies from `keys_from`) before it starts.
+    pub join: Option<(&'a str, &'a str)>,
 }
 
 /// A client for the controller. Its idle connections are dropped after 2 s, before the
@@ -170,6 +173,7 @@ impl TestController {
             at,
             extra,
             init_from,
+            join,
         } = m;
         let dir = tempfile::tempdir().unwrap();
         for f in [
@@ -178,7 +182,7 @@ impl TestController {
             "postgres_password",
         ] {
             let to = dir.path().join(f);
-            if f == "postgres_password" && !keys_from.join(f).exists() {
+            if join.is_some() || (f == "postgres_password" && !keys_from.join(f).exists()) {
                 continue;
             }
             std::fs::copy(keys_from.join(f), &to).unwrap();
@@ -223,6 +227,25 @@ impl TestController {
             _dir: dir,
         };
         t.env.extend(env);
+        if let Some((from, token)) = join {
+            use std::io::Write;
+            let mut c = t
+                .command(None)
+                .args(["pair", "join", "--from", from])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            writeln!(c.stdin.take().unwrap(), "{token}").unwrap();
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "pair join failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if let Some(from) = init_from {
             let out = t
                 .command(None)
