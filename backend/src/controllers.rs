@@ -50,6 +50,7 @@ pub async fn view(
     lead: Option<&Leadership>,
     db: &Db,
     database_key: Option<&str>,
+    store: std::sync::Arc<dyn crate::storage::ObjectStore>,
 ) -> Result<PairResponse> {
     let Some(lead) = lead else {
         return Ok(PairResponse {
@@ -59,6 +60,7 @@ pub async fn view(
             controllers: Vec::new(),
             etcd: Vec::new(),
             database: None,
+            storage: Vec::new(),
         });
     };
     let me = lead.me().name.clone();
@@ -92,6 +94,14 @@ pub async fn view(
             Some(k) => database(lead, db, k).await?,
             None => None,
         },
+        storage: tokio::task::spawn_blocking(move || store.nodes())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(
+                |(endpoint, answers)| serverware_shared::api::StorageNodeInfo { endpoint, answers },
+            )
+            .collect(),
     })
 }
 

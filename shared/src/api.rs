@@ -52,6 +52,17 @@ pub struct PairResponse {
     /// leader's the primary); None when the pair uses a database it does not keep.
     #[serde(default)]
     pub database: Option<DatabaseReplication>,
+    /// The restore points' store's nodes (Garage's S3 endpoints) and whether each answers: a
+    /// node that does not lags behind until it is back and has caught up.
+    #[serde(default)]
+    pub storage: Vec<StorageNodeInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct StorageNodeInfo {
+    pub endpoint: String,
+    pub answers: bool,
 }
 
 /// `GET /api/v1/pair/join` (admins, on the leader): what a second controller needs to join the

@@ -64,6 +64,7 @@ pub async fn pair(
                 .filter(|p| p.postgres.is_some())
                 .map(|p| p.postgres_key())
                 .as_deref(),
+            state.duplication.duplo.store.clone(),
         )
         .await?,
     ))

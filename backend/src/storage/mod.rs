@@ -45,6 +45,10 @@ pub trait ObjectStore: Send + Sync {
     fn remote(&self) -> Option<String> {
         None
     }
+    /// Each node of a replicated store and whether it answers now (none for a directory).
+    fn nodes(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
 }
 
 /// Refuses a key that could leave the store (`..`, a leading `/`) or is not plain.

@@ -189,6 +189,20 @@ impl S3Store {
         body: &[u8],
         extra: &[(&str, String)],
     ) -> io::Result<Reply> {
+        self.call_on(&self.cfg.endpoints, method, key, query, body, extra)
+    }
+
+    /// [`S3Store::call`] on these endpoints only.
+    #[allow(clippy::too_many_arguments)]
+    fn call_on(
+        &self,
+        endpoints: &[String],
+        method: &str,
+        key: &str,
+        query: &[(String, String)],
+        body: &[u8],
+        extra: &[(&str, String)],
+    ) -> io::Result<Reply> {
         let path = if key.is_empty() {
             format!("/{}", self.cfg.bucket)
         } else {
@@ -196,7 +210,7 @@ impl S3Store {
         };
         let rt = self.rt.as_ref().expect("the store's runtime");
         let mut errors = Vec::new();
-        for ep in &self.cfg.endpoints {
+        for ep in endpoints {
             let host = ep
                 .split_once("://")
                 .map(|(_, h)| h)
@@ -418,6 +432,19 @@ impl ObjectStore for S3Store {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn nodes(&self) -> Vec<(String, bool)> {
+        self.cfg
+            .endpoints
+            .iter()
+            .map(|ep| {
+                let up = self
+                    .call_on(std::slice::from_ref(ep), "HEAD", "", &[], &[], &[])
+                    .is_ok_and(|r| r.status == 200);
+                (ep.clone(), up)
+            })
+            .collect()
     }
 
     fn remote(&self) -> Option<String> {

@@ -328,6 +328,21 @@ async fn a_killed_leader_is_replaced_and_the_site_carries_on() {
     assert_eq!(e["details"]["controller"], name(s), "{e}");
     assert_eq!(e["details"]["previous"], name(l), "{e}");
     assert_eq!(e["details"]["hosts_online"], 2, "{e}");
+    // The Controllers view names the storage node that went with the old leader.
+    let v = get(&ctl[s], &admin, "/api/v1/pair").await;
+    let down: Vec<&Value> = v["storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["answers"] == false)
+        .collect();
+    assert_eq!(v["storage"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(down.len(), 1, "{v}");
+    assert_eq!(
+        down[0]["endpoint"],
+        pair.garage.as_ref().unwrap().endpoints()[l],
+        "{v}"
+    );
     assert!(e["details"]["serving_after_ms"].is_u64(), "{e}");
     eprintln!(
         "takeover after the leader was killed: {took:?}; {}",

@@ -85,10 +85,15 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         "{me:?}"
     );
     let env = [("HOME", home_s.as_str())];
-    // The site at a glance: nothing added yet, nothing wrong.
+    // The site at a glance: nothing added yet, nothing wrong, but for the one thing the test
+    // cannot choose: the storage directory is on this machine's disk, which may be nearly full.
     let st = sw(&env, &["status"], "").await;
+    let only_the_disk =
+        st.stdout.contains("1 incident(s)") && st.stdout.contains("WARNING Storage is");
     assert!(
-        st.code == 0 && st.stdout.contains("healthy") && st.stdout.contains("0 of 0 online"),
+        st.code == 0
+            && (st.stdout.contains("healthy") || only_the_disk)
+            && st.stdout.contains("0 of 0 online"),
         "{st:?}"
     );
     let st = sw(&env, &["status", "--json"], "").await;

@@ -101,6 +101,16 @@ fn Controllers() -> impl IntoView {
                         </tbody>
                     </table>
                     {p.database.map(database_view)}
+                    {(!p.storage.is_empty()).then(|| view! {
+                        <table data-test="storage-nodes">
+                            <thead><tr><th>"Storage node (S3)"</th><th>"Answers"</th></tr></thead>
+                            <tbody>
+                                {p.storage.into_iter().map(|n| view! {
+                                    <tr><td>{n.endpoint}</td><td>{if n.answers { "yes" } else { "no: it catches up once back" }}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    })}
                     <p class="muted">{format!("The leader holds a lease of {} s in etcd; if it fails, its partner takes over after at most that long.", p.lease_secs)}</p>
                     <button on:click=switch>"Switch over to the partner"</button>
                 }.into_any(),
