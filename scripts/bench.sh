@@ -8,7 +8,7 @@
 #   scripts/bench.sh idshift [--files N] [--rounds R]
 #   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
 #   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
-#   scripts/bench.sh takeover [--rounds N] [--lease S]
+#   scripts/bench.sh takeover [--rounds N] [--lease S] [--kill]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync etcd-server

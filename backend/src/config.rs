@@ -110,6 +110,18 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub storage_s3_secret_key: Option<String>,
+    /// Each Garage node's admin API (`http://10.0.0.1:3903`), in the order of the endpoints,
+    /// comma-separated: its metrics show how far the node is behind (optional)
+    #[arg(long, env = "SERVERWARE_STORAGE_S3_METRICS", global = true)]
+    pub storage_s3_metrics: Option<String>,
+    /// The bearer token of the nodes' metrics, when Garage asks for one (its `metrics_token`)
+    #[arg(
+        long,
+        env = "SERVERWARE_STORAGE_S3_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub storage_s3_metrics_token: Option<String>,
 }
 
 /// `[pair]` in the TOML file.
@@ -135,6 +147,8 @@ struct FileS3 {
     region: Option<String>,
     key_id: Option<String>,
     secret_key: Option<String>,
+    metrics: Option<Vec<String>>,
+    metrics_token: Option<String>,
 }
 
 /// Storage on an S3-compatible store (`storage/s3.rs`): where it is and how to sign for it.
@@ -146,6 +160,9 @@ pub struct S3Config {
     pub region: String,
     pub key_id: String,
     pub secret: String,
+    /// Each node's admin API (same order as `endpoints`), for its metrics; may be empty.
+    pub metrics: Vec<String>,
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -155,6 +172,7 @@ impl std::fmt::Debug for S3Config {
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("key_id", &self.key_id)
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -162,19 +180,22 @@ impl std::fmt::Debug for S3Config {
 /// `[storage_s3]` or `SERVERWARE_STORAGE_S3_*`: all of endpoints, key id and secret, or none.
 fn resolve_s3(args: &ConfigArgs, file: Option<FileS3>) -> anyhow::Result<Option<S3Config>> {
     let file = file.unwrap_or_default();
-    let endpoints: Vec<String> = match &args.storage_s3_endpoints {
-        Some(list) => list
-            .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        None => file
-            .endpoints
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.trim().trim_end_matches('/').to_string())
-            .collect(),
+    let urls = |arg: &Option<String>, file: Option<Vec<String>>| -> Vec<String> {
+        match arg {
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().trim_end_matches('/').to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.trim().trim_end_matches('/').to_string())
+                .collect(),
+        }
     };
+    let endpoints = urls(&args.storage_s3_endpoints, file.endpoints);
+    let metrics = urls(&args.storage_s3_metrics, file.metrics);
     let key_id = args.storage_s3_key_id.clone().or(file.key_id);
     let secret = args.storage_s3_secret_key.clone().or(file.secret_key);
     if endpoints.is_empty() {
@@ -183,7 +204,14 @@ fn resolve_s3(args: &ConfigArgs, file: Option<FileS3>) -> anyhow::Result<Option<
         }
         return Ok(None);
     }
-    for e in &endpoints {
+    if !metrics.is_empty() && metrics.len() != endpoints.len() {
+        bail!(
+            "storage_s3 has {} endpoints and {} metrics URLs: give each node's admin API, in the same order, or none",
+            endpoints.len(),
+            metrics.len()
+        );
+    }
+    for e in endpoints.iter().chain(&metrics) {
         let ok = e
             .strip_prefix("http://")
             .or_else(|| e.strip_prefix("https://"))
@@ -217,6 +245,13 @@ fn resolve_s3(args: &ConfigArgs, file: Option<FileS3>) -> anyhow::Result<Option<
         region: file.region.unwrap_or_else(|| "garage".into()),
         key_id: key_id.trim().to_string(),
         secret: secret.trim().to_string(),
+        metrics,
+        metrics_token: args
+            .storage_s3_metrics_token
+            .clone()
+            .or(file.metrics_token)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
     }))
 }
 

@@ -96,12 +96,7 @@ pub async fn view(
         },
         storage: tokio::task::spawn_blocking(move || store.nodes())
             .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(
-                |(endpoint, answers)| serverware_shared::api::StorageNodeInfo { endpoint, answers },
-            )
-            .collect(),
+            .unwrap_or_default(),
     })
 }
 
@@ -126,6 +121,7 @@ pub async fn join_secrets(
         controller_key,
         ssh_host_key: read(crate::keys::HOST_KEY_FILE),
         postgres_password: read("postgres_password").map(|s| s.trim().to_string()),
+        version: env!("CARGO_PKG_VERSION").into(),
     };
     let actor = actor.clone();
     db.run(move |c| {

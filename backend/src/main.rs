@@ -194,6 +194,28 @@ struct Leading {
     database: Option<(Keeper, String)>,
 }
 
+/// A controller never starts in a place another holds: under a name another controller of the
+/// pair is present with (elsewhere), or as a third. Unknown while etcd does not answer: then the
+/// lease decides as always.
+async fn refuse_a_taken_place(
+    etcd: &serverware::pair::Etcd,
+    pair: &serverware::config::PairConfig,
+) -> anyhow::Result<()> {
+    use serverware::pair::setup;
+    let me = serverware::pair::Member {
+        name: pair.name.clone(),
+        url: pair.url.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    match setup::present(etcd, &pair.members_prefix()).await {
+        Ok(present) => setup::judge_claim(&me, &present).map_err(anyhow::Error::msg),
+        Err(e) => {
+            tracing::warn!("{e}: starting as the standby until etcd answers");
+            Ok(())
+        }
+    }
+}
+
 /// A controller of a pair: serves as the standby until it leads (Some) or is told to stop
 /// (None).
 async fn standby_until_leading(
@@ -206,6 +228,7 @@ async fn standby_until_leading(
     // A run that crashed while it led may have left the site's address here.
     release(pair.address.as_ref());
     let etcd = Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(1))?;
+    refuse_a_taken_place(&etcd, pair).await?;
     let keeper = keeper(config, pair)?;
     let (stop_following, following) = tokio::sync::watch::channel(false);
     let follower = keeper
@@ -324,6 +347,19 @@ fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
+    check_set_up(&rt, &etcd, pair, None)?;
+    if let Some(h) = rt
+        .block_on(etcd.get(&pair.leader_key()))
+        .context("cannot ask etcd who leads the site")?
+    {
+        let p = serverware::pair::Peer::from_value(&h.value);
+        anyhow::bail!(
+            "{} leads this site already, at {}: make this controller its partner with `serverware pair join --from {}`",
+            p.name,
+            p.url,
+            p.url
+        );
+    }
     if let Some(h) = rt
         .block_on(etcd.get(&pair.postgres_key()))
         .context("cannot ask etcd whether the site has a database")?
@@ -345,6 +381,38 @@ fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
     println!(
         "Done. Start this controller in pair mode: it leads with this database as the site's primary."
     );
+    Ok(())
+}
+
+/// What a pair's set-up checks before it changes anything: every etcd member answers, no other
+/// controller has this one's name or the pair's second place, and (when joining) the leader runs
+/// this version. Each problem is named.
+fn check_set_up(
+    rt: &tokio::runtime::Runtime,
+    etcd: &serverware::pair::Etcd,
+    pair: &serverware::config::PairConfig,
+    leader_version: Option<(&str, &str)>,
+) -> anyhow::Result<()> {
+    use serverware::pair::setup;
+    let me = serverware::pair::Member {
+        name: pair.name.clone(),
+        url: pair.url.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    if let Some((from, v)) = leader_version {
+        if v != me.version {
+            anyhow::bail!(
+                "the leader at {from} runs SERVERware {v} and this controller {}: install the same version on both",
+                me.version
+            );
+        }
+    }
+    let s = rt
+        .block_on(setup::survey(etcd, &pair.members_prefix()))
+        .map_err(anyhow::Error::msg)?;
+    setup::judge_etcd(&s).map_err(anyhow::Error::msg)?;
+    setup::judge_claim(&me, &s.present).map_err(anyhow::Error::msg)?;
+    setup::judge_version(&me, &s.present).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -371,6 +439,9 @@ fn may_carry_keys(url: &str, allow_http: bool) -> anyhow::Result<()> {
 
 fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()> {
     use anyhow::Context;
+    let pair = config.pair.as_ref().context(
+        "pair join needs this controller's [pair] settings (etcd, name, url): it joins as their controller",
+    )?;
     may_carry_keys(from, allow_http)?;
     let mut token = String::new();
     std::io::stdin().lock().read_line(&mut token)?;
@@ -389,7 +460,7 @@ fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()
             .timeout(std::time::Duration::from_secs(20))
             .send()
             .await
-            .with_context(|| format!("cannot reach {from}"))?;
+            .with_context(|| format!("cannot reach the leader at {from}"))?;
         let status = r.status();
         if !status.is_success() {
             let body = r.text().await.unwrap_or_default();
@@ -397,6 +468,8 @@ fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()
         }
         Ok(r.json().await?)
     })?;
+    let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
+    check_set_up(&rt, &etcd, pair, Some((from, &secrets.version)))?;
     serverware::files::private_dir(&config.data_dir)?;
     let mut files = vec![(serverware::keys::KEY_FILE, Some(secrets.controller_key))];
     files.push((serverware::keys::HOST_KEY_FILE, secrets.ssh_host_key));

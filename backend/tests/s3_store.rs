@@ -92,6 +92,8 @@ fn restore_points_on_garage_survive_a_lost_node_and_migrate_both_ways() {
         region: "garage".into(),
         key_id: g.key_id.clone(),
         secret: g.secret.clone(),
+        metrics: Vec::new(),
+        metrics_token: None,
     };
     let s3 = S3Store::open(cfg.clone()).unwrap();
     assert!(s3.remote().unwrap().contains(&g.bucket));

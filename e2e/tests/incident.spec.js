@@ -153,6 +153,8 @@ test('a host powered off: a toast and a banner name it and its VPSes; the VPS pa
   await expect(badge).toHaveText('running', { timeout: 60_000 });
   await expect(dash.locator('[data-test=toasts] .toast.ok', { hasText: 'VPS ha-web failed over' })).toBeVisible({ timeout: 30_000 });
   await expect(vpsPage.locator('[data-test=vps-failovers]')).toContainText(`from ${a.name} to ${b.name}`);
+  // The page's own sampler runs every 100 ms: its newest sample catches up with the badge.
+  await expect.poll(() => vpsPage.evaluate(() => window.__states[window.__states.length - 1]), { timeout: 10_000 }).toBe('running');
   const states = await vpsPage.evaluate(() => window.__states);
   expect(await vpsPage.evaluate(() => window.__notReloaded)).toBe(true);
   // Never a wrong state in between: not `stopped` on the new host, not `running` on the dead one.

@@ -63,6 +63,13 @@ pub struct PairResponse {
 pub struct StorageNodeInfo {
     pub endpoint: String,
     pub answers: bool,
+    /// How far the node is behind: blocks it has still to copy from (or to) the others (Garage's
+    /// resync queue), when its metrics are configured and answer.
+    #[serde(default)]
+    pub resync_queue: Option<u64>,
+    /// Blocks whose copy failed and waits to be retried.
+    #[serde(default)]
+    pub resync_errors: Option<u64>,
 }
 
 /// `GET /api/v1/pair/join` (admins, on the leader): what a second controller needs to join the
@@ -76,6 +83,9 @@ pub struct PairJoinResponse {
     pub ssh_host_key: Option<String>,
     /// The password of the pair's PostgreSQL servers, when the pair keeps its database.
     pub postgres_password: Option<String>,
+    /// The leader's version: a controller of another version does not join.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// The pair's replicated database.

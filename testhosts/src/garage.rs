@@ -1,5 +1,6 @@
 //! A Garage cluster for tests and benchmarks (S3, `cargo install garage`): `n` nodes on one
-//! address (loopback, or a test bridge's so that test hosts' namespaces reach it), replication
+//! address (loopback, or a test bridge's so that test hosts' namespaces reach it) or each on a
+//! test host of its own, replication
 //! factor `n` in consistent mode, one bucket and one key with its rights. Each node can be
 //! killed (powered off) and started again; all are killed and their files removed on drop.
 
@@ -12,6 +13,10 @@ use std::time::{Duration, Instant};
 
 pub struct GarageNode {
     pub s3_url: String,
+    /// Its admin API (metrics at `/metrics`, no token).
+    pub admin_url: String,
+    /// The test host's network namespace it runs in, if not this machine's.
+    netns: Option<String>,
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -79,6 +84,13 @@ impl GarageCluster {
     /// Starts `n` nodes listening on `ip`, lays them out (one zone each, replication factor
     /// `n`), and makes a bucket and a key that may read and write it.
     pub fn start_at(n: usize, ip: Ipv4Addr) -> Result<GarageCluster> {
+        Self::start_on(&vec![(ip, None); n])
+    }
+
+    /// One node on each of `places`: an address and, for a node on a test host of its own, that
+    /// host's network namespace (the node then goes down with the host's link).
+    pub fn start_on(places: &[(Ipv4Addr, Option<String>)]) -> Result<GarageCluster> {
+        let n = places.len();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -95,7 +107,7 @@ impl GarageCluster {
             secret: String::new(),
             dir,
         };
-        for i in 0..n {
+        for (i, (ip, netns)) in places.iter().enumerate() {
             let (rpc, s3, admin) = (free_port()?, free_port()?, free_port()?);
             let node = c.dir.join(format!("n{i}"));
             std::fs::create_dir_all(&node)?;
@@ -108,13 +120,15 @@ impl GarageCluster {
                      rpc_bind_addr = \"{ip}:{rpc}\"\nrpc_public_addr = \"{ip}:{rpc}\"\n\
                      rpc_secret = \"{rpc_secret}\"\n\n[s3_api]\ns3_region = \"garage\"\n\
                      api_bind_addr = \"{ip}:{s3}\"\nroot_domain = \".s3.garage\"\n\n\
-                     [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\n",
+                     [admin]\napi_bind_addr = \"{ip}:{admin}\"\n",
                     m = node.join("meta").display(),
                     d = node.join("data").display(),
                 ),
             )?;
             c.nodes.push(GarageNode {
                 s3_url: format!("http://{ip}:{s3}"),
+                admin_url: format!("http://{ip}:{admin}"),
+                netns: netns.clone(),
                 config,
                 log: node.join("garage.log"),
                 child: None,
@@ -187,6 +201,11 @@ impl GarageCluster {
         self.nodes.iter().map(|n| n.s3_url.clone()).collect()
     }
 
+    /// The admin APIs of all nodes (where their metrics are).
+    pub fn metrics_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.admin_url.clone()).collect()
+    }
+
     /// Node `i` goes down at once (SIGKILL), as if powered off.
     pub fn power_off(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
@@ -205,7 +224,15 @@ impl GarageCluster {
             .create(true)
             .append(true)
             .open(&n.log)?;
-        let child = Command::new(garage_bin())
+        let mut cmd = match &n.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(garage_bin());
+                c
+            }
+            None => Command::new(garage_bin()),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&n.config)
             .arg("server")

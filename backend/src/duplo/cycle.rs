@@ -81,6 +81,7 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("storage cannot be read: {e}"))?;
     let state: VpsDuplo = dup.duplo.state(vps_id);
+    tracing::debug!(vps = %v.name, host = %host.name, "cycle: waiting for a transfer slot");
 
     // A cycle's stream is an SSH session of the host's connection: it takes a transfer slot.
     let _slot = dup
@@ -90,10 +91,12 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         .await
         .map_err(|e| e.to_string())?;
 
+    tracing::debug!(vps = %v.name, "cycle: asking the host's journal for a cut");
     let (cut, changes) = take_cut(&conn, &v.name, &state).await?;
     // The point stands for the tree as it was when its read began, no later.
     let taken_at_ms = now_ms();
     let (ch, full_reason) = start_scan(dup, &conn, &host.name, &v, &changes).await?;
+    tracing::debug!(vps = %v.name, "cycle: the scan started");
 
     let cycle = state.last_cycle + 1;
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -121,6 +124,7 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         )
     });
     let (code, err) = stream(ch, tx).await;
+    tracing::debug!(vps = %v.name, ?code, "cycle: the scan's stream ended");
     let landed = landing.await.map_err(|e| e.to_string())?;
     let landed = match landed {
         Ok(l) => l,

@@ -48,6 +48,11 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// The members it asks.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
     /// A client of the members at `endpoints` (`http://10.77.0.1:2379`); each request waits at
     /// most `timeout` for one member.
     pub fn new(endpoints: Vec<String>, timeout: Duration) -> Result<Etcd> {

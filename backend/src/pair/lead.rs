@@ -82,7 +82,7 @@ impl Peer {
     }
 
     /// Reads a leader key's value (a bare name from a controller that wrote only that).
-    fn from_value(v: &str) -> Peer {
+    pub fn from_value(v: &str) -> Peer {
         serde_json::from_str(v).unwrap_or_else(|_| Peer {
             name: v.to_string(),
             url: String::new(),
@@ -442,13 +442,21 @@ impl Campaign {
         *lock(&self.until) = None;
     }
 
-    /// Renews the lease every third of its life until it cannot in time.
+    /// Renews the lease every third of its life until it cannot in time. After a renewal that
+    /// failed (etcd electing a new leader of its own, say, when a member is lost) it tries again
+    /// every 200 ms until its deadline, not a third of the lease later.
     async fn lead(&mut self, lease: i64) -> Led {
+        let mut failed = false;
         loop {
             let Some(deadline) = *lock(&self.until) else {
                 return Led::Lost;
             };
-            let next = (Instant::now() + self.opts.every()).min(deadline);
+            let wait = if failed {
+                Duration::from_millis(200)
+            } else {
+                self.opts.every()
+            };
+            let next = (Instant::now() + wait).min(deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = self.stop.changed() => return Led::Stopped,
@@ -459,10 +467,12 @@ impl Campaign {
                 return Led::Lost;
             }
             let renewed = tokio::time::timeout(deadline - now, self.etcd.keep_alive(lease)).await;
+            failed = true;
             match renewed {
                 Ok(Ok(left)) if left > 0 => {
                     let life = Duration::from_secs(left as u64).min(self.opts.ttl);
                     *lock(&self.until) = Some(now + life - self.opts.margin());
+                    failed = false;
                 }
                 Ok(Ok(_)) => {
                     tracing::warn!(name = %self.opts.name, "the lease ran out: no longer leading");

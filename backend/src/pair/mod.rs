@@ -6,6 +6,7 @@ pub mod address;
 pub mod etcd;
 pub mod lead;
 pub mod postgres;
+pub mod setup;
 
 pub use address::ServiceAddress;
 pub use etcd::{Etcd, EtcdError};

@@ -1,7 +1,7 @@
 //! netDUPLO's storage: content-addressed chunks shared by every VPS ([`chunks`]), and per
 //! duplication cycle a manifest written last, as the cycle's commit ([`points`]). The bytes live
-//! behind [`ObjectStore`]: a directory today ([`DirStore`]), an S3-compatible object store later,
-//! without touching the cycle logic.
+//! behind [`ObjectStore`]: a directory ([`DirStore`]) or an S3-compatible object store
+//! ([`S3Store`], Garage), without touching the cycle logic.
 //!
 //! What storage promises: a manifest exists only once every chunk it names is durable, and it
 //! appears whole or not at all. A cycle therefore lands whole or not at all, and is made durable
@@ -45,8 +45,9 @@ pub trait ObjectStore: Send + Sync {
     fn remote(&self) -> Option<String> {
         None
     }
-    /// Each node of a replicated store and whether it answers now (none for a directory).
-    fn nodes(&self) -> Vec<(String, bool)> {
+    /// Each node of a replicated store: whether it answers now and how far behind it is (none
+    /// for a directory).
+    fn nodes(&self) -> Vec<serverware_shared::api::StorageNodeInfo> {
         Vec::new()
     }
 }

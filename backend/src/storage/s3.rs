@@ -1,7 +1,9 @@
 //! An S3-compatible object store (Garage on the controllers and the witness, replication factor
 //! 3, consistent mode: a put is acknowledged once two of the three nodes hold it) behind
-//! [`ObjectStore`]. Requests are signed with AWS Signature V4 and sent to the first endpoint
-//! that answers; the store's own copies are Garage's business, never ours.
+//! [`ObjectStore`]. Requests are signed with AWS Signature V4 and sent to the node that answered
+//! last, else the next that answers; a node that failed is tried last for a while, so a node
+//! powered off (its packets dropped, nothing refused) costs one timeout, not one per request.
+//! The store's own copies are Garage's business, never ours.
 
 use super::{check_key, ObjectStore};
 use sha2::{Digest, Sha256};
@@ -10,9 +12,15 @@ use std::time::{Duration, SystemTime};
 
 pub use crate::config::S3Config;
 
+/// How long a node that failed is tried only after the others.
+const SHUNNED_FOR: Duration = Duration::from_secs(15);
+
 pub struct S3Store {
     cfg: S3Config,
     client: reqwest::Client,
+    /// The endpoint that answered last, and until when each failed one is tried last.
+    current: std::sync::atomic::AtomicUsize,
+    shunned: std::sync::Mutex<Vec<Option<std::time::Instant>>>,
     /// Its own runtime: the store's callers are blocking code.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -158,12 +166,18 @@ impl S3Store {
             .thread_name("s3-store")
             .enable_all()
             .build()?;
+        // A node that stops answering mid-request (powered off: no reset ever comes) is given
+        // up after a read has waited 15 s, not the whole request's minute.
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
+            .read_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(5))
             .build()
             .map_err(other)?;
         let s = S3Store {
+            current: Default::default(),
+            shunned: std::sync::Mutex::new(vec![None; cfg.endpoints.len()]),
             cfg,
             client,
             rt: Some(rt),
@@ -189,7 +203,36 @@ impl S3Store {
         body: &[u8],
         extra: &[(&str, String)],
     ) -> io::Result<Reply> {
-        self.call_on(&self.cfg.endpoints, method, key, query, body, extra)
+        let n = self.cfg.endpoints.len();
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed) % n;
+        let now = std::time::Instant::now();
+        let shunned: Vec<bool> = {
+            let s = self.shunned.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter().map(|u| u.is_some_and(|u| u > now)).collect()
+        };
+        // The one that answered last, then the others; those that failed lately last of all.
+        let mut order: Vec<usize> = (0..n).map(|i| (first + i) % n).collect();
+        order.sort_by_key(|i| shunned[*i]);
+        let endpoints: Vec<String> = order
+            .iter()
+            .map(|i| self.cfg.endpoints[*i].clone())
+            .collect();
+        self.call_on(&endpoints, method, key, query, body, extra)
+    }
+
+    /// Notes how endpoint `ep` did: answered (tried first from now on) or failed (tried last for
+    /// a while).
+    fn note(&self, ep: &str, answered: bool) {
+        let Some(i) = self.cfg.endpoints.iter().position(|e| e == ep) else {
+            return;
+        };
+        let mut s = self.shunned.lock().unwrap_or_else(|e| e.into_inner());
+        if answered {
+            self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+            s[i] = None;
+        } else {
+            s[i] = Some(std::time::Instant::now() + SHUNNED_FOR);
+        }
     }
 
     /// [`S3Store::call`] on these endpoints only.
@@ -265,6 +308,7 @@ impl S3Store {
             let r = rx
                 .recv()
                 .map_err(|_| other("the S3 store's runtime is gone"))?;
+            self.note(ep, r.as_ref().is_ok_and(|r| r.status < 500));
             match r {
                 Ok(r) if r.status < 500 => return Ok(r),
                 Ok(r) => errors.push(format!(
@@ -282,6 +326,31 @@ impl S3Store {
             "the S3 store does not answer: {}",
             errors.join("; ")
         )))
+    }
+
+    /// A node's metrics (Prometheus text from its admin API), if they answer within a few
+    /// seconds.
+    fn metrics(&self, url: &str) -> Option<String> {
+        let mut req = self
+            .client
+            .get(format!("{url}/metrics"))
+            .timeout(Duration::from_secs(3));
+        if let Some(t) = &self.cfg.metrics_token {
+            req = req.bearer_auth(t);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt.as_ref()?.spawn(async move {
+            let r = async {
+                let r = req.send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.text().await.ok()
+            }
+            .await;
+            let _ = tx.send(r);
+        });
+        rx.recv().ok().flatten()
     }
 
     fn fail(&self, what: &str, key: &str, r: &Reply) -> io::Error {
@@ -309,6 +378,25 @@ fn tags<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
         rest = &after[j + close.len()..];
     }
     out
+}
+
+/// The value of gauge `name` in Prometheus text (summed over its label sets).
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // The name alone, or with labels: not a longer name that starts alike.
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let v = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = v {
+            *found.get_or_insert(0) += v.max(0.0) as u64;
+        }
+    }
+    found
 }
 
 fn unescape(s: &str) -> String {
@@ -434,15 +522,27 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    fn nodes(&self) -> Vec<(String, bool)> {
+    fn nodes(&self) -> Vec<serverware_shared::api::StorageNodeInfo> {
         self.cfg
             .endpoints
             .iter()
-            .map(|ep| {
-                let up = self
+            .enumerate()
+            .map(|(i, ep)| {
+                let answers = self
                     .call_on(std::slice::from_ref(ep), "HEAD", "", &[], &[], &[])
                     .is_ok_and(|r| r.status == 200);
-                (ep.clone(), up)
+                let m = self
+                    .cfg
+                    .metrics
+                    .get(i)
+                    .and_then(|url| self.metrics(url))
+                    .unwrap_or_default();
+                serverware_shared::api::StorageNodeInfo {
+                    endpoint: ep.clone(),
+                    answers,
+                    resync_queue: gauge(&m, "block_resync_queue_length"),
+                    resync_errors: gauge(&m, "block_resync_errored_blocks"),
+                }
             })
             .collect()
     }
@@ -467,6 +567,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gauge_is_read_by_its_whole_name_over_its_labels() {
+        let text = "# HELP block_resync_queue_length x\n\
+                    # TYPE block_resync_queue_length gauge\n\
+                    block_resync_queue_length{instance=\"a\"} 7\n\
+                    block_resync_queue_length_max 99\n\
+                    block_resync_errored_blocks 2\n";
+        assert_eq!(gauge(text, "block_resync_queue_length"), Some(7));
+        assert_eq!(gauge(text, "block_resync_errored_blocks"), Some(2));
+        assert_eq!(gauge(text, "block_rc_size"), None);
+    }
+
+    #[test]
     fn hmac_matches_rfc_4231() {
         // Test case 2.
         assert_eq!(
@@ -484,6 +596,8 @@ mod tests {
             region: "us-east-1".into(),
             key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            metrics: Vec::new(),
+            metrics_token: None,
         };
         let at = chrono::DateTime::parse_from_rfc3339("2013-05-24T00:00:00Z").unwrap();
         let h = sign(

@@ -15,6 +15,7 @@ mod hostile;
 mod hosts_api;
 mod netmon;
 mod own_machine;
+mod pair_machines;
 mod pair_site;
 mod roles;
 mod schema;

@@ -1,58 +1,26 @@
-//! A controller pair running a site: two `serverware` processes, a real etcd cluster of three
-//! deciding who leads, real test hosts and LXC. The standby serves nothing that writes and names
-//! the leader; a killed leader is replaced within seconds, every operation it acknowledged is
-//! carried on and ends once, no VPS stops, the new leader fails a dead host over from the restore
-//! points in Garage (S3, three nodes, the killed leader's lost with it), and the old one comes back
-//! as the standby (all with the witness's etcd member lost). The pair's own replicated PostgreSQL
-//! loses no acknowledged write when its leader is killed and never has two primaries; a planned
+//! A controller pair, each part of it watched on its own: a real etcd cluster of three deciding
+//! who leads, two `serverware` processes. The pair's own replicated PostgreSQL loses no
+//! acknowledged write when its leader is killed and never has two primaries; a planned
 //! switch-over hands the site over and loses no write; a leader cut off from etcd stops accepting
-//! writes before its partner starts (both sampled every 100 ms).
+//! writes before its partner starts (both sampled every 100 ms); the service address follows the
+//! leader between two machines; a single controller becomes the first of a pair with all its data
+//! and the partner joins it. The whole site on machines of its own is `pair_machines.rs`.
 
-use crate::netmon::{ha_vps, services, Sampler};
 use crate::support::*;
-use crate::vps_lifecycle::{answers, get, post, task_end, wait_vps, MIB};
+use crate::vps_lifecycle::{get, post};
 use serde_json::{json, Value};
 use serverware_testhosts::EtcdCluster;
 use std::time::{Duration, Instant};
 
-/// The pair's shared parts: etcd, the database (or each controller's PostgreSQL port, when the
-/// pair keeps its own), the storage, the controller keys.
+/// The pair's shared parts: etcd, each controller's PostgreSQL port, the storage, the controller
+/// keys.
 struct Pair {
     etcd: EtcdCluster,
-    database_url: String,
-    pg: Option<(String, String)>,
     kept: Option<[u16; 2]>,
-    /// The restore points' store, when on Garage (three nodes: the controllers' and the
-    /// witness's).
-    garage: Option<serverware_testhosts::GarageCluster>,
     dir: tempfile::TempDir,
 }
 
 impl Pair {
-    fn new() -> Pair {
-        let etcd = EtcdCluster::start(3).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg) = fresh_database(dir.path());
-        site_keys(dir.path());
-        std::fs::create_dir_all(dir.path().join("storage")).unwrap();
-        Pair {
-            etcd,
-            database_url,
-            pg,
-            kept: None,
-            garage: None,
-            dir,
-        }
-    }
-
-    /// A pair whose restore points live in Garage (S3), three nodes, replication factor 3.
-    fn on_garage() -> Pair {
-        Pair {
-            garage: Some(serverware_testhosts::GarageCluster::start(3).unwrap()),
-            ..Pair::new()
-        }
-    }
-
     /// A pair that keeps its own replicated database: each controller runs a PostgreSQL server.
     fn keeping_its_database() -> Pair {
         let etcd = EtcdCluster::start(3).unwrap();
@@ -67,10 +35,7 @@ impl Pair {
         let port = || serverware_testhosts::free_port().unwrap();
         Pair {
             etcd,
-            database_url: String::new(),
-            pg: None,
             kept: Some([port(), port()]),
-            garage: None,
             dir,
         }
     }
@@ -115,18 +80,12 @@ impl Pair {
         if let Some(p) = self.kept {
             extra.push(("SERVERWARE_PAIR_POSTGRES_PORT", p[i].to_string()));
         }
-        if let Some(g) = &self.garage {
-            extra.push(("SERVERWARE_STORAGE_S3_ENDPOINTS", g.endpoints().join(",")));
-            extra.push(("SERVERWARE_STORAGE_S3_BUCKET", g.bucket.clone()));
-            extra.push(("SERVERWARE_STORAGE_S3_KEY_ID", g.key_id.clone()));
-            extra.push(("SERVERWARE_STORAGE_S3_SECRET_KEY", g.secret.clone()));
-        }
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         TestController::start_pair_member(PairMember {
             name: name(i),
             etcd: &[self.etcd.members[i].client_url.clone()],
-            database_url: &self.database_url,
-            owns: if i == 0 { self.pg.take() } else { None },
+            database_url: "",
+            owns: None,
             storage: &self.dir.path().join("storage"),
             keys_from: self.dir.path(),
             at: None,
@@ -136,10 +95,27 @@ impl Pair {
         })
         .await
     }
+
+    /// Controller `i` made ready, not started, with the pair's keys (or without, to join).
+    fn prepared(&self, i: usize, with_keys: bool) -> TestController {
+        let port = self.kept.unwrap()[i].to_string();
+        TestController::pair_member(PairMember {
+            name: name(i),
+            etcd: &[self.etcd.members[i].client_url.clone()],
+            database_url: "",
+            owns: None,
+            storage: &self.dir.path().join("storage"),
+            keys_from: self.dir.path(),
+            at: None,
+            extra: &[("SERVERWARE_PAIR_POSTGRES_PORT", &port)],
+            init_from: None,
+            join: if with_keys { None } else { Some(("", "")) },
+        })
+    }
 }
 
 /// Waits until `t` says it stands as `role` (with `leader` leading, when given).
-async fn wait_role(t: &TestController, role: &str, leader: Option<&str>) {
+pub(crate) async fn wait_role(t: &TestController, role: &str, leader: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let s = t.pair_status().await;
@@ -179,14 +155,14 @@ fn handed_over(
 }
 
 /// The site's controller keys in `dir`, which both controllers of a pair hold.
-fn site_keys(dir: &std::path::Path) {
+pub(crate) fn site_keys(dir: &std::path::Path) {
     serverware::keys::load_or_create(dir).unwrap();
     serverware::keys::load_or_create_named(dir, serverware::keys::HOST_KEY_FILE, "serverware-ssh")
         .unwrap();
 }
 
 /// Which of the two leads once one does: (leader, standby) indexes.
-async fn who_leads(ctl: &[TestController; 2]) -> (usize, usize) {
+pub(crate) async fn who_leads(ctl: &[TestController; 2]) -> (usize, usize) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let a = ctl[0].pair_status().await.map(|s| s.0);
@@ -201,165 +177,8 @@ async fn who_leads(ctl: &[TestController; 2]) -> (usize, usize) {
     }
 }
 
-fn name(i: usize) -> &'static str {
+pub(crate) fn name(i: usize) -> &'static str {
     ["ctl-a", "ctl-b"][i]
-}
-
-#[actix_web::test]
-async fn a_killed_leader_is_replaced_and_the_site_carries_on() {
-    let mut cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
-        hosts: 2,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut pair = Pair::on_garage();
-    let a = pair.controller(0).await;
-    let b = pair.controller(1).await;
-    let mut ctl = [a, b];
-    let (l, s) = who_leads(&ctl).await;
-    wait_role(&ctl[s], "standby", Some(name(l))).await;
-
-    // The standby serves nothing but its health, and says where the leader is.
-    let r = ctl[s]
-        .anon()
-        .get(ctl[s].url("/api/v1/vpses"))
-        .send()
-        .await
-        .unwrap();
-    let body = expect_error(r, 503, "standby").await;
-    let msg = body["message"].as_str().unwrap();
-    assert!(
-        msg.contains(name(l)) && msg.contains(&ctl[l].base),
-        "the refusal does not name the leader and its address: {msg}"
-    );
-    let r = ctl[s]
-        .anon()
-        .post(ctl[s].url("/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PW}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(r, 503, "standby").await;
-
-    // The leader runs the site: two hosts, an HA VPS with a restore point.
-    let admin = ctl[l].admin().await;
-    let hosts = crate::vps_lifecycle::two_hosts(&ctl[l], &admin, &cluster).await;
-    let tpl = get(&ctl[l], &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
-    let net = format!("10.77.{}", cluster.subnet);
-    let ha_ip = format!("{net}.61");
-    let ha = ha_vps(&ctl[l], &admin, hosts[0], tpl, "pair-ha", &ha_ip).await;
-    answers(&ha_ip, "pair-ha").await;
-    let before = crate::duplo::duplo(&ctl[l], &admin, ha).await["last_cycle"]
-        .as_u64()
-        .unwrap_or(0);
-    crate::duplo::request_now(&ctl[l], &admin, ha).await;
-    crate::duplo::point_after(&ctl[l], &admin, ha, before).await;
-    services(&ctl[l], &admin, ha, true).await;
-    let context = wait_vps(&ctl[l], &admin, ha, "sampled", |v| {
-        v["live"]["init_pid"].is_number()
-    })
-    .await["live"]["init_pid"]
-        .clone();
-    let sampler = Sampler::start(&cluster, "pair-ha");
-
-    // An operation the leader acknowledged, then the leader killed.
-    let r = post(
-        &admin,
-        ctl[l].url("/api/v1/vpses"),
-        json!({
-            "name": "pair-new", "template_id": tpl, "host_id": hosts[1],
-            "ipv4": format!("{net}.62"), "memory_limit_bytes": 64 * MIB, "start": true
-        }),
-    )
-    .await;
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let task: Value = r.json().await.unwrap();
-    // The witness's etcd member is lost too: two of three still decide. The leader's Garage node
-    // goes with it: two of three still hold every restore point.
-    pair.etcd.pause(2);
-    ctl[l].kill();
-    pair.garage.as_mut().unwrap().power_off(l);
-    let killed = Instant::now();
-
-    wait_role(&ctl[s], "leader", Some(name(s))).await;
-    let took = killed.elapsed();
-    let admin = ctl[s].admin().await;
-    // The acknowledged operation is there and ends, once.
-    let t = task_end(&ctl[s], &admin, &task).await;
-    assert_eq!(t["status"], "succeeded", "{t:#}");
-    let new_id = t["target_id"].as_str().unwrap().parse::<i64>().unwrap();
-    wait_vps(&ctl[s], &admin, new_id, "running", |v| {
-        v["state"] == "running"
-    })
-    .await;
-    answers(&format!("{net}.62"), "pair-new").await;
-    let running: Vec<_> = (0..2)
-        .filter(|h| cluster.hosts[*h].dir.join("lxc/pair-new").exists())
-        .collect();
-    assert_eq!(running, vec![1], "the created VPS is on {running:?}");
-    // The HA VPS never stopped: same container, same init.
-    let v = wait_vps(&ctl[s], &admin, ha, "running on its host", |v| {
-        v["state"] == "running" && v["host_id"] == hosts[0] && v["live"]["init_pid"].is_number()
-    })
-    .await;
-    assert_eq!(
-        v["live"]["init_pid"], context,
-        "the HA VPS was restarted: {v}"
-    );
-    let seen = sampler.finish();
-    assert!(
-        seen.iter().all(|(_, on)| on == &vec![0]),
-        "the HA VPS stopped during the takeover: {seen:?}"
-    );
-    // One takeover event, with its timeline.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let e = loop {
-        let evs = get(&ctl[s], &admin, "/api/v1/events?action=controller.takeover").await;
-        let list = evs["events"].as_array().cloned().unwrap_or_default();
-        if let Some(e) = list.first() {
-            assert_eq!(list.len(), 1, "{evs}");
-            break e.clone();
-        }
-        assert!(Instant::now() < deadline, "no takeover event: {evs}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(e["details"]["controller"], name(s), "{e}");
-    assert_eq!(e["details"]["previous"], name(l), "{e}");
-    assert_eq!(e["details"]["hosts_online"], 2, "{e}");
-    // The Controllers view names the storage node that went with the old leader.
-    let v = get(&ctl[s], &admin, "/api/v1/pair").await;
-    let down: Vec<&Value> = v["storage"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["answers"] == false)
-        .collect();
-    assert_eq!(v["storage"].as_array().unwrap().len(), 3, "{v}");
-    assert_eq!(down.len(), 1, "{v}");
-    assert_eq!(
-        down[0]["endpoint"],
-        pair.garage.as_ref().unwrap().endpoints()[l],
-        "{v}"
-    );
-    assert!(e["details"]["serving_after_ms"].is_u64(), "{e}");
-    eprintln!(
-        "takeover after the leader was killed: {took:?}; {}",
-        e["message"]
-    );
-
-    // The new leader fails a dead host over.
-    cluster.power_off(0).unwrap();
-    wait_vps(&ctl[s], &admin, ha, "running on the other host", |v| {
-        v["host_id"] == hosts[1] && v["state"] == "running"
-    })
-    .await;
-    answers(&ha_ip, "pair-ha").await;
-
-    // The old leader comes back as the standby.
-    ctl[l].restart(None).await;
-    wait_role(&ctl[l], "standby", Some(name(s))).await;
 }
 
 /// One write to `t` with `token`: whether it was accepted.
@@ -565,7 +384,7 @@ async fn a_planned_switch_over_hands_the_site_over_and_loses_nothing() {
 
 /// Waits until the leader `t` says the pair's database has `standby` as its synchronous standby
 /// (etcd names it, and PostgreSQL says every commit waits for it): the view.
-async fn wait_sync(t: &TestController, admin: &reqwest::Client, standby: &str) -> Value {
+pub(crate) async fn wait_sync(t: &TestController, admin: &reqwest::Client, standby: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let v = get(t, admin, "/api/v1/pair").await;
@@ -716,7 +535,7 @@ fn holds(cluster: &serverware_testhosts::Cluster, i: usize, cidr: &str) -> bool 
 }
 
 /// Waits until `name` answers at the service address `url`.
-async fn until_at_address(url: &str, name: &str) {
+pub(crate) async fn until_at_address(url: &str, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while at_address(url).await.as_deref() != Some(name) {
         assert!(
@@ -868,4 +687,122 @@ async fn a_single_controller_becomes_the_first_of_a_pair_with_all_its_data() {
     wait_sync(&a, &admin, "ctl-b").await;
     let e = get(&a, &admin, "/api/v1/events?action=controller.join").await;
     assert_eq!(e["events"].as_array().map(Vec::len), Some(1), "{e}");
+}
+
+/// What a command printed on standard error, asserting that it failed.
+fn refused(out: std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "it was not refused: {}{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// Runs `c` (a controller that should refuse to start) and waits for it to exit.
+async fn exits(mut c: std::process::Command) -> std::process::Output {
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the controller did not refuse to start: {:?}",
+                child.wait_with_output()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Bad input at set-up: the witness's etcd member down, a second controller claiming a pair
+/// that has a leader, a controller started under the leader's name elsewhere, a leader that
+/// cannot be reached: each refused with an error naming the part, nothing changed.
+#[actix_web::test]
+async fn a_pair_set_up_with_a_part_down_or_taken_is_refused_and_changes_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/single.db", src.path().display());
+    drop(
+        TestController::start_with({
+            let url = url.clone();
+            move |c| c.database_url = url
+        })
+        .await,
+    );
+    let single = std::fs::read(src.path().join("single.db")).unwrap();
+    let mut pair = Pair::keeping_its_database();
+    let witness = pair.etcd.members[2].client_url.clone();
+
+    // The witness is down: pair init names it and makes no database.
+    pair.etcd.pause(2);
+    let a = pair.prepared(0, true);
+    let err = refused(
+        a.command(None)
+            .args(["pair", "init", "--from", &url])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(&format!("m2 ({witness})")) && err.contains("does not answer"),
+        "{err}"
+    );
+    assert!(!a.data_dir().join("postgres").exists());
+    assert_eq!(std::fs::read(src.path().join("single.db")).unwrap(), single);
+    pair.etcd.resume(2);
+    drop(a);
+
+    // ctl-a leads; ctl-b claiming the pair as its first too is refused, naming ctl-a.
+    let a = pair.controller(0).await;
+    wait_role(&a, "leader", Some("ctl-a")).await;
+    let b = pair.prepared(1, true);
+    let err = refused(
+        b.command(None)
+            .args(["pair", "init", "--from", &url])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains("ctl-a leads this site already") && err.contains(&a.base),
+        "{err}"
+    );
+    assert!(!b.data_dir().join("postgres").exists());
+
+    // A controller started elsewhere under ctl-a's name refuses to start, naming the one
+    // there; ctl-a goes on leading.
+    let mut c = b.command(None);
+    c.env("SERVERWARE_PAIR_NAME", "ctl-a");
+    let err = refused(exits(c).await);
+    assert!(
+        err.contains("a controller named ctl-a is already") && err.contains(&a.base),
+        "{err}"
+    );
+    assert!(!b.data_dir().join("postgres").exists());
+    wait_role(&a, "leader", Some("ctl-a")).await;
+
+    // A leader that cannot be reached is named; no key is written.
+    let joining = pair.prepared(1, false);
+    let gone = format!(
+        "http://127.0.0.1:{}",
+        serverware_testhosts::free_port().unwrap()
+    );
+    let err = refused(joining.pair_join(&gone, "some-admin-token"));
+    assert!(
+        err.contains(&format!("cannot reach the leader at {gone}")),
+        "{err}"
+    );
+    assert!(!joining.data_dir().join("controller_ed25519").exists());
+    // With the witness down, joining is refused too, naming it.
+    let admin = a.admin().await;
+    let token = a.token(&admin, "join", None).await;
+    pair.etcd.pause(2);
+    let err = refused(joining.pair_join(&a.base, &token));
+    assert!(err.contains(&format!("m2 ({witness})")), "{err}");
+    assert!(!joining.data_dir().join("controller_ed25519").exists());
+    pair.etcd.resume(2);
 }

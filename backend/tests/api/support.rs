@@ -163,6 +163,53 @@ impl TestController {
     /// One controller of a pair as its own process (see [`PairMember`]). It answers health as
     /// soon as it serves, leader or standby.
     pub async fn start_pair_member(m: PairMember<'_>) -> Self {
+        let (init_from, join) = (m.init_from, m.join);
+        let mut t = Self::pair_member(m);
+        if let Some((from, token)) = join {
+            let out = t.pair_join(from, token);
+            assert!(
+                out.status.success(),
+                "pair join failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if let Some(from) = init_from {
+            let out = t
+                .command(None)
+                .args(["pair", "init", "--from", from])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "pair init failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        t.spawn_process(None).await;
+        t
+    }
+
+    /// `serverware pair join --from FROM` run as this controller, the admin token on its
+    /// standard input.
+    pub fn pair_join(&self, from: &str, token: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut c = self
+            .command(None)
+            .args(["pair", "join", "--from", from])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(c.stdin.take().unwrap(), "{token}").unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// [`TestController::start_pair_member`] made ready (its data directory and environment),
+    /// not started: `pair init`/`pair join` are not run.
+    pub fn pair_member(m: PairMember<'_>) -> Self {
         let PairMember {
             name,
             etcd,
@@ -172,8 +219,8 @@ impl TestController {
             keys_from,
             at,
             extra,
-            init_from,
             join,
+            ..
         } = m;
         let dir = tempfile::tempdir().unwrap();
         for f in [
@@ -227,39 +274,6 @@ impl TestController {
             _dir: dir,
         };
         t.env.extend(env);
-        if let Some((from, token)) = join {
-            use std::io::Write;
-            let mut c = t
-                .command(None)
-                .args(["pair", "join", "--from", from])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            writeln!(c.stdin.take().unwrap(), "{token}").unwrap();
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "pair join failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        if let Some(from) = init_from {
-            let out = t
-                .command(None)
-                .args(["pair", "init", "--from", from])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "pair init failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        t.spawn_process(None).await;
         t
     }
 
@@ -296,7 +310,7 @@ impl TestController {
     }
 
     /// The serverware program as this controller runs (its environment, its namespace).
-    fn command(&self, fault: Option<&str>) -> std::process::Command {
+    pub fn command(&self, fault: Option<&str>) -> std::process::Command {
         let bin = env!("CARGO_BIN_EXE_serverware");
         let agent = std::path::Path::new(bin).with_file_name("serverware-agent");
         // `ip netns exec` enters the namespace and then becomes the controller (same PID).

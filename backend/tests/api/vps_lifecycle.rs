@@ -158,9 +158,20 @@ pub(crate) async fn site(n: usize) -> (Cluster, TestController, Client, Vec<i64>
 }
 
 pub(crate) async fn two_hosts(t: &TestController, c: &Client, cluster: &Cluster) -> Vec<i64> {
+    hosts_at(t, c, cluster, &[0, 1]).await
+}
+
+/// Adds the cluster's hosts `at` as `node-a`, `node-b`, … and waits until each is online.
+pub(crate) async fn hosts_at(
+    t: &TestController,
+    c: &Client,
+    cluster: &Cluster,
+    at: &[usize],
+) -> Vec<i64> {
     let mut ids = Vec::new();
-    for (i, name) in ["node-a", "node-b"].iter().enumerate() {
-        let r = add(t, c, name, &cluster.hosts[i]).await;
+    for (n, i) in at.iter().enumerate() {
+        let name = format!("node-{}", (b'a' + n as u8) as char);
+        let r = add(t, c, &name, &cluster.hosts[*i]).await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
     }

@@ -103,10 +103,14 @@ fn Controllers() -> impl IntoView {
                     {p.database.map(database_view)}
                     {(!p.storage.is_empty()).then(|| view! {
                         <table data-test="storage-nodes">
-                            <thead><tr><th>"Storage node (S3)"</th><th>"Answers"</th></tr></thead>
+                            <thead><tr><th>"Storage node (S3)"</th><th>"Answers"</th><th>"Resync queue"</th></tr></thead>
                             <tbody>
                                 {p.storage.into_iter().map(|n| view! {
-                                    <tr><td>{n.endpoint}</td><td>{if n.answers { "yes" } else { "no: it catches up once back" }}</td></tr>
+                                    <tr>
+                                        <td>{n.endpoint}</td>
+                                        <td>{if n.answers { "yes" } else { "no: it catches up once back" }}</td>
+                                        <td>{storage_lag(n.resync_queue, n.resync_errors)}</td>
+                                    </tr>
                                 }).collect_view()}
                             </tbody>
                         </table>
@@ -136,7 +140,7 @@ fn database_view(d: serverware_shared::api::DatabaseReplication) -> impl IntoVie
     };
     view! {
         <table data-test="database">
-            <thead><tr><th>"Database"</th><th>"State"</th><th>"Replication"</th><th>"Behind"</th></tr></thead>
+            <thead><tr><th>"Database"</th><th>"State"</th><th>"Replication"</th><th>"Resync queue"</th></tr></thead>
             <tbody>
                 <tr><td>{d.primary.clone()}</td><td>"primary"</td><td>{sync}</td><td>"—"</td></tr>
                 {d.standbys.iter().map(|s| view! {
@@ -735,5 +739,20 @@ fn RestorePointPolicy() -> impl IntoView {
             <FieldError message=errors.get("_form")/>
             <Show when=move || saved.get()><p class="ok">"Saved."</p></Show>
         </section>
+    }
+}
+
+/// A storage node's resync queue, from its metrics: blocks it has to copy or check (some are
+/// scheduled ahead, such as deletions' checks), and failed copies waiting to be retried.
+fn storage_lag(queue: Option<u64>, errors: Option<u64>) -> String {
+    match (queue, errors) {
+        (None, _) => "unknown (no metrics)".into(),
+        (Some(q), e) => {
+            let mut s = format!("{q} blocks");
+            if let Some(e) = e.filter(|e| *e > 0) {
+                s.push_str(&format!(", {e} failed (retried)"));
+            }
+            s
+        }
     }
 }
