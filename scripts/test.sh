@@ -10,7 +10,7 @@ need_apt chromium fonts-dejavu-core
 # Test hosts: network namespaces with their own OpenSSH sshd; LXC for VPSes.
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static
 # The controller pair: a real etcd cluster (Debian etcd-server) decides who leads.
-need_apt etcd-server
+need_apt etcd-server curl
 # The pair's storage: Garage (S3), three nodes started by the test.
 need_garage
 build_dashboard

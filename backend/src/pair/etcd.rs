@@ -79,13 +79,28 @@ impl Etcd {
 
     /// Posts to each member in turn, starting with the one that answered last.
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.post_within(path, body, None).await
+    }
+
+    /// [`Etcd::post`] within about `wait` in all (not the client's timeout per member) when set.
+    async fn post_within(&self, path: &str, body: Value, wait: Option<Duration>) -> Result<Value> {
         let n = self.endpoints.len();
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut errors = Vec::new();
         for k in 0..n {
             let i = (first + k) % n;
             let url = format!("{}{path}", self.endpoints[i]);
-            match self.http.post(&url).json(&body).send().await {
+            let mut req = self.http.post(&url).json(&body);
+            if let Some(w) = wait {
+                // Shared between the members, so that a dead one leaves time for the others.
+                let each = if n == 1 {
+                    w
+                } else {
+                    (w / n as u32).max(Duration::from_secs(1)).min(w)
+                };
+                req = req.timeout(each);
+            }
+            match req.send().await {
                 Ok(r) => {
                     let status = r.status();
                     let v: Value = r
@@ -118,8 +133,18 @@ impl Etcd {
 
     /// Renews the lease: the seconds it has left from now (0: it is gone).
     pub async fn keep_alive(&self, lease: i64) -> Result<i64> {
+        self.keep_alive_within(lease, None).await
+    }
+
+    /// [`Etcd::keep_alive`], waiting up to `wait` for a member that answers slowly (a busy
+    /// machine) rather than the client's usual timeout.
+    pub async fn keep_alive_within(&self, lease: i64, wait: Option<Duration>) -> Result<i64> {
         let v = self
-            .post("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))
+            .post_within(
+                "/v3/lease/keepalive",
+                json!({ "ID": lease.to_string() }),
+                wait,
+            )
             .await?;
         let r = v.get("result").unwrap_or(&v);
         // A lease that expired answers without a TTL (the gateway leaves zeros out).
@@ -215,6 +240,17 @@ impl Etcd {
 
     /// The cluster's members: name and client URLs.
     pub async fn members(&self) -> Result<Vec<(String, Vec<String>)>> {
+        Ok(self
+            .member_ids()
+            .await?
+            .into_iter()
+            .map(|(_, name, urls)| (name, urls))
+            .collect())
+    }
+
+    /// The cluster's members as etcd's Raft knows them: id (a uint64, as text), name and client
+    /// URLs.
+    pub async fn member_ids(&self) -> Result<Vec<(String, String, Vec<String>)>> {
         let v = self.post("/v3/cluster/member/list", json!({})).await?;
         let list = v
             .get("members")
@@ -223,12 +259,13 @@ impl Etcd {
             .unwrap_or_default();
         Ok(list
             .iter()
-            .map(|m| {
-                let name = m
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+            .filter_map(|m| {
+                let id = match m.get("ID")? {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                let name = m.get("name").and_then(Value::as_str).unwrap_or("");
                 let urls = m
                     .get("clientURLs")
                     .and_then(Value::as_array)
@@ -239,9 +276,41 @@ impl Etcd {
                             .collect()
                     })
                     .unwrap_or_default();
-                (name, urls)
+                Some((id, name.to_string(), urls))
             })
             .collect())
+    }
+
+    /// The id of the member leading etcd's own Raft, as the members say.
+    pub async fn raft_leader(&self) -> Result<String> {
+        let v = self.post("/v3/maintenance/status", json!({})).await?;
+        match v.get("leader") {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            _ => Err(EtcdError::Protocol(format!("no leader in {v}"))),
+        }
+    }
+
+    /// Asks the member leading etcd's Raft (reached at `leader_url`) to hand that to member
+    /// `target` (etcd's own transfer: the cluster keeps answering).
+    pub async fn transfer_raft(&self, leader_url: &str, target: &str) -> Result<()> {
+        let url = format!(
+            "{}/v3/maintenance/transfer-leadership",
+            leader_url.trim_end_matches('/')
+        );
+        let r = self
+            .http
+            .post(&url)
+            .json(&json!({ "targetID": target }))
+            .send()
+            .await
+            .map_err(|e| EtcdError::Unreachable(format!("{url}: {e}")))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            return Err(EtcdError::Protocol(format!("{url}: {status}: {body}")));
+        }
+        Ok(())
     }
 
     /// Whether the member at `url` says it is healthy (its `/health`), within the timeout.

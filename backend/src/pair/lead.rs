@@ -176,6 +176,18 @@ impl Leadership {
             opts.ttl,
             stop_rx.clone(),
         ));
+        // While it leads, etcd's own Raft leader is kept off its machine.
+        tokio::spawn(super::raft::keep_off(
+            etcd.clone(),
+            Member {
+                name: opts.name.clone(),
+                url: opts.url.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            opts.members.clone(),
+            role.clone(),
+            stop_rx.clone(),
+        ));
         let c = Campaign {
             previous: previous.clone(),
             etcd: etcd.clone(),
@@ -466,7 +478,11 @@ impl Campaign {
                 tracing::warn!(name = %self.opts.name, "the lease could not be renewed in time: no longer leading");
                 return Led::Lost;
             }
-            let renewed = tokio::time::timeout(deadline - now, self.etcd.keep_alive(lease)).await;
+            // A slow answer is still a renewal (the lease counts from before it was asked), so
+            // a busy machine waits for it up to the deadline rather than a fixed second.
+            let left = deadline - now;
+            let renewed =
+                tokio::time::timeout(left, self.etcd.keep_alive_within(lease, Some(left))).await;
             failed = true;
             match renewed {
                 Ok(Ok(left)) if left > 0 => {

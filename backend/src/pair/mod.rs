@@ -6,6 +6,7 @@ pub mod address;
 pub mod etcd;
 pub mod lead;
 pub mod postgres;
+pub mod raft;
 pub mod setup;
 
 pub use address::ServiceAddress;

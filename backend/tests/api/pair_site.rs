@@ -25,13 +25,7 @@ impl Pair {
     fn keeping_its_database() -> Pair {
         let etcd = EtcdCluster::start(3).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        site_keys(dir.path());
-        std::fs::write(
-            dir.path().join("postgres_password"),
-            "pairSecret0123456789abcd\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.path().join("storage")).unwrap();
+        pair_keys(dir.path());
         let port = || serverware_testhosts::free_port().unwrap();
         Pair {
             etcd,
@@ -42,19 +36,7 @@ impl Pair {
 
     /// Whether controller `i`'s own PostgreSQL answers as a primary (None: it does not answer).
     fn primary(&self, i: usize) -> Option<bool> {
-        use diesel::{Connection, QueryableByName, RunQueryDsl};
-        #[derive(QueryableByName)]
-        struct R {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            v: bool,
-        }
-        let port = self.kept.unwrap()[i];
-        let url = format!("postgres://postgres:pairSecret0123456789abcd@127.0.0.1:{port}/postgres?connect_timeout=2");
-        let mut c = diesel::PgConnection::establish(&url).ok()?;
-        let r: R = diesel::sql_query("SELECT NOT pg_is_in_recovery() AS v")
-            .get_result(&mut c)
-            .ok()?;
-        Some(r.v)
+        is_primary("127.0.0.1", self.kept.unwrap()[i])
     }
 
     /// Controller `i` (0 or 1), asking etcd member `i` only (as on its own machine).
@@ -112,6 +94,34 @@ impl Pair {
             join: if with_keys { None } else { Some(("", "")) },
         })
     }
+}
+
+/// What both controllers of a pair hold, in `dir`: the site's keys, the pair's database
+/// password (`PAIR_PW`), and a storage directory.
+pub(crate) fn pair_keys(dir: &std::path::Path) {
+    site_keys(dir);
+    std::fs::write(dir.join("postgres_password"), format!("{PAIR_PW}\n")).unwrap();
+    std::fs::create_dir_all(dir.join("storage")).unwrap();
+}
+
+/// The pair's database password in tests.
+pub(crate) const PAIR_PW: &str = "pairSecret0123456789abcd";
+
+/// Whether the pair's PostgreSQL at `host:port` answers as a primary (None: it does not
+/// answer).
+pub(crate) fn is_primary(host: &str, port: u16) -> Option<bool> {
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct R {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        v: bool,
+    }
+    let url = format!("postgres://postgres:{PAIR_PW}@{host}:{port}/postgres?connect_timeout=2");
+    let mut c = diesel::PgConnection::establish(&url).ok()?;
+    let r: R = diesel::sql_query("SELECT NOT pg_is_in_recovery() AS v")
+        .get_result(&mut c)
+        .ok()?;
+    Some(r.v)
 }
 
 /// Waits until `t` says it stands as `role` (with `leader` leading, when given).
