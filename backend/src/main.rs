@@ -347,7 +347,7 @@ fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
-    check_set_up(&rt, &etcd, pair, None)?;
+    check_set_up(&rt, &etcd, pair)?;
     if let Some(h) = rt
         .block_on(etcd.get(&pair.leader_key()))
         .context("cannot ask etcd who leads the site")?
@@ -385,13 +385,12 @@ fn pair_init(config: &Config, from: Option<String>) -> anyhow::Result<()> {
 }
 
 /// What a pair's set-up checks before it changes anything: every etcd member answers, no other
-/// controller has this one's name or the pair's second place, and (when joining) the leader runs
-/// this version. Each problem is named.
+/// controller has this one's name or the pair's second place, and the partner present runs this
+/// version. Each problem is named.
 fn check_set_up(
     rt: &tokio::runtime::Runtime,
     etcd: &serverware::pair::Etcd,
     pair: &serverware::config::PairConfig,
-    leader_version: Option<(&str, &str)>,
 ) -> anyhow::Result<()> {
     use serverware::pair::setup;
     let me = serverware::pair::Member {
@@ -399,14 +398,6 @@ fn check_set_up(
         url: pair.url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    if let Some((from, v)) = leader_version {
-        if v != me.version {
-            anyhow::bail!(
-                "the leader at {from} runs SERVERware {v} and this controller {}: install the same version on both",
-                me.version
-            );
-        }
-    }
     let s = rt
         .block_on(setup::survey(etcd, &pair.members_prefix()))
         .map_err(anyhow::Error::msg)?;
@@ -452,6 +443,9 @@ fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // The set-up is checked before the leader is asked: a refusal leaves no trace there either.
+    let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
+    check_set_up(&rt, &etcd, pair)?;
     let url = format!("{}/api/v1/pair/join", from.trim_end_matches('/'));
     let secrets: serverware_shared::api::PairJoinResponse = rt.block_on(async {
         let r = reqwest::Client::new()
@@ -468,8 +462,13 @@ fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()
         }
         Ok(r.json().await?)
     })?;
-    let etcd = serverware::pair::Etcd::new(pair.etcd.clone(), std::time::Duration::from_secs(2))?;
-    check_set_up(&rt, &etcd, pair, Some((from, &secrets.version)))?;
+    if secrets.version != env!("CARGO_PKG_VERSION") {
+        anyhow::bail!(
+            "the leader at {from} runs SERVERware {} and this controller {}: install the same version on both",
+            secrets.version,
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     serverware::files::private_dir(&config.data_dir)?;
     let mut files = vec![(serverware::keys::KEY_FILE, Some(secrets.controller_key))];
     files.push((serverware::keys::HOST_KEY_FILE, secrets.ssh_host_key));

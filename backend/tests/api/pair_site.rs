@@ -815,4 +815,7 @@ async fn a_pair_set_up_with_a_part_down_or_taken_is_refused_and_changes_nothing(
     assert!(err.contains(&format!("m2 ({witness})")), "{err}");
     assert!(!joining.data_dir().join("controller_ed25519").exists());
     pair.etcd.resume(2);
+    // Refused before the leader was asked: it handed nothing out.
+    let e = get(&a, &admin, "/api/v1/events?action=controller.join").await;
+    assert_eq!(e["events"].as_array().map(Vec::len), Some(0), "{e}");
 }
