@@ -836,6 +836,20 @@ mod tests {
         )
         .contains("not a URL"));
         assert!(err("[storage_s3]\nendpoints = [\"http://a:3900\"]\nkey_id = \"k\"\nsecret_key = \"s\"\nbucket = \"A_B\"\n").contains("bucket name"));
+        // Each node's admin API, in the same order as its S3 API, or none.
+        let two = "[storage_s3]\nendpoints = [\"http://a:3900\", \"http://b:3900\"]\nkey_id = \"k\"\nsecret_key = \"s\"\n";
+        let m = with(&format!(
+            "{two}metrics = [\"http://a:3903/\", \"http://b:3903\"]\nmetrics_token = \"t\"\n"
+        ))
+        .unwrap();
+        let s3 = m.storage_s3.unwrap();
+        assert_eq!(s3.metrics, ["http://a:3903", "http://b:3903"]);
+        assert_eq!(s3.metrics_token.as_deref(), Some("t"));
+        assert!(err(&format!("{two}metrics = [\"http://a:3903\"]\n"))
+            .contains("2 endpoints and 1 metrics URLs"));
+        assert!(
+            err(&format!("{two}metrics = [\"http://a:3903\", \"b:3903\"]\n")).contains("not a URL")
+        );
     }
 
     #[test]

@@ -202,11 +202,7 @@ async fn refuse_a_taken_place(
     pair: &serverware::config::PairConfig,
 ) -> anyhow::Result<()> {
     use serverware::pair::setup;
-    let me = serverware::pair::Member {
-        name: pair.name.clone(),
-        url: pair.url.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
+    let me = serverware::pair::Member::this(&pair.name, &pair.url);
     match setup::present(etcd, &pair.members_prefix()).await {
         Ok(present) => setup::judge_claim(&me, &present).map_err(anyhow::Error::msg),
         Err(e) => {
@@ -393,11 +389,7 @@ fn check_set_up(
     pair: &serverware::config::PairConfig,
 ) -> anyhow::Result<()> {
     use serverware::pair::setup;
-    let me = serverware::pair::Member {
-        name: pair.name.clone(),
-        url: pair.url.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
+    let me = serverware::pair::Member::this(&pair.name, &pair.url);
     let s = rt
         .block_on(setup::survey(etcd, &pair.members_prefix()))
         .map_err(anyhow::Error::msg)?;

@@ -30,6 +30,17 @@ pub struct Member {
     pub version: String,
 }
 
+impl Member {
+    /// This controller, under `name` at `url`, with the version it runs.
+    pub fn this(name: &str, url: &str) -> Member {
+        Member {
+            name: name.into(),
+            url: url.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
 /// Keeps `key = member` in etcd under a lease of its own, renewed every third of `ttl`, until
 /// `stop` (then the key goes at once).
 async fn present(
@@ -168,22 +179,14 @@ impl Leadership {
         let presence = tokio::spawn(present(
             etcd.clone(),
             format!("{}/{}", opts.members.trim_end_matches('/'), opts.name),
-            Member {
-                name: opts.name.clone(),
-                url: opts.url.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            },
+            Member::this(&opts.name, &opts.url),
             opts.ttl,
             stop_rx.clone(),
         ));
         // While it leads, etcd's own Raft leader is kept off its machine.
         tokio::spawn(super::raft::keep_off(
             etcd.clone(),
-            Member {
-                name: opts.name.clone(),
-                url: opts.url.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            },
+            Member::this(&opts.name, &opts.url),
             opts.members.clone(),
             role.clone(),
             stop_rx.clone(),

@@ -18,6 +18,7 @@ struct Pair {
     etcd: EtcdCluster,
     kept: Option<[u16; 2]>,
     dir: tempfile::TempDir,
+    storage: std::path::PathBuf,
 }
 
 impl Pair {
@@ -30,6 +31,7 @@ impl Pair {
         Pair {
             etcd,
             kept: Some([port(), port()]),
+            storage: dir.path().join("storage"),
             dir,
         }
     }
@@ -58,41 +60,42 @@ impl Pair {
         init_from: Option<&str>,
         join: Option<(&str, &str)>,
     ) -> TestController {
-        let mut extra: Vec<(&str, String)> = Vec::new();
-        if let Some(p) = self.kept {
-            extra.push(("SERVERWARE_PAIR_POSTGRES_PORT", p[i].to_string()));
-        }
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        TestController::start_pair_member(PairMember {
-            name: name(i),
-            etcd: &[self.etcd.members[i].client_url.clone()],
-            database_url: "",
-            owns: None,
-            storage: &self.dir.path().join("storage"),
-            keys_from: self.dir.path(),
-            at: None,
-            extra: &extra,
-            init_from,
-            join,
-        })
-        .await
+        let port = self.kept.map(|p| p[i].to_string());
+        let extra: Vec<(&str, &str)> = port
+            .iter()
+            .map(|p| ("SERVERWARE_PAIR_POSTGRES_PORT", p.as_str()))
+            .collect();
+        TestController::start_pair_member(self.spec(i, &extra, init_from, join)).await
     }
 
     /// Controller `i` made ready, not started, with the pair's keys (or without, to join).
     fn prepared(&self, i: usize, with_keys: bool) -> TestController {
         let port = self.kept.unwrap()[i].to_string();
-        TestController::pair_member(PairMember {
+        let extra = [("SERVERWARE_PAIR_POSTGRES_PORT", port.as_str())];
+        let join = if with_keys { None } else { Some(("", "")) };
+        TestController::pair_member(self.spec(i, &extra, None, join))
+    }
+
+    /// How controller `i` of this pair is made: its etcd member, the shared storage and keys.
+    fn spec<'a>(
+        &'a self,
+        i: usize,
+        extra: &'a [(&'a str, &'a str)],
+        init_from: Option<&'a str>,
+        join: Option<(&'a str, &'a str)>,
+    ) -> PairMember<'a> {
+        PairMember {
             name: name(i),
-            etcd: &[self.etcd.members[i].client_url.clone()],
+            etcd: std::slice::from_ref(&self.etcd.members[i].client_url),
             database_url: "",
             owns: None,
-            storage: &self.dir.path().join("storage"),
+            storage: self.storage.as_path(),
             keys_from: self.dir.path(),
             at: None,
-            extra: &[("SERVERWARE_PAIR_POSTGRES_PORT", &port)],
-            init_from: None,
-            join: if with_keys { None } else { Some(("", "")) },
-        })
+            extra,
+            init_from,
+            join,
+        }
     }
 }
 
