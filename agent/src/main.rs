@@ -2,6 +2,7 @@
 //! netRES samples on stdout, one JSON object per line. It needs no open port and keeps no cluster
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
+mod firstboot;
 mod guard;
 mod idmap;
 mod journal;
@@ -187,6 +188,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
         (Some("guard"), None) => guard::run(),
+        (Some("firstboot"), None) => firstboot::run_firstboot(),
         (Some("rootfs-restore"), Some(name)) => {
             let base = match flag("--ids").map(|s| s.parse::<u32>()) {
                 None => Ok(0),

@@ -30,6 +30,10 @@ pub struct ConfigArgs {
     /// [default: DATA_DIR/storage/templates]
     #[arg(long, env = "SERVERWARE_TEMPLATES_DIR", global = true)]
     pub templates_dir: Option<PathBuf>,
+    /// Host images for network boot (`serverware image build`), shared by a pair like the
+    /// templates [default: DATA_DIR/storage/images]
+    #[arg(long, env = "SERVERWARE_IMAGES_DIR", global = true)]
+    pub images_dir: Option<PathBuf>,
     /// sqlite://PATH or postgres://USER:PASS@HOST/DB [default: SQLite in the data directory]
     #[arg(
         long,
@@ -317,6 +321,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     storage_dir: Option<PathBuf>,
     templates_dir: Option<PathBuf>,
+    images_dir: Option<PathBuf>,
     database_url: Option<String>,
     log: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -365,6 +370,7 @@ pub struct Config {
     pub storage_dir: PathBuf,
     /// The templates' archives.
     pub templates_dir: PathBuf,
+    pub images_dir: PathBuf,
     pub database_url: String,
     pub log: String,
     pub tls: Option<TlsFiles>,
@@ -394,6 +400,7 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("storage_dir", &self.storage_dir)
             .field("templates_dir", &self.templates_dir)
+            .field("images_dir", &self.images_dir)
             .field("database_url", &redact_db_url(&self.database_url))
             .field("log", &self.log)
             .field("tls", &self.tls)
@@ -479,6 +486,11 @@ impl Config {
             .clone()
             .or(file.templates_dir)
             .unwrap_or_else(|| data_dir.join("storage").join("templates"));
+        let images_dir = args
+            .images_dir
+            .clone()
+            .or(file.images_dir)
+            .unwrap_or_else(|| data_dir.join("storage").join("images"));
         let given_database = args.database_url.clone().or(file.database_url);
         let database_url = given_database
             .clone()
@@ -527,6 +539,7 @@ impl Config {
             data_dir,
             storage_dir,
             templates_dir,
+            images_dir,
             database_url,
             log,
             tls,

@@ -34,6 +34,8 @@ pub struct Core {
     pub ops: Arc<crate::ops::recovery::Engine>,
     /// Set for a controller of a pair (which runs the site only while it leads).
     pub pair: Option<Arc<crate::pair::Leadership>>,
+    /// Hosts provisioned over the network: images, the boot service, joins.
+    pub provision: Arc<crate::provision::Provisioner>,
 }
 
 impl Core {

@@ -20,6 +20,7 @@ pub mod models;
 pub mod netmon;
 pub mod ops;
 pub mod pair;
+pub mod provision;
 pub mod repo;
 pub mod sched;
 pub mod schema;

@@ -32,6 +32,25 @@ enum Command {
         #[command(subcommand)]
         command: StorageCommand,
     },
+    /// The host image that machines booted from the network run.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Builds the host image (debootstrap of Debian 12 with its kernel, LXC, OpenSSH and the
+    /// agent) into the images directory, or finds it built: a rebuild only when its inputs
+    /// change. Needs a reachable Debian mirror the first time.
+    Build {
+        /// The Debian mirror
+        #[arg(long, default_value = "http://deb.debian.org/debian")]
+        mirror: String,
+    },
+    /// Lists the images and checks each against its manifest.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -128,6 +147,12 @@ fn main() -> ExitCode {
         Command::Storage {
             command: StorageCommand::Migrate { to },
         } => migrate_storage(&config, &to),
+        Command::Image {
+            command: ImageCommand::Build { mirror },
+        } => image_build(&config, &mirror),
+        Command::Image {
+            command: ImageCommand::List,
+        } => image_list(&config),
         Command::Pair {
             command: PairCommand::Init { from },
         } => pair_init(&config, from),
@@ -686,4 +711,53 @@ mod tests {
         assert!(may_carry_keys("http://10.0.0.1:8080", true).is_ok());
         assert!(may_carry_keys("ftp://10.0.0.1", false).is_err());
     }
+}
+
+/// `serverware image build`: the stages as they happen, then the image.
+fn image_build(config: &Config, mirror: &str) -> anyhow::Result<()> {
+    use serverware::provision::image;
+    if !(mirror.starts_with("http://") || mirror.starts_with("https://")) {
+        anyhow::bail!("--mirror: an http:// or https:// URL");
+    }
+    let agent = config.agent_bin.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("no serverware-agent binary found (SERVERWARE_AGENT_BIN)")
+    })?;
+    let t = std::time::Instant::now();
+    let log = |m: &str| println!("[{:>6.1} s] {m}", t.elapsed().as_secs_f64());
+    let b = image::build(&config.images_dir, mirror, agent, &log)?;
+    println!(
+        "image {} ({}) in {}: {}",
+        b.manifest.id,
+        if b.cached {
+            "cached"
+        } else if b.base_cached {
+            "built on the cached base"
+        } else {
+            "built cold"
+        },
+        config.images_dir.join(&b.manifest.id).display(),
+        b.manifest
+            .files
+            .iter()
+            .map(|f| format!("{} {} MB sha256 {}", f.name, f.size >> 20, &f.sha256[..16]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// `serverware image list`: every image with what its check found.
+fn image_list(config: &Config) -> anyhow::Result<()> {
+    for (id, m) in serverware::provision::image::list(&config.images_dir) {
+        match m {
+            Ok(m) => println!(
+                "{id}  version {}  agent {}  built in {:.0} s  ok",
+                m.version,
+                &m.agent_sha256[..12],
+                m.build_secs
+            ),
+            Err(e) => println!("{id}  UNUSABLE: {e:#}"),
+        }
+    }
+    Ok(())
 }

@@ -239,7 +239,26 @@ diesel::joinable!(host_rollups -> hosts (host_id));
 diesel::joinable!(vpses -> templates (template_id));
 diesel::joinable!(task_logs -> tasks (task_id));
 
+diesel::table! {
+    provision_machines (mac) {
+        mac -> Text,
+        name -> Text,
+        state -> Text,
+        approved -> Bool,
+        address -> Nullable<Text>,
+        gateway -> Nullable<Text>,
+        token_sha256 -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
+        host_id -> Nullable<BigInt>,
+        stage -> Text,
+        message -> Text,
+        first_seen_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    provision_machines,
     netmon_state,
     duplo_points,
     users,

@@ -43,6 +43,7 @@ impl Running {
     pub async fn shutdown(self, deadline: std::time::Duration) {
         self.state.stopping.stop();
         self.state.supervisor.stop_all();
+        self.state.provision.dnsmasq.stop();
         let t0 = std::time::Instant::now();
         loop {
             let n = self.state.ops.live.count();
@@ -254,6 +255,11 @@ pub async fn start_on(
         .map(|o| o.len())
         .unwrap_or(0);
     start_loops(&state.clone().into_inner());
+    match state.provision.settings().await {
+        Ok(s) if s.enabled => state.provision.start_boot_service(&s).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the network boot settings: {e}"),
+    }
     let doc = web::Data::new(OpenApiDoc(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));
@@ -496,7 +502,15 @@ async fn build_core(
         monitor: monitor.clone(),
         stopping: stopping.clone(),
     });
+    let provision = crate::provision::Provisioner::new(
+        db.clone(),
+        hub.clone(),
+        config.images_dir.clone(),
+        host_admin.clone(),
+        std::env::temp_dir().join(format!("serverware-boot-{}", std::process::id())),
+    );
     let state = web::Data::new(Core {
+        provision,
         host_admin,
         vpses,
         duplication,
@@ -579,6 +593,7 @@ fn app(
                 .wrap(from_fn(api::guard::require_auth))
                 .route(web::get().to(api::metrics::metrics)),
         )
+        .configure(api::provision::boot_routes)
         .into_utoipa_app()
         .service(
             utoipa_actix_web::scope("/api/v1")

@@ -8,6 +8,7 @@ pub mod api;
 pub mod duplo;
 pub mod error;
 pub mod ids;
+pub mod provision;
 pub mod role;
 pub mod state;
 pub mod validate;

@@ -13,6 +13,8 @@ mod etcd;
 pub use etcd::{EtcdCluster, EtcdMember};
 mod garage;
 pub use garage::{garage_bin, GarageCluster, GarageNode};
+mod vm;
+pub use vm::Vm;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub mod guard;
 mod hosts;
 pub mod metrics;
+pub mod provision;
 pub(crate) mod ssh_keys;
 pub mod standby;
 mod system;
@@ -60,6 +61,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hosts::host_samples)
         .service(hosts::host_history)
         .service(hosts::delete_host)
+        .service(provision::get_provision)
+        .service(provision::update_provision_settings)
+        .service(provision::approve_machine)
+        .service(provision::forget_machine)
         .service(templates::list_templates)
         .service(templates::upload_template)
         .service(templates::build_debian)

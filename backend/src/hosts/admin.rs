@@ -226,6 +226,35 @@ async fn bootstrap(admin: &HostAdmin, new: &NewHost) -> Result<()> {
 /// connects to it at once.
 pub async fn add(admin: &HostAdmin, actor: Actor, req: CreateHostRequest) -> Result<HostResponse> {
     let new = check_new(req)?;
+    add_checked(admin, actor, new).await
+}
+
+/// Adds a machine that joined over the network (`provision::join`): the key it announced in
+/// its authenticated join is pinned, and the controller logs in with its own key (installed by
+/// the machine from the join's answer) to install the agent, as for any host.
+pub async fn add_provisioned(
+    admin: &HostAdmin,
+    name: &str,
+    address: &str,
+    host_key: &str,
+) -> Result<HostResponse> {
+    let address = validate::ssh_address("address", &format!("ssh://root@{address}:22"))?;
+    let fingerprint = russh::keys::PublicKey::from_openssh(host_key)
+        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
+        .map_err(|_| Error::invalid("host_key", "not an OpenSSH public key"))?;
+    let new = NewHost {
+        name: validate::resource_name("name", name)?,
+        description: "provisioned over the network".into(),
+        address,
+        host_key: host_key.to_string(),
+        fingerprint,
+        duplo_interval_secs: validate::DEFAULT_DUPLO_INTERVAL_SECS,
+        credentials: Credentials::Key(admin.hosts.controller_key()),
+    };
+    add_checked(admin, Actor::system("provision"), new).await
+}
+
+async fn add_checked(admin: &HostAdmin, actor: Actor, new: NewHost) -> Result<HostResponse> {
     check_free(admin, &new).await?;
     bootstrap(admin, &new).await?;
     let row = admin

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod netmon;
 pub mod operations;
 pub mod points;
+pub mod provision;
 pub mod replication;
 pub mod rollups;
 pub mod settings;

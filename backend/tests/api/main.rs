@@ -17,6 +17,7 @@ mod netmon;
 mod own_machine;
 mod pair_machines;
 mod pair_site;
+mod provision;
 mod roles;
 mod schema;
 mod ssh_hosts;

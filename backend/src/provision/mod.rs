@@ -1,0 +1,197 @@
+//! Hosts provisioned over the network. A machine set to boot from the network gets iPXE from the
+//! controller's boot service (`dnsmasq`, proxy DHCP and TFTP: it never hands out addresses), which
+//! asks the controller for its script by MAC (`boot`). An approved machine that has not joined is
+//! given a one-time join token on its kernel command line; its first boot (the agent's
+//! `firstboot`) prepares the disk, bridge and SSH key and joins with it (`join`); the controller
+//! pins the key from that join, installs its own key and the agent, and the host comes online.
+//! A machine that joined boots as itself: no token, no join.
+
+pub mod boot;
+pub mod dnsmasq;
+pub mod image;
+pub mod join;
+
+use crate::error::{Error, Result};
+use crate::repo::provision::Machine;
+use crate::tasks::Task;
+use serverware_shared::provision::{ProvisionMachine, ProvisionSettings};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The settings key holding the site's network boot settings (JSON).
+const SETTINGS_KEY: &str = "provision";
+
+/// How long a join token is good for after it was handed out.
+pub const TOKEN_TTL_SECS: i64 = 30 * 60;
+
+/// Network provisioning as a service (wired in `server.rs`).
+pub struct Provisioner {
+    pub db: crate::db::Db,
+    pub hub: Arc<crate::hub::Hub>,
+    pub images_dir: PathBuf,
+    pub host_admin: Arc<crate::hosts::HostAdmin>,
+    /// Each image's check, kept while its files are unchanged (a check reads every byte).
+    checked: Mutex<HashMap<String, (image::Stamp, std::result::Result<image::Manifest, String>)>>,
+    /// The task of each machine on its way to join, by MAC: its stages are logged there.
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    pub dnsmasq: dnsmasq::Service,
+}
+
+impl Provisioner {
+    pub fn new(
+        db: crate::db::Db,
+        hub: Arc<crate::hub::Hub>,
+        images_dir: PathBuf,
+        host_admin: Arc<crate::hosts::HostAdmin>,
+        run_dir: PathBuf,
+    ) -> Arc<Provisioner> {
+        Arc::new(Provisioner {
+            db,
+            hub,
+            images_dir,
+            host_admin,
+            checked: Default::default(),
+            tasks: Default::default(),
+            dnsmasq: dnsmasq::Service::new(run_dir),
+        })
+    }
+
+    /// The images, newest first, each checked (cached while its files are unchanged).
+    pub fn images(&self) -> Vec<(String, std::result::Result<image::Manifest, String>)> {
+        let mut out = Vec::new();
+        for dir in image::dirs(&self.images_dir) {
+            let id = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let stamp = image::stamp(&dir);
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let verdict = match checked.get(&id) {
+                Some((s, v)) if *s == stamp => v.clone(),
+                _ => {
+                    let v = image::verify(&dir).map_err(|e| format!("{e:#}"));
+                    checked.insert(id.clone(), (stamp, v.clone()));
+                    v
+                }
+            };
+            out.push((id, verdict));
+        }
+        out.sort_by_key(|(_, m)| std::cmp::Reverse(m.as_ref().map(|m| m.built_at).unwrap_or(0)));
+        out
+    }
+
+    /// The image booting machines get: the newest that checks whole.
+    pub fn served_image(&self) -> Option<image::Manifest> {
+        self.images().into_iter().find_map(|(_, m)| m.ok())
+    }
+
+    pub async fn settings(&self) -> Result<ProvisionSettings> {
+        self.db.run(read_settings).await
+    }
+
+    /// Logs a stage of machine `mac`'s way in (its task, when it has one).
+    pub(crate) async fn log(&self, mac: &str, line: String) {
+        let task = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mac)
+            .cloned();
+        if let Some(t) = task {
+            t.log(line).await;
+        }
+    }
+
+    pub(crate) fn set_task(&self, mac: &str, task: Arc<Task>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(mac.to_string(), task);
+    }
+
+    pub(crate) fn take_task(&self, mac: &str) -> Option<Arc<Task>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(mac)
+    }
+}
+
+pub fn read_settings(c: &mut crate::db::DbConn) -> Result<ProvisionSettings> {
+    Ok(crate::repo::settings::get(c, SETTINGS_KEY)?
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default())
+}
+
+pub fn write_settings(c: &mut crate::db::DbConn, s: &ProvisionSettings) -> Result<()> {
+    let v = serde_json::to_string(s).map_err(|e| Error::Internal(e.into()))?;
+    crate::repo::settings::put(c, SETTINGS_KEY, &v)
+}
+
+pub fn response(m: &Machine) -> ProvisionMachine {
+    ProvisionMachine {
+        mac: m.mac.clone(),
+        name: m.name.clone(),
+        state: m.state.clone(),
+        approved: m.approved,
+        address: m.address.clone(),
+        gateway: m.gateway.clone(),
+        host_id: m.host_id,
+        stage: m.stage.clone(),
+        message: m.message.clone(),
+        first_seen_at: m.first_seen_at.and_utc().to_rfc3339(),
+        last_seen_at: m.last_seen_at.and_utc().to_rfc3339(),
+    }
+}
+
+/// Saves the site's network boot settings and (re)starts the boot service with them.
+pub async fn set_settings(
+    p: &Arc<Provisioner>,
+    actor: crate::audit::Actor,
+    s: ProvisionSettings,
+) -> Result<()> {
+    let s2 = s.clone();
+    p.db.run(move |c| {
+        crate::db::atomic(c, |c| {
+            write_settings(c, &s2)?;
+            crate::audit::record(
+                c,
+                &actor,
+                crate::audit::Change::new(
+                    "provision.settings",
+                    "site",
+                    0,
+                    if s2.enabled {
+                        format!("network boot on {} for {}", s2.interface, s2.network)
+                    } else {
+                        "network boot off".to_string()
+                    },
+                ),
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    p.start_boot_service(&s).await;
+    Ok(())
+}
+
+impl Provisioner {
+    /// Runs the boot service as `s` says; each MAC it answers is logged as that machine's stage.
+    pub async fn start_boot_service(self: &Arc<Self>, s: &ProvisionSettings) {
+        let me = Arc::downgrade(self);
+        let rt = tokio::runtime::Handle::current();
+        self.dnsmasq
+            .apply(s, move |mac| {
+                if let Some(p) = me.upgrade() {
+                    rt.spawn(async move {
+                        p.log(&mac, "DHCP answered by the boot service (proxy)".into())
+                            .await
+                    });
+                }
+            })
+            .await;
+    }
+}

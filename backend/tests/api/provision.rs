@@ -1,0 +1,331 @@
+//! Hosts provisioned over the network, on real parts: a QEMU machine with an empty disk boots
+//! from the network on a test bridge where the site's DHCP (a dnsmasq in a test host) hands out
+//! addresses and only the controller's boot service (dnsmasq in proxy mode) answers for booting.
+//! It waits for approval, joins, comes online, runs a VPS that answers, and after a power cycle
+//! comes back the same host with its VPS. Forged joins are refused.
+
+use crate::support::*;
+use crate::vps_lifecycle::{answers, get, post, task_done, wait_vps, MIB};
+use reqwest::Client;
+use serde_json::{json, Value};
+use serverware_testhosts::{Cluster, ClusterOptions, Vm};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The host images `./scripts/test.sh` builds (`serverware image build`) before the suite.
+fn images_dir() -> std::path::PathBuf {
+    let d = std::env::var_os("SERVERWARE_TEST_IMAGES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/serverware/images")
+        });
+    let ok = serverware::provision::image::list(&d)
+        .into_iter()
+        .any(|(_, m)| m.is_ok());
+    assert!(
+        ok,
+        "no host image in {}: ./scripts/test.sh builds it (serverware image build)",
+        d.display()
+    );
+    d
+}
+
+/// The site's own DHCP server: dnsmasq handing out addresses inside test host `i`.
+struct SiteDhcp {
+    child: Child,
+    _leases: tempfile::TempDir,
+}
+
+impl SiteDhcp {
+    fn start(cluster: &Cluster, i: usize) -> SiteDhcp {
+        let dir = tempfile::tempdir().unwrap();
+        let net = format!("10.77.{}", cluster.subnet);
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                cluster.hosts[i].netns(),
+                "dnsmasq",
+                "--keep-in-foreground",
+            ])
+            .args([
+                "--port=0",
+                "--interface=br0",
+                "--bind-interfaces",
+                "--pid-file=",
+            ])
+            .arg(format!("--dhcp-range={net}.100,{net}.150,255.255.255.0,1h"))
+            .arg(format!("--dhcp-option=3,{net}.1"))
+            .arg(format!(
+                "--dhcp-leasefile={}",
+                dir.path().join("leases").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt install dnsmasq)");
+        SiteDhcp {
+            child,
+            _leases: dir,
+        }
+    }
+}
+
+impl Drop for SiteDhcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn overview(t: &TestController, c: &Client) -> Value {
+    get(t, c, "/api/v1/provision").await
+}
+
+async fn machine(t: &TestController, c: &Client, mac: &str) -> Option<Value> {
+    overview(t, c).await["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mac"] == mac)
+        .cloned()
+}
+
+/// Waits (a machine under emulation boots slowly: minutes) until `pred` holds.
+async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    secs: u64,
+    vm: &mut Vm,
+    mut pred: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !pred().await {
+        if Instant::now() > deadline || !vm.is_on() {
+            let console = vm.console();
+            let tail: String = console
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "{what}: not within {secs} s (machine on: {}); its console:\n{tail}",
+                vm.is_on()
+            );
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn join(t: &TestController, mac: &str, token: &str, key: &str) -> reqwest::Response {
+    client()
+        .build()
+        .unwrap()
+        .post(t.url("/boot/join"))
+        .json(&json!({"mac": mac, "token": token, "host_key": key, "address": "10.77.0.200"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn events_of(t: &TestController, c: &Client, action: &str) -> Vec<Value> {
+    get(t, c, &format!("/api/v1/events?action={action}&limit=500")).await["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn online_host(t: &TestController, c: &Client, name: &str) -> Option<i64> {
+    let hosts = get(t, c, "/api/v1/hosts").await;
+    hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name && h["status"] == "online")
+        .and_then(|h| h["id"].as_i64())
+}
+
+#[actix_web::test]
+async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_itself() {
+    let images = images_dir();
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let _dhcp = SiteDhcp::start(&cluster, 0);
+    let im = images.clone();
+    let t = TestController::start_with(move |c| {
+        c.listen = "0.0.0.0:0".parse().unwrap();
+        c.images_dir = im;
+    })
+    .await;
+    let admin = t.admin().await;
+    let port = t
+        .url("/")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let net = format!("10.77.{}", cluster.subnet);
+    let controller_url = format!("http://{}:{port}", cluster.gateway);
+
+    // Settings are checked: a network with host bits is refused, naming the field.
+    let r = admin
+        .put(t.url("/api/v1/provision/settings"))
+        .json(&json!({"enabled": true, "interface": cluster.bridge, "network": format!("{net}.5/24"), "controller_url": controller_url, "allow_unapproved": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "network");
+    let r = admin
+        .put(t.url("/api/v1/provision/settings"))
+        .json(&json!({"enabled": true, "interface": cluster.bridge, "network": format!("{net}.0/24"), "controller_url": controller_url, "allow_unapproved": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let o: Value = r.json().await.unwrap();
+    assert!(
+        o["boot_service"].as_str().unwrap().starts_with("answering"),
+        "{o}"
+    );
+    assert!(
+        o["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["served"] == true),
+        "{o}"
+    );
+
+    // A machine with an empty disk boots from the network and waits for approval.
+    let mac = format!("52:54:00:77:{:02x}:10", cluster.subnet);
+    let vmdir = tempfile::tempdir().unwrap();
+    let mut vm = Vm::new(
+        vmdir.path(),
+        &cluster.bridge,
+        &format!("swvm{}", cluster.subnet),
+        &mac,
+        4,
+    )
+    .unwrap();
+    vm.power_on().unwrap();
+    until("the machine is listed as waiting", 300, &mut vm, || async {
+        machine(&t, &admin, &mac)
+            .await
+            .is_some_and(|m| m["state"] == "waiting")
+    })
+    .await;
+    assert_eq!(
+        get(&t, &admin, "/api/v1/hosts")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Forged joins: no token was handed out, a malformed one, an unknown MAC.
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhpBl8tKzWAJCDGhUXF3Kz0yB8ozvPOcgB6r1T0dXuF";
+    let r = join(&t, &mac, &"0".repeat(64), key).await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+    let r = join(&t, &mac, "not-a-token", key).await;
+    assert_eq!(r.status(), 422);
+    let r = join(&t, "52:54:00:99:99:99", &"a".repeat(64), key).await;
+    assert_eq!(r.status(), 403);
+
+    // Approved, it boots with a token (its iPXE asks again by itself) and joins.
+    let r = post(
+        &admin,
+        t.url(&format!("/api/v1/provision/machines/{mac}/approve")),
+        json!({"name": "pxe-1"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    until(
+        "the machine joined and its host is online",
+        1200,
+        &mut vm,
+        || async { online_host(&t, &admin, "pxe-1").await.is_some() },
+    )
+    .await;
+    let host_id = online_host(&t, &admin, "pxe-1").await.unwrap();
+    let m = machine(&t, &admin, &mac).await.unwrap();
+    assert_eq!(
+        (m["state"].as_str(), m["host_id"].as_i64()),
+        (Some("joined"), Some(host_id)),
+        "{m}"
+    );
+    let h = get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await;
+    let fingerprint = h["fingerprint"].clone();
+    assert!(
+        fingerprint
+            .as_str()
+            .is_some_and(|f| f.starts_with("SHA256:")),
+        "{h}"
+    );
+
+    // Its token, read off its console (the kernel prints its command line), cannot be replayed;
+    // a second machine claiming its MAC is refused.
+    let console = vm.console();
+    let token = console
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sw.token="))
+        .expect("the kernel command line on the console")
+        .to_string();
+    let r = join(&t, &mac, &token, key).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("joined already"));
+
+    // A VPS on it answers.
+    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let ip = format!("{net}.60");
+    let r = post(&admin, t.url("/api/v1/vpses"), json!({"name": "web-p", "template_id": tpl, "host_id": host_id, "ipv4": ip, "memory_limit_bytes": 64 * MIB, "start": true})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let done = task_done(&t, &admin, &r.json().await.unwrap()).await;
+    let vid = done["target_id"].as_str().unwrap().parse::<i64>().unwrap();
+    wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
+    answers(&ip, "web-p").await;
+
+    // Power cycled, it boots as the same host: same key, its VPS, no new join.
+    vm.power_off();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await["status"] == "online" {
+        assert!(
+            Instant::now() < deadline,
+            "the powered-off host is still online"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    vm.power_on().unwrap();
+    until("the host is online again", 1200, &mut vm, || async {
+        let h = get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await;
+        h["status"] == "online" && h["fingerprint"] == fingerprint
+    })
+    .await;
+    assert!(
+        !vm.console().contains("sw.token="),
+        "a joined machine boots without a token"
+    );
+    wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
+    answers(&ip, "web-p").await;
+    assert_eq!(
+        get(&t, &admin, "/api/v1/hosts")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Every refusal was an event; the machine was seen once and joined once.
+    assert!(events_of(&t, &admin, "provision.join_refused").await.len() >= 4);
+    assert_eq!(events_of(&t, &admin, "provision.seen").await.len(), 1);
+}

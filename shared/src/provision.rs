@@ -1,0 +1,300 @@
+//! Hosts provisioned over the network: what the controller writes on a booting machine's kernel
+//! command line and what the machine sends back when it joins. Both ends parse and check with the
+//! same code, so a value the controller would not write is one the agent will not act on.
+
+use crate::validate::{self, ValidationError};
+use serde::{Deserialize, Serialize};
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// A join token: 32 random bytes, hex. One-time, for one MAC, until it expires.
+pub const TOKEN_HEX_LEN: usize = 64;
+
+/// What the controller tells a booting machine on its kernel command line (`sw.*` words).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootParams {
+    /// The controller's URL as the machine reaches it (`http://10.0.0.1:8080`).
+    pub controller: String,
+    /// The MAC it booted from (the NIC that becomes the host's bridge).
+    pub mac: String,
+    /// The host's name.
+    pub name: String,
+    /// The one-time join token; absent on a machine that joined before (it boots as itself).
+    pub token: Option<String>,
+    /// A static address `a.b.c.d/len` the operator assigned; DHCP from the site otherwise.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+}
+
+impl BootParams {
+    /// The `sw.*` words of a kernel command line.
+    pub fn to_cmdline(&self) -> String {
+        let mut w = vec![
+            format!("sw.controller={}", self.controller),
+            format!("sw.mac={}", self.mac),
+            format!("sw.name={}", self.name),
+        ];
+        if let Some(t) = &self.token {
+            w.push(format!("sw.token={t}"));
+        }
+        if let Some(a) = &self.address {
+            w.push(format!("sw.address={a}"));
+        }
+        if let Some(g) = &self.gateway {
+            w.push(format!("sw.gateway={g}"));
+        }
+        w.join(" ")
+    }
+
+    /// Reads the `sw.*` words of `/proc/cmdline`, checking each.
+    pub fn parse(cmdline: &str) -> Result<BootParams, ValidationError> {
+        let mut p = BootParams::default();
+        for word in cmdline.split_whitespace() {
+            let Some((k, v)) = word.split_once('=') else {
+                continue;
+            };
+            match k {
+                "sw.controller" => p.controller = controller_url("sw.controller", v)?,
+                "sw.mac" => {
+                    validate::exact("sw.mac", v, validate::mac_address)?;
+                    p.mac = v.to_string()
+                }
+                "sw.name" => {
+                    validate::exact("sw.name", v, validate::resource_name)?;
+                    p.name = v.to_string()
+                }
+                "sw.token" => p.token = Some(token("sw.token", v)?),
+                "sw.address" => p.address = Some(cidr("sw.address", v)?),
+                "sw.gateway" => {
+                    p.gateway = Some(validate::ipv4_address("sw.gateway", v)?.to_string())
+                }
+                _ => {}
+            }
+        }
+        for (field, v) in [
+            ("sw.controller", &p.controller),
+            ("sw.mac", &p.mac),
+            ("sw.name", &p.name),
+        ] {
+            if v.is_empty() {
+                return Err(ValidationError::new(
+                    field,
+                    "missing from the kernel command line",
+                ));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// An `http://` or `https://` URL of host[:port] only, as the controller is reached.
+pub fn controller_url(field: &str, v: &str) -> Result<String, ValidationError> {
+    let rest = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+        .ok_or_else(|| ValidationError::new(field, "an http:// or https:// URL"))?;
+    let ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            "the controller's URL: scheme, host and port, nothing else",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A join token as the controller mints it.
+pub fn token(field: &str, v: &str) -> Result<String, ValidationError> {
+    if v.len() != TOKEN_HEX_LEN || !v.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err(ValidationError::new(field, "not a join token"));
+    }
+    Ok(v.to_string())
+}
+
+/// `a.b.c.d/len`, a host address in its network (len 8 to 30).
+pub fn cidr(field: &str, v: &str) -> Result<String, ValidationError> {
+    let (a, len) = v
+        .split_once('/')
+        .ok_or_else(|| ValidationError::new(field, "an address with its prefix: 10.0.0.5/24"))?;
+    let a = validate::ipv4_address(field, a)?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (8..=30).contains(l))
+        .ok_or_else(|| ValidationError::new(field, "the prefix length is 8 to 30"))?;
+    Ok(format!("{a}/{len}"))
+}
+
+/// A booting machine's join: the token from its command line, the SSH host key it made (and
+/// keeps on its disk), the address it took.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionJoinRequest {
+    pub mac: String,
+    pub token: String,
+    /// `ssh-ed25519 AAAA…`: pinned as the host's key.
+    pub host_key: String,
+    /// The address the controller reaches its SSH at.
+    pub address: String,
+}
+
+/// The controller's answer to a join: its SSH key, for root's `authorized_keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionJoinResponse {
+    pub name: String,
+    pub controller_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_round_trips_and_refuses_what_the_controller_would_not_write() {
+        let p = BootParams {
+            controller: "http://10.77.5.1:8080".into(),
+            mac: "52:54:00:77:05:10".into(),
+            name: "node-1".into(),
+            token: Some("ab".repeat(32)),
+            address: Some("10.77.5.20/24".into()),
+            gateway: Some("10.77.5.1".into()),
+        };
+        let line = format!("console=ttyS0 boot=live {} quiet", p.to_cmdline());
+        assert_eq!(BootParams::parse(&line).unwrap(), p);
+        let bad = |w: &str| BootParams::parse(&format!("{} {w}", p.to_cmdline())).unwrap_err();
+        assert_eq!(bad("sw.token=xyz").field, "sw.token");
+        assert_eq!(bad("sw.mac=01:00:00:00:00:01").field, "sw.mac");
+        assert_eq!(bad("sw.controller=http://a/;reboot").field, "sw.controller");
+        assert_eq!(bad("sw.address=10.0.0.1/31").field, "sw.address");
+        assert_eq!(bad("sw.name=a/b").field, "sw.name");
+        assert_eq!(
+            BootParams::parse("sw.mac=52:54:00:77:05:10")
+                .unwrap_err()
+                .field,
+            "sw.controller"
+        );
+    }
+}
+
+/// Network boot for the site: off, or answering on one interface for one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionSettings {
+    pub enabled: bool,
+    /// The controller's interface on the hosts' network (`eth1`).
+    pub interface: String,
+    /// The hosts' network, `10.0.0.0/24`: boot information is given there, never addresses
+    /// (the site's DHCP server keeps handing those out).
+    pub network: String,
+    /// The controller as booting machines reach it (`http://10.0.0.1:8080`).
+    pub controller_url: String,
+    /// Any machine that boots may join (true), or only those an operator approved (false).
+    pub allow_unapproved: bool,
+}
+
+impl ProvisionSettings {
+    /// Checks every field (an enabled site needs them all), in their plain forms.
+    pub fn check(&self) -> Result<ProvisionSettings, ValidationError> {
+        if !self.enabled && self.interface.is_empty() && self.network.is_empty() {
+            return Ok(self.clone());
+        }
+        let interface = validate::interface_name("interface", &self.interface)?;
+        let network = network("network", &self.network)?;
+        let controller_url = controller_url("controller_url", self.controller_url.trim())?;
+        Ok(ProvisionSettings {
+            enabled: self.enabled,
+            interface,
+            network,
+            controller_url,
+            allow_unapproved: self.allow_unapproved,
+        })
+    }
+}
+
+/// A network `a.b.c.0/len` (its address with no host bits set), len 8 to 30.
+pub fn network(field: &str, v: &str) -> Result<String, ValidationError> {
+    let c = cidr(field, v.trim())?;
+    let (a, len) = c.split_once('/').unwrap_or_default();
+    let a: std::net::Ipv4Addr = a
+        .parse()
+        .map_err(|_| ValidationError::new(field, "not an address"))?;
+    let len: u32 = len.parse().unwrap_or(32);
+    let bits = u32::from(a);
+    let mask = u32::MAX << (32 - len);
+    if bits & !mask != 0 {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "a network has no host bits: {}/{len}",
+                std::net::Ipv4Addr::from(bits & mask)
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+/// A machine that booted from the network, and where it is on its way to become a host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionMachine {
+    pub mac: String,
+    /// The host name it gets.
+    pub name: String,
+    /// `waiting` (for approval), `approved`, `booting` (a token was handed out), `joining`,
+    /// `joined`, `failed`.
+    pub state: String,
+    pub approved: bool,
+    /// A static address the operator assigned (`10.0.0.5/24`), or DHCP.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    pub host_id: Option<i64>,
+    /// The newest stage: `dhcp`, `ipxe`, `kernel`, `root`, `joined`, `online`.
+    pub stage: String,
+    pub message: String,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+}
+
+/// A host image, checked against its manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionImage {
+    pub id: String,
+    pub version: String,
+    pub built_at: i64,
+    pub build_secs: f64,
+    pub size_bytes: u64,
+    /// Checked whole: only such an image is served.
+    pub ok: bool,
+    pub problem: Option<String>,
+    /// The image booting machines get (the newest good one).
+    pub served: bool,
+}
+
+/// The Provisioning page: settings, images, machines.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProvisionOverview {
+    pub settings: ProvisionSettings,
+    pub images: Vec<ProvisionImage>,
+    pub machines: Vec<ProvisionMachine>,
+    /// Whether the boot service (dnsmasq) is answering, or why not.
+    pub boot_service: String,
+}
+
+/// An operator's approval of a waiting machine, with the name and address it gets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApproveMachineRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `a.b.c.d/len`, or none for DHCP.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
