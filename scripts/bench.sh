@@ -9,6 +9,7 @@
 #   scripts/bench.sh duplo [--files N] [--rounds R] [--seconds S] [--vpses V]
 #   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
 #   scripts/bench.sh takeover [--rounds N] [--lease S] [--kill]
+#   scripts/bench.sh provision [--boots N] [--cold 0|1]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync etcd-server
@@ -26,5 +27,8 @@ case "$which" in
     duplo) exec "$CARGO_TARGET_DIR/release/duplo-bench" "$@" ;;
     failover) exec "$CARGO_TARGET_DIR/release/failover-bench" "$@" ;;
     takeover) exec "$CARGO_TARGET_DIR/release/takeover-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover)" >&2; exit 2 ;;
+    provision)
+        need_apt qemu-system-x86 ipxe dnsmasq debootstrap squashfs-tools qemu-utils
+        exec "$CARGO_TARGET_DIR/release/provision-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover, provision)" >&2; exit 2 ;;
 esac

@@ -15,6 +15,15 @@ need_apt etcd-server curl
 need_garage
 build_dashboard
 
+# Hosts provisioned over the network: a QEMU machine boots the site's host image from the
+# controller (dnsmasq proxy DHCP + TFTP, Debian's iPXE). The image is built once from Debian's
+# packages (debootstrap; cached in $SERVERWARE_CACHE/images, rebuilt when its inputs change).
+need_apt qemu-system-x86 ipxe dnsmasq debootstrap squashfs-tools qemu-utils
+say "the host image (serverware image build; cached)"
+cargo build --locked -q -p serverware -p serverware-agent
+export SERVERWARE_TEST_IMAGES_DIR="$SERVERWARE_CACHE/images"
+"$CARGO_TARGET_DIR/debug/serverware" --config /dev/null --images-dir "$SERVERWARE_TEST_IMAGES_DIR" image build
+
 say "shared/ builds for wasm32 (the dashboard's target)"
 cargo check --locked -q -p serverware-shared --target wasm32-unknown-unknown
 

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 /// The filesystem label of a disk prepared for VPSes.
 pub const DISK_LABEL: &str = "swdata";
-/// Where the disk is mounted.
-const DISK_MOUNT: &str = "/srv/swdata";
+/// Where the disk is mounted; `/var/lib/lxc` and `/var/lib/serverware` are bound from it. Longer
+/// than `/var/lib/lxc`, so netRES reports the disk under `/var/lib/lxc` (one mount point per
+/// device, the shortest), where placement looks for VPS space.
+const DISK_MOUNT: &str = "/var/lib/serverware-disk";
 /// The bridge VPSes are attached to (the booted NIC is its port).
 pub const BRIDGE: &str = "br0";
 
@@ -60,6 +62,14 @@ pub fn run_firstboot() -> R<()> {
         std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
         run("mount", &["--bind", &d.to_string_lossy(), at])?;
     }
+    // This machine is only a host: root is given every VPS id range at once, on every boot (its
+    // /etc is in memory), so VPSes autostart before the controller is back.
+    let first = serverware_shared::agent::FIRST_ID_BASE;
+    let end = (u32::MAX / serverware_shared::agent::ID_RANGE) * serverware_shared::agent::ID_RANGE;
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        std::fs::write(f, format!("root:{first}:{}\n", end - first))
+            .map_err(|e| format!("{f}: {e}"))?;
+    }
     run("hostname", &[&p.name])?;
     let _ = std::fs::write("/etc/hostname", format!("{}\n", p.name));
     let address = network(&p)?;
@@ -71,9 +81,10 @@ pub fn run_firstboot() -> R<()> {
             return Err("this machine has not joined and its command line carries no join token: approve it on the controller's Provisioning page and boot it again".into());
         };
         let r = join(&p, token, &host_key, &address)?;
-        std::fs::write(&keys, format!("{}\n", r.controller_key.trim()))
-            .map_err(|e| e.to_string())?;
-        std::fs::write(data.join("joined"), format!("{}\n", r.name)).map_err(|e| e.to_string())?;
+        // On the disk before the join is marked done: a machine whose power is cut at any
+        // moment after boots again either not joined or joined with the key in place.
+        durable(&keys, format!("{}\n", r.controller_key.trim()).as_bytes())?;
+        durable(&data.join("joined"), format!("{}\n", r.name).as_bytes())?;
         say(&format!("joined the site as {}", r.name));
     } else {
         say("joined before: booting as the same host");
@@ -82,6 +93,24 @@ pub fn run_firstboot() -> R<()> {
     std::fs::copy(&keys, "/root/.ssh/authorized_keys")
         .map_err(|e| format!("controller key: {e}"))?;
     Ok(())
+}
+
+/// Writes `path` so that it is on the disk when this returns (written beside, synced, renamed).
+fn durable(path: &Path, bytes: &[u8]) -> R<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("new");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+fn sync_dir(dir: &Path) -> R<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// The machine's own disk: the first whole, fixed disk (not a loop, RAM or optical device).
@@ -190,12 +219,26 @@ fn ssh_host_key(data: &Path) -> R<String> {
     let dir = data.join("ssh");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let key = dir.join("ssh_host_ed25519_key");
-    if !key.exists() {
+    if !PathBuf::from(format!("{}.pub", key.display())).exists() {
         let k = key.to_string_lossy().to_string();
+        let tmp = dir.join("new_host_key");
+        let t = tmp.to_string_lossy().to_string();
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(format!("{t}.pub"));
         run(
             "ssh-keygen",
-            &["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", &k],
+            &["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", &t],
         )?;
+        // Both halves on the disk, then put in place (the public one last): a power cut
+        // leaves no key or the whole key, never half of it.
+        for f in [tmp.clone(), PathBuf::from(format!("{t}.pub"))] {
+            std::fs::File::open(&f)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        std::fs::rename(&tmp, &key).map_err(|e| e.to_string())?;
+        std::fs::rename(format!("{t}.pub"), format!("{k}.pub")).map_err(|e| e.to_string())?;
+        sync_dir(&dir)?;
         say("made the SSH host key");
     }
     for ext in ["", ".pub"] {

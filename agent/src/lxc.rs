@@ -186,6 +186,21 @@ pub fn define(spec: &VpsSpec) -> Result<(), String> {
     if let Some(root) = &rootfs {
         let _ = root.replace_file("etc/hostname", format!("{}\n", spec.hostname).as_bytes());
     }
+    sync_fs(&d)
+}
+
+/// Writes everything of the filesystem holding `path` to its disk (`syncfs`).
+pub fn sync_fs(path: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a descriptor this function owns.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(format!(
+            "cannot sync {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
     Ok(())
 }
 
@@ -502,7 +517,11 @@ pub fn import(
         format!("cannot shift the ids of the root filesystem: {e}")
     })?;
     let took = t0.elapsed();
+    // On the disk before it is the VPS's and the controller is told: a host whose power is cut
+    // a moment later boots with the whole tree, not files the page cache never wrote.
+    sync_fs(&part)?;
     std::fs::rename(&part, &root).map_err(|e| format!("cannot finish the import: {e}"))?;
+    sync_fs(&root)?;
     Ok(if shift.from == shift.to {
         "ids kept".to_string()
     } else {

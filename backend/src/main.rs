@@ -697,22 +697,6 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::may_carry_keys;
-
-    #[test]
-    fn the_pairs_keys_never_cross_a_network_unencrypted_unless_allowed() {
-        assert!(may_carry_keys("https://ctl-a.example:8443", false).is_ok());
-        assert!(may_carry_keys("http://127.0.0.1:8080", false).is_ok());
-        assert!(may_carry_keys("http://localhost:8080/", false).is_ok());
-        let e = may_carry_keys("http://10.0.0.1:8080", false).unwrap_err();
-        assert!(e.to_string().contains("unencrypted"), "{e}");
-        assert!(may_carry_keys("http://10.0.0.1:8080", true).is_ok());
-        assert!(may_carry_keys("ftp://10.0.0.1", false).is_err());
-    }
-}
-
 /// `serverware image build`: the stages as they happen, then the image.
 fn image_build(config: &Config, mirror: &str) -> anyhow::Result<()> {
     use serverware::provision::image;
@@ -760,4 +744,20 @@ fn image_list(config: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_carry_keys;
+
+    #[test]
+    fn the_pairs_keys_never_cross_a_network_unencrypted_unless_allowed() {
+        assert!(may_carry_keys("https://ctl-a.example:8443", false).is_ok());
+        assert!(may_carry_keys("http://127.0.0.1:8080", false).is_ok());
+        assert!(may_carry_keys("http://localhost:8080/", false).is_ok());
+        let e = may_carry_keys("http://10.0.0.1:8080", false).unwrap_err();
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        assert!(may_carry_keys("http://10.0.0.1:8080", true).is_ok());
+        assert!(may_carry_keys("ftp://10.0.0.1", false).is_err());
+    }
 }

@@ -255,6 +255,9 @@ pub async fn start_on(
         .map(|o| o.len())
         .unwrap_or(0);
     start_loops(&state.clone().into_inner());
+    // The host images are checked once now (every byte), not on a booting machine's first ask.
+    let p = state.provision.clone();
+    tokio::spawn(async move { p.images().await });
     match state.provision.settings().await {
         Ok(s) if s.enabled => state.provision.start_boot_service(&s).await,
         Ok(_) => {}
@@ -508,6 +511,7 @@ async fn build_core(
         config.images_dir.clone(),
         host_admin.clone(),
         std::env::temp_dir().join(format!("serverware-boot-{}", std::process::id())),
+        config.data_dir.join("boot-dnsmasq.pid"),
     );
     let state = web::Data::new(Core {
         provision,

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "controllers",
             "settings",
             "metrics",
+            "provision",
         ],
     ),
     (

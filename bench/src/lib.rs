@@ -52,6 +52,12 @@ pub fn start_controller() -> Result<Controller> {
 /// A controller whose data directory starts with `files` (name, content), such as a
 /// `serverware.toml` named by `SERVERWARE_CONFIG`.
 pub fn start_controller_with(files: &[(&str, &str)]) -> Result<Controller> {
+    start_controller_env(files, &[])
+}
+
+/// A controller as `start_controller_with` makes it, with more environment (`SERVERWARE_LISTEN`
+/// there moves it off loopback; its URL stays the loopback one).
+pub fn start_controller_env(files: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Controller> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("serverware");
     if !bin.exists() {
@@ -71,9 +77,17 @@ pub fn start_controller_with(files: &[(&str, &str)]) -> Result<Controller> {
         }
     }
     let port = free_port()?;
+    let listen = env
+        .iter()
+        .find(|(k, _)| *k == "SERVERWARE_LISTEN")
+        .map(|(_, ip)| format!("{ip}:{port}"))
+        .unwrap_or_else(|| format!("127.0.0.1:{port}"));
+    for (k, v) in env.iter().filter(|(k, _)| *k != "SERVERWARE_LISTEN") {
+        cmd.env(k, v);
+    }
     let child = cmd
         .env("SERVERWARE_DATA_DIR", dir.join("data"))
-        .env("SERVERWARE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SERVERWARE_LISTEN", listen)
         .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
         .env("SERVERWARE_STATIC_DIR", dir.join("no-dashboard"))
         .env(
@@ -160,6 +174,7 @@ impl Api {
         let req = match method {
             "GET" => self.client.get(url),
             "PATCH" => self.client.patch(url),
+            "PUT" => self.client.put(url),
             _ => self.client.post(url),
         }
         .bearer_auth(&self.token)

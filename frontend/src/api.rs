@@ -122,6 +122,10 @@ async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Resul
     json(send(with_body(Request::patch(&format!("{BASE}{path}")), body)).await?).await
 }
 
+async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    json(send(with_body(Request::put(&format!("{BASE}{path}")), body)).await?).await
+}
+
 async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
     send(with_body(Request::post(&format!("{BASE}{path}")), body))
         .await
@@ -406,4 +410,25 @@ pub async fn restore_vps(id: i64, req: &RestoreVpsRequest) -> Result<TaskRespons
 
 pub async fn storage() -> Result<StorageReport, ApiError> {
     get("/storage").await
+}
+
+pub async fn provision() -> Result<serverware_shared::provision::ProvisionOverview, ApiError> {
+    get("/provision").await
+}
+
+pub async fn update_provision_settings(
+    s: &serverware_shared::provision::ProvisionSettings,
+) -> Result<serverware_shared::provision::ProvisionOverview, ApiError> {
+    put("/provision/settings", s).await
+}
+
+pub async fn approve_machine(
+    mac: &str,
+    r: &serverware_shared::provision::ApproveMachineRequest,
+) -> Result<serverware_shared::provision::ProvisionMachine, ApiError> {
+    post(&format!("/provision/machines/{mac}/approve"), r).await
+}
+
+pub async fn forget_machine(mac: &str) -> Result<(), ApiError> {
+    delete(&format!("/provision/machines/{mac}")).await
 }

@@ -151,6 +151,7 @@ fn Shell() -> impl IntoView {
         ("/hosts", "Hosts"),
         ("/vpses", "VPSes"),
         ("/templates", "Templates"),
+        ("/provisioning", "Provisioning"),
         ("/storage", "Storage"),
         ("/tasks", "Tasks"),
         ("/events", "Events"),
@@ -185,6 +186,7 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/vpses") view=crate::pages::vpses::VpsesPage/>
                         <Route path=path!("/vpses/:id") view=crate::pages::vpses::VpsPage/>
                         <Route path=path!("/templates") view=crate::pages::templates::TemplatesPage/>
+                        <Route path=path!("/provisioning") view=crate::pages::provision::ProvisionPage/>
                         <Route path=path!("/storage") view=crate::pages::duplo::StoragePage/>
                         <Route path=path!("/tasks") view=crate::pages::tasks::TasksPage/>
                         <Route path=path!("/events") view=EventsPage/>

@@ -19,9 +19,10 @@ async fn overview(state: &Core) -> Result<ProvisionOverview> {
     let p = &state.provision;
     let settings = p.settings().await?;
     let machines = state.db.run(crate::repo::provision::all).await?;
-    let served = p.served_image().map(|m| m.id);
+    let served = p.served_image().await.map(|m| m.id);
     let images = p
         .images()
+        .await
         .into_iter()
         .map(|(id, m)| match m {
             Ok(m) => ProvisionImage {

@@ -139,7 +139,7 @@ fn decide(c: &mut crate::db::DbConn, mac: &str, allow_unapproved: bool) -> Resul
 }
 
 /// The iPXE script for the machine with MAC `mac_text` (as in its path).
-pub async fn machine_script(p: &Provisioner, mac_text: &str) -> Result<String> {
+pub async fn machine_script(p: &std::sync::Arc<Provisioner>, mac_text: &str) -> Result<String> {
     let s = p.settings().await?;
     let url = s.controller_url.clone();
     let mac = match mac_of_path(mac_text) {
@@ -149,7 +149,7 @@ pub async fn machine_script(p: &Provisioner, mac_text: &str) -> Result<String> {
     if !s.enabled {
         return Ok("#!ipxe\necho SERVERware: network boot is off on this site\nexit 1\n".into());
     }
-    let Some(img) = p.served_image() else {
+    let Some(img) = p.served_image().await else {
         return Ok(wait_script(
             &url,
             &mac,
@@ -200,7 +200,7 @@ pub async fn machine_script(p: &Provisioner, mac_text: &str) -> Result<String> {
 /// The path of file `name` of image `id` for machine `mac_text`, when that image checks whole;
 /// the fetch is logged as the machine's stage.
 pub async fn image_file(
-    p: &Provisioner,
+    p: &std::sync::Arc<Provisioner>,
     id: &str,
     mac_text: &str,
     name: &str,
@@ -208,7 +208,11 @@ pub async fn image_file(
     if !image::FILES.contains(&name) {
         return None;
     }
-    let ok = p.images().into_iter().any(|(i, m)| i == id && m.is_ok());
+    let ok = p
+        .images()
+        .await
+        .into_iter()
+        .any(|(i, m)| i == id && m.is_ok());
     if !ok {
         tracing::warn!("image {id} asked for by {mac_text} is not one that checks whole: refused");
         return None;

@@ -47,14 +47,18 @@ pub fn config_text(s: &ProvisionSettings, tftp_root: &Path, leases: &Path) -> St
 /// The running `dnsmasq`, if any, and what the service says of itself.
 pub struct Service {
     run_dir: PathBuf,
+    /// Where dnsmasq writes its PID (in the data directory): one left by a controller that was
+    /// killed outright is ended when the service starts again.
+    pid_file: PathBuf,
     child: Mutex<Option<tokio::process::Child>>,
     status: Mutex<String>,
 }
 
 impl Service {
-    pub fn new(run_dir: PathBuf) -> Service {
+    pub fn new(run_dir: PathBuf, pid_file: PathBuf) -> Service {
         Service {
             run_dir,
+            pid_file,
             child: Mutex::new(None),
             status: Mutex::new("off".into()),
         }
@@ -76,11 +80,13 @@ impl Service {
         if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = c.start_kill();
         }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 
     /// Runs the service as `s` says (stopped when off); `seen` is told each MAC it answered.
     pub async fn apply(&self, s: &ProvisionSettings, seen: impl Fn(String) + Send + 'static) {
         self.stop();
+        end_stale(&self.pid_file);
         if !s.enabled {
             self.set_status("off".into());
             return;
@@ -118,15 +124,16 @@ impl Service {
         )?;
         let conf = self.run_dir.join("dnsmasq.conf");
         std::fs::write(&conf, config_text(s, &tftp, &self.run_dir.join("leases")))?;
-        let mut child = tokio::process::Command::new("dnsmasq")
-            .arg("--keep-in-foreground")
+        let mut cmd = tokio::process::Command::new("dnsmasq");
+        cmd.arg("--keep-in-foreground")
             .arg("--log-facility=-")
             .arg(format!("--conf-file={}", conf.display()))
-            .arg("--pid-file=")
+            .arg(format!("--pid-file={}", self.pid_file.display()))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let mut child = cmd
             .spawn()
             .context("cannot run dnsmasq (apt install dnsmasq)")?;
         let stderr = child.stderr.take();
@@ -157,6 +164,32 @@ impl Service {
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
     }
+}
+
+/// Ends the boot service a killed controller left running (its PID file names a dnsmasq started
+/// with one of our configurations), so the DHCP port is free and nothing answers for it.
+fn end_stale(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if cmdline.starts_with("dnsmasq") && cmdline.contains("serverware-boot-") {
+        tracing::warn!("ending the boot service (dnsmasq, PID {pid}) an earlier run left");
+        // SAFETY: a signal to the process the PID file names, checked to be ours just above.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..50 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_file(pid_file);
 }
 
 /// The first MAC address in a log line.

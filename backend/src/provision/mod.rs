@@ -25,6 +25,9 @@ const SETTINGS_KEY: &str = "provision";
 /// How long a join token is good for after it was handed out.
 pub const TOKEN_TTL_SECS: i64 = 30 * 60;
 
+/// An image's check: its manifest, or what is wrong with it.
+pub type Checked = std::result::Result<image::Manifest, String>;
+
 /// Network provisioning as a service (wired in `server.rs`).
 pub struct Provisioner {
     pub db: crate::db::Db,
@@ -32,7 +35,7 @@ pub struct Provisioner {
     pub images_dir: PathBuf,
     pub host_admin: Arc<crate::hosts::HostAdmin>,
     /// Each image's check, kept while its files are unchanged (a check reads every byte).
-    checked: Mutex<HashMap<String, (image::Stamp, std::result::Result<image::Manifest, String>)>>,
+    checked: Mutex<HashMap<String, (image::Stamp, Checked)>>,
     /// The task of each machine on its way to join, by MAC: its stages are logged there.
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     pub dnsmasq: dnsmasq::Service,
@@ -45,6 +48,7 @@ impl Provisioner {
         images_dir: PathBuf,
         host_admin: Arc<crate::hosts::HostAdmin>,
         run_dir: PathBuf,
+        pid_file: PathBuf,
     ) -> Arc<Provisioner> {
         Arc::new(Provisioner {
             db,
@@ -53,12 +57,22 @@ impl Provisioner {
             host_admin,
             checked: Default::default(),
             tasks: Default::default(),
-            dnsmasq: dnsmasq::Service::new(run_dir),
+            dnsmasq: dnsmasq::Service::new(run_dir, pid_file),
         })
     }
 
-    /// The images, newest first, each checked (cached while its files are unchanged).
-    pub fn images(&self) -> Vec<(String, std::result::Result<image::Manifest, String>)> {
+    /// The images, newest first, each checked (cached while its files are unchanged; a check
+    /// reads every byte, on a blocking thread).
+    pub async fn images(
+        self: &Arc<Self>,
+    ) -> Vec<(String, std::result::Result<image::Manifest, String>)> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.images_now())
+            .await
+            .unwrap_or_default()
+    }
+
+    fn images_now(&self) -> Vec<(String, std::result::Result<image::Manifest, String>)> {
         let mut out = Vec::new();
         for dir in image::dirs(&self.images_dir) {
             let id = dir
@@ -83,8 +97,8 @@ impl Provisioner {
     }
 
     /// The image booting machines get: the newest that checks whole.
-    pub fn served_image(&self) -> Option<image::Manifest> {
-        self.images().into_iter().find_map(|(_, m)| m.ok())
+    pub async fn served_image(self: &Arc<Self>) -> Option<image::Manifest> {
+        self.images().await.into_iter().find_map(|(_, m)| m.ok())
     }
 
     pub async fn settings(&self) -> Result<ProvisionSettings> {

@@ -4,6 +4,7 @@ pub mod events;
 pub mod host;
 pub mod hosts;
 pub mod login;
+pub mod provision;
 pub mod settings;
 pub mod tasks;
 pub mod templates;
