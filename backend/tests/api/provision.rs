@@ -80,6 +80,27 @@ impl Drop for SiteDhcp {
     }
 }
 
+/// Ends, also when the test fails, the boot service this test process's controllers started
+/// (a dnsmasq whose configuration is under `serverware-boot-<this PID>`).
+struct BootServiceGuard;
+
+impl Drop for BootServiceGuard {
+    fn drop(&mut self) {
+        let mark = format!("serverware-boot-{}/", std::process::id());
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.starts_with("dnsmasq") && cmd.contains(&mark) {
+                // SAFETY: a signal to a process this test's controller started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+}
+
 async fn overview(t: &TestController, c: &Client) -> Value {
     get(t, c, "/api/v1/provision").await
 }
@@ -158,6 +179,7 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     })
     .unwrap();
     let _dhcp = SiteDhcp::start(&cluster, 0);
+    let _boot = BootServiceGuard;
     let im = images.clone();
     let t = TestController::start_with(move |c| {
         c.listen = "0.0.0.0:0".parse().unwrap();
