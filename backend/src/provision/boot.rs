@@ -224,18 +224,7 @@ pub async fn image_file(
             _ => None,
         };
         if let Some((stage, line)) = stage {
-            let m = mac.clone();
-            let _ =
-                p.db.run(move |c| {
-                    if let Some(mut row) = repo::find(c, &m)? {
-                        row.stage = stage.into();
-                        row.last_seen_at = now();
-                        repo::save(c, &row)?;
-                    }
-                    Ok(())
-                })
-                .await;
-            p.log(&mac, line.to_string()).await;
+            p.stage(&mac, stage, line.to_string()).await;
         }
     }
     Some(p.images_dir.join(id).join(name))

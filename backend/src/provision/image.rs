@@ -438,3 +438,62 @@ fn pack(root: &Path, out: &Path) -> Result<()> {
         ],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_in(dir: &Path) -> Manifest {
+        let mut files = Vec::new();
+        for (n, body) in FILES.iter().zip(["kernel", "initrd", "root"]) {
+            std::fs::write(dir.join(n), body).unwrap();
+            files.push(ImageFile {
+                name: n.to_string(),
+                size: body.len() as u64,
+                sha256: sha256_file(&dir.join(n)).unwrap(),
+            });
+        }
+        let m = Manifest {
+            id: "abc".into(),
+            version: "0.1.0".into(),
+            suite: SUITE.into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            packages: vec![],
+            agent_sha256: "00".into(),
+            built_at: 1,
+            build_secs: 1.0,
+            files,
+        };
+        std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        m
+    }
+
+    #[test]
+    fn an_image_whose_files_do_not_match_its_manifest_is_unusable_and_says_which() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("abc");
+        std::fs::create_dir_all(&img).unwrap();
+        let m = image_in(&img);
+        assert_eq!(verify(&img).unwrap(), m);
+        let s1 = stamp(&img);
+        // Same size, other bytes: the checksum finds it.
+        std::fs::write(img.join("root.squashfs"), "ROOT").unwrap();
+        let e = format!("{:#}", verify(&img).unwrap_err());
+        assert!(
+            e.contains("root.squashfs does not match its checksum"),
+            "{e}"
+        );
+        assert_ne!(
+            stamp(&img),
+            s1,
+            "a changed file changes the stamp, so a cached check is redone"
+        );
+        std::fs::remove_file(img.join("vmlinuz")).unwrap();
+        assert!(format!("{:#}", verify(&img).unwrap_err()).contains("vmlinuz is missing"));
+        // Listed, with what is wrong; scratch directories are not images.
+        std::fs::create_dir_all(d.path().join(".building-x-1")).unwrap();
+        let l = list(d.path());
+        assert_eq!(l.len(), 1);
+        assert!(l[0].1.is_err());
+    }
+}

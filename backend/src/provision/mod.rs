@@ -118,6 +118,26 @@ impl Provisioner {
         }
     }
 
+    /// Records that machine `mac` reached `stage` (if it is known here) and logs `line`.
+    pub(crate) async fn stage(&self, mac: &str, stage: &'static str, line: String) {
+        let m = mac.to_string();
+        let _ = self
+            .db
+            .run(move |c| {
+                if let Some(mut row) = crate::repo::provision::find(c, &m)? {
+                    // A host booting again keeps its stage (online is the host list's to say).
+                    if row.state != "joined" {
+                        row.stage = stage.into();
+                    }
+                    row.last_seen_at = crate::models::now();
+                    crate::repo::provision::save(c, &row)?;
+                }
+                Ok(())
+            })
+            .await;
+        self.log(mac, line).await;
+    }
+
     pub(crate) fn set_task(&self, mac: &str, task: Arc<Task>) {
         self.tasks
             .lock()
@@ -201,8 +221,12 @@ impl Provisioner {
             .apply(s, move |mac| {
                 if let Some(p) = me.upgrade() {
                     rt.spawn(async move {
-                        p.log(&mac, "DHCP answered by the boot service (proxy)".into())
-                            .await
+                        p.stage(
+                            &mac,
+                            "dhcp",
+                            "DHCP answered by the boot service (proxy)".into(),
+                        )
+                        .await
                     });
                 }
             })
