@@ -215,8 +215,8 @@ pub fn restore(
         summary: RestoreSummary::default(),
     };
     let mut dirs: Vec<usize> = Vec::new();
-    for i in 0..entries.len() {
-        let parts = components(&entries[i])?;
+    for (i, entry) in entries.iter().enumerate() {
+        let parts = components(entry)?;
         if parts.is_empty() {
             dirs.push(i);
             continue;
@@ -225,7 +225,7 @@ pub fn restore(
         match b.make(i, &dir, &name, input)? {
             Made::Dir => dirs.push(i),
             Made::Entry => {
-                set_meta(&dir, &name, &entries[i], base)?;
+                set_meta(&dir, &name, entry, base)?;
                 b.summary.entries += 1;
             }
             Made::Nothing => {}
@@ -845,11 +845,12 @@ mod tests {
         let again = scan(&dst.join("rootfs"), other, &mut |_, _| Ok(()))
             .unwrap()
             .entries;
-        let strip = |v: &[Entry]| -> Vec<(
+        type Seen = (
             Vec<u8>,
             Vec<serverware_shared::duplo::Xattr>,
             Option<Vec<(u64, u64)>>,
-        )> {
+        );
+        let strip = |v: &[Entry]| -> Vec<Seen> {
             v.iter()
                 .map(|e| (e.path.0.clone(), e.xattrs.clone(), e.data.clone()))
                 .collect()

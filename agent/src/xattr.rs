@@ -22,7 +22,7 @@ const ACL_GROUP: u16 = 0x08;
 /// `posix_acl_xattr`: a 4-byte version, then entries of tag, permissions and id). Anything not
 /// in that format is returned as it is.
 pub fn acl_mapped(v: &[u8], map: impl Fn(u32) -> u32) -> Vec<u8> {
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) {
         return v.to_vec();
     }
     let mut out = v.to_vec();

@@ -5,7 +5,7 @@ use anyhow::Context;
 use rand::RngCore;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
-use russh::keys::PrivateKey;
+use russh::keys::{PrivateKey, PublicKey};
 use std::path::Path;
 
 pub const KEY_FILE: &str = "controller_ed25519";
@@ -44,6 +44,13 @@ pub fn load_or_create_named(
 
 pub fn public_line(key: &PrivateKey) -> String {
     key.public_key().to_openssh().unwrap_or_default()
+}
+
+/// The SHA-256 fingerprint of an OpenSSH public key line, as `ssh-keygen -l` prints it.
+pub fn fingerprint(line: &str) -> Option<String> {
+    PublicKey::from_openssh(line.trim())
+        .ok()
+        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
 }
 
 #[cfg(test)]

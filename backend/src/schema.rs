@@ -254,6 +254,9 @@ diesel::table! {
         message -> Text,
         first_seen_at -> Timestamp,
         last_seen_at -> Timestamp,
+        join_host_key -> Nullable<Text>,
+        join_address -> Nullable<Text>,
+        image_id -> Nullable<Text>,
     }
 }
 

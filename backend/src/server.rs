@@ -258,6 +258,7 @@ pub async fn start_on(
     // The host images are checked once now (every byte), not on a booting machine's first ask.
     let p = state.provision.clone();
     tokio::spawn(async move { p.images().await });
+    crate::provision::join::resume(&state.provision).await;
     match state.provision.settings().await {
         Ok(s) if s.enabled => state.provision.start_boot_service(&s).await,
         Ok(_) => {}

@@ -255,8 +255,22 @@ pub struct ProvisionMachine {
     /// The newest stage: `dhcp`, `ipxe`, `kernel`, `root`, `joined`, `online`.
     pub stage: String,
     pub message: String,
+    /// The host image it boots (kept across reboots; changed by a re-image).
+    #[serde(default)]
+    pub image_id: Option<String>,
     pub first_seen_at: String,
     pub last_seen_at: String,
+}
+
+/// `POST /api/v1/provision/machines/{mac}/reimage`: boot the host into another image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReimageRequest {
+    /// The image (an id from the image list); the newest usable one when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Reboot even though VPSes still run on the host (they stop, and start again with it).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// A host image, checked against its manifest.

@@ -66,7 +66,7 @@ exec /usr/bin/tini -s -- /usr/sbin/sshd -D -e \
   -o PidFile=none -o MaxStartups=100
 "#;
 
-fn run(cmd: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(cmd: &str, args: &[&str]) -> Result<()> {
     let out = Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())

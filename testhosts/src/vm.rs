@@ -6,25 +6,10 @@
 //! The accelerator is TCG unless `SERVERWARE_TEST_QEMU_ACCEL` says `kvm` (on the machines these
 //! tests run on, `/dev/kvm` is there but a guest kernel hangs under it).
 
+use super::run;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-fn run(cmd: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {cmd}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 pub struct Vm {
     pub mac: String,

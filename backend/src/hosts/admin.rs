@@ -85,9 +85,8 @@ fn check_new(req: CreateHostRequest) -> Result<NewHost> {
             "confirm the host key from the probe first",
         ));
     }
-    let fingerprint = russh::keys::PublicKey::from_openssh(&req.host_key)
-        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
-        .map_err(|_| Error::invalid("host_key", "not an OpenSSH public key"))?;
+    let fingerprint = crate::keys::fingerprint(&req.host_key)
+        .ok_or_else(|| Error::invalid("host_key", "not an OpenSSH public key"))?;
     let credentials = match (&req.password, &req.private_key) {
         (Some(p), None) if !p.is_empty() => Credentials::Password(p.clone()),
         (None, Some(k)) => {
@@ -239,9 +238,8 @@ pub async fn add_provisioned(
     host_key: &str,
 ) -> Result<HostResponse> {
     let address = validate::ssh_address("address", &format!("ssh://root@{address}:22"))?;
-    let fingerprint = russh::keys::PublicKey::from_openssh(host_key)
-        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
-        .map_err(|_| Error::invalid("host_key", "not an OpenSSH public key"))?;
+    let fingerprint = crate::keys::fingerprint(host_key)
+        .ok_or_else(|| Error::invalid("host_key", "not an OpenSSH public key"))?;
     let new = NewHost {
         name: validate::resource_name("name", name)?,
         description: "provisioned over the network".into(),

@@ -61,11 +61,20 @@ enum Next {
         token: Option<String>,
         address: Option<String>,
         gateway: Option<String>,
+        /// The image it boots.
+        image: String,
     },
 }
 
-/// Records the machine (new ones as waiting or approved, as the site allows) and decides.
-fn decide(c: &mut crate::db::DbConn, mac: &str, allow_unapproved: bool) -> Result<(Next, bool)> {
+/// Records the machine (new ones as waiting or approved, as the site allows) and decides. `usable`
+/// are the images that check whole, newest first (never empty): a machine keeps the image it
+/// first booted until a re-image picks another; if that one is gone it boots the newest.
+fn decide(
+    c: &mut crate::db::DbConn,
+    mac: &str,
+    allow_unapproved: bool,
+    usable: &[String],
+) -> Result<(Next, bool)> {
     crate::db::atomic(c, |c| {
         let t = now();
         let (mut m, new) = match repo::find(c, mac)? {
@@ -85,6 +94,9 @@ fn decide(c: &mut crate::db::DbConn, mac: &str, allow_unapproved: bool) -> Resul
                     message: String::new(),
                     first_seen_at: t,
                     last_seen_at: t,
+                    join_host_key: None,
+                    join_address: None,
+                    image_id: None,
                 };
                 repo::insert(c, &m)?;
                 let what = if allow_unapproved {
@@ -108,12 +120,37 @@ fn decide(c: &mut crate::db::DbConn, mac: &str, allow_unapproved: bool) -> Resul
         };
         m.last_seen_at = t;
         m.stage = "ipxe".into();
-        let next = if m.host_id.is_some() && m.state == "joined" {
+        let image = match &m.image_id {
+            Some(i) if usable.contains(i) => i.clone(),
+            pinned => {
+                if let Some(gone) = pinned {
+                    audit::record_system(
+                        c,
+                        &Actor::system("provision"),
+                        Change::new(
+                            "provision.image_gone",
+                            "machine",
+                            0,
+                            format!(
+                                "{} ({mac}) boots image {}: its image {gone} is gone or does not check whole",
+                                m.name, usable[0]
+                            ),
+                        )
+                        .details(serde_json::json!({ "mac": mac, "image": gone })),
+                    )?;
+                }
+                usable[0].clone()
+            }
+        };
+        m.image_id = Some(image.clone());
+        // A machine whose join is being finished has used its token: it boots as the host it joined.
+        let next = if (m.host_id.is_some() && m.state == "joined") || m.state == "joining" {
             Next::Boot {
                 name: m.name.clone(),
                 token: None,
                 address: m.address.clone(),
                 gateway: m.gateway.clone(),
+                image,
             }
         } else if !(m.approved || allow_unapproved) {
             m.state = "waiting".into();
@@ -131,6 +168,7 @@ fn decide(c: &mut crate::db::DbConn, mac: &str, allow_unapproved: bool) -> Resul
                 token: Some(token),
                 address: m.address.clone(),
                 gateway: m.gateway.clone(),
+                image,
             }
         };
         repo::save(c, &m)?;
@@ -149,33 +187,39 @@ pub async fn machine_script(p: &std::sync::Arc<Provisioner>, mac_text: &str) -> 
     if !s.enabled {
         return Ok("#!ipxe\necho SERVERware: network boot is off on this site\nexit 1\n".into());
     }
-    let Some(img) = p.served_image().await else {
+    let usable = p.usable_images().await;
+    if usable.is_empty() {
         return Ok(wait_script(
             &url,
             &mac,
             "no host image to serve: run serverware image build on the controller",
             30,
         ));
-    };
+    }
     let (m2, allow) = (mac.clone(), s.allow_unapproved);
-    let (next, _) = p.db.run(move |c| decide(c, &m2, allow)).await?;
-    let (name, token, address, gateway) = match next {
+    let (next, _) = p.db.run(move |c| decide(c, &m2, allow, &usable)).await?;
+    p.pins_changed().await;
+    let (name, token, address, gateway, image) = match next {
         Next::Wait(why) => return Ok(wait_script(&url, &mac, &why, 15)),
         Next::Boot {
             name,
             token,
             address,
             gateway,
-        } => (name, token, address, gateway),
+            image,
+        } => (name, token, address, gateway, image),
     };
     if token.is_some() {
         super::join::start_task(p, &mac, &name).await;
         p.log(
             &mac,
-            format!(
-                "iPXE asked for its script: booting image {} with a join token",
-                img.id
-            ),
+            format!("iPXE asked for its script: booting image {image} with a join token"),
+        )
+        .await;
+    } else {
+        p.log(
+            &mac,
+            format!("iPXE asked for its script: booting image {image} as host {name}"),
         )
         .await;
     }
@@ -187,12 +231,12 @@ pub async fn machine_script(p: &std::sync::Arc<Provisioner>, mac_text: &str) -> 
         address,
         gateway,
     };
-    let base = format!("{url}/boot/images/{}/{}", img.id, mac.replace(':', "-"));
+    let base = format!("{url}/boot/images/{image}/{}", mac.replace(':', "-"));
     Ok(format!(
         "#!ipxe\necho SERVERware: booting {mac} with host image {id}\n\
          kernel {base}/vmlinuz initrd=initrd.img boot=live fetch={base}/root.squashfs ip=dhcp console=tty0 console=ttyS0,115200 {cmd}\n\
          initrd {base}/initrd.img\nboot\n",
-        id = img.id,
+        id = image,
         cmd = params.to_cmdline()
     ))
 }

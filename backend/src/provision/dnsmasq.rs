@@ -86,7 +86,8 @@ impl Service {
     /// Runs the service as `s` says (stopped when off); `seen` is told each MAC it answered.
     pub async fn apply(&self, s: &ProvisionSettings, seen: impl Fn(String) + Send + 'static) {
         self.stop();
-        end_stale(&self.pid_file);
+        let pid_file = self.pid_file.clone();
+        let _ = tokio::task::spawn_blocking(move || end_stale(&pid_file)).await;
         if !s.enabled {
             self.set_status("off".into());
             return;
@@ -163,6 +164,12 @@ impl Service {
         }
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         Ok(())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

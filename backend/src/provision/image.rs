@@ -274,9 +274,37 @@ pub fn build(images_dir: &Path, mirror: &str, agent: &Path, log: &dyn Fn(&str)) 
 /// How many images a build keeps (the newest; older ones go).
 pub const KEEP: usize = 3;
 
-/// Removes all but the newest `keep` images.
+/// The file naming the images machines boot (one id a line), written by the controller: a build
+/// never removes them.
+pub const IN_USE_FILE: &str = "in-use";
+
+/// Records which images machines boot (written beside, then renamed: never half).
+pub fn write_in_use(images_dir: &Path, ids: &[String]) -> Result<()> {
+    std::fs::create_dir_all(images_dir)?;
+    let tmp = images_dir.join(format!(".{IN_USE_FILE}.{}", std::process::id()));
+    std::fs::write(&tmp, ids.join("\n") + "\n")?;
+    std::fs::rename(&tmp, images_dir.join(IN_USE_FILE))?;
+    Ok(())
+}
+
+/// The images machines boot, as the controller last wrote them.
+pub fn in_use(images_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(images_dir.join(IN_USE_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Removes all but the newest `keep` images and those machines boot.
 fn prune(images_dir: &Path, keep: usize, log: &dyn Fn(&str)) {
+    let used = in_use(images_dir);
     for (id, _) in list(images_dir).into_iter().skip(keep) {
+        if used.contains(&id) {
+            log(&format!("kept the older image {id}: machines boot it"));
+            continue;
+        }
         if std::fs::remove_dir_all(images_dir.join(&id)).is_ok() {
             log(&format!("removed the older image {id}"));
         }

@@ -52,40 +52,65 @@ fn check(req: &ProvisionJoinRequest) -> Result<()> {
     Ok(())
 }
 
-/// Why a join is refused, if it is: the machine is unknown, joined already, has no token
-/// outstanding (used, or never handed out), shows another token, or one that expired.
-fn refusal(m: Option<&Machine>, req: &ProvisionJoinRequest) -> Option<String> {
+/// What a join gets.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// The token is good: it is used up now.
+    Accept,
+    /// The same machine joining again with the token it used (its answer was lost): answered
+    /// again, nothing changes.
+    Repeat,
+    Refuse(String),
+}
+
+/// Whether a join is accepted: refused when the machine is unknown, joined already, has no token
+/// outstanding (used, or never handed out), shows another token, or one that expired; a token
+/// already used is accepted again only from the same machine (same host key and address) while
+/// its join is being finished.
+fn verdict(m: Option<&Machine>, req: &ProvisionJoinRequest, at: chrono::NaiveDateTime) -> Verdict {
     let Some(m) = m else {
-        return Some(format!(
+        return Verdict::Refuse(format!(
             "no machine {} booted from this controller",
             req.mac
         ));
     };
     if m.state == "joined" {
-        return Some(format!(
+        return Verdict::Refuse(format!(
             "{} joined already as host {}: a second machine with its MAC is refused",
             m.mac, m.name
         ));
     }
     let Some(sha) = &m.token_sha256 else {
-        return Some(format!(
+        return Verdict::Refuse(format!(
             "no join token is outstanding for {} (used already, or never handed out)",
             m.mac
         ));
     };
     if *sha != super::boot::token_sha256(&req.token) {
-        return Some(format!(
+        return Verdict::Refuse(format!(
             "the join token shown for {} is not the one it was given",
             m.mac
         ));
     }
-    if m.token_expires_at.is_some_and(|e| e < now()) {
-        return Some(format!(
+    if m.state == "joining" {
+        let same = m.join_host_key.as_deref() == Some(req.host_key.trim())
+            && m.join_address.as_deref() == Some(req.address.as_str());
+        return if same {
+            Verdict::Repeat
+        } else {
+            Verdict::Refuse(format!(
+                "the join token of {} was used already by another host key or address",
+                m.mac
+            ))
+        };
+    }
+    if m.token_expires_at.is_none_or(|e| e < at) {
+        return Verdict::Refuse(format!(
             "the join token of {} expired: boot it again for a new one",
             m.mac
         ));
     }
-    None
+    Verdict::Accept
 }
 
 /// A machine's join: checked, the token used up, answered with the controller's key; the host
@@ -104,51 +129,106 @@ pub async fn join(
         p.db.run(move |c| {
             crate::db::atomic(c, |c| {
                 let m = repo::find(c, &r.mac)?;
-                if let Some(why) = refusal(m.as_ref(), &r) {
-                    return Ok(Err(why));
+                let v = verdict(m.as_ref(), &r, now());
+                let Some(mut m) = m.filter(|_| v != Verdict::Repeat) else {
+                    return Ok((v, None));
+                };
+                if let Verdict::Refuse(_) = v {
+                    return Ok((v, None));
                 }
-                let mut m = m.expect("checked");
-                m.token_sha256 = None;
+                // The token stays (as its hash) while the join is finished: only this
+                // machine's repeat of it is answered.
                 m.token_expires_at = None;
                 m.state = "joining".into();
                 m.stage = "joined".into();
                 m.message = format!("joined from {}", r.address);
+                m.join_host_key = Some(r.host_key.trim().to_string());
+                m.join_address = Some(r.address.clone());
                 m.last_seen_at = now();
                 repo::save(c, &m)?;
-                Ok(Ok(m))
+                Ok((v, Some(m)))
             })
         })
         .await?;
     let m = match outcome {
-        Ok(m) => m,
-        Err(why) => {
+        (Verdict::Refuse(why), _) => {
             let (mac, w) = (req.mac.clone(), why.clone());
             p.db.run(move |c| refused(c, &mac, &w)).await?;
             p.log(&req.mac, format!("join refused: {why}")).await;
             return Err(Error::Forbidden(why));
         }
+        (_, Some(m)) => {
+            p.log(
+                &m.mac,
+                format!(
+                    "joined from {} with host key {}",
+                    req.address,
+                    crate::keys::fingerprint(&req.host_key).unwrap_or_default()
+                ),
+            )
+            .await;
+            m.name
+        }
+        (_, None) => {
+            p.log(
+                &req.mac,
+                "the same machine joined again (its answer was lost): answered again".into(),
+            )
+            .await;
+            let mac = req.mac.clone();
+            p.db.run(move |c| repo::find(c, &mac))
+                .await?
+                .map(|m| m.name)
+                .unwrap_or_default()
+        }
     };
-    p.log(
-        &m.mac,
-        format!(
-            "joined from {} with host key {}",
-            req.address,
-            key_fingerprint(&req.host_key)
-        ),
-    )
-    .await;
-    let (p2, name, mac) = (p.clone(), m.name.clone(), m.mac.clone());
-    tokio::spawn(async move { finish(&p2, &mac, &name, &req.address, &req.host_key).await });
+    spawn_finish(p, &req.mac);
     Ok(ProvisionJoinResponse {
-        name: m.name,
+        name: m,
         controller_key: crate::keys::public_line(&p.host_admin.hosts.controller_key()),
     })
 }
 
-fn key_fingerprint(k: &str) -> String {
-    russh::keys::PublicKey::from_openssh(k)
-        .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
-        .unwrap_or_default()
+/// Finishes machine `mac`'s join in the background, unless that runs already.
+fn spawn_finish(p: &Arc<Provisioner>, mac: &str) {
+    if !p
+        .finishing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(mac.to_string())
+    {
+        return;
+    }
+    let (p, mac) = (p.clone(), mac.to_string());
+    tokio::spawn(async move {
+        finish(&p, &mac).await;
+        p.finishing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mac);
+    });
+}
+
+/// Joins a controller stopped or killed while finishing are finished now (at its start).
+pub async fn resume(p: &Arc<Provisioner>) {
+    let joining =
+        p.db.run(|c| {
+            Ok(repo::all(c)?
+                .into_iter()
+                .filter(|m| m.state == "joining")
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_default();
+    for m in joining {
+        start_task(p, &m.mac, &m.name).await;
+        p.log(
+            &m.mac,
+            "the controller started again: finishing the join".into(),
+        )
+        .await;
+        spawn_finish(p, &m.mac);
+    }
 }
 
 fn refused(c: &mut crate::db::DbConn, mac: &str, why: &str) -> Result<()> {
@@ -167,20 +247,32 @@ fn refused(c: &mut crate::db::DbConn, mac: &str, why: &str) -> Result<()> {
 }
 
 /// Adds the host once its SSH answers with the pinned key (the machine starts `sshd` after its
-/// join), then waits for it to come online; the machine's record and task follow.
-async fn finish(p: &Provisioner, mac: &str, name: &str, address: &str, host_key: &str) {
+/// join), then waits for it to come online; the machine's record and task follow. A host added
+/// before a crash cut this short is found (same name, same key) and not added twice.
+async fn finish(p: &Provisioner, mac: &str) {
+    let m2 = mac.to_string();
+    let Ok(Some(m)) = p.db.run(move |c| repo::find(c, &m2)).await else {
+        return;
+    };
+    let (Some(key), Some(address)) = (m.join_host_key.clone(), m.join_address.clone()) else {
+        return;
+    };
+    let name = m.name.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     let added = loop {
-        match crate::hosts::add_provisioned(&p.host_admin, name, address, host_key).await {
-            Ok(h) => break Ok(h),
+        if let Some(id) = added_before(p, &name, &key).await {
+            break Ok(id);
+        }
+        match crate::hosts::add_provisioned(&p.host_admin, &name, &address, &key).await {
+            Ok(h) => break Ok(serverware_shared::HostId(h.id)),
             Err(e @ (Error::Conflict { .. } | Error::Forbidden(_))) => break Err(e.message()),
             Err(e) if tokio::time::Instant::now() > deadline => break Err(e.message()),
             Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
         }
     };
     let task = p.take_task(mac);
-    let host = match added {
-        Ok(h) => h,
+    let id = match added {
+        Ok(id) => id,
         Err(why) => {
             let (m, w) = (mac.to_string(), why.clone());
             let _ =
@@ -193,7 +285,6 @@ async fn finish(p: &Provisioner, mac: &str, name: &str, address: &str, host_key:
         }
     };
     let m = mac.to_string();
-    let id = serverware_shared::HostId(host.id);
     let _ =
         p.db.run(move |c| set_state(c, &m, "joined", Some(id), ""))
             .await;
@@ -226,6 +317,20 @@ async fn finish(p: &Provisioner, mac: &str, name: &str, address: &str, host_key:
     }
 }
 
+/// The host named `name` with host key `key`, if the join added it already.
+async fn added_before(p: &Provisioner, name: &str, key: &str) -> Option<serverware_shared::HostId> {
+    let (n, fp) = (name.to_string(), crate::keys::fingerprint(key)?);
+    p.db.run(move |c| {
+        Ok(crate::repo::hosts::all(c)?
+            .into_iter()
+            .find(|h| h.name == n && h.host_key_fingerprint.as_deref() == Some(fp.as_str()))
+            .map(|h| h.id))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 async fn wait_online(p: &Provisioner, id: serverware_shared::HostId) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while tokio::time::Instant::now() < deadline {
@@ -246,7 +351,13 @@ fn set_state(
 ) -> Result<()> {
     crate::db::atomic(c, |c| {
         if let Some(mut m) = repo::find(c, mac)? {
+            // Only a join being finished ends; a machine forgotten or booted again meanwhile
+            // keeps what it is now.
+            if m.state != "joining" {
+                return Ok(());
+            }
             m.state = state.into();
+            m.token_sha256 = None;
             m.message = why.into();
             if let Some(h) = host {
                 m.host_id = Some(h.0);
@@ -368,4 +479,95 @@ pub async fn forget(p: &Provisioner, actor: Actor, mac: &str) -> Result<()> {
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl host";
+
+    fn at(secs: i64) -> chrono::NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0)
+            .unwrap()
+            .naive_utc()
+    }
+
+    fn booting(token: &str) -> Machine {
+        Machine {
+            mac: "52:54:00:12:34:56".into(),
+            name: "host-123456".into(),
+            state: "booting".into(),
+            approved: true,
+            address: None,
+            gateway: None,
+            token_sha256: Some(super::super::boot::token_sha256(token)),
+            token_expires_at: Some(at(super::super::TOKEN_TTL_SECS)),
+            host_id: None,
+            stage: "root".into(),
+            message: String::new(),
+            first_seen_at: at(0),
+            last_seen_at: at(0),
+            join_host_key: None,
+            join_address: None,
+            image_id: Some("abc".into()),
+        }
+    }
+
+    fn req(token: &str) -> ProvisionJoinRequest {
+        ProvisionJoinRequest {
+            mac: "52:54:00:12:34:56".into(),
+            token: token.into(),
+            host_key: KEY.into(),
+            address: "10.77.9.20".into(),
+        }
+    }
+
+    fn refused(v: Verdict, why: &str) {
+        match v {
+            Verdict::Refuse(w) => assert!(w.contains(why), "{w:?} does not say {why:?}"),
+            other => panic!("{other:?}: expected a refusal saying {why:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_token_joins_once_and_only_its_machine_may_repeat_it() {
+        let t = "a".repeat(64);
+        let mut m = booting(&t);
+        assert_eq!(verdict(Some(&m), &req(&t), at(10)), Verdict::Accept);
+        // What join() saves on an accepted join.
+        m.state = "joining".into();
+        m.token_expires_at = None;
+        m.join_host_key = Some(KEY.into());
+        m.join_address = Some("10.77.9.20".into());
+        // Its answer lost, the same machine asks again: answered again.
+        assert_eq!(verdict(Some(&m), &req(&t), at(20)), Verdict::Repeat);
+        // Anyone else replaying the token is refused.
+        let mut other = req(&t);
+        other.address = "10.77.9.21".into();
+        refused(verdict(Some(&m), &other, at(20)), "used already");
+        // Once joined, nothing joins as it again.
+        m.state = "joined".into();
+        m.token_sha256 = None;
+        refused(verdict(Some(&m), &req(&t), at(30)), "joined already");
+    }
+
+    #[test]
+    fn unknown_wrong_expired_and_missing_tokens_are_refused() {
+        let t = "b".repeat(64);
+        refused(verdict(None, &req(&t), at(0)), "no machine");
+        let m = booting(&t);
+        refused(
+            verdict(Some(&m), &req(&"c".repeat(64)), at(0)),
+            "not the one",
+        );
+        refused(
+            verdict(Some(&m), &req(&t), at(super::super::TOKEN_TTL_SECS + 1)),
+            "expired",
+        );
+        let mut used = booting(&t);
+        used.token_sha256 = None;
+        refused(verdict(Some(&used), &req(&t), at(0)), "no join token");
+    }
 }

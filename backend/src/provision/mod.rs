@@ -38,6 +38,8 @@ pub struct Provisioner {
     checked: Mutex<HashMap<String, (image::Stamp, Checked)>>,
     /// The task of each machine on its way to join, by MAC: its stages are logged there.
     tasks: Mutex<HashMap<String, Arc<Task>>>,
+    /// The machines whose join is being finished (one finisher each).
+    pub(crate) finishing: Mutex<std::collections::HashSet<String>>,
     pub dnsmasq: dnsmasq::Service,
 }
 
@@ -57,6 +59,7 @@ impl Provisioner {
             host_admin,
             checked: Default::default(),
             tasks: Default::default(),
+            finishing: Default::default(),
             dnsmasq: dnsmasq::Service::new(run_dir, pid_file),
         })
     }
@@ -99,6 +102,36 @@ impl Provisioner {
     /// The image booting machines get: the newest that checks whole.
     pub async fn served_image(self: &Arc<Self>) -> Option<image::Manifest> {
         self.images().await.into_iter().find_map(|(_, m)| m.ok())
+    }
+
+    /// The ids of the images that check whole, newest first.
+    pub async fn usable_images(self: &Arc<Self>) -> Vec<String> {
+        self.images()
+            .await
+            .into_iter()
+            .filter(|(_, m)| m.is_ok())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Tells image builds which images machines boot (they are never pruned).
+    pub async fn pins_changed(&self) {
+        let dir = self.images_dir.clone();
+        let r = self
+            .db
+            .run(move |c| {
+                let mut ids: Vec<String> = crate::repo::provision::all(c)?
+                    .into_iter()
+                    .filter_map(|m| m.image_id)
+                    .collect();
+                ids.sort();
+                ids.dedup();
+                image::write_in_use(&dir, &ids).map_err(Error::Internal)
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("cannot record the images machines boot: {}", e.message());
+        }
     }
 
     pub async fn settings(&self) -> Result<ProvisionSettings> {
@@ -175,6 +208,7 @@ pub fn response(m: &Machine) -> ProvisionMachine {
         host_id: m.host_id,
         stage: m.stage.clone(),
         message: m.message.clone(),
+        image_id: m.image_id.clone(),
         first_seen_at: m.first_seen_at.and_utc().to_rfc3339(),
         last_seen_at: m.last_seen_at.and_utc().to_rfc3339(),
     }

@@ -12,7 +12,8 @@ use diesel::prelude::*;
 pub struct Machine {
     pub mac: String,
     pub name: String,
-    /// `waiting` (not approved), `booting` (a token handed out), `joined`, `refused`.
+    /// `waiting` (not approved), `booting` (a token handed out), `joining` (the token used, the
+    /// host being added), `joined`, `failed` (joined but could not be added).
     pub state: String,
     pub approved: bool,
     pub address: Option<String>,
@@ -25,6 +26,12 @@ pub struct Machine {
     pub message: String,
     pub first_seen_at: NaiveDateTime,
     pub last_seen_at: NaiveDateTime,
+    /// The host key and address of its accepted join (kept to answer a repeated join and to
+    /// finish a join a controller crash interrupted).
+    pub join_host_key: Option<String>,
+    pub join_address: Option<String>,
+    /// The host image it boots: chosen at its first boot, changed only by a re-image.
+    pub image_id: Option<String>,
 }
 
 pub fn all(c: &mut DbConn) -> Result<Vec<Machine>> {

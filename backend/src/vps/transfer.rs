@@ -46,6 +46,7 @@ pub(super) async fn slots(
 }
 
 /// Streams a template archive from storage into a new VPS's root filesystem on a host.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn push_template(
     state: &Vpses,
     task: &Task,

@@ -40,11 +40,7 @@ impl Listener {
                             return;
                         }
                     }
-                    Frame::Ping(b) => {
-                        if s.send(Message::Pong(b)).await.is_err() {
-                            return;
-                        }
-                    }
+                    Frame::Ping(b) if s.send(Message::Pong(b.clone())).await.is_err() => return,
                     Frame::Close(_) => return,
                     _ => {}
                 }

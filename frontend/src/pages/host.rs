@@ -469,15 +469,9 @@ impl HostFields {
 
     /// The edit the fields ask for, checked as the controller checks it.
     fn request(&self) -> Result<UpdateHostRequest, validate::ValidationError> {
-        let n = match validate::resource_name("name", &self.name.get_untracked()) {
-            Ok(n) => n,
-            Err(e) => return Err(e),
-        };
+        let n = validate::resource_name("name", &self.name.get_untracked())?;
         let ms = match self.interval.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::sample_interval_ms("sample_interval_ms", v) {
-                Ok(v) => v,
-                Err(e) => return Err(e),
-            },
+            Ok(v) => validate::sample_interval_ms("sample_interval_ms", v)?,
             Err(_) => {
                 return Err(validate::ValidationError::new(
                     "sample_interval_ms",
@@ -510,10 +504,7 @@ impl HostFields {
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e),
         };
         let max_transfers = match self.transfers.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::max_transfers("max_transfers", v) {
-                Ok(v) => v,
-                Err(e) => return Err(e),
-            },
+            Ok(v) => validate::max_transfers("max_transfers", v)?,
             Err(_) => {
                 return Err(validate::ValidationError::new(
                     "max_transfers",
@@ -522,10 +513,7 @@ impl HostFields {
             }
         };
         let duplo_secs = match self.duplo.get_untracked().trim().parse::<u32>() {
-            Ok(v) => match validate::duplo_interval_secs("duplo_interval_secs", v) {
-                Ok(v) => v,
-                Err(e) => return Err(e),
-            },
+            Ok(v) => validate::duplo_interval_secs("duplo_interval_secs", v)?,
             Err(_) => {
                 return Err(validate::ValidationError::new(
                     "duplo_interval_secs",

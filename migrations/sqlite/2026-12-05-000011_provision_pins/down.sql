@@ -1,0 +1,3 @@
+ALTER TABLE provision_machines DROP COLUMN image_id;
+ALTER TABLE provision_machines DROP COLUMN join_address;
+ALTER TABLE provision_machines DROP COLUMN join_host_key;
