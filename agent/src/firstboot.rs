@@ -76,18 +76,23 @@ pub fn run_firstboot() -> R<()> {
     say(&format!("address {address} on {BRIDGE}"));
     let host_key = ssh_host_key(data)?;
     let keys = data.join("ssh/authorized_keys");
-    if !data.join("joined").exists() {
-        let Some(token) = &p.token else {
-            return Err("this machine has not joined and its command line carries no join token: approve it on the controller's Provisioning page and boot it again".into());
-        };
+    // A token on the command line means the controller does not count this machine as a host
+    // (its first boot, or its host was removed and it was approved again): it joins, with the
+    // key and VPSes its disk keeps. Without one it must have joined before.
+    if let Some(token) = &p.token {
+        if data.join("joined").exists() {
+            say("joined before, but the controller gave a join token: joining again with the same key");
+        }
         let r = join(&p, token, &host_key, &address)?;
         // On the disk before the join is marked done: a machine whose power is cut at any
         // moment after boots again either not joined or joined with the key in place.
         durable(&keys, format!("{}\n", r.controller_key.trim()).as_bytes())?;
         durable(&data.join("joined"), format!("{}\n", r.name).as_bytes())?;
         say(&format!("joined the site as {}", r.name));
-    } else {
+    } else if data.join("joined").exists() {
         say("joined before: booting as the same host");
+    } else {
+        return Err("this machine has not joined and its command line carries no join token: approve it on the controller's Provisioning page and boot it again".into());
     }
     std::fs::create_dir_all("/root/.ssh").map_err(|e| e.to_string())?;
     std::fs::copy(&keys, "/root/.ssh/authorized_keys")

@@ -61,6 +61,9 @@ pub enum Command {
     /// Templates VPSes are made from.
     #[command(subcommand)]
     Template(TemplateCmd),
+    /// Machines that boot from the network to become hosts: approve, re-image, forget.
+    #[command(subcommand)]
+    Machine(MachineCmd),
     /// Tasks: long operations, with their progress and log.
     #[command(subcommand)]
     Task(TaskCmd),
@@ -325,6 +328,41 @@ pub struct EditVps {
     /// Replaces the checked ports (comma-separated; "" for ICMP only).
     #[arg(long)]
     pub check_ports: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MachineCmd {
+    /// Every machine that booted from the network, with its state, stage and image.
+    List,
+    /// Let a waiting machine join: its next boot gets a one-time join token.
+    Approve {
+        /// Its MAC address (as listed).
+        mac: String,
+        /// The host name it gets (default: the one listed).
+        #[arg(long)]
+        name: Option<String>,
+        /// A static address with its prefix (10.0.0.5/24) instead of the site's DHCP.
+        #[arg(long)]
+        address: Option<String>,
+        /// The gateway for a static address.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
+    /// Reboot a joined host (in maintenance) into another host image.
+    Reimage {
+        /// Its MAC address or host name.
+        machine: String,
+        /// The image id (`serverware image list`); the newest when left out.
+        #[arg(long)]
+        image: Option<String>,
+        /// Even though VPSes still run there (they stop, and start again with the host).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Forget a machine that has not joined.
+    Forget { mac: String },
 }
 
 #[derive(Subcommand, Debug)]

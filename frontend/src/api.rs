@@ -429,6 +429,13 @@ pub async fn approve_machine(
     post(&format!("/provision/machines/{mac}/approve"), r).await
 }
 
+pub async fn reimage_machine(
+    mac: &str,
+    r: &serverware_shared::provision::ReimageRequest,
+) -> Result<TaskResponse, ApiError> {
+    post(&format!("/provision/machines/{mac}/reimage"), r).await
+}
+
 pub async fn forget_machine(mac: &str) -> Result<(), ApiError> {
     delete(&format!("/provision/machines/{mac}")).await
 }

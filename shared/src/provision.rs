@@ -152,6 +152,23 @@ pub struct ProvisionJoinResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_static_address_is_inside_the_boot_network() {
+        let net = "10.0.0.0/24";
+        assert_eq!(
+            static_address_in("address", "10.0.0.5/24", net).unwrap(),
+            "10.0.0.5/24"
+        );
+        for bad in [
+            "10.0.1.5/24",
+            "10.0.0.5/16",
+            "10.0.0.0/24",
+            "10.0.0.255/24",
+            "10.0.0.5",
+        ] {
+            assert!(static_address_in("address", bad, net).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_command_line_round_trips_and_refuses_what_the_controller_would_not_write() {
@@ -237,6 +254,42 @@ pub fn network(field: &str, v: &str) -> Result<String, ValidationError> {
     Ok(c)
 }
 
+/// A static address `a.b.c.d/len` for a machine on the boot network `net` (`n/len`): inside it,
+/// with the same prefix, neither the network's own address nor its broadcast.
+pub fn static_address_in(field: &str, address: &str, net: &str) -> Result<String, ValidationError> {
+    let a = cidr(field, address)?;
+    let parse = |c: &str| -> Option<(u32, u32)> {
+        let (ip, len) = c.split_once('/')?;
+        Some((
+            u32::from(ip.parse::<std::net::Ipv4Addr>().ok()?),
+            len.parse().ok()?,
+        ))
+    };
+    let ((ip, len), (n, nlen)) = match (parse(&a), parse(net)) {
+        (Some(x), Some(y)) => (x, y),
+        _ => {
+            return Err(ValidationError::new(
+                field,
+                "not an address with its prefix",
+            ))
+        }
+    };
+    let mask = u32::MAX << (32 - nlen);
+    if len != nlen || ip & mask != n {
+        return Err(ValidationError::new(
+            field,
+            format!("not in the boot network {net}: machines boot and join there"),
+        ));
+    }
+    if ip == n || ip == n | !mask {
+        return Err(ValidationError::new(
+            field,
+            "the network's own address or its broadcast",
+        ));
+    }
+    Ok(a)
+}
+
 /// A machine that booted from the network, and where it is on its way to become a host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -263,6 +316,7 @@ pub struct ProvisionMachine {
 }
 
 /// `POST /api/v1/provision/machines/{mac}/reimage`: boot the host into another image.
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReimageRequest {
     /// The image (an id from the image list); the newest usable one when absent.
@@ -285,8 +339,12 @@ pub struct ProvisionImage {
     /// Checked whole: only such an image is served.
     pub ok: bool,
     pub problem: Option<String>,
-    /// The image booting machines get (the newest good one).
+    /// The image a new machine gets: the newest good one a host came online on (while none
+    /// has, the newest good one).
     pub served: bool,
+    /// Which host first came online on it; a new machine gets the newest image one has.
+    #[serde(default)]
+    pub proven: Option<String>,
 }
 
 /// The Provisioning page: settings, images, machines.

@@ -64,6 +64,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(provision::get_provision)
         .service(provision::update_provision_settings)
         .service(provision::approve_machine)
+        .service(provision::reimage_machine)
         .service(provision::forget_machine)
         .service(templates::list_templates)
         .service(templates::upload_template)

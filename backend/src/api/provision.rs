@@ -7,11 +7,11 @@ use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::provision::{self, boot, join};
+use crate::provision::{self, boot, join, reimage};
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serverware_shared::provision::{
     ApproveMachineRequest, ProvisionImage, ProvisionJoinRequest, ProvisionMachine,
-    ProvisionOverview, ProvisionSettings,
+    ProvisionOverview, ProvisionSettings, ReimageRequest,
 };
 use serverware_shared::{ErrorBody, Role};
 
@@ -19,7 +19,7 @@ async fn overview(state: &Core) -> Result<ProvisionOverview> {
     let p = &state.provision;
     let settings = p.settings().await?;
     let machines = state.db.run(crate::repo::provision::all).await?;
-    let served = p.served_image().await.map(|m| m.id);
+    let served = p.served_image().await;
     let images = p
         .images()
         .await
@@ -27,6 +27,7 @@ async fn overview(state: &Core) -> Result<ProvisionOverview> {
         .map(|(id, m)| match m {
             Ok(m) => ProvisionImage {
                 served: served.as_deref() == Some(id.as_str()),
+                proven: provision::image::proven(&p.images_dir.join(&id)),
                 id,
                 version: m.version,
                 built_at: m.built_at,
@@ -44,6 +45,7 @@ async fn overview(state: &Core) -> Result<ProvisionOverview> {
                 ok: false,
                 problem: Some(e),
                 served: false,
+                proven: None,
             },
         })
         .collect();
@@ -102,6 +104,29 @@ pub async fn approve_machine(
     )
     .await?;
     Ok(web::Json(provision::response(&m)))
+}
+
+/// Re-image a provisioned host: it reboots into the image given (the newest when none is).
+/// Its host must be in maintenance (or `force`: what still runs there restarts with it).
+#[utoipa::path(tag = "provision", params(("mac" = String, Path)), request_body = ReimageRequest, responses(
+    (status = 202, body = serverware_shared::api::TaskResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/provision/machines/{mac}/reimage")]
+pub async fn reimage_machine(
+    state: web::Data<Core>,
+    principal: Principal,
+    mac: web::Path<String>,
+    body: web::Json<ReimageRequest>,
+) -> Result<HttpResponse> {
+    principal.require(Role::Admin)?;
+    state.accepting()?;
+    let task = reimage::reimage(
+        &state.provision,
+        Actor::from(&principal),
+        &mac,
+        body.into_inner(),
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(task))
 }
 
 /// Forget a machine that has not joined.

@@ -522,6 +522,7 @@ pub async fn remove(admin: &HostAdmin, actor: Actor, id: HostId) -> Result<()> {
                     ));
                 }
                 repo::delete(c, id)?;
+                crate::repo::provision::forget_host(c, id.0)?;
                 audit::record(
                     c,
                     &actor,
@@ -553,4 +554,39 @@ pub async fn fail_over(admin: &Arc<HostAdmin>, actor: Actor, id: HostId) -> Resu
     let vpses = crate::netmon::request(&admin.monitor, ids, &actor).await?;
     crate::netmon::record_request(&admin.monitor, &actor, &vpses).await;
     Ok(vpses)
+}
+
+/// Reboots host `id` (`systemctl reboot` over SSH with the controller's key, on its pinned host
+/// key). The connection dropping as the host goes down is the expected end.
+pub async fn reboot(admin: &HostAdmin, id: HostId) -> Result<()> {
+    let row = admin.db.run(move |c| repo::find(c, id)).await?;
+    let key = row.host_key.clone().ok_or_else(|| {
+        Error::conflict(None, format!("host {} has no pinned host key", row.name))
+    })?;
+    let session = Session::connect(
+        &row.address,
+        row.ssh_port as u16,
+        &row.ssh_user,
+        &key,
+        &Credentials::Key(admin.hosts.controller_key()),
+    )
+    .await
+    .map_err(ssh_error)?;
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        session.run("systemctl", &["reboot"]),
+    )
+    .await;
+    match r {
+        Ok(Ok((code, _, err))) if code != 0 && code != 255 => Err(Error::HostUnavailable(format!(
+            "host {} did not reboot: {}",
+            row.name,
+            String::from_utf8_lossy(&err).trim()
+        ))),
+        // Ran, or the connection went with the host: either way it is going down.
+        _ => {
+            close(session).await;
+            Ok(())
+        }
+    }
 }

@@ -22,7 +22,9 @@ mod lease;
 mod rollups;
 mod samples;
 mod view;
-pub use admin::{add, add_provisioned, edit, fail_over, probe, remove, ssh_error, HostAdmin};
+pub use admin::{
+    add, add_provisioned, edit, fail_over, probe, reboot, remove, ssh_error, HostAdmin,
+};
 pub use conn::{heartbeat, Conn, AGENT_PATH, MIN_HEARTBEAT};
 use lease::{lease_key, LeaseState};
 pub use lease::{next_lease_epoch, LeasePlan, LeaseTimes};

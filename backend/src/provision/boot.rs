@@ -67,13 +67,14 @@ enum Next {
 }
 
 /// Records the machine (new ones as waiting or approved, as the site allows) and decides. `usable`
-/// are the images that check whole, newest first (never empty): a machine keeps the image it
-/// first booted until a re-image picks another; if that one is gone it boots the newest.
+/// are the images that check whole; a machine keeps the image it first booted until a re-image
+/// picks another; a new one (or one whose image is gone) boots `served`.
 fn decide(
     c: &mut crate::db::DbConn,
     mac: &str,
     allow_unapproved: bool,
     usable: &[String],
+    served: &str,
 ) -> Result<(Next, bool)> {
     crate::db::atomic(c, |c| {
         let t = now();
@@ -133,13 +134,13 @@ fn decide(
                             0,
                             format!(
                                 "{} ({mac}) boots image {}: its image {gone} is gone or does not check whole",
-                                m.name, usable[0]
+                                m.name, served
                             ),
                         )
                         .details(serde_json::json!({ "mac": mac, "image": gone })),
                     )?;
                 }
-                usable[0].clone()
+                served.to_string()
             }
         };
         m.image_id = Some(image.clone());
@@ -188,16 +189,18 @@ pub async fn machine_script(p: &std::sync::Arc<Provisioner>, mac_text: &str) -> 
         return Ok("#!ipxe\necho SERVERware: network boot is off on this site\nexit 1\n".into());
     }
     let usable = p.usable_images().await;
-    if usable.is_empty() {
+    let Some(served) = p.served_image().await else {
         return Ok(wait_script(
             &url,
             &mac,
             "no host image to serve: run serverware image build on the controller",
             30,
         ));
-    }
+    };
     let (m2, allow) = (mac.clone(), s.allow_unapproved);
-    let (next, _) = p.db.run(move |c| decide(c, &m2, allow, &usable)).await?;
+    let (next, _) =
+        p.db.run(move |c| decide(c, &m2, allow, &usable, &served))
+            .await?;
     p.pins_changed().await;
     let (name, token, address, gateway, image) = match next {
         Next::Wait(why) => return Ok(wait_script(&url, &mac, &why, 15)),
@@ -267,8 +270,11 @@ pub async fn image_file(
             "root.squashfs" => Some(("root", "root filesystem fetched by the initrd")),
             _ => None,
         };
+        if name == "root.squashfs" {
+            p.root_fetched(&mac, id);
+        }
         if let Some((stage, line)) = stage {
-            p.stage(&mac, stage, line.to_string()).await;
+            p.stage(&mac, stage, format!("{line} (image {id})")).await;
         }
     }
     Some(p.images_dir.join(id).join(name))

@@ -43,7 +43,7 @@ pub const PACKAGES: &[&str] = &[
     "ca-certificates",
 ];
 /// Changes when what the build writes into the image changes (bump with the overlay below).
-const RECIPE: &str = "1";
+const RECIPE: &str = "2";
 /// The image's files, as served.
 pub const FILES: [&str; 3] = ["vmlinuz", "initrd.img", "root.squashfs"];
 
@@ -61,6 +61,10 @@ pub struct Manifest {
     pub built_at: i64,
     pub build_secs: f64,
     pub files: Vec<ImageFile>,
+    /// What the build checked in the image before packing it (see `selftest`); an image with
+    /// none is not served.
+    #[serde(default)]
+    pub tests: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -139,6 +143,9 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
         if size != f.size || sha256_file(&path)? != f.sha256 {
             bail!("{name} does not match its checksum in the manifest");
         }
+    }
+    if m.tests.is_empty() {
+        bail!("it was not tested when it was built (an older build): run serverware image build");
     }
     Ok(m)
 }
@@ -231,6 +238,11 @@ pub fn build(images_dir: &Path, mirror: &str, agent: &Path, log: &dyn Fn(&str)) 
     )?;
     log("adding the agent and its first-boot unit");
     overlay(&root, agent)?;
+    log("testing the image's root");
+    let tests = selftest(&root)?;
+    for t in &tests {
+        log(&format!("  ok: {t}"));
+    }
     log("packing the root filesystem (squashfs)");
     pack(&root, &scratch)?;
     std::fs::remove_dir_all(&root)?;
@@ -255,6 +267,7 @@ pub fn build(images_dir: &Path, mirror: &str, agent: &Path, log: &dyn Fn(&str)) 
         built_at: crate::models::now().and_utc().timestamp(),
         build_secs: started.elapsed().as_secs_f64(),
         files,
+        tests,
     };
     std::fs::write(
         scratch.join("manifest.json"),
@@ -273,6 +286,29 @@ pub fn build(images_dir: &Path, mirror: &str, agent: &Path, log: &dyn Fn(&str)) 
 
 /// How many images a build keeps (the newest; older ones go).
 pub const KEEP: usize = 3;
+
+/// The file in an image's directory saying which host first came online on it (not part of the
+/// image: its checks do not cover it).
+pub const PROVEN_FILE: &str = "proven";
+
+/// Records that a host came online on the image in `dir` (the first one is kept).
+pub fn mark_proven(dir: &Path, what: &str) -> Result<()> {
+    let f = dir.join(PROVEN_FILE);
+    if !f.exists() {
+        let tmp = dir.join(format!(".{PROVEN_FILE}.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{what}\n"))?;
+        std::fs::rename(&tmp, &f)?;
+    }
+    Ok(())
+}
+
+/// Which host first came online on the image in `dir`, if one did.
+pub fn proven(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(PROVEN_FILE))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
 
 /// The file naming the images machines boot (one id a line), written by the controller: a build
 /// never removes them.
@@ -433,6 +469,111 @@ fn overlay(root: &Path, agent: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs `program` inside the image's root (chroot) and returns what it printed.
+fn in_root(root: &Path, program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new("chroot")
+        .arg(root)
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run chroot")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed in the image: {}",
+            args.join(" "),
+            text.trim()
+        );
+    }
+    Ok(text.trim().to_string())
+}
+
+/// Checks the image's root before it is packed: what a host needs at its first boot is there
+/// and runs with the image's own libraries. Returns what passed; any failure fails the build.
+fn selftest(root: &Path) -> Result<Vec<String>> {
+    let mut ok = Vec::new();
+    let agent = in_root(root, "/usr/lib/serverware/serverware-agent", &["--version"])?;
+    ok.push(format!("the agent runs: {agent}"));
+    let lxc = in_root(root, "/usr/bin/lxc-start", &["--version"])?;
+    ok.push(format!("LXC {lxc} runs"));
+    // sshd accepts its configuration (with a throwaway key: the real one is made on the host).
+    let key = "/tmp/.serverware-selftest-key";
+    let _ = std::fs::remove_file(root.join(&key[1..]));
+    let _ = std::fs::remove_file(root.join(format!("{}.pub", &key[1..])));
+    in_root(
+        root,
+        "/usr/bin/ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", "", "-f", key],
+    )?;
+    let run_sshd = root.join("run/sshd");
+    let made = !run_sshd.exists();
+    std::fs::create_dir_all(&run_sshd)?;
+    let sshd = in_root(root, "/usr/sbin/sshd", &["-t", "-h", key]);
+    let _ = std::fs::remove_file(root.join(&key[1..]));
+    let _ = std::fs::remove_file(root.join(format!("{}.pub", &key[1..])));
+    if made {
+        let _ = std::fs::remove_dir(&run_sshd);
+    }
+    sshd?;
+    ok.push("sshd accepts its configuration".into());
+    for tool in ["curl", "dhclient", "mkfs.ext4", "ip", "ssh-keygen", "sshd"] {
+        if !["usr/bin", "usr/sbin"]
+            .iter()
+            .any(|d| root.join(d).join(tool).exists())
+        {
+            bail!("the first boot needs {tool}, which the image lacks");
+        }
+    }
+    ok.push(
+        "the first boot's tools are there (curl, dhclient, mkfs.ext4, ip, ssh-keygen, sshd)".into(),
+    );
+    let modules = root.join("lib/modules");
+    let kernel = std::fs::read_dir(&modules)
+        .context("the image has no kernel modules")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .context("the image has no kernel modules")?;
+    let k = modules.join(&kernel).join("kernel");
+    for m in [
+        "net/bridge/bridge",
+        "drivers/net/veth",
+        "fs/overlayfs/overlay",
+        "fs/squashfs/squashfs",
+    ] {
+        let found = ["ko", "ko.xz", "ko.zst"]
+            .iter()
+            .any(|ext| k.join(format!("{m}.{ext}")).exists());
+        if !found {
+            bail!("kernel {kernel} lacks the module {m} (VPSes and the live root need it)");
+        }
+    }
+    ok.push(format!(
+        "kernel {kernel} has bridge, veth, overlay and squashfs"
+    ));
+    if !root.join("usr/share/initramfs-tools/scripts/live").exists() {
+        bail!("live-boot is not in the initramfs: the root could not be fetched at boot");
+    }
+    ok.push("live-boot is in the initramfs (the root is fetched over HTTP)".into());
+    // The link is absolute inside the image: read it, never follow it out of the root.
+    let link = root.join("etc/systemd/system/multi-user.target.wants/serverware-firstboot.service");
+    let target = std::fs::read_link(&link).ok();
+    let unit = target
+        .as_deref()
+        .and_then(|t| t.strip_prefix("/").ok())
+        .map(|t| root.join(t));
+    if !unit.is_some_and(|u| u.is_file()) {
+        bail!("the first-boot unit is not enabled");
+    }
+    ok.push("the first-boot unit is enabled".into());
+    Ok(ok)
+}
+
 /// The kernel and initrd from the root's /boot, the rest as a squashfs.
 fn pack(root: &Path, out: &Path) -> Result<()> {
     let boot = root.join("boot");
@@ -491,6 +632,7 @@ mod tests {
             built_at: 1,
             build_secs: 1.0,
             files,
+            tests: vec!["made by the test".into()],
         };
         std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
         m

@@ -257,7 +257,7 @@ async fn finish(p: &Provisioner, mac: &str) {
     let (Some(key), Some(address)) = (m.join_host_key.clone(), m.join_address.clone()) else {
         return;
     };
-    let name = m.name.clone();
+    let (name, image) = (m.name.clone(), m.image_id.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     let added = loop {
         if let Some(id) = added_before(p, &name, &key).await {
@@ -305,6 +305,11 @@ async fn finish(p: &Provisioner, mac: &str) {
             Ok(())
         })
         .await;
+    if online {
+        if let Some(img) = &image {
+            p.proven(img, &name);
+        }
+    }
     if let Some(t) = task {
         let r = if online {
             Ok(format!("host {name} is online"))
@@ -412,11 +417,14 @@ pub async fn approve(
             let mut m = repo::find(c, &mac)?.ok_or_else(|| {
                 Error::NotFound(format!("no machine {mac} has booted from this controller"))
             })?;
-            if m.state == "joined" {
+            if m.state == "joined" || m.state == "joining" {
                 return Err(Error::conflict(
                     None,
                     format!("{mac} joined already as host {}", m.name),
                 ));
+            }
+            if let Some(a) = &address {
+                static_address_free(c, &mac, a)?;
             }
             if let Some(n) = name {
                 if repo::name_taken(c, &n, &mac)? || crate::repo::hosts::name_taken(c, &n, None)? {
@@ -451,6 +459,38 @@ pub async fn approve(
     .await
 }
 
+/// A static address for machine `mac`: in the boot network, and no other machine's or host's.
+fn static_address_free(c: &mut crate::db::DbConn, mac: &str, a: &str) -> Result<()> {
+    let net = super::read_settings(c)?.network;
+    if net.is_empty() {
+        return Err(Error::invalid(
+            "address",
+            "set the site's boot network first (Provisioning settings): a static address is in it",
+        ));
+    }
+    sp::static_address_in("address", a, &net)?;
+    let ip = a.split('/').next().unwrap_or_default();
+    let other = repo::all(c)?.into_iter().find(|o| {
+        o.mac != mac && o.address.as_deref().and_then(|x| x.split('/').next()) == Some(ip)
+    });
+    if let Some(o) = other {
+        return Err(Error::conflict(
+            Some("address"),
+            format!("{ip} is assigned to machine {} ({})", o.name, o.mac),
+        ));
+    }
+    if let Some(h) = crate::repo::hosts::all(c)?
+        .into_iter()
+        .find(|h| h.address == ip)
+    {
+        return Err(Error::conflict(
+            Some("address"),
+            format!("{ip} is host {}'s address", h.name),
+        ));
+    }
+    Ok(())
+}
+
 /// Forgets a machine that has not joined (a joined one goes with its host).
 pub async fn forget(p: &Provisioner, actor: Actor, mac: &str) -> Result<()> {
     let mac = validate::mac_address("mac", mac)?;
@@ -458,7 +498,7 @@ pub async fn forget(p: &Provisioner, actor: Actor, mac: &str) -> Result<()> {
         crate::db::atomic(c, |c| {
             let m =
                 repo::find(c, &mac)?.ok_or_else(|| Error::NotFound(format!("no machine {mac}")))?;
-            if m.state == "joined" {
+            if m.state == "joined" || m.state == "joining" {
                 return Err(Error::conflict(
                     None,
                     format!("{mac} is host {}: remove the host instead", m.name),

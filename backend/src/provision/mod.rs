@@ -10,6 +10,7 @@ pub mod boot;
 pub mod dnsmasq;
 pub mod image;
 pub mod join;
+pub mod reimage;
 
 use crate::error::{Error, Result};
 use crate::repo::provision::Machine;
@@ -40,6 +41,8 @@ pub struct Provisioner {
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     /// The machines whose join is being finished (one finisher each).
     pub(crate) finishing: Mutex<std::collections::HashSet<String>>,
+    /// The image whose root each machine fetched last, and when (a re-image waits for it).
+    fetched: Mutex<HashMap<String, (String, std::time::Instant)>>,
     pub dnsmasq: dnsmasq::Service,
 }
 
@@ -60,6 +63,7 @@ impl Provisioner {
             checked: Default::default(),
             tasks: Default::default(),
             finishing: Default::default(),
+            fetched: Default::default(),
             dnsmasq: dnsmasq::Service::new(run_dir, pid_file),
         })
     }
@@ -99,9 +103,27 @@ impl Provisioner {
         out
     }
 
-    /// The image booting machines get: the newest that checks whole.
-    pub async fn served_image(self: &Arc<Self>) -> Option<image::Manifest> {
-        self.images().await.into_iter().find_map(|(_, m)| m.ok())
+    /// The image a new machine gets: the newest that checks whole and that a host has come
+    /// online on (a newer one is tried first by re-imaging one host onto it); while no image
+    /// has, the newest that checks whole.
+    pub async fn served_image(self: &Arc<Self>) -> Option<String> {
+        let usable = self.usable_images().await;
+        usable
+            .iter()
+            .find(|id| image::proven(&self.images_dir.join(id)).is_some())
+            .or(usable.first())
+            .cloned()
+    }
+
+    /// Records that host `name` came online on image `id`.
+    pub(crate) fn proven(&self, id: &str, name: &str) {
+        let what = format!(
+            "host {name} came online on it at {}",
+            crate::models::now().and_utc().to_rfc3339()
+        );
+        if let Err(e) = image::mark_proven(&self.images_dir.join(id), &what) {
+            tracing::warn!("cannot record that image {id} was booted: {e:#}");
+        }
     }
 
     /// The ids of the images that check whole, newest first.
@@ -169,6 +191,28 @@ impl Provisioner {
             })
             .await;
         self.log(mac, line).await;
+    }
+
+    /// Records that machine `mac` fetched the root filesystem of image `id`.
+    pub(crate) fn root_fetched(&self, mac: &str, id: &str) {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(mac.to_string(), (id.to_string(), std::time::Instant::now()));
+    }
+
+    /// Whether machine `mac` fetched image `id`'s root after `since`.
+    pub(crate) fn root_fetched_since(
+        &self,
+        mac: &str,
+        id: &str,
+        since: std::time::Instant,
+    ) -> bool {
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mac)
+            .is_some_and(|(i, t)| i == id && *t >= since)
     }
 
     pub(crate) fn set_task(&self, mac: &str, task: Arc<Task>) {

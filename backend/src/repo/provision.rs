@@ -80,3 +80,10 @@ pub fn delete(c: &mut DbConn, mac: &str) -> Result<()> {
     diesel::delete(pm::table.find(mac)).execute(c)?;
     Ok(())
 }
+
+/// Forgets the machine that became host `host` (the host is being removed): if it boots again
+/// it is a new machine, to be approved.
+pub fn forget_host(c: &mut DbConn, host: i64) -> Result<()> {
+    diesel::delete(pm::table.filter(pm::host_id.eq(host))).execute(c)?;
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! Hosts provisioned over the network, on real parts: a QEMU machine with an empty disk boots
 //! from the network on a test bridge where the site's DHCP (a dnsmasq in a test host) hands out
 //! addresses and only the controller's boot service (dnsmasq in proxy mode) answers for booting.
-//! It waits for approval, joins, comes online, runs a VPS that answers, and after a power cycle
-//! comes back the same host with its VPS. Forged joins are refused.
+//! It waits for approval, joins with the static address it was given, comes online, runs a VPS
+//! that answers, after a power cycle comes back the same host with its VPS, and is re-imaged onto
+//! a newer image. Forged joins are refused.
 
 use crate::support::*;
 use crate::vps_lifecycle::{answers, get, post, task_done, wait_vps, MIB};
@@ -180,7 +181,10 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     .unwrap();
     let _dhcp = SiteDhcp::start(&cluster, 0);
     let _boot = BootServiceGuard;
-    let im = images.clone();
+    // The controller's own images directory, holding the newest built image (linked).
+    let own = tempfile::tempdir().unwrap();
+    let first = link_image(&images, own.path(), None);
+    let im = own.path().to_path_buf();
     let t = TestController::start_with(move |c| {
         c.listen = "0.0.0.0:0".parse().unwrap();
         c.images_dir = im;
@@ -262,11 +266,20 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     let r = join(&t, "52:54:00:99:99:99", &"a".repeat(64), key).await;
     assert_eq!(r.status(), 403);
 
-    // Approved, it boots with a token (its iPXE asks again by itself) and joins.
+    // Approved with a static address (outside the site's DHCP pool), it boots with a token (its
+    // iPXE asks again by itself) and joins. An address outside the boot network is refused.
+    let approve = t.url(&format!("/api/v1/provision/machines/{mac}/approve"));
     let r = post(
         &admin,
-        t.url(&format!("/api/v1/provision/machines/{mac}/approve")),
-        json!({"name": "pxe-1"}),
+        approve.clone(),
+        json!({"name": "pxe-1", "address": "10.78.0.70/24"}),
+    )
+    .await;
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "address");
+    let r = post(
+        &admin,
+        approve,
+        json!({"name": "pxe-1", "address": format!("{net}.70/24"), "gateway": format!("{net}.1")}),
     )
     .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
@@ -285,6 +298,12 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
         "{m}"
     );
     let h = get(&t, &admin, &format!("/api/v1/hosts/{host_id}")).await;
+    assert!(
+        h["address"]
+            .as_str()
+            .is_some_and(|a| a.contains(&format!("{net}.70"))),
+        "the static address: {h}"
+    );
     let fingerprint = h["fingerprint"].clone();
     assert!(
         fingerprint
@@ -347,7 +366,144 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
             .len(),
         1
     );
+    reimage_to_a_newer_image(
+        &t,
+        &admin,
+        &mut vm,
+        &mac,
+        host_id,
+        own.path(),
+        &images,
+        &first,
+    )
+    .await;
+    wait_vps(&t, &admin, vid, "running", |v| v["state"] == "running").await;
+    answers(&ip, "web-p").await;
+
     // Every refusal was an event; the machine was seen once and joined once.
     assert!(events_of(&t, &admin, "provision.join_refused").await.len() >= 4);
     assert_eq!(events_of(&t, &admin, "provision.seen").await.len(), 1);
+}
+
+/// Puts the newest image of `from` into `to` (hard links, or copies across file systems) under
+/// its own id, or as a newer image `<id>-next` (built a second later: what a rebuild gives).
+fn link_image(from: &std::path::Path, to: &std::path::Path, next: Option<&str>) -> String {
+    let (id, m) = serverware::provision::image::list(from)
+        .into_iter()
+        .find_map(|(id, m)| m.ok().map(|m| (id, m)))
+        .unwrap();
+    let (new_id, built_at) = match next {
+        Some(base) => (format!("{base}-next"), m.built_at + 1),
+        None => (id.clone(), m.built_at),
+    };
+    let dir = to.join(&new_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in serverware::provision::image::FILES {
+        let (a, b) = (from.join(&id).join(f), dir.join(f));
+        if std::fs::hard_link(&a, &b).is_err() {
+            std::fs::copy(&a, &b).unwrap();
+        }
+    }
+    let mut m = m;
+    m.id = new_id.clone();
+    m.built_at = built_at;
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    new_id
+}
+
+/// *Re-image*: refused outside maintenance and while a VPS runs there (unless forced); then the
+/// host reboots into the newer image, fetches its root and is back online, the task saying so.
+#[allow(clippy::too_many_arguments)]
+async fn reimage_to_a_newer_image(
+    t: &TestController,
+    admin: &Client,
+    vm: &mut Vm,
+    mac: &str,
+    host_id: i64,
+    own: &std::path::Path,
+    images: &std::path::Path,
+    first: &str,
+) {
+    let m = machine(t, admin, mac).await.unwrap();
+    assert_eq!(m["image_id"], first, "{m}");
+    let newer = link_image(images, own, Some(first));
+    // A newer image is not served to new machines before a host came online on it.
+    let image = |o: &Value, id: &str| {
+        o["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let o = overview(t, admin).await;
+    assert!(
+        image(&o, first)["proven"]
+            .as_str()
+            .is_some_and(|p| p.contains("pxe-1")),
+        "{o}"
+    );
+    assert_eq!(
+        (
+            image(&o, first)["served"].as_bool(),
+            image(&o, &newer)["served"].as_bool()
+        ),
+        (Some(true), Some(false)),
+        "{o}"
+    );
+    let url = t.url(&format!("/api/v1/provision/machines/{mac}/reimage"));
+    let r = post(admin, url.clone(), json!({})).await;
+    assert!(expect_error(r, 409, "conflict").await["message"]
+        .as_str()
+        .unwrap()
+        .contains("maintenance"));
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{host_id}")))
+        .json(&json!({"maintenance": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Its only host: the VPS stays, and is named.
+    let r = post(admin, url.clone(), json!({"image": newer})).await;
+    assert!(expect_error(r, 409, "conflict").await["message"]
+        .as_str()
+        .unwrap()
+        .contains("web-p"));
+    let r = post(
+        admin,
+        url.clone(),
+        json!({"image": "no-such-image", "force": true}),
+    )
+    .await;
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "image");
+    let r = post(admin, url, json!({"image": newer, "force": true})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let task = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let path = format!("/api/v1/tasks/{task}");
+    until("the re-imaged host is back online", 1200, vm, || async {
+        get(t, admin, &path).await["status"] != "running"
+    })
+    .await;
+    let done = get(t, admin, &path).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let log = done["log"].to_string();
+    assert!(log.contains(&format!("image {newer}")), "{done:#}");
+    let m = machine(t, admin, mac).await.unwrap();
+    assert_eq!(m["image_id"], newer.as_str(), "{m}");
+    let o = overview(t, admin).await;
+    assert_eq!(image(&o, &newer)["served"], true, "{o}");
+    // The older image stays while a machine could need it; the newer is the one it boots.
+    assert_eq!(
+        get(t, admin, &format!("/api/v1/hosts/{host_id}")).await["status"],
+        "online"
+    );
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{host_id}")))
+        .json(&json!({"maintenance": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -98,6 +98,22 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
     );
     let st = sw(&env, &["status", "--json"], "").await;
     assert!(st.stdout.contains("\"incidents\""), "{st:?}");
+    // Machines booting from the network: none yet; one that never booted is not found.
+    let ml = sw(&env, &["machine", "list"], "").await;
+    assert!(
+        ml.code == 0 && ml.stdout.contains("MAC") && ml.stdout.contains("IMAGE"),
+        "{ml:?}"
+    );
+    let ap = sw(&env, &["machine", "approve", "52:54:00:00:00:01"], "").await;
+    assert!(
+        ap.code == 5 && ap.stderr.contains("52:54:00:00:00:01"),
+        "{ap:?}"
+    );
+    let ri = sw(&env, &["machine", "reimage", "pxe-9"], "").await;
+    assert!(
+        ri.code == 5 && ri.stderr.contains("no machine 'pxe-9'"),
+        "{ri:?}"
+    );
 
     // A host: its key confirmed by its fingerprint (a wrong one adds nothing).
     let h = &cluster.hosts[0];

@@ -13,6 +13,7 @@ use std::time::Duration;
 mod account;
 mod event;
 mod host;
+mod machine;
 mod site;
 mod task;
 mod template;
@@ -266,6 +267,7 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
         Command::Host(c) => host::host(ctx, c).await,
         Command::Vps(c) => vps::vps(ctx, c).await,
         Command::Template(c) => template::template(ctx, c).await,
+        Command::Machine(c) => machine::machine(ctx, c).await,
         Command::Task(c) => task::task(ctx, c).await,
         Command::Event(c) => event::event(ctx, c).await,
         Command::User(c) => account::user(ctx, c).await,

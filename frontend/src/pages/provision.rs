@@ -1,6 +1,7 @@
 //! Provisioning: machines that boot from the network become hosts. The boot service's settings,
 //! the host images (only one that checks whole is served), and the machines seen booting, with
-//! *Approve* for those waiting and where each is on its way (DHCP, iPXE, kernel, joined, online).
+//! *Approve* for those waiting and where each is on its way (DHCP, iPXE, kernel, joined, online);
+//! the image each boots, and *Re-image* for a joined host (in maintenance) onto another image.
 
 use super::FormErrors;
 use crate::api;
@@ -45,7 +46,7 @@ pub fn ProvisionPage() -> impl IntoView {
         {move || data.get().map(|o| view! {
             <Settings current=o.settings.clone() status=o.boot_service.clone() admin={role() >= Role::Admin} on_done=Callback::new(move |_| load())/>
             <Images images=o.images.clone()/>
-            <Machines machines=o.machines.clone() operator={role() >= Role::Operator} on_done=Callback::new(move |_| load())/>
+            <Machines machines=o.machines.clone() images=o.images.iter().filter(|i| i.ok).map(|i| i.id.clone()).collect() operator={role() >= Role::Operator} admin={role() >= Role::Admin} on_done=Callback::new(move |_| load())/>
         })}
     }
 }
@@ -108,6 +109,7 @@ fn Images(images: Vec<ProvisionImage>) -> impl IntoView {
         <section class="card">
             <h2>"Host images"</h2>
             <Show when=move || empty><p class="muted">"No image yet: run "<code>"serverware image build"</code>" on the controller."</p></Show>
+            <p class="muted">"Each image is tested when it is built. New machines get the newest one a host has come online on: to roll a newer one out, re-image one host onto it first."</p>
             <table class="grid" data-test="images">
                 <thead><tr><th>"Image"</th><th>"Version"</th><th>"Size"</th><th>"Built in"</th><th>"State"</th></tr></thead>
                 <tbody>
@@ -117,7 +119,8 @@ fn Images(images: Vec<ProvisionImage>) -> impl IntoView {
                             <td>{i.version.clone()}</td>
                             <td>{fmt_bytes(i.size_bytes as f64)}</td>
                             <td>{format!("{:.0} s", i.build_secs)}</td>
-                            <td>{if i.served { "served".to_string() } else if i.ok { "checked".to_string() } else { format!("unusable: {}", i.problem.clone().unwrap_or_default()) }}</td>
+                            <td>{if i.served { "served to new machines".to_string() } else if i.ok { "checked".to_string() } else { format!("unusable: {}", i.problem.clone().unwrap_or_default()) }}
+                                <div class="muted">{i.proven.clone().unwrap_or_else(|| if i.ok { "no host has booted it yet: re-image one host to try it".into() } else { String::new() })}</div></td>
                         </tr>
                     }).collect_view()}
                 </tbody>
@@ -129,20 +132,26 @@ fn Images(images: Vec<ProvisionImage>) -> impl IntoView {
 #[component]
 fn Machines(
     machines: Vec<ProvisionMachine>,
+    /// The images that check whole, newest first.
+    images: Vec<String>,
     operator: bool,
+    admin: bool,
     on_done: Callback<()>,
 ) -> impl IntoView {
     let errors = FormErrors::new();
+    let started = RwSignal::new(None::<String>);
     view! {
         <section class="card">
             <h2>"Machines"</h2>
             <table class="grid" data-test="machines">
-                <thead><tr><th>"MAC"</th><th>"Name"</th><th>"State"</th><th>"Stage"</th><th>"Address"</th><th></th></tr></thead>
+                <thead><tr><th>"MAC"</th><th>"Name"</th><th>"State"</th><th>"Stage"</th><th>"Address"</th><th>"Image"</th><th></th></tr></thead>
                 <tbody>
-                    {machines.into_iter().map(|m| view! { <Machine m=m operator=operator errors=errors on_done=on_done/> }).collect_view()}
+                    {machines.into_iter().map(|m| view! { <Machine m=m images=images.clone() operator=operator admin=admin errors=errors started=started on_done=on_done/> }).collect_view()}
                 </tbody>
             </table>
             <FieldError message=errors.get("_form")/>
+            <FieldError message=errors.get("image")/>
+            {move || started.get().map(|s| view! { <p class="muted" data-test="reimage-started">{s}</p> })}
         </section>
     }
 }
@@ -150,10 +159,19 @@ fn Machines(
 #[component]
 fn Machine(
     m: ProvisionMachine,
+    images: Vec<String>,
     operator: bool,
+    admin: bool,
     errors: FormErrors,
+    started: RwSignal<Option<String>>,
     on_done: Callback<()>,
 ) -> impl IntoView {
+    let pinned = m.image_id.clone().unwrap_or_default();
+    let newer = images
+        .first()
+        .is_some_and(|n| !pinned.is_empty() && *n != pinned);
+    let target = RwSignal::new(images.first().cloned().unwrap_or_default());
+    let force = RwSignal::new(false);
     let name = RwSignal::new(m.name.clone());
     let address = RwSignal::new(m.address.clone().unwrap_or_default());
     let mac = m.mac.clone();
@@ -187,6 +205,30 @@ fn Machine(
             });
         }
     };
+    let reimage = {
+        let (mac, name) = (mac.clone(), m.name.clone());
+        move |_| {
+            errors.clear();
+            started.set(None);
+            let req = ReimageRequest {
+                image: Some(target.get_untracked()).filter(|i| !i.is_empty()),
+                force: force.get_untracked(),
+            };
+            let (mac, name) = (mac.clone(), name.clone());
+            spawn_local(async move {
+                match api::reimage_machine(&mac, &req).await {
+                    Ok(t) => {
+                        started.set(Some(format!(
+                            "{name} is rebooting into its new image: task {} follows it back online",
+                            t.id
+                        )));
+                        on_done.run(())
+                    }
+                    Err(e) => errors.set(e),
+                }
+            });
+        }
+    };
     let forget = {
         let mac = mac.clone();
         move |_| {
@@ -206,8 +248,16 @@ fn Machine(
             <td><span class=format!("badge {}", m.state)>{m.state.clone()}</span><div class="muted">{m.message.clone()}</div></td>
             <td>{m.stage.clone()}</td>
             <td>{if waiting { view! { <input name="machine-address" bind:value=address placeholder="DHCP, or 10.0.0.5/24"/> }.into_any() } else { view! { <span>{m.address.clone().unwrap_or_else(|| "DHCP".into())}</span> }.into_any() }}</td>
+            <td><code>{pinned.clone()}</code>{newer.then(|| view! { <div class="muted">"a newer image is built"</div> })}</td>
             <td>
                 <Show when=move || waiting><button class="primary" on:click=approve.clone()>"Approve"</button></Show>
+                <Show when=move || admin && joined>
+                    <select name="reimage-image" title="The image it reboots into" on:change=move |ev| target.set(event_target_value(&ev))>
+                        {images.iter().map(|i| view! { <option value=i.clone() selected=*i == target.get_untracked()>{i.clone()}</option> }).collect_view()}
+                    </select>
+                    <label class="muted" title="Reboot even though VPSes still run there: they stop and start again with it"><input type="checkbox" name="reimage-force" on:change=move |ev| force.set(event_target_checked(&ev))/>" even with VPSes running"</label>
+                    <button class="ghost" on:click=reimage.clone() title="Put the host in maintenance first: it reboots into the chosen image">"Re-image"</button>
+                </Show>
                 <Show when=move || operator && !joined><button class="ghost danger" on:click=forget.clone()>"Forget"</button></Show>
             </td>
         </tr>
