@@ -581,6 +581,11 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
 
 fn run(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
+    // A boot service an earlier run left (killed, or a leader that stepped down and started again
+    // as this standby) answers for nobody: only the leading run serves network boots.
+    serverware::provision::dnsmasq::end_stale(&serverware::provision::dnsmasq::pid_file(
+        &config.data_dir,
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -512,7 +512,7 @@ async fn build_core(
         config.images_dir.clone(),
         host_admin.clone(),
         std::env::temp_dir().join(format!("serverware-boot-{}", std::process::id())),
-        config.data_dir.join("boot-dnsmasq.pid"),
+        crate::provision::dnsmasq::pid_file(&config.data_dir),
     );
     let state = web::Data::new(Core {
         provision,

@@ -44,6 +44,11 @@ pub fn config_text(s: &ProvisionSettings, tftp_root: &Path, leases: &Path) -> St
     )
 }
 
+/// Where the boot service's PID is kept, in the data directory.
+pub fn pid_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("boot-dnsmasq.pid")
+}
+
 /// The running `dnsmasq`, if any, and what the service says of itself.
 pub struct Service {
     run_dir: PathBuf,
@@ -175,7 +180,7 @@ impl Drop for Service {
 
 /// Ends the boot service a killed controller left running (its PID file names a dnsmasq started
 /// with one of our configurations), so the DHCP port is free and nothing answers for it.
-fn end_stale(pid_file: &Path) {
+pub fn end_stale(pid_file: &Path) {
     let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok())
