@@ -511,7 +511,7 @@ async fn build_core(
         hub.clone(),
         config.images_dir.clone(),
         host_admin.clone(),
-        std::env::temp_dir().join(format!("serverware-boot-{}", std::process::id())),
+        crate::provision::dnsmasq::run_dir(),
         crate::provision::dnsmasq::pid_file(&config.data_dir),
     );
     let state = web::Data::new(Core {

@@ -91,7 +91,7 @@ fn main() -> Result<()> {
         )?;
         let r = measure(&ctl, &cluster, boots).await;
         // The controller's boot service goes with it (it is killed outright when dropped).
-        let mark = format!("serverware-boot-{}/", ctl.child.id());
+        let mark = format!("serverware-boot-{}-", ctl.child.id());
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);

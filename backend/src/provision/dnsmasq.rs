@@ -44,6 +44,16 @@ pub fn config_text(s: &ProvisionSettings, tftp_root: &Path, leases: &Path) -> St
     )
 }
 
+/// A run directory of its own for each boot service this process starts
+/// (`serverware-boot-<pid>-<n>` in the temporary directory, readable by dnsmasq's own user):
+/// two controllers in one process (the tests) never share one, so one stopping never takes the
+/// other's files.
+pub fn run_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("serverware-boot-{}-{n}", std::process::id()))
+}
+
 /// Where the boot service's PID is kept, in the data directory.
 pub fn pid_file(data_dir: &Path) -> PathBuf {
     data_dir.join("boot-dnsmasq.pid")

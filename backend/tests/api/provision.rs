@@ -82,12 +82,12 @@ impl Drop for SiteDhcp {
 }
 
 /// Ends, also when the test fails, the boot service this test process's controllers started
-/// (a dnsmasq whose configuration is under `serverware-boot-<this PID>`).
+/// (a dnsmasq whose configuration is under `serverware-boot-<this PID>-<n>`).
 struct BootServiceGuard;
 
 impl Drop for BootServiceGuard {
     fn drop(&mut self) {
-        let mark = format!("serverware-boot-{}/", std::process::id());
+        let mark = format!("serverware-boot-{}-", std::process::id());
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
