@@ -33,13 +33,21 @@ pub async fn survey(etcd: &Etcd, members_prefix: &str) -> Result<Survey, String>
     Ok(out)
 }
 
-/// The controllers that say they are present.
+/// The controllers that say they are present. etcd electing a leader (a member just went down)
+/// answers 503 for a moment: asked again for up to 10 s before that is the answer.
 pub async fn present(etcd: &Etcd, members_prefix: &str) -> Result<Vec<Member>, String> {
     let prefix = format!("{}/", members_prefix.trim_end_matches('/'));
-    Ok(etcd
-        .list(&prefix)
-        .await
-        .map_err(|e| format!("cannot ask etcd who is present: {e}"))?
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        match etcd.list(&prefix).await {
+            Ok(l) => break l,
+            Err(e) if e.to_string().contains("503") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await
+            }
+            Err(e) => return Err(format!("cannot ask etcd who is present: {e}")),
+        }
+    };
+    Ok(listed
         .into_iter()
         .filter_map(|(_, h)| serde_json::from_str(&h.value).ok())
         .collect())
