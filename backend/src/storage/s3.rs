@@ -49,6 +49,19 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
+/// An error with what caused it (reqwest's own text names only the URL: "error sending
+/// request" hides whether the connection was refused or a read timed out).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        next = c.source();
+    }
+    out
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -254,6 +267,7 @@ impl S3Store {
         let rt = self.rt.as_ref().expect("the store's runtime");
         let mut errors = Vec::new();
         for ep in endpoints {
+            let began = std::time::Instant::now();
             let host = ep
                 .split_once("://")
                 .map(|(_, h)| h)
@@ -319,7 +333,11 @@ impl S3Store {
                         .take(200)
                         .collect::<String>()
                 )),
-                Err(e) => errors.push(format!("{ep}: {e}")),
+                Err(e) => errors.push(format!(
+                    "{ep}: {} (after {:.1} s)",
+                    causes(&e),
+                    began.elapsed().as_secs_f64()
+                )),
             }
         }
         Err(other(format!(

@@ -149,21 +149,42 @@ impl Site {
 }
 
 /// Every restore point of `vid` is whole: its header, every segment of its tree and every chunk
-/// the tree names are in storage. The number of points.
+/// the tree names are in storage. The number of points. Storage that does not answer (it has just
+/// lost a node) is asked again for a while, each failure printed; a missing piece fails at once.
 fn points_whole(store: &dyn ObjectStore, vid: i64) -> usize {
-    let list = points::list(store, VpsId(vid)).unwrap();
-    for p in &list {
-        let (_, t) = points::load_tree(store, p)
-            .unwrap_or_else(|e| panic!("restore point {} is not whole: {e}", p.key()));
-        for id in t.chunk_ids() {
-            assert!(
-                tree::chunk_stored(store, id).unwrap(),
-                "restore point {} names a chunk storage does not hold",
-                p.key()
-            );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match points_checked(store, vid) {
+            Ok(n) => return n,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("storage did not answer (asked again): {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => panic!("storage did not answer for 120 s: {e}"),
         }
     }
-    list.len()
+}
+
+fn points_checked(store: &dyn ObjectStore, vid: i64) -> std::io::Result<usize> {
+    let list = points::list(store, VpsId(vid))?;
+    for p in &list {
+        match points::load_tree(store, p) {
+            Ok((_, t)) => {
+                for id in t.chunk_ids() {
+                    assert!(
+                        tree::chunk_stored(store, id)?,
+                        "restore point {} names a chunk storage does not hold",
+                        p.key()
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("restore point {} is not whole: {e}", p.key())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(list.len())
 }
 
 /// Writes the site's name `site-N` through the service address, one after another until
