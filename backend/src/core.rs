@@ -36,6 +36,8 @@ pub struct Core {
     pub pair: Option<Arc<crate::pair::Leadership>>,
     /// Hosts provisioned over the network: images, the boot service, joins.
     pub provision: Arc<crate::provision::Provisioner>,
+    /// Alert targets, the watch over incidents and the sender of their messages.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl Core {

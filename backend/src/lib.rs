@@ -1,6 +1,7 @@
 //! The SERVERware controller: HTTP/WS API, auth, database and (later) the schedulers that watch,
 //! copy and heal hosts and VPSes.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

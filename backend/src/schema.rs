@@ -260,7 +260,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alert_targets (id) {
+        id -> BigInt,
+        name -> Text,
+        channel -> Text,
+        secret -> Nullable<Text>,
+        rules -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    alert_incidents (id) {
+        id -> BigInt,
+        incident_key -> Text,
+        rule -> Text,
+        severity -> Text,
+        title -> Text,
+        detail -> Text,
+        opened_at -> Timestamp,
+        cleared_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    alert_messages (id) {
+        id -> BigInt,
+        target_id -> BigInt,
+        dedupe -> Text,
+        subject -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(alert_messages -> alert_targets (target_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    alert_targets,
+    alert_incidents,
+    alert_messages,
     provision_machines,
     netmon_state,
     duplo_points,

@@ -163,7 +163,10 @@ fn start_loops(state: &std::sync::Arc<Core>) {
                 .map_err(|e| e.message())?;
             let history = crate::settings::prune_history(&db)
                 .await
-                .map_err(|e| e.message())?;
+                .map_err(|e| e.message())?
+                + crate::alerts::send::prune(&db)
+                    .await
+                    .map_err(|e| e.message())?;
             if rollups + history > 0 {
                 tracing::info!(rollups, history, "deleted rows past retention");
             }
@@ -186,6 +189,22 @@ fn start_loops(state: &std::sync::Arc<Core>) {
     sup.spawn("netmon", Duration::from_millis(1), move || {
         let mon = mon.clone();
         async move { crate::netmon::tick(&mon).await }
+    });
+    // Alerts: incidents and events into the outbox, and the outbox delivered.
+    let alerts = state.alerts.clone();
+    sup.spawn("alert-watch", crate::alerts::watch::EVERY, move || {
+        let alerts = alerts.clone();
+        async move {
+            crate::alerts::watch::look(&alerts)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message())
+        }
+    });
+    let alerts = state.alerts.clone();
+    sup.spawn("alert-send", std::time::Duration::from_secs(1), move || {
+        let alerts = alerts.clone();
+        async move { crate::alerts::send::pass(&alerts).await.map(|_| ()) }
     });
     // The built-in template: built at start, and again if its archive goes missing.
     let (db, dir) = (state.db.clone(), state.config.templates_dir.clone());
@@ -514,7 +533,9 @@ async fn build_core(
         crate::provision::dnsmasq::run_dir(),
         crate::provision::dnsmasq::pid_file(&config.data_dir),
     );
+    let alerts = Arc::new(crate::alerts::Alerts::new(db.clone(), vpses.clone())?);
     let state = web::Data::new(Core {
+        alerts,
         provision,
         host_admin,
         vpses,

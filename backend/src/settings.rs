@@ -14,6 +14,17 @@ pub const DUPLO_KEEP_LAST: &str = "duplo_keep_last";
 pub const DUPLO_KEEP_HOURLY_DAYS: &str = "duplo_keep_hourly_days";
 pub const DUPLO_KEEP_DAILY_DAYS: &str = "duplo_keep_daily_days";
 
+pub const ALERT_LAG_MINUTES: &str = "alert_lag_minutes";
+
+/// How old a duplicated VPS's newest restore point may grow before it is an incident.
+pub fn alert_lag_minutes(conn: &mut crate::db::DbConn) -> Result<u32> {
+    number(
+        conn,
+        ALERT_LAG_MINUTES,
+        serverware_shared::alerts::DEFAULT_LAG_MINUTES,
+    )
+}
+
 fn number(conn: &mut crate::db::DbConn, key: &str, default: u32) -> Result<u32> {
     Ok(get(conn, key)?
         .and_then(|v| v.parse().ok())

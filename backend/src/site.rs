@@ -8,8 +8,8 @@
 use crate::error::Result;
 use crate::repo;
 use serverware_shared::api::{
-    AtRisk, DuplicationHealth, HaCounts, HostCounts, Incident, Severity, SiteHealth, StorageHealth,
-    VpsResponse,
+    AtRisk, DuplicationHealth, HaCounts, HostCounts, Incident, IncidentKind, Severity, SiteHealth,
+    StorageHealth, VpsResponse,
 };
 use serverware_shared::state::HostStatus;
 use serverware_shared::VpsId;
@@ -31,7 +31,7 @@ struct Host {
 pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
     let vpses = crate::vps::list(state).await?;
     let since = (chrono::Utc::now() - chrono::TimeDelta::hours(24)).naive_utc();
-    let (rows, newest, duplicated, failovers_24h) = state
+    let (rows, newest, duplicated, failovers_24h, lag_minutes) = state
         .db
         .run(move |c| {
             let rows: Vec<_> = repo::hosts::list(c)?
@@ -41,7 +41,8 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
             let newest = repo::points::newest_taken(c)?;
             let duplicated = repo::vpses::duplicated_ids(c)?;
             let failovers = repo::events::count_since(c, "netmon.failover", since)?;
-            Ok((rows, newest, duplicated, failovers))
+            let lag = crate::settings::alert_lag_minutes(c)?;
+            Ok((rows, newest, duplicated, failovers, lag))
         })
         .await?;
     let hosts: Vec<Host> = rows
@@ -71,6 +72,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         &newest,
         &duplicated.iter().map(|v| v.get()).collect::<Vec<_>>(),
         failovers_24h.max(0) as u64,
+        i64::from(lag_minutes) * 60_000,
     ))
 }
 
@@ -83,6 +85,8 @@ struct Site<'a> {
     duplicated: &'a [i64],
     /// Hosts that can take a failed-over VPS.
     usable: Vec<i64>,
+    /// A newest restore point older than this is an incident.
+    lag_threshold_ms: i64,
 }
 
 fn up(h: &Host) -> bool {
@@ -161,6 +165,7 @@ impl Site<'_> {
             };
             incidents.push(Incident {
                 key: format!("host:{}", h.id),
+                kind: IncidentKind::HostLost,
                 severity,
                 title,
                 detail,
@@ -187,14 +192,16 @@ impl Site<'_> {
             let duplo = self.state.duplo.state(VpsId(v.id));
             let why = if let Some(f) = &failover {
                 let from = self.host_name(f.from.get());
-                let (severity, title, detail) = if f.gave_up {
+                let (kind, severity, title, detail) = if f.gave_up {
                     (
+                        IncidentKind::FailoverGaveUp,
                         Severity::Error,
                         format!("VPS {} is down: its failover gave up", v.name),
                         format!("It failed on every host tried since it left {from}; bring it up by hand (Start, or Restore on a host you choose)."),
                     )
                 } else if f.waiting {
                     (
+                        IncidentKind::NoRoom,
                         Severity::Error,
                         format!("VPS {} is down: no host has room for it", v.name),
                         format!("netMON brings it up from {from} as soon as a host has room: free memory, add a host or take one out of maintenance."),
@@ -207,6 +214,7 @@ impl Site<'_> {
                         _ => String::new(),
                     };
                     (
+                        IncidentKind::FailingOver,
                         Severity::Warning,
                         format!("VPS {} is failing over{asked}", v.name),
                         match f.to {
@@ -217,6 +225,7 @@ impl Site<'_> {
                 };
                 incidents.push(Incident {
                     key: format!("vps:{}", v.id),
+                    kind,
                     severity,
                     title,
                     detail,
@@ -264,6 +273,7 @@ impl Site<'_> {
                 duplication.failing += 1;
                 incidents.push(Incident {
                     key: format!("duplo:{}", v.id),
+                    kind: IncidentKind::DuplicationFailing,
                     severity: Severity::Warning,
                     title: format!("Duplication of VPS {} fails", v.name),
                     detail: format!(
@@ -278,6 +288,30 @@ impl Site<'_> {
             }
             if let Some(t) = s.last_taken_ms.or(self.newest.get(&v.id).copied()) {
                 let lag = (now_ms - t).max(0);
+                let host_up = self.host(v.host_id).is_some_and(up);
+                if lag > self.lag_threshold_ms
+                    && s.failures == 0
+                    && host_up
+                    && v.status == "running"
+                {
+                    incidents.push(Incident {
+                        key: format!("lag:{}", v.id),
+                        kind: IncidentKind::DuplicationLagging,
+                        severity: Severity::Warning,
+                        title: format!(
+                            "Duplication of VPS {} is {} min behind",
+                            v.name,
+                            lag / 60_000
+                        ),
+                        detail: format!(
+                            "Its newest restore point is older than the site's threshold ({} min): a failover now would lose what changed since.",
+                            self.lag_threshold_ms / 60_000
+                        ),
+                        vpses: vec![v.name.clone()],
+                        since: None,
+                        link: format!("/vpses/{}", v.id),
+                    });
+                }
                 if duplication.max_lag_ms.is_none_or(|m| lag > m) {
                     duplication.max_lag_ms = Some(lag);
                     duplication.max_lag_vps = Some(v.name.clone());
@@ -298,6 +332,7 @@ impl Site<'_> {
             if used >= STORAGE_WARN {
                 incidents.push(Incident {
                     key: "storage".into(),
+                    kind: IncidentKind::StorageFull,
                     severity: if used >= STORAGE_FULL {
                         Severity::Error
                     } else {
@@ -322,6 +357,7 @@ fn assess(
     newest: &HashMap<i64, i64>,
     duplicated: &[i64],
     failovers_24h: u64,
+    lag_threshold_ms: i64,
 ) -> SiteHealth {
     let site = Site {
         state,
@@ -334,6 +370,7 @@ fn assess(
             .filter(|h| up(h) && !h.maintenance)
             .map(|h| h.id)
             .collect(),
+        lag_threshold_ms,
     };
     let mut incidents = Vec::new();
     site.hosts_lost(&mut incidents);

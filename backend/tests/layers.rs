@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "settings",
             "metrics",
             "provision",
+            "alerts",
         ],
     ),
     (

@@ -1120,12 +1120,32 @@ pub struct StorageHealth {
     pub filesystem_free_bytes: Option<u64>,
 }
 
+/// What sort of incident it is (what alert rule it falls under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// A host is offline or refuses the controller.
+    HostLost,
+    /// An HA VPS is being failed over.
+    FailingOver,
+    /// Its failover failed on every host tried.
+    FailoverGaveUp,
+    /// It waits for a host with room.
+    NoRoom,
+    DuplicationFailing,
+    /// Its newest restore point is older than the site's threshold.
+    DuplicationLagging,
+    StorageFull,
+}
+
 /// Something wrong now that an operator should see, named, with what is being done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Incident {
-    /// Stable while it lasts (`host:3`, `vps:7`, `duplo:7`, `storage`).
+    /// Stable while it lasts (`host:3`, `vps:7`, `duplo:7`, `lag:7`, `storage`).
     pub key: String,
+    pub kind: IncidentKind,
     pub severity: Severity,
     /// One line: "Host ev1 is offline".
     pub title: String,

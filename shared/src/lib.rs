@@ -4,6 +4,7 @@
 //! This crate must build for `wasm32-unknown-unknown`: server-only dependencies stay behind features.
 
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod duplo;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`. Handlers are registered through utoipa-actix-web, so the OpenAPI
 //! document at `/api/v1/openapi.json` lists exactly the routes that exist.
 
+mod alerts;
 pub(crate) mod auth;
 mod duplo;
 pub mod error;
@@ -61,6 +62,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hosts::host_samples)
         .service(hosts::host_history)
         .service(hosts::delete_host)
+        .service(alerts::get_alerts)
+        .service(alerts::create_alert_target)
+        .service(alerts::update_alert_target)
+        .service(alerts::delete_alert_target)
+        .service(alerts::test_alert_target)
+        .service(alerts::update_alert_settings)
         .service(provision::get_provision)
         .service(provision::update_provision_settings)
         .service(provision::approve_machine)

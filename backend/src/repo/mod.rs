@@ -3,6 +3,7 @@
 //! Moving the remaining queries here is under way (`tests/layers.rs` lists the files that still
 //! build their own).
 
+pub mod alerts;
 pub mod claims;
 pub mod events;
 pub mod hosts;

@@ -5,6 +5,7 @@
 mod support;
 
 mod abuse;
+mod alerts;
 mod auth;
 mod cli;
 mod concurrency;

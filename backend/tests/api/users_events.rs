@@ -319,6 +319,8 @@ async fn admins_see_every_background_loop_of_the_supervisor() {
             "duplo",
             "duplo-prune",
             "netmon",
+            "alert-watch",
+            "alert-send",
             "templates",
             "host connections"
         ],
