@@ -439,3 +439,40 @@ pub async fn reimage_machine(
 pub async fn forget_machine(mac: &str) -> Result<(), ApiError> {
     delete(&format!("/provision/machines/{mac}")).await
 }
+
+pub async fn alerts() -> Result<serverware_shared::alerts::AlertsOverview, ApiError> {
+    get("/alerts").await
+}
+
+pub async fn create_alert_target(
+    r: &serverware_shared::alerts::AlertTargetRequest,
+) -> Result<serverware_shared::alerts::AlertTarget, ApiError> {
+    post("/alerts/targets", r).await
+}
+
+pub async fn update_alert_target(
+    id: i64,
+    r: &serverware_shared::alerts::AlertTargetRequest,
+) -> Result<serverware_shared::alerts::AlertTarget, ApiError> {
+    put(&format!("/alerts/targets/{id}"), r).await
+}
+
+pub async fn delete_alert_target(id: i64) -> Result<(), ApiError> {
+    delete(&format!("/alerts/targets/{id}")).await
+}
+
+pub async fn test_alert_target(
+    id: i64,
+) -> Result<serverware_shared::alerts::AlertTestResult, ApiError> {
+    post(
+        &format!("/alerts/targets/{id}/test"),
+        &serde_json::json!({}),
+    )
+    .await
+}
+
+pub async fn update_alert_settings(
+    s: &serverware_shared::alerts::AlertSettings,
+) -> Result<serverware_shared::alerts::AlertsOverview, ApiError> {
+    put("/alerts/settings", s).await
+}

@@ -155,6 +155,7 @@ fn Shell() -> impl IntoView {
         ("/storage", "Storage"),
         ("/tasks", "Tasks"),
         ("/events", "Events"),
+        ("/alerts", "Alerts"),
         ("/settings", "Settings"),
     ];
     view! {
@@ -190,6 +191,7 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/storage") view=crate::pages::duplo::StoragePage/>
                         <Route path=path!("/tasks") view=crate::pages::tasks::TasksPage/>
                         <Route path=path!("/events") view=EventsPage/>
+                        <Route path=path!("/alerts") view=crate::pages::alerts::AlertsPage/>
                         <Route path=path!("/settings") view=SettingsPage/>
                     </Routes>
                 </main>
