@@ -26,6 +26,8 @@ struct Host {
     maintenance: bool,
     status: HostStatus,
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// netDUPLO's interval for its VPSes (ms).
+    interval_ms: i64,
 }
 
 pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
@@ -36,7 +38,15 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         .run(move |c| {
             let rows: Vec<_> = repo::hosts::list(c)?
                 .into_iter()
-                .map(|h| (h.id, h.name, h.maintenance, h.last_seen_at))
+                .map(|h| {
+                    (
+                        h.id,
+                        h.name,
+                        h.maintenance,
+                        h.last_seen_at,
+                        h.duplo_interval_secs,
+                    )
+                })
                 .collect();
             let newest = repo::points::newest_taken(c)?;
             let duplicated = repo::vpses::duplicated_ids(c)?;
@@ -47,7 +57,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         .await?;
     let hosts: Vec<Host> = rows
         .into_iter()
-        .map(|(id, name, maintenance, seen)| {
+        .map(|(id, name, maintenance, seen, interval)| {
             let view = state.hosts.view(id);
             Host {
                 id: id.get(),
@@ -58,6 +68,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
                     .and_then(|v| v.status)
                     .unwrap_or(HostStatus::Connecting),
                 last_seen: view.and_then(|v| v.last_seen).or(seen.map(|t| t.and_utc())),
+                interval_ms: i64::from(interval.max(0)) * 1000,
             }
         })
         .collect();
@@ -288,8 +299,12 @@ impl Site<'_> {
             }
             if let Some(t) = s.last_taken_ms.or(self.newest.get(&v.id).copied()) {
                 let lag = (now_ms - t).max(0);
-                let host_up = self.host(v.host_id).is_some_and(up);
-                if lag > self.lag_threshold_ms
+                // Behind its own schedule by more than the threshold: a VPS duplicated hourly
+                // is not lagging 31 minutes after its point.
+                let host = self.host(v.host_id);
+                let host_up = host.is_some_and(up);
+                let due = host.map_or(0, |h| h.interval_ms);
+                if lag - due > self.lag_threshold_ms
                     && s.failures == 0
                     && host_up
                     && v.status == "running"
@@ -304,7 +319,7 @@ impl Site<'_> {
                             lag / 60_000
                         ),
                         detail: format!(
-                            "Its newest restore point is older than the site's threshold ({} min): a failover now would lose what changed since.",
+                            "Its newest restore point is older than its interval plus the site's threshold ({} min): a failover now would lose what changed since.",
                             self.lag_threshold_ms / 60_000
                         ),
                         vpses: vec![v.name.clone()],

@@ -92,13 +92,16 @@ async fn webhook(
         .await
         .map_err(|e| causes(&e))?;
     let status = r.status();
-    let text: String = r
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    // The start of its answer only: a receiver cannot make the controller hold more.
+    let mut r = r;
+    let mut head = Vec::new();
+    while head.len() < 1024 {
+        match r.chunk().await {
+            Ok(Some(c)) => head.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    let text: String = String::from_utf8_lossy(&head).chars().take(200).collect();
     if status.is_success() {
         Ok(format!("HTTP {}", status.as_u16()))
     } else {

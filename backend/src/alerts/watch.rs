@@ -255,7 +255,7 @@ fn events(
             rule: Some(*rule),
             severity: Severity::Warning,
             title: e.message.clone(),
-            detail: e.details.clone(),
+            detail: describe(&e.details),
             key: format!("event:{}", e.id),
             vpses: Vec::new(),
             link,
@@ -269,6 +269,28 @@ fn events(
         }
     }
     Ok(written)
+}
+
+/// An event's details as a line of text: its plain fields, and a failover's timeline (`ms`).
+fn describe(details: &str) -> String {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(details)
+    else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for (k, v) in &m {
+        match v {
+            serde_json::Value::String(s) => parts.push(format!("{k}: {s}")),
+            serde_json::Value::Number(n) => parts.push(format!("{k}: {n}")),
+            serde_json::Value::Bool(b) => parts.push(format!("{k}: {b}")),
+            serde_json::Value::Object(o) if k == "ms" => {
+                let steps: Vec<String> = o.iter().map(|(s, ms)| format!("{s} {ms} ms")).collect();
+                parts.push(format!("after detection: {}", steps.join(", ")));
+            }
+            _ => {}
+        }
+    }
+    parts.join("; ")
 }
 
 /// One look: the site's incidents against the open ones; the changes and their messages in one
@@ -374,6 +396,17 @@ mod tests {
                 "storage_full/storage",
             ]
         );
+    }
+
+    #[test]
+    fn event_details_read_as_a_line() {
+        let d =
+            r#"{"from":1,"to":2,"cause":"HostLost","ms":{"fenced":800,"healthy":3200},"list":[1]}"#;
+        assert_eq!(
+            describe(d),
+            "cause: HostLost; from: 1; after detection: fenced 800 ms, healthy 3200 ms; to: 2"
+        );
+        assert_eq!(describe("not json"), "");
     }
 
     #[test]

@@ -18,13 +18,13 @@ const SECRET: &str = "a-secret-of-enough-length";
 
 /// A webhook receiver: every POST it got (headers lower-cased, body), answered 200.
 #[derive(Clone, Default)]
-struct Hooks(Arc<Mutex<Vec<Request>>>);
+pub(crate) struct Hooks(Arc<Mutex<Vec<Request>>>);
 
 /// A request's headers (names lower-cased) and body.
 type Request = (Vec<(String, String)>, Vec<u8>);
 
 impl Hooks {
-    async fn start() -> (Hooks, String) {
+    pub(crate) async fn start() -> (Hooks, String) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", l.local_addr().unwrap());
         let hooks = Hooks::default();
@@ -76,7 +76,7 @@ impl Hooks {
     }
 
     /// The messages, each checked to carry a valid signature.
-    fn payloads(&self) -> Vec<Value> {
+    pub(crate) fn payloads(&self) -> Vec<Value> {
         self.0
             .lock()
             .unwrap()
@@ -167,7 +167,7 @@ impl Mails {
     }
 }
 
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(v) = f() {
@@ -178,7 +178,7 @@ async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn webhook(url: &str, rules: &[&str]) -> Value {
+pub(crate) fn webhook(url: &str, rules: &[&str]) -> Value {
     json!({
         "name": "ops-hook",
         "channel": { "kind": "webhook", "url": url },
@@ -209,7 +209,11 @@ async fn send_test(t: &TestController, c: &reqwest::Client, id: i64) -> Value {
     r.json().await.unwrap()
 }
 
-async fn create(t: &TestController, c: &reqwest::Client, body: &Value) -> reqwest::Response {
+pub(crate) async fn create(
+    t: &TestController,
+    c: &reqwest::Client,
+    body: &Value,
+) -> reqwest::Response {
     c.post(t.url("/api/v1/alerts/targets"))
         .json(body)
         .send()

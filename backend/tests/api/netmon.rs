@@ -191,6 +191,15 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
             .join(format!("lxc/.serverware-standby/{id}/rootfs/root/mark"));
         assert!(copy.is_file(), "no standby copy at {}", copy.display());
     }
+    // Someone on call is told.
+    let (hooks, url) = crate::alerts::Hooks::start().await;
+    let r = crate::alerts::create(
+        &t,
+        &admin,
+        &crate::alerts::webhook(&url, &["host_offline", "failover_done", "failover_failed"]),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
 
     cluster.power_off(0).unwrap();
     let off = Instant::now();
@@ -309,6 +318,31 @@ async fn three_ha_vpses_of_a_powered_off_host_answer_on_others() {
         back["message"].as_str().unwrap().contains("answers again"),
         "{back}"
     );
+    // The on-call webhook got the host lost and back, once each, and each VPS's failover once.
+    let count = |p: &[Value], state: &str, rule: &str| {
+        p.iter()
+            .filter(|m| m["state"] == state && m["rule"] == rule)
+            .count()
+    };
+    crate::alerts::wait_for("the host's all-clear", || {
+        let p = hooks.payloads();
+        (count(&p, "cleared", "host_offline") > 0 && count(&p, "event", "failover_done") >= 3)
+            .then_some(())
+    })
+    .await;
+    let p = hooks.payloads();
+    assert_eq!(count(&p, "opened", "host_offline"), 1, "{p:#?}");
+    assert_eq!(count(&p, "cleared", "host_offline"), 1, "{p:#?}");
+    assert_eq!(count(&p, "event", "failover_done"), 3, "{p:#?}");
+    for n in names {
+        assert!(
+            p.iter().any(|m| m["rule"] == "failover_done"
+                && m["title"].as_str().unwrap().contains(n)
+                && m["detail"].as_str().unwrap().contains("after detection")),
+            "{p:#?}"
+        );
+    }
+    assert_eq!(p.len(), 5, "{p:#?}");
 }
 
 /// Waits until VPS `id` has a standby copy at its newest restore point; its host.
