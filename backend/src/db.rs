@@ -162,9 +162,42 @@ pub struct Db {
     fence: Option<Fence>,
 }
 
+/// Refuses a database that a newer release migrated: a migration it applied that this release
+/// does not know means tables this release would misread (or a later upgrade would skip). Nothing
+/// is changed; the message says what to run instead.
+fn refuse_downgrade<DB, C>(c: &mut C, known: &EmbeddedMigrations) -> anyhow::Result<()>
+where
+    DB: diesel::backend::Backend,
+    C: MigrationHarness<DB>,
+    EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+{
+    use diesel::migration::MigrationSource;
+    let known: Vec<String> = MigrationSource::<DB>::migrations(known)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let applied = c
+        .applied_migrations()
+        .map_err(|e| anyhow::anyhow!("cannot read the database's migrations: {e}"))?;
+    let unknown: Vec<String> = applied
+        .iter()
+        .map(|v| v.to_string())
+        .filter(|v| !known.contains(v))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "this database was upgraded by a newer SERVERware release than this one ({}): its \
+             migrations {} are unknown here. A downgrade is refused so that nothing is lost: run \
+             that release or a newer one, or restore a backup taken before the upgrade",
+            env!("CARGO_PKG_VERSION"),
+            unknown.join(", ")
+        );
+    }
+    Ok(())
+}
+
 impl Db {
-    /// Opens the database at `url`, creating an SQLite file only where the URL says so, and
-    /// applies pending migrations.
     /// Whether the database answers (a `SELECT 1`).
     pub async fn ping(&self) -> Result<(), Error> {
         self.run(|conn| {
@@ -175,6 +208,8 @@ impl Db {
         .await
     }
 
+    /// Opens the database at `url`, creating an SQLite file only where the URL says so, and
+    /// applies pending migrations (refusing one a newer release migrated).
     pub fn open(url: &str) -> anyhow::Result<Db> {
         let target = DbTarget::parse(url)?;
         let mut conn = open(&target)?;
@@ -182,10 +217,12 @@ impl Db {
             DbConn::Sqlite(c) => {
                 // WAL lets readers work while a writer commits; it is stored in the file.
                 c.batch_execute("PRAGMA journal_mode = WAL;")?;
+                refuse_downgrade(c, &SQLITE_MIGRATIONS)?;
                 c.run_pending_migrations(SQLITE_MIGRATIONS)
                     .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?;
             }
             DbConn::Postgres(c) => {
+                refuse_downgrade(c, &POSTGRES_MIGRATIONS)?;
                 c.run_pending_migrations(POSTGRES_MIGRATIONS)
                     .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"))?;
             }
@@ -354,5 +391,29 @@ mod tests {
         // Opening again finds nothing to migrate.
         drop(c);
         Db::open(&url).unwrap();
+    }
+
+    #[test]
+    fn a_database_a_newer_release_migrated_is_refused_untouched() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        drop(Db::open(&url).unwrap());
+        // A newer release added a migration (and a table).
+        let db = Db::open(&url).unwrap();
+        let mut c = db.get_blocking().unwrap();
+        c.batch_execute(
+            "CREATE TABLE from_the_future (id INTEGER); \
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000099');",
+        )
+        .unwrap();
+        drop(c);
+        drop(db);
+        let err = format!("{:#}", Db::open(&url).err().expect("refused"));
+        assert!(err.contains("newer SERVERware release"), "{err}");
+        assert!(err.contains("29991231000099"), "{err}");
+        // Nothing was changed: the newer release's table is still there.
+        let mut c = open(&DbTarget::parse(&url).unwrap()).unwrap();
+        c.batch_execute("SELECT id FROM from_the_future").unwrap();
     }
 }

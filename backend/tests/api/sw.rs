@@ -197,6 +197,11 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         hosts.code == 0 && hosts.stdout.contains("node-0") && hosts.stdout.contains("online"),
         "{hosts:?}"
     );
+    // Each host's agent version is a column.
+    assert!(
+        hosts.stdout.contains("AGENT") && hosts.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{hosts:?}"
+    );
     let report = sw(&env, &["host", "show", "node-0"], "").await;
     assert!(
         report.code == 0 && report.stdout.contains("Load") && report.stdout.contains("Memory"),

@@ -81,12 +81,13 @@ async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {
                 })
                 .unwrap_or("–".into()),
                 h.vps_count.to_string(),
+                h.agent_version.clone().unwrap_or("–".into()),
             ]
         })
         .collect::<Vec<_>>();
     ctx.term.out(&show::table(
         &[
-            "ID", "NAME", "ADDRESS", "STATUS", "LOAD", "CPU", "MEMORY", "VPSES",
+            "ID", "NAME", "ADDRESS", "STATUS", "LOAD", "CPU", "MEMORY", "VPSES", "AGENT",
         ],
         &rows,
     ));

@@ -30,10 +30,14 @@ pub fn HostsPage() -> impl IntoView {
     let live = expect_context::<Live>();
     live.subscribe_while_mounted(vec![Topic::Hosts, Topic::Inventory]);
     let loaded = RwSignal::new(Vec::<HostResponse>::new());
+    let version = RwSignal::new(String::new());
     let load = move || {
         spawn_local(async move {
             if let Ok(h) = api::hosts().await {
                 loaded.set(h);
+            }
+            if let Ok(h) = api::health().await {
+                version.set(h.version);
             }
         })
     };
@@ -79,10 +83,11 @@ pub fn HostsPage() -> impl IntoView {
     };
     view! {
         <h1>"Hosts"</h1>
+        <p class="muted" data-test="controller-version">{move || format!("Controller {}: each host's agent version is in its row.", version.get())}</p>
         <Show when=can_edit><AddHost on_added=Callback::new(move |_| load())/></Show>
         <section class="card">
             <table class="grid" data-test="hosts">
-                <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"VPSes"</th><th>"Last seen"</th><th></th></tr></thead>
+                <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"VPSes"</th><th>"Agent"</th><th>"Last seen"</th><th></th></tr></thead>
                 <tbody>
                     <For each=move || list.get() key=|r| (r.host.id, r.host.name.clone(), r.host.description.clone(), r.host.vps_count, r.host.maintenance, r.status.clone(), r.summary.map(|s| s.taken_at_ms)) let:r>
                         {
@@ -104,6 +109,7 @@ pub fn HostsPage() -> impl IntoView {
                                     <td>{or_dash(s.map(|s| format!("{:.0} %", s.cpu_pct)))}</td>
                                     <td>{or_dash(s.filter(|s| s.memory_total > 0).map(|s| format!("{:.0} %", s.memory_pct)))}</td>
                                     <td>{r.host.vps_count}</td>
+                                    <td>{or_dash(r.host.agent_version.clone())}</td>
                                     <td>{r.last_seen_at.map(|t| ago(t).into_any()).unwrap_or_else(|| "never".into_any())}</td>
                                     <td><Show when=can_edit><button class="ghost danger" on:click=remove.clone()>"Remove"</button></Show></td>
                                 </tr>
