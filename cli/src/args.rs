@@ -64,6 +64,9 @@ pub enum Command {
     /// Machines that boot from the network to become hosts: approve, re-image, forget.
     #[command(subcommand)]
     Machine(MachineCmd),
+    /// Alerts: notification targets, a test message, the incidents told.
+    #[command(subcommand)]
+    Alert(AlertCmd),
     /// Tasks: long operations, with their progress and log.
     #[command(subcommand)]
     Task(TaskCmd),
@@ -328,6 +331,19 @@ pub struct EditVps {
     /// Replaces the checked ports (comma-separated; "" for ICMP only).
     #[arg(long)]
     pub check_ports: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertCmd {
+    /// Notification targets, with their rules and delivery.
+    List,
+    /// The incidents alerts were sent for: open ones first, then the newest cleared.
+    Incidents,
+    /// Send a test message to a target now and say what its receiver answered.
+    Test {
+        /// The target's name (or id).
+        target: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -339,9 +339,27 @@ async fn alert_targets_are_checked_tested_and_keep_their_secret() {
     assert_eq!(res["ok"], false, "{res}");
     assert!(!res["message"].as_str().unwrap().is_empty(), "{res}");
 
+    // The same from the command line.
+    let home = tempfile::tempdir().unwrap();
+    let env = [("HOME", home.path().to_str().unwrap())];
+    let o = crate::sw::sw(&env, &["login", &t.base], &format!("{ADMIN_PW}\n")).await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = crate::sw::sw(&env, &["alert", "list"], "").await;
+    assert!(
+        o.code == 0 && o.stdout.contains("ops-hook") && o.stdout.contains("nobody"),
+        "{o:?}"
+    );
+    let o = crate::sw::sw(&env, &["alert", "test", "ops-hook"], "").await;
+    assert!(o.code == 0 && o.stdout.contains("delivered"), "{o:?}");
+    assert_eq!(hooks.payloads().len(), 3);
+    let o = crate::sw::sw(&env, &["alert", "test", "nobody"], "").await;
+    assert!(o.code != 0 && o.stdout.contains("not delivered"), "{o:?}");
+    let o = crate::sw::sw(&env, &["alert", "test", "no-such"], "").await;
+    assert_eq!(o.code, 5, "{o:?}");
+
     // Each test is in the audit log; a removed target is gone.
     let e = get_json(&t, &admin, "/api/v1/events?action=alert.test").await;
-    assert_eq!(e["events"].as_array().unwrap().len(), 5, "{e}");
+    assert_eq!(e["events"].as_array().unwrap().len(), 7, "{e}");
     let r = admin
         .delete(t.url(&format!("/api/v1/alerts/targets/{id}")))
         .send()

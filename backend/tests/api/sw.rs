@@ -23,7 +23,7 @@ type Out = ProcOut;
 
 /// Runs `sw args` with `env` (and nothing else of ours), `input` on its standard input, off the
 /// test's runtime (the controller runs on it).
-async fn sw(env: &[(&str, &str)], args: &[&str], input: &str) -> Out {
+pub(crate) async fn sw(env: &[(&str, &str)], args: &[&str], input: &str) -> Out {
     let mut c = Command::new(sw_bin());
     for (k, _) in std::env::vars() {
         if k.starts_with("SERVERWARE_") || k == "XDG_CONFIG_HOME" {

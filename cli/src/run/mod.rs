@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 mod account;
+mod alert;
 mod event;
 mod host;
 mod machine;
@@ -268,6 +269,7 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
         Command::Vps(c) => vps::vps(ctx, c).await,
         Command::Template(c) => template::template(ctx, c).await,
         Command::Machine(c) => machine::machine(ctx, c).await,
+        Command::Alert(c) => alert::alert(ctx, c).await,
         Command::Task(c) => task::task(ctx, c).await,
         Command::Event(c) => event::event(ctx, c).await,
         Command::User(c) => account::user(ctx, c).await,
