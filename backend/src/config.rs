@@ -331,6 +331,31 @@ struct FileConfig {
     login: Option<LoginLimits>,
     pair: Option<FilePair>,
     storage_s3: Option<FileS3>,
+    backup: Option<BackupConfig>,
+}
+
+/// `[backup]`: the controller's own backups (`serverware backup`), made on a schedule by the
+/// leading controller, the newest `keep` kept.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are written [default: DATA_DIR/backups]. Put it on another disk, or copy
+    /// its files off the machine: a backup on the disk that died restores nothing.
+    pub dir: Option<PathBuf>,
+    /// A backup every this many hours; 0: only when asked.
+    pub every_hours: u32,
+    /// How many backups are kept (the oldest removed first); at least 1.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            every_hours: 24,
+            keep: 7,
+        }
+    }
 }
 
 /// How failed logins are slowed down.
@@ -383,6 +408,11 @@ pub struct Config {
     pub pair: Option<PairConfig>,
     /// Set when storage is an S3 store (else the storage directory).
     pub storage_s3: Option<S3Config>,
+    /// The configuration file read, if any (a backup keeps a copy).
+    pub config_file: Option<PathBuf>,
+    /// The controller's own backups: where, how often, how many kept.
+    pub backup: BackupConfig,
+    pub backup_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -443,13 +473,19 @@ pub fn redact_db_url(url: &str) -> String {
 impl Config {
     /// Resolves the configuration from `args` (environment and flags), the TOML file and defaults.
     pub fn resolve(args: &ConfigArgs) -> anyhow::Result<Config> {
-        let file = match &args.config {
-            Some(path) => load_file(path)?,
+        let config_file = match &args.config {
+            Some(path) => Some(path.clone()),
             None if Path::new(SYSTEM_CONFIG_PATH).exists() => {
-                load_file(Path::new(SYSTEM_CONFIG_PATH))?
+                Some(PathBuf::from(SYSTEM_CONFIG_PATH))
             }
+            None => None,
+        };
+        let file = match &config_file {
+            Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        // `/dev/null` (tests, and "no file") is no file to keep.
+        let config_file = config_file.filter(|p| p.is_file());
 
         let listen_s = args
             .listen
@@ -528,6 +564,14 @@ impl Config {
             );
         }
         let storage_s3 = resolve_s3(args, file.storage_s3)?;
+        let backup = file.backup.unwrap_or_default();
+        if backup.keep == 0 {
+            bail!("backup.keep must be at least 1");
+        }
+        let backup_dir = backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("backups"));
         let login = file.login.unwrap_or_default();
         if login.account_failures == 0 || login.address_failures == 0 || login.base_lock_secs == 0 {
             bail!("login limits must be at least 1");
@@ -556,6 +600,9 @@ impl Config {
             }),
             pair,
             storage_s3,
+            config_file,
+            backup,
+            backup_dir,
         })
     }
 }

@@ -162,6 +162,23 @@ pub struct Db {
     fence: Option<Fence>,
 }
 
+/// The migrations this release knows for a database kind (`sqlite`, `postgres`), by version.
+pub fn known_migrations(kind: &str) -> anyhow::Result<Vec<String>> {
+    use diesel::migration::MigrationSource;
+    Ok(match kind {
+        "sqlite" => MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect(),
+        _ => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect(),
+    })
+}
+
 /// Refuses a database that a newer release migrated: a migration it applied that this release
 /// does not know means tables this release would misread (or a later upgrade would skip). Nothing
 /// is changed; the message says what to run instead.

@@ -37,6 +37,25 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Backs the controller up now (its database, keys and configuration file) into the
+    /// backup directory ([backup] dir, default DATA_DIR/backups); `backup list` lists them.
+    /// Runs beside a running controller.
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+    },
+    /// Puts a backup back: the database (the one replaced is kept beside it), the keys, and
+    /// the configuration file beside the one in use. Stop the controller first.
+    Restore {
+        /// The backup file (serverware-backup-….tar.zst).
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// The backups in the backup directory, newest first, each checked readable.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -153,6 +172,11 @@ fn main() -> ExitCode {
         Command::Image {
             command: ImageCommand::List,
         } => image_list(&config),
+        Command::Backup { command: None } => backup_now(&config),
+        Command::Backup {
+            command: Some(BackupCommand::List),
+        } => backup_list(&config),
+        Command::Restore { file } => restore(&config, &file),
         Command::Pair {
             command: PairCommand::Init { from },
         } => pair_init(&config, from),
@@ -167,6 +191,66 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn backup_now(config: &Config) -> anyhow::Result<()> {
+    if config.pair.as_ref().is_some_and(|p| p.postgres.is_some()) {
+        anyhow::bail!(
+            "a pair keeps its own database: the leading controller makes the backups (on its \
+             schedule, or POST /api/v1/backups)"
+        );
+    }
+    let db = serverware::db::Db::open(&config.database_url)?;
+    let file = serverware::backup::create(config, &db)?;
+    let m = serverware::backup::manifest(&file)?;
+    println!(
+        "backed up ({} database, {} files) to {}",
+        m.database,
+        m.files.len(),
+        file.display()
+    );
+    println!("It holds the controller's keys: keep it as safe as the controller itself.");
+    Ok(())
+}
+
+fn backup_list(config: &Config) -> anyhow::Result<()> {
+    let list = serverware::backup::list(&config.backup_dir);
+    if list.is_empty() {
+        println!("no backup in {}", config.backup_dir.display());
+    }
+    for b in list {
+        println!(
+            "{}  {}  {:>10} bytes  {} (release {})",
+            b.manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            b.manifest.database,
+            b.size,
+            b.file.display(),
+            b.manifest.version
+        );
+    }
+    Ok(())
+}
+
+fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let _lock = serverware::backup::lock(&config.data_dir)?;
+    let r = serverware::backup::restore(config, file)?;
+    println!(
+        "restored the backup of {} (release {}, {} database)",
+        r.manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        r.manifest.version,
+        r.manifest.database
+    );
+    for k in &r.kept {
+        println!("kept what it replaced: {}", k.display());
+    }
+    if let Some(c) = &r.config_copy {
+        println!(
+            "the backup's configuration file is at {} (the one in use was not changed)",
+            c.display()
+        );
+    }
+    println!("Start the controller: hosts reconnect with the restored key.");
+    Ok(())
 }
 
 /// Gives the site's service address back, if this machine holds it.
@@ -581,6 +665,9 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
 
 fn run(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
+    // One controller per data directory (a restore waits for it to stop). Held for the whole
+    // run; a re-exec closes it and takes it again.
+    let _lock = serverware::backup::lock(&config.data_dir)?;
     // A boot service an earlier run left (killed, or a leader that stepped down and started again
     // as this standby) answers for nobody: only the leading run serves network boots.
     serverware::provision::dnsmasq::end_stale(&serverware::provision::dnsmasq::pid_file(

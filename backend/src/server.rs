@@ -206,6 +206,20 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         let alerts = alerts.clone();
         async move { crate::alerts::send::pass(&alerts).await.map(|_| ()) }
     });
+    // The controller's own backups, on the configured schedule.
+    let (config, db) = (state.config.clone(), state.db.clone());
+    let started = chrono::Utc::now();
+    sup.spawn("backup", Duration::from_secs(60), move || {
+        let (config, db) = (config.clone(), db.clone());
+        async move {
+            if let Some(file) = crate::backup::scheduled(&config, &db, started).await? {
+                crate::backup::record(&db, &file)
+                    .await
+                    .map_err(|e| e.message())?;
+            }
+            Ok(())
+        }
+    });
     // The built-in template: built at start, and again if its archive goes missing.
     let (db, dir) = (state.db.clone(), state.config.templates_dir.clone());
     sup.spawn("templates", Duration::from_secs(60), move || {

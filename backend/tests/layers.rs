@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "metrics",
             "provision",
             "alerts",
+            "backup",
         ],
     ),
     (

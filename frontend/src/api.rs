@@ -476,3 +476,11 @@ pub async fn update_alert_settings(
 ) -> Result<serverware_shared::alerts::AlertsOverview, ApiError> {
     put("/alerts/settings", s).await
 }
+
+pub async fn backups() -> Result<BackupList, ApiError> {
+    get("/backups").await
+}
+
+pub async fn backup_now() -> Result<BackupInfo, ApiError> {
+    post("/backups", &serde_json::json!({})).await
+}

@@ -1158,3 +1158,30 @@ pub struct Incident {
     /// The dashboard page to act from (`/hosts/3`, `/vpses/7`, `/storage`).
     pub link: String,
 }
+
+/// One of the controller's own backups (`serverware backup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BackupInfo {
+    /// Its file name in the backup directory.
+    pub name: String,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+    /// The release that made it.
+    pub version: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    pub files: u64,
+}
+
+/// The backups, newest first, and the schedule they are made on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BackupList {
+    pub backups: Vec<BackupInfo>,
+    /// Where they are (on the controller's machine).
+    pub dir: String,
+    /// A backup every this many hours (0: only when asked).
+    pub every_hours: u32,
+    pub keep: u32,
+}

@@ -3,6 +3,7 @@
 
 mod alerts;
 pub(crate) mod auth;
+mod backups;
 mod duplo;
 pub mod error;
 pub(crate) mod events;
@@ -62,6 +63,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(hosts::host_samples)
         .service(hosts::host_history)
         .service(hosts::delete_host)
+        .service(backups::list_backups)
+        .service(backups::create_backup)
         .service(alerts::get_alerts)
         .service(alerts::create_alert_target)
         .service(alerts::update_alert_target)

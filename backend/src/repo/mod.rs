@@ -4,6 +4,7 @@
 //! build their own).
 
 pub mod alerts;
+pub mod backup;
 pub mod claims;
 pub mod events;
 pub mod hosts;

@@ -7,6 +7,7 @@ mod support;
 mod abuse;
 mod alerts;
 mod auth;
+mod backup;
 mod cli;
 mod concurrency;
 mod crash;

@@ -321,6 +321,7 @@ async fn admins_see_every_background_loop_of_the_supervisor() {
             "netmon",
             "alert-watch",
             "alert-send",
+            "backup",
             "templates",
             "host connections"
         ],

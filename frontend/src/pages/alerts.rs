@@ -172,92 +172,148 @@ fn security_name(s: SmtpSecurity) -> &'static str {
     }
 }
 
-#[component]
-fn TargetForm(editing: RwSignal<Option<AlertTarget>>, on_done: Callback<()>) -> impl IntoView {
-    let name = RwSignal::new(String::new());
-    let kind = RwSignal::new("webhook".to_string());
-    let url = RwSignal::new(String::new());
-    let secret = RwSignal::new(String::new());
-    let host = RwSignal::new(String::new());
-    let port = RwSignal::new("587".to_string());
-    let security = RwSignal::new("starttls".to_string());
-    let username = RwSignal::new(String::new());
-    let from = RwSignal::new(String::new());
-    let to = RwSignal::new(String::new());
-    let enabled = RwSignal::new(true);
-    let rules = RwSignal::new(vec![
-        AlertRule::HostOffline,
-        AlertRule::FailoverDone,
-        AlertRule::FailoverFailed,
-        AlertRule::VpsNotPlaced,
-    ]);
-    let errors = FormErrors::new();
-    // Editing a target fills the form with what it has (its secret stays unless typed again).
-    Effect::new(move |_| {
-        let Some(t) = editing.get() else { return };
-        errors.clear();
-        name.set(t.name.clone());
-        enabled.set(t.enabled);
-        rules.set(t.rules.clone());
-        secret.set(String::new());
+/// The target form's fields.
+#[derive(Clone, Copy)]
+struct Fields {
+    name: RwSignal<String>,
+    kind: RwSignal<String>,
+    url: RwSignal<String>,
+    secret: RwSignal<String>,
+    host: RwSignal<String>,
+    port: RwSignal<String>,
+    security: RwSignal<String>,
+    username: RwSignal<String>,
+    from: RwSignal<String>,
+    to: RwSignal<String>,
+    enabled: RwSignal<bool>,
+    rules: RwSignal<Vec<AlertRule>>,
+}
+
+impl Fields {
+    fn new() -> Fields {
+        Fields {
+            name: RwSignal::new(String::new()),
+            kind: RwSignal::new("webhook".to_string()),
+            url: RwSignal::new(String::new()),
+            secret: RwSignal::new(String::new()),
+            host: RwSignal::new(String::new()),
+            port: RwSignal::new("587".to_string()),
+            security: RwSignal::new("starttls".to_string()),
+            username: RwSignal::new(String::new()),
+            from: RwSignal::new(String::new()),
+            to: RwSignal::new(String::new()),
+            enabled: RwSignal::new(true),
+            rules: RwSignal::new(vec![
+                AlertRule::HostOffline,
+                AlertRule::FailoverDone,
+                AlertRule::FailoverFailed,
+                AlertRule::VpsNotPlaced,
+            ]),
+        }
+    }
+
+    /// What a target has (its secret stays unless typed again).
+    fn fill(&self, t: &AlertTarget) {
+        self.name.set(t.name.clone());
+        self.enabled.set(t.enabled);
+        self.rules.set(t.rules.clone());
+        self.secret.set(String::new());
         match &t.channel {
-            AlertChannel::Webhook { url: u } => {
-                kind.set("webhook".into());
-                url.set(u.clone());
+            AlertChannel::Webhook { url } => {
+                self.kind.set("webhook".into());
+                self.url.set(url.clone());
             }
             AlertChannel::Email {
                 smtp_host,
                 smtp_port,
-                security: s,
-                username: u,
-                from: f,
-                to: t,
+                security,
+                username,
+                from,
+                to,
             } => {
-                kind.set("email".into());
-                host.set(smtp_host.clone());
-                port.set(smtp_port.to_string());
-                security.set(security_name(*s).into());
-                username.set(u.clone().unwrap_or_default());
-                from.set(f.clone());
-                to.set(t.join(", "));
+                self.kind.set("email".into());
+                self.host.set(smtp_host.clone());
+                self.port.set(smtp_port.to_string());
+                self.security.set(security_name(*security).into());
+                self.username.set(username.clone().unwrap_or_default());
+                self.from.set(from.clone());
+                self.to.set(to.join(", "));
             }
+        }
+    }
+
+    /// The channel as typed (checked by the request's own check).
+    fn channel(&self) -> Result<AlertChannel, serverware_shared::validate::ValidationError> {
+        if self.kind.get_untracked() == "webhook" {
+            return Ok(AlertChannel::Webhook {
+                url: self.url.get_untracked(),
+            });
+        }
+        let port = self
+            .port
+            .get_untracked()
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| {
+                serverware_shared::validate::ValidationError::new(
+                    "smtp_port",
+                    "a port from 1 to 65535",
+                )
+            })?;
+        Ok(AlertChannel::Email {
+            smtp_host: self.host.get_untracked(),
+            smtp_port: port,
+            security: match self.security.get_untracked().as_str() {
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                _ => SmtpSecurity::Starttls,
+            },
+            username: Some(self.username.get_untracked()),
+            from: self.from.get_untracked(),
+            to: self
+                .to
+                .get_untracked()
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect(),
+        })
+    }
+}
+
+#[component]
+fn TargetForm(editing: RwSignal<Option<AlertTarget>>, on_done: Callback<()>) -> impl IntoView {
+    let f = Fields::new();
+    let Fields {
+        name,
+        kind,
+        url,
+        secret,
+        host,
+        port,
+        username,
+        from,
+        to,
+        enabled,
+        rules,
+        ..
+    } = f;
+    let security = f.security;
+    let errors = FormErrors::new();
+    // Editing a target fills the form with what it has.
+    Effect::new(move |_| {
+        if let Some(t) = editing.get() {
+            errors.clear();
+            f.fill(&t);
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         errors.clear();
-        let channel = if kind.get_untracked() == "webhook" {
-            AlertChannel::Webhook {
-                url: url.get_untracked(),
-            }
-        } else {
-            let Ok(p) = port.get_untracked().trim().parse::<u16>() else {
-                return errors.set(
-                    serverware_shared::validate::ValidationError::new(
-                        "smtp_port",
-                        "a port from 1 to 65535",
-                    )
-                    .into(),
-                );
-            };
-            AlertChannel::Email {
-                smtp_host: host.get_untracked(),
-                smtp_port: p,
-                security: match security.get_untracked().as_str() {
-                    "tls" => SmtpSecurity::Tls,
-                    "none" => SmtpSecurity::None,
-                    _ => SmtpSecurity::Starttls,
-                },
-                username: Some(username.get_untracked()),
-                from: from.get_untracked(),
-                to: to
-                    .get_untracked()
-                    .split([',', ' '])
-                    .map(str::trim)
-                    .filter(|a| !a.is_empty())
-                    .map(String::from)
-                    .collect(),
-            }
+        let channel = match f.channel() {
+            Ok(c) => c,
+            Err(e) => return errors.set(e.into()),
         };
         let editing_now = editing.get_untracked();
         let had = editing_now

@@ -24,6 +24,7 @@ pub fn SettingsPage() -> impl IntoView {
             <Site/>
             <RestorePointPolicy/>
             <Controllers/>
+            <Backups/>
             <System/>
         </Show>
     }
@@ -148,6 +149,62 @@ fn database_view(d: serverware_shared::api::DatabaseReplication) -> impl IntoVie
                 }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// The controller's own backups (admins): the newest, where they are and their schedule, and
+/// *Back up now*. Restoring is `serverware restore FILE` on the stopped controller.
+#[component]
+fn Backups() -> impl IntoView {
+    let list = RwSignal::new(None::<BackupList>);
+    let errors = FormErrors::new();
+    let busy = RwSignal::new(false);
+    let load = move || {
+        spawn_local(async move {
+            match api::backups().await {
+                Ok(l) => list.set(Some(l)),
+                Err(e) => errors.set(e),
+            }
+        })
+    };
+    load();
+    let now = move |_| {
+        errors.clear();
+        busy.set(true);
+        spawn_local(async move {
+            if let Err(e) = api::backup_now().await {
+                errors.set(e);
+            }
+            busy.set(false);
+            load();
+        });
+    };
+    view! {
+        <section class="card" data-test="backups">
+            <h2>"Backups of the controller"</h2>
+            {move || list.get().map(|l| view! {
+                <p class="muted">{format!(
+                    "{} in {}; the newest {} kept. Restore with serverware restore FILE on the stopped controller.",
+                    if l.every_hours == 0 { "Only when asked".to_string() } else { format!("Every {} h", l.every_hours) },
+                    l.dir, l.keep
+                )}</p>
+                <table class="grid">
+                    <thead><tr><th>"Made"</th><th>"File"</th><th>"Size"</th><th>"Release"</th></tr></thead>
+                    <tbody>
+                        {l.backups.into_iter().map(|b| view! {
+                            <tr>
+                                <td>{ago(b.created_at)}</td>
+                                <td><code>{b.name}</code></td>
+                                <td>{crate::charts::fmt_bytes(b.size_bytes as f64)}</td>
+                                <td>{format!("{} ({})", b.version, b.database)}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+            <button class="primary" on:click=now disabled=move || busy.get()>"Back up now"</button>
+            <FieldError message=errors.get("_form")/>
+        </section>
     }
 }
 
