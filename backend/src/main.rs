@@ -666,7 +666,9 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
 fn run(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
     // One controller per data directory (a restore waits for it to stop). Held for the whole
-    // run; a re-exec closes it and takes it again.
+    // run; a re-exec closes it and takes it again. A database URL that cannot work is refused
+    // before anything (the data directory) is made.
+    serverware::db::DbTarget::parse(&config.database_url)?;
     let _lock = serverware::backup::lock(&config.data_dir)?;
     // A boot service an earlier run left (killed, or a leader that stepped down and started again
     // as this standby) answers for nobody: only the leading run serves network boots.

@@ -27,10 +27,23 @@ const EVENTS: [(&str, AlertRule); 2] = [
     ("controller.takeover", AlertRule::ControllerTakeover),
 ];
 
+/// After a start (or a takeover) nothing clears before this: hosts are still being connected to,
+/// and a host that is still down must not be told "back" and then "down" again.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(40);
+
 /// What the watch remembers between looks: since when each open incident's cause is gone.
-#[derive(Default)]
 pub struct Memory {
     gone_since: Mutex<HashMap<String, Instant>>,
+    started: Instant,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            gone_since: Default::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// An incident as alerts see it: its rule and its key under that rule.
@@ -78,12 +91,13 @@ pub struct Plan {
 }
 
 /// Compares what is seen now with what is open (`(id, key)`): a new key opens; an open key not
-/// seen for `clear_after` clears; one seen again before that stays open, no message.
+/// seen for `clear_after` clears; one seen again before that stays open, no message. A key's
+/// "gone" clock starts no earlier than `earliest`.
 pub fn plan(
     open: &[(i64, String)],
     seen: Vec<Seen>,
     gone_since: &mut HashMap<String, Instant>,
-    now: Instant,
+    (now, earliest): (Instant, Instant),
     clear_after: Duration,
 ) -> Plan {
     let mut p = Plan::default();
@@ -92,7 +106,7 @@ pub fn plan(
             gone_since.remove(key);
             continue;
         }
-        let since = *gone_since.entry(key.clone()).or_insert(now);
+        let since = *gone_since.entry(key.clone()).or_insert(now.max(earliest));
         if now.duration_since(since) >= clear_after {
             gone_since.remove(key);
             p.clear.push(*id);
@@ -316,7 +330,7 @@ pub async fn look(alerts: &Alerts) -> Result<usize> {
             &open,
             seen(health.incidents),
             &mut gone,
-            Instant::now(),
+            (Instant::now(), alerts.watch.started + STARTUP_GRACE),
             CLEAR_AFTER,
         )
     };
@@ -347,23 +361,57 @@ mod tests {
         let t0 = Instant::now();
         let after = Duration::from_secs(20);
         // New: opened.
-        let p = plan(&[], host(), &mut gone, t0, after);
+        let p = plan(&[], host(), &mut gone, (t0, t0), after);
         assert_eq!(p.open.len(), 1);
         assert_eq!(p.open[0].key, "host_offline/host:3");
         assert_eq!(p.open[0].rule, AlertRule::HostOffline);
         let open = vec![(7, "host_offline/host:3".to_string())];
         // Still there: nothing.
-        assert_eq!(plan(&open, host(), &mut gone, t0, after), Plan::default());
+        assert_eq!(
+            plan(&open, host(), &mut gone, (t0, t0), after),
+            Plan::default()
+        );
         // Gone, then back within the window (a flap): nothing, and the clock restarts.
-        assert_eq!(plan(&open, vec![], &mut gone, t0, after), Plan::default());
+        assert_eq!(
+            plan(&open, vec![], &mut gone, (t0, t0), after),
+            Plan::default()
+        );
         let t1 = t0 + Duration::from_secs(15);
-        assert_eq!(plan(&open, host(), &mut gone, t1, after), Plan::default());
+        assert_eq!(
+            plan(&open, host(), &mut gone, (t1, t0), after),
+            Plan::default()
+        );
         let t2 = t1 + Duration::from_secs(10);
-        assert_eq!(plan(&open, vec![], &mut gone, t2, after), Plan::default());
+        assert_eq!(
+            plan(&open, vec![], &mut gone, (t2, t0), after),
+            Plan::default()
+        );
         // Gone for the whole window: cleared, once.
-        let p = plan(&open, vec![], &mut gone, t2 + after, after);
+        let p = plan(&open, vec![], &mut gone, (t2 + after, t0), after);
         assert_eq!(p.clear, vec![7]);
         assert!(gone.is_empty());
+    }
+
+    #[test]
+    fn nothing_clears_in_the_grace_after_a_start() {
+        // Just started: the host's incident (open from before) is not seen yet (its connection
+        // is being tried); it does not clear before the grace has passed and then the window.
+        let mut gone = HashMap::new();
+        let t0 = Instant::now();
+        let (after, grace) = (Duration::from_secs(20), Duration::from_secs(40));
+        let open = vec![(3, "host_offline/host:1".to_string())];
+        let p = plan(&open, vec![], &mut gone, (t0, t0 + grace), after);
+        assert_eq!(p, Plan::default());
+        let p = plan(&open, vec![], &mut gone, (t0 + after, t0 + grace), after);
+        assert_eq!(p, Plan::default(), "cleared within the grace");
+        let p = plan(
+            &open,
+            vec![],
+            &mut gone,
+            (t0 + grace + after, t0 + grace),
+            after,
+        );
+        assert_eq!(p.clear, vec![3]);
     }
 
     #[test]
@@ -424,7 +472,7 @@ mod tests {
                 Severity::Error,
             )]),
             &mut gone,
-            t0,
+            (t0, t0),
             Duration::from_secs(20),
         );
         assert_eq!(p.open.len(), 1);
