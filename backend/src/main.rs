@@ -675,6 +675,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     serverware::provision::dnsmasq::end_stale(&serverware::provision::dnsmasq::pid_file(
         &config.data_dir,
     ));
+    serverware::provision::dnsmasq::sweep_run_dirs();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

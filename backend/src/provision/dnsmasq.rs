@@ -90,10 +90,17 @@ impl Service {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
-    /// Stops the running service, if any.
+    /// Stops the running service, if any, and removes its run directory once dnsmasq is gone
+    /// (a dnsmasq still dying could write its lease file into a directory being removed).
     pub fn stop(&self) {
         if let Some(mut c) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = c.start_kill();
+            for _ in 0..100 {
+                if !matches!(c.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
@@ -188,6 +195,28 @@ impl Drop for Service {
     }
 }
 
+/// Removes the run directories (`serverware-boot-<pid>-<n>`) of processes that are gone: a
+/// controller killed outright never removed its own. A directory of a live process is kept.
+pub fn sweep_run_dirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("serverware-boot-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Ends the boot service a killed controller left running (its PID file names a dnsmasq started
 /// with one of our configurations), so the DHCP port is free and nothing answers for it.
 pub fn end_stale(pid_file: &Path) {
@@ -227,6 +256,20 @@ fn mac_in(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_directories_of_gone_processes_are_swept_and_live_ones_kept() {
+        let tmp = std::env::temp_dir();
+        // A PID that cannot be running (above the kernel's maximum), and this process.
+        let gone = tmp.join("serverware-boot-4194399-0");
+        let live = tmp.join(format!("serverware-boot-{}-999", std::process::id()));
+        std::fs::create_dir_all(gone.join("tftp")).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        sweep_run_dirs();
+        assert!(!gone.exists());
+        assert!(live.exists());
+        std::fs::remove_dir_all(&live).unwrap();
+    }
 
     #[test]
     fn proxy_dhcp_never_hands_out_addresses_and_sends_ipxe_to_the_controller() {
