@@ -41,6 +41,9 @@ pub fn AlertsPage() -> impl IntoView {
             .unwrap_or(false)
     };
     let editing = RwSignal::new(None::<AlertTarget>);
+    // Kept here, not in each row: a reload (after the test itself, or any live change) draws the
+    // rows anew, and a result must outlive that.
+    let results = RwSignal::new(BTreeMap::<i64, AlertTestResult>::new());
     view! {
         <h1>"Alerts"</h1>
         <p class="muted">"Each incident is told once when it opens and once when it clears, to the targets that want it."</p>
@@ -48,7 +51,7 @@ pub fn AlertsPage() -> impl IntoView {
         {move || data.get().map(|o| {
             let names: BTreeMap<i64, String> = o.targets.iter().map(|t| (t.id, t.name.clone())).collect();
             view! {
-                <Targets targets=o.targets.clone() admin=admin() editing=editing on_done=Callback::new(move |_| load())/>
+                <Targets targets=o.targets.clone() admin=admin() editing=editing results=results on_done=Callback::new(move |_| load())/>
                 {admin().then(|| view! {
                     <TargetForm editing=editing on_done=Callback::new(move |_| load())/>
                     <LagForm minutes=o.lag_threshold_minutes on_done=Callback::new(move |_| load())/>
@@ -77,6 +80,7 @@ fn Targets(
     targets: Vec<AlertTarget>,
     admin: bool,
     editing: RwSignal<Option<AlertTarget>>,
+    results: RwSignal<BTreeMap<i64, AlertTestResult>>,
     on_done: Callback<()>,
 ) -> impl IntoView {
     let empty = targets.is_empty();
@@ -88,7 +92,7 @@ fn Targets(
             <table class="grid">
                 <thead><tr><th>"Name"</th><th>"Kind"</th><th>"To"</th><th>"Rules"</th><th>"Delivery"</th><th></th></tr></thead>
                 <tbody>
-                    {targets.into_iter().map(|t| view! { <Target t=t admin=admin editing=editing errors=errors on_done=on_done/> }).collect_view()}
+                    {targets.into_iter().map(|t| view! { <Target t=t admin=admin editing=editing errors=errors results=results on_done=on_done/> }).collect_view()}
                 </tbody>
             </table>
             <FieldError message=errors.get("_form")/>
@@ -102,16 +106,21 @@ fn Target(
     admin: bool,
     editing: RwSignal<Option<AlertTarget>>,
     errors: FormErrors,
+    results: RwSignal<BTreeMap<i64, AlertTestResult>>,
     on_done: Callback<()>,
 ) -> impl IntoView {
-    let result = RwSignal::new(None::<AlertTestResult>);
     let id = t.id;
+    let result = move || results.with(|m| m.get(&id).cloned());
     let test = move |_| {
-        result.set(None);
+        results.update(|m| {
+            m.remove(&id);
+        });
         spawn_local(async move {
             match api::test_alert_target(id).await {
                 Ok(r) => {
-                    result.set(Some(r));
+                    results.update(|m| {
+                        m.insert(id, r);
+                    });
                     on_done.run(())
                 }
                 Err(e) => errors.set(e),
@@ -154,7 +163,7 @@ fn Target(
                     <button class="ghost" on:click=edit>"Edit"</button>
                     <button class="ghost danger" on:click=remove>"Remove"</button>
                 })}
-                {move || result.get().map(|r| view! {
+                {move || result().map(|r| view! {
                     <div class=if r.ok { "ok" } else { "error" } data-test="test-result">
                         {if r.ok { format!("Delivered: {}", r.message) } else { format!("Not delivered: {}", r.message) }}
                     </div>
