@@ -86,3 +86,26 @@ build_dashboard() {
         exit 1
     fi
 }
+
+# A clean Debian 12 with systemd for the package test, made once with debootstrap (cached): what
+# `apt install ./serverware_*.deb` brings on a fresh server (the package's Depends, and
+# busybox-static from its Recommends), and nothing of ours.
+PACKAGE_HOST_PACKAGES="systemd-sysv,libpq5,libssl3,busybox-static,iproute2,procps"
+build_package_host() {
+    need_apt debootstrap
+    local key dir
+    key="bookworm-$(printf '%s' "$PACKAGE_HOST_PACKAGES" | sha256sum | cut -c1-12)"
+    dir="$SERVERWARE_CACHE/package-host/$key"
+    if [ ! -x "$dir/root/lib/systemd/systemd" ]; then
+        say "a clean Debian 12 for the package test (debootstrap, once)"
+        rm -rf "$dir.part"
+        mkdir -p "$dir.part"
+        debootstrap --variant=minbase --include="$PACKAGE_HOST_PACKAGES" bookworm "$dir.part/root" \
+            http://deb.debian.org/debian >"$dir.part/debootstrap.log" 2>&1 \
+            || { tail -n 30 "$dir.part/debootstrap.log" >&2; exit 1; }
+        rm -f "$dir.part/root/var/cache/apt/archives/"*.deb
+        rm -rf "$dir"
+        mv "$dir.part" "$dir"
+    fi
+    export SERVERWARE_TEST_PACKAGE_HOST="$dir/root"
+}

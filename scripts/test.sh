@@ -24,6 +24,27 @@ cargo build --locked -q -p serverware -p serverware-agent
 export SERVERWARE_TEST_IMAGES_DIR="$SERVERWARE_CACHE/images"
 "$CARGO_TARGET_DIR/debug/serverware" --config /dev/null --images-dir "$SERVERWARE_TEST_IMAGES_DIR" image build
 
+# The Debian packages (backend/tests/package.rs installs and upgrades them on a clean Debian 12
+# with systemd): this checkout's, and a newer build of it with one more migration, built from a
+# copy. Both unoptimised (profile pkgtest) so that they build in minutes.
+build_package_host
+PACKAGES_DIR="$SERVERWARE_CACHE/test-packages"
+NEXT_SRC="$SERVERWARE_CACHE/package-next-src"
+rm -rf "$PACKAGES_DIR" "$NEXT_SRC"
+mkdir -p "$PACKAGES_DIR" "$NEXT_SRC"
+say "the packages the package test installs and upgrades"
+"$ROOT/scripts/package.sh" --profile pkgtest --version 0.1.0+test.1 --dist "$ROOT/dist" --out "$PACKAGES_DIR"
+tar -C "$ROOT" --exclude=./.git --exclude=./e2e/node_modules --exclude=./dist --exclude=./dist-packages \
+    --exclude=./data -cf - . | tar -C "$NEXT_SRC" -xf -
+for db in sqlite postgres; do
+    mkdir -p "$NEXT_SRC/migrations/$db/2099-01-01-000000_package_test"
+    echo "CREATE TABLE package_test (id INTEGER PRIMARY KEY);" > "$NEXT_SRC/migrations/$db/2099-01-01-000000_package_test/up.sql"
+    echo "DROP TABLE package_test;" > "$NEXT_SRC/migrations/$db/2099-01-01-000000_package_test/down.sql"
+done
+"$NEXT_SRC/scripts/package.sh" --profile pkgtest --version 0.1.0+test.2 --dist "$ROOT/dist" --out "$PACKAGES_DIR"
+rm -rf "$NEXT_SRC"
+export SERVERWARE_TEST_PACKAGES="$PACKAGES_DIR"
+
 say "shared/ builds for wasm32 (the dashboard's target)"
 cargo check --locked -q -p serverware-shared --target wasm32-unknown-unknown
 

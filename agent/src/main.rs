@@ -252,7 +252,7 @@ fn main() -> std::process::ExitCode {
     if args.iter().any(|a| a == "--version") {
         println!(
             "serverware-agent {} protocol {PROTOCOL_VERSION}",
-            env!("CARGO_PKG_VERSION")
+            serverware_shared::BUILD
         );
         return std::process::ExitCode::SUCCESS;
     }
@@ -326,7 +326,7 @@ fn serve() {
                         }
                         AgentResponse::Hello {
                             protocol: PROTOCOL_VERSION,
-                            agent_version: env!("CARGO_PKG_VERSION").into(),
+                            agent_version: serverware_shared::BUILD.into(),
                             hostname: first_line("/proc/sys/kernel/hostname"),
                             kernel: first_line("/proc/sys/kernel/osrelease"),
                             cpu_model: cpu_model(),

@@ -128,7 +128,7 @@ fn gather(config: &Config, db: &Db, work: &Path) -> anyhow::Result<Manifest> {
     }
     Ok(Manifest {
         format: FORMAT,
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: serverware_shared::BUILD.into(),
         created_at: chrono::Utc::now(),
         database: database.into(),
         migrations,

@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Where the TOML file is looked for when `SERVERWARE_CONFIG` is not set.
-pub const SYSTEM_CONFIG_PATH: &str = "/etc/serverware/serverware.toml";
+/// Where the Debian package installs the agent the controller puts on its hosts.
+pub const PACKAGED_AGENT: &str = "/usr/lib/serverware/serverware-agent";
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/serverware/config.toml";
 
 /// Options taken from the environment and the command line. clap lets a flag win over its
 /// environment variable; both win over the file, which wins over the defaults.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ConfigArgs {
-    /// TOML configuration file [default: /etc/serverware/serverware.toml if present]
+    /// TOML configuration file [default: /etc/serverware/config.toml if present]
     #[arg(long, env = "SERVERWARE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address and port to serve the dashboard and API on [default: 127.0.0.1:8080]
@@ -592,11 +594,13 @@ impl Config {
             admin_password: args.admin_password.clone(),
             login,
             agent_bin: args.agent_bin.clone().or_else(|| {
+                // Beside the controller (a build folder), else where the package puts it.
                 let p = std::env::current_exe()
                     .ok()?
                     .parent()?
                     .join("serverware-agent");
-                p.is_file().then_some(p)
+                let packaged = PathBuf::from(PACKAGED_AGENT);
+                [p, packaged].into_iter().find(|p| p.is_file())
             }),
             pair,
             storage_s3,

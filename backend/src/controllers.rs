@@ -121,7 +121,7 @@ pub async fn join_secrets(
         controller_key,
         ssh_host_key: read(crate::keys::HOST_KEY_FILE),
         postgres_password: read("postgres_password").map(|s| s.trim().to_string()),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: serverware_shared::BUILD.into(),
     };
     let actor = actor.clone();
     db.run(move |c| {
@@ -160,7 +160,7 @@ pub async fn switch_over(
     };
     let me = lead.me().clone();
     let present = lead.members().await.map_err(etcd_down)?;
-    let partner = pick_partner(&me.name, env!("CARGO_PKG_VERSION"), &present)?;
+    let partner = pick_partner(&me.name, serverware_shared::BUILD, &present)?;
     let to = PairPeer {
         name: partner.name.clone(),
         url: partner.url.clone(),

@@ -207,7 +207,7 @@ where
             "this database was upgraded by a newer SERVERware release than this one ({}): its \
              migrations {} are unknown here. A downgrade is refused so that nothing is lost: run \
              that release or a newer one, or restore a backup taken before the upgrade",
-            env!("CARGO_PKG_VERSION"),
+            serverware_shared::BUILD,
             unknown.join(", ")
         );
     }

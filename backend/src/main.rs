@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 /// SERVERware controller: keeps virtual servers alive across a pool of hosts.
 #[derive(Parser)]
-#[command(name = "serverware", version, about)]
+#[command(name = "serverware", version = serverware_shared::BUILD, about)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -151,6 +151,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     raise_open_files_limit();
@@ -354,7 +355,7 @@ async fn standby_until_leading(
     println!();
     println!(
         "SERVERware controller {} ({}) is the standby of its pair until it leads.",
-        env!("CARGO_PKG_VERSION"),
+        serverware_shared::BUILD,
         pair.name
     );
     println!(
@@ -363,6 +364,7 @@ async fn standby_until_leading(
         pair.etcd.join(", ")
     );
     println!();
+    notify_systemd("READY=1\nSTATUS=standby of its pair: not leading");
     let outcome = tokio::select! {
         _ = lead.leading() => true,
         _ = tokio::signal::ctrl_c() => false,
@@ -563,11 +565,11 @@ fn pair_join(config: &Config, from: &str, allow_http: bool) -> anyhow::Result<()
         }
         Ok(r.json().await?)
     })?;
-    if secrets.version != env!("CARGO_PKG_VERSION") {
+    if secrets.version != serverware_shared::BUILD {
         anyhow::bail!(
             "the leader at {from} runs SERVERware {} and this controller {}: install the same version on both",
             secrets.version,
-            env!("CARGO_PKG_VERSION")
+            serverware_shared::BUILD
         );
     }
     serverware::files::private_dir(&config.data_dir)?;
@@ -641,6 +643,28 @@ fn migrate_storage(config: &Config, to: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tells systemd (a `Type=notify` unit, as the package installs) how the controller stands, so
+/// `systemctl status serverware` says it is ready only once it serves. Nothing without systemd.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|a| {
+        let sock = UnixDatagram::unbound()?;
+        sock.send_to_addr(state.as_bytes(), &a)
+    });
+    if let Err(e) = sent {
+        tracing::warn!("cannot tell systemd how the controller stands: {e}");
+    }
+}
+
 fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::Result<()> {
     let given = if from_stdin {
         let mut line = String::new();
@@ -699,6 +723,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             k
         });
         let address = config.pair.as_ref().and_then(|p| p.address.clone());
+        let data_dir = config.data_dir.clone();
         let mut running = serverware::server::start_on(config, listener, lead.clone()).await?;
         if let Some(a) = address.clone() {
             // Serving: the site's address comes here.
@@ -709,7 +734,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             }
         }
         println!();
-        println!("SERVERware controller {} is running.", env!("CARGO_PKG_VERSION"));
+        println!("SERVERware controller {} is running.", serverware_shared::BUILD);
         println!("  Dashboard and API: {}", running.url());
         println!("  API reference:     {}api/v1/openapi.json", running.url());
         if let Some(a) = running.ssh_addr {
@@ -724,7 +749,10 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             match &running.generated_admin_password {
                 Some(pw) => {
                     println!("  Log in as admin with password: {pw}");
-                    println!("  (shown only now; `serverware admin reset-password admin` sets a new one)");
+                    println!(
+                        "  (kept in {} until admin changes it; `serverware admin reset-password admin` sets a new one)",
+                        data_dir.join(serverware::auth::users::FIRST_PASSWORD_FILE).display()
+                    );
                 }
                 None if from_env => println!("  Log in as admin with the password from SERVERWARE_ADMIN_PASSWORD."),
                 None => {}
@@ -736,6 +764,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             println!("  Press Ctrl-C to stop.");
         }
         println!();
+        notify_systemd("READY=1\nSTATUS=leading: serving the dashboard and API");
         // actix's own signal handling is off: SIGTERM and Ctrl-C stop the controller here, after
         // running operations had their chance to end.
         let server = &mut running.server;

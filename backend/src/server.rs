@@ -262,6 +262,9 @@ pub async fn start_on(
     let db2 = db.clone();
     let boot =
         tokio::task::spawn_blocking(move || bootstrap_admin(&db2, admin_pw.as_deref())).await??;
+    if let Some(pw) = &boot.generated_password {
+        crate::auth::users::keep_first_password(&config.data_dir, pw)?;
+    }
 
     let tls = match &config.tls {
         Some(files) => Some(load_tls(files)?),
@@ -301,7 +304,7 @@ pub async fn start_on(
         serde_json::to_string(&api::openapi()).context("cannot serialise the OpenAPI document")?,
     ));
 
-    let static_dir = dashboard_dir(&state.config);
+    let static_dir = crate::api::dashboard::Dashboard::of(&state.config);
     let app_state = state.clone();
     let server = HttpServer::new(move || app(app_state.clone(), doc.clone(), static_dir.clone()))
         .workers(2)
@@ -342,40 +345,6 @@ pub async fn start_on(
     })
 }
 
-/// The dashboard's build folder, when there is one.
-fn dashboard_dir(config: &Config) -> Option<std::path::PathBuf> {
-    let dir = config
-        .static_dir
-        .clone()
-        .filter(|d| d.join("index.html").is_file());
-    match &dir {
-        Some(d) => tracing::info!("serving the dashboard from {}", d.display()),
-        None => {
-            tracing::warn!("no dashboard build found (SERVERWARE_STATIC_DIR); serving the API only")
-        }
-    }
-    dir
-}
-
-/// The dashboard's files, and index.html for every other path so that the browser's own
-/// routes (/events, /settings …) load the app.
-fn dashboard_files(dir: &std::path::Path) -> actix_files::Files {
-    let index = dir.join("index.html");
-    actix_files::Files::new("/", dir)
-        .index_file("index.html")
-        .default_handler(actix_web::dev::fn_service(
-            move |req: actix_web::dev::ServiceRequest| {
-                let index = index.clone();
-                async move {
-                    let (req, _) = req.into_parts();
-                    let file = actix_files::NamedFile::open_async(index).await?;
-                    let res = file.into_response(&req);
-                    Ok(actix_web::dev::ServiceResponse::new(req, res))
-                }
-            },
-        ))
-}
-
 /// A controller of a pair that does not lead: it serves the dashboard (which shows it as the
 /// standby and points to the leader), `GET /api/v1/health` with where it stands, and refuses
 /// everything else of the API with `standby`, naming the leader. It holds no database
@@ -403,7 +372,7 @@ pub fn standby(
         Some(files) => Some(load_tls(files)?),
         None => None,
     };
-    let static_dir = dashboard_dir(config);
+    let static_dir = crate::api::dashboard::Dashboard::of(config);
     let lead = web::Data::from(lead);
     let server = HttpServer::new(move || {
         let app = App::new()
@@ -417,12 +386,7 @@ pub fn standby(
             .service(web::resource("/api/v1/health").route(web::get().to(api::standby::health)))
             .service(web::scope("/api/v1").default_service(web::to(api::standby::refuse)))
             .service(web::resource("/metrics").to(api::standby::refuse));
-        match &static_dir {
-            Some(dir) => app
-                .service(dashboard_files(dir))
-                .default_service(web::to(api::not_found)),
-            None => app.default_service(web::to(api::not_found)),
-        }
+        static_dir.serve(app)
     })
     .workers(1)
     .disable_signals()
@@ -594,7 +558,7 @@ fn register_operations(state: &web::Data<Core>) {
 fn app(
     app_state: web::Data<Core>,
     doc: web::Data<OpenApiDoc>,
-    static_dir: Option<std::path::PathBuf>,
+    static_dir: crate::api::dashboard::Dashboard,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -642,12 +606,7 @@ fn app(
                 .default_service(web::to(api::not_found)),
         )
         .split_for_parts();
-    match &static_dir {
-        Some(dir) => app
-            .service(dashboard_files(dir))
-            .default_service(web::to(api::not_found)),
-        None => app.default_service(web::to(api::not_found)),
-    }
+    static_dir.serve(app)
 }
 
 /// The SSH command line, when configured; the address it listens on.
@@ -686,5 +645,7 @@ pub fn reset_password(
     password: Option<String>,
 ) -> anyhow::Result<String> {
     let db = Db::open(&config.database_url)?;
-    crate::auth::users::reset_password(&db, username, password)
+    let set = crate::auth::users::reset_password(&db, username, password)?;
+    crate::auth::users::forget_first_password(&config.data_dir, username);
+    Ok(set)
 }

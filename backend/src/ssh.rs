@@ -438,6 +438,11 @@ impl AgentCaller {
             .map_err(|_| SshError::Protocol("the host's agent is not connected".into()))
     }
 
+    /// Whether some request still waits for its answer.
+    pub fn busy(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// Sends a request and waits for its answer. An `Error` answer becomes an error.
     pub async fn call(
         &self,

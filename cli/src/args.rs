@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 /// 4 not logged in, or not allowed (role); 5 not found; 6 conflict (busy, exists, no room);
 /// 7 the controller cannot be reached; 8 too many attempts (wait and retry).
 #[derive(Parser, Debug)]
-#[command(name = "sw", version, about, long_about, propagate_version = true)]
+#[command(name = "sw", version = serverware_shared::BUILD, about, long_about, propagate_version = true)]
 pub struct Cli {
     /// Print the API's JSON instead of tables (for scripts).
     #[arg(long, global = true)]

@@ -15,6 +15,9 @@ pub mod state;
 pub mod validate;
 pub mod ws;
 
+/// This build's version: the package's (`SERVERWARE_VERSION` at build time) or the workspace's.
+pub const BUILD: &str = env!("SERVERWARE_BUILD");
+
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{HostId, VpsId};
 pub use role::Role;

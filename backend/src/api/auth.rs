@@ -128,5 +128,6 @@ pub async fn change_password(
         req.new_password,
     )
     .await?;
+    crate::auth::users::forget_first_password(&state.config.data_dir, &principal.username);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,6 +4,7 @@
 mod alerts;
 pub(crate) mod auth;
 mod backups;
+pub mod dashboard;
 mod duplo;
 pub mod error;
 pub(crate) mod events;
@@ -113,7 +114,7 @@ pub fn openapi() -> OpenApi {
         .service(utoipa_actix_web::scope("/api/v1").configure(configure))
         .split_for_parts();
     api.info.title = "SERVERware controller API".into();
-    api.info.version = env!("CARGO_PKG_VERSION").into();
+    api.info.version = serverware_shared::BUILD.into();
     api.info.description = Some(
         "Every route except health and login needs a session cookie (from login) or an API token \
          sent as `Authorization: Bearer <token>`. Errors have one shape: ErrorBody."
@@ -149,7 +150,7 @@ async fn health(state: web::Data<Core>) -> Result<web::Json<HealthResponse>> {
     state.db.ping().await?;
     Ok(web::Json(HealthResponse {
         status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: serverware_shared::BUILD.into(),
         database: state.db.kind().into(),
         pair: state.pair.as_ref().map(|l| l.status()),
     }))

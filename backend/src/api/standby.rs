@@ -10,7 +10,7 @@ use serverware_shared::api::HealthResponse;
 pub async fn health(lead: web::Data<Leadership>) -> web::Json<HealthResponse> {
     web::Json(HealthResponse {
         status: "standby".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: serverware_shared::BUILD.into(),
         database: String::new(),
         pair: Some(lead.status()),
     })

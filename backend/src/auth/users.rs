@@ -211,6 +211,26 @@ pub async fn change_password(db: &Db, p: &Principal, current: String, new: Strin
     .await
 }
 
+/// Where the first admin password generated at the first start is kept for the installer
+/// (`DATA_DIR/initial-admin-password`, readable by the controller's user only) until `admin`
+/// changes it or it is reset.
+pub const FIRST_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Keeps the generated first password where the package's notes say to read it.
+pub fn keep_first_password(data_dir: &std::path::Path, password: &str) -> anyhow::Result<()> {
+    crate::files::write_secret(
+        &data_dir.join(FIRST_PASSWORD_FILE),
+        format!("{password}\n").as_bytes(),
+    )
+}
+
+/// Removes the kept first password once `username`'s password is no longer it.
+pub fn forget_first_password(data_dir: &std::path::Path, username: &str) {
+    if username.trim().eq_ignore_ascii_case("admin") {
+        let _ = std::fs::remove_file(data_dir.join(FIRST_PASSWORD_FILE));
+    }
+}
+
 /// Result of making sure an admin exists.
 pub struct Bootstrap {
     pub created: bool,

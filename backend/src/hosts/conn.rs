@@ -2,9 +2,10 @@
 //! they stop, reconnected with backoff. A host whose key changed is flagged and never trusted
 //! silently. Its status (and the events of a host lost or back) follows the connection.
 
+use super::upgrade::{self, Plan, DRAIN_WITHIN, NEW_AGENT_PATH, PROVE_WITHIN};
 use super::{lock, HostManager, HostRow, Runtime};
 use crate::db::Db;
-use crate::ssh::{Credentials, Session, SshError};
+use crate::ssh::{AgentLink, Credentials, Session, SshError};
 use chrono::Utc;
 use serverware_shared::agent::{
     AgentFrame, AgentRequest, AgentResponse, HostSample, PROTOCOL_VERSION,
@@ -144,7 +145,8 @@ impl HostManager {
         }
     }
 
-    /// Makes sure the right agent runs, then reads its samples until they stop.
+    /// Makes sure the right agent runs (installed at once when there is none; else rolled out
+    /// on the host's turn, see `upgrade.rs`), then reads its samples until they stop.
     async fn serve(
         &self,
         row: &HostRow,
@@ -153,8 +155,6 @@ impl HostManager {
         stop: &mut tokio::sync::watch::Receiver<bool>,
         interval: &mut tokio::sync::watch::Receiver<u32>,
     ) -> Result<(), SshError> {
-        // The agent is replaced when it is not byte for byte the one this controller ships
-        // (a new version, or a damaged file).
         let bin = self
             .agent
             .clone()
@@ -167,90 +167,314 @@ impl HostManager {
         let have = String::from_utf8_lossy(&out)
             .split_whitespace()
             .next()
-            .unwrap_or("")
-            .to_string();
-        if code != 0 || have != want {
+            .filter(|h| code == 0 && h.len() == 64)
+            .map(str::to_string);
+        let plan = self.rollout.plan(row.id, have.as_deref(), &want);
+        if plan == Plan::Install {
             tracing::info!(host = %row.id, "installing the agent");
             session.upload(AGENT_PATH, &bin).await?;
         }
-        let mut link = session.start_agent(AGENT_PATH).await?;
-        link.send(AgentRequest::Hello {
-            protocol: PROTOCOL_VERSION,
-        })
-        .await?;
+        let mut millis = *interval.borrow_and_update();
+        let mut link = start(session, AGENT_PATH, millis).await?;
         *lock(&rt.conn) = Some(Conn {
             session: session.clone(),
             agent: link.caller.clone(),
         });
-        let mut millis = *interval.borrow_and_update();
-        link.send(AgentRequest::SetInterval {
-            millis: u64::from(millis),
-        })
-        .await?;
+        // The rollout: the host's turn (the new agent uploaded and checked), then the new agent
+        // running beside the old until its first sample.
+        let (turn_tx, mut turn_rx) = tokio::sync::mpsc::channel(1);
+        if plan == Plan::Roll {
+            let (rollout, session, bin) = (self.rollout.clone(), session.clone(), bin.clone());
+            tokio::spawn(async move {
+                let _ = turn_tx.send(rollout.take_turn(session, bin).await).await;
+            });
+        }
+        let (cand_tx, mut cand_rx) = tokio::sync::mpsc::channel::<Option<AgentFrame>>(64);
+        let mut candidate: Option<Candidate> = None;
+        let mut sampled = false;
         // The first sample may take longer: the agent has just started.
         let mut first = true;
-        loop {
+        let result = loop {
             let mut heartbeat = heartbeat(row.heartbeat_timeout_ms, millis);
             if first {
                 heartbeat = heartbeat.max(FIRST_SAMPLE_WITHIN);
             }
+            let proving = candidate.as_ref().map(|c| c.deadline);
             tokio::select! {
-                _ = stop.changed() => return Ok(()),
+                _ = stop.changed() => break Ok(()),
                 changed = interval.changed() => {
                     if changed.is_ok() {
                         millis = *interval.borrow_and_update();
                         link.send(AgentRequest::SetInterval { millis: u64::from(millis) }).await?;
                     }
                 }
+                Some(turn) = turn_rx.recv() => match turn {
+                    Ok(permit) => match start(session, NEW_AGENT_PATH, millis).await {
+                        Ok(new) => candidate = Some(Candidate::watch(new, permit, cand_tx.clone())),
+                        Err(e) => self.refuse(row, rt, session, &want, e.to_string()).await,
+                    },
+                    Err(why) => self.refuse(row, rt, session, &want, why).await,
+                },
+                _ = sleep_until(proving), if proving.is_some() => {
+                    candidate = None;
+                    self.refuse(row, rt, session, &want, format!("no sample within {PROVE_WITHIN:?}")).await;
+                }
+                Some(frame) = cand_rx.recv() => {
+                    let Some(c) = candidate.as_mut() else { continue };
+                    match frame {
+                        Some(AgentFrame::Sample { .. }) => c.sampled = true,
+                        Some(AgentFrame::Response { id, response }) => {
+                            if !c.link.caller.deliver(id, response.clone())
+                                && matches!(response, AgentResponse::Hello { .. })
+                            {
+                                c.hello = Some(response);
+                            }
+                        }
+                        None => {
+                            candidate = None;
+                            self.refuse(row, rt, session, &want, "it stopped".into()).await;
+                        }
+                    }
+                }
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
                     Ok(Some(AgentFrame::Sample { sample })) => {
                         first = false;
-                        let arrived = Instant::now();
-                        *lock(&rt.heard) = Some(arrived);
-                        self.renew(rt, &link.caller, sample.boot_ms, arrived, millis);
-                        self.record_sample(row.id, rt, &sample);
-                        self.hub.publish_with(serverware_shared::ws::Topic::Vpses, || {
-                            ServerMessage::VpsStats { host_id: row.id.get(), vpses: sample.vpses.clone() }
-                        });
-                        self.hub.publish_with(
-                            serverware_shared::ws::Topic::Host(row.id.get()),
-                            || ServerMessage::HostSample { host_id: row.id.get(), sample: sample.clone() },
-                        );
-                        {
-                            let mut v = lock(&rt.view);
-                            v.latest = Some(sample);
-                            v.last_seen = Some(Utc::now());
+                        sampled = true;
+                        // Between two samples: the proved new agent takes over once the old one
+                        // answers nothing (or has had its time to), and renews from this one.
+                        if candidate.as_ref().is_some_and(|c| c.sampled && (!link.caller.busy() || c.since.elapsed() > DRAIN_WITHIN)) {
+                            if let Some(c) = candidate.take() {
+                                link = self.take_over(row, rt, session, link, c).await?;
+                            }
                         }
-                        if lock(&rt.view).status == Some(HostStatus::Online) {
-                            self.publish(row.id, rt);
-                        } else {
-                            self.set_status(row.id, rt, HostStatus::Online);
+                        self.on_sample(row, rt, &link.caller, sample, millis);
+                    }
+                    Ok(Some(AgentFrame::Response { id, response })) => {
+                        if !link.caller.deliver(id, response.clone()) {
+                            self.hello(row, rt, response);
                         }
                     }
-                    Ok(Some(AgentFrame::Response { id, response })) if link.caller.deliver(id, response.clone()) => {}
-                    Ok(Some(AgentFrame::Response { response: AgentResponse::Hello { agent_version, hostname, kernel, cpu_model, .. }, .. })) => {
-                        let mut v = lock(&rt.view);
-                        v.agent_version = Some(agent_version.clone());
-                        v.hostname = Some(hostname);
-                        v.kernel = Some(kernel);
-                        v.cpu_model = Some(cpu_model);
-                        drop(v);
-                        let db = self.db.clone();
-                        let id = row.id;
-                        tokio::spawn(async move {
-                            let _ = db
-                                .run(move |c| crate::repo::hosts::set_agent_version(c, id, &agent_version))
-                                .await;
-                        });
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Err(SshError::Protocol("the agent stopped".into())),
+                    Ok(None) => break Err(SshError::Protocol("the agent stopped".into())),
                     // A silence the controller may have caused itself (it could not run) is
                     // waited out, not held against the host.
                     Err(_) if crate::stall::stalled_within(heartbeat) => {}
-                    Err(_) => return Err(SshError::Protocol(format!("no sample for {heartbeat:?}"))),
+                    Err(_) => break Err(SshError::Protocol(format!("no sample for {heartbeat:?}"))),
                 }
             }
+        };
+        if result.is_err() && !sampled && plan == Plan::Roll {
+            // The old agent cannot serve this controller: the next connection installs the new.
+            self.rollout.old_cannot_serve(row.id);
+        }
+        if candidate.is_some() {
+            let _ = session.run("rm", &["-f", NEW_AGENT_PATH]).await;
+        }
+        result
+    }
+
+    /// What a sample changes: the lease, the ring, the live figures, the host's status.
+    fn on_sample(
+        &self,
+        row: &HostRow,
+        rt: &Runtime,
+        caller: &crate::ssh::AgentCaller,
+        sample: HostSample,
+        millis: u32,
+    ) {
+        let arrived = Instant::now();
+        *lock(&rt.heard) = Some(arrived);
+        self.renew(rt, caller, sample.boot_ms, arrived, millis);
+        self.record_sample(row.id, rt, &sample);
+        self.hub
+            .publish_with(serverware_shared::ws::Topic::Vpses, || {
+                ServerMessage::VpsStats {
+                    host_id: row.id.get(),
+                    vpses: sample.vpses.clone(),
+                }
+            });
+        self.hub
+            .publish_with(serverware_shared::ws::Topic::Host(row.id.get()), || {
+                ServerMessage::HostSample {
+                    host_id: row.id.get(),
+                    sample: sample.clone(),
+                }
+            });
+        {
+            let mut v = lock(&rt.view);
+            v.latest = Some(sample);
+            v.last_seen = Some(Utc::now());
+        }
+        if lock(&rt.view).status == Some(HostStatus::Online) {
+            self.publish(row.id, rt);
+        } else {
+            self.set_status(row.id, rt, HostStatus::Online);
+        }
+    }
+
+    /// An agent's answer to `Hello`: its version and what it says of its machine.
+    fn hello(&self, row: &HostRow, rt: &Runtime, response: AgentResponse) {
+        let AgentResponse::Hello {
+            agent_version,
+            hostname,
+            kernel,
+            cpu_model,
+            ..
+        } = response
+        else {
+            return;
+        };
+        let mut v = lock(&rt.view);
+        v.agent_version = Some(agent_version.clone());
+        v.hostname = Some(hostname);
+        v.kernel = Some(kernel);
+        v.cpu_model = Some(cpu_model);
+        drop(v);
+        let db = self.db.clone();
+        let id = row.id;
+        tokio::spawn(async move {
+            let _ = db
+                .run(move |c| crate::repo::hosts::set_agent_version(c, id, &agent_version))
+                .await;
+        });
+    }
+
+    /// The proved new agent becomes the host's agent; the old one's link ends (it exits).
+    async fn take_over(
+        &self,
+        row: &HostRow,
+        rt: &Runtime,
+        session: &Arc<Session>,
+        old: AgentLink,
+        c: Candidate,
+    ) -> Result<AgentLink, SshError> {
+        let from = lock(&rt.view).agent_version.clone();
+        *lock(&rt.conn) = Some(Conn {
+            session: session.clone(),
+            agent: c.link.caller.clone(),
+        });
+        old.caller.fail_all();
+        drop(old);
+        let Candidate {
+            link,
+            permit,
+            hello,
+            ..
+        } = c;
+        if let Some(h) = hello {
+            self.hello(row, rt, h);
+        }
+        let placed = self.rollout.finish(session).await;
+        drop(permit);
+        placed?;
+        let link = link.resume().await?;
+        tracing::info!(host = %row.id, "the new agent took over");
+        upgrade::record(self.db.clone(), row.id, from, None);
+        Ok(link)
+    }
+
+    async fn refuse(
+        &self,
+        row: &HostRow,
+        rt: &Runtime,
+        session: &Session,
+        want: &str,
+        why: String,
+    ) {
+        tracing::warn!(host = %row.id, "the new agent did not come up; the old one serves on: {why}");
+        self.rollout.refuse(row.id, session, want).await;
+        let from = lock(&rt.view).agent_version.clone();
+        upgrade::record(self.db.clone(), row.id, from, Some(why));
+    }
+}
+
+/// Starts the agent at `path` and asks for its hello and samples.
+async fn start(session: &Session, path: &str, millis: u32) -> Result<AgentLink, SshError> {
+    let mut link = session.start_agent(path).await?;
+    link.send(AgentRequest::Hello {
+        protocol: PROTOCOL_VERSION,
+    })
+    .await?;
+    link.send(AgentRequest::SetInterval {
+        millis: u64::from(millis),
+    })
+    .await?;
+    Ok(link)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A new agent running beside the old one until it has sent a sample. Its frames are forwarded
+/// (so the serving loop owns no borrow of it); `None` when it ended.
+struct Candidate {
+    link: Forwarded,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
+    since: Instant,
+    sampled: bool,
+    /// Its answer to `Hello`, taken in when it takes over.
+    hello: Option<AgentResponse>,
+}
+
+struct Forwarded {
+    caller: crate::ssh::AgentCaller,
+    frames: tokio::sync::oneshot::Receiver<tokio::sync::mpsc::Receiver<AgentFrame>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Forwarded {
+    /// The link back, its frames read by the serving loop from here on.
+    async fn resume(self) -> Result<AgentLink, SshError> {
+        let _ = self.stop.send(true);
+        let frames = self
+            .frames
+            .await
+            .map_err(|_| SshError::Protocol("the new agent's link was lost".into()))?;
+        Ok(AgentLink {
+            caller: self.caller,
+            frames,
+        })
+    }
+}
+
+impl Candidate {
+    fn watch(
+        link: AgentLink,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        to: tokio::sync::mpsc::Sender<Option<AgentFrame>>,
+    ) -> Candidate {
+        let AgentLink { caller, mut frames } = link;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (back, frames_back) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    f = frames.recv() => {
+                        let ended = f.is_none();
+                        if to.send(f).await.is_err() || ended {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = back.send(frames);
+        });
+        Candidate {
+            link: Forwarded {
+                caller,
+                frames: frames_back,
+                stop,
+            },
+            permit,
+            deadline: tokio::time::Instant::now() + PROVE_WITHIN,
+            since: Instant::now(),
+            sampled: false,
+            hello: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! - `samples.rs`: the ring for live charts, the minute's rollup, unknown containers;
 //! - `lease.rs`: netMON's leases (what they carry, renewal from samples);
 //! - `admin.rs`: adding, editing and removing hosts; `view.rs`: what the API shows;
-//!   `rollups.rs`: minutes and their retention.
+//!   `rollups.rs`: minutes and their retention; `upgrade.rs`: the agent rolled out one host at a time.
 
 use crate::db::Db;
 use chrono::{DateTime, Utc};
@@ -21,6 +21,7 @@ mod conn;
 mod lease;
 mod rollups;
 mod samples;
+mod upgrade;
 mod view;
 pub use admin::{
     add, add_provisioned, edit, fail_over, probe, reboot, remove, ssh_error, HostAdmin,
@@ -86,6 +87,8 @@ pub struct HostManager {
     /// later leases) and the key that signs what guards tell each other (hex).
     lease_epoch: u64,
     lease_key: String,
+    /// The agent's rollout to hosts, one at a time.
+    rollout: Arc<upgrade::Rollout>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,6 +113,7 @@ impl HostManager {
             lease_epoch,
             lease_key: lease_key(&key),
             key: Arc::new(key),
+            rollout: Arc::new(upgrade::Rollout::new()),
         })
     }
 

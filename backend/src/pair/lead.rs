@@ -36,7 +36,7 @@ impl Member {
         Member {
             name: name.into(),
             url: url.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: serverware_shared::BUILD.into(),
         }
     }
 }

@@ -200,7 +200,7 @@ pub fn build(images_dir: &Path, mirror: &str, agent: &Path, log: &dyn Fn(&str)) 
     let started = Instant::now();
     let agent_sha256 = sha256_file(agent).context("the agent binary")?;
     let packages = PACKAGES.join(",");
-    let version = env!("CARGO_PKG_VERSION");
+    let version = serverware_shared::BUILD;
     let id = digest(&[
         RECIPE,
         version,

@@ -27,6 +27,7 @@ mod sshd;
 mod sw;
 mod templates;
 mod tokens;
+mod upgrade;
 mod users_events;
 mod vps_lifecycle;
 mod ws;

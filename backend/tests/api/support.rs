@@ -423,6 +423,12 @@ impl TestController {
         }
     }
 
+    /// An environment variable for the next start of the process (it wins over the defaults).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the controller process again on the same database and port.
     pub async fn restart(&mut self, fault: Option<&str>) {
         self.kill();

@@ -199,7 +199,7 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
     );
     // Each host's agent version is a column.
     assert!(
-        hosts.stdout.contains("AGENT") && hosts.stdout.contains(env!("CARGO_PKG_VERSION")),
+        hosts.stdout.contains("AGENT") && hosts.stdout.contains(serverware_shared::BUILD),
         "{hosts:?}"
     );
     let report = sw(&env, &["host", "show", "node-0"], "").await;

@@ -1,0 +1,94 @@
+//! The agent's rollout after a controller upgrade, when the new agent does not come up: the
+//! host keeps its old agent (it stays online, its samples never stop), the failure is an event
+//! naming the host, and nothing of the new agent is left on it.
+
+use crate::hosts_api::{add, wait_host};
+use crate::support::*;
+use serde_json::Value;
+use serverware_testhosts::{Cluster, ClusterOptions};
+use std::time::{Duration, Instant};
+
+#[actix_web::test]
+async fn a_new_agent_that_does_not_come_up_leaves_the_old_one_serving() {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let r = add(&t, &admin, "roll-1", &cluster.hosts[0]).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    wait_host(&t, &admin, id, "online", |h| {
+        h["status"] == "online" && h["agent_version"] == serverware_shared::BUILD
+    })
+    .await;
+
+    // The next build's agent says its version but cannot serve.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("serverware-agent");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'serverware-agent {} (a broken build)'; exit 0; fi\necho 'this agent is broken on purpose' >&2\nexit 3\n",
+            serverware_shared::BUILD
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.set_env("SERVERWARE_AGENT_BIN", &fake.to_string_lossy());
+    t.restart(None).await;
+    let admin = t.admin().await;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        let ev: Value = admin
+            .get(t.url("/api/v1/events?limit=100"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "agent.upgrade_failed")
+        {
+            break e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agent.upgrade_failed event: {ev:#}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("roll-1"), "{message}");
+    assert!(message.contains("keeps agent"), "{message}");
+    assert_eq!(failed["severity"], "error");
+
+    // Still online on its old agent, with fresh samples.
+    let before = wait_host(&t, &admin, id, "online on its old agent", |h| {
+        h["status"] == "online"
+    })
+    .await;
+    assert_eq!(before["agent_version"], serverware_shared::BUILD);
+    let seen = before["last_seen_at"].clone();
+    wait_host(&t, &admin, id, "sampled again", |h| {
+        h["status"] == "online" && h["last_seen_at"] != seen
+    })
+    .await;
+    // The broken agent was removed; the installed one is still the real build's.
+    let bin = cluster.hosts[0].dir.join("data/bin");
+    assert!(!bin.join("serverware-agent.new").exists());
+    let real =
+        std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("serverware-agent");
+    assert!(
+        std::fs::read(bin.join("serverware-agent")).unwrap() == std::fs::read(real).unwrap(),
+        "the host's agent is not the one it ran before"
+    );
+}
