@@ -420,13 +420,13 @@ async fn the_package_installs_runs_and_upgrades_in_place_while_a_vps_runs() {
         (h["status"] == "online" && h["agent_version"] == NEW).then_some(())
     })
     .await;
-    let events = get(&admin, &m.url("/api/v1/events?limit=200"))
-        .await
-        .unwrap();
-    let upgraded = items(&events)
-        .into_iter()
-        .find(|e| e["action"] == "agent.upgraded")
-        .unwrap_or_else(|| panic!("no agent.upgraded event: {events:#}"));
+    let upgraded = until("an agent.upgraded event", 60, async || {
+        let events = get(&admin, &m.url("/api/v1/events?limit=200")).await?;
+        items(&events)
+            .into_iter()
+            .find(|e| e["action"] == "agent.upgraded")
+    })
+    .await;
     eprintln!("{}", upgraded["message"]);
     let v = get(&admin, &m.url("/api/v1/vpses")).await.unwrap();
     let vps = items(&v)
