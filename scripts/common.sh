@@ -40,6 +40,8 @@ need_build_deps() {
 TRUNK_VERSION=0.21.14
 WASM_BINDGEN_VERSION=0.2.130
 BINARYEN_VERSION=132
+XTERM_VERSION=5.5.0
+XTERM_FIT_VERSION=0.10.0
 need_frontend_tools() {
     command -v npm >/dev/null || need_apt nodejs npm
     if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
@@ -61,6 +63,16 @@ need_frontend_tools() {
         (cd "$node_dir" && npm install --silent --no-audit --no-fund "binaryen@$BINARYEN_VERSION")
     fi
     export PATH="$node_dir/node_modules/.bin:$PATH"
+    # The VPS console's terminal (xterm.js), served with the dashboard (loaded on first use).
+    if [ ! -f "$node_dir/node_modules/@xterm/xterm/package.json" ] \
+        || ! grep -q "\"version\": \"$XTERM_VERSION\"" "$node_dir/node_modules/@xterm/xterm/package.json" \
+        || [ ! -f "$node_dir/node_modules/@xterm/addon-fit/lib/addon-fit.js" ]; then
+        say "installing xterm.js $XTERM_VERSION (npm)"
+        (cd "$node_dir" && npm install --silent --no-audit --no-fund "@xterm/xterm@$XTERM_VERSION" "@xterm/addon-fit@$XTERM_FIT_VERSION")
+    fi
+    mkdir -p "$ROOT/frontend/vendor"
+    cp "$node_dir/node_modules/@xterm/xterm/lib/xterm.js" "$node_dir/node_modules/@xterm/xterm/css/xterm.css" \
+        "$node_dir/node_modules/@xterm/addon-fit/lib/addon-fit.js" "$ROOT/frontend/vendor/"
 }
 
 # Garage, the S3 store a controller pair keeps its restore points in (run as its own program).

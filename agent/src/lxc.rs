@@ -233,6 +233,36 @@ pub fn apply_limits(spec: &VpsSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// `console NAME`: a root shell inside the running VPS, on this process's terminal (the pty of
+/// the controller's SSH channel). `lxc-attach` enters the VPS's namespaces with a clean
+/// environment and runs the VPS's own shell there (bash when it has one); the host's files are
+/// never opened by a path inside the VPS.
+pub fn console(name: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let name = checked(name)?;
+    if state(name).state != "running" {
+        return Err(format!("VPS {name} is not running"));
+    }
+    let err = std::process::Command::new("lxc-attach")
+        .args([
+            "-n",
+            name,
+            "--clear-env",
+            "--set-var",
+            "TERM=xterm-256color",
+            "--set-var",
+            "HOME=/root",
+            "--set-var",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cd /root 2>/dev/null || cd /; if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l",
+        ])
+        .exec();
+    Err(format!("cannot run lxc-attach: {err}"))
+}
+
 pub fn state(name: &str) -> VpsState {
     let out = run("lxc-info", &["-n", name, "-s", "-p", "-H"]).unwrap_or_default();
     parse_info(name, &out)

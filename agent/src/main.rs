@@ -187,6 +187,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         (Some("rootfs-export"), Some(name)) => lxc::export(name),
+        (Some("console"), Some(name)) => lxc::console(name),
         (Some("guard"), None) => guard::run(),
         (Some("firstboot"), None) => firstboot::run_firstboot(),
         (Some("rootfs-restore"), Some(name)) => {
@@ -234,7 +235,7 @@ fn bulk(args: &[String]) -> std::process::ExitCode {
             })
         }
         _ => Err(
-            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE] [--seed ID] | rootfs-standby ID --cycle C [--ids BASE] | guard"
+            "usage: serverware-agent rootfs-import NAME [--gzip] [--ids FROM:TO] | rootfs-export NAME | rootfs-scan NAME [--ids BASE] [--request] [--freeze] | rootfs-restore NAME [--ids BASE] [--seed ID] | rootfs-standby ID --cycle C [--ids BASE] | console NAME | guard"
                 .into(),
         ),
     };

@@ -591,6 +591,13 @@ fn app(
                 .wrap(from_fn(api::guard::require_auth))
                 .route(web::get().to(api::ws::events_socket)),
         )
+        // A VPS's console: a WebSocket of its own, authenticated the same way.
+        .service(
+            web::resource("/api/v1/vpses/{id}/console")
+                .guard(actix_web::guard::fn_guard(api::ws::is_upgrade))
+                .wrap(from_fn(api::guard::require_auth))
+                .route(web::get().to(api::console::console_socket)),
+        )
         // Prometheus scrapes with an API token, like any other client.
         .service(
             web::resource("/metrics")

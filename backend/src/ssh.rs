@@ -255,6 +255,61 @@ impl Session {
         Ok((code.unwrap_or(255), out, err))
     }
 
+    /// Runs `program` with `args` on the host under a pseudo-terminal of `cols` × `rows` (a
+    /// console): what it prints arrives on [`Terminal::output`], which ends when it exits.
+    pub async fn terminal(
+        &self,
+        program: &str,
+        args: &[&str],
+        (cols, rows): (u16, u16),
+    ) -> Result<Terminal, SshError> {
+        let mut line = shell_quote(program);
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let ch = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        let (mut read, write) = ch.split();
+        write
+            .request_pty(
+                true,
+                "xterm-256color",
+                u32::from(cols),
+                u32::from(rows),
+                0,
+                0,
+                &[],
+            )
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        write
+            .exec(true, line)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        let (tx, output) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(msg) = read.wait().await {
+                let data = match msg {
+                    russh::ChannelMsg::Data { data } => data,
+                    russh::ChannelMsg::ExtendedData { data, .. } => data,
+                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+                    _ => continue,
+                };
+                if tx.send(data.to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Terminal {
+            output,
+            input: TerminalInput { write },
+        })
+    }
+
     /// Writes `data` to `path` on the host (mode 0755, replaced atomically) and verifies its
     /// SHA-256 there. Returns the checksum.
     pub async fn upload(&self, path: &str, data: &[u8]) -> Result<String, SshError> {
@@ -392,6 +447,43 @@ const MAX_COMMAND_OUTPUT: usize = 4 << 20;
 /// login shell, so each argument is wrapped in single quotes.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A program under a pseudo-terminal on a host ([`Session::terminal`]).
+pub struct Terminal {
+    /// What it prints; ends when it exits or the channel closes.
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// What is typed, and the window's size.
+    pub input: TerminalInput,
+}
+
+/// The sending side of a [`Terminal`].
+pub struct TerminalInput {
+    write: russh::ChannelWriteHalf<client::Msg>,
+}
+
+impl TerminalInput {
+    /// Keys typed, as bytes.
+    pub async fn input(&self, bytes: Vec<u8>) -> Result<(), SshError> {
+        self.write
+            .data_bytes(bytes)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))
+    }
+
+    /// The window's new size.
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), SshError> {
+        self.write
+            .window_change(u32::from(cols), u32::from(rows), 0, 0)
+            .await
+            .map_err(|e| SshError::Protocol(e.to_string()))
+    }
+
+    /// Ends it: the channel closes, and the shell on the host gets its hang-up.
+    pub async fn close(&self) {
+        let _ = self.write.eof().await;
+        let _ = self.write.close().await;
+    }
 }
 
 /// A running agent: send requests, receive its frames (responses and pushed samples).

@@ -96,6 +96,8 @@ pub struct Api {
     /// A session cookie (`name=value`) instead of a token: the controller's SSH command line.
     cookie: Option<String>,
     http: reqwest::Client,
+    /// Certificates are not checked (`--insecure`).
+    insecure: bool,
 }
 
 impl Api {
@@ -122,6 +124,67 @@ impl Api {
             token,
             cookie: None,
             http,
+            insecure,
+        })
+    }
+
+    /// Opens the WebSocket at `path` (an HTTP/1.1 upgrade, authenticated like every request)
+    /// and returns the connection for the socket's own framing. A refusal is the controller's
+    /// error, as for any request.
+    pub async fn upgrade(&self, path: &str) -> Result<reqwest::Upgraded> {
+        use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.insecure)
+            .http1_only()
+            .connect_timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .map_err(|e| Failure::new(Exit::Failed, format!("cannot make an HTTP client: {e}")))?;
+        let key = generate_key();
+        let mut req = http
+            .get(format!("{}/api/v1{path}", self.base))
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, "websocket")
+            .header(reqwest::header::SEC_WEBSOCKET_VERSION, "13")
+            .header(reqwest::header::SEC_WEBSOCKET_KEY, &key);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let r = req.send().await.map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!(
+                    "cannot reach the controller at {}: {}",
+                    self.base,
+                    chain(&e)
+                ),
+            )
+        })?;
+        let status = r.status().as_u16();
+        if status != 101 {
+            let text = r.text().await.unwrap_or_default();
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(failure_of(status, &v));
+        }
+        let accepted = r
+            .headers()
+            .get(reqwest::header::SEC_WEBSOCKET_ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if accepted.as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
+            return Err(Failure::new(
+                Exit::Failed,
+                "the controller's WebSocket answer does not match the request".to_string(),
+            ));
+        }
+        r.upgrade().await.map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!("the controller's socket broke off: {}", chain(&e)),
+            )
         })
     }
 
@@ -156,6 +219,7 @@ impl Api {
             token: None,
             cookie: None,
             http,
+            insecure,
         };
         session
             .call(

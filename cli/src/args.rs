@@ -109,6 +109,8 @@ pub enum VpsCmd {
     List,
     /// One VPS.
     Show { vps: String },
+    /// A root shell inside a running VPS on this terminal (operators; audited). Ctrl-] ends it.
+    Console { vps: String },
     /// Make a VPS from a template (a task; --wait follows it).
     Create(CreateVps),
     Start {

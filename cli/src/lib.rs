@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod args;
+pub mod console;
 pub mod run;
 pub mod saved;
 pub mod shell;

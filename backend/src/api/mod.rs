@@ -4,6 +4,7 @@
 mod alerts;
 pub(crate) mod auth;
 mod backups;
+pub mod console;
 pub mod dashboard;
 mod duplo;
 pub mod error;

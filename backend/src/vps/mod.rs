@@ -4,6 +4,7 @@
 //! through their agents.
 
 mod bring_up;
+pub mod console;
 mod copy;
 mod create;
 mod delete;

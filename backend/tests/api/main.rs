@@ -10,6 +10,7 @@ mod auth;
 mod backup;
 mod cli;
 mod concurrency;
+mod console;
 mod crash;
 mod duplo;
 mod errors;

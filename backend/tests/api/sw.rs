@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 /// The `sw` cargo built beside the controller.
-fn sw_bin() -> PathBuf {
+pub(crate) fn sw_bin() -> PathBuf {
     let p = std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("sw");
     assert!(
         p.is_file(),

@@ -40,6 +40,16 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
     match c {
         VpsCmd::List => list(ctx).await,
         VpsCmd::Show { vps } => show_vps(ctx, vps).await,
+        VpsCmd::Console { vps } => {
+            if !ctx.files {
+                // The controller's SSH command line has no raw terminal to hand over yet.
+                return Err(usage(
+                    "the console is not offered over the SSH command line yet: open it on the VPS's page, or run sw vps console on your machine",
+                ));
+            }
+            let id = ctx.vps(&vps).await?;
+            crate::console::run(ctx.api, id, &vps).await
+        }
         VpsCmd::Create(c) => {
             let template = ctx
                 .resolve("/templates", "name", "template", &c.template)

@@ -1,4 +1,5 @@
 pub mod alerts;
+pub mod console;
 pub mod dashboard;
 pub mod duplo;
 pub mod events;

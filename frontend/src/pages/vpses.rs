@@ -364,6 +364,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
     let task = RwSignal::new(None::<TaskResponse>);
     let notice = RwSignal::new(None::<String>);
     let errors = FormErrors::new();
+    let console = RwSignal::new(false);
     let navigate = use_navigate();
     // Reloads overlap when changes come quickly; only the newest one asked for is shown, so
     // a slow answer from before a change never undoes it.
@@ -470,8 +471,15 @@ fn VpsDetail(id: i64) -> impl IntoView {
                             });
                         }>"Fail over"</button>
                     </Show>
+                    <button data-test="open-console" title="A root shell inside the VPS (audited)" on:click=move |_| console.set(true) disabled=move || state() != "running" || console.get()>"Console"</button>
                     <button class="ghost danger" on:click=move |_| remove.run(())>"Delete"</button>
                 </div>
+            </Show>
+            <Show when=move || console.get() && can_operate(&auth)>
+                <super::console::Console
+                    id=id
+                    name=vps.with_untracked(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_default())
+                    on_close=Callback::new(move |_| console.set(false))/>
             </Show>
             <FieldError message=errors.get("_form")/>
             {move || notice.get().map(|n| view! { <p class="notice">{n}</p> })}
