@@ -129,3 +129,16 @@ impl From<diesel::r2d2::PoolError> for Error {
         Error::DatabaseUnavailable(e.to_string())
     }
 }
+
+/// An error with every cause below it, on one line (`a: b: c`): what a library's own message
+/// leaves out (a refused connection behind "error sending request").
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        next = c.source();
+    }
+    out
+}

@@ -58,6 +58,8 @@ test('an operator runs hostname in a VPS console; a viewer gets no console', asy
   await page.locator('[data-test=open-console]').click();
   const term = page.locator('[data-test=console]');
   await expect(page.locator('[data-test=console-status]')).toHaveText('connected', { timeout: 30_000 });
+  // Typed once the shell's prompt shows, as a person does.
+  await expect(term.locator('.xterm-rows')).toContainText('#');
   await term.click();
   await page.keyboard.type('hostname; echo "one more line: $((6*7))"');
   await page.keyboard.press('Enter');

@@ -61,17 +61,6 @@ pub async fn deliver(
 }
 
 /// An error with its causes (reqwest's and lettre's own text often name only the step).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(c) = next {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        next = c.source();
-    }
-    out
-}
-
 async fn webhook(
     alerts: &Alerts,
     url: &str,
@@ -80,7 +69,7 @@ async fn webhook(
 ) -> Result<String, String> {
     let body = serde_json::to_vec(p).map_err(|e| e.to_string())?;
     let secret = secret.ok_or("the webhook has no secret to sign with")?;
-    let r = alerts
+    let mut r = alerts
         .client
         .post(url)
         .header("Content-Type", "application/json")
@@ -90,10 +79,9 @@ async fn webhook(
         .body(body)
         .send()
         .await
-        .map_err(|e| causes(&e))?;
+        .map_err(|e| crate::error::causes(&e))?;
     let status = r.status();
     // The start of its answer only: a receiver cannot make the controller hold more.
-    let mut r = r;
     let mut head = Vec::new();
     while head.len() < 1024 {
         match r.chunk().await {
@@ -169,8 +157,8 @@ pub async fn mail(
     for a in to {
         m = m.to(mailbox(a)?);
     }
-    let m = m.body(mail_text(p)).map_err(|e| causes(&e))?;
-    let tls = || TlsParameters::new(s.host.to_string()).map_err(|e| causes(&e));
+    let m = m.body(mail_text(p)).map_err(|e| crate::error::causes(&e))?;
+    let tls = || TlsParameters::new(s.host.to_string()).map_err(|e| crate::error::causes(&e));
     let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host)
         .port(s.port)
         .timeout(Some(DELIVERY_TIMEOUT));
@@ -188,7 +176,7 @@ pub async fn mail(
     let r = tokio::time::timeout(DELIVERY_TIMEOUT, b.build().send(m))
         .await
         .map_err(|_| format!("the SMTP server did not answer within {DELIVERY_TIMEOUT:?}"))?
-        .map_err(|e| causes(&e))?;
+        .map_err(|e| crate::error::causes(&e))?;
     Ok(format!(
         "SMTP {}: {}",
         r.code(),

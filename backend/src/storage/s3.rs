@@ -51,17 +51,6 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// An error with what caused it (reqwest's own text names only the URL: "error sending
 /// request" hides whether the connection was refused or a read timed out).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(c) = next {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        next = c.source();
-    }
-    out
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -335,7 +324,7 @@ impl S3Store {
                 )),
                 Err(e) => errors.push(format!(
                     "{ep}: {} (after {:.1} s)",
-                    causes(&e),
+                    crate::error::causes(&e),
                     began.elapsed().as_secs_f64()
                 )),
             }

@@ -21,7 +21,7 @@ async fn open(t: &TestController, cookie: &str, id: i64) -> Result<Socket, Strin
         .connect()
         .await
         .map(|(_, s)| s)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// Reads the terminal until its text holds `want`; returns everything read.
@@ -31,7 +31,15 @@ async fn read_until(s: &mut Socket, want: &str) -> String {
     while !seen.contains(want) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, s.next()).await {
-            Ok(Some(Ok(Frame::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(Frame::Binary(b)))) => {
+                // Like a terminal, it answers the shell's question for the cursor's place
+                // (`ESC [6n`, asked by busybox's line editor).
+                let text = String::from_utf8_lossy(&b).into_owned();
+                for _ in 0..text.matches("\x1b[6n").count() {
+                    s.send(Message::Binary("\x1b[1;1R".into())).await.unwrap();
+                }
+                seen.push_str(&text);
+            }
             Ok(Some(Ok(Frame::Ping(p)))) => s.send(Message::Pong(p)).await.unwrap(),
             Ok(Some(Ok(Frame::Close(c)))) => panic!("closed ({c:?}) before {want:?}: {seen}"),
             Ok(Some(Ok(_))) => {}
@@ -77,7 +85,7 @@ async fn sw_console(home: &str, name: &str) -> String {
             }
         }
     };
-    wait_for("Ctrl-] ends it", &mut seen).await;
+    wait_for("# ", &mut seen).await;
     stdin.write_all(b"echo \"from sw: $((3+4))\"\r").unwrap();
     stdin.flush().unwrap();
     wait_for("from sw: 7", &mut seen).await;
@@ -130,6 +138,9 @@ async fn a_console_is_a_shell_inside_the_vps_for_operators_audited_and_ended_wit
     // process 1, not the host's).
     let cookie = t.session_cookie("admin", ADMIN_PW).await;
     let mut s = open(&t, &cookie, id).await.expect("the console opens");
+    // Typed once its prompt shows, as a person does (what is typed before the shell reads its
+    // terminal is not its input).
+    read_until(&mut s, "# ").await;
     s.send(Message::Binary(
         "hostname; cat /proc/1/comm; echo \"sum: $((40+2))\"\n".into(),
     ))
@@ -218,6 +229,7 @@ async fn a_console_is_a_shell_inside_the_vps_for_operators_audited_and_ended_wit
     let mut s = open(&t, &cookie, id)
         .await
         .expect("the console opens again");
+    read_until(&mut s, "# ").await;
     s.send(Message::Binary("echo ready\n".into()))
         .await
         .unwrap();
