@@ -200,11 +200,7 @@ impl Session {
         program: &str,
         args: &[&str],
     ) -> Result<russh::Channel<client::Msg>, SshError> {
-        let mut line = shell_quote(program);
-        for a in args {
-            line.push(' ');
-            line.push_str(&shell_quote(a));
-        }
+        let line = command_line(program, args);
         let ch = self
             .handle
             .channel_open_session()
@@ -223,11 +219,7 @@ impl Session {
         program: &str,
         args: &[&str],
     ) -> Result<(u32, Vec<u8>, Vec<u8>), SshError> {
-        let mut line = shell_quote(program);
-        for a in args {
-            line.push(' ');
-            line.push_str(&shell_quote(a));
-        }
+        let line = command_line(program, args);
         let mut ch = self
             .handle
             .channel_open_session()
@@ -263,11 +255,7 @@ impl Session {
         args: &[&str],
         (cols, rows): (u16, u16),
     ) -> Result<Terminal, SshError> {
-        let mut line = shell_quote(program);
-        for a in args {
-            line.push(' ');
-            line.push_str(&shell_quote(a));
-        }
+        let line = command_line(program, args);
         let ch = self
             .handle
             .channel_open_session()
@@ -442,6 +430,16 @@ impl Session {
 
 /// The most a command run on a host may print (its output is read into memory).
 const MAX_COMMAND_OUTPUT: usize = 4 << 20;
+
+/// `program` and `args`, each quoted, as one line for the remote shell.
+fn command_line(program: &str, args: &[&str]) -> String {
+    let mut line = shell_quote(program);
+    for a in args {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    line
+}
 
 /// Quotes one argument for a POSIX shell: the remote side of an SSH exec always goes through the
 /// login shell, so each argument is wrapped in single quotes.

@@ -128,6 +128,17 @@ impl Api {
         })
     }
 
+    /// The request with this client's credentials: its token, or its session cookie.
+    fn authed(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        req
+    }
+
     /// Opens the WebSocket at `path` (an HTTP/1.1 upgrade, authenticated like every request)
     /// and returns the connection for the socket's own framing. A refusal is the controller's
     /// error, as for any request.
@@ -147,12 +158,7 @@ impl Api {
             .header(reqwest::header::UPGRADE, "websocket")
             .header(reqwest::header::SEC_WEBSOCKET_VERSION, "13")
             .header(reqwest::header::SEC_WEBSOCKET_KEY, &key);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
+        req = self.authed(req);
         let r = req.send().await.map_err(|e| {
             Failure::new(
                 Exit::Unreachable,
@@ -275,12 +281,7 @@ impl Api {
             // stretches: the controller goes on with it whether or not we wait, so we wait.
             req = req.timeout(Duration::from_secs(15 * 60));
         }
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
+        req = self.authed(req);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -344,12 +345,7 @@ impl Api {
             // An archive of gigabytes takes its time.
             .timeout(Duration::from_secs(6 * 3600))
             .body(reqwest::Body::from(f));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(c) = &self.cookie {
-            req = req.header(reqwest::header::COOKIE, c);
-        }
+        req = self.authed(req);
         let r = req.send().await.map_err(|e| {
             Failure::new(
                 Exit::Unreachable,
