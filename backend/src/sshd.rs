@@ -13,7 +13,7 @@ use crate::core::Core;
 use clap::Parser;
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId};
-use serverware_cli::api::{Api, Exit};
+use serverware_cli::api::{Api, Exit, Failure};
 use serverware_cli::args::{Cli, Command};
 use serverware_cli::run::{Ctx, Term};
 use serverware_cli::shell::{self, Edit, LineEditor};
@@ -214,6 +214,10 @@ const MAX_RAW_LINE: usize = 64 << 10;
 #[derive(Default)]
 struct ChannelState {
     pty: bool,
+    /// The terminal's size (columns, rows), as the client last said.
+    size: (u16, u16),
+    /// Where a change of size goes (a console follows it).
+    sizes: Option<tokio::sync::watch::Sender<(u16, u16)>>,
     /// Input for the command or shell running on it.
     input: Option<mpsc::Sender<Vec<u8>>>,
     /// The command or shell running on it, ended with the channel.
@@ -314,6 +318,12 @@ impl Conn {
         let state = self.channels.entry(channel).or_default();
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         state.input = Some(tx);
+        let (size_tx, sizes) = tokio::sync::watch::channel(if state.size.0 > 0 {
+            state.size
+        } else {
+            (80, 24)
+        });
+        state.sizes = Some(size_tx);
         let handle = session.handle();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(bool, Vec<u8>)>();
         let writer_handle = handle.clone();
@@ -335,6 +345,7 @@ impl Conn {
             input: rx,
             pending: Vec::new(),
             pty: state.pty,
+            sizes,
             editor: LineEditor::new(),
             closed: false,
         };
@@ -356,6 +367,8 @@ struct SshTerm {
     /// Input received beyond the last line read.
     pending: Vec<u8>,
     pty: bool,
+    /// The terminal's size as it changes.
+    sizes: tokio::sync::watch::Receiver<(u16, u16)>,
     editor: LineEditor,
     closed: bool,
 }
@@ -465,8 +478,70 @@ impl Term for SshTerm {
     }
 }
 
+/// A size a client gave, within what a terminal can be.
+fn terminal_size(cols: u32, rows: u32) -> (u16, u16) {
+    (
+        cols.clamp(1, u32::from(u16::MAX)) as u16,
+        rows.clamp(1, u32::from(u16::MAX)) as u16,
+    )
+}
+
+/// `vps console NAME` on this SSH channel: its keys and window go to the VPS's console socket
+/// (through this controller's own API, as the SSH login), its output to the channel.
+async fn console(term: &mut SshTerm, api: &Api, vps: &str) -> u32 {
+    if !term.pty {
+        term.err("sw: a console needs a terminal: connect with ssh -t");
+        return Exit::Usage.code() as u32;
+    }
+    let id = match vps.parse::<i64>() {
+        Ok(id) => Ok(id),
+        Err(_) => api.get("/vpses").await.and_then(|all| {
+            all.as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == vps)
+                .and_then(|v| v["id"].as_i64())
+                .ok_or_else(|| Failure::new(Exit::NotFound, format!("no VPS named '{vps}'")))
+        }),
+    };
+    let id = match id {
+        Ok(id) => id,
+        Err(f) => {
+            term.err(&format!("sw: {}", f.message));
+            return f.exit.code() as u32;
+        }
+    };
+    term.err(&format!(
+        "Console to {vps}: a root shell inside it (audited). Ctrl-] ends it."
+    ));
+    let out = term.out.clone();
+    let io = serverware_cli::console::Io {
+        keys: &mut term.input,
+        sizes: term.sizes.clone(),
+        screen: Box::new(move |b: &[u8]| {
+            out.send((false, b.to_vec()))
+                .map_err(|_| std::io::Error::other("the channel closed"))
+        }),
+    };
+    match serverware_cli::console::bridge(api, id, io).await {
+        Ok(why) => {
+            term.err(&format!("\n[console to {vps} closed: {why}]"));
+            0
+        }
+        Err(f) => {
+            term.err(&format!("sw: {}", f.message));
+            f.exit.code() as u32
+        }
+    }
+}
+
 /// Runs one command line (its words) for the user; its exit code.
 async fn one(term: &mut SshTerm, api: &Api, words: Vec<String>) -> u32 {
+    if let [vps, console_word, name] = words.as_slice() {
+        if vps == "vps" && console_word == "console" {
+            return console(term, api, name).await;
+        }
+    }
     // Here every command runs as the SSH login, on this controller: a flag naming another
     // controller or identity is refused, never silently ignored.
     if let Some(w) = words.iter().take_while(|w| *w != "--").find(|w| {
@@ -646,15 +721,35 @@ impl russh::server::Handler for Conn {
         &mut self,
         channel: ChannelId,
         _term: &str,
-        _col_width: u32,
-        _row_height: u32,
+        col_width: u32,
+        row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.entry(channel).or_default().pty = true;
+        let c = self.channels.entry(channel).or_default();
+        c.pty = true;
+        c.size = terminal_size(col_width, row_height);
         session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(c) = self.channels.get_mut(&channel) {
+            c.size = terminal_size(col_width, row_height);
+            if let Some(s) = &c.sizes {
+                let _ = s.send(c.size);
+            }
+        }
         Ok(())
     }
 

@@ -49,15 +49,52 @@ async fn read_until(s: &mut Socket, want: &str) -> String {
     seen
 }
 
-/// Runs `sw vps console NAME` under a pseudo-terminal (`script`), types a line once it is
-/// connected, waits for its answer, then presses Ctrl-]. Everything it printed.
+/// Runs `sw vps console NAME` under a pseudo-terminal (`script`); see [`drive`].
 async fn sw_console(home: &str, name: &str) -> String {
-    use std::io::{Read, Write};
     let cmd = format!("{} vps console {name}", crate::sw::sw_bin().display());
-    let mut child = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+    let mut c = std::process::Command::new("script");
+    c.args(["-q", "-e", "-c", &cmd, "/dev/null"])
         .env("HOME", home)
-        .env_remove("SERVERWARE_URL")
+        .env_remove("SERVERWARE_URL");
+    drive(c, "from sw").await
+}
+
+/// `vps console NAME` on the controller's SSH command line, with OpenSSH's client (`-tt`,
+/// the password through SSH_ASKPASS); see [`drive`].
+async fn ssh_console(t: &TestController, dir: &std::path::Path, name: &str) -> String {
+    let askpass = dir.join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{ADMIN_PW}'\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = std::process::Command::new("ssh");
+    c.env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .args(["-p", &t.ssh_port().to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1", "-F", "/dev/null", "-tt"])
+        .arg("admin@127.0.0.1")
+        .args(["--", "vps", "console", name]);
+    drive(c, "over ssh").await
+}
+
+/// Starts `c`, waits for the shell's prompt, types a line, waits for its answer, then presses
+/// Ctrl-] and waits for the console to say it closed and the program to exit well. Everything
+/// it printed.
+async fn drive(mut c: std::process::Command, tag: &str) -> String {
+    use std::io::{Read, Write};
+    let mut child = c
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -81,14 +118,16 @@ async fn sw_console(home: &str, name: &str) -> String {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, rx.recv()).await {
                 Ok(Some(b)) => seen.push_str(&String::from_utf8_lossy(&b)),
-                _ => panic!("sw vps console never printed {want:?}: {seen}"),
+                _ => panic!("the console never printed {want:?}: {seen}"),
             }
         }
     };
     wait_for("# ", &mut seen).await;
-    stdin.write_all(b"echo \"from sw: $((3+4))\"\r").unwrap();
+    stdin
+        .write_all(format!("echo \"{tag}: $((3+4))\"\r").as_bytes())
+        .unwrap();
     stdin.flush().unwrap();
-    wait_for("from sw: 7", &mut seen).await;
+    wait_for(&format!("{tag}: 7"), &mut seen).await;
     stdin.write_all(&[0x1d]).unwrap();
     stdin.flush().unwrap();
     wait_for("closed with Ctrl-]", &mut seen).await;
@@ -99,7 +138,7 @@ async fn sw_console(home: &str, name: &str) -> String {
         .unwrap();
     assert!(
         status.success(),
-        "sw vps console exited with {status}: {seen}"
+        "the console's program exited with {status}: {seen}"
     );
     seen
 }
@@ -215,6 +254,9 @@ async fn a_console_is_a_shell_inside_the_vps_for_operators_audited_and_ended_wit
     let typed = sw_console(&home_s, "con-1").await;
     assert!(typed.contains("from sw: 7"), "{typed}");
     assert!(typed.contains("closed with Ctrl-]"), "{typed}");
+    // The same over the controller's SSH command line: `ssh -t controller vps console NAME`.
+    let typed = ssh_console(&t, home.path(), "con-1").await;
+    assert!(typed.contains("over ssh: 7"), "{typed}");
 
     // A viewer is refused before any shell starts.
     let _viewer = t.user_with_role(&admin, "watcher", "viewer").await;

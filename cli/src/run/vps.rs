@@ -42,9 +42,10 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
         VpsCmd::Show { vps } => show_vps(ctx, vps).await,
         VpsCmd::Console { vps } => {
             if !ctx.files {
-                // The controller's SSH command line has no raw terminal to hand over yet.
+                // The controller's SSH command line takes `vps console NAME` itself (sshd.rs), with
+                // its channel as the terminal; with other words it has none to hand over.
                 return Err(usage(
-                    "the console is not offered over the SSH command line yet: open it on the VPS's page, or run sw vps console on your machine",
+                    "over the SSH command line, type the console as: vps console NAME (with a terminal: ssh -t)",
                 ));
             }
             let id = ctx.vps(&vps).await?;
