@@ -470,4 +470,39 @@ async fn the_package_installs_runs_and_upgrades_in_place_while_a_vps_runs() {
             .find(|l| l.contains("newer"))
             .unwrap_or_default()
     );
+
+    // Removed: the service is gone, the data and the configuration stay.
+    let o = m.sh(&["dpkg", "-r", "serverware"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = m.sh(&["systemctl", "is-active", "serverware"]);
+    assert_ne!(text(&o).trim(), "active");
+    for kept in [
+        "/var/lib/serverware/serverware.db",
+        "/etc/serverware/config.toml",
+    ] {
+        assert!(
+            m.sh(&["test", "-e", kept]).status.success(),
+            "{kept} was not kept"
+        );
+    }
+    // Purged: they go, and so does the user.
+    let o = m.sh(&["dpkg", "-P", "serverware"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for gone in ["/var/lib/serverware", "/etc/serverware"] {
+        assert!(
+            !m.sh(&["test", "-e", gone]).status.success(),
+            "{gone} is left"
+        );
+    }
+    assert!(!m.sh(&["getent", "passwd", "serverware"]).status.success());
+
+    // `sw` alone, for an operator's machine.
+    let sw = packages.join(format!("serverware-sw_{NEW}_amd64.deb"));
+    m.install(&sw);
+    let o = m.sh(&["sw", "--version"]);
+    assert!(text(&o).contains(NEW), "{}", text(&o));
+    assert!(!m
+        .sh(&["test", "-e", "/usr/bin/serverware"])
+        .status
+        .success());
 }
