@@ -92,3 +92,90 @@ async fn a_new_agent_that_does_not_come_up_leaves_the_old_one_serving() {
         "the host's agent is not the one it ran before"
     );
 }
+
+#[actix_web::test]
+async fn a_new_agent_is_rolled_out_host_by_host_and_no_host_goes_offline() {
+    let cluster = Cluster::create(ClusterOptions {
+        hosts: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = TestController::start_process(None).await;
+    let admin = t.admin().await;
+    let mut ids = Vec::new();
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        let r = add(&t, &admin, &format!("roll-{i}"), h).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        wait_host(&t, &admin, id, "online", |h| h["status"] == "online").await;
+        ids.push(id);
+    }
+
+    // A newer build's agent: the same program with other bytes (what it carries past its end
+    // is not run), so its digest differs and it serves.
+    let dir = tempfile::tempdir().unwrap();
+    let real =
+        std::path::Path::new(env!("CARGO_BIN_EXE_serverware")).with_file_name("serverware-agent");
+    let mut newer = std::fs::read(&real).unwrap();
+    newer.extend_from_slice(b"\0a newer build of the agent");
+    let path = dir.path().join("serverware-agent");
+    std::fs::write(&path, &newer).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.set_env("SERVERWARE_AGENT_BIN", &path.to_string_lossy());
+    t.restart(None).await;
+    let admin = t.admin().await;
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let ev = loop {
+        let ev: Value = admin
+            .get(t.url("/api/v1/events?limit=200"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let upgraded = ev["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "agent.upgraded")
+            .count();
+        if upgraded == 2 {
+            break ev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every host was upgraded: {ev:#}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    let events = ev["events"].as_array().unwrap();
+    for i in 0..2 {
+        assert!(
+            events.iter().any(|e| e["action"] == "agent.upgraded"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("roll-{i}"))),
+            "roll-{i} has no agent.upgraded: {ev:#}"
+        );
+    }
+    // Samples went on: no host was lost on the way, and both serve on the new agent's file.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["action"] == "host.offline" || e["action"] == "agent.upgrade_failed"),
+        "{ev:#}"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        wait_host(&t, &admin, *id, "online", |h| h["status"] == "online").await;
+        let bin = cluster.hosts[i].dir.join("data/bin");
+        assert!(
+            std::fs::read(bin.join("serverware-agent")).unwrap() == newer,
+            "roll-{i}"
+        );
+        assert!(!bin.join("serverware-agent.new").exists());
+    }
+}
