@@ -155,7 +155,21 @@ fn main() -> ExitCode {
         .init();
 
     raise_open_files_limit();
-    let result = match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    // Building the host image needs root (debootstrap, chroot); everything else runs as the
+    // data directory's owner, so root never leaves files the service cannot use.
+    if !matches!(
+        command,
+        Command::Image {
+            command: ImageCommand::Build { .. }
+        }
+    ) {
+        if let Err(e) = act_as_data_owner(&config.data_dir) {
+            eprintln!("serverware: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match command {
         Command::Run => run(config),
         Command::Admin {
             command:
@@ -640,6 +654,39 @@ fn migrate_storage(config: &Config, to: &str) -> anyhow::Result<()> {
         c.points_there,
         c.bytes as f64 / 1048576.0
     );
+    Ok(())
+}
+
+/// Run as root on a data directory another user owns (the package's `serverware`), becomes
+/// that user: a `serverware admin reset-password` or `backup` by root then leaves no file (a
+/// database journal, a backup) that the service cannot read or write. Nothing otherwise.
+fn act_as_data_owner(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain credential changes, groups first and the user last (after which none of
+    // these could be made again); each result is checked.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(meta.gid()) != 0
+            || libc::setuid(meta.uid()) != 0
+        {
+            anyhow::bail!(
+                "cannot act as the owner of {} (uid {}): {}",
+                data_dir.display(),
+                meta.uid(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
     Ok(())
 }
 

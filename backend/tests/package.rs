@@ -334,6 +334,27 @@ async fn the_package_installs_runs_and_upgrades_in_place_while_a_vps_runs() {
     let password = text(&m.sh(&["cat", "/var/lib/serverware/initial-admin-password"]))
         .trim()
         .to_string();
+    login(&m, &password).await;
+    // As the notes say for a lost password, as root: the command acts as the service's user,
+    // so no file of the data directory becomes root's; the first password's file goes.
+    let o = m.sh(&["serverware", "admin", "reset-password", "admin"]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    let password = said
+        .lines()
+        .find_map(|l| l.strip_prefix("New password for admin: "))
+        .unwrap_or_else(|| panic!("no new password in: {said}"))
+        .trim()
+        .to_string();
+    let roots = text(&m.sh(&["find", "/var/lib/serverware", "-user", "root"]));
+    assert!(
+        roots.trim().is_empty(),
+        "root's files in the data directory: {roots}"
+    );
+    assert!(!m
+        .sh(&["test", "-e", "/var/lib/serverware/initial-admin-password"])
+        .status
+        .success());
     let admin = login(&m, &password).await;
     let health = get(&admin, &m.url("/api/v1/health")).await.unwrap();
     assert_eq!(health["version"], OLD);
