@@ -267,7 +267,12 @@ impl HostManager {
             self.rollout.old_cannot_serve(row.id);
         }
         if candidate.is_some() {
-            let _ = session.run("rm", &["-f", NEW_AGENT_PATH]).await;
+            // The connection may be what ended: a dead one is not waited on.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                session.run("rm", &["-f", NEW_AGENT_PATH]),
+            )
+            .await;
         }
         result
     }
@@ -363,10 +368,21 @@ impl HostManager {
         if let Some(h) = hello {
             self.hello(row, rt, h);
         }
-        let placed = self.rollout.finish(session).await;
-        drop(permit);
-        placed?;
         let link = link.resume().await?;
+        // Its file takes the old one's place beside the serving loop (which must not wait on
+        // the host); the next host's turn comes once it has. Should that fail, the new agent
+        // still serves, and the next connection rolls it out again.
+        let (rollout, session, id) = (self.rollout.clone(), session.clone(), row.id);
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(30), rollout.finish(&session)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(host = %id, "the new agent runs, but {e}"),
+                Err(_) => {
+                    tracing::warn!(host = %id, "the new agent runs, but its file was not put in place within 30 s")
+                }
+            }
+            drop(permit);
+        });
         tracing::info!(host = %row.id, "the new agent took over");
         upgrade::record(self.db.clone(), row.id, from, None);
         Ok(link)

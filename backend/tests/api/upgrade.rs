@@ -171,11 +171,17 @@ async fn a_new_agent_is_rolled_out_host_by_host_and_no_host_goes_offline() {
     );
     for (i, id) in ids.iter().enumerate() {
         wait_host(&t, &admin, *id, "online", |h| h["status"] == "online").await;
+        // The new file takes the old one's place just after the new agent takes over.
         let bin = cluster.hosts[i].dir.join("data/bin");
-        assert!(
-            std::fs::read(bin.join("serverware-agent")).unwrap() == newer,
-            "roll-{i}"
-        );
-        assert!(!bin.join("serverware-agent.new").exists());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read(bin.join("serverware-agent")).unwrap() != newer
+            || bin.join("serverware-agent.new").exists()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "roll-{i}'s new agent never took the old one's place"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
