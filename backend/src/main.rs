@@ -790,7 +790,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             } else {
                 a.ip().to_string()
             };
-            println!("  Command line:      sw (installed by run.sh), or ssh -p {} admin@{host}", a.port());
+            println!("  Command line:      sw, or ssh -p {} admin@{host}", a.port());
         }
         if running.created_admin {
             match &running.generated_admin_password {
