@@ -36,21 +36,24 @@ pub(super) fn vps_row(v: &VpsResponse) -> Vec<String> {
     ]
 }
 
+/// `sw vps console NAME` on this machine's terminal.
+async fn console<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
+    if !ctx.files {
+        // The controller's SSH command line takes `vps console NAME` itself (sshd.rs), with its
+        // channel as the terminal; with other words it has none to hand over.
+        return Err(usage(
+            "over the SSH command line, type the console as: vps console NAME (with a terminal: ssh -t)",
+        ));
+    }
+    let id = ctx.vps(&vps).await?;
+    crate::console::run(ctx.api, id, &vps).await
+}
+
 pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
     match c {
         VpsCmd::List => list(ctx).await,
         VpsCmd::Show { vps } => show_vps(ctx, vps).await,
-        VpsCmd::Console { vps } => {
-            if !ctx.files {
-                // The controller's SSH command line takes `vps console NAME` itself (sshd.rs), with
-                // its channel as the terminal; with other words it has none to hand over.
-                return Err(usage(
-                    "over the SSH command line, type the console as: vps console NAME (with a terminal: ssh -t)",
-                ));
-            }
-            let id = ctx.vps(&vps).await?;
-            crate::console::run(ctx.api, id, &vps).await
-        }
+        VpsCmd::Console { vps } => console(ctx, vps).await,
         VpsCmd::Create(c) => {
             let template = ctx
                 .resolve("/templates", "name", "template", &c.template)
