@@ -91,6 +91,10 @@ impl EtcdCluster {
                 "new",
                 "--initial-cluster-token",
                 &token,
+                // As the README asks of a site's members: a member cut off and back does not
+                // force an election (which stalls every lease renewal) with the terms it raised
+                // alone.
+                "--pre-vote=true",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -540,7 +540,10 @@ impl Drop for TestController {
     fn drop(&mut self) {
         self.kill();
         if let Some(r) = self.running.take() {
-            // Stop accepting at once; the runtime ending with the test ends the rest.
+            // Stop accepting at once; the runtime ending with the test ends the rest. The boot
+            // service is a process of its own with a run directory: ended and removed here, as a
+            // stopping controller does (the test binary's exit would leave both).
+            r.state.provision.dnsmasq.stop();
             drop(r.handle.stop(false));
             r.server.abort();
         }
