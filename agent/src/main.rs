@@ -2,6 +2,7 @@
 //! netRES samples on stdout, one JSON object per line. It needs no open port and keeps no cluster
 //! state. It exits when its input ends (the controller went away) or on `shutdown`.
 
+mod drill;
 mod firstboot;
 mod guard;
 mod idmap;
@@ -146,6 +147,11 @@ fn vps_request(request: AgentRequest, journal: &Option<journal::Journal>) -> Age
             None => Ok(()),
         }),
         AgentRequest::VpsFreeze { name, frozen } => done(lxc::freeze(&name, frozen)),
+        AgentRequest::DrillNet { drill, probe } => done(match probe {
+            Some(p) => drill::up(drill, &p),
+            None => drill::down(drill),
+        }),
+        AgentRequest::DrillCheck { drill, ipv4, ports } => done(drill::check(drill, &ipv4, &ports)),
         AgentRequest::VpsList => AgentResponse::VpsList { vpses: lxc::list() },
         AgentRequest::StandbyList => AgentResponse::Standbys {
             copies: standby::list(),

@@ -303,7 +303,29 @@ diesel::table! {
 
 diesel::joinable!(alert_messages -> alert_targets (target_id));
 
+diesel::table! {
+    drills (id) {
+        id -> BigInt,
+        vps_id -> BigInt,
+        vps_name -> Text,
+        host_id -> BigInt,
+        host_name -> Text,
+        task_id -> Nullable<BigInt>,
+        cycle -> BigInt,
+        point_taken_at -> Timestamp,
+        started_by -> Text,
+        state -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        rto_ms -> Nullable<BigInt>,
+        rpo_ms -> Nullable<BigInt>,
+        message -> Nullable<Text>,
+        cleaned -> Bool,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    drills,
     alert_targets,
     alert_incidents,
     alert_messages,

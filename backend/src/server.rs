@@ -190,6 +190,19 @@ fn start_loops(state: &std::sync::Arc<Core>) {
         let mon = mon.clone();
         async move { crate::netmon::tick(&mon).await }
     });
+    // Failover drills: what interrupted ones left on hosts, and the schedule.
+    let vpses = state.vpses.clone();
+    sup.spawn("drills", Duration::from_secs(30), move || {
+        let vpses = vpses.clone();
+        async move {
+            crate::vps::drill::clean_up(&vpses)
+                .await
+                .map_err(|e| e.message())?;
+            crate::vps::drill::scheduled(&vpses)
+                .await
+                .map_err(|e| e.message())
+        }
+    });
     // Alerts: incidents and events into the outbox, and the outbox delivered.
     let alerts = state.alerts.clone();
     sup.spawn("alert-watch", crate::alerts::watch::EVERY, move || {
@@ -285,6 +298,11 @@ pub async fn start_on(
             "{n} task(s) without a step log were running when the controller stopped; marked failed"
         ),
         Err(e) => tracing::warn!("cannot check for interrupted tasks: {e}"),
+    }
+    match crate::vps::drill::settle_interrupted(&state.vpses).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} failover drill(s) were under way when the controller stopped; marked failed, their copies removed when their hosts answer"),
+        Err(e) => tracing::warn!("cannot check for interrupted drills: {e}"),
     }
     let carried_on = crate::ops::unfinished(&state.db)
         .await

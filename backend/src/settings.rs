@@ -15,6 +15,12 @@ pub const DUPLO_KEEP_HOURLY_DAYS: &str = "duplo_keep_hourly_days";
 pub const DUPLO_KEEP_DAILY_DAYS: &str = "duplo_keep_daily_days";
 
 pub const ALERT_LAG_MINUTES: &str = "alert_lag_minutes";
+pub const DRILL_EVERY_DAYS: &str = "drill_every_days";
+
+/// How often each HA VPS gets a scheduled failover drill, in days (0: never).
+pub fn drill_every_days(conn: &mut crate::db::DbConn) -> Result<u32> {
+    number(conn, DRILL_EVERY_DAYS, 0)
+}
 
 /// How old a duplicated VPS's newest restore point may grow before it is an incident.
 pub fn alert_lag_minutes(conn: &mut crate::db::DbConn) -> Result<u32> {
@@ -56,6 +62,7 @@ pub fn read(conn: &mut crate::db::DbConn) -> Result<SettingsResponse> {
         duplo_keep_last: policy.keep_last,
         duplo_keep_hourly_days: policy.hourly_days,
         duplo_keep_daily_days: policy.daily_days,
+        drill_every_days: drill_every_days(conn)?,
     })
 }
 
@@ -124,6 +131,18 @@ pub async fn update(
             DUPLO_KEEP_DAILY_DAYS,
             d,
             format!("daily restore points kept for {d} days"),
+        ));
+    }
+    if let Some(d) = req.drill_every_days {
+        let d = validate::drill_every_days("drill_every_days", d)?;
+        numbers.push((
+            DRILL_EVERY_DAYS,
+            d,
+            if d == 0 {
+                "no scheduled failover drills".to_string()
+            } else {
+                format!("a failover drill of each HA VPS every {d} days")
+            },
         ));
     }
     let retention = req.rollup_retention_days.is_some();

@@ -101,6 +101,8 @@ pub enum HostCmd {
     Delete { host: String },
     /// Fail over every HA VPS of the host to other hosts.
     Failover { host: String },
+    /// Rehearse the host's failover: a drill of each of its HA VPSes, all at once.
+    Drill { host: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +180,15 @@ pub enum VpsCmd {
     },
     /// Its restore points, newest last.
     Points { vps: String },
+    /// Rehearse its failover (HA VPSes): its newest restore point brought up on another host in
+    /// an isolated network and checked, then removed; the report gives RTO and RPO.
+    Drill {
+        vps: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Its failover drills, newest first: result, RTO, RPO.
+    Drills { vps: String },
     /// Restore it from a restore point (in place), or make a new VPS from one (--as NAME).
     Restore {
         vps: String,

@@ -299,6 +299,26 @@ test('a restore shows its progress next to its form; the Storage page counts wha
   await expect(page.getByRole('link', { name: '(change in Settings)' })).toBeVisible();
 });
 
+test('Drill now rehearses the failover on the VPS page: its progress, then RTO and RPO', async ({ page }) => {
+  test.setTimeout(300_000);
+  const { haId } = site;
+  expect(haId, 'the test above made the HA VPS').toBeTruthy();
+  await login(page);
+  await page.goto(`/vpses/${haId}`);
+  const card = page.locator('[data-test=drills]');
+  await expect(card).toContainText('No drill yet.');
+  await card.locator('[data-test=drill-now]').click();
+  const progress = card.locator('[data-test=drill-progress] [data-test=task-progress]');
+  await expect(progress).toBeVisible();
+  await expect(progress).toHaveAttribute('data-status', 'succeeded', { timeout: 180_000 });
+  const row = card.locator('[data-test=drill-list] tbody tr').first();
+  await expect(row.locator('[data-test=drill-result]')).toHaveText('passed', { timeout: 30_000 });
+  await expect(row.locator('[data-test=drill-rto]')).toHaveText(/^\d+\.\d s$/);
+  await expect(row.locator('[data-test=drill-rpo]')).toHaveText(/^\d+\.\d s$/);
+  // The live VPS stayed where it was, running.
+  await expect(page.locator('[data-test=vps-state]')).toHaveText('running');
+});
+
 test('a VPS with many restore points shows them a page at a time', async ({ page }) => {
   test.setTimeout(600_000);
   const { api, haId } = site;

@@ -408,6 +408,14 @@ pub async fn restore_vps(id: i64, req: &RestoreVpsRequest) -> Result<TaskRespons
     post(&format!("/vpses/{id}/restore"), req).await
 }
 
+pub async fn drills(id: i64) -> Result<Vec<DrillResponse>, ApiError> {
+    get(&format!("/vpses/{id}/drills")).await
+}
+
+pub async fn drill_vps(id: i64) -> Result<TaskResponse, ApiError> {
+    post(&format!("/vpses/{id}/drill"), &serde_json::json!({})).await
+}
+
 pub async fn storage() -> Result<StorageReport, ApiError> {
     get("/storage").await
 }

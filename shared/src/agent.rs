@@ -95,6 +95,21 @@ pub enum AgentRequest {
     StandbyDrop {
         vps_id: i64,
     },
+    /// A failover drill's isolated network on this host (see [`drill_names`]): with `probe`
+    /// (`address/prefix`), a bridge with no uplink and a network namespace on it holding that
+    /// address, from which [`AgentRequest::DrillCheck`] probes; without, both removed (and the
+    /// drill's container must be gone). Both are idempotent.
+    DrillNet {
+        drill: u64,
+        probe: Option<String>,
+    },
+    /// netMON's checks (an ICMP echo to `ipv4`, then a TCP connect to each port) run from inside
+    /// drill `drill`'s network namespace: answered `Ok`, or `Error` naming the first failure.
+    DrillCheck {
+        drill: u64,
+        ipv4: String,
+        ports: Vec<u16>,
+    },
     /// netMON: the host may run its HA VPSes (`ha`) until `base_ms + ttl_ms` on its own boot
     /// clock (`HostSample::boot_ms`), no longer: its guard stops them when the lease runs out.
     /// `base_ms` is the boot time of the sample the controller last had plus how long it held
@@ -111,6 +126,35 @@ pub enum AgentRequest {
         key: String,
     },
 }
+
+/// The names a failover drill's parts have on its host: (its container, the isolated bridge, the
+/// probe's network namespace, the host-side veth of the container, the probe's veth pair).
+/// Container names starting with [`DRILL_PREFIX`] are refused for VPSes, so they never meet.
+pub fn drill_names(drill: u64) -> DrillNames {
+    DrillNames {
+        container: format!("{DRILL_PREFIX}{drill}"),
+        bridge: format!("swdb{drill}"),
+        netns: format!("swdrill{drill}"),
+        container_veth: format!("swdv{drill}"),
+        probe_veth: (format!("swdp{drill}"), format!("swdq{drill}")),
+    }
+}
+
+/// See [`drill_names`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillNames {
+    pub container: String,
+    pub bridge: String,
+    pub netns: String,
+    pub container_veth: String,
+    pub probe_veth: (String, String),
+}
+
+/// The start of a drill container's name; no VPS name starts so.
+pub const DRILL_PREFIX: &str = "drill-";
+
+/// The largest drill number whose interface names fit Linux's 15 characters.
+pub const DRILL_MAX: u64 = 99_999_999_999;
 
 /// The UDP port on which hosts' guards answer each other.
 pub const GUARD_PORT: u16 = 7781;

@@ -418,6 +418,10 @@ pub struct SettingsResponse {
     pub duplo_keep_hourly_days: u32,
     /// …and the newest of each day for this many days.
     pub duplo_keep_daily_days: u32,
+    /// Every HA VPS gets a failover drill when its last is older than this many days (0: no
+    /// scheduled drills).
+    #[serde(default)]
+    pub drill_every_days: u32,
 }
 
 /// One background loop of the controller, as its supervisor sees it.
@@ -457,6 +461,9 @@ pub struct UpdateSettingsRequest {
     /// 0–3650 days.
     #[serde(default)]
     pub duplo_keep_daily_days: Option<u32>,
+    /// 0–365 days (0: off).
+    #[serde(default)]
+    pub drill_every_days: Option<u32>,
 }
 
 /// `POST /api/v1/hosts/probe`: read a host's SSH key before adding it.
@@ -1033,6 +1040,48 @@ pub struct StorageReport {
     pub keep_hourly_days: u32,
     pub keep_daily_days: u32,
     pub vpses: Vec<StorageVps>,
+}
+
+/// A failover drill of an HA VPS: its newest restore point brought up on another host in an
+/// isolated network, checked, removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DrillResponse {
+    pub id: i64,
+    pub vps_id: i64,
+    pub vps_name: String,
+    /// Where the drill's copy ran.
+    pub host_id: i64,
+    pub host_name: String,
+    pub task_id: Option<i64>,
+    /// The restore point it came from.
+    pub cycle: u64,
+    pub point_taken_at: DateTime<Utc>,
+    /// Who asked (`system:drill-schedule` for the schedule).
+    pub started_by: String,
+    /// `running`, `passed` or `failed`.
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How long the failover would have taken: netMON noticing the lost host (its lease), then
+    /// the restore until the checks passed. Set when it passed.
+    pub rto_ms: Option<i64>,
+    /// How old its data would have been: the point's age when the drill began.
+    pub rpo_ms: Option<i64>,
+    /// The report, or why it failed.
+    pub message: Option<String>,
+    /// Its copy and network are gone from the host.
+    pub cleaned: bool,
+}
+
+/// `POST /api/v1/hosts/{id}/drill`: a drill of each HA VPS on the host, one after another.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostDrillResponse {
+    /// The task of the first drill (each VPS gets its own).
+    pub tasks: Vec<TaskResponse>,
+    /// HA VPSes that could not be drilled, with why.
+    pub refused: Vec<String>,
 }
 
 /// `POST /api/v1/vpses/{id}/restore`: from one of its restore points, in place (its files are

@@ -9,6 +9,8 @@ pub mod api;
 pub mod duplo;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod provision;
 pub mod role;
 pub mod state;

@@ -176,6 +176,22 @@ pub fn resource_name(field: &str, value: &str) -> Result<String> {
     Ok(v)
 }
 
+/// A VPS's name: a [`resource_name`] that does not start with `drill-` (the containers of
+/// failover drills are named so on their hosts).
+pub fn vps_name(field: &str, value: &str) -> Result<String> {
+    let v = resource_name(field, value)?;
+    if v.starts_with(crate::agent::DRILL_PREFIX) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "names starting with '{}' are kept for failover drills' copies",
+                crate::agent::DRILL_PREFIX
+            ),
+        ));
+    }
+    Ok(v)
+}
+
 /// A unicast IPv4 address a VPS or host can have (not 0.0.0.0, broadcast, multicast or loopback).
 pub fn ipv4_address(field: &str, value: &str) -> Result<Ipv4Addr> {
     let v = value.trim();
@@ -522,6 +538,10 @@ pub fn exact<T: ToString>(
 }
 
 /// How long host rollups are kept: 1 day to 10 years.
+pub fn drill_every_days(field: &str, value: u32) -> Result<u32> {
+    number_in_range(field, i64::from(value), 0, 365, "days").map(|v| v as u32)
+}
+
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)
 }
@@ -745,6 +765,10 @@ mod tests {
     #[test]
     fn resource_names() {
         assert_eq!(resource_name("name", "Web-01").unwrap(), "web-01");
+        assert_eq!(vps_name("name", "Web-01").unwrap(), "web-01");
+        let e = vps_name("name", "Drill-7").unwrap_err();
+        assert!(e.message.contains("failover drills"), "{e:?}");
+        assert_eq!(vps_name("name", "drills").unwrap(), "drills");
         for bad in ["", "-a", "a-", "a_b", "a.b", "a b", &"a".repeat(64)] {
             assert!(resource_name("name", bad).is_err(), "{bad}");
         }

@@ -42,6 +42,9 @@ if [ -d /sys/fs/cgroup ] && ! mountpoint -q /sys/fs/cgroup; then
 fi
 mount --bind "$d/lxc" /var/lib/lxc
 mount --bind "$d/data" /var/lib/serverware
+# Named network namespaces (`ip netns`) are the host's own, as /run is on a machine of its own.
+mkdir -p "$d/run_netns" /run/netns
+mount --bind "$d/run_netns" /run/netns
 # /etc is the host's own: a copy-on-write layer over this machine's, so what is written there on
 # this host (root's subordinate ids, say) stays on it, as on a machine of its own.
 mkdir -p "$d/etc_rw"

@@ -119,7 +119,7 @@ pub async fn restore_vps(
     let clone = match (&r.name, &r.ipv4) {
         (None, None) => None,
         (Some(n), Some(ip)) => Some((
-            validate::resource_name("name", n)?,
+            validate::vps_name("name", n)?,
             validate::ipv4_address("ipv4", ip)?.to_string(),
         )),
         (Some(_), None) => {

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod backups;
 pub mod console;
 pub mod dashboard;
+mod drills;
 mod duplo;
 pub mod error;
 pub(crate) mod events;
@@ -99,6 +100,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(duplo::list_points)
         .service(duplo::get_storage)
         .service(duplo::restore_vps)
+        .service(drills::drill_vps)
+        .service(drills::list_drills)
+        .service(drills::drill_host)
         .service(system::list_loops)
         .service(system::site_health)
         .service(system::pair)

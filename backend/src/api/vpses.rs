@@ -56,7 +56,7 @@ pub async fn create_vps(
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
-    let name = validate::resource_name("name", &r.name)?;
+    let name = validate::vps_name("name", &r.name)?;
     let description = validate::description("description", &r.description)?;
     let ipv4 = validate::ipv4_address("ipv4", &r.ipv4)?.to_string();
     let hostname = validate::hostname("hostname", r.hostname.as_deref().unwrap_or(&name))?;
@@ -260,7 +260,7 @@ pub async fn copy_vps(
 ) -> Result<HttpResponse> {
     principal.require(Role::Operator)?;
     let r = body.into_inner();
-    let name = validate::resource_name("name", &r.name)?;
+    let name = validate::vps_name("name", &r.name)?;
     let ipv4 = validate::ipv4_address("ipv4", &r.ipv4)?.to_string();
     Ok(accepted(
         vps::copy(

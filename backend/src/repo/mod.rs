@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod claims;
+pub mod drills;
 pub mod events;
 pub mod hosts;
 pub mod netmon;

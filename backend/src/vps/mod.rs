@@ -8,6 +8,7 @@ pub mod console;
 mod copy;
 mod create;
 mod delete;
+pub mod drill;
 mod edit;
 mod move_to;
 mod on_host;

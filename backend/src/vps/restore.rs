@@ -65,7 +65,7 @@ pub struct RestoreVps {
 }
 
 /// The point, pinned against pruning while it is used.
-async fn point(
+pub(super) async fn point(
     state: &Vpses,
     vps_id: VpsId,
     cycle: u64,

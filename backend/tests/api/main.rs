@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod console;
 mod crash;
+mod drill;
 mod duplo;
 mod errors;
 mod hostile;

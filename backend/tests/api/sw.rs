@@ -314,6 +314,18 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         "{seen:?}"
     );
 
+    // A drill of a VPS that is not HA is refused (exit 6, saying why); it has had none.
+    let drill = sw(&env, &["vps", "drill", "web-1", "--wait"], "").await;
+    assert!(
+        drill.code == 6 && drill.stderr.contains("not HA"),
+        "{drill:?}"
+    );
+    let drills = sw(&env, &["vps", "drills", "web-1"], "").await;
+    assert!(
+        drills.code == 0 && drills.stdout.contains("RTO") && drills.stdout.lines().count() == 1,
+        "{drills:?}"
+    );
+
     // Stop, then delete (a deletion needs --yes without a terminal).
     let stopped = sw(&env, &["vps", "stop", "web-1", "--wait"], "").await;
     assert_eq!(stopped.code, 0, "{stopped:?}");

@@ -43,6 +43,31 @@ pub(super) async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()
             }
             Ok(())
         }
+        HostCmd::Drill { host } => {
+            let id = ctx.host(&host).await?;
+            let v = ctx
+                .api
+                .call("POST", &format!("/hosts/{id}/drill"), Some(&json!({})))
+                .await?;
+            let r: serverware_shared::api::HostDrillResponse = parse(&v)?;
+            ctx.say(&v, || {
+                let mut lines: Vec<String> = r
+                    .tasks
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "drill of VPS {} begun: task {} (sw task follow {})",
+                            t.target_id.as_deref().unwrap_or("?"),
+                            t.id,
+                            t.id
+                        )
+                    })
+                    .collect();
+                lines.extend(r.refused.iter().map(|m| format!("not drilled: {m}")));
+                lines.join("\n")
+            });
+            Ok(())
+        }
     }
 }
 

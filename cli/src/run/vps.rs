@@ -164,23 +164,9 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
             Ok(())
         }
         VpsCmd::Duplo { vps, now, enable } => duplo(ctx, vps, now, enable).await,
-        VpsCmd::Points { vps } => {
-            let id = ctx.vps(&vps).await?;
-            ctx.listing(
-                &format!("/vpses/{id}/points"),
-                &["CYCLE", "TAKEN", "FILES", "BYTES", "FULL"],
-                |p: &serverware_shared::api::RestorePoint| {
-                    Some(vec![
-                        p.cycle.to_string(),
-                        show::time(&p.taken_at),
-                        p.files.to_string(),
-                        show::bytes(p.bytes as f64),
-                        if p.full { "yes" } else { "" }.into(),
-                    ])
-                },
-            )
-            .await
-        }
+        VpsCmd::Points { vps } => points(ctx, vps).await,
+        VpsCmd::Drill { vps, wait } => drill(ctx, vps, wait.wait).await,
+        VpsCmd::Drills { vps } => drills(ctx, vps).await,
         VpsCmd::Restore {
             vps,
             cycle,
@@ -190,6 +176,69 @@ pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> 
             wait,
         } => restore(ctx, vps, cycle, host, clone_name, ipv4, wait).await,
     }
+}
+
+async fn points<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    ctx.listing(
+        &format!("/vpses/{id}/points"),
+        &["CYCLE", "TAKEN", "FILES", "BYTES", "FULL"],
+        |p: &serverware_shared::api::RestorePoint| {
+            Some(vec![
+                p.cycle.to_string(),
+                show::time(&p.taken_at),
+                p.files.to_string(),
+                show::bytes(p.bytes as f64),
+                if p.full { "yes" } else { "" }.into(),
+            ])
+        },
+    )
+    .await
+}
+
+/// `sw vps drill NAME`: a failover drill begun (followed with --wait).
+async fn drill<T: Term>(ctx: &mut Ctx<'_, T>, vps: String, wait: bool) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    let v = ctx
+        .api
+        .call("POST", &format!("/vpses/{id}/drill"), Some(&json!({})))
+        .await?;
+    ctx.task(v, wait).await
+}
+
+async fn drills<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
+    let id = ctx.vps(&vps).await?;
+    ctx.listing(
+        &format!("/vpses/{id}/drills"),
+        &[
+            "ID", "STARTED", "HOST", "POINT", "RESULT", "RTO", "RPO", "BY",
+        ],
+        |d: &serverware_shared::api::DrillResponse| Some(drill_row(d)),
+    )
+    .await
+}
+
+/// A drill as `sw vps drills` lists it.
+fn drill_row(d: &serverware_shared::api::DrillResponse) -> Vec<String> {
+    let secs = |ms: Option<i64>| {
+        ms.map(|m| format!("{:.1} s", m as f64 / 1000.0))
+            .unwrap_or("–".into())
+    };
+    let result = match (d.state.as_str(), &d.message) {
+        ("failed", Some(m)) => format!("failed: {m}"),
+        (s, _) if !d.cleaned && s != "running" => format!("{s} (its copy is still on its host)"),
+        (s, _) => s.to_string(),
+    };
+    vec![
+        d.id.to_string(),
+        show::time(&d.started_at),
+        d.host_name.clone(),
+        d.cycle.to_string(),
+        result,
+        secs(d.rto_ms),
+        secs(d.rpo_ms),
+        d.started_by.clone(),
+    ]
 }
 
 async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {

@@ -174,7 +174,7 @@ fn RestorePoints(
             ..Default::default()
         };
         if as_new.get_untracked() {
-            match validate::resource_name("name", &name.get_untracked()) {
+            match validate::vps_name("name", &name.get_untracked()) {
                 Ok(n) => req.name = Some(n),
                 Err(e) => return errors.set(e.into()),
             }

@@ -1,6 +1,7 @@
 pub mod alerts;
 pub mod console;
 pub mod dashboard;
+pub mod drills;
 pub mod duplo;
 pub mod events;
 pub mod host;

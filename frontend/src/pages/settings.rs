@@ -730,12 +730,14 @@ fn RestorePointPolicy() -> impl IntoView {
     let last = RwSignal::new(String::new());
     let hourly = RwSignal::new(String::new());
     let daily = RwSignal::new(String::new());
+    let drills = RwSignal::new(String::new());
     let errors = FormErrors::new();
     let saved = RwSignal::new(false);
     let show = move |s: SettingsResponse| {
         last.set(s.duplo_keep_last.to_string());
         hourly.set(s.duplo_keep_hourly_days.to_string());
         daily.set(s.duplo_keep_daily_days.to_string());
+        drills.set(s.drill_every_days.to_string());
     };
     spawn_local(async move {
         if let Ok(s) = api::settings().await {
@@ -763,6 +765,11 @@ fn RestorePointPolicy() -> impl IntoView {
                     &daily.get_untracked(),
                     validate::duplo_keep_days,
                 )?),
+                drill_every_days: Some(number(
+                    "drill_every_days",
+                    &drills.get_untracked(),
+                    validate::drill_every_days,
+                )?),
                 ..Default::default()
             })
         })();
@@ -782,8 +789,8 @@ fn RestorePointPolicy() -> impl IntoView {
     };
     view! {
         <section class="card" data-test="duplo-policy">
-            <h2>"Restore points"</h2>
-            <p class="muted">"Each VPS keeps its newest points, then the newest of each hour and of each day for as long as set here; pruning runs every minute."</p>
+            <h2>"Restore points and drills"</h2>
+            <p class="muted">"Each VPS keeps its newest points, then the newest of each hour and of each day for as long as set here; pruning runs every minute. Each HA VPS can also get a failover drill on a schedule (one drill at a time across the site; 0: only when asked)."</p>
             <form class="inline" on:submit=submit>
                 <label>"Newest points kept"<input name="keep-last" inputmode="numeric" bind:value=last/>
                     <FieldError message=errors.get("duplo_keep_last")/></label>
@@ -791,6 +798,8 @@ fn RestorePointPolicy() -> impl IntoView {
                     <FieldError message=errors.get("duplo_keep_hourly_days")/></label>
                 <label>"One a day for (days)"<input name="keep-daily" inputmode="numeric" bind:value=daily/>
                     <FieldError message=errors.get("duplo_keep_daily_days")/></label>
+                <label>"Drill each HA VPS every (days)"<input name="drill-every" inputmode="numeric" bind:value=drills/>
+                    <FieldError message=errors.get("drill_every_days")/></label>
                 <button type="submit" class="primary">"Save"</button>
             </form>
             <FieldError message=errors.get("_form")/>

@@ -239,7 +239,7 @@ fn CreateVps(on_created: Callback<()>) -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         errors.clear();
-        let n = match validate::resource_name("name", &name.get_untracked()) {
+        let n = match validate::vps_name("name", &name.get_untracked()) {
             Ok(n) => n,
             Err(e) => return errors.set(e.into()),
         };
@@ -488,6 +488,9 @@ fn VpsDetail(id: i64) -> impl IntoView {
             <VpsOverview current=current hosts=hosts/>
             <super::duplo::DuploPanel id=id can_operate=Signal::derive(move || can_operate(&auth)) hosts=hosts/>
             <crate::widgets::Failovers id=id/>
+            <Show when=move || vps.with(|v| v.as_ref().is_some_and(|v| v.ha_enabled))>
+                <super::drills::Drills id=id can_operate=Signal::derive(move || can_operate(&auth))/>
+            </Show>
             <Show when=move || can_operate(&auth)>
                 <EditVps id=id vps=vps task=task notice=notice/>
                 <CopyMove id=id hosts=hosts task=task/>
@@ -748,7 +751,7 @@ fn CopyMove(
     let copy = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         errors.clear();
-        let n = match validate::resource_name("name", &name.get_untracked()) {
+        let n = match validate::vps_name("name", &name.get_untracked()) {
             Ok(n) => n,
             Err(e) => return errors.set(e.into()),
         };
