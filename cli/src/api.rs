@@ -159,16 +159,7 @@ impl Api {
             .header(reqwest::header::SEC_WEBSOCKET_VERSION, "13")
             .header(reqwest::header::SEC_WEBSOCKET_KEY, &key);
         req = self.authed(req);
-        let r = req.send().await.map_err(|e| {
-            Failure::new(
-                Exit::Unreachable,
-                format!(
-                    "cannot reach the controller at {}: {}",
-                    self.base,
-                    chain(&e)
-                ),
-            )
-        })?;
+        let r = self.send(req).await?;
         let status = r.status().as_u16();
         if status != 101 {
             let text = r.text().await.unwrap_or_default();
@@ -190,6 +181,20 @@ impl Api {
             Failure::new(
                 Exit::Unreachable,
                 format!("the controller's socket broke off: {}", chain(&e)),
+            )
+        })
+    }
+
+    /// Sends a request; a controller that cannot be reached is said so.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        req.send().await.map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!(
+                    "cannot reach the controller at {}: {}",
+                    self.base,
+                    chain(&e)
+                ),
             )
         })
     }
@@ -285,16 +290,7 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let r = req.send().await.map_err(|e| {
-            Failure::new(
-                Exit::Unreachable,
-                format!(
-                    "cannot reach the controller at {}: {}",
-                    self.base,
-                    chain(&e)
-                ),
-            )
-        })?;
+        let r = self.send(req).await?;
         let status = r.status().as_u16();
         let text = r.text().await.map_err(|e| {
             Failure::new(

@@ -107,8 +107,16 @@ pub enum HostCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum VpsCmd {
-    /// Every VPS: name, address, state, uptime, context, processes, host, CPU, memory.
-    List,
+    /// Every VPS (or those matching): name, address, state, uptime, context, processes, host,
+    /// CPU, memory. Read from the controller a page at a time.
+    List {
+        /// Only VPSes whose name or address contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only the VPSes on this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// One VPS.
     Show { vps: String },
     /// A root shell inside a running VPS on this terminal (operators; audited). Ctrl-] ends it.

@@ -725,6 +725,32 @@ pub struct TaskQuery {
     pub limit: Option<u32>,
 }
 
+/// `GET /api/v1/vpses` paged and filtered on the controller's side. Without `limit`, every VPS
+/// that matches (fine for a small site; a large one pages).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema, IntoParams))]
+pub struct VpsListQuery {
+    /// Page size, 1–1000. The answer's `Link` header (`rel="next"`) names the next page, and
+    /// `X-Total-Count` says how many match in all.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The page after this VPS name (names are unique; pages go by name).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Only VPSes whose name or address contains this (at most 64 characters).
+    #[serde(default)]
+    pub q: Option<String>,
+    /// Only the VPSes on this host.
+    #[serde(default)]
+    pub host_id: Option<i64>,
+    /// Only the VPS of exactly this name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The largest page of a list.
+pub const MAX_PAGE: u32 = 1000;
+
 /// A VPS.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -542,6 +542,36 @@ pub fn drill_every_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 0, 365, "days").map(|v| v as u32)
 }
 
+/// A list's page size: 1–[`crate::api::MAX_PAGE`].
+pub fn page_size(field: &str, value: u32) -> Result<u32> {
+    number_in_range(
+        field,
+        i64::from(value),
+        1,
+        i64::from(crate::api::MAX_PAGE),
+        "items",
+    )
+    .map(|v| v as u32)
+}
+
+/// A list filter's text: at most 64 characters, no control characters; lowered.
+pub fn list_filter(field: &str, value: &str) -> Result<String> {
+    let v = value.trim().to_lowercase();
+    if v.chars().count() > 64 {
+        return Err(ValidationError::new(
+            field,
+            "a filter has at most 64 characters",
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "a filter cannot hold control characters",
+        ));
+    }
+    Ok(v)
+}
+
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)
 }

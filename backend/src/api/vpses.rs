@@ -3,14 +3,14 @@
 
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::netmon::Monitor;
 use crate::vps;
 use crate::vps::Vpses;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::api::{
     CopyVpsRequest, CreateVpsRequest, MoveVpsRequest, StopVpsRequest, TaskResponse,
-    UpdateVpsRequest, UpdateVpsResponse, VpsResponse,
+    UpdateVpsRequest, UpdateVpsResponse, VpsListQuery, VpsResponse,
 };
 use serverware_shared::{validate, ErrorBody, Role};
 use serverware_shared::{HostId, VpsId};
@@ -19,15 +19,34 @@ async fn one(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     vps::get(state, id).await
 }
 
-/// Every VPS, with what its host reports now.
-#[utoipa::path(tag = "vpses", responses((status = 200, body = Vec<VpsResponse>)))]
+/// The VPSes (by name), with what their hosts report now: every one, or a page of them
+/// (`limit`, `after`), filtered on the controller (`q`, `host_id`). `X-Total-Count` says how many
+/// match; `Link` (`rel="next"`) names the next page.
+#[utoipa::path(tag = "vpses", params(VpsListQuery), responses((status = 200, body = Vec<VpsResponse>), (status = 422, body = ErrorBody)))]
 #[get("/vpses")]
 pub async fn list_vpses(
     state: web::Data<Vpses>,
     principal: Principal,
-) -> Result<web::Json<Vec<VpsResponse>>> {
+    q: web::Query<VpsListQuery>,
+) -> Result<HttpResponse> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(vps::list(&state).await?))
+    let q = q.into_inner();
+    let (limit, filter, host, name) = (q.limit, q.q.clone(), q.host_id, q.name.clone());
+    let (list, total, next) = vps::page(&state, q).await?;
+    let mut r = HttpResponse::Ok();
+    r.insert_header(("X-Total-Count", total.to_string()));
+    if let (Some(after), Some(limit)) = (next, limit) {
+        let next = VpsListQuery {
+            limit: Some(limit),
+            after: Some(after),
+            q: filter,
+            host_id: host,
+            name,
+        };
+        let query = serde_urlencoded::to_string(&next).map_err(|e| Error::Internal(e.into()))?;
+        r.insert_header(("Link", format!("</api/v1/vpses?{query}>; rel=\"next\"")));
+    }
+    Ok(r.json(list))
 }
 
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]

@@ -9,29 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use std::path::Path;
 
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
-
-#[derive(QueryableByName)]
-struct Json {
-    #[diesel(sql_type = Text)]
-    json: String,
-}
-
-/// A table or column name as the migrations make them (never user input).
-fn plain(name: &str) -> anyhow::Result<&str> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        bail!("unexpected name in the database: {name:?}");
-    }
-    Ok(name)
-}
+use super::transfer::{ids_after_highest, insert_json_rows, plain, Json, Name};
 
 /// The migrations applied to this database, oldest first.
 pub fn applied_migrations(c: &mut DbConn) -> anyhow::Result<Vec<String>> {
@@ -113,14 +91,8 @@ pub fn pg_load(c: &mut DbConn, tables: &[(String, Vec<String>)]) -> anyhow::Resu
         }
         for (t, rows) in tables {
             let t = plain(t)?;
-            for batch in rows.chunks(500) {
-                diesel::sql_query(format!(
-                    "INSERT INTO \"{t}\" SELECT * FROM json_populate_recordset(NULL::\"{t}\", $1::json)"
-                ))
-                .bind::<Text, _>(format!("[{}]", batch.join(",")))
-                .execute(c)
-                .with_context(|| format!("restoring table {t}"))?;
-            }
+            let json: Vec<&str> = rows.iter().map(String::as_str).collect();
+            insert_json_rows(c, t, &json, "restoring")?;
             let has_id: i64 = diesel::sql_query(
                 "SELECT COUNT(*) AS n FROM information_schema.columns \
                  WHERE table_schema = 'public' AND table_name = $1 AND column_name = 'id'",
@@ -129,11 +101,7 @@ pub fn pg_load(c: &mut DbConn, tables: &[(String, Vec<String>)]) -> anyhow::Resu
             .get_result::<Count>(c)?
             .n;
             if has_id > 0 {
-                diesel::sql_query(format!(
-                    "SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), \
-                     COALESCE((SELECT MAX(id) FROM \"{t}\"), 0) + 1, false)"
-                ))
-                .execute(c)?;
+                ids_after_highest(c, t)?;
             }
         }
         Ok::<_, anyhow::Error>(())

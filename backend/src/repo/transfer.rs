@@ -9,19 +9,51 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 
 #[derive(QueryableByName)]
-struct Name {
+pub(super) struct Name {
     #[diesel(sql_type = Text)]
-    name: String,
+    pub(super) name: String,
 }
 
 #[derive(QueryableByName)]
-struct Json {
+pub(super) struct Json {
     #[diesel(sql_type = Text)]
-    json: String,
+    pub(super) json: String,
+}
+
+/// Inserts `rows` (JSON objects of table `t`'s columns) into `t`, 500 at a time; `doing` says
+/// what for, in an error.
+pub(super) fn insert_json_rows(
+    c: &mut diesel::PgConnection,
+    t: &str,
+    rows: &[&str],
+    doing: &str,
+) -> anyhow::Result<()> {
+    let t = plain(t)?;
+    for batch in rows.chunks(500) {
+        diesel::sql_query(format!(
+            "INSERT INTO \"{t}\" SELECT * FROM json_populate_recordset(NULL::\"{t}\", $1::json)"
+        ))
+        .bind::<Text, _>(format!("[{}]", batch.join(",")))
+        .execute(c)
+        .with_context(|| format!("{doing} table {t}"))?;
+    }
+    Ok(())
+}
+
+/// New rows of table `t` (which has an `id`) go on after its highest id (a table without a
+/// sequence: nothing).
+pub(super) fn ids_after_highest(c: &mut diesel::PgConnection, t: &str) -> anyhow::Result<()> {
+    let t = plain(t)?;
+    diesel::sql_query(format!(
+        "SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), \
+         COALESCE((SELECT MAX(id) FROM \"{t}\"), 0) + 1, false)"
+    ))
+    .execute(c)?;
+    Ok(())
 }
 
 /// A table or column name as the migrations make them (never quoted user input).
-fn plain(name: &str) -> anyhow::Result<&str> {
+pub(super) fn plain(name: &str) -> anyhow::Result<&str> {
     if name.is_empty()
         || !name
             .chars()
@@ -88,25 +120,10 @@ pub fn sqlite_to_postgres(
                 diesel::sql_query(format!("SELECT json_object({object}) AS json FROM \"{t}\""))
                     .load(src)?;
             diesel::sql_query(format!("DELETE FROM \"{t}\"")).execute(dst)?;
-            for batch in rows.chunks(500) {
-                let array = format!(
-                    "[{}]",
-                    batch.iter().map(|r| r.json.as_str()).collect::<Vec<_>>().join(",")
-                );
-                diesel::sql_query(format!(
-                    "INSERT INTO \"{t}\" SELECT * FROM json_populate_recordset(NULL::\"{t}\", $1::json)"
-                ))
-                .bind::<Text, _>(array)
-                .execute(dst)
-                .with_context(|| format!("copying table {t}"))?;
-            }
+            let json: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+            insert_json_rows(dst, t, &json, "copying")?;
             if cols.iter().any(|c| c == "id") {
-                // New rows go on after the highest id (a table without a sequence: nothing).
-                diesel::sql_query(format!(
-                    "SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), \
-                     COALESCE((SELECT MAX(id) FROM \"{t}\"), 0) + 1, false)"
-                ))
-                .execute(dst)?;
+                ids_after_highest(dst, t)?;
             }
             rows_of.push((t.clone(), rows.len()));
         }

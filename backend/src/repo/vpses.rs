@@ -319,6 +319,50 @@ pub fn all(c: &mut DbConn) -> Result<Vec<VpsRow>> {
         .load(c)?)
 }
 
+/// Which VPSes a list shows: whose name or address contains `q` (lowercase), of exactly `name`,
+/// on `host` (each when given).
+pub struct Matching<'a> {
+    pub q: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub host: Option<HostId>,
+}
+
+/// One page of the VPSes (by name) that `m` matches, after the name `after`: at most `limit` rows, and how many match in all. The
+/// matching is done on the names and addresses alone (a few bytes a VPS), then only the page's
+/// rows are read whole.
+pub fn page(
+    c: &mut DbConn,
+    m: &Matching<'_>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<VpsRow>, usize)> {
+    let keys: Vec<(VpsId, String, String, Option<HostId>)> = vpses::table
+        .order(vpses::name)
+        .select((vpses::id, vpses::name, vpses::ipv4, vpses::host_id))
+        .load(c)?;
+    let q = m.q.filter(|q| !q.is_empty());
+    let matching: Vec<&(VpsId, String, String, Option<HostId>)> = keys
+        .iter()
+        .filter(|(_, name, ip, h)| {
+            q.is_none_or(|q| name.contains(q) || ip.contains(q))
+                && m.name.is_none_or(|n| name == n)
+                && m.host.is_none_or(|want| *h == Some(want))
+        })
+        .collect();
+    let ids: Vec<VpsId> = matching
+        .iter()
+        .filter(|(_, name, _, _)| after.is_none_or(|a| name.as_str() > a))
+        .take(limit)
+        .map(|(id, ..)| *id)
+        .collect();
+    let rows = vpses::table
+        .filter(vpses::id.eq_any(&ids))
+        .order(vpses::name)
+        .select(VpsRow::as_select())
+        .load(c)?;
+    Ok((rows, matching.len()))
+}
+
 pub fn by_name(c: &mut DbConn, name: &str) -> Result<Option<VpsRow>> {
     Ok(vpses::table
         .filter(vpses::name.eq(name))

@@ -65,18 +65,7 @@ pub async fn drill(state: Arc<Vpses>, by: StartedBy<'_>, id: VpsId) -> Result<Ta
     let from = src
         .host_id
         .ok_or_else(|| Error::conflict(None, format!("VPS {} is on no host", src.name)))?;
-    let duplo = state.duplo.clone();
-    let cycles =
-        tokio::task::spawn_blocking(move || crate::storage::points::cycles(&*duplo.store, id))
-            .await
-            .map_err(|e| Error::Internal(e.into()))?
-            .map_err(|e| Error::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}")))?;
-    let Some(cycle) = cycles.last().copied() else {
-        return Err(Error::conflict(
-            None,
-            format!("VPS {} has no restore point to drill from", src.name),
-        ));
-    };
+    let cycle = super::restore::newest_point(&state, &src, "drill from").await?;
     let (manifest, pin) = super::restore::point(&state, id, cycle).await?;
     // The host netMON would fail over to: any other host with room, as placement chooses.
     let cands: Vec<_> = candidates(&state, None)

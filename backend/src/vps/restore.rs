@@ -313,6 +313,22 @@ async fn as_new_request(
     Ok(out)
 }
 
+/// The VPS's newest restore point (its cycle); a conflict saying it has none to `for_what`.
+pub(super) async fn newest_point(state: &Vpses, v: &VpsRow, for_what: &str) -> Result<u64> {
+    let (duplo, id) = (state.duplo.clone(), v.id);
+    let cycles =
+        tokio::task::spawn_blocking(move || crate::storage::points::cycles(&*duplo.store, id))
+            .await
+            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|e| Error::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}")))?;
+    cycles.last().copied().ok_or_else(|| {
+        Error::conflict(
+            None,
+            format!("VPS {} has no restore point to {for_what}", v.name),
+        )
+    })
+}
+
 /// netMON: brings a VPS whose host was lost up on `to_id` from its newest restore point, at its
 /// address. Its old host is not asked (it cannot be reached): netMON vouches that its lease ran
 /// out and its guard stopped the VPS there. Its stopped copy there is removed when the host is
@@ -320,18 +336,7 @@ async fn as_new_request(
 pub async fn fail_over(state: Arc<Vpses>, id: VpsId, to_id: HostId) -> Result<TaskResponse> {
     state.accepting()?;
     let src = state.db.run(move |c| load(c, id)).await?;
-    let duplo = state.duplo.clone();
-    let cycles =
-        tokio::task::spawn_blocking(move || crate::storage::points::cycles(&*duplo.store, id))
-            .await
-            .map_err(|e| Error::Internal(e.into()))?
-            .map_err(|e| Error::Internal(anyhow::anyhow!("the restore points of VPS {id}: {e}")))?;
-    let Some(cycle) = cycles.last().copied() else {
-        return Err(Error::conflict(
-            None,
-            format!("VPS {} has no restore point to come back from", src.name),
-        ));
-    };
+    let cycle = newest_point(&state, &src, "come back from").await?;
     let (manifest, pin) = point(&state, id, cycle).await?;
     let to = state.db.run(move |c| load_host(c, to_id)).await?;
     conn(&state, to_id, &to.name)?;

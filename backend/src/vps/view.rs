@@ -131,6 +131,67 @@ pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
         .collect())
 }
 
+/// A page of the VPS list as `GET /vpses` asks for it: the VPSes, how many match in all, and
+/// the name the next page starts after (None: this was the last).
+pub async fn page(
+    state: &Vpses,
+    q: serverware_shared::api::VpsListQuery,
+) -> Result<(Vec<VpsResponse>, usize, Option<String>)> {
+    use serverware_shared::validate;
+    let limit = match q.limit {
+        Some(l) => validate::page_size("limit", l)? as usize,
+        None => usize::MAX,
+    };
+    let filter =
+        q.q.as_deref()
+            .map(|f| validate::list_filter("q", f))
+            .transpose()?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| validate::resource_name("after", a))
+        .transpose()?;
+    let host = q.host_id.map(HostId);
+    let exact = q
+        .name
+        .as_deref()
+        .map(|n| validate::resource_name("name", n))
+        .transpose()?;
+    let (rows, names, claims, total) = state
+        .db
+        .run(move |c| {
+            let (rows, total) = crate::repo::vpses::page(
+                c,
+                &crate::repo::vpses::Matching {
+                    q: filter.as_deref(),
+                    name: exact.as_deref(),
+                    host,
+                },
+                after.as_deref(),
+                limit.saturating_add(1),
+            )?;
+            let names: HashMap<HostId, String> =
+                crate::repo::hosts::names(c)?.into_iter().collect();
+            Ok((rows, names, ops::claims::all(c)?, total))
+        })
+        .await?;
+    let more = rows.len() > limit;
+    let shown: Vec<VpsResponse> = rows
+        .iter()
+        .take(limit)
+        .map(|v| {
+            let host = v.host_id.and_then(|h| names.get(&h).cloned());
+            response(state, v, host, claims.get(&v.id).copied())
+        })
+        .collect();
+    let next = if more {
+        shown.last().map(|v| v.name.clone())
+    } else {
+        None
+    };
+    Ok((shown, total, next))
+}
+
 /// One VPS as the API shows it.
 pub async fn get(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     let (v, host, claim) = state

@@ -3,7 +3,7 @@
 //! audited when it opens and closes, and closed when the user signs out.
 
 use crate::support::*;
-use crate::vps_lifecycle::{get, post, site, task_done, wait_vps};
+use crate::vps_lifecycle::{post, site, task_done, wait_vps};
 use awc::ws::{Frame, Message};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -207,26 +207,15 @@ async fn a_console_is_a_shell_inside_the_vps_for_operators_audited_and_ended_wit
     );
 
     // Both ends are audited, with who and how long.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ev = loop {
-        let ev = get(
-            &t,
-            &admin,
-            &format!("/api/v1/events?target_type=vps&target_id={id}&limit=50"),
-        )
-        .await;
-        let actions: Vec<String> = ev["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap_or("").to_string())
-            .collect();
-        if actions.iter().any(|a| a == "vps.console.closed") {
-            break ev;
-        }
-        assert!(Instant::now() < deadline, "no vps.console.closed: {ev:#}");
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ev = events_until(
+        &t,
+        &admin,
+        &format!("target_type=vps&target_id={id}&limit=50"),
+        30,
+        "no vps.console.closed",
+        |l| l.iter().any(|e| e["action"] == "vps.console.closed"),
+    )
+    .await;
     let events = ev["events"].as_array().unwrap();
     let opened = events
         .iter()

@@ -4,7 +4,6 @@
 //! and no restore point made. A whole host's drill. A controller killed mid-drill: the drill is
 //! failed at the next start and its copy removed. Bad asks refused.
 
-use crate::hosts_api::{add, wait_host};
 use crate::netmon::{ha_vps, services, Sampler};
 use crate::support::*;
 use crate::vps_lifecycle::{answers, get, post, task_end, MIB};
@@ -149,6 +148,18 @@ async fn point_count(t: &TestController, c: &reqwest::Client, vid: i64) -> usize
         .map_or(0, |p| p.len())
 }
 
+/// A drill asked at `path` is refused with `status`, its message saying `says`.
+async fn refused(t: &TestController, c: &reqwest::Client, path: &str, status: u16, says: &str) {
+    let r = post(c, t.url(path), json!({})).await;
+    let code = match status {
+        403 => "forbidden",
+        404 => "not_found",
+        _ => "conflict",
+    };
+    let body = expect_error(r, status, code).await;
+    assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+}
+
 fn log_of(task: &Value) -> String {
     task["log"]
         .as_array()
@@ -163,24 +174,8 @@ fn log_of(task: &Value) -> String {
 
 #[actix_web::test]
 async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_vps() {
-    let cluster = serverware_testhosts::Cluster::create(serverware_testhosts::ClusterOptions {
-        hosts: 2,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut t = TestController::start_process(None).await;
-    let admin = t.admin().await;
-    let mut hosts = Vec::new();
-    for (i, h) in cluster.hosts.iter().enumerate() {
-        let r = add(&t, &admin, &format!("node-{i}"), h).await;
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-        wait_host(&t, &admin, id, "online", |v| v["status"] == "online").await;
-        hosts.push(id);
-    }
-    let tpl = get(&t, &admin, "/api/v1/templates").await[0]["id"]
-        .as_i64()
-        .unwrap();
+    let (cluster, mut t, admin, hosts, tpl) =
+        crate::vps_lifecycle::site_on(2, TestController::start_process(None).await).await;
     let net = format!("10.77.{}", cluster.subnet);
 
     // A VPS cannot take a drill copy's name; a VPS that is not HA has no drill.
@@ -211,19 +206,15 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
         .unwrap()
         .parse::<i64>()
         .unwrap();
-    let r = post(
+    refused(
+        &t,
         &admin,
-        t.url(&format!("/api/v1/vpses/{plain}/drill")),
-        json!({}),
+        &format!("/api/v1/vpses/{plain}/drill"),
+        409,
+        "not HA",
     )
     .await;
-    let body = expect_error(r, 409, "conflict").await;
-    assert!(
-        body["message"].as_str().unwrap().contains("not HA"),
-        "{body}"
-    );
-    let r = post(&admin, t.url("/api/v1/vpses/999999/drill"), json!({})).await;
-    expect_error(r, 404, "not_found").await;
+    refused(&t, &admin, "/api/v1/vpses/999999/drill", 404, "").await;
 
     // The HA VPS on node-0, with a restore point.
     let ip = format!("{net}.72");
@@ -257,17 +248,14 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
     .await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let task: Value = r.json().await.unwrap();
-    let again = post(
+    refused(
+        &t,
         &admin,
-        t.url(&format!("/api/v1/vpses/{ha}/drill")),
-        json!({}),
+        &format!("/api/v1/vpses/{ha}/drill"),
+        409,
+        "under way",
     )
     .await;
-    let body = expect_error(again, 409, "conflict").await;
-    assert!(
-        body["message"].as_str().unwrap().contains("under way"),
-        "{body}"
-    );
     let done = task_end(&t, &admin, &task).await;
     let (asked, bad) = prober.finish();
     let seen = sampler.finish();
@@ -321,17 +309,14 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
     assert_eq!(ev["events"].as_array().unwrap().len(), 1, "{ev}");
 
     // A whole host's drill: each of its HA VPSes (the one here).
-    let r = post(
+    refused(
+        &t,
         &admin,
-        t.url(&format!("/api/v1/hosts/{}/drill", hosts[1])),
-        json!({}),
+        &format!("/api/v1/hosts/{}/drill", hosts[1]),
+        409,
+        "no HA VPS",
     )
     .await;
-    let body = expect_error(r, 409, "conflict").await;
-    assert!(
-        body["message"].as_str().unwrap().contains("no HA VPS"),
-        "{body}"
-    );
     let r = post(
         &admin,
         t.url(&format!("/api/v1/hosts/{}/drill", hosts[0])),

@@ -17,6 +17,7 @@ mod duplo;
 mod errors;
 mod hostile;
 mod hosts_api;
+mod lists;
 mod netmon;
 mod own_machine;
 mod pair_machines;

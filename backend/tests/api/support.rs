@@ -556,6 +556,32 @@ impl Drop for TestController {
     }
 }
 
+/// Reads `/api/v1/events?{query}` until `done` accepts its events (deadline `secs`); the body.
+pub async fn events_until(
+    t: &TestController,
+    c: &Client,
+    query: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = c
+            .get(t.url(&format!("/api/v1/events?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "events?{query}");
+        let ev: Value = r.json().await.unwrap();
+        if done(ev["events"].as_array().map_or(&[][..], |l| l.as_slice())) {
+            return ev;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {ev:#}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Asserts the status and the one error shape, and returns the body.
 pub async fn expect_error(r: Response, status: u16, code: &str) -> Value {
     let got = r.status().as_u16();

@@ -42,30 +42,16 @@ async fn a_new_agent_that_does_not_come_up_leaves_the_old_one_serving() {
     t.restart(None).await;
     let admin = t.admin().await;
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let failed = loop {
-        let ev: Value = admin
-            .get(t.url("/api/v1/events?limit=100"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(e) = ev["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["action"] == "agent.upgrade_failed")
-        {
-            break e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agent.upgrade_failed event: {ev:#}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ev = events_until(
+        &t,
+        &admin,
+        "action=agent.upgrade_failed",
+        120,
+        "no agent.upgrade_failed event",
+        |l| !l.is_empty(),
+    )
+    .await;
+    let failed = ev["events"][0].clone();
     let message = failed["message"].as_str().unwrap();
     assert!(message.contains("roll-1"), "{message}");
     assert!(message.contains("keeps agent"), "{message}");
@@ -126,31 +112,15 @@ async fn a_new_agent_is_rolled_out_host_by_host_and_no_host_goes_offline() {
     t.restart(None).await;
     let admin = t.admin().await;
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let ev = loop {
-        let ev: Value = admin
-            .get(t.url("/api/v1/events?limit=200"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let upgraded = ev["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["action"] == "agent.upgraded")
-            .count();
-        if upgraded == 2 {
-            break ev;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every host was upgraded: {ev:#}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ev = events_until(
+        &t,
+        &admin,
+        "limit=200",
+        180,
+        "not every host was upgraded",
+        |l| l.iter().filter(|e| e["action"] == "agent.upgraded").count() == 2,
+    )
+    .await;
     let events = ev["events"].as_array().unwrap();
     for i in 0..2 {
         assert!(

@@ -136,12 +136,19 @@ pub(crate) fn in_vps(cluster: &Cluster, host: usize, vps: &str, args: &[&str]) {
 /// `n` test hosts added and online, a controller, its admin, the host ids and the built-in
 /// template's id.
 pub(crate) async fn site(n: usize) -> (Cluster, TestController, Client, Vec<i64>, i64) {
+    site_on(n, TestController::start().await).await
+}
+
+/// [`site`] with a controller of the test's own (a process, say).
+pub(crate) async fn site_on(
+    n: usize,
+    t: TestController,
+) -> (Cluster, TestController, Client, Vec<i64>, i64) {
     let cluster = Cluster::create(ClusterOptions {
         hosts: n,
         ..Default::default()
     })
     .unwrap();
-    let t = TestController::start().await;
     let admin = t.admin().await;
     let mut hosts = Vec::new();
     for (i, h) in cluster.hosts.iter().enumerate() {

@@ -128,8 +128,27 @@ impl<T: Term> Ctx<'_, T> {
             .ok_or_else(|| Failure::new(Exit::NotFound, format!("no {what} named '{given}'")))
     }
 
+    /// A VPS by id or name (asked for by its name: a site's whole list is never read for it).
     async fn vps(&mut self, given: &str) -> Result<i64> {
-        self.resolve("/vpses", "name", "VPS", given).await
+        if let Ok(id) = given.parse::<i64>() {
+            return Ok(id);
+        }
+        let mut url = reqwest::Url::parse("http://sw/vpses").expect("a fixed URL");
+        url.query_pairs_mut().append_pair("name", given);
+        let found = self
+            .api
+            .get(&format!("/vpses?{}", url.query().unwrap_or_default()))
+            .await;
+        match found {
+            Ok(v) => v
+                .as_array()
+                .and_then(|l| l.first())
+                .and_then(|o| o["id"].as_i64()),
+            // A name that cannot be one (refused as such) names no VPS.
+            Err(f) if f.exit == Exit::Invalid => None,
+            Err(f) => return Err(f),
+        }
+        .ok_or_else(|| Failure::new(Exit::NotFound, format!("no VPS named '{given}'")))
     }
 
     async fn host(&mut self, given: &str) -> Result<i64> {

@@ -51,7 +51,7 @@ async fn console<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
 
 pub(super) async fn vps<T: Term>(ctx: &mut Ctx<'_, T>, c: VpsCmd) -> Result<()> {
     match c {
-        VpsCmd::List => list(ctx).await,
+        VpsCmd::List { filter, host } => list(ctx, filter, host).await,
         VpsCmd::Show { vps } => show_vps(ctx, vps).await,
         VpsCmd::Console { vps } => console(ctx, vps).await,
         VpsCmd::Create(c) => {
@@ -241,9 +241,58 @@ fn drill_row(d: &serverware_shared::api::DrillResponse) -> Vec<String> {
     ]
 }
 
-async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {
-    ctx.listing(
-        "/vpses",
+/// How many VPSes `sw vps list` asks for at a time.
+const PAGE: u32 = 500;
+
+/// The VPSes matching, every page of them.
+async fn all_vpses<T: Term>(
+    ctx: &mut Ctx<'_, T>,
+    filter: Option<&str>,
+    host: Option<i64>,
+) -> Result<Vec<Value>> {
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let mut url = reqwest::Url::parse("http://sw/vpses").expect("a fixed URL");
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &PAGE.to_string());
+            if let Some(f) = filter {
+                q.append_pair("q", f);
+            }
+            if let Some(h) = host {
+                q.append_pair("host_id", &h.to_string());
+            }
+            if let Some(last) = all.last().and_then(|v| v["name"].as_str()) {
+                q.append_pair("after", last);
+            }
+        }
+        let page = ctx
+            .api
+            .get(&format!("/vpses?{}", url.query().unwrap_or_default()))
+            .await?;
+        let page = page.as_array().cloned().unwrap_or_default();
+        let n = page.len();
+        all.extend(page);
+        if n < PAGE as usize {
+            return Ok(all);
+        }
+    }
+}
+
+async fn list<T: Term>(
+    ctx: &mut Ctx<'_, T>,
+    filter: Option<String>,
+    host: Option<String>,
+) -> Result<()> {
+    let host = ctx.host_opt(host.as_deref()).await?;
+    let all = Value::Array(all_vpses(ctx, filter.as_deref(), host).await?);
+    if ctx.json {
+        ctx.print_json(&all);
+        return Ok(());
+    }
+    let vpses: Vec<VpsResponse> = parse(&all)?;
+    let rows: Vec<Vec<String>> = vpses.iter().map(vps_row).collect();
+    ctx.term.out(&show::table(
         &[
             "ID",
             "NAME",
@@ -256,9 +305,9 @@ async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {
             "CPU",
             "MEMORY",
         ],
-        |v: &VpsResponse| Some(vps_row(v)),
-    )
-    .await
+        &rows,
+    ));
+    Ok(())
 }
 
 async fn show_vps<T: Term>(ctx: &mut Ctx<'_, T>, vps: String) -> Result<()> {
