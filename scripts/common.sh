@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SERVERWARE_CACHE="${SERVERWARE_CACHE:-$HOME/.cache/serverware}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SERVERWARE_CACHE/target}"
+# No incremental build data: a shared, long-lived target directory otherwise grows by gigabytes
+# with every rebuild (unchanged crates are still reused whole).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p "$SERVERWARE_CACHE"
 
