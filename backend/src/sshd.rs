@@ -568,8 +568,12 @@ async fn one(term: &mut SshTerm, api: &Api, words: Vec<String>) -> u32 {
             return if ok { 0 } else { Exit::Usage.code() as u32 };
         }
     };
-    if let Command::Login { .. } | Command::Logout | Command::Completions { .. } = cli.command {
-        term.err("login, logout and completions are for sw on your own machine; here you are logged in already");
+    if let Command::Login { .. }
+    | Command::Logout
+    | Command::Site(_)
+    | Command::Completions { .. } = cli.command
+    {
+        term.err("login, logout, site and completions are for sw on your own machine; here you are logged in already");
         return Exit::Usage.code() as u32;
     }
     let mut ctx = Ctx {

@@ -28,6 +28,10 @@ pub struct Cli {
     /// Answer yes to confirmations (a host's key, deletions).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Which saved site (controller or pair) to use, by the name `sw site add` or
+    /// `sw login --site` gave it (default: the current one, `sw site use`).
+    #[arg(long, env = "SERVERWARE_SITE", global = true)]
+    pub site: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,8 +49,11 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Revoke the saved token and forget it.
+    /// Revoke the saved token of the current site (or --site) and forget it.
     Logout,
+    /// The sites (controllers or pairs) logged in to: each a named login, one current.
+    #[command(subcommand)]
+    Site(SiteCmd),
     /// Who you are, and with which role.
     Whoami,
     /// The site at a glance: healthy or not, hosts, HA VPSes protected and at risk,
@@ -103,6 +110,27 @@ pub enum HostCmd {
     Failover { host: String },
     /// Rehearse the host's failover: a drill of each of its HA VPSes, all at once.
     Drill { host: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SiteCmd {
+    /// Every site logged in to: name, controller, user; the current one marked *.
+    List,
+    /// Log in to a site and keep it under NAME (as `sw --site NAME login URL`).
+    Add {
+        name: String,
+        /// The controller, e.g. https://controller:8080.
+        url: String,
+        #[arg(long, short, default_value = "admin")]
+        user: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make NAME the site commands go to.
+    Use { name: String },
+    /// Revoke NAME's token and forget it.
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -371,3 +371,86 @@ async fn a_wrong_password_at_login_keeps_nothing() {
     assert_eq!(o.code, 4, "{o:?}");
     assert!(!home.path().join(".config/serverware/cli.json").exists());
 }
+
+#[actix_web::test]
+async fn sites_are_named_logins_and_commands_go_to_the_current_one_or_the_one_named() {
+    let (lon, par) = (TestController::start().await, TestController::start().await);
+    let par_admin = par.admin().await;
+    let r = par_admin
+        .post(par.url("/api/v1/users"))
+        .json(&serde_json::json!({"username": "only-in-paris", "password": "a-long-password-1", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let home = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap().to_string();
+    let env = [("HOME", home_s.as_str())];
+    let pw = format!("{ADMIN_PW}\n");
+
+    let o = sw(&env, &["site", "list"], "").await;
+    assert!(o.code == 0 && o.stdout.contains("SITE"), "{o:?}");
+    let o = sw(&env, &["user", "list"], "").await;
+    assert!(o.code == 4 && o.stderr.contains("not logged in"), "{o:?}");
+    let o = sw(&env, &["site", "add", "a b", &lon.base], &pw).await;
+    assert!(o.code == 2 && o.stderr.contains("not a site name"), "{o:?}");
+
+    // Two sites; the first one added is current.
+    let o = sw(&env, &["site", "add", "lon", &lon.base], &pw).await;
+    assert!(
+        o.code == 0 && o.stdout.contains("site 'lon', current"),
+        "{o:?}"
+    );
+    let o = sw(&env, &["site", "add", "par", &par.base], &pw).await;
+    assert!(o.code == 0 && !o.stdout.contains("current"), "{o:?}");
+    let o = sw(&env, &["site", "list"], "").await;
+    let star: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('*'))
+        .collect();
+    assert!(
+        star.len() == 1 && star[0].contains("lon") && o.stdout.contains(&par.base),
+        "{o:?}"
+    );
+
+    let users = |o: &ProcOut| o.code == 0 && o.stdout.contains("only-in-paris");
+    let o = sw(&env, &["user", "list"], "").await;
+    assert!(o.code == 0 && !users(&o), "{o:?}");
+    let o = sw(&env, &["--site", "par", "user", "list"], "").await;
+    assert!(users(&o), "{o:?}");
+    let mut with_env = env.to_vec();
+    with_env.push(("SERVERWARE_SITE", "par"));
+    let o = sw(&with_env, &["user", "list"], "").await;
+    assert!(users(&o), "{o:?}");
+    let o = sw(&env, &["--site", "nowhere", "user", "list"], "").await;
+    assert!(
+        o.code == 5
+            && o.stderr
+                .contains("no site named 'nowhere' (known: lon, par)"),
+        "{o:?}"
+    );
+    let o = sw(&env, &["site", "use", "par"], "").await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = sw(&env, &["user", "list"], "").await;
+    assert!(users(&o), "{o:?}");
+
+    // Removing the current site revokes its token there and leaves no current site: commands
+    // then say so rather than go to another site.
+    let o = sw(&env, &["site", "remove", "par"], "").await;
+    assert!(
+        o.code == 0 && o.stdout.contains("its token revoked"),
+        "{o:?}"
+    );
+    let tokens = crate::vps_lifecycle::get(&par, &par_admin, "/api/v1/tokens").await;
+    assert_eq!(tokens.as_array().unwrap().len(), 0, "{tokens}");
+    let o = sw(&env, &["user", "list"], "").await;
+    assert!(
+        o.code == 4 && o.stderr.contains("no current site") && o.stderr.contains("lon"),
+        "{o:?}"
+    );
+    let o = sw(&env, &["site", "use", "par"], "").await;
+    assert_eq!(o.code, 5, "{o:?}");
+    let o = sw(&env, &["--site", "lon", "whoami"], "").await;
+    assert!(o.code == 0 && o.stdout.contains("admin"), "{o:?}");
+}

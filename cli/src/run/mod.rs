@@ -294,8 +294,9 @@ pub async fn execute<T: Term>(ctx: &mut Ctx<'_, T>, command: Command) -> Result<
         Command::User(c) => account::user(ctx, c).await,
         Command::Token(c) => account::token(ctx, c).await,
         Command::SshKey(c) => account::ssh_key(ctx, c).await,
-        Command::Login { .. } | Command::Logout | Command::Completions { .. } => {
-            Err(usage("this command is not available here"))
-        }
+        Command::Login { .. }
+        | Command::Logout
+        | Command::Site(_)
+        | Command::Completions { .. } => Err(usage("this command is not available here")),
     }
 }
