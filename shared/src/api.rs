@@ -748,6 +748,22 @@ pub struct VpsListQuery {
     pub name: Option<String>,
 }
 
+/// `GET /api/v1/hosts` paged and filtered on the controller's side, as [`VpsListQuery`]: without
+/// `limit`, every host that matches.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema, IntoParams))]
+pub struct HostListQuery {
+    /// Page size, 1–1000 (`Link` names the next page, `X-Total-Count` the number matching).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The page after this host name (pages go by name).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Only hosts whose name or address contains this (at most 64 characters).
+    #[serde(default)]
+    pub q: Option<String>,
+}
+
 /// The largest page of a list.
 pub const MAX_PAGE: u32 = 1000;
 

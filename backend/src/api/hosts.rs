@@ -10,8 +10,8 @@ use crate::hosts::HostAdmin;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serverware_shared::agent::HostSample;
 use serverware_shared::api::{
-    CreateHostRequest, FailoverResponse, HistoryQuery, HostResponse, HostRollup, ProbeHostRequest,
-    ProbeHostResponse, UpdateHostRequest,
+    CreateHostRequest, FailoverResponse, HistoryQuery, HostListQuery, HostResponse, HostRollup,
+    ProbeHostRequest, ProbeHostResponse, UpdateHostRequest,
 };
 use serverware_shared::{ErrorBody, Role};
 use serverware_shared::{HostId, VpsId};
@@ -43,15 +43,25 @@ pub async fn create_host(
     Ok(HttpResponse::Created().json(host))
 }
 
-/// List hosts with their status and newest sample.
-#[utoipa::path(tag = "hosts", responses((status = 200, body = Vec<HostResponse>)))]
+/// The hosts (by name) with their status and newest sample: every one, or a page of them
+/// (`limit`, `after`), filtered on the controller (`q`). `X-Total-Count` says how many match;
+/// `Link` (`rel="next"`) names the next page.
+#[utoipa::path(tag = "hosts", params(HostListQuery), responses((status = 200, body = Vec<HostResponse>), (status = 422, body = ErrorBody)))]
 #[get("/hosts")]
 pub async fn list_hosts(
     state: web::Data<HostAdmin>,
     principal: Principal,
-) -> Result<web::Json<Vec<HostResponse>>> {
+    q: web::Query<HostListQuery>,
+) -> Result<HttpResponse> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(hosts::list(&state.db, &state.hosts).await?))
+    let q = q.into_inner();
+    let ask = q.clone();
+    let (list, total, next) = hosts::page(&state.db, &state.hosts, q).await?;
+    let next = next.map(|after| HostListQuery {
+        after: Some(after),
+        ..ask
+    });
+    super::paged("/hosts", &list, total, next)
 }
 
 /// One host with its newest sample.

@@ -3,7 +3,7 @@
 
 use crate::audit::Actor;
 use crate::auth::Principal;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::netmon::Monitor;
 use crate::vps;
 use crate::vps::Vpses;
@@ -31,22 +31,13 @@ pub async fn list_vpses(
 ) -> Result<HttpResponse> {
     principal.require(Role::Viewer)?;
     let q = q.into_inner();
-    let (limit, filter, host, name) = (q.limit, q.q.clone(), q.host_id, q.name.clone());
+    let ask = q.clone();
     let (list, total, next) = vps::page(&state, q).await?;
-    let mut r = HttpResponse::Ok();
-    r.insert_header(("X-Total-Count", total.to_string()));
-    if let (Some(after), Some(limit)) = (next, limit) {
-        let next = VpsListQuery {
-            limit: Some(limit),
-            after: Some(after),
-            q: filter,
-            host_id: host,
-            name,
-        };
-        let query = serde_urlencoded::to_string(&next).map_err(|e| Error::Internal(e.into()))?;
-        r.insert_header(("Link", format!("</api/v1/vpses?{query}>; rel=\"next\"")));
-    }
-    Ok(r.json(list))
+    let next = next.map(|after| VpsListQuery {
+        after: Some(after),
+        ..ask
+    });
+    super::paged("/vpses", &list, total, next)
 }
 
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]

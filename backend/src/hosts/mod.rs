@@ -31,7 +31,7 @@ use lease::{lease_key, LeaseState};
 pub use lease::{next_lease_epoch, LeasePlan, LeaseTimes};
 pub use rollups::{prune_rollups, Bucket, RollupRow};
 pub use samples::RING;
-pub use view::{get, history, list, load_with_vpses, response, samples};
+pub use view::{get, history, list, load_with_vpses, page, response, samples};
 
 /// Root-filesystem streams at once per host. Each is an SSH channel beside the agent's own, and
 /// OpenSSH's default `MaxSessions` is 10 per connection: four leave room for the agent,

@@ -79,6 +79,56 @@ pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
     Ok(rows.iter().map(|r| response(r, hosts, &all)).collect())
 }
 
+/// A page of the host list as `GET /hosts` asks for it: the hosts, how many match in all, and
+/// the name the next page starts after (None: this was the last).
+pub async fn page(
+    db: &Db,
+    hosts: &HostManager,
+    q: serverware_shared::api::HostListQuery,
+) -> Result<(Vec<HostResponse>, usize, Option<String>)> {
+    use serverware_shared::validate;
+    let limit = match q.limit {
+        Some(l) => validate::page_size("limit", l)? as usize,
+        None => usize::MAX,
+    };
+    let filter =
+        q.q.as_deref()
+            .map(|f| validate::list_filter("q", f))
+            .transpose()?
+            .filter(|f| !f.is_empty());
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| validate::resource_name("after", a))
+        .transpose()?;
+    let (rows, all) = db
+        .run(|c| Ok((crate::repo::hosts::list(c)?, crate::repo::vpses::all(c)?)))
+        .await?;
+    let matching: Vec<&HostRow> = rows
+        .iter()
+        .filter(|r| {
+            filter
+                .as_deref()
+                .is_none_or(|f| r.name.contains(f) || r.address.to_lowercase().contains(f))
+        })
+        .collect();
+    let mut rest = matching
+        .iter()
+        .filter(|r| after.as_deref().is_none_or(|a| r.name.as_str() > a))
+        .peekable();
+    let shown: Vec<HostResponse> = rest
+        .by_ref()
+        .take(limit)
+        .map(|r| response(r, hosts, &all))
+        .collect();
+    let next = if rest.peek().is_some() {
+        shown.last().map(|h| h.name.clone())
+    } else {
+        None
+    };
+    Ok((shown, matching.len(), next))
+}
+
 /// One host.
 pub async fn get(db: &Db, hosts: &HostManager, id: HostId) -> Result<HostResponse> {
     let (row, all) = db.run(move |c| load_with_vpses(c, id)).await?;

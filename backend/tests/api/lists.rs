@@ -148,6 +148,68 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
         1200
     );
 
+    // Hosts page the same way (rows only: nothing answers at their address).
+    let rows: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "('h-{i:02}', '', 'root', '127.0.0.1', {}, 'offline', 1000, 60, 5000, \
+                 '2026-12-04 00:00:00', '2026-12-04 00:00:00', 'br0', 24, 2, FALSE)",
+                i + 1
+            )
+        })
+        .collect();
+    t.sql(&format!(
+        "INSERT INTO hosts (name, description, ssh_user, address, ssh_port, status, \
+         sample_interval_ms, duplo_interval_secs, heartbeat_timeout_ms, created_at, updated_at, \
+         vps_bridge, vps_prefix_len, max_transfers, maintenance) VALUES {}",
+        rows.join(", ")
+    ));
+    let list = |query: &'static str| {
+        let (t, c) = (&t, &admin);
+        async move {
+            let r = c
+                .get(t.url(&format!("/api/v1/hosts?{query}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "hosts?{query}");
+            let total: u64 = r.headers()["x-total-count"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let next = r
+                .headers()
+                .get("link")
+                .map(|l| l.to_str().unwrap().to_string());
+            let l: Vec<Value> = r.json().await.unwrap();
+            let names: Vec<String> = l
+                .iter()
+                .map(|h| h["name"].as_str().unwrap().to_string())
+                .collect();
+            (names, total, next)
+        }
+    };
+    let (names, total, next) = list("limit=5").await;
+    assert_eq!((names.len(), total), (5, 12));
+    assert_eq!(
+        next.as_deref(),
+        Some("</api/v1/hosts?limit=5&after=h-04>; rel=\"next\"")
+    );
+    let (names, _, next) = list("limit=5&after=h-09").await;
+    assert_eq!(
+        (names, next),
+        (vec!["h-10".to_string(), "h-11".to_string()], None)
+    );
+    let (names, total, _) = list("q=h-1").await;
+    assert_eq!((names.len(), total), (2, 2));
+    let r = admin
+        .get(t.url("/api/v1/hosts?limit=5000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "limit");
+
     // sw reads every page (500 at a time) and filters on the controller.
     let token = t.token(&admin, "lists", None).await;
     let env = [
@@ -162,6 +224,8 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
     assert_eq!(o.stdout.lines().count(), 101, "{o:?}");
     let o = crate::sw::sw(&env, &["vps", "show", "vm-0999"], "").await;
     assert!(o.code == 0 && o.stdout.contains("10.99.3.250"), "{o:?}");
+    let o = crate::sw::sw(&env, &["host", "list"], "").await;
+    assert!(o.code == 0 && o.stdout.lines().count() == 13, "{o:?}");
     let o = crate::sw::sw(&env, &["vps", "show", "vm-9999"], "").await;
     assert!(
         o.code == 5 && o.stderr.contains("no VPS named 'vm-9999'"),

@@ -72,7 +72,7 @@ pub(super) async fn host<T: Term>(ctx: &mut Ctx<'_, T>, c: HostCmd) -> Result<()
 }
 
 async fn list<T: Term>(ctx: &mut Ctx<'_, T>) -> Result<()> {
-    let v = ctx.api.get("/hosts").await?;
+    let v = Value::Array(ctx.every_page("/hosts", &[]).await?);
     if ctx.json {
         ctx.print_json(&v);
         return Ok(());

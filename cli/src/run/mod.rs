@@ -107,6 +107,36 @@ impl<T: Term> Ctx<'_, T> {
         Ok(())
     }
 
+    /// Every item of a paged list (`/vpses`, `/hosts`) matching `filters`, read a page at a
+    /// time: a large site's list never comes in one answer.
+    async fn every_page(&mut self, path: &str, filters: &[(&str, &str)]) -> Result<Vec<Value>> {
+        const PAGE: usize = 500;
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let mut url = reqwest::Url::parse("http://sw/").expect("a fixed URL");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("limit", &PAGE.to_string());
+                for (k, v) in filters {
+                    q.append_pair(k, v);
+                }
+                if let Some(last) = all.last().and_then(|v| v["name"].as_str()) {
+                    q.append_pair("after", last);
+                }
+            }
+            let page = self
+                .api
+                .get(&format!("{path}?{}", url.query().unwrap_or_default()))
+                .await?;
+            let page = page.as_array().cloned().unwrap_or_default();
+            let n = page.len();
+            all.extend(page);
+            if n < PAGE {
+                return Ok(all);
+            }
+        }
+    }
+
     async fn host_opt(&mut self, given: Option<&str>) -> Result<Option<i64>> {
         match given {
             Some(h) => Ok(Some(self.host(h).await?)),

@@ -241,51 +241,21 @@ fn drill_row(d: &serverware_shared::api::DrillResponse) -> Vec<String> {
     ]
 }
 
-/// How many VPSes `sw vps list` asks for at a time.
-const PAGE: u32 = 500;
-
-/// The VPSes matching, every page of them.
-async fn all_vpses<T: Term>(
-    ctx: &mut Ctx<'_, T>,
-    filter: Option<&str>,
-    host: Option<i64>,
-) -> Result<Vec<Value>> {
-    let mut all: Vec<Value> = Vec::new();
-    loop {
-        let mut url = reqwest::Url::parse("http://sw/vpses").expect("a fixed URL");
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("limit", &PAGE.to_string());
-            if let Some(f) = filter {
-                q.append_pair("q", f);
-            }
-            if let Some(h) = host {
-                q.append_pair("host_id", &h.to_string());
-            }
-            if let Some(last) = all.last().and_then(|v| v["name"].as_str()) {
-                q.append_pair("after", last);
-            }
-        }
-        let page = ctx
-            .api
-            .get(&format!("/vpses?{}", url.query().unwrap_or_default()))
-            .await?;
-        let page = page.as_array().cloned().unwrap_or_default();
-        let n = page.len();
-        all.extend(page);
-        if n < PAGE as usize {
-            return Ok(all);
-        }
-    }
-}
-
 async fn list<T: Term>(
     ctx: &mut Ctx<'_, T>,
     filter: Option<String>,
     host: Option<String>,
 ) -> Result<()> {
     let host = ctx.host_opt(host.as_deref()).await?;
-    let all = Value::Array(all_vpses(ctx, filter.as_deref(), host).await?);
+    let host = host.map(|h| h.to_string());
+    let mut filters = Vec::new();
+    if let Some(f) = &filter {
+        filters.push(("q", f.as_str()));
+    }
+    if let Some(h) = &host {
+        filters.push(("host_id", h.as_str()));
+    }
+    let all = Value::Array(ctx.every_page("/vpses", &filters).await?);
     if ctx.json {
         ctx.print_json(&all);
         return Ok(());
