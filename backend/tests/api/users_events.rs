@@ -319,6 +319,7 @@ async fn admins_see_every_background_loop_of_the_supervisor() {
             "duplo",
             "duplo-prune",
             "netmon",
+            "drills",
             "alert-watch",
             "alert-send",
             "backup",
