@@ -241,7 +241,11 @@ pub fn load_log(c: &mut crate::db::DbConn, id: i64) -> Result<Vec<TaskLogLine>> 
 
 /// Tasks, newest first, as `GET /tasks` filters them (`status`, `target_type`, `target_id`,
 /// `limit` 1–500, default 100).
-pub async fn list(db: &Db, q: serverware_shared::api::TaskQuery) -> Result<Vec<TaskResponse>> {
+/// A page of tasks, and whether an older page follows.
+pub async fn list(
+    db: &Db,
+    q: serverware_shared::api::TaskQuery,
+) -> Result<(Vec<TaskResponse>, bool)> {
     if let Some(s) = &q.status {
         if serverware_shared::state::TaskStatus::parse(s).is_none() {
             return Err(Error::invalid("status", "running, succeeded or failed"));
@@ -258,11 +262,19 @@ pub async fn list(db: &Db, q: serverware_shared::api::TaskQuery) -> Result<Vec<T
                 q.status.as_deref(),
                 q.target_type.as_deref(),
                 q.target_id.as_deref(),
-                limit,
+                q.before,
+                limit + 1,
             )
         })
         .await?;
-    Ok(rows.iter().map(TaskRow::to_response).collect())
+    let more = rows.len() as i64 > limit;
+    Ok((
+        rows.iter()
+            .take(limit as usize)
+            .map(TaskRow::to_response)
+            .collect(),
+        more,
+    ))
 }
 
 /// One task with its log.

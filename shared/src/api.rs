@@ -723,6 +723,9 @@ pub struct TaskQuery {
     /// 1–500, default 100.
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Only tasks with an id below this (the next page: the answer's `Link`, `rel="next"`).
+    #[serde(default)]
+    pub before: Option<i64>,
 }
 
 /// `GET /api/v1/vpses` paged and filtered on the controller's side. Without `limit`, every VPS

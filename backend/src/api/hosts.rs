@@ -61,7 +61,7 @@ pub async fn list_hosts(
         after: Some(after),
         ..ask
     });
-    super::paged("/hosts", &list, total, next)
+    super::paged("/hosts", &list, Some(total), next)
 }
 
 /// One host with its newest sample.

@@ -35,16 +35,18 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use self::auth::session_cookie;
 
-/// A list's answer: `list` as JSON, `X-Total-Count: total`, and when there is a next page, a
-/// `Link` to `path` with `next` as its query (`rel="next"`).
+/// A list's answer: `list` as JSON, `X-Total-Count: total` when counted, and when there is a
+/// next page, a `Link` to `path` with `next` as its query (`rel="next"`).
 pub(crate) fn paged<T: serde::Serialize, Q: serde::Serialize>(
     path: &str,
     list: &[T],
-    total: usize,
+    total: Option<usize>,
     next: Option<Q>,
 ) -> crate::error::Result<actix_web::HttpResponse> {
     let mut r = actix_web::HttpResponse::Ok();
-    r.insert_header(("X-Total-Count", total.to_string()));
+    if let Some(total) = total {
+        r.insert_header(("X-Total-Count", total.to_string()));
+    }
     if let Some(next) = next {
         let query = serde_urlencoded::to_string(&next)
             .map_err(|e| crate::error::Error::Internal(e.into()))?;

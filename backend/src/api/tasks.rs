@@ -3,7 +3,7 @@
 use crate::auth::Principal;
 use crate::core::Core;
 use crate::error::Result;
-use actix_web::{get, web};
+use actix_web::{get, web, HttpResponse};
 use serverware_shared::api::{TaskQuery, TaskResponse};
 use serverware_shared::{ErrorBody, Role};
 
@@ -13,11 +13,15 @@ pub async fn list_tasks(
     state: web::Data<Core>,
     principal: Principal,
     query: web::Query<TaskQuery>,
-) -> Result<web::Json<Vec<TaskResponse>>> {
+) -> Result<HttpResponse> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(
-        crate::tasks::list(&state.db, query.into_inner()).await?,
-    ))
+    let q = query.into_inner();
+    let (list, more) = crate::tasks::list(&state.db, q.clone()).await?;
+    let next = list.last().filter(|_| more).map(|t| TaskQuery {
+        before: Some(t.id),
+        ..q
+    });
+    super::paged("/tasks", &list, None, next)
 }
 
 /// One task with its log.

@@ -37,7 +37,7 @@ pub async fn list_vpses(
         after: Some(after),
         ..ask
     });
-    super::paged("/vpses", &list, total, next)
+    super::paged("/vpses", &list, Some(total), next)
 }
 
 #[utoipa::path(tag = "vpses", params(("id" = i64, Path)), responses((status = 200, body = VpsResponse), (status = 404, body = ErrorBody)))]

@@ -113,9 +113,13 @@ pub fn list(
     status: Option<&str>,
     target_type: Option<&str>,
     target_id: Option<&str>,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<TaskRow>> {
     let mut b = tasks::table.into_boxed();
+    if let Some(id) = before {
+        b = b.filter(tasks::id.lt(id));
+    }
     if let Some(s) = status {
         b = b.filter(tasks::status.eq(s.to_string()));
     }

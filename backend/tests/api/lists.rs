@@ -210,6 +210,50 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
         .unwrap();
     assert_eq!(expect_error(r, 422, "invalid").await["field"], "limit");
 
+    // Tasks page newest first, by `before`.
+    let rows: Vec<String> = (0..7)
+        .map(|i| {
+            format!(
+                "('vps.start', 'succeeded', 'vps', '{i}', 100, 0, 'admin', \
+                 '2026-12-04 00:00:00', '2026-12-04 00:00:01')"
+            )
+        })
+        .collect();
+    t.sql(&format!(
+        "INSERT INTO tasks (kind, status, target_type, target_id, progress_pct, bytes_done, \
+         created_by, created_at, finished_at) VALUES {}",
+        rows.join(", ")
+    ));
+    let mut query = "limit=3&status=succeeded".to_string();
+    let mut ids: Vec<i64> = Vec::new();
+    loop {
+        let r = admin
+            .get(t.url(&format!("/api/v1/tasks?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "tasks?{query}");
+        let next = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let page: Vec<Value> = r.json().await.unwrap();
+        ids.extend(page.iter().map(|t| t["id"].as_i64().unwrap()));
+        match next {
+            Some(l) => {
+                query = l
+                    .strip_prefix("</api/v1/tasks?")
+                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                    .unwrap_or_else(|| panic!("{l}"))
+                    .to_string();
+                assert!(query.contains("status=succeeded"), "{query}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 7, "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+
     // sw reads every page (500 at a time) and filters on the controller.
     let token = t.token(&admin, "lists", None).await;
     let env = [
