@@ -71,17 +71,17 @@ pub fn up(drill: u64, probe: &str) -> Result<(), String> {
     }
     ip(&["link", "set", &n.bridge, "up"])?;
     // Made afresh: a name left by a crash may no longer hold a namespace (its mount gone), and
-    // nothing runs in the drill's network before this.
+    // nothing runs in the drill's network before this. The veth pair goes first (at once, both
+    // ends; a namespace's own interfaces go in the background).
+    let (host_end, probe_end) = (&n.probe_veth.0, &n.probe_veth.1);
+    delete_link(host_end)?;
     if netns_path(&n).exists() {
         ip(&["netns", "delete", &n.netns])?;
     }
     ip(&["netns", "add", &n.netns])?;
-    let (host_end, probe_end) = (&n.probe_veth.0, &n.probe_veth.1);
-    if !link_exists(host_end) {
-        ip(&[
-            "link", "add", host_end, "type", "veth", "peer", "name", probe_end, "netns", &n.netns,
-        ])?;
-    }
+    ip(&[
+        "link", "add", host_end, "type", "veth", "peer", "name", probe_end, "netns", &n.netns,
+    ])?;
     ip(&["link", "set", host_end, "master", &n.bridge, "up"])?;
     let inside = ["-n", n.netns.as_str()];
     let with = |rest: &[&str]| -> Result<(), String> {
@@ -98,11 +98,10 @@ pub fn up(drill: u64, probe: &str) -> Result<(), String> {
 /// and the bridge.
 pub fn down(drill: u64) -> Result<(), String> {
     let n = names(drill)?;
+    delete_link(&n.probe_veth.0)?;
     if netns_path(&n).exists() {
         ip(&["netns", "delete", &n.netns])?;
     }
-    // The veth pair goes with the namespace, which the kernel tears down in the background.
-    delete_link(&n.probe_veth.0)?;
     delete_link(&n.bridge)
 }
 
@@ -141,4 +140,89 @@ pub fn check(drill: u64, ipv4: &str, ports: &[u16]) -> Result<(), String> {
     })
     .join()
     .map_err(|_| "the drill's check failed".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Removes the drill's network however the test ends.
+    struct Cleanup(u64);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = down(self.0);
+        }
+    }
+
+    /// Runs `f` on a thread inside the drill's network namespace.
+    fn inside<T: Send + 'static>(drill: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = std::fs::File::open(netns_path(&names(drill).unwrap())).unwrap();
+        std::thread::spawn(move || {
+            // SAFETY: setns on a namespace descriptor, in a thread that ends with `f`.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_checks_run_inside_the_drills_own_network_and_nothing_stays() {
+        // A number no controller's drill has on this machine, and an address only inside.
+        let drill = 90_000_000_000 + u64::from(std::process::id());
+        let _c = Cleanup(drill);
+        let n = names(drill).unwrap();
+        up(drill, "10.77.251.1/24").unwrap();
+        up(drill, "10.77.251.1/24").expect("made again");
+        assert!(Path::new("/sys/class/net").join(&n.bridge).exists());
+        let v6 =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", n.bridge));
+        assert!(
+            v6.map_or(true, |v| v.trim() == "1"),
+            "IPv6 is on on the bridge"
+        );
+
+        // Nothing at the address: the checks say so.
+        let e = check(drill, "10.77.251.9", &[80]).unwrap_err();
+        assert!(e.starts_with("icmp"), "{e}");
+        // Something there, in the namespace only: the echo and its port answer, another port not.
+        ip(&[
+            "-n",
+            &n.netns,
+            "addr",
+            "add",
+            "10.77.251.9/24",
+            "dev",
+            &n.probe_veth.1,
+        ])
+        .unwrap();
+        let listener = inside(drill, || TcpListener::bind("10.77.251.9:18080").unwrap());
+        check(drill, "10.77.251.9", &[18080]).expect("answers inside");
+        let e = check(drill, "10.77.251.9", &[18080, 18081]).unwrap_err();
+        assert!(e.starts_with("tcp/18081"), "{e}");
+        // Outside the namespace this machine has no such address (not probed: it would be
+        // routed off this machine).
+        let here = std::process::Command::new("ip")
+            .args(["-o", "addr", "show"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&here.stdout).contains("10.77.251."));
+        drop(listener);
+        assert!(
+            check(drill, "10.77.251.9 ", &[]).is_err(),
+            "a padded address is refused"
+        );
+
+        down(drill).unwrap();
+        down(drill).expect("removed again");
+        assert!(!Path::new("/sys/class/net").join(&n.bridge).exists());
+        assert!(!netns_path(&n).exists());
+        assert!(!Path::new("/sys/class/net").join(&n.probe_veth.0).exists());
+        assert!(up(0, "10.77.251.1/24").is_err() && up(drill, "10.77.251.1").is_err());
+    }
 }
