@@ -29,10 +29,12 @@ pub enum AlertRule {
     StorageFull,
     /// The standby controller took over the site.
     ControllerTakeover,
+    /// A failover drill failed: the VPS's failover would not have worked as it is.
+    DrillFailed,
 }
 
 impl AlertRule {
-    pub const ALL: [AlertRule; 8] = [
+    pub const ALL: [AlertRule; 9] = [
         AlertRule::HostOffline,
         AlertRule::FailoverDone,
         AlertRule::FailoverFailed,
@@ -41,6 +43,7 @@ impl AlertRule {
         AlertRule::DuplicationLagging,
         AlertRule::StorageFull,
         AlertRule::ControllerTakeover,
+        AlertRule::DrillFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl AlertRule {
             AlertRule::DuplicationLagging => "duplication_lagging",
             AlertRule::StorageFull => "storage_full",
             AlertRule::ControllerTakeover => "controller_takeover",
+            AlertRule::DrillFailed => "drill_failed",
         }
     }
 
@@ -71,6 +75,7 @@ impl AlertRule {
             AlertRule::DuplicationLagging => "Duplication lagging",
             AlertRule::StorageFull => "Storage nearly full",
             AlertRule::ControllerTakeover => "Controller takeover",
+            AlertRule::DrillFailed => "Failover drill failed",
         }
     }
 
@@ -78,7 +83,7 @@ impl AlertRule {
     pub fn clears(self) -> bool {
         !matches!(
             self,
-            AlertRule::FailoverDone | AlertRule::ControllerTakeover
+            AlertRule::FailoverDone | AlertRule::ControllerTakeover | AlertRule::DrillFailed
         )
     }
 

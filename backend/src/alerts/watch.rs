@@ -22,9 +22,10 @@ pub const CLEAR_AFTER: Duration = Duration::from_secs(20);
 /// long stop).
 const EVENT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// Events that are one message each, and the rule each falls under.
-const EVENTS: [(&str, AlertRule); 2] = [
+const EVENTS: [(&str, AlertRule); 3] = [
     ("netmon.failover", AlertRule::FailoverDone),
     ("controller.takeover", AlertRule::ControllerTakeover),
+    ("vps.drill.failed", AlertRule::DrillFailed),
 ];
 
 /// After a start (or a takeover) nothing clears before this: hosts are still being connected to,
@@ -244,7 +245,7 @@ fn blank() -> Incident {
     }
 }
 
-/// Failovers and takeovers of the last minutes, each one message to each target that wants it
+/// Failovers, takeovers and failed drills of the last minutes, each one message to each target that wants it
 /// and existed when it happened.
 fn events(
     c: &mut crate::db::DbConn,

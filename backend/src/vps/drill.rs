@@ -254,7 +254,7 @@ async fn run(
         rpo_ms,
         message,
     } = found;
-    let m = message.clone();
+    let (m, vps) = (message.clone(), (src.id, src.name.clone()));
     state
         .db
         .run(move |c| {
@@ -265,7 +265,7 @@ async fn run(
                 if cleaned {
                     repo::set_cleaned(c, drill)?;
                 }
-                Ok(())
+                ended(c, drill, &vps, passed, &m, rto_ms, Some(rpo_ms))
             })
         })
         .await?;
@@ -467,6 +467,40 @@ async fn remove(state: &Vpses, drill: i64, host: &HostRow) -> Result<()> {
     remove_on(&c, drill).await
 }
 
+/// The drill's end as a system event (`vps.drill.passed` or `vps.drill.failed`, the one alerts
+/// tell of), with its figures.
+fn ended(
+    c: &mut crate::db::DbConn,
+    drill: i64,
+    (id, name): &(VpsId, String),
+    passed: bool,
+    message: &str,
+    rto_ms: Option<i64>,
+    rpo_ms: Option<i64>,
+) -> Result<()> {
+    let (action, severity) = if passed {
+        ("vps.drill.passed", serverware_shared::api::Severity::Info)
+    } else {
+        ("vps.drill.failed", serverware_shared::api::Severity::Error)
+    };
+    audit::record_system(
+        c,
+        &Actor::system("drill"),
+        Change::new(
+            action,
+            "vps",
+            *id,
+            format!(
+                "failover drill of VPS {name} {}: {message}",
+                if passed { "passed" } else { "failed" }
+            ),
+        )
+        .details(serde_json::json!({ "drill": drill, "rto_ms": rto_ms, "rpo_ms": rpo_ms }))
+        .severity(severity),
+    )?;
+    Ok(())
+}
+
 /// At start: drills an earlier run left under way are failed (their copies are removed by
 /// [`clean_up`]).
 pub async fn settle_interrupted(state: &Vpses) -> Result<usize> {
@@ -475,16 +509,11 @@ pub async fn settle_interrupted(state: &Vpses) -> Result<usize> {
         .run(|c| {
             let left = repo::running(c)?;
             let at = chrono::Utc::now().naive_utc();
+            let why = "the controller stopped during the drill";
             for d in &left {
-                repo::finish(
-                    c,
-                    d.id,
-                    "failed",
-                    None,
-                    d.rpo_ms,
-                    "the controller stopped during the drill",
-                    at,
-                )?;
+                repo::finish(c, d.id, "failed", None, d.rpo_ms, why, at)?;
+                let vps = (VpsId(d.vps_id), d.vps_name.clone());
+                ended(c, d.id, &vps, false, why, None, d.rpo_ms)?;
             }
             Ok(left.len())
         })

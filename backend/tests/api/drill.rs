@@ -216,6 +216,16 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
     .await;
     refused(&t, &admin, "/api/v1/vpses/999999/drill", 404, "").await;
 
+    // A webhook that wants to hear of failed drills.
+    let (hooks, hook_url) = crate::alerts::Hooks::start().await;
+    let r = crate::alerts::create(
+        &t,
+        &admin,
+        &crate::alerts::webhook(&hook_url, &["drill_failed"]),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
     // The HA VPS on node-0, with a restore point.
     let ip = format!("{net}.72");
     let ha = ha_vps(&t, &admin, hosts[0], tpl, "dr-ha", &ip).await;
@@ -307,6 +317,13 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
     )
     .await;
     assert_eq!(ev["events"].as_array().unwrap().len(), 1, "{ev}");
+    let ev = get(
+        &t,
+        &admin,
+        &format!("/api/v1/events?action=vps.drill.passed&target_id={ha}"),
+    )
+    .await;
+    assert_eq!(ev["events"][0]["details"]["rto_ms"], rto, "{ev}");
 
     // A whole host's drill: each of its HA VPSes (the one here).
     refused(
@@ -378,6 +395,15 @@ async fn a_drill_reports_rto_and_rpo_leaves_nothing_and_never_touches_the_live_v
     );
     nothing_left(&cluster, 1, d["id"].as_i64().unwrap());
     answers(&ip, "dr-ha").await;
+    // The failed drill is told once, to the target that wants it; the passed ones are not.
+    let told = crate::alerts::wait_for("the failed drill's alert", || {
+        let p = hooks.payloads();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["rule"], "drill_failed", "{told:?}");
+    assert_eq!(told[0]["link"], format!("/vpses/{ha}"), "{told:?}");
     let v = get(&t, &admin, &format!("/api/v1/vpses/{ha}")).await;
     assert_eq!(v["host_id"], hosts[0], "{v}");
     assert_eq!(
