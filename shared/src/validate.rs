@@ -572,6 +572,25 @@ pub fn list_filter(field: &str, value: &str) -> Result<String> {
     Ok(v)
 }
 
+/// A paged list's ask, checked: its page size (`usize::MAX` without `limit`), its filter
+/// (lowered; None when empty) and the name the page starts after.
+pub fn list_paging(
+    limit: Option<u32>,
+    q: Option<&str>,
+    after: Option<&str>,
+) -> Result<(usize, Option<String>, Option<String>)> {
+    let limit = match limit {
+        Some(l) => page_size("limit", l)? as usize,
+        None => usize::MAX,
+    };
+    let q = q
+        .map(|f| list_filter("q", f))
+        .transpose()?
+        .filter(|f| !f.is_empty());
+    let after = after.map(|a| resource_name("after", a)).transpose()?;
+    Ok((limit, q, after))
+}
+
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)
 }

@@ -87,20 +87,8 @@ pub async fn page(
     q: serverware_shared::api::HostListQuery,
 ) -> Result<(Vec<HostResponse>, usize, Option<String>)> {
     use serverware_shared::validate;
-    let limit = match q.limit {
-        Some(l) => validate::page_size("limit", l)? as usize,
-        None => usize::MAX,
-    };
-    let filter =
-        q.q.as_deref()
-            .map(|f| validate::list_filter("q", f))
-            .transpose()?
-            .filter(|f| !f.is_empty());
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| validate::resource_name("after", a))
-        .transpose()?;
+    let (limit, filter, after) =
+        validate::list_paging(q.limit, q.q.as_deref(), q.after.as_deref())?;
     let (rows, all) = db
         .run(|c| Ok((crate::repo::hosts::list(c)?, crate::repo::vpses::all(c)?)))
         .await?;

@@ -138,19 +138,8 @@ pub async fn page(
     q: serverware_shared::api::VpsListQuery,
 ) -> Result<(Vec<VpsResponse>, usize, Option<String>)> {
     use serverware_shared::validate;
-    let limit = match q.limit {
-        Some(l) => validate::page_size("limit", l)? as usize,
-        None => usize::MAX,
-    };
-    let filter =
-        q.q.as_deref()
-            .map(|f| validate::list_filter("q", f))
-            .transpose()?;
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| validate::resource_name("after", a))
-        .transpose()?;
+    let (limit, filter, after) =
+        validate::list_paging(q.limit, q.q.as_deref(), q.after.as_deref())?;
     let host = q.host_id.map(HostId);
     let exact = q
         .name

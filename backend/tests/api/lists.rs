@@ -31,12 +31,22 @@ async fn page(
     c: &reqwest::Client,
     query: &str,
 ) -> (Vec<String>, u64, Option<String>) {
+    list_page(t, c, "vpses", query).await
+}
+
+/// A page of `/api/v1/{list}?{query}`: the names on it, the total, the next page's link.
+async fn list_page(
+    t: &TestController,
+    c: &reqwest::Client,
+    list: &str,
+    query: &str,
+) -> (Vec<String>, u64, Option<String>) {
     let r = c
-        .get(t.url(&format!("/api/v1/vpses?{query}")))
+        .get(t.url(&format!("/api/v1/{list}?{query}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "vpses?{query}");
+    assert_eq!(r.status(), 200, "{list}?{query}");
     let total = r.headers()["x-total-count"]
         .to_str()
         .unwrap()
@@ -164,44 +174,18 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
          vps_bridge, vps_prefix_len, max_transfers, maintenance) VALUES {}",
         rows.join(", ")
     ));
-    let list = |query: &'static str| {
-        let (t, c) = (&t, &admin);
-        async move {
-            let r = c
-                .get(t.url(&format!("/api/v1/hosts?{query}")))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "hosts?{query}");
-            let total: u64 = r.headers()["x-total-count"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let next = r
-                .headers()
-                .get("link")
-                .map(|l| l.to_str().unwrap().to_string());
-            let l: Vec<Value> = r.json().await.unwrap();
-            let names: Vec<String> = l
-                .iter()
-                .map(|h| h["name"].as_str().unwrap().to_string())
-                .collect();
-            (names, total, next)
-        }
-    };
-    let (names, total, next) = list("limit=5").await;
+    let (names, total, next) = list_page(&t, &admin, "hosts", "limit=5").await;
     assert_eq!((names.len(), total), (5, 12));
     assert_eq!(
         next.as_deref(),
         Some("</api/v1/hosts?limit=5&after=h-04>; rel=\"next\"")
     );
-    let (names, _, next) = list("limit=5&after=h-09").await;
+    let (names, _, next) = list_page(&t, &admin, "hosts", "limit=5&after=h-09").await;
     assert_eq!(
         (names, next),
         (vec!["h-10".to_string(), "h-11".to_string()], None)
     );
-    let (names, total, _) = list("q=h-1").await;
+    let (names, total, _) = list_page(&t, &admin, "hosts", "q=h-1").await;
     assert_eq!((names.len(), total), (2, 2));
     let r = admin
         .get(t.url("/api/v1/hosts?limit=5000"))
