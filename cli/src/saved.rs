@@ -84,10 +84,16 @@ fn load_from(p: &std::path::Path) -> Sites {
     }
 }
 
-/// Keeps `s` in place of what was kept.
+/// Keeps `s` in place of what was kept; with no site left, the file goes.
 pub fn store(s: &Sites) -> std::io::Result<PathBuf> {
     let p =
         path().ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    if s.sites.is_empty() {
+        return match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(p),
+        };
+    }
     let dir = p.parent().expect("has a parent");
     std::fs::DirBuilder::new()
         .recursive(true)
