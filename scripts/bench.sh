@@ -28,7 +28,8 @@ case "$which" in
     failover) exec "$CARGO_TARGET_DIR/release/failover-bench" "$@" ;;
     takeover) exec "$CARGO_TARGET_DIR/release/takeover-bench" "$@" ;;
     provision)
-        need_apt qemu-system-x86 ipxe dnsmasq debootstrap squashfs-tools qemu-utils
+        need_qemu
+        need_apt ipxe dnsmasq debootstrap squashfs-tools
         exec "$CARGO_TARGET_DIR/release/provision-bench" "$@" ;;
     *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover, provision)" >&2; exit 2 ;;
 esac

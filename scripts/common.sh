@@ -28,6 +28,30 @@ need_apt() {
     fi
 }
 
+# QEMU (qemu-system-x86 with qemu-utils). Debian 12's QEMU 7.2 cannot be installed beside a
+# qemu-utils from bookworm-backports (10.x Breaks qemu-system-common << 8.0), which some machines
+# of this kind come with: there QEMU is taken from bookworm-backports as well, matching it.
+need_qemu() {
+    if dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
+        need_apt qemu-utils
+        return
+    fi
+    local utils
+    utils="$(dpkg-query -W -f='${Status} ${Version}' qemu-utils 2>/dev/null || true)"
+    if [[ "$utils" == "install ok installed"*"~bpo12"* ]]; then
+        say "installing QEMU from bookworm-backports (this machine's qemu-utils is from there)"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" \
+            | $sudo tee /etc/apt/sources.list.d/serverware-bookworm-backports.list >/dev/null
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -t bookworm-backports \
+            qemu-system-x86 qemu-utils >/dev/null
+    else
+        need_apt qemu-system-x86 qemu-utils
+    fi
+}
+
 need_cargo() {
     command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 }

@@ -18,7 +18,8 @@ build_dashboard
 # Hosts provisioned over the network: a QEMU machine boots the site's host image from the
 # controller (dnsmasq proxy DHCP + TFTP, Debian's iPXE). The image is built once from Debian's
 # packages (debootstrap; cached in $SERVERWARE_CACHE/images, rebuilt when its inputs change).
-need_apt qemu-system-x86 ipxe dnsmasq debootstrap squashfs-tools qemu-utils
+need_qemu
+need_apt ipxe dnsmasq debootstrap squashfs-tools
 say "the host image (serverware image build; cached)"
 cargo build --locked -q -p serverware -p serverware-agent
 export SERVERWARE_TEST_IMAGES_DIR="$SERVERWARE_CACHE/images"
