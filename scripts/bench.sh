@@ -10,6 +10,7 @@
 #   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
 #   scripts/bench.sh takeover [--rounds N] [--lease S] [--kill]
 #   scripts/bench.sh provision [--boots N] [--cold 0|1]
+#   scripts/bench.sh fleet [--hosts 100,1000] [--vpses 10] [--seconds 60] [--deaths 5]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync etcd-server
@@ -17,7 +18,7 @@ cd "$ROOT"
 which="${1:-netres}"
 [ $# -gt 0 ] && shift
 say "building release binaries"
-cargo build --release --locked -p serverware -p serverware-agent -p serverware-bench
+cargo build --release --locked -p serverware -p serverware-agent -p serverware-bench -p serverware-fleetsim
 case "$which" in
     netres) exec "$CARGO_TARGET_DIR/release/netres-bench" "$@" ;;
     move) exec "$CARGO_TARGET_DIR/release/move-bench" "$@" ;;
@@ -31,5 +32,6 @@ case "$which" in
         need_qemu
         need_apt ipxe dnsmasq debootstrap squashfs-tools
         exec "$CARGO_TARGET_DIR/release/provision-bench" "$@" ;;
-    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover, provision)" >&2; exit 2 ;;
+    fleet) exec "$CARGO_TARGET_DIR/release/fleet-bench" "$@" ;;
+    *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover, provision, fleet)" >&2; exit 2 ;;
 esac

@@ -14,6 +14,9 @@ pub struct Controller {
     pub child: Child,
     pub url: String,
     pub dir: PathBuf,
+    /// How it was started, to start it again ([`Controller::restart`]).
+    bin: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Controller {
@@ -24,7 +27,44 @@ impl Drop for Controller {
     }
 }
 
+fn spawn(bin: &std::path::Path, env: &[(String, String)], log: &std::path::Path) -> Result<Child> {
+    let mut cmd = Command::new(bin);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .context("cannot start the controller")
+}
+
 impl Controller {
+    /// Stops the controller (SIGTERM, as systemd does; SIGKILL after 60 s) and starts it again
+    /// on the same data, port and settings; returns once it listens.
+    pub fn restart(&mut self) -> Result<()> {
+        // SAFETY: a signal to the child this struct owns.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = spawn(&self.bin, &self.env, &self.dir.join("controller.log"))?;
+        let port: u16 = self.url.rsplit(':').next().unwrap_or("0").parse()?;
+        serverware_testhosts::wait_for_port(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(60),
+        )?;
+        Ok(())
+    }
+
     /// The last `n` lines the controller logged (read before its directory goes).
     pub fn log_tail(&self, n: usize) -> Vec<String> {
         let log = std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default();
@@ -68,12 +108,12 @@ pub fn start_controller_env(files: &[(&str, &str)], env: &[(&str, &str)]) -> Res
     }
     let dir = std::env::temp_dir().join(format!("serverware-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut cmd = Command::new(&bin);
+    let mut env_all: Vec<(String, String)> = Vec::new();
     for (name, content) in files {
         let path = dir.join(name);
         std::fs::write(&path, content)?;
         if name.ends_with(".toml") {
-            cmd.env("SERVERWARE_CONFIG", &path);
+            env_all.push(("SERVERWARE_CONFIG".into(), path.display().to_string()));
         }
     }
     let port = free_port()?;
@@ -83,30 +123,33 @@ pub fn start_controller_env(files: &[(&str, &str)], env: &[(&str, &str)]) -> Res
         .map(|(_, ip)| format!("{ip}:{port}"))
         .unwrap_or_else(|| format!("127.0.0.1:{port}"));
     for (k, v) in env.iter().filter(|(k, _)| *k != "SERVERWARE_LISTEN") {
-        cmd.env(k, v);
+        env_all.push((k.to_string(), v.to_string()));
     }
-    let child = cmd
-        .env("SERVERWARE_DATA_DIR", dir.join("data"))
-        .env("SERVERWARE_LISTEN", listen)
-        .env("SERVERWARE_ADMIN_PASSWORD", ADMIN_PW)
-        .env("SERVERWARE_STATIC_DIR", dir.join("no-dashboard"))
-        .env(
-            "SERVERWARE_LOG",
+    let d = |p: &str| dir.join(p).display().to_string();
+    env_all.extend([
+        ("SERVERWARE_DATA_DIR".into(), d("data")),
+        ("SERVERWARE_LISTEN".into(), listen),
+        ("SERVERWARE_ADMIN_PASSWORD".into(), ADMIN_PW.into()),
+        ("SERVERWARE_STATIC_DIR".into(), d("no-dashboard")),
+        (
+            "SERVERWARE_LOG".into(),
             std::env::var("BENCH_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            dir.join("controller.log"),
-        )?))
-        .spawn()
-        .context("cannot start the controller")?;
+        ),
+    ]);
+    let _ = std::fs::remove_file(dir.join("controller.log"));
+    let child = spawn(&bin, &env_all, &dir.join("controller.log"))?;
     let url = format!("http://127.0.0.1:{port}");
     serverware_testhosts::wait_for_port(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(30),
     )?;
-    Ok(Controller { child, url, dir })
+    Ok(Controller {
+        child,
+        url,
+        dir,
+        bin,
+        env: env_all,
+    })
 }
 
 /// CPU seconds (user + system) and resident memory of a process.

@@ -2,7 +2,7 @@
 //! documentation for what it simulates and what not).
 //!
 //! ```text
-//! SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts 200 [--first 127.77.0.1] [--port 2222]
+//! SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts 200 [--first 127.77.0.1] [--port 2200]
 //!     [--agent PATH] [--out hosts.json] [--seed N] [--vps-link swfleet
 //!     [--vps-net 10.77.240.0/20]]
 //! ```
@@ -20,7 +20,7 @@ use tokio::io::AsyncBufReadExt;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts N [--first 127.77.0.1] [--port 2222] [--agent PATH] [--out FILE] [--seed N] [--vps-link NAME [--vps-net A.B.C.D/LEN]]"
+        "usage: SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts N [--first 127.77.0.1] [--port 2200] [--agent PATH] [--out FILE] [--seed N] [--vps-link NAME [--vps-net A.B.C.D/LEN]]"
     );
     std::process::exit(2)
 }
@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(std::net::Ipv4Addr::new(127, 77, 0, 1));
     let port = flag("--port")
         .map(|p| p.parse().unwrap_or_else(|_| usage()))
-        .unwrap_or(2222);
+        .unwrap_or(2200);
     let seed = flag("--seed")
         .map(|p| p.parse().unwrap_or_else(|_| usage()))
         .unwrap_or(1);

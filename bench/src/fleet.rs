@@ -1,0 +1,461 @@
+//! fleet-bench: the release controller with a fleet of simulated hosts (`sw-fleetsim`: an SSH
+//! server per host, the real agent protocol; see fleetsim/src/lib.rs for what it does not
+//! simulate), at each size asked (default 100 and 1,000 hosts × 10 VPSes, samples at 1 Hz).
+//! Hosts are added and VPSes created through the API as an operator would. Printed, one row per
+//! size: controller CPU and RSS (averages over a steady window), sample → live-socket p99 for a
+//! dashboard subscribed to one host (with 50 more dashboards open on the hosts list), API
+//! `GET /vpses?limit=100` p99, host death → its HA VPSes placed elsewhere p99 (the decision: the
+//! VPS's host changes; not the restore), reconnect of every host after a controller restart
+//! (and the VPSes that moved meanwhile: false failovers), and database growth per day.
+//!
+//! Targets at 1,000 × 10: under one core and 1 GiB RSS on average, sample → socket p99 ≤ 100 ms,
+//! list p99 ≤ 50 ms, reconnect of all ≤ 60 s without a false failover.
+
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use serverware_bench::*;
+use std::io::{BufRead, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The simulator, ended (its namespace with it) when dropped.
+struct Sim {
+    child: Child,
+    stdin: ChildStdin,
+    out: std::io::BufReader<ChildStdout>,
+    hosts: Vec<Value>,
+    pid: u32,
+}
+
+const LINK: &str = "swfleetb";
+const PASSWORD_ENV: &str = "SW_FLEETSIM_PASSWORD";
+
+impl Sim {
+    fn start(n: usize, password: &str) -> Result<Sim> {
+        let bin = std::env::current_exe()?.with_file_name("sw-fleetsim");
+        let agent = std::env::current_exe()?.with_file_name("serverware-agent");
+        let out_file = std::env::temp_dir().join(format!("fleet-bench-{}.json", std::process::id()));
+        let port = free_port()?.to_string();
+        let mut child = Command::new(&bin)
+            .args(["--hosts", &n.to_string(), "--port", &port])
+            .args(["--vps-link", LINK, "--vps-net", "10.77.192.0/18"])
+            .arg("--agent")
+            .arg(&agent)
+            .arg("--out")
+            .arg(&out_file)
+            .env(PASSWORD_ENV, password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let pid = child.id();
+        let mut sim = Sim {
+            stdin: child.stdin.take().context("no stdin")?,
+            out: std::io::BufReader::new(child.stdout.take().context("no stdout")?),
+            child,
+            hosts: Vec::new(),
+            pid,
+        };
+        let ready = sim.line()?;
+        if ready != format!("ready {n}") {
+            bail!("sw-fleetsim did not start: {ready}");
+        }
+        sim.hosts = serde_json::from_slice(&std::fs::read(&out_file)?)?;
+        let _ = std::fs::remove_file(&out_file);
+        Ok(sim)
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut l = String::new();
+        self.out.read_line(&mut l)?;
+        Ok(l.trim().to_string())
+    }
+
+    fn say(&mut self, cmd: &str) -> Result<String> {
+        writeln!(self.stdin, "{cmd}")?;
+        self.stdin.flush()?;
+        self.line()
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h["name"] == name)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("ip").args(["link", "del", LINK]).status();
+        let _ = Command::new("ip").args(["netns", "del", LINK]).status();
+    }
+}
+
+/// Every row of a paged list (following Link rel=next), and how long the first page took.
+async fn every(api: &Api, path: &str) -> Result<Vec<Value>> {
+    let mut rows = Vec::new();
+    let mut next = Some(format!("{}/api/v1{path}", api.base));
+    while let Some(url) = next.take() {
+        let mut r = api
+            .client
+            .get(&url)
+            .bearer_auth(&api.token)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        if r.status() != 200 {
+            bail!("{url}: {}", r.status());
+        }
+        next = r
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.split('<').nth(1))
+            .and_then(|l| l.split('>').next())
+            .map(|p| {
+                if p.starts_with("http") {
+                    p.to_string()
+                } else {
+                    format!("{}{p}", api.base)
+                }
+            });
+        let page: Vec<Value> = r.json().limit(1 << 26).await?;
+        rows.extend(page);
+    }
+    Ok(rows)
+}
+
+async fn until<T>(
+    what: &str,
+    secs: u64,
+    mut f: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {secs} s");
+        }
+        actix_rt::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn online(api: &Api) -> Result<(usize, Vec<Value>)> {
+    let hosts = every(api, "/hosts?limit=1000").await?;
+    Ok((hosts.iter().filter(|h| h["status"] == "online").count(), hosts))
+}
+
+/// Bytes of the controller's SQLite database (with its write-ahead log).
+fn db_bytes(ctl: &Controller) -> u64 {
+    ["serverware.db", "serverware.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(ctl.dir.join("data").join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+struct Row {
+    hosts: usize,
+    vpses: usize,
+    setup_s: f64,
+    cpu_pct: f64,
+    sim_cpu_pct: f64,
+    rss_mib: f64,
+    socket_p99_ms: f64,
+    socket_samples: usize,
+    list_p99_ms: f64,
+    placed_p99_s: f64,
+    placed_n: usize,
+    reconnect_s: f64,
+    false_failovers: usize,
+    db_mib_per_day: f64,
+}
+
+async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Row> {
+    let password = format!("fleet-bench-{}", std::process::id());
+    let mut sim = Sim::start(n, &password)?;
+    let mut ctl = start_controller_env(&[], &[("SERVERWARE_SSH_LISTEN", "off")])?;
+    let api = admin_api(&ctl).await?;
+    let began = Instant::now();
+
+    println!("  adding {n} hosts…");
+    let results: Vec<Result<(u16, Value)>> = futures_util::stream::iter(sim.hosts.clone())
+        .map(|h| {
+            let (api, password) = (&api, password.clone());
+            async move {
+                api.call(
+                    "POST",
+                    "/hosts",
+                    Some(json!({"name": h["name"], "address": h["address"],
+                        "host_key": h["host_key"], "password": password})),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for r in results {
+        let (status, body) = r?;
+        if status != 201 {
+            bail!("adding a host: {status} {body}");
+        }
+    }
+    let hosts = until("every host online", 600, async || {
+        let (up, hosts) = online(&api).await?;
+        Ok((up == n).then_some(hosts))
+    })
+    .await?;
+    println!("  {n} hosts online after {:.0} s; creating {} VPSes…", began.elapsed().as_secs_f64(), n * per_host);
+
+    let (_, templates) = api.call("GET", "/templates", None).await?;
+    let tpl = templates
+        .as_array()
+        .and_then(|t| t.iter().find(|x| x["name"] == "minimal"))
+        .context("no minimal template")?["id"]
+        .clone();
+    let specs: Vec<Value> = (0..n * per_host)
+        .map(|k| {
+            json!({
+                "name": format!("fv-{k:05}"), "template_id": tpl,
+                "host_id": hosts[k % n]["id"],
+                "ipv4": format!("10.77.{}.{}", 192 + k / 250, k % 250 + 1),
+                "memory_limit_bytes": 256u64 << 20, "start": true,
+                "ha_enabled": k % 10 == 0, "check_ports": [],
+            })
+        })
+        .collect();
+    let results: Vec<Result<(u16, Value)>> = futures_util::stream::iter(specs)
+        .map(|body| {
+            let api = &api;
+            async move { api.call("POST", "/vpses", Some(body)).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for r in results {
+        let (status, body) = r?;
+        if status != 202 {
+            bail!("creating a VPS: {status} {body}");
+        }
+    }
+    let total = n * per_host;
+    let vpses = until("every VPS running", 1800, async || {
+        let v = every(&api, "/vpses?limit=1000").await?;
+        let running = v.iter().filter(|v| v["state"] == "running").count();
+        Ok((running == total).then_some(v))
+    })
+    .await?;
+    let setup_s = began.elapsed().as_secs_f64();
+    println!("  {total} VPSes running after {setup_s:.0} s; steady window of {window} s…");
+
+    // The steady window: one dashboard on one host's page, 50 more on the hosts list.
+    let first = hosts[0]["id"].as_i64().context("host id")?;
+    let mut one = api.socket(&[format!("host:{first}")]).await?;
+    let mut others = Vec::new();
+    for _ in 0..50 {
+        others.push(api.socket(&["hosts".to_string()]).await?);
+    }
+    let drain = actix_rt::spawn(async move {
+        // The 50 read what they are sent, as a browser would.
+        let mut live = others;
+        loop {
+            for s in live.iter_mut() {
+                while let Ok(Some(_)) =
+                    actix_rt::time::timeout(Duration::from_millis(1), s.next()).await
+                {}
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let (cpu0, _, _) = usage(ctl.child.id())?;
+    let (sim0, _, _) = usage(sim.pid)?;
+    let db0 = db_bytes(&ctl);
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    let mut rss = Vec::new();
+    let mut next_rss = Instant::now();
+    while t0.elapsed() < Duration::from_secs(window) {
+        if Instant::now() >= next_rss {
+            rss.push(usage(ctl.child.id())?.1 as f64);
+            next_rss += Duration::from_secs(1);
+        }
+        if let Ok(v) = next_json(&mut one, Duration::from_millis(500)).await {
+            if v["type"] == "host_sample" {
+                if let Some(at) = v["sample"]["taken_at_ms"].as_i64() {
+                    lat.push((now_ms() - at) as f64);
+                }
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let (cpu1, _, _) = usage(ctl.child.id())?;
+    let (sim1, _, _) = usage(sim.pid)?;
+    let db1 = db_bytes(&ctl);
+    drain.abort();
+    drop(one);
+    let socket_samples = lat.len();
+    let socket_p99_ms = pct(&mut lat, 99.0);
+    let cpu_pct = (cpu1 - cpu0) / secs * 100.0;
+    let sim_cpu_pct = (sim1 - sim0) / secs * 100.0;
+    let rss_mib = rss.iter().sum::<f64>() / rss.len().max(1) as f64 / (1 << 20) as f64;
+    let db_mib_per_day = (db1.saturating_sub(db0)) as f64 / secs * 86400.0 / (1 << 20) as f64;
+
+    println!("  the list, 200 times…");
+    let mut list = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (status, _) = api.call("GET", "/vpses?limit=100", None).await?;
+        if status != 200 {
+            bail!("GET /vpses: {status}");
+        }
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let list_p99_ms = pct(&mut list, 99.0);
+
+    // Hosts die, one after another: each one's HA VPSes placed elsewhere.
+    println!("  {deaths} host deaths…");
+    let mut placed = Vec::new();
+    for d in 0..deaths {
+        let host = &hosts[(d * 7 + 3) % n];
+        let hid = host["id"].as_i64().context("host id")?;
+        let ha: Vec<i64> = vpses
+            .iter()
+            .filter(|v| v["host_id"] == hid && v["ha_enabled"] == true)
+            .filter_map(|v| v["id"].as_i64())
+            .collect();
+        for id in &ha {
+            until("a restore point of each HA VPS", 300, async || {
+                let (_, d) = api.call("GET", &format!("/vpses/{id}/duplo"), None).await?;
+                Ok(d["points"].as_u64().is_some_and(|p| p > 0).then_some(()))
+            })
+            .await?;
+        }
+        let index = sim
+            .index_of(host["name"].as_str().unwrap_or_default())
+            .context("the host in the fleet")?;
+        let off = Instant::now();
+        if sim.say(&format!("off {index}"))? != "ok" {
+            bail!("the simulator did not power host {index} off");
+        }
+        for id in &ha {
+            let s = until("an HA VPS placed elsewhere", 300, async || {
+                let (_, v) = api.call("GET", &format!("/vpses/{id}"), None).await?;
+                Ok((v["host_id"].as_i64().is_some_and(|h| h != hid)).then(|| off.elapsed()))
+            })
+            .await?;
+            placed.push(s.as_secs_f64());
+        }
+        sim.say(&format!("on {index}"))?;
+    }
+    let placed_n = placed.len();
+    let placed_p99_s = pct(&mut placed, 99.0);
+    until("every host online again", 600, async || {
+        Ok((online(&api).await?.0 == n).then_some(()))
+    })
+    .await?;
+
+    // The controller restarts: every host reconnects; nothing fails over for it.
+    println!("  controller restart…");
+    actix_rt::time::sleep(Duration::from_secs(5)).await;
+    let before: std::collections::HashMap<i64, Value> = every(&api, "/vpses?limit=1000")
+        .await?
+        .into_iter()
+        .filter_map(|v| Some((v["id"].as_i64()?, v["host_id"].clone())))
+        .collect();
+    let restarted = Instant::now();
+    ctl.restart()?;
+    let reconnect = until("every host online after the restart", 600, async || {
+        let up = match online(&api).await {
+            Ok((up, _)) => up,
+            Err(_) => 0, // still starting
+        };
+        Ok((up == n).then(|| restarted.elapsed()))
+    })
+    .await?;
+    // netMON's grace after a start has passed twice over before moves are counted.
+    actix_rt::time::sleep(Duration::from_secs(30)).await;
+    let after = every(&api, "/vpses?limit=1000").await?;
+    let false_failovers = after
+        .iter()
+        .filter(|v| {
+            v["id"]
+                .as_i64()
+                .and_then(|id| before.get(&id))
+                .is_some_and(|h| *h != v["host_id"])
+        })
+        .count();
+    drop(sim);
+    drop(ctl);
+    Ok(Row {
+        hosts: n,
+        vpses: total,
+        setup_s,
+        cpu_pct,
+        sim_cpu_pct,
+        rss_mib,
+        socket_p99_ms,
+        socket_samples,
+        list_p99_ms,
+        placed_p99_s,
+        placed_n,
+        reconnect_s: reconnect.as_secs_f64(),
+        false_failovers,
+        db_mib_per_day,
+    })
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--hosts")
+        .and_then(|i| args.get(i + 1))
+        .map_or("100,1000", |s| s.as_str())
+        .split(',')
+        .map(|s| s.parse().context("--hosts takes sizes such as 100,1000"))
+        .collect::<Result<_>>()?;
+    let per_host = arg("--vpses", 10)? as usize;
+    let window = arg("--seconds", 60)?;
+    let deaths = arg("--deaths", 5)? as usize;
+    let mut rows = Vec::new();
+    for n in sizes {
+        println!("fleet of {n} simulated hosts × {per_host} VPSes");
+        let row = actix_rt::System::new().block_on(run(n, per_host, window, deaths))?;
+        rows.push(row);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!();
+    println!("fleet bench ({cores} cores; samples at 1 Hz; the simulator runs on the same machine)");
+    println!(
+        "{:>6} {:>7} {:>8} {:>9} {:>9} {:>8} {:>13} {:>10} {:>13} {:>11} {:>7} {:>10}",
+        "hosts", "VPSes", "setup s", "ctl CPU%", "sim CPU%", "RSS MiB", "sample→ws p99", "list p99",
+        "placed p99", "reconnect", "false", "DB MiB/day"
+    );
+    for r in &rows {
+        println!(
+            "{:>6} {:>7} {:>8.0} {:>9.1} {:>9.1} {:>8.0} {:>10.0} ms {:>7.1} ms {:>8.1} s ({}) {:>9.1} s {:>7} {:>10.1}",
+            r.hosts, r.vpses, r.setup_s, r.cpu_pct, r.sim_cpu_pct, r.rss_mib, r.socket_p99_ms,
+            r.list_p99_ms, r.placed_p99_s, r.placed_n, r.reconnect_s, r.false_failovers,
+            r.db_mib_per_day
+        );
+        let _ = r.socket_samples;
+    }
+    println!(
+        "targets at 1,000 × 10: ctl CPU < 100 %, RSS < 1024 MiB, sample→ws p99 ≤ 100 ms, list p99 ≤ 50 ms, reconnect ≤ 60 s, false failovers 0"
+    );
+    Ok(())
+}
