@@ -111,10 +111,27 @@ fn config() -> Arc<client::Config> {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A bounded number of SSH handshakes at once: the TCP connection is made first, outside it
+/// (a host that does not answer holds no place), then the key exchange waits for a place;
+/// `on_turn` is called once it has one.
+pub struct Gate {
+    pub places: Arc<tokio::sync::Semaphore>,
+    pub on_turn: Box<dyn FnOnce() + Send>,
+}
+
 async fn open(
     addr: &str,
     port: u16,
     pinned: Option<String>,
+) -> Result<(Handle<Client>, Arc<Mutex<Option<HostKey>>>), SshError> {
+    open_gated(addr, port, pinned, None).await
+}
+
+async fn open_gated(
+    addr: &str,
+    port: u16,
+    pinned: Option<String>,
+    gate: Option<Gate>,
 ) -> Result<(Handle<Client>, Arc<Mutex<Option<HostKey>>>), SshError> {
     let seen = Arc::new(Mutex::new(None));
     let handler = Client {
@@ -122,9 +139,33 @@ async fn open(
         seen: seen.clone(),
     };
     let target = format!("{addr}:{port}");
+    let stream = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((addr, port)),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(SshError::Unreachable(
+                target,
+                "no answer within 10 s".into(),
+            ))
+        }
+        Ok(Err(e)) => return Err(SshError::Unreachable(target, e.to_string())),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let _place = match gate {
+        Some(g) => {
+            let p = g.places.acquire_owned().await.ok();
+            (g.on_turn)();
+            p
+        }
+        None => None,
+    };
     let r = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        client::connect(config(), (addr, port), handler),
+        client::connect_stream(config(), stream, handler),
     )
     .await;
     match r {
@@ -171,7 +212,19 @@ impl Session {
         pinned_key: &str,
         creds: &Credentials,
     ) -> Result<Session, SshError> {
-        let (mut handle, _) = open(addr, port, Some(pinned_key.to_string())).await?;
+        Self::connect_gated(addr, port, user, pinned_key, creds, None).await
+    }
+
+    /// [`Session::connect`], its key exchange waiting for a place at `gate`.
+    pub async fn connect_gated(
+        addr: &str,
+        port: u16,
+        user: &str,
+        pinned_key: &str,
+        creds: &Credentials,
+        gate: Option<Gate>,
+    ) -> Result<Session, SshError> {
+        let (mut handle, _) = open_gated(addr, port, Some(pinned_key.to_string()), gate).await?;
         let result = match creds {
             Credentials::Password(p) => handle.authenticate_password(user, p).await,
             Credentials::Key(k) => {

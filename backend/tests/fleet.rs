@@ -38,13 +38,24 @@ impl Sim {
             .unwrap()
             .to_path_buf();
         let sim = bin_dir.join("sw-fleetsim");
-        assert!(sim.is_file(), "sw-fleetsim is built with the workspace: {}", sim.display());
+        assert!(
+            sim.is_file(),
+            "sw-fleetsim is built with the workspace: {}",
+            sim.display()
+        );
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("hosts.json");
         let port = serverware_testhosts::free_port().unwrap().to_string();
         let link = format!("swfl{}", std::process::id() % 100_000);
         let mut child = Command::new(&sim)
-            .args(["--hosts", &n.to_string(), "--port", &port, "--vps-link", &link])
+            .args([
+                "--hosts",
+                &n.to_string(),
+                "--port",
+                &port,
+                "--vps-link",
+                &link,
+            ])
             .arg("--agent")
             .arg(bin_dir.join("serverware-agent"))
             .arg("--out")
@@ -94,8 +105,12 @@ impl Drop for Sim {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new("ip").args(["link", "del", &self.link]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.link]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.link])
+            .status();
     }
 }
 
@@ -118,7 +133,13 @@ async fn every(t: &TestController, c: &Client, path: &str) -> Vec<Value> {
             .and_then(|l| l.to_str().ok())
             .and_then(|l| l.split('<').nth(1))
             .and_then(|l| l.split('>').next())
-            .map(|p| if p.starts_with("http") { p.to_string() } else { t.url(p) });
+            .map(|p| {
+                if p.starts_with("http") {
+                    p.to_string()
+                } else {
+                    t.url(p)
+                }
+            });
         rows.extend(r.json::<Vec<Value>>().await.unwrap());
     }
     rows
@@ -210,12 +231,18 @@ async fn two_hundred_simulated_hosts_are_one_site() {
     for (body, status) in &added {
         assert_eq!(*status, 201, "{body}");
     }
-    println!("fleet: {HOSTS} hosts added in {:.1} s", began.elapsed().as_secs_f64());
+    println!(
+        "fleet: {HOSTS} hosts added in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
     let hosts = hosts_until(&t, &admin, "all online", 300, |h| {
         h.len() == HOSTS && h.iter().all(|h| h["status"] == "online")
     })
     .await;
-    println!("fleet: all online {:.1} s after the first add", began.elapsed().as_secs_f64());
+    println!(
+        "fleet: all online {:.1} s after the first add",
+        began.elapsed().as_secs_f64()
+    );
 
     // A VPS on every host, every tenth HA (checked by ping: its address answers on the
     // simulator's namespace while it runs).
@@ -254,13 +281,20 @@ async fn two_hundred_simulated_hosts_are_one_site() {
         v.len() == HOSTS && v.iter().all(|v| v["state"] == "running")
     })
     .await;
-    println!("fleet: {HOSTS} VPSes running {:.1} s after the first create", began.elapsed().as_secs_f64());
+    println!(
+        "fleet: {HOSTS} VPSes running {:.1} s after the first create",
+        began.elapsed().as_secs_f64()
+    );
 
     // The lists answer from the controller's side, a page at a time.
     let mut times = Vec::new();
     for _ in 0..40 {
         let t0 = Instant::now();
-        let r = admin.get(t.url("/api/v1/vpses?limit=100")).send().await.unwrap();
+        let r = admin
+            .get(t.url("/api/v1/vpses?limit=100"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-total-count"], HOSTS.to_string().as_str());
         assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 100);
@@ -278,7 +312,11 @@ async fn two_hundred_simulated_hosts_are_one_site() {
             if d["points"].as_u64().is_some_and(|n| n > 0) {
                 break;
             }
-            assert!(Instant::now() < deadline, "no restore point of {}: {d}", v["name"]);
+            assert!(
+                Instant::now() < deadline,
+                "no restore point of {}: {d}",
+                v["name"]
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -287,7 +325,11 @@ async fn two_hundred_simulated_hosts_are_one_site() {
     let victim = ha[1];
     let victim_host = victim["host_id"].as_i64().unwrap();
     let victim_name = &hosts.iter().find(|h| h["id"] == victim_host).unwrap()["name"];
-    let index = sim.hosts.iter().position(|h| h["name"] == *victim_name).unwrap();
+    let index = sim
+        .hosts
+        .iter()
+        .position(|h| h["name"] == *victim_name)
+        .unwrap();
     let before: Vec<(i64, i64)> = vpses
         .iter()
         .map(|v| (v["id"].as_i64().unwrap(), v["host_id"].as_i64().unwrap()))
@@ -301,13 +343,20 @@ async fn two_hundred_simulated_hosts_are_one_site() {
         })
     })
     .await;
-    println!("fleet: host lost → its HA VPS running elsewhere in {:.1} s", lost.elapsed().as_secs_f64());
+    println!(
+        "fleet: host lost → its HA VPS running elsewhere in {:.1} s",
+        lost.elapsed().as_secs_f64()
+    );
     for (id, host) in before {
         if id == vid {
             continue;
         }
         let now = after.iter().find(|v| v["id"] == id).unwrap();
-        assert_eq!(now["host_id"].as_i64(), Some(host), "a VPS moved that should not have: {now}");
+        assert_eq!(
+            now["host_id"].as_i64(),
+            Some(host),
+            "a VPS moved that should not have: {now}"
+        );
     }
 
     // Booted again, the host is back and holds no running copy of the VPS that left it.
@@ -323,11 +372,17 @@ async fn two_hundred_simulated_hosts_are_one_site() {
         let state: Vec<(String, bool)> =
             serde_json::from_str(&sim.say(&format!("state {index}"))).unwrap();
         let copy = state.iter().find(|(n, _)| n == name);
-        assert!(!copy.is_some_and(|c| c.1), "the old host runs the VPS too: {state:?}");
+        assert!(
+            !copy.is_some_and(|c| c.1),
+            "the old host runs the VPS too: {state:?}"
+        );
         if copy.is_none() {
             break;
         }
-        assert!(Instant::now() < deadline, "the stale copy stays on the booted host: {state:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy stays on the booted host: {state:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(sim);

@@ -35,7 +35,8 @@ impl Sim {
     fn start(n: usize, password: &str) -> Result<Sim> {
         let bin = std::env::current_exe()?.with_file_name("sw-fleetsim");
         let agent = std::env::current_exe()?.with_file_name("serverware-agent");
-        let out_file = std::env::temp_dir().join(format!("fleet-bench-{}.json", std::process::id()));
+        let out_file =
+            std::env::temp_dir().join(format!("fleet-bench-{}.json", std::process::id()));
         let port = free_port()?.to_string();
         let mut child = Command::new(&bin)
             .args(["--hosts", &n.to_string(), "--port", &port])
@@ -155,7 +156,10 @@ async fn until<T>(
 
 async fn online(api: &Api) -> Result<(usize, Vec<Value>)> {
     let hosts = every(api, "/hosts?limit=1000").await?;
-    Ok((hosts.iter().filter(|h| h["status"] == "online").count(), hosts))
+    Ok((
+        hosts.iter().filter(|h| h["status"] == "online").count(),
+        hosts,
+    ))
 }
 
 /// Bytes of the controller's SQLite database (with its write-ahead log).
@@ -219,7 +223,11 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         Ok((up == n).then_some(hosts))
     })
     .await?;
-    println!("  {n} hosts online after {:.0} s; creating {} VPSes…", began.elapsed().as_secs_f64(), n * per_host);
+    println!(
+        "  {n} hosts online after {:.0} s; creating {} VPSes…",
+        began.elapsed().as_secs_f64(),
+        n * per_host
+    );
 
     let (_, templates) = api.call("GET", "/templates", None).await?;
     let tpl = templates
@@ -276,7 +284,8 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
             for s in live.iter_mut() {
                 while let Ok(Some(_)) =
                     actix_rt::time::timeout(Duration::from_millis(1), s.next()).await
-                {}
+                {
+                }
             }
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
@@ -439,11 +448,23 @@ fn main() -> Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!();
-    println!("fleet bench ({cores} cores; samples at 1 Hz; the simulator runs on the same machine)");
+    println!(
+        "fleet bench ({cores} cores; samples at 1 Hz; the simulator runs on the same machine)"
+    );
     println!(
         "{:>6} {:>7} {:>8} {:>9} {:>9} {:>8} {:>13} {:>10} {:>13} {:>11} {:>7} {:>10}",
-        "hosts", "VPSes", "setup s", "ctl CPU%", "sim CPU%", "RSS MiB", "sample→ws p99", "list p99",
-        "placed p99", "reconnect", "false", "DB MiB/day"
+        "hosts",
+        "VPSes",
+        "setup s",
+        "ctl CPU%",
+        "sim CPU%",
+        "RSS MiB",
+        "sample→ws p99",
+        "list p99",
+        "placed p99",
+        "reconnect",
+        "false",
+        "DB MiB/day"
     );
     for r in &rows {
         println!(

@@ -61,7 +61,11 @@ fn sample(host: &SimHost, rng: &mut Rng, interval: Duration) -> HostSample {
             name: name.clone(),
             state: if c.running { "running" } else { "stopped" }.into(),
             init_pid: c.running.then_some(c.pid),
-            uptime_secs: if c.running { c.since.elapsed().as_secs() } else { 0 },
+            uptime_secs: if c.running {
+                c.since.elapsed().as_secs()
+            } else {
+                0
+            },
             processes: if c.running { 12 } else { 0 },
             cpu_pct: cpu,
             memory_used: mem,
@@ -279,7 +283,10 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
             AgentResponse::Ok
         }
         AgentRequest::Lease {
-            base_ms, ttl_ms, ha, ..
+            base_ms,
+            ttl_ms,
+            ha,
+            ..
         } => {
             s.lease = Some((base_ms.saturating_add(ttl_ms), ha));
             AgentResponse::Ok

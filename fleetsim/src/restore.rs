@@ -16,7 +16,9 @@ fn next_frame(buf: &mut Vec<u8>) -> Option<std::io::Result<Frame>> {
     }
     let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
     if len > stream::MAX_FRAME {
-        return Some(Err(std::io::Error::other(format!("a frame of {len} bytes"))));
+        return Some(Err(std::io::Error::other(format!(
+            "a frame of {len} bytes"
+        ))));
     }
     if buf.len() < 5 + len {
         return None;

@@ -152,7 +152,11 @@ async fn run_command(
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     match w.as_slice() {
         ["sh", "-c", script, "sh", arg] if script.contains("authorized_keys") => {
-            let key = arg.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let key = arg
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
             if script.contains("grep -vxF") {
                 host.lock().authorized.remove(&key);
             } else if key.is_empty() {
@@ -179,7 +183,10 @@ async fn run_command(
                 0
             }
             None => {
-                say(true, format!("sha256sum: {path}: No such file or directory\n"));
+                say(
+                    true,
+                    format!("sha256sum: {path}: No such file or directory\n"),
+                );
                 1
             }
         },
@@ -233,14 +240,25 @@ async fn run_command(
             }
             ["rootfs-restore", name, ..] => {
                 let into = crate::restore::Into::Container(name.to_string());
-                finish(&out, crate::restore::restore(&host, into, input, &out).await)
+                finish(
+                    &out,
+                    crate::restore::restore(&host, into, input, &out).await,
+                )
             }
             ["rootfs-standby", id, "--cycle", cycle, ..] => {
                 let into = match (id.parse(), cycle.parse()) {
                     (Ok(vps_id), Ok(cycle)) => crate::restore::Into::Standby { vps_id, cycle },
-                    _ => return finish(&out, Err("rootfs-standby takes a VPS id and --cycle".into())),
+                    _ => {
+                        return finish(
+                            &out,
+                            Err("rootfs-standby takes a VPS id and --cycle".into()),
+                        )
+                    }
                 };
-                finish(&out, crate::restore::restore(&host, into, input, &out).await)
+                finish(
+                    &out,
+                    crate::restore::restore(&host, into, input, &out).await,
+                )
             }
             ["--version"] => {
                 say(
@@ -356,7 +374,11 @@ impl russh::server::Handler for Conn {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let line = key.public_key.to_openssh().unwrap_or_default();
-        let b64 = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let b64 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         if user == "root" && self.host.lock().authorized.contains(&b64) {
             return Ok(Auth::Accept);
         }

@@ -17,13 +17,15 @@ pub mod view;
 
 use crate::storage::tree::Tree;
 use crate::storage::{points, DirStore, ObjectStore};
-use serverware_shared::VpsId;
+use serverware_shared::{HostId, VpsId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the scheduler looks for cycles that are due.
 pub const TICK: Duration = Duration::from_millis(200);
+/// After a wake-up, the scheduler waits this much more before its pass.
+const WAKE_GATHER: Duration = Duration::from_millis(50);
 
 /// A full compare at least this often, whatever the journal says: it also catches changes no
 /// journal sees (writes through shared memory maps). Cheap: unchanged files are not read.
@@ -251,7 +253,16 @@ pub fn next_after(interval: Duration, failures: u32) -> Duration {
         .clamp(Duration::from_secs(1), MAX_BACKOFF.max(interval))
 }
 
-/// One pass of the scheduler: starts the cycles that are due.
+/// At most this many cycles run at once on one host (the rest wait their turn): a host's disk
+/// and its link to the controller are shared by its VPSes.
+pub const MAX_CYCLES_PER_HOST: usize = 2;
+/// At most this many cycles run at once on the whole site: storage and the controller's CPU are
+/// shared by every host. Cycles past it wait, most overdue first; the lag each VPS's page shows
+/// says when a site has more to copy than this keeps up with.
+pub const MAX_CYCLES_PER_SITE: usize = 64;
+
+/// One pass of the scheduler: starts the cycles that are due, most overdue first, within
+/// [`MAX_CYCLES_PER_HOST`] and [`MAX_CYCLES_PER_SITE`].
 pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
     let (rows, busy) = dup
         .db
@@ -264,21 +275,42 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         .await
         .map_err(|e| e.message())?;
     let now = Instant::now();
+    let mut per_host: HashMap<HostId, usize> = HashMap::new();
+    let mut running = 0usize;
+    // (asked now, due since, VPS, host)
+    let mut due: Vec<(bool, Instant, VpsId, HostId)> = Vec::new();
     for (vps_id, host_id, interval, status) in rows {
+        let interval = Duration::from_secs(interval.max(1) as u64);
+        let (is_running, asked, next) = dup.duplo.update(vps_id, |s| {
+            (
+                s.running_since_ms.is_some(),
+                s.now_requested,
+                s.next_due(interval),
+            )
+        });
+        if is_running {
+            *per_host.entry(host_id).or_default() += 1;
+            running += 1;
+            continue;
+        }
         if busy.contains(&vps_id) || status == "creating" || dup.hosts.conn(host_id).is_none() {
             continue;
         }
-        let interval = Duration::from_secs(interval.max(1) as u64);
+        match next {
+            _ if asked => due.push((true, now, vps_id, host_id)),
+            None => due.push((false, now, vps_id, host_id)),
+            Some(t) if t <= now => due.push((false, t, vps_id, host_id)),
+            Some(_) => {}
+        }
+    }
+    for (vps_id, _) in pick(due, running, per_host) {
         let start = dup.duplo.update(vps_id, |s| {
             if s.running_since_ms.is_some() {
                 return false;
             }
-            let due = s.now_requested || s.next_due(interval).is_none_or(|t| t <= now);
-            if due {
-                s.running_since_ms = Some(now_ms());
-                s.now_requested = false;
-            }
-            due
+            s.running_since_ms = Some(now_ms());
+            s.now_requested = false;
+            true
         });
         if !start {
             continue;
@@ -287,9 +319,35 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         tokio::spawn(async move {
             let result = cycle::run(&dup, vps_id).await;
             cycle::finish(&dup, vps_id, result).await;
+            // Its place is free: the next one waiting starts without waiting for the tick.
+            dup.duplo.wake.notify_one();
         });
     }
     Ok(())
+}
+
+/// Which of the `due` cycles (asked for now, due since, VPS, host) start, given how many run
+/// (in all, and per host): asked-for ones first, then the longest overdue, within the limits.
+fn pick(
+    mut due: Vec<(bool, Instant, VpsId, HostId)>,
+    mut running: usize,
+    mut per_host: HashMap<HostId, usize>,
+) -> Vec<(VpsId, HostId)> {
+    due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut out = Vec::new();
+    for (_, _, vps_id, host_id) in due {
+        if running >= MAX_CYCLES_PER_SITE {
+            break;
+        }
+        let on_host = per_host.entry(host_id).or_default();
+        if *on_host >= MAX_CYCLES_PER_HOST {
+            continue;
+        }
+        *on_host += 1;
+        running += 1;
+        out.push((vps_id, host_id));
+    }
+    out
 }
 
 /// The scheduler's loop body: a pass, then a wait of a tick or until woken.
@@ -323,7 +381,43 @@ pub async fn tick(dup: &Arc<Duplication>) -> Result<(), String> {
     schedule(dup).await?;
     tokio::select! {
         _ = tokio::time::sleep(TICK) => {}
-        _ = dup.duplo.wake.notified() => {}
+        // Woken (a cycle asked for, or a place freed): a moment more gathers what else ends,
+        // so that a site running many cycles reads its schedule a few times a second, not at
+        // every cycle's end.
+        _ = dup.duplo.wake.notified() => tokio::time::sleep(WAKE_GATHER).await,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_start_within_the_limits_most_overdue_first() {
+        let now = Instant::now();
+        let (h1, h2) = (HostId(1), HostId(2));
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let v = VpsId;
+        // Host 1 runs one already: one more may start there, the most overdue (v3), unless
+        // one was asked for (v5 is).
+        let due = vec![
+            (false, ago(5), v(1), h1),
+            (false, ago(30), v(3), h1),
+            (true, now, v(5), h1),
+            (false, ago(10), v(2), h2),
+            (false, ago(20), v(4), h2),
+            (false, ago(1), v(6), h2),
+        ];
+        let picked = pick(due.clone(), 1, HashMap::from([(h1, 1)]));
+        assert_eq!(picked, [(v(5), h1), (v(4), h2), (v(2), h2)]);
+        // The site's limit is never passed, whatever the hosts allow.
+        let many: Vec<_> = (0..1000)
+            .map(|i| (false, ago(i), v(i as i64 + 10), HostId(i as i64 + 10)))
+            .collect();
+        let picked = pick(many, MAX_CYCLES_PER_SITE - 3, HashMap::new());
+        assert_eq!(picked.len(), 3);
+        assert_eq!(picked[0].0, v(1009), "the longest overdue first");
+        assert!(pick(due, MAX_CYCLES_PER_SITE, HashMap::new()).is_empty());
+    }
 }

@@ -86,15 +86,27 @@ impl HostManager {
                 return;
             }
             let creds = Credentials::Key(self.key.clone());
-            let wait = match Session::connect(
-                &row.address,
-                row.ssh_port as u16,
-                &row.ssh_user,
-                &pinned,
-                &creds,
-            )
-            .await
-            {
+            // One of a bounded number of handshakes at once (a reconnect storm waits its
+            // turn); netMON counts the host's grace to connect from that turn.
+            let first_try = rt.clone();
+            let gate = crate::ssh::Gate {
+                places: self.handshakes.clone(),
+                on_turn: Box::new(move || {
+                    lock(&first_try.first_try).get_or_insert_with(Instant::now);
+                }),
+            };
+            let connected = tokio::select! {
+                r = Session::connect_gated(
+                    &row.address,
+                    row.ssh_port as u16,
+                    &row.ssh_user,
+                    &pinned,
+                    &creds,
+                    Some(gate),
+                ) => r,
+                _ = stop.changed() => return,
+            };
+            let wait = match connected {
                 Ok(session) => {
                     backoff = Duration::from_millis(500);
                     let session = Arc::new(session);
@@ -138,6 +150,8 @@ impl HostManager {
                     backoff
                 }
             };
+            // Up to a quarter more, at random: hosts lost together do not come back in step.
+            let wait = wait + wait.mul_f64(rand::random::<f64>() / 4.0);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return,
@@ -192,6 +206,7 @@ impl HostManager {
         let (cand_tx, mut cand_rx) = tokio::sync::mpsc::channel::<Option<AgentFrame>>(64);
         let mut candidate: Option<Candidate> = None;
         let mut sampled = false;
+        let mut guard = SampleGuard::default();
         // The first sample may take longer: the agent has just started.
         let mut first = true;
         let result = loop {
@@ -237,9 +252,19 @@ impl HostManager {
                     }
                 }
                 frame = tokio::time::timeout(heartbeat, link.frames.recv()) => match frame {
-                    Ok(Some(AgentFrame::Sample { sample })) => {
+                    Ok(Some(AgentFrame::Sample { mut sample })) => {
                         first = false;
                         sampled = true;
+                        match guard.check(&mut sample, millis, Instant::now(), Utc::now().timestamp_millis()) {
+                            Verdict::Take => {}
+                            Verdict::TakeRestamped { skew_ms } => clock_skew(self.db.clone(), row.id, skew_ms),
+                            Verdict::Drop { first_of_flood } => {
+                                if first_of_flood {
+                                    tracing::warn!(host = %row.id, "the host sends samples faster than every {millis} ms: the extra ones are dropped");
+                                }
+                                continue;
+                            }
+                        }
                         // Between two samples: the proved new agent takes over once the old one
                         // answers nothing (or has had its time to), and renews from this one.
                         if candidate.as_ref().is_some_and(|c| c.sampled && (!link.caller.busy() || c.since.elapsed() > DRAIN_WITHIN)) {
@@ -500,6 +525,91 @@ const FIRST_SAMPLE_WITHIN: Duration = Duration::from_secs(120);
 
 /// Says in an event that a host went offline after being online (`host.offline`, an error:
 /// what becomes of each VPS that should run on it) or is back (`host.online`).
+/// How far a sample's clock may be from the controller's before its time is replaced.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// What becomes of a sample as it arrives.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Take,
+    /// Taken, stamped with the controller's time: the host's clock is `skew_ms` off (said once
+    /// per connection).
+    TakeRestamped {
+        skew_ms: i64,
+    },
+    /// More than one per half interval: a flood, dropped (its first said).
+    Drop {
+        first_of_flood: bool,
+    },
+}
+
+/// A connection's samples as they arrive: a host that sends them faster than it was asked (a
+/// broken or hostile agent) has the extra ones dropped, so it costs the controller no more than
+/// any other host; one whose clock is far off has them stamped with the controller's time, so
+/// charts and history stay in order.
+#[derive(Default)]
+struct SampleGuard {
+    last: Option<Instant>,
+    flooding: bool,
+    skew_said: bool,
+}
+
+impl SampleGuard {
+    fn check(
+        &mut self,
+        sample: &mut HostSample,
+        millis: u32,
+        now: Instant,
+        now_ms: i64,
+    ) -> Verdict {
+        if let Some(last) = self.last {
+            if now.duration_since(last) < Duration::from_millis(u64::from(millis) / 2) {
+                let first = !self.flooding;
+                self.flooding = true;
+                return Verdict::Drop {
+                    first_of_flood: first,
+                };
+            }
+        }
+        self.flooding = false;
+        self.last = Some(now);
+        let skew = sample.taken_at_ms.saturating_sub(now_ms);
+        if skew.abs() > MAX_CLOCK_SKEW_MS {
+            sample.taken_at_ms = now_ms;
+            if !self.skew_said {
+                self.skew_said = true;
+                return Verdict::TakeRestamped { skew_ms: skew };
+            }
+        }
+        Verdict::Take
+    }
+}
+
+/// An event: the host's clock is far from the controller's.
+fn clock_skew(db: Db, id: HostId, skew_ms: i64) {
+    use crate::audit::{Actor, Change};
+    tokio::spawn(async move {
+        let _ = db
+            .run(move |c| {
+                let name = crate::repo::hosts::name(c, id)?.unwrap_or_else(|| id.to_string());
+                let (secs, way) = (skew_ms.abs() / 1000, if skew_ms > 0 { "ahead of" } else { "behind" });
+                crate::audit::record_system(
+                    c,
+                    &Actor::system("netres"),
+                    Change::new(
+                        "host.clock_skew",
+                        "host",
+                        id,
+                        format!("host {name}'s clock is {secs} s {way} the controller's: its samples are stamped with the controller's time (set up NTP on it)"),
+                    )
+                    .severity(serverware_shared::api::Severity::Warning)
+                    .details(serde_json::json!({ "skew_ms": skew_ms })),
+                )
+            })
+            .await;
+    });
+}
+
 fn lost_or_back(db: Db, id: HostId, lost: bool) {
     use crate::audit::{Actor, Change};
     use serverware_shared::api::Severity;
@@ -578,5 +688,65 @@ mod tests {
         assert_eq!(heartbeat(3000, 1000), Duration::from_secs(3));
         assert_eq!(heartbeat(3000, 5000), Duration::from_secs(15));
         assert_eq!(heartbeat(0, 250), MIN_HEARTBEAT);
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn floods_are_dropped_and_far_clocks_restamped() {
+        let mut g = SampleGuard::default();
+        let t0 = Instant::now();
+        let now_ms = 1_800_000_000_000;
+        let mut s = HostSample {
+            taken_at_ms: now_ms,
+            ..Default::default()
+        };
+        assert_eq!(g.check(&mut s, 1000, t0, now_ms), Verdict::Take);
+        // A hundred more within the same second: dropped, the first said.
+        let ms = Duration::from_millis;
+        assert_eq!(
+            g.check(&mut s, 1000, t0 + ms(10), now_ms),
+            Verdict::Drop {
+                first_of_flood: true
+            }
+        );
+        for i in 2..100 {
+            assert_eq!(
+                g.check(&mut s, 1000, t0 + ms(i * 4), now_ms),
+                Verdict::Drop {
+                    first_of_flood: false
+                }
+            );
+        }
+        assert_eq!(g.check(&mut s, 1000, t0 + ms(1000), now_ms), Verdict::Take);
+        // From an hour in the future: stamped with the controller's time, said once.
+        let mut future = HostSample {
+            taken_at_ms: now_ms + 3_600_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            g.check(&mut future, 1000, t0 + ms(2000), now_ms),
+            Verdict::TakeRestamped { skew_ms: 3_600_000 }
+        );
+        assert_eq!(future.taken_at_ms, now_ms);
+        future.taken_at_ms = now_ms + 3_600_000;
+        assert_eq!(
+            g.check(&mut future, 1000, t0 + ms(3000), now_ms),
+            Verdict::Take
+        );
+        assert_eq!(future.taken_at_ms, now_ms);
+        // A clock a little off is the host's own business.
+        let mut near = HostSample {
+            taken_at_ms: now_ms + 2000,
+            ..Default::default()
+        };
+        assert_eq!(
+            g.check(&mut near, 1000, t0 + ms(4000), now_ms),
+            Verdict::Take
+        );
+        assert_eq!(near.taken_at_ms, now_ms + 2000);
     }
 }

@@ -66,6 +66,8 @@ pub struct LeaseTimes {
     pub acked: Option<Instant>,
     /// The arrival of its newest sample.
     pub heard: Option<Instant>,
+    /// When this controller first began a handshake with it (None: still waiting its turn).
+    pub first_try: Option<Instant>,
 }
 
 impl HostManager {
@@ -92,6 +94,7 @@ impl HostManager {
                     renewed: l.renewed,
                     acked: l.acked,
                     heard: *lock(&rt.heard),
+                    first_try: *lock(&rt.first_try),
                 }
             }
             None => LeaseTimes::default(),

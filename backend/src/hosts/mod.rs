@@ -58,6 +58,9 @@ struct Runtime {
     view: Mutex<HostView>,
     lease: Arc<Mutex<LeaseState>>,
     heard: Mutex<Option<Instant>>,
+    /// When this controller first began a handshake with it (its turn among the hosts
+    /// connecting at start: see [`MAX_HANDSHAKES`]).
+    first_try: Mutex<Option<Instant>>,
     conn: Mutex<Option<Conn>>,
     ring: Mutex<VecDeque<HostSample>>,
     /// The containers of the newest sample, to notice new ones.
@@ -89,7 +92,14 @@ pub struct HostManager {
     lease_key: String,
     /// The agent's rollout to hosts, one at a time.
     rollout: Arc<upgrade::Rollout>,
+    /// Places for SSH handshakes in progress ([`MAX_HANDSHAKES`]).
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
+
+/// At most this many SSH handshakes at once: after a controller restart every host reconnects,
+/// and a thousand key exchanges at once would starve the samples of the hosts already back.
+/// The rest wait their turn (netMON counts a host's grace to connect from its turn).
+pub const MAX_HANDSHAKES: usize = 16;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -114,6 +124,7 @@ impl HostManager {
             lease_key: lease_key(&key),
             key: Arc::new(key),
             rollout: Arc::new(upgrade::Rollout::new()),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
         })
     }
 
@@ -163,6 +174,7 @@ impl HostManager {
             // The lease, too: the host may hold one from before the reconnect.
             lease: old.as_ref().map(|o| o.lease.clone()).unwrap_or_default(),
             heard: Mutex::new(old.as_ref().and_then(|o| *lock(&o.heard))),
+            first_try: Mutex::new(old.as_ref().and_then(|o| *lock(&o.first_try))),
             stop,
             interval,
         });

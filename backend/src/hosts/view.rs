@@ -9,14 +9,38 @@ use serverware_shared::agent::HostSample;
 use serverware_shared::api::{HistoryQuery, HostResponse, HostRollup};
 use serverware_shared::HostId;
 
+/// Every VPS of the site by host, and every VPS name: built once for a list of hosts, so that
+/// each host's response costs its own VPSes, not the site's.
+pub struct Placed<'a> {
+    by_host: std::collections::HashMap<HostId, Vec<&'a VpsRow>>,
+    names: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Placed<'a> {
+    pub fn of(all: &'a [VpsRow]) -> Placed<'a> {
+        let mut by_host: std::collections::HashMap<HostId, Vec<&'a VpsRow>> = Default::default();
+        for v in all {
+            if let Some(h) = v.host_id {
+                by_host.entry(h).or_default().push(v);
+            }
+        }
+        Placed {
+            by_host,
+            names: all.iter().map(|v| v.name.as_str()).collect(),
+        }
+    }
+}
+
 /// A host as the API shows it: its row, its connection's newest state and sample, its VPSes' use
 /// of its capacity, and containers on it that are no VPS of the site.
 pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> HostResponse {
+    response_in(row, hosts, &Placed::of(all_vpses))
+}
+
+/// [`response`] with the site's VPSes indexed once ([`Placed`]).
+pub fn response_in(row: &HostRow, hosts: &HostManager, site: &Placed<'_>) -> HostResponse {
     let view = hosts.view(row.id).unwrap_or_default();
-    let placed: Vec<&VpsRow> = all_vpses
-        .iter()
-        .filter(|v| v.host_id == Some(row.id))
-        .collect();
+    let placed: &[&VpsRow] = site.by_host.get(&row.id).map_or(&[], Vec::as_slice);
     let capacity = crate::vps::capacity(row, view.latest.as_ref());
     let unknown_vpses = view
         .latest
@@ -24,7 +48,7 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
         .map(|s| {
             s.vpses
                 .iter()
-                .filter(|x| !all_vpses.iter().any(|v| v.name == x.name))
+                .filter(|x| !site.names.contains(x.name.as_str()))
                 .map(|x| x.name.clone())
                 .collect()
         })
@@ -46,7 +70,7 @@ pub fn response(row: &HostRow, hosts: &HostManager, all_vpses: &[VpsRow]) -> Hos
         cpu_model: view.cpu_model,
         sample_interval_ms: row.sample_interval_ms.max(0) as u32,
         vps_count: placed.len() as i64,
-        free: crate::vps::free(capacity, &placed),
+        free: crate::vps::free(capacity, placed),
         capacity,
         vps_bridge: row.vps_bridge.clone(),
         vps_prefix_len: row.vps_prefix_len,
@@ -76,7 +100,8 @@ pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
             Ok((rows, all))
         })
         .await?;
-    Ok(rows.iter().map(|r| response(r, hosts, &all)).collect())
+    let site = Placed::of(&all);
+    Ok(rows.iter().map(|r| response_in(r, hosts, &site)).collect())
 }
 
 /// A page of the host list as `GET /hosts` asks for it: the hosts, how many match in all, and
@@ -104,10 +129,11 @@ pub async fn page(
         .iter()
         .filter(|r| after.as_deref().is_none_or(|a| r.name.as_str() > a))
         .peekable();
+    let site = Placed::of(&all);
     let shown: Vec<HostResponse> = rest
         .by_ref()
         .take(limit)
-        .map(|r| response(r, hosts, &all))
+        .map(|r| response_in(r, hosts, &site))
         .collect();
     let next = if rest.peek().is_some() {
         shown.last().map(|h| h.name.clone())
@@ -125,7 +151,7 @@ pub async fn get(db: &Db, hosts: &HostManager, id: HostId) -> Result<HostRespons
 
 /// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.
 pub async fn samples(db: &Db, hosts: &HostManager, id: HostId) -> Result<Vec<HostSample>> {
-    db.run(move |c| load_with_vpses(c, id)).await?;
+    db.run(move |c| crate::repo::hosts::find(c, id)).await?;
     Ok(hosts.recent(id))
 }
 
@@ -149,7 +175,7 @@ pub async fn history(
     }
     let mut out: Vec<HostRollup> = db
         .run(move |c| {
-            load_with_vpses(c, id)?;
+            crate::repo::hosts::find(c, id)?;
             let rows = crate::repo::rollups::between(c, id, since.naive_utc(), until.naive_utc())?;
             Ok(rows.iter().map(|r| r.to_rollup()).collect())
         })

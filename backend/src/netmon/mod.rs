@@ -342,12 +342,16 @@ pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
                 HostObs {
                     id: h.id,
                     name: h.name.clone(),
-                    // Never heard since this controller started: it gets a while to connect,
-                    // unless the last run had stopped trusting it.
-                    heartbeat_at: match t.heard {
-                        Some(i) => Some(nm.ms(i)),
-                        None if lock(&nm.untrusted_at_start).contains(&h.id) => None,
-                        None => Some(EPOCH_MS + CONNECT_GRACE_MS),
+                    // Never heard since this controller started: it gets a while to connect
+                    // from its turn to (hosts connect a few at a time; one still waiting is
+                    // not suspected), unless the last run had stopped trusting it.
+                    heartbeat_at: match (t.heard, t.first_try) {
+                        (Some(i), _) => Some(nm.ms(i)),
+                        (None, _) if lock(&nm.untrusted_at_start).contains(&h.id) => None,
+                        (None, Some(tried)) => {
+                            Some((EPOCH_MS + CONNECT_GRACE_MS).max(nm.ms(tried) + CONNECT_GRACE_MS))
+                        }
+                        (None, None) => Some(now.max(EPOCH_MS + CONNECT_GRACE_MS)),
                     },
                     heartbeat_timeout_ms: h.timeout.as_millis() as Ms,
                     renewed_at: t.renewed.map(|i| nm.ms(i)),

@@ -168,24 +168,36 @@ pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<
             Ok((hs, vs, ops::claims::reservations(c)?))
         })
         .await?;
+    // Each host's VPSes, in one pass (a site has thousands of both): a VPS counts where it is
+    // and where an operation has reserved room for it.
+    let by_id: std::collections::HashMap<VpsId, &VpsRow> = vs.iter().map(|v| (v.id, v)).collect();
+    let mut on_host: std::collections::HashMap<HostId, Vec<&VpsRow>> = Default::default();
+    for v in vs.iter().filter(|v| Some(v.id) != except_vps) {
+        if let Some(h) = v.host_id {
+            on_host.entry(h).or_default().push(v);
+        }
+    }
+    for (h, vid) in &reserved {
+        if let Some(v) = by_id.get(vid).filter(|v| Some(v.id) != except_vps) {
+            let list = on_host.entry(*h).or_default();
+            if v.host_id != Some(*h) && !list.iter().any(|x| x.id == v.id) {
+                list.push(v);
+            }
+        }
+    }
     Ok(hs
         .iter()
         .map(|h| {
             let view = state.hosts.view(h.id).unwrap_or_default();
             let cap = capacity(h, view.latest.as_ref());
-            let placed: Vec<&VpsRow> = vs
-                .iter()
-                .filter(|v| Some(v.id) != except_vps)
-                // A VPS counts where it is and where an operation has reserved room for it.
-                .filter(|v| v.host_id == Some(h.id) || reserved.contains(&(h.id, v.id)))
-                .collect();
+            let placed: &[&VpsRow] = on_host.get(&h.id).map_or(&[], Vec::as_slice);
             Candidate {
                 id: h.id,
                 name: h.name.clone(),
                 online: view.status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
                 maintenance: h.maintenance,
                 capacity: cap,
-                free: free(cap, &placed),
+                free: free(cap, placed),
                 load1: view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),
             }
         })
