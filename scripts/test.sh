@@ -21,7 +21,7 @@ build_dashboard
 need_qemu
 need_apt ipxe dnsmasq debootstrap squashfs-tools
 say "the host image (serverware image build; cached)"
-cargo build --locked -q -p serverware -p serverware-agent
+cargo build --locked -q -p serverware -p serverware-agent -p serverware-fleetsim
 export SERVERWARE_TEST_IMAGES_DIR="$SERVERWARE_CACHE/images"
 "$CARGO_TARGET_DIR/debug/serverware" --config /dev/null --images-dir "$SERVERWARE_TEST_IMAGES_DIR" image build
 

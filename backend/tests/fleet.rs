@@ -40,7 +40,7 @@ impl Sim {
         let sim = bin_dir.join("sw-fleetsim");
         assert!(
             sim.is_file(),
-            "sw-fleetsim is built with the workspace: {}",
+            "{} is missing: cargo build -p serverware-fleetsim (scripts/test.sh does)",
             sim.display()
         );
         let dir = tempfile::tempdir().unwrap();

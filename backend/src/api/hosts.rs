@@ -101,7 +101,8 @@ pub async fn update_host(
     Ok(web::Json(host))
 }
 
-/// The samples the controller keeps in memory for a host (up to 10 minutes), oldest first.
+/// The samples the controller keeps in memory for a host (up to 120: 2 minutes at 1 s), oldest
+/// first; only the newest carries the per-VPS figures.
 #[utoipa::path(tag = "hosts", params(("id" = i64, Path)), responses((status = 200, body = Vec<HostSample>), (status = 404, body = ErrorBody)))]
 #[get("/hosts/{id}/samples")]
 pub async fn host_samples(

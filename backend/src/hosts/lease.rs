@@ -6,6 +6,7 @@ use super::{lock, HostManager, Runtime};
 use russh::keys::PrivateKey;
 use serverware_shared::agent::{AgentRequest, AgentResponse};
 use serverware_shared::HostId;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The key that signs what hosts' guards tell each other (hex): derived from the controller's
@@ -39,12 +40,27 @@ pub async fn next_lease_epoch(db: &crate::db::Db) -> crate::error::Result<u64> {
 }
 
 /// What a host's netMON lease carries, as netMON wants it now.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LeasePlan {
     /// Its HA VPSes, which its guard stops when the lease runs out.
     pub ha: Vec<String>,
-    /// The other hosts' addresses (their guards are asked whether the controller is down).
-    pub peers: Vec<String>,
+    /// Every host's address, this one's too (shared by all the plans of a round: a site of a
+    /// thousand hosts has one list, not a thousand); the others' guards are asked whether the
+    /// controller is down.
+    pub all: Arc<Vec<(HostId, String)>>,
+    /// This host, left out of its peers.
+    pub own: HostId,
+}
+
+impl LeasePlan {
+    /// The other hosts' addresses.
+    pub fn peers(&self) -> Vec<String> {
+        self.all
+            .iter()
+            .filter(|(id, _)| *id != self.own)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
 }
 
 /// A host's lease, on the controller's side.
@@ -127,8 +143,8 @@ impl HostManager {
             epoch: self.lease_epoch,
             base_ms: boot_ms,
             ttl_ms: serverware_shared::agent::lease_ttl_ms(u64::from(interval_ms)),
+            peers: plan.peers(),
             ha: plan.ha,
-            peers: plan.peers,
             key: self.lease_key.clone(),
         };
         let (caller, lease) = (caller.clone(), rt.lease.clone());

@@ -9,8 +9,10 @@ use serverware_shared::agent::HostSample;
 use serverware_shared::api::HostRollup;
 use serverware_shared::HostId;
 
-/// Samples kept in memory per host for live charts (10 minutes at the default 1 s).
-pub const RING: usize = 600;
+/// Samples kept in memory per host for live charts: what a host's page draws (2 minutes at
+/// the default 1 s; older figures are in the one-minute rollups). At a thousand hosts this
+/// ring is most of the controller's memory, so only its newest sample keeps the per-VPS figures.
+pub const RING: usize = 120;
 impl HostManager {
     /// The samples kept in memory for a host, oldest first.
     pub fn recent(&self, id: HostId) -> Vec<HostSample> {
@@ -32,6 +34,9 @@ impl HostManager {
             let mut ring = lock(&rt.ring);
             if ring.len() == RING {
                 ring.pop_front();
+            }
+            if let Some(prev) = ring.back_mut() {
+                prev.vpses = Vec::new();
             }
             ring.push_back(sample.clone());
         }

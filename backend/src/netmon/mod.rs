@@ -316,20 +316,33 @@ pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
             .map(|c| (c.id, (c.free.memory_bytes.max(0) as u64, c.maintenance)))
             .collect(),
     );
+    // Per host, one pass each: its HA VPSes, and the one list of every host's address.
+    let mut ha_on: HashMap<HostId, Vec<String>> = HashMap::new();
+    for v in &vpses {
+        if let Some(h) = v.host_id {
+            ha_on.entry(h).or_default().push(v.name.clone());
+        }
+    }
+    let all: Arc<Vec<(HostId, String)>> = Arc::new(
+        hosts
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o.id,
+                    o.address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
+                ))
+            })
+            .collect(),
+    );
     for h in &hosts {
-        let ha = vpses
-            .iter()
-            .filter(|v| v.host_id == Some(h.id))
-            .map(|v| v.name.clone())
-            .collect();
-        let peers = hosts
-            .iter()
-            .filter(|o| o.id != h.id)
-            .filter_map(|o| o.address.parse::<std::net::Ipv4Addr>().ok())
-            .map(|a| a.to_string())
-            .collect();
-        mon.hosts
-            .set_lease_plan(h.id, Some(LeasePlan { ha, peers }));
+        mon.hosts.set_lease_plan(
+            h.id,
+            Some(LeasePlan {
+                ha: ha_on.remove(&h.id).unwrap_or_default(),
+                all: all.clone(),
+                own: h.id,
+            }),
+        );
     }
     // A VPS netMON itself stopped to take it elsewhere stays netMON's until it runs there.
     let moving = lock(&nm.manager).failing_over();
