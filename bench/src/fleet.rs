@@ -1,9 +1,10 @@
 //! fleet-bench: the release controller with a fleet of simulated hosts (`sw-fleetsim`: an SSH
 //! server per host, the real agent protocol; see fleetsim/src/lib.rs for what it does not
 //! simulate), at each size asked (default 100 and 1,000 hosts × 10 VPSes, samples at 1 Hz).
-//! Hosts are added and VPSes created through the API as an operator would. Printed, one row per
-//! size: controller CPU and RSS (averages over a steady window), sample → live-socket p99 for a
-//! dashboard subscribed to one host (with 50 more dashboards open on the hosts list), API
+//! Hosts are added and VPSes created through the API as an operator would (one VPS in ten HA,
+//! one on each host). Printed, one row per size: controller CPU and RSS (averages over a steady
+//! window), sample → live-socket p99 for a dashboard subscribed to one host (with 50 more
+//! dashboards open on the hosts list), API
 //! `GET /vpses?limit=100` p99, host death → its HA VPSes placed elsewhere p99 (the decision: the
 //! VPS's host changes; not the restore), reconnect of every host after a controller restart
 //! (and the VPSes that moved meanwhile: false failovers), and database growth per day.
@@ -179,7 +180,6 @@ struct Row {
     sim_cpu_pct: f64,
     rss_mib: f64,
     socket_p99_ms: f64,
-    socket_samples: usize,
     list_p99_ms: f64,
     placed_p99_s: f64,
     placed_n: usize,
@@ -188,17 +188,21 @@ struct Row {
     db_mib_per_day: f64,
 }
 
-async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Row> {
-    let password = format!("fleet-bench-{}", std::process::id());
-    let mut sim = Sim::start(n, &password)?;
-    let mut ctl = start_controller_env(&[], &[("SERVERWARE_SSH_LISTEN", "off")])?;
-    let api = admin_api(&ctl).await?;
+/// Every host added and every VPS created through the API, all running: the hosts, the VPSes
+/// and how long it took.
+async fn setup(
+    sim: &Sim,
+    api: &Api,
+    password: &str,
+    per_host: usize,
+) -> Result<(Vec<Value>, Vec<Value>, f64)> {
+    let n = sim.hosts.len();
     let began = Instant::now();
 
     println!("  adding {n} hosts…");
     let results: Vec<Result<(u16, Value)>> = futures_util::stream::iter(sim.hosts.clone())
         .map(|h| {
-            let (api, password) = (&api, password.clone());
+            let password = password.to_string();
             async move {
                 api.call(
                     "POST",
@@ -219,7 +223,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         }
     }
     let hosts = until("every host online", 600, async || {
-        let (up, hosts) = online(&api).await?;
+        let (up, hosts) = online(api).await?;
         Ok((up == n).then_some(hosts))
     })
     .await?;
@@ -242,15 +246,12 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
                 "host_id": hosts[k % n]["id"],
                 "ipv4": format!("10.77.{}.{}", 192 + k / 250, k % 250 + 1),
                 "memory_limit_bytes": 256u64 << 20, "start": true,
-                "ha_enabled": k % 10 == 0, "check_ports": [],
+                "ha_enabled": (k / n).is_multiple_of(10), "check_ports": [],
             })
         })
         .collect();
     let results: Vec<Result<(u16, Value)>> = futures_util::stream::iter(specs)
-        .map(|body| {
-            let api = &api;
-            async move { api.call("POST", "/vpses", Some(body)).await }
-        })
+        .map(|body| async move { api.call("POST", "/vpses", Some(body)).await })
         .buffer_unordered(16)
         .collect()
         .await;
@@ -262,16 +263,29 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     }
     let total = n * per_host;
     let vpses = until("every VPS running", 1800, async || {
-        let v = every(&api, "/vpses?limit=1000").await?;
+        let v = every(api, "/vpses?limit=1000").await?;
         let running = v.iter().filter(|v| v["state"] == "running").count();
         Ok((running == total).then_some(v))
     })
     .await?;
     let setup_s = began.elapsed().as_secs_f64();
-    println!("  {total} VPSes running after {setup_s:.0} s; steady window of {window} s…");
+    println!("  {total} VPSes running after {setup_s:.0} s");
 
+    Ok((hosts, vpses, setup_s))
+}
+
+/// What the steady window measured.
+struct Steady {
+    cpu_pct: f64,
+    sim_cpu_pct: f64,
+    rss_mib: f64,
+    socket_p99_ms: f64,
+    db_mib_per_day: f64,
+}
+
+async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64) -> Result<Steady> {
+    println!("  steady window of {window} s…");
     // The steady window: one dashboard on one host's page, 50 more on the hosts list.
-    let first = hosts[0]["id"].as_i64().context("host id")?;
     let mut one = api.socket(&[format!("host:{first}")]).await?;
     let mut others = Vec::new();
     for _ in 0..50 {
@@ -292,7 +306,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     });
     let (cpu0, _, _) = usage(ctl.child.id())?;
     let (sim0, _, _) = usage(sim.pid)?;
-    let db0 = db_bytes(&ctl);
+    let db0 = db_bytes(ctl);
     let t0 = Instant::now();
     let mut lat = Vec::new();
     let mut rss = Vec::new();
@@ -313,7 +327,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     let secs = t0.elapsed().as_secs_f64();
     let (cpu1, _, _) = usage(ctl.child.id())?;
     let (sim1, _, _) = usage(sim.pid)?;
-    let db1 = db_bytes(&ctl);
+    let db1 = db_bytes(ctl);
     drain.abort();
     drop(one);
     let socket_samples = lat.len();
@@ -323,18 +337,26 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     let rss_mib = rss.iter().sum::<f64>() / rss.len().max(1) as f64 / (1 << 20) as f64;
     let db_mib_per_day = (db1.saturating_sub(db0)) as f64 / secs * 86400.0 / (1 << 20) as f64;
 
-    println!("  the list, 200 times…");
-    let mut list = Vec::new();
-    for _ in 0..200 {
-        let t = Instant::now();
-        let (status, _) = api.call("GET", "/vpses?limit=100", None).await?;
-        if status != 200 {
-            bail!("GET /vpses: {status}");
-        }
-        list.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let list_p99_ms = pct(&mut list, 99.0);
+    let _ = socket_samples;
+    Ok(Steady {
+        cpu_pct,
+        sim_cpu_pct,
+        rss_mib,
+        socket_p99_ms,
+        db_mib_per_day,
+    })
+}
 
+/// Hosts powered off one after another: how long until each one's HA VPSes were placed on
+/// another host (p99 over all of them, and how many).
+async fn deaths_of(
+    sim: &mut Sim,
+    api: &Api,
+    hosts: &[Value],
+    vpses: &[Value],
+    deaths: usize,
+) -> Result<(f64, usize)> {
+    let n = hosts.len();
     // Hosts die, one after another: each one's HA VPSes placed elsewhere.
     println!("  {deaths} host deaths…");
     let mut placed = Vec::new();
@@ -373,14 +395,20 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     let placed_n = placed.len();
     let placed_p99_s = pct(&mut placed, 99.0);
     until("every host online again", 600, async || {
-        Ok((online(&api).await?.0 == n).then_some(()))
+        Ok((online(api).await?.0 == n).then_some(()))
     })
     .await?;
 
+    Ok((placed_p99_s, placed_n))
+}
+
+/// The controller restarted: how long until every host is online again, and the VPSes that
+/// moved for it (false failovers).
+async fn restart(ctl: &mut Controller, api: &Api, n: usize) -> Result<(f64, usize)> {
     // The controller restarts: every host reconnects; nothing fails over for it.
     println!("  controller restart…");
     actix_rt::time::sleep(Duration::from_secs(5)).await;
-    let before: std::collections::HashMap<i64, Value> = every(&api, "/vpses?limit=1000")
+    let before: std::collections::HashMap<i64, Value> = every(api, "/vpses?limit=1000")
         .await?
         .into_iter()
         .filter_map(|v| Some((v["id"].as_i64()?, v["host_id"].clone())))
@@ -388,7 +416,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     let restarted = Instant::now();
     ctl.restart()?;
     let reconnect = until("every host online after the restart", 600, async || {
-        let up = match online(&api).await {
+        let up = match online(api).await {
             Ok((up, _)) => up,
             Err(_) => 0, // still starting
         };
@@ -397,7 +425,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     .await?;
     // netMON's grace after a start has passed twice over before moves are counted.
     actix_rt::time::sleep(Duration::from_secs(30)).await;
-    let after = every(&api, "/vpses?limit=1000").await?;
+    let after = every(api, "/vpses?limit=1000").await?;
     let false_failovers = after
         .iter()
         .filter(|v| {
@@ -407,23 +435,47 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
                 .is_some_and(|h| *h != v["host_id"])
         })
         .count();
+    Ok((reconnect.as_secs_f64(), false_failovers))
+}
+
+async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Row> {
+    let password = format!("fleet-bench-{}", std::process::id());
+    let mut sim = Sim::start(n, &password)?;
+    let mut ctl = start_controller_env(&[], &[("SERVERWARE_SSH_LISTEN", "off")])?;
+    let api = admin_api(&ctl).await?;
+    let (hosts, vpses, setup_s) = setup(&sim, &api, &password, per_host).await?;
+    let first = hosts[0]["id"].as_i64().context("host id")?;
+    let st = steady(&ctl, &sim, &api, first, window).await?;
+    println!("  the list, 200 times…");
+    let mut list = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (status, _) = api.call("GET", "/vpses?limit=100", None).await?;
+        if status != 200 {
+            bail!("GET /vpses: {status}");
+        }
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let list_p99_ms = pct(&mut list, 99.0);
+
+    let (placed_p99_s, placed_n) = deaths_of(&mut sim, &api, &hosts, &vpses, deaths).await?;
+    let (reconnect_s, false_failovers) = restart(&mut ctl, &api, n).await?;
     drop(sim);
     drop(ctl);
     Ok(Row {
         hosts: n,
-        vpses: total,
+        vpses: vpses.len(),
         setup_s,
-        cpu_pct,
-        sim_cpu_pct,
-        rss_mib,
-        socket_p99_ms,
-        socket_samples,
+        cpu_pct: st.cpu_pct,
+        sim_cpu_pct: st.sim_cpu_pct,
+        rss_mib: st.rss_mib,
+        socket_p99_ms: st.socket_p99_ms,
         list_p99_ms,
         placed_p99_s,
         placed_n,
-        reconnect_s: reconnect.as_secs_f64(),
+        reconnect_s,
         false_failovers,
-        db_mib_per_day,
+        db_mib_per_day: st.db_mib_per_day,
     })
 }
 
@@ -473,7 +525,6 @@ fn main() -> Result<()> {
             r.list_p99_ms, r.placed_p99_s, r.placed_n, r.reconnect_s, r.false_failovers,
             r.db_mib_per_day
         );
-        let _ = r.socket_samples;
     }
     println!(
         "targets at 1,000 × 10: ctl CPU < 100 %, RSS < 1024 MiB, sample→ws p99 ≤ 100 ms, list p99 ≤ 50 ms, reconnect ≤ 60 s, false failovers 0"
