@@ -544,15 +544,22 @@ enum Verdict {
 }
 
 /// A connection's samples as they arrive: a host that sends them faster than it was asked (a
-/// broken or hostile agent) has the extra ones dropped, so it costs the controller no more than
-/// any other host; one whose clock is far off has them stamped with the controller's time, so
-/// charts and history stay in order.
+/// broken or hostile agent) has the extra ones dropped, so it costs the controller little more
+/// than any other host; one whose clock is far off has them stamped with the controller's time,
+/// so charts and history stay in order. The rate is a token bucket: samples held up by a busy
+/// network or controller and arriving together are all taken (the newest renews the lease), a
+/// steady flood gets through at twice the interval's rate.
 #[derive(Default)]
 struct SampleGuard {
-    last: Option<Instant>,
+    /// Samples that may arrive now (up to [`SAMPLE_BURST`]), as of `at`.
+    tokens: f64,
+    at: Option<Instant>,
     flooding: bool,
     skew_said: bool,
 }
+
+/// How many samples may arrive at once before the rest count as a flood.
+const SAMPLE_BURST: f64 = 10.0;
 
 impl SampleGuard {
     fn check(
@@ -562,17 +569,23 @@ impl SampleGuard {
         now: Instant,
         now_ms: i64,
     ) -> Verdict {
-        if let Some(last) = self.last {
-            if now.duration_since(last) < Duration::from_millis(u64::from(millis) / 2) {
-                let first = !self.flooding;
-                self.flooding = true;
-                return Verdict::Drop {
-                    first_of_flood: first,
-                };
-            }
+        let per_sample = Duration::from_millis(u64::from(millis.max(1)));
+        self.tokens = match self.at {
+            None => SAMPLE_BURST,
+            Some(at) => (self.tokens
+                + 2.0 * now.duration_since(at).as_secs_f64() / per_sample.as_secs_f64())
+            .min(SAMPLE_BURST),
+        };
+        self.at = Some(now);
+        if self.tokens < 1.0 {
+            let first = !self.flooding;
+            self.flooding = true;
+            return Verdict::Drop {
+                first_of_flood: first,
+            };
         }
+        self.tokens -= 1.0;
         self.flooding = false;
-        self.last = Some(now);
         let skew = sample.taken_at_ms.saturating_sub(now_ms);
         if skew.abs() > MAX_CLOCK_SKEW_MS {
             sample.taken_at_ms = now_ms;
@@ -704,37 +717,54 @@ mod sample_tests {
             taken_at_ms: now_ms,
             ..Default::default()
         };
-        assert_eq!(g.check(&mut s, 1000, t0, now_ms), Verdict::Take);
-        // A hundred more within the same second: dropped, the first said.
         let ms = Duration::from_millis;
-        assert_eq!(
-            g.check(&mut s, 1000, t0 + ms(10), now_ms),
-            Verdict::Drop {
-                first_of_flood: true
-            }
-        );
-        for i in 2..100 {
-            assert_eq!(
-                g.check(&mut s, 1000, t0 + ms(i * 4), now_ms),
-                Verdict::Drop {
-                    first_of_flood: false
-                }
-            );
+        // Three held up and arriving together: all taken.
+        for i in 0..3 {
+            assert_eq!(g.check(&mut s, 1000, t0 + ms(i), now_ms), Verdict::Take);
         }
-        assert_eq!(g.check(&mut s, 1000, t0 + ms(1000), now_ms), Verdict::Take);
+        // A flood of a hundred within 400 ms: a burst gets through, the rest is dropped, the
+        // first drop said once.
+        let verdicts: Vec<Verdict> = (0..100)
+            .map(|i| g.check(&mut s, 1000, t0 + ms(10 + i * 4), now_ms))
+            .collect();
+        let taken = verdicts.iter().filter(|v| **v == Verdict::Take).count();
+        assert!(taken <= SAMPLE_BURST as usize, "{taken} of a flood taken");
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v
+                    == Verdict::Drop {
+                        first_of_flood: true
+                    })
+                .count(),
+            1
+        );
+        // A steady flood at 100 a second for 10 s: at most twice the interval's rate gets in.
+        let mut steady = 0;
+        for i in 0..1000 {
+            if g.check(&mut s, 1000, t0 + ms(1000 + i * 10), now_ms) == Verdict::Take {
+                steady += 1;
+            }
+        }
+        assert!((18..=22).contains(&steady), "{steady} taken in 10 s");
+        // Quiet again: the next one is taken.
+        assert_eq!(
+            g.check(&mut s, 1000, t0 + ms(13_000), now_ms),
+            Verdict::Take
+        );
         // From an hour in the future: stamped with the controller's time, said once.
         let mut future = HostSample {
             taken_at_ms: now_ms + 3_600_000,
             ..Default::default()
         };
         assert_eq!(
-            g.check(&mut future, 1000, t0 + ms(2000), now_ms),
+            g.check(&mut future, 1000, t0 + ms(15_000), now_ms),
             Verdict::TakeRestamped { skew_ms: 3_600_000 }
         );
         assert_eq!(future.taken_at_ms, now_ms);
         future.taken_at_ms = now_ms + 3_600_000;
         assert_eq!(
-            g.check(&mut future, 1000, t0 + ms(3000), now_ms),
+            g.check(&mut future, 1000, t0 + ms(16_000), now_ms),
             Verdict::Take
         );
         assert_eq!(future.taken_at_ms, now_ms);
@@ -744,7 +774,7 @@ mod sample_tests {
             ..Default::default()
         };
         assert_eq!(
-            g.check(&mut near, 1000, t0 + ms(4000), now_ms),
+            g.check(&mut near, 1000, t0 + ms(17_000), now_ms),
             Verdict::Take
         );
         assert_eq!(near.taken_at_ms, now_ms + 2000);
