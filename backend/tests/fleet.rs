@@ -145,7 +145,33 @@ async fn every(t: &TestController, c: &Client, path: &str) -> Vec<Value> {
     rows
 }
 
-/// Waits (up to `secs`) until `f` holds of every host; returns them.
+/// Waits (up to `secs`) until `f` holds of the whole list at `path` (hosts or VPSes); returns
+/// it. A timeout says how many rows have `field` = `value` (online hosts, running VPSes).
+async fn list_until(
+    t: &TestController,
+    c: &Client,
+    path: &str,
+    (field, value): (&str, &str),
+    what: &str,
+    secs: u64,
+    f: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let rows = every(t, c, path).await;
+        if f(&rows) {
+            return rows;
+        }
+        let so = rows.iter().filter(|r| r[field] == value).count();
+        assert!(
+            Instant::now() < deadline,
+            "{path}: never {what} ({so} of {} {value})",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn hosts_until(
     t: &TestController,
     c: &Client,
@@ -153,20 +179,8 @@ async fn hosts_until(
     secs: u64,
     f: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let hosts = every(t, c, "/api/v1/hosts?limit=100").await;
-        if f(&hosts) {
-            return hosts;
-        }
-        let online = hosts.iter().filter(|h| h["status"] == "online").count();
-        assert!(
-            Instant::now() < deadline,
-            "hosts never {what} ({online} of {} online)",
-            hosts.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let path = "/api/v1/hosts?limit=100";
+    list_until(t, c, path, ("status", "online"), what, secs, f).await
 }
 
 async fn vpses_until(
@@ -176,20 +190,8 @@ async fn vpses_until(
     secs: u64,
     f: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let vpses = every(t, c, "/api/v1/vpses?limit=100").await;
-        if f(&vpses) {
-            return vpses;
-        }
-        let running = vpses.iter().filter(|v| v["state"] == "running").count();
-        assert!(
-            Instant::now() < deadline,
-            "VPSes never {what} ({running} of {} running)",
-            vpses.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let path = "/api/v1/vpses?limit=100";
+    list_until(t, c, path, ("state", "running"), what, secs, f).await
 }
 
 fn p99(mut ms: Vec<f64>) -> f64 {

@@ -158,15 +158,9 @@ pub(crate) fn import(host: &SimHost, name: &str) -> Result<(), String> {
     let mut s = host.lock();
     let pid = s.next_pid;
     s.next_pid += 1;
-    s.containers.entry(name.to_string()).or_insert(Container {
-        spec: None,
-        running: false,
-        since: Instant::now(),
-        pid,
-        scans: 0,
-        rx_total: 0,
-        tx_total: 0,
-    });
+    s.containers
+        .entry(name.to_string())
+        .or_insert_with(|| Container::new(pid));
     Ok(())
 }
 
@@ -181,15 +175,10 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
         AgentRequest::VpsDefine { spec } => {
             let pid = s.next_pid;
             s.next_pid += 1;
-            let c = s.containers.entry(spec.name.clone()).or_insert(Container {
-                spec: None,
-                running: false,
-                since: Instant::now(),
-                pid,
-                scans: 0,
-                rx_total: 0,
-                tx_total: 0,
-            });
+            let c = s
+                .containers
+                .entry(spec.name.clone())
+                .or_insert_with(|| Container::new(pid));
             c.spec = Some(spec);
             AgentResponse::Ok
         }

@@ -61,6 +61,21 @@ pub(crate) struct Container {
     pub tx_total: u64,
 }
 
+impl Container {
+    /// A container just made: no configuration yet, stopped.
+    pub(crate) fn new(pid: u32) -> Container {
+        Container {
+            spec: None,
+            running: false,
+            since: Instant::now(),
+            pid,
+            scans: 0,
+            rx_total: 0,
+            tx_total: 0,
+        }
+    }
+}
+
 /// What a simulated host holds.
 #[derive(Default)]
 pub(crate) struct HostState {
