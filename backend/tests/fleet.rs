@@ -194,6 +194,22 @@ async fn vpses_until(
     list_until(t, c, path, ("state", "running"), what, secs, f).await
 }
 
+/// POSTs every body to `path`, eight at a time, as an operator's script would; each must answer
+/// `status`.
+async fn post_all(t: &TestController, c: &Client, path: &str, bodies: Vec<Value>, status: u16) {
+    let answers: Vec<(u16, String)> = futures_util::stream::iter(bodies)
+        .map(|body| async move {
+            let r = c.post(t.url(path)).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (got, body) in answers {
+        assert_eq!(got, status, "{path}: {body}");
+    }
+}
+
 fn p99(mut ms: Vec<f64>) -> f64 {
     ms.sort_by(|a, b| a.total_cmp(b));
     ms[(ms.len() * 99 / 100).min(ms.len() - 1)]
@@ -209,30 +225,13 @@ async fn two_hundred_simulated_hosts_are_one_site() {
     // Every host added the way an operator adds one: its key pinned, the controller's key
     // installed with the root password, the agent checked.
     let began = Instant::now();
-    let added: Vec<(String, u16)> = futures_util::stream::iter(sim.hosts.clone())
-        .map(|h| {
-            let (admin, url) = (admin.clone(), t.url("/api/v1/hosts"));
-            let password = password.clone();
-            async move {
-                let r = admin
-                    .post(url)
-                    .json(&json!({
-                        "name": h["name"], "address": h["address"], "host_key": h["host_key"],
-                        "password": password,
-                    }))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                (r.text().await.unwrap(), status)
-            }
+    let bodies = sim.hosts.iter().map(|h| {
+        json!({
+            "name": h["name"], "address": h["address"], "host_key": h["host_key"],
+            "password": password,
         })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    for (body, status) in &added {
-        assert_eq!(*status, 201, "{body}");
-    }
+    });
+    post_all(&t, &admin, "/api/v1/hosts", bodies.collect(), 201).await;
     println!(
         "fleet: {HOSTS} hosts added in {:.1} s",
         began.elapsed().as_secs_f64()
@@ -258,27 +257,15 @@ async fn two_hundred_simulated_hosts_are_one_site() {
         .as_i64()
         .unwrap();
     let began = Instant::now();
-    let created: Vec<(String, u16)> = futures_util::stream::iter(hosts.iter().enumerate())
-        .map(|(i, h)| {
-            let (admin, url) = (admin.clone(), t.url("/api/v1/vpses"));
-            let body = json!({
-                "name": format!("fv-{i:04}"), "template_id": tpl, "host_id": h["id"],
-                "ipv4": format!("10.77.{}.{}", 240 + i / 250, i % 250 + 1),
-                "memory_limit_bytes": 256 * MIB, "start": true,
-                "ha_enabled": i % HA_EVERY == 0, "check_ports": [],
-            });
-            async move {
-                let r = admin.post(url).json(&body).send().await.unwrap();
-                let status = r.status().as_u16();
-                (r.text().await.unwrap(), status)
-            }
+    let bodies = hosts.iter().enumerate().map(|(i, h)| {
+        json!({
+            "name": format!("fv-{i:04}"), "template_id": tpl, "host_id": h["id"],
+            "ipv4": format!("10.77.{}.{}", 240 + i / 250, i % 250 + 1),
+            "memory_limit_bytes": 256 * MIB, "start": true,
+            "ha_enabled": i % HA_EVERY == 0, "check_ports": [],
         })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    for (body, status) in &created {
-        assert_eq!(*status, 202, "{body}");
-    }
+    });
+    post_all(&t, &admin, "/api/v1/vpses", bodies.collect(), 202).await;
     let vpses = vpses_until(&t, &admin, "all running", 600, |v| {
         v.len() == HOSTS && v.iter().all(|v| v["state"] == "running")
     })
