@@ -749,6 +749,57 @@ pub struct VpsListQuery {
     /// Only the VPS of exactly this name.
     #[serde(default)]
     pub name: Option<String>,
+    /// The order: `name` (the default), `ipv4`, `status`, `host`, `uptime`, `processes`,
+    /// `cpu` or `memory` (the live figures as the controller has them now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Largest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desc: Option<bool>,
+    /// The page starting this many VPSes in (a list that scrolls to any row); not with `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+}
+
+/// The orders of the VPS list ([`VpsListQuery::sort`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VpsSort {
+    #[default]
+    Name,
+    Ipv4,
+    Status,
+    Host,
+    Uptime,
+    Processes,
+    Cpu,
+    Memory,
+}
+
+impl VpsSort {
+    pub const ALL: [VpsSort; 8] = [
+        VpsSort::Name,
+        VpsSort::Ipv4,
+        VpsSort::Status,
+        VpsSort::Host,
+        VpsSort::Uptime,
+        VpsSort::Processes,
+        VpsSort::Cpu,
+        VpsSort::Memory,
+    ];
+
+    /// Its name in the query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VpsSort::Name => "name",
+            VpsSort::Ipv4 => "ipv4",
+            VpsSort::Status => "status",
+            VpsSort::Host => "host",
+            VpsSort::Uptime => "uptime",
+            VpsSort::Processes => "processes",
+            VpsSort::Cpu => "cpu",
+            VpsSort::Memory => "memory",
+        }
+    }
 }
 
 /// `GET /api/v1/hosts` paged and filtered on the controller's side, as [`VpsListQuery`]: without

@@ -591,6 +591,43 @@ pub fn list_paging(
     Ok((limit, q, after))
 }
 
+/// The VPS list's order ([`crate::api::VpsListQuery::sort`]).
+pub fn vps_sort(field: &str, value: &str) -> Result<crate::api::VpsSort> {
+    crate::api::VpsSort::ALL
+        .into_iter()
+        .find(|s| s.as_str() == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::api::VpsSort::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            ValidationError::new(field, format!("one of {}", names.join(", ")))
+        })
+}
+
+/// The VPS list's ask beyond [`list_paging`]: its order, largest first or not, and the row the
+/// page starts at. `after` pages by name from the smallest; any other order or a start row
+/// pages with `offset` instead (refused together: the page would be ambiguous).
+pub fn vps_order(
+    sort: Option<&str>,
+    desc: Option<bool>,
+    offset: Option<u32>,
+    after: bool,
+) -> Result<(crate::api::VpsSort, bool, usize)> {
+    let sort = sort
+        .map(|s| vps_sort("sort", s))
+        .transpose()?
+        .unwrap_or_default();
+    let desc = desc.unwrap_or(false);
+    if after && (offset.is_some() || desc || sort != crate::api::VpsSort::Name) {
+        return Err(ValidationError::new(
+            "after",
+            "after pages by name from the smallest; with sort, desc or offset, page with offset",
+        ));
+    }
+    Ok((sort, desc, offset.unwrap_or(0) as usize))
+}
+
 pub fn retention_days(field: &str, value: u32) -> Result<u32> {
     number_in_range(field, i64::from(value), 1, 3650, "days").map(|v| v as u32)
 }

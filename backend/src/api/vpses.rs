@@ -19,8 +19,9 @@ async fn one(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     vps::get(state, id).await
 }
 
-/// The VPSes (by name), with what their hosts report now: every one, or a page of them
-/// (`limit`, `after`), filtered on the controller (`q`, `host_id`). `X-Total-Count` says how many
+/// The VPSes, with what their hosts report now: every one, or a page of them (`limit`, and
+/// `after` a name or `offset` rows in), filtered (`q`, `host_id`, `name`) and ordered (`sort`,
+/// `desc`) on the controller. `X-Total-Count` says how many
 /// match; `Link` (`rel="next"`) names the next page.
 #[utoipa::path(tag = "vpses", params(VpsListQuery), responses((status = 200, body = Vec<VpsResponse>), (status = 422, body = ErrorBody)))]
 #[get("/vpses")]
@@ -33,9 +34,15 @@ pub async fn list_vpses(
     let q = q.into_inner();
     let ask = q.clone();
     let (list, total, next) = vps::page(&state, q).await?;
-    let next = next.map(|after| VpsListQuery {
-        after: Some(after),
-        ..ask
+    let next = next.map(|n| match n {
+        vps::Next::After(name) => VpsListQuery {
+            after: Some(name),
+            ..ask
+        },
+        vps::Next::Offset(at) => VpsListQuery {
+            offset: Some(at as u32),
+            ..ask
+        },
     });
     super::paged("/vpses", &list, Some(total), next)
 }

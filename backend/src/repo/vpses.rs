@@ -319,48 +319,59 @@ pub fn all(c: &mut DbConn) -> Result<Vec<VpsRow>> {
         .load(c)?)
 }
 
-/// Which VPSes a list shows: whose name or address contains `q` (lowercase), of exactly `name`,
-/// on `host` (each when given).
+/// Which VPSes a list shows: whose name, address or host's name contains `q` (lowercase), of
+/// exactly `name`, on `host` (each when given).
 pub struct Matching<'a> {
     pub q: Option<&'a str>,
     pub name: Option<&'a str>,
     pub host: Option<HostId>,
 }
 
-/// One page of the VPSes (by name) that `m` matches, after the name `after`: at most `limit` rows, and how many match in all. The
-/// matching is done on the names and addresses alone (a few bytes a VPS), then only the page's
-/// rows are read whole.
-pub fn page(
-    c: &mut DbConn,
-    m: &Matching<'_>,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<(Vec<VpsRow>, usize)> {
-    let keys: Vec<(VpsId, String, String, Option<HostId>)> = vpses::table
+/// What a list knows of a VPS before it reads its row: id, name, address, host.
+pub type ListKey = (VpsId, String, String, Option<HostId>);
+
+/// The VPSes `m` matches, by name. The matching is done on names and addresses alone (a few
+/// bytes a VPS); [`rows`] reads the ones a page shows.
+pub fn matching(c: &mut DbConn, m: &Matching<'_>) -> Result<Vec<ListKey>> {
+    let keys: Vec<ListKey> = vpses::table
         .order(vpses::name)
         .select((vpses::id, vpses::name, vpses::ipv4, vpses::host_id))
         .load(c)?;
     let q = m.q.filter(|q| !q.is_empty());
-    let matching: Vec<&(VpsId, String, String, Option<HostId>)> = keys
-        .iter()
+    // Hosts whose name matches: their VPSes do.
+    let hosts: std::collections::HashSet<HostId> = match q {
+        Some(q) => super::hosts::names(c)?
+            .into_iter()
+            .filter(|(_, n)| n.to_lowercase().contains(q))
+            .map(|(h, _)| h)
+            .collect(),
+        None => Default::default(),
+    };
+    Ok(keys
+        .into_iter()
         .filter(|(_, name, ip, h)| {
-            q.is_none_or(|q| name.contains(q) || ip.contains(q))
-                && m.name.is_none_or(|n| name == n)
+            q.is_none_or(|q| {
+                name.contains(q) || ip.contains(q) || h.is_some_and(|h| hosts.contains(&h))
+            }) && m.name.is_none_or(|n| name == n)
                 && m.host.is_none_or(|want| *h == Some(want))
         })
-        .collect();
-    let ids: Vec<VpsId> = matching
-        .iter()
-        .filter(|(_, name, _, _)| after.is_none_or(|a| name.as_str() > a))
-        .take(limit)
-        .map(|(id, ..)| *id)
-        .collect();
-    let rows = vpses::table
-        .filter(vpses::id.eq_any(&ids))
+        .collect())
+}
+
+/// The whole rows of these VPSes, by name.
+pub fn rows(c: &mut DbConn, ids: &[VpsId]) -> Result<Vec<VpsRow>> {
+    if ids.len() > 500 {
+        // Read all and keep these: a list of thousands of ids is a query too long to bind.
+        let want: std::collections::HashSet<VpsId> = ids.iter().copied().collect();
+        let mut all = all(c)?;
+        all.retain(|v| want.contains(&v.id));
+        return Ok(all);
+    }
+    Ok(vpses::table
+        .filter(vpses::id.eq_any(ids))
         .order(vpses::name)
         .select(VpsRow::as_select())
-        .load(c)?;
-    Ok((rows, matching.len()))
+        .load(c)?)
 }
 
 pub fn by_name(c: &mut DbConn, name: &str) -> Result<Option<VpsRow>> {

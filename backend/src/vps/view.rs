@@ -132,53 +132,130 @@ pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
 }
 
 /// A page of the VPS list as `GET /vpses` asks for it: the VPSes, how many match in all, and
-/// the name the next page starts after (None: this was the last).
+/// where the next page starts (None: this was the last).
 pub async fn page(
     state: &Vpses,
     q: serverware_shared::api::VpsListQuery,
-) -> Result<(Vec<VpsResponse>, usize, Option<String>)> {
+) -> Result<(Vec<VpsResponse>, usize, Option<Next>)> {
+    use serverware_shared::api::VpsSort;
     use serverware_shared::validate;
     let (limit, filter, after) =
         validate::list_paging(q.limit, q.q.as_deref(), q.after.as_deref())?;
+    let (sort, desc, offset) =
+        validate::vps_order(q.sort.as_deref(), q.desc, q.offset, after.is_some())?;
     let host = q.host_id.map(HostId);
     let exact = q
         .name
         .as_deref()
         .map(|n| validate::resource_name("name", n))
         .transpose()?;
+    // By name, only the page's rows are read whole; any other order needs every match's
+    // figures (read whole, ordered here).
+    let by_name = sort == VpsSort::Name;
     let (rows, names, claims, total) = state
         .db
         .run(move |c| {
-            let (rows, total) = crate::repo::vpses::page(
-                c,
-                &crate::repo::vpses::Matching {
-                    q: filter.as_deref(),
-                    name: exact.as_deref(),
-                    host,
-                },
-                after.as_deref(),
-                limit.saturating_add(1),
-            )?;
+            let m = crate::repo::vpses::Matching {
+                q: filter.as_deref(),
+                name: exact.as_deref(),
+                host,
+            };
+            let mut keys = crate::repo::vpses::matching(c, &m)?;
+            let total = keys.len();
+            if by_name && desc {
+                keys.reverse();
+            }
+            let ids: Vec<VpsId> = if by_name {
+                keys.iter()
+                    .filter(|(_, name, _, _)| after.as_ref().is_none_or(|a| name > a))
+                    .skip(offset)
+                    .take(limit.saturating_add(1))
+                    .map(|k| k.0)
+                    .collect()
+            } else {
+                keys.iter().map(|k| k.0).collect()
+            };
+            // Read by name, smallest first.
+            let mut rows = crate::repo::vpses::rows(c, &ids)?;
+            if by_name && desc {
+                rows.reverse();
+            }
             let names: HashMap<HostId, String> =
                 crate::repo::hosts::names(c)?.into_iter().collect();
             Ok((rows, names, ops::claims::all(c)?, total))
         })
         .await?;
-    let more = rows.len() > limit;
-    let shown: Vec<VpsResponse> = rows
-        .iter()
-        .take(limit)
-        .map(|v| {
-            let host = v.host_id.and_then(|h| names.get(&h).cloned());
-            response(state, v, host, claims.get(&v.id).copied())
-        })
-        .collect();
-    let next = if more {
-        shown.last().map(|v| v.name.clone())
+    let view = |v: &VpsRow| {
+        let host = v.host_id.and_then(|h| names.get(&h).cloned());
+        response(state, v, host, claims.get(&v.id).copied())
+    };
+    let mut shown: Vec<VpsResponse> = if by_name {
+        rows.iter()
+            .take(limit.saturating_add(1))
+            .map(view)
+            .collect()
     } else {
-        None
+        let mut all: Vec<VpsResponse> = rows.iter().map(view).collect();
+        sort_list(&mut all, sort);
+        if desc {
+            all.reverse();
+        }
+        all.into_iter()
+            .skip(offset)
+            .take(limit.saturating_add(1))
+            .collect()
+    };
+    let more = shown.len() > limit;
+    shown.truncate(limit);
+    let next = match (more, shown.last()) {
+        (false, _) | (true, None) => None,
+        // Asked by name without a start row: the next page goes after this one's last name.
+        (true, Some(last)) if by_name && !desc && q.offset.is_none() => {
+            Some(Next::After(last.name.clone()))
+        }
+        (true, Some(_)) => Some(Next::Offset(offset + shown.len())),
     };
     Ok((shown, total, next))
+}
+
+/// Where the page after one starts.
+pub enum Next {
+    /// After this name (pages by name).
+    After(String),
+    /// At this row.
+    Offset(usize),
+}
+
+/// Orders a list by `sort`, smallest first; ties by name (a VPS without figures counts as
+/// the smallest).
+pub fn sort_list(list: &mut [VpsResponse], sort: serverware_shared::api::VpsSort) {
+    use serverware_shared::api::VpsSort;
+    let fig = |v: &VpsResponse, f: fn(&serverware_shared::agent::VpsSample) -> f64| {
+        v.live.as_ref().map_or(-1.0, f)
+    };
+    list.sort_by(|a, b| {
+        let o = match sort {
+            VpsSort::Name => std::cmp::Ordering::Equal,
+            VpsSort::Ipv4 => a
+                .ipv4
+                .parse::<std::net::Ipv4Addr>()
+                .ok()
+                .cmp(&b.ipv4.parse().ok()),
+            VpsSort::Status => a.status.cmp(&b.status),
+            VpsSort::Host => a.host_name.cmp(&b.host_name),
+            VpsSort::Uptime => {
+                fig(a, |s| s.uptime_secs as f64).total_cmp(&fig(b, |s| s.uptime_secs as f64))
+            }
+            VpsSort::Processes => {
+                fig(a, |s| s.processes as f64).total_cmp(&fig(b, |s| s.processes as f64))
+            }
+            VpsSort::Cpu => fig(a, |s| s.cpu_pct).total_cmp(&fig(b, |s| s.cpu_pct)),
+            VpsSort::Memory => {
+                fig(a, |s| s.memory_used as f64).total_cmp(&fig(b, |s| s.memory_used as f64))
+            }
+        };
+        o.then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 /// One VPS as the API shows it.

@@ -1,6 +1,7 @@
-//! Lists of a large site: the VPS list paged (`limit`, `after`) and filtered (`q`, `name`,
-//! `host_id`) on the controller's side, with its total and the next page's link; sizes out of
-//! bounds refused naming the field; `sw vps list` reads every page.
+//! Lists of a large site: the VPS list paged (`limit`, `after` or `offset`), ordered (`sort`,
+//! `desc`) and filtered (`q`, `name`, `host_id`) on the controller's side, with its total and
+//! the next page's link; sizes out of bounds refused naming the field; `sw vps list` reads
+//! every page.
 
 use crate::support::*;
 use crate::vps_lifecycle::get;
@@ -116,6 +117,28 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
     let (names, total, _) = page(&t, &admin, "host_id=1").await;
     assert_eq!((names.len(), total), (0, 0));
 
+    // Ordered on the controller, and a page anywhere in the list (a list that scrolls to a row).
+    let (names, total, next) = page(&t, &admin, "sort=ipv4&desc=true&limit=3").await;
+    assert_eq!(total, 1200);
+    assert_eq!(names, ["vm-1199", "vm-1198", "vm-1197"]);
+    assert_eq!(
+        next.as_deref(),
+        Some("</api/v1/vpses?limit=3&sort=ipv4&desc=true&offset=3>; rel=\"next\"")
+    );
+    let (names, _, _) = page(&t, &admin, "sort=ipv4&desc=true&limit=3&offset=3").await;
+    assert_eq!(names, ["vm-1196", "vm-1195", "vm-1194"]);
+    let (names, _, next) = page(&t, &admin, "offset=1195&limit=10").await;
+    assert_eq!(
+        names,
+        ["vm-1195", "vm-1196", "vm-1197", "vm-1198", "vm-1199"]
+    );
+    assert_eq!(next, None);
+    let (names, _, _) = page(&t, &admin, "desc=true&limit=2&q=vm-00").await;
+    assert_eq!(names, ["vm-0099", "vm-0098"]);
+    // Stopped VPSes on no host all have the same status: ties go by name.
+    let (names, _, _) = page(&t, &admin, "sort=status&limit=2&offset=10").await;
+    assert_eq!(names, ["vm-0010", "vm-0011"]);
+
     // Asking too much, or nonsense, is refused naming the field; nothing else changes.
     for (query, field) in [
         ("limit=0", "limit"),
@@ -124,6 +147,9 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
         (&*format!("q={}", "x".repeat(65)), "q"),
         ("after=not%20a%20name", "after"),
         ("q=%07", "q"),
+        ("sort=popularity", "sort"),
+        ("after=vm-0001&offset=3", "after"),
+        ("after=vm-0001&sort=cpu", "after"),
     ] {
         let r = admin
             .get(t.url(&format!("/api/v1/vpses?{query}")))
@@ -187,6 +213,16 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
     );
     let (names, total, _) = list_page(&t, &admin, "hosts", "q=h-1").await;
     assert_eq!((names.len(), total), (2, 2));
+    // The VPS filter matches the name of a VPS's host too.
+    t.sql(
+        "UPDATE vpses SET host_id = (SELECT id FROM hosts WHERE name = 'h-03') \
+         WHERE name IN ('vm-0500', 'vm-0501')",
+    );
+    let (names, total, _) = page(&t, &admin, "q=H-03").await;
+    assert_eq!(
+        (names, total),
+        (vec!["vm-0500".into(), "vm-0501".into()], 2)
+    );
     let r = admin
         .get(t.url("/api/v1/hosts?limit=5000"))
         .send()

@@ -340,7 +340,7 @@ impl TestController {
             .env(
                 "SERVERWARE_LOG",
                 std::env::var("TEST_CONTROLLER_LOG")
-                    .unwrap_or("warn,serverware::tasks=info".into()),
+                    .unwrap_or("warn,serverware::tasks=info,serverware::netmon=info".into()),
             )
             .stdout(std::process::Stdio::null());
         if let Some(f) = fault {

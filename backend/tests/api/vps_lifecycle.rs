@@ -57,9 +57,33 @@ pub(crate) async fn wait_vps(
         if pred(&v) {
             return v;
         }
-        assert!(Instant::now() < deadline, "VPS never became {what}: {v:#}");
+        if Instant::now() >= deadline {
+            panic!(
+                "VPS never became {what}: {v:#}\n{}",
+                what_happened(t, c).await
+            );
+        }
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// For a failed wait: the newest events and the tasks, oldest first (what the controller did
+/// and said while the test waited).
+pub(crate) async fn what_happened(t: &TestController, c: &Client) -> String {
+    let mut out = String::from("the controller's newest events:\n");
+    let e = get(t, c, "/api/v1/events?limit=40").await;
+    for e in e["events"].as_array().into_iter().flatten().rev() {
+        out += &format!("  {} {} {}\n", e["created_at"], e["action"], e["message"]);
+    }
+    out += "its newest tasks:\n";
+    let ts = get(t, c, "/api/v1/tasks?limit=20").await;
+    for x in ts.as_array().into_iter().flatten().rev() {
+        out += &format!(
+            "  {} #{} {} {} on {} {}\n",
+            x["created_at"], x["id"], x["kind"], x["status"], x["target_id"], x["error"]
+        );
+    }
+    out
 }
 
 /// Waits until http://ip/ answers with `body` (the minimal template's httpd serves the host name).
