@@ -28,6 +28,8 @@ struct Host {
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
     /// netDUPLO's interval for its VPSes (ms).
     interval_ms: i64,
+    /// Its newest sample's figures (online hosts).
+    summary: Option<serverware_shared::agent::HostSummary>,
 }
 
 pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
@@ -59,7 +61,15 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
         .into_iter()
         .map(|(id, name, maintenance, seen, interval)| {
             let view = state.hosts.view(id);
+            let online = view
+                .as_ref()
+                .is_some_and(|v| v.status == Some(HostStatus::Online));
             Host {
+                summary: view
+                    .as_ref()
+                    .and_then(|v| v.latest.as_ref())
+                    .filter(|_| online)
+                    .map(|s| s.summary()),
                 id: id.get(),
                 name,
                 maintenance,
@@ -98,6 +108,8 @@ struct Site<'a> {
     usable: Vec<i64>,
     /// A newest restore point older than this is an incident.
     lag_threshold_ms: i64,
+    /// Where each host is in `hosts`, by id.
+    by_id: HashMap<i64, usize>,
 }
 
 fn up(h: &Host) -> bool {
@@ -110,13 +122,11 @@ fn wanted(v: &VpsResponse) -> bool {
 
 impl Site<'_> {
     fn host(&self, id: Option<i64>) -> Option<&Host> {
-        id.and_then(|id| self.hosts.iter().find(|h| h.id == id))
+        id.and_then(|id| self.by_id.get(&id).map(|i| &self.hosts[*i]))
     }
 
     fn host_name(&self, id: i64) -> String {
-        self.hosts
-            .iter()
-            .find(|h| h.id == id)
+        self.host(Some(id))
             .map(|h| h.name.clone())
             .unwrap_or_else(|| format!("#{id}"))
     }
@@ -386,6 +396,7 @@ fn assess(
             .map(|h| h.id)
             .collect(),
         lag_threshold_ms,
+        by_id: hosts.iter().enumerate().map(|(i, h)| (h.id, i)).collect(),
     };
     let mut incidents = Vec::new();
     site.hosts_lost(&mut incidents);
@@ -421,5 +432,23 @@ fn assess(
         },
         failovers_24h,
         incidents,
+        totals: totals(hosts, vpses),
+    }
+}
+
+/// What the online hosts' newest samples add up to, and the VPSes.
+fn totals(hosts: &[Host], vpses: &[VpsResponse]) -> serverware_shared::api::SiteTotals {
+    let online: Vec<_> = hosts.iter().filter_map(|h| h.summary).collect();
+    let cpus: u64 = online.iter().map(|s| u64::from(s.cpus)).sum();
+    let busy: f64 = online.iter().map(|s| s.cpu_pct * f64::from(s.cpus)).sum();
+    serverware_shared::api::SiteTotals {
+        cpus,
+        cpu_pct: if cpus == 0 { 0.0 } else { busy / cpus as f64 },
+        memory_used: online.iter().map(|s| s.memory_used).sum(),
+        memory_total: online.iter().map(|s| s.memory_total).sum(),
+        rx_bytes_per_sec: online.iter().map(|s| s.rx_bytes_per_sec).sum(),
+        tx_bytes_per_sec: online.iter().map(|s| s.tx_bytes_per_sec).sum(),
+        vpses: vpses.len() as u64,
+        vpses_running: vpses.iter().filter(|v| v.status == "running").count() as u64,
     }
 }

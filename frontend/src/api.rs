@@ -342,8 +342,28 @@ pub async fn upload_template(
     .await
 }
 
-pub async fn vpses() -> Result<Vec<VpsResponse>, ApiError> {
-    get("/vpses").await
+/// A page of the VPS list as the controller filters and orders it, and how many match in all.
+pub async fn vps_page(q: &VpsListQuery) -> Result<(Vec<VpsResponse>, usize), ApiError> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{k}={}", js_sys::encode_uri_component(&v)));
+        }
+    };
+    put("limit", q.limit.map(|l| l.to_string()));
+    put("offset", q.offset.map(|o| o.to_string()));
+    put("q", q.q.clone().filter(|f| !f.is_empty()));
+    put("host_id", q.host_id.map(|h| h.to_string()));
+    put("sort", q.sort.clone());
+    put("desc", q.desc.map(|d| d.to_string()));
+    let query = parts.join("&");
+    let r = send(Request::get(&format!("{BASE}/vpses?{query}")).build()).await?;
+    let total = r
+        .headers()
+        .get("x-total-count")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    Ok((json(r).await?, total))
 }
 
 pub async fn vps(id: i64) -> Result<VpsResponse, ApiError> {

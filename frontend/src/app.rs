@@ -184,7 +184,7 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/") view=Dashboard/>
                         <Route path=path!("/hosts") view=crate::pages::hosts::HostsPage/>
                         <Route path=path!("/hosts/:id") view=crate::pages::host::HostPage/>
-                        <Route path=path!("/vpses") view=crate::pages::vpses::VpsesPage/>
+                        <Route path=path!("/vpses") view=crate::pages::vps_list::VpsesPage/>
                         <Route path=path!("/vpses/:id") view=crate::pages::vpses::VpsPage/>
                         <Route path=path!("/templates") view=crate::pages::templates::TemplatesPage/>
                         <Route path=path!("/provisioning") view=crate::pages::provision::ProvisionPage/>

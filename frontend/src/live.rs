@@ -112,37 +112,50 @@ impl Live {
 
     /// Subscribes to `topics` while the calling component is mounted.
     pub fn subscribe_while_mounted(self, topics: Vec<Topic>) {
+        self.want(&topics);
+        on_cleanup(move || self.unwant(&topics));
+    }
+
+    /// Subscribes to `topics` (counted: each [`Live::want`] is undone by one [`Live::unwant`]).
+    pub fn want(self, topics: &[Topic]) {
+        let mut new = Vec::new();
         self.wanted.update_value(|w| {
-            for t in &topics {
-                *w.entry(*t).or_default() += 1;
+            for t in topics {
+                let n = w.entry(*t).or_default();
+                *n += 1;
+                if *n == 1 {
+                    new.push(*t);
+                }
             }
         });
-        self.send(&ClientMessage::Subscribe {
-            topics: topics.clone(),
-        });
-        on_cleanup(move || {
-            let mut gone = Vec::new();
-            self.wanted.update_value(|w| {
-                for t in &topics {
-                    if let Some(n) = w.get_mut(t) {
-                        *n -= 1;
-                        if *n == 0 {
-                            w.remove(t);
-                            gone.push(*t);
-                            if let Topic::Host(id) = t {
-                                let id = *id;
-                                self.samples.update(|m| {
-                                    m.remove(&id);
-                                });
-                            }
+        if !new.is_empty() {
+            self.send(&ClientMessage::Subscribe { topics: new });
+        }
+    }
+
+    /// Undoes a [`Live::want`] of `topics`: those nobody wants any more are unsubscribed.
+    pub fn unwant(self, topics: &[Topic]) {
+        let mut gone = Vec::new();
+        self.wanted.update_value(|w| {
+            for t in topics {
+                if let Some(n) = w.get_mut(t) {
+                    *n -= 1;
+                    if *n == 0 {
+                        w.remove(t);
+                        gone.push(*t);
+                        if let Topic::Host(id) = t {
+                            let id = *id;
+                            self.samples.update(|m| {
+                                m.remove(&id);
+                            });
                         }
                     }
                 }
-            });
-            if !gone.is_empty() {
-                self.send(&ClientMessage::Unsubscribe { topics: gone });
             }
         });
+        if !gone.is_empty() {
+            self.send(&ClientMessage::Unsubscribe { topics: gone });
+        }
     }
 
     fn send(self, msg: &ClientMessage) {

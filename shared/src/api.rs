@@ -1216,6 +1216,24 @@ pub struct SiteHealth {
     pub failovers_24h: u64,
     /// What is wrong now, worst first.
     pub incidents: Vec<Incident>,
+    /// What the online hosts add up to now, and the VPSes.
+    #[serde(default)]
+    pub totals: SiteTotals,
+}
+
+/// The site's sums: the online hosts' newest samples, and its VPSes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SiteTotals {
+    pub cpus: u64,
+    /// Busy, averaged over every CPU online.
+    pub cpu_pct: f64,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    pub rx_bytes_per_sec: f64,
+    pub tx_bytes_per_sec: f64,
+    pub vpses: u64,
+    pub vpses_running: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// What a socket can subscribe to. On the wire a topic is a string: `events`, `inventory`,
-/// `hosts` or `host:<id>`.
+/// `hosts`, `host:<id>`, `tasks`, `vpses` or `vpses:<host id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Topic {
     /// Every new Event (audit and system), as stored.
@@ -25,6 +25,9 @@ pub enum Topic {
     Tasks,
     /// Every VPS's live figures, as its host reports them.
     Vpses,
+    /// The live figures of one host's VPSes (a list subscribes to the hosts of the rows it
+    /// shows, not to a whole large site).
+    VpsesOf(i64),
 }
 
 impl std::fmt::Display for Topic {
@@ -36,6 +39,7 @@ impl std::fmt::Display for Topic {
             Topic::Host(id) => write!(f, "host:{id}"),
             Topic::Tasks => f.write_str("tasks"),
             Topic::Vpses => f.write_str("vpses"),
+            Topic::VpsesOf(id) => write!(f, "vpses:{id}"),
         }
     }
 }
@@ -49,16 +53,21 @@ impl std::str::FromStr for Topic {
             "hosts" => Ok(Topic::Hosts),
             "tasks" => Ok(Topic::Tasks),
             "vpses" => Ok(Topic::Vpses),
-            _ => s
-                .strip_prefix("host:")
-                .and_then(|id| id.parse::<i64>().ok())
-                .filter(|id| *id > 0)
-                .map(Topic::Host)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown topic '{s}' (events, inventory, hosts, host:<id>, tasks or vpses)"
-                    )
-                }),
+            _ => {
+                let id = |prefix: &str| {
+                    s.strip_prefix(prefix)
+                        .and_then(|id| id.parse::<i64>().ok())
+                        .filter(|id| *id > 0)
+                };
+                id("host:")
+                    .map(Topic::Host)
+                    .or_else(|| id("vpses:").map(Topic::VpsesOf))
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown topic '{s}' (events, inventory, hosts, host:<id>, tasks, vpses or vpses:<host id>)"
+                        )
+                    })
+            }
         }
     }
 }
@@ -173,7 +182,8 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    /// The topic a message belongs to; `None` for control messages sent to one socket.
+    /// The topic a message belongs to; `None` for control messages sent to one socket. (A
+    /// host's VPS figures go to [`Topic::VpsesOf`] that host too.)
     pub fn topic(&self) -> Option<Topic> {
         match self {
             ServerMessage::Event { .. } => Some(Topic::Events),
@@ -211,14 +221,18 @@ mod tests {
         .unwrap();
         assert_eq!(s, r#"{"type":"subscribed","topics":["inventory"]}"#);
         let m: ClientMessage =
-            serde_json::from_str(r#"{"type":"subscribe","topics":["hosts","host:42"]}"#).unwrap();
+            serde_json::from_str(r#"{"type":"subscribe","topics":["hosts","host:42","vpses:7"]}"#)
+                .unwrap();
         assert_eq!(
             m,
             ClientMessage::Subscribe {
-                topics: vec![Topic::Hosts, Topic::Host(42)]
+                topics: vec![Topic::Hosts, Topic::Host(42), Topic::VpsesOf(7)]
             }
         );
-        for bad in ["host:", "host:x", "host:-1", "host:0", "HOSTS"] {
+        assert_eq!(Topic::VpsesOf(7).to_string(), "vpses:7");
+        for bad in [
+            "host:", "host:x", "host:-1", "host:0", "HOSTS", "vpses:", "vpses:0",
+        ] {
             assert!(
                 serde_json::from_str::<Topic>(&format!("\"{bad}\"")).is_err(),
                 "{bad}"

@@ -315,13 +315,15 @@ impl HostManager {
         *lock(&rt.heard) = Some(arrived);
         self.renew(rt, caller, sample.boot_ms, arrived, millis);
         self.record_sample(row.id, rt, &sample);
-        self.hub
-            .publish_with(serverware_shared::ws::Topic::Vpses, || {
-                ServerMessage::VpsStats {
-                    host_id: row.id.get(),
-                    vpses: sample.vpses.clone(),
-                }
+        for topic in [
+            serverware_shared::ws::Topic::Vpses,
+            serverware_shared::ws::Topic::VpsesOf(row.id.get()),
+        ] {
+            self.hub.publish_with(topic, || ServerMessage::VpsStats {
+                host_id: row.id.get(),
+                vpses: sample.vpses.clone(),
             });
+        }
         self.hub
             .publish_with(serverware_shared::ws::Topic::Host(row.id.get()), || {
                 ServerMessage::HostSample {

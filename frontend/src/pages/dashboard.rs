@@ -10,20 +10,30 @@ use serverware_shared::api::EventResponse;
 use serverware_shared::api::HostResponse;
 use serverware_shared::ws::Topic;
 
-/// Each host as shown: its row, its status and its newest summary.
+/// Each host as shown: its row, its status and its newest summary (a small site).
 type HostNow = (HostResponse, String, Option<HostSummary>);
+
+/// A site with more hosts than this shows its totals and health only (the Hosts page lists
+/// them); a smaller one shows each host's last minute too.
+const SPARK_HOSTS: u64 = 24;
 
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let live = expect_context::<Live>();
+    let site = expect_context::<crate::widgets::Site>();
     live.subscribe_while_mounted(vec![Topic::Events, Topic::Hosts, Topic::Inventory]);
     let recent = RwSignal::new(Vec::<EventResponse>::new());
     let users = RwSignal::new(None::<usize>);
     let hosts = RwSignal::new(None::<Vec<HostResponse>>);
-    let vpses = RwSignal::new(None::<(usize, usize)>);
+    // Each host listed only on a small site (a large one is summed up by the controller).
+    let small = Memo::new(move |_| {
+        site.0
+            .with(|h| h.as_ref().map(|h| h.hosts.total <= SPARK_HOSTS))
+    });
     Effect::new(move |_| {
         live.generation.get();
         live.inventory.get();
+        let small = small.get();
         spawn_local(async move {
             if let Ok(list) = api::events(None, "", 8).await {
                 recent.set(list.events);
@@ -31,17 +41,15 @@ pub fn Dashboard() -> impl IntoView {
             if let Ok(u) = api::users().await {
                 users.set(Some(u.len()));
             }
+            if small != Some(true) {
+                hosts.set(None);
+                return;
+            }
             if let Ok(h) = api::hosts().await {
                 for host in h.iter().filter(|h| h.status == "online") {
                     seed_sparkline(live, host.id).await;
                 }
                 hosts.set(Some(h));
-            }
-            if let Ok(v) = api::vpses().await {
-                vpses.set(Some((
-                    v.len(),
-                    v.iter().filter(|v| v.status == "running").count(),
-                )));
             }
         });
     });
@@ -68,8 +76,11 @@ pub fn Dashboard() -> impl IntoView {
     view! {
         <h1>"Dashboard"</h1>
         <SiteHealth/>
-        <Totals current=current vpses=vpses users=users/>
+        <Totals users=users/>
         <HostSparks current=current/>
+        <Show when=move || small.get() == Some(false)>
+            <p class="muted" data-test="hosts-summed">{move || site.0.with(|h| h.as_ref().map(|h| format!("{} hosts: the Hosts page lists them.", h.hosts.total)))}</p>
+        </Show>
         <RecentEvents recent=recent/>
     }
 }
@@ -145,56 +156,30 @@ fn SiteHealth() -> impl IntoView {
     }
 }
 
-/// What the online hosts add up to, and the VPS and user counts.
+/// What the online hosts add up to, and the VPS and user counts (the controller's sums).
 #[component]
-fn Totals(
-    current: Signal<Vec<HostNow>>,
-    vpses: RwSignal<Option<(usize, usize)>>,
-    users: RwSignal<Option<usize>>,
-) -> impl IntoView {
-    let totals = move || {
-        current.with(|c| {
-            let online: Vec<HostSummary> = c
-                .iter()
-                .filter(|(_, st, _)| st == "online")
-                .filter_map(|(_, _, s)| *s)
-                .collect();
-            let cpus: u32 = online.iter().map(|s| s.cpus).sum();
-            let busy = if cpus == 0 {
-                0.0
-            } else {
-                online
-                    .iter()
-                    .map(|s| s.cpu_pct * f64::from(s.cpus))
-                    .sum::<f64>()
-                    / f64::from(cpus)
-            };
-            let used: u64 = online.iter().map(|s| s.memory_used).sum();
-            let total: u64 = online.iter().map(|s| s.memory_total).sum();
-            let rx: f64 = online.iter().map(|s| s.rx_bytes_per_sec).sum();
-            let tx: f64 = online.iter().map(|s| s.tx_bytes_per_sec).sum();
-            (cpus, busy, used, total, rx, tx)
-        })
-    };
+fn Totals(users: RwSignal<Option<usize>>) -> impl IntoView {
+    let site = expect_context::<crate::widgets::Site>();
+    let t = move || site.0.with(|h| h.as_ref().map(|h| h.totals.clone()));
     view! {
         <div class="cards">
             <div class="card stat" data-test="total-cpu"><div class="stat-label">"CPU"</div>
-                <div class="stat-value">{move || format!("{:.0} %", totals().1)}</div>
-                <div class="muted">{move || format!("of {} CPUs online", totals().0)}</div>
+                <div class="stat-value">{move || t().map(|t| format!("{:.0} %", t.cpu_pct)).unwrap_or("…".into())}</div>
+                <div class="muted">{move || t().map(|t| format!("of {} CPUs online", t.cpus)).unwrap_or_default()}</div>
             </div>
             <div class="card stat" data-test="total-memory"><div class="stat-label">"Memory"</div>
-                <div class="stat-value">{move || { let t = totals(); if t.3 == 0 { "–".to_string() } else { format!("{:.0} %", t.2 as f64 * 100.0 / t.3 as f64) } }}</div>
-                <div class="muted">{move || { let t = totals(); format!("{} of {}", fmt_bytes(t.2 as f64), fmt_bytes(t.3 as f64)) }}</div>
+                <div class="stat-value">{move || match t() { Some(t) if t.memory_total > 0 => format!("{:.0} %", t.memory_used as f64 * 100.0 / t.memory_total as f64), _ => "–".to_string() }}</div>
+                <div class="muted">{move || t().map(|t| format!("{} of {}", fmt_bytes(t.memory_used as f64), fmt_bytes(t.memory_total as f64))).unwrap_or_default()}</div>
             </div>
             <div class="card stat" data-test="total-network"><div class="stat-label">"Network"</div>
-                <div class="stat-value small">{move || fmt_rate(totals().4)}</div>
-                <div class="muted">{move || format!("in · {} out", fmt_rate(totals().5))}</div>
+                <div class="stat-value small">{move || t().map(|t| fmt_rate(t.rx_bytes_per_sec)).unwrap_or("…".into())}</div>
+                <div class="muted">{move || t().map(|t| format!("in · {} out", fmt_rate(t.tx_bytes_per_sec))).unwrap_or_default()}</div>
             </div>
             <div class="card stat" data-test="total-vpses"><div class="stat-label">"VPSes"</div>
-                {move || match vpses.get() {
+                {move || match t() {
                     None => view! { <div class="stat-value">"…"</div> }.into_any(),
-                    Some((0, _)) => view! { <div class="stat-empty">"None yet"</div> }.into_any(),
-                    Some((n, up)) => view! { <div class="stat-value">{n.to_string()}</div><div class="muted">{format!("{up} running")}</div> }.into_any(),
+                    Some(t) if t.vpses == 0 => view! { <div class="stat-empty">"None yet"</div> }.into_any(),
+                    Some(t) => view! { <div class="stat-value">{t.vpses.to_string()}</div><div class="muted">{format!("{} running", t.vpses_running)}</div> }.into_any(),
                 }}
             </div>
             <div class="card stat"><div class="stat-label">"Users"</div><div class="stat-value">{move || users.get().map(|n| n.to_string()).unwrap_or("…".into())}</div></div>

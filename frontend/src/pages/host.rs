@@ -608,8 +608,13 @@ fn HostNetmon(id: i64, host: RwSignal<Option<HostResponse>>, errors: FormErrors)
 
 /// The names of the VPSes on host `id` that should run (only the HA ones if `ha`).
 async fn vpses_on(id: i64, ha: bool) -> Vec<String> {
-    api::vpses()
+    let q = serverware_shared::api::VpsListQuery {
+        host_id: Some(id),
+        ..Default::default()
+    };
+    api::vps_page(&q)
         .await
+        .map(|(v, _)| v)
         .unwrap_or_default()
         .into_iter()
         .filter(|v| v.host_id == Some(id) && (!ha || v.ha_enabled))

@@ -11,6 +11,7 @@ pub mod provision;
 pub mod settings;
 pub mod tasks;
 pub mod templates;
+pub mod vps_list;
 pub mod vpses;
 
 use crate::api::ApiError;

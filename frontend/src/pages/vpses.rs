@@ -1,5 +1,5 @@
-//! VPSes: the live list (the seed's columns plus CPU and memory, sortable and filterable), the
-//! create form with its progress bar, and a page per VPS with charts and actions.
+//! VPSes: the create form with its progress bar, and a page per VPS with charts and actions
+//! (the list is `vps_list`).
 
 use super::tasks::TaskBar;
 use super::FormErrors;
@@ -10,7 +10,6 @@ use crate::live::{Live, VpsPoint, LIVE_POINTS};
 use crate::widgets::FieldError;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serverware_shared::agent::VpsSample;
 use serverware_shared::api::*;
@@ -19,7 +18,7 @@ use serverware_shared::{validate, Role};
 
 const MIB: u64 = 1 << 20;
 
-fn uptime(secs: u64) -> String {
+pub(super) fn uptime(secs: u64) -> String {
     match secs {
         0 => "–".into(),
         s if s < 3600 => format!("{} min", s / 60),
@@ -28,12 +27,15 @@ fn uptime(secs: u64) -> String {
     }
 }
 
-/// A VPS with its newest pushed figures.
 /// A VPS as it should be shown now, and its newest figures. The status is the controller's
 /// while an operation or a failover is under way, `host offline` once its host stopped
 /// answering, and otherwise what its host reports, but only figures pushed well after the VPS
 /// was read (`fetched_at`, ms): an older reading could contradict what a task just did.
-fn with_live(v: &VpsResponse, live: &Live, fetched_at: f64) -> (VpsResponse, Option<VpsSample>) {
+pub(super) fn with_live(
+    v: &VpsResponse,
+    live: &Live,
+    fetched_at: f64,
+) -> (VpsResponse, Option<VpsSample>) {
     let mut v = v.clone();
     let host = v
         .host_id
@@ -78,142 +80,13 @@ pub fn confirm(message: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn can_operate(auth: &Auth) -> bool {
+pub(super) fn can_operate(auth: &Auth) -> bool {
     auth.user()
         .is_some_and(|s| s.effective_role >= Role::Operator)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Col {
-    Name,
-    Ip,
-    Status,
-    Uptime,
-    Context,
-    Processes,
-    Host,
-    Cpu,
-    Memory,
-}
-
 #[component]
-pub fn VpsesPage() -> impl IntoView {
-    let auth = expect_context::<Auth>();
-    let live = expect_context::<Live>();
-    live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
-    let loaded = RwSignal::new(Vec::<VpsResponse>::new());
-    let fetched = RwSignal::new(0.0f64);
-    let filter = RwSignal::new(String::new());
-    let sort = RwSignal::new((Col::Name, true));
-    let load = move || {
-        spawn_local(async move {
-            if let Ok(v) = api::vpses().await {
-                fetched.set(js_sys::Date::now());
-                loaded.set(v);
-            }
-        })
-    };
-    Effect::new(move |_| {
-        live.generation.get();
-        live.inventory.get();
-        live.host_states.get();
-        load();
-    });
-    let rows = Signal::derive(move || {
-        let f = filter.get().to_lowercase();
-        let mut v: Vec<(VpsResponse, Option<VpsSample>)> = loaded
-            .get()
-            .iter()
-            .map(|v| with_live(v, &live, fetched.get()))
-            .filter(|(v, _)| {
-                f.is_empty()
-                    || v.name.contains(&f)
-                    || v.ipv4.contains(&f)
-                    || v.host_name.as_deref().unwrap_or("").contains(&f)
-                    || v.status.contains(&f)
-                    || v.description.to_lowercase().contains(&f)
-            })
-            .collect();
-        let (col, asc) = sort.get();
-        v.sort_by(|(a, sa), (b, sb)| {
-            let num =
-                |s: &Option<VpsSample>, f: fn(&VpsSample) -> f64| s.as_ref().map(f).unwrap_or(-1.0);
-            let o =
-                match col {
-                    Col::Name => a.name.cmp(&b.name),
-                    Col::Ip => a
-                        .ipv4
-                        .parse::<std::net::Ipv4Addr>()
-                        .ok()
-                        .cmp(&b.ipv4.parse().ok()),
-                    Col::Status => a.status.cmp(&b.status),
-                    Col::Host => a.host_name.cmp(&b.host_name),
-                    Col::Uptime => num(sa, |s| s.uptime_secs as f64)
-                        .total_cmp(&num(sb, |s| s.uptime_secs as f64)),
-                    Col::Context => num(sa, |s| s.init_pid.unwrap_or(0) as f64)
-                        .total_cmp(&num(sb, |s| s.init_pid.unwrap_or(0) as f64)),
-                    Col::Processes => {
-                        num(sa, |s| s.processes as f64).total_cmp(&num(sb, |s| s.processes as f64))
-                    }
-                    Col::Cpu => num(sa, |s| s.cpu_pct).total_cmp(&num(sb, |s| s.cpu_pct)),
-                    Col::Memory => num(sa, |s| s.memory_used as f64)
-                        .total_cmp(&num(sb, |s| s.memory_used as f64)),
-                };
-            if asc {
-                o
-            } else {
-                o.reverse()
-            }
-        });
-        v
-    });
-    let head = move |col: Col, label: &'static str| {
-        view! {
-            <th class="sortable" on:click=move |_| sort.update(|s| *s = if s.0 == col { (col, !s.1) } else { (col, true) })>
-                {label}{move || { let (c, asc) = sort.get(); if c == col { if asc { " ▲" } else { " ▼" } } else { "" } }}
-            </th>
-        }
-    };
-    view! {
-        <h1>"VPSes"</h1>
-        <Show when=move || can_operate(&auth)><CreateVps on_created=Callback::new(move |_| load())/></Show>
-        <section class="card">
-            <div class="toolbar"><input name="vps-filter" placeholder="Filter by name, address, host, status" bind:value=filter/></div>
-            <table class="grid" data-test="vpses">
-                <thead><tr>
-                    {head(Col::Name, "Name")}{head(Col::Ip, "IP")}{head(Col::Status, "Status")}{head(Col::Uptime, "Uptime")}
-                    {head(Col::Context, "Context")}{head(Col::Processes, "Processes")}{head(Col::Host, "Host")}{head(Col::Cpu, "CPU")}{head(Col::Memory, "Memory")}
-                </tr></thead>
-                <tbody>
-                    <For each=move || rows.get() key=|(v, s)| (v.id, v.status.clone(), v.host_id, s.clone().map(|s| (s.state, s.processes, s.uptime_secs, s.init_pid, s.memory_used, (s.cpu_pct * 10.0) as i64))) let:row>
-                        {
-                            let (v, s) = row;
-                            let state = v.status.clone();
-                            let label = v.name.clone();
-                            view! {
-                                <tr data-vps=v.name.clone()>
-                                    <td><A href=format!("/vpses/{}", v.id)><strong>{label}</strong></A>{v.privileged.then(|| view! { " " <span class="danger-text" title="root in this VPS is root on its host" data-test="vps-privileged">"privileged"</span> })}<div class="muted">{v.description.clone()}</div></td>
-                                    <td><code>{v.ipv4.clone()}</code></td>
-                                    <td><span class=badge(&state) data-test="vps-state">{state.clone()}</span></td>
-                                    <td>{s.as_ref().map(|s| uptime(s.uptime_secs)).unwrap_or("–".into())}</td>
-                                    <td>{s.as_ref().and_then(|s| s.init_pid).map(|p| p.to_string()).unwrap_or("–".into())}</td>
-                                    <td data-test="vps-processes">{s.as_ref().filter(|s| s.state == "running").map(|s| s.processes.to_string()).unwrap_or("–".into())}</td>
-                                    <td>{v.host_name.clone().unwrap_or("–".into())}</td>
-                                    <td data-test="vps-cpu">{s.as_ref().filter(|s| s.state == "running").map(|s| format!("{:.1} %", s.cpu_pct)).unwrap_or("–".into())}</td>
-                                    <td data-test="vps-memory">{s.as_ref().filter(|s| s.state == "running").map(|s| format!("{} / {}", fmt_bytes(s.memory_used as f64), fmt_bytes(v.memory_limit_bytes as f64))).unwrap_or("–".into())}</td>
-                                </tr>
-                            }
-                        }
-                    </For>
-                </tbody>
-            </table>
-            <Show when=move || loaded.with(|l| l.is_empty())><p class="muted">"No VPSes yet."</p></Show>
-        </section>
-    }
-}
-
-#[component]
-fn CreateVps(on_created: Callback<()>) -> impl IntoView {
+pub(super) fn CreateVps(on_created: Callback<()>) -> impl IntoView {
     let templates = RwSignal::new(Vec::<TemplateResponse>::new());
     let hosts = RwSignal::new(Vec::<HostResponse>::new());
     spawn_local(async move {
@@ -356,8 +229,12 @@ pub fn VpsPage() -> impl IntoView {
 fn VpsDetail(id: i64) -> impl IntoView {
     let auth = expect_context::<Auth>();
     let live = expect_context::<Live>();
-    live.subscribe_while_mounted(vec![Topic::Vpses, Topic::Inventory, Topic::Tasks]);
+    live.subscribe_while_mounted(vec![Topic::Inventory, Topic::Tasks]);
     let vps = RwSignal::new(None::<VpsResponse>);
+    // The live figures of its host's VPSes, wherever it runs now.
+    super::vps_list::follow_hosts(live, move || {
+        vps.with(|v| v.as_ref().and_then(|v| v.host_id).into_iter().collect())
+    });
     let fetched = RwSignal::new(0.0f64);
     let missing = RwSignal::new(false);
     let hosts = RwSignal::new(Vec::<HostResponse>::new());
