@@ -32,6 +32,11 @@ case "$which" in
         need_qemu
         need_apt ipxe dnsmasq debootstrap squashfs-tools
         exec "$CARGO_TARGET_DIR/release/provision-bench" "$@" ;;
-    fleet) exec "$CARGO_TARGET_DIR/release/fleet-bench" "$@" ;;
+    fleet)
+        # The VPS list is measured in Debian's Chromium against the bench's controller.
+        need_apt chromium fonts-dejavu-core
+        build_dashboard
+        (cd "$ROOT/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
+        BENCH_STATIC_DIR="$ROOT/dist" BENCH_E2E_DIR="$ROOT/e2e" exec "$CARGO_TARGET_DIR/release/fleet-bench" "$@" ;;
     *) echo "unknown benchmark '$which' (netres, move, heartbeat, login-flood, idshift, duplo, failover, takeover, provision, fleet)" >&2; exit 2 ;;
 esac

@@ -186,6 +186,61 @@ struct Row {
     reconnect_s: f64,
     false_failovers: usize,
     db_mib_per_day: f64,
+    browser: Option<Browser>,
+}
+
+/// The VPS list in Chromium (e2e/scale/bench.js).
+struct Browser {
+    total: usize,
+    first_paint_ms: f64,
+    rows_held: usize,
+    filter_p50_ms: f64,
+    filter_max_ms: f64,
+    scroll_ms: f64,
+    sort_ms: f64,
+}
+
+/// The VPS list of `names` measured in Chromium, when the bench was given the dashboard
+/// (`BENCH_STATIC_DIR`) and the browser tests' directory (`BENCH_E2E_DIR`).
+fn browser(ctl: &Controller, names: &[String]) -> Result<Option<Browser>> {
+    let Ok(e2e) = std::env::var("BENCH_E2E_DIR") else {
+        println!("  (no BENCH_E2E_DIR: the VPS list is not measured in a browser)");
+        return Ok(None);
+    };
+    println!("  the VPS list in Chromium…");
+    let file = ctl.dir.join("names.json");
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    std::fs::write(&file, serde_json::to_vec(&sorted)?)?;
+    // A name, a hundred names, ten names (fv-00000…: the bench's names).
+    let probes = ["fv-00123", "fv-001", "fv-0012"];
+    let out = std::process::Command::new("node")
+        .arg("scale/bench.js")
+        .current_dir(&e2e)
+        .env("BENCH_URL", &ctl.url)
+        .env("BENCH_PASSWORD", serverware_bench::ADMIN_PW)
+        .env("BENCH_NAMES", &file)
+        .env("BENCH_PROBES", serde_json::to_string(&probes)?)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "the browser measurement failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("the browser measurement said nothing")?;
+    let v: Value = serde_json::from_str(line)?;
+    let ms = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {line}"));
+    Ok(Some(Browser {
+        total: v["total"].as_u64().unwrap_or(0) as usize,
+        first_paint_ms: ms("firstPaintMs")?,
+        rows_held: v["rowsHeld"].as_u64().unwrap_or(0) as usize,
+        filter_p50_ms: ms("filterP50Ms")?,
+        filter_max_ms: ms("filterMaxMs")?,
+        scroll_ms: ms("scrollMs")?,
+        sort_ms: ms("sortMs")?,
+    }))
 }
 
 /// Every host added and every VPS created through the API, all running: the hosts, the VPSes
@@ -441,7 +496,12 @@ async fn restart(ctl: &mut Controller, api: &Api, n: usize) -> Result<(f64, usiz
 async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Row> {
     let password = format!("fleet-bench-{}", std::process::id());
     let mut sim = Sim::start(n, &password)?;
-    let mut ctl = start_controller_env(&[], &[("SERVERWARE_SSH_LISTEN", "off")])?;
+    let dashboard = std::env::var("BENCH_STATIC_DIR").unwrap_or_default();
+    let mut env = vec![("SERVERWARE_SSH_LISTEN", "off")];
+    if !dashboard.is_empty() {
+        env.push(("SERVERWARE_STATIC_DIR", dashboard.as_str()));
+    }
+    let mut ctl = start_controller_env(&[], &env)?;
     let api = admin_api(&ctl).await?;
     let (hosts, vpses, setup_s) = setup(&sim, &api, &password, per_host).await?;
     let first = hosts[0]["id"].as_i64().context("host id")?;
@@ -457,6 +517,11 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         list.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let list_p99_ms = pct(&mut list, 99.0);
+    let names: Vec<String> = vpses
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect();
+    let browser = browser(&ctl, &names)?;
 
     let (placed_p99_s, placed_n) = deaths_of(&mut sim, &api, &hosts, &vpses, deaths).await?;
     let (reconnect_s, false_failovers) = restart(&mut ctl, &api, n).await?;
@@ -476,6 +541,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         reconnect_s,
         false_failovers,
         db_mib_per_day: st.db_mib_per_day,
+        browser,
     })
 }
 
@@ -529,5 +595,11 @@ fn main() -> Result<()> {
     println!(
         "targets at 1,000 × 10: ctl CPU < 100 %, RSS < 1024 MiB, sample→ws p99 ≤ 100 ms, list p99 ≤ 50 ms, reconnect ≤ 60 s, false failovers 0"
     );
+    for b in rows.iter().filter_map(|r| r.browser.as_ref()) {
+        println!(
+            "VPS list of {} in Chromium: first paint {:.0} ms, filter p50 {:.0} ms (max {:.0} ms), scroll to the end {:.0} ms, order {:.0} ms, {} rows held (targets: first paint < 1000 ms, filter < 100 ms)",
+            b.total, b.first_paint_ms, b.filter_p50_ms, b.filter_max_ms, b.scroll_ms, b.sort_ms, b.rows_held
+        );
+    }
     Ok(())
 }

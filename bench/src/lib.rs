@@ -130,12 +130,15 @@ pub fn start_controller_env(files: &[(&str, &str)], env: &[(&str, &str)]) -> Res
         ("SERVERWARE_DATA_DIR".into(), d("data")),
         ("SERVERWARE_LISTEN".into(), listen),
         ("SERVERWARE_ADMIN_PASSWORD".into(), ADMIN_PW.into()),
-        ("SERVERWARE_STATIC_DIR".into(), d("no-dashboard")),
         (
             "SERVERWARE_LOG".into(),
             std::env::var("BENCH_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
         ),
     ]);
+    // No dashboard unless the caller names one.
+    if !env_all.iter().any(|(k, _)| k == "SERVERWARE_STATIC_DIR") {
+        env_all.push(("SERVERWARE_STATIC_DIR".into(), d("no-dashboard")));
+    }
     let _ = std::fs::remove_file(dir.join("controller.log"));
     let child = spawn(&bin, &env_all, &dir.join("controller.log"))?;
     let url = format!("http://127.0.0.1:{port}");
