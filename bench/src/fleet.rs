@@ -229,7 +229,10 @@ fn browser(ctl: &Controller, names: &[String]) -> Result<Option<Browser>> {
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().context("the browser measurement said nothing")?;
+    let line = text
+        .lines()
+        .last()
+        .context("the browser measurement said nothing")?;
     let v: Value = serde_json::from_str(line)?;
     let ms = |k: &str| v[k].as_f64().with_context(|| format!("no {k} in {line}"));
     Ok(Some(Browser {

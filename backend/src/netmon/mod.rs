@@ -38,6 +38,9 @@ const CONNECT_GRACE_MS: Ms = 10_000;
 const EPOCH_MS: Ms = 1 << 36;
 /// HA VPSes' services are checked this often.
 pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
+/// More HA VPSes than this have their checks' starts spread over [`SPREAD_OVER`].
+const SPREAD_FROM: usize = 64;
+const SPREAD_OVER: Duration = Duration::from_millis(800);
 
 #[derive(Debug, Clone)]
 struct Health {
@@ -232,7 +235,8 @@ async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<VpsId
     ))
 }
 
-/// Checks every HA VPS that should run, all at once, in the background.
+/// Checks every HA VPS that should run, in the background (a large site's spread over the
+/// second).
 fn check_all(mon: &Arc<Monitor>, vpses: &[HaVps]) {
     let nm = &mon.netmon;
     {
@@ -255,8 +259,21 @@ fn check_all(mon: &Arc<Monitor>, vpses: &[HaVps]) {
     nm.checking.store(true, std::sync::atomic::Ordering::SeqCst);
     let mon = mon.clone();
     tokio::spawn(async move {
-        let results = futures_util::future::join_all(targets.into_iter().map(
-            |(id, name, ip, ports)| async move { (id, name, checks::check(ip, &ports).await) },
+        // A large site's checks start spread over most of the second, not all at once (a
+        // thousand probes at one instant would take a thousand threads and burst the network).
+        let n = targets.len();
+        let spread = |i: usize| {
+            if n <= SPREAD_FROM {
+                Duration::ZERO
+            } else {
+                SPREAD_OVER.mul_f64(i as f64 / n as f64)
+            }
+        };
+        let results = futures_util::future::join_all(targets.into_iter().enumerate().map(
+            |(i, (id, name, ip, ports))| async move {
+                tokio::time::sleep(spread(i)).await;
+                (id, name, checks::check(ip, &ports).await)
+            },
         ))
         .await;
         for (id, name, r) in results {

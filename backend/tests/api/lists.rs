@@ -162,6 +162,13 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
             "{query}"
         );
     }
+    // Ten million events at once: refused, not read.
+    let r = admin
+        .get(t.url("/api/v1/events?limit=10000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "limit");
     let r = admin
         .get(t.url("/api/v1/vpses?limit=-1"))
         .send()
