@@ -90,7 +90,10 @@ async fn run(vpses: usize, gb: u64, seconds: u64) -> Result<()> {
 
     let pid = agent_pid().context("the agent is not running")?;
     let cpu0 = usage(pid)?.0;
-    let mut socket = api.socket(&["hosts".to_string()]).await?;
+    // Status changes on `hosts`; every sample on the host's own topic.
+    let mut socket = api
+        .socket(&["hosts".to_string(), format!("host:{host}")])
+        .await?;
     let (mut last, mut gaps, mut flaps) = (None::<Instant>, Vec::new(), 0u32);
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
@@ -110,11 +113,14 @@ async fn run(vpses: usize, gb: u64, seconds: u64) -> Result<()> {
             _ => continue,
         };
         let m: serde_json::Value = serde_json::from_slice(&text)?;
-        if m["type"] != "host_status" || m["host_id"] != host {
+        if m["host_id"] != host {
             continue;
         }
-        if m["status"] != "online" {
+        if m["type"] == "host_status" && m["status"] != "online" {
             flaps += 1;
+            continue;
+        }
+        if m["type"] != "host_sample" {
             continue;
         }
         let now = Instant::now();

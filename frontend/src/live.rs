@@ -256,6 +256,11 @@ impl Live {
                 last_seen_at,
                 summary,
             } => self.host_status(host_id, status, last_seen_at, summary),
+            ServerMessage::HostStatuses { hosts } => {
+                for h in hosts {
+                    self.host_status(h.host_id, h.status, h.last_seen_at, h.summary);
+                }
+            }
             ServerMessage::Task { task, line } => self.tasks.update(|m| {
                 let id = task.id;
                 let keep = line.or_else(|| m.get(&id).and_then(|(_, l)| l.clone()));

@@ -152,12 +152,17 @@ pub enum ServerMessage {
     Inventory {
         change: InventoryChange,
     },
-    /// A host's status changed or it sent a sample (topic `hosts`): the figures of lists.
+    /// A host's status changed (topic `hosts`), with its newest figures.
     HostStatus {
         host_id: i64,
         status: String,
         last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
         summary: Option<crate::agent::HostSummary>,
+    },
+    /// The newest figures of every host that sent a sample in the last second (topic `hosts`):
+    /// one message a second for the whole site, not one per sample per host.
+    HostStatuses {
+        hosts: Vec<HostStatusEntry>,
     },
     /// One full sample of a host (topic `host:<id>`).
     HostSample {
@@ -181,6 +186,16 @@ pub enum ServerMessage {
     },
 }
 
+/// A host's status and newest figures, in [`ServerMessage::HostStatuses`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostStatusEntry {
+    pub host_id: i64,
+    pub status: String,
+    pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub summary: Option<crate::agent::HostSummary>,
+}
+
 impl ServerMessage {
     /// The topic a message belongs to; `None` for control messages sent to one socket. (A
     /// host's VPS figures go to [`Topic::VpsesOf`] that host too.)
@@ -188,7 +203,9 @@ impl ServerMessage {
         match self {
             ServerMessage::Event { .. } => Some(Topic::Events),
             ServerMessage::Inventory { .. } => Some(Topic::Inventory),
-            ServerMessage::HostStatus { .. } => Some(Topic::Hosts),
+            ServerMessage::HostStatus { .. } | ServerMessage::HostStatuses { .. } => {
+                Some(Topic::Hosts)
+            }
             ServerMessage::HostSample { host_id, .. } => Some(Topic::Host(*host_id)),
             ServerMessage::Task { .. } => Some(Topic::Tasks),
             ServerMessage::VpsStats { .. } => Some(Topic::Vpses),

@@ -337,7 +337,8 @@ impl HostManager {
             v.last_seen = Some(Utc::now());
         }
         if lock(&rt.view).status == Some(HostStatus::Online) {
-            self.publish(row.id, rt);
+            // Told with the other hosts sampled this second.
+            lock(&self.sampled).insert(row.id);
         } else {
             self.set_status(row.id, rt, HostStatus::Online);
         }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use russh::keys::PrivateKey;
 use serverware_shared::agent::HostSample;
 use serverware_shared::state::HostStatus;
+use serverware_shared::ws::ServerMessage;
 use serverware_shared::HostId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -94,6 +95,8 @@ pub struct HostManager {
     rollout: Arc<upgrade::Rollout>,
     /// Places for SSH handshakes in progress ([`MAX_HANDSHAKES`]).
     handshakes: Arc<tokio::sync::Semaphore>,
+    /// Hosts that sent a sample since the `hosts` topic was last told ([`HostManager::tell`]).
+    sampled: Mutex<std::collections::BTreeSet<HostId>>,
 }
 
 /// At most this many SSH handshakes at once: after a controller restart every host reconnects,
@@ -125,7 +128,52 @@ impl HostManager {
             key: Arc::new(key),
             rollout: Arc::new(upgrade::Rollout::new()),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+            sampled: Default::default(),
         })
+    }
+
+    /// Tells the `hosts` topic the newest figures of the hosts sampled since, once a second,
+    /// in one message, for as long as the manager lives (a large site's lists get one message
+    /// a second, not one per sample per host). A change of status is told at once.
+    pub fn tell_every_second(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(m) = me.upgrade() else { return };
+                m.tell();
+            }
+        });
+    }
+
+    fn tell(&self) {
+        let due = std::mem::take(&mut *lock(&self.sampled));
+        if due.is_empty() {
+            return;
+        }
+        self.hub
+            .publish_with(serverware_shared::ws::Topic::Hosts, || {
+                let runtimes = lock(&self.runtimes);
+                let hosts = due
+                    .iter()
+                    .filter_map(|id| {
+                        let v = lock(&runtimes.get(id)?.view);
+                        Some(serverware_shared::ws::HostStatusEntry {
+                            host_id: id.get(),
+                            status: v
+                                .status
+                                .unwrap_or(HostStatus::Connecting)
+                                .as_str()
+                                .to_string(),
+                            last_seen_at: v.last_seen,
+                            summary: v.latest.as_ref().map(HostSample::summary),
+                        })
+                    })
+                    .collect();
+                ServerMessage::HostStatuses { hosts }
+            });
     }
 
     pub fn controller_key(&self) -> Arc<PrivateKey> {

@@ -143,8 +143,9 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
             cluster.hosts[i].disk_mib * 1024 * 1024
         );
     }
-    // The socket's `hosts` topic carries every host's status and summary, never full samples;
-    // `host:<id>` carries that one host's full samples.
+    // The socket's `hosts` topic carries every host's status and summary, gathered once a
+    // second into one message, never full samples; `host:<id>` carries that one host's full
+    // samples.
     let cookie = t.session_cookie("admin", ADMIN_PW).await;
     let mut sock = crate::ws::connect(&t, Some(&cookie)).await.unwrap();
     assert_eq!(crate::ws::next_json(&mut sock).await["type"], "hello");
@@ -155,9 +156,12 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
     let mut seen = std::collections::HashSet::new();
     while seen.len() < 2 {
         let m = crate::ws::next_json(&mut sock).await;
-        assert_eq!(m["type"], "host_status", "{m}");
-        assert!(m["summary"]["cpu_pct"].is_number(), "{m}");
-        seen.insert(m["host_id"].as_i64().unwrap());
+        assert_eq!(m["type"], "host_statuses", "{m}");
+        for h in m["hosts"].as_array().unwrap() {
+            assert!(h["summary"]["cpu_pct"].is_number(), "{m}");
+            assert_eq!(h["status"], "online", "{m}");
+            seen.insert(h["host_id"].as_i64().unwrap());
+        }
     }
     let topic = format!("host:{}", ids[0]);
     assert_eq!(
@@ -168,7 +172,7 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
     while full.len() < 3 {
         let m = crate::ws::next_json(&mut sock).await;
         match m["type"].as_str().unwrap() {
-            "host_status" => {}
+            "host_statuses" => {}
             "host_sample" => {
                 assert_eq!(m["host_id"], ids[0], "only the subscribed host: {m}");
                 let srv = m["sample"]["filesystems"]
