@@ -462,7 +462,7 @@ async fn build_core(
     let epoch = crate::hosts::next_lease_epoch(&db).await?;
     let host_manager = crate::hosts::HostManager::new(db.clone(), hub.clone(), key, agent, epoch);
     host_manager.start_all().await?;
-    host_manager.tell_every_second();
+    host_manager.every_second();
     spawn_event_fanout(&db, hub.clone());
     // Built before serving when it can be; the supervisor's `templates` loop retries.
     if let Err(e) = crate::templates::ensure_minimal(&db, &config.templates_dir).await {

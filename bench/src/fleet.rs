@@ -212,8 +212,14 @@ fn browser(ctl: &Controller, names: &[String]) -> Result<Option<Browser>> {
     let mut sorted = names.to_vec();
     sorted.sort();
     std::fs::write(&file, serde_json::to_vec(&sorted)?)?;
-    // A name, a hundred names, ten names (fv-00000…: the bench's names).
-    let probes = ["fv-00123", "fv-001", "fv-0012"];
+    // One name, then the first characters of another (tens, then hundreds of names on a
+    // large site).
+    let mid = &sorted[sorted.len() / 2];
+    let probes = [
+        sorted[sorted.len() / 3].clone(),
+        mid[..mid.len() - 1].to_string(),
+        mid[..mid.len() - 2].to_string(),
+    ];
     let out = std::process::Command::new("node")
         .arg("scale/bench.js")
         .current_dir(&e2e)

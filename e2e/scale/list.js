@@ -56,7 +56,8 @@ async function measureList(page, { url, names, probes, limitMs = 30000 }) {
   const filterMs = [];
   for (const probe of probes) {
     const want = names.filter((n) => n.includes(probe));
-    for (const [text, wantCount, wantFirst] of [[probe, `${want.length} match`, want[0]], ['', countText, names[0]]]) {
+    const matchText = want.length === 0 ? 'No VPS matches.' : `${want.length} match`;
+    for (const [text, wantCount, wantFirst] of [[probe, matchText, want[0] ?? null], ['', countText, names[0]]]) {
       filterMs.push(await page.evaluate(
         ([text, wantCount, wantFirst, limit]) => {
           const until = window.__swUntil;
@@ -66,7 +67,7 @@ async function measureList(page, { url, names, probes, limitMs = 30000 }) {
           input.dispatchEvent(new Event('input', { bubbles: true }));
           return until(() =>
             document.querySelector('[data-test=vps-count]')?.textContent === wantCount &&
-            document.querySelector('tr[data-vps]')?.getAttribute('data-vps') === wantFirst, t0, limit);
+            (document.querySelector('tr[data-vps]')?.getAttribute('data-vps') ?? null) === wantFirst, t0, limit);
         },
         [text, wantCount, wantFirst, limitMs]));
     }

@@ -97,6 +97,8 @@ pub struct HostManager {
     handshakes: Arc<tokio::sync::Semaphore>,
     /// Hosts that sent a sample since the `hosts` topic was last told ([`HostManager::tell`]).
     sampled: Mutex<std::collections::BTreeSet<HostId>>,
+    /// Minutes of rollups ended and not yet written.
+    rollups_due: Mutex<Vec<(HostId, rollups::Bucket)>>,
 }
 
 /// At most this many SSH handshakes at once: after a controller restart every host reconnects,
@@ -129,13 +131,15 @@ impl HostManager {
             rollout: Arc::new(upgrade::Rollout::new()),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
             sampled: Default::default(),
+            rollups_due: Default::default(),
         })
     }
 
-    /// Tells the `hosts` topic the newest figures of the hosts sampled since, once a second,
-    /// in one message, for as long as the manager lives (a large site's lists get one message
-    /// a second, not one per sample per host). A change of status is told at once.
-    pub fn tell_every_second(self: &Arc<Self>) {
+    /// Once a second, for as long as the manager lives: tells the `hosts` topic the newest
+    /// figures of the hosts sampled since, in one message (a large site's lists get one message
+    /// a second, not one per sample per host; a change of status is told at once), and writes
+    /// the minutes of rollups that ended, in one transaction.
+    pub fn every_second(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -144,6 +148,7 @@ impl HostManager {
                 tick.tick().await;
                 let Some(m) = me.upgrade() else { return };
                 m.tell();
+                m.write_rollups();
             }
         });
     }

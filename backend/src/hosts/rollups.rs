@@ -120,17 +120,21 @@ pub(super) fn minute_of(t: DateTime<Utc>) -> chrono::NaiveDateTime {
 pub use crate::repo::rollups::RollupRow;
 
 /// Stores a finished (or interrupted) minute, merged with what is stored for it already.
-pub(super) fn store_bucket(
+/// Stores the minutes of many hosts in one transaction (a large site's minute ends for
+/// every host at about the same time: one write, not one per host).
+pub(super) fn store_buckets(
     c: &mut crate::db::DbConn,
-    host_id: HostId,
-    b: &Bucket,
+    all: &[(HostId, Bucket)],
 ) -> crate::error::Result<()> {
     crate::db::atomic(c, |c| {
-        let mut b = b.clone();
-        if let Some(old) = repo::get(c, host_id, b.minute)? {
-            b.merge(&Bucket::from_rollup(&old.to_rollup()));
+        for (host_id, b) in all {
+            let mut b = b.clone();
+            if let Some(old) = repo::get(c, *host_id, b.minute)? {
+                b.merge(&Bucket::from_rollup(&old.to_rollup()));
+            }
+            repo::put(c, RollupRow::from_rollup(*host_id, &b.to_rollup()))?;
         }
-        repo::put(c, RollupRow::from_rollup(host_id, &b.to_rollup()))
+        Ok(())
     })
 }
 

@@ -2,7 +2,7 @@
 //! summed up into a rollup (stored once the minute is over), and containers no VPS record
 //! names (reported once, never touched).
 
-use super::rollups::{figures, minute_of, store_bucket, Bucket};
+use super::rollups::{figures, minute_of, store_buckets, Bucket};
 use super::{lock, HostManager, Runtime};
 use chrono::Utc;
 use serverware_shared::agent::HostSample;
@@ -100,12 +100,23 @@ impl HostManager {
         });
     }
 
-    /// Writes a minute to the database in the background.
+    /// A minute to write to the database: written with the other hosts' within a second
+    /// ([`HostManager::write_rollups`]).
     fn flush(&self, id: HostId, bucket: Bucket) {
+        lock(&self.rollups_due).push((id, bucket));
+    }
+
+    /// Writes the minutes that ended since last time, in one transaction, in the background.
+    pub(super) fn write_rollups(&self) {
+        let due = std::mem::take(&mut *lock(&self.rollups_due));
+        if due.is_empty() {
+            return;
+        }
         let db = self.db.clone();
         tokio::spawn(async move {
-            if let Err(e) = db.run(move |c| store_bucket(c, id, &bucket)).await {
-                tracing::warn!(host = %id, "storing a rollup failed: {e}");
+            let n = due.len();
+            if let Err(e) = db.run(move |c| store_buckets(c, &due)).await {
+                tracing::warn!("storing {n} rollups failed: {e}");
             }
         });
     }
