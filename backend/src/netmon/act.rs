@@ -327,6 +327,7 @@ async fn warn(
         (None, Some(h)) => ("host", h.get(), format!("host {}", n.host(h))),
         _ => ("system", 0, "netMON".to_string()),
     };
+    tracing::warn!("{who}: {message}");
     event(
         mon,
         "netmon.warning",

@@ -20,6 +20,21 @@ pub use serverware_shared::{HostId, VpsId};
 /// Milliseconds on the controller's monotonic clock.
 pub type Ms = u64;
 
+/// Bringing a VPS up may fail this many times (each after a longer pause) before it waits for
+/// an operator.
+const MAX_TRIES: u32 = 6;
+
+/// The pause before bringing a VPS up again after it failed `tries` times: 2 s, 4 s, 8 s … 30 s.
+fn retry_pause_ms(tries: u32) -> Ms {
+    (1000u64 << tries.min(5)).min(30_000)
+}
+
+/// A failover that failed on as many hosts as it may be tried on, or whose bringing up failed
+/// too often: it waits for an operator.
+fn gave_up(p: &Params, f: &Failover) -> bool {
+    f.failed_on.len() as u32 >= p.attempts || f.tries >= MAX_TRIES
+}
+
 /// The knobs, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Params {
@@ -264,8 +279,14 @@ struct Failover {
     detected: Ms,
     fenced: Ms,
     stage: Stage,
-    /// Hosts it failed on, not tried again for it.
+    /// Hosts it failed on, tried again for it only when no other host can take it.
     failed_on: BTreeSet<HostId>,
+    /// Bringing it up failed this many times (the operation's error: storage or the host
+    /// answering badly for a moment, not the VPS itself), and when it may be tried again.
+    #[serde(default)]
+    tries: u32,
+    #[serde(default)]
+    retry_at: Ms,
     /// Said "no room" already.
     warned: bool,
     /// Who asked for it (an operator's failover).
@@ -434,7 +455,7 @@ impl Manager {
             from: f.from,
             cause: f.cause,
             by: f.by.clone(),
-            gave_up: f.failed_on.len() as u32 >= self.params.attempts,
+            gave_up: self.gave_up(f),
             to: match f.stage {
                 Stage::Recovering { to, .. } | Stage::Checking { to, .. } => Some(to),
                 Stage::Queued | Stage::Stopping => None,
@@ -465,6 +486,8 @@ impl Manager {
                 fenced: now,
                 stage: Stage::Stopping,
                 failed_on: BTreeSet::new(),
+                tries: 0,
+                retry_at: 0,
                 warned: false,
                 by,
             },
@@ -508,13 +531,17 @@ impl Manager {
                 if let Some(f) = self.failovers.get_mut(&vps) {
                     match f.stage {
                         Stage::Recovering { to, .. } | Stage::Checking { to, .. } if to == host => {
+                            // Elsewhere first; here again after a pause if nowhere else can
+                            // take it (an error of the moment must not leave it down).
                             f.failed_on.insert(host);
+                            f.tries += 1;
+                            f.retry_at = now + retry_pause_ms(f.tries);
                             f.stage = Stage::Queued;
                             f.warned = false;
                             out.push(Action::Warn {
                                 vps: Some(vps),
                                 host: Some(host),
-                                message: format!("bringing it up failed: {why}; trying elsewhere"),
+                                message: format!("bringing it up failed: {why}; trying again"),
                             });
                         }
                         Stage::Stopping => {
@@ -709,6 +736,8 @@ impl Manager {
                     fenced: now,
                     stage: Stage::Queued,
                     failed_on: BTreeSet::new(),
+                    tries: 0,
+                    retry_at: 0,
                     warned: false,
                     by: None,
                 },
@@ -831,6 +860,8 @@ impl Manager {
                                 fenced: now,
                                 stage: Stage::Stopping,
                                 failed_on: BTreeSet::new(),
+                                tries: 0,
+                                retry_at: 0,
                                 warned: false,
                                 by: None,
                             },
@@ -860,6 +891,12 @@ impl Manager {
             }
             _ => {}
         }
+    }
+
+    /// It failed on as many hosts as it may be tried on, or its bringing up failed too often:
+    /// it waits for an operator.
+    fn gave_up(&self, f: &Failover) -> bool {
+        gave_up(&self.params, f)
     }
 
     /// Asks for the stale copies `host` holds to be removed, unless that is under way.
@@ -911,7 +948,7 @@ impl Manager {
         queued.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         for v in queued {
             let f = self.failovers.get_mut(&v.id).expect("queued");
-            if f.failed_on.len() as u32 >= self.params.attempts {
+            if gave_up(&self.params, f) {
                 if !f.warned {
                     f.warned = true;
                     out.push(Action::Warn {
@@ -925,8 +962,19 @@ impl Manager {
                 }
                 continue;
             }
+            // Hosts it failed on only when no other can take it, and not before its pause.
+            let others = room
+                .iter()
+                .any(|(h, free)| *h != f.from && !f.failed_on.contains(h) && *free >= v.memory);
+            let again = !others && now >= f.retry_at;
+            // Waiting for its pause to end on a host that failed it: not a lack of room.
+            let pausing = !others
+                && !again
+                && room
+                    .iter()
+                    .any(|(h, free)| *h != f.from && f.failed_on.contains(h) && *free >= v.memory);
             let fits = |h: &HostId, free: &u64| {
-                *h != f.from && !f.failed_on.contains(h) && *free >= v.memory
+                *h != f.from && (again || !f.failed_on.contains(h)) && *free >= v.memory
             };
             // Its standby host first (its files are there already), else the most room.
             let target = v
@@ -948,7 +996,7 @@ impl Manager {
                         to,
                     });
                 }
-                None if !f.warned => {
+                None if !f.warned && !pausing => {
                     f.warned = true;
                     out.push(Action::Warn {
                         vps: Some(v.id),

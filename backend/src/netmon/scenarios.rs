@@ -430,3 +430,63 @@ fn a_moved_vps_is_not_restarted_while_it_boots_on_its_new_host() {
     let restarted = at(&s, "restart web-2");
     assert!(moved < restarted, "{}", s.log.join("\n"));
 }
+
+#[test]
+fn a_failed_bring_up_on_the_only_other_host_is_tried_again_until_it_works() {
+    // Two hosts: node-a dies while node-b cannot bring anything up for a while (storage or
+    // its disk failing for a moment). The VPS is tried again on node-b after a pause, and runs
+    // there once node-b can; it is never given up on nor left waiting for "room".
+    let mut s = Sim::new(2, 16 * GB);
+    s.add_vps("pbx-1", "node-a", GB, 0);
+    s.run(
+        60_000,
+        &[
+            (1_000, "break-disk node-b"),
+            (5_000, "power-off node-a"),
+            (20_000, "mend-disk node-b"),
+        ],
+    );
+    let failed = lines_with(&s, "bringing it up failed");
+    assert!(failed.len() >= 2, "{}", s.log.join("\n"));
+    assert_eq!(
+        s.placement()["pbx-1"],
+        vec!["node-b".to_string()],
+        "{}",
+        s.log.join("\n")
+    );
+    assert_eq!(
+        lines_with(&s, "failed over pbx-1").len(),
+        1,
+        "{}",
+        s.log.join("\n")
+    );
+    assert!(
+        lines_with(&s, "no host has room").is_empty(),
+        "{}",
+        s.log.join("\n")
+    );
+    // Paused between tries: not one a tick.
+    assert!(failed.len() <= 6, "{}", s.log.join("\n"));
+}
+
+#[test]
+fn a_bring_up_that_keeps_failing_is_given_up_and_said() {
+    let mut s = Sim::new(2, 16 * GB);
+    s.add_vps("pbx-1", "node-a", GB, 0);
+    s.run(
+        240_000,
+        &[(1_000, "break-disk node-b"), (5_000, "power-off node-a")],
+    );
+    assert_eq!(
+        lines_with(&s, "bringing it up failed").len(),
+        6,
+        "{}",
+        s.log.join("\n")
+    );
+    assert_eq!(
+        lines_with(&s, "waits for an operator").len(),
+        1,
+        "{}",
+        s.log.join("\n")
+    );
+}

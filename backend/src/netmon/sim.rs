@@ -237,6 +237,10 @@ impl Sim {
                 let h = self.host_id(arg);
                 self.hosts.get_mut(&h).unwrap().broken_disk = true;
             }
+            "mend-disk" => {
+                let h = self.host_id(arg);
+                self.hosts.get_mut(&h).unwrap().broken_disk = false;
+            }
             "move" => {
                 let (v, h) = arg.split_once(' ').expect("move VPS HOST");
                 let (v, h) = (self.vps_id(v), self.host_id(h));

@@ -70,9 +70,16 @@ pub(crate) async fn wait_vps(
 /// For a failed wait: the newest events and the tasks, oldest first (what the controller did
 /// and said while the test waited).
 pub(crate) async fn what_happened(t: &TestController, c: &Client) -> String {
-    let mut out = String::from("the controller's newest events:\n");
-    let e = get(t, c, "/api/v1/events?limit=40").await;
-    for e in e["events"].as_array().into_iter().flatten().rev() {
+    let mut out = String::from("the controller's newest events (but settings):\n");
+    let e = get(t, c, "/api/v1/events?limit=500").await;
+    let events: Vec<&Value> = e["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] != "settings.update")
+        .take(40)
+        .collect();
+    for e in events.into_iter().rev() {
         out += &format!("  {} {} {}\n", e["created_at"], e["action"], e["message"]);
     }
     out += "its newest tasks:\n";
