@@ -5,35 +5,13 @@
 const { test, expect } = require('@playwright/test');
 const { spawn } = require('child_process');
 const fs = require('fs');
-const net = require('net');
 const os = require('os');
 const path = require('path');
+const { freePort, until } = require('../support');
 
 const BIN = process.env.SERVERWARE_BIN;
 const STATIC = process.env.SERVERWARE_STATIC_DIR;
 const PASSWORD = process.env.E2E_ADMIN_PASSWORD;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function until(what, f, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await f()) return;
-    } catch (_) { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function health(url) {
   const r = await fetch(`${url}/api/v1/health`, { signal: AbortSignal.timeout(2000) });

@@ -6,9 +6,9 @@
 const { test, expect } = require('@playwright/test');
 const { spawn } = require('child_process');
 const fs = require('fs');
-const net = require('net');
 const os = require('os');
 const path = require('path');
+const { freePort, until } = require('../support');
 const { login, measureList, summary } = require('../scale/list');
 
 const BIN = process.env.SERVERWARE_BIN;
@@ -17,28 +17,6 @@ const FLEETSIM = path.join(path.dirname(BIN || '.'), 'sw-fleetsim');
 const AGENT = path.join(path.dirname(BIN || '.'), 'serverware-agent');
 const HOSTS = 10;
 const PER_HOST = 30;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function until(what, f, ms = 120_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      if (await f()) return;
-    } catch (_) { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 let dir;
 const procs = [];
@@ -67,7 +45,7 @@ test('a list of hundreds of VPSes holds only what is on screen; filter, order an
   procs.push(sim);
   let said = '';
   sim.stdout.on('data', (d) => { said += d.toString(); });
-  await until('sw-fleetsim is ready', () => said.includes(`ready ${HOSTS}`));
+  await until('sw-fleetsim is ready', () => said.includes(`ready ${HOSTS}`), 120_000);
   const hosts = JSON.parse(fs.readFileSync(path.join(dir, 'hosts.json')));
 
   // A controller of its own.
@@ -84,7 +62,7 @@ test('a list of hundreds of VPSes holds only what is on screen; filter, order an
     },
     stdio: ['ignore', out, out],
   }));
-  await until('the controller answers', async () => (await fetch(`${url}/api/v1/health`)).ok);
+  await until('the controller answers', async () => (await fetch(`${url}/api/v1/health`)).ok, 120_000);
   const login_ = await fetch(`${url}/api/v1/auth/login`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username: 'admin', password: adminPassword }),
@@ -106,7 +84,7 @@ test('a list of hundreds of VPSes holds only what is on screen; filter, order an
     expect(r.status, JSON.stringify(r.body)).toBe(201);
   }
   const added = (await api('GET', '/hosts')).body;
-  await until('every host online', async () => (await api('GET', '/hosts')).body.every((h) => h.status === 'online'));
+  await until('every host online', async () => (await api('GET', '/hosts')).body.every((h) => h.status === 'online'), 120_000);
   const tpl = (await api('GET', '/templates')).body.find((t) => t.name === 'minimal');
   const names = [];
   for (let i = 0; i < HOSTS * PER_HOST; i++) {

@@ -3,7 +3,7 @@
 //! silently. Its status (and the events of a host lost or back) follows the connection.
 
 use super::upgrade::{self, Plan, DRAIN_WITHIN, NEW_AGENT_PATH, PROVE_WITHIN};
-use super::{lock, HostManager, HostRow, Runtime};
+use super::{lock, status_entry, HostManager, HostRow, Runtime};
 use crate::db::Db;
 use crate::ssh::{AgentLink, Credentials, Session, SshError};
 use chrono::Utc;
@@ -59,16 +59,12 @@ impl HostManager {
     }
 
     fn publish(&self, id: HostId, rt: &Runtime) {
-        let v = lock(&rt.view).clone();
+        let e = status_entry(id, &lock(&rt.view));
         self.hub.publish(&ServerMessage::HostStatus {
-            host_id: id.get(),
-            status: v
-                .status
-                .unwrap_or(HostStatus::Connecting)
-                .as_str()
-                .to_string(),
-            last_seen_at: v.last_seen,
-            summary: v.latest.as_ref().map(HostSample::summary),
+            host_id: e.host_id,
+            status: e.status,
+            last_seen_at: e.last_seen_at,
+            summary: e.summary,
         });
     }
 

@@ -106,6 +106,20 @@ pub struct HostManager {
 /// The rest wait their turn (netMON counts a host's grace to connect from its turn).
 pub const MAX_HANDSHAKES: usize = 16;
 
+/// A host's status and newest figures as the live socket tells them.
+fn status_entry(id: HostId, v: &HostView) -> serverware_shared::ws::HostStatusEntry {
+    serverware_shared::ws::HostStatusEntry {
+        host_id: id.get(),
+        status: v
+            .status
+            .unwrap_or(HostStatus::Connecting)
+            .as_str()
+            .to_string(),
+        last_seen_at: v.last_seen,
+        summary: v.latest.as_ref().map(HostSample::summary),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -163,19 +177,7 @@ impl HostManager {
                 let runtimes = lock(&self.runtimes);
                 let hosts = due
                     .iter()
-                    .filter_map(|id| {
-                        let v = lock(&runtimes.get(id)?.view);
-                        Some(serverware_shared::ws::HostStatusEntry {
-                            host_id: id.get(),
-                            status: v
-                                .status
-                                .unwrap_or(HostStatus::Connecting)
-                                .as_str()
-                                .to_string(),
-                            last_seen_at: v.last_seen,
-                            summary: v.latest.as_ref().map(HostSample::summary),
-                        })
-                    })
+                    .filter_map(|id| Some(status_entry(*id, &lock(&runtimes.get(id)?.view))))
                     .collect();
                 ServerMessage::HostStatuses { hosts }
             });
