@@ -36,7 +36,7 @@ mod agent;
 mod view;
 pub use crate::repo::vpses::{load, load_host, ports_text, VpsRow};
 pub use agent::spec;
-pub use view::{get, list, observed, page, response, sort_list, Next};
+pub use view::{get, list, observed, page, response, Next};
 
 use crate::error::Result;
 use std::sync::Arc;

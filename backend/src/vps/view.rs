@@ -190,10 +190,8 @@ pub async fn page(
         response(state, v, host, claims.get(&v.id).copied())
     };
     let mut shown: Vec<VpsResponse> = if by_name {
-        rows.iter()
-            .take(limit.saturating_add(1))
-            .map(view)
-            .collect()
+        // Only the page (and one more) was read.
+        rows.iter().map(view).collect()
     } else {
         let mut all: Vec<VpsResponse> = rows.iter().map(view).collect();
         sort_list(&mut all, sort);
@@ -228,7 +226,7 @@ pub enum Next {
 
 /// Orders a list by `sort`, smallest first; ties by name (a VPS without figures counts as
 /// the smallest).
-pub fn sort_list(list: &mut [VpsResponse], sort: serverware_shared::api::VpsSort) {
+fn sort_list(list: &mut [VpsResponse], sort: serverware_shared::api::VpsSort) {
     use serverware_shared::api::VpsSort;
     let fig = |v: &VpsResponse, f: fn(&serverware_shared::agent::VpsSample) -> f64| {
         v.live.as_ref().map_or(-1.0, f)
