@@ -74,22 +74,57 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A renewal: valid until `base_ms + ttl_ms`, never earlier than what the file holds for the
-/// same epoch (renewals can arrive out of order), never for an earlier epoch.
+/// same epoch (renewals can arrive out of order), never for an earlier epoch. Without `peers`
+/// the lease keeps those it holds (the controller sends them when they change), which only a
+/// lease of this boot and this epoch can: otherwise the renewal is refused and the controller
+/// sends them again.
 pub fn renew(
     epoch: u64,
     base_ms: u64,
     ttl_ms: u64,
     ha: Vec<String>,
-    peers: Vec<String>,
+    peers: Option<Vec<String>>,
     key: &str,
 ) -> Result<u64, String> {
+    let renewal = Renewal {
+        epoch,
+        base_ms,
+        ttl_ms,
+        ha,
+        peers,
+        key,
+    };
+    let until = renew_in(&path(), &boot_id(), renewal)?;
+    Ok(until.saturating_sub(boot_ms()))
+}
+
+/// What a renewal asks.
+struct Renewal<'a> {
+    epoch: u64,
+    base_ms: u64,
+    ttl_ms: u64,
+    ha: Vec<String>,
+    peers: Option<Vec<String>>,
+    key: &'a str,
+}
+
+/// [`renew`] of the lease file `file` on boot `boot`: until when (boot clock) it holds now.
+fn renew_in(file: &Path, boot: &str, r: Renewal) -> Result<u64, String> {
+    let Renewal {
+        epoch,
+        base_ms,
+        ttl_ms,
+        ha,
+        peers,
+        key,
+    } = r;
     if ttl_ms == 0 || ttl_ms > 60_000 {
         return Err("a lease lasts 1 ms to 60 s".into());
     }
     for n in &ha {
         serverware_shared::validate::resource_name("ha", n).map_err(|e| e.to_string())?;
     }
-    for p in &peers {
+    for p in peers.iter().flatten() {
         p.parse::<std::net::Ipv4Addr>()
             .map_err(|_| format!("peer {p:?} is not an IPv4 address"))?;
     }
@@ -97,9 +132,9 @@ pub fn renew(
     // One renewal at a time: each reads what the last one wrote.
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let boot = boot_id();
     let mut until = base_ms.saturating_add(ttl_ms);
-    if let Some(old) = read(&path()) {
+    let old = read(file);
+    if let Some(old) = &old {
         if old.boot_id == boot && old.epoch > epoch {
             return Err(format!(
                 "a lease of epoch {} is held; {epoch} is older",
@@ -110,10 +145,15 @@ pub fn renew(
             until = until.max(old.until_ms);
         }
     }
+    let peers = match (peers, old) {
+        (Some(p), _) => p,
+        (None, Some(old)) if old.boot_id == boot && old.epoch == epoch => old.peers,
+        (None, _) => return Err(NO_PEERS.into()),
+    };
     write(
-        &path(),
+        file,
         &Lease {
-            boot_id: boot,
+            boot_id: boot.to_string(),
             epoch,
             until_ms: until,
             ttl_ms,
@@ -122,8 +162,12 @@ pub fn renew(
             key,
         },
     )?;
-    Ok(until.saturating_sub(boot_ms()))
+    Ok(until)
 }
+
+/// The refusal of a renewal without peers by a host that holds none of that lease; the
+/// controller recognises it and sends them.
+pub const NO_PEERS: &str = serverware_shared::agent::LEASE_PEERS_UNKNOWN;
 
 pub fn read(path: &Path) -> Option<Lease> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
@@ -170,6 +214,49 @@ mod tests {
         assert!(l.valid("b1", 999));
         assert!(!l.valid("b1", 1000));
         assert!(!l.valid("b2", 10), "another boot");
+    }
+
+    #[test]
+    fn peers_are_kept_until_they_change_and_asked_for_when_unknown() {
+        let dir = std::env::temp_dir().join(format!("sw-lease-test-{}", std::process::id()));
+        let file = dir.join("lease.json");
+        let key = "ab".repeat(32);
+        let ask = |epoch, base_ms, peers: Option<&[&str]>| Renewal {
+            epoch,
+            base_ms,
+            ttl_ms: 3000,
+            ha: vec!["web1".into()],
+            peers: peers.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            key: &key,
+        };
+        // Nothing held: a renewal without peers is refused with the words the controller knows.
+        assert_eq!(
+            renew_in(&file, "b1", ask(5, 100, None)),
+            Err(NO_PEERS.into())
+        );
+        assert_eq!(
+            renew_in(&file, "b1", ask(5, 100, Some(&["10.0.0.2"]))),
+            Ok(3100)
+        );
+        // Kept while they do not change; a renewal never shortens the lease.
+        assert_eq!(renew_in(&file, "b1", ask(5, 1100, None)), Ok(4100));
+        assert_eq!(renew_in(&file, "b1", ask(5, 50, None)), Ok(4100));
+        assert_eq!(read(&file).unwrap().peers, vec!["10.0.0.2".to_string()]);
+        // New ones replace them.
+        renew_in(&file, "b1", ask(5, 2100, Some(&["10.0.0.2", "10.0.0.3"]))).unwrap();
+        assert_eq!(read(&file).unwrap().peers.len(), 2);
+        // Another boot, or another controller's epoch, holds none of them.
+        assert_eq!(
+            renew_in(&file, "b2", ask(5, 100, None)),
+            Err(NO_PEERS.into())
+        );
+        assert_eq!(
+            renew_in(&file, "b1", ask(6, 2200, None)),
+            Err(NO_PEERS.into())
+        );
+        assert!(renew_in(&file, "b1", ask(4, 2200, Some(&["10.0.0.2"]))).is_err());
+        assert!(renew_in(&file, "b1", ask(5, 2200, Some(&["not-an-address"]))).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

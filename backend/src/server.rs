@@ -401,6 +401,7 @@ pub fn standby(
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Referrer-Policy", "same-origin")),
             )
+            .wrap(from_fn(api::cors::cross_site_reads))
             .service(web::resource("/api/v1/health").route(web::get().to(api::standby::health)))
             .service(web::scope("/api/v1").default_service(web::to(api::standby::refuse)))
             .service(web::resource("/metrics").to(api::standby::refuse));
@@ -601,6 +602,8 @@ fn app(
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin")),
         )
+        // Other sites' dashboards may read (GET) with a token of this site.
+        .wrap(from_fn(api::cors::cross_site_reads))
         .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("serverware::http"))
         // The live socket shares its path with the event listing; it is told apart by the
         // upgrade header and authenticated by the same middleware.

@@ -32,6 +32,15 @@ fn spawn(bin: &std::path::Path, env: &[(String, String)], log: &std::path::Path)
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // A bench stopped by a signal (Ctrl-C) runs no destructor: the controller then ends with it.
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

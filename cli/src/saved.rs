@@ -28,20 +28,11 @@ impl Sites {
     }
 }
 
-/// A site's name: letters, digits, `-`, `_` and `.`, 1–63 characters.
+/// A site's name: letters, digits, `-`, `_` and `.`, 1–63 characters (as the dashboard's).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{name}' is not a site name: use letters, digits, '-', '_' and '.' (at most 63)"
-        ))
-    }
+    serverware_shared::sites::site_name("site", name)
+        .map(|_| ())
+        .map_err(|e| e.message)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,17 +4,12 @@
 // the controller's, the filter and the order are the controller's, a scroll reaches the end.
 // The same measurement with 10,000 VPSes is the fleet bench's (scale/bench.js).
 const { test, expect } = require('@playwright/test');
-const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { freePort, until } = require('../support');
+const { until, startFleetsim, startController, stopAll } = require('../support');
 const { login, measureList, summary } = require('../scale/list');
 
-const BIN = process.env.SERVERWARE_BIN;
-const STATIC = process.env.SERVERWARE_STATIC_DIR;
-const FLEETSIM = path.join(path.dirname(BIN || '.'), 'sw-fleetsim');
-const AGENT = path.join(path.dirname(BIN || '.'), 'serverware-agent');
 const HOSTS = 10;
 const PER_HOST = 30;
 
@@ -22,61 +17,17 @@ let dir;
 const procs = [];
 
 test.afterAll(() => {
-  for (const p of procs) {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  }
+  stopAll(procs);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('a list of hundreds of VPSes holds only what is on screen; filter, order and scroll are the controller\'s', async ({ page }) => {
   test.setTimeout(300_000);
-  expect(fs.existsSync(FLEETSIM), `${FLEETSIM} is missing (scripts/test.sh builds it)`).toBe(true);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'serverware-e2e-scale-'));
   const password = `scale-${process.pid}`;
   const adminPassword = `admin-${process.pid}-${Date.now()}`;
-
-  // The simulated hosts: their addresses and keys are written to hosts.json when ready.
-  const simPort = await freePort();
-  const sim = spawn(FLEETSIM, ['--hosts', String(HOSTS), '--port', String(simPort), '--agent', AGENT,
-    '--out', path.join(dir, 'hosts.json')], {
-    env: { ...process.env, SW_FLEETSIM_PASSWORD: password },
-    stdio: ['pipe', 'pipe', fs.openSync(path.join(dir, 'fleetsim.log'), 'a')],
-  });
-  procs.push(sim);
-  let said = '';
-  sim.stdout.on('data', (d) => { said += d.toString(); });
-  await until('sw-fleetsim is ready', () => said.includes(`ready ${HOSTS}`), 120_000);
-  const hosts = JSON.parse(fs.readFileSync(path.join(dir, 'hosts.json')));
-
-  // A controller of its own.
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  fs.mkdirSync(path.join(dir, 'data'), { mode: 0o700 });
-  const out = fs.openSync(path.join(dir, 'controller.log'), 'a');
-  procs.push(spawn(BIN, [], {
-    env: {
-      ...process.env,
-      SERVERWARE_CONFIG: '/dev/null', SERVERWARE_LISTEN: `127.0.0.1:${port}`, SERVERWARE_SSH_LISTEN: 'off',
-      SERVERWARE_DATA_DIR: path.join(dir, 'data'), SERVERWARE_STATIC_DIR: STATIC,
-      SERVERWARE_ADMIN_PASSWORD: adminPassword, SERVERWARE_LOG: 'warn',
-    },
-    stdio: ['ignore', out, out],
-  }));
-  await until('the controller answers', async () => (await fetch(`${url}/api/v1/health`)).ok, 120_000);
-  const login_ = await fetch(`${url}/api/v1/auth/login`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: adminPassword }),
-  });
-  expect(login_.status).toBe(200);
-  const cookie = login_.headers.get('set-cookie').split(';')[0];
-  const api = async (method, p, body) => {
-    const r = await fetch(`${url}/api/v1${p}`, {
-      method, headers: { cookie, 'content-type': 'application/json' },
-      body: body && JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, body: text ? JSON.parse(text) : null };
-  };
+  const { hosts } = await startFleetsim(dir, HOSTS, password, procs);
+  const { url, api } = await startController(dir, adminPassword, procs);
 
   // The hosts added as an operator adds them; VPSes made on each through the API.
   for (const h of hosts) {

@@ -65,13 +65,20 @@ pub fn set_on_unauthorized(f: impl Fn() + 'static) {
     ON_UNAUTHORIZED.with(|c| *c.borrow_mut() = Some(Box::new(f)));
 }
 
-async fn error_of(r: Response) -> ApiError {
+/// An answer that is no success, as an error (the controller's own words when it gave them).
+async fn answer_error(r: Response) -> ApiError {
     let status = r.status();
     let body = r.json::<ErrorBody>().await.unwrap_or(ErrorBody {
         error: ErrorCode::Internal,
         message: format!("unexpected answer {status} from the controller"),
         field: None,
     });
+    ApiError { status, body }
+}
+
+async fn error_of(r: Response) -> ApiError {
+    let e = answer_error(r).await;
+    let (status, body) = (e.status, e.body);
     if status == 401 {
         ON_UNAUTHORIZED.with(|c| {
             if let Some(f) = c.borrow().as_ref() {
@@ -100,6 +107,43 @@ async fn send(req: Result<Request, gloo_net::Error>) -> Result<Response, ApiErro
     } else {
         Err(error_of(r).await)
     }
+}
+
+/// A read from another site's controller (`url`, as validated by `shared::sites`), with a
+/// token made there. Its answers never touch this site's session: a 401 there is that token's.
+async fn remote_get<T: DeserializeOwned>(
+    url: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<T, ApiError> {
+    let mut b =
+        Request::get(&format!("{url}{BASE}{path}")).credentials(web_sys::RequestCredentials::Omit);
+    if let Some(t) = token {
+        b = b.header("Authorization", &format!("Bearer {t}"));
+    }
+    let unreachable = |e: gloo_net::Error| {
+        let mut err = ApiError::network(&e);
+        err.body.message = format!(
+            "cannot reach {url}: it does not answer, or does not let other sites' pages read it \
+             ({e})"
+        );
+        err
+    };
+    let r = b.send().await.map_err(unreachable)?;
+    if !r.ok() {
+        return Err(answer_error(r).await);
+    }
+    r.json::<T>().await.map_err(unreachable)
+}
+
+/// Another site's health, from its own controller.
+pub async fn remote_site(url: &str, token: &str) -> Result<SiteHealth, ApiError> {
+    remote_get(url, "/site", Some(token)).await
+}
+
+/// Another site's controller's health (public): where a pair's standby says the leader is.
+pub async fn remote_health(url: &str) -> Result<HealthResponse, ApiError> {
+    remote_get(url, "/health", None).await
 }
 
 async fn json<T: DeserializeOwned>(r: Response) -> Result<T, ApiError> {

@@ -156,6 +156,7 @@ fn Shell() -> impl IntoView {
         ("/tasks", "Tasks"),
         ("/events", "Events"),
         ("/alerts", "Alerts"),
+        ("/sites", "Sites"),
         ("/settings", "Settings"),
     ];
     view! {
@@ -192,6 +193,7 @@ fn Shell() -> impl IntoView {
                         <Route path=path!("/tasks") view=crate::pages::tasks::TasksPage/>
                         <Route path=path!("/events") view=EventsPage/>
                         <Route path=path!("/alerts") view=crate::pages::alerts::AlertsPage/>
+                        <Route path=path!("/sites") view=crate::pages::sites::SitesPage/>
                         <Route path=path!("/settings") view=SettingsPage/>
                     </Routes>
                 </main>

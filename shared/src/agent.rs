@@ -11,7 +11,13 @@ use utoipa::ToSchema;
 /// Bumped on every incompatible change; the controller replaces an agent that speaks another.
 /// 3: a VPS spec carries its id map (`id_base`); `rootfs-import` shifts ids (`--ids FROM:TO`).
 /// 6: standby copies (`StandbyList`, `StandbyDrop`, `rootfs-standby`, `rootfs-restore --seed`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: a lease renewal carries `peers` only when they change.
+pub const PROTOCOL_VERSION: u32 = 7;
+
+/// An agent's refusal of a lease renewal without `peers` when it holds none of that lease (a
+/// new boot, a new epoch): the controller then sends them.
+pub const LEASE_PEERS_UNKNOWN: &str =
+    "this host holds no peers of this lease: the renewal must carry them";
 
 /// Shortest and longest sampling interval an agent accepts, in milliseconds.
 pub const MIN_INTERVAL_MS: u64 = 100;
@@ -115,14 +121,17 @@ pub enum AgentRequest {
     /// `base_ms` is the boot time of the sample the controller last had plus how long it held
     /// it, so the lease counts from no later than the moment the controller granted it, however
     /// late this arrives. `peers` are the other hosts' addresses, whose guards say whether the
-    /// controller still renews theirs (cut off, or the controller down: see `guard.rs`); `key`
-    /// signs what guards tell each other (hex, 32 bytes).
+    /// controller still renews theirs (cut off, or the controller down: see `guard.rs`); absent,
+    /// the lease keeps those it holds (sent when they change; an agent that holds none for this
+    /// boot and epoch refuses with [`LEASE_PEERS_UNKNOWN`]). `key` signs what guards tell each
+    /// other (hex, 32 bytes).
     Lease {
         epoch: u64,
         base_ms: u64,
         ttl_ms: u64,
         ha: Vec<String>,
-        peers: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peers: Option<Vec<String>>,
         key: String,
     },
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod probe;
 pub mod provision;
 pub mod role;
+pub mod sites;
 pub mod state;
 pub mod validate;
 pub mod ws;

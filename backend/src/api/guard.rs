@@ -5,7 +5,7 @@
 use crate::auth::{self, Principal};
 use crate::core::Core;
 use crate::error::{Error, Result};
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -30,14 +30,27 @@ impl FromRequest for Principal {
 }
 
 /// Middleware on `/api/v1`: every route but the public ones needs a session cookie or a bearer
-/// token. Unknown routes answer 401 too, so an anonymous caller learns nothing of the API.
+/// token. Unknown routes answer 401 too, so an anonymous caller learns nothing of the API. A
+/// refusal is answered here (not passed up as an error), so the middlewares around it (the
+/// cross-site read headers) see it like any other answer.
 pub async fn require_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if PUBLIC_API_PATHS.contains(&req.path()) {
-        return next.call(req).await;
+        return next.call(req).await.map(|r| r.map_into_left_body());
     }
+    match who(&req).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.call(req).await.map(|r| r.map_into_left_body())
+        }
+        Err(e) => Ok(req.error_response(e).map_into_right_body()),
+    }
+}
+
+/// Who sends the request: its bearer token's user, else its session's.
+async fn who(req: &ServiceRequest) -> Result<Principal, Error> {
     let state = req
         .app_data::<web::Data<Core>>()
         .cloned()
@@ -58,21 +71,16 @@ pub async fn require_auth(
         None => None,
     };
     let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
-    let principal = match (bearer, cookie) {
-        (Some(token), _) => auth::authenticate_token(&state.db, token).await?,
+    match (bearer, cookie) {
+        (Some(token), _) => auth::authenticate_token(&state.db, token).await,
         (None, Some(secret)) => {
             same_origin(req.request())?;
-            auth::authenticate_session(&state.db, state.config.session_idle_minutes, secret).await?
+            auth::authenticate_session(&state.db, state.config.session_idle_minutes, secret).await
         }
-        (None, None) => {
-            return Err(Error::Unauthorized(
-                "authentication required: log in or send an API token".into(),
-            )
-            .into())
-        }
-    };
-    req.extensions_mut().insert(principal);
-    next.call(req).await
+        (None, None) => Err(Error::Unauthorized(
+            "authentication required: log in or send an API token".into(),
+        )),
+    }
 }
 
 /// A request authenticated by the session cookie that changes something (any method but GET,

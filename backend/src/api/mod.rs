@@ -5,6 +5,7 @@ mod alerts;
 pub(crate) mod auth;
 mod backups;
 pub mod console;
+pub mod cors;
 pub mod dashboard;
 mod drills;
 mod duplo;

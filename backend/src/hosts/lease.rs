@@ -73,6 +73,12 @@ pub(super) struct LeaseState {
     /// host acknowledged.
     renewed: Option<Instant>,
     acked: Option<Instant>,
+    /// The peers the host's lease holds (acknowledged): a renewal carries them only when they
+    /// changed (a thousand addresses each second to each of a thousand hosts was 15 MB/s).
+    peers_held: Option<Arc<Vec<(HostId, String)>>>,
+    /// The boot time of the sample the last renewal counted from: less is a reboot (its lease,
+    /// peers and all, is gone).
+    boot_ms: u64,
 }
 
 /// When a host's lease counts from, on the controller's clock (see [`LeaseState`]).
@@ -128,33 +134,51 @@ impl HostManager {
         arrived: Instant,
         interval_ms: u32,
     ) {
-        let plan = {
+        let (plan, send_peers) = {
             let mut l = lock(&rt.lease);
             match (&l.plan, l.revoked || boot_ms == 0) {
                 (Some(p), false) => {
                     let p = p.clone();
                     l.renewed = Some(arrived);
-                    p
+                    if boot_ms < l.boot_ms {
+                        l.peers_held = None;
+                    }
+                    l.boot_ms = boot_ms;
+                    let held = l
+                        .peers_held
+                        .as_ref()
+                        .is_some_and(|h| Arc::ptr_eq(h, &p.all) || **h == *p.all);
+                    (p, !held)
                 }
                 _ => return,
             }
         };
+        let all = plan.all.clone();
         let request = AgentRequest::Lease {
             epoch: self.lease_epoch,
             base_ms: boot_ms,
             ttl_ms: serverware_shared::agent::lease_ttl_ms(u64::from(interval_ms)),
-            peers: plan.peers(),
+            peers: send_peers.then(|| plan.peers()),
             ha: plan.ha,
             key: self.lease_key.clone(),
         };
         let (caller, lease) = (caller.clone(), rt.lease.clone());
         tokio::spawn(async move {
             let timeout = Duration::from_millis(3000);
-            if let Ok(AgentResponse::Ok) = caller.call(request, timeout).await {
-                let mut l = lock(&lease);
-                if l.acked.is_none_or(|t| t < arrived) {
-                    l.acked = Some(arrived);
+            match caller.call(request, timeout).await {
+                Ok(AgentResponse::Ok) => {
+                    let mut l = lock(&lease);
+                    if l.acked.is_none_or(|t| t < arrived) {
+                        l.acked = Some(arrived);
+                    }
+                    if send_peers {
+                        l.peers_held = Some(all);
+                    }
                 }
+                // Refused (a host that holds no peers of this lease among others): the next
+                // renewal carries them.
+                Ok(AgentResponse::Error { .. }) => lock(&lease).peers_held = None,
+                _ => {}
             }
         });
     }

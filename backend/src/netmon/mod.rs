@@ -81,6 +81,10 @@ pub struct Netmon {
     /// Hosts the previous run did not trust: they get no grace to connect (a host not heard
     /// since this run started is silent, not presumed alive).
     untrusted_at_start: Mutex<std::collections::BTreeSet<HostId>>,
+    /// Every host's address as the leases carry it: the same list (the same `Arc`) from one
+    /// round to the next until a host is added, removed or readdressed, so that a renewal
+    /// knows at once whether its host already holds it.
+    lease_peers: Mutex<Arc<Vec<(HostId, String)>>>,
 }
 
 impl Default for Netmon {
@@ -96,6 +100,7 @@ impl Default for Netmon {
             taken_over: Default::default(),
             written: Default::default(),
             untrusted_at_start: Default::default(),
+            lease_peers: Default::default(),
         }
     }
 }
@@ -340,17 +345,22 @@ pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
             ha_on.entry(h).or_default().push(v.name.clone());
         }
     }
-    let all: Arc<Vec<(HostId, String)>> = Arc::new(
-        hosts
-            .iter()
-            .filter_map(|o| {
-                Some((
-                    o.id,
-                    o.address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
-                ))
-            })
-            .collect(),
-    );
+    let all: Vec<(HostId, String)> = hosts
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.id,
+                o.address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let all = {
+        let mut kept = lock(&nm.lease_peers);
+        if **kept != all {
+            *kept = Arc::new(all);
+        }
+        kept.clone()
+    };
     for h in &hosts {
         mon.hosts.set_lease_plan(
             h.id,

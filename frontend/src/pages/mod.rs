@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod login;
 pub mod provision;
 pub mod settings;
+pub mod sites;
 pub mod tasks;
 pub mod templates;
 pub mod vps_list;
