@@ -78,34 +78,19 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
 /// the lease keeps those it holds (the controller sends them when they change), which only a
 /// lease of this boot and this epoch can: otherwise the renewal is refused and the controller
 /// sends them again.
-pub fn renew(
-    epoch: u64,
-    base_ms: u64,
-    ttl_ms: u64,
-    ha: Vec<String>,
-    peers: Option<Vec<String>>,
-    key: &str,
-) -> Result<u64, String> {
-    let renewal = Renewal {
-        epoch,
-        base_ms,
-        ttl_ms,
-        ha,
-        peers,
-        key,
-    };
-    let until = renew_in(&path(), &boot_id(), renewal)?;
+pub fn renew(r: Renewal) -> Result<u64, String> {
+    let until = renew_in(&path(), &boot_id(), r)?;
     Ok(until.saturating_sub(boot_ms()))
 }
 
-/// What a renewal asks.
-struct Renewal<'a> {
-    epoch: u64,
-    base_ms: u64,
-    ttl_ms: u64,
-    ha: Vec<String>,
-    peers: Option<Vec<String>>,
-    key: &'a str,
+/// What a renewal asks (`AgentRequest::Lease`).
+pub struct Renewal<'a> {
+    pub epoch: u64,
+    pub base_ms: u64,
+    pub ttl_ms: u64,
+    pub ha: Vec<String>,
+    pub peers: Option<Vec<String>>,
+    pub key: &'a str,
 }
 
 /// [`renew`] of the lease file `file` on boot `boot`: until when (boot clock) it holds now.

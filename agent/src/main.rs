@@ -164,7 +164,17 @@ fn vps_request(request: AgentRequest, journal: &Option<journal::Journal>) -> Age
             ha,
             peers,
             key,
-        } => done(lease::renew(epoch, base_ms, ttl_ms, ha, peers, &key).map(|_| ())),
+        } => done(
+            lease::renew(lease::Renewal {
+                epoch,
+                base_ms,
+                ttl_ms,
+                ha,
+                peers,
+                key: &key,
+            })
+            .map(|_| ()),
+        ),
         other => AgentResponse::Error {
             message: format!("not a VPS request: {other:?}"),
         },

@@ -38,6 +38,8 @@ pub struct Core {
     pub provision: Arc<crate::provision::Provisioner>,
     /// Alert targets, the watch over incidents and the sender of their messages.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The site's health as the dashboards read it: reads at the same time share one.
+    pub site_reads: crate::site::SharedReads<serverware_shared::api::SiteHealth>,
 }
 
 impl Core {

@@ -89,6 +89,10 @@ impl Hub {
         debug_assert!(
             msg.topic() == Some(topic)
                 || matches!((&msg, topic), (ServerMessage::VpsStats { host_id, .. }, Topic::VpsesOf(h)) if *host_id == h)
+                || matches!(
+                    (&msg, topic),
+                    (ServerMessage::HostStatus { .. }, Topic::HostStates)
+                )
         );
         let Ok(json) = serde_json::to_string(&msg) else {
             return;

@@ -542,6 +542,7 @@ async fn build_core(
         ops,
         stopping,
         supervisor: Default::default(),
+        site_reads: Default::default(),
         hosts: host_manager,
         hub: hub.clone(),
         login_limiter: LoginLimiter::new(config.login),

@@ -16,6 +16,48 @@ use serverware_shared::VpsId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Reads of the site's health asked at the same time share one computation (at 10,000 VPSes
+/// one costs a few hundred ms, and every open dashboard asks again after each change). Never
+/// stale: a read is answered by a computation that began after it arrived, so a burst of any
+/// size costs at most two (the one running and the next, for everyone who came meanwhile).
+pub struct SharedReads<T> {
+    /// Reads asked so far (a read's number is its place in this count).
+    arrivals: std::sync::atomic::AtomicU64,
+    /// One computation at a time; the last one's answer and the reads it covers (numbers up
+    /// to this one arrived before it began).
+    last: tokio::sync::Mutex<Option<(u64, Arc<T>)>>,
+}
+
+impl<T> Default for SharedReads<T> {
+    fn default() -> Self {
+        SharedReads {
+            arrivals: Default::default(),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> SharedReads<T> {
+    pub async fn get<F, Fut>(&self, compute: F) -> Result<Arc<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let me = self.arrivals.fetch_add(1, SeqCst) + 1;
+        let mut last = self.last.lock().await;
+        if let Some((covered, answer)) = last.as_ref() {
+            if *covered >= me {
+                return Ok(answer.clone());
+            }
+        }
+        let covered = self.arrivals.load(SeqCst);
+        let answer = Arc::new(compute().await?);
+        *last = Some((covered, answer.clone()));
+        Ok(answer)
+    }
+}
+
 /// Storage this full is an incident (a warning; an error past [`STORAGE_FULL`]).
 const STORAGE_WARN: f64 = 0.85;
 const STORAGE_FULL: f64 = 0.95;
@@ -60,24 +102,24 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
     let hosts: Vec<Host> = rows
         .into_iter()
         .map(|(id, name, maintenance, seen, interval)| {
-            let view = state.hosts.view(id);
-            let online = view
-                .as_ref()
-                .is_some_and(|v| v.status == Some(HostStatus::Online));
+            let (status, summary, last_seen) = state
+                .hosts
+                .with_view(id, |v| {
+                    let online = v.status == Some(HostStatus::Online);
+                    (
+                        v.status,
+                        v.latest.as_ref().filter(|_| online).map(|s| s.summary()),
+                        v.last_seen,
+                    )
+                })
+                .unwrap_or((None, None, None));
             Host {
-                summary: view
-                    .as_ref()
-                    .and_then(|v| v.latest.as_ref())
-                    .filter(|_| online)
-                    .map(|s| s.summary()),
+                summary,
                 id: id.get(),
                 name,
                 maintenance,
-                status: view
-                    .as_ref()
-                    .and_then(|v| v.status)
-                    .unwrap_or(HostStatus::Connecting),
-                last_seen: view.and_then(|v| v.last_seen).or(seen.map(|t| t.and_utc())),
+                status: status.unwrap_or(HostStatus::Connecting),
+                last_seen: last_seen.or(seen.map(|t| t.and_utc())),
                 interval_ms: i64::from(interval.max(0)) * 1000,
             }
         })
@@ -450,5 +492,52 @@ fn totals(hosts: &[Host], vpses: &[VpsResponse]) -> serverware_shared::api::Site
         tx_bytes_per_sec: online.iter().map(|s| s.tx_bytes_per_sec).sum(),
         vpses: vpses.len() as u64,
         vpses_running: vpses.iter().filter(|v| v.status == "running").count() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedReads;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn reads_at_the_same_time_share_a_computation_and_none_is_stale() {
+        let reads = Arc::new(SharedReads::<u64>::default());
+        let runs = Arc::new(AtomicU64::new(0));
+        // The first computation is held until every other read has arrived.
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let compute = |runs: Arc<AtomicU64>, gate: Option<Arc<tokio::sync::Notify>>| async move {
+            let n = runs.fetch_add(1, SeqCst) + 1;
+            if let Some(g) = gate {
+                g.notified().await;
+            }
+            Ok(n)
+        };
+        let first = {
+            let (reads, runs, gate) = (reads.clone(), runs.clone(), gate.clone());
+            tokio::spawn(async move { reads.get(|| compute(runs, Some(gate))).await })
+        };
+        while runs.load(SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let others: Vec<_> = (0..20)
+            .map(|_| {
+                let (reads, runs) = (reads.clone(), runs.clone());
+                tokio::spawn(async move { reads.get(|| compute(runs, None)).await })
+            })
+            .collect();
+        while reads.arrivals.load(SeqCst) < 21 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        assert_eq!(*first.await.unwrap().unwrap(), 1);
+        for o in others {
+            // Every later read is answered by the second computation, begun after it arrived.
+            assert_eq!(*o.await.unwrap().unwrap(), 2);
+        }
+        assert_eq!(runs.load(SeqCst), 2);
+        // A read after all that is computed again.
+        assert_eq!(*reads.get(|| compute(runs.clone(), None)).await.unwrap(), 3);
     }
 }

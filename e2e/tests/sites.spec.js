@@ -8,6 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { freePort, until, startFleetsim, startController, stopAll } = require('../support');
+const { login } = require('../scale/list');
 
 const ADMIN_PASSWORD = process.env.E2E_ADMIN_PASSWORD;
 
@@ -18,14 +19,6 @@ test.afterAll(() => {
   stopAll(procs);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function login(page) {
-  await page.goto('/');
-  await page.getByLabel('User name').fill('admin');
-  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Dashboard' })).toBeVisible();
-}
 
 async function addSite(page, name, url, token) {
   await page.locator('input[name=site-name]').fill(name);
@@ -68,7 +61,7 @@ test('other sites\' health on one page, each read from its own API with its own 
   });
   expect(write.headers.get('access-control-allow-origin')).toBeNull();
 
-  await login(page);
+  await login(page, baseURL, ADMIN_PASSWORD);
   await page.getByRole('link', { name: 'Sites' }).click();
   await expect(page.getByRole('heading', { name: 'Sites' })).toBeVisible();
   await expect(page.locator('[data-test=this-site]')).toContainText('this site');

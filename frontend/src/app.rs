@@ -130,10 +130,11 @@ fn Standby(status: PairStatus) -> impl IntoView {
 fn Shell() -> impl IntoView {
     let auth = expect_context::<Auth>();
     let live = expect_context::<Live>();
-    // Every page shows the site's incidents and reacts to hosts going and coming.
+    // Every page shows the site's incidents and reacts to hosts going and coming (their
+    // figures are followed by the pages that show them).
     live.subscribe_while_mounted(vec![
         serverware_shared::ws::Topic::Events,
-        serverware_shared::ws::Topic::Hosts,
+        serverware_shared::ws::Topic::HostStates,
         serverware_shared::ws::Topic::Inventory,
     ]);
     provide_context(crate::widgets::watch_site(live));

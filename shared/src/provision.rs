@@ -87,23 +87,10 @@ impl BootParams {
     }
 }
 
-/// An `http://` or `https://` URL of host[:port] only, as the controller is reached.
+/// An `http://` or `https://` URL of host[:port] only, as the controller is reached (checked
+/// as another site's URL is).
 pub fn controller_url(field: &str, v: &str) -> Result<String, ValidationError> {
-    let rest = v
-        .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"))
-        .ok_or_else(|| ValidationError::new(field, "an http:// or https:// URL"))?;
-    let ok = !rest.is_empty()
-        && rest
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !ok {
-        return Err(ValidationError::new(
-            field,
-            "the controller's URL: scheme, host and port, nothing else",
-        ));
-    }
-    Ok(v.to_string())
+    crate::sites::site_url(field, v)
 }
 
 /// A join token as the controller mints it.

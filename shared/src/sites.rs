@@ -29,7 +29,7 @@ pub fn site_name(field: &str, v: &str) -> Result<String, ValidationError> {
     }
 }
 
-/// A site's controller URL: `http://` or `https://`, a host and a port, nothing else (a
+/// A controller's URL: `http://` or `https://`, a host and a port, nothing else (a
 /// trailing `/` is dropped).
 pub fn site_url(field: &str, v: &str) -> Result<String, ValidationError> {
     let v = v.trim().trim_end_matches('/');
@@ -39,7 +39,7 @@ pub fn site_url(field: &str, v: &str) -> Result<String, ValidationError> {
         .ok_or_else(|| {
             ValidationError::new(
                 field,
-                "the site's controller URL, starting with http:// or https://",
+                "the controller's URL, starting with http:// or https://",
             )
         })?;
     let ok = !rest.is_empty()
@@ -50,7 +50,7 @@ pub fn site_url(field: &str, v: &str) -> Result<String, ValidationError> {
     if !ok {
         return Err(ValidationError::new(
             field,
-            "the site's controller URL: scheme, host and port, nothing else (no path)",
+            "the controller's URL: scheme, host and port, nothing else (no path)",
         ));
     }
     Ok(v.to_string())

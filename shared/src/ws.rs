@@ -19,6 +19,9 @@ pub enum Topic {
     Inventory,
     /// Every host's status and a summary of each sample (for lists and the dashboard).
     Hosts,
+    /// Every host's status changes only (online, offline …), without samples: what every page
+    /// follows (a thousand hosts' figures each second are for the pages that show them).
+    HostStates,
     /// One host's full netRES samples, as they arrive (for its page).
     Host(i64),
     /// Tasks: created, progress, log lines, finished.
@@ -36,6 +39,7 @@ impl std::fmt::Display for Topic {
             Topic::Events => f.write_str("events"),
             Topic::Inventory => f.write_str("inventory"),
             Topic::Hosts => f.write_str("hosts"),
+            Topic::HostStates => f.write_str("host-states"),
             Topic::Host(id) => write!(f, "host:{id}"),
             Topic::Tasks => f.write_str("tasks"),
             Topic::Vpses => f.write_str("vpses"),
@@ -51,6 +55,7 @@ impl std::str::FromStr for Topic {
             "events" => Ok(Topic::Events),
             "inventory" => Ok(Topic::Inventory),
             "hosts" => Ok(Topic::Hosts),
+            "host-states" => Ok(Topic::HostStates),
             "tasks" => Ok(Topic::Tasks),
             "vpses" => Ok(Topic::Vpses),
             _ => {
@@ -64,7 +69,7 @@ impl std::str::FromStr for Topic {
                     .or_else(|| id("vpses:").map(Topic::VpsesOf))
                     .ok_or_else(|| {
                         format!(
-                            "unknown topic '{s}' (events, inventory, hosts, host:<id>, tasks, vpses or vpses:<host id>)"
+                            "unknown topic '{s}' (events, inventory, hosts, host-states, host:<id>, tasks, vpses or vpses:<host id>)"
                         )
                     })
             }
@@ -152,7 +157,7 @@ pub enum ServerMessage {
     Inventory {
         change: InventoryChange,
     },
-    /// A host's status changed (topic `hosts`), with its newest figures.
+    /// A host's status changed (topics `hosts` and `host-states`), with its newest figures.
     HostStatus {
         host_id: i64,
         status: String,

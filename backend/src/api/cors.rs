@@ -28,7 +28,8 @@ pub async fn cross_site_reads(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if !req.path().starts_with("/api/v1/") || !cross_origin(&req) {
+    if !req.path().starts_with("/api/v1/") || super::guard::own_origin(req.headers()) != Some(false)
+    {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     }
     if req.method() == Method::OPTIONS
@@ -60,23 +61,4 @@ pub async fn cross_site_reads(
         );
     }
     Ok(res)
-}
-
-/// The request names an origin other than this controller's (as the browser reached it).
-fn cross_origin(req: &ServiceRequest) -> bool {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return false;
-    };
-    let host = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    let own = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    !matches!((host, own), (Some(h), Some(own)) if h.eq_ignore_ascii_case(own))
 }

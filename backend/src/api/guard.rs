@@ -110,19 +110,27 @@ pub fn same_origin(req: &HttpRequest) -> Result<(), Error> {
             other => Err(refuse(&format!("a {other} page"))),
         };
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let host = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        let own = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        return match (host, own) {
-            (Some(h), Some(own)) if h.eq_ignore_ascii_case(own) => Ok(()),
-            _ => Err(refuse(&format!("'{}'", origin.escape_default()))),
-        };
+    match own_origin(req.headers()) {
+        Some(false) => {
+            let origin = req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .unwrap_or("");
+            Err(refuse(&format!("'{}'", origin.escape_default())))
+        }
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Whether the `Origin` a browser sent is this controller as the request reached it (`Host`);
+/// None when it sent none.
+pub fn own_origin(headers: &actix_web::http::header::HeaderMap) -> Option<bool> {
+    use actix_web::http::header;
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("");
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let own = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    Some(matches!((host, own), (Some(h), Some(own)) if h.eq_ignore_ascii_case(own)))
 }

@@ -42,7 +42,11 @@ pub async fn site_health(
     principal: Principal,
 ) -> Result<web::Json<serverware_shared::api::SiteHealth>> {
     principal.require(Role::Viewer)?;
-    Ok(web::Json(crate::site::health(&state.vpses).await?))
+    let health = state
+        .site_reads
+        .get(|| crate::site::health(&state.vpses))
+        .await?;
+    Ok(web::Json(health.as_ref().clone()))
 }
 
 /// The site's controllers: who is present, who leads, and the etcd members that decide it.

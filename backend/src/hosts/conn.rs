@@ -60,12 +60,15 @@ impl HostManager {
 
     fn publish(&self, id: HostId, rt: &Runtime) {
         let e = status_entry(id, &lock(&rt.view));
-        self.hub.publish(&ServerMessage::HostStatus {
+        let msg = ServerMessage::HostStatus {
             host_id: e.host_id,
             status: e.status,
             last_seen_at: e.last_seen_at,
             summary: e.summary,
-        });
+        };
+        self.hub.publish(&msg);
+        self.hub
+            .publish_with(serverware_shared::ws::Topic::HostStates, || msg);
     }
 
     pub(super) async fn run_host(

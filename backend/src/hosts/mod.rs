@@ -276,9 +276,15 @@ impl HostManager {
     }
 
     pub fn view(&self, id: HostId) -> Option<HostView> {
+        self.with_view(id, HostView::clone)
+    }
+
+    /// Reads the host's view in place (a view holds the newest sample: copying it to read a
+    /// figure or two costs more than the reading).
+    pub fn with_view<R>(&self, id: HostId, read: impl FnOnce(&HostView) -> R) -> Option<R> {
         lock(&self.runtimes)
             .get(&id)
-            .map(|rt| lock(&rt.view).clone())
+            .map(|rt| read(&lock(&rt.view)))
     }
 
     /// Whether every host's connection has come to a first verdict (online, offline, or its

@@ -70,7 +70,7 @@ pub fn response_in(row: &HostRow, hosts: &HostManager, site: &Placed<'_>) -> Hos
         cpu_model: view.cpu_model,
         sample_interval_ms: row.sample_interval_ms.max(0) as u32,
         vps_count: placed.len() as i64,
-        free: crate::vps::free(capacity, placed),
+        free: crate::vps::free(capacity, placed.iter().map(|v| crate::vps::need(v))),
         capacity,
         vps_bridge: row.vps_bridge.clone(),
         vps_prefix_len: row.vps_prefix_len,

@@ -319,6 +319,22 @@ pub fn all(c: &mut DbConn) -> Result<Vec<VpsRow>> {
         .load(c)?)
 }
 
+/// What each VPS takes of a host, for placement (read five times a second by netMON: only
+/// these columns): its id, host, memory limit, CPU limit (millis) and disk limit.
+pub type Need = (VpsId, Option<HostId>, i64, Option<i32>, Option<i64>);
+
+pub fn needs(c: &mut DbConn) -> Result<Vec<Need>> {
+    Ok(vpses::table
+        .select((
+            vpses::id,
+            vpses::host_id,
+            vpses::memory_limit_bytes,
+            vpses::cpu_limit_millis,
+            vpses::disk_limit_bytes,
+        ))
+        .load(c)?)
+}
+
 /// Which VPSes a list shows: whose name, address or host's name contains `q` (lowercase), of
 /// exactly `name`, on `host` (each when given).
 pub struct Matching<'a> {

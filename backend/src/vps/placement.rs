@@ -40,17 +40,20 @@ pub fn capacity(h: &HostRow, sample: Option<&HostSample>) -> HostCapacity {
 
 /// What a VPS takes of its host's capacity.
 pub fn need(v: &VpsRow) -> HostCapacity {
+    need_of(v.memory_limit_bytes, v.cpu_limit_millis, v.disk_limit_bytes)
+}
+
+fn need_of(memory_bytes: i64, cpu_millis: Option<i32>, disk_bytes: Option<i64>) -> HostCapacity {
     HostCapacity {
-        memory_bytes: v.memory_limit_bytes,
-        cpu_millis: v.cpu_limit_millis.map(i64::from).unwrap_or(0),
-        disk_bytes: v.disk_limit_bytes.unwrap_or(0),
+        memory_bytes,
+        cpu_millis: cpu_millis.map(i64::from).unwrap_or(0),
+        disk_bytes: disk_bytes.unwrap_or(0),
     }
 }
 
-pub fn free(cap: HostCapacity, placed: &[&VpsRow]) -> HostCapacity {
+pub fn free(cap: HostCapacity, placed: impl IntoIterator<Item = HostCapacity>) -> HostCapacity {
     let mut f = cap;
-    for v in placed {
-        let n = need(v);
+    for n in placed {
         f.memory_bytes -= n.memory_bytes;
         f.cpu_millis -= n.cpu_millis;
         f.disk_bytes -= n.disk_bytes;
@@ -164,41 +167,58 @@ pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<
         .db
         .run(|c| {
             let hs = crate::repo::hosts::all(c)?;
-            let vs = crate::repo::vpses::all(c)?;
+            let vs = crate::repo::vpses::needs(c)?;
             Ok((hs, vs, ops::claims::reservations(c)?))
         })
         .await?;
     // Each host's VPSes, in one pass (a site has thousands of both): a VPS counts where it is
     // and where an operation has reserved room for it.
-    let by_id: std::collections::HashMap<VpsId, &VpsRow> = vs.iter().map(|v| (v.id, v)).collect();
-    let mut on_host: std::collections::HashMap<HostId, Vec<&VpsRow>> = Default::default();
-    for v in vs.iter().filter(|v| Some(v.id) != except_vps) {
-        if let Some(h) = v.host_id {
-            on_host.entry(h).or_default().push(v);
+    let vs: Vec<(VpsId, Option<HostId>, HostCapacity)> = vs
+        .into_iter()
+        .filter(|v| Some(v.0) != except_vps)
+        .map(|(id, host, memory, cpu, disk)| (id, host, need_of(memory, cpu, disk)))
+        .collect();
+    let by_id: std::collections::HashMap<VpsId, (Option<HostId>, HostCapacity)> =
+        vs.iter().map(|(id, h, n)| (*id, (*h, *n))).collect();
+    let mut on_host: std::collections::HashMap<HostId, Vec<(VpsId, HostCapacity)>> =
+        Default::default();
+    for (id, host, n) in &vs {
+        if let Some(h) = host {
+            on_host.entry(*h).or_default().push((*id, *n));
         }
     }
     for (h, vid) in &reserved {
-        if let Some(v) = by_id.get(vid).filter(|v| Some(v.id) != except_vps) {
+        if let Some((host, n)) = by_id.get(vid) {
             let list = on_host.entry(*h).or_default();
-            if v.host_id != Some(*h) && !list.iter().any(|x| x.id == v.id) {
-                list.push(v);
+            if *host != Some(*h) && !list.iter().any(|x| x.0 == *vid) {
+                list.push((*vid, *n));
             }
         }
     }
     Ok(hs
         .iter()
         .map(|h| {
-            let view = state.hosts.view(h.id).unwrap_or_default();
-            let cap = capacity(h, view.latest.as_ref());
-            let placed: &[&VpsRow] = on_host.get(&h.id).map_or(&[], Vec::as_slice);
+            // Read in place: netMON asks five times a second, and a host's newest sample (with
+            // its VPSes' figures) is not copied a thousand times for three numbers.
+            let (status, cap, load1) = state
+                .hosts
+                .with_view(h.id, |view| {
+                    (
+                        view.status,
+                        capacity(h, view.latest.as_ref()),
+                        view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),
+                    )
+                })
+                .unwrap_or_else(|| (None, capacity(h, None), 0.0));
+            let placed = on_host.get(&h.id).map_or(&[][..], Vec::as_slice);
             Candidate {
                 id: h.id,
                 name: h.name.clone(),
-                online: view.status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
+                online: status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
                 maintenance: h.maintenance,
                 capacity: cap,
-                free: free(cap, placed),
-                load1: view.latest.as_ref().map(|s| s.load[0]).unwrap_or(0.0),
+                free: free(cap, placed.iter().map(|p| p.1)),
+                load1,
             }
         })
         .collect())

@@ -36,26 +36,24 @@ pub fn response(
     // carries them: until one has surely been read since the VPS's last change (a start, a
     // stop), what the controller recorded is shown, so that a task that reported success is
     // never contradicted by an older reading.
-    let live = v.host_id.and_then(|h| {
-        state
-            .hosts
-            .view(h)
-            .filter(|view| view.status == Some(HostStatus::Online))
-            .filter(|view| {
-                view.last_seen.is_some_and(|t| {
+    // (Read in place: a list of ten thousand VPSes does not copy their hosts' samples.) A host
+    // that stopped sending samples is not believed, whatever its connection says.
+    let (host_online, live) = v
+        .host_id
+        .and_then(|h| {
+            state.hosts.with_view(h, |view| {
+                let online = view.status == Some(HostStatus::Online);
+                let settled = view.last_seen.is_some_and(|t| {
                     t.naive_utc() > v.updated_at + chrono::TimeDelta::milliseconds(LIVE_SETTLE_MS)
-                })
+                });
+                let live = (online && settled)
+                    .then(|| view.latest.as_ref())
+                    .flatten()
+                    .and_then(|s| s.vpses.iter().find(|x| x.name == v.name).cloned());
+                (online, live)
             })
-            .and_then(|view| view.latest)
-            .and_then(|s| s.vpses.into_iter().find(|x| x.name == v.name))
-    });
-    // A host that stopped sending samples is not believed, whatever its connection says.
-    let host_online = v.host_id.is_some_and(|h| {
-        state
-            .hosts
-            .view(h)
-            .is_some_and(|view| view.status == Some(HostStatus::Online))
-    });
+        })
+        .unwrap_or((false, None));
     let observed = match observed(state, v) {
         ObservedState::Creating => ObservedState::Creating,
         _ if !host_online => ObservedState::Unknown,

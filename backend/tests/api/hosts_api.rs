@@ -401,7 +401,14 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
     let r = add(&t, &viewer, "gamma", &cluster.hosts[0]).await;
     expect_error(r, 403, "forbidden").await;
 
-    // Powered off: offline by itself; booted: online again by itself.
+    // Powered off: offline by itself; booted: online again by itself. A page that follows
+    // `host-states` (every page does) hears each change and no host's figures.
+    let mut states = crate::ws::connect(&t, Some(&cookie)).await.unwrap();
+    assert_eq!(crate::ws::next_json(&mut states).await["type"], "hello");
+    assert_eq!(
+        crate::ws::subscribe(&mut states, &["host-states"]).await["topics"],
+        json!(["host-states"])
+    );
     cluster.power_off(0).unwrap();
     wait_host(&t, &admin, ids[0], "offline", |h| h["status"] == "offline").await;
     assert_eq!(host(&t, &admin, ids[1]).await["status"], "online");
@@ -410,6 +417,15 @@ async fn hosts_added_over_ssh_report_their_own_samples_and_go_offline_and_back()
         h["status"] == "online"
     })
     .await;
+    let mut heard = Vec::new();
+    while heard.last().map(String::as_str) != Some("online") {
+        let m = crate::ws::next_json(&mut states).await;
+        assert_eq!(m["type"], "host_status", "only status changes: {m}");
+        assert_eq!(m["host_id"], ids[0], "{m}");
+        heard.push(m["status"].as_str().unwrap().to_string());
+    }
+    assert!(heard.iter().any(|s| s == "offline"), "{heard:?}");
+    drop(states);
 
     // Reinstalled with a new host key: refused and flagged, until the operator pins the new key.
     cluster.replace_host_key(1).unwrap();
