@@ -66,7 +66,7 @@ pub async fn request_now(dup: &Duplication, id: VpsId) -> Result<()> {
         ));
     }
     match v.host_id {
-        Some(h) if dup.hosts.conn(h).is_some() => {}
+        Some(h) if dup.hosts.connected(h) => {}
         Some(_) => {
             return Err(Error::HostUnavailable(format!(
                 "the host of {} is not connected",

@@ -293,7 +293,7 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
             running += 1;
             continue;
         }
-        if busy.contains(&vps_id) || status == "creating" || dup.hosts.conn(host_id).is_none() {
+        if busy.contains(&vps_id) || status == "creating" || !dup.hosts.connected(host_id) {
             continue;
         }
         match next {

@@ -254,6 +254,14 @@ impl HostManager {
             .and_then(|rt| lock(&rt.conn).clone())
     }
 
+    /// Whether the host has a live connection now (without taking a handle to it: asked for
+    /// every host and VPS several times a second).
+    pub fn connected(&self, id: HostId) -> bool {
+        lock(&self.runtimes)
+            .get(&id)
+            .is_some_and(|rt| lock(&rt.conn).is_some())
+    }
+
     /// The transfer slots of a host that allows `max` transfers at once.
     pub fn transfer_slots(&self, id: HostId, max: usize) -> Arc<tokio::sync::Semaphore> {
         let max = max.max(1);

@@ -102,7 +102,7 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<HostId, (u64, boo
     let sb = &mon.netmon.standby;
     let now = Instant::now();
     let reachable = |h: HostId| {
-        mon.hosts.conn(h).is_some()
+        mon.hosts.connected(h)
             && mon
                 .hosts
                 .lease_times(h)
@@ -119,7 +119,7 @@ pub fn tend(mon: &Arc<Monitor>, vpses: &[Want], room: &HashMap<HostId, (u64, boo
     let room = &room;
     // Each host's copies, once per run.
     for &h in room.keys() {
-        if !inner.listed.contains(&h) && mon.hosts.conn(h).is_some() {
+        if !inner.listed.contains(&h) && mon.hosts.connected(h) {
             inner.listed.insert(h);
             let mon = mon.clone();
             tokio::spawn(async move { list(&mon, h).await });
@@ -240,7 +240,7 @@ fn start_drops(mon: &Arc<Monitor>, inner: &mut Inner, room: &HashMap<HostId, (u6
     let due: Vec<(HostId, VpsId)> = inner
         .drops
         .iter()
-        .filter(|(h, _)| mon.hosts.conn(*h).is_some())
+        .filter(|(h, _)| mon.hosts.connected(*h))
         .copied()
         .collect();
     for d in due {

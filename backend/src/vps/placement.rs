@@ -214,7 +214,7 @@ pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<
             Candidate {
                 id: h.id,
                 name: h.name.clone(),
-                online: status == Some(HostStatus::Online) && state.hosts.conn(h.id).is_some(),
+                online: status == Some(HostStatus::Online) && state.hosts.connected(h.id),
                 maintenance: h.maintenance,
                 capacity: cap,
                 free: free(cap, placed.iter().map(|p| p.1)),

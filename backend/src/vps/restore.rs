@@ -721,7 +721,7 @@ pub(super) async fn recover(state: &Arc<Vpses>, task: &Task, op: &OpRow) -> Fini
         }
         Err(e) => return Finish::Done(Err(e)),
     };
-    if !p.clone && !op.undoing() && state.hosts.conn(p.to_host).is_none() {
+    if !p.clone && !op.undoing() && !state.hosts.connected(p.to_host) {
         task.log("the target host cannot be reached now: the restore goes on once it can")
             .await;
         return Finish::Later {

@@ -17,7 +17,7 @@ pub fn observed(state: &Vpses, v: &VpsRow) -> ObservedState {
         return recorded;
     }
     match v.host_id {
-        Some(h) if state.hosts.conn(h).is_some() => recorded,
+        Some(h) if state.hosts.connected(h) => recorded,
         _ => ObservedState::Unknown,
     }
 }
