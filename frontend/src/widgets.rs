@@ -254,3 +254,10 @@ pub fn Failovers(id: i64) -> impl IntoView {
         </Show>
     }
 }
+
+/// Asks the browser's confirmation; false when refused (or no window).
+pub fn confirm(message: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(message).ok())
+        .unwrap_or(false)
+}

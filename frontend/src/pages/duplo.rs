@@ -183,14 +183,9 @@ fn RestorePoints(
                 Err(e) => return errors.set(e.into()),
             }
         } else {
-            let ok = web_sys::window()
-                .and_then(|w| {
-                    w.confirm_with_message(&format!(
+            let ok = crate::widgets::confirm(&format!(
                         "Replace this VPS's files with restore point {cycle}? It is stopped for it; what changed since is lost."
-                    ))
-                    .ok()
-                })
-                .unwrap_or(false);
+                    ));
             if !ok {
                 return;
             }

@@ -401,14 +401,9 @@ fn EditHost(id: i64, host: RwSignal<Option<HostResponse>>) -> impl IntoView {
     };
     let remove = move |_| {
         let label = host.with_untracked(|h| h.as_ref().map(|h| h.name.clone()).unwrap_or_default());
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message(&format!(
-                    "Remove host {label}? The controller disconnects from it."
-                ))
-                .ok()
-            })
-            .unwrap_or(false);
+        let ok = crate::widgets::confirm(&format!(
+            "Remove host {label}? The controller disconnects from it."
+        ));
         if ok {
             let navigate = navigate.clone();
             spawn_local(async move {
@@ -564,7 +559,7 @@ fn HostNetmon(id: i64, host: RwSignal<Option<HostResponse>>, errors: FormErrors)
                         if on {
                             let on_it = vpses_on(id, false).await;
                             let what = if on_it.is_empty() { "No VPS is on it.".to_string() } else { format!("Its VPSes are moved to other hosts one at a time, each stopped while it moves: {}.", on_it.join(", ")) };
-                            if !super::vpses::confirm(&format!("Put host {label} in maintenance? {what} Nothing is placed on it until it leaves maintenance.")) {
+                            if !crate::widgets::confirm(&format!("Put host {label} in maintenance? {what} Nothing is placed on it until it leaves maintenance.")) {
                                 return;
                             }
                         }
@@ -588,7 +583,7 @@ fn HostNetmon(id: i64, host: RwSignal<Option<HostResponse>>, errors: FormErrors)
                             errors.say(format!("Host {label} has no HA VPS that should run."));
                             return;
                         }
-                        if !super::vpses::confirm(&format!("Fail over the HA VPSes of host {label} now? Each is stopped here (down until it answers on another host), duplicated once more and brought up elsewhere: {}.", ha.join(", "))) {
+                        if !crate::widgets::confirm(&format!("Fail over the HA VPSes of host {label} now? Each is stopped here (down until it answers on another host), duplicated once more and brought up elsewhere: {}.", ha.join(", "))) {
                             return;
                         }
                         if let Err(e) = api::fail_over(&format!("hosts/{id}")).await {

@@ -94,7 +94,7 @@ pub fn HostsPage() -> impl IntoView {
                             let id = r.host.id;
                             let name = r.host.name.clone();
                             let remove = move |_| {
-                                let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Remove host {name}? The controller disconnects from it.")).ok()).unwrap_or(false);
+                                let ok = crate::widgets::confirm(&format!("Remove host {name}? The controller disconnects from it."));
                                 if ok { spawn_local(async move { let _ = api::delete_host(id).await; load(); }); }
                             };
                             let s = r.summary;

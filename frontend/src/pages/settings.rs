@@ -54,14 +54,9 @@ fn Controllers() -> impl IntoView {
             .and_then(|p| p.controllers.into_iter().find(|c| c.role == "standby"))
             .map(|c| c.name)
             .unwrap_or_else(|| "the partner".into());
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message(&format!(
+        let ok = crate::widgets::confirm(&format!(
                     "Hand the site over to {to}? Running operations end first; the dashboard moves to {to}."
-                ))
-                .ok()
-            })
-            .unwrap_or(false);
+                ));
         if !ok {
             return;
         }
@@ -550,15 +545,10 @@ fn Users() -> impl IntoView {
         });
     };
     let remove = move |u: UserResponse| {
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message(&format!(
-                    "Delete user {}? Their sessions and tokens end.",
-                    u.username
-                ))
-                .ok()
-            })
-            .unwrap_or(false);
+        let ok = crate::widgets::confirm(&format!(
+            "Delete user {}? Their sessions and tokens end.",
+            u.username
+        ));
         if ok {
             spawn_local(async move {
                 match api::delete_user(u.id).await {

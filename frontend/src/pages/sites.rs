@@ -142,14 +142,9 @@ pub fn SitesPage() -> impl IntoView {
         on_cleanup(move || timer.clear());
     }
     let remove = Callback::new(move |name: String| {
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message(&format!(
-                    "Stop showing site {name} here? Its token stays valid on that site: revoke it there."
-                ))
-                .ok()
-            })
-            .unwrap_or(false);
+        let ok = crate::widgets::confirm(&format!(
+            "Stop showing site {name} here? Its token stays valid on that site: revoke it there."
+        ));
         if !ok {
             return;
         }

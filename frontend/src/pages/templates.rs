@@ -48,7 +48,7 @@ pub fn TemplatesPage() -> impl IntoView {
                             let id = t.id;
                             let name = t.name.clone();
                             let remove = move |_| {
-                                let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Delete template {name}? VPSes made from it keep their files.")).ok()).unwrap_or(false);
+                                let ok = crate::widgets::confirm(&format!("Delete template {name}? VPSes made from it keep their files."));
                                 if ok {
                                     spawn_local(async move {
                                         match api::delete_template(id).await {

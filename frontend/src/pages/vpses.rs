@@ -73,13 +73,6 @@ pub fn badge(status: &str) -> String {
     format!("badge {}", status.replace(' ', "-"))
 }
 
-/// Asks the browser's confirmation; false when refused (or no window).
-pub fn confirm(message: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.confirm_with_message(message).ok())
-        .unwrap_or(false)
-}
-
 pub(super) fn can_operate(auth: &Auth) -> bool {
     auth.user()
         .is_some_and(|s| s.effective_role >= Role::Operator)
@@ -300,14 +293,9 @@ fn VpsDetail(id: i64) -> impl IntoView {
     };
     let remove = Callback::new(move |_: ()| {
         let name = vps.with_untracked(|v| v.as_ref().map(|v| v.name.clone()).unwrap_or_default());
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message(&format!(
-                    "Delete VPS {name} and its files? This cannot be undone."
-                ))
-                .ok()
-            })
-            .unwrap_or(false);
+        let ok = crate::widgets::confirm(&format!(
+            "Delete VPS {name} and its files? This cannot be undone."
+        ));
         if ok {
             let navigate = navigate.clone();
             spawn_local(async move {
@@ -334,7 +322,7 @@ fn VpsDetail(id: i64) -> impl IntoView {
                         <button title="Stop it, duplicate it once more and bring it up on the host with the most room" on:click=move |_| {
                             errors.clear();
                             let (name, host) = vps.with_untracked(|v| v.as_ref().map(|v| (v.name.clone(), v.host_name.clone().unwrap_or_default())).unwrap_or_default());
-                            if !confirm(&format!("Fail over VPS {name}? It is stopped on {host} (its services are down until it answers on another host), duplicated once more, and brought up on the host with the most room.")) {
+                            if !crate::widgets::confirm(&format!("Fail over VPS {name}? It is stopped on {host} (its services are down until it answers on another host), duplicated once more, and brought up on the host with the most room.")) {
                                 return;
                             }
                             spawn_local(async move {
