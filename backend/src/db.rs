@@ -71,6 +71,8 @@ impl DbTarget {
 /// Opens connections for the pool; see [`Db`].
 pub struct Manager {
     target: DbTarget,
+    /// Connections that refuse every change (`PRAGMA query_only`): [`Db::read`]'s.
+    read_only: bool,
 }
 
 fn sqlite_path_str(path: &Path) -> anyhow::Result<&str> {
@@ -79,6 +81,10 @@ fn sqlite_path_str(path: &Path) -> anyhow::Result<&str> {
 }
 
 fn open(target: &DbTarget) -> anyhow::Result<DbConn> {
+    open_as(target, false)
+}
+
+fn open_as(target: &DbTarget, read_only: bool) -> anyhow::Result<DbConn> {
     match target {
         DbTarget::Sqlite(path) => {
             let mut c = diesel::SqliteConnection::establish(sqlite_path_str(path)?)
@@ -88,6 +94,9 @@ fn open(target: &DbTarget) -> anyhow::Result<DbConn> {
             c.batch_execute(
                 "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
             )?;
+            if read_only {
+                c.batch_execute("PRAGMA query_only = ON;")?;
+            }
             Ok(DbConn::Sqlite(c))
         }
         DbTarget::Postgres(url) => {
@@ -107,7 +116,7 @@ impl ManageConnection for Manager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
-        open(&self.target).map_err(|e| {
+        open_as(&self.target, self.read_only).map_err(|e| {
             r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(format!("{e:#}")))
         })
     }
@@ -147,6 +156,9 @@ pub fn not_leading() -> Error {
     )
 }
 
+/// How many read-only SQLite connections [`Db::read`] may use at once.
+const READERS: u32 = 4;
+
 /// A pool of database connections; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -158,6 +170,8 @@ pub struct Db {
     /// between, whatever the busy timeout; taking turns here makes writers queue instead.
     /// Each unit is short (milliseconds), and PostgreSQL needs no such thing.
     turn: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// SQLite only: connections for [`Db::read`], which change nothing and so need no turn.
+    readers: Option<Pool<Manager>>,
     /// Checked before every unit of work (see [`Fence`]); None: a single controller.
     fence: Option<Fence>,
 }
@@ -247,12 +261,22 @@ impl Db {
         drop(conn);
         let kind = target.kind();
         let size = if kind == "sqlite" { 6 } else { 10 };
-        let pool = Pool::builder()
-            .max_size(size)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
-            .build(Manager { target })
-            .context("cannot create the database connection pool")?;
+        let pool_of = |size: u32, read_only: bool| {
+            Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(10))
+                .build(Manager {
+                    target: target.clone(),
+                    read_only,
+                })
+                .context("cannot create the database connection pool")
+        };
+        let pool = pool_of(size, false)?;
+        let readers = match kind {
+            "sqlite" => Some(pool_of(READERS, true)?),
+            _ => None,
+        };
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let turn = (kind == "sqlite").then(Default::default);
         Ok(Db {
@@ -260,6 +284,7 @@ impl Db {
             kind,
             events,
             turn,
+            readers,
             fence: None,
         })
     }
@@ -322,6 +347,32 @@ impl Db {
                 }
             }
             result
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// Read-only work: like [`Db::run`], but on SQLite it does not wait for the writers' turn
+    /// (WAL lets readers work beside a writer) and sees one snapshot (it runs in one read
+    /// transaction), on a connection that refuses any change (`query_only`: a unit that tried
+    /// to write would fail, not slip past the turn). netMON's and placement's reads five times
+    /// a second, the lists and the duplication cycles' look-ups no longer queue behind every
+    /// write, nor writes behind them.
+    pub async fn read<F, T>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.run(f).await;
+        };
+        let fence = self.fence.clone();
+        tokio::task::spawn_blocking(move || {
+            if fence.as_ref().is_some_and(|f| !f()) {
+                return Err(not_leading());
+            }
+            let mut conn = readers.get().map_err(Error::from)?;
+            atomic(&mut conn, f)
         })
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
@@ -432,5 +483,57 @@ mod tests {
         // Nothing was changed: the newer release's table is still there.
         let mut c = open(&DbTarget::parse(&url).unwrap()).unwrap();
         c.batch_execute("SELECT id FROM from_the_future").unwrap();
+    }
+
+    #[test]
+    fn reads_pass_a_writer_holding_its_turn_and_cannot_write() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::open(&url).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A writer's unit of work is under way (it holds the turn): a read does not wait.
+        let turn = db.turn.clone().expect("SQLite takes turns");
+        let held = turn.lock().unwrap();
+        let n: i64 = rt
+            .block_on(db.read(|c| Ok(crate::schema::hosts::table.count().get_result::<i64>(c)?)))
+            .unwrap();
+        assert_eq!(n, 0);
+        drop(held);
+        // A read that tries to change anything fails and changes nothing.
+        let err = rt
+            .block_on(db.read(|c| {
+                c.batch_execute("CREATE TABLE sneaked_in (id INTEGER)")?;
+                Ok(())
+            }))
+            .expect_err("a read cannot write");
+        assert!(format!("{err:?}").contains("readonly"), "{err:?}");
+        let mut c = db.get_blocking().unwrap();
+        assert!(c.batch_execute("SELECT id FROM sneaked_in").is_err());
+    }
+
+    #[test]
+    fn sqlite_plans_a_statement_once() {
+        // Without the planner stability guarantee, a cached statement whose LIMIT is bound
+        // (every `.first()`) is prepared again on every run.
+        #[derive(QueryableByName)]
+        struct Used {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            used: i32,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::open(&url).unwrap();
+        let mut c = db.get_blocking().unwrap();
+        let u: Used = diesel::sql_query("SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used")
+            .get_result(&mut *c)
+            .unwrap();
+        assert_eq!(
+            u.used, 1,
+            "the bundled SQLite is built with SQLITE_ENABLE_QPSG"
+        );
     }
 }

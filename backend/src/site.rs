@@ -79,7 +79,7 @@ pub async fn health(state: &Arc<crate::vps::Vpses>) -> Result<SiteHealth> {
     let since = (chrono::Utc::now() - chrono::TimeDelta::hours(24)).naive_utc();
     let (rows, newest, duplicated, failovers_24h, lag_minutes) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let rows: Vec<_> = repo::hosts::list(c)?
                 .into_iter()
                 .map(|h| {

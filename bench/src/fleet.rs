@@ -180,13 +180,23 @@ struct Row {
     sim_cpu_pct: f64,
     rss_mib: f64,
     socket_p99_ms: f64,
+    list_p50_ms: f64,
     list_p99_ms: f64,
+    memory: Memory,
     placed_p99_s: f64,
     placed_n: usize,
     reconnect_s: f64,
     false_failovers: usize,
     db_mib_per_day: f64,
     browser: Option<Browser>,
+}
+
+/// The controller's RSS (MiB) as the site grows: started, every host connected (no VPS yet),
+/// every VPS running.
+struct Memory {
+    at_start: f64,
+    with_hosts: f64,
+    with_vpses: f64,
 }
 
 /// The VPS list in Chromium (e2e/scale/bench.js).
@@ -259,9 +269,12 @@ async fn setup(
     api: &Api,
     password: &str,
     per_host: usize,
-) -> Result<(Vec<Value>, Vec<Value>, f64)> {
+    ctl_pid: u32,
+) -> Result<(Vec<Value>, Vec<Value>, f64, Memory)> {
     let n = sim.hosts.len();
     let began = Instant::now();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let at_start = mib(usage(ctl_pid)?.1);
 
     println!("  adding {n} hosts…");
     let results: Vec<Result<(u16, Value)>> = futures_util::stream::iter(sim.hosts.clone())
@@ -296,6 +309,7 @@ async fn setup(
         began.elapsed().as_secs_f64(),
         n * per_host
     );
+    let with_hosts = mib(usage(ctl_pid)?.1);
 
     let (_, templates) = api.call("GET", "/templates", None).await?;
     let tpl = templates
@@ -334,8 +348,12 @@ async fn setup(
     .await?;
     let setup_s = began.elapsed().as_secs_f64();
     println!("  {total} VPSes running after {setup_s:.0} s");
-
-    Ok((hosts, vpses, setup_s))
+    let memory = Memory {
+        at_start,
+        with_hosts,
+        with_vpses: mib(usage(ctl_pid)?.1),
+    };
+    Ok((hosts, vpses, setup_s, memory))
 }
 
 /// What the steady window measured.
@@ -512,7 +530,8 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
     }
     let mut ctl = start_controller_env(&[], &env)?;
     let api = admin_api(&ctl).await?;
-    let (hosts, vpses, setup_s) = setup(&sim, &api, &password, per_host).await?;
+    let (hosts, vpses, setup_s, memory) =
+        setup(&sim, &api, &password, per_host, ctl.child.id()).await?;
     let first = hosts[0]["id"].as_i64().context("host id")?;
     let st = steady(&ctl, &sim, &api, first, window).await?;
     println!("  the list, 200 times…");
@@ -525,6 +544,7 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         }
         list.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let list_p50_ms = pct(&mut list, 50.0);
     let list_p99_ms = pct(&mut list, 99.0);
     let names: Vec<String> = vpses
         .iter()
@@ -544,7 +564,9 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         sim_cpu_pct: st.sim_cpu_pct,
         rss_mib: st.rss_mib,
         socket_p99_ms: st.socket_p99_ms,
+        list_p50_ms,
         list_p99_ms,
+        memory,
         placed_p99_s,
         placed_n,
         reconnect_s,
@@ -604,6 +626,19 @@ fn main() -> Result<()> {
     println!(
         "targets at 1,000 × 10: ctl CPU < 100 %, RSS < 1024 MiB, sample→ws p99 ≤ 100 ms, list p99 ≤ 50 ms, reconnect ≤ 60 s, false failovers 0"
     );
+    for r in &rows {
+        let m = &r.memory;
+        println!(
+            "{} hosts: RSS {:.0} MiB started, {:.0} MiB with every host connected ({:.0} KiB a host connection), {:.0} MiB with {} VPSes running; list p50 {:.1} ms",
+            r.hosts,
+            m.at_start,
+            m.with_hosts,
+            (m.with_hosts - m.at_start) * 1024.0 / r.hosts.max(1) as f64,
+            m.with_vpses,
+            r.vpses,
+            r.list_p50_ms
+        );
+    }
     for b in rows.iter().filter_map(|r| r.browser.as_ref()) {
         println!(
             "VPS list of {} in Chromium: first paint {:.0} ms, filter p50 {:.0} ms (max {:.0} ms), scroll to the end {:.0} ms, order {:.0} ms, {} rows held (targets: first paint < 1000 ms, filter < 100 ms)",

@@ -31,25 +31,55 @@ fn nonce() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-/// An ICMP echo to `ip`: Ok when it answered in time.
-pub fn ping(ip: Ipv4Addr) -> Result<(), String> {
+/// A socket for ICMP echoes: raw when running as root, else the kernel's unprivileged ping
+/// socket; and whether it is raw (a raw socket hands over every ICMP message with its IP
+/// header; a ping socket only its own replies, without).
+pub fn icmp_socket() -> Result<(socket2::Socket, bool), String> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let (sock, raw) = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
-        Ok(s) => (s, true),
-        Err(_) => (
+    match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
+        Ok(s) => Ok((s, true)),
+        Err(_) => Ok((
             Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))
                 .map_err(|e| format!("icmp: no socket for it ({e}): run as root"))?,
             false,
-        ),
-    };
-    let n = nonce();
-    let (id, seq) = ((n >> 16) as u16, n as u16);
+        )),
+    }
+}
+
+/// An ICMP echo request with this id and sequence number.
+pub fn echo_request(id: u16, seq: u16) -> Vec<u8> {
     let mut pkt = vec![8u8, 0, 0, 0];
     pkt.extend_from_slice(&id.to_be_bytes());
     pkt.extend_from_slice(&seq.to_be_bytes());
     pkt.extend_from_slice(b"serverware netMON");
     let c = checksum(&pkt);
     pkt[2..4].copy_from_slice(&c.to_be_bytes());
+    pkt
+}
+
+/// The id and sequence number of an echo reply as `icmp_socket` received it (`raw`: with its
+/// IP header); None for anything else.
+pub fn echo_reply(data: &[u8], raw: bool) -> Option<(u16, u16)> {
+    let icmp = if raw {
+        let ihl = usize::from(data.first().map(|b| b & 0x0f).unwrap_or(5)) * 4;
+        data.get(ihl..)?
+    } else {
+        data
+    };
+    (icmp.len() >= 8 && icmp[0] == 0).then(|| {
+        (
+            u16::from_be_bytes([icmp[4], icmp[5]]),
+            u16::from_be_bytes([icmp[6], icmp[7]]),
+        )
+    })
+}
+
+/// An ICMP echo to `ip`: Ok when it answered in time.
+pub fn ping(ip: Ipv4Addr) -> Result<(), String> {
+    let (sock, raw) = icmp_socket()?;
+    let n = nonce();
+    let (id, seq) = ((n >> 16) as u16, n as u16);
+    let pkt = echo_request(id, seq);
     let to = SocketAddr::V4(SocketAddrV4::new(ip, 0));
     sock.send_to(&pkt, &to.into())
         .map_err(|e| format!("icmp: {e}"))?;
@@ -82,19 +112,10 @@ pub fn ping(ip: Ipv4Addr) -> Result<(), String> {
         if from.as_socket_ipv4().map(|a| *a.ip()) != Some(ip) {
             continue;
         }
-        // A raw socket hands over the IP header too; the ping socket only the ICMP message
-        // (and rewrites its id).
-        let icmp = if raw {
-            let ihl = usize::from(data.first().map(|b| b & 0x0f).unwrap_or(5)) * 4;
-            data.get(ihl..).unwrap_or(&[])
-        } else {
-            &data[..]
-        };
-        if icmp.len() >= 8 && icmp[0] == 0 && icmp[6..8] == seq.to_be_bytes() {
-            if raw && icmp[4..6] != id.to_be_bytes() {
-                continue;
-            }
-            return Ok(());
+        // The ping socket rewrites the id (and hands over only its own replies).
+        match echo_reply(&data, raw) {
+            Some((got_id, got_seq)) if got_seq == seq && (!raw || got_id == id) => return Ok(()),
+            _ => continue,
         }
     }
 }

@@ -60,17 +60,17 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
     // anything and again once the VPS is recorded on its new host, so a cycle reading a copy
     // that may be fenced commits nothing after either.
     let term = dup.duplo.terms.current(vps_id);
-    let v = dup
+    let (v, host) = dup
         .db
-        .run(move |c| crate::vps::load(c, vps_id))
+        .read(move |c| {
+            let v = crate::vps::load(c, vps_id)?;
+            let host = v.host_id.map(|h| crate::vps::load_host(c, h)).transpose()?;
+            Ok((v, host))
+        })
         .await
         .map_err(|e| e.message())?;
-    let host_id = v.host_id.ok_or("the VPS is on no host")?;
-    let host = dup
-        .db
-        .run(move |c| crate::vps::load_host(c, host_id))
-        .await
-        .map_err(|e| e.message())?;
+    let host = host.ok_or("the VPS is on no host")?;
+    let host_id = host.id;
     let conn = dup
         .hosts
         .conn(host_id)

@@ -266,7 +266,7 @@ pub const MAX_CYCLES_PER_SITE: usize = 64;
 pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
     let (rows, busy) = dup
         .db
-        .run(|c| {
+        .read(|c| {
             let rows = crate::repo::vpses::duplicated(c)?;
             let busy: std::collections::HashSet<VpsId> =
                 crate::ops::claims::all(c)?.into_keys().collect();

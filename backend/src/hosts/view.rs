@@ -94,7 +94,7 @@ pub fn load_with_vpses(c: &mut DbConn, id: HostId) -> Result<(HostRow, Vec<VpsRo
 /// Every host, by name.
 pub async fn list(db: &Db, hosts: &HostManager) -> Result<Vec<HostResponse>> {
     let (rows, all) = db
-        .run(|c| {
+        .read(|c| {
             let rows = crate::repo::hosts::list(c)?;
             let all = crate::repo::vpses::all(c)?;
             Ok((rows, all))
@@ -115,7 +115,7 @@ pub async fn page(
     let (limit, filter, after) =
         validate::list_paging(q.limit, q.q.as_deref(), q.after.as_deref())?;
     let (rows, all) = db
-        .run(|c| Ok((crate::repo::hosts::list(c)?, crate::repo::vpses::all(c)?)))
+        .read(|c| Ok((crate::repo::hosts::list(c)?, crate::repo::vpses::all(c)?)))
         .await?;
     let matching: Vec<&HostRow> = rows
         .iter()
@@ -145,7 +145,7 @@ pub async fn page(
 
 /// One host.
 pub async fn get(db: &Db, hosts: &HostManager, id: HostId) -> Result<HostResponse> {
-    let (row, all) = db.run(move |c| load_with_vpses(c, id)).await?;
+    let (row, all) = db.read(move |c| load_with_vpses(c, id)).await?;
     Ok(response(&row, hosts, &all))
 }
 
@@ -174,7 +174,7 @@ pub async fn history(
         ));
     }
     let mut out: Vec<HostRollup> = db
-        .run(move |c| {
+        .read(move |c| {
             crate::repo::hosts::find(c, id)?;
             let rows = crate::repo::rollups::between(c, id, since.naive_utc(), until.naive_utc())?;
             Ok(rows.iter().map(|r| r.to_rollup()).collect())

@@ -85,6 +85,8 @@ pub struct Netmon {
     /// round to the next until a host is added, removed or readdressed, so that a renewal
     /// knows at once whether its host already holds it.
     lease_peers: Mutex<Arc<Vec<(HostId, String)>>>,
+    /// The service checks' ICMP socket, opened at the first round (or why it cannot be).
+    checker: tokio::sync::OnceCell<Result<checks::Checker, String>>,
 }
 
 impl Default for Netmon {
@@ -101,6 +103,7 @@ impl Default for Netmon {
             written: Default::default(),
             untrusted_at_start: Default::default(),
             lease_peers: Default::default(),
+            checker: Default::default(),
         }
     }
 }
@@ -193,19 +196,32 @@ struct HostInfo {
     maintenance: bool,
 }
 
-async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<VpsId, i64>), String> {
-    let (hs, vs, claims) = mon
+/// What a round reads, in one unit of work (one snapshot): the hosts, the HA VPSes, the
+/// claims, and what placement needs (the hosts' rows are read once for both).
+async fn read(
+    mon: &Monitor,
+) -> Result<
+    (
+        Vec<HostInfo>,
+        Vec<HaVps>,
+        HashMap<VpsId, i64>,
+        crate::vps::placement::SiteRead,
+    ),
+    String,
+> {
+    let (site, vs, claims) = mon
         .db
-        .run(|c| {
-            let hs = crate::repo::hosts::all(c)?;
+        .read(|c| {
+            let site = crate::vps::placement::SiteRead::read(c)?;
             let vs = crate::repo::vpses::ha(c)?;
             let claims = crate::ops::claims::all(c)?;
-            Ok((hs, vs, claims))
+            Ok((site, vs, claims))
         })
         .await
         .map_err(|e| e.message())?;
-    let hosts = hs
-        .into_iter()
+    let hosts = site
+        .hosts
+        .iter()
         .map(|h| HostInfo {
             id: h.id,
             timeout: crate::hosts::heartbeat(
@@ -214,8 +230,8 @@ async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<VpsId
             ),
             interval_ms: h.sample_interval_ms.max(0) as u64,
             maintenance: h.maintenance,
-            name: h.name,
-            address: h.address,
+            name: h.name.clone(),
+            address: h.address.clone(),
         })
         .collect();
     let vpses = vs
@@ -237,6 +253,7 @@ async fn read(mon: &Monitor) -> Result<(Vec<HostInfo>, Vec<HaVps>, HashMap<VpsId
         hosts,
         vpses,
         claims.into_iter().map(|(v, (_, t))| (v, t)).collect(),
+        site,
     ))
 }
 
@@ -274,10 +291,19 @@ fn check_all(mon: &Arc<Monitor>, vpses: &[HaVps]) {
                 SPREAD_OVER.mul_f64(i as f64 / n as f64)
             }
         };
+        let checker = mon
+            .netmon
+            .checker
+            .get_or_init(|| async { checks::Checker::open() })
+            .await;
         let results = futures_util::future::join_all(targets.into_iter().enumerate().map(
             |(i, (id, name, ip, ports))| async move {
                 tokio::time::sleep(spread(i)).await;
-                (id, name, checks::check(ip, &ports).await)
+                let r = match checker {
+                    Ok(c) => c.check(ip, &ports).await,
+                    Err(e) => Err(e.clone()),
+                };
+                (id, name, r)
             },
         ))
         .await;
@@ -311,14 +337,13 @@ pub async fn tick(mon: &Arc<Monitor>) -> Result<(), String> {
         // Nothing is decided before the previous run's memory is taken up.
         takeover::take_over(mon).await?;
     }
-    let (hosts, vpses, claims) = read(mon).await?;
+    let (hosts, vpses, claims, site) = read(mon).await?;
     check_all(mon, &vpses);
     let nm = &mon.netmon;
     let now = nm.ms(Instant::now());
     // Each host's lease carries its HA VPSes and the other hosts' addresses.
-    let cands = crate::vps::placement::candidates(&mon.vpses, None)
-        .await
-        .map_err(|e| e.message())?;
+    let cands = crate::vps::placement::candidates_in(&mon.vpses, &site, None);
+    drop(site);
     let room: HashMap<HostId, i64> = cands.iter().map(|c| (c.id, c.free.memory_bytes)).collect();
     let wants: Vec<standby::Want> = vpses
         .iter()
@@ -451,7 +476,7 @@ fn outcome(mon: &Arc<Monitor>, o: Outcome) {
         if let Err(e) = persist(&mon).await {
             tracing::warn!("{e}");
         }
-        let (hosts, vpses, _) = match read(&mon).await {
+        let (hosts, vpses, _, _) = match read(&mon).await {
             Ok(r) => r,
             Err(_) => return,
         };
@@ -543,7 +568,7 @@ pub async fn request(
                 .into(),
         ));
     }
-    let (hosts, ha, _) = read(mon)
+    let (hosts, ha, _, _) = read(mon)
         .await
         .map_err(|e| crate::error::Error::Internal(anyhow::anyhow!(e)))?;
     let now = mon.netmon.ms(Instant::now());

@@ -97,7 +97,7 @@ async fn drive(mon: &Arc<Monitor>, resume: Vec<Resume>) -> Result<(), String> {
     let unfinished = crate::ops::unfinished(&mon.db)
         .await
         .map_err(|e| e.message())?;
-    let (hosts, vpses, _) = read(mon).await?;
+    let (hosts, vpses, _, _) = read(mon).await?;
     for r in resume {
         match r {
             Resume::Stop { vps, host } => {

@@ -374,6 +374,47 @@ pub fn matching(c: &mut DbConn, m: &Matching<'_>) -> Result<Vec<ListKey>> {
         .collect())
 }
 
+/// A page by name of the VPSes of exactly `name` and on `host` (each when given), counted and
+/// paged by the database (no `q`: nothing to match on text): how many match in all, and the
+/// ids of those after `after`, `offset` rows in, at most `take`, in name order (`desc`: the
+/// other way).
+pub fn page_by_name(
+    c: &mut DbConn,
+    name: Option<&str>,
+    host: Option<HostId>,
+    after: Option<&str>,
+    desc: bool,
+    offset: usize,
+    take: usize,
+) -> Result<(usize, Vec<VpsId>)> {
+    let matching = || {
+        let mut q = vpses::table.into_boxed();
+        if let Some(n) = name {
+            q = q.filter(vpses::name.eq(n.to_string()));
+        }
+        if let Some(h) = host {
+            q = q.filter(vpses::host_id.eq(h));
+        }
+        q
+    };
+    let total: i64 = matching().count().get_result(c)?;
+    let mut q = matching();
+    if let Some(a) = after {
+        q = q.filter(vpses::name.gt(a.to_string()));
+    }
+    q = if desc {
+        q.order(vpses::name.desc())
+    } else {
+        q.order(vpses::name.asc())
+    };
+    let ids = q
+        .select(vpses::id)
+        .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+        .limit(i64::try_from(take).unwrap_or(i64::MAX))
+        .load(c)?;
+    Ok((total.max(0) as usize, ids))
+}
+
 /// The whole rows of these VPSes, by name.
 pub fn rows(c: &mut DbConn, ids: &[VpsId]) -> Result<Vec<VpsRow>> {
     if ids.len() > 500 {

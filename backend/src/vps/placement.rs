@@ -160,42 +160,67 @@ pub fn place(cands: &[Candidate], n: &HostCapacity) -> Result<HostId, String> {
     }
 }
 
+/// What placement reads of the site: every host's row, every VPS's needs and the room
+/// operations have reserved.
+pub struct SiteRead {
+    pub hosts: Vec<HostRow>,
+    needs: Vec<crate::repo::vpses::Need>,
+    reserved: Vec<(HostId, VpsId)>,
+}
+
+impl SiteRead {
+    /// Read in one unit of work (netMON reads it with its own rows, in the same unit).
+    pub fn read(c: &mut crate::db::DbConn) -> Result<SiteRead> {
+        Ok(SiteRead {
+            hosts: crate::repo::hosts::all(c)?,
+            needs: crate::repo::vpses::needs(c)?,
+            reserved: ops::claims::reservations(c)?,
+        })
+    }
+}
+
 /// Every host with what is free on each (after its VPSes and the room reserved on it), for
 /// placement.
 pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<Candidate>> {
-    let (hs, vs, reserved) = state
-        .db
-        .run(|c| {
-            let hs = crate::repo::hosts::all(c)?;
-            let vs = crate::repo::vpses::needs(c)?;
-            Ok((hs, vs, ops::claims::reservations(c)?))
-        })
-        .await?;
+    let site = state.db.read(SiteRead::read).await?;
+    Ok(candidates_in(state, &site, except_vps))
+}
+
+/// [`candidates`] of what was read.
+pub fn candidates_in(state: &Vpses, site: &SiteRead, except_vps: Option<VpsId>) -> Vec<Candidate> {
     // Each host's VPSes, in one pass (a site has thousands of both): a VPS counts where it is
     // and where an operation has reserved room for it.
-    let vs: Vec<(VpsId, Option<HostId>, HostCapacity)> = vs
-        .into_iter()
-        .filter(|v| Some(v.0) != except_vps)
-        .map(|(id, host, memory, cpu, disk)| (id, host, need_of(memory, cpu, disk)))
-        .collect();
-    let by_id: std::collections::HashMap<VpsId, (Option<HostId>, HostCapacity)> =
-        vs.iter().map(|(id, h, n)| (*id, (*h, *n))).collect();
-    let mut on_host: std::collections::HashMap<HostId, Vec<(VpsId, HostCapacity)>> =
-        Default::default();
-    for (id, host, n) in &vs {
-        if let Some(h) = host {
-            on_host.entry(*h).or_default().push((*id, *n));
+    let mut on_host: std::collections::HashMap<HostId, HostCapacity> = Default::default();
+    let mut reserved_vpses: std::collections::HashSet<VpsId> = Default::default();
+    for (_, vid) in &site.reserved {
+        if Some(*vid) != except_vps {
+            reserved_vpses.insert(*vid);
         }
     }
-    for (h, vid) in &reserved {
+    let mut by_id: std::collections::HashMap<VpsId, (Option<HostId>, HostCapacity)> =
+        Default::default();
+    for &(id, host, memory, cpu, disk) in &site.needs {
+        if Some(id) == except_vps {
+            continue;
+        }
+        let n = need_of(memory, cpu, disk);
+        if let Some(h) = host {
+            add(on_host.entry(h).or_default(), n);
+        }
+        if reserved_vpses.contains(&id) {
+            by_id.insert(id, (host, n));
+        }
+    }
+    // Room reserved for a VPS on a host it is not on counts there too (once per host).
+    let mut counted: std::collections::HashSet<(HostId, VpsId)> = Default::default();
+    for (h, vid) in &site.reserved {
         if let Some((host, n)) = by_id.get(vid) {
-            let list = on_host.entry(*h).or_default();
-            if *host != Some(*h) && !list.iter().any(|x| x.0 == *vid) {
-                list.push((*vid, *n));
+            if *host != Some(*h) && counted.insert((*h, *vid)) {
+                add(on_host.entry(*h).or_default(), *n);
             }
         }
     }
-    Ok(hs
+    site.hosts
         .iter()
         .map(|h| {
             // Read in place: netMON asks five times a second, and a host's newest sample (with
@@ -210,18 +235,24 @@ pub async fn candidates(state: &Vpses, except_vps: Option<VpsId>) -> Result<Vec<
                     )
                 })
                 .unwrap_or_else(|| (None, capacity(h, None), 0.0));
-            let placed = on_host.get(&h.id).map_or(&[][..], Vec::as_slice);
+            let placed = on_host.get(&h.id).copied().unwrap_or_default();
             Candidate {
                 id: h.id,
                 name: h.name.clone(),
                 online: status == Some(HostStatus::Online) && state.hosts.connected(h.id),
                 maintenance: h.maintenance,
                 capacity: cap,
-                free: free(cap, placed.iter().map(|p| p.1)),
+                free: free(cap, [placed]),
                 load1,
             }
         })
-        .collect())
+        .collect()
+}
+
+fn add(sum: &mut HostCapacity, n: HostCapacity) {
+    sum.memory_bytes += n.memory_bytes;
+    sum.cpu_millis += n.cpu_millis;
+    sum.disk_bytes += n.disk_bytes;
 }
 
 #[cfg(test)]

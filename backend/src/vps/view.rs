@@ -113,7 +113,7 @@ pub fn response(
 pub async fn list(state: &Vpses) -> Result<Vec<VpsResponse>> {
     let (rows, names, claims) = state
         .db
-        .run(|c| {
+        .read(|c| {
             let rows = crate::repo::vpses::all(c)?;
             let names: HashMap<HostId, String> =
                 crate::repo::hosts::names(c)?.into_iter().collect();
@@ -152,26 +152,40 @@ pub async fn page(
     let by_name = sort == VpsSort::Name;
     let (rows, names, claims, total) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let m = crate::repo::vpses::Matching {
                 q: filter.as_deref(),
                 name: exact.as_deref(),
                 host,
             };
-            let mut keys = crate::repo::vpses::matching(c, &m)?;
-            let total = keys.len();
-            if by_name && desc {
-                keys.reverse();
-            }
-            let ids: Vec<VpsId> = if by_name {
-                keys.iter()
-                    .filter(|(_, name, _, _)| after.as_ref().is_none_or(|a| name > a))
-                    .skip(offset)
-                    .take(limit.saturating_add(1))
-                    .map(|k| k.0)
-                    .collect()
+            let (total, ids) = if by_name && m.q.is_none() {
+                // Nothing to match on text: the database counts and pages.
+                crate::repo::vpses::page_by_name(
+                    c,
+                    m.name,
+                    m.host,
+                    after.as_deref(),
+                    desc,
+                    offset,
+                    limit.saturating_add(1),
+                )?
             } else {
-                keys.iter().map(|k| k.0).collect()
+                let mut keys = crate::repo::vpses::matching(c, &m)?;
+                let total = keys.len();
+                if by_name && desc {
+                    keys.reverse();
+                }
+                let ids: Vec<VpsId> = if by_name {
+                    keys.iter()
+                        .filter(|(_, name, _, _)| after.as_ref().is_none_or(|a| name > a))
+                        .skip(offset)
+                        .take(limit.saturating_add(1))
+                        .map(|k| k.0)
+                        .collect()
+                } else {
+                    keys.iter().map(|k| k.0).collect()
+                };
+                (total, ids)
             };
             // Read by name, smallest first.
             let mut rows = crate::repo::vpses::rows(c, &ids)?;
@@ -258,7 +272,7 @@ fn sort_list(list: &mut [VpsResponse], sort: serverware_shared::api::VpsSort) {
 pub async fn get(state: &Vpses, id: VpsId) -> Result<VpsResponse> {
     let (v, host, claim) = state
         .db
-        .run(move |c| {
+        .read(move |c| {
             let v = load(c, id)?;
             let host = match v.host_id {
                 Some(h) => crate::repo::hosts::name(c, h)?,

@@ -135,6 +135,23 @@ async fn the_vps_list_pages_and_filters_on_the_controller_and_bounds_what_it_is_
     assert_eq!(next, None);
     let (names, _, _) = page(&t, &admin, "desc=true&limit=2&q=vm-00").await;
     assert_eq!(names, ["vm-0099", "vm-0098"]);
+    // Without text to match, the database counts and pages: the same answers.
+    let (names, total, next) = page(&t, &admin, "desc=true&limit=2").await;
+    assert_eq!(
+        (total, names),
+        (1200, vec!["vm-1199".to_string(), "vm-1198".to_string()])
+    );
+    assert_eq!(
+        next.as_deref(),
+        Some("</api/v1/vpses?limit=2&desc=true&offset=2>; rel=\"next\"")
+    );
+    let (names, _, _) = page(&t, &admin, "desc=true&limit=2&offset=2").await;
+    assert_eq!(names, ["vm-1197", "vm-1196"]);
+    let (names, total, _) = page(&t, &admin, "name=vm-0777&limit=5").await;
+    assert_eq!((names, total), (vec!["vm-0777".to_string()], 1));
+    let (names, total, next) = page(&t, &admin, "limit=2&after=vm-1197").await;
+    assert_eq!((total, next), (1200, None));
+    assert_eq!(names, ["vm-1198", "vm-1199"]);
     // Stopped VPSes on no host all have the same status: ties go by name.
     let (names, _, _) = page(&t, &admin, "sort=status&limit=2&offset=10").await;
     assert_eq!(names, ["vm-0010", "vm-0011"]);
