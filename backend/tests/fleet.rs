@@ -274,6 +274,15 @@ async fn two_hundred_simulated_hosts_are_one_site() {
         "fleet: {HOSTS} VPSes running {:.1} s after the first create",
         began.elapsed().as_secs_f64()
     );
+    // Each row names the host it is on (a page reads only its own hosts' names).
+    let host_names: std::collections::HashMap<i64, &str> = hosts
+        .iter()
+        .map(|h| (h["id"].as_i64().unwrap(), h["name"].as_str().unwrap()))
+        .collect();
+    for v in &vpses {
+        let on = v["host_id"].as_i64().expect("on a host");
+        assert_eq!(v["host_name"].as_str(), Some(host_names[&on]), "{v}");
+    }
 
     // The lists answer from the controller's side, a page at a time.
     let mut times = Vec::new();

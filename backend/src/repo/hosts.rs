@@ -44,6 +44,18 @@ pub fn names(c: &mut DbConn) -> Result<Vec<(HostId, String)>> {
         .load(c)?)
 }
 
+/// The names of these hosts (a page's): id → name.
+pub fn names_of(c: &mut DbConn, ids: &[HostId]) -> Result<Vec<(HostId, String)>> {
+    if ids.len() > 500 {
+        // A list of ids too long to bind: every host's.
+        return names(c);
+    }
+    Ok(hosts::table
+        .filter(hosts::id.eq_any(ids))
+        .select((hosts::id, hosts::name))
+        .load(c)?)
+}
+
 /// Every host, by id.
 pub fn all(c: &mut DbConn) -> Result<Vec<HostRow>> {
     Ok(hosts::table

@@ -192,8 +192,12 @@ pub async fn page(
             if by_name && desc {
                 rows.reverse();
             }
+            // The names of the hosts the rows are on (a page's few, not the site's).
+            let on: std::collections::BTreeSet<HostId> =
+                rows.iter().filter_map(|v| v.host_id).collect();
+            let on: Vec<HostId> = on.into_iter().collect();
             let names: HashMap<HostId, String> =
-                crate::repo::hosts::names(c)?.into_iter().collect();
+                crate::repo::hosts::names_of(c, &on)?.into_iter().collect();
             Ok((rows, names, ops::claims::all(c)?, total))
         })
         .await?;
