@@ -135,23 +135,6 @@ fn cap_malloc_arenas() {
     }
 }
 
-/// Once a minute, glibc hands the pages freed inside its heaps back to the system
-/// (`malloc_trim`): it returns only the top of a heap by itself, so a burst (ten thousand VPSes
-/// created, a thousand hosts reconnecting) left the controller's resident size at its peak
-/// for good. A thread of its own: a trim of a large heap takes milliseconds.
-fn give_back_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    let _ = std::thread::Builder::new()
-        .name("malloc-trim".into())
-        .spawn(|| loop {
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            // SAFETY: malloc_trim only releases free memory; it is safe at any time.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        });
-}
-
 fn raise_open_files_limit() {
     let mut l = libc::rlimit {
         rlim_cur: 0,
@@ -766,7 +749,6 @@ fn reset_password(config: &Config, username: &str, from_stdin: bool) -> anyhow::
 
 fn run(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(?config, "starting");
-    give_back_freed_memory();
     // One controller per data directory (a restore waits for it to stop). Held for the whole
     // run; a re-exec closes it and takes it again. A database URL that cannot work is refused
     // before anything (the data directory) is made.
