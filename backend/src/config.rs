@@ -60,6 +60,10 @@ pub struct ConfigArgs {
     /// Minutes of inactivity after which a login session ends [default: 720]
     #[arg(long, env = "SERVERWARE_SESSION_IDLE_MINUTES", global = true)]
     pub session_idle_minutes: Option<u64>,
+    /// Memory for the VPSes' newest restore points' trees between duplication cycles, in MiB;
+    /// a VPS whose tree does not fit reads it from storage at its next cycle [default: 256]
+    #[arg(long, env = "SERVERWARE_DUPLO_TREE_CACHE_MB", global = true)]
+    pub duplo_tree_cache_mb: Option<u64>,
     /// Directory of the built dashboard (index.html) [default: ./dist if present]
     #[arg(long, env = "SERVERWARE_STATIC_DIR", global = true)]
     pub static_dir: Option<PathBuf>,
@@ -329,6 +333,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     session_idle_minutes: Option<u64>,
+    duplo_tree_cache_mb: Option<u64>,
     static_dir: Option<PathBuf>,
     login: Option<LoginLimits>,
     pair: Option<FilePair>,
@@ -402,6 +407,8 @@ pub struct Config {
     pub log: String,
     pub tls: Option<TlsFiles>,
     pub session_idle_minutes: u64,
+    /// The duplication trees' memory, in MiB (`duplo::trees`).
+    pub duplo_tree_cache_mb: u64,
     pub static_dir: Option<PathBuf>,
     pub admin_password: Option<String>,
     pub login: LoginLimits,
@@ -437,6 +444,7 @@ impl fmt::Debug for Config {
             .field("log", &self.log)
             .field("tls", &self.tls)
             .field("session_idle_minutes", &self.session_idle_minutes)
+            .field("duplo_tree_cache_mb", &self.duplo_tree_cache_mb)
             .field("static_dir", &self.static_dir)
             .field(
                 "admin_password",
@@ -554,6 +562,13 @@ impl Config {
         if session_idle_minutes == 0 || session_idle_minutes > 60 * 24 * 90 {
             bail!("session idle timeout must be between 1 and 129600 minutes");
         }
+        let duplo_tree_cache_mb = args
+            .duplo_tree_cache_mb
+            .or(file.duplo_tree_cache_mb)
+            .unwrap_or(crate::duplo::trees::DEFAULT_BUDGET_MB);
+        if duplo_tree_cache_mb > 1 << 20 {
+            bail!("duplo_tree_cache_mb must be at most 1048576 (1 TiB); 0 keeps no tree between cycles");
+        }
         let static_dir = args.static_dir.clone().or(file.static_dir).or_else(|| {
             let dist = PathBuf::from("./dist");
             dist.join("index.html").exists().then_some(dist)
@@ -590,6 +605,7 @@ impl Config {
             log,
             tls,
             session_idle_minutes,
+            duplo_tree_cache_mb,
             static_dir,
             admin_password: args.admin_password.clone(),
             login,

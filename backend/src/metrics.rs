@@ -50,12 +50,28 @@ impl Out {
     }
 }
 
+/// netDUPLO's own figures since the controller started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DuploFigures {
+    pub landed: u64,
+    pub failed: u64,
+    /// The trees kept between cycles: estimated bytes, and how many.
+    pub trees_bytes: u64,
+    pub trees_kept: u64,
+}
+
 /// Renders the metrics of the given hosts (id, name, what the controller knows now).
-pub fn render(hosts: &[(HostId, String, HostView)], ws_clients: usize, ws_dropped: u64) -> String {
+pub fn render(
+    hosts: &[(HostId, String, HostView)],
+    ws_clients: usize,
+    ws_dropped: u64,
+    duplo: DuploFigures,
+) -> String {
     let mut o = Out {
         text: String::with_capacity(8192),
     };
     controller(&mut o, hosts.len(), ws_clients, ws_dropped);
+    duplication(&mut o, duplo);
     host_states(&mut o, hosts);
     let with_sample: Vec<(&str, &HostSample)> = hosts
         .iter()
@@ -91,6 +107,37 @@ fn controller(o: &mut Out, hosts: usize, ws_clients: usize, ws_dropped: u64) {
         &[],
         ws_dropped as f64,
     );
+}
+
+/// Duplication cycles landed and failed, and the memory its trees take.
+fn duplication(o: &mut Out, d: DuploFigures) {
+    o.family(
+        "serverware_duplo_cycles_total",
+        "counter",
+        "Duplication cycles since the controller started, by result.",
+    );
+    o.sample(
+        "serverware_duplo_cycles_total",
+        &[("result", "landed")],
+        d.landed as f64,
+    );
+    o.sample(
+        "serverware_duplo_cycles_total",
+        &[("result", "failed")],
+        d.failed as f64,
+    );
+    o.family(
+        "serverware_duplo_trees_bytes",
+        "gauge",
+        "Memory the VPSes' newest points' trees take between cycles (estimated).",
+    );
+    o.sample("serverware_duplo_trees_bytes", &[], d.trees_bytes as f64);
+    o.family(
+        "serverware_duplo_trees_kept",
+        "gauge",
+        "VPSes whose newest point's tree is kept between cycles.",
+    );
+    o.sample("serverware_duplo_trees_kept", &[], d.trees_kept as f64);
 }
 
 /// Each host: up or not, what its agent reported, when it was last heard.
@@ -324,8 +371,13 @@ fn host_network(o: &mut Out, with_sample: &[(&str, &HostSample)]) {
 
 /// The site's metrics now: every host by name with its newest samples, and the live hub's
 /// clients.
-pub async fn gather(db: &Db, hosts: &HostManager, hub: &Hub) -> Result<String> {
-    let rows = db.run(crate::repo::hosts::names).await?;
+pub async fn gather(
+    db: &Db,
+    hosts: &HostManager,
+    hub: &Hub,
+    duplo: &crate::duplo::Duplo,
+) -> Result<String> {
+    let rows = db.read(crate::repo::hosts::names).await?;
     let views = hosts.views();
     let hosts: Vec<(HostId, String, HostView)> = rows
         .into_iter()
@@ -334,7 +386,12 @@ pub async fn gather(db: &Db, hosts: &HostManager, hub: &Hub) -> Result<String> {
             (id, name, v)
         })
         .collect();
-    Ok(render(&hosts, hub.client_count(), hub.dropped_slow()))
+    Ok(render(
+        &hosts,
+        hub.client_count(),
+        hub.dropped_slow(),
+        duplo.figures(),
+    ))
 }
 
 #[cfg(test)]
@@ -356,7 +413,12 @@ mod tests {
             }),
             ..Default::default()
         };
-        let text = render(&[(HostId(1), "node-1".into(), v)], 0, 0);
+        let text = render(
+            &[(HostId(1), "node-1".into(), v)],
+            0,
+            0,
+            DuploFigures::default(),
+        );
         assert!(text.contains(
             "serverware_host_filesystem_size_bytes{host=\"node-1\",mountpoint=\"/mnt/a \\\"b\\\"\\\\c\\nd\",device=\"\",fstype=\"\"} 42\n"
         ), "{text}");

@@ -470,20 +470,23 @@ async fn build_core(
         tracing::warn!("the built-in template is not available yet: {e:#}; retrying");
     }
     crate::files::private_dir(&config.storage_dir)?;
-    let duplo = std::sync::Arc::new(match &config.storage_s3 {
-        Some(s3) => {
-            let store = crate::storage::S3Store::open(s3.clone()).with_context(|| {
-                format!("cannot open the S3 store at {}", s3.endpoints.join(", "))
-            })?;
-            crate::duplo::Duplo::with_store(Arc::new(store), &config.storage_dir)
+    let duplo = std::sync::Arc::new(
+        match &config.storage_s3 {
+            Some(s3) => {
+                let store = crate::storage::S3Store::open(s3.clone()).with_context(|| {
+                    format!("cannot open the S3 store at {}", s3.endpoints.join(", "))
+                })?;
+                crate::duplo::Duplo::with_store(Arc::new(store), &config.storage_dir)
+            }
+            None => crate::duplo::Duplo::open(&config.storage_dir).with_context(|| {
+                format!(
+                    "cannot open the storage directory {}",
+                    config.storage_dir.display()
+                )
+            })?,
         }
-        None => crate::duplo::Duplo::open(&config.storage_dir).with_context(|| {
-            format!(
-                "cannot open the storage directory {}",
-                config.storage_dir.display()
-            )
-        })?,
-    });
+        .with_tree_budget((config.duplo_tree_cache_mb << 20) as usize),
+    );
     let stopping = crate::ops::Stopping::default();
     let ops = Arc::new(crate::ops::recovery::Engine::new(
         db.clone(),

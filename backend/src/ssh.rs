@@ -42,6 +42,7 @@ pub enum SshError {
     Agent(String),
 }
 
+#[derive(Clone)]
 pub enum Credentials {
     Password(String),
     Key(Arc<PrivateKey>),
@@ -202,6 +203,18 @@ pub async fn probe_host_key(addr: &str, port: u16) -> Result<HostKey, SshError> 
 /// A logged-in connection to a host whose key is pinned.
 pub struct Session {
     handle: Handle<Client>,
+    /// How it was made, to make another beside it for a bulk stream ([`Session::exec_apart`]).
+    twin: Twin,
+}
+
+/// Where and as whom a [`Session`] logged in.
+#[derive(Clone)]
+struct Twin {
+    addr: String,
+    port: u16,
+    user: String,
+    pinned_key: String,
+    creds: Credentials,
 }
 
 impl Session {
@@ -243,7 +256,39 @@ impl Session {
         if !result.success() {
             return Err(SshError::AuthRejected);
         }
-        Ok(Session { handle })
+        Ok(Session {
+            handle,
+            twin: Twin {
+                addr: addr.to_string(),
+                port,
+                user: user.to_string(),
+                pinned_key: pinned_key.to_string(),
+                creds: creds.clone(),
+            },
+        })
+    }
+
+    /// [`Session::exec_channel`] on a connection of its own, made for this stream and closed
+    /// when the channel is dropped, for streams that send much to the host (an upload, a
+    /// restore, a template or a move). The SSH client keeps the largest write buffer a
+    /// connection ever needed (several hundred KiB once a stream filled the host's window):
+    /// on the host's lasting connection that memory would stay for as long as the host is
+    /// connected, and the stream would share one TCP connection with the host's samples and
+    /// lease. If the second connection cannot be made, the stream runs on this one.
+    pub async fn exec_apart(
+        &self,
+        program: &str,
+        args: &[&str],
+    ) -> Result<russh::Channel<client::Msg>, SshError> {
+        let t = &self.twin;
+        match Session::connect(&t.addr, t.port, &t.user, &t.pinned_key, &t.creds).await {
+            // The new connection lives as long as its channel: its handle goes here.
+            Ok(apart) => apart.exec_channel(program, args).await,
+            Err(e) => {
+                tracing::debug!(host = %t.addr, "a stream's own connection failed ({e}); using the host's");
+                self.exec_channel(program, args).await
+            }
+        }
     }
 
     /// Starts `program` with `args` on the host and returns its channel, for streams
@@ -357,15 +402,7 @@ impl Session {
         use sha2::{Digest, Sha256};
         let want = hex::encode(Sha256::digest(data));
         let script = "umask 022; d=$(dirname \"$1\"); mkdir -p \"$d\" && cat > \"$1.part\" && chmod 0755 \"$1.part\" && mv -f \"$1.part\" \"$1\"";
-        let line = format!("sh -c {} sh {}", shell_quote(script), shell_quote(path));
-        let ch = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| SshError::Protocol(e.to_string()))?;
-        ch.exec(true, line)
-            .await
-            .map_err(|e| SshError::Protocol(e.to_string()))?;
+        let ch = self.exec_apart("sh", &["-c", script, "sh", path]).await?;
         ch.data(data)
             .await
             .map_err(|e| SshError::Protocol(e.to_string()))?;

@@ -188,6 +188,8 @@ struct Row {
     reconnect_s: f64,
     false_failovers: usize,
     db_mib_per_day: f64,
+    duplo_per_s: f64,
+    duplo_max_lag_s: f64,
     browser: Option<Browser>,
 }
 
@@ -363,7 +365,13 @@ struct Steady {
     rss_mib: f64,
     socket_p99_ms: f64,
     db_mib_per_day: f64,
+    /// Duplication cycles landed a second in the window, and the oldest newest point at its
+    /// end (seconds).
+    duplo_per_s: f64,
+    duplo_max_lag_s: f64,
 }
+
+const LANDED: &str = "serverware_duplo_cycles_total{result=\"landed\"}";
 
 async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64) -> Result<Steady> {
     println!("  steady window of {window} s…");
@@ -389,6 +397,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
     let (cpu0, _, _) = usage(ctl.child.id())?;
     let (sim0, _, _) = usage(sim.pid)?;
     let db0 = db_bytes(ctl);
+    let landed0 = api.metric(LANDED).await?;
     let t0 = Instant::now();
     let mut lat = Vec::new();
     let mut rss = Vec::new();
@@ -410,6 +419,12 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
     let (cpu1, _, _) = usage(ctl.child.id())?;
     let (sim1, _, _) = usage(sim.pid)?;
     let db1 = db_bytes(ctl);
+    let duplo_per_s = (api.metric(LANDED).await? - landed0) / secs;
+    let (_, site) = api.call("GET", "/site", None).await?;
+    let duplo_max_lag_s = site["duplication"]["max_lag_ms"]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+        / 1000.0;
     drain.abort();
     drop(one);
     let socket_samples = lat.len();
@@ -426,6 +441,8 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
         rss_mib,
         socket_p99_ms,
         db_mib_per_day,
+        duplo_per_s,
+        duplo_max_lag_s,
     })
 }
 
@@ -572,6 +589,8 @@ async fn run(n: usize, per_host: usize, window: u64, deaths: usize) -> Result<Ro
         reconnect_s,
         false_failovers,
         db_mib_per_day: st.db_mib_per_day,
+        duplo_per_s: st.duplo_per_s,
+        duplo_max_lag_s: st.duplo_max_lag_s,
         browser,
     })
 }
@@ -637,6 +656,13 @@ fn main() -> Result<()> {
             m.with_vpses,
             r.vpses,
             r.list_p50_ms
+        );
+        println!(
+            "{} hosts: netDUPLO landed {:.1} cycles/s in the window (every VPS at the default 10 s interval would be {:.0}/s); the oldest newest point at its end: {:.0} s",
+            r.hosts,
+            r.duplo_per_s,
+            r.vpses as f64 / 10.0,
+            r.duplo_max_lag_s
         );
     }
     for b in rows.iter().filter_map(|r| r.browser.as_ref()) {

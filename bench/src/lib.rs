@@ -248,6 +248,24 @@ impl Api {
         Ok((status, v))
     }
 
+    /// A figure of `GET /metrics` (the line that starts with `name`, labels included).
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        let mut r = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = r.body().limit(1 << 26).await?;
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {name} in /metrics"))
+    }
+
     pub async fn socket(&self, topics: &[String]) -> Result<Socket> {
         let url = format!("{}/api/v1/events", self.base).replacen("http", "ws", 1);
         let (_, mut s) = self

@@ -9,7 +9,13 @@ use serverware_shared::Role;
 
 pub async fn metrics(state: web::Data<Core>, principal: Principal) -> Result<HttpResponse> {
     principal.require(Role::Viewer)?;
-    let text = metrics::gather(&state.db, &state.hosts, &state.hub).await?;
+    let text = metrics::gather(
+        &state.db,
+        &state.hosts,
+        &state.hub,
+        &state.duplication.duplo,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type(metrics::CONTENT_TYPE)
         .body(text))

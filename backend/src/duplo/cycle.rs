@@ -53,6 +53,9 @@ impl Read for ChannelReader {
     }
 }
 
+/// A scan request larger than this runs on a connection of its own.
+const APART_FROM: usize = 64 << 10;
+
 /// Runs one cycle of `vps_id` on the host it is on now.
 pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String> {
     let t0 = Instant::now();
@@ -75,27 +78,30 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         .hosts
         .conn(host_id)
         .ok_or_else(|| format!("host {} is not connected", host.name))?;
+    // The newest point's tree is the cycle's from here: put back when it lands (or when the
+    // cycle fails before its stream began), read again from storage otherwise.
     let duplo = dup.duplo.clone();
-    tokio::task::spawn_blocking(move || duplo.ensure_loaded(vps_id))
+    let prev = tokio::task::spawn_blocking(move || duplo.take_for_cycle(vps_id))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("storage cannot be read: {e}"))?;
     let state: VpsDuplo = dup.duplo.state(vps_id);
-    tracing::debug!(vps = %v.name, host = %host.name, "cycle: waiting for a transfer slot");
-
-    // A cycle's stream is an SSH session of the host's connection: it takes a transfer slot.
-    let _slot = dup
-        .hosts
-        .transfer_slots(host_id, host.max_transfers.max(1) as usize)
-        .acquire_owned()
-        .await
-        .map_err(|e| e.to_string())?;
-
-    tracing::debug!(vps = %v.name, "cycle: asking the host's journal for a cut");
-    let (cut, changes) = take_cut(&conn, &v.name, &state).await?;
-    // The point stands for the tree as it was when its read began, no later.
-    let taken_at_ms = now_ms();
-    let (ch, full_reason) = start_scan(dup, &conn, &host.name, &v, &changes).await?;
+    let started = begin(dup, &conn, &host, &v, &state, prev.as_ref()).await;
+    let Started {
+        cut,
+        taken_at_ms,
+        ch,
+        full_reason,
+        slot: _slot,
+    } = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(t) = prev {
+                dup.duplo.put_tree(vps_id, t);
+            }
+            return Err(e);
+        }
+    };
     tracing::debug!(vps = %v.name, "cycle: the scan started");
 
     let cycle = state.last_cycle + 1;
@@ -103,8 +109,6 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
     let store = dup.duplo.store.clone();
     let gate = dup.duplo.gate.clone();
     let terms = dup.duplo.terms.clone();
-    // The tree is the cycle's now: put back when it lands, read again if it does not.
-    let prev = dup.duplo.take_tree(vps_id);
     let landing = tokio::task::spawn_blocking(move || {
         let mut r = ChannelReader {
             rx,
@@ -170,6 +174,50 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
     Ok(report)
 }
 
+/// A cycle whose scan runs.
+struct Started {
+    /// The journal's cut the cycle carries.
+    cut: u64,
+    /// When the scan's read began, or a little before: what the point stands for.
+    taken_at_ms: i64,
+    ch: russh::Channel<russh::client::Msg>,
+    /// Why the read is whole, if it is.
+    full_reason: Option<String>,
+    /// The host's transfer slot, held until the cycle ends.
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Waits for a transfer slot on the host, asks its journal for a cut and starts the scan.
+async fn begin(
+    dup: &Duplication,
+    conn: &crate::hosts::Conn,
+    host: &crate::hosts::HostRow,
+    v: &crate::vps::VpsRow,
+    state: &VpsDuplo,
+    prev: Option<&Tree>,
+) -> Result<Started, String> {
+    tracing::debug!(vps = %v.name, host = %host.name, "cycle: waiting for a transfer slot");
+    // A cycle's stream is an SSH session to the host: it takes a transfer slot.
+    let slot = dup
+        .hosts
+        .transfer_slots(host.id, host.max_transfers.max(1) as usize)
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(vps = %v.name, "cycle: asking the host's journal for a cut");
+    let (cut, changes) = take_cut(conn, &v.name, state).await?;
+    // The point stands for the tree as it was when its read began, no later.
+    let taken_at_ms = now_ms();
+    let (ch, full_reason) = start_scan(conn, &host.name, v, &changes, prev).await?;
+    Ok(Started {
+        cut,
+        taken_at_ms,
+        ch,
+        full_reason,
+        slot,
+    })
+}
+
 /// Asks the host's journal for a cut: what changed since the last acknowledged cycle (or a
 /// full compare, at least hourly).
 async fn take_cut(
@@ -209,18 +257,14 @@ async fn take_cut(
 /// Starts the agent's read of the VPS's tree (whole, or only the changed paths) and sends it
 /// the request; the channel the stream comes back on, and why the read is whole, if it is.
 async fn start_scan(
-    dup: &Duplication,
     conn: &crate::hosts::Conn,
     host: &str,
     v: &crate::vps::VpsRow,
     changes: &Changes,
+    prev: Option<&Tree>,
 ) -> Result<(russh::Channel<russh::client::Msg>, Option<String>), String> {
-    let vps_id = v.id;
     let ids = v.ids_on_disk().to_string();
-    let (request, full_reason) = dup
-        .duplo
-        .with_tree(vps_id, |t| scan_request(changes, Some(t)))
-        .unwrap_or_else(|| scan_request(changes, None));
+    let (request, full_reason) = scan_request(changes, prev);
     let mut args = vec![
         "rootfs-scan",
         v.name.as_str(),
@@ -238,11 +282,19 @@ async fn start_scan(
         args.push("--freeze");
     }
     let input = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
-    let ch = conn
-        .session
-        .exec_channel(crate::hosts::AGENT_PATH, &args)
-        .await
-        .map_err(|e| format!("cannot start the scan on {}: {e}", host))?;
+    // A large request (a full compare sends every file the point holds) and the whole tree
+    // it reads back go over a connection of their own (see `Session::exec_apart`); a cycle of
+    // a few changed paths runs on the host's.
+    let ch = if input.len() > APART_FROM {
+        conn.session
+            .exec_apart(crate::hosts::AGENT_PATH, &args)
+            .await
+    } else {
+        conn.session
+            .exec_channel(crate::hosts::AGENT_PATH, &args)
+            .await
+    }
+    .map_err(|e| format!("cannot start the scan on {}: {e}", host))?;
     for piece in input.chunks(256 << 10) {
         ch.data(piece)
             .await
@@ -390,6 +442,11 @@ pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report
         r
     });
     let lost_tree = result.is_err() && !dup.duplo.has_tree(vps_id);
+    match &result {
+        Ok(_) => &dup.duplo.landed,
+        Err(_) => &dup.duplo.failed,
+    }
+    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (failures_before, failures) = dup.duplo.update(vps_id, |s| {
         let before = s.failures;
         s.running_since_ms = None;

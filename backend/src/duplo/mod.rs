@@ -13,6 +13,7 @@ pub mod cycle;
 pub mod prune;
 pub mod records;
 pub mod restore;
+pub mod trees;
 pub mod view;
 
 use crate::storage::tree::Tree;
@@ -84,8 +85,8 @@ pub struct Duplo {
     pub dir: std::path::PathBuf,
     vpses: Mutex<HashMap<VpsId, VpsDuplo>>,
     /// Each VPS's newest point's tree, which its next cycle takes and changes (kept apart from
-    /// [`VpsDuplo`], which is cloned for every look).
-    trees: Mutex<HashMap<VpsId, Tree>>,
+    /// [`VpsDuplo`], which is cloned for every look), while they fit in their budget.
+    trees: Mutex<trees::Trees>,
     /// Cycles hold it shared while they put chunks and commit; chunk collection holds it
     /// exclusively while it checks and deletes a batch (so a chunk a cycle is reusing is never
     /// deleted under it).
@@ -100,6 +101,9 @@ pub struct Duplo {
     pub dirty: std::sync::atomic::AtomicBool,
     /// Each VPS's term: a cycle begun before a restore or failover of it is refused.
     pub terms: Arc<crate::storage::cycle::Terms>,
+    /// Cycles landed and failed since the controller started (`/metrics`).
+    pub landed: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,13 +125,33 @@ impl Duplo {
             store,
             dir: dir.to_path_buf(),
             vpses: Default::default(),
-            trees: Default::default(),
+            trees: Mutex::new(trees::Trees::new((trees::DEFAULT_BUDGET_MB << 20) as usize)),
             gate: Default::default(),
             pinned: Default::default(),
             wake: Default::default(),
             collected: Default::default(),
             dirty: Default::default(),
             terms: Default::default(),
+            landed: Default::default(),
+            failed: Default::default(),
+        }
+    }
+
+    /// The memory the kept trees may take (see [`trees`]); trees past it go now.
+    pub fn with_tree_budget(self, bytes: usize) -> Duplo {
+        *lock(&self.trees) = trees::Trees::new(bytes);
+        self
+    }
+
+    /// What `/metrics` shows of duplication.
+    pub fn figures(&self) -> crate::metrics::DuploFigures {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (bytes, kept) = lock(&self.trees).usage();
+        crate::metrics::DuploFigures {
+            landed: self.landed.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            trees_bytes: bytes as u64,
+            trees_kept: kept as u64,
         }
     }
 
@@ -142,31 +166,20 @@ impl Duplo {
     /// Forgets a VPS (deleted): its points stay in storage until pruned.
     pub fn forget(&self, vps_id: VpsId) {
         lock(&self.vpses).remove(&vps_id);
-        lock(&self.trees).remove(&vps_id);
+        lock(&self.trees).remove(vps_id);
     }
 
     /// The newest point's tree, taken by a cycle (put back by [`Duplo::put_tree`] when it lands).
     pub fn take_tree(&self, vps_id: VpsId) -> Option<Tree> {
-        lock(&self.trees).remove(&vps_id)
+        lock(&self.trees).remove(vps_id)
     }
 
     pub fn put_tree(&self, vps_id: VpsId, tree: Tree) {
-        lock(&self.trees).insert(vps_id, tree);
+        lock(&self.trees).put(vps_id, tree);
     }
 
     pub fn has_tree(&self, vps_id: VpsId) -> bool {
-        lock(&self.trees).contains_key(&vps_id)
-    }
-
-    /// Reads the newest point's tree of `vps_id` again at its next cycle.
-    pub fn reload(&self, vps_id: VpsId) {
-        lock(&self.trees).remove(&vps_id);
-        self.update(vps_id, |s| s.loaded = false);
-    }
-
-    /// Runs `f` on the newest point's tree of `vps_id`, if there is one.
-    pub fn with_tree<R>(&self, vps_id: VpsId, f: impl FnOnce(&Tree) -> R) -> Option<R> {
-        lock(&self.trees).get(&vps_id).map(f)
+        lock(&self.trees).contains(vps_id)
     }
 
     /// Asks for a cycle of `vps_id` as soon as it can run.
@@ -196,10 +209,19 @@ impl Duplo {
         lock(&self.pinned).contains_key(&(vps_id, cycle))
     }
 
-    /// The newest point of a VPS read from storage, once per controller run.
-    pub fn ensure_loaded(&self, vps_id: VpsId) -> std::io::Result<()> {
-        if self.state(vps_id).loaded {
-            return Ok(());
+    /// The tree of the VPS's newest point, taken for the cycle about to run (put back by
+    /// [`Duplo::put_tree`]): the one kept since its last cycle, else read from storage — once
+    /// per controller run, after a cycle failed with it, and whenever the trees' budget let it
+    /// go. None: the VPS has no point yet.
+    pub fn take_for_cycle(&self, vps_id: VpsId) -> std::io::Result<Option<Tree>> {
+        let s = self.state(vps_id);
+        if s.loaded {
+            if let Some(t) = self.take_tree(vps_id) {
+                return Ok(Some(t));
+            }
+            if s.last_cycle == 0 {
+                return Ok(None);
+            }
         }
         let list = points::list(&*self.store, vps_id)?;
         let last = match list.last() {
@@ -209,19 +231,13 @@ impl Duplo {
         let (cycle, taken) = last
             .as_ref()
             .map_or((0, None), |(h, _)| (h.cycle, Some(h.taken_at_ms)));
-        match last {
-            Some((_, t)) => self.put_tree(vps_id, t),
-            None => {
-                lock(&self.trees).remove(&vps_id);
-            }
-        }
         self.update(vps_id, |s| {
             s.loaded = true;
             s.last_cycle = cycle;
             s.last_taken_ms = taken;
             s.last_done_ms = s.last_done_ms.or(taken);
         });
-        Ok(())
+        Ok(last.map(|(_, t)| t))
     }
 }
 

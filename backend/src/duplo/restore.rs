@@ -105,7 +105,7 @@ async fn stream_point(
 ) -> Result<RestoreSummary> {
     let mut ch = conn
         .session
-        .exec_channel(crate::hosts::AGENT_PATH, args)
+        .exec_apart(crate::hosts::AGENT_PATH, args)
         .await
         .map_err(|e| host_err("cannot start the restore", e))?;
     let mut head = Vec::new();

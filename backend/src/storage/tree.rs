@@ -213,6 +213,45 @@ impl Tree {
         out
     }
 
+    /// About how many bytes of memory the tree takes: each entry with what it owns (its path
+    /// and its name again as its directory's key, its chunks, link target, attributes and data
+    /// ranges) and its share of the maps' nodes, and the chunk and inode indexes.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        const NODE: usize = 32; // a map slot's own overhead, about
+        let entry = |e: &Entry| {
+            size_of::<Entry>()
+                + NODE
+                + 2 * e.path.0.len()
+                + size_of::<Vec<u8>>()
+                + e.chunks.len() * size_of::<ChunkId>()
+                + e.target.as_ref().map_or(0, |t| t.0.len())
+                + e.xattrs
+                    .iter()
+                    .map(|x| {
+                        size_of::<serverware_shared::duplo::Xattr>()
+                            + x.name.len()
+                            + x.value.0.len()
+                    })
+                    .sum::<usize>()
+                + e.data.as_ref().map_or(0, |d| d.len() * 16)
+        };
+        let dirs: usize = self
+            .dirs
+            .iter()
+            .map(|(k, d)| {
+                size_of::<Dir>() + NODE + k.len() + d.entries.values().map(entry).sum::<usize>()
+            })
+            .sum();
+        let refs = self.refs.len() * (size_of::<ChunkId>() + size_of::<u32>() + NODE);
+        let inos: usize = self
+            .inos
+            .values()
+            .map(|s| size_of::<u64>() + NODE + s.iter().map(|p| p.len() + NODE).sum::<usize>())
+            .sum();
+        size_of::<Tree>() + self.root.as_ref().map_or(0, entry) + dirs + refs + inos
+    }
+
     pub fn holds_chunk(&self, id: &ChunkId) -> bool {
         self.refs.contains_key(id)
     }

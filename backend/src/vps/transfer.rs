@@ -70,7 +70,7 @@ pub(super) async fn push_template(
     }
     let ch = c
         .session
-        .exec_channel(crate::hosts::AGENT_PATH, &args)
+        .exec_apart(crate::hosts::AGENT_PATH, &args)
         .await
         .map_err(agent_err)?;
     let mut f = tokio::fs::File::open(path)
@@ -150,12 +150,12 @@ pub(super) async fn transfer(
     let _ = (state, from_host, to_host);
     let mut src = from
         .session
-        .exec_channel(crate::hosts::AGENT_PATH, &["rootfs-export", from_name])
+        .exec_apart(crate::hosts::AGENT_PATH, &["rootfs-export", from_name])
         .await
         .map_err(agent_err)?;
     let dst = to
         .session
-        .exec_channel(
+        .exec_apart(
             crate::hosts::AGENT_PATH,
             &[
                 "rootfs-import",

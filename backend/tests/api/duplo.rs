@@ -587,7 +587,11 @@ async fn one_vps(
 
 #[actix_web::test]
 async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
-    let (cluster, t, admin, hosts, tpl) = site(1).await;
+    // No memory for trees between cycles: every cycle reads its VPS's newest point from
+    // storage again (as a VPS whose tree the budget let go does), and still carries only what
+    // the journal saw.
+    let t = TestController::start_with(|c| c.duplo_tree_cache_mb = 0).await;
+    let (cluster, t, admin, hosts, tpl) = crate::vps_lifecycle::site_on(1, t).await;
     // Cycles when asked for (a day apart otherwise), so that the test knows what each carries.
     on_demand(&t, &admin, hosts[0]).await;
     let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "dup-1", 70).await;
@@ -671,6 +675,26 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_eq!(s["recent"][0]["full"], false, "{s}");
     assert_point_is_tree(&store, vid, &root, base);
     assert!(s["journal_lost"].is_null(), "{s}");
+    // `/metrics` counts the cycles; no tree was kept between them.
+    let text = admin
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let figure = |line: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+    };
+    assert!(
+        figure("serverware_duplo_cycles_total{result=\"landed\"}") >= 7.0,
+        "{text}"
+    );
+    assert_eq!(figure("serverware_duplo_trees_kept"), 0.0, "{text}");
 
     // The Storage page's totals follow each point, not only the hourly collection: what
     // `GET /storage` says is what storage holds (nothing was pruned, so every chunk is used).
