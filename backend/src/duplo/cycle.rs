@@ -53,6 +53,9 @@ impl Read for ChannelReader {
     }
 }
 
+/// What a cycle of a VPS deleted meanwhile ends with ([`finish`] forgets it quietly).
+const GONE: &str = "the VPS is gone";
+
 /// A scan request larger than this runs on a connection of its own.
 const APART_FROM: usize = 64 << 10;
 
@@ -71,7 +74,11 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
             Ok((v, host))
         })
         .await
-        .map_err(|e| e.message())?;
+        .map_err(|e| match e {
+            // Deleted since the scheduler's list was read: nothing to copy, nothing failed.
+            crate::error::Error::NotFound(_) => GONE.to_string(),
+            e => e.message(),
+        })?;
     let host = host.ok_or("the VPS is on no host")?;
     let host_id = host.id;
     let conn = dup
@@ -433,6 +440,10 @@ async fn record(dup: &Arc<Duplication>, vps_id: VpsId, host_id: HostId, r: &Repo
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
 pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report, String>) {
+    if result.as_ref().is_err_and(|e| e == GONE) {
+        dup.duplo.forget(vps_id);
+        return;
+    }
     let now = now_ms();
     // The landed tree is the next cycle's; after a failure it is read again from storage if
     // the cycle took it.

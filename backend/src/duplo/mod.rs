@@ -28,6 +28,12 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// After a wake-up, the scheduler waits this much more before its pass.
 const WAKE_GATHER: Duration = Duration::from_millis(50);
 
+/// The scheduler reads the list of duplicated VPSes again after this long.
+const SCHEDULE_ROWS_FOR: Duration = Duration::from_secs(1);
+
+/// The scheduler's list of duplicated VPSes: (VPS, its host, the host's interval, its status).
+type ScheduleRows = Arc<Vec<(VpsId, HostId, i32, String)>>;
+
 /// A full compare at least this often, whatever the journal says: it also catches changes no
 /// journal sees (writes through shared memory maps). Cheap: unchanged files are not read.
 pub const FULL_COMPARE_EVERY: Duration = Duration::from_secs(3600);
@@ -101,6 +107,8 @@ pub struct Duplo {
     pub dirty: std::sync::atomic::AtomicBool,
     /// Each VPS's term: a cycle begun before a restore or failover of it is refused.
     pub terms: Arc<crate::storage::cycle::Terms>,
+    /// The scheduler's list, and when it was read.
+    schedule_rows: Mutex<Option<(Instant, ScheduleRows)>>,
     /// Cycles landed and failed since the controller started (`/metrics`).
     pub landed: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
@@ -132,6 +140,7 @@ impl Duplo {
             collected: Default::default(),
             dirty: Default::default(),
             terms: Default::default(),
+            schedule_rows: Default::default(),
             landed: Default::default(),
             failed: Default::default(),
         }
@@ -280,22 +289,37 @@ pub const MAX_CYCLES_PER_SITE: usize = 64;
 /// One pass of the scheduler: starts the cycles that are due, most overdue first, within
 /// [`MAX_CYCLES_PER_HOST`] and [`MAX_CYCLES_PER_SITE`].
 pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
+    // The duplicated VPSes are read again at most every `SCHEDULE_ROWS_FOR` (ten thousand rows,
+    // and passes come several times a second on a busy site); the claims every pass. A cycle
+    // reads its VPS's row itself, so a list a moment old starts nothing wrong: a VPS deleted
+    // meanwhile ends its cycle quietly.
+    let cached = lock(&dup.duplo.schedule_rows)
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < SCHEDULE_ROWS_FOR)
+        .map(|(_, rows)| rows.clone());
     let (rows, busy) = dup
         .db
-        .read(|c| {
-            let rows = crate::repo::vpses::duplicated(c)?;
+        .read(move |c| {
+            let rows = match cached {
+                Some(rows) => (rows, false),
+                None => (Arc::new(crate::repo::vpses::duplicated(c)?), true),
+            };
             let busy: std::collections::HashSet<VpsId> =
                 crate::ops::claims::all(c)?.into_keys().collect();
             Ok((rows, busy))
         })
         .await
         .map_err(|e| e.message())?;
+    let (rows, fresh) = rows;
+    if fresh {
+        *lock(&dup.duplo.schedule_rows) = Some((Instant::now(), rows.clone()));
+    }
     let now = Instant::now();
     let mut per_host: HashMap<HostId, usize> = HashMap::new();
     let mut running = 0usize;
     // (asked now, due since, VPS, host)
     let mut due: Vec<(bool, Instant, VpsId, HostId)> = Vec::new();
-    for (vps_id, host_id, interval, status) in rows {
+    for &(vps_id, host_id, interval, ref status) in rows.iter() {
         let interval = Duration::from_secs(interval.max(1) as u64);
         let (is_running, asked, next) = dup.duplo.update(vps_id, |s| {
             (
