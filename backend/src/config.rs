@@ -319,6 +319,10 @@ impl PairConfig {
 }
 
 /// The keys a TOML file may set; unknown keys are an error, so a typo is noticed.
+/// netDUPLO's trees kept between cycles, by default (MiB): enough for a few hundred full-size
+/// VPS trees (`duplo::trees`).
+pub const DEFAULT_DUPLO_TREE_CACHE_MB: u64 = 256;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -565,7 +569,7 @@ impl Config {
         let duplo_tree_cache_mb = args
             .duplo_tree_cache_mb
             .or(file.duplo_tree_cache_mb)
-            .unwrap_or(crate::duplo::trees::DEFAULT_BUDGET_MB);
+            .unwrap_or(DEFAULT_DUPLO_TREE_CACHE_MB);
         if duplo_tree_cache_mb > 1 << 20 {
             bail!("duplo_tree_cache_mb must be at most 1048576 (1 TiB); 0 keeps no tree between cycles");
         }

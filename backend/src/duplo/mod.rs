@@ -133,7 +133,9 @@ impl Duplo {
             store,
             dir: dir.to_path_buf(),
             vpses: Default::default(),
-            trees: Mutex::new(trees::Trees::new((trees::DEFAULT_BUDGET_MB << 20) as usize)),
+            trees: Mutex::new(trees::Trees::new(
+                (crate::config::DEFAULT_DUPLO_TREE_CACHE_MB << 20) as usize,
+            )),
             gate: Default::default(),
             pinned: Default::default(),
             wake: Default::default(),

@@ -9,9 +9,6 @@ use crate::storage::tree::Tree;
 use serverware_shared::VpsId;
 use std::collections::{BTreeMap, HashMap};
 
-/// The default budget: enough for a few hundred full-size VPS trees.
-pub const DEFAULT_BUDGET_MB: u64 = 256;
-
 struct Kept {
     tree: Tree,
     bytes: usize,
