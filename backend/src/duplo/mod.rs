@@ -45,8 +45,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// `duplo_points` rows hold what lasts).
 #[derive(Debug, Clone, Default)]
 pub struct VpsDuplo {
-    /// Its newest point's tree read from storage (once after the controller starts, and again
-    /// after a cycle failed with it).
+    /// Its newest point read from storage (once after the controller starts, and again after a
+    /// cycle failed with its tree); the tree itself is read again whenever the trees' budget
+    /// let it go ([`Duplo::take_for_cycle`]).
     pub loaded: bool,
     pub last_cycle: u64,
     /// When the newest point's tree was read, and when it landed (ms since the epoch).
@@ -299,7 +300,7 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         .as_ref()
         .filter(|(at, _)| at.elapsed() < SCHEDULE_ROWS_FOR)
         .map(|(_, rows)| rows.clone());
-    let (rows, busy) = dup
+    let ((rows, fresh), busy) = dup
         .db
         .read(move |c| {
             let rows = match cached {
@@ -312,7 +313,6 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.message())?;
-    let (rows, fresh) = rows;
     if fresh {
         *lock(&dup.duplo.schedule_rows) = Some((Instant::now(), rows.clone()));
     }

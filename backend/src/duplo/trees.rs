@@ -2,7 +2,7 @@
 //! budget of bytes. A VPS's tree is as large as its file system (a Debian VPS has tens of
 //! thousands of entries, a few hundred bytes each): ten thousand of them would not fit in any
 //! controller. The least recently used tree goes first when a new one does not fit; a VPS whose
-//! tree went reads its newest point from storage at its next cycle (`Duplo::prepare`), which
+//! tree went reads its newest point from storage at its next cycle (`Duplo::take_for_cycle`), which
 //! costs that cycle a read of the point's segments and nothing else.
 
 use crate::storage::tree::Tree;
