@@ -53,7 +53,10 @@ impl Out {
 /// netDUPLO's own figures since the controller started.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DuploFigures {
+    /// Cycles that landed a point, that found nothing changed since the newest (and landed
+    /// none), and that failed.
     pub landed: u64,
+    pub unchanged: u64,
     pub failed: u64,
     /// The trees kept between cycles: estimated bytes, and how many.
     pub trees_bytes: u64,
@@ -109,17 +112,22 @@ fn controller(o: &mut Out, hosts: usize, ws_clients: usize, ws_dropped: u64) {
     );
 }
 
-/// Duplication cycles landed and failed, and the memory its trees take.
+/// Duplication cycles by result, and the memory its trees take.
 fn duplication(o: &mut Out, d: DuploFigures) {
     o.family(
         "serverware_duplo_cycles_total",
         "counter",
-        "Duplication cycles since the controller started, by result.",
+        "Duplication cycles since the controller started, by result (unchanged: nothing changed since the newest point, so none landed).",
     );
     o.sample(
         "serverware_duplo_cycles_total",
         &[("result", "landed")],
         d.landed as f64,
+    );
+    o.sample(
+        "serverware_duplo_cycles_total",
+        &[("result", "unchanged")],
+        d.unchanged as f64,
     );
     o.sample(
         "serverware_duplo_cycles_total",

@@ -135,6 +135,7 @@ diesel::table! {
         duration_ms -> BigInt,
         freeze_ms -> BigInt,
         consistent -> Bool,
+        unchanged_until -> Nullable<Timestamp>,
     }
 }
 

@@ -349,7 +349,7 @@ impl Site<'_> {
                     link: format!("/vpses/{}", v.id),
                 });
             }
-            if let Some(t) = s.last_taken_ms.or(self.newest.get(&v.id).copied()) {
+            if let Some(t) = s.fresh_ms().max(self.newest.get(&v.id).copied()) {
                 let lag = (now_ms - t).max(0);
                 // Behind its own schedule by more than the threshold: a VPS duplicated hourly
                 // is not lagging 31 minutes after its point.

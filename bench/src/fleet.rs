@@ -8,8 +8,10 @@
 //! `GET /vpses?limit=100` p99, host death → its HA VPSes placed elsewhere p99 (the decision: the
 //! VPS's host changes; not the restore), reconnect of every host after a controller restart
 //! (and the VPSes that moved meanwhile: false failovers), and database growth per day; then
-//! the memory per host connection, and netDUPLO's cycles landed a second and its oldest newest
-//! point (every VPS duplicated, at `--duplo-interval`, default the product's 10 s).
+//! the memory per host connection, and netDUPLO's cycles a second (those that landed a point,
+//! and those whose journal saw nothing change since the newest: a simulated VPS's log file
+//! changes about once a minute) and its oldest newest point (every VPS duplicated, at
+//! `--duplo-interval`, default the product's 10 s).
 //!
 //! Targets at 1,000 × 10: under one core and 1 GiB RSS on average, sample → socket p99 ≤ 100 ms,
 //! list p99 ≤ 50 ms, reconnect of all ≤ 60 s without a false failover.
@@ -192,6 +194,7 @@ struct Row {
     db_mib_per_day: f64,
     duplo_interval: u64,
     duplo_per_s: f64,
+    duplo_unchanged_per_s: f64,
     duplo_max_lag_s: f64,
     browser: Option<Browser>,
 }
@@ -370,13 +373,15 @@ struct Steady {
     rss_mib: f64,
     socket_p99_ms: f64,
     db_mib_per_day: f64,
-    /// Duplication cycles landed a second in the window, and the oldest newest point at its
-    /// end (seconds).
+    /// Duplication cycles a second in the window (that landed a point, and that found
+    /// nothing changed since the newest), and the oldest newest point at its end (seconds).
     duplo_per_s: f64,
+    duplo_unchanged_per_s: f64,
     duplo_max_lag_s: f64,
 }
 
 const LANDED: &str = "serverware_duplo_cycles_total{result=\"landed\"}";
+const UNCHANGED: &str = "serverware_duplo_cycles_total{result=\"unchanged\"}";
 
 async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64) -> Result<Steady> {
     println!("  steady window of {window} s…");
@@ -403,6 +408,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
     let (sim0, _, _) = usage(sim.pid)?;
     let db0 = db_bytes(ctl);
     let landed0 = api.metric(LANDED).await?;
+    let unchanged0 = api.metric(UNCHANGED).await?;
     let t0 = Instant::now();
     let mut lat = Vec::new();
     let mut rss = Vec::new();
@@ -425,6 +431,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
     let (sim1, _, _) = usage(sim.pid)?;
     let db1 = db_bytes(ctl);
     let duplo_per_s = (api.metric(LANDED).await? - landed0) / secs;
+    let duplo_unchanged_per_s = (api.metric(UNCHANGED).await? - unchanged0) / secs;
     let (_, site) = api.call("GET", "/site", None).await?;
     let duplo_max_lag_s = site["duplication"]["max_lag_ms"]
         .as_f64()
@@ -447,6 +454,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
         socket_p99_ms,
         db_mib_per_day,
         duplo_per_s,
+        duplo_unchanged_per_s,
         duplo_max_lag_s,
     })
 }
@@ -609,6 +617,7 @@ async fn run(
         db_mib_per_day: st.db_mib_per_day,
         duplo_interval,
         duplo_per_s: st.duplo_per_s,
+        duplo_unchanged_per_s: st.duplo_unchanged_per_s,
         duplo_max_lag_s: st.duplo_max_lag_s,
         browser,
     })
@@ -680,9 +689,11 @@ fn main() -> Result<()> {
             r.list_p50_ms
         );
         println!(
-            "{} hosts: netDUPLO landed {:.1} cycles/s in the window (every VPS once every {} s would be {:.0}/s); the oldest newest point at its end: {:.0} s",
+            "{} hosts: netDUPLO ran {:.1} cycles/s in the window ({:.1} landed a point, {:.1} found nothing changed since the newest; every VPS once every {} s would be {:.0}/s); the oldest newest point at its end: {:.0} s",
             r.hosts,
+            r.duplo_per_s + r.duplo_unchanged_per_s,
             r.duplo_per_s,
+            r.duplo_unchanged_per_s,
             r.duplo_interval,
             r.vpses as f64 / r.duplo_interval.max(1) as f64,
             r.duplo_max_lag_s

@@ -6,7 +6,7 @@
 use crate::server::{Exit, Out};
 use crate::{Container, SimHost};
 use serverware_shared::agent::*;
-use serverware_shared::duplo::Changes;
+use serverware_shared::duplo::{ChangedPath, Changes, PathBytes};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -243,20 +243,36 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
                 .collect(),
         },
         AgentRequest::DuploCut { name } => {
-            if !s.containers.contains_key(&name) {
-                return AgentResponse::Error {
-                    message: missing(&name),
-                };
-            }
             s.cut += 1;
-            AgentResponse::DuploCut {
-                cut: s.cut,
-                changes: Changes::Full {
-                    reason: "a simulated host keeps no change journal".into(),
+            let cut = s.cut;
+            match s.containers.get_mut(&name) {
+                Some(c) => AgentResponse::DuploCut {
+                    cut,
+                    changes: journal_cut(c, cut),
+                },
+                None => AgentResponse::Error {
+                    message: missing(&name),
                 },
             }
         }
-        AgentRequest::DuploAck { .. } | AgentRequest::DuploForget { .. } => AgentResponse::Ok,
+        AgentRequest::DuploAck { name, cut } => {
+            if let Some(j) = s
+                .containers
+                .get_mut(&name)
+                .and_then(|c| c.journal.as_mut())
+                .filter(|j| j.cut == cut)
+            {
+                j.pending = false;
+                j.pending_full = false;
+            }
+            AgentResponse::Ok
+        }
+        AgentRequest::DuploForget { name } => {
+            if let Some(c) = s.containers.get_mut(&name) {
+                c.journal = None;
+            }
+            AgentResponse::Ok
+        }
         AgentRequest::StandbyList => AgentResponse::Standbys {
             copies: s
                 .standbys
@@ -282,6 +298,45 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
         }
         other => AgentResponse::Error {
             message: format!("not simulated: {other:?}"),
+        },
+    }
+}
+
+/// A cut of a simulated VPS's journal (as the agent's, `agent/src/journal.rs`): full when it
+/// starts and until that full compare is acknowledged, else the log file if it changed since
+/// the last acknowledged cut, else nothing.
+fn journal_cut(c: &mut crate::Container, cut: u64) -> Changes {
+    c.cuts += 1;
+    let version = c.cuts / crate::scan::CHANGE_EVERY;
+    let Some(j) = c.journal.as_mut() else {
+        c.journal = Some(crate::SimJournal {
+            cut,
+            version,
+            pending: false,
+            pending_full: true,
+        });
+        return Changes::Full {
+            reason: "the journal starts (the simulated agent started, or it was reset)".into(),
+        };
+    };
+    j.cut = cut;
+    if j.version != version {
+        j.version = version;
+        j.pending = true;
+    }
+    if j.pending_full {
+        return Changes::Full {
+            reason: "the journal's full compare has not landed yet".into(),
+        };
+    }
+    Changes::Paths {
+        paths: if j.pending {
+            vec![ChangedPath {
+                path: PathBytes(crate::scan::LOG.as_bytes().to_vec()),
+                deep: false,
+            }]
+        } else {
+            Vec::new()
         },
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! What it does not simulate (see the README's fleet section): no containers run (a VPS is a
 //! record with a state and plausible figures), a VPS's network is its address answering pings
-//! while it runs (no TCP service answers), a VPS's tree is five entries, templates are read and
+//! while it runs (no TCP service answers), a VPS's tree is five entries (its log file changes at
+//! every sixth cut, and a change journal like the agent's says so), templates are read and
 //! dropped (and restores and standby copies write nothing), moves between hosts and drills and
 //! consoles are refused, and a host powered off refuses connections (a real one lets them time out).
 
@@ -55,10 +56,29 @@ pub(crate) struct Container {
     pub running: bool,
     pub since: Instant,
     pub pid: u32,
-    /// Scans of its tree so far (its log file changes every few).
-    pub scans: u64,
+    /// Its files' inode numbers come from this (its first pid: a restart changes no inode).
+    pub ino_seed: u32,
+    /// netDUPLO's cuts of its tree so far: its log file changes every few
+    /// (`scan::CHANGE_EVERY`), just before a cut.
+    pub cuts: u64,
+    /// Its change journal, from the first cut (as the agent's: what changed is handed out by
+    /// cuts until the cycle that carried it is acknowledged).
+    pub journal: Option<SimJournal>,
     pub rx_total: u64,
     pub tx_total: u64,
+}
+
+/// A simulated VPS's change journal.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SimJournal {
+    /// The last cut handed out.
+    pub cut: u64,
+    /// The log version it last saw.
+    pub version: u64,
+    /// The log file changed, handed out and not acknowledged yet.
+    pub pending: bool,
+    /// A full compare was handed out and not acknowledged yet: cuts stay full until it is.
+    pub pending_full: bool,
 }
 
 impl Container {
@@ -69,7 +89,9 @@ impl Container {
             running: false,
             since: Instant::now(),
             pid,
-            scans: 0,
+            ino_seed: pid,
+            cuts: 0,
+            journal: None,
             rx_total: 0,
             tx_total: 0,
         }

@@ -1,5 +1,5 @@
 //! `rootfs-scan` on a simulated host: a VPS's tree is five entries whose log file changes
-//! every few cycles, sent in the agent's stream format (`shared::duplo::stream`) with the same
+//! every few cuts, sent in the agent's stream format (`shared::duplo::stream`) with the same
 //! rules as the real scan: what the previous point knows unchanged is not read again, and no
 //! chunk it holds is sent again.
 
@@ -10,8 +10,11 @@ use serverware_shared::duplo::{
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
-/// The log file changes every this many scans (a cycle every 10 s: about once a minute).
-const CHANGE_EVERY: u64 = 6;
+/// The log file changes every this many cuts (a cycle every 10 s: about once a minute).
+pub(crate) const CHANGE_EVERY: u64 = 6;
+
+/// The path of the file that changes.
+pub(crate) const LOG: &str = "var/log/messages";
 
 fn dir(path: &str) -> Entry {
     let mut e = Entry::new(path.as_bytes(), EntryKind::Dir);
@@ -33,12 +36,11 @@ pub(crate) fn scan(host: &SimHost, name: &str, request: &[u8]) -> Result<Vec<u8>
             .containers
             .get_mut(name)
             .ok_or_else(|| format!("{name} is not a container on this host"))?;
-        c.scans += 1;
         let hostname = c
             .spec
             .as_ref()
             .map_or_else(|| name.to_string(), |sp| sp.hostname.clone());
-        (hostname, c.scans / CHANGE_EVERY, u64::from(c.pid))
+        (hostname, c.cuts / CHANGE_EVERY, u64::from(c.ino_seed))
     };
     let files: [(&str, Vec<u8>, u64, i64); 2] = [
         (
@@ -48,7 +50,7 @@ pub(crate) fn scan(host: &SimHost, name: &str, request: &[u8]) -> Result<Vec<u8>
             1_700_000_000_000_000_000,
         ),
         (
-            "var/log/messages",
+            LOG,
             format!("{name}: simulated log, version {version}\n").into_bytes(),
             seed * 10 + 2,
             1_700_000_000_000_000_000 + version as i64 * 1_000_000_000,

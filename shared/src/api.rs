@@ -1058,6 +1058,10 @@ pub struct RestorePoint {
     pub freeze_ms: u64,
     /// The whole tree was read while the VPS was frozen.
     pub consistent: bool,
+    /// The newest point only: cycles since found the VPS unchanged, the last of them at this
+    /// time (recorded in batches, so it may trail the VPS's status a little).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_until: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/vpses/{id}/duplo`: a VPS's duplication now.
@@ -1071,7 +1075,12 @@ pub struct DuploStatus {
     /// The newest restore point.
     pub last_cycle: Option<u64>,
     pub last_taken_at: Option<DateTime<Utc>>,
-    /// How far storage is behind the VPS now: the age of the newest point's read (ms).
+    /// The last cycle that found nothing changed since the newest point (and so landed none):
+    /// the newest point still was the VPS's tree then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_at: Option<DateTime<Utc>>,
+    /// How far storage is behind the VPS now (ms): the age of the newest point's read, or of
+    /// the last cycle that found it unchanged since.
     pub lag_ms: Option<i64>,
     /// A cycle is running (since when).
     pub running_since: Option<DateTime<Utc>>,

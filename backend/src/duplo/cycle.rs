@@ -19,6 +19,26 @@ const FREEZE_MAX_PATHS: usize = 1000;
 /// How long the agent may take to answer a cut (it sets up the journal's watches on the first).
 const CUT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What one cycle did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new restore point landed.
+    Landed(Report),
+    /// The journal vouched that nothing changed since the newest point (of `cycle`), so none
+    /// landed: that point still was the VPS's tree at `at_ms` (when the journal was asked).
+    Unchanged { cycle: u64, at_ms: i64 },
+}
+
+impl Outcome {
+    /// The cycle of the newest point after it.
+    pub fn cycle(&self) -> u64 {
+        match self {
+            Outcome::Landed(r) => r.cycle,
+            Outcome::Unchanged { cycle, .. } => *cycle,
+        }
+    }
+}
+
 /// What one landed cycle did.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -59,8 +79,9 @@ const GONE: &str = "the VPS is gone";
 /// A scan request larger than this runs on a connection of its own.
 const APART_FROM: usize = 64 << 10;
 
-/// Runs one cycle of `vps_id` on the host it is on now.
-pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String> {
+/// Runs one cycle of `vps_id` on the host it is on now. Unless `asked` (someone asked for a
+/// point), a cycle whose journal saw nothing change since the newest point lands none.
+pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId, asked: bool) -> Result<Outcome, String> {
     let t0 = Instant::now();
     // Its term, before its row: a restore or failover begins a new term before it touches
     // anything and again once the VPS is recorded on its new host, so a cycle reading a copy
@@ -93,7 +114,7 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("storage cannot be read: {e}"))?;
     let state: VpsDuplo = dup.duplo.state(vps_id);
-    let started = begin(dup, &conn, &host, &v, &state, prev.as_ref()).await;
+    let started = begin(dup, &conn, &host, &v, &state, prev.as_ref(), asked).await;
     let Started {
         cut,
         taken_at_ms,
@@ -101,7 +122,24 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         full_reason,
         slot: _slot,
     } = match started {
-        Ok(s) => s,
+        Ok(Begun::Scan(s)) => s,
+        Ok(Begun::Unchanged { at_ms }) => {
+            if let Some(t) = prev {
+                dup.duplo.put_tree(vps_id, t);
+            }
+            // A restore or failover began meanwhile: the copy the journal watched may be
+            // fenced, and vouches for nothing.
+            if dup.duplo.terms.current(vps_id) != term {
+                return Err(format!(
+                    "a restore or failover of {} began during the cycle",
+                    v.name
+                ));
+            }
+            return Ok(Outcome::Unchanged {
+                cycle: state.last_cycle,
+                at_ms,
+            });
+        }
         Err(e) => {
             if let Some(t) = prev {
                 dup.duplo.put_tree(vps_id, t);
@@ -178,7 +216,16 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<Report, String
         report.landed.commit_ms
     );
     record(dup, vps_id, host_id, &report).await;
-    Ok(report)
+    Ok(Outcome::Landed(report))
+}
+
+/// How a cycle goes on after its cut.
+enum Begun {
+    Scan(Started),
+    /// Nothing changed since the newest point (as of `at_ms`): no scan, no point.
+    Unchanged {
+        at_ms: i64,
+    },
 }
 
 /// A cycle whose scan runs.
@@ -194,7 +241,8 @@ struct Started {
     slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Waits for a transfer slot on the host, asks its journal for a cut and starts the scan.
+/// Asks the host's journal for a cut; unless nothing changed since the newest point (and no
+/// one asked for a point), waits for a transfer slot on the host and starts the scan.
 async fn begin(
     dup: &Duplication,
     conn: &crate::hosts::Conn,
@@ -202,7 +250,15 @@ async fn begin(
     v: &crate::vps::VpsRow,
     state: &VpsDuplo,
     prev: Option<&Tree>,
-) -> Result<Started, String> {
+    asked: bool,
+) -> Result<Begun, String> {
+    tracing::debug!(vps = %v.name, "cycle: asking the host's journal for a cut");
+    // Before the question leaves: whatever the journal answers held at least until then.
+    let asked_ms = now_ms();
+    let (cut, changes) = take_cut(conn, &v.name, state).await?;
+    if unchanged(&changes, prev, asked) {
+        return Ok(Begun::Unchanged { at_ms: asked_ms });
+    }
     tracing::debug!(vps = %v.name, host = %host.name, "cycle: waiting for a transfer slot");
     // A cycle's stream is an SSH session to the host: it takes a transfer slot.
     let slot = dup
@@ -211,18 +267,23 @@ async fn begin(
         .acquire_owned()
         .await
         .map_err(|e| e.to_string())?;
-    tracing::debug!(vps = %v.name, "cycle: asking the host's journal for a cut");
-    let (cut, changes) = take_cut(conn, &v.name, state).await?;
     // The point stands for the tree as it was when its read began, no later.
     let taken_at_ms = now_ms();
     let (ch, full_reason) = start_scan(conn, &host.name, v, &changes, prev).await?;
-    Ok(Started {
+    Ok(Begun::Scan(Started {
         cut,
         taken_at_ms,
         ch,
         full_reason,
         slot,
-    })
+    }))
+}
+
+/// Whether a cycle lands no point: its journal vouches that nothing changed since the newest
+/// point (which exists), and no one asked for a point. A full compare (the journal cannot
+/// vouch, or the hourly one) always reads.
+fn unchanged(changes: &Changes, prev: Option<&Tree>, asked: bool) -> bool {
+    !asked && prev.is_some() && matches!(changes, Changes::Paths { paths } if paths.is_empty())
 }
 
 /// Asks the host's journal for a cut: what changed since the last acknowledged cycle (or a
@@ -422,6 +483,7 @@ async fn record(dup: &Arc<Duplication>, vps_id: VpsId, host_id: HostId, r: &Repo
         duration_ms: r.duration_ms as i64,
         freeze_ms: r.landed.stats.freeze_ms as i64,
         consistent: r.landed.stats.consistent,
+        unchanged_until: None,
     };
     let res = dup
         .db
@@ -439,7 +501,7 @@ async fn record(dup: &Arc<Duplication>, vps_id: VpsId, host_id: HostId, r: &Repo
 
 /// After a cycle: the VPS's state, its next cycle, and an event when cycles start or stop
 /// failing (not one per failed cycle at a 1 s interval).
-pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report, String>) {
+pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Outcome, String>) {
     if result.as_ref().is_err_and(|e| e == GONE) {
         dup.duplo.forget(vps_id);
         return;
@@ -447,14 +509,20 @@ pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report
     let now = now_ms();
     // The landed tree is the next cycle's; after a failure it is read again from storage if
     // the cycle took it.
-    let result = result.map(|mut r| {
-        dup.duplo
-            .put_tree(vps_id, std::mem::take(&mut r.landed.tree));
-        r
+    let result = result.map(|mut o| {
+        if let Outcome::Landed(r) = &mut o {
+            dup.duplo
+                .put_tree(vps_id, std::mem::take(&mut r.landed.tree));
+        }
+        o
     });
     let lost_tree = result.is_err() && !dup.duplo.has_tree(vps_id);
     match &result {
-        Ok(_) => &dup.duplo.landed,
+        Ok(Outcome::Landed(_)) => &dup.duplo.landed,
+        Ok(Outcome::Unchanged { cycle, at_ms }) => {
+            dup.duplo.mark_unchanged(vps_id, *cycle, *at_ms);
+            &dup.duplo.unchanged
+        }
         Err(_) => &dup.duplo.failed,
     }
     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -462,7 +530,19 @@ pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report
         let before = s.failures;
         s.running_since_ms = None;
         match &result {
-            Ok(r) => {
+            Ok(Outcome::Unchanged { cycle, at_ms }) => {
+                s.failures = 0;
+                s.last_error = None;
+                if s.last_cycle == *cycle {
+                    s.unchanged_ms = s.unchanged_ms.max(Some(*at_ms));
+                }
+                s.last_done_ms = Some(now);
+                // The hourly full compare counts from here when none landed in this run yet:
+                // a VPS whose journal never sees a change still gets one (writes through
+                // shared memory maps reach no journal).
+                s.last_full_at.get_or_insert_with(Instant::now);
+            }
+            Ok(Outcome::Landed(r)) => {
                 // The Storage page's totals follow every point, not only each collection.
                 if let Some((_, c)) = dup
                     .duplo
@@ -484,6 +564,7 @@ pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report
                 s.last_error = None;
                 s.last_cycle = r.cycle;
                 s.last_taken_ms = Some(r.landed.header.taken_at_ms);
+                s.unchanged_ms = None;
                 s.last_done_ms = Some(now);
                 s.last_full_reason = r.full_reason.clone();
                 if r.landed.full || s.last_full_at.is_none() {
@@ -510,13 +591,18 @@ pub async fn finish(dup: &Arc<Duplication>, vps_id: VpsId, result: Result<Report
             Severity::Error,
             format!("duplication of VPS {{vps}} failed: {e}"),
         )),
-        (Ok(r), n, _) if n > 0 => Some((
+        (Ok(o), n, _) if n > 0 => Some((
             "duplo.cycle_recovered",
             Severity::Info,
-            format!(
-                "duplication of VPS {{vps}} works again (cycle {} landed after {n} failed)",
-                r.cycle
-            ),
+            match o {
+                Outcome::Landed(r) => format!(
+                    "duplication of VPS {{vps}} works again (cycle {} landed after {n} failed)",
+                    r.cycle
+                ),
+                Outcome::Unchanged { cycle, .. } => format!(
+                    "duplication of VPS {{vps}} works again (after {n} failed cycles, it found nothing changed since point {cycle})"
+                ),
+            },
         )),
         _ => None,
     };
@@ -563,6 +649,22 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// A cycle lands no point only when the journal vouches for no change since a point that
+    /// exists, and no one asked for one.
+    #[test]
+    fn only_a_vouched_for_unchanged_tree_skips_its_point() {
+        let prev = Tree::from_entries(vec![Entry::new(b"", EntryKind::Dir), file("f", 3)]);
+        let none = changed(&[]);
+        assert!(unchanged(&none, Some(&prev), false));
+        assert!(!unchanged(&none, Some(&prev), true), "asked for");
+        assert!(!unchanged(&none, None, false), "no point yet");
+        assert!(!unchanged(&changed(&[("f", false)]), Some(&prev), false));
+        let full = Changes::Full {
+            reason: "the hourly full compare".into(),
+        };
+        assert!(!unchanged(&full, Some(&prev), false));
     }
 
     /// A file written through one name and then replaced under it changed for its other

@@ -28,6 +28,10 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// After a wake-up, the scheduler waits this much more before its pass.
 const WAKE_GATHER: Duration = Duration::from_millis(50);
 
+/// Cycles that found nothing changed are written to the points' rows this often, in one
+/// transaction (a row per cycle would be a write per VPS per interval).
+const UNCHANGED_WRITES_EVERY: Duration = Duration::from_secs(30);
+
 /// The scheduler reads the list of duplicated VPSes again after this long.
 const SCHEDULE_ROWS_FOR: Duration = Duration::from_secs(1);
 
@@ -52,6 +56,9 @@ pub struct VpsDuplo {
     pub last_cycle: u64,
     /// When the newest point's tree was read, and when it landed (ms since the epoch).
     pub last_taken_ms: Option<i64>,
+    /// The last cycle that found nothing changed since the newest point (and landed none):
+    /// when it asked the journal (ms since the epoch).
+    pub unchanged_ms: Option<i64>,
     pub last_done_ms: Option<i64>,
     /// A cycle running since (ms since the epoch).
     pub running_since_ms: Option<i64>,
@@ -69,6 +76,12 @@ pub struct VpsDuplo {
 }
 
 impl VpsDuplo {
+    /// Until when storage is known to hold the VPS's tree (ms since the epoch): its newest
+    /// point's read, or the last cycle since that found nothing changed.
+    pub fn fresh_ms(&self) -> Option<i64> {
+        self.last_taken_ms.max(self.unchanged_ms)
+    }
+
     /// When the next cycle is due at `interval`; None: now.
     pub fn next_due(&self, interval: Duration) -> Option<Instant> {
         self.done_at
@@ -110,9 +123,14 @@ pub struct Duplo {
     pub terms: Arc<crate::storage::cycle::Terms>,
     /// The scheduler's list, and when it was read.
     schedule_rows: Mutex<Option<(Instant, ScheduleRows)>>,
-    /// Cycles landed and failed since the controller started (`/metrics`).
+    /// Cycles landed, that found nothing changed, and failed since the controller started
+    /// (`/metrics`).
     pub landed: std::sync::atomic::AtomicU64,
+    pub unchanged: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
+    /// Points found unchanged (VPS → its cycle, and when) not written to their rows yet, and
+    /// when they last were.
+    unchanged_marks: Mutex<(Instant, HashMap<VpsId, (u64, i64)>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -145,7 +163,9 @@ impl Duplo {
             terms: Default::default(),
             schedule_rows: Default::default(),
             landed: Default::default(),
+            unchanged: Default::default(),
             failed: Default::default(),
+            unchanged_marks: Mutex::new((Instant::now(), HashMap::new())),
         }
     }
 
@@ -161,6 +181,7 @@ impl Duplo {
         let (bytes, kept) = lock(&self.trees).usage();
         crate::metrics::DuploFigures {
             landed: self.landed.load(Relaxed),
+            unchanged: self.unchanged.load(Relaxed),
             failed: self.failed.load(Relaxed),
             trees_bytes: bytes as u64,
             trees_kept: kept as u64,
@@ -217,6 +238,12 @@ impl Duplo {
             .min()
     }
 
+    /// A cycle found the VPS unchanged since its point of `cycle` at `at_ms`: written to the
+    /// point's row with the next batch.
+    pub fn mark_unchanged(&self, vps_id: VpsId, cycle: u64, at_ms: i64) {
+        lock(&self.unchanged_marks).1.insert(vps_id, (cycle, at_ms));
+    }
+
     pub fn is_pinned(&self, vps_id: VpsId, cycle: u64) -> bool {
         lock(&self.pinned).contains_key(&(vps_id, cycle))
     }
@@ -245,6 +272,9 @@ impl Duplo {
             .map_or((0, None), |(h, _)| (h.cycle, Some(h.taken_at_ms)));
         self.update(vps_id, |s| {
             s.loaded = true;
+            if s.last_cycle != cycle {
+                s.unchanged_ms = None;
+            }
             s.last_cycle = cycle;
             s.last_taken_ms = taken;
             s.last_done_ms = s.last_done_ms.or(taken);
@@ -346,20 +376,20 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         }
     }
     for (vps_id, _) in pick(due, running, per_host) {
-        let start = dup.duplo.update(vps_id, |s| {
+        // (started, asked for: an asked-for cycle lands a point even when nothing changed)
+        let (start, asked) = dup.duplo.update(vps_id, |s| {
             if s.running_since_ms.is_some() {
-                return false;
+                return (false, false);
             }
             s.running_since_ms = Some(now_ms());
-            s.now_requested = false;
-            true
+            (true, std::mem::take(&mut s.now_requested))
         });
         if !start {
             continue;
         }
         let dup = dup.clone();
         tokio::spawn(async move {
-            let result = cycle::run(&dup, vps_id).await;
+            let result = cycle::run(&dup, vps_id, asked).await;
             cycle::finish(&dup, vps_id, result).await;
             // Its place is free: the next one waiting starts without waiting for the tick.
             dup.duplo.wake.notify_one();
@@ -413,14 +443,48 @@ pub async fn cycle_now(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<u64, Str
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let result = cycle::run(dup, vps_id).await;
-    let out = result.as_ref().map(|r| r.cycle).map_err(|e| e.clone());
+    let result = cycle::run(dup, vps_id, true).await;
+    let out = result.as_ref().map(|r| r.cycle()).map_err(|e| e.clone());
     cycle::finish(dup, vps_id, result).await;
     out
 }
 
+/// Writes the points found unchanged since the last batch, when a batch is due.
+async fn write_unchanged(dup: &Duplication) {
+    let marks: Vec<(VpsId, i64, chrono::NaiveDateTime)> = {
+        let mut m = lock(&dup.duplo.unchanged_marks);
+        if m.0.elapsed() < UNCHANGED_WRITES_EVERY {
+            return;
+        }
+        m.0 = Instant::now();
+        std::mem::take(&mut m.1)
+            .into_iter()
+            .map(|(v, (cycle, ms))| {
+                let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                (v, cycle as i64, at.naive_utc())
+            })
+            .collect()
+    };
+    if marks.is_empty() {
+        return;
+    }
+    let n = marks.len();
+    let res = dup
+        .db
+        .run(move |c| crate::repo::points::mark_unchanged(c, &marks))
+        .await;
+    if let Err(e) = res {
+        // Only the rows' record of it is lost: the next cycles find the same again.
+        tracing::warn!(
+            "cannot record {n} unchanged restore points: {}",
+            e.message()
+        );
+    }
+}
+
 pub async fn tick(dup: &Arc<Duplication>) -> Result<(), String> {
     schedule(dup).await?;
+    write_unchanged(dup).await;
     tokio::select! {
         _ = tokio::time::sleep(TICK) => {}
         // Woken (a cycle asked for, or a place freed): a moment more gathers what else ends,

@@ -86,6 +86,7 @@ pub async fn settle(dup: &Arc<Duplication>, dropped: &[Point]) -> Result<(), Str
             duration_ms: 0,
             freeze_ms: 0,
             consistent: false,
+            unchanged_until: None,
         };
         let _ = dup.db.run(move |c| repo::insert_missing(c, &row)).await;
     }

@@ -24,6 +24,15 @@ pub async fn status(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<DuploStatus
     let last_taken_ms = s
         .last_taken_ms
         .or(newest.map(|r| r.taken_at.timestamp_millis()));
+    // Found unchanged since: as this run knows it, or as the newest point's row says (written
+    // in batches, and before a restart).
+    let unchanged_ms = s.unchanged_ms.max(
+        newest
+            .filter(|r| s.last_cycle == 0 || r.cycle == s.last_cycle)
+            .and_then(|r| r.unchanged_until)
+            .map(|t| t.timestamp_millis()),
+    );
+    let fresh_ms = last_taken_ms.max(unchanged_ms);
     let when = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
     Ok(DuploStatus {
         vps_id: vps_id.get(),
@@ -33,7 +42,8 @@ pub async fn status(dup: &Arc<Duplication>, vps_id: VpsId) -> Result<DuploStatus
             .map(|r| r.cycle)
             .or((s.last_cycle > 0).then_some(s.last_cycle)),
         last_taken_at: last_taken_ms.and_then(when),
-        lag_ms: last_taken_ms.map(|t| (now - t).max(0)),
+        unchanged_at: unchanged_ms.and_then(when),
+        lag_ms: fresh_ms.map(|t| (now - t).max(0)),
         running_since: s.running_since_ms.and_then(when),
         next_in_ms: if enabled && s.running_since_ms.is_none() {
             let iv = std::time::Duration::from_secs(interval.unwrap_or(1).max(1) as u64);

@@ -26,6 +26,7 @@ pub struct PointRow {
     pub duration_ms: i64,
     pub freeze_ms: i64,
     pub consistent: bool,
+    pub unchanged_until: Option<NaiveDateTime>,
 }
 
 impl PointRow {
@@ -45,6 +46,7 @@ impl PointRow {
             duration_ms: n(self.duration_ms),
             freeze_ms: n(self.freeze_ms),
             consistent: self.consistent,
+            unchanged_until: self.unchanged_until.map(|t| t.and_utc()),
         }
     }
 }
@@ -136,10 +138,36 @@ pub fn usage(c: &mut DbConn, vps: VpsId, cycle: i64) -> Result<(i64, i64)> {
     Ok((newest_bytes, added.unwrap_or(0)))
 }
 
-/// Per VPS with points: when its newest was taken.
+/// Per VPS with points: when its newest was taken, or found unchanged later.
 pub fn newest_taken(c: &mut DbConn) -> Result<Vec<(i64, Option<NaiveDateTime>)>> {
-    Ok(p::table
+    let rows: Vec<(i64, Option<NaiveDateTime>, Option<NaiveDateTime>)> = p::table
         .group_by(p::vps_id)
-        .select((p::vps_id, diesel::dsl::max(p::taken_at)))
-        .load(c)?)
+        .select((
+            p::vps_id,
+            diesel::dsl::max(p::taken_at),
+            diesel::dsl::max(p::unchanged_until),
+        ))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(|(v, taken, unchanged)| (v, taken.max(unchanged)))
+        .collect())
+}
+
+/// Records, in one transaction, that each point (VPS, cycle) still was its VPS's tree at the
+/// time given (a later time only: a batch written late never moves one back).
+pub fn mark_unchanged(c: &mut DbConn, marks: &[(VpsId, i64, NaiveDateTime)]) -> Result<()> {
+    c.transaction(|c| {
+        for (vps, cycle, at) in marks {
+            diesel::update(
+                p::table
+                    .filter(p::vps_id.eq(*vps))
+                    .filter(p::cycle.eq(*cycle))
+                    .filter(p::unchanged_until.is_null().or(p::unchanged_until.lt(*at))),
+            )
+            .set(p::unchanged_until.eq(*at))
+            .execute(c)?;
+        }
+        Ok(())
+    })
 }

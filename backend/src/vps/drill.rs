@@ -200,7 +200,14 @@ async fn run(
     to: &HostRow,
     manifest: Arc<Manifest>,
 ) -> std::result::Result<String, Error> {
-    let rpo_ms = (chrono::Utc::now().timestamp_millis() - manifest.taken_at_ms).max(0);
+    // How old the data a failover would bring up is: the point's read, or, for the newest
+    // point, the last cycle that found the VPS unchanged since.
+    let d = state.duplo.state(src.id);
+    let fresh_ms = match d.unchanged_ms {
+        Some(t) if d.last_cycle == manifest.cycle => t.max(manifest.taken_at_ms),
+        _ => manifest.taken_at_ms,
+    };
+    let rpo_ms = (chrono::Utc::now().timestamp_millis() - fresh_ms).max(0);
     let detect_ms = match src.host_id {
         Some(h) => state
             .db

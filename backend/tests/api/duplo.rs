@@ -727,6 +727,102 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     );
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time in a status.
+fn ms_of(v: &Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+#[actix_web::test]
+async fn a_cycle_that_finds_nothing_changed_lands_no_point_and_still_counts_as_current() {
+    let (cluster, t, admin, hosts, tpl) = site(1).await;
+    // Scheduled cycles every 2 s (none asked for: an asked-for cycle always lands a point).
+    let r = admin
+        .patch(t.url(&format!("/api/v1/hosts/{}", hosts[0])))
+        .json(&json!({"duplo_interval_secs": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (vid, base) = one_vps(&t, &admin, &cluster, hosts[0], tpl, "same-1", 71).await;
+    let root = cluster.hosts[0].dir.join("lxc/same-1/rootfs");
+    let store = store_of(&t);
+    point_after(&t, &admin, vid, 0).await;
+
+    // Cycles go on finding nothing changed: the newest point stays, and counts as current.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let s = loop {
+        let s = duplo(&t, &admin, vid).await;
+        let (taken, unchanged) = (ms_of(&s["last_taken_at"]), ms_of(&s["unchanged_at"]));
+        if let (Some(taken), Some(unchanged)) = (taken, unchanged) {
+            if unchanged >= taken + 5000 {
+                break s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cycle found the idle VPS unchanged for 5 s: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let taken = ms_of(&s["last_taken_at"]).unwrap();
+    let lag = s["lag_ms"].as_i64().unwrap();
+    let age = chrono::Utc::now().timestamp_millis() - taken;
+    assert!(
+        lag + 4000 <= age,
+        "the lag counts from the newest point's read: {s}"
+    );
+    let cycle = s["last_cycle"].as_u64().unwrap();
+    assert_eq!(
+        points::cycles(&store, VpsId(vid)).unwrap().last(),
+        Some(&cycle),
+        "no point landed in storage: {s}"
+    );
+    // What it vouched for is true: the newest point is the VPS's tree now.
+    assert_point_is_tree(&store, vid, &root, base);
+
+    // A change inside: the next scheduled cycle lands a point with it, carried by the journal.
+    let (ok, out) = vps_sh(&cluster, 0, "same-1", "echo changed > /root/after");
+    assert!(ok, "{out}");
+    let s = point_after(&t, &admin, vid, cycle).await;
+    assert_eq!(s["recent"][0]["full"], false, "{s}");
+    assert!(
+        s["unchanged_at"].is_null(),
+        "a new point is current by itself: {s}"
+    );
+    let m = assert_point_is_tree(&store, vid, &root, base);
+    assert!(m.entries.iter().any(|e| e.path.0 == b"root/after"));
+
+    // The points' rows keep it too (written in batches), for after a restart.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = get(&t, &admin, &format!("/api/v1/vpses/{vid}/points?limit=1")).await;
+        if ms_of(&p[0]["unchanged_until"]).is_some_and(|u| u > ms_of(&p[0]["taken_at"]).unwrap()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the newest point's row never said it was found unchanged: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = admin
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unchanged: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("serverware_duplo_cycles_total{result=\"unchanged\"}"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no unchanged cycles in {text}"));
+    assert!(unchanged >= 3.0, "{text}");
+}
+
 /// The tree of point `cycle` of `vid` as stored.
 pub(crate) fn point_tree(store: &DirStore, vid: i64, cycle: u64) -> BTreeMap<Vec<u8>, Desc> {
     tree_of_point(store, &points::load(store, VpsId(vid), cycle).unwrap())

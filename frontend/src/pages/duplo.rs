@@ -89,8 +89,9 @@ pub fn DuploPanel(
                     <table class="grid kv" data-test="duplo-status">
                         <tr><th>"State"</th><td data-test="duplo-state" class=state_class>{state}</td></tr>
                         <tr><th>"Interval"</th><td>{if s.interval_secs <= 1 { "continuous (every second)".to_string() } else { format!("every {} s (set on its host)", s.interval_secs) }}</td></tr>
-                        <tr><th>"Last cycle"</th><td data-test="duplo-last">{match (s.last_cycle, s.last_taken_at) {
-                            (Some(c), Some(t)) => format!("#{c}, read {}", when(&t)),
+                        <tr><th>"Last cycle"</th><td data-test="duplo-last">{match (s.last_cycle, s.last_taken_at, s.unchanged_at) {
+                            (Some(c), Some(t), Some(u)) => format!("#{c}, read {}; nothing changed since, as of {}", when(&t), when(&u)),
+                            (Some(c), Some(t), None) => format!("#{c}, read {}", when(&t)),
                             _ => "none yet".into(),
                         }}</td></tr>
                         <tr><th>"Lag now"</th><td data-test="duplo-lag">{s.lag_ms.map(ago).unwrap_or("–".into())}</td></tr>

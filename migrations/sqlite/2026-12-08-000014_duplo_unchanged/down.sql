@@ -1,0 +1,1 @@
+ALTER TABLE duplo_points DROP COLUMN unchanged_until;
