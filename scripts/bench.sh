@@ -10,7 +10,7 @@
 #   scripts/bench.sh failover [--rounds N] [--gb G] [--many M] [--cut C] [--soak S]
 #   scripts/bench.sh takeover [--rounds N] [--lease S] [--kill]
 #   scripts/bench.sh provision [--boots N] [--cold 0|1]
-#   scripts/bench.sh fleet [--hosts 100,1000] [--vpses 10] [--seconds 60] [--deaths 5] [--duplo-interval 10]
+#   scripts/bench.sh fleet [--hosts 100,1000] [--vpses 10] [--seconds 60] [--deaths 5] [--duplo-interval 10] [--change-every 6]
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_build_deps
 need_apt iproute2 openssh-server openssh-client tini openssl lxc busybox-static rsync etcd-server

@@ -11,7 +11,8 @@
 //! the memory per host connection, and netDUPLO's cycles a second (those that landed a point,
 //! and those whose journal saw nothing change since the newest: a simulated VPS's log file
 //! changes about once a minute) and its oldest newest point (every VPS duplicated, at
-//! `--duplo-interval`, default the product's 10 s).
+//! `--duplo-interval`, default the product's 10 s; `--change-every 1` makes every cycle land a
+//! point).
 //!
 //! Targets at 1,000 × 10: under one core and 1 GiB RSS on average, sample → socket p99 ≤ 100 ms,
 //! list p99 ≤ 50 ms, reconnect of all ≤ 60 s without a false failover.
@@ -37,7 +38,7 @@ const LINK: &str = "swfleetb";
 const PASSWORD_ENV: &str = "SW_FLEETSIM_PASSWORD";
 
 impl Sim {
-    fn start(n: usize, password: &str) -> Result<Sim> {
+    fn start(n: usize, password: &str, change_every: u64) -> Result<Sim> {
         let bin = std::env::current_exe()?.with_file_name("sw-fleetsim");
         let agent = std::env::current_exe()?.with_file_name("serverware-agent");
         let out_file =
@@ -45,6 +46,7 @@ impl Sim {
         let port = free_port()?.to_string();
         let mut child = Command::new(&bin)
             .args(["--hosts", &n.to_string(), "--port", &port])
+            .args(["--change-every", &change_every.to_string()])
             .args(["--vps-link", LINK, "--vps-net", "10.77.192.0/18"])
             .arg("--agent")
             .arg(&agent)
@@ -196,6 +198,7 @@ struct Row {
     duplo_per_s: f64,
     duplo_unchanged_per_s: f64,
     duplo_max_lag_s: f64,
+    duplo_without_point: u64,
     browser: Option<Browser>,
 }
 
@@ -378,6 +381,8 @@ struct Steady {
     duplo_per_s: f64,
     duplo_unchanged_per_s: f64,
     duplo_max_lag_s: f64,
+    /// VPSes with no restore point at its end (not in the lag).
+    duplo_without_point: u64,
 }
 
 const LANDED: &str = "serverware_duplo_cycles_total{result=\"landed\"}";
@@ -437,6 +442,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
         .as_f64()
         .unwrap_or(f64::NAN)
         / 1000.0;
+    let duplo_without_point = site["duplication"]["without_point"].as_u64().unwrap_or(0);
     drain.abort();
     drop(one);
     let socket_samples = lat.len();
@@ -456,6 +462,7 @@ async fn steady(ctl: &Controller, sim: &Sim, api: &Api, first: i64, window: u64)
         duplo_per_s,
         duplo_unchanged_per_s,
         duplo_max_lag_s,
+        duplo_without_point,
     })
 }
 
@@ -556,9 +563,10 @@ async fn run(
     window: u64,
     deaths: usize,
     duplo_interval: u64,
+    change_every: u64,
 ) -> Result<Row> {
     let password = format!("fleet-bench-{}", std::process::id());
-    let mut sim = Sim::start(n, &password)?;
+    let mut sim = Sim::start(n, &password, change_every)?;
     let dashboard = std::env::var("BENCH_STATIC_DIR").unwrap_or_default();
     let mut env = vec![("SERVERWARE_SSH_LISTEN", "off")];
     if !dashboard.is_empty() {
@@ -618,6 +626,7 @@ async fn run(
         duplo_interval,
         duplo_per_s: st.duplo_per_s,
         duplo_unchanged_per_s: st.duplo_unchanged_per_s,
+        duplo_without_point: st.duplo_without_point,
         duplo_max_lag_s: st.duplo_max_lag_s,
         browser,
     })
@@ -638,11 +647,22 @@ fn main() -> Result<()> {
     let deaths = arg("--deaths", 5)? as usize;
     // netDUPLO's cycle interval on every host (the product's default is 10 s).
     let duplo_interval = arg("--duplo-interval", 10)?;
+    // Each simulated VPS's log file changes at every this many cuts (the simulator's default 6;
+    // 1: every cycle lands a point).
+    let change_every = arg("--change-every", 6)?.max(1);
     let mut rows = Vec::new();
     for n in sizes {
-        println!("fleet of {n} simulated hosts × {per_host} VPSes");
-        let row =
-            actix_rt::System::new().block_on(run(n, per_host, window, deaths, duplo_interval))?;
+        println!(
+            "fleet of {n} simulated hosts × {per_host} VPSes (each VPS's log changes at every {change_every}. duplication cut, cycles every {duplo_interval} s)"
+        );
+        let row = actix_rt::System::new().block_on(run(
+            n,
+            per_host,
+            window,
+            deaths,
+            duplo_interval,
+            change_every,
+        ))?;
         rows.push(row);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -689,14 +709,15 @@ fn main() -> Result<()> {
             r.list_p50_ms
         );
         println!(
-            "{} hosts: netDUPLO ran {:.1} cycles/s in the window ({:.1} landed a point, {:.1} found nothing changed since the newest; every VPS once every {} s would be {:.0}/s); the oldest newest point at its end: {:.0} s",
+            "{} hosts: netDUPLO ran {:.1} cycles/s in the window ({:.1} landed a point, {:.1} found nothing changed since the newest; every VPS once every {} s would be {:.0}/s); the oldest newest point at its end: {:.0} s ({} VPSes with no point yet)",
             r.hosts,
             r.duplo_per_s + r.duplo_unchanged_per_s,
             r.duplo_per_s,
             r.duplo_unchanged_per_s,
             r.duplo_interval,
             r.vpses as f64 / r.duplo_interval.max(1) as f64,
-            r.duplo_max_lag_s
+            r.duplo_max_lag_s,
+            r.duplo_without_point
         );
     }
     for b in rows.iter().filter_map(|r| r.browser.as_ref()) {

@@ -248,7 +248,7 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
             match s.containers.get_mut(&name) {
                 Some(c) => AgentResponse::DuploCut {
                     cut,
-                    changes: journal_cut(c, cut),
+                    changes: journal_cut(c, cut, host.change_every),
                 },
                 None => AgentResponse::Error {
                     message: missing(&name),
@@ -305,9 +305,9 @@ fn answer(host: &SimHost, request: AgentRequest) -> AgentResponse {
 /// A cut of a simulated VPS's journal (as the agent's, `agent/src/journal.rs`): full when it
 /// starts and until that full compare is acknowledged, else the log file if it changed since
 /// the last acknowledged cut, else nothing.
-fn journal_cut(c: &mut crate::Container, cut: u64) -> Changes {
+fn journal_cut(c: &mut crate::Container, cut: u64, change_every: u64) -> Changes {
     c.cuts += 1;
-    let version = c.cuts / crate::scan::CHANGE_EVERY;
+    let version = c.cuts / change_every;
     let Some(j) = c.journal.as_mut() else {
         c.journal = Some(crate::SimJournal {
             cut,

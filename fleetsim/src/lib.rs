@@ -9,7 +9,8 @@
 //! What it does not simulate (see the README's fleet section): no containers run (a VPS is a
 //! record with a state and plausible figures), a VPS's network is its address answering pings
 //! while it runs (no TCP service answers), a VPS's tree is five entries (its log file changes at
-//! every sixth cut, and a change journal like the agent's says so), templates are read and
+//! every sixth cut unless told otherwise, and a change journal like the agent's says so),
+//! templates are read and
 //! dropped (and restores and standby copies write nothing), moves between hosts and drills and
 //! consoles are refused, and a host powered off refuses connections (a real one lets them time out).
 
@@ -47,7 +48,14 @@ pub struct Options {
     pub seed: u64,
     /// Where running VPSes' addresses answer pings (see [`net`]); None: they do not.
     pub net: Option<Arc<net::Net>>,
+    /// Each VPS's log file changes at every this many netDUPLO cuts (1: at every cut; see
+    /// [`DEFAULT_CHANGE_EVERY`]).
+    pub change_every: u64,
 }
+
+/// A VPS's log file changes at every sixth cut: about once a minute at the product's 10 s
+/// duplication interval.
+pub const DEFAULT_CHANGE_EVERY: u64 = 6;
 
 /// One simulated VPS container.
 #[derive(Debug, Clone)]
@@ -129,6 +137,7 @@ pub struct SimHost {
     pub(crate) password: String,
     pub(crate) seed: u64,
     pub(crate) net: Option<Arc<net::Net>>,
+    pub(crate) change_every: u64,
 }
 
 impl SimHost {
@@ -228,6 +237,7 @@ impl Fleet {
                 password: opts.password.clone(),
                 seed: opts.seed.wrapping_add(i as u64 * 7919),
                 net: opts.net.clone(),
+                change_every: opts.change_every.max(1),
             });
             hosts.push(host);
         }

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts 200 [--first 127.77.0.1] [--port 2200]
-//!     [--agent PATH] [--out hosts.json] [--seed N] [--vps-link swfleet
+//!     [--agent PATH] [--out hosts.json] [--seed N] [--change-every CUTS] [--vps-link swfleet
 //!     [--vps-net 10.77.240.0/20]]
 //! ```
 //!
+//! `--change-every CUTS` (default 6): each VPS's log file changes at every CUTS-th netDUPLO
+//! cut (1: at every cut, so that every cycle lands a point).
 //! It writes the hosts (name, `ssh://root@ADDRESS:PORT`, host key) as JSON to `--out`, prints
 //! `ready N`, then reads commands on stdin, one per line: `off I` (host I loses power), `on I`
 //! (it boots), `state I` (its containers), `quit`. It ends when its input ends. With
@@ -20,7 +22,7 @@ use tokio::io::AsyncBufReadExt;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts N [--first 127.77.0.1] [--port 2200] [--agent PATH] [--out FILE] [--seed N] [--vps-link NAME [--vps-net A.B.C.D/LEN]]"
+        "usage: SW_FLEETSIM_PASSWORD=… sw-fleetsim --hosts N [--first 127.77.0.1] [--port 2200] [--agent PATH] [--out FILE] [--seed N] [--change-every CUTS] [--vps-link NAME [--vps-net A.B.C.D/LEN]]"
     );
     std::process::exit(2)
 }
@@ -60,6 +62,14 @@ async fn main() -> anyhow::Result<()> {
     let seed = flag("--seed")
         .map(|p| p.parse().unwrap_or_else(|_| usage()))
         .unwrap_or(1);
+    let change_every = flag("--change-every")
+        .map(|p| {
+            p.parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .unwrap_or_else(|| usage())
+        })
+        .unwrap_or(serverware_fleetsim::DEFAULT_CHANGE_EVERY);
     let password = std::env::var("SW_FLEETSIM_PASSWORD").unwrap_or_default();
     if password.is_empty() {
         anyhow::bail!("set SW_FLEETSIM_PASSWORD: the hosts' root password");
@@ -89,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         agent_sha256,
         seed,
         net,
+        change_every,
     })
     .await?;
     let described = serde_json::to_string_pretty(&fleet.describe())?;

@@ -1,5 +1,5 @@
 //! `rootfs-scan` on a simulated host: a VPS's tree is five entries whose log file changes
-//! every few cuts, sent in the agent's stream format (`shared::duplo::stream`) with the same
+//! every few cuts (`--change-every`), sent in the agent's stream format (`shared::duplo::stream`) with the same
 //! rules as the real scan: what the previous point knows unchanged is not read again, and no
 //! chunk it holds is sent again.
 
@@ -9,9 +9,6 @@ use serverware_shared::duplo::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-
-/// The log file changes every this many cuts (a cycle every 10 s: about once a minute).
-pub(crate) const CHANGE_EVERY: u64 = 6;
 
 /// The path of the file that changes.
 pub(crate) const LOG: &str = "var/log/messages";
@@ -40,7 +37,7 @@ pub(crate) fn scan(host: &SimHost, name: &str, request: &[u8]) -> Result<Vec<u8>
             .spec
             .as_ref()
             .map_or_else(|| name.to_string(), |sp| sp.hostname.clone());
-        (hostname, c.cuts / CHANGE_EVERY, u64::from(c.ino_seed))
+        (hostname, c.cuts / host.change_every, u64::from(c.ino_seed))
     };
     let files: [(&str, Vec<u8>, u64, i64); 2] = [
         (

@@ -1280,6 +1280,9 @@ pub struct DuplicationHealth {
     pub vpses: u64,
     /// Of those, whose last cycle failed.
     pub failing: u64,
+    /// Of those, with no restore point yet (not counted in the lag: nothing to fail over to).
+    #[serde(default)]
+    pub without_point: u64,
     /// The oldest newest point: how much a failover could lose at worst now (ms), and whose.
     pub max_lag_ms: Option<i64>,
     pub max_lag_vps: Option<String>,

@@ -65,6 +65,10 @@ pub struct VpsDuplo {
     /// When the last cycle ended (landed or failed): the next is due its host's interval later
     /// (as the interval is now), or after failures a back-off. None: due now.
     pub done_at: Option<Instant>,
+    /// When the scheduler first saw it (this run): with no cycle ended yet, it is due since
+    /// then, so that on a site with more to copy than it keeps up with, a VPS with no cycle yet
+    /// waits its turn among the overdue instead of behind every one of them.
+    pub seen_at: Option<Instant>,
     pub now_requested: bool,
     /// Failures in a row, and the last one's message.
     pub failures: u32,
@@ -353,11 +357,12 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
     let mut due: Vec<(bool, Instant, VpsId, HostId)> = Vec::new();
     for &(vps_id, host_id, interval, ref status) in rows.iter() {
         let interval = Duration::from_secs(interval.max(1) as u64);
-        let (is_running, asked, next) = dup.duplo.update(vps_id, |s| {
+        let (is_running, asked, next, seen) = dup.duplo.update(vps_id, |s| {
             (
                 s.running_since_ms.is_some(),
                 s.now_requested,
                 s.next_due(interval),
+                *s.seen_at.get_or_insert(now),
             )
         });
         if is_running {
@@ -368,11 +373,8 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         if busy.contains(&vps_id) || status == "creating" || !dup.hosts.connected(host_id) {
             continue;
         }
-        match next {
-            _ if asked => due.push((true, now, vps_id, host_id)),
-            None => due.push((false, now, vps_id, host_id)),
-            Some(t) if t <= now => due.push((false, t, vps_id, host_id)),
-            Some(_) => {}
+        if let Some((asked, since)) = due_since(asked, next, seen, now) {
+            due.push((asked, since, vps_id, host_id));
         }
     }
     for (vps_id, _) in pick(due, running, per_host) {
@@ -396,6 +398,23 @@ pub async fn schedule(dup: &Arc<Duplication>) -> Result<(), String> {
         });
     }
     Ok(())
+}
+
+/// Whether a VPS's cycle is due at `now` (asked for, or since when): asked for now; due since
+/// its next cycle's time; with no cycle ended yet in this run, due since the scheduler first
+/// saw it (`seen`).
+fn due_since(
+    asked: bool,
+    next: Option<Instant>,
+    seen: Instant,
+    now: Instant,
+) -> Option<(bool, Instant)> {
+    match next {
+        _ if asked => Some((true, now)),
+        None => Some((false, seen)),
+        Some(t) if t <= now => Some((false, t)),
+        Some(_) => None,
+    }
 }
 
 /// Which of the `due` cycles (asked for now, due since, VPS, host) start, given how many run
@@ -498,6 +517,35 @@ pub async fn tick(dup: &Arc<Duplication>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a site with more to copy than it keeps up with, a VPS with no cycle yet (a new one,
+    /// or any after a restart) waits its turn among the overdue: it once went behind every
+    /// overdue VPS at every pass, and never got a point.
+    #[test]
+    fn a_vps_with_no_cycle_yet_is_due_since_it_was_first_seen() {
+        let now = Instant::now();
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let new = due_since(false, None, ago(30), now).unwrap();
+        let overdue = due_since(false, Some(ago(10)), ago(600), now).unwrap();
+        assert_eq!(new, (false, ago(30)));
+        assert_eq!(
+            due_since(false, Some(now + Duration::from_secs(1)), ago(600), now),
+            None
+        );
+        assert_eq!(
+            due_since(true, Some(now + Duration::from_secs(5)), ago(1), now),
+            Some((true, now))
+        );
+        let picked = pick(
+            vec![
+                (overdue.0, overdue.1, VpsId(1), HostId(1)),
+                (new.0, new.1, VpsId(2), HostId(2)),
+            ],
+            MAX_CYCLES_PER_SITE - 1,
+            HashMap::new(),
+        );
+        assert_eq!(picked, [(VpsId(2), HostId(2))], "the one waiting longest");
+    }
 
     #[test]
     fn cycles_start_within_the_limits_most_overdue_first() {

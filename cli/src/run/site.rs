@@ -32,6 +32,12 @@ pub(super) fn site_text(v: &Value) -> String {
         ),
         None => "no restore point yet".into(),
     };
+    let lag = match v["duplication"]["without_point"].as_u64() {
+        Some(n) if n > 0 && v["duplication"]["max_lag_ms"].is_i64() => {
+            format!("{lag}; {n} with no point yet")
+        }
+        _ => lag,
+    };
     let storage = match (
         v["storage"]["filesystem_bytes"].as_f64(),
         v["storage"]["filesystem_free_bytes"].as_f64(),

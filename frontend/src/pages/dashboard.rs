@@ -147,7 +147,7 @@ fn SiteHealth() -> impl IntoView {
                         <div class="muted">{if risk.is_empty() { "none at risk".to_string() } else { format!("at risk: {risk}") }}</div></div>
                     <div class="card stat" data-test="duplo-health"><div class="stat-label">"Duplication lag"</div>
                         <div class=format!("stat-value small {}", if h.duplication.failing > 0 { "bad" } else { "" })>{h.duplication.max_lag_ms.map(super::duplo::ago).unwrap_or("–".into())}</div>
-                        <div class="muted">{format!("worst{} · {} of {} failing", h.duplication.max_lag_vps.clone().map(|n| format!(": {n}")).unwrap_or_default(), h.duplication.failing, h.duplication.vpses)}</div></div>
+                        <div class="muted">{format!("worst{} · {} of {} failing{}", h.duplication.max_lag_vps.clone().map(|n| format!(": {n}")).unwrap_or_default(), h.duplication.failing, h.duplication.vpses, match h.duplication.without_point { 0 => String::new(), n => format!(" · {n} with no point yet") })}</div></div>
                     <div class="card stat" data-test="storage-health"><div class="stat-label">"Storage"</div>
                         <div class="stat-value small">{disk.0}</div><div class="muted">{disk.1}</div></div>
                 </div>
