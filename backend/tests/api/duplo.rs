@@ -676,25 +676,16 @@ async fn restore_points_equal_the_vps_tree_with_and_without_the_journal() {
     assert_point_is_tree(&store, vid, &root, base);
     assert!(s["journal_lost"].is_null(), "{s}");
     // `/metrics` counts the cycles; no tree was kept between them.
-    let text = admin
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let figure = |line: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(line))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {line} in {text}"))
-    };
     assert!(
-        figure("serverware_duplo_cycles_total{result=\"landed\"}") >= 7.0,
-        "{text}"
+        metric(
+            &t,
+            &admin,
+            "serverware_duplo_cycles_total{result=\"landed\"}"
+        )
+        .await
+            >= 7.0
     );
-    assert_eq!(figure("serverware_duplo_trees_kept"), 0.0, "{text}");
+    assert_eq!(metric(&t, &admin, "serverware_duplo_trees_kept").await, 0.0);
 
     // The Storage page's totals follow each point, not only the hourly collection: what
     // `GET /storage` says is what storage holds (nothing was pruned, so every chunk is used).
@@ -807,7 +798,20 @@ async fn a_cycle_that_finds_nothing_changed_lands_no_point_and_still_counts_as_c
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let text = admin
+    assert!(
+        metric(
+            &t,
+            &admin,
+            "serverware_duplo_cycles_total{result=\"unchanged\"}"
+        )
+        .await
+            >= 3.0
+    );
+}
+
+/// A figure of `/metrics` (the line that starts with `name`).
+async fn metric(t: &TestController, c: &reqwest::Client, name: &str) -> f64 {
+    let text = c
         .get(t.url("/metrics"))
         .send()
         .await
@@ -815,12 +819,10 @@ async fn a_cycle_that_finds_nothing_changed_lands_no_point_and_still_counts_as_c
         .text()
         .await
         .unwrap();
-    let unchanged: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("serverware_duplo_cycles_total{result=\"unchanged\"}"))
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no unchanged cycles in {text}"));
-    assert!(unchanged >= 3.0, "{text}");
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 /// The tree of point `cycle` of `vid` as stored.
