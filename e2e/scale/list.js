@@ -107,4 +107,27 @@ function summary(ms) {
   return { p50: s[Math.floor((s.length - 1) / 2)], max: s[s.length - 1] };
 }
 
-module.exports = { login, measureList, summary };
+/**
+ * Measures the Hosts page of a site of `hosts` hosts: its first paint (navigation to the first
+ * host's row), how many rows the page draws (only those on screen and a margin), and a scroll
+ * to the end (until the last host's row is drawn). `first` and `last` are the names of the first
+ * and the last host as the page lists them.
+ */
+async function measureHosts(page, { url, hosts, first, last, limitMs = 30000 }) {
+  await addWaiter(page);
+  await page.goto(`${url}/hosts`);
+  const hostsFirstPaintMs = await page.evaluate(
+    ([name, limit]) => window.__swUntil(() => document.querySelector(`tr[data-host="${name}"]`) !== null, 0, limit),
+    [first, limitMs]);
+  const hostsRowsDrawn = await page.locator('tr[data-host]').count();
+  const hostsScrollMs = await page.evaluate(([name, limit]) => {
+    const box = document.querySelector('[data-test=hosts]').closest('.vlist');
+    const t0 = performance.now();
+    box.scrollTop = box.scrollHeight;
+    box.dispatchEvent(new Event('scroll'));
+    return window.__swUntil(() => document.querySelector(`tr[data-host="${name}"]`) !== null, t0, limit);
+  }, [last, limitMs]);
+  return { hosts, hostsFirstPaintMs, hostsRowsDrawn, hostsScrollMs };
+}
+
+module.exports = { login, measureList, measureHosts, summary };

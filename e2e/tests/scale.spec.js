@@ -2,16 +2,17 @@
 // its PID also on failure) with simulated hosts (sw-fleetsim: real SSH, the real agent protocol)
 // and a few hundred VPSes. The page holds only the rows on screen and a margin, the count is
 // the controller's, the filter and the order are the controller's, a scroll reaches the end.
-// The same measurement with 10,000 VPSes is the fleet bench's (scale/bench.js).
+// The Hosts page of its hundred hosts draws only the rows on screen too.
+// The same measurement with 10,000 VPSes and 1,000 hosts is the fleet bench's (scale/bench.js).
 const { test, expect } = require('@playwright/test');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { until, startFleetsim, startController, stopAll } = require('../support');
-const { login, measureList, summary } = require('../scale/list');
+const { login, measureList, measureHosts, summary } = require('../scale/list');
 
-const HOSTS = 10;
-const PER_HOST = 30;
+const HOSTS = 100;
+const PER_HOST = 3;
 
 let dir;
 const procs = [];
@@ -65,4 +66,13 @@ test('a list of hundreds of VPSes holds only what is on screen; filter, order an
   await page.locator('input[name=vps-filter]').fill('no-such-vps');
   await expect(page.locator('[data-test=vps-count]')).toHaveText('No VPS matches.');
   await expect(page.locator('tr[data-vps]')).toHaveCount(0);
+
+  // The Hosts page draws a window of its hundred rows, and a scroll reaches the last host.
+  const byName = added.map((h) => h.name).sort();
+  const h = await measureHosts(page, { url, hosts: byName.length, first: byName[0], last: byName[byName.length - 1] });
+  console.log(`Hosts page of ${h.hosts}: first paint ${h.hostsFirstPaintMs.toFixed(0)} ms, ` +
+    `${h.hostsRowsDrawn} rows drawn, scroll to the last host ${h.hostsScrollMs.toFixed(0)} ms`);
+  expect(h.hostsRowsDrawn).toBeGreaterThan(5);
+  expect(h.hostsRowsDrawn).toBeLessThan(HOSTS);
+  await expect(page.locator(`tr[data-host="${byName[0]}"]`)).toHaveCount(0);
 });

@@ -20,6 +20,21 @@ struct Row {
     summary: Option<HostSummary>,
 }
 
+/// A row's height (px) until the first one drawn is measured.
+const ROW_PX: f64 = 45.0;
+/// Rows drawn above and below the ones on screen.
+const MARGIN: usize = 30;
+
+/// Which rows of `len` to draw for a scrolling box at `top` of `height` px with rows of
+/// `row_px`: the ones on screen and a margin around them.
+fn drawn(len: usize, top: f64, height: f64, row_px: f64) -> (usize, usize) {
+    let px = row_px.max(1.0);
+    let first = (top / px).floor().max(0.0) as usize;
+    let fit = (height / px).ceil() as usize + 1;
+    let end = (first + fit + MARGIN).min(len);
+    (first.saturating_sub(MARGIN).min(end), end)
+}
+
 fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "–".into())
 }
@@ -48,10 +63,20 @@ pub fn HostsPage() -> impl IntoView {
         live.inventory.get();
         load();
     });
+    // Only the rows on screen (and a margin) are drawn: a site of a thousand hosts scrolls a box
+    // as tall as all of them.
+    let (top, height, row_px) = (
+        RwSignal::new(0.0),
+        RwSignal::new(800.0),
+        RwSignal::new(ROW_PX),
+    );
+    let window =
+        Memo::new(move |_| drawn(loaded.with(Vec::len), top.get(), height.get(), row_px.get()));
     let list = Signal::derive(move || {
         let pushed = live.hosts.get();
+        let (from, to) = window.get();
         loaded
-            .get()
+            .with(|all| all[from.min(all.len())..to.min(all.len())].to_vec())
             .into_iter()
             .map(|h| {
                 let mut r = Row {
@@ -86,9 +111,23 @@ pub fn HostsPage() -> impl IntoView {
         <p class="muted" data-test="controller-version">{move || format!("Controller {}: each host's agent version is in its row.", version.get())}</p>
         <Show when=can_edit><AddHost on_added=Callback::new(move |_| load())/></Show>
         <section class="card">
+            <div class="vlist" on:scroll=move |ev| {
+                use wasm_bindgen::JsCast;
+                if let Some(el) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) {
+                    top.set(f64::from(el.scroll_top()));
+                    height.set(f64::from(el.client_height()));
+                    if let Some(row) = el.query_selector("tr[data-host]").ok().flatten().and_then(|r| r.dyn_into::<web_sys::HtmlElement>().ok()) {
+                        let h = f64::from(row.offset_height());
+                        if h > 0.0 && (h - row_px.get_untracked()).abs() > 0.5 {
+                            row_px.set(h);
+                        }
+                    }
+                }
+            }>
             <table class="grid" data-test="hosts">
                 <thead><tr><th>"Name"</th><th>"Address"</th><th>"Status"</th><th>"Load"</th><th>"CPU"</th><th>"Memory"</th><th>"VPSes"</th><th>"Agent"</th><th>"Last seen"</th><th></th></tr></thead>
                 <tbody>
+                    <tr class="spacer"><td colspan="10" style=move || format!("height: {}px", window.get().0 as f64 * row_px.get())></td></tr>
                     <For each=move || list.get() key=|r| (r.host.id, r.host.name.clone(), r.host.description.clone(), r.host.vps_count, r.host.maintenance, r.status.clone(), r.summary.map(|s| s.taken_at_ms)) let:r>
                         {
                             let id = r.host.id;
@@ -101,7 +140,7 @@ pub fn HostsPage() -> impl IntoView {
                             let label = r.host.name.clone();
                             view! {
                                 <tr data-host=r.host.name.clone()>
-                                    <td><A href=format!("/hosts/{id}")><strong>{label}</strong></A><div class="muted">{r.host.description.clone()}</div></td>
+                                    <td class="name-cell"><A href=format!("/hosts/{id}")><strong>{label}</strong></A>" "<span class="muted" title=r.host.description.clone()>{r.host.description.clone()}</span></td>
                                     <td><code>{r.host.address.clone()}</code></td>
                                     <td><span class=format!("badge {}", r.status)>{r.status.clone()}</span>
                                         {r.host.maintenance.then(|| view! { " " <span class="badge maintenance" data-test="maintenance-badge" title="Nothing is placed on it; netMON does not fail it over">"maintenance"</span> })}</td>
@@ -116,8 +155,10 @@ pub fn HostsPage() -> impl IntoView {
                             }
                         }
                     </For>
+                    <tr class="spacer"><td colspan="10" style=move || format!("height: {}px", loaded.with(Vec::len).saturating_sub(window.get().1) as f64 * row_px.get())></td></tr>
                 </tbody>
             </table>
+            </div>
             <Show when=move || list.with(|l| l.is_empty())><p class="muted">"No hosts yet."</p></Show>
         </section>
     }
