@@ -55,10 +55,10 @@ async function startFleetsim(dir, count, password, procs) {
 }
 
 /**
- * A controller of the spec's own (its data in `dir`/data), signed in to as admin through the
- * API. Returns { url, api }: `api(method, path, body)` answers { status, body }.
+ * A controller of the spec's own (its data in `dir`/data, `env` added to its environment),
+ * signed in to as admin through the API. Returns { url, api }: `api(method, path, body)` answers { status, body }.
  */
-async function startController(dir, adminPassword, procs) {
+async function startController(dir, adminPassword, procs, env = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   fs.mkdirSync(path.join(dir, 'data'), { mode: 0o700 });
@@ -69,6 +69,7 @@ async function startController(dir, adminPassword, procs) {
       SERVERWARE_CONFIG: '/dev/null', SERVERWARE_LISTEN: `127.0.0.1:${port}`, SERVERWARE_SSH_LISTEN: 'off',
       SERVERWARE_DATA_DIR: path.join(dir, 'data'), SERVERWARE_STATIC_DIR: STATIC,
       SERVERWARE_ADMIN_PASSWORD: adminPassword, SERVERWARE_LOG: 'warn',
+      ...env,
     },
     stdio: ['ignore', out, out],
   }));

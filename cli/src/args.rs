@@ -68,7 +68,7 @@ pub enum Command {
     /// Templates VPSes are made from.
     #[command(subcommand)]
     Template(TemplateCmd),
-    /// Machines that boot from the network to become hosts: approve, re-image, forget.
+    /// Machines that boot from the network to become hosts: add, approve, re-image, forget.
     #[command(subcommand)]
     Machine(MachineCmd),
     /// Alerts: notification targets, a test message, the incidents told.
@@ -399,6 +399,20 @@ pub enum AlertCmd {
 pub enum MachineCmd {
     /// Every machine that booted from the network, with its state, stage and image.
     List,
+    /// Add a machine by its MAC before it boots, approved: its first boot gets a join token.
+    Add {
+        /// Its MAC address (on its label, or its firmware's boot screen).
+        mac: String,
+        /// The host name it gets (default: host- and the end of its MAC).
+        #[arg(long)]
+        name: Option<String>,
+        /// A static address with its prefix (10.0.0.5/24) instead of the site's DHCP.
+        #[arg(long)]
+        address: Option<String>,
+        /// The gateway for a static address.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
     /// Let a waiting machine join: its next boot gets a one-time join token.
     Approve {
         /// Its MAC address (as listed).

@@ -494,6 +494,12 @@ pub async fn update_provision_settings(
     put("/provision/settings", s).await
 }
 
+pub async fn add_machine(
+    r: &serverware_shared::provision::AddMachineRequest,
+) -> Result<serverware_shared::provision::ProvisionMachine, ApiError> {
+    post("/provision/machines", r).await
+}
+
 pub async fn approve_machine(
     mac: &str,
     r: &serverware_shared::provision::ApproveMachineRequest,

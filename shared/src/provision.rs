@@ -140,6 +140,59 @@ pub struct ProvisionJoinResponse {
 mod tests {
     use super::*;
     #[test]
+    fn the_sites_dhcp_pool_is_a_range_in_the_boot_network_and_static_addresses_stay_out_of_it() {
+        let net = "10.0.0.0/24";
+        assert_eq!(pool_in("dhcp_pool", " ", net).unwrap(), None);
+        let p = pool_in("dhcp_pool", "10.0.0.100 - 10.0.0.199", net)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.to_string(), "10.0.0.100-10.0.0.199");
+        for (bad, says) in [
+            ("10.0.0.100", "a range"),
+            ("10.0.0.199-10.0.0.100", "ends before it starts"),
+            ("10.0.0.100-10.0.1.20", "not in the hosts' network"),
+            ("10.0.0.100-x", "not an IPv4 address"),
+        ] {
+            let e = pool_in("dhcp_pool", bad, net).unwrap_err();
+            assert_eq!(e.field, "dhcp_pool");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        assert!(pool_in("dhcp_pool", "10.0.0.100-10.0.0.199", "")
+            .unwrap_err()
+            .message
+            .contains("network first"));
+        let pool = p.to_string();
+        for inside in ["10.0.0.100/24", "10.0.0.150/24", "10.0.0.199/24"] {
+            let e = outside_pool("address", inside, &pool).unwrap_err();
+            assert!(
+                e.message.contains("DHCP pool 10.0.0.100-10.0.0.199"),
+                "{}",
+                e.message
+            );
+        }
+        for outside in ["10.0.0.99/24", "10.0.0.200/24"] {
+            outside_pool("address", outside, &pool).unwrap();
+        }
+        outside_pool("address", "10.0.0.150/24", "").unwrap();
+        // Settings keep the pool in its plain form, and refuse one outside the network.
+        let s = ProvisionSettings {
+            enabled: true,
+            interface: "eth1".into(),
+            network: net.into(),
+            controller_url: "http://10.0.0.1:8080".into(),
+            allow_unapproved: false,
+            dhcp_pool: "10.0.0.100 -10.0.0.199".into(),
+        };
+        assert_eq!(s.check().unwrap().dhcp_pool, "10.0.0.100-10.0.0.199");
+        let e = ProvisionSettings {
+            dhcp_pool: "10.0.5.1-10.0.5.9".into(),
+            ..s
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.field, "dhcp_pool");
+    }
+    #[test]
     fn a_static_address_is_inside_the_boot_network() {
         let net = "10.0.0.0/24";
         assert_eq!(
@@ -198,6 +251,11 @@ pub struct ProvisionSettings {
     pub controller_url: String,
     /// Any machine that boots may join (true), or only those an operator approved (false).
     pub allow_unapproved: bool,
+    /// The site's own DHCP server's pool on that network, `10.0.0.100-10.0.0.199` (empty: not
+    /// told). A static address the operator assigns must lie outside it: the site's server could
+    /// give it to another machine. A machine that took its address by DHCP outside it is told.
+    #[serde(default)]
+    pub dhcp_pool: String,
 }
 
 impl ProvisionSettings {
@@ -209,14 +267,106 @@ impl ProvisionSettings {
         let interface = validate::interface_name("interface", &self.interface)?;
         let network = network("network", &self.network)?;
         let controller_url = controller_url("controller_url", self.controller_url.trim())?;
+        let dhcp_pool = match pool_in("dhcp_pool", &self.dhcp_pool, &network)? {
+            Some(p) => p.to_string(),
+            None => String::new(),
+        };
         Ok(ProvisionSettings {
             enabled: self.enabled,
             interface,
             network,
             controller_url,
             allow_unapproved: self.allow_unapproved,
+            dhcp_pool,
         })
     }
+}
+
+/// A range of addresses, first to last (both in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange {
+    pub first: std::net::Ipv4Addr,
+    pub last: std::net::Ipv4Addr,
+}
+
+impl AddressRange {
+    pub fn contains(&self, a: std::net::Ipv4Addr) -> bool {
+        self.first <= a && a <= self.last
+    }
+}
+
+impl std::fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// The site's DHCP pool `first-last` on the boot network `net` (`n/len`): empty is none; both
+/// ends inside the network, first not after last.
+pub fn pool_in(field: &str, v: &str, net: &str) -> Result<Option<AddressRange>, ValidationError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let form = || ValidationError::new(field, "a range first-last: 10.0.0.100-10.0.0.199");
+    let (a, b) = v.split_once('-').ok_or_else(form)?;
+    let first = validate::ipv4_address(field, a)?;
+    let last = validate::ipv4_address(field, b)?;
+    if first > last {
+        return Err(ValidationError::new(
+            field,
+            format!("the range ends before it starts: {first} is after {last}"),
+        ));
+    }
+    let (n, len) = net
+        .split_once('/')
+        .and_then(|(n, l)| {
+            Some((
+                n.parse::<std::net::Ipv4Addr>().ok()?,
+                l.parse::<u32>().ok()?,
+            ))
+        })
+        .ok_or_else(|| {
+            ValidationError::new(field, "set the hosts' network first: the pool is in it")
+        })?;
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    for end in [first, last] {
+        if u32::from(end) & mask != u32::from(n) {
+            return Err(ValidationError::new(
+                field,
+                format!("{end} is not in the hosts' network {net}: the pool is the site's DHCP range on it"),
+            ));
+        }
+    }
+    Ok(Some(AddressRange { first, last }))
+}
+
+/// A static address `a.b.c.d/len` outside the site's DHCP pool `pool` (as settings keep it;
+/// empty when not told).
+pub fn outside_pool(field: &str, address: &str, pool: &str) -> Result<(), ValidationError> {
+    let Some((first, last)) = pool.split_once('-') else {
+        return Ok(());
+    };
+    let (Ok(first), Ok(last), Some(Ok(ip))) = (
+        first.parse(),
+        last.parse(),
+        address
+            .split('/')
+            .next()
+            .map(str::parse::<std::net::Ipv4Addr>),
+    ) else {
+        return Ok(());
+    };
+    let range = AddressRange { first, last };
+    if range.contains(ip) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{ip} is in the site's DHCP pool {range}: its DHCP server may give it to another machine; choose an address outside the pool"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A network `a.b.c.0/len` (its address with no host bits set), len 8 to 30.
@@ -343,6 +493,21 @@ pub struct ProvisionOverview {
     pub machines: Vec<ProvisionMachine>,
     /// Whether the boot service (dnsmasq) is answering, or why not.
     pub boot_service: String,
+}
+
+/// A machine added by its MAC before it boots, approved, with the name and address it gets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AddMachineRequest {
+    pub mac: String,
+    /// The host name (default: `host-` and the end of its MAC).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `a.b.c.d/len`, or none for DHCP.
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 /// An operator's approval of a waiting machine, with the name and address it gets.

@@ -97,6 +97,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(alerts::update_alert_settings)
         .service(provision::get_provision)
         .service(provision::update_provision_settings)
+        .service(provision::add_machine)
         .service(provision::approve_machine)
         .service(provision::reimage_machine)
         .service(provision::forget_machine)

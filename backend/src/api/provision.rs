@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::provision::{self, boot, join, reimage};
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serverware_shared::provision::{
-    ApproveMachineRequest, ProvisionImage, ProvisionJoinRequest, ProvisionMachine,
-    ProvisionOverview, ProvisionSettings, ReimageRequest,
+    AddMachineRequest, ApproveMachineRequest, ProvisionImage, ProvisionJoinRequest,
+    ProvisionMachine, ProvisionOverview, ProvisionSettings, ReimageRequest,
 };
 use serverware_shared::{ErrorBody, Role};
 
@@ -82,6 +82,22 @@ pub async fn update_provision_settings(
     let s = body.into_inner().check()?;
     provision::set_settings(&state.provision, Actor::from(&principal), s).await?;
     Ok(web::Json(overview(&state).await?))
+}
+
+/// Add a machine by its MAC before it boots, approved, with the name and static address it gets
+/// (optional): its first network boot gets a join token.
+#[utoipa::path(tag = "provision", request_body = AddMachineRequest, responses(
+    (status = 201, body = ProvisionMachine), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/provision/machines")]
+pub async fn add_machine(
+    state: web::Data<Core>,
+    principal: Principal,
+    body: web::Json<AddMachineRequest>,
+) -> Result<HttpResponse> {
+    principal.require(Role::Operator)?;
+    state.accepting()?;
+    let m = join::add(&state.provision, Actor::from(&principal), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(provision::response(&m)))
 }
 
 /// Approve a machine waiting to join, with the name and static address it gets (optional).

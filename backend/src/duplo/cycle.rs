@@ -23,7 +23,7 @@ const CUT_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug)]
 pub enum Outcome {
     /// A new restore point landed.
-    Landed(Report),
+    Landed(Box<Report>),
     /// The journal vouched that nothing changed since the newest point (of `cycle`), so none
     /// landed: that point still was the VPS's tree at `at_ms` (when the journal was asked).
     Unchanged { cycle: u64, at_ms: i64 },
@@ -216,7 +216,7 @@ pub async fn run(dup: &Arc<Duplication>, vps_id: VpsId, asked: bool) -> Result<O
         report.landed.commit_ms
     );
     record(dup, vps_id, host_id, &report).await;
-    Ok(Outcome::Landed(report))
+    Ok(Outcome::Landed(Box::new(report)))
 }
 
 /// How a cycle goes on after its cut.

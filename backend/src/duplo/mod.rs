@@ -134,8 +134,12 @@ pub struct Duplo {
     pub failed: std::sync::atomic::AtomicU64,
     /// Points found unchanged (VPS → its cycle, and when) not written to their rows yet, and
     /// when they last were.
-    unchanged_marks: Mutex<(Instant, HashMap<VpsId, (u64, i64)>)>,
+    unchanged_marks: Mutex<UnchangedMarks>,
 }
+
+/// When the marks were last written, and each VPS's mark: its cycle and when it found nothing
+/// changed (ms).
+type UnchangedMarks = (Instant, HashMap<VpsId, (u64, i64)>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -41,7 +41,7 @@ fn new_token() -> String {
 }
 
 /// The name a new machine gets: `host-` and the end of its MAC (all of it if that is taken).
-fn default_name(c: &mut crate::db::DbConn, mac: &str) -> Result<String> {
+pub(super) fn default_name(c: &mut crate::db::DbConn, mac: &str) -> Result<String> {
     let hex: String = mac.chars().filter(|c| *c != ':').collect();
     let short = format!("host-{}", &hex[6..]);
     let taken = |c: &mut crate::db::DbConn, n: &str| -> Result<bool> {

@@ -279,6 +279,7 @@ mod tests {
             network: "10.77.5.0/24".into(),
             controller_url: "http://10.77.5.1:8080".into(),
             allow_unapproved: false,
+            dhcp_pool: "10.77.5.100-10.77.5.150".into(),
         };
         let t = config_text(&s, Path::new("/run/sw/tftp"), Path::new("/run/sw/leases"));
         assert!(t.contains("dhcp-range=10.77.5.0,proxy,255.255.255.0\n"));

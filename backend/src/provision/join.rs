@@ -6,22 +6,24 @@
 //! once the controller logged in with its own key on the pinned host key: nothing half-joined
 //! appears in the host list.
 
-use super::Provisioner;
+use super::{Provisioner, TOKEN_TTL_SECS};
 use crate::audit::{self, Actor, Change};
 use crate::error::{Error, Result};
 use crate::models::now;
 use crate::repo::provision::{self as repo, Machine};
 use crate::tasks::Task;
 use serverware_shared::provision::{
-    self as sp, ApproveMachineRequest, ProvisionJoinRequest, ProvisionJoinResponse,
+    self as sp, AddMachineRequest, ApproveMachineRequest, ProvisionJoinRequest,
+    ProvisionJoinResponse,
 };
 use serverware_shared::state::HostStatus;
 use serverware_shared::validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Starts the task that shows machine `mac`'s way in, unless it has one.
-pub async fn start_task(p: &Provisioner, mac: &str, name: &str) {
+/// Starts the task that shows machine `mac`'s way in, unless it has one. It ends when the
+/// machine's host is online, or fails when the join can no longer come (`expire_task`).
+pub async fn start_task(p: &Arc<Provisioner>, mac: &str, name: &str) {
     if p.tasks
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -39,6 +41,39 @@ pub async fn start_task(p: &Provisioner, mac: &str, name: &str) {
         task.log(format!("{name} ({mac}): DHCP answered and iPXE loaded"))
             .await;
         p.set_task(mac, task);
+        let (p, mac) = (Arc::downgrade(p), mac.to_string());
+        tokio::spawn(async move { expire_task(p, &mac).await });
+    }
+}
+
+/// Fails machine `mac`'s task once its join can no longer come: its token expired with no join
+/// (a machine that boots again gets a new token, and the task goes on with it). Looked at every
+/// 30 s while the task runs; ends with the provisioner.
+async fn expire_task(p: std::sync::Weak<Provisioner>, mac: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let Some(p) = p.upgrade() else {
+            return;
+        };
+        if !p.has_task(mac) {
+            return;
+        }
+        let m = mac.to_string();
+        let Ok(row) = p.db.run(move |c| repo::find(c, &m)).await else {
+            continue;
+        };
+        let expired = row
+            .is_some_and(|m| m.state == "booting" && m.token_expires_at.is_some_and(|e| e < now()));
+        if expired {
+            if let Some(t) = p.take_task(mac) {
+                let why = format!(
+                    "{mac} did not join before its token expired ({} min): booted again, it gets a new one",
+                    TOKEN_TTL_SECS / 60
+                );
+                t.finish(&Err(Error::HostUnavailable(why))).await;
+            }
+            return;
+        }
     }
 }
 
@@ -146,6 +181,9 @@ pub async fn join(
                 m.join_address = Some(r.address.clone());
                 m.last_seen_at = now();
                 repo::save(c, &m)?;
+                if m.address.is_none() {
+                    pool_told(c, &m, &r.address)?;
+                }
                 Ok((v, Some(m)))
             })
         })
@@ -229,6 +267,31 @@ pub async fn resume(p: &Arc<Provisioner>) {
         .await;
         spawn_finish(p, &m.mac);
     }
+}
+
+/// A machine that took `address` from the site's DHCP server outside the pool the settings
+/// name: the pool as told is wrong, and static addresses checked against it may not be safe.
+fn pool_told(c: &mut crate::db::DbConn, m: &Machine, address: &str) -> Result<()> {
+    let pool = super::read_settings(c)?.dhcp_pool;
+    if pool.is_empty() || sp::outside_pool("address", address, &pool).is_err() {
+        return Ok(());
+    }
+    audit::record_system(
+        c,
+        &Actor::system("provision"),
+        Change::new(
+            "provision.pool_mismatch",
+            "machine",
+            0,
+            format!(
+                "{} took {address} from the site's DHCP server, outside its pool as the settings tell it ({pool}): correct the pool on the Provisioning page",
+                m.name
+            ),
+        )
+        .severity(serverware_shared::api::Severity::Warning)
+        .details(serde_json::json!({ "mac": m.mac, "address": address, "pool": pool })),
+    )?;
+    Ok(())
 }
 
 fn refused(c: &mut crate::db::DbConn, mac: &str, why: &str) -> Result<()> {
@@ -386,6 +449,84 @@ fn set_state(
     })
 }
 
+/// An approval's name, static address and gateway, each checked (none given: kept / DHCP).
+struct Approval {
+    name: Option<String>,
+    address: Option<String>,
+    gateway: Option<String>,
+}
+
+fn approval(r: &ApproveMachineRequest) -> Result<Approval> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+    };
+    Ok(Approval {
+        name: r
+            .name
+            .as_deref()
+            .map(|n| validate::resource_name("name", n))
+            .transpose()?,
+        address: given(&r.address)
+            .map(|a| sp::cidr("address", &a))
+            .transpose()?,
+        gateway: given(&r.gateway)
+            .map(|g| validate::ipv4_address("gateway", &g).map(|g| g.to_string()))
+            .transpose()?,
+    })
+}
+
+/// Gives machine `m` the approval `a`: its name (not another machine's or host's) and its
+/// static address (checked as `static_address_free` says).
+fn apply_approval(c: &mut crate::db::DbConn, m: &mut Machine, a: Approval) -> Result<()> {
+    if let Some(addr) = &a.address {
+        static_address_free(c, &m.mac, addr)?;
+    }
+    if let Some(n) = a.name {
+        if repo::name_taken(c, &n, &m.mac)? || crate::repo::hosts::name_taken(c, &n, None)? {
+            return Err(Error::conflict(
+                Some("name"),
+                format!("the name {n} is taken"),
+            ));
+        }
+        m.name = n;
+    }
+    m.approved = true;
+    m.address = a.address;
+    m.gateway = a.gateway;
+    Ok(())
+}
+
+/// An approval whose address was refused (outside the boot network, in the site's DHCP pool,
+/// someone else's) is an event too: nothing was changed.
+async fn address_refused<T>(p: &Provisioner, actor: Actor, mac: String, r: &Result<T>) {
+    let Err(e @ (Error::Invalid(_) | Error::Conflict { .. })) = r else {
+        return;
+    };
+    if e.field() != Some("address") {
+        return;
+    }
+    let why = e.message();
+    let _ =
+        p.db.run(move |c| {
+            audit::record(
+                c,
+                &actor,
+                Change::new(
+                    "provision.approve_refused",
+                    "machine",
+                    0,
+                    format!("approval of machine {mac} refused: {why}"),
+                )
+                .severity(serverware_shared::api::Severity::Warning)
+                .details(serde_json::json!({ "mac": mac })),
+            )
+        })
+        .await;
+}
+
 /// An operator approves a waiting machine (with the name and address it gets): its next boot
 /// (or its iPXE's next ask, while it waits) gets a join token.
 pub async fn approve(
@@ -395,73 +536,115 @@ pub async fn approve(
     r: ApproveMachineRequest,
 ) -> Result<Machine> {
     let mac = validate::mac_address("mac", mac)?;
-    let name = r
-        .name
-        .as_deref()
-        .map(|n| validate::resource_name("name", n))
-        .transpose()?;
-    let address = r
-        .address
-        .as_deref()
-        .filter(|a| !a.trim().is_empty())
-        .map(|a| sp::cidr("address", a.trim()))
-        .transpose()?;
-    let gateway = r
-        .gateway
-        .as_deref()
-        .filter(|a| !a.trim().is_empty())
-        .map(|g| validate::ipv4_address("gateway", g.trim()).map(|g| g.to_string()))
-        .transpose()?;
-    p.db.run(move |c| {
-        crate::db::atomic(c, |c| {
-            let mut m = repo::find(c, &mac)?.ok_or_else(|| {
-                Error::NotFound(format!("no machine {mac} has booted from this controller"))
-            })?;
-            if m.state == "joined" || m.state == "joining" {
-                return Err(Error::conflict(
-                    None,
-                    format!("{mac} joined already as host {}", m.name),
-                ));
-            }
-            if let Some(a) = &address {
-                static_address_free(c, &mac, a)?;
-            }
-            if let Some(n) = name {
-                if repo::name_taken(c, &n, &mac)? || crate::repo::hosts::name_taken(c, &n, None)? {
+    let a = approval(&r)?;
+    let (mac2, actor2) = (mac.clone(), actor.clone());
+    let r = p
+        .db
+        .run(move |c| {
+            crate::db::atomic(c, |c| {
+                let mut m = repo::find(c, &mac)?.ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no machine {mac} has booted from this controller (add it by its MAC to approve it before it boots)"
+                    ))
+                })?;
+                if m.state == "joined" || m.state == "joining" {
                     return Err(Error::conflict(
-                        Some("name"),
-                        format!("the name {n} is taken"),
+                        None,
+                        format!("{mac} joined already as host {}", m.name),
                     ));
                 }
-                m.name = n;
-            }
-            m.approved = true;
-            m.address = address;
-            m.gateway = gateway;
-            if m.state == "waiting" {
-                m.state = "approved".into();
-            }
-            repo::save(c, &m)?;
-            audit::record(
-                c,
-                &actor,
-                Change::new(
-                    "provision.approve",
-                    "machine",
-                    0,
-                    format!("approved machine {mac} as {}", m.name),
-                )
-                .details(serde_json::json!({ "mac": mac, "address": m.address })),
-            )?;
-            Ok(m)
+                apply_approval(c, &mut m, a)?;
+                if m.state == "waiting" {
+                    m.state = "approved".into();
+                }
+                repo::save(c, &m)?;
+                audit::record(
+                    c,
+                    &actor,
+                    Change::new(
+                        "provision.approve",
+                        "machine",
+                        0,
+                        format!("approved machine {mac} as {}", m.name),
+                    )
+                    .details(serde_json::json!({ "mac": mac, "address": m.address })),
+                )?;
+                Ok(m)
+            })
         })
-    })
-    .await
+        .await;
+    address_refused(p, actor2, mac2, &r).await;
+    r
+}
+
+/// An operator adds a machine by its MAC before it ever boots, approved, with the name and the
+/// static address it gets: its first boot gets a join token (the site need not allow any
+/// machine, and nobody waits at the Provisioning page).
+pub async fn add(p: &Provisioner, actor: Actor, r: AddMachineRequest) -> Result<Machine> {
+    let mac = validate::mac_address("mac", r.mac.trim())?;
+    let a = approval(&ApproveMachineRequest {
+        name: r.name,
+        address: r.address,
+        gateway: r.gateway,
+    })?;
+    let (mac2, actor2) = (mac.clone(), actor.clone());
+    let r = p
+        .db
+        .run(move |c| {
+            crate::db::atomic(c, |c| {
+                if let Some(m) = repo::find(c, &mac)? {
+                    return Err(Error::conflict(
+                        Some("mac"),
+                        format!(
+                            "machine {mac} is known already as {} ({}): approve or forget it on its row",
+                            m.name, m.state
+                        ),
+                    ));
+                }
+                let t = now();
+                let mut m = Machine {
+                    mac: mac.clone(),
+                    name: super::boot::default_name(c, &mac)?,
+                    state: "approved".into(),
+                    approved: true,
+                    address: None,
+                    gateway: None,
+                    token_sha256: None,
+                    token_expires_at: None,
+                    host_id: None,
+                    stage: String::new(),
+                    message: "added by its MAC: it joins at its first boot".into(),
+                    first_seen_at: t,
+                    last_seen_at: t,
+                    join_host_key: None,
+                    join_address: None,
+                    image_id: None,
+                };
+                apply_approval(c, &mut m, a)?;
+                repo::insert(c, &m)?;
+                audit::record(
+                    c,
+                    &actor,
+                    Change::new(
+                        "provision.add",
+                        "machine",
+                        0,
+                        format!("added machine {mac} as {}, approved before it boots", m.name),
+                    )
+                    .details(serde_json::json!({ "mac": mac, "address": m.address })),
+                )?;
+                Ok(m)
+            })
+        })
+        .await;
+    address_refused(p, actor2, mac2, &r).await;
+    r
 }
 
 /// A static address for machine `mac`: in the boot network, and no other machine's or host's.
 fn static_address_free(c: &mut crate::db::DbConn, mac: &str, a: &str) -> Result<()> {
-    let net = super::read_settings(c)?.network;
+    let settings = super::read_settings(c)?;
+    let net = settings.network.clone();
     if net.is_empty() {
         return Err(Error::invalid(
             "address",
@@ -469,6 +652,7 @@ fn static_address_free(c: &mut crate::db::DbConn, mac: &str, a: &str) -> Result<
         ));
     }
     sp::static_address_in("address", a, &net)?;
+    sp::outside_pool("address", a, &settings.dhcp_pool)?;
     let ip = a.split('/').next().unwrap_or_default();
     let other = repo::all(c)?.into_iter().find(|o| {
         o.mac != mac && o.address.as_deref().and_then(|x| x.split('/').next()) == Some(ip)
@@ -494,6 +678,7 @@ fn static_address_free(c: &mut crate::db::DbConn, mac: &str, a: &str) -> Result<
 /// Forgets a machine that has not joined (a joined one goes with its host).
 pub async fn forget(p: &Provisioner, actor: Actor, mac: &str) -> Result<()> {
     let mac = validate::mac_address("mac", mac)?;
+    let after = mac.clone();
     p.db.run(move |c| {
         crate::db::atomic(c, |c| {
             let m =
@@ -518,7 +703,14 @@ pub async fn forget(p: &Provisioner, actor: Actor, mac: &str) -> Result<()> {
             Ok(())
         })
     })
-    .await
+    .await?;
+    if let Some(t) = p.take_task(&after) {
+        t.finish(&Err(Error::HostUnavailable(format!(
+            "machine {after} was forgotten before it joined"
+        ))))
+        .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -222,6 +222,13 @@ impl Provisioner {
             .insert(mac.to_string(), task);
     }
 
+    pub(crate) fn has_task(&self, mac: &str) -> bool {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(mac)
+    }
+
     pub(crate) fn take_task(&self, mac: &str) -> Option<Arc<Task>> {
         self.tasks
             .lock()
@@ -264,29 +271,72 @@ pub async fn set_settings(
     actor: crate::audit::Actor,
     s: ProvisionSettings,
 ) -> Result<()> {
-    let s2 = s.clone();
-    p.db.run(move |c| {
-        crate::db::atomic(c, |c| {
-            write_settings(c, &s2)?;
-            crate::audit::record(
-                c,
-                &actor,
-                crate::audit::Change::new(
-                    "provision.settings",
-                    "site",
-                    0,
-                    if s2.enabled {
-                        format!("network boot on {} for {}", s2.interface, s2.network)
-                    } else {
-                        "network boot off".to_string()
-                    },
-                ),
-            )?;
-            Ok(())
+    let (s2, actor2) = (s.clone(), actor.clone());
+    let r =
+        p.db.run(move |c| {
+            crate::db::atomic(c, |c| {
+                pool_free(c, &s2)?;
+                write_settings(c, &s2)?;
+                crate::audit::record(
+                    c,
+                    &actor,
+                    crate::audit::Change::new(
+                        "provision.settings",
+                        "site",
+                        0,
+                        if s2.enabled {
+                            format!("network boot on {} for {}", s2.interface, s2.network)
+                        } else {
+                            "network boot off".to_string()
+                        },
+                    ),
+                )?;
+                Ok(())
+            })
         })
-    })
-    .await?;
+        .await;
+    if let Err(e @ Error::Conflict { .. }) = &r {
+        let why = e.message();
+        let _ =
+            p.db.run(move |c| {
+                crate::audit::record(
+                    c,
+                    &actor2,
+                    crate::audit::Change::new(
+                        "provision.settings_refused",
+                        "site",
+                        0,
+                        format!("network boot settings refused: {why}"),
+                    )
+                    .severity(serverware_shared::api::Severity::Warning),
+                )
+            })
+            .await;
+    }
+    r?;
     p.start_boot_service(&s).await;
+    Ok(())
+}
+
+/// The site's DHCP pool in `s` holds no machine's static address (its DHCP server could give
+/// that address to another machine).
+fn pool_free(c: &mut crate::db::DbConn, s: &ProvisionSettings) -> Result<()> {
+    if s.dhcp_pool.is_empty() {
+        return Ok(());
+    }
+    for m in crate::repo::provision::all(c)? {
+        if let Some(a) = &m.address {
+            if serverware_shared::provision::outside_pool("dhcp_pool", a, &s.dhcp_pool).is_err() {
+                return Err(Error::conflict(
+                    Some("dhcp_pool"),
+                    format!(
+                        "machine {} ({}) has the static address {a}, inside the pool {}: the site's DHCP server could give it to another machine",
+                        m.name, m.mac, s.dhcp_pool
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -47,7 +47,7 @@ pub fn response(
                     t.naive_utc() > v.updated_at + chrono::TimeDelta::milliseconds(LIVE_SETTLE_MS)
                 });
                 let live = (online && settled)
-                    .then(|| view.latest.as_ref())
+                    .then_some(view.latest.as_ref())
                     .flatten()
                     .and_then(|s| s.vpses.iter().find(|x| x.name == v.name).cloned());
                 (online, live)

@@ -209,13 +209,31 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
         .await
         .unwrap();
     assert_eq!(expect_error(r, 422, "invalid").await["field"], "network");
+    // The site's DHCP pool (as its dnsmasq hands out) is told: one outside the network is refused.
+    let settings = |pool: String| json!({"enabled": true, "interface": cluster.bridge, "network": format!("{net}.0/24"), "controller_url": controller_url, "allow_unapproved": false, "dhcp_pool": pool});
     let r = admin
         .put(t.url("/api/v1/provision/settings"))
-        .json(&json!({"enabled": true, "interface": cluster.bridge, "network": format!("{net}.0/24"), "controller_url": controller_url, "allow_unapproved": false}))
+        .json(&settings("10.78.0.100-10.78.0.150".into()))
+        .send()
+        .await
+        .unwrap();
+    let e = expect_error(r, 422, "invalid").await;
+    assert_eq!(e["field"], "dhcp_pool", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in the hosts' network"),
+        "{e}"
+    );
+    let r = admin
+        .put(t.url("/api/v1/provision/settings"))
+        .json(&settings(format!("{net}.100-{net}.150")))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    added_by_mac_before_it_boots(&t, &admin, &net, cluster.subnet).await;
     let o: Value = r.json().await.unwrap();
     assert!(
         o["boot_service"].as_str().unwrap().starts_with("answering"),
@@ -276,6 +294,28 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     )
     .await;
     assert_eq!(expect_error(r, 422, "invalid").await["field"], "address");
+    // One inside the site's DHCP pool is refused too, said in an event; nothing changed.
+    let r = post(
+        &admin,
+        approve.clone(),
+        json!({"name": "pxe-1", "address": format!("{net}.120/24")}),
+    )
+    .await;
+    let e = expect_error(r, 422, "invalid").await;
+    assert_eq!(e["field"], "address", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("in the site's DHCP pool {net}.100-{net}.150")),
+        "{e}"
+    );
+    let refused = events_of(&t, &admin, "provision.approve_refused").await;
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused
+        .iter()
+        .any(|e| e["message"].as_str().unwrap().contains("DHCP pool")));
+    assert_eq!(machine(&t, &admin, &mac).await.unwrap()["state"], "waiting");
     let r = post(
         &admin,
         approve,
@@ -283,6 +323,26 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     )
     .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // A pool told later that holds the machine's static address is refused, naming it.
+    let r = admin
+        .put(t.url("/api/v1/provision/settings"))
+        .json(&settings(format!("{net}.50-{net}.99")))
+        .send()
+        .await
+        .unwrap();
+    let e = expect_error(r, 409, "conflict").await;
+    assert_eq!(e["field"], "dhcp_pool", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("pxe-1"), "{e}");
+    assert_eq!(
+        events_of(&t, &admin, "provision.settings_refused")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        overview(&t, &admin).await["settings"]["dhcp_pool"],
+        format!("{net}.100-{net}.150")
+    );
     until(
         "the machine joined and its host is online",
         1200,
@@ -383,6 +443,79 @@ async fn a_machine_boots_from_the_network_joins_when_approved_and_comes_back_as_
     // Every refusal was an event; the machine was seen once and joined once.
     assert!(events_of(&t, &admin, "provision.join_refused").await.len() >= 4);
     assert_eq!(events_of(&t, &admin, "provision.seen").await.len(), 1);
+}
+
+/// A machine added by its MAC before it boots: checked as an approval is (a refused address is
+/// an event); its first ask for a script boots the image with a join token, its name and static
+/// address; forgotten, its task ends failed instead of waiting for a join that cannot come.
+async fn added_by_mac_before_it_boots(t: &TestController, admin: &Client, net: &str, subnet: u8) {
+    let add = t.url("/api/v1/provision/machines");
+    let mac = format!("52:54:00:77:{subnet:02x}:20");
+    let r = post(admin, add.clone(), json!({"mac": "52:54:00:77"})).await;
+    assert_eq!(expect_error(r, 422, "invalid").await["field"], "mac");
+    let r = post(
+        admin,
+        add.clone(),
+        json!({"mac": mac, "name": "pre-1", "address": format!("{net}.130/24")}),
+    )
+    .await;
+    let e = expect_error(r, 422, "invalid").await;
+    assert!(e["message"].as_str().unwrap().contains("DHCP pool"), "{e}");
+    assert_eq!(
+        events_of(t, admin, "provision.approve_refused").await.len(),
+        1
+    );
+    assert!(machine(t, admin, &mac).await.is_none());
+    let body = json!({"mac": mac, "name": "pre-1", "address": format!("{net}.71/24"), "gateway": format!("{net}.1")});
+    let r = post(admin, add.clone(), body.clone()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(
+        (m["state"].as_str(), m["approved"].as_bool()),
+        (Some("approved"), Some(true)),
+        "{m}"
+    );
+    let r = post(admin, add, body).await;
+    assert_eq!(expect_error(r, 409, "conflict").await["field"], "mac");
+
+    let script = client()
+        .build()
+        .unwrap()
+        .get(t.url(&format!("/boot/mac/{}", mac.replace(':', "-"))))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for word in [
+        "sw.name=pre-1".to_string(),
+        format!("sw.address={net}.71/24"),
+        format!("sw.gateway={net}.1"),
+        "sw.token=".into(),
+    ] {
+        assert!(script.contains(&word), "{word} not in {script}");
+    }
+    assert_eq!(machine(t, admin, &mac).await.unwrap()["state"], "booting");
+    let r = admin
+        .delete(t.url(&format!("/api/v1/provision/machines/{mac}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let tasks = get(t, admin, "/api/v1/tasks").await;
+    let task = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "host.provision" && x["target_id"] == mac.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no task for {mac}: {tasks}"));
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"].as_str().unwrap().contains("forgotten"),
+        "{task}"
+    );
 }
 
 /// Puts the newest image of `from` into `to` (hard links, or copies across file systems) under

@@ -48,6 +48,25 @@ pub(super) async fn machine<T: Term>(ctx: &mut Ctx<'_, T>, c: MachineCmd) -> Res
             ));
             Ok(())
         }
+        MachineCmd::Add {
+            mac,
+            name,
+            address,
+            gateway,
+        } => {
+            let body = json!({"mac": mac, "name": name, "address": address, "gateway": gateway});
+            let v = ctx
+                .api
+                .call("POST", "/provision/machines", Some(&body))
+                .await?;
+            ctx.say(&v, || {
+                format!(
+                    "machine {mac} added as {}: it joins at its first boot",
+                    v["name"].as_str().unwrap_or("?")
+                )
+            });
+            Ok(())
+        }
         MachineCmd::Approve {
             mac,
             name,

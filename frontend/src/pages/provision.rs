@@ -46,6 +46,7 @@ pub fn ProvisionPage() -> impl IntoView {
         {move || data.get().map(|o| view! {
             <Settings current=o.settings.clone() status=o.boot_service.clone() admin={role() >= Role::Admin} on_done=Callback::new(move |_| load())/>
             <Images images=o.images.clone()/>
+            <Show when=move || { role() >= Role::Operator }><AddMachine on_done=Callback::new(move |_| load())/></Show>
             <Machines machines=o.machines.clone() images=o.images.iter().filter(|i| i.ok).map(|i| i.id.clone()).collect() operator={role() >= Role::Operator} admin={role() >= Role::Admin} on_done=Callback::new(move |_| load())/>
         })}
     }
@@ -63,6 +64,7 @@ fn Settings(
     let network = RwSignal::new(current.network.clone());
     let url = RwSignal::new(current.controller_url.clone());
     let any = RwSignal::new(current.allow_unapproved);
+    let pool = RwSignal::new(current.dhcp_pool.clone());
     let errors = FormErrors::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -73,6 +75,7 @@ fn Settings(
             network: network.get_untracked(),
             controller_url: url.get_untracked(),
             allow_unapproved: any.get_untracked(),
+            dhcp_pool: pool.get_untracked(),
         };
         let s = match s.check() {
             Ok(s) => s,
@@ -93,9 +96,75 @@ fn Settings(
                 <label class="check"><input type="checkbox" name="boot-enabled" bind:checked=enabled disabled=!admin/>"On"</label>
                 <label>"Interface"<input name="boot-interface" bind:value=interface placeholder="eth1" disabled=!admin/><FieldError message=errors.get("interface")/></label>
                 <label>"Hosts' network"<input name="boot-network" bind:value=network placeholder="10.0.0.0/24" disabled=!admin/><FieldError message=errors.get("network")/></label>
+                <label title="The range the site's own DHCP server hands out on that network: static addresses for machines are kept out of it">"Site's DHCP pool"<input name="boot-dhcp-pool" bind:value=pool placeholder="10.0.0.100-10.0.0.199" disabled=!admin/><FieldError message=errors.get("dhcp_pool")/></label>
                 <label>"Controller URL (as hosts reach it)"<input name="boot-url" bind:value=url placeholder="http://10.0.0.1:8080" disabled=!admin/><FieldError message=errors.get("controller_url")/></label>
                 <label class="check"><input type="checkbox" name="boot-any" bind:checked=any disabled=!admin/>"Any machine may join (otherwise approve each)"</label>
                 <Show when=move || admin><button type="submit" class="primary">"Save"</button></Show>
+            </form>
+            <FieldError message=errors.get("_form")/>
+        </section>
+    }
+}
+
+/// A machine added by its MAC before it boots: approved, with its name and static address.
+#[component]
+fn AddMachine(on_done: Callback<()>) -> impl IntoView {
+    let mac = RwSignal::new(String::new());
+    let name = RwSignal::new(String::new());
+    let address = RwSignal::new(String::new());
+    let gateway = RwSignal::new(String::new());
+    let errors = FormErrors::new();
+    let given = |s: RwSignal<String>| Some(s.get_untracked()).filter(|v| !v.trim().is_empty());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        errors.clear();
+        let checked = validate::mac_address("mac", mac.get_untracked().trim())
+            .and_then(|_| {
+                given(name)
+                    .map(|n| validate::resource_name("name", &n))
+                    .transpose()
+            })
+            .and_then(|_| {
+                given(address)
+                    .map(|a| cidr("address", a.trim()))
+                    .transpose()
+            })
+            .and_then(|_| {
+                given(gateway)
+                    .map(|g| validate::ipv4_address("gateway", &g))
+                    .transpose()
+            });
+        if let Err(e) = checked {
+            return errors.set(e.into());
+        }
+        let req = AddMachineRequest {
+            mac: mac.get_untracked().trim().to_string(),
+            name: given(name),
+            address: given(address),
+            gateway: given(gateway),
+        };
+        spawn_local(async move {
+            match api::add_machine(&req).await {
+                Ok(_) => {
+                    for s in [mac, name, address, gateway] {
+                        s.set(String::new());
+                    }
+                    on_done.run(())
+                }
+                Err(e) => errors.set(e),
+            }
+        });
+    };
+    view! {
+        <section class="card" data-test="add-machine">
+            <h2>"Add a machine by its MAC"</h2>
+            <p class="muted">"Approved before it boots: its first network boot joins, with the name and address given here (DHCP when none)."</p>
+            <form class="inline" on:submit=submit>
+                <label>"MAC"<input name="add-mac" bind:value=mac placeholder="52:54:00:12:34:56"/><FieldError message=errors.get("mac")/></label>
+                <label>"Name"<input name="add-name" bind:value=name placeholder="host-123456"/><FieldError message=errors.get("name")/></label>
+                <label>"Static address"<input name="add-address" bind:value=address placeholder="DHCP, or 10.0.0.5/24"/><FieldError message=errors.get("address")/></label>
+                <label>"Gateway"<input name="add-gateway" bind:value=gateway placeholder="10.0.0.1"/><FieldError message=errors.get("gateway")/></label>
+                <button type="submit" class="primary">"Add"</button>
             </form>
             <FieldError message=errors.get("_form")/>
         </section>
@@ -150,6 +219,8 @@ fn Machines(
                 </tbody>
             </table>
             <FieldError message=errors.get("_form")/>
+            <FieldError message=errors.get("name")/>
+            <FieldError message=errors.get("address")/>
             <FieldError message=errors.get("image")/>
             {move || started.get().map(|s| view! { <p class="muted" data-test="reimage-started">{s}</p> })}
         </section>
