@@ -114,6 +114,37 @@ async fn an_operator_drives_a_host_and_a_vps_with_sw() {
         ri.code == 5 && ri.stderr.contains("no machine 'pxe-9'"),
         "{ri:?}"
     );
+    // One added by its MAC before it boots: a malformed MAC refused, then listed approved,
+    // added twice refused, forgotten.
+    let bad = sw(&env, &["machine", "add", "52:54:00:00:00:0g"], "").await;
+    assert!(bad.code == 3 && bad.stderr.contains("mac"), "{bad:?}");
+    let add = sw(
+        &env,
+        &["machine", "add", "52:54:00:00:00:02", "--name", "pre-9"],
+        "",
+    )
+    .await;
+    assert!(
+        add.code == 0 && add.stdout.contains("added as pre-9"),
+        "{add:?}"
+    );
+    let again = sw(&env, &["machine", "add", "52:54:00:00:00:02"], "").await;
+    assert!(
+        again.code == 6 && again.stderr.contains("known already"),
+        "{again:?}"
+    );
+    let ml = sw(&env, &["machine", "list"], "").await;
+    assert!(
+        ml.stdout.contains("pre-9") && ml.stdout.contains("approved"),
+        "{ml:?}"
+    );
+    let fg = sw(
+        &env,
+        &["--yes", "machine", "forget", "52:54:00:00:00:02"],
+        "",
+    )
+    .await;
+    assert_eq!(fg.code, 0, "{fg:?}");
 
     // A host: its key confirmed by its fingerprint (a wrong one adds nothing).
     let h = &cluster.hosts[0];
