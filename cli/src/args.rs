@@ -395,6 +395,20 @@ pub enum AlertCmd {
     },
 }
 
+/// What an approved machine gets.
+#[derive(clap::Args, Debug)]
+pub struct MachineApproval {
+    /// The host name it gets (default: the one listed, or host- and the end of its MAC).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A static address with its prefix (10.0.0.5/24) instead of the site's DHCP.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// The gateway for a static address.
+    #[arg(long)]
+    pub gateway: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum MachineCmd {
     /// Every machine that booted from the network, with its state, stage and image.
@@ -403,29 +417,15 @@ pub enum MachineCmd {
     Add {
         /// Its MAC address (on its label, or its firmware's boot screen).
         mac: String,
-        /// The host name it gets (default: host- and the end of its MAC).
-        #[arg(long)]
-        name: Option<String>,
-        /// A static address with its prefix (10.0.0.5/24) instead of the site's DHCP.
-        #[arg(long)]
-        address: Option<String>,
-        /// The gateway for a static address.
-        #[arg(long)]
-        gateway: Option<String>,
+        #[command(flatten)]
+        approval: MachineApproval,
     },
     /// Let a waiting machine join: its next boot gets a one-time join token.
     Approve {
         /// Its MAC address (as listed).
         mac: String,
-        /// The host name it gets (default: the one listed).
-        #[arg(long)]
-        name: Option<String>,
-        /// A static address with its prefix (10.0.0.5/24) instead of the site's DHCP.
-        #[arg(long)]
-        address: Option<String>,
-        /// The gateway for a static address.
-        #[arg(long)]
-        gateway: Option<String>,
+        #[command(flatten)]
+        approval: MachineApproval,
     },
     /// Reboot a joined host (in maintenance) into another host image.
     Reimage {

@@ -500,14 +500,9 @@ pub struct ProvisionOverview {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct AddMachineRequest {
     pub mac: String,
-    /// The host name (default: `host-` and the end of its MAC).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `a.b.c.d/len`, or none for DHCP.
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub gateway: Option<String>,
+    /// The name (default: `host-` and the end of its MAC) and the address it gets.
+    #[serde(flatten)]
+    pub approval: ApproveMachineRequest,
 }
 
 /// An operator's approval of a waiting machine, with the name and address it gets.

@@ -582,11 +582,7 @@ pub async fn approve(
 /// machine, and nobody waits at the Provisioning page).
 pub async fn add(p: &Provisioner, actor: Actor, r: AddMachineRequest) -> Result<Machine> {
     let mac = validate::mac_address("mac", r.mac.trim())?;
-    let a = approval(&ApproveMachineRequest {
-        name: r.name,
-        address: r.address,
-        gateway: r.gateway,
-    })?;
+    let a = approval(&r.approval)?;
     let (mac2, actor2) = (mac.clone(), actor.clone());
     let r = p
         .db

@@ -48,13 +48,9 @@ pub(super) async fn machine<T: Term>(ctx: &mut Ctx<'_, T>, c: MachineCmd) -> Res
             ));
             Ok(())
         }
-        MachineCmd::Add {
-            mac,
-            name,
-            address,
-            gateway,
-        } => {
-            let body = json!({"mac": mac, "name": name, "address": address, "gateway": gateway});
+        MachineCmd::Add { mac, approval: a } => {
+            let body =
+                json!({"mac": mac, "name": a.name, "address": a.address, "gateway": a.gateway});
             let v = ctx
                 .api
                 .call("POST", "/provision/machines", Some(&body))
@@ -67,13 +63,8 @@ pub(super) async fn machine<T: Term>(ctx: &mut Ctx<'_, T>, c: MachineCmd) -> Res
             });
             Ok(())
         }
-        MachineCmd::Approve {
-            mac,
-            name,
-            address,
-            gateway,
-        } => {
-            let body = json!({"name": name, "address": address, "gateway": gateway});
+        MachineCmd::Approve { mac, approval: a } => {
+            let body = json!({"name": a.name, "address": a.address, "gateway": a.gateway});
             let v = ctx
                 .api
                 .call(

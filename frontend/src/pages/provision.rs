@@ -139,9 +139,11 @@ fn AddMachine(on_done: Callback<()>) -> impl IntoView {
         }
         let req = AddMachineRequest {
             mac: mac.get_untracked().trim().to_string(),
-            name: given(name),
-            address: given(address),
-            gateway: given(gateway),
+            approval: ApproveMachineRequest {
+                name: given(name),
+                address: given(address),
+                gateway: given(gateway),
+            },
         };
         spawn_local(async move {
             match api::add_machine(&req).await {
