@@ -21,6 +21,13 @@ const procs = [];
 test.afterAll(() => {
   stopAll(procs);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  // The boot service's run directory of the controller stopped above (killed, it could not
+  // remove its own).
+  for (const p of procs) {
+    for (const d of fs.readdirSync(os.tmpdir())) {
+      if (d.startsWith(`serverware-boot-${p.pid}-`)) fs.rmSync(path.join(os.tmpdir(), d), { recursive: true, force: true });
+    }
+  }
 });
 
 /** The newest built image of `from` linked into `to` (its manifest copied). */
@@ -64,7 +71,7 @@ test('network boot set up on the Provisioning page; a waiting machine approved o
   await form.locator('input[name=boot-interface]').fill('swnone0');
   await form.locator('input[name=boot-network]').fill('10.77.250.0/24');
   await form.locator('input[name=boot-url]').fill('http://10.77.250.1:8080');
-  await form.locator('input[name=boot-dhcp-pool]').fill('10.77.250.100-10.77.249.5');
+  await form.locator('input[name=boot-dhcp-pool]').fill('10.77.250.100-10.77.251.5');
   await form.getByRole('button', { name: 'Save' }).click();
   await expect(form).toContainText("not in the hosts' network");
   expect((await api('GET', '/provision')).body.settings.enabled).toBe(false);
