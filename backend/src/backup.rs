@@ -157,7 +157,10 @@ pub fn create(config: &Config, db: &Db) -> anyhow::Result<PathBuf> {
             .mode_0600()
             .open(&partial)
             .with_context(|| format!("cannot write {}", partial.display()))?;
-        let z = zstd::Encoder::new(f, 3)?;
+        let mut z = zstd::Encoder::new(f, 3)?;
+        // The frame's checksum of everything in it (tar headers and padding too), checked on
+        // restore: a damaged byte anywhere is refused, not only one in a listed file.
+        z.include_checksum(true)?;
         let mut tar = tar::Builder::new(z);
         let text = serde_json::to_vec_pretty(&manifest)?;
         let mut h = tar::Header::new_gnu();
@@ -302,6 +305,9 @@ fn unpack(file: &Path, work: &Path) -> anyhow::Result<Manifest> {
         let mut w = std::fs::File::create(&out)?;
         std::io::copy(&mut entry, &mut w)?;
     }
+    // Read to the frame's end, where its checksum is checked (tar stops at its end marker).
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink())
+        .context("the backup is damaged (it does not decompress whole): nothing was restored")?;
     for e in &m.files {
         let (size, sha) = sha256_file(&work.join(&e.name))
             .with_context(|| format!("the backup lacks {}", e.name))?;

@@ -73,14 +73,24 @@ async fn a_backup_restores_the_database_and_the_keys_and_only_when_it_should() {
     assert!(users(&t).await.contains(&"after".to_string()));
     t.terminate().await;
 
-    // A damaged backup: refused, nothing changed.
-    let mut bytes = std::fs::read(&file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
+    // A damaged backup, wherever the damage is (a file's bytes, a header, the padding, the
+    // frame's checksum at the very end): refused, nothing changed.
+    let good = std::fs::read(&file).unwrap();
     let damaged = t.data_dir().join("damaged.tar.zst");
-    std::fs::write(&damaged, &bytes).unwrap();
-    let o = run(&t, &["restore", damaged.to_str().unwrap()]);
-    assert!(o.code != 0, "{o:?}");
+    for at in [
+        good.len() / 5,
+        good.len() / 3,
+        good.len() / 2,
+        good.len() * 2 / 3,
+        good.len() * 4 / 5,
+        good.len() - 1,
+    ] {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x55;
+        std::fs::write(&damaged, &bytes).unwrap();
+        let o = run(&t, &["restore", damaged.to_str().unwrap()]);
+        assert!(o.code != 0, "damaged at byte {at} of {}: {o:?}", good.len());
+    }
     // The machine's key is lost (a new machine, say): the restore brings it back.
     std::fs::remove_file(&key).unwrap();
     let o = run(&t, &["restore", file.to_str().unwrap()]);
